@@ -1,0 +1,45 @@
+"""``vramplan params MODEL``: parameter counts by component."""
+
+from __future__ import annotations
+
+import click
+
+from vramplan.cli.common import console, emit_json, json_option, table
+
+
+@click.command("params")
+@click.argument("model")
+@json_option
+def command(model: str, as_json: bool) -> None:
+    """Count MODEL's parameters by component.
+
+    MODEL is a catalog name (llama-3.1-8b), a Hub id in the catalog
+    (meta-llama/Llama-3.1-8B), a path to a config.json or a directory holding one,
+    or a parameter count (7B).
+    """
+    from vramplan.model import ParamOnlyModel, count_params, resolve_model
+
+    spec = resolve_model(model)
+    if isinstance(spec, ParamOnlyModel):
+        data = {"model": spec.name, "total_params": spec.total_params, "active_params": spec.total_params,
+                "components": [{"name": "total", "params": spec.total_params}],
+                "notes": ["a bare parameter count has no architecture: no split by component"]}
+    else:
+        data = {"model": spec.name, **count_params(spec).to_dict(), "notes": list(spec.notes)}
+    if as_json:
+        emit_json(data)
+        return
+    from vramplan.units import format_params
+
+    total = data["total_params"]
+    t = table("component", "parameters", "", "share", title=f"{data['model']}", right=("parameters", "", "share"))
+    for c in data["components"]:
+        t.add_row(c["name"], f"{c['params']:,}", format_params(c["params"]), f"{c['params'] / total:.1%}")
+    t.add_row("total", f"{total:,}", format_params(total), "100.0%", style="bold")
+    if data["active_params"] != total:
+        t.add_row("active per token", f"{data['active_params']:,}", format_params(data["active_params"]),
+                  f"{data['active_params'] / total:.1%}")
+    out = console()
+    out.print(t)
+    for note in data["notes"]:
+        out.print(f"note: {note}")

@@ -1,0 +1,174 @@
+"""The result of every estimate: a tree of named memory components.
+
+An :class:`Estimate` lists components by path (``"weights"``,
+``"optimizer/exp_avg"``, ``"activations/attention"``), each with bytes *per GPU* at
+the peak and a one-line note of where the number comes from. Tables, JSON, charts
+and the web page are all renderings of this one object; its JSON shape does not
+depend on the inputs (absent things are empty lists or ``null``, never missing).
+
+The first path segment must be one of :data:`CATEGORIES`, so a typo cannot invent a
+new category.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from vramplan.errors import InputError
+
+CATEGORIES: tuple[str, ...] = (
+    "weights",        # parameters as stored for compute (incl. quantization scales)
+    "master_weights", # fp32 copy kept beside low-precision weights
+    "gradients",      # parameter gradients (and accumulation buffers)
+    "optimizer",      # optimizer states (exp_avg, exp_avg_sq, momentum, ...)
+    "adapters",       # LoRA/DoRA parameters, their gradients and states
+    "activations",    # tensors saved for backward / live in the forward
+    "logits",         # output logits and the loss upcast
+    "kv_cache",       # attention key/value cache
+    "buffers",        # work buffers: dequantization, gathered shards, buckets, step temporaries
+    "overhead",       # CUDA context, library workspaces, allocator slack
+)
+
+Phase = Literal["forward", "backward", "optimizer_step", "prefill", "decode", "load", "steady"]
+Kind = Literal["training", "inference"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Component:
+    """One named term of the memory at the peak, per GPU."""
+
+    name: str
+    """Path, e.g. ``"optimizer/exp_avg"``; first segment in :data:`CATEGORIES`."""
+    bytes: int
+    """Bytes per GPU at the peak."""
+    note: str = ""
+    """Where the number comes from (formula and source), one line."""
+
+    def __post_init__(self) -> None:
+        category = self.name.split("/", 1)[0]
+        if category not in CATEGORIES:
+            raise ValueError(f"component {self.name!r}: category must be one of {', '.join(CATEGORIES)}")
+        if not isinstance(self.bytes, int) or isinstance(self.bytes, bool):
+            raise TypeError(f"component {self.name!r}: bytes must be int, got {type(self.bytes).__name__}")
+        if self.bytes < 0:
+            raise ValueError(f"component {self.name!r}: bytes must be >= 0, got {self.bytes}")
+
+    @property
+    def category(self) -> str:
+        return self.name.split("/", 1)[0]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "category": self.category, "bytes": self.bytes, "note": self.note}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verdict:
+    """Does the estimate fit on one GPU of a given kind?"""
+
+    gpu: str
+    """GPU slug."""
+    capacity_bytes: int
+    """Usable memory of one GPU, as the runtime reports it."""
+    required_bytes: int
+    """The estimate's per-GPU total."""
+    reserve_bytes: int = 0
+    """Memory the user asked to keep free (headroom target)."""
+
+    @property
+    def fits(self) -> bool:
+        return self.required_bytes + self.reserve_bytes <= self.capacity_bytes
+
+    @property
+    def headroom_bytes(self) -> int:
+        """Capacity minus requirement (negative when it does not fit)."""
+        return self.capacity_bytes - self.required_bytes
+
+    @property
+    def utilization(self) -> float:
+        return self.required_bytes / self.capacity_bytes
+
+    def to_dict(self) -> dict:
+        return {"gpu": self.gpu, "capacity_bytes": self.capacity_bytes, "required_bytes": self.required_bytes,
+                "reserve_bytes": self.reserve_bytes, "fits": self.fits, "headroom_bytes": self.headroom_bytes,
+                "utilization": round(self.utilization, 4)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Estimate:
+    """Per-GPU memory at the peak, as a list of components."""
+
+    model: str
+    """Model name as resolved."""
+    kind: Kind
+    """Training or inference."""
+    components: tuple[Component, ...]
+    """Terms at the peak, per GPU. Names are unique."""
+    phase: str
+    """Phase of the step in which the peak occurs."""
+    phases: tuple[tuple[str, int], ...] = ()
+    """(phase, per-GPU bytes at that phase's high point), in step order: the timeline."""
+    host_components: tuple[Component, ...] = ()
+    """Terms held in host (CPU) memory: offloaded states, llama.cpp layers on the CPU."""
+    verdict: Verdict | None = None
+    """Fit on the GPU the user named, or ``None``."""
+    num_gpus: int = 1
+    """GPUs the setup spans (per-GPU numbers are for the busiest one)."""
+    details: dict[str, int | float | str | None] = field(default_factory=dict)
+    """Scalar facts beside the breakdown (bytes per parameter, max batch, KV blocks, the
+    rule-of-thumb figure); keys are stable for a given command."""
+    assumptions: tuple[str, ...] = ()
+    """Defaults the estimate took that the user did not set."""
+    warnings: tuple[str, ...] = ()
+    """Things the user should know (context beyond max positions, missing terms)."""
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.components]
+        if len(names) != len(set(names)):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"duplicate component names: {dup}")
+
+    @property
+    def total_bytes(self) -> int:
+        """Per-GPU bytes at the peak: the sum of the components."""
+        return sum(c.bytes for c in self.components)
+
+    @property
+    def host_bytes(self) -> int:
+        return sum(c.bytes for c in self.host_components)
+
+    def get(self, name: str) -> int:
+        """Bytes of one component, or of a whole category / subtree (``"optimizer"``)."""
+        return sum(c.bytes for c in self.components if c.name == name or c.name.startswith(name + "/"))
+
+    def by_category(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.components:
+            out[c.category] = out.get(c.category, 0) + c.bytes
+        return out
+
+    def with_verdict(self, gpu_slug: str, capacity_bytes: int, reserve_bytes: int = 0) -> Estimate:
+        from dataclasses import replace
+
+        if capacity_bytes <= 0:
+            raise InputError(f"gpu memory: expected a positive size, got {capacity_bytes}")
+        return replace(self, verdict=Verdict(gpu=gpu_slug, capacity_bytes=capacity_bytes,
+                                             required_bytes=self.total_bytes, reserve_bytes=reserve_bytes))
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "kind": self.kind,
+            "total_bytes": self.total_bytes,
+            "phase": self.phase,
+            "num_gpus": self.num_gpus,
+            "components": [c.to_dict() for c in self.components],
+            "by_category": self.by_category(),
+            "phases": [{"phase": p, "bytes": b} for p, b in self.phases],
+            "host_bytes": self.host_bytes,
+            "host_components": [c.to_dict() for c in self.host_components],
+            "verdict": self.verdict.to_dict() if self.verdict else None,
+            "details": dict(self.details),
+            "assumptions": list(self.assumptions),
+            "warnings": list(self.warnings),
+        }

@@ -1,0 +1,74 @@
+"""Models described without a config file: an architecture from a few numbers, or a
+bare parameter count (the rough method of counting weights, gradients and optimizer
+states only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vramplan.errors import ConfigError, InputError
+from vramplan.model.spec import ModelSpec
+from vramplan.units import format_params
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParamOnlyModel:
+    """A model known only by its parameter count ("7B").
+
+    Enough for weights, gradients and optimizer states (bytes per parameter x
+    parameters). Terms that depend on the architecture — activations, KV cache,
+    logits, which tensors a quantization format leaves in 16-bit — cannot be computed
+    and are reported as missing, never guessed.
+    """
+
+    name: str
+    total_params: int
+    dtype: str = "bf16"
+
+    NEEDS_ARCHITECTURE = ("activations", "kv_cache", "logits", "per-tensor quantization choices", "LoRA adapters")
+
+    def __post_init__(self) -> None:
+        if self.total_params <= 0:
+            raise InputError(f"parameters: expected a positive count, got {self.total_params}")
+
+    @property
+    def display(self) -> str:
+        return f"{format_params(self.total_params)} parameters (no architecture)"
+
+
+def custom_spec(*, layers: int, hidden: int, heads: int, kv_heads: int | None = None,
+                intermediate: int | None = None, vocab: int = 32000, head_dim: int | None = None,
+                max_positions: int = 4096, tied: bool = False, gated: bool = True,
+                experts: int | None = None, experts_per_token: int | None = None,
+                expert_intermediate: int | None = None, dtype: str = "bf16",
+                name: str = "custom") -> ModelSpec:
+    """A Llama-style decoder (RMSNorm, gated MLP, no biases) from flags.
+
+    ``intermediate`` defaults to Llama's rule: 2/3 x 4h rounded up to a multiple of 256.
+    ``experts`` makes every layer an MoE layer (Mixtral-style) whose experts have
+    width ``expert_intermediate`` (default ``intermediate``).
+    """
+    from vramplan.model.spec import MoESpec
+
+    for field, value in (("--layers", layers), ("--hidden", hidden), ("--heads", heads)):
+        if not isinstance(value, int) or value <= 0:
+            raise InputError(f"{field}: expected a positive integer, got {value!r}")
+    if head_dim is None:
+        if hidden % heads:
+            raise InputError(f"--heads: {heads} does not divide --hidden {hidden}; give --head-dim")
+        head_dim = hidden // heads
+    if intermediate is None:
+        intermediate = -(-(8 * hidden // 3) // 256) * 256
+    moe = None
+    moe_layers: tuple[bool, ...] = ()
+    if experts:
+        moe = MoESpec(num_experts=experts, experts_per_token=experts_per_token or 2,
+                      expert_intermediate_size=expert_intermediate or intermediate)
+        moe_layers = (True,) * layers
+    try:
+        return ModelSpec(name=name, model_type="custom", num_layers=layers, hidden_size=hidden,
+                         num_attention_heads=heads, num_kv_heads=kv_heads or heads, head_dim=head_dim,
+                         intermediate_size=intermediate, vocab_size=vocab, max_position_embeddings=max_positions,
+                         tie_word_embeddings=tied, mlp_gated=gated, moe=moe, moe_layers=moe_layers, dtype=dtype)
+    except ConfigError as exc:
+        raise InputError(str(exc).replace("num_key_value_heads", "--kv-heads")) from None

@@ -1,0 +1,178 @@
+"""Every parameter tensor of a model, as groups of identical tensors.
+
+This is the one place that knows which tensors an architecture has. Parameter
+counts (:mod:`vramplan.model.params`), quantized weight bytes (which tensors a format
+quantizes), LoRA targets and tensor-parallel splits all read these groups.
+
+Names follow the Hugging Face Llama module names (``q_proj``, ``gate_proj``,
+``embed_tokens``, ``lm_head``) whatever the family, so a LoRA target list means the
+same thing for every model. Fused modules (GPT-2's ``c_attn``, Phi-3's ``qkv_proj``)
+are listed as their parts; the counts are the same.
+
+Shapes are ``(out_features, in_features)`` for linear weights, as ``nn.Linear``
+stores them, and follow the modeling files of ``transformers`` for each family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+from typing import Literal
+
+from vramplan.model.spec import ModelSpec
+
+Component = Literal[
+    "embeddings", "position_embeddings", "attention", "mlp", "experts", "router",
+    "shared_experts", "norms", "biases", "head",
+]
+COMPONENTS: tuple[Component, ...] = (
+    "embeddings", "position_embeddings", "attention", "mlp", "experts", "router",
+    "shared_experts", "norms", "biases", "head",
+)
+"""Parameter components in display order. Biases of every module are gathered in
+``biases``; norm weights (and LayerNorm biases) in ``norms``."""
+
+TensorRole = Literal["linear", "embedding", "norm", "bias", "other"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TensorGroup:
+    """``count`` tensors of one ``shape`` playing one role."""
+
+    name: str
+    """Module path with the layer index left out, e.g. ``"self_attn.q_proj.weight"``."""
+    component: Component
+    """Which parameter component it counts towards."""
+    role: TensorRole
+    """``linear``: a 2-D matmul weight (quantizable, LoRA-targetable); ``embedding``:
+    a look-up table; ``norm``/``bias``: 1-D; ``other``: anything else (sinks)."""
+    shape: tuple[int, ...]
+    """Shape of one tensor (``(out, in)`` for linear weights)."""
+    count: int
+    """How many tensors of this shape the model holds (layers x experts)."""
+    per_layer: bool = True
+    """Lives inside the decoder blocks (False: embeddings, final norm, head)."""
+
+    @property
+    def module(self) -> str:
+        """Short module name, e.g. ``"q_proj"`` (what LoRA target lists use)."""
+        parts = self.name.split(".")
+        return parts[-2] if len(parts) >= 2 else parts[0]
+
+    @property
+    def numel(self) -> int:
+        """Elements of one tensor."""
+        return prod(self.shape)
+
+    @property
+    def params(self) -> int:
+        """Elements of all ``count`` tensors."""
+        return self.numel * self.count
+
+
+def _linear(name: str, component: Component, out_features: int, in_features: int, count: int,
+            bias: bool) -> list[TensorGroup]:
+    groups = [TensorGroup(name=f"{name}.weight", component=component, role="linear",
+                          shape=(out_features, in_features), count=count)]
+    if bias:
+        groups.append(TensorGroup(name=f"{name}.bias", component="biases", role="bias",
+                                  shape=(out_features,), count=count))
+    return groups
+
+
+def _norm(spec: ModelSpec, name: str, dim: int, count: int, per_layer: bool = True) -> list[TensorGroup]:
+    groups = [TensorGroup(name=f"{name}.weight", component="norms", role="norm", shape=(dim,),
+                          count=count, per_layer=per_layer)]
+    if spec.norm == "layernorm":
+        groups.append(TensorGroup(name=f"{name}.bias", component="norms", role="norm", shape=(dim,),
+                                  count=count, per_layer=per_layer))
+    return groups
+
+
+def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """Attention of all layers: q/k/v/o (or MLA's latent projections), their biases,
+    q/k norms and sinks."""
+    n, h = spec.num_layers, spec.hidden_size
+    groups: list[TensorGroup] = []
+    if spec.mla is not None:
+        # DeepSeek-V2 paper eq. 9-14; transformers DeepseekV3Attention.
+        mla = spec.mla
+        heads = spec.num_attention_heads
+        if mla.q_lora_rank:
+            groups += _linear("self_attn.q_a_proj", "attention", mla.q_lora_rank, h, n, spec.attention_qkv_bias)
+            groups += _norm(spec, "self_attn.q_a_layernorm", mla.q_lora_rank, n)
+            groups += _linear("self_attn.q_b_proj", "attention", heads * mla.qk_head_dim, mla.q_lora_rank, n, False)
+        else:
+            groups += _linear("self_attn.q_proj", "attention", heads * mla.qk_head_dim, h, n, False)
+        groups += _linear("self_attn.kv_a_proj_with_mqa", "attention", mla.kv_lora_rank + mla.qk_rope_head_dim, h,
+                          n, spec.attention_qkv_bias)
+        groups += _norm(spec, "self_attn.kv_a_layernorm", mla.kv_lora_rank, n)
+        groups += _linear("self_attn.kv_b_proj", "attention", heads * (mla.qk_nope_head_dim + mla.v_head_dim),
+                          mla.kv_lora_rank, n, False)
+        groups += _linear("self_attn.o_proj", "attention", h, heads * mla.v_head_dim, n, spec.attention_out_bias)
+        return groups
+    groups += _linear("self_attn.q_proj", "attention", spec.q_dim, h, n, spec.attention_qkv_bias)
+    groups += _linear("self_attn.k_proj", "attention", spec.kv_dim, h, n, spec.attention_qkv_bias)
+    groups += _linear("self_attn.v_proj", "attention", spec.kv_dim, h, n, spec.attention_qkv_bias)
+    groups += _linear("self_attn.o_proj", "attention", h, spec.q_dim, n, spec.attention_out_bias)
+    if spec.qk_norm == "per_head":
+        groups += _norm(spec, "self_attn.q_norm", spec.head_dim, n)
+        groups += _norm(spec, "self_attn.k_norm", spec.head_dim, n)
+    elif spec.qk_norm == "full":
+        groups += _norm(spec, "self_attn.q_norm", spec.q_dim, n)
+        groups += _norm(spec, "self_attn.k_norm", spec.kv_dim, n)
+    if spec.attention_sinks:
+        groups.append(TensorGroup(name="self_attn.sinks", component="attention", role="other",
+                                  shape=(spec.num_attention_heads,), count=n))
+    return groups
+
+
+def _mlp(spec: ModelSpec, prefix: str, component: Component, width: int, count: int,
+         bias: bool) -> list[TensorGroup]:
+    h = spec.hidden_size
+    groups: list[TensorGroup] = []
+    if spec.mlp_gated:
+        groups += _linear(f"{prefix}.gate_proj", component, width, h, count, bias)
+    groups += _linear(f"{prefix}.up_proj", component, width, h, count, bias)
+    groups += _linear(f"{prefix}.down_proj", component, h, width, count, bias)
+    return groups
+
+
+def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """Dense MLPs (all layers of a dense model, the dense layers of an MoE model),
+    routed experts, routers and shared experts."""
+    groups = []
+    if spec.num_dense_layers:
+        groups += _mlp(spec, "mlp", "mlp", spec.intermediate_size, spec.num_dense_layers, spec.mlp_bias)
+    moe = spec.moe
+    if moe is None or not spec.num_moe_layers:
+        return groups
+    n_moe = spec.num_moe_layers
+    groups += _linear("mlp.gate", "router", moe.num_experts, spec.hidden_size, n_moe, moe.router_bias)
+    groups += _mlp(spec, "mlp.experts", "experts", moe.expert_intermediate_size, n_moe * moe.num_experts,
+                   moe.expert_bias)
+    if moe.shared_expert_intermediate_size:
+        groups += _mlp(spec, "mlp.shared_experts", "shared_experts", moe.shared_expert_intermediate_size, n_moe,
+                       False)
+    if moe.shared_expert_gate:
+        groups += _linear("mlp.shared_expert_gate", "shared_experts", 1, spec.hidden_size, n_moe, False)
+    return groups
+
+
+def model_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """All parameter tensors of the model, embeddings first, head last."""
+    h = spec.hidden_size
+    groups = [TensorGroup(name="embed_tokens.weight", component="embeddings", role="embedding",
+                          shape=(spec.vocab_size, h), count=1, per_layer=False)]
+    if spec.learned_position_embeddings:
+        groups.append(TensorGroup(name="embed_positions.weight", component="position_embeddings",
+                                  role="embedding", shape=(spec.max_position_embeddings, h), count=1,
+                                  per_layer=False))
+    groups += attention_tensors(spec)
+    groups += mlp_tensors(spec)
+    groups += _norm(spec, "layernorm", h, spec.num_layers * spec.norms_per_layer)
+    groups += _norm(spec, "norm", h, 1, per_layer=False)
+    if not spec.tie_word_embeddings:
+        groups.append(TensorGroup(name="lm_head.weight", component="head", role="linear",
+                                  shape=(spec.vocab_size, h), count=1, per_layer=False))
+    return groups

@@ -1,0 +1,29 @@
+"""Shared helpers: build a model with transformers on the meta device (no weights,
+no memory) from a config dict. Used as the oracle for parameter counts."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def build_meta_model(config: dict):
+    """``AutoModelForCausalLM.from_config`` on the meta device, for the text model of
+    ``config``. Skips (saying why) when transformers lacks the model type."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from vramplan.model.hf_config import text_config
+
+    cfg = dict(text_config(config))
+    cfg.pop("quantization_config", None)  # quantizers need GPUs/kernels; shapes are the same
+    model_type = cfg.get("model_type")
+    try:
+        hf_config = transformers.AutoConfig.for_model(**cfg)
+    except ValueError as exc:
+        pytest.skip(f"installed transformers {transformers.__version__} lacks model_type {model_type!r}: {exc}")
+    with torch.device("meta"):
+        return transformers.AutoModelForCausalLM.from_config(hf_config)
+
+
+def hf_param_count(config: dict) -> int:
+    model = build_meta_model(config)
+    return sum(p.numel() for p in model.parameters())
