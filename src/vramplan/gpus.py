@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vramplan.errors import ConfigError
+from vramplan.errors import ConfigError, UnknownNameError
 from vramplan.naming import lookup, normalize_name
 
 __all__ = ["GpuSpec", "find_gpu", "list_gpus", "search_gpus", "CATALOG_PATH"]
@@ -165,6 +165,15 @@ def _bad(where: str, field: str, value: Any, expected: str) -> ConfigError:
     return ConfigError(f"{CATALOG_PATH.name}: {where}: field {field!r} is {value!r}; expected {expected}")
 
 
+def _type_names(types: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", list: "a list",
+             bool: "true or false", type(None): "null"}
+    types = types if isinstance(types, tuple) else (types,)
+    if float in types:
+        types = tuple(t for t in types if t is not int)
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
 def _positive(where: str, field: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not math.isfinite(value) or value <= 0:
@@ -182,10 +191,10 @@ def _spec_from_entry(index: int, entry: Any) -> GpuSpec:
             raise ConfigError(f"{CATALOG_PATH.name}: {where}: field {field!r} is missing")
         value = entry[field]
         if not isinstance(value, types) or (isinstance(value, bool) and types is not bool):
-            raise _bad(where, field, value, f"type {types.__name__ if isinstance(types, type) else types}")
+            raise _bad(where, field, value, _type_names(types))
     for field, types in _OPTIONAL.items():
         if field in entry and not isinstance(entry[field], types):
-            raise _bad(where, field, entry[field], f"type {types.__name__}")
+            raise _bad(where, field, entry[field], _type_names(types))
     extra = sorted(set(entry) - set(_REQUIRED) - set(_OPTIONAL))
     if extra:
         raise ConfigError(f"{CATALOG_PATH.name}: {where}: unknown field {extra[0]!r}")
@@ -308,8 +317,15 @@ def find_gpu(name: str) -> GpuSpec:
             spec = cat.by_compact.get(_compact(candidate))
             if spec is not None:
                 return spec
-    return lookup("GPU", name, cat.by_key,
-                  hint="see `list_gpus()` for the catalogue" if isinstance(name, str) and name.strip() else "")
+    blank = not (isinstance(name, str) and name.strip())
+    hint = ("expected a GPU name such as 'h100', 'a100-40gb', 'rtx-4090' or 'mi300x'" if blank
+            else "`vramplan.gpus.list_gpus()` lists the catalogue")
+    try:
+        return lookup("GPU", name, cat.by_key, hint=hint)
+    except UnknownNameError as exc:
+        # Suggest each close entry once, by slug ('h100-sxm', not also 'h100-sxm5').
+        slugs = tuple(dict.fromkeys(cat.by_key[s].slug for s in exc.suggestions if s in cat.by_key))
+        raise UnknownNameError("GPU", exc.name, slugs, hint) from None
 
 
 def search_gpus(text: str = "") -> tuple[GpuSpec, ...]:
@@ -319,11 +335,11 @@ def search_gpus(text: str = "") -> tuple[GpuSpec, ...]:
     words = [w for w in normalize_name(text or "").split("-") if w]
     if not words:
         return list_gpus()
+    full = _compact(normalize_name(text))
     out = []
     for spec in list_gpus():
-        hay = " ".join((*spec.keys, spec.vendor, spec.segment))
-        hay_compact = _compact(hay.replace(" ", "|"))
-        full = _compact(normalize_name(text))
-        if all(w in hay for w in words) or (full and full in hay_compact):
+        names = (*spec.keys, spec.vendor, spec.segment)
+        hay = " ".join(names)
+        if all(w in hay for w in words) or any(full in _compact(n) for n in names):
             out.append(spec)
     return tuple(out)

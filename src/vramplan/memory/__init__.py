@@ -1,0 +1,1 @@
+"""One module per memory term; each returns named components with bytes."""
