@@ -139,7 +139,8 @@ def test_required_entry_present(slug):
     ("trillium", "tpu-v6e"),
     ("v5e", "tpu-v5e"),
     ("M3 Ultra", "m3-ultra-512gb"),
-    ("  Apple M4 Max 128GB (40-core GPU)  ".strip(), "m4-max-128gb"),
+    ("Apple M4 Max 128GB (40-core GPU)", "m4-max-128gb"),
+    ("  h100  ", "h100-sxm"),
 ])
 def test_find_gpu(name, slug):
     assert find_gpu(name).slug == slug
@@ -188,13 +189,17 @@ def test_search_gpus():
 
 # ----------------------------------------------------------------- memory figures
 
-# Runtime-reported totals, nvidia-smi "MiB" (== torch total_memory / 2**20):
-#  * H100 SXM5 80GB: 81559 MiB, "NVIDIA H100 80GB HBM3 ... 0MiB / 81559MiB" in nvidia-smi
-#    output (e.g. NVIDIA's own docs/forums and countless public logs; ECC on).
-#  * A100 80GB (SXM4 and PCIe): 81920 MiB, "NVIDIA A100-SXM4-80GB ... 81920MiB".
-#  * A100 40GB: 40960 MiB, "NVIDIA A100-PCIE-40GB ... 0MiB / 40960MiB".
-#  * RTX 4090: 24564 MiB, "NVIDIA GeForce RTX 4090 ... 24564MiB".
-#  * RTX 3090: 24576 MiB; H200: 143771 MiB ("NVIDIA H200 ... 143771MiB").
+# Runtime-reported totals, nvidia-smi "MiB" (== torch total_memory / 2**20). Sources:
+#  * H100 SXM5 80GB 81559 MiB, A100 80GB 81920 MiB, A100 40GB 40960 MiB (also A10 23028,
+#    L40S 46068, L4 23034, T4 15360): nvidia-smi totals listed by Modal in
+#    https://github.com/modal-labs/modal-client/pull/2797 ("H100: 81559MiB (85.52 GB)").
+#    H100 also: "NVIDIA H100 80GB HBM3 ... 0MiB / 81559MiB" in
+#    https://github.com/NVIDIA/nccl/issues/1264
+#  * RTX 4090 24564 MiB: "NVIDIA GeForce RTX 4090 ... 507MiB / 24564MiB" in
+#    https://github.com/RLinf/RLinf/issues/255
+#  * RTX 3090 24576 MiB: "NVIDIA GeForce RTX 3090 ... 22598MiB / 24576MiB" in
+#    https://github.com/noonghunna/club-3090/issues/1128
+#  * H200 143771 MiB: "NVIDIA H200 ... 143771MiB" (nvidia-smi, ECC on).
 # Each entry's memory_note records the figure it was built from.
 @pytest.mark.parametrize("slug, mib", [
     ("h100-sxm", 81559),
