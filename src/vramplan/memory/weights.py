@@ -8,8 +8,13 @@ what a format really saves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from vramplan.dtypes import get_dtype
+from vramplan.errors import LayoutError
 from vramplan.estimate import Component
+from vramplan.gguf_types import GgufRecipe, TensorContext, get_recipe, tensor_kind, tensor_type
 from vramplan.model.spec import ModelSpec
 from vramplan.model.tensors import TensorGroup, model_tensors
 from vramplan.quant import WeightFormat, get_format
@@ -55,3 +60,177 @@ def weight_components(spec: ModelSpec, fmt: WeightFormat | str, prefix: str = "w
         Component(name=f"{prefix}/unquantized", bytes=unquantized,
                   note=f"embeddings, norms, biases and skipped modules in {fmt.unquantized_dtype}"),
     ]
+
+
+# ---- tensor parallelism -------------------------------------------------------------
+_COLUMN_PARALLEL = ("q_proj", "k_proj", "v_proj", "q_b_proj", "kv_b_proj", "gate_proj", "up_proj")
+"""Linears whose output features are split across TP ranks (Megatron-LM ColumnParallelLinear;
+vLLM QKVParallelLinear / MergedColumnParallelLinear)."""
+_ROW_PARALLEL = ("o_proj", "down_proj")
+"""Linears whose input features are split (RowParallelLinear); their bias is kept whole."""
+_VOCAB_PARALLEL = ("embed_tokens", "lm_head")
+"""Vocabulary-split tables (VocabParallelEmbedding, ParallelLMHead)."""
+
+
+def check_tensor_parallel(spec: ModelSpec, tp: int) -> None:
+    """Refuse a TP degree the model cannot be split by (as vLLM and Megatron do): it
+    must divide the query heads and the MLP widths, and either divide the KV heads or
+    be a multiple of them (then KV heads are replicated)."""
+    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+        raise LayoutError(f"--tp: expected a positive integer, got {tp!r}")
+    if tp == 1:
+        return
+    heads, kv = spec.num_attention_heads, spec.num_kv_heads
+    if heads % tp:
+        raise LayoutError(f"--tp {tp}: must divide num_attention_heads={heads}")
+    if spec.mla is None and kv % tp and tp % kv:
+        raise LayoutError(f"--tp {tp}: must divide num_key_value_heads={kv} or be a multiple of it")
+    widths = [("intermediate_size", spec.intermediate_size)] if spec.num_dense_layers else []
+    if spec.moe is not None:
+        widths.append(("moe intermediate size", spec.moe.expert_intermediate_size))
+    for name, width in widths:
+        if width % tp:
+            raise LayoutError(f"--tp {tp}: must divide {name}={width}")
+
+
+def kv_heads_per_rank(spec: ModelSpec, tp: int) -> int:
+    """KV heads held by one TP rank: ``kv / tp``, or 1 (replicated) when ``tp > kv``
+    (vLLM ``QKVParallelLinear``: ``num_kv_head_replicas = tp / kv``)."""
+    return max(1, spec.num_kv_heads // tp)
+
+
+def shard_shape(group: TensorGroup, spec: ModelSpec, tp: int) -> tuple[int, ...]:
+    """Shape of one tensor of ``group`` on one TP rank.
+
+    Column-parallel linears split their output rows, row-parallel ones their input
+    columns, vocabulary tables their rows (rounded up); k/v projections hold
+    :func:`kv_heads_per_rank` heads; norms, routers, MLA's down-projections
+    (``q_a_proj``, ``kv_a_proj_with_mqa``, replicated in vLLM) and row-parallel biases
+    stay whole. Per-head sinks are split with the heads.
+    """
+    if tp == 1:
+        return group.shape
+    module = group.module
+    is_weight = group.name.endswith(".weight")
+    if module in ("k_proj", "v_proj") and spec.mla is None:
+        rows = kv_heads_per_rank(spec, tp) * spec.head_dim
+        return (rows, *group.shape[1:])
+    if module in _VOCAB_PARALLEL:
+        return (-(-group.shape[0] // tp), *group.shape[1:])
+    if module in _COLUMN_PARALLEL:
+        return (group.shape[0] // tp, *group.shape[1:])
+    if module in _ROW_PARALLEL and is_weight:
+        return (group.shape[0], group.shape[1] // tp)
+    if group.name == "self_attn.sinks":
+        return (group.shape[0] // tp,)
+    return group.shape
+
+
+def _sharded(group: TensorGroup, spec: ModelSpec, tp: int) -> TensorGroup:
+    from dataclasses import replace
+
+    return group if tp == 1 else replace(group, shape=shard_shape(group, spec, tp))
+
+
+def weight_bytes_per_rank(spec: ModelSpec, fmt: WeightFormat | str, tp: int = 1) -> tuple[int, int]:
+    """(quantized, unquantized) weight bytes held by one of ``tp`` tensor-parallel ranks."""
+    fmt = get_format(fmt)
+    check_tensor_parallel(spec, tp)
+    quantized = unquantized = 0
+    for group in model_tensors(spec):
+        b = tensor_group_bytes(_sharded(group, spec, tp), fmt)
+        if fmt.quantizes(group.name, group.role):
+            quantized += b
+        else:
+            unquantized += b
+    return quantized, unquantized
+
+
+# ---- per layer (llama.cpp offload, GGUF recipes) -----------------------------------
+def layers_holding(spec: ModelSpec, group: TensorGroup) -> tuple[int, ...]:
+    """Indices of the decoder layers that hold ``group`` (MoE blocks only in MoE layers,
+    the dense MLP only in dense layers); empty for tensors outside the blocks."""
+    if not group.per_layer:
+        return ()
+    name = group.name
+    if spec.moe is not None and name.startswith("mlp."):
+        moe_part = name.startswith(("mlp.experts.", "mlp.gate.", "mlp.shared_expert"))
+        return tuple(i for i in range(spec.num_layers) if spec.is_moe_layer(i) == moe_part)
+    return tuple(range(spec.num_layers))
+
+
+GroupBytes = Callable[[TensorGroup, int], int]
+"""``(group, layer index or -1) -> bytes`` of the group's tensors in that layer."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerWeights:
+    """Weight bytes split by where llama.cpp places them: per decoder layer, and the
+    tensors outside the blocks."""
+
+    per_layer_bytes: tuple[int, ...]
+    """Bytes of each decoder layer's tensors, in layer order."""
+    embedding_bytes: int
+    """Token (and position) embedding tables: llama.cpp keeps these on the host."""
+    output_bytes: int
+    """Output head and final norm (on the GPU once every layer is offloaded)."""
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.per_layer_bytes) + self.embedding_bytes + self.output_bytes
+
+
+def layer_weights(spec: ModelSpec, group_bytes: GroupBytes) -> LayerWeights:
+    """Split the model's weights by layer, with ``group_bytes`` pricing each group's
+    tensors in one layer (``layer=-1`` for the tensors outside the blocks)."""
+    per_layer = [0] * spec.num_layers
+    embedding = output = 0
+    for group in model_tensors(spec):
+        layers = layers_holding(spec, group)
+        if not layers:
+            if group.role == "embedding":
+                embedding += group_bytes(group, -1)
+            else:
+                output += group_bytes(group, -1)
+            continue
+        for i in layers:
+            per_layer[i] += group_bytes(group, i)
+    return LayerWeights(per_layer_bytes=tuple(per_layer), embedding_bytes=embedding, output_bytes=output)
+
+
+def tensors_in_layer(spec: ModelSpec, group: TensorGroup) -> int:
+    """How many of ``group``'s tensors one layer holding it has (experts x 1, norms x
+    norms_per_layer); ``group.count`` for tensors outside the blocks."""
+    layers = layers_holding(spec, group)
+    return group.count // len(layers) if layers else group.count
+
+
+def format_group_bytes(spec: ModelSpec, fmt: WeightFormat | str) -> GroupBytes:
+    """:data:`GroupBytes` for a uniform format (the same layout in every layer)."""
+    from dataclasses import replace
+
+    fmt = get_format(fmt)
+
+    def price(group: TensorGroup, layer: int) -> int:
+        return tensor_group_bytes(replace(group, count=tensors_in_layer(spec, group)), fmt)
+
+    return price
+
+
+def gguf_group_bytes(spec: ModelSpec, recipe: GgufRecipe | str) -> GroupBytes:
+    """:data:`GroupBytes` for a llama.cpp GGUF recipe: each tensor gets the type
+    :func:`vramplan.gguf_types.tensor_type` picks for its kind and layer, and is
+    stored as whole rows of that type (``ggml_row_size``)."""
+    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    num_experts = spec.moe.num_experts if spec.moe is not None else 0
+
+    def price(group: TensorGroup, layer: int) -> int:
+        kind = tensor_kind(group.module, group.role, tied_embeddings=spec.tie_word_embeddings)
+        row = group.shape[-1]
+        ctx = TensorContext(kind=kind, layer=max(layer, 0), num_layers=spec.num_layers, row_elements=row,
+                            gqa_ratio=spec.num_attention_heads // spec.num_kv_heads, num_experts=num_experts,
+                            is_expert=group.name.startswith("mlp.experts."))
+        ggml = tensor_type(recipe, ctx)
+        return ggml.row_bytes(row) * (group.numel // row) * tensors_in_layer(spec, group)
+
+    return price
