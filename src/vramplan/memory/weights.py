@@ -12,12 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vramplan.dtypes import get_dtype
-from vramplan.errors import LayoutError
+from vramplan.errors import InputError, LayoutError, UnknownNameError
 from vramplan.estimate import Component
-from vramplan.gguf_types import GgufRecipe, TensorContext, get_recipe, tensor_kind, tensor_type
+from vramplan.gguf_types import GGUF_RECIPES, GgufRecipe, TensorContext, get_recipe, tensor_kind, tensor_type
 from vramplan.model.spec import ModelSpec
 from vramplan.model.tensors import TensorGroup, model_tensors
-from vramplan.quant import WeightFormat, get_format
+from vramplan.naming import close_matches, normalize_name
+from vramplan.quant import FORMATS, WeightFormat, format_from_quantization_config, get_format
 
 
 def tensor_group_bytes(group: TensorGroup, fmt: WeightFormat) -> int:
@@ -180,12 +181,16 @@ class LayerWeights:
         return sum(self.per_layer_bytes) + self.embedding_bytes + self.output_bytes
 
 
-def layer_weights(spec: ModelSpec, group_bytes: GroupBytes) -> LayerWeights:
+def layer_weights(spec: ModelSpec, group_bytes: GroupBytes,
+                  keep: Callable[[TensorGroup], bool] | None = None) -> LayerWeights:
     """Split the model's weights by layer, with ``group_bytes`` pricing each group's
-    tensors in one layer (``layer=-1`` for the tensors outside the blocks)."""
+    tensors in one layer (``layer=-1`` for the tensors outside the blocks); only the
+    groups ``keep`` accepts, when given."""
     per_layer = [0] * spec.num_layers
     embedding = output = 0
     for group in model_tensors(spec):
+        if keep is not None and not keep(group):
+            continue
         layers = layers_holding(spec, group)
         if not layers:
             if group.role == "embedding":
@@ -234,3 +239,100 @@ def gguf_group_bytes(spec: ModelSpec, recipe: GgufRecipe | str) -> GroupBytes:
         return ggml.row_bytes(row) * (group.numel // row) * tensors_in_layer(spec, group)
 
     return price
+
+
+# ---- the weights a user chose, whatever the kind ------------------------------------
+WeightsChoice = WeightFormat | GgufRecipe
+"""A Hugging Face-style storage format, or a llama.cpp GGUF recipe."""
+
+
+def resolve_weights(spec: ModelSpec, text: str | WeightFormat | GgufRecipe | None = None) -> WeightsChoice:
+    """The weights format: the checkpoint's own when ``text`` is None or ``"auto"``
+    (its ``quantization_config``, else its ``torch_dtype``), a format name
+    (``"nf4-dq"``, ``"gptq-int4-g128"``), or a GGUF recipe (``"Q4_K_M"``,
+    ``"gguf-q5_k_m"``). Raises with did-you-mean over both tables, and when the
+    format cannot apply to the model (:func:`check_format_applies`)."""
+    if isinstance(text, (WeightFormat, GgufRecipe)):
+        choice: WeightsChoice = text
+    elif text is None or normalize_name(text) in ("auto", "checkpoint"):
+        qc = spec.quantization_config
+        choice = format_from_quantization_config(qc, dtype=spec.dtype) if qc else get_format(spec.dtype)
+    else:
+        choice = _named_weights(text)
+    check_format_applies(spec, choice)
+    return choice
+
+
+def _named_weights(text: str) -> WeightsChoice:
+    key = normalize_name(text)
+    recipes = {normalize_name(k): k for k in GGUF_RECIPES}
+    gguf_key = key.removeprefix("gguf-").removeprefix("gguf:")
+    if key in FORMATS or not (gguf_key in recipes or key.startswith(("gguf-", "gguf:"))):
+        try:
+            return get_format(text)
+        except UnknownNameError as exc:
+            if gguf_key not in recipes:
+                known = list(FORMATS) + list(recipes)
+                raise UnknownNameError("weight format", text, close_matches(key, known),
+                                       "--weights: a format such as bf16, nf4-dq, gptq-int4-g128, awq, fp8, "
+                                       "or a GGUF recipe such as Q4_K_M") from exc
+    return get_recipe(gguf_key)
+
+
+def check_format_applies(spec: ModelSpec, choice: WeightsChoice) -> None:
+    """Refuse a format that quantizes nothing in this model (MXFP4 covers only MoE
+    experts: a dense model has none)."""
+    if isinstance(choice, WeightFormat) and choice.only_modules:
+        if not any(choice.quantizes(g.name, g.role) for g in model_tensors(spec)):
+            raise InputError(f"--weights {choice.name}: quantizes only {', '.join(choice.only_modules)}, and "
+                             f"{spec.name} has no such tensors (it is not a mixture-of-experts model)")
+    if isinstance(choice, GgufRecipe) and choice.name == "MXFP4_MOE" and spec.moe is None:
+        raise InputError(f"--weights MXFP4_MOE: quantizes only MoE experts, and {spec.name} has none")
+
+
+def is_quantized(spec: ModelSpec, choice: WeightsChoice, group: TensorGroup) -> bool:
+    """Does ``choice`` store ``group`` in a quantized (block) layout?"""
+    if isinstance(choice, WeightFormat):
+        return choice.quantizes(group.name, group.role)
+    kind = tensor_kind(group.module, group.role, tied_embeddings=spec.tie_word_embeddings)
+    return kind not in ("vector", "ffn_gate_inp", "position_embd") and choice.base not in ("F32", "F16", "BF16")
+
+
+def choice_group_bytes(spec: ModelSpec, choice: WeightsChoice, tp: int = 1) -> GroupBytes:
+    """:data:`GroupBytes` of one TP rank's shard, for any weights choice."""
+    if isinstance(choice, GgufRecipe):
+        if tp != 1:
+            raise LayoutError(f"--tp {tp}: GGUF weights run on llama.cpp, which splits by layer, not by "
+                              "tensor parallelism here; use --tp 1")
+        return gguf_group_bytes(spec, choice)
+    check_tensor_parallel(spec, tp)
+    price = format_group_bytes(spec, choice)
+    return lambda group, layer: price(_sharded(group, spec, tp), layer)
+
+
+def choice_name(choice: WeightsChoice) -> str:
+    return choice.name if isinstance(choice, WeightFormat) else f"GGUF {choice.name}"
+
+
+def weight_split_components(spec: ModelSpec, choice: WeightsChoice, tp: int = 1,
+                            layers: Callable[[int], bool] | None = None) -> list[Component]:
+    """``weights`` (unquantized choice) or ``weights/quantized`` + ``weights/unquantized``
+    for one TP rank, counting only the decoder layers ``layers`` accepts (all when
+    None) plus the tensors outside the blocks when ``layers`` accepts -1."""
+    price = choice_group_bytes(spec, choice, tp)
+    quant = layer_weights(spec, price, keep=lambda g: is_quantized(spec, choice, g))
+    plain = layer_weights(spec, price, keep=lambda g: not is_quantized(spec, choice, g))
+
+    def total(lw: LayerWeights) -> int:
+        inside = sum(b for i, b in enumerate(lw.per_layer_bytes) if layers is None or layers(i))
+        outside = lw.embedding_bytes + lw.output_bytes if layers is None or layers(-1) else 0
+        return inside + outside
+
+    q, u = total(quant), total(plain)
+    where = f" per rank of tp={tp}" if tp > 1 else ""
+    if not q:
+        return [Component(name="weights", bytes=u, note=f"every tensor in {choice_name(choice)}{where}")]
+    desc = choice.description
+    return [Component(name="weights/quantized", bytes=q, note=f"{choice_name(choice)}: {desc}{where}, scales included"),
+            Component(name="weights/unquantized", bytes=u,
+                      note=f"embeddings, norms, biases, routers and skipped modules{where}")]
