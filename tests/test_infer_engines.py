@@ -200,3 +200,33 @@ def test_every_engine_handles_catalog_architectures(model, engine):
     assert est.total_bytes > est.get("weights") > 0
     assert est.get("kv_cache") > 0
     assert est.to_dict()["components"]
+
+
+MISTRAL_V02 = dict(model_type="mistral", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                   num_attention_heads=32, num_key_value_heads=8, vocab_size=32000,
+                   max_position_embeddings=32768, rope_theta=1e6, sliding_window=None)
+QWEN25_15B = dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                  num_attention_heads=12, num_key_value_heads=2, vocab_size=151936,
+                  max_position_embeddings=131072, tie_word_embeddings=True)
+
+
+@pytest.mark.parametrize("cfg,n_ctx,n_ubatch,flash,logged_mib", [
+    # fedora-copr/logdetective PR #106: a Mistral-7B-v0.2 GGUF (32 layers, 128 KiB KV per
+    # token, rope base 1e6), n_ubatch 512, flash_attn 0: "CUDA0 compute buffer size =
+    # 164.00 MiB" at n_ctx 2048 and "2144.00 MiB" at 32768 (KV 256 / 4096 MiB).
+    (MISTRAL_V02, 2048, 512, False, 164.00),
+    (MISTRAL_V02, 32768, 512, False, 2144.00),
+    # ggml-org/llama.cpp issue #10664: a Qwen2.5-1.5B draft model (28 KiB KV per token),
+    # n_ctx = n_ubatch = 8192, flash_attn 1: "CUDA0 compute buffer size = 4786.94 MiB".
+    (QWEN25_15B, 8192, 8192, True, 4786.94),
+])
+def test_llamacpp_compute_buffer_matches_logs(cfg, n_ctx, n_ubatch, flash, logged_mib):
+    from vramplan.engines.llamacpp import compute_buffer_bytes
+    from vramplan.model.hf_config import spec_from_config
+
+    spec = spec_from_config(cfg)
+    est = compute_buffer_bytes(spec, n_ubatch=n_ubatch, n_kv=n_ctx, flash_attention=flash)
+    assert est / MiB == pytest.approx(logged_mib, rel=0.02)
+    kv = estimate_inference(spec, InferenceSetup(engine="llamacpp", weights="F16", context=n_ctx,
+                                                 flash_attention=flash, n_ubatch=n_ubatch)).get("kv_cache")
+    assert kv / MiB == {2048: 256, 32768: 4096, 8192: 224}[n_ctx]
