@@ -19,8 +19,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from vramplan.engines import Job, base_estimate, with_gpu_verdict
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
@@ -149,7 +147,7 @@ def build(job: Job) -> Estimate:
                "kv_cells": max(cells), "gguf_file_bytes": lw.total_bytes,
                "gguf_bits_per_weight": round(8 * lw.total_bytes / _params(spec), 3)}
     est = base_estimate(job, "prefill", components, host_components=tuple(host), details=details)
-    return with_gpu_verdict(replace(est), job)
+    return with_gpu_verdict(est, job)
 
 
 def _params(spec: ModelSpec) -> int:

@@ -134,7 +134,7 @@ def mlp_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, fused_
     ``act(up)``: 2 x width. Plus residual and normed input (2 x h). MoE layers add the
     router logits in fp32 (experts per token) and the output accumulator (h).
     """
-    is_moe = any(spec.is_moe_layer(i) for i in range(spec.num_layers))
+    is_moe = spec.num_moe_layers > 0
     width = max(mlp_width_per_token(spec, False, tp) if spec.num_dense_layers else 0,
                 mlp_width_per_token(spec, True, tp) if is_moe else 0)
     copies = 3 if spec.mlp_gated or fused_gate_up else 2
