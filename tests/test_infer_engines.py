@@ -230,3 +230,28 @@ def test_llamacpp_compute_buffer_matches_logs(cfg, n_ctx, n_ubatch, flash, logge
     kv = estimate_inference(spec, InferenceSetup(engine="llamacpp", weights="F16", context=n_ctx,
                                                  flash_attention=flash, n_ubatch=n_ubatch)).get("kv_cache")
     assert kv / MiB == {2048: 256, 32768: 4096, 8192: 224}[n_ctx]
+
+
+def test_hf_refuses_gguf():
+    with pytest.raises(InputError, match="dequantizes GGUF"):
+        estimate_inference("llama-3.1-8b", InferenceSetup(weights="Q4_K_M"))
+
+
+@settings(max_examples=20, deadline=None)
+@given(model=st.sampled_from(["llama-3.1-70b", "qwen2.5-72b", "mixtral-8x22b", "qwen3-235b-a22b"]),
+       fmt=st.sampled_from(["bf16", "fp8", "nf4-dq", "gptq-int4-g128", "awq"]))
+def test_more_tp_means_less_per_gpu(model, fmt):
+    from vramplan.memory.weights import check_tensor_parallel, resolve_weights, weight_split_components
+
+    spec = resolve_model(model)
+    choice = resolve_weights(spec, fmt)
+    per_gpu = []
+    for tp in (1, 2, 4, 8):
+        try:
+            check_tensor_parallel(spec, tp)
+        except LayoutError:
+            continue
+        per_gpu.append(sum(c.bytes for c in weight_split_components(spec, choice, tp)))
+    assert per_gpu == sorted(per_gpu, reverse=True) and len(set(per_gpu)) == len(per_gpu)
+    assert sum(c.bytes for c in weight_split_components(spec, choice)) <= \
+        sum(c.bytes for c in weight_split_components(spec, resolve_weights(spec, "bf16")))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from vramplan.dtypes import get_dtype
 from vramplan.engines import Job, base_estimate, peak_of, with_gpu_verdict
+from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.memory.inference_buffers import ForwardShape, attention_mask_bytes, layer_peak_bytes, logits_bytes
 from vramplan.memory.kv_cache import get_kv_dtype, kv_cache_bytes, kv_row_elements
@@ -86,6 +87,9 @@ def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Compon
 
 def build(job: Job) -> Estimate:
     setup, spec = job.setup, job.spec
+    if not isinstance(job.weights, WeightFormat):
+        raise InputError(f"--weights {job.weights.name}: transformers dequantizes GGUF files to 16-bit on load "
+                         "(from_pretrained(gguf_file=...)); use --weights fp16, or --engine llamacpp")
     kv_dtype = get_kv_dtype(setup.kv_dtype or job.compute_dtype)
     act_bytes = get_dtype(job.compute_dtype).bits // 8
     weights = weight_split_components(spec, job.weights, setup.tp)

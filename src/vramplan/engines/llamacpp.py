@@ -132,8 +132,9 @@ def build(job: Job) -> Estimate:
         Component(name="weights", bytes=gpu_weights, note=f"GGUF {recipe.name}: {where} on the GPU"),
         Component(name="kv_cache", bytes=gpu_kv,
                   note=f"{cells[-1]} cells x {kv_dtype.name} for the GPU layers (n_ctx padded to {KV_PAD_CELLS})"),
-        Component(name="buffers/compute", bytes=compute if ngl else 0,
-                  note=f"ggml compute buffer for n_ubatch={setup.n_ubatch}, fp32 activations"
+        Component(name="buffers/compute", bytes=compute,
+                  note=f"ggml compute buffer for n_ubatch={setup.n_ubatch}, fp32 activations (reserved even "
+                       "with no layer offloaded: large matmuls still run on the GPU)"
                        f"{'' if setup.flash_attention else ' + KQ scores (no flash attention)'}"),
         *[c for c in fixed_overhead_components(setup.overheads) if c.name == "overhead/cuda_context"],
     ]
