@@ -255,3 +255,16 @@ def test_more_tp_means_less_per_gpu(model, fmt):
     assert per_gpu == sorted(per_gpu, reverse=True) and len(set(per_gpu)) == len(per_gpu)
     assert sum(c.bytes for c in weight_split_components(spec, choice)) <= \
         sum(c.bytes for c in weight_split_components(spec, resolve_weights(spec, "bf16")))
+
+
+@pytest.mark.parametrize("engine,kv", [("vllm", "q4_0"), ("hf", "q8_0"), ("llamacpp", "fp8")])
+def test_engine_refuses_cache_types_it_lacks(engine, kv):
+    weights = "Q4_K_M" if engine == "llamacpp" else None
+    with pytest.raises(InputError, match=f"--kv-dtype {kv}"):
+        estimate_inference("llama-3.1-8b", InferenceSetup(engine=engine, kv_dtype=kv, weights=weights))
+
+
+def test_vllm_warns_when_one_sequence_exceeds_the_budget():
+    est = estimate_inference("llama-3.1-8b", InferenceSetup(engine="vllm", gpu="rtx-4090", context=131072))
+    assert any("one sequence of 131,072 tokens" in w for w in est.warnings)
+    assert not est.verdict.fits

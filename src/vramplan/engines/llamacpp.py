@@ -24,7 +24,7 @@ from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.gguf_types import GgufRecipe, get_recipe
 from vramplan.memory.inference_buffers import FP32_BYTES, ForwardShape, mlp_phase_bytes
-from vramplan.memory.kv_cache import get_kv_dtype, kv_bytes_per_token_per_layer
+from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_bytes_per_token_per_layer
 from vramplan.memory.overhead import fixed_overhead_components
 from vramplan.memory.weights import gguf_group_bytes, layer_weights
 from vramplan.model.spec import ModelSpec
@@ -32,6 +32,9 @@ from vramplan.quant import WeightFormat
 
 F16_BYTES = 2
 """The flash-attention mask is f16."""
+
+LLAMACPP_KV_DTYPES = ("fp32", "fp16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+"""``--cache-type-k/-v`` choices (``common/arg.cpp`` ``kv_cache_types``)."""
 
 KV_PAD_CELLS = 256
 """llama.cpp pads the KV cache to a multiple of 256 cells."""
@@ -111,6 +114,7 @@ def build(job: Job) -> Estimate:
                          "here; use --tp 1")
     recipe = gguf_recipe(job)
     kv_dtype = get_kv_dtype(setup.kv_dtype or "fp16")
+    check_engine_kv_dtype(kv_dtype, "llama.cpp", LLAMACPP_KV_DTYPES)
     n = spec.num_layers
     ngl = n + 1 if setup.n_gpu_layers is None else min(setup.n_gpu_layers, n + 1)
     first_gpu = n - min(ngl, n)

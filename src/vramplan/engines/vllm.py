@@ -30,7 +30,7 @@ from __future__ import annotations
 from vramplan.engines import Job, base_estimate, with_gpu_verdict
 from vramplan.estimate import Component, Estimate
 from vramplan.memory.inference_buffers import FP32_BYTES, ForwardShape, layer_peak_bytes
-from vramplan.memory.kv_cache import get_kv_dtype, kv_bytes_per_token_per_layer, kv_cache_bytes
+from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_bytes_per_token_per_layer, kv_cache_bytes
 from vramplan.memory.overhead import fixed_overhead_components
 from vramplan.memory.weights import weight_split_components
 from vramplan.units import GiB, MiB
@@ -50,6 +50,9 @@ lazily during profiling, library handles): 0.13 GiB in the same logs for four mo
 CUDA_GRAPH_BYTES_DEFAULT = 512 * MiB
 """CUDA graph pool when not given: vLLM logs -0.45 to 1.03 GiB across models
 (same source); graphs share one pool sized by the largest captured batch."""
+
+VLLM_KV_DTYPES = ("fp16", "bf16", "fp32", "fp8", "fp8_e5m2")
+"""``--kv-cache-dtype``: auto (the model dtype) or fp8 / fp8_e4m3 / fp8_e5m2."""
 
 LARGE_GPU_BYTES = 70 * GiB
 """vLLM picks larger scheduler defaults on GPUs with at least this much memory."""
@@ -96,6 +99,7 @@ def _max_context_at_batch(job: Job, budget: int, dtype: str) -> int:
 def build(job: Job) -> Estimate:
     setup, spec = job.setup, job.spec
     kv_dtype = get_kv_dtype(setup.kv_dtype or job.compute_dtype)
+    check_engine_kv_dtype(kv_dtype, "vLLM", VLLM_KV_DTYPES)
     act_bytes = 2
     seqs, batched = scheduler_defaults(job)
     weights = weight_split_components(spec, job.weights, setup.tp)
@@ -140,6 +144,10 @@ def build(job: Job) -> Estimate:
         if budget <= 0:
             warnings += ("vLLM would refuse to start: no memory left for the KV cache "
                          f"(budget {budget / GiB:.2f} GiB); raise --gpu-memory-utilization or use --tp",)
+        elif per_seq > budget:
+            warnings += (f"vLLM would refuse to start: one sequence of {job.context:,} tokens needs "
+                         f"{per_seq / GiB:.2f} GiB of KV cache, the budget is {budget / GiB:.2f} GiB "
+                         "(lower --context, i.e. max_model_len)",)
         # Memory vLLM leaves outside its utilisation share holds the context and graphs.
         reserve = max(0, total - int(setup.gpu_memory_utilization * total) - context_bytes - graphs)
     est = base_estimate(job, "prefill", components, details=details, warnings=warnings)
