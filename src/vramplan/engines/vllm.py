@@ -57,11 +57,18 @@ VLLM_KV_DTYPES = ("fp16", "bf16", "fp32", "fp8", "fp8_e5m2")
 LARGE_GPU_BYTES = 70 * GiB
 """vLLM picks larger scheduler defaults on GPUs with at least this much memory."""
 
+SCHEDULER_DEFAULTS_LARGE_GPU = (1024, 8192)
+"""(max_num_seqs, max_num_batched_tokens) of vLLM's OpenAI server on such GPUs
+(H100, H200, MI300X; not A100): ``EngineArgs._set_default_args``."""
+
+SCHEDULER_DEFAULTS = (256, 2048)
+"""The same defaults on every other GPU."""
+
 
 def scheduler_defaults(job: Job) -> tuple[int, int]:
     """(max_num_seqs, max_num_batched_tokens): the user's, else vLLM's defaults for the GPU."""
     large = job.gpu is not None and job.gpu.memory_bytes >= LARGE_GPU_BYTES and "a100" not in job.gpu.slug
-    seqs, tokens = (1024, 8192) if large else (256, 2048)
+    seqs, tokens = SCHEDULER_DEFAULTS_LARGE_GPU if large else SCHEDULER_DEFAULTS
     return job.setup.max_num_seqs or seqs, job.setup.max_num_batched_tokens or tokens
 
 
