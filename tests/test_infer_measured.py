@@ -61,6 +61,8 @@ CONFIGS = {
     "llama-gqa": dict(BASE, model_type="llama"),
     "qwen3-head-dim": dict(BASE, model_type="qwen3", head_dim=64),
     "mistral-sliding": dict(BASE, model_type="mistral", sliding_window=128),
+    "qwen3-moe": dict(BASE, model_type="qwen3_moe", head_dim=32, moe_intermediate_size=128, num_experts=8,
+                      num_experts_per_tok=2),
 }
 
 

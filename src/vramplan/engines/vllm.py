@@ -76,8 +76,8 @@ def profile_peak_bytes(job: Job, max_num_seqs: int, max_num_batched_tokens: int,
     """Peak activation of vLLM's profiling run: the larger of one layer's forward over
     ``max_num_batched_tokens`` (flash attention, no score matrix) and the sampler."""
     shape = ForwardShape(sequences=1, query_tokens=max_num_batched_tokens, kv_tokens=max_num_batched_tokens,
-                         act_bytes=act_bytes)
-    forward = layer_peak_bytes(job.spec, shape, tp=job.setup.tp, impl="flash")
+                         act_bytes=act_bytes, held_hidden=1)
+    forward = layer_peak_bytes(job.spec, shape, tp=job.setup.tp, impl="flash", moe_impl="fused")
     sampler = round(SAMPLER_FP32_COPIES * max_num_seqs * job.spec.vocab_size * FP32_BYTES)
     return max(forward, sampler)
 
