@@ -268,3 +268,18 @@ def test_vllm_warns_when_one_sequence_exceeds_the_budget():
     est = estimate_inference("llama-3.1-8b", InferenceSetup(engine="vllm", gpu="rtx-4090", context=131072))
     assert any("one sequence of 131,072 tokens" in w for w in est.warnings)
     assert not est.verdict.fits
+
+
+def test_vllm_tp2_fp8_70b_against_log():
+    # RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic (compressed-tensors, FP8 per channel)
+    # at TP=2 on H100: "Model loading took 33.88 GiB", peak activation 4.84 GiB (same
+    # llm-d-benchmark logs). Llama-3.3-70B has Llama-3.1-70B's architecture.
+    fmt = {"quant_method": "compressed-tensors", "ignore": ["lm_head"],
+           "config_groups": {"group_0": {"weights": {"num_bits": 8, "type": "float", "strategy": "channel"}}}}
+    from vramplan.quant import format_from_quantization_config
+
+    weights = format_from_quantization_config(fmt, dtype="bf16")
+    spec = resolve_model("llama-3.1-70b")
+    est = estimate_inference(spec, InferenceSetup(engine="vllm", gpu="h100", tp=2, weights=weights))
+    assert est.get("weights") / GiB == pytest.approx(33.88, rel=0.005)
+    assert est.get("activations") / GiB == pytest.approx(4.84, rel=0.04)

@@ -20,10 +20,12 @@ from typing import Literal
 
 from vramplan.errors import InputError
 from vramplan.estimate import Estimate
+from vramplan.gguf_types import GgufRecipe
 from vramplan.memory.overhead import Overheads
 from vramplan.model.custom import ParamOnlyModel
 from vramplan.model.resolve import resolve_model
 from vramplan.model.spec import ModelSpec
+from vramplan.quant import WeightFormat
 
 EngineName = Literal["hf", "vllm", "llamacpp"]
 ENGINES: tuple[EngineName, ...] = ("hf", "vllm", "llamacpp")
@@ -41,9 +43,10 @@ class InferenceSetup:
 
     engine: EngineName = "hf"
     """Serving engine: transformers ``generate`` (hf), vLLM, or llama.cpp."""
-    weights: str | None = None
-    """Weights format (``bf16``, ``nf4-dq``, ``gptq-int4-g128``, ``Q4_K_M``...); None
-    = the checkpoint's own (its ``quantization_config``, else its ``torch_dtype``)."""
+    weights: str | WeightFormat | GgufRecipe | None = None
+    """Weights format: a name (``bf16``, ``nf4-dq``, ``gptq-int4-g128``, ``Q4_K_M``...),
+    a format object (e.g. from :func:`vramplan.quant.format_from_quantization_config`),
+    or None = the checkpoint's own (its ``quantization_config``, else its ``torch_dtype``)."""
     kv_dtype: str | None = None
     """KV cache element format; None = the engine's default (the compute dtype; f16
     for llama.cpp)."""
