@@ -210,6 +210,21 @@ QWEN25_15B = dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, 
                   max_position_embeddings=131072, tie_word_embeddings=True)
 
 
+@pytest.mark.parametrize("cfg,n_ctx,n_ubatch,logged_mib", [
+    # Same two logs: "CUDA_Host compute buffer size = 12.01 MiB" (2048) and "72.01 MiB"
+    # (32768) for the Mistral-7B; "304.09 MiB" for the Qwen2.5-1.5B at 8192 / 8192.
+    (MISTRAL_V02, 2048, 512, 12.01),
+    (MISTRAL_V02, 32768, 512, 72.01),
+    (QWEN25_15B, 8192, 8192, 304.09),
+])
+def test_llamacpp_host_compute_buffer_matches_logs(cfg, n_ctx, n_ubatch, logged_mib):
+    from vramplan.engines.llamacpp import host_compute_buffer_bytes
+    from vramplan.model.hf_config import spec_from_config
+
+    est = host_compute_buffer_bytes(spec_from_config(cfg), n_ubatch=n_ubatch, n_kv=n_ctx)
+    assert est / MiB == pytest.approx(logged_mib, rel=0.01)
+
+
 @pytest.mark.parametrize("cfg,n_ctx,n_ubatch,flash,logged_mib", [
     # fedora-copr/logdetective PR #106: a Mistral-7B-v0.2 GGUF (32 layers, 128 KiB KV per
     # token, rope base 1e6), n_ubatch 512, flash_attn 0: "CUDA0 compute buffer size =
