@@ -131,5 +131,10 @@ def test_inference_core_stays_light():
             "vramplan.engines.llamacpp; "
             "heavy = [m for m in ('torch', 'transformers', 'gguf', 'numpy') if m in sys.modules]; "
             "print(heavy); sys.exit(1 if heavy[:2] else 0)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    import os
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
