@@ -36,6 +36,9 @@ RULE_OF_THUMB_FACTOR = 1.2
 DEFAULT_CONTEXT_TOKENS = 4096
 """Context when none is given (capped at the model's max positions)."""
 
+MAX_BATCH_SEARCHED = 1 << 16
+"""The batch solver's upper bound (65,536 sequences; beyond any engine's scheduler)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class InferenceSetup:
@@ -204,7 +207,7 @@ def max_context(model: str | ModelSpec, setup: InferenceSetup) -> int:
     return _largest(spec, replace(setup, prompt=None, strict=False), "context", spec.max_position_embeddings)
 
 
-def max_batch(model: str | ModelSpec, setup: InferenceSetup, upper: int = 1 << 16) -> int:
+def max_batch(model: str | ModelSpec, setup: InferenceSetup, upper: int = MAX_BATCH_SEARCHED) -> int:
     """Most sequences of ``setup.context`` tokens whose estimate fits ``setup.gpu``
     (searched up to ``upper``); 0 if not even one fits."""
     _needs_gpu(setup, "--max-batch")

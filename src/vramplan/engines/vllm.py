@@ -27,6 +27,7 @@ or more other than A100, else 256 / 2048.
 
 from __future__ import annotations
 
+from vramplan.dtypes import get_dtype
 from vramplan.engines import Job, base_estimate, with_gpu_verdict
 from vramplan.estimate import Component, Estimate
 from vramplan.memory.inference_buffers import FP32_BYTES, ForwardShape, layer_peak_bytes
@@ -107,7 +108,7 @@ def build(job: Job) -> Estimate:
     setup, spec = job.setup, job.spec
     kv_dtype = get_kv_dtype(setup.kv_dtype or job.compute_dtype)
     check_engine_kv_dtype(kv_dtype, "vLLM", VLLM_KV_DTYPES)
-    act_bytes = 2
+    act_bytes = get_dtype(job.compute_dtype).bits // 8
     seqs, batched = scheduler_defaults(job)
     weights = weight_split_components(spec, job.weights, setup.tp)
     weight_bytes = sum(c.bytes for c in weights)
