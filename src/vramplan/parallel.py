@@ -57,13 +57,17 @@ class ZeroConfig:
     max_live_parameters: int = 1_000_000_000
     """``stage3_max_live_parameters`` (1e9): cap on gathered parameter elements ZeRO-3
     keeps resident at once."""
+    sub_group_elements: int = 1_000_000_000
+    """``sub_group_size`` (1e9): ZeRO-3 runs the optimizer step one sub-group of the
+    partition at a time, converting that sub-group's gradients to fp32
+    (``_prepare_fp32_grad_for_sub_group`` in ``stage3.py``)."""
     overlap_comm: bool | None = None
     """``overlap_comm``: doubles the stage-1/2 reduce bucket. ``None`` means DeepSpeed's
     default, which is on for stage 3 only (``overlap_comm_valid`` in the config)."""
 
     def __post_init__(self) -> None:
         for name in ("reduce_bucket_elements", "allgather_bucket_elements", "prefetch_bucket_elements",
-                     "param_persistence_threshold", "max_live_parameters"):
+                     "param_persistence_threshold", "max_live_parameters", "sub_group_elements"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise LayoutError(f"{name}: expected a non-negative integer, got {value!r}")
@@ -709,8 +713,11 @@ def _deepspeed(r: StateBytesPerParam, params: RankParams, layout: ParallelLayout
     grads = split(r.gradients) * frac if stage >= 2 else r.gradients * trainable
     master = split(r.master_weights) * frac if stage >= 1 else r.master_weights * trainable
     optim = split(r.optimizer) * frac if stage >= 1 else r.optimizer * trainable
-    # The optimizer step converts the 16-bit gradient partition to fp32 (with a master copy only).
+    # The optimizer step converts the 16-bit gradient partition to fp32 (with a master copy
+    # only): whole in stages 1-2 (stage_1_and_2.py), one sub-group at a time in stage 3.
     fp32_grads = split(FP32_BYTES) * frac if stage >= 1 else FP32_BYTES * trainable
+    if stage == 3:
+        fp32_grads = minimum(fp32_grads, FP32_BYTES * zero.sub_group_elements)
     fp32_grads = fp32_grads if r.master_weights else zeros
     gathered = unsharded = zeros
     if stage == 0:
@@ -728,7 +735,7 @@ def _deepspeed(r: StateBytesPerParam, params: RankParams, layout: ParallelLayout
     if layout.offload != "none":
         # ZeRO-Offload: master, optimizer and the fp32 gradient partition live on the host;
         # from stage 2 the 16-bit gradient partition is copied straight into that fp32 buffer.
-        host = master + optim + (fp32_grads if r.master_weights else split(r.gradients) * frac)
+        host = master + optim + (split(FP32_BYTES) * frac if r.master_weights else split(r.gradients) * frac)
         master = optim = fp32_grads = zeros
         if stage >= 2:
             grads = zeros
