@@ -626,7 +626,7 @@ def _fsdp_degree(fsdp: str, shard: Any) -> Any:
 
 def shard_model_states(*, recipe: StateBytesPerParam, params: RankParams, layout: ParallelLayout,
                        layer_params: Any, root_params: Any, dp: Any = None, cp: Any = None, ep: Any = None,
-                       trainable_fraction: float = 1.0) -> ShardedStates:
+                       tp: Any = None, pp: Any = None, trainable_fraction: float = 1.0) -> ShardedStates:
     """Model-state bytes on one GPU of ``layout`` holding ``params``, by engine.
 
     ``layer_params`` / ``root_params`` are the parameters of one FSDP unit (one decoder
@@ -664,6 +664,8 @@ def shard_model_states(*, recipe: StateBytesPerParam, params: RankParams, layout
     dp = layout.dp if dp is None else dp
     cp = layout.cp if cp is None else cp
     ep = layout.ep if ep is None else ep
+    tp = layout.tp if tp is None else tp
+    pp = layout.pp if pp is None else pp
     engine = layout.resolved_engine
     dense, experts = params.dense, params.experts
     total = dense + experts
@@ -681,7 +683,7 @@ def shard_model_states(*, recipe: StateBytesPerParam, params: RankParams, layout
         return _deepspeed(r, params, layout, split, total, trainable, trainable_fraction, zeros)
     if engine == "fsdp":
         return _fsdp(r, params, layout, split, total, trainable_fraction, zeros, layer_params, root_params,
-                     n_dense, n_expert)
+                     n_dense, n_expert, tp * pp)
     if engine == "megatron":
         # Megatron accumulates gradients in an fp32 main_grad buffer under mixed precision.
         grad_bytes = max(r.gradients, FP32_BYTES) if r.master_weights else r.gradients
@@ -690,10 +692,12 @@ def shard_model_states(*, recipe: StateBytesPerParam, params: RankParams, layout
         optim = split(r.optimizer) * trainable_fraction if distributed else r.optimizer * trainable
         return ShardedStates(r.weights * total, master, grad_bytes * trainable, optim, zeros, zeros, zeros,
                              zeros, zeros)
-    # PyTorch DDP: the whole recipe on every rank, plus buckets as large as the gradients.
+    # PyTorch DDP: the whole recipe on every rank, plus buckets as large as the gradients
+    # (none on a single GPU, where DDP is not used).
     grads = r.gradients * trainable
+    buckets = where(n_dense > 1, grads, zeros)
     return ShardedStates(r.weights * total, r.master_weights * trainable, grads, r.optimizer * trainable,
-                         zeros, zeros, grads, zeros, zeros)
+                         zeros, zeros, buckets, zeros, zeros)
 
 
 FP32_BYTES = 4
@@ -748,14 +752,14 @@ def _deepspeed(r: StateBytesPerParam, params: RankParams, layout: ParallelLayout
 
 def _fsdp(r: StateBytesPerParam, params: RankParams, layout: ParallelLayout, split: Any, total: Any,
           frac: float, zeros: Any, layer_params: Any, root_params: Any, n_dense: Any,
-          n_expert: Any) -> ShardedStates:
+          n_expert: Any, model_parallel: Any) -> ShardedStates:
     """PyTorch FSDP (1 and 2) strategies with MixedPrecision; see :func:`shard_model_states`."""
     mode = layout.fsdp
     if mode == "no_shard":
         dense_degree, expert_degree = 1, 1
     elif mode == "hybrid_shard":
         # Shard inside a node, replicate across nodes.
-        dense_degree = minimum(n_dense, maximum(layout.gpus_per_node // (layout.tp * layout.pp), 1))
+        dense_degree = minimum(n_dense, maximum(layout.gpus_per_node // model_parallel, 1))
         expert_degree = maximum(minimum(dense_degree, n_expert), 1)
     else:
         dense_degree, expert_degree = n_dense, n_expert
