@@ -102,6 +102,8 @@ class PlanRequest:
     """Engine settings to try."""
     recomputes: tuple[str, ...] = RECOMPUTES
     """Recomputation choices to try."""
+    fixed_degrees: tuple[tuple[str, int], ...] = ()
+    """Degrees the user fixed (``("tp", 8)``, ``("dp", 4)``...): the search keeps only those."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.headroom < 1:
@@ -123,6 +125,25 @@ def _divisors(n: int) -> list[int]:
 
 def _powers_of_two_up_to(n: int) -> list[int]:
     return [2**k for k in range(int(math.log2(n)) + 1)] if n >= 1 else []
+
+
+def engine_settings(*, zero: int | None = None, fsdp: str | None = None,
+                    offload: str | None = None) -> tuple[EngineSetting, ...]:
+    """The engine settings matching what the user fixed (all of them when nothing is).
+    ZeRO stage 1 matches both DeepSpeed ZeRO-1 and Megatron's distributed optimizer;
+    an FSDP mode the default list leaves out (no_shard, fsdp2) is added on request."""
+    out = []
+    for s in ENGINE_SETTINGS:
+        if zero is not None and (s.fsdp != "none" or s.zero_stage != zero):
+            continue
+        if fsdp is not None and s.fsdp != fsdp:
+            continue
+        if offload is not None and s.offload != offload:
+            continue
+        out.append(s)
+    if fsdp is not None and not out:
+        out.append(EngineSetting("fsdp", fsdp=fsdp, offload=offload or "none"))
+    return tuple(out)
 
 
 def enumerate_degrees(spec: Any, num_gpus: int, gpus_per_node: int, global_batch: int,
@@ -306,6 +327,11 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
     for n in sorted(req.gpu_counts):
         batch = req.global_batch or default_global_batch(job.seq_len, n)
         d = enumerate_degrees(spec, n, req.gpus_per_node, batch, req.micro_batch_sizes)
+        if req.fixed_degrees:
+            keep = np.ones(d["dp"].size, dtype=bool)
+            for name, value in req.fixed_degrees:
+                keep &= d[name] == value
+            d = {k: v[keep] for k, v in d.items()}
         if d["dp"].size == 0:
             continue
         overhead = default_overhead_bytes(n)
@@ -476,3 +502,99 @@ def rank_param_count(spec: Any, layout: ParallelLayout) -> int:
     first = rank_params(c, tp=layout.tp, pp=layout.pp, ep=layout.ep, stage="first").total
     last = rank_params(c, tp=layout.tp, pp=layout.pp, ep=layout.ep, stage="last").total
     return int(max(first, last))
+
+
+# --------------------------------------------------------------------------- inference
+
+@dataclass(frozen=True, kw_only=True)
+class InferenceJob:
+    """What is served, independent of the layout."""
+
+    model: Any
+    """The :class:`~vramplan.model.ModelSpec`."""
+    weights: str = "bf16"
+    """Weight format (a :mod:`vramplan.quant` name: bf16, fp8, awq-int4, ...)."""
+    context: int = 8192
+    """Tokens per sequence held in the KV cache."""
+    batch: int = 1
+    """Concurrent sequences over all replicas."""
+    kv_dtype: str = "fp16"
+    """KV-cache dtype."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class InferenceCandidate:
+    """One serving layout that fits."""
+
+    tp: int
+    pp: int
+    replicas: int
+    peak_bytes: int
+    weights_bytes: int
+    kv_cache_bytes: int
+    overhead_bytes: int
+    decode_ms_per_token: float
+    """Memory-bound decode step: bytes each GPU reads per token / HBM bandwidth (x pp stages in turn)."""
+
+    @property
+    def num_gpus(self) -> int:
+        return self.tp * self.pp * self.replicas
+
+    def to_dict(self) -> dict:
+        return {"tp": self.tp, "pp": self.pp, "replicas": self.replicas, "num_gpus": self.num_gpus,
+                "peak_bytes": self.peak_bytes, "weights_bytes": self.weights_bytes,
+                "kv_cache_bytes": self.kv_cache_bytes, "overhead_bytes": self.overhead_bytes,
+                "decode_ms_per_token": self.decode_ms_per_token}
+
+
+def plan_inference(job: InferenceJob, gpu: Any, gpu_counts: tuple[int, ...], *, headroom: float = 0.05,
+                   gpus_per_node: int = 8, top: int = 10) -> tuple[tuple[InferenceCandidate, ...], int]:
+    """Serving layouts (tp x pp per replica, replicas = GPUs / (tp x pp)) that fit,
+    fewest GPUs first, then the fastest memory-bound decode. Weights per rank come
+    from :func:`vramplan.memory.weights.weight_bytes_per_rank`, the KV cache from
+    :func:`vramplan.memory.kv_cache.kv_cache_bytes` (both tp-aware), divided over
+    pipeline stages by the busiest stage's share of layers. Returns the candidates and
+    the number of layouts evaluated."""
+    import numpy as np
+
+    from vramplan.memory.kv_cache import kv_cache_bytes
+    from vramplan.memory.weights import weight_bytes_per_rank
+
+    spec = job.model
+    budget = int(gpu.usable_memory_bytes * (1 - headroom))
+    coeffs = slice_coefficients(spec)
+    heads = spec.num_attention_heads
+    out: list[InferenceCandidate] = []
+    evaluated = 0
+    tps = [t for t in _divisors(min(heads, gpus_per_node)) if heads % t == 0]
+    per_tp = {t: (sum(weight_bytes_per_rank(spec, job.weights, tp=t)), t) for t in tps}
+    for n in sorted(gpu_counts):
+        overhead = default_overhead_bytes(n)
+        for t in tps:
+            if n % t:
+                continue
+            pps = np.array([p for p in _divisors(n // t) if p <= spec.num_layers])
+            replicas = n // (t * pps)
+            batch_per_replica = -(-job.batch // replicas)
+            whole = rank_params(coeffs, tp=t, pp=1, ep=1, stage="first").total
+            first = rank_params(coeffs, tp=t, pp=pps, ep=1, stage="first").total
+            last = rank_params(coeffs, tp=t, pp=pps, ep=1, stage="last").total
+            share = np.maximum(first, last) / whole
+            weights = per_tp[t][0] * share
+            kv_one = kv_cache_bytes(spec, context_tokens=job.context, batch=1, dtype=job.kv_dtype, tp=t)
+            kv = kv_one * batch_per_replica * stage_share(spec.num_layers, pps)
+            peak = weights + kv + overhead
+            evaluated += pps.size
+            decode_ms = 1e3 * (weights + kv) * pps / gpu.memory_bandwidth_bytes_per_s
+            for i in np.nonzero(peak <= budget)[0]:
+                out.append(InferenceCandidate(tp=t, pp=int(pps[i]), replicas=int(replicas[i]),
+                                              peak_bytes=int(peak[i]), weights_bytes=int(weights[i]),
+                                              kv_cache_bytes=int(kv[i]), overhead_bytes=overhead,
+                                              decode_ms_per_token=float(decode_ms[i])))
+    out.sort(key=lambda c: (c.num_gpus, c.decode_ms_per_token))
+    return tuple(out[:top]), evaluated
+
+
+def stage_share(num_layers: int, pp: Any) -> Any:
+    """Share of the layers on the busiest pipeline stage: ``ceil(L/pp) / L``."""
+    return (-(-num_layers // pp)) / num_layers

@@ -1,0 +1,234 @@
+"""``vramplan plan MODEL --train|--infer --gpu NAME [--gpus N | --max-gpus N]``: the
+parallel layouts that fit, ranked, and the answers to "how many GPUs", "how large a
+batch", "how long a context"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from vramplan.cli.common import console, emit_json, json_option, table, units_option
+from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
+from vramplan.cli.parallel_options import LayoutFlags, layout_options, pop_layout_flags
+from vramplan.errors import InputError
+
+PRECISIONS = ("mixed", "bf16", "fp32")
+METHODS = ("full", "lora", "qlora")
+EXPORTS = ("deepspeed", "fsdp", "megatron", "vllm", "llamacpp")
+
+
+@click.command("plan")
+@model_argument
+@click.option("--train/--infer", "training", default=True, help="Plan training (default) or serving.")
+@click.option("--gpu", "gpu_name", required=True, help="GPU kind (see `vramplan gpus`).")
+@click.option("--max-gpus", type=click.IntRange(min=1), default=None,
+              help="Try GPU counts up to N (powers of two, then whole nodes) and report the fewest that fit.")
+@click.option("--headroom", type=click.FloatRange(0, 1, max_open=True), default=0.05, show_default=True,
+              help="Share of each GPU's memory to keep free.")
+@click.option("--seq-len", "--context", "seq_len", type=click.IntRange(min=1), default=4096, show_default=True,
+              help="Tokens per sequence (training) or context held in the KV cache (serving).")
+@click.option("--batch", type=click.IntRange(min=1), default=None,
+              help="Training: micro-batch size per GPU (default: try 1, 2, 4, 8). Serving: concurrent sequences.")
+@click.option("--global-batch", type=click.IntRange(min=1), default=None,
+              help="Sequences per optimizer step (default: 4M tokens' worth, at least one per GPU).")
+@click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default=None,
+              help="Activation recomputation (default: try each).")
+@click.option("--attention", type=click.Choice(["flash", "eager"]), default="flash", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="mixed", show_default=True,
+              help="mixed: bf16 weights/grads + fp32 master + fp32 Adam; bf16: all bf16; fp32: all fp32.")
+@click.option("--method", type=click.Choice(METHODS), default="full", show_default=True,
+              help="Full training, or LoRA / QLoRA (approximate: a trainable share, 4-bit base).")
+@click.option("--weights", default="bf16", show_default=True, help="Serving: weight format (bf16, fp8, awq-int4...).")
+@click.option("--kv-dtype", default="fp16", show_default=True, help="Serving: KV-cache dtype.")
+@click.option("--mfu", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Model FLOPs utilisation assumed for step time (default 0.40).")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Layouts to list.")
+@click.option("--export", "export_to", type=click.Choice(EXPORTS), default=None,
+              help="Print the best layout as a config for this engine instead of the table.")
+@layout_options
+@units_option
+@json_option
+def command(model: str | None, training: bool, gpu_name: str, max_gpus: int | None, headroom: float, seq_len: int,
+            batch: int | None, global_batch: int | None, recompute: str | None, attention: str, precision: str,
+            method: str, weights: str, kv_dtype: str, mfu: float | None, top: int, export_to: str | None,
+            units: str, as_json: bool, **rest: Any) -> None:
+    """Find the GPU counts and parallel layouts on which MODEL fits, fastest first.
+
+    With --gpus N the layouts of exactly N GPUs are searched; with --max-gpus N every
+    count up to N, reporting the fewest that fit. Layout flags (--tp 8, --zero 3,
+    --fsdp full_shard...) fix that part of the layout and search the rest.
+    """
+    from vramplan.gpus import find_gpu
+    from vramplan.model import ParamOnlyModel
+
+    flags = pop_layout_flags(rest)
+    spec = model_from_cli(model, pop_arch_flags(rest))
+    if isinstance(spec, ParamOnlyModel):
+        raise InputError(f"MODEL {spec.name!r}: a bare parameter count has no architecture; planning needs "
+                         "a catalog model, a config.json, or --layers/--hidden/--heads")
+    gpu = find_gpu(gpu_name)
+    counts = _gpu_counts(flags, max_gpus)
+    if training:
+        data = _plan_training(spec, gpu, counts, flags, headroom=headroom, seq_len=seq_len, batch=batch,
+                              global_batch=global_batch, recompute=recompute, attention=attention,
+                              precision=precision, method=method, mfu=mfu, top=top)
+    else:
+        data = _plan_serving(spec, gpu, counts, flags, headroom=headroom, context=seq_len, batch=batch or 1,
+                             weights=weights, kv_dtype=kv_dtype, top=top)
+    if export_to:
+        _export(export_to, data, spec, training)
+        return
+    if as_json:
+        emit_json(data)
+        return
+    _render(data, units)
+
+
+def _gpu_counts(flags: LayoutFlags, max_gpus: int | None) -> tuple[int, ...]:
+    from vramplan.planner import gpu_counts_up_to
+
+    total = flags.total_gpus()
+    if total is not None and max_gpus is not None:
+        raise InputError(f"--gpus {total} and --max-gpus {max_gpus}: give one or the other")
+    if total is not None:
+        return (total,)
+    return gpu_counts_up_to(max_gpus or flags.node_size(), flags.node_size())
+
+
+def _recipe(precision: str):
+    from vramplan.parallel import MIXED_ADAM, StateBytesPerParam
+
+    if precision == "mixed":
+        return MIXED_ADAM
+    if precision == "bf16":
+        # Pure bf16: weights, gradients and both Adam moments in bf16 (2 + 2 + 2 x 2).
+        return StateBytesPerParam(weights=2, gradients=2, master_weights=0, optimizer=4)
+    # fp32 everywhere: 4 + 4 + Adam 2 x 4.
+    return StateBytesPerParam(weights=4, gradients=4, master_weights=0, optimizer=8)
+
+
+def _plan_training(spec, gpu, counts, flags: LayoutFlags, *, headroom, seq_len, batch, global_batch, recompute,
+                   attention, precision, method, mfu, top) -> dict:
+    from dataclasses import replace
+
+    from vramplan.distributed import TrainingJob
+    from vramplan.planner import (
+        DEFAULT_MFU,
+        LORA_TRAINABLE_FRACTION,
+        QLORA_WEIGHT_BYTES,
+        PlanRequest,
+        cheapest_changes,
+        engine_settings,
+        largest_micro_batch,
+        longest_context,
+        plan,
+    )
+
+    recipe = _recipe(precision)
+    fraction = 1.0
+    if method in ("lora", "qlora"):
+        fraction = LORA_TRAINABLE_FRACTION
+    if method == "qlora":
+        recipe = replace(recipe, weights=QLORA_WEIGHT_BYTES)
+    job = TrainingJob(model=spec, recipe=recipe, micro_batch_size=batch or 1, seq_len=seq_len,
+                      attention=attention, trainable_fraction=fraction)
+    fixed = tuple((k, v) for k, v in (("dp", flags.dp), ("tp", flags.tp), ("pp", flags.pp), ("cp", flags.cp),
+                                      ("ep", flags.ep)) if v is not None)
+    if flags.sp:
+        fixed += (("sp", 1),)
+    engines = engine_settings(zero=int(flags.zero) if flags.zero is not None else None, fsdp=flags.fsdp,
+                              offload=flags.offload)
+    if not engines:
+        raise InputError(f"--zero {flags.zero} --fsdp {flags.fsdp} --offload {flags.offload}: no engine setting "
+                         "matches; ZeRO offload needs stage 2 or 3, FSDP offloads with --offload params")
+    req = PlanRequest(job=job, gpu=gpu, gpu_counts=counts, headroom=headroom, gpus_per_node=flags.node_size(),
+                      global_batch=global_batch, mfu=mfu or DEFAULT_MFU,
+                      micro_batch_sizes=(batch,) if batch else (1, 2, 4, 8),
+                      recomputes=(recompute,) if recompute else ("none", "selective", "full"),
+                      fixed_degrees=fixed, engines=engines)
+    result = plan(req, top=top)
+    data: dict[str, Any] = {"model": spec.name, "kind": "training", "gpu": gpu.slug,
+                            "budget_bytes": req.budget_bytes, "gpu_counts": list(counts),
+                            "seq_len": seq_len, "precision": precision, "method": method, **result.to_dict()}
+    for cand in data["candidates"]:
+        from vramplan.parallel import RECIPES
+
+        cand["recipe"] = RECIPES[cand["layout"]["engine"]]
+    if result.candidates:
+        biggest = largest_micro_batch(req)
+        ctx = longest_context(req)
+        data["largest_micro_batch"] = biggest.to_dict() if biggest else None
+        data["longest_context"] = {"seq_len": ctx[0], **ctx[1].to_dict()} if ctx else None
+        data["changes"] = []
+    else:
+        data["largest_micro_batch"] = None
+        data["longest_context"] = None
+        data["changes"] = [c.to_dict() for c in cheapest_changes(req)]
+    return data
+
+
+def _plan_serving(spec, gpu, counts, flags: LayoutFlags, *, headroom, context, batch, weights, kv_dtype,
+                  top) -> dict:
+    from vramplan.planner import InferenceJob, plan_inference
+
+    job = InferenceJob(model=spec, weights=weights, context=context, batch=batch, kv_dtype=kv_dtype)
+    cands, evaluated = plan_inference(job, gpu, counts, headroom=headroom, gpus_per_node=flags.node_size(), top=top)
+    if flags.tp is not None or flags.pp is not None:
+        cands = tuple(c for c in cands if (flags.tp is None or c.tp == flags.tp)
+                      and (flags.pp is None or c.pp == flags.pp))
+    return {"model": spec.name, "kind": "inference", "gpu": gpu.slug, "budget_bytes":
+            int(gpu.usable_memory_bytes * (1 - headroom)), "gpu_counts": list(counts), "context": context,
+            "batch": batch, "weights": weights, "kv_dtype": kv_dtype, "evaluated": evaluated,
+            "candidates": [c.to_dict() for c in cands], "min_gpus": cands[0].num_gpus if cands else None,
+            "assumptions": ["decode time: bytes each GPU reads per token / HBM bandwidth, pipeline stages in turn",
+                            "weights and KV cache split by tp (vLLM); pipeline stages by their share of layers"]}
+
+
+def _export(engine: str, data: dict, spec, training: bool) -> None:
+    from vramplan.export import export_config
+
+    if not data["candidates"]:
+        raise InputError("--export: no layout fits, nothing to export (drop --export to see what would fit)")
+    click.echo(export_config(engine, data, spec, training=training))
+
+
+def _render(data: dict, units: str) -> None:
+    from vramplan.units import format_bytes
+
+    out = console()
+    fb = lambda b: format_bytes(b, units)  # noqa: E731
+    out.print(f"[bold]{data['model']}[/bold] on {data['gpu']}: budget {fb(data['budget_bytes'])} per GPU, "
+              f"{data['evaluated']:,} layouts evaluated")
+    if data["kind"] == "inference":
+        t = table("GPUs", "tp", "pp", "replicas", "per GPU", "weights", "KV cache", "decode ms/token",
+                  right=("GPUs", "tp", "pp", "replicas", "per GPU", "weights", "KV cache", "decode ms/token"))
+        for c in data["candidates"]:
+            t.add_row(str(c["num_gpus"]), str(c["tp"]), str(c["pp"]), str(c["replicas"]), fb(c["peak_bytes"]),
+                      fb(c["weights_bytes"]), fb(c["kv_cache_bytes"]), f"{c['decode_ms_per_token']:.1f}")
+    else:
+        t = table("GPUs", "layout", "mbs", "m", "recompute", "per GPU", "step s", "tokens/s",
+                  right=("GPUs", "mbs", "m", "per GPU", "step s", "tokens/s"))
+        for c in data["candidates"]:
+            lay = c["layout"]
+            t.add_row(str(lay["num_gpus"]), c["describe"], str(c["micro_batch_size"]), str(lay["micro_batches"]),
+                      c["recompute"], fb(c["peak_bytes"]), f"{c['step_s']:.2f}", f"{c['tokens_per_s']:,.0f}")
+    out.print(t)
+    if data["min_gpus"] is not None:
+        out.print(f"fewest GPUs that fit: {data['min_gpus']}")
+    if data["kind"] == "training" and data["candidates"]:
+        out.print(f"recipe: {data['candidates'][0]['recipe']}")
+        if data.get("largest_micro_batch"):
+            b = data["largest_micro_batch"]
+            out.print(f"largest micro-batch: {b['micro_batch_size']} sequences per GPU ({b['describe']})")
+        if data.get("longest_context"):
+            c = data["longest_context"]
+            out.print(f"longest context: {c['seq_len']:,} tokens ({c['describe']}, recompute {c['recompute']})")
+    if not data["candidates"]:
+        out.print("[bold red]nothing fits[/bold red]; smallest per-GPU peak: "
+                  f"{fb(data.get('min_peak_bytes', 0))}")
+        for ch in data.get("changes", []):
+            verdict = f"fits on {ch['min_gpus']} GPUs" if ch["fits"] else "still does not fit"
+            out.print(f"  - {ch['change']}: needs {fb(ch['min_peak_bytes'])} per GPU ({verdict})")
+    for a in data.get("assumptions", []):
+        out.print(f"assumes: {a}")
