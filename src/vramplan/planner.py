@@ -102,6 +102,8 @@ class PlanRequest:
     """Engine settings to try."""
     recomputes: tuple[str, ...] = RECOMPUTES
     """Recomputation choices to try."""
+    host_bytes_per_node: int | None = None
+    """Host RAM per node offload may use; ``None``: no limit (host RAM is still reported)."""
     fixed_degrees: tuple[tuple[str, int], ...] = ()
     """Degrees the user fixed (``("tp", 8)``, ``("dp", 4)``...): the search keeps only those."""
 
@@ -253,6 +255,8 @@ class Candidate:
     micro_batch_size: int
     recompute: str
     peak_bytes: int
+    host_bytes_per_node: int
+    """Host RAM per node for offloaded states (0 without offload)."""
     step_s: float
     tokens_per_s: float
     parts: dict[str, float] = field(default_factory=dict)
@@ -260,8 +264,8 @@ class Candidate:
     def to_dict(self) -> dict:
         return {"layout": self.layout.to_dict(), "describe": self.layout.describe(),
                 "micro_batch_size": self.micro_batch_size, "recompute": self.recompute,
-                "peak_bytes": self.peak_bytes, "step_s": self.step_s, "tokens_per_s": self.tokens_per_s,
-                "parts": self.parts}
+                "peak_bytes": self.peak_bytes, "host_bytes_per_node": self.host_bytes_per_node,
+                "step_s": self.step_s, "tokens_per_s": self.tokens_per_s, "parts": self.parts}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -288,8 +292,9 @@ class PlanResult:
 
 
 def _evaluate_group(req: PlanRequest, job: TrainingJob, setting: EngineSetting, d: dict[str, Any],
-                    coeffs: Any, acts: Any) -> tuple[Any, Any]:
-    """Per-GPU peak bytes (busiest stage) and params on the GPU, for arrays of layouts."""
+                    coeffs: Any, acts: Any) -> tuple[Any, Any, Any]:
+    """Per-GPU peak bytes (busiest stage), params on the GPU and host bytes per node,
+    for arrays of layouts."""
     import numpy as np
 
     template = setting.layout(req.gpus_per_node)
@@ -298,7 +303,9 @@ def _evaluate_group(req: PlanRequest, job: TrainingJob, setting: EngineSetting, 
     first = training_terms(job, template, stage="first", **kw)
     last = training_terms(job, template, stage="last", **kw)
     peak = np.maximum(first["peak"], np.where(d["pp"] > 1, last["peak"], 0))
-    return peak, first["params"]
+    num_gpus = d["dp"] * d["tp"] * d["pp"] * d["cp"]
+    host = np.maximum(first["host_per_gpu"], last["host_per_gpu"]) * np.minimum(num_gpus, req.gpus_per_node)
+    return peak, first["params"], host + 0 * peak
 
 
 def _recomputes(req: PlanRequest) -> tuple[str, ...]:
@@ -340,10 +347,12 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
             for setting in req.engines:
                 template = setting.layout(req.gpus_per_node)
                 coeffs = slice_coefficients(spec, template.zero.param_persistence_threshold)
-                peak, params_on_gpu = _evaluate_group(req, rjob, setting, d, coeffs, acts)
+                peak, params_on_gpu, host = _evaluate_group(req, rjob, setting, d, coeffs, acts)
                 evaluated += peak.size
-                min_peak = min(min_peak, float(peak.min()))
-                fits = peak <= budget
+                host_ok = host <= req.host_bytes_per_node if req.host_bytes_per_node is not None else peak >= 0
+                if host_ok.any():
+                    min_peak = min(min_peak, float(peak[host_ok].min()))
+                fits = (peak <= budget) & host_ok
                 count = int(fits.sum())
                 if not count:
                     continue
@@ -353,7 +362,7 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
                 times = step_time_s(req, rjob, setting, sub, params_on_gpu[fits], active)
                 order = np.argsort(times["step_s"], kind="stable")[:top]
                 for i in order:
-                    pool.append(_candidate(req, setting, recompute, sub, times, peak[fits], int(i)))
+                    pool.append(_candidate(req, setting, recompute, sub, times, peak[fits], host[fits], int(i)))
     pool.sort(key=lambda c: (c.step_s, c.layout.num_gpus, c.peak_bytes))
     if req.global_batch is None and len(req.gpu_counts) > 1:
         # Different GPU counts carry different default batches: compare throughput per GPU.
@@ -364,7 +373,7 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
 
 
 def _candidate(req: PlanRequest, setting: EngineSetting, recompute: str, sub: dict[str, Any],
-               times: dict[str, Any], peak: Any, i: int) -> Candidate:
+               times: dict[str, Any], peak: Any, host: Any, i: int) -> Candidate:
     layout = ParallelLayout(dp=int(sub["dp"][i]), tp=int(sub["tp"][i]), pp=int(sub["pp"][i]),
                             cp=int(sub["cp"][i]), ep=int(sub["ep"][i]), sequence_parallel=bool(sub["sp"][i]),
                             zero_stage=setting.zero_stage, fsdp=setting.fsdp, offload=setting.offload,
@@ -372,7 +381,7 @@ def _candidate(req: PlanRequest, setting: EngineSetting, recompute: str, sub: di
                             engine=setting.engine)
     step = float(times["step_s"][i])
     return Candidate(layout=layout, micro_batch_size=int(sub["mbs"][i]), recompute=recompute,
-                     peak_bytes=int(peak[i]), step_s=step, tokens_per_s=float(times["tokens_per_step"][i]) / step,
+                     peak_bytes=int(peak[i]), host_bytes_per_node=int(host[i]), step_s=step, tokens_per_s=float(times["tokens_per_step"][i]) / step,
                      parts={k: float(v[i]) for k, v in times.items()})
 
 

@@ -43,6 +43,8 @@ EXPORTS = ("deepspeed", "fsdp", "megatron", "vllm", "llamacpp")
 @click.option("--kv-dtype", default="fp16", show_default=True, help="Serving: KV-cache dtype.")
 @click.option("--mfu", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Model FLOPs utilisation assumed for step time (default 0.40).")
+@click.option("--host-ram", default=None,
+              help="Host RAM per node offload may use (e.g. 1TiB, 2TB); default: no limit, reported per layout.")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Layouts to list.")
 @click.option("--export", "export_to", type=click.Choice(EXPORTS), default=None,
               help="Print the best layout as a config for this engine instead of the table.")
@@ -51,8 +53,8 @@ EXPORTS = ("deepspeed", "fsdp", "megatron", "vllm", "llamacpp")
 @json_option
 def command(model: str | None, training: bool, gpu_name: str, max_gpus: int | None, headroom: float, seq_len: int,
             batch: int | None, global_batch: int | None, recompute: str | None, attention: str, precision: str,
-            method: str, weights: str, kv_dtype: str, mfu: float | None, top: int, export_to: str | None,
-            units: str, as_json: bool, **rest: Any) -> None:
+            method: str, weights: str, kv_dtype: str, mfu: float | None, host_ram: str | None, top: int,
+            export_to: str | None, units: str, as_json: bool, **rest: Any) -> None:
     """Find the GPU counts and parallel layouts on which MODEL fits, fastest first.
 
     With --gpus N the layouts of exactly N GPUs are searched; with --max-gpus N every
@@ -69,10 +71,14 @@ def command(model: str | None, training: bool, gpu_name: str, max_gpus: int | No
                          "a catalog model, a config.json, or --layers/--hidden/--heads")
     gpu = find_gpu(gpu_name)
     counts = _gpu_counts(flags, max_gpus)
+    _check_flags(flags, spec)
     if training:
+        from vramplan.units import parse_bytes
+
+        host = parse_bytes(host_ram, "--host-ram") if host_ram is not None else None
         data = _plan_training(spec, gpu, counts, flags, headroom=headroom, seq_len=seq_len, batch=batch,
                               global_batch=global_batch, recompute=recompute, attention=attention,
-                              precision=precision, method=method, mfu=mfu, top=top)
+                              precision=precision, method=method, mfu=mfu, top=top, host=host)
     else:
         data = _plan_serving(spec, gpu, counts, flags, headroom=headroom, context=seq_len, batch=batch or 1,
                              weights=weights, kv_dtype=kv_dtype, top=top)
@@ -83,6 +89,21 @@ def command(model: str | None, training: bool, gpu_name: str, max_gpus: int | No
         emit_json(data)
         return
     _render(data, units)
+
+
+def _check_flags(flags: LayoutFlags, spec) -> None:
+    """Reject degrees that cannot work before searching: with --gpus the degrees given
+    must divide it (the error prints every factor), and tp/pp/ep must suit the model."""
+    from vramplan.parallel import ParallelLayout
+
+    if not flags.any_degree and flags.zero is None and flags.fsdp is None:
+        return
+    if flags.total_gpus() is not None:
+        flags.layout().check_model(spec)
+        return
+    ParallelLayout(dp=flags.dp or 1, tp=flags.tp or 1, pp=flags.pp or 1, cp=flags.cp or 1,
+                   ep=flags.ep or 1, zero_stage=int(flags.zero or 0), fsdp=flags.fsdp or "none",
+                   offload=flags.offload or "none").check_model(spec)
 
 
 def _gpu_counts(flags: LayoutFlags, max_gpus: int | None) -> tuple[int, ...]:
@@ -109,7 +130,7 @@ def _recipe(precision: str):
 
 
 def _plan_training(spec, gpu, counts, flags: LayoutFlags, *, headroom, seq_len, batch, global_batch, recompute,
-                   attention, precision, method, mfu, top) -> dict:
+                   attention, precision, method, mfu, top, host) -> dict:
     from dataclasses import replace
 
     from vramplan.distributed import TrainingJob
@@ -146,8 +167,15 @@ def _plan_training(spec, gpu, counts, flags: LayoutFlags, *, headroom, seq_len, 
                       global_batch=global_batch, mfu=mfu or DEFAULT_MFU,
                       micro_batch_sizes=(batch,) if batch else (1, 2, 4, 8),
                       recomputes=(recompute,) if recompute else ("none", "selective", "full"),
-                      fixed_degrees=fixed, engines=engines)
+                      fixed_degrees=fixed, engines=engines, host_bytes_per_node=host)
     result = plan(req, top=top)
+    if result.evaluated == 0:
+        from vramplan.errors import LayoutError
+
+        raise LayoutError(f"no layout of {', '.join(map(str, counts))} GPU(s) satisfies the fixed degrees "
+                          f"{dict(fixed) or '(none)'} with global batch {global_batch or 'default'}: the degrees "
+                          "must multiply to the GPU count, tp stays inside a node of "
+                          f"{flags.node_size()} GPUs, and dp x micro-batch must divide the global batch")
     data: dict[str, Any] = {"model": spec.name, "kind": "training", "gpu": gpu.slug,
                             "budget_bytes": req.budget_bytes, "gpu_counts": list(counts),
                             "seq_len": seq_len, "precision": precision, "method": method, **result.to_dict()}
@@ -207,12 +235,13 @@ def _render(data: dict, units: str) -> None:
             t.add_row(str(c["num_gpus"]), str(c["tp"]), str(c["pp"]), str(c["replicas"]), fb(c["peak_bytes"]),
                       fb(c["weights_bytes"]), fb(c["kv_cache_bytes"]), f"{c['decode_ms_per_token']:.1f}")
     else:
-        t = table("GPUs", "layout", "mbs", "m", "recompute", "per GPU", "step s", "tokens/s",
-                  right=("GPUs", "mbs", "m", "per GPU", "step s", "tokens/s"))
+        t = table("GPUs", "layout", "mbs", "m", "recompute", "per GPU", "host/node", "step s", "tokens/s",
+                  right=("GPUs", "mbs", "m", "per GPU", "host/node", "step s", "tokens/s"))
         for c in data["candidates"]:
             lay = c["layout"]
+            host = fb(c["host_bytes_per_node"]) if c["host_bytes_per_node"] else "-"
             t.add_row(str(lay["num_gpus"]), c["describe"], str(c["micro_batch_size"]), str(lay["micro_batches"]),
-                      c["recompute"], fb(c["peak_bytes"]), f"{c['step_s']:.2f}", f"{c['tokens_per_s']:,.0f}")
+                      c["recompute"], fb(c["peak_bytes"]), host, f"{c['step_s']:.2f}", f"{c['tokens_per_s']:,.0f}")
     out.print(t)
     if data["min_gpus"] is not None:
         out.print(f"fewest GPUs that fit: {data['min_gpus']}")
