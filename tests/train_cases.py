@@ -65,7 +65,7 @@ CASES: tuple[Case, ...] = (
     Case("gpt2 fp32 eager", TINY_GPT2, attention="eager"),
     Case("gpt2 fp32 sdpa", TINY_GPT2),
     Case("qwen2-moe fp32", TINY_QWEN_MOE),
-    Case("deepseek mla fp32", TINY_MLA),
+    Case("deepseek mla fp32 eager", TINY_MLA, attention="eager"),
     Case("llama lora fp32", TINY_LLAMA, method="lora"),
     Case("llama lora bf16", TINY_LLAMA, method="lora", precision="bf16"),
 )

@@ -195,8 +195,10 @@ def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
     recipe = setup.recipe
     if setup.method != "full" and recipe.autocast:
         recipe = replace(recipe, autocast=False)  # base already in the compute dtype: no casts
+    lora = setup.method != "full"
     return act.ActivationContext(recipe=recipe, batch=setup.batch, seq=setup.seq, attention=setup.attention,
-                                 dropout=setup.dropout, residual_bytes=residual)
+                                 dropout=setup.dropout, residual_bytes=residual, frozen_base=lora,
+                                 inputs_saved_by_adapters=lora and recipe.compute_bytes < ADAPTER_BYTES)
 
 
 def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> int:
@@ -434,8 +436,6 @@ def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSe
     spec = resolve_model(model)
     warnings = _check_model(spec, setup)
     if setup.activation_model == "seed":
-        from vramplan.seed_method import seed_estimate
-
         return seed_estimate(spec, setup)
     states = model_states(spec, setup)
     plan = activation_plan(spec, setup)
@@ -448,3 +448,86 @@ def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSe
     return Estimate(model=spec.name, kind="training", components=components, phase=phase,
                     phases=line.phases(), details=details, assumptions=tuple(_assumptions(spec, setup)),
                     warnings=tuple(warnings) + tuple(spec.notes))
+
+
+# ---- the seed article's method ---------------------------------------------------------
+SEED_MB = 10**6
+"""The article divides bytes by 10^6 for "MB" ..."""
+SEED_GB_PER_MB = 1024
+"""... and then MB by 1024 for "GB" (its 990 MB x 50 / 1024)."""
+
+
+def seed_activation_bytes_per_sample(spec: ModelSpec, seq: int, bytes_per_value: int) -> int:
+    """The seed article's rule: ``(hidden + intermediate) x seq x layers x bytes`` per
+    sample (LLaMA-7B, int8: (4096 + 11008) x 2048 x 32 x 1 = 989,855,744 B, "990 MB").
+    It counts one hidden-wide and one MLP-wide tensor per layer and token, where
+    autograd keeps about ten (see :mod:`vramplan.memory.activations`)."""
+    return (spec.hidden_size + spec.intermediate_size) * seq * spec.num_layers * bytes_per_value
+
+
+def seed_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> Estimate:
+    """The seed article's method: weights, gradients and optimizer states at
+    ``seed_dtype_bytes`` per value each (7 + 7 + 14 GB for LLaMA-7B int8 with AdamW),
+    plus its per-sample activation rule times the micro-batch. ``details`` carries the
+    figure as the article computes it (decimal GB for states, "MB x n / 1024" for
+    activations)."""
+    if isinstance(spec, ParamOnlyModel):
+        raise InputError(f"model {spec.name!r}: the seed rule needs hidden, intermediate and layer counts; "
+                         "give a catalog name or config.json")
+    from vramplan.model.params import count_params
+
+    params = count_params(spec).total_params
+    b = setup.seed_dtype_bytes
+    states = len(setup.opt.states)
+    per_sample = seed_activation_bytes_per_sample(spec, setup.seq, b)
+    parts = [
+        Component(name="weights", bytes=params * b, note=f"{params:,} params x {b} B (seed article)"),
+        Component(name="gradients", bytes=params * b, note="same as the weights (seed article)"),
+        Component(name="optimizer/states", bytes=states * params * b,
+                  note=f"{states} states x weights ({setup.opt.name}, seed article)"),
+        Component(name="activations/seed_rule", bytes=per_sample * setup.batch,
+                  note=f"(hidden + intermediate) x seq x layers x {b} B = {per_sample:,} B/sample x {setup.batch}"),
+    ]
+    article_gb = (2 + states) * params * b / 10**9 + per_sample / SEED_MB * setup.batch / SEED_GB_PER_MB
+    return Estimate(model=spec.name, kind="training", components=tuple(parts), phase="backward",
+                    phases=(("backward", sum(c.bytes for c in parts)),),
+                    details={"seed_activation_bytes_per_sample": per_sample,
+                             "seed_article_total_gb": round(article_gb, 2), "trainable_params": params},
+                    assumptions=("seed article method: every term at the same bytes per value; no logits, "
+                                 "no step temporaries, no peak over the step",))
+
+
+# ---- solvers ----------------------------------------------------------------------------
+def _fits(spec: ModelSpec, setup: TrainingSetup, capacity_bytes: int) -> bool:
+    return estimate_training(spec, setup).total_bytes <= capacity_bytes
+
+
+def _largest(spec: ModelSpec, setup: TrainingSetup, capacity_bytes: int, field_name: str, cap: int) -> int:
+    """Largest value of ``field_name`` (batch or seq) in 1..cap that fits; 0 when none."""
+    if not _fits(spec, replace(setup, **{field_name: 1}), capacity_bytes):
+        return 0
+    lo, hi = 1, cap
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _fits(spec, replace(setup, **{field_name: mid}), capacity_bytes):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+MAX_SEARCH_BATCH = 4096
+"""Upper end of the micro-batch search."""
+
+
+def largest_micro_batch(model: str | ModelSpec, setup: TrainingSetup, capacity_bytes: int) -> int:
+    """Largest micro-batch whose peak fits ``capacity_bytes`` (0: not even 1)."""
+    spec = resolve_model(model)
+    return _largest(spec, setup, capacity_bytes, "batch", MAX_SEARCH_BATCH)
+
+
+def largest_sequence(model: str | ModelSpec, setup: TrainingSetup, capacity_bytes: int) -> int:
+    """Longest sequence (up to the model's max positions) whose peak fits (0: none)."""
+    spec = resolve_model(model)
+    cap = spec.max_position_embeddings if isinstance(spec, ModelSpec) else setup.seq
+    return _largest(spec, replace(setup, strict=False), capacity_bytes, "seq", cap)

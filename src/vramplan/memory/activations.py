@@ -113,6 +113,13 @@ class ActivationContext:
     residual_bytes: int | None = None
     """Override of the residual-stream element size (LoRA on a 16-bit base); ``None``
     takes the recipe's."""
+    frozen_base: bool = False
+    """Base weights frozen (LoRA): a norm's normalised tensor is saved only for its
+    weight's gradient, and the head does not keep its input."""
+    inputs_saved_by_adapters: bool = False
+    """Adapter matmuls save their own fp32 copies of the block's linear inputs (LoRA on
+    a 16-bit base: peft casts the input to the adapter dtype), so the 16-bit norm
+    outputs and the MLP product are kept by no one else."""
 
     @property
     def tokens(self) -> int:
@@ -141,11 +148,14 @@ def _norm_per_token(spec: ModelSpec, ctx: ActivationContext, width: int) -> int:
     if spec.norm == "layernorm":
         return 2 * FP32  # mean and rstd
     upcast = FP32 * width if ctx.r < FP32 else 0
-    return upcast + FP32 + ctx.r * width  # fp32 copy, rsqrt, normalised
+    normalised = 0 if ctx.frozen_base else ctx.r * width
+    return upcast + FP32 + normalised  # fp32 copy, rsqrt, normalised
 
 
 def _linear_inputs_per_token(ctx: ActivationContext, width: int, readers: int) -> int:
     """A norm output as saved by the linears reading it: once, or one cast each under autocast."""
+    if ctx.inputs_saved_by_adapters:
+        return 0
     return readers * ctx.c * width if ctx.recipe.autocast else ctx.r * width
 
 
@@ -192,8 +202,10 @@ def _mla_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationPart]:
     latents = _latent_per_token(spec, ctx, mla.kv_lora_rank, mla.qk_rope_head_dim)
     if mla.q_lora_rank:
         latents += _latent_per_token(spec, ctx, mla.q_lora_rank, 0)
-    # q and k after RoPE (a x qk_head_dim each) and the kv_b output that holds the values
-    qkv = c * a * (2 * mla.qk_head_dim + mla.qk_nope_head_dim + mla.v_head_dim)
+    # q and k after RoPE (a x qk_head_dim each) and the values: eager's matmul saves a
+    # contiguous copy (a x d_v); SDPA/flash keep the value view, i.e. kv_b's whole output
+    values = mla.v_head_dim if ctx.attention == "eager" else mla.qk_nope_head_dim + mla.v_head_dim
+    qkv = c * a * (2 * mla.qk_head_dim + values)
     parts = [_part("attention/latents", latents, ctx, sharded=False),
              _part("attention/qkv", qkv, ctx, sharded=True),
              _part("attention/output", c * a * mla.v_head_dim, ctx, sharded=True)]
@@ -212,7 +224,7 @@ def _act_tensors(spec: ModelSpec) -> int:
 def _dense_mlp_per_token(spec: ModelSpec, ctx: ActivationContext, width: int) -> int:
     """gate, act, up, product (gated) or up, act (plain), times c."""
     linear_outputs = 2 if spec.mlp_gated else 1
-    products = 1 if spec.mlp_gated else 0
+    products = 1 if spec.mlp_gated and not ctx.inputs_saved_by_adapters else 0
     return ctx.c * width * (linear_outputs + _act_tensors(spec) + products)
 
 
@@ -324,7 +336,8 @@ def final_norm_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     the norm output as the head saves it."""
     h = spec.hidden_size
     residual = _residual_per_token(spec, ctx) // 2  # the last layer's output
-    per_token = residual + _norm_per_token(spec, ctx, h) + _linear_inputs_per_token(ctx, h, 1)
+    head_input = 0 if ctx.frozen_base else _linear_inputs_per_token(ctx, h, 1)
+    per_token = residual + _norm_per_token(spec, ctx, h) + head_input
     return _part("final_norm", per_token, ctx, sharded=False).bytes
 
 

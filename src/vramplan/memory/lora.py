@@ -65,9 +65,16 @@ def adapter_groups(spec: ModelSpec, targets: Sequence[str], rank: int) -> list[T
 
 def adapter_activation_bytes_per_token(spec: ModelSpec, targets: Sequence[str], rank: int,
                                        compute_bytes: int) -> int:
-    """Bytes per token, summed over all layers, of the adapter intermediates ``A x``
-    (``r`` wide, saved by ``B``), in the compute dtype."""
-    return sum(rank * compute_bytes * g.count for g in target_groups(spec, targets))
+    """Bytes per token, summed over all layers, that the adapters save: ``A x`` (``r``
+    wide, fp32, saved by ``B``), and when the base computes in 16 bits, the fp32 copy
+    of its input that peft's ``_cast_input_dtype`` makes for each adapted module
+    (``4 x in_features``)."""
+    total = 0
+    for g in target_groups(spec, targets):
+        in_f = g.shape[1]
+        cast = ADAPTER_BYTES * in_f if compute_bytes < ADAPTER_BYTES else 0
+        total += (rank * ADAPTER_BYTES + cast) * g.count
+    return total
 
 
 def dequant_buffer_bytes(spec: ModelSpec, targets_quantized: Sequence[TensorGroup], compute_bytes: int) -> int:
