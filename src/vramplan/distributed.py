@@ -11,10 +11,9 @@ planner calls this very function over millions of layouts at once, and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.parallel import (
     MIXED_ADAM,
@@ -32,113 +31,149 @@ from vramplan.parallel import (
     where,
 )
 
-Recompute = Literal["none", "selective", "full"]
-RECOMPUTES: tuple[str, ...] = ("none", "selective", "full")
 Stage = Literal["first", "last"]
-
-ACTIVATION_BYTES = 2
-"""Bytes of one saved 16-bit activation element."""
-FP32_BYTES = 4
-"""Bytes of an fp32 element (the loss upcast of the logits)."""
-TOKEN_ID_BYTES = 8
-"""Bytes of one int64 token id (the embedding's saved input)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class ActivationCoefficients:
-    """Bytes saved for backward per token, per decoder layer, split by how tensor and
-    sequence parallelism divide them.
+    """Activation bytes of one sequence (a micro-batch of 1 at the job's sequence
+    length) on one GPU without tensor or context parallelism, taken once from the
+    single-GPU training model (:func:`vramplan.training.activation_plan`,
+    :func:`vramplan.training.setup_logits`), and how tensor/sequence parallelism
+    divide them.
 
-    Source: Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
-    Transformer Models", Table 2: ``sbh(10 + 24/t + 5as/(ht))`` with tensor
-    parallelism, ``sbh/t (34 + 5as/h)`` with sequence parallelism, the ``5as/h`` score
-    term gone with selective recomputation (and with flash attention, which saves no
-    scores), ``2sbh`` per layer with full recomputation. The MLP share uses Megatron-LM's
-    generalisation ``18 + 4 ffn/h`` (``theoretical_memory_usage.py``); a gated MLP saves
-    its gate and up outputs and the product (3 ffn-wide 16-bit tensors instead of the
-    GPT MLP's 2 = 4 ffn bytes), and an MoE layer's expert MLP runs ``top-k`` times per
-    token. Departs from the paper in keeping GQA's smaller K/V.
+    Scaling, per Korthikanti et al. 2022 (Table 2): the parts that
+    :mod:`vramplan.memory.activations` marks ``sharded`` (heads, MLP width) divide by
+    tp; the rest (residual, norms, linear inputs) divide by tp only with sequence
+    parallelism. Context parallelism divides the tokens; micro-batch size multiplies
+    them. Departure: the score matrix of eager attention is quadratic in the sequence,
+    and we divide it by cp like the rest (ring attention keeps one block of keys at a
+    time, which this overstates).
     """
 
-    replicated_per_token: int
-    """Per layer, per token: norm inputs and dropout masks that only sequence
-    parallelism splits (the paper's ``10 h``)."""
-    tp_split_per_token: int
-    """Per layer, per token: tensors split by tensor parallelism (QKV, attention output,
-    MLP inputs and activations)."""
-    scores_per_token_per_key: int
-    """Per layer, per token, per attended key: softmax input/output and dropout of eager
-    attention (the paper's ``5 a``); 0 with flash attention. Split by tp."""
-    checkpoint_per_token: int
-    """Per layer, per token, with full recomputation: the saved layer input (``2 h``)."""
-    head_per_token: int
-    """Output layer per token: final-norm output and fp32 logits for the loss
-    (Megatron: ``4 sbh (1 + v/h)``), split by tp."""
-    embedding_per_token: int
-    """Embedding per token: token id and dropout mask (Megatron: ``8 sb + sbh``) on the first stage."""
+    layer_kept_per_seq: float
+    """Bytes one layer keeps until its backward, mean over layers (after recomputation)."""
+    sharded_fraction: float
+    """Share of a layer's saved activations split by tensor parallelism."""
+    kept_sharded_fraction: float
+    """The same for what is kept under the recomputation policy (0 under full recomputation:
+    the checkpointed layer input is the residual stream)."""
+    layer_backward_per_seq: float
+    """Extra bytes alive in one layer's backward: the recomputed layer and gradient
+    buffers (max over layers)."""
+    outside_per_seq: float
+    """Embedding dropout, final norm and the head's casts, per sequence."""
+    logits_per_seq: float
+    """Logits and loss at the loss backward, per sequence (split by tp: vocab-parallel)."""
+    autocast_cache_per_layer: float
+    """16-bit weight copies autocast keeps per layer (per GPU at tp = 1)."""
 
     @classmethod
-    def from_spec(cls, spec: Any, attention: Literal["flash", "eager"] = "flash") -> ActivationCoefficients:
-        """The coefficients of ``spec`` (see the class docstring for the source)."""
-        h = spec.hidden_size
-        ffn = spec.intermediate_size
-        if spec.moe is not None and spec.num_moe_layers:
-            # Each token runs through top-k routed experts (and the shared one).
-            ffn = spec.moe.expert_intermediate_size * spec.moe.experts_per_token \
-                + spec.moe.shared_expert_intermediate_size
-        kv_ratio = spec.kv_dim / spec.q_dim
-        # Split by tp, per token (Korthikanti: 24 h = Q, K 4h + V 2h + projection input 2h
-        # + MLP 16h): Q 2h, K and V 2h each scaled by GQA's kv/q ratio, projection input 2h.
-        attention_split = ACTIVATION_BYTES * h * (2 + 2 * kv_ratio)
-        # MLP: activation-function input and output, ffn wide each (16 h for ffn = 4h); a
-        # gated MLP also keeps the second (up) projection's output.
-        ffn_tensors = 3 if spec.mlp_gated else 2
-        mlp_split = ACTIVATION_BYTES * ffn * ffn_tensors
-        # Replicated without SP (10 h): two norm inputs 4h, QKV and MLP inputs 4h, two
-        # dropout masks 2h (1 byte each).
-        replicated = 10 * h
-        # Eager attention per key: softmax output 2 + its dropout mask 1 + dropout output 2 bytes per head.
-        scores = 0 if attention == "flash" else 5 * spec.num_attention_heads
+    def from_setup(cls, spec: Any, setup: Any) -> ActivationCoefficients:
+        """The coefficients of ``setup`` (a :class:`vramplan.training.TrainingSetup`) for ``spec``."""
+        from vramplan.memory import activations as act
+        from vramplan.training import activation_plan, setup_logits
+
+        one = replace(setup, batch=1)
+        plan_ = activation_plan(spec, one)
+        ctx = act.ActivationContext(recipe=one.recipe, batch=1, seq=one.seq, attention=one.attention,
+                                    dropout=one.dropout)
+        parts = act.layer_activation_parts(spec, ctx, 0)
+        total = sum(p.bytes for p in parts) or 1
+        sharded = sum(p.bytes for p in parts if p.sharded) / total
+        policy = one.recompute_policy
+        kept_sharded = 0.0 if policy == "full" else sharded
+        layers = spec.num_layers
+        cast = act.layer_weight_cast_bytes(spec, ctx)
         return cls(
-            replicated_per_token=replicated,
-            tp_split_per_token=int(attention_split + mlp_split),
-            scores_per_token_per_key=scores,
-            checkpoint_per_token=ACTIVATION_BYTES * h,
-            head_per_token=FP32_BYTES * (h + spec.vocab_size),
-            embedding_per_token=TOKEN_ID_BYTES + h,
+            layer_kept_per_seq=sum(plan_.per_layer_kept) / layers,
+            sharded_fraction=sharded, kept_sharded_fraction=kept_sharded,
+            layer_backward_per_seq=max(f + w for f, w in zip(plan_.per_layer_full, plan_.per_layer_work)),
+            outside_per_seq=plan_.outside_layers,
+            logits_per_seq=setup_logits(spec, one).backward_peak,
+            autocast_cache_per_layer=cast,
         )
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingJob:
-    """What is trained, independent of how it is laid out."""
+    """What is trained, independent of how it is laid out: the model and the
+    single-GPU :class:`~vramplan.training.TrainingSetup` (method, precision, optimizer,
+    micro-batch size, sequence length, recomputation, attention kernel)."""
 
     model: Any
     """The :class:`~vramplan.model.ModelSpec`."""
-    recipe: StateBytesPerParam = MIXED_ADAM
-    """Bytes per parameter of weights, gradients, master weights and optimizer states."""
-    micro_batch_size: int = 1
-    """Sequences per micro-batch on one data-parallel rank."""
-    seq_len: int = 4096
-    """Tokens per sequence."""
-    recompute: Recompute = "none"
-    """Activation recomputation: none, selective (attention scores) or full (per layer)."""
-    attention: Literal["flash", "eager"] = "flash"
-    """Flash attention saves no score matrix; eager attention does."""
-    trainable_fraction: float = 1.0
-    """Share of parameters that get gradients and optimizer states (1 = full training)."""
+    setup: Any = None
+    """The :class:`vramplan.training.TrainingSetup`; ``None``: its defaults."""
     overhead_bytes: int = 0
     """Fixed per-GPU overhead (CUDA context, workspaces, NCCL); see :func:`default_overhead_bytes`."""
 
     def __post_init__(self) -> None:
-        for name in ("micro_batch_size", "seq_len"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name}: expected a positive integer, got {value!r}")
-        if self.recompute not in RECOMPUTES:
-            raise InputError(f"recompute: expected none, selective or full, got {self.recompute!r}")
-        if not 0 < self.trainable_fraction <= 1:
-            raise InputError(f"trainable_fraction: expected a fraction in (0, 1], got {self.trainable_fraction!r}")
+        if self.setup is None:
+            from vramplan.training import TrainingSetup
+
+            object.__setattr__(self, "setup", TrainingSetup())
+
+    @property
+    def micro_batch_size(self) -> int:
+        return self.setup.batch
+
+    @property
+    def seq_len(self) -> int:
+        return self.setup.seq
+
+    @property
+    def recompute(self) -> str:
+        return self.setup.recompute_policy
+
+    def with_setup(self, **changes: Any) -> TrainingJob:
+        """A copy with setup fields changed."""
+        return replace(self, setup=replace(self.setup, **changes))
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobStates:
+    """The model-state facts of a job the sharding needs, from the single-GPU model
+    (:func:`vramplan.training.model_states`)."""
+
+    recipe: StateBytesPerParam
+    """Bytes per parameter of each state term, in the engine's recipe."""
+    trainable_fraction: float
+    """Trainable parameters / parameters (1 for full training; LoRA adapters' share)."""
+    step_temporaries_per_param: float
+    """Bytes the optimizer step allocates per trainable parameter (foreach copies)."""
+
+
+def job_states(job: TrainingJob, engine: str) -> JobStates:
+    """Per-parameter state bytes of ``job`` as ``engine`` holds them.
+
+    The single-GPU recipe (:mod:`vramplan.memory.gradients`) is PyTorch AMP's: fp32
+    weights and gradients with bf16 autocast. DeepSpeed, Megatron-LM and FSDP instead
+    keep a 16-bit compute copy and an fp32 master (the ZeRO paper's 2 + 2 + 12); for
+    those engines a mixed recipe becomes weights = gradients = compute bytes and master
+    = the fp32 weight bytes. Optimizer bytes per trainable parameter come from
+    :func:`vramplan.training.model_states` (8 for AdamW, 2 for 8-bit Adam...).
+    """
+    from vramplan.model import count_params
+    from vramplan.training import model_states
+
+    spec, setup = job.model, job.setup
+    states = model_states(spec, setup)
+    total = count_params(spec).total_params
+    trainable = sum(g.params for g in states.trainable) or 1
+    weight_bytes = sum(c.bytes for c in states.weights) + states.adapter_weights
+    optimizer = states.optimizer_states / trainable
+    grads = states.gradients / trainable
+    recipe = setup.recipe
+    weights = weight_bytes / total
+    master = 0.0
+    if recipe.autocast and engine != "ddp" and setup.method == "full":
+        weights = grads = float(recipe.compute_bytes)
+        master = float(recipe.weight_bytes_per_param)
+    return JobStates(recipe=StateBytesPerParam(weights=weights, gradients=grads, master_weights=master,
+                                               optimizer=optimizer),
+                     trainable_fraction=min(1.0, trainable / total),
+                     step_temporaries_per_param=states.step_temporaries / trainable)
 
 
 def default_overhead_bytes(num_gpus: int) -> int:
@@ -163,36 +198,30 @@ def root_params(c: SliceCoefficients, *, tp: Any) -> Any:
     return c.embedding // tp + c.position_embedding + c.final_norm + (0 if c.head_tied else c.head // tp)
 
 
-def activation_bytes(job: TrainingJob, a: ActivationCoefficients, *, tokens: Any, seq: Any, tp: Any,
-                     sp: Any, layers: Any) -> Any:
-    """Activations one micro-batch of ``tokens`` (per cp rank) saves in ``layers``
-    decoder layers (Korthikanti et al. 2022, Table 2; see :class:`ActivationCoefficients`).
-    ``seq`` is the number of keys each token attends to (the score term)."""
-    if job.recompute == "full":
-        # Layer inputs only, plus one layer recomputed in full during its backward.
-        one_layer = tokens * (a.tp_split_per_token / tp + where(sp, a.replicated_per_token / tp,
-                                                                  a.replicated_per_token))
-        return tokens * a.checkpoint_per_token * layers / where(sp, tp, 1) + one_layer
-    replicated = where(sp, a.replicated_per_token / tp, a.replicated_per_token)
-    scores = 0 if job.recompute == "selective" else a.scores_per_token_per_key * seq / tp
-    return tokens * (replicated + a.tp_split_per_token / tp + scores) * layers
+def _tp_scale(sharded_fraction: float, tp: Any, sp: Any) -> Any:
+    """Share of activations one tp rank keeps: the sharded part / tp, the rest / tp
+    only with sequence parallelism (Korthikanti et al. 2022, Table 2)."""
+    return sharded_fraction / tp + (1 - sharded_fraction) * where(sp, 1 / tp, 1.0)
 
 
 def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
                    coeffs: SliceCoefficients | None = None, acts: ActivationCoefficients | None = None,
-                   dp: Any = None, tp: Any = None, pp: Any = None, cp: Any = None, ep: Any = None,
-                   sp: Any = None, micro_batch_size: Any = None, micro_batches: Any = None) -> dict[str, Any]:
+                   states: JobStates | None = None, dp: Any = None, tp: Any = None, pp: Any = None,
+                   cp: Any = None, ep: Any = None, sp: Any = None, micro_batch_size: Any = None,
+                   micro_batches: Any = None) -> dict[str, Any]:
     """Per-GPU bytes of each term on the ``stage`` pipeline stage (``first`` holds the
     embedding and the most in-flight micro-batches, ``last`` the head and the logits).
 
     Degrees default to ``layout``'s; pass numpy arrays to evaluate many layouts at
-    once. Returns a dict of terms plus ``backward_peak`` (states, buffers, activations,
-    logits, overhead) and ``step_peak`` (states, step temporaries, overhead) and
-    ``peak`` (the larger), all in bytes (float or array).
+    once (``coeffs``, ``acts`` and ``states`` are then computed once by the caller).
+    Returns a dict of terms plus ``backward_peak`` (states, buffers, activations,
+    logits, overhead), ``step_peak`` (states, step temporaries, overhead) and ``peak``
+    (the larger), all in bytes (float or array).
     """
     spec = job.model
     c = coeffs or slice_coefficients(spec, layout.zero.param_persistence_threshold)
-    a = acts or ActivationCoefficients.from_spec(spec, job.attention)
+    a = acts or ActivationCoefficients.from_setup(spec, job.setup)
+    st = states or job_states(job, layout.resolved_engine)
     dp = layout.dp if dp is None else dp
     tp = layout.tp if tp is None else tp
     pp = layout.pp if pp is None else pp
@@ -203,40 +232,37 @@ def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
     m = layout.micro_batches if micro_batches is None else micro_batches
 
     params = rank_params(c, tp=tp, pp=pp, ep=ep, stage=stage)
-    states = shard_model_states(recipe=job.recipe, params=params, layout=layout, dp=dp, cp=cp, ep=ep, tp=tp,
-                                pp=pp, layer_params=layer_params(c, tp=tp, ep=ep),
-                                root_params=root_params(c, tp=tp), trainable_fraction=job.trainable_fraction)
-    tokens = mbs * job.seq_len / cp  # tokens of one micro-batch on one context-parallel rank
+    sharded = shard_model_states(recipe=st.recipe, params=params, layout=layout, dp=dp, cp=cp, ep=ep, tp=tp,
+                                 pp=pp, layer_params=layer_params(c, tp=tp, ep=ep),
+                                 root_params=root_params(c, tp=tp), trainable_fraction=st.trainable_fraction)
+    seqs = mbs / cp  # sequences' worth of tokens of one micro-batch on one context-parallel rank
     layers = stage_layers(c.num_layers, pp)
     in_flight = in_flight_microbatches(pp=pp, micro_batches=m, virtual_stages=layout.virtual_stages, stage=stage)
-    per_mb = activation_bytes(job, a, tokens=tokens, seq=job.seq_len, tp=tp, sp=sp, layers=layers)
-    activations = per_mb * in_flight
+    kept = seqs * a.layer_kept_per_seq * _tp_scale(a.kept_sharded_fraction, tp, sp)
+    current = seqs * a.layer_backward_per_seq * _tp_scale(a.sharded_fraction, tp, sp)
+    activations = kept * layers * in_flight + current
     single = pp == 1
-    embedding = tokens * a.embedding_per_token * in_flight if stage == "first" else 0 * tokens
-    if stage == "last":
-        embedding = where(single, tokens * a.embedding_per_token, 0 * tokens)
-    logits = tokens * a.head_per_token / tp if stage == "last" else where(single, tokens * a.head_per_token / tp,
-                                                                           0 * tokens)
+    outside = seqs * a.outside_per_seq
+    logits = seqs * a.logits_per_seq / tp
+    if stage == "first":
+        outside = where(single, outside, 0 * outside)
+        logits = where(single, logits, 0 * logits)
+    # The optimizer's step temporaries follow the optimizer states' sharding (none when offloaded).
+    optimizer_share = sharded.optimizer / st.recipe.optimizer if st.recipe.optimizer else 0 * sharded.optimizer
+    step_temporaries = sharded.step_temporaries + optimizer_share * st.step_temporaries_per_param
     overhead = job.overhead_bytes
-    backward = states.backward_peak + activations + embedding + logits + overhead
-    step = states.step_peak + overhead
+    backward = sharded.backward_peak + activations + outside + logits + overhead
+    step = sharded.resident + step_temporaries + overhead
+    zeros = 0 * backward
     return {
-        "params": params.total, "weights": states.weights, "master_weights": states.master_weights,
-        "gradients": states.gradients, "optimizer": states.optimizer,
-        "gathered_params": states.gathered_params, "unsharded_grads": states.unsharded_grads,
-        "comm_buckets": states.comm_buckets, "step_temporaries": states.step_temporaries,
-        "activations": activations, "embedding_activations": embedding, "logits": logits,
-        "overhead": overhead + 0 * tokens, "host_per_gpu": states.host_per_gpu,
-        "in_flight": in_flight + 0 * tokens,
+        "params": params.total, "weights": sharded.weights, "master_weights": sharded.master_weights,
+        "gradients": sharded.gradients, "optimizer": sharded.optimizer,
+        "gathered_params": sharded.gathered_params, "unsharded_grads": sharded.unsharded_grads,
+        "comm_buckets": sharded.comm_buckets, "step_temporaries": step_temporaries + zeros,
+        "activations": activations + zeros, "outside_activations": outside + zeros, "logits": logits + zeros,
+        "overhead": overhead + zeros, "host_per_gpu": sharded.host_per_gpu + zeros, "in_flight": in_flight + zeros,
         "backward_peak": backward, "step_peak": step, "peak": maximum(backward, step),
     }
-
-
-def per_gpu_peak_bytes(job: TrainingJob, layout: ParallelLayout, **kw: Any) -> Any:
-    """Peak bytes of the busiest GPU: the larger of the first and last pipeline stage."""
-    first = training_terms(job, layout, stage="first", **kw)["peak"]
-    last = training_terms(job, layout, stage="last", **kw)["peak"]
-    return maximum(first, last)
 
 
 _NOTES = {
@@ -247,10 +273,11 @@ _NOTES = {
     "buffers/gathered_params": "parameters gathered for compute (ZeRO-3 live set + prefetch / FSDP units)",
     "buffers/unsharded_grads": "full gradients of the module being reduce-scattered",
     "buffers/comm_buckets": "gradient reduce buckets (DeepSpeed reduce_bucket_size / DDP buckets)",
-    "buffers/fp32_grad_partition": "fp32 gradient partition materialised for the optimizer step",
-    "activations": "saved for backward: Korthikanti et al. 2022 Table 2 x layers on the stage x in-flight micro-batches",
-    "activations/embedding": "token ids and embedding dropout mask of the in-flight micro-batches",
-    "logits": "final-norm output and fp32 logits for the loss (Megatron theoretical_memory_usage.py)",
+    "buffers/optimizer_step": "optimizer-step temporaries (DeepSpeed's fp32 gradient partition, foreach copies)",
+    "activations": "saved for backward (vramplan.training per-layer model) x layers on the stage x in-flight "
+                   "micro-batches, + the layer in backward",
+    "activations/outside_layers": "embedding, final norm and head inputs",
+    "logits": "logits and loss at the loss backward (vramplan.memory.logits), vocab split by tp",
     "overhead": "CUDA context, cuBLAS workspace, NCCL buffers (vramplan.memory.overhead)",
 }
 
@@ -263,9 +290,9 @@ def _components(terms: dict[str, Any], phase: str) -> list[Component]:
         ("buffers/comm_buckets", terms["comm_buckets"]),
         ("buffers/gathered_params", terms["gathered_params"] if backward else 0),
         ("buffers/unsharded_grads", terms["unsharded_grads"] if backward else 0),
-        ("buffers/fp32_grad_partition", 0 if backward else terms["step_temporaries"]),
+        ("buffers/optimizer_step", 0 if backward else terms["step_temporaries"]),
         ("activations", terms["activations"] if backward else 0),
-        ("activations/embedding", terms["embedding_activations"] if backward else 0),
+        ("activations/outside_layers", terms["outside_activations"] if backward else 0),
         ("logits", terms["logits"] if backward else 0),
         ("overhead", terms["overhead"]),
     ]
@@ -293,22 +320,23 @@ def estimate_training(job: TrainingJob, layout: ParallelLayout, *, num_gpus: int
     host: list[Component] = []
     if terms["host_per_gpu"] > 0:
         gpus_in_node = min(layout.gpus_per_node, layout.num_gpus)
+        moved = "parameters, optimizer states" if layout.offload == "params" else "optimizer states"
         host.append(Component(name="optimizer/offloaded", bytes=int(round(float(terms["host_per_gpu"]))) * gpus_in_node,
-                              note=f"host RAM per node ({gpus_in_node} GPUs): offloaded "
-                                   f"{'parameters, ' if layout.offload == 'params' else ''}optimizer states, "
-                                   "master weights and fp32 gradients"))
+                              note=f"host RAM per node ({gpus_in_node} GPUs): offloaded {moved}, master weights "
+                                   "and fp32 gradients"))
     engine = layout.resolved_engine
-    stage_note = "" if layout.pp == 1 else f" (pipeline stage: {stage}, {float(terms['in_flight']):g} micro-batches in flight)"
+    stage_note = "" if layout.pp == 1 else \
+        f" (pipeline stage: {stage}, {float(terms['in_flight']):g} micro-batches in flight)"
+    setup = job.setup
     return Estimate(
         model=spec.name, kind="training", components=tuple(comps), phase=phase + stage_note,
         phases=(("backward", int(terms["backward_peak"])), ("optimizer_step", int(terms["step_peak"]))),
         host_components=tuple(host), num_gpus=layout.num_gpus,
         details={"layout": layout.describe(), "engine": engine, "recipe": RECIPES[engine],
-                 "params_on_gpu": int(terms["params"]), "stage": stage,
-                 "micro_batch_size": job.micro_batch_size, "seq_len": job.seq_len,
-                 "recompute": job.recompute},
+                 "params_on_gpu": int(terms["params"]), "stage": stage, "micro_batch_size": setup.batch,
+                 "seq_len": setup.seq, "recompute": setup.recompute_policy},
         assumptions=(f"mixed precision as {engine} does it: {RECIPES[engine]}",
-                     "activations: Korthikanti et al. 2022 Table 2 (GPT form, Megatron ffn generalisation)",
+                     "activations per layer from vramplan.training, split by tp per Korthikanti et al. 2022",
                      f"DeepSpeed buffers at defaults: {layout.zero}" if engine == "deepspeed" else
                      "FSDP unit = one decoder layer; root unit = embedding, final norm, head"
                      if engine == "fsdp" else "no extra engine buffers"),

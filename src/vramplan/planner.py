@@ -16,10 +16,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vramplan.distributed import (
-    RECOMPUTES,
     ActivationCoefficients,
     TrainingJob,
     default_overhead_bytes,
+    job_states,
     training_terms,
 )
 from vramplan.errors import InputError
@@ -100,7 +100,7 @@ class PlanRequest:
     """Micro-batch sizes (sequences per GPU per micro-batch) to try."""
     engines: tuple[EngineSetting, ...] = ENGINE_SETTINGS
     """Engine settings to try."""
-    recomputes: tuple[str, ...] = RECOMPUTES
+    recomputes: tuple[str, ...] = ("none", "selective", "full")
     """Recomputation choices to try."""
     host_bytes_per_node: int | None = None
     """Host RAM per node offload may use; ``None``: no limit (host RAM is still reported)."""
@@ -292,13 +292,13 @@ class PlanResult:
 
 
 def _evaluate_group(req: PlanRequest, job: TrainingJob, setting: EngineSetting, d: dict[str, Any],
-                    coeffs: Any, acts: Any) -> tuple[Any, Any, Any]:
+                    coeffs: Any, acts: Any, states: Any) -> tuple[Any, Any, Any]:
     """Per-GPU peak bytes (busiest stage), params on the GPU and host bytes per node,
     for arrays of layouts."""
     import numpy as np
 
     template = setting.layout(req.gpus_per_node)
-    kw = dict(coeffs=coeffs, acts=acts, dp=d["dp"], tp=d["tp"], pp=d["pp"], cp=d["cp"], ep=d["ep"],
+    kw = dict(coeffs=coeffs, acts=acts, states=states, dp=d["dp"], tp=d["tp"], pp=d["pp"], cp=d["cp"], ep=d["ep"],
               sp=d["sp"], micro_batch_size=d["mbs"], micro_batches=d["m"])
     first = training_terms(job, template, stage="first", **kw)
     last = training_terms(job, template, stage="last", **kw)
@@ -311,7 +311,7 @@ def _evaluate_group(req: PlanRequest, job: TrainingJob, setting: EngineSetting, 
 def _recomputes(req: PlanRequest) -> tuple[str, ...]:
     """Recomputation choices worth trying: with flash attention "selective" saves
     nothing over "none" (no score matrix is kept), so it is skipped."""
-    if req.job.attention == "flash":
+    if req.job.setup.attention in ("flash", "sdpa"):
         return tuple(r for r in req.recomputes if r != "selective") or ("none",)
     return req.recomputes
 
@@ -325,8 +325,9 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
     job = req.job
     spec = job.model
     active = count_params(spec).active_params
-    acts = ActivationCoefficients.from_spec(spec, job.attention)
     budget = req.budget_bytes
+    states_by_engine = {e: job_states(job, e) for e in {s.engine for s in req.engines}}
+    coeffs_by_threshold: dict[int, Any] = {}
     evaluated = fitting = 0
     min_peak = math.inf
     min_gpus: int | None = None
@@ -343,11 +344,15 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
             continue
         overhead = default_overhead_bytes(n)
         for recompute in _recomputes(req):
-            rjob = replace(job, recompute=recompute, overhead_bytes=overhead)
+            rjob = replace(job.with_setup(recompute=recompute), overhead_bytes=overhead)
+            acts = ActivationCoefficients.from_setup(spec, rjob.setup)
             for setting in req.engines:
-                template = setting.layout(req.gpus_per_node)
-                coeffs = slice_coefficients(spec, template.zero.param_persistence_threshold)
-                peak, params_on_gpu, host = _evaluate_group(req, rjob, setting, d, coeffs, acts)
+                threshold = setting.layout(req.gpus_per_node).zero.param_persistence_threshold
+                if threshold not in coeffs_by_threshold:
+                    coeffs_by_threshold[threshold] = slice_coefficients(spec, threshold)
+                coeffs = coeffs_by_threshold[threshold]
+                peak, params_on_gpu, host = _evaluate_group(req, rjob, setting, d, coeffs, acts,
+                                                            states_by_engine[setting.engine])
                 evaluated += peak.size
                 host_ok = host <= req.host_bytes_per_node if req.host_bytes_per_node is not None else peak >= 0
                 if host_ok.any():
@@ -427,7 +432,7 @@ def longest_context(req: PlanRequest, limit: int | None = None) -> tuple[int, Ca
     for seq in _powers_of_two_up_to(limit):
         if seq < MIN_CONTEXT_TOKENS:
             continue
-        result = plan(replace(req, job=replace(req.job, seq_len=seq)), top=1)
+        result = plan(replace(req, job=req.job.with_setup(seq=seq)), top=1)
         if not result.candidates:
             break
         best = (seq, result.candidates[0])
@@ -456,18 +461,11 @@ class Change:
                 "min_gpus": self.min_gpus}
 
 
-LORA_TRAINABLE_FRACTION = 0.01
-"""Share of parameters LoRA trains for the advice (rank 16 on all linears of a 7-8B
-model is ~0.5-1%; Hu et al. 2021 report 0.01-0.1% for r=4-8 on attention only)."""
-QLORA_WEIGHT_BYTES = 0.5625
-"""NF4 with double quantization: 4 bits + 0.127 bits of scales per weight ~ 0.5 + 0.016
-bytes; rounded up to 0.5625 for the unquantized norms and embeddings (Dettmers et al. 2023)."""
-
-
 def cheapest_changes(req: PlanRequest, max_gpus: int = 4096) -> tuple[Change, ...]:
     """What would make the job fit, each with the memory it needs: more GPUs, full
-    recomputation, LoRA, QLoRA-style 4-bit weights, a shorter sequence, a smaller
-    micro-batch. Each change re-runs the vectorised planner; sorted by memory."""
+    recomputation, LoRA, QLoRA (4-bit base), a shorter sequence, a smaller micro-batch
+    (the LoRA/QLoRA memory comes from :mod:`vramplan.training`'s model). Each change
+    re-runs the vectorised planner; sorted by whether it fits, then by memory."""
     job = req.job
     largest = max(req.gpu_counts)
     out: list[Change] = []
@@ -481,18 +479,14 @@ def cheapest_changes(req: PlanRequest, max_gpus: int = 4096) -> tuple[Change, ..
     if more:
         attempt(f"more GPUs (up to {max_gpus})", replace(req, gpu_counts=more))
     attempt("full activation recomputation", replace(req, recomputes=("full",)))
-    lora = replace(job, trainable_fraction=LORA_TRAINABLE_FRACTION)
-    attempt(f"LoRA (~{LORA_TRAINABLE_FRACTION:.0%} of parameters trainable)", replace(req, job=lora))
-    from vramplan.parallel import StateBytesPerParam
-
-    qlora_recipe = StateBytesPerParam(weights=QLORA_WEIGHT_BYTES, gradients=job.recipe.gradients,
-                                      master_weights=job.recipe.master_weights, optimizer=job.recipe.optimizer)
-    attempt("QLoRA (4-bit NF4 base weights, LoRA adapters)",
-            replace(req, job=replace(lora, recipe=qlora_recipe)))
+    if job.setup.method == "full":
+        attempt(f"LoRA (r={job.setup.lora_rank} on all linear layers)", replace(req, job=job.with_setup(method="lora")))
+    if job.setup.method != "qlora":
+        attempt("QLoRA (4-bit NF4 base weights, LoRA adapters)", replace(req, job=job.with_setup(method="qlora")))
     if job.seq_len > MIN_CONTEXT_TOKENS:
-        attempt(f"shorter sequence ({job.seq_len // 2} tokens)", replace(req, job=replace(job, seq_len=job.seq_len // 2)))
-    if job.micro_batch_size > 1:
-        attempt("micro-batch size 1", replace(req, job=replace(job, micro_batch_size=1)))
+        attempt(f"shorter sequence ({job.seq_len // 2} tokens)", replace(req, job=job.with_setup(seq=job.seq_len // 2)))
+    if min(req.micro_batch_sizes) > 1:
+        attempt("micro-batch size 1", replace(req, micro_batch_sizes=(1,)))
     return tuple(sorted(out, key=lambda c: (not c.fits, c.min_peak_bytes)))
 
 

@@ -13,7 +13,6 @@ from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_
 from vramplan.cli.parallel_options import LayoutFlags, layout_options, pop_layout_flags
 from vramplan.errors import InputError
 
-PRECISIONS = ("mixed", "bf16", "fp32")
 METHODS = ("full", "lora", "qlora")
 EXPORTS = ("deepspeed", "fsdp", "megatron", "vllm", "llamacpp")
 
@@ -26,7 +25,7 @@ EXPORTS = ("deepspeed", "fsdp", "megatron", "vllm", "llamacpp")
               help="Try GPU counts up to N (powers of two, then whole nodes) and report the fewest that fit.")
 @click.option("--headroom", type=click.FloatRange(0, 1, max_open=True), default=0.05, show_default=True,
               help="Share of each GPU's memory to keep free.")
-@click.option("--seq-len", "--context", "seq_len", type=click.IntRange(min=1), default=4096, show_default=True,
+@click.option("--seq", "--seq-len", "--context", "seq_len", type=click.IntRange(min=1), default=4096, show_default=True,
               help="Tokens per sequence (training) or context held in the KV cache (serving).")
 @click.option("--batch", type=click.IntRange(min=1), default=None,
               help="Training: micro-batch size per GPU (default: try 1, 2, 4, 8). Serving: concurrent sequences.")
@@ -34,11 +33,15 @@ EXPORTS = ("deepspeed", "fsdp", "megatron", "vllm", "llamacpp")
               help="Sequences per optimizer step (default: 4M tokens' worth, at least one per GPU).")
 @click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default=None,
               help="Activation recomputation (default: try each).")
-@click.option("--attention", type=click.Choice(["flash", "eager"]), default="flash", show_default=True)
-@click.option("--precision", type=click.Choice(PRECISIONS), default="mixed", show_default=True,
-              help="mixed: bf16 weights/grads + fp32 master + fp32 Adam; bf16: all bf16; fp32: all fp32.")
+@click.option("--attention", type=click.Choice(["flash", "sdpa", "eager"]), default="sdpa", show_default=True,
+              help="Attention kernel (eager keeps the s x s scores).")
+@click.option("--precision", default="bf16-mixed", show_default=True,
+              help="fp32, bf16-mixed, fp16-mixed, bf16, fp16 (as `vramplan train`); each engine applies its own "
+                   "mixed-precision recipe, printed with the plan.")
+@click.option("--optimizer", default="adamw", show_default=True, help="As `vramplan train` (adamw, adamw-8bit, sgd...).")
 @click.option("--method", type=click.Choice(METHODS), default="full", show_default=True,
-              help="Full training, or LoRA / QLoRA (approximate: a trainable share, 4-bit base).")
+              help="Full training, LoRA on a 16-bit base, or QLoRA on an NF4 base.")
+@click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank r.")
 @click.option("--weights", default="bf16", show_default=True, help="Serving: weight format (bf16, fp8, awq-int4...).")
 @click.option("--kv-dtype", default="fp16", show_default=True, help="Serving: KV-cache dtype.")
 @click.option("--mfu", type=click.FloatRange(0, 1, min_open=True), default=None,
@@ -53,7 +56,7 @@ EXPORTS = ("deepspeed", "fsdp", "megatron", "vllm", "llamacpp")
 @json_option
 def command(model: str | None, training: bool, gpu_name: str, max_gpus: int | None, headroom: float, seq_len: int,
             batch: int | None, global_batch: int | None, recompute: str | None, attention: str, precision: str,
-            method: str, weights: str, kv_dtype: str, mfu: float | None, host_ram: str | None, top: int,
+            optimizer: str, method: str, lora_rank: int, weights: str, kv_dtype: str, mfu: float | None, host_ram: str | None, top: int,
             export_to: str | None, units: str, as_json: bool, **rest: Any) -> None:
     """Find the GPU counts and parallel layouts on which MODEL fits, fastest first.
 
@@ -78,7 +81,8 @@ def command(model: str | None, training: bool, gpu_name: str, max_gpus: int | No
         host = parse_bytes(host_ram, "--host-ram") if host_ram is not None else None
         data = _plan_training(spec, gpu, counts, flags, headroom=headroom, seq_len=seq_len, batch=batch,
                               global_batch=global_batch, recompute=recompute, attention=attention,
-                              precision=precision, method=method, mfu=mfu, top=top, host=host)
+                              precision=precision, optimizer=optimizer, method=method, lora_rank=lora_rank,
+                              mfu=mfu, top=top, host=host)
     else:
         data = _plan_serving(spec, gpu, counts, flags, headroom=headroom, context=seq_len, batch=batch or 1,
                              weights=weights, kv_dtype=kv_dtype, top=top)
@@ -117,27 +121,11 @@ def _gpu_counts(flags: LayoutFlags, max_gpus: int | None) -> tuple[int, ...]:
     return gpu_counts_up_to(max_gpus or flags.node_size(), flags.node_size())
 
 
-def _recipe(precision: str):
-    from vramplan.parallel import MIXED_ADAM, StateBytesPerParam
-
-    if precision == "mixed":
-        return MIXED_ADAM
-    if precision == "bf16":
-        # Pure bf16: weights, gradients and both Adam moments in bf16 (2 + 2 + 2 x 2).
-        return StateBytesPerParam(weights=2, gradients=2, master_weights=0, optimizer=4)
-    # fp32 everywhere: 4 + 4 + Adam 2 x 4.
-    return StateBytesPerParam(weights=4, gradients=4, master_weights=0, optimizer=8)
-
-
 def _plan_training(spec, gpu, counts, flags: LayoutFlags, *, headroom, seq_len, batch, global_batch, recompute,
-                   attention, precision, method, mfu, top, host) -> dict:
-    from dataclasses import replace
-
+                   attention, precision, optimizer, method, lora_rank, mfu, top, host) -> dict:
     from vramplan.distributed import TrainingJob
     from vramplan.planner import (
         DEFAULT_MFU,
-        LORA_TRAINABLE_FRACTION,
-        QLORA_WEIGHT_BYTES,
         PlanRequest,
         cheapest_changes,
         engine_settings,
@@ -146,14 +134,11 @@ def _plan_training(spec, gpu, counts, flags: LayoutFlags, *, headroom, seq_len, 
         plan,
     )
 
-    recipe = _recipe(precision)
-    fraction = 1.0
-    if method in ("lora", "qlora"):
-        fraction = LORA_TRAINABLE_FRACTION
-    if method == "qlora":
-        recipe = replace(recipe, weights=QLORA_WEIGHT_BYTES)
-    job = TrainingJob(model=spec, recipe=recipe, micro_batch_size=batch or 1, seq_len=seq_len,
-                      attention=attention, trainable_fraction=fraction)
+    from vramplan.training import TrainingSetup
+
+    setup = TrainingSetup(method=method, precision=precision, optimizer=optimizer, batch=batch or 1, seq=seq_len,
+                          attention=attention, lora_rank=lora_rank)
+    job = TrainingJob(model=spec, setup=setup)
     fixed = tuple((k, v) for k, v in (("dp", flags.dp), ("tp", flags.tp), ("pp", flags.pp), ("cp", flags.cp),
                                       ("ep", flags.ep)) if v is not None)
     if flags.sp:
