@@ -11,6 +11,7 @@ planner calls this very function over millions of layouts at once, and
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -70,29 +71,36 @@ class ActivationCoefficients:
 
     @classmethod
     def from_setup(cls, spec: Any, setup: Any) -> ActivationCoefficients:
-        """The coefficients of ``setup`` (a :class:`vramplan.training.TrainingSetup`) for ``spec``."""
-        from vramplan.memory import activations as act
-        from vramplan.training import activation_plan, setup_logits
+        """The coefficients of ``setup`` (a :class:`vramplan.training.TrainingSetup`) for
+        ``spec`` (cached: the planner asks for the same ones many times)."""
+        return _activation_coefficients(spec, setup)
 
-        one = replace(setup, batch=1)
-        plan_ = activation_plan(spec, one)
-        ctx = act.ActivationContext(recipe=one.recipe, batch=1, seq=one.seq, attention=one.attention,
-                                    dropout=one.dropout)
-        parts = act.layer_activation_parts(spec, ctx, 0)
-        total = sum(p.bytes for p in parts) or 1
-        sharded = sum(p.bytes for p in parts if p.sharded) / total
-        policy = one.recompute_policy
-        kept_sharded = 0.0 if policy == "full" else sharded
-        layers = spec.num_layers
-        cast = act.layer_weight_cast_bytes(spec, ctx)
-        return cls(
-            layer_kept_per_seq=sum(plan_.per_layer_kept) / layers,
-            sharded_fraction=sharded, kept_sharded_fraction=kept_sharded,
-            layer_backward_per_seq=max(f + w for f, w in zip(plan_.per_layer_full, plan_.per_layer_work)),
-            outside_per_seq=plan_.outside_layers,
-            logits_per_seq=setup_logits(spec, one).backward_peak,
-            autocast_cache_per_layer=cast,
-        )
+
+@functools.lru_cache(maxsize=256)
+def _activation_coefficients(spec: Any, setup: Any) -> ActivationCoefficients:
+    """See :meth:`ActivationCoefficients.from_setup`."""
+    from vramplan.memory import activations as act
+    from vramplan.training import activation_plan, setup_logits
+
+    one = replace(setup, batch=1)
+    plan_ = activation_plan(spec, one)
+    ctx = act.ActivationContext(recipe=one.recipe, batch=1, seq=one.seq, attention=one.attention,
+                                dropout=one.dropout)
+    parts = act.layer_activation_parts(spec, ctx, 0)
+    total = sum(p.bytes for p in parts) or 1
+    sharded = sum(p.bytes for p in parts if p.sharded) / total
+    policy = one.recompute_policy
+    kept_sharded = 0.0 if policy == "full" else sharded
+    layers = spec.num_layers
+    cast = act.layer_weight_cast_bytes(spec, ctx)
+    return ActivationCoefficients(
+        layer_kept_per_seq=sum(plan_.per_layer_kept) / layers,
+        sharded_fraction=sharded, kept_sharded_fraction=kept_sharded,
+        layer_backward_per_seq=max(f + w for f, w in zip(plan_.per_layer_full, plan_.per_layer_work)),
+        outside_per_seq=plan_.outside_layers,
+        logits_per_seq=setup_logits(spec, one).backward_peak,
+        autocast_cache_per_layer=cast,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -204,19 +212,44 @@ def _tp_scale(sharded_fraction: float, tp: Any, sp: Any) -> Any:
     return sharded_fraction / tp + (1 - sharded_fraction) * where(sp, 1 / tp, 1.0)
 
 
+def stage_terms(c: SliceCoefficients, a: ActivationCoefficients, *, stage: Stage, virtual_stages: int, tp: Any,
+                pp: Any, cp: Any, ep: Any, sp: Any, micro_batch_size: Any, micro_batches: Any) -> dict[str, Any]:
+    """The engine-independent terms of one pipeline stage: the parameters on the GPU
+    (and of one FSDP unit and the root unit), the activations (kept by every layer of
+    the stage for every in-flight micro-batch, plus the layer in backward), the
+    embedding/final-norm activations and the logits."""
+    params = rank_params(c, tp=tp, pp=pp, ep=ep, stage=stage)
+    seqs = micro_batch_size / cp  # sequences' worth of tokens of one micro-batch on one context-parallel rank
+    layers = stage_layers(c.num_layers, pp)
+    in_flight = in_flight_microbatches(pp=pp, micro_batches=micro_batches, virtual_stages=virtual_stages,
+                                       stage=stage)
+    kept = seqs * a.layer_kept_per_seq * _tp_scale(a.kept_sharded_fraction, tp, sp)
+    current = seqs * a.layer_backward_per_seq * _tp_scale(a.sharded_fraction, tp, sp)
+    single = pp == 1
+    outside = seqs * a.outside_per_seq
+    logits = seqs * a.logits_per_seq / tp
+    if stage == "first":
+        outside = where(single, outside, 0 * outside)
+        logits = where(single, logits, 0 * logits)
+    return {"params": params, "layer_params": layer_params(c, tp=tp, ep=ep), "root_params": root_params(c, tp=tp),
+            "activations": kept * layers * in_flight + current, "outside": outside, "logits": logits,
+            "in_flight": in_flight}
+
+
 def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
                    coeffs: SliceCoefficients | None = None, acts: ActivationCoefficients | None = None,
                    states: JobStates | None = None, dp: Any = None, tp: Any = None, pp: Any = None,
                    cp: Any = None, ep: Any = None, sp: Any = None, micro_batch_size: Any = None,
-                   micro_batches: Any = None) -> dict[str, Any]:
+                   micro_batches: Any = None, overhead: Any = None, shared: dict | None = None) -> dict[str, Any]:
     """Per-GPU bytes of each term on the ``stage`` pipeline stage (``first`` holds the
     embedding and the most in-flight micro-batches, ``last`` the head and the logits).
 
     Degrees default to ``layout``'s; pass numpy arrays to evaluate many layouts at
-    once (``coeffs``, ``acts`` and ``states`` are then computed once by the caller).
-    Returns a dict of terms plus ``backward_peak`` (states, buffers, activations,
-    logits, overhead), ``step_peak`` (states, step temporaries, overhead) and ``peak``
-    (the larger), all in bytes (float or array).
+    once (``coeffs``, ``acts``, ``states`` and the engine-independent ``shared``
+    :func:`stage_terms` are then computed once by the caller). Returns a dict of terms
+    plus ``backward_peak`` (states, buffers, activations, logits, overhead),
+    ``step_peak`` (states, step temporaries, overhead) and ``peak`` (the larger), all
+    in bytes (float or array).
     """
     spec = job.model
     c = coeffs or slice_coefficients(spec, layout.zero.param_persistence_threshold)
@@ -227,30 +260,20 @@ def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
     pp = layout.pp if pp is None else pp
     cp = layout.cp if cp is None else cp
     ep = layout.ep if ep is None else ep
-    sp = layout.sequence_parallel if sp is None else sp
-    mbs = job.micro_batch_size if micro_batch_size is None else micro_batch_size
-    m = layout.micro_batches if micro_batches is None else micro_batches
-
-    params = rank_params(c, tp=tp, pp=pp, ep=ep, stage=stage)
+    if shared is None:
+        shared = stage_terms(c, a, stage=stage, virtual_stages=layout.virtual_stages, tp=tp, pp=pp, cp=cp, ep=ep,
+                             sp=layout.sequence_parallel if sp is None else sp,
+                             micro_batch_size=job.micro_batch_size if micro_batch_size is None else micro_batch_size,
+                             micro_batches=layout.micro_batches if micro_batches is None else micro_batches)
+    params = shared["params"]
     sharded = shard_model_states(recipe=st.recipe, params=params, layout=layout, dp=dp, cp=cp, ep=ep, tp=tp,
-                                 pp=pp, layer_params=layer_params(c, tp=tp, ep=ep),
-                                 root_params=root_params(c, tp=tp), trainable_fraction=st.trainable_fraction)
-    seqs = mbs / cp  # sequences' worth of tokens of one micro-batch on one context-parallel rank
-    layers = stage_layers(c.num_layers, pp)
-    in_flight = in_flight_microbatches(pp=pp, micro_batches=m, virtual_stages=layout.virtual_stages, stage=stage)
-    kept = seqs * a.layer_kept_per_seq * _tp_scale(a.kept_sharded_fraction, tp, sp)
-    current = seqs * a.layer_backward_per_seq * _tp_scale(a.sharded_fraction, tp, sp)
-    activations = kept * layers * in_flight + current
-    single = pp == 1
-    outside = seqs * a.outside_per_seq
-    logits = seqs * a.logits_per_seq / tp
-    if stage == "first":
-        outside = where(single, outside, 0 * outside)
-        logits = where(single, logits, 0 * logits)
+                                 pp=pp, layer_params=shared["layer_params"], root_params=shared["root_params"],
+                                 trainable_fraction=st.trainable_fraction)
+    activations, outside, logits = shared["activations"], shared["outside"], shared["logits"]
     # The optimizer's step temporaries follow the optimizer states' sharding (none when offloaded).
     optimizer_share = sharded.optimizer / st.recipe.optimizer if st.recipe.optimizer else 0 * sharded.optimizer
     step_temporaries = sharded.step_temporaries + optimizer_share * st.step_temporaries_per_param
-    overhead = job.overhead_bytes
+    overhead = job.overhead_bytes if overhead is None else overhead
     backward = sharded.backward_peak + activations + outside + logits + overhead
     step = sharded.resident + step_temporaries + overhead
     zeros = 0 * backward
@@ -260,7 +283,8 @@ def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
         "gathered_params": sharded.gathered_params, "unsharded_grads": sharded.unsharded_grads,
         "comm_buckets": sharded.comm_buckets, "step_temporaries": step_temporaries + zeros,
         "activations": activations + zeros, "outside_activations": outside + zeros, "logits": logits + zeros,
-        "overhead": overhead + zeros, "host_per_gpu": sharded.host_per_gpu + zeros, "in_flight": in_flight + zeros,
+        "overhead": overhead + zeros, "host_per_gpu": sharded.host_per_gpu + zeros,
+        "in_flight": shared["in_flight"] + zeros,
         "backward_peak": backward, "step_peak": step, "peak": maximum(backward, step),
     }
 

@@ -20,6 +20,7 @@ from vramplan.distributed import (
     TrainingJob,
     default_overhead_bytes,
     job_states,
+    stage_terms,
     training_terms,
 )
 from vramplan.errors import InputError
@@ -215,7 +216,8 @@ def step_time_s(req: PlanRequest, job: TrainingJob, setting: EngineSetting, d: d
     n_gpus = d["dp"] * d["tp"] * d["pp"] * d["cp"]
     mbs = d["mbs"]
     tokens_per_step = d["dp"] * mbs * d["m"] * job.seq_len
-    flops_per_token = (TRAINING_FLOPS_PER_PARAM_TOKEN + RECOMPUTE_EXTRA_FLOPS[job.recompute]) * active_params
+    extra = d["extra_flops"] if "extra_flops" in d else RECOMPUTE_EXTRA_FLOPS[job.recompute]
+    flops_per_token = (TRAINING_FLOPS_PER_PARAM_TOKEN + extra) * active_params
     compute = tokens_per_step * flops_per_token / (n_gpus * req.gpu.bf16_dense_flops * req.mfu)
     bubble = bubble_fraction(pp=d["pp"], micro_batches=d["m"])
     compute = compute / (1 - bubble)
@@ -292,20 +294,42 @@ class PlanResult:
 
 
 def _evaluate_group(req: PlanRequest, job: TrainingJob, setting: EngineSetting, d: dict[str, Any],
-                    coeffs: Any, acts: Any, states: Any) -> tuple[Any, Any, Any]:
+                    coeffs: Any, acts: Any, states: Any, shared: dict[str, dict]) -> tuple[Any, Any, Any]:
     """Per-GPU peak bytes (busiest stage), params on the GPU and host bytes per node,
     for arrays of layouts."""
     import numpy as np
 
     template = setting.layout(req.gpus_per_node)
-    kw = dict(coeffs=coeffs, acts=acts, states=states, dp=d["dp"], tp=d["tp"], pp=d["pp"], cp=d["cp"], ep=d["ep"],
+    kw = dict(coeffs=coeffs, acts=acts, states=states, overhead=d["overhead"], dp=d["dp"], tp=d["tp"], pp=d["pp"], cp=d["cp"], ep=d["ep"],
               sp=d["sp"], micro_batch_size=d["mbs"], micro_batches=d["m"])
-    first = training_terms(job, template, stage="first", **kw)
-    last = training_terms(job, template, stage="last", **kw)
+    first = training_terms(job, template, stage="first", shared=shared["first"], **kw)
+    last = training_terms(job, template, stage="last", shared=shared["last"], **kw)
     peak = np.maximum(first["peak"], np.where(d["pp"] > 1, last["peak"], 0))
     num_gpus = d["dp"] * d["tp"] * d["pp"] * d["cp"]
     host = np.maximum(first["host_per_gpu"], last["host_per_gpu"]) * np.minimum(num_gpus, req.gpus_per_node)
     return peak, first["params"], host + 0 * peak
+
+
+def _all_degrees(req: PlanRequest) -> dict[str, Any]:
+    """The degree arrays of every GPU count, concatenated, with the GPU count ``n`` and
+    the fixed overhead of each row; restricted to the user's fixed degrees."""
+    import numpy as np
+
+    spec, job = req.job.model, req.job
+    parts = []
+    for n in sorted(set(req.gpu_counts)):
+        batch = req.global_batch or default_global_batch(job.seq_len, n)
+        d = enumerate_degrees(spec, n, req.gpus_per_node, batch, req.micro_batch_sizes)
+        d["n"] = np.full(d["dp"].size, n)
+        d["overhead"] = np.full(d["dp"].size, default_overhead_bytes(n))
+        parts.append(d)
+    d = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    if req.fixed_degrees:
+        keep = np.ones(d["dp"].size, dtype=bool)
+        for name, value in req.fixed_degrees:
+            keep &= d[name] == value
+        d = {k: v[keep] for k, v in d.items()}
+    return d
 
 
 def _recomputes(req: PlanRequest) -> tuple[str, ...]:
@@ -328,51 +352,63 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
     budget = req.budget_bytes
     states_by_engine = {e: job_states(job, e) for e in {s.engine for s in req.engines}}
     coeffs_by_threshold: dict[int, Any] = {}
+    recomputes = _recomputes(req)
+    per_recompute = [ActivationCoefficients.from_setup(spec, job.setup if r == job.setup.recompute
+                                                       else replace(job.setup, recompute=r)) for r in recomputes]
+    acts_by_field = {f: np.array([getattr(a, f) for a in per_recompute], dtype=float)
+                     for f in ActivationCoefficients.__dataclass_fields__}
+    extra_flops = np.array([RECOMPUTE_EXTRA_FLOPS[r] for r in recomputes], dtype=float)
     evaluated = fitting = 0
     min_peak = math.inf
     min_gpus: int | None = None
-    pool: list[Candidate] = []
-    for n in sorted(req.gpu_counts):
-        batch = req.global_batch or default_global_batch(job.seq_len, n)
-        d = enumerate_degrees(spec, n, req.gpus_per_node, batch, req.micro_batch_sizes)
-        if req.fixed_degrees:
-            keep = np.ones(d["dp"].size, dtype=bool)
-            for name, value in req.fixed_degrees:
-                keep &= d[name] == value
-            d = {k: v[keep] for k, v in d.items()}
-        if d["dp"].size == 0:
-            continue
-        overhead = default_overhead_bytes(n)
-        for recompute in _recomputes(req):
-            rjob = replace(job.with_setup(recompute=recompute), overhead_bytes=overhead)
-            acts = ActivationCoefficients.from_setup(spec, rjob.setup)
-            for setting in req.engines:
-                threshold = setting.layout(req.gpus_per_node).zero.param_persistence_threshold
-                if threshold not in coeffs_by_threshold:
-                    coeffs_by_threshold[threshold] = slice_coefficients(spec, threshold)
-                coeffs = coeffs_by_threshold[threshold]
-                peak, params_on_gpu, host = _evaluate_group(req, rjob, setting, d, coeffs, acts,
-                                                            states_by_engine[setting.engine])
-                evaluated += peak.size
-                host_ok = host <= req.host_bytes_per_node if req.host_bytes_per_node is not None else peak >= 0
-                if host_ok.any():
-                    min_peak = min(min_peak, float(peak[host_ok].min()))
-                fits = (peak <= budget) & host_ok
-                count = int(fits.sum())
-                if not count:
-                    continue
-                fitting += count
-                min_gpus = n if min_gpus is None else min(min_gpus, n)
-                sub = {k: v[fits] for k, v in d.items()}
-                times = step_time_s(req, rjob, setting, sub, params_on_gpu[fits], active)
-                order = np.argsort(times["step_s"], kind="stable")[:top]
-                for i in order:
-                    pool.append(_candidate(req, setting, recompute, sub, times, peak[fits], host[fits], int(i)))
-    pool.sort(key=lambda c: (c.step_s, c.layout.num_gpus, c.peak_bytes))
-    if req.global_batch is None and len(req.gpu_counts) > 1:
-        # Different GPU counts carry different default batches: compare throughput per GPU.
-        pool.sort(key=lambda c: (-c.tokens_per_s / c.layout.num_gpus, c.peak_bytes))
-    return PlanResult(candidates=tuple(pool[:top]), evaluated=evaluated, fitting=fitting, min_gpus=min_gpus,
+    pool: list[tuple[tuple, tuple]] = []  # (sort key, arguments of _candidate): built for the winners only
+    per_gpu_rate = req.global_batch is None and len(req.gpu_counts) > 1
+    d = _all_degrees(req)
+    if d["dp"].size:
+        # Recomputation choices ride along as one more array dimension: each row carries
+        # its own activation coefficients.
+        size = d["dp"].size
+        d = {k: np.tile(v, len(recomputes)) for k, v in d.items()}
+        d["recompute"] = np.repeat(np.arange(len(recomputes)), size)
+        d["extra_flops"] = np.repeat(extra_flops, size)
+        acts = ActivationCoefficients(**{f: np.repeat(v, size) for f, v in acts_by_field.items()})
+        shared_by_threshold: dict[int, dict] = {}
+        for setting in req.engines:
+            threshold = setting.layout(req.gpus_per_node).zero.param_persistence_threshold
+            if threshold not in coeffs_by_threshold:
+                coeffs_by_threshold[threshold] = slice_coefficients(spec, threshold)
+                # Parameters and activations do not depend on the engine: computed once.
+                shared_by_threshold[threshold] = {
+                    stage: stage_terms(coeffs_by_threshold[threshold], acts, stage=stage, virtual_stages=1,
+                                       tp=d["tp"], pp=d["pp"], cp=d["cp"], ep=d["ep"], sp=d["sp"],
+                                       micro_batch_size=d["mbs"], micro_batches=d["m"])
+                    for stage in ("first", "last")}
+            peak, params_on_gpu, host = _evaluate_group(req, job, setting, d, coeffs_by_threshold[threshold], acts,
+                                                        states_by_engine[setting.engine],
+                                                        shared_by_threshold[threshold])
+            evaluated += peak.size
+            host_ok = host <= req.host_bytes_per_node if req.host_bytes_per_node is not None else peak >= 0
+            if host_ok.any():
+                min_peak = min(min_peak, float(peak[host_ok].min()))
+            fits = (peak <= budget) & host_ok
+            count = int(fits.sum())
+            if not count:
+                continue
+            fitting += count
+            sub = {k: v[fits] for k, v in d.items()}
+            smallest = int(sub["n"].min())
+            min_gpus = smallest if min_gpus is None else min(min_gpus, smallest)
+            times = step_time_s(req, job, setting, sub, params_on_gpu[fits], active)
+            fit_peak, fit_host = peak[fits], host[fits]
+            # Different GPU counts carry different default batches: compare throughput per GPU.
+            score = -times["tokens_per_step"] / times["step_s"] / sub["n"] if per_gpu_rate else times["step_s"]
+            for i in np.argsort(score, kind="stable")[:top]:
+                key = (float(score[i]), int(sub["n"][i]), float(fit_peak[i]))
+                recompute = recomputes[int(sub["recompute"][i])]
+                pool.append((key, (req, setting, recompute, sub, times, fit_peak, fit_host, int(i))))
+    pool.sort(key=lambda entry: entry[0])
+    winners = tuple(_candidate(*args) for _, args in pool[:top])
+    return PlanResult(candidates=winners, evaluated=evaluated, fitting=fitting, min_gpus=min_gpus,
                       min_peak_bytes=int(min_peak) if math.isfinite(min_peak) else 0,
                       assumptions=assumptions(req))
 
