@@ -272,8 +272,8 @@ def _named_weights(text: str) -> WeightsChoice:
             return get_format(text)
         except UnknownNameError as exc:
             if gguf_key not in recipes:
-                known = list(FORMATS) + list(recipes)
-                raise UnknownNameError("weight format", text, close_matches(key, known),
+                display = {**{k: k for k in FORMATS}, **recipes}
+                raise UnknownNameError("weight format", text, [display[k] for k in close_matches(key, display)],
                                        "--weights: a format such as bf16, nf4-dq, gptq-int4-g128, awq, fp8, "
                                        "or a GGUF recipe such as Q4_K_M") from exc
     return get_recipe(gguf_key)
