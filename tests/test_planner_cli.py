@@ -64,3 +64,18 @@ def test_bad_layouts_are_one_line_errors(capsys, args, needle):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1, err
+
+
+def test_train_with_layout_flags_uses_the_distributed_estimate(capsys):
+    from vramplan.catalog import find_model
+    from vramplan.distributed import TrainingJob, estimate_training
+    from vramplan.parallel import ParallelLayout
+    from vramplan.training import TrainingSetup
+
+    data = _json(capsys, "train", "llama-3.1-8b", "--seq", "2048", "--gpus", "16", "--tp", "2", "--zero", "1")
+    assert data["num_gpus"] == 16 and data["details"]["layout"] == "dp=8 tp=2 pp=1 zero=1"
+    direct = estimate_training(TrainingJob(model=find_model("llama-3.1-8b").spec(), setup=TrainingSetup(seq=2048)),
+                               ParallelLayout(dp=8, tp=2, zero_stage=1))
+    assert data["total_bytes"] == direct.total_bytes
+    assert main(["train", "llama-3.1-8b", "--gpus", "16", "--tp", "2", "--zero", "2", "--fsdp", "full_shard"]) == 2
+    assert "choose ZeRO or FSDP" in capsys.readouterr().err

@@ -61,6 +61,11 @@ class LayoutFlags:
     sp: bool = False
 
     @property
+    def given(self) -> bool:
+        """Whether any layout flag was given."""
+        return any(v is not None for k, v in self.__dict__.items() if k != "sp") or self.sp
+
+    @property
     def any_degree(self) -> bool:
         return any(v is not None for v in (self.dp, self.tp, self.pp, self.cp, self.ep))
 
