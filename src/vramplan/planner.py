@@ -284,12 +284,15 @@ class PlanResult:
     """Fewest GPUs (of those tried) on which some layout fits."""
     min_peak_bytes: int
     """Smallest per-GPU peak over every layout tried (what it would take to fit)."""
+    min_gpus_peak_bytes: int | None
+    """Smallest per-GPU peak among the fitting layouts on ``min_gpus`` GPUs."""
     assumptions: tuple[str, ...]
     """Everything the ranking assumed."""
 
     def to_dict(self) -> dict:
         return {"candidates": [c.to_dict() for c in self.candidates], "evaluated": self.evaluated,
                 "fitting": self.fitting, "min_gpus": self.min_gpus, "min_peak_bytes": self.min_peak_bytes,
+                "min_gpus_peak_bytes": self.min_gpus_peak_bytes,
                 "assumptions": list(self.assumptions)}
 
 
@@ -361,6 +364,7 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
     evaluated = fitting = 0
     min_peak = math.inf
     min_gpus: int | None = None
+    least: tuple[int, float] | None = None  # (fewest GPUs that fit, smallest peak there)
     pool: list[tuple[tuple, tuple]] = []  # (sort key, arguments of _candidate): built for the winners only
     per_gpu_rate = req.global_batch is None and len(req.gpu_counts) > 1
     d = _all_degrees(req)
@@ -397,7 +401,9 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
             fitting += count
             sub = {k: v[fits] for k, v in d.items()}
             smallest = int(sub["n"].min())
-            min_gpus = smallest if min_gpus is None else min(min_gpus, smallest)
+            here = (smallest, float(peak[fits][sub["n"] == smallest].min()))
+            least = here if least is None else min(least, here)
+            min_gpus = least[0]
             times = step_time_s(req, job, setting, sub, params_on_gpu[fits], active)
             fit_peak, fit_host = peak[fits], host[fits]
             # Different GPU counts carry different default batches: compare throughput per GPU.
@@ -410,6 +416,7 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
     winners = tuple(_candidate(*args) for _, args in pool[:top])
     return PlanResult(candidates=winners, evaluated=evaluated, fitting=fitting, min_gpus=min_gpus,
                       min_peak_bytes=int(min_peak) if math.isfinite(min_peak) else 0,
+                      min_gpus_peak_bytes=int(least[1]) if least else None,
                       assumptions=assumptions(req))
 
 
@@ -460,10 +467,10 @@ def largest_micro_batch(req: PlanRequest, limit: int = 256) -> Candidate | None:
 
 
 def longest_context(req: PlanRequest, limit: int | None = None) -> tuple[int, Candidate] | None:
-    """The longest sequence (powers of two from ``MIN_CONTEXT_TOKENS`` up to ``limit``, default 4x the
-    model's max positions) for which some layout fits."""
+    """The longest sequence (powers of two from ``MIN_CONTEXT_TOKENS`` up to ``limit``,
+    default the model's max positions) for which some layout fits."""
     spec = req.job.model
-    limit = limit or 4 * spec.max_position_embeddings
+    limit = limit or spec.max_position_embeddings
     best: tuple[int, Candidate] | None = None
     for seq in _powers_of_two_up_to(limit):
         if seq < MIN_CONTEXT_TOKENS:
@@ -486,7 +493,8 @@ class Change:
     change: str
     """What to change, in words."""
     min_peak_bytes: int
-    """Smallest per-GPU peak over every layout after the change."""
+    """Per-GPU memory after the change: the smallest peak on the fewest GPUs that fit,
+    or (when nothing fits) the smallest peak of any layout."""
     fits: bool
     """Whether some layout fits after the change."""
     min_gpus: int | None = None
@@ -508,8 +516,9 @@ def cheapest_changes(req: PlanRequest, max_gpus: int = 4096) -> tuple[Change, ..
 
     def attempt(text: str, new_req: PlanRequest) -> None:
         result = plan(new_req, top=1)
-        out.append(Change(change=text, min_peak_bytes=result.min_peak_bytes, fits=result.fitting > 0,
-                          min_gpus=result.min_gpus))
+        fits = result.fitting > 0
+        need = result.min_gpus_peak_bytes if fits and result.min_gpus_peak_bytes else result.min_peak_bytes
+        out.append(Change(change=text, min_peak_bytes=need, fits=fits, min_gpus=result.min_gpus))
 
     more = tuple(n for n in _powers_of_two_up_to(max_gpus) if n > largest)
     if more:
