@@ -184,6 +184,20 @@ def job_states(job: TrainingJob, engine: str) -> JobStates:
                      step_temporaries_per_param=states.step_temporaries / trainable)
 
 
+def engine_setup(setup: Any, engine: str) -> Any:
+    """The single-GPU setup whose activations match how ``engine`` runs the model.
+
+    PyTorch AMP (DDP) keeps fp32 weights and autocasts each op: the residual stream
+    stays fp32 and a 16-bit copy of each weight is saved. DeepSpeed (bf16/fp16
+    config), Megatron-LM and FSDP's MixedPrecision run the model on 16-bit parameters:
+    no autocast copies and a 16-bit residual stream, i.e. the activations of the pure
+    16-bit recipe. Model-state bytes are handled by :func:`job_states`."""
+    recipe = setup.recipe
+    if engine == "ddp" or not recipe.autocast:
+        return setup
+    return replace(setup, precision=recipe.compute_dtype)
+
+
 def default_overhead_bytes(num_gpus: int) -> int:
     """Fixed per-GPU overhead from :mod:`vramplan.memory.overhead` (CUDA context,
     cuBLAS workspace, NCCL buffers of one communicator spanning ``num_gpus``)."""
@@ -253,7 +267,7 @@ def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
     """
     spec = job.model
     c = coeffs or slice_coefficients(spec, layout.zero.param_persistence_threshold)
-    a = acts or ActivationCoefficients.from_setup(spec, job.setup)
+    a = acts or ActivationCoefficients.from_setup(spec, engine_setup(job.setup, layout.resolved_engine))
     st = states or job_states(job, layout.resolved_engine)
     dp = layout.dp if dp is None else dp
     tp = layout.tp if tp is None else tp

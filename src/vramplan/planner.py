@@ -19,6 +19,7 @@ from vramplan.distributed import (
     ActivationCoefficients,
     TrainingJob,
     default_overhead_bytes,
+    engine_setup,
     job_states,
     stage_terms,
     training_terms,
@@ -356,8 +357,9 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
     states_by_engine = {e: job_states(job, e) for e in {s.engine for s in req.engines}}
     coeffs_by_threshold: dict[int, Any] = {}
     recomputes = _recomputes(req)
-    per_recompute = [ActivationCoefficients.from_setup(spec, job.setup if r == job.setup.recompute
-                                                       else replace(job.setup, recompute=r)) for r in recomputes]
+    # Every engine the planner tries runs the model on 16-bit parameters (not AMP autocast).
+    run_setup = engine_setup(job.setup, "deepspeed")
+    per_recompute = [ActivationCoefficients.from_setup(spec, replace(run_setup, recompute=r)) for r in recomputes]
     acts_by_field = {f: np.array([getattr(a, f) for a in per_recompute], dtype=float)
                      for f in ActivationCoefficients.__dataclass_fields__}
     extra_flops = np.array([RECOMPUTE_EXTRA_FLOPS[r] for r in recomputes], dtype=float)
