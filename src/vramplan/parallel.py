@@ -76,9 +76,6 @@ class ZeroConfig:
 DEEPSPEED_DEFAULTS = ZeroConfig()
 """DeepSpeed's defaults."""
 
-DDP_BUCKET_NOTE = ("PyTorch DDP keeps its all-reduce buckets beside .grad unless gradient_as_bucket_view=True "
-                   "(torch.nn.parallel.DistributedDataParallel docs)")
-
 
 # --------------------------------------------------------------------------- the layout
 
@@ -185,17 +182,6 @@ class ParallelLayout:
         if self.tp > 1 or self.pp > 1 or self.cp > 1 or self.ep > 1:
             return "megatron"
         return "ddp"
-
-    @property
-    def shard_degree(self) -> int:
-        """Ranks that share one copy of the (dense) model states: ``dp * cp`` (the
-        data-parallel group of Megatron's distributed optimizer and of DeepSpeed with
-        sequence parallelism), or for HYBRID_SHARD only the ranks inside one node."""
-        group = self.dp * self.cp
-        if self.fsdp == "hybrid_shard":
-            ranks_per_replica_in_node = max(1, self.gpus_per_node // (self.tp * self.pp))
-            return math.gcd(group, ranks_per_replica_in_node)
-        return group
 
     def check_gpus(self, num_gpus: int) -> None:
         """Raise :class:`LayoutError` unless dp x tp x pp x cp equals ``num_gpus``."""

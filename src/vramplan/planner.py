@@ -25,7 +25,7 @@ from vramplan.distributed import (
     training_terms,
 )
 from vramplan.errors import InputError
-from vramplan.parallel import ParallelLayout, bubble_fraction, rank_params, slice_coefficients
+from vramplan.parallel import ParallelLayout, bubble_fraction, rank_params, slice_coefficients, stage_layers
 
 # --------------------------------------------------------------------------- assumptions
 
@@ -546,14 +546,6 @@ def gpu_counts_up_to(max_gpus: int, gpus_per_node: int = 8) -> tuple[int, ...]:
     return tuple(sorted({n for n in counts if n <= max_gpus} | {max_gpus}))
 
 
-def rank_param_count(spec: Any, layout: ParallelLayout) -> int:
-    """Parameters on the busiest GPU of ``layout`` (first or last stage)."""
-    c = slice_coefficients(spec)
-    first = rank_params(c, tp=layout.tp, pp=layout.pp, ep=layout.ep, stage="first").total
-    last = rank_params(c, tp=layout.tp, pp=layout.pp, ep=layout.ep, stage="last").total
-    return int(max(first, last))
-
-
 # --------------------------------------------------------------------------- inference
 
 @dataclass(frozen=True, kw_only=True)
@@ -632,7 +624,7 @@ def plan_inference(job: InferenceJob, gpu: Any, gpu_counts: tuple[int, ...], *, 
             share = np.maximum(first, last) / whole
             weights = per_tp[t][0] * share
             kv_one = kv_cache_bytes(spec, context_tokens=job.context, batch=1, dtype=job.kv_dtype, tp=t)
-            kv = kv_one * batch_per_replica * stage_share(spec.num_layers, pps)
+            kv = kv_one * batch_per_replica * stage_layers(spec.num_layers, pps) / spec.num_layers
             peak = weights + kv + overhead
             evaluated += pps.size
             decode_ms = 1e3 * (weights + kv) * pps / gpu.memory_bandwidth_bytes_per_s
@@ -643,8 +635,3 @@ def plan_inference(job: InferenceJob, gpu: Any, gpu_counts: tuple[int, ...], *, 
                                               decode_ms_per_token=float(decode_ms[i])))
     out.sort(key=lambda c: (c.num_gpus, c.decode_ms_per_token))
     return tuple(out[:top]), evaluated
-
-
-def stage_share(num_layers: int, pp: Any) -> Any:
-    """Share of the layers on the busiest pipeline stage: ``ceil(L/pp) / L``."""
-    return (-(-num_layers // pp)) / num_layers

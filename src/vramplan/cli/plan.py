@@ -191,7 +191,8 @@ def _plan_serving(spec, gpu, counts, flags: LayoutFlags, *, headroom, context, b
         cands = tuple(c for c in cands if (flags.tp is None or c.tp == flags.tp)
                       and (flags.pp is None or c.pp == flags.pp))
     return {"model": spec.name, "kind": "inference", "gpu": gpu.slug, "budget_bytes":
-            int(gpu.usable_memory_bytes * (1 - headroom)), "gpu_counts": list(counts), "context": context,
+            int(gpu.usable_memory_bytes * (1 - headroom)), "usable_bytes": gpu.usable_memory_bytes,
+            "gpu_counts": list(counts), "context": context,
             "batch": batch, "weights": weights, "kv_dtype": kv_dtype, "evaluated": evaluated,
             "candidates": [c.to_dict() for c in cands], "min_gpus": cands[0].num_gpus if cands else None,
             "assumptions": ["decode time: bytes each GPU reads per token / HBM bandwidth, pipeline stages in turn",

@@ -31,5 +31,5 @@ def export_config(engine: str, data: dict, spec: Any, *, training: bool) -> str:
         from vramplan.export.llamacpp import render
     else:
         raise InputError(f"--export {engine}: a training engine; use it with --train")
-    return render(best, spec, context=data["context"], headroom_budget=data["budget_bytes"],
+    return render(best, spec, context=data["context"], usable_bytes=data["usable_bytes"],
                   kv_dtype=data["kv_dtype"], batch=data["batch"])

@@ -33,7 +33,8 @@ def config(candidate: dict, spec: Any, *, seq_len: int) -> dict:
     cfg: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": candidate["micro_batch_size"],
         "gradient_accumulation_steps": lay["micro_batches"],
-        "train_batch_size": candidate["micro_batch_size"] * lay["micro_batches"] * lay["dp"] * lay["cp"] // lay["cp"],
+        # DeepSpeed's rule: micro-batch x accumulation steps x data-parallel ranks.
+        "train_batch_size": candidate["micro_batch_size"] * lay["micro_batches"] * lay["dp"],
         "bf16": {"enabled": True},
         "zero_optimization": zero,
         "gradient_clipping": 1.0,

@@ -8,7 +8,7 @@ from typing import Any
 _KV = {"fp16": "f16", "bf16": "bf16", "q8_0": "q8_0", "q4_0": "q4_0", "fp8": "q8_0"}
 
 
-def arguments(candidate: dict, spec: Any, *, context: int, headroom_budget: int, kv_dtype: str,
+def arguments(candidate: dict, spec: Any, *, context: int, usable_bytes: int, kv_dtype: str,
               batch: int) -> list[str]:
     """Every layer on the GPUs (``-ngl`` = layers + 1 for the output layer); more than
     one GPU per replica splits by layer (llama.cpp's default, like a pipeline), evenly."""

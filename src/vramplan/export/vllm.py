@@ -9,14 +9,20 @@ from typing import Any
 _KV = {"fp16": "auto", "bf16": "auto", "fp8": "fp8", "fp8_e4m3": "fp8_e4m3", "fp8_e5m2": "fp8_e5m2"}
 
 
-def arguments(candidate: dict, spec: Any, *, context: int, headroom_budget: int, kv_dtype: str,
+UTILIZATION_STEP = 0.01
+"""``--gpu-memory-utilization`` is written to two decimals, rounded up."""
+
+
+def arguments(candidate: dict, spec: Any, *, context: int, usable_bytes: int, kv_dtype: str,
               batch: int) -> list[str]:
     """The ``vllm serve`` arguments. ``--gpu-memory-utilization`` is the planned peak
-    over the budget's GPU, rounded up to 0.01 so vLLM's pre-allocated KV pool covers it."""
+    over the GPU's usable memory, rounded up, so the KV pool vLLM pre-allocates in the
+    rest of that share holds the planned batch x context."""
     import math
 
     model = spec.hub_id or spec.name
-    util = min(0.99, max(0.05, math.ceil(100 * candidate["peak_bytes"] / headroom_budget * 0.95) / 100))
+    share = math.ceil(candidate["peak_bytes"] / usable_bytes / UTILIZATION_STEP) * UTILIZATION_STEP
+    util = min(1.0, share)
     args = [model, "--tensor-parallel-size", str(candidate["tp"]),
             "--pipeline-parallel-size", str(candidate["pp"]), "--max-model-len", str(context),
             "--max-num-seqs", str(batch), "--gpu-memory-utilization", f"{util:.2f}"]
