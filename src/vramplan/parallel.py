@@ -570,6 +570,10 @@ RECIPES: dict[str, str] = {
 """The mixed-precision recipe each engine follows, in words (shown with every estimate)."""
 
 
+FP32_BYTES = 4
+"""Bytes of one fp32 value."""
+
+
 @dataclass(frozen=True)
 class ShardedStates:
     """Model-state bytes on one GPU after sharding (floats or arrays), plus host RAM."""
@@ -603,11 +607,6 @@ class ShardedStates:
     def step_peak(self) -> Any:
         """Model-state bytes during the optimizer step."""
         return self.resident + self.step_temporaries
-
-
-def _fsdp_degree(fsdp: str, shard: Any) -> Any:
-    """FSDP shard degree for the persistent states (NO_SHARD keeps everything)."""
-    return 1 if fsdp == "no_shard" else shard
 
 
 def shard_model_states(*, recipe: StateBytesPerParam, params: RankParams, layout: ParallelLayout,
@@ -684,10 +683,6 @@ def shard_model_states(*, recipe: StateBytesPerParam, params: RankParams, layout
     buckets = where(n_dense > 1, grads, zeros)
     return ShardedStates(r.weights * total, r.master_weights * trainable, grads, r.optimizer * trainable,
                          zeros, zeros, buckets, zeros, zeros)
-
-
-FP32_BYTES = 4
-"""Bytes of one fp32 value."""
 
 
 def _deepspeed(r: StateBytesPerParam, params: RankParams, layout: ParallelLayout, split: Any, total: Any,
