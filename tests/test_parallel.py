@@ -279,3 +279,33 @@ def test_tp_beyond_kv_heads_replicates_kv():
     kv_per_layer = c.kv_split_per_layer // 8
     assert r16.dense > r8.dense / 2  # k/v stop shrinking past 8
     assert kv_per_layer == 2 * 4096 * 128  # one KV head's k and v per rank
+
+
+# --------------------------------------------------------------------------- Megatron's activation scaling
+
+def test_activation_scaling_follows_megatron_first_stage():
+    # megatron/training/theoretical_memory_usage.py, compute_activation_memory: the first
+    # pipeline stage holds p micro-batches of L/p layers, i.e. L layers' worth (x
+    # min(1, m/p) when m < p), x (1 + (p-1)/(p v)) when interleaved; with sequence
+    # parallelism everything divides by tp.
+    from vramplan.distributed import ActivationCoefficients, stage_terms
+    from vramplan.training import TrainingSetup
+
+    spec = find_model("llama-3.1-8b").spec()  # 32 layers
+    c = slice_coefficients(spec)
+    a = ActivationCoefficients.from_setup(spec, TrainingSetup(seq=2048, precision="bf16"))
+
+    def kept(tp=1, pp=1, m=8, v=1, sp=False):
+        t = stage_terms(c, a, stage="first", virtual_stages=v, tp=tp, pp=pp, cp=1, ep=1, sp=sp,
+                        micro_batch_size=1, micro_batches=m)
+        current = a.layer_backward_per_seq * (a.sharded_fraction / tp + (1 - a.sharded_fraction) * (1 / tp if sp else 1))
+        return t["activations"] - current
+
+    whole = kept()
+    assert whole == pytest.approx(32 * a.layer_kept_per_seq)
+    assert kept(pp=4, m=8) == pytest.approx(whole)                       # p in flight x L/p layers
+    assert kept(pp=4, m=2) == pytest.approx(whole * 2 / 4)               # m < p: min(1, m/p)
+    assert kept(pp=4, m=8, v=2) == pytest.approx(whole * (1 + 3 / 8))   # interleaved penalty
+    assert kept(tp=4, sp=True) == pytest.approx(whole / 4)               # TP + SP: all / t
+    no_sp = kept(tp=4)                                                   # TP only: the replicated share stays
+    assert whole / 4 < no_sp < whole
