@@ -184,8 +184,8 @@ class ActivationPlan:
     outside_layers: int
     """Embedding dropout, final norm, the head's autocast copy, LoRA intermediates outside."""
     forward_only: int
-    """Alive at the forward's end but not kept into backward (autocast's weight cache
-    under full recomputation)."""
+    """Alive at the forward's end but not kept into backward: autocast's weight cache
+    under full recomputation, the returned last hidden state."""
 
 
 def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
@@ -259,7 +259,7 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
         parts["dropout_masks/embedding"] = act.dropout_embedding_bytes(spec, ctx)
     if act.head_weight_cast_bytes(spec, ctx):
         parts["weight_casts"] = parts.get("weight_casts", 0) + act.head_weight_cast_bytes(spec, ctx)
-    forward_only = cast * spec.num_layers if policy == "full" else 0
+    forward_only = (cast * spec.num_layers if policy == "full" else 0) + act.final_hidden_transient_bytes(spec, ctx)
     return ActivationPlan(parts=parts, per_layer_kept=tuple(kept), per_layer_full=tuple(full),
                           per_layer_work=tuple(work), outside_layers=outside, forward_only=forward_only)
 
@@ -338,8 +338,9 @@ def timeline(spec: ModelSpec, setup: TrainingSetup, states: ModelStates, plan: A
     forward = {**resident, **_activation_parts(plan), **dequant,
                "logits": (logits.forward_peak, logits.note)}
     if plan.forward_only:
-        forward["activations/autocast_cache"] = (plan.forward_only, "autocast's 16-bit weight copies, cached "
-                                                 "until the forward ends")
+        forward["activations/forward_only"] = (plan.forward_only, "alive until the loss, not kept for backward: "
+                                               "the returned last hidden state (and autocast's cached weight "
+                                               "copies under full recomputation)")
     backward = {**resident, **_activation_parts(plan), "logits": (logits.backward_peak, logits.note)}
     best, where = sum(b for b, _ in backward.values()), "loss backward"
     grad_key = "adapters/gradients" if setup.method != "full" else "gradients"
