@@ -24,8 +24,8 @@ from vramplan.memory import activations as act
 from vramplan.memory.gradients import CONVENTIONS, PrecisionRecipe, get_precision
 from vramplan.memory.logits import LogitsBytes, logits_bytes
 from vramplan.memory.lora import (
-    ADAPTER_BYTES, DEFAULT_TARGETS, adapter_activation_bytes_per_token, adapter_groups, dequant_buffer_bytes,
-    target_groups,
+    ADAPTER_BYTES, DEFAULT_TARGETS, adapter_activation_bytes_per_token, adapter_groups, adapter_weight_cast_bytes,
+    dequant_buffer_bytes,
 )
 from vramplan.memory.optimizer import OptimizerSpec, get_optimizer, optimizer_state_bytes, step_temporary_bytes
 from vramplan.memory.weights import weight_components
@@ -196,9 +196,10 @@ def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
     if setup.method != "full" and recipe.autocast:
         recipe = replace(recipe, autocast=False)  # base already in the compute dtype: no casts
     lora = setup.method != "full"
+    peft_casts_inputs = lora and recipe.compute_bytes < ADAPTER_BYTES
     return act.ActivationContext(recipe=recipe, batch=setup.batch, seq=setup.seq, attention=setup.attention,
                                  dropout=setup.dropout, residual_bytes=residual, frozen_base=lora,
-                                 inputs_saved_by_adapters=lora and recipe.compute_bytes < ADAPTER_BYTES)
+                                 inputs_saved_by_adapters=peft_casts_inputs)
 
 
 def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> int:
@@ -231,8 +232,11 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
     kept, full, work = [], [], []
     adapter = 0
     if setup.method != "full":
-        adapter = adapter_activation_bytes_per_token(spec, setup.lora_targets, setup.lora_rank, ctx.c) \
+        autocast = setup.recipe.autocast
+        adapter = adapter_activation_bytes_per_token(spec, setup.lora_targets, setup.lora_rank, ctx.c, autocast) \
             * ctx.tokens // spec.num_layers
+        groups = adapter_groups(spec, setup.lora_targets, setup.lora_rank)
+        adapter += adapter_weight_cast_bytes(groups, ctx.c, autocast) // spec.num_layers
     for layer in range(spec.num_layers):
         layer_parts = act.layer_activation_parts(spec, ctx, layer)
         layer_full = act.saved_layer_bytes(layer_parts, "none") + cast + adapter
