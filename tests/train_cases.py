@@ -66,8 +66,15 @@ CASES: tuple[Case, ...] = (
     Case("gpt2 fp32 sdpa", TINY_GPT2),
     Case("qwen2-moe fp32", TINY_QWEN_MOE),
     Case("deepseek mla fp32 eager", TINY_MLA, attention="eager"),
+    Case("llama fp32 adafactor", TINY_LLAMA, optimizer="adafactor"),
+    Case("llama fp32 grad-accum 2", TINY_LLAMA, extra={"grad_accum": 2}),
+    Case("llama fp16-mixed adamw", TINY_LLAMA, precision="fp16-mixed"),
+    Case("gpt2 bf16 eager dropout", dict(TINY_GPT2, resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.1),
+         precision="bf16", attention="eager", dropout=True),
+    Case("qwen2-moe bf16", TINY_QWEN_MOE, precision="bf16"),
     Case("llama lora fp32", TINY_LLAMA, method="lora"),
     Case("llama lora bf16", TINY_LLAMA, method="lora", precision="bf16"),
+    Case("llama lora bf16-mixed", TINY_LLAMA, method="lora", precision="bf16-mixed"),
 )
 
 
@@ -81,8 +88,8 @@ def build_model(case: Case):
     config._attn_implementation = case.attention
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config)
-    if case.precision in ("bf16", "fp16"):
-        model.to(torch.bfloat16 if case.precision == "bf16" else torch.float16)
+    if case.precision in ("bf16", "fp16") or (case.method == "lora" and case.precision.endswith("-mixed")):
+        model.to(torch.float16 if case.precision.startswith("fp16") else torch.bfloat16)  # LoRA: 16-bit base
     model.train()
     if case.recompute == "full":
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -108,6 +115,10 @@ def make_optimizer(case: Case, params):
         return torch.optim.SGD(params, lr=0.01, foreach=True)
     if case.optimizer == "sgd-momentum":
         return torch.optim.SGD(params, lr=0.01, momentum=0.9, foreach=True)
+    if case.optimizer == "adafactor":
+        from transformers.optimization import Adafactor
+
+        return Adafactor(params)
     raise ValueError(case.optimizer)
 
 
@@ -119,8 +130,9 @@ def measure(case: Case):
     model = build_model(case)
     batch = torch.randint(0, case.config["vocab_size"], (case.batch, case.seq))
     opt = make_optimizer(case, model.parameters())
-    autocast = torch.bfloat16 if case.precision == "bf16-mixed" else None
-    return measure_training_step(model, batch, opt, autocast_dtype=autocast)
+    autocast = {"bf16-mixed": torch.bfloat16, "fp16-mixed": torch.float16}.get(case.precision)
+    return measure_training_step(model, batch, opt, autocast_dtype=autocast,
+                                 grad_accum=case.extra.get("grad_accum", 1))
 
 
 def estimate(case: Case):
@@ -130,6 +142,39 @@ def estimate(case: Case):
     spec = spec_from_config(dict(case.config), name=case.name)
     setup = TrainingSetup(precision=case.precision, optimizer=case.optimizer, batch=case.batch, seq=case.seq,
                           attention=case.attention, recompute=case.recompute, method=case.method,
+                          grad_accum=case.extra.get("grad_accum", 1),
                           lora_rank=case.lora_rank, dropout=case.dropout,
                           lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
     return estimate_training(spec, setup)
+
+
+def cpu_dropout_adjustment_bytes(case: Case) -> int:
+    """Bytes by which CPU over-counts dropout masks relative to CUDA.
+
+    CUDA's ``native_dropout`` returns a ``torch.bool`` mask (1 B per element); the CPU
+    kernel draws ``bernoulli_`` into ``empty_like(input)`` and keeps the mask in the
+    input dtype (2 B in bf16). The estimate models CUDA, so for dropout cases the
+    measurement is corrected by (element bytes - 1) x mask elements: per layer one
+    ``a x s`` mask per query token (attention probabilities) and two ``h`` masks
+    (attention and MLP outputs), plus one ``h`` mask on the embedding output.
+    """
+    if not case.dropout:
+        return 0
+    cfg = case.config
+    h, layers, heads = cfg["n_embd"], cfg["n_layer"], cfg["n_head"]
+    tokens = case.batch * case.seq
+    elems = tokens * (layers * (heads * case.seq + 2 * h) + h)
+    elem_bytes = 4 if case.precision == "fp32" else 2
+    return elems * (elem_bytes - 1)
+
+
+def measure_as_cuda(case: Case):
+    """The CPU measurement with the documented CPU-vs-CUDA corrections applied."""
+    from dataclasses import replace
+
+    m = measure(case)
+    adj = cpu_dropout_adjustment_bytes(case)
+    if not adj:
+        return m
+    phases = {k: (v - adj if k in ("forward", "backward") else v) for k, v in m.phase_peaks.items()}
+    return replace(m, peak_bytes=max(phases.values()), phase_peaks=phases)

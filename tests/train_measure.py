@@ -78,12 +78,13 @@ class StepMeasurement:
 
 
 def measure_training_step(model, batch: torch.Tensor, optimizer, *, steps: int = 2, autocast_dtype=None,
-                          trainable_only: bool = False) -> StepMeasurement:
+                          grad_accum: int = 1) -> StepMeasurement:
     """Run ``steps`` steps (forward with labels = inputs, backward, ``optimizer.step()``,
     ``zero_grad(set_to_none=True)``) and return the peak over all of them.
 
     Two steps by default, so the second runs with the optimizer states already
-    allocated: the steady state every later step repeats.
+    allocated: the steady state every later step repeats. With ``grad_accum > 1`` each
+    step runs that many forward/backward passes before ``optimizer.step()``.
     """
     tracker = LiveStorageTracker()
     with torch.no_grad():
@@ -95,15 +96,13 @@ def measure_training_step(model, batch: torch.Tensor, optimizer, *, steps: int =
     start = tracker.current_bytes
     with tracker:
         for _ in range(steps):
-            tracker.mark("forward")
-            if autocast_dtype is not None:
-                with torch.autocast("cpu", dtype=autocast_dtype):
+            for _ in range(grad_accum):
+                tracker.mark("forward")
+                with torch.autocast("cpu", dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
                     loss = model(input_ids=batch, labels=batch).loss
-            else:
-                loss = model(input_ids=batch, labels=batch).loss
-            tracker.mark("backward")
-            loss.backward()
-            del loss
+                tracker.mark("backward")
+                loss.backward()
+                del loss
             tracker.mark("optimizer_step")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

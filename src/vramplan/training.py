@@ -24,8 +24,8 @@ from vramplan.memory import activations as act
 from vramplan.memory.gradients import CONVENTIONS, PrecisionRecipe, get_precision
 from vramplan.memory.logits import LogitsBytes, logits_bytes
 from vramplan.memory.lora import (
-    ADAPTER_BYTES, DEFAULT_TARGETS, adapter_activation_bytes_per_token, adapter_groups, dequant_buffer_bytes,
-    target_groups,
+    ADAPTER_BYTES, DEFAULT_TARGETS, adapter_activation_bytes_per_token, adapter_groups, adapter_weight_cast_bytes,
+    dequant_buffer_bytes,
 )
 from vramplan.memory.optimizer import OptimizerSpec, get_optimizer, optimizer_state_bytes, step_temporary_bytes
 from vramplan.memory.weights import weight_components
@@ -184,8 +184,8 @@ class ActivationPlan:
     outside_layers: int
     """Embedding dropout, final norm, the head's autocast copy, LoRA intermediates outside."""
     forward_only: int
-    """Alive at the forward's end but not kept into backward (autocast's weight cache
-    under full recomputation)."""
+    """Alive at the forward's end but not kept into backward: autocast's weight cache
+    under full recomputation, the returned last hidden state."""
 
 
 def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
@@ -196,9 +196,10 @@ def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
     if setup.method != "full" and recipe.autocast:
         recipe = replace(recipe, autocast=False)  # base already in the compute dtype: no casts
     lora = setup.method != "full"
+    peft_casts_inputs = lora and recipe.compute_bytes < ADAPTER_BYTES
     return act.ActivationContext(recipe=recipe, batch=setup.batch, seq=setup.seq, attention=setup.attention,
                                  dropout=setup.dropout, residual_bytes=residual, frozen_base=lora,
-                                 inputs_saved_by_adapters=lora and recipe.compute_bytes < ADAPTER_BYTES)
+                                 inputs_saved_by_adapters=peft_casts_inputs)
 
 
 def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> int:
@@ -231,8 +232,11 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
     kept, full, work = [], [], []
     adapter = 0
     if setup.method != "full":
-        adapter = adapter_activation_bytes_per_token(spec, setup.lora_targets, setup.lora_rank, ctx.c) \
+        autocast = setup.recipe.autocast
+        adapter = adapter_activation_bytes_per_token(spec, setup.lora_targets, setup.lora_rank, ctx.c, autocast) \
             * ctx.tokens // spec.num_layers
+        groups = adapter_groups(spec, setup.lora_targets, setup.lora_rank)
+        adapter += adapter_weight_cast_bytes(groups, ctx.c, autocast) // spec.num_layers
     for layer in range(spec.num_layers):
         layer_parts = act.layer_activation_parts(spec, ctx, layer)
         layer_full = act.saved_layer_bytes(layer_parts, "none") + cast + adapter
@@ -259,7 +263,7 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
         parts["dropout_masks/embedding"] = act.dropout_embedding_bytes(spec, ctx)
     if act.head_weight_cast_bytes(spec, ctx):
         parts["weight_casts"] = parts.get("weight_casts", 0) + act.head_weight_cast_bytes(spec, ctx)
-    forward_only = cast * spec.num_layers if policy == "full" else 0
+    forward_only = (cast * spec.num_layers if policy == "full" else 0) + act.final_hidden_transient_bytes(spec, ctx)
     return ActivationPlan(parts=parts, per_layer_kept=tuple(kept), per_layer_full=tuple(full),
                           per_layer_work=tuple(work), outside_layers=outside, forward_only=forward_only)
 
@@ -338,8 +342,9 @@ def timeline(spec: ModelSpec, setup: TrainingSetup, states: ModelStates, plan: A
     forward = {**resident, **_activation_parts(plan), **dequant,
                "logits": (logits.forward_peak, logits.note)}
     if plan.forward_only:
-        forward["activations/autocast_cache"] = (plan.forward_only, "autocast's 16-bit weight copies, cached "
-                                                 "until the forward ends")
+        forward["activations/forward_only"] = (plan.forward_only, "alive until the loss, not kept for backward: "
+                                               "the returned last hidden state (and autocast's cached weight "
+                                               "copies under full recomputation)")
     backward = {**resident, **_activation_parts(plan), "logits": (logits.backward_peak, logits.note)}
     best, where = sum(b for b, _ in backward.values()), "loss backward"
     grad_key = "adapters/gradients" if setup.method != "full" else "gradients"

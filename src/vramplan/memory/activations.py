@@ -285,8 +285,14 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
     mlp_readers = _moe_linear_readers(spec) if spec.is_moe_layer(layer) else (2 if spec.mlp_gated else 1)
     attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
     inputs = _linear_inputs_per_token(ctx, h, attn_readers) + _linear_inputs_per_token(ctx, h, mlp_readers)
+    residual = _residual_per_token(spec, ctx)
+    if ctx.frozen_base and layer == 0:
+        # a frozen embedding's output needs no gradient: the first layer keeps neither
+        # its input nor its first norm's statistics
+        residual //= 2
+        norms -= 1
     return [
-        _part("residual", _residual_per_token(spec, ctx), ctx, sharded=False),
+        _part("residual", residual, ctx, sharded=False),
         _part("norms", norms * _norm_per_token(spec, ctx, h), ctx, sharded=False),
         _part("linear_inputs", inputs, ctx, sharded=False),
     ]
@@ -339,6 +345,15 @@ def final_norm_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     head_input = 0 if ctx.frozen_base else _linear_inputs_per_token(ctx, h, 1)
     per_token = residual + _norm_per_token(spec, ctx, h) + head_input
     return _part("final_norm", per_token, ctx, sharded=False).bytes
+
+
+def final_hidden_transient_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """The final norm's output as the model returns it (``last_hidden_state``), alive
+    until the loss is computed. Counted only where the head does not save that very
+    tensor: under autocast (the head saves a 16-bit cast) and with a frozen head."""
+    if not (ctx.recipe.autocast or ctx.frozen_base):
+        return 0
+    return _part("final_hidden", ctx.r * spec.hidden_size, ctx, sharded=False).bytes
 
 
 def head_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
