@@ -152,3 +152,21 @@ def test_inference_plan_fewest_gpus_first():
     assert evaluated > 0 and cands
     assert cands[0].num_gpus == 2
     assert all(c.peak_bytes <= int(find_gpu("h100").usable_memory_bytes * 0.95) for c in cands)
+
+
+@pytest.mark.parametrize("model,setup", [
+    ("llama-3.1-8b", TrainingSetup(seq=2048)),
+    ("qwen2.5-0.5b", TrainingSetup(seq=1024, optimizer="adamw-8bit")),
+    ("llama-3.2-1b", TrainingSetup(seq=1024, method="lora")),
+])
+def test_one_gpu_layout_agrees_with_the_single_gpu_estimate(model, setup):
+    # The distributed estimate is assembled from vramplan.training's building blocks: on
+    # one GPU (plain DDP recipe, one micro-batch) its optimizer step equals the single-GPU
+    # timeline's to the byte, and so does its backward high point for these setups.
+    from vramplan.training import estimate_training as single_gpu
+
+    spec = find_model(model).spec()
+    ours = estimate_training(TrainingJob(model=spec, setup=setup, overhead_bytes=1), ParallelLayout())
+    theirs = dict(single_gpu(spec, setup).phases)
+    assert dict(ours.phases)["optimizer_step"] - 1 == theirs["optimizer_step"]
+    assert dict(ours.phases)["backward"] - 1 == theirs["backward"]

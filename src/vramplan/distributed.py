@@ -246,8 +246,41 @@ def stage_terms(c: SliceCoefficients, a: ActivationCoefficients, *, stage: Stage
         outside = where(single, outside, 0 * outside)
         logits = where(single, logits, 0 * logits)
     return {"params": params, "layer_params": layer_params(c, tp=tp, ep=ep), "root_params": root_params(c, tp=tp),
-            "activations": kept * layers * in_flight + current, "outside": outside, "logits": logits,
+            "activations": kept * layers * in_flight + current, "kept": kept * layers * in_flight,
+            "current": current, "outside": outside, "logits": logits,
             "in_flight": in_flight}
+
+
+def gradients_persist(layout: ParallelLayout) -> bool:
+    """Whether gradient buffers exist through the whole backward even with one
+    micro-batch: Megatron's contiguous ``main_grad`` buffer; DeepSpeed, whose stages
+    0-1 keep every 16-bit ``.grad`` until the step, stage 2 allocates its gradient
+    partition at the first bucket reduction (``grads_in_partition`` in
+    ``stage_1_and_2.py``), and stage 3 holds ``grad_partitions_flat_buffer`` from
+    initialisation (``stage3.py``). PyTorch DDP and FSDP free gradients with
+    ``zero_grad(set_to_none=True)``, so they form during the backward."""
+    return layout.resolved_engine in ("megatron", "deepspeed")
+
+
+def backward_peak_bytes(sharded: Any, shared: dict[str, Any], layout: ParallelLayout, *,
+                        micro_batches: Any) -> Any:
+    """Bytes at the backward's high point, without the fixed overhead.
+
+    The backward is a sweep (as in :func:`vramplan.training.timeline`): at the loss all
+    activations and the logits are alive; in the last layer's backward all activations
+    plus that layer's recomputed tensors and gradient buffers; by the first layer the
+    activations are gone and the gradients have formed. The high point is the largest
+    of those, with the gradients resident throughout when they accumulate over
+    micro-batches or the engine keeps a persistent buffer (:func:`gradients_persist`).
+    """
+    base = sharded.backward_peak - sharded.gradients
+    kept_all = shared["kept"] + shared["outside"]
+    at_loss = kept_all + shared["logits"]
+    at_last_layer = kept_all + shared["current"]
+    persistent = where(micro_batches > 1, 1, 1 if gradients_persist(layout) else 0)
+    with_grads = sharded.gradients + maximum(at_loss, at_last_layer)
+    forming = maximum(maximum(at_loss, at_last_layer), shared["current"] + sharded.gradients)
+    return base + persistent * with_grads + (1 - persistent) * forming
 
 
 def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
@@ -288,7 +321,8 @@ def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
     optimizer_share = sharded.optimizer / st.recipe.optimizer if st.recipe.optimizer else 0 * sharded.optimizer
     step_temporaries = sharded.step_temporaries + optimizer_share * st.step_temporaries_per_param
     overhead = job.overhead_bytes if overhead is None else overhead
-    backward = sharded.backward_peak + activations + outside + logits + overhead
+    backward = backward_peak_bytes(sharded, shared, layout, micro_batches=layout.micro_batches
+                                   if micro_batches is None else micro_batches) + overhead
     step = sharded.resident + step_temporaries + overhead
     zeros = 0 * backward
     return {
@@ -297,6 +331,9 @@ def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
         "gathered_params": sharded.gathered_params, "unsharded_grads": sharded.unsharded_grads,
         "comm_buckets": sharded.comm_buckets, "step_temporaries": step_temporaries + zeros,
         "activations": activations + zeros, "outside_activations": outside + zeros, "logits": logits + zeros,
+        "kept_activations": shared["kept"] + zeros, "current_layer": shared["current"] + zeros,
+        "grads_persist": where((layout.micro_batches if micro_batches is None else micro_batches) > 1, 1,
+                               1 if gradients_persist(layout) else 0) + zeros,
         "overhead": overhead + zeros, "host_per_gpu": sharded.host_per_gpu + zeros,
         "in_flight": shared["in_flight"] + zeros,
         "backward_peak": backward, "step_peak": step, "peak": maximum(backward, step),
@@ -313,25 +350,43 @@ _NOTES = {
     "buffers/comm_buckets": "gradient reduce buckets (DeepSpeed reduce_bucket_size / DDP buckets)",
     "buffers/optimizer_step": "optimizer-step temporaries (DeepSpeed's fp32 gradient partition, foreach copies)",
     "activations": "saved for backward (vramplan.training per-layer model) x layers on the stage x in-flight "
-                   "micro-batches, + the layer in backward",
+                   "micro-batches (+ the layer in backward, when that is the high point)",
     "activations/outside_layers": "embedding, final norm and head inputs",
     "logits": "logits and loss at the loss backward (vramplan.memory.logits), vocab split by tp",
     "overhead": "CUDA context, cuBLAS workspace, NCCL buffers (vramplan.memory.overhead)",
 }
 
 
+def backward_point(terms: dict[str, Any]) -> tuple[str, dict[str, float]]:
+    """Where the backward's high point falls for one layout, and the activation-side
+    terms alive there (the same three points :func:`backward_peak_bytes` compares)."""
+    kept, current = float(terms["kept_activations"]), float(terms["current_layer"])
+    outside, logits, grads = float(terms["outside_activations"]), float(terms["logits"]), float(terms["gradients"])
+    persist = bool(terms["grads_persist"])
+    points = {
+        "loss backward": {"activations": kept, "activations/outside_layers": outside, "logits": logits,
+                          "gradients": grads if persist else 0.0},
+        "last layer backward": {"activations": kept + current, "activations/outside_layers": outside,
+                                "gradients": grads if persist else 0.0},
+        "first layer backward": {"activations": current, "gradients": grads},
+    }
+    name = max(points, key=lambda k: sum(points[k].values()))
+    return name, points[name]
+
+
 def _components(terms: dict[str, Any], phase: str) -> list[Component]:
     backward = phase == "backward"
+    alive = backward_point(terms)[1] if backward else {"gradients": float(terms["gradients"])}
     raw = [
         ("weights", terms["weights"]), ("master_weights", terms["master_weights"]),
-        ("gradients", terms["gradients"]), ("optimizer", terms["optimizer"]),
+        ("gradients", alive.get("gradients", 0)), ("optimizer", terms["optimizer"]),
         ("buffers/comm_buckets", terms["comm_buckets"]),
         ("buffers/gathered_params", terms["gathered_params"] if backward else 0),
         ("buffers/unsharded_grads", terms["unsharded_grads"] if backward else 0),
         ("buffers/optimizer_step", 0 if backward else terms["step_temporaries"]),
-        ("activations", terms["activations"] if backward else 0),
-        ("activations/outside_layers", terms["outside_activations"] if backward else 0),
-        ("logits", terms["logits"] if backward else 0),
+        ("activations", alive.get("activations", 0)),
+        ("activations/outside_layers", alive.get("activations/outside_layers", 0)),
+        ("logits", alive.get("logits", 0)),
         ("overhead", terms["overhead"]),
     ]
     return [Component(name=name, bytes=int(round(float(b))), note=_NOTES[name]) for name, b in raw if b > 0]
@@ -355,6 +410,7 @@ def estimate_training(job: TrainingJob, layout: ParallelLayout, *, num_gpus: int
     terms = per_stage[stage]
     phase = "backward" if terms["backward_peak"] >= terms["step_peak"] else "optimizer_step"
     comps = _components(terms, phase)
+    point = f" ({backward_point(terms)[0]})" if phase == "backward" else ""
     host: list[Component] = []
     if terms["host_per_gpu"] > 0:
         gpus_in_node = min(layout.gpus_per_node, layout.num_gpus)
@@ -367,7 +423,7 @@ def estimate_training(job: TrainingJob, layout: ParallelLayout, *, num_gpus: int
         f" (pipeline stage: {stage}, {float(terms['in_flight']):g} micro-batches in flight)"
     setup = job.setup
     return Estimate(
-        model=spec.name, kind="training", components=tuple(comps), phase=phase + stage_note,
+        model=spec.name, kind="training", components=tuple(comps), phase=phase + point + stage_note,
         phases=(("backward", int(terms["backward_peak"])), ("optimizer_step", int(terms["step_peak"]))),
         host_components=tuple(host), num_gpus=layout.num_gpus,
         details={"layout": layout.describe(), "engine": engine, "recipe": RECIPES[engine],
