@@ -170,3 +170,15 @@ def test_one_gpu_layout_agrees_with_the_single_gpu_estimate(model, setup):
     theirs = dict(single_gpu(spec, setup).phases)
     assert dict(ours.phases)["optimizer_step"] - 1 == theirs["optimizer_step"]
     assert dict(ours.phases)["backward"] - 1 == theirs["backward"]
+
+
+def test_interleaved_schedule_and_fixed_micro_batches():
+    req = PlanRequest(job=JOB, gpu=find_gpu("h100"), gpu_counts=(32,), virtual_stages=2, global_batch=128,
+                      fixed_degrees=(("pp", 4), ("m", 16)))
+    result = plan(req, top=3)
+    assert result.candidates
+    for cand in result.candidates:
+        lay = cand.layout
+        assert lay.pp == 4 and lay.virtual_stages == 2 and lay.micro_batches == 16
+        direct = estimate_training(JOB.with_setup(batch=cand.micro_batch_size, recompute=cand.recompute), lay)
+        assert direct.total_bytes == pytest.approx(cand.peak_bytes, rel=1e-6, abs=64)

@@ -104,6 +104,8 @@ class PlanRequest:
     """Engine settings to try."""
     recomputes: tuple[str, ...] = ("none", "selective", "full")
     """Recomputation choices to try."""
+    virtual_stages: int = 1
+    """Interleaved pipeline chunks per rank (>1 keeps only pp > 1 with m a multiple of pp)."""
     host_bytes_per_node: int | None = None
     """Host RAM per node offload may use; ``None``: no limit (host RAM is still reported)."""
     fixed_degrees: tuple[tuple[str, int], ...] = ()
@@ -220,7 +222,7 @@ def step_time_s(req: PlanRequest, job: TrainingJob, setting: EngineSetting, d: d
     extra = d["extra_flops"] if "extra_flops" in d else RECOMPUTE_EXTRA_FLOPS[job.recompute]
     flops_per_token = (TRAINING_FLOPS_PER_PARAM_TOKEN + extra) * active_params
     compute = tokens_per_step * flops_per_token / (n_gpus * req.gpu.bf16_dense_flops * req.mfu)
-    bubble = bubble_fraction(pp=d["pp"], micro_batches=d["m"])
+    bubble = bubble_fraction(pp=d["pp"], micro_batches=d["m"], virtual_stages=req.virtual_stages)
     compute = compute / (1 - bubble)
     activation_bytes = 2  # 16-bit activations on the wire
     tp = d["tp"]
@@ -328,12 +330,13 @@ def _all_degrees(req: PlanRequest) -> dict[str, Any]:
         d["overhead"] = np.full(d["dp"].size, default_overhead_bytes(n))
         parts.append(d)
     d = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    if req.fixed_degrees:
-        keep = np.ones(d["dp"].size, dtype=bool)
-        for name, value in req.fixed_degrees:
-            keep &= d[name] == value
-        d = {k: v[keep] for k, v in d.items()}
-    return d
+    keep = np.ones(d["dp"].size, dtype=bool)
+    for name, value in req.fixed_degrees:
+        keep &= d[name] == value
+    if req.virtual_stages > 1:
+        # Megatron's interleaved schedule: a pipeline, and micro-batches in whole rounds of pp.
+        keep &= (d["pp"] > 1) & (d["m"] % d["pp"] == 0) & (d["pp"] * req.virtual_stages <= spec.num_layers)
+    return {k: v[keep] for k, v in d.items()}
 
 
 def _recomputes(req: PlanRequest) -> tuple[str, ...]:
@@ -385,7 +388,8 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
                 coeffs_by_threshold[threshold] = slice_coefficients(spec, threshold)
                 # Parameters and activations do not depend on the engine: computed once.
                 shared_by_threshold[threshold] = {
-                    stage: stage_terms(coeffs_by_threshold[threshold], acts, stage=stage, virtual_stages=1,
+                    stage: stage_terms(coeffs_by_threshold[threshold], acts, stage=stage,
+                                       virtual_stages=req.virtual_stages,
                                        tp=d["tp"], pp=d["pp"], cp=d["cp"], ep=d["ep"], sp=d["sp"],
                                        micro_batch_size=d["mbs"], micro_batches=d["m"])
                     for stage in ("first", "last")}
@@ -427,8 +431,8 @@ def _candidate(req: PlanRequest, setting: EngineSetting, recompute: str, sub: di
     layout = ParallelLayout(dp=int(sub["dp"][i]), tp=int(sub["tp"][i]), pp=int(sub["pp"][i]),
                             cp=int(sub["cp"][i]), ep=int(sub["ep"][i]), sequence_parallel=bool(sub["sp"][i]),
                             zero_stage=setting.zero_stage, fsdp=setting.fsdp, offload=setting.offload,
-                            micro_batches=int(sub["m"][i]), gpus_per_node=req.gpus_per_node,
-                            engine=setting.engine)
+                            micro_batches=int(sub["m"][i]), virtual_stages=req.virtual_stages,
+                            gpus_per_node=req.gpus_per_node, engine=setting.engine)
     step = float(times["step_s"][i])
     return Candidate(layout=layout, micro_batch_size=int(sub["mbs"][i]), recompute=recompute,
                      peak_bytes=int(peak[i]), host_bytes_per_node=int(host[i]), step_s=step, tokens_per_s=float(times["tokens_per_step"][i]) / step,

@@ -102,6 +102,9 @@ def _check_flags(flags: LayoutFlags, spec) -> None:
 
     if not flags.any_degree and flags.zero is None and flags.fsdp is None:
         return
+    from dataclasses import replace
+
+    flags = replace(flags, virtual_stages=None, micro_batches=None)  # searched with the rest
     if flags.total_gpus() is not None:
         flags.layout().check_model(spec)
         return
@@ -140,7 +143,7 @@ def _plan_training(spec, gpu, counts, flags: LayoutFlags, *, headroom, seq_len, 
                           attention=attention, lora_rank=lora_rank)
     job = TrainingJob(model=spec, setup=setup)
     fixed = tuple((k, v) for k, v in (("dp", flags.dp), ("tp", flags.tp), ("pp", flags.pp), ("cp", flags.cp),
-                                      ("ep", flags.ep)) if v is not None)
+                                      ("ep", flags.ep), ("m", flags.micro_batches)) if v is not None)
     if flags.sp:
         fixed += (("sp", 1),)
     engines = engine_settings(zero=int(flags.zero) if flags.zero is not None else None, fsdp=flags.fsdp,
@@ -152,7 +155,8 @@ def _plan_training(spec, gpu, counts, flags: LayoutFlags, *, headroom, seq_len, 
                       global_batch=global_batch, mfu=mfu or DEFAULT_MFU,
                       micro_batch_sizes=(batch,) if batch else (1, 2, 4, 8),
                       recomputes=(recompute,) if recompute else ("none", "selective", "full"),
-                      fixed_degrees=fixed, engines=engines, host_bytes_per_node=host)
+                      fixed_degrees=fixed, engines=engines, host_bytes_per_node=host,
+                      virtual_stages=flags.virtual_stages or 1)
     result = plan(req, top=top)
     if result.evaluated == 0:
         from vramplan.errors import LayoutError
