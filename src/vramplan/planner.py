@@ -578,7 +578,8 @@ class InferenceCandidate:
     peak_bytes: int
     weights_bytes: int
     kv_cache_bytes: int
-    overhead_bytes: int
+    other_bytes: int
+    """Everything else on the GPU: activations, logits, CUDA context, workspaces, NCCL, allocator slack."""
     decode_ms_per_token: float
     """Memory-bound decode step: bytes each GPU reads per token / HBM bandwidth (x pp stages in turn)."""
 
@@ -589,22 +590,25 @@ class InferenceCandidate:
     def to_dict(self) -> dict:
         return {"tp": self.tp, "pp": self.pp, "replicas": self.replicas, "num_gpus": self.num_gpus,
                 "peak_bytes": self.peak_bytes, "weights_bytes": self.weights_bytes,
-                "kv_cache_bytes": self.kv_cache_bytes, "overhead_bytes": self.overhead_bytes,
+                "kv_cache_bytes": self.kv_cache_bytes, "other_bytes": self.other_bytes,
                 "decode_ms_per_token": self.decode_ms_per_token}
 
 
 def plan_inference(job: InferenceJob, gpu: Any, gpu_counts: tuple[int, ...], *, headroom: float = 0.05,
                    gpus_per_node: int = 8, top: int = 10) -> tuple[tuple[InferenceCandidate, ...], int]:
     """Serving layouts (tp x pp per replica, replicas = GPUs / (tp x pp)) that fit,
-    fewest GPUs first, then the fastest memory-bound decode. Weights per rank come
-    from :func:`vramplan.memory.weights.weight_bytes_per_rank`, the KV cache from
-    :func:`vramplan.memory.kv_cache.kv_cache_bytes` (both tp-aware), divided over
-    pipeline stages by the busiest stage's share of layers. Returns the candidates and
-    the number of layouts evaluated."""
+    fewest GPUs first, then the fastest memory-bound decode.
+
+    Each (tp, sequences per replica) is estimated once by
+    :func:`vramplan.inference.estimate_inference` (Hugging Face-style serving: weights,
+    KV cache, prefill activations, logits, overheads, all tp-aware); a pipeline of pp
+    stages keeps the busiest stage's share of the weights (by parameters) and of the
+    KV cache (by layers), and every stage the full activations and overheads. Returns
+    the candidates and the number of layouts evaluated."""
     import numpy as np
 
-    from vramplan.memory.kv_cache import kv_cache_bytes
-    from vramplan.memory.weights import weight_bytes_per_rank
+    from vramplan.errors import VramplanError
+    from vramplan.inference import InferenceSetup, estimate_inference
 
     spec = job.model
     budget = int(gpu.usable_memory_bytes * (1 - headroom))
@@ -613,29 +617,37 @@ def plan_inference(job: InferenceJob, gpu: Any, gpu_counts: tuple[int, ...], *, 
     out: list[InferenceCandidate] = []
     evaluated = 0
     tps = [t for t in _divisors(min(heads, gpus_per_node)) if heads % t == 0]
-    per_tp = {t: (sum(weight_bytes_per_rank(spec, job.weights, tp=t)), t) for t in tps}
+    cache: dict[tuple[int, int], Any] = {}
+
+    def estimate(t: int, batch: int) -> Any:
+        if (t, batch) not in cache:
+            try:
+                cache[(t, batch)] = estimate_inference(spec, InferenceSetup(
+                    engine="hf", weights=job.weights, kv_dtype=job.kv_dtype, batch=batch, context=job.context, tp=t))
+            except VramplanError:
+                cache[(t, batch)] = None  # this tp cannot split the model (e.g. KV heads)
+        return cache[(t, batch)]
+
     for n in sorted(gpu_counts):
-        overhead = default_overhead_bytes(n)
         for t in tps:
             if n % t:
                 continue
-            pps = np.array([p for p in _divisors(n // t) if p <= spec.num_layers])
-            replicas = n // (t * pps)
-            batch_per_replica = -(-job.batch // replicas)
             whole = rank_params(coeffs, tp=t, pp=1, ep=1, stage="first").total
-            first = rank_params(coeffs, tp=t, pp=pps, ep=1, stage="first").total
-            last = rank_params(coeffs, tp=t, pp=pps, ep=1, stage="last").total
-            share = np.maximum(first, last) / whole
-            weights = per_tp[t][0] * share
-            kv_one = kv_cache_bytes(spec, context_tokens=job.context, batch=1, dtype=job.kv_dtype, tp=t)
-            kv = kv_one * batch_per_replica * stage_layers(spec.num_layers, pps) / spec.num_layers
-            peak = weights + kv + overhead
-            evaluated += pps.size
-            decode_ms = 1e3 * (weights + kv) * pps / gpu.memory_bandwidth_bytes_per_s
-            for i in np.nonzero(peak <= budget)[0]:
-                out.append(InferenceCandidate(tp=t, pp=int(pps[i]), replicas=int(replicas[i]),
-                                              peak_bytes=int(peak[i]), weights_bytes=int(weights[i]),
-                                              kv_cache_bytes=int(kv[i]), overhead_bytes=overhead,
-                                              decode_ms_per_token=float(decode_ms[i])))
+            for p in [p for p in _divisors(n // t) if p <= spec.num_layers]:
+                replicas = n // (t * p)
+                est = estimate(t, -(-job.batch // replicas))
+                evaluated += 1
+                if est is None:
+                    continue
+                share = max(rank_params(coeffs, tp=t, pp=p, ep=1, stage=s).total for s in ("first", "last")) / whole
+                weights = int(est.get("weights") * share)
+                kv = int(est.get("kv_cache") * int(stage_layers(spec.num_layers, p)) / spec.num_layers)
+                rest = est.total_bytes - est.get("weights") - est.get("kv_cache")
+                peak = weights + kv + rest
+                if peak > budget:
+                    continue
+                decode_ms = 1e3 * (weights + kv) * p / gpu.memory_bandwidth_bytes_per_s
+                out.append(InferenceCandidate(tp=t, pp=p, replicas=replicas, peak_bytes=peak, weights_bytes=weights,
+                                              kv_cache_bytes=kv, other_bytes=rest, decode_ms_per_token=decode_ms))
     out.sort(key=lambda c: (c.num_gpus, c.decode_ms_per_token))
     return tuple(out[:top]), evaluated

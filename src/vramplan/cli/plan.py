@@ -199,8 +199,10 @@ def _plan_serving(spec, gpu, counts, flags: LayoutFlags, *, headroom, context, b
             "gpu_counts": list(counts), "context": context,
             "batch": batch, "weights": weights, "kv_dtype": kv_dtype, "evaluated": evaluated,
             "candidates": [c.to_dict() for c in cands], "min_gpus": cands[0].num_gpus if cands else None,
-            "assumptions": ["decode time: bytes each GPU reads per token / HBM bandwidth, pipeline stages in turn",
-                            "weights and KV cache split by tp (vLLM); pipeline stages by their share of layers"]}
+            "assumptions": ["memory per (tp, sequences per replica) from vramplan.inference (engine hf: weights, "
+                            "KV cache, prefill activations, logits, overheads)",
+                            "pipeline stages keep their share of weights and KV cache, all of the rest",
+                            "decode time: bytes each GPU reads per token / HBM bandwidth, pipeline stages in turn"]}
 
 
 def _export(engine: str, data: dict, spec, training: bool) -> None:
@@ -219,11 +221,12 @@ def _render(data: dict, units: str) -> None:
     out.print(f"[bold]{data['model']}[/bold] on {data['gpu']}: budget {fb(data['budget_bytes'])} per GPU, "
               f"{data['evaluated']:,} layouts evaluated")
     if data["kind"] == "inference":
-        t = table("GPUs", "tp", "pp", "replicas", "per GPU", "weights", "KV cache", "decode ms/token",
-                  right=("GPUs", "tp", "pp", "replicas", "per GPU", "weights", "KV cache", "decode ms/token"))
+        t = table("GPUs", "tp", "pp", "replicas", "per GPU", "weights", "KV cache", "other", "decode ms/token",
+                  right=("GPUs", "tp", "pp", "replicas", "per GPU", "weights", "KV cache", "other", "decode ms/token"))
         for c in data["candidates"]:
             t.add_row(str(c["num_gpus"]), str(c["tp"]), str(c["pp"]), str(c["replicas"]), fb(c["peak_bytes"]),
-                      fb(c["weights_bytes"]), fb(c["kv_cache_bytes"]), f"{c['decode_ms_per_token']:.1f}")
+                      fb(c["weights_bytes"]), fb(c["kv_cache_bytes"]), fb(c["other_bytes"]),
+                      f"{c['decode_ms_per_token']:.1f}")
     else:
         t = table("GPUs", "layout", "mbs", "m", "recompute", "per GPU", "host/node", "step s", "tokens/s",
                   right=("GPUs", "mbs", "m", "per GPU", "host/node", "step s", "tokens/s"))
