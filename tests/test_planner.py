@@ -182,3 +182,15 @@ def test_interleaved_schedule_and_fixed_micro_batches():
         assert lay.pp == 4 and lay.virtual_stages == 2 and lay.micro_batches == 16
         direct = estimate_training(JOB.with_setup(batch=cand.micro_batch_size, recompute=cand.recompute), lay)
         assert direct.total_bytes == pytest.approx(cand.peak_bytes, rel=1e-6, abs=64)
+
+
+def test_inference_plan_matches_the_serving_estimate():
+    # Without a pipeline, a planned serving layout's memory is vramplan.inference's estimate
+    # for that tp and that replica's share of the batch.
+    from vramplan.inference import InferenceSetup, estimate_inference
+
+    spec = find_model("qwen2.5-7b").spec()
+    cands, _ = plan_inference(InferenceJob(model=spec, context=4096, batch=8), find_gpu("l4"), (2, 4))
+    for c in [c for c in cands if c.pp == 1]:
+        direct = estimate_inference(spec, InferenceSetup(engine="hf", batch=-(-8 // c.replicas), context=4096, tp=c.tp))
+        assert c.peak_bytes == direct.total_bytes
