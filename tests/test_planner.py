@@ -191,6 +191,8 @@ def test_inference_plan_matches_the_serving_estimate():
 
     spec = find_model("qwen2.5-7b").spec()
     cands, _ = plan_inference(InferenceJob(model=spec, context=4096, batch=8), find_gpu("l4"), (2, 4))
-    for c in [c for c in cands if c.pp == 1]:
+    no_pipeline = [c for c in cands if c.pp == 1]
+    assert no_pipeline
+    for c in no_pipeline:
         direct = estimate_inference(spec, InferenceSetup(engine="hf", batch=-(-8 // c.replicas), context=4096, tp=c.tp))
         assert c.peak_bytes == direct.total_bytes
