@@ -125,9 +125,10 @@ def tokens_held(spec: ModelSpec, layer: int, context_tokens: int, sliding_extra_
     """Tokens layer ``layer`` keeps for a sequence of ``context_tokens``: all of them,
     or in a sliding layer at most ``sliding_window + sliding_extra_tokens``.
 
-    The extra is the engine's: transformers' ``DynamicSlidingWindowLayer`` keeps
-    ``window - 1`` past tokens (the next query is the window's last token): -1;
-    llama.cpp's SWA cache keeps ``n_swa`` plus one micro-batch: ``+n_ubatch``."""
+    The extra is the engine's: transformers' ``DynamicSlidingWindowLayer`` keeps a view
+    of ``window - 1`` past tokens on a ``window``-token storage in decode: 0 (and the
+    whole prompt right after prefill); llama.cpp's SWA cache keeps ``n_swa`` plus one
+    micro-batch: ``+n_ubatch``."""
     kind = spec.attention_kinds()[layer]
     if kind == "sliding_attention" and spec.sliding_window is not None:
         return min(context_tokens, spec.sliding_window + sliding_extra_tokens)
