@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 from vramplan.estimate import Component, Estimate
 from vramplan.parallel import (
-    MIXED_ADAM,
     RECIPES,
     ParallelLayout,
     SliceCoefficients,

@@ -20,7 +20,6 @@ with the very same arithmetic the per-layout estimate uses.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
