@@ -504,10 +504,13 @@ def seed_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> Est
                   note=f"(hidden + intermediate) x seq x layers x {b} B = {per_sample:,} B/sample x {setup.batch}"),
     ]
     article_gb = (2 + states) * params * b / 10**9 + per_sample / SEED_MB * setup.batch / SEED_GB_PER_MB
+    derived = activation_plan(spec, replace(setup, batch=1, activation_model="derived"))
     return Estimate(model=spec.name, kind="training", components=tuple(parts), phase="backward",
                     phases=(("backward", sum(c.bytes for c in parts)),),
                     details={"seed_activation_bytes_per_sample": per_sample,
-                             "seed_article_total_gb": round(article_gb, 2), "trainable_params": params},
+                             "seed_article_total_gb": round(article_gb, 2), "trainable_params": params,
+                             "derived_activation_bytes_at_batch_1": sum(derived.parts.values()),
+                             **{f"derived at batch 1: activations/{k}": v for k, v in derived.parts.items()}},
                     assumptions=("seed article method: every term at the same bytes per value; no logits, "
                                  "no step temporaries, no peak over the step",))
 
