@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = [pytest.mark.exact, pytest.mark.slow]
+
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 

@@ -3,7 +3,8 @@ PyTorch allocates, with a ``TorchDispatchMode`` that tracks every live storage.
 
 Every aten op's outputs are recorded by storage (keyed by data pointer, held by a
 ``StorageWeakRef`` so a freed storage drops out); the peak is taken after each op,
-when its inputs and outputs are both alive. Tensors that exist before the step
+when its inputs and outputs are both alive (storages freed since the last sweep are
+dropped first, so the peak is exact). Tensors that exist before the step
 (parameters, buffers, optimizer states of an earlier step) are counted when the
 tracker starts. Allocations made inside a kernel and freed before it returns
 (workspaces) are invisible to it, as they are to ``MemTracker``.
@@ -60,11 +61,15 @@ class LiveStorageTracker(TorchDispatchMode):
         self.phase_peaks[self.phase] = max(self.phase_peaks.get(self.phase, 0), self.current_bytes)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.sweep()
         out = func(*args, **(kwargs or {}))
         for t in tree_flatten(out)[0]:
             self.add(t)
-        self._note_peak()
+        # current_bytes may still count storages freed since the last sweep, so it is an
+        # upper bound: only when it passes the phase's high point can the true value
+        # have done so, and only then is the sweep (the costly part) needed.
+        if self.current_bytes > self.phase_peaks.get(self.phase, 0):
+            self.sweep()
+            self._note_peak()
         return out
 
 
