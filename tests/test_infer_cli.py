@@ -121,3 +121,20 @@ def test_doc_rule_of_thumb_table(capsys, row):
     data = json.loads(out)
     assert f"{data['total_bytes'] / 2**30:.2f} GiB" == cells[1]
     assert f"{data['details']['rule_of_thumb_bytes'] / 2**30:.2f} GiB" == cells[2]
+
+
+def test_inference_core_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, vramplan.inference, vramplan.engines.hf, vramplan.engines.vllm, "
+            "vramplan.engines.llamacpp; "
+            "heavy = [m for m in ('torch', 'transformers', 'gguf', 'numpy') if m in sys.modules]; "
+            "print(heavy); sys.exit(1 if heavy[:2] else 0)")
+    import os
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr

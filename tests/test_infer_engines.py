@@ -210,6 +210,21 @@ QWEN25_15B = dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, 
                   max_position_embeddings=131072, tie_word_embeddings=True)
 
 
+@pytest.mark.parametrize("cfg,n_ctx,n_ubatch,logged_mib", [
+    # Same two logs: "CUDA_Host compute buffer size = 12.01 MiB" (2048) and "72.01 MiB"
+    # (32768) for the Mistral-7B; "304.09 MiB" for the Qwen2.5-1.5B at 8192 / 8192.
+    (MISTRAL_V02, 2048, 512, 12.01),
+    (MISTRAL_V02, 32768, 512, 72.01),
+    (QWEN25_15B, 8192, 8192, 304.09),
+])
+def test_llamacpp_host_compute_buffer_matches_logs(cfg, n_ctx, n_ubatch, logged_mib):
+    from vramplan.engines.llamacpp import host_compute_buffer_bytes
+    from vramplan.model.hf_config import spec_from_config
+
+    est = host_compute_buffer_bytes(spec_from_config(cfg), n_ubatch=n_ubatch, n_kv=n_ctx)
+    assert est / MiB == pytest.approx(logged_mib, rel=0.01)
+
+
 @pytest.mark.parametrize("cfg,n_ctx,n_ubatch,flash,logged_mib", [
     # fedora-copr/logdetective PR #106: a Mistral-7B-v0.2 GGUF (32 layers, 128 KiB KV per
     # token, rope base 1e6), n_ubatch 512, flash_attn 0: "CUDA0 compute buffer size =
@@ -255,3 +270,31 @@ def test_more_tp_means_less_per_gpu(model, fmt):
     assert per_gpu == sorted(per_gpu, reverse=True) and len(set(per_gpu)) == len(per_gpu)
     assert sum(c.bytes for c in weight_split_components(spec, choice)) <= \
         sum(c.bytes for c in weight_split_components(spec, resolve_weights(spec, "bf16")))
+
+
+@pytest.mark.parametrize("engine,kv", [("vllm", "q4_0"), ("hf", "q8_0"), ("llamacpp", "fp8")])
+def test_engine_refuses_cache_types_it_lacks(engine, kv):
+    weights = "Q4_K_M" if engine == "llamacpp" else None
+    with pytest.raises(InputError, match=f"--kv-dtype {kv}"):
+        estimate_inference("llama-3.1-8b", InferenceSetup(engine=engine, kv_dtype=kv, weights=weights))
+
+
+def test_vllm_warns_when_one_sequence_exceeds_the_budget():
+    est = estimate_inference("llama-3.1-8b", InferenceSetup(engine="vllm", gpu="rtx-4090", context=131072))
+    assert any("one sequence of 131,072 tokens" in w for w in est.warnings)
+    assert not est.verdict.fits
+
+
+def test_vllm_tp2_fp8_70b_against_log():
+    # RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic (compressed-tensors, FP8 per channel)
+    # at TP=2 on H100: "Model loading took 33.88 GiB", peak activation 4.84 GiB (same
+    # llm-d-benchmark logs). Llama-3.3-70B has Llama-3.1-70B's architecture.
+    fmt = {"quant_method": "compressed-tensors", "ignore": ["lm_head"],
+           "config_groups": {"group_0": {"weights": {"num_bits": 8, "type": "float", "strategy": "channel"}}}}
+    from vramplan.quant import format_from_quantization_config
+
+    weights = format_from_quantization_config(fmt, dtype="bf16")
+    spec = resolve_model("llama-3.1-70b")
+    est = estimate_inference(spec, InferenceSetup(engine="vllm", gpu="h100", tp=2, weights=weights))
+    assert est.get("weights") / GiB == pytest.approx(33.88, rel=0.005)
+    assert est.get("activations") / GiB == pytest.approx(4.84, rel=0.04)

@@ -32,7 +32,7 @@ from vramplan.engines import Job, base_estimate, peak_of, with_gpu_verdict
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.memory.inference_buffers import ForwardShape, attention_mask_bytes, layer_peak_bytes, logits_bytes
-from vramplan.memory.kv_cache import get_kv_dtype, kv_cache_bytes, kv_row_elements
+from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_cache_bytes, kv_row_elements
 from vramplan.memory.overhead import allocator_slack_component, fixed_overhead_components
 from vramplan.memory.weights import shard_shape, weight_split_components
 from vramplan.model.tensors import model_tensors
@@ -41,6 +41,10 @@ from vramplan.quant import WeightFormat
 SLIDING_DECODE_EXTRA_TOKENS = 0
 """In decode a sliding layer's cache is a view of ``window - 1`` tokens on the storage
 ``torch.cat`` made for ``window`` tokens: memory holds ``window`` (tests/test_kv_cache.py)."""
+
+HF_KV_DTYPES = ("fp32", "fp16", "bf16", "fp8", "fp8_e5m2")
+"""Dtypes a ``DynamicCache`` holds: the model's (or one the user casts to; fp8 via a
+cast of the cache tensors)."""
 
 TOKEN_ID_BYTES = 8
 """``generate`` keeps the ids (and the attention mask) as int64, 8 bytes a token."""
@@ -91,6 +95,7 @@ def build(job: Job) -> Estimate:
         raise InputError(f"--weights {job.weights.name}: transformers dequantizes GGUF files to 16-bit on load "
                          "(from_pretrained(gguf_file=...)); use --weights fp16, or --engine llamacpp")
     kv_dtype = get_kv_dtype(setup.kv_dtype or job.compute_dtype)
+    check_engine_kv_dtype(kv_dtype, "transformers DynamicCache", HF_KV_DTYPES)
     act_bytes = get_dtype(job.compute_dtype).bits // 8
     weights = weight_split_components(spec, job.weights, setup.tp)
     chunk = min(job.prompt, setup.prefill_chunk or job.prompt)

@@ -14,7 +14,8 @@
   (:func:`compute_buffer_bytes`): without flash attention the ``KQ`` scores of
   ``n_ubatch x n_kv x heads`` dominate at long context, else the logits of
   ``n_ubatch`` tokens or the MLP.
-- The output buffer (host) holds ``slots x vocab`` fp32 logits.
+- The output buffer (host) holds ``slots x vocab`` fp32 logits; the host compute
+  buffer the graph inputs (f32 mask, fetched embeddings).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.gguf_types import GgufRecipe, get_recipe
 from vramplan.memory.inference_buffers import FP32_BYTES, ForwardShape, mlp_phase_bytes
-from vramplan.memory.kv_cache import get_kv_dtype, kv_bytes_per_token_per_layer
+from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_bytes_per_token_per_layer
 from vramplan.memory.overhead import fixed_overhead_components
 from vramplan.memory.weights import gguf_group_bytes, layer_weights
 from vramplan.model.spec import ModelSpec
@@ -32,6 +33,9 @@ from vramplan.quant import WeightFormat
 
 F16_BYTES = 2
 """The flash-attention mask is f16."""
+
+LLAMACPP_KV_DTYPES = ("fp32", "fp16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+"""``--cache-type-k/-v`` choices (``common/arg.cpp`` ``kv_cache_types``)."""
 
 KV_PAD_CELLS = 256
 """llama.cpp pads the KV cache to a multiple of 256 cells."""
@@ -104,6 +108,13 @@ def compute_buffer_bytes(spec: ModelSpec, *, n_ubatch: int, n_kv: int, flash_att
     return max(attention, mlp, output)
 
 
+def host_compute_buffer_bytes(spec: ModelSpec, *, n_ubatch: int, n_kv: int) -> int:
+    """Host-side compute buffer (``CUDA_Host compute buffer``): the graph inputs built
+    on the CPU — the f32 ``KQ_mask`` of ``n_ubatch x n_kv`` and the token embeddings
+    fetched by ``get_rows`` (``n_ubatch x h`` fp32)."""
+    return n_ubatch * n_kv * FP32_BYTES + n_ubatch * spec.hidden_size * FP32_BYTES
+
+
 def build(job: Job) -> Estimate:
     setup, spec = job.setup, job.spec
     if setup.tp != 1:
@@ -111,6 +122,7 @@ def build(job: Job) -> Estimate:
                          "here; use --tp 1")
     recipe = gguf_recipe(job)
     kv_dtype = get_kv_dtype(setup.kv_dtype or "fp16")
+    check_engine_kv_dtype(kv_dtype, "llama.cpp", LLAMACPP_KV_DTYPES)
     n = spec.num_layers
     ngl = n + 1 if setup.n_gpu_layers is None else min(setup.n_gpu_layers, n + 1)
     first_gpu = n - min(ngl, n)
@@ -143,6 +155,9 @@ def build(job: Job) -> Estimate:
         Component(name="kv_cache", bytes=host_kv, note="KV of the CPU layers"),
         Component(name="logits", bytes=setup.batch * spec.vocab_size * FP32_BYTES,
                   note="output buffer: one fp32 row of logits per sequence"),
+        Component(name="buffers/compute",
+                  bytes=host_compute_buffer_bytes(spec, n_ubatch=min(setup.n_ubatch, max(cells)), n_kv=max(cells)),
+                  note="host compute buffer: f32 KQ mask + token embeddings of one micro-batch"),
     ]
     details = {"gguf_recipe": recipe.name, "kv_dtype": kv_dtype.name, "n_gpu_layers": min(ngl, n + 1),
                "kv_cells": max(cells), "gguf_file_bytes": lw.total_bytes,

@@ -114,42 +114,64 @@ def _rotary_table(spec: ModelSpec) -> int:
     return 0 if spec.learned_position_embeddings else 2 * spec.head_dim
 
 
-def mlp_width_per_token(spec: ModelSpec, layer_is_moe: bool, tp: int) -> int:
-    """Intermediate width one token fills in an MLP, per rank: the dense width, or
-    ``top_k x expert width + shared width`` in an MoE layer (each token runs its top-k
-    experts; under a uniform router the experts' inputs add up to ``k`` copies)."""
-    if not layer_is_moe or spec.moe is None:
-        return spec.intermediate_size // tp
+MoEImpl = Literal["grouped", "fused"]
+
+MOE_GROUPED_COPIES_AT_DOWN = 4
+"""transformers' grouped-GEMM experts at the down projection hold four ``k x h``
+tensors per token: the gathered input, the down output, its product with the routing
+weights, and the re-indexed result (measured on a real Qwen3-MoE forward)."""
+
+
+def moe_width_per_token(spec: ModelSpec, tp: int, impl: MoEImpl) -> int:
+    """Elements per token live at the peak of an MoE block, per rank (routed experts
+    split by TP as vLLM's ``FusedMoE`` splits them), the larger of:
+
+    - routed experts, ``grouped`` (transformers 5: each token is gathered ``k`` times,
+      ``grouped_mm`` per expert): ``k x (h + 3 w)`` at gate/up (gathered input, gate_up,
+      product) or :data:`MOE_GROUPED_COPIES_AT_DOWN` ``x k x h`` at the down projection;
+      ``fused`` (vLLM ``fused_moe``): ``intermediate_cache1/2/3`` of ``k x 2w``,
+      ``k x w`` and ``k x h``;
+    - the shared expert after them: routed output (h) + 3 x its width.
+    """
     moe = spec.moe
-    return (moe.experts_per_token * moe.expert_intermediate_size + moe.shared_expert_intermediate_size) // tp
+    if moe is None:
+        return 0
+    k, h, w = moe.experts_per_token, spec.hidden_size, moe.expert_intermediate_size // tp
+    if impl == "grouped":
+        routed = max(k * (h + 3 * w), MOE_GROUPED_COPIES_AT_DOWN * k * h)
+    else:
+        routed = k * (3 * w + h)
+    shared_w = moe.shared_expert_intermediate_size // tp
+    shared = h + 3 * shared_w if shared_w else 0
+    return max(routed, shared)
 
 
-def mlp_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, fused_gate_up: bool = False) -> int:
+def mlp_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, moe_impl: MoEImpl = "grouped") -> int:
     """Live bytes at the MLP peak of one layer, per TP rank.
 
-    Gated MLP, transformers ``LlamaMLP``: ``down(act(gate(x)) * up(x))`` holds
+    Dense gated MLP, transformers ``LlamaMLP``: ``down(act(gate(x)) * up(x))`` holds
     ``act(gate)``, ``up`` and their product at once: 3 x width; a fused kernel
     (vLLM ``MergedColumnParallelLinear`` + ``SiluAndMul``) holds ``gate_up`` (2 x
     width) and the product (1 x width): the same 3 x width. Plain MLP: ``up`` and
-    ``act(up)``: 2 x width. Plus residual and normed input (2 x h). MoE layers add the
-    router logits in fp32 (experts per token) and the output accumulator (h).
+    ``act(up)``: 2 x width. MoE layers: :func:`moe_width_per_token`, plus the router
+    logits in fp32. Plus the held hidden states, the post-attention residual and the
+    normed input (``held + 2`` x h) and the rotary tables, still referenced.
     """
-    is_moe = spec.num_moe_layers > 0
-    width = max(mlp_width_per_token(spec, False, tp) if spec.num_dense_layers else 0,
-                mlp_width_per_token(spec, True, tp) if is_moe else 0)
-    copies = 3 if spec.mlp_gated or fused_gate_up else 2
-    per_token = (shape.held_hidden + 2) * spec.hidden_size + _rotary_table(spec) + copies * width
+    copies = 3 if spec.mlp_gated else 2
+    dense = copies * (spec.intermediate_size // tp) if spec.num_dense_layers else 0
+    moe = moe_width_per_token(spec, tp, moe_impl) if spec.num_moe_layers else 0
+    per_token = (shape.held_hidden + 2) * spec.hidden_size + _rotary_table(spec) + max(dense, moe)
     live = shape.tokens * per_token * shape.act_bytes
-    if is_moe and spec.moe is not None:
-        live += shape.tokens * (spec.moe.num_experts * FP32_BYTES + spec.hidden_size * shape.act_bytes)
+    if moe and spec.moe is not None:
+        live += shape.tokens * spec.moe.num_experts * FP32_BYTES
     return live
 
 
 def layer_peak_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, impl: AttentionImpl = "sdpa",
-                     repeat_kv: bool = False) -> int:
+                     repeat_kv: bool = False, moe_impl: MoEImpl = "grouped") -> int:
     """Peak live bytes inside one decoder layer: the larger of its two phases."""
     return max(attention_phase_bytes(spec, shape, tp=tp, impl=impl, repeat_kv=repeat_kv),
-               mlp_phase_bytes(spec, shape, tp=tp))
+               mlp_phase_bytes(spec, shape, tp=tp, moe_impl=moe_impl))
 
 
 def logits_bytes(spec: ModelSpec, *, rows: int, act_bytes: int = 2, fp32_copy: bool = True) -> int:

@@ -92,6 +92,12 @@ def get_kv_dtype(name: str | KVDType) -> KVDType:
     return lookup("kv cache dtype", key, table, hint=f"--kv-dtype: one of {', '.join(KV_DTYPES)}")
 
 
+def check_engine_kv_dtype(dtype: KVDType, engine: str, allowed: tuple[str, ...]) -> None:
+    """Refuse a cache dtype the engine does not offer (one line naming its choices)."""
+    if dtype.name not in allowed:
+        raise InputError(f"--kv-dtype {dtype.name}: not a {engine} cache type; expected one of {', '.join(allowed)}")
+
+
 def kv_row_elements(spec: ModelSpec, *, tp: int = 1, mla_cache: MLACache = "latent") -> tuple[int, int]:
     """(elements of one cached K row, of one cached V row) per token and layer on one
     TP rank. MLA's latent cache is one row of ``kv_lora_rank + qk_rope_head_dim`` (V
