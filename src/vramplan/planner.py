@@ -25,23 +25,25 @@ from vramplan.distributed import (
     training_terms,
 )
 from vramplan.errors import InputError
-from vramplan.parallel import ParallelLayout, bubble_fraction, rank_params, slice_coefficients, stage_layers
+from vramplan.parallel import ParallelLayout, rank_params, slice_coefficients, stage_layers
+from vramplan.step_time import DEFAULT_MFU, RECOMPUTE_EXTRA_FLOPS, step_time_s
+from vramplan.step_time import assumptions as step_assumptions
 
 # --------------------------------------------------------------------------- assumptions
 
-DEFAULT_MFU = 0.40
-"""Model FLOPs utilisation assumed for step time (40%: Llama 3 405B pre-training
-reported 38-43% BF16 MFU on H100s, Dubey et al. 2024, Table 4)."""
-INTER_NODE_BYTES_PER_S = 50e9
-"""Per-GPU network bandwidth between nodes: one 400 Gb/s NIC per GPU (ConnectX-7 /
-InfiniBand NDR), 50 GB/s per direction."""
-HOST_LINK_BYTES_PER_S = 25e9
-"""Effective GPU<->host copy bandwidth for offload (PCIe Gen4 x16: 32 GB/s peak, ~25 GB/s achieved)."""
-TRAINING_FLOPS_PER_PARAM_TOKEN = 6
-"""Forward 2 + backward 4 FLOPs per parameter per token (Kaplan et al. 2020, sec. 2.1)."""
-RECOMPUTE_EXTRA_FLOPS = {"none": 0, "selective": 0, "full": 2}
-"""Extra FLOPs per parameter-token: full recomputation reruns the forward (+2); selective
-recomputes only attention scores, which 6N leaves out."""
+HOST_BYTES_PER_NODE = {"datacenter": 2**40, "gaudi": 2**40, "tpu": 2**40}
+"""Default host RAM per node offload may use, by GPU segment: 1 TiB for datacenter
+nodes (DGX A100 40GB: 1 TiB; DGX H100: 2 TiB; cloud 8-GPU nodes 1-2 TiB; the lower
+figure), ``WORKSTATION_HOST_BYTES`` for everything else (``--host-memory`` overrides)."""
+WORKSTATION_HOST_BYTES = 128 * 2**30
+"""Default host RAM of a workstation or desktop (128 GiB: 4 x 32 GiB DIMMs, the most a
+typical desktop board takes with common modules)."""
+
+
+def default_host_bytes_per_node(gpu: Any) -> int:
+    """Host RAM per node assumed when ``--host-memory`` is not given, in bytes (see
+    ``HOST_BYTES_PER_NODE``)."""
+    return HOST_BYTES_PER_NODE.get(gpu.segment, WORKSTATION_HOST_BYTES)
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ class PlanRequest:
     virtual_stages: int = 1
     """Interleaved pipeline chunks per rank (>1 keeps only pp > 1 with m a multiple of pp)."""
     host_bytes_per_node: int | None = None
-    """Host RAM per node offload may use; ``None``: no limit (host RAM is still reported)."""
+    """Host RAM per node offload may use, in bytes; ``None``: the GPU segment's default
+    (:func:`default_host_bytes_per_node`)."""
     fixed_degrees: tuple[tuple[str, int], ...] = ()
     """Degrees the user fixed (``("tp", 8)``, ``("dp", 4)``...): the search keeps only those."""
 
@@ -118,6 +121,13 @@ class PlanRequest:
             raise InputError(f"--mfu: expected a fraction in (0, 1], got {self.mfu!r}")
         if not self.gpu_counts or any(n < 1 for n in self.gpu_counts):
             raise InputError(f"--gpus: expected positive GPU counts, got {self.gpu_counts!r}")
+
+    @property
+    def host_budget_bytes(self) -> int:
+        """Host bytes per node a layout may use for offloaded states."""
+        if self.host_bytes_per_node is not None:
+            return self.host_bytes_per_node
+        return default_host_bytes_per_node(self.gpu)
 
     @property
     def budget_bytes(self) -> int:
@@ -192,64 +202,6 @@ def default_global_batch(seq_len: int, num_gpus: int) -> int:
     seqs = max(1, DEFAULT_GLOBAL_BATCH_TOKENS // seq_len)
     seqs = 2 ** int(math.log2(seqs))
     return max(seqs, 2 ** math.ceil(math.log2(num_gpus)))
-
-
-def step_time_s(req: PlanRequest, job: TrainingJob, setting: EngineSetting, d: dict[str, Any],
-                params_on_gpu: Any, active_params: int) -> dict[str, Any]:
-    """Estimated seconds per optimizer step, and its parts, for arrays of layouts.
-
-    * compute: ``6 N_active x tokens`` FLOPs (Kaplan et al. 2020; +2 N per token with
-      full recomputation) over ``num_gpus x peak bf16 x MFU``;
-    * pipeline bubble: compute / (1 - (p-1)/(v m + p - 1)) (Narayanan et al. 2021);
-    * context parallelism: K/V ring passes, 3 x (cp-1) x local K/V bytes per layer per
-      micro-batch (ring attention, Liu et al. 2023; forward once, backward twice);
-    * tensor parallelism: 4 all-reduces per layer per micro-batch (2 forward, 2 backward;
-      Megatron-LM, Shoeybi et al. 2019 sec. 3) of ``tokens x h x 2`` bytes, ring
-      volume ``2 (t-1)/t``, over the GPU's scale-up link (not overlapped);
-    * data parallelism: gradient all-reduce ``2 (d-1)/d x 2 bytes x params`` (x1.5 for
-      ZeRO-3/FSDP full sharding, which also all-gathers parameters: ZeRO paper sec. 7),
-      over the scale-up link inside a node or ``INTER_NODE_BYTES_PER_S`` across nodes,
-      overlapped with compute (the step takes the longer of the two);
-    * offload: the gradients down and the 16-bit parameters back over
-      ``HOST_LINK_BYTES_PER_S`` each step.
-    """
-    import numpy as np
-
-    spec = job.model
-    n_gpus = d["dp"] * d["tp"] * d["pp"] * d["cp"]
-    mbs = d["mbs"]
-    tokens_per_step = d["dp"] * mbs * d["m"] * job.seq_len
-    extra = d["extra_flops"] if "extra_flops" in d else RECOMPUTE_EXTRA_FLOPS[job.recompute]
-    flops_per_token = (TRAINING_FLOPS_PER_PARAM_TOKEN + extra) * active_params
-    compute = tokens_per_step * flops_per_token / (n_gpus * req.gpu.bf16_dense_flops * req.mfu)
-    bubble = bubble_fraction(pp=d["pp"], micro_batches=d["m"], virtual_stages=req.virtual_stages)
-    compute = compute / (1 - bubble)
-    activation_bytes = 2  # 16-bit activations on the wire
-    tp = d["tp"]
-    layers = -(-spec.num_layers // d["pp"])
-    tp_bytes = 4 * 2 * (tp - 1) / tp * (mbs * job.seq_len / d["cp"]) * spec.hidden_size * activation_bytes
-    tp_time = tp_bytes * layers * d["m"] / req.gpu.interconnect_bytes_per_s
-    # Context parallelism (ring attention): K and V of the local chunk pass every cp rank
-    # in the forward, and K, V and their gradients in the backward (3 passes of the
-    # (cp-1)/cp ring volume) per layer per micro-batch, not overlapped.
-    cp = d["cp"]
-    kv_bytes = 2 * (mbs * job.seq_len / cp) * spec.kv_dim * activation_bytes
-    cp_link = np.where(tp * cp > req.gpus_per_node, min(INTER_NODE_BYTES_PER_S, req.gpu.interconnect_bytes_per_s),
-                       req.gpu.interconnect_bytes_per_s)
-    cp_time = 3 * (cp - 1) * kv_bytes * layers * d["m"] / cp_link
-    dp_group = d["dp"] * d["cp"]
-    full_shard = setting.zero_stage == 3 or setting.fsdp in ("full_shard", "hybrid_shard")
-    volume = np.where(full_shard, 3.0, 2.0) * (dp_group - 1) / dp_group * 2 * params_on_gpu
-    spans_nodes = n_gpus > req.gpus_per_node
-    link = np.where(spans_nodes, min(INTER_NODE_BYTES_PER_S, req.gpu.interconnect_bytes_per_s),
-                    req.gpu.interconnect_bytes_per_s)
-    dp_time = volume / link
-    offload_time = (4 * params_on_gpu / dp_group / HOST_LINK_BYTES_PER_S) if setting.offload != "none" \
-        else 0 * compute
-    total = np.maximum(compute, dp_time) + tp_time + cp_time + offload_time
-    return {"step_s": total, "compute_s": compute, "bubble": bubble, "tp_comm_s": tp_time, "cp_comm_s": cp_time,
-            "dp_comm_s": dp_time,
-            "offload_s": offload_time, "tokens_per_step": tokens_per_step}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -397,7 +349,7 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
                                                         states_by_engine[setting.engine],
                                                         shared_by_threshold[threshold])
             evaluated += peak.size
-            host_ok = host <= req.host_bytes_per_node if req.host_bytes_per_node is not None else peak >= 0
+            host_ok = host <= req.host_budget_bytes
             if host_ok.any():
                 min_peak = min(min_peak, float(peak[host_ok].min()))
             fits = (peak <= budget) & host_ok
@@ -443,19 +395,13 @@ def assumptions(req: PlanRequest) -> tuple[str, ...]:
     """Every assumption the ranking makes, in words (printed with the plan)."""
     gpu = req.gpu
     return (
-        f"memory budget per GPU: {gpu.usable_memory_bytes:,} B usable x (1 - headroom {req.headroom:.0%})",
-        f"compute: 6 x active params x tokens FLOPs (+2 with full recompute) at {req.mfu:.0%} MFU of "
-        f"{gpu.bf16_dense_flops / 1e12:g} TFLOP/s dense bf16",
-        "pipeline bubble (p-1)/(m+p-1) of the step (1F1B)",
+        f"memory budget per GPU: {gpu.usable_memory_bytes:,} B usable x (1 - headroom {req.headroom:.0%}); "
+        f"host RAM per node for offload: {req.host_budget_bytes:,} B"
+        + (" (--host-memory)" if req.host_bytes_per_node is not None else f" ({gpu.segment} default)"),
         f"global batch: {req.global_batch} sequences" if req.global_batch else
         f"global batch: {DEFAULT_GLOBAL_BATCH_TOKENS:,} tokens of sequences (power of two, >= 1 per GPU)",
-        "context parallelism: ring attention K/V passes, not overlapped",
-        f"TP: 4 all-reduces of tokens x hidden x 2 B per layer per micro-batch over {gpu.interconnect} "
-        f"({gpu.interconnect_bytes_per_s / 1e9:g} GB/s), not overlapped",
-        f"DP: ring all-reduce of 16-bit gradients (x1.5 with full sharding), overlapped with compute; "
-        f"{INTER_NODE_BYTES_PER_S / 1e9:g} GB/s per GPU across nodes",
-        f"offload: 4 bytes/param over {HOST_LINK_BYTES_PER_S / 1e9:g} GB/s host link per step",
-        f"tensor parallelism inside a node of {req.gpus_per_node} GPUs; attention FLOPs left out",
+        *step_assumptions(req),
+        f"tensor parallelism inside a node of {req.gpus_per_node} GPUs",
     )
 
 

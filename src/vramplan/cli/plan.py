@@ -45,9 +45,11 @@ EXPORTS = ("deepspeed", "fsdp", "megatron", "vllm", "llamacpp")
 @click.option("--weights", default="bf16", show_default=True, help="Serving: weight format (bf16, fp8, awq-int4...).")
 @click.option("--kv-dtype", default="fp16", show_default=True, help="Serving: KV-cache dtype.")
 @click.option("--mfu", type=click.FloatRange(0, 1, min_open=True), default=None,
-              help="Model FLOPs utilisation assumed for step time (default 0.40).")
-@click.option("--host-ram", default=None,
-              help="Host RAM per node offload may use (e.g. 1TiB, 2TB); default: no limit, reported per layout.")
+              help="Model FLOPs utilisation of large matrix multiplies (default 0.44); each layout's is scaled "
+                   "down for small per-GPU multiplies.")
+@click.option("--host-memory", "--host-ram", "host_ram", default=None,
+              help="Host RAM per node offload may use (e.g. 1TiB, 512GiB); layouts needing more are dropped. "
+                   "Default: 1 TiB for datacenter GPUs, 128 GiB otherwise.")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Layouts to list.")
 @click.option("--export", "export_to", type=click.Choice(EXPORTS), default=None,
               help="Print the best layout as a config for this engine instead of the table.")
@@ -78,7 +80,7 @@ def command(model: str | None, training: bool, gpu_name: str, max_gpus: int | No
     if training:
         from vramplan.units import parse_bytes
 
-        host = parse_bytes(host_ram, "--host-ram") if host_ram is not None else None
+        host = parse_bytes(host_ram, "--host-memory") if host_ram is not None else None
         data = _plan_training(spec, gpu, counts, flags, headroom=headroom, seq_len=seq_len, batch=batch,
                               global_batch=global_batch, recompute=recompute, attention=attention,
                               precision=precision, optimizer=optimizer, method=method, lora_rank=lora_rank,
