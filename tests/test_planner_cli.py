@@ -41,6 +41,19 @@ def test_plan_nothing_fits_lists_changes(capsys):
     assert {c["change"].split(" (")[0] for c in data["changes"]} >= {"more GPUs", "QLoRA"}
 
 
+def test_plan_host_memory_flag_and_default(capsys):
+    # Without --host-memory a workstation GPU gets 128 GiB per node: Llama-3.1-70B full
+    # training (about 1.1 TiB of offloaded fp32 states) does not fit one RTX 4090; with
+    # 2 TiB it does, and the table's host column carries what each layout needs.
+    data = _json(capsys, "plan", "llama-3.1-70b", "--gpu", "rtx-4090", "--gpus", "1", "--seq", "1024")
+    assert data["candidates"] == []
+    assert any("host RAM per node" in a and "consumer default" in a for a in data["assumptions"])
+    data = _json(capsys, "plan", "llama-3.1-70b", "--gpu", "rtx-4090", "--gpus", "1", "--seq", "1024",
+                 "--host-memory", "2TiB")
+    assert data["candidates"]
+    assert all(128 * 2**30 < c["host_bytes_per_node"] <= 2 * 2**40 for c in data["candidates"])
+
+
 def test_plan_serving_json(capsys):
     data = _json(capsys, "plan", "qwen2.5-7b", "--infer", "--gpu", "l4", "--max-gpus", "4", "--context", "8192")
     assert data["kind"] == "inference" and data["candidates"]
