@@ -150,3 +150,21 @@ def test_every_kept_layout_respects_the_host_budget(limit_gib):
                       gpu_counts=(2,), host_bytes_per_node=limit_gib * 2**30)
     result = plan(req, top=50)
     assert all(c.host_bytes_per_node <= limit_gib * 2**30 for c in result.candidates)
+
+
+# --------------------------------------------------------------------------- eager attention
+
+def test_eager_attention_plans_without_context_parallelism():
+    # Context parallelism runs through a fused attention kernel (Megatron-Core via
+    # Transformer Engine, PyTorch's context_parallel via SDPA): with eager attention the
+    # planner keeps cp=1 and the direct estimate refuses cp > 1 in one line.
+    from vramplan.distributed import estimate_training
+    from vramplan.errors import LayoutError
+    from vramplan.parallel import ParallelLayout
+
+    spec = find_model("llama-3.1-8b").spec()
+    job = TrainingJob(model=spec, setup=TrainingSetup(seq=4096, attention="eager"))
+    result = plan(PlanRequest(job=job, gpu=H100, gpu_counts=(16,)), top=20)
+    assert result.candidates and all(c.layout.cp == 1 for c in result.candidates)
+    with pytest.raises(LayoutError, match="cp=2 with attention='eager'"):
+        estimate_training(job, ParallelLayout(dp=8, cp=2))

@@ -15,6 +15,7 @@ import functools
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from vramplan.errors import LayoutError
 from vramplan.estimate import Component, Estimate
 from vramplan.parallel import (
     RECIPES,
@@ -46,9 +47,8 @@ class ActivationCoefficients:
     :mod:`vramplan.memory.activations` marks ``sharded`` (heads, MLP width) divide by
     tp; the rest (residual, norms, linear inputs) divide by tp only with sequence
     parallelism. Context parallelism divides the tokens; micro-batch size multiplies
-    them. Departure: the score matrix of eager attention is quadratic in the sequence,
-    and we divide it by cp like the rest (ring attention keeps one block of keys at a
-    time, which this overstates).
+    them. Context parallelism runs only with a fused attention kernel
+    (:func:`check_attention_for_cp`), so no eager score matrix is ever divided by cp.
     """
 
     layer_kept_per_seq: float
@@ -282,6 +282,21 @@ def backward_peak_bytes(sharded: Any, shared: dict[str, Any], layout: ParallelLa
     return base + persistent * with_grads + (1 - persistent) * forming
 
 
+CP_ATTENTION_KERNELS = ("flash", "sdpa")
+"""Attention kernels context parallelism runs with: Megatron-Core's CP goes through
+Transformer Engine's fused/flash attention (docs/source/api-guide/context_parallel.rst),
+PyTorch's ``context_parallel`` replaces ``scaled_dot_product_attention`` (flash and
+memory-efficient backends); neither splits an eager ``softmax(QK^T)`` score matrix."""
+
+
+def check_attention_for_cp(job: TrainingJob, cp: int) -> None:
+    """Raise :class:`~vramplan.errors.LayoutError` for context parallelism with an
+    attention kernel it does not run with (``CP_ATTENTION_KERNELS``)."""
+    if cp > 1 and job.setup.attention not in CP_ATTENTION_KERNELS:
+        raise LayoutError(f"cp={cp} with attention={job.setup.attention!r}: context parallelism needs a fused "
+                          f"attention kernel ({', '.join(CP_ATTENTION_KERNELS)}); use cp=1 or --attention sdpa")
+
+
 def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
                    coeffs: SliceCoefficients | None = None, acts: ActivationCoefficients | None = None,
                    states: JobStates | None = None, dp: Any = None, tp: Any = None, pp: Any = None,
@@ -401,6 +416,7 @@ def estimate_training(job: TrainingJob, layout: ParallelLayout, *, num_gpus: int
     layout.check_model(spec)
     if num_gpus is not None:
         layout.check_gpus(num_gpus)
+    check_attention_for_cp(job, layout.cp)
     if job.overhead_bytes == 0:
         job = replace(job, overhead_bytes=default_overhead_bytes(layout.num_gpus))
     stages: list[Stage] = ["first"] if layout.pp == 1 else ["first", "last"]

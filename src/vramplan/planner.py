@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vramplan.distributed import (
+    CP_ATTENTION_KERNELS,
     ActivationCoefficients,
     TrainingJob,
     default_overhead_bytes,
@@ -163,21 +164,23 @@ def engine_settings(*, zero: int | None = None, fsdp: str | None = None,
 
 
 def enumerate_degrees(spec: Any, num_gpus: int, gpus_per_node: int, global_batch: int,
-                      micro_batch_sizes: tuple[int, ...]) -> dict[str, Any]:
+                      micro_batch_sizes: tuple[int, ...], *, context_parallel: bool = True) -> dict[str, Any]:
     """All (dp, tp, pp, cp, ep, sp, mbs, m) with dp*tp*pp*cp = ``num_gpus`` that the
     model admits, as numpy arrays of equal length (built with array operations, not a
     loop per layout): tp divides the heads (and divides or is a multiple of the KV
     heads) and stays inside a node, pp does not exceed the layers, cp is a power of
     two, ep divides the experts and dp*cp, sp only with tp > 1. The micro-batch count
     follows from the global batch: ``m = global_batch / (dp * mbs)``, a whole number
-    and at least pp (a pipeline needs a micro-batch per stage)."""
+    and at least pp (a pipeline needs a micro-batch per stage). ``context_parallel``
+    false keeps cp = 1 (eager attention: see
+    :func:`vramplan.distributed.check_attention_for_cp`)."""
     import numpy as np
 
     heads, kv = spec.num_attention_heads, spec.num_kv_heads
     tps = [t for t in _divisors(min(heads, gpus_per_node)) if heads % t == 0 and (kv % t == 0 or t % kv == 0)]
     tps = [t for t in tps if num_gpus % t == 0]
     pps = [p for p in _divisors(num_gpus) if p <= spec.num_layers]
-    cps = [c for c in _powers_of_two_up_to(num_gpus)]
+    cps = _powers_of_two_up_to(num_gpus) if context_parallel else [1]
     eps = [1] if spec.moe is None else [e for e in _divisors(spec.moe.num_experts) if e <= num_gpus]
     grid = np.array(np.meshgrid(tps, pps, cps, eps, [0, 1], list(micro_batch_sizes), indexing="ij")).reshape(6, -1)
     tp, pp, cp, ep, sp, mbs = grid
@@ -277,7 +280,8 @@ def _all_degrees(req: PlanRequest) -> dict[str, Any]:
     parts = []
     for n in sorted(set(req.gpu_counts)):
         batch = req.global_batch or default_global_batch(job.seq_len, n)
-        d = enumerate_degrees(spec, n, req.gpus_per_node, batch, req.micro_batch_sizes)
+        d = enumerate_degrees(spec, n, req.gpus_per_node, batch, req.micro_batch_sizes,
+                              context_parallel=job.setup.attention in CP_ATTENTION_KERNELS)
         d["n"] = np.full(d["dp"].size, n)
         d["overhead"] = np.full(d["dp"].size, default_overhead_bytes(n))
         parts.append(d)

@@ -128,7 +128,7 @@ def _gpu_counts(flags: LayoutFlags, max_gpus: int | None) -> tuple[int, ...]:
 
 def _plan_training(spec, gpu, counts, flags: LayoutFlags, *, headroom, seq_len, batch, global_batch, recompute,
                    attention, precision, optimizer, method, lora_rank, mfu, top, host) -> dict:
-    from vramplan.distributed import TrainingJob
+    from vramplan.distributed import TrainingJob, check_attention_for_cp
     from vramplan.planner import (
         DEFAULT_MFU,
         PlanRequest,
@@ -144,6 +144,7 @@ def _plan_training(spec, gpu, counts, flags: LayoutFlags, *, headroom, seq_len, 
     setup = TrainingSetup(method=method, precision=precision, optimizer=optimizer, batch=batch or 1, seq=seq_len,
                           attention=attention, lora_rank=lora_rank)
     job = TrainingJob(model=spec, setup=setup)
+    check_attention_for_cp(job, flags.cp or 1)
     fixed = tuple((k, v) for k, v in (("dp", flags.dp), ("tp", flags.tp), ("pp", flags.pp), ("cp", flags.cp),
                                       ("ep", flags.ep), ("m", flags.micro_batches)) if v is not None)
     if flags.sp:
