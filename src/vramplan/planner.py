@@ -27,7 +27,7 @@ from vramplan.distributed import (
 )
 from vramplan.errors import InputError
 from vramplan.parallel import ParallelLayout, rank_params, slice_coefficients, stage_layers
-from vramplan.step_time import DEFAULT_MFU, RECOMPUTE_EXTRA_FLOPS, step_time_s
+from vramplan.step_time import DEFAULT_MFU, RECOMPUTE_EXTRA_FLOPS, layout_costs, step_time_s
 from vramplan.step_time import assumptions as step_assumptions
 
 # --------------------------------------------------------------------------- assumptions
@@ -338,6 +338,7 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
         d["extra_flops"] = np.repeat(extra_flops, size)
         acts = ActivationCoefficients(**{f: np.repeat(v, size) for f, v in acts_by_field.items()})
         shared_by_threshold: dict[int, dict] = {}
+        costs = layout_costs(req, job, d, active)  # engine-independent: once for every setting
         for setting in req.engines:
             threshold = setting.layout(req.gpus_per_node).zero.param_persistence_threshold
             if threshold not in coeffs_by_threshold:
@@ -366,11 +367,13 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
             here = (smallest, float(peak[fits][sub["n"] == smallest].min()))
             least = here if least is None else min(least, here)
             min_gpus = least[0]
-            times = step_time_s(req, job, setting, sub, params_on_gpu[fits], active)
+            times = step_time_s(req, job, setting, sub, params_on_gpu[fits], active,
+                                costs={k: v[fits] for k, v in costs.items()})
             fit_peak, fit_host = peak[fits], host[fits]
             # Different GPU counts carry different default batches: compare throughput per GPU.
             score = -times["tokens_per_step"] / times["step_s"] / sub["n"] if per_gpu_rate else times["step_s"]
-            for i in np.argsort(score, kind="stable")[:top]:
+            best = np.argpartition(score, top)[:top] if score.size > top else np.arange(score.size)
+            for i in best[np.argsort(score[best], kind="stable")]:
                 key = (float(score[i]), int(sub["n"][i]), float(fit_peak[i]))
                 recompute = recomputes[int(sub["recompute"][i])]
                 pool.append((key, (req, setting, recompute, sub, times, fit_peak, fit_host, int(i))))

@@ -153,10 +153,47 @@ def dp_comm_s(req: Any, setting: Any, d: dict[str, Any], params_on_gpu: Any) -> 
     return inside * (group - 1) / group * WIRE_BYTES * params_on_gpu / link_bytes_per_s(req.gpu, spans)
 
 
+def layout_costs(req: Any, job: Any, d: dict[str, Any], active_params: int) -> dict[str, Any]:
+    """The engine-independent parts of :func:`step_time_s` for arrays of layouts ``d``
+    (seconds per step: compute with bubble, TP, CP and EP traffic; plus MFU, bubble
+    and tokens per step). The planner computes them once for all engine settings."""
+    import numpy as np
+
+    from vramplan.parallel import bubble_fraction, stage_layers
+
+    spec, gpu = job.model, req.gpu
+    n_gpus = d["dp"] * d["tp"] * d["pp"] * d["cp"]
+    tp, cp, ep, m = d["tp"], d["cp"], d["ep"], d["m"]
+    tokens = d["mbs"] * job.seq_len / cp  # tokens of one micro-batch on one GPU
+    tokens_per_step = d["dp"] * d["mbs"] * m * job.seq_len
+    extra = d["extra_flops"] if "extra_flops" in d else RECOMPUTE_EXTRA_FLOPS[job.recompute]
+    flops = tokens_per_step * flops_per_token(spec, active_params=active_params, seq_len=job.seq_len,
+                                              extra_per_param=extra)
+    ridge = gpu.bf16_dense_flops / gpu.memory_bandwidth_bytes_per_s
+    gm, gk, gn = mlp_gemm_shape(spec, tokens=tokens, tp=tp, ep=ep)
+    mfu = req.mfu * gemm_efficiency(tokens=gm, k=gk, n=gn, ridge_flops_per_byte=ridge)
+    bubble = bubble_fraction(pp=d["pp"], micro_batches=m, virtual_stages=req.virtual_stages)
+    compute = flops / (n_gpus * gpu.bf16_dense_flops * mfu) / (1 - bubble)
+    layers = stage_layers(spec.num_layers, d["pp"])
+    activation = tokens * spec.hidden_size * WIRE_BYTES
+    tp_time = TP_ALL_REDUCES_PER_LAYER * 2 * (tp - 1) / tp * activation * layers * m / gpu.interconnect_bytes_per_s
+    kv_chunk = 2 * tokens * spec.kv_dim * WIRE_BYTES
+    cp_time = CP_RING_PASSES * (cp - 1) * kv_chunk * layers * m / link_bytes_per_s(gpu, tp * cp > req.gpus_per_node)
+    if spec.moe is not None:
+        moe_layers = np.minimum(layers, spec.num_moe_layers)
+        routed = activation * spec.moe.experts_per_token * (ep - 1) / ep
+        ep_time = EP_ALL_TO_ALLS_PER_LAYER * routed * moe_layers * m / link_bytes_per_s(gpu, tp * ep > req.gpus_per_node)
+    else:
+        ep_time = 0 * compute
+    return {"compute_s": compute, "mfu": mfu, "bubble": bubble, "tp_comm_s": tp_time, "cp_comm_s": cp_time,
+            "ep_comm_s": ep_time, "tokens_per_step": tokens_per_step}
+
+
 def step_time_s(req: Any, job: Any, setting: Any, d: dict[str, Any], params_on_gpu: Any,
-                active_params: int) -> dict[str, Any]:
+                active_params: int, costs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Estimated seconds per optimizer step, and its parts, for arrays of layouts ``d``
-    (dp, tp, pp, cp, ep, mbs, m, optional extra_flops):
+    (dp, tp, pp, cp, ep, mbs, m, optional extra_flops); ``costs``: the layouts'
+    :func:`layout_costs`, when the caller has them.
 
     * compute: :func:`flops_per_token` x tokens over ``GPUs x peak bf16 x MFU x
       gemm_efficiency`` (per-GPU MLP multiply of ``mbs x seq / cp`` tokens), divided
@@ -177,39 +214,13 @@ def step_time_s(req: Any, job: Any, setting: Any, d: dict[str, Any], params_on_g
     point-to-point sends are left out (a few MB per micro-batch)."""
     import numpy as np
 
-    spec, gpu = job.model, req.gpu
-    n_gpus = d["dp"] * d["tp"] * d["pp"] * d["cp"]
-    tp, cp, ep, m = d["tp"], d["cp"], d["ep"], d["m"]
-    tokens = d["mbs"] * job.seq_len / cp  # tokens of one micro-batch on one GPU
-    tokens_per_step = d["dp"] * d["mbs"] * m * job.seq_len
-    extra = d["extra_flops"] if "extra_flops" in d else RECOMPUTE_EXTRA_FLOPS[job.recompute]
-    flops = tokens_per_step * flops_per_token(spec, active_params=active_params, seq_len=job.seq_len,
-                                              extra_per_param=extra)
-    ridge = gpu.bf16_dense_flops / gpu.memory_bandwidth_bytes_per_s
-    gm, gk, gn = mlp_gemm_shape(spec, tokens=tokens, tp=tp, ep=ep)
-    mfu = req.mfu * gemm_efficiency(tokens=gm, k=gk, n=gn, ridge_flops_per_byte=ridge)
-    from vramplan.parallel import bubble_fraction, stage_layers
-
-    bubble = bubble_fraction(pp=d["pp"], micro_batches=m, virtual_stages=req.virtual_stages)
-    compute = flops / (n_gpus * gpu.bf16_dense_flops * mfu) / (1 - bubble)
-    layers = stage_layers(spec.num_layers, d["pp"])
-    activation = tokens * spec.hidden_size * WIRE_BYTES
-    tp_time = TP_ALL_REDUCES_PER_LAYER * 2 * (tp - 1) / tp * activation * layers * m / gpu.interconnect_bytes_per_s
-    kv_chunk = 2 * tokens * spec.kv_dim * WIRE_BYTES
-    cp_time = CP_RING_PASSES * (cp - 1) * kv_chunk * layers * m / link_bytes_per_s(gpu, tp * cp > req.gpus_per_node)
-    if spec.moe is not None:
-        moe_layers = np.minimum(layers, spec.num_moe_layers)
-        routed = activation * spec.moe.experts_per_token * (ep - 1) / ep
-        ep_time = EP_ALL_TO_ALLS_PER_LAYER * routed * moe_layers * m / link_bytes_per_s(gpu, tp * ep > req.gpus_per_node)
-    else:
-        ep_time = 0 * compute
+    c = costs if costs is not None else layout_costs(req, job, d, active_params)
+    compute = c["compute_s"]
     dp_time = dp_comm_s(req, setting, d, params_on_gpu)
-    offload_time = (2 * WIRE_BYTES * params_on_gpu / (d["dp"] * cp) / HOST_LINK_BYTES_PER_S
+    offload_time = (2 * WIRE_BYTES * params_on_gpu / (d["dp"] * d["cp"]) / HOST_LINK_BYTES_PER_S
                     if setting.offload != "none" else 0 * compute)
-    total = np.maximum(compute, dp_time) + tp_time + cp_time + ep_time + offload_time
-    return {"step_s": total, "compute_s": compute, "mfu": mfu, "bubble": bubble, "tp_comm_s": tp_time,
-            "cp_comm_s": cp_time, "ep_comm_s": ep_time, "dp_comm_s": dp_time, "offload_s": offload_time,
-            "tokens_per_step": tokens_per_step}
+    total = np.maximum(compute, dp_time) + c["tp_comm_s"] + c["cp_comm_s"] + c["ep_comm_s"] + offload_time
+    return {"step_s": total, **c, "dp_comm_s": dp_time, "offload_s": offload_time}
 
 
 def assumptions(req: Any) -> tuple[str, ...]:
