@@ -67,6 +67,13 @@ class ActivationCoefficients:
     """Logits and loss at the loss backward, per sequence (split by tp: vocab-parallel)."""
     autocast_cache_per_layer: float
     """16-bit weight copies autocast keeps per layer (per GPU at tp = 1)."""
+    layer_kept_per_micro_batch: float = 0.0
+    """The part of a layer's kept bytes that does not grow with the micro-batch (autocast's
+    16-bit weight copies, LoRA adapter casts: one set per micro-batch in flight), at tp = 1."""
+    layer_backward_per_micro_batch: float = 0.0
+    """The same for ``layer_backward_per_seq``."""
+    outside_per_micro_batch: float = 0.0
+    """The same for ``outside_per_seq`` (the head's weight cast)."""
 
     @classmethod
     def from_setup(cls, spec: Any, setup: Any) -> ActivationCoefficients:
@@ -81,8 +88,11 @@ def _activation_coefficients(spec: Any, setup: Any) -> ActivationCoefficients:
     from vramplan.memory import activations as act
     from vramplan.training import activation_plan, setup_logits
 
+    # Two batch sizes separate what grows with the sequences (slope) from what a
+    # micro-batch holds whatever its size (intercept: autocast's weight copies).
     one = replace(setup, batch=1)
     plan_ = activation_plan(spec, one)
+    two = activation_plan(spec, replace(setup, batch=2))
     ctx = act.ActivationContext(recipe=one.recipe, batch=1, seq=one.seq, attention=one.attention,
                                 dropout=one.dropout)
     parts = act.layer_activation_parts(spec, ctx, 0)
@@ -92,11 +102,15 @@ def _activation_coefficients(spec: Any, setup: Any) -> ActivationCoefficients:
     kept_sharded = 0.0 if policy == "full" else sharded
     layers = spec.num_layers
     cast = act.layer_weight_cast_bytes(spec, ctx)
+    kept1, kept2 = sum(plan_.per_layer_kept) / layers, sum(two.per_layer_kept) / layers
+    back1 = max(f + w for f, w in zip(plan_.per_layer_full, plan_.per_layer_work))
+    back2 = max(f + w for f, w in zip(two.per_layer_full, two.per_layer_work))
     return ActivationCoefficients(
-        layer_kept_per_seq=sum(plan_.per_layer_kept) / layers,
+        layer_kept_per_seq=kept2 - kept1, layer_kept_per_micro_batch=2 * kept1 - kept2,
         sharded_fraction=sharded, kept_sharded_fraction=kept_sharded,
-        layer_backward_per_seq=max(f + w for f, w in zip(plan_.per_layer_full, plan_.per_layer_work)),
-        outside_per_seq=plan_.outside_layers,
+        layer_backward_per_seq=back2 - back1, layer_backward_per_micro_batch=2 * back1 - back2,
+        outside_per_seq=two.outside_layers - plan_.outside_layers,
+        outside_per_micro_batch=2 * plan_.outside_layers - two.outside_layers,
         logits_per_seq=setup_logits(spec, one).backward_peak,
         autocast_cache_per_layer=cast,
     )
@@ -236,16 +250,19 @@ def stage_terms(c: SliceCoefficients, a: ActivationCoefficients, *, stage: Stage
     layers = stage_layers(c.num_layers, pp)
     in_flight = in_flight_microbatches(pp=pp, micro_batches=micro_batches, virtual_stages=virtual_stages,
                                        stage=stage)
-    kept = seqs * a.layer_kept_per_seq * _tp_scale(a.kept_sharded_fraction, tp, sp)
-    current = seqs * a.layer_backward_per_seq * _tp_scale(a.sharded_fraction, tp, sp)
+    # The per-micro-batch parts are weight copies: split by tp like the weights, not by cp.
+    kept = seqs * a.layer_kept_per_seq * _tp_scale(a.kept_sharded_fraction, tp, sp) + a.layer_kept_per_micro_batch / tp
+    current = (seqs * a.layer_backward_per_seq * _tp_scale(a.sharded_fraction, tp, sp)
+               + a.layer_backward_per_micro_batch / tp)
     single = pp == 1
-    outside = seqs * a.outside_per_seq
+    outside = seqs * a.outside_per_seq + a.outside_per_micro_batch / tp
     logits = seqs * a.logits_per_seq / tp
     if stage == "first":
         outside = where(single, outside, 0 * outside)
         logits = where(single, logits, 0 * logits)
     return {"params": params, "layer_params": layer_params(c, tp=tp, ep=ep), "root_params": root_params(c, tp=tp),
             "activations": kept * layers * in_flight + current, "kept": kept * layers * in_flight,
+            "kept_layer": kept,
             "current": current, "outside": outside, "logits": logits,
             "in_flight": in_flight}
 
@@ -266,16 +283,22 @@ def backward_peak_bytes(sharded: Any, shared: dict[str, Any], layout: ParallelLa
     """Bytes at the backward's high point, without the fixed overhead.
 
     The backward is a sweep (as in :func:`vramplan.training.timeline`): at the loss all
-    activations and the logits are alive; in the last layer's backward all activations
-    plus that layer's recomputed tensors and gradient buffers; by the first layer the
-    activations are gone and the gradients have formed. The high point is the largest
-    of those, with the gradients resident throughout when they accumulate over
-    micro-batches or the engine keeps a persistent buffer (:func:`gradients_persist`).
+    activations and the logits are alive; in the last layer's backward the kept
+    activations of every other layer (and of the other in-flight micro-batches) plus
+    that layer's full recomputed tensors and gradient buffers (the outside-layer tensors
+    freed by the head's backward); by the first layer the activations are gone and the
+    gradients have formed. With layers of equal size the live bytes between those
+    points change linearly (one layer's activations freed as its gradients form), so
+    the largest of the three is the sweep's high point. Gradients are resident
+    throughout when they accumulate over micro-batches or the engine keeps a
+    persistent buffer (:func:`gradients_persist`).
     """
     base = sharded.backward_peak - sharded.gradients
-    kept_all = shared["kept"] + shared["outside"]
-    at_loss = kept_all + shared["logits"]
-    at_last_layer = kept_all + shared["current"]
+    at_loss = shared["kept"] + shared["outside"] + shared["logits"]
+    # In the last layer's backward its own kept tensors are part of ``current`` (the
+    # recomputed layer), and the head's backward has freed the outside-layer tensors,
+    # as in vramplan.training.timeline.
+    at_last_layer = shared["kept"] - shared["kept_layer"] + shared["current"]
     persistent = where(micro_batches > 1, 1, 1 if gradients_persist(layout) else 0)
     with_grads = sharded.gradients + maximum(at_loss, at_last_layer)
     forming = maximum(maximum(at_loss, at_last_layer), shared["current"] + sharded.gradients)
@@ -346,6 +369,7 @@ def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
         "comm_buckets": sharded.comm_buckets, "step_temporaries": step_temporaries + zeros,
         "activations": activations + zeros, "outside_activations": outside + zeros, "logits": logits + zeros,
         "kept_activations": shared["kept"] + zeros, "current_layer": shared["current"] + zeros,
+        "kept_layer": shared["kept_layer"] + zeros,
         "grads_persist": where((layout.micro_batches if micro_batches is None else micro_batches) > 1, 1,
                                1 if gradients_persist(layout) else 0) + zeros,
         "overhead": overhead + zeros, "host_per_gpu": sharded.host_per_gpu + zeros,
@@ -380,7 +404,7 @@ def backward_point(terms: dict[str, Any]) -> tuple[str, dict[str, float]]:
     points = {
         "loss backward": {"activations": kept, "activations/outside_layers": outside, "logits": logits,
                           "gradients": grads if persist else 0.0},
-        "last layer backward": {"activations": kept + current, "activations/outside_layers": outside,
+        "last layer backward": {"activations": kept - float(terms["kept_layer"]) + current,
                                 "gradients": grads if persist else 0.0},
         "first layer backward": {"activations": current, "gradients": grads},
     }
