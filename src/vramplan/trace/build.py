@@ -84,12 +84,16 @@ def hf_config(cfg: dict):
                           f"({str(exc).splitlines()[0][:120]})") from None
 
 
-def build_model(config: dict, setup: TraceSetup, fake_mode):
-    """The causal-LM of ``config`` on ``fake_mode``'s fake tensors, ready for ``setup``."""
+def build_model(config: dict, setup: TraceSetup, fake_mode=None):
+    """The causal-LM of ``config`` ready for ``setup``: built on the meta device (no
+    memory, no initialisation), then every parameter and buffer replaced by a fake
+    CPU tensor of ``fake_mode`` (tied weights stay tied). ``fake_mode=None`` builds
+    real CPU tensors instead."""
+    import torch
     import transformers
 
     hf = hf_config(prepared_config(config, setup))
-    with fake_mode:
+    with torch.device("meta" if fake_mode is not None else "cpu"):
         try:
             model = transformers.AutoModelForCausalLM.from_config(
                 hf, dtype=param_dtype(setup), attn_implementation=setup.attention)
@@ -99,13 +103,37 @@ def build_model(config: dict, setup: TraceSetup, fake_mode):
         if setup.mode == "infer":
             model.eval()
             model.requires_grad_(False)
-            return model
-        model.train()
-        if setup.recompute:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if setup.method == "lora":
-            model = _with_lora(model, setup)
+        else:
+            model.train()
+            if setup.recompute:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if setup.method == "lora":
+                model = _with_lora(model, setup)
+    if fake_mode is not None:
+        _materialize_fake(model, fake_mode)
     return model
+
+
+def _materialize_fake(model, fake_mode) -> None:
+    """Swap meta parameters and buffers for fake CPU tensors of the same shape,
+    dtype and ``requires_grad``; a tensor shared by two modules stays shared."""
+    import torch
+
+    made: dict[int, torch.Tensor] = {}
+    with fake_mode:
+        for module in model.modules():
+            for name, p in list(module._parameters.items()):
+                if p is None:
+                    continue
+                if id(p) not in made:
+                    made[id(p)] = torch.nn.Parameter(torch.empty(p.shape, dtype=p.dtype), requires_grad=p.requires_grad)
+                module._parameters[name] = made[id(p)]
+            for name, b in list(module._buffers.items()):
+                if b is None:
+                    continue
+                if id(b) not in made:
+                    made[id(b)] = torch.empty(b.shape, dtype=b.dtype)
+                module._buffers[name] = made[id(b)]
 
 
 def _with_lora(model, setup: TraceSetup):

@@ -291,7 +291,17 @@ def cuda_rules(*, autocast_dtype=None, sdpa: bool = True):
         if sdpa:
             lib.impl("scaled_dot_product_attention", _sdpa_kernel, "AutogradCPU")
         lib.impl("dropout", _dropout_kernel, "AutogradCPU")
+    original_clear = torch.clear_autocast_cache
+    if state is not None:
+        def clear_autocast_cache():
+            # torch.autocast.__exit__ calls this when the outermost region closes
+            # (also after each checkpointed layer's recompute): empty our cache too.
+            state.cache.clear()
+            original_clear()
+
+        torch.clear_autocast_cache = clear_autocast_cache
     try:
         yield CudaRules(state)
     finally:
+        torch.clear_autocast_cache = original_clear
         lib._destroy()

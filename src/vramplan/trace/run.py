@@ -53,7 +53,7 @@ def run_trace(model, setup: TraceSetup, *, progress=None, real: bool = False):
     started = time.perf_counter()
     fake_mode = _NullMode() if real else FakeTensorMode(allow_non_fake_inputs=False)
     torch.manual_seed(0)
-    model_obj = build_model(config, setup, fake_mode)
+    model_obj = build_model(config, setup, None if real else fake_mode)
     recorder = Recorder()
     autocast_dtype = torch.bfloat16 if setup.autocast else None
     with fake_mode, cuda_rules(autocast_dtype=autocast_dtype, sdpa=not real) as rules:

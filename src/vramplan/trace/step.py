@@ -140,18 +140,23 @@ def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=
     prompt = _inputs(model, setup, setup.seq_len)
     adopt_model(recorder, model, setup)
     recorder.adopt(prompt, "activations/inputs")
+    cache_kw = _cache_keyword(model)
     with torch.no_grad(), recorder.module_hooks(), recorder.recording():
         with recorder.in_phase("prefill"):
-            out = model(input_ids=prompt, past_key_values=cache, use_cache=True, logits_to_keep=1,
-                        cache_position=torch.arange(setup.seq_len))
+            out = model(input_ids=prompt, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
             token = out.logits[:, -1:].argmax(-1)
             del out
         _tick(progress)
-        for i in range(setup.decode_tokens):
+        for _ in range(setup.decode_tokens):
             with recorder.in_phase("decode"):
-                position = setup.seq_len + i
-                out = model(input_ids=token, past_key_values=cache, use_cache=True, logits_to_keep=1,
-                            cache_position=torch.arange(position, position + 1))
+                out = model(input_ids=token, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
                 token = out.logits[:, -1:].argmax(-1)
                 del out
             _tick(progress)
+
+
+def _cache_keyword(model) -> str:
+    """``cache`` in recent transformers, ``past_key_values`` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
