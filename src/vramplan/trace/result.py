@@ -62,6 +62,9 @@ class TraceResult:
     """(component name, bytes) live at the peak; sums to ``peak_bytes``."""
     phase_highs: tuple[tuple[str, int], ...]
     """(phase, highest bytes in it), in step order."""
+    phase_breakdowns: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = ()
+    """(phase name, (component, bytes) at that phase's highest point), one per phase
+    name (repeated decode steps keep the highest)."""
     categories: tuple[str, ...] = ()
     """Component names of the timeline columns."""
     timeline: tuple[tuple[int, tuple[int, ...]], ...] = ()
@@ -113,6 +116,7 @@ def summarize(recorder: Recorder, *, model: str, setup: TraceSetup, layers_trace
     peak, peak_vec, peak_phase = -1, tuple(running), "load"
     starts = sorted(recorder.marks)
     phase_high: list[list] = []
+    phase_best: dict[str, tuple[int, tuple[int, ...]]] = {}
     mark_i = 0
     phase = "load"
     samples: list[tuple[int, tuple[int, ...]]] = []
@@ -127,6 +131,8 @@ def summarize(recorder: Recorder, *, model: str, setup: TraceSetup, layers_trace
         total += delta
         if phase_high:
             phase_high[-1][1] = max(phase_high[-1][1], total)
+            if total > phase_best.get(phase, (-1, ()))[0]:
+                phase_best[phase] = (total, tuple(running))
         if total > peak:
             peak, peak_vec, peak_phase = total, tuple(running), phase
         if best_in_bucket is None or total > best_in_bucket[0]:
@@ -138,9 +144,15 @@ def summarize(recorder: Recorder, *, model: str, setup: TraceSetup, layers_trace
         samples.append((best_in_bucket[1], best_in_bucket[2]))
     if peak < 0:
         peak, peak_vec, peak_phase = 0, tuple(running), phase
-    at_peak = tuple(sorted(((n, peak_vec[j]) for j, n in enumerate(names) if peak_vec[j] > 0),
-                           key=lambda kv: -kv[1]))
+    at_peak = _named(names, peak_vec)
+    breakdowns = tuple((p, _named(names, vec)) for p, (_, vec) in phase_best.items())
     return TraceResult(model=model, setup=setup, layers_traced=layers_traced, num_layers=num_layers,
                        peak_bytes=peak, peak_phase=peak_phase, at_peak=at_peak,
-                       phase_highs=tuple((p, b) for p, b in phase_high), categories=tuple(names),
+                       phase_highs=tuple((p, b) for p, b in phase_high), phase_breakdowns=breakdowns,
+                       categories=tuple(names),
                        timeline=tuple(samples), phase_starts=tuple(starts), seconds=seconds)
+
+
+def _named(names: list[str], vec) -> tuple[tuple[str, int], ...]:
+    """(name, bytes) pairs with bytes > 0, largest first."""
+    return tuple(sorted(((n, vec[j]) for j, n in enumerate(names) if vec[j] > 0), key=lambda kv: -kv[1]))
