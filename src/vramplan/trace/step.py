@@ -74,12 +74,19 @@ def adopt_optimizer(recorder: Recorder, optimizer, model, setup: TraceSetup) -> 
             recorder.adopt(value, f"{prefix}/{key}")
 
 
-def run_training_step(model, setup: TraceSetup, recorder: Recorder, rules, progress=None) -> None:
+def run_training_step(model, setup: TraceSetup, recorder: Recorder, rules, progress=None, *,
+                      measure_from_step: bool = False) -> None:
+    """``measure_from_step``: on a real GPU, reset the peak statistics after the
+    optimizer states exist, so the peak read is the steady step's."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, setup)
     _init_optimizer_state(optimizer, params)
     input_ids = _inputs(model, setup, setup.seq_len)
     labels = input_ids.clone()
+    if measure_from_step:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
     adopt_model(recorder, model, setup)
     adopt_optimizer(recorder, optimizer, model, setup)
     recorder.adopt(input_ids, "activations/inputs")
