@@ -94,12 +94,7 @@ def build_model(config: dict, setup: TraceSetup, fake_mode=None):
 
     hf = hf_config(prepared_config(config, setup))
     with torch.device("meta" if fake_mode is not None else "cpu"):
-        try:
-            model = transformers.AutoModelForCausalLM.from_config(
-                hf, dtype=param_dtype(setup), attn_implementation=setup.attention)
-        except ValueError as exc:
-            raise ConfigError(f"model_type: transformers cannot build {hf.model_type!r} as a causal LM "
-                              f"({str(exc).splitlines()[0][:120]})") from None
+        model = _from_config(transformers, hf, setup)
         if setup.mode == "infer":
             model.eval()
             model.requires_grad_(False)
@@ -112,6 +107,27 @@ def build_model(config: dict, setup: TraceSetup, fake_mode=None):
     if fake_mode is not None:
         _materialize_fake(model, fake_mode)
     return model
+
+
+def attention_used(model) -> str:
+    """The attention implementation the built model runs."""
+    return getattr(model.config, "_attn_implementation", "") or ""
+
+
+def _from_config(transformers, hf, setup: TraceSetup):
+    """``from_config`` with the setup's attention; a model class without SDPA
+    support (Gemma 2's soft-capping) is built with eager attention, as
+    transformers itself requires."""
+    try:
+        return transformers.AutoModelForCausalLM.from_config(hf, dtype=param_dtype(setup),
+                                                             attn_implementation=setup.attention)
+    except ValueError as exc:
+        message = str(exc).splitlines()[0]
+        if setup.attention == "sdpa" and "does not support" in message:
+            return transformers.AutoModelForCausalLM.from_config(hf, dtype=param_dtype(setup),
+                                                                 attn_implementation="eager")
+        raise ConfigError(f"model_type: transformers cannot build {hf.model_type!r} as a causal LM "
+                          f"({message[:120]})") from None
 
 
 def _materialize_fake(model, fake_mode) -> None:

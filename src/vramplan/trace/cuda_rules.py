@@ -20,6 +20,8 @@ registrations, removed on exit) so that:
   math path (saves the attention probabilities). Kernel workspaces inside one
   call (flash's dq accumulator, GQA's expanded dk/dv) are freed before the call
   returns and are not seen.
+* **Grouped GEMM** of MoE experts with fp32 weights runs transformers' fallback op
+  (PyTorch's ``_grouped_mm`` takes bf16 only).
 * **Dropout** uses the fused CUDA kernel (``native_dropout``), which saves a bool
   mask (1 byte per element) instead of CPU's mask in the input dtype.
 
@@ -237,6 +239,18 @@ def _sdpa_kernel(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=Fal
         query, key, value, attn_mask, dropout_p, is_causal, None, scale=scale)[0]
 
 
+def _grouped_mm_kernel(mat_a, mat_b, offs=None, bias=None, out_dtype=None):
+    """``_grouped_mm`` for non-bf16 operands (fp32 expert weights): PyTorch's grouped
+    GEMM takes bf16 only (``_meta_grouped_mm_common``), so run transformers' own
+    fallback op, which keeps the same output and saved tensors (input, weight)."""
+    import torch
+
+    if mat_a.dtype == torch.bfloat16 or bias is not None or offs is None:
+        with torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(torch._C.DispatchKey.AutogradCPU)):
+            return torch.ops.aten._grouped_mm(mat_a, mat_b, offs=offs, bias=bias, out_dtype=out_dtype)
+    return torch.ops.transformers.grouped_mm_fallback(mat_a, mat_b, offs=offs)
+
+
 def _dropout_kernel(input, p, train):
     """aten ``dropout`` as on CUDA (Dropout.cpp ``is_fused_kernel_acceptable``): the
     fused kernel, whose bool mask autograd saves."""
@@ -291,6 +305,8 @@ def cuda_rules(*, autocast_dtype=None, sdpa: bool = True):
         if sdpa:
             lib.impl("scaled_dot_product_attention", _sdpa_kernel, "AutogradCPU")
         lib.impl("dropout", _dropout_kernel, "AutogradCPU")
+        if hasattr(torch.ops, "transformers") and hasattr(torch.ops.transformers, "grouped_mm_fallback"):
+            lib.impl("_grouped_mm", _grouped_mm_kernel, "AutogradCPU")
     original_clear = torch.clear_autocast_cache
     if state is not None:
         def clear_autocast_cache():

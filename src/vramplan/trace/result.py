@@ -75,6 +75,8 @@ class TraceResult:
     """Numbers were extended from fewer traced layers (see extrapolate.py)."""
     seconds: float = 0.0
     """Wall time of the trace."""
+    notes: tuple[str, ...] = ()
+    """What the trace had to change from the setup (shown as warnings)."""
 
     def to_estimate(self) -> Estimate:
         kind = "training" if self.setup.training else "inference"
@@ -89,7 +91,7 @@ class TraceResult:
         return Estimate(model=self.model, kind=kind, components=comps, phase=self.peak_phase, phases=phases,
                         details={"peak_bytes": self.peak_bytes, "layers_traced": self.layers_traced,
                                  "trace_seconds": round(self.seconds, 2)},
-                        assumptions=tuple(notes))
+                        assumptions=tuple(notes), warnings=self.notes)
 
 
 def _merged_phases(highs: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:

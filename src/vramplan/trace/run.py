@@ -4,6 +4,7 @@ CUDA rules, run the step under the recorder, summarize."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from vramplan.errors import InputError
@@ -37,7 +38,7 @@ def run_trace(model, setup: TraceSetup, *, progress=None, real: bool = False):
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from vramplan.trace.build import build_model, num_layers, prepared_config
+    from vramplan.trace.build import attention_used, build_model, num_layers, prepared_config
     from vramplan.trace.cuda_rules import cuda_rules
     from vramplan.trace.hostmem import check_host_memory
     from vramplan.trace.recorder import Recorder
@@ -54,6 +55,7 @@ def run_trace(model, setup: TraceSetup, *, progress=None, real: bool = False):
     fake_mode = _NullMode() if real else FakeTensorMode(allow_non_fake_inputs=False)
     torch.manual_seed(0)
     model_obj = build_model(config, setup, None if real else fake_mode)
+    attention = attention_used(model_obj)
     recorder = Recorder()
     autocast_dtype = torch.bfloat16 if setup.autocast else None
     with fake_mode, cuda_rules(autocast_dtype=autocast_dtype, sdpa=not real) as rules:
@@ -62,8 +64,11 @@ def run_trace(model, setup: TraceSetup, *, progress=None, real: bool = False):
         else:
             run_inference(model_obj, setup, recorder, rules, progress)
         del model_obj
-    return summarize(recorder, model=name, setup=setup, layers_traced=traced_layers, num_layers=total_layers,
-                     seconds=time.perf_counter() - started)
+    result = summarize(recorder, model=name, setup=setup, layers_traced=traced_layers, num_layers=total_layers,
+                       seconds=time.perf_counter() - started)
+    notes = () if attention == setup.attention else (
+        f"attention: {name} has no {setup.attention} implementation in transformers; traced with {attention}",)
+    return replace(result, notes=notes)
 
 
 class _NullMode:
