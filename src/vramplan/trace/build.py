@@ -105,7 +105,7 @@ def build_model(config: dict, setup: TraceSetup, fake_mode=None):
             if setup.method == "lora":
                 model = _with_lora(model, setup)
     if fake_mode is not None:
-        _materialize_fake(model, fake_mode)
+        materialize_fake(model, fake_mode)
     return model
 
 
@@ -130,9 +130,9 @@ def _from_config(transformers, hf, setup: TraceSetup):
                           f"({message[:120]})") from None
 
 
-def _materialize_fake(model, fake_mode) -> None:
-    """Swap meta parameters and buffers for fake CPU tensors of the same shape,
-    dtype and ``requires_grad``; a tensor shared by two modules stays shared."""
+def materialize_fake(model, fake_mode, device: str = "cpu") -> None:
+    """Swap meta parameters and buffers for fake tensors on ``device`` of the same
+    shape, dtype and ``requires_grad``; a tensor shared by two modules stays shared."""
     import torch
 
     made: dict[int, torch.Tensor] = {}
@@ -142,13 +142,13 @@ def _materialize_fake(model, fake_mode) -> None:
                 if p is None:
                     continue
                 if id(p) not in made:
-                    made[id(p)] = torch.nn.Parameter(torch.empty(p.shape, dtype=p.dtype), requires_grad=p.requires_grad)
+                    made[id(p)] = torch.nn.Parameter(torch.empty(p.shape, dtype=p.dtype, device=device), requires_grad=p.requires_grad)
                 module._parameters[name] = made[id(p)]
             for name, b in list(module._buffers.items()):
                 if b is None:
                     continue
                 if id(b) not in made:
-                    made[id(b)] = torch.empty(b.shape, dtype=b.dtype)
+                    made[id(b)] = torch.empty(b.shape, dtype=b.dtype, device=device)
                 module._buffers[name] = made[id(b)]
 
 

@@ -128,6 +128,8 @@ def summarize(recorder: Recorder, *, model: str, setup: TraceSetup, layers_trace
         while mark_i < len(starts) and starts[mark_i][0] <= i:
             phase = starts[mark_i][1]
             phase_high.append([phase, total])
+            if total > phase_best.get(phase, (-1, ()))[0]:
+                phase_best[phase] = (total, tuple(running))  # what the phase starts with counts
             mark_i += 1
         running[column[id(block)]] += delta
         total += delta
