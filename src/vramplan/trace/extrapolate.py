@@ -38,10 +38,11 @@ def layer_signature(config: dict) -> tuple[tuple[str, bool], ...]:
 
 
 def prefix_and_period(signature: tuple) -> tuple[int, int]:
-    """Smallest (q, p) such that ``signature[q:]`` repeats with period ``p``."""
+    """(q, p) with the shortest period ``p`` (then the shortest prefix ``q``) such
+    that ``signature[q:]`` repeats with period ``p``."""
     n = len(signature)
-    for q in range(min(MAX_PREFIX_LAYERS, n) + 1):
-        for p in range(1, MAX_PERIOD_LAYERS + 1):
+    for p in range(1, min(MAX_PERIOD_LAYERS, n) + 1):
+        for q in range(min(MAX_PREFIX_LAYERS, n - p) + 1):
             rest = signature[q:]
             if all(rest[i] == rest[i % p] for i in range(len(rest))):
                 return q, p
