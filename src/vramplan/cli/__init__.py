@@ -76,10 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 1
+    except click.UsageError as exc:
+        if debug:
+            raise
+        command = exc.ctx.command_path if exc.ctx else "vramplan"
+        click.echo(f"error: {exc.format_message().rstrip('.')} (see '{command} --help')", err=True)
+        return exc.exit_code
     except click.ClickException as exc:
         if debug:
             raise
-        exc.show()
+        click.echo(f"error: {exc.format_message()}", err=True)
         return exc.exit_code
     except BrokenPipeError:
         return 0

@@ -5,21 +5,23 @@ from __future__ import annotations
 import click
 
 from vramplan.cli.common import console, emit_json, json_option, table
+from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
 
 
 @click.command("params")
-@click.argument("model")
+@model_argument
 @json_option
-def command(model: str, as_json: bool) -> None:
+def command(model: str | None, as_json: bool, **arch: int | None) -> None:
     """Count MODEL's parameters by component.
 
     MODEL is a catalog name (llama-3.1-8b), a Hub id in the catalog
     (meta-llama/Llama-3.1-8B), a path to a config.json or a directory holding one,
-    or a parameter count (7B).
+    or a parameter count (7B). Without MODEL, --layers --hidden --heads (and
+    optionally --kv-heads --intermediate --vocab ...) describe a custom architecture.
     """
-    from vramplan.model import ParamOnlyModel, count_params, resolve_model
+    from vramplan.model import ParamOnlyModel, count_params
 
-    spec = resolve_model(model)
+    spec = model_from_cli(model, pop_arch_flags(arch))
     if isinstance(spec, ParamOnlyModel):
         data = {"model": spec.name, "total_params": spec.total_params, "active_params": spec.total_params,
                 "components": [{"name": "total", "params": spec.total_params}],

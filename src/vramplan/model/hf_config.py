@@ -342,4 +342,6 @@ def load_config_file(path: str | Path) -> Config:
 def spec_from_config_file(path: str | Path) -> ModelSpec:
     """:func:`spec_from_config` on a file or directory."""
     cfg = load_config_file(path)
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(cfg).__name__}")
     return spec_from_config(cfg, name=str(path), hub_id=cfg.get("_name_or_path") or None)

@@ -1,0 +1,56 @@
+"""The MODEL argument and the custom-architecture flags, declared once for every
+command that takes a model (params, infer, train, plan, trace)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from vramplan.errors import InputError
+
+ARCH_FLAGS: tuple[tuple[str, str, str], ...] = (
+    # (flag, keyword of custom_spec, help)
+    ("--layers", "layers", "Decoder layers (custom architecture)."),
+    ("--hidden", "hidden", "Hidden size (custom architecture)."),
+    ("--heads", "heads", "Attention heads (custom architecture)."),
+    ("--kv-heads", "kv_heads", "Key/value heads (default: --heads)."),
+    ("--head-dim", "head_dim", "Per-head dims (default: hidden / heads)."),
+    ("--intermediate", "intermediate", "MLP hidden size (default: Llama's 8h/3 rounded to 256)."),
+    ("--vocab", "vocab", "Vocabulary size (default 32000)."),
+    ("--experts", "experts", "Routed experts per layer (MoE)."),
+    ("--experts-per-token", "experts_per_token", "Experts each token is routed to (MoE, default 2)."),
+)
+_REQUIRED = ("layers", "hidden", "heads")
+
+
+def model_argument(func: Callable) -> Callable:
+    """Add an optional MODEL argument and the custom-architecture flags."""
+    for flag, dest, help_text in reversed(ARCH_FLAGS):
+        func = click.option(flag, dest, type=click.IntRange(min=1), default=None, help=help_text)(func)
+    return click.argument("model", required=False)(func)
+
+
+def pop_arch_flags(kwargs: dict[str, Any]) -> dict[str, int]:
+    """Remove the architecture flags from a command's kwargs; return those given."""
+    return {dest: v for _, dest, _ in ARCH_FLAGS if (v := kwargs.pop(dest, None)) is not None}
+
+
+def model_from_cli(model: str | None, arch: dict[str, int]):
+    """Resolve MODEL, or build a custom architecture from flags (not both)."""
+    from vramplan.model import custom_spec, resolve_model
+
+    if arch:
+        if model:
+            raise InputError(f"MODEL {model!r} and architecture flags ({', '.join('--' + k.replace('_', '-') for k in arch)}) "
+                             "given together: pass one or the other")
+        missing = [f"--{k}" for k in _REQUIRED if k not in arch]
+        if missing:
+            raise InputError(f"custom architecture: missing {', '.join(missing)} "
+                             "(needed with any of --layers --hidden --heads --kv-heads --intermediate --vocab)")
+        return custom_spec(**arch)
+    if not model:
+        raise InputError("MODEL: expected a catalog name (see `vramplan models`), a config.json path, "
+                         "a parameter count like 7B, or --layers/--hidden/--heads")
+    return resolve_model(model)

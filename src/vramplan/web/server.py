@@ -1,0 +1,40 @@
+"""The HTTP server: static files and :mod:`vramplan.web.api` (standard library only)."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+from vramplan.web.api import handle
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+class Handler(SimpleHTTPRequestHandler):
+    """Serves ``/api/*`` as JSON and everything else from ``static/``."""
+
+    server_version = "vramplan"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        url = urlsplit(self.path)
+        if url.path.startswith("/api/"):
+            status, body = handle(url.path, dict(parse_qsl(url.query, keep_blank_values=True)))
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        super().do_GET()
+
+    def log_message(self, format: str, *args) -> None:  # keep the terminal quiet
+        pass
+
+
+def make_server(host: str = "127.0.0.1", port: int = 8421) -> ThreadingHTTPServer:
+    """A server bound to ``host:port`` (port 0 picks a free one)."""
+    return ThreadingHTTPServer((host, port), partial(Handler, directory=str(STATIC_DIR)))

@@ -1,0 +1,115 @@
+"""Reading config.json: family quirks and every kind of bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import catalog_config
+from vramplan.errors import ConfigError, UnknownNameError
+from vramplan.model import ParamOnlyModel, custom_spec, resolve_model
+from vramplan.model.hf_config import SUPPORTED_MODEL_TYPES, spec_from_config, spec_from_config_file
+
+LLAMA = {"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+         "intermediate_size": 128, "vocab_size": 100, "num_key_value_heads": 2}
+
+
+def test_reads_a_file_and_a_directory(write_config):
+    d = write_config(LLAMA)
+    assert spec_from_config_file(d).num_kv_heads == 2
+    assert spec_from_config_file(d / "config.json").head_dim == 16
+    assert resolve_model(str(d)).hidden_size == 64
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c.pop("hidden_size"), "hidden_size: missing"),
+    (lambda c: c.update(hidden_size="big"), "hidden_size: expected an integer, got 'big'"),
+    (lambda c: c.update(num_hidden_layers=0), "num_hidden_layers: expected a positive integer, got 0"),
+    (lambda c: c.update(vocab_size=-5), "vocab_size: expected a positive integer, got -5"),
+    (lambda c: c.update(num_attention_heads=5), "num_attention_heads: 5 does not divide hidden_size=64"),
+    (lambda c: c.update(num_key_value_heads=3), "num_key_value_heads: expected a divisor of num_attention_heads=4"),
+    (lambda c: c.update(tie_word_embeddings="yes"), "tie_word_embeddings: expected true or false"),
+    (lambda c: c.update(model_type="bert"), "model_type: 'bert' is not supported"),
+    (lambda c: c.pop("model_type"), "model_type: missing"),
+    (lambda c: c.update(torch_dtype="float17"), "torch_dtype: unknown dtype 'float17'"),
+])
+def test_bad_fields_name_the_field(mutate, message):
+    cfg = dict(LLAMA)
+    mutate(cfg)
+    with pytest.raises(ConfigError) as info:
+        spec_from_config(cfg)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_model_type_names_supported_and_way_out():
+    with pytest.raises(ConfigError) as info:
+        spec_from_config({**LLAMA, "model_type": "mamba"})
+    msg = str(info.value)
+    assert all(t in msg for t in SUPPORTED_MODEL_TYPES)
+    assert "--layers" in msg and "7B" in msg
+
+
+def test_explicit_head_dim_allows_non_dividing_heads():
+    spec = spec_from_config({**LLAMA, "num_attention_heads": 6, "num_key_value_heads": 2, "head_dim": 16})
+    assert spec.q_dim == 96
+
+
+def test_malformed_json(write_config):
+    d = write_config('{"model_type": "llama", ')
+    with pytest.raises(ConfigError, match="malformed JSON at line 1"):
+        spec_from_config_file(d)
+
+
+def test_not_an_object(write_config):
+    with pytest.raises(ConfigError, match="expected a JSON object, got list"):
+        spec_from_config_file(write_config("[1, 2]"))
+
+
+def test_directory_without_config(tmp_path):
+    with pytest.raises(ConfigError, match="directory holds no config.json"):
+        resolve_model(str(tmp_path))
+
+
+def test_missing_path():
+    with pytest.raises(ConfigError, match="no such file"):
+        resolve_model("./nope/config.json")
+
+
+def test_unknown_model_did_you_mean():
+    with pytest.raises(UnknownNameError, match="did you mean 'llama-3.1-8b'"):
+        resolve_model("llama-3.1-8")
+
+
+@pytest.mark.parametrize("name", ["llama-3.1-8b", "LLAMA-3.1-8B", "meta-llama/Llama-3.1-8B", "Llama-3.1-8B",
+                                  "meta-llama/llama-3.1-8b"])
+def test_catalog_lookup_spellings(name):
+    assert resolve_model(name).hub_id == "meta-llama/Llama-3.1-8B"
+
+
+def test_param_count_model():
+    m = resolve_model("7B")
+    assert isinstance(m, ParamOnlyModel) and m.total_params == 7_000_000_000
+
+
+def test_family_quirks_from_real_configs():
+    # Values from each family's transformers modeling file.
+    qwen2 = spec_from_config(catalog_config("qwen2.5-7b"))
+    assert qwen2.attention_qkv_bias and not qwen2.attention_out_bias and qwen2.sliding_window is None
+    gemma2 = spec_from_config(catalog_config("gemma-2-9b"))
+    assert gemma2.norms_per_layer == 4 and gemma2.attention_kinds()[:2] == ("sliding_attention", "full_attention")
+    gemma3 = spec_from_config(catalog_config("gemma-3-27b"))  # multimodal: read through text_config
+    assert gemma3.model_type == "gemma3_text" and gemma3.vocab_size == 262_208 and gemma3.head_dim == 128
+    assert gemma3.attention_kinds()[5] == "full_attention" and gemma3.attention_kinds()[4] == "sliding_attention"
+    ds = spec_from_config(catalog_config("deepseek-v3"))
+    assert ds.attention_kind == "MLA" and ds.num_moe_layers == 58 and ds.moe.num_shared_experts == 1
+    mistral = spec_from_config(catalog_config("mistral-7b-v0.1"))
+    assert mistral.sliding_window == 4096 and set(mistral.attention_kinds()) == {"sliding_attention"}
+    assert spec_from_config(catalog_config("qwen3-8b")).head_dim == 128
+
+
+def test_custom_spec_matches_llama2_7b():
+    # Llama-2-7B: 32 layers, 4096 hidden, 32 heads, 11008 MLP, 32000 vocab = 6,738,415,616 (HF model card)
+    from vramplan.model import count_params
+
+    spec = custom_spec(layers=32, hidden=4096, heads=32, intermediate=11008, vocab=32000)
+    assert count_params(spec).total_params == 6_738_415_616
