@@ -1,0 +1,106 @@
+"""``vramplan train MODEL``: memory to train or fine-tune a model on one GPU."""
+
+from __future__ import annotations
+
+import click
+
+from vramplan.cli.common import console, emit_json, json_option, table, units_option
+
+_CHOICE_HELP = {
+    "method": "full, lora or qlora",
+    "precision": "fp32, bf16-mixed, fp16-mixed, bf16, fp16",
+    "optimizer": "adamw, adamw-fused, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum, adafactor, lion",
+}
+
+
+@click.command("train")
+@click.argument("model")
+@click.option("--method", default="full", show_default=True, help=_CHOICE_HELP["method"])
+@click.option("--precision", default="bf16-mixed", show_default=True, help=_CHOICE_HELP["precision"])
+@click.option("--optimizer", default="adamw", show_default=True, help=_CHOICE_HELP["optimizer"])
+@click.option("--batch", type=int, default=1, show_default=True, help="Micro-batch size.")
+@click.option("--seq", type=int, default=2048, show_default=True, help="Tokens per sequence.")
+@click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per optimizer step.")
+@click.option("--recompute", default=None, help="none, selective or full [default: full for qlora, else none].")
+@click.option("--attention", default="sdpa", show_default=True, help="flash, sdpa or eager.")
+@click.option("--lora-rank", type=int, default=16, show_default=True, help="LoRA rank r.")
+@click.option("--lora-targets", default=None,
+              help="Comma-separated linear modules [default: q,k,v,o,gate,up,down projections].")
+@click.option("--fused-ce", is_flag=True, help="Fused linear cross entropy (Liger-Kernel).")
+@click.option("--dropout", is_flag=True, help="Dropout active in the model (GPT-2 style).")
+@click.option("--activation-model", default="derived", show_default=True,
+              help="derived (this tool's) or seed (the seed article's rule of thumb).")
+@click.option("--seed-bytes", type=int, default=1, show_default=True,
+              help="Bytes per value for --activation-model seed (the article's int8: 1).")
+@click.option("--gpu", default=None, help="GPU to check the fit on (e.g. h100, rtx-4090).")
+@click.option("--strict", is_flag=True, help="Turn warnings (sequence beyond max positions) into errors.")
+@units_option
+@json_option
+def command(model: str, method: str, precision: str, optimizer: str, batch: int, seq: int, grad_accum: int,
+            recompute: str | None, attention: str, lora_rank: int, lora_targets: str | None, fused_ce: bool,
+            dropout: bool, activation_model: str, seed_bytes: int, gpu: str | None, strict: bool, units: str,
+            as_json: bool) -> None:
+    """Memory to train or fine-tune MODEL on one GPU: model states, activations,
+    logits and the peak over the step."""
+    from vramplan.memory.lora import DEFAULT_TARGETS
+    from vramplan.training import TrainingSetup, estimate_training
+
+    targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets else DEFAULT_TARGETS
+    setup = TrainingSetup(method=method, precision=precision, optimizer=optimizer, batch=batch, seq=seq,
+                          grad_accum=grad_accum, recompute=recompute, attention=attention, lora_rank=lora_rank,
+                          lora_targets=targets, fused_ce=fused_ce, dropout=dropout,
+                          activation_model=activation_model, seed_dtype_bytes=seed_bytes, strict=strict)
+    est = estimate_training(model, setup)
+    data = est.to_dict()
+    data["fits"] = None
+    if gpu:
+        est, fit = _with_gpu(model, setup, est, gpu)
+        data = est.to_dict()
+        data["fits"] = fit
+    if as_json:
+        emit_json(data)
+        return
+    _print(data, units)
+
+
+def _with_gpu(model, setup, est, gpu_name: str):
+    from vramplan.gpus import find_gpu
+    from vramplan.training import largest_micro_batch, largest_sequence
+
+    gpu = find_gpu(gpu_name)
+    capacity = gpu.usable_memory_bytes
+    est = est.with_verdict(gpu.slug, capacity)
+    fit = {"largest_micro_batch": None, "largest_seq": None}
+    if setup.activation_model == "derived":
+        fit = {"largest_micro_batch": largest_micro_batch(model, setup, capacity),
+               "largest_seq": largest_sequence(model, setup, capacity)}
+    return est, fit
+
+
+def _print(data: dict, units: str) -> None:
+    from vramplan.units import format_bytes
+
+    total = data["total_bytes"]
+    t = table("component", units, "share", "note", title=f"{data['model']}: training, peak in {data['phase']}",
+              right=(units, "share"))
+    for c in data["components"]:
+        t.add_row(c["name"], format_bytes(c["bytes"], units), f"{c['bytes'] / total:.1%}" if total else "-",
+                  c["note"])
+    t.add_row("total", format_bytes(total, units), "100.0%", "", style="bold")
+    out = console()
+    out.print(t)
+    out.print("phases: " + ", ".join(f"{p['phase']} {format_bytes(p['bytes'], units)}" for p in data["phases"]))
+    for key, value in data["details"].items():
+        out.print(f"{key}: {value}")
+    if data["verdict"]:
+        v = data["verdict"]
+        word = "fits" if v["fits"] else "does NOT fit"
+        out.print(f"{v['gpu']}: {word}; headroom {format_bytes(v['headroom_bytes'], units)}")
+        fit = data.get("fits") or {}
+        if fit.get("largest_micro_batch") is not None:
+            out.print(f"largest micro-batch that fits: {fit['largest_micro_batch']}; "
+                      f"longest sequence: {fit['largest_seq']}")
+    for a in data["assumptions"]:
+        out.print(f"assumption: {a}")
+    for w in data["warnings"]:
+        out.print(f"warning: {w}")

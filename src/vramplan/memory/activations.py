@@ -1,0 +1,368 @@
+"""Training activations: the tensors autograd saves for backward, per decoder layer
+and micro-batch, derived from what each operation of the Hugging Face modeling
+code keeps.
+
+Notation: ``t`` tokens of the micro-batch on this GPU (``batch x seq / cp``), ``h``
+hidden size, ``a`` query heads, ``q``/``kv`` the widths of all query / key-value
+heads, ``i`` MLP width, ``s`` sequence length. ``r`` is the byte size of the residual
+stream, ``c`` of the compute dtype, ``f = 4`` of fp32 (see
+:class:`~vramplan.memory.gradients.PrecisionRecipe`). Per token and layer:
+
+- residual stream: the layer input and the sum after attention, ``2 r h``.
+- each norm (HF ``LlamaRMSNorm``: upcast, ``rsqrt``, normalise, cast back, scale):
+  the fp32 upcast of its input when ``r < 4`` (``f h``), ``rsqrt`` (``f``), the
+  normalised tensor saved by the scale multiply (``r h``). ``LayerNorm``
+  (``native_layer_norm``) saves its input (the residual) and fp32 mean and rstd
+  (``2 f``).
+- linear inputs: a norm output is saved once by the linears that read it
+  (``r h``); under autocast each of those linears saves its own ``c``-byte cast
+  (``k c h`` for ``k`` readers: 3 for q/k/v, 2 for gate/up).
+- attention, flash/SDPA: q, k, v after RoPE (``c (q + 2 kv)``; SDPA takes GQA
+  keys un-repeated), the output (``c q``, also the o_proj input) and the fp32
+  log-sum-exp (``f a``). Eager adds the ``a s`` scores per token: the softmax output
+  (fp32 in Llama-family code, ``dtype=torch.float32``; compute dtype in GPT-2), its
+  cast to the compute dtype when that differs, and with dropout a 1-byte mask plus
+  the dropped copy; eager GQA repeats k/v to ``q`` width (``repeat_kv``) and the
+  output is made contiguous before o_proj (``c q``).
+- gated MLP: gate, activation output, up and their product (``4 c i``); plain MLP:
+  up and activation output (``2 c i``; GPT-2's ``gelu_new`` is written out in
+  Python and keeps three more ``c i`` tensors).
+- dropout (GPT-2 style ``resid_pdrop``): a 1-byte mask after attention and MLP.
+- MoE (transformers ``Qwen2MoeExperts`` loop): router probabilities (``f E``) and
+  top-k indices/weights, then per routed token x expert: the gathered input
+  (``c h``), gate-up output (``2 c i_e``), activation and product (``2 c i_e``), the
+  expert output before weighting (``c h``) and int64 indices; shared experts as a
+  dense MLP.
+- MLA (DeepSeek ``DeepseekV3Attention``): the query and KV latents with their norms,
+  the expanded q/k (``a (d_nope + d_rope)`` each), the ``kv_b_proj`` output that
+  holds the values (``a (d_nope + d_v)``), the output (``a d_v``) and the LSE.
+
+Reference: Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
+Transformer Models", eq. 1: ``s b h (34 + 5 a s / h)`` bytes per GPT layer with
+16-bit activations, 1-byte dropout masks, a GeLU that saves its input. A GPT-2
+block here in ``bf16`` with eager attention and dropout reproduces it term by term,
+plus ``16`` bytes per token for LayerNorm's fp32 mean and rstd, which the paper
+leaves out (tests/test_train_formulas.py).
+
+Tensor parallelism (Megatron, Korthikanti sec. 4) divides the parts that are split
+by heads or MLP width by ``tp``; the rest (residual, norms, masks on ``h``) only
+with sequence parallelism. Context parallelism divides every token count by ``cp``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from vramplan.memory.gradients import PrecisionRecipe
+from vramplan.model.spec import ModelSpec
+from vramplan.model.tensors import model_tensors
+
+AttentionImpl = Literal["flash", "sdpa", "eager"]
+Recompute = Literal["none", "selective", "full"]
+
+FP32 = 4
+"""Bytes of an fp32 element (norm statistics, softmax in Llama-family code, LSE)."""
+MASK = 1
+"""Bytes of a dropout mask element (``torch.bool``)."""
+INDEX = 8
+"""Bytes of an int64 index (top-k expert indices, gather positions)."""
+QKV_READERS = 3
+"""Linears that read the first norm's output: q, k, v (GPT-2's fused c_attn is one)."""
+SOFTMAX_IN_COMPUTE_DTYPE = frozenset({"gpt2"})
+"""Families whose eager attention runs softmax in the compute dtype (GPT-2's
+``nn.functional.softmax(attn_weights)``); Llama-family code passes ``dtype=float32``."""
+EXTRA_ACT_SAVES = {"gelu_new": 3}
+"""Activation functions written out in Python that keep more than their input:
+``gelu_new`` = ``0.5 x (1 + tanh(k (x + 0.044715 x^3)))`` saves ``0.5 x``, ``tanh(.)``
+and ``1 + tanh(.)`` besides ``x``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivationPart:
+    """One named share of a layer's saved activations."""
+
+    name: str
+    """Sub-path under ``activations/``, e.g. ``"attention/scores"``."""
+    bytes: int
+    """Bytes for one layer and one micro-batch on one GPU."""
+    sharded: bool
+    """Split across tensor-parallel ranks (heads, MLP width)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivationContext:
+    """What every activation formula needs besides the model."""
+
+    recipe: PrecisionRecipe
+    """Precision recipe (residual and compute byte sizes, autocast)."""
+    batch: int
+    """Micro-batch size b."""
+    seq: int
+    """Sequence length s."""
+    attention: AttentionImpl = "sdpa"
+    """Attention kernel: flash/SDPA keep O(s) state, eager keeps the s x s scores."""
+    dropout: bool = False
+    """Dropout layers active (GPT-2 style attention/residual dropout)."""
+    tp: int = 1
+    """Tensor-parallel degree."""
+    sequence_parallel: bool = False
+    """Megatron sequence parallelism (splits the non-TP parts by tp too)."""
+    cp: int = 1
+    """Context-parallel degree (splits the sequence)."""
+    residual_bytes: int | None = None
+    """Override of the residual-stream element size (LoRA on a 16-bit base); ``None``
+    takes the recipe's."""
+    frozen_base: bool = False
+    """Base weights frozen (LoRA): a norm's normalised tensor is saved only for its
+    weight's gradient, and the head does not keep its input."""
+    inputs_saved_by_adapters: bool = False
+    """Adapter matmuls save their own fp32 copies of the block's linear inputs (LoRA on
+    a 16-bit base: peft casts the input to the adapter dtype), so the 16-bit norm
+    outputs and the MLP product are kept by no one else."""
+
+    @property
+    def tokens(self) -> int:
+        """Tokens of one micro-batch on this GPU."""
+        return self.batch * self.seq // self.cp
+
+    @property
+    def r(self) -> int:
+        return self.residual_bytes if self.residual_bytes is not None else self.recipe.residual_bytes
+
+    @property
+    def c(self) -> int:
+        return self.recipe.compute_bytes
+
+
+def _part(name: str, per_token_bytes: int, ctx: ActivationContext, sharded: bool) -> ActivationPart:
+    """Per-token bytes times tokens, divided as tensor/sequence parallelism does."""
+    total = per_token_bytes * ctx.tokens
+    if sharded or ctx.sequence_parallel:
+        total //= ctx.tp
+    return ActivationPart(name=name, bytes=total, sharded=sharded)
+
+
+def _norm_per_token(spec: ModelSpec, ctx: ActivationContext, width: int) -> int:
+    """One norm's own saved tensors per token (its input, the residual, is counted apart)."""
+    if spec.norm == "layernorm":
+        return 2 * FP32  # mean and rstd
+    upcast = FP32 * width if ctx.r < FP32 else 0
+    normalised = 0 if ctx.frozen_base else ctx.r * width
+    return upcast + FP32 + normalised  # fp32 copy, rsqrt, normalised
+
+
+def _linear_inputs_per_token(ctx: ActivationContext, width: int, readers: int) -> int:
+    """A norm output as saved by the linears reading it: once, or one cast each under autocast."""
+    if ctx.inputs_saved_by_adapters:
+        return 0
+    return readers * ctx.c * width if ctx.recipe.autocast else ctx.r * width
+
+
+def _qkv_readers(spec: ModelSpec) -> int:
+    return 1 if spec.model_type == "gpt2" else QKV_READERS
+
+
+def _scores_per_token(spec: ModelSpec, ctx: ActivationContext, heads: int) -> int:
+    """Eager attention's s x s terms, per query token: softmax output, its cast, dropout."""
+    kv_len = ctx.seq
+    softmax = ctx.c if spec.model_type in SOFTMAX_IN_COMPUTE_DTYPE else FP32
+    per_score = softmax + (ctx.c if softmax != ctx.c else 0)
+    if ctx.dropout:
+        per_score += MASK + ctx.c
+    return heads * kv_len * per_score
+
+
+def attention_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationPart]:
+    """Saved tensors of one attention block (without its input norm)."""
+    if spec.mla is not None:
+        return _mla_parts(spec, ctx)
+    c, a = ctx.c, spec.num_attention_heads
+    kv_width = spec.q_dim if ctx.attention == "eager" else spec.kv_dim  # repeat_kv in eager
+    parts = [_part("attention/qkv", c * (spec.q_dim + 2 * kv_width), ctx, sharded=True),
+             _part("attention/output", c * spec.q_dim, ctx, sharded=True)]
+    if ctx.attention == "eager":
+        parts.append(_part("attention/scores", _scores_per_token(spec, ctx, a), ctx, sharded=True))
+    else:
+        parts.append(_part("attention/lse", FP32 * a, ctx, sharded=True))
+    if ctx.dropout:
+        parts.append(_part("dropout_masks/attention", MASK * spec.hidden_size, ctx, sharded=False))
+    return parts
+
+
+def _latent_per_token(spec: ModelSpec, ctx: ActivationContext, width: int, extra: int) -> int:
+    """One MLA latent: the down-projection output (``width + extra`` wide, held by its
+    norm's input view), the norm, and the norm output as the up-projection saves it."""
+    return ctx.c * (width + extra) + _norm_per_token(spec, ctx, width) + _linear_inputs_per_token(ctx, width, 1)
+
+
+def _mla_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationPart]:
+    mla, a, c = spec.mla, spec.num_attention_heads, ctx.c
+    assert mla is not None
+    latents = _latent_per_token(spec, ctx, mla.kv_lora_rank, mla.qk_rope_head_dim)
+    if mla.q_lora_rank:
+        latents += _latent_per_token(spec, ctx, mla.q_lora_rank, 0)
+    # q and k after RoPE (a x qk_head_dim each) and the values: eager's matmul saves a
+    # contiguous copy (a x d_v); SDPA/flash keep the value view, i.e. kv_b's whole output
+    values = mla.v_head_dim if ctx.attention == "eager" else mla.qk_nope_head_dim + mla.v_head_dim
+    qkv = c * a * (2 * mla.qk_head_dim + values)
+    parts = [_part("attention/latents", latents, ctx, sharded=False),
+             _part("attention/qkv", qkv, ctx, sharded=True),
+             _part("attention/output", c * a * mla.v_head_dim, ctx, sharded=True)]
+    if ctx.attention == "eager":
+        parts.append(_part("attention/scores", _scores_per_token(spec, ctx, a), ctx, sharded=True))
+    else:
+        parts.append(_part("attention/lse", FP32 * a, ctx, sharded=True))
+    return parts
+
+
+def _act_tensors(spec: ModelSpec) -> int:
+    """c x width tensors one MLP keeps besides its up/gate projections' outputs."""
+    return 1 + EXTRA_ACT_SAVES.get(spec.hidden_act, 0)
+
+
+def _dense_mlp_per_token(spec: ModelSpec, ctx: ActivationContext, width: int) -> int:
+    """gate, act, up, product (gated) or up, act (plain), times c."""
+    linear_outputs = 2 if spec.mlp_gated else 1
+    products = 1 if spec.mlp_gated and not ctx.inputs_saved_by_adapters else 0
+    return ctx.c * width * (linear_outputs + _act_tensors(spec) + products)
+
+
+def mlp_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
+    """Saved tensors of one MLP or MoE block (without its input norm)."""
+    parts: list[ActivationPart] = []
+    if spec.is_moe_layer(layer):
+        parts += _moe_parts(spec, ctx)
+    else:
+        parts.append(_part("mlp", _dense_mlp_per_token(spec, ctx, spec.intermediate_size), ctx, sharded=True))
+    if ctx.dropout:
+        parts.append(_part("dropout_masks/mlp", MASK * spec.hidden_size, ctx, sharded=False))
+    return parts
+
+
+def _moe_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationPart]:
+    moe, c, h = spec.moe, ctx.c, spec.hidden_size
+    assert moe is not None
+    k = moe.experts_per_token
+    # router: fp32 probabilities saved by softmax; top-k values (fp32) and int64 indices
+    router = FP32 * moe.num_experts + k * (FP32 + INDEX)
+    # per routed (token, expert): gathered input, gate-up, act, product, output, two int64 indices
+    per_route = c * (2 * h) + _dense_mlp_per_token(spec, ctx, moe.expert_intermediate_size) + 2 * INDEX
+    parts = [_part("moe/router", router, ctx, sharded=False),
+             _part("moe/experts", k * per_route, ctx, sharded=True)]
+    if moe.shared_expert_intermediate_size:
+        shared = _dense_mlp_per_token(spec, ctx, moe.shared_expert_intermediate_size)
+        if moe.shared_expert_gate:
+            shared += c * (h + 1)  # sigmoid gate output and the gated product's other input
+        parts.append(_part("moe/shared_experts", shared, ctx, sharded=True))
+    return parts
+
+
+def _moe_linear_readers(spec: ModelSpec) -> int:
+    """Linears reading the MLP norm's output in an MoE layer: router + shared gate/up
+    (+ shared-expert gate); the experts read gathered copies, counted in the experts."""
+    moe = spec.moe
+    assert moe is not None
+    readers = 1
+    if moe.shared_expert_intermediate_size:
+        readers += 2 if spec.mlp_gated else 1
+    return readers + (1 if moe.shared_expert_gate else 0)
+
+
+def _residual_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """The layer input and the post-attention sum, ``2 r h``, as the norms save them.
+    A 16-bit RMSNorm saves its fp32 upcast instead (counted with the norm), so the
+    16-bit residual itself is kept by no one."""
+    if spec.norm == "rmsnorm" and ctx.r < FP32:
+        return 0
+    return 2 * ctx.r * spec.hidden_size
+
+
+def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
+    """The layer's two residual tensors, its norms' statistics and the norm outputs as
+    the next linears save them."""
+    h, norms = spec.hidden_size, spec.norms_per_layer
+    mlp_readers = _moe_linear_readers(spec) if spec.is_moe_layer(layer) else (2 if spec.mlp_gated else 1)
+    attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
+    inputs = _linear_inputs_per_token(ctx, h, attn_readers) + _linear_inputs_per_token(ctx, h, mlp_readers)
+    residual = _residual_per_token(spec, ctx)
+    if ctx.frozen_base and layer == 0:
+        # a frozen embedding's output needs no gradient: the first layer keeps neither
+        # its input nor its first norm's statistics
+        residual //= 2
+        norms -= 1
+    return [
+        _part("residual", residual, ctx, sharded=False),
+        _part("norms", norms * _norm_per_token(spec, ctx, h), ctx, sharded=False),
+        _part("linear_inputs", inputs, ctx, sharded=False),
+    ]
+
+
+def layer_activation_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> list[ActivationPart]:
+    """Everything layer ``layer`` saves for backward for one micro-batch, without
+    recomputation, in bytes per GPU, named by part."""
+    return (norm_and_residual_parts(spec, ctx, layer) + attention_parts(spec, ctx)
+            + mlp_parts(spec, ctx, layer))
+
+
+def layer_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Bytes of the 16-bit weight copies autocast makes for one layer's matmuls.
+
+    ``torch.autocast`` casts each fp32 weight to the compute dtype on first use and
+    autograd keeps that copy until the layer's backward (it is the ``mat2`` saved by
+    the matmul), so a mixed-precision forward holds a 16-bit copy of every linear
+    weight it has passed: ``c`` bytes per linear parameter. Zero without autocast.
+    """
+    if not ctx.recipe.autocast:
+        return 0
+    linear = sum(g.params for g in model_tensors(spec) if g.role == "linear" and g.per_layer)
+    return ctx.c * linear // spec.num_layers // ctx.tp
+
+
+def checkpointed_layer_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Full recomputation keeps only each layer's input (the residual stream),
+    ``r h`` per token (``torch.utils.checkpoint`` saves the block's arguments)."""
+    return _part("residual", ctx.r * spec.hidden_size, ctx, sharded=False).bytes
+
+
+def saved_layer_bytes(parts: list[ActivationPart], recompute: Recompute) -> int:
+    """Bytes a layer keeps until its backward under a recomputation policy.
+
+    ``selective`` is Megatron's (Korthikanti sec. 5): the attention core (scores,
+    softmax, dropout) is recomputed, the rest kept; with flash/SDPA there is nothing
+    to drop. ``full`` is handled by :func:`checkpointed_layer_bytes`.
+    """
+    if recompute == "selective":
+        return sum(p.bytes for p in parts if p.name != "attention/scores")
+    return sum(p.bytes for p in parts)
+
+
+def final_norm_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """After the last layer: its output (the final norm's input), the final norm, and
+    the norm output as the head saves it."""
+    h = spec.hidden_size
+    residual = _residual_per_token(spec, ctx) // 2  # the last layer's output
+    head_input = 0 if ctx.frozen_base else _linear_inputs_per_token(ctx, h, 1)
+    per_token = residual + _norm_per_token(spec, ctx, h) + head_input
+    return _part("final_norm", per_token, ctx, sharded=False).bytes
+
+
+def final_hidden_transient_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """The final norm's output as the model returns it (``last_hidden_state``), alive
+    until the loss is computed. Counted only where the head does not save that very
+    tensor: under autocast (the head saves a 16-bit cast) and with a frozen head."""
+    if not (ctx.recipe.autocast or ctx.frozen_base):
+        return 0
+    return _part("final_hidden", ctx.r * spec.hidden_size, ctx, sharded=False).bytes
+
+
+def head_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Autocast's 16-bit copy of the output head (the tied embedding when tied)."""
+    if not ctx.recipe.autocast:
+        return 0
+    return ctx.c * spec.vocab_size * spec.hidden_size // ctx.tp
+
+
+def dropout_embedding_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """GPT-2's embedding dropout: a 1-byte mask on the embedding output."""
+    return _part("dropout_masks/embedding", MASK * spec.hidden_size, ctx, sharded=False).bytes if ctx.dropout else 0

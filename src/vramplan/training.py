@@ -1,0 +1,534 @@
+"""Training memory on one GPU: :class:`TrainingSetup` in, :class:`~vramplan.estimate.Estimate` out.
+
+The step is a timeline. Always resident: weights (and, from the second step on,
+optimizer states; accumulated gradients while ``grad_accum > 1``). The forward adds
+each layer's saved activations, then the logits and the loss. The backward frees a
+layer's activations as it produces that layer's gradients. The optimizer step adds
+its temporaries beside all gradients. :func:`timeline` evaluates the live bytes at
+each of these points; the estimate reports the components at the highest one and
+the high point of every phase (``Estimate.phases``).
+
+The numbers are tensor memory (what ``torch.cuda.memory_allocated`` counts). CUDA
+context, kernels' workspaces and allocator slack are separate terms, not included
+here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from vramplan.errors import InputError
+from vramplan.estimate import Component, Estimate
+from vramplan.memory import activations as act
+from vramplan.memory.gradients import CONVENTIONS, PrecisionRecipe, get_precision
+from vramplan.memory.logits import LogitsBytes, logits_bytes
+from vramplan.memory.lora import (
+    ADAPTER_BYTES, DEFAULT_TARGETS, adapter_activation_bytes_per_token, adapter_groups, dequant_buffer_bytes,
+    target_groups,
+)
+from vramplan.memory.optimizer import OptimizerSpec, get_optimizer, optimizer_state_bytes, step_temporary_bytes
+from vramplan.memory.weights import weight_components
+from vramplan.model.custom import ParamOnlyModel
+from vramplan.model.resolve import resolve_model
+from vramplan.model.spec import ModelSpec
+from vramplan.model.tensors import TensorGroup, model_tensors
+from vramplan.quant import get_format
+
+Method = Literal["full", "lora", "qlora"]
+ActivationModel = Literal["derived", "seed"]
+METHODS: tuple[str, ...] = ("full", "lora", "qlora")
+ATTENTIONS: tuple[str, ...] = ("flash", "sdpa", "eager")
+RECOMPUTES: tuple[str, ...] = ("none", "selective", "full")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingSetup:
+    """How one GPU trains the model. Every field has the default most recipes use."""
+
+    method: Method = "full"
+    """Full fine-tuning / pre-training, LoRA on a 16-bit base, or QLoRA on an NF4 base."""
+    precision: str = "bf16-mixed"
+    """fp32, bf16-mixed, fp16-mixed (fp32 weights + autocast), bf16 or fp16 (16-bit weights)."""
+    optimizer: str = "adamw"
+    """adamw (foreach), adamw-fused, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum, adafactor, lion."""
+    batch: int = 1
+    """Micro-batch size (sequences per forward)."""
+    seq: int = 2048
+    """Tokens per sequence."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step; above 1 the gradients stay resident through the forward."""
+    recompute: Literal["none", "selective", "full"] | None = None
+    """Activation recomputation; ``None``: full for QLoRA (peft's default), none otherwise."""
+    attention: Literal["flash", "sdpa", "eager"] = "sdpa"
+    """Attention kernel: flash/sdpa keep O(s) per head, eager keeps the s x s scores."""
+    lora_rank: int = 16
+    """LoRA rank r."""
+    lora_targets: tuple[str, ...] = DEFAULT_TARGETS
+    """Linear modules that get adapters (default: all of them, as the QLoRA paper)."""
+    fused_ce: bool = False
+    """Fused linear cross entropy (Liger-Kernel): logits never materialised whole."""
+    dropout: bool = False
+    """Dropout active in the model (GPT-2 style); modern LLM configs set it to 0."""
+    activation_model: ActivationModel = "derived"
+    """``derived``: this module's model; ``seed``: the seed article's rule of thumb."""
+    seed_dtype_bytes: int = 1
+    """Bytes per value in the seed method (the article's int8 example: 1)."""
+    strict: bool = False
+    """Turn warnings (sequence beyond the model's positions) into errors."""
+
+    def __post_init__(self) -> None:
+        for name in ("batch", "seq", "grad_accum", "lora_rank", "seed_dtype_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise InputError(f"--{name.replace('_', '-')}: expected a positive integer, got {value!r}")
+        for name, allowed in (("method", METHODS), ("attention", ATTENTIONS)):
+            if getattr(self, name) not in allowed:
+                raise InputError(f"--{name}: expected one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.recompute is not None and self.recompute not in RECOMPUTES:
+            raise InputError(f"--recompute: expected one of {', '.join(RECOMPUTES)}, got {self.recompute!r}")
+        if self.activation_model not in ("derived", "seed"):
+            raise InputError(f"--activation-model: expected derived or seed, got {self.activation_model!r}")
+        get_precision(self.precision)
+        get_optimizer(self.optimizer)
+
+    @property
+    def recompute_policy(self) -> str:
+        if self.recompute is not None:
+            return self.recompute
+        return "full" if self.method == "qlora" else "none"
+
+    @property
+    def recipe(self) -> PrecisionRecipe:
+        return get_precision(self.precision)
+
+    @property
+    def opt(self) -> OptimizerSpec:
+        return get_optimizer(self.optimizer)
+
+
+# ---- model states -------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class ModelStates:
+    """Bytes of the resident model states, split as the estimate reports them."""
+
+    weights: tuple[Component, ...]
+    """Frozen or trainable weights as stored."""
+    trainable: tuple[TensorGroup, ...]
+    """Tensors that get gradients and optimizer states."""
+    trainable_bytes_per_param: int
+    """Element size of trainable tensors (their gradients and torch optimizer states use it)."""
+    gradients: int
+    """All gradients together."""
+    optimizer_states: int
+    """All optimizer states together."""
+    step_temporaries: int
+    """What ``optimizer.step()`` allocates on top."""
+    dequant_buffer: int = 0
+    """QLoRA: one dequantized weight."""
+    adapter_weights: int = 0
+    """LoRA: adapter parameters."""
+
+
+def _base_format(spec: ModelSpec, setup: TrainingSetup) -> str:
+    recipe = setup.recipe
+    if setup.method == "qlora":
+        return "nf4-dq"
+    if setup.method == "lora":
+        return recipe.compute_dtype  # the frozen base is loaded in the compute dtype
+    return recipe.weight_dtype
+
+
+def model_states(spec: ModelSpec, setup: TrainingSetup) -> ModelStates:
+    """Weights, gradients, optimizer states and step temporaries for ``setup``."""
+    recipe, opt = setup.recipe, setup.opt
+    weights = tuple(weight_components(spec, _base_format(spec, setup)))
+    if setup.method == "full":
+        trainable = tuple(model_tensors(spec))
+        elem = recipe.weight_bytes_per_param
+        adapters = dequant = 0
+    else:
+        trainable = tuple(adapter_groups(spec, setup.lora_targets, setup.lora_rank))
+        elem = ADAPTER_BYTES
+        adapters = sum(g.params for g in trainable) * elem
+        dequant = 0
+        if setup.method == "qlora":
+            fmt = get_format("nf4-dq")
+            quantized = [g for g in model_tensors(spec) if fmt.quantizes(g.name, g.role)]
+            dequant = dequant_buffer_bytes(spec, quantized, recipe.compute_bytes)
+    params = sum(g.params for g in trainable)
+    return ModelStates(weights=weights, trainable=trainable, trainable_bytes_per_param=elem,
+                       gradients=params * elem, optimizer_states=optimizer_state_bytes(opt, trainable, elem),
+                       step_temporaries=step_temporary_bytes(opt, trainable, elem), dequant_buffer=dequant,
+                       adapter_weights=adapters)
+
+
+def _layer_param_groups(spec: ModelSpec, states: ModelStates) -> int:
+    """Trainable parameters inside the decoder blocks."""
+    return sum(g.params for g in states.trainable if g.per_layer)
+
+
+# ---- activations --------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class ActivationPlan:
+    """Activation bytes of the whole model for one micro-batch, split for the timeline."""
+
+    parts: dict[str, int]
+    """Kept until backward, by ``activations/`` sub-path, summed over layers."""
+    per_layer_kept: tuple[int, ...]
+    """Per layer: bytes kept to its backward (incl. its autocast weight copies)."""
+    per_layer_full: tuple[int, ...]
+    """Per layer: bytes alive during its backward (recomputed ones included)."""
+    per_layer_work: tuple[int, ...]
+    """Per layer: gradient buffers alive inside its backward."""
+    outside_layers: int
+    """Embedding dropout, final norm, the head's autocast copy, LoRA intermediates outside."""
+    forward_only: int
+    """Alive at the forward's end but not kept into backward: autocast's weight cache
+    under full recomputation, the returned last hidden state."""
+
+
+def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
+    residual = None
+    if setup.method != "full":
+        residual = setup.recipe.compute_bytes  # 16-bit base: the residual stream is 16-bit
+    recipe = setup.recipe
+    if setup.method != "full" and recipe.autocast:
+        recipe = replace(recipe, autocast=False)  # base already in the compute dtype: no casts
+    lora = setup.method != "full"
+    return act.ActivationContext(recipe=recipe, batch=setup.batch, seq=setup.seq, attention=setup.attention,
+                                 dropout=setup.dropout, residual_bytes=residual, frozen_base=lora,
+                                 inputs_saved_by_adapters=lora and recipe.compute_bytes < ADAPTER_BYTES)
+
+
+def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> int:
+    """Gradient buffers alive inside one layer's backward, at its high point: the
+    gradient flowing in and the one accumulating for the layer input (``2 c h``),
+    plus the widest block's intermediate gradients net of the saved tensor freed just
+    before them. Gated MLP: ``down_proj``'s backward frees the product it saved and
+    writes its gradient, then the product's backward writes the gate and up gradients
+    (``3 - 1 = 2`` tensors of ``c i``); plain MLP: ``2 - 1 = 1``. Eager attention: the
+    gradient of the attention weights (``c``) and the softmax backward's fp32 output
+    per score."""
+    t, c, h = ctx.tokens, ctx.c, spec.hidden_size
+    if spec.is_moe_layer(layer) and spec.moe is not None:
+        width = spec.moe.experts_per_token * spec.moe.expert_intermediate_size
+    else:
+        width = spec.intermediate_size
+    mlp = (2 if spec.mlp_gated else 1) * c * width * t // ctx.tp
+    attn = 0
+    if ctx.attention == "eager":
+        attn = spec.num_attention_heads * ctx.seq * (c + act.FP32) * t // ctx.tp
+    return 2 * c * h * t + max(mlp, attn)
+
+
+def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
+    """Saved activations per layer under the setup's recomputation policy."""
+    ctx = _context(spec, setup)
+    policy = setup.recompute_policy
+    cast = act.layer_weight_cast_bytes(spec, ctx)
+    parts: dict[str, int] = {}
+    kept, full, work = [], [], []
+    adapter = 0
+    if setup.method != "full":
+        adapter = adapter_activation_bytes_per_token(spec, setup.lora_targets, setup.lora_rank, ctx.c) \
+            * ctx.tokens // spec.num_layers
+    for layer in range(spec.num_layers):
+        layer_parts = act.layer_activation_parts(spec, ctx, layer)
+        layer_full = act.saved_layer_bytes(layer_parts, "none") + cast + adapter
+        if policy == "full":
+            layer_kept = act.checkpointed_layer_bytes(spec, ctx)
+            parts["checkpoints"] = parts.get("checkpoints", 0) + layer_kept
+        else:
+            layer_kept = act.saved_layer_bytes(layer_parts, policy) + cast + adapter
+            for p in layer_parts:
+                if policy == "selective" and p.name == "attention/scores":
+                    continue
+                parts[p.name] = parts.get(p.name, 0) + p.bytes
+            if cast:
+                parts["weight_casts"] = parts.get("weight_casts", 0) + cast
+            if adapter:
+                parts["lora"] = parts.get("lora", 0) + adapter
+        kept.append(layer_kept)
+        full.append(layer_full)
+        work.append(_backward_work(spec, ctx, layer))
+    outside = act.final_norm_bytes(spec, ctx) + act.dropout_embedding_bytes(spec, ctx)
+    outside += act.head_weight_cast_bytes(spec, ctx)
+    parts["final_norm"] = act.final_norm_bytes(spec, ctx)
+    if act.dropout_embedding_bytes(spec, ctx):
+        parts["dropout_masks/embedding"] = act.dropout_embedding_bytes(spec, ctx)
+    if act.head_weight_cast_bytes(spec, ctx):
+        parts["weight_casts"] = parts.get("weight_casts", 0) + act.head_weight_cast_bytes(spec, ctx)
+    forward_only = (cast * spec.num_layers if policy == "full" else 0) + act.final_hidden_transient_bytes(spec, ctx)
+    return ActivationPlan(parts=parts, per_layer_kept=tuple(kept), per_layer_full=tuple(full),
+                          per_layer_work=tuple(work), outside_layers=outside, forward_only=forward_only)
+
+
+def setup_logits(spec: ModelSpec, setup: TrainingSetup) -> LogitsBytes:
+    return logits_bytes(tokens=setup.batch * setup.seq, vocab=spec.vocab_size, hidden=spec.hidden_size,
+                        compute_bytes=setup.recipe.compute_bytes, fused_ce=setup.fused_ce)
+
+
+# ---- the timeline -------------------------------------------------------------------
+Parts = dict[str, tuple[int, str]]
+"""Component name -> (bytes, note) at one point of the step."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeline:
+    """The live components at the high point of each phase of one step."""
+
+    forward: Parts
+    """At the forward's high point (inside the loss)."""
+    backward: Parts
+    """At the backward's high point."""
+    optimizer_step: Parts
+    """At ``optimizer.step()``'s high point."""
+    backward_point: str
+    """Where in the backward its high point falls."""
+
+    def phases(self) -> tuple[tuple[str, int], ...]:
+        return tuple((name, sum(b for b, _ in parts.values())) for name, parts in
+                     (("forward", self.forward), ("backward", self.backward),
+                      ("optimizer_step", self.optimizer_step)))
+
+    @property
+    def peak_phase(self) -> str:
+        return max(self.phases(), key=lambda p: p[1])[0]
+
+    def parts(self, phase: str) -> Parts:
+        return {"forward": self.forward, "backward": self.backward, "optimizer_step": self.optimizer_step}[phase]
+
+
+def _head_gradient(states: ModelStates) -> int:
+    """Gradients formed before the first layer's backward: head and final norm."""
+    return sum(g.params for g in states.trainable if not g.per_layer and g.name in
+               ("lm_head.weight", "norm.weight", "norm.bias")) * states.trainable_bytes_per_param
+
+
+def _state_parts(setup: TrainingSetup, states: ModelStates, with_gradients: bool) -> Parts:
+    """Weights, adapters, optimizer states (and all gradients) as components."""
+    out: Parts = {c.name: (c.bytes, c.note) for c in states.weights}
+    opt = setup.opt
+    lora = setup.method != "full"
+    if lora:
+        out["adapters/weights"] = (states.adapter_weights, f"LoRA r={setup.lora_rank} on "
+                                   f"{', '.join(setup.lora_targets)}, fp32 (peft)")
+    names = opt.states or ()
+    for name in names:
+        key = f"adapters/{name}" if lora else f"optimizer/{name}"
+        out[key] = (states.optimizer_states // len(names), f"{opt.description}: {opt.source}")
+    if with_gradients:
+        key = "adapters/gradients" if lora else "gradients"
+        out[key] = (states.gradients, f"{states.trainable_bytes_per_param} B per trainable parameter")
+    return out
+
+
+def _activation_parts(plan: ActivationPlan) -> Parts:
+    return {f"activations/{name}": (b, "saved for backward, all layers") for name, b in plan.parts.items() if b}
+
+
+def timeline(spec: ModelSpec, setup: TrainingSetup, states: ModelStates, plan: ActivationPlan,
+             logits: LogitsBytes) -> Timeline:
+    """The live components at the high point of forward, backward and optimizer step."""
+    accumulate = setup.grad_accum > 1
+    resident = _state_parts(setup, states, with_gradients=accumulate)
+    dequant = {"buffers/dequantization": (states.dequant_buffer, "one NF4 weight dequantized for its matmul")} \
+        if states.dequant_buffer else {}
+    forward = {**resident, **_activation_parts(plan), **dequant,
+               "logits": (logits.forward_peak, logits.note)}
+    if plan.forward_only:
+        forward["activations/forward_only"] = (plan.forward_only, "alive until the loss, not kept for backward: "
+                                               "the returned last hidden state (and autocast's cached weight "
+                                               "copies under full recomputation)")
+    backward = {**resident, **_activation_parts(plan), "logits": (logits.backward_peak, logits.note)}
+    best, where = sum(b for b, _ in backward.values()), "loss backward"
+    grad_key = "adapters/gradients" if setup.method != "full" else "gradients"
+    grad_per_layer = sum(g.params for g in states.trainable if g.per_layer) \
+        * states.trainable_bytes_per_param // spec.num_layers
+    head = 0 if accumulate else _head_gradient(states)
+    below = sum(plan.per_layer_kept)  # the final norm's tensors are freed by the head's backward
+    resident_total = sum(b for b, _ in resident.values())
+    for layer in reversed(range(spec.num_layers)):
+        below -= plan.per_layer_kept[layer]
+        # layer `layer`'s own gradients form as its activations are freed: count the layers above
+        grads = 0 if accumulate else grad_per_layer * (spec.num_layers - 1 - layer) + head
+        live = {**resident, **dequant,
+                "activations/layers_below": (below, f"kept activations of layers below {layer}"),
+                "activations/current_layer": (plan.per_layer_full[layer], f"layer {layer}'s activations "
+                                              "(recomputed ones included)"),
+                "buffers/backward_work": (plan.per_layer_work[layer], "gradient buffers inside the layer's backward")}
+        if grads:
+            live[grad_key] = (grads, f"gradients of the head and the layers above {layer}")
+        total = resident_total + sum(b for k, (b, _) in live.items() if k not in resident)
+        if total > best:
+            best, backward, where = total, live, f"layer {layer} backward"
+    if not accumulate:
+        end = {**resident, grad_key: (states.gradients, "all gradients")}
+        if sum(b for b, _ in end.values()) > best:
+            backward, where = end, "end of backward"
+    step = {**_state_parts(setup, states, with_gradients=True)}
+    if states.step_temporaries:
+        step["buffers/optimizer_step"] = (states.step_temporaries, f"{setup.opt.description}: {setup.opt.source}")
+    return Timeline(forward=forward, backward=backward, optimizer_step=step, backward_point=where)
+
+
+# ---- the estimate -------------------------------------------------------------------
+def _check_model(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> list[str]:
+    warnings = []
+    if isinstance(spec, ParamOnlyModel):
+        if setup.activation_model != "seed":
+            raise InputError(f"model {spec.name!r}: a bare parameter count has no architecture; give a catalog "
+                             "name or config.json (or use --activation-model seed with a model that has one)")
+        return warnings
+    if setup.seq > spec.max_position_embeddings:
+        msg = (f"--seq: {setup.seq} exceeds {spec.name}'s max_position_embeddings "
+               f"{spec.max_position_embeddings}")
+        if setup.strict:
+            raise InputError(msg)
+        warnings.append(msg)
+    if setup.method == "qlora" and spec.quantization_config:
+        raise InputError(f"--method qlora: {spec.name} is already quantized "
+                         f"({spec.quantization_config.get('quant_method', 'unknown method')}); "
+                         "QLoRA quantizes a 16/32-bit checkpoint to NF4")
+    if setup.method == "qlora" and setup.precision in ("fp32",):
+        raise InputError("--precision: QLoRA computes in bf16 or fp16; expected bf16-mixed, fp16-mixed, bf16 "
+                         "or fp16, got fp32")
+    return warnings
+
+
+def _assumptions(spec: ModelSpec, setup: TrainingSetup) -> list[str]:
+    out = [f"steady state (step 2 on): optimizer states resident; gradients freed by zero_grad(set_to_none)"
+           if setup.grad_accum == 1 else "gradients accumulate over micro-batches and stay resident",
+           f"recompute={setup.recompute_policy}" + (" (QLoRA default: gradient checkpointing)"
+                                                    if setup.method == "qlora" and setup.recompute is None else ""),
+           f"attention={setup.attention}", "tensor memory only: CUDA context and allocator slack not included"]
+    if setup.method != "full":
+        out.append(f"LoRA r={setup.lora_rank} on {', '.join(setup.lora_targets)} (QLoRA paper: all linear "
+                   "layers); adapters in fp32 as peft keeps them")
+    if setup.opt.paged:
+        out.append("paged optimizer states counted on the GPU; under pressure they move to host memory")
+    return out
+
+
+def _details(spec: ModelSpec, setup: TrainingSetup, states: ModelStates, plan: ActivationPlan,
+             logits: LogitsBytes) -> dict[str, int | float | str | None]:
+    params = sum(g.params for g in states.trainable)
+    recipe = setup.recipe
+    out: dict[str, int | float | str | None] = {
+        "trainable_params": params,
+        "weight_bytes_per_param": recipe.weight_bytes_per_param if setup.method == "full" else None,
+        "gradient_bytes_per_param": states.trainable_bytes_per_param,
+        "optimizer_state_bytes_per_param": round(states.optimizer_states / params, 4) if params else 0,
+        "step_temporary_bytes_per_param": round(states.step_temporaries / params, 4) if params else 0,
+        "activation_bytes_per_layer": max(plan.per_layer_kept),
+        "logits_saved_bytes": logits.saved,
+        "tokens_per_micro_batch": setup.batch * setup.seq,
+    }
+    for conv in CONVENTIONS:
+        out[f"convention: {conv.name}"] = f"{conv.weights} + {conv.master_weights} + {conv.gradients} + " \
+                                          f"{conv.optimizer_states} = {conv.total} B/param ({conv.source})"
+    return out
+
+
+def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSetup | None = None) -> Estimate:
+    """Per-GPU tensor memory of one training step on one GPU, at its peak."""
+    setup = setup or TrainingSetup()
+    spec = resolve_model(model)
+    warnings = _check_model(spec, setup)
+    if setup.activation_model == "seed":
+        return seed_estimate(spec, setup)
+    states = model_states(spec, setup)
+    plan = activation_plan(spec, setup)
+    logits = setup_logits(spec, setup)
+    line = timeline(spec, setup, states, plan, logits)
+    phase = line.peak_phase
+    components = tuple(Component(name=name, bytes=b, note=note) for name, (b, note) in line.parts(phase).items())
+    details = _details(spec, setup, states, plan, logits)
+    details["backward_peak_at"] = line.backward_point
+    return Estimate(model=spec.name, kind="training", components=components, phase=phase,
+                    phases=line.phases(), details=details, assumptions=tuple(_assumptions(spec, setup)),
+                    warnings=tuple(warnings) + tuple(spec.notes))
+
+
+# ---- the seed article's method ---------------------------------------------------------
+SEED_MB = 10**6
+"""The article divides bytes by 10^6 for "MB" ..."""
+SEED_GB_PER_MB = 1024
+"""... and then MB by 1024 for "GB" (its 990 MB x 50 / 1024)."""
+
+
+def seed_activation_bytes_per_sample(spec: ModelSpec, seq: int, bytes_per_value: int) -> int:
+    """The seed article's rule: ``(hidden + intermediate) x seq x layers x bytes`` per
+    sample (LLaMA-7B, int8: (4096 + 11008) x 2048 x 32 x 1 = 989,855,744 B, "990 MB").
+    It counts one hidden-wide and one MLP-wide tensor per layer and token, where
+    autograd keeps about ten (see :mod:`vramplan.memory.activations`)."""
+    return (spec.hidden_size + spec.intermediate_size) * seq * spec.num_layers * bytes_per_value
+
+
+def seed_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> Estimate:
+    """The seed article's method: weights, gradients and optimizer states at
+    ``seed_dtype_bytes`` per value each (7 + 7 + 14 GB for LLaMA-7B int8 with AdamW),
+    plus its per-sample activation rule times the micro-batch. ``details`` carries the
+    figure as the article computes it (decimal GB for states, "MB x n / 1024" for
+    activations)."""
+    if isinstance(spec, ParamOnlyModel):
+        raise InputError(f"model {spec.name!r}: the seed rule needs hidden, intermediate and layer counts; "
+                         "give a catalog name or config.json")
+    from vramplan.model.params import count_params
+
+    params = count_params(spec).total_params
+    b = setup.seed_dtype_bytes
+    states = len(setup.opt.states)
+    per_sample = seed_activation_bytes_per_sample(spec, setup.seq, b)
+    parts = [
+        Component(name="weights", bytes=params * b, note=f"{params:,} params x {b} B (seed article)"),
+        Component(name="gradients", bytes=params * b, note="same as the weights (seed article)"),
+        Component(name="optimizer/states", bytes=states * params * b,
+                  note=f"{states} states x weights ({setup.opt.name}, seed article)"),
+        Component(name="activations/seed_rule", bytes=per_sample * setup.batch,
+                  note=f"(hidden + intermediate) x seq x layers x {b} B = {per_sample:,} B/sample x {setup.batch}"),
+    ]
+    article_gb = (2 + states) * params * b / 10**9 + per_sample / SEED_MB * setup.batch / SEED_GB_PER_MB
+    return Estimate(model=spec.name, kind="training", components=tuple(parts), phase="backward",
+                    phases=(("backward", sum(c.bytes for c in parts)),),
+                    details={"seed_activation_bytes_per_sample": per_sample,
+                             "seed_article_total_gb": round(article_gb, 2), "trainable_params": params},
+                    assumptions=("seed article method: every term at the same bytes per value; no logits, "
+                                 "no step temporaries, no peak over the step",))
+
+
+# ---- solvers ----------------------------------------------------------------------------
+def _fits(spec: ModelSpec, setup: TrainingSetup, capacity_bytes: int) -> bool:
+    return estimate_training(spec, setup).total_bytes <= capacity_bytes
+
+
+def _largest(spec: ModelSpec, setup: TrainingSetup, capacity_bytes: int, field_name: str, cap: int) -> int:
+    """Largest value of ``field_name`` (batch or seq) in 1..cap that fits; 0 when none."""
+    if not _fits(spec, replace(setup, **{field_name: 1}), capacity_bytes):
+        return 0
+    lo, hi = 1, cap
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _fits(spec, replace(setup, **{field_name: mid}), capacity_bytes):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+MAX_SEARCH_BATCH = 4096
+"""Upper end of the micro-batch search."""
+
+
+def largest_micro_batch(model: str | ModelSpec, setup: TrainingSetup, capacity_bytes: int) -> int:
+    """Largest micro-batch whose peak fits ``capacity_bytes`` (0: not even 1)."""
+    spec = resolve_model(model)
+    return _largest(spec, setup, capacity_bytes, "batch", MAX_SEARCH_BATCH)
+
+
+def largest_sequence(model: str | ModelSpec, setup: TrainingSetup, capacity_bytes: int) -> int:
+    """Longest sequence (up to the model's max positions) whose peak fits (0: none)."""
+    spec = resolve_model(model)
+    cap = spec.max_position_embeddings if isinstance(spec, ModelSpec) else setup.seq
+    return _largest(spec, replace(setup, strict=False), capacity_bytes, "seq", cap)
