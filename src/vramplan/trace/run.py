@@ -66,8 +66,7 @@ def run_trace(model, setup: TraceSetup, *, progress=None, real: bool = False):
         del model_obj
     result = summarize(recorder, model=name, setup=setup, layers_traced=traced_layers, num_layers=total_layers,
                        seconds=time.perf_counter() - started)
-    notes = () if attention == setup.attention else (
-        f"attention: {name} has no {setup.attention} implementation in transformers; traced with {attention}",)
+    notes = trace_notes(name, config, setup, attention)
     return replace(result, notes=notes)
 
 
@@ -79,3 +78,18 @@ class _NullMode:
 
     def __exit__(self, *exc):
         return False
+
+
+def trace_notes(name: str, config: dict, setup: TraceSetup, attention: str) -> tuple[str, ...]:
+    """What the trace ran differently from what the setup or checkpoint says."""
+    from vramplan.model.hf_config import text_config
+
+    notes = []
+    if attention != setup.attention:
+        notes.append(f"attention: {name} has no {setup.attention} implementation in transformers; "
+                     f"traced with {attention}")
+    if text_config(config).get("quantization_config") or config.get("quantization_config"):
+        precision = "fp32" if setup.precision == "fp32" else "bf16"
+        notes.append(f"weights: the checkpoint's quantization is not traced (its kernels need a GPU); "
+                     f"weights traced in {precision}")
+    return tuple(notes)
