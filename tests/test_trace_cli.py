@@ -55,7 +55,7 @@ def test_refuses_before_running_out_of_host_memory(capsys, write_config, monkeyp
     folder = write_config(tiny_llama())
     code, _, err = _run(capsys, "trace", str(folder / "config.json"), "--json")
     assert code == 2
-    assert err.startswith("error: host memory:") and "needs about" in err and "1.00 MiB" in err
+    assert err.startswith("error: host memory:") and "needs about" in err and "1.00 MiB" in err and "fake-tensor trace" in err
 
 
 def test_bad_layers_value(capsys):
@@ -88,3 +88,17 @@ def test_validate_on_gpu(capsys):
     assert code == 0, err
     case = json.loads(out)["cases"][0]
     assert abs(case["trace_error"]) < 0.05
+
+
+def test_real_run_needs_the_traced_peak_in_host_memory(monkeypatch):
+    from vramplan.errors import InputError
+    from vramplan.trace import TraceSetup
+    from vramplan.trace.hostmem import fake_trace_host_bytes
+    from vramplan.trace.run import run_trace
+
+    room = fake_trace_host_bytes(2)  # enough for the fake trace of 2 layers, not for the real run
+    monkeypatch.setenv("VRAMPLAN_HOST_BYTES", str(room))
+    setup = TraceSetup(batch_size=2, seq_len=32)
+    assert run_trace(tiny_llama(), setup).peak_bytes > room - fake_trace_host_bytes(0)
+    with pytest.raises(InputError, match="host memory: a real CPU run needs about"):
+        run_trace(tiny_llama(), setup, real=True)

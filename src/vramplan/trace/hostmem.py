@@ -1,8 +1,10 @@
-"""Refuse before starting when the trace would exhaust host memory.
+"""Refuse before starting when a trace would exhaust host memory.
 
-A fake-tensor trace holds no tensor data: its host cost is the Python objects of
-the model and of the autograd graph, which grow with the number of tensors, not
-their sizes. A real run (``real=True``, used for checking) holds every byte.
+A fake-tensor trace holds no tensor data: its host cost is the imported libraries
+plus Python objects (modules, fake tensors, autograd nodes) that grow with the
+number of layers, not with their sizes or with batch and sequence. A real CPU run
+(``real=True``, used to check the fake trace) holds every byte: it needs what the
+fake trace of the same step reports as its peak.
 """
 
 from __future__ import annotations
@@ -10,22 +12,26 @@ from __future__ import annotations
 import os
 
 from vramplan.errors import InputError
-from vramplan.trace.setup import TraceSetup
 from vramplan.units import format_bytes
 
-BASE_HOST_BYTES = 1536 * 2**20
-"""torch + transformers + peft imported, measured here: about 1.5 GiB resident."""
-FAKE_BYTES_PER_LAYER = 24 * 2**20
-"""Host bytes per traced decoder layer on fake tensors (module objects, fake
-tensors and graph nodes of forward + backward); measured on Llama-3.1-8B shapes,
-rounded up."""
-REAL_BYTES_PER_PARAM_FACTOR = 20
-"""Real CPU run: bytes per parameter allowed for fp32 weights (4), gradients (4),
-Adam states (8) and slack for activations (4)."""
+BASE_HOST_BYTES = 512 * 2**20
+"""torch + transformers + peft imported: 390 MiB resident measured here
+(torch 2.13 CPU, transformers 5.24), rounded up."""
+FAKE_BYTES_PER_LAYER = 4 * 2**20
+"""Host bytes per traced decoder layer on fake tensors: Llama-3.1-70B's 80-layer
+training step peaked at 428 MiB resident, about 0.5 MiB per layer over the
+imports; 8x that for wider layers (MoE experts, MLA) and Python's own slack."""
 
 
 def available_host_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo (Linux), or ``None`` when unknown."""
+    """``VRAMPLAN_HOST_BYTES`` when set, else MemAvailable from /proc/meminfo
+    (Linux); ``None`` when unknown (no check then)."""
+    override = os.environ.get("VRAMPLAN_HOST_BYTES")
+    if override:
+        try:
+            return int(override)
+        except ValueError:
+            raise InputError(f"VRAMPLAN_HOST_BYTES: expected a byte count, got {override!r}") from None
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
@@ -36,28 +42,20 @@ def available_host_bytes() -> int | None:
     return None
 
 
-def host_bytes_needed(config: dict, setup: TraceSetup, *, real: bool) -> int:
-    """Host bytes the trace needs (an upper estimate)."""
-    layers = int(config.get("num_hidden_layers") or config.get("n_layer") or 1)
-    if not real:
-        return BASE_HOST_BYTES + layers * FAKE_BYTES_PER_LAYER
-    from vramplan.model import count_params
-    from vramplan.model.hf_config import spec_from_config
-
-    params = count_params(spec_from_config(config)).total_params
-    return BASE_HOST_BYTES + params * REAL_BYTES_PER_PARAM_FACTOR
+def fake_trace_host_bytes(layers: int) -> int:
+    """Host bytes a fake-tensor trace of ``layers`` decoder layers needs (upper estimate)."""
+    return BASE_HOST_BYTES + layers * FAKE_BYTES_PER_LAYER
 
 
-def check_host_memory(config: dict, setup: TraceSetup, *, real: bool, available: int | None = None) -> None:
-    """Raise :class:`InputError` when the trace would need more host memory than is
-    available (``VRAMPLAN_HOST_BYTES`` overrides the available figure)."""
+def real_run_host_bytes(traced_peak_bytes: int) -> int:
+    """Host bytes a real CPU run needs: its tensors (the fake trace's peak) plus the imports."""
+    return BASE_HOST_BYTES + traced_peak_bytes
+
+
+def check_host_memory(need_bytes: int, what: str, available: int | None = None) -> None:
+    """Raise :class:`InputError` when ``need_bytes`` exceeds the available host memory."""
     if available is None:
-        override = os.environ.get("VRAMPLAN_HOST_BYTES")
-        available = int(override) if override else available_host_bytes()
-    if available is None:
-        return
-    need = host_bytes_needed(config, setup, real=real)
-    if need > available:
-        kind = "a real CPU run" if real else "the fake-tensor trace"
-        raise InputError(f"host memory: {kind} needs about {format_bytes(need)}, only {format_bytes(available)} "
-                         f"is available; trace fewer layers (--layers) or a smaller batch")
+        available = available_host_bytes()
+    if available is not None and need_bytes > available:
+        raise InputError(f"host memory: {what} needs about {format_bytes(need_bytes)}, only "
+                         f"{format_bytes(available)} is available; trace fewer layers (--layers) or a smaller batch")

@@ -38,9 +38,9 @@ def run_trace(model, setup: TraceSetup, *, progress=None, real: bool = False):
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from vramplan.trace.build import attention_used, build_model, num_layers, prepared_config
+    from vramplan.trace.build import attention_used, build_model, num_layers
     from vramplan.trace.cuda_rules import cuda_rules
-    from vramplan.trace.hostmem import check_host_memory
+    from vramplan.trace.hostmem import check_host_memory, fake_trace_host_bytes, real_run_host_bytes
     from vramplan.trace.recorder import Recorder
     from vramplan.trace.result import summarize
     from vramplan.trace.step import run_inference, run_training_step
@@ -50,7 +50,10 @@ def run_trace(model, setup: TraceSetup, *, progress=None, real: bool = False):
 
     total_layers = num_layers(dict(text_config(config)))
     traced_layers = setup.layers or total_layers
-    check_host_memory(prepared_config(config, setup), setup, real=real)
+    if real:
+        check_host_memory(real_run_host_bytes(run_trace(config, setup).peak_bytes), "a real CPU run")
+    else:
+        check_host_memory(fake_trace_host_bytes(traced_layers), "the fake-tensor trace")
     started = time.perf_counter()
     fake_mode = _NullMode() if real else FakeTensorMode(allow_non_fake_inputs=False)
     torch.manual_seed(0)
