@@ -11,18 +11,6 @@ FULL_TRACE_MAX_LAYERS = 48
 15 s here); deeper models are traced at two short depths and extended per layer."""
 
 
-def _layers_choice(value: str) -> str | int:
-    if value in ("auto", "all"):
-        return value
-    try:
-        n = int(value)
-    except ValueError:
-        raise click.BadParameter(f"expected auto, all or a layer count, got {value!r}") from None
-    if n < 1:
-        raise click.BadParameter(f"expected a layer count >= 1, got {n}")
-    return n
-
-
 def _render(result, est, units: str, svg_path: str | None) -> None:
     from vramplan.units import format_bytes
 
@@ -71,8 +59,9 @@ def _render(result, est, units: str, svg_path: str | None) -> None:
               help="Inference KV cache: preallocated or grown by concatenation.")
 @click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
               help="Override every dropout probability of the config.")
-@click.option("--layers", default="auto", show_default=True,
-              help="Decoder layers to trace: auto, all, or N (then extended per layer to the full depth).")
+@click.option("--layers", type=click.Choice(["auto", "all", "extend"]), default="auto", show_default=True,
+              help="all: trace every layer; extend: trace two short depths and extend per layer; "
+                   f"auto: all up to {FULL_TRACE_MAX_LAYERS} layers, else extend.")
 @click.option("--gpu", default=None, help="GPU whose usable memory the verdict and the chart use.")
 @click.option("--svg", "svg_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the memory timeline as an SVG here.")
@@ -88,14 +77,9 @@ def command(model: str, train: bool, batch: int, seq: int, decode: int, precisio
     MODEL is a catalog name (llama-3.1-8b) or a config.json path. Needs the exact
     extra: pip install "vramplan[exact]".
     """
-    from vramplan.errors import InputError
     from vramplan.trace.deps import require_exact
     from vramplan.trace.setup import TraceSetup
 
-    try:
-        layer_choice = _layers_choice(layers)
-    except click.BadParameter as exc:
-        raise InputError(f"--layers: {exc.message}") from None
     setup = TraceSetup(mode="train" if train else "infer", batch_size=batch, seq_len=seq, decode_tokens=decode,
                        precision=precision, optimizer=optimizer, optimizer_impl=optimizer_impl, method=method,
                        lora_rank=lora_rank, recompute=recompute, attention=attention, cache=cache, dropout=dropout)
@@ -107,7 +91,7 @@ def command(model: str, train: bool, batch: int, seq: int, decode: int, precisio
         gpu_spec = find_gpu(gpu)
         capacity = gpu_spec.usable_memory_bytes
     require_exact()
-    result = _run(model, setup, layer_choice, quiet=as_json)
+    result = _run(model, setup, layers, quiet=as_json)
     est = result.to_estimate()
     if gpu_spec is not None:
         est = est.with_verdict(gpu_spec.slug, capacity)
@@ -126,7 +110,7 @@ def command(model: str, train: bool, batch: int, seq: int, decode: int, precisio
     _render(result, est, units, svg_path)
 
 
-def _run(model: str, setup, layer_choice, *, quiet: bool):
+def _run(model: str, setup, layers: str, *, quiet: bool):
     """Trace with a progress spinner on stderr (none with --json)."""
     from dataclasses import replace
 
@@ -138,9 +122,7 @@ def _run(model: str, setup, layer_choice, *, quiet: bool):
 
     _, config = resolve_config(model)
     depth = num_layers(dict(text_config(config)))
-    extrapolate = layer_choice == "auto" and depth > FULL_TRACE_MAX_LAYERS or isinstance(layer_choice, int)
-    if isinstance(layer_choice, int) and layer_choice >= depth:
-        extrapolate = False
+    extrapolate = layers == "extend" or (layers == "auto" and depth > FULL_TRACE_MAX_LAYERS)
 
     def go(progress):
         if extrapolate:
