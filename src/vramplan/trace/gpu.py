@@ -35,7 +35,7 @@ class _NoRecorder:
     def in_phase(self, phase):
         return nullcontext()
 
-    def module_hooks(self):
+    def module_hooks(self, model=None):
         return nullcontext()
 
     def recording(self):

@@ -65,24 +65,25 @@ def labelled(name: str):
 
 
 MODULE_KINDS: tuple[tuple[str, str], ...] = (
-    # (substring of the module class name, kind); first match from the innermost module outwards
-    ("rotary", "attention"), ("attention", "attention"), ("attn", "attention"),
+    # (substring of a module path component, kind); first match wins
+    ("lora_", "lora"),
+    ("rotary", "attention"), ("attn", "attention"), ("attention", "attention"),
     ("experts", "mlp"), ("moe", "mlp"), ("mlp", "mlp"),
-    ("norm", "norms"),
-    ("embedding", "embeddings"),
+    ("norm", "norms"), ("ln_", "norms"),
+    ("embed", "embeddings"), ("wte", "embeddings"), ("wpe", "embeddings"),
 )
 
 
 def module_kind(stack: list[str]) -> str:
-    """The kind of the innermost module on ``stack`` (class names, outermost first)
-    that names one: attention, mlp, norms, embeddings; ``other`` inside a module of
-    no such kind; empty when no module runs."""
+    """The kind of the innermost running module, from its path in the model
+    (``model.layers.3.self_attn.q_proj.lora_A.default``): the last path component
+    that names one (lora, attention, mlp, norms, embeddings) wins; ``other`` when
+    none does; empty when no module runs."""
     if not stack:
         return ""
-    for name in reversed(stack):
-        lowered = name.lower()
+    for component in reversed(stack[-1].lower().split(".")):
         for needle, kind in MODULE_KINDS:
-            if needle in lowered:
+            if needle in component:
                 return kind
     return "other"
 
@@ -155,12 +156,15 @@ class Recorder:
             self.phase = previous
 
     @contextmanager
-    def module_hooks(self):
-        """Keep the stack of running modules (global forward hooks; removed on exit)."""
+    def module_hooks(self, model=None):
+        """Keep the stack of running modules, by their path in ``model`` (class name
+        for modules outside it); global forward hooks, removed on exit."""
         from torch.nn.modules import module as nn_module
 
+        paths = {id(m): name for name, m in model.named_modules()} if model is not None else {}
+
         def pre(mod, args):
-            self._modules.append(type(mod).__name__)
+            self._modules.append(paths.get(id(mod)) or type(mod).__name__)
 
         def post(mod, args, out):
             if self._modules:

@@ -93,7 +93,7 @@ def run_training_step(model, setup: TraceSetup, recorder: Recorder, rules, progr
     recorder.adopt(labels, "activations/inputs")
     adapter_ids = {id(p) for n, p in model.named_parameters() if "lora_" in n}
     vocab = model.config.get_text_config().vocab_size
-    with recorder.module_hooks(), recorder.recording():
+    with recorder.module_hooks(model), recorder.recording():
         with recorder.in_phase("forward"):
             with rules.autocast():
                 logits = model(input_ids=input_ids).logits
@@ -148,7 +148,7 @@ def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=
     adopt_model(recorder, model, setup)
     recorder.adopt(prompt, "activations/inputs")
     cache_kw = _cache_keyword(model)
-    with torch.no_grad(), recorder.module_hooks(), recorder.recording():
+    with torch.no_grad(), recorder.module_hooks(model), recorder.recording():
         with recorder.in_phase("prefill"):
             out = model(input_ids=prompt, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
             token = out.logits[:, -1:].argmax(-1)
