@@ -102,3 +102,24 @@ def test_real_run_needs_the_traced_peak_in_host_memory(monkeypatch):
     assert run_trace(tiny_llama(), setup).peak_bytes > room - fake_trace_host_bytes(0)
     with pytest.raises(InputError, match="host memory: a real CPU run needs about"):
         run_trace(tiny_llama(), setup, real=True)
+
+
+@pytest.mark.parametrize("kw,field", [
+    (dict(mode="serve"), "mode"), (dict(batch_size=0), "batch_size"), (dict(precision="fp8"), "precision"),
+    (dict(optimizer="lion"), "optimizer"), (dict(dropout=1.5), "dropout"), (dict(method="qlora"), "method"),
+])
+def test_setup_errors_name_the_field(kw, field):
+    from vramplan.errors import InputError
+    from vramplan.trace import TraceSetup
+
+    with pytest.raises(InputError, match=f"^{field}: expected"):
+        TraceSetup(**kw)
+
+
+def test_lora_without_matching_modules_says_why():
+    from vramplan.errors import InputError
+    from vramplan.trace import TraceSetup
+    from vramplan.trace.run import run_trace
+
+    with pytest.raises(InputError, match="lora_targets: none of c_attn is a module"):
+        run_trace(tiny_llama(), TraceSetup(method="lora", lora_targets=("c_attn",), seq_len=8))
