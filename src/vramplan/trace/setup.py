@@ -81,6 +81,9 @@ class TraceSetup:
         _choice("precision", self.precision, PRECISIONS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("optimizer_impl", self.optimizer_impl, OPTIMIZER_IMPLS)
+        if self.method == "qlora":
+            raise InputError("method: qlora cannot be traced on a CPU (bitsandbytes' 4-bit kernels need CUDA); "
+                             "trace lora (a bf16 base) instead")
         _choice("method", self.method, METHODS)
         _choice("attention", self.attention, ATTENTIONS)
         _choice("cache", self.cache, CACHES)
