@@ -102,10 +102,51 @@ def _merged_phases(highs: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int],
     return tuple(out.items())
 
 
-def summarize(recorder: Recorder, *, model: str, setup: TraceSetup, layers_traced: int, num_layers: int,
-              seconds: float = 0.0) -> TraceResult:
-    """Replay the recorder's events: running totals per category, the peak, the
-    highest point of each phase, and a thinned timeline."""
+class _Replay:
+    """Running totals per category while the recorder's events are replayed."""
+
+    def __init__(self, names: list[str], n_events: int):
+        self.running = [0] * len(names)
+        self.total = 0
+        self.phase = "load"
+        self.peak: tuple[int, tuple[int, ...], str] = (-1, tuple(self.running), "load")
+        self.phase_highs: list[list] = []
+        self.phase_best: dict[str, tuple[int, tuple[int, ...]]] = {}
+        self.samples: list[tuple[int, tuple[int, ...]]] = []
+        self.bucket = max(1, n_events // MAX_TIMELINE_SAMPLES)
+        self._bucket_best: tuple[int, int, tuple[int, ...]] | None = None
+
+    def start_phase(self, phase: str) -> None:
+        self.phase = phase
+        self.phase_highs.append([phase, self.total])
+        self._note_phase_high()  # what the phase starts with counts
+
+    def _note_phase_high(self) -> None:
+        if self.total > self.phase_best.get(self.phase, (-1, ()))[0]:
+            self.phase_best[self.phase] = (self.total, tuple(self.running))
+
+    def apply(self, i: int, column: int, delta: int) -> None:
+        self.running[column] += delta
+        self.total += delta
+        if self.phase_highs:
+            self.phase_highs[-1][1] = max(self.phase_highs[-1][1], self.total)
+            self._note_phase_high()
+        if self.total > self.peak[0]:
+            self.peak = (self.total, tuple(self.running), self.phase)
+        if self._bucket_best is None or self.total > self._bucket_best[0]:
+            self._bucket_best = (self.total, i, tuple(self.running))
+        if (i + 1) % self.bucket == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        """Keep the highest point of the current bucket as a timeline sample."""
+        if self._bucket_best is not None:
+            self.samples.append((self._bucket_best[1], self._bucket_best[2]))
+            self._bucket_best = None
+
+
+def _columns(recorder: Recorder) -> tuple[list[str], dict[int, int]]:
+    """Component names in order of first appearance, and each block's column."""
     names: list[str] = []
     column: dict[int, int] = {}
     for block in recorder.blocks:
@@ -113,48 +154,32 @@ def summarize(recorder: Recorder, *, model: str, setup: TraceSetup, layers_trace
         if name not in names:
             names.append(name)
         column[id(block)] = names.index(name)
-    running = [0] * len(names)
-    total = 0
-    peak, peak_vec, peak_phase = -1, tuple(running), "load"
+    return names, column
+
+
+def summarize(recorder: Recorder, *, model: str, setup: TraceSetup, layers_traced: int, num_layers: int,
+              seconds: float = 0.0) -> TraceResult:
+    """Replay the recorder's events: running totals per category, the peak, the
+    highest point of each phase, and a thinned timeline."""
+    names, column = _columns(recorder)
     starts = sorted(recorder.marks)
-    phase_high: list[list] = []
-    phase_best: dict[str, tuple[int, tuple[int, ...]]] = {}
+    replay = _Replay(names, len(recorder.events))
     mark_i = 0
-    phase = "load"
-    samples: list[tuple[int, tuple[int, ...]]] = []
-    bucket = max(1, len(recorder.events) // MAX_TIMELINE_SAMPLES)
-    best_in_bucket: tuple[int, int, tuple[int, ...]] | None = None
     for i, (block, delta) in enumerate(recorder.events):
         while mark_i < len(starts) and starts[mark_i][0] <= i:
-            phase = starts[mark_i][1]
-            phase_high.append([phase, total])
-            if total > phase_best.get(phase, (-1, ()))[0]:
-                phase_best[phase] = (total, tuple(running))  # what the phase starts with counts
+            replay.start_phase(starts[mark_i][1])
             mark_i += 1
-        running[column[id(block)]] += delta
-        total += delta
-        if phase_high:
-            phase_high[-1][1] = max(phase_high[-1][1], total)
-            if total > phase_best.get(phase, (-1, ()))[0]:
-                phase_best[phase] = (total, tuple(running))
-        if total > peak:
-            peak, peak_vec, peak_phase = total, tuple(running), phase
-        if best_in_bucket is None or total > best_in_bucket[0]:
-            best_in_bucket = (total, i, tuple(running))
-        if (i + 1) % bucket == 0:
-            samples.append((best_in_bucket[1], best_in_bucket[2]))
-            best_in_bucket = None
-    if best_in_bucket is not None:
-        samples.append((best_in_bucket[1], best_in_bucket[2]))
+        replay.apply(i, column[id(block)], delta)
+    replay.flush()
+    peak, peak_vec, peak_phase = replay.peak
     if peak < 0:
-        peak, peak_vec, peak_phase = 0, tuple(running), phase
-    at_peak = _named(names, peak_vec)
-    breakdowns = tuple((p, _named(names, vec)) for p, (_, vec) in phase_best.items())
+        peak, peak_vec, peak_phase = 0, tuple(replay.running), replay.phase
     return TraceResult(model=model, setup=setup, layers_traced=layers_traced, num_layers=num_layers,
-                       peak_bytes=peak, peak_phase=peak_phase, at_peak=at_peak,
-                       phase_highs=tuple((p, b) for p, b in phase_high), phase_breakdowns=breakdowns,
-                       categories=tuple(names),
-                       timeline=tuple(samples), phase_starts=tuple(starts), seconds=seconds)
+                       peak_bytes=peak, peak_phase=peak_phase, at_peak=_named(names, peak_vec),
+                       phase_highs=tuple((p, b) for p, b in replay.phase_highs),
+                       phase_breakdowns=tuple((p, _named(names, vec)) for p, (_, vec) in replay.phase_best.items()),
+                       categories=tuple(names), timeline=tuple(replay.samples), phase_starts=tuple(starts),
+                       seconds=seconds)
 
 
 def _named(names: list[str], vec) -> tuple[tuple[str, int], ...]:
