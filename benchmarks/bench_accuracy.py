@@ -233,10 +233,14 @@ def _gib(b: int | None) -> str:
     return "n/a" if b is None else f"{b / GIB:.3f}"
 
 
+DIFF_SHOWN_BYTES = 2**20
+"""Group differences below 1 MiB are not listed."""
+
+
 def _diff_text(row: Row, limit: int = 2) -> str:
     parts = []
     for d in row.diffs[:limit]:
-        if d.diff_bytes:
+        if abs(d.diff_bytes) >= DIFF_SHOWN_BYTES:
             parts.append(f"{d.group} {d.diff_bytes / GIB:+.3f} GiB")
     return ", ".join(parts) or "-"
 
@@ -375,9 +379,9 @@ those on a GPU.
 DOC_OUTRO = """## Reading a row
 
 *largest differences* lists the comparison groups (weights incl. fp32 master
-copies, gradients, optimizer, adapters, activations, logits, kv_cache, buffers =
-temporaries of backward and the optimizer step) whose bytes at the peak differ
-most, estimate minus trace. The two peaks can fall in different phases; the
+copies, gradients, optimizer, adapters, activations, kv_cache, logits+temporaries =
+logits, the loss's fp32 copies and the temporaries of backward and the optimizer
+step) whose bytes at the peak differ most, estimate minus trace (1 MiB and more). The two peaks can fall in different phases; the
 groups are then taken at each one's own peak.
 """
 

@@ -18,10 +18,13 @@ GROUPS: dict[str, str] = {
     # estimate category -> comparison group
     "weights": "weights", "master_weights": "weights",
     "gradients": "gradients", "optimizer": "optimizer", "adapters": "adapters",
-    "activations": "activations", "logits": "logits", "kv_cache": "kv_cache", "buffers": "buffers",
+    "activations": "activations", "kv_cache": "kv_cache",
+    "logits": "logits+temporaries", "buffers": "logits+temporaries",
 }
 """Coarse groups in which the trace and the estimate are compared (their finer
-component names differ)."""
+component names differ). Logits and temporaries form one group: at a backward
+peak the trace's temporaries are mostly the logits' gradient, which an estimate
+may book under ``logits``."""
 
 OPTIMIZER_NAMES: dict[tuple[str, str], str] = {
     # (trace optimizer, implementation) -> analytical optimizer name
