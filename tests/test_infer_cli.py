@@ -95,3 +95,46 @@ def test_param_count_model_is_refused(capsys):
 def test_zero_batch_is_a_usage_error(capsys):
     code, _, err = run(capsys, "infer", "llama-3.1-8b", "--batch", "0")
     assert code == 2 and "--batch" in err
+
+
+def _doc_lines():
+    from pathlib import Path
+
+    return (Path(__file__).resolve().parents[1] / "docs" / "inference.md").read_text().splitlines()
+
+
+@pytest.mark.parametrize("line", [ln for ln in _doc_lines() if ln.startswith("$ vramplan ")])
+def test_doc_commands_run(capsys, line):
+    import shlex
+
+    code, _, err = run(capsys, *shlex.split(line)[2:])
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("row", [ln for ln in _doc_lines() if ln.startswith("| `") and "GiB |" in ln])
+def test_doc_rule_of_thumb_table(capsys, row):
+    import shlex
+
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    args = shlex.split(cells[0].strip("`"))
+    _, out, _ = run(capsys, "infer", *args, "--json")
+    data = json.loads(out)
+    assert f"{data['total_bytes'] / 2**30:.2f} GiB" == cells[1]
+    assert f"{data['details']['rule_of_thumb_bytes'] / 2**30:.2f} GiB" == cells[2]
+
+
+def test_inference_core_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, vramplan.inference, vramplan.engines.hf, vramplan.engines.vllm, "
+            "vramplan.engines.llamacpp; "
+            "heavy = [m for m in ('torch', 'transformers', 'gguf', 'numpy') if m in sys.modules]; "
+            "print(heavy); sys.exit(1 if heavy[:2] else 0)")
+    import os
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -200,3 +200,101 @@ def test_every_engine_handles_catalog_architectures(model, engine):
     assert est.total_bytes > est.get("weights") > 0
     assert est.get("kv_cache") > 0
     assert est.to_dict()["components"]
+
+
+MISTRAL_V02 = dict(model_type="mistral", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                   num_attention_heads=32, num_key_value_heads=8, vocab_size=32000,
+                   max_position_embeddings=32768, rope_theta=1e6, sliding_window=None)
+QWEN25_15B = dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                  num_attention_heads=12, num_key_value_heads=2, vocab_size=151936,
+                  max_position_embeddings=131072, tie_word_embeddings=True)
+
+
+@pytest.mark.parametrize("cfg,n_ctx,n_ubatch,logged_mib", [
+    # Same two logs: "CUDA_Host compute buffer size = 12.01 MiB" (2048) and "72.01 MiB"
+    # (32768) for the Mistral-7B; "304.09 MiB" for the Qwen2.5-1.5B at 8192 / 8192.
+    (MISTRAL_V02, 2048, 512, 12.01),
+    (MISTRAL_V02, 32768, 512, 72.01),
+    (QWEN25_15B, 8192, 8192, 304.09),
+])
+def test_llamacpp_host_compute_buffer_matches_logs(cfg, n_ctx, n_ubatch, logged_mib):
+    from vramplan.engines.llamacpp import host_compute_buffer_bytes
+    from vramplan.model.hf_config import spec_from_config
+
+    est = host_compute_buffer_bytes(spec_from_config(cfg), n_ubatch=n_ubatch, n_kv=n_ctx)
+    assert est / MiB == pytest.approx(logged_mib, rel=0.01)
+
+
+@pytest.mark.parametrize("cfg,n_ctx,n_ubatch,flash,logged_mib", [
+    # fedora-copr/logdetective PR #106: a Mistral-7B-v0.2 GGUF (32 layers, 128 KiB KV per
+    # token, rope base 1e6), n_ubatch 512, flash_attn 0: "CUDA0 compute buffer size =
+    # 164.00 MiB" at n_ctx 2048 and "2144.00 MiB" at 32768 (KV 256 / 4096 MiB).
+    (MISTRAL_V02, 2048, 512, False, 164.00),
+    (MISTRAL_V02, 32768, 512, False, 2144.00),
+    # ggml-org/llama.cpp issue #10664: a Qwen2.5-1.5B draft model (28 KiB KV per token),
+    # n_ctx = n_ubatch = 8192, flash_attn 1: "CUDA0 compute buffer size = 4786.94 MiB".
+    (QWEN25_15B, 8192, 8192, True, 4786.94),
+])
+def test_llamacpp_compute_buffer_matches_logs(cfg, n_ctx, n_ubatch, flash, logged_mib):
+    from vramplan.engines.llamacpp import compute_buffer_bytes
+    from vramplan.model.hf_config import spec_from_config
+
+    spec = spec_from_config(cfg)
+    est = compute_buffer_bytes(spec, n_ubatch=n_ubatch, n_kv=n_ctx, flash_attention=flash)
+    assert est / MiB == pytest.approx(logged_mib, rel=0.02)
+    kv = estimate_inference(spec, InferenceSetup(engine="llamacpp", weights="F16", context=n_ctx,
+                                                 flash_attention=flash, n_ubatch=n_ubatch)).get("kv_cache")
+    assert kv / MiB == {2048: 256, 32768: 4096, 8192: 224}[n_ctx]
+
+
+def test_hf_refuses_gguf():
+    with pytest.raises(InputError, match="dequantizes GGUF"):
+        estimate_inference("llama-3.1-8b", InferenceSetup(weights="Q4_K_M"))
+
+
+@settings(max_examples=20, deadline=None)
+@given(model=st.sampled_from(["llama-3.1-70b", "qwen2.5-72b", "mixtral-8x22b", "qwen3-235b-a22b"]),
+       fmt=st.sampled_from(["bf16", "fp8", "nf4-dq", "gptq-int4-g128", "awq"]))
+def test_more_tp_means_less_per_gpu(model, fmt):
+    from vramplan.memory.weights import check_tensor_parallel, resolve_weights, weight_split_components
+
+    spec = resolve_model(model)
+    choice = resolve_weights(spec, fmt)
+    per_gpu = []
+    for tp in (1, 2, 4, 8):
+        try:
+            check_tensor_parallel(spec, tp)
+        except LayoutError:
+            continue
+        per_gpu.append(sum(c.bytes for c in weight_split_components(spec, choice, tp)))
+    assert per_gpu == sorted(per_gpu, reverse=True) and len(set(per_gpu)) == len(per_gpu)
+    assert sum(c.bytes for c in weight_split_components(spec, choice)) <= \
+        sum(c.bytes for c in weight_split_components(spec, resolve_weights(spec, "bf16")))
+
+
+@pytest.mark.parametrize("engine,kv", [("vllm", "q4_0"), ("hf", "q8_0"), ("llamacpp", "fp8")])
+def test_engine_refuses_cache_types_it_lacks(engine, kv):
+    weights = "Q4_K_M" if engine == "llamacpp" else None
+    with pytest.raises(InputError, match=f"--kv-dtype {kv}"):
+        estimate_inference("llama-3.1-8b", InferenceSetup(engine=engine, kv_dtype=kv, weights=weights))
+
+
+def test_vllm_warns_when_one_sequence_exceeds_the_budget():
+    est = estimate_inference("llama-3.1-8b", InferenceSetup(engine="vllm", gpu="rtx-4090", context=131072))
+    assert any("one sequence of 131,072 tokens" in w for w in est.warnings)
+    assert not est.verdict.fits
+
+
+def test_vllm_tp2_fp8_70b_against_log():
+    # RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic (compressed-tensors, FP8 per channel)
+    # at TP=2 on H100: "Model loading took 33.88 GiB", peak activation 4.84 GiB (same
+    # llm-d-benchmark logs). Llama-3.3-70B has Llama-3.1-70B's architecture.
+    fmt = {"quant_method": "compressed-tensors", "ignore": ["lm_head"],
+           "config_groups": {"group_0": {"weights": {"num_bits": 8, "type": "float", "strategy": "channel"}}}}
+    from vramplan.quant import format_from_quantization_config
+
+    weights = format_from_quantization_config(fmt, dtype="bf16")
+    spec = resolve_model("llama-3.1-70b")
+    est = estimate_inference(spec, InferenceSetup(engine="vllm", gpu="h100", tp=2, weights=weights))
+    assert est.get("weights") / GiB == pytest.approx(33.88, rel=0.005)
+    assert est.get("activations") / GiB == pytest.approx(4.84, rel=0.04)

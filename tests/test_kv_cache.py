@@ -46,6 +46,9 @@ TINY_CONFIGS = {
 
 
 def _real_cache_bytes(cfg: dict, tokens: int, batch: int) -> int:
+    """Bytes of the storages a transformers cache holds after a forward of ``tokens``
+    tokens and one decode step (the storage, not the view: a sliding layer's cropped
+    view keeps the storage ``torch.cat`` made)."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     hf_cfg = transformers.AutoConfig.for_model(**cfg)
@@ -55,13 +58,15 @@ def _real_cache_bytes(cfg: dict, tokens: int, batch: int) -> int:
     ids = torch.randint(0, cfg["vocab_size"], (batch, tokens))
     with torch.no_grad():
         out = model(input_ids=ids, use_cache=True)
-    total = 0
-    cache = getattr(out, "cache", None) or out.past_key_values
+        cache = getattr(out, "cache", None) or out.past_key_values
+        out = model(input_ids=ids[:, -1:], past_key_values=cache, use_cache=True)
+        cache = getattr(out, "cache", None) or out.past_key_values
+    storages = {}
     for layer in cache.layers:
         for t in (layer.keys, layer.values):
             if t is not None and t.numel():
-                total += t.numel() * t.element_size()
-    return total
+                storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return sum(storages.values())
 
 
 @pytest.mark.parametrize("name", sorted(TINY_CONFIGS))
@@ -69,10 +74,10 @@ def _real_cache_bytes(cfg: dict, tokens: int, batch: int) -> int:
 def test_kv_bytes_match_transformers_cache(name, tokens):
     cfg = TINY_CONFIGS[name]
     spec = spec_from_config(cfg)
-    mla_cache = "latent"  # transformers 5 caches MLA's compressed latent + rope key, as vLLM does
     expected = _real_cache_bytes(cfg, tokens, batch=2)
-    assert kv_cache_bytes(spec, context_tokens=tokens, batch=2, dtype="fp32", mla_cache=mla_cache,
-                          sliding_extra_tokens=-1) == expected
+    # transformers 5 caches MLA's compressed latent + rope key, as vLLM does; a sliding
+    # layer holds `window` tokens of storage once decoding.
+    assert kv_cache_bytes(spec, context_tokens=tokens + 1, batch=2, dtype="fp32", mla_cache="latent") == expected
 
 
 def test_llama2_7b_fp16_is_512_kib_per_token():

@@ -145,3 +145,23 @@ def test_lm_head_and_router_stay_unquantized():
     assert fp8.quantizes("mlp.experts.down_proj.weight", "linear")
     q, u = (c.bytes for c in weight_split_components(spec, fp8))
     assert u > spec.vocab_size * spec.hidden_size * 2 * 2  # embeddings + head, both bf16
+
+
+@pytest.mark.parametrize("out_f,in_f", SHAPES)
+def test_compressed_tensors_layouts(out_f, in_f):
+    # compressed-tensors checkpoints: FP8 per channel = weight (out, in) fp8 + weight_scale (out, 1);
+    # pack-quantized int4 = weight_packed int32 (out, in/8) + weight_scale bf16 (out, in/128)
+    # + weight_shape int64 (2,).
+    fp8 = format_from_quantization_config({"quant_method": "compressed-tensors", "ignore": ["lm_head"],
+                                           "config_groups": {"group_0": {"weights": {
+                                               "num_bits": 8, "type": "float", "strategy": "channel"}}}})
+    w = torch.empty(out_f, in_f, dtype=torch.float8_e4m3fn)
+    scale = torch.empty(out_f, 1, dtype=torch.float32)
+    assert fp8.linear_bytes(out_f, in_f) == w.nbytes + scale.nbytes
+    w4 = format_from_quantization_config({"quant_method": "compressed-tensors", "config_groups": {"group_0": {
+        "weights": {"num_bits": 4, "type": "int", "strategy": "group", "group_size": 128, "symmetric": True}}}})
+    packed = _pack_int32(torch.randint(0, 16, (out_f, in_f)), 4, 1)
+    scales = torch.empty(out_f, math.ceil(in_f / 128), dtype=torch.bfloat16)
+    shape = torch.tensor([out_f, in_f], dtype=torch.int64)
+    assert w4.linear_bytes(out_f, in_f) == packed.nbytes + scales.nbytes + shape.nbytes
+    assert w4.name == "w4a16-g128" and fp8.name == "fp8-channel"

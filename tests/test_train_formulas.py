@@ -164,3 +164,21 @@ def test_moe_and_mla_models_estimate():
     for name in ("qwen3-30b-a3b", "deepseek-v2-lite", "mixtral-8x7b", "gpt2"):
         e = estimate_training(name, TrainingSetup(batch=1, seq=1024))
         assert e.total_bytes > 0 and e.details["activation_bytes_per_layer"] > 0
+
+
+def test_seed_mode_shows_the_derived_terms():
+    e = estimate_training("llama-2-7b", TrainingSetup(activation_model="seed", precision="bf16", seq=2048))
+    derived = e.details["derived_activation_bytes_at_batch_1"]
+    terms = {k: v for k, v in e.details.items() if k.startswith("derived at batch 1: ")}
+    assert sum(terms.values()) == derived > 10 * e.details["seed_activation_bytes_per_sample"]
+
+
+@settings_fast
+@given(tp=st.sampled_from([2, 4, 8]), sp=st.booleans(), attention=st.sampled_from(["sdpa", "eager"]))
+def test_more_tensor_parallelism_less_activation_per_gpu(tp, sp, attention):
+    spec = spec_from_config(catalog_config("llama-3.1-8b"))
+    ctx = act.ActivationContext(recipe=get_precision("bf16-mixed"), batch=2, seq=2048, attention=attention)
+    one = sum(p.bytes for p in act.layer_activation_parts(spec, ctx))
+    more = sum(p.bytes for p in act.layer_activation_parts(spec, replace(ctx, tp=tp, sequence_parallel=sp)))
+    most = sum(p.bytes for p in act.layer_activation_parts(spec, replace(ctx, tp=2 * tp, sequence_parallel=sp)))
+    assert one > more > most

@@ -13,6 +13,8 @@ TINY_LLAMA = dict(model_type="llama", vocab_size=1000, hidden_size=128, intermed
 """Llama with GQA; vocabulary kept small so the layers, not the logits, set the peak."""
 WIDE_LLAMA = dict(TINY_LLAMA, vocab_size=512, hidden_size=256, intermediate_size=688, num_attention_heads=8,
                   num_key_value_heads=4, num_hidden_layers=3)
+SMALL_VOCAB_LLAMA = dict(WIDE_LLAMA, vocab_size=64)
+"""Logits negligible: the peak falls inside a layer's backward."""
 TINY_GPT2 = dict(model_type="gpt2", vocab_size=1000, n_embd=128, n_layer=2, n_head=4, n_positions=1024,
                  activation_function="gelu_pytorch_tanh", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                  use_cache=False)
@@ -54,20 +56,28 @@ CASES: tuple[Case, ...] = (
     Case("llama fp32 sgd", TINY_LLAMA, optimizer="sgd"),
     Case("llama fp32 sgd-momentum", TINY_LLAMA, optimizer="sgd-momentum"),
     Case("llama fp32 b1 s512", TINY_LLAMA, batch=1, seq=512),
-    Case("llama fp32 b8 s64", TINY_LLAMA, batch=8, seq=64),
     Case("llama fp32 recompute full", TINY_LLAMA, recompute="full"),
     Case("llama bf16 adamw", TINY_LLAMA, precision="bf16"),
     Case("llama bf16 eager", TINY_LLAMA, precision="bf16", attention="eager"),
     Case("llama bf16-mixed adamw", TINY_LLAMA, precision="bf16-mixed"),
     Case("llama bf16-mixed recompute full", TINY_LLAMA, precision="bf16-mixed", recompute="full"),
-    Case("wide llama fp32 b8", WIDE_LLAMA, batch=8, seq=256),
-    Case("wide llama bf16-mixed b8", WIDE_LLAMA, precision="bf16-mixed", batch=8, seq=256),
+    Case("wide llama fp32", WIDE_LLAMA, batch=4, seq=128),
+    Case("wide llama bf16-mixed", WIDE_LLAMA, precision="bf16-mixed", batch=4, seq=128),
+    Case("small-vocab llama fp32", SMALL_VOCAB_LLAMA, batch=4, seq=128),
+    Case("small-vocab llama bf16 eager", SMALL_VOCAB_LLAMA, precision="bf16", attention="eager", batch=4, seq=128),
     Case("gpt2 fp32 eager", TINY_GPT2, attention="eager"),
     Case("gpt2 fp32 sdpa", TINY_GPT2),
     Case("qwen2-moe fp32", TINY_QWEN_MOE),
     Case("deepseek mla fp32 eager", TINY_MLA, attention="eager"),
+    Case("llama fp32 adafactor", TINY_LLAMA, optimizer="adafactor"),
+    Case("llama fp32 grad-accum 2", TINY_LLAMA, extra={"grad_accum": 2}),
+    Case("llama fp16-mixed adamw", TINY_LLAMA, precision="fp16-mixed"),
+    Case("gpt2 bf16 eager dropout", dict(TINY_GPT2, resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.1),
+         precision="bf16", attention="eager", dropout=True),
+    Case("qwen2-moe bf16", TINY_QWEN_MOE, precision="bf16"),
     Case("llama lora fp32", TINY_LLAMA, method="lora"),
     Case("llama lora bf16", TINY_LLAMA, method="lora", precision="bf16"),
+    Case("llama lora bf16-mixed", TINY_LLAMA, method="lora", precision="bf16-mixed"),
 )
 
 
@@ -81,8 +91,8 @@ def build_model(case: Case):
     config._attn_implementation = case.attention
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config)
-    if case.precision in ("bf16", "fp16"):
-        model.to(torch.bfloat16 if case.precision == "bf16" else torch.float16)
+    if case.precision in ("bf16", "fp16") or (case.method == "lora" and case.precision.endswith("-mixed")):
+        model.to(torch.float16 if case.precision.startswith("fp16") else torch.bfloat16)  # LoRA: 16-bit base
     model.train()
     if case.recompute == "full":
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -108,6 +118,10 @@ def make_optimizer(case: Case, params):
         return torch.optim.SGD(params, lr=0.01, foreach=True)
     if case.optimizer == "sgd-momentum":
         return torch.optim.SGD(params, lr=0.01, momentum=0.9, foreach=True)
+    if case.optimizer == "adafactor":
+        from transformers.optimization import Adafactor
+
+        return Adafactor(params)
     raise ValueError(case.optimizer)
 
 
@@ -119,8 +133,9 @@ def measure(case: Case):
     model = build_model(case)
     batch = torch.randint(0, case.config["vocab_size"], (case.batch, case.seq))
     opt = make_optimizer(case, model.parameters())
-    autocast = torch.bfloat16 if case.precision == "bf16-mixed" else None
-    return measure_training_step(model, batch, opt, autocast_dtype=autocast)
+    autocast = {"bf16-mixed": torch.bfloat16, "fp16-mixed": torch.float16}.get(case.precision)
+    return measure_training_step(model, batch, opt, autocast_dtype=autocast,
+                                 grad_accum=case.extra.get("grad_accum", 1))
 
 
 def estimate(case: Case):
@@ -130,6 +145,39 @@ def estimate(case: Case):
     spec = spec_from_config(dict(case.config), name=case.name)
     setup = TrainingSetup(precision=case.precision, optimizer=case.optimizer, batch=case.batch, seq=case.seq,
                           attention=case.attention, recompute=case.recompute, method=case.method,
+                          grad_accum=case.extra.get("grad_accum", 1),
                           lora_rank=case.lora_rank, dropout=case.dropout,
                           lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
     return estimate_training(spec, setup)
+
+
+def cpu_dropout_adjustment_bytes(case: Case) -> int:
+    """Bytes by which CPU over-counts dropout masks relative to CUDA.
+
+    CUDA's ``native_dropout`` returns a ``torch.bool`` mask (1 B per element); the CPU
+    kernel draws ``bernoulli_`` into ``empty_like(input)`` and keeps the mask in the
+    input dtype (2 B in bf16). The estimate models CUDA, so for dropout cases the
+    measurement is corrected by (element bytes - 1) x mask elements: per layer one
+    ``a x s`` mask per query token (attention probabilities) and two ``h`` masks
+    (attention and MLP outputs), plus one ``h`` mask on the embedding output.
+    """
+    if not case.dropout:
+        return 0
+    cfg = case.config
+    h, layers, heads = cfg["n_embd"], cfg["n_layer"], cfg["n_head"]
+    tokens = case.batch * case.seq
+    elems = tokens * (layers * (heads * case.seq + 2 * h) + h)
+    elem_bytes = 4 if case.precision == "fp32" else 2
+    return elems * (elem_bytes - 1)
+
+
+def measure_as_cuda(case: Case):
+    """The CPU measurement with the documented CPU-vs-CUDA corrections applied."""
+    from dataclasses import replace
+
+    m = measure(case)
+    adj = cpu_dropout_adjustment_bytes(case)
+    if not adj:
+        return m
+    phases = {k: (v - adj if k in ("forward", "backward") else v) for k, v in m.phase_peaks.items()}
+    return replace(m, peak_bytes=max(phases.values()), phase_peaks=phases)

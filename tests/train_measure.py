@@ -3,7 +3,8 @@ PyTorch allocates, with a ``TorchDispatchMode`` that tracks every live storage.
 
 Every aten op's outputs are recorded by storage (keyed by data pointer, held by a
 ``StorageWeakRef`` so a freed storage drops out); the peak is taken after each op,
-when its inputs and outputs are both alive. Tensors that exist before the step
+when its inputs and outputs are both alive (storages freed since the last sweep are
+dropped first, so the peak is exact). Tensors that exist before the step
 (parameters, buffers, optimizer states of an earlier step) are counted when the
 tracker starts. Allocations made inside a kernel and freed before it returns
 (workspaces) are invisible to it, as they are to ``MemTracker``.
@@ -60,11 +61,15 @@ class LiveStorageTracker(TorchDispatchMode):
         self.phase_peaks[self.phase] = max(self.phase_peaks.get(self.phase, 0), self.current_bytes)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.sweep()
         out = func(*args, **(kwargs or {}))
         for t in tree_flatten(out)[0]:
             self.add(t)
-        self._note_peak()
+        # current_bytes may still count storages freed since the last sweep, so it is an
+        # upper bound: only when it passes the phase's high point can the true value
+        # have done so, and only then is the sweep (the costly part) needed.
+        if self.current_bytes > self.phase_peaks.get(self.phase, 0):
+            self.sweep()
+            self._note_peak()
         return out
 
 
@@ -78,12 +83,13 @@ class StepMeasurement:
 
 
 def measure_training_step(model, batch: torch.Tensor, optimizer, *, steps: int = 2, autocast_dtype=None,
-                          trainable_only: bool = False) -> StepMeasurement:
+                          grad_accum: int = 1) -> StepMeasurement:
     """Run ``steps`` steps (forward with labels = inputs, backward, ``optimizer.step()``,
     ``zero_grad(set_to_none=True)``) and return the peak over all of them.
 
     Two steps by default, so the second runs with the optimizer states already
-    allocated: the steady state every later step repeats.
+    allocated: the steady state every later step repeats. With ``grad_accum > 1`` each
+    step runs that many forward/backward passes before ``optimizer.step()``.
     """
     tracker = LiveStorageTracker()
     with torch.no_grad():
@@ -95,15 +101,13 @@ def measure_training_step(model, batch: torch.Tensor, optimizer, *, steps: int =
     start = tracker.current_bytes
     with tracker:
         for _ in range(steps):
-            tracker.mark("forward")
-            if autocast_dtype is not None:
-                with torch.autocast("cpu", dtype=autocast_dtype):
+            for _ in range(grad_accum):
+                tracker.mark("forward")
+                with torch.autocast("cpu", dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
                     loss = model(input_ids=batch, labels=batch).loss
-            else:
-                loss = model(input_ids=batch, labels=batch).loss
-            tracker.mark("backward")
-            loss.backward()
-            del loss
+                tracker.mark("backward")
+                loss.backward()
+                del loss
             tracker.mark("optimizer_step")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

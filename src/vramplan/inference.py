@@ -20,10 +20,12 @@ from typing import Literal
 
 from vramplan.errors import InputError
 from vramplan.estimate import Estimate
+from vramplan.gguf_types import GgufRecipe
 from vramplan.memory.overhead import Overheads
 from vramplan.model.custom import ParamOnlyModel
 from vramplan.model.resolve import resolve_model
 from vramplan.model.spec import ModelSpec
+from vramplan.quant import WeightFormat
 
 EngineName = Literal["hf", "vllm", "llamacpp"]
 ENGINES: tuple[EngineName, ...] = ("hf", "vllm", "llamacpp")
@@ -34,6 +36,9 @@ RULE_OF_THUMB_FACTOR = 1.2
 DEFAULT_CONTEXT_TOKENS = 4096
 """Context when none is given (capped at the model's max positions)."""
 
+MAX_BATCH_SEARCHED = 1 << 16
+"""The batch solver's upper bound (65,536 sequences; beyond any engine's scheduler)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class InferenceSetup:
@@ -41,9 +46,10 @@ class InferenceSetup:
 
     engine: EngineName = "hf"
     """Serving engine: transformers ``generate`` (hf), vLLM, or llama.cpp."""
-    weights: str | None = None
-    """Weights format (``bf16``, ``nf4-dq``, ``gptq-int4-g128``, ``Q4_K_M``...); None
-    = the checkpoint's own (its ``quantization_config``, else its ``torch_dtype``)."""
+    weights: str | WeightFormat | GgufRecipe | None = None
+    """Weights format: a name (``bf16``, ``nf4-dq``, ``gptq-int4-g128``, ``Q4_K_M``...),
+    a format object (e.g. from :func:`vramplan.quant.format_from_quantization_config`),
+    or None = the checkpoint's own (its ``quantization_config``, else its ``torch_dtype``)."""
     kv_dtype: str | None = None
     """KV cache element format; None = the engine's default (the compute dtype; f16
     for llama.cpp)."""
@@ -201,7 +207,7 @@ def max_context(model: str | ModelSpec, setup: InferenceSetup) -> int:
     return _largest(spec, replace(setup, prompt=None, strict=False), "context", spec.max_position_embeddings)
 
 
-def max_batch(model: str | ModelSpec, setup: InferenceSetup, upper: int = 1 << 16) -> int:
+def max_batch(model: str | ModelSpec, setup: InferenceSetup, upper: int = MAX_BATCH_SEARCHED) -> int:
     """Most sequences of ``setup.context`` tokens whose estimate fits ``setup.gpu``
     (searched up to ``upper``); 0 if not even one fits."""
     _needs_gpu(setup, "--max-batch")

@@ -290,13 +290,63 @@ def _mxfp4(qc: dict, dtype: str) -> WeightFormat:
                         only_modules=("mlp.experts",))
 
 
-_QUANT_METHODS = {"gptq": _gptq, "awq": _awq, "bitsandbytes": _bnb, "fp8": _fp8, "mxfp4": _mxfp4}
+def fp8_channel_bytes(out_f: int, in_f: int) -> int:
+    """FP8 e4m3 weight with one fp32 scale per output channel (compressed-tensors
+    ``strategy: channel``, e.g. the ``*-FP8-dynamic`` checkpoints)."""
+    return out_f * in_f + 4 * out_f
+
+
+def packed_int_bytes(bits: int, group_size: int, symmetric: bool) -> LinearBytes:
+    """compressed-tensors ``pack-quantized``: ``weight_packed`` int32 of ``32/bits``
+    codes along the input, ``weight_scale`` bf16 per (row, group), ``weight_zero_point``
+    packed like the codes when asymmetric, and the int64 ``weight_shape`` pair."""
+    def layout(out_f: int, in_f: int) -> int:
+        groups = _cdiv(in_f, group_size)
+        packed = 4 * out_f * _cdiv(in_f * bits, 32)
+        scales = 2 * out_f * groups
+        zeros = 0 if symmetric else 4 * _cdiv(out_f * bits, 32) * groups
+        return packed + scales + zeros + 2 * 8
+
+    return layout
+
+
+def _compressed_tensors(qc: dict, dtype: str) -> WeightFormat:
+    groups = qc.get("config_groups") or {}
+    if not isinstance(groups, dict) or not groups:
+        raise InputError("quantization_config.config_groups: expected at least one group (compressed-tensors)")
+    weights = next(iter(groups.values())).get("weights") or {}
+    bits, kind = weights.get("num_bits"), weights.get("type")
+    strategy = weights.get("strategy", "tensor")
+    skip = _skip_modules(qc, "ignore", ("lm_head",))
+    if kind == "float" and bits == 8:
+        block = weights.get("block_structure")
+        if strategy == "block" and block:
+            size = int(block[0])
+            return WeightFormat(name=f"fp8-block{size}", linear_bytes=fp8_bytes(size), skip_modules=skip,
+                                description=f"FP8 e4m3 + fp32 scale per {size}x{size} block (compressed-tensors)",
+                                unquantized_dtype=dtype)
+        layout, where = (fp8_channel_bytes, "channel") if strategy == "channel" else (fp8_bytes(None), "tensor")
+        return WeightFormat(name=f"fp8-{where}", linear_bytes=layout, unquantized_dtype=dtype, skip_modules=skip,
+                            description=f"FP8 e4m3 + fp32 scale per {where} (compressed-tensors)")
+    if kind == "int" and bits in (4, 8):
+        group = int(weights.get("group_size") or 128)
+        symmetric = bool(weights.get("symmetric", True))
+        return WeightFormat(name=f"w{bits}a16-g{group}", linear_bytes=packed_int_bytes(bits, group, symmetric),
+                            description=f"int{bits} packed, bf16 scale per {group} (compressed-tensors)",
+                            unquantized_dtype=dtype, skip_modules=skip)
+    raise InputError(f"quantization_config.config_groups: weights of {bits}-bit {kind!r} are not supported "
+                     "(supported: 8-bit float, 4/8-bit int)")
+
+
+_QUANT_METHODS = {"gptq": _gptq, "awq": _awq, "bitsandbytes": _bnb, "fp8": _fp8, "mxfp4": _mxfp4,
+                  "compressed-tensors": _compressed_tensors}
 
 
 def format_from_quantization_config(qc: dict, *, dtype: str = "bf16") -> WeightFormat:
     """The :class:`WeightFormat` a checkpoint declares in ``config.json``'s
     ``quantization_config`` (transformers' quantizer configs: ``GPTQConfig``,
-    ``AwqConfig``, ``BitsAndBytesConfig``, ``FineGrainedFP8Config``, ``Mxfp4Config``).
+    ``AwqConfig``, ``BitsAndBytesConfig``, ``FineGrainedFP8Config``, ``Mxfp4Config``,
+    ``CompressedTensorsConfig``).
     Tensors the format leaves alone are stored in ``dtype`` (the checkpoint's
     ``torch_dtype``). Unknown methods raise with the supported list."""
     method = str(qc.get("quant_method", "")).lower()

@@ -18,14 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from vramplan.dtypes import get_dtype
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.memory import activations as act
 from vramplan.memory.gradients import CONVENTIONS, PrecisionRecipe, get_precision
 from vramplan.memory.logits import LogitsBytes, logits_bytes
 from vramplan.memory.lora import (
-    ADAPTER_BYTES, DEFAULT_TARGETS, adapter_activation_bytes_per_token, adapter_groups, dequant_buffer_bytes,
-    target_groups,
+    ADAPTER_BYTES, DEFAULT_TARGETS, adapter_activation_bytes_per_token, adapter_groups, adapter_weight_cast_bytes,
+    dequant_buffer_bytes,
 )
 from vramplan.memory.optimizer import OptimizerSpec, get_optimizer, optimizer_state_bytes, step_temporary_bytes
 from vramplan.memory.weights import weight_components
@@ -33,7 +34,7 @@ from vramplan.model.custom import ParamOnlyModel
 from vramplan.model.resolve import resolve_model
 from vramplan.model.spec import ModelSpec
 from vramplan.model.tensors import TensorGroup, model_tensors
-from vramplan.quant import get_format
+from vramplan.quant import WeightFormat, get_format
 
 Method = Literal["full", "lora", "qlora"]
 ActivationModel = Literal["derived", "seed"]
@@ -130,10 +131,15 @@ class ModelStates:
     """LoRA: adapter parameters."""
 
 
-def _base_format(spec: ModelSpec, setup: TrainingSetup) -> str:
+QLORA_UNQUANTIZED_DTYPE = "fp32"
+"""peft's ``prepare_model_for_kbit_training`` casts every 16-bit parameter that is not
+``Params4bit`` (embeddings, norms, the head) to fp32."""
+
+
+def _base_format(spec: ModelSpec, setup: TrainingSetup) -> str | WeightFormat:
     recipe = setup.recipe
     if setup.method == "qlora":
-        return "nf4-dq"
+        return replace(get_format("nf4-dq"), unquantized_dtype=QLORA_UNQUANTIZED_DTYPE)
     if setup.method == "lora":
         return recipe.compute_dtype  # the frozen base is loaded in the compute dtype
     return recipe.weight_dtype
@@ -190,15 +196,18 @@ class ActivationPlan:
 
 def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
     residual = None
-    if setup.method != "full":
+    if setup.method == "lora":
         residual = setup.recipe.compute_bytes  # 16-bit base: the residual stream is 16-bit
+    elif setup.method == "qlora":
+        residual = get_dtype(QLORA_UNQUANTIZED_DTYPE).bytes_for(1)  # fp32 embedding output
     recipe = setup.recipe
     if setup.method != "full" and recipe.autocast:
         recipe = replace(recipe, autocast=False)  # base already in the compute dtype: no casts
     lora = setup.method != "full"
+    peft_casts_inputs = lora and recipe.compute_bytes < ADAPTER_BYTES
     return act.ActivationContext(recipe=recipe, batch=setup.batch, seq=setup.seq, attention=setup.attention,
                                  dropout=setup.dropout, residual_bytes=residual, frozen_base=lora,
-                                 inputs_saved_by_adapters=lora and recipe.compute_bytes < ADAPTER_BYTES)
+                                 inputs_saved_by_adapters=peft_casts_inputs)
 
 
 def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> int:
@@ -231,8 +240,11 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
     kept, full, work = [], [], []
     adapter = 0
     if setup.method != "full":
-        adapter = adapter_activation_bytes_per_token(spec, setup.lora_targets, setup.lora_rank, ctx.c) \
+        autocast = setup.recipe.autocast
+        adapter = adapter_activation_bytes_per_token(spec, setup.lora_targets, setup.lora_rank, ctx.c, autocast) \
             * ctx.tokens // spec.num_layers
+        groups = adapter_groups(spec, setup.lora_targets, setup.lora_rank)
+        adapter += adapter_weight_cast_bytes(groups, ctx.c, autocast) // spec.num_layers
     for layer in range(spec.num_layers):
         layer_parts = act.layer_activation_parts(spec, ctx, layer)
         layer_full = act.saved_layer_bytes(layer_parts, "none") + cast + adapter
@@ -403,6 +415,8 @@ def _assumptions(spec: ModelSpec, setup: TrainingSetup) -> list[str]:
            f"recompute={setup.recompute_policy}" + (" (QLoRA default: gradient checkpointing)"
                                                     if setup.method == "qlora" and setup.recompute is None else ""),
            f"attention={setup.attention}", "tensor memory only: CUDA context and allocator slack not included"]
+    if setup.method == "qlora":
+        out.append("QLoRA: embeddings, norms and head upcast to fp32 (peft prepare_model_for_kbit_training)")
     if setup.method != "full":
         out.append(f"LoRA r={setup.lora_rank} on {', '.join(setup.lora_targets)} (QLoRA paper: all linear "
                    "layers); adapters in fp32 as peft keeps them")
@@ -490,10 +504,13 @@ def seed_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> Est
                   note=f"(hidden + intermediate) x seq x layers x {b} B = {per_sample:,} B/sample x {setup.batch}"),
     ]
     article_gb = (2 + states) * params * b / 10**9 + per_sample / SEED_MB * setup.batch / SEED_GB_PER_MB
+    derived = activation_plan(spec, replace(setup, batch=1, activation_model="derived"))
     return Estimate(model=spec.name, kind="training", components=tuple(parts), phase="backward",
                     phases=(("backward", sum(c.bytes for c in parts)),),
                     details={"seed_activation_bytes_per_sample": per_sample,
-                             "seed_article_total_gb": round(article_gb, 2), "trainable_params": params},
+                             "seed_article_total_gb": round(article_gb, 2), "trainable_params": params,
+                             "derived_activation_bytes_at_batch_1": sum(derived.parts.values()),
+                             **{f"derived at batch 1: activations/{k}": v for k, v in derived.parts.items()}},
                     assumptions=("seed article method: every term at the same bytes per value; no logits, "
                                  "no step temporaries, no peak over the step",))
 

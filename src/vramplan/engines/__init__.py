@@ -8,7 +8,7 @@ what they share: the resolved job, the default KV dtype, and the verdict.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vramplan.estimate import Component, Estimate
@@ -50,6 +50,8 @@ class Job:
 
 
 def resolve_job(spec: ModelSpec, setup: InferenceSetup) -> Job:
+    """Resolve the context (and its warning), the weights format, the GPU and the TP
+    warnings of ``setup`` for ``spec``."""
     from vramplan.inference import resolved_context
 
     context, warnings = resolved_context(spec, setup)
@@ -89,11 +91,14 @@ def peak_of(phases: dict[str, list[Component]]) -> tuple[str, list[Component], t
     return peak, phases[peak], timeline
 
 
-def base_estimate(job: Job, phase: str, components: list[Component], **kw) -> Estimate:
-    details = {"engine": job.setup.engine, "weights_format": getattr(job.weights, "name", str(job.weights)),
-               "context_tokens": job.context, "prompt_tokens": job.prompt, "batch": job.setup.batch,
-               "tp": job.setup.tp, **kw.pop("details", {})}
-    est = Estimate(model=job.spec.name, kind="inference", components=tuple(c for c in components),
-                   phase=phase, num_gpus=job.setup.tp, details=details, warnings=job.warnings + kw.pop("warnings", ()),
-                   **kw)
-    return replace(est)
+def base_estimate(job: Job, phase: str, components: list[Component], *, details: dict | None = None,
+                  warnings: tuple[str, ...] = (), phases: tuple[tuple[str, int], ...] = (),
+                  host_components: tuple[Component, ...] = ()) -> Estimate:
+    """The :class:`Estimate` an engine returns, with the details every engine shares
+    (engine, weights format, context, prompt, batch, tp) before its own."""
+    shared = {"engine": job.setup.engine, "weights_format": getattr(job.weights, "name", str(job.weights)),
+              "context_tokens": job.context, "prompt_tokens": job.prompt, "batch": job.setup.batch,
+              "tp": job.setup.tp}
+    return Estimate(model=job.spec.name, kind="inference", components=tuple(components), phase=phase,
+                    phases=phases, host_components=host_components, num_gpus=job.setup.tp,
+                    details={**shared, **(details or {})}, warnings=job.warnings + warnings)

@@ -10,26 +10,32 @@
   ``n_swa x slots + n_ubatch`` cells (``llama_kv_cache_iswa``). K and V default to
   f16 (``--cache-type-k/-v``); MLA models cache the latent (K: ``kv_lora_rank +
   rope``, V: ``kv_lora_rank``).
-- The compute buffer is sized for one ``n_ubatch`` pass, with fp32 activations (ggml
-  computes in fp32): hidden states, the MLP's 3 x ``n_ff`` intermediates, and without
-  flash attention the fp32 ``KQ`` score matrix of ``n_ubatch x n_kv x heads``.
-- The output buffer (host) holds ``slots x vocab`` fp32 logits.
+- The compute buffer is reserved for the worst ``n_ubatch`` pass, fp32 activations
+  (:func:`compute_buffer_bytes`): without flash attention the ``KQ`` scores of
+  ``n_ubatch x n_kv x heads`` dominate at long context, else the logits of
+  ``n_ubatch`` tokens or the MLP.
+- The output buffer (host) holds ``slots x vocab`` fp32 logits; the host compute
+  buffer the graph inputs (f32 mask, fetched embeddings).
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 from vramplan.engines import Job, base_estimate, with_gpu_verdict
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.gguf_types import GgufRecipe, get_recipe
 from vramplan.memory.inference_buffers import FP32_BYTES, ForwardShape, mlp_phase_bytes
-from vramplan.memory.kv_cache import get_kv_dtype, kv_bytes_per_token_per_layer
+from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_bytes_per_token_per_layer
 from vramplan.memory.overhead import fixed_overhead_components
 from vramplan.memory.weights import gguf_group_bytes, layer_weights
 from vramplan.model.spec import ModelSpec
 from vramplan.quant import WeightFormat
+
+F16_BYTES = 2
+"""The flash-attention mask is f16."""
+
+LLAMACPP_KV_DTYPES = ("fp32", "fp16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+"""``--cache-type-k/-v`` choices (``common/arg.cpp`` ``kv_cache_types``)."""
 
 KV_PAD_CELLS = 256
 """llama.cpp pads the KV cache to a multiple of 256 cells."""
@@ -72,15 +78,41 @@ def kv_bytes_per_cell(spec: ModelSpec, dtype: str) -> int:
     return kv_bytes_per_token_per_layer(spec, dtype)
 
 
+HIDDEN_BUFFERS_AT_ATTENTION = 4
+"""fp32 hidden-sized tensors alive beside the scores: the residual, the normed input,
+Q and the attention output."""
+
+
 def compute_buffer_bytes(spec: ModelSpec, *, n_ubatch: int, n_kv: int, flash_attention: bool) -> int:
-    """GPU compute buffer for one ``n_ubatch`` pass, fp32 activations: the MLP phase
-    (:func:`~vramplan.memory.inference_buffers.mlp_phase_bytes` at 4 bytes per
-    element) or, without flash attention, the ``KQ`` scores and their softmax
-    (``n_ubatch x n_kv x heads`` fp32, two buffers), whichever is larger."""
+    """GPU compute buffer llama.cpp reserves for one ``n_ubatch`` pass (worst case:
+    every token outputs logits, all ``n_kv`` cells attended), fp32 activations; ggml's
+    allocator reuses memory between nodes, so the buffer is the largest moment of:
+
+    - attention: without flash attention the ``KQ`` scores (``n_ubatch x n_kv x heads``
+      fp32) and the f32 ``KQ_mask`` (``n_ubatch x n_kv``); with it only the f16 mask;
+      plus :data:`HIDDEN_BUFFERS_AT_ATTENTION` hidden-sized tensors;
+    - the MLP (:func:`~vramplan.memory.inference_buffers.mlp_phase_bytes` at 4 bytes);
+    - the output: ``n_ubatch x vocab`` fp32 logits.
+
+    Fits llama.cpp's logged "CUDA0 compute buffer size" (tests/test_infer_engines.py).
+    """
+    h = spec.hidden_size
+    hidden = HIDDEN_BUFFERS_AT_ATTENTION * n_ubatch * h * FP32_BYTES
+    if flash_attention:
+        attention = n_ubatch * n_kv * F16_BYTES + hidden
+    else:
+        attention = n_ubatch * n_kv * spec.num_attention_heads * FP32_BYTES + n_ubatch * n_kv * FP32_BYTES + hidden
     mlp = mlp_phase_bytes(spec, ForwardShape(sequences=1, query_tokens=n_ubatch, kv_tokens=n_kv,
                                              act_bytes=FP32_BYTES))
-    scores = 0 if flash_attention else 2 * n_ubatch * n_kv * spec.num_attention_heads * FP32_BYTES
-    return max(mlp, scores)
+    output = n_ubatch * spec.vocab_size * FP32_BYTES
+    return max(attention, mlp, output)
+
+
+def host_compute_buffer_bytes(spec: ModelSpec, *, n_ubatch: int, n_kv: int) -> int:
+    """Host-side compute buffer (``CUDA_Host compute buffer``): the graph inputs built
+    on the CPU — the f32 ``KQ_mask`` of ``n_ubatch x n_kv`` and the token embeddings
+    fetched by ``get_rows`` (``n_ubatch x h`` fp32)."""
+    return n_ubatch * n_kv * FP32_BYTES + n_ubatch * spec.hidden_size * FP32_BYTES
 
 
 def build(job: Job) -> Estimate:
@@ -90,6 +122,7 @@ def build(job: Job) -> Estimate:
                          "here; use --tp 1")
     recipe = gguf_recipe(job)
     kv_dtype = get_kv_dtype(setup.kv_dtype or "fp16")
+    check_engine_kv_dtype(kv_dtype, "llama.cpp", LLAMACPP_KV_DTYPES)
     n = spec.num_layers
     ngl = n + 1 if setup.n_gpu_layers is None else min(setup.n_gpu_layers, n + 1)
     first_gpu = n - min(ngl, n)
@@ -104,15 +137,16 @@ def build(job: Job) -> Estimate:
         (0 if output_on_gpu else lw.output_bytes)
     gpu_kv = sum(b for b, g in zip(kv, on_gpu) if g)
     host_kv = sum(kv) - gpu_kv
-    compute = compute_buffer_bytes(spec, n_ubatch=min(setup.n_ubatch, job.prompt * setup.batch), n_kv=max(cells),
+    compute = compute_buffer_bytes(spec, n_ubatch=min(setup.n_ubatch, max(cells)), n_kv=max(cells),
                                    flash_attention=setup.flash_attention)
     where = f"{min(ngl, n)}/{n} layers" + (" + output" if output_on_gpu else "")
     components = [
         Component(name="weights", bytes=gpu_weights, note=f"GGUF {recipe.name}: {where} on the GPU"),
         Component(name="kv_cache", bytes=gpu_kv,
                   note=f"{cells[-1]} cells x {kv_dtype.name} for the GPU layers (n_ctx padded to {KV_PAD_CELLS})"),
-        Component(name="buffers/compute", bytes=compute if ngl else 0,
-                  note=f"ggml compute buffer for n_ubatch={setup.n_ubatch}, fp32 activations"
+        Component(name="buffers/compute", bytes=compute,
+                  note=f"ggml compute buffer for n_ubatch={setup.n_ubatch}, fp32 activations (reserved even "
+                       "with no layer offloaded: large matmuls still run on the GPU)"
                        f"{'' if setup.flash_attention else ' + KQ scores (no flash attention)'}"),
         *[c for c in fixed_overhead_components(setup.overheads) if c.name == "overhead/cuda_context"],
     ]
@@ -121,12 +155,15 @@ def build(job: Job) -> Estimate:
         Component(name="kv_cache", bytes=host_kv, note="KV of the CPU layers"),
         Component(name="logits", bytes=setup.batch * spec.vocab_size * FP32_BYTES,
                   note="output buffer: one fp32 row of logits per sequence"),
+        Component(name="buffers/compute",
+                  bytes=host_compute_buffer_bytes(spec, n_ubatch=min(setup.n_ubatch, max(cells)), n_kv=max(cells)),
+                  note="host compute buffer: f32 KQ mask + token embeddings of one micro-batch"),
     ]
     details = {"gguf_recipe": recipe.name, "kv_dtype": kv_dtype.name, "n_gpu_layers": min(ngl, n + 1),
                "kv_cells": max(cells), "gguf_file_bytes": lw.total_bytes,
                "gguf_bits_per_weight": round(8 * lw.total_bytes / _params(spec), 3)}
     est = base_estimate(job, "prefill", components, host_components=tuple(host), details=details)
-    return with_gpu_verdict(replace(est), job)
+    return with_gpu_verdict(est, job)
 
 
 def _params(spec: ModelSpec) -> int:

@@ -27,10 +27,11 @@ or more other than A100, else 256 / 2048.
 
 from __future__ import annotations
 
+from vramplan.dtypes import get_dtype
 from vramplan.engines import Job, base_estimate, with_gpu_verdict
 from vramplan.estimate import Component, Estimate
 from vramplan.memory.inference_buffers import FP32_BYTES, ForwardShape, layer_peak_bytes
-from vramplan.memory.kv_cache import get_kv_dtype, kv_bytes_per_token_per_layer, kv_cache_bytes
+from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_bytes_per_token_per_layer, kv_cache_bytes
 from vramplan.memory.overhead import fixed_overhead_components
 from vramplan.memory.weights import weight_split_components
 from vramplan.units import GiB, MiB
@@ -51,14 +52,24 @@ CUDA_GRAPH_BYTES_DEFAULT = 512 * MiB
 """CUDA graph pool when not given: vLLM logs -0.45 to 1.03 GiB across models
 (same source); graphs share one pool sized by the largest captured batch."""
 
+VLLM_KV_DTYPES = ("fp16", "bf16", "fp32", "fp8", "fp8_e5m2")
+"""``--kv-cache-dtype``: auto (the model dtype) or fp8 / fp8_e4m3 / fp8_e5m2."""
+
 LARGE_GPU_BYTES = 70 * GiB
 """vLLM picks larger scheduler defaults on GPUs with at least this much memory."""
+
+SCHEDULER_DEFAULTS_LARGE_GPU = (1024, 8192)
+"""(max_num_seqs, max_num_batched_tokens) of vLLM's OpenAI server on such GPUs
+(H100, H200, MI300X; not A100): ``EngineArgs._set_default_args``."""
+
+SCHEDULER_DEFAULTS = (256, 2048)
+"""The same defaults on every other GPU."""
 
 
 def scheduler_defaults(job: Job) -> tuple[int, int]:
     """(max_num_seqs, max_num_batched_tokens): the user's, else vLLM's defaults for the GPU."""
     large = job.gpu is not None and job.gpu.memory_bytes >= LARGE_GPU_BYTES and "a100" not in job.gpu.slug
-    seqs, tokens = (1024, 8192) if large else (256, 2048)
+    seqs, tokens = SCHEDULER_DEFAULTS_LARGE_GPU if large else SCHEDULER_DEFAULTS
     return job.setup.max_num_seqs or seqs, job.setup.max_num_batched_tokens or tokens
 
 
@@ -66,8 +77,8 @@ def profile_peak_bytes(job: Job, max_num_seqs: int, max_num_batched_tokens: int,
     """Peak activation of vLLM's profiling run: the larger of one layer's forward over
     ``max_num_batched_tokens`` (flash attention, no score matrix) and the sampler."""
     shape = ForwardShape(sequences=1, query_tokens=max_num_batched_tokens, kv_tokens=max_num_batched_tokens,
-                         act_bytes=act_bytes)
-    forward = layer_peak_bytes(job.spec, shape, tp=job.setup.tp, impl="flash")
+                         act_bytes=act_bytes, held_hidden=1)
+    forward = layer_peak_bytes(job.spec, shape, tp=job.setup.tp, impl="flash", moe_impl="fused")
     sampler = round(SAMPLER_FP32_COPIES * max_num_seqs * job.spec.vocab_size * FP32_BYTES)
     return max(forward, sampler)
 
@@ -96,7 +107,8 @@ def _max_context_at_batch(job: Job, budget: int, dtype: str) -> int:
 def build(job: Job) -> Estimate:
     setup, spec = job.setup, job.spec
     kv_dtype = get_kv_dtype(setup.kv_dtype or job.compute_dtype)
-    act_bytes = 2
+    check_engine_kv_dtype(kv_dtype, "vLLM", VLLM_KV_DTYPES)
+    act_bytes = get_dtype(job.compute_dtype).bits // 8
     seqs, batched = scheduler_defaults(job)
     weights = weight_split_components(spec, job.weights, setup.tp)
     weight_bytes = sum(c.bytes for c in weights)
@@ -140,6 +152,10 @@ def build(job: Job) -> Estimate:
         if budget <= 0:
             warnings += ("vLLM would refuse to start: no memory left for the KV cache "
                          f"(budget {budget / GiB:.2f} GiB); raise --gpu-memory-utilization or use --tp",)
+        elif per_seq > budget:
+            warnings += (f"vLLM would refuse to start: one sequence of {job.context:,} tokens needs "
+                         f"{per_seq / GiB:.2f} GiB of KV cache, the budget is {budget / GiB:.2f} GiB "
+                         "(lower --context, i.e. max_model_len)",)
         # Memory vLLM leaves outside its utilisation share holds the context and graphs.
         reserve = max(0, total - int(setup.gpu_memory_utilization * total) - context_bytes - graphs)
     est = base_estimate(job, "prefill", components, details=details, warnings=warnings)

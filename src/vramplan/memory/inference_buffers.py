@@ -39,24 +39,41 @@ class ForwardShape:
     """Tokens each query attends to (cached + new)."""
     act_bytes: int = 2
     """Bytes per activation element (bf16/fp16 compute: 2)."""
+    held_hidden: int = 2
+    """Hidden-sized tensors the caller keeps alive through a layer: transformers keeps
+    the embedding output (``inputs_embeds`` in ``LlamaModel.forward``) and the layer's
+    input (the caller's ``hidden_states``): 2. Engines with a fused in-place residual
+    (vLLM) keep 1."""
 
     @property
     def tokens(self) -> int:
         return self.sequences * self.query_tokens
 
 
+EAGER_BYTES_PER_SCORE_EXTRA = FP32_BYTES + FP32_BYTES
+"""Eager softmax: ``softmax(scores + mask, dtype=float32)`` holds the masked scores
+(compute dtype), their fp32 upcast and the fp32 result at once."""
+
+
 def attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, impl: AttentionImpl = "sdpa",
                           repeat_kv: bool = False) -> int:
-    """Live bytes at the attention peak of one layer, per TP rank.
+    """Live bytes at the attention peak of one layer, per TP rank: the larger of two
+    moments.
 
-    ``residual (h) + normed input (h) + q + k + v + rotary temporaries (one more q and
-    k: ``q * cos + rotate_half(q) * sin`` holds two q-sized tensors at once) + output
-    (q width)`` per token, plus, for ``eager``, the score matrix of
-    ``heads x q_len x kv_len`` held in the compute dtype, its fp32 softmax and the cast
-    back (2 + 4 + 2 bytes per score; transformers ``eager_attention_forward``). SDPA's
-    flash / memory-efficient kernels and FlashAttention keep no score matrix (Dao et
-    al. 2022). ``repeat_kv`` adds K and V expanded to every query head (transformers
-    ``repeat_kv`` before eager attention in GQA models).
+    Projections: ``held hidden states + normed input (h) + rotary cos and sin
+    (2 x head_dim) + q + k + v + rotary temporaries (one more q and k:
+    ``q * cos + rotate_half(q) * sin`` holds two q-sized tensors at once) + output (q
+    width)`` per token (+ K and V expanded to every query head when ``repeat_kv``,
+    transformers ``repeat_kv`` before eager attention in GQA models).
+
+    Scores (``eager`` only; transformers ``eager_attention_forward``): the hidden
+    states, q and K/V stay alive while the ``heads x q_len x kv_len`` scores are held
+    three times — masked in the compute dtype, upcast to fp32, softmaxed in fp32
+    (2 + 4 + 4 bytes per score); the mask itself is :func:`attention_mask_bytes`. SDPA's flash / memory-efficient kernels and
+    FlashAttention keep no score matrix (Dao et al. 2022).
+
+    Checked against live tensors of a real transformers ``generate`` on CPU
+    (tests/test_infer_measured.py).
     """
     heads = spec.num_attention_heads // tp
     if spec.mla is not None:
@@ -65,53 +82,96 @@ def attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, 
     else:
         q_width = heads * spec.head_dim
         kv_width = 2 * kv_heads_per_rank(spec, tp) * spec.head_dim
-    residual_and_norm = 2 * spec.hidden_size
-    rotary_temps = q_width + kv_width // 2
+    base = (shape.held_hidden + 1) * spec.hidden_size + _rotary_table(spec) + q_width
     expanded = 2 * q_width if repeat_kv else 0
-    per_token = residual_and_norm + q_width + kv_width + rotary_temps + q_width + expanded
-    live = shape.tokens * per_token * shape.act_bytes
+    rotary_temps = q_width + kv_width // 2
+    projections = shape.tokens * (base + kv_width + rotary_temps + q_width + expanded) * shape.act_bytes
+    if impl != "eager":
+        return projections
+    scores = shape.sequences * heads * shape.query_tokens * shape.kv_tokens
+    at_scores = shape.tokens * (base + (expanded or kv_width)) * shape.act_bytes + \
+        scores * (shape.act_bytes + EAGER_BYTES_PER_SCORE_EXTRA)
+    return max(projections, at_scores)
+
+
+def attention_mask_bytes(spec: ModelSpec, shape: ForwardShape, impl: AttentionImpl) -> int:
+    """The attention mask transformers builds once per forward (alive through every
+    layer; ``masking_utils``): eager adds a float mask of ``q_len x kv_len`` per
+    sequence in the compute dtype; SDPA runs pure causal attention with
+    ``is_causal`` and no mask, but needs a boolean ``q_len x kv_len`` mask (shared by
+    the batch) when a sliding window cuts the keys; flash attention takes none."""
     if impl == "eager":
-        scores = shape.sequences * heads * shape.query_tokens * shape.kv_tokens
-        live += scores * (shape.act_bytes + FP32_BYTES + shape.act_bytes)
-    return live
+        return shape.sequences * shape.query_tokens * shape.kv_tokens * shape.act_bytes
+    window = spec.sliding_window
+    if impl == "sdpa" and window is not None and shape.kv_tokens > window and shape.query_tokens > 1:
+        return shape.query_tokens * shape.kv_tokens
+    return 0
 
 
-def mlp_width_per_token(spec: ModelSpec, layer_is_moe: bool, tp: int) -> int:
-    """Intermediate width one token fills in an MLP, per rank: the dense width, or
-    ``top_k x expert width + shared width`` in an MoE layer (each token runs its top-k
-    experts; under a uniform router the experts' inputs add up to ``k`` copies)."""
-    if not layer_is_moe or spec.moe is None:
-        return spec.intermediate_size // tp
+def _rotary_table(spec: ModelSpec) -> int:
+    """Elements per token of the rotary cos and sin tables (``LlamaRotaryEmbedding``
+    returns both at ``head_dim`` per position); 0 for learned positions."""
+    return 0 if spec.learned_position_embeddings else 2 * spec.head_dim
+
+
+MoEImpl = Literal["grouped", "fused"]
+
+MOE_GROUPED_COPIES_AT_DOWN = 4
+"""transformers' grouped-GEMM experts at the down projection hold four ``k x h``
+tensors per token: the gathered input, the down output, its product with the routing
+weights, and the re-indexed result (measured on a real Qwen3-MoE forward)."""
+
+
+def moe_width_per_token(spec: ModelSpec, tp: int, impl: MoEImpl) -> int:
+    """Elements per token live at the peak of an MoE block, per rank (routed experts
+    split by TP as vLLM's ``FusedMoE`` splits them), the larger of:
+
+    - routed experts, ``grouped`` (transformers 5: each token is gathered ``k`` times,
+      ``grouped_mm`` per expert): ``k x (h + 3 w)`` at gate/up (gathered input, gate_up,
+      product) or :data:`MOE_GROUPED_COPIES_AT_DOWN` ``x k x h`` at the down projection;
+      ``fused`` (vLLM ``fused_moe``): ``intermediate_cache1/2/3`` of ``k x 2w``,
+      ``k x w`` and ``k x h``;
+    - the shared expert after them: routed output (h) + 3 x its width.
+    """
     moe = spec.moe
-    return (moe.experts_per_token * moe.expert_intermediate_size + moe.shared_expert_intermediate_size) // tp
+    if moe is None:
+        return 0
+    k, h, w = moe.experts_per_token, spec.hidden_size, moe.expert_intermediate_size // tp
+    if impl == "grouped":
+        routed = max(k * (h + 3 * w), MOE_GROUPED_COPIES_AT_DOWN * k * h)
+    else:
+        routed = k * (3 * w + h)
+    shared_w = moe.shared_expert_intermediate_size // tp
+    shared = h + 3 * shared_w if shared_w else 0
+    return max(routed, shared)
 
 
-def mlp_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, fused_gate_up: bool = False) -> int:
+def mlp_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, moe_impl: MoEImpl = "grouped") -> int:
     """Live bytes at the MLP peak of one layer, per TP rank.
 
-    Gated MLP, transformers ``LlamaMLP``: ``down(act(gate(x)) * up(x))`` holds
+    Dense gated MLP, transformers ``LlamaMLP``: ``down(act(gate(x)) * up(x))`` holds
     ``act(gate)``, ``up`` and their product at once: 3 x width; a fused kernel
     (vLLM ``MergedColumnParallelLinear`` + ``SiluAndMul``) holds ``gate_up`` (2 x
     width) and the product (1 x width): the same 3 x width. Plain MLP: ``up`` and
-    ``act(up)``: 2 x width. Plus residual and normed input (2 x h). MoE layers add the
-    router logits in fp32 (experts per token) and the output accumulator (h).
+    ``act(up)``: 2 x width. MoE layers: :func:`moe_width_per_token`, plus the router
+    logits in fp32. Plus the held hidden states, the post-attention residual and the
+    normed input (``held + 2`` x h) and the rotary tables, still referenced.
     """
-    is_moe = any(spec.is_moe_layer(i) for i in range(spec.num_layers))
-    width = max(mlp_width_per_token(spec, False, tp) if spec.num_dense_layers else 0,
-                mlp_width_per_token(spec, True, tp) if is_moe else 0)
-    copies = 3 if spec.mlp_gated or fused_gate_up else 2
-    per_token = 2 * spec.hidden_size + copies * width
+    copies = 3 if spec.mlp_gated else 2
+    dense = copies * (spec.intermediate_size // tp) if spec.num_dense_layers else 0
+    moe = moe_width_per_token(spec, tp, moe_impl) if spec.num_moe_layers else 0
+    per_token = (shape.held_hidden + 2) * spec.hidden_size + _rotary_table(spec) + max(dense, moe)
     live = shape.tokens * per_token * shape.act_bytes
-    if is_moe and spec.moe is not None:
-        live += shape.tokens * (spec.moe.num_experts * FP32_BYTES + spec.hidden_size * shape.act_bytes)
+    if moe and spec.moe is not None:
+        live += shape.tokens * spec.moe.num_experts * FP32_BYTES
     return live
 
 
 def layer_peak_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, impl: AttentionImpl = "sdpa",
-                     repeat_kv: bool = False) -> int:
+                     repeat_kv: bool = False, moe_impl: MoEImpl = "grouped") -> int:
     """Peak live bytes inside one decoder layer: the larger of its two phases."""
     return max(attention_phase_bytes(spec, shape, tp=tp, impl=impl, repeat_kv=repeat_kv),
-               mlp_phase_bytes(spec, shape, tp=tp))
+               mlp_phase_bytes(spec, shape, tp=tp, moe_impl=moe_impl))
 
 
 def logits_bytes(spec: ModelSpec, *, rows: int, act_bytes: int = 2, fp32_copy: bool = True) -> int:

@@ -92,6 +92,12 @@ def get_kv_dtype(name: str | KVDType) -> KVDType:
     return lookup("kv cache dtype", key, table, hint=f"--kv-dtype: one of {', '.join(KV_DTYPES)}")
 
 
+def check_engine_kv_dtype(dtype: KVDType, engine: str, allowed: tuple[str, ...]) -> None:
+    """Refuse a cache dtype the engine does not offer (one line naming its choices)."""
+    if dtype.name not in allowed:
+        raise InputError(f"--kv-dtype {dtype.name}: not a {engine} cache type; expected one of {', '.join(allowed)}")
+
+
 def kv_row_elements(spec: ModelSpec, *, tp: int = 1, mla_cache: MLACache = "latent") -> tuple[int, int]:
     """(elements of one cached K row, of one cached V row) per token and layer on one
     TP rank. MLA's latent cache is one row of ``kv_lora_rank + qk_rope_head_dim`` (V
@@ -125,9 +131,10 @@ def tokens_held(spec: ModelSpec, layer: int, context_tokens: int, sliding_extra_
     """Tokens layer ``layer`` keeps for a sequence of ``context_tokens``: all of them,
     or in a sliding layer at most ``sliding_window + sliding_extra_tokens``.
 
-    The extra is the engine's: transformers' ``DynamicSlidingWindowLayer`` keeps
-    ``window - 1`` past tokens (the next query is the window's last token): -1;
-    llama.cpp's SWA cache keeps ``n_swa`` plus one micro-batch: ``+n_ubatch``."""
+    The extra is the engine's: transformers' ``DynamicSlidingWindowLayer`` keeps a view
+    of ``window - 1`` past tokens on a ``window``-token storage in decode: 0 (and the
+    whole prompt right after prefill); llama.cpp's SWA cache keeps ``n_swa`` plus one
+    micro-batch: ``+n_ubatch``."""
     kind = spec.attention_kinds()[layer]
     if kind == "sliding_attention" and spec.sliding_window is not None:
         return min(context_tokens, spec.sliding_window + sliding_extra_tokens)

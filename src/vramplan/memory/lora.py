@@ -64,17 +64,28 @@ def adapter_groups(spec: ModelSpec, targets: Sequence[str], rank: int) -> list[T
 
 
 def adapter_activation_bytes_per_token(spec: ModelSpec, targets: Sequence[str], rank: int,
-                                       compute_bytes: int) -> int:
-    """Bytes per token, summed over all layers, that the adapters save: ``A x`` (``r``
-    wide, fp32, saved by ``B``), and when the base computes in 16 bits, the fp32 copy
-    of its input that peft's ``_cast_input_dtype`` makes for each adapted module
-    (``4 x in_features``)."""
+                                       compute_bytes: int, autocast: bool) -> int:
+    """Bytes per token, summed over all layers, that the adapters save.
+
+    peft's ``_cast_input_dtype`` casts each adapted module's input to the adapter
+    dtype (fp32) when the base computes in 16 bits, so every adapted module keeps its
+    own copy of its input (``in_features`` wide): fp32 without autocast, and under
+    autocast the compute-dtype copy the adapter matmul casts it back to. Each also
+    keeps ``A x`` (``r`` wide, saved by ``B``) in the dtype the adapter matmul runs in.
+    On an fp32 base nothing is cast: the input is the one the base linear saves.
+    """
+    matmul_bytes = compute_bytes if autocast else ADAPTER_BYTES
     total = 0
     for g in target_groups(spec, targets):
         in_f = g.shape[1]
-        cast = ADAPTER_BYTES * in_f if compute_bytes < ADAPTER_BYTES else 0
-        total += (rank * ADAPTER_BYTES + cast) * g.count
+        cast = matmul_bytes * in_f if compute_bytes < ADAPTER_BYTES else 0
+        total += (rank * matmul_bytes + cast) * g.count
     return total
+
+
+def adapter_weight_cast_bytes(groups: Sequence[TensorGroup], compute_bytes: int, autocast: bool) -> int:
+    """Autocast's compute-dtype copies of the fp32 adapter weights (0 without autocast)."""
+    return sum(g.params for g in groups) * compute_bytes if autocast else 0
 
 
 def dequant_buffer_bytes(spec: ModelSpec, targets_quantized: Sequence[TensorGroup], compute_bytes: int) -> int:

@@ -161,7 +161,8 @@ def layers_holding(spec: ModelSpec, group: TensorGroup) -> tuple[int, ...]:
 
 
 GroupBytes = Callable[[TensorGroup, int], int]
-"""``(group, layer index or -1) -> bytes`` of the group's tensors in that layer."""
+"""``(group, layer index or -1) -> bytes`` of the group's tensors in that layer; the
+group passed in counts only the tensors of one layer (:func:`tensors_in_layer`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,10 +183,13 @@ class LayerWeights:
 
 
 def layer_weights(spec: ModelSpec, group_bytes: GroupBytes,
-                  keep: Callable[[TensorGroup], bool] | None = None) -> LayerWeights:
+                  keep: Callable[[TensorGroup], bool] | None = None, uniform: bool = False) -> LayerWeights:
     """Split the model's weights by layer, with ``group_bytes`` pricing each group's
     tensors in one layer (``layer=-1`` for the tensors outside the blocks); only the
-    groups ``keep`` accepts, when given."""
+    groups ``keep`` accepts, when given. ``uniform``: the price does not depend on the
+    layer, so each group is priced once."""
+    from dataclasses import replace
+
     per_layer = [0] * spec.num_layers
     embedding = output = 0
     for group in model_tensors(spec):
@@ -198,8 +202,10 @@ def layer_weights(spec: ModelSpec, group_bytes: GroupBytes,
             else:
                 output += group_bytes(group, -1)
             continue
+        one_layer = replace(group, count=group.count // len(layers))
+        same = group_bytes(one_layer, layers[0]) if uniform else None
         for i in layers:
-            per_layer[i] += group_bytes(group, i)
+            per_layer[i] += same if same is not None else group_bytes(one_layer, i)
     return LayerWeights(per_layer_bytes=tuple(per_layer), embedding_bytes=embedding, output_bytes=output)
 
 
@@ -212,12 +218,10 @@ def tensors_in_layer(spec: ModelSpec, group: TensorGroup) -> int:
 
 def format_group_bytes(spec: ModelSpec, fmt: WeightFormat | str) -> GroupBytes:
     """:data:`GroupBytes` for a uniform format (the same layout in every layer)."""
-    from dataclasses import replace
-
     fmt = get_format(fmt)
 
     def price(group: TensorGroup, layer: int) -> int:
-        return tensor_group_bytes(replace(group, count=tensors_in_layer(spec, group)), fmt)
+        return tensor_group_bytes(group, fmt)
 
     return price
 
@@ -236,7 +240,7 @@ def gguf_group_bytes(spec: ModelSpec, recipe: GgufRecipe | str) -> GroupBytes:
                             gqa_ratio=spec.num_attention_heads // spec.num_kv_heads, num_experts=num_experts,
                             is_expert=group.name.startswith("mlp.experts."))
         ggml = tensor_type(recipe, ctx)
-        return ggml.row_bytes(row) * (group.numel // row) * tensors_in_layer(spec, group)
+        return ggml.row_bytes(row) * (group.numel // row) * group.count
 
     return price
 
@@ -320,8 +324,9 @@ def weight_split_components(spec: ModelSpec, choice: WeightsChoice, tp: int = 1,
     for one TP rank, counting only the decoder layers ``layers`` accepts (all when
     None) plus the tensors outside the blocks when ``layers`` accepts -1."""
     price = choice_group_bytes(spec, choice, tp)
-    quant = layer_weights(spec, price, keep=lambda g: is_quantized(spec, choice, g))
-    plain = layer_weights(spec, price, keep=lambda g: not is_quantized(spec, choice, g))
+    uniform = isinstance(choice, WeightFormat)
+    quant = layer_weights(spec, price, keep=lambda g: is_quantized(spec, choice, g), uniform=uniform)
+    plain = layer_weights(spec, price, keep=lambda g: not is_quantized(spec, choice, g), uniform=uniform)
 
     def total(lw: LayerWeights) -> int:
         inside = sum(b for i, b in enumerate(lw.per_layer_bytes) if layers is None or layers(i))

@@ -163,14 +163,29 @@ function drawGenericTable(rows, title) {
   return `<caption>${esc(title)}</caption><thead><tr>${head}</tr></thead><tbody>${body}</tbody>`;
 }
 
+function planRow(c) {
+  // Training candidates nest their layout; inference candidates are flat.
+  if (c.layout) {
+    return { layout: c.describe, gpus: c.layout.num_gpus, engine: c.layout.engine, micro_batch: c.micro_batch_size,
+      recompute: c.recompute, peak_bytes: c.peak_bytes, host_bytes_per_node: c.host_bytes_per_node,
+      step_s: Number(c.step_s.toFixed(2)), tokens_per_s: Math.round(c.tokens_per_s) };
+  }
+  const row = {};
+  for (const [k, v] of Object.entries(c)) row[k] = typeof v === "number" && !Number.isInteger(v) ? Number(v.toFixed(2)) : v;
+  return row;
+}
+
 function drawPlan(result) {
-  const layouts = result.layouts || result.fits || [];
-  $("#verdict").innerHTML = `<div class="verdict ${layouts.length ? "fits" : "nofit"}">${esc(result.summary || (layouts.length
-    ? `${layouts.length} layouts fit` : "Nothing fits"))}</div>`;
-  $("#components").innerHTML = drawGenericTable(layouts.slice(0, 25), "layouts that fit, best first");
-  const advice = result.advice || result.suggestions || [];
-  $("#messages").innerHTML = [...(result.assumptions || []), ...advice.map((a) => typeof a === "string" ? a : JSON.stringify(a))]
-    .map((m) => `<li>${esc(m)}</li>`).join("");
+  const rows = (result.candidates || []).map(planRow);
+  const head = rows.length
+    ? `Fits from ${result.min_gpus} x ${esc(result.gpu)}; ${rows.length} best layouts below`
+    : `Nothing fits on up to ${Math.max(...(result.gpu_counts || [0]))} x ${esc(result.gpu)}`;
+  $("#verdict").innerHTML = `<div class="verdict ${rows.length ? "fits" : "nofit"}">${head}
+    <small>${Number(result.evaluated || 0).toLocaleString()} layouts evaluated</small></div>`;
+  $("#components").innerHTML = drawGenericTable(rows, "layouts that fit, best first");
+  const changes = (result.changes || []).map((c) => typeof c === "string" ? c
+    : `${c.change || c.name || ""}: ${c.description || ""} ${c.peak_bytes ? formatBytes(c.peak_bytes) : ""}`.trim());
+  $("#messages").innerHTML = [...changes, ...(result.assumptions || [])].map((m) => `<li>${esc(m)}</li>`).join("");
 }
 
 function drawParams(result) {
