@@ -347,6 +347,18 @@ def final_norm_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     return _part("final_norm", per_token, ctx, sharded=False).bytes
 
 
+def norm_transient_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Temporaries inside one RMSNorm's forward beyond what it keeps, freed when it
+    returns. With a 16-bit input: the fp32 ``pow(2)`` output and the fp32 normalised
+    tensor before its cast back (``2 f h`` per token). In fp32 the ``pow(2)`` output
+    (``f h``) lives before the normalised tensor and the output (``2 f h``, kept) exist,
+    so the norm never exceeds what it keeps: 0. LayerNorm runs as one kernel: 0."""
+    if spec.norm == "layernorm" or ctx.r >= FP32:
+        return 0
+    per_token = 2 * FP32 * spec.hidden_size
+    return _part("norm_temporaries", per_token, ctx, sharded=False).bytes
+
+
 def final_hidden_transient_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     """The final norm's output as the model returns it (``last_hidden_state``), alive
     until the loss is computed. Counted only where the head does not save that very
