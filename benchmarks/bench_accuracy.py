@@ -383,6 +383,15 @@ copies, gradients, optimizer, adapters, activations, kv_cache, logits+temporarie
 logits, the loss's fp32 copies and the temporaries of backward and the optimizer
 step) whose bytes at the peak differ most, estimate minus trace (1 MiB and more). The two peaks can fall in different phases; the
 groups are then taken at each one's own peak.
+
+## On a GPU
+
+`vramplan validate --device cuda [--model M --train|--infer --batch B --seq S]` runs
+the same steps on a real card and prints `torch.cuda.max_memory_allocated()` and
+`max_memory_reserved()` beside the trace and the estimate. No GPU was available
+when this page was generated, so no measured table is recorded yet; the trace's
+CUDA-specific rules are instead checked against PyTorch's own CUDA autocast kernels
+and kernel saved-tensor signatures (`tests/test_trace_rules.py`).
 """
 
 
