@@ -381,8 +381,9 @@ DOC_OUTRO = """## Reading a row
 *largest differences* lists the comparison groups (weights incl. fp32 master
 copies, gradients, optimizer, adapters, activations, kv_cache, logits+temporaries =
 logits, the loss's fp32 copies and the temporaries of backward and the optimizer
-step) whose bytes at the peak differ most, estimate minus trace (1 MiB and more). The two peaks can fall in different phases; the
-groups are then taken at each one's own peak.
+step) whose bytes at the peak differ most, estimate minus trace (1 MiB and more).
+The two peaks can fall in different phases; the groups are then taken at each
+one's own peak.
 
 ## On a GPU
 
