@@ -192,6 +192,8 @@ class ActivationPlan:
     forward_only: int
     """Alive at the forward's end but not kept into backward: autocast's weight cache
     under full recomputation, the returned last hidden state."""
+    final_norm_transient: int = 0
+    """Temporaries inside the final norm's forward."""
 
 
 def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
@@ -273,7 +275,8 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
         parts["weight_casts"] = parts.get("weight_casts", 0) + act.head_weight_cast_bytes(spec, ctx)
     forward_only = (cast * spec.num_layers if policy == "full" else 0) + act.final_hidden_transient_bytes(spec, ctx)
     return ActivationPlan(parts=parts, per_layer_kept=tuple(kept), per_layer_full=tuple(full),
-                          per_layer_work=tuple(work), outside_layers=outside, forward_only=forward_only)
+                          per_layer_work=tuple(work), outside_layers=outside, forward_only=forward_only,
+                          final_norm_transient=act.norm_transient_bytes(spec, ctx))
 
 
 def setup_logits(spec: ModelSpec, setup: TrainingSetup) -> LogitsBytes:
@@ -353,6 +356,11 @@ def timeline(spec: ModelSpec, setup: TrainingSetup, states: ModelStates, plan: A
         forward["activations/forward_only"] = (plan.forward_only, "alive until the loss, not kept for backward: "
                                                "the returned last hidden state (and autocast's cached weight "
                                                "copies under full recomputation)")
+    final_norm = {**resident, **_activation_parts(plan), **dequant,
+                  "buffers/norm_temporaries": (plan.final_norm_transient, "fp32 temporaries inside the final "
+                                               "norm (the forward's high point when the vocabulary is small)")}
+    if sum(b for b, _ in final_norm.values()) > sum(b for b, _ in forward.values()):
+        forward = final_norm
     backward = {**resident, **_activation_parts(plan), "logits": (logits.backward_peak, logits.note)}
     best, where = sum(b for b, _ in backward.values()), "loss backward"
     grad_key = "adapters/gradients" if setup.method != "full" else "gradients"
