@@ -63,7 +63,25 @@ CONFIGS = {
     "mistral-sliding": dict(BASE, model_type="mistral", sliding_window=128),
     "qwen3-moe": dict(BASE, model_type="qwen3_moe", head_dim=32, moe_intermediate_size=128, num_experts=8,
                       num_experts_per_tok=2),
+    # GPT-2: fused c_attn (Conv1D), learned positions, LayerNorm, Python NewGELU MLP.
+    "gpt2": dict(model_type="gpt2", n_embd=256, n_layer=2, n_head=8, vocab_size=1000, n_positions=1024,
+                 torch_dtype="bfloat16", bos_token_id=0, eos_token_id=0),
+    # Pythia: fused query_key_value, rotary on a quarter of each head, parallel residual.
+    "pythia": dict(model_type="gpt_neox", hidden_size=256, intermediate_size=1024, num_hidden_layers=2,
+                   num_attention_heads=8, vocab_size=1000, max_position_embeddings=2048, rotary_pct=0.25,
+                   use_parallel_residual=True, torch_dtype="bfloat16"),
+    "gpt-neox-sequential": dict(model_type="gpt_neox", hidden_size=256, intermediate_size=1024,
+                                num_hidden_layers=2, num_attention_heads=8, vocab_size=1000,
+                                max_position_embeddings=2048, rotary_pct=0.25, use_parallel_residual=False,
+                                torch_dtype="bfloat16"),
 }
+
+TOLERANCE = {
+    # The MoE routing bookkeeping (int64 top-k ids, their sort, fp32 routing weights:
+    # ~40 bytes per token and expert choice) is not modelled: the estimate is ~1.2% low.
+    "qwen3-moe": 0.03,
+}
+"""Relative tolerance per config where it is looser than 1%, with the reason."""
 
 
 def measured_peak(cfg: dict, attention: str, batch: int, prompt: int, new: int) -> int:
@@ -96,7 +114,7 @@ def estimated(cfg: dict, attention: str, batch: int, prompt: int, new: int) -> i
 def test_prefill_peak_matches_generate(name, attention):
     cfg = CONFIGS[name]
     real = measured_peak(cfg, attention, batch=2, prompt=384, new=2)
-    assert estimated(cfg, attention, batch=2, prompt=384, new=2) == pytest.approx(real, rel=0.03)
+    assert estimated(cfg, attention, batch=2, prompt=384, new=2) == pytest.approx(real, rel=TOLERANCE.get(name, 0.01))
 
 
 EAGER_ONLY = {

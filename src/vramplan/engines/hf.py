@@ -31,7 +31,8 @@ from vramplan.dtypes import get_dtype
 from vramplan.engines import Job, base_estimate, peak_of, with_gpu_verdict
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
-from vramplan.memory.inference_buffers import ForwardShape, attention_mask_bytes, layer_peak_bytes, logits_bytes
+from vramplan.memory.inference_buffers import (ForwardShape, attention_mask_bytes, hf_layer_flow, layer_peak_bytes,
+                                              logits_bytes)
 from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_cache_bytes, kv_row_elements
 from vramplan.memory.overhead import allocator_slack_component, fixed_overhead_components
 from vramplan.memory.weights import shard_shape, weight_split_components
@@ -45,6 +46,20 @@ SLIDING_DECODE_EXTRA_TOKENS = 0
 HF_KV_DTYPES = ("fp32", "fp16", "bf16", "fp8", "fp8_e5m2")
 """Dtypes a ``DynamicCache`` holds: the model's (or one the user casts to; fp8 via a
 cast of the cache tensors)."""
+
+HELD_HIDDEN = 2
+"""Hidden-sized tensors a transformers model keeps alive through every layer: the
+embedding output (``inputs_embeds``) and the layer's input."""
+
+HELD_POSITION_EMBEDDINGS = 1
+"""GPT-2 also keeps its learned position embeddings bound (``position_embeds`` in
+``GPT2Model.forward``) for the whole forward."""
+
+
+def held_hidden(job: Job) -> int:
+    """Hidden-sized tensors held through each layer by the transformers model."""
+    return HELD_HIDDEN + (HELD_POSITION_EMBEDDINGS if job.spec.learned_position_embeddings else 0)
+
 
 TOKEN_ID_BYTES = 8
 """``generate`` keeps the ids (and the attention mask) as int64, 8 bytes a token."""
@@ -77,7 +92,8 @@ def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Compon
     repeat = setup.attention == "eager" and job.spec.num_kv_heads < job.spec.num_attention_heads
     layer_moment = [
         Component(name="activations/layer",
-                  bytes=layer_peak_bytes(job.spec, shape, tp=setup.tp, impl=setup.attention, repeat_kv=repeat),
+                  bytes=layer_peak_bytes(job.spec, shape, tp=setup.tp, impl=setup.attention, repeat_kv=repeat,
+                                         flow=hf_layer_flow(job.spec)),
                   note=f"{phase}: one layer's live tensors for {shape.sequences} x {shape.query_tokens} tokens "
                        f"({setup.attention} attention over {shape.kv_tokens} keys)"),
         Component(name="activations/attention_mask", bytes=attention_mask_bytes(job.spec, shape, setup.attention),
@@ -109,7 +125,7 @@ def build(job: Job) -> Estimate:
     dequant_terms = [Component(name="buffers/dequant", bytes=dequant,
                                note="largest quantized weight dequantized for a multi-token matmul (bitsandbytes)")]
     prefill += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=chunk, kv_tokens=job.prompt,
-                                             act_bytes=act_bytes), "prefill", dequant_terms if dequant else [])
+                                             act_bytes=act_bytes, held_hidden=held_hidden(job)), "prefill", dequant_terms if dequant else [])
 
     row = kv_dtype.row_bytes(max(kv_row_elements(spec, tp=setup.tp)))
     decode = weights + [
@@ -121,7 +137,7 @@ def build(job: Job) -> Estimate:
     concat = [Component(name="buffers/cache_concat", bytes=setup.batch * job.context * row,
                         note="old K (or V) of one layer while torch.cat builds the grown one (DynamicLayer.update)")]
     decode += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=1, kv_tokens=job.context,
-                                            act_bytes=act_bytes), "decode", concat)
+                                            act_bytes=act_bytes, held_hidden=held_hidden(job)), "decode", concat)
     phases = {}
     for name, comps in (("prefill", prefill), ("decode", decode)):
         fixed = fixed_overhead_components(setup.overheads, comm_group_ranks=setup.tp)
