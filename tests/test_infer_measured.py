@@ -119,14 +119,13 @@ def test_prefill_peak_matches_generate(name, attention):
 
 EAGER_ONLY = {
     # Gemma 2 runs eager only in transformers; local/global layers, 4 norms a layer.
-    "gemma2-local-global": (dict(BASE, model_type="gemma2", head_dim=32, sliding_window=128), 0.03),
+    "gemma2-local-global": (dict(BASE, model_type="gemma2", head_dim=32, sliding_window=128), 0.01),
     # DeepSeek-V3 MLA: queries and keys decompressed per head (qk 48, v 32 dims); on CPU
     # SDPA falls back to its math kernel for unequal q/v dims, so eager is the fair check.
-    # The latent projections' short-lived tensors leave the estimate ~4% low.
     "deepseek-v3-mla": (dict(BASE, model_type="deepseek_v3", num_key_value_heads=8, q_lora_rank=64,
                              kv_lora_rank=32, qk_rope_head_dim=16, qk_nope_head_dim=32, v_head_dim=32,
                              n_routed_experts=8, num_experts_per_tok=2, moe_intermediate_size=128,
-                             n_shared_experts=1, first_k_dense_replace=1, n_group=1, topk_group=1), 0.05),
+                             n_shared_experts=1, first_k_dense_replace=1, n_group=1, topk_group=1), 0.01),
 }
 
 
@@ -142,3 +141,21 @@ def test_decode_peak_matches_generate():
     cfg = dict(CONFIGS["llama-gqa"], num_key_value_heads=8)
     real = measured_peak(cfg, "sdpa", batch=2, prompt=4, new=60)
     assert estimated(cfg, "sdpa", batch=2, prompt=4, new=60) == pytest.approx(real, rel=0.03)
+
+
+DECODE = {
+    # Eager decode: GQA's repeat_kv expands the whole cache; MLA decompresses it and
+    # copies the strided values before probs @ V. The estimate counts the cache at the
+    # full context while generate's last step caches one token less: ~1.5% high here.
+    "gemma2-local-global": (EAGER_ONLY["gemma2-local-global"][0], "eager"),
+    "deepseek-v3-mla": (EAGER_ONLY["deepseek-v3-mla"][0], "eager"),
+    "gpt2": (CONFIGS["gpt2"], "sdpa"),
+    "pythia": (CONFIGS["pythia"], "eager"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DECODE))
+def test_decode_peak_other_families(name):
+    cfg, attention = DECODE[name]
+    real = measured_peak(cfg, attention, batch=2, prompt=4, new=60)
+    assert estimated(cfg, attention, batch=2, prompt=4, new=60) == pytest.approx(real, rel=0.02)

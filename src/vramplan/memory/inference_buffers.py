@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vramplan.memory.weights import kv_heads_per_rank
-from vramplan.model.spec import ModelSpec
+from vramplan.model.spec import MLASpec, ModelSpec
 
 AttentionImpl = Literal["eager", "sdpa", "flash"]
 
@@ -78,6 +78,10 @@ class LayerFlow:
     ``NewGELUActivation`` written in Python (``0.5 * x * (1 + tanh(c * (x + 0.044715 *
     x**3))))``): at ``0.044715 * pow(x, 3)`` the input, ``0.5 * x``, ``pow`` and the
     product are alive, 4 = input + output + 2."""
+    mla_expands_cache: bool = False
+    """Multi-head latent attention decompresses the cached latent of every token for
+    every step (transformers ``DeepseekV3Attention.expand_kv``: ``kv_b_proj`` over the
+    whole cache, then a new full-width key); fused engines absorb ``kv_b_proj`` instead."""
 
 
 LLAMA_FLOW = LayerFlow()
@@ -99,7 +103,7 @@ def hf_layer_flow(spec: ModelSpec) -> LayerFlow:
         return LayerFlow(fused_qkv=True, softmax_fp32=False, mlp_block_hidden=3, activation_extra_copies=extra)
     if spec.model_type == "gpt_neox":
         return LayerFlow(fused_qkv=True, activation_extra_copies=extra)
-    return LayerFlow(activation_extra_copies=extra)
+    return LayerFlow(activation_extra_copies=extra, mla_expands_cache=spec.mla is not None)
 
 
 def eager_probs_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1) -> int:
@@ -120,7 +124,8 @@ def attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, 
     (2 x head_dim) + q + k + v + rotary temporaries (one more q and k:
     ``q * cos + rotate_half(q) * sin`` holds two q-sized tensors at once) + output (q
     width)`` per token (+ K and V expanded to every query head when ``repeat_kv``,
-    transformers ``repeat_kv`` before eager attention in GQA models).
+    transformers ``repeat_kv`` before eager attention in GQA models: every cached
+    token's, ``kv_tokens`` per sequence).
 
     Scores (``eager`` only; transformers ``eager_attention_forward``): the hidden
     states, q and K/V stay alive while the ``heads x q_len x kv_len`` scores are held
@@ -135,6 +140,8 @@ def attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, 
     """
     if flow.fused_qkv:
         return fused_attention_phase_bytes(spec, shape, tp=tp, impl=impl, flow=flow)
+    if flow.mla_expands_cache and spec.mla is not None:
+        return mla_attention_phase_bytes(spec, spec.mla, shape, tp=tp, impl=impl)
     heads = spec.num_attention_heads // tp
     if spec.mla is not None:
         q_width = heads * spec.mla.qk_head_dim
@@ -143,13 +150,14 @@ def attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, 
         q_width = heads * spec.head_dim
         kv_width = 2 * kv_heads_per_rank(spec, tp) * spec.head_dim
     base = (shape.held_hidden + 1) * spec.hidden_size + _rotary_table(spec) + q_width
-    expanded = 2 * q_width if repeat_kv else 0
+    # repeat_kv expands every cached key and value (kv_tokens of them), not only the new ones.
+    expanded = shape.sequences * shape.kv_tokens * 2 * q_width * shape.act_bytes if repeat_kv else 0
     rotary_temps = q_width + kv_width // 2
-    projections = shape.tokens * (base + kv_width + rotary_temps + q_width + expanded) * shape.act_bytes
+    projections = shape.tokens * (base + kv_width + rotary_temps + q_width) * shape.act_bytes + expanded
     if impl != "eager":
         return projections
     scores = shape.sequences * heads * shape.query_tokens * shape.kv_tokens
-    at_scores = shape.tokens * (base + (expanded or kv_width)) * shape.act_bytes + \
+    at_scores = shape.tokens * (base + (0 if repeat_kv else kv_width)) * shape.act_bytes + expanded + \
         scores * (shape.act_bytes + EAGER_BYTES_PER_SCORE_EXTRA)
     return max(projections, at_scores)
 
@@ -189,14 +197,55 @@ def fused_attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int
     return max(projections + eager_probs_bytes(spec, shape, tp=tp), at_scores)
 
 
+def mla_attention_phase_bytes(spec: ModelSpec, mla: MLASpec, shape: ForwardShape, *, tp: int,
+                              impl: AttentionImpl) -> int:
+    """Live bytes at the attention peak of a multi-head latent attention layer as
+    transformers runs it (``DeepseekV3Attention.forward``), per TP rank.
+
+    Before the scores, per new token: held hidden states + normed input (h) + rotary
+    tables (2 x rope dims) + the query projection ``q_states`` (heads x qk dims; its
+    ``q_pass`` view keeps it alive) + the rotated ``q_rot`` (heads x rope dims,
+    ``apply_rotary_pos_emb_interleave`` ends in ``torch.cat``) + ``query_states``
+    (``cat(q_pass, q_rot)``: heads x qk dims) + ``compressed_kv`` (latent + rope dims,
+    bound in the frame). Per cached token (``expand_kv`` runs on what the cache
+    returns): ``kv_b_proj``'s output (heads x (nope + v) dims; ``value_states`` is its
+    view) + ``key_states`` (heads x qk dims, ``new_empty`` filled by two copies).
+
+    Projection moment: the above + the attention output (heads x v) + its contiguous
+    copy or the ``o_proj`` output (h) (+ the bound probabilities under eager). Scores
+    (eager): the above + masked scores, fp32 upcast and fp32 softmax (2 + 4 + 4 bytes).
+    Values (eager): ``value_states`` is a strided view of ``kv_b_proj``'s output, so
+    ``matmul(probs, value_states)`` first copies it contiguous (``kv_tokens x heads x
+    v`` per sequence) next to the probabilities and the output: the decode peak.
+    The query latent (``q_a_proj``) is freed before these moments.
+    """
+    heads = spec.num_attention_heads // tp
+    per_query = (shape.held_hidden + 1) * spec.hidden_size + _rotary_table(spec) \
+        + heads * (2 * mla.qk_head_dim + mla.qk_rope_head_dim) + mla.kv_lora_rank + mla.qk_rope_head_dim
+    per_key = heads * (mla.qk_nope_head_dim + mla.v_head_dim + mla.qk_head_dim)
+    before = (shape.tokens * per_query + shape.sequences * shape.kv_tokens * per_key) * shape.act_bytes
+    out_width = heads * mla.v_head_dim
+    projections = before + shape.tokens * (out_width + max(out_width, spec.hidden_size)) * shape.act_bytes
+    if impl != "eager":
+        return projections
+    scores = shape.sequences * heads * shape.query_tokens * shape.kv_tokens
+    probs = eager_probs_bytes(spec, shape, tp=tp)
+    value_copy = shape.sequences * shape.kv_tokens * out_width * shape.act_bytes
+    at_values = before + probs + value_copy + shape.tokens * out_width * shape.act_bytes
+    return max(projections + probs, at_values, before + scores * (shape.act_bytes + EAGER_BYTES_PER_SCORE_EXTRA))
+
+
 def attention_mask_bytes(spec: ModelSpec, shape: ForwardShape, impl: AttentionImpl) -> int:
-    """The attention mask transformers builds once per forward (alive through every
+    """The attention masks transformers builds once per forward (alive through every
     layer; ``masking_utils``): eager adds a float mask of ``q_len x kv_len`` per
-    sequence in the compute dtype; SDPA runs pure causal attention with
-    ``is_causal`` and no mask, but needs a boolean ``q_len x kv_len`` mask (shared by
-    the batch) when a sliding window cuts the keys; flash attention takes none."""
+    sequence in the compute dtype, one per attention kind the model has (Gemma 2 and
+    other local/global models build a causal and a sliding mask, ``causal_mask_mapping``);
+    SDPA runs pure causal attention with ``is_causal`` and no mask, but needs a boolean
+    ``q_len x kv_len`` mask (shared by the batch) when a sliding window cuts the keys;
+    flash attention takes none."""
     if impl == "eager":
-        return shape.sequences * shape.query_tokens * shape.kv_tokens * shape.act_bytes
+        kinds = len(set(spec.attention_kinds()))
+        return kinds * shape.sequences * shape.query_tokens * shape.kv_tokens * shape.act_bytes
     window = spec.sliding_window
     if impl == "sdpa" and window is not None and shape.kv_tokens > window and shape.query_tokens > 1:
         return shape.query_tokens * shape.kv_tokens
@@ -206,8 +255,12 @@ def attention_mask_bytes(spec: ModelSpec, shape: ForwardShape, impl: AttentionIm
 def _rotary_table(spec: ModelSpec) -> int:
     """Elements per token of the rotary cos and sin tables (``LlamaRotaryEmbedding``
     returns both at the rotary dims per position: ``head_dim``, or
-    ``int(head_dim x partial_rotary_factor)`` in GPT-NeoX); 0 for learned positions."""
-    return 0 if spec.learned_position_embeddings else 2 * int(spec.head_dim * spec.partial_rotary_factor)
+    ``int(head_dim x partial_rotary_factor)`` in GPT-NeoX, ``qk_rope_head_dim`` in
+    MLA); 0 for learned positions."""
+    if spec.learned_position_embeddings:
+        return 0
+    rotary_dims = spec.mla.qk_rope_head_dim if spec.mla is not None else spec.head_dim
+    return 2 * int(rotary_dims * spec.partial_rotary_factor)
 
 
 MoEImpl = Literal["grouped", "fused"]
