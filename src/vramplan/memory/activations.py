@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vramplan.memory.gradients import PrecisionRecipe
-from vramplan.model.spec import ModelSpec
+from vramplan.model.spec import MLASpec, ModelSpec, MoESpec
 from vramplan.model.tensors import model_tensors
 
 AttentionImpl = Literal["flash", "sdpa", "eager"]
@@ -176,7 +176,7 @@ def _scores_per_token(spec: ModelSpec, ctx: ActivationContext, heads: int) -> in
 def attention_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationPart]:
     """Saved tensors of one attention block (without its input norm)."""
     if spec.mla is not None:
-        return _mla_parts(spec, ctx)
+        return _mla_parts(spec, spec.mla, ctx)
     c, a = ctx.c, spec.num_attention_heads
     kv_width = spec.q_dim if ctx.attention == "eager" else spec.kv_dim  # repeat_kv in eager
     parts = [_part("attention/qkv", c * (spec.q_dim + 2 * kv_width), ctx, sharded=True),
@@ -196,9 +196,8 @@ def _latent_per_token(spec: ModelSpec, ctx: ActivationContext, width: int, extra
     return ctx.c * (width + extra) + _norm_per_token(spec, ctx, width) + _linear_inputs_per_token(ctx, width, 1)
 
 
-def _mla_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationPart]:
-    mla, a, c = spec.mla, spec.num_attention_heads, ctx.c
-    assert mla is not None
+def _mla_parts(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext) -> list[ActivationPart]:
+    a, c = spec.num_attention_heads, ctx.c
     latents = _latent_per_token(spec, ctx, mla.kv_lora_rank, mla.qk_rope_head_dim)
     if mla.q_lora_rank:
         latents += _latent_per_token(spec, ctx, mla.q_lora_rank, 0)
@@ -231,8 +230,8 @@ def _dense_mlp_per_token(spec: ModelSpec, ctx: ActivationContext, width: int) ->
 def mlp_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
     """Saved tensors of one MLP or MoE block (without its input norm)."""
     parts: list[ActivationPart] = []
-    if spec.is_moe_layer(layer):
-        parts += _moe_parts(spec, ctx)
+    if spec.is_moe_layer(layer) and spec.moe is not None:
+        parts += _moe_parts(spec, spec.moe, ctx)
     else:
         parts.append(_part("mlp", _dense_mlp_per_token(spec, ctx, spec.intermediate_size), ctx, sharded=True))
     if ctx.dropout:
@@ -240,9 +239,8 @@ def mlp_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Activ
     return parts
 
 
-def _moe_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationPart]:
-    moe, c, h = spec.moe, ctx.c, spec.hidden_size
-    assert moe is not None
+def _moe_parts(spec: ModelSpec, moe: MoESpec, ctx: ActivationContext) -> list[ActivationPart]:
+    c, h = ctx.c, spec.hidden_size
     k = moe.experts_per_token
     # router: fp32 probabilities saved by softmax; top-k values (fp32) and int64 indices
     router = FP32 * moe.num_experts + k * (FP32 + INDEX)
@@ -258,11 +256,9 @@ def _moe_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationPart]:
     return parts
 
 
-def _moe_linear_readers(spec: ModelSpec) -> int:
+def _moe_linear_readers(spec: ModelSpec, moe: MoESpec) -> int:
     """Linears reading the MLP norm's output in an MoE layer: router + shared gate/up
     (+ shared-expert gate); the experts read gathered copies, counted in the experts."""
-    moe = spec.moe
-    assert moe is not None
     readers = 1
     if moe.shared_expert_intermediate_size:
         readers += 2 if spec.mlp_gated else 1
@@ -282,7 +278,10 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
     """The layer's two residual tensors, its norms' statistics and the norm outputs as
     the next linears save them."""
     h, norms = spec.hidden_size, spec.norms_per_layer
-    mlp_readers = _moe_linear_readers(spec) if spec.is_moe_layer(layer) else (2 if spec.mlp_gated else 1)
+    if spec.is_moe_layer(layer) and spec.moe is not None:
+        mlp_readers = _moe_linear_readers(spec, spec.moe)
+    else:
+        mlp_readers = 2 if spec.mlp_gated else 1  # gate and up, or up
     attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
     inputs = _linear_inputs_per_token(ctx, h, attn_readers) + _linear_inputs_per_token(ctx, h, mlp_readers)
     residual = _residual_per_token(spec, ctx)
@@ -345,6 +344,18 @@ def final_norm_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     head_input = 0 if ctx.frozen_base else _linear_inputs_per_token(ctx, h, 1)
     per_token = residual + _norm_per_token(spec, ctx, h) + head_input
     return _part("final_norm", per_token, ctx, sharded=False).bytes
+
+
+def norm_transient_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Temporaries inside one RMSNorm's forward beyond what it keeps, freed when it
+    returns. With a 16-bit input: the fp32 ``pow(2)`` output and the fp32 normalised
+    tensor before its cast back (``2 f h`` per token). In fp32 the ``pow(2)`` output
+    (``f h``) lives before the normalised tensor and the output (``2 f h``, kept) exist,
+    so the norm never exceeds what it keeps: 0. LayerNorm runs as one kernel: 0."""
+    if spec.norm == "layernorm" or ctx.r >= FP32:
+        return 0
+    per_token = 2 * FP32 * spec.hidden_size
+    return _part("norm_temporaries", per_token, ctx, sharded=False).bytes
 
 
 def final_hidden_transient_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
