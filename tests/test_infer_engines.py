@@ -149,6 +149,16 @@ def test_tp_divides_weights_and_refuses_bad_degrees():
     assert any("replicated" in w for w in sixteen.warnings)
 
 
+def test_vllm_custom_allreduce_buffers_under_tp():
+    # vllm/distributed/device_communicators/custom_all_reduce.py: max_size=8192 * 1024;
+    # meta (meta_size() + max_size) and input buffer (max_size) via cudaMalloc, plus
+    # rank_data = torch.empty(8 * 1024 * 1024, uint8); world sizes 2, 4, 6, 8 only.
+    two = estimate_inference("llama-3.1-8b", InferenceSetup(engine="vllm", tp=2))
+    assert two.get("overhead/custom_allreduce") == 8192 * 1024 * 2 + 8 * 1024 * 1024
+    one = estimate_inference("llama-3.1-8b", InferenceSetup(engine="vllm"))
+    assert "overhead/custom_allreduce" not in {c.name for c in one.components}
+
+
 def test_context_beyond_max_positions_warns_or_fails():
     est = estimate_inference("llama-2-7b", InferenceSetup(context=8192))
     assert any("max_position_embeddings=4,096" in w for w in est.warnings)

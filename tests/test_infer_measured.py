@@ -63,7 +63,25 @@ CONFIGS = {
     "mistral-sliding": dict(BASE, model_type="mistral", sliding_window=128),
     "qwen3-moe": dict(BASE, model_type="qwen3_moe", head_dim=32, moe_intermediate_size=128, num_experts=8,
                       num_experts_per_tok=2),
+    # GPT-2: fused c_attn (Conv1D), learned positions, LayerNorm, Python NewGELU MLP.
+    "gpt2": dict(model_type="gpt2", n_embd=256, n_layer=2, n_head=8, vocab_size=1000, n_positions=1024,
+                 torch_dtype="bfloat16", bos_token_id=0, eos_token_id=0),
+    # Pythia: fused query_key_value, rotary on a quarter of each head, parallel residual.
+    "pythia": dict(model_type="gpt_neox", hidden_size=256, intermediate_size=1024, num_hidden_layers=2,
+                   num_attention_heads=8, vocab_size=1000, max_position_embeddings=2048, rotary_pct=0.25,
+                   use_parallel_residual=True, torch_dtype="bfloat16"),
+    "gpt-neox-sequential": dict(model_type="gpt_neox", hidden_size=256, intermediate_size=1024,
+                                num_hidden_layers=2, num_attention_heads=8, vocab_size=1000,
+                                max_position_embeddings=2048, rotary_pct=0.25, use_parallel_residual=False,
+                                torch_dtype="bfloat16"),
 }
+
+TOLERANCE = {
+    # The MoE routing bookkeeping (int64 top-k ids, their sort, fp32 routing weights:
+    # ~40 bytes per token and expert choice) is not modelled: the estimate is ~1.2% low.
+    "qwen3-moe": 0.03,
+}
+"""Relative tolerance per config where it is looser than 1%, with the reason."""
 
 
 def measured_peak(cfg: dict, attention: str, batch: int, prompt: int, new: int) -> int:
@@ -96,19 +114,18 @@ def estimated(cfg: dict, attention: str, batch: int, prompt: int, new: int) -> i
 def test_prefill_peak_matches_generate(name, attention):
     cfg = CONFIGS[name]
     real = measured_peak(cfg, attention, batch=2, prompt=384, new=2)
-    assert estimated(cfg, attention, batch=2, prompt=384, new=2) == pytest.approx(real, rel=0.03)
+    assert estimated(cfg, attention, batch=2, prompt=384, new=2) == pytest.approx(real, rel=TOLERANCE.get(name, 0.01))
 
 
 EAGER_ONLY = {
     # Gemma 2 runs eager only in transformers; local/global layers, 4 norms a layer.
-    "gemma2-local-global": (dict(BASE, model_type="gemma2", head_dim=32, sliding_window=128), 0.03),
+    "gemma2-local-global": (dict(BASE, model_type="gemma2", head_dim=32, sliding_window=128), 0.01),
     # DeepSeek-V3 MLA: queries and keys decompressed per head (qk 48, v 32 dims); on CPU
     # SDPA falls back to its math kernel for unequal q/v dims, so eager is the fair check.
-    # The latent projections' short-lived tensors leave the estimate ~4% low.
     "deepseek-v3-mla": (dict(BASE, model_type="deepseek_v3", num_key_value_heads=8, q_lora_rank=64,
                              kv_lora_rank=32, qk_rope_head_dim=16, qk_nope_head_dim=32, v_head_dim=32,
                              n_routed_experts=8, num_experts_per_tok=2, moe_intermediate_size=128,
-                             n_shared_experts=1, first_k_dense_replace=1, n_group=1, topk_group=1), 0.05),
+                             n_shared_experts=1, first_k_dense_replace=1, n_group=1, topk_group=1), 0.01),
 }
 
 
@@ -124,3 +141,21 @@ def test_decode_peak_matches_generate():
     cfg = dict(CONFIGS["llama-gqa"], num_key_value_heads=8)
     real = measured_peak(cfg, "sdpa", batch=2, prompt=4, new=60)
     assert estimated(cfg, "sdpa", batch=2, prompt=4, new=60) == pytest.approx(real, rel=0.03)
+
+
+DECODE = {
+    # Eager decode: GQA's repeat_kv expands the whole cache; MLA decompresses it and
+    # copies the strided values before probs @ V. The estimate counts the cache at the
+    # full context while generate's last step caches one token less: ~1.5% high here.
+    "gemma2-local-global": (EAGER_ONLY["gemma2-local-global"][0], "eager"),
+    "deepseek-v3-mla": (EAGER_ONLY["deepseek-v3-mla"][0], "eager"),
+    "gpt2": (CONFIGS["gpt2"], "sdpa"),
+    "pythia": (CONFIGS["pythia"], "eager"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DECODE))
+def test_decode_peak_other_families(name):
+    cfg, attention = DECODE[name]
+    real = measured_peak(cfg, attention, batch=2, prompt=4, new=60)
+    assert estimated(cfg, attention, batch=2, prompt=4, new=60) == pytest.approx(real, rel=0.02)

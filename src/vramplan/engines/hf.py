@@ -5,7 +5,10 @@ What it holds, per GPU (``tp`` ranks split each layer as in Megatron-LM):
 - weights in their stored format (:mod:`vramplan.memory.weights`);
 - a ``DynamicCache``: K/V of every token seen, grown by ``torch.cat`` at each step,
   so the layer being updated briefly holds its old and new cache together
-  (``DynamicLayer.update``) — the ``buffers/cache_concat`` term of the decode peak;
+  (``DynamicLayer.update``) — the ``buffers/cache_concat`` term, counted in place of
+  the layer's own tensors when larger (the concat runs before the attention kernel);
+  the last step's fp32 logits stay bound through the next forward
+  (``buffers/previous_logits``);
   sliding layers keep ``window`` tokens of storage in decode and the whole prompt's
   right after prefill (``DynamicSlidingWindowLayer`` keeps a view); MLA
   models cache the compressed latent (transformers 5);
@@ -31,7 +34,8 @@ from vramplan.dtypes import get_dtype
 from vramplan.engines import Job, base_estimate, peak_of, with_gpu_verdict
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
-from vramplan.memory.inference_buffers import ForwardShape, attention_mask_bytes, layer_peak_bytes, logits_bytes
+from vramplan.memory.inference_buffers import (FP32_BYTES, ForwardShape, attention_mask_bytes, hf_layer_flow, layer_peak_bytes,
+                                              logits_bytes)
 from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_cache_bytes, kv_row_elements
 from vramplan.memory.overhead import allocator_slack_component, fixed_overhead_components
 from vramplan.memory.weights import shard_shape, weight_split_components
@@ -45,6 +49,20 @@ SLIDING_DECODE_EXTRA_TOKENS = 0
 HF_KV_DTYPES = ("fp32", "fp16", "bf16", "fp8", "fp8_e5m2")
 """Dtypes a ``DynamicCache`` holds: the model's (or one the user casts to; fp8 via a
 cast of the cache tensors)."""
+
+HELD_HIDDEN = 2
+"""Hidden-sized tensors a transformers model keeps alive through every layer: the
+embedding output (``inputs_embeds``) and the layer's input."""
+
+HELD_POSITION_EMBEDDINGS = 1
+"""GPT-2 also keeps its learned position embeddings bound (``position_embeds`` in
+``GPT2Model.forward``) for the whole forward."""
+
+
+def held_hidden(job: Job) -> int:
+    """Hidden-sized tensors held through each layer by the transformers model."""
+    return HELD_HIDDEN + (HELD_POSITION_EMBEDDINGS if job.spec.learned_position_embeddings else 0)
+
 
 TOKEN_ID_BYTES = 8
 """``generate`` keeps the ids (and the attention mask) as int64, 8 bytes a token."""
@@ -68,18 +86,24 @@ def _dequant_bytes(job: Job, act_bytes: int) -> int:
     return max((s[0] * s[1] for s in sizes), default=0) * act_bytes
 
 
-def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Component]) -> list[Component]:
+def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Component],
+                apart: list[Component] | None = None) -> list[Component]:
     """The short-lived terms at a phase's high point: inside a decoder layer (its live
-    tensors, the mask built for the forward, ``in_layer`` extras such as the cache
-    concat) or after the last layer (the logits), whichever moment holds more. The two
-    never coexist: the mask and layer tensors are freed before the head runs."""
+    tensors, the mask built for the forward, ``in_layer`` extras alive throughout) or
+    after the last layer (the logits), whichever moment holds more. The two never
+    coexist: the mask and layer tensors are freed before the head runs. ``apart`` are
+    in-layer transients of another moment than the layer's own peak (the cache concat
+    runs before the attention kernel): the larger of the two counts."""
     setup = job.setup
     repeat = setup.attention == "eager" and job.spec.num_kv_heads < job.spec.num_attention_heads
+    layer = Component(name="activations/layer",
+                      bytes=layer_peak_bytes(job.spec, shape, tp=setup.tp, impl=setup.attention, repeat_kv=repeat,
+                                             flow=hf_layer_flow(job.spec)),
+                      note=f"{phase}: one layer's live tensors for {shape.sequences} x {shape.query_tokens} tokens "
+                           f"({setup.attention} attention over {shape.kv_tokens} keys)")
+    apart_bytes = sum(c.bytes for c in apart or [])
     layer_moment = [
-        Component(name="activations/layer",
-                  bytes=layer_peak_bytes(job.spec, shape, tp=setup.tp, impl=setup.attention, repeat_kv=repeat),
-                  note=f"{phase}: one layer's live tensors for {shape.sequences} x {shape.query_tokens} tokens "
-                       f"({setup.attention} attention over {shape.kv_tokens} keys)"),
+        *([layer] if layer.bytes >= apart_bytes else apart or []),
         Component(name="activations/attention_mask", bytes=attention_mask_bytes(job.spec, shape, setup.attention),
                   note=f"{setup.attention} mask built once per forward (masking_utils)"),
         *in_layer,
@@ -109,7 +133,7 @@ def build(job: Job) -> Estimate:
     dequant_terms = [Component(name="buffers/dequant", bytes=dequant,
                                note="largest quantized weight dequantized for a multi-token matmul (bitsandbytes)")]
     prefill += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=chunk, kv_tokens=job.prompt,
-                                             act_bytes=act_bytes), "prefill", dequant_terms if dequant else [])
+                                             act_bytes=act_bytes, held_hidden=held_hidden(job)), "prefill", dequant_terms if dequant else [])
 
     row = kv_dtype.row_bytes(max(kv_row_elements(spec, tp=setup.tp)))
     decode = weights + [
@@ -120,8 +144,12 @@ def build(job: Job) -> Estimate:
     ]
     concat = [Component(name="buffers/cache_concat", bytes=setup.batch * job.context * row,
                         note="old K (or V) of one layer while torch.cat builds the grown one (DynamicLayer.update)")]
+    previous = [Component(name="buffers/previous_logits", bytes=setup.batch * spec.vocab_size * FP32_BYTES,
+                          note="the last step's fp32 next-token logits, still bound in generate's loop "
+                               "(GenerationMixin._sample) while the next forward runs")]
     decode += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=1, kv_tokens=job.context,
-                                            act_bytes=act_bytes), "decode", concat)
+                                            act_bytes=act_bytes, held_hidden=held_hidden(job)), "decode", previous,
+                          apart=concat)
     phases = {}
     for name, comps in (("prefill", prefill), ("decode", decode)):
         fixed = fixed_overhead_components(setup.overheads, comm_group_ranks=setup.tp)

@@ -48,6 +48,31 @@ NON_TORCH_BASE_BYTES = 133 * MiB
 """Memory vLLM's profiler sees outside PyTorch on one GPU without TP (kernels loaded
 lazily during profiling, library handles): 0.13 GiB in the same logs for four models."""
 
+CUSTOM_ALLREDUCE_MAX_SIZE_BYTES = 8 * MiB
+"""``CustomAllreduce(max_size=8192 * 1024)`` (vllm/distributed/device_communicators/
+custom_all_reduce.py): the largest all-reduce its one-shot/two-shot kernels take."""
+
+CUSTOM_ALLREDUCE_RANK_DATA_BYTES = 8 * MiB
+"""``rank_data = torch.empty(8 * 1024 * 1024, dtype=torch.uint8)``: the table of IPC
+pointer tuples registered for CUDA graphs (same file)."""
+
+CUSTOM_ALLREDUCE_WORLD_SIZES = (2, 4, 6, 8)
+"""``CustomAllreduce._SUPPORTED_WORLD_SIZES``; other TP sizes fall back to NCCL."""
+
+
+def custom_allreduce_bytes(tp: int) -> int:
+    """Bytes per GPU of vLLM's custom all-reduce under ``tp`` ranks on one node: two
+    IPC buffers made with ``cudaMalloc`` outside PyTorch's allocator (the metadata +
+    scratch buffer of ``meta_size() + max_size`` and the registered input buffer of
+    ``max_size``; ``meta_size()``, a few KiB of signal flags, is left out) + the 8 MiB
+    ``rank_data`` tensor. Peers' buffers are mapped through CUDA IPC and take no local
+    memory. 0 for one GPU or an unsupported TP size. Departs from vLLM where it disables
+    the kernels at run time (PCIe-only with more than two GPUs, no P2P, multi-node)."""
+    if tp not in CUSTOM_ALLREDUCE_WORLD_SIZES:
+        return 0
+    return 2 * CUSTOM_ALLREDUCE_MAX_SIZE_BYTES + CUSTOM_ALLREDUCE_RANK_DATA_BYTES
+
+
 CUDA_GRAPH_BYTES_DEFAULT = 512 * MiB
 """CUDA graph pool when not given: vLLM logs -0.45 to 1.03 GiB across models
 (same source); graphs share one pool sized by the largest captured batch."""
@@ -115,7 +140,8 @@ def build(job: Job) -> Estimate:
     peak = profile_peak_bytes(job, seqs, batched, act_bytes)
     fixed = fixed_overhead_components(setup.overheads, comm_group_ranks=setup.tp)
     nccl = sum(c.bytes for c in fixed if c.name == "overhead/nccl")
-    non_torch = NON_TORCH_BASE_BYTES + nccl
+    allreduce = custom_allreduce_bytes(setup.tp)
+    non_torch = NON_TORCH_BASE_BYTES + nccl + allreduce
     kv_needed = kv_cache_bytes(spec, context_tokens=job.context, batch=setup.batch, dtype=kv_dtype.name,
                                tp=setup.tp, block_size=setup.block_size)
     graphs = 0 if setup.enforce_eager else (setup.cuda_graph_bytes if setup.cuda_graph_bytes is not None
@@ -130,6 +156,9 @@ def build(job: Job) -> Estimate:
         Component(name="overhead/non_torch", bytes=NON_TORCH_BASE_BYTES,
                   note="memory outside PyTorch seen by vLLM's profiler (0.13 GiB in vLLM logs)"),
         *[c for c in fixed if c.name in ("overhead/nccl", "overhead/cuda_context")],
+        *([Component(name="overhead/custom_allreduce", bytes=allreduce,
+                     note=f"vLLM custom all-reduce over {setup.tp} GPUs: 2 x 8 MiB IPC buffers + 8 MiB rank_data "
+                          "(custom_all_reduce.py)")] if allreduce else []),
         Component(name="buffers/cuda_graphs", bytes=graphs,
                   note="CUDA graph pool (captured after the KV cache)" if graphs else "enforce_eager: no graphs"),
     ]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vramplan.memory.weights import kv_heads_per_rank
-from vramplan.model.spec import ModelSpec
+from vramplan.model.spec import MLASpec, ModelSpec
 
 AttentionImpl = Literal["eager", "sdpa", "flash"]
 
@@ -55,8 +55,68 @@ EAGER_BYTES_PER_SCORE_EXTRA = FP32_BYTES + FP32_BYTES
 (compute dtype), their fp32 upcast and the fp32 result at once."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class LayerFlow:
+    """How one implementation of a decoder layer keeps its tensors alive, where it
+    departs from the Llama layout (``LlamaDecoderLayer``, the default). Each field is
+    read off a modeling file; :func:`hf_layer_flow` picks the transformers one."""
+
+    fused_qkv: bool = False
+    """q, k and v are views of one projection output (GPT-2 ``c_attn``, GPT-NeoX
+    ``query_key_value``), which stays alive until the attention returns."""
+    softmax_fp32: bool = True
+    """Eager softmax upcasts to fp32 (``softmax(..., dtype=torch.float32)``, Llama,
+    GPT-NeoX); GPT-2's ``eager_attention_forward`` softmaxes in the compute dtype."""
+    mlp_block_hidden: int = 2
+    """Hidden-sized tensors the block itself holds while its MLP runs: Llama the
+    post-attention residual sum and the normed input (2); GPT-2 also keeps
+    ``attn_output`` bound (3); GPT-NeoX keeps ``attn_output`` and the normed input, and
+    adds the residuals after the MLP (2)."""
+    activation_extra_copies: int = 0
+    """Width-sized temporaries the activation holds beyond its input and output: 0 for
+    one kernel (``F.gelu``, ``F.silu``, fused engine kernels); 2 for GPT-2's
+    ``NewGELUActivation`` written in Python (``0.5 * x * (1 + tanh(c * (x + 0.044715 *
+    x**3))))``): at ``0.044715 * pow(x, 3)`` the input, ``0.5 * x``, ``pow`` and the
+    product are alive, 4 = input + output + 2."""
+    mla_expands_cache: bool = False
+    """Multi-head latent attention decompresses the cached latent of every token for
+    every step (transformers ``DeepseekV3Attention.expand_kv``: ``kv_b_proj`` over the
+    whole cache, then a new full-width key); fused engines absorb ``kv_b_proj`` instead."""
+
+
+LLAMA_FLOW = LayerFlow()
+"""The Llama layout, shared by vLLM's and llama.cpp's fused layers."""
+
+PYTHON_GELU_EXTRA_COPIES = 2
+"""See :attr:`LayerFlow.activation_extra_copies`."""
+
+_PYTHON_ACTIVATIONS = ("gelu_new",)
+"""``hidden_act`` values transformers maps to an activation written as several ops
+(``activations.NewGELUActivation``)."""
+
+
+def hf_layer_flow(spec: ModelSpec) -> LayerFlow:
+    """The transformers layer layout of ``spec``'s family (modeling_gpt2.py,
+    modeling_gpt_neox.py; every other supported family follows the Llama layout)."""
+    extra = PYTHON_GELU_EXTRA_COPIES if spec.hidden_act in _PYTHON_ACTIVATIONS else 0
+    if spec.model_type == "gpt2":
+        return LayerFlow(fused_qkv=True, softmax_fp32=False, mlp_block_hidden=3, activation_extra_copies=extra)
+    if spec.model_type == "gpt_neox":
+        return LayerFlow(fused_qkv=True, activation_extra_copies=extra)
+    return LayerFlow(activation_extra_copies=extra, mla_expands_cache=spec.mla is not None)
+
+
+def eager_probs_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1) -> int:
+    """Bytes of one layer's attention probabilities in the compute dtype: eager
+    attention returns them and every transformers decoder layer binds them
+    (``hidden_states, _ = self.self_attn(...)``), so they stay alive through the
+    output projection and the MLP of that layer."""
+    heads = spec.num_attention_heads // tp
+    return shape.sequences * heads * shape.query_tokens * shape.kv_tokens * shape.act_bytes
+
+
 def attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, impl: AttentionImpl = "sdpa",
-                          repeat_kv: bool = False) -> int:
+                          repeat_kv: bool = False, flow: LayerFlow = LLAMA_FLOW) -> int:
     """Live bytes at the attention peak of one layer, per TP rank: the larger of two
     moments.
 
@@ -64,7 +124,8 @@ def attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, 
     (2 x head_dim) + q + k + v + rotary temporaries (one more q and k:
     ``q * cos + rotate_half(q) * sin`` holds two q-sized tensors at once) + output (q
     width)`` per token (+ K and V expanded to every query head when ``repeat_kv``,
-    transformers ``repeat_kv`` before eager attention in GQA models).
+    transformers ``repeat_kv`` before eager attention in GQA models: every cached
+    token's, ``kv_tokens`` per sequence).
 
     Scores (``eager`` only; transformers ``eager_attention_forward``): the hidden
     states, q and K/V stay alive while the ``heads x q_len x kv_len`` scores are held
@@ -72,9 +133,15 @@ def attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, 
     (2 + 4 + 4 bytes per score); the mask itself is :func:`attention_mask_bytes`. SDPA's flash / memory-efficient kernels and
     FlashAttention keep no score matrix (Dao et al. 2022).
 
+    Fused q/k/v projections: :func:`fused_attention_phase_bytes`.
+
     Checked against live tensors of a real transformers ``generate`` on CPU
     (tests/test_infer_measured.py).
     """
+    if flow.fused_qkv:
+        return fused_attention_phase_bytes(spec, shape, tp=tp, impl=impl, flow=flow)
+    if flow.mla_expands_cache and spec.mla is not None:
+        return mla_attention_phase_bytes(spec, spec.mla, shape, tp=tp, impl=impl)
     heads = spec.num_attention_heads // tp
     if spec.mla is not None:
         q_width = heads * spec.mla.qk_head_dim
@@ -83,25 +150,102 @@ def attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, 
         q_width = heads * spec.head_dim
         kv_width = 2 * kv_heads_per_rank(spec, tp) * spec.head_dim
     base = (shape.held_hidden + 1) * spec.hidden_size + _rotary_table(spec) + q_width
-    expanded = 2 * q_width if repeat_kv else 0
+    # repeat_kv expands every cached key and value (kv_tokens of them), not only the new ones.
+    expanded = shape.sequences * shape.kv_tokens * 2 * q_width * shape.act_bytes if repeat_kv else 0
     rotary_temps = q_width + kv_width // 2
-    projections = shape.tokens * (base + kv_width + rotary_temps + q_width + expanded) * shape.act_bytes
+    projections = shape.tokens * (base + kv_width + rotary_temps + q_width) * shape.act_bytes + expanded
     if impl != "eager":
         return projections
     scores = shape.sequences * heads * shape.query_tokens * shape.kv_tokens
-    at_scores = shape.tokens * (base + (expanded or kv_width)) * shape.act_bytes + \
+    at_scores = shape.tokens * (base + (0 if repeat_kv else kv_width)) * shape.act_bytes + expanded + \
         scores * (shape.act_bytes + EAGER_BYTES_PER_SCORE_EXTRA)
     return max(projections, at_scores)
 
 
+def fused_attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int, impl: AttentionImpl,
+                                flow: LayerFlow) -> int:
+    """Live bytes at the attention peak of a layer whose q, k, v are views of one
+    projection (GPT-2 ``GPT2Attention``, GPT-NeoX ``GPTNeoXAttention``), per TP rank.
+
+    Before the scores, per token: held hidden states + normed input (h) + rotary
+    tables + the fused ``q + k + v`` output (kept alive by its views) + the rotated
+    query (rotary models only: ``apply_rotary_pos_emb`` ends in ``torch.cat``, a new
+    q-sized tensor; the rotated key goes into the cache copy and is freed).
+    Projection moment: the above + the attention output (q width) + its contiguous
+    copy or the output projection (h): GPT-NeoX copies ``transpose(1, 2).contiguous()``
+    before ``dense``; GPT-2's SDPA output is already laid out per token and its
+    ``c_proj`` output is the second tensor. Eager adds the probabilities, still bound
+    (:func:`eager_probs_bytes`).
+
+    Scores (eager): the tensors before the scores + the scores held twice in the
+    compute dtype (GPT-2: ``matmul * scaling``, ``+ mask`` and the softmax, each
+    replacing the last) or, with the fp32 softmax, the masked scores + their fp32 upcast
+    + the fp32 result.
+    """
+    heads = spec.num_attention_heads // tp
+    q_width = heads * spec.head_dim
+    kv_width = 2 * kv_heads_per_rank(spec, tp) * spec.head_dim
+    rotated_q = 0 if spec.learned_position_embeddings else q_width
+    before = shape.held_hidden * spec.hidden_size + spec.hidden_size + _rotary_table(spec) + q_width + kv_width \
+        + rotated_q
+    projections = shape.tokens * (before + q_width + spec.hidden_size) * shape.act_bytes
+    if impl != "eager":
+        return projections
+    score_bytes = shape.act_bytes + EAGER_BYTES_PER_SCORE_EXTRA if flow.softmax_fp32 else 2 * shape.act_bytes
+    scores = shape.sequences * heads * shape.query_tokens * shape.kv_tokens
+    at_scores = shape.tokens * before * shape.act_bytes + scores * score_bytes
+    return max(projections + eager_probs_bytes(spec, shape, tp=tp), at_scores)
+
+
+def mla_attention_phase_bytes(spec: ModelSpec, mla: MLASpec, shape: ForwardShape, *, tp: int,
+                              impl: AttentionImpl) -> int:
+    """Live bytes at the attention peak of a multi-head latent attention layer as
+    transformers runs it (``DeepseekV3Attention.forward``), per TP rank.
+
+    Before the scores, per new token: held hidden states + normed input (h) + rotary
+    tables (2 x rope dims) + the query projection ``q_states`` (heads x qk dims; its
+    ``q_pass`` view keeps it alive) + the rotated ``q_rot`` (heads x rope dims,
+    ``apply_rotary_pos_emb_interleave`` ends in ``torch.cat``) + ``query_states``
+    (``cat(q_pass, q_rot)``: heads x qk dims) + ``compressed_kv`` (latent + rope dims,
+    bound in the frame). Per cached token (``expand_kv`` runs on what the cache
+    returns): ``kv_b_proj``'s output (heads x (nope + v) dims; ``value_states`` is its
+    view) + ``key_states`` (heads x qk dims, ``new_empty`` filled by two copies).
+
+    Projection moment: the above + the attention output (heads x v) + its contiguous
+    copy or the ``o_proj`` output (h) (+ the bound probabilities under eager). Scores
+    (eager): the above + masked scores, fp32 upcast and fp32 softmax (2 + 4 + 4 bytes).
+    Values (eager): ``value_states`` is a strided view of ``kv_b_proj``'s output, so
+    ``matmul(probs, value_states)`` first copies it contiguous (``kv_tokens x heads x
+    v`` per sequence) next to the probabilities and the output: the decode peak.
+    The query latent (``q_a_proj``) is freed before these moments.
+    """
+    heads = spec.num_attention_heads // tp
+    per_query = (shape.held_hidden + 1) * spec.hidden_size + _rotary_table(spec) \
+        + heads * (2 * mla.qk_head_dim + mla.qk_rope_head_dim) + mla.kv_lora_rank + mla.qk_rope_head_dim
+    per_key = heads * (mla.qk_nope_head_dim + mla.v_head_dim + mla.qk_head_dim)
+    before = (shape.tokens * per_query + shape.sequences * shape.kv_tokens * per_key) * shape.act_bytes
+    out_width = heads * mla.v_head_dim
+    projections = before + shape.tokens * (out_width + max(out_width, spec.hidden_size)) * shape.act_bytes
+    if impl != "eager":
+        return projections
+    scores = shape.sequences * heads * shape.query_tokens * shape.kv_tokens
+    probs = eager_probs_bytes(spec, shape, tp=tp)
+    value_copy = shape.sequences * shape.kv_tokens * out_width * shape.act_bytes
+    at_values = before + probs + value_copy + shape.tokens * out_width * shape.act_bytes
+    return max(projections + probs, at_values, before + scores * (shape.act_bytes + EAGER_BYTES_PER_SCORE_EXTRA))
+
+
 def attention_mask_bytes(spec: ModelSpec, shape: ForwardShape, impl: AttentionImpl) -> int:
-    """The attention mask transformers builds once per forward (alive through every
+    """The attention masks transformers builds once per forward (alive through every
     layer; ``masking_utils``): eager adds a float mask of ``q_len x kv_len`` per
-    sequence in the compute dtype; SDPA runs pure causal attention with
-    ``is_causal`` and no mask, but needs a boolean ``q_len x kv_len`` mask (shared by
-    the batch) when a sliding window cuts the keys; flash attention takes none."""
+    sequence in the compute dtype, one per attention kind the model has (Gemma 2 and
+    other local/global models build a causal and a sliding mask, ``causal_mask_mapping``);
+    SDPA runs pure causal attention with ``is_causal`` and no mask, but needs a boolean
+    ``q_len x kv_len`` mask (shared by the batch) when a sliding window cuts the keys;
+    flash attention takes none."""
     if impl == "eager":
-        return shape.sequences * shape.query_tokens * shape.kv_tokens * shape.act_bytes
+        kinds = len(set(spec.attention_kinds()))
+        return kinds * shape.sequences * shape.query_tokens * shape.kv_tokens * shape.act_bytes
     window = spec.sliding_window
     if impl == "sdpa" and window is not None and shape.kv_tokens > window and shape.query_tokens > 1:
         return shape.query_tokens * shape.kv_tokens
@@ -110,8 +254,13 @@ def attention_mask_bytes(spec: ModelSpec, shape: ForwardShape, impl: AttentionIm
 
 def _rotary_table(spec: ModelSpec) -> int:
     """Elements per token of the rotary cos and sin tables (``LlamaRotaryEmbedding``
-    returns both at ``head_dim`` per position); 0 for learned positions."""
-    return 0 if spec.learned_position_embeddings else 2 * spec.head_dim
+    returns both at the rotary dims per position: ``head_dim``, or
+    ``int(head_dim x partial_rotary_factor)`` in GPT-NeoX, ``qk_rope_head_dim`` in
+    MLA); 0 for learned positions."""
+    if spec.learned_position_embeddings:
+        return 0
+    rotary_dims = spec.mla.qk_rope_head_dim if spec.mla is not None else spec.head_dim
+    return 2 * int(rotary_dims * spec.partial_rotary_factor)
 
 
 MoEImpl = Literal["grouped", "fused"]
@@ -146,21 +295,26 @@ def moe_width_per_token(spec: ModelSpec, tp: int, impl: MoEImpl) -> int:
     return max(routed, shared)
 
 
-def mlp_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, moe_impl: MoEImpl = "grouped") -> int:
+def mlp_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, moe_impl: MoEImpl = "grouped",
+                    flow: LayerFlow = LLAMA_FLOW) -> int:
     """Live bytes at the MLP peak of one layer, per TP rank.
 
     Dense gated MLP, transformers ``LlamaMLP``: ``down(act(gate(x)) * up(x))`` holds
     ``act(gate)``, ``up`` and their product at once: 3 x width; a fused kernel
     (vLLM ``MergedColumnParallelLinear`` + ``SiluAndMul``) holds ``gate_up`` (2 x
     width) and the product (1 x width): the same 3 x width. Plain MLP: ``up`` and
-    ``act(up)``: 2 x width. MoE layers: :func:`moe_width_per_token`, plus the router
-    logits in fp32. Plus the held hidden states, the post-attention residual and the
-    normed input (``held + 2`` x h) and the rotary tables, still referenced.
+    ``act(up)``: 2 x width, plus the temporaries of an activation written as several
+    ops (:attr:`LayerFlow.activation_extra_copies`). MoE layers:
+    :func:`moe_width_per_token`, plus the router logits in fp32. Plus the held hidden
+    states, the block's own hidden-sized tensors (``flow.mlp_block_hidden``: the
+    post-attention residual and the normed input for Llama) and the rotary tables,
+    still referenced.
     """
-    copies = 3 if spec.mlp_gated else 2
+    copies = (3 if spec.mlp_gated else 2) + flow.activation_extra_copies
     dense = copies * (spec.intermediate_size // tp) if spec.num_dense_layers else 0
     moe = moe_width_per_token(spec, tp, moe_impl) if spec.num_moe_layers else 0
-    per_token = (shape.held_hidden + 2) * spec.hidden_size + _rotary_table(spec) + max(dense, moe)
+    per_token = (shape.held_hidden + flow.mlp_block_hidden) * spec.hidden_size + _rotary_table(spec) + \
+        max(dense, moe)
     live = shape.tokens * per_token * shape.act_bytes
     if moe and spec.moe is not None:
         live += shape.tokens * spec.moe.num_experts * FP32_BYTES
@@ -168,10 +322,13 @@ def mlp_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, moe_im
 
 
 def layer_peak_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, impl: AttentionImpl = "sdpa",
-                     repeat_kv: bool = False, moe_impl: MoEImpl = "grouped") -> int:
-    """Peak live bytes inside one decoder layer: the larger of its two phases."""
-    return max(attention_phase_bytes(spec, shape, tp=tp, impl=impl, repeat_kv=repeat_kv),
-               mlp_phase_bytes(spec, shape, tp=tp, moe_impl=moe_impl))
+                     repeat_kv: bool = False, moe_impl: MoEImpl = "grouped", flow: LayerFlow = LLAMA_FLOW) -> int:
+    """Peak live bytes inside one decoder layer: the larger of its two phases. Under
+    eager attention the MLP phase also holds the layer's attention probabilities
+    (:func:`eager_probs_bytes`)."""
+    probs = eager_probs_bytes(spec, shape, tp=tp) if impl == "eager" else 0
+    return max(attention_phase_bytes(spec, shape, tp=tp, impl=impl, repeat_kv=repeat_kv, flow=flow),
+               mlp_phase_bytes(spec, shape, tp=tp, moe_impl=moe_impl, flow=flow) + probs)
 
 
 def logits_bytes(spec: ModelSpec, *, rows: int, act_bytes: int = 2, fp32_copy: bool = True) -> int:

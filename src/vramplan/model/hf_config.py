@@ -260,8 +260,19 @@ def _gpt_neox(cfg: Config, name: str, hub_id: str | None) -> ModelSpec:
     f = _common(cfg, name, hub_id)
     bias = _bool(cfg, "attention_bias", True)
     f.update(norm="layernorm", attention_qkv_bias=bias, attention_out_bias=bias, mlp_gated=False, mlp_bias=True,
-             hidden_act=str(cfg.get("hidden_act", "gelu")))
+             hidden_act=str(cfg.get("hidden_act", "gelu")), partial_rotary_factor=_neox_rotary_factor(cfg))
     return ModelSpec(**f)
+
+
+def _neox_rotary_factor(cfg: Config) -> float:
+    """GPT-NeoX's rotary fraction: ``rope_parameters.partial_rotary_factor``, else the
+    legacy ``rotary_pct``, else 0.25 (transformers ``GPTNeoXConfig``)."""
+    rope = cfg.get("rope_parameters")
+    value = rope.get("partial_rotary_factor") if isinstance(rope, dict) else None
+    value = value if value is not None else cfg.get("rotary_pct", 0.25)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ConfigError(f"rotary_pct: expected a number in (0, 1], got {value!r}")
+    return float(value)
 
 
 READERS: dict[str, Callable[[Config, str, str | None], ModelSpec]] = {

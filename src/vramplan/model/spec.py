@@ -125,6 +125,9 @@ class ModelSpec:
     """Activation function name as in the config."""
     learned_position_embeddings: bool = False
     """A learned absolute position table (GPT-2) instead of rotary positions."""
+    partial_rotary_factor: float = 1.0
+    """Fraction of each head's dims that carry rotary position (GPT-NeoX ``rotary_pct``,
+    0.25 in Pythia); 1.0 when the whole head rotates."""
     moe: MoESpec | None = None
     """Mixture-of-experts facts, or ``None`` for a dense model."""
     moe_layers: tuple[bool, ...] = ()
@@ -161,6 +164,8 @@ class ModelSpec:
             raise ConfigError(f"layer_types: expected {self.num_layers} entries, got {len(self.layer_types)}")
         if self.sliding_window is not None:
             _positive("sliding_window", self.sliding_window)
+        if not 0 < self.partial_rotary_factor <= 1:
+            raise ConfigError(f"partial_rotary_factor: expected a fraction in (0, 1], got {self.partial_rotary_factor}")
 
     # ---- derived facts ----------------------------------------------------------
     @property
