@@ -276,7 +276,16 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
 
 def setup_logits(spec: ModelSpec, setup: TrainingSetup) -> LogitsBytes:
     return logits_bytes(tokens=setup.batch * setup.seq, vocab=spec.vocab_size, hidden=spec.hidden_size,
-                        compute_bytes=setup.recipe.compute_bytes, fused_ce=setup.fused_ce)
+                        compute_bytes=setup.recipe.compute_bytes, fused_ce=setup.fused_ce,
+                        weight_bytes=get_dtype(_head_dtype(setup)).bytes_for(1))
+
+
+def _head_dtype(setup: TrainingSetup) -> str:
+    """Dtype of the output head: the trained weights' (full), the base's (LoRA), fp32
+    after peft's upcast (QLoRA)."""
+    if setup.method == "qlora":
+        return QLORA_UNQUANTIZED_DTYPE
+    return setup.recipe.weight_dtype if setup.method == "full" else setup.recipe.compute_dtype
 
 
 # ---- the timeline -------------------------------------------------------------------
