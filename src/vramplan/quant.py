@@ -203,3 +203,154 @@ def get_format(name: str | WeightFormat, field: str = "--weights") -> WeightForm
         return lookup("weight format", key, table, hint=f"{field}: see `vramplan infer --list-formats`")
     except InputError:
         raise
+
+
+# ---- a checkpoint's own quantization_config ------------------------------------------
+def _qc_int(qc: dict, key: str, default: int | None, *aliases: str) -> int:
+    for k in (key, *aliases):
+        if k in qc and qc[k] is not None:
+            value = qc[k]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InputError(f"quantization_config.{k}: expected an integer, got {value!r}")
+            return value
+    if default is None:
+        raise InputError(f"quantization_config.{key}: missing (needed for quant_method {qc.get('quant_method')!r})")
+    return default
+
+
+def _skip_modules(qc: dict, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Short module names a checkpoint keeps unquantized (``["lm_head", "model.layers.*.mlp.gate"]``
+    -> ``("lm_head", "gate")``)."""
+    raw = qc.get(key)
+    if raw is None:
+        return default
+    if not isinstance(raw, list):
+        raise InputError(f"quantization_config.{key}: expected a list of module names, got {raw!r}")
+    return tuple(str(m).rsplit(".", 1)[-1] for m in raw)
+
+
+def _gptq(qc: dict, dtype: str) -> WeightFormat:
+    bits = _qc_int(qc, "bits", None)
+    if bits not in (2, 3, 4, 8):
+        raise InputError(f"quantization_config.bits: expected 2, 3, 4 or 8 for GPTQ, got {bits}")
+    group = _qc_int(qc, "group_size", 128)
+    desc = bool(qc.get("desc_act", False))
+    skip = () if qc.get("lm_head") else ("lm_head",)
+    return WeightFormat(name=f"gptq-int{bits}-g{group}", linear_bytes=gptq_bytes(bits, group),
+                        description=f"GPTQ int{bits}, group size {group}{', act-order' if desc else ''} "
+                                    "(qweight + qzeros + fp16 scales + g_idx)",
+                        unquantized_dtype=dtype, skip_modules=skip)
+
+
+def _awq(qc: dict, dtype: str) -> WeightFormat:
+    bits = _qc_int(qc, "bits", None, "w_bit")
+    if bits not in (4, 8):
+        raise InputError(f"quantization_config.bits: expected 4 or 8 for AWQ, got {bits}")
+    group = _qc_int(qc, "group_size", 128, "q_group_size")
+    skip = _skip_modules(qc, "modules_to_not_convert", ()) + ("lm_head",)
+    return WeightFormat(name=f"awq-int{bits}-g{group}", linear_bytes=awq_bytes(bits, group),
+                        description=f"AWQ int{bits}, group size {group} (qweight + qzeros + fp16 scales)",
+                        unquantized_dtype=dtype, skip_modules=skip)
+
+
+def _bnb(qc: dict, dtype: str) -> WeightFormat:
+    skip = _skip_modules(qc, "llm_int8_skip_modules", ("lm_head",))
+    if qc.get("load_in_8bit"):
+        return WeightFormat(name="int8", description="bitsandbytes LLM.int8: int8 + fp32 row scale",
+                            linear_bytes=bnb_int8_bytes, unquantized_dtype=dtype, skip_modules=skip)
+    if not qc.get("load_in_4bit"):
+        raise InputError("quantization_config: bitsandbytes config sets neither load_in_4bit nor load_in_8bit")
+    kind = str(qc.get("bnb_4bit_quant_type", "fp4")).lower()
+    if kind not in ("nf4", "fp4"):
+        raise InputError(f"quantization_config.bnb_4bit_quant_type: expected 'nf4' or 'fp4', got {kind!r}")
+    dq = bool(qc.get("bnb_4bit_use_double_quant", False))
+    return WeightFormat(name=f"{kind}{'-dq' if dq else ''}", linear_bytes=bnb_4bit_bytes(dq),
+                        description=f"bitsandbytes {kind.upper()}{' with double quantization' if dq else ''}",
+                        unquantized_dtype=dtype, skip_modules=skip)
+
+
+def _fp8(qc: dict, dtype: str) -> WeightFormat:
+    block = qc.get("weight_block_size")
+    if block is not None and (not isinstance(block, list) or len(block) != 2 or block[0] != block[1]):
+        raise InputError(f"quantization_config.weight_block_size: expected [N, N], got {block!r}")
+    size = None if block is None else int(block[0])
+    skip = _skip_modules(qc, "modules_to_not_convert", ("lm_head", "gate"))
+    return WeightFormat(name="fp8" if size is None else f"fp8-block{size}", linear_bytes=fp8_bytes(size),
+                        description="FP8 e4m3 + fp32 scale " + ("per tensor" if size is None
+                                                                 else f"per {size}x{size} block"),
+                        unquantized_dtype=dtype, skip_modules=skip)
+
+
+def _mxfp4(qc: dict, dtype: str) -> WeightFormat:
+    # gpt-oss's config.json names no torch_dtype (so readers fall back to fp32), but its
+    # safetensors hold every unconverted tensor in bf16 (the checkpoint's header).
+    dtype = "bf16" if dtype == "fp32" else dtype
+    return WeightFormat(name="mxfp4", description="MXFP4: e2m1 + e8m0 scale per 32 (experts only)",
+                        linear_bytes=mxfp4_bytes, unquantized_dtype=dtype, skip_modules=(),
+                        only_modules=("mlp.experts",))
+
+
+def fp8_channel_bytes(out_f: int, in_f: int) -> int:
+    """FP8 e4m3 weight with one fp32 scale per output channel (compressed-tensors
+    ``strategy: channel``, e.g. the ``*-FP8-dynamic`` checkpoints)."""
+    return out_f * in_f + 4 * out_f
+
+
+def packed_int_bytes(bits: int, group_size: int, symmetric: bool) -> LinearBytes:
+    """compressed-tensors ``pack-quantized``: ``weight_packed`` int32 of ``32/bits``
+    codes along the input, ``weight_scale`` bf16 per (row, group), ``weight_zero_point``
+    packed like the codes when asymmetric, and the int64 ``weight_shape`` pair."""
+    def layout(out_f: int, in_f: int) -> int:
+        groups = _cdiv(in_f, group_size)
+        packed = 4 * out_f * _cdiv(in_f * bits, 32)
+        scales = 2 * out_f * groups
+        zeros = 0 if symmetric else 4 * _cdiv(out_f * bits, 32) * groups
+        return packed + scales + zeros + 2 * 8
+
+    return layout
+
+
+def _compressed_tensors(qc: dict, dtype: str) -> WeightFormat:
+    groups = qc.get("config_groups") or {}
+    if not isinstance(groups, dict) or not groups:
+        raise InputError("quantization_config.config_groups: expected at least one group (compressed-tensors)")
+    weights = next(iter(groups.values())).get("weights") or {}
+    bits, kind = weights.get("num_bits"), weights.get("type")
+    strategy = weights.get("strategy", "tensor")
+    skip = _skip_modules(qc, "ignore", ("lm_head",))
+    if kind == "float" and bits == 8:
+        block = weights.get("block_structure")
+        if strategy == "block" and block:
+            size = int(block[0])
+            return WeightFormat(name=f"fp8-block{size}", linear_bytes=fp8_bytes(size), skip_modules=skip,
+                                description=f"FP8 e4m3 + fp32 scale per {size}x{size} block (compressed-tensors)",
+                                unquantized_dtype=dtype)
+        layout, where = (fp8_channel_bytes, "channel") if strategy == "channel" else (fp8_bytes(None), "tensor")
+        return WeightFormat(name=f"fp8-{where}", linear_bytes=layout, unquantized_dtype=dtype, skip_modules=skip,
+                            description=f"FP8 e4m3 + fp32 scale per {where} (compressed-tensors)")
+    if kind == "int" and bits in (4, 8):
+        group = int(weights.get("group_size") or 128)
+        symmetric = bool(weights.get("symmetric", True))
+        return WeightFormat(name=f"w{bits}a16-g{group}", linear_bytes=packed_int_bytes(bits, group, symmetric),
+                            description=f"int{bits} packed, bf16 scale per {group} (compressed-tensors)",
+                            unquantized_dtype=dtype, skip_modules=skip)
+    raise InputError(f"quantization_config.config_groups: weights of {bits}-bit {kind!r} are not supported "
+                     "(supported: 8-bit float, 4/8-bit int)")
+
+
+_QUANT_METHODS = {"gptq": _gptq, "awq": _awq, "bitsandbytes": _bnb, "fp8": _fp8, "mxfp4": _mxfp4,
+                  "compressed-tensors": _compressed_tensors}
+
+
+def format_from_quantization_config(qc: dict, *, dtype: str = "bf16") -> WeightFormat:
+    """The :class:`WeightFormat` a checkpoint declares in ``config.json``'s
+    ``quantization_config`` (transformers' quantizer configs: ``GPTQConfig``,
+    ``AwqConfig``, ``BitsAndBytesConfig``, ``FineGrainedFP8Config``, ``Mxfp4Config``,
+    ``CompressedTensorsConfig``).
+    Tensors the format leaves alone are stored in ``dtype`` (the checkpoint's
+    ``torch_dtype``). Unknown methods raise with the supported list."""
+    method = str(qc.get("quant_method", "")).lower()
+    if method not in _QUANT_METHODS:
+        raise InputError(f"quantization_config.quant_method: {method!r} is not supported "
+                         f"(supported: {', '.join(_QUANT_METHODS)}); pass --weights to choose a format")
+    return _QUANT_METHODS[method](qc, dtype)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from vramplan.cli.common import console, emit_json, json_option, table, units_option
+from vramplan.cli.parallel_options import layout_options, pop_layout_flags
 
 _CHOICE_HELP = {
     "method": "full, lora or qlora",
@@ -34,14 +35,16 @@ _CHOICE_HELP = {
               help="Bytes per value for --activation-model seed (the article's int8: 1).")
 @click.option("--gpu", default=None, help="GPU to check the fit on (e.g. h100, rtx-4090).")
 @click.option("--strict", is_flag=True, help="Turn warnings (sequence beyond max positions) into errors.")
+@layout_options
 @units_option
 @json_option
 def command(model: str, method: str, precision: str, optimizer: str, batch: int, seq: int, grad_accum: int,
             recompute: str | None, attention: str, lora_rank: int, lora_targets: str | None, fused_ce: bool,
             dropout: bool, activation_model: str, seed_bytes: int, gpu: str | None, strict: bool, units: str,
-            as_json: bool) -> None:
+            as_json: bool, **layout_flags) -> None:
     """Memory to train or fine-tune MODEL on one GPU: model states, activations,
-    logits and the peak over the step."""
+    logits and the peak over the step. With layout flags (--gpus, --dp, --tp, --pp,
+    --zero, --fsdp, --offload...), the memory of the busiest GPU of that layout."""
     from vramplan.training import TrainingSetup, estimate_training
 
     targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets else None
@@ -49,6 +52,10 @@ def command(model: str, method: str, precision: str, optimizer: str, batch: int,
                           grad_accum=grad_accum, recompute=recompute, attention=attention, lora_rank=lora_rank,
                           lora_targets=targets, fused_ce=fused_ce, dropout=dropout,
                           activation_model=activation_model, seed_dtype_bytes=seed_bytes, strict=strict)
+    flags = pop_layout_flags(layout_flags)
+    if flags.given:
+        _distributed(model, setup, flags, gpu, units, as_json)
+        return
     est = estimate_training(model, setup)
     data = est.to_dict()
     data["fits"] = None
@@ -60,6 +67,32 @@ def command(model: str, method: str, precision: str, optimizer: str, batch: int,
         emit_json(data)
         return
     _print(data, units)
+
+
+def _distributed(model, setup, flags, gpu: str | None, units: str, as_json: bool) -> None:
+    """Per-GPU memory of ``setup`` on the layout the flags describe (vramplan.distributed)."""
+    from vramplan.distributed import TrainingJob, estimate_training
+    from vramplan.model import resolve_model
+    from vramplan.errors import InputError
+
+    spec = resolve_model(model)
+    if not hasattr(spec, "num_layers"):
+        raise InputError(f"MODEL {model!r}: layout flags need an architecture (a catalog model or config.json)")
+    layout = flags.layout()
+    est = estimate_training(TrainingJob(model=spec, setup=setup), layout, num_gpus=flags.total_gpus())
+    if gpu:
+        from vramplan.gpus import find_gpu
+
+        g = find_gpu(gpu)
+        est = est.with_verdict(g.slug, g.usable_memory_bytes)
+    data = est.to_dict()
+    data["fits"] = None
+    if as_json:
+        emit_json(data)
+        return
+    _print(data, units)
+    for c in data["host_components"]:
+        console().print(f"host: {c['name']} {c['bytes']:,} B ({c['note']})")
 
 
 def _with_gpu(model, setup, est, gpu_name: str):

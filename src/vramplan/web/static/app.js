@@ -108,17 +108,17 @@ function drawComponents(result) {
 function drawMessages(result) {
   const items = [...(result.warnings || []).map((w) => `warning: ${w}`), ...(result.assumptions || [])];
   const details = Object.entries(result.details || {}).map(([k, v]) =>
-    `${k}: ${typeof v === "number" && /bytes/.test(k) ? formatBytes(v) : v}`);
+    `${k}: ${v === null ? "n/a" : /_per_param$/.test(k) ? `${v} B/param` : typeof v === "number" && /bytes/.test(k) ? formatBytes(v) : v}`);
   $("#messages").innerHTML = [...items, ...details].map((m) => `<li>${esc(m)}</li>`).join("");
 }
 
 function lineChart(points, label, capacity) {
-  const width = 420, height = 220, pad = 46;
+  const width = 420, height = 220, pad = 46, right = 24;
   const xs = points.map((p) => Number(p.value));
   const ys = points.map((p) => p.total_bytes);
   const maxY = Math.max(...ys, capacity || 0) * 1.05 || 1;
   const minX = Math.min(...xs), maxX = Math.max(...xs);
-  const px = (x) => pad + ((Math.log2(x) - Math.log2(minX)) / (Math.log2(maxX) - Math.log2(minX) || 1)) * (width - pad - 10);
+  const px = (x) => pad + ((Math.log2(x) - Math.log2(minX)) / (Math.log2(maxX) - Math.log2(minX) || 1)) * (width - pad - right);
   const py = (y) => height - 28 - (y / maxY) * (height - 40);
   const path = points.map((p, i) => `${i ? "L" : "M"}${px(Number(p.value)).toFixed(1)},${py(p.total_bytes).toFixed(1)}`).join(" ");
   const dots = points.map((p) => `<circle cx="${px(Number(p.value))}" cy="${py(p.total_bytes)}" r="3" fill="#2f6fdf">
@@ -127,7 +127,7 @@ function lineChart(points, label, capacity) {
   const cap = capacity ? `<line x1="${pad}" x2="${width - 10}" y1="${py(capacity)}" y2="${py(capacity)}" stroke="#c23a2b"
       stroke-dasharray="5 4"/><text x="${width - 12}" y="${py(capacity) - 4}" text-anchor="end">GPU ${formatBytes(capacity)}</text>` : "";
   return `<svg viewBox="0 0 ${width} ${height}" width="100%" role="img" aria-label="memory against ${esc(label)}">
-    <text x="4" y="14">${formatBytes(maxY)}</text><line x1="${pad}" x2="${pad}" y1="10" y2="${height - 28}" stroke="#d9dee7"/>
+    <text x="4" y="14">${formatBytes(maxY)}</text><text x="4" y="${height - 28}">0</text><line x1="${pad}" x2="${pad}" y1="10" y2="${height - 28}" stroke="#d9dee7"/>
     <line x1="${pad}" x2="${width - 10}" y1="${height - 28}" y2="${height - 28}" stroke="#d9dee7"/>
     ${cap}<path d="${path}" fill="none" stroke="#2f6fdf" stroke-width="2"/>${dots}${xt}</svg>`;
 }
@@ -163,14 +163,29 @@ function drawGenericTable(rows, title) {
   return `<caption>${esc(title)}</caption><thead><tr>${head}</tr></thead><tbody>${body}</tbody>`;
 }
 
+function planRow(c) {
+  // Training candidates nest their layout; inference candidates are flat.
+  if (c.layout) {
+    return { layout: c.describe, gpus: c.layout.num_gpus, engine: c.layout.engine, micro_batch: c.micro_batch_size,
+      recompute: c.recompute, peak_bytes: c.peak_bytes, host_bytes_per_node: c.host_bytes_per_node,
+      step_s: Number(c.step_s.toFixed(2)), tokens_per_s: Math.round(c.tokens_per_s) };
+  }
+  const row = {};
+  for (const [k, v] of Object.entries(c)) row[k] = typeof v === "number" && !Number.isInteger(v) ? Number(v.toFixed(2)) : v;
+  return row;
+}
+
 function drawPlan(result) {
-  const layouts = result.layouts || result.fits || [];
-  $("#verdict").innerHTML = `<div class="verdict ${layouts.length ? "fits" : "nofit"}">${esc(result.summary || (layouts.length
-    ? `${layouts.length} layouts fit` : "Nothing fits"))}</div>`;
-  $("#components").innerHTML = drawGenericTable(layouts.slice(0, 25), "layouts that fit, best first");
-  const advice = result.advice || result.suggestions || [];
-  $("#messages").innerHTML = [...(result.assumptions || []), ...advice.map((a) => typeof a === "string" ? a : JSON.stringify(a))]
-    .map((m) => `<li>${esc(m)}</li>`).join("");
+  const rows = (result.candidates || []).map(planRow);
+  const head = rows.length
+    ? `Fits from ${result.min_gpus} x ${esc(result.gpu)}; ${rows.length} best layouts below`
+    : `Nothing fits on up to ${Math.max(...(result.gpu_counts || [0]))} x ${esc(result.gpu)}`;
+  $("#verdict").innerHTML = `<div class="verdict ${rows.length ? "fits" : "nofit"}">${head}
+    <small>${Number(result.evaluated || 0).toLocaleString()} layouts evaluated</small></div>`;
+  $("#components").innerHTML = drawGenericTable(rows, "layouts that fit, best first");
+  const changes = (result.changes || []).map((c) => typeof c === "string" ? c
+    : `${c.change || c.name || ""}: ${c.description || ""} ${c.peak_bytes ? formatBytes(c.peak_bytes) : ""}`.trim());
+  $("#messages").innerHTML = [...changes, ...(result.assumptions || [])].map((m) => `<li>${esc(m)}</li>`).join("");
 }
 
 function drawParams(result) {

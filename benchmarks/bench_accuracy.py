@@ -1,0 +1,400 @@
+"""Accuracy of the analytical estimates against exact-mode traces.
+
+    python benchmarks/bench_accuracy.py            # prints the table, rewrites docs/accuracy.md
+    python benchmarks/bench_accuracy.py --quick    # traces 2-3 layers per model and extends them
+    python benchmarks/bench_accuracy.py --only llama --no-write
+
+Each case runs the real transformers model on PyTorch fake tensors under CUDA's
+allocation rules (vramplan.trace) and the analytical estimator
+(vramplan.training / vramplan.inference) on the same setup, and compares the
+per-GPU tensor bytes at the peak. The analytical ``overhead`` category (CUDA
+context, library workspaces) has no traced counterpart and is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+GIB = 2**30
+"""Bytes per GiB, for the table."""
+GOAL_MEDIAN_ERROR = 0.02
+"""Issue #6: median |error| at most 2 % ..."""
+GOAL_WORST_ERROR = 0.05
+"""... and worst case at most 5 %."""
+DOC = ROOT / "docs" / "accuracy.md"
+COMMAND = "python benchmarks/bench_accuracy.py"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark row."""
+
+    model: str
+    """Catalog slug, or a label for a modified catalog config."""
+    setup: dict
+    """TraceSetup fields."""
+    config_edit: dict = field(default_factory=dict)
+    """Changes to the catalog config (a smaller variant of a real architecture)."""
+    base: str = ""
+    """Catalog slug the edited config starts from (defaults to ``model``)."""
+
+    def config(self) -> dict | str:
+        if not self.config_edit:
+            return self.model
+        from vramplan.catalog import find_model
+
+        cfg = copy.deepcopy(find_model(self.base or self.model).config())
+        cfg.update(self.config_edit)
+        cfg["_name_or_path"] = self.model
+        return cfg
+
+
+def T(model, **kw):
+    return Case(model, {"mode": "train", **kw})
+
+
+def I(model, **kw):  # noqa: E743
+    return Case(model, {"mode": "infer", **kw})
+
+
+MLA_LORA_TARGETS = ("q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+"""DeepSeek-V2's linear layers (MLA has no k_proj / v_proj)."""
+QWEN3_MOE_8L = dict(num_hidden_layers=8)
+"""Qwen3-30B-A3B's layer shape (128 experts, top-8), 8 layers."""
+
+CASES: tuple[Case, ...] = (
+    # --- training: dense GQA (Llama 3.2 1B) across precision, optimizer, attention, recompute, sizes
+    T("llama-3.2-1b", batch_size=1, seq_len=1024),
+    T("llama-3.2-1b", batch_size=1, seq_len=1024, precision="fp32"),
+    T("llama-3.2-1b", batch_size=4, seq_len=512, attention="eager"),
+    T("llama-3.2-1b", batch_size=2, seq_len=2048, optimizer="sgd"),
+    T("llama-3.2-1b", batch_size=2, seq_len=2048, recompute=True),
+    T("llama-3.2-1b", batch_size=1, seq_len=1024, optimizer_impl="fused"),
+    T("llama-3.2-1b", batch_size=4, seq_len=1024, method="lora"),
+    T("llama-3.2-1b", batch_size=8, seq_len=1024, method="lora", recompute=True),
+    T("llama-3.2-1b", batch_size=1, seq_len=4096, precision="bf16"),
+    # --- Qwen2.5 0.5B (biases on q/k/v, tied head, large vocab)
+    T("qwen2.5-0.5b", batch_size=4, seq_len=512),
+    T("qwen2.5-0.5b", batch_size=8, seq_len=1024, recompute=True),
+    T("qwen2.5-0.5b", batch_size=4, seq_len=512, method="lora"),
+    T("qwen2.5-0.5b", batch_size=2, seq_len=512, precision="fp32", optimizer="sgd", attention="eager"),
+    # --- GPT-2 (learned positions, LayerNorm, MHA, dropout 0.1 in its config)
+    T("gpt2", batch_size=8, seq_len=1024, precision="fp32"),
+    T("gpt2", batch_size=8, seq_len=1024),
+    T("gpt2", batch_size=4, seq_len=1024, recompute=True),
+    # --- Pythia 1B (GPT-NeoX: parallel residual, fused qkv)
+    T("pythia-1b", batch_size=2, seq_len=1024),
+    T("pythia-1b", batch_size=2, seq_len=1024, optimizer="sgd", precision="fp32"),
+    # --- Gemma 2 2B (soft-capping: eager attention; 256k vocabulary; sliding/full layers)
+    T("gemma-2-2b", batch_size=1, seq_len=1024, attention="eager"),
+    T("gemma-2-2b", batch_size=2, seq_len=1024, method="lora", attention="eager"),
+    # --- MoE: Qwen1.5-MoE-A2.7B (60 experts + shared expert), Qwen3-MoE layer shape
+    T("qwen1.5-moe-a2.7b", batch_size=1, seq_len=512),
+    T("qwen1.5-moe-a2.7b", batch_size=2, seq_len=512, method="lora"),
+    Case("qwen3-moe-8l", {"mode": "train", "batch_size": 1, "seq_len": 1024}, QWEN3_MOE_8L, "qwen3-30b-a3b"),
+    Case("qwen3-moe-8l", {"mode": "train", "batch_size": 2, "seq_len": 1024, "recompute": True}, QWEN3_MOE_8L,
+         "qwen3-30b-a3b"),
+    # --- MLA + MoE: DeepSeek-V2-Lite
+    T("deepseek-v2-lite", batch_size=1, seq_len=512),
+    T("deepseek-v2-lite", batch_size=1, seq_len=1024, method="lora", lora_targets=MLA_LORA_TARGETS),
+    # --- 7-8B dense, the common fine-tuning sizes
+    T("mistral-7b-v0.1", batch_size=1, seq_len=2048, method="lora", recompute=True),
+    T("llama-3.1-8b", batch_size=1, seq_len=2048, method="lora", recompute=True),
+    T("llama-3.1-8b", batch_size=1, seq_len=2048, precision="bf16"),
+    # --- inference: prefill + 4 decode steps, static cache
+    I("llama-3.2-1b", batch_size=1, seq_len=1024),
+    I("llama-3.2-1b", batch_size=8, seq_len=2048),
+    I("llama-3.2-1b", batch_size=1, seq_len=1024, attention="eager"),
+    I("llama-3.2-1b", batch_size=1, seq_len=512, precision="fp32"),
+    I("qwen2.5-0.5b", batch_size=16, seq_len=512),
+    I("gpt2", batch_size=4, seq_len=512),
+    I("pythia-1b", batch_size=4, seq_len=1024),
+    I("gemma-2-2b", batch_size=1, seq_len=2048, attention="eager"),
+    I("qwen1.5-moe-a2.7b", batch_size=2, seq_len=1024),
+    Case("qwen3-moe-8l", {"mode": "infer", "batch_size": 4, "seq_len": 1024}, QWEN3_MOE_8L, "qwen3-30b-a3b"),
+    I("deepseek-v2-lite", batch_size=1, seq_len=2048),
+    I("mistral-7b-v0.1", batch_size=1, seq_len=4096),
+    I("llama-3.1-8b", batch_size=4, seq_len=4096),
+    I("qwen2.5-7b", batch_size=1, seq_len=8192),
+    I("phi-3-mini", batch_size=2, seq_len=2048),
+)
+
+
+DIAGNOSES: tuple[tuple[str, str, str, str], ...] = (
+    # (model substring, mode, method or "", why the estimate differs); shown for cases over 5 %.
+    # Found by comparing the trace's components with the estimate's (benchmarks' "largest
+    # differences" column); the estimator's owner fixes the analytical model.
+    ("gpt2", "train", "full",
+     "activations/mlp: GPT-2's gelu_new is an unfused chain of elementwise ops "
+     "(0.5*x*(1+tanh(c*(x+0.044715*x**3)))); under CUDA autocast pow runs in fp32 and type promotion "
+     "keeps the rest of the chain in fp32, so autograd saves several fp32 [tokens, 4h] tensors per layer "
+     "(trace 4,824 MiB of MLP activations for b8 x 1024 vs 2,880 MiB estimated). In fp32 the case is within 1.1 %."),
+    ("gpt2", "infer", "",
+     "activations: gelu_new's unfused chain holds four [tokens, 4h] bf16 temporaries at once in the "
+     "prefill (48 MiB for 4 x 512 tokens) where the estimate keeps one layer's tensors (30 MiB)."),
+    ("qwen1.5-moe", "train", "lora",
+     "adapters and activations/lora: the estimate puts a LoRA pair on every routed expert and saves "
+     "its inputs per token (969 MiB adapters, 32.9 GiB LoRA activations); with transformers 5 the routed "
+     "experts are fused 3-D parameters that peft 0.21 leaves without adapters for Qwen2-MoE "
+     "(trace: 58 MiB adapters, 845 MiB LoRA activations)."),
+    ("deepseek", "train", "lora",
+     "activations/lora: the estimate saves every routed expert's LoRA input per token (37.6 GiB); peft "
+     "0.21 wraps transformers 5's fused expert parameters (ParamWrapper, rank stacked per expert) and "
+     "applies the update to the weight, so LoRA activations are 354 MiB (adapters: 1,366 MiB traced vs "
+     "1,106 MiB estimated)."),
+    ("", "train", "lora",
+     "activations/lora: the estimate keeps 4 B per adapter-input element (the fp32 copy "
+     "x.to(lora_A.weight.dtype) in peft's LoRA Linear.forward); under CUDA autocast lora_A's linear "
+     "casts it straight back to bf16 and saves that 2 B copy, and the fp32 copy dies at once "
+     "(llama-3.2-1b b4 x 1024: 2,574 MiB traced vs 5,148 MiB estimated). With recomputation the "
+     "inputs are not saved and the cases agree."),
+)
+
+
+def diagnosis(row) -> str:
+    """The recorded reason for a case over the 5 % goal, or empty."""
+    setup = row.case.setup
+    for model, mode, method, text in DIAGNOSES:
+        if model in row.case.model and setup["mode"] == mode and (not method or setup.get("method", "full") == method):
+            return text
+    return ""
+
+
+def describe(setup) -> str:
+    """Short text of a TraceSetup for the table."""
+    if setup.mode == "infer":
+        bits = [f"b{setup.batch_size} s{setup.seq_len}+{setup.decode_tokens}",
+                "fp32" if setup.precision == "fp32" else "bf16", setup.attention]
+    else:
+        bits = [f"b{setup.batch_size} s{setup.seq_len}", setup.method, setup.precision,
+                setup.optimizer + ("-fused" if setup.optimizer_impl == "fused" else ""), setup.attention]
+        if setup.recompute:
+            bits.append("recompute")
+    return " ".join(bits)
+
+
+@dataclass(frozen=True)
+class Row:
+    case: Case
+    setup_text: str
+    arch: str
+    traced_bytes: int
+    traced_phase: str
+    analytical_bytes: int | None
+    analytical_phase: str
+    diffs: tuple
+    seconds: float
+    notes: tuple[str, ...]
+
+    @property
+    def error(self) -> float | None:
+        if self.analytical_bytes is None:
+            return None
+        return self.analytical_bytes / self.traced_bytes - 1
+
+
+def run_case(case: Case, quick: bool) -> Row:
+    from vramplan.model.hf_config import text_config
+    from vramplan.trace import TraceSetup
+    from vramplan.trace.compare import analytical_estimate, group_diffs, tensor_bytes
+    from vramplan.trace.extrapolate import trace_extrapolated
+    from vramplan.trace.run import resolve_config, run_trace
+
+    setup = TraceSetup(**case.setup)
+    config = case.config()
+    started = time.perf_counter()
+    result = trace_extrapolated(config, setup) if quick else run_trace(config, setup)
+    seconds = time.perf_counter() - started
+    traced = result.to_estimate()
+    cfg = config if isinstance(config, dict) else resolve_config(config)[1]
+    try:
+        analytical = analytical_estimate(cfg if isinstance(config, dict) else case.model, setup)
+        failure = ()
+    except ValueError as exc:  # the estimator refused the setup: report it, do not stop
+        analytical, failure = None, (f"estimate failed: {exc}",)
+    return Row(case=case, setup_text=describe(setup), arch=text_config(cfg).get("model_type", "?"),
+               traced_bytes=result.peak_bytes, traced_phase=result.peak_phase,
+               analytical_bytes=None if analytical is None else tensor_bytes(analytical),
+               analytical_phase="" if analytical is None else analytical.phase,
+               diffs=() if analytical is None else tuple(group_diffs(traced, analytical)),
+               seconds=seconds, notes=result.notes + failure)
+
+
+def _gib(b: int | None) -> str:
+    return "n/a" if b is None else f"{b / GIB:.3f}"
+
+
+DIFF_SHOWN_BYTES = 2**20
+"""Group differences below 1 MiB are not listed."""
+
+
+def _diff_text(row: Row, limit: int = 2) -> str:
+    parts = []
+    for d in row.diffs[:limit]:
+        if abs(d.diff_bytes) >= DIFF_SHOWN_BYTES:
+            parts.append(f"{d.group} {d.diff_bytes / GIB:+.3f} GiB")
+    return ", ".join(parts) or "-"
+
+
+def markdown(rows: list[Row], header: str) -> str:
+    lines = [header, "",
+             "| # | model | arch | mode | setup | trace GiB | trace phase | estimate GiB | estimate phase | error | largest differences (estimate - trace) |",
+             "|---|---|---|---|---|---:|---|---:|---|---:|---|"]
+    for i, r in enumerate(rows, 1):
+        err = "n/a" if r.error is None else f"{r.error:+.1%}"
+        flag = " (!)" if r.error is not None and abs(r.error) > GOAL_WORST_ERROR else ""
+        lines.append(f"| {i} | {r.case.model} | {r.arch} | {r.case.setup['mode']} | {r.setup_text} | "
+                     f"{_gib(r.traced_bytes)} | {r.traced_phase} | {_gib(r.analytical_bytes)} | "
+                     f"{r.analytical_phase} | {err}{flag} | {_diff_text(r)} |")
+    notes = [(i, n) for i, r in enumerate(rows, 1) for n in r.notes]
+    notes += [(i, "why: " + diagnosis(r)) for i, r in enumerate(rows, 1)
+              if r.error is not None and abs(r.error) > GOAL_WORST_ERROR and diagnosis(r)]
+    notes.sort(key=lambda item: item[0])
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- #{i}: {n}" for i, n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def summary(rows: list[Row]) -> str:
+    errors = [abs(r.error) for r in rows if r.error is not None]
+    if not errors:
+        return "No analytical estimator available: only traces were run.\n"
+    median, worst = statistics.median(errors), max(errors)
+    within = sum(e <= GOAL_WORST_ERROR for e in errors)
+    return (f"{len(errors)} cases: median |error| {median:.2%} (goal {GOAL_MEDIAN_ERROR:.0%}: "
+            f"{'met' if median <= GOAL_MEDIAN_ERROR else 'not met'}), worst {worst:.2%} (goal "
+            f"{GOAL_WORST_ERROR:.0%}: {'met' if worst <= GOAL_WORST_ERROR else 'not met'}); "
+            f"{within} of {len(errors)} within {GOAL_WORST_ERROR:.0%}.\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="trace 2-3 layers per model and extend per layer")
+    parser.add_argument("--only", default="", help="only cases whose model contains this text")
+    parser.add_argument("--no-write", action="store_true", help=f"do not rewrite {DOC.relative_to(ROOT)}")
+    args = parser.parse_args(argv)
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    cases = [c for c in CASES if args.only in c.model]
+    rows = []
+    for i, case in enumerate(cases, 1):
+        row = run_case(case, args.quick)
+        rows.append(row)
+        err = "n/a" if row.error is None else f"{row.error:+.1%}"
+        for note in row.notes:
+            print(f"        note: {note}")
+        print(f"[{i:2d}/{len(cases)}] {case.model:18s} {case.setup['mode']:5s} {row.setup_text:42s} "
+              f"trace {_gib(row.traced_bytes):>9s} GiB ({row.traced_phase:14s}) estimate "
+              f"{_gib(row.analytical_bytes):>9s} GiB ({row.analytical_phase:14s}) {err:>7s}  {row.seconds:5.1f} s",
+              flush=True)
+    text = summary(rows)
+    print(text)
+    if not args.no_write and not args.only:
+        write_doc(rows, quick=args.quick)
+    return 0
+
+
+def write_doc(rows: list[Row], *, quick: bool) -> None:
+    import torch
+    import transformers
+
+    from vramplan.trace.deps import INSTALL_HINT
+
+    command = COMMAND + (" --quick" if quick else "")
+    intro = DOC_INTRO.format(command=command, torch=torch.__version__, transformers=transformers.__version__,
+                             install=INSTALL_HINT)
+    table = markdown(rows, "## The table")
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(intro + "\n" + summary(rows) + "\n" + table + "\n" + DOC_OUTRO, encoding="utf-8")
+
+
+DOC_INTRO = """# Accuracy: analytical estimates against exact-mode traces
+
+Regenerate this page (it is written by the command; edit the benchmark, not the page):
+
+    {command}
+
+Needs the exact extra (`{install}`); runs on a CPU, no GPU and no weights
+(torch {torch}, transformers {transformers} when generated).
+
+**Trace** is `vramplan trace`: the real transformers model built from the config on
+PyTorch fake tensors, one real step (training: forward, loss, backward,
+`optimizer.step()` in steady state; inference: prefill + 4 decode steps with a
+static cache), every allocation recorded under CUDA's rules (512-byte blocks, CUDA
+autocast op lists, flash / memory-efficient SDPA kernels, fused dropout, foreach
+optimizer). It equals a real CPU run of the same step byte for byte (tested), and
+its per-layer extrapolation equals a full trace (tested).
+
+**Estimate** is the analytical model (`vramplan train` / `vramplan infer --engine hf`)
+for the same setup, without its `overhead` category (CUDA context, library
+workspaces), which the trace cannot see. Error = estimate / trace - 1, of the bytes
+at each one's peak. (!) marks |error| > 5 %.
+
+## Exact mode in one minute
+
+    vramplan trace llama-3.1-8b --batch 1 --seq 2048 --svg step.svg --gpu h100   # training step
+    vramplan trace qwen3-30b-a3b --infer --batch 4 --seq 4096 --decode 8           # prefill + decode
+    vramplan trace llama-3.2-1b --method lora --recompute --json                   # any setup, as JSON
+    vramplan validate --device cuda                                                # real GPU steps
+
+The trace reports the peak, its phase, what is live at it (the same breakdown
+table and JSON as `vramplan train` / `vramplan infer`), and draws the timeline
+(SVG, stacked by category, the GPU's usable memory as a line). An 8B training step
+traces in about 15 s and 0.5 GiB of host memory on 2 CPU cores; models deeper
+than 48 layers are traced at two short depths and extended per layer (the
+extension equals the full trace in the tests). How the CPU run is made to
+allocate as CUDA does:
+
+- autocast follows PyTorch's CUDA op lists (`aten/src/ATen/autocast_mode.h`):
+  softmax, log_softmax, layer_norm, rms_norm, pow, exp, sum... run in fp32, matmuls
+  in bf16, fp32 leaf weights cast once per autocast region; the CPU-only list
+  entries fall through (tested op by op against PyTorch's own CUDA autocast kernels);
+- SDPA runs the kernel CUDA picks: flash (saves the output and an fp32 log-sum-exp
+  [b, h, s]), memory-efficient (log-sum-exp padded to 32 rows), or the math path
+  (fp32 probabilities [b, h, s, s]);
+- dropout saves the fused kernel's bool mask (1 byte per element);
+- the optimizer defaults to `foreach=True`, as on CUDA (its step allocates a
+  parameter-sized fp32 list); `--optimizer-impl fused` and `forloop` are traced too;
+- every allocation is rounded up to the caching allocator's 512-byte blocks.
+
+What the trace cannot see on a CPU: kernels' internal workspaces freed inside one
+call (flash attention's dq accumulator, cuBLAS workspaces), the CUDA context, and
+the allocator's reserved-but-free memory. `vramplan validate --device cuda` measures
+those on a GPU.
+"""
+
+DOC_OUTRO = """## Reading a row
+
+*largest differences* lists the comparison groups (weights incl. fp32 master
+copies, gradients, optimizer, adapters, activations, kv_cache, logits+temporaries =
+logits, the loss's fp32 copies and the temporaries of backward and the optimizer
+step) whose bytes at the peak differ most, estimate minus trace (1 MiB and more).
+The two peaks can fall in different phases; the groups are then taken at each
+one's own peak.
+
+## On a GPU
+
+`vramplan validate --device cuda [--model M --train|--infer --batch B --seq S]` runs
+the same steps on a real card and prints `torch.cuda.max_memory_allocated()` and
+`max_memory_reserved()` beside the trace and the estimate. No GPU was available
+when this page was generated, so no measured table is recorded yet; the trace's
+CUDA-specific rules are instead checked against PyTorch's own CUDA autocast kernels
+and kernel saved-tensor signatures (`tests/test_trace_rules.py`).
+"""
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

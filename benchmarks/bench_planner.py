@@ -1,0 +1,109 @@
+"""Planner throughput: layouts evaluated per second, and the time to plan a 405B model.
+
+Usage: python benchmarks/bench_planner.py [--runs N]
+
+Rows:
+* "405B on 1,024 H100" — ``plan()`` over every layout of exactly 1,024 GPUs (cold: the
+  first call, which also builds the activation coefficients; warm: the best of N).
+* "405B sweep 1..1,024 H100" — every GPU count ``--max-gpus 1024`` tries.
+* "70B sweep 1..512 A100-80GB" — the same for a smaller model.
+
+The peer, measured in the same run, is the same per-GPU arithmetic called once per
+layout with plain ints (:func:`vramplan.distributed.training_terms`, what a Python loop
+over layouts would do), timed on a sample of the same layouts; the ratio column is
+vectorised layouts/s over the loop's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from vramplan.catalog import find_model  # noqa: E402
+from vramplan.distributed import TrainingJob, job_states, training_terms  # noqa: E402
+from vramplan.gpus import find_gpu  # noqa: E402
+from vramplan.parallel import ParallelLayout  # noqa: E402
+from vramplan.planner import (  # noqa: E402
+    ENGINE_SETTINGS,
+    PlanRequest,
+    default_global_batch,
+    enumerate_degrees,
+    gpu_counts_up_to,
+    plan,
+)
+from vramplan.training import TrainingSetup  # noqa: E402
+
+LOOP_SAMPLE = 2000
+"""Layouts the per-layout loop evaluates to measure its rate."""
+
+
+def best_of(runs: int, fn) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(runs):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def loop_rate(req: PlanRequest) -> float:
+    """Layouts/s of a Python loop calling the scalar arithmetic once per layout."""
+    job = req.job
+    n = max(req.gpu_counts)
+    d = enumerate_degrees(job.model, n, req.gpus_per_node, req.global_batch or default_global_batch(job.seq_len, n),
+                          req.micro_batch_sizes)
+    rows = [(int(d["dp"][i]), int(d["tp"][i]), int(d["pp"][i]), int(d["cp"][i]), int(d["ep"][i]), bool(d["sp"][i]),
+             int(d["mbs"][i]), int(d["m"][i])) for i in range(min(d["dp"].size, LOOP_SAMPLE))]
+    settings = ENGINE_SETTINGS
+    states = {s.engine: job_states(job, s.engine) for s in settings}
+    count = 0
+    start = time.perf_counter()
+    for i, (dp, tp, pp, cp, ep, sp, mbs, m) in enumerate(rows):
+        s = settings[i % len(settings)]
+        layout = ParallelLayout(dp=dp, tp=tp, pp=pp, cp=cp, ep=ep, sequence_parallel=sp, micro_batches=m,
+                                engine=s.engine, zero_stage=s.zero_stage, fsdp=s.fsdp, offload=s.offload)
+        rjob = job.with_setup(batch=mbs)
+        for stage in ("first", "last"):
+            training_terms(rjob, layout, stage=stage, states=states[s.engine])
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+
+    h100, a100 = find_gpu("h100"), find_gpu("a100-80gb")
+    big = find_model("llama-3.1-405b").spec()
+    mid = find_model("llama-3.1-70b").spec()
+    cases = [
+        ("405B on 1,024 H100", PlanRequest(job=TrainingJob(model=big, setup=TrainingSetup(seq=8192)), gpu=h100,
+                                           gpu_counts=(1024,))),
+        ("405B sweep 1..1,024 H100", PlanRequest(job=TrainingJob(model=big, setup=TrainingSetup(seq=8192)),
+                                                 gpu=h100, gpu_counts=gpu_counts_up_to(1024))),
+        ("70B sweep 1..512 A100-80GB", PlanRequest(job=TrainingJob(model=mid, setup=TrainingSetup(seq=4096)),
+                                                   gpu=a100, gpu_counts=gpu_counts_up_to(512))),
+    ]
+    header = f"{'case':28} {'layouts':>10} {'cold s':>8} {'warm s':>8} {'layouts/s':>12} {'loop layouts/s':>15} {'ratio':>7}"
+    print(header)
+    print("-" * len(header))
+    for name, req in cases:
+        start = time.perf_counter()
+        result = plan(replace(req))
+        cold = time.perf_counter() - start
+        warm, result = best_of(args.runs, lambda: plan(req))
+        rate = result.evaluated / warm
+        peer = loop_rate(req)
+        print(f"{name:28} {result.evaluated:>10,} {cold:>8.3f} {warm:>8.3f} {rate:>12,.0f} {peer:>15,.0f} "
+              f"{rate / peer:>6.0f}x")
+    print(f"\nbest layout for 405B on 1,024 H100: {plan(cases[0][1], top=1).candidates[0].layout.describe()}")
+
+
+if __name__ == "__main__":
+    main()

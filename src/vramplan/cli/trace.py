@@ -1,0 +1,149 @@
+"""``vramplan trace MODEL --train|--infer``: exact mode, one real step on fake tensors."""
+
+from __future__ import annotations
+
+import click
+
+from vramplan.cli.common import console, emit_json, json_option, table, units_option
+
+FULL_TRACE_MAX_LAYERS = 48
+"""``--layers auto`` traces every layer up to this depth (an 8B model takes about
+15 s here); deeper models are traced at two short depths and extended per layer."""
+
+
+def _render(result, est, units: str, svg_path: str | None) -> None:
+    from vramplan.units import format_bytes
+
+    def fmt(n: int) -> str:
+        return format_bytes(n, units)
+
+    s = result.setup
+    what = (f"train {s.method} {s.precision} {s.optimizer}/{s.optimizer_impl}" if s.training
+            else f"infer {s.precision if s.precision == 'fp32' else 'bf16'} +{s.decode_tokens} decode")
+    title = (f"{result.model} · {what} · batch {s.batch_size} x {s.seq_len} tokens · {s.attention}"
+             f"{' · recompute' if s.recompute else ''} · peak in {result.peak_phase}")
+    t = table("component", "memory", "share", title=title, right=("memory", "share"))
+    for c in est.components:
+        t.add_row(c.name, fmt(c.bytes), f"{c.bytes / max(est.total_bytes, 1):.1%}")
+    t.add_row("peak (allocated)", fmt(est.total_bytes), "", style="bold")
+    out = console()
+    out.print(t)
+    out.print("phases: " + ", ".join(f"{p} {fmt(b)}" for p, b in est.phases))
+    if est.verdict is not None:
+        v = est.verdict
+        word = "fits" if v.fits else "does NOT fit"
+        out.print(f"[bold]{v.gpu}: {word}[/bold] — {fmt(v.required_bytes)} of {fmt(v.capacity_bytes)}, "
+                  f"headroom {fmt(v.headroom_bytes)} (CUDA context and workspaces not included)")
+    for a in est.assumptions:
+        out.print(f"note: {a}")
+    out.print(f"traced in {result.seconds:.1f} s" + (f"; timeline written to {svg_path}" if svg_path else ""))
+
+
+@click.command("trace")
+@click.argument("model")
+@click.option("--train/--infer", "train", default=True, help="Trace a training step (default) or prefill + decode.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Sequences per step.")
+@click.option("--seq", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Tokens per sequence (training) or prompt tokens (inference).")
+@click.option("--decode", type=click.IntRange(min=0), default=4, show_default=True, help="Inference: decode steps.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16-mixed", "bf16"]), default="bf16-mixed",
+              show_default=True, help="fp32; fp32 weights under CUDA autocast; or pure bf16.")
+@click.option("--optimizer", type=click.Choice(["adamw", "adam", "sgd"]), default="adamw", show_default=True)
+@click.option("--optimizer-impl", type=click.Choice(["foreach", "fused", "forloop"]), default="foreach",
+              show_default=True, help="foreach is PyTorch's default on CUDA.")
+@click.option("--method", type=click.Choice(["full", "lora"]), default="full", show_default=True)
+@click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--recompute", is_flag=True, help="Full activation recomputation (gradient checkpointing).")
+@click.option("--attention", type=click.Choice(["sdpa", "eager"]), default="sdpa", show_default=True)
+@click.option("--cache", type=click.Choice(["static", "dynamic"]), default="static", show_default=True,
+              help="Inference KV cache: preallocated or grown by concatenation.")
+@click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
+              help="Override every dropout probability of the config.")
+@click.option("--layers", type=click.Choice(["auto", "all", "extend"]), default="auto", show_default=True,
+              help="all: trace every layer; extend: trace two short depths and extend per layer; "
+                   f"auto: all up to {FULL_TRACE_MAX_LAYERS} layers, else extend.")
+@click.option("--gpu", default=None, help="GPU whose usable memory the verdict and the chart use.")
+@click.option("--svg", "svg_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the memory timeline as an SVG here.")
+@units_option
+@json_option
+def command(model: str, train: bool, batch: int, seq: int, decode: int, precision: str, optimizer: str,
+            optimizer_impl: str, method: str, lora_rank: int, recompute: bool, attention: str, cache: str,
+            dropout: float | None, layers: str, gpu: str | None, svg_path: str | None, units: str,
+            as_json: bool) -> None:
+    """Trace one real step of MODEL on PyTorch fake tensors (no GPU, no weights) and
+    report the peak, its phase and what is live at it, under CUDA's allocation rules.
+
+    MODEL is a catalog name (llama-3.1-8b) or a config.json path. Needs the exact
+    extra: pip install "vramplan[exact]".
+    """
+    from vramplan.trace.deps import require_exact
+    from vramplan.trace.setup import TraceSetup
+
+    setup = TraceSetup(mode="train" if train else "infer", batch_size=batch, seq_len=seq, decode_tokens=decode,
+                       precision=precision, optimizer=optimizer, optimizer_impl=optimizer_impl, method=method,
+                       lora_rank=lora_rank, recompute=recompute, attention=attention, cache=cache, dropout=dropout)
+    capacity = None
+    gpu_spec = None
+    if gpu is not None:
+        from vramplan.gpus import find_gpu
+
+        gpu_spec = find_gpu(gpu)
+        capacity = gpu_spec.usable_memory_bytes
+    require_exact()
+    result = _run(model, setup, layers, quiet=as_json)
+    est = result.to_estimate()
+    if gpu_spec is not None:
+        est = est.with_verdict(gpu_spec.slug, capacity)
+    if svg_path:
+        from pathlib import Path
+
+        from vramplan.trace.svg import timeline_svg
+
+        Path(svg_path).write_text(timeline_svg(result, capacity_bytes=capacity, gpu=gpu_spec.slug if gpu_spec else "",
+                                               unit=units), encoding="utf-8")
+    if as_json:
+        emit_json({**est.to_dict(), "trace": {"seconds": round(result.seconds, 2),
+                                              "layers_traced": result.layers_traced,
+                                              "extrapolated": result.extrapolated, "svg": svg_path}})
+        return
+    _render(result, est, units, svg_path)
+
+
+def _run(model: str, setup, layers: str, *, quiet: bool):
+    """Trace with a progress spinner on stderr (none with --json)."""
+    from dataclasses import replace
+
+    from vramplan.trace.build import num_layers
+    from vramplan.trace.extrapolate import trace_extrapolated
+    from vramplan.trace.run import resolve_config, run_trace
+
+    from vramplan.model.hf_config import text_config
+
+    _, config = resolve_config(model)
+    depth = num_layers(dict(text_config(config)))
+    extrapolate = layers == "extend" or (layers == "auto" and depth > FULL_TRACE_MAX_LAYERS)
+
+    def go(progress):
+        if extrapolate:
+            return trace_extrapolated(model, setup, progress=progress)
+        return run_trace(model, replace(setup, layers=None), progress=progress)
+
+    if quiet:
+        return go(None)
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    steps = ["forward", "backward", "optimizer step"] if setup.training else \
+        ["prefill"] + [f"decode {i + 1}" for i in range(setup.decode_tokens)]
+    runs = 2 if extrapolate else 1
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"tracing {steps[0]}", total=len(steps) * runs)
+        done = [0]
+
+        def tick():
+            done[0] += 1
+            bar.update(task, advance=1, description=f"tracing {steps[done[0] % len(steps)]}")
+
+        return go(tick)

@@ -1,0 +1,436 @@
+"""Per-GPU memory of a training job laid out on many GPUs.
+
+:func:`training_terms` assembles the per-GPU terms of one pipeline stage from the
+building blocks in :mod:`vramplan.parallel` (model-parallel slice, ZeRO/FSDP/Megatron
+sharding, in-flight micro-batches) and the per-layer activation coefficients below.
+Every argument that describes a layout may be a plain ``int`` or a numpy array: the
+planner calls this very function over millions of layouts at once, and
+:func:`estimate_training` calls it for one layout and renders the usual
+:class:`~vramplan.estimate.Estimate` tree.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from vramplan.estimate import Component, Estimate
+from vramplan.parallel import (
+    RECIPES,
+    ParallelLayout,
+    SliceCoefficients,
+    StateBytesPerParam,
+    in_flight_microbatches,
+    maximum,
+    minimum,
+    rank_params,
+    shard_model_states,
+    slice_coefficients,
+    stage_layers,
+    where,
+)
+
+Stage = Literal["first", "last"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivationCoefficients:
+    """Activation bytes of one sequence (a micro-batch of 1 at the job's sequence
+    length) on one GPU without tensor or context parallelism, taken once from the
+    single-GPU training model (:func:`vramplan.training.activation_plan`,
+    :func:`vramplan.training.setup_logits`), and how tensor/sequence parallelism
+    divide them.
+
+    Scaling, per Korthikanti et al. 2022 (Table 2): the parts that
+    :mod:`vramplan.memory.activations` marks ``sharded`` (heads, MLP width) divide by
+    tp; the rest (residual, norms, linear inputs) divide by tp only with sequence
+    parallelism. Context parallelism divides the tokens; micro-batch size multiplies
+    them. Departure: the score matrix of eager attention is quadratic in the sequence,
+    and we divide it by cp like the rest (ring attention keeps one block of keys at a
+    time, which this overstates).
+    """
+
+    layer_kept_per_seq: float
+    """Bytes one layer keeps until its backward, mean over layers (after recomputation)."""
+    sharded_fraction: float
+    """Share of a layer's saved activations split by tensor parallelism."""
+    kept_sharded_fraction: float
+    """The same for what is kept under the recomputation policy (0 under full recomputation:
+    the checkpointed layer input is the residual stream)."""
+    layer_backward_per_seq: float
+    """Extra bytes alive in one layer's backward: the recomputed layer and gradient
+    buffers (max over layers)."""
+    outside_per_seq: float
+    """Embedding dropout, final norm and the head's casts, per sequence."""
+    logits_per_seq: float
+    """Logits and loss at the loss backward, per sequence (split by tp: vocab-parallel)."""
+    autocast_cache_per_layer: float
+    """16-bit weight copies autocast keeps per layer (per GPU at tp = 1)."""
+
+    @classmethod
+    def from_setup(cls, spec: Any, setup: Any) -> ActivationCoefficients:
+        """The coefficients of ``setup`` (a :class:`vramplan.training.TrainingSetup`) for
+        ``spec`` (cached: the planner asks for the same ones many times)."""
+        return _activation_coefficients(spec, setup)
+
+
+@functools.lru_cache(maxsize=256)
+def _activation_coefficients(spec: Any, setup: Any) -> ActivationCoefficients:
+    """See :meth:`ActivationCoefficients.from_setup`."""
+    from vramplan.memory import activations as act
+    from vramplan.training import activation_plan, setup_logits
+
+    one = replace(setup, batch=1)
+    plan_ = activation_plan(spec, one)
+    ctx = act.ActivationContext(recipe=one.recipe, batch=1, seq=one.seq, attention=one.attention,
+                                dropout=one.dropout)
+    parts = act.layer_activation_parts(spec, ctx, 0)
+    total = sum(p.bytes for p in parts) or 1
+    sharded = sum(p.bytes for p in parts if p.sharded) / total
+    policy = one.recompute_policy
+    kept_sharded = 0.0 if policy == "full" else sharded
+    layers = spec.num_layers
+    cast = act.layer_weight_cast_bytes(spec, ctx)
+    return ActivationCoefficients(
+        layer_kept_per_seq=sum(plan_.per_layer_kept) / layers,
+        sharded_fraction=sharded, kept_sharded_fraction=kept_sharded,
+        layer_backward_per_seq=max(f + w for f, w in zip(plan_.per_layer_full, plan_.per_layer_work)),
+        outside_per_seq=plan_.outside_layers,
+        logits_per_seq=setup_logits(spec, one).backward_peak,
+        autocast_cache_per_layer=cast,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingJob:
+    """What is trained, independent of how it is laid out: the model and the
+    single-GPU :class:`~vramplan.training.TrainingSetup` (method, precision, optimizer,
+    micro-batch size, sequence length, recomputation, attention kernel)."""
+
+    model: Any
+    """The :class:`~vramplan.model.ModelSpec`."""
+    setup: Any = None
+    """The :class:`vramplan.training.TrainingSetup`; ``None``: its defaults."""
+    overhead_bytes: int = 0
+    """Fixed per-GPU overhead (CUDA context, workspaces, NCCL); see :func:`default_overhead_bytes`."""
+
+    def __post_init__(self) -> None:
+        if self.setup is None:
+            from vramplan.training import TrainingSetup
+
+            object.__setattr__(self, "setup", TrainingSetup())
+
+    @property
+    def micro_batch_size(self) -> int:
+        return self.setup.batch
+
+    @property
+    def seq_len(self) -> int:
+        return self.setup.seq
+
+    @property
+    def recompute(self) -> str:
+        return self.setup.recompute_policy
+
+    def with_setup(self, **changes: Any) -> TrainingJob:
+        """A copy with setup fields changed."""
+        return replace(self, setup=replace(self.setup, **changes))
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobStates:
+    """The model-state facts of a job the sharding needs, from the single-GPU model
+    (:func:`vramplan.training.model_states`)."""
+
+    recipe: StateBytesPerParam
+    """Bytes per parameter of each state term, in the engine's recipe."""
+    trainable_fraction: float
+    """Trainable parameters / parameters (1 for full training; LoRA adapters' share)."""
+    step_temporaries_per_param: float
+    """Bytes the optimizer step allocates per trainable parameter (foreach copies)."""
+
+
+def job_states(job: TrainingJob, engine: str) -> JobStates:
+    """Per-parameter state bytes of ``job`` as ``engine`` holds them.
+
+    The single-GPU recipe (:mod:`vramplan.memory.gradients`) is PyTorch AMP's: fp32
+    weights and gradients with bf16 autocast. DeepSpeed, Megatron-LM and FSDP instead
+    keep a 16-bit compute copy and an fp32 master (the ZeRO paper's 2 + 2 + 12); for
+    those engines a mixed recipe becomes weights = gradients = compute bytes and master
+    = the fp32 weight bytes. Optimizer bytes per trainable parameter come from
+    :func:`vramplan.training.model_states` (8 for AdamW, 2 for 8-bit Adam...).
+    """
+    from vramplan.model import count_params
+    from vramplan.training import model_states
+
+    spec, setup = job.model, job.setup
+    states = model_states(spec, setup)
+    total = count_params(spec).total_params
+    trainable = sum(g.params for g in states.trainable) or 1
+    weight_bytes = sum(c.bytes for c in states.weights) + states.adapter_weights
+    optimizer = states.optimizer_states / trainable
+    grads = states.gradients / trainable
+    recipe = setup.recipe
+    weights = weight_bytes / total
+    master = 0.0
+    if recipe.autocast and engine != "ddp" and setup.method == "full":
+        weights = grads = float(recipe.compute_bytes)
+        master = float(recipe.weight_bytes_per_param)
+    return JobStates(recipe=StateBytesPerParam(weights=weights, gradients=grads, master_weights=master,
+                                               optimizer=optimizer),
+                     trainable_fraction=min(1.0, trainable / total),
+                     step_temporaries_per_param=states.step_temporaries / trainable)
+
+
+def engine_setup(setup: Any, engine: str) -> Any:
+    """The single-GPU setup whose activations match how ``engine`` runs the model.
+
+    PyTorch AMP (DDP) keeps fp32 weights and autocasts each op: the residual stream
+    stays fp32 and a 16-bit copy of each weight is saved. DeepSpeed (bf16/fp16
+    config), Megatron-LM and FSDP's MixedPrecision run the model on 16-bit parameters:
+    no autocast copies and a 16-bit residual stream, i.e. the activations of the pure
+    16-bit recipe. Model-state bytes are handled by :func:`job_states`."""
+    recipe = setup.recipe
+    if engine == "ddp" or not recipe.autocast:
+        return setup
+    return replace(setup, precision=recipe.compute_dtype)
+
+
+def default_overhead_bytes(num_gpus: int) -> int:
+    """Fixed per-GPU overhead from :mod:`vramplan.memory.overhead` (CUDA context,
+    cuBLAS workspace, NCCL buffers of one communicator spanning ``num_gpus``)."""
+    from vramplan.memory.overhead import Overheads, fixed_overhead_components
+
+    return sum(c.bytes for c in fixed_overhead_components(Overheads(), comm_group_ranks=num_gpus))
+
+
+def layer_params(c: SliceCoefficients, *, tp: Any, ep: Any) -> Any:
+    """Parameters of the largest decoder layer on one tp/ep rank (one FSDP unit)."""
+    per_layer = c.attn_split_per_layer // tp + c.kv_split_per_layer // minimum(tp, c.num_kv_heads) \
+        + c.replicated_per_layer
+    moe = c.moe_shared_per_layer // tp + c.moe_replicated_per_layer + c.moe_experts_per_layer // (ep * tp)
+    dense = c.dense_mlp_per_layer // tp
+    return per_layer + (maximum(dense, moe) if c.num_moe_layers else dense)
+
+
+def root_params(c: SliceCoefficients, *, tp: Any) -> Any:
+    """Parameters outside the decoder layers on one tp rank (FSDP's root unit)."""
+    return c.embedding // tp + c.position_embedding + c.final_norm + (0 if c.head_tied else c.head // tp)
+
+
+def _tp_scale(sharded_fraction: float, tp: Any, sp: Any) -> Any:
+    """Share of activations one tp rank keeps: the sharded part / tp, the rest / tp
+    only with sequence parallelism (Korthikanti et al. 2022, Table 2)."""
+    return sharded_fraction / tp + (1 - sharded_fraction) * where(sp, 1 / tp, 1.0)
+
+
+def stage_terms(c: SliceCoefficients, a: ActivationCoefficients, *, stage: Stage, virtual_stages: int, tp: Any,
+                pp: Any, cp: Any, ep: Any, sp: Any, micro_batch_size: Any, micro_batches: Any) -> dict[str, Any]:
+    """The engine-independent terms of one pipeline stage: the parameters on the GPU
+    (and of one FSDP unit and the root unit), the activations (kept by every layer of
+    the stage for every in-flight micro-batch, plus the layer in backward), the
+    embedding/final-norm activations and the logits."""
+    params = rank_params(c, tp=tp, pp=pp, ep=ep, stage=stage)
+    seqs = micro_batch_size / cp  # sequences' worth of tokens of one micro-batch on one context-parallel rank
+    layers = stage_layers(c.num_layers, pp)
+    in_flight = in_flight_microbatches(pp=pp, micro_batches=micro_batches, virtual_stages=virtual_stages,
+                                       stage=stage)
+    kept = seqs * a.layer_kept_per_seq * _tp_scale(a.kept_sharded_fraction, tp, sp)
+    current = seqs * a.layer_backward_per_seq * _tp_scale(a.sharded_fraction, tp, sp)
+    single = pp == 1
+    outside = seqs * a.outside_per_seq
+    logits = seqs * a.logits_per_seq / tp
+    if stage == "first":
+        outside = where(single, outside, 0 * outside)
+        logits = where(single, logits, 0 * logits)
+    return {"params": params, "layer_params": layer_params(c, tp=tp, ep=ep), "root_params": root_params(c, tp=tp),
+            "activations": kept * layers * in_flight + current, "kept": kept * layers * in_flight,
+            "current": current, "outside": outside, "logits": logits,
+            "in_flight": in_flight}
+
+
+def gradients_persist(layout: ParallelLayout) -> bool:
+    """Whether gradient buffers exist through the whole backward even with one
+    micro-batch: Megatron's contiguous ``main_grad`` buffer; DeepSpeed, whose stages
+    0-1 keep every 16-bit ``.grad`` until the step, stage 2 allocates its gradient
+    partition at the first bucket reduction (``grads_in_partition`` in
+    ``stage_1_and_2.py``), and stage 3 holds ``grad_partitions_flat_buffer`` from
+    initialisation (``stage3.py``). PyTorch DDP and FSDP free gradients with
+    ``zero_grad(set_to_none=True)``, so they form during the backward."""
+    return layout.resolved_engine in ("megatron", "deepspeed")
+
+
+def backward_peak_bytes(sharded: Any, shared: dict[str, Any], layout: ParallelLayout, *,
+                        micro_batches: Any) -> Any:
+    """Bytes at the backward's high point, without the fixed overhead.
+
+    The backward is a sweep (as in :func:`vramplan.training.timeline`): at the loss all
+    activations and the logits are alive; in the last layer's backward all activations
+    plus that layer's recomputed tensors and gradient buffers; by the first layer the
+    activations are gone and the gradients have formed. The high point is the largest
+    of those, with the gradients resident throughout when they accumulate over
+    micro-batches or the engine keeps a persistent buffer (:func:`gradients_persist`).
+    """
+    base = sharded.backward_peak - sharded.gradients
+    kept_all = shared["kept"] + shared["outside"]
+    at_loss = kept_all + shared["logits"]
+    at_last_layer = kept_all + shared["current"]
+    persistent = where(micro_batches > 1, 1, 1 if gradients_persist(layout) else 0)
+    with_grads = sharded.gradients + maximum(at_loss, at_last_layer)
+    forming = maximum(maximum(at_loss, at_last_layer), shared["current"] + sharded.gradients)
+    return base + persistent * with_grads + (1 - persistent) * forming
+
+
+def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
+                   coeffs: SliceCoefficients | None = None, acts: ActivationCoefficients | None = None,
+                   states: JobStates | None = None, dp: Any = None, tp: Any = None, pp: Any = None,
+                   cp: Any = None, ep: Any = None, sp: Any = None, micro_batch_size: Any = None,
+                   micro_batches: Any = None, overhead: Any = None, shared: dict | None = None) -> dict[str, Any]:
+    """Per-GPU bytes of each term on the ``stage`` pipeline stage (``first`` holds the
+    embedding and the most in-flight micro-batches, ``last`` the head and the logits).
+
+    Degrees default to ``layout``'s; pass numpy arrays to evaluate many layouts at
+    once (``coeffs``, ``acts``, ``states`` and the engine-independent ``shared``
+    :func:`stage_terms` are then computed once by the caller). Returns a dict of terms
+    plus ``backward_peak`` (states, buffers, activations, logits, overhead),
+    ``step_peak`` (states, step temporaries, overhead) and ``peak`` (the larger), all
+    in bytes (float or array).
+    """
+    spec = job.model
+    c = coeffs or slice_coefficients(spec, layout.zero.param_persistence_threshold)
+    a = acts or ActivationCoefficients.from_setup(spec, engine_setup(job.setup, layout.resolved_engine))
+    st = states or job_states(job, layout.resolved_engine)
+    dp = layout.dp if dp is None else dp
+    tp = layout.tp if tp is None else tp
+    pp = layout.pp if pp is None else pp
+    cp = layout.cp if cp is None else cp
+    ep = layout.ep if ep is None else ep
+    if shared is None:
+        shared = stage_terms(c, a, stage=stage, virtual_stages=layout.virtual_stages, tp=tp, pp=pp, cp=cp, ep=ep,
+                             sp=layout.sequence_parallel if sp is None else sp,
+                             micro_batch_size=job.micro_batch_size if micro_batch_size is None else micro_batch_size,
+                             micro_batches=layout.micro_batches if micro_batches is None else micro_batches)
+    params = shared["params"]
+    sharded = shard_model_states(recipe=st.recipe, params=params, layout=layout, dp=dp, cp=cp, ep=ep, tp=tp,
+                                 pp=pp, layer_params=shared["layer_params"], root_params=shared["root_params"],
+                                 trainable_fraction=st.trainable_fraction)
+    activations, outside, logits = shared["activations"], shared["outside"], shared["logits"]
+    # The optimizer's step temporaries follow the optimizer states' sharding (none when offloaded).
+    optimizer_share = sharded.optimizer / st.recipe.optimizer if st.recipe.optimizer else 0 * sharded.optimizer
+    step_temporaries = sharded.step_temporaries + optimizer_share * st.step_temporaries_per_param
+    overhead = job.overhead_bytes if overhead is None else overhead
+    backward = backward_peak_bytes(sharded, shared, layout, micro_batches=layout.micro_batches
+                                   if micro_batches is None else micro_batches) + overhead
+    step = sharded.resident + step_temporaries + overhead
+    zeros = 0 * backward
+    return {
+        "params": params.total, "weights": sharded.weights, "master_weights": sharded.master_weights,
+        "gradients": sharded.gradients, "optimizer": sharded.optimizer,
+        "gathered_params": sharded.gathered_params, "unsharded_grads": sharded.unsharded_grads,
+        "comm_buckets": sharded.comm_buckets, "step_temporaries": step_temporaries + zeros,
+        "activations": activations + zeros, "outside_activations": outside + zeros, "logits": logits + zeros,
+        "kept_activations": shared["kept"] + zeros, "current_layer": shared["current"] + zeros,
+        "grads_persist": where((layout.micro_batches if micro_batches is None else micro_batches) > 1, 1,
+                               1 if gradients_persist(layout) else 0) + zeros,
+        "overhead": overhead + zeros, "host_per_gpu": sharded.host_per_gpu + zeros,
+        "in_flight": shared["in_flight"] + zeros,
+        "backward_peak": backward, "step_peak": step, "peak": maximum(backward, step),
+    }
+
+
+_NOTES = {
+    "weights": "parameters as held on this GPU",
+    "master_weights": "fp32 master copy, partitioned with the optimizer state",
+    "gradients": "parameter gradients as held on this GPU",
+    "optimizer": "optimizer states as held on this GPU",
+    "buffers/gathered_params": "parameters gathered for compute (ZeRO-3 live set + prefetch / FSDP units)",
+    "buffers/unsharded_grads": "full gradients of the module being reduce-scattered",
+    "buffers/comm_buckets": "gradient reduce buckets (DeepSpeed reduce_bucket_size / DDP buckets)",
+    "buffers/optimizer_step": "optimizer-step temporaries (DeepSpeed's fp32 gradient partition, foreach copies)",
+    "activations": "saved for backward (vramplan.training per-layer model) x layers on the stage x in-flight "
+                   "micro-batches (+ the layer in backward, when that is the high point)",
+    "activations/outside_layers": "embedding, final norm and head inputs",
+    "logits": "logits and loss at the loss backward (vramplan.memory.logits), vocab split by tp",
+    "overhead": "CUDA context, cuBLAS workspace, NCCL buffers (vramplan.memory.overhead)",
+}
+
+
+def backward_point(terms: dict[str, Any]) -> tuple[str, dict[str, float]]:
+    """Where the backward's high point falls for one layout, and the activation-side
+    terms alive there (the same three points :func:`backward_peak_bytes` compares)."""
+    kept, current = float(terms["kept_activations"]), float(terms["current_layer"])
+    outside, logits, grads = float(terms["outside_activations"]), float(terms["logits"]), float(terms["gradients"])
+    persist = bool(terms["grads_persist"])
+    points = {
+        "loss backward": {"activations": kept, "activations/outside_layers": outside, "logits": logits,
+                          "gradients": grads if persist else 0.0},
+        "last layer backward": {"activations": kept + current, "activations/outside_layers": outside,
+                                "gradients": grads if persist else 0.0},
+        "first layer backward": {"activations": current, "gradients": grads},
+    }
+    name = max(points, key=lambda k: sum(points[k].values()))
+    return name, points[name]
+
+
+def _components(terms: dict[str, Any], phase: str) -> list[Component]:
+    backward = phase == "backward"
+    alive = backward_point(terms)[1] if backward else {"gradients": float(terms["gradients"])}
+    raw = [
+        ("weights", terms["weights"]), ("master_weights", terms["master_weights"]),
+        ("gradients", alive.get("gradients", 0)), ("optimizer", terms["optimizer"]),
+        ("buffers/comm_buckets", terms["comm_buckets"]),
+        ("buffers/gathered_params", terms["gathered_params"] if backward else 0),
+        ("buffers/unsharded_grads", terms["unsharded_grads"] if backward else 0),
+        ("buffers/optimizer_step", 0 if backward else terms["step_temporaries"]),
+        ("activations", alive.get("activations", 0)),
+        ("activations/outside_layers", alive.get("activations/outside_layers", 0)),
+        ("logits", alive.get("logits", 0)),
+        ("overhead", terms["overhead"]),
+    ]
+    return [Component(name=name, bytes=int(round(float(b))), note=_NOTES[name]) for name, b in raw if b > 0]
+
+
+def estimate_training(job: TrainingJob, layout: ParallelLayout, *, num_gpus: int | None = None) -> Estimate:
+    """Per-GPU training memory of ``job`` on ``layout``: the busiest pipeline stage at
+    its peak phase (backward or optimizer step), with host RAM for offloaded states.
+
+    Validates the layout against the model and, when given, against ``num_gpus``.
+    """
+    spec = job.model
+    layout.check_model(spec)
+    if num_gpus is not None:
+        layout.check_gpus(num_gpus)
+    if job.overhead_bytes == 0:
+        job = replace(job, overhead_bytes=default_overhead_bytes(layout.num_gpus))
+    stages: list[Stage] = ["first"] if layout.pp == 1 else ["first", "last"]
+    per_stage = {s: training_terms(job, layout, stage=s) for s in stages}
+    stage = max(stages, key=lambda s: float(per_stage[s]["peak"]))
+    terms = per_stage[stage]
+    phase = "backward" if terms["backward_peak"] >= terms["step_peak"] else "optimizer_step"
+    comps = _components(terms, phase)
+    point = f" ({backward_point(terms)[0]})" if phase == "backward" else ""
+    host: list[Component] = []
+    if terms["host_per_gpu"] > 0:
+        gpus_in_node = min(layout.gpus_per_node, layout.num_gpus)
+        moved = "parameters, optimizer states" if layout.offload == "params" else "optimizer states"
+        host.append(Component(name="optimizer/offloaded", bytes=int(round(float(terms["host_per_gpu"]))) * gpus_in_node,
+                              note=f"host RAM per node ({gpus_in_node} GPUs): offloaded {moved}, master weights "
+                                   "and fp32 gradients"))
+    engine = layout.resolved_engine
+    stage_note = "" if layout.pp == 1 else \
+        f" (pipeline stage: {stage}, {float(terms['in_flight']):g} micro-batches in flight)"
+    setup = job.setup
+    return Estimate(
+        model=spec.name, kind="training", components=tuple(comps), phase=phase + point + stage_note,
+        phases=(("backward", int(terms["backward_peak"])), ("optimizer_step", int(terms["step_peak"]))),
+        host_components=tuple(host), num_gpus=layout.num_gpus,
+        details={"layout": layout.describe(), "engine": engine, "recipe": RECIPES[engine],
+                 "params_on_gpu": int(terms["params"]), "stage": stage, "micro_batch_size": setup.batch,
+                 "seq_len": setup.seq, "recompute": setup.recompute_policy},
+        assumptions=(f"mixed precision as {engine} does it: {RECIPES[engine]}",
+                     "activations per layer from vramplan.training, split by tp per Korthikanti et al. 2022",
+                     f"DeepSpeed buffers at defaults: {layout.zero}" if engine == "deepspeed" else
+                     "FSDP unit = one decoder layer; root unit = embedding, final norm, head"
+                     if engine == "fsdp" else "no extra engine buffers"),
+    )

@@ -1,0 +1,133 @@
+"""transformers ``generate`` with a dynamic cache.
+
+What it holds, per GPU (``tp`` ranks split each layer as in Megatron-LM):
+
+- weights in their stored format (:mod:`vramplan.memory.weights`);
+- a ``DynamicCache``: K/V of every token seen, grown by ``torch.cat`` at each step,
+  so the layer being updated briefly holds its old and new cache together
+  (``DynamicLayer.update``) — the ``buffers/cache_concat`` term of the decode peak;
+  sliding layers keep ``window`` tokens of storage in decode and the whole prompt's
+  right after prefill (``DynamicSlidingWindowLayer`` keeps a view); MLA
+  models cache the compressed latent (transformers 5);
+- prefill of the whole prompt in one forward (or ``prefill_chunk`` tokens at a
+  time), whose peak is the larger of the attention and MLP phases of one layer
+  (:mod:`vramplan.memory.inference_buffers`);
+- logits of the last position only: ``generate`` passes ``logits_to_keep=1`` and
+  copies them to fp32 (``GenerationMixin._sample``); they live after the last layer,
+  when the layer's tensors are gone, so a phase's high point holds one or the other;
+- bitsandbytes dequantizes one weight at a time to the compute dtype for prefill
+  matmuls (``bnb.matmul_4bit`` beyond one token): the largest such weight is a
+  transient ``buffers/dequant``;
+- overheads (:mod:`vramplan.memory.overhead`), with allocator slack over
+  everything PyTorch allocates piecemeal.
+
+The peak is the larger of prefill (cache of the prompt + prefill activations) and
+the last decode step (cache of the full context + its concat transient).
+"""
+
+from __future__ import annotations
+
+from vramplan.dtypes import get_dtype
+from vramplan.engines import Job, base_estimate, peak_of, with_gpu_verdict
+from vramplan.errors import InputError
+from vramplan.estimate import Component, Estimate
+from vramplan.memory.inference_buffers import ForwardShape, attention_mask_bytes, layer_peak_bytes, logits_bytes
+from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_cache_bytes, kv_row_elements
+from vramplan.memory.overhead import allocator_slack_component, fixed_overhead_components
+from vramplan.memory.weights import shard_shape, weight_split_components
+from vramplan.model.tensors import model_tensors
+from vramplan.quant import WeightFormat
+
+SLIDING_DECODE_EXTRA_TOKENS = 0
+"""In decode a sliding layer's cache is a view of ``window - 1`` tokens on the storage
+``torch.cat`` made for ``window`` tokens: memory holds ``window`` (tests/test_kv_cache.py)."""
+
+HF_KV_DTYPES = ("fp32", "fp16", "bf16", "fp8", "fp8_e5m2")
+"""Dtypes a ``DynamicCache`` holds: the model's (or one the user casts to; fp8 via a
+cast of the cache tensors)."""
+
+TOKEN_ID_BYTES = 8
+"""``generate`` keeps the ids (and the attention mask) as int64, 8 bytes a token."""
+
+_DEQUANT_FORMATS = ("nf4", "fp4", "int8")
+"""bitsandbytes formats that dequantize a whole weight for multi-token matmuls."""
+
+
+def _kv(job: Job, tokens: int, dtype: str, sliding_extra_tokens: int) -> int:
+    return kv_cache_bytes(job.spec, context_tokens=tokens, batch=job.setup.batch, dtype=dtype, tp=job.setup.tp,
+                          sliding_extra_tokens=sliding_extra_tokens)
+
+
+def _dequant_bytes(job: Job, act_bytes: int) -> int:
+    """The largest linear weight of one rank in the compute dtype, for bitsandbytes."""
+    fmt = job.weights
+    if not isinstance(fmt, WeightFormat) or not fmt.name.startswith(_DEQUANT_FORMATS):
+        return 0
+    sizes = [shard_shape(g, job.spec, job.setup.tp) for g in model_tensors(job.spec)
+             if fmt.quantizes(g.name, g.role)]
+    return max((s[0] * s[1] for s in sizes), default=0) * act_bytes
+
+
+def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Component]) -> list[Component]:
+    """The short-lived terms at a phase's high point: inside a decoder layer (its live
+    tensors, the mask built for the forward, ``in_layer`` extras such as the cache
+    concat) or after the last layer (the logits), whichever moment holds more. The two
+    never coexist: the mask and layer tensors are freed before the head runs."""
+    setup = job.setup
+    repeat = setup.attention == "eager" and job.spec.num_kv_heads < job.spec.num_attention_heads
+    layer_moment = [
+        Component(name="activations/layer",
+                  bytes=layer_peak_bytes(job.spec, shape, tp=setup.tp, impl=setup.attention, repeat_kv=repeat),
+                  note=f"{phase}: one layer's live tensors for {shape.sequences} x {shape.query_tokens} tokens "
+                       f"({setup.attention} attention over {shape.kv_tokens} keys)"),
+        Component(name="activations/attention_mask", bytes=attention_mask_bytes(job.spec, shape, setup.attention),
+                  note=f"{setup.attention} mask built once per forward (masking_utils)"),
+        *in_layer,
+    ]
+    head_moment = [Component(name="logits", bytes=logits_bytes(job.spec, rows=setup.batch, act_bytes=shape.act_bytes),
+                             note="last position only (generate: logits_to_keep=1) + its fp32 copy")]
+    return max(layer_moment, head_moment, key=lambda comps: sum(c.bytes for c in comps))
+
+
+def build(job: Job) -> Estimate:
+    setup, spec = job.setup, job.spec
+    if not isinstance(job.weights, WeightFormat):
+        raise InputError(f"--weights {job.weights.name}: transformers dequantizes GGUF files to 16-bit on load "
+                         "(from_pretrained(gguf_file=...)); use --weights fp16, or --engine llamacpp")
+    kv_dtype = get_kv_dtype(setup.kv_dtype or job.compute_dtype)
+    check_engine_kv_dtype(kv_dtype, "transformers DynamicCache", HF_KV_DTYPES)
+    act_bytes = get_dtype(job.compute_dtype).bits // 8
+    weights = weight_split_components(spec, job.weights, setup.tp)
+    chunk = min(job.prompt, setup.prefill_chunk or job.prompt)
+    kv_note = f"{kv_dtype.name}, batch {setup.batch}"
+
+    # After prefill a sliding layer keeps a view of its last window - 1 tokens, but the
+    # view holds the whole prompt's storage until the first decode step: no cap yet.
+    prefill = weights + [Component(name="kv_cache", bytes=_kv(job, job.prompt, kv_dtype.name, job.prompt),
+                                   note=f"{job.prompt} prompt tokens, {kv_note}")]
+    dequant = _dequant_bytes(job, act_bytes)
+    dequant_terms = [Component(name="buffers/dequant", bytes=dequant,
+                               note="largest quantized weight dequantized for a multi-token matmul (bitsandbytes)")]
+    prefill += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=chunk, kv_tokens=job.prompt,
+                                             act_bytes=act_bytes), "prefill", dequant_terms if dequant else [])
+
+    row = kv_dtype.row_bytes(max(kv_row_elements(spec, tp=setup.tp)))
+    decode = weights + [
+        Component(name="kv_cache", bytes=_kv(job, job.context, kv_dtype.name, SLIDING_DECODE_EXTRA_TOKENS),
+                  note=f"{job.context} tokens per sequence, {kv_note}, DynamicCache"),
+        Component(name="buffers/token_ids", bytes=setup.batch * job.context * TOKEN_ID_BYTES * 2,
+                  note="int64 input_ids and attention mask, re-concatenated every step by generate"),
+    ]
+    concat = [Component(name="buffers/cache_concat", bytes=setup.batch * job.context * row,
+                        note="old K (or V) of one layer while torch.cat builds the grown one (DynamicLayer.update)")]
+    decode += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=1, kv_tokens=job.context,
+                                            act_bytes=act_bytes), "decode", concat)
+    phases = {}
+    for name, comps in (("prefill", prefill), ("decode", decode)):
+        fixed = fixed_overhead_components(setup.overheads, comm_group_ranks=setup.tp)
+        slack = allocator_slack_component(setup.overheads, sum(c.bytes for c in comps))
+        phases[name] = comps + fixed + ([slack] if slack else [])
+    phase, components, timeline = peak_of(phases)
+    est = base_estimate(job, phase, components, phases=timeline,
+                        details={"kv_dtype": kv_dtype.name, "attention": setup.attention})
+    return with_gpu_verdict(est, job)

@@ -1,0 +1,60 @@
+"""An accelerate config (``accelerate launch --config_file``) running PyTorch FSDP
+for a planned layout. Keys follow accelerate's ``fsdp_config`` (accelerate docs,
+"Fully Sharded Data Parallel")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_STRATEGY = {"full_shard": "FULL_SHARD", "shard_grad_op": "SHARD_GRAD_OP", "hybrid_shard": "HYBRID_SHARD",
+             "no_shard": "NO_SHARD", "fsdp2": "FULL_SHARD"}
+
+
+def config(candidate: dict, spec: Any, *, seq_len: int) -> dict:
+    """The accelerate config dict for an FSDP ``candidate``."""
+    from vramplan.errors import InputError
+
+    lay = candidate["layout"]
+    if lay["fsdp"] == "none":
+        raise InputError(f"--export fsdp: the best layout ({candidate['describe']}) does not use FSDP; "
+                         "add --fsdp full_shard to plan an FSDP layout")
+    if lay["tp"] > 1 or lay["pp"] > 1 or lay["cp"] > 1:
+        raise InputError(f"--export fsdp: layout {candidate['describe']} needs tp/pp/cp, which accelerate's "
+                         "FSDP config does not set; plan with --tp 1 --pp 1 --cp 1")
+    version = 2 if lay["fsdp"] == "fsdp2" else 1
+    fsdp: dict[str, Any] = {
+        "fsdp_version": version,
+        "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+        "fsdp_offload_params": lay["offload"] == "params",
+        "fsdp_state_dict_type": "SHARDED_STATE_DICT",
+        "fsdp_activation_checkpointing": candidate["recompute"] == "full",
+    }
+    if version == 1:
+        fsdp.update({"fsdp_sharding_strategy": _STRATEGY[lay["fsdp"]], "fsdp_backward_prefetch": "BACKWARD_PRE",
+                     "fsdp_use_orig_params": True})
+    else:
+        fsdp["fsdp_reshard_after_forward"] = lay["fsdp"] != "shard_grad_op"
+    num_nodes = lay["num_nodes"]
+    return {"compute_environment": "LOCAL_MACHINE", "distributed_type": "FSDP", "mixed_precision": "bf16",
+            "num_machines": num_nodes, "num_processes": lay["num_gpus"], "machine_rank": 0,
+            "main_training_function": "main", "use_cpu": False, "fsdp_config": fsdp}
+
+
+def _yaml(value: Any, indent: int = 0) -> str:
+    pad = "  " * indent
+    lines = []
+    for key, v in value.items():
+        if isinstance(v, dict):
+            lines.append(f"{pad}{key}:")
+            lines.append(_yaml(v, indent + 1))
+        else:
+            text = "true" if v is True else "false" if v is False else str(v)
+            lines.append(f"{pad}{key}: {text}")
+    return "\n".join(lines)
+
+
+def render(candidate: dict, spec: Any, *, seq_len: int) -> str:
+    """accelerate YAML text."""
+    head = (f"# vramplan: {candidate['describe']}, micro-batch {candidate['micro_batch_size']}, "
+            f"{candidate['layout']['micro_batches']} accumulation steps, seq {seq_len}\n")
+    return head + _yaml(config(candidate, spec, seq_len=seq_len)) + "\n"

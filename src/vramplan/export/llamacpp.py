@@ -1,0 +1,27 @@
+"""A ``llama-server`` command line for a planned serving layout (flags from
+llama.cpp's ``common/arg.cpp``: -ngl, -c, -np, --split-mode, --tensor-split, -ctk/-ctv)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_KV = {"fp16": "f16", "bf16": "bf16", "q8_0": "q8_0", "q4_0": "q4_0", "fp8": "q8_0"}
+
+
+def arguments(candidate: dict, spec: Any, *, context: int, usable_bytes: int, kv_dtype: str,
+              batch: int) -> list[str]:
+    """Every layer on the GPUs (``-ngl`` = layers + 1 for the output layer); more than
+    one GPU per replica splits by layer (llama.cpp's default, like a pipeline), evenly."""
+    gpus = candidate["tp"] * candidate["pp"]
+    args = ["-m", f"{spec.name}.gguf", "-ngl", str(spec.num_layers + 1), "-c", str(context * batch),
+            "-np", str(batch)]
+    if gpus > 1:
+        args += ["--split-mode", "layer", "--tensor-split", ",".join(["1"] * gpus)]
+    cache = _KV.get(kv_dtype, kv_dtype)
+    if cache != "f16":
+        args += ["-ctk", cache, "-ctv", cache]
+    return args
+
+
+def render(candidate: dict, spec: Any, **kw: Any) -> str:
+    return "llama-server " + " ".join(arguments(candidate, spec, **kw)) + "\n"

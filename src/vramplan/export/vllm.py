@@ -1,0 +1,37 @@
+"""A ``vllm serve`` command line for a planned serving layout (flags from vLLM's
+``EngineArgs``: --tensor-parallel-size, --pipeline-parallel-size, --max-model-len,
+--gpu-memory-utilization, --kv-cache-dtype, --max-num-seqs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_KV = {"fp16": "auto", "bf16": "auto", "fp8": "fp8", "fp8_e4m3": "fp8_e4m3", "fp8_e5m2": "fp8_e5m2"}
+
+
+UTILIZATION_STEP = 0.01
+"""``--gpu-memory-utilization`` is written to two decimals, rounded up."""
+
+
+def arguments(candidate: dict, spec: Any, *, context: int, usable_bytes: int, kv_dtype: str,
+              batch: int) -> list[str]:
+    """The ``vllm serve`` arguments. ``--gpu-memory-utilization`` is the planned peak
+    over the GPU's usable memory, rounded up, so the KV pool vLLM pre-allocates in the
+    rest of that share holds the planned batch x context."""
+    import math
+
+    model = spec.hub_id or spec.name
+    share = math.ceil(candidate["peak_bytes"] / usable_bytes / UTILIZATION_STEP) * UTILIZATION_STEP
+    util = min(1.0, share)
+    args = [model, "--tensor-parallel-size", str(candidate["tp"]),
+            "--pipeline-parallel-size", str(candidate["pp"]), "--max-model-len", str(context),
+            "--max-num-seqs", str(batch), "--gpu-memory-utilization", f"{util:.2f}"]
+    args += ["--kv-cache-dtype", _KV.get(kv_dtype, kv_dtype)]
+    return args
+
+
+def render(candidate: dict, spec: Any, **kw: Any) -> str:
+    lines = "vllm serve " + " ".join(arguments(candidate, spec, **kw))
+    if candidate["replicas"] > 1:
+        lines += f"\n# run {candidate['replicas']} replicas of this server behind a load balancer"
+    return lines + "\n"

@@ -1,0 +1,214 @@
+"""Inference memory: :class:`InferenceSetup` in, :class:`~vramplan.estimate.Estimate` out.
+
+``estimate_inference(model, setup)`` resolves the model and its weights format,
+checks the inputs, and lets the chosen engine (:mod:`vramplan.engines`) lay out its
+memory: transformers ``generate`` (``hf``), vLLM (``vllm``) or llama.cpp
+(``llamacpp``). Each engine returns named components per GPU at the peak phase
+(prefill or decode), host components where it keeps layers in RAM, and its own
+scalar facts (KV blocks, maximum concurrency). Beside every estimate sits the
+article's rule of thumb, "inference needs about 1.2 x the weights", and how far the
+estimate is from it (``details["rule_of_thumb_bytes"]``, ``["rule_of_thumb_error"]``).
+
+The solvers :func:`max_context` and :func:`max_batch` search the largest context or
+batch whose estimate still fits the GPU (bisection over this pure estimator).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from vramplan.errors import InputError
+from vramplan.estimate import Estimate
+from vramplan.gguf_types import GgufRecipe
+from vramplan.memory.overhead import Overheads
+from vramplan.model.custom import ParamOnlyModel
+from vramplan.model.resolve import resolve_model
+from vramplan.model.spec import ModelSpec
+from vramplan.quant import WeightFormat
+
+EngineName = Literal["hf", "vllm", "llamacpp"]
+ENGINES: tuple[EngineName, ...] = ("hf", "vllm", "llamacpp")
+
+RULE_OF_THUMB_FACTOR = 1.2
+"""The seed article's serving rule: memory is about 1.2 x the weights (sec. 5)."""
+
+DEFAULT_CONTEXT_TOKENS = 4096
+"""Context when none is given (capped at the model's max positions)."""
+
+MAX_BATCH_SEARCHED = 1 << 16
+"""The batch solver's upper bound (65,536 sequences; beyond any engine's scheduler)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class InferenceSetup:
+    """How the model is served. Every size is per sequence or per GPU as named."""
+
+    engine: EngineName = "hf"
+    """Serving engine: transformers ``generate`` (hf), vLLM, or llama.cpp."""
+    weights: str | WeightFormat | GgufRecipe | None = None
+    """Weights format: a name (``bf16``, ``nf4-dq``, ``gptq-int4-g128``, ``Q4_K_M``...),
+    a format object (e.g. from :func:`vramplan.quant.format_from_quantization_config`),
+    or None = the checkpoint's own (its ``quantization_config``, else its ``torch_dtype``)."""
+    kv_dtype: str | None = None
+    """KV cache element format; None = the engine's default (the compute dtype; f16
+    for llama.cpp)."""
+    batch: int = 1
+    """Sequences held at once."""
+    context: int | None = None
+    """Tokens held per sequence (prompt + generated); None = min(4096, max positions)."""
+    prompt: int | None = None
+    """Prompt tokens prefilled in one pass; None = the whole context (the worst case)."""
+    prefill_chunk: int | None = None
+    """Chunked prefill: tokens per forward pass (None = the engine's default: the
+    whole prompt for hf, ``max_num_batched_tokens`` for vLLM, ``n_ubatch`` for llama.cpp)."""
+    tp: int = 1
+    """Tensor-parallel degree (GPUs splitting each layer)."""
+    attention: Literal["sdpa", "eager", "flash"] = "sdpa"
+    """transformers attention implementation (eager materialises the score matrix)."""
+    gpu: str | None = None
+    """GPU name for the verdict and the vLLM KV budget (``vramplan gpus``)."""
+    gpu_memory_utilization: float = 0.9
+    """vLLM: share of the GPU's memory vLLM may use."""
+    max_num_seqs: int | None = None
+    """vLLM: sequences per step; None = vLLM's default for the GPU."""
+    max_num_batched_tokens: int | None = None
+    """vLLM: tokens per step (chunked prefill); None = vLLM's default for the GPU."""
+    block_size: int = 16
+    """vLLM: tokens per KV cache block."""
+    cuda_graph_bytes: int | None = None
+    """vLLM: memory of captured CUDA graphs; None = the documented default (0 with
+    ``enforce_eager``)."""
+    enforce_eager: bool = False
+    """vLLM: no CUDA graphs."""
+    n_gpu_layers: int | None = None
+    """llama.cpp ``--n-gpu-layers``: decoder layers on the GPU (the last ones); one
+    more puts the output head there too; None = all."""
+    n_ubatch: int = 512
+    """llama.cpp ``--ubatch-size``: tokens per compute pass (sizes the compute buffer)."""
+    flash_attention: bool = True
+    """llama.cpp ``--flash-attn``: no KQ score matrix in the compute buffer."""
+    strict: bool = False
+    """Make warnings that would give a wrong answer (context beyond max positions) errors."""
+    reserve_bytes: int = 0
+    """Memory to keep free on the GPU beyond the estimate (headroom target)."""
+    overheads: Overheads = field(default_factory=Overheads)
+    """CUDA context, workspaces, NCCL, allocator slack (each overridable)."""
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            from vramplan.naming import close_matches
+
+            hint = close_matches(str(self.engine), ENGINES)
+            raise InputError(f"--engine: expected one of {', '.join(ENGINES)}, got {self.engine!r}"
+                             + (f"; did you mean {hint[0]!r}?" if hint else ""))
+        for name in ("batch", "tp", "block_size", "n_ubatch"):
+            _positive(name, getattr(self, name))
+        for name in ("context", "prompt", "prefill_chunk", "max_num_seqs", "max_num_batched_tokens"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        if self.n_gpu_layers is not None and (isinstance(self.n_gpu_layers, bool) or self.n_gpu_layers < 0):
+            raise InputError(f"--n-gpu-layers: expected 0 or more, got {self.n_gpu_layers!r}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise InputError(f"--gpu-memory-utilization: expected a fraction in (0, 1], got "
+                             f"{self.gpu_memory_utilization!r}")
+        if self.attention not in ("sdpa", "eager", "flash"):
+            raise InputError(f"--attention: expected sdpa, eager or flash, got {self.attention!r}")
+        if self.reserve_bytes < 0:
+            raise InputError(f"--reserve: expected a non-negative size, got {self.reserve_bytes!r}")
+        if self.prompt is not None and self.context is not None and self.prompt > self.context:
+            raise InputError(f"--prompt: {self.prompt} tokens exceed --context {self.context}")
+
+
+def _positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"--{name.replace('_', '-')}: expected a positive integer, got {value!r}")
+
+
+def resolved_context(spec: ModelSpec, setup: InferenceSetup) -> tuple[int, tuple[str, ...]]:
+    """(context tokens, warnings): the default, and the check against max positions
+    (a warning, or an error under ``strict``)."""
+    if setup.context is None:
+        return min(DEFAULT_CONTEXT_TOKENS, spec.max_position_embeddings), ()
+    limit = spec.max_position_embeddings
+    if setup.context > limit:
+        msg = (f"--context {setup.context:,} exceeds {spec.name}'s max_position_embeddings={limit:,}: "
+               "quality is not guaranteed beyond it")
+        if setup.strict:
+            raise InputError(msg)
+        return setup.context, (msg,)
+    return setup.context, ()
+
+
+def _spec(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:
+    spec = resolve_model(model)
+    if isinstance(spec, ParamOnlyModel):
+        raise InputError(f"model {spec.name!r}: a bare parameter count has no architecture; inference needs the "
+                         "KV cache and activations (give a catalog name or a config.json)")
+    return spec
+
+
+def estimate_inference(model: str | ModelSpec | ParamOnlyModel, setup: InferenceSetup | None = None) -> Estimate:
+    """Per-GPU memory to serve ``model`` as ``setup`` says (see the module docstring)."""
+    from vramplan.engines import run_engine
+
+    setup = setup or InferenceSetup()
+    spec = _spec(model)
+    estimate = run_engine(spec, setup)
+    return _with_rule_of_thumb(estimate)
+
+
+def _with_rule_of_thumb(estimate: Estimate) -> Estimate:
+    """Add the article's 1.2 x weights figure and the estimate's distance from it."""
+    weights = estimate.get("weights") + sum(c.bytes for c in estimate.host_components
+                                            if c.category == "weights")
+    rule = round(RULE_OF_THUMB_FACTOR * weights)
+    total = estimate.total_bytes + estimate.host_bytes
+    details = dict(estimate.details)
+    details["weights_bytes"] = weights
+    details["rule_of_thumb_bytes"] = rule
+    details["rule_of_thumb_error"] = round((rule - total) / total, 4) if total else None
+    return replace(estimate, details=details)
+
+
+# ---- solvers ------------------------------------------------------------------------
+def _fits(model: ModelSpec, setup: InferenceSetup) -> bool:
+    est = estimate_inference(model, setup)
+    return est.verdict is not None and est.verdict.fits
+
+
+def _largest(model: ModelSpec, setup: InferenceSetup, field_name: str, upper: int) -> int:
+    """The largest value of ``field_name`` in [1, upper] that fits (0 when 1 does not);
+    the estimate grows with it, so bisection finds the boundary."""
+    if not _fits(model, replace(setup, **{field_name: 1})):
+        return 0
+    lo, hi = 1, upper
+    if _fits(model, replace(setup, **{field_name: hi})):
+        return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _fits(model, replace(setup, **{field_name: mid})):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _needs_gpu(setup: InferenceSetup, what: str) -> None:
+    if setup.gpu is None:
+        raise InputError(f"{what}: needs --gpu NAME (the memory to fit in)")
+
+
+def max_context(model: str | ModelSpec, setup: InferenceSetup) -> int:
+    """Longest context per sequence (tokens) whose estimate fits ``setup.gpu`` at
+    ``setup.batch`` sequences, up to the model's max positions; 0 if none fits."""
+    _needs_gpu(setup, "--max-context")
+    spec = _spec(model)
+    return _largest(spec, replace(setup, prompt=None, strict=False), "context", spec.max_position_embeddings)
+
+
+def max_batch(model: str | ModelSpec, setup: InferenceSetup, upper: int = MAX_BATCH_SEARCHED) -> int:
+    """Most sequences of ``setup.context`` tokens whose estimate fits ``setup.gpu``
+    (searched up to ``upper``); 0 if not even one fits."""
+    _needs_gpu(setup, "--max-batch")
+    return _largest(_spec(model), setup, "batch", upper)

@@ -1,0 +1,180 @@
+"""KV cache: the keys and values attention keeps for every token it has seen.
+
+Per layer and token, one rank of ``tp`` holds
+
+- MHA / GQA / MQA: ``2 (K and V) x kv_heads_per_rank x head_dim`` elements, with the
+  config's own ``head_dim`` (Qwen3, Gemma: not hidden / heads). Under TP the KV heads
+  are split; when ``tp`` exceeds them each rank keeps one head (replicated, as vLLM's
+  ``QKVParallelLinear`` does).
+- MLA, as a latent cache (vLLM, llama.cpp, SGLang): ``kv_lora_rank + qk_rope_head_dim``
+  elements, one shared "head" (DeepSeek-V2 paper, sec. 2.1.2 and Table 1:
+  ``(d_c + d_h^R) l`` elements per token); engines keep it whole on every TP rank.
+- MLA, expanded (transformers' ``DeepseekV3Attention`` caches decompressed keys and
+  values): ``heads x (qk_head_dim + v_head_dim)`` elements.
+
+Tokens held per sequence: a full-attention layer holds the whole context, a
+sliding-window layer at most ``sliding_window`` tokens (``ModelSpec.attention_kinds()``;
+Mistral v0.1, Gemma 2/3, gpt-oss). Paged engines round each sequence's tokens up to
+whole blocks (vLLM ``block_size`` 16).
+
+Cache element formats (:data:`KV_DTYPES`): fp32/fp16/bf16; fp8 (e4m3/e5m2, vLLM
+``--kv-cache-dtype fp8``: one scalar scale per layer, negligible); int8 (one byte per
+element); llama.cpp's ``q8_0``/``q4_0``/``q4_1``/``q5_0``/``q5_1``/``iq4_nl``, stored
+in GGML blocks of 32 with their scales (:mod:`vramplan.gguf_types`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from vramplan.errors import InputError
+from vramplan.gguf_types import GGML_TYPES
+from vramplan.memory.weights import kv_heads_per_rank
+from vramplan.model.spec import ModelSpec
+from vramplan.naming import lookup, normalize_name
+
+MLACache = Literal["latent", "expanded"]
+
+K_AND_V = 2
+"""A layer caches keys and values: two tensors of the same shape."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class KVDType:
+    """How one cache element is stored: blocks of ``block_elements`` in ``block_bytes``."""
+
+    name: str
+    """Canonical name (``"fp16"``, ``"q8_0"``)."""
+    block_elements: int
+    """Elements per block (1 for plain types)."""
+    block_bytes: int
+    """Bytes per block, scales included."""
+    note: str
+    """Layout and source."""
+
+    def row_bytes(self, num_elements: int) -> int:
+        """Bytes of ``num_elements`` elements (whole blocks; llama.cpp requires the row
+        to be a multiple of the block, :func:`kv_cache_bytes` checks)."""
+        return -(-num_elements // self.block_elements) * self.block_bytes
+
+
+def _ggml(name: str) -> KVDType:
+    t = GGML_TYPES[name.upper()]
+    return KVDType(name=name, block_elements=t.block_elements, block_bytes=t.block_bytes,
+                   note=f"llama.cpp --cache-type {name}: {t.layout} per {t.block_elements} (ggml-common.h)")
+
+
+KV_DTYPES: dict[str, KVDType] = {d.name: d for d in (
+    KVDType(name="fp32", block_elements=1, block_bytes=4, note="fp32, 4 bytes per element"),
+    KVDType(name="fp16", block_elements=1, block_bytes=2, note="fp16, 2 bytes per element"),
+    KVDType(name="bf16", block_elements=1, block_bytes=2, note="bf16, 2 bytes per element"),
+    KVDType(name="fp8", block_elements=1, block_bytes=1,
+            note="fp8 e4m3, 1 byte per element (vLLM --kv-cache-dtype fp8; per-layer scalar scales)"),
+    KVDType(name="fp8_e5m2", block_elements=1, block_bytes=1, note="fp8 e5m2, 1 byte per element"),
+    KVDType(name="int8", block_elements=1, block_bytes=1, note="int8, 1 byte per element"),
+    _ggml("q8_0"), _ggml("q5_1"), _ggml("q5_0"), _ggml("q4_1"), _ggml("q4_0"), _ggml("iq4_nl"),
+)}
+"""Cache element formats by name."""
+
+_KV_ALIASES = {"float16": "fp16", "half": "fp16", "f16": "fp16", "bfloat16": "bf16", "float32": "fp32",
+               "f32": "fp32", "fp8-e4m3": "fp8", "fp8_e4m3": "fp8", "e4m3": "fp8", "fp8-e5m2": "fp8_e5m2",
+               "e5m2": "fp8_e5m2", "auto": "bf16"}
+
+
+def get_kv_dtype(name: str | KVDType) -> KVDType:
+    """A cache dtype by name (``"fp16"``, ``"fp8"``, ``"q8_0"``); did-you-mean on error."""
+    if isinstance(name, KVDType):
+        return name
+    key = normalize_name(str(name))
+    key = normalize_name(_KV_ALIASES.get(key.replace("-", "_"), key))
+    table = {normalize_name(k): v for k, v in KV_DTYPES.items()}
+    return lookup("kv cache dtype", key, table, hint=f"--kv-dtype: one of {', '.join(KV_DTYPES)}")
+
+
+def check_engine_kv_dtype(dtype: KVDType, engine: str, allowed: tuple[str, ...]) -> None:
+    """Refuse a cache dtype the engine does not offer (one line naming its choices)."""
+    if dtype.name not in allowed:
+        raise InputError(f"--kv-dtype {dtype.name}: not a {engine} cache type; expected one of {', '.join(allowed)}")
+
+
+def kv_row_elements(spec: ModelSpec, *, tp: int = 1, mla_cache: MLACache = "latent") -> tuple[int, int]:
+    """(elements of one cached K row, of one cached V row) per token and layer on one
+    TP rank. MLA's latent cache is one row of ``kv_lora_rank + qk_rope_head_dim`` (V
+    is read from the same latent: second element 0)."""
+    if spec.mla is not None:
+        if mla_cache == "latent":
+            return spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim, 0
+        heads = spec.num_attention_heads // tp
+        return heads * spec.mla.qk_head_dim, heads * spec.mla.v_head_dim
+    width = kv_heads_per_rank(spec, tp) * spec.head_dim
+    return width, width
+
+
+def kv_bytes_per_token_per_layer(spec: ModelSpec, dtype: str | KVDType = "fp16", *, tp: int = 1,
+                                 mla_cache: MLACache = "latent") -> int:
+    """Bytes one TP rank caches per token in one layer (K row + V row in ``dtype``)."""
+    d = get_kv_dtype(dtype)
+    k, v = kv_row_elements(spec, tp=tp, mla_cache=mla_cache)
+    return d.row_bytes(k) + (d.row_bytes(v) if v else 0)
+
+
+def kv_bytes_per_token(spec: ModelSpec, dtype: str | KVDType = "fp16", *, tp: int = 1,
+                       mla_cache: MLACache = "latent") -> int:
+    """Bytes per token over all layers on one rank, before any window cap (what a
+    token costs in a context shorter than every window). Llama-2-7B in fp16:
+    2 x 32 layers x 32 heads x 128 x 2 B = 524,288 B = 512 KiB."""
+    return spec.num_layers * kv_bytes_per_token_per_layer(spec, dtype, tp=tp, mla_cache=mla_cache)
+
+
+def tokens_held(spec: ModelSpec, layer: int, context_tokens: int, sliding_extra_tokens: int = 0) -> int:
+    """Tokens layer ``layer`` keeps for a sequence of ``context_tokens``: all of them,
+    or in a sliding layer at most ``sliding_window + sliding_extra_tokens``.
+
+    The extra is the engine's: transformers' ``DynamicSlidingWindowLayer`` keeps a view
+    of ``window - 1`` past tokens on a ``window``-token storage in decode: 0 (and the
+    whole prompt right after prefill); llama.cpp's SWA cache keeps ``n_swa`` plus one
+    micro-batch: ``+n_ubatch``."""
+    kind = spec.attention_kinds()[layer]
+    if kind == "sliding_attention" and spec.sliding_window is not None:
+        return min(context_tokens, spec.sliding_window + sliding_extra_tokens)
+    return context_tokens
+
+
+def round_to_blocks(tokens: int, block_size: int | None) -> int:
+    """Tokens rounded up to whole cache blocks (paged attention), or as is."""
+    if block_size is None or block_size <= 1:
+        return tokens
+    return -(-tokens // block_size) * block_size
+
+
+def kv_cache_bytes(spec: ModelSpec, *, context_tokens: int, batch: int, dtype: str | KVDType = "fp16",
+                   tp: int = 1, block_size: int | None = None, mla_cache: MLACache = "latent",
+                   sliding_extra_tokens: int = 0) -> int:
+    """Bytes of the KV cache on one TP rank for ``batch`` sequences of ``context_tokens``
+    tokens each: sum over layers of ``tokens_held x bytes per token and layer``, each
+    sequence's tokens rounded to whole ``block_size`` blocks when paged, sliding layers
+    capped as :func:`tokens_held` says."""
+    for name, value in (("context", context_tokens), ("batch", batch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"--{name}: expected a positive integer, got {value!r}")
+    d = get_kv_dtype(dtype)
+    k, v = kv_row_elements(spec, tp=tp, mla_cache=mla_cache)
+    for width in (k, v):
+        if width and width % d.block_elements:
+            raise InputError(f"--kv-dtype {d.name}: a cache row of {width} elements is not a multiple of its "
+                             f"block of {d.block_elements}")
+    per_token_layer = kv_bytes_per_token_per_layer(spec, d, tp=tp, mla_cache=mla_cache)
+    tokens = sum(round_to_blocks(tokens_held(spec, i, context_tokens, sliding_extra_tokens), block_size)
+                 for i in range(spec.num_layers))
+    return batch * tokens * per_token_layer
+
+
+def kv_replication_warning(spec: ModelSpec, tp: int) -> str | None:
+    """A warning when ``tp`` exceeds the KV heads (each rank then keeps a replica)."""
+    if spec.mla is None and tp > spec.num_kv_heads:
+        return (f"--tp {tp} exceeds the {spec.num_kv_heads} KV heads: each rank keeps one KV head, replicated "
+                f"{tp // spec.num_kv_heads}x across ranks (vLLM does the same)")
+    if spec.mla is not None and tp > 1:
+        return f"MLA latent KV cache is not split by --tp {tp}: every rank holds it whole (vLLM MLA backend)"
+    return None

@@ -1,0 +1,653 @@
+"""The layout planner: which parallel layouts of a training job fit, and which is fastest.
+
+Layouts are enumerated as numpy arrays, one array per degree (dp, tp, pp, cp, ep,
+sequence parallelism, micro-batch size, micro-batches), for each *engine setting*
+(ZeRO stage, FSDP mode, offload) and recomputation choice. Per-GPU memory comes from
+:func:`vramplan.distributed.training_terms` evaluated on those arrays — the same
+arithmetic :func:`~vramplan.distributed.estimate_training` uses for one layout — so
+there is no Python loop per layout. Layouts that fit under ``usable memory x (1 -
+headroom)`` are ranked by an estimated step time (:func:`step_time_s`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from vramplan.distributed import (
+    ActivationCoefficients,
+    TrainingJob,
+    default_overhead_bytes,
+    engine_setup,
+    job_states,
+    stage_terms,
+    training_terms,
+)
+from vramplan.errors import InputError
+from vramplan.parallel import ParallelLayout, bubble_fraction, rank_params, slice_coefficients, stage_layers
+
+# --------------------------------------------------------------------------- assumptions
+
+DEFAULT_MFU = 0.40
+"""Model FLOPs utilisation assumed for step time (40%: Llama 3 405B pre-training
+reported 38-43% BF16 MFU on H100s, Dubey et al. 2024, Table 4)."""
+INTER_NODE_BYTES_PER_S = 50e9
+"""Per-GPU network bandwidth between nodes: one 400 Gb/s NIC per GPU (ConnectX-7 /
+InfiniBand NDR), 50 GB/s per direction."""
+HOST_LINK_BYTES_PER_S = 25e9
+"""Effective GPU<->host copy bandwidth for offload (PCIe Gen4 x16: 32 GB/s peak, ~25 GB/s achieved)."""
+TRAINING_FLOPS_PER_PARAM_TOKEN = 6
+"""Forward 2 + backward 4 FLOPs per parameter per token (Kaplan et al. 2020, sec. 2.1)."""
+RECOMPUTE_EXTRA_FLOPS = {"none": 0, "selective": 0, "full": 2}
+"""Extra FLOPs per parameter-token: full recomputation reruns the forward (+2); selective
+recomputes only attention scores, which 6N leaves out."""
+
+
+@dataclass(frozen=True)
+class EngineSetting:
+    """One categorical choice the planner vectorises within."""
+
+    engine: str
+    zero_stage: int = 0
+    fsdp: str = "none"
+    offload: str = "none"
+
+    def layout(self, gpus_per_node: int) -> ParallelLayout:
+        return ParallelLayout(engine=self.engine, zero_stage=self.zero_stage, fsdp=self.fsdp,
+                              offload=self.offload, gpus_per_node=gpus_per_node)
+
+    @property
+    def label(self) -> str:
+        if self.fsdp != "none":
+            base = f"fsdp {self.fsdp}"
+        elif self.engine == "megatron":
+            base = "megatron" + (" distributed-optimizer" if self.zero_stage == 1 else "")
+        else:
+            base = f"zero-{self.zero_stage}"
+        return base + (f" offload={self.offload}" if self.offload != "none" else "")
+
+
+ENGINE_SETTINGS: tuple[EngineSetting, ...] = (
+    EngineSetting("megatron", 0), EngineSetting("megatron", 1),
+    EngineSetting("deepspeed", 1), EngineSetting("deepspeed", 2), EngineSetting("deepspeed", 3),
+    EngineSetting("deepspeed", 2, offload="optimizer"), EngineSetting("deepspeed", 3, offload="optimizer"),
+    EngineSetting("deepspeed", 3, offload="params"),
+    EngineSetting("fsdp", fsdp="full_shard"), EngineSetting("fsdp", fsdp="shard_grad_op"),
+    EngineSetting("fsdp", fsdp="hybrid_shard"), EngineSetting("fsdp", fsdp="full_shard", offload="params"),
+)
+"""Every engine setting the planner tries."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanRequest:
+    """What to plan."""
+
+    job: TrainingJob
+    """The training job (model, recipe, micro-batch size and sequence length are the
+    user's; the planner varies the micro-batch size only for "largest batch")."""
+    gpu: Any
+    """The :class:`~vramplan.gpus.GpuSpec` of every GPU."""
+    gpu_counts: tuple[int, ...]
+    """GPU counts to try (one for ``--gpus N``, several for ``--max-gpus``)."""
+    headroom: float = 0.05
+    """Share of usable memory kept free."""
+    gpus_per_node: int = 8
+    """GPUs per node (tensor parallelism stays inside one)."""
+    global_batch: int | None = None
+    """Sequences per optimizer step; ``None``: :func:`default_global_batch`."""
+    mfu: float = DEFAULT_MFU
+    """Model FLOPs utilisation for step time."""
+    micro_batch_sizes: tuple[int, ...] = (1, 2, 4, 8)
+    """Micro-batch sizes (sequences per GPU per micro-batch) to try."""
+    engines: tuple[EngineSetting, ...] = ENGINE_SETTINGS
+    """Engine settings to try."""
+    recomputes: tuple[str, ...] = ("none", "selective", "full")
+    """Recomputation choices to try."""
+    virtual_stages: int = 1
+    """Interleaved pipeline chunks per rank (>1 keeps only pp > 1 with m a multiple of pp)."""
+    host_bytes_per_node: int | None = None
+    """Host RAM per node offload may use; ``None``: no limit (host RAM is still reported)."""
+    fixed_degrees: tuple[tuple[str, int], ...] = ()
+    """Degrees the user fixed (``("tp", 8)``, ``("dp", 4)``...): the search keeps only those."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.headroom < 1:
+            raise InputError(f"--headroom: expected a fraction in [0, 1), got {self.headroom!r}")
+        if not 0 < self.mfu <= 1:
+            raise InputError(f"--mfu: expected a fraction in (0, 1], got {self.mfu!r}")
+        if not self.gpu_counts or any(n < 1 for n in self.gpu_counts):
+            raise InputError(f"--gpus: expected positive GPU counts, got {self.gpu_counts!r}")
+
+    @property
+    def budget_bytes(self) -> int:
+        """Per-GPU bytes a layout may use: usable memory x (1 - headroom)."""
+        return int(self.gpu.usable_memory_bytes * (1 - self.headroom))
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _powers_of_two_up_to(n: int) -> list[int]:
+    return [2**k for k in range(int(math.log2(n)) + 1)] if n >= 1 else []
+
+
+def engine_settings(*, zero: int | None = None, fsdp: str | None = None,
+                    offload: str | None = None) -> tuple[EngineSetting, ...]:
+    """The engine settings matching what the user fixed (all of them when nothing is).
+    ZeRO stage 1 matches both DeepSpeed ZeRO-1 and Megatron's distributed optimizer;
+    an FSDP mode the default list leaves out (no_shard, fsdp2) is added on request."""
+    out = []
+    for s in ENGINE_SETTINGS:
+        if zero is not None and (s.fsdp != "none" or s.zero_stage != zero):
+            continue
+        if fsdp is not None and s.fsdp != fsdp:
+            continue
+        if offload is not None and s.offload != offload:
+            continue
+        out.append(s)
+    if fsdp is not None and not out:
+        out.append(EngineSetting("fsdp", fsdp=fsdp, offload=offload or "none"))
+    return tuple(out)
+
+
+def enumerate_degrees(spec: Any, num_gpus: int, gpus_per_node: int, global_batch: int,
+                      micro_batch_sizes: tuple[int, ...]) -> dict[str, Any]:
+    """All (dp, tp, pp, cp, ep, sp, mbs, m) with dp*tp*pp*cp = ``num_gpus`` that the
+    model admits, as numpy arrays of equal length (built with array operations, not a
+    loop per layout): tp divides the heads (and divides or is a multiple of the KV
+    heads) and stays inside a node, pp does not exceed the layers, cp is a power of
+    two, ep divides the experts and dp*cp, sp only with tp > 1. The micro-batch count
+    follows from the global batch: ``m = global_batch / (dp * mbs)``, a whole number
+    and at least pp (a pipeline needs a micro-batch per stage)."""
+    import numpy as np
+
+    heads, kv = spec.num_attention_heads, spec.num_kv_heads
+    tps = [t for t in _divisors(min(heads, gpus_per_node)) if heads % t == 0 and (kv % t == 0 or t % kv == 0)]
+    tps = [t for t in tps if num_gpus % t == 0]
+    pps = [p for p in _divisors(num_gpus) if p <= spec.num_layers]
+    cps = [c for c in _powers_of_two_up_to(num_gpus)]
+    eps = [1] if spec.moe is None else [e for e in _divisors(spec.moe.num_experts) if e <= num_gpus]
+    grid = np.array(np.meshgrid(tps, pps, cps, eps, [0, 1], list(micro_batch_sizes), indexing="ij")).reshape(6, -1)
+    tp, pp, cp, ep, sp, mbs = grid
+    model_parallel = tp * pp * cp
+    dp = num_gpus // model_parallel
+    per_micro_step = np.maximum(dp * mbs, 1)
+    m = global_batch // per_micro_step
+    ok = (num_gpus % model_parallel == 0) & ((dp * cp) % ep == 0) & ((sp == 0) | (tp > 1))
+    ok &= (global_batch % per_micro_step == 0) & (m >= pp) & (m >= 1)
+    return {"dp": dp[ok], "tp": tp[ok], "pp": pp[ok], "cp": cp[ok], "ep": ep[ok], "sp": sp[ok].astype(bool),
+            "mbs": mbs[ok], "m": m[ok]}
+
+
+DEFAULT_GLOBAL_BATCH_TOKENS = 2**22
+"""Tokens per optimizer step when the user gives no global batch: 4M (Llama 2 and 3
+pre-training used 4M-16M; GPT-3 up to 3.2M)."""
+
+
+def default_global_batch(seq_len: int, num_gpus: int) -> int:
+    """Sequences per step: ``DEFAULT_GLOBAL_BATCH_TOKENS / seq_len`` rounded to a power
+    of two, and at least one per GPU so plain data parallelism stays possible."""
+    seqs = max(1, DEFAULT_GLOBAL_BATCH_TOKENS // seq_len)
+    seqs = 2 ** int(math.log2(seqs))
+    return max(seqs, 2 ** math.ceil(math.log2(num_gpus)))
+
+
+def step_time_s(req: PlanRequest, job: TrainingJob, setting: EngineSetting, d: dict[str, Any],
+                params_on_gpu: Any, active_params: int) -> dict[str, Any]:
+    """Estimated seconds per optimizer step, and its parts, for arrays of layouts.
+
+    * compute: ``6 N_active x tokens`` FLOPs (Kaplan et al. 2020; +2 N per token with
+      full recomputation) over ``num_gpus x peak bf16 x MFU``;
+    * pipeline bubble: compute / (1 - (p-1)/(v m + p - 1)) (Narayanan et al. 2021);
+    * context parallelism: K/V ring passes, 3 x (cp-1) x local K/V bytes per layer per
+      micro-batch (ring attention, Liu et al. 2023; forward once, backward twice);
+    * tensor parallelism: 4 all-reduces per layer per micro-batch (2 forward, 2 backward;
+      Megatron-LM, Shoeybi et al. 2019 sec. 3) of ``tokens x h x 2`` bytes, ring
+      volume ``2 (t-1)/t``, over the GPU's scale-up link (not overlapped);
+    * data parallelism: gradient all-reduce ``2 (d-1)/d x 2 bytes x params`` (x1.5 for
+      ZeRO-3/FSDP full sharding, which also all-gathers parameters: ZeRO paper sec. 7),
+      over the scale-up link inside a node or ``INTER_NODE_BYTES_PER_S`` across nodes,
+      overlapped with compute (the step takes the longer of the two);
+    * offload: the gradients down and the 16-bit parameters back over
+      ``HOST_LINK_BYTES_PER_S`` each step.
+    """
+    import numpy as np
+
+    spec = job.model
+    n_gpus = d["dp"] * d["tp"] * d["pp"] * d["cp"]
+    mbs = d["mbs"]
+    tokens_per_step = d["dp"] * mbs * d["m"] * job.seq_len
+    extra = d["extra_flops"] if "extra_flops" in d else RECOMPUTE_EXTRA_FLOPS[job.recompute]
+    flops_per_token = (TRAINING_FLOPS_PER_PARAM_TOKEN + extra) * active_params
+    compute = tokens_per_step * flops_per_token / (n_gpus * req.gpu.bf16_dense_flops * req.mfu)
+    bubble = bubble_fraction(pp=d["pp"], micro_batches=d["m"], virtual_stages=req.virtual_stages)
+    compute = compute / (1 - bubble)
+    activation_bytes = 2  # 16-bit activations on the wire
+    tp = d["tp"]
+    layers = -(-spec.num_layers // d["pp"])
+    tp_bytes = 4 * 2 * (tp - 1) / tp * (mbs * job.seq_len / d["cp"]) * spec.hidden_size * activation_bytes
+    tp_time = tp_bytes * layers * d["m"] / req.gpu.interconnect_bytes_per_s
+    # Context parallelism (ring attention): K and V of the local chunk pass every cp rank
+    # in the forward, and K, V and their gradients in the backward (3 passes of the
+    # (cp-1)/cp ring volume) per layer per micro-batch, not overlapped.
+    cp = d["cp"]
+    kv_bytes = 2 * (mbs * job.seq_len / cp) * spec.kv_dim * activation_bytes
+    cp_link = np.where(tp * cp > req.gpus_per_node, min(INTER_NODE_BYTES_PER_S, req.gpu.interconnect_bytes_per_s),
+                       req.gpu.interconnect_bytes_per_s)
+    cp_time = 3 * (cp - 1) * kv_bytes * layers * d["m"] / cp_link
+    dp_group = d["dp"] * d["cp"]
+    full_shard = setting.zero_stage == 3 or setting.fsdp in ("full_shard", "hybrid_shard")
+    volume = np.where(full_shard, 3.0, 2.0) * (dp_group - 1) / dp_group * 2 * params_on_gpu
+    spans_nodes = n_gpus > req.gpus_per_node
+    link = np.where(spans_nodes, min(INTER_NODE_BYTES_PER_S, req.gpu.interconnect_bytes_per_s),
+                    req.gpu.interconnect_bytes_per_s)
+    dp_time = volume / link
+    offload_time = (4 * params_on_gpu / dp_group / HOST_LINK_BYTES_PER_S) if setting.offload != "none" \
+        else 0 * compute
+    total = np.maximum(compute, dp_time) + tp_time + cp_time + offload_time
+    return {"step_s": total, "compute_s": compute, "bubble": bubble, "tp_comm_s": tp_time, "cp_comm_s": cp_time,
+            "dp_comm_s": dp_time,
+            "offload_s": offload_time, "tokens_per_step": tokens_per_step}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Candidate:
+    """One layout that fits, with its memory and step time."""
+
+    layout: ParallelLayout
+    micro_batch_size: int
+    recompute: str
+    peak_bytes: int
+    host_bytes_per_node: int
+    """Host RAM per node for offloaded states (0 without offload)."""
+    step_s: float
+    tokens_per_s: float
+    parts: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"layout": self.layout.to_dict(), "describe": self.layout.describe(),
+                "micro_batch_size": self.micro_batch_size, "recompute": self.recompute,
+                "peak_bytes": self.peak_bytes, "host_bytes_per_node": self.host_bytes_per_node,
+                "step_s": self.step_s, "tokens_per_s": self.tokens_per_s, "parts": self.parts}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanResult:
+    """The planner's answer."""
+
+    candidates: tuple[Candidate, ...]
+    """Fitting layouts, fastest first (at most ``top``)."""
+    evaluated: int
+    """Layouts evaluated."""
+    fitting: int
+    """Layouts that fit."""
+    min_gpus: int | None
+    """Fewest GPUs (of those tried) on which some layout fits."""
+    min_peak_bytes: int
+    """Smallest per-GPU peak over every layout tried (what it would take to fit)."""
+    min_gpus_peak_bytes: int | None
+    """Smallest per-GPU peak among the fitting layouts on ``min_gpus`` GPUs."""
+    assumptions: tuple[str, ...]
+    """Everything the ranking assumed."""
+
+    def to_dict(self) -> dict:
+        return {"candidates": [c.to_dict() for c in self.candidates], "evaluated": self.evaluated,
+                "fitting": self.fitting, "min_gpus": self.min_gpus, "min_peak_bytes": self.min_peak_bytes,
+                "min_gpus_peak_bytes": self.min_gpus_peak_bytes,
+                "assumptions": list(self.assumptions)}
+
+
+def _evaluate_group(req: PlanRequest, job: TrainingJob, setting: EngineSetting, d: dict[str, Any],
+                    coeffs: Any, acts: Any, states: Any, shared: dict[str, dict]) -> tuple[Any, Any, Any]:
+    """Per-GPU peak bytes (busiest stage), params on the GPU and host bytes per node,
+    for arrays of layouts."""
+    import numpy as np
+
+    template = setting.layout(req.gpus_per_node)
+    kw = dict(coeffs=coeffs, acts=acts, states=states, overhead=d["overhead"], dp=d["dp"], tp=d["tp"], pp=d["pp"], cp=d["cp"], ep=d["ep"],
+              sp=d["sp"], micro_batch_size=d["mbs"], micro_batches=d["m"])
+    first = training_terms(job, template, stage="first", shared=shared["first"], **kw)
+    last = training_terms(job, template, stage="last", shared=shared["last"], **kw)
+    peak = np.maximum(first["peak"], np.where(d["pp"] > 1, last["peak"], 0))
+    num_gpus = d["dp"] * d["tp"] * d["pp"] * d["cp"]
+    host = np.maximum(first["host_per_gpu"], last["host_per_gpu"]) * np.minimum(num_gpus, req.gpus_per_node)
+    return peak, first["params"], host + 0 * peak
+
+
+def _all_degrees(req: PlanRequest) -> dict[str, Any]:
+    """The degree arrays of every GPU count, concatenated, with the GPU count ``n`` and
+    the fixed overhead of each row; restricted to the user's fixed degrees."""
+    import numpy as np
+
+    spec, job = req.job.model, req.job
+    parts = []
+    for n in sorted(set(req.gpu_counts)):
+        batch = req.global_batch or default_global_batch(job.seq_len, n)
+        d = enumerate_degrees(spec, n, req.gpus_per_node, batch, req.micro_batch_sizes)
+        d["n"] = np.full(d["dp"].size, n)
+        d["overhead"] = np.full(d["dp"].size, default_overhead_bytes(n))
+        parts.append(d)
+    d = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    keep = np.ones(d["dp"].size, dtype=bool)
+    for name, value in req.fixed_degrees:
+        keep &= d[name] == value
+    if req.virtual_stages > 1:
+        # Megatron's interleaved schedule: a pipeline, and micro-batches in whole rounds of pp.
+        keep &= (d["pp"] > 1) & (d["m"] % d["pp"] == 0) & (d["pp"] * req.virtual_stages <= spec.num_layers)
+    return {k: v[keep] for k, v in d.items()}
+
+
+def _recomputes(req: PlanRequest) -> tuple[str, ...]:
+    """Recomputation choices worth trying: with flash attention "selective" saves
+    nothing over "none" (no score matrix is kept), so it is skipped."""
+    if req.job.setup.attention in ("flash", "sdpa"):
+        return tuple(r for r in req.recomputes if r != "selective") or ("none",)
+    return req.recomputes
+
+
+def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
+    """Evaluate every layout of ``req`` and keep those that fit, fastest step first."""
+    import numpy as np
+
+    from vramplan.model import count_params
+
+    job = req.job
+    spec = job.model
+    active = count_params(spec).active_params
+    budget = req.budget_bytes
+    states_by_engine = {e: job_states(job, e) for e in {s.engine for s in req.engines}}
+    coeffs_by_threshold: dict[int, Any] = {}
+    recomputes = _recomputes(req)
+    # Every engine the planner tries runs the model on 16-bit parameters (not AMP autocast).
+    run_setup = engine_setup(job.setup, "deepspeed")
+    per_recompute = [ActivationCoefficients.from_setup(spec, replace(run_setup, recompute=r)) for r in recomputes]
+    acts_by_field = {f: np.array([getattr(a, f) for a in per_recompute], dtype=float)
+                     for f in ActivationCoefficients.__dataclass_fields__}
+    extra_flops = np.array([RECOMPUTE_EXTRA_FLOPS[r] for r in recomputes], dtype=float)
+    evaluated = fitting = 0
+    min_peak = math.inf
+    min_gpus: int | None = None
+    least: tuple[int, float] | None = None  # (fewest GPUs that fit, smallest peak there)
+    pool: list[tuple[tuple, tuple]] = []  # (sort key, arguments of _candidate): built for the winners only
+    per_gpu_rate = req.global_batch is None and len(req.gpu_counts) > 1
+    d = _all_degrees(req)
+    if d["dp"].size:
+        # Recomputation choices ride along as one more array dimension: each row carries
+        # its own activation coefficients.
+        size = d["dp"].size
+        d = {k: np.tile(v, len(recomputes)) for k, v in d.items()}
+        d["recompute"] = np.repeat(np.arange(len(recomputes)), size)
+        d["extra_flops"] = np.repeat(extra_flops, size)
+        acts = ActivationCoefficients(**{f: np.repeat(v, size) for f, v in acts_by_field.items()})
+        shared_by_threshold: dict[int, dict] = {}
+        for setting in req.engines:
+            threshold = setting.layout(req.gpus_per_node).zero.param_persistence_threshold
+            if threshold not in coeffs_by_threshold:
+                coeffs_by_threshold[threshold] = slice_coefficients(spec, threshold)
+                # Parameters and activations do not depend on the engine: computed once.
+                shared_by_threshold[threshold] = {
+                    stage: stage_terms(coeffs_by_threshold[threshold], acts, stage=stage,
+                                       virtual_stages=req.virtual_stages,
+                                       tp=d["tp"], pp=d["pp"], cp=d["cp"], ep=d["ep"], sp=d["sp"],
+                                       micro_batch_size=d["mbs"], micro_batches=d["m"])
+                    for stage in ("first", "last")}
+            peak, params_on_gpu, host = _evaluate_group(req, job, setting, d, coeffs_by_threshold[threshold], acts,
+                                                        states_by_engine[setting.engine],
+                                                        shared_by_threshold[threshold])
+            evaluated += peak.size
+            host_ok = host <= req.host_bytes_per_node if req.host_bytes_per_node is not None else peak >= 0
+            if host_ok.any():
+                min_peak = min(min_peak, float(peak[host_ok].min()))
+            fits = (peak <= budget) & host_ok
+            count = int(fits.sum())
+            if not count:
+                continue
+            fitting += count
+            sub = {k: v[fits] for k, v in d.items()}
+            smallest = int(sub["n"].min())
+            here = (smallest, float(peak[fits][sub["n"] == smallest].min()))
+            least = here if least is None else min(least, here)
+            min_gpus = least[0]
+            times = step_time_s(req, job, setting, sub, params_on_gpu[fits], active)
+            fit_peak, fit_host = peak[fits], host[fits]
+            # Different GPU counts carry different default batches: compare throughput per GPU.
+            score = -times["tokens_per_step"] / times["step_s"] / sub["n"] if per_gpu_rate else times["step_s"]
+            for i in np.argsort(score, kind="stable")[:top]:
+                key = (float(score[i]), int(sub["n"][i]), float(fit_peak[i]))
+                recompute = recomputes[int(sub["recompute"][i])]
+                pool.append((key, (req, setting, recompute, sub, times, fit_peak, fit_host, int(i))))
+    pool.sort(key=lambda entry: entry[0])
+    winners = tuple(_candidate(*args) for _, args in pool[:top])
+    return PlanResult(candidates=winners, evaluated=evaluated, fitting=fitting, min_gpus=min_gpus,
+                      min_peak_bytes=int(min_peak) if math.isfinite(min_peak) else 0,
+                      min_gpus_peak_bytes=int(least[1]) if least else None,
+                      assumptions=assumptions(req))
+
+
+def _candidate(req: PlanRequest, setting: EngineSetting, recompute: str, sub: dict[str, Any],
+               times: dict[str, Any], peak: Any, host: Any, i: int) -> Candidate:
+    layout = ParallelLayout(dp=int(sub["dp"][i]), tp=int(sub["tp"][i]), pp=int(sub["pp"][i]),
+                            cp=int(sub["cp"][i]), ep=int(sub["ep"][i]), sequence_parallel=bool(sub["sp"][i]),
+                            zero_stage=setting.zero_stage, fsdp=setting.fsdp, offload=setting.offload,
+                            micro_batches=int(sub["m"][i]), virtual_stages=req.virtual_stages,
+                            gpus_per_node=req.gpus_per_node, engine=setting.engine)
+    step = float(times["step_s"][i])
+    return Candidate(layout=layout, micro_batch_size=int(sub["mbs"][i]), recompute=recompute,
+                     peak_bytes=int(peak[i]), host_bytes_per_node=int(host[i]), step_s=step, tokens_per_s=float(times["tokens_per_step"][i]) / step,
+                     parts={k: float(v[i]) for k, v in times.items()})
+
+
+def assumptions(req: PlanRequest) -> tuple[str, ...]:
+    """Every assumption the ranking makes, in words (printed with the plan)."""
+    gpu = req.gpu
+    return (
+        f"memory budget per GPU: {gpu.usable_memory_bytes:,} B usable x (1 - headroom {req.headroom:.0%})",
+        f"compute: 6 x active params x tokens FLOPs (+2 with full recompute) at {req.mfu:.0%} MFU of "
+        f"{gpu.bf16_dense_flops / 1e12:g} TFLOP/s dense bf16",
+        "pipeline bubble (p-1)/(m+p-1) of the step (1F1B)",
+        f"global batch: {req.global_batch} sequences" if req.global_batch else
+        f"global batch: {DEFAULT_GLOBAL_BATCH_TOKENS:,} tokens of sequences (power of two, >= 1 per GPU)",
+        "context parallelism: ring attention K/V passes, not overlapped",
+        f"TP: 4 all-reduces of tokens x hidden x 2 B per layer per micro-batch over {gpu.interconnect} "
+        f"({gpu.interconnect_bytes_per_s / 1e9:g} GB/s), not overlapped",
+        f"DP: ring all-reduce of 16-bit gradients (x1.5 with full sharding), overlapped with compute; "
+        f"{INTER_NODE_BYTES_PER_S / 1e9:g} GB/s per GPU across nodes",
+        f"offload: 4 bytes/param over {HOST_LINK_BYTES_PER_S / 1e9:g} GB/s host link per step",
+        f"tensor parallelism inside a node of {req.gpus_per_node} GPUs; attention FLOPs left out",
+    )
+
+
+# --------------------------------------------------------------------------- questions
+
+def largest_micro_batch(req: PlanRequest, limit: int = 256) -> Candidate | None:
+    """The largest micro-batch size (powers of two up to ``limit``) for which some
+    layout fits, with the fastest such layout."""
+    for mbs in reversed(_powers_of_two_up_to(limit)):
+        result = plan(replace(req, micro_batch_sizes=(mbs,),
+                              global_batch=max(req.global_batch or 0, mbs * max(req.gpu_counts))), top=1)
+        if result.candidates:
+            return result.candidates[0]
+    return None
+
+
+def longest_context(req: PlanRequest, limit: int | None = None) -> tuple[int, Candidate] | None:
+    """The longest sequence (powers of two from ``MIN_CONTEXT_TOKENS`` up to ``limit``,
+    default the model's max positions) for which some layout fits."""
+    spec = req.job.model
+    limit = limit or spec.max_position_embeddings
+    best: tuple[int, Candidate] | None = None
+    for seq in _powers_of_two_up_to(limit):
+        if seq < MIN_CONTEXT_TOKENS:
+            continue
+        result = plan(replace(req, job=req.job.with_setup(seq=seq)), top=1)
+        if not result.candidates:
+            break
+        best = (seq, result.candidates[0])
+    return best
+
+
+MIN_CONTEXT_TOKENS = 512
+"""Shortest sequence the context search starts from."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Change:
+    """A change that would make the job fit (or come closer)."""
+
+    change: str
+    """What to change, in words."""
+    min_peak_bytes: int
+    """Per-GPU memory after the change: the smallest peak on the fewest GPUs that fit,
+    or (when nothing fits) the smallest peak of any layout."""
+    fits: bool
+    """Whether some layout fits after the change."""
+    min_gpus: int | None = None
+    """Fewest GPUs that fit after the change."""
+
+    def to_dict(self) -> dict:
+        return {"change": self.change, "min_peak_bytes": self.min_peak_bytes, "fits": self.fits,
+                "min_gpus": self.min_gpus}
+
+
+def cheapest_changes(req: PlanRequest, max_gpus: int = 4096) -> tuple[Change, ...]:
+    """What would make the job fit, each with the memory it needs: more GPUs, full
+    recomputation, LoRA, QLoRA (4-bit base), a shorter sequence, a smaller micro-batch
+    (the LoRA/QLoRA memory comes from :mod:`vramplan.training`'s model). Each change
+    re-runs the vectorised planner; sorted by whether it fits, then by memory."""
+    job = req.job
+    largest = max(req.gpu_counts)
+    out: list[Change] = []
+
+    def attempt(text: str, new_req: PlanRequest) -> None:
+        result = plan(new_req, top=1)
+        fits = result.fitting > 0
+        need = result.min_gpus_peak_bytes if fits and result.min_gpus_peak_bytes else result.min_peak_bytes
+        out.append(Change(change=text, min_peak_bytes=need, fits=fits, min_gpus=result.min_gpus))
+
+    more = tuple(n for n in _powers_of_two_up_to(max_gpus) if n > largest)
+    if more:
+        attempt(f"more GPUs (up to {max_gpus})", replace(req, gpu_counts=more))
+    attempt("full activation recomputation", replace(req, recomputes=("full",)))
+    if job.setup.method == "full":
+        attempt(f"LoRA (r={job.setup.lora_rank} on all linear layers)", replace(req, job=job.with_setup(method="lora")))
+    if job.setup.method != "qlora":
+        attempt("QLoRA (4-bit NF4 base weights, LoRA adapters)", replace(req, job=job.with_setup(method="qlora")))
+    if job.seq_len > MIN_CONTEXT_TOKENS:
+        attempt(f"shorter sequence ({job.seq_len // 2} tokens)", replace(req, job=job.with_setup(seq=job.seq_len // 2)))
+    if min(req.micro_batch_sizes) > 1:
+        attempt("micro-batch size 1", replace(req, micro_batch_sizes=(1,)))
+    return tuple(sorted(out, key=lambda c: (not c.fits, c.min_peak_bytes)))
+
+
+def gpu_counts_up_to(max_gpus: int, gpus_per_node: int = 8) -> tuple[int, ...]:
+    """GPU counts the planner tries for ``--max-gpus``: powers of two up to a node,
+    then whole nodes in powers of two."""
+    counts = [n for n in _powers_of_two_up_to(max_gpus)]
+    counts += [k * gpus_per_node for k in range(1, max_gpus // gpus_per_node + 1)
+               if (k & (k - 1)) == 0 or k * gpus_per_node == max_gpus]
+    return tuple(sorted({n for n in counts if n <= max_gpus} | {max_gpus}))
+
+
+# --------------------------------------------------------------------------- inference
+
+@dataclass(frozen=True, kw_only=True)
+class InferenceJob:
+    """What is served, independent of the layout."""
+
+    model: Any
+    """The :class:`~vramplan.model.ModelSpec`."""
+    weights: str = "bf16"
+    """Weight format (a :mod:`vramplan.quant` name: bf16, fp8, awq-int4, ...)."""
+    context: int = 8192
+    """Tokens per sequence held in the KV cache."""
+    batch: int = 1
+    """Concurrent sequences over all replicas."""
+    kv_dtype: str = "fp16"
+    """KV-cache dtype."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class InferenceCandidate:
+    """One serving layout that fits."""
+
+    tp: int
+    pp: int
+    replicas: int
+    peak_bytes: int
+    weights_bytes: int
+    kv_cache_bytes: int
+    other_bytes: int
+    """Everything else on the GPU: activations, logits, CUDA context, workspaces, NCCL, allocator slack."""
+    decode_ms_per_token: float
+    """Memory-bound decode step: bytes each GPU reads per token / HBM bandwidth (x pp stages in turn)."""
+
+    @property
+    def num_gpus(self) -> int:
+        return self.tp * self.pp * self.replicas
+
+    def to_dict(self) -> dict:
+        return {"tp": self.tp, "pp": self.pp, "replicas": self.replicas, "num_gpus": self.num_gpus,
+                "peak_bytes": self.peak_bytes, "weights_bytes": self.weights_bytes,
+                "kv_cache_bytes": self.kv_cache_bytes, "other_bytes": self.other_bytes,
+                "decode_ms_per_token": self.decode_ms_per_token}
+
+
+def plan_inference(job: InferenceJob, gpu: Any, gpu_counts: tuple[int, ...], *, headroom: float = 0.05,
+                   gpus_per_node: int = 8, top: int = 10) -> tuple[tuple[InferenceCandidate, ...], int]:
+    """Serving layouts (tp x pp per replica, replicas = GPUs / (tp x pp)) that fit,
+    fewest GPUs first, then the fastest memory-bound decode.
+
+    Each (tp, sequences per replica) is estimated once by
+    :func:`vramplan.inference.estimate_inference` (Hugging Face-style serving: weights,
+    KV cache, prefill activations, logits, overheads, all tp-aware); a pipeline of pp
+    stages keeps the busiest stage's share of the weights (by parameters) and of the
+    KV cache (by layers), and every stage the full activations and overheads. Returns
+    the candidates and the number of layouts evaluated."""
+    import numpy as np
+
+    from vramplan.errors import VramplanError
+    from vramplan.inference import InferenceSetup, estimate_inference
+
+    spec = job.model
+    budget = int(gpu.usable_memory_bytes * (1 - headroom))
+    coeffs = slice_coefficients(spec)
+    heads = spec.num_attention_heads
+    out: list[InferenceCandidate] = []
+    evaluated = 0
+    tps = [t for t in _divisors(min(heads, gpus_per_node)) if heads % t == 0]
+    cache: dict[tuple[int, int], Any] = {}
+
+    def estimate(t: int, batch: int) -> Any:
+        if (t, batch) not in cache:
+            try:
+                cache[(t, batch)] = estimate_inference(spec, InferenceSetup(
+                    engine="hf", weights=job.weights, kv_dtype=job.kv_dtype, batch=batch, context=job.context, tp=t))
+            except VramplanError:
+                cache[(t, batch)] = None  # this tp cannot split the model (e.g. KV heads)
+        return cache[(t, batch)]
+
+    for n in sorted(gpu_counts):
+        for t in tps:
+            if n % t:
+                continue
+            whole = rank_params(coeffs, tp=t, pp=1, ep=1, stage="first").total
+            for p in [p for p in _divisors(n // t) if p <= spec.num_layers]:
+                replicas = n // (t * p)
+                est = estimate(t, -(-job.batch // replicas))
+                evaluated += 1
+                if est is None:
+                    continue
+                share = max(rank_params(coeffs, tp=t, pp=p, ep=1, stage=s).total for s in ("first", "last")) / whole
+                weights = int(est.get("weights") * share)
+                kv = int(est.get("kv_cache") * int(stage_layers(spec.num_layers, p)) / spec.num_layers)
+                rest = est.total_bytes - est.get("weights") - est.get("kv_cache")
+                peak = weights + kv + rest
+                if peak > budget:
+                    continue
+                decode_ms = 1e3 * (weights + kv) * p / gpu.memory_bandwidth_bytes_per_s
+                out.append(InferenceCandidate(tp=t, pp=p, replicas=replicas, peak_bytes=peak, weights_bytes=weights,
+                                              kv_cache_bytes=kv, other_bytes=rest, decode_ms_per_token=decode_ms))
+    out.sort(key=lambda c: (c.num_gpus, c.decode_ms_per_token))
+    return tuple(out[:top]), evaluated

@@ -1,0 +1,164 @@
+"""Build the transformers model of a config on fake tensors: every parameter has
+its real shape and dtype and no storage, so an 8B model costs little host memory."""
+
+from __future__ import annotations
+
+import copy
+
+from vramplan.errors import ConfigError, InputError
+from vramplan.trace.setup import TraceSetup
+
+LAYER_LIST_KEYS = ("layer_types", "mlp_only_layers")
+"""Per-layer lists in configs that must shrink with the layer count."""
+
+DROPOUT_KEY_SUFFIXES = ("dropout", "pdrop")
+"""Config keys ending so are dropout probabilities (``attention_dropout``, ``resid_pdrop``)."""
+
+LORA_ALPHA_PER_RANK = 2
+"""LoRA alpha = 2 x rank, a common default (alpha does not change memory)."""
+
+
+def truncated_config(config: dict, layers: int) -> dict:
+    """``config`` with only its first ``layers`` decoder layers (per-layer lists cut)."""
+    cfg = copy.deepcopy(config)
+    key = "n_layer" if "n_layer" in cfg and "num_hidden_layers" not in cfg else "num_hidden_layers"
+    cfg[key] = layers
+    for list_key in LAYER_LIST_KEYS:
+        value = cfg.get(list_key)
+        if isinstance(value, list):
+            cfg[list_key] = ([i for i in value if i < layers] if list_key == "mlp_only_layers" else value[:layers])
+    return cfg
+
+
+def num_layers(config: dict) -> int:
+    for key in ("num_hidden_layers", "n_layer", "num_layers"):
+        if isinstance(config.get(key), int):
+            return config[key]
+    raise ConfigError("num_hidden_layers: missing from the config")
+
+
+def prepared_config(config: dict, setup: TraceSetup) -> dict:
+    """The text config to build: quantization dropped (shapes are the same), layers
+    truncated when ``setup.layers`` says so, dropout overridden."""
+    from vramplan.model.hf_config import text_config
+
+    cfg = dict(text_config(config))
+    cfg.pop("quantization_config", None)  # traced at the precision the setup names; shapes are the same
+    if setup.layers is not None:
+        total = num_layers(cfg)
+        if setup.layers > total:
+            raise InputError(f"layers: expected at most the model's {total} layers, got {setup.layers}")
+        cfg = truncated_config(cfg, setup.layers)
+    if setup.dropout is not None:
+        for key in list(cfg):
+            if key.endswith(DROPOUT_KEY_SUFFIXES) and isinstance(cfg[key], (int, float)):
+                cfg[key] = setup.dropout
+    cfg["use_cache"] = setup.mode == "infer"
+    return cfg
+
+
+def param_dtype(setup: TraceSetup):
+    """dtype the (base) parameters are stored in."""
+    import torch
+
+    if setup.precision == "fp32":
+        return torch.float32
+    if setup.precision == "bf16":
+        return torch.bfloat16
+    # bf16-mixed: trainable parameters stay fp32 under autocast; a frozen LoRA base
+    # and inference weights are stored in bf16.
+    if setup.mode == "infer" or setup.method == "lora":
+        return torch.bfloat16
+    return torch.float32
+
+
+def hf_config(cfg: dict):
+    """transformers' config object, or :class:`ConfigError` when it lacks the type."""
+    import transformers
+
+    model_type = cfg.get("model_type")
+    try:
+        return transformers.AutoConfig.for_model(**cfg)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"model_type: transformers {transformers.__version__} cannot build {model_type!r} "
+                          f"({str(exc).splitlines()[0][:120]})") from None
+
+
+def build_model(config: dict, setup: TraceSetup, fake_mode=None):
+    """The causal-LM of ``config`` ready for ``setup``: built on the meta device (no
+    memory, no initialisation), then every parameter and buffer replaced by a fake
+    CPU tensor of ``fake_mode`` (tied weights stay tied). ``fake_mode=None`` builds
+    real CPU tensors instead."""
+    import torch
+    import transformers
+
+    hf = hf_config(prepared_config(config, setup))
+    with torch.device("meta" if fake_mode is not None else "cpu"):
+        model = _from_config(transformers, hf, setup)
+        if setup.mode == "infer":
+            model.eval()
+            model.requires_grad_(False)
+        else:
+            model.train()
+            if setup.recompute:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if setup.method == "lora":
+                model = _with_lora(model, setup)
+    if fake_mode is not None:
+        materialize_fake(model, fake_mode)
+    return model
+
+
+def attention_used(model) -> str:
+    """The attention implementation the built model runs."""
+    return getattr(model.config, "_attn_implementation", "") or ""
+
+
+def _from_config(transformers, hf, setup: TraceSetup):
+    """``from_config`` with the setup's attention; a model class without SDPA
+    support (Gemma 2's soft-capping) is built with eager attention, as
+    transformers itself requires."""
+    try:
+        return transformers.AutoModelForCausalLM.from_config(hf, dtype=param_dtype(setup),
+                                                             attn_implementation=setup.attention)
+    except ValueError as exc:
+        message = str(exc).splitlines()[0]
+        if setup.attention == "sdpa" and "does not support" in message:
+            return transformers.AutoModelForCausalLM.from_config(hf, dtype=param_dtype(setup),
+                                                                 attn_implementation="eager")
+        raise ConfigError(f"model_type: transformers cannot build {hf.model_type!r} as a causal LM "
+                          f"({message[:120]})") from None
+
+
+def materialize_fake(model, fake_mode, device: str = "cpu") -> None:
+    """Swap meta parameters and buffers for fake tensors on ``device`` of the same
+    shape, dtype and ``requires_grad``; a tensor shared by two modules stays shared."""
+    import torch
+
+    made: dict[int, torch.Tensor] = {}
+    with fake_mode:
+        for module in model.modules():
+            for name, p in list(module._parameters.items()):
+                if p is None:
+                    continue
+                if id(p) not in made:
+                    made[id(p)] = torch.nn.Parameter(torch.empty(p.shape, dtype=p.dtype, device=device), requires_grad=p.requires_grad)
+                module._parameters[name] = made[id(p)]
+            for name, b in list(module._buffers.items()):
+                if b is None:
+                    continue
+                if id(b) not in made:
+                    made[id(b)] = torch.empty(b.shape, dtype=b.dtype, device=device)
+                module._buffers[name] = made[id(b)]
+
+
+def _with_lora(model, setup: TraceSetup):
+    import peft
+
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    targets = [t for t in setup.lora_targets if t in present]
+    if not targets:
+        raise InputError(f"lora_targets: none of {', '.join(setup.lora_targets)} is a module of this model")
+    lora = peft.LoraConfig(r=setup.lora_rank, lora_alpha=LORA_ALPHA_PER_RANK * setup.lora_rank,
+                           target_modules=targets, lora_dropout=0.0, bias="none")
+    return peft.get_peft_model(model, lora)

@@ -1,0 +1,125 @@
+"""The analytical estimate of the setup a trace runs, and where the two differ.
+
+Used by ``benchmarks/bench_accuracy.py`` and ``vramplan validate``. The trace sees
+tensor memory only, so the analytical ``overhead`` category (CUDA context,
+library workspaces, allocator slack) is left out of the comparison.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vramplan.trace.setup import TraceSetup
+
+UNTRACEABLE_CATEGORIES = ("overhead",)
+"""Analytical categories the trace cannot see (CUDA context, cuBLAS/flash workspaces)."""
+
+GROUPS: dict[str, str] = {
+    # estimate category -> comparison group
+    "weights": "weights", "master_weights": "weights",
+    "gradients": "gradients", "optimizer": "optimizer", "adapters": "adapters",
+    "activations": "activations", "kv_cache": "kv_cache",
+    "logits": "logits+temporaries", "buffers": "logits+temporaries",
+}
+"""Coarse groups in which the trace and the estimate are compared (their finer
+component names differ). Logits and temporaries form one group: at a backward
+peak the trace's temporaries are mostly the logits' gradient, which an estimate
+may book under ``logits``."""
+
+OPTIMIZER_NAMES: dict[tuple[str, str], str] = {
+    # (trace optimizer, implementation) -> analytical optimizer name
+    ("adamw", "foreach"): "adamw", ("adam", "foreach"): "adamw",
+    ("adamw", "fused"): "adamw-fused", ("adam", "fused"): "adamw-fused",
+    ("sgd", "foreach"): "sgd-momentum", ("sgd", "fused"): "sgd-momentum",
+}
+
+
+def training_setup(setup: TraceSetup):
+    """The :class:`~vramplan.training.TrainingSetup` of a traced training step."""
+    from vramplan.training import TrainingSetup
+
+    optimizer = OPTIMIZER_NAMES.get((setup.optimizer, setup.optimizer_impl), "adamw")
+    return TrainingSetup(method=setup.method, precision=setup.precision, optimizer=optimizer,
+                         batch=setup.batch_size, seq=setup.seq_len, recompute="full" if setup.recompute else "none",
+                         attention=setup.attention, lora_rank=setup.lora_rank, lora_targets=setup.lora_targets,
+                         dropout=bool(setup.dropout))
+
+
+def inference_setup(setup: TraceSetup):
+    """The :class:`~vramplan.inference.InferenceSetup` of a traced prefill + decode
+    (transformers ``generate``: engine ``hf``)."""
+    from vramplan.inference import InferenceSetup
+
+    weights = "fp32" if setup.precision == "fp32" else "bf16"
+    return InferenceSetup(engine="hf", weights=weights, batch=setup.batch_size,
+                          context=setup.seq_len + setup.decode_tokens, prompt=setup.seq_len,
+                          attention=setup.attention)
+
+
+def _spec(model):
+    from vramplan.model.hf_config import spec_from_config, text_config
+    from vramplan.model.resolve import resolve_model
+
+    if isinstance(model, dict):
+        return spec_from_config(dict(text_config(model)), name=str(model.get("model_type", "model")))
+    return resolve_model(model)
+
+
+def analytical_estimate(model, setup: TraceSetup):
+    """The analytical :class:`~vramplan.estimate.Estimate` of ``setup`` on ``model``
+    (name, path or config dict), or ``None`` when this installation lacks the
+    estimator for the setup's mode."""
+    spec = _spec(model)
+    try:
+        if setup.training:
+            from vramplan.training import estimate_training
+
+            return estimate_training(spec, training_setup(setup))
+        from vramplan.inference import estimate_inference
+
+        return estimate_inference(spec, inference_setup(setup))
+    except ImportError:
+        return None
+
+
+def tensor_bytes(est) -> int:
+    """The estimate's total without the categories a trace cannot see."""
+    return est.total_bytes - sum(est.get(c) for c in UNTRACEABLE_CATEGORIES)
+
+
+def analytical_total(model, setup: TraceSetup) -> int | None:
+    est = analytical_estimate(model, setup)
+    return None if est is None else tensor_bytes(est)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupDiff:
+    """One comparison group at the peak."""
+
+    group: str
+    """Comparison group (see :data:`GROUPS`)."""
+    traced_bytes: int
+    """Bytes in the trace's peak."""
+    analytical_bytes: int
+    """Bytes in the estimate's peak."""
+
+    @property
+    def diff_bytes(self) -> int:
+        return self.analytical_bytes - self.traced_bytes
+
+
+def group_bytes(est) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in est.components:
+        if c.category in UNTRACEABLE_CATEGORIES:
+            continue
+        group = GROUPS.get(c.category, c.category)
+        out[group] = out.get(group, 0) + c.bytes
+    return out
+
+
+def group_diffs(traced, analytical) -> list[GroupDiff]:
+    """Per group, traced vs analytical bytes at each one's peak, largest |difference| first."""
+    t, a = group_bytes(traced), group_bytes(analytical)
+    diffs = [GroupDiff(group=g, traced_bytes=t.get(g, 0), analytical_bytes=a.get(g, 0)) for g in {*t, *a}]
+    return sorted(diffs, key=lambda d: -abs(d.diff_bytes))

@@ -1,0 +1,98 @@
+"""Run one trace: resolve the config, build the model on fake tensors, apply the
+CUDA rules, run the step under the recorder, summarize."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from vramplan.errors import InputError
+from vramplan.trace.deps import require_exact
+from vramplan.trace.setup import TraceSetup
+
+
+def resolve_config(model) -> tuple[str, dict]:
+    """(name, config.json dict) from a config dict, a catalog name or Hub id, or a
+    path to a config.json (or a directory holding one)."""
+    if isinstance(model, dict):
+        return str(model.get("_name_or_path") or model.get("model_type", "model")), model
+    if not isinstance(model, str) or not model.strip():
+        raise InputError(f"model: expected a catalog name or a config.json path, got {model!r}")
+    text = model.strip()
+    path = Path(text).expanduser()
+    if path.exists() or text.endswith(".json"):
+        from vramplan.model.hf_config import load_config_file
+
+        return str(path), load_config_file(path)
+    from vramplan.catalog import find_model
+
+    entry = find_model(text)
+    return entry.slug, entry.config()
+
+
+def run_trace(model, setup: TraceSetup, *, progress=None, real: bool = False):
+    """Trace ``setup`` on ``model``; ``real=True`` runs on real CPU tensors instead of
+    fake ones (same rules; used to check the fake trace), which needs the memory."""
+    require_exact()
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from vramplan.trace.build import attention_used, build_model, num_layers
+    from vramplan.trace.cuda_rules import cuda_rules
+    from vramplan.trace.hostmem import check_host_memory, fake_trace_host_bytes, real_run_host_bytes
+    from vramplan.trace.recorder import Recorder
+    from vramplan.trace.result import summarize
+    from vramplan.trace.step import run_inference, run_training_step
+
+    name, config = resolve_config(model)
+    from vramplan.model.hf_config import text_config
+
+    total_layers = num_layers(dict(text_config(config)))
+    traced_layers = setup.layers or total_layers
+    if real:
+        check_host_memory(real_run_host_bytes(run_trace(config, setup).peak_bytes), "a real CPU run")
+    else:
+        check_host_memory(fake_trace_host_bytes(traced_layers), "the fake-tensor trace")
+    started = time.perf_counter()
+    fake_mode = _NullMode() if real else FakeTensorMode(allow_non_fake_inputs=False)
+    torch.manual_seed(0)
+    model_obj = build_model(config, setup, None if real else fake_mode)
+    attention = attention_used(model_obj)
+    recorder = Recorder()
+    autocast_dtype = torch.bfloat16 if setup.autocast else None
+    with fake_mode, cuda_rules(autocast_dtype=autocast_dtype, sdpa=not real) as rules:
+        if setup.training:
+            run_training_step(model_obj, setup, recorder, rules, progress)
+        else:
+            run_inference(model_obj, setup, recorder, rules, progress)
+        del model_obj
+    result = summarize(recorder, model=name, setup=setup, layers_traced=traced_layers, num_layers=total_layers,
+                       seconds=time.perf_counter() - started)
+    notes = trace_notes(name, config, setup, attention)
+    return replace(result, notes=notes)
+
+
+class _NullMode:
+    """Stands in for FakeTensorMode in a real run."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def trace_notes(name: str, config: dict, setup: TraceSetup, attention: str) -> tuple[str, ...]:
+    """What the trace ran differently from what the setup or checkpoint says."""
+    from vramplan.model.hf_config import text_config
+
+    notes = []
+    if attention != setup.attention:
+        notes.append(f"attention: {name} has no {setup.attention} implementation in transformers; "
+                     f"traced with {attention}")
+    if text_config(config).get("quantization_config") or config.get("quantization_config"):
+        precision = "fp32" if setup.precision == "fp32" else "bf16"
+        notes.append(f"weights: the checkpoint's quantization is not traced (its kernels need a GPU); "
+                     f"weights traced in {precision}")
+    return tuple(notes)

@@ -1,0 +1,106 @@
+"""TraceSetup: what one traced step runs. Validated on creation, never touches torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from vramplan.errors import InputError
+
+Mode = Literal["train", "infer"]
+Precision = Literal["fp32", "bf16-mixed", "bf16"]
+Optimizer = Literal["adamw", "adam", "sgd"]
+OptimizerImpl = Literal["foreach", "fused", "forloop"]
+Method = Literal["full", "lora"]
+Attention = Literal["sdpa", "eager"]
+Cache = Literal["static", "dynamic"]
+
+MODES = ("train", "infer")
+PRECISIONS = ("fp32", "bf16-mixed", "bf16")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+OPTIMIZER_IMPLS = ("foreach", "fused", "forloop")
+METHODS = ("full", "lora")
+ATTENTIONS = ("sdpa", "eager")
+CACHES = ("static", "dynamic")
+
+SGD_MOMENTUM = 0.9
+"""Momentum of the SGD optimizer traced (a common default; it makes SGD keep one
+state tensor per parameter, the ``momentum_buffer``)."""
+
+
+def _choice(field: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InputError(f"{field}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+def _at_least(field: str, value: int, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InputError(f"{field}: expected an integer >= {low}, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TraceSetup:
+    """One step to trace. Sizes are per GPU (no parallelism: one device)."""
+
+    mode: Mode = "train"
+    """``train``: forward, loss, backward, optimizer step. ``infer``: prefill + decode."""
+    batch_size: int = 1
+    """Sequences per step (micro-batch)."""
+    seq_len: int = 512
+    """Tokens per sequence (training) or prompt tokens (inference)."""
+    decode_tokens: int = 4
+    """Inference: tokens generated after the prefill, one forward each."""
+    precision: Precision = "bf16-mixed"
+    """``fp32``; ``bf16-mixed``: fp32 parameters under CUDA autocast to bf16 (frozen
+    LoRA bases are stored in bf16); ``bf16``: parameters, gradients and states in bf16.
+    Inference runs with bf16 weights unless ``fp32``."""
+    optimizer: Optimizer = "adamw"
+    """torch.optim optimizer of the training step (SGD with momentum 0.9)."""
+    optimizer_impl: OptimizerImpl = "foreach"
+    """``foreach`` is PyTorch's default on CUDA; ``fused`` and the per-tensor ``forloop``."""
+    method: Method = "full"
+    """Full fine-tuning, or LoRA adapters on a frozen base (peft)."""
+    lora_rank: int = 16
+    """LoRA rank r."""
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    """Module names that get adapters (peft ``target_modules``); absent names are skipped."""
+    recompute: bool = False
+    """Full activation recomputation per decoder layer (gradient checkpointing)."""
+    attention: Attention = "sdpa"
+    """``sdpa`` (flash / memory-efficient kernels as CUDA picks them) or ``eager``."""
+    cache: Cache = "static"
+    """Inference KV cache: ``static`` preallocates prompt + decode tokens (as serving
+    engines do); ``dynamic`` grows by concatenation (transformers' default)."""
+    dropout: float | None = None
+    """Override every dropout probability in the config; ``None`` keeps the config's."""
+    layers: int | None = None
+    """Trace only this many decoder layers (None: all); see :mod:`vramplan.trace.extrapolate`."""
+
+    def __post_init__(self) -> None:
+        _choice("mode", self.mode, MODES)
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("optimizer_impl", self.optimizer_impl, OPTIMIZER_IMPLS)
+        if self.method == "qlora":
+            raise InputError("method: qlora cannot be traced on a CPU (bitsandbytes' 4-bit kernels need CUDA); "
+                             "trace lora (a bf16 base) instead")
+        _choice("method", self.method, METHODS)
+        _choice("attention", self.attention, ATTENTIONS)
+        _choice("cache", self.cache, CACHES)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("seq_len", self.seq_len, 1)
+        _at_least("decode_tokens", self.decode_tokens, 0)
+        _at_least("lora_rank", self.lora_rank, 1)
+        if self.layers is not None:
+            _at_least("layers", self.layers, 1)
+        if self.dropout is not None and not (0.0 <= self.dropout < 1.0):
+            raise InputError(f"dropout: expected a probability in [0, 1), got {self.dropout!r}")
+
+    @property
+    def training(self) -> bool:
+        return self.mode == "train"
+
+    @property
+    def autocast(self) -> bool:
+        """Training under CUDA autocast to bf16."""
+        return self.training and self.precision == "bf16-mixed"

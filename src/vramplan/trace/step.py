@@ -1,0 +1,169 @@
+"""One step, run under the recorder with its phases marked.
+
+Training is traced in steady state: the optimizer's states already exist (one
+untraced ``step()`` on zero gradients creates them, as the first real step would),
+gradients were set to ``None`` by the previous ``zero_grad``, and the step is the
+usual loop body: forward + loss under autocast, ``backward()``, ``step()``,
+``zero_grad(set_to_none=True)``. The logits are dropped after the loss, as a
+training loop that keeps only the loss does.
+"""
+
+from __future__ import annotations
+
+from vramplan.trace.recorder import Recorder, labelled
+from vramplan.trace.setup import SGD_MOMENTUM, TraceSetup
+
+
+def make_optimizer(params, setup: TraceSetup):
+    """The torch.optim optimizer of ``setup``. ``foreach=True`` is what PyTorch
+    picks by default for CUDA tensors (torch/optim/optimizer.py
+    ``_default_to_fused_or_foreach``); on CPU it would pick the for-loop."""
+    import torch
+
+    impl = {"foreach": {"foreach": True}, "fused": {"fused": True}, "forloop": {"foreach": False}}[setup.optimizer_impl]
+    if setup.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=1e-3, momentum=SGD_MOMENTUM, **impl)
+    cls = torch.optim.AdamW if setup.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=1e-4, **impl)
+
+
+def _init_optimizer_state(optimizer, params) -> None:
+    """Create the states a first real step creates, without a forward."""
+    import torch
+
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _inputs(model, setup: TraceSetup, length: int):
+    import torch
+
+    vocab = model.config.get_text_config().vocab_size
+    return torch.randint(0, vocab, (setup.batch_size, length))
+
+
+def adopt_model(recorder: Recorder, model, setup: TraceSetup) -> None:
+    """Count parameters and buffers: LoRA adapters, fp32 master weights under
+    mixed precision, else weights."""
+    master = setup.autocast and setup.method == "full"
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            recorder.adopt(p, "adapters/weights")
+        else:
+            recorder.adopt(p, "master_weights" if master and p.requires_grad else "weights")
+    for b in model.buffers():
+        recorder.adopt(b, "weights/buffers")
+
+
+def _host_step_counter(optimizer, setup: TraceSetup) -> bool:
+    """The Adam ``step`` counter lives in host memory on CUDA unless fused or
+    capturable (torch/optim/adam.py ``_init_group``)."""
+    return setup.optimizer_impl != "fused"
+
+
+def adopt_optimizer(recorder: Recorder, optimizer, model, setup: TraceSetup) -> None:
+    adapter_ids = {id(p) for n, p in model.named_parameters() if "lora_" in n}
+    host_steps = _host_step_counter(optimizer, setup)
+    for p, state in optimizer.state.items():
+        prefix = "adapters/optimizer" if id(p) in adapter_ids else "optimizer"
+        for key, value in state.items():
+            if key == "step" and host_steps:
+                continue
+            recorder.adopt(value, f"{prefix}/{key}")
+
+
+def run_training_step(model, setup: TraceSetup, recorder: Recorder, rules, progress=None, *,
+                      measure_from_step: bool = False) -> None:
+    """``measure_from_step``: on a real GPU, reset the peak statistics after the
+    optimizer states exist, so the peak read is the steady step's."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, setup)
+    _init_optimizer_state(optimizer, params)
+    input_ids = _inputs(model, setup, setup.seq_len)
+    labels = input_ids.clone()
+    if measure_from_step:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    adopt_model(recorder, model, setup)
+    adopt_optimizer(recorder, optimizer, model, setup)
+    recorder.adopt(input_ids, "activations/inputs")
+    recorder.adopt(labels, "activations/inputs")
+    adapter_ids = {id(p) for n, p in model.named_parameters() if "lora_" in n}
+    vocab = model.config.get_text_config().vocab_size
+    with recorder.module_hooks(model), recorder.recording():
+        with recorder.in_phase("forward"):
+            with rules.autocast():
+                logits = model(input_ids=input_ids).logits
+                recorder.mark(logits, "logits/logits")
+                with labelled("logits/loss"):
+                    loss = model.loss_function(logits=logits, labels=labels, vocab_size=vocab)
+            del logits
+        _tick(progress)
+        with recorder.in_phase("backward"):
+            loss.backward()
+        for p in params:
+            recorder.mark(p.grad, "adapters/gradients" if id(p) in adapter_ids else "gradients")
+        _tick(progress)
+        with recorder.in_phase("optimizer_step"):
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        del loss
+    _tick(progress)
+
+
+def _tick(progress) -> None:
+    if progress is not None:
+        progress()
+
+
+def _labelled_cache(cache):
+    """Allocations inside the cache's ``update`` are KV cache."""
+    update = cache.update
+
+    def wrapped(*args, **kwargs):
+        with labelled("kv_cache"):
+            return update(*args, **kwargs)
+
+    cache.update = wrapped
+    return cache
+
+
+def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=None) -> None:
+    """Prefill ``seq_len`` tokens, then ``decode_tokens`` single-token forwards with the
+    cache; only the last position's logits are computed (``logits_to_keep=1``), as
+    generation does."""
+    import torch
+    import transformers
+
+    total = setup.seq_len + setup.decode_tokens
+    if setup.cache == "static":
+        cache = transformers.StaticCache(config=model.config, max_cache_len=total)
+    else:
+        cache = transformers.DynamicCache(config=model.config)
+    cache = _labelled_cache(cache)
+    prompt = _inputs(model, setup, setup.seq_len)
+    adopt_model(recorder, model, setup)
+    recorder.adopt(prompt, "activations/inputs")
+    cache_kw = _cache_keyword(model)
+    with torch.no_grad(), recorder.module_hooks(model), recorder.recording():
+        with recorder.in_phase("prefill"):
+            out = model(input_ids=prompt, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
+            token = out.logits[:, -1:].argmax(-1)
+            del out
+        _tick(progress)
+        for _ in range(setup.decode_tokens):
+            with recorder.in_phase("decode"):
+                out = model(input_ids=token, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
+                token = out.logits[:, -1:].argmax(-1)
+                del out
+            _tick(progress)
+
+
+def _cache_keyword(model) -> str:
+    """``cache`` in recent transformers, ``past_key_values`` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
