@@ -151,6 +151,11 @@ DIAGNOSES: tuple[tuple[str, str, str, str], ...] = (
      "0.21 wraps transformers 5's fused expert parameters (ParamWrapper, rank stacked per expert) and "
      "applies the update to the weight, so LoRA activations are 354 MiB (adapters: 1,366 MiB traced vs "
      "1,106 MiB estimated)."),
+    ("gemma-2", "train", "",
+     "activations: Gemma 2's soft-capping keeps tensors the estimate does not model: the head's "
+     "pre-cap logits (tokens x 256k vocab, 1,000 MiB for 2 x 1024 tokens; the capped logits are counted "
+     "apart) and, with eager attention, the tanh soft-cap of the [b, h, s, s] scores (attention "
+     "activations 4,421 MiB traced vs 3,328 MiB estimated)."),
     ("", "train", "lora",
      "activations/lora: the estimate keeps 4 B per adapter-input element (the fp32 copy "
      "x.to(lora_A.weight.dtype) in peft's LoRA Linear.forward); under CUDA autocast lora_A's linear "
