@@ -85,3 +85,21 @@ def test_debug_shows_traceback():
 
     with pytest.raises(UnknownNameError):
         main(["--debug", "params", "nope-model"])
+
+
+def test_public_api_names_resolve_lazily():
+    import vramplan
+
+    for name in vramplan.__all__:
+        assert getattr(vramplan, name) is not None, name
+    with pytest.raises(AttributeError):
+        vramplan.no_such_name  # noqa: B018
+
+
+def test_python_api_end_to_end():
+    import vramplan
+
+    est = vramplan.estimate_inference("llama-2-7b", vramplan.InferenceSetup(batch=1, context=4096))
+    # Llama-2-7B fp16 KV cache: 2 (K, V) x 32 layers x 32 heads x 128 dims x 2 B = 512 KiB per token
+    assert est.get("kv_cache") == 4096 * 512 * 1024
+    assert est.to_dict()["total_bytes"] == est.total_bytes

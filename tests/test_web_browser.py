@@ -45,3 +45,24 @@ def test_error_is_shown_not_thrown(page):
     page.click("#go")
     page.wait_for_selector("#error:not([hidden])")
     assert "did you mean 'gpt2'" in page.inner_text("#error")
+
+
+def test_serve_tab_draws_breakdown_and_curves(page):
+    page.click("#tabs button[data-tab=infer]")
+    page.fill("input[name=model]", "llama-3.1-8b")
+    page.fill("input[name=gpu]", "rtx-4090")
+    page.fill("input[name=context]", "8192")
+    page.click("#go")
+    page.wait_for_selector("#curves figure svg path", timeout=60_000)
+    verdict = page.inner_text("#verdict")
+    assert "rtx-4090" in verdict and "GiB" in verdict
+    # one stacked-bar segment per category with bytes, and both sweep curves
+    assert page.locator("#stack rect").count() >= 3
+    assert page.locator("#curves figure svg path").count() == 2
+    assert "weights" in page.inner_text("#components")
+
+
+def test_units_switch_to_decimal(page):
+    page.select_option("#units", "GB")
+    page.wait_for_function("document.querySelector('#verdict').innerText.includes(' GB')", timeout=60_000)
+    page.select_option("#units", "GiB")

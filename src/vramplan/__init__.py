@@ -25,7 +25,32 @@ from vramplan.model import (  # noqa: E402
     resolve_model,
 )
 
-__all__ = [
+_LAZY = {
+    # name: module — imported on first use so `import vramplan` stays fast
+    "InferenceSetup": "vramplan.inference", "estimate_inference": "vramplan.inference",
+    "max_context": "vramplan.inference", "max_batch": "vramplan.inference",
+    "TrainingSetup": "vramplan.training", "estimate_training": "vramplan.training",
+    "ParallelLayout": "vramplan.parallel", "TrainingJob": "vramplan.distributed",
+    "PlanRequest": "vramplan.planner", "plan": "vramplan.planner",
+    "GpuSpec": "vramplan.gpus", "find_gpu": "vramplan.gpus", "list_gpus": "vramplan.gpus",
+    "get_format": "vramplan.quant", "get_dtype": "vramplan.dtypes",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vramplan' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = [*_LAZY, 
     "Component", "ConfigError", "Estimate", "InputError", "LayoutError", "MissingExtraError", "ModelSpec",
     "ParamCount", "ParamOnlyModel", "UnknownNameError", "Verdict", "VramplanError", "__version__",
     "count_params", "custom_spec", "resolve_model",

@@ -15,7 +15,7 @@ here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from vramplan.dtypes import get_dtype
@@ -167,11 +167,6 @@ def model_states(spec: ModelSpec, setup: TrainingSetup) -> ModelStates:
                        gradients=params * elem, optimizer_states=optimizer_state_bytes(opt, trainable, elem),
                        step_temporaries=step_temporary_bytes(opt, trainable, elem), dequant_buffer=dequant,
                        adapter_weights=adapters)
-
-
-def _layer_param_groups(spec: ModelSpec, states: ModelStates) -> int:
-    """Trainable parameters inside the decoder blocks."""
-    return sum(g.params for g in states.trainable if g.per_layer)
 
 
 # ---- activations --------------------------------------------------------------------
@@ -343,6 +338,38 @@ def _activation_parts(plan: ActivationPlan) -> Parts:
     return {f"activations/{name}": (b, "saved for backward, all layers") for name, b in plan.parts.items() if b}
 
 
+def _total(parts: Parts) -> int:
+    return sum(b for b, _ in parts.values())
+
+
+def _backward_points(spec: ModelSpec, setup: TrainingSetup, states: ModelStates, plan: ActivationPlan,
+                     resident: Parts, dequant: Parts) -> list[tuple[str, Parts]]:
+    """Live components inside each layer's backward (top layer first) and at the end
+    of the backward. A layer's own gradients form as its activations are freed, so
+    the gradients counted are the head's and those of the layers above."""
+    accumulate = setup.grad_accum > 1
+    grad_key = "adapters/gradients" if setup.method != "full" else "gradients"
+    grad_per_layer = sum(g.params for g in states.trainable if g.per_layer) \
+        * states.trainable_bytes_per_param // spec.num_layers
+    head = 0 if accumulate else _head_gradient(states)
+    below = sum(plan.per_layer_kept)  # the final norm's tensors are freed by the head's backward
+    points = []
+    for layer in reversed(range(spec.num_layers)):
+        below -= plan.per_layer_kept[layer]
+        live = {**resident, **dequant,
+                "activations/layers_below": (below, f"kept activations of layers below {layer}"),
+                "activations/current_layer": (plan.per_layer_full[layer], f"layer {layer}'s activations "
+                                              "(recomputed ones included)"),
+                "buffers/backward_work": (plan.per_layer_work[layer], "gradient buffers inside the layer's backward")}
+        grads = 0 if accumulate else grad_per_layer * (spec.num_layers - 1 - layer) + head
+        if grads:
+            live[grad_key] = (grads, f"gradients of the head and the layers above {layer}")
+        points.append((f"layer {layer} backward", live))
+    if not accumulate:
+        points.append(("end of backward", {**resident, grad_key: (states.gradients, "all gradients")}))
+    return points
+
+
 def timeline(spec: ModelSpec, setup: TrainingSetup, states: ModelStates, plan: ActivationPlan,
              logits: LogitsBytes) -> Timeline:
     """The live components at the high point of forward, backward and optimizer step."""
@@ -359,34 +386,13 @@ def timeline(spec: ModelSpec, setup: TrainingSetup, states: ModelStates, plan: A
     final_norm = {**resident, **_activation_parts(plan), **dequant,
                   "buffers/norm_temporaries": (plan.final_norm_transient, "fp32 temporaries inside the final "
                                                "norm (the forward's high point when the vocabulary is small)")}
-    if sum(b for b, _ in final_norm.values()) > sum(b for b, _ in forward.values()):
+    if _total(final_norm) > _total(forward):
         forward = final_norm
     backward = {**resident, **_activation_parts(plan), "logits": (logits.backward_peak, logits.note)}
-    best, where = sum(b for b, _ in backward.values()), "loss backward"
-    grad_key = "adapters/gradients" if setup.method != "full" else "gradients"
-    grad_per_layer = sum(g.params for g in states.trainable if g.per_layer) \
-        * states.trainable_bytes_per_param // spec.num_layers
-    head = 0 if accumulate else _head_gradient(states)
-    below = sum(plan.per_layer_kept)  # the final norm's tensors are freed by the head's backward
-    resident_total = sum(b for b, _ in resident.values())
-    for layer in reversed(range(spec.num_layers)):
-        below -= plan.per_layer_kept[layer]
-        # layer `layer`'s own gradients form as its activations are freed: count the layers above
-        grads = 0 if accumulate else grad_per_layer * (spec.num_layers - 1 - layer) + head
-        live = {**resident, **dequant,
-                "activations/layers_below": (below, f"kept activations of layers below {layer}"),
-                "activations/current_layer": (plan.per_layer_full[layer], f"layer {layer}'s activations "
-                                              "(recomputed ones included)"),
-                "buffers/backward_work": (plan.per_layer_work[layer], "gradient buffers inside the layer's backward")}
-        if grads:
-            live[grad_key] = (grads, f"gradients of the head and the layers above {layer}")
-        total = resident_total + sum(b for k, (b, _) in live.items() if k not in resident)
-        if total > best:
-            best, backward, where = total, live, f"layer {layer} backward"
-    if not accumulate:
-        end = {**resident, grad_key: (states.gradients, "all gradients")}
-        if sum(b for b, _ in end.values()) > best:
-            backward, where = end, "end of backward"
+    where = "loss backward"
+    for point, parts in _backward_points(spec, setup, states, plan, resident, dequant):
+        if _total(parts) > _total(backward):
+            backward, where = parts, point
     step = {**_state_parts(setup, states, with_gradients=True)}
     if states.step_temporaries:
         step["buffers/optimizer_step"] = (states.step_temporaries, f"{setup.opt.description}: {setup.opt.source}")

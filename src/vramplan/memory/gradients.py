@@ -134,10 +134,3 @@ CONVENTIONS: tuple[StateConvention, ...] = (
 )
 """Conventions for mixed-precision Adam, shown beside the estimate (the ZeRO paper's
 K = 12 is master 4 + momentum 4 + variance 4)."""
-
-
-def gradient_bytes(trainable_params: int, recipe: PrecisionRecipe) -> int:
-    """Bytes of the ``.grad`` tensors of ``trainable_params`` parameters: one element
-    per parameter in the parameter dtype (``torch.autograd`` ``AccumulateGrad`` keeps
-    the gradient in the dtype of the leaf). Frozen parameters have none."""
-    return trainable_params * recipe.gradient_bytes_per_param

@@ -108,17 +108,17 @@ function drawComponents(result) {
 function drawMessages(result) {
   const items = [...(result.warnings || []).map((w) => `warning: ${w}`), ...(result.assumptions || [])];
   const details = Object.entries(result.details || {}).map(([k, v]) =>
-    `${k}: ${typeof v === "number" && /bytes/.test(k) ? formatBytes(v) : v}`);
+    `${k}: ${v === null ? "n/a" : /_per_param$/.test(k) ? `${v} B/param` : typeof v === "number" && /bytes/.test(k) ? formatBytes(v) : v}`);
   $("#messages").innerHTML = [...items, ...details].map((m) => `<li>${esc(m)}</li>`).join("");
 }
 
 function lineChart(points, label, capacity) {
-  const width = 420, height = 220, pad = 46;
+  const width = 420, height = 220, pad = 46, right = 24;
   const xs = points.map((p) => Number(p.value));
   const ys = points.map((p) => p.total_bytes);
   const maxY = Math.max(...ys, capacity || 0) * 1.05 || 1;
   const minX = Math.min(...xs), maxX = Math.max(...xs);
-  const px = (x) => pad + ((Math.log2(x) - Math.log2(minX)) / (Math.log2(maxX) - Math.log2(minX) || 1)) * (width - pad - 10);
+  const px = (x) => pad + ((Math.log2(x) - Math.log2(minX)) / (Math.log2(maxX) - Math.log2(minX) || 1)) * (width - pad - right);
   const py = (y) => height - 28 - (y / maxY) * (height - 40);
   const path = points.map((p, i) => `${i ? "L" : "M"}${px(Number(p.value)).toFixed(1)},${py(p.total_bytes).toFixed(1)}`).join(" ");
   const dots = points.map((p) => `<circle cx="${px(Number(p.value))}" cy="${py(p.total_bytes)}" r="3" fill="#2f6fdf">
@@ -127,7 +127,7 @@ function lineChart(points, label, capacity) {
   const cap = capacity ? `<line x1="${pad}" x2="${width - 10}" y1="${py(capacity)}" y2="${py(capacity)}" stroke="#c23a2b"
       stroke-dasharray="5 4"/><text x="${width - 12}" y="${py(capacity) - 4}" text-anchor="end">GPU ${formatBytes(capacity)}</text>` : "";
   return `<svg viewBox="0 0 ${width} ${height}" width="100%" role="img" aria-label="memory against ${esc(label)}">
-    <text x="4" y="14">${formatBytes(maxY)}</text><line x1="${pad}" x2="${pad}" y1="10" y2="${height - 28}" stroke="#d9dee7"/>
+    <text x="4" y="14">${formatBytes(maxY)}</text><text x="4" y="${height - 28}">0</text><line x1="${pad}" x2="${pad}" y1="10" y2="${height - 28}" stroke="#d9dee7"/>
     <line x1="${pad}" x2="${width - 10}" y1="${height - 28}" y2="${height - 28}" stroke="#d9dee7"/>
     ${cap}<path d="${path}" fill="none" stroke="#2f6fdf" stroke-width="2"/>${dots}${xt}</svg>`;
 }
