@@ -182,3 +182,12 @@ def test_more_tensor_parallelism_less_activation_per_gpu(tp, sp, attention):
     more = sum(p.bytes for p in act.layer_activation_parts(spec, replace(ctx, tp=tp, sequence_parallel=sp)))
     most = sum(p.bytes for p in act.layer_activation_parts(spec, replace(ctx, tp=2 * tp, sequence_parallel=sp)))
     assert one > more > most
+
+
+def test_fused_ce_chunking_follows_liger():
+    """Liger-Kernel: inc_factor = ceil(V / H), chunk = next_power_of_2(ceil(BT / inc_factor));
+    its own example: BT = 4096 x 4, V = 32000, H = 4096 -> inc_factor 8, chunk 2048."""
+    lb = logits_bytes(tokens=4096 * 4, vocab=32000, hidden=4096, compute_bytes=2, fused_ce=True, weight_bytes=2)
+    assert "chunks of 2,048 tokens" in lb.note
+    assert lb.saved == 4096 * 4 * 4096 * 2 + 32000 * 4096 * 2  # grad_input + grad_weight, zeros_like
+    assert lb.forward_peak - lb.saved == 2048 * 32000 * 2

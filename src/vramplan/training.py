@@ -25,7 +25,7 @@ from vramplan.memory import activations as act
 from vramplan.memory.gradients import CONVENTIONS, PrecisionRecipe, get_precision
 from vramplan.memory.logits import LogitsBytes, logits_bytes
 from vramplan.memory.lora import (
-    ADAPTER_BYTES, DEFAULT_TARGETS, adapter_activation_bytes_per_token, adapter_groups, adapter_weight_cast_bytes,
+    ADAPTER_BYTES, adapter_activation_bytes_per_token, adapter_groups, adapter_weight_cast_bytes, all_linear_targets,
     dequant_buffer_bytes,
 )
 from vramplan.memory.optimizer import OptimizerSpec, get_optimizer, optimizer_state_bytes, step_temporary_bytes
@@ -65,8 +65,9 @@ class TrainingSetup:
     """Attention kernel: flash/sdpa keep O(s) per head, eager keeps the s x s scores."""
     lora_rank: int = 16
     """LoRA rank r."""
-    lora_targets: tuple[str, ...] = DEFAULT_TARGETS
-    """Linear modules that get adapters (default: all of them, as the QLoRA paper)."""
+    lora_targets: tuple[str, ...] | None = None
+    """Linear modules that get adapters; ``None``: every linear module of the blocks
+    except MoE gates (the QLoRA paper's "all linear layers")."""
     fused_ce: bool = False
     """Fused linear cross entropy (Liger-Kernel): logits never materialised whole."""
     dropout: bool = False
@@ -136,6 +137,11 @@ QLORA_UNQUANTIZED_DTYPE = "fp32"
 ``Params4bit`` (embeddings, norms, the head) to fp32."""
 
 
+def lora_targets(spec: ModelSpec, setup: TrainingSetup) -> tuple[str, ...]:
+    """The modules that get adapters: the setup's, or all linear modules of the blocks."""
+    return setup.lora_targets if setup.lora_targets is not None else all_linear_targets(spec)
+
+
 def _base_format(spec: ModelSpec, setup: TrainingSetup) -> str | WeightFormat:
     recipe = setup.recipe
     if setup.method == "qlora":
@@ -154,7 +160,7 @@ def model_states(spec: ModelSpec, setup: TrainingSetup) -> ModelStates:
         elem = recipe.weight_bytes_per_param
         adapters = dequant = 0
     else:
-        trainable = tuple(adapter_groups(spec, setup.lora_targets, setup.lora_rank))
+        trainable = tuple(adapter_groups(spec, lora_targets(spec, setup), setup.lora_rank))
         elem = ADAPTER_BYTES
         adapters = sum(g.params for g in trainable) * elem
         dequant = 0
@@ -238,9 +244,9 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
     adapter = 0
     if setup.method != "full":
         autocast = setup.recipe.autocast
-        adapter = adapter_activation_bytes_per_token(spec, setup.lora_targets, setup.lora_rank, ctx.c, autocast) \
+        adapter = adapter_activation_bytes_per_token(spec, lora_targets(spec, setup), setup.lora_rank, ctx.c, autocast) \
             * ctx.tokens // spec.num_layers
-        groups = adapter_groups(spec, setup.lora_targets, setup.lora_rank)
+        groups = adapter_groups(spec, lora_targets(spec, setup), setup.lora_rank)
         adapter += adapter_weight_cast_bytes(groups, ctx.c, autocast) // spec.num_layers
     for layer in range(spec.num_layers):
         layer_parts = act.layer_activation_parts(spec, ctx, layer)
@@ -276,7 +282,16 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
 
 def setup_logits(spec: ModelSpec, setup: TrainingSetup) -> LogitsBytes:
     return logits_bytes(tokens=setup.batch * setup.seq, vocab=spec.vocab_size, hidden=spec.hidden_size,
-                        compute_bytes=setup.recipe.compute_bytes, fused_ce=setup.fused_ce)
+                        compute_bytes=setup.recipe.compute_bytes, fused_ce=setup.fused_ce,
+                        weight_bytes=get_dtype(_head_dtype(setup)).bytes_for(1))
+
+
+def _head_dtype(setup: TrainingSetup) -> str:
+    """Dtype of the output head: the trained weights' (full), the base's (LoRA), fp32
+    after peft's upcast (QLoRA)."""
+    if setup.method == "qlora":
+        return QLORA_UNQUANTIZED_DTYPE
+    return setup.recipe.weight_dtype if setup.method == "full" else setup.recipe.compute_dtype
 
 
 # ---- the timeline -------------------------------------------------------------------
@@ -322,8 +337,8 @@ def _state_parts(setup: TrainingSetup, states: ModelStates, with_gradients: bool
     opt = setup.opt
     lora = setup.method != "full"
     if lora:
-        out["adapters/weights"] = (states.adapter_weights, f"LoRA r={setup.lora_rank} on "
-                                   f"{', '.join(setup.lora_targets)}, fp32 (peft)")
+        out["adapters/weights"] = (states.adapter_weights, f"LoRA r={setup.lora_rank} A and B matrices, fp32 "
+                                   "(peft autocast_adapter_dtype)")
     names = opt.states or ()
     for name in names:
         key = f"adapters/{name}" if lora else f"optimizer/{name}"
@@ -432,7 +447,7 @@ def _assumptions(spec: ModelSpec, setup: TrainingSetup) -> list[str]:
     if setup.method == "qlora":
         out.append("QLoRA: embeddings, norms and head upcast to fp32 (peft prepare_model_for_kbit_training)")
     if setup.method != "full":
-        out.append(f"LoRA r={setup.lora_rank} on {', '.join(setup.lora_targets)} (QLoRA paper: all linear "
+        out.append(f"LoRA r={setup.lora_rank} on {', '.join(lora_targets(spec, setup))} (QLoRA paper: all linear "
                    "layers); adapters in fp32 as peft keeps them")
     if setup.opt.paged:
         out.append("paged optimizer states counted on the GPU; under pressure they move to host memory")

@@ -26,7 +26,7 @@ _CHOICE_HELP = {
 @click.option("--attention", default="sdpa", show_default=True, help="flash, sdpa or eager.")
 @click.option("--lora-rank", type=int, default=16, show_default=True, help="LoRA rank r.")
 @click.option("--lora-targets", default=None,
-              help="Comma-separated linear modules [default: q,k,v,o,gate,up,down projections].")
+              help="Comma-separated linear modules [default: every linear module of the blocks].")
 @click.option("--fused-ce", is_flag=True, help="Fused linear cross entropy (Liger-Kernel).")
 @click.option("--dropout", is_flag=True, help="Dropout active in the model (GPT-2 style).")
 @click.option("--activation-model", default="derived", show_default=True,
@@ -43,12 +43,16 @@ def command(model: str, method: str, precision: str, optimizer: str, batch: int,
             dropout: bool, activation_model: str, seed_bytes: int, gpu: str | None, strict: bool, units: str,
             as_json: bool, **layout_flags) -> None:
     """Memory to train or fine-tune MODEL on one GPU: model states, activations,
+<<<<<<< HEAD
     logits and the peak over the step. With layout flags (--gpus, --dp, --tp, --pp,
     --zero, --fsdp, --offload...), the memory of the busiest GPU of that layout."""
     from vramplan.memory.lora import DEFAULT_TARGETS
+=======
+    logits and the peak over the step."""
+>>>>>>> train
     from vramplan.training import TrainingSetup, estimate_training
 
-    targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets else DEFAULT_TARGETS
+    targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets else None
     setup = TrainingSetup(method=method, precision=precision, optimizer=optimizer, batch=batch, seq=seq,
                           grad_accum=grad_accum, recompute=recompute, attention=attention, lora_rank=lora_rank,
                           lora_targets=targets, fused_ce=fused_ce, dropout=dropout,

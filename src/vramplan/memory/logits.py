@@ -11,12 +11,13 @@ another while the saved output is still alive. So, per token and vocabulary entr
 - kept to the backward: log-probabilities, ``4``;
 - backward high point: log-probabilities + two fp32 gradients, ``12``.
 
-Fused linear cross entropy (Liger-Kernel ``fused_linear_cross_entropy``) never
-materialises all logits: it walks the tokens in chunks of
-``ceil(t / ceil(V / h))`` (so a chunk's logits are about ``t x h`` elements),
-computes each chunk's logits in the compute dtype and their fp32 gradient in place,
-and accumulates the input gradient (``t x h``, compute dtype) and the head's weight
-gradient (``V x h`` fp32) during the forward.
+Fused linear cross entropy (Liger-Kernel ``fused_linear_cross_entropy_forward``)
+never materialises all logits: it walks the tokens in chunks of
+``next_power_of_2(ceil(t / ceil(V / h)))`` tokens (so a chunk's logits are about
+``t x h`` elements), writes each chunk's logits in the compute dtype and overwrites
+them with their gradient in place, and accumulates the input gradient (``t x h``,
+``zeros_like(input)``) and the head's weight gradient (``zeros_like(weight)``) during
+the forward.
 
 With vocabulary-parallel heads (Megatron) each TP rank holds ``V / tp`` columns.
 """
@@ -46,11 +47,13 @@ class LogitsBytes:
 
 
 def logits_bytes(*, tokens: int, vocab: int, hidden: int, compute_bytes: int, tp: int = 1,
-                 fused_ce: bool = False) -> LogitsBytes:
-    """Logits and loss bytes for ``tokens`` tokens (one micro-batch on one GPU)."""
+                 fused_ce: bool = False, weight_bytes: int = FP32) -> LogitsBytes:
+    """Logits and loss bytes for ``tokens`` tokens (one micro-batch on one GPU);
+    ``weight_bytes`` is the head weight's element size (its gradient's, when fused)."""
     v = -(-vocab // tp)
     if fused_ce:
-        return _fused_logits_bytes(tokens=tokens, vocab=v, hidden=hidden, compute_bytes=compute_bytes)
+        return _fused_logits_bytes(tokens=tokens, vocab=v, hidden=hidden, compute_bytes=compute_bytes,
+                                   weight_bytes=weight_bytes)
     elems = tokens * v
     upcast = 0 if compute_bytes == FP32 else FP32
     saved = FP32 * elems
@@ -63,13 +66,18 @@ def logits_bytes(*, tokens: int, vocab: int, hidden: int, compute_bytes: int, tp
     )
 
 
-def _fused_logits_bytes(*, tokens: int, vocab: int, hidden: int, compute_bytes: int) -> LogitsBytes:
-    chunks = max(1, -(-vocab // hidden))
-    chunk_tokens = -(-tokens // chunks)
-    chunk = chunk_tokens * vocab * (compute_bytes + FP32)  # chunk logits + their fp32 gradient
+def _next_power_of_2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def _fused_logits_bytes(*, tokens: int, vocab: int, hidden: int, compute_bytes: int,
+                        weight_bytes: int) -> LogitsBytes:
+    inc_factor = max(1, -(-vocab // hidden))
+    chunk_tokens = min(tokens, _next_power_of_2(-(-tokens // inc_factor)))
+    chunk = chunk_tokens * vocab * compute_bytes  # chunk logits, overwritten by their gradient
     grad_input = tokens * hidden * compute_bytes
-    grad_weight = vocab * hidden * FP32
+    grad_weight = vocab * hidden * weight_bytes
     saved = grad_input + grad_weight
     return LogitsBytes(forward_peak=saved + chunk, saved=saved, backward_peak=saved,
-                       note=f"fused linear cross entropy: {chunks} chunks of {chunk_tokens:,} tokens; "
+                       note=f"fused linear cross entropy: chunks of {chunk_tokens:,} tokens; "
                             "input and head gradients formed in the forward")

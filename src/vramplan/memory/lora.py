@@ -29,8 +29,20 @@ from vramplan.model.spec import ModelSpec
 from vramplan.model.tensors import TensorGroup, model_tensors
 
 DEFAULT_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-"""All linear layers of the blocks (QLoRA paper, sec. 4); MLA and MoE names are
-matched by the same short names where they exist."""
+"""The Llama names of "all linear layers of the blocks" (QLoRA paper, sec. 4)."""
+ROUTER_MODULES = frozenset({"gate", "shared_expert_gate"})
+"""MoE gates: linear, but no recipe puts adapters on them."""
+
+
+def all_linear_targets(spec: ModelSpec) -> tuple[str, ...]:
+    """Every linear module inside the blocks except MoE gates: the QLoRA paper's
+    "all linear layers" for any family (MLA's ``q_a_proj``/``kv_b_proj``..., MoE
+    experts and shared experts included)."""
+    names: list[str] = []
+    for g in model_tensors(spec):
+        if g.role == "linear" and g.per_layer and g.module not in ROUTER_MODULES and g.module not in names:
+            names.append(g.module)
+    return tuple(names)
 ADAPTER_BYTES = 4
 """peft keeps adapter weights in fp32 (``autocast_adapter_dtype=True``)."""
 

@@ -26,8 +26,8 @@ Sources, one per optimizer:
 - ``adafactor`` (transformers ``Adafactor`` defaults: ``beta1=None``): for tensors
   with 2+ dims, ``exp_avg_sq_row`` (shape[:-1]) and ``exp_avg_sq_col``
   (shape[:-2] + shape[-1:]); others a full ``exp_avg_sq``; in the gradient's dtype.
-  It loops over tensors; the largest tensor's ``grad**2`` and ``update`` buffers
-  (fp32) are the step temporary.
+  It loops over tensors, upcasting 16-bit gradients; the largest tensor's
+  ``grad**2`` and ``update`` buffers (fp32) are the step temporary.
 - ``lion`` (Chen et al. 2023; lion-pytorch): one ``exp_avg``; per tensor, a cloned
   and updated copy of it (two temporaries of the largest tensor).
 """
@@ -48,7 +48,7 @@ StateLayout = Literal["param", "blockwise-8bit", "factored"]
 Temporary = Literal["none", "all_params", "largest_tensor"]
 
 FP32_BYTES = 4
-"""fp32 element: 8-bit optimizer block scales and Adafactor's step buffers."""
+"""fp32 element: 8-bit optimizer block scales, small-tensor states and Adafactor's step buffers."""
 BNB_BLOCK = 256
 """bitsandbytes blockwise optimizer block (``blocks = n // 256`` in ``init_state``)."""
 BNB_MIN_8BIT_SIZE = 4096
@@ -73,6 +73,9 @@ class OptimizerSpec:
     (foreach), or buffers the size of the largest tensor (per-tensor loops)."""
     temporary_copies: int = 0
     """How many such buffers are alive at once."""
+    temporary_fp32: bool = False
+    """Per-tensor buffers are fp32 whatever the parameter dtype (Adafactor upcasts the
+    gradient); otherwise they follow the state dtype."""
     paged: bool = False
     """States in CUDA unified memory (may spill to host)."""
     source: str = ""
@@ -99,6 +102,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {o.name: o for o in (
                   source="torch/optim/sgd.py _multi_tensor_sgd: bufs updated in place"),
     OptimizerSpec(name="adafactor", description="transformers Adafactor (beta1=None)",
                   states=("exp_avg_sq",), layout="factored", temporary="largest_tensor", temporary_copies=2,
+                  temporary_fp32=True,
                   source="transformers/optimization.py Adafactor.step"),
     OptimizerSpec(name="lion", description="Lion (one momentum, sign update)", states=("exp_avg",),
                   layout="param", temporary="largest_tensor", temporary_copies=2,
@@ -156,8 +160,10 @@ def step_temporary_bytes(opt: OptimizerSpec, groups: Iterable[TensorGroup], stat
     """Bytes the step allocates on top of the states, at its high point.
 
     ``all_params``: one temporary per parameter in the state dtype (foreach AdamW's
-    ``exp_avg_sq_sqrt``). ``largest_tensor``: ``temporary_copies`` fp32 buffers the
-    size of the largest trainable tensor (per-tensor loops free them between tensors).
+    ``exp_avg_sq_sqrt``). ``largest_tensor``: ``temporary_copies`` buffers the size of
+    the largest trainable tensor (per-tensor loops free them between tensors), in fp32
+    for Adafactor and in the state dtype otherwise (Lion's ``exp_avg.clone()`` and
+    the ``add`` that follows).
     """
     groups = list(groups)
     if opt.temporary == "none" or not groups:
@@ -165,4 +171,4 @@ def step_temporary_bytes(opt: OptimizerSpec, groups: Iterable[TensorGroup], stat
     if opt.temporary == "all_params":
         return opt.temporary_copies * sum(g.params for g in groups) * state_bytes
     largest = max(g.numel for g in groups)
-    return opt.temporary_copies * largest * FP32_BYTES
+    return opt.temporary_copies * largest * (FP32_BYTES if opt.temporary_fp32 else state_bytes)
