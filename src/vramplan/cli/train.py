@@ -43,13 +43,8 @@ def command(model: str, method: str, precision: str, optimizer: str, batch: int,
             dropout: bool, activation_model: str, seed_bytes: int, gpu: str | None, strict: bool, units: str,
             as_json: bool, **layout_flags) -> None:
     """Memory to train or fine-tune MODEL on one GPU: model states, activations,
-<<<<<<< HEAD
     logits and the peak over the step. With layout flags (--gpus, --dp, --tp, --pp,
     --zero, --fsdp, --offload...), the memory of the busiest GPU of that layout."""
-    from vramplan.memory.lora import DEFAULT_TARGETS
-=======
-    logits and the peak over the step."""
->>>>>>> train
     from vramplan.training import TrainingSetup, estimate_training
 
     targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets else None
