@@ -143,14 +143,19 @@ DIAGNOSES: tuple[tuple[str, str, str, str], ...] = (
      "prefill (48 MiB for 4 x 512 tokens) where the estimate keeps one layer's tensors (30 MiB)."),
     ("qwen1.5-moe", "train", "lora",
      "adapters and activations/lora: the estimate puts a LoRA pair on every routed expert and saves "
-     "its inputs per token (969 MiB adapters, 32.9 GiB LoRA activations); with transformers 5 the routed "
+     "its inputs per token (969 MiB adapters, 16.9 GiB LoRA activations); with transformers 5 the routed "
      "experts are fused 3-D parameters that peft 0.21 leaves without adapters for Qwen2-MoE "
      "(trace: 58 MiB adapters, 845 MiB LoRA activations)."),
     ("deepseek", "train", "lora",
-     "activations/lora: the estimate saves every routed expert's LoRA input per token (37.6 GiB); peft "
+     "activations/lora: the estimate saves every routed expert's LoRA input per token (19.3 GiB); peft "
      "0.21 wraps transformers 5's fused expert parameters (ParamWrapper, rank stacked per expert) and "
      "applies the update to the weight, so LoRA activations are 354 MiB (adapters: 1,366 MiB traced vs "
-     "1,106 MiB estimated)."),
+     "1,106 MiB estimated; shared experts get no adapters in this stack)."),
+    ("gemma-2", "train", "",
+     "activations: Gemma 2's soft-capping keeps tensors the estimate does not model: the head's "
+     "pre-cap logits (tokens x 256k vocab, 1,000 MiB for 2 x 1024 tokens; the capped logits are counted "
+     "apart) and, with eager attention, the tanh soft-cap of the [b, h, s, s] scores (attention "
+     "activations 4,421 MiB traced vs 3,328 MiB estimated)."),
     ("", "train", "lora",
      "activations/lora: the estimate keeps 4 B per adapter-input element (the fp32 copy "
      "x.to(lora_A.weight.dtype) in peft's LoRA Linear.forward); under CUDA autocast lora_A's linear "

@@ -143,6 +143,9 @@ def test_sdpa_backend_choice():
         assert sdpa_backend(q, k, v, torch.zeros(64, 64), 0.0, False) == "efficient"  # flash takes no mask
         assert sdpa_backend(*_qkv(d=300), None, 0.0, False) == "math"  # over flash's 256, not /8
         assert sdpa_backend(*_qkv(d=20), None, 0.0, False) == "math"  # 20 % 8 != 0
+        q, k, _ = _qkv(d=192)
+        v = torch.empty(2, 4, 64, 128, dtype=torch.bfloat16)
+        assert sdpa_backend(q, k, v, None, 0.0, False) == "efficient"  # MLA: v head dim differs
 
 
 def test_flash_saves_output_and_fp32_logsumexp():

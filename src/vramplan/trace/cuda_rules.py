@@ -15,8 +15,9 @@ registrations, removed on exit) so that:
 * **SDPA** runs the kernel CUDA would pick (``sdp_utils.cpp``, priority flash >
   memory-efficient > math): flash for fp16/bf16 without a mask and head dims
   <= 256 divisible by 8 (saves the output and a float32 log-sum-exp [b, h, s_q]);
-  memory-efficient otherwise when the head dim divides by 8 (4 in fp32) and keys
-  and values have the query's head count (log-sum-exp padded to 32 rows); else the
+  memory-efficient otherwise when query and key head dims match, they and the value
+  head dim divide by 8 (4 in fp32) and keys have the query's head count
+  (log-sum-exp padded to 32 rows); else the
   math path (saves the attention probabilities). Kernel workspaces inside one
   call (flash's dq accumulator, GQA's expanded dk/dv) are freed before the call
   returns and are not seen.
@@ -211,9 +212,12 @@ def sdpa_backend(query, key, value, attn_mask, dropout_p: float, enable_gqa: boo
     if (half and attn_mask is None and same_dims and head_dim <= FLASH_MAX_HEAD_DIM
             and head_dim % HEAD_DIM_MULTIPLE_HALF == 0):
         return "flash"
+    # memory-efficient (check_head_dim_size_mem_efficient): q and k share a head dim, v's may
+    # differ (MLA); both aligned; no GQA (enable_gqa runs on flash and math only)
     multiple = HEAD_DIM_MULTIPLE_HALF if half else HEAD_DIM_MULTIPLE_FP32
+    aligned = head_dim % multiple == 0 and value.shape[-1] % multiple == 0
     same_heads = key.shape[-3] == query.shape[-3]
-    if query.dtype in (torch.float16, torch.bfloat16, torch.float32) and same_dims and head_dim % multiple == 0 \
+    if query.dtype in (torch.float16, torch.bfloat16, torch.float32) and key.shape[-1] == head_dim and aligned \
             and same_heads:
         return "efficient"
     return "math"
