@@ -418,10 +418,14 @@ def timeline(spec: ModelSpec, setup: TrainingSetup, states: ModelStates, plan: A
 def _check_model(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> list[str]:
     warnings = []
     if isinstance(spec, ParamOnlyModel):
-        if setup.activation_model != "seed":
-            raise InputError(f"model {spec.name!r}: a bare parameter count has no architecture; give a catalog "
-                             "name or config.json (or use --activation-model seed with a model that has one)")
-        return warnings
+        if setup.method != "full":
+            raise InputError(f"--method {setup.method}: LoRA adapters need the architecture; give a catalog name or "
+                             f"config.json instead of the bare count {spec.name!r}")
+        if setup.opt.layout == "factored":
+            raise InputError(f"--optimizer {setup.optimizer}: factored states need each tensor's shape; give a "
+                             f"catalog name or config.json instead of the bare count {spec.name!r}")
+        return [f"{spec.name} is a bare parameter count: weights, gradients and optimizer states only; "
+                f"{', '.join(ParamOnlyModel.NEEDS_ARCHITECTURE)} need the architecture and are left out"]
     if setup.seq > spec.max_position_embeddings:
         msg = (f"--seq: {setup.seq} exceeds {spec.name}'s max_position_embeddings "
                f"{spec.max_position_embeddings}")
@@ -481,6 +485,8 @@ def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSe
     warnings = _check_model(spec, setup)
     if setup.activation_model == "seed":
         return seed_estimate(spec, setup)
+    if isinstance(spec, ParamOnlyModel):
+        return model_states_only_estimate(spec, setup, warnings)
     states = model_states(spec, setup)
     plan = activation_plan(spec, setup)
     logits = setup_logits(spec, setup)
@@ -492,6 +498,31 @@ def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSe
     return Estimate(model=spec.name, kind="training", components=components, phase=phase,
                     phases=line.phases(), details=details, assumptions=tuple(_assumptions(spec, setup)),
                     warnings=tuple(warnings) + tuple(spec.notes))
+
+
+def model_states_only_estimate(model: ParamOnlyModel, setup: TrainingSetup, warnings: list[str]) -> Estimate:
+    """The rough method for a model known only by its parameter count P (the seed
+    article's weights + gradients + optimizer states): P x the recipe's weight bytes,
+    P x its gradient bytes, the optimizer's states and step temporaries over one
+    P-element tensor (exact for per-element layouts: SGD, momentum, Adam/AdamW, Lion,
+    8-bit blockwise). Activations, logits and KV terms are left out, with a warning."""
+    recipe, opt = setup.recipe, setup.opt
+    flat = TensorGroup(name="params", component="mlp", role="linear", shape=(model.total_params,), count=1)
+    elem = recipe.weight_bytes_per_param
+    components = (
+        Component(name="weights", bytes=model.total_params * elem,
+                  note=f"{model.total_params:,} params x {elem} B ({recipe.weight_dtype})"),
+        Component(name="gradients", bytes=model.total_params * recipe.gradient_bytes_per_param,
+                  note=f"one gradient per parameter, {recipe.gradient_bytes_per_param} B"),
+        Component(name="optimizer/states", bytes=optimizer_state_bytes(opt, (flat,), elem),
+                  note=f"{opt.description}: {', '.join(opt.states) or 'no states'}"),
+        Component(name="buffers/optimizer_step", bytes=step_temporary_bytes(opt, (flat,), elem),
+                  note="what optimizer.step() allocates on top"),
+    )
+    return Estimate(model=model.name, kind="training", components=components, phase="optimizer_step",
+                    phases=(("optimizer_step", sum(c.bytes for c in components)),),
+                    details={"total_params": model.total_params},
+                    assumptions=("model states only (no architecture)",), warnings=tuple(warnings))
 
 
 # ---- the seed article's method ---------------------------------------------------------

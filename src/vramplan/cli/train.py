@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
 from vramplan.cli.common import console, emit_json, json_option, table, units_option
 from vramplan.cli.parallel_options import layout_options, pop_layout_flags
 
@@ -15,7 +16,7 @@ _CHOICE_HELP = {
 
 
 @click.command("train")
-@click.argument("model")
+@model_argument
 @click.option("--method", default="full", show_default=True, help=_CHOICE_HELP["method"])
 @click.option("--precision", default="bf16-mixed", show_default=True, help=_CHOICE_HELP["precision"])
 @click.option("--optimizer", default="adamw", show_default=True, help=_CHOICE_HELP["optimizer"])
@@ -38,7 +39,7 @@ _CHOICE_HELP = {
 @layout_options
 @units_option
 @json_option
-def command(model: str, method: str, precision: str, optimizer: str, batch: int, seq: int, grad_accum: int,
+def command(model: str | None, method: str, precision: str, optimizer: str, batch: int, seq: int, grad_accum: int,
             recompute: str | None, attention: str, lora_rank: int, lora_targets: str | None, fused_ce: bool,
             dropout: bool, activation_model: str, seed_bytes: int, gpu: str | None, strict: bool, units: str,
             as_json: bool, **layout_flags) -> None:
@@ -47,6 +48,7 @@ def command(model: str, method: str, precision: str, optimizer: str, batch: int,
     --zero, --fsdp, --offload...), the memory of the busiest GPU of that layout."""
     from vramplan.training import TrainingSetup, estimate_training
 
+    model = model_from_cli(model, pop_arch_flags(layout_flags))
     targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets else None
     setup = TrainingSetup(method=method, precision=precision, optimizer=optimizer, batch=batch, seq=seq,
                           grad_accum=grad_accum, recompute=recompute, attention=attention, lora_rank=lora_rank,
@@ -77,7 +79,7 @@ def _distributed(model, setup, flags, gpu: str | None, units: str, as_json: bool
 
     spec = resolve_model(model)
     if not hasattr(spec, "num_layers"):
-        raise InputError(f"MODEL {model!r}: layout flags need an architecture (a catalog model or config.json)")
+        raise InputError(f"MODEL {spec.name!r}: layout flags need an architecture (a catalog model or config.json)")
     layout = flags.layout()
     est = estimate_training(TrainingJob(model=spec, setup=setup), layout, num_gpus=flags.total_gpus())
     if gpu:
@@ -103,7 +105,7 @@ def _with_gpu(model, setup, est, gpu_name: str):
     capacity = gpu.usable_memory_bytes
     est = est.with_verdict(gpu.slug, capacity)
     fit = {"largest_micro_batch": None, "largest_seq": None}
-    if setup.activation_model == "derived":
+    if setup.activation_model == "derived" and hasattr(model, "num_layers"):  # batch/seq need an architecture
         fit = {"largest_micro_batch": largest_micro_batch(model, setup, capacity),
                "largest_seq": largest_sequence(model, setup, capacity)}
     return est, fit
