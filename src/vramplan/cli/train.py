@@ -59,25 +59,29 @@ def command(model: str | None, method: str, precision: str, optimizer: str, batc
         _distributed(model, setup, flags, gpu, units, as_json)
         return
     est = estimate_training(model, setup)
-    data = est.to_dict()
-    data["fits"] = None
+    fit = None
     if gpu:
         est, fit = _with_gpu(model, setup, est, gpu)
-        data = est.to_dict()
-        data["fits"] = fit
+    _output(est, fit, units, as_json)
+
+
+def _output(est, fit: dict | None, units: str, as_json: bool) -> None:
+    """The estimate as JSON (with ``fits``) or as the table, host terms included."""
+    data = {**est.to_dict(), "fits": fit}
     if as_json:
         emit_json(data)
         return
     _print(data, units)
+    for c in data["host_components"]:
+        console().print(f"host: {c['name']} {c['bytes']:,} B ({c['note']})")
 
 
 def _distributed(model, setup, flags, gpu: str | None, units: str, as_json: bool) -> None:
     """Per-GPU memory of ``setup`` on the layout the flags describe (vramplan.distributed)."""
     from vramplan.distributed import TrainingJob, estimate_training
-    from vramplan.model import resolve_model
     from vramplan.errors import InputError
 
-    spec = resolve_model(model)
+    spec = model  # already resolved by model_from_cli
     if not hasattr(spec, "num_layers"):
         raise InputError(f"MODEL {spec.name!r}: layout flags need an architecture (a catalog model or config.json)")
     layout = flags.layout()
@@ -87,14 +91,7 @@ def _distributed(model, setup, flags, gpu: str | None, units: str, as_json: bool
 
         g = find_gpu(gpu)
         est = est.with_verdict(g.slug, g.usable_memory_bytes)
-    data = est.to_dict()
-    data["fits"] = None
-    if as_json:
-        emit_json(data)
-        return
-    _print(data, units)
-    for c in data["host_components"]:
-        console().print(f"host: {c['name']} {c['bytes']:,} B ({c['note']})")
+    _output(est, None, units, as_json)
 
 
 def _with_gpu(model, setup, est, gpu_name: str):
