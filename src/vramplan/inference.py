@@ -66,6 +66,10 @@ class InferenceSetup:
     """Tensor-parallel degree (GPUs splitting each layer)."""
     attention: Literal["sdpa", "eager", "flash"] = "sdpa"
     """transformers attention implementation (eager materialises the score matrix)."""
+    logits: Literal["last", "all"] = "last"
+    """hf: ``last``: the last position's logits only (``generate`` passes
+    ``logits_to_keep=1``); ``all``: every prompt position's, as a plain forward returns
+    them (perplexity, scoring, reward models)."""
     gpu: str | None = None
     """GPU name for the verdict and the vLLM KV budget (``vramplan gpus``)."""
     gpu_memory_utilization: float = 0.9
@@ -114,6 +118,8 @@ class InferenceSetup:
                              f"{self.gpu_memory_utilization!r}")
         if self.attention not in ("sdpa", "eager", "flash"):
             raise InputError(f"--attention: expected sdpa, eager or flash, got {self.attention!r}")
+        if self.logits not in ("last", "all"):
+            raise InputError(f"--logits: expected last or all, got {self.logits!r}")
         if self.reserve_bytes < 0:
             raise InputError(f"--reserve: expected a non-negative size, got {self.reserve_bytes!r}")
         if self.prompt is not None and self.context is not None and self.prompt > self.context:

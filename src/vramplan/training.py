@@ -41,6 +41,9 @@ ActivationModel = Literal["derived", "seed"]
 METHODS: tuple[str, ...] = ("full", "lora", "qlora")
 ATTENTIONS: tuple[str, ...] = ("flash", "sdpa", "eager")
 RECOMPUTES: tuple[str, ...] = ("none", "selective", "full")
+LOAD_DTYPES: tuple[str, ...] = ("fp32", "bf16", "fp16")
+ALL_LINEAR = "all-linear"
+"""peft's ``target_modules="all-linear"``: every linear layer but the output head."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,11 +66,19 @@ class TrainingSetup:
     """Activation recomputation; ``None``: full for QLoRA (peft's default), none otherwise."""
     attention: Literal["flash", "sdpa", "eager"] = "sdpa"
     """Attention kernel: flash/sdpa keep O(s) per head, eager keeps the s x s scores."""
+    load_dtype: str | None = None
+    """dtype the weights are loaded in (``from_pretrained(dtype=...)``) when it is not
+    the recipe's: ``fp32`` for a LoRA base under ``bf16-mixed`` (the HF Trainer with
+    ``bf16=True`` on a model loaded in fp32: the frozen base stays fp32 and autocast
+    casts it per matmul), ``bf16`` for full training under autocast on bf16
+    parameters (gradients and optimizer states follow the parameters). ``None``: the
+    recipe's weight dtype (full), its compute dtype (a LoRA base). Not for QLoRA."""
     lora_rank: int = 16
     """LoRA rank r."""
     lora_targets: tuple[str, ...] | None = None
-    """Linear modules that get adapters; ``None``: every linear module of the blocks
-    except MoE gates (the QLoRA paper's "all linear layers")."""
+    """Linear modules that get adapters; ``None`` or ``("all-linear",)`` (peft's
+    keyword): every linear module of the blocks except MoE gates (the QLoRA paper's
+    "all linear layers")."""
     fused_ce: bool = False
     """Fused linear cross entropy (Liger-Kernel): logits never materialised whole."""
     dropout: bool = False
@@ -93,6 +104,11 @@ class TrainingSetup:
             raise InputError(f"--activation-model: expected derived or seed, got {self.activation_model!r}")
         get_precision(self.precision)
         get_optimizer(self.optimizer)
+        if self.load_dtype is not None:
+            if self.load_dtype not in LOAD_DTYPES:
+                raise InputError(f"--load-dtype: expected one of {', '.join(LOAD_DTYPES)}, got {self.load_dtype!r}")
+            if self.method == "qlora":
+                raise InputError("--load-dtype: QLoRA loads its base in 4 bits; leave --load-dtype out")
 
     @property
     def recompute_policy(self) -> str:
@@ -139,16 +155,36 @@ QLORA_UNQUANTIZED_DTYPE = "fp32"
 
 def lora_targets(spec: ModelSpec, setup: TrainingSetup) -> tuple[str, ...]:
     """The modules that get adapters: the setup's, or all linear modules of the blocks."""
-    return setup.lora_targets if setup.lora_targets is not None else all_linear_targets(spec)
+    if setup.lora_targets is None or tuple(setup.lora_targets) == (ALL_LINEAR,):
+        return all_linear_targets(spec)
+    return setup.lora_targets
+
+
+def base_dtype(setup: TrainingSetup) -> str:
+    """dtype the (frozen or trained) base weights are stored in: the load dtype when
+    given, else the compute dtype for a LoRA base, the recipe's weight dtype for full
+    training."""
+    if setup.load_dtype is not None:
+        return setup.load_dtype
+    return setup.recipe.compute_dtype if setup.method == "lora" else setup.recipe.weight_dtype
+
+
+def effective_recipe(setup: TrainingSetup) -> PrecisionRecipe:
+    """The recipe as the tensors see it: the weights in :func:`base_dtype`, and
+    autocast casting only when the weights are wider than the compute dtype (autocast
+    on bf16 weights casts nothing; a bf16 LoRA base needs no casts either)."""
+    recipe = setup.recipe
+    if setup.method == "qlora":
+        return replace(recipe, autocast=False)
+    weight = base_dtype(setup)
+    autocast = recipe.autocast and get_dtype(weight).bits > get_dtype(recipe.compute_dtype).bits
+    return replace(recipe, weight_dtype=weight, autocast=autocast)
 
 
 def _base_format(spec: ModelSpec, setup: TrainingSetup) -> str | WeightFormat:
-    recipe = setup.recipe
     if setup.method == "qlora":
         return replace(get_format("nf4-dq"), unquantized_dtype=QLORA_UNQUANTIZED_DTYPE)
-    if setup.method == "lora":
-        return recipe.compute_dtype  # the frozen base is loaded in the compute dtype
-    return recipe.weight_dtype
+    return base_dtype(setup)
 
 
 def model_states(spec: ModelSpec, setup: TrainingSetup) -> ModelStates:
@@ -157,7 +193,7 @@ def model_states(spec: ModelSpec, setup: TrainingSetup) -> ModelStates:
     weights = tuple(weight_components(spec, _base_format(spec, setup)))
     if setup.method == "full":
         trainable = tuple(model_tensors(spec))
-        elem = recipe.weight_bytes_per_param
+        elem = effective_recipe(setup).weight_bytes_per_param
         adapters = dequant = 0
     else:
         trainable = tuple(adapter_groups(spec, lora_targets(spec, setup), setup.lora_rank))
@@ -198,14 +234,12 @@ class ActivationPlan:
 
 
 def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
+    """The activation context: the residual stream follows the base weights' dtype
+    (the embedding output), autocast casts only weights wider than the compute dtype."""
     residual = None
-    if setup.method == "lora":
-        residual = setup.recipe.compute_bytes  # 16-bit base: the residual stream is 16-bit
-    elif setup.method == "qlora":
+    if setup.method == "qlora":
         residual = get_dtype(QLORA_UNQUANTIZED_DTYPE).bytes_for(1)  # fp32 embedding output
-    recipe = setup.recipe
-    if setup.method != "full" and recipe.autocast:
-        recipe = replace(recipe, autocast=False)  # base already in the compute dtype: no casts
+    recipe = effective_recipe(setup)
     lora = setup.method != "full"
     peft_casts_inputs = lora and recipe.compute_bytes < ADAPTER_BYTES
     return act.ActivationContext(recipe=recipe, batch=setup.batch, seq=setup.seq, attention=setup.attention,
@@ -291,7 +325,7 @@ def _head_dtype(setup: TrainingSetup) -> str:
     after peft's upcast (QLoRA)."""
     if setup.method == "qlora":
         return QLORA_UNQUANTIZED_DTYPE
-    return setup.recipe.weight_dtype if setup.method == "full" else setup.recipe.compute_dtype
+    return base_dtype(setup)
 
 
 # ---- the timeline -------------------------------------------------------------------

@@ -44,9 +44,10 @@ class Job:
     @property
     def compute_dtype(self) -> str:
         """The dtype activations run in: the format's unquantized dtype (fp32 checkpoints
-        are served in bf16, as vLLM and ``torch_dtype="auto"`` users do)."""
+        are served in bf16 by vLLM and llama.cpp; transformers computes in the dtype the
+        weights are loaded in, fp32 included)."""
         dtype = self.weights.unquantized_dtype if isinstance(self.weights, WeightFormat) else "fp16"
-        return "bf16" if dtype == "fp32" else dtype
+        return "bf16" if dtype == "fp32" and self.setup.engine != "hf" else dtype
 
 
 def resolve_job(spec: ModelSpec, setup: InferenceSetup) -> Job:

@@ -17,7 +17,10 @@ What it holds, per GPU (``tp`` ranks split each layer as in Megatron-LM):
   (:mod:`vramplan.memory.inference_buffers`);
 - logits of the last position only: ``generate`` passes ``logits_to_keep=1`` and
   copies them to fp32 (``GenerationMixin._sample``); they live after the last layer,
-  when the layer's tensors are gone, so a phase's high point holds one or the other;
+  when the layer's tensors are gone, so a phase's high point holds one or the other.
+  With ``logits="all"`` (a plain forward: perplexity, scoring) the prefill's head
+  writes every position's logits in the compute dtype (``lm_head(hidden_states)``,
+  no upcast without labels) beside the final norm's output it reads;
 - bitsandbytes dequantizes one weight at a time to the compute dtype for prefill
   matmuls (``bnb.matmul_4bit`` beyond one token): the largest such weight is a
   transient ``buffers/dequant``;
@@ -108,8 +111,18 @@ def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Compon
                   note=f"{setup.attention} mask built once per forward (masking_utils)"),
         *in_layer,
     ]
-    head_moment = [Component(name="logits", bytes=logits_bytes(job.spec, rows=setup.batch, act_bytes=shape.act_bytes),
-                             note="last position only (generate: logits_to_keep=1) + its fp32 copy")]
+    if setup.logits == "all" and phase == "prefill":
+        tokens = shape.sequences * shape.query_tokens
+        head_moment = [
+            Component(name="logits", bytes=logits_bytes(job.spec, rows=tokens, act_bytes=shape.act_bytes,
+                                                        fp32_copy=False),
+                      note=f"every position's logits ({tokens:,} x {job.spec.vocab_size:,} vocab, compute dtype)"),
+            Component(name="activations/final_hidden", bytes=tokens * job.spec.hidden_size * shape.act_bytes,
+                      note="the final norm's output, read by the head")]
+    else:
+        head_moment = [Component(name="logits", bytes=logits_bytes(job.spec, rows=setup.batch,
+                                                                   act_bytes=shape.act_bytes),
+                                 note="last position only (generate: logits_to_keep=1) + its fp32 copy")]
     return max(layer_moment, head_moment, key=lambda comps: sum(c.bytes for c in comps))
 
 

@@ -13,6 +13,11 @@ Sources, one per optimizer:
   step computes ``exp_avg_sq_sqrt = torch._foreach_sqrt(exp_avg_sqs)`` for all
   parameters of a device/dtype group at once, then divides in place: one
   parameter-sized temporary set in the state dtype, alive until the update ends.
+- ``adamw-forloop`` (torch ``_single_tensor_adam``, ``foreach=False``: what PyTorch
+  runs where foreach is unsupported): the same states; per tensor it computes
+  ``denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)``, so the ``sqrt``
+  output and the quotient are alive together for one tensor at a time: two
+  temporaries the size of the largest trainable tensor, in the state dtype.
 - ``adamw-fused`` (torch ``_fused_adamw``): the same two states, updated in one
   kernel without temporaries.
 - ``adamw-8bit`` / ``paged-adamw-8bit`` (bitsandbytes ``Optimizer2State.init_state``
@@ -42,7 +47,7 @@ from typing import Literal
 from vramplan.model.tensors import TensorGroup
 from vramplan.naming import lookup, normalize_name
 
-OptimizerName = Literal["adamw", "adamw-fused", "adamw-8bit", "paged-adamw-8bit", "sgd", "sgd-momentum",
+OptimizerName = Literal["adamw", "adamw-forloop", "adamw-fused", "adamw-8bit", "paged-adamw-8bit", "sgd", "sgd-momentum",
                         "adafactor", "lion"]
 StateLayout = Literal["param", "blockwise-8bit", "factored"]
 Temporary = Literal["none", "all_params", "largest_tensor"]
@@ -86,6 +91,9 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {o.name: o for o in (
     OptimizerSpec(name="adamw", description="torch AdamW, foreach (CUDA default)",
                   states=("exp_avg", "exp_avg_sq"), layout="param", temporary="all_params", temporary_copies=1,
                   source="torch/optim/adamw.py _multi_tensor_adamw: exp_avg_sq_sqrt = _foreach_sqrt(...)"),
+    OptimizerSpec(name="adamw-forloop", description="torch AdamW, foreach=False (per-tensor loop)",
+                  states=("exp_avg", "exp_avg_sq"), layout="param", temporary="largest_tensor", temporary_copies=2,
+                  source="torch/optim/adam.py _single_tensor_adam: denom = (exp_avg_sq.sqrt() / bc2).add_(eps)"),
     OptimizerSpec(name="adamw-fused", description="torch AdamW, fused=True",
                   states=("exp_avg", "exp_avg_sq"), layout="param", temporary="none",
                   source="torch/optim/adamw.py _fused_adamw: one kernel, in place"),
@@ -108,7 +116,8 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {o.name: o for o in (
                   layout="param", temporary="largest_tensor", temporary_copies=2,
                   source="Chen et al. 2023 alg. 2; lion-pytorch update_fn"),
 )}
-_ALIASES = {"adam": "adamw", "adamw-torch": "adamw", "adamw-foreach": "adamw", "adamw-torch-fused": "adamw-fused",
+_ALIASES = {"adam": "adamw", "adamw-torch": "adamw", "adamw-foreach": "adamw", "adamw-for-loop": "adamw-forloop",
+            "adamw-single-tensor": "adamw-forloop", "adamw-torch-fused": "adamw-fused",
             "fused-adamw": "adamw-fused", "adamw-bnb-8bit": "adamw-8bit", "adam8bit": "adamw-8bit",
             "adamw8bit": "adamw-8bit", "paged-adamw8bit": "paged-adamw-8bit", "momentum": "sgd-momentum"}
 

@@ -58,16 +58,19 @@ def prepared_config(config: dict, setup: TraceSetup) -> dict:
 
 
 def param_dtype(setup: TraceSetup):
-    """dtype the (base) parameters are stored in."""
+    """dtype the (base) parameters are loaded in: ``setup.load_dtype`` when given,
+    else the precision's default."""
     import torch
 
+    if setup.load_dtype is not None:
+        return {"fp32": torch.float32, "bf16": torch.bfloat16}[setup.load_dtype]
     if setup.precision == "fp32":
         return torch.float32
     if setup.precision == "bf16":
         return torch.bfloat16
     # bf16-mixed: trainable parameters stay fp32 under autocast; a frozen LoRA base
-    # and inference weights are stored in bf16.
-    if setup.mode == "infer" or setup.method == "lora":
+    # and inference weights are loaded in bf16.
+    if setup.mode == "infer" or setup.method in ("lora", "qlora"):
         return torch.bfloat16
     return torch.float32
 
@@ -102,7 +105,7 @@ def build_model(config: dict, setup: TraceSetup, fake_mode=None):
             model.train()
             if setup.recompute:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            if setup.method == "lora":
+            if setup.method in ("lora", "qlora"):
                 model = _with_lora(model, setup)
     if fake_mode is not None:
         materialize_fake(model, fake_mode)
@@ -155,10 +158,15 @@ def materialize_fake(model, fake_mode, device: str = "cpu") -> None:
 def _with_lora(model, setup: TraceSetup):
     import peft
 
-    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    targets = [t for t in setup.lora_targets if t in present]
-    if not targets:
-        raise InputError(f"lora_targets: none of {', '.join(setup.lora_targets)} is a module of this model")
+    from vramplan.trace.setup import ALL_LINEAR
+
+    if setup.lora_targets == (ALL_LINEAR,):
+        targets: str | list[str] = ALL_LINEAR
+    else:
+        present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        targets = [t for t in setup.lora_targets if t in present]
+        if not targets:
+            raise InputError(f"lora_targets: none of {', '.join(setup.lora_targets)} is a module of this model")
     lora = peft.LoraConfig(r=setup.lora_rank, lora_alpha=LORA_ALPHA_PER_RANK * setup.lora_rank,
                            target_modules=targets, lora_dropout=0.0, bias="none")
     return peft.get_peft_model(model, lora)

@@ -30,7 +30,9 @@ OPTIMIZER_NAMES: dict[tuple[str, str], str] = {
     # (trace optimizer, implementation) -> analytical optimizer name
     ("adamw", "foreach"): "adamw", ("adam", "foreach"): "adamw",
     ("adamw", "fused"): "adamw-fused", ("adam", "fused"): "adamw-fused",
-    ("sgd", "foreach"): "sgd-momentum", ("sgd", "fused"): "sgd-momentum",
+    ("adamw", "forloop"): "adamw-forloop", ("adam", "forloop"): "adamw-forloop",
+    ("adamw8bit", "foreach"): "adamw-8bit", ("adamw8bit", "fused"): "adamw-8bit", ("adamw8bit", "forloop"): "adamw-8bit",
+    ("sgd", "foreach"): "sgd-momentum", ("sgd", "fused"): "sgd-momentum", ("sgd", "forloop"): "sgd-momentum",
 }
 
 
@@ -40,6 +42,7 @@ def training_setup(setup: TraceSetup):
 
     optimizer = OPTIMIZER_NAMES.get((setup.optimizer, setup.optimizer_impl), "adamw")
     return TrainingSetup(method=setup.method, precision=setup.precision, optimizer=optimizer,
+                         load_dtype=setup.load_dtype if setup.method != "qlora" else None,
                          batch=setup.batch_size, seq=setup.seq_len, recompute="full" if setup.recompute else "none",
                          attention=setup.attention, lora_rank=setup.lora_rank, lora_targets=setup.lora_targets,
                          dropout=bool(setup.dropout))
@@ -50,10 +53,10 @@ def inference_setup(setup: TraceSetup):
     (transformers ``generate``: engine ``hf``)."""
     from vramplan.inference import InferenceSetup
 
-    weights = "fp32" if setup.precision == "fp32" else "bf16"
+    weights = setup.load_dtype or ("fp32" if setup.precision == "fp32" else "bf16")
     return InferenceSetup(engine="hf", weights=weights, batch=setup.batch_size,
                           context=setup.seq_len + setup.decode_tokens, prompt=setup.seq_len,
-                          attention=setup.attention)
+                          attention=setup.attention, logits=setup.logits)
 
 
 def _spec(model):

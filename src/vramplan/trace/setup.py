@@ -11,17 +11,23 @@ Mode = Literal["train", "infer"]
 Precision = Literal["fp32", "bf16-mixed", "bf16"]
 Optimizer = Literal["adamw", "adam", "sgd"]
 OptimizerImpl = Literal["foreach", "fused", "forloop"]
-Method = Literal["full", "lora"]
+Method = Literal["full", "lora", "qlora"]
 Attention = Literal["sdpa", "eager"]
 Cache = Literal["static", "dynamic"]
+Logits = Literal["last", "all"]
+LoadDtype = Literal["fp32", "bf16"]
 
 MODES = ("train", "infer")
 PRECISIONS = ("fp32", "bf16-mixed", "bf16")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 OPTIMIZER_IMPLS = ("foreach", "fused", "forloop")
-METHODS = ("full", "lora")
+METHODS = ("full", "lora", "qlora")
 ATTENTIONS = ("sdpa", "eager")
 CACHES = ("static", "dynamic")
+LOGITS = ("last", "all")
+LOAD_DTYPES = ("fp32", "bf16")
+ALL_LINEAR = "all-linear"
+"""peft's ``target_modules`` keyword: every ``nn.Linear`` (and Conv1D) but the output head."""
 
 SGD_MOMENTUM = 0.9
 """Momentum of the SGD optimizer traced (a common default; it makes SGD keep one
@@ -59,11 +65,19 @@ class TraceSetup:
     optimizer_impl: OptimizerImpl = "foreach"
     """``foreach`` is PyTorch's default on CUDA; ``fused`` and the per-tensor ``forloop``."""
     method: Method = "full"
-    """Full fine-tuning, or LoRA adapters on a frozen base (peft)."""
+    """Full fine-tuning, LoRA adapters on a frozen base (peft), or QLoRA: LoRA on a
+    bitsandbytes NF4 base (its 4-bit tensors modelled in :mod:`vramplan.trace.qlora`)."""
+    load_dtype: LoadDtype | None = None
+    """dtype the model is loaded in (``from_pretrained(dtype=...)``) when it differs from
+    the precision's default: ``fp32`` for a LoRA base under ``bf16-mixed`` (the HF
+    Trainer with ``bf16=True`` on a model loaded in fp32), ``bf16`` for full training
+    under autocast on bf16 parameters. ``None``: fp32 for trained parameters under
+    ``bf16-mixed``, bf16 for frozen bases and inference."""
     lora_rank: int = 16
     """LoRA rank r."""
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-    """Module names that get adapters (peft ``target_modules``); absent names are skipped."""
+    """Module names that get adapters (peft ``target_modules``); absent names are skipped;
+    ``("all-linear",)`` is peft's keyword for every linear layer but the head."""
     recompute: bool = False
     """Full activation recomputation per decoder layer (gradient checkpointing)."""
     attention: Attention = "sdpa"
@@ -73,6 +87,10 @@ class TraceSetup:
     engines do); ``dynamic`` grows by concatenation (transformers' default)."""
     dropout: float | None = None
     """Override every dropout probability in the config; ``None`` keeps the config's."""
+    logits: Logits = "last"
+    """Inference: ``last`` computes the last position's logits only (``generate``:
+    ``logits_to_keep=1``); ``all`` returns every position's (a plain forward: perplexity,
+    scoring, reward models)."""
     layers: int | None = None
     """Trace only this many decoder layers (None: all); see :mod:`vramplan.trace.extrapolate`."""
 
@@ -81,10 +99,12 @@ class TraceSetup:
         _choice("precision", self.precision, PRECISIONS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("optimizer_impl", self.optimizer_impl, OPTIMIZER_IMPLS)
-        if self.method == "qlora":
-            raise InputError("method: qlora cannot be traced on a CPU (bitsandbytes' 4-bit kernels need CUDA); "
-                             "trace lora (a bf16 base) instead")
         _choice("method", self.method, METHODS)
+        _choice("logits", self.logits, LOGITS)
+        if self.load_dtype is not None:
+            _choice("load_dtype", self.load_dtype, LOAD_DTYPES)
+        if self.method == "qlora" and self.precision == "fp32":
+            raise InputError("precision: QLoRA computes in bf16; expected bf16-mixed or bf16, got fp32")
         _choice("attention", self.attention, ATTENTIONS)
         _choice("cache", self.cache, CACHES)
         _at_least("batch_size", self.batch_size, 1)

@@ -47,12 +47,15 @@ def _inputs(model, setup: TraceSetup, length: int):
 def adopt_model(recorder: Recorder, model, setup: TraceSetup) -> None:
     """Count parameters and buffers: LoRA adapters, fp32 master weights under
     mixed precision, else weights."""
+    import torch
+
     master = setup.autocast and setup.method == "full"
     for name, p in model.named_parameters():
         if "lora_" in name:
             recorder.adopt(p, "adapters/weights")
         else:
-            recorder.adopt(p, "master_weights" if master and p.requires_grad else "weights")
+            fp32_master = master and p.requires_grad and p.dtype == torch.float32
+            recorder.adopt(p, "master_weights" if fp32_master else "weights")
     for b in model.buffers():
         recorder.adopt(b, "weights/buffers")
 
@@ -133,8 +136,9 @@ def _labelled_cache(cache):
 
 def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=None) -> None:
     """Prefill ``seq_len`` tokens, then ``decode_tokens`` single-token forwards with the
-    cache; only the last position's logits are computed (``logits_to_keep=1``), as
-    generation does."""
+    cache. With ``logits="last"`` only the last position's logits are computed
+    (``logits_to_keep=1``), as generation does; with ``"all"`` the prefill returns
+    every position's (``logits_to_keep=0``), as a plain scoring forward does."""
     import torch
     import transformers
 
@@ -150,7 +154,8 @@ def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=
     cache_kw = _cache_keyword(model)
     with torch.no_grad(), recorder.module_hooks(model), recorder.recording():
         with recorder.in_phase("prefill"):
-            out = model(input_ids=prompt, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
+            keep = 0 if setup.logits == "all" else 1
+            out = model(input_ids=prompt, use_cache=True, logits_to_keep=keep, **{cache_kw: cache})
             token = out.logits[:, -1:].argmax(-1)
             del out
         _tick(progress)
