@@ -317,7 +317,8 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
 def setup_logits(spec: ModelSpec, setup: TrainingSetup) -> LogitsBytes:
     return logits_bytes(tokens=setup.batch * setup.seq, vocab=spec.vocab_size, hidden=spec.hidden_size,
                         compute_bytes=setup.recipe.compute_bytes, fused_ce=setup.fused_ce,
-                        weight_bytes=get_dtype(_head_dtype(setup)).bytes_for(1))
+                        weight_bytes=get_dtype(_head_dtype(setup)).bytes_for(1),
+                        softcap=spec.final_logit_softcapping)
 
 
 def _head_dtype(setup: TrainingSetup) -> str:

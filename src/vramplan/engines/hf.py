@@ -113,10 +113,14 @@ def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Compon
     ]
     if setup.logits == "all" and phase == "prefill":
         tokens = shape.sequences * shape.query_tokens
+        # soft-capping (Gemma 2: logits / cap, tanh, * cap) writes each step to a new
+        # tensor while the previous one is still bound: two copies at once
+        copies = 2 if job.spec.final_logit_softcapping else 1
         head_moment = [
-            Component(name="logits", bytes=logits_bytes(job.spec, rows=tokens, act_bytes=shape.act_bytes,
-                                                        fp32_copy=False),
-                      note=f"every position's logits ({tokens:,} x {job.spec.vocab_size:,} vocab, compute dtype)"),
+            Component(name="logits", bytes=copies * logits_bytes(job.spec, rows=tokens, act_bytes=shape.act_bytes,
+                                                                 fp32_copy=False),
+                      note=f"every position's logits ({tokens:,} x {job.spec.vocab_size:,} vocab, compute dtype)"
+                           + (", twice inside the soft-capping" if copies == 2 else "")),
             Component(name="activations/final_hidden", bytes=tokens * job.spec.hidden_size * shape.act_bytes,
                       note="the final norm's output, read by the head")]
     else:

@@ -168,6 +168,8 @@ def _scores_per_token(spec: ModelSpec, ctx: ActivationContext, heads: int) -> in
     kv_len = ctx.seq
     softmax = ctx.c if spec.model_type in SOFTMAX_IN_COMPUTE_DTYPE else FP32
     per_score = softmax + (ctx.c if softmax != ctx.c else 0)
+    if spec.attn_logit_softcapping:
+        per_score += ctx.c  # Gemma 2: tanh(scores / cap) saves its output for backward
     if ctx.dropout:
         per_score += MASK + ctx.c
     return heads * kv_len * per_score

@@ -19,6 +19,9 @@ them with their gradient in place, and accumulates the input gradient (``t x h``
 ``zeros_like(input)``) and the head's weight gradient (``zeros_like(weight)``) during
 the forward.
 
+Soft-capped logits (Gemma 2: ``cap * tanh(logits / cap)``): ``tanh`` saves its
+output, one more ``c`` per element kept from the forward to the loss backward.
+
 With vocabulary-parallel heads (Megatron) each TP rank holds ``V / tp`` columns.
 """
 
@@ -47,7 +50,7 @@ class LogitsBytes:
 
 
 def logits_bytes(*, tokens: int, vocab: int, hidden: int, compute_bytes: int, tp: int = 1,
-                 fused_ce: bool = False, weight_bytes: int = FP32) -> LogitsBytes:
+                 fused_ce: bool = False, weight_bytes: int = FP32, softcap: bool = False) -> LogitsBytes:
     """Logits and loss bytes for ``tokens`` tokens (one micro-batch on one GPU);
     ``weight_bytes`` is the head weight's element size (its gradient's, when fused)."""
     v = -(-vocab // tp)
@@ -56,13 +59,14 @@ def logits_bytes(*, tokens: int, vocab: int, hidden: int, compute_bytes: int, tp
                                    weight_bytes=weight_bytes)
     elems = tokens * v
     upcast = 0 if compute_bytes == FP32 else FP32
-    saved = FP32 * elems
+    tanh = compute_bytes if softcap else 0
+    saved = (FP32 + tanh) * elems
     return LogitsBytes(
-        forward_peak=(compute_bytes + upcast + FP32) * elems,
+        forward_peak=(compute_bytes + upcast + FP32 + tanh) * elems,
         saved=saved,
         backward_peak=saved + GRADIENT_BUFFERS * FP32 * elems,
         note=f"{tokens:,} tokens x {v:,} vocab: logits {compute_bytes} B + fp32 upcast {upcast} B + "
-             f"log_softmax 4 B; backward + 2 fp32 grads",
+             f"log_softmax 4 B" + (f" + soft-cap tanh {tanh} B" if tanh else "") + "; backward + 2 fp32 grads",
     )
 
 

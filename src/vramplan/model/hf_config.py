@@ -110,6 +110,8 @@ def _common(cfg: Config, name: str, hub_id: str | None) -> dict[str, Any]:
         dtype=_dtype(cfg),
         quantization_json=_quantization(cfg),
         layer_types=_layer_types(cfg, num_layers),
+        attn_logit_softcapping=cfg.get("attn_logit_softcapping") is not None,
+        final_logit_softcapping=cfg.get("final_logit_softcapping") is not None,
     )
 
 

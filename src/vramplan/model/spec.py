@@ -138,6 +138,12 @@ class ModelSpec:
     """Tokens a sliding-window layer attends to; ``None`` when no layer slides."""
     layer_types: tuple[AttentionKind, ...] = ()
     """Per layer: full or sliding attention. Empty means all full."""
+    attn_logit_softcapping: bool = False
+    """Attention scores pass through ``cap * tanh(scores / cap)`` (Gemma 2), which
+    eager attention writes out as separate ``[b, h, s, s]`` tensors."""
+    final_logit_softcapping: bool = False
+    """Logits pass through ``cap * tanh(logits / cap)`` (Gemma 2), written out as
+    separate ``[tokens, vocab]`` tensors."""
     dtype: str = "bf16"
     """The checkpoint's dtype (``torch_dtype`` in config.json)."""
     quantization_json: str = ""
