@@ -74,6 +74,8 @@ def _render(est, units: str) -> None:
 @click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True, help="Tensor-parallel GPUs.")
 @click.option("--attention", type=click.Choice(["sdpa", "eager", "flash"]), default="sdpa", show_default=True,
               help="transformers attention implementation.")
+@click.option("--logits", type=click.Choice(["last", "all"]), default="last", show_default=True,
+              help="hf: last position only (generate) or every position (a scoring / perplexity forward).")
 @click.option("--gpu", default=None, help="GPU for the verdict (see `vramplan gpus`).")
 @click.option("--gpu-memory-utilization", type=float, default=0.9, show_default=True, help="vLLM's share of the GPU.")
 @click.option("--max-num-seqs", type=click.IntRange(min=1), default=None, help="vLLM max_num_seqs.")
@@ -93,7 +95,7 @@ def _render(est, units: str) -> None:
 @json_option
 def command(model: str | None, engine: str, weights: str | None, kv_dtype: str | None, batch: int,
             context: int | None, prompt: int | None, prefill_chunk: int | None, tp: int, attention: str,
-            gpu: str | None, gpu_memory_utilization: float, max_num_seqs: int | None,
+            logits: str, gpu: str | None, gpu_memory_utilization: float, max_num_seqs: int | None,
             max_num_batched_tokens: int | None, block_size: int, enforce_eager: bool, n_gpu_layers: int | None,
             n_ubatch: int, no_flash_attn: bool, cuda_context: str | None, reserve: str | None, solve_context: bool,
             solve_batch: bool, strict: bool, list_formats: bool, units: str, as_json: bool, **arch: int | None) -> None:
@@ -116,7 +118,7 @@ def command(model: str | None, engine: str, weights: str | None, kv_dtype: str |
         overheads = replace(overheads, cuda_context_bytes=parse_bytes(cuda_context, "--cuda-context"))
     setup = InferenceSetup(
         engine=engine, weights=weights, kv_dtype=kv_dtype, batch=batch, context=context, prompt=prompt,
-        prefill_chunk=prefill_chunk, tp=tp, attention=attention, gpu=gpu,
+        prefill_chunk=prefill_chunk, tp=tp, attention=attention, logits=logits, gpu=gpu,
         gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens, block_size=block_size, enforce_eager=enforce_eager,
         n_gpu_layers=n_gpu_layers, n_ubatch=n_ubatch, flash_attention=not no_flash_attn, strict=strict,

@@ -11,7 +11,7 @@ from vramplan.cli.parallel_options import layout_options, pop_layout_flags
 _CHOICE_HELP = {
     "method": "full, lora or qlora",
     "precision": "fp32, bf16-mixed, fp16-mixed, bf16, fp16",
-    "optimizer": "adamw, adamw-fused, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum, adafactor, lion",
+    "optimizer": "adamw, adamw-fused, adamw-forloop, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum, adafactor, lion",
 }
 
 
@@ -20,6 +20,9 @@ _CHOICE_HELP = {
 @click.option("--method", default="full", show_default=True, help=_CHOICE_HELP["method"])
 @click.option("--precision", default="bf16-mixed", show_default=True, help=_CHOICE_HELP["precision"])
 @click.option("--optimizer", default="adamw", show_default=True, help=_CHOICE_HELP["optimizer"])
+@click.option("--load-dtype", default=None,
+              help="dtype the weights are loaded in when it is not the precision's: fp32, bf16 or fp16 "
+                   "[default: fp32 trained weights under *-mixed, a LoRA base in the compute dtype].")
 @click.option("--batch", type=int, default=1, show_default=True, help="Micro-batch size.")
 @click.option("--seq", type=int, default=2048, show_default=True, help="Tokens per sequence.")
 @click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per optimizer step.")
@@ -27,7 +30,7 @@ _CHOICE_HELP = {
 @click.option("--attention", default="sdpa", show_default=True, help="flash, sdpa or eager.")
 @click.option("--lora-rank", type=int, default=16, show_default=True, help="LoRA rank r.")
 @click.option("--lora-targets", default=None,
-              help="Comma-separated linear modules [default: every linear module of the blocks].")
+              help="Comma-separated linear modules, or all-linear (peft's keyword) [default: all-linear].")
 @click.option("--fused-ce", is_flag=True, help="Fused linear cross entropy (Liger-Kernel).")
 @click.option("--dropout", is_flag=True, help="Dropout active in the model (GPT-2 style).")
 @click.option("--activation-model", default="derived", show_default=True,
@@ -39,7 +42,7 @@ _CHOICE_HELP = {
 @layout_options
 @units_option
 @json_option
-def command(model: str | None, method: str, precision: str, optimizer: str, batch: int, seq: int, grad_accum: int,
+def command(model: str | None, method: str, precision: str, optimizer: str, load_dtype: str | None, batch: int, seq: int, grad_accum: int,
             recompute: str | None, attention: str, lora_rank: int, lora_targets: str | None, fused_ce: bool,
             dropout: bool, activation_model: str, seed_bytes: int, gpu: str | None, strict: bool, units: str,
             as_json: bool, **layout_flags) -> None:
@@ -50,7 +53,8 @@ def command(model: str | None, method: str, precision: str, optimizer: str, batc
 
     model = model_from_cli(model, pop_arch_flags(layout_flags))
     targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets else None
-    setup = TrainingSetup(method=method, precision=precision, optimizer=optimizer, batch=batch, seq=seq,
+    setup = TrainingSetup(method=method, precision=precision, optimizer=optimizer, load_dtype=load_dtype,
+                          batch=batch, seq=seq,
                           grad_accum=grad_accum, recompute=recompute, attention=attention, lora_rank=lora_rank,
                           lora_targets=targets, fused_ce=fused_ce, dropout=dropout,
                           activation_model=activation_model, seed_dtype_bytes=seed_bytes, strict=strict)

@@ -247,7 +247,10 @@ def _moe_parts(spec: ModelSpec, moe: MoESpec, ctx: ActivationContext) -> list[Ac
     # router: fp32 probabilities saved by softmax; top-k values (fp32) and int64 indices
     router = FP32 * moe.num_experts + k * (FP32 + INDEX)
     # per routed (token, expert): gathered input, gate-up, act, product, output, two int64 indices
-    per_route = c * (2 * h) + _dense_mlp_per_token(spec, ctx, moe.expert_intermediate_size) + 2 * INDEX
+    # a frozen expert (LoRA: no adapters on fused experts) needs no copy of its gathered
+    # input, which only its weight gradient would read
+    gathered = 0 if ctx.frozen_base else c * h
+    per_route = gathered + c * h + _dense_mlp_per_token(spec, ctx, moe.expert_intermediate_size) + 2 * INDEX
     parts = [_part("moe/router", router, ctx, sharded=False),
              _part("moe/experts", k * per_route, ctx, sharded=True)]
     if moe.shared_expert_intermediate_size:

@@ -43,6 +43,14 @@ def all_linear_targets(spec: ModelSpec) -> tuple[str, ...]:
         if g.role == "linear" and g.per_layer and g.module not in ROUTER_MODULES and g.module not in names:
             names.append(g.module)
     return tuple(names)
+FUSED_EXPERT_COMPONENTS = frozenset({"experts"})
+"""Routed experts. transformers 5 stores them as fused 3-D parameters
+(``Qwen2MoeExperts.gate_up_proj`` [E, 2 i, h], ``down_proj`` [E, h, i]), not
+``nn.Linear`` modules, so peft's ``target_modules`` (matched on module names of
+``nn.Linear`` layers) attaches no per-expert adapters there: only attention and
+shared-expert linears get them (peft 0.21, transformers 5.24; DeepSeek-V2 is the
+exception, see docs/accuracy.md)."""
+
 ADAPTER_BYTES = 4
 """peft keeps adapter weights in fp32 (``autocast_adapter_dtype=True``)."""
 
@@ -56,7 +64,7 @@ def target_groups(spec: ModelSpec, targets: Sequence[str]) -> list[TensorGroup]:
         if name not in known:
             raise InputError(f"--lora-targets: {name!r} is not a linear module of {spec.name}; "
                              f"expected some of {', '.join(known)}")
-    return [g for g in linear if g.module in targets and g.per_layer]
+    return [g for g in linear if g.module in targets and g.per_layer and g.component not in FUSED_EXPERT_COMPONENTS]
 
 
 def adapter_groups(spec: ModelSpec, targets: Sequence[str], rank: int) -> list[TensorGroup]:
