@@ -18,7 +18,7 @@ import copy
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,6 +239,8 @@ def run_case(case: Case, quick: bool) -> Row:
     seconds = time.perf_counter() - started
     traced = result.to_estimate()
     cfg = config if isinstance(config, dict) else resolve_config(config)[1]
+    if any("traced with eager" in n for n in result.notes):
+        setup = replace(setup, attention="eager")  # the estimate runs what transformers ran
     try:
         analytical = analytical_estimate(cfg if isinstance(config, dict) else case.model, setup)
         failure = ()

@@ -244,6 +244,7 @@ def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
     peft_casts_inputs = lora and recipe.compute_bytes < ADAPTER_BYTES
     return act.ActivationContext(recipe=recipe, batch=setup.batch, seq=setup.seq, attention=setup.attention,
                                  dropout=setup.dropout, residual_bytes=residual, frozen_base=lora,
+                                 autocast_region=setup.recipe.autocast,
                                  inputs_saved_by_adapters=peft_casts_inputs)
 
 

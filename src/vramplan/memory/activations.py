@@ -116,6 +116,10 @@ class ActivationContext:
     frozen_base: bool = False
     """Base weights frozen (LoRA): a norm's normalised tensor is saved only for its
     weight's gradient, and the head does not keep its input."""
+    autocast_region: bool = False
+    """The step runs inside ``torch.autocast`` even where no weight is cast (bf16
+    weights or a bf16 LoRA base under ``bf16-mixed``): ops on autocast's fp32 list
+    (``pow``...) still upcast their inputs."""
     inputs_saved_by_adapters: bool = False
     """Adapter matmuls save their own fp32 copies of the block's linear inputs (LoRA on
     a 16-bit base: peft casts the input to the adapter dtype), so the 16-bit norm
@@ -166,7 +170,9 @@ def _qkv_readers(spec: ModelSpec) -> int:
 def _scores_per_token(spec: ModelSpec, ctx: ActivationContext, heads: int) -> int:
     """Eager attention's s x s terms, per query token: softmax output, its cast, dropout."""
     kv_len = ctx.seq
-    softmax = ctx.c if spec.model_type in SOFTMAX_IN_COMPUTE_DTYPE else FP32
+    # under autocast softmax is on the fp32 list whatever the family's code says
+    autocast = ctx.autocast_region or ctx.recipe.autocast
+    softmax = ctx.c if spec.model_type in SOFTMAX_IN_COMPUTE_DTYPE and not autocast else FP32
     per_score = softmax + (ctx.c if softmax != ctx.c else 0)
     if spec.attn_logit_softcapping:
         per_score += ctx.c  # Gemma 2: tanh(scores / cap) saves its output for backward
@@ -222,8 +228,21 @@ def _act_tensors(spec: ModelSpec) -> int:
     return 1 + EXTRA_ACT_SAVES.get(spec.hidden_act, 0)
 
 
+GELU_NEW_AUTOCAST_FP32 = 3
+"""fp32 ``[tokens, i]`` tensors ``gelu_new`` saves under autocast (see :func:`_dense_mlp_per_token`)."""
+
+
 def _dense_mlp_per_token(spec: ModelSpec, ctx: ActivationContext, width: int) -> int:
-    """gate, act, up, product (gated) or up, act (plain), times c."""
+    """gate, act, up, product (gated) or up, act (plain), times c.
+
+    GPT-2's ``gelu_new`` under autocast (``0.5 x (1 + tanh(k (x + 0.044715 pow(x, 3))))``):
+    ``pow`` is on autocast's fp32 list, so it saves an fp32 copy of ``x``; the sum with
+    the bf16 ``x`` promotes the rest of the chain to fp32: ``tanh`` saves its fp32
+    output, the final product saves ``1 + tanh`` (fp32) and ``0.5 x`` (bf16), and
+    ``c_proj`` saves its bf16 cast of the fp32 result: ``3 f + 2 c`` per element."""
+    if (spec.hidden_act == "gelu_new" and not spec.mlp_gated and (ctx.autocast_region or ctx.recipe.autocast)
+            and ctx.c < FP32):
+        return width * (GELU_NEW_AUTOCAST_FP32 * FP32 + 2 * ctx.c)
     linear_outputs = 2 if spec.mlp_gated else 1
     products = 1 if spec.mlp_gated and not ctx.inputs_saved_by_adapters else 0
     return ctx.c * width * (linear_outputs + _act_tensors(spec) + products)

@@ -1,0 +1,101 @@
+"""The analytical estimate against the exact-mode trace, case by case.
+
+Oracle: the trace (transformers' own modeling code and peft on PyTorch fake tensors,
+every allocation recorded under CUDA's rules), which equals a real CPU run of the
+same step (tests/test_trace_step.py). A representative subset of
+``benchmarks/bench_accuracy.py`` (the setups the estimator's structure must follow:
+the load dtype, all-position logits, the for-loop AdamW, peft's ``all-linear``,
+soft-capping, adapters on MoE models), each traced at a few layers and extended to
+the full depth, must agree within the benchmark's worst-case goal.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from vramplan.errors import InputError
+from vramplan.trace.setup import TraceSetup
+from vramplan.training import TrainingSetup
+
+WORST_ERROR = 0.03
+"""The benchmark's worst-case goal (docs/accuracy.md)."""
+
+CASES = [
+    ("llama-3.2-1b", dict(method="lora", load_dtype="fp32", batch_size=2, seq_len=1024)),
+    ("llama-3.2-1b", dict(load_dtype="bf16", optimizer_impl="forloop", batch_size=2, seq_len=1024)),
+    ("llama-3.2-1b", dict(optimizer_impl="forloop", batch_size=1, seq_len=512)),
+    ("llama-3.2-1b", dict(mode="infer", logits="all", batch_size=4, seq_len=1024)),
+    ("qwen2.5-0.5b", dict(mode="infer", logits="all", precision="fp32", batch_size=1, seq_len=512)),
+    ("gemma-2-2b", dict(mode="infer", logits="all", attention="eager", batch_size=2, seq_len=1024)),
+    ("gemma-2-2b", dict(method="lora", attention="eager", batch_size=2, seq_len=1024)),
+    ("qwen2.5-0.5b", dict(method="lora", lora_targets=("all-linear",), recompute=True, batch_size=8,
+                          seq_len=2048)),
+    ("qwen1.5-moe-a2.7b", dict(method="lora", batch_size=2, seq_len=512)),
+    ("pythia-1b", dict(precision="fp32", optimizer="sgd", attention="eager", batch_size=2, seq_len=512)),
+]
+
+
+@pytest.mark.exact
+@pytest.mark.parametrize("model,kw", CASES, ids=[f"{m}-{i}" for i, (m, _) in enumerate(CASES)])
+def test_estimate_within_goal_of_trace(model, kw):
+    pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    from vramplan.trace.compare import analytical_estimate, tensor_bytes
+    from vramplan.trace.extrapolate import trace_extrapolated
+
+    setup = TraceSetup(**kw)
+    traced = trace_extrapolated(model, setup).peak_bytes
+    estimated = tensor_bytes(analytical_estimate(model, setup))
+    assert abs(estimated / traced - 1) <= WORST_ERROR, (estimated, traced)
+
+
+def test_frozen_fp32_base_costs_twice_the_bf16_base():
+    """The frozen base follows the load dtype: 4 B per weight in fp32, 2 B in bf16."""
+    from vramplan.model.resolve import resolve_model
+    from vramplan.training import model_states
+
+    spec = resolve_model("llama-3.2-1b")
+    fp32 = sum(c.bytes for c in model_states(spec, TrainingSetup(method="lora", load_dtype="fp32")).weights)
+    bf16 = sum(c.bytes for c in model_states(spec, TrainingSetup(method="lora")).weights)
+    assert fp32 == 2 * bf16
+
+
+def test_all_linear_is_the_default_target_set():
+    from vramplan.training import estimate_training
+
+    a = estimate_training("llama-3.2-1b", TrainingSetup(method="lora", lora_targets=("all-linear",)))
+    b = estimate_training("llama-3.2-1b", TrainingSetup(method="lora"))
+    assert a.total_bytes == b.total_bytes
+
+
+def test_all_logits_cost_more_than_the_last():
+    from vramplan.inference import InferenceSetup, estimate_inference
+
+    last = estimate_inference("llama-3.2-1b", InferenceSetup(batch=4, context=4096))
+    every = estimate_inference("llama-3.2-1b", InferenceSetup(batch=4, context=4096, logits="all"))
+    # 4 x 4096 positions x 128,256 vocab x 2 B (bf16) is 3.9 GiB of logits
+    assert every.total_bytes - last.total_bytes > 3 * 2**30
+
+
+@pytest.mark.parametrize("field,value", [("load_dtype", "int8"), ("logits", "some")])
+def test_trace_setup_rejects_bad_values(field, value):
+    with pytest.raises(InputError, match=field):
+        TraceSetup(**{field: value})
+
+
+def test_training_setup_rejects_bad_load_dtype():
+    with pytest.raises(InputError, match="--load-dtype"):
+        TrainingSetup(load_dtype="int4")
+    with pytest.raises(InputError, match="--load-dtype"):
+        TrainingSetup(method="qlora", load_dtype="fp32")
+
+
+def test_forloop_adamw_step_temporaries_are_two_largest_tensors():
+    """torch/optim/adam.py ``_single_tensor_adam``: ``(exp_avg_sq.sqrt() / bc2)``
+    holds the sqrt output and the quotient of one tensor at a time."""
+    from vramplan.memory.optimizer import get_optimizer, step_temporary_bytes
+    from vramplan.model.tensors import TensorGroup
+
+    groups = [TensorGroup(name="a", component="mlp", role="linear", shape=(10, 20), count=3),
+              TensorGroup(name="b", component="mlp", role="linear", shape=(30, 20), count=1)]
+    assert step_temporary_bytes(get_optimizer("adamw-forloop"), groups, 4) == 2 * 600 * 4
