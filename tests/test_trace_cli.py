@@ -106,7 +106,7 @@ def test_real_run_needs_the_traced_peak_in_host_memory(monkeypatch):
 
 @pytest.mark.parametrize("kw,field", [
     (dict(mode="serve"), "mode"), (dict(batch_size=0), "batch_size"), (dict(precision="fp8"), "precision"),
-    (dict(optimizer="lion"), "optimizer"), (dict(dropout=1.5), "dropout"), (dict(method="qlora"), "method"),
+    (dict(optimizer="lion"), "optimizer"), (dict(dropout=1.5), "dropout"), (dict(method="dora"), "method"),
 ])
 def test_setup_errors_name_the_field(kw, field):
     from vramplan.errors import InputError

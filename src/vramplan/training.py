@@ -304,6 +304,12 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
         work.append(_backward_work(spec, ctx, layer))
     outside = act.final_norm_bytes(spec, ctx) + act.dropout_embedding_bytes(spec, ctx)
     outside += act.head_weight_cast_bytes(spec, ctx)
+    if setup.method == "qlora" and setup.recipe.autocast:
+        # peft upcast the head to fp32; autocast's bf16 copy of it is saved by the head's
+        # matmul (the input gradient reaches the adapters below)
+        qlora_head = setup.recipe.compute_bytes * spec.vocab_size * spec.hidden_size
+        outside += qlora_head
+        parts["weight_casts"] = parts.get("weight_casts", 0) + qlora_head
     parts["final_norm"] = act.final_norm_bytes(spec, ctx)
     if act.dropout_embedding_bytes(spec, ctx):
         parts["dropout_masks/embedding"] = act.dropout_embedding_bytes(spec, ctx)

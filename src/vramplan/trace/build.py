@@ -107,6 +107,14 @@ def build_model(config: dict, setup: TraceSetup, fake_mode=None):
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if setup.method in ("lora", "qlora"):
                 model = _with_lora(model, setup)
+            if setup.method == "qlora":
+                from vramplan.trace.qlora import quantize_base
+
+                quantize_base(model, torch.bfloat16)
+                # prepare_model_for_kbit_training(use_gradient_checkpointing=True) with
+                # its default kwargs makes the embedding output require grad
+                if setup.recompute:
+                    model.enable_input_require_grads()
     if fake_mode is not None:
         materialize_fake(model, fake_mode)
     return model
