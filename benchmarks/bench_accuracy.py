@@ -168,21 +168,15 @@ DIAGNOSES: tuple[tuple, ...] = (
      "adapters: with all-linear, peft also wraps Qwen3-MoE's router (Qwen3MoeTopKRouter, a ParamWrapper) and "
      "the fused experts; the estimate follows the Qwen2-MoE / Mixtral placement (attention and shared "
      "experts only). Plan as for DeepSeek-V2."),
-    (_is("", "train", "full", precision="bf16", recompute=True),
-     "optimizer step on MoE models in pure bf16: the trace's peak is 46-170 GiB below the estimate's "
-     "(weights + gradients + AdamW states + foreach temporary, all bf16); in bf16-mixed the same models agree "
-     "to 0.0 %. Not yet attributed: the next check is which fused expert parameters receive a gradient in "
-     "the traced bf16 step."),
     (_is("", "train", "qlora", recompute=False),
      "activations: QLoRA without gradient checkpointing (peft turns it on by default) keeps the fp32 "
      "residual stream's per-layer tensors around bitsandbytes' Linear4bit casts (input to bf16, output back "
      "to fp32), which the estimate's QLoRA activations do not model yet (it is exact with checkpointing)."),
     (_is("", "train", "lora", recompute=False),
-     "activations/moe or attention: frozen routed experts in transformers 5's expert loop keep almost "
-     "nothing per route (Mixtral, 512 tokens: 8 MiB per layer traced vs 92 MiB estimated) and, for dense "
-     "models, the trace keeps about c (q + 2 kv) bytes per token and layer more in attention than the "
-     "estimate (Llama 3.2 1B, 4 x 1024 tokens: +24 MiB per layer); neither is attributed to a line of "
-     "peft / transformers yet."),
+     "activations: with LoRA (no recomputation) the trace keeps more per layer than the estimate: for dense "
+     "models about c (q + 2 kv) bytes per token and layer more in attention (Llama 3.2 1B, 4 x 1024 "
+     "tokens: +24 MiB per layer), for MoE models more in the expert blocks; not yet attributed to a line "
+     "of peft / transformers."),
     (_is("gpt2", "train"),
      "activations: GPT-2 keeps more per layer than the estimate in these setups; the gelu_new chain under "
      "autocast is modelled (3 fp32 + 2 bf16 tensors of [tokens, 4h]), the rest is not yet attributed."),

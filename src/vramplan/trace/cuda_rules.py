@@ -246,10 +246,14 @@ def _sdpa_kernel(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=Fal
 def _grouped_mm_kernel(mat_a, mat_b, offs=None, bias=None, out_dtype=None):
     """``_grouped_mm`` for non-bf16 operands (fp32 expert weights): PyTorch's grouped
     GEMM takes bf16 only (``_meta_grouped_mm_common``), so run transformers' own
-    fallback op, which keeps the same output and saved tensors (input, weight)."""
+    fallback op, which keeps the same output and saved tensors (input, weight). In
+    bf16 with gradients wanted the fallback runs too: this kernel sits at the
+    ``AutogradCPU`` key, and running aten's with that key excluded would leave the
+    output without a ``grad_fn`` (no expert gradients, no gradient through the experts)."""
     import torch
 
-    if mat_a.dtype == torch.bfloat16 or bias is not None or offs is None:
+    wants_grad = torch.is_grad_enabled() and (mat_a.requires_grad or mat_b.requires_grad)
+    if (mat_a.dtype == torch.bfloat16 and not wants_grad) or bias is not None or offs is None:
         with torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(torch._C.DispatchKey.AutogradCPU)):
             return torch.ops.aten._grouped_mm(mat_a, mat_b, offs=offs, bias=bias, out_dtype=out_dtype)
     return torch.ops.transformers.grouped_mm_fallback(mat_a, mat_b, offs=offs)

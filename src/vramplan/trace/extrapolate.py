@@ -10,6 +10,13 @@ the slope per period; the full model's value is ``v(k1) + (v(k2) - v(k1)) * (L -
 Two periods (not one) in the shorter trace keep the peak at the same point of the
 step in both traces: with a single layer, the last layer is also the first.
 When ``L - q`` is not a multiple of ``p`` the last partial period is prorated.
+
+A phase's high point can fall at another moment in the two traces (a backward
+that peaks at the loss with two layers and at its end with three, where the
+gradients of all layers exist): its components then do not grow together, and
+extending each one (a component cannot go below zero) would add up moments that
+never coexist. So each phase's total is extended as a total, and the peak phase is
+the one whose extended total is highest; the components shown are extended one by one.
 """
 
 from __future__ import annotations
@@ -71,17 +78,24 @@ def _extend(v1: dict[str, int], v2: dict[str, int], steps: float) -> tuple[tuple
     return tuple(sorted(((n, b) for n, b in out.items() if b > 0), key=lambda kv: -kv[1]))
 
 
+def _total(pairs1, pairs2, steps: float) -> int:
+    """A phase's total at full depth, extended as one number."""
+    t1, t2 = sum(b for _, b in pairs1), sum(b for _, b in pairs2)
+    return max(0, round(t1 + (t2 - t1) * steps))
+
+
 def combine(small: TraceResult, large: TraceResult, *, total_layers: int, period: int) -> TraceResult:
     """The full-depth result from traces of ``small.layers_traced`` and
     ``large.layers_traced`` layers (``period`` apart)."""
     steps = (total_layers - small.layers_traced) / period
     b1, b2 = dict(small.phase_breakdowns), dict(large.phase_breakdowns)
     phases = {p: _extend(_vec(b1.get(p, ())), _vec(b2[p]), steps) for p in b2}
-    peak_phase = max(phases, key=lambda p: sum(b for _, b in phases[p]))
+    totals = {p: _total(b1.get(p, ()), b2[p], steps) for p in b2}
+    peak_phase = max(totals, key=lambda p: totals[p])
     at_peak = phases[peak_phase]
     return replace(large, layers_traced=large.layers_traced, num_layers=total_layers,
-                   peak_bytes=sum(b for _, b in at_peak), peak_phase=peak_phase, at_peak=at_peak,
-                   phase_highs=tuple((p, sum(b for _, b in phases[p])) for p in phases),
+                   peak_bytes=totals[peak_phase], peak_phase=peak_phase, at_peak=at_peak,
+                   phase_highs=tuple((p, totals[p]) for p in phases),
                    phase_breakdowns=tuple(phases.items()), extrapolated=True,
                    seconds=small.seconds + large.seconds)
 
