@@ -271,6 +271,14 @@ tensors per token: the gathered input, the down output, its product with the rou
 weights, and the re-indexed result (measured on a real Qwen3-MoE forward)."""
 
 
+FP32_ROUTING_WEIGHT_FAMILIES = frozenset({"deepseek_v2", "deepseek_v3"})
+"""Families whose router returns fp32 top-k weights (DeepSeek's ``TopkRouter``:
+``F.linear(hidden_states.type(torch.float32), ...)``, ``softmax`` in fp32, no cast
+back), so ``proj_out * sample_weights_g`` in transformers' grouped-GEMM experts and
+its re-indexed copy are fp32: two of the four ``k x h`` tensors at the down
+projection take twice the bytes."""
+
+
 def moe_width_per_token(spec: ModelSpec, tp: int, impl: MoEImpl) -> int:
     """Elements per token live at the peak of an MoE block, per rank (routed experts
     split by TP as vLLM's ``FusedMoE`` splits them), the larger of:
@@ -287,7 +295,8 @@ def moe_width_per_token(spec: ModelSpec, tp: int, impl: MoEImpl) -> int:
         return 0
     k, h, w = moe.experts_per_token, spec.hidden_size, moe.expert_intermediate_size // tp
     if impl == "grouped":
-        routed = max(k * (h + 3 * w), MOE_GROUPED_COPIES_AT_DOWN * k * h)
+        down_copies = MOE_GROUPED_COPIES_AT_DOWN + (2 if spec.model_type in FP32_ROUTING_WEIGHT_FAMILIES else 0)
+        routed = max(k * (h + 3 * w), down_copies * k * h)
     else:
         routed = k * (3 * w + h)
     shared_w = moe.shared_expert_intermediate_size // tp
