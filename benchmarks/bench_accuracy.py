@@ -173,10 +173,12 @@ DIAGNOSES: tuple[tuple, ...] = (
      "residual stream's per-layer tensors around bitsandbytes' Linear4bit casts (input to bf16, output back "
      "to fp32), which the estimate's QLoRA activations do not model yet (it is exact with checkpointing)."),
     (_is("", "train", "lora", recompute=False),
-     "activations: with LoRA (no recomputation) the trace keeps more per layer than the estimate: for dense "
-     "models about c (q + 2 kv) bytes per token and layer more in attention (Llama 3.2 1B, 4 x 1024 "
-     "tokens: +24 MiB per layer), for MoE models more in the expert blocks; not yet attributed to a line "
-     "of peft / transformers."),
+     "activations/attention: the traced step builds a causal mask (masking_utils' bitwise_and), so SDPA "
+     "runs the memory-efficient kernel on repeat_kv'd keys and values: with a 16-bit LoRA base autograd "
+     "keeps 2 c (q - kv) bytes per token and layer more than the estimate's un-repeated GQA keys (Llama 3.2 "
+     "1B, 4 x 1024 tokens: +24 MiB per layer, two q-sized clones). Plan: check on a GPU whether "
+     "transformers skips the mask there (then the trace is wrong), else model the repeat in the estimate. "
+     "MoE models add differences in the expert blocks, not yet attributed."),
     (_is("gpt2", "train"),
      "activations: GPT-2 keeps more per layer than the estimate in these setups; the gelu_new chain under "
      "autocast is modelled (3 fp32 + 2 bf16 tensors of [tokens, 4h]), the rest is not yet attributed."),
