@@ -32,7 +32,27 @@ CASES = [
                           seq_len=2048)),
     ("qwen1.5-moe-a2.7b", dict(method="lora", batch_size=2, seq_len=512)),
     ("pythia-1b", dict(precision="fp32", optimizer="sgd", attention="eager", batch_size=2, seq_len=512)),
+    ("llama-3.2-1b", dict(method="qlora", recompute=True, batch_size=2, seq_len=2048)),
+    ("deepseek-v2-lite", dict(mode="infer", batch_size=8, seq_len=32768)),
 ]
+
+
+@pytest.mark.exact
+def test_traced_4bit_base_equals_the_nf4_double_quant_format():
+    """The trace's bitsandbytes layout (packed uint8, uint8 absmax, fp32 absmax of the
+    absmax, offset, NF4 code; vramplan.trace.qlora) against the estimator's nf4-dq
+    format (vramplan.quant), two derivations of the same tensors: within 0.1 %."""
+    pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    from vramplan.trace.compare import analytical_estimate
+    from vramplan.trace.extrapolate import trace_extrapolated
+
+    setup = TraceSetup(method="qlora", recompute=True, batch_size=1, seq_len=256)
+    traced = trace_extrapolated("llama-3.2-1b", setup).to_estimate()
+    estimated = analytical_estimate("llama-3.2-1b", setup)
+    t = sum(c.bytes for c in traced.components if c.name.startswith("weights"))
+    e = sum(c.bytes for c in estimated.components if c.name.startswith("weights"))
+    assert abs(t / e - 1) < 0.001, (t, e)
 
 
 @pytest.mark.exact

@@ -51,7 +51,13 @@ def _render(result, est, units: str, svg_path: str | None) -> None:
 @click.option("--optimizer", type=click.Choice(["adamw", "adam", "sgd"]), default="adamw", show_default=True)
 @click.option("--optimizer-impl", type=click.Choice(["foreach", "fused", "forloop"]), default="foreach",
               show_default=True, help="foreach is PyTorch's default on CUDA.")
-@click.option("--method", type=click.Choice(["full", "lora"]), default="full", show_default=True)
+@click.option("--method", type=click.Choice(["full", "lora", "qlora"]), default="full", show_default=True,
+              help="qlora: bitsandbytes' NF4 double-quant base, its tensors modelled on fake tensors.")
+@click.option("--load-dtype", type=click.Choice(["fp32", "bf16"]), default=None,
+              help="dtype the weights are loaded in, when not the precision's default.")
+@click.option("--lora-targets", default=None, help="Comma-separated module names, or all-linear.")
+@click.option("--logits", type=click.Choice(["last", "all"]), default="last", show_default=True,
+              help="Inference: the last position's logits (generate) or every position's.")
 @click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--recompute", is_flag=True, help="Full activation recomputation (gradient checkpointing).")
 @click.option("--attention", type=click.Choice(["sdpa", "eager"]), default="sdpa", show_default=True)
@@ -68,7 +74,8 @@ def _render(result, est, units: str, svg_path: str | None) -> None:
 @units_option
 @json_option
 def command(model: str, train: bool, batch: int, seq: int, decode: int, precision: str, optimizer: str,
-            optimizer_impl: str, method: str, lora_rank: int, recompute: bool, attention: str, cache: str,
+            optimizer_impl: str, method: str, load_dtype: str | None, lora_targets: str | None, logits: str,
+            lora_rank: int, recompute: bool, attention: str, cache: str,
             dropout: float | None, layers: str, gpu: str | None, svg_path: str | None, units: str,
             as_json: bool) -> None:
     """Trace one real step of MODEL on PyTorch fake tensors (no GPU, no weights) and
@@ -82,7 +89,10 @@ def command(model: str, train: bool, batch: int, seq: int, decode: int, precisio
 
     setup = TraceSetup(mode="train" if train else "infer", batch_size=batch, seq_len=seq, decode_tokens=decode,
                        precision=precision, optimizer=optimizer, optimizer_impl=optimizer_impl, method=method,
-                       lora_rank=lora_rank, recompute=recompute, attention=attention, cache=cache, dropout=dropout)
+                       lora_rank=lora_rank, recompute=recompute, attention=attention, cache=cache, dropout=dropout,
+                       load_dtype=load_dtype, logits=logits,
+                       **({"lora_targets": tuple(t.strip() for t in lora_targets.split(",") if t.strip())}
+                          if lora_targets else {}))
     capacity = None
     gpu_spec = None
     if gpu is not None:
