@@ -159,6 +159,22 @@ DIAGNOSES: tuple[tuple, ...] = (
     # (predicate, why the estimate differs); shown for every case over 1 %. Found by
     # comparing the trace's components with the estimate's, per layer (traces at two
     # depths), and reading the modeling / peft code; the first match wins.
+    (lambda case: case.model in MOE and case.setup.get("method") == "qlora",
+     "weights: transformers' bitsandbytes integration (integrations/bitsandbytes.py, replace_with_bnb_linear) "
+     "converts only nn.Linear / Conv1D modules; transformers 5's fused routed experts are 3-D parameters, so "
+     "they stay 16-bit and peft's prepare_model_for_kbit_training casts them to fp32 (4 B/param in the "
+     "trace), where the estimate quantizes them to NF4. Plan: a QLoRA weight format that leaves fused "
+     "experts in fp32 (a per-tensor-path skip in vramplan.quant)."),
+    (_is("gpt2", "train", "qlora"),
+     "trace gap: GPT-2's Conv1D layers are not swapped for the 4-bit stand-in (vramplan.trace.qlora matches "
+     "nn.Linear only) and are traced in fp32, while transformers quantizes Conv1D too; the estimate is the "
+     "closer one here."),
+    (lambda case: case.model in MOE and case.setup.get("method") == "lora"
+     and case.setup.get("lora_targets") == ALL_LINEAR and not case.model.startswith("deepseek"),
+     "adapters and activations: with target_modules='all-linear' peft 0.21 also wraps transformers 5's "
+     "fused experts and the router (ParamWrapper, seen on Qwen3-MoE: experts.lora_A/B and gate.lora_A/B), "
+     "whose LoRA update materialises per-expert weight deltas; the estimate puts adapters on attention and "
+     "shared experts only. Plan: per-architecture adapter placement from peft's own target resolution."),
     (_is("deepseek", "train", "lora"),
      "adapters and activations/lora: peft 0.21 on transformers 5 wraps DeepSeek-V2's fused routed experts "
      "with ParamWrapper (lora_A [E x r, h] stacked per expert, the update applied to the weight) and gives "
