@@ -170,6 +170,11 @@ class ParallelLayout:
         return -(-self.num_gpus // self.gpus_per_node)
 
     @property
+    def is_single_device(self) -> bool:
+        """One GPU, nothing sharded or offloaded: the single-GPU training model applies."""
+        return self.num_gpus == 1 and self.resolved_engine == "ddp"
+
+    @property
     def resolved_engine(self) -> str:
         """The engine whose recipe applies (``engine`` with ``auto`` resolved)."""
         if self.engine != "auto":
@@ -759,3 +764,65 @@ def _fsdp(r: StateBytesPerParam, params: RankParams, layout: ParallelLayout, spl
         host = weights + grads + optim
         weights = grads = optim = zeros
     return ShardedStates(weights, zeros, grads, optim, gathered, unsharded, zeros, zeros, host)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayoutRequest:
+    """The parts of a layout a user fixed (``None`` where not given): the GPU count,
+    nodes, degrees and engine settings; :meth:`layout` completes it into a
+    :class:`ParallelLayout`, the planner searches the rest."""
+
+    gpus: int | None = None
+    nodes: int | None = None
+    gpus_per_node: int | None = None
+    dp: int | None = None
+    tp: int | None = None
+    pp: int | None = None
+    cp: int | None = None
+    ep: int | None = None
+    zero: str | None = None
+    fsdp: str | None = None
+    offload: str | None = None
+    micro_batches: int | None = None
+    virtual_stages: int | None = None
+    sp: bool = False
+
+    @property
+    def given(self) -> bool:
+        """Whether any part of the layout was given."""
+        return any(v is not None for k, v in self.__dict__.items() if k != "sp") or self.sp
+
+    @property
+    def any_degree(self) -> bool:
+        return any(v is not None for v in (self.dp, self.tp, self.pp, self.cp, self.ep))
+
+    def node_size(self) -> int:
+        """GPUs per node from --gpus-per-node, or --gpus / --nodes, or 8."""
+        if self.gpus_per_node is not None:
+            return self.gpus_per_node
+        if self.nodes is not None and self.gpus is not None:
+            if self.gpus % self.nodes:
+                raise LayoutError(f"--gpus {self.gpus} is not a multiple of --nodes {self.nodes}")
+            return self.gpus // self.nodes
+        return 8
+
+    def total_gpus(self) -> int | None:
+        """--gpus, or --nodes x --gpus-per-node."""
+        if self.gpus is not None:
+            return self.gpus
+        if self.nodes is not None:
+            return self.nodes * self.node_size()
+        return None
+
+    def layout(self):
+        """The :class:`~vramplan.parallel.ParallelLayout` the flags describe; dp is
+        inferred from the GPU count when not given. Raises LayoutError printing every
+        factor when they disagree."""
+        kw = dict(ep=self.ep or 1, sequence_parallel=self.sp, zero_stage=int(self.zero or 0),
+                  fsdp=self.fsdp or "none", offload=self.offload or "none",
+                  micro_batches=self.micro_batches or 1, virtual_stages=self.virtual_stages or 1,
+                  gpus_per_node=self.node_size())
+        total = self.total_gpus()
+        if total is None:
+            return ParallelLayout(dp=self.dp or 1, tp=self.tp or 1, pp=self.pp or 1, cp=self.cp or 1, **kw)
+        return layout_from_gpus(total, dp=self.dp, tp=self.tp or 1, pp=self.pp or 1, cp=self.cp or 1, **kw)

@@ -4,7 +4,7 @@ Layouts are enumerated as numpy arrays, one array per degree (dp, tp, pp, cp, ep
 sequence parallelism, micro-batch size, micro-batches), for each *engine setting*
 (ZeRO stage, FSDP mode, offload) and recomputation choice. Per-GPU memory comes from
 :func:`vramplan.distributed.training_terms` evaluated on those arrays — the same
-arithmetic :func:`~vramplan.distributed.estimate_training` uses for one layout — so
+arithmetic :func:`~vramplan.distributed.estimate_on_layout` uses for one layout — so
 there is no Python loop per layout. Layouts that fit under ``usable memory x (1 -
 headroom)`` are ranked by an estimated step time (:func:`step_time_s`).
 """

@@ -55,57 +55,14 @@ def command(model: str | None, method: str, precision: str, optimizer: str, batc
                           lora_targets=targets, fused_ce=fused_ce, dropout=dropout,
                           activation_model=activation_model, seed_dtype_bytes=seed_bytes, strict=strict)
     flags = pop_layout_flags(layout_flags)
-    if flags.given:
-        _distributed(model, setup, flags, gpu, units, as_json)
-        return
-    est = estimate_training(model, setup)
-    fit = None
-    if gpu:
-        est, fit = _with_gpu(model, setup, est, gpu)
-    _output(est, fit, units, as_json)
-
-
-def _output(est, fit: dict | None, units: str, as_json: bool) -> None:
-    """The estimate as JSON (with ``fits``) or as the table, host terms included."""
-    data = {**est.to_dict(), "fits": fit}
+    est = estimate_training(model, setup, flags.layout() if flags.given else None, gpu=gpu)
     if as_json:
-        emit_json(data)
+        emit_json(est.to_dict())
         return
+    data = est.to_dict()
     _print(data, units)
     for c in data["host_components"]:
         console().print(f"host: {c['name']} {c['bytes']:,} B ({c['note']})")
-
-
-def _distributed(model, setup, flags, gpu: str | None, units: str, as_json: bool) -> None:
-    """Per-GPU memory of ``setup`` on the layout the flags describe (vramplan.distributed)."""
-    from vramplan.distributed import TrainingJob, estimate_training
-    from vramplan.errors import InputError
-
-    spec = model  # already resolved by model_from_cli
-    if not hasattr(spec, "num_layers"):
-        raise InputError(f"MODEL {spec.name!r}: layout flags need an architecture (a catalog model or config.json)")
-    layout = flags.layout()
-    est = estimate_training(TrainingJob(model=spec, setup=setup), layout, num_gpus=flags.total_gpus())
-    if gpu:
-        from vramplan.gpus import find_gpu
-
-        g = find_gpu(gpu)
-        est = est.with_verdict(g.slug, g.usable_memory_bytes)
-    _output(est, None, units, as_json)
-
-
-def _with_gpu(model, setup, est, gpu_name: str):
-    from vramplan.gpus import find_gpu
-    from vramplan.training import largest_micro_batch, largest_sequence
-
-    gpu = find_gpu(gpu_name)
-    capacity = gpu.usable_memory_bytes
-    est = est.with_verdict(gpu.slug, capacity)
-    fit = {"largest_micro_batch": None, "largest_seq": None}
-    if setup.activation_model == "derived" and hasattr(model, "num_layers"):  # batch/seq need an architecture
-        fit = {"largest_micro_batch": largest_micro_batch(model, setup, capacity),
-               "largest_seq": largest_sequence(model, setup, capacity)}
-    return est, fit
 
 
 def _print(data: dict, units: str) -> None:
