@@ -548,7 +548,8 @@ class InferenceCandidate:
 
 
 def plan_inference(job: InferenceJob, gpu: Any, gpu_counts: tuple[int, ...], *, headroom: float = 0.05,
-                   gpus_per_node: int = 8, top: int = 10) -> tuple[tuple[InferenceCandidate, ...], int]:
+                   gpus_per_node: int = 8, top: int = 10, tp: int | None = None,
+                   pp: int | None = None) -> tuple[tuple[InferenceCandidate, ...], int]:
     """Serving layouts (tp x pp per replica, replicas = GPUs / (tp x pp)) that fit,
     fewest GPUs first, then the fastest memory-bound decode.
 
@@ -556,8 +557,9 @@ def plan_inference(job: InferenceJob, gpu: Any, gpu_counts: tuple[int, ...], *, 
     :func:`vramplan.inference.estimate_inference` (Hugging Face-style serving: weights,
     KV cache, prefill activations, logits, overheads, all tp-aware); a pipeline of pp
     stages keeps the busiest stage's share of the weights (by parameters) and of the
-    KV cache (by layers), and every stage the full activations and overheads. Returns
-    the candidates and the number of layouts evaluated."""
+    KV cache (by layers), and every stage the full activations and overheads. ``tp``
+    and ``pp``, when given, fix those degrees (the search keeps only them, before the
+    ``top`` cut). Returns the candidates and the number of layouts evaluated."""
     import numpy as np
 
     from vramplan.errors import VramplanError
@@ -583,10 +585,10 @@ def plan_inference(job: InferenceJob, gpu: Any, gpu_counts: tuple[int, ...], *, 
 
     for n in sorted(gpu_counts):
         for t in tps:
-            if n % t:
+            if n % t or (tp is not None and t != tp):
                 continue
             whole = rank_params(coeffs, tp=t, pp=1, ep=1, stage="first").total
-            for p in [p for p in _divisors(n // t) if p <= spec.num_layers]:
+            for p in [p for p in _divisors(n // t) if p <= spec.num_layers and (pp is None or p == pp)]:
                 replicas = n // (t * p)
                 est = estimate(t, -(-job.batch // replicas))
                 evaluated += 1

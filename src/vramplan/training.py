@@ -562,8 +562,8 @@ def _layout_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup, lay
     from vramplan.distributed import TrainingJob, estimate_on_layout
 
     if not isinstance(spec, ModelSpec):
-        raise InputError(f"model {spec.name!r}: a parallel layout needs an architecture (a catalog model or "
-                         "config.json)")
+        raise InputError(f"model {spec.name!r}: layout flags need an architecture (a catalog model or "
+                         "config.json); a bare parameter count has none")
     est = estimate_on_layout(TrainingJob(model=spec, setup=setup), layout)
     if gpu is not None:
         est = est.with_verdict(gpu.slug, gpu.usable_memory_bytes)
