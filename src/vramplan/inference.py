@@ -148,14 +148,38 @@ def _spec(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:
     return spec
 
 
-def estimate_inference(model: str | ModelSpec | ParamOnlyModel, setup: InferenceSetup | None = None) -> Estimate:
-    """Per-GPU memory to serve ``model`` as ``setup`` says (see the module docstring)."""
+@dataclass(frozen=True, kw_only=True)
+class InferenceEstimate(Estimate):
+    """A serving :class:`~vramplan.estimate.Estimate` with the limits solved for on the
+    way (``max_context``, ``max_batch``: the estimate is then at those values)."""
+
+    solved: tuple[tuple[str, int], ...] = ()
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "solved": dict(self.solved)}
+
+
+def estimate_inference(model: str | ModelSpec | ParamOnlyModel, setup: InferenceSetup | None = None, *,
+                       solve_context: bool = False, solve_batch: bool = False) -> InferenceEstimate:
+    """Per-GPU memory to serve ``model`` as ``setup`` says (see the module docstring).
+
+    ``solve_context`` first finds the longest context that fits ``setup.gpu`` and
+    estimates at it; ``solve_batch`` then the largest batch; ``solved`` records both."""
+    from dataclasses import fields
+
     from vramplan.engines import run_engine
 
     setup = setup or InferenceSetup()
     spec = _spec(model)
-    estimate = run_engine(spec, setup)
-    return _with_rule_of_thumb(estimate)
+    solved: list[tuple[str, int]] = []
+    if solve_context:
+        solved.append(("max_context", max_context(spec, setup)))
+        setup = replace(setup, context=max(1, solved[-1][1]), prompt=None)
+    if solve_batch:
+        solved.append(("max_batch", max_batch(spec, setup)))
+        setup = replace(setup, batch=max(1, solved[-1][1]))
+    estimate = _with_rule_of_thumb(run_engine(spec, setup))
+    return InferenceEstimate(**{f.name: getattr(estimate, f.name) for f in fields(estimate)}, solved=tuple(solved))
 
 
 def _with_rule_of_thumb(estimate: Estimate) -> Estimate:

@@ -33,3 +33,30 @@ def table(*columns: str, title: str | None = None, right: tuple[str, ...] = ()):
     for col in columns:
         t.add_column(col, justify="right" if col in right else "left")
     return t
+
+
+def click_options(options) -> Any:
+    """A decorator adding click options built from the core's declarations
+    (:mod:`vramplan.options`), in their order."""
+
+    def param(o) -> Any:
+        if o.kind == "flag":
+            return click.option(*o.all_flags, o.name, is_flag=True, help=o.help)
+        if o.kind == "switch":
+            return click.option(f"{o.all_flags[0]}/{o.off_flag}", o.name, default=o.default, help=o.help)
+        kind: Any = {"int": int, "float": float, "str": str}[o.kind]
+        if o.choices:
+            kind = click.Choice(list(o.choices))
+        elif o.minimum is not None or o.maximum is not None:
+            rng = click.IntRange if o.kind == "int" else click.FloatRange
+            kind = rng(min=o.minimum, max=o.maximum, min_open=o.min_open, max_open=o.max_open)
+        extra = {"required": True} if o.required else {"default": o.default}
+        return click.option(*o.all_flags, o.name, type=kind, show_default=o.show_default or None, help=o.help,
+                            **extra)
+
+    def decorate(func: Any) -> Any:
+        for o in reversed(tuple(options)):
+            func = param(o)(func)
+        return func
+
+    return decorate

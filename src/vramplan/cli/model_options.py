@@ -8,27 +8,18 @@ from typing import Any
 
 import click
 
+from vramplan.cli.common import click_options
 from vramplan.errors import InputError
+from vramplan.options import ARCH_OPTIONS, ARCH_REQUIRED
 
-ARCH_FLAGS: tuple[tuple[str, str, str], ...] = (
-    # (flag, keyword of custom_spec, help)
-    ("--layers", "layers", "Decoder layers (custom architecture)."),
-    ("--hidden", "hidden", "Hidden size (custom architecture)."),
-    ("--heads", "heads", "Attention heads (custom architecture)."),
-    ("--kv-heads", "kv_heads", "Key/value heads (default: --heads)."),
-    ("--head-dim", "head_dim", "Per-head dims (default: hidden / heads)."),
-    ("--intermediate", "intermediate", "MLP hidden size (default: Llama's 8h/3 rounded to 256)."),
-    ("--vocab", "vocab", "Vocabulary size (default 32000)."),
-    ("--experts", "experts", "Routed experts per layer (MoE)."),
-    ("--experts-per-token", "experts_per_token", "Experts each token is routed to (MoE, default 2)."),
-)
-_REQUIRED = ("layers", "hidden", "heads")
+ARCH_FLAGS: tuple[tuple[str, str, str], ...] = tuple((o.all_flags[0], o.name, o.help) for o in ARCH_OPTIONS)
+"""(flag, keyword of custom_spec, help), from the core's declarations."""
+_REQUIRED = ARCH_REQUIRED
 
 
 def model_argument(func: Callable) -> Callable:
     """Add an optional MODEL argument and the custom-architecture flags."""
-    for flag, dest, help_text in reversed(ARCH_FLAGS):
-        func = click.option(flag, dest, type=click.IntRange(min=1), default=None, help=help_text)(func)
+    func = click_options(ARCH_OPTIONS)(func)
     return click.argument("model", required=False)(func)
 
 
