@@ -241,6 +241,11 @@ def plan_options() -> tuple[Option, ...]:
     )
 
 
+SEARCH_MODELS = Option(name="search", kind="str", default="",
+                       help="Only models whose name, Hub id or family contains TEXT.")
+SEARCH_GPUS = Option(name="search", kind="str", default="",
+                     help="Only GPUs whose name, alias, vendor or segment contains TEXT.")
+
 QUESTION_OPTIONS = {"train": train_options, "infer": infer_options, "plan": plan_options}
 """Options of each question that takes a model, beside :data:`ARCH_OPTIONS` and (train,
 plan) :func:`layout_options`."""
@@ -248,8 +253,12 @@ plan) :func:`layout_options`."""
 
 def options_of(question: str) -> tuple[Option, ...]:
     """Every option ``question`` takes (model architecture, layout and units included)."""
-    if question in ("params",):
+    if question == "params":
         return ARCH_OPTIONS
+    if question == "models":
+        return (SEARCH_MODELS,)
+    if question == "gpus":
+        return (SEARCH_GPUS, *COMMON_OPTIONS)
     own = QUESTION_OPTIONS[question]()
     layout = layout_options() if question in ("train", "plan") else ()
     return own + ARCH_OPTIONS + layout + COMMON_OPTIONS

@@ -9,8 +9,11 @@ from typing import Any
 import click
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-units_option = click.option("--units", type=click.Choice(["GiB", "GB"]), default="GiB", show_default=True,
-                            help="Binary (GiB = 1024^3 B, as nvidia-smi) or decimal (GB = 10^9 B) units.")
+def units_option(func: Any) -> Any:
+    """``--units GiB|GB`` (declared in :data:`vramplan.options.COMMON_OPTIONS`)."""
+    from vramplan.options import COMMON_OPTIONS
+
+    return click_options(COMMON_OPTIONS)(func)
 
 
 def emit_json(data: Any) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from vramplan.cli.common import click_options, console, emit_json, json_option, table, units_option
+from vramplan.cli.model_options import model_argument
 from vramplan.options import infer_options
-from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
 
 
 def _list_formats() -> None:
@@ -65,12 +65,7 @@ def _render(est, units: str) -> None:
 @click_options(infer_options())
 @units_option
 @json_option
-def command(model: str | None, engine: str, weights: str | None, kv_dtype: str | None, batch: int,
-            context: int | None, prompt: int | None, prefill_chunk: int | None, tp: int, attention: str,
-            gpu: str | None, gpu_memory_utilization: float, max_num_seqs: int | None,
-            max_num_batched_tokens: int | None, block_size: int, enforce_eager: bool, n_gpu_layers: int | None,
-            n_ubatch: int, no_flash_attn: bool, cuda_context: str | None, reserve: str | None, solve_context: bool,
-            solve_batch: bool, strict: bool, list_formats: bool, units: str, as_json: bool, **arch: int | None) -> None:
+def command(model: str | None, list_formats: bool, units: str, as_json: bool, **values) -> None:
     """Memory to serve MODEL: weights, KV cache, activations and overheads per GPU.
 
     MODEL is a catalog name (llama-3.1-8b), a config.json path, or --layers/--hidden/--heads.
@@ -78,28 +73,13 @@ def command(model: str | None, engine: str, weights: str | None, kv_dtype: str |
     if list_formats:
         _list_formats()
         return
-    from dataclasses import replace
+    from vramplan import questions
 
-    from vramplan.inference import InferenceSetup, estimate_inference
-    from vramplan.memory.overhead import Overheads
-    from vramplan.units import parse_bytes
-
-    spec = model_from_cli(model, pop_arch_flags(arch))
-    overheads = Overheads()
-    if cuda_context is not None:
-        overheads = replace(overheads, cuda_context_bytes=parse_bytes(cuda_context, "--cuda-context"))
-    setup = InferenceSetup(
-        engine=engine, weights=weights, kv_dtype=kv_dtype, batch=batch, context=context, prompt=prompt,
-        prefill_chunk=prefill_chunk, tp=tp, attention=attention, gpu=gpu,
-        gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
-        max_num_batched_tokens=max_num_batched_tokens, block_size=block_size, enforce_eager=enforce_eager,
-        n_gpu_layers=n_gpu_layers, n_ubatch=n_ubatch, flash_attention=not no_flash_attn, strict=strict,
-        reserve_bytes=parse_bytes(reserve, "--reserve") if reserve else 0, overheads=overheads)
-    est = estimate_inference(spec, setup, solve_context=solve_context, solve_batch=solve_batch)
+    est = questions.infer({"model": model, **values})
     if as_json:
         emit_json(est.to_dict())
         return
     _render(est, units)
     for key, value in est.solved:
-        console().print(f"[bold]{key.replace('_', ' ')}[/bold] on {gpu}: {value:,}"
+        console().print(f"[bold]{key.replace('_', ' ')}[/bold] on {values['gpu']}: {value:,}"
                         + (" (nothing fits)" if value == 0 else ""))

@@ -9,12 +9,10 @@ from typing import Any
 import click
 
 from vramplan.cli.common import click_options
-from vramplan.errors import InputError
-from vramplan.options import ARCH_OPTIONS, ARCH_REQUIRED
+from vramplan.options import ARCH_OPTIONS
 
 ARCH_FLAGS: tuple[tuple[str, str, str], ...] = tuple((o.all_flags[0], o.name, o.help) for o in ARCH_OPTIONS)
 """(flag, keyword of custom_spec, help), from the core's declarations."""
-_REQUIRED = ARCH_REQUIRED
 
 
 def model_argument(func: Callable) -> Callable:
@@ -30,18 +28,6 @@ def pop_arch_flags(kwargs: dict[str, Any]) -> dict[str, int]:
 
 def model_from_cli(model: str | None, arch: dict[str, int]):
     """Resolve MODEL, or build a custom architecture from flags (not both)."""
-    from vramplan.model import custom_spec, resolve_model
+    from vramplan.questions import model_from
 
-    if arch:
-        if model:
-            raise InputError(f"MODEL {model!r} and architecture flags ({', '.join('--' + k.replace('_', '-') for k in arch)}) "
-                             "given together: pass one or the other")
-        missing = [f"--{k}" for k in _REQUIRED if k not in arch]
-        if missing:
-            raise InputError(f"custom architecture: missing {', '.join(missing)} "
-                             "(needed with any of --layers --hidden --heads --kv-heads --intermediate --vocab)")
-        return custom_spec(**arch)
-    if not model:
-        raise InputError("MODEL: expected a catalog name (see `vramplan models`), a config.json path, "
-                         "a parameter count like 7B, or --layers/--hidden/--heads")
-    return resolve_model(model)
+    return model_from({"model": model, **arch})

@@ -4,16 +4,12 @@ batch", "how long a context"."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from vramplan.cli.common import click_options, console, emit_json, json_option, table, units_option
+from vramplan.cli.model_options import model_argument
+from vramplan.cli.parallel_options import layout_options
 from vramplan.options import plan_options
-from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
-from vramplan.cli.parallel_options import layout_options, pop_layout_flags
-
-
 
 @click.command("plan")
 @model_argument
@@ -21,33 +17,17 @@ from vramplan.cli.parallel_options import layout_options, pop_layout_flags
 @layout_options
 @units_option
 @json_option
-def command(model: str | None, training: bool, gpu_name: str, max_gpus: int | None, headroom: float, seq_len: int,
-            batch: int | None, global_batch: int | None, recompute: str | None, attention: str, precision: str,
-            optimizer: str, method: str, lora_rank: int, weights: str, kv_dtype: str, mfu: float | None, host_ram: str | None, top: int,
-            export_to: str | None, units: str, as_json: bool, **rest: Any) -> None:
+def command(model: str | None, export_to: str | None, units: str, as_json: bool, **values) -> None:
     """Find the GPU counts and parallel layouts on which MODEL fits, fastest first.
 
-    With --gpus N the layouts of exactly N GPUs are searched; with --max-gpus N every
-    count up to N, reporting the fewest that fit. Layout flags (--tp 8, --zero 3,
-    --fsdp full_shard...) fix that part of the layout and search the rest.
+    With --gpus N the layouts of exactly N GPUs are searched; with --max-gpus N
+    every count up to N, reporting the fewest that fit. Layout flags (--tp 8,
+    --zero 3, --fsdp full_shard...) fix that part of the layout and search the
+    rest.
     """
-    from vramplan.plans import plan_inference, plan_training
-    from vramplan.training import TrainingSetup
+    from vramplan import questions
 
-    flags = pop_layout_flags(rest)
-    spec = model_from_cli(model, pop_arch_flags(rest))
-    if training:
-        from vramplan.units import parse_bytes
-
-        host = parse_bytes(host_ram, "--host-memory") if host_ram is not None else None
-        setup = TrainingSetup(method=method, precision=precision, optimizer=optimizer, batch=batch or 1,
-                              seq=seq_len, attention=attention, lora_rank=lora_rank)
-        report = plan_training(spec, gpu_name, setup, flags, max_gpus=max_gpus, headroom=headroom,
-                               micro_batch=batch, recompute=recompute, global_batch=global_batch, mfu=mfu,
-                               host_bytes_per_node=host, top=top)
-    else:
-        report = plan_inference(spec, gpu_name, flags, context=seq_len, batch=batch or 1, weights=weights,
-                                kv_dtype=kv_dtype, max_gpus=max_gpus, headroom=headroom, top=top)
+    report = questions.plan({"model": model, **values})
     if export_to:
         from vramplan.export import export_config
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
+from vramplan.cli.model_options import model_argument
 from vramplan.cli.common import click_options, console, emit_json, json_option, table, units_option
 from vramplan.options import train_options
-from vramplan.cli.parallel_options import layout_options, pop_layout_flags
+from vramplan.cli.parallel_options import layout_options
 
 @click.command("train")
 @model_argument
@@ -15,27 +15,16 @@ from vramplan.cli.parallel_options import layout_options, pop_layout_flags
 @layout_options
 @units_option
 @json_option
-def command(model: str | None, method: str, precision: str, optimizer: str, batch: int, seq: int, grad_accum: int,
-            recompute: str | None, attention: str, lora_rank: int, lora_targets: str | None, fused_ce: bool,
-            dropout: bool, activation_model: str, seed_bytes: int, gpu: str | None, strict: bool, units: str,
-            as_json: bool, **layout_flags) -> None:
+def command(model: str | None, units: str, as_json: bool, **values) -> None:
     """Memory to train or fine-tune MODEL on one GPU: model states, activations,
     logits and the peak over the step. With layout flags (--gpus, --dp, --tp, --pp,
     --zero, --fsdp, --offload...), the memory of the busiest GPU of that layout."""
-    from vramplan.training import TrainingSetup, estimate_training
+    from vramplan import questions
 
-    model = model_from_cli(model, pop_arch_flags(layout_flags))
-    targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets else None
-    setup = TrainingSetup(method=method, precision=precision, optimizer=optimizer, batch=batch, seq=seq,
-                          grad_accum=grad_accum, recompute=recompute, attention=attention, lora_rank=lora_rank,
-                          lora_targets=targets, fused_ce=fused_ce, dropout=dropout,
-                          activation_model=activation_model, seed_dtype_bytes=seed_bytes, strict=strict)
-    flags = pop_layout_flags(layout_flags)
-    est = estimate_training(model, setup, flags.layout() if flags.given else None, gpu=gpu)
+    data = questions.train({"model": model, **values}).to_dict()
     if as_json:
-        emit_json(est.to_dict())
+        emit_json(data)
         return
-    data = est.to_dict()
     _print(data, units)
     for c in data["host_components"]:
         console().print(f"host: {c['name']} {c['bytes']:,} B ({c['note']})")
