@@ -442,6 +442,7 @@ def estimate_on_layout(job: TrainingJob, layout: ParallelLayout, *, num_gpus: in
     if num_gpus is not None:
         layout.check_gpus(num_gpus)
     check_attention_for_cp(job, layout.cp)
+    layout.check_sequence(job.setup.seq)
     if job.overhead_bytes == 0:
         job = replace(job, overhead_bytes=default_overhead_bytes(layout.num_gpus))
     stages: list[Stage] = ["first"] if layout.pp == 1 else ["first", "last"]

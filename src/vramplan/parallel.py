@@ -78,6 +78,34 @@ DEEPSPEED_DEFAULTS = ZeroConfig()
 
 # --------------------------------------------------------------------------- the layout
 
+def tensor_parallel_problem(spec: Any, tp: int) -> tuple[str, int] | None:
+    """The one tensor-parallel admissibility rule (training, serving and the planner):
+    ``None`` when ``spec`` splits over ``tp`` ranks, else the (field, value) that ``tp``
+    fails. tp must divide the query heads and the MLP widths (Megatron's
+    ``ColumnParallelLinear``/``RowParallelLinear``, vLLM's ``divide()`` asserts), and
+    divide the KV heads or be a multiple of them (vLLM ``QKVParallelLinear`` then
+    replicates KV heads; MLA's latent cache is not split by head, so it is exempt)."""
+    if tp == 1:
+        return None
+    heads, kv = spec.num_attention_heads, spec.num_kv_heads
+    if heads % tp:
+        return ("num_attention_heads", heads)
+    if getattr(spec, "mla", None) is None and kv % tp and tp % kv:
+        return ("num_kv_heads", kv)
+    if spec.num_dense_layers and spec.intermediate_size % tp:
+        return ("intermediate_size", spec.intermediate_size)
+    if spec.moe is not None and spec.moe.expert_intermediate_size % tp:
+        return ("moe intermediate size", spec.moe.expert_intermediate_size)
+    return None
+
+
+def sequence_splits_evenly(seq_len: Any, *, tp: Any, cp: Any, sp: Any) -> Any:
+    """Whether every sequence splits evenly over the layout: context parallelism gives
+    each of ``cp`` ranks ``seq_len / cp`` tokens, and sequence parallelism splits those
+    over ``tp`` (Korthikanti et al. 2022, section 4.2.2). Arrays broadcast."""
+    return seq_len % (cp * where(sp, tp, 1)) == 0
+
+
 @dataclass(frozen=True, kw_only=True)
 class ParallelLayout:
     """One way to lay a job out on ``dp * tp * pp * cp`` GPUs (expert parallelism
@@ -197,13 +225,13 @@ class ParallelLayout:
         """Raise :class:`LayoutError` when the layout cannot split ``spec``: tp must divide
         the attention heads (and divide, or be a multiple of, the KV heads), pp must not
         exceed the layers, ep must divide the routed experts."""
-        heads, kv = spec.num_attention_heads, spec.num_kv_heads
-        if heads % self.tp:
-            raise LayoutError(f"tp={self.tp} does not divide num_attention_heads={heads} "
-                              f"(layout {self.describe()})")
-        if kv % self.tp and self.tp % kv:
-            raise LayoutError(f"tp={self.tp} and num_kv_heads={kv}: tp must divide the KV heads or be a "
-                              f"multiple of them (layout {self.describe()})")
+        problem = tensor_parallel_problem(spec, self.tp)
+        if problem is not None:
+            name, value = problem
+            if name == "num_kv_heads":
+                raise LayoutError(f"tp={self.tp} and num_kv_heads={value}: tp must divide the KV heads or be a "
+                                  f"multiple of them (layout {self.describe()})")
+            raise LayoutError(f"tp={self.tp} does not divide {name}={value} (layout {self.describe()})")
         if self.pp * self.virtual_stages > spec.num_layers:
             raise LayoutError(f"pp*virtual_stages = {self.pp}*{self.virtual_stages} = "
                               f"{self.pp * self.virtual_stages} exceeds num_layers={spec.num_layers}")
@@ -212,6 +240,16 @@ class ParallelLayout:
                 raise LayoutError(f"ep={self.ep} but {spec.name} has no experts (dense model): use ep=1")
             if spec.moe.num_experts % self.ep:
                 raise LayoutError(f"ep={self.ep} does not divide num_experts={spec.moe.num_experts}")
+
+    def check_sequence(self, seq_len: int) -> None:
+        """Raise :class:`LayoutError` when a sequence of ``seq_len`` tokens does not split
+        evenly over the layout (:func:`sequence_splits_evenly`)."""
+        if not sequence_splits_evenly(seq_len, tp=self.tp, cp=self.cp, sp=self.sequence_parallel):
+            if seq_len % self.cp:
+                raise LayoutError(f"seq_len={seq_len} is not divisible by cp={self.cp}: context parallelism gives "
+                                  "each rank an equal share of every sequence")
+            raise LayoutError(f"seq_len={seq_len} is not divisible by cp*tp = {self.cp}*{self.tp} with "
+                              "sequence_parallel: sequence parallelism splits each rank's tokens over tp")
 
     def describe(self) -> str:
         parts = [f"dp={self.dp}", f"tp={self.tp}", f"pp={self.pp}"]

@@ -26,7 +26,14 @@ from vramplan.distributed import (
     training_terms,
 )
 from vramplan.errors import InputError
-from vramplan.parallel import ParallelLayout, rank_params, slice_coefficients, stage_layers
+from vramplan.parallel import (
+    ParallelLayout,
+    rank_params,
+    sequence_splits_evenly,
+    slice_coefficients,
+    stage_layers,
+    tensor_parallel_problem,
+)
 from vramplan.step_time import DEFAULT_MFU, RECOMPUTE_EXTRA_FLOPS, layout_costs, step_time_s
 from vramplan.step_time import assumptions as step_assumptions
 
@@ -176,8 +183,8 @@ def enumerate_degrees(spec: Any, num_gpus: int, gpus_per_node: int, global_batch
     :func:`vramplan.distributed.check_attention_for_cp`)."""
     import numpy as np
 
-    heads, kv = spec.num_attention_heads, spec.num_kv_heads
-    tps = [t for t in _divisors(min(heads, gpus_per_node)) if heads % t == 0 and (kv % t == 0 or t % kv == 0)]
+    heads = spec.num_attention_heads
+    tps = [t for t in _divisors(min(heads, gpus_per_node)) if tensor_parallel_problem(spec, t) is None]
     tps = [t for t in tps if num_gpus % t == 0]
     pps = [p for p in _divisors(num_gpus) if p <= spec.num_layers]
     cps = _powers_of_two_up_to(num_gpus) if context_parallel else [1]
@@ -289,6 +296,7 @@ def _all_degrees(req: PlanRequest) -> dict[str, Any]:
     keep = np.ones(d["dp"].size, dtype=bool)
     for name, value in req.fixed_degrees:
         keep &= d[name] == value
+    keep &= sequence_splits_evenly(job.seq_len, tp=d["tp"], cp=d["cp"], sp=d["sp"])
     if req.virtual_stages > 1:
         # Megatron's interleaved schedule: a pipeline, and micro-batches in whole rounds of pp.
         keep &= (d["pp"] > 1) & (d["m"] % d["pp"] == 0) & (d["pp"] * req.virtual_stages <= spec.num_layers)
@@ -571,7 +579,7 @@ def plan_inference(job: InferenceJob, gpu: Any, gpu_counts: tuple[int, ...], *, 
     heads = spec.num_attention_heads
     out: list[InferenceCandidate] = []
     evaluated = 0
-    tps = [t for t in _divisors(min(heads, gpus_per_node)) if heads % t == 0]
+    tps = [t for t in _divisors(min(heads, gpus_per_node)) if tensor_parallel_problem(spec, t) is None]
     cache: dict[tuple[int, int], Any] = {}
 
     def estimate(t: int, batch: int) -> Any:

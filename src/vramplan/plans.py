@@ -184,6 +184,8 @@ def plan_training(model: str | ModelSpec, gpu: str | GpuSpec, setup: TrainingSet
     check_fixed_degrees(layout, spec)
     job = TrainingJob(model=spec, setup=setup)
     check_attention_for_cp(job, layout.cp or 1)
+    tp = layout.tp or 1
+    ParallelLayout(tp=tp, cp=layout.cp or 1, sequence_parallel=bool(layout.sp) and tp > 1).check_sequence(setup.seq)
     fixed = tuple((k, v) for k, v in (("dp", layout.dp), ("tp", layout.tp), ("pp", layout.pp), ("cp", layout.cp),
                                       ("ep", layout.ep), ("m", layout.micro_batches)) if v is not None)
     if layout.sp:
