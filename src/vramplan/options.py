@@ -214,8 +214,8 @@ def infer_options() -> tuple[Option, ...]:
 
 def plan_options() -> tuple[Option, ...]:
     """``plan``: what to plan, the search bounds and the export."""
-    from vramplan.export import ENGINES as EXPORT_ENGINES
     from vramplan.plans import DEFAULT_PLAN_SEQ, RECOMPUTE_CHOICES
+    from vramplan.plans import EXPORTS as EXPORT_ENGINES
     from vramplan.training import ATTENTIONS, METHODS
 
     return (

@@ -30,6 +30,11 @@ DEFAULT_MICRO_BATCH_SIZES = (1, 2, 4, 8)
 """Micro-batch sizes a training plan tries when the user fixes none."""
 RECOMPUTE_CHOICES = ("none", "selective", "full")
 """Recomputation policies a training plan tries when the user fixes none."""
+TRAINING_EXPORTS = ("deepspeed", "fsdp", "megatron")
+"""Engines a training plan can be written out for (:mod:`vramplan.export`)."""
+SERVING_EXPORTS = ("vllm", "llamacpp")
+"""Engines a serving plan can be written out for."""
+EXPORTS = TRAINING_EXPORTS + SERVING_EXPORTS
 SERVING_ASSUMPTIONS = (
     "memory per (tp, sequences per replica) from vramplan.inference (engine hf: weights, "
     "KV cache, prefill activations, logits, overheads)",

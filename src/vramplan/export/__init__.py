@@ -8,13 +8,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vramplan.errors import InputError
+from vramplan.plans import EXPORTS as ENGINES
+from vramplan.plans import SERVING_EXPORTS as SERVING_ENGINES
 
 if TYPE_CHECKING:
     from vramplan.plans import PlanReport
-
-ENGINES = ("deepspeed", "fsdp", "megatron", "vllm", "llamacpp")
-TRAINING_ENGINES = ("deepspeed", "fsdp", "megatron")
-SERVING_ENGINES = ("vllm", "llamacpp")
 
 
 def export_config(engine: str, report: PlanReport) -> str:
