@@ -433,20 +433,46 @@ def largest_micro_batch(req: PlanRequest, limit: int = 256) -> Candidate | None:
     return None
 
 
-def longest_context(req: PlanRequest, limit: int | None = None) -> tuple[int, Candidate] | None:
-    """The longest sequence (powers of two from ``MIN_CONTEXT_TOKENS`` up to ``limit``,
-    default the model's max positions) for which some layout fits."""
-    spec = req.job.model
-    limit = limit or spec.max_position_embeddings
-    best: tuple[int, Candidate] | None = None
-    for seq in _powers_of_two_up_to(limit):
-        if seq < MIN_CONTEXT_TOKENS:
-            continue
-        result = plan(replace(req, job=req.job.with_setup(seq=seq)), top=1)
-        if not result.candidates:
-            break
-        best = (seq, result.candidates[0])
-    return best
+def context_ladder(req: PlanRequest, limit: int | None = None) -> tuple[int, ...]:
+    """The sequence lengths :func:`longest_context` chooses among: powers of two from
+    ``MIN_CONTEXT_TOKENS`` up to ``limit`` (default the model's max positions)."""
+    limit = limit or req.job.model.max_position_embeddings
+    return tuple(s for s in _powers_of_two_up_to(limit) if s >= MIN_CONTEXT_TOKENS)
+
+
+def longest_context(req: PlanRequest, limit: int | None = None, *,
+                    best_at_request: Candidate | None = None) -> tuple[int, Candidate] | None:
+    """The longest sequence of :func:`context_ladder` for which some layout fits, with
+    the fastest such layout.
+
+    Bisection over the ladder (about log2 of its length searches instead of one per
+    rung): the memory a job needs grows with its sequence length, so the rungs that
+    fit are a prefix of the ladder. (With the default global batch the token budget
+    per step is fixed, so a longer sequence means fewer micro-batches per step, never
+    fewer tokens per micro-batch.) ``best_at_request``: the fastest layout of ``req``
+    itself when already planned (its sequence length then needs no second search)."""
+    ladder = context_ladder(req, limit)
+    found: dict[int, Candidate | None] = {}
+    if best_at_request is not None and req.job.seq_len in ladder:
+        found[ladder.index(req.job.seq_len)] = best_at_request
+
+    def best(i: int) -> Candidate | None:
+        if i not in found:
+            result = plan(replace(req, job=req.job.with_setup(seq=ladder[i])), top=1)
+            found[i] = result.candidates[0] if result.candidates else None
+        return found[i]
+
+    known = [i for i, c in found.items() if c is not None]
+    if not ladder or (not known and best(0) is None):
+        return None
+    fits, fails = (known[0] if known else 0), len(ladder)  # best(fits) is a layout; every rung from ``fails`` on does not fit
+    while fails - fits > 1:
+        mid = (fits + fails) // 2
+        if best(mid) is not None:
+            fits = mid
+        else:
+            fails = mid
+    return ladder[fits], best(fits)
 
 
 MIN_CONTEXT_TOKENS = 512

@@ -216,7 +216,8 @@ def plan_training(model: str | ModelSpec, gpu: str | GpuSpec, setup: TrainingSet
                         candidates=result.candidates, evaluated=result.evaluated, min_gpus=result.min_gpus,
                         assumptions=result.assumptions, request=req, result=result)
     if result.candidates:
-        return replace(report, largest_micro_batch=largest_micro_batch(req), longest_context=longest_context(req))
+        return replace(report, largest_micro_batch=largest_micro_batch(req),
+                       longest_context=longest_context(req, best_at_request=result.candidates[0]))
     return replace(report, changes=cheapest_changes(req))
 
 
