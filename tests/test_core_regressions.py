@@ -173,3 +173,31 @@ def test_one_tensor_parallel_rule_for_training_serving_and_planning(capsys):
     assert tensor_parallel_problem(spec, 14) == ("intermediate_size", 4864)
     planned = set(enumerate_degrees(spec, 14, 14, 64, (1,))["tp"])
     assert planned == {tp for tp in (1, 2, 7, 14) if tensor_parallel_problem(spec, tp) is None} == {1, 2}
+
+
+@pytest.mark.parametrize("model, gpu, counts, seq", [
+    ("llama-3.2-1b", "rtx-4090", (1, 2, 4, 8), 4096),
+    ("llama-3.1-8b", "h100", (8, 16), 4096),
+    ("qwen2.5-0.5b", "l4", (1,), 2048),
+    ("llama-3.1-70b", "a100-80gb", (8, 16, 32), 8192),
+    ("mixtral-8x7b", "h100", (8,), 1024),
+])
+def test_longest_context_bisection_is_the_linear_scan(model, gpu, counts, seq):
+    # The scan it replaces: every rung in order until the first that does not fit.
+    from vramplan.catalog import find_model
+    from vramplan.distributed import TrainingJob
+    from vramplan.gpus import find_gpu
+    from vramplan.planner import PlanRequest, context_ladder, longest_context, plan
+    from vramplan.training import TrainingSetup
+
+    req = PlanRequest(job=TrainingJob(model=find_model(model).spec(), setup=TrainingSetup(seq=seq)),
+                      gpu=find_gpu(gpu), gpu_counts=counts)
+    scanned = None
+    for rung in context_ladder(req):
+        result = plan(PlanRequest(**{**req.__dict__, "job": req.job.with_setup(seq=rung)}), top=1)
+        if not result.candidates:
+            break
+        scanned = (rung, result.candidates[0])
+    first = plan(req, top=1).candidates
+    assert longest_context(req) == scanned
+    assert longest_context(req, best_at_request=first[0] if first else None) == scanned
