@@ -98,13 +98,25 @@ def job_from_flags(model: str, f: dict):
                  score_micro_batch=f["score_micro_batch"])
 
 
+TABLE_WIDTH = 110
+"""Columns the table is laid out in at least (eight roles and the total fit)."""
+
+
 def _print(data: dict, units: str) -> None:
-    from vramplan.units import format_bytes
+    from vramplan.units import GB, GiB, format_bytes
 
     out = console()
+    if out.width < TABLE_WIDTH:  # a role per column: keep the table whole when piped (80 columns)
+        from rich.console import Console
+
+        out = Console(width=TABLE_WIDTH)
+    scale = GiB if units == "GiB" else GB
 
     def b(n: int | None) -> str:
         return "-" if n is None else format_bytes(n, units)
+
+    def cell(n: int) -> str:
+        return f"{n / scale:.2f}"
 
     out.print(f"{data['model']}: {data['algo']} on {data['gpus']} x {data['gpu']}, {data['placement']}; "
               f"roles: {', '.join(data['roles'])}")
@@ -112,9 +124,14 @@ def _print(data: dict, units: str) -> None:
         roles = sorted({r for p in g["phases"] for r in p["by_role"]})
         t = table("phase", *roles, "total", title=f"{g['group']} GPUs ({g['num_gpus']}), per GPU, {units}",
                   right=(*roles, "total"))
+        t.columns[0].min_width = max(len(p["phase"]) + (7 if p["phase"] == g["peak_phase"] else 0)
+                                     for p in g["phases"])
+        for col in t.columns:
+            col.no_wrap = True
+            col.min_width = max(col.min_width or 0, len(str(col.header)))
         for p in g["phases"]:
             mark = " (peak)" if p["phase"] == g["peak_phase"] else ""
-            t.add_row(p["phase"] + mark, *[b(p["by_role"].get(r, 0)) for r in roles], b(p["total_bytes"]))
+            t.add_row(p["phase"] + mark, *[cell(p["by_role"].get(r, 0)) for r in roles], cell(p["total_bytes"]))
         out.print(t)
         word = "fits" if g["fits"] else "does NOT fit"
         out.print(f"{g['group']}: peak {b(g['peak_bytes'])} in {g['peak_phase']} (set by {g['peak_role']}); "

@@ -288,9 +288,30 @@ def engine_block_size(est: Estimate) -> int:
     return int(est.details["block_size"])
 
 
-def weight_sync_bytes(spec: ModelSpec) -> int:
+def weight_sync_bytes(job: RLJob, spec: ModelSpec) -> int:
     """Transfer buffer of the weight sync on each side: one decoder layer of parameters
     in the compute dtype (verl and OpenRLHF broadcast the gathered parameters tensor by
     tensor, TRL's ``sync_weights`` loads them parameter by parameter; under FSDP/ZeRO-3
-    a layer is gathered at a time)."""
+    a layer is gathered at a time). A LoRA policy under ZeRO-3 gathers the whole model
+    at once to merge its adapters (TRL ``sync_weights``: "we must gather the full model
+    at once before merging")."""
+    from vramplan.model import count_params
+
+    if job.policy.setup.method != "full" and job.sharding == "zero3" and job.trainer_gpus > 1:
+        return count_params(spec).total_params * COMPUTE_BYTES
     return layer_params(spec) * COMPUTE_BYTES
+
+
+ROLLOUT_BYTES_PER_TOKEN = 8 + 8 + 4 + 4
+"""What a trainer GPU keeps of the rollout per token until the update: token ids and
+attention mask (int64 each), old and reference log-probabilities (fp32 each) —
+TRL ``GRPOTrainer._generate_and_score_completions`` returns them on the device."""
+
+
+def rollout_batch_bytes(job: RLJob) -> int:
+    """The rollout's share of one trainer GPU: its sequences x tokens x
+    :data:`ROLLOUT_BYTES_PER_TOKEN` (0 for offline algorithms)."""
+    if not job.has_rollout:
+        return 0
+    sequences = -(-job.rollout_sequences // job.trainer_gpus)
+    return sequences * job.sequence_tokens * ROLLOUT_BYTES_PER_TOKEN

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 from vramplan.estimate import Component
 from vramplan.jobs.footprints import (EngineFootprint, FrozenFootprint, TrainerFootprint, engine_footprint,
-                                      frozen_footprint, trainer_footprint, weight_sync_bytes)
+                                      frozen_footprint, rollout_batch_bytes, trainer_footprint,
+                                      weight_sync_bytes)
 from vramplan.jobs.roles import RLJob
 
 
@@ -124,6 +125,8 @@ class Roles:
     frozen: tuple[FrozenFootprint, ...]
     engine: EngineFootprint | None
     sync_bytes: int
+    rollout_batch_bytes: int
+    """The rollout's tensors a trainer GPU keeps until the update."""
     policy_forward_bytes: int
     critic_forward_bytes: int
 
@@ -160,6 +163,11 @@ def _trainer_resident(t: TrainerFootprint | None, *, params_off: bool, optimizer
     return _terms(t.role, t.resident(params_off=params_off, optimizer_off=optimizer_off))
 
 
+def _rollout_batch(roles: Roles) -> list[RoleTerm]:
+    return _terms("policy", [Component(name="buffers/rollout_batch", bytes=roles.rollout_batch_bytes,
+                                       note="this GPU's rollout: token ids, masks, old and reference log-probs")])
+
+
 def _asleep(roles: Roles) -> list[RoleTerm]:
     return _terms("rollout", roles.engine.asleep) if roles.engine is not None else []
 
@@ -172,7 +180,7 @@ def trainer_phases(roles: Roles, *, with_engine: bool) -> list[Phase]:
     phases = []
 
     def base(*, skip: str | None = None, optimizer_off: bool) -> list[RoleTerm]:
-        out = engine + _overhead(roles) + _frozen_resident(roles, except_role=skip)
+        out = engine + _overhead(roles) + _frozen_resident(roles, except_role=skip) + _rollout_batch(roles)
         if skip != pol.role:
             out += _trainer_resident(pol, params_off=False, optimizer_off=optimizer_off and pol.offload_optimizer)
         if cri is not None and skip != cri.role:
@@ -206,7 +214,7 @@ def trainer_phases(roles: Roles, *, with_engine: bool) -> list[Phase]:
 def _train_terms(roles: Roles, t: TrainerFootprint, engine: list[RoleTerm]) -> list[RoleTerm]:
     """A trained role's step: its single-job estimate (overhead included) beside the
     frozen roles and the other trained role's resident states."""
-    out = engine + _frozen_resident(roles) + _terms(t.role, t.training.components)
+    out = engine + _frozen_resident(roles) + _terms(t.role, t.training.components) + _rollout_batch(roles)
     other = roles.critic if t is roles.policy else roles.policy
     if other is not None and other is not t:
         out += _trainer_resident(other, params_off=False, optimizer_off=other.offload_optimizer)
@@ -232,7 +240,7 @@ def sync_phase(roles: Roles, *, side: str) -> Phase:
     assert roles.engine is not None
     buffer = [RoleTerm(role="policy", component=Component(
         name="buffers/weight_sync", bytes=roles.sync_bytes,
-        note="one decoder layer gathered in bf16 for the transfer"))]
+        note="parameters gathered in bf16 for the transfer (one layer; the whole model for LoRA under ZeRO-3)"))]
     if side == "engine":
         return Phase(name="weight_sync", active_role="policy", terms=tuple(_terms("rollout", roles.engine.awake)
                                                                            + buffer))
@@ -270,7 +278,8 @@ def resolve_roles(job: RLJob) -> Roles:
         engine = engine_footprint(job, specs["rollout"], shared_process=job.placement == "colocated")
     b, s = score_micro_batch(job), job.sequence_tokens
     return Roles(policy=policy, critic=critic, frozen=tuple(frozen), engine=engine,
-                 sync_bytes=weight_sync_bytes(specs["policy"]) if job.has_rollout else 0,
+                 sync_bytes=weight_sync_bytes(job, specs["policy"]) if job.has_rollout else 0,
+                 rollout_batch_bytes=rollout_batch_bytes(job),
                  policy_forward_bytes=forward_transient_bytes(specs["policy"], sequences=b, tokens=s, logits=True),
                  critic_forward_bytes=forward_transient_bytes(specs["critic"], sequences=b, tokens=s, logits=False)
                  if critic else 0)
