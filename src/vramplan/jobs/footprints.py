@@ -194,10 +194,12 @@ def score_micro_batch(job: RLJob) -> int:
 
 # ---- the rollout engine -------------------------------------------------------------
 ASLEEP_KEPT = ("overhead/non_torch", "overhead/nccl", "overhead/custom_allreduce", "buffers/cuda_graphs")
-"""Engine components that survive sleep: vLLM's ``CuMemAllocator`` frees only the
-memory it tagged ``weights`` and ``kv_cache`` (vllm/device_allocator/cumem.py); the
-CUDA graph pool, NCCL and custom all-reduce buffers and other non-torch memory stay;
-the profiling run's activations are returned by ``torch.cuda.empty_cache()``."""
+"""Engine components that survive sleep. ``Worker.sleep`` (vllm/v1/worker/gpu_worker.py)
+calls ``CuMemAllocator.sleep(offload_tags=("weights",) if level == 1 else tuple())``:
+the allocator releases only the memory it tagged ``weights`` (backed up to CPU at
+level 1) and ``kv_cache`` (vllm/device_allocator/cumem.py). The CUDA graph pool, NCCL
+and custom all-reduce buffers and other non-torch memory stay; the profiling run's
+activations go back with ``torch.cuda.empty_cache()``."""
 
 
 @dataclass(frozen=True, kw_only=True)
