@@ -16,7 +16,8 @@ from vramplan.cli.common import console, emit_json, json_option, table, units_op
 @click.option("--placement", default="colocated", show_default=True,
               help="colocated (every role on every GPU) or split (engine GPUs + trainer GPUs).")
 @click.option("--rollout-gpus", type=int, default=None, help="Split: GPUs running the engine [default: half].")
-@click.option("--sharding", default="fsdp", show_default=True, help="Trainer sharding: fsdp, zero2, zero3 or none.")
+@click.option("--sharding", default="fsdp", show_default=True,
+              help="Trainer sharding: fsdp, zero2, zero3, zero3-offload or none.")
 @click.option("--method", default="full", show_default=True, help="Policy: full, lora or qlora.")
 @click.option("--precision", default="bf16-mixed", show_default=True, help="Policy precision recipe.")
 @click.option("--optimizer", default="adamw", show_default=True, help="Policy optimizer.")
@@ -38,6 +39,8 @@ from vramplan.cli.common import console, emit_json, json_option, table, units_op
               help="vLLM's share of each engine GPU.")
 @click.option("--max-model-len", type=int, default=None, help="vLLM max_model_len [default: prompt + completion].")
 @click.option("--max-num-seqs", type=int, default=None, help="vLLM max_num_seqs [default: vLLM's].")
+@click.option("--max-num-batched-tokens", type=int, default=None,
+              help="vLLM max_num_batched_tokens [default: vLLM's; TRL colocate: 4096].")
 @click.option("--sleep-level", type=int, default=1, show_default=True,
               help="Colocated: 0 (engine keeps its memory), 1 (weights to CPU), 2 (weights discarded).")
 @click.option("--kv-dtype", default=None, help="Engine KV cache dtype [default: compute dtype].")
@@ -88,6 +91,7 @@ def job_from_flags(model: str, f: dict):
         rewards = tuple(FrozenRole(model=m, offload=f["offload_reward"]) for m in names)
     engine = RolloutEngine(tp=f["rollout_tp"], gpu_memory_utilization=f["gpu_memory_utilization"],
                            max_model_len=f["max_model_len"], max_num_seqs=f["max_num_seqs"],
+                           max_num_batched_tokens=f["max_num_batched_tokens"],
                            sleep_level=f["sleep_level"], kv_dtype=f["kv_dtype"], enforce_eager=f["enforce_eager"])
     return RLJob(model=model, algo=f["algo"], gpu=f["gpu"], gpus=f["gpus"], gpus_per_node=f["gpus_per_node"],
                  placement=f["placement"], rollout_gpus=f["rollout_gpus"], sharding=f["sharding"], policy=policy,
@@ -147,8 +151,10 @@ def _print(data: dict, units: str) -> None:
                   + "; ".join(f"{h['role']} {h['name']} {b(h['bytes_per_node'])}" for h in data["host"]) + ")")
     s = data["solvers"]
     u = s["gpu_memory_utilization"]
-    if u["smallest"] is not None or u["largest"] is not None:
+    if u["smallest"] is not None and u["largest"] is not None:
         out.print(f"gpu_memory_utilization that works: {u['smallest']} .. {u['largest']}")
+    elif u["smallest"] is not None:
+        out.print(f"gpu_memory_utilization: vLLM starts from {u['smallest']}, but no value fits every phase")
     if s["longest_completion_tokens"] is not None:
         out.print(f"longest completion that fits: {s['longest_completion_tokens']} tokens; most generations in one "
                   f"wave: {s['most_generations']}")

@@ -73,6 +73,11 @@ def trl(job: RLJob) -> str:
     if setup.method != "full":
         lines += ["# with peft_config=LoraConfig(r=%d, target_modules='all-linear') passed to GRPOTrainer"
                   % setup.lora_rank]
+    accelerate = {"fsdp": "fsdp1.yaml", "zero2": "deepspeed_zero2.yaml", "zero3": "deepspeed_zero3.yaml",
+                  "zero3-offload": "deepspeed_zero3.yaml with offload_optimizer_device: cpu",
+                  "none": "multi_gpu.yaml" if job.trainer_gpus > 1 else "single_gpu.yaml"}[job.sharding]
+    lines.append(f"# launch: accelerate launch --config_file examples/accelerate_configs/{accelerate} "
+                 f"--num_processes {job.trainer_gpus} ...")
     if not colocated:
         lines += [f"# on the {job.engine_gpus} engine GPUs:",
                   f"# trl vllm-serve --model {_hub(job)} --tensor_parallel_size {e.tp} "
@@ -88,6 +93,9 @@ def verl(job: RLJob) -> str:
     if job.placement != "colocated":
         raise InputError("--export verl: main_ppo colocates the rollout in the actor workers; split placement is "
                          "verl's examples/split_placement recipe, not these overrides")
+    if job.sharding != "fsdp":
+        raise InputError(f"--export verl: verl's actor shards with FSDP (or Megatron); got --sharding {job.sharding}, "
+                         "use --sharding fsdp")
     e, pol, setup = job.rollout, job.policy, job.policy.setup
     estimator = "gae" if job.algo == "ppo" else "grpo" if job.algo == "grpo" else "rloo"
     ref = job.reference_role
@@ -136,7 +144,7 @@ def openrlhf(job: RLJob) -> str:
     node = min(job.trainer_gpus, job.gpus_per_node)
     nodes = -(-job.trainer_gpus // job.gpus_per_node)
     estimator = {"grpo": "group_norm", "rloo": "rloo", "ppo": "gae"}.get(job.algo, "group_norm")
-    zero = {"zero2": 2, "zero3": 3, "fsdp": 3, "none": 0}[job.sharding]
+    zero = {"zero2": 2, "zero3": 3, "zero3-offload": 3, "fsdp": 3, "none": 0}[job.sharding]
     args = ["--actor.model_name_or_path", _hub(job),
             "--actor.num_nodes", str(nodes), "--actor.num_gpus_per_node", str(node),
             "--vllm.num_engines", str(job.engine_gpus // e.tp), "--vllm.tensor_parallel_size", str(e.tp),
@@ -173,7 +181,7 @@ def openrlhf(job: RLJob) -> str:
             args.append("--vllm.enable_sleep")
         if pol.offload_params or pol.offload_optimizer:
             args.append("--ds.enable_sleep")
-    elif pol.offload_optimizer:
+    if job.sharding == "zero3-offload":
         args.append("--ds.adam_offload")
     pairs, i = [], 0
     while i < len(args):

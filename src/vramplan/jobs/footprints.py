@@ -87,6 +87,8 @@ def trainer_layout(job: RLJob, spec: ModelSpec):
         kw["fsdp"] = "full_shard"
     elif job.sharding in ("zero2", "zero3"):
         kw["zero_stage"] = int(job.sharding[-1])
+    elif job.sharding == "zero3-offload":
+        kw.update(zero_stage=3, offload="optimizer")
     layout = ParallelLayout(**kw)
     layout.check_model(spec)
     return layout
@@ -170,7 +172,7 @@ def frozen_footprint(job: RLJob, name: str, role: FrozenRole, spec: ModelSpec, *
     from vramplan.memory.weights import weight_components
 
     full = sum(c.bytes for c in weight_components(spec, role.weights))
-    sharded = job.sharding in ("fsdp", "zero3") and job.trainer_gpus > 1
+    sharded = job.sharding in ("fsdp", "zero3", "zero3-offload") and job.trainer_gpus > 1
     world = job.trainer_gpus
     weights = -(-full // world) if sharded else full
     elem = get_dtype(role.weights).bytes_for(1) if _plain(role.weights) else COMPUTE_BYTES
@@ -221,6 +223,7 @@ class EngineFootprint:
     kv_per_sequence_bytes: int
     sequences_per_instance: int
     max_num_seqs: int
+    sleep_level: int
     starts: bool
     """False when vLLM would refuse to start (no KV budget, or one sequence does not fit)."""
 
@@ -234,7 +237,8 @@ def engine_setup(job: RLJob, engine: RolloutEngine, *, sequences: int):
                          f"{job.prompt_tokens} + {job.completion_tokens}")
     return InferenceSetup(engine="vllm", gpu=job.gpu, gpu_memory_utilization=engine.gpu_memory_utilization,
                           tp=engine.tp, batch=sequences, context=context, prompt=job.prompt_tokens,
-                          max_num_seqs=engine.max_num_seqs, kv_dtype=engine.kv_dtype,
+                          max_num_seqs=engine.max_num_seqs, max_num_batched_tokens=engine.max_num_batched_tokens,
+                          kv_dtype=engine.kv_dtype,
                           enforce_eager=engine.enforce_eager, weights=engine_weights(job, engine))
 
 
@@ -283,7 +287,8 @@ def engine_footprint(job: RLJob, spec: ModelSpec, *, shared_process: bool) -> En
     starts = budget is not None and budget > 0 and per_seq <= budget
     return EngineFootprint(estimate=est, awake=tuple(awake), asleep=tuple(asleep), weights_bytes=est.get("weights"),
                            kv_pool_bytes=pool, kv_needed_bytes=needed, kv_per_sequence_bytes=per_seq,
-                           sequences_per_instance=seqs, max_num_seqs=int(d["max_num_seqs"]), starts=starts)
+                           sequences_per_instance=seqs, max_num_seqs=int(d["max_num_seqs"]),
+                           sleep_level=engine.sleep_level, starts=starts)
 
 
 def engine_block_size(est: Estimate) -> int:
@@ -299,7 +304,7 @@ def weight_sync_bytes(job: RLJob, spec: ModelSpec) -> int:
     at once before merging")."""
     from vramplan.model import count_params
 
-    if job.policy.setup.method != "full" and job.sharding == "zero3" and job.trainer_gpus > 1:
+    if job.policy.setup.method != "full" and job.sharding.startswith("zero3") and job.trainer_gpus > 1:
         return count_params(spec).total_params * COMPUTE_BYTES
     return layer_params(spec) * COMPUTE_BYTES
 

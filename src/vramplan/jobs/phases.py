@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vramplan.estimate import Component
-from vramplan.jobs.footprints import (EngineFootprint, FrozenFootprint, TrainerFootprint, engine_footprint,
-                                      frozen_footprint, rollout_batch_bytes, trainer_footprint,
+from vramplan.jobs.footprints import (COMPUTE_BYTES, EngineFootprint, FrozenFootprint, TrainerFootprint, engine_footprint,
+                                      frozen_footprint, layer_params, rollout_batch_bytes, trainer_footprint,
                                       weight_sync_bytes)
 from vramplan.jobs.roles import RLJob
 
@@ -125,6 +125,9 @@ class Roles:
     frozen: tuple[FrozenFootprint, ...]
     engine: EngineFootprint | None
     sync_bytes: int
+    """Trainer side of the weight sync (what the policy gathers to send)."""
+    engine_sync_bytes: int
+    """Engine side: one layer received at a time."""
     rollout_batch_bytes: int
     """The rollout's tensors a trainer GPU keeps until the update."""
     policy_forward_bytes: int
@@ -239,7 +242,7 @@ def sync_phase(roles: Roles, *, side: str) -> Phase:
     both, the engine's weights woken before its KV cache), ``engine`` or ``trainer``."""
     assert roles.engine is not None
     buffer = [RoleTerm(role="policy", component=Component(
-        name="buffers/weight_sync", bytes=roles.sync_bytes,
+        name="buffers/weight_sync", bytes=roles.engine_sync_bytes if side == "engine" else roles.sync_bytes,
         note="parameters gathered in bf16 for the transfer (one layer; the whole model for LoRA under ZeRO-3)"))]
     if side == "engine":
         return Phase(name="weight_sync", active_role="policy", terms=tuple(_terms("rollout", roles.engine.awake)
@@ -251,7 +254,7 @@ def sync_phase(roles: Roles, *, side: str) -> Phase:
         out += _trainer_resident(cri, params_off=cri.offload_params, optimizer_off=cri.offload_optimizer)
     if side == "colocated":
         asleep = list(roles.engine.asleep)
-        woken = asleep if roles.engine.asleep is roles.engine.awake else asleep + [
+        woken = asleep if roles.engine.sleep_level == 0 else asleep + [
             Component(name="weights", bytes=roles.engine.weights_bytes, note="engine weights woken for the sync "
                       "(wake_up(tags=['weights']))")]
         out = _terms("rollout", woken) + out
@@ -279,6 +282,7 @@ def resolve_roles(job: RLJob) -> Roles:
     b, s = score_micro_batch(job), job.sequence_tokens
     return Roles(policy=policy, critic=critic, frozen=tuple(frozen), engine=engine,
                  sync_bytes=weight_sync_bytes(job, specs["policy"]) if job.has_rollout else 0,
+                 engine_sync_bytes=layer_params(specs["policy"]) * COMPUTE_BYTES if job.has_rollout else 0,
                  rollout_batch_bytes=rollout_batch_bytes(job),
                  policy_forward_bytes=forward_transient_bytes(specs["policy"], sequences=b, tokens=s, logits=True),
                  critic_forward_bytes=forward_transient_bytes(specs["critic"], sequences=b, tokens=s, logits=False)
@@ -312,6 +316,11 @@ def host_terms(job: RLJob, roles: Roles, *, colocated: bool) -> tuple[HostTerm, 
     node = job.gpus_per_node
     trainer_in_node = min(node, job.trainer_gpus)
     out = []
+    for t in (roles.policy, roles.critic):
+        if t is not None and t.training.host_bytes:
+            out.append(HostTerm(role=t.role, name="optimizer/offloaded", bytes_per_node=t.training.host_bytes,
+                                note="ZeRO-Offload: fp32 master weights, optimizer states and gradients in host "
+                                     "RAM through the step (vramplan.distributed)"))
     for t in (roles.policy, roles.critic):
         if t is None or not (t.offload_params or t.offload_optimizer):
             continue

@@ -120,7 +120,10 @@ def _assumptions(job: RLJob) -> tuple[str, ...]:
            f"trainer roles sharded with {job.sharding} over {job.trainer_gpus} GPU(s); "
            f"sequence = {job.prompt_tokens} prompt + {job.completion_tokens} completion tokens",
            "one trainer process per GPU (one CUDA context); the colocated engine runs inside it "
-           "(TRL vllm_mode='colocate', verl's hybrid worker)"]
+           "(TRL vllm_mode='colocate', verl's hybrid worker)",
+           "every sequence at its longest (prompt + completion): packing or shorter real completions use less",
+           "the policy's loss as vramplan.training counts a cross-entropy over the vocabulary (fp32 log-softmax "
+           "and its backward); a critic as its model with the LM head (a value head holds less)"]
     if job.has_rollout:
         out.append("the engine pre-allocates its whole KV pool: gpu_memory_utilization x GPU memory - weights - "
                    "profiling peak - non-torch memory (vLLM gpu_worker.determine_available_memory)")

@@ -122,7 +122,11 @@ class RolloutEngine:
     max_model_len: int | None = None
     """Longest sequence the engine accepts; ``None``: prompt + completion."""
     max_num_seqs: int | None = None
-    """Sequences per engine step; ``None``: vLLM's default for the GPU."""
+    """Sequences per engine step; ``None``: vLLM's default for the GPU (TRL colocate passes
+    ``per_device_train_batch_size x vllm_tensor_parallel_size x steps_per_generation``)."""
+    max_num_batched_tokens: int | None = None
+    """Tokens per engine step (sizes the profiling run); ``None``: vLLM's default for the
+    GPU (TRL colocate passes 4096, trl/generation/vllm_generation.py)."""
     sleep_level: int = 1
     """What the engine frees while the trainer runs (:data:`SLEEP_LEVELS`); colocated only."""
     kv_dtype: str | None = None
@@ -140,7 +144,7 @@ class RolloutEngine:
         if isinstance(u, bool) or not isinstance(u, (int, float)) or not 0 < u <= 1:
             raise InputError(f"--gpu-memory-utilization: expected a fraction in (0, 1], got {u!r}")
         _positive("rollout-tp", self.tp)
-        for name in ("max_model_len", "max_num_seqs"):
+        for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
         if self.sleep_level not in SLEEP_LEVELS:
@@ -184,7 +188,9 @@ class RLJob:
     """The rollout engine (ignored by offline algorithms)."""
     sharding: str = "fsdp"
     """How trainer roles shard over their GPUs: ``fsdp`` (full_shard, verl's default),
-    ``zero2``/``zero3`` (DeepSpeed, OpenRLHF's ``--ds.zero_stage``) or ``none`` (DDP)."""
+    ``zero2``/``zero3`` (DeepSpeed, OpenRLHF's ``--ds.zero_stage``), ``zero3-offload``
+    (ZeRO-3 with the optimizer step in host memory: DeepSpeed ``offload_optimizer``,
+    OpenRLHF ``--ds.adam_offload``) or ``none`` (DDP)."""
     prompts_per_step: int = 64
     """Prompts per rollout step, whole job (verl ``data.train_batch_size``, OpenRLHF
     ``--rollout.batch_size``)."""
@@ -287,4 +293,4 @@ class RLJob:
         return self.prompts_per_step * (self.generations if self.has_rollout else 1)
 
 
-SHARDINGS = ("fsdp", "zero2", "zero3", "none")
+SHARDINGS = ("fsdp", "zero2", "zero3", "zero3-offload", "none")

@@ -205,6 +205,8 @@ def _candidate_changes(job: RLJob) -> list[tuple[str, RLJob]]:
                     replace(job, policy=replace(pol, setup=replace(setup, fused_ce=True)))))
     if job.sharding in ("none", "zero2") and job.trainer_gpus > 1:
         out.append(("--sharding fsdp", replace(job, sharding="fsdp")))
+    if job.sharding != "zero3-offload" and job.trainer_gpus > 1:
+        out.append(("--sharding zero3-offload (optimizer step in host RAM)", replace(job, sharding="zero3-offload")))
     if setup.method == "full":
         out.append(("--method lora", replace(job, policy=replace(pol, setup=replace(setup, method="lora")))))
     if job.has_rollout:
