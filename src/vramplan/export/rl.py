@@ -73,11 +73,15 @@ def trl(job: RLJob) -> str:
     if setup.method != "full":
         lines += ["# with peft_config=LoraConfig(r=%d, target_modules='all-linear') passed to GRPOTrainer"
                   % setup.lora_rank]
+    if setup.method == "qlora":
+        lines += ["# QLoRA: model_init_kwargs={'quantization_config': BitsAndBytesConfig(load_in_4bit=True, "
+                  "bnb_4bit_quant_type='nf4', bnb_4bit_use_double_quant=True)}"]
     accelerate = {"fsdp": "fsdp1.yaml", "zero2": "deepspeed_zero2.yaml", "zero3": "deepspeed_zero3.yaml",
                   "zero3-offload": "deepspeed_zero3.yaml with offload_optimizer_device: cpu",
                   "none": "multi_gpu.yaml" if job.trainer_gpus > 1 else "single_gpu.yaml"}[job.sharding]
-    lines.append(f"# launch: accelerate launch --config_file examples/accelerate_configs/{accelerate} "
-                 f"--num_processes {job.trainer_gpus} ...")
+    if job.trainer_gpus > 1:
+        lines.append(f"# launch: accelerate launch --config_file examples/accelerate_configs/{accelerate} "
+                     f"--num_processes {job.trainer_gpus} ...")
     if not colocated:
         lines += [f"# on the {job.engine_gpus} engine GPUs:",
                   f"# trl vllm-serve --model {_hub(job)} --tensor_parallel_size {e.tp} "
