@@ -103,7 +103,7 @@ def test_training_phase_is_the_layout_estimate_plus_the_sleeping_engine():
 
 
 def test_one_gpu_qlora_training_is_the_single_gpu_estimate():
-    job = RLJob(model="qwen2.5-1.5b" if False else SMALL, gpu="rtx-4090", gpus=1,
+    job = RLJob(model=SMALL, gpu="rtx-4090", gpus=1,
                 policy=TrainerRole(setup=TrainingSetup(method="qlora", batch=2)),
                 rollout=RolloutEngine(gpu_memory_utilization=0.3, sleep_level=0),
                 prompts_per_step=8, generations=4, prompt_tokens=256, completion_tokens=256)

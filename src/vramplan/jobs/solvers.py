@@ -82,8 +82,6 @@ def utilization_range(job: RLJob) -> UtilizationRange:
 
     # starts() is False then True as the utilisation grows; memory_fits() True then False.
     first = steps + 1 - _bisect_last_true(1, steps, lambda n: starts(steps + 1 - n)) if starts(steps) else None
-    if first is not None and first <= steps and not starts(first):
-        first = None
     last = _bisect_last_true(1, steps, memory_fits)
     if first is None or last < first:
         return UtilizationRange(smallest=first / 100 if first else None, largest=None)
