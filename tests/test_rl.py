@@ -201,6 +201,16 @@ def test_split_never_more_per_trainer_gpu_than_colocated(job, engine_instances):
     assert split.group("trainer").peak_bytes <= colocated.group("all").peak_bytes
 
 
+@settings(max_examples=15, deadline=None)
+@given(jobs)
+def test_an_engine_in_its_own_process_adds_exactly_its_cuda_context(job):
+    shared, separate = estimate_rl(job), estimate_rl(replace(job, engine_process="separate"))
+    context = separate.group("all").phase("rollout").total_bytes - shared.group("all").phase("rollout").total_bytes
+    assert context == _vllm(job, 1).get("overhead/cuda_context") > 0
+    for ps, pp in zip(shared.groups[0].phases, separate.groups[0].phases):
+        assert pp.total_bytes - ps.total_bytes in (0, context)
+
+
 # ---- solvers, checked by re-estimating ----------------------------------------------------
 def test_largest_utilization_is_the_boundary():
     job = grpo(policy=TrainerRole(setup=TrainingSetup(batch=4, recompute="full")))

@@ -46,7 +46,7 @@ OPENRLHF_FLAGS = {
     "--critic.model_name_or_path", "--critic.num_nodes", "--critic.num_gpus_per_node",
     "--reward.model_name_or_path", "--reward.num_nodes", "--reward.num_gpus_per_node", "--reward.offload",
     "--actor.gradient_checkpointing_enable", "--ds.lora.rank", "--ds.load_in_4bit", "--train.colocate_all",
-    "--ds.enable_sleep", "--ds.adam_offload",
+    "--ds.enable_sleep", "--ds.adam_offload", "--algo.kl.use_loss", "--vllm.enforce_eager",
 }
 
 

@@ -45,6 +45,8 @@ from vramplan.cli.common import console, emit_json, json_option, table, units_op
               help="Colocated: 0 (engine keeps its memory), 1 (weights to CPU), 2 (weights discarded).")
 @click.option("--kv-dtype", default=None, help="Engine KV cache dtype [default: compute dtype].")
 @click.option("--enforce-eager", is_flag=True, help="Engine without CUDA graphs.")
+@click.option("--engine-process", default="shared", show_default=True,
+              help="Colocated engine in the trainer's process (shared: TRL, verl) or its own (separate: OpenRLHF).")
 @click.option("--prompts", type=int, default=64, show_default=True, help="Prompts per rollout step (whole job).")
 @click.option("--generations", type=int, default=8, show_default=True, help="Completions per prompt.")
 @click.option("--prompt-len", type=int, default=512, show_default=True, help="Longest prompt (tokens).")
@@ -99,7 +101,7 @@ def job_from_flags(model: str, f: dict):
                  reference=FrozenRole(model=f["reference_model"], offload=f["offload_reference"]),
                  rewards=rewards, kl_coef=f["kl_coef"], rollout=engine, prompts_per_step=f["prompts"],
                  generations=f["generations"], prompt_tokens=f["prompt_len"], completion_tokens=f["completion_len"],
-                 score_micro_batch=f["score_micro_batch"])
+                 score_micro_batch=f["score_micro_batch"], engine_process=f["engine_process"])
 
 
 TABLE_WIDTH = 110

@@ -161,6 +161,10 @@ def openrlhf(job: RLJob) -> str:
             "--rollout.micro_batch_size", str(score_micro_batch(job)),
             "--ds.zero_stage", str(zero), "--algo.advantage.estimator", estimator,
             "--algo.kl.init_coef", str(job.effective_kl_coef)]
+    if job.has_reference and job.algo != "ppo":
+        args.append("--algo.kl.use_loss")
+    if e.enforce_eager:
+        args.append("--vllm.enforce_eager")
     if job.reference_role is not None:
         args += ["--ref.num_nodes", str(nodes), "--ref.num_gpus_per_node", str(node)]
         if job.reference_role.offload:

@@ -195,13 +195,15 @@ def score_micro_batch(job: RLJob) -> int:
 
 
 # ---- the rollout engine -------------------------------------------------------------
-ASLEEP_KEPT = ("overhead/non_torch", "overhead/nccl", "overhead/custom_allreduce", "buffers/cuda_graphs")
+ASLEEP_KEPT = ("overhead/non_torch", "overhead/nccl", "overhead/custom_allreduce", "buffers/cuda_graphs",
+               "overhead/cuda_context")
 """Engine components that survive sleep. ``Worker.sleep`` (vllm/v1/worker/gpu_worker.py)
 calls ``CuMemAllocator.sleep(offload_tags=("weights",) if level == 1 else tuple())``:
 the allocator releases only the memory it tagged ``weights`` (backed up to CPU at
 level 1) and ``kv_cache`` (vllm/device_allocator/cumem.py). The CUDA graph pool, NCCL
 and custom all-reduce buffers and other non-torch memory stay; the profiling run's
-activations go back with ``torch.cuda.empty_cache()``."""
+activations go back with ``torch.cuda.empty_cache()``. An engine in its own process
+keeps its CUDA context too."""
 
 
 @dataclass(frozen=True, kw_only=True)

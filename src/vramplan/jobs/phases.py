@@ -278,7 +278,8 @@ def resolve_roles(job: RLJob) -> Roles:
         frozen.append(frozen_footprint(job, name, r, specs[name], logits=False))
     engine = None
     if job.has_rollout:
-        engine = engine_footprint(job, specs["rollout"], shared_process=job.placement == "colocated")
+        engine = engine_footprint(job, specs["rollout"],
+                                  shared_process=job.placement == "colocated" and job.engine_process == "shared")
     b, s = score_micro_batch(job), job.sequence_tokens
     return Roles(policy=policy, critic=critic, frozen=tuple(frozen), engine=engine,
                  sync_bytes=weight_sync_bytes(job, specs["policy"]) if job.has_rollout else 0,

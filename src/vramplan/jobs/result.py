@@ -119,8 +119,10 @@ def _assumptions(job: RLJob) -> tuple[str, ...]:
     out = [f"{job.algo}: {job.spec.source}",
            f"trainer roles sharded with {job.sharding} over {job.trainer_gpus} GPU(s); "
            f"sequence = {job.prompt_tokens} prompt + {job.completion_tokens} completion tokens",
-           "one trainer process per GPU (one CUDA context); the colocated engine runs inside it "
-           "(TRL vllm_mode='colocate', verl's hybrid worker)",
+           "one trainer process per GPU (one CUDA context); " + (
+               "the colocated engine runs inside it (TRL vllm_mode='colocate', verl's hybrid worker)"
+               if job.engine_process == "shared" else
+               "the engine runs in its own process with its own CUDA context (OpenRLHF's vLLM actors)"),
            "every sequence at its longest (prompt + completion): packing or shorter real completions use less",
            "the policy's loss as vramplan.training counts a cross-entropy over the vocabulary (fp32 log-softmax "
            "and its backward); a critic as its model with the LM head (a value head holds less)"]

@@ -201,6 +201,11 @@ class RLJob:
     """Longest prompt (verl ``data.max_prompt_length``)."""
     completion_tokens: int = 512
     """Longest completion (TRL ``max_completion_length``, verl ``data.max_response_length``)."""
+    engine_process: str = "shared"
+    """Colocated: ``shared`` — the engine runs in the trainer's process (TRL
+    ``vllm_mode="colocate"``, verl's hybrid worker): one CUDA context per GPU;
+    ``separate`` — its own process beside the trainer's (OpenRLHF's vLLM Ray actors
+    with ``--train.colocate_all``): a second CUDA context that sleep does not free."""
     score_micro_batch: int | None = None
     """Sequences per GPU in one reference/reward/old-log-prob forward (verl
     ``log_prob_micro_batch_size_per_gpu``); ``None``: the policy's micro-batch."""
@@ -214,6 +219,8 @@ class RLJob:
                              + (f"; did you mean {hint[0]!r}?" if hint else ""))
         if self.placement not in ("colocated", "split"):
             raise InputError(f"--placement: expected colocated or split, got {self.placement!r}")
+        if self.engine_process not in ("shared", "separate"):
+            raise InputError(f"--engine-process: expected shared or separate, got {self.engine_process!r}")
         if self.sharding not in SHARDINGS:
             raise InputError(f"--sharding: expected one of {', '.join(SHARDINGS)}, got {self.sharding!r}")
         for name in ("gpus", "gpus_per_node", "prompts_per_step", "generations", "prompt_tokens",
@@ -224,6 +231,8 @@ class RLJob:
                 _positive(name, getattr(self, name))
         if self.kl_coef is not None and (isinstance(self.kl_coef, bool) or not self.kl_coef >= 0):
             raise InputError(f"--kl-coef: expected a number >= 0, got {self.kl_coef!r}")
+        if self.gpus > MAX_GPUS:
+            raise InputError(f"--gpus: expected at most {MAX_GPUS:,}, got {self.gpus:,}")
         if self.placement == "split" and self.gpus < 2:
             raise InputError(f"--gpus: a split placement needs at least 2 GPUs, got {self.gpus}")
 
@@ -294,3 +303,6 @@ class RLJob:
 
 
 SHARDINGS = ("fsdp", "zero2", "zero3", "zero3-offload", "none")
+
+MAX_GPUS = 1 << 17
+"""The largest job answered (131,072 GPUs)."""

@@ -131,13 +131,31 @@ class PlacementOption:
         return dict(self.__dict__)
 
 
+MAX_SPLITS_SEARCHED = 64
+"""Splits tried beyond that many GPUs: every multiple of the engine tp up to it, then
+whole nodes and powers of two (the search stays bounded for any GPU count)."""
+
+
+def engine_gpu_counts(job: RLJob) -> list[int]:
+    """Engine GPU counts a split of the job's GPUs can take (multiples of the engine tp)."""
+    tp = job.rollout.tp
+    every = range(tp, job.gpus, tp)
+    if len(every) <= MAX_SPLITS_SEARCHED:
+        return list(every)
+    node = job.gpus_per_node
+    picks = {k for k in range(node, job.gpus, node) if k % tp == 0}
+    picks |= {tp << i for i in range(job.gpus.bit_length()) if tp << i < job.gpus}
+    ordered = sorted(picks)
+    step = max(1, len(ordered) // MAX_SPLITS_SEARCHED)
+    return ordered[::step][:MAX_SPLITS_SEARCHED]
+
+
 def placement_options(job: RLJob) -> tuple[PlacementOption, ...]:
     """Colocated and each split of the job's GPUs, best first (module docstring)."""
     if not job.has_rollout:
         return ()
-    tp = job.rollout.tp
     jobs = [replace(job, placement="colocated", rollout_gpus=None)]
-    jobs += [replace(job, placement="split", rollout_gpus=k) for k in range(tp, job.gpus, tp)]
+    jobs += [replace(job, placement="split", rollout_gpus=k) for k in engine_gpu_counts(job)]
     out = []
     for j in jobs:
         try:
