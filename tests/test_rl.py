@@ -159,6 +159,24 @@ def test_ppo_and_dpo_roles_and_phases():
         ["scoring/reference", "scoring/policy", "training/policy"]
 
 
+def test_critic_and_reward_models_have_a_value_head_not_the_lm_head():
+    from vramplan.jobs.footprints import value_model_spec
+
+    big = RLJob(model="qwen2.5-7b", algo="ppo", gpu="h100-sxm", gpus=1)  # untied head
+    spec = resolve_model("qwen2.5-7b")
+    head = spec.vocab_size * spec.hidden_size * 2  # the bf16 vocab x hidden matrix a value model does not have
+    reward = dict(_phase_terms(estimate_rl(big), "all", "rollout", role="reward"))[("reward", "weights")]
+    assert reward == sum(c.bytes for c in weight_components(spec, "bf16")) - head
+    job = RLJob(model=SMALL, algo="ppo", gpu="a100-sxm-80gb", gpus=1)
+    est = estimate_rl(job)
+    critic = est.group("all").phase("training/critic").by_role()["critic"]
+    policy = est.group("all").phase("training/policy").by_role()["policy"]
+    assert critic < policy
+    single = estimate_single_gpu(value_model_spec(resolve_model(SMALL)),
+                                 TrainingSetup(recompute="full", fused_ce=True, seq=job.sequence_tokens))
+    assert critic == single.total_bytes + default_overhead_bytes(1)
+
+
 # ---- properties ---------------------------------------------------------------------------
 jobs = st.builds(
     lambda gens, comp, util, level, gpus, tp: RLJob(

@@ -26,6 +26,18 @@ COMPUTE_BYTES = 2
 """bf16/fp16: the dtype weights are synced and forward passes run in."""
 
 
+def value_model_spec(spec: ModelSpec) -> ModelSpec:
+    """A value or reward model on ``spec``'s backbone: a one-output head in place of the
+    language-model head (OpenRLHF's ``score`` head, ``--ds.value_head_prefix``; verl's
+    critic ``AutoModelForTokenClassification(num_labels=1)``; TRL's reward models
+    ``AutoModelForSequenceClassification``). Counted as ``spec`` with the output head tied
+    to the embedding: no ``vocab x hidden`` head matrix (the ``hidden``-element value head
+    is left out, under 0.01 % of any catalog model)."""
+    if spec.tie_word_embeddings:
+        return spec
+    return replace(spec, tie_word_embeddings=True)
+
+
 # ---- trained roles ------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class TrainerFootprint:
@@ -69,11 +81,15 @@ class TrainerFootprint:
         return [c for c in self.training.components if c.category != "overhead"]
 
 
-def trainer_setup(job: RLJob, role: TrainerRole):
+def trainer_setup(job: RLJob, role: TrainerRole, *, value_head: bool = False):
     """The role's setup at the job's sequence length; DPO's micro-batch holds chosen and
-    rejected sequences together (TRL ``DPOTrainer.concatenated_forward``)."""
+    rejected sequences together (TRL ``DPOTrainer.concatenated_forward``). A value head
+    (critic) writes one number per token, not ``vocab`` logits: its loss is counted as
+    a fused head (``fused_ce``: no ``tokens x vocab`` tensor; the chunk it keeps, about
+    ``tokens x hidden``, bounds the value head's ``tokens x 1`` from above)."""
     setup = role.setup
-    return replace(setup, seq=job.sequence_tokens, batch=setup.batch * job.spec.sequences_per_sample)
+    setup = replace(setup, seq=job.sequence_tokens, batch=setup.batch * job.spec.sequences_per_sample)
+    return replace(setup, fused_ce=True) if value_head else setup
 
 
 def trainer_layout(job: RLJob, spec: ModelSpec):
@@ -94,10 +110,14 @@ def trainer_layout(job: RLJob, spec: ModelSpec):
     return layout
 
 
-def trainer_footprint(job: RLJob, name: str, role: TrainerRole, spec: ModelSpec) -> TrainerFootprint:
+def trainer_footprint(job: RLJob, name: str, role: TrainerRole, spec: ModelSpec, *,
+                      value_head: bool = False) -> TrainerFootprint:
     """One trained role: its step from the single-GPU estimator when it runs on one GPU
-    unsharded, else from the layout estimator; its resident parts from the same model."""
-    setup = trainer_setup(job, role)
+    unsharded, else from the layout estimator; its resident parts from the same model.
+    ``value_head``: a critic (:func:`value_model_spec`)."""
+    setup = trainer_setup(job, role, value_head=value_head)
+    if value_head:
+        spec = value_model_spec(spec)
     if job.trainer_gpus == 1:
         return _single_gpu(name, role, spec, setup)
     from vramplan.distributed import TrainingJob, default_overhead_bytes, estimate_training, training_terms

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vramplan.estimate import Component
-from vramplan.jobs.footprints import (COMPUTE_BYTES, EngineFootprint, FrozenFootprint, TrainerFootprint, engine_footprint,
+from vramplan.jobs.footprints import (COMPUTE_BYTES, EngineFootprint, value_model_spec, FrozenFootprint, TrainerFootprint, engine_footprint,
                                       frozen_footprint, layer_params, rollout_batch_bytes, trainer_footprint,
                                       weight_sync_bytes)
 from vramplan.jobs.roles import RLJob
@@ -269,13 +269,14 @@ def resolve_roles(job: RLJob) -> Roles:
     from vramplan.jobs.footprints import forward_transient_bytes, score_micro_batch
 
     policy = trainer_footprint(job, "policy", job.policy, specs["policy"])
-    critic = trainer_footprint(job, "critic", job.critic_role, specs["critic"]) if job.critic_role else None
+    critic = trainer_footprint(job, "critic", job.critic_role, specs["critic"], value_head=True) \
+        if job.critic_role else None
     frozen = []
     if job.reference_role is not None:
         frozen.append(frozen_footprint(job, "reference", job.reference_role, specs["reference"], logits=True))
     for i, r in enumerate(job.reward_roles):
         name = "reward" if len(job.reward_roles) == 1 else f"reward{i + 1}"
-        frozen.append(frozen_footprint(job, name, r, specs[name], logits=False))
+        frozen.append(frozen_footprint(job, name, r, value_model_spec(specs[name]), logits=False))
     engine = None
     if job.has_rollout:
         engine = engine_footprint(job, specs["rollout"],
@@ -286,7 +287,8 @@ def resolve_roles(job: RLJob) -> Roles:
                  engine_sync_bytes=layer_params(specs["policy"]) * COMPUTE_BYTES if job.has_rollout else 0,
                  rollout_batch_bytes=rollout_batch_bytes(job),
                  policy_forward_bytes=forward_transient_bytes(specs["policy"], sequences=b, tokens=s, logits=True),
-                 critic_forward_bytes=forward_transient_bytes(specs["critic"], sequences=b, tokens=s, logits=False)
+                 critic_forward_bytes=forward_transient_bytes(value_model_spec(specs["critic"]), sequences=b, tokens=s,
+                                                              logits=False)
                  if critic else 0)
 
 

@@ -125,7 +125,7 @@ def _assumptions(job: RLJob) -> tuple[str, ...]:
                "the engine runs in its own process with its own CUDA context (OpenRLHF's vLLM actors)"),
            "every sequence at its longest (prompt + completion): packing or shorter real completions use less",
            "the policy's loss as vramplan.training counts a cross-entropy over the vocabulary (fp32 log-softmax "
-           "and its backward); a critic as its model with the LM head (a value head holds less)"]
+           "and its backward); critic and reward models carry a one-output head instead of the LM head"]
     if job.has_rollout:
         out.append("the engine pre-allocates its whole KV pool: gpu_memory_utilization x GPU memory - weights - "
                    "profiling peak - non-torch memory (vLLM gpu_worker.determine_available_memory)")
