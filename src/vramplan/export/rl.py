@@ -86,7 +86,8 @@ def trl(job: RLJob) -> str:
         lines += [f"# on the {job.engine_gpus} engine GPUs:",
                   f"# trl vllm-serve --model {_hub(job)} --tensor_parallel_size {e.tp} "
                   f"--data_parallel_size {job.engine_gpus // e.tp} "
-                  f"--gpu_memory_utilization {e.gpu_memory_utilization} --max_model_len {e.max_model_len or job.sequence_tokens}"]
+                  f"--gpu_memory_utilization {e.gpu_memory_utilization} "
+                  f"--max_model_len {e.max_model_len or job.sequence_tokens}"]
     return "\n".join(lines) + "\n"
 
 

@@ -128,7 +128,8 @@ def trainer_footprint(job: RLJob, name: str, role: TrainerRole, spec: ModelSpec,
     terms = training_terms(tjob, layout, stage="first")
     grads = int(round(float(terms["gradients"]))) if float(terms["grads_persist"]) else 0
     return TrainerFootprint(role=name, training=est, weights_bytes=int(round(float(terms["weights"]))),
-                            master_optimizer_bytes=int(round(float(terms["master_weights"]) + float(terms["optimizer"]))),
+                            master_optimizer_bytes=int(round(float(terms["master_weights"])
+                                                             + float(terms["optimizer"]))),
                             gradient_buffer_bytes=grads, overhead_bytes=int(round(float(terms["overhead"]))),
                             offload_params=role.offload_params, offload_optimizer=role.offload_optimizer)
 

@@ -23,10 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vramplan.estimate import Component
-from vramplan.jobs.footprints import (COMPUTE_BYTES, EngineFootprint, value_model_spec, FrozenFootprint, TrainerFootprint, engine_footprint,
-                                      frozen_footprint, layer_params, rollout_batch_bytes, trainer_footprint,
+from vramplan.jobs.footprints import (COMPUTE_BYTES, EngineFootprint, FrozenFootprint, TrainerFootprint,
+                                      engine_footprint, forward_transient_bytes, frozen_footprint, layer_params,
+                                      rollout_batch_bytes, score_micro_batch, trainer_footprint, value_model_spec,
                                       weight_sync_bytes)
 from vramplan.jobs.roles import RLJob
+from vramplan.jobs.validate import role_specs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -263,11 +265,7 @@ def sync_phase(roles: Roles, *, side: str) -> Phase:
 
 def resolve_roles(job: RLJob) -> Roles:
     """Every role's footprint for ``job`` (validated models)."""
-    from vramplan.jobs.validate import role_specs
-
     specs = role_specs(job)
-    from vramplan.jobs.footprints import forward_transient_bytes, score_micro_batch
-
     policy = trainer_footprint(job, "policy", job.policy, specs["policy"])
     critic = trainer_footprint(job, "critic", job.critic_role, specs["critic"], value_head=True) \
         if job.critic_role else None

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from vramplan.errors import VramplanError
 from vramplan.jobs.result import RLEstimate, estimate_rl
-from vramplan.jobs.roles import FrozenRole, RLJob
+from vramplan.jobs.roles import RLJob
 
 UTILIZATION_STEP = 0.01
 """Utilisations are searched in hundredths (how every framework's flag is set)."""
@@ -210,7 +210,8 @@ def _candidate_changes(job: RLJob) -> list[tuple[str, RLJob]]:
     if job.has_rollout:
         rng = utilization_range(job)
         if rng.largest is not None and rng.largest != job.rollout.gpu_memory_utilization:
-            out.append((f"--gpu-memory-utilization {rng.largest:.2f}", _with_utilization(job, round(rng.largest * 100))))
+            out.append((f"--gpu-memory-utilization {rng.largest:.2f}",
+                        _with_utilization(job, round(rng.largest * 100))))
     if setup.recompute_policy != "full":
         out.append(("--recompute full", replace(job, policy=replace(pol, setup=replace(setup, recompute="full")))))
     if setup.batch > 1:
@@ -282,5 +283,5 @@ def report_rl(job: RLJob, *, solve: bool = True) -> RLReport:
                     advice=() if est.fits else advice(job))
 
 
-__all__ = ["Change", "FrozenRole", "PlacementOption", "RLReport", "UtilizationRange", "advice",
+__all__ = ["Change", "PlacementOption", "RLReport", "UtilizationRange", "advice",
            "longest_completion", "most_generations", "placement_options", "report_rl", "utilization_range"]
