@@ -88,9 +88,13 @@ def job_from_flags(model: str, f: dict):
     rewards = None
     if f["no_reward_model"]:
         rewards = ()
-    elif f["reward_models"] or f["offload_reward"]:
-        names = f["reward_models"] or (None,)
-        rewards = tuple(FrozenRole(model=m, offload=f["offload_reward"]) for m in names)
+    elif f["reward_models"]:
+        rewards = tuple(FrozenRole(model=m, offload=f["offload_reward"]) for m in f["reward_models"])
+    elif f["offload_reward"]:  # the algorithm's own reward model, offloaded (none for GRPO/RLOO/DPO)
+        from vramplan.jobs.roles import ALGOS
+
+        spec = ALGOS.get(f["algo"])
+        rewards = (FrozenRole(offload=True),) if spec is not None and spec.reward_model else ()
     engine = RolloutEngine(tp=f["rollout_tp"], gpu_memory_utilization=f["gpu_memory_utilization"],
                            max_model_len=f["max_model_len"], max_num_seqs=f["max_num_seqs"],
                            max_num_batched_tokens=f["max_num_batched_tokens"],
