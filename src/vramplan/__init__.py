@@ -37,6 +37,7 @@ _LAZY = {
     "InferenceEstimate": "vramplan.inference",
     "GpuSpec": "vramplan.gpus", "find_gpu": "vramplan.gpus", "list_gpus": "vramplan.gpus",
     "get_format": "vramplan.quant", "get_dtype": "vramplan.dtypes",
+    "RLJob": "vramplan.jobs", "estimate_rl": "vramplan.jobs", "report_rl": "vramplan.jobs.solvers",
 }
 
 
