@@ -58,12 +58,12 @@ class Option:
                 value = cast(text)
             except ValueError:
                 word = "integer" if self.kind == "int" else "float"
-                raise InputError(f"Invalid value for "{self.all_flags[0]}": {text!r} is not a valid {word}") from None
+                raise InputError(f"Invalid value for '{self.all_flags[0]}': {text!r} is not a valid {word}") from None
         if self.choices and value not in self.choices:
-            raise InputError(f"Invalid value for "{self.all_flags[0]}": {text!r} is not one of "
+            raise InputError(f"Invalid value for '{self.all_flags[0]}': {text!r} is not one of "
                              + ", ".join(repr(c) for c in self.choices))
         if isinstance(value, (int, float)) and not self._in_range(value):
-            raise InputError(f"Invalid value for "{self.all_flags[0]}": {value} is not in the range {self._range()}")
+            raise InputError(f"Invalid value for '{self.all_flags[0]}': {value} is not in the range {self._range()}")
         return value
 
     def _in_range(self, value: float) -> bool:
@@ -75,9 +75,9 @@ class Option:
     def _range(self) -> str:
         parts = []
         if self.minimum is not None:
-            parts.append(f"x{">" if self.min_open else ">="}{self.minimum}")
+            parts.append(f"x{'>' if self.min_open else '>='}{self.minimum}")
         if self.maximum is not None:
-            parts.append(f"x{"<" if self.max_open else "<="}{self.maximum}")
+            parts.append(f"x{'<' if self.max_open else '<='}{self.maximum}")
         return " and ".join(parts)
 
 
@@ -162,27 +162,21 @@ def train_options() -> tuple[Option, ...]:
     """``train``: the setup (:class:`vramplan.training.TrainingSetup`) and the GPU."""
     return (
         Option(name="method", kind="str", default="full", show_default=True, help="full, lora or qlora"),
-        Option(name="precision", kind="str", default="bf16-mixed", show_default=True,
-               help="fp32, bf16-mixed, fp16-mixed, bf16, fp16"),
-        Option(name="optimizer", kind="str", default="adamw", show_default=True,
-               help="adamw, adamw-fused, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum, adafactor, lion"),
+        Option(name="precision", kind="str", default="bf16-mixed", show_default=True, help="fp32, bf16-mixed, fp16-mixed, bf16, fp16"),
+        Option(name="optimizer", kind="str", default="adamw", show_default=True, help="adamw, adamw-fused, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum, adafactor, lion"),
         Option(name="batch", kind="int", default=1, show_default=True, help="Micro-batch size."),
         Option(name="seq", kind="int", default=2048, show_default=True, help="Tokens per sequence."),
         Option(name="grad_accum", kind="int", default=1, show_default=True, help="Micro-batches per optimizer step."),
         Option(name="recompute", kind="str", help="none, selective or full [default: full for qlora, else none]."),
         Option(name="attention", kind="str", default="sdpa", show_default=True, help="flash, sdpa or eager."),
         Option(name="lora_rank", kind="int", default=16, show_default=True, help="LoRA rank r."),
-        Option(name="lora_targets", kind="str",
-               help="Comma-separated linear modules [default: every linear module of the blocks]."),
+        Option(name="lora_targets", kind="str", help="Comma-separated linear modules [default: every linear module of the blocks]."),
         Option(name="fused_ce", kind="flag", default=False, help="Fused linear cross entropy (Liger-Kernel)."),
         Option(name="dropout", kind="flag", default=False, help="Dropout active in the model (GPT-2 style)."),
-        Option(name="activation_model", kind="str", default="derived", show_default=True,
-               help="derived (this tool"s) or seed (the seed article"s rule of thumb)."),
-        Option(name="seed_bytes", kind="int", default=1, show_default=True,
-               help="Bytes per value for --activation-model seed (the article's int8: 1)."),
+        Option(name="activation_model", kind="str", default="derived", show_default=True, help="derived (this tool's) or seed (the seed article's rule of thumb)."),
+        Option(name="seed_bytes", kind="int", default=1, show_default=True, help="Bytes per value for --activation-model seed (the article's int8: 1)."),
         Option(name="gpu", kind="str", help="GPU to check the fit on (e.g. h100, rtx-4090)."),
-        Option(name="strict", kind="flag", default=False,
-               help="Turn warnings (sequence beyond max positions) into errors."),
+        Option(name="strict", kind="flag", default=False, help="Turn warnings (sequence beyond max positions) into errors."),
     )
 
 
@@ -191,23 +185,17 @@ def infer_options() -> tuple[Option, ...]:
     from vramplan.inference import ENGINES
 
     return (
-        Option(name="engine", kind="str", default="hf", show_default=True, choices=ENGINES,
-               help="transformers generate, vLLM, or llama.cpp."),
-        Option(name="weights", kind="str",
-               help="Weights format (bf16, nf4-dq, gptq-int4-g128, awq, fp8, Q4_K_M...); default: the checkpoint's own."),
-        Option(name="kv_dtype", kind="str",
-               help="KV cache dtype: fp16, bf16, fp8, int8, q8_0, q4_0 (default: compute dtype)."),
+        Option(name="engine", kind="str", default="hf", show_default=True, choices=ENGINES, help="transformers generate, vLLM, or llama.cpp."),
+        Option(name="weights", kind="str", help="Weights format (bf16, nf4-dq, gptq-int4-g128, awq, fp8, Q4_K_M...); default: the checkpoint's own."),
+        Option(name="kv_dtype", kind="str", help="KV cache dtype: fp16, bf16, fp8, int8, q8_0, q4_0 (default: compute dtype)."),
         Option(name="batch", kind="int", default=1, show_default=True, minimum=1, help="Sequences held at once."),
-        Option(name="context", kind="int", minimum=1,
-               help="Tokens per sequence, prompt + generated (default min(4096, max positions))."),
+        Option(name="context", kind="int", minimum=1, help="Tokens per sequence, prompt + generated (default min(4096, max positions))."),
         Option(name="prompt", kind="int", minimum=1, help="Prompt tokens prefilled (default: --context)."),
         Option(name="prefill_chunk", kind="int", minimum=1, help="Chunked prefill: tokens per pass."),
         Option(name="tp", kind="int", default=1, show_default=True, minimum=1, help="Tensor-parallel GPUs."),
-        Option(name="attention", kind="str", default="sdpa", show_default=True, choices=("sdpa", "eager", "flash"),
-               help="transformers attention implementation."),
+        Option(name="attention", kind="str", default="sdpa", show_default=True, choices=("sdpa", "eager", "flash"), help="transformers attention implementation."),
         Option(name="gpu", kind="str", help="GPU for the verdict (see `vramplan gpus`)."),
-        Option(name="gpu_memory_utilization", kind="float", default=0.9, show_default=True,
-               help="vLLM's share of the GPU."),
+        Option(name="gpu_memory_utilization", kind="float", default=0.9, show_default=True, help="vLLM's share of the GPU."),
         Option(name="max_num_seqs", kind="int", minimum=1, help="vLLM max_num_seqs."),
         Option(name="max_num_batched_tokens", kind="int", minimum=1, help="vLLM max_num_batched_tokens."),
         Option(name="block_size", kind="int", default=16, show_default=True, minimum=1, help="vLLM KV block size."),
@@ -217,12 +205,9 @@ def infer_options() -> tuple[Option, ...]:
         Option(name="no_flash_attn", kind="flag", default=False, help="llama.cpp without flash attention."),
         Option(name="cuda_context", kind="str", help="Override the CUDA context size (e.g. 600MiB)."),
         Option(name="reserve", kind="str", help="Memory to keep free on the GPU (e.g. 2GiB)."),
-        Option(name="solve_context", kind="flag", default=False, flags=("--max-context",),
-               help="Find the longest context that fits --gpu."),
-        Option(name="solve_batch", kind="flag", default=False, flags=("--max-batch",),
-               help="Find the largest batch that fits --gpu."),
-        Option(name="strict", kind="flag", default=False,
-               help="Context beyond max positions is an error, not a warning."),
+        Option(name="solve_context", kind="flag", default=False, flags=("--max-context",), help="Find the longest context that fits --gpu."),
+        Option(name="solve_batch", kind="flag", default=False, flags=("--max-batch",), help="Find the largest batch that fits --gpu."),
+        Option(name="strict", kind="flag", default=False, help="Context beyond max positions is an error, not a warning."),
         Option(name="list_formats", kind="flag", default=False, help="List the weight formats and exit."),
     )
 
@@ -234,44 +219,25 @@ def plan_options() -> tuple[Option, ...]:
     from vramplan.training import ATTENTIONS, METHODS
 
     return (
-        Option(name="training", kind="switch", default=True, flags=("--train",), off_flag="--infer",
-               help="Plan training (default) or serving."),
+        Option(name="training", kind="switch", default=True, flags=("--train",), off_flag="--infer", help="Plan training (default) or serving."),
         Option(name="gpu_name", kind="str", required=True, flags=("--gpu",), help="GPU kind (see `vramplan gpus`)."),
-        Option(name="max_gpus", kind="int", minimum=1,
-               help="Try GPU counts up to N (powers of two, then whole nodes) and report the fewest that fit."),
-        Option(name="headroom", kind="float", default=0.05, show_default=True, minimum=0, maximum=1, max_open=True,
-               help="Share of each GPU's memory to keep free."),
-        Option(name="seq_len", kind="int", default=DEFAULT_PLAN_SEQ, show_default=True,
-               flags=("--seq", "--seq-len", "--context"), minimum=1,
-               help="Tokens per sequence (training) or context held in the KV cache (serving)."),
-        Option(name="batch", kind="int", minimum=1,
-               help="Training: micro-batch size per GPU (default: try 1, 2, 4, 8). Serving: concurrent sequences."),
-        Option(name="global_batch", kind="int", minimum=1,
-               help="Sequences per optimizer step (default: 4M tokens' worth, at least one per GPU)."),
-        Option(name="recompute", kind="str", choices=RECOMPUTE_CHOICES,
-               help="Activation recomputation (default: try each)."),
-        Option(name="attention", kind="str", default="sdpa", show_default=True, choices=ATTENTIONS,
-               help="Attention kernel (eager keeps the s x s scores)."),
-        Option(name="precision", kind="str", default="bf16-mixed", show_default=True,
-               help=("fp32, bf16-mixed, fp16-mixed, bf16, fp16 (as `vramplan train`); each engine applies its own mixed-"
-                     "precision recipe, printed with the plan.")),
-        Option(name="optimizer", kind="str", default="adamw", show_default=True,
-               help="As `vramplan train` (adamw, adamw-8bit, sgd...)."),
-        Option(name="method", kind="str", default="full", show_default=True, choices=METHODS,
-               help="Full training, LoRA on a 16-bit base, or QLoRA on an NF4 base."),
+        Option(name="max_gpus", kind="int", minimum=1, help="Try GPU counts up to N (powers of two, then whole nodes) and report the fewest that fit."),
+        Option(name="headroom", kind="float", default=0.05, show_default=True, minimum=0, maximum=1, max_open=True, help="Share of each GPU's memory to keep free."),
+        Option(name="seq_len", kind="int", default=DEFAULT_PLAN_SEQ, show_default=True, flags=("--seq", "--seq-len", "--context"), minimum=1, help="Tokens per sequence (training) or context held in the KV cache (serving)."),
+        Option(name="batch", kind="int", minimum=1, help="Training: micro-batch size per GPU (default: try 1, 2, 4, 8). Serving: concurrent sequences."),
+        Option(name="global_batch", kind="int", minimum=1, help="Sequences per optimizer step (default: 4M tokens' worth, at least one per GPU)."),
+        Option(name="recompute", kind="str", choices=RECOMPUTE_CHOICES, help="Activation recomputation (default: try each)."),
+        Option(name="attention", kind="str", default="sdpa", show_default=True, choices=ATTENTIONS, help="Attention kernel (eager keeps the s x s scores)."),
+        Option(name="precision", kind="str", default="bf16-mixed", show_default=True, help="fp32, bf16-mixed, fp16-mixed, bf16, fp16 (as `vramplan train`); each engine applies its own mixed-precision recipe, printed with the plan."),
+        Option(name="optimizer", kind="str", default="adamw", show_default=True, help="As `vramplan train` (adamw, adamw-8bit, sgd...)."),
+        Option(name="method", kind="str", default="full", show_default=True, choices=METHODS, help="Full training, LoRA on a 16-bit base, or QLoRA on an NF4 base."),
         Option(name="lora_rank", kind="int", default=16, show_default=True, minimum=1, help="LoRA rank r."),
-        Option(name="weights", kind="str", default="bf16", show_default=True,
-               help="Serving: weight format (bf16, fp8, awq-int4...)."),
+        Option(name="weights", kind="str", default="bf16", show_default=True, help="Serving: weight format (bf16, fp8, awq-int4...)."),
         Option(name="kv_dtype", kind="str", default="fp16", show_default=True, help="Serving: KV-cache dtype."),
-        Option(name="mfu", kind="float", minimum=0, maximum=1, min_open=True,
-               help=("Model FLOPs utilisation of large matrix multiplies (default 0.44); each layout's is scaled down for "
-                     "small per-GPU multiplies.")),
-        Option(name="host_ram", kind="str", flags=("--host-memory", "--host-ram"),
-               help=("Host RAM per node offload may use (e.g. 1TiB, 512GiB); layouts needing more are dropped. Default: 1 "
-                     "TiB for datacenter GPUs, 128 GiB otherwise.")),
+        Option(name="mfu", kind="float", minimum=0, maximum=1, min_open=True, help="Model FLOPs utilisation of large matrix multiplies (default 0.44); each layout's is scaled down for small per-GPU multiplies."),
+        Option(name="host_ram", kind="str", flags=("--host-memory", "--host-ram"), help="Host RAM per node offload may use (e.g. 1TiB, 512GiB); layouts needing more are dropped. Default: 1 TiB for datacenter GPUs, 128 GiB otherwise."),
         Option(name="top", kind="int", default=10, show_default=True, minimum=1, help="Layouts to list."),
-        Option(name="export_to", kind="str", flags=("--export",), choices=EXPORT_ENGINES,
-               help="Print the best layout as a config for this engine instead of the table."),
+        Option(name="export_to", kind="str", flags=("--export",), choices=EXPORT_ENGINES, help="Print the best layout as a config for this engine instead of the table."),
     )
 
 
