@@ -313,6 +313,17 @@ def _recomputes(req: PlanRequest) -> tuple[str, ...]:
 
 def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
     """Evaluate every layout of ``req`` and keep those that fit, fastest step first."""
+    return _search(req, top=top, any_fit=False)
+
+
+def any_layout_fits(req: PlanRequest) -> bool:
+    """Whether some layout of ``req`` fits: :func:`plan`'s search, stopping at the
+    first engine setting with a layout that fits (no ranking)."""
+    return _search(req, top=1, any_fit=True).fitting > 0
+
+
+def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
+    """:func:`plan`; with ``any_fit`` it returns as soon as a layout fits (counts partial)."""
     import numpy as np
 
     from vramplan.model import count_params
@@ -346,7 +357,8 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
         d["extra_flops"] = np.repeat(extra_flops, size)
         acts = ActivationCoefficients(**{f: np.repeat(v, size) for f, v in acts_by_field.items()})
         shared_by_threshold: dict[int, dict] = {}
-        costs = layout_costs(req, job, d, active)  # engine-independent: once for every setting
+        # engine-independent: once for every setting (a feasibility check ranks nothing)
+        costs = {} if any_fit else layout_costs(req, job, d, active)
         for setting in req.engines:
             threshold = setting.layout(req.gpus_per_node).zero.param_persistence_threshold
             if threshold not in coeffs_by_threshold:
@@ -370,6 +382,8 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
             if not count:
                 continue
             fitting += count
+            if any_fit:
+                break
             sub = {k: v[fits] for k, v in d.items()}
             smallest = int(sub["n"].min())
             here = (smallest, float(peak[fits][sub["n"] == smallest].min()))
@@ -445,34 +459,34 @@ def longest_context(req: PlanRequest, limit: int | None = None, *,
     """The longest sequence of :func:`context_ladder` for which some layout fits, with
     the fastest such layout.
 
-    Bisection over the ladder (about log2 of its length searches instead of one per
-    rung): the memory a job needs grows with its sequence length, so the rungs that
-    fit are a prefix of the ladder. (With the default global batch the token budget
-    per step is fixed, so a longer sequence means fewer micro-batches per step, never
-    fewer tokens per micro-batch.) ``best_at_request``: the fastest layout of ``req``
-    itself when already planned (its sequence length then needs no second search)."""
+    Bisection over the ladder (about log2 of its length feasibility checks instead of
+    one full search per rung), then one full search at the rung found: the memory a
+    job needs grows with its sequence length, so the rungs that fit are a prefix of
+    the ladder. (With the default global batch the token budget per step is fixed, so
+    a longer sequence means fewer micro-batches per step, never fewer tokens per
+    micro-batch.) A feasibility check stops at the first engine setting that fits.
+    ``best_at_request``: the fastest layout of ``req`` itself when already planned
+    (its sequence length then needs no second search)."""
     ladder = context_ladder(req, limit)
-    found: dict[int, Candidate | None] = {}
-    if best_at_request is not None and req.job.seq_len in ladder:
-        found[ladder.index(req.job.seq_len)] = best_at_request
-
-    def best(i: int) -> Candidate | None:
-        if i not in found:
-            result = plan(replace(req, job=req.job.with_setup(seq=ladder[i])), top=1)
-            found[i] = result.candidates[0] if result.candidates else None
-        return found[i]
-
-    known = [i for i, c in found.items() if c is not None]
-    if not ladder or (not known and best(0) is None):
+    if not ladder:
         return None
-    fits, fails = (known[0] if known else 0), len(ladder)  # best(fits) is a layout; every rung from ``fails`` on does not fit
+
+    def at(i: int) -> PlanRequest:
+        return replace(req, job=req.job.with_setup(seq=ladder[i]))
+
+    known = ladder.index(req.job.seq_len) if best_at_request is not None and req.job.seq_len in ladder else None
+    if known is None and not any_layout_fits(at(0)):
+        return None
+    fits, fails = (known if known is not None else 0), len(ladder)  # rung ``fits`` fits; from ``fails`` on none
     while fails - fits > 1:
         mid = (fits + fails) // 2
-        if best(mid) is not None:
+        if any_layout_fits(at(mid)):
             fits = mid
         else:
             fails = mid
-    return ladder[fits], best(fits)
+    if fits == known:
+        return ladder[fits], best_at_request
+    return ladder[fits], plan(at(fits), top=1).candidates[0]
 
 
 MIN_CONTEXT_TOKENS = 512
