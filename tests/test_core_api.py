@@ -176,3 +176,14 @@ def test_web_and_export_run_without_the_command_line_loaded():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(SRC.parent), "PATH": ""})
     assert out.stdout.strip() == "[]"
+
+
+def test_engines_do_not_import_inference_at_run_time():
+    # inference.py hands a setup to an engine; the engines import it only for type hints
+    for f in sorted((SRC / "engines").glob("*.py")):
+        tree = ast.parse(f.read_text())
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and getattr(block.test, "id", "") == "TYPE_CHECKING" for n in ast.walk(block)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "vramplan.inference":
+                assert id(node) in typing_only, f"{f.name}:{node.lineno} imports vramplan.inference at run time"

@@ -25,6 +25,7 @@ from vramplan.memory.overhead import Overheads
 from vramplan.model.custom import ParamOnlyModel
 from vramplan.model.resolve import resolve_model
 from vramplan.model.spec import ModelSpec
+from vramplan.engines import DEFAULT_CONTEXT_TOKENS, resolved_context  # noqa: F401 (public here too)
 from vramplan.quant import WeightFormat
 
 EngineName = Literal["hf", "vllm", "llamacpp"]
@@ -33,8 +34,6 @@ ENGINES: tuple[EngineName, ...] = ("hf", "vllm", "llamacpp")
 RULE_OF_THUMB_FACTOR = 1.2
 """The seed article's serving rule: memory is about 1.2 x the weights (sec. 5)."""
 
-DEFAULT_CONTEXT_TOKENS = 4096
-"""Context when none is given (capped at the model's max positions)."""
 
 MAX_BATCH_SEARCHED = 1 << 16
 """The batch solver's upper bound (65,536 sequences; beyond any engine's scheduler)."""
@@ -123,21 +122,6 @@ class InferenceSetup:
 def _positive(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InputError(f"--{name.replace('_', '-')}: expected a positive integer, got {value!r}")
-
-
-def resolved_context(spec: ModelSpec, setup: InferenceSetup) -> tuple[int, tuple[str, ...]]:
-    """(context tokens, warnings): the default, and the check against max positions
-    (a warning, or an error under ``strict``)."""
-    if setup.context is None:
-        return min(DEFAULT_CONTEXT_TOKENS, spec.max_position_embeddings), ()
-    limit = spec.max_position_embeddings
-    if setup.context > limit:
-        msg = (f"--context {setup.context:,} exceeds {spec.name}'s max_position_embeddings={limit:,}: "
-               "quality is not guaranteed beyond it")
-        if setup.strict:
-            raise InputError(msg)
-        return setup.context, (msg,)
-    return setup.context, ()
 
 
 def _spec(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:
