@@ -1,0 +1,92 @@
+"""Models on ModelScope (``modelscope:org/name``), through the ``modelscope`` package
+(``pip install modelscope``).
+
+``config.json`` and the safetensors index come through ModelScope's own download and
+cache (``snapshot_download`` with ``allow_patterns``); each shard's header is read by
+two ranged GETs of the file URL ModelScope gives (``get_file_download_url``): the
+8-byte length, then the header. ``MODELSCOPE_DOMAIN`` (a mirror) and
+``MODELSCOPE_CACHE`` are the package's own settings.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from vramplan.errors import ConfigError, MissingExtraError, VramplanError
+from vramplan.model.hf_config import spec_from_config
+from vramplan.model.spec import ModelSpec
+from vramplan.model.stored import ModelSource
+from vramplan.sources.local import INDEX_FILE, SINGLE_FILE, read_index, with_checkpoint
+from vramplan.sources.reference import Reference
+from vramplan.sources.safetensors_header import (MAX_HEADER_BYTES, StoredTensor, parse_header_json,
+                                                 tensors_from_header)
+
+MODELSCOPE_HINT = "pip install modelscope"
+_TIMEOUT_S = 20
+
+
+def import_modelscope():
+    try:
+        from modelscope.hub.file_download import get_file_download_url
+        from modelscope.hub.snapshot_download import snapshot_download
+    except ImportError:
+        raise MissingExtraError(f"reading a ModelScope model needs the modelscope package: {MODELSCOPE_HINT} "
+                                "(or download it and give the local directory)") from None
+    return snapshot_download, get_file_download_url
+
+
+def _ranged(url: str, start: int, end: int, where: str) -> bytes:
+    import requests
+
+    response = requests.get(url, headers={"Range": f"bytes={start}-{end - 1}"}, timeout=_TIMEOUT_S)
+    if response.status_code not in (200, 206):
+        raise ConfigError(f"{where}: ModelScope answered HTTP {response.status_code}")
+    body = response.content
+    return body[:end - start] if response.status_code == 206 else body[start:end]
+
+
+def _remote_header(url: str, where: str) -> tuple[StoredTensor, ...]:
+    prefix = _ranged(url, 0, 8, where)
+    if len(prefix) < 8:
+        raise ConfigError(f"{where}: truncated safetensors file")
+    (length,) = struct.unpack("<Q", prefix)
+    if length > MAX_HEADER_BYTES:
+        raise ConfigError(f"{where}: safetensors header length {length:,} exceeds {MAX_HEADER_BYTES:,} bytes")
+    raw = _ranged(url, 8, 8 + length, where)
+    if len(raw) != length:
+        raise ConfigError(f"{where}: safetensors header truncated ({len(raw)} of {length} bytes)")
+    return tensors_from_header(parse_header_json(raw, where), where)
+
+
+def read_modelscope(ref: Reference) -> ModelSpec:
+    """The spec of a ModelScope repo from its config.json and safetensors headers."""
+    snapshot_download, get_file_download_url = import_modelscope()
+    if ref.gguf:
+        raise ConfigError(f"modelscope:{ref.repo}: GGUF tags are read from the Hugging Face Hub only; download "
+                          "the .gguf and give its path")
+    revision = ref.revision or "master"
+    try:
+        local = Path(snapshot_download(ref.repo, revision=ref.revision,
+                                       allow_patterns=["config.json", INDEX_FILE]))
+        if not (local / "config.json").is_file():
+            raise ConfigError(f"modelscope:{ref.repo}: the repo has no config.json")
+        from vramplan.model.hf_config import load_config_file
+
+        cfg = load_config_file(local)
+        spec = spec_from_config(cfg, name=f"modelscope:{ref.repo}", hub_id=None)
+        shards = sorted(set(read_index(local / INDEX_FILE).values())) if (local / INDEX_FILE).is_file() \
+            else [SINGLE_FILE]
+        tensors: list[StoredTensor] = []
+        for shard in shards:
+            url = get_file_download_url(ref.repo, shard, revision)
+            tensors.extend(_remote_header(url, f"modelscope:{ref.repo}/{shard}"))
+    except VramplanError:
+        raise
+    except Exception as exc:  # the package's and requests' errors, in one line
+        text = str(exc).splitlines()[0][:160] if str(exc) else ""
+        raise ConfigError(f"modelscope:{ref.repo}: reading from ModelScope failed ({type(exc).__name__}: {text}); "
+                          "check the id, the network or MODELSCOPE_DOMAIN, or use a local directory") from None
+    files = ("config.json", *((INDEX_FILE,) if shards != [SINGLE_FILE] else ()), *shards)
+    source = ModelSource(kind="modelscope", repo=ref.repo, revision=revision, files=files)
+    return with_checkpoint(spec, tuple(tensors), source, "safetensors")
