@@ -322,7 +322,15 @@ def weight_split_components(spec: ModelSpec, choice: WeightsChoice, tp: int = 1,
                             layers: Callable[[int], bool] | None = None) -> list[Component]:
     """``weights`` (unquantized choice) or ``weights/quantized`` + ``weights/unquantized``
     for one TP rank, counting only the decoder layers ``layers`` accepts (all when
-    None) plus the tensors outside the blocks when ``layers`` accepts -1."""
+    None) plus the tensors outside the blocks when ``layers`` accepts -1. A model read
+    from its files and kept in its own format weighs what it stores
+    (:mod:`vramplan.memory.stored_weights`)."""
+    if spec.checkpoint is not None:
+        from vramplan.memory.stored_weights import stored_weight_components
+
+        stored = stored_weight_components(spec, choice, tp, layers)
+        if stored is not None:
+            return stored
     price = choice_group_bytes(spec, choice, tp)
     uniform = isinstance(choice, WeightFormat)
     quant = layer_weights(spec, price, keep=lambda g: is_quantized(spec, choice, g), uniform=uniform)
