@@ -45,4 +45,36 @@ def read_model(text: str) -> ModelSpec:
     return read_reference(parse_repo(text, "hf://"))
 
 
-__all__ = ["Reference", "local_reference", "looks_like_repo", "parse_repo", "read_model", "read_reference"]
+def read_config(text: str) -> dict | None:
+    """The config.json a source form stands for (the trace builds the real model from
+    it), or ``None`` when ``text`` is not a source form (a catalog name, a config path)."""
+    text = text.strip()
+    ref = None
+    for scheme in ("hf://", "modelscope:"):
+        if text.startswith(scheme):
+            ref = parse_repo(text[len(scheme):], scheme)
+    if ref is None:
+        ref = local_reference(text)
+    if ref is None:
+        return None
+    if ref.kind == "local_dir":
+        from vramplan.model.hf_config import load_config_file
+
+        return load_config_file(ref.paths[0])
+    if ref.kind == "gguf_files":
+        from vramplan.sources.gguf_model import config_from_gguf
+        from vramplan.sources.gguf_header import read_gguf_file
+        from vramplan.sources.local import split_paths
+
+        first = split_paths(ref.paths[0])[0]
+        return config_from_gguf(read_gguf_file(first), str(first))
+    if ref.kind == "modelscope":
+        from vramplan.sources.modelscope import modelscope_config
+
+        return modelscope_config(ref)
+    from vramplan.sources.hub import hub_config
+
+    return hub_config(ref)
+
+
+__all__ = ["read_config", "Reference", "local_reference", "looks_like_repo", "parse_repo", "read_model", "read_reference"]

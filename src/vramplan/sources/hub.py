@@ -324,3 +324,20 @@ def _from_record(ref: Reference, sha: str, record: dict, kind: str = "hub") -> M
     return with_checkpoint(spec, _tensors_from_json(record["tensors"]), source, "safetensors")
 
 
+
+
+def hub_config(ref: Reference) -> dict:
+    """The config.json of a Hub repo (read through :func:`read_hub`, so cached alike);
+    for a GGUF file, the config its metadata maps to."""
+    spec = read_hub(ref)
+    key = f"gguf-{ref.gguf}" if ref.gguf else "safetensors"
+    record = _load_record(ref.repo, spec.checkpoint.source.revision, key) if spec.checkpoint else None
+    if record is None:  # a repo without safetensors: its config is in the HF cache
+        return _read_json(_download(ref, _load_ref(ref.repo, ref.revision) or ref.revision, "config.json"),
+                          f"{ref.repo}/config.json")
+    if "gguf" in record:
+        from vramplan.sources.gguf_model import config_from_gguf
+
+        name, header = record["gguf"][0]
+        return config_from_gguf(_header_from_json(header), name)
+    return record["config"]

@@ -90,3 +90,15 @@ def read_modelscope(ref: Reference) -> ModelSpec:
     files = ("config.json", *((INDEX_FILE,) if shards != [SINGLE_FILE] else ()), *shards)
     source = ModelSource(kind="modelscope", repo=ref.repo, revision=revision, files=files)
     return with_checkpoint(spec, tuple(tensors), source, "safetensors")
+
+
+def modelscope_config(ref: Reference) -> dict:
+    """The config.json of a ModelScope repo (through ModelScope's cache)."""
+    snapshot_download, _ = import_modelscope()
+    from vramplan.model.hf_config import load_config_file
+
+    try:
+        local = Path(snapshot_download(ref.repo, revision=ref.revision, allow_patterns=["config.json"]))
+    except Exception as exc:
+        raise ConfigError(f"modelscope:{ref.repo}: reading from ModelScope failed ({type(exc).__name__})") from None
+    return load_config_file(local)
