@@ -375,3 +375,76 @@ def hub(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
     yield server
     server.close()
+
+
+class FakeModelScope:
+    """Repos served on 127.0.0.1 the way ModelScope serves them: the file-list API
+    ``/api/v1/models/<id>/repo/files`` and files (ranged) at ``/api/v1/models/<id>/repo?FilePath=``."""
+
+    def __init__(self):
+        import urllib.parse
+
+        self.repos: dict[str, dict[str, bytes]] = {}
+        self.requests: list[tuple[str, str | None]] = []
+        ms = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code: int, body: bytes, headers: dict | None = None):
+                self.send_response(code)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                ms.requests.append((self.path, self.headers.get("Range")))
+                url = urllib.parse.urlparse(self.path)
+                query = dict(urllib.parse.parse_qsl(url.query))
+                parts = url.path.split("/")  # '', api, v1, models, org, name, repo[, files]
+                repo = "/".join(parts[4:6]) if len(parts) >= 7 else ""
+                files = ms.repos.get(repo)
+                if files is None:
+                    return self._send(404, b'{"Code":404,"Message":"not found"}')
+                if url.path.endswith("/repo/files"):
+                    listing = [{"Path": n, "Name": n, "Type": "blob", "Size": len(b),
+                                "Sha256": hashlib.sha256(b).hexdigest(), "Revision": "master"}
+                               for n, b in sorted(files.items())]
+                    return self._send(200, json.dumps({"Code": 200, "Success": True, "Data": {"Files": listing}})
+                                      .encode(), {"Content-Type": "application/json"})
+                data = files.get(query.get("FilePath", ""))
+                if data is None:
+                    return self._send(404, b"{}")
+                rng = self.headers.get("Range")
+                if rng:
+                    start_s, _, end_s = rng.removeprefix("bytes=").partition("-")
+                    start, end = int(start_s), min(int(end_s), len(data) - 1)
+                    return self._send(206, data[start:end + 1], {"Content-Range": f"bytes {start}-{end}/{len(data)}"})
+                self._send(200, data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def add_dir(self, repo: str, directory: Path) -> None:
+        self.repos[repo] = {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def modelscope_server(tmp_path, monkeypatch):
+    pytest.importorskip("modelscope")
+    server = FakeModelScope()
+    monkeypatch.setenv("MODELSCOPE_ENDPOINT", server.url)
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms-cache"))
+    monkeypatch.setenv("MODELSCOPE_API_TOKEN", "")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    yield server
+    server.close()

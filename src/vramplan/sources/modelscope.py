@@ -36,24 +36,38 @@ def import_modelscope():
     return snapshot_download, get_file_download_url
 
 
-def _ranged(url: str, start: int, end: int, where: str) -> bytes:
+def _endpoint_and_token() -> tuple[str | None, str | None]:
+    """The endpoint and token the package itself would use (``MODELSCOPE_ENDPOINT``,
+    ``MODELSCOPE_DOMAIN``, ``MODELSCOPE_API_TOKEN``, its saved login)."""
+    try:
+        from modelscope_hub.config import HubConfig
+    except ImportError:  # older modelscope releases: their own defaults
+        return None, None
+    config = HubConfig()
+    return config.endpoint, config.token or None
+
+
+def _ranged(url: str, start: int, end: int, where: str, token: str | None = None) -> bytes:
     import requests
 
-    response = requests.get(url, headers={"Range": f"bytes={start}-{end - 1}"}, timeout=_TIMEOUT_S)
+    headers = {"Range": f"bytes={start}-{end - 1}"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    response = requests.get(url, headers=headers, timeout=_TIMEOUT_S)
     if response.status_code not in (200, 206):
         raise ConfigError(f"{where}: ModelScope answered HTTP {response.status_code}")
     body = response.content
     return body[:end - start] if response.status_code == 206 else body[start:end]
 
 
-def _remote_header(url: str, where: str) -> tuple[StoredTensor, ...]:
-    prefix = _ranged(url, 0, 8, where)
+def _remote_header(url: str, where: str, token: str | None) -> tuple[StoredTensor, ...]:
+    prefix = _ranged(url, 0, 8, where, token)
     if len(prefix) < 8:
         raise ConfigError(f"{where}: truncated safetensors file")
     (length,) = struct.unpack("<Q", prefix)
     if length > MAX_HEADER_BYTES:
         raise ConfigError(f"{where}: safetensors header length {length:,} exceeds {MAX_HEADER_BYTES:,} bytes")
-    raw = _ranged(url, 8, 8 + length, where)
+    raw = _ranged(url, 8, 8 + length, where, token)
     if len(raw) != length:
         raise ConfigError(f"{where}: safetensors header truncated ({len(raw)} of {length} bytes)")
     return tensors_from_header(parse_header_json(raw, where), where)
@@ -77,10 +91,11 @@ def read_modelscope(ref: Reference) -> ModelSpec:
         spec = spec_from_config(cfg, name=f"modelscope:{ref.repo}", hub_id=None)
         shards = sorted(set(read_index(local / INDEX_FILE).values())) if (local / INDEX_FILE).is_file() \
             else [SINGLE_FILE]
+        endpoint, token = _endpoint_and_token()
         tensors: list[StoredTensor] = []
         for shard in shards:
-            url = get_file_download_url(ref.repo, shard, revision)
-            tensors.extend(_remote_header(url, f"modelscope:{ref.repo}/{shard}"))
+            url = get_file_download_url(ref.repo, shard, revision, endpoint=endpoint)
+            tensors.extend(_remote_header(url, f"modelscope:{ref.repo}/{shard}", token))
     except VramplanError:
         raise
     except Exception as exc:  # the package's and requests' errors, in one line
