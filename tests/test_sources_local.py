@@ -161,3 +161,23 @@ def test_models_search_stays_offline():
 def test_catalog_hub_ids_stay_offline():
     spec = resolve_model("meta-llama/Llama-3.1-8B")
     assert spec.checkpoint is None and spec.num_layers == 32
+
+
+def test_a_method_the_format_table_does_not_know_weighs_what_it_stores(tmp_path):
+    import torch
+
+    sd = state_dict(LLAMA)
+    for n in [n for n in sd if ".layers." in n and n.endswith("proj.weight")]:
+        o, i = sd[n].shape
+        sd[n] = torch.zeros(o * i // 4, dtype=torch.uint8)  # a 2-bit packing
+        sd[n.replace(".weight", ".meta")] = torch.zeros(o, 2, dtype=torch.float16)
+    cfg = {**LLAMA, "quantization_config": {"quant_method": "hqq", "nbits": 2}}
+    d = write_checkpoint(tmp_path / "hqq", cfg, sd)
+    spec = resolve_model(str(d))
+    from vramplan.inference import InferenceSetup, estimate_inference
+
+    est = estimate_inference(spec, InferenceSetup())
+    assert est.get("weights") == data_bytes_of_files(d)
+    assert est.details["weights_format"].startswith("as-stored:hqq")
+    with pytest.raises(Exception, match="quant_method"):  # the architecture alone cannot price it
+        resolve_model(str(d / "config.json")) and estimate_inference(str(d / "config.json"), InferenceSetup())

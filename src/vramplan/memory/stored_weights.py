@@ -33,10 +33,34 @@ def stored_applies(spec: ModelSpec, choice, engine_gguf: bool = False) -> bool:
         return engine_gguf
     if engine_gguf:
         return False
+    if getattr(choice, "name", "").startswith(STORED_FORMAT_PREFIX):
+        return True
     from vramplan.memory.weights import choice_name, resolve_weights
 
     own = resolve_weights(replace(spec, checkpoint=None), None)
     return choice_name(choice) == choice_name(own)
+
+
+STORED_FORMAT_PREFIX = "as-stored"
+
+
+def stored_format(spec: ModelSpec):
+    """A :class:`~vramplan.quant.WeightFormat` for a checkpoint whose
+    ``quantization_config`` names a method the format table does not know (hqq,
+    torchao, aqlm ...): its bytes are the stored bytes, and its linear layout is priced
+    at the checkpoint's average stored bits per parameter (used only to split it over
+    tensor-parallel ranks)."""
+    from math import ceil
+
+    from vramplan.model.params import count_params
+    from vramplan.quant import WeightFormat
+
+    method = str(spec.quantization_config.get("quant_method", "unknown"))
+    bits = 8 * spec.checkpoint.explained_bytes / max(1, count_params(replace(spec, checkpoint=None)).total_params)
+    return WeightFormat(name=f"{STORED_FORMAT_PREFIX}:{method}",
+                        description=f"{method} checkpoint as stored ({bits:.2f} bits/parameter on average)",
+                        linear_bytes=lambda out_f, in_f: ceil(out_f * in_f * bits / 8),
+                        unquantized_dtype=spec.dtype, skip_modules=())
 
 
 def stored_weight_components(spec: ModelSpec, choice, tp: int = 1,

@@ -260,7 +260,14 @@ def resolve_weights(spec: ModelSpec, text: str | WeightFormat | GgufRecipe | Non
         choice: WeightsChoice = text
     elif text is None or normalize_name(text) in ("auto", "checkpoint"):
         qc = spec.quantization_config
-        choice = format_from_quantization_config(qc, dtype=spec.dtype) if qc else get_format(spec.dtype)
+        try:
+            choice = format_from_quantization_config(qc, dtype=spec.dtype) if qc else get_format(spec.dtype)
+        except InputError:
+            if spec.checkpoint is None:
+                raise
+            from vramplan.memory.stored_weights import stored_format  # read from headers: no table needed
+
+            choice = stored_format(spec)
     else:
         choice = _named_weights(text)
     check_format_applies(spec, choice)
