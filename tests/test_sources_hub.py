@@ -165,3 +165,32 @@ def test_gated_repo_with_hf_token(hub, repo, monkeypatch):
     hub.gated.add("org/tiny")
     monkeypatch.setenv("HF_TOKEN", "hf_loopback_token")
     assert resolve_model("org/tiny").checkpoint.source.repo == "org/tiny"
+
+
+def test_gguf_with_mmproj_offline_rerun_and_python_api(hub, tmp_path, monkeypatch):
+    import gguf
+
+    from test_sources_fixtures import write_mmproj
+    from vramplan.inference import InferenceSetup, estimate_inference
+
+    d = tmp_path / "gg"
+    d.mkdir()
+    (q8,) = write_gguf(d / "tiny-Q8_0.gguf", LLAMA, "Q8_0")
+    mm = write_mmproj(d / "mmproj-tiny-F16.gguf")
+    hub.add_dir("org/tiny-GGUF", d)
+    spec = resolve_model("org/tiny-GGUF:Q8_0+mmproj")
+    assert spec.checkpoint.source.files == ("tiny-Q8_0.gguf", "mmproj-tiny-F16.gguf")
+    assert [p.bytes for p in spec.checkpoint.extra_parts] == [sum(int(t.n_bytes) for t in gguf.GGUFReader(str(mm)).tensors)]
+    est = estimate_inference("org/tiny-GGUF:Q8_0+mmproj", InferenceSetup(engine="llamacpp"))
+    stored = spec.checkpoint.total_bytes
+    assert est.get("weights") + sum(c.bytes for c in est.host_components if c.name == "weights") == stored
+    hub.close()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve_model("org/tiny-GGUF:Q8_0+mmproj").checkpoint.total_bytes == stored
+
+
+def test_trace_reads_the_hub_config(hub, repo):
+    from vramplan.trace.run import resolve_config
+
+    name, config = resolve_config("org/tiny")
+    assert config["hidden_size"] == LLAMA["hidden_size"] and name == "org/tiny"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from vramplan.errors import ConfigError, InputError, MissingExtraError, VramplanError
@@ -251,9 +252,22 @@ def _fetch_safetensors(ref: Reference, sha: str, files: tuple[str, ...]) -> dict
     return {"config": config, "files": ["config.json", *names], "tensors": _tensors_to_json(tuple(tensors))}
 
 
+def _pick_mmproj(ref: Reference, ggufs: list[str], wanted: str) -> list[str]:
+    """The projector named after ``+`` in ``org/name:Q4_K_M+mmproj`` (the repo's only
+    mmproj file) or ``+mmproj-F16.gguf`` (by name)."""
+    projectors = sorted(f for f in ggufs if "mmproj" in f.lower())
+    chosen = [f for f in projectors if f.lower() == wanted] if wanted.endswith(".gguf") else projectors
+    if len(chosen) != 1:
+        raise InputError(f"{_display(ref)}: '+{wanted}' matches {len(chosen)} mmproj files"
+                         + (f" ({', '.join(projectors[:4])}); name one, e.g. +{projectors[0]}" if projectors else ""))
+    return chosen
+
+
 def _pick_gguf(ref: Reference, files: tuple[str, ...]) -> list[str]:
     ggufs = [f for f in files if f.lower().endswith(".gguf")]
-    tag = ref.gguf.lower()
+    tag, _, projector = ref.gguf.lower().partition("+")
+    if projector:
+        return _pick_gguf(replace(ref, gguf=tag), files) + _pick_mmproj(ref, ggufs, projector)
     if tag in (f.lower() for f in ggufs):
         chosen = [f for f in ggufs if f.lower() == tag]
     else:

@@ -5,6 +5,7 @@
     org/name  org/name@rev           a Hugging Face Hub repo (after the catalog had no match)
     hf://org/name[@rev]               a Hub repo, catalog skipped
     org/name:Q4_K_M                   a GGUF file of a Hub repo, by quant tag or file name
+    org/name:Q4_K_M+mmproj            ... with the repo's mmproj projector
     modelscope:org/name[@rev][:TAG]   a ModelScope repo
 """
 
