@@ -446,5 +446,15 @@ def modelscope_server(tmp_path, monkeypatch):
     monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms-cache"))
     monkeypatch.setenv("MODELSCOPE_API_TOKEN", "")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    _reset_modelscope_config()  # the package keeps its endpoint per process; each test has its own server
     yield server
     server.close()
+    _reset_modelscope_config()
+
+
+def _reset_modelscope_config() -> None:
+    try:
+        from modelscope_hub.config import set_default_config
+    except ImportError:
+        return
+    set_default_config(None)

@@ -46,3 +46,11 @@ def test_missing_modelscope_repo_one_line(modelscope_server, ms_repo):
     with pytest.raises(ConfigError) as exc:
         resolve_model("modelscope:org/missing")
     assert "\n" not in str(exc.value) and "modelscope:org/missing" in str(exc.value)
+
+
+def test_second_run_without_modelscope_uses_the_kept_headers(modelscope_server, ms_repo, monkeypatch):
+    first = resolve_model("modelscope:org/tiny")
+    modelscope_server.close()
+    again = resolve_model("modelscope:org/tiny")
+    assert again.checkpoint.total_bytes == first.checkpoint.total_bytes
+    assert any("unreachable" in n for n in again.notes)

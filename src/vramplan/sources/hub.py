@@ -24,6 +24,7 @@ from vramplan.errors import ConfigError, InputError, MissingExtraError, Vramplan
 from vramplan.model.hf_config import spec_from_config
 from vramplan.model.spec import ModelSpec
 from vramplan.model.stored import ModelSource
+from vramplan.sources import header_cache
 from vramplan.sources.gguf_header import ArrayLength, GgufHeader, read_gguf_ranged
 from vramplan.sources.local import INDEX_FILE, SINGLE_FILE, is_mmproj, spec_from_gguf_headers, with_checkpoint
 from vramplan.sources.reference import Reference
@@ -31,7 +32,6 @@ from vramplan.sources.safetensors_header import StoredTensor, tensors_from_heade
 
 HUB_HINT = 'pip install "vramplan[hub]"'
 _SHA = re.compile(r"^[0-9a-f]{40}$")
-_HEADER_CACHE_VERSION = 1
 
 
 def import_hub():
@@ -119,55 +119,30 @@ def explain(exc: BaseException, ref: Reference) -> VramplanError:
 
 
 # ---- the header cache beside the HF cache -------------------------------------------
-def _record_dir(repo: str) -> Path:
-    return _cache_dir() / "vramplan-headers" / ("models--" + repo.replace("/", "--"))
-
-
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
-
-
 def _save_ref(repo: str, revision: str | None, sha: str) -> None:
-    d = _record_dir(repo) / "refs"
-    d.mkdir(parents=True, exist_ok=True)
-    (d / _safe_name(revision or "main")).write_text(sha)
+    header_cache.save_ref(_cache_dir(), "model", repo, revision or "main", sha)
 
 
 def _load_ref(repo: str, revision: str | None) -> str | None:
     if revision and _SHA.match(revision):
         return revision
-    p = _record_dir(repo) / "refs" / _safe_name(revision or "main")
-    if p.is_file():
-        return p.read_text().strip()
+    sha = header_cache.load_ref(_cache_dir(), "model", repo, revision or "main")
+    if sha:
+        return sha
     hf_ref = _cache_dir() / ("models--" + repo.replace("/", "--")) / "refs" / (revision or "main")
     return hf_ref.read_text().strip() if hf_ref.is_file() else None
 
 
 def _save_record(repo: str, sha: str, key: str, record: dict) -> None:
-    d = _record_dir(repo) / sha
-    d.mkdir(parents=True, exist_ok=True)
-    tmp = d / f".{_safe_name(key)}.json.tmp"
-    tmp.write_text(json.dumps({"version": _HEADER_CACHE_VERSION, **record}))
-    tmp.replace(d / f"{_safe_name(key)}.json")
+    header_cache.save_record(_cache_dir(), "model", repo, sha, key, record)
 
 
 def _load_record(repo: str, sha: str, key: str) -> dict | None:
-    p = _record_dir(repo) / sha / f"{_safe_name(key)}.json"
-    if not p.is_file():
-        return None
-    try:
-        record = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return record if record.get("version") == _HEADER_CACHE_VERSION else None
+    return header_cache.load_record(_cache_dir(), "model", repo, sha, key)
 
 
-def _tensors_to_json(tensors: tuple[StoredTensor, ...]) -> list:
-    return [[t.name, t.dtype, list(t.shape), t.nbytes] for t in tensors]
-
-
-def _tensors_from_json(rows: list) -> tuple[StoredTensor, ...]:
-    return tuple(StoredTensor(name=n, dtype=d, shape=tuple(s), nbytes=b) for n, d, s, b in rows)
+_tensors_to_json = header_cache.tensors_to_json
+_tensors_from_json = header_cache.tensors_from_json
 
 
 # ---- reading ------------------------------------------------------------------------
