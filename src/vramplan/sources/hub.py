@@ -309,7 +309,8 @@ def _from_record(ref: Reference, sha: str, record: dict, kind: str = "hub") -> M
         return spec_from_gguf_headers(model, source, mmproj)
     spec = spec_from_config(record["config"], name=ref.repo, hub_id=ref.repo)
     if record["tensors"] is None:
-        return spec
+        return replace(spec, notes=spec.notes + ("the repo has no safetensors checkpoint: weights from the "
+                                                 "architecture, not from stored tensors",))
     return with_checkpoint(spec, _tensors_from_json(record["tensors"]), source, "safetensors")
 
 

@@ -66,6 +66,13 @@ def _extra_name(name: str, prefix: str | None, layer: int | None, num_layers: in
     return ".".join(parts[:2]) if len(parts) > 2 else parts[0]
 
 
+def _outside_blocks(name: str, root: str) -> bool:
+    """A text-model tensor outside the blocks: ``<root>norm.weight``, or a top-level head
+    (``lm_head.weight``, GGUF ``output.weight``) whatever the root."""
+    inner = name[len(root):] if name.startswith(root) else name
+    return inner.startswith(_TEXT_TOP)
+
+
 def _is_packed(t: StoredTensor) -> bool:
     return t.name.endswith(_PACKED_SUFFIXES) or (t.dtype in _PACKED_DTYPES and t.name.endswith(".weight")
                                                  and len(t.shape) >= 2)
@@ -93,8 +100,7 @@ def build_checkpoint(spec: ModelSpec, tensors: Iterable[StoredTensor], source: M
             per_layer[layer] += t.nbytes
         elif layer is None and t.name.startswith(root) and _EMBEDDING.search("." + t.name[len(root):]):
             embedding += t.nbytes
-        elif layer is None and (t.name[len(root):].startswith(_TEXT_TOP) if t.name.startswith(root) else False
-                                or t.name.startswith(_TEXT_TOP)):
+        elif layer is None and _outside_blocks(t.name, root):
             output += t.nbytes
         else:
             part = extras.setdefault(_extra_name(t.name, prefix, layer, spec.num_layers), [0, 0, 0])
