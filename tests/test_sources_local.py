@@ -181,3 +181,12 @@ def test_a_method_the_format_table_does_not_know_weighs_what_it_stores(tmp_path)
     assert est.details["weights_format"].startswith("as-stored:hqq")
     with pytest.raises(Exception, match="quant_method"):  # the architecture alone cannot price it
         resolve_model(str(d / "config.json")) and estimate_inference(str(d / "config.json"), InferenceSetup())
+
+
+@pytest.mark.exact
+def test_trace_takes_a_gguf(tmp_path):
+    """The trace builds the real model from the config the GGUF metadata maps to."""
+    (g,) = write_gguf(tmp_path / "m-Q8_0.gguf", LLAMA, "Q8_0")
+    r = _cli("trace", str(g), "--seq", "16", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["total_bytes"] > 0
