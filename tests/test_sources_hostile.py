@@ -210,3 +210,14 @@ def test_memory_stays_bounded_on_a_huge_claim(tmp_path):
         with pytest.raises(ConfigError):
             read_gguf_file(path)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB
+
+
+def test_token_list_with_a_string_longer_than_the_file(tmp_path):
+    """A long string array (a vocabulary) whose second string claims 2^63 bytes."""
+    key = b"tokenizer.ggml.tokens"
+    strings = struct.pack("<Q", 1) + b"a" + struct.pack("<Q", 2**63) + b"b" * 8
+    body = struct.pack("<Q", len(key)) + key + struct.pack("<IIQ", 9, 8, 5000) + strings
+    path = tmp_path / "m.gguf"
+    path.write_bytes(_gguf(n_kv=1, body=body) + b"\0" * 40_000)
+    with pytest.raises(ConfigError, match="past the end|length"):
+        read_gguf_file(path)
