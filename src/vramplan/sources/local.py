@@ -11,18 +11,20 @@ import json
 import re
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vramplan.errors import ConfigError
 from vramplan.model.hf_config import load_config_file, spec_from_config
 from vramplan.model.spec import ModelSpec
 from vramplan.model.stored import ModelSource
-from vramplan.sources.gguf_header import GgufHeader, read_gguf_file
-from vramplan.sources.gguf_model import config_from_gguf
 from vramplan.sources.inventory import build_checkpoint, checkpoint_notes
 from vramplan.sources.safetensors_header import StoredTensor, read_safetensors_file
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
+if TYPE_CHECKING:
+    from vramplan.sources.gguf_header import GgufHeader
+
 _SPLIT = re.compile(r"^(?P<stem>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 """llama.cpp's split naming (``llama_split_path``): ``<stem>-%05d-of-%05d.gguf``."""
 
@@ -122,6 +124,8 @@ def spec_from_gguf_headers(headers: list[tuple[str, GgufHeader]], source: ModelS
                            mmproj: list[tuple[str, GgufHeader]]) -> ModelSpec:
     """The spec of a GGUF model from the headers of its files (split files in order),
     with any ``mmproj`` files as the ``mmproj`` part."""
+    from vramplan.sources.gguf_model import config_from_gguf
+
     first_name, first = headers[0]
     cfg = config_from_gguf(first, first_name)
     name = first.metadata.get("general.name") or first_name
@@ -134,6 +138,8 @@ def spec_from_gguf_headers(headers: list[tuple[str, GgufHeader]], source: ModelS
 def read_gguf_paths(paths: list[Path]) -> ModelSpec:
     """One GGUF model from local files: the model (any split of it) and optional
     ``mmproj`` projector files."""
+    from vramplan.sources.gguf_header import read_gguf_file
+
     model: list[tuple[str, GgufHeader]] = []
     mmproj: list[tuple[str, GgufHeader]] = []
     for given in paths:
