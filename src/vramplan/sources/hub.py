@@ -273,14 +273,22 @@ def _fetch_gguf(ref: Reference, sha: str, files: tuple[str, ...]) -> dict:
             raise ConfigError(f"{ref.repo}/{filename}: the Hub gave no file size")
         auth = build_hf_headers(token=_token())
 
-        def fetch(start: int, end: int, url=url) -> bytes:
-            response = get_session().get(url, headers={**auth, "Range": f"bytes={start}-{end - 1}"},
-                                         timeout=_timeout_s(), follow_redirects=True)
-            hf_raise_for_status(response)
-            if response.status_code != 206 and start > 0:
-                raise ConfigError(f"{ref.repo}/{filename}: the server ignored the byte range")
-            body = response.content
-            return body[:end - start] if response.status_code == 206 else body[start:end]
+        def fetch(start: int, end: int, url=url, filename=filename) -> bytes:
+            """Bytes [start, end) by a ranged GET, streamed so that a server ignoring the
+            range is read no further than ``end``."""
+            with get_session().stream("GET", url, headers={**auth, "Range": f"bytes={start}-{end - 1}"},
+                                      timeout=_timeout_s(), follow_redirects=True) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    hf_raise_for_status(response)
+                if response.status_code != 206 and start > 0:
+                    raise ConfigError(f"{ref.repo}/{filename}: the server ignored the byte range")
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) >= end - start:
+                        break
+                return bytes(body[:end - start])
 
         header = read_gguf_ranged(fetch, size, f"{ref.repo}/{filename}")
         headers_out.append((filename, _header_to_json(header)))
