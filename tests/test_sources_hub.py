@@ -194,3 +194,12 @@ def test_trace_reads_the_hub_config(hub, repo):
 
     name, config = resolve_config("org/tiny")
     assert config["hidden_size"] == LLAMA["hidden_size"] and name == "org/tiny"
+
+
+def test_unreachable_hub_names_the_close_catalog_entries(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "c"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(ConfigError, match="cannot connect.*the built-in catalog has 'meta-llama/llama-3.1-8b'"):
+        resolve_model("meta-llama/Llama-3.1-8B-Instruct")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vramplan.errors import UnknownNameError
+from vramplan.errors import ConfigError, UnknownNameError
 from vramplan.model.custom import ParamOnlyModel
 from vramplan.model.spec import ModelSpec
 from vramplan.units import looks_like_param_count, parse_param_count
@@ -51,9 +51,15 @@ def resolve_model(text: str | ModelSpec | ParamOnlyModel) -> Model:
 
     try:
         return find_model(text).spec()
-    except UnknownNameError:
+    except UnknownNameError as unknown:
         from vramplan.sources import looks_like_repo, read_model
 
-        if looks_like_repo(text):
+        if not looks_like_repo(text):
+            raise
+        try:
             return read_model(text)
-        raise
+        except ConfigError as exc:  # say what the catalog has that is close, when the Hub fails
+            if not unknown.suggestions:
+                raise
+            close = " or ".join(repr(s) for s in unknown.suggestions)
+            raise ConfigError(f"{exc}; the built-in catalog has {close}") from None
