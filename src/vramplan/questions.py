@@ -43,6 +43,8 @@ def model_from(values: Mapping[str, Any]) -> ModelSpec | ParamOnlyModel:
 
     arch = {o.name: values[o.name] for o in ARCH_OPTIONS if values.get(o.name) is not None}
     model = values.get("model")
+    if model is not None and not isinstance(model, str) and not arch:
+        return model  # already resolved (a ModelSpec or a bare parameter count)
     if arch:
         if model:
             raise InputError(f"MODEL {model!r} and architecture flags ({', '.join('--' + k.replace('_', '-') for k in arch)}) "
@@ -53,8 +55,9 @@ def model_from(values: Mapping[str, Any]) -> ModelSpec | ParamOnlyModel:
                              "(needed with any of --layers --hidden --heads --kv-heads --intermediate --vocab)")
         return custom_spec(**arch)
     if not model:
-        raise InputError("MODEL: expected a catalog name (see `vramplan models`), a config.json path, "
-                         "a parameter count like 7B, or --layers/--hidden/--heads")
+        raise InputError("MODEL: expected a catalog name (see `vramplan models`), a Hub id (org/name), a checkpoint "
+                         "directory, a .gguf file, a config.json path, a parameter count like 7B, "
+                         "or --layers/--hidden/--heads")
     return resolve_model(model)
 
 

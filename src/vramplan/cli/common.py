@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
 def units_option(func: Any) -> Any:
     """``--units GiB|GB`` (declared in :data:`vramplan.options.COMMON_OPTIONS`)."""
     from vramplan.options import COMMON_OPTIONS
@@ -17,7 +19,12 @@ def units_option(func: Any) -> Any:
 
 
 def emit_json(data: Any) -> None:
-    """Write ``data`` as indented JSON to stdout."""
+    """Write ``data`` as indented JSON to stdout, naming the model's source when it was
+    read from files (:func:`vramplan.cli.model_options.remember_source`)."""
+    ctx = click.get_current_context(silent=True)
+    source = ctx.meta.get("vramplan.model_source") if ctx is not None else None
+    if source and isinstance(data, dict):
+        data = {**data, **source}
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from vramplan.cli.common import click_options, console, emit_json, json_option, table, units_option
-from vramplan.cli.model_options import model_argument
+from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
 from vramplan.options import infer_options
 
 
@@ -75,7 +75,7 @@ def command(model: str | None, list_formats: bool, units: str, as_json: bool, **
         return
     from vramplan import questions
 
-    est = questions.infer({"model": model, **values})
+    est = questions.infer({"model": model_from_cli(model, pop_arch_flags(values)), **values})
     if as_json:
         emit_json(est.to_dict())
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from vramplan.cli.common import console, emit_json, json_option, table
-from vramplan.cli.model_options import model_argument
+from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
 
 
 @click.command("params")
@@ -21,7 +21,7 @@ def command(model: str | None, as_json: bool, **arch: int | None) -> None:
     """
     from vramplan import questions
 
-    data = questions.params({"model": model, **arch})
+    data = questions.params({"model": model_from_cli(model, pop_arch_flags(arch)), **arch})
     if as_json:
         emit_json(data)
         return

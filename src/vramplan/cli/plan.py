@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 
 from vramplan.cli.common import click_options, console, emit_json, json_option, table, units_option
-from vramplan.cli.model_options import model_argument
+from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
 from vramplan.cli.parallel_options import layout_options
 from vramplan.options import plan_options
 
@@ -27,7 +27,7 @@ def command(model: str | None, export_to: str | None, units: str, as_json: bool,
     """
     from vramplan import questions
 
-    report = questions.plan({"model": model, **values})
+    report = questions.plan({"model": model_from_cli(model, pop_arch_flags(values)), **values})
     if export_to:
         from vramplan.export import export_config
 

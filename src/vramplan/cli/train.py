@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vramplan.cli.model_options import model_argument
+from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
 from vramplan.cli.common import click_options, console, emit_json, json_option, table, units_option
 from vramplan.options import train_options
 from vramplan.cli.parallel_options import layout_options
@@ -21,7 +21,7 @@ def command(model: str | None, units: str, as_json: bool, **values) -> None:
     --zero, --fsdp, --offload...), the memory of the busiest GPU of that layout."""
     from vramplan import questions
 
-    data = questions.train({"model": model, **values}).to_dict()
+    data = questions.train({"model": model_from_cli(model, pop_arch_flags(values)), **values}).to_dict()
     if as_json:
         emit_json(data)
         return
