@@ -32,8 +32,12 @@ _LAZY = {
     "TrainingSetup": "vramplan.training", "estimate_training": "vramplan.training",
     "ParallelLayout": "vramplan.parallel", "TrainingJob": "vramplan.distributed",
     "PlanRequest": "vramplan.planner", "plan": "vramplan.planner",
+    "plan_training": "vramplan.plans", "plan_inference": "vramplan.plans", "PlanReport": "vramplan.plans",
+    "LayoutRequest": "vramplan.parallel", "TrainingEstimate": "vramplan.training",
+    "InferenceEstimate": "vramplan.inference",
     "GpuSpec": "vramplan.gpus", "find_gpu": "vramplan.gpus", "list_gpus": "vramplan.gpus",
     "get_format": "vramplan.quant", "get_dtype": "vramplan.dtypes",
+    "RLJob": "vramplan.jobs", "estimate_rl": "vramplan.jobs", "report_rl": "vramplan.jobs.solvers",
 }
 
 

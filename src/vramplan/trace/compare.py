@@ -31,16 +31,27 @@ OPTIMIZER_NAMES: dict[tuple[str, str], str] = {
     ("adamw", "foreach"): "adamw", ("adam", "foreach"): "adamw",
     ("adamw", "fused"): "adamw-fused", ("adam", "fused"): "adamw-fused",
     ("adamw", "forloop"): "adamw-forloop", ("adam", "forloop"): "adamw-forloop",
-    ("adamw8bit", "foreach"): "adamw-8bit", ("adamw8bit", "fused"): "adamw-8bit", ("adamw8bit", "forloop"): "adamw-8bit",
     ("sgd", "foreach"): "sgd-momentum", ("sgd", "fused"): "sgd-momentum", ("sgd", "forloop"): "sgd-momentum",
 }
+
+
+def analytical_optimizer(setup: TraceSetup) -> str:
+    """The analytical optimizer of the traced one; a pair without a twin is an error,
+    never a silent stand-in."""
+    from vramplan.errors import InputError
+
+    key = (setup.optimizer, setup.optimizer_impl)
+    if key not in OPTIMIZER_NAMES:
+        raise InputError(f"optimizer {setup.optimizer!r} with optimizer_impl {setup.optimizer_impl!r}: the analytical "
+                         "model has no twin to compare with; trace with optimizer_impl 'foreach' or 'fused'")
+    return OPTIMIZER_NAMES[key]
 
 
 def training_setup(setup: TraceSetup):
     """The :class:`~vramplan.training.TrainingSetup` of a traced training step."""
     from vramplan.training import TrainingSetup
 
-    optimizer = OPTIMIZER_NAMES.get((setup.optimizer, setup.optimizer_impl), "adamw")
+    optimizer = analytical_optimizer(setup)
     return TrainingSetup(method=setup.method, precision=setup.precision, optimizer=optimizer,
                          load_dtype=setup.load_dtype if setup.method != "qlora" else None,
                          batch=setup.batch_size, seq=setup.seq_len, recompute="full" if setup.recompute else "none",
