@@ -14,7 +14,9 @@ Per layer and token, one rank of ``tp`` holds
 
 Tokens held per sequence: a full-attention layer holds the whole context, a
 sliding-window layer at most ``sliding_window`` tokens (``ModelSpec.attention_kinds()``;
-Mistral v0.1, Gemma 2/3, gpt-oss). Paged engines round each sequence's tokens up to
+Mistral v0.1, Gemma 2/3, gpt-oss), a chunked layer (Llama 4) at most one
+``attention_chunk_size`` chunk (transformers' cache keeps chunked layers as sliding
+windows of the chunk size, cache_utils.py). Paged engines round each sequence's tokens up to
 whole blocks (vLLM ``block_size`` 16).
 
 Cache element formats (:data:`KV_DTYPES`): fp32/fp16/bf16; fp8 (e4m3/e5m2, vLLM
@@ -138,6 +140,8 @@ def tokens_held(spec: ModelSpec, layer: int, context_tokens: int, sliding_extra_
     kind = spec.attention_kinds()[layer]
     if kind == "sliding_attention" and spec.sliding_window is not None:
         return min(context_tokens, spec.sliding_window + sliding_extra_tokens)
+    if kind == "chunked_attention" and spec.attention_chunk_size is not None:
+        return min(context_tokens, spec.attention_chunk_size + sliding_extra_tokens)
     return context_tokens
 
 

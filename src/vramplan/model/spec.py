@@ -16,7 +16,7 @@ from vramplan.errors import ConfigError
 
 NormKind = Literal["rmsnorm", "layernorm"]
 QKNormKind = Literal["none", "per_head", "full"]
-AttentionKind = Literal["full_attention", "sliding_attention"]
+AttentionKind = Literal["full_attention", "sliding_attention", "chunked_attention"]
 
 
 def _positive(name: str, value: object) -> None:
@@ -45,6 +45,9 @@ class MoESpec:
     """The router linear carries a bias (gpt-oss)."""
     expert_bias: bool = False
     """Expert projections carry biases (gpt-oss)."""
+    router_score_bias: bool = False
+    """The router holds a learned per-expert score-correction bias as a parameter
+    (ERNIE 4.5 MoE, AFMoE); DeepSeek-V3 keeps it as a buffer (not a parameter)."""
 
     def __post_init__(self) -> None:
         _positive("num_experts", self.num_experts)
@@ -105,9 +108,28 @@ class ModelSpec:
     """Output head shares the embedding matrix."""
     norm: NormKind = "rmsnorm"
     """RMSNorm (weight only) or LayerNorm (weight and bias)."""
+    norm_bias: bool = True
+    """A LayerNorm carries a bias (False: weight-only LayerNorm, Cohere); ignored for
+    RMSNorm."""
     norms_per_layer: int = 2
-    """Norm layers inside one block: 2 for pre-norm blocks, 4 for Gemma 2/3 (pre and
-    post around attention and MLP)."""
+    """Norm layers inside one block: 2 for pre-norm blocks, 1 for parallel
+    attention+MLP blocks (GPT-J, Falcon-7B, Cohere), 4 for Gemma 2/3 (pre and post
+    around attention and MLP), 0 for OLMo's parameter-free LayerNorm."""
+    final_norm: bool = True
+    """A norm after the last block (False: OLMo's parameter-free LayerNorm)."""
+    embedding_norm: bool = False
+    """A norm right after the token embedding (BLOOM ``word_embeddings_layernorm``)."""
+    parallel_block: bool = False
+    """Attention and MLP read the same normalized input and their outputs are added
+    (GPT-J, Falcon-7B, Cohere, Phi-2); shapes are those of a sequential block."""
+    alibi: bool = False
+    """Positions enter as ALiBi biases on attention scores (BLOOM, MPT, Falcon-RW): no
+    parameters, no rotary embedding."""
+    head_bias: bool = False
+    """The output head carries a bias (GPT-J, CodeGen, Phi-2)."""
+    layer_intermediate_sizes: tuple[int, ...] = ()
+    """Per layer: dense MLP width, when layers differ (OpenELM-style configs give a list);
+    empty when every dense layer has ``intermediate_size``."""
     qk_norm: QKNormKind = "none"
     """RMSNorm on queries and keys: over head_dim (Qwen3, Gemma 3), over the whole
     projection (OLMo 2), or none."""
@@ -125,6 +147,9 @@ class ModelSpec:
     """Activation function name as in the config."""
     learned_position_embeddings: bool = False
     """A learned absolute position table (GPT-2) instead of rotary positions."""
+    position_embedding_offset: int = 0
+    """Extra rows of the position table (OPT and BART keep 2 more than
+    ``max_position_embeddings``)."""
     partial_rotary_factor: float = 1.0
     """Fraction of each head's dims that carry rotary position (GPT-NeoX ``rotary_pct``,
     0.25 in Pythia); 1.0 when the whole head rotates."""
@@ -136,8 +161,12 @@ class ModelSpec:
     """Multi-head latent attention, or ``None`` for MHA/GQA/MQA."""
     sliding_window: int | None = None
     """Tokens a sliding-window layer attends to; ``None`` when no layer slides."""
+    attention_chunk_size: int | None = None
+    """Tokens of one attention chunk in chunked layers (Llama 4 ``attention_chunk_size``):
+    a chunked layer attends within its chunk, so its cache holds at most one chunk
+    (transformers caches it as a sliding window of that size)."""
     layer_types: tuple[AttentionKind, ...] = ()
-    """Per layer: full or sliding attention. Empty means all full."""
+    """Per layer: full, sliding or chunked attention. Empty means all full."""
     dtype: str = "bf16"
     """The checkpoint's dtype (``torch_dtype`` in config.json)."""
     quantization_json: str = ""
@@ -151,7 +180,17 @@ class ModelSpec:
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim",
                      "intermediate_size", "vocab_size", "max_position_embeddings", "norms_per_layer"):
-            _positive(name, getattr(self, name))
+            if name != "norms_per_layer":
+                _positive(name, getattr(self, name))
+        if isinstance(self.norms_per_layer, bool) or not isinstance(self.norms_per_layer, int) \
+                or self.norms_per_layer < 0:
+            raise ConfigError(f"norms_per_layer: expected a count >= 0, got {self.norms_per_layer!r}")
+        if self.layer_intermediate_sizes:
+            if len(self.layer_intermediate_sizes) != self.num_layers:
+                raise ConfigError(f"intermediate_size: expected a list of {self.num_layers} entries, "
+                                  f"got {len(self.layer_intermediate_sizes)}")
+            for width in self.layer_intermediate_sizes:
+                _positive("intermediate_size", width)
         if self.num_attention_heads % self.num_kv_heads:
             raise ConfigError(
                 f"num_key_value_heads: expected a divisor of num_attention_heads={self.num_attention_heads}, "
@@ -164,6 +203,8 @@ class ModelSpec:
             raise ConfigError(f"layer_types: expected {self.num_layers} entries, got {len(self.layer_types)}")
         if self.sliding_window is not None:
             _positive("sliding_window", self.sliding_window)
+        if "chunked_attention" in self.layer_types:
+            _positive("attention_chunk_size", self.attention_chunk_size)
         if not 0 < self.partial_rotary_factor <= 1:
             raise ConfigError(f"partial_rotary_factor: expected a fraction in (0, 1], got {self.partial_rotary_factor}")
 
@@ -206,6 +247,11 @@ class ModelSpec:
         if self.sliding_window is not None:
             return ("sliding_attention",) * self.num_layers
         return ("full_attention",) * self.num_layers
+
+    def dense_widths(self) -> tuple[int, ...]:
+        """MLP width of every dense (non-MoE) layer, in layer order."""
+        return tuple(self.layer_intermediate_sizes[i] if self.layer_intermediate_sizes else self.intermediate_size
+                     for i in range(self.num_layers) if not self.is_moe_layer(i))
 
     def is_moe_layer(self, index: int) -> bool:
         return bool(self.moe_layers) and self.moe_layers[index]

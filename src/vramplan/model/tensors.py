@@ -81,9 +81,11 @@ def _linear(name: str, component: Component, out_features: int, in_features: int
 
 
 def _norm(spec: ModelSpec, name: str, dim: int, count: int, per_layer: bool = True) -> list[TensorGroup]:
+    if not count:
+        return []
     groups = [TensorGroup(name=f"{name}.weight", component="norms", role="norm", shape=(dim,),
                           count=count, per_layer=per_layer)]
-    if spec.norm == "layernorm":
+    if spec.norm == "layernorm" and spec.norm_bias:
         groups.append(TensorGroup(name=f"{name}.bias", component="norms", role="norm", shape=(dim,),
                                   count=count, per_layer=per_layer))
     return groups
@@ -142,13 +144,17 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """Dense MLPs (all layers of a dense model, the dense layers of an MoE model),
     routed experts, routers and shared experts."""
     groups = []
-    if spec.num_dense_layers:
-        groups += _mlp(spec, "mlp", "mlp", spec.intermediate_size, spec.num_dense_layers, spec.mlp_bias)
+    widths = spec.dense_widths()
+    for width in sorted(set(widths)):
+        groups += _mlp(spec, "mlp", "mlp", width, widths.count(width), spec.mlp_bias)
     moe = spec.moe
     if moe is None or not spec.num_moe_layers:
         return groups
     n_moe = spec.num_moe_layers
     groups += _linear("mlp.gate", "router", moe.num_experts, spec.hidden_size, n_moe, moe.router_bias)
+    if moe.router_score_bias:
+        groups.append(TensorGroup(name="mlp.gate.e_score_correction_bias", component="router", role="other",
+                                  shape=(moe.num_experts,), count=n_moe))
     groups += _mlp(spec, "mlp.experts", "experts", moe.expert_intermediate_size, n_moe * moe.num_experts,
                    moe.expert_bias)
     if moe.shared_expert_intermediate_size:
@@ -166,13 +172,19 @@ def model_tensors(spec: ModelSpec) -> list[TensorGroup]:
                           shape=(spec.vocab_size, h), count=1, per_layer=False)]
     if spec.learned_position_embeddings:
         groups.append(TensorGroup(name="embed_positions.weight", component="position_embeddings",
-                                  role="embedding", shape=(spec.max_position_embeddings, h), count=1,
-                                  per_layer=False))
+                                  role="embedding",
+                                  shape=(spec.max_position_embeddings + spec.position_embedding_offset, h),
+                                  count=1, per_layer=False))
+    if spec.embedding_norm:
+        groups += _norm(spec, "embedding_norm", h, 1, per_layer=False)
     groups += attention_tensors(spec)
     groups += mlp_tensors(spec)
     groups += _norm(spec, "layernorm", h, spec.num_layers * spec.norms_per_layer)
-    groups += _norm(spec, "norm", h, 1, per_layer=False)
+    groups += _norm(spec, "norm", h, 1 if spec.final_norm else 0, per_layer=False)
     if not spec.tie_word_embeddings:
         groups.append(TensorGroup(name="lm_head.weight", component="head", role="linear",
                                   shape=(spec.vocab_size, h), count=1, per_layer=False))
+    if spec.head_bias:
+        groups.append(TensorGroup(name="lm_head.bias", component="biases", role="bias",
+                                  shape=(spec.vocab_size,), count=1, per_layer=False))
     return groups

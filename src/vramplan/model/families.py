@@ -1,0 +1,349 @@
+"""Model families as data: how each ``model_type`` departs from the Llama layout.
+
+One generic reader (:mod:`vramplan.model.hf_config`) reads every family. It finds a
+quantity under any of the key names configs use for it (:data:`KEYS`) and builds the
+block from a family's structural flags (:class:`Family`). A family is a small entry
+in :data:`FAMILIES`, not a new reader. Flags follow each family's
+``configuration_*.py`` and ``modeling_*.py`` in ``transformers``; the coverage test
+(tests/test_architecture_coverage.py) builds every listed type on the meta device
+and checks the parameter count to the parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vramplan.model.spec import NormKind, QKNormKind
+
+Config = dict[str, Any]
+
+KEYS: dict[str, tuple[str, ...]] = {
+    # quantity -> config keys that hold it, first present wins
+    "num_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+    "hidden_size": ("hidden_size", "n_embd", "d_model", "model_dim", "dim"),
+    "num_attention_heads": ("num_attention_heads", "n_head", "num_heads", "n_heads", "attention_heads"),
+    "num_kv_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "n_kv_heads"),
+    "head_dim": ("head_dim", "kv_channels"),
+    "intermediate_size": ("intermediate_size", "ffn_hidden_size", "ffn_dim", "n_inner", "d_ff",
+                          "inner_hidden_size", "ffn_inner_hidden_size"),
+    "vocab_size": ("vocab_size", "padded_vocab_size", "n_vocab"),
+    "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length",
+                                "max_seq_len", "n_ctx"),
+    "num_experts": ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"),
+    "experts_per_token": ("num_experts_per_tok", "experts_per_token", "moe_k", "moe_topk",
+                          "num_experts_per_token"),
+    "expert_intermediate_size": ("moe_intermediate_size", "expert_intermediate_size"),
+    "shared_expert_intermediate_size": ("shared_expert_intermediate_size",),
+    "num_shared_experts": ("n_shared_experts", "num_shared_experts", "moe_num_shared_experts"),
+}
+"""Quantity -> the config keys it goes by (``n_layer`` / ``num_layers`` /
+``num_hidden_layers``, ``n_embd`` / ``d_model`` / ``hidden_size``, ...)."""
+
+FlagSource = bool | str
+"""A structural flag: a constant, or the config key holding it (``"attention_bias"``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Family:
+    """One ``model_type``'s structure. Defaults describe the Llama layout: RMSNorm,
+    rotary positions, gated SiLU MLP, no biases, pre-norm blocks with two norms."""
+
+    norm: NormKind = "rmsnorm"
+    norm_bias: bool = True
+    """LayerNorm with a bias (False: weight-only LayerNorm)."""
+    norms_per_layer: int = 2
+    final_norm: bool = True
+    embedding_norm: bool = False
+    parallel_block: bool = False
+    qk_norm: QKNormKind = "none"
+    qk_norm_key: str | None = None
+    """Config key that switches ``qk_norm`` on (``use_qk_norm``); None: always on."""
+    qkv_bias: FlagSource = "attention_bias"
+    out_bias: FlagSource = "attention_bias"
+    mlp_gated: bool = True
+    mlp_bias: FlagSource = "mlp_bias"
+    learned_positions: bool = False
+    position_offset: int = 0
+    alibi: bool = False
+    tied_default: bool = False
+    """``tie_word_embeddings`` when the config omits it."""
+    head_bias: bool = False
+    sinks: bool = False
+    activation_key: str = "hidden_act"
+    intermediate_default: Callable[[int], int] | None = None
+    """MLP width from the hidden size when the config gives none (GPT-2: 4h)."""
+    shared_expert_gate: bool = False
+    router_bias: bool = False
+    expert_bias: bool = False
+    router_score_bias: bool = False
+    defaults: Config = field(default_factory=dict)
+    """The family's config-class defaults for fields published configs omit (used
+    when transformers is not installed; checked against it in the tests)."""
+    adjust: Callable[[Config, dict[str, Any]], None] | None = None
+    """Family-specific step on the fields the generic reader found."""
+
+
+def _four_h(hidden: int) -> int:
+    return 4 * hidden
+
+
+# ---- family-specific steps -------------------------------------------------------
+def _gemma2_layers(cfg: Config, f: dict[str, Any]) -> None:
+    if not f["layer_types"]:  # even layers slide, odd are global (modeling_gemma2.py)
+        f["layer_types"] = tuple("sliding_attention" if i % 2 == 0 else "full_attention"
+                                 for i in range(f["num_layers"]))
+
+
+def _gemma3_layers(cfg: Config, f: dict[str, Any]) -> None:
+    if not f["layer_types"]:  # every sliding_window_pattern-th layer is global (default 6)
+        pattern = int(cfg.get("sliding_window_pattern") or 6)
+        f["layer_types"] = tuple("full_attention" if (i + 1) % pattern == 0 else "sliding_attention"
+                                 for i in range(f["num_layers"]))
+
+
+def _qwen2_bias(cfg: Config, f: dict[str, Any]) -> None:
+    f["attention_qkv_bias"] = True  # Qwen2 hard-codes q/k/v biases, no o_proj bias
+    f["attention_out_bias"] = False
+
+
+def _falcon(cfg: Config, f: dict[str, Any]) -> None:
+    """Falcon (modeling_falcon.py): fused qkv with ``multi_query`` (one KV head) unless
+    ``new_decoder_architecture`` (then ``num_kv_heads``, two norms ``ln_attn``/``ln_mlp``
+    per block); parallel blocks keep one norm; ALiBi or rotary."""
+    new_arch = bool(cfg.get("new_decoder_architecture"))
+    if new_arch:
+        f["num_kv_heads"] = int(cfg.get("num_kv_heads") or f["num_attention_heads"])
+        f["norms_per_layer"] = int(cfg.get("num_ln_in_parallel_attn") or 2)
+    else:
+        f["num_kv_heads"] = 1 if cfg.get("multi_query", True) else f["num_attention_heads"]
+        parallel = cfg.get("parallel_attn", True)
+        f["norms_per_layer"] = 1 if parallel else 2
+        f["parallel_block"] = bool(parallel)
+    if new_arch:
+        f["parallel_block"] = True
+    bias = bool(cfg.get("bias", False))
+    f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias, alibi=bool(cfg.get("alibi")))
+
+
+def _bloom(cfg: Config, f: dict[str, Any]) -> None:
+    f["intermediate_size"] = 4 * f["hidden_size"]
+
+
+def _mpt(cfg: Config, f: dict[str, Any]) -> None:
+    """MPT: ``expansion_ratio`` x d_model MLP, ``no_bias``, ALiBi (modeling_mpt.py)."""
+    f["intermediate_size"] = int(cfg.get("expansion_ratio", 4) * f["hidden_size"])
+    bias = not cfg.get("no_bias", True)
+    f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias, norm_bias=bias)
+    attn = cfg.get("attn_config") if isinstance(cfg.get("attn_config"), dict) else {}
+    f["alibi"] = bool(attn.get("alibi", True))
+
+
+def _gptj(cfg: Config, f: dict[str, Any]) -> None:
+    if f["intermediate_size"] is None:
+        f["intermediate_size"] = 4 * f["hidden_size"]
+    rotary = cfg.get("rotary_dim")
+    if rotary:
+        f["partial_rotary_factor"] = min(1.0, rotary / f["head_dim"])
+
+
+def _opt(cfg: Config, f: dict[str, Any]) -> None:
+    """OPT: ``enable_bias`` everywhere, a final norm only with ``do_layer_norm_before``
+    and without ``_remove_final_layer_norm`` (modeling_opt.py). Projections between
+    ``word_embed_proj_dim`` and hidden exist only when they differ."""
+    bias = bool(cfg.get("enable_bias", True))
+    f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias)
+    f["final_norm"] = bool(cfg.get("do_layer_norm_before", True)) and not cfg.get("_remove_final_layer_norm")
+
+
+def _stablelm(cfg: Config, f: dict[str, Any]) -> None:
+    f["attention_qkv_bias"] = bool(cfg.get("use_qkv_bias", False))
+    f["attention_out_bias"] = False
+    if cfg.get("use_parallel_residual"):
+        f["norms_per_layer"], f["parallel_block"] = 1, True
+    if cfg.get("qk_layernorm"):
+        f["qk_norm"] = "full"
+
+
+def _starcoder2(cfg: Config, f: dict[str, Any]) -> None:
+    bias = bool(cfg.get("use_bias", True))
+    f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias, norm_bias=bias)
+
+
+def _phi(cfg: Config, f: dict[str, Any]) -> None:
+    if cfg.get("qk_layernorm"):
+        f["qk_norm"] = "per_head"
+
+
+def _cohere(cfg: Config, f: dict[str, Any]) -> None:
+    if cfg.get("use_qk_norm"):
+        f["qk_norm"] = "full"
+
+
+def _olmo(cfg: Config, f: dict[str, Any]) -> None:
+    f["norms_per_layer"], f["final_norm"] = 0, False  # OLMo's LayerNorm has no parameters
+
+
+def _persimmon(cfg: Config, f: dict[str, Any]) -> None:
+    if cfg.get("qk_layernorm", True):
+        f["qk_norm"] = "per_head"
+
+
+def _llama4(cfg: Config, f: dict[str, Any]) -> None:
+    """Llama 4 text: MoE every ``interleave_moe_layer_step``-th layer (``moe_layers``),
+    each with one shared expert of the expert width; dense layers are
+    ``intermediate_size_mlp`` wide; ``use_qk_norm`` is a parameter-free L2 norm."""
+    n = f["num_layers"]
+    step = int(cfg.get("interleave_moe_layer_step") or 1)
+    moe_layers = cfg.get("moe_layers")
+    if not isinstance(moe_layers, list):
+        moe_layers = list(range(step - 1, n, step))
+    f["_moe_layer_set"] = set(moe_layers)
+    f["_shared_width"] = f["intermediate_size"]
+    f["_expert_width"] = f["intermediate_size"]
+    f["intermediate_size"] = int(cfg.get("intermediate_size_mlp") or f["intermediate_size"])
+    f["qk_norm"] = "none"
+
+
+def _ernie_moe(cfg: Config, f: dict[str, Any]) -> None:
+    """ERNIE 4.5 MoE: MoE in ``[moe_layer_start_index, moe_layer_end_index]`` every
+    ``moe_layer_interval`` layers (modeling_ernie4_5_moe.py)."""
+    start = int(cfg.get("moe_layer_start_index") or 0)
+    end = cfg.get("moe_layer_end_index")
+    end = f["num_layers"] - 1 if end is None or end == -1 else int(end)
+    interval = int(cfg.get("moe_layer_interval") or 1)
+    f["_moe_layer_set"] = {i for i in range(f["num_layers"])
+                           if start <= i <= end and (i + 1) % interval == 0}
+    bias = bool(cfg.get("use_bias", False))
+    f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias)
+
+
+def _ernie(cfg: Config, f: dict[str, Any]) -> None:
+    bias = bool(cfg.get("use_bias", False))
+    f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias)
+
+
+def _granitemoe(cfg: Config, f: dict[str, Any]) -> None:
+    f["_expert_width"] = f["intermediate_size"]
+    shared = cfg.get("shared_intermediate_size")
+    if shared:
+        f["_shared_width"] = int(shared)
+
+
+def _mixtral_width(cfg: Config, f: dict[str, Any]) -> None:
+    f["_expert_width"] = f["intermediate_size"]
+
+
+def _gpt_oss(cfg: Config, f: dict[str, Any]) -> None:
+    f["_expert_width"] = f["intermediate_size"]
+
+
+def _post_norms(cfg: Config, f: dict[str, Any]) -> None:
+    if cfg.get("use_post_norm"):  # HyperCLOVA X: norms after attention and MLP too
+        f["norms_per_layer"] = 4
+
+
+def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
+    def run(cfg: Config, f: dict[str, Any]) -> None:
+        for step in steps:
+            step(cfg, f)
+    return run
+
+
+_LLAMA = Family()
+_GEMMA = Family(tied_default=True, activation_key="hidden_activation")
+_NEOX = Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+               activation_key="hidden_act")
+_GPT2 = Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+               learned_positions=True, tied_default=True, activation_key="activation_function",
+               intermediate_default=_four_h)
+
+FAMILIES: dict[str, Family] = {
+    # Llama layout
+    "llama": _LLAMA, "mistral": _LLAMA, "qwen3": Family(qk_norm="per_head"), "olmo2": Family(qk_norm="full"),
+    "olmo3": Family(qk_norm="full"), "phi3": _LLAMA, "granite": _LLAMA, "helium": _LLAMA,
+    "cwm": _LLAMA, "exaone": _LLAMA, "smollm3": _LLAMA, "ministral3": _LLAMA,
+    "ernie4_5": Family(adjust=_ernie), "youtu": _LLAMA,
+    "hyperclovax": Family(norms_per_layer=2, adjust=_post_norms),
+    "arcee": Family(mlp_gated=False), "seed_oss": Family(out_bias="attention_out_bias"),
+    "qwen2": Family(adjust=_qwen2_bias),
+    "gemma": _GEMMA,
+    "gemma2": Family(tied_default=True, activation_key="hidden_activation", norms_per_layer=4,
+                     adjust=_gemma2_layers),
+    "gemma3_text": Family(tied_default=True, activation_key="hidden_activation", norms_per_layer=4,
+                          qk_norm="per_head", adjust=_gemma3_layers,
+                          defaults={"vocab_size": 262_208, "max_position_embeddings": 131_072, "head_dim": 256,
+                                    "num_key_value_heads": 4, "sliding_window": 4096, "sliding_window_pattern": 6,
+                                    "hidden_activation": "gelu_pytorch_tanh", "torch_dtype": "bfloat16"}),
+    "glm": Family(qkv_bias=True, out_bias=False),
+    "glm4": Family(qkv_bias=True, out_bias=False, norms_per_layer=4),
+    "cohere": Family(norm="layernorm", norm_bias=False, norms_per_layer=1, parallel_block=True,
+                     tied_default=True, adjust=_cohere),
+    "cohere2": Family(norm="layernorm", norm_bias=False, norms_per_layer=1, parallel_block=True,
+                      tied_default=True),
+    "olmo": Family(adjust=_olmo),
+    "stablelm": Family(norm="layernorm", adjust=_stablelm),
+    "starcoder2": Family(norm="layernorm", mlp_gated=False, tied_default=True, adjust=_starcoder2),
+    "persimmon": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                        adjust=_persimmon),
+    "phi": Family(norm="layernorm", norms_per_layer=1, parallel_block=True, qkv_bias=True, out_bias=True,
+                  mlp_gated=False, mlp_bias=True, head_bias=True, adjust=_phi),
+    # GPT-style
+    "gpt2": _GPT2, "gpt-sw3": _GPT2,
+    "gpt_bigcode": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                          learned_positions=True, tied_default=True, activation_key="activation_function",
+                          intermediate_default=_four_h),
+    "gpt_neox": _NEOX,
+    "gptj": Family(norm="layernorm", norms_per_layer=1, parallel_block=True, qkv_bias=False, out_bias=False,
+                   mlp_gated=False, mlp_bias=True, head_bias=True, activation_key="activation_function",
+                   adjust=_gptj),
+    "codegen": Family(norm="layernorm", norms_per_layer=1, parallel_block=True, qkv_bias=False, out_bias=False,
+                      mlp_gated=False, mlp_bias=True, head_bias=True, activation_key="activation_function",
+                      adjust=_gptj),
+    "falcon": Family(norm="layernorm", mlp_gated=False, tied_default=True, activation_key="activation",
+                     intermediate_default=_four_h, adjust=_falcon),
+    "bloom": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                    alibi=True, embedding_norm=True, tied_default=True, adjust=_bloom),
+    "mpt": Family(norm="layernorm", mlp_gated=False, tied_default=True, adjust=_mpt),
+    "opt": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                  learned_positions=True, position_offset=2, tied_default=True,
+                  activation_key="activation_function", adjust=_opt),
+    # MoE
+    "mixtral": Family(adjust=_mixtral_width),
+    "qwen2_moe": Family(shared_expert_gate=True, adjust=_qwen2_bias),
+    "qwen3_moe": Family(qk_norm="per_head"),
+    "olmoe": Family(qk_norm="full"),
+    "deepseek_v2": _LLAMA, "deepseek_v3": _LLAMA, "kimi_k2": _LLAMA,
+    "glm4_moe": Family(out_bias=False, qk_norm="per_head", qk_norm_key="use_qk_norm"),
+    "ernie4_5_moe": Family(router_score_bias=True, adjust=_ernie_moe),
+    "gpt_oss": Family(qkv_bias=True, out_bias=True, sinks=True, router_bias=True, expert_bias=True,
+                      adjust=_gpt_oss),
+    "llama4_text": Family(adjust=_llama4),
+    "granitemoe": Family(adjust=_granitemoe),
+    "granitemoeshared": Family(adjust=_granitemoe),
+    "minimax_m2": Family(qk_norm="full"),
+    "emu3_text_model": _LLAMA, "minicpm3": _LLAMA, "glm4_moe_lite": _LLAMA, "sarvam_mla": _LLAMA, "solar_open": _LLAMA,
+    "granite_swa": Family(sinks=True),
+    "vaultgemma": Family(tied_default=True, activation_key="hidden_activation"),
+    "exaone4": Family(qk_norm="per_head"),
+    "exaone_moe": Family(qk_norm="per_head"),
+    "mellum": Family(qk_norm="per_head"),
+    "flex_olmo": Family(qk_norm="full", adjust=_mixtral_width),
+    "sarvam_moe": Family(out_bias=False, qk_norm="per_head", qk_norm_key="use_qk_norm"),
+    "aria_text": Family(adjust=_mixtral_width),
+    "cohere2_moe": Family(norm="layernorm", norm_bias=False, norms_per_layer=1, parallel_block=True,
+                          tied_default=True, adjust=_mixtral_width),
+    "phimoe": Family(norm="layernorm", adjust=_mixtral_width),
+    "gpt_neo": Family(norm="layernorm", qkv_bias=False, out_bias=True, mlp_gated=False, mlp_bias=True,
+                      learned_positions=True, tied_default=True, activation_key="activation_function",
+                      intermediate_default=_four_h),
+    "openai-gpt": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                         learned_positions=True, tied_default=True, final_norm=False,
+                         activation_key="afn", intermediate_default=_four_h),
+    "xglm": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                   tied_default=True, activation_key="activation_function"),
+    "nanochat": Family(norms_per_layer=0, final_norm=False, mlp_gated=False),
+}
+"""``model_type`` -> its structure. Multimodal wrappers are read through
+``text_config`` (:func:`vramplan.model.hf_config.text_config`)."""
