@@ -239,6 +239,19 @@ def _gpt_oss(cfg: Config, f: dict[str, Any]) -> None:
     f["_expert_width"] = f["intermediate_size"]
 
 
+def _chatglm(cfg: Config, f: dict[str, Any]) -> None:
+    """ChatGLM2/3 (remote code, modeling_chatglm.py): ``add_qkv_bias`` on the fused
+    qkv, ``add_bias_linear`` on the output and MLP projections, a final norm when
+    ``post_layer_norm``, LayerNorm unless ``rmsnorm``; the ``output_layer`` is its own
+    matrix whatever ``tie_word_embeddings`` says (the class never ties it)."""
+    f["attention_qkv_bias"] = bool(cfg.get("add_qkv_bias", False))
+    linear_bias = bool(cfg.get("add_bias_linear", False))
+    f.update(attention_out_bias=linear_bias, mlp_bias=linear_bias, tie_word_embeddings=False)
+    f["final_norm"] = bool(cfg.get("post_layer_norm", True))
+    if not cfg.get("rmsnorm", True):
+        f["norm"] = "layernorm"
+
+
 def _post_norms(cfg: Config, f: dict[str, Any]) -> None:
     if cfg.get("use_post_norm"):  # HyperCLOVA X: norms after attention and MLP too
         f["norms_per_layer"] = 4
@@ -343,6 +356,7 @@ FAMILIES: dict[str, Family] = {
                          activation_key="afn", intermediate_default=_four_h),
     "xglm": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                    tied_default=True, activation_key="activation_function"),
+    "chatglm": Family(adjust=_chatglm),
     "nanochat": Family(norms_per_layer=0, final_norm=False, mlp_gated=False),
 }
 """``model_type`` -> its structure. Multimodal wrappers are read through
