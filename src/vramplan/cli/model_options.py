@@ -22,28 +22,55 @@ ARCH_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("--experts", "experts", "Routed experts per layer (MoE)."),
     ("--experts-per-token", "experts_per_token", "Experts each token is routed to (MoE, default 2)."),
 )
+STRUCTURE_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
+    # (flag, keyword of custom_spec, click type, help): the block's structure
+    ("--mlp", "gated", click.Choice(["gated", "plain"]),
+     "MLP: gated (SwiGLU: gate, up, down; default) or plain (up, down: GPT-2, Falcon, BLOOM)."),
+    ("--norm", "norm", click.Choice(["rmsnorm", "layernorm"]), "Norm layers (default rmsnorm)."),
+    ("--bias", "bias", click.Choice(["none", "qkv", "attention", "all"]),
+     "Linear biases: none (default), qkv (Qwen2), attention (q/k/v/o), all (every linear)."),
+    ("--position", "position", click.Choice(["rotary", "alibi", "learned"]),
+     "Positions: rotary (default), alibi (no parameters), learned (a table of --max-positions rows)."),
+    ("--max-positions", "max_positions", click.IntRange(min=1), "Context the model was built for (default 4096)."),
+    ("--activation", "activation", str, "Activation name (default silu for gated, gelu for plain)."),
+)
+SWITCH_FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("--tie-embeddings", "tied", "The output head shares the embedding matrix."),
+    ("--parallel-block", "parallel_block",
+     "Attention and MLP read the same norm and add their outputs (GPT-J, Falcon-7B, Cohere)."),
+)
 _REQUIRED = ("layers", "hidden", "heads")
 
 
 def model_argument(func: Callable) -> Callable:
     """Add an optional MODEL argument and the custom-architecture flags."""
+    for flag, dest, help_text in reversed(SWITCH_FLAGS):
+        func = click.option(flag, dest, is_flag=True, default=None, help=help_text)(func)
+    for flag, dest, kind, help_text in reversed(STRUCTURE_FLAGS):
+        func = click.option(flag, dest, type=kind, default=None, help=help_text)(func)
     for flag, dest, help_text in reversed(ARCH_FLAGS):
         func = click.option(flag, dest, type=click.IntRange(min=1), default=None, help=help_text)(func)
     return click.argument("model", required=False)(func)
 
 
-def pop_arch_flags(kwargs: dict[str, Any]) -> dict[str, int]:
-    """Remove the architecture flags from a command's kwargs; return those given."""
-    return {dest: v for _, dest, _ in ARCH_FLAGS if (v := kwargs.pop(dest, None)) is not None}
+def pop_arch_flags(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Remove the architecture flags from a command's kwargs; return those given
+    (``--mlp plain`` as ``gated=False``)."""
+    dests = [d for _, d, _ in ARCH_FLAGS] + [d for _, d, _, _ in STRUCTURE_FLAGS] + [d for _, d, _ in SWITCH_FLAGS]
+    given = {dest: v for dest in dests if (v := kwargs.pop(dest, None)) not in (None, False)}
+    if "gated" in given:
+        given["gated"] = given["gated"] == "gated"
+    return given
 
 
-def model_from_cli(model: str | None, arch: dict[str, int]):
+def model_from_cli(model: str | None, arch: dict[str, Any]):
     """Resolve MODEL, or build a custom architecture from flags (not both)."""
     from vramplan.model import custom_spec, resolve_model
 
     if arch:
         if model:
-            raise InputError(f"MODEL {model!r} and architecture flags ({', '.join('--' + k.replace('_', '-') for k in arch)}) "
+            flag_of = {d: f for f, d, *_ in (*ARCH_FLAGS, *STRUCTURE_FLAGS, *SWITCH_FLAGS)}
+            raise InputError(f"MODEL {model!r} and architecture flags ({', '.join(flag_of.get(k, k) for k in arch)}) "
                              "given together: pass one or the other")
         missing = [f"--{k}" for k in _REQUIRED if k not in arch]
         if missing:

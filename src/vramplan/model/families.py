@@ -74,6 +74,8 @@ class Family:
     activation_key: str = "hidden_act"
     intermediate_default: Callable[[int], int] | None = None
     """MLP width from the hidden size when the config gives none (GPT-2: 4h)."""
+    mlp_activation_params: int = 0
+    sub_norms: bool = False
     shared_expert_gate: bool = False
     router_bias: bool = False
     expert_bias: bool = False
@@ -357,6 +359,15 @@ FAMILIES: dict[str, Family] = {
     "xglm": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                    tied_default=True, activation_key="activation_function"),
     "chatglm": Family(adjust=_chatglm),
+    "internlm3": _LLAMA, "iquestcoder": _LLAMA,
+    "jais2": Family(norm="layernorm", mlp_gated=False),
+    "kolibri1": Family(qk_norm="per_head", norms_per_layer=4),
+    "hy_v3": Family(qk_norm="per_head"),
+    "flint": Family(qk_norm="per_head", sinks=True),
+    "granitemoe_swa": Family(sinks=True, adjust=_granitemoe),
+    "apertus": Family(qk_norm="per_head", mlp_gated=False, mlp_activation_params=2),
+    "apertus1p5_text": Family(qk_norm="per_head", mlp_gated=False, mlp_activation_params=2),
+    "bitnet": Family(sub_norms=True),
     "nanochat": Family(norms_per_layer=0, final_norm=False, mlp_gated=False),
 }
 """``model_type`` -> its structure. Multimodal wrappers are read through

@@ -125,6 +125,11 @@ class ModelSpec:
     alibi: bool = False
     """Positions enter as ALiBi biases on attention scores (BLOOM, MPT, Falcon-RW): no
     parameters, no rotary embedding."""
+    mlp_activation_params: int = 0
+    """Learned scalars of the MLP activation per layer (Apertus' xIELU: alpha_p, alpha_n)."""
+    sub_norms: bool = False
+    """BitNet's extra RMSNorms: on the attention output (before o_proj, width q_dim)
+    and on the MLP hidden (before down_proj, width intermediate)."""
     head_bias: bool = False
     """The output head carries a bias (GPT-J, CodeGen, Phi-2)."""
     layer_intermediate_sizes: tuple[int, ...] = ()

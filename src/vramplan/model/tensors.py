@@ -123,6 +123,8 @@ def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
     elif spec.qk_norm == "full":
         groups += _norm(spec, "self_attn.q_norm", spec.q_dim, n)
         groups += _norm(spec, "self_attn.k_norm", spec.kv_dim, n)
+    if spec.sub_norms:
+        groups += _norm(spec, "self_attn.attn_sub_norm", spec.q_dim, n)
     if spec.attention_sinks:
         groups.append(TensorGroup(name="self_attn.sinks", component="attention", role="other",
                                   shape=(spec.num_attention_heads,), count=n))
@@ -147,6 +149,11 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
     widths = spec.dense_widths()
     for width in sorted(set(widths)):
         groups += _mlp(spec, "mlp", "mlp", width, widths.count(width), spec.mlp_bias)
+        if spec.sub_norms:
+            groups += _norm(spec, "mlp.ffn_sub_norm", width, widths.count(width))
+    if spec.mlp_activation_params:
+        groups.append(TensorGroup(name="mlp.act_fn.alpha", component="mlp", role="other", shape=(1,),
+                                  count=spec.mlp_activation_params * spec.num_layers))
     moe = spec.moe
     if moe is None or not spec.num_moe_layers:
         return groups
