@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vramplan.model.spec import NormKind, QKNormKind
+from vramplan.errors import ConfigError
+from vramplan.model.spec import DeltaNetSpec, NormKind, QKNormKind, SSMSpec
 
 Config = dict[str, Any]
 
@@ -83,6 +84,8 @@ class Family:
     defaults: Config = field(default_factory=dict)
     """The family's config-class defaults for fields published configs omit (used
     when transformers is not installed; checked against it in the tests)."""
+    attention_free: bool = False
+    """No attention layer at all (Mamba): head counts are not read."""
     adjust: Callable[[Config, dict[str, Any]], None] | None = None
     """Family-specific step on the fields the generic reader found."""
 
@@ -259,6 +262,135 @@ def _post_norms(cfg: Config, f: dict[str, Any]) -> None:
         f["norms_per_layer"] = 4
 
 
+# ---- state-space and linear-attention hybrids -------------------------------------
+def _first(cfg: Config, keys: tuple[str, ...], default: Any = None) -> Any:
+    for key in keys:
+        if cfg.get(key) is not None:
+            return cfg[key]
+    return default
+
+
+def _pos(cfg: Config, keys: tuple[str, ...], default: int | None = None) -> int:
+    value = _first(cfg, keys, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value <= 0 \
+            or value > 10_000_000 or int(value) != value:
+        raise ConfigError(f"{keys[0]}: expected a positive integer (at most 10,000,000), got {value!r}")
+    return int(value)
+
+
+def _ssm(cfg: Config, hidden: int, version: int) -> SSMSpec:
+    """A Mamba mixer from whichever key names the family uses (``state_size`` /
+    ``mamba_d_state`` / ``ssm_state_size``, ``expand`` / ``mamba_expand``, ...)."""
+    expand = _first(cfg, ("expand", "mamba_expand"), 2)
+    d_inner = int(expand * hidden)
+    if version == 1 and cfg.get("model_type") in ("mamba", "falcon_mamba") and cfg.get("intermediate_size"):
+        d_inner = _pos(cfg, ("intermediate_size",))
+    dt_rank = _first(cfg, ("time_step_rank", "mamba_dt_rank"), "auto")
+    if dt_rank == "auto":
+        dt_rank = -(-hidden // 16)
+    common = dict(d_inner=d_inner, d_state=_pos(cfg, ("state_size", "mamba_d_state", "ssm_state_size"), 16),
+                  d_conv=_pos(cfg, ("conv_kernel", "mamba_d_conv"), 4),
+                  conv_bias=bool(_first(cfg, ("use_conv_bias", "mamba_conv_bias"), True)),
+                  proj_bias=bool(_first(cfg, ("use_bias", "mamba_proj_bias"), False)))
+    if version == 1:
+        return SSMSpec(version=1, dt_rank=_pos({"time_step_rank": dt_rank}, ("time_step_rank",)),
+                       inner_norms=cfg.get("model_type") == "jamba", **common)
+    return SSMSpec(version=2, n_groups=_pos(cfg, ("n_groups", "mamba_n_groups"), 1),
+                   num_heads=_pos(cfg, ("mamba_n_heads", "mamba_num_heads", "num_heads")), **common)
+
+
+def _attention_free(version: int) -> Callable[[Config, dict[str, Any]], None]:
+    """Mamba / Mamba-2 / Falcon-Mamba: every layer a mixer and one norm, no MLP."""
+    def run(cfg: Config, f: dict[str, Any]) -> None:
+        n = f["num_layers"]
+        f["ssm"] = _ssm(cfg, f["hidden_size"], version)
+        f["layer_mixers"] = ("mamba" if version == 1 else "mamba2",) * n
+        f["layer_mlps"] = (False,) * n
+        f["intermediate_size"] = f["ssm"].d_inner
+    return run
+
+
+def _mixers_from_layer_types(cfg: Config, f: dict[str, Any], linear: str) -> None:
+    """``layer_types`` naming ``linear_attention`` (or ``mamba``) layers: those get the
+    ``linear`` mixer, the rest attention; the attention kinds keep full/sliding."""
+    types = cfg.get("layer_types")
+    if not isinstance(types, list) or len(types) != f["num_layers"]:
+        raise ConfigError(f"layer_types: expected a list of {f['num_layers']} entries")
+    f["layer_mixers"] = tuple(linear if t in ("linear_attention", "mamba") else "attention" for t in types)
+    f["layer_types"] = tuple("sliding_attention" if t == "sliding_attention" else "full_attention" for t in types)
+
+
+def _deltanet(cfg: Config, f: dict[str, Any]) -> None:
+    """Qwen3-Next / Qwen3.5: ``linear_attention`` layers are gated delta-nets, the
+    others gated full attention (q_proj doubled for the output gate)."""
+    _mixers_from_layer_types(cfg, f, "gated_deltanet")
+    f["deltanet"] = DeltaNetSpec(num_k_heads=_pos(cfg, ("linear_num_key_heads",)),
+                                 num_v_heads=_pos(cfg, ("linear_num_value_heads",)),
+                                 head_k_dim=_pos(cfg, ("linear_key_head_dim",)),
+                                 head_v_dim=_pos(cfg, ("linear_value_head_dim",)),
+                                 conv_kernel=_pos(cfg, ("linear_conv_kernel_dim",)))
+    f["attention_output_gate"] = True
+
+
+def _jamba(cfg: Config, f: dict[str, Any]) -> None:
+    """Jamba: layer i is attention when ``i % attn_layer_period == attn_layer_offset``,
+    else Mamba; MoE when ``i % expert_layer_period == expert_layer_offset``."""
+    n = f["num_layers"]
+    ap, ao = _pos(cfg, ("attn_layer_period",), 8), int(cfg.get("attn_layer_offset") or 0)
+    ep, eo = _pos(cfg, ("expert_layer_period",), 2), int(cfg.get("expert_layer_offset") or 0)
+    f["layer_mixers"] = tuple("attention" if i % ap == ao else "mamba" for i in range(n))
+    f["ssm"] = _ssm(cfg, f["hidden_size"], 1)
+    f["_moe_layer_set"] = {i for i in range(n) if i % ep == eo}
+    f["_expert_width"] = f["intermediate_size"]
+
+
+def _bamba(cfg: Config, f: dict[str, Any]) -> None:
+    """Bamba: Mamba-2 everywhere except ``attn_layer_indices``."""
+    attn = set(cfg.get("attn_layer_indices") or [])
+    f["layer_mixers"] = tuple("attention" if i in attn else "mamba2" for i in range(f["num_layers"]))
+    f["ssm"] = _ssm(cfg, f["hidden_size"], 2)
+
+
+def _granite_hybrid(cfg: Config, f: dict[str, Any]) -> None:
+    """Granite 4 (GraniteMoeHybrid): ``layer_types`` mamba/attention, Mamba-2 mixers,
+    MoE (when ``num_local_experts``) plus a shared MLP of ``shared_intermediate_size``."""
+    _mixers_from_layer_types(cfg, f, "mamba2")
+    f["ssm"] = _ssm(cfg, f["hidden_size"], 2)
+    _granitemoe(cfg, f)
+    if not cfg.get("num_local_experts") and cfg.get("shared_intermediate_size"):
+        f["intermediate_size"] = int(cfg["shared_intermediate_size"])  # dense: the shared MLP is the MLP
+
+
+NEMOTRON_H_BLOCKS = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
+
+
+def _nemotron_h(cfg: Config, f: dict[str, Any]) -> None:
+    """Nemotron-H: each layer is one block: Mamba-2 (``M``), attention (``*``), MLP
+    (``-``) or MoE (``E``) after one norm (``hybrid_override_pattern`` or
+    ``layers_block_type``); plain relu2 MLPs and experts."""
+    blocks = cfg.get("layers_block_type")
+    if isinstance(blocks, list):
+        kinds = ["mamba" if b in ("mamba", "linear_attention") else "attention" if b in ("attention", "full_attention")
+                 else b for b in blocks]
+    elif isinstance(cfg.get("hybrid_override_pattern"), str):
+        kinds = [NEMOTRON_H_BLOCKS.get(c, c) for c in cfg["hybrid_override_pattern"]]
+    else:
+        raise ConfigError("hybrid_override_pattern: expected a string such as 'M-M*-' (or layers_block_type)")
+    bad = [k for k in kinds if k not in NEMOTRON_H_BLOCKS.values()]
+    if bad:
+        raise ConfigError(f"hybrid_override_pattern: unknown block {bad[0]!r} (expected M, *, - or E)")
+    f["num_layers"] = len(kinds)
+    f["layer_mixers"] = tuple("mamba2" if k == "mamba" else "attention" if k == "attention" else "none"
+                              for k in kinds)
+    f["layer_mlps"] = tuple(k in ("mlp", "moe") for k in kinds)
+    f["layer_types"] = ()
+    f["ssm"] = _ssm(cfg, f["hidden_size"], 2)
+    f["_moe_layer_set"] = {i for i, k in enumerate(kinds) if k == "moe"}
+    shared = cfg.get("moe_shared_expert_intermediate_size")
+    if shared and cfg.get("n_shared_experts"):
+        f["_shared_width"] = int(shared) * int(cfg["n_shared_experts"])
+
+
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         for step in steps:
@@ -368,6 +500,17 @@ FAMILIES: dict[str, Family] = {
     "apertus": Family(qk_norm="per_head", mlp_gated=False, mlp_activation_params=2),
     "apertus1p5_text": Family(qk_norm="per_head", mlp_gated=False, mlp_activation_params=2),
     "bitnet": Family(sub_norms=True),
+    "mamba": Family(attention_free=True, norms_per_layer=1, tied_default=True, adjust=_attention_free(1)),
+    "falcon_mamba": Family(attention_free=True, norms_per_layer=1, tied_default=True,
+                           adjust=_attention_free(1)),
+    "mamba2": Family(attention_free=True, norms_per_layer=1, adjust=_attention_free(2)),
+    "qwen3_next": Family(qk_norm="per_head", shared_expert_gate=True, adjust=_deltanet),
+    "qwen3_5_text": Family(qk_norm="per_head", adjust=_deltanet),
+    "qwen3_5_moe_text": Family(qk_norm="per_head", shared_expert_gate=True, adjust=_deltanet),
+    "jamba": Family(adjust=_jamba),
+    "bamba": Family(adjust=_bamba),
+    "granitemoehybrid": Family(adjust=_granite_hybrid),
+    "nemotron_h": Family(norms_per_layer=1, mlp_gated=False, adjust=_nemotron_h),
     "nanochat": Family(norms_per_layer=0, final_norm=False, mlp_gated=False),
 }
 """``model_type`` -> its structure. Multimodal wrappers are read through

@@ -178,6 +178,20 @@ def _sliding(cfg: Config, layer_types: tuple[str, ...]) -> int | None:
     return _key_int(cfg, "sliding_window", quantity="sliding_window")
 
 
+def _has_linear_layers(cfg: Config) -> bool:
+    types = cfg.get("layer_types")
+    return isinstance(types, list) and any(t in ("linear_attention", "mamba", "attention") for t in types)
+
+
+def _layer_count(cfg: Config) -> int:
+    """Decoder layers; Nemotron-H gives them as a block list or pattern instead."""
+    if _find(cfg, "num_layers") is None:
+        for key in ("layers_block_type", "hybrid_override_pattern"):
+            if isinstance(cfg.get(key), (list, str)) and cfg[key]:
+                return len(cfg[key])
+    return _get(cfg, "num_layers")
+
+
 def _head_dim(cfg: Config, hidden: int, heads: int) -> int:
     found = _find(cfg, "head_dim")
     if found is not None:
@@ -264,8 +278,8 @@ def _mla(cfg: Config, f: dict[str, Any]) -> None:
 # ---- the generic reader -----------------------------------------------------------
 def _fields(cfg: Config, family: Family, name: str, hub_id: str | None) -> dict[str, Any]:
     hidden = _get(cfg, "hidden_size")
-    heads = _get(cfg, "num_attention_heads")
-    num_layers = _get(cfg, "num_layers")
+    heads = 1 if family.attention_free else _get(cfg, "num_attention_heads")
+    num_layers = _layer_count(cfg)
     found = _find(cfg, "intermediate_size")
     widths: tuple[int, ...] = ()
     if found is not None and isinstance(found[1], list):
@@ -279,11 +293,11 @@ def _fields(cfg: Config, family: Family, name: str, hub_id: str | None) -> dict[
         intermediate = family.intermediate_default(hidden)
     else:
         intermediate = None
-    layer_types = _layer_types(cfg, num_layers)
+    layer_types = () if family.adjust is not None and _has_linear_layers(cfg) else _layer_types(cfg, num_layers)
     f: dict[str, Any] = dict(
         name=name, hub_id=hub_id, model_type=cfg["model_type"], num_layers=num_layers, hidden_size=hidden,
-        num_attention_heads=heads, num_kv_heads=_kv_heads(cfg, heads),
-        head_dim=1 if cfg.get("kv_lora_rank") is not None else _head_dim(cfg, hidden, heads),
+        num_attention_heads=heads, num_kv_heads=1 if family.attention_free else _kv_heads(cfg, heads),
+        head_dim=1 if cfg.get("kv_lora_rank") is not None or family.attention_free else _head_dim(cfg, hidden, heads),
         intermediate_size=intermediate, layer_intermediate_sizes=widths,
         vocab_size=_get(cfg, "vocab_size"),
         max_position_embeddings=_get(cfg, "max_position_embeddings", 2048),

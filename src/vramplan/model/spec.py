@@ -58,6 +58,85 @@ class MoESpec:
                 f"experts_per_token: expected at most num_experts={self.num_experts}, got {self.experts_per_token}")
 
 
+MixerKind = Literal["attention", "mamba", "mamba2", "gated_deltanet", "none"]
+"""What mixes tokens in a layer: softmax attention (with a KV cache), a Mamba or
+Mamba-2 state-space mixer, a gated delta-net (linear attention with a recurrent
+state), or nothing (Nemotron-H's MLP-only layers)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SSMSpec:
+    """A Mamba (selective state-space) mixer. Mamba: Gu & Dao 2023, transformers
+    ``MambaMixer``; Mamba-2: Dao & Gu 2024, transformers ``Mamba2Mixer``."""
+
+    version: Literal[1, 2]
+    d_inner: int
+    """Inner width (``expand x hidden``)."""
+    d_state: int
+    """State size per channel (Mamba) or per head dim (Mamba-2)."""
+    d_conv: int
+    """Causal depthwise convolution kernel."""
+    dt_rank: int = 0
+    """Mamba-1: rank of the time-step projection."""
+    n_groups: int = 1
+    """Mamba-2: groups of B and C."""
+    num_heads: int = 0
+    """Mamba-2: SSM heads (``d_inner = num_heads x head_dim``)."""
+    conv_bias: bool = True
+    proj_bias: bool = False
+    inner_norms: bool = False
+    """Jamba: RMSNorms on dt, B and C inside the mixer."""
+
+    def __post_init__(self) -> None:
+        for name in ("d_inner", "d_state", "d_conv"):
+            _positive(f"ssm {name}", getattr(self, name))
+        if self.version == 2:
+            _positive("mamba num_heads", self.num_heads)
+            _positive("mamba n_groups", self.n_groups)
+            if self.d_inner % self.num_heads:
+                raise ConfigError(f"mamba num_heads: expected a divisor of the inner width {self.d_inner}, "
+                                  f"got {self.num_heads}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_inner // self.num_heads if self.version == 2 else 0
+
+    @property
+    def conv_channels(self) -> int:
+        """Channels of the causal convolution (what its cache holds per step)."""
+        return self.d_inner + (2 * self.n_groups * self.d_state if self.version == 2 else 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeltaNetSpec:
+    """A gated delta-net mixer (Yang et al. 2024, "Gated Delta Networks"; transformers
+    ``Qwen3NextGatedDeltaNet``): linear attention whose per-head state is a
+    ``head_k_dim x head_v_dim`` matrix, after a causal convolution over q, k, v."""
+
+    num_k_heads: int
+    num_v_heads: int
+    head_k_dim: int
+    head_v_dim: int
+    conv_kernel: int
+
+    def __post_init__(self) -> None:
+        for name in ("num_k_heads", "num_v_heads", "head_k_dim", "head_v_dim", "conv_kernel"):
+            _positive(f"linear_{name}", getattr(self, name))
+
+    @property
+    def key_dim(self) -> int:
+        return self.num_k_heads * self.head_k_dim
+
+    @property
+    def value_dim(self) -> int:
+        return self.num_v_heads * self.head_v_dim
+
+    @property
+    def conv_channels(self) -> int:
+        """q, k and v pass the convolution: ``2 key_dim + value_dim`` channels."""
+        return 2 * self.key_dim + self.value_dim
+
+
 @dataclass(frozen=True, kw_only=True)
 class MLASpec:
     """Multi-head latent attention (DeepSeek-V2 paper, sec. 2.1): queries and keys/values
@@ -164,6 +243,19 @@ class ModelSpec:
     """Per layer: True when its MLP is the MoE block. Empty for dense models."""
     mla: MLASpec | None = None
     """Multi-head latent attention, or ``None`` for MHA/GQA/MQA."""
+    layer_mixers: tuple[MixerKind, ...] = ()
+    """Per layer: what mixes tokens (attention, mamba, mamba2, gated_deltanet, none).
+    Empty means attention in every layer."""
+    layer_mlps: tuple[bool, ...] = ()
+    """Per layer: False when the layer has no MLP (Mamba, Nemotron-H's mixer-only
+    layers). Empty means every layer has one."""
+    ssm: SSMSpec | None = None
+    """The Mamba mixer of the ``mamba``/``mamba2`` layers."""
+    deltanet: DeltaNetSpec | None = None
+    """The gated delta-net mixer of the ``gated_deltanet`` layers."""
+    attention_output_gate: bool = False
+    """q_proj also emits a sigmoid gate for the attention output (Qwen3-Next,
+    Qwen3.5): its width doubles."""
     sliding_window: int | None = None
     """Tokens a sliding-window layer attends to; ``None`` when no layer slides."""
     attention_chunk_size: int | None = None
@@ -208,6 +300,13 @@ class ModelSpec:
             raise ConfigError(f"layer_types: expected {self.num_layers} entries, got {len(self.layer_types)}")
         if self.sliding_window is not None:
             _positive("sliding_window", self.sliding_window)
+        for name in ("layer_mixers", "layer_mlps"):
+            if getattr(self, name) and len(getattr(self, name)) != self.num_layers:
+                raise ConfigError(f"{name}: expected {self.num_layers} entries, got {len(getattr(self, name))}")
+        if any(m in ("mamba", "mamba2") for m in self.layer_mixers) and self.ssm is None:
+            raise ConfigError("layer_mixers: Mamba layers given but no SSM spec")
+        if "gated_deltanet" in self.layer_mixers and self.deltanet is None:
+            raise ConfigError("layer_mixers: gated delta-net layers given but no delta-net spec")
         if "chunked_attention" in self.layer_types:
             _positive("attention_chunk_size", self.attention_chunk_size)
         if not 0 < self.partial_rotary_factor <= 1:
@@ -224,7 +323,25 @@ class ModelSpec:
 
     @property
     def num_dense_layers(self) -> int:
-        return self.num_layers - self.num_moe_layers
+        """Layers whose MLP is a dense MLP (not MoE, not absent)."""
+        return sum(self.has_mlp(i) and not self.is_moe_layer(i) for i in range(self.num_layers))
+
+    def has_mlp(self, index: int) -> bool:
+        return not self.layer_mlps or self.layer_mlps[index]
+
+    def mixer(self, index: int) -> MixerKind:
+        """What mixes tokens in layer ``index``."""
+        return self.layer_mixers[index] if self.layer_mixers else "attention"
+
+    @property
+    def num_attention_layers(self) -> int:
+        """Layers with softmax attention (the layers that keep a KV cache)."""
+        return sum(self.mixer(i) == "attention" for i in range(self.num_layers))
+
+    @property
+    def is_hybrid(self) -> bool:
+        """Some layer mixes tokens without attention (state-space, linear attention)."""
+        return any(m != "attention" for m in self.layer_mixers)
 
     @property
     def attention_kind(self) -> str:
@@ -256,7 +373,7 @@ class ModelSpec:
     def dense_widths(self) -> tuple[int, ...]:
         """MLP width of every dense (non-MoE) layer, in layer order."""
         return tuple(self.layer_intermediate_sizes[i] if self.layer_intermediate_sizes else self.intermediate_size
-                     for i in range(self.num_layers) if not self.is_moe_layer(i))
+                     for i in range(self.num_layers) if self.has_mlp(i) and not self.is_moe_layer(i))
 
     def is_moe_layer(self, index: int) -> bool:
         return bool(self.moe_layers) and self.moe_layers[index]

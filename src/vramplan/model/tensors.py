@@ -22,11 +22,11 @@ from typing import Literal
 from vramplan.model.spec import ModelSpec
 
 Component = Literal[
-    "embeddings", "position_embeddings", "attention", "mlp", "experts", "router",
+    "embeddings", "position_embeddings", "attention", "ssm", "mlp", "experts", "router",
     "shared_experts", "norms", "biases", "head",
 ]
 COMPONENTS: tuple[Component, ...] = (
-    "embeddings", "position_embeddings", "attention", "mlp", "experts", "router",
+    "embeddings", "position_embeddings", "attention", "ssm", "mlp", "experts", "router",
     "shared_experts", "norms", "biases", "head",
 )
 """Parameter components in display order. Biases of every module are gathered in
@@ -92,9 +92,11 @@ def _norm(spec: ModelSpec, name: str, dim: int, count: int, per_layer: bool = Tr
 
 
 def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
-    """Attention of all layers: q/k/v/o (or MLA's latent projections), their biases,
-    q/k norms and sinks."""
-    n, h = spec.num_layers, spec.hidden_size
+    """Attention of the attention layers: q/k/v/o (or MLA's latent projections), their
+    biases, q/k norms and sinks."""
+    n, h = spec.num_attention_layers, spec.hidden_size
+    if not n:
+        return []
     groups: list[TensorGroup] = []
     if spec.mla is not None:
         # DeepSeek-V2 paper eq. 9-14; transformers DeepseekV3Attention.
@@ -113,7 +115,8 @@ def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
                           mla.kv_lora_rank, n, False)
         groups += _linear("self_attn.o_proj", "attention", h, heads * mla.v_head_dim, n, spec.attention_out_bias)
         return groups
-    groups += _linear("self_attn.q_proj", "attention", spec.q_dim, h, n, spec.attention_qkv_bias)
+    q_out = spec.q_dim * (2 if spec.attention_output_gate else 1)
+    groups += _linear("self_attn.q_proj", "attention", q_out, h, n, spec.attention_qkv_bias)
     groups += _linear("self_attn.k_proj", "attention", spec.kv_dim, h, n, spec.attention_qkv_bias)
     groups += _linear("self_attn.v_proj", "attention", spec.kv_dim, h, n, spec.attention_qkv_bias)
     groups += _linear("self_attn.o_proj", "attention", h, spec.q_dim, n, spec.attention_out_bias)
@@ -128,6 +131,53 @@ def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
     if spec.attention_sinks:
         groups.append(TensorGroup(name="self_attn.sinks", component="attention", role="other",
                                   shape=(spec.num_attention_heads,), count=n))
+    return groups
+
+
+def _other(name: str, shape: tuple[int, ...], count: int) -> list[TensorGroup]:
+    return [TensorGroup(name=name, component="ssm", role="other", shape=shape, count=count)] if count else []
+
+
+def ssm_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """Mamba / Mamba-2 mixers (transformers ``MambaMixer``, ``Mamba2Mixer``) and gated
+    delta-nets (``Qwen3NextGatedDeltaNet``) of the non-attention layers."""
+    h = spec.hidden_size
+    groups: list[TensorGroup] = []
+    ssm = spec.ssm
+    for version in (1, 2):
+        n = sum(spec.mixer(i) == ("mamba" if version == 1 else "mamba2") for i in range(spec.num_layers))
+        if not n or ssm is None:
+            continue
+        d, state = ssm.d_inner, ssm.d_state
+        if version == 1:
+            groups += _linear("mamba.in_proj", "ssm", 2 * d, h, n, ssm.proj_bias)
+            groups += _linear("mamba.x_proj", "ssm", ssm.dt_rank + 2 * state, d, n, False)
+            groups += _linear("mamba.dt_proj", "ssm", d, ssm.dt_rank, n, True)
+            groups += _other("mamba.A_log", (d, state), n)
+            groups += _other("mamba.D", (d,), n)
+            if ssm.inner_norms:
+                groups += _other("mamba.dt_layernorm.weight", (ssm.dt_rank,), n)
+                groups += _other("mamba.b_layernorm.weight", (state,), 2 * n)
+        else:
+            groups += _linear("mamba.in_proj", "ssm", d + ssm.conv_channels + ssm.num_heads, h, n, ssm.proj_bias)
+            groups += _other("mamba.dt_bias", (ssm.num_heads,), n)
+            groups += _other("mamba.A_log", (ssm.num_heads,), n)
+            groups += _other("mamba.D", (ssm.num_heads,), n)
+            groups += _other("mamba.norm.weight", (d,), n)
+        groups += _other("mamba.conv1d.weight", (ssm.conv_channels, 1, ssm.d_conv), n)
+        if ssm.conv_bias:
+            groups += _other("mamba.conv1d.bias", (ssm.conv_channels,), n)
+        groups += _linear("mamba.out_proj", "ssm", h, d, n, ssm.proj_bias)
+    net = spec.deltanet
+    n = sum(spec.mixer(i) == "gated_deltanet" for i in range(spec.num_layers))
+    if n and net is not None:
+        groups += _linear("linear_attn.in_proj_qkvz", "ssm", 2 * net.key_dim + 2 * net.value_dim, h, n, False)
+        groups += _linear("linear_attn.in_proj_ba", "ssm", 2 * net.num_v_heads, h, n, False)
+        groups += _other("linear_attn.conv1d.weight", (net.conv_channels, 1, net.conv_kernel), n)
+        groups += _other("linear_attn.dt_bias", (net.num_v_heads,), n)
+        groups += _other("linear_attn.A_log", (net.num_v_heads,), n)
+        groups += _other("linear_attn.norm.weight", (net.head_v_dim,), n)
+        groups += _linear("linear_attn.out_proj", "ssm", h, net.value_dim, n, False)
     return groups
 
 
@@ -185,6 +235,7 @@ def model_tensors(spec: ModelSpec) -> list[TensorGroup]:
     if spec.embedding_norm:
         groups += _norm(spec, "embedding_norm", h, 1, per_layer=False)
     groups += attention_tensors(spec)
+    groups += ssm_tensors(spec)
     groups += mlp_tensors(spec)
     groups += _norm(spec, "layernorm", h, spec.num_layers * spec.norms_per_layer)
     groups += _norm(spec, "norm", h, 1 if spec.final_norm else 0, per_layer=False)
