@@ -272,6 +272,8 @@ def _first(cfg: Config, keys: tuple[str, ...], default: Any = None) -> Any:
 
 def _pos(cfg: Config, keys: tuple[str, ...], default: int | None = None) -> int:
     value = _first(cfg, keys, default)
+    if value is None:
+        raise ConfigError(f"{keys[0]}: missing from config.json (needed for model_type {cfg.get('model_type')!r})")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value <= 0 \
             or value > 10_000_000 or int(value) != value:
         raise ConfigError(f"{keys[0]}: expected a positive integer (at most 10,000,000), got {value!r}")
