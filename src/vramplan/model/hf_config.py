@@ -58,8 +58,20 @@ WRAPPER_TIED_DEFAULT: frozenset[str] = frozenset({
     "paddleocr_vl", "paligemma", "pp_chart2table", "shieldgemma2", "t5gemma2", "udop",
 })
 """Multimodal wrappers whose config class defaults ``tie_word_embeddings`` to true
-(transformers 5 config classes); every other wrapper defaults to false. The wrapper,
-not its ``text_config``, decides whether the head is tied."""
+(transformers 5 config classes). The wrapper, not its ``text_config``, decides
+whether the head is tied."""
+
+WRAPPER_UNTIED_DEFAULT: frozenset[str] = frozenset({
+    "apertus1p5", "aria", "cosmos3_edge", "cosmos3_omni", "dots3_note", "exaone4_5", "fuyu", "git", "glm46v",
+    "glm4v", "glm4v_moe", "glm5_next", "glm_ocr", "glmga", "hy_v4_vl", "idefics", "idefics2", "idefics3", "llama4",
+    "llava", "llava_next", "llava_next_video", "llava_onevision", "minicpmv4_6", "minicpmv4_7", "minimax_m3_vl",
+    "mistral4", "mistral_large4", "molmo2", "pix2struct", "qianfan_ocr", "qwen2_5_omni_thinker", "qwen2_5_vl",
+    "qwen2_vl", "qwen3_5", "qwen3_5_moe", "qwen3_omni_moe_thinker", "qwen3_vl", "qwen3_vl_moe", "smolvlm",
+    "unlimited_ocr", "video_llama_3", "video_llava", "vipllava",
+})
+"""Wrappers whose config class defaults ``tie_word_embeddings`` to false. Wrappers in
+neither set (BLIP-2, InstructBLIP, Mllama: no such field) leave tying to the text
+config."""
 
 
 # ---- values with errors that name the key and the bound ---------------------------
@@ -326,7 +338,24 @@ def _fields(cfg: Config, family: Family, name: str, hub_id: str | None) -> dict[
     for private in [k for k in f if k.startswith("_")]:
         del f[private]
     f["sliding_window"] = _sliding(cfg, f["layer_types"])
+    f["notes"] = tuple(f.get("notes", ())) + _hybrid_notes(f)
     return f
+
+
+MIXER_NAMES = {"mamba": "Mamba", "mamba2": "Mamba-2", "gated_deltanet": "gated delta-net"}
+
+
+def _hybrid_notes(f: dict[str, Any]) -> tuple[str, ...]:
+    """Say, for hybrid models, what has no analytical model and where the exact answer is."""
+    mixers = f.get("layer_mixers") or ()
+    counts = {m: mixers.count(m) for m in MIXER_NAMES if m in mixers}
+    if not counts:
+        return ()
+    layers = ", ".join(f"{n} {MIXER_NAMES[m]}" for m, n in counts.items())
+    return (f"{layers} layer(s): parameters, KV cache and recurrent state are exact; their training and prefill "
+            "activations have no analytical model here and are approximated with a transformer layer's formula "
+            "(attention + MLP of the same widths); "
+            f"measure them with `vramplan trace {f['name']}`",)
 
 
 def _rotary_factor(cfg: Config) -> float:
@@ -362,7 +391,7 @@ def text_config(cfg: Config) -> Config:
             if key in cfg and key not in merged:
                 merged[key] = cfg[key]
         outer_tie = cfg.get("tie_word_embeddings")
-        if outer_tie is None and cfg.get("model_type"):
+        if outer_tie is None and cfg.get("model_type") in WRAPPER_TIED_DEFAULT | WRAPPER_UNTIED_DEFAULT:
             outer_tie = cfg.get("model_type") in WRAPPER_TIED_DEFAULT
         if outer_tie is not None:
             merged["tie_word_embeddings"] = outer_tie
