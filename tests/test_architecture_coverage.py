@@ -28,7 +28,7 @@ from vramplan.model.hf_config import spec_from_config
 
 pytestmark = pytest.mark.exact
 
-COVERAGE_FLOOR = 0.60
+COVERAGE_FLOOR = 0.62
 """Share of the buildable decoder-only types read exactly (the measured figure is in
 the test output and in docs/architectures.md)."""
 
@@ -38,7 +38,6 @@ NOT_READ: dict[str, str] = {
     "axk1": "MLA with a post-MLP norm inside the MoE block",
     "axk2": "norms that hold their own MLPs (hyper-connections)",
     "bailing_hybrid": "hybrid linear-attention layers (forget-gate recurrence)",
-    "bamba": "hybrid Mamba-2 layers",
     "beam": "gated attention with a bias",
     "bert-generation": "BERT encoder stack used as a decoder",
     "biogpt": "BioGPT: scaled sinusoid-free learned positions with offset and BART-style blocks",
@@ -54,7 +53,6 @@ NOT_READ: dict[str, str] = {
     "dots3_note": "sparse-attention indexer",
     "dots3_note_text": "sparse-attention indexer",
     "falcon_h1": "hybrid: Mamba-2 and attention in parallel in every layer",
-    "falcon_mamba": "state-space layers (Mamba)",
     "fuyu": "image patches are projected by the causal-LM class itself",
     "gemma3n_text": "AltUp, LAuReL and per-layer embeddings",
     "gemma4_text": "per-layer input embeddings",
@@ -64,13 +62,11 @@ NOT_READ: dict[str, str] = {
     "glm4_moe": "the default config has 96 heads over hidden 4096 with no head_dim (transformers floors to 42)",
     "glm_moe_dsa": "sparse-attention indexer",
     "gpt_neox_japanese": "a single shared attention-output bias",
-    "granitemoehybrid": "hybrid Mamba-2 layers",
     "hrm_text": "hierarchical recurrent modules",
     "hy_v4": "hyper-connections",
     "inkling2_loop_text": "looped blocks",
     "inkling2_text": "own block layout",
     "inkling_text": "own block layout",
-    "jamba": "hybrid Mamba layers",
     "jetmoe": "mixture of attention heads",
     "kimi_linear": "hybrid linear attention (KDA)",
     "laguna": "per-head attention output gate",
@@ -78,22 +74,14 @@ NOT_READ: dict[str, str] = {
     "lfm2": "short-convolution layers",
     "lfm3": "short-convolution layers",
     "longcat_flash": "two attention and MLP sub-blocks per layer, zero-compute experts",
-    "mamba": "state-space layers (Mamba)",
-    "mamba2": "state-space layers (Mamba-2)",
     "mimo_v2_flash": "attention sinks on the sliding layers only",
     "minimax": "hybrid lightning (linear) attention",
     "minimax_m3_vl_text": "fused shared-expert projection",
     "mllama": "cross-attention layers to the vision tower",
     "modernbert-decoder": "ModernBERT decoder head",
     "moshi": "depth decoder and fused gated MLP",
-    "nemotron_h": "hybrid Mamba-2 / attention / MoE pattern",
     "olmo_hybrid": "hybrid gated delta-net layers",
     "phi4_multimodal": "vision and audio embedders inside the causal-LM class",
-    "qwen3_5": "hybrid gated delta-net layers",
-    "qwen3_5_moe": "hybrid gated delta-net layers",
-    "qwen3_5_moe_text": "hybrid gated delta-net layers",
-    "qwen3_5_text": "hybrid gated delta-net layers",
-    "qwen3_next": "hybrid gated delta-net layers",
     "recurrent_gemma": "RG-LRU recurrent blocks",
     "rwkv": "RWKV time-mix recurrence",
     "trocr": "decoder of a vision encoder-decoder",

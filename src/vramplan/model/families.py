@@ -257,6 +257,14 @@ def _chatglm(cfg: Config, f: dict[str, Any]) -> None:
         f["norm"] = "layernorm"
 
 
+def _qwen1(cfg: Config, f: dict[str, Any]) -> None:
+    """Qwen-1 (remote code, modeling_qwen.py): ``intermediate_size`` counts both MLP
+    halves (``w1``, ``w2`` are ``intermediate_size // 2`` wide); ``c_attn`` has a bias,
+    nothing else does (``no_bias``); untied ``lm_head``."""
+    f["intermediate_size"] //= 2
+    f.update(attention_qkv_bias=True, attention_out_bias=False, mlp_bias=False, tie_word_embeddings=False)
+
+
 def _post_norms(cfg: Config, f: dict[str, Any]) -> None:
     if cfg.get("use_post_norm"):  # HyperCLOVA X: norms after attention and MLP too
         f["norms_per_layer"] = 4
@@ -493,6 +501,11 @@ FAMILIES: dict[str, Family] = {
     "xglm": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                    tied_default=True, activation_key="activation_function"),
     "chatglm": Family(adjust=_chatglm),
+    # remote-code families, read from their JSON keys
+    "internlm2": Family(qkv_bias="bias", out_bias="bias"),
+    "baichuan": _LLAMA,
+    "qwen": Family(adjust=_qwen1),
+    "minicpm": Family(tied_default=True),
     "internlm3": _LLAMA, "iquestcoder": _LLAMA,
     "jais2": Family(norm="layernorm", mlp_gated=False),
     "kolibri1": Family(qk_norm="per_head", norms_per_layer=4),
@@ -513,6 +526,14 @@ FAMILIES: dict[str, Family] = {
     "bamba": Family(adjust=_bamba),
     "granitemoehybrid": Family(adjust=_granite_hybrid),
     "nemotron_h": Family(norms_per_layer=1, mlp_gated=False, adjust=_nemotron_h),
+    # text towers of multimodal wrappers
+    "qwen2_vl_text": Family(adjust=_qwen2_bias), "qwen2_5_vl_text": Family(adjust=_qwen2_bias),
+    "qwen2_5_omni_text": Family(adjust=_qwen2_bias),
+    "qwen3_vl_text": Family(qk_norm="per_head"), "qwen3_vl_moe_text": Family(qk_norm="per_head"),
+    "qwen3_omni_moe_text": Family(qk_norm="per_head"),
+    "glm4v_text": Family(qkv_bias=True, out_bias=False, norms_per_layer=4),
+    "glm4v_moe_text": Family(out_bias=False, qk_norm="per_head", qk_norm_key="use_qk_norm"),
+    "paddleocr_vl_text": Family(adjust=_ernie),
     "nanochat": Family(norms_per_layer=0, final_norm=False, mlp_gated=False),
 }
 """``model_type`` -> its structure. Multimodal wrappers are read through
