@@ -448,6 +448,8 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
         raise ConfigError(f"config.json: expected a JSON object, got {type(cfg).__name__}")
     if complete:
         cfg = complete_config(cfg)
+    towers = [k.removesuffix("_config") for k in ("vision_config", "audio_config")
+              if isinstance(cfg.get(k), dict) and cfg.get("model_type") not in FAMILIES]
     cfg = text_config(cfg)
     mtype = cfg.get("model_type")
     if not mtype:
@@ -460,7 +462,12 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
             "it with --layers --hidden --heads --kv-heads --intermediate --vocab, or give a parameter count "
             "such as 7B")
     cfg = {**family.defaults, **cfg}
-    return ModelSpec(**_fields(cfg, family, name, hub_id))
+    fields = _fields(cfg, family, name, hub_id)
+    if towers:
+        fields["notes"] = fields["notes"] + (
+            f"the checkpoint's {' and '.join(towers)} tower(s) are not counted: parameters, weights and activations "
+            "are those of the text model alone",)
+    return ModelSpec(**fields)
 
 
 def load_config_file(path: str | Path) -> Config:
