@@ -118,6 +118,7 @@ def _falcon(cfg: Config, f: dict[str, Any]) -> None:
     ``new_decoder_architecture`` (then ``num_kv_heads``, two norms ``ln_attn``/``ln_mlp``
     per block); parallel blocks keep one norm; ALiBi or rotary."""
     new_arch = bool(cfg.get("new_decoder_architecture"))
+    f["intermediate_size"] = int(cfg.get("ffn_hidden_size") or 4 * f["hidden_size"])  # FalconConfig.ffn_hidden_size
     if new_arch:
         f["num_kv_heads"] = int(cfg.get("num_kv_heads") or f["num_attention_heads"])
         f["norms_per_layer"] = int(cfg.get("num_ln_in_parallel_attn") or 2)
