@@ -167,3 +167,37 @@ def test_custom_spec_matches_llama2_7b():
 
     spec = custom_spec(layers=32, hidden=4096, heads=32, intermediate=11008, vocab=32000)
     assert count_params(spec).total_params == 6_738_415_616
+
+
+@pytest.mark.parametrize("cfg, message", [
+    ({"model_type": "falcon", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 100,
+      "bias": "false"}, "bias: expected true or false, got 'false'"),
+    ({"model_type": "falcon", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 100,
+      "new_decoder_architecture": True, "num_kv_heads": 2.5}, "num_kv_heads: expected an integer, got 2.5"),
+    ({"model_type": "jamba", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 100,
+      "intermediate_size": 96, "attn_layer_period": float("nan")}, "attn_layer_period: expected a positive integer"),
+    ({"model_type": "bamba", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 100,
+      "intermediate_size": 96, "attn_layer_indices": "1", "mamba_n_heads": 8},
+     "attn_layer_indices: expected a list of layer indices"),
+    ({"model_type": "nemotron_h", "hidden_size": 64, "num_attention_heads": 4, "vocab_size": 100,
+      "intermediate_size": 96, "hybrid_override_pattern": "M?", "mamba_num_heads": 8},
+     "hybrid_override_pattern: unknown block '?'"),
+    ({"model_type": "mixtral", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 100,
+      "intermediate_size": 96, "num_local_experts": 4, "num_experts_per_tok": 8},
+     "experts_per_token: expected at most num_experts=4, got 8"),
+    ({"model_type": "qwen3_moe", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+      "vocab_size": 100, "intermediate_size": 96, "num_experts": 4, "num_experts_per_tok": 2,
+      "moe_intermediate_size": 32, "mlp_layer_types": ["dense"]}, "mlp_layer_types: expected a list of 2 entries"),
+])
+def test_family_switches_are_checked(cfg, message):
+    with pytest.raises(ConfigError) as info:
+        spec_from_config(cfg, complete=False)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name, slug", [("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b"),
+                                        ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b"),
+                                        ("google/gemma-2-9b-it", "gemma-2-9b"), ("deepseek-r1", "deepseek-v3"),
+                                        ("tiiuae/falcon-7b-instruct", "falcon-7b")])
+def test_instruct_variants_resolve_offline_to_their_base_architecture(name, slug):
+    assert resolve_model(name).name == slug

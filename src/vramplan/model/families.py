@@ -90,6 +90,16 @@ class Family:
     """Family-specific step on the fields the generic reader found."""
 
 
+def _on(cfg: Config, key: str, default: bool) -> bool:
+    """A true/false switch of the config; anything else is an error naming the key."""
+    value = cfg.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    return value
+
+
 def _four_h(hidden: int) -> int:
     return 4 * hidden
 
@@ -103,7 +113,7 @@ def _gemma2_layers(cfg: Config, f: dict[str, Any]) -> None:
 
 def _gemma3_layers(cfg: Config, f: dict[str, Any]) -> None:
     if not f["layer_types"]:  # every sliding_window_pattern-th layer is global (default 6)
-        pattern = int(cfg.get("sliding_window_pattern") or 6)
+        pattern = _pos(cfg, ("sliding_window_pattern",), 6)
         f["layer_types"] = tuple("full_attention" if (i + 1) % pattern == 0 else "sliding_attention"
                                  for i in range(f["num_layers"]))
 
@@ -117,20 +127,20 @@ def _falcon(cfg: Config, f: dict[str, Any]) -> None:
     """Falcon (modeling_falcon.py): fused qkv with ``multi_query`` (one KV head) unless
     ``new_decoder_architecture`` (then ``num_kv_heads``, two norms ``ln_attn``/``ln_mlp``
     per block); parallel blocks keep one norm; ALiBi or rotary."""
-    new_arch = bool(cfg.get("new_decoder_architecture"))
-    f["intermediate_size"] = int(cfg.get("ffn_hidden_size") or 4 * f["hidden_size"])  # FalconConfig.ffn_hidden_size
+    new_arch = _on(cfg, "new_decoder_architecture", False)
+    f["intermediate_size"] = _pos(cfg, ("ffn_hidden_size",), 4 * f["hidden_size"])  # FalconConfig.ffn_hidden_size
     if new_arch:
-        f["num_kv_heads"] = int(cfg.get("num_kv_heads") or f["num_attention_heads"])
-        f["norms_per_layer"] = int(cfg.get("num_ln_in_parallel_attn") or 2)
+        f["num_kv_heads"] = _pos(cfg, ("num_kv_heads",), f["num_attention_heads"])
+        f["norms_per_layer"] = _pos(cfg, ("num_ln_in_parallel_attn",), 2)
     else:
-        f["num_kv_heads"] = 1 if cfg.get("multi_query", True) else f["num_attention_heads"]
-        parallel = cfg.get("parallel_attn", True)
+        f["num_kv_heads"] = 1 if _on(cfg, "multi_query", True) else f["num_attention_heads"]
+        parallel = _on(cfg, "parallel_attn", True)
         f["norms_per_layer"] = 1 if parallel else 2
         f["parallel_block"] = bool(parallel)
     if new_arch:
         f["parallel_block"] = True
-    bias = bool(cfg.get("bias", False))
-    f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias, alibi=bool(cfg.get("alibi")))
+    bias = _on(cfg, "bias", False)
+    f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias, alibi=_on(cfg, "alibi", False))
 
 
 def _bloom(cfg: Config, f: dict[str, Any]) -> None:
@@ -140,7 +150,7 @@ def _bloom(cfg: Config, f: dict[str, Any]) -> None:
 def _mpt(cfg: Config, f: dict[str, Any]) -> None:
     """MPT: ``expansion_ratio`` x d_model MLP, ``no_bias``, ALiBi (modeling_mpt.py)."""
     f["intermediate_size"] = int(cfg.get("expansion_ratio", 4) * f["hidden_size"])
-    bias = not cfg.get("no_bias", True)
+    bias = not _on(cfg, "no_bias", True)
     f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias, norm_bias=bias)
     attn = cfg.get("attn_config") if isinstance(cfg.get("attn_config"), dict) else {}
     f["alibi"] = bool(attn.get("alibi", True))
@@ -158,32 +168,32 @@ def _opt(cfg: Config, f: dict[str, Any]) -> None:
     """OPT: ``enable_bias`` everywhere, a final norm only with ``do_layer_norm_before``
     and without ``_remove_final_layer_norm`` (modeling_opt.py). Projections between
     ``word_embed_proj_dim`` and hidden exist only when they differ."""
-    bias = bool(cfg.get("enable_bias", True))
+    bias = _on(cfg, "enable_bias", True)
     f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias)
-    f["final_norm"] = bool(cfg.get("do_layer_norm_before", True)) and not cfg.get("_remove_final_layer_norm")
+    f["final_norm"] = _on(cfg, "do_layer_norm_before", True) and not cfg.get("_remove_final_layer_norm")
 
 
 def _stablelm(cfg: Config, f: dict[str, Any]) -> None:
-    f["attention_qkv_bias"] = bool(cfg.get("use_qkv_bias", False))
+    f["attention_qkv_bias"] = _on(cfg, "use_qkv_bias", False)
     f["attention_out_bias"] = False
-    if cfg.get("use_parallel_residual"):
+    if _on(cfg, "use_parallel_residual", False):
         f["norms_per_layer"], f["parallel_block"] = 1, True
-    if cfg.get("qk_layernorm"):
+    if _on(cfg, "qk_layernorm", False):
         f["qk_norm"] = "full"
 
 
 def _starcoder2(cfg: Config, f: dict[str, Any]) -> None:
-    bias = bool(cfg.get("use_bias", True))
+    bias = _on(cfg, "use_bias", True)
     f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias, norm_bias=bias)
 
 
 def _phi(cfg: Config, f: dict[str, Any]) -> None:
-    if cfg.get("qk_layernorm"):
+    if _on(cfg, "qk_layernorm", False):
         f["qk_norm"] = "per_head"
 
 
 def _cohere(cfg: Config, f: dict[str, Any]) -> None:
-    if cfg.get("use_qk_norm"):
+    if _on(cfg, "use_qk_norm", False):
         f["qk_norm"] = "full"
 
 
@@ -192,7 +202,7 @@ def _olmo(cfg: Config, f: dict[str, Any]) -> None:
 
 
 def _persimmon(cfg: Config, f: dict[str, Any]) -> None:
-    if cfg.get("qk_layernorm", True):
+    if _on(cfg, "qk_layernorm", True):
         f["qk_norm"] = "per_head"
 
 
@@ -201,14 +211,17 @@ def _llama4(cfg: Config, f: dict[str, Any]) -> None:
     each with one shared expert of the expert width; dense layers are
     ``intermediate_size_mlp`` wide; ``use_qk_norm`` is a parameter-free L2 norm."""
     n = f["num_layers"]
-    step = int(cfg.get("interleave_moe_layer_step") or 1)
+    step = _pos(cfg, ("interleave_moe_layer_step",), 1)
     moe_layers = cfg.get("moe_layers")
-    if not isinstance(moe_layers, list):
+    if moe_layers is not None and (not isinstance(moe_layers, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in moe_layers)):
+        raise ConfigError(f"moe_layers: expected a list of layer indices, got {moe_layers!r}")
+    if moe_layers is None:
         moe_layers = list(range(step - 1, n, step))
     f["_moe_layer_set"] = set(moe_layers)
     f["_shared_width"] = f["intermediate_size"]
     f["_expert_width"] = f["intermediate_size"]
-    f["intermediate_size"] = int(cfg.get("intermediate_size_mlp") or f["intermediate_size"])
+    f["intermediate_size"] = _pos(cfg, ("intermediate_size_mlp",), f["intermediate_size"])
     f["qk_norm"] = "none"
 
 
@@ -218,23 +231,22 @@ def _ernie_moe(cfg: Config, f: dict[str, Any]) -> None:
     start = int(cfg.get("moe_layer_start_index") or 0)
     end = cfg.get("moe_layer_end_index")
     end = f["num_layers"] - 1 if end is None or end == -1 else int(end)
-    interval = int(cfg.get("moe_layer_interval") or 1)
+    interval = _pos(cfg, ("moe_layer_interval",), 1)
     f["_moe_layer_set"] = {i for i in range(f["num_layers"])
                            if start <= i <= end and (i + 1) % interval == 0}
-    bias = bool(cfg.get("use_bias", False))
+    bias = _on(cfg, "use_bias", False)
     f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias)
 
 
 def _ernie(cfg: Config, f: dict[str, Any]) -> None:
-    bias = bool(cfg.get("use_bias", False))
+    bias = _on(cfg, "use_bias", False)
     f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias)
 
 
 def _granitemoe(cfg: Config, f: dict[str, Any]) -> None:
     f["_expert_width"] = f["intermediate_size"]
-    shared = cfg.get("shared_intermediate_size")
-    if shared:
-        f["_shared_width"] = int(shared)
+    if cfg.get("shared_intermediate_size"):
+        f["_shared_width"] = _pos(cfg, ("shared_intermediate_size",))
 
 
 def _mixtral_width(cfg: Config, f: dict[str, Any]) -> None:
@@ -250,11 +262,11 @@ def _chatglm(cfg: Config, f: dict[str, Any]) -> None:
     qkv, ``add_bias_linear`` on the output and MLP projections, a final norm when
     ``post_layer_norm``, LayerNorm unless ``rmsnorm``; the ``output_layer`` is its own
     matrix whatever ``tie_word_embeddings`` says (the class never ties it)."""
-    f["attention_qkv_bias"] = bool(cfg.get("add_qkv_bias", False))
-    linear_bias = bool(cfg.get("add_bias_linear", False))
+    f["attention_qkv_bias"] = _on(cfg, "add_qkv_bias", False)
+    linear_bias = _on(cfg, "add_bias_linear", False)
     f.update(attention_out_bias=linear_bias, mlp_bias=linear_bias, tie_word_embeddings=False)
-    f["final_norm"] = bool(cfg.get("post_layer_norm", True))
-    if not cfg.get("rmsnorm", True):
+    f["final_norm"] = _on(cfg, "post_layer_norm", True)
+    if not _on(cfg, "rmsnorm", True):
         f["norm"] = "layernorm"
 
 
@@ -267,7 +279,7 @@ def _qwen1(cfg: Config, f: dict[str, Any]) -> None:
 
 
 def _post_norms(cfg: Config, f: dict[str, Any]) -> None:
-    if cfg.get("use_post_norm"):  # HyperCLOVA X: norms after attention and MLP too
+    if _on(cfg, "use_post_norm", False):  # HyperCLOVA X: norms after attention and MLP too
         f["norms_per_layer"] = 4
 
 
@@ -347,8 +359,9 @@ def _jamba(cfg: Config, f: dict[str, Any]) -> None:
     """Jamba: layer i is attention when ``i % attn_layer_period == attn_layer_offset``,
     else Mamba; MoE when ``i % expert_layer_period == expert_layer_offset``."""
     n = f["num_layers"]
-    ap, ao = _pos(cfg, ("attn_layer_period",), 8), int(cfg.get("attn_layer_offset") or 0)
-    ep, eo = _pos(cfg, ("expert_layer_period",), 2), int(cfg.get("expert_layer_offset") or 0)
+    ap, ep = _pos(cfg, ("attn_layer_period",), 8), _pos(cfg, ("expert_layer_period",), 2)
+    ao = _pos({"attn_layer_offset": (cfg.get("attn_layer_offset") or 0) + 1}, ("attn_layer_offset",)) - 1
+    eo = _pos({"expert_layer_offset": (cfg.get("expert_layer_offset") or 0) + 1}, ("expert_layer_offset",)) - 1
     f["layer_mixers"] = tuple("attention" if i % ap == ao else "mamba" for i in range(n))
     f["ssm"] = _ssm(cfg, f["hidden_size"], 1)
     f["_moe_layer_set"] = {i for i in range(n) if i % ep == eo}
@@ -357,7 +370,10 @@ def _jamba(cfg: Config, f: dict[str, Any]) -> None:
 
 def _bamba(cfg: Config, f: dict[str, Any]) -> None:
     """Bamba: Mamba-2 everywhere except ``attn_layer_indices``."""
-    attn = set(cfg.get("attn_layer_indices") or [])
+    attn = cfg.get("attn_layer_indices") or []
+    if not isinstance(attn, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in attn):
+        raise ConfigError(f"attn_layer_indices: expected a list of layer indices, got {attn!r}")
+    attn = set(attn)
     f["layer_mixers"] = tuple("attention" if i in attn else "mamba2" for i in range(f["num_layers"]))
     f["ssm"] = _ssm(cfg, f["hidden_size"], 2)
 
