@@ -39,6 +39,8 @@ TINY = {
                              num_experts_per_tok=2, shared_intermediate_size=32,
                              layer_types=["mamba", "attention", "mamba"], mamba_n_heads=8, mamba_d_head=16,
                              mamba_n_groups=1, mamba_d_state=8, mamba_expand=2),
+    "lfm2": dict(hidden_size=64, num_hidden_layers=4, vocab_size=100, num_attention_heads=4, num_key_value_heads=2,
+                 intermediate_size=96, layer_types=["conv", "conv", "full_attention", "conv"], conv_L_cache=3),
     "nemotron_h": dict(hidden_size=64, vocab_size=100, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
                        intermediate_size=96, hybrid_override_pattern="M-M*-", mamba_num_heads=8, mamba_head_dim=16,
                        n_groups=2, ssm_state_size=8, expand=2),
@@ -110,3 +112,19 @@ def test_pure_mamba_has_no_kv_growth():
     spec = spec_from_config(cfg, complete=False)
     assert kv_bytes_per_token(spec, "bf16") == 0
     assert kv_cache_bytes(spec, context_tokens=10, batch=1) == kv_cache_bytes(spec, context_tokens=100_000, batch=1)
+
+
+@pytest.mark.exact
+@pytest.mark.parametrize("model_type", sorted(TINY))
+def test_hybrid_parameters_equal_the_meta_build(model_type):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        config = transformers.AutoConfig.for_model(model_type, **TINY[model_type])
+        with torch.device("meta"):
+            model = transformers.AutoModelForCausalLM.from_config(config)
+    from vramplan.model import count_params
+
+    ours = count_params(spec_from_config(config.to_dict(), complete=False)).total_params
+    assert ours == sum(p.numel() for p in model.parameters())

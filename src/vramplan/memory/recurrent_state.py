@@ -14,7 +14,8 @@ whatever the context length:
     over ``d_inner + 2 n_groups d_state`` channels;
   - gated delta-net (Yang et al. 2024, ``Qwen3NextGatedDeltaNet``): one
     ``head_k_dim x head_v_dim`` matrix per value head, conv over q, k and v
-    (``2 key_dim + value_dim`` channels).
+    (``2 key_dim + value_dim`` channels);
+- LFM2's gated short convolution: only a conv state, ``hidden x conv_L_cache``.
 
 These are the shapes of transformers' ``LinearAttentionLayer`` cache entries
 (cache_utils.py), checked byte for byte against a real cache after a CPU forward
@@ -54,6 +55,8 @@ def layer_state(spec: ModelSpec, layer: int, *, tp: int = 1) -> LayerState:
         net = spec.deltanet
         return LayerState(conv_elements=net.conv_channels * net.conv_kernel // tp,
                           state_elements=net.num_v_heads * net.head_k_dim * net.head_v_dim // tp)
+    if mixer == "short_conv":  # LFM2: the last L_cache inputs of the hidden-wide conv, no SSM state
+        return LayerState(conv_elements=spec.hidden_size * spec.short_conv_kernel // tp, state_elements=0)
     return LayerState(conv_elements=0, state_elements=0)
 
 

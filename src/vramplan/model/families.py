@@ -388,6 +388,35 @@ def _granite_hybrid(cfg: Config, f: dict[str, Any]) -> None:
         f["intermediate_size"] = int(cfg["shared_intermediate_size"])  # dense: the shared MLP is the MLP
 
 
+def _lfm2(cfg: Config, f: dict[str, Any]) -> None:
+    """LFM2 (modeling_lfm2.py): ``conv`` layers are gated short convolutions, the
+    others attention (``layer_types`` or ``full_attn_idxs``); q/k norms per head; the
+    final norm is ``embedding_norm``; the MLP width is auto-adjusted like Llama's
+    (2/3, times ``block_ffn_dim_multiplier``, rounded up to ``block_multiple_of``)."""
+    n = f["num_layers"]
+    types = cfg.get("layer_types")
+    if isinstance(types, list):
+        if len(types) != n:
+            raise ConfigError(f"layer_types: expected a list of {n} entries")
+        conv = [t == "conv" for t in types]
+    else:
+        idxs = cfg.get("full_attn_idxs")
+        if not isinstance(idxs, list):
+            raise ConfigError("full_attn_idxs: expected a list of layer indices (or layer_types)")
+        conv = [i not in idxs for i in range(n)]
+    f["layer_mixers"] = tuple("short_conv" if c else "attention" for c in conv)
+    f["layer_types"] = ()
+    f["short_conv_kernel"] = _pos(cfg, ("conv_L_cache",), 3)
+    f["short_conv_bias"] = _on(cfg, "conv_bias", False)
+    if _on(cfg, "block_auto_adjust_ff_dim", True):
+        width = int(2 * f["intermediate_size"] / 3)
+        multiplier = cfg.get("block_ffn_dim_multiplier")
+        if multiplier is not None:
+            width = int(multiplier * width)
+        step = _pos(cfg, ("block_multiple_of",), 256)
+        f["intermediate_size"] = step * ((width + step - 1) // step)
+
+
 NEMOTRON_H_BLOCKS = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
 
 
@@ -551,6 +580,7 @@ FAMILIES: dict[str, Family] = {
     "glm4v_text": Family(qkv_bias=True, out_bias=False, norms_per_layer=4),
     "glm4v_moe_text": Family(out_bias=False, qk_norm="per_head", qk_norm_key="use_qk_norm"),
     "paddleocr_vl_text": Family(adjust=_ernie),
+    "lfm2": Family(qk_norm="per_head", tied_default=True, adjust=_lfm2),
     "nanochat": Family(norms_per_layer=0, final_norm=False, mlp_gated=False),
 }
 """``model_type`` -> its structure. Multimodal wrappers are read through

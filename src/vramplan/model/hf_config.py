@@ -192,7 +192,7 @@ def _sliding(cfg: Config, layer_types: tuple[str, ...]) -> int | None:
 
 def _has_linear_layers(cfg: Config) -> bool:
     types = cfg.get("layer_types")
-    return isinstance(types, list) and any(t in ("linear_attention", "mamba", "attention") for t in types)
+    return isinstance(types, list) and any(t in ("linear_attention", "mamba", "attention", "conv") for t in types)
 
 
 def _layer_count(cfg: Config) -> int:
@@ -342,7 +342,8 @@ def _fields(cfg: Config, family: Family, name: str, hub_id: str | None) -> dict[
     return f
 
 
-MIXER_NAMES = {"mamba": "Mamba", "mamba2": "Mamba-2", "gated_deltanet": "gated delta-net"}
+MIXER_NAMES = {"mamba": "Mamba", "mamba2": "Mamba-2", "gated_deltanet": "gated delta-net",
+               "short_conv": "short-convolution"}
 
 
 def _hybrid_notes(f: dict[str, Any]) -> tuple[str, ...]:

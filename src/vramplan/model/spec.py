@@ -58,10 +58,10 @@ class MoESpec:
                 f"experts_per_token: expected at most num_experts={self.num_experts}, got {self.experts_per_token}")
 
 
-MixerKind = Literal["attention", "mamba", "mamba2", "gated_deltanet", "none"]
+MixerKind = Literal["attention", "mamba", "mamba2", "gated_deltanet", "short_conv", "none"]
 """What mixes tokens in a layer: softmax attention (with a KV cache), a Mamba or
 Mamba-2 state-space mixer, a gated delta-net (linear attention with a recurrent
-state), or nothing (Nemotron-H's MLP-only layers)."""
+state), a gated short convolution (LFM2), or nothing (Nemotron-H's MLP-only layers)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,6 +253,11 @@ class ModelSpec:
     """The Mamba mixer of the ``mamba``/``mamba2`` layers."""
     deltanet: DeltaNetSpec | None = None
     """The gated delta-net mixer of the ``gated_deltanet`` layers."""
+    short_conv_kernel: int = 0
+    """LFM2's gated short convolution: kernel length (``conv_L_cache``); 0 when no layer
+    has one."""
+    short_conv_bias: bool = False
+    """The short-convolution projections and kernel carry biases (``conv_bias``)."""
     attention_output_gate: bool = False
     """q_proj also emits a sigmoid gate for the attention output (Qwen3-Next,
     Qwen3.5): its width doubles."""
@@ -305,6 +310,8 @@ class ModelSpec:
                 raise ConfigError(f"{name}: expected {self.num_layers} entries, got {len(getattr(self, name))}")
         if any(m in ("mamba", "mamba2") for m in self.layer_mixers) and self.ssm is None:
             raise ConfigError("layer_mixers: Mamba layers given but no SSM spec")
+        if "short_conv" in self.layer_mixers:
+            _positive("conv_L_cache", self.short_conv_kernel)
         if "gated_deltanet" in self.layer_mixers and self.deltanet is None:
             raise ConfigError("layer_mixers: gated delta-net layers given but no delta-net spec")
         if "chunked_attention" in self.layer_types:

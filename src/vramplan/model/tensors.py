@@ -168,6 +168,13 @@ def ssm_tensors(spec: ModelSpec) -> list[TensorGroup]:
         if ssm.conv_bias:
             groups += _other("mamba.conv1d.bias", (ssm.conv_channels,), n)
         groups += _linear("mamba.out_proj", "ssm", h, d, n, ssm.proj_bias)
+    n = sum(spec.mixer(i) == "short_conv" for i in range(spec.num_layers))
+    if n:  # LFM2 ShortConv: in_proj -> B, C, x; depthwise conv over L_cache; out_proj
+        groups += _linear("conv.in_proj", "ssm", 3 * h, h, n, spec.short_conv_bias)
+        groups += _other("conv.conv.weight", (h, 1, spec.short_conv_kernel), n)
+        if spec.short_conv_bias:
+            groups += _other("conv.conv.bias", (h,), n)
+        groups += _linear("conv.out_proj", "ssm", h, h, n, spec.short_conv_bias)
     net = spec.deltanet
     n = sum(spec.mixer(i) == "gated_deltanet" for i in range(spec.num_layers))
     if n and net is not None:
