@@ -28,17 +28,15 @@ from vramplan.model.hf_config import spec_from_config
 
 pytestmark = pytest.mark.exact
 
-COVERAGE_FLOOR = 0.62
+COVERAGE_FLOOR = 0.66
 """Share of the buildable decoder-only types read exactly (the measured figure is in
 the test output and in docs/architectures.md)."""
 
 NOT_READ: dict[str, str] = {
     # decoder-only types transformers 5.24 builds from its default config that are not read exactly
-    "afmoe": "attention output gate and per-expert score bias in a separate router module",
     "axk1": "MLA with a post-MLP norm inside the MoE block",
     "axk2": "norms that hold their own MLPs (hyper-connections)",
     "bailing_hybrid": "hybrid linear-attention layers (forget-gate recurrence)",
-    "beam": "gated attention with a bias",
     "bert-generation": "BERT encoder stack used as a decoder",
     "biogpt": "BioGPT: scaled sinusoid-free learned positions with offset and BART-style blocks",
     "blt": "byte-latent transformer: local encoder/decoder around a global model",
@@ -47,7 +45,6 @@ NOT_READ: dict[str, str] = {
     "deepseek_v32": "DeepSeek sparse-attention indexer",
     "deepseek_v4": "hyper-connections and a compressed-attention indexer",
     "deepseek_v2": "the default config leaves num_experts_per_tok unset (null)",
-    "diffllama": "differential attention's lambda vectors",
     "doge": "dynamic-mask attention with residual scalars",
     "dory": "learned residual lambdas and a scaled head",
     "dots3_note": "sparse-attention indexer",
@@ -69,13 +66,11 @@ NOT_READ: dict[str, str] = {
     "inkling_text": "own block layout",
     "jetmoe": "mixture of attention heads",
     "kimi_linear": "hybrid linear attention (KDA)",
-    "laguna": "per-head attention output gate",
     "lara_mini": "hybrid gated delta-net layers",
     "lfm3": "gated short-convolution layers with extra post norms and an attention gate",
     "longcat_flash": "two attention and MLP sub-blocks per layer, zero-compute experts",
     "mimo_v2_flash": "attention sinks on the sliding layers only",
     "minimax": "hybrid lightning (linear) attention",
-    "minimax_m3_vl_text": "fused shared-expert projection",
     "mllama": "cross-attention layers to the vision tower",
     "modernbert-decoder": "ModernBERT decoder head",
     "moshi": "depth decoder and fused gated MLP",

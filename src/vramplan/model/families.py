@@ -77,6 +77,9 @@ class Family:
     """MLP width from the hidden size when the config gives none (GPT-2: 4h)."""
     mlp_activation_params: int = 0
     sub_norms: bool = False
+    attention_gate: str = "none"
+    attention_gate_bias: bool = False
+    attention_lambdas: bool = False
     shared_expert_gate: bool = False
     router_bias: bool = False
     expert_bias: bool = False
@@ -278,6 +281,17 @@ def _qwen1(cfg: Config, f: dict[str, Any]) -> None:
     f.update(attention_qkv_bias=True, attention_out_bias=False, mlp_bias=False, tie_word_embeddings=False)
 
 
+def _first_dense(cfg: Config, f: dict[str, Any]) -> None:
+    """AFMoE: the first ``num_dense_layers`` layers are dense, the rest MoE."""
+    first = _pos({"n": (cfg.get("num_dense_layers") or 0) + 1}, ("n",)) - 1
+    f["_moe_layer_set"] = set(range(first, f["num_layers"]))
+
+
+def _shared_width_key(cfg: Config, f: dict[str, Any]) -> None:
+    if cfg.get("shared_intermediate_size"):
+        f["_shared_width"] = _pos(cfg, ("shared_intermediate_size",))
+
+
 def _post_norms(cfg: Config, f: dict[str, Any]) -> None:
     if _on(cfg, "use_post_norm", False):  # HyperCLOVA X: norms after attention and MLP too
         f["norms_per_layer"] = 4
@@ -352,7 +366,7 @@ def _deltanet(cfg: Config, f: dict[str, Any]) -> None:
                                  head_k_dim=_pos(cfg, ("linear_key_head_dim",)),
                                  head_v_dim=_pos(cfg, ("linear_value_head_dim",)),
                                  conv_kernel=_pos(cfg, ("linear_conv_kernel_dim",)))
-    f["attention_output_gate"] = True
+    f["attention_gate"] = "q_proj"
 
 
 def _jamba(cfg: Config, f: dict[str, Any]) -> None:
@@ -581,6 +595,12 @@ FAMILIES: dict[str, Family] = {
     "glm4v_moe_text": Family(out_bias=False, qk_norm="per_head", qk_norm_key="use_qk_norm"),
     "paddleocr_vl_text": Family(adjust=_ernie),
     "lfm2": Family(qk_norm="per_head", tied_default=True, adjust=_lfm2),
+    "afmoe": Family(qk_norm="per_head", norms_per_layer=4, attention_gate="full", router_score_bias=True,
+                    adjust=_first_dense),
+    "laguna": Family(qk_norm="per_head", attention_gate="head", router_score_bias=True),
+    "beam": Family(qk_norm="per_head", norms_per_layer=4, attention_gate="full", attention_gate_bias=True),
+    "diffllama": Family(attention_lambdas=True),
+    "minimax_m3_vl_text": Family(qk_norm="per_head", adjust=_shared_width_key),
     "nanochat": Family(norms_per_layer=0, final_norm=False, mlp_gated=False),
 }
 """``model_type`` -> its structure. Multimodal wrappers are read through

@@ -322,6 +322,8 @@ def _fields(cfg: Config, family: Family, name: str, hub_id: str | None) -> dict[
         hidden_act=_activation(cfg, family), learned_position_embeddings=family.learned_positions,
         position_embedding_offset=family.position_offset, alibi=family.alibi, head_bias=family.head_bias,
         mlp_activation_params=family.mlp_activation_params, sub_norms=family.sub_norms,
+        attention_gate=family.attention_gate, attention_gate_bias=family.attention_gate_bias,
+        attention_lambdas=family.attention_lambdas,
         dtype=_dtype(cfg), quantization_json=_quantization(cfg), layer_types=layer_types,
         attention_chunk_size=_key_int(cfg, "attention_chunk_size", None, "sliding_window")
         if "chunked_attention" in layer_types else None,

@@ -258,9 +258,14 @@ class ModelSpec:
     has one."""
     short_conv_bias: bool = False
     """The short-convolution projections and kernel carry biases (``conv_bias``)."""
-    attention_output_gate: bool = False
-    """q_proj also emits a sigmoid gate for the attention output (Qwen3-Next,
-    Qwen3.5): its width doubles."""
+    attention_gate: Literal["none", "q_proj", "full", "head"] = "none"
+    """A sigmoid gate on the attention output: emitted by q_proj (its width doubles;
+    Qwen3-Next, Qwen3.5), by its own ``hidden -> heads x head_dim`` projection (AFMoE),
+    or one gate per head from a ``hidden -> heads`` projection (Laguna)."""
+    attention_gate_bias: bool = False
+    """A learned per-head bias on that gate (Beam)."""
+    attention_lambdas: bool = False
+    """Differential attention's four ``head_dim`` lambda vectors per layer (DiffLlama)."""
     sliding_window: int | None = None
     """Tokens a sliding-window layer attends to; ``None`` when no layer slides."""
     attention_chunk_size: int | None = None

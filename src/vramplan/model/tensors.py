@@ -115,7 +115,7 @@ def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
                           mla.kv_lora_rank, n, False)
         groups += _linear("self_attn.o_proj", "attention", h, heads * mla.v_head_dim, n, spec.attention_out_bias)
         return groups
-    q_out = spec.q_dim * (2 if spec.attention_output_gate else 1)
+    q_out = spec.q_dim * (2 if spec.attention_gate == "q_proj" else 1)
     groups += _linear("self_attn.q_proj", "attention", q_out, h, n, spec.attention_qkv_bias)
     groups += _linear("self_attn.k_proj", "attention", spec.kv_dim, h, n, spec.attention_qkv_bias)
     groups += _linear("self_attn.v_proj", "attention", spec.kv_dim, h, n, spec.attention_qkv_bias)
@@ -126,6 +126,15 @@ def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
     elif spec.qk_norm == "full":
         groups += _norm(spec, "self_attn.q_norm", spec.q_dim, n)
         groups += _norm(spec, "self_attn.k_norm", spec.kv_dim, n)
+    if spec.attention_gate in ("full", "head"):
+        width = spec.q_dim if spec.attention_gate == "full" else spec.num_attention_heads
+        groups += _linear("self_attn.gate_proj", "attention", width, h, n, False)
+    if spec.attention_gate_bias:
+        groups.append(TensorGroup(name="self_attn.gate_bias", component="biases", role="bias",
+                                  shape=(spec.num_attention_heads,), count=n))
+    if spec.attention_lambdas:
+        groups.append(TensorGroup(name="self_attn.lambda", component="attention", role="other",
+                                  shape=(spec.head_dim,), count=4 * n))
     if spec.sub_norms:
         groups += _norm(spec, "self_attn.attn_sub_norm", spec.q_dim, n)
     if spec.attention_sinks:
