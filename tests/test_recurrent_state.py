@@ -7,6 +7,8 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vramplan.memory.kv_cache import kv_bytes_per_token, kv_cache_bytes
 from vramplan.memory.recurrent_state import recurrent_state_bytes
@@ -128,3 +130,25 @@ def test_hybrid_parameters_equal_the_meta_build(model_type):
 
     ours = count_params(spec_from_config(config.to_dict(), complete=False)).total_params
     assert ours == sum(p.numel() for p in model.parameters())
+
+
+def _specs():
+    from conftest import catalog_config, catalog_slugs
+
+    specs = [spec_from_config(catalog_config(s), name=s, complete=False) for s in catalog_slugs()]
+    specs += [spec_from_config({"model_type": t, **cfg}, name=t, complete=False) for t, cfg in TINY.items()]
+    return specs
+
+
+SPECS = _specs()
+
+
+@settings(max_examples=60, deadline=None)
+@given(index=st.integers(0, len(SPECS) - 1), context=st.integers(1, 200_000), more=st.integers(0, 50_000),
+       batch=st.integers(1, 64), extra=st.integers(0, 8))
+def test_more_context_or_batch_never_needs_less_cache(index, context, more, batch, extra):
+    spec = SPECS[index]
+    base = kv_cache_bytes(spec, context_tokens=context, batch=batch, dtype="bf16")
+    assert kv_cache_bytes(spec, context_tokens=context + more, batch=batch, dtype="bf16") >= base
+    assert kv_cache_bytes(spec, context_tokens=context, batch=batch + extra, dtype="bf16") >= base
+    assert base >= recurrent_state_bytes(spec, batch=batch)
