@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import catalog_config
 from vramplan.errors import ConfigError, UnknownNameError
@@ -201,3 +203,36 @@ def test_family_switches_are_checked(cfg, message):
                                         ("tiiuae/falcon-7b-instruct", "falcon-7b")])
 def test_instruct_variants_resolve_offline_to_their_base_architecture(name, slug):
     assert resolve_model(name).name == slug
+
+
+_JUNK = [None, True, False, 0, -1, 1.5, float("nan"), float("inf"), 10**12, "x", "8", [], [1], [True], {},
+         {"a": 1}, [None], ["full_attention"]]
+
+
+def _fuzz_bases():
+    from conftest import catalog_slugs
+    from test_recurrent_state import TINY
+
+    return [catalog_config(s) for s in catalog_slugs()] + [{"model_type": t, **c} for t, c in TINY.items()]
+
+
+_BASES = _fuzz_bases()
+
+
+@settings(max_examples=300, deadline=None)
+@given(base=st.integers(0, len(_BASES) - 1), pick=st.integers(0, 10_000), junk=st.sampled_from(_JUNK),
+       inner=st.booleans())
+def test_any_one_bad_value_reads_or_fails_in_one_line(base, pick, junk, inner):
+    """Whatever one key holds, the reader returns a spec or a one-line ConfigError."""
+    import copy
+
+    from vramplan.model import count_params
+
+    cfg = copy.deepcopy(_BASES[base])
+    target = cfg["text_config"] if inner and isinstance(cfg.get("text_config"), dict) else cfg
+    key = sorted(target)[pick % len(target)]
+    target[key] = junk
+    try:
+        count_params(spec_from_config(cfg, complete=False))
+    except ConfigError as exc:
+        assert "\n" not in str(exc)

@@ -152,7 +152,7 @@ def _bloom(cfg: Config, f: dict[str, Any]) -> None:
 
 def _mpt(cfg: Config, f: dict[str, Any]) -> None:
     """MPT: ``expansion_ratio`` x d_model MLP, ``no_bias``, ALiBi (modeling_mpt.py)."""
-    f["intermediate_size"] = int(cfg.get("expansion_ratio", 4) * f["hidden_size"])
+    f["intermediate_size"] = int(_ratio(cfg, ("expansion_ratio",), 4) * f["hidden_size"])
     bias = not _on(cfg, "no_bias", True)
     f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias, norm_bias=bias)
     attn = cfg.get("attn_config") if isinstance(cfg.get("attn_config"), dict) else {}
@@ -162,9 +162,8 @@ def _mpt(cfg: Config, f: dict[str, Any]) -> None:
 def _gptj(cfg: Config, f: dict[str, Any]) -> None:
     if f["intermediate_size"] is None:
         f["intermediate_size"] = 4 * f["hidden_size"]
-    rotary = cfg.get("rotary_dim")
-    if rotary:
-        f["partial_rotary_factor"] = min(1.0, rotary / f["head_dim"])
+    if cfg.get("rotary_dim"):
+        f["partial_rotary_factor"] = min(1.0, _pos(cfg, ("rotary_dim",)) / f["head_dim"])
 
 
 def _opt(cfg: Config, f: dict[str, Any]) -> None:
@@ -231,9 +230,8 @@ def _llama4(cfg: Config, f: dict[str, Any]) -> None:
 def _ernie_moe(cfg: Config, f: dict[str, Any]) -> None:
     """ERNIE 4.5 MoE: MoE in ``[moe_layer_start_index, moe_layer_end_index]`` every
     ``moe_layer_interval`` layers (modeling_ernie4_5_moe.py)."""
-    start = int(cfg.get("moe_layer_start_index") or 0)
-    end = cfg.get("moe_layer_end_index")
-    end = f["num_layers"] - 1 if end is None or end == -1 else int(end)
+    start = _index(cfg, "moe_layer_start_index")
+    end = f["num_layers"] - 1 if cfg.get("moe_layer_end_index") in (None, -1) else _index(cfg, "moe_layer_end_index")
     interval = _pos(cfg, ("moe_layer_interval",), 1)
     f["_moe_layer_set"] = {i for i in range(f["num_layers"])
                            if start <= i <= end and (i + 1) % interval == 0}
@@ -283,7 +281,7 @@ def _qwen1(cfg: Config, f: dict[str, Any]) -> None:
 
 def _first_dense(cfg: Config, f: dict[str, Any]) -> None:
     """AFMoE: the first ``num_dense_layers`` layers are dense, the rest MoE."""
-    first = _pos({"n": (cfg.get("num_dense_layers") or 0) + 1}, ("n",)) - 1
+    first = _index(cfg, "num_dense_layers")
     f["_moe_layer_set"] = set(range(first, f["num_layers"]))
 
 
@@ -315,10 +313,28 @@ def _pos(cfg: Config, keys: tuple[str, ...], default: int | None = None) -> int:
     return int(value)
 
 
+def _index(cfg: Config, key: str, default: int = 0) -> int:
+    """A layer index or offset: an integer >= 0."""
+    value = cfg.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{key}: expected an integer >= 0, got {value!r}")
+    return value
+
+
+def _ratio(cfg: Config, keys: tuple[str, ...], default: float) -> float:
+    """A positive finite multiplier (``expand``, ``expansion_ratio``) of at most 1,000."""
+    value = _first(cfg, keys, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
+        raise ConfigError(f"{keys[0]}: expected a number in (0, 1000], got {value!r}")
+    return float(value)
+
+
 def _ssm(cfg: Config, hidden: int, version: int) -> SSMSpec:
     """A Mamba mixer from whichever key names the family uses (``state_size`` /
     ``mamba_d_state`` / ``ssm_state_size``, ``expand`` / ``mamba_expand``, ...)."""
-    expand = _first(cfg, ("expand", "mamba_expand"), 2)
+    expand = _ratio(cfg, ("expand", "mamba_expand"), 2)
     d_inner = int(expand * hidden)
     if version == 1 and cfg.get("model_type") in ("mamba", "falcon_mamba") and cfg.get("intermediate_size"):
         d_inner = _pos(cfg, ("intermediate_size",))
@@ -374,8 +390,7 @@ def _jamba(cfg: Config, f: dict[str, Any]) -> None:
     else Mamba; MoE when ``i % expert_layer_period == expert_layer_offset``."""
     n = f["num_layers"]
     ap, ep = _pos(cfg, ("attn_layer_period",), 8), _pos(cfg, ("expert_layer_period",), 2)
-    ao = _pos({"attn_layer_offset": (cfg.get("attn_layer_offset") or 0) + 1}, ("attn_layer_offset",)) - 1
-    eo = _pos({"expert_layer_offset": (cfg.get("expert_layer_offset") or 0) + 1}, ("expert_layer_offset",)) - 1
+    ao, eo = _index(cfg, "attn_layer_offset"), _index(cfg, "expert_layer_offset")
     f["layer_mixers"] = tuple("attention" if i % ap == ao else "mamba" for i in range(n))
     f["ssm"] = _ssm(cfg, f["hidden_size"], 1)
     f["_moe_layer_set"] = {i for i in range(n) if i % ep == eo}
@@ -424,9 +439,8 @@ def _lfm2(cfg: Config, f: dict[str, Any]) -> None:
     f["short_conv_bias"] = _on(cfg, "conv_bias", False)
     if _on(cfg, "block_auto_adjust_ff_dim", True):
         width = int(2 * f["intermediate_size"] / 3)
-        multiplier = cfg.get("block_ffn_dim_multiplier")
-        if multiplier is not None:
-            width = int(multiplier * width)
+        if cfg.get("block_ffn_dim_multiplier") is not None:
+            width = int(_ratio(cfg, ("block_ffn_dim_multiplier",), 1.0) * width)
         step = _pos(cfg, ("block_multiple_of",), 256)
         f["intermediate_size"] = step * ((width + step - 1) // step)
 

@@ -449,6 +449,9 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
     (:func:`complete_config`); the family defaults table fills them otherwise."""
     if not isinstance(cfg, dict):
         raise ConfigError(f"config.json: expected a JSON object, got {type(cfg).__name__}")
+    for outer in (cfg, cfg.get("text_config")):
+        if isinstance(outer, dict) and outer.get("model_type") is not None and not isinstance(outer["model_type"], str):
+            raise ConfigError(f"model_type: expected a string, got {outer['model_type']!r}")
     if complete:
         cfg = complete_config(cfg)
     towers = [k.removesuffix("_config") for k in ("vision_config", "audio_config")
