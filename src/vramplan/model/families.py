@@ -608,6 +608,7 @@ FAMILIES: dict[str, Family] = {
     "glm4v_text": Family(qkv_bias=True, out_bias=False, norms_per_layer=4),
     "glm4v_moe_text": Family(out_bias=False, qk_norm="per_head", qk_norm_key="use_qk_norm"),
     "paddleocr_vl_text": Family(adjust=_ernie),
+    "glm_ocr_text": Family(norms_per_layer=4),  # GLM-OCR: no biases, norms before and after attention and MLP
     "lfm2": Family(qk_norm="per_head", tied_default=True, adjust=_lfm2),
     "afmoe": Family(qk_norm="per_head", norms_per_layer=4, attention_gate="full", router_score_bias=True,
                     adjust=_first_dense),
