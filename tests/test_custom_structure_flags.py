@@ -30,7 +30,7 @@ def test_falcon_7b_from_flags_matches_transformers():
     # tiiuae/falcon-7b config.json: 32 layers, hidden 4544, 71 heads, multi_query,
     # parallel_attn, no bias, vocab 65024; MLP 4 x hidden; tied head (modeling_falcon.py).
     spec = custom_spec(layers=32, hidden=4544, heads=71, kv_heads=1, intermediate=18176, vocab=65024,
-                       gated=False, norm="layernorm", parallel_block=True, tied=True)
+                       mlp="plain", norm="layernorm", parallel_block=True, tied=True)
     expected = _meta_params("falcon", hidden_size=4544, num_hidden_layers=32, num_attention_heads=71,
                             multi_query=True, parallel_attn=True, bias=False, vocab_size=65024,
                             new_decoder_architecture=False)
@@ -39,7 +39,7 @@ def test_falcon_7b_from_flags_matches_transformers():
 
 @pytest.mark.exact
 def test_gpt2_from_flags_matches_transformers():
-    spec = custom_spec(layers=12, hidden=768, heads=12, vocab=50257, gated=False, norm="layernorm", bias="all",
+    spec = custom_spec(layers=12, hidden=768, heads=12, vocab=50257, mlp="plain", norm="layernorm", bias="all",
                        position="learned", max_positions=1024, tied=True)
     assert count_params(spec).total_params == _meta_params("gpt2")
 
@@ -80,4 +80,4 @@ def test_bad_structure_values(kwargs, message):
 
 
 def test_plain_mlp_defaults_to_four_h():
-    assert custom_spec(layers=2, hidden=64, heads=4, gated=False).intermediate_size == 256
+    assert custom_spec(layers=2, hidden=64, heads=4, mlp="plain").intermediate_size == 256

@@ -8,80 +8,29 @@ from typing import Any
 
 import click
 
-from vramplan.errors import InputError
+from vramplan.cli.common import click_options
+from vramplan.options import ARCH_OPTIONS
 
-ARCH_FLAGS: tuple[tuple[str, str, str], ...] = (
-    # (flag, keyword of custom_spec, help)
-    ("--layers", "layers", "Decoder layers (custom architecture)."),
-    ("--hidden", "hidden", "Hidden size (custom architecture)."),
-    ("--heads", "heads", "Attention heads (custom architecture)."),
-    ("--kv-heads", "kv_heads", "Key/value heads (default: --heads)."),
-    ("--head-dim", "head_dim", "Per-head dims (default: hidden / heads)."),
-    ("--intermediate", "intermediate", "MLP hidden size (default: Llama's 8h/3 rounded to 256)."),
-    ("--vocab", "vocab", "Vocabulary size (default 32000)."),
-    ("--experts", "experts", "Routed experts per layer (MoE)."),
-    ("--experts-per-token", "experts_per_token", "Experts each token is routed to (MoE, default 2)."),
-)
-STRUCTURE_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
-    # (flag, keyword of custom_spec, click type, help): the block's structure
-    ("--mlp", "gated", click.Choice(["gated", "plain"]),
-     "MLP: gated (SwiGLU: gate, up, down; default) or plain (up, down: GPT-2, Falcon, BLOOM)."),
-    ("--norm", "norm", click.Choice(["rmsnorm", "layernorm"]), "Norm layers (default rmsnorm)."),
-    ("--bias", "bias", click.Choice(["none", "qkv", "attention", "all"]),
-     "Linear biases: none (default), qkv (Qwen2), attention (q/k/v/o), all (every linear)."),
-    ("--position", "position", click.Choice(["rotary", "alibi", "learned"]),
-     "Positions: rotary (default), alibi (no parameters), learned (a table of --max-positions rows)."),
-    ("--max-positions", "max_positions", click.IntRange(min=1), "Context the model was built for (default 4096)."),
-    ("--activation", "activation", str, "Activation name (default silu for gated, gelu for plain)."),
-)
-SWITCH_FLAGS: tuple[tuple[str, str, str], ...] = (
-    ("--tie-embeddings", "tied", "The output head shares the embedding matrix."),
-    ("--parallel-block", "parallel_block",
-     "Attention and MLP read the same norm and add their outputs (GPT-J, Falcon-7B, Cohere)."),
-)
-_REQUIRED = ("layers", "hidden", "heads")
+ARCH_FLAGS: tuple[tuple[str, str, str], ...] = tuple((o.all_flags[0], o.name, o.help) for o in ARCH_OPTIONS)
+"""(flag, keyword of custom_spec, help), from the core's declarations."""
 
 
 def model_argument(func: Callable) -> Callable:
     """Add an optional MODEL argument and the custom-architecture flags."""
-    for flag, dest, help_text in reversed(SWITCH_FLAGS):
-        func = click.option(flag, dest, is_flag=True, default=None, help=help_text)(func)
-    for flag, dest, kind, help_text in reversed(STRUCTURE_FLAGS):
-        func = click.option(flag, dest, type=kind, default=None, help=help_text)(func)
-    for flag, dest, help_text in reversed(ARCH_FLAGS):
-        func = click.option(flag, dest, type=click.IntRange(min=1), default=None, help=help_text)(func)
+    func = click_options(ARCH_OPTIONS)(func)
     return click.argument("model", required=False)(func)
 
 
-def pop_arch_flags(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Remove the architecture flags from a command's kwargs; return those given
-    (``--mlp plain`` as ``gated=False``)."""
-    dests = [d for _, d, _ in ARCH_FLAGS] + [d for _, d, _, _ in STRUCTURE_FLAGS] + [d for _, d, _ in SWITCH_FLAGS]
-    given = {dest: v for dest in dests if (v := kwargs.pop(dest, None)) not in (None, False)}
-    if "gated" in given:
-        given["gated"] = given["gated"] == "gated"
-    return given
+def pop_arch_flags(kwargs: dict[str, Any]) -> dict[str, int]:
+    """Remove the architecture flags from a command's kwargs; return those given."""
+    return {dest: v for _, dest, _ in ARCH_FLAGS if (v := kwargs.pop(dest, None)) is not None}
 
 
-def model_from_cli(model: str | None, arch: dict[str, Any]):
+def model_from_cli(model: str | None, arch: dict[str, int]):
     """Resolve MODEL, or build a custom architecture from flags (not both)."""
-    from vramplan.model import custom_spec, resolve_model
+    from vramplan.questions import model_from
 
-    if arch:
-        if model:
-            flag_of = {d: f for f, d, *_ in (*ARCH_FLAGS, *STRUCTURE_FLAGS, *SWITCH_FLAGS)}
-            raise InputError(f"MODEL {model!r} and architecture flags ({', '.join(flag_of.get(k, k) for k in arch)}) "
-                             "given together: pass one or the other")
-        missing = [f"--{k}" for k in _REQUIRED if k not in arch]
-        if missing:
-            raise InputError(f"custom architecture: missing {', '.join(missing)} "
-                             "(needed with any of --layers --hidden --heads --kv-heads --intermediate --vocab)")
-        return custom_spec(**arch)
-    if not model:
-        raise InputError("MODEL: expected a catalog name (see `vramplan models`), a Hub id (org/name), a checkpoint "
-                         "directory, a .gguf file, a config.json path, a parameter count like 7B, "
-                         "or --layers/--hidden/--heads")
-    spec = resolve_model(model)
+    spec = model_from({"model": model, **arch})
     remember_source(spec)
     return spec
 

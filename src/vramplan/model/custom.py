@@ -44,7 +44,7 @@ POSITION_CHOICES = ("rotary", "alibi", "learned")
 
 def custom_spec(*, layers: int, hidden: int, heads: int, kv_heads: int | None = None,
                 intermediate: int | None = None, vocab: int = 32000, head_dim: int | None = None,
-                max_positions: int = 4096, tied: bool = False, gated: bool = True,
+                max_positions: int = 4096, tied: bool = False, mlp: str = "gated",
                 experts: int | None = None, experts_per_token: int | None = None,
                 expert_intermediate: int | None = None, dtype: str = "bf16",
                 norm: str = "rmsnorm", bias: str = "none", parallel_block: bool = False,
@@ -53,13 +53,13 @@ def custom_spec(*, layers: int, hidden: int, heads: int, kv_heads: int | None = 
     """A decoder from flags; by default Llama-style (RMSNorm, gated SiLU MLP, no biases,
     rotary positions, sequential blocks, untied head).
 
-    Structural switches describe other layouts exactly: ``gated=False`` (a plain
+    Structural switches describe other layouts exactly: ``mlp="plain"`` (a plain
     up/down MLP, GELU by default), ``norm="layernorm"`` (LayerNorm with bias),
     ``bias`` (:data:`BIAS_CHOICES`), ``parallel_block`` (attention and MLP read one
     norm: one norm per block), ``position`` (rotary, ALiBi: no parameters, or a
     learned table of ``max_positions`` rows), ``tied`` (head shares the embedding).
     Falcon-7B is ``layers=32, hidden=4544, heads=71, kv_heads=1,
-    intermediate=18176, vocab=65024, gated=False, norm="layernorm",
+    intermediate=18176, vocab=65024, mlp="plain", norm="layernorm",
     parallel_block=True, tied=True``.
 
     ``intermediate`` defaults to Llama's rule for gated MLPs (2/3 x 4h rounded up to a
@@ -72,7 +72,8 @@ def custom_spec(*, layers: int, hidden: int, heads: int, kv_heads: int | None = 
     for field, value in (("--layers", layers), ("--hidden", hidden), ("--heads", heads)):
         if not isinstance(value, int) or value <= 0:
             raise InputError(f"{field}: expected a positive integer, got {value!r}")
-    for field, value, choices in (("--norm", norm, ("rmsnorm", "layernorm")), ("--bias", bias, BIAS_CHOICES),
+    for field, value, choices in (("--mlp", mlp, ("gated", "plain")), ("--norm", norm, ("rmsnorm", "layernorm")),
+                                  ("--bias", bias, BIAS_CHOICES),
                                   ("--position", position, POSITION_CHOICES)):
         if value not in choices:
             raise InputError(f"{field}: expected one of {', '.join(choices)}, got {value!r}")
@@ -80,6 +81,7 @@ def custom_spec(*, layers: int, hidden: int, heads: int, kv_heads: int | None = 
         if hidden % heads:
             raise InputError(f"--heads: {heads} does not divide --hidden {hidden}; give --head-dim")
         head_dim = hidden // heads
+    gated = mlp == "gated"
     if intermediate is None:
         intermediate = -(-(8 * hidden // 3) // 256) * 256 if gated else 4 * hidden
     moe = None
