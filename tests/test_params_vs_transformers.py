@@ -33,6 +33,8 @@ def _tiny(cfg: dict) -> dict:
         return cfg
     cfg.update(num_hidden_layers=layers, hidden_size=64, num_attention_heads=heads, num_key_value_heads=kv,
                intermediate_size=96, max_position_embeddings=256)
+    if "num_kv_heads" in cfg:  # Falcon's name for KV heads
+        cfg["num_kv_heads"] = kv
     if "head_dim" in cfg:
         cfg["head_dim"] = 24  # explicit head_dim != hidden/heads (Qwen3, Gemma)
     if cfg.get("layer_types"):
@@ -67,7 +69,8 @@ def _one_per_model_type() -> list[str]:
 
 COMPONENT_OF_HF_NAME = (
     # (substring of the transformers parameter name, our component); first match wins
-    ("embed_tokens", "embeddings"), ("wte", "embeddings"), ("embed_in", "embeddings"),
+    ("mamba.", "ssm"), ("linear_attn.", "ssm"),
+    ("embed_tokens", "embeddings"), ("wte", "embeddings"), ("embed_in", "embeddings"), ("word_embeddings", "embeddings"),
     ("wpe", "position_embeddings"),
     ("lm_head", "head"), ("embed_out", "head"),
     ("norm", "norms"), ("ln_", "norms"),
@@ -76,7 +79,7 @@ COMPONENT_OF_HF_NAME = (
     ("mlp.gate.", "router"), ("mlp.router", "router"), ("block_sparse_moe.gate", "router"),
     ("bias", "biases"),
     ("attn", "attention"), ("attention", "attention"),
-    ("mlp", "mlp"),
+    ("mlp", "mlp"), ("feed_forward", "mlp"),
 )
 
 

@@ -201,5 +201,6 @@ def test_unreachable_hub_names_the_close_catalog_entries(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "c"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    # (the -Instruct name itself is a catalog alias and resolves offline; a fine-tune's name is not)
     with pytest.raises(ConfigError, match="cannot connect.*the built-in catalog has 'meta-llama/llama-3.1-8b'"):
-        resolve_model("meta-llama/Llama-3.1-8B-Instruct")
+        resolve_model("meta-llama/Llama-3.1-8B-Finetuned")

@@ -114,6 +114,17 @@ ARCH_OPTIONS: tuple[Option, ...] = (
     _int("vocab", "Vocabulary size (default 32000).", show=False),
     _int("experts", "Routed experts per layer (MoE).", show=False),
     _int("experts_per_token", "Experts each token is routed to (MoE, default 2).", show=False),
+    _choice("mlp", ("gated", "plain"),
+            "MLP: gated (SwiGLU: gate, up, down; default) or plain (up, down: GPT-2, Falcon, BLOOM)."),
+    _choice("norm", ("rmsnorm", "layernorm"), "Norm layers (default rmsnorm)."),
+    _choice("bias", ("none", "qkv", "attention", "all"),
+            "Linear biases: none (default), qkv (Qwen2), attention (q/k/v/o), all (every linear)."),
+    _choice("position", ("rotary", "alibi", "learned"),
+            "Positions: rotary (default), alibi (no parameters), learned (a table of --max-positions rows)."),
+    _int("max_positions", "Context the model was built for (default 4096).", show=False),
+    _str("activation", "Activation name (default silu for a gated MLP, gelu for a plain one).", show=False),
+    _flag("tied", "The output head shares the embedding matrix.", flags=("--tie-embeddings",)),
+    _flag("parallel_block", "Attention and MLP read the same norm and add their outputs (GPT-J, Falcon-7B, Cohere)."),
 )
 """A custom architecture instead of MODEL (:func:`vramplan.model.custom_spec`)."""
 ARCH_REQUIRED = ("layers", "hidden", "heads")

@@ -41,13 +41,14 @@ def model_from(values: Mapping[str, Any]) -> ModelSpec | ParamOnlyModel:
     from vramplan.model import custom_spec, resolve_model
     from vramplan.options import ARCH_OPTIONS, ARCH_REQUIRED
 
-    arch = {o.name: values[o.name] for o in ARCH_OPTIONS if values.get(o.name) is not None}
+    arch = {o.name: values[o.name] for o in ARCH_OPTIONS if values.get(o.name) not in (None, False)}
     model = values.get("model")
     if model is not None and not isinstance(model, str) and not arch:
         return model  # already resolved (a ModelSpec or a bare parameter count)
     if arch:
         if model:
-            raise InputError(f"MODEL {model!r} and architecture flags ({', '.join('--' + k.replace('_', '-') for k in arch)}) "
+            flag_of = {o.name: o.all_flags[0] for o in ARCH_OPTIONS}
+            raise InputError(f"MODEL {model!r} and architecture flags ({', '.join(flag_of[k] for k in arch)}) "
                              "given together: pass one or the other")
         missing = [f"--{k}" for k in ARCH_REQUIRED if k not in arch]
         if missing:

@@ -45,7 +45,7 @@ class CatalogEntry:
         """The :class:`~vramplan.model.spec.ModelSpec` of this model."""
         from vramplan.model.hf_config import spec_from_config
 
-        return spec_from_config(self.config(), name=self.slug, hub_id=self.hub_id)
+        return spec_from_config(self.config(), name=self.slug, hub_id=self.hub_id, complete=False)
 
 
 def _read(path: Path) -> dict:

@@ -14,7 +14,9 @@ Per layer and token, one rank of ``tp`` holds
 
 Tokens held per sequence: a full-attention layer holds the whole context, a
 sliding-window layer at most ``sliding_window`` tokens (``ModelSpec.attention_kinds()``;
-Mistral v0.1, Gemma 2/3, gpt-oss). Paged engines round each sequence's tokens up to
+Mistral v0.1, Gemma 2/3, gpt-oss), a chunked layer (Llama 4) at most one
+``attention_chunk_size`` chunk (transformers' cache keeps chunked layers as sliding
+windows of the chunk size, cache_utils.py). Paged engines round each sequence's tokens up to
 whole blocks (vLLM ``block_size`` 16).
 
 Cache element formats (:data:`KV_DTYPES`): fp32/fp16/bf16; fp8 (e4m3/e5m2, vLLM
@@ -30,6 +32,7 @@ from typing import Literal
 
 from vramplan.errors import InputError
 from vramplan.gguf_types import GGML_TYPES
+from vramplan.memory.recurrent_state import recurrent_state_bytes
 from vramplan.memory.weights import kv_heads_per_rank
 from vramplan.model.spec import ModelSpec
 from vramplan.naming import lookup, normalize_name
@@ -124,7 +127,7 @@ def kv_bytes_per_token(spec: ModelSpec, dtype: str | KVDType = "fp16", *, tp: in
     """Bytes per token over all layers on one rank, before any window cap (what a
     token costs in a context shorter than every window). Llama-2-7B in fp16:
     2 x 32 layers x 32 heads x 128 x 2 B = 524,288 B = 512 KiB."""
-    return spec.num_layers * kv_bytes_per_token_per_layer(spec, dtype, tp=tp, mla_cache=mla_cache)
+    return spec.num_attention_layers * kv_bytes_per_token_per_layer(spec, dtype, tp=tp, mla_cache=mla_cache)
 
 
 def tokens_held(spec: ModelSpec, layer: int, context_tokens: int, sliding_extra_tokens: int = 0) -> int:
@@ -135,9 +138,13 @@ def tokens_held(spec: ModelSpec, layer: int, context_tokens: int, sliding_extra_
     of ``window - 1`` past tokens on a ``window``-token storage in decode: 0 (and the
     whole prompt right after prefill); llama.cpp's SWA cache keeps ``n_swa`` plus one
     micro-batch: ``+n_ubatch``."""
+    if spec.mixer(layer) != "attention":
+        return 0  # state-space / linear-attention layers keep a fixed state instead (recurrent_state.py)
     kind = spec.attention_kinds()[layer]
     if kind == "sliding_attention" and spec.sliding_window is not None:
         return min(context_tokens, spec.sliding_window + sliding_extra_tokens)
+    if kind == "chunked_attention" and spec.attention_chunk_size is not None:
+        return min(context_tokens, spec.attention_chunk_size + sliding_extra_tokens)
     return context_tokens
 
 
@@ -152,9 +159,11 @@ def kv_cache_bytes(spec: ModelSpec, *, context_tokens: int, batch: int, dtype: s
                    tp: int = 1, block_size: int | None = None, mla_cache: MLACache = "latent",
                    sliding_extra_tokens: int = 0) -> int:
     """Bytes of the KV cache on one TP rank for ``batch`` sequences of ``context_tokens``
-    tokens each: sum over layers of ``tokens_held x bytes per token and layer``, each
-    sequence's tokens rounded to whole ``block_size`` blocks when paged, sliding layers
-    capped as :func:`tokens_held` says."""
+    tokens each: sum over attention layers of ``tokens_held x bytes per token and
+    layer``, each sequence's tokens rounded to whole ``block_size`` blocks when paged,
+    sliding layers capped as :func:`tokens_held` says; plus, in hybrid models, the fixed
+    recurrent state of the state-space / linear-attention layers
+    (:mod:`vramplan.memory.recurrent_state`)."""
     for name, value in (("context", context_tokens), ("batch", batch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(f"--{name}: expected a positive integer, got {value!r}")
@@ -167,7 +176,14 @@ def kv_cache_bytes(spec: ModelSpec, *, context_tokens: int, batch: int, dtype: s
     per_token_layer = kv_bytes_per_token_per_layer(spec, d, tp=tp, mla_cache=mla_cache)
     tokens = sum(round_to_blocks(tokens_held(spec, i, context_tokens, sliding_extra_tokens), block_size)
                  for i in range(spec.num_layers))
-    return batch * tokens * per_token_layer
+    return batch * tokens * per_token_layer + recurrent_state_bytes(spec, batch=batch, conv_bytes=_conv_bytes(d),
+                                                                     tp=tp)
+
+
+def _conv_bytes(dtype: KVDType) -> int:
+    """Conv states are kept in the compute dtype: the cache dtype when it is a plain
+    float type (transformers keeps both in the model dtype), else 2 bytes (bf16)."""
+    return dtype.block_bytes if dtype.block_elements == 1 and dtype.block_bytes >= 2 else 2
 
 
 def kv_replication_warning(spec: ModelSpec, tp: int) -> str | None:

@@ -36,29 +36,54 @@ class ParamOnlyModel:
         return f"{format_params(self.total_params)} parameters (no architecture)"
 
 
+BIAS_CHOICES = ("none", "qkv", "attention", "all")
+"""Which linear layers carry biases: none (Llama), q/k/v only (Qwen2), all attention
+projections, or every linear layer (GPT-2, GPT-NeoX)."""
+POSITION_CHOICES = ("rotary", "alibi", "learned")
+
+
 def custom_spec(*, layers: int, hidden: int, heads: int, kv_heads: int | None = None,
                 intermediate: int | None = None, vocab: int = 32000, head_dim: int | None = None,
-                max_positions: int = 4096, tied: bool = False, gated: bool = True,
+                max_positions: int = 4096, tied: bool = False, mlp: str = "gated",
                 experts: int | None = None, experts_per_token: int | None = None,
                 expert_intermediate: int | None = None, dtype: str = "bf16",
+                norm: str = "rmsnorm", bias: str = "none", parallel_block: bool = False,
+                position: str = "rotary", activation: str | None = None,
                 name: str = "custom") -> ModelSpec:
-    """A Llama-style decoder (RMSNorm, gated MLP, no biases) from flags.
+    """A decoder from flags; by default Llama-style (RMSNorm, gated SiLU MLP, no biases,
+    rotary positions, sequential blocks, untied head).
 
-    ``intermediate`` defaults to Llama's rule: 2/3 x 4h rounded up to a multiple of 256.
-    ``experts`` makes every layer an MoE layer (Mixtral-style) whose experts have
-    width ``expert_intermediate`` (default ``intermediate``).
+    Structural switches describe other layouts exactly: ``mlp="plain"`` (a plain
+    up/down MLP, GELU by default), ``norm="layernorm"`` (LayerNorm with bias),
+    ``bias`` (:data:`BIAS_CHOICES`), ``parallel_block`` (attention and MLP read one
+    norm: one norm per block), ``position`` (rotary, ALiBi: no parameters, or a
+    learned table of ``max_positions`` rows), ``tied`` (head shares the embedding).
+    Falcon-7B is ``layers=32, hidden=4544, heads=71, kv_heads=1,
+    intermediate=18176, vocab=65024, mlp="plain", norm="layernorm",
+    parallel_block=True, tied=True``.
+
+    ``intermediate`` defaults to Llama's rule for gated MLPs (2/3 x 4h rounded up to a
+    multiple of 256) and to 4h for plain ones. ``experts`` makes every layer an MoE
+    layer (Mixtral-style) whose experts have width ``expert_intermediate`` (default
+    ``intermediate``).
     """
     from vramplan.model.spec import MoESpec
 
     for field, value in (("--layers", layers), ("--hidden", hidden), ("--heads", heads)):
         if not isinstance(value, int) or value <= 0:
             raise InputError(f"{field}: expected a positive integer, got {value!r}")
+    for field, value, choices in (("--mlp", mlp, ("gated", "plain")), ("--norm", norm, ("rmsnorm", "layernorm")),
+                                  ("--bias", bias, BIAS_CHOICES),
+                                  ("--position", position, POSITION_CHOICES)):
+        if value not in choices:
+            raise InputError(f"{field}: expected one of {', '.join(choices)}, got {value!r}")
     if head_dim is None:
         if hidden % heads:
             raise InputError(f"--heads: {heads} does not divide --hidden {hidden}; give --head-dim")
         head_dim = hidden // heads
+    gated = mlp == "gated"
     if intermediate is None:
-        intermediate = -(-(8 * hidden // 3) // 256) * 256
+        intermediate = -(-(8 * hidden // 3) // 256) * 256 if gated else 4 * hidden
     moe = None
     moe_layers: tuple[bool, ...] = ()
     if experts:
@@ -69,6 +94,11 @@ def custom_spec(*, layers: int, hidden: int, heads: int, kv_heads: int | None = 
         return ModelSpec(name=name, model_type="custom", num_layers=layers, hidden_size=hidden,
                          num_attention_heads=heads, num_kv_heads=kv_heads or heads, head_dim=head_dim,
                          intermediate_size=intermediate, vocab_size=vocab, max_position_embeddings=max_positions,
-                         tie_word_embeddings=tied, mlp_gated=gated, moe=moe, moe_layers=moe_layers, dtype=dtype)
+                         tie_word_embeddings=tied, mlp_gated=gated, moe=moe, moe_layers=moe_layers, dtype=dtype,
+                         norm=norm, norms_per_layer=1 if parallel_block else 2, parallel_block=parallel_block,
+                         attention_qkv_bias=bias != "none", attention_out_bias=bias in ("attention", "all"),
+                         mlp_bias=bias == "all", alibi=position == "alibi",
+                         learned_position_embeddings=position == "learned",
+                         hidden_act=activation or ("silu" if gated else "gelu"))
     except ConfigError as exc:
         raise InputError(str(exc).replace("num_key_value_heads", "--kv-heads")) from None

@@ -1,42 +1,128 @@
 """Read a Hugging Face ``config.json`` into a :class:`ModelSpec`.
 
-Field names and defaults follow each family's ``configuration_*.py`` and
-``modeling_*.py`` in ``transformers``; where a family departs from the Llama layout
-(biases, extra norms, MoE placement, MLA) the reader for that family says so.
-Multimodal checkpoints are read through their ``text_config``.
+The config is read the way ``transformers`` reads it: when transformers is installed,
+through ``AutoConfig`` (its config class fills the fields a file omits), never
+executing remote code: a config with ``auto_map`` (remote code) is read from its JSON
+keys. Without transformers, each family's defaults table
+(:attr:`vramplan.model.families.Family.defaults`) fills the gaps.
+
+One generic reader builds every family: quantities are found under any of their key
+names (:data:`vramplan.model.families.KEYS`), structure comes from the family's flags
+(:data:`vramplan.model.families.FAMILIES`). Multimodal checkpoints are read through
+their ``text_config``; the outer config decides whether the head is tied, as the
+wrapper classes do.
+
+Every value is checked: integers (no NaN, Infinity, fractions, booleans, lists),
+positive, within sane bounds (:data:`BOUNDS`); errors name the key and the bound.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import math
 from pathlib import Path
 from typing import Any
 
 from vramplan.dtypes import get_dtype
 from vramplan.errors import ConfigError, VramplanError
+from vramplan.model.families import FAMILIES, KEYS, Family
 from vramplan.model.spec import MLASpec, MoESpec, ModelSpec
 
 Config = dict[str, Any]
 
+BOUNDS: dict[str, int] = {
+    "num_layers": 10_000,
+    "hidden_size": 1_000_000,
+    "num_attention_heads": 100_000,
+    "num_kv_heads": 100_000,
+    "head_dim": 100_000,
+    "intermediate_size": 10_000_000,
+    "vocab_size": 100_000_000,
+    "max_position_embeddings": 1_000_000_000,
+    "num_experts": 100_000,
+    "experts_per_token": 100_000,
+    "expert_intermediate_size": 10_000_000,
+    "shared_expert_intermediate_size": 10_000_000,
+    "num_shared_experts": 100_000,
+    "sliding_window": 1_000_000_000,
+    "rank": 1_000_000,
+}
+"""Largest value accepted per quantity: far above any published model (the largest
+have ~200 layers, hidden 25,600, 256-1,024 experts), low enough that a typo
+(an extra zero run) is caught before it becomes a silent absurd estimate."""
 
-# ---- field access with errors that name the field -------------------------------
-def _int(cfg: Config, key: str, default: int | None = None, *aliases: str) -> int:
-    for k in (key, *aliases):
-        if k in cfg and cfg[k] is not None:
-            value = cfg[k]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-                raise ConfigError(f"{k}: expected an integer, got {value!r}")
-            if value <= 0:
-                raise ConfigError(f"{k}: expected a positive integer, got {value!r}")
-            return int(value)
-    if default is None:
-        raise ConfigError(f"{key}: missing from config.json (needed for model_type {cfg.get('model_type')!r})")
-    return default
+WRAPPER_TIED_DEFAULT: frozenset[str] = frozenset({
+    "blip", "cohere2_vision", "deepseek_vl", "deepseek_vl_hybrid", "ernie4_5_vl_moe", "florence2", "gemma3",
+    "gemma4", "gemma4_unified", "got_ocr2", "granite_docling", "hyperclovax_vision_v2", "internvl", "janus",
+    "kimi_k25", "kosmos-2", "kosmos-2.5", "lfm2_vl", "lfm3_vl", "lighton_ocr", "minicpm_ocr", "mistral3", "ovis2",
+    "paddleocr_vl", "paligemma", "pp_chart2table", "shieldgemma2", "t5gemma2", "udop",
+})
+"""Multimodal wrappers whose config class defaults ``tie_word_embeddings`` to true
+(transformers 5 config classes). The wrapper, not its ``text_config``, decides
+whether the head is tied."""
+
+WRAPPER_UNTIED_DEFAULT: frozenset[str] = frozenset({
+    "apertus1p5", "aria", "cosmos3_edge", "cosmos3_omni", "dots3_note", "exaone4_5", "fuyu", "git", "glm46v",
+    "glm4v", "glm4v_moe", "glm5_next", "glm_ocr", "glmga", "hy_v4_vl", "idefics", "idefics2", "idefics3", "llama4",
+    "llava", "llava_next", "llava_next_video", "llava_onevision", "minicpmv4_6", "minicpmv4_7", "minimax_m3_vl",
+    "mistral4", "mistral_large4", "molmo2", "pix2struct", "qianfan_ocr", "qwen2_5_omni_thinker", "qwen2_5_vl",
+    "qwen2_vl", "qwen3_5", "qwen3_5_moe", "qwen3_omni_moe_thinker", "qwen3_vl", "qwen3_vl_moe", "smolvlm",
+    "unlimited_ocr", "video_llama_3", "video_llava", "vipllava",
+})
+"""Wrappers whose config class defaults ``tie_word_embeddings`` to false. Wrappers in
+neither set (BLIP-2, InstructBLIP, Mllama: no such field) leave tying to the text
+config."""
 
 
-def _opt_int(cfg: Config, key: str) -> int | None:
-    return _int(cfg, key) if cfg.get(key) is not None else None
+# ---- values with errors that name the key and the bound ---------------------------
+def _check_int(key: str, value: Any, quantity: str | None = None, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a finite integer, got {value!r}")
+    if int(value) != value:
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{key}: expected {what}, got {value!r}")
+    bound = BOUNDS.get(quantity or key)
+    if bound is not None and value > bound:
+        raise ConfigError(f"{key}: expected at most {bound:,}, got {value!r}")
+    return int(value)
+
+
+def _find(cfg: Config, quantity: str) -> tuple[str, Any] | None:
+    for key in KEYS.get(quantity, (quantity,)):
+        if cfg.get(key) is not None:
+            return key, cfg[key]
+    return None
+
+
+def _get(cfg: Config, quantity: str, default: int | None = None) -> int:
+    """A positive integer quantity under any of its key names; ``default`` when absent
+    (absent and no default: an error naming the key)."""
+    found = _find(cfg, quantity)
+    if found is None:
+        if default is None:
+            key = KEYS.get(quantity, (quantity,))[0]
+            raise ConfigError(f"{key}: missing from config.json (needed for model_type {cfg.get('model_type')!r})")
+        return default
+    return _check_int(found[0], found[1], quantity)
+
+
+def _opt(cfg: Config, quantity: str) -> int | None:
+    """A quantity that may be absent, null or 0 (meaning "none")."""
+    found = _find(cfg, quantity)
+    if found is None or found[1] == 0:
+        return None
+    return _check_int(found[0], found[1], quantity)
+
+
+def _key_int(cfg: Config, key: str, default: int | None = None, quantity: str | None = None) -> int | None:
+    value = cfg.get(key)
+    if value is None:
+        return default
+    return _check_int(key, value, quantity)
 
 
 def _bool(cfg: Config, key: str, default: bool) -> bool:
@@ -48,13 +134,17 @@ def _bool(cfg: Config, key: str, default: bool) -> bool:
     return value
 
 
-def _head_dim(cfg: Config, hidden: int, heads: int) -> int:
-    if cfg.get("head_dim") is not None:
-        return _int(cfg, "head_dim")
-    if hidden % heads:
-        raise ConfigError(
-            f"num_attention_heads: {heads} does not divide hidden_size={hidden} and no head_dim is given")
-    return hidden // heads
+def _flag(cfg: Config, source: bool | str, default: bool = False) -> bool:
+    return source if isinstance(source, bool) else _bool(cfg, source, default)
+
+
+def _int_list(cfg: Config, key: str, *, minimum: int = 0, quantity: str | None = None) -> list[int]:
+    value = cfg.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of integers, got {type(value).__name__}")
+    return [_check_int(key, v, quantity, minimum=minimum) for v in value]
 
 
 def _dtype(cfg: Config) -> str:
@@ -74,238 +164,230 @@ def _quantization(cfg: Config) -> str:
     return json.dumps(q, sort_keys=True)
 
 
+ATTENTION_TYPES = ("full_attention", "sliding_attention", "chunked_attention")
+
+
 def _layer_types(cfg: Config, num_layers: int) -> tuple[str, ...]:
     types = cfg.get("layer_types")
     if not types:
         return ()
     if not isinstance(types, list) or len(types) != num_layers:
-        raise ConfigError(f"layer_types: expected a list of {num_layers} entries")
-    out = []
+        raise ConfigError(f"layer_types: expected a list of {num_layers} entries (num_hidden_layers), "
+                          f"got {len(types) if isinstance(types, list) else type(types).__name__}")
     for t in types:
-        if t not in ("full_attention", "sliding_attention"):
-            raise ConfigError(f"layer_types: expected 'full_attention' or 'sliding_attention', got {t!r}")
-        out.append(t)
-    return tuple(out)
+        if t not in ATTENTION_TYPES:
+            raise ConfigError(f"layer_types: expected one of {', '.join(ATTENTION_TYPES)}, got {t!r}")
+    return tuple(types)
 
 
-def _common(cfg: Config, name: str, hub_id: str | None) -> dict[str, Any]:
-    """Fields every Llama-like family spells the same way."""
-    hidden = _int(cfg, "hidden_size")
-    heads = _int(cfg, "num_attention_heads")
-    num_layers = _int(cfg, "num_hidden_layers")
-    return dict(
-        name=name,
-        hub_id=hub_id,
-        model_type=cfg["model_type"],
-        num_layers=num_layers,
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_kv_heads=_int(cfg, "num_key_value_heads", heads),
-        head_dim=_head_dim(cfg, hidden, heads),
-        intermediate_size=_int(cfg, "intermediate_size"),
-        vocab_size=_int(cfg, "vocab_size"),
-        max_position_embeddings=_int(cfg, "max_position_embeddings", 2048),
-        tie_word_embeddings=_bool(cfg, "tie_word_embeddings", False),
-        hidden_act=str(cfg.get("hidden_act") or cfg.get("hidden_activation") or "silu"),
-        dtype=_dtype(cfg),
-        quantization_json=_quantization(cfg),
-        layer_types=_layer_types(cfg, num_layers),
-        attn_logit_softcapping=cfg.get("attn_logit_softcapping") is not None,
-        final_logit_softcapping=cfg.get("final_logit_softcapping") is not None,
-    )
-
-
-def _sliding(cfg: Config, fields: dict[str, Any]) -> int | None:
+def _sliding(cfg: Config, layer_types: tuple[str, ...]) -> int | None:
     """The sliding window, when any layer uses it. Configs leave ``sliding_window`` set
-    even when ``use_sliding_window`` is false (Qwen2) — then no layer slides."""
-    window = cfg.get("sliding_window")
-    if window is None or cfg.get("use_sliding_window") is False:
+    even when ``use_sliding_window`` is false (Qwen2): then no layer slides."""
+    if cfg.get("sliding_window") is None or cfg.get("use_sliding_window") is False:
         return None
-    if fields.get("layer_types") and "sliding_attention" not in fields["layer_types"]:
+    if layer_types and "sliding_attention" not in layer_types:
         return None
-    return _int(cfg, "sliding_window")
+    return _key_int(cfg, "sliding_window", quantity="sliding_window")
 
 
-# ---- one reader per family ------------------------------------------------------
-def _llama(cfg: Config, name: str, hub_id: str | None) -> ModelSpec:
-    """Llama, Mistral, Qwen2, Qwen3, Phi-3, OLMo 2, Gemma 1-3 share this layout."""
-    f = _common(cfg, name, hub_id)
-    mtype = f["model_type"]
-    bias = _bool(cfg, "attention_bias", False)
-    f["attention_qkv_bias"] = bias or mtype == "qwen2"  # Qwen2 hard-codes q/k/v biases
-    f["attention_out_bias"] = bias and mtype != "qwen2"
-    f["mlp_bias"] = _bool(cfg, "mlp_bias", False)
-    if mtype in ("qwen3", "qwen3_moe", "gemma3_text"):
-        f["qk_norm"] = "per_head"
-    elif mtype == "olmo2":
-        f["qk_norm"] = "full"
-    if mtype in ("gemma2", "gemma3_text"):
-        f["norms_per_layer"] = 4
-    if mtype.startswith("gemma"):
-        f["tie_word_embeddings"] = _bool(cfg, "tie_word_embeddings", True)
-    if mtype == "gemma3_text" and not f["layer_types"]:
-        # Gemma 3: every sliding_window_pattern-th layer is global (default 6).
-        pattern = _int(cfg, "sliding_window_pattern", 6)
-        f["layer_types"] = tuple("full_attention" if (i + 1) % pattern == 0 else "sliding_attention"
-                                 for i in range(f["num_layers"]))
-    if mtype == "gemma2" and not f["layer_types"]:
-        # Gemma 2 alternates: even layers slide, odd layers are global.
-        f["layer_types"] = tuple("sliding_attention" if i % 2 == 0 else "full_attention"
-                                 for i in range(f["num_layers"]))
-    f["sliding_window"] = _sliding(cfg, f)
-    return ModelSpec(**f)
+def _has_linear_layers(cfg: Config) -> bool:
+    types = cfg.get("layer_types")
+    return isinstance(types, list) and any(t in ("linear_attention", "mamba", "attention", "conv") for t in types)
 
 
-def _moe_layers(num_layers: int, is_moe: Callable[[int], bool]) -> tuple[bool, ...]:
-    return tuple(bool(is_moe(i)) for i in range(num_layers))
+def _layer_count(cfg: Config) -> int:
+    """Decoder layers; Nemotron-H gives them as a block list or pattern instead."""
+    if _find(cfg, "num_layers") is None:
+        for key in ("layers_block_type", "hybrid_override_pattern"):
+            if isinstance(cfg.get(key), (list, str)) and cfg[key]:
+                return len(cfg[key])
+    return _get(cfg, "num_layers")
 
 
-def _mixtral(cfg: Config, name: str, hub_id: str | None) -> ModelSpec:
-    f = _common(cfg, name, hub_id)
-    f["sliding_window"] = _sliding(cfg, f)
-    f["moe"] = MoESpec(num_experts=_int(cfg, "num_local_experts"),
-                       experts_per_token=_int(cfg, "num_experts_per_tok"),
-                       expert_intermediate_size=f["intermediate_size"])
-    f["moe_layers"] = (True,) * f["num_layers"]
-    return ModelSpec(**f)
+def _head_dim(cfg: Config, hidden: int, heads: int) -> int:
+    found = _find(cfg, "head_dim")
+    if found is not None:
+        return _check_int(found[0], found[1], "head_dim")
+    if hidden % heads:
+        raise ConfigError(f"num_attention_heads: {heads} does not divide hidden_size={hidden} and no head_dim "
+                          "is given")
+    return hidden // heads
 
 
-def _qwen_moe(cfg: Config, name: str, hub_id: str | None) -> ModelSpec:
-    """Qwen2-MoE and Qwen3-MoE: layer i is sparse when it is not in ``mlp_only_layers``
-    and ``(i + 1) % decoder_sparse_step == 0`` (modeling_qwen2_moe.py)."""
-    f = _common(cfg, name, hub_id)
-    mtype = f["model_type"]
-    f["attention_qkv_bias"] = mtype == "qwen2_moe" or _bool(cfg, "attention_bias", False)
-    f["attention_out_bias"] = mtype != "qwen2_moe" and _bool(cfg, "attention_bias", False)
-    if mtype == "qwen3_moe":
-        f["qk_norm"] = "per_head"
-    f["sliding_window"] = _sliding(cfg, f)
-    step = _int(cfg, "decoder_sparse_step", 1)
-    dense_only = set(cfg.get("mlp_only_layers") or [])
-    shared = cfg.get("shared_expert_intermediate_size") or 0
-    f["moe"] = MoESpec(num_experts=_int(cfg, "num_experts"),
-                       experts_per_token=_int(cfg, "num_experts_per_tok"),
-                       expert_intermediate_size=_int(cfg, "moe_intermediate_size"),
-                       num_shared_experts=1 if shared else 0,
-                       shared_expert_intermediate_size=int(shared),
-                       shared_expert_gate=bool(shared))
-    f["moe_layers"] = _moe_layers(f["num_layers"], lambda i: i not in dense_only and (i + 1) % step == 0)
-    return ModelSpec(**f)
+def _kv_heads(cfg: Config, heads: int) -> int:
+    if cfg.get("multi_query_attention") and cfg.get("multi_query_group_num"):  # ChatGLM
+        return _check_int("multi_query_group_num", cfg["multi_query_group_num"], "num_kv_heads")
+    return _get(cfg, "num_kv_heads", heads)
 
 
-def _deepseek(cfg: Config, name: str, hub_id: str | None) -> ModelSpec:
-    """DeepSeek-V2/V3: MLA attention; layer i is MoE when ``i >= first_k_dense_replace``
-    and ``i % moe_layer_freq == 0``. V3's multi-token-prediction layer
-    (``num_nextn_predict_layers``) is not part of the model transformers builds and is
-    left out, with a note. V3's ``e_score_correction_bias`` is a buffer, not a
-    parameter (256 floats a layer), and is not counted."""
-    f = _common(cfg, name, hub_id)
-    f["head_dim"] = _int(cfg, "qk_rope_head_dim") + _int(cfg, "qk_nope_head_dim")
+def _activation(cfg: Config, family: Family) -> str:
+    for key in (family.activation_key, "hidden_act", "hidden_activation", "activation_function", "activation"):
+        if isinstance(cfg.get(key), str):
+            return cfg[key]
+    return "silu"
+
+
+# ---- MoE ------------------------------------------------------------------------
+def _moe(cfg: Config, f: dict[str, Any], family: Family) -> None:
+    """Routed experts, shared experts and which layers are MoE, from whichever keys
+    the family uses: ``mlp_only_layers`` + ``decoder_sparse_step`` (Qwen-MoE),
+    ``first_k_dense_replace`` + ``moe_layer_freq`` (DeepSeek, GLM-4.5, Kimi K2), an
+    explicit set from the family step (Llama 4, ERNIE 4.5)."""
+    experts = _opt(cfg, "num_experts")
+    if experts is None:
+        return
+    n = f["num_layers"]
+    top_k = _get(cfg, "experts_per_token")
+    width = f.pop("_expert_width", None) or _opt(cfg, "expert_intermediate_size") or f["intermediate_size"]
+    if width is None:
+        _get(cfg, "expert_intermediate_size")  # raises: missing
+    shared_width = f.pop("_shared_width", None) or _opt(cfg, "shared_expert_intermediate_size")
+    n_shared = 1 if shared_width else (_opt(cfg, "num_shared_experts") or 0)
+    if n_shared and not shared_width:
+        shared_width = n_shared * width
+    f["moe"] = MoESpec(num_experts=experts, experts_per_token=top_k, expert_intermediate_size=width,
+                       num_shared_experts=n_shared, shared_expert_intermediate_size=shared_width or 0,
+                       shared_expert_gate=family.shared_expert_gate and bool(shared_width),
+                       router_bias=family.router_bias, expert_bias=family.expert_bias,
+                       router_score_bias=family.router_score_bias)
+    chosen = f.pop("_moe_layer_set", None)
+    if chosen is not None:
+        f["moe_layers"] = tuple(i in chosen for i in range(n))
+        return
+    kinds = cfg.get("mlp_layer_types")
+    if kinds is not None:
+        if not isinstance(kinds, list) or len(kinds) != n or any(k not in ("dense", "sparse") for k in kinds):
+            raise ConfigError(f"mlp_layer_types: expected a list of {n} entries, each 'dense' or 'sparse'")
+        f["moe_layers"] = tuple(k == "sparse" for k in kinds)
+        return
+    dense_only = set(_int_list(cfg, "mlp_only_layers"))
+    step = _key_int(cfg, "decoder_sparse_step", 1, quantity="num_layers")
+    first_dense = _key_int(cfg, "first_k_dense_replace", 0, quantity="num_layers") if \
+        cfg.get("first_k_dense_replace") else 0
+    freq = _key_int(cfg, "moe_layer_freq", 1, quantity="num_layers")
+    f["moe_layers"] = tuple(i not in dense_only and (i + 1) % step == 0 and i >= first_dense and i % freq == 0
+                            for i in range(n))
+
+
+def _mla(cfg: Config, f: dict[str, Any]) -> None:
+    """Multi-head latent attention (DeepSeek-V2 sec. 2.1): present when the config has
+    ``kv_lora_rank``."""
+    if cfg.get("kv_lora_rank") is None:
+        return
+    rope = _check_int("qk_rope_head_dim", cfg.get("qk_rope_head_dim"), "head_dim")
+    nope = _check_int("qk_nope_head_dim", cfg.get("qk_nope_head_dim"), "head_dim")
+    f["mla"] = MLASpec(q_lora_rank=_key_int(cfg, "q_lora_rank", None, "rank") or None,
+                       kv_lora_rank=_check_int("kv_lora_rank", cfg["kv_lora_rank"], "rank"),
+                       qk_rope_head_dim=rope, qk_nope_head_dim=nope,
+                       v_head_dim=_check_int("v_head_dim", cfg.get("v_head_dim"), "head_dim"))
+    f["head_dim"] = rope + nope
     f["num_kv_heads"] = f["num_attention_heads"]
-    f["attention_qkv_bias"] = _bool(cfg, "attention_bias", False)
-    f["attention_out_bias"] = _bool(cfg, "attention_bias", False)
-    f["mla"] = MLASpec(q_lora_rank=_opt_int(cfg, "q_lora_rank"), kv_lora_rank=_int(cfg, "kv_lora_rank"),
-                       qk_rope_head_dim=_int(cfg, "qk_rope_head_dim"),
-                       qk_nope_head_dim=_int(cfg, "qk_nope_head_dim"), v_head_dim=_int(cfg, "v_head_dim"))
-    moe_width = _int(cfg, "moe_intermediate_size")
-    n_shared = int(cfg.get("n_shared_experts") or 0)
-    f["moe"] = MoESpec(num_experts=_int(cfg, "n_routed_experts"),
-                       experts_per_token=_int(cfg, "num_experts_per_tok"),
-                       expert_intermediate_size=moe_width,
-                       num_shared_experts=n_shared,
-                       shared_expert_intermediate_size=n_shared * moe_width)
-    first_dense = int(cfg.get("first_k_dense_replace") or 0)
-    freq = _int(cfg, "moe_layer_freq", 1)
-    f["moe_layers"] = _moe_layers(f["num_layers"], lambda i: i >= first_dense and i % freq == 0)
     if cfg.get("num_nextn_predict_layers"):
         f["notes"] = (f"the checkpoint's {cfg['num_nextn_predict_layers']} multi-token-prediction layer(s) "
                       "are not counted (transformers does not build them)",)
-    return ModelSpec(**f)
 
 
-def _gpt_oss(cfg: Config, name: str, hub_id: str | None) -> ModelSpec:
-    """gpt-oss: GQA with biases and per-head sinks, alternating sliding/full layers,
-    every layer MoE with biased router and experts (modeling_gpt_oss.py)."""
-    f = _common(cfg, name, hub_id)
-    f["attention_qkv_bias"] = f["attention_out_bias"] = _bool(cfg, "attention_bias", True)
-    f["attention_sinks"] = True
-    f["sliding_window"] = _sliding(cfg, f)
-    f["moe"] = MoESpec(num_experts=_int(cfg, "num_local_experts", None, "num_experts"),
-                       experts_per_token=_int(cfg, "num_experts_per_tok", None, "experts_per_token"),
-                       expert_intermediate_size=f["intermediate_size"], router_bias=True, expert_bias=True)
-    f["moe_layers"] = (True,) * f["num_layers"]
-    return ModelSpec(**f)
+# ---- the generic reader -----------------------------------------------------------
+def _fields(cfg: Config, family: Family, name: str, hub_id: str | None) -> dict[str, Any]:
+    hidden = _get(cfg, "hidden_size")
+    heads = 1 if family.attention_free else _get(cfg, "num_attention_heads")
+    num_layers = _layer_count(cfg)
+    found = _find(cfg, "intermediate_size")
+    widths: tuple[int, ...] = ()
+    if found is not None and isinstance(found[1], list):
+        widths = tuple(_check_int(found[0], w, "intermediate_size") for w in found[1])
+        if len(widths) != num_layers:
+            raise ConfigError(f"{found[0]}: expected {num_layers} entries (one per layer), got {len(widths)}")
+        intermediate = max(widths)
+    elif found is not None:
+        intermediate = _check_int(found[0], found[1], "intermediate_size")
+    elif family.intermediate_default is not None:
+        intermediate = family.intermediate_default(hidden)
+    else:
+        intermediate = None
+    layer_types = () if family.adjust is not None and _has_linear_layers(cfg) else _layer_types(cfg, num_layers)
+    f: dict[str, Any] = dict(
+        name=name, hub_id=hub_id, model_type=cfg["model_type"], num_layers=num_layers, hidden_size=hidden,
+        num_attention_heads=heads, num_kv_heads=1 if family.attention_free else _kv_heads(cfg, heads),
+        head_dim=1 if cfg.get("kv_lora_rank") is not None or family.attention_free else _head_dim(cfg, hidden, heads),
+        intermediate_size=intermediate, layer_intermediate_sizes=widths,
+        vocab_size=_get(cfg, "vocab_size"),
+        max_position_embeddings=_get(cfg, "max_position_embeddings", 2048),
+        tie_word_embeddings=_bool(cfg, "tie_word_embeddings", family.tied_default),
+        norm=family.norm, norm_bias=family.norm_bias, norms_per_layer=family.norms_per_layer,
+        final_norm=family.final_norm, embedding_norm=family.embedding_norm, parallel_block=family.parallel_block,
+        qk_norm=family.qk_norm if family.qk_norm_key is None or _bool(cfg, family.qk_norm_key, False) else "none",
+        attention_qkv_bias=_flag(cfg, family.qkv_bias), attention_out_bias=_flag(cfg, family.out_bias),
+        attention_sinks=family.sinks, mlp_gated=family.mlp_gated, mlp_bias=_flag(cfg, family.mlp_bias),
+        hidden_act=_activation(cfg, family), learned_position_embeddings=family.learned_positions,
+        position_embedding_offset=family.position_offset, alibi=family.alibi, head_bias=family.head_bias,
+        mlp_activation_params=family.mlp_activation_params, sub_norms=family.sub_norms,
+        attention_gate=family.attention_gate, attention_gate_bias=family.attention_gate_bias,
+        attention_lambdas=family.attention_lambdas,
+        dtype=_dtype(cfg), quantization_json=_quantization(cfg), layer_types=layer_types,
+        attn_logit_softcapping=cfg.get("attn_logit_softcapping") is not None,
+        final_logit_softcapping=cfg.get("final_logit_softcapping") is not None,
+        attention_chunk_size=_key_int(cfg, "attention_chunk_size", None, "sliding_window")
+        if "chunked_attention" in layer_types else None,
+        partial_rotary_factor=_rotary_factor(cfg),
+    )
+    if family.adjust is not None:
+        family.adjust(cfg, f)
+    _mla(cfg, f)
+    _moe(cfg, f, family)
+    if f["intermediate_size"] is None:
+        if f.get("moe") is None or not all(f["moe_layers"]):
+            _get(cfg, "intermediate_size")  # raises: missing
+        f["intermediate_size"] = f["moe"].expert_intermediate_size  # every layer is MoE: no dense width
+    for private in [k for k in f if k.startswith("_")]:
+        del f[private]
+    f["sliding_window"] = _sliding(cfg, f["layer_types"])
+    f["notes"] = tuple(f.get("notes", ())) + _hybrid_notes(f)
+    return f
 
 
-def _gpt2(cfg: Config, name: str, hub_id: str | None) -> ModelSpec:
-    """GPT-2: learned positions, LayerNorm with bias, biases everywhere, plain GELU MLP
-    of width ``n_inner`` (default 4h), tied head (modeling_gpt2.py)."""
-    hidden = _int(cfg, "n_embd", None, "hidden_size")
-    heads = _int(cfg, "n_head", None, "num_attention_heads")
-    if hidden % heads:
-        raise ConfigError(f"n_head: {heads} does not divide n_embd={hidden}")
-    return ModelSpec(
-        name=name, hub_id=hub_id, model_type="gpt2",
-        num_layers=_int(cfg, "n_layer", None, "num_hidden_layers"), hidden_size=hidden,
-        num_attention_heads=heads, num_kv_heads=heads, head_dim=hidden // heads,
-        intermediate_size=_int(cfg, "n_inner", 4 * hidden), vocab_size=_int(cfg, "vocab_size"),
-        max_position_embeddings=_int(cfg, "n_positions", 1024, "n_ctx"),
-        tie_word_embeddings=_bool(cfg, "tie_word_embeddings", True),
-        norm="layernorm", attention_qkv_bias=True, attention_out_bias=True, mlp_gated=False, mlp_bias=True,
-        hidden_act=str(cfg.get("activation_function", "gelu_new")), learned_position_embeddings=True,
-        dtype=_dtype(cfg), quantization_json=_quantization(cfg))
+MIXER_NAMES = {"mamba": "Mamba", "mamba2": "Mamba-2", "gated_deltanet": "gated delta-net",
+               "short_conv": "short-convolution"}
 
 
-def _gpt_neox(cfg: Config, name: str, hub_id: str | None) -> ModelSpec:
-    """GPT-NeoX / Pythia: LayerNorm with bias, biased q/k/v/o and MLP, plain GELU MLP,
-    untied ``embed_out`` head (modeling_gpt_neox.py)."""
-    f = _common(cfg, name, hub_id)
-    bias = _bool(cfg, "attention_bias", True)
-    f.update(norm="layernorm", attention_qkv_bias=bias, attention_out_bias=bias, mlp_gated=False, mlp_bias=True,
-             hidden_act=str(cfg.get("hidden_act", "gelu")), partial_rotary_factor=_neox_rotary_factor(cfg))
-    return ModelSpec(**f)
+def _hybrid_notes(f: dict[str, Any]) -> tuple[str, ...]:
+    """Say, for hybrid models, what has no analytical model and where the exact answer is."""
+    mixers = f.get("layer_mixers") or ()
+    counts = {m: mixers.count(m) for m in MIXER_NAMES if m in mixers}
+    if not counts:
+        return ()
+    layers = ", ".join(f"{n} {MIXER_NAMES[m]}" for m, n in counts.items())
+    return (f"{layers} layer(s): parameters, KV cache and recurrent state are exact; their training and prefill "
+            "activations have no analytical model here and are approximated with a transformer layer's formula "
+            "(attention + MLP of the same widths); "
+            f"measure them with `vramplan trace {f['name']}`",)
 
 
-def _neox_rotary_factor(cfg: Config) -> float:
-    """GPT-NeoX's rotary fraction: ``rope_parameters.partial_rotary_factor``, else the
-    legacy ``rotary_pct``, else 0.25 (transformers ``GPTNeoXConfig``)."""
+def _rotary_factor(cfg: Config) -> float:
+    """The fraction of each head that rotates: ``rope_parameters.partial_rotary_factor``,
+    ``partial_rotary_factor`` or GPT-NeoX's legacy ``rotary_pct`` (default 0.25 there)."""
     rope = cfg.get("rope_parameters")
     value = rope.get("partial_rotary_factor") if isinstance(rope, dict) else None
-    value = value if value is not None else cfg.get("rotary_pct", 0.25)
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise ConfigError(f"rotary_pct: expected a number in (0, 1], got {value!r}")
+    key = "rope_parameters.partial_rotary_factor"
+    for k in ("partial_rotary_factor", "rotary_pct"):
+        if value is None and cfg.get(k) is not None:
+            value, key = cfg[k], k
+    if value is None:
+        value = 0.25 if cfg.get("model_type") == "gpt_neox" else 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError(f"{key}: expected a number in (0, 1], got {value!r}")
     return float(value)
 
 
-READERS: dict[str, Callable[[Config, str, str | None], ModelSpec]] = {
-    "llama": _llama, "mistral": _llama, "qwen2": _llama, "qwen3": _llama, "phi3": _llama, "olmo2": _llama,
-    "gemma": _llama, "gemma2": _llama, "gemma3_text": _llama,
-    "mixtral": _mixtral,
-    "qwen2_moe": _qwen_moe, "qwen3_moe": _qwen_moe,
-    "deepseek_v2": _deepseek, "deepseek_v3": _deepseek,
-    "gpt_oss": _gpt_oss,
-    "gpt2": _gpt2,
-    "gpt_neox": _gpt_neox,
-}
-"""``model_type`` -> reader. Multimodal wrappers are read through ``text_config``."""
-
-SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(READERS))
-
-FAMILY_DEFAULTS: dict[str, Config] = {
-    # Published multimodal configs leave text fields at the config class's defaults
-    # (transformers Gemma3TextConfig: google/gemma-3-*-pt omit vocab_size).
-    "gemma3_text": {"vocab_size": 262_208, "max_position_embeddings": 131_072, "head_dim": 256,
-                    "num_key_value_heads": 4, "sliding_window": 4096, "sliding_window_pattern": 6,
-                    "hidden_activation": "gelu_pytorch_tanh", "torch_dtype": "bfloat16"},
-}
-"""Defaults of a family's ``transformers`` config class, for fields configs omit."""
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(FAMILIES))
 
 
 def text_config(cfg: Config) -> Config:
     """The text model's config: ``cfg`` itself, or its nested ``text_config`` (Gemma 3,
-    Llava-style multimodal checkpoints). The outer dtype is inherited when the inner
-    config has none."""
-    if cfg.get("model_type") in READERS:
+    Llava-style multimodal checkpoints). The inner config inherits the outer dtype and
+    quantization when it has none, and the outer ``tie_word_embeddings`` (the wrapper
+    decides tying; its class default when the outer config omits it)."""
+    if cfg.get("model_type") in FAMILIES:
         return cfg
     inner = cfg.get("text_config")
     if isinstance(inner, dict) and inner.get("model_type"):
@@ -313,26 +395,87 @@ def text_config(cfg: Config) -> Config:
         for key in ("torch_dtype", "dtype", "quantization_config"):
             if key in cfg and key not in merged:
                 merged[key] = cfg[key]
+        outer_tie = cfg.get("tie_word_embeddings")
+        if outer_tie is None and cfg.get("model_type") in WRAPPER_TIED_DEFAULT | WRAPPER_UNTIED_DEFAULT:
+            outer_tie = cfg.get("model_type") in WRAPPER_TIED_DEFAULT
+        if outer_tie is not None:
+            merged["tie_word_embeddings"] = outer_tie
         return merged
     return cfg
 
 
-def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None) -> ModelSpec:
-    """Build a :class:`ModelSpec` from a parsed config.json."""
+def complete_config(cfg: Config) -> Config:
+    """``cfg`` with the fields it omits filled the way transformers fills them: through
+    ``AutoConfig`` when transformers is installed and knows the type (never for
+    ``auto_map`` remote-code configs, which are read from their keys alone); else
+    unchanged. A config transformers refuses is returned unchanged, so the reader's
+    own checks name what is wrong."""
+    import importlib.util
+
+    mtype = cfg.get("model_type")
+    if not isinstance(mtype, str) or "auto_map" in cfg or importlib.util.find_spec("transformers") is None:
+        return cfg
+    try:
+        import logging
+        import warnings
+
+        from transformers import AutoConfig
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    except Exception:  # noqa: BLE001 - a broken install reads like no install
+        return cfg
+    if mtype not in CONFIG_MAPPING_NAMES:
+        return cfg
+    kwargs = {k: v for k, v in cfg.items() if k != "model_type"}
+    logger = logging.getLogger("transformers")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            full = AutoConfig.for_model(mtype, **kwargs).to_dict()
+    except Exception:  # noqa: BLE001 - transformers' own validation; ours names the field
+        return cfg
+    finally:
+        logger.setLevel(level)
+    merged = {**full, **cfg}
+    for key in ("text_config",):
+        if isinstance(full.get(key), dict) and isinstance(cfg.get(key), dict):
+            merged[key] = {**full[key], **cfg[key]}
+    return merged
+
+
+def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None, *,
+                     complete: bool = True) -> ModelSpec:
+    """Build a :class:`ModelSpec` from a parsed config.json. ``complete``: fill omitted
+    fields through transformers' ``AutoConfig`` when it is installed
+    (:func:`complete_config`); the family defaults table fills them otherwise."""
     if not isinstance(cfg, dict):
         raise ConfigError(f"config.json: expected a JSON object, got {type(cfg).__name__}")
+    for outer in (cfg, cfg.get("text_config")):
+        if isinstance(outer, dict) and outer.get("model_type") is not None and not isinstance(outer["model_type"], str):
+            raise ConfigError(f"model_type: expected a string, got {outer['model_type']!r}")
+    if complete:
+        cfg = complete_config(cfg)
+    towers = [k.removesuffix("_config") for k in ("vision_config", "audio_config")
+              if isinstance(cfg.get(k), dict) and cfg.get("model_type") not in FAMILIES]
     cfg = text_config(cfg)
     mtype = cfg.get("model_type")
-    cfg = {**FAMILY_DEFAULTS.get(mtype, {}), **cfg}
     if not mtype:
         raise ConfigError("model_type: missing from config.json")
-    reader = READERS.get(mtype)
-    if reader is None:
+    family = FAMILIES.get(mtype) if isinstance(mtype, str) else None
+    if family is None:
         raise ConfigError(
-            f"model_type: {mtype!r} is not supported (supported: {', '.join(SUPPORTED_MODEL_TYPES)}); "
-            "describe the architecture with --layers --hidden --heads --kv-heads --intermediate --vocab, "
-            "or give a parameter count such as 7B")
-    return reader(cfg, name, hub_id)
+            f"model_type: {mtype!r} is not supported by the analytical reader (see docs/architectures.md); "
+            "`vramplan trace` measures any type transformers builds (pip install 'vramplan[exact]'), or describe "
+            "it with --layers --hidden --heads --kv-heads --intermediate --vocab, or give a parameter count "
+            "such as 7B")
+    cfg = {**family.defaults, **cfg}
+    fields = _fields(cfg, family, name, hub_id)
+    if towers:
+        fields["notes"] = fields["notes"] + (
+            f"the checkpoint's {' and '.join(towers)} tower(s) are not counted: parameters, weights and activations "
+            "are those of the text model alone",)
+    return ModelSpec(**fields)
 
 
 def load_config_file(path: str | Path) -> Config:

@@ -17,7 +17,7 @@ from vramplan.model.stored import StoredCheckpoint
 
 NormKind = Literal["rmsnorm", "layernorm"]
 QKNormKind = Literal["none", "per_head", "full"]
-AttentionKind = Literal["full_attention", "sliding_attention"]
+AttentionKind = Literal["full_attention", "sliding_attention", "chunked_attention"]
 
 
 def _positive(name: str, value: object) -> None:
@@ -46,6 +46,9 @@ class MoESpec:
     """The router linear carries a bias (gpt-oss)."""
     expert_bias: bool = False
     """Expert projections carry biases (gpt-oss)."""
+    router_score_bias: bool = False
+    """The router holds a learned per-expert score-correction bias as a parameter
+    (ERNIE 4.5 MoE, AFMoE); DeepSeek-V3 keeps it as a buffer (not a parameter)."""
 
     def __post_init__(self) -> None:
         _positive("num_experts", self.num_experts)
@@ -54,6 +57,85 @@ class MoESpec:
         if self.experts_per_token > self.num_experts:
             raise ConfigError(
                 f"experts_per_token: expected at most num_experts={self.num_experts}, got {self.experts_per_token}")
+
+
+MixerKind = Literal["attention", "mamba", "mamba2", "gated_deltanet", "short_conv", "none"]
+"""What mixes tokens in a layer: softmax attention (with a KV cache), a Mamba or
+Mamba-2 state-space mixer, a gated delta-net (linear attention with a recurrent
+state), a gated short convolution (LFM2), or nothing (Nemotron-H's MLP-only layers)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SSMSpec:
+    """A Mamba (selective state-space) mixer. Mamba: Gu & Dao 2023, transformers
+    ``MambaMixer``; Mamba-2: Dao & Gu 2024, transformers ``Mamba2Mixer``."""
+
+    version: Literal[1, 2]
+    d_inner: int
+    """Inner width (``expand x hidden``)."""
+    d_state: int
+    """State size per channel (Mamba) or per head dim (Mamba-2)."""
+    d_conv: int
+    """Causal depthwise convolution kernel."""
+    dt_rank: int = 0
+    """Mamba-1: rank of the time-step projection."""
+    n_groups: int = 1
+    """Mamba-2: groups of B and C."""
+    num_heads: int = 0
+    """Mamba-2: SSM heads (``d_inner = num_heads x head_dim``)."""
+    conv_bias: bool = True
+    proj_bias: bool = False
+    inner_norms: bool = False
+    """Jamba: RMSNorms on dt, B and C inside the mixer."""
+
+    def __post_init__(self) -> None:
+        for name in ("d_inner", "d_state", "d_conv"):
+            _positive(f"ssm {name}", getattr(self, name))
+        if self.version == 2:
+            _positive("mamba num_heads", self.num_heads)
+            _positive("mamba n_groups", self.n_groups)
+            if self.d_inner % self.num_heads:
+                raise ConfigError(f"mamba num_heads: expected a divisor of the inner width {self.d_inner}, "
+                                  f"got {self.num_heads}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_inner // self.num_heads if self.version == 2 else 0
+
+    @property
+    def conv_channels(self) -> int:
+        """Channels of the causal convolution (what its cache holds per step)."""
+        return self.d_inner + (2 * self.n_groups * self.d_state if self.version == 2 else 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeltaNetSpec:
+    """A gated delta-net mixer (Yang et al. 2024, "Gated Delta Networks"; transformers
+    ``Qwen3NextGatedDeltaNet``): linear attention whose per-head state is a
+    ``head_k_dim x head_v_dim`` matrix, after a causal convolution over q, k, v."""
+
+    num_k_heads: int
+    num_v_heads: int
+    head_k_dim: int
+    head_v_dim: int
+    conv_kernel: int
+
+    def __post_init__(self) -> None:
+        for name in ("num_k_heads", "num_v_heads", "head_k_dim", "head_v_dim", "conv_kernel"):
+            _positive(f"linear_{name}", getattr(self, name))
+
+    @property
+    def key_dim(self) -> int:
+        return self.num_k_heads * self.head_k_dim
+
+    @property
+    def value_dim(self) -> int:
+        return self.num_v_heads * self.head_v_dim
+
+    @property
+    def conv_channels(self) -> int:
+        """q, k and v pass the convolution: ``2 key_dim + value_dim`` channels."""
+        return 2 * self.key_dim + self.value_dim
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,9 +188,33 @@ class ModelSpec:
     """Output head shares the embedding matrix."""
     norm: NormKind = "rmsnorm"
     """RMSNorm (weight only) or LayerNorm (weight and bias)."""
+    norm_bias: bool = True
+    """A LayerNorm carries a bias (False: weight-only LayerNorm, Cohere); ignored for
+    RMSNorm."""
     norms_per_layer: int = 2
-    """Norm layers inside one block: 2 for pre-norm blocks, 4 for Gemma 2/3 (pre and
-    post around attention and MLP)."""
+    """Norm layers inside one block: 2 for pre-norm blocks, 1 for parallel
+    attention+MLP blocks (GPT-J, Falcon-7B, Cohere), 4 for Gemma 2/3 (pre and post
+    around attention and MLP), 0 for OLMo's parameter-free LayerNorm."""
+    final_norm: bool = True
+    """A norm after the last block (False: OLMo's parameter-free LayerNorm)."""
+    embedding_norm: bool = False
+    """A norm right after the token embedding (BLOOM ``word_embeddings_layernorm``)."""
+    parallel_block: bool = False
+    """Attention and MLP read the same normalized input and their outputs are added
+    (GPT-J, Falcon-7B, Cohere, Phi-2); shapes are those of a sequential block."""
+    alibi: bool = False
+    """Positions enter as ALiBi biases on attention scores (BLOOM, MPT, Falcon-RW): no
+    parameters, no rotary embedding."""
+    mlp_activation_params: int = 0
+    """Learned scalars of the MLP activation per layer (Apertus' xIELU: alpha_p, alpha_n)."""
+    sub_norms: bool = False
+    """BitNet's extra RMSNorms: on the attention output (before o_proj, width q_dim)
+    and on the MLP hidden (before down_proj, width intermediate)."""
+    head_bias: bool = False
+    """The output head carries a bias (GPT-J, CodeGen, Phi-2)."""
+    layer_intermediate_sizes: tuple[int, ...] = ()
+    """Per layer: dense MLP width, when layers differ (OpenELM-style configs give a list);
+    empty when every dense layer has ``intermediate_size``."""
     qk_norm: QKNormKind = "none"
     """RMSNorm on queries and keys: over head_dim (Qwen3, Gemma 3), over the whole
     projection (OLMo 2), or none."""
@@ -126,6 +232,9 @@ class ModelSpec:
     """Activation function name as in the config."""
     learned_position_embeddings: bool = False
     """A learned absolute position table (GPT-2) instead of rotary positions."""
+    position_embedding_offset: int = 0
+    """Extra rows of the position table (OPT and BART keep 2 more than
+    ``max_position_embeddings``)."""
     partial_rotary_factor: float = 1.0
     """Fraction of each head's dims that carry rotary position (GPT-NeoX ``rotary_pct``,
     0.25 in Pythia); 1.0 when the whole head rotates."""
@@ -135,10 +244,37 @@ class ModelSpec:
     """Per layer: True when its MLP is the MoE block. Empty for dense models."""
     mla: MLASpec | None = None
     """Multi-head latent attention, or ``None`` for MHA/GQA/MQA."""
+    layer_mixers: tuple[MixerKind, ...] = ()
+    """Per layer: what mixes tokens (attention, mamba, mamba2, gated_deltanet, none).
+    Empty means attention in every layer."""
+    layer_mlps: tuple[bool, ...] = ()
+    """Per layer: False when the layer has no MLP (Mamba, Nemotron-H's mixer-only
+    layers). Empty means every layer has one."""
+    ssm: SSMSpec | None = None
+    """The Mamba mixer of the ``mamba``/``mamba2`` layers."""
+    deltanet: DeltaNetSpec | None = None
+    """The gated delta-net mixer of the ``gated_deltanet`` layers."""
+    short_conv_kernel: int = 0
+    """LFM2's gated short convolution: kernel length (``conv_L_cache``); 0 when no layer
+    has one."""
+    short_conv_bias: bool = False
+    """The short-convolution projections and kernel carry biases (``conv_bias``)."""
+    attention_gate: Literal["none", "q_proj", "full", "head"] = "none"
+    """A sigmoid gate on the attention output: emitted by q_proj (its width doubles;
+    Qwen3-Next, Qwen3.5), by its own ``hidden -> heads x head_dim`` projection (AFMoE),
+    or one gate per head from a ``hidden -> heads`` projection (Laguna)."""
+    attention_gate_bias: bool = False
+    """A learned per-head bias on that gate (Beam)."""
+    attention_lambdas: bool = False
+    """Differential attention's four ``head_dim`` lambda vectors per layer (DiffLlama)."""
     sliding_window: int | None = None
     """Tokens a sliding-window layer attends to; ``None`` when no layer slides."""
+    attention_chunk_size: int | None = None
+    """Tokens of one attention chunk in chunked layers (Llama 4 ``attention_chunk_size``):
+    a chunked layer attends within its chunk, so its cache holds at most one chunk
+    (transformers caches it as a sliding window of that size)."""
     layer_types: tuple[AttentionKind, ...] = ()
-    """Per layer: full or sliding attention. Empty means all full."""
+    """Per layer: full, sliding or chunked attention. Empty means all full."""
     attn_logit_softcapping: bool = False
     """Attention scores pass through ``cap * tanh(scores / cap)`` (Gemma 2), which
     eager attention writes out as separate ``[b, h, s, s]`` tensors."""
@@ -161,7 +297,17 @@ class ModelSpec:
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim",
                      "intermediate_size", "vocab_size", "max_position_embeddings", "norms_per_layer"):
-            _positive(name, getattr(self, name))
+            if name != "norms_per_layer":
+                _positive(name, getattr(self, name))
+        if isinstance(self.norms_per_layer, bool) or not isinstance(self.norms_per_layer, int) \
+                or self.norms_per_layer < 0:
+            raise ConfigError(f"norms_per_layer: expected a count >= 0, got {self.norms_per_layer!r}")
+        if self.layer_intermediate_sizes:
+            if len(self.layer_intermediate_sizes) != self.num_layers:
+                raise ConfigError(f"intermediate_size: expected a list of {self.num_layers} entries, "
+                                  f"got {len(self.layer_intermediate_sizes)}")
+            for width in self.layer_intermediate_sizes:
+                _positive("intermediate_size", width)
         if self.num_attention_heads % self.num_kv_heads:
             raise ConfigError(
                 f"num_key_value_heads: expected a divisor of num_attention_heads={self.num_attention_heads}, "
@@ -174,6 +320,17 @@ class ModelSpec:
             raise ConfigError(f"layer_types: expected {self.num_layers} entries, got {len(self.layer_types)}")
         if self.sliding_window is not None:
             _positive("sliding_window", self.sliding_window)
+        for name in ("layer_mixers", "layer_mlps"):
+            if getattr(self, name) and len(getattr(self, name)) != self.num_layers:
+                raise ConfigError(f"{name}: expected {self.num_layers} entries, got {len(getattr(self, name))}")
+        if any(m in ("mamba", "mamba2") for m in self.layer_mixers) and self.ssm is None:
+            raise ConfigError("layer_mixers: Mamba layers given but no SSM spec")
+        if "short_conv" in self.layer_mixers:
+            _positive("conv_L_cache", self.short_conv_kernel)
+        if "gated_deltanet" in self.layer_mixers and self.deltanet is None:
+            raise ConfigError("layer_mixers: gated delta-net layers given but no delta-net spec")
+        if "chunked_attention" in self.layer_types:
+            _positive("attention_chunk_size", self.attention_chunk_size)
         if not 0 < self.partial_rotary_factor <= 1:
             raise ConfigError(f"partial_rotary_factor: expected a fraction in (0, 1], got {self.partial_rotary_factor}")
 
@@ -188,7 +345,25 @@ class ModelSpec:
 
     @property
     def num_dense_layers(self) -> int:
-        return self.num_layers - self.num_moe_layers
+        """Layers whose MLP is a dense MLP (not MoE, not absent)."""
+        return sum(self.has_mlp(i) and not self.is_moe_layer(i) for i in range(self.num_layers))
+
+    def has_mlp(self, index: int) -> bool:
+        return not self.layer_mlps or self.layer_mlps[index]
+
+    def mixer(self, index: int) -> MixerKind:
+        """What mixes tokens in layer ``index``."""
+        return self.layer_mixers[index] if self.layer_mixers else "attention"
+
+    @property
+    def num_attention_layers(self) -> int:
+        """Layers with softmax attention (the layers that keep a KV cache)."""
+        return sum(self.mixer(i) == "attention" for i in range(self.num_layers))
+
+    @property
+    def is_hybrid(self) -> bool:
+        """Some layer mixes tokens without attention (state-space, linear attention)."""
+        return any(m != "attention" for m in self.layer_mixers)
 
     @property
     def attention_kind(self) -> str:
@@ -216,6 +391,11 @@ class ModelSpec:
         if self.sliding_window is not None:
             return ("sliding_attention",) * self.num_layers
         return ("full_attention",) * self.num_layers
+
+    def dense_widths(self) -> tuple[int, ...]:
+        """MLP width of every dense (non-MoE) layer, in layer order."""
+        return tuple(self.layer_intermediate_sizes[i] if self.layer_intermediate_sizes else self.intermediate_size
+                     for i in range(self.num_layers) if self.has_mlp(i) and not self.is_moe_layer(i))
 
     def is_moe_layer(self, index: int) -> bool:
         return bool(self.moe_layers) and self.moe_layers[index]

@@ -22,11 +22,11 @@ from typing import Literal
 from vramplan.model.spec import ModelSpec
 
 Component = Literal[
-    "embeddings", "position_embeddings", "attention", "mlp", "experts", "router",
+    "embeddings", "position_embeddings", "attention", "ssm", "mlp", "experts", "router",
     "shared_experts", "norms", "biases", "head",
 ]
 COMPONENTS: tuple[Component, ...] = (
-    "embeddings", "position_embeddings", "attention", "mlp", "experts", "router",
+    "embeddings", "position_embeddings", "attention", "ssm", "mlp", "experts", "router",
     "shared_experts", "norms", "biases", "head",
 )
 """Parameter components in display order. Biases of every module are gathered in
@@ -81,18 +81,22 @@ def _linear(name: str, component: Component, out_features: int, in_features: int
 
 
 def _norm(spec: ModelSpec, name: str, dim: int, count: int, per_layer: bool = True) -> list[TensorGroup]:
+    if not count:
+        return []
     groups = [TensorGroup(name=f"{name}.weight", component="norms", role="norm", shape=(dim,),
                           count=count, per_layer=per_layer)]
-    if spec.norm == "layernorm":
+    if spec.norm == "layernorm" and spec.norm_bias:
         groups.append(TensorGroup(name=f"{name}.bias", component="norms", role="norm", shape=(dim,),
                                   count=count, per_layer=per_layer))
     return groups
 
 
 def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
-    """Attention of all layers: q/k/v/o (or MLA's latent projections), their biases,
-    q/k norms and sinks."""
-    n, h = spec.num_layers, spec.hidden_size
+    """Attention of the attention layers: q/k/v/o (or MLA's latent projections), their
+    biases, q/k norms and sinks."""
+    n, h = spec.num_attention_layers, spec.hidden_size
+    if not n:
+        return []
     groups: list[TensorGroup] = []
     if spec.mla is not None:
         # DeepSeek-V2 paper eq. 9-14; transformers DeepseekV3Attention.
@@ -111,7 +115,8 @@ def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
                           mla.kv_lora_rank, n, False)
         groups += _linear("self_attn.o_proj", "attention", h, heads * mla.v_head_dim, n, spec.attention_out_bias)
         return groups
-    groups += _linear("self_attn.q_proj", "attention", spec.q_dim, h, n, spec.attention_qkv_bias)
+    q_out = spec.q_dim * (2 if spec.attention_gate == "q_proj" else 1)
+    groups += _linear("self_attn.q_proj", "attention", q_out, h, n, spec.attention_qkv_bias)
     groups += _linear("self_attn.k_proj", "attention", spec.kv_dim, h, n, spec.attention_qkv_bias)
     groups += _linear("self_attn.v_proj", "attention", spec.kv_dim, h, n, spec.attention_qkv_bias)
     groups += _linear("self_attn.o_proj", "attention", h, spec.q_dim, n, spec.attention_out_bias)
@@ -121,9 +126,74 @@ def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
     elif spec.qk_norm == "full":
         groups += _norm(spec, "self_attn.q_norm", spec.q_dim, n)
         groups += _norm(spec, "self_attn.k_norm", spec.kv_dim, n)
+    if spec.attention_gate in ("full", "head"):
+        width = spec.q_dim if spec.attention_gate == "full" else spec.num_attention_heads
+        groups += _linear("self_attn.gate_proj", "attention", width, h, n, False)
+    if spec.attention_gate_bias:
+        groups.append(TensorGroup(name="self_attn.gate_bias", component="biases", role="bias",
+                                  shape=(spec.num_attention_heads,), count=n))
+    if spec.attention_lambdas:
+        groups.append(TensorGroup(name="self_attn.lambda", component="attention", role="other",
+                                  shape=(spec.head_dim,), count=4 * n))
+    if spec.sub_norms:
+        groups += _norm(spec, "self_attn.attn_sub_norm", spec.q_dim, n)
     if spec.attention_sinks:
         groups.append(TensorGroup(name="self_attn.sinks", component="attention", role="other",
                                   shape=(spec.num_attention_heads,), count=n))
+    return groups
+
+
+def _other(name: str, shape: tuple[int, ...], count: int) -> list[TensorGroup]:
+    return [TensorGroup(name=name, component="ssm", role="other", shape=shape, count=count)] if count else []
+
+
+def ssm_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """Mamba / Mamba-2 mixers (transformers ``MambaMixer``, ``Mamba2Mixer``) and gated
+    delta-nets (``Qwen3NextGatedDeltaNet``) of the non-attention layers."""
+    h = spec.hidden_size
+    groups: list[TensorGroup] = []
+    ssm = spec.ssm
+    for version in (1, 2):
+        n = sum(spec.mixer(i) == ("mamba" if version == 1 else "mamba2") for i in range(spec.num_layers))
+        if not n or ssm is None:
+            continue
+        d, state = ssm.d_inner, ssm.d_state
+        if version == 1:
+            groups += _linear("mamba.in_proj", "ssm", 2 * d, h, n, ssm.proj_bias)
+            groups += _linear("mamba.x_proj", "ssm", ssm.dt_rank + 2 * state, d, n, False)
+            groups += _linear("mamba.dt_proj", "ssm", d, ssm.dt_rank, n, True)
+            groups += _other("mamba.A_log", (d, state), n)
+            groups += _other("mamba.D", (d,), n)
+            if ssm.inner_norms:
+                groups += _other("mamba.dt_layernorm.weight", (ssm.dt_rank,), n)
+                groups += _other("mamba.b_layernorm.weight", (state,), 2 * n)
+        else:
+            groups += _linear("mamba.in_proj", "ssm", d + ssm.conv_channels + ssm.num_heads, h, n, ssm.proj_bias)
+            groups += _other("mamba.dt_bias", (ssm.num_heads,), n)
+            groups += _other("mamba.A_log", (ssm.num_heads,), n)
+            groups += _other("mamba.D", (ssm.num_heads,), n)
+            groups += _other("mamba.norm.weight", (d,), n)
+        groups += _other("mamba.conv1d.weight", (ssm.conv_channels, 1, ssm.d_conv), n)
+        if ssm.conv_bias:
+            groups += _other("mamba.conv1d.bias", (ssm.conv_channels,), n)
+        groups += _linear("mamba.out_proj", "ssm", h, d, n, ssm.proj_bias)
+    n = sum(spec.mixer(i) == "short_conv" for i in range(spec.num_layers))
+    if n:  # LFM2 ShortConv: in_proj -> B, C, x; depthwise conv over L_cache; out_proj
+        groups += _linear("conv.in_proj", "ssm", 3 * h, h, n, spec.short_conv_bias)
+        groups += _other("conv.conv.weight", (h, 1, spec.short_conv_kernel), n)
+        if spec.short_conv_bias:
+            groups += _other("conv.conv.bias", (h,), n)
+        groups += _linear("conv.out_proj", "ssm", h, h, n, spec.short_conv_bias)
+    net = spec.deltanet
+    n = sum(spec.mixer(i) == "gated_deltanet" for i in range(spec.num_layers))
+    if n and net is not None:
+        groups += _linear("linear_attn.in_proj_qkvz", "ssm", 2 * net.key_dim + 2 * net.value_dim, h, n, False)
+        groups += _linear("linear_attn.in_proj_ba", "ssm", 2 * net.num_v_heads, h, n, False)
+        groups += _other("linear_attn.conv1d.weight", (net.conv_channels, 1, net.conv_kernel), n)
+        groups += _other("linear_attn.dt_bias", (net.num_v_heads,), n)
+        groups += _other("linear_attn.A_log", (net.num_v_heads,), n)
+        groups += _other("linear_attn.norm.weight", (net.head_v_dim,), n)
+        groups += _linear("linear_attn.out_proj", "ssm", h, net.value_dim, n, False)
     return groups
 
 
@@ -142,13 +212,22 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """Dense MLPs (all layers of a dense model, the dense layers of an MoE model),
     routed experts, routers and shared experts."""
     groups = []
-    if spec.num_dense_layers:
-        groups += _mlp(spec, "mlp", "mlp", spec.intermediate_size, spec.num_dense_layers, spec.mlp_bias)
+    widths = spec.dense_widths()
+    for width in sorted(set(widths)):
+        groups += _mlp(spec, "mlp", "mlp", width, widths.count(width), spec.mlp_bias)
+        if spec.sub_norms:
+            groups += _norm(spec, "mlp.ffn_sub_norm", width, widths.count(width))
+    if spec.mlp_activation_params:
+        groups.append(TensorGroup(name="mlp.act_fn.alpha", component="mlp", role="other", shape=(1,),
+                                  count=spec.mlp_activation_params * spec.num_layers))
     moe = spec.moe
     if moe is None or not spec.num_moe_layers:
         return groups
     n_moe = spec.num_moe_layers
     groups += _linear("mlp.gate", "router", moe.num_experts, spec.hidden_size, n_moe, moe.router_bias)
+    if moe.router_score_bias:
+        groups.append(TensorGroup(name="mlp.gate.e_score_correction_bias", component="router", role="other",
+                                  shape=(moe.num_experts,), count=n_moe))
     groups += _mlp(spec, "mlp.experts", "experts", moe.expert_intermediate_size, n_moe * moe.num_experts,
                    moe.expert_bias)
     if moe.shared_expert_intermediate_size:
@@ -166,13 +245,20 @@ def model_tensors(spec: ModelSpec) -> list[TensorGroup]:
                           shape=(spec.vocab_size, h), count=1, per_layer=False)]
     if spec.learned_position_embeddings:
         groups.append(TensorGroup(name="embed_positions.weight", component="position_embeddings",
-                                  role="embedding", shape=(spec.max_position_embeddings, h), count=1,
-                                  per_layer=False))
+                                  role="embedding",
+                                  shape=(spec.max_position_embeddings + spec.position_embedding_offset, h),
+                                  count=1, per_layer=False))
+    if spec.embedding_norm:
+        groups += _norm(spec, "embedding_norm", h, 1, per_layer=False)
     groups += attention_tensors(spec)
+    groups += ssm_tensors(spec)
     groups += mlp_tensors(spec)
     groups += _norm(spec, "layernorm", h, spec.num_layers * spec.norms_per_layer)
-    groups += _norm(spec, "norm", h, 1, per_layer=False)
+    groups += _norm(spec, "norm", h, 1 if spec.final_norm else 0, per_layer=False)
     if not spec.tie_word_embeddings:
         groups.append(TensorGroup(name="lm_head.weight", component="head", role="linear",
                                   shape=(spec.vocab_size, h), count=1, per_layer=False))
+    if spec.head_bias:
+        groups.append(TensorGroup(name="lm_head.bias", component="biases", role="bias",
+                                  shape=(spec.vocab_size,), count=1, per_layer=False))
     return groups

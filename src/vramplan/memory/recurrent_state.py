@@ -1,0 +1,79 @@
+"""Recurrent state: what state-space and linear-attention layers keep per sequence
+instead of a KV cache.
+
+A Mamba, Mamba-2 or gated delta-net layer carries two tensors from token to token,
+whatever the context length:
+
+- the **conv state**: the last ``d_conv`` inputs of its causal depthwise convolution,
+  ``conv_channels x d_conv`` elements, in the compute dtype;
+- the **SSM / recurrent state**, in fp32 (transformers runs the scan in fp32 and
+  keeps the state so; Nemotron-H's ``mamba_ssm_cache_dtype`` says the same):
+
+  - Mamba (Gu & Dao 2023, transformers ``MambaMixer``): ``d_inner x d_state``;
+  - Mamba-2 (Dao & Gu 2024, ``Mamba2Mixer``): ``heads x head_dim x d_state``, conv
+    over ``d_inner + 2 n_groups d_state`` channels;
+  - gated delta-net (Yang et al. 2024, ``Qwen3NextGatedDeltaNet``): one
+    ``head_k_dim x head_v_dim`` matrix per value head, conv over q, k and v
+    (``2 key_dim + value_dim`` channels);
+- LFM2's gated short convolution: only a conv state, ``hidden x conv_L_cache``.
+
+These are the shapes of transformers' ``LinearAttentionLayer`` cache entries
+(cache_utils.py), checked byte for byte against a real cache after a CPU forward
+(tests/test_recurrent_state.py). Under tensor parallelism the heads (channels) are
+split across ranks, as vLLM's Mamba layers split them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vramplan.model.spec import ModelSpec
+
+STATE_BYTES = 4
+"""The SSM / recurrent state is kept in fp32."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerState:
+    """Elements one sequence keeps in one non-attention layer."""
+
+    conv_elements: int
+    """Causal-convolution window: channels x kernel."""
+    state_elements: int
+    """The recurrent (SSM) state."""
+
+
+def layer_state(spec: ModelSpec, layer: int, *, tp: int = 1) -> LayerState:
+    """The state layer ``layer`` keeps per sequence on one of ``tp`` ranks (zero for an
+    attention layer or a layer without a mixer)."""
+    mixer = spec.mixer(layer)
+    if mixer in ("mamba", "mamba2") and spec.ssm is not None:
+        ssm = spec.ssm
+        state = ssm.d_inner * ssm.d_state  # Mamba-1: d_inner x d_state; Mamba-2: heads x head_dim x d_state
+        return LayerState(conv_elements=ssm.conv_channels * ssm.d_conv // tp, state_elements=state // tp)
+    if mixer == "gated_deltanet" and spec.deltanet is not None:
+        net = spec.deltanet
+        return LayerState(conv_elements=net.conv_channels * net.conv_kernel // tp,
+                          state_elements=net.num_v_heads * net.head_k_dim * net.head_v_dim // tp)
+    if mixer == "short_conv":  # LFM2: the last L_cache inputs of the hidden-wide conv, no SSM state
+        return LayerState(conv_elements=spec.hidden_size * spec.short_conv_kernel // tp, state_elements=0)
+    return LayerState(conv_elements=0, state_elements=0)
+
+
+def recurrent_state_bytes_per_sequence(spec: ModelSpec, *, conv_bytes: int = 2, tp: int = 1) -> int:
+    """Bytes of all layers' recurrent state for one sequence on one rank: conv states
+    in ``conv_bytes`` per element (the compute dtype), SSM states in fp32. Zero for a
+    model whose every layer is attention."""
+    if not spec.is_hybrid:
+        return 0
+    total = 0
+    for layer in range(spec.num_layers):
+        s = layer_state(spec, layer, tp=tp)
+        total += s.conv_elements * conv_bytes + s.state_elements * STATE_BYTES
+    return total
+
+
+def recurrent_state_bytes(spec: ModelSpec, *, batch: int, conv_bytes: int = 2, tp: int = 1) -> int:
+    """Bytes of recurrent state for ``batch`` sequences: fixed per sequence, independent
+    of the context length."""
+    return batch * recurrent_state_bytes_per_sequence(spec, conv_bytes=conv_bytes, tp=tp)

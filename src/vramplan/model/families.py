@@ -1,0 +1,622 @@
+"""Model families as data: how each ``model_type`` departs from the Llama layout.
+
+One generic reader (:mod:`vramplan.model.hf_config`) reads every family. It finds a
+quantity under any of the key names configs use for it (:data:`KEYS`) and builds the
+block from a family's structural flags (:class:`Family`). A family is a small entry
+in :data:`FAMILIES`, not a new reader. Flags follow each family's
+``configuration_*.py`` and ``modeling_*.py`` in ``transformers``; the coverage test
+(tests/test_architecture_coverage.py) builds every listed type on the meta device
+and checks the parameter count to the parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vramplan.errors import ConfigError
+from vramplan.model.spec import DeltaNetSpec, NormKind, QKNormKind, SSMSpec
+
+Config = dict[str, Any]
+
+KEYS: dict[str, tuple[str, ...]] = {
+    # quantity -> config keys that hold it, first present wins
+    "num_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+    "hidden_size": ("hidden_size", "n_embd", "d_model", "model_dim", "dim"),
+    "num_attention_heads": ("num_attention_heads", "n_head", "num_heads", "n_heads", "attention_heads"),
+    "num_kv_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "n_kv_heads"),
+    "head_dim": ("head_dim", "kv_channels"),
+    "intermediate_size": ("intermediate_size", "ffn_hidden_size", "ffn_dim", "n_inner", "d_ff",
+                          "inner_hidden_size", "ffn_inner_hidden_size"),
+    "vocab_size": ("vocab_size", "padded_vocab_size", "n_vocab"),
+    "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length",
+                                "max_seq_len", "n_ctx"),
+    "num_experts": ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"),
+    "experts_per_token": ("num_experts_per_tok", "experts_per_token", "moe_k", "moe_topk",
+                          "num_experts_per_token"),
+    "expert_intermediate_size": ("moe_intermediate_size", "expert_intermediate_size"),
+    "shared_expert_intermediate_size": ("shared_expert_intermediate_size",),
+    "num_shared_experts": ("n_shared_experts", "num_shared_experts", "moe_num_shared_experts"),
+}
+"""Quantity -> the config keys it goes by (``n_layer`` / ``num_layers`` /
+``num_hidden_layers``, ``n_embd`` / ``d_model`` / ``hidden_size``, ...)."""
+
+FlagSource = bool | str
+"""A structural flag: a constant, or the config key holding it (``"attention_bias"``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Family:
+    """One ``model_type``'s structure. Defaults describe the Llama layout: RMSNorm,
+    rotary positions, gated SiLU MLP, no biases, pre-norm blocks with two norms."""
+
+    norm: NormKind = "rmsnorm"
+    norm_bias: bool = True
+    """LayerNorm with a bias (False: weight-only LayerNorm)."""
+    norms_per_layer: int = 2
+    final_norm: bool = True
+    embedding_norm: bool = False
+    parallel_block: bool = False
+    qk_norm: QKNormKind = "none"
+    qk_norm_key: str | None = None
+    """Config key that switches ``qk_norm`` on (``use_qk_norm``); None: always on."""
+    qkv_bias: FlagSource = "attention_bias"
+    out_bias: FlagSource = "attention_bias"
+    mlp_gated: bool = True
+    mlp_bias: FlagSource = "mlp_bias"
+    learned_positions: bool = False
+    position_offset: int = 0
+    alibi: bool = False
+    tied_default: bool = False
+    """``tie_word_embeddings`` when the config omits it."""
+    head_bias: bool = False
+    sinks: bool = False
+    activation_key: str = "hidden_act"
+    intermediate_default: Callable[[int], int] | None = None
+    """MLP width from the hidden size when the config gives none (GPT-2: 4h)."""
+    mlp_activation_params: int = 0
+    sub_norms: bool = False
+    attention_gate: str = "none"
+    attention_gate_bias: bool = False
+    attention_lambdas: bool = False
+    shared_expert_gate: bool = False
+    router_bias: bool = False
+    expert_bias: bool = False
+    router_score_bias: bool = False
+    defaults: Config = field(default_factory=dict)
+    """The family's config-class defaults for fields published configs omit (used
+    when transformers is not installed; checked against it in the tests)."""
+    attention_free: bool = False
+    """No attention layer at all (Mamba): head counts are not read."""
+    adjust: Callable[[Config, dict[str, Any]], None] | None = None
+    """Family-specific step on the fields the generic reader found."""
+
+
+def _on(cfg: Config, key: str, default: bool) -> bool:
+    """A true/false switch of the config; anything else is an error naming the key."""
+    value = cfg.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _four_h(hidden: int) -> int:
+    return 4 * hidden
+
+
+# ---- family-specific steps -------------------------------------------------------
+def _gemma2_layers(cfg: Config, f: dict[str, Any]) -> None:
+    if not f["layer_types"]:  # even layers slide, odd are global (modeling_gemma2.py)
+        f["layer_types"] = tuple("sliding_attention" if i % 2 == 0 else "full_attention"
+                                 for i in range(f["num_layers"]))
+
+
+def _gemma3_layers(cfg: Config, f: dict[str, Any]) -> None:
+    if not f["layer_types"]:  # every sliding_window_pattern-th layer is global (default 6)
+        pattern = _pos(cfg, ("sliding_window_pattern",), 6)
+        f["layer_types"] = tuple("full_attention" if (i + 1) % pattern == 0 else "sliding_attention"
+                                 for i in range(f["num_layers"]))
+
+
+def _qwen2_bias(cfg: Config, f: dict[str, Any]) -> None:
+    f["attention_qkv_bias"] = True  # Qwen2 hard-codes q/k/v biases, no o_proj bias
+    f["attention_out_bias"] = False
+
+
+def _falcon(cfg: Config, f: dict[str, Any]) -> None:
+    """Falcon (modeling_falcon.py): fused qkv with ``multi_query`` (one KV head) unless
+    ``new_decoder_architecture`` (then ``num_kv_heads``, two norms ``ln_attn``/``ln_mlp``
+    per block); parallel blocks keep one norm; ALiBi or rotary."""
+    new_arch = _on(cfg, "new_decoder_architecture", False)
+    f["intermediate_size"] = _pos(cfg, ("ffn_hidden_size",), 4 * f["hidden_size"])  # FalconConfig.ffn_hidden_size
+    if new_arch:
+        f["num_kv_heads"] = _pos(cfg, ("num_kv_heads",), f["num_attention_heads"])
+        f["norms_per_layer"] = _pos(cfg, ("num_ln_in_parallel_attn",), 2)
+    else:
+        f["num_kv_heads"] = 1 if _on(cfg, "multi_query", True) else f["num_attention_heads"]
+        parallel = _on(cfg, "parallel_attn", True)
+        f["norms_per_layer"] = 1 if parallel else 2
+        f["parallel_block"] = bool(parallel)
+    if new_arch:
+        f["parallel_block"] = True
+    bias = _on(cfg, "bias", False)
+    f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias, alibi=_on(cfg, "alibi", False))
+
+
+def _bloom(cfg: Config, f: dict[str, Any]) -> None:
+    f["intermediate_size"] = 4 * f["hidden_size"]
+
+
+def _mpt(cfg: Config, f: dict[str, Any]) -> None:
+    """MPT: ``expansion_ratio`` x d_model MLP, ``no_bias``, ALiBi (modeling_mpt.py)."""
+    f["intermediate_size"] = int(_ratio(cfg, ("expansion_ratio",), 4) * f["hidden_size"])
+    bias = not _on(cfg, "no_bias", True)
+    f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias, norm_bias=bias)
+    attn = cfg.get("attn_config") if isinstance(cfg.get("attn_config"), dict) else {}
+    f["alibi"] = bool(attn.get("alibi", True))
+
+
+def _gptj(cfg: Config, f: dict[str, Any]) -> None:
+    if f["intermediate_size"] is None:
+        f["intermediate_size"] = 4 * f["hidden_size"]
+    if cfg.get("rotary_dim"):
+        f["partial_rotary_factor"] = min(1.0, _pos(cfg, ("rotary_dim",)) / f["head_dim"])
+
+
+def _opt(cfg: Config, f: dict[str, Any]) -> None:
+    """OPT: ``enable_bias`` everywhere, a final norm only with ``do_layer_norm_before``
+    and without ``_remove_final_layer_norm`` (modeling_opt.py). Projections between
+    ``word_embed_proj_dim`` and hidden exist only when they differ."""
+    bias = _on(cfg, "enable_bias", True)
+    f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias)
+    f["final_norm"] = _on(cfg, "do_layer_norm_before", True) and not cfg.get("_remove_final_layer_norm")
+
+
+def _stablelm(cfg: Config, f: dict[str, Any]) -> None:
+    f["attention_qkv_bias"] = _on(cfg, "use_qkv_bias", False)
+    f["attention_out_bias"] = False
+    if _on(cfg, "use_parallel_residual", False):
+        f["norms_per_layer"], f["parallel_block"] = 1, True
+    if _on(cfg, "qk_layernorm", False):
+        f["qk_norm"] = "full"
+
+
+def _starcoder2(cfg: Config, f: dict[str, Any]) -> None:
+    bias = _on(cfg, "use_bias", True)
+    f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias, norm_bias=bias)
+
+
+def _phi(cfg: Config, f: dict[str, Any]) -> None:
+    if _on(cfg, "qk_layernorm", False):
+        f["qk_norm"] = "per_head"
+
+
+def _cohere(cfg: Config, f: dict[str, Any]) -> None:
+    if _on(cfg, "use_qk_norm", False):
+        f["qk_norm"] = "full"
+
+
+def _olmo(cfg: Config, f: dict[str, Any]) -> None:
+    f["norms_per_layer"], f["final_norm"] = 0, False  # OLMo's LayerNorm has no parameters
+
+
+def _persimmon(cfg: Config, f: dict[str, Any]) -> None:
+    if _on(cfg, "qk_layernorm", True):
+        f["qk_norm"] = "per_head"
+
+
+def _llama4(cfg: Config, f: dict[str, Any]) -> None:
+    """Llama 4 text: MoE every ``interleave_moe_layer_step``-th layer (``moe_layers``),
+    each with one shared expert of the expert width; dense layers are
+    ``intermediate_size_mlp`` wide; ``use_qk_norm`` is a parameter-free L2 norm."""
+    n = f["num_layers"]
+    step = _pos(cfg, ("interleave_moe_layer_step",), 1)
+    moe_layers = cfg.get("moe_layers")
+    if moe_layers is not None and (not isinstance(moe_layers, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in moe_layers)):
+        raise ConfigError(f"moe_layers: expected a list of layer indices, got {moe_layers!r}")
+    if moe_layers is None:
+        moe_layers = list(range(step - 1, n, step))
+    f["_moe_layer_set"] = set(moe_layers)
+    f["_shared_width"] = f["intermediate_size"]
+    f["_expert_width"] = f["intermediate_size"]
+    f["intermediate_size"] = _pos(cfg, ("intermediate_size_mlp",), f["intermediate_size"])
+    f["qk_norm"] = "none"
+
+
+def _ernie_moe(cfg: Config, f: dict[str, Any]) -> None:
+    """ERNIE 4.5 MoE: MoE in ``[moe_layer_start_index, moe_layer_end_index]`` every
+    ``moe_layer_interval`` layers (modeling_ernie4_5_moe.py)."""
+    start = _index(cfg, "moe_layer_start_index")
+    end = f["num_layers"] - 1 if cfg.get("moe_layer_end_index") in (None, -1) else _index(cfg, "moe_layer_end_index")
+    interval = _pos(cfg, ("moe_layer_interval",), 1)
+    f["_moe_layer_set"] = {i for i in range(f["num_layers"])
+                           if start <= i <= end and (i + 1) % interval == 0}
+    bias = _on(cfg, "use_bias", False)
+    f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias)
+
+
+def _ernie(cfg: Config, f: dict[str, Any]) -> None:
+    bias = _on(cfg, "use_bias", False)
+    f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias)
+
+
+def _granitemoe(cfg: Config, f: dict[str, Any]) -> None:
+    f["_expert_width"] = f["intermediate_size"]
+    if cfg.get("shared_intermediate_size"):
+        f["_shared_width"] = _pos(cfg, ("shared_intermediate_size",))
+
+
+def _mixtral_width(cfg: Config, f: dict[str, Any]) -> None:
+    f["_expert_width"] = f["intermediate_size"]
+
+
+def _gpt_oss(cfg: Config, f: dict[str, Any]) -> None:
+    f["_expert_width"] = f["intermediate_size"]
+
+
+def _chatglm(cfg: Config, f: dict[str, Any]) -> None:
+    """ChatGLM2/3 (remote code, modeling_chatglm.py): ``add_qkv_bias`` on the fused
+    qkv, ``add_bias_linear`` on the output and MLP projections, a final norm when
+    ``post_layer_norm``, LayerNorm unless ``rmsnorm``; the ``output_layer`` is its own
+    matrix whatever ``tie_word_embeddings`` says (the class never ties it)."""
+    f["attention_qkv_bias"] = _on(cfg, "add_qkv_bias", False)
+    linear_bias = _on(cfg, "add_bias_linear", False)
+    f.update(attention_out_bias=linear_bias, mlp_bias=linear_bias, tie_word_embeddings=False)
+    f["final_norm"] = _on(cfg, "post_layer_norm", True)
+    if not _on(cfg, "rmsnorm", True):
+        f["norm"] = "layernorm"
+
+
+def _qwen1(cfg: Config, f: dict[str, Any]) -> None:
+    """Qwen-1 (remote code, modeling_qwen.py): ``intermediate_size`` counts both MLP
+    halves (``w1``, ``w2`` are ``intermediate_size // 2`` wide); ``c_attn`` has a bias,
+    nothing else does (``no_bias``); untied ``lm_head``."""
+    f["intermediate_size"] //= 2
+    f.update(attention_qkv_bias=True, attention_out_bias=False, mlp_bias=False, tie_word_embeddings=False)
+
+
+def _first_dense(cfg: Config, f: dict[str, Any]) -> None:
+    """AFMoE: the first ``num_dense_layers`` layers are dense, the rest MoE."""
+    first = _index(cfg, "num_dense_layers")
+    f["_moe_layer_set"] = set(range(first, f["num_layers"]))
+
+
+def _shared_width_key(cfg: Config, f: dict[str, Any]) -> None:
+    if cfg.get("shared_intermediate_size"):
+        f["_shared_width"] = _pos(cfg, ("shared_intermediate_size",))
+
+
+def _post_norms(cfg: Config, f: dict[str, Any]) -> None:
+    if _on(cfg, "use_post_norm", False):  # HyperCLOVA X: norms after attention and MLP too
+        f["norms_per_layer"] = 4
+
+
+# ---- state-space and linear-attention hybrids -------------------------------------
+def _first(cfg: Config, keys: tuple[str, ...], default: Any = None) -> Any:
+    for key in keys:
+        if cfg.get(key) is not None:
+            return cfg[key]
+    return default
+
+
+def _pos(cfg: Config, keys: tuple[str, ...], default: int | None = None) -> int:
+    value = _first(cfg, keys, default)
+    if value is None:
+        raise ConfigError(f"{keys[0]}: missing from config.json (needed for model_type {cfg.get('model_type')!r})")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value <= 0 \
+            or value > 10_000_000 or int(value) != value:
+        raise ConfigError(f"{keys[0]}: expected a positive integer (at most 10,000,000), got {value!r}")
+    return int(value)
+
+
+def _index(cfg: Config, key: str, default: int = 0) -> int:
+    """A layer index or offset: an integer >= 0."""
+    value = cfg.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{key}: expected an integer >= 0, got {value!r}")
+    return value
+
+
+def _ratio(cfg: Config, keys: tuple[str, ...], default: float) -> float:
+    """A positive finite multiplier (``expand``, ``expansion_ratio``) of at most 1,000."""
+    value = _first(cfg, keys, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
+        raise ConfigError(f"{keys[0]}: expected a number in (0, 1000], got {value!r}")
+    return float(value)
+
+
+def _ssm(cfg: Config, hidden: int, version: int) -> SSMSpec:
+    """A Mamba mixer from whichever key names the family uses (``state_size`` /
+    ``mamba_d_state`` / ``ssm_state_size``, ``expand`` / ``mamba_expand``, ...)."""
+    expand = _ratio(cfg, ("expand", "mamba_expand"), 2)
+    d_inner = int(expand * hidden)
+    if version == 1 and cfg.get("model_type") in ("mamba", "falcon_mamba") and cfg.get("intermediate_size"):
+        d_inner = _pos(cfg, ("intermediate_size",))
+    dt_rank = _first(cfg, ("time_step_rank", "mamba_dt_rank"), "auto")
+    if dt_rank == "auto":
+        dt_rank = -(-hidden // 16)
+    common = dict(d_inner=d_inner, d_state=_pos(cfg, ("state_size", "mamba_d_state", "ssm_state_size"), 16),
+                  d_conv=_pos(cfg, ("conv_kernel", "mamba_d_conv"), 4),
+                  conv_bias=bool(_first(cfg, ("use_conv_bias", "mamba_conv_bias"), True)),
+                  proj_bias=bool(_first(cfg, ("use_bias", "mamba_proj_bias"), False)))
+    if version == 1:
+        return SSMSpec(version=1, dt_rank=_pos({"time_step_rank": dt_rank}, ("time_step_rank",)),
+                       inner_norms=cfg.get("model_type") == "jamba", **common)
+    return SSMSpec(version=2, n_groups=_pos(cfg, ("n_groups", "mamba_n_groups"), 1),
+                   num_heads=_pos(cfg, ("mamba_n_heads", "mamba_num_heads", "num_heads")), **common)
+
+
+def _attention_free(version: int) -> Callable[[Config, dict[str, Any]], None]:
+    """Mamba / Mamba-2 / Falcon-Mamba: every layer a mixer and one norm, no MLP."""
+    def run(cfg: Config, f: dict[str, Any]) -> None:
+        n = f["num_layers"]
+        f["ssm"] = _ssm(cfg, f["hidden_size"], version)
+        f["layer_mixers"] = ("mamba" if version == 1 else "mamba2",) * n
+        f["layer_mlps"] = (False,) * n
+        f["intermediate_size"] = f["ssm"].d_inner
+    return run
+
+
+def _mixers_from_layer_types(cfg: Config, f: dict[str, Any], linear: str) -> None:
+    """``layer_types`` naming ``linear_attention`` (or ``mamba``) layers: those get the
+    ``linear`` mixer, the rest attention; the attention kinds keep full/sliding."""
+    types = cfg.get("layer_types")
+    if not isinstance(types, list) or len(types) != f["num_layers"]:
+        raise ConfigError(f"layer_types: expected a list of {f['num_layers']} entries")
+    f["layer_mixers"] = tuple(linear if t in ("linear_attention", "mamba") else "attention" for t in types)
+    f["layer_types"] = tuple("sliding_attention" if t == "sliding_attention" else "full_attention" for t in types)
+
+
+def _deltanet(cfg: Config, f: dict[str, Any]) -> None:
+    """Qwen3-Next / Qwen3.5: ``linear_attention`` layers are gated delta-nets, the
+    others gated full attention (q_proj doubled for the output gate)."""
+    _mixers_from_layer_types(cfg, f, "gated_deltanet")
+    f["deltanet"] = DeltaNetSpec(num_k_heads=_pos(cfg, ("linear_num_key_heads",)),
+                                 num_v_heads=_pos(cfg, ("linear_num_value_heads",)),
+                                 head_k_dim=_pos(cfg, ("linear_key_head_dim",)),
+                                 head_v_dim=_pos(cfg, ("linear_value_head_dim",)),
+                                 conv_kernel=_pos(cfg, ("linear_conv_kernel_dim",)))
+    f["attention_gate"] = "q_proj"
+
+
+def _jamba(cfg: Config, f: dict[str, Any]) -> None:
+    """Jamba: layer i is attention when ``i % attn_layer_period == attn_layer_offset``,
+    else Mamba; MoE when ``i % expert_layer_period == expert_layer_offset``."""
+    n = f["num_layers"]
+    ap, ep = _pos(cfg, ("attn_layer_period",), 8), _pos(cfg, ("expert_layer_period",), 2)
+    ao, eo = _index(cfg, "attn_layer_offset"), _index(cfg, "expert_layer_offset")
+    f["layer_mixers"] = tuple("attention" if i % ap == ao else "mamba" for i in range(n))
+    f["ssm"] = _ssm(cfg, f["hidden_size"], 1)
+    f["_moe_layer_set"] = {i for i in range(n) if i % ep == eo}
+    f["_expert_width"] = f["intermediate_size"]
+
+
+def _bamba(cfg: Config, f: dict[str, Any]) -> None:
+    """Bamba: Mamba-2 everywhere except ``attn_layer_indices``."""
+    attn = cfg.get("attn_layer_indices") or []
+    if not isinstance(attn, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in attn):
+        raise ConfigError(f"attn_layer_indices: expected a list of layer indices, got {attn!r}")
+    attn = set(attn)
+    f["layer_mixers"] = tuple("attention" if i in attn else "mamba2" for i in range(f["num_layers"]))
+    f["ssm"] = _ssm(cfg, f["hidden_size"], 2)
+
+
+def _granite_hybrid(cfg: Config, f: dict[str, Any]) -> None:
+    """Granite 4 (GraniteMoeHybrid): ``layer_types`` mamba/attention, Mamba-2 mixers,
+    MoE (when ``num_local_experts``) plus a shared MLP of ``shared_intermediate_size``."""
+    _mixers_from_layer_types(cfg, f, "mamba2")
+    f["ssm"] = _ssm(cfg, f["hidden_size"], 2)
+    _granitemoe(cfg, f)
+    if not cfg.get("num_local_experts") and cfg.get("shared_intermediate_size"):
+        f["intermediate_size"] = int(cfg["shared_intermediate_size"])  # dense: the shared MLP is the MLP
+
+
+def _lfm2(cfg: Config, f: dict[str, Any]) -> None:
+    """LFM2 (modeling_lfm2.py): ``conv`` layers are gated short convolutions, the
+    others attention (``layer_types`` or ``full_attn_idxs``); q/k norms per head; the
+    final norm is ``embedding_norm``; the MLP width is auto-adjusted like Llama's
+    (2/3, times ``block_ffn_dim_multiplier``, rounded up to ``block_multiple_of``)."""
+    n = f["num_layers"]
+    types = cfg.get("layer_types")
+    if isinstance(types, list):
+        if len(types) != n:
+            raise ConfigError(f"layer_types: expected a list of {n} entries")
+        conv = [t == "conv" for t in types]
+    else:
+        idxs = cfg.get("full_attn_idxs")
+        if not isinstance(idxs, list):
+            raise ConfigError("full_attn_idxs: expected a list of layer indices (or layer_types)")
+        conv = [i not in idxs for i in range(n)]
+    f["layer_mixers"] = tuple("short_conv" if c else "attention" for c in conv)
+    f["layer_types"] = ()
+    f["short_conv_kernel"] = _pos(cfg, ("conv_L_cache",), 3)
+    f["short_conv_bias"] = _on(cfg, "conv_bias", False)
+    if _on(cfg, "block_auto_adjust_ff_dim", True):
+        width = int(2 * f["intermediate_size"] / 3)
+        if cfg.get("block_ffn_dim_multiplier") is not None:
+            width = int(_ratio(cfg, ("block_ffn_dim_multiplier",), 1.0) * width)
+        step = _pos(cfg, ("block_multiple_of",), 256)
+        f["intermediate_size"] = step * ((width + step - 1) // step)
+
+
+NEMOTRON_H_BLOCKS = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
+
+
+def _nemotron_h(cfg: Config, f: dict[str, Any]) -> None:
+    """Nemotron-H: each layer is one block: Mamba-2 (``M``), attention (``*``), MLP
+    (``-``) or MoE (``E``) after one norm (``hybrid_override_pattern`` or
+    ``layers_block_type``); plain relu2 MLPs and experts."""
+    blocks = cfg.get("layers_block_type")
+    if isinstance(blocks, list):
+        kinds = ["mamba" if b in ("mamba", "linear_attention") else "attention" if b in ("attention", "full_attention")
+                 else b for b in blocks]
+    elif isinstance(cfg.get("hybrid_override_pattern"), str):
+        kinds = [NEMOTRON_H_BLOCKS.get(c, c) for c in cfg["hybrid_override_pattern"]]
+    else:
+        raise ConfigError("hybrid_override_pattern: expected a string such as 'M-M*-' (or layers_block_type)")
+    bad = [k for k in kinds if k not in NEMOTRON_H_BLOCKS.values()]
+    if bad:
+        raise ConfigError(f"hybrid_override_pattern: unknown block {bad[0]!r} (expected M, *, - or E)")
+    f["num_layers"] = len(kinds)
+    f["layer_mixers"] = tuple("mamba2" if k == "mamba" else "attention" if k == "attention" else "none"
+                              for k in kinds)
+    f["layer_mlps"] = tuple(k in ("mlp", "moe") for k in kinds)
+    f["layer_types"] = ()
+    f["ssm"] = _ssm(cfg, f["hidden_size"], 2)
+    f["_moe_layer_set"] = {i for i, k in enumerate(kinds) if k == "moe"}
+    shared = cfg.get("moe_shared_expert_intermediate_size")
+    if shared and cfg.get("n_shared_experts"):
+        f["_shared_width"] = int(shared) * int(cfg["n_shared_experts"])
+
+
+def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
+    def run(cfg: Config, f: dict[str, Any]) -> None:
+        for step in steps:
+            step(cfg, f)
+    return run
+
+
+_LLAMA = Family()
+_GEMMA = Family(tied_default=True, activation_key="hidden_activation")
+_NEOX = Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+               activation_key="hidden_act")
+_GPT2 = Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+               learned_positions=True, tied_default=True, activation_key="activation_function",
+               intermediate_default=_four_h)
+
+FAMILIES: dict[str, Family] = {
+    # Llama layout
+    "llama": _LLAMA, "mistral": _LLAMA, "qwen3": Family(qk_norm="per_head"), "olmo2": Family(qk_norm="full"),
+    "olmo3": Family(qk_norm="full"), "phi3": _LLAMA, "granite": _LLAMA, "helium": _LLAMA,
+    "cwm": _LLAMA, "exaone": _LLAMA, "smollm3": _LLAMA, "ministral3": _LLAMA,
+    "ernie4_5": Family(adjust=_ernie), "youtu": _LLAMA,
+    "hyperclovax": Family(norms_per_layer=2, adjust=_post_norms),
+    "arcee": Family(mlp_gated=False), "seed_oss": Family(out_bias="attention_out_bias"),
+    "qwen2": Family(adjust=_qwen2_bias),
+    "gemma": _GEMMA,
+    "gemma2": Family(tied_default=True, activation_key="hidden_activation", norms_per_layer=4,
+                     adjust=_gemma2_layers),
+    "gemma3_text": Family(tied_default=True, activation_key="hidden_activation", norms_per_layer=4,
+                          qk_norm="per_head", adjust=_gemma3_layers,
+                          defaults={"vocab_size": 262_208, "max_position_embeddings": 131_072, "head_dim": 256,
+                                    "num_key_value_heads": 4, "sliding_window": 4096, "sliding_window_pattern": 6,
+                                    "hidden_activation": "gelu_pytorch_tanh", "torch_dtype": "bfloat16"}),
+    "glm": Family(qkv_bias=True, out_bias=False),
+    "glm4": Family(qkv_bias=True, out_bias=False, norms_per_layer=4),
+    "cohere": Family(norm="layernorm", norm_bias=False, norms_per_layer=1, parallel_block=True,
+                     tied_default=True, adjust=_cohere),
+    "cohere2": Family(norm="layernorm", norm_bias=False, norms_per_layer=1, parallel_block=True,
+                      tied_default=True),
+    "olmo": Family(adjust=_olmo),
+    "stablelm": Family(norm="layernorm", adjust=_stablelm),
+    "starcoder2": Family(norm="layernorm", mlp_gated=False, tied_default=True, adjust=_starcoder2),
+    "persimmon": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                        adjust=_persimmon),
+    "phi": Family(norm="layernorm", norms_per_layer=1, parallel_block=True, qkv_bias=True, out_bias=True,
+                  mlp_gated=False, mlp_bias=True, head_bias=True, adjust=_phi),
+    # GPT-style
+    "gpt2": _GPT2, "gpt-sw3": _GPT2,
+    "gpt_bigcode": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                          learned_positions=True, tied_default=True, activation_key="activation_function",
+                          intermediate_default=_four_h),
+    "gpt_neox": _NEOX,
+    "gptj": Family(norm="layernorm", norms_per_layer=1, parallel_block=True, qkv_bias=False, out_bias=False,
+                   mlp_gated=False, mlp_bias=True, head_bias=True, activation_key="activation_function",
+                   adjust=_gptj),
+    "codegen": Family(norm="layernorm", norms_per_layer=1, parallel_block=True, qkv_bias=False, out_bias=False,
+                      mlp_gated=False, mlp_bias=True, head_bias=True, activation_key="activation_function",
+                      adjust=_gptj),
+    "falcon": Family(norm="layernorm", mlp_gated=False, tied_default=True, activation_key="activation",
+                     intermediate_default=_four_h, adjust=_falcon),
+    "bloom": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                    alibi=True, embedding_norm=True, tied_default=True, adjust=_bloom),
+    "mpt": Family(norm="layernorm", mlp_gated=False, tied_default=True, adjust=_mpt),
+    "opt": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                  learned_positions=True, position_offset=2, tied_default=True,
+                  activation_key="activation_function", adjust=_opt),
+    # MoE
+    "mixtral": Family(adjust=_mixtral_width),
+    "qwen2_moe": Family(shared_expert_gate=True, adjust=_qwen2_bias),
+    "qwen3_moe": Family(qk_norm="per_head"),
+    "olmoe": Family(qk_norm="full"),
+    "deepseek_v2": _LLAMA, "deepseek_v3": _LLAMA, "kimi_k2": _LLAMA,
+    "glm4_moe": Family(out_bias=False, qk_norm="per_head", qk_norm_key="use_qk_norm"),
+    "ernie4_5_moe": Family(router_score_bias=True, adjust=_ernie_moe),
+    "gpt_oss": Family(qkv_bias=True, out_bias=True, sinks=True, router_bias=True, expert_bias=True,
+                      adjust=_gpt_oss),
+    "llama4_text": Family(adjust=_llama4),
+    "granitemoe": Family(adjust=_granitemoe),
+    "granitemoeshared": Family(adjust=_granitemoe),
+    "minimax_m2": Family(qk_norm="full"),
+    "emu3_text_model": _LLAMA, "minicpm3": _LLAMA, "glm4_moe_lite": _LLAMA, "sarvam_mla": _LLAMA, "solar_open": _LLAMA,
+    "granite_swa": Family(sinks=True),
+    "vaultgemma": Family(tied_default=True, activation_key="hidden_activation"),
+    "exaone4": Family(qk_norm="per_head"),
+    "exaone_moe": Family(qk_norm="per_head"),
+    "mellum": Family(qk_norm="per_head"),
+    "flex_olmo": Family(qk_norm="full", adjust=_mixtral_width),
+    "sarvam_moe": Family(out_bias=False, qk_norm="per_head", qk_norm_key="use_qk_norm"),
+    "aria_text": Family(adjust=_mixtral_width),
+    "cohere2_moe": Family(norm="layernorm", norm_bias=False, norms_per_layer=1, parallel_block=True,
+                          tied_default=True, adjust=_mixtral_width),
+    "phimoe": Family(norm="layernorm", adjust=_mixtral_width),
+    "gpt_neo": Family(norm="layernorm", qkv_bias=False, out_bias=True, mlp_gated=False, mlp_bias=True,
+                      learned_positions=True, tied_default=True, activation_key="activation_function",
+                      intermediate_default=_four_h),
+    "openai-gpt": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                         learned_positions=True, tied_default=True, final_norm=False,
+                         activation_key="afn", intermediate_default=_four_h),
+    "xglm": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                   tied_default=True, activation_key="activation_function"),
+    "chatglm": Family(adjust=_chatglm),
+    # remote-code families, read from their JSON keys
+    "internlm2": Family(qkv_bias="bias", out_bias="bias"),
+    "baichuan": _LLAMA,
+    "qwen": Family(adjust=_qwen1),
+    "minicpm": Family(tied_default=True),
+    "internlm3": _LLAMA, "iquestcoder": _LLAMA,
+    "jais2": Family(norm="layernorm", mlp_gated=False),
+    "kolibri1": Family(qk_norm="per_head", norms_per_layer=4),
+    "hy_v3": Family(qk_norm="per_head"),
+    "flint": Family(qk_norm="per_head", sinks=True),
+    "granitemoe_swa": Family(sinks=True, adjust=_granitemoe),
+    "apertus": Family(qk_norm="per_head", mlp_gated=False, mlp_activation_params=2),
+    "apertus1p5_text": Family(qk_norm="per_head", mlp_gated=False, mlp_activation_params=2),
+    "bitnet": Family(sub_norms=True),
+    "mamba": Family(attention_free=True, norms_per_layer=1, tied_default=True, adjust=_attention_free(1)),
+    "falcon_mamba": Family(attention_free=True, norms_per_layer=1, tied_default=True,
+                           adjust=_attention_free(1)),
+    "mamba2": Family(attention_free=True, norms_per_layer=1, adjust=_attention_free(2)),
+    "qwen3_next": Family(qk_norm="per_head", shared_expert_gate=True, adjust=_deltanet),
+    "qwen3_5_text": Family(qk_norm="per_head", adjust=_deltanet),
+    "qwen3_5_moe_text": Family(qk_norm="per_head", shared_expert_gate=True, adjust=_deltanet),
+    "jamba": Family(adjust=_jamba),
+    "bamba": Family(adjust=_bamba),
+    "granitemoehybrid": Family(adjust=_granite_hybrid),
+    "nemotron_h": Family(norms_per_layer=1, mlp_gated=False, adjust=_nemotron_h),
+    # text towers of multimodal wrappers
+    "qwen2_vl_text": Family(adjust=_qwen2_bias), "qwen2_5_vl_text": Family(adjust=_qwen2_bias),
+    "qwen2_5_omni_text": Family(adjust=_qwen2_bias),
+    "qwen3_vl_text": Family(qk_norm="per_head"), "qwen3_vl_moe_text": Family(qk_norm="per_head"),
+    "qwen3_omni_moe_text": Family(qk_norm="per_head"),
+    "glm4v_text": Family(qkv_bias=True, out_bias=False, norms_per_layer=4),
+    "glm4v_moe_text": Family(out_bias=False, qk_norm="per_head", qk_norm_key="use_qk_norm"),
+    "paddleocr_vl_text": Family(adjust=_ernie),
+    "glm_ocr_text": Family(norms_per_layer=4),  # GLM-OCR: no biases, norms before and after attention and MLP
+    "lfm2": Family(qk_norm="per_head", tied_default=True, adjust=_lfm2),
+    "afmoe": Family(qk_norm="per_head", norms_per_layer=4, attention_gate="full", router_score_bias=True,
+                    adjust=_first_dense),
+    "laguna": Family(qk_norm="per_head", attention_gate="head", router_score_bias=True),
+    "beam": Family(qk_norm="per_head", norms_per_layer=4, attention_gate="full", attention_gate_bias=True),
+    "diffllama": Family(attention_lambdas=True),
+    "minimax_m3_vl_text": Family(qk_norm="per_head", adjust=_shared_width_key),
+    "nanochat": Family(norms_per_layer=0, final_norm=False, mlp_gated=False),
+}
+"""``model_type`` -> its structure. Multimodal wrappers are read through
+``text_config`` (:func:`vramplan.model.hf_config.text_config`)."""
