@@ -11,6 +11,16 @@ from vramplan.model.spec import ModelSpec
 from vramplan.units import looks_like_param_count, parse_param_count
 
 Model = ModelSpec | ParamOnlyModel
+_REGISTERED: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, spec: ModelSpec | None) -> None:
+    """Make ``name`` resolve to ``spec`` in this process (``None`` forgets it): the web
+    app's pasted config.json files, which have no path on disk."""
+    if spec is None:
+        _REGISTERED.pop(name, None)
+    else:
+        _REGISTERED[name] = spec
 
 
 def resolve_model(text: str | ModelSpec | ParamOnlyModel) -> Model:
@@ -22,6 +32,8 @@ def resolve_model(text: str | ModelSpec | ParamOnlyModel) -> Model:
     if not isinstance(text, str) or not text.strip():
         raise UnknownNameError("model", str(text), (), "expected a catalog name, a config.json path or a count like 7B")
     text = text.strip()
+    if text in _REGISTERED:
+        return _REGISTERED[text]
     path = Path(text).expanduser()
     if path.exists() or text.endswith(".json") or text.startswith(("./", "../", "/", "~")):
         from vramplan.model.hf_config import spec_from_config_file

@@ -108,6 +108,10 @@ def handle(path: str, query: Mapping[str, str]) -> tuple[int, dict]:
     try:
         if name == "sweep":
             return 200, sweep(query)
+        from vramplan.web import extras
+
+        if name in extras.GET_ENDPOINTS:
+            return extras.handle_get(name, query)
         if name not in COMMANDS:
             return 404, InputError(f"endpoint /api/{name}: expected one of {', '.join(COMMANDS)}, sweep").to_dict()
         return 200, run_command(name, query)

@@ -31,6 +31,23 @@ class Handler(SimpleHTTPRequestHandler):
             return
         super().do_GET()
 
+    def do_POST(self) -> None:  # noqa: N802
+        from vramplan.web.extras import MAX_CONFIG_BYTES, handle_post
+
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_CONFIG_BYTES:
+            status, body = 413, {"ok": False, "error": {"type": "InputError", "message":
+                                 f"request body: {length:,} bytes; expected at most {MAX_CONFIG_BYTES:,}"}}
+            self.close_connection = True
+        else:
+            status, body = handle_post(self.path, self.rfile.read(length))
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
     def log_message(self, format: str, *args) -> None:  # keep the terminal quiet
         pass
 
