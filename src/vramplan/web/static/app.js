@@ -314,7 +314,7 @@ function drawBar(r) {
   const cats = Object.entries(r.by_category || {}).filter(([, b]) => b > 0);
   const capacity = r.verdict ? r.verdict.capacity_bytes : 0;
   const scale = Math.max(r.total_bytes, capacity) || 1;
-  const width = 720, height = 62;
+  const width = chartWidth($("#bar"), 1), height = 44;
   let x = 0, rects = "";
   for (const [cat, bytes] of cats) {
     const w = (bytes / scale) * width;
@@ -324,18 +324,18 @@ function drawBar(r) {
   }
   if (capacity) {
     const cx = (capacity / scale) * width;
-    rects += `<line x1="${cx}" x2="${cx}" y1="2" y2="42" stroke="${MARK}" stroke-width="2" stroke-dasharray="4 3"/>
-      <text x="${Math.min(Math.max(cx, 60), width - 4)}" y="58" text-anchor="end">${esc(t("capacity", { cap: formatBytes(capacity) }))}</text>`;
+    rects += `<line x1="${Math.min(cx, width - 1)}" x2="${Math.min(cx, width - 1)}" y1="2" y2="42" stroke="${MARK}" stroke-width="2" stroke-dasharray="4 3"/>`;
   }
   const legend = cats.map(([cat, bytes]) =>
-    `<li><span class="swatch" style="background:${COLORS[cat] || "#999"}"></span>${esc(catName(cat))} <b>${formatBytes(bytes)}</b></li>`).join("");
+    `<li><span class="swatch" style="background:${COLORS[cat] || "#999"}"></span>${esc(catName(cat))} <b>${formatBytes(bytes)}</b></li>`).join("")
+    + (capacity ? `<li><span class="capmark" aria-hidden="true"></span>${esc(t("capacity", { cap: formatBytes(capacity) }))}</li>` : "");
   $("#bar").innerHTML = `<svg id="stack" class="chart" viewBox="0 0 ${width} ${height}" role="img"
     aria-label="${esc(cats.map(([c, b]) => `${catName(c)} ${formatBytes(b)}`).join(", "))}">${rects}</svg><ul class="legend">${legend}</ul>`;
 }
 
 function drawComponents(r) {
-  const rows = (r.components || []).map((c) => `<tr><td data-label="${esc(t("component"))}"><span class="swatch"
-      style="background:${COLORS[c.category] || "#999"}"></span>${esc(c.name)}</td>
+  const rows = (r.components || []).map((c) => `<tr><td data-label="${esc(t("component"))}"><span><span class="swatch"
+      style="background:${COLORS[c.category] || "#999"}"></span>${esc(c.name)}</span></td>
       <td class="num" data-label="${esc(t("per_gpu"))}">${formatBytes(c.bytes)}</td><td class="note" data-label="${esc(t("source"))}">${esc(c.note)}</td></tr>`).join("");
   const host = (r.host_components || []).map((c) => `<tr class="host"><td data-label="${esc(t("component"))}">${esc(t("host"))}: ${esc(c.name)}</td>
       <td class="num" data-label="${esc(t("per_gpu"))}">${formatBytes(c.bytes)}</td><td class="note" data-label="${esc(t("source"))}">${esc(c.note)}</td></tr>`).join("");
@@ -392,8 +392,15 @@ function unitOf(maxBytes) {
 
 function shortNumber(v) { return v >= 1024 && v % 1024 === 0 ? `${v / 1024}K` : String(v); }
 
+// Charts are drawn at the width they are shown at, so that 12 px text stays 12 px.
+function chartWidth(box, columns) {
+  const w = (box && box.clientWidth) || 720;
+  const per = columns > 1 && w >= 660 ? (w - 12) / 2 : w;
+  return Math.max(280, Math.round(per - (columns > 1 ? 18 : 0)));
+}
+
 function lineChart({ points, current, capacity, xTitle, id }) {
-  const width = 460, height = 260, left = 58, right = 16, top = 16, bottom = 48;
+  const width = chartWidth($("#curves"), 2), height = 260, left = 58, right = 16, top = 16, bottom = 48;
   const xs = points.map((p) => Number(p.value));
   const maxTotal = Math.max(...points.map((p) => p.total_bytes));
   const [uLabel, uSize] = unitOf(Math.max(maxTotal, capacity || 0));
@@ -499,6 +506,7 @@ async function drawExtras(command, query, result, my) {
 
 function drawCurves(data) {
   const capacity = state.curves ? state.curves.capacity : 0;
+  $("#curves").style.gridTemplateColumns = $("#curves").clientWidth >= 660 ? "1fr 1fr" : "1fr";
   $("#curves").innerHTML = data.map((d) => d.error
     ? `<figure><figcaption>${esc(d.caption)}</figcaption><p class="error">${esc(d.error)}</p></figure>`
     : `<figure><figcaption>${esc(d.caption)}</figcaption>${lineChart({ points: d.points, current: d.current, capacity, xTitle: d.xTitle, id: `curve-${d.vary}` })}</figure>`).join("");
@@ -508,7 +516,7 @@ function drawTimeline(r) {
   const phases = (r.phases || []).filter((p) => p.bytes > 0);
   if (phases.length < 2) return;
   const capacity = r.verdict ? r.verdict.capacity_bytes : 0;
-  const width = 720, height = 170, left = 58, right = 16, top = 22, bottom = 34;
+  const width = chartWidth($("#timeline"), 1) - 18, height = 170, left = 58, right = 16, top = 22, bottom = 34;
   const maxY = Math.max(...phases.map((p) => p.bytes), capacity) * 1.08;
   const [uLabel, uSize] = unitOf(maxY);
   const py = (y) => height - bottom - (y / maxY) * (height - top - bottom);
@@ -794,9 +802,9 @@ function updatePeek() {
   peek.hidden = inView;
 }
 
-function scrollToResult() {
-  $("#result").scrollIntoView({ behavior: "smooth", block: "start" });
-  $("#verdict").focus?.();
+function scrollToResult(smooth = true) {
+  const reduce = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  $("#result").scrollIntoView({ behavior: smooth && !reduce ? "smooth" : "auto", block: "start" });
 }
 
 async function copyLink() {
@@ -832,6 +840,7 @@ function wire() {
     schedule(immediate ? DEBOUNCE_MS.select : DEBOUNCE_MS.text);
   });
   form.addEventListener("submit", (e) => { e.preventDefault(); run(); scrollToResult(); });
+  form.addEventListener("keydown", (e) => { if (e.key === "Enter" && e.target.tagName === "INPUT" && narrow()) e.target.blur(); });
   $("#units").addEventListener("change", () => { writeURL(); render(); if (state.curves) drawCurves(state.curves.data); updateInfo(); });
   $("#lang").addEventListener("click", () => { state.lang = state.lang === "zh" ? "en" : "zh"; writeURL(); applyLanguage(); if (state.curves) drawCurves(state.curves.data); });
   $("#copy-link").addEventListener("click", copyLink);
@@ -862,7 +871,7 @@ function wire() {
     $("#paste-text").value = text;
     usePasted(text);
   });
-  $("#peek").addEventListener("click", scrollToResult);
+  $("#peek").addEventListener("click", () => scrollToResult());
   window.addEventListener("scroll", updatePeek, { passive: true });
   window.addEventListener("resize", updatePeek);
   document.addEventListener("pointermove", showTip);
@@ -875,8 +884,8 @@ function start() {
   readURL();
   applyLanguage();
   writeURL();
-  fillLists();
-  run().then(() => { if (shared && narrow() && state.result) scrollToResult(); });
+  const lists = fillLists();
+  Promise.all([run(), lists]).then(() => { if (shared && narrow() && state.result) scrollToResult(false); });
 }
 
 start();
