@@ -348,9 +348,11 @@ function detailValue(key, v) {
   if (typeof v !== "number") return String(v);
   if (/_error$/.test(key)) return `${v > 0 ? "+" : ""}${(100 * v).toFixed(1)} %`;
   if (/_per_param$/.test(key)) return `${v} B/param`;
+  if (/bits_per_weight$/.test(key)) return `${v}`;
   if (/bytes/.test(key)) return formatBytes(v);
+  if (/utilization$/.test(key)) return `${(100 * v).toFixed(0)} %`;
   if (/params$/.test(key)) return `${v.toLocaleString("en")} (${formatCount(v)})`;
-  if (/(tokens|context|seq_len|_len)/.test(key)) return `${v.toLocaleString("en")} ${t("tokens")}`;
+  if (/(tokens|context|seq_len|_len|kv_cells)/.test(key)) return `${v.toLocaleString("en")} ${t("tokens")}`;
   return Number.isInteger(v) ? v.toLocaleString("en") : String(Number(v.toFixed(4)));
 }
 
@@ -500,8 +502,18 @@ async function drawExtras(command, query, result, my) {
     }
     if (my !== runSeq) return;
   }
-  state.curves = { seq: my, data, capacity: result.verdict ? result.verdict.capacity_bytes : 0 };
+  const capacity = result.verdict ? result.verdict.capacity_bytes : 0;
+  for (const d of data) if (d.points) d.points = fitted(d.points, capacity, result.total_bytes);
+  state.curves = { seq: my, data, capacity };
   drawCurves(data);
+}
+
+// Memory grows fast with batch and length: the curve stops at the first point well
+// above both the GPU and the current value, so the part that matters keeps its scale.
+function fitted(points, capacity, current) {
+  const limit = 1.6 * Math.max(capacity || 0, current || 0);
+  const i = points.findIndex((p) => p.total_bytes > limit);
+  return i < 0 ? points : points.slice(0, Math.max(i + 1, 2));
 }
 
 function drawCurves(data) {
