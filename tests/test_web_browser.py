@@ -257,3 +257,38 @@ def test_units_switch_to_decimal(open_page):
     page.select_option("#units", "GB")
     assert " GB" in page.inner_text("#verdict")
     page.wait_for_function("location.search.includes('units=GB')")
+
+
+def test_plan_serving_uses_the_checkpoint_format(open_page, capsys):
+    page = open_page("?tab=plan&model=deepseek-v3&gpu=h100&job=infer&max-gpus=64")
+    expected = cli_json(capsys, "plan", "deepseek-v3", "--infer", "--gpu", "h100", "--max-gpus", "64",
+                        "--weights", "fp8-block128")
+    assert f"Fits from {expected['min_gpus']} × {expected['gpu']}" in page.inner_text("#verdict")
+    assert "weights=fp8-block128" in page.get_attribute("#json-link a", "href")
+
+
+CONTRAST = """() => {
+  const lum = (rgb) => { const [r, g, b] = rgb.match(/[\\d.]+/g).slice(0, 3).map((v) => {
+    v = v / 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+  const bg = (el) => { for (; el; el = el.parentElement) { const c = getComputedStyle(el).backgroundColor;
+    if (c !== 'rgba(0, 0, 0, 0)' && c !== 'transparent') return c; } return 'rgb(255, 255, 255)'; };
+  const out = {};
+  const text = (sel) => { const el = document.querySelector(sel); out[sel] = ratio(getComputedStyle(el).color, bg(el)); };
+  const border = (sel) => { const el = document.querySelector(sel); out[sel + ' border'] = ratio(getComputedStyle(el).borderTopColor, bg(el.parentElement)); };
+  ['header p', 'label', '#model-info', '#tab-infer', '#tab-train', '#go', '#copy-link', '.verdict small', '#components td.note',
+   '.legend li', 'figcaption', '#json-link a'].forEach(text);
+  ['fieldset.common input', 'select[name=engine]', '#tab-train'].forEach(border);
+  const ph = document.querySelector('[name=weights]');
+  out['placeholder'] = ratio(getComputedStyle(ph, '::placeholder').color, 'rgb(255, 255, 255)');
+  return out;
+}"""
+
+
+def test_contrast_meets_wcag_aa(open_page):
+    page = open_page("?tab=infer&model=llama-3.1-8b&gpu=rtx-4090")
+    page.wait_for_selector("#curves figcaption")
+    ratios = page.evaluate(CONTRAST)
+    for what, ratio in ratios.items():
+        assert ratio >= (3.0 if what.endswith("border") else 4.5), (what, round(ratio, 2))

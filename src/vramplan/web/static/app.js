@@ -206,10 +206,14 @@ async function run() {
   runController = new AbortController();
   const command = state.tab;
   const query = queryFor(command);
-  const url = `/api/${command}?${query}`;
   markStale();
   showStatus(command);
   try {
+    if (command === "plan" && query.get("infer") && !query.get("weights")) {
+      const own = await checkpointFormat(query.get("model"), runController.signal);
+      if (own) query.set("weights", own);
+    }
+    const url = `/api/${command}?${query}`;
     let result;
     try {
       result = await getJSON(url, runController.signal);
@@ -238,6 +242,23 @@ async function run() {
   }
 }
 
+// The plan's serving weights default to the checkpoint's own format (fp8 for
+// DeepSeek-V3, mxfp4 for gpt-oss), as the Serve tab's do: ask the infer endpoint once.
+const ownFormats = new Map();
+async function checkpointFormat(model, signal) {
+  if (!model) return null;
+  if (!ownFormats.has(model)) {
+    try {
+      const r = await getJSON(`/api/infer?${new URLSearchParams({ model, context: "1" })}`, signal);
+      ownFormats.set(model, r.details && r.details.weights_format);
+    } catch (err) {
+      if (err.name === "AbortError") throw err;
+      return null;
+    }
+  }
+  return ownFormats.get(model);
+}
+
 function showError(message) {
   const box = $("#error");
   box.innerHTML = message ? `<strong>${esc(t("error"))}:</strong> ${esc(message)}` : "";
@@ -252,8 +273,10 @@ function clearResult() {
 // ------------------------------------------------------------------ rendering
 
 function render() {
+  const link = $("#json-link").innerHTML;
   clearResult();
   const r = state.result;
+  if (r) $("#json-link").innerHTML = link;
   if (!r) return;
   if (state.command === "params") return drawParams(r);
   if (state.command === "plan") return drawPlan(r);
