@@ -7,7 +7,9 @@ For each case the page is opened on a view, then one input is changed back and f
 event fired); the time is from that event to the new result drawn with the
 "updating" state cleared (debounce, request, JSON and drawing included). The
 baseline, measured in the same run and the same page, is ``fetch`` of the same API
-URL alone: the ratio is what the page adds on top of the server's answer. Goals:
+URL alone: the ratio is what the page adds on top of the server's answer. "busy"
+repeats the changes 150 ms after each result, while the charts' sweeps are still
+running on the server. Goals:
 <= 150 ms for serve/train, <= 1 s for plans. Prints a table.
 """
 
@@ -96,16 +98,25 @@ def main() -> None:
                     updates.append(page.evaluate(CHANGE, [selector, values[i % 2]]))
                     page.evaluate(IDLE)  # charts and limits finish before the next change
                     fetches.append(page.evaluate(FETCH))
+                busy = []
+                for i in range(args.repeat):  # the next change 150 ms after the last result: charts still loading
+                    busy.append(page.evaluate(CHANGE, [selector, values[i % 2]]))
+                    page.wait_for_timeout(150)
+                page.evaluate(IDLE)
                 up, api = statistics.median(updates), statistics.median(fetches)
-                rows.append((name, api, up, max(updates), up / api if api else float("nan"), goal))
+                rows.append((name, api, up, max(updates), up / api if api else float("nan"), statistics.median(busy), goal))
             browser.close()
     finally:
         server.shutdown()
         server.server_close()
-    print(f"{'case':<40} {'API fetch ms':>12} {'update ms':>10} {'worst ms':>9} {'ratio':>6} {'goal ms':>8}  ok")
-    for name, api, up, worst, ratio, goal in rows:
-        print(f"{name:<40} {api:>12.0f} {up:>10.0f} {worst:>9.0f} {ratio:>6.2f} {goal:>8}  {'yes' if up <= goal else 'NO'}")
-    print("median of the changes; 'API fetch' is the same URL fetched alone in the same page (the baseline)")
+    print(f"{'case':<40} {'API fetch ms':>12} {'update ms':>10} {'worst ms':>9} {'ratio':>6} {'busy ms':>8} "
+          f"{'goal ms':>8}  ok")
+    for name, api, up, worst, ratio, busy, goal in rows:
+        ok = "yes" if max(up, busy) <= goal else "NO"
+        print(f"{name:<40} {api:>12.0f} {up:>10.0f} {worst:>9.0f} {ratio:>6.2f} {busy:>8.0f} {goal:>8}  {ok}")
+    print("update: median input-to-result time with the page idle (debounce included: 0 ms for selects, 60 ms for "
+          "typed numbers);\nbusy: the same with the next change 150 ms after the last result, while its charts load;\n"
+          "API fetch: the same URL fetched alone in the same page (the baseline); ratio = update / API fetch")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ const COLORS = {
 };
 const LINE = "#0072B2", CAP = "#D55E00", MARK = "#000000";
 const DEBOUNCE_MS = { text: 60, select: 0 };
+const CHARTS_AFTER_MS = 200;  // charts and limits wait for the inputs to rest
+const SWEEP_CHUNK = 4;
 const TABS = ["infer", "train", "plan", "params"];
 const PAGE_KEYS = ["tab", "lang", "units"];
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -226,7 +228,7 @@ async function run() {
     showError("");
     render();
     $("#json-link").innerHTML = `<a href="${esc(url)}">${esc(t("json"))}</a>`;
-    if (command === "infer" || command === "train") curveTimer = setTimeout(() => drawExtras(command, query, result, my), 60);
+    if (command === "infer" || command === "train") curveTimer = setTimeout(() => drawExtras(command, query, result, my), CHARTS_AFTER_MS);
   } catch (err) {
     if (err.name === "AbortError" || my !== runSeq) return;
     state.result = null;
@@ -315,7 +317,8 @@ function drawLimits(r) {
     if (r.fits.largest_seq != null) cards.push(limitCard(t("largest_seq"), Number(r.fits.largest_seq).toLocaleString("en"), t("tokens"), { seq: r.fits.largest_seq }));
   }
   if (state.command === "infer" && r.details && r.details.max_concurrent_sequences != null) {
-    cards.push(`<p class="info">${esc(t("vllm_conc", { n: r.details.max_concurrent_sequences, pool: Number(r.details.kv_pool_tokens).toLocaleString("en") }))}</p>`);
+    cards.push(limitCard(t("vllm_conc"), r.details.max_concurrent_sequences,
+      t("vllm_pool", { pool: Number(r.details.kv_pool_tokens).toLocaleString("en") })));
   }
   cards.push('<span id="solved"></span>');
   const plan = (state.command === "train" || state.command === "infer")
@@ -517,8 +520,15 @@ async function drawExtras(command, query, result, my) {
     q.delete(vary); q.delete("max-context"); q.delete("max-batch");
     q.set("command", command); q.set("vary", vary); q.set("values", values.join(","));
     try {
-      const d = await getJSON(`/api/sweep?${q}`, signal);
-      data.push({ vary, points: d.points, current, xTitle, caption });
+      // In chunks: a superseded sweep stops after the chunk in flight instead of
+      // keeping the server busy while the next result waits.
+      const points = [];
+      for (let i = 0; i < values.length; i += SWEEP_CHUNK) {
+        q.set("values", values.slice(i, i + SWEEP_CHUNK).join(","));
+        points.push(...(await getJSON(`/api/sweep?${q}`, signal)).points);
+        if (my !== runSeq) return;
+      }
+      data.push({ vary, points, current, xTitle, caption });
     } catch (err) {
       if (err.name === "AbortError") return;
       data.push({ vary, error: err.message, caption });
