@@ -4,6 +4,7 @@ line's JSON for the same flags."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -29,9 +30,18 @@ def gib(nbytes: int) -> str:
 
 
 def cli_json(capsys, *argv: str) -> dict:
-    capsys.readouterr()
-    assert main([*argv, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
+    """The command line's JSON, run in this process. While the server answers the
+    page by running the command line with stdout redirected, this waits its turn."""
+    with cli_turn():
+        capsys.readouterr()
+        assert main([*argv, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+
+def cli_turn():
+    from vramplan.web import api
+
+    return getattr(api, "_LOCK", None) or contextlib.nullcontext()
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +181,7 @@ def test_phone_viewport(open_page):
     page = open_page("?tab=infer&model=llama-3.1-8b&gpu=rtx-4090", viewport={"width": 390, "height": 844},
                      is_mobile=True, has_touch=True)
     # a shared link scrolls the result into view; nothing is wider than the screen
-    assert page.evaluate("document.querySelector('#verdict').getBoundingClientRect().top") < 844
+    page.wait_for_function("document.querySelector('#verdict').getBoundingClientRect().top < 844")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     # the component table stacks: no header row on screen, each cell labelled
     assert page.locator("#components thead").bounding_box()["height"] <= 1
@@ -219,9 +229,11 @@ def test_plan_export_matches_the_cli(open_page, capsys):
     with page.expect_download() as download:
         page.click(".export[data-engine=deepspeed]")
     path = download.value.path()
-    capsys.readouterr()
-    assert main(["plan", "llama-3.1-8b", "--gpu", "h100", "--max-gpus", "8", "--export", "deepspeed"]) == 0
-    assert json.loads(open(path).read()) == json.loads(capsys.readouterr().out)
+    with cli_turn():
+        capsys.readouterr()
+        assert main(["plan", "llama-3.1-8b", "--gpu", "h100", "--max-gpus", "8", "--export", "deepspeed"]) == 0
+        expected = json.loads(capsys.readouterr().out)
+    assert json.loads(open(path).read()) == expected
     assert download.value.suggested_filename == "ds_config.json"
 
 
