@@ -102,6 +102,7 @@ function queryFor(command) {
     if (v !== "") params.set(el.name, v);
   }
   if (command === "plan") {
+    if (params.get("gpus")) params.delete("max-gpus");  // an exact count replaces the search
     const job = params.get("job") || "train";
     params.delete("job");
     params.set(job, "true");
@@ -136,6 +137,8 @@ function readURL() {
     for (const el of fields.filter((f) => f.name === key)) {
       if (el.type === "checkbox") el.checked = value === "true";
       else el.value = value;
+      const more = el.closest("details.more");
+      if (more) more.open = true;  // a shared setting is never hidden
     }
   }
   syncVisibility();
