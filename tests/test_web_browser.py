@@ -304,3 +304,19 @@ def test_contrast_meets_wcag_aa(open_page):
     ratios = page.evaluate(CONTRAST)
     for what, ratio in ratios.items():
         assert ratio >= (3.0 if what.endswith("border") else 4.5), (what, round(ratio, 2))
+
+
+def test_plan_for_this_workload_carries_the_settings(open_page, capsys):
+    page = open_page("?tab=train&model=llama-3.1-8b&gpu=rtx-4090&method=lora&seq=1024&zero=2&gpus=2")
+    page.click("#plan-this")
+    page.wait_for_function("location.search.includes('tab=plan')")
+    page.wait_for_function(SETTLED)
+    plan = page.locator('fieldset[data-for="plan"]')
+    assert plan.locator("[name=method]").input_value() == "lora"
+    assert plan.locator("[name=seq]").input_value() == "1024"
+    assert plan.locator("[name=zero]").input_value() == "2"
+    expected = cli_json(capsys, "plan", "llama-3.1-8b", "--gpu", "rtx-4090", "--max-gpus", "8", "--method", "lora",
+                        "--seq", "1024", "--batch", "1", "--zero", "2")
+    assert f"Fits from {expected['min_gpus']} × {expected['gpu']}" in page.inner_text("#verdict")
+    # the previous tab's result is gone: a plan table, no component breakdown
+    assert page.locator("#bar svg").count() == 0

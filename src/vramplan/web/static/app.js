@@ -87,7 +87,7 @@ function fieldsFor(command) {
 
 // A field inside a group that does not apply (another engine's, the other job's,
 // LoRA rank under full training) is not sent.
-function inactive(el) { return !!el.closest(".engine-only[hidden], [data-job][hidden], [data-method][hidden]"); }
+function inactive(el) { return !!el.closest(".engine-only[hidden], [data-job][hidden], [data-when][hidden]"); }
 
 function defaultOf(el) { return el.type === "checkbox" ? el.defaultChecked : (el.tagName === "SELECT" ? selectDefault(el) : el.defaultValue); }
 function selectDefault(sel) { const o = [...sel.options].find((x) => x.defaultSelected) || sel.options[0]; return o ? o.value : ""; }
@@ -149,9 +149,13 @@ function syncVisibility() {
   for (const box of $$(".engine-only")) box.hidden = box.dataset.engine !== engine;
   const job = $("[name=job]").value;
   for (const box of $$("[data-job]")) box.hidden = box.dataset.job !== job;
+  // data-when="name=a,b": shown while the field `name` of the same tab is a or b
   for (const fs of $$("fieldset[data-for]")) {
-    const method = $("[name=method]", fs);
-    for (const box of $$("[data-method]", fs)) box.hidden = !!method && !box.dataset.method.split(" ").includes(method.value);
+    for (const box of $$("[data-when]", fs)) {
+      const [name, values] = box.dataset.when.split("=");
+      const field = $(`[name="${name}"]`, fs);
+      box.hidden = !!field && !values.split(",").includes(field.value);
+    }
   }
   for (const el of $$(".not-params")) el.hidden = state.tab === "params";
 }
