@@ -605,6 +605,24 @@ const CHANGE_RULES = [
   [/micro-batch size 1/, () => ({ batch: 1 })],
 ];
 
+// The planner's change names, in the page's language.
+const CHANGE_WORDS = [
+  [/^more GPUs \(up to (\d+)\)$/, "ch_more_gpus"],
+  [/^full activation recomputation$/, "ch_recompute"],
+  [/^LoRA \(r=(\d+) on all linear layers\)$/, "ch_lora"],
+  [/^QLoRA \(4-bit NF4 base weights, LoRA adapters\)$/, "ch_qlora"],
+  [/^shorter sequence \((\d+) tokens\)$/, "ch_shorter"],
+  [/^micro-batch size 1$/, "ch_mbs1"],
+];
+
+function changeName(text) {
+  for (const [re, key] of CHANGE_WORDS) {
+    const m = re.exec(text);
+    if (m) return t(key, { n: m[1] });
+  }
+  return text;
+}
+
 function changeSettings(c) {
   for (const [re, f] of CHANGE_RULES) {
     const m = re.exec(c.change);
@@ -633,7 +651,7 @@ function drawPlan(r) {
       const set = changeSettings(c);
       const verdict = c.fits ? t("fits_on", { n: c.min_gpus }) : t("still_nofit");
       const button = set && c.fits ? `<button type="button" class="apply" data-set='${esc(JSON.stringify(set))}'>${esc(t("apply"))}</button>` : "";
-      return `<li class="${c.fits ? "ok" : "no"}"><span><b>${esc(c.change)}</b>: ${esc(t("needs", { b: formatBytes(c.min_peak_bytes) }))} — ${esc(verdict)}</span>${button}</li>`;
+      return `<li class="${c.fits ? "ok" : "no"}"><span><b>${esc(changeName(c.change))}</b>: ${esc(t("needs", { b: formatBytes(c.min_peak_bytes) }))} — ${esc(verdict)}</span>${button}</li>`;
     }).join("");
     $("#actions").innerHTML = items ? `<h3>${esc(t("changes"))}</h3><ul class="changes">${items}</ul>` : "";
   } else {
