@@ -5,6 +5,7 @@ line's JSON for the same flags."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import re
 import shutil
@@ -29,19 +30,21 @@ def gib(nbytes: int) -> str:
     return f"{nbytes} B"
 
 
-def cli_json(capsys, *argv: str) -> dict:
-    """The command line's JSON, run in this process. While the server answers the
-    page by running the command line with stdout redirected, this waits its turn."""
-    with cli_turn():
-        capsys.readouterr()
-        assert main([*argv, "--json"]) == 0
-        return json.loads(capsys.readouterr().out)
-
-
-def cli_turn():
+def cli_out(*argv: str) -> str:
+    """What the command line prints, run in this process. While the server answers
+    the page by running the command line with stdout redirected, this waits its turn
+    and captures stdout itself (pytest's capsys can be swapped under a running
+    request)."""
     from vramplan.web import api
 
-    return getattr(api, "_LOCK", None) or contextlib.nullcontext()
+    out = io.StringIO()
+    with getattr(api, "_LOCK", None) or contextlib.nullcontext(), contextlib.redirect_stdout(out):
+        assert main(list(argv)) == 0
+    return out.getvalue()
+
+
+def cli_json(capsys, *argv: str) -> dict:
+    return json.loads(cli_out(*argv, "--json"))
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +130,12 @@ def test_input_change_updates_without_a_click(open_page, capsys):
     before = page.inner_text("#verdict")
     field = page.locator('fieldset[data-for="infer"] [name=context]')
     field.fill("")
-    field.type("65536", delay=20)  # five superseded values on the way
-    assert "stale" in page.get_attribute("#result", "class")  # never shown as current while it updates
+    field.type("6553", delay=20)  # superseded values on the way
+    # the last keystroke: at once the old result is marked as updating, never shown as current
+    classes = page.evaluate("""() => { const el = document.querySelector('fieldset[data-for="infer"] [name=context]');
+        el.value = '65536'; el.dispatchEvent(new Event('input', { bubbles: true }));
+        return [document.querySelector('#result').className, document.querySelector('#result').getAttribute('aria-busy')]; }""")
+    assert classes == ["stale", "true"]
     page.wait_for_function("location.search.includes('context=65536')")
     page.wait_for_function(SETTLED)
     expected = cli_json(capsys, "infer", "llama-3.1-8b", "--gpu", "rtx-4090", "--context", "65536")
@@ -172,9 +179,10 @@ def test_tabs_are_tabs_for_the_keyboard(open_page):
     assert page.evaluate("document.activeElement.id") == "tab-train"
     page.wait_for_function(SETTLED)
     assert "train" in page.url
-    # only the verdict is a live region
-    assert page.locator("[aria-live]").count() == 1
-    assert page.get_attribute("#verdict", "aria-live") == "polite"
+    # only the verdict (or the error in its place) is a live region, and a polite one
+    assert page.locator("[aria-live], [role=alert], [role=status], [role=log]").count() == 1
+    assert page.get_attribute("#live", "aria-live") == "polite"
+    assert page.locator("#live #verdict").count() == 1 and page.locator("#live #error").count() == 1
 
 
 def test_phone_viewport(open_page):
@@ -233,10 +241,7 @@ def test_plan_export_matches_the_cli(open_page, capsys):
     with page.expect_download() as download:
         page.click(".export[data-engine=deepspeed]")
     path = download.value.path()
-    with cli_turn():
-        capsys.readouterr()
-        assert main(["plan", "llama-3.1-8b", "--gpu", "h100", "--max-gpus", "8", "--export", "deepspeed"]) == 0
-        expected = json.loads(capsys.readouterr().out)
+    expected = json.loads(cli_out("plan", "llama-3.1-8b", "--gpu", "h100", "--max-gpus", "8", "--export", "deepspeed"))
     assert json.loads(open(path).read()) == expected
     assert download.value.suggested_filename == "ds_config.json"
 

@@ -795,7 +795,7 @@ async function postConfig(text) {
 
 async function usePasted(text) {
   const status = $("#paste-status");
-  if (!text.trim()) { status.textContent = t("paste_empty"); return; }
+  if (!text.trim()) { status.textContent = t("paste_empty"); showError(t("paste_empty")); return; }
   try {
     const m = await postConfig(text);
     catalog.models.set(m.model, m);
@@ -809,6 +809,7 @@ async function usePasted(text) {
   } catch (err) {
     status.textContent = `${t("error")}: ${err.message}`;
     status.className = "info bad";
+    showError(err.message);  // announced in the live region
   }
 }
 
