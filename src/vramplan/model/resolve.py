@@ -23,6 +23,12 @@ def register_model(name: str, spec: ModelSpec | None) -> None:
         _REGISTERED[name] = spec
 
 
+def is_registered_model(name: str) -> bool:
+    """Whether ``name`` was registered with :func:`register_model` (no file is read
+    to resolve it)."""
+    return name in _REGISTERED
+
+
 def resolve_model(text: str | ModelSpec | ParamOnlyModel) -> Model:
     """Resolve ``text`` in this order: an existing path; a parameter count such as
     ``7B``; a catalog slug, alias or Hub id. Unknown names raise

@@ -120,6 +120,12 @@ def handle_get(name: str, query: Mapping[str, str]) -> tuple[int, dict]:
         return 400, exc.to_dict()
 
 
+def body_limit(path: str) -> int:
+    """Bytes of request body ``POST path`` may carry (0: no body, no POST)."""
+    name = path.split("?", 1)[0][len("/api/"):].strip("/") if path.startswith("/api/") else ""
+    return MAX_CONFIG_BYTES if name in POST_ENDPOINTS else 0
+
+
 def handle_post(path: str, body: bytes) -> tuple[int, dict]:
     """(HTTP status, JSON body) for ``POST path``."""
     name = path.split("?", 1)[0][len("/api/"):].strip("/") if path.startswith("/api/") else ""

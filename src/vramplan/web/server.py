@@ -32,12 +32,16 @@ class Handler(SimpleHTTPRequestHandler):
         super().do_GET()
 
     def do_POST(self) -> None:  # noqa: N802
-        from vramplan.web.extras import MAX_CONFIG_BYTES, handle_post
+        from vramplan.web.extras import body_limit, handle_post
 
         length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_CONFIG_BYTES:
+        limit = body_limit(self.path)
+        if not limit:  # not a POST endpoint: answered without reading the body
+            status, body = handle_post(self.path, b"")
+            self.close_connection = True
+        elif length > limit:
             status, body = 413, {"ok": False, "error": {"type": "InputError", "message":
-                                 f"request body: {length:,} bytes; expected at most {MAX_CONFIG_BYTES:,}"}}
+                                 f"request body: {length:,} bytes; expected at most {limit:,}"}}
             self.close_connection = True
         else:
             status, body = handle_post(self.path, self.rfile.read(length))
