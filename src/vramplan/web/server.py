@@ -34,9 +34,14 @@ class Handler(SimpleHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         from vramplan.web.extras import body_limit, handle_post
 
-        length = int(self.headers.get("Content-Length") or 0)
+        text = self.headers.get("Content-Length") or "0"
+        length = int(text) if text.isdigit() else -1
         limit = body_limit(self.path)
-        if not limit:  # not a POST endpoint: answered without reading the body
+        if length < 0:
+            status, body = 400, {"ok": False, "error": {"type": "InputError", "message":
+                                 f"Content-Length: expected a byte count, got {text[:40]!r}"}}
+            self.close_connection = True
+        elif not limit:  # not a POST endpoint: answered without reading the body
             status, body = handle_post(self.path, b"")
             self.close_connection = True
         elif length > limit:
