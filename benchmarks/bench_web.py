@@ -114,7 +114,7 @@ def main() -> None:
     for name, api, up, worst, ratio, busy, goal in rows:
         ok = "yes" if max(up, busy) <= goal else "NO"
         print(f"{name:<40} {api:>12.0f} {up:>10.0f} {worst:>9.0f} {ratio:>6.2f} {busy:>8.0f} {goal:>8}  {ok}")
-    print("update: median input-to-result time with the page idle (debounce included: 0 ms for selects, 60 ms for "
+    print("update: median input-to-result time with the page idle (debounce included: 0 ms for selects, 40 ms for "
           "typed numbers);\nbusy: the same with the next change 150 ms after the last result, while its charts load;\n"
           "API fetch: the same URL fetched alone in the same page (the baseline); ratio = update / API fetch")
 

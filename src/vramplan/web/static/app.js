@@ -10,9 +10,9 @@ const COLORS = {
   buffers: "#8C6D31", overhead: "#777777",
 };
 const LINE = "#0072B2", CAP = "#D55E00", MARK = "#000000";
-const DEBOUNCE_MS = { text: 60, select: 0 };
+const DEBOUNCE_MS = { text: 40, select: 0 };
 const CHARTS_AFTER_MS = 200;  // charts and limits wait for the inputs to rest
-const SWEEP_CHUNK = 4;
+const SWEEP_CHUNK = 2;
 const TABS = ["infer", "train", "plan", "params"];
 const PAGE_KEYS = ["tab", "lang", "units"];
 const $ = (sel, root = document) => root.querySelector(sel);
