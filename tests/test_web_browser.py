@@ -165,7 +165,7 @@ def test_language_switch(open_page):
     # a shared Chinese link opens in Chinese, and errors are labelled in Chinese
     page.goto(page.url.replace("model=llama-3.1-8b", "model=llama-9"))
     page.wait_for_selector("#error:not([hidden])")
-    assert page.inner_text("#error").startswith("错误")
+    assert page.inner_text("#error").startswith("错误: 未知的模型「llama-9」；是不是指")
     page.click("#lang")
     assert page.inner_text("#tab-train") == "Train / fine-tune"
 

@@ -268,9 +268,29 @@ async function checkpointFormat(model, signal) {
   return ownFormats.get(model);
 }
 
+// The server's most common errors in Chinese; others are shown as they come.
+const ERROR_WORDS = [
+  [/^unknown (model|GPU|weight format|optimizer|dtype|precision|method) '([^']*)'(?:; did you mean (.+?)\?)?/, (m) =>
+    t("err_unknown", { kind: t(`kind_${m[1].replace(" ", "_")}`), name: m[2] })
+    + (m[3] ? t("err_did_you_mean", { names: m[3].replace(/ or /g, t("or")) }) : "")],
+  [/^Invalid value for '([^']+)': (.+) is not in the range (.+)$/, (m) => t("err_range", { flag: m[1], value: m[2], range: m[3] })],
+  [/^No such option '([^']+)'/, (m) => t("err_option", { flag: m[1] })],
+];
+
+function errorText(message) {
+  if (state.lang !== "zh") return message;
+  for (const [re, f] of ERROR_WORDS) {
+    const m = re.exec(message);
+    if (m) return f(m);
+  }
+  return message;
+}
+
 function showError(message) {
+  state.error = message;
   const box = $("#error");
-  box.innerHTML = message ? `<strong>${esc(t("error"))}:</strong> ${esc(message)}` : "";
+  box.innerHTML = message ? `<strong>${esc(t("error"))}:</strong> ${esc(errorText(message))}` : "";
+  box.title = message || "";
   box.hidden = !message;
 }
 
@@ -856,6 +876,7 @@ function applyLanguage() {
   document.title = state.lang === "zh" ? "vramplan — 大模型显存估算" : "vramplan — GPU memory for LLMs";
   updateInfo();
   render();
+  if (state.error) showError(state.error);
   updatePeek();
 }
 
