@@ -127,6 +127,10 @@ def test_serve_shows_limits_and_charts_with_the_current_point(open_page, capsys)
 
 def test_input_change_updates_without_a_click(open_page, capsys):
     page = open_page("?tab=infer&model=llama-3.1-8b&gpu=rtx-4090")
+    # the page's own default context (the command line's is 4096) is written into the link
+    assert "context=8192" in page.url
+    expected = cli_json(capsys, "infer", "llama-3.1-8b", "--gpu", "rtx-4090", "--context", "8192")
+    assert gib(expected["total_bytes"]) in page.inner_text("#verdict")
     before = page.inner_text("#verdict")
     field = page.locator('fieldset[data-for="infer"] [name=context]')
     field.fill("")

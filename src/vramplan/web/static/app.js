@@ -115,9 +115,11 @@ function writeURL() {
   params.set("tab", state.tab);
   for (const el of fieldsFor(state.tab)) {
     if (inactive(el)) continue;
+    // A value is left out when it is the page's default and the command line's too;
+    // data-always marks the few defaults the page chooses differently (context, max GPUs).
     const v = valueOf(el), d = defaultOf(el);
-    if (v !== d && !(el.type !== "checkbox" && v === "" && d === "")) params.set(el.name, el.type === "checkbox" ? String(v) : v);
-    else if (el.name === "model" || el.name === "gpu") params.set(el.name, v);
+    const always = el.name === "model" || el.name === "gpu" || "always" in el.dataset;
+    if (v !== d || (always && v !== "")) params.set(el.name, el.type === "checkbox" ? String(v) : v);
   }
   if (units() !== "GiB") params.set("units", units());
   if (state.lang !== "en") params.set("lang", state.lang);
