@@ -503,7 +503,8 @@ function lineChart({ points, current, capacity, xTitle, id }) {
   }
   const cur = points.find((p) => Number(p.value) === current);
   const curLabel = cur ? `<text x="${Math.min(Math.max(px(current), left + 60), width - right - 60)}" y="${py(cur.total_bytes) - 12}" text-anchor="middle" class="curlabel">${esc(t("current"))} ${formatBytes(cur.total_bytes)}</text>` : "";
-  return `<svg id="${id}" class="chart line" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(xTitle)}">
+  const summary = `${t("axis_mem", { u: uLabel })} — ${xTitle}: ` + points.map((p) => `${p.value}: ${formatBytes(p.total_bytes)}`).join("; ");
+  return `<svg id="${id}" class="chart line" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(summary)}">
     ${grid}<line x1="${left}" x2="${left}" y1="${top}" y2="${height - bottom}" class="axis"/><line x1="${left}" x2="${width - right}" y1="${height - bottom}" y2="${height - bottom}" class="axis"/>
     <text x="${(left + width - right) / 2}" y="${height - 8}" text-anchor="middle" class="title">${esc(xTitle)}</text>
     <text transform="translate(14 ${(top + height - bottom) / 2}) rotate(-90)" text-anchor="middle" class="title">${esc(t("axis_mem", { u: uLabel }))}</text>
