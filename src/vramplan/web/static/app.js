@@ -485,10 +485,16 @@ function lineChart({ points, current, capacity, xTitle, id }) {
     return `<circle cx="${px(+p.value)}" cy="${py(p.total_bytes)}" r="${Number(p.value) === current ? 7 : 3.5}"
       class="${Number(p.value) === current ? "current" : over ? "over" : "pt"}" data-tip="${esc(tip)}"><title>${esc(tip)}</title></circle>`;
   }).join("");
+  const cur = points.find((p) => Number(p.value) === current);
+  // labels keep out of each other's way: the capacity label goes to the side away from
+  // the current point, the current label below its point when the line runs close above
+  const curRight = cur && px(current) > (left + width - right) / 2;
+  const nearCap = cur && capacity && Math.abs(py(cur.total_bytes) - py(capacity)) < 20;
   let cap = "";
   if (capacity) {
+    const capX = curRight && nearCap ? left + 6 : width - right;
     cap = `<line x1="${left}" x2="${width - right}" y1="${py(capacity)}" y2="${py(capacity)}" stroke="${CAP}" stroke-width="2" stroke-dasharray="6 4"/>
-      <text x="${width - right}" y="${py(capacity) - 6}" text-anchor="end" class="cap">${esc(t("capacity", { cap: formatBytes(capacity) }))}</text>`;
+      <text x="${capX}" y="${py(capacity) - 6}" text-anchor="${capX === width - right ? "end" : "start"}" class="cap">${esc(t("capacity", { cap: formatBytes(capacity) }))}</text>`;
     for (let i = 1; i < points.length; i++) {
       const a = points[i - 1], b = points[i];
       if (a.total_bytes <= capacity && b.total_bytes > capacity) {
@@ -501,8 +507,8 @@ function lineChart({ points, current, capacity, xTitle, id }) {
       }
     }
   }
-  const cur = points.find((p) => Number(p.value) === current);
-  const curLabel = cur ? `<text x="${Math.min(Math.max(px(current), left + 60), width - right - 60)}" y="${py(cur.total_bytes) - 12}" text-anchor="middle" class="curlabel">${esc(t("current"))} ${formatBytes(cur.total_bytes)}</text>` : "";
+  const curY = cur ? (nearCap && py(cur.total_bytes) <= py(capacity) ? py(cur.total_bytes) - 12 : nearCap ? py(cur.total_bytes) + 22 : py(cur.total_bytes) - 12) : 0;
+  const curLabel = cur ? `<text x="${Math.min(Math.max(px(current), left + 60), width - right - 60)}" y="${curY}" text-anchor="middle" class="curlabel">${esc(t("current"))} ${formatBytes(cur.total_bytes)}</text>` : "";
   const summary = `${t("axis_mem", { u: uLabel })} — ${xTitle}: ` + points.map((p) => `${p.value}: ${formatBytes(p.total_bytes)}`).join("; ");
   return `<svg id="${id}" class="chart line" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(summary)}">
     ${grid}<line x1="${left}" x2="${left}" y1="${top}" y2="${height - bottom}" class="axis"/><line x1="${left}" x2="${width - right}" y1="${height - bottom}" y2="${height - bottom}" class="axis"/>
