@@ -277,11 +277,15 @@ def test_params_tab_and_an_error(open_page):
     assert page.inner_text("#verdict") == ""  # no stale result next to the error
 
 
-def test_units_switch_to_decimal(open_page):
-    page = open_page("?tab=infer&model=llama-3.1-8b&gpu=rtx-4090")
+def test_units_switch_and_copy_link(open_page):
+    page = open_page("?tab=infer&model=llama-3.1-8b&gpu=rtx-4090", permissions=["clipboard-read", "clipboard-write"])
     page.select_option("#units", "GB")
     assert " GB" in page.inner_text("#verdict")
     page.wait_for_function("location.search.includes('units=GB')")
+    page.click("#copy-link")
+    page.wait_for_function("document.querySelector('#copy-link').innerText === 'Link copied'")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == page.url and "units=GB" in copied and "context=8192" in copied
 
 
 def test_plan_serving_uses_the_checkpoint_format(open_page, capsys):
