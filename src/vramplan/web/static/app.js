@@ -672,7 +672,10 @@ function drawPlan(r) {
   const gpu = r.gpu;
   const head = cands.length ? t("plan_fits", { n: r.min_gpus, gpu, k: cands.length })
     : t("plan_nofit", { n: Math.max(...(r.gpu_counts || [0])), gpu });
-  const sub = t("evaluated", { n: Number(r.evaluated || 0).toLocaleString("en"), budget: formatBytes(r.budget_bytes) })
+  const job = r.kind === "inference"
+    ? t("plan_job_infer", { w: r.weights, kv: r.kv_dtype, ctx: Number(r.context).toLocaleString("en"), b: r.batch })
+    : t("plan_job_train", { m: r.method, p: r.precision, seq: Number(r.seq_len).toLocaleString("en") });
+  const sub = `${job} · ` + t("evaluated", { n: Number(r.evaluated || 0).toLocaleString("en"), budget: formatBytes(r.budget_bytes) })
     + (cands.length ? "" : ` · ${t("smallest_peak", { b: formatBytes(r.min_peak_bytes || 0) })}`);
   $("#verdict").innerHTML = `<div class="verdict ${cands.length ? "fits" : "nofit"}"><span class="mark" aria-hidden="true">${cands.length ? "✓" : "✗"}</span><span class="head">${esc(head)}</span><small>${esc(sub)}</small></div>`;
   if (!cands.length) {
@@ -719,7 +722,8 @@ function drawParams(r) {
   const comps = r.components || [];
   if (!comps.length) return;
   const keys = Object.keys(comps[0]).filter((k) => typeof comps[0][k] !== "object");
-  const cols = keys.map((k) => [k, k === "name" ? t("c_name") : k.replace(/_/g, " "), typeof comps[0][k] === "number"]);
+  const cols = keys.map((k) => [k, k === "name" ? t("c_name") : k === "params" ? t("c_params") : k.replace(/_/g, " "),
+    typeof comps[0][k] === "number"]);
   const rows = comps.map((c) => Object.fromEntries(keys.map((k) => [k, typeof c[k] === "number" ? c[k].toLocaleString("en") : c[k]])));
   $("#components").innerHTML = `<caption>${esc(r.model)}</caption>${table(cols, rows)}`;
 }
