@@ -337,3 +337,14 @@ def test_plan_for_this_workload_carries_the_settings(open_page, capsys):
     assert f"Fits from {expected['min_gpus']} × {expected['gpu']}" in page.inner_text("#verdict")
     # the previous tab's result is gone: a plan table, no component breakdown
     assert page.locator("#bar svg").count() == 0
+
+
+def test_not_fitting_one_gpu_shows_the_fewest_that_do(open_page, capsys):
+    page = open_page("?tab=train&model=llama-3.1-8b&gpu=rtx-4090&method=full")
+    assert "Does not fit" in page.inner_text("#verdict")
+    page.wait_for_selector("#limits .limit:has-text('Fewest GPUs')", timeout=60_000)
+    expected = cli_json(capsys, "plan", "llama-3.1-8b", "--gpu", "rtx-4090", "--max-gpus", "64", "--method", "full",
+                        "--precision", "bf16-mixed", "--optimizer", "adamw", "--attention", "sdpa",
+                        "--lora-rank", "16", "--batch", "1", "--seq", "2048", "--top", "1")
+    card = page.inner_text("#limits .limit:has-text('Fewest GPUs')")
+    assert f"{expected['min_gpus']} × {expected['gpu']}" in card and gib(expected["candidates"][0]["peak_bytes"]) in card

@@ -342,26 +342,35 @@ function limitCard(label, value, unit, apply) {
 function drawLimits(r) {
   const cards = [];
   if (r.fits && state.command === "train") {
-    if (r.fits.largest_micro_batch != null) cards.push(limitCard(t("largest_mb"), r.fits.largest_micro_batch, t("sequences"), { batch: r.fits.largest_micro_batch }));
-    if (r.fits.largest_seq != null) cards.push(limitCard(t("largest_seq"), Number(r.fits.largest_seq).toLocaleString("en"), t("tokens"), { seq: r.fits.largest_seq }));
+    const f = r.fits;
+    if (f.largest_micro_batch != null) cards.push(f.largest_micro_batch > 0
+      ? limitCard(t("largest_mb"), f.largest_micro_batch, t("sequences"), { batch: f.largest_micro_batch })
+      : limitCard(t("largest_mb"), t("none_fits"), "", null));
+    if (f.largest_seq != null) cards.push(f.largest_seq > 0
+      ? limitCard(t("largest_seq"), Number(f.largest_seq).toLocaleString("en"), t("tokens"), { seq: f.largest_seq })
+      : limitCard(t("largest_seq"), t("none_fits"), "", null));
   }
   if (state.command === "infer" && r.details && r.details.max_concurrent_sequences != null) {
     cards.push(limitCard(t("vllm_conc"), r.details.max_concurrent_sequences,
       t("vllm_pool", { pool: Number(r.details.kv_pool_tokens).toLocaleString("en") })));
   }
-  cards.push('<span id="solved"></span>');
+  cards.push('<span id="solved"></span><span id="fewest"></span>');
   const plan = (state.command === "train" || state.command === "infer")
     ? `<button type="button" id="plan-this" class="secondary">${esc(t("plan_this"))}</button>` : "";
   $("#limits").innerHTML = `<div class="limits">${cards.join("")}</div>${plan}`;
   if (state.solved && state.solved.seq === runSeq) drawSolved(state.solved.data);
+  if (state.fewest && state.fewest.seq === runSeq) drawFewest(state.fewest.data);
 }
 
 function drawSolved(solved) {
   const box = $("#solved");
   if (!box) return;
   const cards = [];
-  if (solved.max_context != null) cards.push(limitCard(t("max_context"), Number(solved.max_context).toLocaleString("en"), t("tokens"), { context: solved.max_context }));
-  if (solved.max_batch != null) cards.push(limitCard(t("max_batch"), solved.max_batch, t("sequences"), { batch: solved.max_batch }));
+  // zero: not even one token or sequence fits; nothing to apply
+  const card = (label, v, unit, set) => (v > 0 ? limitCard(label, Number(v).toLocaleString("en"), unit, set)
+    : limitCard(label, t("none_fits"), "", null));
+  if (solved.max_context != null) cards.push(card(t("max_context"), solved.max_context, t("tokens"), { context: solved.max_context }));
+  if (solved.max_batch != null) cards.push(card(t("max_batch"), solved.max_batch, t("sequences"), { batch: solved.max_batch }));
   box.outerHTML = cards.join("") || '<span id="solved"></span>';
 }
 
@@ -535,6 +544,10 @@ async function drawExtras(command, query, result, my) {
     if (my !== runSeq) return;
     state.solved = { seq: my, data: solved };
     drawSolved(solved);
+  }
+  if (result.verdict && !result.verdict.fits && result.num_gpus === 1) {
+    try { await fewestGpus(command, query, signal, my); } catch (err) { if (err.name === "AbortError") return; }
+    if (my !== runSeq) return;
   }
   const lengthKey = command === "infer" ? "context" : "seq";
   const model = catalog.models.get(query.get("model")) || {};
@@ -759,24 +772,64 @@ function applySettings(settings) {
   schedule(0);
 }
 
+// The Serve or Train tab's workload as a plan query (the whole workload: method,
+// precision, optimizer, sequence, batch, fixed parallel choices, weights and KV dtype).
+const PLAN_FROM_TRAIN = ["method", "precision", "optimizer", "attention", "lora-rank", "recompute", "zero", "fsdp",
+  "offload", "tp", "pp", "batch", "seq"];
+
+function planQueryFrom(command, q) {
+  const p = new URLSearchParams();
+  const copy = (from, to = from) => { if (q.get(from)) p.set(to, q.get(from)); };
+  copy("model"); copy("gpu");
+  p.set("job", command === "train" ? "train" : "infer");
+  if (command === "train") PLAN_FROM_TRAIN.forEach((n) => copy(n));
+  else { copy("context", "seq"); copy("batch"); copy("weights"); copy("kv-dtype"); }
+  p.set("max-gpus", String(Math.max(64, Number(q.get("gpus") || 0))));
+  return p;
+}
+
 function planThis() {
-  const from = $(`fieldset[data-for="${state.tab}"]`);
   const plan = $('fieldset[data-for="plan"]');
-  const get = (n) => { const el = $(`[name="${n}"]`, from); return el ? el.value : ""; };
-  const set = (n, v) => { const el = $(`[name="${n}"]`, plan); if (el && v !== undefined) el.value = v; };
-  if (state.tab === "train") {
-    set("job", "train");
-    for (const n of ["method", "precision", "optimizer", "attention", "lora-rank", "zero", "fsdp", "tp", "pp"]) set(n, get(n));
-    set("seq", get("seq")); set("batch", get("batch")); set("recompute", get("recompute"));
-    const off = get("offload"); set("offload", off);
-    if (get("gpus")) set("max-gpus", Math.max(Number(get("gpus")), 8));
-  } else {
-    set("job", "infer");
-    set("seq", get("context") || "8192"); set("batch", get("batch"));
-    const w = get("weights"); if (w) set("weights", w);
-    const kv = get("kv-dtype"); if (kv) set("kv-dtype", kv);
+  const carried = planQueryFrom(state.tab, queryFor(state.tab));
+  for (const el of $$("[name]", plan)) {
+    if (el.type === "checkbox") el.checked = false;
+    else el.value = el.tagName === "SELECT" ? selectDefault(el) : el.defaultValue;
+  }
+  for (const [name, value] of carried) {
+    const el = $(`[name="${name}"]`, plan);
+    if (el) el.value = value;
   }
   selectTab("plan", true);
+}
+
+// When the estimate does not fit one GPU: the fewest GPUs that do, or what to change.
+async function fewestGpus(command, query, signal, my) {
+  const p = planQueryFrom(command, query);
+  const job = p.get("job"); p.delete("job"); p.set(job, "true"); p.set("top", "1");
+  if (job === "infer" && !p.get("weights")) {
+    const own = await checkpointFormat(p.get("model"), signal);
+    if (own) p.set("weights", own);
+  }
+  let r;
+  try { r = await getJSON(`/api/plan?${p}`, signal); } catch (err) { if (err.name === "AbortError") throw err; return; }
+  if (my !== runSeq) return;
+  state.fewest = { seq: my, data: r };
+  drawFewest(r);
+}
+
+function drawFewest(r) {
+  if (!$("#fewest")) return;
+  let html;
+  if (r.candidates && r.candidates.length) {
+    const c = r.candidates[0];
+    const layout = c.describe || `tp=${c.tp} pp=${c.pp}${c.replicas > 1 ? ` × ${c.replicas}` : ""}`;
+    html = limitCard(t("fewest"), `${r.min_gpus} × ${r.gpu}`, `${layout} · ${formatBytes(c.peak_bytes)}`, null);
+  } else {
+    const fix = (r.changes || []).find((c) => c.fits);
+    html = limitCard(t("none_up_to", { n: Math.max(...(r.gpu_counts || [0])), gpu: r.gpu }),
+      fix ? changeName(fix.change) : "–", fix ? t("fits_on", { n: fix.min_gpus }) : "", null);
+  }
+  $("#fewest").outerHTML = `<span id="fewest">${html}</span>`;
 }
 
 // ------------------------------------------------------------------ pickers and pasted configs
@@ -871,7 +924,7 @@ function selectTab(name, runNow = true) {
   for (const fs of $$("fieldset[data-for]")) fs.hidden = fs.dataset.for !== name;
   $("#result").setAttribute("aria-labelledby", `tab-${name}`);
   syncVisibility();
-  state.result = null; state.curves = null; state.solved = null;
+  state.result = null; state.curves = null; state.solved = null; state.fewest = null;
   clearResult(); showError("");
   if (runNow) { writeURL(); run(); }
 }
