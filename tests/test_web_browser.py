@@ -159,8 +159,13 @@ def test_input_change_updates_without_a_click(open_page, capsys):
 def test_language_switch(open_page):
     page = open_page("?tab=train&model=llama-3.1-8b&gpu=rtx-4090&method=qlora")
     assert "Fits on" in page.inner_text("#verdict")
+    assert page.evaluate("Object.keys(I18N.en).filter((k) => !(k in I18N.zh))") == []
     page.click("#lang")
     assert page.get_attribute("html", "lang") == "zh-CN"
+    # every visible label of the form is in Chinese (names of engines and parallelisms aside)
+    english = page.evaluate("""[...document.querySelectorAll('#form [data-i18n]')].filter((el) => el.offsetParent)
+        .map((el) => el.textContent).filter((s) => /^[A-Za-z ()/-]+$/.test(s) && !/^(GPU|LoRA|KV|TP|PP|CP|EP)/.test(s))""")
+    assert english == []
     assert page.inner_text("#tab-train") == "训练 / 微调"
     assert "放得下" in page.inner_text("#verdict")
     assert "组成部分" in page.inner_text("#components")
