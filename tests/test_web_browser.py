@@ -232,7 +232,7 @@ def test_plan_with_nothing_fitting_shows_changes_with_numbers(open_page, capsys)
     for item, change in zip(items, expected["changes"], strict=True):
         assert change["change"] in item and gib(change["min_peak_bytes"]) in item
         if change["fits"]:
-            assert f"fits on {change['min_gpus']} GPUs" in item
+            assert f"fits on {change['min_gpus']} GPU{'' if change['min_gpus'] == 1 else 's'}" in item
     page.click("#lang")  # the changes in Chinese, numbers unchanged
     zh = page.inner_text("ul.changes")
     assert "更多 GPU（最多 4096 张）" in zh and "64 张 GPU 放得下" in zh

@@ -75,6 +75,8 @@ function phaseName(p) {
   return String(p || "").replace(base, word);
 }
 
+function plural(n) { return Number(n) === 1 ? "" : "s"; }
+
 function catName(c) { return I18N.en[`cat_${c}`] ? t(`cat_${c}`) : c; }
 
 // ------------------------------------------------------------------ the form and the URL
@@ -320,7 +322,7 @@ function render() {
 function drawVerdict(r) {
   const v = r.verdict;
   const total = t("per_gpu_peak", { total: formatBytes(r.total_bytes), phase: phaseName(r.phase) });
-  const gpus = r.num_gpus > 1 ? ` · ${t("num_gpus", { n: r.num_gpus })}` : "";
+  const gpus = r.num_gpus > 1 ? ` · ${t("num_gpus", { n: r.num_gpus, s: plural(r.num_gpus) })}` : "";
   const host = r.host_bytes ? ` · ${t("host_ram_needed", { bytes: formatBytes(r.host_bytes) })}` : "";
   if (!v) {
     $("#verdict").innerHTML = `<div class="verdict"><span class="head">${esc(total)}</span><small>${esc(t("no_gpu") + gpus + host)}</small></div>`;
@@ -694,7 +696,7 @@ function drawPlan(r) {
   if (!cands.length) {
     const items = (r.changes || []).map((c) => {
       const set = changeSettings(c);
-      const verdict = c.fits ? t("fits_on", { n: c.min_gpus }) : t("still_nofit");
+      const verdict = c.fits ? t("fits_on", { n: c.min_gpus, s: plural(c.min_gpus) }) : t("still_nofit");
       const button = set && c.fits ? `<button type="button" class="apply" data-set='${esc(JSON.stringify(set))}'>${esc(t("apply"))}</button>` : "";
       return `<li class="${c.fits ? "ok" : "no"}"><span><b>${esc(changeName(c.change))}</b>: ${esc(t("needs", { b: formatBytes(c.min_peak_bytes) }))} — ${esc(verdict)}</span>${button}</li>`;
     }).join("");
@@ -827,7 +829,7 @@ function drawFewest(r) {
   } else {
     const fix = (r.changes || []).find((c) => c.fits);
     html = limitCard(t("none_up_to", { n: Math.max(...(r.gpu_counts || [0])), gpu: r.gpu }),
-      fix ? changeName(fix.change) : "–", fix ? t("fits_on", { n: fix.min_gpus }) : "", null);
+      fix ? changeName(fix.change) : "–", fix ? t("fits_on", { n: fix.min_gpus, s: plural(fix.min_gpus) }) : "", null);
   }
   $("#fewest").outerHTML = `<span id="fewest">${html}</span>`;
 }
