@@ -353,3 +353,19 @@ def test_not_fitting_one_gpu_shows_the_fewest_that_do(open_page, capsys):
                         "--lora-rank", "16", "--batch", "1", "--seq", "2048", "--top", "1")
     card = page.inner_text("#limits .limit:has-text('Fewest GPUs')")
     assert f"{expected['min_gpus']} × {expected['gpu']}" in card and gib(expected["candidates"][0]["peak_bytes"]) in card
+
+
+def test_open_a_gguf_file(open_page, tmp_path, capsys):
+    from tests.test_sources_fixtures import LLAMA, write_gguf
+
+    (path,) = write_gguf(tmp_path / "tiny-Q4_0.gguf", LLAMA, "Q4_0")
+    page = open_page("?tab=infer&model=gpt2&gpu=rtx-4090")
+    sizes: list[int] = []
+    page.on("request", lambda r: sizes.append(len(r.post_data_buffer or b"")) if "/api/gguf" in r.url else None)
+    page.click("#paste summary")
+    page.set_input_files("#paste-file", str(path))
+    page.wait_for_function("document.querySelector('fieldset.common [name=model]').value.startsWith('pasted-')")
+    page.wait_for_function(SETTLED)
+    expected = cli_json(capsys, "infer", str(path), "--gpu", "rtx-4090", "--context", "8192")
+    page.wait_for_function(f"document.querySelector('#verdict').innerText.includes('{gib(expected['total_bytes'])}')")
+    assert sizes and max(sizes) <= path.stat().st_size

@@ -111,3 +111,37 @@ def test_pasted_config_size_limit_and_unknown_post(base_url):
     assert code == 413 and "expected at most" in answer["error"]["message"]
     code, answer = call(base_url + "/api/train", b"{}")
     assert code == 404 and "/api/config" in answer["error"]["message"]
+
+
+def test_gguf_header_gives_the_numbers_of_the_file(base_url, tmp_path, capsys):
+    from tests.test_sources_fixtures import LLAMA, write_gguf
+
+    (path,) = write_gguf(tmp_path / "tiny-Q8_0.gguf", LLAMA, "Q8_0")
+    data = path.read_bytes()
+    url = base_url + f"/api/gguf?file_bytes={len(data)}&name={path.name}"
+    # too few bytes: the answer says how many the header needs
+    code, answer = call(url, data[:64])
+    assert code == 400 and answer["error"]["type"] == "NeedMoreBytes"
+    size = 64
+    while code == 400 and answer["error"]["type"] == "NeedMoreBytes":  # as the page does: at least double
+        assert answer["error"]["needed"] > size
+        size = min(max(answer["error"]["needed"], 2 * size), len(data))
+        code, answer = call(url, data[:size])
+    model = answer
+    assert code == 200, model
+    assert size < len(data)  # the header only, not the weights
+    assert model["model"].startswith("pasted-") and model["layers"] == LLAMA["num_hidden_layers"]
+    status, est = call(base_url + f"/api/infer?model={model['model']}&context=128")
+    assert status == 200, est
+    expected = json.loads(cli_out(capsys, "infer", str(path), "--context", "128", "--json"))
+    assert est["total_bytes"] == expected["total_bytes"]
+    assert est["details"]["weights_format"] == expected["details"]["weights_format"]
+
+
+@pytest.mark.parametrize("query, body, text", [
+    ("file_bytes=x", b"GGUF", "file_bytes: expected the GGUF file's size"),
+    ("file_bytes=100", b"NOPE" + bytes(20), "not a GGUF file"),
+])
+def test_bad_gguf_header(base_url, query, body, text):
+    code, answer = call(base_url + f"/api/gguf?{query}", body)
+    assert code == 400 and text in answer["error"]["message"]

@@ -885,20 +885,44 @@ async function usePasted(text) {
   const status = $("#paste-status");
   if (!text.trim()) { status.textContent = t("paste_empty"); showError(t("paste_empty")); return; }
   try {
-    const m = await postConfig(text);
-    catalog.models.set(m.model, m);
-    try { localStorage.setItem(`vramplan:${m.model}`, text); } catch (err) { /* private mode */ }
-    status.textContent = t("paste_ok", { name: m.name, params: formatCount(m.total_params), layers: m.layers, attn: m.attention,
-      ctx: formatTokens(m.max_position_embeddings), dtype: m.dtype });
-    status.className = "info ok";
-    $("fieldset.common [name=model]").value = m.model;
-    updateInfo();
-    schedule(0);
+    usePastedModel(await postConfig(text), text);
   } catch (err) {
     status.textContent = `${t("error")}: ${err.message}`;
     status.className = "info bad";
     showError(err.message);  // announced in the live region
   }
+}
+
+// A GGUF file is read in the browser and only its header is sent: the first 4 MiB,
+// then at least twice as much each time the server says the header runs further.
+async function useGguf(file) {
+  const status = $("#paste-status");
+  let size = Math.min(file.size, 4 << 20);
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const body = await file.slice(0, size).arrayBuffer();
+    const q = new URLSearchParams({ file_bytes: String(file.size), name: file.name });
+    const response = await fetch(`/api/gguf?${q}`, { method: "POST", headers: { "Content-Type": "application/octet-stream" }, body });
+    const answer = await response.json().catch(() => ({}));
+    if (response.ok && answer.ok !== false) return usePastedModel(answer, null);
+    const err = answer.error || { message: response.statusText };
+    if (err.type === "NeedMoreBytes" && size < file.size) { size = Math.min(Math.max(err.needed, 2 * size), file.size); continue; }
+    status.textContent = `${t("error")}: ${err.message}`;
+    status.className = "info bad";
+    showError(err.message);
+    return;
+  }
+}
+
+function usePastedModel(m, text) {
+  const status = $("#paste-status");
+  catalog.models.set(m.model, m);
+  if (text) { try { localStorage.setItem(`vramplan:${m.model}`, text); } catch (err) { /* private mode */ } }
+  status.textContent = t("paste_ok", { name: m.name, params: formatCount(m.total_params), layers: m.layers, attn: m.attention,
+    ctx: formatTokens(m.max_position_embeddings), dtype: m.dtype });
+  status.className = "info ok";
+  $("fieldset.common [name=model]").value = m.model;
+  updateInfo();
+  schedule(0);
 }
 
 // A shared link to a pasted model works on the machine that pasted it: the config is
@@ -1027,6 +1051,7 @@ function wire() {
   $("#paste-file").addEventListener("change", async (e) => {
     const file = e.target.files[0];
     if (!file) return;
+    if (/\.gguf$/i.test(file.name)) return useGguf(file);
     const text = await file.text();
     $("#paste-text").value = text;
     usePasted(text);
