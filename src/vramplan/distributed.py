@@ -5,7 +5,8 @@ building blocks in :mod:`vramplan.parallel` (model-parallel slice, ZeRO/FSDP/Meg
 sharding, in-flight micro-batches) and the per-layer activation coefficients below.
 Every argument that describes a layout may be a plain ``int`` or a numpy array: the
 planner calls this very function over millions of layouts at once, and
-:func:`estimate_training` calls it for one layout and renders the usual
+:func:`estimate_on_layout` calls it for one layout (the public entry point is
+:func:`vramplan.training.estimate_training` with a layout) and renders the usual
 :class:`~vramplan.estimate.Estimate` tree.
 """
 
@@ -430,7 +431,7 @@ def _components(terms: dict[str, Any], phase: str) -> list[Component]:
     return [Component(name=name, bytes=int(round(float(b))), note=_NOTES[name]) for name, b in raw if b > 0]
 
 
-def estimate_training(job: TrainingJob, layout: ParallelLayout, *, num_gpus: int | None = None) -> Estimate:
+def estimate_on_layout(job: TrainingJob, layout: ParallelLayout, *, num_gpus: int | None = None) -> Estimate:
     """Per-GPU training memory of ``job`` on ``layout``: the busiest pipeline stage at
     its peak phase (backward or optimizer step), with host RAM for offloaded states.
 
@@ -441,6 +442,7 @@ def estimate_training(job: TrainingJob, layout: ParallelLayout, *, num_gpus: int
     if num_gpus is not None:
         layout.check_gpus(num_gpus)
     check_attention_for_cp(job, layout.cp)
+    layout.check_sequence(job.setup.seq)
     if job.overhead_bytes == 0:
         job = replace(job, overhead_bytes=default_overhead_bytes(layout.num_gpus))
     stages: list[Stage] = ["first"] if layout.pp == 1 else ["first", "last"]

@@ -77,12 +77,13 @@ class Verdict:
 
     @property
     def fits(self) -> bool:
-        return self.required_bytes + self.reserve_bytes <= self.capacity_bytes
+        return self.headroom_bytes >= 0
 
     @property
     def headroom_bytes(self) -> int:
-        """Capacity minus requirement (negative when it does not fit)."""
-        return self.capacity_bytes - self.required_bytes
+        """Capacity minus the requirement and the reserve kept free: what is left to use,
+        negative exactly when it does not fit (the same sum as :attr:`fits`)."""
+        return self.capacity_bytes - self.required_bytes - self.reserve_bytes
 
     @property
     def utilization(self) -> float:

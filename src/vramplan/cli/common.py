@@ -9,8 +9,13 @@ from typing import Any
 import click
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-units_option = click.option("--units", type=click.Choice(["GiB", "GB"]), default="GiB", show_default=True,
-                            help="Binary (GiB = 1024^3 B, as nvidia-smi) or decimal (GB = 10^9 B) units.")
+
+
+def units_option(func: Any) -> Any:
+    """``--units GiB|GB`` (declared in :data:`vramplan.options.COMMON_OPTIONS`)."""
+    from vramplan.options import COMMON_OPTIONS
+
+    return click_options(COMMON_OPTIONS)(func)
 
 
 def emit_json(data: Any) -> None:
@@ -38,3 +43,30 @@ def table(*columns: str, title: str | None = None, right: tuple[str, ...] = ()):
     for col in columns:
         t.add_column(col, justify="right" if col in right else "left")
     return t
+
+
+def click_options(options) -> Any:
+    """A decorator adding click options built from the core's declarations
+    (:mod:`vramplan.options`), in their order."""
+
+    def param(o) -> Any:
+        if o.kind == "flag":
+            return click.option(*o.all_flags, o.name, is_flag=True, help=o.help)
+        if o.kind == "switch":
+            return click.option(f"{o.all_flags[0]}/{o.off_flag}", o.name, default=o.default, help=o.help)
+        kind: Any = {"int": int, "float": float, "str": str}[o.kind]
+        if o.choices:
+            kind = click.Choice(list(o.choices))
+        elif o.minimum is not None or o.maximum is not None:
+            rng = click.IntRange if o.kind == "int" else click.FloatRange
+            kind = rng(min=o.minimum, max=o.maximum, min_open=o.min_open, max_open=o.max_open)
+        extra = {"required": True} if o.required else {"default": o.default}
+        return click.option(*o.all_flags, o.name, type=kind, show_default=o.show_default or None, help=o.help,
+                            **extra)
+
+    def decorate(func: Any) -> Any:
+        for o in reversed(tuple(options)):
+            func = param(o)(func)
+        return func
+
+    return decorate

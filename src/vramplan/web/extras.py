@@ -35,8 +35,8 @@ file's first bytes, never its weights."""
 MAX_PASTED = 64
 """Pasted configs kept in memory (oldest dropped first)."""
 PASTED_PREFIX = "pasted-"
-EXPORTS = {
-    # engine: (file name, media type)
+EXPORT_FILES = {
+    # engine (vramplan.plans.EXPORTS): (file name, media type)
     "deepspeed": ("ds_config.json", "application/json"),
     "fsdp": ("accelerate_fsdp.yaml", "application/yaml"),
     "megatron": ("megatron_args.sh", "text/x-shellscript"),
@@ -60,25 +60,24 @@ def formats(query: Mapping[str, str]) -> dict:
 
 
 def export(query: Mapping[str, str]) -> dict:
-    """The best layout of the plan the other options describe, as ``engine``'s config."""
+    """The best layout of the plan the other options describe, as ``engine``'s config
+    (the text ``vramplan plan ... --export ENGINE`` prints)."""
+    from vramplan import questions
     from vramplan.export import export_config
-    from vramplan.model import resolve_model
-    from vramplan.web.api import handle
+    from vramplan.web.api import values_from_query
+
+    from vramplan.plans import EXPORTS
 
     query = dict(query)
     engine = query.pop("engine", "") or query.pop("export", "")
     if engine not in EXPORTS:
         raise InputError(f"engine: expected one of {', '.join(EXPORTS)}, got {engine!r}")
     query.pop("export", None)
-    status, data = handle("/api/plan", query)
-    if status != 200:
-        raise InputError(data["error"]["message"])
-    if not data.get("candidates"):
+    report = questions.plan(values_from_query("plan", query))
+    if not report.candidates:
         raise InputError("export: no layout fits, nothing to export")
-    training = data.get("kind") == "training"
-    text = export_config(engine, data, resolve_model(query.get("model", "")), training=training)
-    filename, media_type = EXPORTS[engine]
-    return {"engine": engine, "filename": filename, "media_type": media_type, "text": text}
+    filename, media_type = EXPORT_FILES[engine]
+    return {"engine": engine, "filename": filename, "media_type": media_type, "text": export_config(engine, report)}
 
 
 def _register(name: str, spec) -> None:
