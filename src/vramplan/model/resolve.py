@@ -1,6 +1,7 @@
 """Turn what a user typed into a model.
 
-Tried in this order: a model object; an explicit source (``hf://org/name``,
+Tried in this order: a model object; a name registered in this process
+(:func:`register_model`: the web app's pasted config.json files); an explicit source (``hf://org/name``,
 ``modelscope:org/name``); a path (a checkpoint directory with safetensors, GGUF files,
 a config.json or a directory holding one); a parameter count such as ``7B``; a catalog
 slug, alias or Hub id in the catalog (offline); any other ``org/name[@rev][:TAG]``,
@@ -17,6 +18,23 @@ from vramplan.model.spec import ModelSpec
 from vramplan.units import looks_like_param_count, parse_param_count
 
 Model = ModelSpec | ParamOnlyModel
+_REGISTERED: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, spec: ModelSpec | None) -> None:
+    """Make ``name`` resolve to ``spec`` in this process (``None`` forgets it): the web
+    app's pasted config.json files, which have no path on disk."""
+    if spec is None:
+        _REGISTERED.pop(name, None)
+    else:
+        _REGISTERED[name] = spec
+
+
+def is_registered_model(name: str) -> bool:
+    """Whether ``name`` was registered with :func:`register_model` (no file is read
+    to resolve it)."""
+    return name in _REGISTERED
+
 
 _EXPECTED = ("expected a catalog name, a Hub id (org/name), a checkpoint directory, a .gguf file, "
              "a config.json path or a count like 7B")
@@ -30,6 +48,8 @@ def resolve_model(text: str | ModelSpec | ParamOnlyModel) -> Model:
     if not isinstance(text, str) or not text.strip():
         raise UnknownNameError("model", str(text), (), _EXPECTED)
     text = text.strip()
+    if text in _REGISTERED:
+        return _REGISTERED[text]
     if text.startswith(("hf://", "modelscope:")):
         from vramplan.sources import read_model
 

@@ -176,6 +176,12 @@ def handle(path: str, query: Mapping[str, str]) -> tuple[int, dict]:
         return _run("estimate", lambda: sweep(query), None)
     if name == "options":
         return _run("estimate", lambda: options(query), None)
+    from vramplan.web import extras
+
+    if name in extras.GET_ENDPOINTS:  # formats, export (a plan: its pool and time limit)
+        slow = name == "export"
+        return _run("plan" if slow else "estimate", lambda: extras.GET_ENDPOINTS[name](query),
+                    PLAN_TIME_LIMIT_S if slow else None)
     if name not in QUESTIONS:
         return 404, InputError(f"endpoint /api/{name}: expected one of {', '.join(QUESTIONS)}, sweep").to_dict()
     if name == "plan":

@@ -31,6 +31,32 @@ class Handler(SimpleHTTPRequestHandler):
             return
         super().do_GET()
 
+    def do_POST(self) -> None:  # noqa: N802
+        from vramplan.web.extras import body_limit, handle_post
+
+        text = self.headers.get("Content-Length") or "0"
+        length = int(text) if text.isdigit() else -1
+        limit = body_limit(self.path)
+        if length < 0:
+            status, body = 400, {"ok": False, "error": {"type": "InputError", "message":
+                                 f"Content-Length: expected a byte count, got {text[:40]!r}"}}
+            self.close_connection = True
+        elif not limit:  # not a POST endpoint: answered without reading the body
+            status, body = handle_post(self.path, b"")
+            self.close_connection = True
+        elif length > limit:
+            status, body = 413, {"ok": False, "error": {"type": "InputError", "message":
+                                 f"request body: {length:,} bytes; expected at most {limit:,}"}}
+            self.close_connection = True
+        else:
+            status, body = handle_post(self.path, self.rfile.read(length))
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
     def log_message(self, format: str, *args) -> None:  # keep the terminal quiet
         pass
 
