@@ -81,10 +81,17 @@ class Option:
         return " and ".join(parts)
 
 
+MAX_LAYERS = 10_000
+"""Upper bound of --layers (the deepest published decoders have a few hundred)."""
+MAX_COUNT = 1_000_000
+"""Upper bound of every count a flag takes (layers, widths, GPUs, degrees): far above any real
+model or cluster, low enough that the arithmetic behind it stays bounded and exact."""
+
+
 def _int(name: str, help: str, default: int | None = None, *, minimum: int | None = 1, show: bool = True,
-         flags: tuple[str, ...] = ()) -> Option:
+         flags: tuple[str, ...] = (), maximum: int | None = None) -> Option:
     return Option(name=name, kind="int", help=help, default=default, show_default=show and default is not None,
-                  minimum=minimum, flags=flags)
+                  minimum=minimum, maximum=maximum, flags=flags)
 
 
 def _choice(name: str, choices: tuple[str, ...], help: str, default: str | None = None, *,
@@ -105,15 +112,15 @@ def _flag(name: str, help: str, *, flags: tuple[str, ...] = ()) -> Option:
 
 # ---- the model ----------------------------------------------------------------------
 ARCH_OPTIONS: tuple[Option, ...] = (
-    _int("layers", "Decoder layers (custom architecture).", show=False),
-    _int("hidden", "Hidden size (custom architecture).", show=False),
-    _int("heads", "Attention heads (custom architecture).", show=False),
-    _int("kv_heads", "Key/value heads (default: --heads).", show=False),
-    _int("head_dim", "Per-head dims (default: hidden / heads).", show=False),
-    _int("intermediate", "MLP hidden size (default: Llama's 8h/3 rounded to 256).", show=False),
-    _int("vocab", "Vocabulary size (default 32000).", show=False),
-    _int("experts", "Routed experts per layer (MoE).", show=False),
-    _int("experts_per_token", "Experts each token is routed to (MoE, default 2).", show=False),
+    _int("layers", "Decoder layers (custom architecture).", show=False, maximum=MAX_LAYERS),
+    _int("hidden", "Hidden size (custom architecture).", show=False, maximum=MAX_COUNT),
+    _int("heads", "Attention heads (custom architecture).", show=False, maximum=MAX_COUNT),
+    _int("kv_heads", "Key/value heads (default: --heads).", show=False, maximum=MAX_COUNT),
+    _int("head_dim", "Per-head dims (default: hidden / heads).", show=False, maximum=MAX_COUNT),
+    _int("intermediate", "MLP hidden size (default: Llama's 8h/3 rounded to 256).", show=False, maximum=MAX_COUNT),
+    _int("vocab", "Vocabulary size (default 32000).", show=False, maximum=MAX_COUNT),
+    _int("experts", "Routed experts per layer (MoE).", show=False, maximum=MAX_COUNT),
+    _int("experts_per_token", "Experts each token is routed to (MoE, default 2).", show=False, maximum=MAX_COUNT),
     _choice("mlp", ("gated", "plain"),
             "MLP: gated (SwiGLU: gate, up, down; default) or plain (up, down: GPT-2, Falcon, BLOOM)."),
     _choice("norm", ("rmsnorm", "layernorm"), "Norm layers (default rmsnorm)."),
@@ -121,7 +128,7 @@ ARCH_OPTIONS: tuple[Option, ...] = (
             "Linear biases: none (default), qkv (Qwen2), attention (q/k/v/o), all (every linear)."),
     _choice("position", ("rotary", "alibi", "learned"),
             "Positions: rotary (default), alibi (no parameters), learned (a table of --max-positions rows)."),
-    _int("max_positions", "Context the model was built for (default 4096).", show=False),
+    _int("max_positions", "Context the model was built for (default 4096).", show=False, maximum=MAX_COUNT),
     _str("activation", "Activation name (default silu for a gated MLP, gelu for a plain one).", show=False),
     _flag("tied", "The output head shares the embedding matrix.", flags=("--tie-embeddings",)),
     _flag("parallel_block", "Attention and MLP read the same norm and add their outputs (GPT-J, Falcon-7B, Cohere)."),
@@ -134,21 +141,21 @@ def _layout_options() -> tuple[Option, ...]:
     from vramplan.parallel import FSDP_MODES, OFFLOADS
 
     return (
-        _int("gpus", "Total GPUs (dp is inferred from it when --dp is not given).", show=False),
-        _int("nodes", "Nodes; GPUs per node = --gpus / --nodes.", show=False),
-        _int("gpus_per_node", "GPUs in one node (default 8).", show=False),
-        _int("dp", "Data-parallel degree.", show=False),
-        _int("tp", "Tensor-parallel degree.", show=False),
-        _int("pp", "Pipeline-parallel stages.", show=False),
-        _int("cp", "Context-parallel degree.", show=False),
-        _int("ep", "Expert-parallel degree (MoE).", show=False),
+        _int("gpus", "Total GPUs (dp is inferred from it when --dp is not given).", show=False, maximum=MAX_COUNT),
+        _int("nodes", "Nodes; GPUs per node = --gpus / --nodes.", show=False, maximum=MAX_COUNT),
+        _int("gpus_per_node", "GPUs in one node (default 8).", show=False, maximum=MAX_COUNT),
+        _int("dp", "Data-parallel degree.", show=False, maximum=MAX_COUNT),
+        _int("tp", "Tensor-parallel degree.", show=False, maximum=MAX_COUNT),
+        _int("pp", "Pipeline-parallel stages.", show=False, maximum=MAX_COUNT),
+        _int("cp", "Context-parallel degree.", show=False, maximum=MAX_COUNT),
+        _int("ep", "Expert-parallel degree (MoE).", show=False, maximum=MAX_COUNT),
         _choice("zero", ("0", "1", "2", "3"), "DeepSpeed ZeRO stage."),
         _choice("fsdp", tuple(m for m in FSDP_MODES if m != "none"),
                 "PyTorch FSDP sharding strategy (not with --zero)."),
         _choice("offload", tuple(OFFLOADS),
                 "Offload optimizer states (ZeRO-Offload) or parameters too (ZeRO-Infinity) to host RAM."),
-        _int("micro_batches", "Micro-batches per step (gradient accumulation).", show=False),
-        _int("virtual_stages", "Interleaved pipeline chunks per rank.", show=False),
+        _int("micro_batches", "Micro-batches per step (gradient accumulation).", show=False, maximum=MAX_COUNT),
+        _int("virtual_stages", "Interleaved pipeline chunks per rank.", show=False, maximum=MAX_COUNT),
         _flag("sp", "Megatron sequence parallelism (with --tp > 1)."),
     )
 

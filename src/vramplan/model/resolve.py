@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vramplan.errors import ConfigError, UnknownNameError
+from vramplan.errors import ConfigError, InputError, UnknownNameError
 from vramplan.model.custom import ParamOnlyModel
 from vramplan.model.spec import ModelSpec
 from vramplan.units import looks_like_param_count, parse_param_count
+
+MAX_MODEL_NAME_CHARS = 250
+"""Longest MODEL text accepted: past it no file system takes the name as a path component."""
 
 Model = ModelSpec | ParamOnlyModel
 _REGISTERED: dict[str, ModelSpec] = {}
@@ -54,6 +57,9 @@ def resolve_model(text: str | ModelSpec | ParamOnlyModel) -> Model:
         from vramplan.sources import read_model
 
         return read_model(text)
+    if len(text) > MAX_MODEL_NAME_CHARS:
+        raise InputError(f"MODEL: {len(text):,} characters; expected at most {MAX_MODEL_NAME_CHARS} "
+                         "(a catalog name, a Hub id, a path or a parameter count)")
     path = Path(text).expanduser()
     if text.lower().endswith(".gguf") or ".gguf," in text.lower() or path.is_dir():
         from vramplan.sources import local_reference, read_reference
