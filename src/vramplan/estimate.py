@@ -64,16 +64,34 @@ class Component:
 
 @dataclass(frozen=True, kw_only=True)
 class Verdict:
-    """Does the estimate fit on one GPU of a given kind?"""
+    """Does the estimate fit on one GPU of a given kind?
+
+    The one fit rule of every command: ``required = peak + overheads + reserve <=
+    capacity``. ``peak_bytes`` is the estimate's per-GPU total; ``overheads`` are the
+    named non-tensor terms (CUDA context, cuBLAS workspace, allocator slack, from
+    :func:`vramplan.memory.overhead.fit_overhead_components`) the estimate's
+    components do not already hold; ``reserve_bytes`` is what the user keeps free
+    (``--reserve``) or the engine leaves unused."""
 
     gpu: str
     """GPU slug."""
     capacity_bytes: int
     """Usable memory of one GPU, as the runtime reports it."""
-    required_bytes: int
-    """The estimate's per-GPU total."""
+    peak_bytes: int
+    """The estimate's per-GPU total (its components at the peak)."""
+    overheads: tuple[Component, ...] = ()
+    """Non-tensor overheads counted beside the peak (not among the estimate's components)."""
     reserve_bytes: int = 0
     """Memory the user asked to keep free (headroom target)."""
+
+    @property
+    def overhead_bytes(self) -> int:
+        return sum(c.bytes for c in self.overheads)
+
+    @property
+    def required_bytes(self) -> int:
+        """Peak + overheads + reserve: what the GPU must hold."""
+        return self.peak_bytes + self.overhead_bytes + self.reserve_bytes
 
     @property
     def fits(self) -> bool:
@@ -81,18 +99,19 @@ class Verdict:
 
     @property
     def headroom_bytes(self) -> int:
-        """Capacity minus the requirement and the reserve kept free: what is left to use,
-        negative exactly when it does not fit (the same sum as :attr:`fits`)."""
-        return self.capacity_bytes - self.required_bytes - self.reserve_bytes
+        """Capacity minus the requirement: what is left to use, negative exactly when
+        it does not fit (the same sum as :attr:`fits`)."""
+        return self.capacity_bytes - self.required_bytes
 
     @property
     def utilization(self) -> float:
         return self.required_bytes / self.capacity_bytes
 
     def to_dict(self) -> dict:
-        return {"gpu": self.gpu, "capacity_bytes": self.capacity_bytes, "required_bytes": self.required_bytes,
-                "reserve_bytes": self.reserve_bytes, "fits": self.fits, "headroom_bytes": self.headroom_bytes,
-                "utilization": round(self.utilization, 4)}
+        return {"gpu": self.gpu, "capacity_bytes": self.capacity_bytes, "peak_bytes": self.peak_bytes,
+                "overhead_bytes": self.overhead_bytes, "overheads": [c.to_dict() for c in self.overheads],
+                "reserve_bytes": self.reserve_bytes, "required_bytes": self.required_bytes, "fits": self.fits,
+                "headroom_bytes": self.headroom_bytes, "utilization": round(self.utilization, 4)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,13 +167,18 @@ class Estimate:
             out[c.category] = out.get(c.category, 0) + c.bytes
         return out
 
-    def with_verdict(self, gpu_slug: str, capacity_bytes: int, reserve_bytes: int = 0) -> Estimate:
+    def with_verdict(self, gpu_slug: str, capacity_bytes: int, reserve_bytes: int = 0,
+                     overheads: tuple[Component, ...] = ()) -> Estimate:
+        """This estimate with the verdict on one GPU of ``capacity_bytes``;
+        ``overheads``: the non-tensor terms to count beside the peak (see :class:`Verdict`)."""
         from dataclasses import replace
 
         if capacity_bytes <= 0:
             raise InputError(f"gpu memory: expected a positive size, got {capacity_bytes}")
-        return replace(self, verdict=Verdict(gpu=gpu_slug, capacity_bytes=capacity_bytes,
-                                             required_bytes=self.total_bytes, reserve_bytes=reserve_bytes))
+        if reserve_bytes < 0:
+            raise InputError(f"reserve: expected a non-negative size, got {reserve_bytes}")
+        return replace(self, verdict=Verdict(gpu=gpu_slug, capacity_bytes=capacity_bytes, peak_bytes=self.total_bytes,
+                                             overheads=tuple(overheads), reserve_bytes=reserve_bytes))
 
     def to_dict(self) -> dict:
         return {

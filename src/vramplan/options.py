@@ -195,6 +195,7 @@ def train_options() -> tuple[Option, ...]:
         Option(name="activation_model", kind="str", default="derived", show_default=True, help="derived (this tool's) or seed (the seed article's rule of thumb)."),
         Option(name="seed_bytes", kind="int", default=1, show_default=True, help="Bytes per value for --activation-model seed (the article's int8: 1)."),
         Option(name="gpu", kind="str", help="GPU to check the fit on (e.g. h100, rtx-4090)."),
+        Option(name="reserve", kind="str", help="Memory to keep free on the GPU beyond the peak and the overheads (e.g. 2GiB)."),
         Option(name="strict", kind="flag", default=False, help="Turn warnings (sequence beyond max positions) into errors."),
     )
 

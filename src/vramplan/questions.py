@@ -75,6 +75,7 @@ def layout_request(values: Mapping[str, Any]) -> LayoutRequest:
 def train(values: Mapping[str, Any]) -> TrainingEstimate:
     """``vramplan train``: per-GPU training memory, on one GPU or the layout given."""
     from vramplan.training import TrainingSetup, estimate_training
+    from vramplan.units import parse_bytes
 
     v = {**defaults("train"), **values}
     spec = model_from(v)
@@ -86,7 +87,9 @@ def train(values: Mapping[str, Any]) -> TrainingEstimate:
                           activation_model=v["activation_model"], seed_dtype_bytes=v["seed_bytes"],
                           strict=bool(v["strict"]))
     layout = layout_request(v)
-    return estimate_training(spec, setup, layout.layout() if layout.given else None, gpu=v["gpu"])
+    reserve = parse_bytes(v["reserve"], "--reserve") if v.get("reserve") else 0
+    return estimate_training(spec, setup, layout.layout() if layout.given else None, gpu=v["gpu"],
+                             reserve_bytes=reserve)
 
 
 def inference_setup(values: Mapping[str, Any]):

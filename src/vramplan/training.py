@@ -9,13 +9,13 @@ each of these points; the estimate reports the components at the highest one and
 the high point of every phase (``Estimate.phases``).
 
 The numbers are tensor memory (what ``torch.cuda.memory_allocated`` counts). CUDA
-context, kernels' workspaces and allocator slack are separate terms, not included
-here.
+context, kernels' workspaces and allocator slack are separate terms: the verdict on a
+GPU counts them beside the peak (:func:`~vramplan.memory.overhead.fit_verdict`), as every command does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from vramplan.dtypes import get_dtype
@@ -23,6 +23,7 @@ from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.memory import activations as act
 from vramplan.memory.gradients import CONVENTIONS, PrecisionRecipe, get_precision
+from vramplan.memory.overhead import Overheads, fit_verdict
 from vramplan.memory.logits import LogitsBytes, logits_bytes
 from vramplan.memory.lora import (
     ADAPTER_BYTES, adapter_activation_bytes_per_token, adapter_groups, adapter_weight_cast_bytes, all_linear_targets,
@@ -493,7 +494,7 @@ def _assumptions(spec: ModelSpec, setup: TrainingSetup) -> list[str]:
            if setup.grad_accum == 1 else "gradients accumulate over micro-batches and stay resident",
            f"recompute={setup.recompute_policy}" + (" (QLoRA default: gradient checkpointing)"
                                                     if setup.method == "qlora" and setup.recompute is None else ""),
-           f"attention={setup.attention}", "tensor memory only: CUDA context and allocator slack not included"]
+           f"attention={setup.attention}", "components are tensor memory; a GPU verdict adds the CUDA context, cuBLAS workspace and allocator slack"]
     if setup.method == "qlora":
         out.append("QLoRA: embeddings, norms and head upcast to fp32 (peft prepare_model_for_kbit_training)")
     if setup.method != "full":
@@ -549,7 +550,8 @@ class TrainingEstimate(Estimate):
 
 
 def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSetup | None = None,
-                      layout: ParallelLayout | None = None, *, gpu: str | GpuSpec | None = None) -> TrainingEstimate:
+                      layout: ParallelLayout | None = None, *, gpu: str | GpuSpec | None = None,
+                      reserve_bytes: int = 0, overheads: Overheads | None = None) -> TrainingEstimate:
     """Per-GPU memory of one training step at its peak: on one GPU, or on the busiest GPU
     of ``layout`` (:mod:`vramplan.distributed`). One GPU is the layout of one GPU: a
     layout that spans one device without sharding or offload is the single-GPU model.
@@ -557,26 +559,40 @@ def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSe
     Gradient accumulation is one count: ``setup.grad_accum`` and ``layout.micro_batches``
     name the same micro-batches per optimizer step; give either (or both, equal).
     With ``gpu`` (a slug or :class:`~vramplan.gpus.GpuSpec`) the result carries a
-    verdict, and on one GPU the largest micro-batch and sequence that fit (``fits``)."""
+    verdict (:func:`~vramplan.memory.overhead.fit_verdict`: the peak, the process overheads and
+    ``reserve_bytes``), and on one GPU the largest micro-batch and sequence that fit
+    under the same rule (``fits``)."""
     from dataclasses import fields
 
     setup = setup or TrainingSetup()
+    overheads = overheads or Overheads()
     spec = resolve_model(model)
     gpu_spec = _gpu(gpu)
     if layout is not None:
         setup, layout = _one_accumulation(setup, layout)
         if not layout.is_single_device:
-            return _layout_estimate(spec, setup, layout, gpu_spec)
+            return _layout_estimate(spec, setup, layout, gpu_spec, reserve_bytes, overheads)
     est = _single_gpu_estimate(spec, setup)
     fit = None
     if gpu_spec is not None:
-        est = est.with_verdict(gpu_spec.slug, gpu_spec.usable_memory_bytes)
+        capacity = gpu_spec.usable_memory_bytes
+        est = fit_verdict(est, gpu_spec.slug, capacity, reserve_bytes=reserve_bytes, overheads=overheads)
         fit = TrainingFit(largest_micro_batch=None, largest_seq=None)
         if setup.activation_model == "derived" and isinstance(spec, ModelSpec):
-            capacity = gpu_spec.usable_memory_bytes
-            fit = TrainingFit(largest_micro_batch=largest_micro_batch(spec, setup, capacity),
-                              largest_seq=largest_sequence(spec, setup, capacity))
+            room = Room(capacity_bytes=capacity, reserve_bytes=reserve_bytes, overheads=overheads)
+            fit = TrainingFit(largest_micro_batch=largest_micro_batch(spec, setup, room),
+                              largest_seq=largest_sequence(spec, setup, room))
     return TrainingEstimate(**{f.name: getattr(est, f.name) for f in fields(est)}, fits=fit)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Room:
+    """The GPU a solver fills: capacity, the reserve to keep free and the overheads
+    counted beside the peak (the same rule as :func:`~vramplan.memory.overhead.fit_verdict`)."""
+
+    capacity_bytes: int
+    reserve_bytes: int = 0
+    overheads: Overheads = field(default_factory=lambda: Overheads())
 
 
 def _gpu(gpu: str | GpuSpec | None) -> GpuSpec | None:
@@ -598,7 +614,7 @@ def _one_accumulation(setup: TrainingSetup, layout: ParallelLayout) -> tuple[Tra
 
 
 def _layout_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup, layout: ParallelLayout,
-                     gpu: GpuSpec | None) -> TrainingEstimate:
+                     gpu: GpuSpec | None, reserve_bytes: int, overheads: Overheads) -> TrainingEstimate:
     from dataclasses import fields
 
     from vramplan.distributed import TrainingJob, estimate_on_layout
@@ -608,7 +624,8 @@ def _layout_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup, lay
                          "config.json); a bare parameter count has none")
     est = estimate_on_layout(TrainingJob(model=spec, setup=setup), layout)
     if gpu is not None:
-        est = est.with_verdict(gpu.slug, gpu.usable_memory_bytes)
+        est = fit_verdict(est, gpu.slug, gpu.usable_memory_bytes, reserve_bytes=reserve_bytes, overheads=overheads,
+                          comm_group_ranks=layout.num_gpus)
     return TrainingEstimate(**{f.name: getattr(est, f.name) for f in fields(est)}, fits=None)
 
 
@@ -708,18 +725,21 @@ def seed_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> Est
 
 
 # ---- solvers ----------------------------------------------------------------------------
-def _fits(spec: ModelSpec, setup: TrainingSetup, capacity_bytes: int) -> bool:
-    return _single_gpu_estimate(spec, setup).total_bytes <= capacity_bytes
+def _fits(spec: ModelSpec, setup: TrainingSetup, room: Room | int) -> bool:
+    room = room if isinstance(room, Room) else Room(capacity_bytes=room)
+    est = fit_verdict(_single_gpu_estimate(spec, setup), "gpu", room.capacity_bytes, reserve_bytes=room.reserve_bytes,
+                      overheads=room.overheads)
+    return est.verdict.fits
 
 
-def _largest(spec: ModelSpec, setup: TrainingSetup, capacity_bytes: int, field_name: str, cap: int) -> int:
+def _largest(spec: ModelSpec, setup: TrainingSetup, room: Room | int, field_name: str, cap: int) -> int:
     """Largest value of ``field_name`` (batch or seq) in 1..cap that fits; 0 when none."""
-    if not _fits(spec, replace(setup, **{field_name: 1}), capacity_bytes):
+    if not _fits(spec, replace(setup, **{field_name: 1}), room):
         return 0
     lo, hi = 1, cap
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if _fits(spec, replace(setup, **{field_name: mid}), capacity_bytes):
+        if _fits(spec, replace(setup, **{field_name: mid}), room):
             lo = mid
         else:
             hi = mid - 1
@@ -730,14 +750,15 @@ MAX_SEARCH_BATCH = 4096
 """Upper end of the micro-batch search."""
 
 
-def largest_micro_batch(model: str | ModelSpec, setup: TrainingSetup, capacity_bytes: int) -> int:
-    """Largest micro-batch whose peak fits ``capacity_bytes`` (0: not even 1)."""
+def largest_micro_batch(model: str | ModelSpec, setup: TrainingSetup, room: Room | int) -> int:
+    """Largest micro-batch that fits ``room`` (a :class:`Room`, or a capacity in bytes
+    with the default overheads and no reserve) under :func:`~vramplan.memory.overhead.fit_verdict`'s rule (0: not even 1)."""
     spec = resolve_model(model)
-    return _largest(spec, setup, capacity_bytes, "batch", MAX_SEARCH_BATCH)
+    return _largest(spec, setup, room, "batch", MAX_SEARCH_BATCH)
 
 
-def largest_sequence(model: str | ModelSpec, setup: TrainingSetup, capacity_bytes: int) -> int:
-    """Longest sequence (up to the model's max positions) whose peak fits (0: none)."""
+def largest_sequence(model: str | ModelSpec, setup: TrainingSetup, room: Room | int) -> int:
+    """Longest sequence (up to the model's max positions) that fits ``room`` (0: none)."""
     spec = resolve_model(model)
     cap = spec.max_position_embeddings if isinstance(spec, ModelSpec) else setup.seq
-    return _largest(spec, replace(setup, strict=False), capacity_bytes, "seq", cap)
+    return _largest(spec, replace(setup, strict=False), room, "seq", cap)

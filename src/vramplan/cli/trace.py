@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from vramplan.cli.advice import verdict_text
 from vramplan.cli.common import console, emit_json, json_option, table, units_option
 
 FULL_TRACE_MAX_LAYERS = 48
@@ -32,8 +33,7 @@ def _render(result, est, units: str, svg_path: str | None) -> None:
     if est.verdict is not None:
         v = est.verdict
         word = "fits" if v.fits else "does NOT fit"
-        out.print(f"[bold]{v.gpu}: {word}[/bold] — {fmt(v.required_bytes)} of {fmt(v.capacity_bytes)}, "
-                  f"headroom {fmt(v.headroom_bytes)} (CUDA context and workspaces not included)")
+        out.print(f"[bold]{v.gpu}: {word}[/bold] — {verdict_text(v.to_dict(), fmt)}")
     for a in est.assumptions:
         out.print(f"note: {a}")
     out.print(f"traced in {result.seconds:.1f} s" + (f"; timeline written to {svg_path}" if svg_path else ""))
@@ -104,7 +104,9 @@ def command(model: str, train: bool, batch: int, seq: int, decode: int, precisio
     result = _run(model, setup, layers, quiet=as_json)
     est = result.to_estimate()
     if gpu_spec is not None:
-        est = est.with_verdict(gpu_spec.slug, capacity)
+        from vramplan.memory.overhead import fit_verdict
+
+        est = fit_verdict(est, gpu_spec.slug, capacity)
     if svg_path:
         from pathlib import Path
 

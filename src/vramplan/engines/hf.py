@@ -40,7 +40,7 @@ from vramplan.estimate import Component, Estimate
 from vramplan.memory.inference_buffers import (FP32_BYTES, ForwardShape, attention_mask_bytes, hf_layer_flow, layer_peak_bytes,
                                               logits_bytes)
 from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_cache_bytes, kv_row_elements
-from vramplan.memory.overhead import allocator_slack_component, fixed_overhead_components
+from vramplan.memory.overhead import fit_overhead_components
 from vramplan.memory.weights import shard_shape, weight_split_components
 from vramplan.model.tensors import model_tensors
 from vramplan.quant import WeightFormat
@@ -169,9 +169,8 @@ def build(job: Job) -> Estimate:
                           apart=concat)
     phases = {}
     for name, comps in (("prefill", prefill), ("decode", decode)):
-        fixed = fixed_overhead_components(setup.overheads, comm_group_ranks=setup.tp)
-        slack = allocator_slack_component(setup.overheads, sum(c.bytes for c in comps))
-        phases[name] = comps + fixed + ([slack] if slack else [])
+        phases[name] = comps + fit_overhead_components(setup.overheads, piecemeal_bytes=sum(c.bytes for c in comps),
+                                                       comm_group_ranks=setup.tp)
     phase, components, timeline = peak_of(phases)
     est = base_estimate(job, phase, components, phases=timeline,
                         details={"kv_dtype": kv_dtype.name, "attention": setup.attention})

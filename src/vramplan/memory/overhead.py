@@ -46,7 +46,7 @@ import re
 from dataclasses import dataclass
 
 from vramplan.errors import InputError
-from vramplan.estimate import Component
+from vramplan.estimate import Component, Estimate
 from vramplan.units import KiB, MiB
 
 CUDA_CONTEXT_BYTES_TYPICAL = 500 * MiB
@@ -179,3 +179,30 @@ def allocator_slack_component(overheads: Overheads, piecemeal_bytes: int) -> Com
     return Component(name="overhead/allocator_slack", bytes=slack,
                      note=f"{overheads.allocator_slack_fraction:.0%} of {piecemeal_bytes:,} B allocated piecemeal "
                           "(caching-allocator reserved - allocated)")
+
+
+def fit_overhead_components(overheads: Overheads, *, piecemeal_bytes: int, comm_group_ranks: int = 1) -> list[Component]:
+    """The non-tensor overheads a PyTorch process holds beside ``piecemeal_bytes`` of
+    tensors allocated one by one: :func:`fixed_overhead_components` (CUDA context,
+    cuBLAS workspace, attention workspace, NCCL) and :func:`allocator_slack_component`
+    over those tensors. This is the one list every fit verdict counts beside a
+    tensor-only peak (training, traced steps) and that transformers serving holds
+    among its components."""
+    slack = allocator_slack_component(overheads, piecemeal_bytes)
+    return fixed_overhead_components(overheads, comm_group_ranks=comm_group_ranks) + ([slack] if slack else [])
+
+
+def fit_verdict(est: Estimate, gpu_slug: str, capacity_bytes: int, *, reserve_bytes: int = 0,
+                overheads: Overheads | None = None, comm_group_ranks: int = 1) -> Estimate:
+    """``est`` with its verdict: the tensor peak plus the process overheads it does not
+    already hold (:func:`vramplan.memory.overhead.fit_overhead_components`: CUDA
+    context, cuBLAS workspace, allocator slack over the tensors; NCCL for a group of
+    ``comm_group_ranks``) plus ``reserve_bytes``, against ``capacity_bytes``."""
+    overheads = overheads or Overheads()
+    held = est.get("overhead")
+    if held:  # a layout's estimate already holds the fixed terms; add the slack only
+        slack = allocator_slack_component(overheads, est.total_bytes - held)
+        extra = [slack] if slack else []
+    else:
+        extra = fit_overhead_components(overheads, piecemeal_bytes=est.total_bytes, comm_group_ranks=comm_group_ranks)
+    return est.with_verdict(gpu_slug, capacity_bytes, reserve_bytes=reserve_bytes, overheads=tuple(extra))
