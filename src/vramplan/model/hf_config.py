@@ -334,20 +334,20 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
 
 
 def load_config_file(path: str | Path) -> Config:
-    """Read config.json from a file or from a directory holding one."""
+    """Read config.json from a file or from a directory holding one: a regular file of
+    at most 16 MiB, strict JSON numbers, bounded nesting (:mod:`vramplan.safe_json`)."""
+    from vramplan import safe_json
+
     p = Path(path)
-    if p.is_dir():
+    try:
+        is_dir = p.is_dir()
+    except OSError as exc:
+        raise ConfigError(f"{str(path)[:200]}: cannot read ({exc.strerror})") from None
+    if is_dir:
         p = p / "config.json"
         if not p.is_file():
-            raise ConfigError(f"{path}: directory holds no config.json")
-    if not p.is_file():
-        raise ConfigError(f"{path}: no such file")
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{p}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not a UTF-8 text file") from None
+            raise ConfigError(f"{str(path)[:200]}: directory holds no config.json")
+    return safe_json.load_file(p)
 
 
 def spec_from_config_file(path: str | Path) -> ModelSpec:

@@ -13,6 +13,14 @@ from vramplan.units import looks_like_param_count, parse_param_count
 Model = ModelSpec | ParamOnlyModel
 
 
+def _exists(path: Path) -> bool:
+    """``path.exists()``, false for names the OS refuses (too long, bad characters)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_model(text: str | ModelSpec | ParamOnlyModel) -> Model:
     """Resolve ``text`` in this order: an existing path; a parameter count such as
     ``7B``; a catalog slug, alias or Hub id. Unknown names raise
@@ -22,8 +30,11 @@ def resolve_model(text: str | ModelSpec | ParamOnlyModel) -> Model:
     if not isinstance(text, str) or not text.strip():
         raise UnknownNameError("model", str(text), (), "expected a catalog name, a config.json path or a count like 7B")
     text = text.strip()
+    if len(text) > 4096 or "\x00" in text:
+        raise UnknownNameError("model", text[:60] + "...", (), "expected a catalog name, a config.json path or "
+                               "a count like 7B (at most 4,096 characters, no NUL)")
     path = Path(text).expanduser()
-    if path.exists() or text.endswith(".json") or text.startswith(("./", "../", "/", "~")):
+    if _exists(path) or text.endswith(".json") or text.startswith(("./", "../", "/", "~")):
         from vramplan.model.hf_config import spec_from_config_file
 
         return spec_from_config_file(path)

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
+from vramplan import validate as v
 from vramplan.errors import ConfigError
 
 NormKind = Literal["rmsnorm", "layernorm"]
@@ -19,9 +20,21 @@ QKNormKind = Literal["none", "per_head", "full"]
 AttentionKind = Literal["full_attention", "sliding_attention"]
 
 
-def _positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
+_FIELD_MAX: dict[str, int] = {
+    "num_layers": v.LAYERS_MAX, "hidden_size": v.HIDDEN_MAX, "num_attention_heads": v.HEADS_MAX,
+    "num_kv_heads": v.HEADS_MAX, "head_dim": v.HIDDEN_MAX, "intermediate_size": v.HIDDEN_MAX,
+    "vocab_size": v.VOCAB_MAX, "max_position_embeddings": v.LENGTH_MAX, "norms_per_layer": 16,
+    "sliding_window": v.LENGTH_MAX, "num_experts": v.EXPERTS_MAX, "experts_per_token": v.EXPERTS_MAX,
+    "expert_intermediate_size": v.HIDDEN_MAX, "num_shared_experts": v.EXPERTS_MAX,
+    "shared_expert_intermediate_size": v.EXPERTS_MAX * 16, "q_lora_rank": v.HIDDEN_MAX,
+    "kv_lora_rank": v.HIDDEN_MAX, "qk_rope_head_dim": v.HIDDEN_MAX, "qk_nope_head_dim": v.HIDDEN_MAX,
+    "v_head_dim": v.HIDDEN_MAX,
+}
+"""Upper bound of every integer field (see :mod:`vramplan.validate` for the table)."""
+
+
+def _positive(name: str, value: object, lo: int = 1) -> None:
+    v.integer(name, value, lo, _FIELD_MAX[name], error=ConfigError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +63,10 @@ class MoESpec:
         _positive("num_experts", self.num_experts)
         _positive("experts_per_token", self.experts_per_token)
         _positive("expert_intermediate_size", self.expert_intermediate_size)
+        _positive("num_shared_experts", self.num_shared_experts, 0)
+        _positive("shared_expert_intermediate_size", self.shared_expert_intermediate_size, 0)
+        for name in ("shared_expert_gate", "router_bias", "expert_bias"):
+            v.flag(name, getattr(self, name), error=ConfigError)
         if self.experts_per_token > self.num_experts:
             raise ConfigError(
                 f"experts_per_token: expected at most num_experts={self.num_experts}, got {self.experts_per_token}")
@@ -71,6 +88,13 @@ class MLASpec:
     """Per-head dims without rotary position."""
     v_head_dim: int
     """Per-head value dims."""
+
+    def __post_init__(self) -> None:
+        if self.q_lora_rank is not None:
+            _positive("q_lora_rank", self.q_lora_rank)
+        for name in ("kv_lora_rank", "qk_rope_head_dim", "v_head_dim"):
+            _positive(name, getattr(self, name))
+        _positive("qk_nope_head_dim", self.qk_nope_head_dim, 0)
 
     @property
     def qk_head_dim(self) -> int:
@@ -152,6 +176,8 @@ class ModelSpec:
         for name in ("num_layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim",
                      "intermediate_size", "vocab_size", "max_position_embeddings", "norms_per_layer"):
             _positive(name, getattr(self, name))
+        v.text("name", self.name, max_chars=4096, error=ConfigError)
+        v.text("model_type", self.model_type, max_chars=200, error=ConfigError)
         if self.num_attention_heads % self.num_kv_heads:
             raise ConfigError(
                 f"num_key_value_heads: expected a divisor of num_attention_heads={self.num_attention_heads}, "
@@ -164,8 +190,7 @@ class ModelSpec:
             raise ConfigError(f"layer_types: expected {self.num_layers} entries, got {len(self.layer_types)}")
         if self.sliding_window is not None:
             _positive("sliding_window", self.sliding_window)
-        if not 0 < self.partial_rotary_factor <= 1:
-            raise ConfigError(f"partial_rotary_factor: expected a fraction in (0, 1], got {self.partial_rotary_factor}")
+        v.real("partial_rotary_factor", self.partial_rotary_factor, 0, 1, lo_open=True, error=ConfigError)
 
     # ---- derived facts ----------------------------------------------------------
     @property
