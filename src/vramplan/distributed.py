@@ -15,7 +15,7 @@ import functools
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from vramplan.errors import LayoutError
+from vramplan.errors import InputError, LayoutError
 from vramplan.estimate import Component, Estimate
 from vramplan.parallel import (
     RECIPES,
@@ -130,10 +130,18 @@ class TrainingJob:
     """Fixed per-GPU overhead (CUDA context, workspaces, NCCL); see :func:`default_overhead_bytes`."""
 
     def __post_init__(self) -> None:
-        if self.setup is None:
-            from vramplan.training import TrainingSetup
+        from vramplan.training import TrainingSetup
 
+        if self.setup is None:
             object.__setattr__(self, "setup", TrainingSetup())
+        if not isinstance(self.setup, TrainingSetup):
+            raise InputError(f"setup: expected a TrainingSetup, got {type(self.setup).__name__}")
+        if not hasattr(self.model, "num_layers"):
+            raise InputError(f"model: expected a ModelSpec (vramplan.model.resolve_model), got "
+                             f"{type(self.model).__name__}")
+        from vramplan.validate import size_bytes
+
+        size_bytes("overhead_bytes", self.overhead_bytes)
 
     @property
     def micro_batch_size(self) -> int:

@@ -25,6 +25,7 @@ from vramplan.distributed import (
     stage_terms,
     training_terms,
 )
+from vramplan import validate as v
 from vramplan.errors import InputError
 from vramplan.parallel import ParallelLayout, rank_params, slice_coefficients, stage_layers
 from vramplan.step_time import DEFAULT_MFU, RECOMPUTE_EXTRA_FLOPS, layout_costs, step_time_s
@@ -116,12 +117,29 @@ class PlanRequest:
     """Degrees the user fixed (``("tp", 8)``, ``("dp", 4)``...): the search keeps only those."""
 
     def __post_init__(self) -> None:
-        if not 0 <= self.headroom < 1:
-            raise InputError(f"--headroom: expected a fraction in [0, 1), got {self.headroom!r}")
-        if not 0 < self.mfu <= 1:
-            raise InputError(f"--mfu: expected a fraction in (0, 1], got {self.mfu!r}")
-        if not self.gpu_counts or any(n < 1 for n in self.gpu_counts):
-            raise InputError(f"--gpus: expected positive GPU counts, got {self.gpu_counts!r}")
+        if not isinstance(self.job, TrainingJob):
+            raise InputError(f"job: expected a TrainingJob, got {v.shown(self.job)}")
+        if not hasattr(self.gpu, "usable_memory_bytes"):
+            raise InputError(f"gpu: expected a GpuSpec (vramplan.gpus.find_gpu), got {v.shown(self.gpu)}")
+        v.real("headroom", self.headroom, 0, 1, hi_open=True)
+        v.real("mfu", self.mfu, 0, 1, lo_open=True)
+        v.integers("gpu_counts", self.gpu_counts, 1, v.GPUS_MAX, max_items=256)
+        v.integer("gpus_per_node", self.gpus_per_node, 1, v.GPUS_MAX)
+        v.optional_integer("global_batch", self.global_batch, 1, v.BATCH_MAX)
+        v.integers("micro_batch_sizes", self.micro_batch_sizes, 1, v.BATCH_MAX, max_items=64)
+        v.integer("virtual_stages", self.virtual_stages, 1, v.LAYERS_MAX)
+        v.optional_integer("host_bytes_per_node", self.host_bytes_per_node, 0, v.SIZE_MAX)
+        if isinstance(self.engines, (str, bytes)) or not isinstance(self.engines, (tuple, list)) or not self.engines \
+                or not all(isinstance(e, EngineSetting) for e in self.engines):
+            raise InputError(f"engines: expected a non-empty tuple of EngineSetting, got {v.shown(self.engines)}")
+        v.names("recomputes", self.recomputes, allowed=("none", "selective", "full"))
+        if isinstance(self.fixed_degrees, (str, bytes)) or not isinstance(self.fixed_degrees, (tuple, list)):
+            raise InputError(f"fixed_degrees: expected a tuple of (degree, value) pairs, got {v.shown(self.fixed_degrees)}")
+        for i, pair in enumerate(self.fixed_degrees):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise InputError(f"fixed_degrees[{i}]: expected a (degree, value) pair, got {v.shown(pair)}")
+            v.choice(f"fixed_degrees[{i}]", pair[0], ("dp", "tp", "pp", "cp", "ep", "sp", "mbs", "m"))
+            v.integer(f"fixed_degrees[{i}]", pair[1], 0 if pair[0] == "sp" else 1, v.BATCH_MAX)
 
     @property
     def host_budget_bytes(self) -> int:

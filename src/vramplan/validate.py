@@ -70,6 +70,8 @@ def integer_problem(value: object, lo: int, hi: int) -> str | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         kind = "a bool" if isinstance(value, bool) else type(value).__name__
         return f"expected an integer {_range_text(lo, hi)}, got {shown(value)} ({kind})"
+    if int(value) < lo and lo in (0, 1):
+        return f"expected a {'positive' if lo else 'non-negative'} integer, got {shown(int(value))}"
     if not lo <= int(value) <= hi:
         return f"expected an integer {_range_text(lo, hi)}, got {shown(int(value))}"
     return None

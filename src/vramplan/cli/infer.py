@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from vramplan.cli.common import console, emit_json, json_option, table, units_option
+from vramplan import validate as v
+
+from vramplan.cli.common import BoundedFloat, BoundedInt, console, emit_json, json_option, table, units_option
 from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
 
 
@@ -66,22 +68,22 @@ def _render(est, units: str) -> None:
 @click.option("--weights", default=None, help="Weights format (bf16, nf4-dq, gptq-int4-g128, awq, fp8, Q4_K_M...); "
                                               "default: the checkpoint's own.")
 @click.option("--kv-dtype", default=None, help="KV cache dtype: fp16, bf16, fp8, int8, q8_0, q4_0 (default: compute dtype).")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Sequences held at once.")
-@click.option("--context", type=click.IntRange(min=1), default=None,
+@click.option("--batch", type=BoundedInt(1, v.BATCH_MAX), default=1, show_default=True, help="Sequences held at once.")
+@click.option("--context", type=BoundedInt(1, v.LENGTH_MAX), default=None,
               help="Tokens per sequence, prompt + generated (default min(4096, max positions)).")
-@click.option("--prompt", type=click.IntRange(min=1), default=None, help="Prompt tokens prefilled (default: --context).")
-@click.option("--prefill-chunk", type=click.IntRange(min=1), default=None, help="Chunked prefill: tokens per pass.")
-@click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True, help="Tensor-parallel GPUs.")
+@click.option("--prompt", type=BoundedInt(1, v.LENGTH_MAX), default=None, help="Prompt tokens prefilled (default: --context).")
+@click.option("--prefill-chunk", type=BoundedInt(1, v.LENGTH_MAX), default=None, help="Chunked prefill: tokens per pass.")
+@click.option("--tp", type=BoundedInt(1, v.GPUS_MAX), default=1, show_default=True, help="Tensor-parallel GPUs.")
 @click.option("--attention", type=click.Choice(["sdpa", "eager", "flash"]), default="sdpa", show_default=True,
               help="transformers attention implementation.")
 @click.option("--gpu", default=None, help="GPU for the verdict (see `vramplan gpus`).")
-@click.option("--gpu-memory-utilization", type=float, default=0.9, show_default=True, help="vLLM's share of the GPU.")
-@click.option("--max-num-seqs", type=click.IntRange(min=1), default=None, help="vLLM max_num_seqs.")
-@click.option("--max-num-batched-tokens", type=click.IntRange(min=1), default=None, help="vLLM max_num_batched_tokens.")
-@click.option("--block-size", type=click.IntRange(min=1), default=16, show_default=True, help="vLLM KV block size.")
+@click.option("--gpu-memory-utilization", type=BoundedFloat(0, 1, lo_open=True), default=0.9, show_default=True, help="vLLM's share of the GPU.")
+@click.option("--max-num-seqs", type=BoundedInt(1, v.BATCH_MAX), default=None, help="vLLM max_num_seqs.")
+@click.option("--max-num-batched-tokens", type=BoundedInt(1, v.LENGTH_MAX), default=None, help="vLLM max_num_batched_tokens.")
+@click.option("--block-size", type=BoundedInt(1, v.LENGTH_MAX), default=16, show_default=True, help="vLLM KV block size.")
 @click.option("--enforce-eager", is_flag=True, help="vLLM without CUDA graphs.")
-@click.option("--n-gpu-layers", type=click.IntRange(min=0), default=None, help="llama.cpp layers on the GPU (default all).")
-@click.option("--n-ubatch", type=click.IntRange(min=1), default=512, show_default=True, help="llama.cpp micro-batch.")
+@click.option("--n-gpu-layers", type=BoundedInt(0, v.LAYERS_MAX + 1), default=None, help="llama.cpp layers on the GPU (default all).")
+@click.option("--n-ubatch", type=BoundedInt(1, v.LENGTH_MAX), default=512, show_default=True, help="llama.cpp micro-batch.")
 @click.option("--no-flash-attn", is_flag=True, help="llama.cpp without flash attention.")
 @click.option("--cuda-context", default=None, help="Override the CUDA context size (e.g. 600MiB).")
 @click.option("--reserve", default=None, help="Memory to keep free on the GPU (e.g. 2GiB).")

@@ -8,33 +8,36 @@ from typing import Any
 
 import click
 
+from vramplan import validate as v
+
+from vramplan.cli.common import BoundedInt
 from vramplan.errors import InputError
 
-ARCH_FLAGS: tuple[tuple[str, str, str], ...] = (
-    # (flag, keyword of custom_spec, help)
-    ("--layers", "layers", "Decoder layers (custom architecture)."),
-    ("--hidden", "hidden", "Hidden size (custom architecture)."),
-    ("--heads", "heads", "Attention heads (custom architecture)."),
-    ("--kv-heads", "kv_heads", "Key/value heads (default: --heads)."),
-    ("--head-dim", "head_dim", "Per-head dims (default: hidden / heads)."),
-    ("--intermediate", "intermediate", "MLP hidden size (default: Llama's 8h/3 rounded to 256)."),
-    ("--vocab", "vocab", "Vocabulary size (default 32000)."),
-    ("--experts", "experts", "Routed experts per layer (MoE)."),
-    ("--experts-per-token", "experts_per_token", "Experts each token is routed to (MoE, default 2)."),
+ARCH_FLAGS: tuple[tuple[str, str, str, int], ...] = (
+    # (flag, keyword of custom_spec, help, upper bound)
+    ("--layers", "layers", "Decoder layers (custom architecture).", v.LAYERS_MAX),
+    ("--hidden", "hidden", "Hidden size (custom architecture).", v.HIDDEN_MAX),
+    ("--heads", "heads", "Attention heads (custom architecture).", v.HEADS_MAX),
+    ("--kv-heads", "kv_heads", "Key/value heads (default: --heads).", v.HEADS_MAX),
+    ("--head-dim", "head_dim", "Per-head dims (default: hidden / heads).", v.HIDDEN_MAX),
+    ("--intermediate", "intermediate", "MLP hidden size (default: Llama's 8h/3 rounded to 256).", v.HIDDEN_MAX),
+    ("--vocab", "vocab", "Vocabulary size (default 32000).", v.VOCAB_MAX),
+    ("--experts", "experts", "Routed experts per layer (MoE).", v.EXPERTS_MAX),
+    ("--experts-per-token", "experts_per_token", "Experts each token is routed to (MoE, default 2).", v.EXPERTS_MAX),
 )
 _REQUIRED = ("layers", "hidden", "heads")
 
 
 def model_argument(func: Callable) -> Callable:
     """Add an optional MODEL argument and the custom-architecture flags."""
-    for flag, dest, help_text in reversed(ARCH_FLAGS):
-        func = click.option(flag, dest, type=click.IntRange(min=1), default=None, help=help_text)(func)
+    for flag, dest, help_text, hi in reversed(ARCH_FLAGS):
+        func = click.option(flag, dest, type=BoundedInt(1, hi), default=None, help=help_text)(func)
     return click.argument("model", required=False)(func)
 
 
 def pop_arch_flags(kwargs: dict[str, Any]) -> dict[str, int]:
     """Remove the architecture flags from a command's kwargs; return those given."""
-    return {dest: v for _, dest, _ in ARCH_FLAGS if (v := kwargs.pop(dest, None)) is not None}
+    return {dest: v for _, dest, _, _ in ARCH_FLAGS if (v := kwargs.pop(dest, None)) is not None}
 
 
 def model_from_cli(model: str | None, arch: dict[str, int]):

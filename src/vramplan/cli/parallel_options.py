@@ -10,25 +10,28 @@ from typing import Any
 
 import click
 
+from vramplan import validate as v
+
+from vramplan.cli.common import BoundedInt
 from vramplan.errors import LayoutError
 
 LAYOUT_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
     # (flag, keyword, click type, help)
-    ("--gpus", "gpus", click.IntRange(min=1), "Total GPUs (dp is inferred from it when --dp is not given)."),
-    ("--nodes", "nodes", click.IntRange(min=1), "Nodes; GPUs per node = --gpus / --nodes."),
-    ("--gpus-per-node", "gpus_per_node", click.IntRange(min=1), "GPUs in one node (default 8)."),
-    ("--dp", "dp", click.IntRange(min=1), "Data-parallel degree."),
-    ("--tp", "tp", click.IntRange(min=1), "Tensor-parallel degree."),
-    ("--pp", "pp", click.IntRange(min=1), "Pipeline-parallel stages."),
-    ("--cp", "cp", click.IntRange(min=1), "Context-parallel degree."),
-    ("--ep", "ep", click.IntRange(min=1), "Expert-parallel degree (MoE)."),
+    ("--gpus", "gpus", BoundedInt(1, v.GPUS_MAX), "Total GPUs (dp is inferred from it when --dp is not given)."),
+    ("--nodes", "nodes", BoundedInt(1, v.GPUS_MAX), "Nodes; GPUs per node = --gpus / --nodes."),
+    ("--gpus-per-node", "gpus_per_node", BoundedInt(1, v.GPUS_MAX), "GPUs in one node (default 8)."),
+    ("--dp", "dp", BoundedInt(1, v.GPUS_MAX), "Data-parallel degree."),
+    ("--tp", "tp", BoundedInt(1, v.GPUS_MAX), "Tensor-parallel degree."),
+    ("--pp", "pp", BoundedInt(1, v.GPUS_MAX), "Pipeline-parallel stages."),
+    ("--cp", "cp", BoundedInt(1, v.GPUS_MAX), "Context-parallel degree."),
+    ("--ep", "ep", BoundedInt(1, v.GPUS_MAX), "Expert-parallel degree (MoE)."),
     ("--zero", "zero", click.Choice(["0", "1", "2", "3"]), "DeepSpeed ZeRO stage."),
     ("--fsdp", "fsdp", click.Choice(["full_shard", "shard_grad_op", "hybrid_shard", "no_shard", "fsdp2"]),
      "PyTorch FSDP sharding strategy (not with --zero)."),
     ("--offload", "offload", click.Choice(["none", "optimizer", "params"]),
      "Offload optimizer states (ZeRO-Offload) or parameters too (ZeRO-Infinity) to host RAM."),
-    ("--micro-batches", "micro_batches", click.IntRange(min=1), "Micro-batches per step (gradient accumulation)."),
-    ("--virtual-stages", "virtual_stages", click.IntRange(min=1), "Interleaved pipeline chunks per rank."),
+    ("--micro-batches", "micro_batches", BoundedInt(1, v.BATCH_MAX), "Micro-batches per step (gradient accumulation)."),
+    ("--virtual-stages", "virtual_stages", BoundedInt(1, v.LAYERS_MAX), "Interleaved pipeline chunks per rank."),
 )
 
 

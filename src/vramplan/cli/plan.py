@@ -8,7 +8,9 @@ from typing import Any
 
 import click
 
-from vramplan.cli.common import console, emit_json, json_option, table, units_option
+from vramplan import validate as v
+
+from vramplan.cli.common import BoundedFloat, BoundedInt, console, emit_json, json_option, table, units_option
 from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
 from vramplan.cli.parallel_options import LayoutFlags, layout_options, pop_layout_flags
 from vramplan.errors import InputError
@@ -21,15 +23,15 @@ EXPORTS = ("deepspeed", "fsdp", "megatron", "vllm", "llamacpp")
 @model_argument
 @click.option("--train/--infer", "training", default=True, help="Plan training (default) or serving.")
 @click.option("--gpu", "gpu_name", required=True, help="GPU kind (see `vramplan gpus`).")
-@click.option("--max-gpus", type=click.IntRange(min=1), default=None,
+@click.option("--max-gpus", type=BoundedInt(1, v.GPUS_MAX), default=None,
               help="Try GPU counts up to N (powers of two, then whole nodes) and report the fewest that fit.")
-@click.option("--headroom", type=click.FloatRange(0, 1, max_open=True), default=0.05, show_default=True,
+@click.option("--headroom", type=BoundedFloat(0, 1, hi_open=True), default=0.05, show_default=True,
               help="Share of each GPU's memory to keep free.")
-@click.option("--seq", "--seq-len", "--context", "seq_len", type=click.IntRange(min=1), default=4096, show_default=True,
+@click.option("--seq", "--seq-len", "--context", "seq_len", type=BoundedInt(1, v.LENGTH_MAX), default=4096, show_default=True,
               help="Tokens per sequence (training) or context held in the KV cache (serving).")
-@click.option("--batch", type=click.IntRange(min=1), default=None,
+@click.option("--batch", type=BoundedInt(1, v.BATCH_MAX), default=None,
               help="Training: micro-batch size per GPU (default: try 1, 2, 4, 8). Serving: concurrent sequences.")
-@click.option("--global-batch", type=click.IntRange(min=1), default=None,
+@click.option("--global-batch", type=BoundedInt(1, v.BATCH_MAX), default=None,
               help="Sequences per optimizer step (default: 4M tokens' worth, at least one per GPU).")
 @click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default=None,
               help="Activation recomputation (default: try each).")
@@ -41,16 +43,16 @@ EXPORTS = ("deepspeed", "fsdp", "megatron", "vllm", "llamacpp")
 @click.option("--optimizer", default="adamw", show_default=True, help="As `vramplan train` (adamw, adamw-8bit, sgd...).")
 @click.option("--method", type=click.Choice(METHODS), default="full", show_default=True,
               help="Full training, LoRA on a 16-bit base, or QLoRA on an NF4 base.")
-@click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank r.")
+@click.option("--lora-rank", type=BoundedInt(1, v.HIDDEN_MAX), default=16, show_default=True, help="LoRA rank r.")
 @click.option("--weights", default="bf16", show_default=True, help="Serving: weight format (bf16, fp8, awq-int4...).")
 @click.option("--kv-dtype", default="fp16", show_default=True, help="Serving: KV-cache dtype.")
-@click.option("--mfu", type=click.FloatRange(0, 1, min_open=True), default=None,
+@click.option("--mfu", type=BoundedFloat(0, 1, lo_open=True), default=None,
               help="Model FLOPs utilisation of large matrix multiplies (default 0.44); each layout's is scaled "
                    "down for small per-GPU multiplies.")
 @click.option("--host-memory", "--host-ram", "host_ram", default=None,
               help="Host RAM per node offload may use (e.g. 1TiB, 512GiB); layouts needing more are dropped. "
                    "Default: 1 TiB for datacenter GPUs, 128 GiB otherwise.")
-@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Layouts to list.")
+@click.option("--top", type=BoundedInt(1, 10**4), default=10, show_default=True, help="Layouts to list.")
 @click.option("--export", "export_to", type=click.Choice(EXPORTS), default=None,
               help="Print the best layout as a config for this engine instead of the table.")
 @layout_options

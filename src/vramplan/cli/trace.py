@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from vramplan.cli.common import console, emit_json, json_option, table, units_option
+from vramplan import validate as v
+
+from vramplan.cli.common import BoundedFloat, BoundedInt, console, emit_json, json_option, table, units_option
 
 FULL_TRACE_MAX_LAYERS = 48
 """``--layers auto`` traces every layer up to this depth (an 8B model takes about
@@ -42,17 +44,17 @@ def _render(result, est, units: str, svg_path: str | None) -> None:
 @click.command("trace")
 @click.argument("model")
 @click.option("--train/--infer", "train", default=True, help="Trace a training step (default) or prefill + decode.")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Sequences per step.")
-@click.option("--seq", type=click.IntRange(min=1), default=512, show_default=True,
+@click.option("--batch", type=BoundedInt(1, v.BATCH_MAX), default=1, show_default=True, help="Sequences per step.")
+@click.option("--seq", type=BoundedInt(1, v.LENGTH_MAX), default=512, show_default=True,
               help="Tokens per sequence (training) or prompt tokens (inference).")
-@click.option("--decode", type=click.IntRange(min=0), default=4, show_default=True, help="Inference: decode steps.")
+@click.option("--decode", type=BoundedInt(0, v.LENGTH_MAX), default=4, show_default=True, help="Inference: decode steps.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16-mixed", "bf16"]), default="bf16-mixed",
               show_default=True, help="fp32; fp32 weights under CUDA autocast; or pure bf16.")
 @click.option("--optimizer", type=click.Choice(["adamw", "adam", "sgd"]), default="adamw", show_default=True)
 @click.option("--optimizer-impl", type=click.Choice(["foreach", "fused", "forloop"]), default="foreach",
               show_default=True, help="foreach is PyTorch's default on CUDA.")
 @click.option("--method", type=click.Choice(["full", "lora"]), default="full", show_default=True)
-@click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--lora-rank", type=BoundedInt(1, v.HIDDEN_MAX), default=16, show_default=True)
 @click.option("--recompute", is_flag=True, help="Full activation recomputation (gradient checkpointing).")
 @click.option("--attention", type=click.Choice(["sdpa", "eager"]), default="sdpa", show_default=True)
 @click.option("--cache", type=click.Choice(["static", "dynamic"]), default="static", show_default=True,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from vramplan import validate as v
+
 from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
-from vramplan.cli.common import console, emit_json, json_option, table, units_option
+from vramplan.cli.common import BoundedFloat, BoundedInt, console, emit_json, json_option, table, units_option
 from vramplan.cli.parallel_options import layout_options, pop_layout_flags
 
 _CHOICE_HELP = {
@@ -20,19 +22,19 @@ _CHOICE_HELP = {
 @click.option("--method", default="full", show_default=True, help=_CHOICE_HELP["method"])
 @click.option("--precision", default="bf16-mixed", show_default=True, help=_CHOICE_HELP["precision"])
 @click.option("--optimizer", default="adamw", show_default=True, help=_CHOICE_HELP["optimizer"])
-@click.option("--batch", type=int, default=1, show_default=True, help="Micro-batch size.")
-@click.option("--seq", type=int, default=2048, show_default=True, help="Tokens per sequence.")
-@click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per optimizer step.")
+@click.option("--batch", type=BoundedInt(1, v.BATCH_MAX), default=1, show_default=True, help="Micro-batch size.")
+@click.option("--seq", type=BoundedInt(1, v.LENGTH_MAX), default=2048, show_default=True, help="Tokens per sequence.")
+@click.option("--grad-accum", type=BoundedInt(1, v.BATCH_MAX), default=1, show_default=True, help="Micro-batches per optimizer step.")
 @click.option("--recompute", default=None, help="none, selective or full [default: full for qlora, else none].")
 @click.option("--attention", default="sdpa", show_default=True, help="flash, sdpa or eager.")
-@click.option("--lora-rank", type=int, default=16, show_default=True, help="LoRA rank r.")
+@click.option("--lora-rank", type=BoundedInt(1, v.HIDDEN_MAX), default=16, show_default=True, help="LoRA rank r.")
 @click.option("--lora-targets", default=None,
               help="Comma-separated linear modules [default: every linear module of the blocks].")
 @click.option("--fused-ce", is_flag=True, help="Fused linear cross entropy (Liger-Kernel).")
 @click.option("--dropout", is_flag=True, help="Dropout active in the model (GPT-2 style).")
 @click.option("--activation-model", default="derived", show_default=True,
               help="derived (this tool's) or seed (the seed article's rule of thumb).")
-@click.option("--seed-bytes", type=int, default=1, show_default=True,
+@click.option("--seed-bytes", type=BoundedInt(1, 8), default=1, show_default=True,
               help="Bytes per value for --activation-model seed (the article's int8: 1).")
 @click.option("--gpu", default=None, help="GPU to check the fit on (e.g. h100, rtx-4090).")
 @click.option("--strict", is_flag=True, help="Turn warnings (sequence beyond max positions) into errors.")
