@@ -14,7 +14,8 @@ the planner's vectorised int64 arithmetic cannot overflow on any product it form
 bound               value       why
 ==================  ==========  ==================================================
 ``LAYERS_MAX``      10**4       decoder layers (largest published: ~200)
-``HIDDEN_MAX``      10**6       hidden, intermediate, head and rank widths
+``HIDDEN_MAX``      10**6       hidden, head and rank widths
+``WIDTH_MAX``       10**7       MLP widths (intermediate, expert, shared expert)
 ``HEADS_MAX``       10**5       attention heads, key/value heads
 ``EXPERTS_MAX``     10**5       routed or shared experts (largest published: 384)
 ``VOCAB_MAX``       10**7       vocabulary rows (largest published: ~256k)
@@ -35,6 +36,7 @@ from vramplan.errors import InputError, VramplanError
 
 LAYERS_MAX = 10**4
 HIDDEN_MAX = 10**6
+WIDTH_MAX = 10**7
 HEADS_MAX = 10**5
 EXPERTS_MAX = 10**5
 VOCAB_MAX = 10**7

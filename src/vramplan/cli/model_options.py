@@ -20,7 +20,7 @@ ARCH_FLAGS: tuple[tuple[str, str, str, int], ...] = (
     ("--heads", "heads", "Attention heads (custom architecture).", v.HEADS_MAX),
     ("--kv-heads", "kv_heads", "Key/value heads (default: --heads).", v.HEADS_MAX),
     ("--head-dim", "head_dim", "Per-head dims (default: hidden / heads).", v.HIDDEN_MAX),
-    ("--intermediate", "intermediate", "MLP hidden size (default: Llama's 8h/3 rounded to 256).", v.HIDDEN_MAX),
+    ("--intermediate", "intermediate", "MLP hidden size (default: Llama's 8h/3 rounded to 256).", v.WIDTH_MAX),
     ("--vocab", "vocab", "Vocabulary size (default 32000).", v.VOCAB_MAX),
     ("--experts", "experts", "Routed experts per layer (MoE).", v.EXPERTS_MAX),
     ("--experts-per-token", "experts_per_token", "Experts each token is routed to (MoE, default 2).", v.EXPERTS_MAX),

@@ -87,7 +87,13 @@ class LayoutFlags:
         if self.gpus is not None:
             return self.gpus
         if self.nodes is not None:
-            return self.nodes * self.node_size()
+            from vramplan.validate import GPUS_MAX
+
+            total = self.nodes * self.node_size()
+            if total > GPUS_MAX:
+                raise LayoutError(f"--nodes {self.nodes} x {self.node_size()} GPUs per node = {total:,} GPUs: "
+                                  f"expected at most {GPUS_MAX:,}")
+            return total
         return None
 
     def layout(self):

@@ -22,11 +22,11 @@ AttentionKind = Literal["full_attention", "sliding_attention"]
 
 _FIELD_MAX: dict[str, int] = {
     "num_layers": v.LAYERS_MAX, "hidden_size": v.HIDDEN_MAX, "num_attention_heads": v.HEADS_MAX,
-    "num_kv_heads": v.HEADS_MAX, "head_dim": v.HIDDEN_MAX, "intermediate_size": v.HIDDEN_MAX,
+    "num_kv_heads": v.HEADS_MAX, "head_dim": v.HIDDEN_MAX, "intermediate_size": v.WIDTH_MAX,
     "vocab_size": v.VOCAB_MAX, "max_position_embeddings": v.LENGTH_MAX, "norms_per_layer": 16,
     "sliding_window": v.LENGTH_MAX, "num_experts": v.EXPERTS_MAX, "experts_per_token": v.EXPERTS_MAX,
-    "expert_intermediate_size": v.HIDDEN_MAX, "num_shared_experts": v.EXPERTS_MAX,
-    "shared_expert_intermediate_size": v.EXPERTS_MAX * 16, "q_lora_rank": v.HIDDEN_MAX,
+    "expert_intermediate_size": v.WIDTH_MAX, "num_shared_experts": v.EXPERTS_MAX,
+    "shared_expert_intermediate_size": v.WIDTH_MAX, "q_lora_rank": v.HIDDEN_MAX,
     "kv_lora_rank": v.HIDDEN_MAX, "qk_rope_head_dim": v.HIDDEN_MAX, "qk_nope_head_dim": v.HIDDEN_MAX,
     "v_head_dim": v.HIDDEN_MAX,
 }
