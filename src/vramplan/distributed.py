@@ -449,6 +449,9 @@ def estimate_training(job: TrainingJob, layout: ParallelLayout, *, num_gpus: int
     if num_gpus is not None:
         layout.check_gpus(num_gpus)
     check_attention_for_cp(job, layout.cp)
+    if layout.cp > job.seq_len:
+        raise LayoutError(f"cp={layout.cp} with seq={job.seq_len}: context parallelism splits each sequence "
+                          "across cp ranks; cp must not exceed the sequence length")
     if job.overhead_bytes == 0:
         job = replace(job, overhead_bytes=default_overhead_bytes(layout.num_gpus))
     stages: list[Stage] = ["first"] if layout.pp == 1 else ["first", "last"]

@@ -135,6 +135,9 @@ class ParallelLayout:
             raise LayoutError(f"offload: expected none, optimizer or params, got {self.offload!r}")
         if self.engine not in ENGINES:
             raise LayoutError(f"engine: expected one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.sequence_parallel and self.tp == 1:
+            raise LayoutError("sequence_parallel with tp=1: Megatron sequence parallelism splits activations "
+                              "across the tensor-parallel group; it needs tp > 1")
         if self.zero_stage and self.fsdp != "none":
             raise LayoutError(f"zero_stage={self.zero_stage} and fsdp={self.fsdp!r}: choose ZeRO or FSDP, not both")
         if (self.dp * self.cp) % self.ep:

@@ -352,7 +352,7 @@ def _all_degrees(req: PlanRequest) -> dict[str, Any]:
         d["overhead"] = np.full(d["dp"].size, default_overhead_bytes(n))
         parts.append(d)
     d = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    keep = np.ones(d["dp"].size, dtype=bool)
+    keep = d["cp"] <= job.seq_len  # cp splits each sequence: at most one token per rank
     for name, value in req.fixed_degrees:
         keep &= d[name] == value
     if req.virtual_stages > 1:

@@ -9,6 +9,7 @@ from vramplan import validate as v
 from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
 from vramplan.cli.common import BoundedFloat, BoundedInt, console, emit_json, json_option, table, units_option
 from vramplan.cli.parallel_options import layout_options, pop_layout_flags
+from vramplan.errors import InputError
 
 _CHOICE_HELP = {
     "method": "full, lora or qlora",
@@ -51,7 +52,10 @@ def command(model: str | None, method: str, precision: str, optimizer: str, batc
     from vramplan.training import TrainingSetup, estimate_training
 
     model = model_from_cli(model, pop_arch_flags(layout_flags))
-    targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets else None
+    targets = v.comma_list("--lora-targets", lora_targets) if lora_targets is not None else None
+    if targets is not None and method == "full":
+        raise InputError(f"--lora-targets {lora_targets}: given with --method full (full fine-tuning has no "
+                         "adapters); use --method lora or qlora, or drop --lora-targets")
     setup = TrainingSetup(method=method, precision=precision, optimizer=optimizer, batch=batch, seq=seq,
                           grad_accum=grad_accum, recompute=recompute, attention=attention, lora_rank=lora_rank,
                           lora_targets=targets, fused_ce=fused_ce, dropout=dropout,

@@ -53,6 +53,9 @@ def custom_spec(*, layers: int, hidden: int, heads: int, kv_heads: int | None = 
     for field, value in (("--layers", layers), ("--hidden", hidden), ("--heads", heads)):
         if not isinstance(value, int) or value <= 0:
             raise InputError(f"{field}: expected a positive integer, got {value!r}")
+    if experts_per_token is not None and not experts:
+        raise InputError(f"--experts-per-token {experts_per_token}: given without --experts (a dense model "
+                         "routes no tokens); add --experts N or drop it")
     if head_dim is None:
         if hidden % heads:
             raise InputError(f"--heads: {heads} does not divide --hidden {hidden}; give --head-dim")
