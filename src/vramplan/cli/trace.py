@@ -7,6 +7,7 @@ import click
 from vramplan import validate as v
 
 from vramplan.cli.common import BoundedFloat, BoundedInt, console, emit_json, json_option, table, units_option
+from vramplan.errors import InputError
 
 FULL_TRACE_MAX_LAYERS = 48
 """``--layers auto`` traces every layer up to this depth (an 8B model takes about
@@ -59,7 +60,7 @@ def _render(result, est, units: str, svg_path: str | None) -> None:
 @click.option("--attention", type=click.Choice(["sdpa", "eager"]), default="sdpa", show_default=True)
 @click.option("--cache", type=click.Choice(["static", "dynamic"]), default="static", show_default=True,
               help="Inference KV cache: preallocated or grown by concatenation.")
-@click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
+@click.option("--dropout", type=BoundedFloat(0.0, 1.0, hi_open=True), default=None,
               help="Override every dropout probability of the config.")
 @click.option("--layers", type=click.Choice(["auto", "all", "extend"]), default="auto", show_default=True,
               help="all: trace every layer; extend: trace two short depths and extend per layer; "
@@ -92,6 +93,8 @@ def command(model: str, train: bool, batch: int, seq: int, decode: int, precisio
 
         gpu_spec = find_gpu(gpu)
         capacity = gpu_spec.usable_memory_bytes
+    if svg_path:
+        _check_writable(svg_path)
     require_exact()
     result = _run(model, setup, layers, quiet=as_json)
     est = result.to_estimate()
@@ -102,14 +105,30 @@ def command(model: str, train: bool, batch: int, seq: int, decode: int, precisio
 
         from vramplan.trace.svg import timeline_svg
 
-        Path(svg_path).write_text(timeline_svg(result, capacity_bytes=capacity, gpu=gpu_spec.slug if gpu_spec else "",
-                                               unit=units), encoding="utf-8")
+        svg = timeline_svg(result, capacity_bytes=capacity, gpu=gpu_spec.slug if gpu_spec else "", unit=units)
+        try:
+            Path(svg_path).write_text(svg, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"--svg {svg_path}: cannot write ({exc.strerror})") from None
     if as_json:
         emit_json({**est.to_dict(), "trace": {"seconds": round(result.seconds, 2),
                                               "layers_traced": result.layers_traced,
                                               "extrapolated": result.extrapolated, "svg": svg_path}})
         return
     _render(result, est, units, svg_path)
+
+
+def _check_writable(svg_path: str) -> None:
+    """Fail before the (slow) trace when the SVG cannot be written: a missing folder,
+    a folder given as the file, no write permission."""
+    import os
+    from pathlib import Path
+
+    folder = Path(svg_path).expanduser().parent
+    if not folder.is_dir():
+        raise InputError(f"--svg {svg_path}: folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"--svg {svg_path}: folder {str(folder)!r} is not writable")
 
 
 def _run(model: str, setup, layers: str, *, quiet: bool):
@@ -123,6 +142,10 @@ def _run(model: str, setup, layers: str, *, quiet: bool):
     from vramplan.model.hf_config import text_config
 
     _, config = resolve_config(model)
+    from vramplan.model.hf_config import READERS, spec_from_config
+
+    if isinstance(text_config(config).get("model_type"), str) and text_config(config)["model_type"] in READERS:
+        spec_from_config(config)  # the same checks (and bounds) as every other command, before torch sees it
     depth = num_layers(dict(text_config(config)))
     extrapolate = layers == "extend" or (layers == "auto" and depth > FULL_TRACE_MAX_LAYERS)
 
