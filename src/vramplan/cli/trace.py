@@ -144,7 +144,8 @@ def _run(model: str, setup, layers: str, *, quiet: bool):
     _, config = resolve_config(model)
     from vramplan.model.hf_config import READERS, spec_from_config
 
-    if isinstance(text_config(config).get("model_type"), str) and text_config(config)["model_type"] in READERS:
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str) or \
+            not isinstance(text_config(config).get("model_type"), str) or text_config(config)["model_type"] in READERS:
         spec_from_config(config)  # the same checks (and bounds) as every other command, before torch sees it
     depth = num_layers(dict(text_config(config)))
     extrapolate = layers == "extend" or (layers == "auto" and depth > FULL_TRACE_MAX_LAYERS)

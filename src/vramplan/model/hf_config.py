@@ -319,8 +319,12 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
     """Build a :class:`ModelSpec` from a parsed config.json."""
     if not isinstance(cfg, dict):
         raise ConfigError(f"config.json: expected a JSON object, got {type(cfg).__name__}")
+    if cfg.get("model_type") is not None and not isinstance(cfg.get("model_type"), str):
+        raise ConfigError(f"model_type: expected a name, got {type(cfg.get('model_type')).__name__}")
     cfg = text_config(cfg)
     mtype = cfg.get("model_type")
+    if mtype is not None and not isinstance(mtype, str):
+        raise ConfigError(f"text_config.model_type: expected a name, got {type(mtype).__name__}")
     cfg = {**FAMILY_DEFAULTS.get(mtype, {}), **cfg}
     if not mtype:
         raise ConfigError("model_type: missing from config.json")
@@ -330,7 +334,29 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
             f"model_type: {mtype!r} is not supported (supported: {', '.join(SUPPORTED_MODEL_TYPES)}); "
             "describe the architecture with --layers --hidden --heads --kv-heads --intermediate --vocab, "
             "or give a parameter count such as 7B")
-    return reader(cfg, name, hub_id)
+    _check_layer_count(cfg)
+    try:
+        return reader(cfg, name, hub_id)
+    except (TypeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        # A field of the wrong JSON type that a reader did not check itself.
+        raise ConfigError(f"config.json (model_type {mtype!r}): a field has the wrong type or size "
+                          f"({str(exc)[:120]})") from None
+
+
+_LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
+
+
+def _check_layer_count(cfg: Config) -> None:
+    """Bound the layer count before a reader sizes per-layer tuples with it (a config
+    with 10**12 layers must not allocate them)."""
+    from vramplan.validate import LAYERS_MAX
+
+    for key in _LAYER_COUNT_KEYS:
+        value = cfg.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > LAYERS_MAX:
+            raise ConfigError(f"{key}: expected an integer from 1 to {LAYERS_MAX:,}, got {value!r}")
 
 
 def load_config_file(path: str | Path) -> Config:
