@@ -381,4 +381,5 @@ def spec_from_config_file(path: str | Path) -> ModelSpec:
     cfg = load_config_file(path)
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a JSON object, got {type(cfg).__name__}")
-    return spec_from_config(cfg, name=str(path), hub_id=cfg.get("_name_or_path") or None)
+    hub = cfg.get("_name_or_path")
+    return spec_from_config(cfg, name=str(path), hub_id=hub if isinstance(hub, str) and hub else None)

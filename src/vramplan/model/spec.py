@@ -178,6 +178,8 @@ class ModelSpec:
             _positive(name, getattr(self, name))
         v.text("name", self.name, max_chars=4096, error=ConfigError)
         v.text("model_type", self.model_type, max_chars=200, error=ConfigError)
+        if self.hub_id is not None:
+            v.text("hub_id", self.hub_id, max_chars=4096, error=ConfigError)
         if self.num_attention_heads % self.num_kv_heads:
             raise ConfigError(
                 f"num_key_value_heads: expected a divisor of num_attention_heads={self.num_attention_heads}, "
