@@ -146,7 +146,7 @@ def integers(field: str, values: object, lo: int = 1, hi: int = SIZE_MAX, *, max
              error: type[VramplanError] = InputError) -> tuple[int, ...]:
     """A non-empty tuple of integers in ``[lo, hi]``; the error names the bad item."""
     if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)):
-        raise error(f"{field}: expected a tuple of integers, got {shown(values)}")
+        raise error(f"{field}: expected a list of integers, got {shown(values)}")
     if not values or len(values) > max_items:
         raise error(f"{field}: expected 1 to {max_items:,} values, got {len(values):,}")
     return tuple(integer(f"{field}[{i}]", v, lo, hi, error=error) for i, v in enumerate(values))
@@ -156,7 +156,7 @@ def names(field: str, values: object, *, allowed: Iterable[str] | None = None, m
           error: type[VramplanError] = InputError) -> tuple[str, ...]:
     """A non-empty tuple of non-empty strings (each one of ``allowed`` when given)."""
     if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)):
-        raise error(f"{field}: expected a tuple of names, got {shown(values)}")
+        raise error(f"{field}: expected a list of names, got {shown(values)}")
     if not values or len(values) > max_items:
         raise error(f"{field}: expected 1 to {max_items:,} names, got {len(values):,}")
     options = tuple(allowed) if allowed is not None else None

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vramplan import validate as v
 from vramplan.dtypes import get_dtype
 from vramplan.errors import ConfigError, VramplanError
 from vramplan.model.spec import MLASpec, MoESpec, ModelSpec
@@ -179,8 +180,11 @@ def _qwen_moe(cfg: Config, name: str, hub_id: str | None) -> ModelSpec:
         f["qk_norm"] = "per_head"
     f["sliding_window"] = _sliding(cfg, f)
     step = _int(cfg, "decoder_sparse_step", 1)
-    dense_only = set(cfg.get("mlp_only_layers") or [])
-    shared = cfg.get("shared_expert_intermediate_size") or 0
+    raw_dense = cfg.get("mlp_only_layers")
+    dense_only = set(v.integers("mlp_only_layers", raw_dense, 0, v.LAYERS_MAX, error=ConfigError)) \
+        if raw_dense not in (None, []) else set()
+    shared = v.integer("shared_expert_intermediate_size", cfg.get("shared_expert_intermediate_size") or 0, 0,
+                       v.WIDTH_MAX, error=ConfigError)
     f["moe"] = MoESpec(num_experts=_int(cfg, "num_experts"),
                        experts_per_token=_int(cfg, "num_experts_per_tok"),
                        expert_intermediate_size=_int(cfg, "moe_intermediate_size"),
@@ -206,13 +210,14 @@ def _deepseek(cfg: Config, name: str, hub_id: str | None) -> ModelSpec:
                        qk_rope_head_dim=_int(cfg, "qk_rope_head_dim"),
                        qk_nope_head_dim=_int(cfg, "qk_nope_head_dim"), v_head_dim=_int(cfg, "v_head_dim"))
     moe_width = _int(cfg, "moe_intermediate_size")
-    n_shared = int(cfg.get("n_shared_experts") or 0)
+    n_shared = v.integer("n_shared_experts", cfg.get("n_shared_experts") or 0, 0, v.EXPERTS_MAX, error=ConfigError)
     f["moe"] = MoESpec(num_experts=_int(cfg, "n_routed_experts"),
                        experts_per_token=_int(cfg, "num_experts_per_tok"),
                        expert_intermediate_size=moe_width,
                        num_shared_experts=n_shared,
                        shared_expert_intermediate_size=n_shared * moe_width)
-    first_dense = int(cfg.get("first_k_dense_replace") or 0)
+    first_dense = v.integer("first_k_dense_replace", cfg.get("first_k_dense_replace") or 0, 0, v.LAYERS_MAX,
+                            error=ConfigError)
     freq = _int(cfg, "moe_layer_freq", 1)
     f["moe_layers"] = _moe_layers(f["num_layers"], lambda i: i >= first_dense and i % freq == 0)
     if cfg.get("num_nextn_predict_layers"):
