@@ -77,12 +77,14 @@ class Verdict:
 
     @property
     def fits(self) -> bool:
-        return self.required_bytes + self.reserve_bytes <= self.capacity_bytes
+        """Whether the requirement and the reserve fit: ``headroom_bytes >= 0``."""
+        return self.headroom_bytes >= 0
 
     @property
     def headroom_bytes(self) -> int:
-        """Capacity minus requirement (negative when it does not fit)."""
-        return self.capacity_bytes - self.required_bytes
+        """Capacity minus requirement minus the reserve kept free (negative when it
+        does not fit), so ``fits`` holds exactly when it is at least 0."""
+        return self.capacity_bytes - self.required_bytes - self.reserve_bytes
 
     @property
     def utilization(self) -> float:
