@@ -34,6 +34,7 @@ _LAZY = {
     "PlanRequest": "vramplan.planner", "plan": "vramplan.planner",
     "GpuSpec": "vramplan.gpus", "find_gpu": "vramplan.gpus", "list_gpus": "vramplan.gpus",
     "get_format": "vramplan.quant", "get_dtype": "vramplan.dtypes",
+    "RLJob": "vramplan.jobs", "estimate_rl": "vramplan.jobs", "report_rl": "vramplan.jobs.solvers",
 }
 
 

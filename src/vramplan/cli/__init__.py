@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("vramplan.cli.infer", "Memory to serve a model (weights, KV cache, activations, overheads)."),
     "train": ("vramplan.cli.train", "Memory to train or fine-tune a model."),
     "plan": ("vramplan.cli.plan", "Find GPU counts and parallel layouts that fit."),
+    "rl": ("vramplan.cli.rl", "Memory of a post-training job (GRPO, PPO, DPO) with a rollout engine."),
     "trace": ("vramplan.cli.trace", "Exact mode: trace one real step on PyTorch fake tensors."),
     "validate": ("vramplan.cli.validate", "Measure real CUDA steps against the estimate."),
     "serve": ("vramplan.cli.serve", "Open the local web app."),
