@@ -95,7 +95,8 @@ def _argv(command, flags, extra=()):
 
 
 @FUZZ_SETTINGS
-@given(argv=_argv("infer", INFER_FLAGS, ("--gpu", "h100")) | _argv("infer", INFER_FLAGS, ("--engine", "vllm", "--gpu", "h100")))
+@given(argv=_argv("infer", INFER_FLAGS, ("--gpu", "h100"))
+       | _argv("infer", INFER_FLAGS, ("--engine", "vllm", "--gpu", "h100")))
 def test_infer_flags(argv):
     _check(run_cli(argv))
 

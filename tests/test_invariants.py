@@ -195,8 +195,7 @@ def test_cp_rise_from_one_gpu_is_the_engine_recipe(model):
     per parameter) to Megatron-LM (bf16 params + fp32 main grads + fp32 main params +
     m, v = 18 B per parameter; Megatron Core's distributed-optimizer table). The
     states grow by exactly 2 B per parameter; the rest of the rise is named buffers."""
-    from vramplan.model import count_params
-    from vramplan.model import resolve_model
+    from vramplan.model import count_params, resolve_model
     from vramplan.parallel import ParallelLayout
 
     states = ("weights", "master_weights", "gradients", "optimizer")

@@ -134,7 +134,8 @@ class PlanRequest:
             raise InputError(f"engines: expected a non-empty tuple of EngineSetting, got {v.shown(self.engines)}")
         v.names("recomputes", self.recomputes, allowed=("none", "selective", "full"))
         if isinstance(self.fixed_degrees, (str, bytes)) or not isinstance(self.fixed_degrees, (tuple, list)):
-            raise InputError(f"fixed_degrees: expected a tuple of (degree, value) pairs, got {v.shown(self.fixed_degrees)}")
+            raise InputError("fixed_degrees: expected a tuple of (degree, value) pairs, got "
+                             f"{v.shown(self.fixed_degrees)}")
         for i, pair in enumerate(self.fixed_degrees):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise InputError(f"fixed_degrees[{i}]: expected a (degree, value) pair, got {v.shown(pair)}")
