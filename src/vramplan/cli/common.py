@@ -14,7 +14,12 @@ units_option = click.option("--units", type=click.Choice(["GiB", "GB"]), default
 
 
 def emit_json(data: Any) -> None:
-    """Write ``data`` as indented JSON to stdout."""
+    """Write ``data`` as indented JSON to stdout, naming the model's source when it was
+    read from files (:func:`vramplan.cli.model_options.remember_source`)."""
+    ctx = click.get_current_context(silent=True)
+    source = ctx.meta.get("vramplan.model_source") if ctx is not None else None
+    if source and isinstance(data, dict):
+        data = {**data, **source}
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 

@@ -54,6 +54,22 @@ def model_from_cli(model: str | None, arch: dict[str, int]):
                              "(needed with any of --layers --hidden --heads --kv-heads --intermediate --vocab)")
         return custom_spec(**arch)
     if not model:
-        raise InputError("MODEL: expected a catalog name (see `vramplan models`), a config.json path, "
-                         "a parameter count like 7B, or --layers/--hidden/--heads")
-    return resolve_model(model)
+        raise InputError("MODEL: expected a catalog name (see `vramplan models`), a Hub id (org/name), a checkpoint "
+                         "directory, a .gguf file, a config.json path, a parameter count like 7B, "
+                         "or --layers/--hidden/--heads")
+    spec = resolve_model(model)
+    remember_source(spec)
+    return spec
+
+
+SOURCE_META_KEY = "vramplan.model_source"
+"""Where :func:`model_from_cli` leaves the model's source for ``--json`` output."""
+
+
+def remember_source(spec) -> None:
+    """Keep the source and stored inventory of a model read from files, so the command's
+    JSON names them (``"source": {"kind", "repo", "revision", "files"}``)."""
+    stored = getattr(spec, "checkpoint", None)
+    ctx = click.get_current_context(silent=True)
+    if stored is not None and ctx is not None:
+        ctx.meta[SOURCE_META_KEY] = {"source": stored.source.to_dict(), "checkpoint": stored.to_dict()}

@@ -20,6 +20,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from vramplan.engines import Job, base_estimate, with_gpu_verdict
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
@@ -27,7 +29,8 @@ from vramplan.gguf_types import GgufRecipe, get_recipe
 from vramplan.memory.inference_buffers import FP32_BYTES, ForwardShape, mlp_phase_bytes
 from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_bytes_per_token_per_layer
 from vramplan.memory.overhead import fixed_overhead_components
-from vramplan.memory.weights import gguf_group_bytes, layer_weights
+from vramplan.memory.stored_weights import stored_applies, stored_layer_split
+from vramplan.memory.weights import LayerWeights, gguf_group_bytes, layer_weights
 from vramplan.model.spec import ModelSpec
 from vramplan.quant import WeightFormat
 
@@ -128,6 +131,10 @@ def build(job: Job) -> Estimate:
     first_gpu = n - min(ngl, n)
     on_gpu = [i >= first_gpu for i in range(n)]
     lw = layer_weights(spec, gguf_group_bytes(spec, recipe))
+    if setup.weights is None and stored_applies(spec, None, engine_gguf=True):  # a GGUF file: its stored bytes
+        per_layer, embedding, output = stored_layer_split(spec)
+        lw = LayerWeights(per_layer_bytes=per_layer, embedding_bytes=embedding, output_bytes=output)
+        recipe = replace(recipe, name="as stored")
     cells = kv_cells_per_layer(spec, job.context, setup.batch, setup.n_ubatch)
     cell_bytes = kv_bytes_per_cell(spec, kv_dtype.name)
     kv = [c * cell_bytes for c in cells]

@@ -260,7 +260,14 @@ def resolve_weights(spec: ModelSpec, text: str | WeightFormat | GgufRecipe | Non
         choice: WeightsChoice = text
     elif text is None or normalize_name(text) in ("auto", "checkpoint"):
         qc = spec.quantization_config
-        choice = format_from_quantization_config(qc, dtype=spec.dtype) if qc else get_format(spec.dtype)
+        try:
+            choice = format_from_quantization_config(qc, dtype=spec.dtype) if qc else get_format(spec.dtype)
+        except InputError:
+            if spec.checkpoint is None:
+                raise
+            from vramplan.memory.stored_weights import stored_format  # read from headers: no table needed
+
+            choice = stored_format(spec)
     else:
         choice = _named_weights(text)
     check_format_applies(spec, choice)
@@ -322,7 +329,15 @@ def weight_split_components(spec: ModelSpec, choice: WeightsChoice, tp: int = 1,
                             layers: Callable[[int], bool] | None = None) -> list[Component]:
     """``weights`` (unquantized choice) or ``weights/quantized`` + ``weights/unquantized``
     for one TP rank, counting only the decoder layers ``layers`` accepts (all when
-    None) plus the tensors outside the blocks when ``layers`` accepts -1."""
+    None) plus the tensors outside the blocks when ``layers`` accepts -1. A model read
+    from its files and kept in its own format weighs what it stores
+    (:mod:`vramplan.memory.stored_weights`)."""
+    if spec.checkpoint is not None:
+        from vramplan.memory.stored_weights import stored_weight_components
+
+        stored = stored_weight_components(spec, choice, tp, layers)
+        if stored is not None:
+            return stored
     price = choice_group_bytes(spec, choice, tp)
     uniform = isinstance(choice, WeightFormat)
     quant = layer_weights(spec, price, keep=lambda g: is_quantized(spec, choice, g), uniform=uniform)

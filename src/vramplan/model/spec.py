@@ -14,6 +14,7 @@ from typing import Literal
 
 from vramplan import validate as v
 from vramplan.errors import ConfigError
+from vramplan.model.stored import StoredCheckpoint
 
 NormKind = Literal["rmsnorm", "layernorm"]
 QKNormKind = Literal["none", "per_head", "full"]
@@ -171,6 +172,9 @@ class ModelSpec:
     """Hugging Face repo the config came from, when known."""
     notes: tuple[str, ...] = field(default=())
     """What the reader had to assume or leave out (shown to users)."""
+    checkpoint: StoredCheckpoint | None = field(default=None, compare=False)
+    """The checkpoint's tensor inventory as its file headers give it (safetensors or
+    GGUF, :mod:`vramplan.sources`); ``None`` when the model came from a config alone."""
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim",

@@ -21,14 +21,28 @@ def resolve_config(model) -> tuple[str, dict]:
         raise InputError(f"model: expected a catalog name or a config.json path, got {model!r}")
     text = model.strip()
     path = Path(text).expanduser()
+    if text.lower().endswith(".gguf") or path.is_dir():
+        from vramplan.sources import read_config
+
+        config = read_config(text)  # a checkpoint directory or GGUF files
+        if config is not None:
+            return str(path), config
     if path.exists() or text.endswith(".json"):
         from vramplan.model.hf_config import load_config_file
 
         return str(path), load_config_file(path)
     from vramplan.catalog import find_model
+    from vramplan.errors import UnknownNameError
+    from vramplan.sources import looks_like_repo, read_config
 
-    entry = find_model(text)
-    return entry.slug, entry.config()
+    if not text.startswith(("hf://", "modelscope:")):
+        try:
+            entry = find_model(text)
+            return entry.slug, entry.config()
+        except UnknownNameError:
+            if not looks_like_repo(text):
+                raise
+    return text, read_config(text if text.startswith(("hf://", "modelscope:")) else "hf://" + text)
 
 
 def run_trace(model, setup: TraceSetup, *, progress=None, real: bool = False):
