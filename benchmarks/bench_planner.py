@@ -1,6 +1,13 @@
 """Planner throughput: layouts evaluated per second, and the time to plan a 405B model.
 
-Usage: python benchmarks/bench_planner.py [--runs N]
+Usage: python benchmarks/bench_planner.py [--runs N] [--cold-only] [--compare-src DIR]
+
+Cold plans at the user's end (the first table): ``vramplan plan ... --json`` run as a
+fresh process, the whole answer (search, largest micro-batch, longest context), the
+median of ``--runs`` processes, as a ratio to ``vramplan params llama-3.1-8b --json``
+(a process that imports vramplan and answers a trivial question) timed in the same
+run, with its peak RSS. ``--compare-src DIR`` times the same commands with another
+checkout's ``src/`` too (before/after figures on one machine in one run).
 
 Rows:
 * "405B on 1,024 H100" — ``plan()`` over every layout of exactly 1,024 GPUs (cold: the
@@ -74,10 +81,63 @@ def loop_rate(req: PlanRequest) -> float:
     return count / (time.perf_counter() - start)
 
 
+COLD_PLANS = (
+    ("Llama-3.1-405B on <=1,024 H100", ["llama-3.1-405b", "--gpu", "h100", "--max-gpus", "1024"]),
+    ("Qwen3-235B-A22B on <=1,024 H200", ["qwen3-235b-a22b", "--gpu", "h200", "--max-gpus", "1024"]),
+    ("DeepSeek-V3 on <=4,096 H100", ["deepseek-v3", "--gpu", "h100", "--max-gpus", "4096"]),
+    ("Llama-3.1-70B serving on <=8 H100", ["llama-3.1-70b", "--infer", "--gpu", "h100", "--max-gpus", "8"]),
+)
+BASELINE = ["params", "llama-3.1-8b", "--json"]
+
+
+def run_process(src: str, argv: list[str]) -> tuple[float, int]:
+    """(wall seconds, peak RSS in bytes) of ``python -m vramplan ARGV`` on ``src``."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": src}
+    start = time.perf_counter()
+    pid = subprocess.Popen([sys.executable, "-m", "vramplan", *argv], env=env, stdout=subprocess.DEVNULL).pid
+    _, status, usage = os.wait4(pid, 0)
+    elapsed = time.perf_counter() - start
+    if status:
+        raise SystemExit(f"vramplan {' '.join(argv)} failed on {src}")
+    return elapsed, usage.ru_maxrss * 1024
+
+
+def median_process(src: str, argv: list[str], runs: int) -> tuple[float, int]:
+    import statistics
+
+    samples = [run_process(src, argv) for _ in range(runs)]
+    return statistics.median(s[0] for s in samples), max(s[1] for s in samples)
+
+
+def cold_plans(runs: int, compare_src: str | None) -> None:
+    """The first table: cold plans as fresh processes, against ``vramplan params``."""
+    srcs = [("this", str(Path(__file__).resolve().parents[1] / "src"))]
+    if compare_src:
+        srcs.append(("compare", str(Path(compare_src).resolve())))
+    header = f"{'cold plan (whole answer)':34} {'src':8} {'s':>7} {'x params':>9} {'peak MB':>8}"
+    print(header)
+    print("-" * len(header))
+    for label, src in srcs:
+        base, base_rss = median_process(src, BASELINE, runs)
+        print(f"{'vramplan params llama-3.1-8b':34} {label:8} {base:>7.2f} {1:>8.1f}x {base_rss / 1e6:>8.0f}")
+        for name, argv in COLD_PLANS:
+            t, rss = median_process(src, ["plan", *argv, "--json"], runs)
+            print(f"{name:34} {label:8} {t:>7.2f} {t / base:>8.1f}x {rss / 1e6:>8.0f}")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--cold-only", action="store_true", help="Only the cold-plan table.")
+    parser.add_argument("--compare-src", default=None, help="Another checkout's src/ to time the cold plans with.")
     args = parser.parse_args()
+    cold_plans(max(1, min(args.runs, 3)), args.compare_src)
+    if args.cold_only:
+        return
 
     h100, a100 = find_gpu("h100"), find_gpu("a100-80gb")
     big = find_model("llama-3.1-405b").spec()

@@ -95,7 +95,7 @@ def test_inference_is_monotone_and_fits_iff_headroom(model, engine, batch, conte
 # --------------------------------------------------------------------------- sharding
 
 def _layout_estimate(model, layout, setup=None):
-    from vramplan.distributed import TrainingJob, estimate_training
+    from vramplan.distributed import TrainingJob, estimate_on_layout as estimate_training
     from vramplan.model import resolve_model
 
     job = TrainingJob(model=resolve_model(model), setup=setup)
@@ -172,7 +172,7 @@ def test_inference_tp_rise_is_the_named_nccl_buffers(model):
 @given(model=st.sampled_from(("gpt2", "llama-3.2-1b", "qwen2.5-0.5b", "llama-3.1-8b", "mixtral-8x7b")),
        gpus=st.sampled_from([1, 2, 4, 8, 16]), seq=st.sampled_from([512, 2048, 4096]))
 def test_planner_choice_reestimated_gives_the_same_peak(model, gpus, seq):
-    from vramplan.distributed import TrainingJob, estimate_training
+    from vramplan.distributed import TrainingJob, estimate_on_layout as estimate_training
     from vramplan.gpus import find_gpu
     from vramplan.model import resolve_model
     from vramplan.planner import PlanRequest, plan

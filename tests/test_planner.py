@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vramplan.catalog import find_model
-from vramplan.distributed import TrainingJob, estimate_training, job_states, training_terms
+from vramplan.distributed import TrainingJob, estimate_on_layout as estimate_training, job_states, training_terms
 from vramplan.gpus import find_gpu
 from vramplan.model import count_params
 from vramplan.parallel import ParallelLayout

@@ -81,7 +81,7 @@ def test_bad_layouts_are_one_line_errors(capsys, args, needle):
 
 def test_train_with_layout_flags_uses_the_distributed_estimate(capsys):
     from vramplan.catalog import find_model
-    from vramplan.distributed import TrainingJob, estimate_training
+    from vramplan.distributed import TrainingJob, estimate_on_layout as estimate_training
     from vramplan.parallel import ParallelLayout
     from vramplan.training import TrainingSetup
 

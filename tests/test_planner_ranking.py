@@ -158,7 +158,7 @@ def test_eager_attention_plans_without_context_parallelism():
     # Context parallelism runs through a fused attention kernel (Megatron-Core via
     # Transformer Engine, PyTorch's context_parallel via SDPA): with eager attention the
     # planner keeps cp=1 and the direct estimate refuses cp > 1 in one line.
-    from vramplan.distributed import estimate_training
+    from vramplan.distributed import estimate_on_layout as estimate_training
     from vramplan.errors import LayoutError
     from vramplan.parallel import ParallelLayout
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vramplan.cli import main
-from vramplan.distributed import TrainingJob, default_overhead_bytes, estimate_training, training_terms
+from vramplan.distributed import TrainingJob, default_overhead_bytes, training_terms
+from vramplan.distributed import estimate_on_layout as estimate_training
 from vramplan.gpus import find_gpu
 from vramplan.inference import InferenceSetup, estimate_inference
 from vramplan.jobs import FrozenRole, RLJob, RolloutEngine, TrainerRole, estimate_rl

@@ -5,7 +5,8 @@ building blocks in :mod:`vramplan.parallel` (model-parallel slice, ZeRO/FSDP/Meg
 sharding, in-flight micro-batches) and the per-layer activation coefficients below.
 Every argument that describes a layout may be a plain ``int`` or a numpy array: the
 planner calls this very function over millions of layouts at once, and
-:func:`estimate_training` calls it for one layout and renders the usual
+:func:`estimate_on_layout` calls it for one layout (the public entry point is
+:func:`vramplan.training.estimate_training` with a layout) and renders the usual
 :class:`~vramplan.estimate.Estimate` tree.
 """
 
@@ -15,7 +16,7 @@ import functools
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from vramplan.errors import InputError, LayoutError
+from vramplan.errors import LayoutError
 from vramplan.estimate import Component, Estimate
 from vramplan.parallel import (
     RECIPES,
@@ -130,18 +131,10 @@ class TrainingJob:
     """Fixed per-GPU overhead (CUDA context, workspaces, NCCL); see :func:`default_overhead_bytes`."""
 
     def __post_init__(self) -> None:
-        from vramplan.training import TrainingSetup
-
         if self.setup is None:
-            object.__setattr__(self, "setup", TrainingSetup())
-        if not isinstance(self.setup, TrainingSetup):
-            raise InputError(f"setup: expected a TrainingSetup, got {type(self.setup).__name__}")
-        if not hasattr(self.model, "num_layers"):
-            raise InputError(f"model: expected a ModelSpec (vramplan.model.resolve_model), got "
-                             f"{type(self.model).__name__}")
-        from vramplan.validate import size_bytes
+            from vramplan.training import TrainingSetup
 
-        size_bytes("overhead_bytes", self.overhead_bytes)
+            object.__setattr__(self, "setup", TrainingSetup())
 
     @property
     def micro_batch_size(self) -> int:
@@ -438,7 +431,7 @@ def _components(terms: dict[str, Any], phase: str) -> list[Component]:
     return [Component(name=name, bytes=int(round(float(b))), note=_NOTES[name]) for name, b in raw if b > 0]
 
 
-def estimate_training(job: TrainingJob, layout: ParallelLayout, *, num_gpus: int | None = None) -> Estimate:
+def estimate_on_layout(job: TrainingJob, layout: ParallelLayout, *, num_gpus: int | None = None) -> Estimate:
     """Per-GPU training memory of ``job`` on ``layout``: the busiest pipeline stage at
     its peak phase (backward or optimizer step), with host RAM for offloaded states.
 
@@ -449,9 +442,7 @@ def estimate_training(job: TrainingJob, layout: ParallelLayout, *, num_gpus: int
     if num_gpus is not None:
         layout.check_gpus(num_gpus)
     check_attention_for_cp(job, layout.cp)
-    if layout.cp > job.seq_len:
-        raise LayoutError(f"cp={layout.cp} with seq={job.seq_len}: context parallelism splits each sequence "
-                          "across cp ranks; cp must not exceed the sequence length")
+    layout.check_sequence(job.setup.seq)
     if job.overhead_bytes == 0:
         job = replace(job, overhead_bytes=default_overhead_bytes(layout.num_gpus))
     stages: list[Stage] = ["first"] if layout.pp == 1 else ["first", "last"]

@@ -77,13 +77,12 @@ class Verdict:
 
     @property
     def fits(self) -> bool:
-        """Whether the requirement and the reserve fit: ``headroom_bytes >= 0``."""
         return self.headroom_bytes >= 0
 
     @property
     def headroom_bytes(self) -> int:
-        """Capacity minus requirement minus the reserve kept free (negative when it
-        does not fit), so ``fits`` holds exactly when it is at least 0."""
+        """Capacity minus the requirement and the reserve kept free: what is left to use,
+        negative exactly when it does not fit (the same sum as :attr:`fits`)."""
         return self.capacity_bytes - self.required_bytes - self.reserve_bytes
 
     @property

@@ -26,6 +26,7 @@ from vramplan.memory.overhead import Overheads
 from vramplan.model.custom import ParamOnlyModel
 from vramplan.model.resolve import resolve_model
 from vramplan.model.spec import ModelSpec
+from vramplan.engines import DEFAULT_CONTEXT_TOKENS, resolved_context  # noqa: F401 (public here too)
 from vramplan.quant import WeightFormat
 
 EngineName = Literal["hf", "vllm", "llamacpp"]
@@ -34,8 +35,6 @@ ENGINES: tuple[EngineName, ...] = ("hf", "vllm", "llamacpp")
 RULE_OF_THUMB_FACTOR = 1.2
 """The seed article's serving rule: memory is about 1.2 x the weights (sec. 5)."""
 
-DEFAULT_CONTEXT_TOKENS = 4096
-"""Context when none is given (capped at the model's max positions)."""
 
 MAX_BATCH_SEARCHED = 1 << 16
 """The batch solver's upper bound (65,536 sequences; beyond any engine's scheduler)."""
@@ -145,21 +144,6 @@ def _positive(name: str, value: object) -> None:
         raise InputError(f"--{name.replace('_', '-')}: expected a positive integer, got {value!r}")
 
 
-def resolved_context(spec: ModelSpec, setup: InferenceSetup) -> tuple[int, tuple[str, ...]]:
-    """(context tokens, warnings): the default, and the check against max positions
-    (a warning, or an error under ``strict``)."""
-    if setup.context is None:
-        return min(DEFAULT_CONTEXT_TOKENS, spec.max_position_embeddings), ()
-    limit = spec.max_position_embeddings
-    if setup.context > limit:
-        msg = (f"--context {setup.context:,} exceeds {spec.name}'s max_position_embeddings={limit:,}: "
-               "quality is not guaranteed beyond it")
-        if setup.strict:
-            raise InputError(msg)
-        return setup.context, (msg,)
-    return setup.context, ()
-
-
 def _spec(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:
     spec = resolve_model(model)
     if isinstance(spec, ParamOnlyModel):
@@ -168,14 +152,38 @@ def _spec(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:
     return spec
 
 
-def estimate_inference(model: str | ModelSpec | ParamOnlyModel, setup: InferenceSetup | None = None) -> Estimate:
-    """Per-GPU memory to serve ``model`` as ``setup`` says (see the module docstring)."""
+@dataclass(frozen=True, kw_only=True)
+class InferenceEstimate(Estimate):
+    """A serving :class:`~vramplan.estimate.Estimate` with the limits solved for on the
+    way (``max_context``, ``max_batch``: the estimate is then at those values)."""
+
+    solved: tuple[tuple[str, int], ...] = ()
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "solved": dict(self.solved)}
+
+
+def estimate_inference(model: str | ModelSpec | ParamOnlyModel, setup: InferenceSetup | None = None, *,
+                       solve_context: bool = False, solve_batch: bool = False) -> InferenceEstimate:
+    """Per-GPU memory to serve ``model`` as ``setup`` says (see the module docstring).
+
+    ``solve_context`` first finds the longest context that fits ``setup.gpu`` and
+    estimates at it; ``solve_batch`` then the largest batch; ``solved`` records both."""
+    from dataclasses import fields
+
     from vramplan.engines import run_engine
 
     setup = setup or InferenceSetup()
     spec = _spec(model)
-    estimate = run_engine(spec, setup)
-    return _with_rule_of_thumb(estimate)
+    solved: list[tuple[str, int]] = []
+    if solve_context:
+        solved.append(("max_context", max_context(spec, setup)))
+        setup = replace(setup, context=max(1, solved[-1][1]), prompt=None)
+    if solve_batch:
+        solved.append(("max_batch", max_batch(spec, setup)))
+        setup = replace(setup, batch=max(1, solved[-1][1]))
+    estimate = _with_rule_of_thumb(run_engine(spec, setup))
+    return InferenceEstimate(**{f.name: getattr(estimate, f.name) for f in fields(estimate)}, solved=tuple(solved))
 
 
 def _with_rule_of_thumb(estimate: Estimate) -> Estimate:

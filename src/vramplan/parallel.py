@@ -79,6 +79,34 @@ DEEPSPEED_DEFAULTS = ZeroConfig()
 
 # --------------------------------------------------------------------------- the layout
 
+def tensor_parallel_problem(spec: Any, tp: int) -> tuple[str, int] | None:
+    """The one tensor-parallel admissibility rule (training, serving and the planner):
+    ``None`` when ``spec`` splits over ``tp`` ranks, else the (field, value) that ``tp``
+    fails. tp must divide the query heads and the MLP widths (Megatron's
+    ``ColumnParallelLinear``/``RowParallelLinear``, vLLM's ``divide()`` asserts), and
+    divide the KV heads or be a multiple of them (vLLM ``QKVParallelLinear`` then
+    replicates KV heads; MLA's latent cache is not split by head, so it is exempt)."""
+    if tp == 1:
+        return None
+    heads, kv = spec.num_attention_heads, spec.num_kv_heads
+    if heads % tp:
+        return ("num_attention_heads", heads)
+    if getattr(spec, "mla", None) is None and kv % tp and tp % kv:
+        return ("num_kv_heads", kv)
+    if spec.num_dense_layers and spec.intermediate_size % tp:
+        return ("intermediate_size", spec.intermediate_size)
+    if spec.moe is not None and spec.moe.expert_intermediate_size % tp:
+        return ("moe intermediate size", spec.moe.expert_intermediate_size)
+    return None
+
+
+def sequence_splits_evenly(seq_len: Any, *, tp: Any, cp: Any, sp: Any) -> Any:
+    """Whether every sequence splits evenly over the layout: context parallelism gives
+    each of ``cp`` ranks ``seq_len / cp`` tokens, and sequence parallelism splits those
+    over ``tp`` (Korthikanti et al. 2022, section 4.2.2). Arrays broadcast."""
+    return seq_len % (cp * where(sp, tp, 1)) == 0
+
+
 @dataclass(frozen=True, kw_only=True)
 class ParallelLayout:
     """One way to lay a job out on ``dp * tp * pp * cp`` GPUs (expert parallelism
@@ -181,6 +209,11 @@ class ParallelLayout:
         return -(-self.num_gpus // self.gpus_per_node)
 
     @property
+    def is_single_device(self) -> bool:
+        """One GPU, nothing sharded or offloaded: the single-GPU training model applies."""
+        return self.num_gpus == 1 and self.resolved_engine == "ddp"
+
+    @property
     def resolved_engine(self) -> str:
         """The engine whose recipe applies (``engine`` with ``auto`` resolved)."""
         if self.engine != "auto":
@@ -203,13 +236,13 @@ class ParallelLayout:
         """Raise :class:`LayoutError` when the layout cannot split ``spec``: tp must divide
         the attention heads (and divide, or be a multiple of, the KV heads), pp must not
         exceed the layers, ep must divide the routed experts."""
-        heads, kv = spec.num_attention_heads, spec.num_kv_heads
-        if heads % self.tp:
-            raise LayoutError(f"tp={self.tp} does not divide num_attention_heads={heads} "
-                              f"(layout {self.describe()})")
-        if kv % self.tp and self.tp % kv:
-            raise LayoutError(f"tp={self.tp} and num_kv_heads={kv}: tp must divide the KV heads or be a "
-                              f"multiple of them (layout {self.describe()})")
+        problem = tensor_parallel_problem(spec, self.tp)
+        if problem is not None:
+            name, value = problem
+            if name == "num_kv_heads":
+                raise LayoutError(f"tp={self.tp} and num_kv_heads={value}: tp must divide the KV heads or be a "
+                                  f"multiple of them (layout {self.describe()})")
+            raise LayoutError(f"tp={self.tp} does not divide {name}={value} (layout {self.describe()})")
         if self.pp * self.virtual_stages > spec.num_layers:
             raise LayoutError(f"pp*virtual_stages = {self.pp}*{self.virtual_stages} = "
                               f"{self.pp * self.virtual_stages} exceeds num_layers={spec.num_layers}")
@@ -218,6 +251,16 @@ class ParallelLayout:
                 raise LayoutError(f"ep={self.ep} but {spec.name} has no experts (dense model): use ep=1")
             if spec.moe.num_experts % self.ep:
                 raise LayoutError(f"ep={self.ep} does not divide num_experts={spec.moe.num_experts}")
+
+    def check_sequence(self, seq_len: int) -> None:
+        """Raise :class:`LayoutError` when a sequence of ``seq_len`` tokens does not split
+        evenly over the layout (:func:`sequence_splits_evenly`)."""
+        if not sequence_splits_evenly(seq_len, tp=self.tp, cp=self.cp, sp=self.sequence_parallel):
+            if seq_len % self.cp:
+                raise LayoutError(f"seq_len={seq_len} is not divisible by cp={self.cp}: context parallelism gives "
+                                  "each rank an equal share of every sequence")
+            raise LayoutError(f"seq_len={seq_len} is not divisible by cp*tp = {self.cp}*{self.tp} with "
+                              "sequence_parallel: sequence parallelism splits each rank's tokens over tp")
 
     def describe(self) -> str:
         parts = [f"dp={self.dp}", f"tp={self.tp}", f"pp={self.pp}"]
@@ -770,3 +813,65 @@ def _fsdp(r: StateBytesPerParam, params: RankParams, layout: ParallelLayout, spl
         host = weights + grads + optim
         weights = grads = optim = zeros
     return ShardedStates(weights, zeros, grads, optim, gathered, unsharded, zeros, zeros, host)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayoutRequest:
+    """The parts of a layout a user fixed (``None`` where not given): the GPU count,
+    nodes, degrees and engine settings; :meth:`layout` completes it into a
+    :class:`ParallelLayout`, the planner searches the rest."""
+
+    gpus: int | None = None
+    nodes: int | None = None
+    gpus_per_node: int | None = None
+    dp: int | None = None
+    tp: int | None = None
+    pp: int | None = None
+    cp: int | None = None
+    ep: int | None = None
+    zero: str | None = None
+    fsdp: str | None = None
+    offload: str | None = None
+    micro_batches: int | None = None
+    virtual_stages: int | None = None
+    sp: bool = False
+
+    @property
+    def given(self) -> bool:
+        """Whether any part of the layout was given."""
+        return any(v is not None for k, v in self.__dict__.items() if k != "sp") or self.sp
+
+    @property
+    def any_degree(self) -> bool:
+        return any(v is not None for v in (self.dp, self.tp, self.pp, self.cp, self.ep))
+
+    def node_size(self) -> int:
+        """GPUs per node from --gpus-per-node, or --gpus / --nodes, or 8."""
+        if self.gpus_per_node is not None:
+            return self.gpus_per_node
+        if self.nodes is not None and self.gpus is not None:
+            if self.gpus % self.nodes:
+                raise LayoutError(f"--gpus {self.gpus} is not a multiple of --nodes {self.nodes}")
+            return self.gpus // self.nodes
+        return 8
+
+    def total_gpus(self) -> int | None:
+        """--gpus, or --nodes x --gpus-per-node."""
+        if self.gpus is not None:
+            return self.gpus
+        if self.nodes is not None:
+            return self.nodes * self.node_size()
+        return None
+
+    def layout(self):
+        """The :class:`~vramplan.parallel.ParallelLayout` the flags describe; dp is
+        inferred from the GPU count when not given. Raises LayoutError printing every
+        factor when they disagree."""
+        kw = dict(ep=self.ep or 1, sequence_parallel=self.sp, zero_stage=int(self.zero or 0),
+                  fsdp=self.fsdp or "none", offload=self.offload or "none",
+                  micro_batches=self.micro_batches or 1, virtual_stages=self.virtual_stages or 1,
+                  gpus_per_node=self.node_size())
+        total = self.total_gpus()
+        if total is None:
+            return ParallelLayout(dp=self.dp or 1, tp=self.tp or 1, pp=self.pp or 1, cp=self.cp or 1, **kw)
+        return layout_from_gpus(total, dp=self.dp, tp=self.tp or 1, pp=self.pp or 1, cp=self.cp or 1, **kw)

@@ -4,7 +4,7 @@ Layouts are enumerated as numpy arrays, one array per degree (dp, tp, pp, cp, ep
 sequence parallelism, micro-batch size, micro-batches), for each *engine setting*
 (ZeRO stage, FSDP mode, offload) and recomputation choice. Per-GPU memory comes from
 :func:`vramplan.distributed.training_terms` evaluated on those arrays — the same
-arithmetic :func:`~vramplan.distributed.estimate_training` uses for one layout — so
+arithmetic :func:`~vramplan.distributed.estimate_on_layout` uses for one layout — so
 there is no Python loop per layout. Layouts that fit under ``usable memory x (1 -
 headroom)`` are ranked by an estimated step time (:func:`step_time_s`).
 """
@@ -27,7 +27,14 @@ from vramplan.distributed import (
 )
 from vramplan import validate as v
 from vramplan.errors import InputError
-from vramplan.parallel import ParallelLayout, rank_params, slice_coefficients, stage_layers
+from vramplan.parallel import (
+    ParallelLayout,
+    rank_params,
+    sequence_splits_evenly,
+    slice_coefficients,
+    stage_layers,
+    tensor_parallel_problem,
+)
 from vramplan.step_time import DEFAULT_MFU, RECOMPUTE_EXTRA_FLOPS, layout_costs, step_time_s
 from vramplan.step_time import assumptions as step_assumptions
 
@@ -195,8 +202,8 @@ def enumerate_degrees(spec: Any, num_gpus: int, gpus_per_node: int, global_batch
     :func:`vramplan.distributed.check_attention_for_cp`)."""
     import numpy as np
 
-    heads, kv = spec.num_attention_heads, spec.num_kv_heads
-    tps = [t for t in _divisors(min(heads, gpus_per_node)) if heads % t == 0 and (kv % t == 0 or t % kv == 0)]
+    heads = spec.num_attention_heads
+    tps = [t for t in _divisors(min(heads, gpus_per_node)) if tensor_parallel_problem(spec, t) is None]
     tps = [t for t in tps if num_gpus % t == 0]
     pps = [p for p in _divisors(num_gpus) if p <= spec.num_layers]
     cps = _powers_of_two_up_to(num_gpus) if context_parallel else [1]
@@ -356,6 +363,7 @@ def _all_degrees(req: PlanRequest) -> dict[str, Any]:
     keep = d["cp"] <= job.seq_len  # cp splits each sequence: at most one token per rank
     for name, value in req.fixed_degrees:
         keep &= d[name] == value
+    keep &= sequence_splits_evenly(job.seq_len, tp=d["tp"], cp=d["cp"], sp=d["sp"])
     if req.virtual_stages > 1:
         # Megatron's interleaved schedule: a pipeline, and micro-batches in whole rounds of pp.
         keep &= (d["pp"] > 1) & (d["m"] % d["pp"] == 0) & (d["pp"] * req.virtual_stages <= spec.num_layers)
@@ -372,6 +380,17 @@ def _recomputes(req: PlanRequest) -> tuple[str, ...]:
 
 def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
     """Evaluate every layout of ``req`` and keep those that fit, fastest step first."""
+    return _search(req, top=top, any_fit=False)
+
+
+def any_layout_fits(req: PlanRequest) -> bool:
+    """Whether some layout of ``req`` fits: :func:`plan`'s search, stopping at the
+    first engine setting with a layout that fits (no ranking)."""
+    return _search(req, top=1, any_fit=True).fitting > 0
+
+
+def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
+    """:func:`plan`; with ``any_fit`` it returns as soon as a layout fits (counts partial)."""
     import numpy as np
 
     from vramplan.model import count_params
@@ -413,7 +432,8 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
         d["extra_flops"] = np.repeat(extra_flops, size)
         acts = ActivationCoefficients(**{f: np.repeat(v, size) for f, v in acts_by_field.items()})
         shared_by_threshold: dict[int, dict] = {}
-        costs = layout_costs(req, job, d, active)  # engine-independent: once for every setting
+        # engine-independent: once for every setting (a feasibility check ranks nothing)
+        costs = {} if any_fit else layout_costs(req, job, d, active)
         for setting in req.engines:
             threshold = setting.layout(req.gpus_per_node).zero.param_persistence_threshold
             if threshold not in coeffs_by_threshold:
@@ -438,6 +458,8 @@ def plan(req: PlanRequest, *, top: int = 10) -> PlanResult:
             if not count:
                 continue
             fitting += count
+            if any_fit:
+                break
             sub = {k: v[fits] for k, v in d.items()}
             smallest = int(sub["n"].min())
             here = (smallest, float(peak[fits][sub["n"] == smallest].min()))
@@ -501,20 +523,46 @@ def largest_micro_batch(req: PlanRequest, limit: int = 256) -> Candidate | None:
     return None
 
 
-def longest_context(req: PlanRequest, limit: int | None = None) -> tuple[int, Candidate] | None:
-    """The longest sequence (powers of two from ``MIN_CONTEXT_TOKENS`` up to ``limit``,
-    default the model's max positions) for which some layout fits."""
-    spec = req.job.model
-    limit = limit or spec.max_position_embeddings
-    best: tuple[int, Candidate] | None = None
-    for seq in _powers_of_two_up_to(limit):
-        if seq < MIN_CONTEXT_TOKENS:
-            continue
-        result = plan(replace(req, job=req.job.with_setup(seq=seq)), top=1)
-        if not result.candidates:
-            break
-        best = (seq, result.candidates[0])
-    return best
+def context_ladder(req: PlanRequest, limit: int | None = None) -> tuple[int, ...]:
+    """The sequence lengths :func:`longest_context` chooses among: powers of two from
+    ``MIN_CONTEXT_TOKENS`` up to ``limit`` (default the model's max positions)."""
+    limit = limit or req.job.model.max_position_embeddings
+    return tuple(s for s in _powers_of_two_up_to(limit) if s >= MIN_CONTEXT_TOKENS)
+
+
+def longest_context(req: PlanRequest, limit: int | None = None, *,
+                    best_at_request: Candidate | None = None) -> tuple[int, Candidate] | None:
+    """The longest sequence of :func:`context_ladder` for which some layout fits, with
+    the fastest such layout.
+
+    Bisection over the ladder (about log2 of its length feasibility checks instead of
+    one full search per rung), then one full search at the rung found: the memory a
+    job needs grows with its sequence length, so the rungs that fit are a prefix of
+    the ladder. (With the default global batch the token budget per step is fixed, so
+    a longer sequence means fewer micro-batches per step, never fewer tokens per
+    micro-batch.) A feasibility check stops at the first engine setting that fits.
+    ``best_at_request``: the fastest layout of ``req`` itself when already planned
+    (its sequence length then needs no second search)."""
+    ladder = context_ladder(req, limit)
+    if not ladder:
+        return None
+
+    def at(i: int) -> PlanRequest:
+        return replace(req, job=req.job.with_setup(seq=ladder[i]))
+
+    known = ladder.index(req.job.seq_len) if best_at_request is not None and req.job.seq_len in ladder else None
+    if known is None and not any_layout_fits(at(0)):
+        return None
+    fits, fails = (known if known is not None else 0), len(ladder)  # rung ``fits`` fits; from ``fails`` on none
+    while fails - fits > 1:
+        mid = (fits + fails) // 2
+        if any_layout_fits(at(mid)):
+            fits = mid
+        else:
+            fails = mid
+    if fits == known:
+        return ladder[fits], best_at_request
+    return ladder[fits], plan(at(fits), top=1).candidates[0]
 
 
 MIN_CONTEXT_TOKENS = 512
@@ -624,7 +672,8 @@ class InferenceCandidate:
 
 
 def plan_inference(job: InferenceJob, gpu: Any, gpu_counts: tuple[int, ...], *, headroom: float = 0.05,
-                   gpus_per_node: int = 8, top: int = 10) -> tuple[tuple[InferenceCandidate, ...], int]:
+                   gpus_per_node: int = 8, top: int = 10, tp: int | None = None,
+                   pp: int | None = None) -> tuple[tuple[InferenceCandidate, ...], int]:
     """Serving layouts (tp x pp per replica, replicas = GPUs / (tp x pp)) that fit,
     fewest GPUs first, then the fastest memory-bound decode.
 
@@ -632,8 +681,9 @@ def plan_inference(job: InferenceJob, gpu: Any, gpu_counts: tuple[int, ...], *, 
     :func:`vramplan.inference.estimate_inference` (Hugging Face-style serving: weights,
     KV cache, prefill activations, logits, overheads, all tp-aware); a pipeline of pp
     stages keeps the busiest stage's share of the weights (by parameters) and of the
-    KV cache (by layers), and every stage the full activations and overheads. Returns
-    the candidates and the number of layouts evaluated."""
+    KV cache (by layers), and every stage the full activations and overheads. ``tp``
+    and ``pp``, when given, fix those degrees (the search keeps only them, before the
+    ``top`` cut). Returns the candidates and the number of layouts evaluated."""
     import numpy as np
 
     from vramplan.errors import VramplanError
@@ -645,7 +695,7 @@ def plan_inference(job: InferenceJob, gpu: Any, gpu_counts: tuple[int, ...], *, 
     heads = spec.num_attention_heads
     out: list[InferenceCandidate] = []
     evaluated = 0
-    tps = [t for t in _divisors(min(heads, gpus_per_node)) if heads % t == 0]
+    tps = [t for t in _divisors(min(heads, gpus_per_node)) if tensor_parallel_problem(spec, t) is None]
     cache: dict[tuple[int, int], Any] = {}
 
     def estimate(t: int, batch: int) -> Any:
@@ -659,10 +709,10 @@ def plan_inference(job: InferenceJob, gpu: Any, gpu_counts: tuple[int, ...], *, 
 
     for n in sorted(gpu_counts):
         for t in tps:
-            if n % t:
+            if n % t or (tp is not None and t != tp):
                 continue
             whole = rank_params(coeffs, tp=t, pp=1, ep=1, stage="first").total
-            for p in [p for p in _divisors(n // t) if p <= spec.num_layers]:
+            for p in [p for p in _divisors(n // t) if p <= spec.num_layers and (pp is None or p == pp)]:
                 replicas = n // (t * p)
                 est = estimate(t, -(-job.batch // replicas))
                 evaluated += 1

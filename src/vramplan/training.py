@@ -16,7 +16,7 @@ here.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from vramplan import validate as v
 from vramplan.dtypes import get_dtype
@@ -36,6 +36,10 @@ from vramplan.model.resolve import resolve_model
 from vramplan.model.spec import ModelSpec
 from vramplan.model.tensors import TensorGroup, model_tensors
 from vramplan.quant import WeightFormat, get_format
+
+if TYPE_CHECKING:
+    from vramplan.gpus import GpuSpec
+    from vramplan.parallel import ParallelLayout
 
 Method = Literal["full", "lora", "qlora"]
 ActivationModel = Literal["derived", "seed"]
@@ -487,10 +491,96 @@ def _details(spec: ModelSpec, setup: TrainingSetup, states: ModelStates, plan: A
     return out
 
 
-def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSetup | None = None) -> Estimate:
-    """Per-GPU tensor memory of one training step on one GPU, at its peak."""
+@dataclass(frozen=True, kw_only=True)
+class TrainingFit:
+    """How far a single-GPU training setup stretches on the GPU it was checked against."""
+
+    largest_micro_batch: int | None
+    """Largest micro-batch whose peak fits (0: not even 1; ``None``: needs an architecture)."""
+    largest_seq: int | None
+    """Longest sequence, up to the model's max positions, that fits (0: none)."""
+
+    def to_dict(self) -> dict:
+        return {"largest_micro_batch": self.largest_micro_batch, "largest_seq": self.largest_seq}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingEstimate(Estimate):
+    """A training :class:`~vramplan.estimate.Estimate` with, when checked against a GPU on
+    one device, how far the setup stretches there (``fits``)."""
+
+    fits: TrainingFit | None = None
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "fits": self.fits.to_dict() if self.fits else None}
+
+
+def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSetup | None = None,
+                      layout: ParallelLayout | None = None, *, gpu: str | GpuSpec | None = None) -> TrainingEstimate:
+    """Per-GPU memory of one training step at its peak: on one GPU, or on the busiest GPU
+    of ``layout`` (:mod:`vramplan.distributed`). One GPU is the layout of one GPU: a
+    layout that spans one device without sharding or offload is the single-GPU model.
+
+    Gradient accumulation is one count: ``setup.grad_accum`` and ``layout.micro_batches``
+    name the same micro-batches per optimizer step; give either (or both, equal).
+    With ``gpu`` (a slug or :class:`~vramplan.gpus.GpuSpec`) the result carries a
+    verdict, and on one GPU the largest micro-batch and sequence that fit (``fits``)."""
+    from dataclasses import fields
+
     setup = setup or TrainingSetup()
     spec = resolve_model(model)
+    gpu_spec = _gpu(gpu)
+    if layout is not None:
+        setup, layout = _one_accumulation(setup, layout)
+        if not layout.is_single_device:
+            return _layout_estimate(spec, setup, layout, gpu_spec)
+    est = _single_gpu_estimate(spec, setup)
+    fit = None
+    if gpu_spec is not None:
+        est = est.with_verdict(gpu_spec.slug, gpu_spec.usable_memory_bytes)
+        fit = TrainingFit(largest_micro_batch=None, largest_seq=None)
+        if setup.activation_model == "derived" and isinstance(spec, ModelSpec):
+            capacity = gpu_spec.usable_memory_bytes
+            fit = TrainingFit(largest_micro_batch=largest_micro_batch(spec, setup, capacity),
+                              largest_seq=largest_sequence(spec, setup, capacity))
+    return TrainingEstimate(**{f.name: getattr(est, f.name) for f in fields(est)}, fits=fit)
+
+
+def _gpu(gpu: str | GpuSpec | None) -> GpuSpec | None:
+    if gpu is None or not isinstance(gpu, str):
+        return gpu
+    from vramplan.gpus import find_gpu
+
+    return find_gpu(gpu)
+
+
+def _one_accumulation(setup: TrainingSetup, layout: ParallelLayout) -> tuple[TrainingSetup, ParallelLayout]:
+    """``setup.grad_accum`` and ``layout.micro_batches`` made the one count they are."""
+    accum, micro = setup.grad_accum, layout.micro_batches
+    if accum != 1 and micro != 1 and accum != micro:
+        raise InputError(f"grad_accum {accum} and micro_batches {micro}: both count the micro-batches per "
+                         "optimizer step; give one")
+    count = max(accum, micro)
+    return replace(setup, grad_accum=count), replace(layout, micro_batches=count)
+
+
+def _layout_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup, layout: ParallelLayout,
+                     gpu: GpuSpec | None) -> TrainingEstimate:
+    from dataclasses import fields
+
+    from vramplan.distributed import TrainingJob, estimate_on_layout
+
+    if not isinstance(spec, ModelSpec):
+        raise InputError(f"model {spec.name!r}: layout flags need an architecture (a catalog model or "
+                         "config.json); a bare parameter count has none")
+    est = estimate_on_layout(TrainingJob(model=spec, setup=setup), layout)
+    if gpu is not None:
+        est = est.with_verdict(gpu.slug, gpu.usable_memory_bytes)
+    return TrainingEstimate(**{f.name: getattr(est, f.name) for f in fields(est)}, fits=None)
+
+
+def _single_gpu_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> Estimate:
+    """Per-GPU tensor memory of one training step on one GPU, at its peak."""
     warnings = _check_model(spec, setup)
     if setup.activation_model == "seed":
         return seed_estimate(spec, setup)
@@ -586,7 +676,7 @@ def seed_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> Est
 
 # ---- solvers ----------------------------------------------------------------------------
 def _fits(spec: ModelSpec, setup: TrainingSetup, capacity_bytes: int) -> bool:
-    return estimate_training(spec, setup).total_bytes <= capacity_bytes
+    return _single_gpu_estimate(spec, setup).total_bytes <= capacity_bytes
 
 
 def _largest(spec: ModelSpec, setup: TrainingSetup, capacity_bytes: int, field_name: str, cap: int) -> int:

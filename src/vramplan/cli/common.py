@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any
 
 import click
 
+from vramplan.validate import SIZE_MAX
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-units_option = click.option("--units", type=click.Choice(["GiB", "GB"]), default="GiB", show_default=True,
-                            help="Binary (GiB = 1024^3 B, as nvidia-smi) or decimal (GB = 10^9 B) units.")
+
+
+def units_option(func: Any) -> Any:
+    """``--units GiB|GB`` (declared in :data:`vramplan.options.COMMON_OPTIONS`)."""
+    from vramplan.options import COMMON_OPTIONS
+
+    return click_options(COMMON_OPTIONS)(func)
 
 
 def emit_json(data: Any) -> None:
@@ -102,3 +110,35 @@ class BoundedFloat(click.ParamType):
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "FLOAT"
+
+
+def click_options(options) -> Any:
+    """A decorator adding click options built from the core's declarations
+    (:mod:`vramplan.options`), in their order."""
+
+    def param(o) -> Any:
+        if o.kind == "flag":
+            return click.option(*o.all_flags, o.name, is_flag=True, help=o.help)
+        if o.kind == "switch":
+            return click.option(f"{o.all_flags[0]}/{o.off_flag}", o.name, default=o.default, help=o.help)
+        kind: Any = {"int": int, "float": float, "str": str}[o.kind]
+        if o.choices:
+            kind = click.Choice(list(o.choices))
+        elif o.kind == "int":
+            # Bounded by the declaration, and always within 2**53 (vramplan.validate).
+            kind = BoundedInt(o.minimum if o.minimum is not None else -SIZE_MAX,
+                              o.maximum if o.maximum is not None else SIZE_MAX)
+        elif o.kind == "float":
+            kind = BoundedFloat(o.minimum if o.minimum is not None else -math.inf,
+                                o.maximum if o.maximum is not None else math.inf,
+                                lo_open=bool(o.min_open), hi_open=bool(o.max_open))
+        extra = {"required": True} if o.required else {"default": o.default}
+        return click.option(*o.all_flags, o.name, type=kind, show_default=o.show_default or None, help=o.help,
+                            **extra)
+
+    def decorate(func: Any) -> Any:
+        for o in reversed(tuple(options)):
+            func = param(o)(func)
+        return func
+
+    return decorate

@@ -7,27 +7,15 @@ import click
 from vramplan.cli.common import console, emit_json, json_option, table, units_option
 
 
-def gpu_row(spec) -> dict:
-    """One catalogue entry as a JSON-ready dict (bytes and FLOP/s as numbers)."""
-    return {"slug": spec.slug, "name": spec.name, "vendor": spec.vendor, "segment": spec.segment,
-            "memory_nominal": spec.memory_nominal, "memory_bytes": spec.memory_bytes,
-            "usable_memory_bytes": spec.usable_memory_bytes, "memory_note": spec.memory_note,
-            "memory_bandwidth_bytes_per_s": spec.memory_bandwidth_bytes_per_s,
-            "bf16_dense_flops": spec.bf16_dense_flops, "fp8_dense_flops": spec.fp8_dense_flops,
-            "interconnect": spec.interconnect, "interconnect_bytes_per_s": spec.interconnect_bytes_per_s,
-            "unified_memory": spec.unified_memory, "gpu_memory_fraction": spec.gpu_memory_fraction,
-            "aliases": list(spec.aliases), "source": spec.source}
-
-
 @click.command("gpus")
 @click.option("--search", "text", default="", help="Only GPUs whose name, alias, vendor or segment contains TEXT.")
 @units_option
 @json_option
 def command(text: str, units: str, as_json: bool) -> None:
     """List the built-in GPUs and accelerators with the memory the runtime reports."""
-    from vramplan.gpus import search_gpus
+    from vramplan import questions
 
-    rows = [gpu_row(g) for g in search_gpus(text)]
+    rows = questions.gpus({"search": text})["gpus"]
     if as_json:
         emit_json({"gpus": rows})
         return

@@ -12,18 +12,9 @@ from vramplan.cli.common import console, emit_json, json_option, table
 @json_option
 def command(text: str, as_json: bool) -> None:
     """List the built-in models (their configs ship with vramplan)."""
-    from vramplan.catalog import search_models
-    from vramplan.model import count_params
+    from vramplan import questions
 
-    rows = []
-    for entry in search_models(text):
-        spec = entry.spec()
-        counts = count_params(spec)
-        rows.append({"slug": entry.slug, "hub_id": entry.hub_id, "name": entry.name, "family": entry.family,
-                     "model_type": spec.model_type, "total_params": counts.total_params,
-                     "active_params": counts.active_params, "attention": spec.attention_kind,
-                     "layers": spec.num_layers, "max_position_embeddings": spec.max_position_embeddings,
-                     "dtype": spec.dtype})
+    rows = questions.models({"search": text})["models"]
     if as_json:
         emit_json({"models": rows})
         return

@@ -19,15 +19,9 @@ def command(model: str | None, as_json: bool, **arch: int | None) -> None:
     or a parameter count (7B). Without MODEL, --layers --hidden --heads (and
     optionally --kv-heads --intermediate --vocab ...) describe a custom architecture.
     """
-    from vramplan.model import ParamOnlyModel, count_params
+    from vramplan import questions
 
-    spec = model_from_cli(model, pop_arch_flags(arch))
-    if isinstance(spec, ParamOnlyModel):
-        data = {"model": spec.name, "total_params": spec.total_params, "active_params": spec.total_params,
-                "components": [{"name": "total", "params": spec.total_params}],
-                "notes": ["a bare parameter count has no architecture: no split by component"]}
-    else:
-        data = {"model": spec.name, **count_params(spec).to_dict(), "notes": list(spec.notes)}
+    data = questions.params({"model": model_from_cli(model, pop_arch_flags(arch)), **arch})
     if as_json:
         emit_json(data)
         return

@@ -11,6 +11,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.memory.kv_cache import kv_replication_warning
 from vramplan.memory.weights import WeightsChoice, resolve_weights
@@ -20,6 +21,25 @@ from vramplan.quant import WeightFormat
 if TYPE_CHECKING:
     from vramplan.gpus import GpuSpec
     from vramplan.inference import InferenceSetup
+
+
+DEFAULT_CONTEXT_TOKENS = 4096
+"""Context when none is given (capped at the model's max positions)."""
+
+
+def resolved_context(spec: ModelSpec, setup: InferenceSetup) -> tuple[int, tuple[str, ...]]:
+    """(context tokens, warnings): the default, and the check against max positions
+    (a warning, or an error under ``strict``)."""
+    if setup.context is None:
+        return min(DEFAULT_CONTEXT_TOKENS, spec.max_position_embeddings), ()
+    limit = spec.max_position_embeddings
+    if setup.context > limit:
+        msg = (f"--context {setup.context:,} exceeds {spec.name}'s max_position_embeddings={limit:,}: "
+               "quality is not guaranteed beyond it")
+        if setup.strict:
+            raise InputError(msg)
+        return setup.context, (msg,)
+    return setup.context, ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,8 +72,6 @@ class Job:
 def resolve_job(spec: ModelSpec, setup: InferenceSetup) -> Job:
     """Resolve the context (and its warning), the weights format, the GPU and the TP
     warnings of ``setup`` for ``spec``."""
-    from vramplan.inference import resolved_context
-
     context, warnings = resolved_context(spec, setup)
     weights = resolve_weights(spec, setup.weights)
     gpu = None

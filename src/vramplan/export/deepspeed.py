@@ -8,15 +8,27 @@ estimate assumed, so the config runs what was estimated.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vramplan.model import ModelSpec
+    from vramplan.planner import Candidate
 
 
-def config(candidate: dict, spec: Any, *, seq_len: int) -> dict:
-    """The DeepSpeed config dict for ``candidate`` (a plan candidate dict)."""
+def compute_dtype(precision: str) -> str:
+    """The 16-bit dtype (``bf16``/``fp16``) a training precision computes in, or ``fp32``."""
+    from vramplan.memory.gradients import get_precision
+
+    return get_precision(precision).compute_dtype
+
+
+def config(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: str = "bf16-mixed") -> dict:
+    """The DeepSpeed config dict for ``candidate`` (a plan candidate); ``bf16`` or
+    ``fp16`` enabled as the precision computes (neither for fp32)."""
     from vramplan.parallel import DEEPSPEED_DEFAULTS as z
 
-    lay = candidate["layout"]
-    stage = lay["zero_stage"]
+    lay = candidate.layout
+    stage = lay.zero_stage
     zero: dict[str, Any] = {"stage": stage, "contiguous_gradients": True,
                             "reduce_bucket_size": z.reduce_bucket_elements,
                             "allgather_bucket_size": z.allgather_bucket_elements,
@@ -26,31 +38,32 @@ def config(candidate: dict, spec: Any, *, seq_len: int) -> dict:
                      "stage3_param_persistence_threshold": z.param_persistence_threshold,
                      "stage3_max_live_parameters": z.max_live_parameters,
                      "sub_group_size": z.sub_group_elements})
-    if lay["offload"] in ("optimizer", "params"):
+    if lay.offload in ("optimizer", "params"):
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
-    if lay["offload"] == "params":
+    if lay.offload == "params":
         zero["offload_param"] = {"device": "cpu", "pin_memory": True}
     cfg: dict[str, Any] = {
-        "train_micro_batch_size_per_gpu": candidate["micro_batch_size"],
-        "gradient_accumulation_steps": lay["micro_batches"],
+        "train_micro_batch_size_per_gpu": candidate.micro_batch_size,
+        "gradient_accumulation_steps": lay.micro_batches,
         # DeepSpeed's rule: micro-batch x accumulation steps x data-parallel ranks.
-        "train_batch_size": candidate["micro_batch_size"] * lay["micro_batches"] * lay["dp"],
-        "bf16": {"enabled": True},
-        "zero_optimization": zero,
-        "gradient_clipping": 1.0,
+        "train_batch_size": candidate.micro_batch_size * lay.micro_batches * lay.dp,
     }
-    if candidate["recompute"] != "none":
+    dtype = compute_dtype(precision)
+    if dtype in ("bf16", "fp16"):
+        cfg[dtype] = {"enabled": True}
+    cfg.update({"zero_optimization": zero, "gradient_clipping": 1.0})
+    if candidate.recompute != "none":
         cfg["activation_checkpointing"] = {"partition_activations": False, "contiguous_memory_optimization": False}
-    if lay["pp"] > 1:
-        cfg["pipeline"] = {"stages": lay["pp"], "partition": "parameters"}
+    if lay.pp > 1:
+        cfg["pipeline"] = {"stages": lay.pp, "partition": "parameters"}
     return cfg
 
 
-def render(candidate: dict, spec: Any, *, seq_len: int) -> str:
+def render(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: str = "bf16-mixed") -> str:
     """``ds_config.json`` text; tensor/pipeline degrees (for Megatron-DeepSpeed) noted
     in a leading comment-free key ``"_vramplan"``."""
-    cfg = config(candidate, spec, seq_len=seq_len)
-    lay = candidate["layout"]
-    cfg["_vramplan"] = {"layout": candidate["describe"], "seq_len": seq_len, "tp": lay["tp"], "pp": lay["pp"],
-                        "num_gpus": lay["num_gpus"], "peak_bytes_per_gpu": candidate["peak_bytes"]}
+    cfg = config(candidate, spec, seq_len=seq_len, precision=precision)
+    lay = candidate.layout
+    cfg["_vramplan"] = {"layout": lay.describe(), "seq_len": seq_len, "tp": lay.tp, "pp": lay.pp,
+                        "num_gpus": lay.num_gpus, "peak_bytes_per_gpu": candidate.peak_bytes}
     return json.dumps(cfg, indent=2)

@@ -4,39 +4,46 @@ for a planned layout. Keys follow accelerate's ``fsdp_config`` (accelerate docs,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vramplan.model import ModelSpec
+    from vramplan.planner import Candidate
 
 _STRATEGY = {"full_shard": "FULL_SHARD", "shard_grad_op": "SHARD_GRAD_OP", "hybrid_shard": "HYBRID_SHARD",
              "no_shard": "NO_SHARD", "fsdp2": "FULL_SHARD"}
 
 
-def config(candidate: dict, spec: Any, *, seq_len: int) -> dict:
-    """The accelerate config dict for an FSDP ``candidate``."""
+def config(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: str = "bf16-mixed") -> dict:
+    """The accelerate config dict for an FSDP ``candidate``; ``mixed_precision`` as the
+    precision computes (``no`` for fp32)."""
     from vramplan.errors import InputError
+    from vramplan.export.deepspeed import compute_dtype
 
-    lay = candidate["layout"]
-    if lay["fsdp"] == "none":
-        raise InputError(f"--export fsdp: the best layout ({candidate['describe']}) does not use FSDP; "
+    lay = candidate.layout
+    if lay.fsdp == "none":
+        raise InputError(f"--export fsdp: the best layout ({lay.describe()}) does not use FSDP; "
                          "add --fsdp full_shard to plan an FSDP layout")
-    if lay["tp"] > 1 or lay["pp"] > 1 or lay["cp"] > 1:
-        raise InputError(f"--export fsdp: layout {candidate['describe']} needs tp/pp/cp, which accelerate's "
+    if lay.tp > 1 or lay.pp > 1 or lay.cp > 1:
+        raise InputError(f"--export fsdp: layout {lay.describe()} needs tp/pp/cp, which accelerate's "
                          "FSDP config does not set; plan with --tp 1 --pp 1 --cp 1")
-    version = 2 if lay["fsdp"] == "fsdp2" else 1
+    version = 2 if lay.fsdp == "fsdp2" else 1
     fsdp: dict[str, Any] = {
         "fsdp_version": version,
         "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
-        "fsdp_offload_params": lay["offload"] == "params",
+        "fsdp_offload_params": lay.offload == "params",
         "fsdp_state_dict_type": "SHARDED_STATE_DICT",
-        "fsdp_activation_checkpointing": candidate["recompute"] == "full",
+        "fsdp_activation_checkpointing": candidate.recompute == "full",
     }
     if version == 1:
-        fsdp.update({"fsdp_sharding_strategy": _STRATEGY[lay["fsdp"]], "fsdp_backward_prefetch": "BACKWARD_PRE",
+        fsdp.update({"fsdp_sharding_strategy": _STRATEGY[lay.fsdp], "fsdp_backward_prefetch": "BACKWARD_PRE",
                      "fsdp_use_orig_params": True})
     else:
-        fsdp["fsdp_reshard_after_forward"] = lay["fsdp"] != "shard_grad_op"
-    num_nodes = lay["num_nodes"]
-    return {"compute_environment": "LOCAL_MACHINE", "distributed_type": "FSDP", "mixed_precision": "bf16",
-            "num_machines": num_nodes, "num_processes": lay["num_gpus"], "machine_rank": 0,
+        fsdp["fsdp_reshard_after_forward"] = lay.fsdp != "shard_grad_op"
+    dtype = compute_dtype(precision)
+    return {"compute_environment": "LOCAL_MACHINE", "distributed_type": "FSDP",
+            "mixed_precision": dtype if dtype in ("bf16", "fp16") else "no",
+            "num_machines": lay.num_nodes, "num_processes": lay.num_gpus, "machine_rank": 0,
             "main_training_function": "main", "use_cpu": False, "fsdp_config": fsdp}
 
 
@@ -53,8 +60,8 @@ def _yaml(value: Any, indent: int = 0) -> str:
     return "\n".join(lines)
 
 
-def render(candidate: dict, spec: Any, *, seq_len: int) -> str:
+def render(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: str = "bf16-mixed") -> str:
     """accelerate YAML text."""
-    head = (f"# vramplan: {candidate['describe']}, micro-batch {candidate['micro_batch_size']}, "
-            f"{candidate['layout']['micro_batches']} accumulation steps, seq {seq_len}\n")
-    return head + _yaml(config(candidate, spec, seq_len=seq_len)) + "\n"
+    head = (f"# vramplan: {candidate.layout.describe()}, micro-batch {candidate.micro_batch_size}, "
+            f"{candidate.layout.micro_batches} accumulation steps, seq {seq_len}\n")
+    return head + _yaml(config(candidate, spec, seq_len=seq_len, precision=precision)) + "\n"

@@ -3,16 +3,20 @@ llama.cpp's ``common/arg.cpp``: -ngl, -c, -np, --split-mode, --tensor-split, -ct
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vramplan.model import ModelSpec
+    from vramplan.planner import InferenceCandidate
 
 _KV = {"fp16": "f16", "bf16": "bf16", "q8_0": "q8_0", "q4_0": "q4_0", "fp8": "q8_0"}
 
 
-def arguments(candidate: dict, spec: Any, *, context: int, usable_bytes: int, kv_dtype: str,
+def arguments(candidate: InferenceCandidate, spec: ModelSpec, *, context: int, usable_bytes: int, kv_dtype: str,
               batch: int) -> list[str]:
     """Every layer on the GPUs (``-ngl`` = layers + 1 for the output layer); more than
     one GPU per replica splits by layer (llama.cpp's default, like a pipeline), evenly."""
-    gpus = candidate["tp"] * candidate["pp"]
+    gpus = candidate.tp * candidate.pp
     args = ["-m", f"{spec.name}.gguf", "-ngl", str(spec.num_layers + 1), "-c", str(context * batch),
             "-np", str(batch)]
     if gpus > 1:
@@ -23,5 +27,5 @@ def arguments(candidate: dict, spec: Any, *, context: int, usable_bytes: int, kv
     return args
 
 
-def render(candidate: dict, spec: Any, **kw: Any) -> str:
+def render(candidate: InferenceCandidate, spec: ModelSpec, **kw: Any) -> str:
     return "llama-server " + " ".join(arguments(candidate, spec, **kw)) + "\n"

@@ -2,7 +2,7 @@
 
 Nothing here re-derives a formula: a trained role's step is
 :func:`vramplan.training.estimate_training` (one GPU) or
-:func:`vramplan.distributed.estimate_training` (a ZeRO/FSDP layout over the trainer
+:func:`vramplan.distributed.estimate_on_layout` (a ZeRO/FSDP layout over the trainer
 GPUs); the rollout engine is :func:`vramplan.inference.estimate_inference` with
 ``engine="vllm"``; a frozen role's forward is its weights
 (:mod:`vramplan.memory.weights`) plus one decoder layer's peak
@@ -120,11 +120,11 @@ def trainer_footprint(job: RLJob, name: str, role: TrainerRole, spec: ModelSpec,
         spec = value_model_spec(spec)
     if job.trainer_gpus == 1:
         return _single_gpu(name, role, spec, setup)
-    from vramplan.distributed import TrainingJob, default_overhead_bytes, estimate_training, training_terms
+    from vramplan.distributed import TrainingJob, default_overhead_bytes, estimate_on_layout, training_terms
 
     layout = trainer_layout(job, spec)
     tjob = TrainingJob(model=spec, setup=setup, overhead_bytes=default_overhead_bytes(layout.num_gpus))
-    est = estimate_training(tjob, layout, num_gpus=layout.num_gpus)
+    est = estimate_on_layout(tjob, layout, num_gpus=layout.num_gpus)
     terms = training_terms(tjob, layout, stage="first")
     grads = int(round(float(terms["gradients"]))) if float(terms["grads_persist"]) else 0
     return TrainerFootprint(role=name, training=est, weights_bytes=int(round(float(terms["weights"]))),

@@ -30,15 +30,27 @@ OPTIMIZER_NAMES: dict[tuple[str, str], str] = {
     # (trace optimizer, implementation) -> analytical optimizer name
     ("adamw", "foreach"): "adamw", ("adam", "foreach"): "adamw",
     ("adamw", "fused"): "adamw-fused", ("adam", "fused"): "adamw-fused",
-    ("sgd", "foreach"): "sgd-momentum", ("sgd", "fused"): "sgd-momentum",
+    ("sgd", "foreach"): "sgd-momentum", ("sgd", "fused"): "sgd-momentum", ("sgd", "forloop"): "sgd-momentum",
 }
+
+
+def analytical_optimizer(setup: TraceSetup) -> str:
+    """The analytical optimizer of the traced one; a pair without a twin is an error,
+    never a silent stand-in."""
+    from vramplan.errors import InputError
+
+    key = (setup.optimizer, setup.optimizer_impl)
+    if key not in OPTIMIZER_NAMES:
+        raise InputError(f"optimizer {setup.optimizer!r} with optimizer_impl {setup.optimizer_impl!r}: the analytical "
+                         "model has no twin to compare with; trace with optimizer_impl 'foreach' or 'fused'")
+    return OPTIMIZER_NAMES[key]
 
 
 def training_setup(setup: TraceSetup):
     """The :class:`~vramplan.training.TrainingSetup` of a traced training step."""
     from vramplan.training import TrainingSetup
 
-    optimizer = OPTIMIZER_NAMES.get((setup.optimizer, setup.optimizer_impl), "adamw")
+    optimizer = analytical_optimizer(setup)
     return TrainingSetup(method=setup.method, precision=setup.precision, optimizer=optimizer,
                          batch=setup.batch_size, seq=setup.seq_len, recompute="full" if setup.recompute else "none",
                          attention=setup.attention, lora_rank=setup.lora_rank, lora_targets=setup.lora_targets,

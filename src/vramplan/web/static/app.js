@@ -183,8 +183,8 @@ function drawPlan(result) {
   $("#verdict").innerHTML = `<div class="verdict ${rows.length ? "fits" : "nofit"}">${head}
     <small>${Number(result.evaluated || 0).toLocaleString()} layouts evaluated</small></div>`;
   $("#components").innerHTML = drawGenericTable(rows, "layouts that fit, best first");
-  const changes = (result.changes || []).map((c) => typeof c === "string" ? c
-    : `${c.change || c.name || ""}: ${c.description || ""} ${c.peak_bytes ? formatBytes(c.peak_bytes) : ""}`.trim());
+  const changes = (result.changes || []).map((c) => `${c.change}: needs ${formatBytes(c.min_peak_bytes)} per GPU`
+    + (c.fits ? ` (fits on ${c.min_gpus} GPUs)` : " (still does not fit)"));
   $("#messages").innerHTML = [...changes, ...(result.assumptions || [])].map((m) => `<li>${esc(m)}</li>`).join("");
 }
 

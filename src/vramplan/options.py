@@ -1,0 +1,264 @@
+"""The options of every question, declared once: name, kind, default, bounds, choices
+and help. The command line builds its click options from these declarations and the
+web API parses query strings with them, so a default or an allowed value cannot
+differ between the two; choices come from the core's own tuples.
+
+An option's *name* is the Python keyword (``grad_accum``); its *flag* is the spelling
+on the command line and in a query string (``--grad-accum``, ``grad-accum=4``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from vramplan.errors import InputError
+
+Kind = Literal["int", "float", "str", "flag", "switch"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Option:
+    """One option of a question."""
+
+    name: str
+    """Python keyword."""
+    kind: Kind
+    """``flag``: present or not; ``switch``: ``--on/--off`` pair (``flags[0]`` / ``off_flag``)."""
+    help: str = ""
+    default: object = None
+    show_default: bool = False
+    flags: tuple[str, ...] = ()
+    """Spellings; ``()``: ``--`` + the name with dashes."""
+    off_flag: str | None = None
+    """The negative spelling of a ``switch``."""
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    min_open: bool = False
+    max_open: bool = False
+    required: bool = False
+
+    @property
+    def all_flags(self) -> tuple[str, ...]:
+        return self.flags or ("--" + self.name.replace("_", "-"),)
+
+    def parse(self, text: str, flag: str) -> object:
+        """The value of ``text`` given as ``flag`` (a query string value), checked like
+        the command line checks it; raises InputError naming the flag."""
+        if self.kind == "flag":
+            return True
+        if self.kind == "switch":
+            return flag in self.all_flags
+        if self.kind == "str":
+            value: object = text
+        else:
+            cast = int if self.kind == "int" else float
+            try:
+                value = cast(text)
+            except ValueError:
+                word = "integer" if self.kind == "int" else "float"
+                raise InputError(f"Invalid value for '{self.all_flags[0]}': {text!r} is not a valid {word}") from None
+        if self.choices and value not in self.choices:
+            raise InputError(f"Invalid value for '{self.all_flags[0]}': {text!r} is not one of "
+                             + ", ".join(repr(c) for c in self.choices))
+        if isinstance(value, (int, float)) and not self._in_range(value):
+            raise InputError(f"Invalid value for '{self.all_flags[0]}': {value} is not in the range {self._range()}")
+        return value
+
+    def _in_range(self, value: float) -> bool:
+        lo, hi = self.minimum, self.maximum
+        if lo is not None and (value < lo or (self.min_open and value == lo)):
+            return False
+        return not (hi is not None and (value > hi or (self.max_open and value == hi)))
+
+    def _range(self) -> str:
+        parts = []
+        if self.minimum is not None:
+            parts.append(f"x{'>' if self.min_open else '>='}{self.minimum}")
+        if self.maximum is not None:
+            parts.append(f"x{'<' if self.max_open else '<='}{self.maximum}")
+        return " and ".join(parts)
+
+
+def _int(name: str, help: str, default: int | None = None, *, minimum: int | None = 1, show: bool = True,
+         flags: tuple[str, ...] = ()) -> Option:
+    return Option(name=name, kind="int", help=help, default=default, show_default=show and default is not None,
+                  minimum=minimum, flags=flags)
+
+
+def _choice(name: str, choices: tuple[str, ...], help: str, default: str | None = None, *,
+            show: bool = True) -> Option:
+    return Option(name=name, kind="str", help=help, default=default, choices=choices,
+                  show_default=show and default is not None)
+
+
+def _str(name: str, help: str, default: str | None = None, *, show: bool = True,
+         flags: tuple[str, ...] = ()) -> Option:
+    return Option(name=name, kind="str", help=help, default=default, show_default=show and default is not None,
+                  flags=flags)
+
+
+def _flag(name: str, help: str, *, flags: tuple[str, ...] = ()) -> Option:
+    return Option(name=name, kind="flag", help=help, default=False, flags=flags)
+
+
+# ---- the model ----------------------------------------------------------------------
+ARCH_OPTIONS: tuple[Option, ...] = (
+    _int("layers", "Decoder layers (custom architecture).", show=False),
+    _int("hidden", "Hidden size (custom architecture).", show=False),
+    _int("heads", "Attention heads (custom architecture).", show=False),
+    _int("kv_heads", "Key/value heads (default: --heads).", show=False),
+    _int("head_dim", "Per-head dims (default: hidden / heads).", show=False),
+    _int("intermediate", "MLP hidden size (default: Llama's 8h/3 rounded to 256).", show=False),
+    _int("vocab", "Vocabulary size (default 32000).", show=False),
+    _int("experts", "Routed experts per layer (MoE).", show=False),
+    _int("experts_per_token", "Experts each token is routed to (MoE, default 2).", show=False),
+)
+"""A custom architecture instead of MODEL (:func:`vramplan.model.custom_spec`)."""
+ARCH_REQUIRED = ("layers", "hidden", "heads")
+
+
+def _layout_options() -> tuple[Option, ...]:
+    from vramplan.parallel import FSDP_MODES, OFFLOADS
+
+    return (
+        _int("gpus", "Total GPUs (dp is inferred from it when --dp is not given).", show=False),
+        _int("nodes", "Nodes; GPUs per node = --gpus / --nodes.", show=False),
+        _int("gpus_per_node", "GPUs in one node (default 8).", show=False),
+        _int("dp", "Data-parallel degree.", show=False),
+        _int("tp", "Tensor-parallel degree.", show=False),
+        _int("pp", "Pipeline-parallel stages.", show=False),
+        _int("cp", "Context-parallel degree.", show=False),
+        _int("ep", "Expert-parallel degree (MoE).", show=False),
+        _choice("zero", ("0", "1", "2", "3"), "DeepSpeed ZeRO stage."),
+        _choice("fsdp", tuple(m for m in FSDP_MODES if m != "none"),
+                "PyTorch FSDP sharding strategy (not with --zero)."),
+        _choice("offload", tuple(OFFLOADS),
+                "Offload optimizer states (ZeRO-Offload) or parameters too (ZeRO-Infinity) to host RAM."),
+        _int("micro_batches", "Micro-batches per step (gradient accumulation).", show=False),
+        _int("virtual_stages", "Interleaved pipeline chunks per rank.", show=False),
+        _flag("sp", "Megatron sequence parallelism (with --tp > 1)."),
+    )
+
+
+LAYOUT_NAMES = ("gpus", "nodes", "gpus_per_node", "dp", "tp", "pp", "cp", "ep", "zero", "fsdp", "offload",
+                "micro_batches", "virtual_stages", "sp")
+"""The fields of :class:`vramplan.parallel.LayoutRequest`, in flag order."""
+
+
+def layout_options() -> tuple[Option, ...]:
+    """The parallel-layout options (``plan``, ``train``)."""
+    return _layout_options()
+
+
+UNITS = ("GiB", "GB")
+COMMON_OPTIONS: tuple[Option, ...] = (
+    _choice("units", UNITS, "Binary (GiB = 1024^3 B, as nvidia-smi) or decimal (GB = 10^9 B) units.", "GiB"),
+)
+
+
+def train_options() -> tuple[Option, ...]:
+    """``train``: the setup (:class:`vramplan.training.TrainingSetup`) and the GPU."""
+    return (
+        Option(name="method", kind="str", default="full", show_default=True, help="full, lora or qlora"),
+        Option(name="precision", kind="str", default="bf16-mixed", show_default=True, help="fp32, bf16-mixed, fp16-mixed, bf16, fp16"),
+        Option(name="optimizer", kind="str", default="adamw", show_default=True, help="adamw, adamw-fused, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum, adafactor, lion"),
+        Option(name="batch", kind="int", default=1, show_default=True, help="Micro-batch size."),
+        Option(name="seq", kind="int", default=2048, show_default=True, help="Tokens per sequence."),
+        Option(name="grad_accum", kind="int", default=1, show_default=True, help="Micro-batches per optimizer step."),
+        Option(name="recompute", kind="str", help="none, selective or full [default: full for qlora, else none]."),
+        Option(name="attention", kind="str", default="sdpa", show_default=True, help="flash, sdpa or eager."),
+        Option(name="lora_rank", kind="int", default=16, show_default=True, help="LoRA rank r."),
+        Option(name="lora_targets", kind="str", help="Comma-separated linear modules [default: every linear module of the blocks]."),
+        Option(name="fused_ce", kind="flag", default=False, help="Fused linear cross entropy (Liger-Kernel)."),
+        Option(name="dropout", kind="flag", default=False, help="Dropout active in the model (GPT-2 style)."),
+        Option(name="activation_model", kind="str", default="derived", show_default=True, help="derived (this tool's) or seed (the seed article's rule of thumb)."),
+        Option(name="seed_bytes", kind="int", default=1, show_default=True, help="Bytes per value for --activation-model seed (the article's int8: 1)."),
+        Option(name="gpu", kind="str", help="GPU to check the fit on (e.g. h100, rtx-4090)."),
+        Option(name="strict", kind="flag", default=False, help="Turn warnings (sequence beyond max positions) into errors."),
+    )
+
+
+def infer_options() -> tuple[Option, ...]:
+    """``infer``: the setup (:class:`vramplan.inference.InferenceSetup`) and the solvers."""
+    from vramplan.inference import ENGINES
+
+    return (
+        Option(name="engine", kind="str", default="hf", show_default=True, choices=ENGINES, help="transformers generate, vLLM, or llama.cpp."),
+        Option(name="weights", kind="str", help="Weights format (bf16, nf4-dq, gptq-int4-g128, awq, fp8, Q4_K_M...); default: the checkpoint's own."),
+        Option(name="kv_dtype", kind="str", help="KV cache dtype: fp16, bf16, fp8, int8, q8_0, q4_0 (default: compute dtype)."),
+        Option(name="batch", kind="int", default=1, show_default=True, minimum=1, help="Sequences held at once."),
+        Option(name="context", kind="int", minimum=1, help="Tokens per sequence, prompt + generated (default min(4096, max positions))."),
+        Option(name="prompt", kind="int", minimum=1, help="Prompt tokens prefilled (default: --context)."),
+        Option(name="prefill_chunk", kind="int", minimum=1, help="Chunked prefill: tokens per pass."),
+        Option(name="tp", kind="int", default=1, show_default=True, minimum=1, help="Tensor-parallel GPUs."),
+        Option(name="attention", kind="str", default="sdpa", show_default=True, choices=("sdpa", "eager", "flash"), help="transformers attention implementation."),
+        Option(name="gpu", kind="str", help="GPU for the verdict (see `vramplan gpus`)."),
+        Option(name="gpu_memory_utilization", kind="float", default=0.9, show_default=True, help="vLLM's share of the GPU."),
+        Option(name="max_num_seqs", kind="int", minimum=1, help="vLLM max_num_seqs."),
+        Option(name="max_num_batched_tokens", kind="int", minimum=1, help="vLLM max_num_batched_tokens."),
+        Option(name="block_size", kind="int", default=16, show_default=True, minimum=1, help="vLLM KV block size."),
+        Option(name="enforce_eager", kind="flag", default=False, help="vLLM without CUDA graphs."),
+        Option(name="n_gpu_layers", kind="int", minimum=0, help="llama.cpp layers on the GPU (default all)."),
+        Option(name="n_ubatch", kind="int", default=512, show_default=True, minimum=1, help="llama.cpp micro-batch."),
+        Option(name="no_flash_attn", kind="flag", default=False, help="llama.cpp without flash attention."),
+        Option(name="cuda_context", kind="str", help="Override the CUDA context size (e.g. 600MiB)."),
+        Option(name="reserve", kind="str", help="Memory to keep free on the GPU (e.g. 2GiB)."),
+        Option(name="solve_context", kind="flag", default=False, flags=("--max-context",), help="Find the longest context that fits --gpu."),
+        Option(name="solve_batch", kind="flag", default=False, flags=("--max-batch",), help="Find the largest batch that fits --gpu."),
+        Option(name="strict", kind="flag", default=False, help="Context beyond max positions is an error, not a warning."),
+        Option(name="list_formats", kind="flag", default=False, help="List the weight formats and exit."),
+    )
+
+
+def plan_options() -> tuple[Option, ...]:
+    """``plan``: what to plan, the search bounds and the export."""
+    from vramplan.plans import DEFAULT_PLAN_SEQ, RECOMPUTE_CHOICES
+    from vramplan.plans import EXPORTS as EXPORT_ENGINES
+    from vramplan.training import ATTENTIONS, METHODS
+
+    return (
+        Option(name="training", kind="switch", default=True, flags=("--train",), off_flag="--infer", help="Plan training (default) or serving."),
+        Option(name="gpu_name", kind="str", required=True, flags=("--gpu",), help="GPU kind (see `vramplan gpus`)."),
+        Option(name="max_gpus", kind="int", minimum=1, help="Try GPU counts up to N (powers of two, then whole nodes) and report the fewest that fit."),
+        Option(name="headroom", kind="float", default=0.05, show_default=True, minimum=0, maximum=1, max_open=True, help="Share of each GPU's memory to keep free."),
+        Option(name="seq_len", kind="int", default=DEFAULT_PLAN_SEQ, show_default=True, flags=("--seq", "--seq-len", "--context"), minimum=1, help="Tokens per sequence (training) or context held in the KV cache (serving)."),
+        Option(name="batch", kind="int", minimum=1, help="Training: micro-batch size per GPU (default: try 1, 2, 4, 8). Serving: concurrent sequences."),
+        Option(name="global_batch", kind="int", minimum=1, help="Sequences per optimizer step (default: 4M tokens' worth, at least one per GPU)."),
+        Option(name="recompute", kind="str", choices=RECOMPUTE_CHOICES, help="Activation recomputation (default: try each)."),
+        Option(name="attention", kind="str", default="sdpa", show_default=True, choices=ATTENTIONS, help="Attention kernel (eager keeps the s x s scores)."),
+        Option(name="precision", kind="str", default="bf16-mixed", show_default=True, help="fp32, bf16-mixed, fp16-mixed, bf16, fp16 (as `vramplan train`); each engine applies its own mixed-precision recipe, printed with the plan."),
+        Option(name="optimizer", kind="str", default="adamw", show_default=True, help="As `vramplan train` (adamw, adamw-8bit, sgd...)."),
+        Option(name="method", kind="str", default="full", show_default=True, choices=METHODS, help="Full training, LoRA on a 16-bit base, or QLoRA on an NF4 base."),
+        Option(name="lora_rank", kind="int", default=16, show_default=True, minimum=1, help="LoRA rank r."),
+        Option(name="weights", kind="str", default="bf16", show_default=True, help="Serving: weight format (bf16, fp8, awq-int4...)."),
+        Option(name="kv_dtype", kind="str", default="fp16", show_default=True, help="Serving: KV-cache dtype."),
+        Option(name="mfu", kind="float", minimum=0, maximum=1, min_open=True, help="Model FLOPs utilisation of large matrix multiplies (default 0.44); each layout's is scaled down for small per-GPU multiplies."),
+        Option(name="host_ram", kind="str", flags=("--host-memory", "--host-ram"), help="Host RAM per node offload may use (e.g. 1TiB, 512GiB); layouts needing more are dropped. Default: 1 TiB for datacenter GPUs, 128 GiB otherwise."),
+        Option(name="top", kind="int", default=10, show_default=True, minimum=1, help="Layouts to list."),
+        Option(name="export_to", kind="str", flags=("--export",), choices=EXPORT_ENGINES, help="Print the best layout as a config for this engine instead of the table."),
+    )
+
+
+SEARCH_MODELS = Option(name="search", kind="str", default="",
+                       help="Only models whose name, Hub id or family contains TEXT.")
+SEARCH_GPUS = Option(name="search", kind="str", default="",
+                     help="Only GPUs whose name, alias, vendor or segment contains TEXT.")
+
+QUESTION_OPTIONS = {"train": train_options, "infer": infer_options, "plan": plan_options}
+"""Options of each question that takes a model, beside :data:`ARCH_OPTIONS` and (train,
+plan) :func:`layout_options`."""
+
+
+def options_of(question: str) -> tuple[Option, ...]:
+    """Every option ``question`` takes (model architecture, layout and units included)."""
+    if question == "params":
+        return ARCH_OPTIONS
+    if question == "models":
+        return (SEARCH_MODELS,)
+    if question == "gpus":
+        return (SEARCH_GPUS, *COMMON_OPTIONS)
+    own = QUESTION_OPTIONS[question]()
+    layout = layout_options() if question in ("train", "plan") else ()
+    return own + ARCH_OPTIONS + layout + COMMON_OPTIONS

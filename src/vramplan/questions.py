@@ -1,0 +1,189 @@
+"""The questions vramplan answers, each from one mapping of option values (names and
+defaults in :mod:`vramplan.options`) to the core's typed answer. The command line and
+the web API both call these, so an option means the same everywhere and every answer
+is computed here once; the edges only parse their input and render the result's
+``to_dict()``.
+
+- :func:`train` -> :class:`~vramplan.training.TrainingEstimate`
+- :func:`infer` -> :class:`~vramplan.inference.InferenceEstimate`
+- :func:`plan` -> :class:`~vramplan.plans.PlanReport`
+- :func:`params`, :func:`models`, :func:`gpus` -> JSON-ready listings
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from vramplan.errors import InputError
+
+if TYPE_CHECKING:
+    from vramplan.inference import InferenceEstimate
+    from vramplan.model import ModelSpec, ParamOnlyModel
+    from vramplan.parallel import LayoutRequest
+    from vramplan.plans import PlanReport
+    from vramplan.training import TrainingEstimate
+
+QUESTIONS = ("models", "gpus", "params", "infer", "train", "plan")
+
+
+def defaults(question: str) -> dict[str, Any]:
+    """Every option of ``question`` at its default."""
+    from vramplan.options import options_of
+
+    return {o.name: o.default for o in options_of(question)}
+
+
+def model_from(values: Mapping[str, Any]) -> ModelSpec | ParamOnlyModel:
+    """The model of ``values``: ``model`` (catalog name, config path, Hub id, parameter
+    count) or a custom architecture from the architecture options, not both."""
+    from vramplan.model import custom_spec, resolve_model
+    from vramplan.options import ARCH_OPTIONS, ARCH_REQUIRED
+
+    arch = {o.name: values[o.name] for o in ARCH_OPTIONS if values.get(o.name) is not None}
+    model = values.get("model")
+    if model is not None and not isinstance(model, str) and not arch:
+        return model  # already resolved (a ModelSpec or a bare parameter count)
+    if arch:
+        if model:
+            raise InputError(f"MODEL {model!r} and architecture flags ({', '.join('--' + k.replace('_', '-') for k in arch)}) "
+                             "given together: pass one or the other")
+        missing = [f"--{k}" for k in ARCH_REQUIRED if k not in arch]
+        if missing:
+            raise InputError(f"custom architecture: missing {', '.join(missing)} "
+                             "(needed with any of --layers --hidden --heads --kv-heads --intermediate --vocab)")
+        return custom_spec(**arch)
+    if not model:
+        raise InputError("MODEL: expected a catalog name (see `vramplan models`), a Hub id (org/name), a checkpoint "
+                         "directory, a .gguf file, a config.json path, a parameter count like 7B, "
+                         "or --layers/--hidden/--heads")
+    return resolve_model(model)
+
+
+def layout_request(values: Mapping[str, Any]) -> LayoutRequest:
+    """The parts of a parallel layout ``values`` fix."""
+    from vramplan.options import LAYOUT_NAMES
+    from vramplan.parallel import LayoutRequest
+
+    given = {name: values.get(name) for name in LAYOUT_NAMES}
+    given["sp"] = bool(given["sp"])
+    return LayoutRequest(**given)
+
+
+def train(values: Mapping[str, Any]) -> TrainingEstimate:
+    """``vramplan train``: per-GPU training memory, on one GPU or the layout given."""
+    from vramplan.training import TrainingSetup, estimate_training
+
+    v = {**defaults("train"), **values}
+    spec = model_from(v)
+    targets = tuple(t.strip() for t in v["lora_targets"].split(",") if t.strip()) if v["lora_targets"] else None
+    setup = TrainingSetup(method=v["method"], precision=v["precision"], optimizer=v["optimizer"], batch=v["batch"],
+                          seq=v["seq"], grad_accum=v["grad_accum"], recompute=v["recompute"],
+                          attention=v["attention"], lora_rank=v["lora_rank"], lora_targets=targets,
+                          fused_ce=bool(v["fused_ce"]), dropout=bool(v["dropout"]),
+                          activation_model=v["activation_model"], seed_dtype_bytes=v["seed_bytes"],
+                          strict=bool(v["strict"]))
+    layout = layout_request(v)
+    return estimate_training(spec, setup, layout.layout() if layout.given else None, gpu=v["gpu"])
+
+
+def inference_setup(values: Mapping[str, Any]):
+    """The :class:`~vramplan.inference.InferenceSetup` of ``values``."""
+    from vramplan.inference import InferenceSetup
+    from vramplan.memory.overhead import Overheads
+    from vramplan.units import parse_bytes
+
+    v = {**defaults("infer"), **values}
+    overheads = Overheads()
+    if v["cuda_context"] is not None:
+        overheads = replace(overheads, cuda_context_bytes=parse_bytes(v["cuda_context"], "--cuda-context"))
+    return InferenceSetup(
+        engine=v["engine"], weights=v["weights"], kv_dtype=v["kv_dtype"], batch=v["batch"], context=v["context"],
+        prompt=v["prompt"], prefill_chunk=v["prefill_chunk"], tp=v["tp"], attention=v["attention"], gpu=v["gpu"],
+        gpu_memory_utilization=v["gpu_memory_utilization"], max_num_seqs=v["max_num_seqs"],
+        max_num_batched_tokens=v["max_num_batched_tokens"], block_size=v["block_size"],
+        enforce_eager=bool(v["enforce_eager"]), n_gpu_layers=v["n_gpu_layers"], n_ubatch=v["n_ubatch"],
+        flash_attention=not v["no_flash_attn"], strict=bool(v["strict"]),
+        reserve_bytes=parse_bytes(v["reserve"], "--reserve") if v["reserve"] else 0, overheads=overheads)
+
+
+def infer(values: Mapping[str, Any]) -> InferenceEstimate:
+    """``vramplan infer``: per-GPU serving memory, with the solved limits asked for."""
+    from vramplan.inference import estimate_inference
+
+    v = {**defaults("infer"), **values}
+    return estimate_inference(model_from(v), inference_setup(v), solve_context=bool(v["solve_context"]),
+                              solve_batch=bool(v["solve_batch"]))
+
+
+def plan(values: Mapping[str, Any]) -> PlanReport:
+    """``vramplan plan``: the layouts that fit, and the questions around them."""
+    from vramplan.plans import plan_inference, plan_training
+    from vramplan.training import TrainingSetup
+    from vramplan.units import parse_bytes
+
+    v = {**defaults("plan"), **values}
+    spec = model_from(v)
+    if not v.get("gpu_name"):
+        raise InputError("--gpu: expected a GPU kind (see `vramplan gpus`)")
+    layout = layout_request(v)
+    if v["training"]:
+        host = parse_bytes(v["host_ram"], "--host-memory") if v["host_ram"] is not None else None
+        setup = TrainingSetup(method=v["method"], precision=v["precision"], optimizer=v["optimizer"],
+                              batch=v["batch"] or 1, seq=v["seq_len"], attention=v["attention"],
+                              lora_rank=v["lora_rank"])
+        return plan_training(spec, v["gpu_name"], setup, layout, max_gpus=v["max_gpus"], headroom=v["headroom"],
+                             micro_batch=v["batch"], recompute=v["recompute"], global_batch=v["global_batch"],
+                             mfu=v["mfu"], host_bytes_per_node=host, top=v["top"])
+    return plan_inference(spec, v["gpu_name"], layout, context=v["seq_len"], batch=v["batch"] or 1,
+                          weights=v["weights"], kv_dtype=v["kv_dtype"], max_gpus=v["max_gpus"],
+                          headroom=v["headroom"], top=v["top"])
+
+
+def params(values: Mapping[str, Any]) -> dict:
+    """``vramplan params``: parameter counts by component."""
+    from vramplan.model import ParamOnlyModel, count_params
+
+    spec = model_from(values)
+    if isinstance(spec, ParamOnlyModel):
+        return {"model": spec.name, "total_params": spec.total_params, "active_params": spec.total_params,
+                "components": [{"name": "total", "params": spec.total_params}],
+                "notes": ["a bare parameter count has no architecture: no split by component"]}
+    return {"model": spec.name, **count_params(spec).to_dict(), "notes": list(spec.notes)}
+
+
+def models(values: Mapping[str, Any]) -> dict:
+    """``vramplan models``: the catalog, filtered by ``search``."""
+    from vramplan.catalog import search_models
+    from vramplan.model import count_params
+
+    rows = []
+    for entry in search_models(values.get("search") or ""):
+        spec = entry.spec()
+        counts = count_params(spec)
+        rows.append({"slug": entry.slug, "hub_id": entry.hub_id, "name": entry.name, "family": entry.family,
+                     "model_type": spec.model_type, "total_params": counts.total_params,
+                     "active_params": counts.active_params, "attention": spec.attention_kind,
+                     "layers": spec.num_layers, "max_position_embeddings": spec.max_position_embeddings,
+                     "dtype": spec.dtype})
+    return {"models": rows}
+
+
+def gpu_row(spec: Any) -> dict:
+    """One GPU catalogue entry as a JSON-ready dict (bytes and FLOP/s as numbers)."""
+    return {"slug": spec.slug, "name": spec.name, "vendor": spec.vendor, "segment": spec.segment,
+            "memory_nominal": spec.memory_nominal, "memory_bytes": spec.memory_bytes,
+            "usable_memory_bytes": spec.usable_memory_bytes, "memory_note": spec.memory_note,
+            "memory_bandwidth_bytes_per_s": spec.memory_bandwidth_bytes_per_s,
+            "bf16_dense_flops": spec.bf16_dense_flops, "fp8_dense_flops": spec.fp8_dense_flops,
+            "interconnect": spec.interconnect, "interconnect_bytes_per_s": spec.interconnect_bytes_per_s,
+            "unified_memory": spec.unified_memory, "gpu_memory_fraction": spec.gpu_memory_fraction,
+            "aliases": list(spec.aliases), "source": spec.source}
+
+
+def gpus(values: Mapping[str, Any]) -> dict:
+    """``vramplan gpus``: the GPU catalogue, filtered by ``search``."""
+    from vramplan.gpus import search_gpus
+
+    return {"gpus": [gpu_row(g) for g in search_gpus(values.get("search") or "")]}
