@@ -257,3 +257,8 @@ def test_model_spec_bounds():
 
 def test_errors_are_value_errors():
     assert issubclass(VramplanError, ValueError)
+
+
+def test_lora_targets_with_full_training_is_refused():
+    message = error_of(["train", "llama-3.1-8b", "--method", "full", "--lora-targets", "q_proj"])
+    assert "lora_targets: given with method full" in message
