@@ -494,7 +494,8 @@ def _check_layer_count(cfg: Config) -> None:
     with 10**12 layers must not allocate them, in this reader or in ``AutoConfig``)."""
     for key in KEYS["num_layers"]:
         value = cfg.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > v.LAYERS_MAX:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+                and value > v.LAYERS_MAX:
             raise ConfigError(f"{key}: expected an integer from 1 to {v.LAYERS_MAX:,}, got {value!r}")
 
 
