@@ -496,7 +496,7 @@ def _check_layer_count(cfg: Config) -> None:
         value = cfg.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
                 and value > v.LAYERS_MAX:
-            raise ConfigError(f"{key}: expected an integer from 1 to {v.LAYERS_MAX:,}, got {value!r}")
+            raise ConfigError(f"{key}: expected at most {v.LAYERS_MAX:,}, got {value!r}")
 
 
 def load_config_file(path: str | Path) -> Config:
