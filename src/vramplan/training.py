@@ -115,9 +115,6 @@ class TrainingSetup:
             raise InputError(f"--recompute: expected one of {', '.join(RECOMPUTES)}, got {self.recompute!r}")
         if self.activation_model not in ("derived", "seed"):
             raise InputError(f"--activation-model: expected derived or seed, got {self.activation_model!r}")
-        if self.method == "full" and self.lora_targets is not None:
-            raise InputError("lora_targets: given with method full (no adapters are trained); "
-                             "use method lora or qlora, or leave the targets out")
         get_precision(self.precision)
         get_optimizer(self.optimizer)
         if self.load_dtype is not None:
