@@ -176,7 +176,10 @@ class Estimate:
         if capacity_bytes <= 0:
             raise InputError(f"gpu memory: expected a positive size, got {capacity_bytes}")
         if reserve_bytes < 0:
-            raise InputError(f"reserve: expected a non-negative size, got {reserve_bytes}")
+            raise InputError(f"reserve_bytes: expected a non-negative size, got {reserve_bytes}")
+        if reserve_bytes >= capacity_bytes:
+            raise InputError(f"reserve_bytes: {reserve_bytes:,} B to keep free is not less than the "
+                             f"{capacity_bytes:,} B usable on {gpu_slug}")
         return replace(self, verdict=Verdict(gpu=gpu_slug, capacity_bytes=capacity_bytes, peak_bytes=self.total_bytes,
                                              overheads=tuple(overheads), reserve_bytes=reserve_bytes))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from vramplan.cli.advice import print_changes, verdict_text
 from vramplan.cli.common import click_options, console, emit_json, json_option, table, units_option
 from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
 from vramplan.options import infer_options
@@ -53,9 +54,7 @@ def _render(est, units: str) -> None:
     if est.verdict is not None:
         v = est.verdict
         word = "fits" if v.fits else "does NOT fit"
-        out.print(f"[bold]{v.gpu}: {word}[/bold] — needs {fmt(v.required_bytes)} of {fmt(v.capacity_bytes)}, "
-                  f"headroom {fmt(v.headroom_bytes)}" + (f" (keeping {fmt(v.reserve_bytes)} free)"
-                                                          if v.reserve_bytes else ""))
+        out.print(f"[bold]{v.gpu}: {word}[/bold] — {verdict_text(v.to_dict(), fmt)}")
     for w in est.warnings:
         out.print(f"[yellow]warning:[/yellow] {w}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
+from vramplan.cli.advice import print_changes, verdict_text
 from vramplan.cli.common import click_options, console, emit_json, json_option, table, units_option
 from vramplan.options import train_options
 from vramplan.cli.parallel_options import layout_options
@@ -48,11 +49,14 @@ def _print(data: dict, units: str) -> None:
     if data["verdict"]:
         v = data["verdict"]
         word = "fits" if v["fits"] else "does NOT fit"
-        out.print(f"{v['gpu']}: {word}; headroom {format_bytes(v['headroom_bytes'], units)}")
+        out.print(f"[bold]{v['gpu']}: {word}[/bold] — {verdict_text(v, lambda b: format_bytes(b, units))}")
         fit = data.get("fits") or {}
-        if fit.get("largest_micro_batch") is not None:
+        if fit.get("largest_micro_batch"):
             out.print(f"largest micro-batch that fits: {fit['largest_micro_batch']}; "
                       f"longest sequence: {fit['largest_seq']}")
+        elif fit.get("largest_seq"):
+            out.print(f"not even micro-batch 1 at this sequence; longest sequence that fits: {fit['largest_seq']}")
+        print_changes(out, data.get("changes", []), lambda b: format_bytes(b, units), "vramplan train " + data["model"])
     for a in data["assumptions"]:
         out.print(f"assumption: {a}")
     for w in data["warnings"]:
