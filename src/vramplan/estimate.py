@@ -115,6 +115,29 @@ class Verdict:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Change:
+    """One change that would make a job fit (or come closer), re-estimated with the
+    changed setup (:mod:`vramplan.advice`)."""
+
+    change: str
+    """What to change, in words."""
+    flags: tuple[str, ...]
+    """Command-line flags that make the change (added to the command as given)."""
+    peak_bytes: int
+    """Per-GPU peak of the changed setup (its estimate's ``total_bytes``)."""
+    fits: bool
+    """Whether the changed setup fits the same GPU under the same rule."""
+    required_bytes: int
+    """Peak + overheads + reserve of the changed setup (its verdict's requirement)."""
+    host_bytes: int = 0
+    """Host RAM the changed setup needs (offloaded states, CPU layers)."""
+
+    def to_dict(self) -> dict:
+        return {"change": self.change, "flags": list(self.flags), "peak_bytes": self.peak_bytes, "fits": self.fits,
+                "required_bytes": self.required_bytes, "host_bytes": self.host_bytes}
+
+
+@dataclass(frozen=True, kw_only=True)
 class Estimate:
     """Per-GPU memory at the peak, as a list of components."""
 
@@ -141,6 +164,8 @@ class Estimate:
     """Defaults the estimate took that the user did not set."""
     warnings: tuple[str, ...] = ()
     """Things the user should know (context beyond max positions, missing terms)."""
+    changes: tuple[Change, ...] = ()
+    """When the verdict says it does not fit: what would, ranked (:mod:`vramplan.advice`)."""
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.components]
@@ -199,4 +224,5 @@ class Estimate:
             "details": dict(self.details),
             "assumptions": list(self.assumptions),
             "warnings": list(self.warnings),
+            "changes": [c.to_dict() for c in self.changes],
         }

@@ -228,6 +228,7 @@ def infer_options() -> tuple[Option, ...]:
         Option(name="reserve", kind="str", help="Memory to keep free on the GPU (e.g. 2GiB)."),
         Option(name="solve_context", kind="flag", default=False, flags=("--max-context",), help="Find the longest context that fits --gpu."),
         Option(name="solve_batch", kind="flag", default=False, flags=("--max-batch",), help="Find the largest batch that fits --gpu."),
+        Option(name="fit", kind="flag", default=False, help="llama.cpp: the most --n-gpu-layers that fit --gpu (as llama.cpp's --fit); the rest is in host RAM."),
         Option(name="strict", kind="flag", default=False, help="Context beyond max positions is an error, not a warning."),
         Option(name="list_formats", kind="flag", default=False, help="List the weight formats and exit."),
     )

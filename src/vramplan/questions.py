@@ -72,8 +72,9 @@ def layout_request(values: Mapping[str, Any]) -> LayoutRequest:
     return LayoutRequest(**given)
 
 
-def train(values: Mapping[str, Any]) -> TrainingEstimate:
-    """``vramplan train``: per-GPU training memory, on one GPU or the layout given."""
+def train(values: Mapping[str, Any], *, advise: bool = True) -> TrainingEstimate:
+    """``vramplan train``: per-GPU training memory, on one GPU or the layout given;
+    when it does not fit the GPU named, what to change (``advise``: :mod:`vramplan.advice`)."""
     from vramplan.training import TrainingSetup, estimate_training
     from vramplan.units import parse_bytes
 
@@ -91,8 +92,13 @@ def train(values: Mapping[str, Any]) -> TrainingEstimate:
                           strict=bool(v["strict"]))
     layout = layout_request(v)
     reserve = parse_bytes(v["reserve"], "--reserve") if v.get("reserve") else 0
-    return estimate_training(spec, setup, layout.layout() if layout.given else None, gpu=v["gpu"],
-                             reserve_bytes=reserve)
+    est = estimate_training(spec, setup, layout.layout() if layout.given else None, gpu=v["gpu"],
+                            reserve_bytes=reserve)
+    if advise and est.verdict is not None and not est.verdict.fits:
+        from vramplan.advice import training_changes
+
+        est = replace(est, changes=training_changes(v, est))
+    return est
 
 
 def inference_setup(values: Mapping[str, Any]):
@@ -116,13 +122,35 @@ def inference_setup(values: Mapping[str, Any]):
         reserve_bytes=parse_bytes(v["reserve"], "--reserve") if v["reserve"] else 0, overheads=overheads)
 
 
-def infer(values: Mapping[str, Any]) -> InferenceEstimate:
-    """``vramplan infer``: per-GPU serving memory, with the solved limits asked for."""
+def infer(values: Mapping[str, Any], *, advise: bool = True) -> InferenceEstimate:
+    """``vramplan infer``: per-GPU serving memory, with the solved limits asked for
+    (``fit``: llama.cpp's GPU layers first); when it does not fit the GPU named, what
+    to change (``advise``: :mod:`vramplan.advice`)."""
     from vramplan.inference import estimate_inference
 
     v = {**defaults("infer"), **values}
-    return estimate_inference(model_from(v), inference_setup(v), solve_context=bool(v["solve_context"]),
-                              solve_batch=bool(v["solve_batch"]))
+    spec = model_from(v)
+    solved: tuple[tuple[str, int], ...] = ()
+    if v.get("fit"):
+        from vramplan.engines.llamacpp import fit_gpu_layers
+
+        if v["engine"] != "llamacpp":
+            raise InputError(f"fit: solves llama.cpp's --n-gpu-layers; needs --engine llamacpp, got {v['engine']!r}")
+        if v["n_gpu_layers"] is not None:
+            raise InputError("fit: solves --n-gpu-layers; give one or the other")
+        from vramplan.inference import _spec
+
+        layers = fit_gpu_layers(_spec(spec), inference_setup(v))
+        solved = (("n_gpu_layers", layers),)
+        v["n_gpu_layers"] = max(0, layers)
+    est = estimate_inference(spec, inference_setup(v), solve_context=bool(v["solve_context"]),
+                             solve_batch=bool(v["solve_batch"]))
+    est = replace(est, solved=solved + est.solved)
+    if advise and est.verdict is not None and not est.verdict.fits:
+        from vramplan.advice import inference_changes
+
+        est = replace(est, changes=inference_changes(v, est))
+    return est
 
 
 def plan(values: Mapping[str, Any]) -> PlanReport:

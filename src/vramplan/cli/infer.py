@@ -57,6 +57,7 @@ def _render(est, units: str) -> None:
         out.print(f"[bold]{v.gpu}: {word}[/bold] — {verdict_text(v.to_dict(), fmt)}")
     for w in est.warnings:
         out.print(f"[yellow]warning:[/yellow] {w}")
+    print_changes(out, [c.to_dict() for c in est.changes], fmt, f"vramplan infer {est.model}")
 
 
 @click.command("infer")
@@ -80,5 +81,12 @@ def command(model: str | None, list_formats: bool, units: str, as_json: bool, **
         return
     _render(est, units)
     for key, value in est.solved:
+        if key == "n_gpu_layers":
+            from vramplan.units import format_bytes
+
+            console().print(f"[bold]--n-gpu-layers[/bold] that fit {values['gpu']}: {value}"
+                            + (" (not even 0: the compute buffer and context alone do not fit)" if value < 0 else
+                               f"; host RAM for the rest: {format_bytes(est.host_bytes, units)}"))
+            continue
         console().print(f"[bold]{key.replace('_', ' ')}[/bold] on {values['gpu']}: {value:,}"
                         + (" (nothing fits)" if value == 0 else ""))

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from vramplan.engines import Job, base_estimate, with_gpu_verdict
 from vramplan.errors import InputError
@@ -33,6 +34,9 @@ from vramplan.memory.stored_weights import stored_applies, stored_layer_split
 from vramplan.memory.weights import LayerWeights, gguf_group_bytes, layer_weights
 from vramplan.model.spec import ModelSpec
 from vramplan.quant import WeightFormat
+
+if TYPE_CHECKING:
+    from vramplan.inference import InferenceSetup
 
 F16_BYTES = 2
 """The flash-attention mask is f16."""
@@ -177,3 +181,40 @@ def _params(spec: ModelSpec) -> int:
     from vramplan.model.params import count_params
 
     return count_params(spec).total_params
+
+
+LLAMACPP_FIT_TARGET_BYTES = 1024 * 1024 * 1024
+"""llama.cpp's own ``--fit`` keeps ``--fit-target`` free per device, 1024 MiB by
+default (``fit_params_target`` in ``common/common.h``). vramplan's fit counts the CUDA
+context among the components and keeps ``--reserve`` free; pass ``--reserve 1GiB`` to
+leave llama.cpp's margin."""
+
+
+def fit_gpu_layers(spec: ModelSpec, setup: InferenceSetup) -> int:
+    """The most of llama.cpp's ``--n-gpu-layers`` (0 .. layers + 1, the last one being
+    the output head) whose estimate fits ``setup.gpu`` under the verdict's rule, as
+    llama.cpp's ``--fit`` lowers ``-ngl`` until the model fits; -1 when not even 0 fits
+    (the compute buffer and CUDA context alone exceed the GPU). Fewer GPU layers never
+    need more GPU memory, so bisection finds the boundary."""
+    from vramplan.engines import run_engine
+
+    if setup.gpu is None:
+        raise InputError("--fit: needs --gpu NAME (the memory to fit in)")
+
+    def fits(layers: int) -> bool:
+        est = run_engine(spec, replace(setup, n_gpu_layers=layers))
+        return est.verdict is not None and est.verdict.fits
+
+    top = spec.num_layers + 1
+    if fits(top):
+        return top
+    if not fits(0):
+        return -1
+    lo, hi = 0, top
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
