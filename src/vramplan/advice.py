@@ -76,12 +76,15 @@ def evaluate(question: str, values: Mapping[str, Any], changed: Mapping[str, Any
                   fits=est.verdict.fits, required_bytes=est.verdict.required_bytes, host_bytes=est.host_bytes)
 
 
-def _rank(found: list[tuple[int, Change | None]]) -> tuple[Change, ...]:
+def _rank(found: list[tuple[int, Change | None]], est: Estimate) -> tuple[Change, ...]:
     """Fitting changes first, then by order of intrusiveness, then by memory; the same
-    flags twice are kept once."""
+    flags twice are kept once, and a change that neither fits nor needs less than
+    ``est`` is left out."""
     seen: set[tuple[str, ...]] = set()
     out = []
-    for _, ch in sorted(((i, c) for i, c in found if c is not None),
+    now = est.verdict.required_bytes if est.verdict is not None else est.total_bytes
+    useful = [(i, c) for i, c in found if c is not None and (c.fits or c.required_bytes < now)]
+    for _, ch in sorted(useful,
                         key=lambda item: (not item[1].fits, item[0], item[1].required_bytes)):
         if ch.flags not in seen:
             seen.add(ch.flags)
@@ -159,7 +162,7 @@ def training_changes(values: Mapping[str, Any], est: Estimate) -> tuple[Change, 
             "ZeRO-3 with the optimizer states offloaded to host RAM")
         add(61, {"gpus": 1, "zero": "3", "offload": "params"},
             "ZeRO-3 with parameters and optimizer states offloaded to host RAM")
-    return _rank(found)
+    return _rank(found, est)
 
 
 # ---- serving ---------------------------------------------------------------------------
@@ -209,7 +212,7 @@ def inference_changes(values: Mapping[str, Any], est: Estimate) -> tuple[Change,
             change["n_gpu_layers"] = layers
         add(60, change, "llama.cpp with Q4_K_M weights" + (
             f", {layers} layers on the GPU and the rest in host RAM" if "n_gpu_layers" in change else ""))
-    return _rank(found)
+    return _rank(found, est)
 
 
 def _solved(solve: Callable[[], int]) -> int | None:

@@ -256,6 +256,7 @@ def plan_options() -> tuple[Option, ...]:
         Option(name="lora_rank", kind="int", default=16, show_default=True, minimum=1, help="LoRA rank r."),
         Option(name="weights", kind="str", default="bf16", show_default=True, help="Serving: weight format (bf16, fp8, awq-int4...)."),
         Option(name="kv_dtype", kind="str", default="fp16", show_default=True, help="Serving: KV-cache dtype."),
+        Option(name="engine", kind="str", default="hf", show_default=True, choices=("hf", "vllm", "llamacpp"), help="Serving: the engine whose memory model sizes each layout (transformers, vLLM, llama.cpp; GGUF weights need llamacpp)."),
         Option(name="mfu", kind="float", minimum=0, maximum=1, min_open=True, help="Model FLOPs utilisation of large matrix multiplies (default 0.44); each layout's is scaled down for small per-GPU multiplies."),
         Option(name="host_ram", kind="str", flags=("--host-memory", "--host-ram"), help="Host RAM per node offload may use (e.g. 1TiB, 512GiB); layouts needing more are dropped. Default: 1 TiB for datacenter GPUs, 128 GiB otherwise."),
         Option(name="top", kind="int", default=10, show_default=True, minimum=1, help="Layouts to list."),

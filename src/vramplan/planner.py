@@ -643,6 +643,8 @@ class InferenceJob:
     """Concurrent sequences over all replicas."""
     kv_dtype: str = "fp16"
     """KV-cache dtype."""
+    engine: str = "hf"
+    """Serving engine whose memory model sizes each layout (:mod:`vramplan.engines`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -702,7 +704,7 @@ def plan_inference(job: InferenceJob, gpu: Any, gpu_counts: tuple[int, ...], *, 
         if (t, batch) not in cache:
             try:
                 cache[(t, batch)] = estimate_inference(spec, InferenceSetup(
-                    engine="hf", weights=job.weights, kv_dtype=job.kv_dtype, batch=batch, context=job.context, tp=t))
+                    engine=job.engine, weights=job.weights, kv_dtype=job.kv_dtype, batch=batch, context=job.context, tp=t))
             except VramplanError:
                 cache[(t, batch)] = None  # this tp cannot split the model (e.g. KV heads)
         return cache[(t, batch)]

@@ -36,8 +36,8 @@ SERVING_EXPORTS = ("vllm", "llamacpp")
 """Engines a serving plan can be written out for."""
 EXPORTS = TRAINING_EXPORTS + SERVING_EXPORTS
 SERVING_ASSUMPTIONS = (
-    "memory per (tp, sequences per replica) from vramplan.inference (engine hf: weights, "
-    "KV cache, prefill activations, logits, overheads)",
+    "memory per (tp, sequences per replica) from vramplan.inference (engine {engine}: weights, "
+    "KV cache, activations, logits, overheads)",
     "pipeline stages keep their share of weights and KV cache, all of the rest",
     "decode time: bytes each GPU reads per token / HBM bandwidth, pipeline stages in turn",
 )
@@ -98,6 +98,7 @@ class PlanReport:
             return {"model": self.model, "kind": "inference", "gpu": self.gpu.slug, "budget_bytes": self.budget_bytes,
                     "usable_bytes": self.gpu.usable_memory_bytes, "gpu_counts": list(self.gpu_counts),
                     "context": job.context, "batch": job.batch, "weights": job.weights, "kv_dtype": job.kv_dtype,
+                    "engine": job.engine,
                     "evaluated": self.evaluated, "candidates": [c.to_dict() for c in self.candidates],
                     "min_gpus": self.min_gpus, "assumptions": list(self.assumptions)}
         from vramplan.parallel import RECIPES
@@ -223,9 +224,15 @@ def plan_training(model: str | ModelSpec, gpu: str | GpuSpec, setup: TrainingSet
 
 def plan_inference(model: str | ModelSpec, gpu: str | GpuSpec, layout: LayoutRequest | None = None, *,
                    context: int = DEFAULT_PLAN_SEQ, batch: int = 1, weights: str = "bf16", kv_dtype: str = "fp16",
-                   max_gpus: int | None = None, headroom: float = 0.05, top: int = 10) -> PlanReport:
+                   max_gpus: int | None = None, headroom: float = 0.05, top: int = 10,
+                   engine: str = "hf") -> PlanReport:
     """The serving layouts (tp x pp per replica) of ``model`` that fit ``gpu``, fewest
-    GPUs first, then the fastest decode; ``layout`` may fix the GPU count, tp and pp."""
+    GPUs first, then the fastest decode; ``layout`` may fix the GPU count, tp and pp.
+
+    The job is first estimated once on one GPU with ``engine``, so a weights format,
+    KV dtype or engine the model cannot take is an error here, not a search in which
+    every layout is silently dropped."""
+    from vramplan.inference import InferenceSetup, estimate_inference
     from vramplan.planner import InferenceJob
     from vramplan.planner import plan_inference as search
 
@@ -234,9 +241,15 @@ def plan_inference(model: str | ModelSpec, gpu: str | GpuSpec, layout: LayoutReq
     layout = layout or LayoutRequest()
     counts = gpu_counts(layout, max_gpus)
     check_fixed_degrees(layout, spec)
-    job = InferenceJob(model=spec, weights=weights, context=context, batch=batch, kv_dtype=kv_dtype)
+    estimate_inference(spec, InferenceSetup(engine=engine, weights=weights, kv_dtype=kv_dtype, batch=1,
+                                            context=context))
+    if engine == "llamacpp" and (layout.tp or 1) > 1:
+        raise InputError(f"--tp {layout.tp}: llama.cpp splits a model by layer across GPUs (pipeline), not by "
+                         "tensor parallelism here; use --pp or leave --tp out")
+    job = InferenceJob(model=spec, weights=weights, context=context, batch=batch, kv_dtype=kv_dtype, engine=engine)
     cands, evaluated = search(job, gpu, counts, headroom=headroom, gpus_per_node=layout.node_size(), top=top,
                               tp=layout.tp, pp=layout.pp)
     return PlanReport(kind="inference", spec=spec, gpu=gpu, budget_bytes=int(gpu.usable_memory_bytes * (1 - headroom)),
                       gpu_counts=counts, candidates=cands, evaluated=evaluated,
-                      min_gpus=cands[0].num_gpus if cands else None, assumptions=SERVING_ASSUMPTIONS, job=job)
+                      min_gpus=cands[0].num_gpus if cands else None, assumptions=(SERVING_ASSUMPTIONS[0].format(engine=engine),) + SERVING_ASSUMPTIONS[1:],
+                      job=job)

@@ -174,7 +174,7 @@ def plan(values: Mapping[str, Any]) -> PlanReport:
                              mfu=v["mfu"], host_bytes_per_node=host, top=v["top"])
     return plan_inference(spec, v["gpu_name"], layout, context=v["seq_len"], batch=v["batch"] or 1,
                           weights=v["weights"], kv_dtype=v["kv_dtype"], max_gpus=v["max_gpus"],
-                          headroom=v["headroom"], top=v["top"])
+                          headroom=v["headroom"], top=v["top"], engine=v["engine"])
 
 
 def params(values: Mapping[str, Any]) -> dict:

@@ -134,7 +134,7 @@ def sweep(query: Mapping[str, str]) -> dict:
     points = []
     for text in texts:
         values = {**base, **values_from_query(command, {vary: text})}
-        est = getattr(questions, command)(values)
+        est = getattr(questions, command)(values, advise=False)
         points.append({"value": text, "total_bytes": est.total_bytes, "by_category": est.by_category(),
                        "phase": est.phase})
     return {"command": command, "vary": vary, "points": points}

@@ -313,7 +313,7 @@ function render() {
   if (!r) return;
   if (state.command === "params") return drawParams(r);
   if (state.command === "plan") return drawPlan(r);
-  drawVerdict(r); drawLimits(r); drawBar(r); drawComponents(r); drawTimeline(r); drawNotes(r);
+  drawVerdict(r); drawLimits(r); drawBar(r); drawChanges(r); drawComponents(r); drawTimeline(r); drawNotes(r);
   $("#glossary").hidden = false;
   drawGlossary();
   if (state.curves && state.curves.seq === runSeq) drawCurves(state.curves.data);
@@ -425,6 +425,16 @@ function detailValue(key, v) {
 function detailLabel(key) {
   if (I18N.en[`d_${key}`]) return t(`d_${key}`);
   return key.replace(/_bytes$/, "").replace(/_/g, " ");
+}
+
+// The estimate's own "what to change" (train / infer): each change with its flags,
+// the per-GPU peak it was re-estimated at, host RAM when it needs some, and the fit.
+function drawChanges(r) {
+  const items = (r.changes || []).map((c) => {
+    const host = c.host_bytes ? ` · ${t("host_ram_needed", { bytes: formatBytes(c.host_bytes) })}` : "";
+    return `<li class="${c.fits ? "ok" : "no"}"><span><b>${esc(c.change)}</b>: ${esc(t("needs", { b: formatBytes(c.peak_bytes) }))}${esc(host)} — ${esc(c.fits ? t("fits_then") : t("still_nofit"))}</span> <code>${esc(c.flags.join(" "))}</code></li>`;
+  }).join("");
+  $("#actions").innerHTML = items ? `<h3>${esc(t("changes"))}</h3><ul class="changes">${items}</ul>` : "";
 }
 
 function drawNotes(r) {
