@@ -11,6 +11,7 @@ search and the questions around it, and assembles the answer.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -112,8 +113,30 @@ class PlanReport:
         biggest, ctx = self.largest_micro_batch, self.longest_context
         data["largest_micro_batch"] = biggest.to_dict() if biggest else None
         data["longest_context"] = {"seq_len": ctx[0], **ctx[1].to_dict()} if ctx else None
-        data["changes"] = [c.to_dict() for c in self.changes]
+        data["changes"] = [{**c.to_dict(), "flags": list(plan_change_flags(c.change)), "peak_bytes": c.min_peak_bytes}
+                           for c in self.changes]
         return data
+
+
+_PLAN_CHANGE_FLAGS = (
+    (re.compile(r"more GPUs \(up to (\d+)\)"), ("--max-gpus", "{0}")),
+    (re.compile(r"full activation recomputation"), ("--recompute", "full")),
+    (re.compile(r"LoRA \(r="), ("--method", "lora")),
+    (re.compile(r"QLoRA"), ("--method", "qlora")),
+    (re.compile(r"shorter sequence \((\d+) tokens\)"), ("--seq", "{0}")),
+    (re.compile(r"micro-batch size 1"), ("--batch", "1")),
+)
+"""The ``plan`` flags of each change :func:`vramplan.planner.cheapest_changes` tries,
+so a plan's changes carry flags like those of ``train`` and ``infer``."""
+
+
+def plan_change_flags(text: str) -> tuple[str, ...]:
+    """The ``vramplan plan`` flags that make the planner's change ``text``."""
+    for pattern, flags in _PLAN_CHANGE_FLAGS:
+        m = pattern.match(text)
+        if m:
+            return tuple(f.format(*m.groups()) for f in flags)
+    raise ValueError(f"planner change {text!r} has no flags")
 
 
 def _architecture(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:

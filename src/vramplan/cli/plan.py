@@ -77,6 +77,7 @@ def _render(data: dict, units: str) -> None:
                   f"{fb(data.get('min_peak_bytes', 0))}")
         for ch in data.get("changes", []):
             verdict = f"fits on {ch['min_gpus']} GPUs" if ch["fits"] else "still does not fit"
-            out.print(f"  - {ch['change']}: needs {fb(ch['min_peak_bytes'])} per GPU ({verdict})")
+            out.print(f"  - {ch['change']}: needs {fb(ch['min_peak_bytes'])} per GPU ({verdict}): "
+                      f"add {' '.join(ch['flags'])}")
     for a in data.get("assumptions", []):
         out.print(f"assumes: {a}")
