@@ -27,6 +27,7 @@ from vramplan.distributed import (
 )
 from vramplan import validate as v
 from vramplan.errors import InputError
+from vramplan.memory.overhead import Overheads
 from vramplan.parallel import (
     ParallelLayout,
     rank_params,
@@ -453,7 +454,10 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
             host_ok = host <= req.host_budget_bytes
             if host_ok.any():
                 min_peak = min(min_peak, float(peak[host_ok].min()))
-            fits = (peak <= budget) & host_ok
+            # the verdict's rule (vramplan.memory.overhead.fit_verdict): the allocator slack over the
+            # tensors beside the peak, which already holds the fixed overheads
+            slack = np.floor(Overheads().allocator_slack_fraction * (peak - d["overhead"]))
+            fits = (peak + slack <= budget) & host_ok
             count = int(fits.sum())
             if not count:
                 continue
@@ -500,7 +504,9 @@ def assumptions(req: PlanRequest) -> tuple[str, ...]:
     """Every assumption the ranking makes, in words (printed with the plan)."""
     gpu = req.gpu
     return (
-        f"memory budget per GPU: {gpu.usable_memory_bytes:,} B usable x (1 - headroom {req.headroom:.0%}); "
+        f"memory budget per GPU: {gpu.usable_memory_bytes:,} B usable x (1 - headroom {req.headroom:.0%}), "
+        f"holding the peak (CUDA context, cuBLAS and NCCL included) + {Overheads().allocator_slack_fraction:.0%} "
+        "allocator slack over the tensors; "
         f"host RAM per node for offload: {req.host_budget_bytes:,} B"
         + (" (--host-memory)" if req.host_bytes_per_node is not None else f" ({gpu.segment} default)"),
         f"global batch: {req.global_batch} sequences" if req.global_batch else
