@@ -371,3 +371,17 @@ def test_open_a_gguf_file(open_page, tmp_path, capsys):
     expected = cli_json(capsys, "infer", str(path), "--gpu", "rtx-4090", "--context", "8192")
     page.wait_for_function(f"document.querySelector('#verdict').innerText.includes('{gib(expected['total_bytes'])}')")
     assert sizes and max(sizes) <= path.stat().st_size
+
+
+def test_not_fitting_one_gpu_lists_the_estimate_s_changes(open_page, capsys):
+    page = open_page("?tab=train&model=llama-3.1-8b&gpu=rtx-4090&method=full")
+    page.wait_for_selector("#actions ul.changes li")
+    expected = cli_json(capsys, "train", "llama-3.1-8b", "--gpu", "rtx-4090", "--method", "full")
+    v = expected["verdict"]
+    verdict = page.inner_text("#verdict")
+    assert gib(v["required_bytes"]) in verdict and gib(v["overhead_bytes"]) in verdict
+    items = page.locator("#actions ul.changes li").all_inner_texts()
+    assert len(items) == len(expected["changes"])
+    for item, change in zip(items, expected["changes"], strict=True):
+        assert change["change"] in item and " ".join(change["flags"]) in item and gib(change["peak_bytes"]) in item
+        assert ("then fits" in item) is change["fits"]

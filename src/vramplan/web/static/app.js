@@ -330,8 +330,11 @@ function drawVerdict(r) {
   }
   const head = v.fits ? t("fits", { gpu: v.gpu, headroom: formatBytes(v.headroom_bytes) })
     : t("nofit", { gpu: v.gpu, over: formatBytes(-v.headroom_bytes) });
-  const detail = t("of_capacity", { total: formatBytes(r.total_bytes), capacity: formatBytes(v.capacity_bytes), pct: (100 * v.utilization).toFixed(1) });
-  const reserve = v.reserve_bytes ? ` · ${t("reserve", { reserve: formatBytes(v.reserve_bytes) })}` : "";
+  // the fit rule: required = peak + the overheads beside it + the reserve kept free
+  const overheads = (v.overheads || []).map((c) => `${c.name.replace(/^overhead\//, "").replace(/_/g, " ")} ${formatBytes(c.bytes)}`).join(", ");
+  const extra = v.overhead_bytes ? ` · ${t("overheads", { bytes: formatBytes(v.overhead_bytes), terms: overheads })}` : "";
+  const detail = t("of_capacity", { total: formatBytes(v.required_bytes), capacity: formatBytes(v.capacity_bytes), pct: (100 * v.utilization).toFixed(1) });
+  const reserve = extra + (v.reserve_bytes ? ` · ${t("reserve", { reserve: formatBytes(v.reserve_bytes) })}` : "");
   $("#verdict").innerHTML = `<div class="verdict ${v.fits ? "fits" : "nofit"}"><span class="mark" aria-hidden="true">${v.fits ? "✓" : "✗"}</span><span class="head">${esc(head)}</span>
     <small>${esc(total)} · ${esc(detail + reserve + gpus + host)}</small></div>`;
 }
