@@ -188,3 +188,17 @@ def test_plan_changes_carry_flags_that_do_what_they_say(capsys):
         assert bool(again["candidates"]) is ch["fits"], ch
         if ch["fits"]:
             assert again["min_gpus"] == ch["min_gpus"], ch
+
+
+def test_serving_plan_with_nothing_fitting_says_what_to_change(capsys):
+    base = ["plan", "llama-3.1-405b", "--infer", "--gpu", "rtx-4090", "--top", "1"]
+    data = run_json(capsys, *base)
+    assert not data["candidates"] and data["min_peak_bytes"] > data["budget_bytes"]
+    assert data["changes"] and data["changes"][0]["fits"]
+    for ch in data["changes"]:
+        again = run_json(capsys, *base, *ch["flags"])
+        assert bool(again["candidates"]) is ch["fits"], ch
+        if ch["fits"]:
+            assert again["min_gpus"] == ch["min_gpus"] and again["candidates"][0]["peak_bytes"] == ch["peak_bytes"]
+        else:
+            assert again["min_peak_bytes"] == ch["peak_bytes"], ch

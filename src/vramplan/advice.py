@@ -220,3 +220,41 @@ def _solved(solve: Callable[[], int]) -> int | None:
         return solve()
     except VramplanError:
         return None
+
+
+# ---- serving plans --------------------------------------------------------------------------
+PLAN_MAX_GPUS = 64
+"""GPU count up to which a serving plan's "more GPUs" change searches."""
+
+
+def serving_plan_changes(values: Mapping[str, Any], plan: Callable[..., Any]) -> tuple[Any, ...]:
+    """What would make a serving plan fit (``plan(changed_values)`` re-plans with the
+    changes laid over ``values``, the options of ``vramplan plan --infer``): an 8-bit KV
+    cache, quantized weights, half the context, more GPUs. Each is planned again; a
+    :class:`vramplan.plans.PlanChange` per change, fitting first, then by memory."""
+    from vramplan.plans import PlanChange
+
+    v = dict(values)
+    engine = v["engine"]
+    tries: list[tuple[str, dict[str, Any]]] = []
+    kv = FP8_KV[engine]
+    if str(v["kv_dtype"]).lower() != kv:
+        tries.append((f"{kv} KV cache", {"kv_dtype": kv}))
+    for fmt in QUANTIZED_WEIGHTS[engine]:
+        if fmt.lower() != str(v["weights"]).lower():
+            tries.append((f"{fmt} weights", {"weights": fmt}))
+    if v["seq_len"] >= 2:
+        tries.append((f"shorter context ({v['seq_len'] // 2} tokens)", {"seq_len": v["seq_len"] // 2}))
+    if v.get("gpus") is None and (v.get("max_gpus") or 0) < PLAN_MAX_GPUS:
+        tries.append((f"more GPUs (up to {PLAN_MAX_GPUS})", {"max_gpus": PLAN_MAX_GPUS}))
+    out = []
+    for text, changed in tries:
+        try:
+            report = plan({**v, **changed})
+        except VramplanError:
+            continue
+        fits = bool(report.candidates)
+        need = report.candidates[0].peak_bytes if fits else report.min_peak_bytes
+        out.append(PlanChange(change=text, flags=flags_of("plan", changed), min_peak_bytes=need or 0, fits=fits,
+                              min_gpus=report.min_gpus))
+    return tuple(sorted(out, key=lambda c: (not c.fits, c.min_peak_bytes)))

@@ -70,8 +70,10 @@ class PlanReport:
     """The largest micro-batch (powers of two) some layout fits, with its fastest layout."""
     longest_context: tuple[int, Candidate] | None = None
     """The longest sequence (powers of two) some layout fits, with its fastest layout."""
-    changes: tuple[Change, ...] = ()
+    changes: tuple[PlanChange, ...] = ()
     """When nothing fits: what would, cheapest first."""
+    min_peak_bytes: int | None = None
+    """Serving: the smallest per-GPU peak of any layout of the GPU counts tried."""
     # serving
     job: InferenceJob | None = None
     """The serving job (``None`` for training)."""
@@ -101,7 +103,8 @@ class PlanReport:
                     "context": job.context, "batch": job.batch, "weights": job.weights, "kv_dtype": job.kv_dtype,
                     "engine": job.engine,
                     "evaluated": self.evaluated, "candidates": [c.to_dict() for c in self.candidates],
-                    "min_gpus": self.min_gpus, "assumptions": list(self.assumptions)}
+                    "min_gpus": self.min_gpus, "min_peak_bytes": self.min_peak_bytes,
+                    "assumptions": list(self.assumptions), "changes": [c.to_dict() for c in self.changes]}
         from vramplan.parallel import RECIPES
 
         setup = self.setup
@@ -113,9 +116,33 @@ class PlanReport:
         biggest, ctx = self.largest_micro_batch, self.longest_context
         data["largest_micro_batch"] = biggest.to_dict() if biggest else None
         data["longest_context"] = {"seq_len": ctx[0], **ctx[1].to_dict()} if ctx else None
-        data["changes"] = [{**c.to_dict(), "flags": list(plan_change_flags(c.change)), "peak_bytes": c.min_peak_bytes}
-                           for c in self.changes]
+        data["changes"] = [c.to_dict() for c in self.changes]
         return data
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanChange:
+    """A change that would make a plan fit, planned again (the shape of
+    :class:`vramplan.estimate.Change` plus the fewest GPUs)."""
+
+    change: str
+    flags: tuple[str, ...]
+    """``vramplan plan`` flags that make the change."""
+    min_peak_bytes: int
+    """Per-GPU memory after the change: the peak on the fewest GPUs that fit, or (when
+    nothing fits) the smallest peak of any layout."""
+    fits: bool
+    min_gpus: int | None = None
+
+    @classmethod
+    def of(cls, change: Change) -> PlanChange:
+        """A :func:`vramplan.planner.cheapest_changes` answer with its flags."""
+        return cls(change=change.change, flags=plan_change_flags(change.change), min_peak_bytes=change.min_peak_bytes,
+                   fits=change.fits, min_gpus=change.min_gpus)
+
+    def to_dict(self) -> dict:
+        return {"change": self.change, "flags": list(self.flags), "peak_bytes": self.min_peak_bytes,
+                "min_peak_bytes": self.min_peak_bytes, "fits": self.fits, "min_gpus": self.min_gpus}
 
 
 _PLAN_CHANGE_FLAGS = (
@@ -242,7 +269,7 @@ def plan_training(model: str | ModelSpec, gpu: str | GpuSpec, setup: TrainingSet
     if result.candidates:
         return replace(report, largest_micro_batch=largest_micro_batch(req),
                        longest_context=longest_context(req, best_at_request=result.candidates[0]))
-    return replace(report, changes=cheapest_changes(req))
+    return replace(report, changes=tuple(PlanChange.of(c) for c in cheapest_changes(req)))
 
 
 def plan_inference(model: str | ModelSpec, gpu: str | GpuSpec, layout: LayoutRequest | None = None, *,
@@ -272,7 +299,14 @@ def plan_inference(model: str | ModelSpec, gpu: str | GpuSpec, layout: LayoutReq
     job = InferenceJob(model=spec, weights=weights, context=context, batch=batch, kv_dtype=kv_dtype, engine=engine)
     cands, evaluated = search(job, gpu, counts, headroom=headroom, gpus_per_node=layout.node_size(), top=top,
                               tp=layout.tp, pp=layout.pp)
+    smallest = None
+    if not cands:  # every layout again on a GPU that holds anything: the smallest peak among them
+        roomy = replace(gpu, memory_bytes=1 << 60, unified_memory=False)
+        every, _ = search(job, roomy, counts, headroom=0, gpus_per_node=layout.node_size(), top=evaluated or 1,
+                          tp=layout.tp, pp=layout.pp)
+        smallest = min((c.peak_bytes for c in every), default=None)
     return PlanReport(kind="inference", spec=spec, gpu=gpu, budget_bytes=int(gpu.usable_memory_bytes * (1 - headroom)),
                       gpu_counts=counts, candidates=cands, evaluated=evaluated,
-                      min_gpus=cands[0].num_gpus if cands else None, assumptions=(SERVING_ASSUMPTIONS[0].format(engine=engine),) + SERVING_ASSUMPTIONS[1:],
-                      job=job)
+                      min_gpus=cands[0].num_gpus if cands else None,
+                      assumptions=(SERVING_ASSUMPTIONS[0].format(engine=engine),) + SERVING_ASSUMPTIONS[1:],
+                      job=job, min_peak_bytes=smallest)

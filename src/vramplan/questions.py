@@ -153,8 +153,10 @@ def infer(values: Mapping[str, Any], *, advise: bool = True) -> InferenceEstimat
     return est
 
 
-def plan(values: Mapping[str, Any]) -> PlanReport:
-    """``vramplan plan``: the layouts that fit, and the questions around them."""
+def plan(values: Mapping[str, Any], *, advise: bool = True) -> PlanReport:
+    """``vramplan plan``: the layouts that fit, and the questions around them; a
+    serving plan in which nothing fits says what to change (``advise``:
+    :func:`vramplan.advice.serving_plan_changes`)."""
     from vramplan.plans import plan_inference, plan_training
     from vramplan.training import TrainingSetup
     from vramplan.units import parse_bytes
@@ -172,9 +174,14 @@ def plan(values: Mapping[str, Any]) -> PlanReport:
         return plan_training(spec, v["gpu_name"], setup, layout, max_gpus=v["max_gpus"], headroom=v["headroom"],
                              micro_batch=v["batch"], recompute=v["recompute"], global_batch=v["global_batch"],
                              mfu=v["mfu"], host_bytes_per_node=host, top=v["top"])
-    return plan_inference(spec, v["gpu_name"], layout, context=v["seq_len"], batch=v["batch"] or 1,
-                          weights=v["weights"], kv_dtype=v["kv_dtype"], max_gpus=v["max_gpus"],
-                          headroom=v["headroom"], top=v["top"], engine=v["engine"])
+    report = plan_inference(spec, v["gpu_name"], layout, context=v["seq_len"], batch=v["batch"] or 1,
+                            weights=v["weights"], kv_dtype=v["kv_dtype"], max_gpus=v["max_gpus"],
+                            headroom=v["headroom"], top=v["top"], engine=v["engine"])
+    if advise and not report.candidates:
+        from vramplan.advice import serving_plan_changes
+
+        report = replace(report, changes=serving_plan_changes(v, lambda changed: plan(changed, advise=False)))
+    return report
 
 
 def params(values: Mapping[str, Any]) -> dict:

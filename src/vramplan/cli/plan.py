@@ -73,8 +73,9 @@ def _render(data: dict, units: str) -> None:
             c = data["longest_context"]
             out.print(f"longest context: {c['seq_len']:,} tokens ({c['describe']}, recompute {c['recompute']})")
     if not data["candidates"]:
-        out.print("[bold red]nothing fits[/bold red]; smallest per-GPU peak: "
-                  f"{fb(data.get('min_peak_bytes', 0))}")
+        smallest = data.get("min_peak_bytes")
+        out.print("[bold red]nothing fits[/bold red]"
+                  + (f"; smallest per-GPU peak: {fb(smallest)}" if smallest is not None else ""))
         for ch in data.get("changes", []):
             verdict = f"fits on {ch['min_gpus']} GPUs" if ch["fits"] else "still does not fit"
             out.print(f"  - {ch['change']}: needs {fb(ch['min_peak_bytes'])} per GPU ({verdict}): "
