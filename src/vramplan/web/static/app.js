@@ -711,7 +711,7 @@ function drawPlan(r) {
       const set = changeSettings(c);
       const verdict = c.fits ? t("fits_on", { n: c.min_gpus, s: plural(c.min_gpus) }) : t("still_nofit");
       const button = set && c.fits ? `<button type="button" class="apply" data-set='${esc(JSON.stringify(set))}'>${esc(t("apply"))}</button>` : "";
-      return `<li class="${c.fits ? "ok" : "no"}"><span><b>${esc(changeName(c.change))}</b>: ${esc(t("needs", { b: formatBytes(c.min_peak_bytes) }))} — ${esc(verdict)}</span>${button}</li>`;
+      return `<li class="${c.fits ? "ok" : "no"}"><span><b>${esc(changeName(c.change))}</b>: ${esc(t("needs", { b: formatBytes(c.min_peak_bytes) }))} — ${esc(verdict)}</span> <code>${esc((c.flags || []).join(" "))}</code>${button}</li>`;
     }).join("");
     $("#actions").innerHTML = items ? `<h3>${esc(t("changes"))}</h3><ul class="changes">${items}</ul>` : "";
   } else {
