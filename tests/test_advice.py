@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vramplan import questions
 from vramplan.cli import main
@@ -202,3 +204,33 @@ def test_serving_plan_with_nothing_fitting_says_what_to_change(capsys):
             assert again["min_gpus"] == ch["min_gpus"] and again["candidates"][0]["peak_bytes"] == ch["peak_bytes"]
         else:
             assert again["min_peak_bytes"] == ch["peak_bytes"], ch
+
+
+# ---- properties ------------------------------------------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(batch=st.integers(1, 16), seq=st.sampled_from([256, 1024, 4096, 16384]),
+       method=st.sampled_from(["full", "lora", "qlora"]), reserve_mib=st.integers(0, 4096),
+       gpu=st.sampled_from(["rtx-4090", "a100-80gb", "h100"]))
+def test_every_training_verdict_is_the_one_sum(batch, seq, method, reserve_mib, gpu):
+    """required = peak + overheads + reserve; fits exactly when the headroom is not
+    negative; the overheads are the named process terms, the slack their stated share."""
+    est = questions.train({"model": "llama-3.2-1b", "batch": batch, "seq": seq, "method": method, "gpu": gpu,
+                           "reserve": f"{reserve_mib}MiB" if reserve_mib else None}, advise=False)
+    v = est.verdict
+    assert v.peak_bytes == est.total_bytes
+    assert v.required_bytes == v.peak_bytes + sum(c.bytes for c in v.overheads) + reserve_mib * 2**20
+    assert v.fits is (v.capacity_bytes - v.required_bytes >= 0)
+    slack = {c.name: c.bytes for c in v.overheads}["overhead/allocator_slack"]
+    assert slack == int(est.total_bytes * Overheads().allocator_slack_fraction)
+
+
+@settings(max_examples=10, deadline=None)
+@given(batch=st.integers(1, 64), context=st.sampled_from([2048, 8192, 32768]), reserve_gib=st.integers(0, 8))
+def test_llamacpp_fit_is_the_boundary(batch, context, reserve_gib):
+    values = {"model": "llama-3.1-8b", "engine": "llamacpp", "weights": "Q4_K_M", "gpu": "rtx-4090",
+              "batch": batch, "context": context, "reserve": f"{reserve_gib}GiB" if reserve_gib else None}
+    layers = questions.infer({**values, "fit": True}, advise=False).solved[0][1]
+    if layers >= 0:
+        assert questions.infer({**values, "n_gpu_layers": layers}, advise=False).verdict.fits
+    if layers < 33:
+        assert not questions.infer({**values, "n_gpu_layers": layers + 1}, advise=False).verdict.fits

@@ -138,7 +138,10 @@ def training_changes(values: Mapping[str, Any], est: Estimate) -> tuple[Change, 
         savers["optimizer"] = "adamw-8bit"
         saver_names.append("8-bit AdamW")
     if len(savers) > 1:
-        add(22, savers, " + ".join(saver_names) + " together")
+        alone = [c.required_bytes for _, c in found if c is not None]
+        combined = evaluate(q, v, savers, " + ".join(saver_names) + " together")
+        if combined is not None and (not alone or combined.required_bytes < min(alone)):
+            found.append((22, combined))  # only when together they save more than the best alone
     fit = getattr(est, "fits", None)
     batch, accum = v["batch"], v["grad_accum"]
     if batch > 1:
