@@ -32,6 +32,11 @@ def test_trace_json_and_svg(capsys, write_config, tmp_path):
     assert data["kind"] == "training" and data["phase"] in ("forward", "backward", "optimizer_step")
     assert data["total_bytes"] == sum(c["bytes"] for c in data["components"]) == data["details"]["peak_bytes"]
     assert data["verdict"]["fits"] is True
+    # the one fit rule: the traced (allocated) peak + the named process overheads
+    v = data["verdict"]
+    assert v["peak_bytes"] == data["total_bytes"]
+    assert {c["name"] for c in v["overheads"]} >= {"overhead/cuda_context", "overhead/cublas_workspace"}
+    assert v["required_bytes"] == v["peak_bytes"] + sum(c["bytes"] for c in v["overheads"])
     root = ET.fromstring(svg.read_text())
     assert root.tag.endswith("svg") and any(el.tag.endswith("polygon") for el in root.iter())
 

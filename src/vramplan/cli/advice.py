@@ -7,13 +7,13 @@ from collections.abc import Callable
 
 
 def verdict_text(v: dict, fmt: Callable[[int], str]) -> str:
-    """``needs R = peak P + overheads O (context ..., ...) + reserve K of C; headroom H``."""
+    """``needs R = peak P + overheads O (context ..., ...) + kept free K of C; headroom H``."""
     terms = ", ".join(f"{c['name'].split('/', 1)[-1].replace('_', ' ')} {fmt(c['bytes'])}" for c in v["overheads"])
     parts = [f"peak {fmt(v['peak_bytes'])}"]
     if v["overhead_bytes"]:
         parts.append(f"overheads {fmt(v['overhead_bytes'])} ({terms})")
     if v["reserve_bytes"]:
-        parts.append(f"reserve {fmt(v['reserve_bytes'])}")
+        parts.append(f"kept free {fmt(v['reserve_bytes'])}")
     return (f"needs {fmt(v['required_bytes'])} = {' + '.join(parts)} of {fmt(v['capacity_bytes'])}; "
             f"headroom {fmt(v['headroom_bytes'])}")
 
