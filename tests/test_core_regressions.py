@@ -86,10 +86,11 @@ def test_megatron_and_fsdp_exports_write_the_plan_precision(capsys):
     assert "mixed_precision: fp16" in capsys.readouterr().out
 
 
-def _fields_read_for_changes(js: str) -> set[str]:
-    """Fields the page reads from each entry of a plan's ``changes``."""
-    fields: set[str] = set()
+def _fields_read_for_changes(js: str) -> list[set[str]]:
+    """Fields the page reads from each entry of a ``changes`` list, one set per list drawn."""
+    out: list[set[str]] = []
     for m in re.finditer(r"\.changes \|\| \[\]\)\.map\(\((\w+)\)", js):
+        fields: set[str] = set()
         var, end = m.group(1), js.find(".join(", m.end())
         block = js[m.end():end]
         fields |= set(re.findall(rf"\b{var}\.(\w+)", block))
@@ -97,17 +98,23 @@ def _fields_read_for_changes(js: str) -> set[str]:
             body = re.search(rf"function {helper}\((\w+)\)\s*\{{(.*?)\n\}}", js, re.S)
             if body:
                 fields |= set(re.findall(rf"\b{body.group(1)}\.(\w+)", body.group(2)))
-    return fields
+        out.append(fields)
+    return out
 
 
 def test_page_reads_only_fields_the_changes_json_has(capsys):
-    data = cli_json(capsys, "plan", "llama-3.1-70b", "--gpu", "rtx-4090", "--gpus", "1", "--seq", "1024")
-    assert data["candidates"] == [] and data["changes"]
-    keys = set(data["changes"][0])
-    assert keys == {"change", "min_peak_bytes", "fits", "min_gpus"}
+    plan = cli_json(capsys, "plan", "llama-3.1-70b", "--gpu", "rtx-4090", "--gpus", "1", "--seq", "1024")
+    assert plan["candidates"] == [] and plan["changes"]
+    plan_keys = set(plan["changes"][0])
+    assert plan_keys == {"change", "flags", "peak_bytes", "min_peak_bytes", "fits", "min_gpus"}
+    train = cli_json(capsys, "train", "llama-3.1-8b", "--gpu", "rtx-4090")
+    estimate_keys = set(train["changes"][0])
+    assert estimate_keys == {"change", "flags", "peak_bytes", "fits", "required_bytes", "host_bytes"}
     js = "\n".join(p.read_text() for p in sorted(STATIC.glob("*.js")))
-    read = _fields_read_for_changes(js)
-    assert read and read <= keys, f"the page reads {sorted(read - keys)}, which the JSON does not have"
+    lists = _fields_read_for_changes(js)
+    assert len(lists) >= 2 and all(lists)
+    for read in lists:  # each list the page draws reads the fields of one of the two shapes
+        assert read <= plan_keys or read <= estimate_keys, f"the page reads {sorted(read)}, which no JSON has"
 
 
 def test_trace_comparison_never_stands_in_adamw(monkeypatch):
@@ -145,7 +152,8 @@ def test_sequence_split_rule(seq, tp, cp, sp):
 
 @given(capacity=st.integers(1, 2**45), required=st.integers(0, 2**45), reserve=st.integers(0, 2**40))
 def test_headroom_counts_the_reserve(capacity, required, reserve):
-    v = Verdict(gpu="x", capacity_bytes=capacity, required_bytes=required, reserve_bytes=reserve)
+    v = Verdict(gpu="x", capacity_bytes=capacity, peak_bytes=required, reserve_bytes=reserve)
+    assert v.required_bytes == required + reserve
     assert v.headroom_bytes == capacity - required - reserve
     assert v.fits == (v.headroom_bytes >= 0)
 
@@ -154,7 +162,8 @@ def test_headroom_in_the_infer_json(capsys):
     data = cli_json(capsys, "infer", "llama-3.1-8b", "--gpu", "h100", "--reserve", "2GiB")
     v = data["verdict"]
     assert v["reserve_bytes"] == 2 * 2**30
-    assert v["headroom_bytes"] == v["capacity_bytes"] - v["required_bytes"] - v["reserve_bytes"]
+    assert v["required_bytes"] == v["peak_bytes"] + v["overhead_bytes"] + v["reserve_bytes"]
+    assert v["headroom_bytes"] == v["capacity_bytes"] - v["required_bytes"]
 
 
 def test_one_tensor_parallel_rule_for_training_serving_and_planning(capsys):
