@@ -186,6 +186,7 @@ def test_plan_changes_carry_flags_that_do_what_they_say(capsys):
     assert not data["candidates"] and data["changes"]
     for ch in data["changes"]:
         assert set(ch) >= {"change", "flags", "peak_bytes", "fits"} and ch["peak_bytes"] == ch["min_peak_bytes"]
+        assert ch["flags"], ch  # every change the planner tries has its flags
         again = run_json(capsys, *base, *ch["flags"])
         assert bool(again["candidates"]) is ch["fits"], ch
         if ch["fits"]:

@@ -158,12 +158,13 @@ so a plan's changes carry flags like those of ``train`` and ``infer``."""
 
 
 def plan_change_flags(text: str) -> tuple[str, ...]:
-    """The ``vramplan plan`` flags that make the planner's change ``text``."""
+    """The ``vramplan plan`` flags that make the planner's change ``text`` (empty for a
+    change this table does not know; the tests require every change to have flags)."""
     for pattern, flags in _PLAN_CHANGE_FLAGS:
         m = pattern.match(text)
         if m:
             return tuple(f.format(*m.groups()) for f in flags)
-    raise ValueError(f"planner change {text!r} has no flags")
+    return ()
 
 
 def _architecture(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:
