@@ -169,7 +169,7 @@ class JobStates:
 def job_states(job: TrainingJob, engine: str) -> JobStates:
     """Per-parameter state bytes of ``job`` as ``engine`` holds them.
 
-    The single-GPU recipe (:mod:`vramplan.memory.gradients`) is PyTorch AMP's: fp32
+    The single-GPU recipe (:mod:`vramplan.memory.precision`) is PyTorch AMP's: fp32
     weights and gradients with bf16 autocast. DeepSpeed, Megatron-LM and FSDP instead
     keep a 16-bit compute copy and an fp32 master (the ZeRO paper's 2 + 2 + 12); for
     those engines a mixed recipe becomes weights = gradients = compute bytes and master

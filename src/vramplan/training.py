@@ -22,7 +22,7 @@ from vramplan.dtypes import get_dtype
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.memory import activations as act
-from vramplan.memory.gradients import CONVENTIONS, PrecisionRecipe, get_precision
+from vramplan.memory.precision import CONVENTIONS, PrecisionRecipe, get_precision
 from vramplan.memory.logits import LogitsBytes, logits_bytes
 from vramplan.memory.lora import (
     ADAPTER_BYTES, adapter_activation_bytes_per_token, adapter_groups, adapter_weight_cast_bytes, all_linear_targets,
