@@ -169,7 +169,8 @@ def estimate_inference(model: str | ModelSpec | ParamOnlyModel, setup: Inference
         solved.append(("max_batch", max_batch(spec, setup)))
         setup = replace(setup, batch=max(1, solved[-1][1]))
     estimate = _with_rule_of_thumb(run_engine(spec, setup))
-    return InferenceEstimate(**{f.name: getattr(estimate, f.name) for f in fields(estimate)}, solved=tuple(solved))
+    return InferenceEstimate(**{**{f.name: getattr(estimate, f.name) for f in fields(estimate)},
+                                "solved": tuple(solved), "checkpoint": getattr(spec, "checkpoint", None)})
 
 
 def _with_rule_of_thumb(estimate: Estimate) -> Estimate:

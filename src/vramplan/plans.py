@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from vramplan.errors import InputError, LayoutError
 from vramplan.model import ParamOnlyModel, resolve_model
+from vramplan.model.stored import source_keys
 from vramplan.parallel import LayoutRequest, ParallelLayout
 
 if TYPE_CHECKING:
@@ -99,7 +100,8 @@ class PlanReport:
                     "usable_bytes": self.gpu.usable_memory_bytes, "gpu_counts": list(self.gpu_counts),
                     "context": job.context, "batch": job.batch, "weights": job.weights, "kv_dtype": job.kv_dtype,
                     "evaluated": self.evaluated, "candidates": [c.to_dict() for c in self.candidates],
-                    "min_gpus": self.min_gpus, "assumptions": list(self.assumptions)}
+                    "min_gpus": self.min_gpus, "assumptions": list(self.assumptions),
+                    **source_keys(self.spec.checkpoint)}
         from vramplan.parallel import RECIPES
 
         setup = self.setup
@@ -112,7 +114,7 @@ class PlanReport:
         data["largest_micro_batch"] = biggest.to_dict() if biggest else None
         data["longest_context"] = {"seq_len": ctx[0], **ctx[1].to_dict()} if ctx else None
         data["changes"] = [c.to_dict() for c in self.changes]
-        return data
+        return {**data, **source_keys(self.spec.checkpoint)}
 
 
 def _architecture(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:

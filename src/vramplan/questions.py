@@ -146,13 +146,15 @@ def plan(values: Mapping[str, Any]) -> PlanReport:
 def params(values: Mapping[str, Any]) -> dict:
     """``vramplan params``: parameter counts by component."""
     from vramplan.model import ParamOnlyModel, count_params
+    from vramplan.model.stored import source_keys
 
     spec = model_from(values)
     if isinstance(spec, ParamOnlyModel):
         return {"model": spec.name, "total_params": spec.total_params, "active_params": spec.total_params,
                 "components": [{"name": "total", "params": spec.total_params}],
                 "notes": ["a bare parameter count has no architecture: no split by component"]}
-    return {"model": spec.name, **count_params(spec).to_dict(), "notes": list(spec.notes)}
+    return {"model": spec.name, **count_params(spec).to_dict(), "notes": list(spec.notes),
+            **source_keys(spec.checkpoint)}
 
 
 def models(values: Mapping[str, Any]) -> dict:

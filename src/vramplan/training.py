@@ -576,7 +576,8 @@ def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSe
             capacity = gpu_spec.usable_memory_bytes
             fit = TrainingFit(largest_micro_batch=largest_micro_batch(spec, setup, capacity),
                               largest_seq=largest_sequence(spec, setup, capacity))
-    return TrainingEstimate(**{f.name: getattr(est, f.name) for f in fields(est)}, fits=fit)
+    return TrainingEstimate(**{**{f.name: getattr(est, f.name) for f in fields(est)}, "fits": fit,
+                               "checkpoint": getattr(spec, "checkpoint", None)})
 
 
 def _gpu(gpu: str | GpuSpec | None) -> GpuSpec | None:
@@ -609,7 +610,8 @@ def _layout_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup, lay
     est = estimate_on_layout(TrainingJob(model=spec, setup=setup), layout)
     if gpu is not None:
         est = est.with_verdict(gpu.slug, gpu.usable_memory_bytes)
-    return TrainingEstimate(**{f.name: getattr(est, f.name) for f in fields(est)}, fits=None)
+    return TrainingEstimate(**{**{f.name: getattr(est, f.name) for f in fields(est)}, "fits": None,
+                               "checkpoint": spec.checkpoint})
 
 
 def _single_gpu_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> Estimate:

@@ -19,12 +19,7 @@ def units_option(func: Any) -> Any:
 
 
 def emit_json(data: Any) -> None:
-    """Write ``data`` as indented JSON to stdout, naming the model's source when it was
-    read from files (:func:`vramplan.cli.model_options.remember_source`)."""
-    ctx = click.get_current_context(silent=True)
-    source = ctx.meta.get("vramplan.model_source") if ctx is not None else None
-    if source and isinstance(data, dict):
-        data = {**data, **source}
+    """Write ``data`` (a result's ``to_dict()``) as indented JSON to stdout."""
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
