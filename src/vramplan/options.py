@@ -38,6 +38,8 @@ class Option:
     min_open: bool = False
     max_open: bool = False
     required: bool = False
+    multiple: bool = False
+    """The flag may repeat; the value is a tuple of what each gave."""
 
     @property
     def all_flags(self) -> tuple[str, ...]:
@@ -261,6 +263,51 @@ def plan_options() -> tuple[Option, ...]:
     )
 
 
+def rl_options() -> tuple[Option, ...]:
+    """``rl``: the post-training job (:class:`vramplan.jobs.RLJob`) and its roles."""
+    return (
+        Option(name="algo", kind="str", default="grpo", show_default=True, help="grpo, ppo, dpo, rloo or online-dpo."),
+        Option(name="gpu", kind="str", required=True, help="GPU name (vramplan gpus)."),
+        Option(name="gpus", kind="int", default=8, show_default=True, help="GPUs in the job."),
+        Option(name="gpus_per_node", kind="int", default=8, show_default=True, help="GPUs per node (host RAM is per node)."),
+        Option(name="placement", kind="str", default="colocated", show_default=True, help="colocated (every role on every GPU) or split (engine GPUs + trainer GPUs)."),
+        Option(name="rollout_gpus", kind="int", help="Split: GPUs running the engine [default: half]."),
+        Option(name="sharding", kind="str", default="fsdp", show_default=True, help="Trainer sharding: fsdp, zero2, zero3, zero3-offload or none."),
+        Option(name="method", kind="str", default="full", show_default=True, help="Policy: full, lora or qlora."),
+        Option(name="precision", kind="str", default="bf16-mixed", show_default=True, help="Policy precision recipe."),
+        Option(name="optimizer", kind="str", default="adamw", show_default=True, help="Policy optimizer."),
+        Option(name="micro_batch", kind="int", default=1, show_default=True, help="Policy micro-batch per GPU (sequences)."),
+        Option(name="recompute", kind="str", default="full", show_default=True, help="none, selective or full (TRL/verl: full)."),
+        Option(name="lora_rank", kind="int", default=16, show_default=True, help="LoRA rank r."),
+        Option(name="fused_ce", kind="flag", default=False, help="Fused linear cross entropy in the policy's loss."),
+        Option(name="offload_params", kind="flag", default=False, help="Policy parameters to CPU while the engine generates."),
+        Option(name="offload_optimizer", kind="flag", default=False, help="Policy optimizer states to CPU while the engine generates."),
+        Option(name="kl_coef", kind="float", help="KL weight; 0 drops the reference [default: the algo's]."),
+        Option(name="reference_model", kind="str", help="Reference model [default: MODEL]."),
+        Option(name="offload_reference", kind="flag", default=False, help="Reference weights in CPU between its forwards."),
+        Option(name="reward_models", kind="str", default=(), multiple=True, flags=("--reward-model",), help="Reward model (repeatable) [PPO: MODEL]."),
+        Option(name="no_reward_model", kind="flag", default=False, help="Rule-based rewards only (no reward model)."),
+        Option(name="offload_reward", kind="flag", default=False, help="Reward weights in CPU between their forwards."),
+        Option(name="critic_model", kind="str", help="PPO critic [default: MODEL]."),
+        Option(name="rollout_tp", kind="int", default=1, show_default=True, help="Tensor parallel size of one engine."),
+        Option(name="gpu_memory_utilization", kind="float", default=0.5, show_default=True, help="vLLM's share of each engine GPU."),
+        Option(name="max_model_len", kind="int", help="vLLM max_model_len [default: prompt + completion]."),
+        Option(name="max_num_seqs", kind="int", help="vLLM max_num_seqs [default: vLLM's]."),
+        Option(name="max_num_batched_tokens", kind="int", help="vLLM max_num_batched_tokens [default: vLLM's; TRL colocate: 4096]."),
+        Option(name="sleep_level", kind="int", default=1, show_default=True, help="Colocated: 0 (engine keeps its memory), 1 (weights to CPU), 2 (weights discarded)."),
+        Option(name="kv_dtype", kind="str", help="Engine KV cache dtype [default: compute dtype]."),
+        Option(name="enforce_eager", kind="flag", default=False, help="Engine without CUDA graphs."),
+        Option(name="engine_process", kind="str", default="shared", show_default=True, help="Colocated engine in the trainer's process (shared: TRL, verl) or its own (separate: OpenRLHF)."),
+        Option(name="prompts", kind="int", default=64, show_default=True, help="Prompts per rollout step (whole job)."),
+        Option(name="generations", kind="int", default=8, show_default=True, help="Completions per prompt."),
+        Option(name="prompt_len", kind="int", default=512, show_default=True, help="Longest prompt (tokens)."),
+        Option(name="completion_len", kind="int", default=512, show_default=True, help="Longest completion (tokens)."),
+        Option(name="score_micro_batch", kind="int", help="Sequences per GPU in reference/reward/log-prob forwards [default: --micro-batch]."),
+        Option(name="no_solve", kind="flag", default=False, help="Skip the solvers (utilisation, completion, generations, placement)."),
+        Option(name="export", kind="str", help="Print the job as trl, verl or openrlhf configuration."),
+    )
+
+
 SEARCH_MODELS = Option(name="search", kind="str", default="",
                        help="Only models whose name, Hub id or family contains TEXT.")
 SEARCH_GPUS = Option(name="search", kind="str", default="",
@@ -279,6 +326,8 @@ def options_of(question: str) -> tuple[Option, ...]:
         return (SEARCH_MODELS,)
     if question == "gpus":
         return (SEARCH_GPUS, *COMMON_OPTIONS)
+    if question == "rl":
+        return rl_options() + COMMON_OPTIONS
     own = QUESTION_OPTIONS[question]()
     layout = layout_options() if question in ("train", "plan") else ()
     return own + ARCH_OPTIONS + layout + COMMON_OPTIONS

@@ -7,6 +7,7 @@ is computed here once; the edges only parse their input and render the result's
 - :func:`train` -> :class:`~vramplan.training.TrainingEstimate`
 - :func:`infer` -> :class:`~vramplan.inference.InferenceEstimate`
 - :func:`plan` -> :class:`~vramplan.plans.PlanReport`
+- :func:`rl` -> :class:`~vramplan.jobs.solvers.RLReport` (:func:`rl_job`: the job itself)
 - :func:`params`, :func:`models`, :func:`gpus` -> JSON-ready listings
 """
 
@@ -20,6 +21,8 @@ from vramplan.errors import InputError
 
 if TYPE_CHECKING:
     from vramplan.inference import InferenceEstimate
+    from vramplan.jobs import RLJob
+    from vramplan.jobs.solvers import RLReport
     from vramplan.model import ModelSpec, ParamOnlyModel
     from vramplan.parallel import LayoutRequest
     from vramplan.plans import PlanReport
@@ -141,6 +144,47 @@ def plan(values: Mapping[str, Any]) -> PlanReport:
     return plan_inference(spec, v["gpu_name"], layout, context=v["seq_len"], batch=v["batch"] or 1,
                           weights=v["weights"], kv_dtype=v["kv_dtype"], max_gpus=v["max_gpus"],
                           headroom=v["headroom"], top=v["top"])
+
+
+def rl_job(values: Mapping[str, Any]) -> RLJob:
+    """The post-training job ``values`` describe (``model`` and :func:`vramplan.options.rl_options`)."""
+    from vramplan.jobs import FrozenRole, RLJob, RolloutEngine, TrainerRole
+    from vramplan.training import TrainingSetup
+
+    f = {**defaults("rl"), **values}
+    setup = TrainingSetup(method=f["method"], precision=f["precision"], optimizer=f["optimizer"],
+                          batch=f["micro_batch"], recompute=f["recompute"], lora_rank=f["lora_rank"],
+                          fused_ce=f["fused_ce"])
+    policy = TrainerRole(setup=setup, offload_params=f["offload_params"], offload_optimizer=f["offload_optimizer"])
+    rewards = None
+    if f["no_reward_model"]:
+        rewards = ()
+    elif f["reward_models"]:
+        rewards = tuple(FrozenRole(model=m, offload=f["offload_reward"]) for m in f["reward_models"])
+    elif f["offload_reward"]:  # the algorithm's own reward model, offloaded (none for GRPO/RLOO/DPO)
+        from vramplan.jobs.roles import ALGOS
+
+        spec = ALGOS.get(f["algo"])
+        rewards = (FrozenRole(offload=True),) if spec is not None and spec.reward_model else ()
+    engine = RolloutEngine(tp=f["rollout_tp"], gpu_memory_utilization=f["gpu_memory_utilization"],
+                           max_model_len=f["max_model_len"], max_num_seqs=f["max_num_seqs"],
+                           max_num_batched_tokens=f["max_num_batched_tokens"],
+                           sleep_level=f["sleep_level"], kv_dtype=f["kv_dtype"], enforce_eager=f["enforce_eager"])
+    return RLJob(model=f["model"], algo=f["algo"], gpu=f["gpu"], gpus=f["gpus"], gpus_per_node=f["gpus_per_node"],
+                 placement=f["placement"], rollout_gpus=f["rollout_gpus"], sharding=f["sharding"], policy=policy,
+                 critic=TrainerRole(model=f["critic_model"], setup=setup) if f["critic_model"] else None,
+                 reference=FrozenRole(model=f["reference_model"], offload=f["offload_reference"]),
+                 rewards=rewards, kl_coef=f["kl_coef"], rollout=engine, prompts_per_step=f["prompts"],
+                 generations=f["generations"], prompt_tokens=f["prompt_len"], completion_tokens=f["completion_len"],
+                 score_micro_batch=f["score_micro_batch"], engine_process=f["engine_process"])
+
+
+def rl(values: Mapping[str, Any]) -> RLReport:
+    """``vramplan rl``: per-GPU memory of a post-training job, phase by phase, with its
+    solvers (skipped with ``no_solve``)."""
+    from vramplan.jobs.solvers import report_rl
+
+    return report_rl(rl_job(values), solve=not values.get("no_solve", False))
 
 
 def params(values: Mapping[str, Any]) -> dict:

@@ -47,6 +47,8 @@ def click_options(options) -> Any:
     def param(o) -> Any:
         if o.kind == "flag":
             return click.option(*o.all_flags, o.name, is_flag=True, help=o.help)
+        if o.multiple:
+            return click.option(*o.all_flags, o.name, multiple=True, help=o.help)
         if o.kind == "switch":
             return click.option(f"{o.all_flags[0]}/{o.off_flag}", o.name, default=o.default, help=o.help)
         kind: Any = {"int": int, "float": float, "str": str}[o.kind]
