@@ -318,7 +318,7 @@ def check_attention_for_cp(job: TrainingJob, cp: int) -> None:
     attention kernel it does not run with (``CP_ATTENTION_KERNELS``)."""
     if cp > 1 and job.setup.attention not in CP_ATTENTION_KERNELS:
         raise LayoutError(f"cp={cp} with attention={job.setup.attention!r}: context parallelism needs a fused "
-                          f"attention kernel ({', '.join(CP_ATTENTION_KERNELS)}); use cp=1 or --attention sdpa")
+                          f"attention kernel ({', '.join(CP_ATTENTION_KERNELS)}); use cp=1 or attention=sdpa")
 
 
 def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,

@@ -211,13 +211,13 @@ def _largest(model: ModelSpec, setup: InferenceSetup, field_name: str, upper: in
 
 def _needs_gpu(setup: InferenceSetup, what: str) -> None:
     if setup.gpu is None:
-        raise InputError(f"{what}: needs --gpu NAME (the memory to fit in)")
+        raise InputError(f"{what}: needs gpu NAME (the memory to fit in)", fields=("gpu",))
 
 
 def max_context(model: str | ModelSpec, setup: InferenceSetup) -> int:
     """Longest context per sequence (tokens) whose estimate fits ``setup.gpu`` at
     ``setup.batch`` sequences, up to the model's max positions; 0 if none fits."""
-    _needs_gpu(setup, "--max-context")
+    _needs_gpu(setup, "solve_context")
     spec = _spec(model)
     return _largest(spec, replace(setup, prompt=None, strict=False), "context", spec.max_position_embeddings)
 
@@ -225,5 +225,5 @@ def max_context(model: str | ModelSpec, setup: InferenceSetup) -> int:
 def max_batch(model: str | ModelSpec, setup: InferenceSetup, upper: int = MAX_BATCH_SEARCHED) -> int:
     """Most sequences of ``setup.context`` tokens whose estimate fits ``setup.gpu``
     (searched up to ``upper``); 0 if not even one fits."""
-    _needs_gpu(setup, "--max-batch")
+    _needs_gpu(setup, "solve_batch")
     return _largest(_spec(model), setup, "batch", upper)

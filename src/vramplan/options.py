@@ -40,6 +40,10 @@ class Option:
     required: bool = False
     multiple: bool = False
     """The flag may repeat; the value is a tuple of what each gave."""
+    fields: tuple[str, ...] = ()
+    """The core's names for what this option sets, where they differ from ``name``
+    (``seed_bytes`` sets ``TrainingSetup.seed_dtype_bytes``): errors name those, and
+    the command line shows this option's flag in their place (:func:`flags_by_field`)."""
 
     @property
     def all_flags(self) -> tuple[str, ...]:
@@ -91,15 +95,15 @@ model or cluster, low enough that the arithmetic behind it stays bounded and exa
 
 
 def _int(name: str, help: str, default: int | None = None, *, minimum: int | None = 1, show: bool = True,
-         flags: tuple[str, ...] = (), maximum: int | None = None) -> Option:
+         flags: tuple[str, ...] = (), maximum: int | None = None, fields: tuple[str, ...] = ()) -> Option:
     return Option(name=name, kind="int", help=help, default=default, show_default=show and default is not None,
-                  minimum=minimum, maximum=maximum, flags=flags)
+                  minimum=minimum, maximum=maximum, flags=flags, fields=fields)
 
 
 def _choice(name: str, choices: tuple[str, ...], help: str, default: str | None = None, *,
-            show: bool = True) -> Option:
+            show: bool = True, fields: tuple[str, ...] = ()) -> Option:
     return Option(name=name, kind="str", help=help, default=default, choices=choices,
-                  show_default=show and default is not None)
+                  show_default=show and default is not None, fields=fields)
 
 
 def _str(name: str, help: str, default: str | None = None, *, show: bool = True,
@@ -108,8 +112,8 @@ def _str(name: str, help: str, default: str | None = None, *, show: bool = True,
                   flags=flags)
 
 
-def _flag(name: str, help: str, *, flags: tuple[str, ...] = ()) -> Option:
-    return Option(name=name, kind="flag", help=help, default=False, flags=flags)
+def _flag(name: str, help: str, *, flags: tuple[str, ...] = (), fields: tuple[str, ...] = ()) -> Option:
+    return Option(name=name, kind="flag", help=help, default=False, flags=flags, fields=fields)
 
 
 # ---- the model ----------------------------------------------------------------------
@@ -151,14 +155,14 @@ def _layout_options() -> tuple[Option, ...]:
         _int("pp", "Pipeline-parallel stages.", show=False, maximum=MAX_COUNT),
         _int("cp", "Context-parallel degree.", show=False, maximum=MAX_COUNT),
         _int("ep", "Expert-parallel degree (MoE).", show=False, maximum=MAX_COUNT),
-        _choice("zero", ("0", "1", "2", "3"), "DeepSpeed ZeRO stage."),
+        _choice("zero", ("0", "1", "2", "3"), "DeepSpeed ZeRO stage.", fields=("zero_stage",)),
         _choice("fsdp", tuple(m for m in FSDP_MODES if m != "none"),
                 "PyTorch FSDP sharding strategy (not with --zero)."),
         _choice("offload", tuple(OFFLOADS),
                 "Offload optimizer states (ZeRO-Offload) or parameters too (ZeRO-Infinity) to host RAM."),
         _int("micro_batches", "Micro-batches per step (gradient accumulation).", show=False, maximum=MAX_COUNT),
         _int("virtual_stages", "Interleaved pipeline chunks per rank.", show=False, maximum=MAX_COUNT),
-        _flag("sp", "Megatron sequence parallelism (with --tp > 1)."),
+        _flag("sp", "Megatron sequence parallelism (with --tp > 1).", fields=("sequence_parallel",)),
     )
 
 
@@ -195,7 +199,7 @@ def train_options() -> tuple[Option, ...]:
         Option(name="fused_ce", kind="flag", default=False, help="Fused linear cross entropy (Liger-Kernel)."),
         Option(name="dropout", kind="flag", default=False, help="Dropout active in the model (GPT-2 style)."),
         Option(name="activation_model", kind="str", default="derived", show_default=True, help="derived (this tool's) or seed (the seed article's rule of thumb)."),
-        Option(name="seed_bytes", kind="int", default=1, show_default=True, help="Bytes per value for --activation-model seed (the article's int8: 1)."),
+        Option(name="seed_bytes", kind="int", default=1, show_default=True, help="Bytes per value for --activation-model seed (the article's int8: 1).", fields=("seed_dtype_bytes",)),
         Option(name="gpu", kind="str", help="GPU to check the fit on (e.g. h100, rtx-4090)."),
         Option(name="strict", kind="flag", default=False, help="Turn warnings (sequence beyond max positions) into errors."),
     )
@@ -224,9 +228,9 @@ def infer_options() -> tuple[Option, ...]:
         Option(name="enforce_eager", kind="flag", default=False, help="vLLM without CUDA graphs."),
         Option(name="n_gpu_layers", kind="int", minimum=0, help="llama.cpp layers on the GPU (default all)."),
         Option(name="n_ubatch", kind="int", default=512, show_default=True, minimum=1, help="llama.cpp micro-batch."),
-        Option(name="no_flash_attn", kind="flag", default=False, help="llama.cpp without flash attention."),
-        Option(name="cuda_context", kind="str", help="Override the CUDA context size (e.g. 600MiB)."),
-        Option(name="reserve", kind="str", help="Memory to keep free on the GPU (e.g. 2GiB)."),
+        Option(name="no_flash_attn", kind="flag", default=False, help="llama.cpp without flash attention.", fields=("flash_attention",)),
+        Option(name="cuda_context", kind="str", help="Override the CUDA context size (e.g. 600MiB).", fields=("cuda_context_bytes",)),
+        Option(name="reserve", kind="str", help="Memory to keep free on the GPU (e.g. 2GiB).", fields=("reserve_bytes",)),
         Option(name="solve_context", kind="flag", default=False, flags=("--max-context",), help="Find the longest context that fits --gpu."),
         Option(name="solve_batch", kind="flag", default=False, flags=("--max-batch",), help="Find the largest batch that fits --gpu."),
         Option(name="strict", kind="flag", default=False, help="Context beyond max positions is an error, not a warning."),
@@ -242,11 +246,11 @@ def plan_options() -> tuple[Option, ...]:
 
     return (
         Option(name="training", kind="switch", default=True, flags=("--train",), off_flag="--infer", help="Plan training (default) or serving."),
-        Option(name="gpu_name", kind="str", required=True, flags=("--gpu",), help="GPU kind (see `vramplan gpus`)."),
+        Option(name="gpu_name", kind="str", required=True, flags=("--gpu",), help="GPU kind (see `vramplan gpus`).", fields=("gpu",)),
         Option(name="max_gpus", kind="int", minimum=1, help="Try GPU counts up to N (powers of two, then whole nodes) and report the fewest that fit."),
         Option(name="headroom", kind="float", default=0.05, show_default=True, minimum=0, maximum=1, max_open=True, help="Share of each GPU's memory to keep free."),
-        Option(name="seq_len", kind="int", default=DEFAULT_PLAN_SEQ, show_default=True, flags=("--seq", "--seq-len", "--context"), minimum=1, help="Tokens per sequence (training) or context held in the KV cache (serving)."),
-        Option(name="batch", kind="int", minimum=1, help="Training: micro-batch size per GPU (default: try 1, 2, 4, 8). Serving: concurrent sequences."),
+        Option(name="seq_len", kind="int", default=DEFAULT_PLAN_SEQ, show_default=True, flags=("--seq", "--seq-len", "--context"), minimum=1, help="Tokens per sequence (training) or context held in the KV cache (serving).", fields=("seq", "context")),
+        Option(name="batch", kind="int", minimum=1, help="Training: micro-batch size per GPU (default: try 1, 2, 4, 8). Serving: concurrent sequences.", fields=("micro_batch",)),
         Option(name="global_batch", kind="int", minimum=1, help="Sequences per optimizer step (default: 4M tokens' worth, at least one per GPU)."),
         Option(name="recompute", kind="str", choices=RECOMPUTE_CHOICES, help="Activation recomputation (default: try each)."),
         Option(name="attention", kind="str", default="sdpa", show_default=True, choices=ATTENTIONS, help="Attention kernel (eager keeps the s x s scores)."),
@@ -257,9 +261,9 @@ def plan_options() -> tuple[Option, ...]:
         Option(name="weights", kind="str", default="bf16", show_default=True, help="Serving: weight format (bf16, fp8, awq-int4...)."),
         Option(name="kv_dtype", kind="str", default="fp16", show_default=True, help="Serving: KV-cache dtype."),
         Option(name="mfu", kind="float", minimum=0, maximum=1, min_open=True, help="Model FLOPs utilisation of large matrix multiplies (default 0.44); each layout's is scaled down for small per-GPU multiplies."),
-        Option(name="host_ram", kind="str", flags=("--host-memory", "--host-ram"), help="Host RAM per node offload may use (e.g. 1TiB, 512GiB); layouts needing more are dropped. Default: 1 TiB for datacenter GPUs, 128 GiB otherwise."),
+        Option(name="host_ram", kind="str", flags=("--host-memory", "--host-ram"), help="Host RAM per node offload may use (e.g. 1TiB, 512GiB); layouts needing more are dropped. Default: 1 TiB for datacenter GPUs, 128 GiB otherwise.", fields=("host_bytes_per_node",)),
         Option(name="top", kind="int", default=10, show_default=True, minimum=1, help="Layouts to list."),
-        Option(name="export_to", kind="str", flags=("--export",), choices=EXPORT_ENGINES, help="Print the best layout as a config for this engine instead of the table."),
+        Option(name="export_to", kind="str", flags=("--export",), choices=EXPORT_ENGINES, fields=("export",), help="Print the best layout as a config for this engine instead of the table."),
     )
 
 
@@ -276,20 +280,20 @@ def rl_options() -> tuple[Option, ...]:
         Option(name="method", kind="str", default="full", show_default=True, help="Policy: full, lora or qlora."),
         Option(name="precision", kind="str", default="bf16-mixed", show_default=True, help="Policy precision recipe."),
         Option(name="optimizer", kind="str", default="adamw", show_default=True, help="Policy optimizer."),
-        Option(name="micro_batch", kind="int", default=1, show_default=True, help="Policy micro-batch per GPU (sequences)."),
+        Option(name="micro_batch", kind="int", default=1, show_default=True, help="Policy micro-batch per GPU (sequences).", fields=("batch",)),
         Option(name="recompute", kind="str", default="full", show_default=True, help="none, selective or full (TRL/verl: full)."),
         Option(name="lora_rank", kind="int", default=16, show_default=True, help="LoRA rank r."),
         Option(name="fused_ce", kind="flag", default=False, help="Fused linear cross entropy in the policy's loss."),
         Option(name="offload_params", kind="flag", default=False, help="Policy parameters to CPU while the engine generates."),
         Option(name="offload_optimizer", kind="flag", default=False, help="Policy optimizer states to CPU while the engine generates."),
         Option(name="kl_coef", kind="float", help="KL weight; 0 drops the reference [default: the algo's]."),
-        Option(name="reference_model", kind="str", help="Reference model [default: MODEL]."),
+        Option(name="reference_model", kind="str", help="Reference model [default: MODEL].", fields=("reference.model",)),
         Option(name="offload_reference", kind="flag", default=False, help="Reference weights in CPU between its forwards."),
-        Option(name="reward_models", kind="str", default=(), multiple=True, flags=("--reward-model",), help="Reward model (repeatable) [PPO: MODEL]."),
+        Option(name="reward_models", kind="str", default=(), multiple=True, flags=("--reward-model",), help="Reward model (repeatable) [PPO: MODEL].", fields=("rewards",)),
         Option(name="no_reward_model", kind="flag", default=False, help="Rule-based rewards only (no reward model)."),
         Option(name="offload_reward", kind="flag", default=False, help="Reward weights in CPU between their forwards."),
-        Option(name="critic_model", kind="str", help="PPO critic [default: MODEL]."),
-        Option(name="rollout_tp", kind="int", default=1, show_default=True, help="Tensor parallel size of one engine."),
+        Option(name="critic_model", kind="str", help="PPO critic [default: MODEL].", fields=("critic.model",)),
+        Option(name="rollout_tp", kind="int", default=1, show_default=True, help="Tensor parallel size of one engine.", fields=("tp", "rollout.tp")),
         Option(name="gpu_memory_utilization", kind="float", default=0.5, show_default=True, help="vLLM's share of each engine GPU."),
         Option(name="max_model_len", kind="int", help="vLLM max_model_len [default: prompt + completion]."),
         Option(name="max_num_seqs", kind="int", help="vLLM max_num_seqs [default: vLLM's]."),
@@ -298,10 +302,10 @@ def rl_options() -> tuple[Option, ...]:
         Option(name="kv_dtype", kind="str", help="Engine KV cache dtype [default: compute dtype]."),
         Option(name="enforce_eager", kind="flag", default=False, help="Engine without CUDA graphs."),
         Option(name="engine_process", kind="str", default="shared", show_default=True, help="Colocated engine in the trainer's process (shared: TRL, verl) or its own (separate: OpenRLHF)."),
-        Option(name="prompts", kind="int", default=64, show_default=True, help="Prompts per rollout step (whole job)."),
+        Option(name="prompts", kind="int", default=64, show_default=True, help="Prompts per rollout step (whole job).", fields=("prompts_per_step",)),
         Option(name="generations", kind="int", default=8, show_default=True, help="Completions per prompt."),
-        Option(name="prompt_len", kind="int", default=512, show_default=True, help="Longest prompt (tokens)."),
-        Option(name="completion_len", kind="int", default=512, show_default=True, help="Longest completion (tokens)."),
+        Option(name="prompt_len", kind="int", default=512, show_default=True, help="Longest prompt (tokens).", fields=("prompt_tokens",)),
+        Option(name="completion_len", kind="int", default=512, show_default=True, help="Longest completion (tokens).", fields=("completion_tokens",)),
         Option(name="score_micro_batch", kind="int", help="Sequences per GPU in reference/reward/log-prob forwards [default: --micro-batch]."),
         Option(name="no_solve", kind="flag", default=False, help="Skip the solvers (utilisation, completion, generations, placement)."),
         Option(name="export", kind="str", help="Print the job as trl, verl or openrlhf configuration."),
@@ -331,3 +335,16 @@ def options_of(question: str) -> tuple[Option, ...]:
     own = QUESTION_OPTIONS[question]()
     layout = layout_options() if question in ("train", "plan") else ()
     return own + ARCH_OPTIONS + layout + COMMON_OPTIONS
+
+
+def flags_by_field(question: str) -> dict[str, str]:
+    """The flag the command line shows for each field an error of ``question`` may name:
+    every option's name and its :attr:`Option.fields`, to the option's flag spelled as
+    the field when it has one (plan's ``context``: ``--context``), else its first. One
+    mapping, made from the declarations above (a test checks no field has two flags)."""
+    out: dict[str, str] = {}
+    for o in options_of(question):
+        for name in (o.name, *o.fields):
+            spelled = "--" + name.replace("_", "-")
+            out.setdefault(name, spelled if spelled in o.all_flags else o.all_flags[0])
+    return out

@@ -120,8 +120,9 @@ class PlanReport:
 def _architecture(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:
     spec = resolve_model(model)
     if isinstance(spec, ParamOnlyModel):
-        raise InputError(f"MODEL {spec.name!r}: a bare parameter count has no architecture; planning needs "
-                         "a catalog model, a config.json, or --layers/--hidden/--heads")
+        raise InputError(f"model {spec.name!r}: a bare parameter count has no architecture; planning needs "
+                         "a catalog model, a config.json, or a custom architecture (layers, hidden, heads)",
+                         fields=("layers", "hidden", "heads"))
     return spec
 
 
@@ -138,7 +139,7 @@ def gpu_counts(layout: LayoutRequest, max_gpus: int | None) -> tuple[int, ...]:
 
     total = layout.total_gpus()
     if total is not None and max_gpus is not None:
-        raise InputError(f"--gpus {total} and --max-gpus {max_gpus}: give one or the other")
+        raise InputError(f"gpus {total} and max_gpus {max_gpus}: give one or the other", fields=("gpus", "max_gpus"))
     if total is not None:
         return (total,)
     return gpu_counts_up_to(max_gpus or layout.node_size(), layout.node_size())
@@ -200,8 +201,8 @@ def plan_training(model: str | ModelSpec, gpu: str | GpuSpec, setup: TrainingSet
     engines = engine_settings(zero=int(layout.zero) if layout.zero is not None else None, fsdp=layout.fsdp,
                               offload=layout.offload)
     if not engines:
-        raise InputError(f"--zero {layout.zero} --fsdp {layout.fsdp} --offload {layout.offload}: no engine setting "
-                         "matches; ZeRO offload needs stage 2 or 3, FSDP offloads with --offload params")
+        raise InputError(f"zero={layout.zero} fsdp={layout.fsdp} offload={layout.offload}: no engine setting "
+                         "matches; ZeRO offload needs stage 2 or 3, FSDP offloads with offload=params")
     req = PlanRequest(job=job, gpu=gpu, gpu_counts=counts, headroom=headroom, gpus_per_node=layout.node_size(),
                       global_batch=global_batch, mfu=mfu or DEFAULT_MFU,
                       micro_batch_sizes=(micro_batch,) if micro_batch else DEFAULT_MICRO_BATCH_SIZES,

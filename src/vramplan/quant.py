@@ -190,7 +190,7 @@ FORMATS: dict[str, WeightFormat] = {normalize_name(f.name): f for f in _formats(
 """Canonical name -> format."""
 
 
-def get_format(name: str | WeightFormat, field: str = "--weights") -> WeightFormat:
+def get_format(name: str | WeightFormat, field: str = "weights") -> WeightFormat:
     """A weight format by name or alias ("bf16", "nf4-dq", "gptq", "awq-int4-g128")."""
     if isinstance(name, WeightFormat):
         return name
@@ -200,7 +200,8 @@ def get_format(name: str | WeightFormat, field: str = "--weights") -> WeightForm
         return FORMATS[key]
     table = {**FORMATS, **{k: FORMATS[v] for k, v in _ALIASES.items()}}
     try:
-        return lookup("weight format", key, table, hint=f"{field}: see `vramplan infer --list-formats`")
+        return lookup("weight format", key, table, hint=f"{field}: one of the formats list_formats lists",
+                      fields=("list_formats",))
     except InputError:
         raise
 
@@ -352,5 +353,6 @@ def format_from_quantization_config(qc: dict, *, dtype: str = "bf16") -> WeightF
     method = str(qc.get("quant_method", "")).lower()
     if method not in _QUANT_METHODS:
         raise InputError(f"quantization_config.quant_method: {method!r} is not supported "
-                         f"(supported: {', '.join(_QUANT_METHODS)}); pass --weights to choose a format")
+                         f"(supported: {', '.join(_QUANT_METHODS)}); pass weights to choose a format",
+                         fields=("weights",))
     return _QUANT_METHODS[method](qc, dtype)

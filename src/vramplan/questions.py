@@ -50,18 +50,18 @@ def model_from(values: Mapping[str, Any]) -> ModelSpec | ParamOnlyModel:
         return model  # already resolved (a ModelSpec or a bare parameter count)
     if arch:
         if model:
-            flag_of = {o.name: o.all_flags[0] for o in ARCH_OPTIONS}
-            raise InputError(f"MODEL {model!r} and architecture flags ({', '.join(flag_of[k] for k in arch)}) "
-                             "given together: pass one or the other")
-        missing = [f"--{k}" for k in ARCH_REQUIRED if k not in arch]
+            raise InputError(f"model {model!r} and a custom architecture ({', '.join(arch)}) given together: "
+                             "pass one or the other", fields=("model", *arch))
+        missing = [k for k in ARCH_REQUIRED if k not in arch]
         if missing:
+            named = ("layers", "hidden", "heads", "kv_heads", "intermediate", "vocab")
             raise InputError(f"custom architecture: missing {', '.join(missing)} "
-                             "(needed with any of --layers --hidden --heads --kv-heads --intermediate --vocab)")
+                             f"(needed with any of {' '.join(named)})", fields=(*missing, *named))
         return custom_spec(**arch)
     if not model:
-        raise InputError("MODEL: expected a catalog name (see `vramplan models`), a Hub id (org/name), a checkpoint "
+        raise InputError("model: expected a catalog name (see `vramplan models`), a Hub id (org/name), a checkpoint "
                          "directory, a .gguf file, a config.json path, a parameter count like 7B, "
-                         "or --layers/--hidden/--heads")
+                         "or a custom architecture (layers, hidden, heads)", fields=("layers", "hidden", "heads"))
     return resolve_model(model)
 
 
@@ -101,7 +101,7 @@ def inference_setup(values: Mapping[str, Any]):
     v = {**defaults("infer"), **values}
     overheads = Overheads()
     if v["cuda_context"] is not None:
-        overheads = replace(overheads, cuda_context_bytes=parse_bytes(v["cuda_context"], "--cuda-context"))
+        overheads = replace(overheads, cuda_context_bytes=parse_bytes(v["cuda_context"], "cuda_context"))
     return InferenceSetup(
         engine=v["engine"], weights=v["weights"], kv_dtype=v["kv_dtype"], batch=v["batch"], context=v["context"],
         prompt=v["prompt"], prefill_chunk=v["prefill_chunk"], tp=v["tp"], attention=v["attention"],
@@ -110,7 +110,7 @@ def inference_setup(values: Mapping[str, Any]):
         max_num_batched_tokens=v["max_num_batched_tokens"], block_size=v["block_size"],
         enforce_eager=bool(v["enforce_eager"]), n_gpu_layers=v["n_gpu_layers"], n_ubatch=v["n_ubatch"],
         flash_attention=not v["no_flash_attn"], strict=bool(v["strict"]),
-        reserve_bytes=parse_bytes(v["reserve"], "--reserve") if v["reserve"] else 0, overheads=overheads)
+        reserve_bytes=parse_bytes(v["reserve"], "reserve") if v["reserve"] else 0, overheads=overheads)
 
 
 def infer(values: Mapping[str, Any]) -> InferenceEstimate:
@@ -131,10 +131,10 @@ def plan(values: Mapping[str, Any]) -> PlanReport:
     v = {**defaults("plan"), **values}
     spec = model_from(v)
     if not v.get("gpu_name"):
-        raise InputError("--gpu: expected a GPU kind (see `vramplan gpus`)")
+        raise InputError("gpu_name: expected a GPU kind (see `vramplan gpus`)")
     layout = layout_request(v)
     if v["training"]:
-        host = parse_bytes(v["host_ram"], "--host-memory") if v["host_ram"] is not None else None
+        host = parse_bytes(v["host_ram"], "host_ram") if v["host_ram"] is not None else None
         setup = TrainingSetup(method=v["method"], precision=v["precision"], optimizer=v["optimizer"],
                               batch=v["batch"] or 1, seq=v["seq_len"], attention=v["attention"],
                               lora_rank=v["lora_rank"])

@@ -465,25 +465,26 @@ def _check_model(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> list
     warnings = []
     if isinstance(spec, ParamOnlyModel):
         if setup.method != "full":
-            raise InputError(f"--method {setup.method}: LoRA adapters need the architecture; give a catalog name or "
-                             f"config.json instead of the bare count {spec.name!r}")
+            raise InputError(f"method {setup.method}: LoRA adapters need the architecture; give a catalog name or "
+                             f"config.json instead of the bare count {spec.name!r}", fields=("method",))
         if setup.opt.layout == "factored":
-            raise InputError(f"--optimizer {setup.optimizer}: factored states need each tensor's shape; give a "
-                             f"catalog name or config.json instead of the bare count {spec.name!r}")
+            raise InputError(f"optimizer {setup.optimizer}: factored states need each tensor's shape; give a "
+                             f"catalog name or config.json instead of the bare count {spec.name!r}",
+                             fields=("optimizer",))
         return [f"{spec.name} is a bare parameter count: weights, gradients and optimizer states only; "
                 f"{', '.join(ParamOnlyModel.NEEDS_ARCHITECTURE)} need the architecture and are left out"]
     if setup.seq > spec.max_position_embeddings:
-        msg = (f"--seq: {setup.seq} exceeds {spec.name}'s max_position_embeddings "
+        msg = (f"seq: {setup.seq} exceeds {spec.name}'s max_position_embeddings "
                f"{spec.max_position_embeddings}")
         if setup.strict:
             raise InputError(msg)
         warnings.append(msg)
     if setup.method == "qlora" and spec.quantization_config:
-        raise InputError(f"--method qlora: {spec.name} is already quantized "
-                         f"({spec.quantization_config.get('quant_method', 'unknown method')}); "
-                         "QLoRA quantizes a 16/32-bit checkpoint to NF4")
+        raise InputError(f"method qlora: {spec.name} is already quantized "
+                         f"({spec.quantization_config.get('quant_method', 'an unknown quant_method')}); "
+                         "QLoRA quantizes a 16/32-bit checkpoint to NF4", fields=("method",))
     if setup.method == "qlora" and setup.precision in ("fp32",):
-        raise InputError("--precision: QLoRA computes in bf16 or fp16; expected bf16-mixed, fp16-mixed, bf16 "
+        raise InputError("precision: QLoRA computes in bf16 or fp16; expected bf16-mixed, fp16-mixed, bf16 "
                          "or fp16, got fp32")
     return warnings
 

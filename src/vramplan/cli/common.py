@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
@@ -21,6 +22,26 @@ def units_option(func: Any) -> Any:
 def emit_json(data: Any) -> None:
     """Write ``data`` (a result's ``to_dict()``) as indented JSON to stdout."""
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def flag_message(exc: Exception, flags: dict[str, str]) -> str:
+    """The message of a core error as the command line shows it: each field it names
+    (:attr:`vramplan.errors.VramplanError.fields`) replaced by its flag in ``flags``
+    (field -> flag, :func:`vramplan.options.flags_by_field`)."""
+    from vramplan.errors import UnknownNameError, VramplanError
+
+    if not isinstance(exc, VramplanError):
+        return str(exc)
+    if isinstance(exc, UnknownNameError):  # "unknown optimizer 'x'": the kind is a word, the hint names fields
+        return exc.lead + (f" ({_flagged(exc.hint, exc.fields, flags)})" if exc.hint else "")
+    return _flagged(str(exc), exc.fields, flags)
+
+
+def _flagged(text: str, fields: tuple[str, ...], flags: dict[str, str]) -> str:
+    for name in sorted(fields, key=len, reverse=True):
+        if name in flags:
+            text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", flags[name], text)
+    return text
 
 
 def console():

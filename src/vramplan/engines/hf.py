@@ -133,8 +133,9 @@ def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Compon
 def build(job: Job) -> Estimate:
     setup, spec = job.setup, job.spec
     if not isinstance(job.weights, WeightFormat):
-        raise InputError(f"--weights {job.weights.name}: transformers dequantizes GGUF files to 16-bit on load "
-                         "(from_pretrained(gguf_file=...)); use --weights fp16, or --engine llamacpp")
+        raise InputError(f"weights {job.weights.name}: transformers dequantizes GGUF files to 16-bit on load "
+                         "(from_pretrained(gguf_file=...)); use weights fp16, or engine llamacpp",
+                         fields=("weights", "engine"))
     kv_dtype = get_kv_dtype(setup.kv_dtype or job.compute_dtype)
     check_engine_kv_dtype(kv_dtype, "transformers DynamicCache", HF_KV_DTYPES)
     act_bytes = get_dtype(job.compute_dtype).bits // 8

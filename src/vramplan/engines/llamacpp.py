@@ -52,8 +52,8 @@ def gguf_recipe(job: Job) -> GgufRecipe:
         return job.weights
     if isinstance(job.weights, WeightFormat) and job.weights.name in _PLAIN_TO_GGUF:
         return get_recipe(_PLAIN_TO_GGUF[job.weights.name])
-    raise InputError(f"--weights {job.weights.name}: llama.cpp runs GGUF files; choose a GGUF recipe such as "
-                     "Q4_K_M, Q5_K_M, Q8_0 or F16")
+    raise InputError(f"weights {job.weights.name}: llama.cpp runs GGUF files; choose a GGUF recipe such as "
+                     "Q4_K_M, Q5_K_M, Q8_0 or F16", fields=("weights",))
 
 
 def _pad(cells: int) -> int:
@@ -121,8 +121,8 @@ def host_compute_buffer_bytes(spec: ModelSpec, *, n_ubatch: int, n_kv: int) -> i
 def build(job: Job) -> Estimate:
     setup, spec = job.setup, job.spec
     if setup.tp != 1:
-        raise InputError(f"--tp {setup.tp}: llama.cpp splits by layer (--n-gpu-layers), not by tensor parallelism "
-                         "here; use --tp 1")
+        raise InputError(f"tp {setup.tp}: llama.cpp splits by layer (n_gpu_layers), not by tensor parallelism "
+                         "here; use tp=1", fields=("tp", "n_gpu_layers"))
     recipe = gguf_recipe(job)
     kv_dtype = get_kv_dtype(setup.kv_dtype or "fp16")
     check_engine_kv_dtype(kv_dtype, "llama.cpp", LLAMACPP_KV_DTYPES)

@@ -256,7 +256,7 @@ def engine_setup(job: RLJob, engine: RolloutEngine, *, sequences: int):
 
     context = engine.max_model_len or job.sequence_tokens
     if context < job.sequence_tokens:
-        raise InputError(f"--max-model-len: {context} is shorter than prompt + completion = "
+        raise InputError(f"max_model_len: {context} is shorter than prompt + completion = "
                          f"{job.prompt_tokens} + {job.completion_tokens}")
     return InferenceSetup(engine="vllm", gpu=job.gpu, gpu_memory_utilization=engine.gpu_memory_utilization,
                           tp=engine.tp, batch=sequences, context=context, prompt=job.prompt_tokens,

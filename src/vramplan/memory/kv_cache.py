@@ -92,13 +92,14 @@ def get_kv_dtype(name: str | KVDType) -> KVDType:
     key = normalize_name(str(name))
     key = normalize_name(_KV_ALIASES.get(key.replace("-", "_"), key))
     table = {normalize_name(k): v for k, v in KV_DTYPES.items()}
-    return lookup("kv cache dtype", key, table, hint=f"--kv-dtype: one of {', '.join(KV_DTYPES)}")
+    return lookup("kv cache dtype", key, table, hint=f"kv_dtype: one of {', '.join(KV_DTYPES)}")
 
 
 def check_engine_kv_dtype(dtype: KVDType, engine: str, allowed: tuple[str, ...]) -> None:
     """Refuse a cache dtype the engine does not offer (one line naming its choices)."""
     if dtype.name not in allowed:
-        raise InputError(f"--kv-dtype {dtype.name}: not a {engine} cache type; expected one of {', '.join(allowed)}")
+        raise InputError(f"kv_dtype {dtype.name}: not a {engine} cache type; expected one of {', '.join(allowed)}",
+                         fields=("kv_dtype",))
 
 
 def kv_row_elements(spec: ModelSpec, *, tp: int = 1, mla_cache: MLACache = "latent") -> tuple[int, int]:
@@ -164,15 +165,15 @@ def kv_cache_bytes(spec: ModelSpec, *, context_tokens: int, batch: int, dtype: s
     sliding layers capped as :func:`tokens_held` says; plus, in hybrid models, the fixed
     recurrent state of the state-space / linear-attention layers
     (:mod:`vramplan.memory.recurrent_state`)."""
-    for name, value in (("context", context_tokens), ("batch", batch)):
+    for name, value in (("context_tokens", context_tokens), ("batch", batch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"--{name}: expected a positive integer, got {value!r}")
+            raise InputError(f"{name}: expected a positive integer, got {value!r}")
     d = get_kv_dtype(dtype)
     k, v = kv_row_elements(spec, tp=tp, mla_cache=mla_cache)
     for width in (k, v):
         if width and width % d.block_elements:
-            raise InputError(f"--kv-dtype {d.name}: a cache row of {width} elements is not a multiple of its "
-                             f"block of {d.block_elements}")
+            raise InputError(f"kv_dtype {d.name}: a cache row of {width} elements is not a multiple of its "
+                             f"block of {d.block_elements}", fields=("kv_dtype",))
     per_token_layer = kv_bytes_per_token_per_layer(spec, d, tp=tp, mla_cache=mla_cache)
     tokens = sum(round_to_blocks(tokens_held(spec, i, context_tokens, sliding_extra_tokens), block_size)
                  for i in range(spec.num_layers))

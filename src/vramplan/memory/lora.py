@@ -62,7 +62,7 @@ def target_groups(spec: ModelSpec, targets: Sequence[str]) -> list[TensorGroup]:
     known = sorted({g.module for g in linear})
     for name in targets:
         if name not in known:
-            raise InputError(f"--lora-targets: {name!r} is not a linear module of {spec.name}; "
+            raise InputError(f"lora_targets: {name!r} is not a linear module of {spec.name}; "
                              f"expected some of {', '.join(known)}")
     return [g for g in linear if g.module in targets and g.per_layer and g.component not in FUSED_EXPERT_COMPONENTS]
 
@@ -73,7 +73,7 @@ def adapter_groups(spec: ModelSpec, targets: Sequence[str], rank: int) -> list[T
     for g in target_groups(spec, targets):
         out_f, in_f = g.shape
         if rank > min(out_f, in_f):
-            raise InputError(f"--lora-rank: {rank} exceeds the smaller side of {g.name} "
+            raise InputError(f"lora_rank: {rank} exceeds the smaller side of {g.name} "
                              f"({out_f} x {in_f}); expected at most {min(out_f, in_f)}")
         prefix = g.name.removesuffix(".weight")
         groups.append(TensorGroup(name=f"{prefix}.lora_A.weight", component=g.component, role="linear",

@@ -129,7 +129,7 @@ def get_optimizer(name: str | OptimizerSpec) -> OptimizerSpec:
         return name
     table = {**OPTIMIZERS, **{k: OPTIMIZERS[v] for k, v in _ALIASES.items()}}
     return lookup("optimizer", normalize_name(str(name)), table,
-                  hint=f"--optimizer: expected one of {', '.join(OPTIMIZERS)}")
+                  hint=f"optimizer: expected one of {', '.join(OPTIMIZERS)}")
 
 
 def _blockwise_8bit_bytes(numel: int) -> int:

@@ -95,7 +95,7 @@ def get_precision(name: str | PrecisionRecipe) -> PrecisionRecipe:
         return name
     key = normalize_name(str(name))
     table = {**_RECIPES, **{k: _RECIPES[v] for k, v in _ALIASES.items()}}
-    return lookup("precision", key, table, hint=f"--precision: expected one of {', '.join(_RECIPES)}")
+    return lookup("precision", key, table, hint=f"precision: expected one of {', '.join(_RECIPES)}")
 
 
 def precision_names() -> tuple[str, ...]:
