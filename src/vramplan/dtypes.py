@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from vramplan.intmath import ceil_div
 from vramplan.naming import lookup, normalize_name
 
 DTypeKind = Literal["float", "int", "uint", "bool"]
@@ -44,7 +45,7 @@ class DType:
 
     def bytes_for(self, num_elements: int) -> int:
         """Bytes to store ``num_elements`` elements, packed, rounded up to a whole byte."""
-        return -(-num_elements * self.bits // 8)
+        return ceil_div(num_elements * self.bits, 8)
 
 
 _TABLE: tuple[DType, ...] = (

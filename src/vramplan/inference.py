@@ -195,18 +195,9 @@ def _fits(model: ModelSpec, setup: InferenceSetup) -> bool:
 def _largest(model: ModelSpec, setup: InferenceSetup, field_name: str, upper: int) -> int:
     """The largest value of ``field_name`` in [1, upper] that fits (0 when 1 does not);
     the estimate grows with it, so bisection finds the boundary."""
-    if not _fits(model, replace(setup, **{field_name: 1})):
-        return 0
-    lo, hi = 1, upper
-    if _fits(model, replace(setup, **{field_name: hi})):
-        return hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _fits(model, replace(setup, **{field_name: mid})):
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    from vramplan.intmath import largest_true
+
+    return largest_true(lambda n: _fits(model, replace(setup, **{field_name: n})), 1, upper)
 
 
 def _needs_gpu(setup: InferenceSetup, what: str) -> None:

@@ -717,16 +717,9 @@ def _fits(spec: ModelSpec, setup: TrainingSetup, capacity_bytes: int) -> bool:
 
 def _largest(spec: ModelSpec, setup: TrainingSetup, capacity_bytes: int, field_name: str, cap: int) -> int:
     """Largest value of ``field_name`` (batch or seq) in 1..cap that fits; 0 when none."""
-    if not _fits(spec, replace(setup, **{field_name: 1}), capacity_bytes):
-        return 0
-    lo, hi = 1, cap
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if _fits(spec, replace(setup, **{field_name: mid}), capacity_bytes):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    from vramplan.intmath import largest_true
+
+    return largest_true(lambda n: _fits(spec, replace(setup, **{field_name: n}), capacity_bytes), 1, cap)
 
 
 MAX_SEARCH_BATCH = 4096

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from vramplan.intmath import round_up
 from vramplan.engines import Job, base_estimate, with_gpu_verdict
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
@@ -57,7 +58,7 @@ def gguf_recipe(job: Job) -> GgufRecipe:
 
 
 def _pad(cells: int) -> int:
-    return -(-cells // KV_PAD_CELLS) * KV_PAD_CELLS
+    return round_up(cells, KV_PAD_CELLS)
 
 
 def kv_cells_per_layer(spec: ModelSpec, context: int, slots: int, n_ubatch: int) -> list[int]:

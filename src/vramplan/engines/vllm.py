@@ -30,6 +30,7 @@ from __future__ import annotations
 from vramplan.dtypes import get_dtype
 from vramplan.engines import Job, base_estimate, with_gpu_verdict
 from vramplan.estimate import Component, Estimate
+from vramplan.intmath import largest_true
 from vramplan.memory.inference_buffers import FP32_BYTES, ForwardShape, layer_peak_bytes
 from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_bytes_per_token_per_layer, kv_cache_bytes
 from vramplan.memory.overhead import fixed_overhead_components
@@ -120,13 +121,7 @@ def _max_context_at_batch(job: Job, budget: int, dtype: str) -> int:
         return kv_cache_bytes(job.spec, context_tokens=ctx, batch=job.setup.batch, dtype=dtype, tp=job.setup.tp,
                               block_size=job.setup.block_size)
 
-    lo, hi = 0, job.spec.max_position_embeddings
-    if need(hi) <= budget:
-        return hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if need(mid) <= budget else (lo, mid)
-    return lo
+    return largest_true(lambda ctx: need(ctx) <= budget, 1, job.spec.max_position_embeddings)
 
 
 def build(job: Job) -> Estimate:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from vramplan.intmath import ceil_div
 from vramplan.dtypes import get_dtype
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
@@ -195,7 +196,7 @@ def frozen_footprint(job: RLJob, name: str, role: FrozenRole, spec: ModelSpec, *
     full = sum(c.bytes for c in weight_components(spec, role.weights))
     sharded = job.sharding in ("fsdp", "zero3", "zero3-offload") and job.trainer_gpus > 1
     world = job.trainer_gpus
-    weights = -(-full // world) if sharded else full
+    weights = ceil_div(full, world) if sharded else full
     elem = get_dtype(role.weights).bytes_for(1) if _plain(role.weights) else COMPUTE_BYTES
     gathered = layer_params(spec) * elem if sharded else 0
     forward = forward_transient_bytes(spec, sequences=score_micro_batch(job), tokens=job.sequence_tokens,
@@ -277,7 +278,7 @@ def engine_weights(job: RLJob, engine: RolloutEngine) -> str | None:
 def sequences_per_instance(job: RLJob) -> int:
     """Sequences one engine instance (one TP group) generates per rollout step."""
     instances = max(1, job.engine_gpus // job.rollout.tp)
-    return -(-job.rollout_sequences // instances)
+    return ceil_div(job.rollout_sequences, instances)
 
 
 def engine_footprint(job: RLJob, spec: ModelSpec, *, shared_process: bool) -> EngineFootprint:
@@ -343,5 +344,5 @@ def rollout_batch_bytes(job: RLJob) -> int:
     :data:`ROLLOUT_BYTES_PER_TOKEN` (0 for offline algorithms)."""
     if not job.has_rollout:
         return 0
-    sequences = -(-job.rollout_sequences // job.trainer_gpus)
+    sequences = ceil_div(job.rollout_sequences, job.trainer_gpus)
     return sequences * job.sequence_tokens * ROLLOUT_BYTES_PER_TOKEN

@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from vramplan.intmath import ceil_div, round_up
 from vramplan.errors import InputError
 from vramplan.gguf_types import GGML_TYPES
 from vramplan.memory.recurrent_state import recurrent_state_bytes
@@ -59,7 +60,7 @@ class KVDType:
     def row_bytes(self, num_elements: int) -> int:
         """Bytes of ``num_elements`` elements (whole blocks; llama.cpp requires the row
         to be a multiple of the block, :func:`kv_cache_bytes` checks)."""
-        return -(-num_elements // self.block_elements) * self.block_bytes
+        return ceil_div(num_elements, self.block_elements) * self.block_bytes
 
 
 def _ggml(name: str) -> KVDType:
@@ -153,7 +154,7 @@ def round_to_blocks(tokens: int, block_size: int | None) -> int:
     """Tokens rounded up to whole cache blocks (paged attention), or as is."""
     if block_size is None or block_size <= 1:
         return tokens
-    return -(-tokens // block_size) * block_size
+    return round_up(tokens, block_size)
 
 
 def kv_cache_bytes(spec: ModelSpec, *, context_tokens: int, batch: int, dtype: str | KVDType = "fp16",

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from math import prod
 from typing import Literal
 
+from vramplan.intmath import ceil_div
 from vramplan.model.tensors import TensorGroup
 from vramplan.naming import lookup, normalize_name
 
@@ -137,7 +138,7 @@ def _blockwise_8bit_bytes(numel: int) -> int:
     when the tensor is under ``min_8bit_size``."""
     if numel < BNB_MIN_8BIT_SIZE:
         return FP32_BYTES * numel
-    return numel + FP32_BYTES * -(-numel // BNB_BLOCK)
+    return numel + FP32_BYTES * ceil_div(numel, BNB_BLOCK)
 
 
 def _factored_bytes(shape: tuple[int, ...], state_bytes: int) -> int:

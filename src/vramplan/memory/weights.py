@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vramplan.intmath import ceil_div
 from vramplan.dtypes import get_dtype
 from vramplan.errors import InputError, LayoutError, UnknownNameError
 from vramplan.estimate import Component
@@ -117,7 +118,7 @@ def shard_shape(group: TensorGroup, spec: ModelSpec, tp: int) -> tuple[int, ...]
         rows = kv_heads_per_rank(spec, tp) * spec.head_dim
         return (rows, *group.shape[1:])
     if module in _VOCAB_PARALLEL:
-        return (-(-group.shape[0] // tp), *group.shape[1:])
+        return (ceil_div(group.shape[0], tp), *group.shape[1:])
     if module in _COLUMN_PARALLEL:
         return (group.shape[0] // tp, *group.shape[1:])
     if module in _ROW_PARALLEL and is_weight:
