@@ -22,12 +22,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from vramplan.intmath import round_up
+from vramplan.dtypes import FP16_BYTES, FP32_BYTES
 from vramplan.engines import Job, base_estimate, with_gpu_verdict
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.gguf_types import GgufRecipe, get_recipe
-from vramplan.memory.inference_buffers import FP32_BYTES, ForwardShape, mlp_phase_bytes
+from vramplan.intmath import round_up
+from vramplan.memory.inference_buffers import ForwardShape, mlp_phase_bytes
 from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_bytes_per_token_per_layer
 from vramplan.memory.overhead import fixed_overhead_components
 from vramplan.memory.stored_weights import stored_applies, stored_layer_split
@@ -35,7 +36,7 @@ from vramplan.memory.weights import LayerWeights, gguf_group_bytes, layer_weight
 from vramplan.model.spec import ModelSpec
 from vramplan.quant import WeightFormat
 
-F16_BYTES = 2
+F16_BYTES = FP16_BYTES
 """The flash-attention mask is f16."""
 
 LLAMACPP_KV_DTYPES = ("fp32", "fp16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")

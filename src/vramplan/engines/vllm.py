@@ -27,11 +27,11 @@ or more other than A100, else 256 / 2048.
 
 from __future__ import annotations
 
-from vramplan.dtypes import get_dtype
+from vramplan.dtypes import FP32_BYTES, get_dtype
 from vramplan.engines import Job, base_estimate, with_gpu_verdict
 from vramplan.estimate import Component, Estimate
 from vramplan.intmath import largest_true
-from vramplan.memory.inference_buffers import FP32_BYTES, ForwardShape, layer_peak_bytes
+from vramplan.memory.inference_buffers import ForwardShape, layer_peak_bytes
 from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_bytes_per_token_per_layer, kv_cache_bytes
 from vramplan.memory.overhead import fixed_overhead_components
 from vramplan.memory.weights import weight_split_components
@@ -128,7 +128,7 @@ def build(job: Job) -> Estimate:
     setup, spec = job.setup, job.spec
     kv_dtype = get_kv_dtype(setup.kv_dtype or job.compute_dtype)
     check_engine_kv_dtype(kv_dtype, "vLLM", VLLM_KV_DTYPES)
-    act_bytes = get_dtype(job.compute_dtype).bits // 8
+    act_bytes = get_dtype(job.compute_dtype).element_bytes
     seqs, batched = scheduler_defaults(job)
     weights = weight_split_components(spec, job.weights, setup.tp)
     weight_bytes = sum(c.bytes for c in weights)

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from vramplan.intmath import ceil_div
-from vramplan.dtypes import get_dtype
+from vramplan.dtypes import BF16_BYTES, get_dtype
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
+from vramplan.intmath import ceil_div
 from vramplan.jobs.roles import FrozenRole, RLJob, RolloutEngine, TrainerRole
 from vramplan.model.spec import ModelSpec
 
-COMPUTE_BYTES = 2
+COMPUTE_BYTES = BF16_BYTES
 """bf16/fp16: the dtype weights are synced and forward passes run in."""
 
 

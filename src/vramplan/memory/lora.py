@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from vramplan.dtypes import FP32_BYTES
 from vramplan.errors import InputError
 from vramplan.model.spec import ModelSpec
 from vramplan.model.tensors import TensorGroup, model_tensors
@@ -51,7 +52,7 @@ FUSED_EXPERT_COMPONENTS = frozenset({"experts"})
 shared-expert linears get them (peft 0.21, transformers 5.24; DeepSeek-V2 is the
 exception, see docs/accuracy.md)."""
 
-ADAPTER_BYTES = 4
+ADAPTER_BYTES = FP32_BYTES
 """peft keeps adapter weights in fp32 (``autocast_adapter_dtype=True``)."""
 
 

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from math import prod
 from typing import Literal
 
+from vramplan.dtypes import FP32_BYTES
 from vramplan.intmath import ceil_div
 from vramplan.model.tensors import TensorGroup
 from vramplan.naming import lookup, normalize_name
@@ -53,8 +54,8 @@ OptimizerName = Literal["adamw", "adamw-forloop", "adamw-fused", "adamw-8bit", "
 StateLayout = Literal["param", "blockwise-8bit", "factored"]
 Temporary = Literal["none", "all_params", "largest_tensor"]
 
-FP32_BYTES = 4
-"""fp32 element: 8-bit optimizer block scales, small-tensor states and Adafactor's step buffers."""
+# fp32 elements (FP32_BYTES, from vramplan.dtypes): 8-bit optimizer block scales,
+# small-tensor states and Adafactor's step buffers.
 BNB_BLOCK = 256
 """bitsandbytes blockwise optimizer block (``blocks = n // 256`` in ``init_state``)."""
 BNB_MIN_8BIT_SIZE = 4096
