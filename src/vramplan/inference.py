@@ -123,31 +123,14 @@ class InferenceSetup:
             from vramplan.naming import close_matches
 
             hint = close_matches(str(self.engine), ENGINES)
-            raise InputError(f"--engine: expected one of {', '.join(ENGINES)}, got {self.engine!r}"
+            raise InputError(f"engine: expected one of {', '.join(ENGINES)}, got {self.engine!r}"
                              + (f"; did you mean {hint[0]!r}?" if hint else ""))
-        for name in ("batch", "tp", "block_size", "n_ubatch"):
-            _positive(name, getattr(self, name))
-        for name in ("context", "prompt", "prefill_chunk", "max_num_seqs", "max_num_batched_tokens"):
-            if getattr(self, name) is not None:
-                _positive(name, getattr(self, name))
-        if self.n_gpu_layers is not None and (isinstance(self.n_gpu_layers, bool) or self.n_gpu_layers < 0):
-            raise InputError(f"--n-gpu-layers: expected 0 or more, got {self.n_gpu_layers!r}")
-        if not 0 < self.gpu_memory_utilization <= 1:
-            raise InputError(f"--gpu-memory-utilization: expected a fraction in (0, 1], got "
-                             f"{self.gpu_memory_utilization!r}")
         if self.attention not in ("sdpa", "eager", "flash"):
-            raise InputError(f"--attention: expected sdpa, eager or flash, got {self.attention!r}")
+            raise InputError(f"attention: expected sdpa, eager or flash, got {self.attention!r}")
         if self.logits not in ("last", "all"):
-            raise InputError(f"--logits: expected last or all, got {self.logits!r}")
-        if self.reserve_bytes < 0:
-            raise InputError(f"--reserve: expected a non-negative size, got {self.reserve_bytes!r}")
+            raise InputError(f"logits: expected last or all, got {self.logits!r}")
         if self.prompt is not None and self.context is not None and self.prompt > self.context:
-            raise InputError(f"--prompt: {self.prompt} tokens exceed --context {self.context}")
-
-
-def _positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"--{name.replace('_', '-')}: expected a positive integer, got {value!r}")
+            raise InputError(f"prompt: {self.prompt} tokens exceed context {self.context}", fields=("context",))
 
 
 def _spec(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:

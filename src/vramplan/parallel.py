@@ -865,8 +865,8 @@ class LayoutRequest:
 
             total = self.nodes * self.node_size()
             if total > GPUS_MAX:
-                raise LayoutError(f"--nodes {self.nodes:,} x {self.node_size()} GPUs per node = {total:,} GPUs; "
-                                  f"expected at most {GPUS_MAX:,} GPUs in all")
+                raise LayoutError(f"nodes {self.nodes:,} x {self.node_size()} GPUs per node = {total:,} GPUs; "
+                                  f"expected at most {GPUS_MAX:,} GPUs in all", fields=("nodes",))
             return total
         return None
 

@@ -110,18 +110,18 @@ class TrainingSetup:
             v.names("lora_targets", self.lora_targets)
         for name, allowed in (("method", METHODS), ("attention", ATTENTIONS)):
             if getattr(self, name) not in allowed:
-                raise InputError(f"--{name}: expected one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+                raise InputError(f"{name}: expected one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.recompute is not None and self.recompute not in RECOMPUTES:
-            raise InputError(f"--recompute: expected one of {', '.join(RECOMPUTES)}, got {self.recompute!r}")
+            raise InputError(f"recompute: expected one of {', '.join(RECOMPUTES)}, got {self.recompute!r}")
         if self.activation_model not in ("derived", "seed"):
-            raise InputError(f"--activation-model: expected derived or seed, got {self.activation_model!r}")
+            raise InputError(f"activation_model: expected derived or seed, got {self.activation_model!r}")
         get_precision(self.precision)
         get_optimizer(self.optimizer)
         if self.load_dtype is not None:
             if self.load_dtype not in LOAD_DTYPES:
-                raise InputError(f"--load-dtype: expected one of {', '.join(LOAD_DTYPES)}, got {self.load_dtype!r}")
+                raise InputError(f"load_dtype: expected one of {', '.join(LOAD_DTYPES)}, got {self.load_dtype!r}")
             if self.method == "qlora":
-                raise InputError("--load-dtype: QLoRA loads its base in 4 bits; leave --load-dtype out")
+                raise InputError("load_dtype: QLoRA loads its base in 4 bits; leave load_dtype out")
 
     @property
     def recompute_policy(self) -> str:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from vramplan.errors import InputError
+from vramplan.validate import integer
 from vramplan.training import TrainingSetup
 
 Algo = Literal["grpo", "ppo", "dpo", "rloo", "online-dpo"]
@@ -143,17 +144,12 @@ class RolloutEngine:
         u = self.gpu_memory_utilization
         if isinstance(u, bool) or not isinstance(u, (int, float)) or not 0 < u <= 1:
             raise InputError(f"gpu_memory_utilization: expected a fraction in (0, 1], got {u!r}")
-        _positive("tp", self.tp)
+        integer("tp", self.tp)
         for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens"):
             if getattr(self, name) is not None:
-                _positive(name, getattr(self, name))
+                integer(name, getattr(self, name))
         if self.sleep_level not in SLEEP_LEVELS:
             raise InputError(f"sleep_level: expected 0, 1 or 2, got {self.sleep_level!r}")
-
-
-def _positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name}: expected a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,10 +221,10 @@ class RLJob:
             raise InputError(f"sharding: expected one of {', '.join(SHARDINGS)}, got {self.sharding!r}")
         for name in ("gpus", "gpus_per_node", "prompts_per_step", "generations", "prompt_tokens",
                      "completion_tokens"):
-            _positive(name, getattr(self, name))
+            integer(name, getattr(self, name))
         for name in ("rollout_gpus", "score_micro_batch"):
             if getattr(self, name) is not None:
-                _positive(name, getattr(self, name))
+                integer(name, getattr(self, name))
         if self.kl_coef is not None and (isinstance(self.kl_coef, bool) or not self.kl_coef >= 0):
             raise InputError(f"kl_coef: expected a number >= 0, got {self.kl_coef!r}")
         if self.gpus > MAX_GPUS:

@@ -36,6 +36,7 @@ from vramplan.gguf_types import GGML_TYPES
 from vramplan.memory.recurrent_state import recurrent_state_bytes
 from vramplan.memory.weights import kv_heads_per_rank
 from vramplan.model.spec import ModelSpec
+from vramplan.validate import BATCH_MAX, LENGTH_MAX, integer
 from vramplan.naming import lookup, normalize_name
 
 MLACache = Literal["latent", "expanded"]
@@ -166,9 +167,8 @@ def kv_cache_bytes(spec: ModelSpec, *, context_tokens: int, batch: int, dtype: s
     sliding layers capped as :func:`tokens_held` says; plus, in hybrid models, the fixed
     recurrent state of the state-space / linear-attention layers
     (:mod:`vramplan.memory.recurrent_state`)."""
-    for name, value in (("context_tokens", context_tokens), ("batch", batch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{name}: expected a positive integer, got {value!r}")
+    integer("context_tokens", context_tokens, 1, LENGTH_MAX)
+    integer("batch", batch, 1, BATCH_MAX)
     d = get_kv_dtype(dtype)
     k, v = kv_row_elements(spec, tp=tp, mla_cache=mla_cache)
     for width in (k, v):

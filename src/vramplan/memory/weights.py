@@ -19,6 +19,7 @@ from vramplan.gguf_types import GGUF_RECIPES, GgufRecipe, TensorContext, get_rec
 from vramplan.model.spec import ModelSpec
 from vramplan.model.tensors import TensorGroup, model_tensors
 from vramplan.naming import close_matches, normalize_name
+from vramplan.validate import GPUS_MAX, integer
 from vramplan.quant import FORMATS, WeightFormat, format_from_quantization_config, get_format
 
 
@@ -78,8 +79,7 @@ def check_tensor_parallel(spec: ModelSpec, tp: int) -> None:
     """Refuse a TP degree the model cannot be split by (as vLLM and Megatron do): it
     must divide the query heads and the MLP widths, and either divide the KV heads or
     be a multiple of them (then KV heads are replicated)."""
-    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
-        raise LayoutError(f"tp: expected a positive integer, got {tp!r}")
+    integer("tp", tp, 1, GPUS_MAX, error=LayoutError)
     if tp == 1:
         return
     heads, kv = spec.num_attention_heads, spec.num_kv_heads
