@@ -261,4 +261,4 @@ def test_errors_are_value_errors():
 
 def test_lora_targets_with_full_training_is_refused():
     message = error_of(["train", "llama-3.1-8b", "--method", "full", "--lora-targets", "q_proj"])
-    assert "--lora-targets: given with method full" in message
+    assert "--lora-targets: given with --method full" in message
