@@ -31,6 +31,10 @@ from vramplan.quant import WeightFormat
 
 EngineName = Literal["hf", "vllm", "llamacpp"]
 ENGINES: tuple[EngineName, ...] = ("hf", "vllm", "llamacpp")
+INFERENCE_ATTENTIONS: tuple[str, ...] = ("sdpa", "eager", "flash")
+"""transformers ``attn_implementation`` values the hf engine models."""
+LOGITS: tuple[str, ...] = ("last", "all")
+"""hf: logits of the last position only (generate) or of every position (scoring)."""
 
 RULE_OF_THUMB_FACTOR = 1.2
 """The seed article's serving rule: memory is about 1.2 x the weights (sec. 5)."""
@@ -125,9 +129,9 @@ class InferenceSetup:
             hint = close_matches(str(self.engine), ENGINES)
             raise InputError(f"engine: expected one of {', '.join(ENGINES)}, got {self.engine!r}"
                              + (f"; did you mean {hint[0]!r}?" if hint else ""))
-        if self.attention not in ("sdpa", "eager", "flash"):
+        if self.attention not in INFERENCE_ATTENTIONS:
             raise InputError(f"attention: expected sdpa, eager or flash, got {self.attention!r}")
-        if self.logits not in ("last", "all"):
+        if self.logits not in LOGITS:
             raise InputError(f"logits: expected last or all, got {self.logits!r}")
         if self.prompt is not None and self.context is not None and self.prompt > self.context:
             raise InputError(f"prompt: {self.prompt} tokens exceed context {self.context}", fields=("context",))

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vramplan.errors import InputError
+from vramplan.model.custom import BIAS_CHOICES, MLP_CHOICES, NORM_CHOICES, POSITION_CHOICES
+from vramplan.units import BYTE_UNITS
 
 Kind = Literal["int", "float", "str", "flag", "switch"]
 
@@ -127,12 +129,12 @@ ARCH_OPTIONS: tuple[Option, ...] = (
     _int("vocab", "Vocabulary size (default 32000).", show=False, maximum=MAX_COUNT),
     _int("experts", "Routed experts per layer (MoE).", show=False, maximum=MAX_COUNT),
     _int("experts_per_token", "Experts each token is routed to (MoE, default 2).", show=False, maximum=MAX_COUNT),
-    _choice("mlp", ("gated", "plain"),
+    _choice("mlp", MLP_CHOICES,
             "MLP: gated (SwiGLU: gate, up, down; default) or plain (up, down: GPT-2, Falcon, BLOOM)."),
-    _choice("norm", ("rmsnorm", "layernorm"), "Norm layers (default rmsnorm)."),
-    _choice("bias", ("none", "qkv", "attention", "all"),
+    _choice("norm", NORM_CHOICES, "Norm layers (default rmsnorm)."),
+    _choice("bias", BIAS_CHOICES,
             "Linear biases: none (default), qkv (Qwen2), attention (q/k/v/o), all (every linear)."),
-    _choice("position", ("rotary", "alibi", "learned"),
+    _choice("position", POSITION_CHOICES,
             "Positions: rotary (default), alibi (no parameters), learned (a table of --max-positions rows)."),
     _int("max_positions", "Context the model was built for (default 4096).", show=False, maximum=MAX_COUNT),
     _str("activation", "Activation name (default silu for a gated MLP, gelu for a plain one).", show=False),
@@ -176,7 +178,7 @@ def layout_options() -> tuple[Option, ...]:
     return _layout_options()
 
 
-UNITS = ("GiB", "GB")
+UNITS = BYTE_UNITS
 COMMON_OPTIONS: tuple[Option, ...] = (
     _choice("units", UNITS, "Binary (GiB = 1024^3 B, as nvidia-smi) or decimal (GB = 10^9 B) units.", "GiB"),
 )
@@ -207,7 +209,7 @@ def train_options() -> tuple[Option, ...]:
 
 def infer_options() -> tuple[Option, ...]:
     """``infer``: the setup (:class:`vramplan.inference.InferenceSetup`) and the solvers."""
-    from vramplan.inference import ENGINES
+    from vramplan.inference import ENGINES, INFERENCE_ATTENTIONS, LOGITS
 
     return (
         Option(name="engine", kind="str", default="hf", show_default=True, choices=ENGINES, help="transformers generate, vLLM, or llama.cpp."),
@@ -218,8 +220,8 @@ def infer_options() -> tuple[Option, ...]:
         Option(name="prompt", kind="int", minimum=1, help="Prompt tokens prefilled (default: --context)."),
         Option(name="prefill_chunk", kind="int", minimum=1, help="Chunked prefill: tokens per pass."),
         Option(name="tp", kind="int", default=1, show_default=True, minimum=1, help="Tensor-parallel GPUs."),
-        Option(name="attention", kind="str", default="sdpa", show_default=True, choices=("sdpa", "eager", "flash"), help="transformers attention implementation."),
-        Option(name="logits", kind="str", default="last", show_default=True, choices=("last", "all"), help="hf: last position only (generate) or every position (a scoring / perplexity forward)."),
+        Option(name="attention", kind="str", default="sdpa", show_default=True, choices=INFERENCE_ATTENTIONS, help="transformers attention implementation."),
+        Option(name="logits", kind="str", default="last", show_default=True, choices=LOGITS, help="hf: last position only (generate) or every position (a scoring / perplexity forward)."),
         Option(name="gpu", kind="str", help="GPU for the verdict (see `vramplan gpus`)."),
         Option(name="gpu_memory_utilization", kind="float", default=0.9, show_default=True, help="vLLM's share of the GPU."),
         Option(name="max_num_seqs", kind="int", minimum=1, help="vLLM max_num_seqs."),

@@ -47,6 +47,7 @@ METHODS: tuple[str, ...] = ("full", "lora", "qlora")
 ATTENTIONS: tuple[str, ...] = ("flash", "sdpa", "eager")
 RECOMPUTES: tuple[str, ...] = ("none", "selective", "full")
 LOAD_DTYPES: tuple[str, ...] = ("fp32", "bf16", "fp16")
+ACTIVATION_MODELS: tuple[str, ...] = ("derived", "seed")
 ALL_LINEAR = "all-linear"
 """peft's ``target_modules="all-linear"``: every linear layer but the output head."""
 
@@ -113,7 +114,7 @@ class TrainingSetup:
                 raise InputError(f"{name}: expected one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.recompute is not None and self.recompute not in RECOMPUTES:
             raise InputError(f"recompute: expected one of {', '.join(RECOMPUTES)}, got {self.recompute!r}")
-        if self.activation_model not in ("derived", "seed"):
+        if self.activation_model not in ACTIVATION_MODELS:
             raise InputError(f"activation_model: expected derived or seed, got {self.activation_model!r}")
         get_precision(self.precision)
         get_optimizer(self.optimizer)

@@ -38,6 +38,9 @@ class ParamOnlyModel:
         return f"{format_params(self.total_params)} parameters (no architecture)"
 
 
+MLP_CHOICES = ("gated", "plain")
+"""Gated (SwiGLU: gate, up, down) or plain (up, down) MLPs."""
+NORM_CHOICES = ("rmsnorm", "layernorm")
 BIAS_CHOICES = ("none", "qkv", "attention", "all")
 """Which linear layers carry biases: none (Llama), q/k/v only (Qwen2), all attention
 projections, or every linear layer (GPT-2, GPT-NeoX)."""
@@ -74,7 +77,7 @@ def custom_spec(*, layers: int, hidden: int, heads: int, kv_heads: int | None = 
     for field, value, hi in (("layers", layers, v.LAYERS_MAX), ("hidden", hidden, v.HIDDEN_MAX),
                              ("heads", heads, v.HEADS_MAX)):
         v.integer(field, value, 1, hi)
-    for field, value, choices in (("mlp", mlp, ("gated", "plain")), ("norm", norm, ("rmsnorm", "layernorm")),
+    for field, value, choices in (("mlp", mlp, MLP_CHOICES), ("norm", norm, NORM_CHOICES),
                                   ("bias", bias, BIAS_CHOICES),
                                   ("position", position, POSITION_CHOICES)):
         if value not in choices:
