@@ -186,13 +186,15 @@ COMMON_OPTIONS: tuple[Option, ...] = (
 
 def train_options() -> tuple[Option, ...]:
     """``train``: the setup (:class:`vramplan.training.TrainingSetup`) and the GPU."""
+    from vramplan.training import DEFAULT_TRAIN_SEQ
+
     return (
         Option(name="method", kind="str", default="full", show_default=True, help="full, lora or qlora"),
         Option(name="precision", kind="str", default="bf16-mixed", show_default=True, help="fp32, bf16-mixed, fp16-mixed, bf16, fp16"),
         Option(name="optimizer", kind="str", default="adamw", show_default=True, help="adamw, adamw-fused, adamw-forloop, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum, adafactor, lion"),
         Option(name="load_dtype", kind="str", help="dtype the weights are loaded in when it is not the precision's: fp32, bf16 or fp16 [default: fp32 trained weights under *-mixed, a LoRA base in the compute dtype]."),
         Option(name="batch", kind="int", default=1, show_default=True, help="Micro-batch size."),
-        Option(name="seq", kind="int", default=2048, show_default=True, help="Tokens per sequence."),
+        Option(name="seq", kind="int", default=DEFAULT_TRAIN_SEQ, show_default=True, help="Tokens per sequence."),
         Option(name="grad_accum", kind="int", default=1, show_default=True, help="Micro-batches per optimizer step."),
         Option(name="recompute", kind="str", help="none, selective or full [default: full for qlora, else none]."),
         Option(name="attention", kind="str", default="sdpa", show_default=True, help="flash, sdpa or eager."),
@@ -209,14 +211,14 @@ def train_options() -> tuple[Option, ...]:
 
 def infer_options() -> tuple[Option, ...]:
     """``infer``: the setup (:class:`vramplan.inference.InferenceSetup`) and the solvers."""
-    from vramplan.inference import ENGINES, INFERENCE_ATTENTIONS, LOGITS
+    from vramplan.inference import DEFAULT_CONTEXT_TOKENS, ENGINES, INFERENCE_ATTENTIONS, LOGITS
 
     return (
         Option(name="engine", kind="str", default="hf", show_default=True, choices=ENGINES, help="transformers generate, vLLM, or llama.cpp."),
         Option(name="weights", kind="str", help="Weights format (bf16, nf4-dq, gptq-int4-g128, awq, fp8, Q4_K_M...); default: the checkpoint's own."),
         Option(name="kv_dtype", kind="str", help="KV cache dtype: fp16, bf16, fp8, int8, q8_0, q4_0 (default: compute dtype)."),
         Option(name="batch", kind="int", default=1, show_default=True, minimum=1, help="Sequences held at once."),
-        Option(name="context", kind="int", minimum=1, help="Tokens per sequence, prompt + generated (default min(4096, max positions))."),
+        Option(name="context", kind="int", minimum=1, help=f"Tokens per sequence, prompt + generated (default min({DEFAULT_CONTEXT_TOKENS}, max positions))."),
         Option(name="prompt", kind="int", minimum=1, help="Prompt tokens prefilled (default: --context)."),
         Option(name="prefill_chunk", kind="int", minimum=1, help="Chunked prefill: tokens per pass."),
         Option(name="tp", kind="int", default=1, show_default=True, minimum=1, help="Tensor-parallel GPUs."),
@@ -248,10 +250,10 @@ def plan_options() -> tuple[Option, ...]:
 
     return (
         Option(name="training", kind="switch", default=True, flags=("--train",), off_flag="--infer", help="Plan training (default) or serving."),
-        Option(name="gpu_name", kind="str", required=True, flags=("--gpu",), help="GPU kind (see `vramplan gpus`).", fields=("gpu",)),
+        Option(name="gpu", kind="str", required=True, help="GPU kind (see `vramplan gpus`)."),
         Option(name="max_gpus", kind="int", minimum=1, help="Try GPU counts up to N (powers of two, then whole nodes) and report the fewest that fit."),
         Option(name="headroom", kind="float", default=0.05, show_default=True, minimum=0, maximum=1, max_open=True, help="Share of each GPU's memory to keep free."),
-        Option(name="seq_len", kind="int", default=DEFAULT_PLAN_SEQ, show_default=True, flags=("--seq", "--seq-len", "--context"), minimum=1, help="Tokens per sequence (training) or context held in the KV cache (serving).", fields=("seq", "context")),
+        Option(name="seq", kind="int", default=DEFAULT_PLAN_SEQ, show_default=True, flags=("--seq", "--seq-len", "--context"), minimum=1, help="Tokens per sequence (training) or context held in the KV cache (serving).", fields=("seq_len", "context")),
         Option(name="batch", kind="int", minimum=1, help="Training: micro-batch size per GPU (default: try 1, 2, 4, 8). Serving: concurrent sequences.", fields=("micro_batch",)),
         Option(name="global_batch", kind="int", minimum=1, help="Sequences per optimizer step (default: 4M tokens' worth, at least one per GPU)."),
         Option(name="recompute", kind="str", choices=RECOMPUTE_CHOICES, help="Activation recomputation (default: try each)."),

@@ -18,6 +18,7 @@ from vramplan.errors import InputError, LayoutError
 from vramplan.model import ParamOnlyModel, resolve_model
 from vramplan.model.stored import source_keys
 from vramplan.parallel import LayoutRequest, ParallelLayout
+from vramplan.training import RECOMPUTES
 
 if TYPE_CHECKING:
     from vramplan.gpus import GpuSpec
@@ -26,10 +27,14 @@ if TYPE_CHECKING:
     from vramplan.training import TrainingSetup
 
 DEFAULT_PLAN_SEQ = 4096
-"""Tokens per sequence (training) or context (serving) a plan assumes when none is given."""
+"""Tokens per sequence (training) or context (serving) a plan assumes when none is given:
+a pre-training length (Llama 2's 4,096) for a cluster, where ``vramplan train`` on one
+GPU assumes a fine-tuning length (:data:`vramplan.training.DEFAULT_TRAIN_SEQ`); for
+serving it is :data:`vramplan.engines.DEFAULT_CONTEXT_TOKENS`, the same number."""
 DEFAULT_MICRO_BATCH_SIZES = (1, 2, 4, 8)
 """Micro-batch sizes a training plan tries when the user fixes none."""
-RECOMPUTE_CHOICES = ("none", "selective", "full")
+RECOMPUTE_CHOICES = RECOMPUTES
+"""Activation recomputation choices a training plan tries (those of :class:`TrainingSetup`)."""
 """Recomputation policies a training plan tries when the user fixes none."""
 TRAINING_EXPORTS = ("deepspeed", "fsdp", "megatron")
 """Engines a training plan can be written out for (:mod:`vramplan.export`)."""

@@ -133,18 +133,18 @@ def plan(values: Mapping[str, Any]) -> PlanReport:
 
     v = {**defaults("plan"), **values}
     spec = model_from(v)
-    if not v.get("gpu_name"):
-        raise InputError("gpu_name: expected a GPU kind (see `vramplan gpus`)")
+    if not v.get("gpu"):
+        raise InputError("gpu: expected a GPU kind (see `vramplan gpus`)")
     layout = layout_request(v)
     if v["training"]:
         host = parse_bytes(v["host_ram"], "host_ram") if v["host_ram"] is not None else None
         setup = TrainingSetup(method=v["method"], precision=v["precision"], optimizer=v["optimizer"],
-                              batch=v["batch"] or 1, seq=v["seq_len"], attention=v["attention"],
+                              batch=v["batch"] or 1, seq=v["seq"], attention=v["attention"],
                               lora_rank=v["lora_rank"])
-        return plan_training(spec, v["gpu_name"], setup, layout, max_gpus=v["max_gpus"], headroom=v["headroom"],
+        return plan_training(spec, v["gpu"], setup, layout, max_gpus=v["max_gpus"], headroom=v["headroom"],
                              micro_batch=v["batch"], recompute=v["recompute"], global_batch=v["global_batch"],
                              mfu=v["mfu"], host_bytes_per_node=host, top=v["top"])
-    return plan_inference(spec, v["gpu_name"], layout, context=v["seq_len"], batch=v["batch"] or 1,
+    return plan_inference(spec, v["gpu"], layout, context=v["seq"], batch=v["batch"] or 1,
                           weights=v["weights"], kv_dtype=v["kv_dtype"], max_gpus=v["max_gpus"],
                           headroom=v["headroom"], top=v["top"])
 

@@ -48,6 +48,11 @@ ATTENTIONS: tuple[str, ...] = ("flash", "sdpa", "eager")
 RECOMPUTES: tuple[str, ...] = ("none", "selective", "full")
 LOAD_DTYPES: tuple[str, ...] = ("fp32", "bf16", "fp16")
 ACTIVATION_MODELS: tuple[str, ...] = ("derived", "seed")
+DEFAULT_TRAIN_SEQ = 2048
+"""Tokens per training sequence when none is given (``vramplan train``, the web page's
+training form): a fine-tuning length on one GPU. Planning a cluster defaults to
+:data:`vramplan.plans.DEFAULT_PLAN_SEQ`, serving to
+:data:`vramplan.engines.DEFAULT_CONTEXT_TOKENS` (see docs/architecture.md, names)."""
 ALL_LINEAR = "all-linear"
 """peft's ``target_modules="all-linear"``: every linear layer but the output head."""
 
@@ -64,7 +69,7 @@ class TrainingSetup:
     """adamw (foreach), adamw-fused, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum, adafactor, lion."""
     batch: int = 1
     """Micro-batch size (sequences per forward)."""
-    seq: int = 2048
+    seq: int = DEFAULT_TRAIN_SEQ
     """Tokens per sequence."""
     grad_accum: int = 1
     """Micro-batches per optimizer step; above 1 the gradients stay resident through the forward."""
