@@ -126,8 +126,8 @@ def _architecture(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:
     spec = resolve_model(model)
     if isinstance(spec, ParamOnlyModel):
         raise InputError(f"model {spec.name!r}: a bare parameter count has no architecture; planning needs "
-                         "a catalog model, a config.json, or a custom architecture (layers, hidden, heads)",
-                         fields=("layers", "hidden", "heads"))
+                         "a catalog name, a config.json, or a custom architecture (layers, hidden, heads)",
+                         fields=("model", "layers", "hidden", "heads"))
     return spec
 
 
