@@ -211,7 +211,8 @@ def train_options() -> tuple[Option, ...]:
 
 def infer_options() -> tuple[Option, ...]:
     """``infer``: the setup (:class:`vramplan.inference.InferenceSetup`) and the solvers."""
-    from vramplan.inference import DEFAULT_CONTEXT_TOKENS, ENGINES, INFERENCE_ATTENTIONS, LOGITS
+    from vramplan.engines import DEFAULT_CONTEXT_TOKENS
+    from vramplan.inference import ENGINES, INFERENCE_ATTENTIONS, LOGITS
 
     return (
         Option(name="engine", kind="str", default="hf", show_default=True, choices=ENGINES, help="transformers generate, vLLM, or llama.cpp."),
