@@ -141,7 +141,7 @@ def _spec(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:
     spec = resolve_model(model)
     if isinstance(spec, ParamOnlyModel):
         raise InputError(f"model {spec.name!r}: a bare parameter count has no architecture; inference needs the "
-                         "KV cache and activations (give a catalog name or a config.json)")
+                         "KV cache and activations (give a catalog name or a config.json)", fields=("model",))
     return spec
 
 

@@ -609,7 +609,7 @@ def _one_accumulation(setup: TrainingSetup, layout: ParallelLayout) -> tuple[Tra
     accum, micro = setup.grad_accum, layout.micro_batches
     if accum != 1 and micro != 1 and accum != micro:
         raise InputError(f"grad_accum {accum} and micro_batches {micro}: both count the micro-batches per "
-                         "optimizer step; give one")
+                         "optimizer step; give one", fields=("grad_accum", "micro_batches"))
     count = max(accum, micro)
     return replace(setup, grad_accum=count), replace(layout, micro_batches=count)
 
@@ -621,8 +621,8 @@ def _layout_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup, lay
     from vramplan.distributed import TrainingJob, estimate_on_layout
 
     if not isinstance(spec, ModelSpec):
-        raise InputError(f"model {spec.name!r}: layout flags need an architecture (a catalog model or "
-                         "config.json); a bare parameter count has none")
+        raise InputError(f"model {spec.name!r}: a parallel layout needs an architecture (a catalog name or "
+                         "config.json); a bare parameter count has none", fields=("model",))
     est = estimate_on_layout(TrainingJob(model=spec, setup=setup), layout)
     if gpu is not None:
         est = est.with_verdict(gpu.slug, gpu.usable_memory_bytes)
@@ -698,7 +698,7 @@ def seed_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> Est
     activations)."""
     if isinstance(spec, ParamOnlyModel):
         raise InputError(f"model {spec.name!r}: the seed rule needs hidden, intermediate and layer counts; "
-                         "give a catalog name or config.json")
+                         "give a catalog name or config.json", fields=("model",))
     from vramplan.model.params import count_params
 
     params = count_params(spec).total_params
