@@ -40,8 +40,8 @@ class VramplanError(ValueError):
 
     exit_code: int = 2
     names_fields: bool = True
-    """Whether the message's ``field:`` / ``field=`` name Python fields (a config error's
-    name config.json keys instead; only its explicit ``fields`` are fields)."""
+    """Whether a leading ``field:`` names a Python field (a config error's names a
+    config.json key instead: only its explicit ``fields`` count)."""
 
     def __init__(self, message: str = "", *, fields: tuple[str, ...] = ()) -> None:
         super().__init__(message)
