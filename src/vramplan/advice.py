@@ -246,8 +246,8 @@ def serving_plan_changes(values: Mapping[str, Any], plan: Callable[..., Any]) ->
     for fmt in QUANTIZED_WEIGHTS[engine]:
         if fmt.lower() != str(v["weights"]).lower():
             tries.append((f"{fmt} weights", {"weights": fmt}))
-    if v["seq_len"] >= 2:
-        tries.append((f"shorter context ({v['seq_len'] // 2} tokens)", {"seq_len": v["seq_len"] // 2}))
+    if v["seq"] >= 2:
+        tries.append((f"shorter context ({v['seq'] // 2} tokens)", {"seq": v["seq"] // 2}))
     if v.get("gpus") is None and (v.get("max_gpus") or 0) < PLAN_MAX_GPUS:
         tries.append((f"more GPUs (up to {PLAN_MAX_GPUS})", {"max_gpus": PLAN_MAX_GPUS}))
     out = []

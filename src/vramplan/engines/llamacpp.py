@@ -23,11 +23,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from vramplan.dtypes import FP16_BYTES, FP32_BYTES
 from vramplan.engines import Job, base_estimate, with_gpu_verdict
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.gguf_types import GgufRecipe, get_recipe
-from vramplan.memory.inference_buffers import FP32_BYTES, ForwardShape, mlp_phase_bytes
+from vramplan.intmath import round_up
+from vramplan.memory.inference_buffers import ForwardShape, mlp_phase_bytes
 from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_bytes_per_token_per_layer
 from vramplan.memory.overhead import fixed_overhead_components
 from vramplan.memory.stored_weights import stored_applies, stored_layer_split
@@ -38,7 +40,7 @@ from vramplan.quant import WeightFormat
 if TYPE_CHECKING:
     from vramplan.inference import InferenceSetup
 
-F16_BYTES = 2
+F16_BYTES = FP16_BYTES
 """The flash-attention mask is f16."""
 
 LLAMACPP_KV_DTYPES = ("fp32", "fp16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
@@ -56,12 +58,12 @@ def gguf_recipe(job: Job) -> GgufRecipe:
         return job.weights
     if isinstance(job.weights, WeightFormat) and job.weights.name in _PLAIN_TO_GGUF:
         return get_recipe(_PLAIN_TO_GGUF[job.weights.name])
-    raise InputError(f"--weights {job.weights.name}: llama.cpp runs GGUF files; choose a GGUF recipe such as "
-                     "Q4_K_M, Q5_K_M, Q8_0 or F16")
+    raise InputError(f"weights {job.weights.name}: llama.cpp runs GGUF files; choose a GGUF recipe such as "
+                     "Q4_K_M, Q5_K_M, Q8_0 or F16", fields=("weights",))
 
 
 def _pad(cells: int) -> int:
-    return -(-cells // KV_PAD_CELLS) * KV_PAD_CELLS
+    return round_up(cells, KV_PAD_CELLS)
 
 
 def kv_cells_per_layer(spec: ModelSpec, context: int, slots: int, n_ubatch: int) -> list[int]:
@@ -125,8 +127,8 @@ def host_compute_buffer_bytes(spec: ModelSpec, *, n_ubatch: int, n_kv: int) -> i
 def build(job: Job) -> Estimate:
     setup, spec = job.setup, job.spec
     if setup.tp != 1:
-        raise InputError(f"--tp {setup.tp}: llama.cpp splits by layer (--n-gpu-layers), not by tensor parallelism "
-                         "here; use --tp 1")
+        raise InputError(f"tp {setup.tp}: llama.cpp splits by layer (n_gpu_layers), not by tensor parallelism "
+                         "here; use tp=1", fields=("tp", "n_gpu_layers"))
     recipe = gguf_recipe(job)
     kv_dtype = get_kv_dtype(setup.kv_dtype or "fp16")
     check_engine_kv_dtype(kv_dtype, "llama.cpp", LLAMACPP_KV_DTYPES)
@@ -197,24 +199,13 @@ def fit_gpu_layers(spec: ModelSpec, setup: InferenceSetup) -> int:
     (the compute buffer and CUDA context alone exceed the GPU). Fewer GPU layers never
     need more GPU memory, so bisection finds the boundary."""
     from vramplan.engines import run_engine
+    from vramplan.intmath import largest_true
 
     if setup.gpu is None:
-        raise InputError("--fit: needs --gpu NAME (the memory to fit in)")
+        raise InputError("fit: needs gpu, the GPU whose memory to fit in", fields=("gpu",))
 
     def fits(layers: int) -> bool:
         est = run_engine(spec, replace(setup, n_gpu_layers=layers))
         return est.verdict is not None and est.verdict.fits
 
-    top = spec.num_layers + 1
-    if fits(top):
-        return top
-    if not fits(0):
-        return -1
-    lo, hi = 0, top
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if fits(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    return largest_true(fits, 0, spec.num_layers + 1)
