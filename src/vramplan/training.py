@@ -641,11 +641,10 @@ def _layout_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup, lay
                          "config.json); a bare parameter count has none", fields=("model",))
     est = estimate_on_layout(TrainingJob(model=spec, setup=setup), layout)
     if gpu is not None:
-            room = Room(capacity_bytes=capacity, reserve_bytes=reserve_bytes, overheads=overheads)
-            fit = TrainingFit(largest_micro_batch=largest_micro_batch(spec, setup, room),
-                              largest_seq=largest_sequence(spec, setup, room))
-    return TrainingEstimate(**{**{f.name: getattr(est, f.name) for f in fields(est)}, "fits": fit,
-                               "checkpoint": getattr(spec, "checkpoint", None)})
+        est = fit_verdict(est, gpu.slug, gpu.usable_memory_bytes, reserve_bytes=reserve_bytes, overheads=overheads,
+                          comm_group_ranks=layout.num_gpus)
+    return TrainingEstimate(**{**{f.name: getattr(est, f.name) for f in fields(est)}, "fits": None,
+                               "checkpoint": spec.checkpoint})
 
 
 def _single_gpu_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> Estimate:
