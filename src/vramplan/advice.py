@@ -21,6 +21,7 @@ from typing import Any
 
 from vramplan.errors import VramplanError
 from vramplan.estimate import Change, Estimate
+from vramplan.intmath import ceil_div
 
 GPU_COUNTS = (2, 4, 8)
 """GPU counts tried for the multi-GPU changes (one node); the fewest that fit is named."""
@@ -146,7 +147,7 @@ def training_changes(values: Mapping[str, Any], est: Estimate) -> tuple[Change, 
     batch, accum = v["batch"], v["grad_accum"]
     if batch > 1:
         smaller = max(1, min(batch - 1, fit.largest_micro_batch if fit and fit.largest_micro_batch else 1))
-        steps = -(-batch * accum // smaller)
+        steps = ceil_div(batch * accum, smaller)
         add(15, {"batch": smaller, "grad_accum": steps},
             f"micro-batch {smaller} with {steps} accumulation steps ({smaller * steps} sequences per step, "
             f"was {batch * accum})")
