@@ -28,7 +28,7 @@ from vramplan.model.hf_config import spec_from_config
 
 pytestmark = pytest.mark.exact
 
-COVERAGE_FLOOR = 0.66
+COVERAGE_FLOOR = 0.67
 """Share of the buildable decoder-only types read exactly (the measured figure is in
 the test output and in docs/architectures.md)."""
 
@@ -42,7 +42,6 @@ NOT_READ: dict[str, str] = {
     "blt": "byte-latent transformer: local encoder/decoder around a global model",
     "cpmant": "CPM-Ant segment and position buckets",
     "ctrl": "CTRL: sinusoidal positions, its own block layout",
-    "deepseek_v32": "DeepSeek sparse-attention indexer",
     "deepseek_v4": "hyper-connections and a compressed-attention indexer",
     "deepseek_v2": "the default config leaves num_experts_per_tok unset (null)",
     "doge": "dynamic-mask attention with residual scalars",
@@ -57,7 +56,6 @@ NOT_READ: dict[str, str] = {
     "gemma4_unified_text": "per-layer variants",
     "git": "image encoder inside the causal-LM class",
     "glm4_moe": "the default config has 96 heads over hidden 4096 with no head_dim (transformers floors to 42)",
-    "glm_moe_dsa": "sparse-attention indexer",
     "gpt_neox_japanese": "a single shared attention-output bias",
     "hrm_text": "hierarchical recurrent modules",
     "hy_v4": "hyper-connections",

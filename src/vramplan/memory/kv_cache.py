@@ -12,6 +12,9 @@ Per layer and token, one rank of ``tp`` holds
 - MLA, expanded (transformers' ``DeepseekV3Attention`` caches decompressed keys and
   values): ``heads x (qk_head_dim + v_head_dim)`` elements.
 
+- DeepSeek sparse attention (DeepSeek-V3.2, GLM-5) adds the indexer's key cache: one
+  ``index_head_dim`` row per token in each indexer layer.
+
 Tokens held per sequence: a full-attention layer holds the whole context, a
 sliding-window layer at most ``sliding_window`` tokens (``ModelSpec.attention_kinds()``;
 Mistral v0.1, Gemma 2/3, gpt-oss), a chunked layer (Llama 4) at most one
@@ -127,7 +130,18 @@ def kv_bytes_per_token(spec: ModelSpec, dtype: str | KVDType = "fp16", *, tp: in
     """Bytes per token over all layers on one rank, before any window cap (what a
     token costs in a context shorter than every window). Llama-2-7B in fp16:
     2 x 32 layers x 32 heads x 128 x 2 B = 524,288 B = 512 KiB."""
-    return spec.num_attention_layers * kv_bytes_per_token_per_layer(spec, dtype, tp=tp, mla_cache=mla_cache)
+    return (spec.num_attention_layers * kv_bytes_per_token_per_layer(spec, dtype, tp=tp, mla_cache=mla_cache)
+            + spec.num_indexer_layers * indexer_bytes_per_token_per_layer(spec, dtype))
+
+
+def indexer_bytes_per_token_per_layer(spec: ModelSpec, dtype: str | KVDType = "fp16") -> int:
+    """Bytes the sparse-attention indexer of one indexer layer caches per token: one
+    ``index_head_dim`` key (transformers ``DynamicIndexedLayer.indexer_keys``,
+    ``[batch, seq, index_head_dim]``), single-head, so whole on every TP rank; 0 when
+    the model has no indexer."""
+    if spec.indexer is None:
+        return 0
+    return get_kv_dtype(dtype).row_bytes(spec.indexer.head_dim)
 
 
 def tokens_held(spec: ModelSpec, layer: int, context_tokens: int, sliding_extra_tokens: int = 0) -> int:
@@ -161,7 +175,8 @@ def kv_cache_bytes(spec: ModelSpec, *, context_tokens: int, batch: int, dtype: s
     """Bytes of the KV cache on one TP rank for ``batch`` sequences of ``context_tokens``
     tokens each: sum over attention layers of ``tokens_held x bytes per token and
     layer``, each sequence's tokens rounded to whole ``block_size`` blocks when paged,
-    sliding layers capped as :func:`tokens_held` says; plus, in hybrid models, the fixed
+    sliding layers capped as :func:`tokens_held` says; the sparse-attention indexer's
+    keys in its layers (:func:`indexer_bytes_per_token_per_layer`); plus, in hybrid models, the fixed
     recurrent state of the state-space / linear-attention layers
     (:mod:`vramplan.memory.recurrent_state`)."""
     for name, value in (("context", context_tokens), ("batch", batch)):
@@ -174,9 +189,10 @@ def kv_cache_bytes(spec: ModelSpec, *, context_tokens: int, batch: int, dtype: s
             raise InputError(f"--kv-dtype {d.name}: a cache row of {width} elements is not a multiple of its "
                              f"block of {d.block_elements}")
     per_token_layer = kv_bytes_per_token_per_layer(spec, d, tp=tp, mla_cache=mla_cache)
-    tokens = sum(round_to_blocks(tokens_held(spec, i, context_tokens, sliding_extra_tokens), block_size)
-                 for i in range(spec.num_layers))
-    return batch * tokens * per_token_layer + recurrent_state_bytes(spec, batch=batch, conv_bytes=_conv_bytes(d),
+    held = [round_to_blocks(tokens_held(spec, i, context_tokens, sliding_extra_tokens), block_size)
+            for i in range(spec.num_layers)]
+    indexer = indexer_bytes_per_token_per_layer(spec, d) * sum(t for i, t in enumerate(held) if spec.has_indexer(i))
+    return batch * (sum(held) * per_token_layer + indexer) + recurrent_state_bytes(spec, batch=batch, conv_bytes=_conv_bytes(d),
                                                                      tp=tp)
 
 

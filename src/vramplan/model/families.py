@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vramplan.errors import ConfigError
-from vramplan.model.spec import DeltaNetSpec, NormKind, QKNormKind, SSMSpec
+from vramplan.model.spec import DeltaNetSpec, IndexerSpec, NormKind, QKNormKind, SSMSpec
 
 Config = dict[str, Any]
 
@@ -475,6 +475,34 @@ def _nemotron_h(cfg: Config, f: dict[str, Any]) -> None:
         f["_shared_width"] = int(shared) * int(cfg["n_shared_experts"])
 
 
+def _indexer(cfg: Config, f: dict[str, Any]) -> None:
+    """DeepSeek sparse attention (DeepSeek-V3.2, GLM-5): MLA plus a lightning indexer
+    (``index_n_heads`` x ``index_head_dim``, ``index_topk``) in every layer, or, with
+    GLM-5's ``indexer_types``, in the ``full`` layers only (``shared`` layers reuse the
+    previous top-k). Without ``indexer_types`` GLM-5 derives them from
+    ``index_topk_pattern`` (``F``/``S``) or ``index_topk_freq`` /
+    ``index_skip_topk_offset`` (configuration_glm_moe_dsa.py)."""
+    n = f["num_layers"]
+    f["indexer"] = IndexerSpec(num_heads=_pos(cfg, ("index_n_heads",)), head_dim=_pos(cfg, ("index_head_dim",)),
+                               top_k=_pos(cfg, ("index_topk",)))
+    kinds = cfg.get("indexer_types")
+    if kinds is None and cfg.get("model_type") == "glm_moe_dsa":
+        pattern = cfg.get("index_topk_pattern")
+        if isinstance(pattern, str):
+            kinds = [{"F": "full", "S": "shared"}.get(c, c) for c in pattern]
+        elif pattern is not None:
+            kinds = pattern
+        else:
+            freq = max(_pos(cfg, ("index_topk_freq",), 1), 1)
+            offset = _index(cfg, "index_skip_topk_offset", 2)
+            kinds = ["full" if max(i - offset + 1, 0) % freq == 0 else "shared" for i in range(n)]
+    if kinds is None:
+        return
+    if not isinstance(kinds, list) or len(kinds) != n or any(k not in ("full", "shared") for k in kinds):
+        raise ConfigError(f"indexer_types: expected a list of {n} entries, each 'full' or 'shared'")
+    f["layer_indexers"] = tuple(k == "full" for k in kinds)
+
+
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         for step in steps:
@@ -546,6 +574,10 @@ FAMILIES: dict[str, Family] = {
     "qwen3_moe": Family(qk_norm="per_head"),
     "olmoe": Family(qk_norm="full"),
     "deepseek_v2": _LLAMA, "deepseek_v3": _LLAMA, "kimi_k2": _LLAMA,
+    "deepseek_v32": Family(adjust=_indexer,
+                           defaults={"index_n_heads": 64, "index_head_dim": 128, "index_topk": 2048}),
+    "glm_moe_dsa": Family(adjust=_indexer,
+                          defaults={"index_n_heads": 32, "index_head_dim": 128, "index_topk": 2048}),
     "glm4_moe": Family(out_bias=False, qk_norm="per_head", qk_norm_key="use_qk_norm"),
     "ernie4_5_moe": Family(router_score_bias=True, adjust=_ernie_moe),
     "gpt_oss": Family(qkv_bias=True, out_bias=True, sinks=True, router_bias=True, expert_bias=True,

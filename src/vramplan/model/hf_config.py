@@ -166,6 +166,9 @@ def _quantization(cfg: Config) -> str:
 
 
 ATTENTION_TYPES = ("full_attention", "sliding_attention", "chunked_attention")
+INDEXED_ATTENTION = "indexed_attention"
+"""DeepSeek sparse attention's layer type: full attention over the indexer's top-k
+tokens; its cache holds every token (:class:`vramplan.model.spec.IndexerSpec`)."""
 
 
 def _layer_types(cfg: Config, num_layers: int) -> tuple[str, ...]:
@@ -176,9 +179,9 @@ def _layer_types(cfg: Config, num_layers: int) -> tuple[str, ...]:
         raise ConfigError(f"layer_types: expected a list of {num_layers} entries (num_hidden_layers), "
                           f"got {len(types) if isinstance(types, list) else type(types).__name__}")
     for t in types:
-        if t not in ATTENTION_TYPES:
+        if t not in ATTENTION_TYPES and t != INDEXED_ATTENTION:
             raise ConfigError(f"layer_types: expected one of {', '.join(ATTENTION_TYPES)}, got {t!r}")
-    return tuple(types)
+    return tuple("full_attention" if t == INDEXED_ATTENTION else t for t in types)
 
 
 def _sliding(cfg: Config, layer_types: tuple[str, ...]) -> int | None:

@@ -185,6 +185,29 @@ class MLASpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IndexerSpec:
+    """DeepSeek sparse attention's lightning indexer (DeepSeek-V3.2-Exp technical report,
+    sec. 2.1; transformers ``DeepseekV32Indexer``, ``GlmMoeDsaIndexer``): a few small
+    heads score every past token, and the layer attends to the ``top_k`` best. Its
+    parameters: ``wq_b`` (``heads x head_dim`` from the query latent), ``wk``
+    (``head_dim`` from the hidden state), a LayerNorm on the key and ``weights_proj``
+    (one weight per head). It caches one ``head_dim`` key per token and layer, next to
+    the attention's own cache."""
+
+    num_heads: int
+    """Indexer heads (``index_n_heads``)."""
+    head_dim: int
+    """Indexer head width, also the cached key width (``index_head_dim``)."""
+    top_k: int
+    """Tokens each query attends to (``index_topk``)."""
+
+    def __post_init__(self) -> None:
+        _positive("index_n_heads", self.num_heads)
+        _positive("index_head_dim", self.head_dim)
+        _positive("index_topk", self.top_k)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelSpec:
     """The architecture of a decoder-only transformer, as memory sees it."""
 
@@ -268,6 +291,12 @@ class ModelSpec:
     """Per layer: True when its MLP is the MoE block. Empty for dense models."""
     mla: MLASpec | None = None
     """Multi-head latent attention, or ``None`` for MHA/GQA/MQA."""
+    indexer: IndexerSpec | None = None
+    """DeepSeek sparse attention's indexer, or ``None``."""
+    layer_indexers: tuple[bool, ...] = ()
+    """Per layer: True when the layer runs its own indexer (GLM-5's ``shared`` layers
+    reuse the previous layer's top-k and have none). Empty: every attention layer has
+    one when :attr:`indexer` is set."""
     layer_mixers: tuple[MixerKind, ...] = ()
     """Per layer: what mixes tokens (attention, mamba, mamba2, gated_deltanet, none).
     Empty means attention in every layer."""
@@ -346,7 +375,7 @@ class ModelSpec:
             raise ConfigError(f"layer_types: expected {self.num_layers} entries, got {len(self.layer_types)}")
         if self.sliding_window is not None:
             _positive("sliding_window", self.sliding_window)
-        for name in ("layer_mixers", "layer_mlps"):
+        for name in ("layer_mixers", "layer_mlps", "layer_indexers"):
             if getattr(self, name) and len(getattr(self, name)) != self.num_layers:
                 raise ConfigError(f"{name}: expected {self.num_layers} entries, got {len(getattr(self, name))}")
         if any(m in ("mamba", "mamba2") for m in self.layer_mixers) and self.ssm is None:
@@ -355,6 +384,10 @@ class ModelSpec:
             _positive("conv_L_cache", self.short_conv_kernel)
         if "gated_deltanet" in self.layer_mixers and self.deltanet is None:
             raise ConfigError("layer_mixers: gated delta-net layers given but no delta-net spec")
+        if self.indexer is not None and self.mla is not None and self.mla.q_lora_rank is None:
+            raise ConfigError("q_lora_rank: the sparse-attention indexer reads the query latent; expected a rank")
+        if any(self.layer_indexers) and self.indexer is None:
+            raise ConfigError("indexer_types: indexer layers given but no index_n_heads / index_head_dim")
         if "chunked_attention" in self.layer_types:
             _positive("attention_chunk_size", self.attention_chunk_size)
         v.real("partial_rotary_factor", self.partial_rotary_factor, 0, 1, lo_open=True, error=ConfigError)
@@ -379,6 +412,16 @@ class ModelSpec:
     def mixer(self, index: int) -> MixerKind:
         """What mixes tokens in layer ``index``."""
         return self.layer_mixers[index] if self.layer_mixers else "attention"
+
+    def has_indexer(self, index: int) -> bool:
+        """Layer ``index`` runs a sparse-attention indexer (and caches its keys)."""
+        if self.indexer is None or self.mixer(index) != "attention":
+            return False
+        return not self.layer_indexers or self.layer_indexers[index]
+
+    @property
+    def num_indexer_layers(self) -> int:
+        return sum(self.has_indexer(i) for i in range(self.num_layers))
 
     @property
     def num_attention_layers(self) -> int:

@@ -114,7 +114,7 @@ def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
         groups += _linear("self_attn.kv_b_proj", "attention", heads * (mla.qk_nope_head_dim + mla.v_head_dim),
                           mla.kv_lora_rank, n, False)
         groups += _linear("self_attn.o_proj", "attention", h, heads * mla.v_head_dim, n, spec.attention_out_bias)
-        return groups
+        return groups + indexer_tensors(spec)
     q_out = spec.q_dim * (2 if spec.attention_gate == "q_proj" else 1)
     groups += _linear("self_attn.q_proj", "attention", q_out, h, n, spec.attention_qkv_bias)
     groups += _linear("self_attn.k_proj", "attention", spec.kv_dim, h, n, spec.attention_qkv_bias)
@@ -140,6 +140,24 @@ def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
     if spec.attention_sinks:
         groups.append(TensorGroup(name="self_attn.sinks", component="attention", role="other",
                                   shape=(spec.num_attention_heads,), count=n))
+    return groups
+
+
+def indexer_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """The sparse-attention indexer of each indexer layer (transformers
+    ``DeepseekV32Indexer``): ``wq_b`` from the query latent, ``wk`` from the hidden
+    state, a LayerNorm (weight and bias) on the key, ``weights_proj`` (one weight per
+    head)."""
+    n, idx = spec.num_indexer_layers, spec.indexer
+    if not n or idx is None or spec.mla is None or spec.mla.q_lora_rank is None:
+        return []
+    h = spec.hidden_size
+    groups = _linear("self_attn.indexer.wq_b", "attention", idx.num_heads * idx.head_dim, spec.mla.q_lora_rank, n,
+                     False)
+    groups += _linear("self_attn.indexer.wk", "attention", idx.head_dim, h, n, False)
+    groups += [TensorGroup(name=f"self_attn.indexer.k_norm.{part}", component="norms", role="norm",
+                           shape=(idx.head_dim,), count=n) for part in ("weight", "bias")]
+    groups += _linear("self_attn.indexer.weights_proj", "attention", idx.num_heads, h, n, False)
     return groups
 
 
