@@ -160,8 +160,9 @@ def _mpt(cfg: Config, f: dict[str, Any]) -> None:
 
 
 def _gptj(cfg: Config, f: dict[str, Any]) -> None:
-    if f["intermediate_size"] is None:
-        f["intermediate_size"] = 4 * f["hidden_size"]
+    """GPT-J / CodeGen: the MLP is ``n_inner`` wide, else 4h (an ``intermediate_size``
+    key is not read by these classes)."""
+    f["intermediate_size"] = _pos(cfg, ("n_inner",), 4 * f["hidden_size"])
     if cfg.get("rotary_dim"):
         f["partial_rotary_factor"] = min(1.0, _pos(cfg, ("rotary_dim",)) / f["head_dim"])
 

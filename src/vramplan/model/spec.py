@@ -297,6 +297,25 @@ class ModelSpec:
     """Per layer: True when the layer runs its own indexer (GLM-5's ``shared`` layers
     reuse the previous layer's top-k and have none). Empty: every attention layer has
     one when :attr:`indexer` is set."""
+    layer_head_dims: tuple[int, ...] = ()
+    """Per layer: the attention head width, when layers differ (Gemma 4: 256 in sliding
+    layers, ``global_head_dim`` 512 in full layers, ``per_layer_config``). Empty: every
+    layer has :attr:`head_dim`."""
+    layer_kv_heads: tuple[int, ...] = ()
+    """Per layer: key/value heads, when layers differ (Gemma 4's
+    ``num_global_key_value_heads``). Empty: every layer has :attr:`num_kv_heads`."""
+    kv_shared_layers: tuple[bool, ...] = ()
+    """Per layer: True when the layer reads the keys and values of an earlier layer of
+    its kind (Gemma 3n / Gemma 4 ``num_kv_shared_layers``): no k/v projections and no
+    cache of its own. Empty: none."""
+    attention_k_eq_v: bool = False
+    """Full-attention layers use their keys as values (Gemma 4 ``attention_k_eq_v``): no
+    ``v_proj`` there."""
+    per_layer_input_size: int = 0
+    """Gemma 4's per-layer input embeddings: width of each layer's slice
+    (``hidden_size_per_layer_input``); 0 when the model has none."""
+    per_layer_input_vocab: int = 0
+    """Rows of the per-layer embedding table (``vocab_size_per_layer_input``)."""
     layer_mixers: tuple[MixerKind, ...] = ()
     """Per layer: what mixes tokens (attention, mamba, mamba2, gated_deltanet, none).
     Empty means attention in every layer."""
@@ -375,7 +394,8 @@ class ModelSpec:
             raise ConfigError(f"layer_types: expected {self.num_layers} entries, got {len(self.layer_types)}")
         if self.sliding_window is not None:
             _positive("sliding_window", self.sliding_window)
-        for name in ("layer_mixers", "layer_mlps", "layer_indexers"):
+        for name in ("layer_mixers", "layer_mlps", "layer_indexers", "layer_head_dims", "layer_kv_heads",
+                     "kv_shared_layers"):
             if getattr(self, name) and len(getattr(self, name)) != self.num_layers:
                 raise ConfigError(f"{name}: expected {self.num_layers} entries, got {len(getattr(self, name))}")
         if any(m in ("mamba", "mamba2") for m in self.layer_mixers) and self.ssm is None:
@@ -384,6 +404,16 @@ class ModelSpec:
             _positive("conv_L_cache", self.short_conv_kernel)
         if "gated_deltanet" in self.layer_mixers and self.deltanet is None:
             raise ConfigError("layer_mixers: gated delta-net layers given but no delta-net spec")
+        for dim in self.layer_head_dims:
+            _positive("head_dim", dim)
+        for i, kv in enumerate(self.layer_kv_heads):
+            _positive("num_key_value_heads", kv)
+            if self.num_attention_heads % kv:
+                raise ConfigError(f"num_key_value_heads: layer {i} has {kv}, not a divisor of "
+                                  f"num_attention_heads={self.num_attention_heads}")
+        if self.per_layer_input_size:
+            _positive("hidden_size_per_layer_input", self.per_layer_input_size)
+            _positive("vocab_size_per_layer_input", self.per_layer_input_vocab)
         if self.indexer is not None and self.mla is not None and self.mla.q_lora_rank is None:
             raise ConfigError("q_lora_rank: the sparse-attention indexer reads the query latent; expected a rank")
         if any(self.layer_indexers) and self.indexer is None:
@@ -412,6 +442,18 @@ class ModelSpec:
     def mixer(self, index: int) -> MixerKind:
         """What mixes tokens in layer ``index``."""
         return self.layer_mixers[index] if self.layer_mixers else "attention"
+
+    def layer_head_dim(self, index: int) -> int:
+        """Head width of layer ``index``."""
+        return self.layer_head_dims[index] if self.layer_head_dims else self.head_dim
+
+    def layer_num_kv_heads(self, index: int) -> int:
+        """Key/value heads of layer ``index``."""
+        return self.layer_kv_heads[index] if self.layer_kv_heads else self.num_kv_heads
+
+    def is_kv_shared(self, index: int) -> bool:
+        """Layer ``index`` reuses an earlier layer's keys and values (no cache of its own)."""
+        return bool(self.kv_shared_layers) and self.kv_shared_layers[index]
 
     def has_indexer(self, index: int) -> bool:
         """Layer ``index`` runs a sparse-attention indexer (and caches its keys)."""

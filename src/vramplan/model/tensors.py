@@ -115,17 +115,8 @@ def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
                           mla.kv_lora_rank, n, False)
         groups += _linear("self_attn.o_proj", "attention", h, heads * mla.v_head_dim, n, spec.attention_out_bias)
         return groups + indexer_tensors(spec)
-    q_out = spec.q_dim * (2 if spec.attention_gate == "q_proj" else 1)
-    groups += _linear("self_attn.q_proj", "attention", q_out, h, n, spec.attention_qkv_bias)
-    groups += _linear("self_attn.k_proj", "attention", spec.kv_dim, h, n, spec.attention_qkv_bias)
-    groups += _linear("self_attn.v_proj", "attention", spec.kv_dim, h, n, spec.attention_qkv_bias)
-    groups += _linear("self_attn.o_proj", "attention", h, spec.q_dim, n, spec.attention_out_bias)
-    if spec.qk_norm == "per_head":
-        groups += _norm(spec, "self_attn.q_norm", spec.head_dim, n)
-        groups += _norm(spec, "self_attn.k_norm", spec.head_dim, n)
-    elif spec.qk_norm == "full":
-        groups += _norm(spec, "self_attn.q_norm", spec.q_dim, n)
-        groups += _norm(spec, "self_attn.k_norm", spec.kv_dim, n)
+    for (head_dim, kv_heads, shared, k_is_v), count in _attention_shapes(spec).items():
+        groups += _qkvo(spec, head_dim, kv_heads, shared, k_is_v, count)
     if spec.attention_gate in ("full", "head"):
         width = spec.q_dim if spec.attention_gate == "full" else spec.num_attention_heads
         groups += _linear("self_attn.gate_proj", "attention", width, h, n, False)
@@ -140,6 +131,64 @@ def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
     if spec.attention_sinks:
         groups.append(TensorGroup(name="self_attn.sinks", component="attention", role="other",
                                   shape=(spec.num_attention_heads,), count=n))
+    return groups
+
+
+def _attention_shapes(spec: ModelSpec) -> dict[tuple[int, int, bool, bool], int]:
+    """Attention layers counted by their shape: (head_dim, kv_heads, reuses an earlier
+    layer's KV, keys serve as values). One entry for a uniform model; Gemma 4 has
+    sliding, full and KV-sharing layers of different shapes."""
+    shapes: dict[tuple[int, int, bool, bool], int] = {}
+    kinds = spec.attention_kinds()
+    for i in range(spec.num_layers):
+        if spec.mixer(i) != "attention":
+            continue
+        k_is_v = spec.attention_k_eq_v and kinds[i] == "full_attention"
+        key = (spec.layer_head_dim(i), spec.layer_num_kv_heads(i), spec.is_kv_shared(i), k_is_v)
+        shapes[key] = shapes.get(key, 0) + 1
+    return shapes
+
+
+def _qkvo(spec: ModelSpec, head_dim: int, kv_heads: int, shared: bool, k_is_v: bool,
+          n: int) -> list[TensorGroup]:
+    """q/k/v/o projections and q/k norms of ``n`` attention layers of one shape; a layer
+    that reuses another's KV has no k/v projections or k norm, one whose keys serve as
+    values has no v projection."""
+    h, bias = spec.hidden_size, spec.attention_qkv_bias
+    q_dim, kv_dim = spec.num_attention_heads * head_dim, kv_heads * head_dim
+    q_out = q_dim * (2 if spec.attention_gate == "q_proj" else 1)
+    groups = _linear("self_attn.q_proj", "attention", q_out, h, n, bias)
+    if not shared:
+        groups += _linear("self_attn.k_proj", "attention", kv_dim, h, n, bias)
+        if not k_is_v:
+            groups += _linear("self_attn.v_proj", "attention", kv_dim, h, n, bias)
+    groups += _linear("self_attn.o_proj", "attention", h, q_dim, n, spec.attention_out_bias)
+    if spec.qk_norm == "per_head":
+        groups += _norm(spec, "self_attn.q_norm", head_dim, n)
+        if not shared:
+            groups += _norm(spec, "self_attn.k_norm", head_dim, n)
+    elif spec.qk_norm == "full":
+        groups += _norm(spec, "self_attn.q_norm", q_dim, n)
+        groups += _norm(spec, "self_attn.k_norm", kv_dim, n)
+    return groups
+
+
+def per_layer_input_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """Gemma 4's per-layer input embeddings (modeling_gemma4.py): a table of
+    ``layers x hidden_size_per_layer_input`` columns, a projection of the hidden state
+    to the same width and its norm; in each layer a gate (hidden -> p), a projection
+    back (p -> hidden) and a norm."""
+    p, h, n = spec.per_layer_input_size, spec.hidden_size, spec.num_layers
+    if not p:
+        return []
+    groups = [TensorGroup(name="embed_tokens_per_layer.weight", component="embeddings", role="embedding",
+                          shape=(spec.per_layer_input_vocab, n * p), count=1, per_layer=False),
+              TensorGroup(name="per_layer_model_projection.weight", component="embeddings", role="linear",
+                          shape=(n * p, h), count=1, per_layer=False)]
+    groups += _norm(spec, "per_layer_projection_norm", p, 1, per_layer=False)
+    groups += _linear("per_layer_input_gate", "embeddings", p, h, n, False)
+    groups += _linear("per_layer_projection", "embeddings", h, p, n, False)
+    groups += _norm(spec, "post_per_layer_input_norm", h, n)
     return groups
 
 
@@ -268,6 +317,7 @@ def model_tensors(spec: ModelSpec) -> list[TensorGroup]:
                                   count=1, per_layer=False))
     if spec.embedding_norm:
         groups += _norm(spec, "embedding_norm", h, 1, per_layer=False)
+    groups += per_layer_input_tensors(spec)
     groups += attention_tensors(spec)
     groups += ssm_tensors(spec)
     groups += mlp_tensors(spec)
