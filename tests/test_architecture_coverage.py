@@ -51,7 +51,6 @@ NOT_READ: dict[str, str] = {
     "falcon_h1": "hybrid: Mamba-2 and attention in parallel in every layer",
     "fuyu": "image patches are projected by the causal-LM class itself",
     "gemma3n_text": "AltUp, LAuReL and per-layer embeddings",
-    "gemma4_text": "per-layer input embeddings",
     "gemma4_unified_assistant": "cross-model KV sharing",
     "gemma4_unified_text": "per-layer variants",
     "git": "image encoder inside the causal-LM class",

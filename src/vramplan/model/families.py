@@ -504,6 +504,52 @@ def _indexer(cfg: Config, f: dict[str, Any]) -> None:
     f["layer_indexers"] = tuple(k == "full" for k in kinds)
 
 
+def _gemma4(cfg: Config, f: dict[str, Any]) -> None:
+    """Gemma 4 text (configuration_gemma4.py, modeling_gemma4.py): ``per_layer_config``
+    overrides ``head_dim`` / ``num_key_value_heads`` per layer (by default the full
+    layers get ``global_head_dim`` 512 and ``num_global_key_value_heads``); the last
+    ``num_kv_shared_layers`` layers reuse the KV of the last earlier layer of their kind
+    (no k/v projections, MLP twice as wide with ``use_double_wide_mlp``); with
+    ``attention_k_eq_v`` the full layers have no ``v_proj``; per-layer input embeddings
+    of ``hidden_size_per_layer_input`` columns per layer."""
+    n = f["num_layers"]
+    if _on(cfg, "enable_moe_block", False):
+        raise ConfigError("enable_moe_block: Gemma 4's MoE block (router and experts beside the MLP) is not read "
+                          "analytically; `vramplan trace` measures it")
+    if not f["layer_types"]:
+        f["layer_types"] = tuple("full_attention" if (i + 1) % 6 == 0 or i == n - 1 else "sliding_attention"
+                                 for i in range(n))
+    per_layer = cfg.get("per_layer_config")
+    if per_layer is None:
+        override = {"head_dim": _pos(cfg, ("global_head_dim",), 512)}
+        if cfg.get("num_global_key_value_heads") is not None and _on(cfg, "attention_k_eq_v", False):
+            override["num_key_value_heads"] = _pos(cfg, ("num_global_key_value_heads",))
+        per_layer = {str(i): override for i, t in enumerate(f["layer_types"]) if t == "full_attention"}
+    if not isinstance(per_layer, dict):
+        raise ConfigError(f"per_layer_config: expected an object of layer index -> overrides, got {per_layer!r}")
+    dims, kv_heads = [f["head_dim"]] * n, [f["num_kv_heads"]] * n
+    for key, override in per_layer.items():
+        if not str(key).isdigit() or int(key) >= n or not isinstance(override, dict):
+            raise ConfigError(f"per_layer_config: expected layer indices below {n} with objects, got {key!r}")
+        i = int(key)
+        dims[i] = _pos(override, ("head_dim",), dims[i])
+        kv_heads[i] = _pos(override, ("num_key_value_heads",), kv_heads[i])
+    f["layer_head_dims"], f["layer_kv_heads"] = tuple(dims), tuple(kv_heads)
+    shared = _index(cfg, "num_kv_shared_layers")
+    if shared > n:
+        raise ConfigError(f"num_kv_shared_layers: expected at most num_hidden_layers={n}, got {shared}")
+    if shared:
+        f["kv_shared_layers"] = tuple(i >= n - shared for i in range(n))
+        if _on(cfg, "use_double_wide_mlp", False):
+            width = f["intermediate_size"]
+            f["layer_intermediate_sizes"] = tuple(2 * width if i >= n - shared else width for i in range(n))
+    f["attention_k_eq_v"] = _on(cfg, "attention_k_eq_v", False)
+    size = _index(cfg, "hidden_size_per_layer_input")
+    if size:
+        f["per_layer_input_size"] = size
+        f["per_layer_input_vocab"] = _pos(cfg, ("vocab_size_per_layer_input",), f["vocab_size"])
+
+
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         for step in steps:
@@ -589,6 +635,11 @@ FAMILIES: dict[str, Family] = {
     "minimax_m2": Family(qk_norm="full"),
     "emu3_text_model": _LLAMA, "minicpm3": _LLAMA, "glm4_moe_lite": _LLAMA, "sarvam_mla": _LLAMA, "solar_open": _LLAMA,
     "granite_swa": Family(sinks=True),
+    "gemma4_text": Family(tied_default=True, activation_key="hidden_activation", norms_per_layer=4,
+                          qk_norm="per_head", adjust=_gemma4,
+                          defaults={"vocab_size": 262_144, "max_position_embeddings": 131_072, "head_dim": 256,
+                                    "sliding_window": 512, "hidden_activation": "gelu_pytorch_tanh",
+                                    "vocab_size_per_layer_input": 262_144, "hidden_size_per_layer_input": 256}),
     "vaultgemma": Family(tied_default=True, activation_key="hidden_activation"),
     "exaone4": Family(qk_norm="per_head"),
     "exaone_moe": Family(qk_norm="per_head"),
