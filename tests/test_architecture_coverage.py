@@ -66,8 +66,6 @@ NOT_READ: dict[str, str] = {
     "lara_mini": "hybrid gated delta-net layers",
     "lfm3": "gated short-convolution layers with extra post norms and an attention gate",
     "longcat_flash": "two attention and MLP sub-blocks per layer, zero-compute experts",
-    "mimo_v2_flash": "attention sinks on the sliding layers only",
-    "minimax": "hybrid lightning (linear) attention",
     "mllama": "cross-attention layers to the vision tower",
     "modernbert-decoder": "ModernBERT decoder head",
     "moshi": "depth decoder and fused gated MLP",

@@ -116,10 +116,11 @@ def kv_row_elements(spec: ModelSpec, *, tp: int = 1, mla_cache: MLACache = "late
         heads = spec.num_attention_heads // tp
         return heads * spec.mla.qk_head_dim, heads * spec.mla.v_head_dim
     if layer is None:
-        width = kv_heads_per_rank(spec, tp) * spec.head_dim
+        heads, k_dim, v_dim = kv_heads_per_rank(spec, tp), spec.head_dim, spec.value_head_dim or spec.head_dim
     else:
-        width = _layer_kv_heads_per_rank(spec, layer, tp) * spec.layer_head_dim(layer)
-    return width, width
+        heads, k_dim, v_dim = (_layer_kv_heads_per_rank(spec, layer, tp), spec.layer_head_dim(layer),
+                               spec.layer_value_head_dim(layer))
+    return heads * k_dim, heads * v_dim
 
 
 def _layer_kv_heads_per_rank(spec: ModelSpec, layer: int, tp: int) -> int:

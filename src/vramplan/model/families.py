@@ -550,6 +550,26 @@ def _gemma4(cfg: Config, f: dict[str, Any]) -> None:
         f["per_layer_input_vocab"] = _pos(cfg, ("vocab_size_per_layer_input",), f["vocab_size"])
 
 
+def _mimo_v2(cfg: Config, f: dict[str, Any]) -> None:
+    """MiMo-V2-Flash (modeling_mimo_v2_flash.py): sliding-window layers have twice the
+    KV heads and a learned sink per head; values are ``v_head_dim`` wide; no o_proj
+    bias."""
+    n = f["num_layers"]
+    types = f["layer_types"] or ("full_attention",) * n
+    f["layer_kv_heads"] = tuple(2 * f["num_kv_heads"] if t == "sliding_attention" else f["num_kv_heads"]
+                                for t in types)
+    f["value_head_dim"] = _pos(cfg, ("v_head_dim",), f["head_dim"])
+    f["attention_sinks"], f["sinks_on_sliding_layers_only"] = True, True
+    f["attention_out_bias"] = False
+
+
+def _minimax(cfg: Config, f: dict[str, Any]) -> None:
+    """MiniMax-01 (modeling_minimax.py): ``linear_attention`` layers are lightning
+    attention, the others softmax attention; every MLP is a Mixtral-style MoE."""
+    _mixers_from_layer_types(cfg, f, "lightning_attention")
+    _mixtral_width(cfg, f)
+
+
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         for step in steps:
@@ -640,6 +660,8 @@ FAMILIES: dict[str, Family] = {
                           defaults={"vocab_size": 262_144, "max_position_embeddings": 131_072, "head_dim": 256,
                                     "sliding_window": 512, "hidden_activation": "gelu_pytorch_tanh",
                                     "vocab_size_per_layer_input": 262_144, "hidden_size_per_layer_input": 256}),
+    "mimo_v2_flash": Family(adjust=_mimo_v2),
+    "minimax": Family(adjust=_minimax),
     "vaultgemma": Family(tied_default=True, activation_key="hidden_activation"),
     "exaone4": Family(qk_norm="per_head"),
     "exaone_moe": Family(qk_norm="per_head"),

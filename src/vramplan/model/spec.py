@@ -76,10 +76,12 @@ class MoESpec:
                 f"experts_per_token: expected at most num_experts={self.num_experts}, got {self.experts_per_token}")
 
 
-MixerKind = Literal["attention", "mamba", "mamba2", "gated_deltanet", "short_conv", "none"]
+MixerKind = Literal["attention", "mamba", "mamba2", "gated_deltanet", "short_conv", "lightning_attention", "none"]
 """What mixes tokens in a layer: softmax attention (with a KV cache), a Mamba or
 Mamba-2 state-space mixer, a gated delta-net (linear attention with a recurrent
-state), a gated short convolution (LFM2), or nothing (Nemotron-H's MLP-only layers)."""
+state), a gated short convolution (LFM2), MiniMax's lightning attention (linear
+attention with a ``head_dim x head_dim`` state per head), or nothing (Nemotron-H's
+MLP-only layers)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -308,6 +310,11 @@ class ModelSpec:
     """Per layer: True when the layer reads the keys and values of an earlier layer of
     its kind (Gemma 3n / Gemma 4 ``num_kv_shared_layers``): no k/v projections and no
     cache of its own. Empty: none."""
+    value_head_dim: int = 0
+    """Per-head value width when it differs from the query/key width (MiMo-V2-Flash
+    ``v_head_dim`` 128 against ``head_dim`` 192); 0: values are :attr:`head_dim` wide."""
+    sinks_on_sliding_layers_only: bool = False
+    """The attention sinks exist in the sliding-window layers only (MiMo-V2-Flash)."""
     attention_k_eq_v: bool = False
     """Full-attention layers use their keys as values (Gemma 4 ``attention_k_eq_v``): no
     ``v_proj`` there."""
@@ -404,6 +411,8 @@ class ModelSpec:
             _positive("conv_L_cache", self.short_conv_kernel)
         if "gated_deltanet" in self.layer_mixers and self.deltanet is None:
             raise ConfigError("layer_mixers: gated delta-net layers given but no delta-net spec")
+        if self.value_head_dim:
+            _positive("v_head_dim", self.value_head_dim)
         for dim in self.layer_head_dims:
             _positive("head_dim", dim)
         for i, kv in enumerate(self.layer_kv_heads):
@@ -446,6 +455,10 @@ class ModelSpec:
     def layer_head_dim(self, index: int) -> int:
         """Head width of layer ``index``."""
         return self.layer_head_dims[index] if self.layer_head_dims else self.head_dim
+
+    def layer_value_head_dim(self, index: int) -> int:
+        """Value head width of layer ``index``."""
+        return self.value_head_dim or self.layer_head_dim(index)
 
     def layer_num_kv_heads(self, index: int) -> int:
         """Key/value heads of layer ``index``."""

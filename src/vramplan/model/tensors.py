@@ -128,9 +128,9 @@ def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
                                   shape=(spec.head_dim,), count=4 * n))
     if spec.sub_norms:
         groups += _norm(spec, "self_attn.attn_sub_norm", spec.q_dim, n)
-    if spec.attention_sinks:
+    if _sink_layers(spec):
         groups.append(TensorGroup(name="self_attn.sinks", component="attention", role="other",
-                                  shape=(spec.num_attention_heads,), count=n))
+                                  shape=(spec.num_attention_heads,), count=_sink_layers(spec)))
     return groups
 
 
@@ -149,6 +149,16 @@ def _attention_shapes(spec: ModelSpec) -> dict[tuple[int, int, bool, bool], int]
     return shapes
 
 
+def _sink_layers(spec: ModelSpec) -> int:
+    """Attention layers that hold a learned sink logit per head."""
+    if not spec.attention_sinks:
+        return 0
+    kinds = spec.attention_kinds()
+    return sum(spec.mixer(i) == "attention" and (not spec.sinks_on_sliding_layers_only
+                                                 or kinds[i] == "sliding_attention")
+               for i in range(spec.num_layers))
+
+
 def _qkvo(spec: ModelSpec, head_dim: int, kv_heads: int, shared: bool, k_is_v: bool,
           n: int) -> list[TensorGroup]:
     """q/k/v/o projections and q/k norms of ``n`` attention layers of one shape; a layer
@@ -156,13 +166,15 @@ def _qkvo(spec: ModelSpec, head_dim: int, kv_heads: int, shared: bool, k_is_v: b
     values has no v projection."""
     h, bias = spec.hidden_size, spec.attention_qkv_bias
     q_dim, kv_dim = spec.num_attention_heads * head_dim, kv_heads * head_dim
+    v_head = spec.value_head_dim or head_dim
     q_out = q_dim * (2 if spec.attention_gate == "q_proj" else 1)
     groups = _linear("self_attn.q_proj", "attention", q_out, h, n, bias)
     if not shared:
         groups += _linear("self_attn.k_proj", "attention", kv_dim, h, n, bias)
         if not k_is_v:
-            groups += _linear("self_attn.v_proj", "attention", kv_dim, h, n, bias)
-    groups += _linear("self_attn.o_proj", "attention", h, q_dim, n, spec.attention_out_bias)
+            groups += _linear("self_attn.v_proj", "attention", kv_heads * v_head, h, n, bias)
+    groups += _linear("self_attn.o_proj", "attention", h, spec.num_attention_heads * v_head, n,
+                      spec.attention_out_bias)
     if spec.qk_norm == "per_head":
         groups += _norm(spec, "self_attn.q_norm", head_dim, n)
         if not shared:
@@ -251,6 +263,13 @@ def ssm_tensors(spec: ModelSpec) -> list[TensorGroup]:
         if spec.short_conv_bias:
             groups += _other("conv.conv.bias", (h,), n)
         groups += _linear("conv.out_proj", "ssm", h, h, n, spec.short_conv_bias)
+    n = sum(spec.mixer(i) == "lightning_attention" for i in range(spec.num_layers))
+    if n:  # MiniMax lightning attention (MiniMaxLightningAttention): fused qkv, output gate, norm, out
+        width = spec.q_dim
+        groups += _linear("linear_attn.qkv_proj", "ssm", 3 * width, h, n, False)
+        groups += _linear("linear_attn.output_gate", "ssm", width, h, n, False)
+        groups += _other("linear_attn.norm.weight", (width,), n)
+        groups += _linear("linear_attn.out_proj", "ssm", h, width, n, False)
     net = spec.deltanet
     n = sum(spec.mixer(i) == "gated_deltanet" for i in range(spec.num_layers))
     if n and net is not None:

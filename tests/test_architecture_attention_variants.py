@@ -1,0 +1,68 @@
+"""Attention layouts beyond one shape for every layer, against transformers: MiMo-V2-Flash
+(sliding layers with twice the KV heads and sinks, values narrower than keys).
+Parameters to the parameter against the meta build, the cache to the byte after a CPU
+forward."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from vramplan.memory.kv_cache import kv_bytes_per_token, kv_cache_bytes
+from vramplan.model import count_params
+from vramplan.model.hf_config import spec_from_config
+
+MIMO = dict(hidden_size=64, vocab_size=100, num_attention_heads=4, num_key_value_heads=1, head_dim=24, v_head_dim=16,
+            intermediate_size=96, moe_intermediate_size=32, n_routed_experts=4, num_experts_per_tok=2,
+            num_hidden_layers=4, sliding_window=4,
+            layer_types=["full_attention", "sliding_attention", "sliding_attention", "full_attention"],
+            mlp_layer_types=["dense", "sparse", "sparse", "sparse"])
+
+
+def _config():
+    transformers = pytest.importorskip("transformers")
+    transformers.logging.set_verbosity_error()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return transformers.AutoConfig.for_model("mimo_v2_flash", **MIMO)
+
+
+@pytest.mark.exact
+def test_mimo_parameters_equal_the_meta_build():
+    torch = pytest.importorskip("torch")
+    import transformers
+
+    config = _config()
+    with warnings.catch_warnings(), torch.device("meta"):
+        warnings.simplefilter("ignore")
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    spec = spec_from_config(config.to_dict(), complete=False)
+    assert count_params(spec).total_params == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.exact
+@pytest.mark.parametrize("tokens", [3, 7])
+def test_mimo_cache_equals_transformers_cache_after_a_forward(tokens):
+    torch = pytest.importorskip("torch")
+    import transformers
+    from test_recurrent_state import _cache_tensors
+
+    config = _config()
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = transformers.AutoModelForCausalLM.from_config(config).to(torch.bfloat16).eval()
+        with torch.no_grad():
+            out = model(input_ids=torch.randint(0, 100, (2, tokens)), use_cache=True)
+    measured = sum(t.numel() * t.element_size() for t in _cache_tensors(out.past_key_values) if t.dim() == 4)
+    spec = spec_from_config(config.to_dict(), complete=False)
+    # transformers' DynamicSlidingWindowLayer stores window - 1 tokens once the prompt overflows the window
+    assert kv_cache_bytes(spec, context_tokens=tokens, batch=2, dtype="bf16", sliding_extra_tokens=-1) == measured
+
+
+def test_mimo_rows_per_token():
+    spec = spec_from_config({"model_type": "mimo_v2_flash", **MIMO}, complete=False)
+    full, sliding = 1 * (24 + 16) * 2, 2 * (24 + 16) * 2  # KV heads x (key + value widths) x 2 bytes
+    assert kv_bytes_per_token(spec, "bf16") == 2 * full + 2 * sliding
+    assert spec.layer_kv_heads == (1, 2, 2, 1)
