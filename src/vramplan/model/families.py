@@ -167,6 +167,13 @@ def _gptj(cfg: Config, f: dict[str, Any]) -> None:
         f["partial_rotary_factor"] = min(1.0, _pos(cfg, ("rotary_dim",)) / f["head_dim"])
 
 
+def _gpt_bigcode(cfg: Config, f: dict[str, Any]) -> None:
+    """GPTBigCode (SantaCoder, StarCoder 1): one KV head with ``multi_query`` (default
+    true, configuration_gpt_bigcode.py), the MLP ``n_inner`` wide, else 4h."""
+    f["num_kv_heads"] = 1 if _on(cfg, "multi_query", True) else f["num_attention_heads"]
+    f["intermediate_size"] = _pos(cfg, ("n_inner",), 4 * f["hidden_size"])
+
+
 def _opt(cfg: Config, f: dict[str, Any]) -> None:
     """OPT: ``enable_bias`` everywhere, a final norm only with ``do_layer_norm_before``
     and without ``_remove_final_layer_norm`` (modeling_opt.py). Projections between
@@ -619,7 +626,7 @@ FAMILIES: dict[str, Family] = {
     "gpt2": _GPT2, "gpt-sw3": _GPT2,
     "gpt_bigcode": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                           learned_positions=True, tied_default=True, activation_key="activation_function",
-                          intermediate_default=_four_h),
+                          intermediate_default=_four_h, adjust=_gpt_bigcode),
     "gpt_neox": _NEOX,
     "gptj": Family(norm="layernorm", norms_per_layer=1, parallel_block=True, qkv_bias=False, out_bias=False,
                    mlp_gated=False, mlp_bias=True, head_bias=True, activation_key="activation_function",
