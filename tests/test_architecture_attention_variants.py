@@ -66,3 +66,35 @@ def test_mimo_rows_per_token():
     full, sliding = 1 * (24 + 16) * 2, 2 * (24 + 16) * 2  # KV heads x (key + value widths) x 2 bytes
     assert kv_bytes_per_token(spec, "bf16") == 2 * full + 2 * sliding
     assert spec.layer_kv_heads == (1, 2, 2, 1)
+
+
+def _weights_specs():
+    from test_architecture_gemma4 import TINY as GEMMA4
+    from test_architecture_sparse_attention import TINY as DSA
+    from test_recurrent_state import TINY as HYBRID
+
+    cfgs = [{"model_type": "gemma4_text", **v} for v in GEMMA4.values()] + [{"model_type": "mimo_v2_flash", **MIMO}]
+    cfgs += [{"model_type": t, **c} for t, c in DSA.items()] + [{"model_type": t, **c} for t, c in HYBRID.items()]
+    return [spec_from_config(c, complete=False) for c in cfgs]
+
+
+@pytest.mark.parametrize("spec", _weights_specs(), ids=lambda s: s.model_type)
+def test_per_layer_weight_split_adds_up_to_every_tensor(spec):
+    """llama.cpp places weights layer by layer: the split must hold every tensor once
+    (attention only in attention layers, each Gemma 4 shape in its own layers)."""
+    from vramplan.memory.weights import format_group_bytes, layer_weights, weight_bytes_per_rank
+
+    split = layer_weights(spec, format_group_bytes(spec, "bf16"))
+    assert split.total_bytes == sum(weight_bytes_per_rank(spec, "bf16"))
+    assert split.total_bytes == 2 * count_params(spec).total_params
+    assert all(b > 0 for b in split.per_layer_bytes)
+
+
+@pytest.mark.parametrize("spec", [s for s in _weights_specs() if s.num_attention_heads % 2 == 0],
+                         ids=lambda s: s.model_type)
+def test_tensor_parallel_shards_add_up(spec):
+    """Two ranks hold at least the whole model between them, never less (k/v heads of
+    each layer shape are split or replicated with that shape's own head count)."""
+    from vramplan.memory.weights import weight_bytes_per_rank
+
+    assert 2 * sum(weight_bytes_per_rank(spec, "bf16", tp=2)) >= sum(weight_bytes_per_rank(spec, "bf16"))
