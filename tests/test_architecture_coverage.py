@@ -28,13 +28,12 @@ from vramplan.model.hf_config import spec_from_config
 
 pytestmark = pytest.mark.exact
 
-COVERAGE_FLOOR = 0.69
+COVERAGE_FLOOR = 0.70
 """Share of the buildable decoder-only types read exactly (the measured figure is in
 the test output and in docs/architectures.md)."""
 
 NOT_READ: dict[str, str] = {
     # decoder-only types transformers 5.24 builds from its default config that are not read exactly
-    "axk1": "MLA with a post-MLP norm inside the MoE block",
     "axk2": "norms that hold their own MLPs (hyper-connections)",
     "bailing_hybrid": "hybrid linear-attention layers (forget-gate recurrence)",
     "bert-generation": "BERT encoder stack used as a decoder",
@@ -52,7 +51,6 @@ NOT_READ: dict[str, str] = {
     "fuyu": "image patches are projected by the causal-LM class itself",
     "gemma3n_text": "AltUp, LAuReL and per-layer embeddings",
     "gemma4_unified_assistant": "cross-model KV sharing",
-    "gemma4_unified_text": "per-layer variants",
     "git": "image encoder inside the causal-LM class",
     "glm4_moe": "the default config has 96 heads over hidden 4096 with no head_dim (transformers floors to 42)",
     "gpt_neox_japanese": "a single shared attention-output bias",

@@ -84,6 +84,7 @@ class Family:
     router_bias: bool = False
     expert_bias: bool = False
     router_score_bias: bool = False
+    moe_post_norm: bool = False
     defaults: Config = field(default_factory=dict)
     """The family's config-class defaults for fields published configs omit (used
     when transformers is not installed; checked against it in the tests)."""
@@ -668,6 +669,12 @@ FAMILIES: dict[str, Family] = {
                                     "sliding_window": 512, "hidden_activation": "gelu_pytorch_tanh",
                                     "vocab_size_per_layer_input": 262_144, "hidden_size_per_layer_input": 256}),
     "mimo_v2_flash": Family(adjust=_mimo_v2),
+    "axk1": Family(moe_post_norm=True),
+    "gemma4_unified_text": Family(tied_default=True, activation_key="hidden_activation", norms_per_layer=4,
+                                  qk_norm="per_head", adjust=_gemma4,
+                                  defaults={"vocab_size": 262_144, "max_position_embeddings": 262_144,
+                                            "head_dim": 256, "sliding_window": 1024,
+                                            "hidden_activation": "gelu_pytorch_tanh"}),
     "minimax": Family(adjust=_minimax),
     "vaultgemma": Family(tied_default=True, activation_key="hidden_activation"),
     "exaone4": Family(qk_norm="per_head"),

@@ -59,6 +59,8 @@ class MoESpec:
     """The router linear carries a bias (gpt-oss)."""
     expert_bias: bool = False
     """Expert projections carry biases (gpt-oss)."""
+    post_norm: bool = False
+    """The MoE block ends with its own norm (A.X K1 ``post_mlp_layernorm``)."""
     router_score_bias: bool = False
     """The router holds a learned per-expert score-correction bias as a parameter
     (ERNIE 4.5 MoE, AFMoE); DeepSeek-V3 keeps it as a buffer (not a parameter)."""

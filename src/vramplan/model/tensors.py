@@ -356,6 +356,8 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
     if moe.shared_expert_intermediate_size:
         groups += _mlp(spec, "mlp.shared_experts", "shared_experts", moe.shared_expert_intermediate_size, n_moe,
                        False)
+    if moe.post_norm:
+        groups += _norm(spec, "mlp.post_mlp_layernorm", spec.hidden_size, n_moe)
     if moe.shared_expert_gate:
         groups += _linear("mlp.shared_expert_gate", "shared_experts", 1, spec.hidden_size, n_moe, False)
     return groups
