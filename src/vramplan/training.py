@@ -25,8 +25,8 @@ from vramplan.memory import activations as act
 from vramplan.memory.gradients import CONVENTIONS, PrecisionRecipe, get_precision
 from vramplan.memory.logits import LogitsBytes, logits_bytes
 from vramplan.memory.lora import (
-    ADAPTER_BYTES, adapter_activation_bytes_per_token, adapter_groups, adapter_weight_cast_bytes, all_linear_targets,
-    dequant_buffer_bytes,
+    ADAPTER_BYTES, adapter_activation_bytes_per_token, adapter_groups, adapter_weight_cast_bytes,
+    dequant_buffer_bytes, folded_weight_bytes_per_layer, module_adapter_groups, peft_targets,
 )
 from vramplan.memory.optimizer import OptimizerSpec, get_optimizer, optimizer_state_bytes, step_temporary_bytes
 from vramplan.memory.weights import weight_components
@@ -158,10 +158,11 @@ QLORA_UNQUANTIZED_DTYPE = "fp32"
 
 
 def lora_targets(spec: ModelSpec, setup: TrainingSetup) -> tuple[str, ...]:
-    """The modules that get adapters: the setup's, or all linear modules of the blocks."""
-    if setup.lora_targets is None or tuple(setup.lora_targets) == (ALL_LINEAR,):
-        return all_linear_targets(spec)
-    return setup.lora_targets
+    """The setup's target list as peft receives it (``all-linear`` when none is given);
+    :func:`vramplan.memory.lora.peft_targets` resolves it."""
+    if setup.lora_targets is None:
+        return (ALL_LINEAR,)
+    return tuple(setup.lora_targets)
 
 
 def base_dtype(setup: TrainingSetup) -> str:
@@ -249,7 +250,9 @@ def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
     return act.ActivationContext(recipe=recipe, batch=setup.batch, seq=setup.seq, attention=setup.attention,
                                  dropout=setup.dropout, residual_bytes=residual, frozen_base=lora,
                                  autocast_region=setup.recipe.autocast,
-                                 inputs_saved_by_adapters=peft_casts_inputs)
+                                 inputs_saved_by_adapters=peft_casts_inputs,
+                                 trained_experts=lora and bool({"gate_up_proj", "down_proj"}
+                                                               & set(peft_targets(spec, lora_targets(spec, setup)).fused)))
 
 
 def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> int:
@@ -285,24 +288,29 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
         autocast = setup.recipe.autocast
         adapter = adapter_activation_bytes_per_token(spec, lora_targets(spec, setup), setup.lora_rank, ctx.c, autocast) \
             * ctx.tokens // spec.num_layers
-        groups = adapter_groups(spec, lora_targets(spec, setup), setup.lora_rank)
+        groups = module_adapter_groups(spec, lora_targets(spec, setup), setup.lora_rank)
         adapter += adapter_weight_cast_bytes(groups, ctx.c, autocast) // spec.num_layers
+    folded = 0
+    if setup.method != "full":
+        folded = folded_weight_bytes_per_layer(spec, lora_targets(spec, setup), setup.lora_rank,
+                                               get_dtype(_expert_dtype(setup)).bytes_for(1))
     for layer in range(spec.num_layers):
         layer_parts = act.layer_activation_parts(spec, ctx, layer)
-        layer_full = act.saved_layer_bytes(layer_parts, "none") + cast + adapter
+        layer_adapter = adapter + (folded if spec.is_moe_layer(layer) else 0)
+        layer_full = act.saved_layer_bytes(layer_parts, "none") + cast + layer_adapter
         if policy == "full":
             layer_kept = act.checkpointed_layer_bytes(spec, ctx)
             parts["checkpoints"] = parts.get("checkpoints", 0) + layer_kept
         else:
-            layer_kept = act.saved_layer_bytes(layer_parts, policy) + cast + adapter
+            layer_kept = act.saved_layer_bytes(layer_parts, policy) + cast + layer_adapter
             for p in layer_parts:
                 if policy == "selective" and p.name == "attention/scores":
                     continue
                 parts[p.name] = parts.get(p.name, 0) + p.bytes
             if cast:
                 parts["weight_casts"] = parts.get("weight_casts", 0) + cast
-            if adapter:
-                parts["lora"] = parts.get("lora", 0) + adapter
+            if layer_adapter:
+                parts["lora"] = parts.get("lora", 0) + layer_adapter
         kept.append(layer_kept)
         full.append(layer_full)
         work.append(_backward_work(spec, ctx, layer))
@@ -330,6 +338,12 @@ def setup_logits(spec: ModelSpec, setup: TrainingSetup) -> LogitsBytes:
                         compute_bytes=setup.recipe.compute_bytes, fused_ce=setup.fused_ce,
                         weight_bytes=get_dtype(_head_dtype(setup)).bytes_for(1),
                         softcap=spec.final_logit_softcapping)
+
+
+def _expert_dtype(setup: TrainingSetup) -> str:
+    """Dtype of the routed experts' fused weights: the base's, fp32 under QLoRA
+    (bitsandbytes leaves them unquantized and peft upcasts them)."""
+    return QLORA_UNQUANTIZED_DTYPE if setup.method == "qlora" else base_dtype(setup)
 
 
 def _head_dtype(setup: TrainingSetup) -> str:
@@ -497,8 +511,10 @@ def _assumptions(spec: ModelSpec, setup: TrainingSetup) -> list[str]:
     if setup.method == "qlora":
         out.append("QLoRA: embeddings, norms and head upcast to fp32 (peft prepare_model_for_kbit_training)")
     if setup.method != "full":
-        out.append(f"LoRA r={setup.lora_rank} on {', '.join(lora_targets(spec, setup))} (QLoRA paper: all linear "
-                   "layers); adapters in fp32 as peft keeps them")
+        targets = peft_targets(spec, lora_targets(spec, setup))
+        fused = f"; fused {', '.join(targets.fused)} wrapped by peft's ParamWrapper" if targets.fused else ""
+        out.append(f"LoRA r={setup.lora_rank} on {', '.join(targets.modules) or 'no linear module'}{fused} "
+                   "(QLoRA paper: all linear layers); adapters in fp32 as peft keeps them")
     if setup.opt.paged:
         out.append("paged optimizer states counted on the GPU; under pressure they move to host memory")
     return out

@@ -120,6 +120,9 @@ class ActivationContext:
     """The step runs inside ``torch.autocast`` even where no weight is cast (bf16
     weights or a bf16 LoRA base under ``bf16-mixed``): ops on autocast's fp32 list
     (``pow``...) still upcast their inputs."""
+    trained_experts: bool = False
+    """Routed experts' weights get a gradient under a frozen base (LoRA folded into the
+    fused experts by peft's ``ParamWrapper``): the experts keep their gathered inputs."""
     inputs_saved_by_adapters: bool = False
     """Adapter matmuls save their own fp32 copies of the block's linear inputs (LoRA on
     a 16-bit base: peft casts the input to the adapter dtype), so the 16-bit norm
@@ -268,7 +271,7 @@ def _moe_parts(spec: ModelSpec, moe: MoESpec, ctx: ActivationContext) -> list[Ac
     # per routed (token, expert): gathered input, gate-up, act, product, output, two int64 indices
     # a frozen expert (LoRA: no adapters on fused experts) needs no copy of its gathered
     # input, which only its weight gradient would read
-    gathered = 0 if ctx.frozen_base else c * h
+    gathered = 0 if ctx.frozen_base and not ctx.trained_experts else c * h
     per_route = gathered + c * h + _dense_mlp_per_token(spec, ctx, moe.expert_intermediate_size) + 2 * INDEX
     parts = [_part("moe/router", router, ctx, sharded=False),
              _part("moe/experts", k * per_route, ctx, sharded=True)]
