@@ -72,6 +72,17 @@ QKV_READERS = 3
 SOFTMAX_IN_COMPUTE_DTYPE = frozenset({"gpt2"})
 """Families whose eager attention runs softmax in the compute dtype (GPT-2's
 ``nn.functional.softmax(attn_weights)``); Llama-family code passes ``dtype=float32``."""
+FAMILY_GATE_SAVES = {"gpt_oss": 3}
+"""Gated activations written out in a family's code that keep more than ``act(gate)``:
+gpt-oss's ``GptOssExperts._apply_gate`` (``gate.clamp(max=l)``, ``up.clamp(-l, l)``,
+``glu = gate * sigmoid(alpha gate)``, ``(up + 1) * glu``) keeps the clamps' input (the
+fused gate_up output, as gate and up), the sigmoid output, and also the clamped gate,
+``up + 1`` and ``glu``: three ``[tokens, i]`` tensors more."""
+SOFTMAX_IN_SCORES_DTYPE = frozenset({"gpt_oss"})
+"""Families whose eager softmax names the scores' own dtype (gpt-oss:
+``F.softmax(combined_logits, dim=-1, dtype=combined_logits.dtype)``); autocast runs an
+op of its ``fp32_set_opt_dtype`` list (softmax) as-is when the dtype is given, so the
+probabilities stay in the compute dtype, with no cast."""
 EXTRA_ACT_SAVES = {"gelu_new": 3}
 """Activation functions written out in Python that keep more than their input:
 ``gelu_new`` = ``0.5 x (1 + tanh(k (x + 0.044715 x^3)))`` saves ``0.5 x``, ``tanh(.)``
@@ -176,6 +187,8 @@ def _scores_per_token(spec: ModelSpec, ctx: ActivationContext, heads: int) -> in
     # under autocast softmax is on the fp32 list whatever the family's code says
     autocast = ctx.autocast_region or ctx.recipe.autocast
     softmax = ctx.c if spec.model_type in SOFTMAX_IN_COMPUTE_DTYPE and not autocast else FP32
+    if spec.model_type in SOFTMAX_IN_SCORES_DTYPE:
+        softmax = ctx.c
     per_score = softmax + (ctx.c if softmax != ctx.c else 0)
     if spec.attn_logit_softcapping:
         per_score += ctx.c  # Gemma 2: tanh(scores / cap) saves its output for backward
@@ -228,7 +241,7 @@ def _mla_parts(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext) -> list[Ac
 
 def _act_tensors(spec: ModelSpec) -> int:
     """c x width tensors one MLP keeps besides its up/gate projections' outputs."""
-    return 1 + EXTRA_ACT_SAVES.get(spec.hidden_act, 0)
+    return 1 + EXTRA_ACT_SAVES.get(spec.hidden_act, 0) + FAMILY_GATE_SAVES.get(spec.model_type, 0)
 
 
 GELU_NEW_AUTOCAST_FP32 = 3
