@@ -209,9 +209,24 @@ def attention_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationP
         parts.append(_part("attention/scores", _scores_per_token(spec, ctx, a), ctx, sharded=True))
     else:
         parts.append(_part("attention/lse", FP32 * a, ctx, sharded=True))
+    if spec.qk_norm in ("per_head", "full"):
+        parts.append(_part("attention/qk_norm", _qk_norm_per_token(spec, ctx), ctx, sharded=True))
     if ctx.dropout:
         parts.append(_part("dropout_masks/attention", MASK * spec.hidden_size, ctx, sharded=False))
     return parts
+
+
+def _qk_norm_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Query / key RMSNorms (Qwen3, Gemma 3: per head; OLMo 2: over all heads). Each
+    keeps its input in fp32 (``pow`` saves the upcast of the 16-bit projection output,
+    or the fp32 output itself), one fp32 ``rsqrt`` per normalised row, and, when its
+    weight trains, the normalised tensor cast back to the projection's dtype."""
+    per_head = spec.qk_norm == "per_head"
+    total = 0
+    for width, heads in ((spec.q_dim, spec.num_attention_heads), (spec.kv_dim, spec.num_kv_heads)):
+        rows = heads if per_head else 1
+        total += FP32 * width + FP32 * rows + (0 if ctx.frozen_base else ctx.c * width)
+    return total
 
 
 def _latent_per_token(spec: ModelSpec, ctx: ActivationContext, width: int, extra: int) -> int:
