@@ -78,6 +78,16 @@ gpt-oss's ``GptOssExperts._apply_gate`` (``gate.clamp(max=l)``, ``up.clamp(-l, l
 ``glu = gate * sigmoid(alpha gate)``, ``(up + 1) * glu``) keeps the clamps' input (the
 fused gate_up output, as gate and up), the sigmoid output, and also the clamped gate,
 ``up + 1`` and ``glu``: three ``[tokens, i]`` tensors more."""
+NORM_WEIGHT_IN_FP32 = frozenset({
+    "gemma", "gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text", "vaultgemma", "recurrent_gemma",
+    "olmo2", "olmo3", "flex_olmo", "gpt_oss", "afmoe", "ernie4_5_moe", "qwen3_next", "qwen3_5", "qwen3_5_text",
+    "qwen3_5_moe", "qwen3_5_moe_text",
+})
+"""Families whose RMSNorm applies its weight before casting back
+(``(self.weight * hidden_states).to(input_dtype)``, OLMo 2; ``output * (1.0 +
+self.weight.float())``, Gemma): the product's backward keeps the fp32 normalised
+tensor, where Llama's ``self.weight * hidden_states.to(input_dtype)`` keeps it in
+the input dtype."""
 SOFTMAX_IN_SCORES_DTYPE = frozenset({"gpt_oss"})
 """Families whose eager softmax names the scores' own dtype (gpt-oss:
 ``F.softmax(combined_logits, dim=-1, dtype=combined_logits.dtype)``); autocast runs an
@@ -166,7 +176,7 @@ def _norm_per_token(spec: ModelSpec, ctx: ActivationContext, width: int) -> int:
     if spec.norm == "layernorm":
         return 2 * FP32  # mean and rstd
     upcast = FP32 * width if ctx.r < FP32 else 0
-    normalised = 0 if ctx.frozen_base else ctx.r * width
+    normalised = 0 if ctx.frozen_base else _normalised_bytes(spec, ctx.r) * width
     return upcast + FP32 + normalised  # fp32 copy, rsqrt, normalised
 
 
@@ -216,6 +226,11 @@ def attention_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationP
     return parts
 
 
+def _normalised_bytes(spec: ModelSpec, input_bytes: int) -> int:
+    """Element size of the normalised tensor a trained RMSNorm weight's product keeps."""
+    return FP32 if spec.model_type in NORM_WEIGHT_IN_FP32 else input_bytes
+
+
 def _qk_norm_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
     """Query / key RMSNorms (Qwen3, Gemma 3: per head; OLMo 2: over all heads). Each
     keeps its input in fp32 (``pow`` saves the upcast of the 16-bit projection output,
@@ -225,7 +240,7 @@ def _qk_norm_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
     total = 0
     for width, heads in ((spec.q_dim, spec.num_attention_heads), (spec.kv_dim, spec.num_kv_heads)):
         rows = heads if per_head else 1
-        total += FP32 * width + FP32 * rows + (0 if ctx.frozen_base else ctx.c * width)
+        total += FP32 * width + FP32 * rows + (0 if ctx.frozen_base else _normalised_bytes(spec, ctx.c) * width)
     return total
 
 
