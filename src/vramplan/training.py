@@ -441,8 +441,24 @@ def _backward_points(spec: ModelSpec, setup: TrainingSetup, states: ModelStates,
             live[grad_key] = (grads, f"gradients of the head and the layers above {layer}")
         points.append((f"layer {layer} backward", live))
     if not accumulate:
-        points.append(("end of backward", {**resident, grad_key: (states.gradients, "all gradients")}))
+        end = {**resident, grad_key: (states.gradients, "all gradients")}
+        tied = _tied_embedding_accumulation_bytes(spec, setup, states)
+        if tied:
+            end["buffers/tied_embedding_gradient"] = (tied, "the embedding's gradient and its sum with the tied "
+                                                      "head's (AccumulateGrad adds out of place)")
+        points.append(("end of backward", end))
     return points
+
+
+def _tied_embedding_accumulation_bytes(spec: ModelSpec, setup: TrainingSetup, states: ModelStates) -> int:
+    """A tied embedding trains through two uses: the head's gradient is already its
+    ``.grad`` when the embedding's backward (``embedding_dense_backward``, a
+    ``[vocab, h]`` tensor) arrives, and autograd's ``AccumulateGrad`` writes
+    ``grad + new_grad`` to a new tensor (seen on PyTorch 2.13's ``aten.add.Tensor``):
+    two vocabulary-sized gradients on top of all others for a moment."""
+    if setup.method != "full" or not spec.tie_word_embeddings:
+        return 0
+    return 2 * spec.vocab_size * spec.hidden_size * states.trainable_bytes_per_param
 
 
 def timeline(spec: ModelSpec, setup: TrainingSetup, states: ModelStates, plan: ActivationPlan,
