@@ -199,11 +199,13 @@ def _scores_per_token(spec: ModelSpec, ctx: ActivationContext, heads: int) -> in
     softmax = ctx.c if spec.model_type in SOFTMAX_IN_COMPUTE_DTYPE and not autocast else FP32
     if spec.model_type in SOFTMAX_IN_SCORES_DTYPE:
         softmax = ctx.c
-    per_score = softmax + (ctx.c if softmax != ctx.c else 0)
+    # the probabilities matmul saves the cast to c, or the dropout output (the cast
+    # itself is then freed: dropout's backward needs only its mask)
+    per_score = softmax + (ctx.c if softmax != ctx.c or ctx.dropout else 0)
     if spec.attn_logit_softcapping:
         per_score += ctx.c  # Gemma 2: tanh(scores / cap) saves its output for backward
     if ctx.dropout:
-        per_score += MASK + ctx.c
+        per_score += MASK
     return heads * kv_len * per_score
 
 
