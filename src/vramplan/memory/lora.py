@@ -23,7 +23,7 @@ Gradient checkpointing is on by default, as peft's
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vramplan.errors import InputError
 from vramplan.model.spec import ModelSpec
@@ -130,7 +130,48 @@ def target_groups(spec: ModelSpec, targets: Sequence[str] | None) -> list[Tensor
             raise InputError(f"--lora-targets: {name!r} is not a linear module of {spec.name}; "
                              f"expected some of {', '.join(known)} (or {ALL_LINEAR})")
     modules = peft_targets(spec, targets).modules
-    return [g for g in linear if g.module in modules and g.per_layer and g.component not in FUSED_EXPERT_COMPONENTS]
+    groups = [g for g in linear if g.module in modules and g.per_layer and g.component not in FUSED_EXPERT_COMPONENTS]
+    return _fused_linears(spec, groups)
+
+
+FUSED_LINEARS: dict[str, dict[str, tuple[str, ...]]] = {
+    "gpt2": {"c_attn": ("q_proj", "k_proj", "v_proj")},
+    "gpt_bigcode": {"c_attn": ("q_proj", "k_proj", "v_proj")},
+    "gpt_neox": {"query_key_value": ("q_proj", "k_proj", "v_proj")},
+    "falcon": {"query_key_value": ("q_proj", "k_proj", "v_proj")},
+    "bloom": {"query_key_value": ("q_proj", "k_proj", "v_proj")},
+    "phi3": {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")},
+}
+"""Families whose checkpoints fuse several of the listed linears into one module
+(GPT-2 ``c_attn``, GPT-NeoX ``query_key_value``, Phi-3 ``qkv_proj`` / ``gate_up_proj``,
+per their transformers modeling files). :mod:`vramplan.model.tensors` lists the
+parts; peft wraps the module, so one adapter (``lora_A`` r x in, ``lora_B``
+sum(out) x r) and one cast of the shared input serve all parts: targeting any part
+targets the module."""
+
+
+def _fused_linears(spec: ModelSpec, groups: list[TensorGroup]) -> list[TensorGroup]:
+    """``groups`` with the parts of a fused module merged into one ``(sum out, in)`` group."""
+    fused = FUSED_LINEARS.get(spec.model_type, {})
+    if not fused:
+        return groups
+    part_of = {part: name for name, parts in fused.items() for part in parts}
+    out: list[TensorGroup] = []
+    merged: dict[tuple[str, str], int] = {}
+    for g in groups:
+        name = part_of.get(g.module)
+        if name is None or not g.name.endswith(".weight"):
+            out.append(g)
+            continue
+        parent = g.name.rsplit(".", 2)[0]
+        key = (parent, name)
+        if key in merged:
+            first = out[merged[key]]
+            out[merged[key]] = replace(first, shape=(first.shape[0] + g.shape[0], first.shape[1]))
+        else:
+            merged[key] = len(out)
+            out.append(replace(g, name=f"{parent}.{name}.weight"))
+    return out
 
 
 def fused_adapter_groups(spec: ModelSpec, targets: Sequence[str] | None, rank: int) -> list[TensorGroup]:
