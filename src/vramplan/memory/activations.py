@@ -88,6 +88,11 @@ NORM_WEIGHT_IN_FP32 = frozenset({
 self.weight.float())``, Gemma): the product's backward keeps the fp32 normalised
 tensor, where Llama's ``self.weight * hidden_states.to(input_dtype)`` keeps it in
 the input dtype."""
+FUSED_QKV_ROTARY = frozenset({"phi3", "gpt_neox"})
+"""Families with one fused q/k/v projection and RoPE (Phi-3 ``qkv_proj``, GPT-NeoX
+``query_key_value``): q, k and v are views of its output, RoPE writes new q and k, and
+the value view the attention saves keeps the whole fused output alive, so its q and
+k thirds stay too (``c (q + kv)`` per token more)."""
 SOFTMAX_IN_SCORES_DTYPE = frozenset({"gpt_oss"})
 """Families whose eager softmax names the scores' own dtype (gpt-oss:
 ``F.softmax(combined_logits, dim=-1, dtype=combined_logits.dtype)``); autocast runs an
@@ -215,7 +220,10 @@ def attention_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationP
         return _mla_parts(spec, spec.mla, ctx)
     c, a = ctx.c, spec.num_attention_heads
     kv_width = spec.q_dim if ctx.attention == "eager" else spec.kv_dim  # repeat_kv in eager
-    parts = [_part("attention/qkv", c * (spec.q_dim + 2 * kv_width), ctx, sharded=True),
+    qkv = c * (spec.q_dim + 2 * kv_width)
+    if spec.model_type in FUSED_QKV_ROTARY:
+        qkv += c * (spec.q_dim + spec.kv_dim)
+    parts = [_part("attention/qkv", qkv, ctx, sharded=True),
              _part("attention/output", c * spec.q_dim, ctx, sharded=True)]
     if ctx.attention == "eager":
         parts.append(_part("attention/scores", _scores_per_token(spec, ctx, a), ctx, sharded=True))
@@ -280,7 +288,8 @@ GELU_NEW_AUTOCAST_FP32 = 3
 """fp32 ``[tokens, i]`` tensors ``gelu_new`` saves under autocast (see :func:`_dense_mlp_per_token`)."""
 
 
-def _dense_mlp_per_token(spec: ModelSpec, ctx: ActivationContext, width: int) -> int:
+def _dense_mlp_per_token(spec: ModelSpec, ctx: ActivationContext, width: int,
+                         down_input_saved: bool | None = None) -> int:
     """gate, act, up, product (gated) or up, act (plain), times c.
 
     GPT-2's ``gelu_new`` under autocast (``0.5 x (1 + tanh(k (x + 0.044715 pow(x, 3))))``):
@@ -288,12 +297,15 @@ def _dense_mlp_per_token(spec: ModelSpec, ctx: ActivationContext, width: int) ->
     the bf16 ``x`` promotes the rest of the chain to fp32: ``tanh`` saves its fp32
     output, the final product saves ``1 + tanh`` (fp32) and ``0.5 x`` (bf16), and
     ``c_proj`` saves its bf16 cast of the fp32 result: ``3 f + 2 c`` per element."""
+    # the down projection's input (act output, or the gated product) is kept by the down
+    # projection itself; under peft's input cast its adapter keeps its own copy instead
+    down_input = int(not ctx.inputs_saved_by_adapters if down_input_saved is None else down_input_saved)
     if (spec.hidden_act == "gelu_new" and not spec.mlp_gated and (ctx.autocast_region or ctx.recipe.autocast)
             and ctx.c < FP32):
-        return width * (GELU_NEW_AUTOCAST_FP32 * FP32 + 2 * ctx.c)
-    linear_outputs = 2 if spec.mlp_gated else 1
-    products = 1 if spec.mlp_gated and not ctx.inputs_saved_by_adapters else 0
-    return ctx.c * width * (linear_outputs + _act_tensors(spec) + products)
+        return width * (GELU_NEW_AUTOCAST_FP32 * FP32 + (1 + down_input) * ctx.c)
+    if spec.mlp_gated:
+        return ctx.c * width * (2 + _act_tensors(spec) + down_input)
+    return ctx.c * width * (_act_tensors(spec) + down_input)
 
 
 def mlp_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
@@ -317,7 +329,9 @@ def _moe_parts(spec: ModelSpec, moe: MoESpec, ctx: ActivationContext) -> list[Ac
     # a frozen expert (LoRA: no adapters on fused experts) needs no copy of its gathered
     # input, which only its weight gradient would read
     gathered = 0 if ctx.frozen_base and not ctx.trained_experts else c * h
-    per_route = gathered + c * h + _dense_mlp_per_token(spec, ctx, moe.expert_intermediate_size) + 2 * INDEX
+    # routed experts' down projection keeps its input only when the experts' weights train
+    trained = not ctx.frozen_base or ctx.trained_experts
+    per_route = gathered + c * h + _dense_mlp_per_token(spec, ctx, moe.expert_intermediate_size, trained) + 2 * INDEX
     parts = [_part("moe/router", router, ctx, sharded=False),
              _part("moe/experts", k * per_route, ctx, sharded=True)]
     if moe.shared_expert_intermediate_size:
