@@ -259,7 +259,7 @@ def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
     return act.ActivationContext(recipe=recipe, batch=setup.batch, seq=setup.seq, attention=setup.attention,
                                  dropout=setup.dropout, residual_bytes=residual, frozen_base=lora,
                                  autocast_region=setup.recipe.autocast,
-                                 inputs_saved_by_adapters=peft_casts_inputs,
+                                 inputs_saved_by_adapters=peft_casts_inputs, linear_output_bytes=residual,
                                  trained_experts=lora and bool({"gate_up_proj", "down_proj"}
                                                                & set(peft_targets(spec, lora_targets(spec, setup)).fused)))
 

@@ -146,6 +146,10 @@ class ActivationContext:
     """The step runs inside ``torch.autocast`` even where no weight is cast (bf16
     weights or a bf16 LoRA base under ``bf16-mixed``): ops on autocast's fp32 list
     (``pow``...) still upcast their inputs."""
+    linear_output_bytes: int | None = None
+    """Element size of the block's linear outputs when it differs from the compute
+    dtype's: bitsandbytes' ``Linear4bit`` casts its output back to its input's dtype
+    (``.to(inp_dtype)``), fp32 on QLoRA's upcast residual stream."""
     trained_experts: bool = False
     """Routed experts' weights get a gradient under a frozen base (LoRA folded into the
     fused experts by peft's ``ParamWrapper``): the experts keep their gathered inputs."""
@@ -303,9 +307,10 @@ def _dense_mlp_per_token(spec: ModelSpec, ctx: ActivationContext, width: int,
     if (spec.hidden_act == "gelu_new" and not spec.mlp_gated and (ctx.autocast_region or ctx.recipe.autocast)
             and ctx.c < FP32):
         return width * (GELU_NEW_AUTOCAST_FP32 * FP32 + (1 + down_input) * ctx.c)
+    c = ctx.linear_output_bytes or ctx.c
     if spec.mlp_gated:
-        return ctx.c * width * (2 + _act_tensors(spec) + down_input)
-    return ctx.c * width * (_act_tensors(spec) + down_input)
+        return c * width * (2 + _act_tensors(spec) + down_input)
+    return c * width * (_act_tensors(spec) + down_input)
 
 
 def mlp_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
