@@ -183,7 +183,10 @@ def _part(name: str, per_token_bytes: int, ctx: ActivationContext, sharded: bool
 def _norm_per_token(spec: ModelSpec, ctx: ActivationContext, width: int) -> int:
     """One norm's own saved tensors per token (its input, the residual, is counted apart)."""
     if spec.norm == "layernorm":
-        return 2 * FP32  # mean and rstd
+        # mean and rstd; autocast runs layer_norm in fp32 (its fp32 list), so a 16-bit
+        # input (the residual, counted apart in r bytes) is saved as autocast's fp32 copy
+        autocast = ctx.autocast_region or ctx.recipe.autocast
+        return 2 * FP32 + ((FP32 - ctx.r) * width if autocast and ctx.r < FP32 else 0)
     upcast = FP32 * width if ctx.r < FP32 else 0
     normalised = 0 if ctx.frozen_base else _normalised_bytes(spec, ctx.r) * width
     return upcast + FP32 + normalised  # fp32 copy, rsqrt, normalised
