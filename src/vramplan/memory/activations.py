@@ -93,6 +93,9 @@ FUSED_QKV_ROTARY = frozenset({"phi3", "gpt_neox"})
 ``query_key_value``): q, k and v are views of its output, RoPE writes new q and k, and
 the value view the attention saves keeps the whole fused output alive, so its q and
 k thirds stay too (``c (q + kv)`` per token more)."""
+PARALLEL_RESIDUAL = frozenset({"gpt_neox"})
+"""Families whose attention and MLP both read the layer input (GPT-NeoX's
+``use_parallel_residual``, on in Pythia): there is no post-attention sum to keep."""
 SOFTMAX_IN_SCORES_DTYPE = frozenset({"gpt_oss"})
 """Families whose eager softmax names the scores' own dtype (gpt-oss:
 ``F.softmax(combined_logits, dim=-1, dtype=combined_logits.dtype)``); autocast runs an
@@ -365,7 +368,11 @@ def _residual_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
     16-bit residual itself is kept by no one."""
     if spec.norm == "rmsnorm" and ctx.r < FP32:
         return 0
-    return 2 * ctx.r * spec.hidden_size
+    # both norms of a parallel block read the same layer input: one tensor, unless each
+    # saves its own fp32 copy (LayerNorm under autocast, counted with the norm)
+    copies = spec.norm == "layernorm" and (ctx.autocast_region or ctx.recipe.autocast) and ctx.r < FP32
+    inputs = 1 if spec.model_type in PARALLEL_RESIDUAL and not copies else 2
+    return inputs * ctx.r * spec.hidden_size
 
 
 def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
