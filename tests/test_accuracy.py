@@ -63,6 +63,11 @@ TIGHT_CASES = [
     ("gpt2", dict(attention="eager", batch_size=4, seq_len=1024)),
     # one adapter per fused module (Phi-3 qkv_proj / gate_up_proj) and the fused qkv output kept
     ("phi-3-mini", dict(method="lora", lora_targets=("all-linear",), batch_size=1, seq_len=1024)),
+    # LayerNorm under autocast saves fp32 copies; GPT-2's fused c_attn takes one adapter
+    ("gpt2", dict(method="lora", lora_targets=("all-linear",), batch_size=4, seq_len=1024)),
+    # GPT-NeoX's parallel residual: one layer input for both norms
+    ("pythia-1b", dict(method="lora", lora_targets=("all-linear",), load_dtype="fp32", batch_size=2,
+                       seq_len=1024)),
     # QLoRA without checkpointing: Linear4bit returns fp32 on the upcast residual stream
     ("llama-3.2-1b", dict(method="qlora", recompute=False, batch_size=2, seq_len=1024)),
 ]
