@@ -256,12 +256,13 @@ def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
     recipe = effective_recipe(setup)
     lora = setup.method != "full"
     peft_casts_inputs = lora and recipe.compute_bytes < ADAPTER_BYTES
+    # peft's ParamWrapper folds adapters into the fused experts: their weights then get a gradient
+    fused = set(peft_targets(spec, lora_targets(spec, setup)).fused) if lora else set()
     return act.ActivationContext(recipe=recipe, batch=setup.batch, seq=setup.seq, attention=setup.attention,
                                  dropout=setup.dropout, residual_bytes=residual, frozen_base=lora,
                                  autocast_region=setup.recipe.autocast,
                                  inputs_saved_by_adapters=peft_casts_inputs, linear_output_bytes=residual,
-                                 trained_experts=lora and bool({"gate_up_proj", "down_proj"}
-                                                               & set(peft_targets(spec, lora_targets(spec, setup)).fused)))
+                                 trained_experts=bool({"gate_up_proj", "down_proj"} & fused))
 
 
 def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> int:
