@@ -51,6 +51,10 @@ def weight_components(spec: ModelSpec, fmt: WeightFormat | str, prefix: str = "w
     """``weights`` (plain dtype) or ``weights/quantized`` + ``weights/unquantized``."""
     fmt = get_format(fmt)
     quantized, unquantized = weight_bytes_split(spec, fmt)
+    skipped_paths = fmt.skip_paths and any(g.role == "linear" and g.name.startswith(fmt.skip_paths)
+                                           for g in model_tensors(spec))
+    left = "embeddings, norms, biases and skipped modules" + (
+        " (fused MoE experts and routers, which bitsandbytes does not convert)" if skipped_paths else "")
     if not fmt.quantized:
         return [Component(name=prefix, bytes=unquantized,
                           note=f"every parameter in {fmt.name} ({get_dtype(fmt.name).bits} bits)")]
@@ -59,7 +63,7 @@ def weight_components(spec: ModelSpec, fmt: WeightFormat | str, prefix: str = "w
                   note=f"{fmt.description}: {fmt.bits_per_weight(spec.hidden_size, spec.hidden_size):.3f} bits/weight "
                        "incl. scales"),
         Component(name=f"{prefix}/unquantized", bytes=unquantized,
-                  note=f"embeddings, norms, biases and skipped modules in {fmt.unquantized_dtype}"),
+                  note=f"{left} in {fmt.unquantized_dtype}"),
     ]
 
 
