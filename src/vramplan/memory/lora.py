@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from vramplan.dtypes import FP32_BYTES
 from vramplan.errors import InputError
 from vramplan.model.spec import ModelSpec
 from vramplan.model.tensors import TensorGroup, model_tensors
@@ -110,13 +111,13 @@ def peft_targets(spec: ModelSpec, targets: Sequence[str] | None) -> PeftTargets:
     modules = [m for m in modules if m not in names]
     pair = [n for n, p in mapping.items() if p == "gate_up_proj"]
     if 0 < len(names & set(pair)) < len(pair):
-        raise InputError(f"--lora-targets: peft fuses {' and '.join(pair)} into {spec.name}'s gate_up_proj; "
+        raise InputError(f"lora_targets: peft fuses {' and '.join(pair)} into {spec.name}'s gate_up_proj; "
                          "target both or neither")
     fused = tuple(dict.fromkeys(mapping[n] for n in mapping if n in names))
     return PeftTargets(modules=tuple(modules), fused=fused)
 
 
-ADAPTER_BYTES = 4
+ADAPTER_BYTES = FP32_BYTES
 """peft keeps adapter weights in fp32 (``autocast_adapter_dtype=True``)."""
 
 
@@ -127,7 +128,7 @@ def target_groups(spec: ModelSpec, targets: Sequence[str] | None) -> list[Tensor
     known = sorted({g.module for g in linear})
     for name in targets or ():
         if name not in known and name != ALL_LINEAR:
-            raise InputError(f"--lora-targets: {name!r} is not a linear module of {spec.name}; "
+            raise InputError(f"lora_targets: {name!r} is not a linear module of {spec.name}; "
                              f"expected some of {', '.join(known)} (or {ALL_LINEAR})")
     modules = peft_targets(spec, targets).modules
     groups = [g for g in linear if g.module in modules and g.per_layer and g.component not in FUSED_EXPERT_COMPONENTS]
@@ -230,7 +231,7 @@ def module_adapter_groups(spec: ModelSpec, targets: Sequence[str] | None, rank: 
     for g in target_groups(spec, targets):
         out_f, in_f = g.shape
         if rank > min(out_f, in_f):
-            raise InputError(f"--lora-rank: {rank} exceeds the smaller side of {g.name} "
+            raise InputError(f"lora_rank: {rank} exceeds the smaller side of {g.name} "
                              f"({out_f} x {in_f}); expected at most {min(out_f, in_f)}")
         prefix = g.name.removesuffix(".weight")
         groups.append(TensorGroup(name=f"{prefix}.lora_A.weight", component=g.component, role="linear",
