@@ -34,6 +34,7 @@ from vramplan.parallel import (
     stage_layers,
     tensor_parallel_problem,
 )
+from vramplan.parallel_rules import engine_runs
 from vramplan.step_time import DEFAULT_MFU, RECOMPUTE_EXTRA_FLOPS, layout_costs, step_time_s
 from vramplan.step_time import assumptions as step_assumptions
 
@@ -46,6 +47,15 @@ figure), ``WORKSTATION_HOST_BYTES`` for everything else (``--host-memory`` overr
 WORKSTATION_HOST_BYTES = 128 * 2**30
 """Default host RAM of a workstation or desktop (128 GiB: 4 x 32 GiB DIMMs, the most a
 typical desktop board takes with common modules)."""
+
+
+OFFLOAD_RANKS_LAST = True
+"""Layouts with CPU offload rank after every fitting layout without it, whatever their
+modelled step time: offload buys memory with host-link traffic and a CPU optimizer step
+(:func:`vramplan.step_time.offload_s`), and the overlap modelled there is the best case
+(DeepSpeed's ZeRO-Offload tutorial and Lightning's DeepSpeed guide present offload as
+the memory-saving stage that "increases ... GPU-CPU device transfer"); they lead the
+plan only when nothing without offload fits."""
 
 
 def default_host_bytes_per_node(gpu: Any) -> int:
@@ -373,8 +383,9 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
             peak, params_on_gpu, host = _evaluate_group(req, job, setting, d, coeffs_by_threshold[threshold], acts,
                                                         states_by_engine[setting.engine],
                                                         shared_by_threshold[threshold])
-            evaluated += peak.size
-            host_ok = host <= req.host_budget_bytes
+            runnable = engine_runs(setting, req.virtual_stages, d)  # the engine's own rules
+            evaluated += int(runnable.sum())
+            host_ok = (host <= req.host_budget_bytes) & runnable
             if host_ok.any():
                 min_peak = min(min_peak, float(peak[host_ok].min()))
             fits = (peak <= budget) & host_ok
@@ -396,7 +407,7 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
             score = -times["tokens_per_step"] / times["step_s"] / sub["n"] if per_gpu_rate else times["step_s"]
             best = np.argpartition(score, top)[:top] if score.size > top else np.arange(score.size)
             for i in best[np.argsort(score[best], kind="stable")]:
-                key = (float(score[i]), int(sub["n"][i]), float(fit_peak[i]))
+                key = (OFFLOAD_RANKS_LAST and setting.offload != "none", float(score[i]), int(sub["n"][i]), float(fit_peak[i]))
                 recompute = recomputes[int(sub["recompute"][i])]
                 pool.append((key, (req, setting, recompute, sub, times, fit_peak, fit_host, int(i))))
     pool.sort(key=lambda entry: entry[0])
@@ -430,6 +441,7 @@ def assumptions(req: PlanRequest) -> tuple[str, ...]:
         f"global batch: {req.global_batch} sequences" if req.global_batch else
         f"global batch: {DEFAULT_GLOBAL_BATCH_TOKENS:,} tokens of sequences (power of two, >= 1 per GPU)",
         *step_assumptions(req),
+        "layouts with CPU offload rank after every layout without it that fits",
         f"tensor parallelism inside a node of {req.gpus_per_node} GPUs",
     )
 
