@@ -259,3 +259,17 @@ def engine_runs(setting: Any, virtual_stages: int, d: dict[str, Any]) -> Any:
     choice = EngineChoice(engine=setting.engine, zero_stage=setting.zero_stage, fsdp=setting.fsdp,
                           offload=setting.offload, virtual_stages=virtual_stages)
     return training_allowed(choice, tp=d["tp"], pp=d["pp"], cp=d["cp"])
+
+
+def fixed_layout_problem(settings: Any, virtual_stages: int, *, tp: int, pp: int, cp: int) -> Rule | None:
+    """When every engine setting of ``settings`` (planner ``EngineSetting``s) breaks a
+    rule at the degrees the user fixed, the first rule broken; else ``None``."""
+    first = None
+    for s in settings:
+        choice = EngineChoice(engine=s.engine, zero_stage=s.zero_stage, fsdp=s.fsdp, offload=s.offload,
+                              virtual_stages=virtual_stages)
+        broken = broken_rules(choice, tp=tp, pp=pp, cp=cp)
+        if not broken:
+            return None
+        first = first or broken[0]
+    return first
