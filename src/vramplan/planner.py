@@ -96,6 +96,8 @@ ENGINE_SETTINGS: tuple[EngineSetting, ...] = (
     EngineSetting("deepspeed", 3, offload="params"),
     EngineSetting("fsdp", fsdp="full_shard"), EngineSetting("fsdp", fsdp="shard_grad_op"),
     EngineSetting("fsdp", fsdp="hybrid_shard"), EngineSetting("fsdp", fsdp="full_shard", offload="params"),
+    # FSDP2 (fully_shard) is the FSDP that composes with TP, PP and CP (vramplan.parallel_rules).
+    EngineSetting("fsdp", fsdp="fsdp2"), EngineSetting("fsdp", fsdp="fsdp2", offload="params"),
 )
 """Every engine setting the planner tries."""
 
