@@ -242,3 +242,19 @@ def test_offload_pays_the_host_link_and_the_cpu_step():
     assert par.step_s >= none.step_s + cpu_step * 0.99
     # Parameter offload moves the parameters every micro-batch: more host traffic than optimizer offload.
     assert par.parts["offload_pcie_s"] > opt.parts["offload_pcie_s"]
+
+
+def test_docs_table_lists_every_rule():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "parallel.md").read_text()
+    for r in TRAINING_RULES + SERVING_RULES:
+        assert f"`{r.name}`" in doc, r.name
+
+
+def test_train_on_a_refused_layout_warns_with_the_rule(capsys):
+    from vramplan.cli import main
+
+    assert main(["train", "llama-3.1-70b", "--gpus", "16", "--tp", "2", "--pp", "2", "--zero", "3", "--json"]) == 0
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert any("deepspeed/runtime/pipe/engine.py" in w for w in warnings)
+    assert main(["train", "llama-3.1-70b", "--gpus", "16", "--tp", "2", "--pp", "2", "--zero", "1", "--json"]) == 0
+    assert not any("does not run this layout" in w for w in json.loads(capsys.readouterr().out)["warnings"])

@@ -511,10 +511,12 @@ def _candidate(req: PlanRequest, setting: EngineSetting, recompute: str, sub: di
 
 def assumptions(req: PlanRequest) -> tuple[str, ...]:
     """Every assumption the ranking makes, in words (printed with the plan)."""
+    from vramplan.units import format_bytes
+
     gpu = req.gpu
     return (
-        f"memory budget per GPU: {gpu.usable_memory_bytes:,} B usable x (1 - headroom {req.headroom:.0%}); "
-        f"host RAM per node for offload: {req.host_budget_bytes:,} B"
+        f"memory budget per GPU: {format_bytes(gpu.usable_memory_bytes)} usable x (1 - headroom {req.headroom:.0%}); "
+        f"host RAM per node for offload: {format_bytes(req.host_budget_bytes)}"
         + (" (--host-memory)" if req.host_bytes_per_node is not None else f" ({gpu.segment} default)"),
         f"global batch: {req.global_batch} sequences" if req.global_batch else
         f"global batch: {DEFAULT_GLOBAL_BATCH_TOKENS:,} tokens of sequences (power of two, >= 1 per GPU)",
