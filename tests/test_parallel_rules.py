@@ -258,3 +258,15 @@ def test_train_on_a_refused_layout_warns_with_the_rule(capsys):
     assert any("deepspeed/runtime/pipe/engine.py" in w for w in warnings)
     assert main(["train", "llama-3.1-70b", "--gpus", "16", "--tp", "2", "--pp", "2", "--zero", "1", "--json"]) == 0
     assert not any("does not run this layout" in w for w in json.loads(capsys.readouterr().out)["warnings"])
+
+
+def test_fewest_gpus_says_when_it_needs_offload():
+    report = plan_training("llama-3.1-70b", "h100", max_gpus=64)
+    res = report.result
+    assert res.min_gpus_without_offload is not None and res.min_gpus_without_offload >= res.min_gpus
+    first_offload = next((i for i, c in enumerate(report.candidates) if c.layout.offload != "none"),
+                         len(report.candidates))
+    assert all(c.layout.offload != "none" for c in report.candidates[first_offload:])
+    if res.min_gpus < res.min_gpus_without_offload:
+        fewest = plan_training("llama-3.1-70b", "h100", layout=LayoutRequest(gpus=res.min_gpus), top=3)
+        assert fewest.candidates and all(c.layout.offload != "none" for c in fewest.candidates)

@@ -289,11 +289,14 @@ class PlanResult:
     """Smallest per-GPU peak among the fitting layouts on ``min_gpus`` GPUs."""
     assumptions: tuple[str, ...]
     """Everything the ranking assumed."""
+    min_gpus_without_offload: int | None = None
+    """Fewest GPUs on which a layout without CPU offload fits."""
 
     def to_dict(self) -> dict:
         return {"candidates": [c.to_dict() for c in self.candidates], "evaluated": self.evaluated,
                 "fitting": self.fitting, "min_gpus": self.min_gpus, "min_peak_bytes": self.min_peak_bytes,
                 "min_gpus_peak_bytes": self.min_gpus_peak_bytes,
+                "min_gpus_without_offload": self.min_gpus_without_offload,
                 "assumptions": list(self.assumptions)}
 
 
@@ -426,6 +429,7 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
     min_peak = math.inf
     min_gpus: int | None = None
     least: tuple[int, float] | None = None  # (fewest GPUs that fit, smallest peak there)
+    no_offload: int | None = None  # fewest GPUs on which a layout without offload fits
     pool: list[tuple[tuple, tuple]] = []  # (sort key, arguments of _candidate): built for the winners only
     per_gpu_rate = req.global_batch is None and len(req.gpu_counts) > 1
     d = _all_degrees(req)
@@ -478,6 +482,8 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
             here = (smallest, float(peak[fits][sub["n"] == smallest].min()))
             least = here if least is None else min(least, here)
             min_gpus = least[0]
+            if setting.offload == "none":
+                no_offload = smallest if no_offload is None else min(no_offload, smallest)
             times = step_time_s(req, job, setting, sub, params_on_gpu[fits], active,
                                 costs={k: v[fits] for k, v in costs.items()})
             fit_peak, fit_host = peak[fits], host[fits]
@@ -492,7 +498,7 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
     winners = tuple(_candidate(*args) for _, args in pool[:top])
     return PlanResult(candidates=winners, evaluated=evaluated, fitting=fitting, min_gpus=min_gpus,
                       min_peak_bytes=int(min_peak) if math.isfinite(min_peak) else 0,
-                      min_gpus_peak_bytes=int(least[1]) if least else None,
+                      min_gpus_peak_bytes=int(least[1]) if least else None, min_gpus_without_offload=no_offload,
                       assumptions=assumptions(req))
 
 
