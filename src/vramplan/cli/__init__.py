@@ -76,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     except VramplanError as exc:
         if debug:
             raise
-        return _fail(exc.to_dict(), exc.exit_code, as_json)
+        from vramplan.cli.common import flag_message
+
+        command = next((a for a in args if not a.startswith("-")), "")
+        body = exc.to_dict()
+        body["error"]["message"] = flag_message(exc, command_flags(command))
+        return _fail(body, exc.exit_code, as_json)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 1
@@ -110,6 +115,22 @@ def _fail(body: dict, exit_code: int, as_json: bool) -> int:
     else:
         click.echo(f"error: {body['error']['message']}", err=True)
     return exit_code
+
+
+def command_flags(command: str) -> dict[str, str]:
+    """Field -> flag for ``command``: from the option declarations
+    (:func:`vramplan.options.flags_by_field`), or for a command declaring its own click
+    options (trace, validate, serve), from those; an argument shows as its metavar
+    (``model`` -> ``MODEL``)."""
+    from vramplan.options import QUESTION_OPTIONS, flags_by_field
+
+    if command not in COMMANDS or not _module_exists(COMMANDS[command][0]):
+        return {}
+    params = importlib.import_module(COMMANDS[command][0]).command.params
+    flags = {p.name: p.name.upper() for p in params if isinstance(p, click.Argument) and p.name}
+    if command in (*QUESTION_OPTIONS, "params", "models", "gpus", "rl"):
+        return {**flags, **flags_by_field(command)}
+    return {**flags, **{p.name: p.opts[0] for p in params if isinstance(p, click.Option) and p.name}}
 
 
 def run() -> None:
