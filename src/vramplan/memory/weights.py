@@ -115,7 +115,9 @@ def shard_shape(group: TensorGroup, spec: ModelSpec, tp: int) -> tuple[int, ...]
     module = group.module
     is_weight = group.name.endswith(".weight")
     if module in ("k_proj", "v_proj") and spec.mla is None:
-        rows = kv_heads_per_rank(spec, tp) * spec.head_dim
+        # per-layer shapes (Gemma 4, MiMo): the heads of the layers holding this group
+        heads = spec.layer_num_kv_heads(group.layers[0]) if group.layers else spec.num_kv_heads
+        rows = max(1, heads // tp) * (group.shape[0] // heads)
         return (rows, *group.shape[1:])
     if module in _VOCAB_PARALLEL:
         return (ceil_div(group.shape[0], tp), *group.shape[1:])
@@ -154,6 +156,8 @@ def layers_holding(spec: ModelSpec, group: TensorGroup) -> tuple[int, ...]:
     the dense MLP only in dense layers); empty for tensors outside the blocks."""
     if not group.per_layer:
         return ()
+    if group.layers:
+        return group.layers
     name = group.name
     if spec.moe is not None and name.startswith("mlp."):
         moe_part = name.startswith(("mlp.experts.", "mlp.gate.", "mlp.shared_expert"))
