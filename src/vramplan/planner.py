@@ -35,6 +35,7 @@ from vramplan.parallel import (
     stage_layers,
     tensor_parallel_problem,
 )
+from vramplan.parallel_rules import engine_runs
 from vramplan.step_time import DEFAULT_MFU, RECOMPUTE_EXTRA_FLOPS, layout_costs, step_time_s
 from vramplan.step_time import assumptions as step_assumptions
 
@@ -47,6 +48,15 @@ figure), ``WORKSTATION_HOST_BYTES`` for everything else (``--host-memory`` overr
 WORKSTATION_HOST_BYTES = 128 * 2**30
 """Default host RAM of a workstation or desktop (128 GiB: 4 x 32 GiB DIMMs, the most a
 typical desktop board takes with common modules)."""
+
+
+OFFLOAD_RANKS_LAST = True
+"""Layouts with CPU offload rank after every fitting layout without it, whatever their
+modelled step time: offload buys memory with host-link traffic and a CPU optimizer step
+(:func:`vramplan.step_time.offload_s`), and the overlap modelled there is the best case
+(DeepSpeed's ZeRO-Offload tutorial and Lightning's DeepSpeed guide present offload as
+the memory-saving stage that "increases ... GPU-CPU device transfer"); they lead the
+plan only when nothing without offload fits."""
 
 
 def default_host_bytes_per_node(gpu: Any) -> int:
@@ -86,6 +96,8 @@ ENGINE_SETTINGS: tuple[EngineSetting, ...] = (
     EngineSetting("deepspeed", 3, offload="params"),
     EngineSetting("fsdp", fsdp="full_shard"), EngineSetting("fsdp", fsdp="shard_grad_op"),
     EngineSetting("fsdp", fsdp="hybrid_shard"), EngineSetting("fsdp", fsdp="full_shard", offload="params"),
+    # FSDP2 (fully_shard) is the FSDP that composes with TP, PP and CP (vramplan.parallel_rules).
+    EngineSetting("fsdp", fsdp="fsdp2"), EngineSetting("fsdp", fsdp="fsdp2", offload="params"),
 )
 """Every engine setting the planner tries."""
 
@@ -277,11 +289,14 @@ class PlanResult:
     """Smallest per-GPU peak among the fitting layouts on ``min_gpus`` GPUs."""
     assumptions: tuple[str, ...]
     """Everything the ranking assumed."""
+    min_gpus_without_offload: int | None = None
+    """Fewest GPUs on which a layout without CPU offload fits."""
 
     def to_dict(self) -> dict:
         return {"candidates": [c.to_dict() for c in self.candidates], "evaluated": self.evaluated,
                 "fitting": self.fitting, "min_gpus": self.min_gpus, "min_peak_bytes": self.min_peak_bytes,
                 "min_gpus_peak_bytes": self.min_gpus_peak_bytes,
+                "min_gpus_without_offload": self.min_gpus_without_offload,
                 "assumptions": list(self.assumptions)}
 
 
@@ -414,6 +429,7 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
     min_peak = math.inf
     min_gpus: int | None = None
     least: tuple[int, float] | None = None  # (fewest GPUs that fit, smallest peak there)
+    no_offload: int | None = None  # fewest GPUs on which a layout without offload fits
     pool: list[tuple[tuple, tuple]] = []  # (sort key, arguments of _candidate): built for the winners only
     per_gpu_rate = req.global_batch is None and len(req.gpu_counts) > 1
     d = _all_degrees(req)
@@ -449,8 +465,9 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
                                                         states_by_engine[setting.engine],
                                                         shared_by_threshold[threshold])
             _check_figures(peak, host)
-            evaluated += peak.size
-            host_ok = host <= req.host_budget_bytes
+            runnable = engine_runs(setting, req.virtual_stages, d)  # the engine's own rules
+            evaluated += int(runnable.sum())
+            host_ok = (host <= req.host_budget_bytes) & runnable
             if host_ok.any():
                 min_peak = min(min_peak, float(peak[host_ok].min()))
             fits = (peak <= budget) & host_ok
@@ -465,6 +482,8 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
             here = (smallest, float(peak[fits][sub["n"] == smallest].min()))
             least = here if least is None else min(least, here)
             min_gpus = least[0]
+            if setting.offload == "none":
+                no_offload = smallest if no_offload is None else min(no_offload, smallest)
             times = step_time_s(req, job, setting, sub, params_on_gpu[fits], active,
                                 costs={k: v[fits] for k, v in costs.items()})
             fit_peak, fit_host = peak[fits], host[fits]
@@ -472,14 +491,14 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
             score = -times["tokens_per_step"] / times["step_s"] / sub["n"] if per_gpu_rate else times["step_s"]
             best = np.argpartition(score, top)[:top] if score.size > top else np.arange(score.size)
             for i in best[np.argsort(score[best], kind="stable")]:
-                key = (float(score[i]), int(sub["n"][i]), float(fit_peak[i]))
+                key = (OFFLOAD_RANKS_LAST and setting.offload != "none", float(score[i]), int(sub["n"][i]), float(fit_peak[i]))
                 recompute = recomputes[int(sub["recompute"][i])]
                 pool.append((key, (req, setting, recompute, sub, times, fit_peak, fit_host, int(i))))
     pool.sort(key=lambda entry: entry[0])
     winners = tuple(_candidate(*args) for _, args in pool[:top])
     return PlanResult(candidates=winners, evaluated=evaluated, fitting=fitting, min_gpus=min_gpus,
                       min_peak_bytes=int(min_peak) if math.isfinite(min_peak) else 0,
-                      min_gpus_peak_bytes=int(least[1]) if least else None,
+                      min_gpus_peak_bytes=int(least[1]) if least else None, min_gpus_without_offload=no_offload,
                       assumptions=assumptions(req))
 
 
@@ -498,14 +517,17 @@ def _candidate(req: PlanRequest, setting: EngineSetting, recompute: str, sub: di
 
 def assumptions(req: PlanRequest) -> tuple[str, ...]:
     """Every assumption the ranking makes, in words (printed with the plan)."""
+    from vramplan.units import format_bytes
+
     gpu = req.gpu
     return (
-        f"memory budget per GPU: {gpu.usable_memory_bytes:,} B usable x (1 - headroom {req.headroom:.0%}); "
-        f"host RAM per node for offload: {req.host_budget_bytes:,} B"
+        f"memory budget per GPU: {format_bytes(gpu.usable_memory_bytes)} usable x (1 - headroom {req.headroom:.0%}); "
+        f"host RAM per node for offload: {format_bytes(req.host_budget_bytes)}"
         + (" (--host-memory)" if req.host_bytes_per_node is not None else f" ({gpu.segment} default)"),
         f"global batch: {req.global_batch} sequences" if req.global_batch else
         f"global batch: {DEFAULT_GLOBAL_BATCH_TOKENS:,} tokens of sequences (power of two, >= 1 per GPU)",
         *step_assumptions(req),
+        "layouts with CPU offload rank after every layout without it that fits",
         f"tensor parallelism inside a node of {req.gpus_per_node} GPUs",
     )
 

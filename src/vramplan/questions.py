@@ -92,7 +92,15 @@ def train(values: Mapping[str, Any]) -> TrainingEstimate:
                           activation_model=v["activation_model"], seed_dtype_bytes=v["seed_bytes"],
                           strict=bool(v["strict"]))
     layout = layout_request(v)
-    return estimate_training(spec, setup, layout.layout() if layout.given else None, gpu=v["gpu"])
+    if not layout.given:
+        return estimate_training(spec, setup, None, gpu=v["gpu"])
+    from vramplan.parallel_rules import layout_rules_broken
+
+    lay = layout.layout()
+    est = estimate_training(spec, setup, lay, gpu=v["gpu"])
+    # The memory of a layout its engine refuses is still answered, with the engine's rule.
+    refused = tuple(f"{lay.resolved_engine} does not run this layout: {r.describe()}" for r in layout_rules_broken(lay))
+    return replace(est, warnings=tuple(est.warnings) + refused) if refused else est
 
 
 def inference_setup(values: Mapping[str, Any]):

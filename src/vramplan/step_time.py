@@ -10,7 +10,7 @@ per optimizer step. The model is a sum of closed-form terms, each with its sourc
   all-to-alls on the critical path (not overlapped);
 * data-parallel collectives (:func:`dp_collectives_per_step`: how many times per step
   each engine moves the 16-bit parameters or gradients) overlapped with compute;
-* offload traffic over the host link.
+* offload: host-link traffic and the CPU optimizer step (:func:`offload_s`).
 
 It ranks layouts; it is not a wall-clock prediction (see docs/parallel.md, "Known gaps").
 """
@@ -29,7 +29,22 @@ INTER_NODE_BYTES_PER_S = 50e9
 """Per-GPU network bandwidth between nodes: one 400 Gb/s NIC per GPU (ConnectX-7 /
 InfiniBand NDR, as in the Llama 3 cluster, sec. 3.3.1), 50 GB/s per direction."""
 HOST_LINK_BYTES_PER_S = 25e9
-"""Effective GPU<->host copy bandwidth for offload (PCIe Gen4 x16: 32 GB/s peak, ~25 GB/s achieved)."""
+"""Effective GPU<->host copy bandwidth per GPU for offload (PCIe Gen4 x16: 32 GB/s peak,
+~25 GB/s achieved; each GPU of an 8-GPU node has its own x16 link)."""
+CPU_ADAM_BYTES_PER_PARAM = 28
+"""Host memory traffic of the CPU optimizer step per parameter: DeepSpeed's CPU Adam
+(``csrc/includes/cpu_adam.h``, ``Adam_Optimizer::Step_AVX``) streams four fp32 arrays
+in (gradient, exp_avg, exp_avg_sq, parameter) and three out (parameter, exp_avg,
+exp_avg_sq): 7 x 4 B. The ZeRO-Offload paper (Ren et al. 2021, sec. 5.1) builds its
+CPU-Adam as this vectorised streaming loop, so its time is bytes over host memory
+bandwidth. PyTorch's CPU AdamW (FSDP's offload) streams at least as much."""
+HOST_MEMORY_BYTES_PER_S = {"datacenter": 307e9, "gaudi": 307e9, "tpu": 307e9}
+"""Host memory bandwidth one node's CPU optimizer step reaches, by GPU segment: a
+two-socket server with 8 DDR5-4800 channels per socket (DGX H100: 2 x Xeon 8480C)
+peaks at 2 x 8 x 38.4 GB/s = 614 GB/s; half of that is assumed reached.
+``WORKSTATION_MEMORY_BYTES_PER_S`` for everything else."""
+WORKSTATION_MEMORY_BYTES_PER_S = 45e9
+"""Host memory bandwidth of a desktop (2 DDR5-5600 channels: 89.6 GB/s peak; half reached)."""
 TRAINING_FLOPS_PER_PARAM_TOKEN = 6
 """Forward 2 + backward 4 FLOPs per parameter per token (Kaplan et al. 2020, sec. 2.1)."""
 ATTENTION_FLOPS_PER_TOKEN_FACTOR = 6
@@ -207,8 +222,8 @@ def step_time_s(req: Any, job: Any, setting: Any, d: dict[str, Any], params_on_g
       ``tp ep`` exceeds a node;
     * data parallelism: :func:`dp_comm_s`, overlapped with compute (the step takes the
       longer of the two, as FSDP/ZeRO prefetching aims for; Llama 3 paper sec. 3.3.2);
-    * offload: 16-bit gradients down and parameters back, 4 B per parameter on the GPU's
-      share, over ``HOST_LINK_BYTES_PER_S``.
+    * offload: :func:`offload_s`: host-link traffic (overlapped per micro-batch,
+      exposed at the step boundary) and the CPU optimizer step (exposed).
 
     TP, CP and EP traffic is on the critical path (not overlapped); pipeline
     point-to-point sends are left out (a few MB per micro-batch)."""
@@ -217,10 +232,57 @@ def step_time_s(req: Any, job: Any, setting: Any, d: dict[str, Any], params_on_g
     c = costs if costs is not None else layout_costs(req, job, d, active_params)
     compute = c["compute_s"]
     dp_time = dp_comm_s(req, setting, d, params_on_gpu)
-    offload_time = (2 * WIRE_BYTES * params_on_gpu / (d["dp"] * d["cp"]) / HOST_LINK_BYTES_PER_S
-                    if setting.offload != "none" else 0 * compute)
-    total = np.maximum(compute, dp_time) + c["tp_comm_s"] + c["cp_comm_s"] + c["ep_comm_s"] + offload_time
-    return {"step_s": total, **c, "dp_comm_s": dp_time, "offload_s": offload_time}
+    pcie, cpu_step = offload_s(req, setting, d, params_on_gpu)
+    overlapped = np.maximum(np.maximum(compute, dp_time), pcie["overlapped"])
+    total = overlapped + c["tp_comm_s"] + c["cp_comm_s"] + c["ep_comm_s"] + pcie["exposed"] + cpu_step
+    return {"step_s": total, **c, "dp_comm_s": dp_time, "offload_pcie_s": pcie["overlapped"] + pcie["exposed"],
+            "offload_cpu_step_s": cpu_step, "offload_s": pcie["overlapped"] + pcie["exposed"] + cpu_step}
+
+
+def host_memory_bytes_per_s(gpu: Any) -> float:
+    """Host memory bandwidth of a node of ``gpu`` (``HOST_MEMORY_BYTES_PER_S``)."""
+    return HOST_MEMORY_BYTES_PER_S.get(gpu.segment, WORKSTATION_MEMORY_BYTES_PER_S)
+
+
+def offload_s(req: Any, setting: Any, d: dict[str, Any], params_on_gpu: Any) -> tuple[dict[str, Any], Any]:
+    """Seconds per step an offload layout spends on the host link and on the CPU
+    optimizer step, for arrays of layouts ``d``; zeros without offload. Returns
+    ``({"overlapped": s, "exposed": s}, cpu_step_s)``.
+
+    Each GPU owns ``P = params on the GPU / (dp x cp)`` parameters of the offloaded
+    partition (ZeRO partitions over the data-parallel ranks) and moves, over its own
+    ``HOST_LINK_BYTES_PER_S`` link, per step of ``m`` micro-batches:
+
+    * optimizer offload (ZeRO-Offload, Ren et al. 2021, sec. 4.1: "fp16 gradients to
+      the CPU, fp16 parameters back", 2M + 2M bytes for M parameters): its 16-bit
+      gradient partition down after every backward (DeepSpeed accumulates offloaded
+      gradients on the host, ``stage_1_and_2.py`` ``async_accumulate_grad_in_cpu_via_gpu``),
+      ``2 m P`` bytes, overlapped with the backward; the updated 16-bit parameters back
+      after the CPU step, ``2 P`` bytes, exposed (they are needed before the next forward);
+    * parameter offload (ZeRO-Infinity, Rajbhandari et al. 2021, sec. 5; FSDP
+      ``CPUOffload(offload_params=True)``): also the 16-bit parameters up for the
+      forward and again for the backward of every micro-batch, ``4 m P`` bytes,
+      prefetched and so overlapped; nothing to upload after the step.
+
+    The CPU optimizer step (exposed: it runs after the last backward; ZeRO-Offload's
+    one-step delayed update is off by default) streams ``CPU_ADAM_BYTES_PER_PARAM`` per
+    parameter of every GPU of the node through host memory:
+    ``28 B x P x GPUs per node / host memory bandwidth``. Overlapped traffic joins
+    the compute in the step's ``max``; exposed time adds to it."""
+    import numpy as np
+
+    zero = 0.0 * params_on_gpu * d["dp"]
+    if setting.offload == "none":
+        return {"overlapped": zero, "exposed": zero}, zero
+    part = params_on_gpu / (d["dp"] * d["cp"])
+    m = d["m"]
+    down = WIRE_BYTES * m * part
+    up_overlapped = 2 * WIRE_BYTES * m * part if setting.offload == "params" else zero
+    up_exposed = zero if setting.offload == "params" else WIRE_BYTES * part
+    link = HOST_LINK_BYTES_PER_S
+    gpus_on_node = np.minimum(d["dp"] * d["tp"] * d["pp"] * d["cp"], req.gpus_per_node)
+    cpu_step = CPU_ADAM_BYTES_PER_PARAM * part * gpus_on_node / host_memory_bytes_per_s(req.gpu)
+    return {"overlapped": (down + up_overlapped) / link, "exposed": up_exposed / link}, cpu_step
 
 
 def assumptions(req: Any) -> tuple[str, ...]:
@@ -240,5 +302,8 @@ def assumptions(req: Any) -> tuple[str, ...]:
         "DP: 16-bit collectives per step: DDP/Megatron 2, ZeRO-1 3, ZeRO-2 2m+1, ZeRO-3/FSDP full shard 3m "
         "(parameters gathered again every micro-batch), SHARD_GRAD_OP 2m; overlapped with compute; "
         f"{INTER_NODE_BYTES_PER_S / 1e9:g} GB/s per GPU across nodes (400 Gb/s NIC per GPU)",
-        f"offload: 4 bytes/param over {HOST_LINK_BYTES_PER_S / 1e9:g} GB/s host link per step",
+        f"offload: per GPU over a {HOST_LINK_BYTES_PER_S / 1e9:g} GB/s host link, 16-bit gradients down every "
+        "micro-batch and (parameter offload) parameters up for forward and backward, overlapped; parameters "
+        f"back after the step, exposed; CPU optimizer step {CPU_ADAM_BYTES_PER_PARAM} B/param (DeepSpeed CPU Adam) "
+        f"over {host_memory_bytes_per_s(gpu) / 1e9:g} GB/s host memory per node, exposed",
     )

@@ -47,20 +47,33 @@ def _flagged(text: str, fields: tuple[str, ...], flags: dict[str, str]) -> str:
     return text
 
 
+PIPED_WIDTH = 120
+"""Columns of output written to a pipe or file when ``COLUMNS`` is not set (rich would
+assume 80): wide enough for every table without folding its cells."""
+
+
 def console():
-    """A rich Console (imported lazily: rich is slow to import)."""
+    """A rich Console (imported lazily: rich is slow to import): the terminal's width,
+    or ``COLUMNS``, or ``PIPED_WIDTH`` when the output is not a terminal."""
+    import os
+
     from rich.console import Console
 
-    return Console()
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console()
+    return Console(width=PIPED_WIDTH)
 
 
 def table(*columns: str, title: str | None = None, right: tuple[str, ...] = ()):
-    """A rich Table with the given columns; ``right`` columns are right-aligned."""
+    """A rich Table with the given columns; ``right`` columns are right-aligned. Nothing
+    is cut short when the table is wider than the terminal (80 columns when piped): the
+    first column (the name) never wraps; the others wrap, folding a long word rather
+    than ending it in an ellipsis."""
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")
-    for col in columns:
-        t.add_column(col, justify="right" if col in right else "left")
+    for i, col in enumerate(columns):
+        t.add_column(col, justify="right" if col in right else "left", overflow="fold", no_wrap=i == 0)
     return t
 
 

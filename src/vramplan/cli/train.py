@@ -26,11 +26,10 @@ def command(model: str | None, units: str, as_json: bool, **values) -> None:
         emit_json(data)
         return
     _print(data, units)
-    for c in data["host_components"]:
-        console().print(f"host: {c['name']} {c['bytes']:,} B ({c['note']})")
 
 
 def _print(data: dict, units: str) -> None:
+    from vramplan.cli.render import host_table, print_details
     from vramplan.units import format_bytes
 
     total = data["total_bytes"]
@@ -43,8 +42,9 @@ def _print(data: dict, units: str) -> None:
     out = console()
     out.print(t)
     out.print("phases: " + ", ".join(f"{p['phase']} {format_bytes(p['bytes'], units)}" for p in data["phases"]))
-    for key, value in data["details"].items():
-        out.print(f"{key}: {value}")
+    if data["host_components"]:
+        out.print(host_table(data["host_components"], units))
+    print_details(out, data["details"], units)
     if data["verdict"]:
         v = data["verdict"]
         word = "fits" if v["fits"] else "does NOT fit"
