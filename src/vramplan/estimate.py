@@ -122,6 +122,8 @@ class Estimate:
     """Defaults the estimate took that the user did not set."""
     warnings: tuple[str, ...] = ()
     """Things the user should know (context beyond max positions, missing terms)."""
+    readings: tuple[str, ...] = ()
+    """How the input's spellings were read, one line each (``"--weights int4 read as nf4: ..."``)."""
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.components]
@@ -172,4 +174,5 @@ class Estimate:
             "details": dict(self.details),
             "assumptions": list(self.assumptions),
             "warnings": list(self.warnings),
+            "readings": list(self.readings),
         }

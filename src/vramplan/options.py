@@ -14,7 +14,8 @@ from typing import Literal
 
 from vramplan.errors import InputError
 
-Kind = Literal["int", "float", "str", "flag", "switch"]
+Kind = Literal["int", "float", "str", "flag", "switch", "tokens"]
+"""``tokens``: a token count, ``4096`` or ``32k`` / ``128K`` / ``1M`` (:func:`vramplan.units.parse_tokens`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +53,10 @@ class Option:
             return flag in self.all_flags
         if self.kind == "str":
             value: object = text
+        elif self.kind == "tokens":
+            from vramplan.units import parse_tokens
+
+            value = parse_tokens(text, f"Invalid value for '{self.all_flags[0]}'")
         else:
             cast = int if self.kind == "int" else float
             try:
@@ -128,7 +133,8 @@ ARCH_OPTIONS: tuple[Option, ...] = (
             "Linear biases: none (default), qkv (Qwen2), attention (q/k/v/o), all (every linear)."),
     _choice("position", ("rotary", "alibi", "learned"),
             "Positions: rotary (default), alibi (no parameters), learned (a table of --max-positions rows)."),
-    _int("max_positions", "Context the model was built for (default 4096).", show=False, maximum=MAX_COUNT),
+    Option(name="max_positions", kind="tokens", help="Context the model was built for: 4096, 32k, 128K (default 4096).",
+           minimum=1, maximum=MAX_COUNT),
     _str("activation", "Activation name (default silu for a gated MLP, gelu for a plain one).", show=False),
     _flag("tied", "The output head shares the embedding matrix.", flags=("--tie-embeddings",)),
     _flag("parallel_block", "Attention and MLP read the same norm and add their outputs (GPT-J, Falcon-7B, Cohere)."),
@@ -184,7 +190,7 @@ def train_options() -> tuple[Option, ...]:
         Option(name="optimizer", kind="str", default="adamw", show_default=True, help="adamw, adamw-fused, adamw-forloop, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum, adafactor, lion"),
         Option(name="load_dtype", kind="str", help="dtype the weights are loaded in when it is not the precision's: fp32, bf16 or fp16 [default: fp32 trained weights under *-mixed, a LoRA base in the compute dtype]."),
         Option(name="batch", kind="int", default=1, show_default=True, help="Micro-batch size."),
-        Option(name="seq", kind="int", default=2048, show_default=True, help="Tokens per sequence."),
+        Option(name="seq", kind="tokens", default=2048, show_default=True, help="Tokens per sequence: 4096, 32k, 128K (k = 1024)."),
         Option(name="grad_accum", kind="int", default=1, show_default=True, help="Micro-batches per optimizer step."),
         Option(name="recompute", kind="str", help="none, selective or full [default: full for qlora, else none]."),
         Option(name="attention", kind="str", default="sdpa", show_default=True, help="flash, sdpa or eager."),
@@ -208,16 +214,16 @@ def infer_options() -> tuple[Option, ...]:
         Option(name="weights", kind="str", help="Weights format (bf16, nf4-dq, gptq-int4-g128, awq, fp8, Q4_K_M...); default: the checkpoint's own."),
         Option(name="kv_dtype", kind="str", help="KV cache dtype: fp16, bf16, fp8, int8, q8_0, q4_0 (default: compute dtype)."),
         Option(name="batch", kind="int", default=1, show_default=True, minimum=1, help="Sequences held at once."),
-        Option(name="context", kind="int", minimum=1, help="Tokens per sequence, prompt + generated (default min(4096, max positions))."),
-        Option(name="prompt", kind="int", minimum=1, help="Prompt tokens prefilled (default: --context)."),
-        Option(name="prefill_chunk", kind="int", minimum=1, help="Chunked prefill: tokens per pass."),
+        Option(name="context", kind="tokens", minimum=1, help="Tokens per sequence, prompt + generated: 8192, 32k, 128K (k = 1024) (default min(4096, max positions))."),
+        Option(name="prompt", kind="tokens", minimum=1, help="Prompt tokens prefilled (default: --context)."),
+        Option(name="prefill_chunk", kind="tokens", minimum=1, help="Chunked prefill: tokens per pass."),
         Option(name="tp", kind="int", default=1, show_default=True, minimum=1, help="Tensor-parallel GPUs."),
         Option(name="attention", kind="str", default="sdpa", show_default=True, choices=("sdpa", "eager", "flash"), help="transformers attention implementation."),
         Option(name="logits", kind="str", default="last", show_default=True, choices=("last", "all"), help="hf: last position only (generate) or every position (a scoring / perplexity forward)."),
         Option(name="gpu", kind="str", help="GPU for the verdict (see `vramplan gpus`)."),
         Option(name="gpu_memory_utilization", kind="float", default=0.9, show_default=True, help="vLLM's share of the GPU."),
         Option(name="max_num_seqs", kind="int", minimum=1, help="vLLM max_num_seqs."),
-        Option(name="max_num_batched_tokens", kind="int", minimum=1, help="vLLM max_num_batched_tokens."),
+        Option(name="max_num_batched_tokens", kind="tokens", minimum=1, help="vLLM max_num_batched_tokens."),
         Option(name="block_size", kind="int", default=16, show_default=True, minimum=1, help="vLLM KV block size."),
         Option(name="enforce_eager", kind="flag", default=False, help="vLLM without CUDA graphs."),
         Option(name="n_gpu_layers", kind="int", minimum=0, help="llama.cpp layers on the GPU (default all)."),
@@ -243,7 +249,7 @@ def plan_options() -> tuple[Option, ...]:
         Option(name="gpu_name", kind="str", required=True, flags=("--gpu",), help="GPU kind (see `vramplan gpus`)."),
         Option(name="max_gpus", kind="int", minimum=1, help="Try GPU counts up to N (powers of two, then whole nodes) and report the fewest that fit."),
         Option(name="headroom", kind="float", default=0.05, show_default=True, minimum=0, maximum=1, max_open=True, help="Share of each GPU's memory to keep free."),
-        Option(name="seq_len", kind="int", default=DEFAULT_PLAN_SEQ, show_default=True, flags=("--seq", "--seq-len", "--context"), minimum=1, help="Tokens per sequence (training) or context held in the KV cache (serving)."),
+        Option(name="seq_len", kind="tokens", default=DEFAULT_PLAN_SEQ, show_default=True, flags=("--seq", "--seq-len", "--context"), minimum=1, help="Tokens per sequence (training) or context held in the KV cache (serving)."),
         Option(name="batch", kind="int", minimum=1, help="Training: micro-batch size per GPU (default: try 1, 2, 4, 8). Serving: concurrent sequences."),
         Option(name="global_batch", kind="int", minimum=1, help="Sequences per optimizer step (default: 4M tokens' worth, at least one per GPU)."),
         Option(name="recompute", kind="str", choices=RECOMPUTE_CHOICES, help="Activation recomputation (default: try each)."),

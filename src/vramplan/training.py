@@ -580,11 +580,11 @@ def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSe
 
 
 def _gpu(gpu: str | GpuSpec | None) -> GpuSpec | None:
-    if gpu is None or not isinstance(gpu, str):
-        return gpu
-    from vramplan.gpus import find_gpu
+    if gpu is None:
+        return None
+    from vramplan.gpus import one_gpu
 
-    return find_gpu(gpu)
+    return one_gpu(gpu)
 
 
 def _one_accumulation(setup: TrainingSetup, layout: ParallelLayout) -> tuple[TrainingSetup, ParallelLayout]:

@@ -10,6 +10,11 @@ vramplan shows GiB by default and GB on request, and a bare "G" in user input me
 GiB, as it does in ``nvidia-smi`` and in PyTorch's allocator settings.
 
 Bits vs bytes: 1 byte = 8 bits. A lower-case ``b`` in a size ("16Gb") means bits.
+
+Token counts are binary: "32k context" on a model card is 32,768 positions
+(Qwen2.5-7B's ``max_position_embeddings`` is 32768) and "128K" is 131,072 (Llama 3.1),
+so ``k`` = 1024 and ``M`` = 1024**2 in :func:`parse_tokens`, unlike the decimal
+suffixes of parameter counts ("7B" = 7 x 10**9).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ _SIZE_UNITS = {
     "g": GiB, "gib": GiB, "gb": GB,
     "t": TiB, "tib": TiB, "tb": TB,
 }
+_TOKEN_SUFFIX = {"": 1, "k": 1024, "m": 1024**2}
+_TOKEN_RE = re.compile(rf"^\s*{_NUMBER}\s*(?P<suffix>[km]?)\s*(?:tokens?)?\s*$", re.IGNORECASE)
 _SIZE_RE = re.compile(rf"^\s*{_NUMBER}\s*(?P<unit>[a-z]*)\s*$", re.IGNORECASE)
 
 
@@ -60,6 +67,28 @@ def parse_param_count(text: str | int | float, field: str = "parameters") -> int
     if not math.isfinite(value) or value < 1:
         raise InputError(f"{field}: expected a positive parameter count, got {text!r}")
     return int(round(value))
+
+
+def parse_tokens(text: str | int, field: str = "tokens") -> int:
+    """Parse a token count as model cards write it: ``"4096"``, ``"32k"`` (32,768),
+    ``"128K"`` (131,072), ``"1M"`` (1,048,576), ``"1.5k"`` (1,536). ``k`` is 1024 and
+    ``M`` 1024**2, as context lengths mean them (see the module docstring). The count
+    must come out whole and positive; raises :class:`InputError` naming ``field``."""
+    expected = "a token count such as 4096, 32k or 128K (k = 1024)"
+    if isinstance(text, bool):
+        raise InputError(f"{field}: expected {expected}, got {text!r}")
+    if isinstance(text, int):
+        value = float(text)
+    else:
+        m = _TOKEN_RE.match(str(text).replace("_", "").replace(",", ""))
+        if not m:
+            raise InputError(f"{field}: expected {expected}, got {text!r}")
+        value = float(m.group("num")) * _TOKEN_SUFFIX[m.group("suffix").lower()]
+    if not math.isfinite(value) or value < 1:
+        raise InputError(f"{field}: expected {expected} of at least 1, got {text!r}")
+    if value != int(value):
+        raise InputError(f"{field}: {text!r} is {value:g} tokens; expected a whole number of tokens")
+    return int(value)
 
 
 def looks_like_param_count(text: str) -> bool:

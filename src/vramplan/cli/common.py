@@ -45,6 +45,28 @@ def table(*columns: str, title: str | None = None, right: tuple[str, ...] = ()):
     return t
 
 
+class TokensType(click.ParamType):
+    """A token count on the command line: ``4096``, ``32k``, ``128K``, ``1M``
+    (:func:`vramplan.units.parse_tokens`), within the option's bounds."""
+
+    name = "tokens"
+
+    def __init__(self, option) -> None:
+        self.option = option
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from vramplan.errors import InputError
+
+        if isinstance(value, int) and not isinstance(value, bool):
+            text = str(value)
+        else:
+            text = value
+        try:
+            return self.option.parse(text, self.option.all_flags[0])
+        except InputError as exc:
+            self.fail(str(exc).removeprefix(f"Invalid value for '{self.option.all_flags[0]}': "), param, ctx)
+
+
 def click_options(options) -> Any:
     """A decorator adding click options built from the core's declarations
     (:mod:`vramplan.options`), in their order."""
@@ -54,8 +76,10 @@ def click_options(options) -> Any:
             return click.option(*o.all_flags, o.name, is_flag=True, help=o.help)
         if o.kind == "switch":
             return click.option(f"{o.all_flags[0]}/{o.off_flag}", o.name, default=o.default, help=o.help)
-        kind: Any = {"int": int, "float": float, "str": str}[o.kind]
-        if o.choices:
+        kind: Any = {"int": int, "float": float, "str": str, "tokens": None}[o.kind]
+        if o.kind == "tokens":
+            kind = TokensType(o)
+        elif o.choices:
             kind = click.Choice(list(o.choices))
         elif o.minimum is not None or o.maximum is not None:
             rng = click.IntRange if o.kind == "int" else click.FloatRange
