@@ -186,7 +186,7 @@ def train_options() -> tuple[Option, ...]:
     """``train``: the setup (:class:`vramplan.training.TrainingSetup`) and the GPU."""
     return (
         Option(name="method", kind="str", default="full", show_default=True, help="full, lora or qlora"),
-        Option(name="precision", kind="str", default="bf16-mixed", show_default=True, help="fp32, bf16-mixed, fp16-mixed, bf16, fp16"),
+        Option(name="precision", kind="str", default="bf16-mixed", show_default=True, help="fp32, bf16-mixed, fp16-mixed, bf16, fp16; with --activation-model seed also int8 (the article's example) and fp64."),
         Option(name="optimizer", kind="str", default="adamw", show_default=True, help="adamw, adamw-fused, adamw-forloop, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum, adafactor, lion"),
         Option(name="load_dtype", kind="str", help="dtype the weights are loaded in when it is not the precision's: fp32, bf16 or fp16 [default: fp32 trained weights under *-mixed, a LoRA base in the compute dtype]."),
         Option(name="batch", kind="int", default=1, show_default=True, help="Micro-batch size."),
@@ -199,7 +199,7 @@ def train_options() -> tuple[Option, ...]:
         Option(name="fused_ce", kind="flag", default=False, help="Fused linear cross entropy (Liger-Kernel)."),
         Option(name="dropout", kind="flag", default=False, help="Dropout active in the model (GPT-2 style)."),
         Option(name="activation_model", kind="str", default="derived", show_default=True, help="derived (this tool's) or seed (the seed article's rule of thumb)."),
-        Option(name="seed_bytes", kind="int", default=1, show_default=True, help="Bytes per value for --activation-model seed (the article's int8: 1)."),
+        Option(name="seed_bytes", kind="int", minimum=1, maximum=8, help="Bytes per value for --activation-model seed [default: the --precision's: int8 1, fp16/bf16 2, fp32 4]."),
         Option(name="gpu", kind="str", help="GPU to check the fit on (e.g. h100, rtx-4090)."),
         Option(name="strict", kind="flag", default=False, help="Turn warnings (sequence beyond max positions) into errors."),
     )
