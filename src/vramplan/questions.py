@@ -72,13 +72,49 @@ def layout_request(values: Mapping[str, Any]) -> LayoutRequest:
     return LayoutRequest(**given)
 
 
+def _gpu_count(v: dict[str, Any], count_name: str, unset: object, readings: list[str]) -> Any:
+    """Read ``v["gpu"]`` (a name, a capacity, ``NxWHAT``); a count sets ``v[count_name]``
+    (``gpus`` for a layout, ``tp`` for serving) when that is ``unset``, and must agree
+    with it otherwise. Returns the GPU's spec (or None) and notes how it was read."""
+    from vramplan.gpus import read_gpu
+
+    if not v.get("gpu"):
+        return None
+    reading = read_gpu(v["gpu"])
+    note = reading.note
+    if reading.count is not None:
+        flag = "--" + count_name.replace("_", "-")
+        if v.get(count_name) in (None, unset):
+            v[count_name] = reading.count
+        elif v[count_name] != reading.count:
+            raise InputError(f"--gpu {v['gpu']}: {reading.count} GPUs, but {flag} {v[count_name]}; give one count")
+        note = f"{note} ({flag} {reading.count})"
+    if note:
+        readings.append(note)
+    return reading.spec
+
+
+def _with_readings(estimate: Any, readings: list[str]) -> Any:
+    return replace(estimate, readings=tuple(readings)) if readings else estimate
+
+
 def train(values: Mapping[str, Any]) -> TrainingEstimate:
-    """``vramplan train``: per-GPU training memory, on one GPU or the layout given."""
+    """``vramplan train``: per-GPU training memory, on one GPU or the layout given.
+    ``--gpu 2x80GB`` is two GPUs of 80 GB: ``--gpus 2`` unless --gpus says otherwise."""
+    from vramplan.model import ModelSpec
     from vramplan.training import TrainingSetup, estimate_training
 
     v = {**defaults("train"), **values}
     spec = model_from(v)
+    readings: list[str] = []
+    gpu = _gpu_count(v, "gpus", None, readings)
     targets = tuple(t.strip() for t in v["lora_targets"].split(",") if t.strip()) if v["lora_targets"] else None
+    if targets and isinstance(spec, ModelSpec):
+        from vramplan.memory.lora import read_targets
+
+        targets, note = read_targets(spec, targets)
+        if note:
+            readings.append(note)
     setup = TrainingSetup(method=v["method"], precision=v["precision"], optimizer=v["optimizer"],
                           load_dtype=v["load_dtype"], batch=v["batch"], seq=v["seq"], grad_accum=v["grad_accum"], recompute=v["recompute"],
                           attention=v["attention"], lora_rank=v["lora_rank"], lora_targets=targets,
@@ -86,7 +122,8 @@ def train(values: Mapping[str, Any]) -> TrainingEstimate:
                           activation_model=v["activation_model"], seed_dtype_bytes=v["seed_bytes"],
                           strict=bool(v["strict"]))
     layout = layout_request(v)
-    return estimate_training(spec, setup, layout.layout() if layout.given else None, gpu=v["gpu"])
+    return _with_readings(estimate_training(spec, setup, layout.layout() if layout.given else None, gpu=gpu),
+                          readings)
 
 
 def inference_setup(values: Mapping[str, Any]):
@@ -111,12 +148,20 @@ def inference_setup(values: Mapping[str, Any]):
 
 
 def infer(values: Mapping[str, Any]) -> InferenceEstimate:
-    """``vramplan infer``: per-GPU serving memory, with the solved limits asked for."""
+    """``vramplan infer``: per-GPU serving memory, with the solved limits asked for.
+    ``--gpu 2x80GB`` is two GPUs of 80 GB: ``--tp 2`` unless --tp says otherwise."""
     from vramplan.inference import estimate_inference
+    from vramplan.quant import spelling_note
 
     v = {**defaults("infer"), **values}
-    return estimate_inference(model_from(v), inference_setup(v), solve_context=bool(v["solve_context"]),
-                              solve_batch=bool(v["solve_batch"]))
+    readings: list[str] = []
+    _gpu_count(v, "tp", 1, readings)
+    note = spelling_note(v["weights"]) if v["weights"] else None
+    if note:
+        readings.insert(0, note)
+    est = estimate_inference(model_from(v), inference_setup(v), solve_context=bool(v["solve_context"]),
+                             solve_batch=bool(v["solve_batch"]))
+    return _with_readings(est, readings)
 
 
 def plan(values: Mapping[str, Any]) -> PlanReport:
@@ -129,6 +174,9 @@ def plan(values: Mapping[str, Any]) -> PlanReport:
     spec = model_from(v)
     if not v.get("gpu_name"):
         raise InputError("--gpu: expected a GPU kind (see `vramplan gpus`)")
+    if isinstance(v["gpu_name"], str):
+        v["gpu"] = v["gpu_name"]
+        v["gpu_name"] = _gpu_count(v, "gpus", None, [])
     layout = layout_request(v)
     if v["training"]:
         host = parse_bytes(v["host_ram"], "--host-memory") if v["host_ram"] is not None else None

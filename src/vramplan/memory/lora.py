@@ -67,6 +67,27 @@ def target_groups(spec: ModelSpec, targets: Sequence[str]) -> list[TensorGroup]:
     return [g for g in linear if g.module in targets and g.per_layer and g.component not in FUSED_EXPERT_COMPONENTS]
 
 
+def read_targets(spec: ModelSpec, targets: Sequence[str]) -> tuple[tuple[str, ...], str | None]:
+    """``targets`` with short names spelled out: ``q`` -> ``q_proj`` where the model has
+    ``q_proj`` and no ``q`` (peft matches whole module names, so ``q`` alone would
+    match nothing), ``all_linear`` -> ``all-linear``. Returns the names and a line saying
+    how they were read (``None`` when nothing changed)."""
+    known = {g.module for g in model_tensors(spec) if g.role == "linear"}
+    read: list[str] = []
+    changed: list[str] = []
+    for name in targets:
+        full = name
+        if name.lower().replace("_", "-").replace(" ", "-") == "all-linear":
+            full = "all-linear"
+        elif name not in known and f"{name}_proj" in known:
+            full = f"{name}_proj"
+        if full != name:
+            changed.append(f"{name} as {full}")
+        if full not in read:
+            read.append(full)
+    return tuple(read), (f"--lora-targets read {', '.join(changed)}" if changed else None)
+
+
 def adapter_groups(spec: ModelSpec, targets: Sequence[str], rank: int) -> list[TensorGroup]:
     """Trainable LoRA tensors: ``lora_A`` (r x in) and ``lora_B`` (out x r) per target."""
     groups = []
