@@ -47,24 +47,29 @@ def table(*columns: str, title: str | None = None, right: tuple[str, ...] = ()):
 
 class TokensType(click.ParamType):
     """A token count on the command line: ``4096``, ``32k``, ``128K``, ``1M``
-    (:func:`vramplan.units.parse_tokens`), within the option's bounds."""
+    (:func:`vramplan.units.parse_tokens`), within ``option``'s bounds when one is given."""
 
     name = "tokens"
 
-    def __init__(self, option) -> None:
+    def __init__(self, option=None) -> None:
         self.option = option
 
     def convert(self, value: Any, param: Any, ctx: Any) -> Any:
         from vramplan.errors import InputError
+        from vramplan.units import parse_tokens
 
-        if isinstance(value, int) and not isinstance(value, bool):
-            text = str(value)
-        else:
-            text = value
+        text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
         try:
+            if self.option is None:
+                return parse_tokens(text, "value")
             return self.option.parse(text, self.option.all_flags[0])
         except InputError as exc:
-            self.fail(str(exc).removeprefix(f"Invalid value for '{self.option.all_flags[0]}': "), param, ctx)
+            prefix = "value: " if self.option is None else f"Invalid value for '{self.option.all_flags[0]}': "
+            self.fail(str(exc).removeprefix(prefix), param, ctx)
+
+
+TOKENS = TokensType()
+"""The click type of a token-count option declared outside :mod:`vramplan.options`."""
 
 
 def click_options(options) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vramplan.cli.common import console, emit_json, json_option, table, units_option
+from vramplan.cli.common import TOKENS, console, emit_json, json_option, table, units_option
 
 
 @click.command("rl")
@@ -37,7 +37,7 @@ from vramplan.cli.common import console, emit_json, json_option, table, units_op
 @click.option("--rollout-tp", type=int, default=1, show_default=True, help="Tensor parallel size of one engine.")
 @click.option("--gpu-memory-utilization", type=float, default=0.5, show_default=True,
               help="vLLM's share of each engine GPU.")
-@click.option("--max-model-len", type=int, default=None, help="vLLM max_model_len [default: prompt + completion].")
+@click.option("--max-model-len", type=TOKENS, default=None, help="vLLM max_model_len [default: prompt + completion].")
 @click.option("--max-num-seqs", type=int, default=None, help="vLLM max_num_seqs [default: vLLM's].")
 @click.option("--max-num-batched-tokens", type=int, default=None,
               help="vLLM max_num_batched_tokens [default: vLLM's; TRL colocate: 4096].")
@@ -49,8 +49,8 @@ from vramplan.cli.common import console, emit_json, json_option, table, units_op
               help="Colocated engine in the trainer's process (shared: TRL, verl) or its own (separate: OpenRLHF).")
 @click.option("--prompts", type=int, default=64, show_default=True, help="Prompts per rollout step (whole job).")
 @click.option("--generations", type=int, default=8, show_default=True, help="Completions per prompt.")
-@click.option("--prompt-len", type=int, default=512, show_default=True, help="Longest prompt (tokens).")
-@click.option("--completion-len", type=int, default=512, show_default=True, help="Longest completion (tokens).")
+@click.option("--prompt-len", type=TOKENS, default=512, show_default=True, help="Longest prompt (tokens).")
+@click.option("--completion-len", type=TOKENS, default=512, show_default=True, help="Longest completion (tokens).")
 @click.option("--score-micro-batch", type=int, default=None,
               help="Sequences per GPU in reference/reward/log-prob forwards [default: --micro-batch].")
 @click.option("--no-solve", is_flag=True, help="Skip the solvers (utilisation, completion, generations, placement).")
