@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vramplan.cli import main
 from vramplan.errors import InputError
@@ -116,3 +118,17 @@ def test_a_bare_count_refuses_what_splits_layers(capsys):
 def test_inference_keeps_the_rule_of_thumb(capsys):
     code, out, _ = run(capsys, "infer", "llama-3.1-8b")
     assert code == 0 and "rule of thumb (1.2 x weights" in out
+
+
+@settings(max_examples=30, deadline=None)
+@given(billions=st.integers(1, 1000), nd=st.sampled_from([2, 4, 8, 64, 256, 1024]))
+def test_zero_stages_only_ever_shrink_and_stage_3_is_the_baseline_split(billions, nd):
+    from vramplan.model import resolve_model
+    from vramplan.parallel import layout_from_gpus
+
+    model = resolve_model(f"{billions}B")
+    setup = TrainingSetup(precision="fp16-mixed")
+    totals = [estimate_training(model, setup, layout_from_gpus(nd, zero_stage=z)).total_bytes for z in range(4)]
+    assert totals == sorted(totals, reverse=True)
+    assert totals[0] == 16 * billions * 10**9
+    assert abs(totals[3] * nd - totals[0]) <= 4 * nd
