@@ -169,3 +169,18 @@ def test_short_lora_targets(capsys):
     _, c, _ = run(capsys, "train", "llama-3.2-1b", "--method", "lora", "--lora-targets", "all-linear", "--json")
     _, d, _ = run(capsys, "train", "llama-3.2-1b", "--method", "lora", "--json")
     assert json.loads(c)["total_bytes"] == json.loads(d)["total_bytes"]
+
+
+@given(text=st.one_of(st.text(max_size=30),
+                      st.tuples(st.integers(-5, 10**8), st.sampled_from(["x", "X", "*", "×"]),
+                                st.sampled_from(["80GB", "24GiB", "h100", "0GB", "1e400GB", "nan GB", "a10g", ""]))
+                      .map(lambda t: f"{t[0]}{t[1]}{t[2]}")))
+def test_any_gpu_text_is_a_gpu_or_one_line_error(text):
+    from vramplan.errors import VramplanError
+
+    try:
+        reading = read_gpu(text)
+    except VramplanError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert reading.spec.memory_bytes >= 1 and (reading.count is None or 1 <= reading.count <= 10**6)

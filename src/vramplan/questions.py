@@ -109,6 +109,9 @@ def train(values: Mapping[str, Any]) -> TrainingEstimate:
     readings: list[str] = []
     gpu = _gpu_count(v, "gpus", None, readings)
     targets = tuple(t.strip() for t in v["lora_targets"].split(",") if t.strip()) if v["lora_targets"] else None
+    if targets is not None and v["method"] == "full":
+        raise InputError("lora_targets: given with method full (no adapters are trained); "
+                         "use method lora or qlora, or leave the targets out")
     if targets and isinstance(spec, ModelSpec):
         from vramplan.memory.lora import read_targets
 
