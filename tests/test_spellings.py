@@ -184,3 +184,8 @@ def test_any_gpu_text_is_a_gpu_or_one_line_error(text):
         assert "\n" not in str(exc)
         return
     assert reading.spec.memory_bytes >= 1 and (reading.count is None or 1 <= reading.count <= 10**6)
+
+
+def test_a_bit_width_is_not_a_gguf_recipe(capsys):
+    code, out, err = run(capsys, "infer", "llama-3.1-8b", "--engine", "llamacpp", "--weights", "int4")
+    assert code == 2 and out == "" and "GGUF recipe such as Q4_K_M" in err and err.count("\n") == 1

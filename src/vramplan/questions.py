@@ -160,6 +160,9 @@ def infer(values: Mapping[str, Any]) -> InferenceEstimate:
     readings: list[str] = []
     _gpu_count(v, "tp", 1, readings)
     note = spelling_note(v["weights"]) if v["weights"] else None
+    if note and v["engine"] == "llamacpp":
+        raise InputError(f"--weights {v['weights']}: a bare bit width reads as bitsandbytes, which llama.cpp does "
+                         "not run; choose a GGUF recipe such as Q4_K_M or Q4_0 (4-bit) or Q8_0 (8-bit)")
     if note:
         readings.insert(0, note)
     est = estimate_inference(model_from(v), inference_setup(v), solve_context=bool(v["solve_context"]),

@@ -432,6 +432,7 @@ function drawNotes(r) {
     `<tr><th scope="row">${esc(detailLabel(k))}</th><td>${esc(detailValue(k, v))}</td></tr>`).join("");
   const list = (items) => items.map((m) => `<li>${esc(m)}</li>`).join("");
   let html = "";
+  if ((r.readings || []).length) html += `<h3>${esc(t("readings"))}</h3><ul class="readings">${list(r.readings)}</ul>`;
   if ((r.warnings || []).length) html += `<h3>${esc(t("warnings"))}</h3><ul class="warnings">${list(r.warnings)}</ul>`;
   if (details) html += `<details open><summary>${esc(t("details"))}</summary><table class="details"><tbody>${details}</tbody></table></details>`;
   if ((r.assumptions || []).length) html += `<details><summary>${esc(t("assumptions"))}</summary><ul>${list(r.assumptions)}</ul></details>`;
