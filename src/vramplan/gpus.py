@@ -76,6 +76,7 @@ from typing import Any
 
 from vramplan.errors import ConfigError, InputError, UnknownNameError
 from vramplan.naming import lookup, normalize_name
+from vramplan.validate import GPUS_MAX
 
 __all__ = ["GpuSpec", "GpuReading", "find_gpu", "read_gpu", "one_gpu", "capacity_gpu", "list_gpus", "search_gpus", "CATALOG_PATH"]
 
@@ -346,9 +347,8 @@ def find_gpu(name: str) -> GpuSpec:
 
 
 _CAPACITY_RE = re.compile(r"^\s*[0-9]*\.?[0-9]+\s*(?:[kmgt]i?b?|[kmgt]?bytes?)\s*$", re.IGNORECASE)
-_COUNT_RE = re.compile(r"^\s*(?P<count>[0-9]+)\s*[x×*]\s*(?P<what>.+)$", re.IGNORECASE)
-MAX_GPU_COUNT = 1_000_000
-"""Upper bound of the count in ``NxGPU`` (the bound every count flag has)."""
+_COUNT_RE = re.compile(r"^\s*(?P<count>[0-9]{1,12})\s*[x×*]\s*(?P<what>.+)$", re.IGNORECASE)
+_MAX_TEXT_CHARS = 200
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -376,7 +376,7 @@ def capacity_gpu(text: str, field: str = "--gpu") -> GpuSpec:
                    aliases=(), memory_nominal=label, memory_bytes=size,
                    memory_note=f"{label} as given: {size:,} bytes", memory_bandwidth_bytes_per_s=nan,
                    bf16_dense_flops=nan, fp8_dense_flops=None, interconnect="", interconnect_bytes_per_s=nan,
-                   unified_memory=False, gpu_memory_fraction=None, source="https://", capacity_only=True)
+                   unified_memory=False, gpu_memory_fraction=None, source="", capacity_only=True)
 
 
 def _one(text: str, field: str) -> tuple[GpuSpec, str | None]:
@@ -408,6 +408,8 @@ def read_gpu(text: str, field: str = "--gpu") -> GpuReading:
     (``2x80GB``, ``8xh100``). Raises :class:`~vramplan.errors.InputError` naming ``field``."""
     if not isinstance(text, str) or not text.strip():
         return GpuReading(spec=find_gpu(text))
+    if len(text) > _MAX_TEXT_CHARS:
+        raise InputError(f"{field}: expected a GPU name or a size, got {len(text):,} characters")
     try:
         spec, note = _one(text, field)
         return GpuReading(spec=spec, note=note)
@@ -420,8 +422,8 @@ def read_gpu(text: str, field: str = "--gpu") -> GpuReading:
             spec, _ = _one(m.group("what"), field)
         except UnknownNameError:
             raise unknown from None
-    if not 1 <= count <= MAX_GPU_COUNT:
-        raise InputError(f"{field}: {text!r} asks for {count} GPUs; expected 1 to {MAX_GPU_COUNT:,}")
+    if not 1 <= count <= GPUS_MAX:
+        raise InputError(f"{field}: {text!r} asks for {count} GPUs; expected 1 to {GPUS_MAX:,}")
     what = f"GPUs with {spec.memory_bytes / 2**30:.2f} GiB" if spec.capacity_only else spec.slug
     return GpuReading(spec=spec, count=count, note=f"{field} {text.strip()} read as {count} x {what}")
 

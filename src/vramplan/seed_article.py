@@ -45,9 +45,11 @@ ARTICLE_MB = 10**6
 """The article's MB: decimal (989,855,744 B is its "990MB")."""
 ARTICLE_MB_PER_GB = 1024
 """... and its GB: 1024 of those MB ("990M * 50/1024")."""
-ARTICLE_EXAMPLE = {"params_billions": 7, "bytes_per_value": 1, "activation_mb": 990, "batch": 50,
-                   "states": 2, "stated_total": "~= 77GB"}
-"""The article's LLaMA-7B int8 example, as it writes it."""
+ARTICLE_EXAMPLE_INPUTS = (7, 1, 990, 50, 2)
+"""The article's LLaMA-7B int8 example as it writes it: 7B parameters, 1 byte per value,
+990MB per sample, batch 50, AdamW's 2 states."""
+ARTICLE_STATED_TOTAL = "~= 77GB"
+"""What the article writes for that example's total."""
 
 
 def bytes_per_value(precision: str, override: int | None = None) -> int:
@@ -142,11 +144,9 @@ def seed_arithmetic(spec: ModelSpec, setup: TrainingSetup, params: int) -> SeedA
         SeedTerm(name="activations", article=f"{mb}M x {setup.batch} / 1024 = {acts_gb:g}GB",
                  article_gb=acts_gb, exact_bytes=per_sample * setup.batch),
     )
-    ex = ARTICLE_EXAMPLE
-    own = (billions, b, mb, setup.batch, states) == (ex["params_billions"], ex["bytes_per_value"],
-                                                     ex["activation_mb"], ex["batch"], ex["states"])
+    own = (billions, b, mb, setup.batch, states) == ARTICLE_EXAMPLE_INPUTS
     return SeedArithmetic(precision=setup.precision, bytes_per_value=b, terms=terms,
-                          article_stated=str(ex["stated_total"]) if own else None)
+                          article_stated=ARTICLE_STATED_TOTAL if own else None)
 
 
 def seed_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> tuple[Estimate, SeedArithmetic]:
