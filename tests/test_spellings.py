@@ -77,7 +77,7 @@ def test_token_options_parse_the_same_on_the_web_and_the_command_line(capsys):
 def test_bit_widths_read_as_bitsandbytes(spelling, name):
     assert get_format(spelling) is FORMATS[name]
     note = spelling_note(spelling)
-    assert note.startswith(f"--weights {spelling} read as {name}: bitsandbytes")
+    assert note.startswith(f"--weights {spelling} read as {name} (bitsandbytes")
 
 
 def test_the_reading_is_said_in_the_output(capsys):

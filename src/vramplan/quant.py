@@ -186,16 +186,16 @@ _ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "b
             "nf4-double-quant": "nf4-dq", "gptq": "gptq-int4-g128", "gptq-int4": "gptq-int4-g128",
             "gptq-int8": "gptq-int8-g128", "awq": "awq-int4-g128", "awq-int4": "awq-int4-g128"}
 
-_BNB_4BIT = ("bitsandbytes NF4 (4-bit codes + an fp32 absmax per 64 weights; transformers' "
-             "load_in_4bit stores the same bytes, as FP4 or NF4); nf4-dq adds QLoRA's double quantization")
-_BNB_8BIT = "bitsandbytes LLM.int8 (int8 weights + an fp32 scale per row; transformers' load_in_8bit)"
+_BNB_4BIT = "bitsandbytes 4-bit, fp32 absmax per 64 weights; QLoRA's double quantization is nf4-dq"
+_BNB_8BIT = "bitsandbytes LLM.int8, an fp32 scale per row"
 SPELLINGS: dict[str, tuple[str, str]] = {
     **{k: ("nf4", _BNB_4BIT) for k in ("int4", "4bit", "4-bit", "bnb-4bit", "bnb-int4", "load-in-4bit", "nf4")},
     **{k: ("int8", _BNB_8BIT) for k in ("int8", "8bit", "8-bit", "bnb-8bit", "load-in-8bit")},
 }
 """What people type for a bit width -> (the format it is read as, that format in words).
 A bare bit width means bitsandbytes, the quantization ``from_pretrained`` applies to
-any checkpoint (``BitsAndBytesConfig(load_in_4bit=True)`` / ``load_in_8bit``);
+any checkpoint (``BitsAndBytesConfig(load_in_4bit=True)`` / ``load_in_8bit``; its FP4 default
+stores the same bytes as NF4);
 GPTQ, AWQ and GGUF are named by their own spellings. The output says how it was read
 (:func:`spelling_note`)."""
 
@@ -212,7 +212,7 @@ def spelling_note(text: str, field: str = "--weights") -> str | None:
     if found is None:
         return None
     name, words = found
-    return f"{field} {text} read as {name}: {words}"
+    return f"{field} {text} read as {name} ({words})"
 
 
 def get_format(name: str | WeightFormat, field: str = "--weights") -> WeightFormat:
