@@ -63,7 +63,7 @@ def model_states_on_layout(model: ParamOnlyModel, setup: TrainingSetup, layout: 
     """Per-GPU model states of ``model`` trained as ``setup`` on the data-parallel
     ``layout`` (ZeRO stages, FSDP, DDP, with offload); tensor, pipeline, context and
     expert parallelism split layers and need the architecture."""
-    from vramplan.parallel import RankParams, shard_model_states
+    from vramplan.parallel import RECIPES, RankParams, shard_model_states
 
     split_by_layer = {"--tp": layout.tp, "--pp": layout.pp, "--cp": layout.cp, "--ep": layout.ep}
     given = [flag for flag, degree in split_by_layer.items() if degree != 1]
@@ -78,14 +78,12 @@ def model_states_on_layout(model: ParamOnlyModel, setup: TrainingSetup, layout: 
     params = RankParams(dense=model.total_params, experts=0, largest_module=0, small=0)
     sharded = shard_model_states(recipe=recipe, params=params, layout=layout, layer_params=0, root_params=0)
     psi = model.total_params
-    terms = (
-        ("weights", sharded.weights, f"{recipe.weights:g} B x {psi:,} params, as held on this GPU"),
-        ("master_weights", sharded.master_weights, f"{recipe.master_weights:g} B/param fp32 master, as held"),
-        ("gradients", sharded.gradients, f"{recipe.gradients:g} B/param, as held on this GPU"),
-        ("optimizer", sharded.optimizer, f"{recipe.optimizer:g} B/param of {setup.opt.name} states, as held"),
-    )
-    components = tuple(Component(name=name, bytes=int(round(float(b))), note=note) for name, b, note in terms
-                       if name != "master_weights" or recipe.master_weights)
+    held = (("weights", sharded.weights, "weights"), ("master_weights", sharded.master_weights, "fp32 master weights"),
+            ("gradients", sharded.gradients, "gradients"),
+            ("optimizer", sharded.optimizer, f"{setup.opt.name} optimizer states"))
+    components = tuple(Component(name=name, bytes=int(round(float(b))),
+                                 note=f"{what}: {float(b) / psi:.4g} B per parameter of the model on this GPU")
+                       for name, b, what in held if float(b) > 0 or name != "master_weights")
     host = ()
     if float(sharded.host_per_gpu) > 0:
         host = (Component(name="optimizer/offloaded", bytes=int(round(float(sharded.host_per_gpu))),
@@ -96,8 +94,10 @@ def model_states_on_layout(model: ParamOnlyModel, setup: TrainingSetup, layout: 
                     phases=(("optimizer_step", sum(c.bytes for c in components)),), host_components=host,
                     num_gpus=layout.num_gpus,
                     details={"total_params": psi, "layout": layout.describe(), "engine": engine,
+                             "recipe": RECIPES[engine],
                              "convention": f"{r.weights:g} + {r.gradients:g} + {r.master_weights:g} + "
                                            f"{r.optimizer:g} = {per_param:g} B/param (weights + gradients + "
                                            "fp32 master + optimizer; the ZeRO paper's 2 + 2 + K, K = 12 for "
-                                           f"mixed-precision Adam) before sharding over N_d = {layout.dp}"},
+                                           f"mixed-precision Adam) before sharding over N_d = {layout.dp}"
+                             if engine in ("deepspeed", "ddp") else RECIPES[engine]},
                     assumptions=(CONVENTION,))
