@@ -94,7 +94,6 @@ def model_states_on_layout(model: ParamOnlyModel, setup: TrainingSetup, layout: 
                     phases=(("optimizer_step", sum(c.bytes for c in components)),), host_components=host,
                     num_gpus=layout.num_gpus,
                     details={"total_params": psi, "layout": layout.describe(), "engine": engine,
-                             "recipe": RECIPES[engine],
                              "convention": f"{r.weights:g} + {r.gradients:g} + {r.master_weights:g} + "
                                            f"{r.optimizer:g} = {per_param:g} B/param (weights + gradients + "
                                            "fp32 master + optimizer; the ZeRO paper's 2 + 2 + K, K = 12 for "
