@@ -70,6 +70,9 @@ def model_states_on_layout(model: ParamOnlyModel, setup: TrainingSetup, layout: 
     if given:
         raise InputError(f"model {model.name!r}: {', '.join(given)} split the layers, and a bare parameter count "
                          "has none; give a catalog name or config.json, or only --gpus/--dp with --zero or --fsdp")
+    if setup.opt.layout == "factored":
+        raise InputError(f"--optimizer {setup.optimizer}: factored states need each tensor's shape; give a "
+                         f"catalog name or config.json instead of the bare count {model.name!r}")
     if setup.method != "full":
         raise InputError(f"--method {setup.method}: LoRA adapters need the architecture; give a catalog name or "
                          f"config.json instead of the bare count {model.name!r}")
