@@ -189,3 +189,14 @@ def test_any_gpu_text_is_a_gpu_or_one_line_error(text):
 def test_a_bit_width_is_not_a_gguf_recipe(capsys):
     code, out, err = run(capsys, "infer", "llama-3.1-8b", "--engine", "llamacpp", "--weights", "int4")
     assert code == 2 and out == "" and "GGUF recipe such as Q4_K_M" in err and err.count("\n") == 1
+
+
+def test_the_page_takes_a_typed_token_count():
+    """The length fields of the web page are text, so ``32k`` reaches the API (which reads it)."""
+    from pathlib import Path
+
+    import vramplan.web
+
+    html = (Path(vramplan.web.__file__).parent / "static" / "index.html").read_text()
+    for name in ("context", "seq", "prompt", "prefill-chunk", "max-num-batched-tokens"):
+        assert re.search(rf'<input name="{name}" type="text"', html), name
