@@ -65,17 +65,18 @@ def model_states_on_layout(model: ParamOnlyModel, setup: TrainingSetup, layout: 
     expert parallelism split layers and need the architecture."""
     from vramplan.parallel import RECIPES, RankParams, shard_model_states
 
-    split_by_layer = {"--tp": layout.tp, "--pp": layout.pp, "--cp": layout.cp, "--ep": layout.ep}
+    split_by_layer = {"tp": layout.tp, "pp": layout.pp, "cp": layout.cp, "ep": layout.ep}
     given = [flag for flag, degree in split_by_layer.items() if degree != 1]
     if given:
-        raise InputError(f"model {model.name!r}: {', '.join(given)} split the layers, and a bare parameter count "
-                         "has none; give a catalog name or config.json, or only --gpus/--dp with --zero or --fsdp")
+        raise InputError(f"{given[0]}: {', '.join(given)} split the layers, and the bare parameter count "
+                         f"{model.name!r} has none; give a catalog name or config.json, or only gpus/dp with zero "
+                         "or fsdp", fields=tuple(given) + ("model",))
     if setup.opt.layout == "factored":
-        raise InputError(f"--optimizer {setup.optimizer}: factored states need each tensor's shape; give a "
-                         f"catalog name or config.json instead of the bare count {model.name!r}")
+        raise InputError(f"optimizer: {setup.optimizer}'s factored states need each tensor's shape; give a "
+                         f"catalog name or config.json instead of the bare count {model.name!r}", fields=("model",))
     if setup.method != "full":
-        raise InputError(f"--method {setup.method}: LoRA adapters need the architecture; give a catalog name or "
-                         f"config.json instead of the bare count {model.name!r}")
+        raise InputError(f"method: {setup.method}: LoRA adapters need the architecture; give a catalog name or "
+                         f"config.json instead of the bare count {model.name!r}", fields=("model",))
     engine = layout.resolved_engine
     recipe = state_bytes_per_param(model, setup, engine)
     params = RankParams(dense=model.total_params, experts=0, largest_module=0, small=0)

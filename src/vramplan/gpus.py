@@ -363,7 +363,7 @@ class GpuReading:
     """One line for the output (``"--gpu 24GB read as ..."``); ``None`` for a catalogue name."""
 
 
-def capacity_gpu(text: str, field: str = "--gpu") -> GpuSpec:
+def capacity_gpu(text: str, field: str = "gpu") -> GpuSpec:
     """A GPU known only by its memory: ``"24GB"``, ``"80GiB"``, ``"80G"``, parsed by
     :func:`vramplan.units.parse_bytes` (GB decimal, GiB and a bare G binary). Its
     throughput fields are NaN and ``capacity_only`` is set."""
@@ -385,24 +385,24 @@ def _one(text: str, field: str) -> tuple[GpuSpec, str | None]:
     if _CAPACITY_RE.match(text):
         spec = capacity_gpu(text, field)
         size = spec.memory_bytes
-        return spec, (f"{field} {text.strip()} read as a GPU with {size / GiB:.2f} GiB = {size / GB:.2f} GB "
+        return spec, (f"--{field} {text.strip()} read as a GPU with {size / GiB:.2f} GiB = {size / GB:.2f} GB "
                       "(GB = 10^9 B; GiB and a bare G = 2^30 B); name the card for the memory it reports")
     return find_gpu(text), None
 
 
-def one_gpu(gpu: str | GpuSpec, field: str = "--gpu") -> GpuSpec:
+def one_gpu(gpu: str | GpuSpec, field: str = "gpu") -> GpuSpec:
     """The spec of ``gpu`` (a GpuSpec, a name or a capacity) where one GPU is meant; a
     count (``2x80GB``) is refused, since the layout or ``tp`` says how many."""
     if isinstance(gpu, GpuSpec):
         return gpu
     reading = read_gpu(gpu, field)
     if reading.count is not None:
-        raise InputError(f"{field} {gpu}: a count of GPUs belongs to the layout here; give the GPU kind "
-                         f"({reading.spec.slug}) and the count as gpus/tp")
+        raise InputError(f"{field}: {gpu} is a count of GPUs, which belongs to the layout here; give the GPU "
+                         f"kind ({reading.spec.slug}) and the count as gpus or tp")
     return reading.spec
 
 
-def read_gpu(text: str, field: str = "--gpu") -> GpuReading:
+def read_gpu(text: str, field: str = "gpu") -> GpuReading:
     """Read a ``--gpu`` value: a catalogue name (:func:`find_gpu`), a bare capacity
     (``24GB``, ``80GiB``: :func:`capacity_gpu`), or either after a count
     (``2x80GB``, ``8xh100``). Raises :class:`~vramplan.errors.InputError` naming ``field``."""
@@ -425,7 +425,7 @@ def read_gpu(text: str, field: str = "--gpu") -> GpuReading:
     if not 1 <= count <= GPUS_MAX:
         raise InputError(f"{field}: {text!r} asks for {count} GPUs; expected 1 to {GPUS_MAX:,}")
     what = f"GPUs with {spec.memory_bytes / 2**30:.2f} GiB" if spec.capacity_only else spec.slug
-    return GpuReading(spec=spec, count=count, note=f"{field} {text.strip()} read as {count} x {what}")
+    return GpuReading(spec=spec, count=count, note=f"--{field} {text.strip()} read as {count} x {what}")
 
 
 def search_gpus(text: str = "") -> tuple[GpuSpec, ...]:

@@ -59,8 +59,8 @@ def bytes_per_value(precision: str, override: int | None = None) -> int:
     try:
         return PRECISION_BYTES[precision]
     except KeyError:
-        raise InputError(f"--precision {precision!r}: the seed rule takes one of "
-                         f"{', '.join(PRECISION_BYTES)}") from None
+        raise InputError(f"precision: the seed rule takes one of {', '.join(PRECISION_BYTES)}, "
+                         f"got {precision!r}") from None
 
 
 def activation_bytes_per_sample(spec: ModelSpec, seq: int, value_bytes: int) -> int:

@@ -34,10 +34,10 @@ def resolved_context(spec: ModelSpec, setup: InferenceSetup) -> tuple[int, tuple
         return min(DEFAULT_CONTEXT_TOKENS, spec.max_position_embeddings), ()
     limit = spec.max_position_embeddings
     if setup.context > limit:
-        msg = (f"--context {setup.context:,} exceeds {spec.name}'s max_position_embeddings={limit:,}: "
+        msg = (f"context {setup.context:,} exceeds {spec.name}'s max_position_embeddings={limit:,}: "
                "quality is not guaranteed beyond it")
         if setup.strict:
-            raise InputError(msg)
+            raise InputError(msg, fields=("context",))
         return setup.context, (msg,)
     return setup.context, ()
 
@@ -81,7 +81,8 @@ def resolve_job(spec: ModelSpec, setup: InferenceSetup) -> Job:
 
         reading = read_gpu(setup.gpu)
         if reading.count not in (None, setup.tp):
-            raise InputError(f"--gpu {setup.gpu}: {reading.count} GPUs, but --tp {setup.tp}; give one count")
+            raise InputError(f"gpu: {setup.gpu} is {reading.count} GPUs, but tp is {setup.tp}; give one count",
+                             fields=("tp",))
         gpu = reading.spec
     replicated = kv_replication_warning(spec, setup.tp)
     if replicated:
