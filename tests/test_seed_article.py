@@ -78,7 +78,7 @@ def test_the_cli_prints_one_total_per_column(capsys):
 
 
 def test_int8_is_the_rule_not_a_recipe(capsys):
-    with pytest.raises(InputError, match="--activation-model seed"):
+    with pytest.raises(InputError, match="activation_model seed"):
         TrainingSetup(precision="int8")
     code, out, err = run(capsys, "train", "llama-2-7b", "--precision", "int8")
     assert code == 2 and out == "" and err.count("\n") == 1 and "--activation-model seed" in err

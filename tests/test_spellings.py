@@ -54,7 +54,7 @@ def test_bad_token_counts_name_the_field(text):
 
 def test_token_options_parse_the_same_on_the_web_and_the_command_line(capsys):
     names = {"train": ("seq",), "infer": ("context", "prompt", "prefill_chunk", "max_num_batched_tokens"),
-             "plan": ("seq_len",)}
+             "plan": ("seq",)}
     for question, wanted in names.items():
         by_name = {o.name: o for o in options_of(question)}
         for name in wanted:

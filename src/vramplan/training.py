@@ -633,7 +633,8 @@ def _seed(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup, gpu: GpuSpec |
         if isinstance(spec, ModelSpec):
             fit = TrainingFit(largest_micro_batch=largest_micro_batch(spec, setup, capacity),
                               largest_seq=largest_sequence(spec, setup, capacity))
-    return TrainingEstimate(**{f.name: getattr(est, f.name) for f in fields(est)}, fits=fit, seed=arithmetic)
+    return TrainingEstimate(**{**{f.name: getattr(est, f.name) for f in fields(est)}, "fits": fit, "seed": arithmetic,
+                               "checkpoint": getattr(spec, "checkpoint", None)})
 
 
 def _gpu(gpu: str | GpuSpec | None) -> GpuSpec | None:
@@ -669,7 +670,7 @@ def _layout_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup, lay
     if gpu is not None:
         est = est.with_verdict(gpu.slug, gpu.usable_memory_bytes)
     return TrainingEstimate(**{**{f.name: getattr(est, f.name) for f in fields(est)}, "fits": None,
-                               "checkpoint": spec.checkpoint})
+                               "checkpoint": getattr(spec, "checkpoint", None)})
 
 
 def _single_gpu_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> Estimate:
