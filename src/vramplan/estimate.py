@@ -127,6 +127,8 @@ class Estimate:
     checkpoint: StoredCheckpoint | None = field(default=None, compare=False)
     """What the model's files store, when it was read from files (``source`` and
     ``checkpoint`` keys of :meth:`to_dict`)."""
+    readings: tuple[str, ...] = ()
+    """How the input's spellings were read, one line each (``"--weights int4 read as nf4: ..."``)."""
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.components]
@@ -181,4 +183,5 @@ class Estimate:
             "assumptions": list(self.assumptions),
             "warnings": list(self.warnings),
             **source_keys(self.checkpoint),
+            "readings": list(self.readings),
         }

@@ -132,9 +132,13 @@ def _architecture(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:
 
 
 def _gpu(gpu: str | GpuSpec) -> GpuSpec:
-    from vramplan.gpus import find_gpu
+    from vramplan.gpus import one_gpu
 
-    return find_gpu(gpu) if isinstance(gpu, str) else gpu
+    spec = one_gpu(gpu)
+    if spec.capacity_only:
+        raise InputError(f"gpu: {spec.slug} is only a capacity; plan ranks layouts by modelled step time, which "
+                         "needs the GPU's FLOP/s and bandwidth; name the card (see `vramplan gpus`)")
+    return spec
 
 
 def gpu_counts(layout: LayoutRequest, max_gpus: int | None) -> tuple[int, ...]:

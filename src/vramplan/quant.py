@@ -198,8 +198,33 @@ _ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "b
             "nf4-double-quant": "nf4-dq", "gptq": "gptq-int4-g128", "gptq-int4": "gptq-int4-g128",
             "gptq-int8": "gptq-int8-g128", "awq": "awq-int4-g128", "awq-int4": "awq-int4-g128"}
 
+_BNB_4BIT = "bitsandbytes 4-bit, fp32 absmax per 64 weights; QLoRA's double quantization is nf4-dq"
+_BNB_8BIT = "bitsandbytes LLM.int8, an fp32 scale per row"
+SPELLINGS: dict[str, tuple[str, str]] = {
+    **{k: ("nf4", _BNB_4BIT) for k in ("int4", "4bit", "4-bit", "bnb-4bit", "bnb-int4", "load-in-4bit", "nf4")},
+    **{k: ("int8", _BNB_8BIT) for k in ("int8", "8bit", "8-bit", "bnb-8bit", "load-in-8bit")},
+}
+"""What people type for a bit width -> (the format it is read as, that format in words).
+A bare bit width means bitsandbytes, the quantization ``from_pretrained`` applies to
+any checkpoint (``BitsAndBytesConfig(load_in_4bit=True)`` / ``load_in_8bit``; its FP4 default
+stores the same bytes as NF4);
+GPTQ, AWQ and GGUF are named by their own spellings. The output says how it was read
+(:func:`spelling_note`)."""
+
 FORMATS: dict[str, WeightFormat] = {normalize_name(f.name): f for f in _formats()}
 """Canonical name -> format."""
+
+
+def spelling_note(text: str, field: str = "--weights") -> str | None:
+    """How ``text`` is read when it is a bit width rather than a format's own name
+    (``"--weights int4 read as nf4: bitsandbytes NF4 ..."``); ``None`` otherwise."""
+    if not isinstance(text, str):
+        return None
+    found = SPELLINGS.get(normalize_name(text))
+    if found is None:
+        return None
+    name, words = found
+    return f"{field} {text} read as {name} ({words})"
 
 
 def get_format(name: str | WeightFormat, field: str = "weights") -> WeightFormat:
@@ -207,7 +232,7 @@ def get_format(name: str | WeightFormat, field: str = "weights") -> WeightFormat
     if isinstance(name, WeightFormat):
         return name
     key = normalize_name(str(name))
-    key = _ALIASES.get(key, key)
+    key = _ALIASES.get(key, SPELLINGS.get(key, (key,))[0])
     if key in FORMATS:
         return FORMATS[key]
     table = {**FORMATS, **{k: FORMATS[v] for k, v in _ALIASES.items()}}

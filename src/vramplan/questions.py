@@ -75,16 +75,53 @@ def layout_request(values: Mapping[str, Any]) -> LayoutRequest:
     return LayoutRequest(**given)
 
 
+def _gpu_count(v: dict[str, Any], count_name: str, unset: object, readings: list[str]) -> Any:
+    """Read ``v["gpu"]`` (a name, a capacity, ``NxWHAT``); a count sets ``v[count_name]``
+    (``gpus`` for a layout, ``tp`` for serving) when that is ``unset``, and must agree
+    with it otherwise. Returns the GPU's spec (or None) and notes how it was read."""
+    from vramplan.gpus import read_gpu
+
+    if not v.get("gpu"):
+        return None
+    reading = read_gpu(v["gpu"])
+    note = reading.note
+    if reading.count is not None:
+        flag = "--" + count_name.replace("_", "-")
+        if v.get(count_name) in (None, unset):
+            v[count_name] = reading.count
+        elif v[count_name] != reading.count:
+            raise InputError(f"gpu: {v['gpu']} is {reading.count} GPUs, but {count_name} is {v[count_name]}; "
+                             "give one count", fields=(count_name,))
+        note = f"{note} ({flag} {reading.count})"
+    if note:
+        readings.append(note)
+    return reading.spec
+
+
+def _with_readings(estimate: Any, readings: list[str]) -> Any:
+    return replace(estimate, readings=tuple(readings)) if readings else estimate
+
+
 def train(values: Mapping[str, Any]) -> TrainingEstimate:
-    """``vramplan train``: per-GPU training memory, on one GPU or the layout given."""
+    """``vramplan train``: per-GPU training memory, on one GPU or the layout given.
+    ``--gpu 2x80GB`` is two GPUs of 80 GB: ``--gpus 2`` unless --gpus says otherwise."""
+    from vramplan.model import ModelSpec
     from vramplan.training import TrainingSetup, estimate_training
 
     v = {**defaults("train"), **values}
     spec = model_from(v)
+    readings: list[str] = []
+    gpu = _gpu_count(v, "gpus", None, readings)
     targets = tuple(t.strip() for t in v["lora_targets"].split(",") if t.strip()) if v["lora_targets"] else None
     if targets is not None and v["method"] == "full":
         raise InputError("lora_targets: given with method full (no adapters are trained); "
                          "use method lora or qlora, or leave the targets out", fields=("method",))
+    if targets and isinstance(spec, ModelSpec):
+        from vramplan.memory.lora import read_targets
+
+        targets, note = read_targets(spec, targets)
+        if note:
+            readings.append(note)
     setup = TrainingSetup(method=v["method"], precision=v["precision"], optimizer=v["optimizer"],
                           load_dtype=v["load_dtype"], batch=v["batch"], seq=v["seq"], grad_accum=v["grad_accum"], recompute=v["recompute"],
                           attention=v["attention"], lora_rank=v["lora_rank"], lora_targets=targets,
@@ -93,14 +130,15 @@ def train(values: Mapping[str, Any]) -> TrainingEstimate:
                           strict=bool(v["strict"]))
     layout = layout_request(v)
     if not layout.given:
-        return estimate_training(spec, setup, None, gpu=v["gpu"])
+        return _with_readings(estimate_training(spec, setup, None, gpu=gpu), readings)
     from vramplan.parallel_rules import layout_rules_broken
 
     lay = layout.layout()
-    est = estimate_training(spec, setup, lay, gpu=v["gpu"])
+    est = estimate_training(spec, setup, lay, gpu=gpu)
     # The memory of a layout its engine refuses is still answered, with the engine's rule.
     refused = tuple(f"{lay.resolved_engine} does not run this layout: {r.describe()}" for r in layout_rules_broken(lay))
-    return replace(est, warnings=tuple(est.warnings) + refused) if refused else est
+    est = replace(est, warnings=tuple(est.warnings) + refused) if refused else est
+    return _with_readings(est, readings)
 
 
 def inference_setup(values: Mapping[str, Any]):
@@ -125,12 +163,24 @@ def inference_setup(values: Mapping[str, Any]):
 
 
 def infer(values: Mapping[str, Any]) -> InferenceEstimate:
-    """``vramplan infer``: per-GPU serving memory, with the solved limits asked for."""
+    """``vramplan infer``: per-GPU serving memory, with the solved limits asked for.
+    ``--gpu 2x80GB`` is two GPUs of 80 GB: ``--tp 2`` unless --tp says otherwise."""
     from vramplan.inference import estimate_inference
+    from vramplan.quant import spelling_note
 
     v = {**defaults("infer"), **values}
-    return estimate_inference(model_from(v), inference_setup(v), solve_context=bool(v["solve_context"]),
-                              solve_batch=bool(v["solve_batch"]))
+    readings: list[str] = []
+    _gpu_count(v, "tp", 1, readings)
+    note = spelling_note(v["weights"]) if v["weights"] else None
+    if note and v["engine"] == "llamacpp":
+        raise InputError(f"weights: {v['weights']} is a bare bit width, read as bitsandbytes, which llama.cpp "
+                         "does not run; choose a GGUF recipe such as Q4_K_M or Q4_0 (4-bit) or Q8_0 (8-bit)",
+                         fields=("engine",))
+    if note:
+        readings.insert(0, note)
+    est = estimate_inference(model_from(v), inference_setup(v), solve_context=bool(v["solve_context"]),
+                             solve_batch=bool(v["solve_batch"]))
+    return _with_readings(est, readings)
 
 
 def plan(values: Mapping[str, Any]) -> PlanReport:
@@ -141,6 +191,8 @@ def plan(values: Mapping[str, Any]) -> PlanReport:
 
     v = {**defaults("plan"), **values}
     spec = model_from(v)
+    if isinstance(v.get("gpu"), str):
+        v["gpu"] = _gpu_count(v, "gpus", None, [])
     if not v.get("gpu"):
         raise InputError("gpu: expected a GPU kind (see `vramplan gpus`)")
     layout = layout_request(v)

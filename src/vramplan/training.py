@@ -40,6 +40,7 @@ from vramplan.quant import WeightFormat, get_format
 if TYPE_CHECKING:
     from vramplan.gpus import GpuSpec
     from vramplan.parallel import ParallelLayout
+    from vramplan.seed_article import SeedArithmetic
 
 Method = Literal["full", "lora", "qlora"]
 ActivationModel = Literal["derived", "seed"]
@@ -95,16 +96,18 @@ class TrainingSetup:
     dropout: bool = False
     """Dropout active in the model (GPT-2 style); modern LLM configs set it to 0."""
     activation_model: ActivationModel = "derived"
-    """``derived``: this module's model; ``seed``: the seed article's rule of thumb."""
-    seed_dtype_bytes: int = 1
-    """Bytes per value in the seed method (the article's int8 example: 1)."""
+    """``derived``: this module's model; ``seed``: the seed article's rule of thumb
+    (:mod:`vramplan.seed_article`), whose bytes per value follow ``precision`` (``int8``: 1)."""
+    seed_dtype_bytes: int | None = None
+    """Bytes per value in the seed method when not the precision's (``--seed-bytes``)."""
     strict: bool = False
     """Turn warnings (sequence beyond the model's positions) into errors."""
 
     def __post_init__(self) -> None:
         for name, hi in (("batch", v.BATCH_MAX), ("seq", v.LENGTH_MAX), ("grad_accum", v.BATCH_MAX),
-                         ("lora_rank", v.HIDDEN_MAX), ("seed_dtype_bytes", 8)):
+                         ("lora_rank", v.HIDDEN_MAX)):
             v.integer(name, getattr(self, name), 1, hi)
+        v.optional_integer("seed_dtype_bytes", self.seed_dtype_bytes, 1, 8)
         for name in ("fused_ce", "dropout", "strict"):
             v.flag(name, getattr(self, name))
         for name in ("method", "precision", "optimizer", "attention", "activation_model"):
@@ -121,7 +124,18 @@ class TrainingSetup:
             raise InputError(f"recompute: expected one of {', '.join(RECOMPUTES)}, got {self.recompute!r}")
         if self.activation_model not in ACTIVATION_MODELS:
             raise InputError(f"activation_model: expected derived or seed, got {self.activation_model!r}")
-        get_precision(self.precision)
+        from vramplan.seed_article import PRECISION_BYTES, RULE_ONLY_PRECISIONS
+
+        if self.activation_model == "seed":
+            if self.precision not in PRECISION_BYTES:
+                raise InputError(f"precision: the seed rule takes one of {', '.join(PRECISION_BYTES)}, "
+                                 f"got {self.precision!r}")
+        elif self.precision in RULE_ONLY_PRECISIONS:
+            raise InputError(f"precision: no training recipe keeps every tensor in {self.precision}; it is the "
+                             "seed article's rule of thumb (activation_model seed), or train in 8 bits with "
+                             "method qlora or optimizer adamw-8bit", fields=("activation_model", "method", "optimizer"))
+        else:
+            get_precision(self.precision)
         get_optimizer(self.optimizer)
         if self.load_dtype is not None:
             if self.load_dtype not in LOAD_DTYPES:
@@ -592,9 +606,12 @@ class TrainingEstimate(Estimate):
     one device, how far the setup stretches there (``fits``)."""
 
     fits: TrainingFit | None = None
+    seed: SeedArithmetic | None = None
+    """With ``activation_model="seed"``: the article's arithmetic beside the exact one."""
 
     def to_dict(self) -> dict:
-        return {**super().to_dict(), "fits": self.fits.to_dict() if self.fits else None}
+        return {**super().to_dict(), "fits": self.fits.to_dict() if self.fits else None,
+                "seed_article": self.seed.to_dict() if self.seed else None}
 
 
 def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSetup | None = None,
@@ -614,14 +631,19 @@ def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSe
     gpu_spec = _gpu(gpu)
     if layout is not None:
         setup, layout = _one_accumulation(setup, layout)
+        if not layout.is_single_device and setup.activation_model == "seed":
+            raise InputError("activation_model: the seed article's rule is for one GPU; leave the layout out "
+                             "(the ZeRO figure it points to: a bare count such as 7.5B with zero)")
         if not layout.is_single_device:
             return _layout_estimate(spec, setup, layout, gpu_spec)
+    if setup.activation_model == "seed":
+        return _seed(spec, setup, gpu_spec)
     est = _single_gpu_estimate(spec, setup)
     fit = None
     if gpu_spec is not None:
         est = est.with_verdict(gpu_spec.slug, gpu_spec.usable_memory_bytes)
         fit = TrainingFit(largest_micro_batch=None, largest_seq=None)
-        if setup.activation_model == "derived" and isinstance(spec, ModelSpec):
+        if isinstance(spec, ModelSpec):
             capacity = gpu_spec.usable_memory_bytes
             fit = TrainingFit(largest_micro_batch=largest_micro_batch(spec, setup, capacity),
                               largest_seq=largest_sequence(spec, setup, capacity))
@@ -629,12 +651,31 @@ def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSe
                                "checkpoint": getattr(spec, "checkpoint", None)})
 
 
-def _gpu(gpu: str | GpuSpec | None) -> GpuSpec | None:
-    if gpu is None or not isinstance(gpu, str):
-        return gpu
-    from vramplan.gpus import find_gpu
+def _seed(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup, gpu: GpuSpec | None) -> TrainingEstimate:
+    """The seed article's rule (:mod:`vramplan.seed_article`), with its arithmetic."""
+    from dataclasses import fields
 
-    return find_gpu(gpu)
+    from vramplan.seed_article import seed_estimate
+
+    _check_model(spec, setup)
+    est, arithmetic = seed_estimate(spec, setup)
+    fit = None
+    if gpu is not None:
+        capacity = gpu.usable_memory_bytes
+        est = est.with_verdict(gpu.slug, capacity)
+        if isinstance(spec, ModelSpec):
+            fit = TrainingFit(largest_micro_batch=largest_micro_batch(spec, setup, capacity),
+                              largest_seq=largest_sequence(spec, setup, capacity))
+    return TrainingEstimate(**{**{f.name: getattr(est, f.name) for f in fields(est)}, "fits": fit, "seed": arithmetic,
+                               "checkpoint": getattr(spec, "checkpoint", None)})
+
+
+def _gpu(gpu: str | GpuSpec | None) -> GpuSpec | None:
+    if gpu is None:
+        return None
+    from vramplan.gpus import one_gpu
+
+    return one_gpu(gpu)
 
 
 def _one_accumulation(setup: TrainingSetup, layout: ParallelLayout) -> tuple[TrainingSetup, ParallelLayout]:
@@ -653,21 +694,25 @@ def _layout_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup, lay
 
     from vramplan.distributed import TrainingJob, estimate_on_layout
 
-    if not isinstance(spec, ModelSpec):
-        raise InputError(f"model {spec.name!r}: a parallel layout needs an architecture (a catalog name or "
-                         "config.json); a bare parameter count has none", fields=("model",))
-    est = estimate_on_layout(TrainingJob(model=spec, setup=setup), layout)
+    if isinstance(spec, ModelSpec):
+        est = estimate_on_layout(TrainingJob(model=spec, setup=setup), layout)
+    else:
+        from vramplan.count_states import model_states_on_layout
+
+        est = model_states_on_layout(spec, setup, layout)
     if gpu is not None:
         est = est.with_verdict(gpu.slug, gpu.usable_memory_bytes)
     return TrainingEstimate(**{**{f.name: getattr(est, f.name) for f in fields(est)}, "fits": None,
-                               "checkpoint": spec.checkpoint})
+                               "checkpoint": getattr(spec, "checkpoint", None)})
 
 
 def _single_gpu_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> Estimate:
     """Per-GPU tensor memory of one training step on one GPU, at its peak."""
     warnings = _check_model(spec, setup)
     if setup.activation_model == "seed":
-        return seed_estimate(spec, setup)
+        from vramplan.seed_article import seed_estimate
+
+        return seed_estimate(spec, setup)[0]
     if isinstance(spec, ParamOnlyModel):
         return model_states_only_estimate(spec, setup, warnings)
     states = model_states(spec, setup)
@@ -706,56 +751,6 @@ def model_states_only_estimate(model: ParamOnlyModel, setup: TrainingSetup, warn
                     phases=(("optimizer_step", sum(c.bytes for c in components)),),
                     details={"total_params": model.total_params},
                     assumptions=("model states only (no architecture)",), warnings=tuple(warnings))
-
-
-# ---- the seed article's method ---------------------------------------------------------
-SEED_MB = 10**6
-"""The article divides bytes by 10^6 for "MB" ..."""
-SEED_GB_PER_MB = 1024
-"""... and then MB by 1024 for "GB" (its 990 MB x 50 / 1024)."""
-
-
-def seed_activation_bytes_per_sample(spec: ModelSpec, seq: int, bytes_per_value: int) -> int:
-    """The seed article's rule: ``(hidden + intermediate) x seq x layers x bytes`` per
-    sample (LLaMA-7B, int8: (4096 + 11008) x 2048 x 32 x 1 = 989,855,744 B, "990 MB").
-    It counts one hidden-wide and one MLP-wide tensor per layer and token, where
-    autograd keeps about ten (see :mod:`vramplan.memory.activations`)."""
-    return (spec.hidden_size + spec.intermediate_size) * seq * spec.num_layers * bytes_per_value
-
-
-def seed_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> Estimate:
-    """The seed article's method: weights, gradients and optimizer states at
-    ``seed_dtype_bytes`` per value each (7 + 7 + 14 GB for LLaMA-7B int8 with AdamW),
-    plus its per-sample activation rule times the micro-batch. ``details`` carries the
-    figure as the article computes it (decimal GB for states, "MB x n / 1024" for
-    activations)."""
-    if isinstance(spec, ParamOnlyModel):
-        raise InputError(f"model {spec.name!r}: the seed rule needs hidden, intermediate and layer counts; "
-                         "give a catalog name or config.json", fields=("model",))
-    from vramplan.model.params import count_params
-
-    params = count_params(spec).total_params
-    b = setup.seed_dtype_bytes
-    states = len(setup.opt.states)
-    per_sample = seed_activation_bytes_per_sample(spec, setup.seq, b)
-    parts = [
-        Component(name="weights", bytes=params * b, note=f"{params:,} params x {b} B (seed article)"),
-        Component(name="gradients", bytes=params * b, note="same as the weights (seed article)"),
-        Component(name="optimizer/states", bytes=states * params * b,
-                  note=f"{states} states x weights ({setup.opt.name}, seed article)"),
-        Component(name="activations/seed_rule", bytes=per_sample * setup.batch,
-                  note=f"(hidden + intermediate) x seq x layers x {b} B = {per_sample:,} B/sample x {setup.batch}"),
-    ]
-    article_gb = (2 + states) * params * b / 10**9 + per_sample / SEED_MB * setup.batch / SEED_GB_PER_MB
-    derived = activation_plan(spec, replace(setup, batch=1, activation_model="derived"))
-    return Estimate(model=spec.name, kind="training", components=tuple(parts), phase="backward",
-                    phases=(("backward", sum(c.bytes for c in parts)),),
-                    details={"seed_activation_bytes_per_sample": per_sample,
-                             "seed_article_total_gb": round(article_gb, 2), "trainable_params": params,
-                             "derived_activation_bytes_at_batch_1": sum(derived.parts.values()),
-                             **{f"derived at batch 1: activations/{k}": v for k, v in derived.parts.items()}},
-                    assumptions=("seed article method: every term at the same bytes per value; no logits, "
-                                 "no step temporaries, no peak over the step",))
 
 
 # ---- solvers ----------------------------------------------------------------------------

@@ -135,6 +135,27 @@ def target_groups(spec: ModelSpec, targets: Sequence[str] | None) -> list[Tensor
     return _fused_linears(spec, groups)
 
 
+def read_targets(spec: ModelSpec, targets: Sequence[str]) -> tuple[tuple[str, ...], str | None]:
+    """``targets`` with short names spelled out: ``q`` -> ``q_proj`` where the model has
+    ``q_proj`` and no ``q`` (peft matches whole module names, so ``q`` alone would
+    match nothing), ``all_linear`` -> ``all-linear``. Returns the names and a line saying
+    how they were read (``None`` when nothing changed)."""
+    known = {g.module for g in model_tensors(spec) if g.role == "linear"}
+    read: list[str] = []
+    changed: list[str] = []
+    for name in targets:
+        full = name
+        if name.lower().replace("_", "-").replace(" ", "-") == "all-linear":
+            full = "all-linear"
+        elif name not in known and f"{name}_proj" in known:
+            full = f"{name}_proj"
+        if full != name:
+            changed.append(f"{name} as {full}")
+        if full not in read:
+            read.append(full)
+    return tuple(read), (f"--lora-targets read {', '.join(changed)}" if changed else None)
+
+
 FUSED_LINEARS: dict[str, dict[str, tuple[str, ...]]] = {
     "gpt2": {"c_attn": ("q_proj", "k_proj", "v_proj")},
     "gpt_bigcode": {"c_attn": ("q_proj", "k_proj", "v_proj")},
