@@ -94,15 +94,17 @@ class ActivationCoefficients:
 
 @functools.lru_cache(maxsize=256)
 def _activation_coefficients(spec: ModelSpec, setup: TrainingSetup) -> ActivationCoefficients:
-    """See :meth:`ActivationCoefficients.from_setup`."""
+    """See :meth:`ActivationCoefficients.from_setup`: one sequence of the single-GPU
+    activation model, with the parts a micro-batch holds whatever its size
+    (:class:`vramplan.memory.activations.MicroBatchBytes`) kept apart."""
     from vramplan.memory import activations as act
     from vramplan.training import activation_plan, setup_logits
 
-    # Two batch sizes separate what grows with the sequences (slope) from what a
-    # micro-batch holds whatever its size (intercept: autocast's weight copies).
+    # One sequence, split by the activation model itself into what grows with the
+    # micro-batch (per sequence) and what a micro-batch holds whatever its size.
     one = replace(setup, batch=1)
     plan_ = activation_plan(spec, one)
-    two = activation_plan(spec, replace(setup, batch=2))
+    fixed = plan_.per_micro_batch
     ctx = act.ActivationContext(recipe=one.recipe, batch=1, seq=one.seq, attention=one.attention,
                                 dropout=one.dropout)
     parts = act.layer_activation_parts(spec, ctx, 0)
@@ -112,15 +114,14 @@ def _activation_coefficients(spec: ModelSpec, setup: TrainingSetup) -> Activatio
     kept_sharded = 0.0 if policy == "full" else sharded
     layers = spec.num_layers
     cast = act.layer_weight_cast_bytes(spec, ctx)
-    kept1, kept2 = sum(plan_.per_layer_kept) / layers, sum(two.per_layer_kept) / layers
-    back1 = max(f + w for f, w in zip(plan_.per_layer_full, plan_.per_layer_work))
-    back2 = max(f + w for f, w in zip(two.per_layer_full, two.per_layer_work))
+    kept_per_seq = sum(kept - fixed.layer_kept_bytes for kept in plan_.per_layer_kept) / layers
+    back = max(f + w for f, w in zip(plan_.per_layer_full, plan_.per_layer_work))
     return ActivationCoefficients(
-        layer_kept_per_seq=kept2 - kept1, layer_kept_per_micro_batch=2 * kept1 - kept2,
+        layer_kept_per_seq=kept_per_seq, layer_kept_per_micro_batch=fixed.layer_kept_bytes,
         sharded_fraction=sharded, kept_sharded_fraction=kept_sharded,
-        layer_backward_per_seq=back2 - back1, layer_backward_per_micro_batch=2 * back1 - back2,
-        outside_per_seq=two.outside_layers - plan_.outside_layers,
-        outside_per_micro_batch=2 * plan_.outside_layers - two.outside_layers,
+        layer_backward_per_seq=back - fixed.layer_backward_bytes,
+        layer_backward_per_micro_batch=fixed.layer_backward_bytes,
+        outside_per_seq=plan_.outside_layers - fixed.outside_bytes, outside_per_micro_batch=fixed.outside_bytes,
         logits_per_seq=setup_logits(spec, one).backward_peak,
         autocast_cache_per_layer=cast,
     )
