@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from vramplan.errors import LayoutError
@@ -265,6 +266,25 @@ class StageTerms:
         """Kept activations plus the layer in backward."""
         return self.kept_bytes + self.current_layer_bytes
 
+    @cached_property
+    def at_loss_bytes(self) -> Reals:
+        """Activation-side bytes alive at the loss backward: every kept activation, the
+        outside-layer tensors and the logits."""
+        return self.kept_bytes + self.outside_bytes + self.logits_bytes
+
+    @cached_property
+    def at_last_layer_bytes(self) -> Reals:
+        """Activation-side bytes in the last layer's backward: its own kept tensors are
+        part of ``current_layer_bytes`` (the recomputed layer), and the head's backward
+        has freed the outside-layer tensors, as in :func:`vramplan.training.timeline`."""
+        return self.kept_bytes - self.kept_layer_bytes + self.current_layer_bytes
+
+    @cached_property
+    def activation_high_bytes(self) -> Reals:
+        """The larger of the two: the activation side of the backward's high point
+        while gradients are resident (computed once for every engine setting)."""
+        return maximum(self.at_loss_bytes, self.at_last_layer_bytes)
+
 
 def stage_terms(c: SliceCoefficients, a: ActivationCoefficients, *, stage: Stage, virtual_stages: int, tp: Ints,
                 pp: Ints, cp: Ints, ep: Ints, sp: Flags, micro_batch_size: Ints, micro_batches: Ints) -> StageTerms:
@@ -319,14 +339,9 @@ def backward_peak_bytes(sharded: ShardedStates, shared: StageTerms, layout: Para
     persistent buffer (:func:`gradients_persist`).
     """
     base = sharded.backward_peak - sharded.gradients
-    at_loss = shared.kept_bytes + shared.outside_bytes + shared.logits_bytes
-    # In the last layer's backward its own kept tensors are part of ``current`` (the
-    # recomputed layer), and the head's backward has freed the outside-layer tensors,
-    # as in vramplan.training.timeline.
-    at_last_layer = shared.kept_bytes - shared.kept_layer_bytes + shared.current_layer_bytes
     persistent = where(micro_batches > 1, 1, 1 if gradients_persist(layout) else 0)
-    with_grads = sharded.gradients + maximum(at_loss, at_last_layer)
-    forming = maximum(maximum(at_loss, at_last_layer), shared.current_layer_bytes + sharded.gradients)
+    with_grads = sharded.gradients + shared.activation_high_bytes
+    forming = maximum(shared.activation_high_bytes, shared.current_layer_bytes + sharded.gradients)
     return base + persistent * with_grads + (1 - persistent) * forming
 
 
@@ -423,18 +438,17 @@ def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
     overhead = job.overhead_bytes if overhead is None else overhead
     backward = backward_peak_bytes(sharded, shared, layout, micro_batches=micro_batches) + overhead
     step = sharded.resident + step_temporaries + overhead
-    zeros = 0 * backward
     return TrainingTerms(
         gpu_params=params.total, weights_bytes=sharded.weights, master_weights_bytes=sharded.master_weights,
         gradients_bytes=sharded.gradients, optimizer_bytes=sharded.optimizer,
         gathered_params_bytes=sharded.gathered_params, unsharded_grads_bytes=sharded.unsharded_grads,
-        comm_buckets_bytes=sharded.comm_buckets, step_temporaries_bytes=step_temporaries + zeros,
-        activations_bytes=shared.activations_bytes + zeros, outside_activations_bytes=shared.outside_bytes + zeros,
-        logits_bytes=shared.logits_bytes + zeros, kept_activations_bytes=shared.kept_bytes + zeros,
-        current_layer_bytes=shared.current_layer_bytes + zeros, kept_layer_bytes=shared.kept_layer_bytes + zeros,
-        grads_persist=where(micro_batches > 1, 1, 1 if gradients_persist(layout) else 0) + zeros,
-        overhead_bytes=overhead + zeros, host_per_gpu_bytes=sharded.host_per_gpu + zeros,
-        in_flight_micro_batches=shared.in_flight_micro_batches + zeros,
+        comm_buckets_bytes=sharded.comm_buckets, step_temporaries_bytes=step_temporaries,
+        activations_bytes=shared.activations_bytes, outside_activations_bytes=shared.outside_bytes,
+        logits_bytes=shared.logits_bytes, kept_activations_bytes=shared.kept_bytes,
+        current_layer_bytes=shared.current_layer_bytes, kept_layer_bytes=shared.kept_layer_bytes,
+        grads_persist=where(micro_batches > 1, 1, 1 if gradients_persist(layout) else 0),
+        overhead_bytes=overhead, host_per_gpu_bytes=sharded.host_per_gpu,
+        in_flight_micro_batches=shared.in_flight_micro_batches,
         backward_peak_bytes=backward, step_peak_bytes=step, peak_bytes=maximum(backward, step),
     )
 

@@ -70,8 +70,12 @@ def shard_model_states(*, recipe: StateBytesPerParam, params: RankParams, layout
     r = recipe
     zeros = 0 * total
 
+    group_share = dense / n_dense + experts / n_expert  # parameters per rank of the data-parallel group
+
     def split(bytes_per_param: float, dense_degree: Ints = n_dense, expert_degree: Ints = n_expert) -> Reals:
         """Bytes of a term split across the data-parallel group (experts across theirs)."""
+        if dense_degree is n_dense and expert_degree is n_expert:
+            return bytes_per_param * group_share
         return bytes_per_param * (dense / dense_degree + experts / expert_degree)
 
     if engine == "deepspeed":
