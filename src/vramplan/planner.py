@@ -429,9 +429,11 @@ MAX_LAYOUT_ROWS = 2_000_000
 would enumerate more is refused with the count, so a request finishes in seconds."""
 
 
-MAX_EVALUATED_LAYOUTS = 1_000_000
-"""Most layouts (rows x engine settings x recomputation choices) one plan evaluates:
-about ten seconds and 300 MB on one core; larger searches are refused with the count."""
+MAX_EVALUATED_LAYOUTS = 2_000_000
+"""Most layouts (rows x engine settings x recomputation choices) one plan evaluates.
+DeepSeek-V3 on up to 4,096 GPUs evaluates 1.1 million in about 0.35 s of one core
+and 200 MB (``benchmarks/bench_planner.py``); the cap keeps a search near a second
+and 400 MB, and larger searches are refused with the count."""
 
 
 def _check_scale(spec: ModelSpec, total_params: int, req: PlanRequest) -> None:

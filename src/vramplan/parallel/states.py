@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class ShardedStates:
     host_per_gpu: Reals
     """Bytes each GPU's process keeps in host RAM (offloaded states)."""
 
-    @property
+    @cached_property
     def resident(self) -> Reals:
         """Bytes held across the whole step."""
         return self.weights + self.master_weights + self.gradients + self.optimizer + self.comm_buckets
