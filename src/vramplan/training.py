@@ -319,9 +319,8 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
         kept.append(layer_kept)
         full.append(layer_full)
         work.append(_backward_work(spec, ctx, layer))
-    outside = act.final_norm_bytes(spec, ctx) + act.dropout_embedding_bytes(spec, ctx)
-    outside += act.head_weight_cast_bytes(spec, ctx)
-    outside_cast = act.head_weight_cast_bytes(spec, ctx)
+    outside_cast = act.head_weight_cast_bytes(spec, ctx)  # held once per micro-batch
+    outside = act.final_norm_bytes(spec, ctx) + act.dropout_embedding_bytes(spec, ctx) + outside_cast
     if setup.method == "qlora" and setup.recipe.autocast:
         # peft upcast the head to fp32; autocast's bf16 copy of it is saved by the head's
         # matmul (the input gradient reaches the adapters below)
