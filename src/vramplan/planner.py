@@ -293,8 +293,8 @@ def enumerate_degrees(spec: ModelSpec, num_gpus: int, gpus_per_node: int, global
     grid_rows = len(tps) * len(pps) * len(cps) * len(eps) * 2 * len(micro_batch_sizes)
     if grid_rows > MAX_LAYOUT_ROWS:
         raise InputError(f"the search over {num_gpus:,} GPUs would enumerate {grid_rows:,} candidate layouts "
-                         f"(more than {MAX_LAYOUT_ROWS:,}); fix some degrees (--tp, --pp, --cp, --ep) or give "
-                         "fewer GPUs or micro-batch sizes")
+                         f"(more than {MAX_LAYOUT_ROWS:,}); fix some degrees (tp, pp, cp, ep) or give "
+                         "fewer GPUs or micro-batch sizes", fields=("tp", "pp", "cp", "ep"))
     grid = np.array(np.meshgrid(tps, pps, cps, eps, [0, 1], list(micro_batch_sizes), indexing="ij")).reshape(6, -1)
     tp, pp, cp, ep, sp, mbs = grid
     model_parallel = tp * pp * cp
@@ -476,7 +476,7 @@ def _all_degrees(req: PlanRequest) -> Degrees:
         if rows > MAX_LAYOUT_ROWS:
             raise InputError(f"the search over {len(set(req.gpu_counts))} GPU count(s) up to "
                              f"{max(req.gpu_counts):,} enumerates more than {MAX_LAYOUT_ROWS:,} layouts; fix "
-                             "some degrees (--tp, --pp, --cp, --ep) or give fewer GPUs")
+                             "some degrees (tp, pp, cp, ep) or give fewer GPUs", fields=("tp", "pp", "cp", "ep"))
         parts.append(d)
     d = Degrees.concatenate(parts)
     keep = d.cp <= job.seq_len  # cp splits each sequence: at most one token per rank
@@ -540,8 +540,8 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
     if planned > MAX_EVALUATED_LAYOUTS:
         raise InputError(f"the search would evaluate {planned:,} layouts ({d.size:,} degree choices x "
                          f"{len(req.engines)} engine settings x {len(recomputes)} recomputation choices), more "
-                         f"than the {MAX_EVALUATED_LAYOUTS:,} one plan evaluates; fix some degrees (--tp, --pp, "
-                         "--cp, --ep, --zero/--fsdp) or give fewer GPUs")
+                         f"than the {MAX_EVALUATED_LAYOUTS:,} one plan evaluates; fix some degrees (tp, pp, "
+                         "cp, ep, zero/fsdp) or give fewer GPUs", fields=("tp", "pp", "cp", "ep", "zero", "fsdp"))
     if d.size:
         # Recomputation choices ride along as one more array dimension: each row carries
         # its own activation coefficients.

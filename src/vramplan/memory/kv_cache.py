@@ -30,11 +30,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from vramplan.intmath import ceil_div, round_up
 from vramplan.errors import InputError
 from vramplan.gguf_types import GGML_TYPES
 from vramplan.memory.recurrent_state import recurrent_state_bytes
 from vramplan.memory.weights import kv_heads_per_rank
 from vramplan.model.spec import ModelSpec
+from vramplan.validate import BATCH_MAX, LENGTH_MAX, integer
 from vramplan.naming import lookup, normalize_name
 
 MLACache = Literal["latent", "expanded"]
@@ -59,7 +61,7 @@ class KVDType:
     def row_bytes(self, num_elements: int) -> int:
         """Bytes of ``num_elements`` elements (whole blocks; llama.cpp requires the row
         to be a multiple of the block, :func:`kv_cache_bytes` checks)."""
-        return -(-num_elements // self.block_elements) * self.block_bytes
+        return ceil_div(num_elements, self.block_elements) * self.block_bytes
 
 
 def _ggml(name: str) -> KVDType:
@@ -92,13 +94,14 @@ def get_kv_dtype(name: str | KVDType) -> KVDType:
     key = normalize_name(str(name))
     key = normalize_name(_KV_ALIASES.get(key.replace("-", "_"), key))
     table = {normalize_name(k): v for k, v in KV_DTYPES.items()}
-    return lookup("kv cache dtype", key, table, hint=f"--kv-dtype: one of {', '.join(KV_DTYPES)}")
+    return lookup("kv cache dtype", key, table, hint=f"kv_dtype: one of {', '.join(KV_DTYPES)}")
 
 
 def check_engine_kv_dtype(dtype: KVDType, engine: str, allowed: tuple[str, ...]) -> None:
     """Refuse a cache dtype the engine does not offer (one line naming its choices)."""
     if dtype.name not in allowed:
-        raise InputError(f"--kv-dtype {dtype.name}: not a {engine} cache type; expected one of {', '.join(allowed)}")
+        raise InputError(f"kv_dtype {dtype.name}: not a {engine} cache type; expected one of {', '.join(allowed)}",
+                         fields=("kv_dtype",))
 
 
 def kv_row_elements(spec: ModelSpec, *, tp: int = 1, mla_cache: MLACache = "latent") -> tuple[int, int]:
@@ -152,7 +155,7 @@ def round_to_blocks(tokens: int, block_size: int | None) -> int:
     """Tokens rounded up to whole cache blocks (paged attention), or as is."""
     if block_size is None or block_size <= 1:
         return tokens
-    return -(-tokens // block_size) * block_size
+    return round_up(tokens, block_size)
 
 
 def kv_cache_bytes(spec: ModelSpec, *, context_tokens: int, batch: int, dtype: str | KVDType = "fp16",
@@ -164,15 +167,14 @@ def kv_cache_bytes(spec: ModelSpec, *, context_tokens: int, batch: int, dtype: s
     sliding layers capped as :func:`tokens_held` says; plus, in hybrid models, the fixed
     recurrent state of the state-space / linear-attention layers
     (:mod:`vramplan.memory.recurrent_state`)."""
-    for name, value in (("context", context_tokens), ("batch", batch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"--{name}: expected a positive integer, got {value!r}")
+    integer("context_tokens", context_tokens, 1, LENGTH_MAX)
+    integer("batch", batch, 1, BATCH_MAX)
     d = get_kv_dtype(dtype)
     k, v = kv_row_elements(spec, tp=tp, mla_cache=mla_cache)
     for width in (k, v):
         if width and width % d.block_elements:
-            raise InputError(f"--kv-dtype {d.name}: a cache row of {width} elements is not a multiple of its "
-                             f"block of {d.block_elements}")
+            raise InputError(f"kv_dtype {d.name}: a cache row of {width} elements is not a multiple of its "
+                             f"block of {d.block_elements}", fields=("kv_dtype",))
     per_token_layer = kv_bytes_per_token_per_layer(spec, d, tp=tp, mla_cache=mla_cache)
     tokens = sum(round_to_blocks(tokens_held(spec, i, context_tokens, sliding_extra_tokens), block_size)
                  for i in range(spec.num_layers))

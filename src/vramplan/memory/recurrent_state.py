@@ -27,9 +27,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vramplan.dtypes import FP32_BYTES
 from vramplan.model.spec import ModelSpec
 
-STATE_BYTES = 4
+STATE_BYTES = FP32_BYTES
 """The SSM / recurrent state is kept in fp32."""
 
 

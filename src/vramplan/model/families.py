@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from vramplan.intmath import ceil_div, round_up
 from vramplan.errors import ConfigError
 from vramplan.model.spec import DeltaNetSpec, NormKind, QKNormKind, SSMSpec
 
@@ -340,7 +341,7 @@ def _ssm(cfg: Config, hidden: int, version: int) -> SSMSpec:
         d_inner = _pos(cfg, ("intermediate_size",))
     dt_rank = _first(cfg, ("time_step_rank", "mamba_dt_rank"), "auto")
     if dt_rank == "auto":
-        dt_rank = -(-hidden // 16)
+        dt_rank = ceil_div(hidden, 16)
     common = dict(d_inner=d_inner, d_state=_pos(cfg, ("state_size", "mamba_d_state", "ssm_state_size"), 16),
                   d_conv=_pos(cfg, ("conv_kernel", "mamba_d_conv"), 4),
                   conv_bias=bool(_first(cfg, ("use_conv_bias", "mamba_conv_bias"), True)),
@@ -442,7 +443,7 @@ def _lfm2(cfg: Config, f: dict[str, Any]) -> None:
         if cfg.get("block_ffn_dim_multiplier") is not None:
             width = int(_ratio(cfg, ("block_ffn_dim_multiplier",), 1.0) * width)
         step = _pos(cfg, ("block_multiple_of",), 256)
-        f["intermediate_size"] = step * ((width + step - 1) // step)
+        f["intermediate_size"] = round_up(width, step)
 
 
 NEMOTRON_H_BLOCKS = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}

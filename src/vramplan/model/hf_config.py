@@ -471,8 +471,8 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
         raise ConfigError(
             f"model_type: {mtype!r} is not supported by the analytical reader (see docs/architectures.md); "
             "`vramplan trace` measures any type transformers builds (pip install 'vramplan[exact]'), or describe "
-            "it with --layers --hidden --heads --kv-heads --intermediate --vocab, or give a parameter count "
-            "such as 7B")
+            "it with layers hidden heads kv_heads intermediate vocab, or give a parameter count "
+            "such as 7B", fields=("layers", "hidden", "heads", "kv_heads", "intermediate", "vocab"))
     cfg = {**family.defaults, **cfg}
     try:
         fields = _fields(cfg, family, name, hub_id)
