@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Union
 
+from vramplan.intmath import ceil_div
+
 if TYPE_CHECKING:
     from typing import TypeAlias
 
@@ -53,7 +55,5 @@ def where(cond: Flags, a: Reals, b: Reals) -> Reals:
     return a if cond else b
 
 
-def cdiv(a: Ints, b: Ints) -> Ints:
-    """Ceiling division of ints or integer arrays."""
-    return -(-a // b)
-
+cdiv = ceil_div
+"""Ceiling division of ints or integer arrays (:func:`vramplan.intmath.ceil_div`)."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from vramplan import validate as v
 from vramplan.errors import LayoutError
+from vramplan.intmath import ceil_div
 from vramplan.parallel.admissible import sequence_splits_evenly, tensor_parallel_problem
 from vramplan.parallel.zero_config import ZeroConfig
 
@@ -128,7 +129,7 @@ class ParallelLayout:
     @property
     def num_nodes(self) -> int:
         """Nodes the layout spans (GPUs / GPUs per node, rounded up)."""
-        return -(-self.num_gpus // self.gpus_per_node)
+        return ceil_div(self.num_gpus, self.gpus_per_node)
 
     @property
     def is_single_device(self) -> bool:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
 
+from vramplan import dtypes
+
 if TYPE_CHECKING:
     from vramplan.parallel.arrays import Ints, Reals
 
@@ -48,7 +50,7 @@ RECIPES: dict[str, str] = {
 """The mixed-precision recipe each engine follows, in words (shown with every estimate)."""
 
 
-FP32_BYTES = 4
+FP32_BYTES = dtypes.FP32_BYTES
 """Bytes of one fp32 value."""
 
 
