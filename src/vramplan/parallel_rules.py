@@ -258,7 +258,7 @@ def engine_runs(setting: Any, virtual_stages: int, d: dict[str, Any]) -> Any:
     no training rule."""
     choice = EngineChoice(engine=setting.engine, zero_stage=setting.zero_stage, fsdp=setting.fsdp,
                           offload=setting.offload, virtual_stages=virtual_stages)
-    return training_allowed(choice, tp=d["tp"], pp=d["pp"], cp=d["cp"])
+    return training_allowed(choice, tp=d.tp, pp=d.pp, cp=d.cp)
 
 
 def fixed_layout_problem(settings: Any, virtual_stages: int, *, tp: int, pp: int, cp: int) -> Rule | None:

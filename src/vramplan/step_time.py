@@ -17,7 +17,16 @@ It ranks layouts; it is not a wall-clock prediction (see docs/parallel.md, "Know
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vramplan.distributed import TrainingJob
+    from vramplan.gpus import GpuSpec
+    from vramplan.model.spec import ModelSpec
+    from vramplan.parallel.arrays import Flags, Ints, Reals
+    from vramplan.planner import Degrees, EngineSetting, PlanRequest
 
 DEFAULT_MFU = 0.44
 """Model FLOPs utilisation of large matrix multiplies (the ``--mfu`` default). Each
@@ -70,7 +79,7 @@ CP_RING_PASSES = 3
 the forward, K/V again and dK/dV in the backward (ring attention, Liu et al. 2023)."""
 
 
-def gemm_efficiency(*, tokens: Any, k: Any, n: Any, ridge_flops_per_byte: float) -> Any:
+def gemm_efficiency(*, tokens: Reals, k: Reals, n: Reals, ridge_flops_per_byte: float) -> Reals:
     """Share of the large-GEMM MFU a ``tokens x k`` by ``k x n`` 16-bit multiply reaches,
     from its arithmetic intensity ``AI = tokens k n / (tokens k + k n + tokens n)``
     FLOPs per byte (2 FLOPs per multiply-add over 2 bytes per value read or written)
@@ -83,7 +92,7 @@ def gemm_efficiency(*, tokens: Any, k: Any, n: Any, ridge_flops_per_byte: float)
     return ai / (ai + ridge_flops_per_byte)
 
 
-def mlp_gemm_shape(spec: Any, *, tokens: Any, tp: Any, ep: Any) -> tuple[Any, Any, Any]:
+def mlp_gemm_shape(spec: ModelSpec, *, tokens: Reals, tp: Ints, ep: Ints) -> tuple[Reals, int, Reals]:
     """(tokens, k, n) of the per-GPU MLP up-projection for one micro-batch: the dense
     column-parallel ``hidden -> ffn / tp`` multiply; for MoE models a routed expert's,
     which sees ``tokens x top-k x ep / experts`` tokens (its share of the expert-parallel
@@ -96,14 +105,14 @@ def mlp_gemm_shape(spec: Any, *, tokens: Any, tp: Any, ep: Any) -> tuple[Any, An
     return np.maximum(routed, 1), spec.hidden_size, spec.moe.expert_intermediate_size / tp
 
 
-def flops_per_token(spec: Any, *, active_params: int, seq_len: int, extra_per_param: Any) -> Any:
+def flops_per_token(spec: ModelSpec, *, active_params: int, seq_len: int, extra_per_param: Reals) -> Reals:
     """Training FLOPs per token: ``(6 + extra) x active params`` plus causal attention
     ``6 x layers x query width x seq`` (see ``ATTENTION_FLOPS_PER_TOKEN_FACTOR``)."""
     attention = ATTENTION_FLOPS_PER_TOKEN_FACTOR * spec.num_layers * spec.q_dim * seq_len
     return (TRAINING_FLOPS_PER_PARAM_TOKEN + extra_per_param) * active_params + attention
 
 
-def dp_collectives_per_step(setting: Any, micro_batches: Any) -> tuple[Any, Any]:
+def dp_collectives_per_step(setting: EngineSetting, micro_batches: Ints) -> tuple[Ints, Ints]:
     """(inside the sharding group, across replicas): how many times per optimizer step a
     GPU's slice of the 16-bit parameters (or gradients) crosses the data-parallel group
     as a ring all-gather or reduce-scatter (an all-reduce counts 2), for ``m``
@@ -137,7 +146,7 @@ def dp_collectives_per_step(setting: Any, micro_batches: Any) -> tuple[Any, Any]
     return {0: zero + 2, 1: zero + 3, 2: 2 * m + 1, 3: 3 * m}[setting.zero_stage], zero
 
 
-def link_bytes_per_s(gpu: Any, spans_nodes: Any) -> Any:
+def link_bytes_per_s(gpu: GpuSpec, spans_nodes: Flags) -> Reals:
     """Per-GPU bandwidth of a collective: the GPU's scale-up link inside a node, the
     slower of it and ``INTER_NODE_BYTES_PER_S`` when the group spans nodes."""
     import numpy as np
@@ -146,7 +155,7 @@ def link_bytes_per_s(gpu: Any, spans_nodes: Any) -> Any:
                     gpu.interconnect_bytes_per_s)
 
 
-def dp_comm_s(req: Any, setting: Any, d: dict[str, Any], params_on_gpu: Any) -> Any:
+def dp_comm_s(req: PlanRequest, setting: EngineSetting, d: Degrees, params_on_gpu: Ints) -> Reals:
     """Seconds per step of data-parallel collectives (:func:`dp_collectives_per_step`),
     each moving ``(g-1)/g x 2 B x params on the GPU`` per GPU over a ring of ``g`` GPUs.
     Ranks are placed tp, then cp, then dp, then pp (Megatron's order): the dp x cp
@@ -155,20 +164,20 @@ def dp_comm_s(req: Any, setting: Any, d: dict[str, Any], params_on_gpu: Any) -> 
     parameters are treated like dense ones."""
     import numpy as np
 
-    group = d["dp"] * d["cp"]
-    inside, across = dp_collectives_per_step(setting, d["m"])
+    group = d.dp * d.cp
+    inside, across = dp_collectives_per_step(setting, d.m)
     node = req.gpus_per_node
     if setting.fsdp == "hybrid_shard":
-        shard = np.maximum(np.minimum(group, node // np.minimum(d["tp"], node)), 1)
+        shard = np.maximum(np.minimum(group, node // np.minimum(d.tp, node)), 1)
         replicas = group // shard
         inner = inside * (shard - 1) / shard * WIRE_BYTES * params_on_gpu / req.gpu.interconnect_bytes_per_s
         outer = across * (replicas - 1) / replicas * WIRE_BYTES * params_on_gpu / shard
         return inner + outer / link_bytes_per_s(req.gpu, replicas > 1)
-    spans = d["tp"] * group > node
+    spans = d.tp * group > node
     return inside * (group - 1) / group * WIRE_BYTES * params_on_gpu / link_bytes_per_s(req.gpu, spans)
 
 
-def layout_costs(req: Any, job: Any, d: dict[str, Any], active_params: int) -> dict[str, Any]:
+def layout_costs(req: PlanRequest, job: TrainingJob, d: Degrees, active_params: int) -> dict[str, np.ndarray]:
     """The engine-independent parts of :func:`step_time_s` for arrays of layouts ``d``
     (seconds per step: compute with bubble, TP, CP and EP traffic; plus MFU, bubble
     and tokens per step). The planner computes them once for all engine settings."""
@@ -177,19 +186,19 @@ def layout_costs(req: Any, job: Any, d: dict[str, Any], active_params: int) -> d
     from vramplan.parallel import bubble_fraction, stage_layers
 
     spec, gpu = job.model, req.gpu
-    n_gpus = d["dp"] * d["tp"] * d["pp"] * d["cp"]
-    tp, cp, ep, m = d["tp"], d["cp"], d["ep"], d["m"]
-    tokens = d["mbs"] * job.seq_len / cp  # tokens of one micro-batch on one GPU
-    tokens_per_step = d["dp"] * d["mbs"] * m * job.seq_len
-    extra = d["extra_flops"] if "extra_flops" in d else RECOMPUTE_EXTRA_FLOPS[job.recompute]
+    n_gpus = d.dp * d.tp * d.pp * d.cp
+    tp, cp, ep, m = d.tp, d.cp, d.ep, d.m
+    tokens = d.mbs * job.seq_len / cp  # tokens of one micro-batch on one GPU
+    tokens_per_step = d.dp * d.mbs * m * job.seq_len
+    extra = d.extra_flops if d.extra_flops is not None else RECOMPUTE_EXTRA_FLOPS[job.recompute]
     flops = tokens_per_step * flops_per_token(spec, active_params=active_params, seq_len=job.seq_len,
                                               extra_per_param=extra)
     ridge = gpu.bf16_dense_flops / gpu.memory_bandwidth_bytes_per_s
     gm, gk, gn = mlp_gemm_shape(spec, tokens=tokens, tp=tp, ep=ep)
     mfu = req.mfu * gemm_efficiency(tokens=gm, k=gk, n=gn, ridge_flops_per_byte=ridge)
-    bubble = bubble_fraction(pp=d["pp"], micro_batches=m, virtual_stages=req.virtual_stages)
+    bubble = bubble_fraction(pp=d.pp, micro_batches=m, virtual_stages=req.virtual_stages)
     compute = flops / (n_gpus * gpu.bf16_dense_flops * mfu) / (1 - bubble)
-    layers = stage_layers(spec.num_layers, d["pp"])
+    layers = stage_layers(spec.num_layers, d.pp)
     activation = tokens * spec.hidden_size * WIRE_BYTES
     tp_time = TP_ALL_REDUCES_PER_LAYER * 2 * (tp - 1) / tp * activation * layers * m / gpu.interconnect_bytes_per_s
     kv_chunk = 2 * tokens * spec.kv_dim * WIRE_BYTES
@@ -204,8 +213,8 @@ def layout_costs(req: Any, job: Any, d: dict[str, Any], active_params: int) -> d
             "ep_comm_s": ep_time, "tokens_per_step": tokens_per_step}
 
 
-def step_time_s(req: Any, job: Any, setting: Any, d: dict[str, Any], params_on_gpu: Any,
-                active_params: int, costs: dict[str, Any] | None = None) -> dict[str, Any]:
+def step_time_s(req: PlanRequest, job: TrainingJob, setting: EngineSetting, d: Degrees, params_on_gpu: Ints,
+                active_params: int, costs: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Estimated seconds per optimizer step, and its parts, for arrays of layouts ``d``
     (dp, tp, pp, cp, ep, mbs, m, optional extra_flops); ``costs``: the layouts'
     :func:`layout_costs`, when the caller has them.
@@ -271,21 +280,21 @@ def offload_s(req: Any, setting: Any, d: dict[str, Any], params_on_gpu: Any) -> 
     the compute in the step's ``max``; exposed time adds to it."""
     import numpy as np
 
-    zero = 0.0 * params_on_gpu * d["dp"]
+    zero = 0.0 * params_on_gpu * d.dp
     if setting.offload == "none":
         return {"overlapped": zero, "exposed": zero}, zero
-    part = params_on_gpu / (d["dp"] * d["cp"])
-    m = d["m"]
+    part = params_on_gpu / (d.dp * d.cp)
+    m = d.m
     down = WIRE_BYTES * m * part
     up_overlapped = 2 * WIRE_BYTES * m * part if setting.offload == "params" else zero
     up_exposed = zero if setting.offload == "params" else WIRE_BYTES * part
     link = HOST_LINK_BYTES_PER_S
-    gpus_on_node = np.minimum(d["dp"] * d["tp"] * d["pp"] * d["cp"], req.gpus_per_node)
+    gpus_on_node = np.minimum(d.dp * d.tp * d.pp * d.cp, req.gpus_per_node)
     cpu_step = CPU_ADAM_BYTES_PER_PARAM * part * gpus_on_node / host_memory_bytes_per_s(req.gpu)
     return {"overlapped": (down + up_overlapped) / link, "exposed": up_exposed / link}, cpu_step
 
 
-def assumptions(req: Any) -> tuple[str, ...]:
+def assumptions(req: PlanRequest) -> tuple[str, ...]:
     """The step-time model's assumptions, in words (printed with the plan)."""
     gpu = req.gpu
     ridge = gpu.bf16_dense_flops / gpu.memory_bandwidth_bytes_per_s

@@ -265,6 +265,9 @@ class ActivationPlan:
     under full recomputation, the returned last hidden state."""
     final_norm_transient: int = 0
     """Temporaries inside the final norm's forward."""
+    per_micro_batch: act.MicroBatchBytes = act.MicroBatchBytes()
+    """The parts above held once per micro-batch whatever its size (weight casts); the
+    rest grows with its tokens."""
 
 
 def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
@@ -313,13 +316,14 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
     cast = act.layer_weight_cast_bytes(spec, ctx)
     parts: dict[str, int] = {}
     kept, full, work = [], [], []
-    adapter = 0
+    adapter = adapter_cast = 0
     if setup.method != "full":
         autocast = setup.recipe.autocast
         adapter = adapter_activation_bytes_per_token(spec, lora_targets(spec, setup), setup.lora_rank, ctx.c, autocast) \
             * ctx.tokens // spec.num_layers
         groups = module_adapter_groups(spec, lora_targets(spec, setup), setup.lora_rank)
-        adapter += adapter_weight_cast_bytes(groups, ctx.c, autocast) // spec.num_layers
+        adapter_cast = adapter_weight_cast_bytes(groups, ctx.c, autocast) // spec.num_layers
+        adapter += adapter_cast
     folded = 0
     if setup.method != "full":
         folded = folded_weight_bytes_per_layer(spec, lora_targets(spec, setup), setup.lora_rank,
@@ -344,13 +348,14 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
         kept.append(layer_kept)
         full.append(layer_full)
         work.append(_backward_work(spec, ctx, layer))
-    outside = act.final_norm_bytes(spec, ctx) + act.dropout_embedding_bytes(spec, ctx)
-    outside += act.head_weight_cast_bytes(spec, ctx)
+    outside_cast = act.head_weight_cast_bytes(spec, ctx)  # held once per micro-batch
+    outside = act.final_norm_bytes(spec, ctx) + act.dropout_embedding_bytes(spec, ctx) + outside_cast
     if setup.method == "qlora" and setup.recipe.autocast:
         # peft upcast the head to fp32; autocast's bf16 copy of it is saved by the head's
         # matmul (the input gradient reaches the adapters below)
         qlora_head = setup.recipe.compute_bytes * spec.vocab_size * spec.hidden_size
         outside += qlora_head
+        outside_cast += qlora_head
         parts["weight_casts"] = parts.get("weight_casts", 0) + qlora_head
     parts["final_norm"] = act.final_norm_bytes(spec, ctx)
     if act.dropout_embedding_bytes(spec, ctx):
@@ -360,7 +365,12 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
     forward_only = (cast * spec.num_layers if policy == "full" else 0) + act.final_hidden_transient_bytes(spec, ctx)
     return ActivationPlan(parts=parts, per_layer_kept=tuple(kept), per_layer_full=tuple(full),
                           per_layer_work=tuple(work), outside_layers=outside, forward_only=forward_only,
-                          final_norm_transient=act.norm_transient_bytes(spec, ctx))
+                          final_norm_transient=act.norm_transient_bytes(spec, ctx),
+                          per_micro_batch=act.MicroBatchBytes(
+                              layer_kept_bytes=0 if policy == "full" else
+                              cast + adapter_cast + folded * spec.num_moe_layers // spec.num_layers,
+                              layer_backward_bytes=cast + adapter_cast + (folded if spec.num_moe_layers else 0),
+                              outside_bytes=outside_cast))
 
 
 def setup_logits(spec: ModelSpec, setup: TrainingSetup) -> LogitsBytes:

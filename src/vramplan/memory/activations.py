@@ -120,6 +120,24 @@ class ActivationPart:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MicroBatchBytes:
+    """The activation bytes a micro-batch holds whatever its size: autocast's 16-bit
+    weight copies and the adapters' weight casts (:func:`layer_weight_cast_bytes`,
+    :func:`head_weight_cast_bytes`), one set per micro-batch in flight. Everything
+    else an activation term holds grows with the micro-batch's tokens, so a term of
+    ``T`` bytes at one sequence is ``T - fixed`` bytes per sequence plus ``fixed`` per
+    micro-batch."""
+
+    layer_kept_bytes: int = 0
+    """Per layer: the part of what it keeps to its backward (0 under full recomputation,
+    which keeps only the layer input)."""
+    layer_backward_bytes: int = 0
+    """Per layer: the part of what is alive in its backward."""
+    outside_bytes: int = 0
+    """Outside the layers: the head's weight copy."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class ActivationContext:
     """What every activation formula needs besides the model."""
 

@@ -80,23 +80,20 @@ _VOCAB_PARALLEL = ("embed_tokens", "lm_head")
 
 
 def check_tensor_parallel(spec: ModelSpec, tp: int) -> None:
-    """Refuse a TP degree the model cannot be split by (as vLLM and Megatron do): it
-    must divide the query heads and the MLP widths, and either divide the KV heads or
-    be a multiple of them (then KV heads are replicated)."""
+    """Refuse a TP degree the model cannot be split by (as vLLM and Megatron do), by
+    the one rule training, serving and the planners share:
+    :func:`vramplan.parallel.tensor_parallel_problem` (tp divides the query heads and
+    the MLP widths, and divides the KV heads or is a multiple of them)."""
+    from vramplan.parallel.admissible import tensor_parallel_problem
+
     integer("tp", tp, 1, GPUS_MAX, error=LayoutError)
-    if tp == 1:
+    problem = tensor_parallel_problem(spec, tp)
+    if problem is None:
         return
-    heads, kv = spec.num_attention_heads, spec.num_kv_heads
-    if heads % tp:
-        raise LayoutError(f"tp {tp}: must divide num_attention_heads={heads}", fields=("tp",))
-    if spec.mla is None and kv % tp and tp % kv:
-        raise LayoutError(f"tp {tp}: must divide num_key_value_heads={kv} or be a multiple of it", fields=("tp",))
-    widths = [("intermediate_size", spec.intermediate_size)] if spec.num_dense_layers else []
-    if spec.moe is not None:
-        widths.append(("moe intermediate size", spec.moe.expert_intermediate_size))
-    for name, width in widths:
-        if width % tp:
-            raise LayoutError(f"tp {tp}: must divide {name}={width}", fields=("tp",))
+    name, value = problem
+    if name == "num_kv_heads":
+        raise LayoutError(f"tp {tp}: must divide num_key_value_heads={value} or be a multiple of it", fields=("tp",))
+    raise LayoutError(f"tp {tp}: must divide {name}={value}", fields=("tp",))
 
 
 def kv_heads_per_rank(spec: ModelSpec, tp: int) -> int:
