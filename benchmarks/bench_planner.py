@@ -4,9 +4,9 @@ Usage: python benchmarks/bench_planner.py [--runs N] [--cold-only] [--compare-sr
 
 Cold plans at the user's end (the first table): ``vramplan plan ... --json`` run as a
 fresh process, the whole answer (search, largest micro-batch, longest context), the
-median of ``--runs`` processes, as a ratio to ``vramplan params llama-3.1-8b --json``
-(a process that imports vramplan and answers a trivial question) timed in the same
-run, with its peak RSS. ``--compare-src DIR`` times the same commands with another
+median of ``--runs`` processes in wall-clock and in CPU seconds, each as a ratio to
+``vramplan params llama-3.1-8b --json`` (a process that imports vramplan and answers a
+trivial question) timed in the same run, with its peak RSS. ``--compare-src DIR`` times the same commands with another
 checkout's ``src/`` too (before/after figures on one machine in one run).
 
 Rows:
@@ -90,26 +90,33 @@ COLD_PLANS = (
 BASELINE = ["params", "llama-3.1-8b", "--json"]
 
 
-def run_process(src: str, argv: list[str]) -> tuple[float, int]:
-    """(wall seconds, peak RSS in bytes) of ``python -m vramplan ARGV`` on ``src``."""
+def run_process(src: str, argv: list[str]) -> tuple[float, float, int] | None:
+    """(wall seconds, CPU seconds, peak RSS in bytes) of ``python -m vramplan ARGV`` on
+    ``src``; ``None`` when the command fails (e.g. an older tree refuses the search)."""
     import os
     import subprocess
 
     env = {**os.environ, "PYTHONPATH": src}
     start = time.perf_counter()
-    pid = subprocess.Popen([sys.executable, "-m", "vramplan", *argv], env=env, stdout=subprocess.DEVNULL).pid
+    pid = subprocess.Popen([sys.executable, "-m", "vramplan", *argv], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL).pid
     _, status, usage = os.wait4(pid, 0)
     elapsed = time.perf_counter() - start
     if status:
-        raise SystemExit(f"vramplan {' '.join(argv)} failed on {src}")
-    return elapsed, usage.ru_maxrss * 1024
+        return None
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
 
 
-def median_process(src: str, argv: list[str], runs: int) -> tuple[float, int]:
+def median_process(src: str, argv: list[str], runs: int) -> tuple[float, float, int] | None:
+    """Median wall and CPU seconds over ``runs`` processes, and the largest peak RSS;
+    ``None`` when the command fails."""
     import statistics
 
     samples = [run_process(src, argv) for _ in range(runs)]
-    return statistics.median(s[0] for s in samples), max(s[1] for s in samples)
+    if any(s is None for s in samples):
+        return None
+    return (statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples),
+            max(s[2] for s in samples))
 
 
 def cold_plans(runs: int, compare_src: str | None) -> None:
@@ -117,15 +124,27 @@ def cold_plans(runs: int, compare_src: str | None) -> None:
     srcs = [("this", str(Path(__file__).resolve().parents[1] / "src"))]
     if compare_src:
         srcs.append(("compare", str(Path(compare_src).resolve())))
-    header = f"{'cold plan (whole answer)':34} {'src':8} {'s':>7} {'x params':>9} {'peak MB':>8}"
+    header = (f"{'cold plan (whole answer)':34} {'src':8} {'wall s':>7} {'x params':>9} {'cpu s':>7} "
+              f"{'x params':>9} {'peak MB':>8}")
     print(header)
     print("-" * len(header))
     for label, src in srcs:
-        base, base_rss = median_process(src, BASELINE, runs)
-        print(f"{'vramplan params llama-3.1-8b':34} {label:8} {base:>7.2f} {1:>8.1f}x {base_rss / 1e6:>8.0f}")
+        baseline = median_process(src, BASELINE, runs)
+        if baseline is None:
+            raise SystemExit(f"vramplan {' '.join(BASELINE)} failed on {src}")
+        base, base_cpu, base_rss = baseline
+        print(f"{'vramplan params llama-3.1-8b':34} {label:8} {base:>7.2f} {1:>8.1f}x {base_cpu:>7.2f} {1:>8.1f}x "
+              f"{base_rss / 1e6:>8.0f}")
         for name, argv in COLD_PLANS:
-            t, rss = median_process(src, ["plan", *argv, "--json"], runs)
-            print(f"{name:34} {label:8} {t:>7.2f} {t / base:>8.1f}x {rss / 1e6:>8.0f}")
+            measured = median_process(src, ["plan", *argv, "--json"], runs)
+            if measured is None:
+                print(f"{name:34} {label:8} {'refused (the command exits with an error)':>44}")
+                continue
+            t, cpu, rss = measured
+            print(f"{name:34} {label:8} {t:>7.2f} {t / base:>8.1f}x {cpu:>7.2f} {cpu / base_cpu:>8.1f}x "
+                  f"{rss / 1e6:>8.0f}")
+    print("wall s: elapsed seconds (the user's wait; a busy machine stretches it); cpu s: user + system "
+          "seconds of the process (steadier under load). Medians of the runs; peak MB: the largest.")
     print()
 
 

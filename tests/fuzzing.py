@@ -61,6 +61,20 @@ def insane_figures(data: Any, path: str = "") -> list[str]:
     return bad
 
 
+def _one_line_error(message: str, *, as_json: bool) -> bool:
+    """The project's error on stderr: ``error: ...`` on one line, or with ``--json`` the
+    JSON error shape ``{"ok": false, "error": {"type", "message"}}`` on one line."""
+    if message.count("\n") != 1 or "Traceback" in message:
+        return False
+    if not as_json:
+        return message.startswith("error: ")
+    try:
+        body = json.loads(message)
+    except ValueError:
+        return False
+    return body.get("ok") is False and set(body.get("error", {})) == {"type", "message"}
+
+
 def run_cli(argv: list[str], timeout_s: float = 20.0) -> Outcome:
     """Run ``vramplan ARGV`` in this process (main thread) and classify the result."""
     from vramplan.cli import main
@@ -80,7 +94,7 @@ def run_cli(argv: list[str], timeout_s: float = 20.0) -> Outcome:
         signal.signal(signal.SIGALRM, previous)
     message = err.getvalue()
     if code in (2, 3):
-        if not message.startswith("error: ") or message.count("\n") != 1 or "Traceback" in message:
+        if not _one_line_error(message, as_json="--json" in argv):
             return Outcome("traceback", f"not one line: {message[:200]!r} <- {' '.join(argv)[:300]}")
         return Outcome("clean_error", message.strip())
     if code != 0:

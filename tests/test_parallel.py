@@ -299,7 +299,7 @@ def test_activation_scaling_follows_megatron_first_stage():
         t = stage_terms(c, a, stage="first", virtual_stages=v, tp=tp, pp=pp, cp=1, ep=1, sp=sp,
                         micro_batch_size=1, micro_batches=m)
         current = a.layer_backward_per_seq * (a.sharded_fraction / tp + (1 - a.sharded_fraction) * (1 / tp if sp else 1))
-        return t["activations"] - current
+        return t.activations_bytes - current
 
     whole = kept()
     assert whole == pytest.approx(32 * a.layer_kept_per_seq)

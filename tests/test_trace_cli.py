@@ -51,8 +51,9 @@ def test_trace_table_for_inference(capsys, write_config):
 def test_unknown_model_type_is_one_line(capsys, write_config):
     folder = write_config({**tiny_llama(), "model_type": "no-such-arch"})
     code, _, err = _run(capsys, "trace", str(folder / "config.json"), "--json")
-    assert code == 2
-    assert err.startswith("error: model_type") and "no-such-arch" in err and err.count("\n") == 1
+    assert code == 2 and err.count("\n") == 1
+    message = json.loads(err)["error"]["message"]  # --json: the JSON error shape
+    assert message.startswith("model_type") and "no-such-arch" in message
 
 
 def test_refuses_before_running_out_of_host_memory(capsys, write_config, monkeypatch):
@@ -60,7 +61,8 @@ def test_refuses_before_running_out_of_host_memory(capsys, write_config, monkeyp
     folder = write_config(tiny_llama())
     code, _, err = _run(capsys, "trace", str(folder / "config.json"), "--json")
     assert code == 2
-    assert err.startswith("error: host memory:") and "needs about" in err and "1.00 MiB" in err and "fake-tensor trace" in err
+    err = json.loads(err)["error"]["message"]
+    assert err.startswith("host memory:") and "needs about" in err and "1.00 MiB" in err and "fake-tensor trace" in err
 
 
 def test_bad_layers_value(capsys):

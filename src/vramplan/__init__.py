@@ -35,7 +35,7 @@ _LAZY = {
     "plan_training": "vramplan.plans", "plan_inference": "vramplan.plans", "PlanReport": "vramplan.plans",
     "LayoutRequest": "vramplan.parallel", "TrainingEstimate": "vramplan.training",
     "InferenceEstimate": "vramplan.inference",
-    "GpuSpec": "vramplan.gpus", "find_gpu": "vramplan.gpus", "list_gpus": "vramplan.gpus",
+    "GpuSpec": "vramplan.gpus", "find_gpu": "vramplan.gpus", "read_gpu": "vramplan.gpus", "list_gpus": "vramplan.gpus",
     "get_format": "vramplan.quant", "get_dtype": "vramplan.dtypes",
     "RLJob": "vramplan.jobs", "estimate_rl": "vramplan.jobs", "report_rl": "vramplan.jobs.solvers",
 }

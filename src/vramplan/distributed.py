@@ -14,26 +14,36 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from vramplan.errors import LayoutError
 from vramplan.estimate import Component, Estimate
 from vramplan.parallel import (
     RECIPES,
     ParallelLayout,
+    RankParams,
+    ShardedStates,
     SliceCoefficients,
+    Stage,
     StateBytesPerParam,
     in_flight_microbatches,
+    layer_params,
     maximum,
     minimum,
     rank_params,
+    root_params,
     shard_model_states,
     slice_coefficients,
     stage_layers,
     where,
 )
 
-Stage = Literal["first", "last"]
+if TYPE_CHECKING:
+    from vramplan.model.spec import ModelSpec
+    from vramplan.parallel.arrays import Flags, Ints, Reals
+    from vramplan.training import TrainingSetup
+
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,48 +62,50 @@ class ActivationCoefficients:
     (:func:`check_attention_for_cp`), so no eager score matrix is ever divided by cp.
     """
 
-    layer_kept_per_seq: float
+    layer_kept_per_seq: Reals
     """Bytes one layer keeps until its backward, mean over layers (after recomputation)."""
-    sharded_fraction: float
+    sharded_fraction: Reals
     """Share of a layer's saved activations split by tensor parallelism."""
-    kept_sharded_fraction: float
+    kept_sharded_fraction: Reals
     """The same for what is kept under the recomputation policy (0 under full recomputation:
     the checkpointed layer input is the residual stream)."""
-    layer_backward_per_seq: float
+    layer_backward_per_seq: Reals
     """Extra bytes alive in one layer's backward: the recomputed layer and gradient
     buffers (max over layers)."""
-    outside_per_seq: float
+    outside_per_seq: Reals
     """Embedding dropout, final norm and the head's casts, per sequence."""
-    logits_per_seq: float
+    logits_per_seq: Reals
     """Logits and loss at the loss backward, per sequence (split by tp: vocab-parallel)."""
-    autocast_cache_per_layer: float
+    autocast_cache_per_layer: Reals
     """16-bit weight copies autocast keeps per layer (per GPU at tp = 1)."""
-    layer_kept_per_micro_batch: float = 0.0
+    layer_kept_per_micro_batch: Reals = 0.0
     """The part of a layer's kept bytes that does not grow with the micro-batch (autocast's
     16-bit weight copies, LoRA adapter casts: one set per micro-batch in flight), at tp = 1."""
-    layer_backward_per_micro_batch: float = 0.0
+    layer_backward_per_micro_batch: Reals = 0.0
     """The same for ``layer_backward_per_seq``."""
-    outside_per_micro_batch: float = 0.0
+    outside_per_micro_batch: Reals = 0.0
     """The same for ``outside_per_seq`` (the head's weight cast)."""
 
     @classmethod
-    def from_setup(cls, spec: Any, setup: Any) -> ActivationCoefficients:
+    def from_setup(cls, spec: ModelSpec, setup: TrainingSetup) -> ActivationCoefficients:
         """The coefficients of ``setup`` (a :class:`vramplan.training.TrainingSetup`) for
         ``spec`` (cached: the planner asks for the same ones many times)."""
         return _activation_coefficients(spec, setup)
 
 
 @functools.lru_cache(maxsize=256)
-def _activation_coefficients(spec: Any, setup: Any) -> ActivationCoefficients:
-    """See :meth:`ActivationCoefficients.from_setup`."""
+def _activation_coefficients(spec: ModelSpec, setup: TrainingSetup) -> ActivationCoefficients:
+    """See :meth:`ActivationCoefficients.from_setup`: one sequence of the single-GPU
+    activation model, with the parts a micro-batch holds whatever its size
+    (:class:`vramplan.memory.activations.MicroBatchBytes`) kept apart."""
     from vramplan.memory import activations as act
     from vramplan.training import activation_plan, setup_logits
 
-    # Two batch sizes separate what grows with the sequences (slope) from what a
-    # micro-batch holds whatever its size (intercept: autocast's weight copies).
+    # One sequence, split by the activation model itself into what grows with the
+    # micro-batch (per sequence) and what a micro-batch holds whatever its size.
     one = replace(setup, batch=1)
     plan_ = activation_plan(spec, one)
-    two = activation_plan(spec, replace(setup, batch=2))
+    fixed = plan_.per_micro_batch
     ctx = act.ActivationContext(recipe=one.recipe, batch=1, seq=one.seq, attention=one.attention,
                                 dropout=one.dropout)
     parts = act.layer_activation_parts(spec, ctx, 0)
@@ -103,15 +115,14 @@ def _activation_coefficients(spec: Any, setup: Any) -> ActivationCoefficients:
     kept_sharded = 0.0 if policy == "full" else sharded
     layers = spec.num_layers
     cast = act.layer_weight_cast_bytes(spec, ctx)
-    kept1, kept2 = sum(plan_.per_layer_kept) / layers, sum(two.per_layer_kept) / layers
-    back1 = max(f + w for f, w in zip(plan_.per_layer_full, plan_.per_layer_work))
-    back2 = max(f + w for f, w in zip(two.per_layer_full, two.per_layer_work))
+    kept_per_seq = sum(kept - fixed.layer_kept_bytes for kept in plan_.per_layer_kept) / layers
+    back = max(f + w for f, w in zip(plan_.per_layer_full, plan_.per_layer_work))
     return ActivationCoefficients(
-        layer_kept_per_seq=kept2 - kept1, layer_kept_per_micro_batch=2 * kept1 - kept2,
+        layer_kept_per_seq=kept_per_seq, layer_kept_per_micro_batch=fixed.layer_kept_bytes,
         sharded_fraction=sharded, kept_sharded_fraction=kept_sharded,
-        layer_backward_per_seq=back2 - back1, layer_backward_per_micro_batch=2 * back1 - back2,
-        outside_per_seq=two.outside_layers - plan_.outside_layers,
-        outside_per_micro_batch=2 * plan_.outside_layers - two.outside_layers,
+        layer_backward_per_seq=back - fixed.layer_backward_bytes,
+        layer_backward_per_micro_batch=fixed.layer_backward_bytes,
+        outside_per_seq=plan_.outside_layers - fixed.outside_bytes, outside_per_micro_batch=fixed.outside_bytes,
         logits_per_seq=setup_logits(spec, one).backward_peak,
         autocast_cache_per_layer=cast,
     )
@@ -123,9 +134,9 @@ class TrainingJob:
     single-GPU :class:`~vramplan.training.TrainingSetup` (method, precision, optimizer,
     micro-batch size, sequence length, recomputation, attention kernel)."""
 
-    model: Any
+    model: ModelSpec
     """The :class:`~vramplan.model.ModelSpec`."""
-    setup: Any = None
+    setup: TrainingSetup = None  # type: ignore[assignment]  # None: the defaults
     """The :class:`vramplan.training.TrainingSetup`; ``None``: its defaults."""
     overhead_bytes: int = 0
     """Fixed per-GPU overhead (CUDA context, workspaces, NCCL); see :func:`default_overhead_bytes`."""
@@ -198,7 +209,7 @@ def job_states(job: TrainingJob, engine: str) -> JobStates:
                      step_temporaries_per_param=states.step_temporaries / trainable)
 
 
-def engine_setup(setup: Any, engine: str) -> Any:
+def engine_setup(setup: TrainingSetup, engine: str) -> TrainingSetup:
     """The single-GPU setup whose activations match how ``engine`` runs the model.
 
     PyTorch AMP (DDP) keeps fp32 weights and autocasts each op: the residual stream
@@ -220,28 +231,63 @@ def default_overhead_bytes(num_gpus: int) -> int:
     return sum(c.bytes for c in fixed_overhead_components(Overheads(), comm_group_ranks=num_gpus))
 
 
-def layer_params(c: SliceCoefficients, *, tp: Any, ep: Any) -> Any:
-    """Parameters of the largest decoder layer on one tp/ep rank (one FSDP unit)."""
-    per_layer = c.attn_split_per_layer // tp + c.kv_split_per_layer // minimum(tp, c.num_kv_heads) \
-        + c.replicated_per_layer
-    moe = c.moe_shared_per_layer // tp + c.moe_replicated_per_layer + c.moe_experts_per_layer // (ep * tp)
-    dense = c.dense_mlp_per_layer // tp
-    return per_layer + (maximum(dense, moe) if c.num_moe_layers else dense)
-
-
-def root_params(c: SliceCoefficients, *, tp: Any) -> Any:
-    """Parameters outside the decoder layers on one tp rank (FSDP's root unit)."""
-    return c.embedding // tp + c.position_embedding + c.final_norm + (0 if c.head_tied else c.head // tp)
-
-
-def _tp_scale(sharded_fraction: float, tp: Any, sp: Any) -> Any:
+def _tp_scale(sharded_fraction: Reals, tp: Ints, sp: Flags) -> Reals:
     """Share of activations one tp rank keeps: the sharded part / tp, the rest / tp
     only with sequence parallelism (Korthikanti et al. 2022, Table 2)."""
     return sharded_fraction / tp + (1 - sharded_fraction) * where(sp, 1 / tp, 1.0)
 
 
-def stage_terms(c: SliceCoefficients, a: ActivationCoefficients, *, stage: Stage, virtual_stages: int, tp: Any,
-                pp: Any, cp: Any, ep: Any, sp: Any, micro_batch_size: Any, micro_batches: Any) -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True)
+class StageTerms:
+    """The engine-independent terms of one pipeline stage on one GPU (:func:`stage_terms`):
+    scalars for one layout, or arrays with one entry per layout."""
+
+    rank: RankParams
+    """Parameters on the GPU (its tensor/pipeline/expert slice)."""
+    layer_params: Ints
+    """Parameters of one FSDP unit: the largest decoder layer on this rank."""
+    root_params: Ints
+    """Parameters of FSDP's root unit: embedding, final norm, head on this rank."""
+    kept_bytes: Reals
+    """Activations every layer of the stage keeps for every in-flight micro-batch."""
+    kept_layer_bytes: Reals
+    """What one layer keeps for one micro-batch."""
+    current_layer_bytes: Reals
+    """Extra bytes of the layer in backward (its recomputed tensors, gradient buffers)."""
+    outside_bytes: Reals
+    """Embedding, final norm and head activations (on the stage holding the head)."""
+    logits_bytes: Reals
+    """Logits and loss at the loss backward (on the stage holding the head)."""
+    in_flight_micro_batches: Reals
+    """Micro-batches whose activations the stage holds at its peak."""
+
+    @property
+    def activations_bytes(self) -> Reals:
+        """Kept activations plus the layer in backward."""
+        return self.kept_bytes + self.current_layer_bytes
+
+    @cached_property
+    def at_loss_bytes(self) -> Reals:
+        """Activation-side bytes alive at the loss backward: every kept activation, the
+        outside-layer tensors and the logits."""
+        return self.kept_bytes + self.outside_bytes + self.logits_bytes
+
+    @cached_property
+    def at_last_layer_bytes(self) -> Reals:
+        """Activation-side bytes in the last layer's backward: its own kept tensors are
+        part of ``current_layer_bytes`` (the recomputed layer), and the head's backward
+        has freed the outside-layer tensors, as in :func:`vramplan.training.timeline`."""
+        return self.kept_bytes - self.kept_layer_bytes + self.current_layer_bytes
+
+    @cached_property
+    def activation_high_bytes(self) -> Reals:
+        """The larger of the two: the activation side of the backward's high point
+        while gradients are resident (computed once for every engine setting)."""
+        return maximum(self.at_loss_bytes, self.at_last_layer_bytes)
+
+
+def stage_terms(c: SliceCoefficients, a: ActivationCoefficients, *, stage: Stage, virtual_stages: int, tp: Ints,
+                pp: Ints, cp: Ints, ep: Ints, sp: Flags, micro_batch_size: Ints, micro_batches: Ints) -> StageTerms:
     """The engine-independent terms of one pipeline stage: the parameters on the GPU
     (and of one FSDP unit and the root unit), the activations (kept by every layer of
     the stage for every in-flight micro-batch, plus the layer in backward), the
@@ -261,11 +307,9 @@ def stage_terms(c: SliceCoefficients, a: ActivationCoefficients, *, stage: Stage
     if stage == "first":
         outside = where(single, outside, 0 * outside)
         logits = where(single, logits, 0 * logits)
-    return {"params": params, "layer_params": layer_params(c, tp=tp, ep=ep), "root_params": root_params(c, tp=tp),
-            "activations": kept * layers * in_flight + current, "kept": kept * layers * in_flight,
-            "kept_layer": kept,
-            "current": current, "outside": outside, "logits": logits,
-            "in_flight": in_flight}
+    return StageTerms(rank=params, layer_params=layer_params(c, tp=tp, ep=ep), root_params=root_params(c, tp=tp),
+                      kept_bytes=kept * layers * in_flight, kept_layer_bytes=kept, current_layer_bytes=current,
+                      outside_bytes=outside, logits_bytes=logits, in_flight_micro_batches=in_flight)
 
 
 def gradients_persist(layout: ParallelLayout) -> bool:
@@ -279,8 +323,8 @@ def gradients_persist(layout: ParallelLayout) -> bool:
     return layout.resolved_engine in ("megatron", "deepspeed")
 
 
-def backward_peak_bytes(sharded: Any, shared: dict[str, Any], layout: ParallelLayout, *,
-                        micro_batches: Any) -> Any:
+def backward_peak_bytes(sharded: ShardedStates, shared: StageTerms, layout: ParallelLayout, *,
+                        micro_batches: Ints) -> Reals:
     """Bytes at the backward's high point, without the fixed overhead.
 
     The backward is a sweep (as in :func:`vramplan.training.timeline`): at the loss all
@@ -295,14 +339,9 @@ def backward_peak_bytes(sharded: Any, shared: dict[str, Any], layout: ParallelLa
     persistent buffer (:func:`gradients_persist`).
     """
     base = sharded.backward_peak - sharded.gradients
-    at_loss = shared["kept"] + shared["outside"] + shared["logits"]
-    # In the last layer's backward its own kept tensors are part of ``current`` (the
-    # recomputed layer), and the head's backward has freed the outside-layer tensors,
-    # as in vramplan.training.timeline.
-    at_last_layer = shared["kept"] - shared["kept_layer"] + shared["current"]
     persistent = where(micro_batches > 1, 1, 1 if gradients_persist(layout) else 0)
-    with_grads = sharded.gradients + maximum(at_loss, at_last_layer)
-    forming = maximum(maximum(at_loss, at_last_layer), shared["current"] + sharded.gradients)
+    with_grads = sharded.gradients + shared.activation_high_bytes
+    forming = maximum(shared.activation_high_bytes, shared.current_layer_bytes + sharded.gradients)
     return base + persistent * with_grads + (1 - persistent) * forming
 
 
@@ -321,20 +360,58 @@ def check_attention_for_cp(job: TrainingJob, cp: int) -> None:
                           f"attention kernel ({', '.join(CP_ATTENTION_KERNELS)}); use cp=1 or attention=sdpa")
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrainingTerms:
+    """Per-GPU terms of one pipeline stage of a job on a layout (:func:`training_terms`):
+    scalars for one layout, or arrays with one entry per layout."""
+
+    gpu_params: Ints
+    """Parameters on the GPU (its tensor/pipeline/expert slice, before sharding)."""
+    weights_bytes: Reals
+    master_weights_bytes: Reals
+    gradients_bytes: Reals
+    optimizer_bytes: Reals
+    gathered_params_bytes: Reals
+    """Parameters gathered for compute (ZeRO-3 live set, FSDP units)."""
+    unsharded_grads_bytes: Reals
+    """Full-size gradients of the unit being reduced (FSDP, ZeRO-3)."""
+    comm_buckets_bytes: Reals
+    step_temporaries_bytes: Reals
+    """Held only during the optimizer step (fp32 gradient partition, foreach copies)."""
+    activations_bytes: Reals
+    """Kept activations plus the layer in backward."""
+    outside_activations_bytes: Reals
+    logits_bytes: Reals
+    kept_activations_bytes: Reals
+    current_layer_bytes: Reals
+    kept_layer_bytes: Reals
+    grads_persist: Reals
+    """1 where gradients are resident through the whole backward, else 0."""
+    overhead_bytes: Reals
+    host_per_gpu_bytes: Reals
+    """Host RAM this GPU's process keeps for offloaded states."""
+    in_flight_micro_batches: Reals
+    backward_peak_bytes: Reals
+    """States, buffers, activations, logits and overhead at the backward's high point."""
+    step_peak_bytes: Reals
+    """States, step temporaries and overhead during the optimizer step."""
+    peak_bytes: Reals
+    """The larger of the two."""
+
+
 def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
                    coeffs: SliceCoefficients | None = None, acts: ActivationCoefficients | None = None,
-                   states: JobStates | None = None, dp: Any = None, tp: Any = None, pp: Any = None,
-                   cp: Any = None, ep: Any = None, sp: Any = None, micro_batch_size: Any = None,
-                   micro_batches: Any = None, overhead: Any = None, shared: dict | None = None) -> dict[str, Any]:
+                   states: JobStates | None = None, dp: Ints | None = None, tp: Ints | None = None,
+                   pp: Ints | None = None, cp: Ints | None = None, ep: Ints | None = None, sp: Flags | None = None,
+                   micro_batch_size: Ints | None = None, micro_batches: Ints | None = None,
+                   overhead: Reals | None = None, shared: StageTerms | None = None) -> TrainingTerms:
     """Per-GPU bytes of each term on the ``stage`` pipeline stage (``first`` holds the
     embedding and the most in-flight micro-batches, ``last`` the head and the logits).
 
     Degrees default to ``layout``'s; pass numpy arrays to evaluate many layouts at
     once (``coeffs``, ``acts``, ``states`` and the engine-independent ``shared``
-    :func:`stage_terms` are then computed once by the caller). Returns a dict of terms
-    plus ``backward_peak`` (states, buffers, activations, logits, overhead),
-    ``step_peak`` (states, step temporaries, overhead) and ``peak`` (the larger), all
-    in bytes (float or array).
+    :func:`stage_terms` are then computed once by the caller). Every byte figure is
+    a float or an array.
     """
     spec = job.model
     c = coeffs or slice_coefficients(spec, layout.zero.param_persistence_threshold)
@@ -345,38 +422,35 @@ def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
     pp = layout.pp if pp is None else pp
     cp = layout.cp if cp is None else cp
     ep = layout.ep if ep is None else ep
+    micro_batches = layout.micro_batches if micro_batches is None else micro_batches
     if shared is None:
         shared = stage_terms(c, a, stage=stage, virtual_stages=layout.virtual_stages, tp=tp, pp=pp, cp=cp, ep=ep,
                              sp=layout.sequence_parallel if sp is None else sp,
                              micro_batch_size=job.micro_batch_size if micro_batch_size is None else micro_batch_size,
-                             micro_batches=layout.micro_batches if micro_batches is None else micro_batches)
-    params = shared["params"]
+                             micro_batches=micro_batches)
+    params = shared.rank
     sharded = shard_model_states(recipe=st.recipe, params=params, layout=layout, dp=dp, cp=cp, ep=ep, tp=tp,
-                                 pp=pp, layer_params=shared["layer_params"], root_params=shared["root_params"],
+                                 pp=pp, layer_params=shared.layer_params, root_params=shared.root_params,
                                  trainable_fraction=st.trainable_fraction)
-    activations, outside, logits = shared["activations"], shared["outside"], shared["logits"]
     # The optimizer's step temporaries follow the optimizer states' sharding (none when offloaded).
     optimizer_share = sharded.optimizer / st.recipe.optimizer if st.recipe.optimizer else 0 * sharded.optimizer
     step_temporaries = sharded.step_temporaries + optimizer_share * st.step_temporaries_per_param
     overhead = job.overhead_bytes if overhead is None else overhead
-    backward = backward_peak_bytes(sharded, shared, layout, micro_batches=layout.micro_batches
-                                   if micro_batches is None else micro_batches) + overhead
+    backward = backward_peak_bytes(sharded, shared, layout, micro_batches=micro_batches) + overhead
     step = sharded.resident + step_temporaries + overhead
-    zeros = 0 * backward
-    return {
-        "params": params.total, "weights": sharded.weights, "master_weights": sharded.master_weights,
-        "gradients": sharded.gradients, "optimizer": sharded.optimizer,
-        "gathered_params": sharded.gathered_params, "unsharded_grads": sharded.unsharded_grads,
-        "comm_buckets": sharded.comm_buckets, "step_temporaries": step_temporaries + zeros,
-        "activations": activations + zeros, "outside_activations": outside + zeros, "logits": logits + zeros,
-        "kept_activations": shared["kept"] + zeros, "current_layer": shared["current"] + zeros,
-        "kept_layer": shared["kept_layer"] + zeros,
-        "grads_persist": where((layout.micro_batches if micro_batches is None else micro_batches) > 1, 1,
-                               1 if gradients_persist(layout) else 0) + zeros,
-        "overhead": overhead + zeros, "host_per_gpu": sharded.host_per_gpu + zeros,
-        "in_flight": shared["in_flight"] + zeros,
-        "backward_peak": backward, "step_peak": step, "peak": maximum(backward, step),
-    }
+    return TrainingTerms(
+        gpu_params=params.total, weights_bytes=sharded.weights, master_weights_bytes=sharded.master_weights,
+        gradients_bytes=sharded.gradients, optimizer_bytes=sharded.optimizer,
+        gathered_params_bytes=sharded.gathered_params, unsharded_grads_bytes=sharded.unsharded_grads,
+        comm_buckets_bytes=sharded.comm_buckets, step_temporaries_bytes=step_temporaries,
+        activations_bytes=shared.activations_bytes, outside_activations_bytes=shared.outside_bytes,
+        logits_bytes=shared.logits_bytes, kept_activations_bytes=shared.kept_bytes,
+        current_layer_bytes=shared.current_layer_bytes, kept_layer_bytes=shared.kept_layer_bytes,
+        grads_persist=where(micro_batches > 1, 1, 1 if gradients_persist(layout) else 0),
+        overhead_bytes=overhead, host_per_gpu_bytes=sharded.host_per_gpu,
+        in_flight_micro_batches=shared.in_flight_micro_batches,
+        backward_peak_bytes=backward, step_peak_bytes=step, peak_bytes=maximum(backward, step),
+    )
 
 
 _NOTES = {
@@ -396,16 +470,17 @@ _NOTES = {
 }
 
 
-def backward_point(terms: dict[str, Any]) -> tuple[str, dict[str, float]]:
+def backward_point(terms: TrainingTerms) -> tuple[str, dict[str, float]]:
     """Where the backward's high point falls for one layout, and the activation-side
     terms alive there (the same three points :func:`backward_peak_bytes` compares)."""
-    kept, current = float(terms["kept_activations"]), float(terms["current_layer"])
-    outside, logits, grads = float(terms["outside_activations"]), float(terms["logits"]), float(terms["gradients"])
-    persist = bool(terms["grads_persist"])
+    kept, current = float(terms.kept_activations_bytes), float(terms.current_layer_bytes)
+    outside, logits = float(terms.outside_activations_bytes), float(terms.logits_bytes)
+    grads = float(terms.gradients_bytes)
+    persist = bool(terms.grads_persist)
     points = {
         "loss backward": {"activations": kept, "activations/outside_layers": outside, "logits": logits,
                           "gradients": grads if persist else 0.0},
-        "last layer backward": {"activations": kept - float(terms["kept_layer"]) + current,
+        "last layer backward": {"activations": kept - float(terms.kept_layer_bytes) + current,
                                 "gradients": grads if persist else 0.0},
         "first layer backward": {"activations": current, "gradients": grads},
     }
@@ -413,20 +488,20 @@ def backward_point(terms: dict[str, Any]) -> tuple[str, dict[str, float]]:
     return name, points[name]
 
 
-def _components(terms: dict[str, Any], phase: str) -> list[Component]:
+def _components(terms: TrainingTerms, phase: str) -> list[Component]:
     backward = phase == "backward"
-    alive = backward_point(terms)[1] if backward else {"gradients": float(terms["gradients"])}
+    alive = backward_point(terms)[1] if backward else {"gradients": float(terms.gradients_bytes)}
     raw = [
-        ("weights", terms["weights"]), ("master_weights", terms["master_weights"]),
-        ("gradients", alive.get("gradients", 0)), ("optimizer", terms["optimizer"]),
-        ("buffers/comm_buckets", terms["comm_buckets"]),
-        ("buffers/gathered_params", terms["gathered_params"] if backward else 0),
-        ("buffers/unsharded_grads", terms["unsharded_grads"] if backward else 0),
-        ("buffers/optimizer_step", 0 if backward else terms["step_temporaries"]),
+        ("weights", terms.weights_bytes), ("master_weights", terms.master_weights_bytes),
+        ("gradients", alive.get("gradients", 0)), ("optimizer", terms.optimizer_bytes),
+        ("buffers/comm_buckets", terms.comm_buckets_bytes),
+        ("buffers/gathered_params", terms.gathered_params_bytes if backward else 0),
+        ("buffers/unsharded_grads", terms.unsharded_grads_bytes if backward else 0),
+        ("buffers/optimizer_step", 0 if backward else terms.step_temporaries_bytes),
         ("activations", alive.get("activations", 0)),
         ("activations/outside_layers", alive.get("activations/outside_layers", 0)),
         ("logits", alive.get("logits", 0)),
-        ("overhead", terms["overhead"]),
+        ("overhead", terms.overhead_bytes),
     ]
     return [Component(name=name, bytes=int(round(float(b))), note=_NOTES[name]) for name, b in raw if b > 0]
 
@@ -447,28 +522,28 @@ def estimate_on_layout(job: TrainingJob, layout: ParallelLayout, *, num_gpus: in
         job = replace(job, overhead_bytes=default_overhead_bytes(layout.num_gpus))
     stages: list[Stage] = ["first"] if layout.pp == 1 else ["first", "last"]
     per_stage = {s: training_terms(job, layout, stage=s) for s in stages}
-    stage = max(stages, key=lambda s: float(per_stage[s]["peak"]))
+    stage = max(stages, key=lambda s: float(per_stage[s].peak_bytes))
     terms = per_stage[stage]
-    phase = "backward" if terms["backward_peak"] >= terms["step_peak"] else "optimizer_step"
+    phase = "backward" if terms.backward_peak_bytes >= terms.step_peak_bytes else "optimizer_step"
     comps = _components(terms, phase)
     point = f" ({backward_point(terms)[0]})" if phase == "backward" else ""
     host: list[Component] = []
-    if terms["host_per_gpu"] > 0:
+    if terms.host_per_gpu_bytes > 0:
         gpus_in_node = min(layout.gpus_per_node, layout.num_gpus)
         moved = "parameters, optimizer states" if layout.offload == "params" else "optimizer states"
-        host.append(Component(name="optimizer/offloaded", bytes=int(round(float(terms["host_per_gpu"]))) * gpus_in_node,
+        host.append(Component(name="optimizer/offloaded", bytes=int(round(float(terms.host_per_gpu_bytes))) * gpus_in_node,
                               note=f"host RAM per node ({gpus_in_node} GPUs): offloaded {moved}, master weights "
                                    "and fp32 gradients"))
     engine = layout.resolved_engine
     stage_note = "" if layout.pp == 1 else \
-        f" (pipeline stage: {stage}, {float(terms['in_flight']):g} micro-batches in flight)"
+        f" (pipeline stage: {stage}, {float(terms.in_flight_micro_batches):g} micro-batches in flight)"
     setup = job.setup
     return Estimate(
         model=spec.name, kind="training", components=tuple(comps), phase=phase + point + stage_note,
-        phases=(("backward", int(terms["backward_peak"])), ("optimizer_step", int(terms["step_peak"]))),
+        phases=(("backward", int(terms.backward_peak_bytes)), ("optimizer_step", int(terms.step_peak_bytes))),
         host_components=tuple(host), num_gpus=layout.num_gpus,
         details={"layout": layout.describe(), "engine": engine, "recipe": RECIPES[engine],
-                 "params_on_gpu": int(terms["params"]), "stage": stage, "micro_batch_size": setup.batch,
+                 "params_on_gpu": int(terms.gpu_params), "stage": stage, "micro_batch_size": setup.batch,
                  "seq_len": setup.seq, "recompute": setup.recompute_policy},
         assumptions=(f"mixed precision as {engine} does it: {RECIPES[engine]}",
                      "activations per layer from vramplan.training, split by tp per Korthikanti et al. 2022",

@@ -171,6 +171,8 @@ class Estimate:
     checkpoint: StoredCheckpoint | None = field(default=None, compare=False)
     """What the model's files store, when it was read from files (``source`` and
     ``checkpoint`` keys of :meth:`to_dict`)."""
+    readings: tuple[str, ...] = ()
+    """How the input's spellings were read, one line each (``"--weights int4 read as nf4: ..."``)."""
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.components]
@@ -231,4 +233,5 @@ class Estimate:
             "warnings": list(self.warnings),
             "changes": [c.to_dict() for c in self.changes],
             **source_keys(self.checkpoint),
+            "readings": list(self.readings),
         }

@@ -27,7 +27,21 @@ Bare family names pick the most common variant:
     mi250x    ``mi250x-gcd`` (one GCD, 64GB)       ROCm shows each of the module's 2 GCDs as a
                                                    device; ``mi250x-module`` is the whole OAM
     4060ti    ``rtx-4060-ti-16gb``                 the 16GB card is the one bought for LLMs
+    a800      ``a800-sxm-80gb`` (SXM4 80GB)        the 8-GPU HGX part; ``a800-pcie`` is the card
+    h800      ``h800-sxm`` (SXM5 80GB)             likewise; ``h800-pcie`` is the card
     ========  ===================================  ========================================
+
+The cards sold in China (A800, H800, H20, L20, RTX 4090 D) are in the catalogue with
+the figures of NVIDIA's China datasheets; each entry's ``compute_note`` says what was
+cut from the part it derives from. Cloud names resolve too: ``a10g`` (AWS G5),
+``l4``, ``t4``, and Google Cloud's accelerator types (``nvidia-tesla-t4``,
+``nvidia-h100-mega-80gb``) once the vendor prefix is dropped.
+
+A bare capacity is a GPU too (:func:`read_gpu`): ``24GB`` (24 x 10**9 bytes),
+``80GiB`` (80 x 2**30), ``80G`` (GiB, as nvidia-smi means it), read with
+:func:`vramplan.units.parse_bytes`, and ``2x80GB`` or ``8xh100`` is a count of GPUs of
+that kind. A capacity has no throughput figures (``capacity_only``): it answers the
+memory questions, not the planner's step times.
 
 Conventions in the data:
 
@@ -60,10 +74,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vramplan.errors import ConfigError, UnknownNameError
+from vramplan.errors import ConfigError, InputError, UnknownNameError
 from vramplan.naming import lookup, normalize_name
+from vramplan.validate import GPUS_MAX
 
-__all__ = ["GpuSpec", "find_gpu", "list_gpus", "search_gpus", "CATALOG_PATH"]
+__all__ = ["GpuSpec", "GpuReading", "find_gpu", "read_gpu", "one_gpu", "capacity_gpu", "list_gpus", "search_gpus", "CATALOG_PATH"]
 
 CATALOG_PATH = Path(__file__).resolve().parent / "catalog" / "gpus.json"
 
@@ -119,6 +134,9 @@ class GpuSpec:
     """URL of the vendor datasheet or product page."""
     compute_note: str = ""
     """How the throughput figures were derived, where that is not obvious."""
+    capacity_only: bool = False
+    """True for a bare capacity (``--gpu 24GB``): only the memory fields are known; the
+    throughput fields are NaN."""
 
     @property
     def usable_memory_bytes(self) -> int:
@@ -326,6 +344,88 @@ def find_gpu(name: str) -> GpuSpec:
         # Suggest each close entry once, by slug ('h100-sxm', not also 'h100-sxm5').
         slugs = tuple(dict.fromkeys(cat.by_key[s].slug for s in exc.suggestions if s in cat.by_key))
         raise UnknownNameError("GPU", exc.name, slugs, hint) from None
+
+
+_CAPACITY_RE = re.compile(r"^\s*[0-9]*\.?[0-9]+\s*(?:[kmgt]i?b?|[kmgt]?bytes?)\s*$", re.IGNORECASE)
+_COUNT_RE = re.compile(r"^\s*(?P<count>[0-9]{1,12})\s*[x×*]\s*(?P<what>.+)$", re.IGNORECASE)
+_MAX_TEXT_CHARS = 200
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuReading:
+    """What a ``--gpu`` value says: one GPU's spec, how many when it gave a count
+    (``2x80GB``), and how it was read when that is not a catalogue name."""
+
+    spec: GpuSpec
+    count: int | None = None
+    """The ``N`` of ``NxWHAT``; ``None`` when no count was given."""
+    note: str | None = None
+    """One line for the output (``"--gpu 24GB read as ..."``); ``None`` for a catalogue name."""
+
+
+def capacity_gpu(text: str, field: str = "gpu") -> GpuSpec:
+    """A GPU known only by its memory: ``"24GB"``, ``"80GiB"``, ``"80G"``, parsed by
+    :func:`vramplan.units.parse_bytes` (GB decimal, GiB and a bare G binary). Its
+    throughput fields are NaN and ``capacity_only`` is set."""
+    from vramplan.units import format_bytes, parse_bytes
+
+    size = parse_bytes(text, field)
+    label = text.strip().replace(" ", "")
+    nan = math.nan
+    return GpuSpec(slug=label, name=f"a GPU with {format_bytes(size, 'GiB')}", vendor="", segment="",
+                   aliases=(), memory_nominal=label, memory_bytes=size,
+                   memory_note=f"{label} as given: {size:,} bytes", memory_bandwidth_bytes_per_s=nan,
+                   bf16_dense_flops=nan, fp8_dense_flops=None, interconnect="", interconnect_bytes_per_s=nan,
+                   unified_memory=False, gpu_memory_fraction=None, source="", capacity_only=True)
+
+
+def _one(text: str, field: str) -> tuple[GpuSpec, str | None]:
+    from vramplan.units import GB, GiB
+
+    if _CAPACITY_RE.match(text):
+        spec = capacity_gpu(text, field)
+        size = spec.memory_bytes
+        return spec, (f"--{field} {text.strip()} read as a GPU with {size / GiB:.2f} GiB = {size / GB:.2f} GB "
+                      "(GB = 10^9 B; GiB and a bare G = 2^30 B); name the card for the memory it reports")
+    return find_gpu(text), None
+
+
+def one_gpu(gpu: str | GpuSpec, field: str = "gpu") -> GpuSpec:
+    """The spec of ``gpu`` (a GpuSpec, a name or a capacity) where one GPU is meant; a
+    count (``2x80GB``) is refused, since the layout or ``tp`` says how many."""
+    if isinstance(gpu, GpuSpec):
+        return gpu
+    reading = read_gpu(gpu, field)
+    if reading.count is not None:
+        raise InputError(f"{field}: {gpu} is a count of GPUs, which belongs to the layout here; give the GPU "
+                         f"kind ({reading.spec.slug}) and the count as gpus or tp")
+    return reading.spec
+
+
+def read_gpu(text: str, field: str = "gpu") -> GpuReading:
+    """Read a ``--gpu`` value: a catalogue name (:func:`find_gpu`), a bare capacity
+    (``24GB``, ``80GiB``: :func:`capacity_gpu`), or either after a count
+    (``2x80GB``, ``8xh100``). Raises :class:`~vramplan.errors.InputError` naming ``field``."""
+    if not isinstance(text, str) or not text.strip():
+        return GpuReading(spec=find_gpu(text))
+    if len(text) > _MAX_TEXT_CHARS:
+        raise InputError(f"{field}: expected a GPU name or a size, got {len(text):,} characters")
+    try:
+        spec, note = _one(text, field)
+        return GpuReading(spec=spec, note=note)
+    except UnknownNameError as unknown:
+        m = _COUNT_RE.match(text)
+        if m is None:
+            raise
+        count = int(m.group("count"))
+        try:
+            spec, _ = _one(m.group("what"), field)
+        except UnknownNameError:
+            raise unknown from None
+    if not 1 <= count <= GPUS_MAX:
+        raise InputError(f"{field}: {text!r} asks for {count} GPUs; expected 1 to {GPUS_MAX:,}")
+    what = f"GPUs with {spec.memory_bytes / 2**30:.2f} GiB" if spec.capacity_only else spec.slug
+    return GpuReading(spec=spec, count=count, note=f"--{field} {text.strip()} read as {count} x {what}")
 
 
 def search_gpus(text: str = "") -> tuple[GpuSpec, ...]:

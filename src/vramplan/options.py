@@ -16,7 +16,8 @@ from vramplan.errors import InputError
 from vramplan.model.custom import BIAS_CHOICES, MLP_CHOICES, NORM_CHOICES, POSITION_CHOICES
 from vramplan.units import BYTE_UNITS
 
-Kind = Literal["int", "float", "str", "flag", "switch"]
+Kind = Literal["int", "float", "str", "flag", "switch", "tokens"]
+"""``tokens``: a token count, ``4096`` or ``32k`` / ``128K`` / ``1M`` (:func:`vramplan.units.parse_tokens`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +61,10 @@ class Option:
             return flag in self.all_flags
         if self.kind == "str":
             value: object = text
+        elif self.kind == "tokens":
+            from vramplan.units import parse_tokens
+
+            value = parse_tokens(text, f"Invalid value for '{self.all_flags[0]}'")
         else:
             cast = int if self.kind == "int" else float
             try:
@@ -136,7 +141,8 @@ ARCH_OPTIONS: tuple[Option, ...] = (
             "Linear biases: none (default), qkv (Qwen2), attention (q/k/v/o), all (every linear)."),
     _choice("position", POSITION_CHOICES,
             "Positions: rotary (default), alibi (no parameters), learned (a table of --max-positions rows)."),
-    _int("max_positions", "Context the model was built for (default 4096).", show=False, maximum=MAX_COUNT),
+    Option(name="max_positions", kind="tokens", help="Context the model was built for: 4096, 32k, 128K (default 4096).",
+           minimum=1, maximum=MAX_COUNT),
     _str("activation", "Activation name (default silu for a gated MLP, gelu for a plain one).", show=False),
     _flag("tied", "The output head shares the embedding matrix.", flags=("--tie-embeddings",)),
     _flag("parallel_block", "Attention and MLP read the same norm and add their outputs (GPT-J, Falcon-7B, Cohere)."),
@@ -190,11 +196,11 @@ def train_options() -> tuple[Option, ...]:
 
     return (
         Option(name="method", kind="str", default="full", show_default=True, help="full, lora or qlora"),
-        Option(name="precision", kind="str", default="bf16-mixed", show_default=True, help="fp32, bf16-mixed, fp16-mixed, bf16, fp16"),
+        Option(name="precision", kind="str", default="bf16-mixed", show_default=True, help="fp32, bf16-mixed, fp16-mixed, bf16, fp16; with --activation-model seed also int8 (the article's example) and fp64."),
         Option(name="optimizer", kind="str", default="adamw", show_default=True, help="adamw, adamw-fused, adamw-forloop, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum, adafactor, lion"),
         Option(name="load_dtype", kind="str", help="dtype the weights are loaded in when it is not the precision's: fp32, bf16 or fp16 [default: fp32 trained weights under *-mixed, a LoRA base in the compute dtype]."),
         Option(name="batch", kind="int", default=1, show_default=True, help="Micro-batch size."),
-        Option(name="seq", kind="int", default=DEFAULT_TRAIN_SEQ, show_default=True, help="Tokens per sequence."),
+        Option(name="seq", kind="tokens", default=DEFAULT_TRAIN_SEQ, show_default=True, help="Tokens per sequence: 4096, 32k, 128K (k = 1024)."),
         Option(name="grad_accum", kind="int", default=1, show_default=True, help="Micro-batches per optimizer step."),
         Option(name="recompute", kind="str", help="none, selective or full [default: full for qlora, else none]."),
         Option(name="attention", kind="str", default="sdpa", show_default=True, help="flash, sdpa or eager."),
@@ -203,7 +209,7 @@ def train_options() -> tuple[Option, ...]:
         Option(name="fused_ce", kind="flag", default=False, help="Fused linear cross entropy (Liger-Kernel)."),
         Option(name="dropout", kind="flag", default=False, help="Dropout active in the model (GPT-2 style)."),
         Option(name="activation_model", kind="str", default="derived", show_default=True, help="derived (this tool's) or seed (the seed article's rule of thumb)."),
-        Option(name="seed_bytes", kind="int", default=1, show_default=True, help="Bytes per value for --activation-model seed (the article's int8: 1).", fields=("seed_dtype_bytes",)),
+        Option(name="seed_bytes", kind="int", minimum=1, maximum=8, help="Bytes per value for --activation-model seed [default: the --precision's: int8 1, fp16/bf16 2, fp32 4].", fields=("seed_dtype_bytes",)),
         Option(name="gpu", kind="str", help="GPU to check the fit on (e.g. h100, rtx-4090)."),
         Option(name="reserve", kind="str", help="Memory to keep free on the GPU beyond the peak and the overheads (e.g. 2GiB).", fields=("reserve_bytes",)),
         Option(name="strict", kind="flag", default=False, help="Turn warnings (sequence beyond max positions) into errors."),
@@ -220,16 +226,16 @@ def infer_options() -> tuple[Option, ...]:
         Option(name="weights", kind="str", help="Weights format (bf16, nf4-dq, gptq-int4-g128, awq, fp8, Q4_K_M...); default: the checkpoint's own."),
         Option(name="kv_dtype", kind="str", help="KV cache dtype: fp16, bf16, fp8, int8, q8_0, q4_0 (default: compute dtype)."),
         Option(name="batch", kind="int", default=1, show_default=True, minimum=1, help="Sequences held at once."),
-        Option(name="context", kind="int", minimum=1, help=f"Tokens per sequence, prompt + generated (default min({DEFAULT_CONTEXT_TOKENS}, max positions))."),
-        Option(name="prompt", kind="int", minimum=1, help="Prompt tokens prefilled (default: --context)."),
-        Option(name="prefill_chunk", kind="int", minimum=1, help="Chunked prefill: tokens per pass."),
+        Option(name="context", kind="tokens", minimum=1, help=f"Tokens per sequence, prompt + generated: 8192, 32k, 128K (k = 1024) (default min({DEFAULT_CONTEXT_TOKENS}, max positions))."),
+        Option(name="prompt", kind="tokens", minimum=1, help="Prompt tokens prefilled (default: --context)."),
+        Option(name="prefill_chunk", kind="tokens", minimum=1, help="Chunked prefill: tokens per pass."),
         Option(name="tp", kind="int", default=1, show_default=True, minimum=1, help="Tensor-parallel GPUs."),
         Option(name="attention", kind="str", default="sdpa", show_default=True, choices=INFERENCE_ATTENTIONS, help="transformers attention implementation."),
         Option(name="logits", kind="str", default="last", show_default=True, choices=LOGITS, help="hf: last position only (generate) or every position (a scoring / perplexity forward)."),
         Option(name="gpu", kind="str", help="GPU for the verdict (see `vramplan gpus`)."),
         Option(name="gpu_memory_utilization", kind="float", default=0.9, show_default=True, help="vLLM's share of the GPU."),
         Option(name="max_num_seqs", kind="int", minimum=1, help="vLLM max_num_seqs."),
-        Option(name="max_num_batched_tokens", kind="int", minimum=1, help="vLLM max_num_batched_tokens."),
+        Option(name="max_num_batched_tokens", kind="tokens", minimum=1, help="vLLM max_num_batched_tokens."),
         Option(name="block_size", kind="int", default=16, show_default=True, minimum=1, help="vLLM KV block size."),
         Option(name="enforce_eager", kind="flag", default=False, help="vLLM without CUDA graphs."),
         Option(name="n_gpu_layers", kind="int", minimum=0, help="llama.cpp layers on the GPU (default all)."),
@@ -256,7 +262,7 @@ def plan_options() -> tuple[Option, ...]:
         Option(name="gpu", kind="str", required=True, help="GPU kind (see `vramplan gpus`)."),
         Option(name="max_gpus", kind="int", minimum=1, help="Try GPU counts up to N (powers of two, then whole nodes) and report the fewest that fit."),
         Option(name="headroom", kind="float", default=0.05, show_default=True, minimum=0, maximum=1, max_open=True, help="Share of each GPU's memory to keep free."),
-        Option(name="seq", kind="int", default=DEFAULT_PLAN_SEQ, show_default=True, flags=("--seq", "--seq-len", "--context"), minimum=1, help="Tokens per sequence (training) or context held in the KV cache (serving).", fields=("seq_len", "context")),
+        Option(name="seq", kind="tokens", default=DEFAULT_PLAN_SEQ, show_default=True, flags=("--seq", "--seq-len", "--context"), minimum=1, help="Tokens per sequence (training) or context held in the KV cache (serving).", fields=("seq_len", "context")),
         Option(name="batch", kind="int", minimum=1, help="Training: micro-batch size per GPU (default: try 1, 2, 4, 8). Serving: concurrent sequences.", fields=("micro_batch",)),
         Option(name="global_batch", kind="int", minimum=1, help="Sequences per optimizer step (default: 4M tokens' worth, at least one per GPU)."),
         Option(name="recompute", kind="str", choices=RECOMPUTE_CHOICES, help="Activation recomputation (default: try each)."),
@@ -303,17 +309,17 @@ def rl_options() -> tuple[Option, ...]:
         Option(name="critic_model", kind="str", help="PPO critic [default: MODEL].", fields=("critic.model",)),
         Option(name="rollout_tp", kind="int", default=1, show_default=True, help="Tensor parallel size of one engine.", fields=("tp", "rollout.tp")),
         Option(name="gpu_memory_utilization", kind="float", default=0.5, show_default=True, help="vLLM's share of each engine GPU."),
-        Option(name="max_model_len", kind="int", help="vLLM max_model_len [default: prompt + completion]."),
+        Option(name="max_model_len", kind="tokens", help="vLLM max_model_len [default: prompt + completion]."),
         Option(name="max_num_seqs", kind="int", help="vLLM max_num_seqs [default: vLLM's]."),
-        Option(name="max_num_batched_tokens", kind="int", help="vLLM max_num_batched_tokens [default: vLLM's; TRL colocate: 4096]."),
+        Option(name="max_num_batched_tokens", kind="tokens", help="vLLM max_num_batched_tokens [default: vLLM's; TRL colocate: 4096]."),
         Option(name="sleep_level", kind="int", default=1, show_default=True, help="Colocated: 0 (engine keeps its memory), 1 (weights to CPU), 2 (weights discarded)."),
         Option(name="kv_dtype", kind="str", help="Engine KV cache dtype [default: compute dtype]."),
         Option(name="enforce_eager", kind="flag", default=False, help="Engine without CUDA graphs."),
         Option(name="engine_process", kind="str", default="shared", show_default=True, help="Colocated engine in the trainer's process (shared: TRL, verl) or its own (separate: OpenRLHF)."),
         Option(name="prompts", kind="int", default=64, show_default=True, help="Prompts per rollout step (whole job).", fields=("prompts_per_step",)),
         Option(name="generations", kind="int", default=8, show_default=True, help="Completions per prompt."),
-        Option(name="prompt_len", kind="int", default=512, show_default=True, help="Longest prompt (tokens).", fields=("prompt_tokens",)),
-        Option(name="completion_len", kind="int", default=512, show_default=True, help="Longest completion (tokens).", fields=("completion_tokens",)),
+        Option(name="prompt_len", kind="tokens", default=512, show_default=True, help="Longest prompt (tokens).", fields=("prompt_tokens",)),
+        Option(name="completion_len", kind="tokens", default=512, show_default=True, help="Longest completion (tokens).", fields=("completion_tokens",)),
         Option(name="score_micro_batch", kind="int", help="Sequences per GPU in reference/reward/log-prob forwards [default: --micro-batch]."),
         Option(name="no_solve", kind="flag", default=False, help="Skip the solvers (utilisation, completion, generations, placement)."),
         Option(name="export", kind="str", help="Print the job as trl, verl or openrlhf configuration."),

@@ -12,12 +12,14 @@ headroom)`` are ranked by an estimated step time (:func:`step_time_s`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING
 
 from vramplan.distributed import (
     CP_ATTENTION_KERNELS,
     ActivationCoefficients,
+    JobStates,
+    StageTerms,
     TrainingJob,
     default_overhead_bytes,
     engine_setup,
@@ -30,14 +32,23 @@ from vramplan.errors import InputError
 from vramplan.memory.overhead import Overheads
 from vramplan.parallel import (
     ParallelLayout,
+    SliceCoefficients,
     rank_params,
     sequence_splits_evenly,
     slice_coefficients,
     stage_layers,
     tensor_parallel_problem,
 )
+from vramplan.parallel_rules import engine_runs
 from vramplan.step_time import DEFAULT_MFU, RECOMPUTE_EXTRA_FLOPS, layout_costs, step_time_s
 from vramplan.step_time import assumptions as step_assumptions
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vramplan.estimate import Estimate
+    from vramplan.gpus import GpuSpec
+    from vramplan.model.spec import ModelSpec
 
 # --------------------------------------------------------------------------- assumptions
 
@@ -50,7 +61,16 @@ WORKSTATION_HOST_BYTES = 128 * 2**30
 typical desktop board takes with common modules)."""
 
 
-def default_host_bytes_per_node(gpu: Any) -> int:
+OFFLOAD_RANKS_LAST = True
+"""Layouts with CPU offload rank after every fitting layout without it, whatever their
+modelled step time: offload buys memory with host-link traffic and a CPU optimizer step
+(:func:`vramplan.step_time.offload_s`), and the overlap modelled there is the best case
+(DeepSpeed's ZeRO-Offload tutorial and Lightning's DeepSpeed guide present offload as
+the memory-saving stage that "increases ... GPU-CPU device transfer"); they lead the
+plan only when nothing without offload fits."""
+
+
+def default_host_bytes_per_node(gpu: GpuSpec) -> int:
     """Host RAM per node assumed when ``--host-memory`` is not given, in bytes (see
     ``HOST_BYTES_PER_NODE``)."""
     return HOST_BYTES_PER_NODE.get(gpu.segment, WORKSTATION_HOST_BYTES)
@@ -87,6 +107,8 @@ ENGINE_SETTINGS: tuple[EngineSetting, ...] = (
     EngineSetting("deepspeed", 3, offload="params"),
     EngineSetting("fsdp", fsdp="full_shard"), EngineSetting("fsdp", fsdp="shard_grad_op"),
     EngineSetting("fsdp", fsdp="hybrid_shard"), EngineSetting("fsdp", fsdp="full_shard", offload="params"),
+    # FSDP2 (fully_shard) is the FSDP that composes with TP, PP and CP (vramplan.parallel_rules).
+    EngineSetting("fsdp", fsdp="fsdp2"), EngineSetting("fsdp", fsdp="fsdp2", offload="params"),
 )
 """Every engine setting the planner tries."""
 
@@ -98,7 +120,7 @@ class PlanRequest:
     job: TrainingJob
     """The training job (model, recipe, micro-batch size and sequence length are the
     user's; the planner varies the micro-batch size only for "largest batch")."""
-    gpu: Any
+    gpu: GpuSpec
     """The :class:`~vramplan.gpus.GpuSpec` of every GPU."""
     gpu_counts: tuple[int, ...]
     """GPU counts to try (one for ``--gpus N``, several for ``--max-gpus``)."""
@@ -147,7 +169,7 @@ class PlanRequest:
         for i, pair in enumerate(self.fixed_degrees):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise InputError(f"fixed_degrees[{i}]: expected a (degree, value) pair, got {v.shown(pair)}")
-            v.choice(f"fixed_degrees[{i}]", pair[0], ("dp", "tp", "pp", "cp", "ep", "sp", "mbs", "m"))
+            v.choice(f"fixed_degrees[{i}]", pair[0], DEGREE_NAMES)
             v.integer(f"fixed_degrees[{i}]", pair[1], 0 if pair[0] == "sp" else 1, v.BATCH_MAX)
 
     @property
@@ -190,8 +212,80 @@ def engine_settings(*, zero: int | None = None, fsdp: str | None = None,
     return tuple(out)
 
 
-def enumerate_degrees(spec: Any, num_gpus: int, gpus_per_node: int, global_batch: int,
-                      micro_batch_sizes: tuple[int, ...], *, context_parallel: bool = True) -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True)
+class Degrees:
+    """Layouts as columns: numpy arrays of equal length, one entry per layout (the
+    planner's rows). ``recompute`` / ``extra_flops`` are set once the recomputation
+    choices ride along as one more dimension (:meth:`with_recomputes`)."""
+
+    dp: np.ndarray
+    """Data-parallel replicas."""
+    tp: np.ndarray
+    """Tensor-parallel degree."""
+    pp: np.ndarray
+    """Pipeline stages."""
+    cp: np.ndarray
+    """Context-parallel degree."""
+    ep: np.ndarray
+    """Expert-parallel degree."""
+    sp: np.ndarray
+    """Sequence parallelism (booleans)."""
+    mbs: np.ndarray
+    """Micro-batch size: sequences per GPU per micro-batch."""
+    m: np.ndarray
+    """Micro-batches per optimizer step."""
+    num_gpus: np.ndarray
+    """dp x tp x pp x cp: the GPU count of the row's search."""
+    overhead_bytes: np.ndarray
+    """Fixed per-GPU overhead at that GPU count (:func:`default_overhead_bytes`)."""
+    recompute: np.ndarray | None = None
+    """Index into the search's recomputation choices."""
+    extra_flops: np.ndarray | None = None
+    """Extra FLOPs per parameter-token of that recomputation choice."""
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """The column of a degree by name (``"tp"``, ``"mbs"``...): how fixed degrees and
+        rule tables address them."""
+        if name not in DEGREE_NAMES:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    @property
+    def size(self) -> int:
+        """Rows (layouts)."""
+        return int(self.dp.size)
+
+    def _columns(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def select(self, rows: np.ndarray) -> Degrees:
+        """The rows a boolean mask (or index array) picks."""
+        return Degrees(**{k: v[rows] for k, v in self._columns().items()})
+
+    def with_recomputes(self, extra_flops: np.ndarray) -> Degrees:
+        """Every row once per recomputation choice (``extra_flops[i]`` of choice ``i``),
+        choice-major."""
+        import numpy as np
+
+        k, size = len(extra_flops), self.size
+        tiled = {name: np.tile(v, k) for name, v in self._columns().items()}
+        return Degrees(**tiled, recompute=np.repeat(np.arange(k), size), extra_flops=np.repeat(extra_flops, size))
+
+    @classmethod
+    def concatenate(cls, parts: list[Degrees]) -> Degrees:
+        """The rows of several searches, one after the other."""
+        import numpy as np
+
+        columns = [p._columns() for p in parts]
+        return cls(**{k: np.concatenate([c[k] for c in columns]) for k in columns[0]})
+
+
+DEGREE_NAMES = ("dp", "tp", "pp", "cp", "ep", "sp", "mbs", "m")
+"""The degrees a user may fix (:attr:`PlanRequest.fixed_degrees`)."""
+
+
+def enumerate_degrees(spec: ModelSpec, num_gpus: int, gpus_per_node: int, global_batch: int,
+                      micro_batch_sizes: tuple[int, ...], *, context_parallel: bool = True) -> Degrees:
     """All (dp, tp, pp, cp, ep, sp, mbs, m) with dp*tp*pp*cp = ``num_gpus`` that the
     model admits, as numpy arrays of equal length (built with array operations, not a
     loop per layout): tp divides the heads (and divides or is a multiple of the KV
@@ -222,8 +316,9 @@ def enumerate_degrees(spec: Any, num_gpus: int, gpus_per_node: int, global_batch
     m = global_batch // per_micro_step
     ok = (num_gpus % model_parallel == 0) & ((dp * cp) % ep == 0) & ((sp == 0) | (tp > 1))
     ok &= (global_batch % per_micro_step == 0) & (m >= pp) & (m >= 1)
-    return {"dp": dp[ok], "tp": tp[ok], "pp": pp[ok], "cp": cp[ok], "ep": ep[ok], "sp": sp[ok].astype(bool),
-            "mbs": mbs[ok], "m": m[ok]}
+    rows = int(ok.sum())
+    return Degrees(dp=dp[ok], tp=tp[ok], pp=pp[ok], cp=cp[ok], ep=ep[ok], sp=sp[ok].astype(bool), mbs=mbs[ok],
+                   m=m[ok], num_gpus=np.full(rows, num_gpus), overhead_bytes=np.full(rows, default_overhead_bytes(num_gpus)))
 
 
 DEFAULT_GLOBAL_BATCH_TOKENS = 2**22
@@ -278,29 +373,70 @@ class PlanResult:
     """Smallest per-GPU peak among the fitting layouts on ``min_gpus`` GPUs."""
     assumptions: tuple[str, ...]
     """Everything the ranking assumed."""
+    min_gpus_without_offload: int | None = None
+    """Fewest GPUs on which a layout without CPU offload fits."""
 
     def to_dict(self) -> dict:
         return {"candidates": [c.to_dict() for c in self.candidates], "evaluated": self.evaluated,
                 "fitting": self.fitting, "min_gpus": self.min_gpus, "min_peak_bytes": self.min_peak_bytes,
                 "min_gpus_peak_bytes": self.min_gpus_peak_bytes,
+                "min_gpus_without_offload": self.min_gpus_without_offload,
                 "assumptions": list(self.assumptions)}
 
 
-def _evaluate_group(req: PlanRequest, job: TrainingJob, setting: EngineSetting, d: dict[str, Any],
-                    coeffs: Any, acts: Any, states: Any, shared: dict[str, dict]) -> tuple[Any, Any, Any]:
+@dataclass(frozen=True, kw_only=True)
+class _StageRows:
+    """The engine-independent terms of a search's rows: the first pipeline stage of
+    every row, the last stage of the rows with a pipeline (with ``pp == 1`` one stage
+    holds everything, so the first stage is the whole GPU)."""
+
+    first: StageTerms
+    pipelined: np.ndarray
+    """Rows with pp > 1 (a boolean mask)."""
+    last_rows: Degrees
+    """Those rows."""
+    last_acts: ActivationCoefficients
+    last: StageTerms
+    """The last stage of ``last_rows``."""
+
+
+def _stage_rows(req: PlanRequest, d: Degrees, coeffs: SliceCoefficients, acts: ActivationCoefficients) -> _StageRows:
+    """:class:`_StageRows` of the rows ``d`` (``acts`` has one entry per row)."""
+    def terms(stage: str, rows: Degrees, a: ActivationCoefficients) -> StageTerms:
+        return stage_terms(coeffs, a, stage=stage, virtual_stages=req.virtual_stages, tp=rows.tp, pp=rows.pp,
+                           cp=rows.cp, ep=rows.ep, sp=rows.sp, micro_batch_size=rows.mbs, micro_batches=rows.m)
+
+    pipelined = d.pp > 1
+    last_rows = d.select(pipelined)
+    last_acts = ActivationCoefficients(**{f.name: getattr(acts, f.name)[pipelined] for f in fields(acts)})
+    return _StageRows(first=terms("first", d, acts), pipelined=pipelined, last_rows=last_rows, last_acts=last_acts,
+                      last=terms("last", last_rows, last_acts))
+
+
+def _evaluate_group(req: PlanRequest, job: TrainingJob, setting: EngineSetting, d: Degrees,
+                    coeffs: SliceCoefficients, acts: ActivationCoefficients, states: JobStates,
+                    shared: _StageRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-GPU peak bytes (busiest stage), params on the GPU and host bytes per node,
     for arrays of layouts."""
     import numpy as np
 
     template = setting.layout(req.gpus_per_node)
-    kw = dict(coeffs=coeffs, acts=acts, states=states, overhead=d["overhead"], dp=d["dp"], tp=d["tp"], pp=d["pp"], cp=d["cp"], ep=d["ep"],
-              sp=d["sp"], micro_batch_size=d["mbs"], micro_batches=d["m"])
-    first = training_terms(job, template, stage="first", shared=shared["first"], **kw)
-    last = training_terms(job, template, stage="last", shared=shared["last"], **kw)
-    peak = np.maximum(first["peak"], np.where(d["pp"] > 1, last["peak"], 0))
-    num_gpus = d["dp"] * d["tp"] * d["pp"] * d["cp"]
-    host = np.maximum(first["host_per_gpu"], last["host_per_gpu"]) * np.minimum(num_gpus, req.gpus_per_node)
-    return peak, first["params"], host + 0 * peak
+
+    def terms(stage: str, rows: Degrees, a: ActivationCoefficients, stage_shared: StageTerms):
+        return training_terms(job, template, stage=stage, shared=stage_shared, coeffs=coeffs, acts=a, states=states,
+                              overhead=rows.overhead_bytes, dp=rows.dp, tp=rows.tp, pp=rows.pp, cp=rows.cp,
+                              ep=rows.ep, sp=rows.sp, micro_batch_size=rows.mbs, micro_batches=rows.m)
+
+    first = terms("first", d, acts, shared.first)
+    peak = first.peak_bytes.copy()
+    host_per_gpu = first.host_per_gpu_bytes + 0 * peak
+    if shared.last_rows.size:
+        last = terms("last", shared.last_rows, shared.last_acts, shared.last)
+        rows = shared.pipelined
+        peak[rows] = np.maximum(peak[rows], last.peak_bytes)
+        host_per_gpu[rows] = np.maximum(host_per_gpu[rows], last.host_per_gpu_bytes)
+    host = host_per_gpu * np.minimum(d.num_gpus, req.gpus_per_node)
+    return peak, first.gpu_params, host + 0 * peak
 
 
 MAX_LAYOUT_ROWS = 2_000_000
@@ -309,12 +445,14 @@ MAX_LAYOUT_ROWS = 2_000_000
 would enumerate more is refused with the count, so a request finishes in seconds."""
 
 
-MAX_EVALUATED_LAYOUTS = 1_000_000
-"""Most layouts (rows x engine settings x recomputation choices) one plan evaluates:
-about ten seconds and 300 MB on one core; larger searches are refused with the count."""
+MAX_EVALUATED_LAYOUTS = 2_000_000
+"""Most layouts (rows x engine settings x recomputation choices) one plan evaluates.
+DeepSeek-V3 on up to 4,096 GPUs evaluates 1.1 million in about 0.35 s of one core
+and 200 MB (``benchmarks/bench_planner.py``); the cap keeps a search near a second
+and 400 MB, and larger searches are refused with the count."""
 
 
-def _check_scale(spec: Any, total_params: int, req: PlanRequest) -> None:
+def _check_scale(spec: ModelSpec, total_params: int, req: PlanRequest) -> None:
     """Refuse a job whose byte figures could leave int64's exact range in the vectorised
     arithmetic: parameters x 32 bytes (weights, gradients, fp32 master and two moments
     with room to spare) and tokens x hidden x layers x 64 bytes of activations."""
@@ -328,7 +466,7 @@ def _check_scale(spec: Any, total_params: int, req: PlanRequest) -> None:
                          "exactly; shorten the sequence or shrink the model")
 
 
-def _check_figures(*arrays: Any) -> None:
+def _check_figures(*arrays: np.ndarray) -> None:
     """Every byte figure the planner compares is finite and non-negative (an overflow
     that slipped through :func:`_check_scale` is reported, never ranked)."""
     import numpy as np
@@ -340,11 +478,9 @@ def _check_figures(*arrays: Any) -> None:
                              f"is beyond what can be planned (figures up to {v.INT64_SAFE:.2e} B)")
 
 
-def _all_degrees(req: PlanRequest) -> dict[str, Any]:
-    """The degree arrays of every GPU count, concatenated, with the GPU count ``n`` and
-    the fixed overhead of each row; restricted to the user's fixed degrees."""
-    import numpy as np
-
+def _all_degrees(req: PlanRequest) -> Degrees:
+    """The degree arrays of every GPU count, concatenated (each row with its GPU count
+    and fixed overhead); restricted to the user's fixed degrees."""
     spec, job = req.job.model, req.job
     parts = []
     rows = 0
@@ -352,23 +488,21 @@ def _all_degrees(req: PlanRequest) -> dict[str, Any]:
         batch = req.global_batch or default_global_batch(job.seq_len, n)
         d = enumerate_degrees(spec, n, req.gpus_per_node, batch, req.micro_batch_sizes,
                               context_parallel=job.setup.attention in CP_ATTENTION_KERNELS)
-        rows += d["dp"].size
+        rows += d.size
         if rows > MAX_LAYOUT_ROWS:
             raise InputError(f"the search over {len(set(req.gpu_counts))} GPU count(s) up to "
                              f"{max(req.gpu_counts):,} enumerates more than {MAX_LAYOUT_ROWS:,} layouts; fix "
                              "some degrees (tp, pp, cp, ep) or give fewer GPUs", fields=("tp", "pp", "cp", "ep"))
-        d["n"] = np.full(d["dp"].size, n)
-        d["overhead"] = np.full(d["dp"].size, default_overhead_bytes(n))
         parts.append(d)
-    d = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    keep = d["cp"] <= job.seq_len  # cp splits each sequence: at most one token per rank
+    d = Degrees.concatenate(parts)
+    keep = d.cp <= job.seq_len  # cp splits each sequence: at most one token per rank
     for name, value in req.fixed_degrees:
         keep &= d[name] == value
-    keep &= sequence_splits_evenly(job.seq_len, tp=d["tp"], cp=d["cp"], sp=d["sp"])
+    keep &= sequence_splits_evenly(job.seq_len, tp=d.tp, cp=d.cp, sp=d.sp)
     if req.virtual_stages > 1:
         # Megatron's interleaved schedule: a pipeline, and micro-batches in whole rounds of pp.
-        keep &= (d["pp"] > 1) & (d["m"] % d["pp"] == 0) & (d["pp"] * req.virtual_stages <= spec.num_layers)
-    return {k: v[keep] for k, v in d.items()}
+        keep &= (d.pp > 1) & (d.m % d.pp == 0) & (d.pp * req.virtual_stages <= spec.num_layers)
+    return d.select(keep)
 
 
 def _recomputes(req: PlanRequest) -> tuple[str, ...]:
@@ -403,7 +537,7 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
     active = counts.active_params
     budget = req.budget_bytes
     states_by_engine = {e: job_states(job, e) for e in {s.engine for s in req.engines}}
-    coeffs_by_threshold: dict[int, Any] = {}
+    coeffs_by_threshold: dict[int, SliceCoefficients] = {}
     recomputes = _recomputes(req)
     # Every engine the planner tries runs the model on 16-bit parameters (not AMP autocast).
     run_setup = engine_setup(job.setup, "deepspeed")
@@ -415,24 +549,23 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
     min_peak = math.inf
     min_gpus: int | None = None
     least: tuple[int, float] | None = None  # (fewest GPUs that fit, smallest peak there)
+    no_offload: int | None = None  # fewest GPUs on which a layout without offload fits
     pool: list[tuple[tuple, tuple]] = []  # (sort key, arguments of _candidate): built for the winners only
     per_gpu_rate = req.global_batch is None and len(req.gpu_counts) > 1
     d = _all_degrees(req)
-    planned = d["dp"].size * len(req.engines) * len(recomputes)
+    planned = d.size * len(req.engines) * len(recomputes)
     if planned > MAX_EVALUATED_LAYOUTS:
-        raise InputError(f"the search would evaluate {planned:,} layouts ({d['dp'].size:,} degree choices x "
+        raise InputError(f"the search would evaluate {planned:,} layouts ({d.size:,} degree choices x "
                          f"{len(req.engines)} engine settings x {len(recomputes)} recomputation choices), more "
                          f"than the {MAX_EVALUATED_LAYOUTS:,} one plan evaluates; fix some degrees (tp, pp, "
                          "cp, ep, zero/fsdp) or give fewer GPUs", fields=("tp", "pp", "cp", "ep", "zero", "fsdp"))
-    if d["dp"].size:
+    if d.size:
         # Recomputation choices ride along as one more array dimension: each row carries
         # its own activation coefficients.
-        size = d["dp"].size
-        d = {k: np.tile(v, len(recomputes)) for k, v in d.items()}
-        d["recompute"] = np.repeat(np.arange(len(recomputes)), size)
-        d["extra_flops"] = np.repeat(extra_flops, size)
+        size = d.size
+        d = d.with_recomputes(extra_flops)
         acts = ActivationCoefficients(**{f: np.repeat(v, size) for f, v in acts_by_field.items()})
-        shared_by_threshold: dict[int, dict] = {}
+        shared_by_threshold: dict[int, _StageRows] = {}
         # engine-independent: once for every setting (a feasibility check ranks nothing)
         costs = {} if any_fit else layout_costs(req, job, d, active)
         for setting in req.engines:
@@ -440,23 +573,19 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
             if threshold not in coeffs_by_threshold:
                 coeffs_by_threshold[threshold] = slice_coefficients(spec, threshold)
                 # Parameters and activations do not depend on the engine: computed once.
-                shared_by_threshold[threshold] = {
-                    stage: stage_terms(coeffs_by_threshold[threshold], acts, stage=stage,
-                                       virtual_stages=req.virtual_stages,
-                                       tp=d["tp"], pp=d["pp"], cp=d["cp"], ep=d["ep"], sp=d["sp"],
-                                       micro_batch_size=d["mbs"], micro_batches=d["m"])
-                    for stage in ("first", "last")}
+                shared_by_threshold[threshold] = _stage_rows(req, d, coeffs_by_threshold[threshold], acts)
             peak, params_on_gpu, host = _evaluate_group(req, job, setting, d, coeffs_by_threshold[threshold], acts,
                                                         states_by_engine[setting.engine],
                                                         shared_by_threshold[threshold])
             _check_figures(peak, host)
-            evaluated += peak.size
-            host_ok = host <= req.host_budget_bytes
+            runnable = engine_runs(setting, req.virtual_stages, d)  # the engine's own rules
+            evaluated += int(runnable.sum())
+            host_ok = (host <= req.host_budget_bytes) & runnable
             if host_ok.any():
                 min_peak = min(min_peak, float(peak[host_ok].min()))
             # the verdict's rule (vramplan.memory.overhead.fit_verdict): the allocator slack over the
             # tensors beside the peak, which already holds the fixed overheads
-            slack = np.floor(Overheads().allocator_slack_fraction * (peak - d["overhead"]))
+            slack = np.floor(Overheads().allocator_slack_fraction * (peak - d.overhead_bytes))
             fits = (peak + slack <= budget) & host_ok
             count = int(fits.sum())
             if not count:
@@ -464,54 +593,60 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
             fitting += count
             if any_fit:
                 break
-            sub = {k: v[fits] for k, v in d.items()}
-            smallest = int(sub["n"].min())
-            here = (smallest, float(peak[fits][sub["n"] == smallest].min()))
+            sub = d.select(fits)
+            smallest = int(sub.num_gpus.min())
+            here = (smallest, float(peak[fits][sub.num_gpus == smallest].min()))
             least = here if least is None else min(least, here)
             min_gpus = least[0]
+            if setting.offload == "none":
+                no_offload = smallest if no_offload is None else min(no_offload, smallest)
             times = step_time_s(req, job, setting, sub, params_on_gpu[fits], active,
                                 costs={k: v[fits] for k, v in costs.items()})
             fit_peak, fit_host = peak[fits], host[fits]
             # Different GPU counts carry different default batches: compare throughput per GPU.
-            score = -times["tokens_per_step"] / times["step_s"] / sub["n"] if per_gpu_rate else times["step_s"]
+            score = -times["tokens_per_step"] / times["step_s"] / sub.num_gpus if per_gpu_rate else times["step_s"]
             best = np.argpartition(score, top)[:top] if score.size > top else np.arange(score.size)
             for i in best[np.argsort(score[best], kind="stable")]:
-                key = (float(score[i]), int(sub["n"][i]), float(fit_peak[i]))
-                recompute = recomputes[int(sub["recompute"][i])]
+                key = (OFFLOAD_RANKS_LAST and setting.offload != "none", float(score[i]), int(sub.num_gpus[i]),
+                       float(fit_peak[i]))
+                recompute = recomputes[int(sub.recompute[i])]
                 pool.append((key, (req, setting, recompute, sub, times, fit_peak, fit_host, int(i))))
     pool.sort(key=lambda entry: entry[0])
     winners = tuple(_candidate(*args) for _, args in pool[:top])
     return PlanResult(candidates=winners, evaluated=evaluated, fitting=fitting, min_gpus=min_gpus,
                       min_peak_bytes=int(min_peak) if math.isfinite(min_peak) else 0,
-                      min_gpus_peak_bytes=int(least[1]) if least else None,
+                      min_gpus_peak_bytes=int(least[1]) if least else None, min_gpus_without_offload=no_offload,
                       assumptions=assumptions(req))
 
 
-def _candidate(req: PlanRequest, setting: EngineSetting, recompute: str, sub: dict[str, Any],
-               times: dict[str, Any], peak: Any, host: Any, i: int) -> Candidate:
-    layout = ParallelLayout(dp=int(sub["dp"][i]), tp=int(sub["tp"][i]), pp=int(sub["pp"][i]),
-                            cp=int(sub["cp"][i]), ep=int(sub["ep"][i]), sequence_parallel=bool(sub["sp"][i]),
+def _candidate(req: PlanRequest, setting: EngineSetting, recompute: str, sub: Degrees,
+               times: dict[str, np.ndarray], peak: np.ndarray, host: np.ndarray, i: int) -> Candidate:
+    layout = ParallelLayout(dp=int(sub.dp[i]), tp=int(sub.tp[i]), pp=int(sub.pp[i]),
+                            cp=int(sub.cp[i]), ep=int(sub.ep[i]), sequence_parallel=bool(sub.sp[i]),
                             zero_stage=setting.zero_stage, fsdp=setting.fsdp, offload=setting.offload,
-                            micro_batches=int(sub["m"][i]), virtual_stages=req.virtual_stages,
+                            micro_batches=int(sub.m[i]), virtual_stages=req.virtual_stages,
                             gpus_per_node=req.gpus_per_node, engine=setting.engine)
     step = float(times["step_s"][i])
-    return Candidate(layout=layout, micro_batch_size=int(sub["mbs"][i]), recompute=recompute,
+    return Candidate(layout=layout, micro_batch_size=int(sub.mbs[i]), recompute=recompute,
                      peak_bytes=int(peak[i]), host_bytes_per_node=int(host[i]), step_s=step, tokens_per_s=float(times["tokens_per_step"][i]) / step,
                      parts={k: float(v[i]) for k, v in times.items()})
 
 
 def assumptions(req: PlanRequest) -> tuple[str, ...]:
     """Every assumption the ranking makes, in words (printed with the plan)."""
+    from vramplan.units import format_bytes
+
     gpu = req.gpu
     return (
-        f"memory budget per GPU: {gpu.usable_memory_bytes:,} B usable x (1 - headroom {req.headroom:.0%}), "
+        f"memory budget per GPU: {format_bytes(gpu.usable_memory_bytes)} usable x (1 - headroom {req.headroom:.0%}), "
         f"holding the peak (CUDA context, cuBLAS and NCCL included) + {Overheads().allocator_slack_fraction:.0%} "
         "allocator slack over the tensors; "
-        f"host RAM per node for offload: {req.host_budget_bytes:,} B"
+        f"host RAM per node for offload: {format_bytes(req.host_budget_bytes)}"
         + (" (--host-memory)" if req.host_bytes_per_node is not None else f" ({gpu.segment} default)"),
         f"global batch: {req.global_batch} sequences" if req.global_batch else
         f"global batch: {DEFAULT_GLOBAL_BATCH_TOKENS:,} tokens of sequences (power of two, >= 1 per GPU)",
         *step_assumptions(req),
+        "layouts with CPU offload rank after every layout without it that fits",
         f"tensor parallelism inside a node of {req.gpus_per_node} GPUs",
     )
 
@@ -639,7 +774,7 @@ def gpu_counts_up_to(max_gpus: int, gpus_per_node: int = 8) -> tuple[int, ...]:
 class InferenceJob:
     """What is served, independent of the layout."""
 
-    model: Any
+    model: ModelSpec
     """The :class:`~vramplan.model.ModelSpec`."""
     weights: str = "bf16"
     """Weight format (a :mod:`vramplan.quant` name: bf16, fp8, awq-int4, ...)."""
@@ -679,7 +814,7 @@ class InferenceCandidate:
                 "decode_ms_per_token": self.decode_ms_per_token}
 
 
-def plan_inference(job: InferenceJob, gpu: Any, gpu_counts: tuple[int, ...], *, headroom: float = 0.05,
+def plan_inference(job: InferenceJob, gpu: GpuSpec, gpu_counts: tuple[int, ...], *, headroom: float = 0.05,
                    gpus_per_node: int = 8, top: int = 10, tp: int | None = None,
                    pp: int | None = None) -> tuple[tuple[InferenceCandidate, ...], int]:
     """Serving layouts (tp x pp per replica, replicas = GPUs / (tp x pp)) that fit,
@@ -704,9 +839,9 @@ def plan_inference(job: InferenceJob, gpu: Any, gpu_counts: tuple[int, ...], *, 
     out: list[InferenceCandidate] = []
     evaluated = 0
     tps = [t for t in _divisors(min(heads, gpus_per_node)) if tensor_parallel_problem(spec, t) is None]
-    cache: dict[tuple[int, int], Any] = {}
+    cache: dict[tuple[int, int], Estimate | None] = {}
 
-    def estimate(t: int, batch: int) -> Any:
+    def estimate(t: int, batch: int) -> Estimate | None:
         if (t, batch) not in cache:
             try:
                 cache[(t, batch)] = estimate_inference(spec, InferenceSetup(

@@ -184,9 +184,13 @@ def _architecture(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:
 
 
 def _gpu(gpu: str | GpuSpec) -> GpuSpec:
-    from vramplan.gpus import find_gpu
+    from vramplan.gpus import one_gpu
 
-    return find_gpu(gpu) if isinstance(gpu, str) else gpu
+    spec = one_gpu(gpu)
+    if spec.capacity_only:
+        raise InputError(f"gpu: {spec.slug} is only a capacity; plan ranks layouts by modelled step time, which "
+                         "needs the GPU's FLOP/s and bandwidth; name the card (see `vramplan gpus`)")
+    return spec
 
 
 def gpu_counts(layout: LayoutRequest, max_gpus: int | None) -> tuple[int, ...]:
@@ -268,6 +272,13 @@ def plan_training(model: str | ModelSpec, gpu: str | GpuSpec, setup: TrainingSet
                       virtual_stages=layout.virtual_stages or 1)
     result = plan(req, top=top)
     if result.evaluated == 0:
+        from vramplan.parallel_rules import fixed_layout_problem
+
+        rule = fixed_layout_problem(engines, req.virtual_stages, tp=layout.tp or 1, pp=layout.pp or 1, cp=layout.cp or 1)
+        if rule is not None:
+            given = [f"--{k} {v}" for k, v in fixed] + [f"--{k} {v}" for k, v in (
+                ("zero", layout.zero), ("fsdp", layout.fsdp), ("offload", layout.offload)) if v is not None]
+            raise LayoutError(f"{' '.join(given)}: {rule.describe()}")
         raise LayoutError(f"no layout of {', '.join(map(str, counts))} GPU(s) satisfies the fixed degrees "
                           f"{dict(fixed) or '(none)'} with global batch {global_batch or 'default'}: the degrees "
                           "must multiply to the GPU count, tp stays inside a node of "

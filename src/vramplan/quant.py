@@ -25,7 +25,8 @@ Layouts (bytes of one ``(out_features, in_features)`` weight):
 Which tensors are quantized: every format here quantizes the linear weights of the
 decoder blocks; embeddings, norms and biases stay in the compute dtype; the output
 head stays unquantized for bitsandbytes (``llm_int8_skip_modules`` defaults to
-``lm_head``), GPTQ and AWQ; gpt-oss's MXFP4 covers only the experts; FP8 checkpoints
+``lm_head``), GPTQ and AWQ; bitsandbytes also leaves the routed experts and the
+routers of MoE models alone (:data:`BNB_UNCONVERTED_PATHS`); gpt-oss's MXFP4 covers only the experts; FP8 checkpoints
 leave the router and the head in bf16. GGUF formats are in :mod:`vramplan.gguf_types`.
 """
 
@@ -61,6 +62,9 @@ class WeightFormat:
     only_modules: tuple[str, ...] = ()
     """When non-empty, only linear weights whose path starts with one of these are
     quantized (gpt-oss MXFP4: ``mlp.experts``)."""
+    skip_paths: tuple[str, ...] = ()
+    """Tensor paths (layer index left out, e.g. ``"mlp.experts."``) the format leaves in
+    ``unquantized_dtype`` whatever their module name."""
     quantized: bool = True
     """False for plain dtypes (every tensor is stored in the dtype)."""
 
@@ -73,7 +77,7 @@ class WeightFormat:
         if not self.quantized or role != "linear":
             return False
         module = tensor_name.split(".")[-2] if "." in tensor_name else tensor_name
-        if module in self.skip_modules:
+        if module in self.skip_modules or tensor_name.startswith(self.skip_paths):
             return False
         if self.only_modules:
             return any(tensor_name.startswith(prefix) for prefix in self.only_modules)
@@ -139,6 +143,17 @@ def mxfp4_bytes(out_f: int, in_f: int, block: int = 32) -> int:
     return out_f * blocks * (block // 2) + out_f * blocks  # packed e2m1 codes + one e8m0 byte per block
 
 
+BNB_UNCONVERTED_PATHS: tuple[str, ...] = ("mlp.experts.", "mlp.gate.")
+"""What bitsandbytes leaves in 16 bits on an MoE model. transformers' integration
+(``integrations/bitsandbytes.py``, ``replace_with_bnb_linear``, 5.x) swaps only modules
+that are ``nn.Linear`` or ``Conv1D`` for ``Linear4bit`` / ``Linear8bitLt``; transformers 5
+stores routed experts as fused 3-D parameters (``Qwen3MoeExperts.gate_up_proj``
+``[E, 2 i, h]``, ``down_proj`` ``[E, h, i]``) and its routers as modules holding a bare
+``weight`` parameter (``Qwen3MoeTopKRouter``, ``MixtralTopKRouter``), so both keep the
+load dtype (bitsandbytes issue #1849). Shared experts and Qwen2-MoE's
+``shared_expert_gate`` are ``nn.Linear`` and are quantized."""
+
+
 # ---- the table ------------------------------------------------------------------
 def _plain(name: str) -> WeightFormat:
     d = get_dtype(name)
@@ -154,15 +169,15 @@ def _formats() -> list[WeightFormat]:
         WeightFormat(name="fp8-block128", description="FP8 e4m3 with fp32 scales per 128x128 block (DeepSeek-V3)",
                      linear_bytes=fp8_bytes(128), skip_modules=("lm_head", "gate")),
         WeightFormat(name="int8", description="bitsandbytes LLM.int8: int8 + fp32 row scale",
-                     linear_bytes=bnb_int8_bytes, unquantized_dtype="fp16"),
+                     linear_bytes=bnb_int8_bytes, unquantized_dtype="fp16", skip_paths=BNB_UNCONVERTED_PATHS),
         WeightFormat(name="nf4", description="bitsandbytes NF4, fp32 absmax per 64",
-                     linear_bytes=bnb_4bit_bytes(False)),
+                     linear_bytes=bnb_4bit_bytes(False), skip_paths=BNB_UNCONVERTED_PATHS),
         WeightFormat(name="nf4-dq", description="bitsandbytes NF4 with double quantization (QLoRA)",
-                     linear_bytes=bnb_4bit_bytes(True)),
+                     linear_bytes=bnb_4bit_bytes(True), skip_paths=BNB_UNCONVERTED_PATHS),
         WeightFormat(name="fp4", description="bitsandbytes FP4, fp32 absmax per 64",
-                     linear_bytes=bnb_4bit_bytes(False)),
+                     linear_bytes=bnb_4bit_bytes(False), skip_paths=BNB_UNCONVERTED_PATHS),
         WeightFormat(name="fp4-dq", description="bitsandbytes FP4 with double quantization",
-                     linear_bytes=bnb_4bit_bytes(True)),
+                     linear_bytes=bnb_4bit_bytes(True), skip_paths=BNB_UNCONVERTED_PATHS),
         WeightFormat(name="mxfp4", description="MXFP4: e2m1 + e8m0 scale per 32 (gpt-oss experts)",
                      linear_bytes=mxfp4_bytes, skip_modules=(), only_modules=("mlp.experts",)),
     ]
@@ -183,8 +198,33 @@ _ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "b
             "nf4-double-quant": "nf4-dq", "gptq": "gptq-int4-g128", "gptq-int4": "gptq-int4-g128",
             "gptq-int8": "gptq-int8-g128", "awq": "awq-int4-g128", "awq-int4": "awq-int4-g128"}
 
+_BNB_4BIT = "bitsandbytes 4-bit, fp32 absmax per 64 weights; QLoRA's double quantization is nf4-dq"
+_BNB_8BIT = "bitsandbytes LLM.int8, an fp32 scale per row"
+SPELLINGS: dict[str, tuple[str, str]] = {
+    **{k: ("nf4", _BNB_4BIT) for k in ("int4", "4bit", "4-bit", "bnb-4bit", "bnb-int4", "load-in-4bit", "nf4")},
+    **{k: ("int8", _BNB_8BIT) for k in ("int8", "8bit", "8-bit", "bnb-8bit", "load-in-8bit")},
+}
+"""What people type for a bit width -> (the format it is read as, that format in words).
+A bare bit width means bitsandbytes, the quantization ``from_pretrained`` applies to
+any checkpoint (``BitsAndBytesConfig(load_in_4bit=True)`` / ``load_in_8bit``; its FP4 default
+stores the same bytes as NF4);
+GPTQ, AWQ and GGUF are named by their own spellings. The output says how it was read
+(:func:`spelling_note`)."""
+
 FORMATS: dict[str, WeightFormat] = {normalize_name(f.name): f for f in _formats()}
 """Canonical name -> format."""
+
+
+def spelling_note(text: str, field: str = "--weights") -> str | None:
+    """How ``text`` is read when it is a bit width rather than a format's own name
+    (``"--weights int4 read as nf4: bitsandbytes NF4 ..."``); ``None`` otherwise."""
+    if not isinstance(text, str):
+        return None
+    found = SPELLINGS.get(normalize_name(text))
+    if found is None:
+        return None
+    name, words = found
+    return f"{field} {text} read as {name} ({words})"
 
 
 def get_format(name: str | WeightFormat, field: str = "weights") -> WeightFormat:
@@ -192,7 +232,7 @@ def get_format(name: str | WeightFormat, field: str = "weights") -> WeightFormat
     if isinstance(name, WeightFormat):
         return name
     key = normalize_name(str(name))
-    key = _ALIASES.get(key, key)
+    key = _ALIASES.get(key, SPELLINGS.get(key, (key,))[0])
     if key in FORMATS:
         return FORMATS[key]
     table = {**FORMATS, **{k: FORMATS[v] for k, v in _ALIASES.items()}}
@@ -255,7 +295,8 @@ def _bnb(qc: dict, dtype: str) -> WeightFormat:
     skip = _skip_modules(qc, "llm_int8_skip_modules", ("lm_head",))
     if qc.get("load_in_8bit"):
         return WeightFormat(name="int8", description="bitsandbytes LLM.int8: int8 + fp32 row scale",
-                            linear_bytes=bnb_int8_bytes, unquantized_dtype=dtype, skip_modules=skip)
+                            linear_bytes=bnb_int8_bytes, unquantized_dtype=dtype, skip_modules=skip,
+                            skip_paths=BNB_UNCONVERTED_PATHS)
     if not qc.get("load_in_4bit"):
         raise InputError("quantization_config: bitsandbytes config sets neither load_in_4bit nor load_in_8bit")
     kind = str(qc.get("bnb_4bit_quant_type", "fp4")).lower()
@@ -264,7 +305,7 @@ def _bnb(qc: dict, dtype: str) -> WeightFormat:
     dq = bool(qc.get("bnb_4bit_use_double_quant", False))
     return WeightFormat(name=f"{kind}{'-dq' if dq else ''}", linear_bytes=bnb_4bit_bytes(dq),
                         description=f"bitsandbytes {kind.upper()}{' with double quantization' if dq else ''}",
-                        unquantized_dtype=dtype, skip_modules=skip)
+                        unquantized_dtype=dtype, skip_modules=skip, skip_paths=BNB_UNCONVERTED_PATHS)
 
 
 def _fp8(qc: dict, dtype: str) -> WeightFormat:

@@ -75,18 +75,55 @@ def layout_request(values: Mapping[str, Any]) -> LayoutRequest:
     return LayoutRequest(**given)
 
 
+def _gpu_count(v: dict[str, Any], count_name: str, unset: object, readings: list[str]) -> Any:
+    """Read ``v["gpu"]`` (a name, a capacity, ``NxWHAT``); a count sets ``v[count_name]``
+    (``gpus`` for a layout, ``tp`` for serving) when that is ``unset``, and must agree
+    with it otherwise. Returns the GPU's spec (or None) and notes how it was read."""
+    from vramplan.gpus import read_gpu
+
+    if not v.get("gpu"):
+        return None
+    reading = read_gpu(v["gpu"])
+    note = reading.note
+    if reading.count is not None:
+        flag = "--" + count_name.replace("_", "-")
+        if v.get(count_name) in (None, unset):
+            v[count_name] = reading.count
+        elif v[count_name] != reading.count:
+            raise InputError(f"gpu: {v['gpu']} is {reading.count} GPUs, but {count_name} is {v[count_name]}; "
+                             "give one count", fields=(count_name,))
+        note = f"{note} ({flag} {reading.count})"
+    if note:
+        readings.append(note)
+    return reading.spec
+
+
+def _with_readings(estimate: Any, readings: list[str]) -> Any:
+    return replace(estimate, readings=tuple(readings)) if readings else estimate
+
+
 def train(values: Mapping[str, Any], *, advise: bool = True) -> TrainingEstimate:
-    """``vramplan train``: per-GPU training memory, on one GPU or the layout given;
-    when it does not fit the GPU named, what to change (``advise``: :mod:`vramplan.advice`)."""
+    """``vramplan train``: per-GPU training memory, on one GPU or the layout given.
+    ``--gpu 2x80GB`` is two GPUs of 80 GB: ``--gpus 2`` unless --gpus says otherwise.
+    When it does not fit the GPU named, what to change (``advise``: :mod:`vramplan.advice`)."""
+    from vramplan.model import ModelSpec
     from vramplan.training import TrainingSetup, estimate_training
     from vramplan.units import parse_bytes
 
     v = {**defaults("train"), **values}
     spec = model_from(v)
+    readings: list[str] = []
+    gpu = _gpu_count(v, "gpus", None, readings)
     targets = tuple(t.strip() for t in v["lora_targets"].split(",") if t.strip()) if v["lora_targets"] else None
     if targets is not None and v["method"] == "full":
         raise InputError("lora_targets: given with method full (no adapters are trained); "
                          "use method lora or qlora, or leave the targets out", fields=("method",))
+    if targets and isinstance(spec, ModelSpec):
+        from vramplan.memory.lora import read_targets
+
+        targets, note = read_targets(spec, targets)
+        if note:
+            readings.append(note)
     setup = TrainingSetup(method=v["method"], precision=v["precision"], optimizer=v["optimizer"],
                           load_dtype=v["load_dtype"], batch=v["batch"], seq=v["seq"], grad_accum=v["grad_accum"], recompute=v["recompute"],
                           attention=v["attention"], lora_rank=v["lora_rank"], lora_targets=targets,
@@ -95,13 +132,22 @@ def train(values: Mapping[str, Any], *, advise: bool = True) -> TrainingEstimate
                           strict=bool(v["strict"]))
     layout = layout_request(v)
     reserve = parse_bytes(v["reserve"], "reserve") if v.get("reserve") else 0
-    est = estimate_training(spec, setup, layout.layout() if layout.given else None, gpu=v["gpu"],
-                            reserve_bytes=reserve)
+    if not layout.given:
+        est = estimate_training(spec, setup, None, gpu=gpu, reserve_bytes=reserve)
+    else:
+        from vramplan.parallel_rules import layout_rules_broken
+
+        lay = layout.layout()
+        est = estimate_training(spec, setup, lay, gpu=gpu, reserve_bytes=reserve)
+        # The memory of a layout its engine refuses is still answered, with the engine's rule.
+        refused = tuple(f"{lay.resolved_engine} does not run this layout: {r.describe()}"
+                        for r in layout_rules_broken(lay))
+        est = replace(est, warnings=tuple(est.warnings) + refused) if refused else est
     if advise and est.verdict is not None and not est.verdict.fits:
         from vramplan.advice import training_changes
 
         est = replace(est, changes=training_changes(v, est))
-    return est
+    return _with_readings(est, readings)
 
 
 def inference_setup(values: Mapping[str, Any]):
@@ -128,22 +174,32 @@ def inference_setup(values: Mapping[str, Any]):
 def infer(values: Mapping[str, Any], *, advise: bool = True) -> InferenceEstimate:
     """``vramplan infer``: per-GPU serving memory, with the solved limits asked for
     (``fit``: llama.cpp's GPU layers first); when it does not fit the GPU named, what
-    to change (``advise``: :mod:`vramplan.advice`)."""
+    to change (``advise``: :mod:`vramplan.advice`).
+    ``--gpu 2x80GB`` is two GPUs of 80 GB: ``--tp 2`` unless --tp says otherwise."""
     from vramplan.inference import estimate_inference
+    from vramplan.quant import spelling_note
 
     v = {**defaults("infer"), **values}
+    readings: list[str] = []
+    _gpu_count(v, "tp", 1, readings)
+    note = spelling_note(v["weights"]) if v["weights"] else None
+    if note and v["engine"] == "llamacpp":
+        raise InputError(f"weights: {v['weights']} is a bare bit width, read as bitsandbytes, which llama.cpp "
+                         "does not run; choose a GGUF recipe such as Q4_K_M or Q4_0 (4-bit) or Q8_0 (8-bit)",
+                         fields=("engine",))
+    if note:
+        readings.insert(0, note)
     spec = model_from(v)
     solved: tuple[tuple[str, int], ...] = ()
     if v.get("fit"):
         from vramplan.engines.llamacpp import fit_gpu_layers
+        from vramplan.inference import _spec
 
         if v["engine"] != "llamacpp":
             raise InputError(f"fit: solves llama.cpp's n_gpu_layers; needs engine llamacpp, got {v['engine']!r}",
                              fields=("n_gpu_layers", "engine"))
         if v["n_gpu_layers"] is not None:
             raise InputError("fit: solves n_gpu_layers; give one or the other", fields=("n_gpu_layers",))
-        from vramplan.inference import _spec
-
         layers = fit_gpu_layers(_spec(spec), inference_setup(v))
         solved = (("n_gpu_layers", layers),)
         v["n_gpu_layers"] = max(0, layers)
@@ -154,7 +210,7 @@ def infer(values: Mapping[str, Any], *, advise: bool = True) -> InferenceEstimat
         from vramplan.advice import inference_changes
 
         est = replace(est, changes=inference_changes(v, est))
-    return est
+    return _with_readings(est, readings)
 
 
 def plan(values: Mapping[str, Any], *, advise: bool = True) -> PlanReport:
@@ -167,6 +223,8 @@ def plan(values: Mapping[str, Any], *, advise: bool = True) -> PlanReport:
 
     v = {**defaults("plan"), **values}
     spec = model_from(v)
+    if isinstance(v.get("gpu"), str):
+        v["gpu"] = _gpu_count(v, "gpus", None, [])
     if not v.get("gpu"):
         raise InputError("gpu: expected a GPU kind (see `vramplan gpus`)")
     layout = layout_request(v)

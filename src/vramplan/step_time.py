@@ -10,14 +10,23 @@ per optimizer step. The model is a sum of closed-form terms, each with its sourc
   all-to-alls on the critical path (not overlapped);
 * data-parallel collectives (:func:`dp_collectives_per_step`: how many times per step
   each engine moves the 16-bit parameters or gradients) overlapped with compute;
-* offload traffic over the host link.
+* offload: host-link traffic and the CPU optimizer step (:func:`offload_s`).
 
 It ranks layouts; it is not a wall-clock prediction (see docs/parallel.md, "Known gaps").
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vramplan.distributed import TrainingJob
+    from vramplan.gpus import GpuSpec
+    from vramplan.model.spec import ModelSpec
+    from vramplan.parallel.arrays import Flags, Ints, Reals
+    from vramplan.planner import Degrees, EngineSetting, PlanRequest
 
 DEFAULT_MFU = 0.44
 """Model FLOPs utilisation of large matrix multiplies (the ``--mfu`` default). Each
@@ -29,7 +38,22 @@ INTER_NODE_BYTES_PER_S = 50e9
 """Per-GPU network bandwidth between nodes: one 400 Gb/s NIC per GPU (ConnectX-7 /
 InfiniBand NDR, as in the Llama 3 cluster, sec. 3.3.1), 50 GB/s per direction."""
 HOST_LINK_BYTES_PER_S = 25e9
-"""Effective GPU<->host copy bandwidth for offload (PCIe Gen4 x16: 32 GB/s peak, ~25 GB/s achieved)."""
+"""Effective GPU<->host copy bandwidth per GPU for offload (PCIe Gen4 x16: 32 GB/s peak,
+~25 GB/s achieved; each GPU of an 8-GPU node has its own x16 link)."""
+CPU_ADAM_BYTES_PER_PARAM = 28
+"""Host memory traffic of the CPU optimizer step per parameter: DeepSpeed's CPU Adam
+(``csrc/includes/cpu_adam.h``, ``Adam_Optimizer::Step_AVX``) streams four fp32 arrays
+in (gradient, exp_avg, exp_avg_sq, parameter) and three out (parameter, exp_avg,
+exp_avg_sq): 7 x 4 B. The ZeRO-Offload paper (Ren et al. 2021, sec. 5.1) builds its
+CPU-Adam as this vectorised streaming loop, so its time is bytes over host memory
+bandwidth. PyTorch's CPU AdamW (FSDP's offload) streams at least as much."""
+HOST_MEMORY_BYTES_PER_S = {"datacenter": 307e9, "gaudi": 307e9, "tpu": 307e9}
+"""Host memory bandwidth one node's CPU optimizer step reaches, by GPU segment: a
+two-socket server with 8 DDR5-4800 channels per socket (DGX H100: 2 x Xeon 8480C)
+peaks at 2 x 8 x 38.4 GB/s = 614 GB/s; half of that is assumed reached.
+``WORKSTATION_MEMORY_BYTES_PER_S`` for everything else."""
+WORKSTATION_MEMORY_BYTES_PER_S = 45e9
+"""Host memory bandwidth of a desktop (2 DDR5-5600 channels: 89.6 GB/s peak; half reached)."""
 TRAINING_FLOPS_PER_PARAM_TOKEN = 6
 """Forward 2 + backward 4 FLOPs per parameter per token (Kaplan et al. 2020, sec. 2.1)."""
 ATTENTION_FLOPS_PER_TOKEN_FACTOR = 6
@@ -55,7 +79,7 @@ CP_RING_PASSES = 3
 the forward, K/V again and dK/dV in the backward (ring attention, Liu et al. 2023)."""
 
 
-def gemm_efficiency(*, tokens: Any, k: Any, n: Any, ridge_flops_per_byte: float) -> Any:
+def gemm_efficiency(*, tokens: Reals, k: Reals, n: Reals, ridge_flops_per_byte: float) -> Reals:
     """Share of the large-GEMM MFU a ``tokens x k`` by ``k x n`` 16-bit multiply reaches,
     from its arithmetic intensity ``AI = tokens k n / (tokens k + k n + tokens n)``
     FLOPs per byte (2 FLOPs per multiply-add over 2 bytes per value read or written)
@@ -68,7 +92,7 @@ def gemm_efficiency(*, tokens: Any, k: Any, n: Any, ridge_flops_per_byte: float)
     return ai / (ai + ridge_flops_per_byte)
 
 
-def mlp_gemm_shape(spec: Any, *, tokens: Any, tp: Any, ep: Any) -> tuple[Any, Any, Any]:
+def mlp_gemm_shape(spec: ModelSpec, *, tokens: Reals, tp: Ints, ep: Ints) -> tuple[Reals, int, Reals]:
     """(tokens, k, n) of the per-GPU MLP up-projection for one micro-batch: the dense
     column-parallel ``hidden -> ffn / tp`` multiply; for MoE models a routed expert's,
     which sees ``tokens x top-k x ep / experts`` tokens (its share of the expert-parallel
@@ -81,14 +105,14 @@ def mlp_gemm_shape(spec: Any, *, tokens: Any, tp: Any, ep: Any) -> tuple[Any, An
     return np.maximum(routed, 1), spec.hidden_size, spec.moe.expert_intermediate_size / tp
 
 
-def flops_per_token(spec: Any, *, active_params: int, seq_len: int, extra_per_param: Any) -> Any:
+def flops_per_token(spec: ModelSpec, *, active_params: int, seq_len: int, extra_per_param: Reals) -> Reals:
     """Training FLOPs per token: ``(6 + extra) x active params`` plus causal attention
     ``6 x layers x query width x seq`` (see ``ATTENTION_FLOPS_PER_TOKEN_FACTOR``)."""
     attention = ATTENTION_FLOPS_PER_TOKEN_FACTOR * spec.num_layers * spec.q_dim * seq_len
     return (TRAINING_FLOPS_PER_PARAM_TOKEN + extra_per_param) * active_params + attention
 
 
-def dp_collectives_per_step(setting: Any, micro_batches: Any) -> tuple[Any, Any]:
+def dp_collectives_per_step(setting: EngineSetting, micro_batches: Ints) -> tuple[Ints, Ints]:
     """(inside the sharding group, across replicas): how many times per optimizer step a
     GPU's slice of the 16-bit parameters (or gradients) crosses the data-parallel group
     as a ring all-gather or reduce-scatter (an all-reduce counts 2), for ``m``
@@ -122,7 +146,7 @@ def dp_collectives_per_step(setting: Any, micro_batches: Any) -> tuple[Any, Any]
     return {0: zero + 2, 1: zero + 3, 2: 2 * m + 1, 3: 3 * m}[setting.zero_stage], zero
 
 
-def link_bytes_per_s(gpu: Any, spans_nodes: Any) -> Any:
+def link_bytes_per_s(gpu: GpuSpec, spans_nodes: Flags) -> Reals:
     """Per-GPU bandwidth of a collective: the GPU's scale-up link inside a node, the
     slower of it and ``INTER_NODE_BYTES_PER_S`` when the group spans nodes."""
     import numpy as np
@@ -131,7 +155,7 @@ def link_bytes_per_s(gpu: Any, spans_nodes: Any) -> Any:
                     gpu.interconnect_bytes_per_s)
 
 
-def dp_comm_s(req: Any, setting: Any, d: dict[str, Any], params_on_gpu: Any) -> Any:
+def dp_comm_s(req: PlanRequest, setting: EngineSetting, d: Degrees, params_on_gpu: Ints) -> Reals:
     """Seconds per step of data-parallel collectives (:func:`dp_collectives_per_step`),
     each moving ``(g-1)/g x 2 B x params on the GPU`` per GPU over a ring of ``g`` GPUs.
     Ranks are placed tp, then cp, then dp, then pp (Megatron's order): the dp x cp
@@ -140,20 +164,20 @@ def dp_comm_s(req: Any, setting: Any, d: dict[str, Any], params_on_gpu: Any) -> 
     parameters are treated like dense ones."""
     import numpy as np
 
-    group = d["dp"] * d["cp"]
-    inside, across = dp_collectives_per_step(setting, d["m"])
+    group = d.dp * d.cp
+    inside, across = dp_collectives_per_step(setting, d.m)
     node = req.gpus_per_node
     if setting.fsdp == "hybrid_shard":
-        shard = np.maximum(np.minimum(group, node // np.minimum(d["tp"], node)), 1)
+        shard = np.maximum(np.minimum(group, node // np.minimum(d.tp, node)), 1)
         replicas = group // shard
         inner = inside * (shard - 1) / shard * WIRE_BYTES * params_on_gpu / req.gpu.interconnect_bytes_per_s
         outer = across * (replicas - 1) / replicas * WIRE_BYTES * params_on_gpu / shard
         return inner + outer / link_bytes_per_s(req.gpu, replicas > 1)
-    spans = d["tp"] * group > node
+    spans = d.tp * group > node
     return inside * (group - 1) / group * WIRE_BYTES * params_on_gpu / link_bytes_per_s(req.gpu, spans)
 
 
-def layout_costs(req: Any, job: Any, d: dict[str, Any], active_params: int) -> dict[str, Any]:
+def layout_costs(req: PlanRequest, job: TrainingJob, d: Degrees, active_params: int) -> dict[str, np.ndarray]:
     """The engine-independent parts of :func:`step_time_s` for arrays of layouts ``d``
     (seconds per step: compute with bubble, TP, CP and EP traffic; plus MFU, bubble
     and tokens per step). The planner computes them once for all engine settings."""
@@ -162,19 +186,19 @@ def layout_costs(req: Any, job: Any, d: dict[str, Any], active_params: int) -> d
     from vramplan.parallel import bubble_fraction, stage_layers
 
     spec, gpu = job.model, req.gpu
-    n_gpus = d["dp"] * d["tp"] * d["pp"] * d["cp"]
-    tp, cp, ep, m = d["tp"], d["cp"], d["ep"], d["m"]
-    tokens = d["mbs"] * job.seq_len / cp  # tokens of one micro-batch on one GPU
-    tokens_per_step = d["dp"] * d["mbs"] * m * job.seq_len
-    extra = d["extra_flops"] if "extra_flops" in d else RECOMPUTE_EXTRA_FLOPS[job.recompute]
+    n_gpus = d.dp * d.tp * d.pp * d.cp
+    tp, cp, ep, m = d.tp, d.cp, d.ep, d.m
+    tokens = d.mbs * job.seq_len / cp  # tokens of one micro-batch on one GPU
+    tokens_per_step = d.dp * d.mbs * m * job.seq_len
+    extra = d.extra_flops if d.extra_flops is not None else RECOMPUTE_EXTRA_FLOPS[job.recompute]
     flops = tokens_per_step * flops_per_token(spec, active_params=active_params, seq_len=job.seq_len,
                                               extra_per_param=extra)
     ridge = gpu.bf16_dense_flops / gpu.memory_bandwidth_bytes_per_s
     gm, gk, gn = mlp_gemm_shape(spec, tokens=tokens, tp=tp, ep=ep)
     mfu = req.mfu * gemm_efficiency(tokens=gm, k=gk, n=gn, ridge_flops_per_byte=ridge)
-    bubble = bubble_fraction(pp=d["pp"], micro_batches=m, virtual_stages=req.virtual_stages)
+    bubble = bubble_fraction(pp=d.pp, micro_batches=m, virtual_stages=req.virtual_stages)
     compute = flops / (n_gpus * gpu.bf16_dense_flops * mfu) / (1 - bubble)
-    layers = stage_layers(spec.num_layers, d["pp"])
+    layers = stage_layers(spec.num_layers, d.pp)
     activation = tokens * spec.hidden_size * WIRE_BYTES
     tp_time = TP_ALL_REDUCES_PER_LAYER * 2 * (tp - 1) / tp * activation * layers * m / gpu.interconnect_bytes_per_s
     kv_chunk = 2 * tokens * spec.kv_dim * WIRE_BYTES
@@ -189,8 +213,8 @@ def layout_costs(req: Any, job: Any, d: dict[str, Any], active_params: int) -> d
             "ep_comm_s": ep_time, "tokens_per_step": tokens_per_step}
 
 
-def step_time_s(req: Any, job: Any, setting: Any, d: dict[str, Any], params_on_gpu: Any,
-                active_params: int, costs: dict[str, Any] | None = None) -> dict[str, Any]:
+def step_time_s(req: PlanRequest, job: TrainingJob, setting: EngineSetting, d: Degrees, params_on_gpu: Ints,
+                active_params: int, costs: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Estimated seconds per optimizer step, and its parts, for arrays of layouts ``d``
     (dp, tp, pp, cp, ep, mbs, m, optional extra_flops); ``costs``: the layouts'
     :func:`layout_costs`, when the caller has them.
@@ -207,8 +231,8 @@ def step_time_s(req: Any, job: Any, setting: Any, d: dict[str, Any], params_on_g
       ``tp ep`` exceeds a node;
     * data parallelism: :func:`dp_comm_s`, overlapped with compute (the step takes the
       longer of the two, as FSDP/ZeRO prefetching aims for; Llama 3 paper sec. 3.3.2);
-    * offload: 16-bit gradients down and parameters back, 4 B per parameter on the GPU's
-      share, over ``HOST_LINK_BYTES_PER_S``.
+    * offload: :func:`offload_s`: host-link traffic (overlapped per micro-batch,
+      exposed at the step boundary) and the CPU optimizer step (exposed).
 
     TP, CP and EP traffic is on the critical path (not overlapped); pipeline
     point-to-point sends are left out (a few MB per micro-batch)."""
@@ -217,13 +241,60 @@ def step_time_s(req: Any, job: Any, setting: Any, d: dict[str, Any], params_on_g
     c = costs if costs is not None else layout_costs(req, job, d, active_params)
     compute = c["compute_s"]
     dp_time = dp_comm_s(req, setting, d, params_on_gpu)
-    offload_time = (2 * WIRE_BYTES * params_on_gpu / (d["dp"] * d["cp"]) / HOST_LINK_BYTES_PER_S
-                    if setting.offload != "none" else 0 * compute)
-    total = np.maximum(compute, dp_time) + c["tp_comm_s"] + c["cp_comm_s"] + c["ep_comm_s"] + offload_time
-    return {"step_s": total, **c, "dp_comm_s": dp_time, "offload_s": offload_time}
+    pcie, cpu_step = offload_s(req, setting, d, params_on_gpu)
+    overlapped = np.maximum(np.maximum(compute, dp_time), pcie["overlapped"])
+    total = overlapped + c["tp_comm_s"] + c["cp_comm_s"] + c["ep_comm_s"] + pcie["exposed"] + cpu_step
+    return {"step_s": total, **c, "dp_comm_s": dp_time, "offload_pcie_s": pcie["overlapped"] + pcie["exposed"],
+            "offload_cpu_step_s": cpu_step, "offload_s": pcie["overlapped"] + pcie["exposed"] + cpu_step}
 
 
-def assumptions(req: Any) -> tuple[str, ...]:
+def host_memory_bytes_per_s(gpu: Any) -> float:
+    """Host memory bandwidth of a node of ``gpu`` (``HOST_MEMORY_BYTES_PER_S``)."""
+    return HOST_MEMORY_BYTES_PER_S.get(gpu.segment, WORKSTATION_MEMORY_BYTES_PER_S)
+
+
+def offload_s(req: Any, setting: Any, d: dict[str, Any], params_on_gpu: Any) -> tuple[dict[str, Any], Any]:
+    """Seconds per step an offload layout spends on the host link and on the CPU
+    optimizer step, for arrays of layouts ``d``; zeros without offload. Returns
+    ``({"overlapped": s, "exposed": s}, cpu_step_s)``.
+
+    Each GPU owns ``P = params on the GPU / (dp x cp)`` parameters of the offloaded
+    partition (ZeRO partitions over the data-parallel ranks) and moves, over its own
+    ``HOST_LINK_BYTES_PER_S`` link, per step of ``m`` micro-batches:
+
+    * optimizer offload (ZeRO-Offload, Ren et al. 2021, sec. 4.1: "fp16 gradients to
+      the CPU, fp16 parameters back", 2M + 2M bytes for M parameters): its 16-bit
+      gradient partition down after every backward (DeepSpeed accumulates offloaded
+      gradients on the host, ``stage_1_and_2.py`` ``async_accumulate_grad_in_cpu_via_gpu``),
+      ``2 m P`` bytes, overlapped with the backward; the updated 16-bit parameters back
+      after the CPU step, ``2 P`` bytes, exposed (they are needed before the next forward);
+    * parameter offload (ZeRO-Infinity, Rajbhandari et al. 2021, sec. 5; FSDP
+      ``CPUOffload(offload_params=True)``): also the 16-bit parameters up for the
+      forward and again for the backward of every micro-batch, ``4 m P`` bytes,
+      prefetched and so overlapped; nothing to upload after the step.
+
+    The CPU optimizer step (exposed: it runs after the last backward; ZeRO-Offload's
+    one-step delayed update is off by default) streams ``CPU_ADAM_BYTES_PER_PARAM`` per
+    parameter of every GPU of the node through host memory:
+    ``28 B x P x GPUs per node / host memory bandwidth``. Overlapped traffic joins
+    the compute in the step's ``max``; exposed time adds to it."""
+    import numpy as np
+
+    zero = 0.0 * params_on_gpu * d.dp
+    if setting.offload == "none":
+        return {"overlapped": zero, "exposed": zero}, zero
+    part = params_on_gpu / (d.dp * d.cp)
+    m = d.m
+    down = WIRE_BYTES * m * part
+    up_overlapped = 2 * WIRE_BYTES * m * part if setting.offload == "params" else zero
+    up_exposed = zero if setting.offload == "params" else WIRE_BYTES * part
+    link = HOST_LINK_BYTES_PER_S
+    gpus_on_node = np.minimum(d.dp * d.tp * d.pp * d.cp, req.gpus_per_node)
+    cpu_step = CPU_ADAM_BYTES_PER_PARAM * part * gpus_on_node / host_memory_bytes_per_s(req.gpu)
+    return {"overlapped": (down + up_overlapped) / link, "exposed": up_exposed / link}, cpu_step
+
+
+def assumptions(req: PlanRequest) -> tuple[str, ...]:
     """The step-time model's assumptions, in words (printed with the plan)."""
     gpu = req.gpu
     ridge = gpu.bf16_dense_flops / gpu.memory_bandwidth_bytes_per_s
@@ -240,5 +311,8 @@ def assumptions(req: Any) -> tuple[str, ...]:
         "DP: 16-bit collectives per step: DDP/Megatron 2, ZeRO-1 3, ZeRO-2 2m+1, ZeRO-3/FSDP full shard 3m "
         "(parameters gathered again every micro-batch), SHARD_GRAD_OP 2m; overlapped with compute; "
         f"{INTER_NODE_BYTES_PER_S / 1e9:g} GB/s per GPU across nodes (400 Gb/s NIC per GPU)",
-        f"offload: 4 bytes/param over {HOST_LINK_BYTES_PER_S / 1e9:g} GB/s host link per step",
+        f"offload: per GPU over a {HOST_LINK_BYTES_PER_S / 1e9:g} GB/s host link, 16-bit gradients down every "
+        "micro-batch and (parameter offload) parameters up for forward and backward, overlapped; parameters "
+        f"back after the step, exposed; CPU optimizer step {CPU_ADAM_BYTES_PER_PARAM} B/param (DeepSpeed CPU Adam) "
+        f"over {host_memory_bytes_per_s(gpu) / 1e9:g} GB/s host memory per node, exposed",
     )

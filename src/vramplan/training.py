@@ -27,8 +27,8 @@ from vramplan.memory.precision import CONVENTIONS, PrecisionRecipe, get_precisio
 from vramplan.memory.overhead import Overheads, fit_verdict
 from vramplan.memory.logits import LogitsBytes, logits_bytes
 from vramplan.memory.lora import (
-    ADAPTER_BYTES, adapter_activation_bytes_per_token, adapter_groups, adapter_weight_cast_bytes, all_linear_targets,
-    dequant_buffer_bytes,
+    ADAPTER_BYTES, adapter_activation_bytes_per_token, adapter_groups, adapter_weight_cast_bytes,
+    dequant_buffer_bytes, folded_weight_bytes_per_layer, module_adapter_groups, peft_targets,
 )
 from vramplan.memory.optimizer import OptimizerSpec, get_optimizer, optimizer_state_bytes, step_temporary_bytes
 from vramplan.memory.weights import weight_components
@@ -41,6 +41,7 @@ from vramplan.quant import WeightFormat, get_format
 if TYPE_CHECKING:
     from vramplan.gpus import GpuSpec
     from vramplan.parallel import ParallelLayout
+    from vramplan.seed_article import SeedArithmetic
 
 Method = Literal["full", "lora", "qlora"]
 ActivationModel = Literal["derived", "seed"]
@@ -96,16 +97,18 @@ class TrainingSetup:
     dropout: bool = False
     """Dropout active in the model (GPT-2 style); modern LLM configs set it to 0."""
     activation_model: ActivationModel = "derived"
-    """``derived``: this module's model; ``seed``: the seed article's rule of thumb."""
-    seed_dtype_bytes: int = 1
-    """Bytes per value in the seed method (the article's int8 example: 1)."""
+    """``derived``: this module's model; ``seed``: the seed article's rule of thumb
+    (:mod:`vramplan.seed_article`), whose bytes per value follow ``precision`` (``int8``: 1)."""
+    seed_dtype_bytes: int | None = None
+    """Bytes per value in the seed method when not the precision's (``--seed-bytes``)."""
     strict: bool = False
     """Turn warnings (sequence beyond the model's positions) into errors."""
 
     def __post_init__(self) -> None:
         for name, hi in (("batch", v.BATCH_MAX), ("seq", v.LENGTH_MAX), ("grad_accum", v.BATCH_MAX),
-                         ("lora_rank", v.HIDDEN_MAX), ("seed_dtype_bytes", 8)):
+                         ("lora_rank", v.HIDDEN_MAX)):
             v.integer(name, getattr(self, name), 1, hi)
+        v.optional_integer("seed_dtype_bytes", self.seed_dtype_bytes, 1, 8)
         for name in ("fused_ce", "dropout", "strict"):
             v.flag(name, getattr(self, name))
         for name in ("method", "precision", "optimizer", "attention", "activation_model"):
@@ -122,7 +125,18 @@ class TrainingSetup:
             raise InputError(f"recompute: expected one of {', '.join(RECOMPUTES)}, got {self.recompute!r}")
         if self.activation_model not in ACTIVATION_MODELS:
             raise InputError(f"activation_model: expected derived or seed, got {self.activation_model!r}")
-        get_precision(self.precision)
+        from vramplan.seed_article import PRECISION_BYTES, RULE_ONLY_PRECISIONS
+
+        if self.activation_model == "seed":
+            if self.precision not in PRECISION_BYTES:
+                raise InputError(f"precision: the seed rule takes one of {', '.join(PRECISION_BYTES)}, "
+                                 f"got {self.precision!r}")
+        elif self.precision in RULE_ONLY_PRECISIONS:
+            raise InputError(f"precision: no training recipe keeps every tensor in {self.precision}; it is the "
+                             "seed article's rule of thumb (activation_model seed), or train in 8 bits with "
+                             "method qlora or optimizer adamw-8bit", fields=("activation_model", "method", "optimizer"))
+        else:
+            get_precision(self.precision)
         get_optimizer(self.optimizer)
         if self.load_dtype is not None:
             if self.load_dtype not in LOAD_DTYPES:
@@ -174,10 +188,11 @@ QLORA_UNQUANTIZED_DTYPE = "fp32"
 
 
 def lora_targets(spec: ModelSpec, setup: TrainingSetup) -> tuple[str, ...]:
-    """The modules that get adapters: the setup's, or all linear modules of the blocks."""
-    if setup.lora_targets is None or tuple(setup.lora_targets) == (ALL_LINEAR,):
-        return all_linear_targets(spec)
-    return setup.lora_targets
+    """The setup's target list as peft receives it (``all-linear`` when none is given);
+    :func:`vramplan.memory.lora.peft_targets` resolves it."""
+    if setup.lora_targets is None:
+        return (ALL_LINEAR,)
+    return tuple(setup.lora_targets)
 
 
 def base_dtype(setup: TrainingSetup) -> str:
@@ -251,6 +266,9 @@ class ActivationPlan:
     under full recomputation, the returned last hidden state."""
     final_norm_transient: int = 0
     """Temporaries inside the final norm's forward."""
+    per_micro_batch: act.MicroBatchBytes = act.MicroBatchBytes()
+    """The parts above held once per micro-batch whatever its size (weight casts); the
+    rest grows with its tokens."""
 
 
 def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
@@ -262,10 +280,13 @@ def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
     recipe = effective_recipe(setup)
     lora = setup.method != "full"
     peft_casts_inputs = lora and recipe.compute_bytes < ADAPTER_BYTES
+    # peft's ParamWrapper folds adapters into the fused experts: their weights then get a gradient
+    fused = set(peft_targets(spec, lora_targets(spec, setup)).fused) if lora else set()
     return act.ActivationContext(recipe=recipe, batch=setup.batch, seq=setup.seq, attention=setup.attention,
                                  dropout=setup.dropout, residual_bytes=residual, frozen_base=lora,
                                  autocast_region=setup.recipe.autocast,
-                                 inputs_saved_by_adapters=peft_casts_inputs)
+                                 inputs_saved_by_adapters=peft_casts_inputs, linear_output_bytes=residual,
+                                 trained_experts=bool({"gate_up_proj", "down_proj"} & fused))
 
 
 def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> int:
@@ -296,39 +317,46 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
     cast = act.layer_weight_cast_bytes(spec, ctx)
     parts: dict[str, int] = {}
     kept, full, work = [], [], []
-    adapter = 0
+    adapter = adapter_cast = 0
     if setup.method != "full":
         autocast = setup.recipe.autocast
         adapter = adapter_activation_bytes_per_token(spec, lora_targets(spec, setup), setup.lora_rank, ctx.c, autocast) \
             * ctx.tokens // spec.num_layers
-        groups = adapter_groups(spec, lora_targets(spec, setup), setup.lora_rank)
-        adapter += adapter_weight_cast_bytes(groups, ctx.c, autocast) // spec.num_layers
+        groups = module_adapter_groups(spec, lora_targets(spec, setup), setup.lora_rank)
+        adapter_cast = adapter_weight_cast_bytes(groups, ctx.c, autocast) // spec.num_layers
+        adapter += adapter_cast
+    folded = 0
+    if setup.method != "full":
+        folded = folded_weight_bytes_per_layer(spec, lora_targets(spec, setup), setup.lora_rank,
+                                               get_dtype(_expert_dtype(setup)).bytes_for(1))
     for layer in range(spec.num_layers):
         layer_parts = act.layer_activation_parts(spec, ctx, layer)
-        layer_full = act.saved_layer_bytes(layer_parts, "none") + cast + adapter
+        layer_adapter = adapter + (folded if spec.is_moe_layer(layer) else 0)
+        layer_full = act.saved_layer_bytes(layer_parts, "none") + cast + layer_adapter
         if policy == "full":
             layer_kept = act.checkpointed_layer_bytes(spec, ctx)
             parts["checkpoints"] = parts.get("checkpoints", 0) + layer_kept
         else:
-            layer_kept = act.saved_layer_bytes(layer_parts, policy) + cast + adapter
+            layer_kept = act.saved_layer_bytes(layer_parts, policy) + cast + layer_adapter
             for p in layer_parts:
                 if policy == "selective" and p.name == "attention/scores":
                     continue
                 parts[p.name] = parts.get(p.name, 0) + p.bytes
             if cast:
                 parts["weight_casts"] = parts.get("weight_casts", 0) + cast
-            if adapter:
-                parts["lora"] = parts.get("lora", 0) + adapter
+            if layer_adapter:
+                parts["lora"] = parts.get("lora", 0) + layer_adapter
         kept.append(layer_kept)
         full.append(layer_full)
         work.append(_backward_work(spec, ctx, layer))
-    outside = act.final_norm_bytes(spec, ctx) + act.dropout_embedding_bytes(spec, ctx)
-    outside += act.head_weight_cast_bytes(spec, ctx)
+    outside_cast = act.head_weight_cast_bytes(spec, ctx)  # held once per micro-batch
+    outside = act.final_norm_bytes(spec, ctx) + act.dropout_embedding_bytes(spec, ctx) + outside_cast
     if setup.method == "qlora" and setup.recipe.autocast:
         # peft upcast the head to fp32; autocast's bf16 copy of it is saved by the head's
         # matmul (the input gradient reaches the adapters below)
         qlora_head = setup.recipe.compute_bytes * spec.vocab_size * spec.hidden_size
         outside += qlora_head
+        outside_cast += qlora_head
         parts["weight_casts"] = parts.get("weight_casts", 0) + qlora_head
     parts["final_norm"] = act.final_norm_bytes(spec, ctx)
     if act.dropout_embedding_bytes(spec, ctx):
@@ -338,7 +366,12 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
     forward_only = (cast * spec.num_layers if policy == "full" else 0) + act.final_hidden_transient_bytes(spec, ctx)
     return ActivationPlan(parts=parts, per_layer_kept=tuple(kept), per_layer_full=tuple(full),
                           per_layer_work=tuple(work), outside_layers=outside, forward_only=forward_only,
-                          final_norm_transient=act.norm_transient_bytes(spec, ctx))
+                          final_norm_transient=act.norm_transient_bytes(spec, ctx),
+                          per_micro_batch=act.MicroBatchBytes(
+                              layer_kept_bytes=0 if policy == "full" else
+                              cast + adapter_cast + folded * spec.num_moe_layers // spec.num_layers,
+                              layer_backward_bytes=cast + adapter_cast + (folded if spec.num_moe_layers else 0),
+                              outside_bytes=outside_cast))
 
 
 def setup_logits(spec: ModelSpec, setup: TrainingSetup) -> LogitsBytes:
@@ -346,6 +379,12 @@ def setup_logits(spec: ModelSpec, setup: TrainingSetup) -> LogitsBytes:
                         compute_bytes=setup.recipe.compute_bytes, fused_ce=setup.fused_ce,
                         weight_bytes=get_dtype(_head_dtype(setup)).bytes_for(1),
                         softcap=spec.final_logit_softcapping)
+
+
+def _expert_dtype(setup: TrainingSetup) -> str:
+    """Dtype of the routed experts' fused weights: the base's, fp32 under QLoRA
+    (bitsandbytes leaves them unquantized and peft upcasts them)."""
+    return QLORA_UNQUANTIZED_DTYPE if setup.method == "qlora" else base_dtype(setup)
 
 
 def _head_dtype(setup: TrainingSetup) -> str:
@@ -443,8 +482,24 @@ def _backward_points(spec: ModelSpec, setup: TrainingSetup, states: ModelStates,
             live[grad_key] = (grads, f"gradients of the head and the layers above {layer}")
         points.append((f"layer {layer} backward", live))
     if not accumulate:
-        points.append(("end of backward", {**resident, grad_key: (states.gradients, "all gradients")}))
+        end = {**resident, grad_key: (states.gradients, "all gradients")}
+        tied = _tied_embedding_accumulation_bytes(spec, setup, states)
+        if tied:
+            end["buffers/tied_embedding_gradient"] = (tied, "the embedding's gradient and its sum with the tied "
+                                                      "head's (AccumulateGrad adds out of place)")
+        points.append(("end of backward", end))
     return points
+
+
+def _tied_embedding_accumulation_bytes(spec: ModelSpec, setup: TrainingSetup, states: ModelStates) -> int:
+    """A tied embedding trains through two uses: the head's gradient is already its
+    ``.grad`` when the embedding's backward (``embedding_dense_backward``, a
+    ``[vocab, h]`` tensor) arrives, and autograd's ``AccumulateGrad`` writes
+    ``grad + new_grad`` to a new tensor (seen on PyTorch 2.13's ``aten.add.Tensor``):
+    two vocabulary-sized gradients on top of all others for a moment."""
+    if setup.method != "full" or not spec.tie_word_embeddings:
+        return 0
+    return 2 * spec.vocab_size * spec.hidden_size * states.trainable_bytes_per_param
 
 
 def timeline(spec: ModelSpec, setup: TrainingSetup, states: ModelStates, plan: ActivationPlan,
@@ -514,8 +569,10 @@ def _assumptions(spec: ModelSpec, setup: TrainingSetup) -> list[str]:
     if setup.method == "qlora":
         out.append("QLoRA: embeddings, norms and head upcast to fp32 (peft prepare_model_for_kbit_training)")
     if setup.method != "full":
-        out.append(f"LoRA r={setup.lora_rank} on {', '.join(lora_targets(spec, setup))} (QLoRA paper: all linear "
-                   "layers); adapters in fp32 as peft keeps them")
+        targets = peft_targets(spec, lora_targets(spec, setup))
+        fused = f"; fused {', '.join(targets.fused)} wrapped by peft's ParamWrapper" if targets.fused else ""
+        out.append(f"LoRA r={setup.lora_rank} on {', '.join(targets.modules) or 'no linear module'}{fused} "
+                   "(QLoRA paper: all linear layers); adapters in fp32 as peft keeps them")
     if setup.opt.paged:
         out.append("paged optimizer states counted on the GPU; under pressure they move to host memory")
     return out
@@ -560,9 +617,12 @@ class TrainingEstimate(Estimate):
     one device, how far the setup stretches there (``fits``)."""
 
     fits: TrainingFit | None = None
+    seed: SeedArithmetic | None = None
+    """With ``activation_model="seed"``: the article's arithmetic beside the exact one."""
 
     def to_dict(self) -> dict:
-        return {**super().to_dict(), "fits": self.fits.to_dict() if self.fits else None}
+        return {**super().to_dict(), "fits": self.fits.to_dict() if self.fits else None,
+                "seed_article": self.seed.to_dict() if self.seed else None}
 
 
 def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSetup | None = None,
@@ -586,15 +646,20 @@ def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSe
     gpu_spec = _gpu(gpu)
     if layout is not None:
         setup, layout = _one_accumulation(setup, layout)
+        if not layout.is_single_device and setup.activation_model == "seed":
+            raise InputError("activation_model: the seed article's rule is for one GPU; leave the layout out "
+                             "(the ZeRO figure it points to: a bare count such as 7.5B with zero)")
         if not layout.is_single_device:
             return _layout_estimate(spec, setup, layout, gpu_spec, reserve_bytes, overheads)
+    if setup.activation_model == "seed":
+        return _seed(spec, setup, gpu_spec, reserve_bytes, overheads)
     est = _single_gpu_estimate(spec, setup)
     fit = None
     if gpu_spec is not None:
         capacity = gpu_spec.usable_memory_bytes
         est = fit_verdict(est, gpu_spec.slug, capacity, reserve_bytes=reserve_bytes, overheads=overheads)
         fit = TrainingFit(largest_micro_batch=None, largest_seq=None)
-        if setup.activation_model == "derived" and isinstance(spec, ModelSpec):
+        if isinstance(spec, ModelSpec):
             room = Room(capacity_bytes=capacity, reserve_bytes=reserve_bytes, overheads=overheads)
             fit = TrainingFit(largest_micro_batch=largest_micro_batch(spec, setup, room),
                               largest_seq=largest_sequence(spec, setup, room))
@@ -612,12 +677,33 @@ class Room:
     overheads: Overheads = field(default_factory=lambda: Overheads())
 
 
-def _gpu(gpu: str | GpuSpec | None) -> GpuSpec | None:
-    if gpu is None or not isinstance(gpu, str):
-        return gpu
-    from vramplan.gpus import find_gpu
+def _seed(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup, gpu: GpuSpec | None, reserve_bytes: int = 0,
+          overheads: Overheads | None = None) -> TrainingEstimate:
+    """The seed article's rule (:mod:`vramplan.seed_article`), with its arithmetic."""
+    from dataclasses import fields
 
-    return find_gpu(gpu)
+    from vramplan.seed_article import seed_estimate
+
+    _check_model(spec, setup)
+    est, arithmetic = seed_estimate(spec, setup)
+    fit = None
+    if gpu is not None:
+        capacity = gpu.usable_memory_bytes
+        est = fit_verdict(est, gpu.slug, capacity, reserve_bytes=reserve_bytes, overheads=overheads)
+        if isinstance(spec, ModelSpec):
+            room = Room(capacity_bytes=capacity, reserve_bytes=reserve_bytes, overheads=overheads or Overheads())
+            fit = TrainingFit(largest_micro_batch=largest_micro_batch(spec, setup, room),
+                              largest_seq=largest_sequence(spec, setup, room))
+    return TrainingEstimate(**{**{f.name: getattr(est, f.name) for f in fields(est)}, "fits": fit, "seed": arithmetic,
+                               "checkpoint": getattr(spec, "checkpoint", None)})
+
+
+def _gpu(gpu: str | GpuSpec | None) -> GpuSpec | None:
+    if gpu is None:
+        return None
+    from vramplan.gpus import one_gpu
+
+    return one_gpu(gpu)
 
 
 def _one_accumulation(setup: TrainingSetup, layout: ParallelLayout) -> tuple[TrainingSetup, ParallelLayout]:
@@ -636,22 +722,26 @@ def _layout_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup, lay
 
     from vramplan.distributed import TrainingJob, estimate_on_layout
 
-    if not isinstance(spec, ModelSpec):
-        raise InputError(f"model {spec.name!r}: a parallel layout needs an architecture (a catalog name or "
-                         "config.json); a bare parameter count has none", fields=("model",))
-    est = estimate_on_layout(TrainingJob(model=spec, setup=setup), layout)
+    if isinstance(spec, ModelSpec):
+        est = estimate_on_layout(TrainingJob(model=spec, setup=setup), layout)
+    else:
+        from vramplan.count_states import model_states_on_layout
+
+        est = model_states_on_layout(spec, setup, layout)
     if gpu is not None:
         est = fit_verdict(est, gpu.slug, gpu.usable_memory_bytes, reserve_bytes=reserve_bytes, overheads=overheads,
                           comm_group_ranks=layout.num_gpus)
     return TrainingEstimate(**{**{f.name: getattr(est, f.name) for f in fields(est)}, "fits": None,
-                               "checkpoint": spec.checkpoint})
+                               "checkpoint": getattr(spec, "checkpoint", None)})
 
 
 def _single_gpu_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> Estimate:
     """Per-GPU tensor memory of one training step on one GPU, at its peak."""
     warnings = _check_model(spec, setup)
     if setup.activation_model == "seed":
-        return seed_estimate(spec, setup)
+        from vramplan.seed_article import seed_estimate
+
+        return seed_estimate(spec, setup)[0]
     if isinstance(spec, ParamOnlyModel):
         return model_states_only_estimate(spec, setup, warnings)
     states = model_states(spec, setup)
@@ -690,56 +780,6 @@ def model_states_only_estimate(model: ParamOnlyModel, setup: TrainingSetup, warn
                     phases=(("optimizer_step", sum(c.bytes for c in components)),),
                     details={"total_params": model.total_params},
                     assumptions=("model states only (no architecture)",), warnings=tuple(warnings))
-
-
-# ---- the seed article's method ---------------------------------------------------------
-SEED_MB = 10**6
-"""The article divides bytes by 10^6 for "MB" ..."""
-SEED_GB_PER_MB = 1024
-"""... and then MB by 1024 for "GB" (its 990 MB x 50 / 1024)."""
-
-
-def seed_activation_bytes_per_sample(spec: ModelSpec, seq: int, bytes_per_value: int) -> int:
-    """The seed article's rule: ``(hidden + intermediate) x seq x layers x bytes`` per
-    sample (LLaMA-7B, int8: (4096 + 11008) x 2048 x 32 x 1 = 989,855,744 B, "990 MB").
-    It counts one hidden-wide and one MLP-wide tensor per layer and token, where
-    autograd keeps about ten (see :mod:`vramplan.memory.activations`)."""
-    return (spec.hidden_size + spec.intermediate_size) * seq * spec.num_layers * bytes_per_value
-
-
-def seed_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> Estimate:
-    """The seed article's method: weights, gradients and optimizer states at
-    ``seed_dtype_bytes`` per value each (7 + 7 + 14 GB for LLaMA-7B int8 with AdamW),
-    plus its per-sample activation rule times the micro-batch. ``details`` carries the
-    figure as the article computes it (decimal GB for states, "MB x n / 1024" for
-    activations)."""
-    if isinstance(spec, ParamOnlyModel):
-        raise InputError(f"model {spec.name!r}: the seed rule needs hidden, intermediate and layer counts; "
-                         "give a catalog name or config.json", fields=("model",))
-    from vramplan.model.params import count_params
-
-    params = count_params(spec).total_params
-    b = setup.seed_dtype_bytes
-    states = len(setup.opt.states)
-    per_sample = seed_activation_bytes_per_sample(spec, setup.seq, b)
-    parts = [
-        Component(name="weights", bytes=params * b, note=f"{params:,} params x {b} B (seed article)"),
-        Component(name="gradients", bytes=params * b, note="same as the weights (seed article)"),
-        Component(name="optimizer/states", bytes=states * params * b,
-                  note=f"{states} states x weights ({setup.opt.name}, seed article)"),
-        Component(name="activations/seed_rule", bytes=per_sample * setup.batch,
-                  note=f"(hidden + intermediate) x seq x layers x {b} B = {per_sample:,} B/sample x {setup.batch}"),
-    ]
-    article_gb = (2 + states) * params * b / 10**9 + per_sample / SEED_MB * setup.batch / SEED_GB_PER_MB
-    derived = activation_plan(spec, replace(setup, batch=1, activation_model="derived"))
-    return Estimate(model=spec.name, kind="training", components=tuple(parts), phase="backward",
-                    phases=(("backward", sum(c.bytes for c in parts)),),
-                    details={"seed_activation_bytes_per_sample": per_sample,
-                             "seed_article_total_gb": round(article_gb, 2), "trainable_params": params,
-                             "derived_activation_bytes_at_batch_1": sum(derived.parts.values()),
-                             **{f"derived at batch 1: activations/{k}": v for k, v in derived.parts.items()}},
-                    assumptions=("seed article method: every term at the same bytes per value; no logits, "
-                                 "no step temporaries, no peak over the step",))
 
 
 # ---- solvers ----------------------------------------------------------------------------

@@ -10,6 +10,11 @@ vramplan shows GiB by default and GB on request, and a bare "G" in user input me
 GiB, as it does in ``nvidia-smi`` and in PyTorch's allocator settings.
 
 Bits vs bytes: 1 byte = 8 bits. A lower-case ``b`` in a size ("16Gb") means bits.
+
+Token counts are binary: "32k context" on a model card is 32,768 positions
+(Qwen2.5-7B's ``max_position_embeddings`` is 32768) and "128K" is 131,072 (Llama 3.1),
+so ``k`` = 1024 and ``M`` = 1024**2 in :func:`parse_tokens`, unlike the decimal
+suffixes of parameter counts ("7B" = 7 x 10**9).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ _SIZE_UNITS = {
     "g": GiB, "gib": GiB, "gb": GB,
     "t": TiB, "tib": TiB, "tb": TB,
 }
+_TOKEN_SUFFIX = {"": 1, "k": 1024, "m": 1024**2}
+_TOKEN_RE = re.compile(rf"^\s*{_NUMBER}\s*(?P<suffix>[km]?)\s*(?:tokens?)?\s*$", re.IGNORECASE)
 _SIZE_RE = re.compile(rf"^\s*{_NUMBER}\s*(?P<unit>[a-z]*)\s*$", re.IGNORECASE)
 
 
@@ -97,6 +104,31 @@ def parse_param_count(text: str | int | float, field: str = "parameters") -> int
             raise InputError(f"{field}: expected {expected}, got {raw[:_MAX_TEXT_CHARS]!r}")
         value = _exact(m.group("num"), field, expected) * _PARAM_SUFFIX[m.group("suffix").lower()]
     return _whole(value, text, field, "parameters")
+
+
+def parse_tokens(text: str | int, field: str = "tokens") -> int:
+    """Parse a token count as model cards write it: ``"4096"``, ``"32k"`` (32,768),
+    ``"128K"`` (131,072), ``"1M"`` (1,048,576), ``"1.5k"`` (1,536). ``k`` is 1024 and
+    ``M`` 1024**2, as context lengths mean them (see the module docstring). Computed
+    exactly (``Decimal``); the count must come out whole, from 1 to 2**53; raises
+    :class:`InputError` naming ``field``."""
+    expected = "a token count such as 4096, 32k or 128K (k = 1024)"
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise InputError(f"{field}: expected {expected}, got {text!r}")
+    if isinstance(text, int):
+        value = Decimal(text)
+    else:
+        m = _TOKEN_RE.match(text.replace("_", "").replace(",", "")) if len(text) <= _MAX_TEXT_CHARS else None
+        if not m:
+            raise InputError(f"{field}: expected {expected}, got {text[:_MAX_TEXT_CHARS]!r}")
+        value = _exact(m.group("num"), field, expected) * _TOKEN_SUFFIX[m.group("suffix").lower()]
+    if value < 1:
+        raise InputError(f"{field}: expected {expected} of at least 1, got {text!r}")
+    if value > MAX_COUNT:
+        raise InputError(f"{field}: expected at most {MAX_COUNT:,} tokens, got {text!r}")
+    if value != value.to_integral_value():
+        raise InputError(f"{field}: {text!r} is {value.normalize():f} tokens; expected a whole number of tokens")
+    return int(value)
 
 
 def looks_like_param_count(text: str) -> bool:

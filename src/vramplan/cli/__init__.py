@@ -65,9 +65,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI, turning core errors into one-line messages."""
+    """Entry point: run the CLI, turning core errors into one-line messages (with
+    ``--json``, the JSON error shape of :meth:`VramplanError.to_dict`, which the web
+    API also answers, on stderr). Exit codes: 2 for bad input, 3 for a missing extra."""
     args = argv if argv is not None else sys.argv[1:]
     debug = "--debug" in args
+    as_json = "--json" in args
     try:
         cli.main(args=argv, prog_name="vramplan", standalone_mode=False)
     except VramplanError as exc:
@@ -76,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         from vramplan.cli.common import flag_message
 
         command = next((a for a in args if not a.startswith("-")), "")
-        click.echo(f"error: {flag_message(exc, command_flags(command))}", err=True)
-        return exc.exit_code
+        body = exc.to_dict()
+        body["error"]["message"] = flag_message(exc, command_flags(command))
+        return _fail(body, exc.exit_code, as_json)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 1
@@ -85,16 +89,32 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         command = exc.ctx.command_path if exc.ctx else "vramplan"
-        click.echo(f"error: {exc.format_message().rstrip('.')} (see '{command} --help')", err=True)
-        return exc.exit_code
+        return _fail(_shape("UsageError", f"{exc.format_message().rstrip('.')} (see '{command} --help')"),
+                     exc.exit_code, as_json)
     except click.ClickException as exc:
         if debug:
             raise
-        click.echo(f"error: {exc.format_message()}", err=True)
-        return exc.exit_code
+        return _fail(_shape(type(exc).__name__, exc.format_message()), exc.exit_code, as_json)
     except BrokenPipeError:
         return 0
     return 0
+
+
+def _shape(kind: str, message: str) -> dict:
+    """The JSON error shape (:meth:`VramplanError.to_dict`) for an error click raised."""
+    return {"ok": False, "error": {"type": kind, "message": message}}
+
+
+def _fail(body: dict, exit_code: int, as_json: bool) -> int:
+    """Print one error on stderr, as ``error: message`` or (``--json``) as the JSON
+    error shape ``body``, and return the exit code."""
+    if as_json:
+        import json
+
+        click.echo(json.dumps(body), err=True)
+    else:
+        click.echo(f"error: {body['error']['message']}", err=True)
+    return exit_code
 
 
 def command_flags(command: str) -> dict[str, str]:

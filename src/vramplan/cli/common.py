@@ -47,20 +47,33 @@ def _flagged(text: str, fields: tuple[str, ...], flags: dict[str, str]) -> str:
     return text
 
 
+PIPED_WIDTH = 120
+"""Columns of output written to a pipe or file when ``COLUMNS`` is not set (rich would
+assume 80): wide enough for every table without folding its cells."""
+
+
 def console():
-    """A rich Console (imported lazily: rich is slow to import)."""
+    """A rich Console (imported lazily: rich is slow to import): the terminal's width,
+    or ``COLUMNS``, or ``PIPED_WIDTH`` when the output is not a terminal."""
+    import os
+
     from rich.console import Console
 
-    return Console()
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console()
+    return Console(width=PIPED_WIDTH)
 
 
 def table(*columns: str, title: str | None = None, right: tuple[str, ...] = ()):
-    """A rich Table with the given columns; ``right`` columns are right-aligned."""
+    """A rich Table with the given columns; ``right`` columns are right-aligned. Nothing
+    is cut short when the table is wider than the terminal (80 columns when piped): the
+    first column (the name) never wraps; the others wrap, folding a long word rather
+    than ending it in an ellipsis."""
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")
-    for col in columns:
-        t.add_column(col, justify="right" if col in right else "left")
+    for i, col in enumerate(columns):
+        t.add_column(col, justify="right" if col in right else "left", overflow="fold", no_wrap=i == 0)
     return t
 
 
@@ -128,6 +141,39 @@ class BoundedFloat(click.ParamType):
         return "FLOAT"
 
 
+class TokensType(click.ParamType):
+    """A token count on the command line: ``4096``, ``32k``, ``128K``, ``1M``
+    (:func:`vramplan.units.parse_tokens`), within ``option``'s bounds when one is given."""
+
+    name = "tokens"
+
+    def __init__(self, option=None) -> None:
+        self.option = option
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from vramplan.errors import InputError
+        from vramplan.units import parse_tokens
+
+        from vramplan.validate import integer_problem
+
+        try:
+            count = parse_tokens(value, "value")
+        except InputError as exc:
+            _fail(str(exc).removeprefix("value: "), param)
+        lo, hi = 1, SIZE_MAX
+        if self.option is not None:
+            lo = int(self.option.minimum) if self.option.minimum is not None else lo
+            hi = int(self.option.maximum) if self.option.maximum is not None else hi
+        problem = integer_problem(count, lo, hi)
+        if problem:
+            _fail(problem, param)
+        return count
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "TOKENS"
+
+
+
 def click_options(options) -> Any:
     """A decorator adding click options built from the core's declarations
     (:mod:`vramplan.options`), in their order."""
@@ -139,8 +185,10 @@ def click_options(options) -> Any:
             return click.option(*o.all_flags, o.name, multiple=True, help=o.help)
         if o.kind == "switch":
             return click.option(f"{o.all_flags[0]}/{o.off_flag}", o.name, default=o.default, help=o.help)
-        kind: Any = {"int": int, "float": float, "str": str}[o.kind]
-        if o.choices:
+        kind: Any = {"int": int, "float": float, "str": str, "tokens": None}[o.kind]
+        if o.kind == "tokens":
+            kind = TokensType(o)
+        elif o.choices:
             kind = click.Choice(list(o.choices))
         elif o.kind == "int":
             # Bounded by the declaration, and always within 2**53 (vramplan.validate).

@@ -30,6 +30,8 @@ def _render(est, units: str) -> None:
         return format_bytes(n, units)
 
     out = console()
+    for line in est.readings:
+        out.print(f"read: {line}")
     d = est.details
     title = (f"{est.model} · {d['engine']} · {d['weights_format']} · batch {d['batch']} x {d['context_tokens']:,} "
              f"tokens · per GPU (tp={d['tp']}) · peak in {est.phase}")

@@ -59,11 +59,17 @@ def _render(data: dict, units: str) -> None:
         for c in data["candidates"]:
             lay = c["layout"]
             host = fb(c["host_bytes_per_node"]) if c["host_bytes_per_node"] else "-"
-            t.add_row(str(lay["num_gpus"]), c["describe"], str(c["micro_batch_size"]), str(lay["micro_batches"]),
+            t.add_row(str(lay["num_gpus"]), f"{c['describe']} ({lay['engine']})", str(c["micro_batch_size"]),
+                      str(lay["micro_batches"]),
                       c["recompute"], fb(c["peak_bytes"]), host, f"{c['step_s']:.2f}", f"{c['tokens_per_s']:,.0f}")
     out.print(t)
     if data["min_gpus"] is not None:
-        out.print(f"fewest GPUs that fit: {data['min_gpus']}")
+        without = data.get("min_gpus_without_offload")
+        note = ""
+        if data["kind"] == "training" and without != data["min_gpus"]:
+            note = (f" (with CPU offload, ranked after layouts without it; without offload: {without})"
+                    if without else " (with CPU offload only)")
+        out.print(f"fewest GPUs that fit: {data['min_gpus']}{note}")
     if data["kind"] == "training" and data["candidates"]:
         out.print(f"recipe: {data['candidates'][0]['recipe']}")
         if data.get("largest_micro_batch"):

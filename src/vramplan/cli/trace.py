@@ -99,9 +99,9 @@ def command(model: str, train: bool, batch: int, seq: int, decode: int, precisio
     capacity = None
     gpu_spec = None
     if gpu is not None:
-        from vramplan.gpus import find_gpu
+        from vramplan.gpus import one_gpu
 
-        gpu_spec = find_gpu(gpu)
+        gpu_spec = one_gpu(gpu)
         capacity = gpu_spec.usable_memory_bytes
     if svg_path:
         _check_writable(svg_path)

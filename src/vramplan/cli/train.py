@@ -27,13 +27,42 @@ def command(model: str | None, units: str, as_json: bool, **values) -> None:
         emit_json(data)
         return
     _print(data, units)
-    for c in data["host_components"]:
-        console().print(f"host: {c['name']} {c['bytes']:,} B ({c['note']})")
+
+
+def _print_seed(data: dict, units: str) -> None:
+    """The seed article's rule: its arithmetic in its units beside the exact bytes, term by
+    term, one total per column (:mod:`vramplan.seed_article`)."""
+    from vramplan.units import format_bytes
+
+    seed = data["seed_article"]
+    t = table("term", "article (its units)", f"exact ({units})",
+              title=f"{data['model']}: the seed article's training rule at --precision {seed['precision']} "
+                    f"({seed['bytes_per_value']} B per value)", right=(f"exact ({units})",))
+    for term in seed["terms"]:
+        t.add_row(term["name"], term["article"], format_bytes(term["exact_bytes"], units))
+    stated = f" (article: {seed['article_stated']})" if seed["article_stated"] else ""
+    t.add_row("total", f"{seed['article_total_gb']:g}GB{stated}", format_bytes(seed["exact_total_bytes"], units),
+              style="bold")
+    out = console()
+    out.print(t)
+    written = f", which it writes as {seed['article_stated']}" if seed["article_stated"] else ""
+    weights, acts = seed["terms"][0]["article"].split(" x ")[0], seed["terms"][3]["article"].split(" x ")[0]
+    out.print(f"article: {seed['article_line']}{written}")
+    out.print(f"its units: {weights} is the count in whole billions (exactly {data['details']['trainable_params']:,} "
+              f"params); {acts} is {data['details']['seed_activation_bytes_per_sample']:,} B per sample in decimal "
+              "MB; its GB is 1024 of those MB")
 
 
 def _print(data: dict, units: str) -> None:
+    from vramplan.cli.render import host_table, print_details
     from vramplan.units import format_bytes
 
+    for line in data.get("readings", ()):
+        console().print(f"read: {line}")
+    if data.get("seed_article"):
+        _print_seed(data, units)
+        _print_verdict(data, units)
+        return
     total = data["total_bytes"]
     t = table("component", units, "share", "note", title=f"{data['model']}: training, peak in {data['phase']}",
               right=(units, "share"))
@@ -44,8 +73,16 @@ def _print(data: dict, units: str) -> None:
     out = console()
     out.print(t)
     out.print("phases: " + ", ".join(f"{p['phase']} {format_bytes(p['bytes'], units)}" for p in data["phases"]))
-    for key, value in data["details"].items():
-        out.print(f"{key}: {value}")
+    if data["host_components"]:
+        out.print(host_table(data["host_components"], units))
+    print_details(out, data["details"], units)
+    _print_verdict(data, units)
+
+
+def _print_verdict(data: dict, units: str) -> None:
+    from vramplan.units import format_bytes
+
+    out = console()
     if data["verdict"]:
         v = data["verdict"]
         word = "fits" if v["fits"] else "does NOT fit"

@@ -77,9 +77,13 @@ def resolve_job(spec: ModelSpec, setup: InferenceSetup) -> Job:
     weights = resolve_weights(spec, setup.weights)
     gpu = None
     if setup.gpu is not None:
-        from vramplan.gpus import find_gpu
+        from vramplan.gpus import read_gpu
 
-        gpu = find_gpu(setup.gpu)
+        reading = read_gpu(setup.gpu)
+        if reading.count not in (None, setup.tp):
+            raise InputError(f"gpu: {setup.gpu} is {reading.count} GPUs, but tp is {setup.tp}; give one count",
+                             fields=("tp",))
+        gpu = reading.spec
     replicated = kv_replication_warning(spec, setup.tp)
     if replicated:
         warnings += (replicated,)

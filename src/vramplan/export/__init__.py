@@ -5,7 +5,7 @@ the core's :class:`~vramplan.plans.PlanReport` objects."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vramplan.errors import InputError
 from vramplan.plans import EXPORTS as ENGINES
@@ -15,16 +15,37 @@ if TYPE_CHECKING:
     from vramplan.plans import PlanReport
 
 
+def exportable(engine: str, report: PlanReport) -> tuple[int, Any]:
+    """The best candidate of ``report`` that ``engine`` runs, and its rank (1 = the
+    plan's best): the first one :func:`vramplan.parallel_rules.export_problem` passes."""
+    from vramplan.parallel_rules import export_problem
+
+    problems = []
+    for rank, cand in enumerate(report.candidates, start=1):
+        problem = export_problem(engine, cand, report.spec)
+        if problem is None:
+            return rank, cand
+        problems.append(problem)
+    hint = {"deepspeed": "--zero 1, 2 or 3", "fsdp": "--fsdp full_shard --tp 1 --pp 1 --cp 1",
+            "megatron": "--zero 0 or --zero 1 (distributed optimizer)", "vllm": "--tp N",
+            "llamacpp": "--tp 1"}[engine]
+    raise InputError(f"--export {engine}: none of the {len(report.candidates)} layouts listed runs on {engine} "
+                     f"(best: {problems[0]}); plan with {hint}")
+
+
 def export_config(engine: str, report: PlanReport) -> str:
-    """The best candidate of ``report`` as a config for ``engine``."""
+    """The best candidate of ``report`` that ``engine`` runs (its own rules:
+    :mod:`vramplan.parallel_rules`) as a config for ``engine``."""
     if engine not in ENGINES:
         raise InputError(f"export: expected one of {', '.join(ENGINES)}, got {engine!r}")
     if not report.candidates:
         raise InputError("--export: no layout fits, nothing to export (drop --export to see what would fit)")
-    best = report.candidates[0]
+    if report.kind == "training" and engine in SERVING_ENGINES:
+        raise InputError(f"--export {engine}: a serving engine; use it with --infer")
+    if report.kind != "training" and engine not in SERVING_ENGINES:
+        raise InputError(f"--export {engine}: a training engine; use it with --train")
+    rank, best = exportable(engine, report)
     if report.kind == "training":
-        if engine in SERVING_ENGINES:
-            raise InputError(f"--export {engine}: a serving engine; use it with --infer")
         if engine == "deepspeed":
             from vramplan.export.deepspeed import render
         elif engine == "fsdp":
@@ -32,13 +53,11 @@ def export_config(engine: str, report: PlanReport) -> str:
         else:
             from vramplan.export.megatron import render
         setup = report.setup
-        return render(best, report.spec, seq_len=setup.seq, precision=setup.precision)
+        return render(best, report.spec, seq_len=setup.seq, precision=setup.precision, rank=rank)
     if engine == "vllm":
         from vramplan.export.vllm import render
-    elif engine == "llamacpp":
-        from vramplan.export.llamacpp import render
     else:
-        raise InputError(f"--export {engine}: a training engine; use it with --train")
+        from vramplan.export.llamacpp import render
     job = report.job
     return render(best, report.spec, context=job.context, usable_bytes=report.gpu.usable_memory_bytes,
-                  kv_dtype=job.kv_dtype, batch=job.batch)
+                  kv_dtype=job.kv_dtype, batch=job.batch, rank=rank)

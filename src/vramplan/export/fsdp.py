@@ -17,16 +17,11 @@ _STRATEGY = {"full_shard": "FULL_SHARD", "shard_grad_op": "SHARD_GRAD_OP", "hybr
 def config(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: str = "bf16-mixed") -> dict:
     """The accelerate config dict for an FSDP ``candidate``; ``mixed_precision`` as the
     precision computes (``no`` for fp32)."""
-    from vramplan.errors import InputError
+    from vramplan.export.checks import require_runnable
     from vramplan.export.deepspeed import compute_dtype
 
+    require_runnable("fsdp", candidate)
     lay = candidate.layout
-    if lay.fsdp == "none":
-        raise InputError(f"--export fsdp: the best layout ({lay.describe()}) does not use FSDP; "
-                         "add --fsdp full_shard to plan an FSDP layout")
-    if lay.tp > 1 or lay.pp > 1 or lay.cp > 1:
-        raise InputError(f"--export fsdp: layout {lay.describe()} needs tp/pp/cp, which accelerate's "
-                         "FSDP config does not set; plan with --tp 1 --pp 1 --cp 1")
     version = 2 if lay.fsdp == "fsdp2" else 1
     fsdp: dict[str, Any] = {
         "fsdp_version": version,
@@ -60,8 +55,9 @@ def _yaml(value: Any, indent: int = 0) -> str:
     return "\n".join(lines)
 
 
-def render(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: str = "bf16-mixed") -> str:
-    """accelerate YAML text."""
-    head = (f"# vramplan: {candidate.layout.describe()}, micro-batch {candidate.micro_batch_size}, "
-            f"{candidate.layout.micro_batches} accumulation steps, seq {seq_len}\n")
+def render(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: str = "bf16-mixed",
+           rank: int = 1) -> str:
+    """accelerate YAML text, headed by the layout and its rank in the plan."""
+    head = (f"# vramplan: {candidate.layout.describe()} (layout {rank} of the plan), micro-batch "
+            f"{candidate.micro_batch_size}, {candidate.layout.micro_batches} accumulation steps, seq {seq_len}\n")
     return head + _yaml(config(candidate, spec, seq_len=seq_len, precision=precision)) + "\n"

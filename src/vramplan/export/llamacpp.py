@@ -27,5 +27,10 @@ def arguments(candidate: InferenceCandidate, spec: ModelSpec, *, context: int, u
     return args
 
 
-def render(candidate: InferenceCandidate, spec: ModelSpec, **kw: Any) -> str:
-    return "llama-server " + " ".join(arguments(candidate, spec, **kw)) + "\n"
+def render(candidate: InferenceCandidate, spec: ModelSpec, *, rank: int = 1, **kw: Any) -> str:
+    """The ``llama-server`` line (``rank``: the layout's place in the plan, noted when not the first)."""
+    from vramplan.export.checks import require_runnable
+
+    require_runnable("llamacpp", candidate, spec)
+    line = "llama-server " + " ".join(arguments(candidate, spec, **kw)) + "\n"
+    return line + (f"# layout {rank} of the plan: the first that llama.cpp runs\n" if rank > 1 else "")

@@ -12,13 +12,11 @@ if TYPE_CHECKING:
 
 def arguments(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: str = "bf16-mixed") -> list[str]:
     """The argument list for ``candidate`` (``--bf16``/``--fp16`` as the precision computes)."""
-    from vramplan.errors import InputError
+    from vramplan.export.checks import require_runnable
     from vramplan.export.deepspeed import compute_dtype
 
+    require_runnable("megatron", candidate)
     lay = candidate.layout
-    if lay.fsdp != "none" or lay.offload != "none" or lay.zero_stage > 1:
-        raise InputError(f"--export megatron: layout {lay.describe()} uses DeepSpeed/FSDP features; "
-                         "plan with --zero 0 or --zero 1 (distributed optimizer)")
     args = [
         "--tensor-model-parallel-size", str(lay.tp),
         "--pipeline-model-parallel-size", str(lay.pp),
@@ -52,8 +50,9 @@ def arguments(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision:
     return args
 
 
-def render(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: str = "bf16-mixed") -> str:
-    """One line per flag, shell-continued."""
+def render(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: str = "bf16-mixed",
+           rank: int = 1) -> str:
+    """One line per flag, shell-continued, after a comment naming the layout and its rank in the plan."""
     args = arguments(candidate, spec, seq_len=seq_len, precision=precision)
     pairs: list[str] = []
     for a in args:
@@ -61,4 +60,5 @@ def render(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: st
             pairs.append(a)
         else:
             pairs[-1] += f" {a}"
-    return "torchrun pretrain_gpt.py \\\n  " + " \\\n  ".join(pairs) + "\n"
+    head = f"# vramplan: {candidate.layout.describe()} (layout {rank} of the plan)\n"
+    return head + "torchrun pretrain_gpt.py \\\n  " + " \\\n  ".join(pairs) + "\n"

@@ -34,8 +34,14 @@ def arguments(candidate: InferenceCandidate, spec: ModelSpec, *, context: int, u
     return args
 
 
-def render(candidate: InferenceCandidate, spec: ModelSpec, **kw: Any) -> str:
+def render(candidate: InferenceCandidate, spec: ModelSpec, *, rank: int = 1, **kw: Any) -> str:
+    """The ``vllm serve`` line (``rank``: the layout's place in the plan, noted when not the first)."""
+    from vramplan.export.checks import require_runnable
+
+    require_runnable("vllm", candidate, spec)
     lines = "vllm serve " + " ".join(arguments(candidate, spec, **kw))
     if candidate.replicas > 1:
         lines += f"\n# run {candidate.replicas} replicas of this server behind a load balancer"
+    if rank > 1:
+        lines += f"\n# layout {rank} of the plan: the first that vLLM runs"
     return lines + "\n"

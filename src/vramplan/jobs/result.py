@@ -85,9 +85,9 @@ class RLEstimate:
 
 def estimate_rl(job: RLJob) -> RLEstimate:
     """Per-GPU memory of ``job`` phase by phase (see :mod:`vramplan.jobs.phases`)."""
-    from vramplan.gpus import find_gpu
+    from vramplan.gpus import one_gpu
 
-    gpu = find_gpu(job.gpu)
+    gpu = one_gpu(job.gpu)
     roles = resolve_roles(job)
     comp = compose(job, roles, gpu.usable_memory_bytes)
     return RLEstimate(model=roles.policy.training.model, algo=job.algo,

@@ -72,6 +72,35 @@ QKV_READERS = 3
 SOFTMAX_IN_COMPUTE_DTYPE = frozenset({"gpt2"})
 """Families whose eager attention runs softmax in the compute dtype (GPT-2's
 ``nn.functional.softmax(attn_weights)``); Llama-family code passes ``dtype=float32``."""
+FAMILY_GATE_SAVES = {"gpt_oss": 3}
+"""Gated activations written out in a family's code that keep more than ``act(gate)``:
+gpt-oss's ``GptOssExperts._apply_gate`` (``gate.clamp(max=l)``, ``up.clamp(-l, l)``,
+``glu = gate * sigmoid(alpha gate)``, ``(up + 1) * glu``) keeps the clamps' input (the
+fused gate_up output, as gate and up), the sigmoid output, and also the clamped gate,
+``up + 1`` and ``glu``: three ``[tokens, i]`` tensors more."""
+NORM_WEIGHT_IN_FP32 = frozenset({
+    "gemma", "gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text", "vaultgemma", "recurrent_gemma",
+    "olmo2", "olmo3", "flex_olmo", "gpt_oss", "afmoe", "ernie4_5_moe", "qwen3_next", "qwen3_5", "qwen3_5_text",
+    "qwen3_5_moe", "qwen3_5_moe_text",
+})
+"""Families whose RMSNorm applies its weight before casting back
+(``(self.weight * hidden_states).to(input_dtype)``, OLMo 2; ``output * (1.0 +
+self.weight.float())``, Gemma): the product's backward keeps the fp32 normalised
+tensor, where Llama's ``self.weight * hidden_states.to(input_dtype)`` keeps it in
+the input dtype."""
+FUSED_QKV_ROTARY = frozenset({"phi3", "gpt_neox"})
+"""Families with one fused q/k/v projection and RoPE (Phi-3 ``qkv_proj``, GPT-NeoX
+``query_key_value``): q, k and v are views of its output, RoPE writes new q and k, and
+the value view the attention saves keeps the whole fused output alive, so its q and
+k thirds stay too (``c (q + kv)`` per token more)."""
+PARALLEL_RESIDUAL = frozenset({"gpt_neox"})
+"""Families whose attention and MLP both read the layer input (GPT-NeoX's
+``use_parallel_residual``, on in Pythia): there is no post-attention sum to keep."""
+SOFTMAX_IN_SCORES_DTYPE = frozenset({"gpt_oss"})
+"""Families whose eager softmax names the scores' own dtype (gpt-oss:
+``F.softmax(combined_logits, dim=-1, dtype=combined_logits.dtype)``); autocast runs an
+op of its ``fp32_set_opt_dtype`` list (softmax) as-is when the dtype is given, so the
+probabilities stay in the compute dtype, with no cast."""
 EXTRA_ACT_SAVES = {"gelu_new": 3}
 """Activation functions written out in Python that keep more than their input:
 ``gelu_new`` = ``0.5 x (1 + tanh(k (x + 0.044715 x^3)))`` saves ``0.5 x``, ``tanh(.)``
@@ -88,6 +117,24 @@ class ActivationPart:
     """Bytes for one layer and one micro-batch on one GPU."""
     sharded: bool
     """Split across tensor-parallel ranks (heads, MLP width)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MicroBatchBytes:
+    """The activation bytes a micro-batch holds whatever its size: autocast's 16-bit
+    weight copies and the adapters' weight casts (:func:`layer_weight_cast_bytes`,
+    :func:`head_weight_cast_bytes`), one set per micro-batch in flight. Everything
+    else an activation term holds grows with the micro-batch's tokens, so a term of
+    ``T`` bytes at one sequence is ``T - fixed`` bytes per sequence plus ``fixed`` per
+    micro-batch."""
+
+    layer_kept_bytes: int = 0
+    """Per layer: the part of what it keeps to its backward (0 under full recomputation,
+    which keeps only the layer input)."""
+    layer_backward_bytes: int = 0
+    """Per layer: the part of what is alive in its backward."""
+    outside_bytes: int = 0
+    """Outside the layers: the head's weight copy."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,6 +167,13 @@ class ActivationContext:
     """The step runs inside ``torch.autocast`` even where no weight is cast (bf16
     weights or a bf16 LoRA base under ``bf16-mixed``): ops on autocast's fp32 list
     (``pow``...) still upcast their inputs."""
+    linear_output_bytes: int | None = None
+    """Element size of the block's linear outputs when it differs from the compute
+    dtype's: bitsandbytes' ``Linear4bit`` casts its output back to its input's dtype
+    (``.to(inp_dtype)``), fp32 on QLoRA's upcast residual stream."""
+    trained_experts: bool = False
+    """Routed experts' weights get a gradient under a frozen base (LoRA folded into the
+    fused experts by peft's ``ParamWrapper``): the experts keep their gathered inputs."""
     inputs_saved_by_adapters: bool = False
     """Adapter matmuls save their own fp32 copies of the block's linear inputs (LoRA on
     a 16-bit base: peft casts the input to the adapter dtype), so the 16-bit norm
@@ -150,9 +204,12 @@ def _part(name: str, per_token_bytes: int, ctx: ActivationContext, sharded: bool
 def _norm_per_token(spec: ModelSpec, ctx: ActivationContext, width: int) -> int:
     """One norm's own saved tensors per token (its input, the residual, is counted apart)."""
     if spec.norm == "layernorm":
-        return 2 * FP32  # mean and rstd
+        # mean and rstd; autocast runs layer_norm in fp32 (its fp32 list), so a 16-bit
+        # input (the residual, counted apart in r bytes) is saved as autocast's fp32 copy
+        autocast = ctx.autocast_region or ctx.recipe.autocast
+        return 2 * FP32 + ((FP32 - ctx.r) * width if autocast and ctx.r < FP32 else 0)
     upcast = FP32 * width if ctx.r < FP32 else 0
-    normalised = 0 if ctx.frozen_base else ctx.r * width
+    normalised = 0 if ctx.frozen_base else _normalised_bytes(spec, ctx.r) * width
     return upcast + FP32 + normalised  # fp32 copy, rsqrt, normalised
 
 
@@ -173,11 +230,15 @@ def _scores_per_token(spec: ModelSpec, ctx: ActivationContext, heads: int) -> in
     # under autocast softmax is on the fp32 list whatever the family's code says
     autocast = ctx.autocast_region or ctx.recipe.autocast
     softmax = ctx.c if spec.model_type in SOFTMAX_IN_COMPUTE_DTYPE and not autocast else FP32
-    per_score = softmax + (ctx.c if softmax != ctx.c else 0)
+    if spec.model_type in SOFTMAX_IN_SCORES_DTYPE:
+        softmax = ctx.c
+    # the probabilities matmul saves the cast to c, or the dropout output (the cast
+    # itself is then freed: dropout's backward needs only its mask)
+    per_score = softmax + (ctx.c if softmax != ctx.c or ctx.dropout else 0)
     if spec.attn_logit_softcapping:
         per_score += ctx.c  # Gemma 2: tanh(scores / cap) saves its output for backward
     if ctx.dropout:
-        per_score += MASK + ctx.c
+        per_score += MASK
     return heads * kv_len * per_score
 
 
@@ -187,15 +248,38 @@ def attention_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationP
         return _mla_parts(spec, spec.mla, ctx)
     c, a = ctx.c, spec.num_attention_heads
     kv_width = spec.q_dim if ctx.attention == "eager" else spec.kv_dim  # repeat_kv in eager
-    parts = [_part("attention/qkv", c * (spec.q_dim + 2 * kv_width), ctx, sharded=True),
+    qkv = c * (spec.q_dim + 2 * kv_width)
+    if spec.model_type in FUSED_QKV_ROTARY:
+        qkv += c * (spec.q_dim + spec.kv_dim)
+    parts = [_part("attention/qkv", qkv, ctx, sharded=True),
              _part("attention/output", c * spec.q_dim, ctx, sharded=True)]
     if ctx.attention == "eager":
         parts.append(_part("attention/scores", _scores_per_token(spec, ctx, a), ctx, sharded=True))
     else:
         parts.append(_part("attention/lse", FP32 * a, ctx, sharded=True))
+    if spec.qk_norm in ("per_head", "full"):
+        parts.append(_part("attention/qk_norm", _qk_norm_per_token(spec, ctx), ctx, sharded=True))
     if ctx.dropout:
         parts.append(_part("dropout_masks/attention", MASK * spec.hidden_size, ctx, sharded=False))
     return parts
+
+
+def _normalised_bytes(spec: ModelSpec, input_bytes: int) -> int:
+    """Element size of the normalised tensor a trained RMSNorm weight's product keeps."""
+    return FP32 if spec.model_type in NORM_WEIGHT_IN_FP32 else input_bytes
+
+
+def _qk_norm_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Query / key RMSNorms (Qwen3, Gemma 3: per head; OLMo 2: over all heads). Each
+    keeps its input in fp32 (``pow`` saves the upcast of the 16-bit projection output,
+    or the fp32 output itself), one fp32 ``rsqrt`` per normalised row, and, when its
+    weight trains, the normalised tensor cast back to the projection's dtype."""
+    per_head = spec.qk_norm == "per_head"
+    total = 0
+    for width, heads in ((spec.q_dim, spec.num_attention_heads), (spec.kv_dim, spec.num_kv_heads)):
+        rows = heads if per_head else 1
+        total += FP32 * width + FP32 * rows + (0 if ctx.frozen_base else _normalised_bytes(spec, ctx.c) * width)
+    return total
 
 
 def _latent_per_token(spec: ModelSpec, ctx: ActivationContext, width: int, extra: int) -> int:
@@ -225,14 +309,15 @@ def _mla_parts(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext) -> list[Ac
 
 def _act_tensors(spec: ModelSpec) -> int:
     """c x width tensors one MLP keeps besides its up/gate projections' outputs."""
-    return 1 + EXTRA_ACT_SAVES.get(spec.hidden_act, 0)
+    return 1 + EXTRA_ACT_SAVES.get(spec.hidden_act, 0) + FAMILY_GATE_SAVES.get(spec.model_type, 0)
 
 
 GELU_NEW_AUTOCAST_FP32 = 3
 """fp32 ``[tokens, i]`` tensors ``gelu_new`` saves under autocast (see :func:`_dense_mlp_per_token`)."""
 
 
-def _dense_mlp_per_token(spec: ModelSpec, ctx: ActivationContext, width: int) -> int:
+def _dense_mlp_per_token(spec: ModelSpec, ctx: ActivationContext, width: int,
+                         down_input_saved: bool | None = None) -> int:
     """gate, act, up, product (gated) or up, act (plain), times c.
 
     GPT-2's ``gelu_new`` under autocast (``0.5 x (1 + tanh(k (x + 0.044715 pow(x, 3))))``):
@@ -240,12 +325,16 @@ def _dense_mlp_per_token(spec: ModelSpec, ctx: ActivationContext, width: int) ->
     the bf16 ``x`` promotes the rest of the chain to fp32: ``tanh`` saves its fp32
     output, the final product saves ``1 + tanh`` (fp32) and ``0.5 x`` (bf16), and
     ``c_proj`` saves its bf16 cast of the fp32 result: ``3 f + 2 c`` per element."""
+    # the down projection's input (act output, or the gated product) is kept by the down
+    # projection itself; under peft's input cast its adapter keeps its own copy instead
+    down_input = int(not ctx.inputs_saved_by_adapters if down_input_saved is None else down_input_saved)
     if (spec.hidden_act == "gelu_new" and not spec.mlp_gated and (ctx.autocast_region or ctx.recipe.autocast)
             and ctx.c < FP32):
-        return width * (GELU_NEW_AUTOCAST_FP32 * FP32 + 2 * ctx.c)
-    linear_outputs = 2 if spec.mlp_gated else 1
-    products = 1 if spec.mlp_gated and not ctx.inputs_saved_by_adapters else 0
-    return ctx.c * width * (linear_outputs + _act_tensors(spec) + products)
+        return width * (GELU_NEW_AUTOCAST_FP32 * FP32 + (1 + down_input) * ctx.c)
+    c = ctx.linear_output_bytes or ctx.c
+    if spec.mlp_gated:
+        return c * width * (2 + _act_tensors(spec) + down_input)
+    return c * width * (_act_tensors(spec) + down_input)
 
 
 def mlp_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
@@ -268,8 +357,10 @@ def _moe_parts(spec: ModelSpec, moe: MoESpec, ctx: ActivationContext) -> list[Ac
     # per routed (token, expert): gathered input, gate-up, act, product, output, two int64 indices
     # a frozen expert (LoRA: no adapters on fused experts) needs no copy of its gathered
     # input, which only its weight gradient would read
-    gathered = 0 if ctx.frozen_base else c * h
-    per_route = gathered + c * h + _dense_mlp_per_token(spec, ctx, moe.expert_intermediate_size) + 2 * INDEX
+    gathered = 0 if ctx.frozen_base and not ctx.trained_experts else c * h
+    # routed experts' down projection keeps its input only when the experts' weights train
+    trained = not ctx.frozen_base or ctx.trained_experts
+    per_route = gathered + c * h + _dense_mlp_per_token(spec, ctx, moe.expert_intermediate_size, trained) + 2 * INDEX
     parts = [_part("moe/router", router, ctx, sharded=False),
              _part("moe/experts", k * per_route, ctx, sharded=True)]
     if moe.shared_expert_intermediate_size:
@@ -295,7 +386,11 @@ def _residual_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
     16-bit residual itself is kept by no one."""
     if spec.norm == "rmsnorm" and ctx.r < FP32:
         return 0
-    return 2 * ctx.r * spec.hidden_size
+    # both norms of a parallel block read the same layer input: one tensor, unless each
+    # saves its own fp32 copy (LayerNorm under autocast, counted with the norm)
+    copies = spec.norm == "layernorm" and (ctx.autocast_region or ctx.recipe.autocast) and ctx.r < FP32
+    inputs = 1 if spec.model_type in PARALLEL_RESIDUAL and not copies else 2
+    return inputs * ctx.r * spec.hidden_size
 
 
 def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:

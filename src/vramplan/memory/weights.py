@@ -53,6 +53,10 @@ def weight_components(spec: ModelSpec, fmt: WeightFormat | str, prefix: str = "w
     """``weights`` (plain dtype) or ``weights/quantized`` + ``weights/unquantized``."""
     fmt = get_format(fmt)
     quantized, unquantized = weight_bytes_split(spec, fmt)
+    skipped_paths = fmt.skip_paths and any(g.role == "linear" and g.name.startswith(fmt.skip_paths)
+                                           for g in model_tensors(spec))
+    left = "embeddings, norms, biases and skipped modules" + (
+        " (fused MoE experts and routers, which bitsandbytes does not convert)" if skipped_paths else "")
     if not fmt.quantized:
         return [Component(name=prefix, bytes=unquantized,
                           note=f"every parameter in {fmt.name} ({get_dtype(fmt.name).bits} bits)")]
@@ -61,7 +65,7 @@ def weight_components(spec: ModelSpec, fmt: WeightFormat | str, prefix: str = "w
                   note=f"{fmt.description}: {fmt.bits_per_weight(spec.hidden_size, spec.hidden_size):.3f} bits/weight "
                        "incl. scales"),
         Component(name=f"{prefix}/unquantized", bytes=unquantized,
-                  note=f"embeddings, norms, biases and skipped modules in {fmt.unquantized_dtype}"),
+                  note=f"{left} in {fmt.unquantized_dtype}"),
     ]
 
 
@@ -76,23 +80,20 @@ _VOCAB_PARALLEL = ("embed_tokens", "lm_head")
 
 
 def check_tensor_parallel(spec: ModelSpec, tp: int) -> None:
-    """Refuse a TP degree the model cannot be split by (as vLLM and Megatron do): it
-    must divide the query heads and the MLP widths, and either divide the KV heads or
-    be a multiple of them (then KV heads are replicated)."""
+    """Refuse a TP degree the model cannot be split by (as vLLM and Megatron do), by
+    the one rule training, serving and the planners share:
+    :func:`vramplan.parallel.tensor_parallel_problem` (tp divides the query heads and
+    the MLP widths, and divides the KV heads or is a multiple of them)."""
+    from vramplan.parallel.admissible import tensor_parallel_problem
+
     integer("tp", tp, 1, GPUS_MAX, error=LayoutError)
-    if tp == 1:
+    problem = tensor_parallel_problem(spec, tp)
+    if problem is None:
         return
-    heads, kv = spec.num_attention_heads, spec.num_kv_heads
-    if heads % tp:
-        raise LayoutError(f"tp {tp}: must divide num_attention_heads={heads}", fields=("tp",))
-    if spec.mla is None and kv % tp and tp % kv:
-        raise LayoutError(f"tp {tp}: must divide num_key_value_heads={kv} or be a multiple of it", fields=("tp",))
-    widths = [("intermediate_size", spec.intermediate_size)] if spec.num_dense_layers else []
-    if spec.moe is not None:
-        widths.append(("moe intermediate size", spec.moe.expert_intermediate_size))
-    for name, width in widths:
-        if width % tp:
-            raise LayoutError(f"tp {tp}: must divide {name}={width}", fields=("tp",))
+    name, value = problem
+    if name == "num_kv_heads":
+        raise LayoutError(f"tp {tp}: must divide num_key_value_heads={value} or be a multiple of it", fields=("tp",))
+    raise LayoutError(f"tp {tp}: must divide {name}={value}", fields=("tp",))
 
 
 def kv_heads_per_rank(spec: ModelSpec, tp: int) -> int:

@@ -171,10 +171,13 @@ def _with_lora(model, setup: TraceSetup):
     if setup.lora_targets == (ALL_LINEAR,):
         targets: str | list[str] = ALL_LINEAR
     else:
+        # passed as given: peft itself resolves them (on transformers 5 it turns expert
+        # names into target_parameters on fused MoE experts) and ignores names it finds nowhere
         present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-        targets = [t for t in setup.lora_targets if t in present]
-        if not targets:
+        present |= {name.rsplit(".", 1)[-1] for name, _ in model.named_parameters()}
+        if not present & set(setup.lora_targets):
             raise InputError(f"lora_targets: none of {', '.join(setup.lora_targets)} is a module of this model")
+        targets = list(setup.lora_targets)
     lora = peft.LoraConfig(r=setup.lora_rank, lora_alpha=LORA_ALPHA_PER_RANK * setup.lora_rank,
                            target_modules=targets, lora_dropout=0.0, bias="none")
     return peft.get_peft_model(model, lora)

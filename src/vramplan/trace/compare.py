@@ -48,16 +48,19 @@ def analytical_optimizer(setup: TraceSetup) -> str:
     return OPTIMIZER_NAMES[key]
 
 
-def training_setup(setup: TraceSetup):
-    """The :class:`~vramplan.training.TrainingSetup` of a traced training step."""
+def training_setup(setup: TraceSetup, *, config_dropout: bool = False):
+    """The :class:`~vramplan.training.TrainingSetup` of a traced training step.
+    ``config_dropout``: the model's config has dropout on (GPT-2's ``attn_pdrop``...),
+    which the trace keeps unless the setup overrides it."""
     from vramplan.training import TrainingSetup
 
+    dropout = bool(setup.dropout) if setup.dropout is not None else config_dropout
     optimizer = analytical_optimizer(setup)
     return TrainingSetup(method=setup.method, precision=setup.precision, optimizer=optimizer,
                          load_dtype=setup.load_dtype if setup.method != "qlora" else None,
                          batch=setup.batch_size, seq=setup.seq_len, recompute="full" if setup.recompute else "none",
                          attention=setup.attention, lora_rank=setup.lora_rank, lora_targets=setup.lora_targets,
-                         dropout=bool(setup.dropout))
+                         dropout=dropout)
 
 
 def inference_setup(setup: TraceSetup):
@@ -89,12 +92,24 @@ def analytical_estimate(model, setup: TraceSetup):
         if setup.training:
             from vramplan.training import estimate_training
 
-            return estimate_training(spec, training_setup(setup))
+            return estimate_training(spec, training_setup(setup, config_dropout=_config_dropout(model)))
         from vramplan.inference import estimate_inference
 
         return estimate_inference(spec, inference_setup(setup))
     except ImportError:
         return None
+
+
+def _config_dropout(model) -> bool:
+    """Does the model's own config turn dropout on (a probability above 0 under a key
+    the trace overrides: ``attention_dropout``, ``resid_pdrop``...)?"""
+    from vramplan.model.hf_config import text_config
+    from vramplan.trace.build import DROPOUT_KEY_SUFFIXES
+    from vramplan.trace.run import resolve_config
+
+    config = dict(text_config(resolve_config(model)[1]))
+    return any(key.endswith(DROPOUT_KEY_SUFFIXES) and isinstance(value, (int, float)) and not isinstance(value, bool)
+               and value > 0 for key, value in config.items())
 
 
 def tensor_bytes(est) -> int:

@@ -244,19 +244,70 @@ def _sdpa_kernel(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=Fal
 
 
 def _grouped_mm_kernel(mat_a, mat_b, offs=None, bias=None, out_dtype=None):
-    """``_grouped_mm`` for non-bf16 operands (fp32 expert weights): PyTorch's grouped
-    GEMM takes bf16 only (``_meta_grouped_mm_common``), so run transformers' own
-    fallback op, which keeps the same output and saved tensors (input, weight). In
-    bf16 with gradients wanted the fallback runs too: this kernel sits at the
-    ``AutogradCPU`` key, and running aten's with that key excluded would leave the
-    output without a ``grad_fn`` (no expert gradients, no gradient through the experts)."""
+    """``_grouped_mm`` as CUDA's autograd runs it. This kernel sits at the
+    ``AutogradCPU`` key: without gradients (or with a bias / no offsets) aten's op runs
+    with that key excluded; with gradients wanted :class:`_GroupedMM` runs, which, as
+    the generated ``GroupedMmBackward0`` does (``derivatives.yaml``), saves ``mat_a``
+    only when ``mat_b`` needs a gradient and ``mat_b`` only when ``mat_a`` does, and
+    computes only the gradients needed (frozen experts get no ``[E, in, out]`` weight
+    gradient). PyTorch's CPU/meta grouped GEMM takes bf16 only
+    (``_meta_grouped_mm_common``): other dtypes (fp32 expert weights) compute through
+    transformers' fallback op, which allocates the same output."""
     import torch
 
     wants_grad = torch.is_grad_enabled() and (mat_a.requires_grad or mat_b.requires_grad)
-    if (mat_a.dtype == torch.bfloat16 and not wants_grad) or bias is not None or offs is None:
+    if bias is not None or offs is None or (mat_a.dtype == torch.bfloat16 and not wants_grad):
         with torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(torch._C.DispatchKey.AutogradCPU)):
             return torch.ops.aten._grouped_mm(mat_a, mat_b, offs=offs, bias=bias, out_dtype=out_dtype)
+    if not wants_grad:
+        return torch.ops.transformers.grouped_mm_fallback(mat_a, mat_b, offs=offs)
+    return _grouped_mm_function().apply(mat_a, mat_b, offs)
+
+
+def _grouped_mm_forward(mat_a, mat_b, offs):
+    import torch
+
+    if mat_a.dtype == torch.bfloat16 and mat_b.dtype == torch.bfloat16:
+        with torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(torch._C.DispatchKey.AutogradCPU)):
+            return torch.ops.aten._grouped_mm(mat_a, mat_b, offs=offs)
     return torch.ops.transformers.grouped_mm_fallback(mat_a, mat_b, offs=offs)
+
+
+_GROUPED_MM_FUNCTION = []
+
+
+def _grouped_mm_function():
+    """The autograd function of :func:`_grouped_mm_kernel` (built once, torch imported lazily)."""
+    if _GROUPED_MM_FUNCTION:
+        return _GROUPED_MM_FUNCTION[0]
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    class _GroupedMM(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, mat_a, mat_b, offs):
+            need_a, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+            ctx.save_for_backward(mat_a if need_b else None, mat_b if need_a else None, offs)
+            return _grouped_mm_forward(mat_a, mat_b, offs)
+
+        @staticmethod
+        def backward(ctx, grad):
+            mat_a, mat_b, offs = ctx.saved_tensors
+            grad_a = grad_b = None
+            if ctx.needs_input_grad[0]:
+                grad_a = _grouped_mm_forward(grad, mat_b.transpose(-2, -1), offs)
+            if ctx.needs_input_grad[1]:
+                grad_b = grad.new_zeros((offs.shape[0], mat_a.shape[1], grad.shape[1]))
+                if not isinstance(offs, FakeTensor):  # real run: the values (fake: the allocation only)
+                    start = 0
+                    for i, end in enumerate(offs.tolist()):
+                        if end > start:
+                            torch.mm(mat_a[start:end].T, grad[start:end], out=grad_b[i])
+                        start = end
+            return grad_a, grad_b, None
+
+    _GROUPED_MM_FUNCTION.append(_GroupedMM)
+    return _GroupedMM
 
 
 def _dropout_kernel(input, p, train):

@@ -70,7 +70,11 @@ def make_linear4bit(linear, compute_dtype):
             bias = None if self.bias is None else self.bias.to(self.compute_dtype)
             return _MatMul4Bit.apply(x, self.weight, bias, self).to(inp_dtype)
 
-    return Linear4bit(linear.out_features, linear.in_features, linear.bias, linear.weight.device)
+    if isinstance(linear, torch.nn.Linear):
+        in_features, out_features = linear.in_features, linear.out_features
+    else:  # transformers' Conv1D (GPT-2): weight (in, out); replace_with_bnb_linear converts it too
+        in_features, out_features = linear.weight.shape
+    return Linear4bit(out_features, in_features, linear.bias, linear.weight.device)
 
 
 def _dequantized(layer, dtype):
@@ -147,16 +151,18 @@ def lora_4bit_forward(self, x, *args, **kwargs):
 
 
 def quantize_base(model, compute_dtype) -> None:
-    """Swap every linear layer but the head for its 4-bit stand-in (inside peft's LoRA
+    """Swap every linear (and GPT-2 ``Conv1D``) layer but the head for its 4-bit stand-in (inside peft's LoRA
     wrappers too), give those wrappers peft's 4-bit forward, and cast every other
     16-bit parameter to fp32 as ``prepare_model_for_kbit_training`` does."""
     import types
 
     import torch
+    from transformers.pytorch_utils import Conv1D
 
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
-            if type(child) is not torch.nn.Linear or child_name in SKIPPED_MODULES:
+            # transformers' replace_with_bnb_linear: ``isinstance(module, Conv1D) or type(module) is nn.Linear``
+            if not (type(child) is torch.nn.Linear or isinstance(child, Conv1D)) or child_name in SKIPPED_MODULES:
                 continue
             if child_name.startswith("lora_") or ".lora_" in f"{name}.{child_name}":
                 continue

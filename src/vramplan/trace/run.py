@@ -3,6 +3,8 @@ CUDA rules, run the step under the recorder, summarize."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -75,7 +77,7 @@ def run_trace(model, setup: TraceSetup, *, progress=None, real: bool = False):
     attention = attention_used(model_obj)
     recorder = Recorder()
     autocast_dtype = torch.bfloat16 if setup.autocast else None
-    with fake_mode, cuda_rules(autocast_dtype=autocast_dtype, sdpa=not real) as rules:
+    with fake_mode, cuda_rules(autocast_dtype=autocast_dtype, sdpa=not real) as rules, _unpacked_positions():
         if setup.training:
             run_training_step(model_obj, setup, recorder, rules, progress)
         else:
@@ -85,6 +87,31 @@ def run_trace(model, setup: TraceSetup, *, progress=None, real: bool = False):
                        seconds=time.perf_counter() - started)
     notes = trace_notes(name, config, setup, attention)
     return replace(result, notes=notes)
+
+
+@contextmanager
+def _unpacked_positions():
+    """Mask creation as the real step does it. Without an attention mask, transformers
+    reads ``position_ids`` to detect packed sequences
+    (``masking_utils.find_packed_sequence_indices``); the traced batch holds one
+    unpadded sequence per row (positions ``0..s-1``), so the real step finds none and
+    skips the causal mask for SDPA's ``is_causal`` (``_ignore_causal_mask_sdpa``):
+    flash, and grouped-query attention without ``repeat_kv``. Fake tensors have no
+    values to read, and transformers then assumes packing (``is_tracing``) and builds a
+    4-D mask; here it gets the real step's answer."""
+    import transformers.masking_utils as masking
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    original = masking.find_packed_sequence_indices
+
+    def find_packed_sequence_indices(position_ids):
+        return None if isinstance(position_ids, FakeTensor) else original(position_ids)
+
+    masking.find_packed_sequence_indices = find_packed_sequence_indices
+    try:
+        yield
+    finally:
+        masking.find_packed_sequence_indices = original
 
 
 class _NullMode:

@@ -445,6 +445,7 @@ function drawNotes(r) {
     `<tr><th scope="row">${esc(detailLabel(k))}</th><td>${esc(detailValue(k, v))}</td></tr>`).join("");
   const list = (items) => items.map((m) => `<li>${esc(m)}</li>`).join("");
   let html = "";
+  if ((r.readings || []).length) html += `<h3>${esc(t("readings"))}</h3><ul class="readings">${list(r.readings)}</ul>`;
   if ((r.warnings || []).length) html += `<h3>${esc(t("warnings"))}</h3><ul class="warnings">${list(r.warnings)}</ul>`;
   if (details) html += `<details open><summary>${esc(t("details"))}</summary><table class="details"><tbody>${details}</tbody></table></details>`;
   if ((r.assumptions || []).length) html += `<details><summary>${esc(t("assumptions"))}</summary><ul>${list(r.assumptions)}</ul></details>`;
@@ -566,8 +567,13 @@ async function drawExtras(command, query, result, my) {
   }
   const lengthKey = command === "infer" ? "context" : "seq";
   const model = catalog.models.get(query.get("model")) || {};
-  const curLen = Number(query.get(lengthKey) || (command === "infer" ? 8192 : 2048));
   const curBatch = Number(query.get("batch") || 1);
+  // A typed length may be "32k": the server's reading of it is in the result.
+  const typed = Number(query.get(lengthKey)), read = result.details || {};
+  const curLen = Number.isFinite(typed) && typed > 0 ? typed
+    : (read.context_tokens || read.seq_len
+       || (read.tokens_per_micro_batch ? read.tokens_per_micro_batch / curBatch : 0)
+       || (command === "infer" ? 8192 : 2048));
   const solved = command === "infer" ? (state.solved && state.solved.seq === my ? state.solved.data : {})
     : { max_context: result.fits && result.fits.largest_seq, max_batch: result.fits && result.fits.largest_micro_batch };
   // Ranges fitted to the current value, the largest that fits and the model's own context.
