@@ -456,8 +456,11 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
             raise ConfigError(f"model_type: expected a string, got {outer['model_type']!r}")
     if complete:
         cfg = complete_config(cfg)
-    towers = [k.removesuffix("_config") for k in ("vision_config", "audio_config")
-              if isinstance(cfg.get(k), dict) and cfg.get("model_type") not in FAMILIES]
+    from vramplan.model import encoder_decoder
+
+    if encoder_decoder.reads(cfg):
+        return encoder_decoder.spec_from_config(cfg, name, hub_id)
+    wrapper = cfg if cfg.get("model_type") not in FAMILIES else None
     cfg = text_config(cfg)
     mtype = cfg.get("model_type")
     if not mtype:
@@ -471,10 +474,14 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
             "such as 7B")
     cfg = {**family.defaults, **cfg}
     fields = _fields(cfg, family, name, hub_id)
-    if towers:
-        fields["notes"] = fields["notes"] + (
-            f"the checkpoint's {' and '.join(towers)} tower(s) are not counted: parameters, weights and activations "
-            "are those of the text model alone",)
+    if wrapper is not None:
+        from vramplan.model.towers import read_towers
+
+        fields["towers"], uncounted = read_towers(wrapper, fields["hidden_size"])
+        if uncounted:
+            fields["notes"] = fields["notes"] + (
+                f"the checkpoint's {' and '.join(uncounted)} tower(s) are not counted: parameters, weights and "
+                "activations are those of the text model" + (" and its vision tower" if fields["towers"] else " alone"),)
     return ModelSpec(**fields)
 
 

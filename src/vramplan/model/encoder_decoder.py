@@ -1,0 +1,2 @@
+def reads(cfg):
+    return False
