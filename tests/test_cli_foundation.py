@@ -44,7 +44,7 @@ def test_params_table(capsys):
     (("params", "./missing.json"), "no such file"),
     (("params", "--", "-3B"), "unknown model '-3B'"),
     (("params", "-3B"), "No such option '-3' (see 'vramplan params --help')"),
-    (("params", "gpt2", "--layers", "x"), "'x' is not a valid integer range"),
+    (("params", "gpt2", "--layers", "x"), "--layers: expected an integer from 1 to"),
     (("params", "--layers", "2"), "missing --hidden, --heads"),
     (("params", "gpt2", "--layers", "2"), "given together"),
     (("params", "--layers", "2", "--hidden", "10", "--heads", "3"), "--heads: 3 does not divide --hidden 10"),

@@ -10,9 +10,9 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 CASES = [
     (["params", "x" * 300], "MODEL: 300 characters; expected at most 250"),
-    (["plan", "llama-3.1-8b", "--infer", "--gpu", "h100", "--gpus", str(2**63)], "'--gpus'"),
-    (["infer", "--layers", str(2**63), "--hidden", "4096", "--heads", "32"], "'--layers'"),
-    (["train", "--layers", "32", "--hidden", str(2**40), "--heads", "32"], "'--hidden'"),
+    (["plan", "llama-3.1-8b", "--infer", "--gpu", "h100", "--gpus", str(2**63)], "--gpus: expected an integer"),
+    (["infer", "--layers", str(2**63), "--hidden", "4096", "--heads", "32"], "--layers: expected an integer"),
+    (["train", "--layers", "32", "--hidden", str(2**40), "--heads", "32"], "--hidden: expected an integer"),
 ]
 
 

@@ -54,7 +54,7 @@ def test_table_output(capsys):
     (["--method", "lora", "--lora-rank", "5000"], "--lora-rank: 5000 exceeds the smaller side"),
     (["--method", "lora", "--lora-targets", "qkv"], "--lora-targets: 'qkv' is not a linear module"),
     (["--seq", "200000", "--strict"], "--seq: 200000 exceeds llama-3.2-1b's max_position_embeddings"),
-    (["--batch", "0"], "--batch: expected a positive integer, got 0"),
+    (["--batch", "0"], "batch: expected a positive integer, got 0"),
     (["--method", "qlora", "--precision", "fp32"], "--precision: QLoRA computes in bf16 or fp16"),
 ])
 def test_bad_input_is_one_line(capsys, args, expected):

@@ -153,6 +153,9 @@ class Estimate:
 
         if capacity_bytes <= 0:
             raise InputError(f"gpu memory: expected a positive size, got {capacity_bytes}")
+        if reserve_bytes >= capacity_bytes:
+            raise InputError(f"reserve_bytes: {reserve_bytes:,} B to keep free is not less than the "
+                             f"{capacity_bytes:,} B usable on {gpu_slug}")
         return replace(self, verdict=Verdict(gpu=gpu_slug, capacity_bytes=capacity_bytes,
                                              required_bytes=self.total_bytes, reserve_bytes=reserve_bytes))
 

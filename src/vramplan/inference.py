@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from vramplan import validate as v
 from vramplan.errors import InputError
 from vramplan.estimate import Estimate
 from vramplan.gguf_types import GgufRecipe
@@ -99,6 +100,25 @@ class InferenceSetup:
     """CUDA context, workspaces, NCCL, allocator slack (each overridable)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.engine, str):
+            raise InputError(f"engine: expected one of {', '.join(ENGINES)}, got {v.shown(self.engine)}")
+        for name, hi in (("batch", v.BATCH_MAX), ("tp", v.GPUS_MAX), ("block_size", v.LENGTH_MAX),
+                         ("n_ubatch", v.LENGTH_MAX)):
+            v.integer(name, getattr(self, name), 1, hi)
+        for name, hi in (("context", v.LENGTH_MAX), ("prompt", v.LENGTH_MAX), ("prefill_chunk", v.LENGTH_MAX),
+                         ("max_num_seqs", v.BATCH_MAX), ("max_num_batched_tokens", v.LENGTH_MAX)):
+            v.optional_integer(name, getattr(self, name), 1, hi)
+        v.optional_integer("n_gpu_layers", self.n_gpu_layers, 0, v.LAYERS_MAX + 1)
+        v.optional_integer("cuda_graph_bytes", self.cuda_graph_bytes, 0, v.SIZE_MAX)
+        v.size_bytes("reserve_bytes", self.reserve_bytes)
+        v.real("gpu_memory_utilization", self.gpu_memory_utilization, 0, 1, lo_open=True)
+        for name in ("enforce_eager", "flash_attention", "strict"):
+            v.flag(name, getattr(self, name))
+        for name in ("kv_dtype", "gpu"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise InputError(f"{name}: expected a name or None, got {v.shown(getattr(self, name))}")
+        if not isinstance(self.overheads, Overheads):
+            raise InputError(f"overheads: expected an Overheads, got {v.shown(self.overheads)}")
         if self.engine not in ENGINES:
             from vramplan.naming import close_matches
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from vramplan import validate as v
 from vramplan.errors import LayoutError
 
 FSDPMode = Literal["none", "full_shard", "shard_grad_op", "hybrid_shard", "no_shard", "fsdp2"]
@@ -143,10 +144,17 @@ class ParallelLayout:
     """DeepSpeed bucket settings (used when the engine is DeepSpeed)."""
 
     def __post_init__(self) -> None:
-        for name in ("dp", "tp", "pp", "cp", "ep", "micro_batches", "virtual_stages", "gpus_per_node"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise LayoutError(f"{name}: expected a positive integer, got {value!r}")
+        for name, hi in (("dp", v.GPUS_MAX), ("tp", v.GPUS_MAX), ("pp", v.GPUS_MAX), ("cp", v.GPUS_MAX),
+                         ("ep", v.GPUS_MAX), ("micro_batches", v.BATCH_MAX), ("virtual_stages", v.LAYERS_MAX),
+                         ("gpus_per_node", v.GPUS_MAX)):
+            v.integer(name, getattr(self, name), 1, hi, error=LayoutError)
+        v.flag("sequence_parallel", self.sequence_parallel, error=LayoutError)
+        v.choice("zero_stage", self.zero_stage, (0, 1, 2, 3), error=LayoutError)
+        for name in ("fsdp", "offload", "engine"):
+            if not isinstance(getattr(self, name), str):
+                raise LayoutError(f"{name}: expected a name, got {v.shown(getattr(self, name))}")
+        if not isinstance(self.zero, ZeroConfig):
+            raise LayoutError(f"zero: expected a ZeroConfig, got {v.shown(self.zero)}")
         if self.zero_stage not in (0, 1, 2, 3):
             raise LayoutError(f"zero_stage: expected 0, 1, 2 or 3, got {self.zero_stage!r}")
         if self.fsdp not in FSDP_MODES:
@@ -155,6 +163,9 @@ class ParallelLayout:
             raise LayoutError(f"offload: expected none, optimizer or params, got {self.offload!r}")
         if self.engine not in ENGINES:
             raise LayoutError(f"engine: expected one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.sequence_parallel and self.tp == 1:
+            raise LayoutError("sequence_parallel with tp=1: Megatron sequence parallelism splits activations "
+                              "across the tensor-parallel group; it needs tp > 1")
         if self.zero_stage and self.fsdp != "none":
             raise LayoutError(f"zero_stage={self.zero_stage} and fsdp={self.fsdp!r}: choose ZeRO or FSDP, not both")
         if (self.dp * self.cp) % self.ep:
@@ -849,7 +860,13 @@ class LayoutRequest:
         if self.gpus is not None:
             return self.gpus
         if self.nodes is not None:
-            return self.nodes * self.node_size()
+            from vramplan.validate import GPUS_MAX
+
+            total = self.nodes * self.node_size()
+            if total > GPUS_MAX:
+                raise LayoutError(f"--nodes {self.nodes:,} x {self.node_size()} GPUs per node = {total:,} GPUs; "
+                                  f"expected at most {GPUS_MAX:,} GPUs in all")
+            return total
         return None
 
     def layout(self):

@@ -25,6 +25,7 @@ from vramplan.distributed import (
     stage_terms,
     training_terms,
 )
+from vramplan import validate as v
 from vramplan.errors import InputError
 from vramplan.parallel import (
     ParallelLayout,
@@ -123,12 +124,30 @@ class PlanRequest:
     """Degrees the user fixed (``("tp", 8)``, ``("dp", 4)``...): the search keeps only those."""
 
     def __post_init__(self) -> None:
-        if not 0 <= self.headroom < 1:
-            raise InputError(f"--headroom: expected a fraction in [0, 1), got {self.headroom!r}")
-        if not 0 < self.mfu <= 1:
-            raise InputError(f"--mfu: expected a fraction in (0, 1], got {self.mfu!r}")
-        if not self.gpu_counts or any(n < 1 for n in self.gpu_counts):
-            raise InputError(f"--gpus: expected positive GPU counts, got {self.gpu_counts!r}")
+        if not isinstance(self.job, TrainingJob):
+            raise InputError(f"job: expected a TrainingJob, got {v.shown(self.job)}")
+        if not hasattr(self.gpu, "usable_memory_bytes"):
+            raise InputError(f"gpu: expected a GpuSpec (vramplan.gpus.find_gpu), got {v.shown(self.gpu)}")
+        v.real("headroom", self.headroom, 0, 1, hi_open=True)
+        v.real("mfu", self.mfu, 0, 1, lo_open=True)
+        v.integers("gpu_counts", self.gpu_counts, 1, v.GPUS_MAX, max_items=256)
+        v.integer("gpus_per_node", self.gpus_per_node, 1, v.GPUS_MAX)
+        v.optional_integer("global_batch", self.global_batch, 1, v.BATCH_MAX)
+        v.integers("micro_batch_sizes", self.micro_batch_sizes, 1, v.BATCH_MAX, max_items=64)
+        v.integer("virtual_stages", self.virtual_stages, 1, v.LAYERS_MAX)
+        v.optional_integer("host_bytes_per_node", self.host_bytes_per_node, 0, v.SIZE_MAX)
+        if isinstance(self.engines, (str, bytes)) or not isinstance(self.engines, (tuple, list)) or not self.engines \
+                or not all(isinstance(e, EngineSetting) for e in self.engines):
+            raise InputError(f"engines: expected a non-empty tuple of EngineSetting, got {v.shown(self.engines)}")
+        v.names("recomputes", self.recomputes, allowed=("none", "selective", "full"))
+        if isinstance(self.fixed_degrees, (str, bytes)) or not isinstance(self.fixed_degrees, (tuple, list)):
+            raise InputError("fixed_degrees: expected a tuple of (degree, value) pairs, got "
+                             f"{v.shown(self.fixed_degrees)}")
+        for i, pair in enumerate(self.fixed_degrees):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise InputError(f"fixed_degrees[{i}]: expected a (degree, value) pair, got {v.shown(pair)}")
+            v.choice(f"fixed_degrees[{i}]", pair[0], ("dp", "tp", "pp", "cp", "ep", "sp", "mbs", "m"))
+            v.integer(f"fixed_degrees[{i}]", pair[1], 0 if pair[0] == "sp" else 1, v.BATCH_MAX)
 
     @property
     def host_budget_bytes(self) -> int:
@@ -189,6 +208,11 @@ def enumerate_degrees(spec: Any, num_gpus: int, gpus_per_node: int, global_batch
     pps = [p for p in _divisors(num_gpus) if p <= spec.num_layers]
     cps = _powers_of_two_up_to(num_gpus) if context_parallel else [1]
     eps = [1] if spec.moe is None else [e for e in _divisors(spec.moe.num_experts) if e <= num_gpus]
+    grid_rows = len(tps) * len(pps) * len(cps) * len(eps) * 2 * len(micro_batch_sizes)
+    if grid_rows > MAX_LAYOUT_ROWS:
+        raise InputError(f"the search over {num_gpus:,} GPUs would enumerate {grid_rows:,} candidate layouts "
+                         f"(more than {MAX_LAYOUT_ROWS:,}); fix some degrees (--tp, --pp, --cp, --ep) or give "
+                         "fewer GPUs or micro-batch sizes")
     grid = np.array(np.meshgrid(tps, pps, cps, eps, [0, 1], list(micro_batch_sizes), indexing="ij")).reshape(6, -1)
     tp, pp, cp, ep, sp, mbs = grid
     model_parallel = tp * pp * cp
@@ -278,6 +302,43 @@ def _evaluate_group(req: PlanRequest, job: TrainingJob, setting: EngineSetting, 
     return peak, first["params"], host + 0 * peak
 
 
+MAX_LAYOUT_ROWS = 2_000_000
+"""Most (GPU count, degrees, micro-batch) rows the planner enumerates in one search
+(each is then evaluated per engine setting and recomputation choice); a search that
+would enumerate more is refused with the count, so a request finishes in seconds."""
+
+
+MAX_EVALUATED_LAYOUTS = 1_000_000
+"""Most layouts (rows x engine settings x recomputation choices) one plan evaluates:
+about ten seconds and 300 MB on one core; larger searches are refused with the count."""
+
+
+def _check_scale(spec: Any, total_params: int, req: PlanRequest) -> None:
+    """Refuse a job whose byte figures could leave int64's exact range in the vectorised
+    arithmetic: parameters x 32 bytes (weights, gradients, fp32 master and two moments
+    with room to spare) and tokens x hidden x layers x 64 bytes of activations."""
+    mbs = max(req.micro_batch_sizes)
+    tokens = req.job.seq_len * max(mbs, req.job.micro_batch_size)
+    bound = (total_params * 32 + tokens * spec.hidden_size * spec.num_layers * 64
+             + tokens * spec.vocab_size * 16)
+    if bound >= v.INT64_SAFE:
+        raise InputError(f"{spec.name}: {total_params:,} parameters at {tokens:,} tokens per micro-batch give "
+                         f"byte figures near {bound:.2e}, beyond the {v.INT64_SAFE:.2e} the planner computes "
+                         "exactly; shorten the sequence or shrink the model")
+
+
+def _check_figures(*arrays: Any) -> None:
+    """Every byte figure the planner compares is finite and non-negative (an overflow
+    that slipped through :func:`_check_scale` is reported, never ranked)."""
+    import numpy as np
+
+    for a in arrays:
+        a = np.asarray(a)
+        if a.size and (not np.all(np.isfinite(a)) or float(a.min()) < 0 or float(a.max()) >= v.INT64_SAFE):
+            raise InputError("the planner's byte figures left the exact range (overflow): the model or layout "
+                             f"is beyond what can be planned (figures up to {v.INT64_SAFE:.2e} B)")
+
+
 def _all_degrees(req: PlanRequest) -> dict[str, Any]:
     """The degree arrays of every GPU count, concatenated, with the GPU count ``n`` and
     the fixed overhead of each row; restricted to the user's fixed degrees."""
@@ -285,15 +346,21 @@ def _all_degrees(req: PlanRequest) -> dict[str, Any]:
 
     spec, job = req.job.model, req.job
     parts = []
+    rows = 0
     for n in sorted(set(req.gpu_counts)):
         batch = req.global_batch or default_global_batch(job.seq_len, n)
         d = enumerate_degrees(spec, n, req.gpus_per_node, batch, req.micro_batch_sizes,
                               context_parallel=job.setup.attention in CP_ATTENTION_KERNELS)
+        rows += d["dp"].size
+        if rows > MAX_LAYOUT_ROWS:
+            raise InputError(f"the search over {len(set(req.gpu_counts))} GPU count(s) up to "
+                             f"{max(req.gpu_counts):,} enumerates more than {MAX_LAYOUT_ROWS:,} layouts; fix "
+                             "some degrees (--tp, --pp, --cp, --ep) or give fewer GPUs")
         d["n"] = np.full(d["dp"].size, n)
         d["overhead"] = np.full(d["dp"].size, default_overhead_bytes(n))
         parts.append(d)
     d = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    keep = np.ones(d["dp"].size, dtype=bool)
+    keep = d["cp"] <= job.seq_len  # cp splits each sequence: at most one token per rank
     for name, value in req.fixed_degrees:
         keep &= d[name] == value
     keep &= sequence_splits_evenly(job.seq_len, tp=d["tp"], cp=d["cp"], sp=d["sp"])
@@ -330,7 +397,9 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
 
     job = req.job
     spec = job.model
-    active = count_params(spec).active_params
+    counts = count_params(spec)
+    _check_scale(spec, counts.total_params, req)
+    active = counts.active_params
     budget = req.budget_bytes
     states_by_engine = {e: job_states(job, e) for e in {s.engine for s in req.engines}}
     coeffs_by_threshold: dict[int, Any] = {}
@@ -348,6 +417,12 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
     pool: list[tuple[tuple, tuple]] = []  # (sort key, arguments of _candidate): built for the winners only
     per_gpu_rate = req.global_batch is None and len(req.gpu_counts) > 1
     d = _all_degrees(req)
+    planned = d["dp"].size * len(req.engines) * len(recomputes)
+    if planned > MAX_EVALUATED_LAYOUTS:
+        raise InputError(f"the search would evaluate {planned:,} layouts ({d['dp'].size:,} degree choices x "
+                         f"{len(req.engines)} engine settings x {len(recomputes)} recomputation choices), more "
+                         f"than the {MAX_EVALUATED_LAYOUTS:,} one plan evaluates; fix some degrees (--tp, --pp, "
+                         "--cp, --ep, --zero/--fsdp) or give fewer GPUs")
     if d["dp"].size:
         # Recomputation choices ride along as one more array dimension: each row carries
         # its own activation coefficients.
@@ -373,6 +448,7 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
             peak, params_on_gpu, host = _evaluate_group(req, job, setting, d, coeffs_by_threshold[threshold], acts,
                                                         states_by_engine[setting.engine],
                                                         shared_by_threshold[threshold])
+            _check_figures(peak, host)
             evaluated += peak.size
             host_ok = host <= req.host_budget_bytes
             if host_ok.any():

@@ -79,6 +79,9 @@ def train(values: Mapping[str, Any]) -> TrainingEstimate:
     v = {**defaults("train"), **values}
     spec = model_from(v)
     targets = tuple(t.strip() for t in v["lora_targets"].split(",") if t.strip()) if v["lora_targets"] else None
+    if targets is not None and v["method"] == "full":
+        raise InputError("lora_targets: given with method full (no adapters are trained); "
+                         "use method lora or qlora, or leave the targets out")
     setup = TrainingSetup(method=v["method"], precision=v["precision"], optimizer=v["optimizer"],
                           load_dtype=v["load_dtype"], batch=v["batch"], seq=v["seq"], grad_accum=v["grad_accum"], recompute=v["recompute"],
                           attention=v["attention"], lora_rank=v["lora_rank"], lora_targets=targets,

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
+from vramplan import validate as v
 from vramplan.dtypes import get_dtype
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
@@ -95,10 +96,18 @@ class TrainingSetup:
     """Turn warnings (sequence beyond the model's positions) into errors."""
 
     def __post_init__(self) -> None:
-        for name in ("batch", "seq", "grad_accum", "lora_rank", "seed_dtype_bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise InputError(f"--{name.replace('_', '-')}: expected a positive integer, got {value!r}")
+        for name, hi in (("batch", v.BATCH_MAX), ("seq", v.LENGTH_MAX), ("grad_accum", v.BATCH_MAX),
+                         ("lora_rank", v.HIDDEN_MAX), ("seed_dtype_bytes", 8)):
+            v.integer(name, getattr(self, name), 1, hi)
+        for name in ("fused_ce", "dropout", "strict"):
+            v.flag(name, getattr(self, name))
+        for name in ("method", "precision", "optimizer", "attention", "activation_model"):
+            if not isinstance(getattr(self, name), str):
+                raise InputError(f"{name}: expected a name, got {v.shown(getattr(self, name))}")
+        if self.recompute is not None and not isinstance(self.recompute, str):
+            raise InputError(f"recompute: expected a name or None, got {v.shown(self.recompute)}")
+        if self.lora_targets is not None:
+            v.names("lora_targets", self.lora_targets)
         for name, allowed in (("method", METHODS), ("attention", ATTENTIONS)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"--{name}: expected one of {', '.join(allowed)}, got {getattr(self, name)!r}")

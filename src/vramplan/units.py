@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal, InvalidOperation
 from typing import Literal
 
 from vramplan.errors import InputError
@@ -40,26 +41,60 @@ _SIZE_UNITS = {
 _SIZE_RE = re.compile(rf"^\s*{_NUMBER}\s*(?P<unit>[a-z]*)\s*$", re.IGNORECASE)
 
 
+MAX_COUNT = 2**53
+"""Largest parameter count or byte size accepted (exact in a float64; see
+:mod:`vramplan.validate`)."""
+_MAX_TEXT_CHARS = 64
+
+
+def _exact(text: str, field: str, expected: str) -> Decimal:
+    """The number in ``text`` as an exact Decimal (never through a float)."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise InputError(f"{field}: expected {expected}, got {text!r}") from None
+    if not value.is_finite():
+        raise InputError(f"{field}: expected {expected}, got {text!r}")
+    return value
+
+
+def _whole(value: Decimal, text: object, field: str, what: str) -> int:
+    """``value`` rounded to a whole count in [1, MAX_COUNT]; a value that rounds to 0
+    is an error, not a silent zero."""
+    if value > MAX_COUNT:
+        raise InputError(f"{field}: expected at most {MAX_COUNT:,} {what}, got {text!r}")
+    whole = int(value.to_integral_value(rounding="ROUND_HALF_EVEN"))
+    if value <= 0:
+        raise InputError(f"{field}: expected a positive {what[:-1] if what.endswith('s') else what}, got {text!r}")
+    if whole < 1:
+        raise InputError(f"{field}: {text!r} is less than one {what[:-1] if what.endswith('s') else what}")
+    return whole
+
+
 def parse_param_count(text: str | int | float, field: str = "parameters") -> int:
     """Parse a parameter count as people write it: ``"7B"``, ``"6.7b"``, ``"110M"``,
-    ``"1.5T"``, ``"70e9"``, ``7_000_000_000``. Returns the count as ``int``.
+    ``"1.5T"``, ``"70e9"``, ``7_000_000_000``. Returns the count as ``int``, computed
+    exactly (``Decimal``, never a float: ``"1.1T"`` is 1,100,000,000,000).
 
     "B" means billion (10**9), as in model names; "M" million; "K" thousand; "T"
-    trillion. Raises :class:`InputError` naming ``field`` for anything else.
+    trillion. At most 2**53. Raises :class:`InputError` naming ``field`` for anything else.
     """
+    expected = "a parameter count such as '7B', '110M', '1.5T' or '70e9'"
     if isinstance(text, bool):
         raise InputError(f"{field}: expected a parameter count such as '7B', got {text!r}")
-    if isinstance(text, (int, float)):
-        value = float(text)
+    if isinstance(text, int):
+        value = Decimal(text)
+    elif isinstance(text, float):
+        if not math.isfinite(text):
+            raise InputError(f"{field}: expected a positive parameter count, got {text!r}")
+        value = Decimal(text)
     else:
-        m = _PARAM_RE.match(str(text).replace("_", "").replace(",", ""))
+        raw = str(text)
+        m = _PARAM_RE.match(raw.replace("_", "").replace(",", "")) if len(raw) <= _MAX_TEXT_CHARS else None
         if not m:
-            raise InputError(
-                f"{field}: expected a parameter count such as '7B', '110M', '1.5T' or '70e9', got {text!r}")
-        value = float(m.group("num")) * _PARAM_SUFFIX[m.group("suffix").lower()]
-    if not math.isfinite(value) or value < 1:
-        raise InputError(f"{field}: expected a positive parameter count, got {text!r}")
-    return int(round(value))
+            raise InputError(f"{field}: expected {expected}, got {raw[:_MAX_TEXT_CHARS]!r}")
+        value = _exact(m.group("num"), field, expected) * _PARAM_SUFFIX[m.group("suffix").lower()]
+    return _whole(value, text, field, "parameters")
 
 
 def looks_like_param_count(text: str) -> bool:
@@ -72,16 +107,21 @@ def parse_bytes(text: str | int | float, field: str = "memory") -> int:
     """Parse a memory size into bytes: ``"24GB"`` (decimal, 24e9), ``"24GiB"``
     (binary), ``"80G"`` (binary, as nvidia-smi and PyTorch mean it), ``"512MiB"``,
     a bare number (bytes). A lower-case ``b`` after a prefix means bits ("16Gb" =
-    16e9 bits = 2e9 bytes). Raises :class:`InputError` naming ``field``.
+    16e9 bits = 2e9 bytes). Computed exactly (``Decimal``); a size under one byte
+    (``"0.4"``, ``"1e-9GB"``) or over 2**53 bytes is an error naming ``field``.
     """
+    expected = "a size such as '24GiB', '80GB' or '512MiB'"
     if isinstance(text, bool):
         raise InputError(f"{field}: expected a size such as '24GiB' or '80GB', got {text!r}")
     if isinstance(text, (int, float)):
-        value, bits = float(text), False
+        if isinstance(text, float) and not math.isfinite(text):
+            raise InputError(f"{field}: expected a positive size, got {text!r}")
+        value, bits = Decimal(text), False
     else:
-        m = _SIZE_RE.match(str(text).replace("_", "").replace(",", ""))
+        raw = str(text)
+        m = _SIZE_RE.match(raw.replace("_", "").replace(",", "")) if len(raw) <= _MAX_TEXT_CHARS else None
         if not m:
-            raise InputError(f"{field}: expected a size such as '24GiB', '80GB' or '512MiB', got {text!r}")
+            raise InputError(f"{field}: expected {expected}, got {raw[:_MAX_TEXT_CHARS]!r}")
         raw_unit = m.group("unit")
         # "Gb", "Mb" (upper-case prefix, lower-case b) and "bit(s)" are bits; any other
         # spelling ("GB", "gb", "GiB") is bytes.
@@ -90,12 +130,12 @@ def parse_bytes(text: str | int | float, field: str = "memory") -> int:
         if unit not in _SIZE_UNITS:
             raise InputError(
                 f"{field}: unknown unit {raw_unit!r} in {text!r}; expected B, KiB, MiB, GiB, TiB, KB, MB, GB, TB")
-        value = float(m.group("num")) * _SIZE_UNITS[unit]
+        value = _exact(m.group("num"), field, expected) * _SIZE_UNITS[unit]
     if bits:
         value /= BITS_PER_BYTE
-    if not math.isfinite(value) or value <= 0:
+    if value <= 0:
         raise InputError(f"{field}: expected a positive size, got {text!r}")
-    return int(round(value))
+    return _whole(value, text, field, "bytes")
 
 
 def bits_to_bytes(bits: float) -> int:

@@ -86,7 +86,7 @@ def find_model(name: str) -> CatalogEntry:
     does not parse the whole catalog."""
     key = normalize_name(name)
     direct = MODELS_DIR / f"{key}.json"
-    if "/" not in key and direct.is_file():
+    if "/" not in key and len(key) <= 200 and direct.is_file():
         return _entry(direct)
     entry = _index().get(key)
     if entry is None:

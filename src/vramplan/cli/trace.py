@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
-from vramplan.cli.common import console, emit_json, json_option, table, units_option
+from vramplan import validate as v
+
+from vramplan.cli.common import BoundedFloat, BoundedInt, console, emit_json, json_option, table, units_option
+from vramplan.errors import InputError
 
 FULL_TRACE_MAX_LAYERS = 48
 """``--layers auto`` traces every layer up to this depth (an 8B model takes about
@@ -42,10 +45,10 @@ def _render(result, est, units: str, svg_path: str | None) -> None:
 @click.command("trace")
 @click.argument("model")
 @click.option("--train/--infer", "train", default=True, help="Trace a training step (default) or prefill + decode.")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Sequences per step.")
-@click.option("--seq", type=click.IntRange(min=1), default=512, show_default=True,
+@click.option("--batch", type=BoundedInt(1, v.BATCH_MAX), default=1, show_default=True, help="Sequences per step.")
+@click.option("--seq", type=BoundedInt(1, v.LENGTH_MAX), default=512, show_default=True,
               help="Tokens per sequence (training) or prompt tokens (inference).")
-@click.option("--decode", type=click.IntRange(min=0), default=4, show_default=True, help="Inference: decode steps.")
+@click.option("--decode", type=BoundedInt(0, v.LENGTH_MAX), default=4, show_default=True, help="Inference: decode steps.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16-mixed", "bf16"]), default="bf16-mixed",
               show_default=True, help="fp32; fp32 weights under CUDA autocast; or pure bf16.")
 @click.option("--optimizer", type=click.Choice(["adamw", "adam", "sgd"]), default="adamw", show_default=True)
@@ -58,12 +61,12 @@ def _render(result, est, units: str, svg_path: str | None) -> None:
 @click.option("--lora-targets", default=None, help="Comma-separated module names, or all-linear.")
 @click.option("--logits", type=click.Choice(["last", "all"]), default="last", show_default=True,
               help="Inference: the last position's logits (generate) or every position's.")
-@click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--lora-rank", type=BoundedInt(1, v.HIDDEN_MAX), default=16, show_default=True)
 @click.option("--recompute", is_flag=True, help="Full activation recomputation (gradient checkpointing).")
 @click.option("--attention", type=click.Choice(["sdpa", "eager"]), default="sdpa", show_default=True)
 @click.option("--cache", type=click.Choice(["static", "dynamic"]), default="static", show_default=True,
               help="Inference KV cache: preallocated or grown by concatenation.")
-@click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
+@click.option("--dropout", type=BoundedFloat(0.0, 1.0, hi_open=True), default=None,
               help="Override every dropout probability of the config.")
 @click.option("--layers", type=click.Choice(["auto", "all", "extend"]), default="auto", show_default=True,
               help="all: trace every layer; extend: trace two short depths and extend per layer; "
@@ -100,6 +103,8 @@ def command(model: str, train: bool, batch: int, seq: int, decode: int, precisio
 
         gpu_spec = find_gpu(gpu)
         capacity = gpu_spec.usable_memory_bytes
+    if svg_path:
+        _check_writable(svg_path)
     require_exact()
     result = _run(model, setup, layers, quiet=as_json)
     est = result.to_estimate()
@@ -110,14 +115,30 @@ def command(model: str, train: bool, batch: int, seq: int, decode: int, precisio
 
         from vramplan.trace.svg import timeline_svg
 
-        Path(svg_path).write_text(timeline_svg(result, capacity_bytes=capacity, gpu=gpu_spec.slug if gpu_spec else "",
-                                               unit=units), encoding="utf-8")
+        svg = timeline_svg(result, capacity_bytes=capacity, gpu=gpu_spec.slug if gpu_spec else "", unit=units)
+        try:
+            Path(svg_path).write_text(svg, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"--svg {svg_path}: cannot write ({exc.strerror})") from None
     if as_json:
         emit_json({**est.to_dict(), "trace": {"seconds": round(result.seconds, 2),
                                               "layers_traced": result.layers_traced,
                                               "extrapolated": result.extrapolated, "svg": svg_path}})
         return
     _render(result, est, units, svg_path)
+
+
+def _check_writable(svg_path: str) -> None:
+    """Fail before the (slow) trace when the SVG cannot be written: a missing folder,
+    a folder given as the file, no write permission."""
+    import os
+    from pathlib import Path
+
+    folder = Path(svg_path).expanduser().parent
+    if not folder.is_dir():
+        raise InputError(f"--svg {svg_path}: folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"--svg {svg_path}: folder {str(folder)!r} is not writable")
 
 
 def _run(model: str, setup, layers: str, *, quiet: bool):
@@ -128,9 +149,13 @@ def _run(model: str, setup, layers: str, *, quiet: bool):
     from vramplan.trace.extrapolate import trace_extrapolated
     from vramplan.trace.run import resolve_config, run_trace
 
-    from vramplan.model.hf_config import text_config
+    from vramplan.model.hf_config import SUPPORTED_MODEL_TYPES, spec_from_config, text_config
 
     _, config = resolve_config(model)
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str) or \
+            not isinstance(text_config(config).get("model_type"), str) or \
+            text_config(config)["model_type"] in SUPPORTED_MODEL_TYPES:
+        spec_from_config(config)  # the same checks (and bounds) as every other command, before torch sees it
     depth = num_layers(dict(text_config(config)))
     extrapolate = layers == "extend" or (layers == "auto" and depth > FULL_TRACE_MAX_LAYERS)
 

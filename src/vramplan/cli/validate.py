@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import click
 
-from vramplan.cli.common import console, emit_json, json_option, table, units_option
+from vramplan import validate as v
+
+from vramplan.cli.common import BoundedFloat, BoundedInt, console, emit_json, json_option, table, units_option
 
 DEFAULT_CASES: tuple[tuple[str, str, int, int], ...] = (
     # (model, mode, batch, tokens): small and mid-sized models that fit a 24 GiB card
@@ -23,8 +25,8 @@ DEFAULT_CASES: tuple[tuple[str, str, int, int], ...] = (
               help="Where the real steps run.")
 @click.option("--model", "models", multiple=True, help="Model(s) to run (default: a built-in set of small ones).")
 @click.option("--train/--infer", "train", default=None, help="Only training or only inference (default both).")
-@click.option("--batch", type=click.IntRange(min=1), default=None, help="Sequences per step (with --model).")
-@click.option("--seq", type=click.IntRange(min=1), default=None, help="Tokens per sequence (with --model).")
+@click.option("--batch", type=BoundedInt(1, v.BATCH_MAX), default=None, help="Sequences per step (with --model).")
+@click.option("--seq", type=BoundedInt(1, v.LENGTH_MAX), default=None, help="Tokens per sequence (with --model).")
 @units_option
 @json_option
 def command(device: str, models: tuple[str, ...], train: bool | None, batch: int | None, seq: int | None,

@@ -179,8 +179,12 @@ def build(job: Job) -> Estimate:
                        max_concurrent_sequences=max(0, budget) // per_seq,
                        max_context_at_batch=_max_context_at_batch(job, max(0, budget), kv_dtype.name))
         if budget <= 0:
+            # vLLM raises at start-up when no KV block fits ("No available memory for the
+            # cache blocks"): the verdict is "does not fit" and the warning says why.
             warnings += ("vLLM would refuse to start: no memory left for the KV cache "
-                         f"(budget {budget / GiB:.2f} GiB); raise --gpu-memory-utilization or use --tp",)
+                         f"(gpu_memory_utilization {setup.gpu_memory_utilization:g} x {total / GiB:.2f} GiB leaves "
+                         f"{budget / GiB:.2f} GiB after weights and activations); raise "
+                         "--gpu-memory-utilization or use --tp",)
         elif per_seq > budget:
             warnings += (f"vLLM would refuse to start: one sequence of {job.context:,} tokens needs "
                          f"{per_seq / GiB:.2f} GiB of KV cache, the budget is {budget / GiB:.2f} GiB "

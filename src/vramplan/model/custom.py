@@ -77,6 +77,9 @@ def custom_spec(*, layers: int, hidden: int, heads: int, kv_heads: int | None = 
                                   ("--position", position, POSITION_CHOICES)):
         if value not in choices:
             raise InputError(f"{field}: expected one of {', '.join(choices)}, got {value!r}")
+    if experts_per_token is not None and not experts:
+        raise InputError(f"--experts-per-token {experts_per_token}: given without --experts (a dense model "
+                         "routes no tokens); add --experts N or drop it")
     if head_dim is None:
         if hidden % heads:
             raise InputError(f"--heads: {heads} does not divide --hidden {hidden}; give --head-dim")

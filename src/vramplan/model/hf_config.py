@@ -23,6 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from vramplan import validate as v
 from vramplan.dtypes import get_dtype
 from vramplan.errors import ConfigError, VramplanError
 from vramplan.model.families import FAMILIES, KEYS, Family
@@ -454,6 +455,9 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
     for outer in (cfg, cfg.get("text_config")):
         if isinstance(outer, dict) and outer.get("model_type") is not None and not isinstance(outer["model_type"], str):
             raise ConfigError(f"model_type: expected a string, got {outer['model_type']!r}")
+    _check_layer_count(cfg)
+    if isinstance(cfg.get("text_config"), dict):
+        _check_layer_count(cfg["text_config"])
     if complete:
         cfg = complete_config(cfg)
     from vramplan.model import encoder_decoder
@@ -473,33 +477,51 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
             "it with --layers --hidden --heads --kv-heads --intermediate --vocab, or give a parameter count "
             "such as 7B")
     cfg = {**family.defaults, **cfg}
-    fields = _fields(cfg, family, name, hub_id)
-    if wrapper is not None:
-        from vramplan.model.towers import read_towers
+    try:
+        fields = _fields(cfg, family, name, hub_id)
+        if wrapper is not None:
+            from vramplan.model.towers import read_towers
 
-        fields["towers"], uncounted = read_towers(wrapper, fields["hidden_size"])
-        if uncounted:
-            fields["notes"] = fields["notes"] + (
-                f"the checkpoint's {' and '.join(uncounted)} tower(s) are not counted: parameters, weights and "
-                "activations are those of the text model" + (" and its vision tower" if fields["towers"] else " alone"),)
+            fields["towers"], uncounted = read_towers(wrapper, fields["hidden_size"])
+            if uncounted:
+                fields["notes"] = fields["notes"] + (
+                    f"the checkpoint's {' and '.join(uncounted)} tower(s) are not counted: parameters, weights and "
+                    "activations are those of the text model"
+                    + (" and its vision tower" if fields["towers"] else " alone"),)
+    except (TypeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        # A field of the wrong JSON type that the reader did not check itself.
+        raise ConfigError(f"config.json (model_type {mtype!r}): a field has the wrong type or size "
+                          f"({str(exc)[:120]})") from None
     return ModelSpec(**fields)
 
 
+def _check_layer_count(cfg: Config) -> None:
+    """Bound the layer count before anything sizes per-layer lists with it (a config
+    with 10**12 layers must not allocate them, in this reader or in ``AutoConfig``)."""
+    for key in KEYS["num_layers"]:
+        value = cfg.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+                and value > v.LAYERS_MAX:
+            raise ConfigError(f"{key}: expected at most {v.LAYERS_MAX:,}, got {value!r}")
+
+
 def load_config_file(path: str | Path) -> Config:
-    """Read config.json from a file or from a directory holding one."""
+    """Read config.json from a file or from a directory holding one: a regular file of
+    at most 16 MiB, strict JSON numbers, bounded nesting (:mod:`vramplan.safe_json`)."""
+    from vramplan import safe_json
+
     p = Path(path)
-    if p.is_dir():
+    try:
+        is_dir = p.is_dir()
+    except OSError as exc:
+        raise ConfigError(f"{str(path)[:200]}: cannot read ({exc.strerror})") from None
+    if is_dir:
         p = p / "config.json"
         if not p.is_file():
-            raise ConfigError(f"{path}: directory holds no config.json")
-    if not p.is_file():
-        raise ConfigError(f"{path}: no such file")
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{p}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not a UTF-8 text file") from None
+            raise ConfigError(f"{str(path)[:200]}: directory holds no config.json")
+    return safe_json.load_file(p)
 
 
 def spec_from_config_file(path: str | Path) -> ModelSpec:
@@ -507,4 +529,5 @@ def spec_from_config_file(path: str | Path) -> ModelSpec:
     cfg = load_config_file(path)
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a JSON object, got {type(cfg).__name__}")
-    return spec_from_config(cfg, name=str(path), hub_id=cfg.get("_name_or_path") or None)
+    hub = cfg.get("_name_or_path")
+    return spec_from_config(cfg, name=str(path), hub_id=hub if isinstance(hub, str) and hub else None)

@@ -43,6 +43,22 @@ _EXPECTED = ("expected a catalog name, a Hub id (org/name), a checkpoint directo
              "a config.json path or a count like 7B")
 
 
+def _exists(path: Path) -> bool:
+    """``path.exists()``, false for names the OS refuses (too long, bad characters)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    """``path.is_dir()``, false for names the OS refuses."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_model(text: str | ModelSpec | ParamOnlyModel) -> Model:
     """Resolve ``text`` (see the module docstring). Unknown names raise
     :class:`~vramplan.errors.UnknownNameError` with the closest catalog names."""
@@ -53,6 +69,8 @@ def resolve_model(text: str | ModelSpec | ParamOnlyModel) -> Model:
     text = text.strip()
     if text in _REGISTERED:
         return _REGISTERED[text]
+    if "\x00" in text:
+        raise InputError("MODEL: contains a NUL character; expected a catalog name, a Hub id, a path or a parameter count")
     if text.startswith(("hf://", "modelscope:")):
         from vramplan.sources import read_model
 
@@ -61,13 +79,13 @@ def resolve_model(text: str | ModelSpec | ParamOnlyModel) -> Model:
         raise InputError(f"MODEL: {len(text):,} characters; expected at most {MAX_MODEL_NAME_CHARS} "
                          "(a catalog name, a Hub id, a path or a parameter count)")
     path = Path(text).expanduser()
-    if text.lower().endswith(".gguf") or ".gguf," in text.lower() or path.is_dir():
+    if text.lower().endswith(".gguf") or ".gguf," in text.lower() or _is_dir(path):
         from vramplan.sources import local_reference, read_reference
 
         ref = local_reference(text)
         if ref is not None:
             return read_reference(ref)
-    if path.exists() or text.endswith(".json") or text.startswith(("./", "../", "/", "~")):
+    if _exists(path) or text.endswith(".json") or text.startswith(("./", "../", "/", "~")):
         from vramplan.model.hf_config import spec_from_config_file
 
         return spec_from_config_file(path)

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
+from vramplan import validate as v
 from vramplan.errors import ConfigError
 from vramplan.model.stored import StoredCheckpoint
 
@@ -20,9 +21,21 @@ QKNormKind = Literal["none", "per_head", "full"]
 AttentionKind = Literal["full_attention", "sliding_attention", "chunked_attention"]
 
 
-def _positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
+_FIELD_MAX: dict[str, int] = {
+    "num_layers": v.LAYERS_MAX, "hidden_size": v.HIDDEN_MAX, "num_attention_heads": v.HEADS_MAX,
+    "num_kv_heads": v.HEADS_MAX, "head_dim": v.HIDDEN_MAX, "intermediate_size": v.WIDTH_MAX,
+    "vocab_size": v.VOCAB_MAX, "max_position_embeddings": v.LENGTH_MAX, "norms_per_layer": 16,
+    "sliding_window": v.LENGTH_MAX, "num_experts": v.EXPERTS_MAX, "experts_per_token": v.EXPERTS_MAX,
+    "expert_intermediate_size": v.WIDTH_MAX, "num_shared_experts": v.EXPERTS_MAX,
+    "shared_expert_intermediate_size": v.WIDTH_MAX, "q_lora_rank": v.HIDDEN_MAX,
+    "kv_lora_rank": v.HIDDEN_MAX, "qk_rope_head_dim": v.HIDDEN_MAX, "qk_nope_head_dim": v.HIDDEN_MAX,
+    "v_head_dim": v.HIDDEN_MAX, "conv_L_cache": v.LENGTH_MAX, "attention_chunk_size": v.LENGTH_MAX,
+}
+"""Upper bound of every integer field (see :mod:`vramplan.validate` for the table)."""
+
+
+def _positive(name: str, value: object, lo: int = 1) -> None:
+    v.integer(name, value, lo, _FIELD_MAX.get(name, v.WIDTH_MAX), error=ConfigError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +67,10 @@ class MoESpec:
         _positive("num_experts", self.num_experts)
         _positive("experts_per_token", self.experts_per_token)
         _positive("expert_intermediate_size", self.expert_intermediate_size)
+        _positive("num_shared_experts", self.num_shared_experts, 0)
+        _positive("shared_expert_intermediate_size", self.shared_expert_intermediate_size, 0)
+        for name in ("shared_expert_gate", "router_bias", "expert_bias"):
+            v.flag(name, getattr(self, name), error=ConfigError)
         if self.experts_per_token > self.num_experts:
             raise ConfigError(
                 f"experts_per_token: expected at most num_experts={self.num_experts}, got {self.experts_per_token}")
@@ -154,6 +171,13 @@ class MLASpec:
     """Per-head dims without rotary position."""
     v_head_dim: int
     """Per-head value dims."""
+
+    def __post_init__(self) -> None:
+        if self.q_lora_rank is not None:
+            _positive("q_lora_rank", self.q_lora_rank)
+        for name in ("kv_lora_rank", "qk_rope_head_dim", "v_head_dim"):
+            _positive(name, getattr(self, name))
+        _positive("qk_nope_head_dim", self.qk_nope_head_dim, 0)
 
     @property
     def qk_head_dim(self) -> int:
@@ -379,15 +403,17 @@ class ModelSpec:
                      "intermediate_size", "vocab_size", "max_position_embeddings", "norms_per_layer"):
             if name != "norms_per_layer":
                 _positive(name, getattr(self, name))
-        if isinstance(self.norms_per_layer, bool) or not isinstance(self.norms_per_layer, int) \
-                or self.norms_per_layer < 0:
-            raise ConfigError(f"norms_per_layer: expected a count >= 0, got {self.norms_per_layer!r}")
+        v.integer("norms_per_layer", self.norms_per_layer, 0, _FIELD_MAX["norms_per_layer"], error=ConfigError)
         if self.layer_intermediate_sizes:
             if len(self.layer_intermediate_sizes) != self.num_layers:
                 raise ConfigError(f"intermediate_size: expected a list of {self.num_layers} entries, "
                                   f"got {len(self.layer_intermediate_sizes)}")
             for width in self.layer_intermediate_sizes:
                 _positive("intermediate_size", width)
+        v.text("name", self.name, max_chars=4096, error=ConfigError)
+        v.text("model_type", self.model_type, max_chars=200, error=ConfigError)
+        if self.hub_id is not None:
+            v.text("hub_id", self.hub_id, max_chars=4096, error=ConfigError)
         if self.num_attention_heads % self.num_kv_heads:
             raise ConfigError(
                 f"num_key_value_heads: expected a divisor of num_attention_heads={self.num_attention_heads}, "
@@ -411,8 +437,7 @@ class ModelSpec:
             raise ConfigError("layer_mixers: gated delta-net layers given but no delta-net spec")
         if "chunked_attention" in self.layer_types:
             _positive("attention_chunk_size", self.attention_chunk_size)
-        if not 0 < self.partial_rotary_factor <= 1:
-            raise ConfigError(f"partial_rotary_factor: expected a fraction in (0, 1], got {self.partial_rotary_factor}")
+        v.real("partial_rotary_factor", self.partial_rotary_factor, 0, 1, lo_open=True, error=ConfigError)
 
     # ---- derived facts ----------------------------------------------------------
     @property
