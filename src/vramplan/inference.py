@@ -92,6 +92,15 @@ class InferenceSetup:
     """llama.cpp ``--ubatch-size``: tokens per compute pass (sizes the compute buffer)."""
     flash_attention: bool = True
     """llama.cpp ``--flash-attn``: no KQ score matrix in the compute buffer."""
+    input_len: int | None = None
+    """Encoder-decoder models (T5, BART): tokens of the encoder input per sequence (sizes
+    the cross-attention cache); None = 512."""
+    images: int = 0
+    """Multimodal models: images per sequence; each adds its image tokens to the context
+    and the prompt, and the vision tower's forward to prefill."""
+    image_size: int | None = None
+    """Pixels per side of each (square) image for dynamic-resolution towers (Qwen-VL,
+    Pixtral); None = 1024. Fixed-resolution towers resize to their own size."""
     strict: bool = False
     """Make warnings that would give a wrong answer (context beyond max positions) errors."""
     reserve_bytes: int = 0
@@ -141,6 +150,12 @@ class InferenceSetup:
             raise InputError(f"--logits: expected last or all, got {self.logits!r}")
         if self.reserve_bytes < 0:
             raise InputError(f"--reserve: expected a non-negative size, got {self.reserve_bytes!r}")
+        if self.input_len is not None:
+            _positive("input_len", self.input_len)
+        if isinstance(self.images, bool) or not isinstance(self.images, int) or self.images < 0:
+            raise InputError(f"--images: expected a count >= 0, got {self.images!r}")
+        if self.image_size is not None:
+            _positive("image_size", self.image_size)
         if self.prompt is not None and self.context is not None and self.prompt > self.context:
             raise InputError(f"--prompt: {self.prompt} tokens exceed --context {self.context}")
 
@@ -188,8 +203,56 @@ def estimate_inference(model: str | ModelSpec | ParamOnlyModel, setup: Inference
     if solve_batch:
         solved.append(("max_batch", max_batch(spec, setup)))
         setup = replace(setup, batch=max(1, solved[-1][1]))
-    estimate = _with_rule_of_thumb(run_engine(spec, setup))
+    estimate = _with_rule_of_thumb(_run(spec, setup))
     return InferenceEstimate(**{f.name: getattr(estimate, f.name) for f in fields(estimate)}, solved=tuple(solved))
+
+
+DEFAULT_INPUT_TOKENS = 512
+"""Encoder input length when ``input_len`` is not given (T5's ``n_positions``)."""
+
+
+def _run(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
+    """The engine's estimate; encoder-decoder and encoder-only models go to
+    :mod:`vramplan.engines.seq2seq`; images add their tokens to the context and the
+    tower's forward to the estimate (:mod:`vramplan.memory.vision_tower`)."""
+    from vramplan.engines import resolve_job, run_engine
+
+    if spec.architecture != "decoder":
+        from vramplan.engines import seq2seq
+
+        if setup.images:
+            raise InputError(f"--images: {spec.name} has no vision tower")
+        if setup.input_len is not None and spec.architecture == "encoder":
+            raise InputError(f"--input-len: {spec.name} is encoder-only; give its sequence as --context")
+        return seq2seq.build(resolve_job(spec, setup), setup.input_len or DEFAULT_INPUT_TOKENS)
+    if setup.input_len is not None:
+        raise InputError(f"--input-len: {spec.name} is decoder-only (no encoder input); use --prompt/--context")
+    if not setup.images:
+        from vramplan.memory.vision_tower import check_images
+
+        check_images(spec, 0)
+        return run_engine(spec, setup)
+    from vramplan.dtypes import get_dtype
+    from vramplan.estimate import Component
+    from vramplan.memory.vision_tower import image_cost
+
+    job = resolve_job(spec, setup)
+    cost = image_cost(spec, images=setup.images, batch=setup.batch, image_size=setup.image_size,
+                      act_bytes=get_dtype(job.compute_dtype).bits // 8)
+    context = job.context + cost.tokens
+    prompt = (setup.prompt if setup.prompt is not None else job.context) + cost.tokens
+    estimate = run_engine(spec, replace(setup, context=context, prompt=min(prompt, context)))
+    tower = Component(name="activations/vision_tower", bytes=cost.tower_activation_bytes,
+                      note=f"vision tower forward over {setup.batch} x {setup.images} image(s) of "
+                           f"{cost.patches_per_image} patches (analytical; freed before the text layers run)")
+    components = estimate.components + (tower,)
+    details = {**estimate.details, "image_tokens": cost.tokens, "patches_per_image": cost.patches_per_image}
+    out = replace(estimate, components=components, details=details,
+                  assumptions=estimate.assumptions + (
+                      f"{setup.images} image(s) per sequence add {cost.tokens:,} tokens to the context and prompt",))
+    if out.verdict is not None:
+        out = out.with_verdict(out.verdict.gpu, out.verdict.capacity_bytes, out.verdict.reserve_bytes)
+    return out
 
 
 def _with_rule_of_thumb(estimate: Estimate) -> Estimate:
