@@ -88,6 +88,14 @@ MAX_COUNT = 1_000_000
 model or cluster, low enough that the arithmetic behind it stays bounded and exact."""
 
 
+MAX_LENGTH = 1 << 30
+"""Upper bound of --input-len (tokens)."""
+MAX_IMAGES = 10_000
+"""Upper bound of --images per sequence."""
+MAX_IMAGE_SIDE = 100_000
+"""Upper bound of --image-size (pixels per side)."""
+
+
 def _int(name: str, help: str, default: int | None = None, *, minimum: int | None = 1, show: bool = True,
          flags: tuple[str, ...] = (), maximum: int | None = None) -> Option:
     return Option(name=name, kind="int", help=help, default=default, show_default=show and default is not None,
@@ -194,6 +202,9 @@ def train_options() -> tuple[Option, ...]:
         Option(name="dropout", kind="flag", default=False, help="Dropout active in the model (GPT-2 style)."),
         Option(name="activation_model", kind="str", default="derived", show_default=True, help="derived (this tool's) or seed (the seed article's rule of thumb)."),
         Option(name="seed_bytes", kind="int", default=1, show_default=True, help="Bytes per value for --activation-model seed (the article's int8: 1)."),
+        Option(name="input_len", kind="int", minimum=1, maximum=MAX_LENGTH, help="Encoder-decoder models (T5, BART): encoder input tokens per sequence (--seq is the target length) [default: --seq]."),
+        Option(name="images", kind="int", default=0, show_default=True, minimum=0, maximum=MAX_IMAGES, help="Multimodal models: images per sequence (their tokens join --seq)."),
+        Option(name="image_size", kind="int", minimum=1, maximum=MAX_IMAGE_SIDE, help="Pixels per side of each image, for dynamic-resolution towers (Qwen-VL, Pixtral) [default: 1024]."),
         Option(name="gpu", kind="str", help="GPU to check the fit on (e.g. h100, rtx-4090)."),
         Option(name="strict", kind="flag", default=False, help="Turn warnings (sequence beyond max positions) into errors."),
     )
@@ -214,6 +225,9 @@ def infer_options() -> tuple[Option, ...]:
         Option(name="tp", kind="int", default=1, show_default=True, minimum=1, help="Tensor-parallel GPUs."),
         Option(name="attention", kind="str", default="sdpa", show_default=True, choices=("sdpa", "eager", "flash"), help="transformers attention implementation."),
         Option(name="logits", kind="str", default="last", show_default=True, choices=("last", "all"), help="hf: last position only (generate) or every position (a scoring / perplexity forward)."),
+        Option(name="input_len", kind="int", minimum=1, maximum=MAX_LENGTH, help="Encoder-decoder models (T5, BART): encoder input tokens per sequence (sizes the cross-attention cache) [default: 512]."),
+        Option(name="images", kind="int", default=0, show_default=True, minimum=0, maximum=MAX_IMAGES, help="Multimodal models: images per sequence (their tokens join the context and the prompt)."),
+        Option(name="image_size", kind="int", minimum=1, maximum=MAX_IMAGE_SIDE, help="Pixels per side of each image, for dynamic-resolution towers (Qwen-VL, Pixtral) [default: 1024]."),
         Option(name="gpu", kind="str", help="GPU for the verdict (see `vramplan gpus`)."),
         Option(name="gpu_memory_utilization", kind="float", default=0.9, show_default=True, help="vLLM's share of the GPU."),
         Option(name="max_num_seqs", kind="int", minimum=1, help="vLLM max_num_seqs."),
