@@ -46,7 +46,7 @@ def encoder_view(spec: ModelSpec) -> ModelSpec:
         return replace(spec, architecture="decoder")
     return replace(spec, architecture="decoder", encoder=None, num_layers=enc.num_layers,
                    num_attention_heads=enc.num_attention_heads, num_kv_heads=enc.num_attention_heads,
-                   intermediate_size=enc.intermediate_size)
+                   head_dim=enc.head_dim, intermediate_size=enc.intermediate_size)
 
 
 def _layer(spec: ModelSpec, shape: ForwardShape, job: Job, note: str) -> Component:

@@ -86,7 +86,7 @@ def _t5(cfg: Config) -> dict[str, Any]:
                 tie_word_embeddings=_bool(cfg, "tie_word_embeddings", True), norm="rmsnorm",
                 norms_per_layer=3, mlp_gated=proj.startswith("gated-"), hidden_act=proj.removeprefix("gated-"),
                 relative_attention_buckets=_int(cfg, "relative_attention_num_buckets", 32),
-                encoder=EncoderSpec(num_layers=layers, num_attention_heads=heads,
+                encoder=EncoderSpec(num_layers=layers, num_attention_heads=heads, head_dim=_int(cfg, "d_kv", 64),
                                     intermediate_size=_int(cfg, "d_ff", 2048)))
 
 
@@ -94,9 +94,10 @@ def _bart(cfg: Config) -> dict[str, Any]:
     """BART / mBART (``BartConfig``: ``d_model``, ``encoder_layers``/``decoder_layers``,
     ``encoder_ffn_dim``/``decoder_ffn_dim``, ``*_attention_heads``)."""
     h = _int(cfg, "d_model", 1024)
-    heads = _int(cfg, "decoder_attention_heads", 16)
-    if h % heads or h % _int(cfg, "encoder_attention_heads", 16):
-        raise ConfigError(f"decoder_attention_heads: expected a divisor of d_model={h}, got {heads}")
+    heads, enc_heads = _int(cfg, "decoder_attention_heads", 16), _int(cfg, "encoder_attention_heads", 16)
+    for key, value in (("decoder_attention_heads", heads), ("encoder_attention_heads", enc_heads)):
+        if h % value:
+            raise ConfigError(f"{key}: expected a divisor of d_model={h}, got {value}")
     return dict(architecture="encoder_decoder", num_layers=_int(cfg, "decoder_layers", 12), hidden_size=h,
                 num_attention_heads=heads, num_kv_heads=heads, head_dim=h // heads,
                 intermediate_size=_int(cfg, "decoder_ffn_dim", 4096), vocab_size=_int(cfg, "vocab_size", 50265),
@@ -106,8 +107,8 @@ def _bart(cfg: Config) -> dict[str, Any]:
                 attention_qkv_bias=True, attention_out_bias=True, learned_position_embeddings=True,
                 position_embedding_offset=BART_POSITION_OFFSET, embedding_norm=True,
                 final_norm=cfg.get("model_type") == "mbart",
-                encoder=EncoderSpec(num_layers=_int(cfg, "encoder_layers", 12),
-                                    num_attention_heads=_int(cfg, "encoder_attention_heads", 16),
+                encoder=EncoderSpec(num_layers=_int(cfg, "encoder_layers", 12), num_attention_heads=enc_heads,
+                                    head_dim=h // enc_heads,
                                     intermediate_size=_int(cfg, "encoder_ffn_dim", 4096)))
 
 
@@ -182,8 +183,9 @@ def _norms(spec: ModelSpec, name: str, dim: int, count: int, per_layer: bool = T
         (_g(f"{name}.bias", "norms", "norm", (dim,), count, per_layer) if bias else [])
 
 
-def _attention(spec: ModelSpec, prefix: str, component: Component, heads: int, count: int) -> list[TensorGroup]:
-    h, inner = spec.hidden_size, heads * spec.head_dim
+def _attention(spec: ModelSpec, prefix: str, component: Component, heads: int, head_dim: int,
+               count: int) -> list[TensorGroup]:
+    h, inner = spec.hidden_size, heads * head_dim
     if spec.model_type in MODERNBERT_TYPES:  # fused Wqkv, listed as its parts
         return [g for part in ("q_proj", "k_proj", "v_proj")
                 for g in _linear(f"{prefix}.{part}", component, inner, h, count, spec.attention_qkv_bias)] + \
@@ -200,11 +202,12 @@ def _mlp(spec: ModelSpec, prefix: str, width: int, count: int) -> list[TensorGro
         _linear(f"{prefix}.down_proj", "mlp", h, width, count, spec.mlp_bias)
 
 
-def _stack(spec: ModelSpec, prefix: str, layers: int, heads: int, width: int, cross: bool) -> list[TensorGroup]:
+def _stack(spec: ModelSpec, prefix: str, layers: int, heads: int, head_dim: int, width: int,
+           cross: bool) -> list[TensorGroup]:
     """One stack's blocks: self-attention, (cross-attention), MLP and their norms."""
-    groups = _attention(spec, f"{prefix}.self_attn", "attention", heads, layers)
+    groups = _attention(spec, f"{prefix}.self_attn", "attention", heads, head_dim, layers)
     if cross:
-        groups += _attention(spec, f"{prefix}.cross_attn", "cross_attention", heads, layers)
+        groups += _attention(spec, f"{prefix}.cross_attn", "cross_attention", heads, head_dim, layers)
     groups += _mlp(spec, f"{prefix}.mlp", width, layers)
     norms = 3 if cross else 2
     if spec.model_type in MODERNBERT_TYPES:  # layer 0 has no attention norm (nn.Identity)
@@ -233,10 +236,10 @@ def encoder_decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
             groups += _norms(spec, f"{stack}.embedding_norm", h, 1, per_layer=False)
         if stack == "encoder" and spec.encoder is not None:
             enc = spec.encoder
-            groups += _stack(spec, "encoder.layers", enc.num_layers, enc.num_attention_heads, enc.intermediate_size,
-                             cross=False)
+            groups += _stack(spec, "encoder.layers", enc.num_layers, enc.num_attention_heads, enc.head_dim,
+                             enc.intermediate_size, cross=False)
         else:
-            groups += _stack(spec, f"{stack}.layers", spec.num_layers, spec.num_attention_heads,
+            groups += _stack(spec, f"{stack}.layers", spec.num_layers, spec.num_attention_heads, spec.head_dim,
                              spec.intermediate_size, cross=stack == "decoder")
         final = spec.final_norm if spec.model_type not in T5_TYPES else True
         if final:

@@ -196,10 +196,11 @@ class EncoderSpec:
 
     num_layers: int
     num_attention_heads: int
+    head_dim: int
     intermediate_size: int
 
     def __post_init__(self) -> None:
-        for name in ("num_layers", "num_attention_heads", "intermediate_size"):
+        for name in ("num_layers", "num_attention_heads", "head_dim", "intermediate_size"):
             _positive(f"encoder {name}", getattr(self, name))
 
 
