@@ -46,7 +46,7 @@ def _built(model_type: str) -> tuple[dict, int, int]:
         with torch.device("meta"):
             model = transformers.AutoModelForImageTextToText.from_config(config)
     total = sum(p.numel() for p in model.parameters())
-    language = {id(p) for p in model.model.language_model.parameters()}
+    language = {id(p) for p in getattr(model, "model", model).language_model.parameters()}
     language |= {id(p) for p in model.get_output_embeddings().parameters()}
     towers = sum(p.numel() for p in model.parameters() if id(p) not in language)
     return config.to_dict(), total, towers
@@ -62,7 +62,27 @@ def test_whole_wrapper_equals_the_meta_build(model_type):
 
 
 @pytest.mark.exact
-@pytest.mark.parametrize("model_type", ["llava", "gemma3", "qwen2_5_vl", "mistral3"])
+def test_qwen2_audio_tower_equals_the_meta_build():
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config = transformers.AutoConfig.for_model("qwen2_audio")
+    with torch.device("meta"):
+        model = transformers.Qwen2AudioForConditionalGeneration(config)
+    counted = count_params(spec_from_config(config.to_dict(), complete=False))
+    assert counted.total_params == sum(p.numel() for p in model.parameters())
+    assert counted.get("audio_tower") + counted.get("projector") == \
+        sum(p.numel() for n, p in model.named_parameters() if "audio_tower" in n or "multi_modal_projector" in n)
+
+
+@pytest.mark.parametrize("model_type", ["llava_next", "internvl", "llama4"])
+def test_tiled_image_rules_are_refused_in_one_line(model_type):
+    spec = spec_from_config(_built(model_type)[0], name=model_type, complete=False)
+    with pytest.raises(InputError, match=r"--images: the image-token rule of \w+ \((anyres|tiles)"):
+        estimate_inference(spec, InferenceSetup(context=64, images=1))
+
+
+@pytest.mark.exact
+@pytest.mark.parametrize("model_type", ["llava", "gemma3", "qwen2_5_vl", "mistral3", "internvl", "llama4"])
 def test_tower_counts_follow_the_vision_config(model_type):
     """Change the tower's depth and width: still exact (the count is not a table)."""
     torch = pytest.importorskip("torch")

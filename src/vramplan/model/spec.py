@@ -241,6 +241,10 @@ class TowerSpec:
     image_size: int | None = None
     """The fixed resolution the processor resizes every image to; ``None`` for dynamic
     resolution (Qwen-VL, Pixtral: the image's own size, within the processor's bounds)."""
+    token_rule: Literal["resize", "anyres", "tiles"] = "resize"
+    """How the processor turns an image into tokens: one resized image (fixed or dynamic
+    resolution; modelled), or a grid of tiles chosen per image (LLaVA-NeXT "anyres",
+    InternVL, Llama 4; not modelled)."""
     tokens_per_image: int | None = None
     """Text tokens one image adds at its fixed resolution (markers included); ``None``
     when the count depends on the image size (:func:`vramplan.model.towers.image_tokens`)."""

@@ -30,6 +30,7 @@ note and not counted.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 from vramplan.errors import ConfigError, InputError
@@ -214,9 +215,125 @@ def _mistral3(cfg: Config, text_hidden: int) -> TowerSpec:
                      projector=tuple(proj), patch_size=patch, merge=merge, image_size=_int(v, "image_size", 1540))
 
 
+def _llava_next(cfg: Config, text_hidden: int) -> TowerSpec:
+    """LLaVA-NeXT / -OneVision / -NeXT-Video: the LLaVA tower and projector plus the
+    learned ``image_newline`` row (``text_hidden``). Images are tiled ("anyres"): the
+    token count depends on the grid chosen per image, not modelled (--images refused)."""
+    tower = _llava(cfg, text_hidden)
+    return replace(tower, projector=tower.projector + (_t("image_newline", "other", (text_hidden,)),),
+                   tokens_per_image=None, token_rule="anyres")
+
+
+def _paligemma(cfg: Config, text_hidden: int) -> TowerSpec:
+    """PaliGemma: SigLIP + one linear to ``projection_dim``; ``(image_size / patch)^2``
+    image tokens (``PaliGemmaProcessor``: ``image_seq_length = num_image_tokens``)."""
+    v = cfg["vision_config"]
+    rows, d = _clip_like(v)
+    proj = _linear("multi_modal_projector.linear", _int(v, "projection_dim", 2048), d["hidden"])
+    return TowerSpec(kind="vision", model_type=str(v.get("model_type")), depth=d["depth"], hidden_size=d["hidden"],
+                     intermediate_size=d["width"], num_heads=d["heads"], mlp_gated=False, tensors=tuple(rows),
+                     projector=tuple(proj), patch_size=d["patch"], image_size=d["image"],
+                     tokens_per_image=(d["image"] // d["patch"]) ** 2)
+
+
+def _side(v: Config, key: str, default: int) -> int:
+    value = v.get(key, default)
+    if isinstance(value, list) and value and all(x == value[0] for x in value):
+        value = value[0]
+    return _int({key: value}, key)
+
+
+def _internvl(cfg: Config, text_hidden: int) -> TowerSpec:
+    """InternVL: InternViT (``InternVLVisionModel``: layer-scale lambdas, optional q/k
+    RMSNorms, LayerNorm or RMSNorm blocks) + ``InternVLMultiModalProjector`` over the
+    pixel-shuffled ``hidden / downsample_ratio^2`` features. Images are tiled (up to
+    12 tiles of 448 px + a thumbnail): tokens per image not modelled (--images refused)."""
+    v = cfg["vision_config"]
+    h, width = _int(v, "hidden_size", 1024), _int(v, "intermediate_size", 4096)
+    depth, heads = _int(v, "num_hidden_layers", 24), _int(v, "num_attention_heads", 16)
+    patch, image = _side(v, "patch_size", 14), _side(v, "image_size", 448)
+    layer_norm = v.get("norm_type", "layer_norm") == "layer_norm"
+    rows = [_t("embeddings.cls_token", "other", (1, 1, h))]
+    if v.get("use_absolute_position_embeddings", True):
+        rows.append(_t("embeddings.position_embeddings", "embedding", (1, (image // patch) ** 2 + 1, h)))
+    rows += [_t("embeddings.patch_embeddings.projection.weight", "other", (h, _int(v, "num_channels", 3), patch, patch)),
+             _t("embeddings.patch_embeddings.projection.bias", "bias", (h,))]
+    bias = v.get("attention_bias", False) is True
+    for name in ("q_proj", "k_proj", "v_proj"):
+        rows += _linear(f"encoder.layer.attention.{name}", h, h, depth, bias)
+    rows += _linear("encoder.layer.attention.projection_layer", h, h, depth)
+    if v.get("use_qk_norm"):
+        rows += _norm("encoder.layer.attention.q_norm", h, depth, False) +             _norm("encoder.layer.attention.k_norm", h, depth, False)
+    rows += _linear("encoder.layer.mlp.fc1", width, h, depth) + _linear("encoder.layer.mlp.fc2", h, width, depth)
+    rows += _norm("encoder.layer.layernorm_before", h, depth, layer_norm) +         _norm("encoder.layer.layernorm_after", h, depth, layer_norm)
+    rows += [_t("encoder.layer.lambda", "other", (h,), 2 * depth)]
+    if not v.get("use_mean_pooling", True):
+        rows += _norm("layernorm", h)
+    ratio = cfg.get("downsample_ratio", 0.5)
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio <= 1:
+        raise ConfigError(f"downsample_ratio: expected a number in (0, 1], got {ratio!r}")
+    shuffled = h * int(1 / ratio) ** 2
+    proj = _norm("multi_modal_projector.layer_norm", shuffled) +         _linear("multi_modal_projector.linear_1", text_hidden, shuffled) +         _linear("multi_modal_projector.linear_2", text_hidden, text_hidden)
+    return TowerSpec(kind="vision", model_type="internvl", depth=depth, hidden_size=h, intermediate_size=width,
+                     num_heads=heads, mlp_gated=False, tensors=tuple(rows), projector=tuple(proj), patch_size=patch,
+                     image_size=image, token_rule="tiles")
+
+
+def _llama4(cfg: Config, text_hidden: int) -> TowerSpec:
+    """Llama 4: ``Llama4VisionModel`` (unfolded linear patch embedding, class token,
+    positions, LayerNorm blocks with biases, pixel-shuffle adapter MLP) +
+    ``Llama4MultiModalProjector``. Images are tiled (336/448 px tiles + a global view):
+    tokens per image not modelled (--images refused)."""
+    v = cfg["vision_config"]
+    h, width = _int(v, "hidden_size", 768), _int(v, "intermediate_size", 5632)
+    depth, heads = _int(v, "num_hidden_layers", 34), _int(v, "num_attention_heads", 16)
+    patch, image, channels = _int(v, "patch_size", 14), _int(v, "image_size", 448), _int(v, "num_channels", 3)
+    rows = [_t("class_embedding", "other", (h,)),
+            _t("positional_embedding_vlm", "embedding", ((image // patch) ** 2 + 1, h)),
+            _t("patch_embedding.linear.weight", "linear", (h, channels * patch * patch))]
+    rows += _norm("layernorm_pre", h) + _norm("layernorm_post", h)
+    for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
+        rows += _linear(f"model.layers.self_attn.{name}", h, h, depth)
+    rows += _linear("model.layers.mlp.fc1", width, h, depth) + _linear("model.layers.mlp.fc2", h, width, depth)
+    rows += _norm("model.layers.input_layernorm", h, depth) + _norm("model.layers.post_attention_layernorm", h, depth)
+    out_dim = _int(v, "projector_output_dim", 4096)
+    rows += _linear("vision_adapter.mlp.fc1", _int(v, "projector_input_dim", 4096), width, bias=False)
+    rows += _linear("vision_adapter.mlp.fc2", out_dim, out_dim, bias=False)
+    proj = _linear("multi_modal_projector.linear_1", text_hidden, _int(v, "vision_output_dim", 7680), bias=False)
+    return TowerSpec(kind="vision", model_type="llama4", depth=depth, hidden_size=h, intermediate_size=width,
+                     num_heads=heads, mlp_gated=False, tensors=tuple(rows), projector=tuple(proj), patch_size=patch,
+                     image_size=image, token_rule="tiles")
+
+
+def _qwen2_audio(cfg: Config, text_hidden: int) -> TowerSpec:
+    """Qwen2-Audio: ``Qwen2AudioEncoder`` (Whisper-style: two convolutions over the mel
+    bins, learned positions, LayerNorm blocks; ``k_proj`` without bias) + one linear
+    projector. Audio tokens are not modelled."""
+    a = cfg["audio_config"]
+    h, width = _int(a, "d_model", 1280), _int(a, "encoder_ffn_dim", 5120)
+    depth, heads, mels = _int(a, "encoder_layers", 32), _int(a, "encoder_attention_heads", 20), _int(a, "num_mel_bins", 128)
+    rows = [_t("conv1.weight", "other", (h, mels, 3)), _t("conv1.bias", "bias", (h,)),
+            _t("conv2.weight", "other", (h, h, 3)), _t("conv2.bias", "bias", (h,)),
+            _t("embed_positions.weight", "embedding", (_int(a, "max_source_positions", 1500), h))]
+    rows += _linear("layers.self_attn.k_proj", h, h, depth, False)
+    for name in ("q_proj", "v_proj", "out_proj"):
+        rows += _linear(f"layers.self_attn.{name}", h, h, depth)
+    rows += _linear("layers.fc1", width, h, depth) + _linear("layers.fc2", h, width, depth)
+    rows += _norm("layers.self_attn_layer_norm", h, depth) + _norm("layers.final_layer_norm", h, depth)
+    rows += _norm("layer_norm", h)
+    proj = _linear("multi_modal_projector.linear", text_hidden, h)
+    return TowerSpec(kind="audio", model_type="qwen2_audio", depth=depth, hidden_size=h, intermediate_size=width,
+                     num_heads=heads, mlp_gated=False, tensors=tuple(rows), projector=tuple(proj), patch_size=1,
+                     token_rule="tiles")
+
+
+AUDIO_READERS = {"qwen2_audio": _qwen2_audio}
+"""Wrapper ``model_type`` -> its audio tower reader."""
+
 READERS = {
     "llava": _llava, "gemma3": _gemma3, "qwen2_vl": _qwen_vl, "qwen2_5_vl": _qwen_vl, "qwen3_vl": _qwen_vl,
-    "qwen3_vl_moe": _qwen_vl, "mistral3": _mistral3,
+    "qwen3_vl_moe": _qwen_vl, "mistral3": _mistral3, "llava_next": _llava_next, "llava_onevision": _llava_next,
+    "llava_next_video": _llava_next, "paligemma": _paligemma, "internvl": _internvl, "llama4": _llama4,
 }
 """Wrapper ``model_type`` -> its tower reader."""
 
@@ -226,10 +343,13 @@ TOWER_CONFIG_KEYS = ("vision_config", "audio_config")
 def read_towers(cfg: Config, text_hidden: int) -> tuple[tuple[TowerSpec, ...], tuple[str, ...]]:
     """(towers counted, towers present but not counted) of a multimodal wrapper config."""
     present = tuple(k.removesuffix("_config") for k in TOWER_CONFIG_KEYS if isinstance(cfg.get(k), dict))
+    audio = AUDIO_READERS.get(str(cfg.get("model_type")))
+    if audio is not None and present == ("audio",):
+        return (audio(cfg, text_hidden),), ()
     reader = READERS.get(str(cfg.get("model_type")))
     if reader is None or "vision" not in present:
         return (), present
-    if cfg.get("model_type") == "llava" and cfg["vision_config"].get("model_type") not in (
+    if str(cfg.get("model_type")).startswith("llava") and cfg["vision_config"].get("model_type") not in (
             "clip_vision_model", "siglip_vision_model", None):
         return (), present
     return (reader(cfg, text_hidden),), tuple(p for p in present if p != "vision")
@@ -263,6 +383,10 @@ def image_patches(tower: TowerSpec, image_side: int | None = None) -> tuple[int,
     if image_side is not None and (isinstance(image_side, bool) or not isinstance(image_side, int)
                                    or not 0 < image_side <= MAX_IMAGE_SIDE):
         raise InputError(f"--image-size: expected pixels per side in 1..{MAX_IMAGE_SIDE:,}, got {image_side!r}")
+    if tower.token_rule != "resize":
+        raise InputError(f"--images: the image-token rule of {tower.model_type} ({tower.token_rule}: each image is cut "
+                         "into a grid of tiles chosen per image) is not modelled; add the image tokens to --context/--seq "
+                         "yourself")
     if tower.tokens_per_image is not None:  # fixed resolution: every image is resized to image_size
         side = tower.image_size or image_side or DEFAULT_IMAGE_SIDE
         return (side // tower.patch_size) ** 2, tower.tokens_per_image
