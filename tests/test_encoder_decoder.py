@@ -197,3 +197,23 @@ def test_bad_t5_configs_fail_in_one_line_naming_the_field(mutate, message):
 def test_bart_heads_must_divide_the_width():
     with pytest.raises(ConfigError, match="decoder_attention_heads: expected a divisor of d_model=64, got 5"):
         spec_from_config({"model_type": "bart", **TINY["bart"], "decoder_attention_heads": 5}, complete=False)
+
+
+PUBLISHED_PARAMS = {
+    # parameters the checkpoints are published with (the Hub's safetensors metadata of each
+    # repo: google-t5/t5-base, google/flan-t5-xl, facebook/bart-large, google-bert/bert-base-uncased,
+    # answerdotai/ModernBERT-base, Qwen/Qwen2.5-VL-7B-Instruct)
+    "t5-base": 222_903_552,
+    "flan-t5-xl": 2_849_757_184,
+    "bart-large": 406_291_456,
+    "bert-base-uncased": 109_514_298,
+    "modernbert-base": 149_655_232,
+    "qwen2.5-vl-7b": 8_292_166_656,
+}
+
+
+@pytest.mark.parametrize("slug", sorted(PUBLISHED_PARAMS))
+def test_catalog_entries_have_their_published_size(slug):
+    from vramplan.model.resolve import resolve_model
+
+    assert count_params(resolve_model(slug)).total_params == PUBLISHED_PARAMS[slug]

@@ -383,6 +383,12 @@ def _rotary_factor(cfg: Config) -> float:
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(FAMILIES))
 
 
+FLAT_WRAPPERS: dict[str, str] = {"qwen2_vl": "qwen2_vl_text", "qwen2_5_vl": "qwen2_5_vl_text"}
+"""Wrappers whose published config.json keeps the text model's fields at the top level
+(Qwen2-VL, Qwen2.5-VL as released; transformers >= 4.50 re-saves them under
+``text_config``): the outer config is read as the text config of that type."""
+
+
 def text_config(cfg: Config) -> Config:
     """The text model's config: ``cfg`` itself, or its nested ``text_config`` (Gemma 3,
     Llava-style multimodal checkpoints). The inner config inherits the outer dtype and
@@ -391,6 +397,9 @@ def text_config(cfg: Config) -> Config:
     if cfg.get("model_type") in FAMILIES:
         return cfg
     inner = cfg.get("text_config")
+    flat = FLAT_WRAPPERS.get(str(cfg.get("model_type")))
+    if flat is not None and not isinstance(inner, dict) and _find(cfg, "hidden_size") is not None:
+        return {**cfg, "model_type": flat}
     if isinstance(inner, dict) and inner.get("model_type"):
         merged = dict(inner)
         for key in ("torch_dtype", "dtype", "quantization_config"):
