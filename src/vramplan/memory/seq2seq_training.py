@@ -9,8 +9,8 @@
   plan), and the encoder's layers save their activations over ``input_len`` tokens:
   the decoder-layer formulas of :mod:`vramplan.memory.activations` on the encoder's
   widths (bidirectional attention saves the same tensors as causal under SDPA/flash),
-  plus the encoder output every cross-attention's K/V projection reads. The decoder's
-  cross-attention tensors (queries over the input's keys) are not counted.
+  plus the encoder output every cross-attention's K/V projection reads; and each decoder
+  layer's cross-attention (:func:`cross_attention_saved_bytes`).
 
 Analytical; not checked against ``vramplan trace`` (the trace builds causal LMs).
 """
@@ -70,6 +70,28 @@ def extra_training_components(spec: ModelSpec, setup: TrainingSetup,
         comps.append(Component(name="activations/encoder", bytes=enc.num_layers * per_layer + output,
                                note=f"{enc.num_layers} encoder layers over {tokens} input tokens + the encoder "
                                     "output the cross-attentions read (analytical)"))
-        warnings.append("encoder-decoder training: encoder activations are analytical (decoder-layer formulas on the "
-                        "encoder's widths); the decoder's cross-attention activations are not counted")
+        comps.append(Component(name="activations/cross_attention", bytes=cross_attention_saved_bytes(spec, setup, ctx),
+                               note=f"{spec.num_layers} decoder cross-attentions over {tokens} input tokens "
+                                    "(analytical)"))
+        warnings.append("encoder-decoder training: encoder and cross-attention activations are analytical "
+                        "(decoder-layer formulas on the encoder's widths), not checked against the trace")
     return tuple(comps), tuple(warnings)
+
+
+def cross_attention_saved_bytes(spec: ModelSpec, setup: TrainingSetup, ctx: act.ActivationContext) -> int:
+    """What one step saves in the decoder's cross-attentions, all layers: per layer the
+    normed decoder input and the queries (``t_out x (h + inner)``), the keys and values
+    projected from the encoder output (``2 x t_in x inner``), the attention output read
+    by ``o_proj`` (``t_out x inner``); eager attention adds its probabilities
+    (``heads x t_out x t_in``, plus the fp32 softmax output)."""
+    if spec.architecture != "encoder_decoder":
+        return 0
+    c, b = ctx.c, setup.batch
+    inner = spec.num_attention_heads * spec.head_dim
+    t_out, t_in = b * setup.seq, b * (setup.input_len or setup.seq)
+    per_layer = c * (t_out * (spec.hidden_size + 2 * inner) + 2 * t_in * inner)
+    if setup.attention == "eager":
+        per_layer += spec.num_attention_heads * t_out * (setup.input_len or setup.seq) * (c + act.FP32)
+    if setup.recompute_policy == "full":
+        return 0  # recomputed with the layer; the checkpointed input is counted by the decoder plan
+    return spec.num_layers * per_layer

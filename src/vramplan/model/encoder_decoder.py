@@ -84,10 +84,19 @@ def _t5(cfg: Config) -> dict[str, Any]:
                 head_dim=_int(cfg, "d_kv", 64), intermediate_size=_int(cfg, "d_ff", 2048),
                 vocab_size=_int(cfg, "vocab_size", 32128), max_position_embeddings=_int(cfg, "n_positions", 512),
                 tie_word_embeddings=_bool(cfg, "tie_word_embeddings", True), norm="rmsnorm",
-                norms_per_layer=3, mlp_gated=proj.startswith("gated-"), hidden_act=proj.removeprefix("gated-"),
+                norms_per_layer=3, mlp_gated=proj.startswith("gated-"), hidden_act=_t5_activation(cfg, proj),
                 relative_attention_buckets=_int(cfg, "relative_attention_num_buckets", 32),
                 encoder=EncoderSpec(num_layers=layers, num_attention_heads=heads, head_dim=_int(cfg, "d_kv", 64),
                                     intermediate_size=_int(cfg, "d_ff", 2048)))
+
+
+def _t5_activation(cfg: Config, proj: str) -> str:
+    """The MLP activation: ``dense_act_fn`` when saved, else the one ``feed_forward_proj``
+    names, except ``gated-gelu`` which means ``gelu_new`` (configuration_t5.py, "for
+    backwards compatibility")."""
+    if isinstance(cfg.get("dense_act_fn"), str):
+        return cfg["dense_act_fn"]
+    return "gelu_new" if proj == "gated-gelu" else proj.removeprefix("gated-")
 
 
 def _bart(cfg: Config) -> dict[str, Any]:
