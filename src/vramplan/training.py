@@ -633,6 +633,10 @@ def _layout_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup, lay
         raise InputError(f"model {spec.name!r}: layout flags need an architecture (a catalog model or "
                          "config.json); a bare parameter count has none")
     est = estimate_on_layout(TrainingJob(model=spec, setup=setup), layout)
+    if spec.architecture == "encoder_decoder":
+        est = replace(est, warnings=est.warnings + (
+            "encoder-decoder on a layout: the encoder's and cross-attentions' activations are not counted (they are "
+            "on one GPU)",))
     if gpu is not None:
         est = est.with_verdict(gpu.slug, gpu.usable_memory_bytes)
     return TrainingEstimate(**{f.name: getattr(est, f.name) for f in fields(est)}, fits=None)
