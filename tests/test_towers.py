@@ -74,6 +74,21 @@ def test_qwen2_audio_tower_equals_the_meta_build():
         sum(p.numel() for n, p in model.named_parameters() if "audio_tower" in n or "multi_modal_projector" in n)
 
 
+@pytest.mark.exact
+def test_qwen2_5_omni_thinker_towers_equal_the_meta_build():
+    """Vision and audio towers together (the thinker: what serves text out)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config = transformers.AutoConfig.for_model("qwen2_5_omni_thinker")
+    with torch.device("meta"):
+        model = transformers.Qwen2_5OmniThinkerForConditionalGeneration(config)
+    spec = spec_from_config(config.to_dict(), name="omni", complete=False)
+    counted = count_params(spec)
+    assert counted.total_params == sum(p.numel() for p in model.parameters())
+    assert counted.get("audio_tower") == sum(p.numel() for n, p in model.named_parameters() if "audio_tower" in n)
+    assert image_tokens(spec.vision_tower, 1024) == 1227  # the Qwen2.5-VL rule
+
+
 @pytest.mark.parametrize("model_type", ["llava_next", "internvl", "llama4"])
 def test_tiled_image_rules_are_refused_in_one_line(model_type):
     spec = spec_from_config(_built(model_type)[0], name=model_type, complete=False)

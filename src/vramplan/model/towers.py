@@ -327,6 +327,30 @@ def _qwen2_audio(cfg: Config, text_hidden: int) -> TowerSpec:
                      token_rule="tiles")
 
 
+def _omni_towers(cfg: Config, text_hidden: int) -> tuple[TowerSpec, TowerSpec]:
+    """Qwen2.5-Omni thinker: the Qwen2.5-VL vision tower (q/k/v apart, same counts) and
+    ``Qwen2_5OmniAudioEncoder`` (the Qwen2-Audio blocks with sinusoidal positions, a
+    LayerNorm and a projection to ``output_dim``, and two learned bos/eos rows)."""
+    vision = _qwen_vl({**cfg, "model_type": "qwen2_5_vl"}, text_hidden)
+    vision = replace(vision, model_type="qwen2_5_vl")
+    a = cfg["audio_config"]
+    h, width = _int(a, "d_model", 1280), _int(a, "encoder_ffn_dim", 5120)
+    depth, mels, out = _int(a, "encoder_layers", 32), _int(a, "num_mel_bins", 128), _int(a, "output_dim", text_hidden)
+    rows = [_t("conv1.weight", "other", (h, mels, 3)), _t("conv1.bias", "bias", (h,)),
+            _t("conv2.weight", "other", (h, h, 3)), _t("conv2.bias", "bias", (h,)),
+            _t("audio_bos_eos_token.weight", "embedding", (2, out))]
+    rows += _linear("layers.self_attn.k_proj", h, h, depth, False)
+    for name in ("q_proj", "v_proj", "out_proj"):
+        rows += _linear(f"layers.self_attn.{name}", h, h, depth)
+    rows += _linear("layers.fc1", width, h, depth) + _linear("layers.fc2", h, width, depth)
+    rows += _norm("layers.self_attn_layer_norm", h, depth) + _norm("layers.final_layer_norm", h, depth)
+    rows += _norm("ln_post", h) + _linear("proj", out, h)
+    audio = TowerSpec(kind="audio", model_type="qwen2_5_omni", depth=depth, hidden_size=h, intermediate_size=width,
+                      num_heads=_int(a, "encoder_attention_heads", 20), mlp_gated=False, tensors=tuple(rows),
+                      projector=(), patch_size=1, token_rule="tiles")
+    return vision, audio
+
+
 AUDIO_READERS = {"qwen2_audio": _qwen2_audio}
 """Wrapper ``model_type`` -> its audio tower reader."""
 
@@ -343,6 +367,8 @@ TOWER_CONFIG_KEYS = ("vision_config", "audio_config")
 def read_towers(cfg: Config, text_hidden: int) -> tuple[tuple[TowerSpec, ...], tuple[str, ...]]:
     """(towers counted, towers present but not counted) of a multimodal wrapper config."""
     present = tuple(k.removesuffix("_config") for k in TOWER_CONFIG_KEYS if isinstance(cfg.get(k), dict))
+    if cfg.get("model_type") == "qwen2_5_omni_thinker" and present == ("vision", "audio"):
+        return _omni_towers(cfg, text_hidden), ()
     audio = AUDIO_READERS.get(str(cfg.get("model_type")))
     if audio is not None and present == ("audio",):
         return (audio(cfg, text_hidden),), ()
