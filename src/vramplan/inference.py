@@ -242,12 +242,21 @@ def _run(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
     context = job.context + cost.tokens
     prompt = (setup.prompt if setup.prompt is not None else job.context) + cost.tokens
     estimate = run_engine(spec, replace(setup, context=context, prompt=min(prompt, context)))
-    tower = Component(name="activations/vision_tower", bytes=cost.tower_activation_bytes,
-                      note=f"vision tower forward over {setup.batch} x {setup.images} image(s) of "
-                           f"{cost.patches_per_image} patches (analytical; freed before the text layers run)")
-    components = estimate.components + (tower,)
-    details = {**estimate.details, "image_tokens": cost.tokens, "patches_per_image": cost.patches_per_image}
-    out = replace(estimate, components=components, details=details,
+    # the tower runs at prefill, before the text layers: it joins the prefill phase
+    phases = tuple((p, b + (cost.tower_activation_bytes if p == "prefill" else 0)) for p, b in estimate.phases)
+    peak = max((b for _, b in estimate.phases), default=estimate.total_bytes)
+    prefill = dict(phases).get("prefill", estimate.total_bytes + cost.tower_activation_bytes)
+    note = (f"vision tower forward over {setup.batch} x {setup.images} image(s) of {cost.patches_per_image} patches "
+            "(analytical; freed before the text layers run)")
+    components = estimate.components
+    if estimate.phase == "prefill":
+        components += (Component(name="activations/vision_tower", bytes=cost.tower_activation_bytes, note=note),)
+    elif prefill > peak:  # the decode peak's components, raised to the prefill-with-tower high point
+        components += (Component(name="activations/vision_tower", bytes=prefill - peak,
+                                 note=note + f"; prefill with it exceeds the {estimate.phase} peak by this"),)
+    details = {**estimate.details, "image_tokens": cost.tokens, "patches_per_image": cost.patches_per_image,
+               "vision_tower_bytes": cost.tower_activation_bytes}
+    out = replace(estimate, components=components, details=details, phases=phases,
                   assumptions=estimate.assumptions + (
                       f"{setup.images} image(s) per sequence add {cost.tokens:,} tokens to the context and prompt",))
     if out.verdict is not None:
