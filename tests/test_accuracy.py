@@ -104,9 +104,9 @@ def test_trace_setup_rejects_bad_values(field, value):
 
 
 def test_training_setup_rejects_bad_load_dtype():
-    with pytest.raises(InputError, match="--load-dtype"):
+    with pytest.raises(InputError, match="load_dtype: expected one of"):
         TrainingSetup(load_dtype="int4")
-    with pytest.raises(InputError, match="--load-dtype"):
+    with pytest.raises(InputError, match="load_dtype: QLoRA loads"):
         TrainingSetup(method="qlora", load_dtype="fp32")
 
 

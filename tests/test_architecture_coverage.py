@@ -28,13 +28,12 @@ from vramplan.model.hf_config import spec_from_config
 
 pytestmark = pytest.mark.exact
 
-COVERAGE_FLOOR = 0.66
+COVERAGE_FLOOR = 0.70
 """Share of the buildable decoder-only types read exactly (the measured figure is in
 the test output and in docs/architectures.md)."""
 
 NOT_READ: dict[str, str] = {
     # decoder-only types transformers 5.24 builds from its default config that are not read exactly
-    "axk1": "MLA with a post-MLP norm inside the MoE block",
     "axk2": "norms that hold their own MLPs (hyper-connections)",
     "bailing_hybrid": "hybrid linear-attention layers (forget-gate recurrence)",
     "bert-generation": "BERT encoder stack used as a decoder",
@@ -42,7 +41,6 @@ NOT_READ: dict[str, str] = {
     "blt": "byte-latent transformer: local encoder/decoder around a global model",
     "cpmant": "CPM-Ant segment and position buckets",
     "ctrl": "CTRL: sinusoidal positions, its own block layout",
-    "deepseek_v32": "DeepSeek sparse-attention indexer",
     "deepseek_v4": "hyper-connections and a compressed-attention indexer",
     "deepseek_v2": "the default config leaves num_experts_per_tok unset (null)",
     "doge": "dynamic-mask attention with residual scalars",
@@ -52,12 +50,9 @@ NOT_READ: dict[str, str] = {
     "falcon_h1": "hybrid: Mamba-2 and attention in parallel in every layer",
     "fuyu": "image patches are projected by the causal-LM class itself",
     "gemma3n_text": "AltUp, LAuReL and per-layer embeddings",
-    "gemma4_text": "per-layer input embeddings",
     "gemma4_unified_assistant": "cross-model KV sharing",
-    "gemma4_unified_text": "per-layer variants",
     "git": "image encoder inside the causal-LM class",
     "glm4_moe": "the default config has 96 heads over hidden 4096 with no head_dim (transformers floors to 42)",
-    "glm_moe_dsa": "sparse-attention indexer",
     "gpt_neox_japanese": "a single shared attention-output bias",
     "hrm_text": "hierarchical recurrent modules",
     "hy_v4": "hyper-connections",
@@ -69,8 +64,6 @@ NOT_READ: dict[str, str] = {
     "lara_mini": "hybrid gated delta-net layers",
     "lfm3": "gated short-convolution layers with extra post norms and an attention gate",
     "longcat_flash": "two attention and MLP sub-blocks per layer, zero-compute experts",
-    "mimo_v2_flash": "attention sinks on the sliding layers only",
-    "minimax": "hybrid lightning (linear) attention",
     "mllama": "cross-attention layers to the vision tower",
     "modernbert-decoder": "ModernBERT decoder head",
     "moshi": "depth decoder and fused gated MLP",

@@ -59,7 +59,10 @@ def test_bad_input_one_line_exit_2(capsys, args, text):
 def test_models_search_json(capsys):
     code, out, _ = run(capsys, "models", "--search", "qwen3", "--json")
     slugs = [m["slug"] for m in json.loads(out)["models"]]
-    assert slugs == ["qwen3-235b-a22b", "qwen3-30b-a3b", "qwen3-8b"]
+    from vramplan.catalog import catalog
+
+    assert slugs == sorted(e.slug for e in catalog() if "qwen3" in e.slug)
+    assert {"qwen3-235b-a22b", "qwen3-30b-a3b", "qwen3-8b"} <= set(slugs)
 
 
 def test_catalog_has_required_models():

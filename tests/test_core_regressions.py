@@ -39,7 +39,7 @@ def test_grad_accum_counts_with_layout_flags(layout, capsys):
     micro = cli_json(capsys, "train", "llama-3.1-8b", *layout, "--micro-batches", "4")
     assert accum == micro
     assert cli_error(capsys, "train", "llama-3.1-8b", *layout, "--grad-accum", "4", "--micro-batches", "2") \
-        .count("grad_accum 4 and micro_batches 2")
+        .count("--grad-accum 4 and --micro-batches 2")
 
 
 def test_one_gpu_is_the_layout_of_one_gpu(capsys):

@@ -70,9 +70,9 @@ def test_cli_flags_describe_falcon(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(norm="batchnorm"), "--norm: expected one of rmsnorm, layernorm"),
-    (dict(bias="some"), "--bias: expected one of none, qkv, attention, all"),
-    (dict(position="sinusoid"), "--position: expected one of rotary, alibi, learned"),
+    (dict(norm="batchnorm"), "norm: expected one of rmsnorm, layernorm"),
+    (dict(bias="some"), "bias: expected one of none, qkv, attention, all"),
+    (dict(position="sinusoid"), "position: expected one of rotary, alibi, learned"),
 ])
 def test_bad_structure_values(kwargs, message):
     with pytest.raises(InputError, match=message):

@@ -101,7 +101,7 @@ def test_unknown_model_type_names_the_type_and_the_ways_out():
         spec_from_config({**LLAMA, "model_type": "no_such_family"})
     msg = str(info.value)
     assert "'no_such_family'" in msg and "\n" not in msg
-    assert "vramplan trace" in msg and "vramplan[exact]" in msg and "--layers" in msg and "7B" in msg
+    assert "vramplan trace" in msg and "vramplan[exact]" in msg and "layers hidden heads" in msg and "7B" in msg
     assert "llama" in SUPPORTED_MODEL_TYPES
 
 

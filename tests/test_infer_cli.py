@@ -78,7 +78,7 @@ def test_list_formats(capsys):
     (("--context", "200000", "--strict"), "max_position_embeddings=131,072"),
     (("--kv-dtype", "fp9"), "unknown kv cache dtype 'fp9'"),
     (("--max-context",), "--max-context: needs --gpu"),
-    (("--gpu-memory-utilization", "0"), "gpu_memory_utilization: expected a number in (0, 1]"),
+    (("--gpu-memory-utilization", "0"), "--gpu-memory-utilization: expected a number in (0, 1]"),
     (("--engine", "llamacpp", "--weights", "awq"), "llama.cpp runs GGUF"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, args, needle):

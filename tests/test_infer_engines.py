@@ -188,7 +188,7 @@ def test_solvers_find_the_boundary(engine):
 
 
 def test_solver_needs_gpu():
-    with pytest.raises(InputError, match="--gpu"):
+    with pytest.raises(InputError, match="needs gpu NAME"):
         max_context("llama-3.1-8b", InferenceSetup())
 
 
@@ -285,7 +285,7 @@ def test_more_tp_means_less_per_gpu(model, fmt):
 @pytest.mark.parametrize("engine,kv", [("vllm", "q4_0"), ("hf", "q8_0"), ("llamacpp", "fp8")])
 def test_engine_refuses_cache_types_it_lacks(engine, kv):
     weights = "Q4_K_M" if engine == "llamacpp" else None
-    with pytest.raises(InputError, match=f"--kv-dtype {kv}"):
+    with pytest.raises(InputError, match=f"kv_dtype {kv}: not a"):
         estimate_inference("llama-3.1-8b", InferenceSetup(engine=engine, kv_dtype=kv, weights=weights))
 
 

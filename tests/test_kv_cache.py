@@ -152,7 +152,7 @@ def test_bad_tp_and_sizes():
     spec = resolve_model("llama-3.1-8b")
     with pytest.raises(LayoutError, match="num_attention_heads=32"):
         check_tensor_parallel(spec, 3)
-    with pytest.raises(InputError, match="--context"):
+    with pytest.raises(InputError, match="context_tokens: expected a positive integer"):
         kv_cache_bytes(spec, context_tokens=0, batch=1)
     with pytest.raises(InputError, match="did you mean"):
         get_kv_dtype("fp9")

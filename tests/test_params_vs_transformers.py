@@ -83,7 +83,7 @@ COMPONENT_OF_HF_NAME = (
     ("mamba.", "ssm"), ("linear_attn.", "ssm"),
     ("embed_tokens", "embeddings"), ("wte", "embeddings"), ("embed_in", "embeddings"), ("word_embeddings", "embeddings"),
     ("wpe", "position_embeddings"),
-    ("lm_head", "head"), ("embed_out", "head"),
+    ("lm_head.bias", "biases"), ("lm_head", "head"), ("embed_out", "head"),
     ("norm", "norms"), ("ln_", "norms"),
     ("shared_expert", "shared_experts"),
     ("experts", "experts"),

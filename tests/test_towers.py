@@ -92,7 +92,7 @@ def test_qwen2_5_omni_thinker_towers_equal_the_meta_build():
 @pytest.mark.parametrize("model_type", ["llava_next", "internvl", "llama4"])
 def test_tiled_image_rules_are_refused_in_one_line(model_type):
     spec = spec_from_config(_built(model_type)[0], name=model_type, complete=False)
-    with pytest.raises(InputError, match=r"--images: the image-token rule of \w+ \((anyres|tiles)"):
+    with pytest.raises(InputError, match=r"images: the image-token rule of \w+ \((anyres|tiles)"):
         estimate_inference(spec, InferenceSetup(context=64, images=1))
 
 
@@ -212,7 +212,7 @@ def test_lora_leaves_the_tower_frozen():
 
 
 def test_images_without_a_tower_fail_in_one_line():
-    with pytest.raises(InputError, match=r"--images: .* has no vision tower vramplan reads"):
+    with pytest.raises(InputError, match=r"images: .* has no vision tower vramplan reads"):
         estimate_inference("qwen2.5-0.5b", InferenceSetup(context=64, images=1))
-    with pytest.raises(InputError, match="--image-size: expected a positive integer"):
+    with pytest.raises(InputError, match="image_size: expected"):
         InferenceSetup(image_size=0)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from conftest import catalog_config
 from vramplan.memory import activations as act
-from vramplan.memory.gradients import CONVENTIONS, get_precision
+from vramplan.memory.precision import CONVENTIONS, get_precision
 from vramplan.memory.logits import logits_bytes
 from vramplan.memory.optimizer import get_optimizer, optimizer_state_bytes, tensor_state_bytes
 from vramplan.model.hf_config import spec_from_config

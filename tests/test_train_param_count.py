@@ -41,7 +41,7 @@ def test_cli_bare_count_and_custom_architecture(capsys):
 @pytest.mark.parametrize("args, text", [
     (["train", "7B", "--method", "lora"], "LoRA adapters need the architecture"),
     (["train", "7B", "--optimizer", "adafactor"], "factored states need each tensor's shape"),
-    (["train", "7B", "--gpus", "8", "--zero", "3"], "layout flags need an architecture"),
+    (["train", "7B", "--gpus", "8", "--zero", "3"], "a parallel layout needs an architecture"),
 ])
 def test_bare_count_limits_are_one_line_errors(args, text, capsys):
     assert main(args) == 2

@@ -142,4 +142,4 @@ def test_options_endpoint_lists_the_core_choices():
     assert status == 200
     by_name = {o["name"]: o for o in body["options"]}
     assert tuple(by_name["method"]["choices"]) == METHODS
-    assert by_name["seq_len"]["flag"] == "--seq" and by_name["gpu_name"]["required"] is True
+    assert by_name["seq"]["flag"] == "--seq" and by_name["gpu"]["required"] is True

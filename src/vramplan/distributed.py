@@ -169,7 +169,7 @@ class JobStates:
 def job_states(job: TrainingJob, engine: str) -> JobStates:
     """Per-parameter state bytes of ``job`` as ``engine`` holds them.
 
-    The single-GPU recipe (:mod:`vramplan.memory.gradients`) is PyTorch AMP's: fp32
+    The single-GPU recipe (:mod:`vramplan.memory.precision`) is PyTorch AMP's: fp32
     weights and gradients with bf16 autocast. DeepSpeed, Megatron-LM and FSDP instead
     keep a 16-bit compute copy and an fp32 master (the ZeRO paper's 2 + 2 + 12); for
     those engines a mixed recipe becomes weights = gradients = compute bytes and master
@@ -318,7 +318,7 @@ def check_attention_for_cp(job: TrainingJob, cp: int) -> None:
     attention kernel it does not run with (``CP_ATTENTION_KERNELS``)."""
     if cp > 1 and job.setup.attention not in CP_ATTENTION_KERNELS:
         raise LayoutError(f"cp={cp} with attention={job.setup.attention!r}: context parallelism needs a fused "
-                          f"attention kernel ({', '.join(CP_ATTENTION_KERNELS)}); use cp=1 or --attention sdpa")
+                          f"attention kernel ({', '.join(CP_ATTENTION_KERNELS)}); use cp=1 or attention=sdpa")
 
 
 def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,

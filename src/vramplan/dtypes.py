@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from vramplan.intmath import ceil_div
 from vramplan.naming import lookup, normalize_name
 
 DTypeKind = Literal["float", "int", "uint", "bool"]
@@ -42,9 +43,16 @@ class DType:
         """``bits / 8``; 0.5 for 4-bit formats."""
         return self.bits / 8
 
+    @property
+    def element_bytes(self) -> int:
+        """Whole bytes of one element (``bits // 8``); a packed sub-byte format has none."""
+        if self.bits % 8:
+            raise ValueError(f"{self.name}: {self.bits}-bit elements are packed; use bytes_for(n)")
+        return self.bits // 8
+
     def bytes_for(self, num_elements: int) -> int:
         """Bytes to store ``num_elements`` elements, packed, rounded up to a whole byte."""
-        return -(-num_elements * self.bits // 8)
+        return ceil_div(num_elements * self.bits, 8)
 
 
 _TABLE: tuple[DType, ...] = (
@@ -100,3 +108,9 @@ def dtype_names() -> list[str]:
 
 
 FP32, FP16, BF16 = get_dtype("fp32"), get_dtype("fp16"), get_dtype("bf16")
+FP32_BYTES: int = FP32.element_bytes
+"""Bytes of one fp32 value (4): the one place a dtype's byte size is written."""
+FP16_BYTES: int = FP16.element_bytes
+"""Bytes of one fp16 value (2)."""
+BF16_BYTES: int = BF16.element_bytes
+"""Bytes of one bf16 value (2)."""

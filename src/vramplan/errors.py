@@ -11,15 +11,42 @@
     └── MissingExtraError         an optional dependency is not installed (exit 3)
 
 All derive from ``ValueError`` so plain Python callers can catch them as such.
+
+Messages name the Python field a value was given in, never a command-line flag:
+``seq: expected a positive integer, got 0``. The field a message is about comes first
+(``field:``); ``fields`` lists every field it names (that leading one, and any other
+the raiser passes as ``fields=``), so the command line can show its flags in their
+place (``--seq: expected ...``, :func:`vramplan.cli.common.flag_message`) while
+Python and web callers read the field names. A :class:`ConfigError` names config.json
+keys: only its explicit ``fields`` are fields.
 """
 
 from __future__ import annotations
 
+import re
+
+_LEADING_FIELD = re.compile(r"^([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)(?:\[\d+\])?:")
+
+
+def named_fields(message: str) -> tuple[str, ...]:
+    """The field ``message`` leads with (``field:`` or ``field[i]:``), if any."""
+    m = _LEADING_FIELD.match(message)
+    return (m.group(1),) if m else ()
+
 
 class VramplanError(ValueError):
-    """Base class. ``exit_code`` is what the command line exits with."""
+    """Base class. ``exit_code`` is what the command line exits with; ``fields`` the
+    Python fields the message names (see the module docstring)."""
 
     exit_code: int = 2
+    names_fields: bool = True
+    """Whether a leading ``field:`` names a Python field (a config error's names a
+    config.json key instead: only its explicit ``fields`` count)."""
+
+    def __init__(self, message: str = "", *, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        found = named_fields(message) if self.names_fields else ()
+        self.fields = tuple(dict.fromkeys((*found, *fields)))
 
     def to_dict(self) -> dict:
         """The one JSON error shape shared by the CLI and the web app."""
@@ -34,24 +61,30 @@ class UnknownNameError(InputError):
     """A name is not in the table it was looked up in.
 
     ``kind`` says what was looked up ("model", "GPU", "dtype"), ``suggestions`` the
-    closest known names (may be empty).
+    closest known names (may be empty); a ``hint`` may name the field (``"precision:
+    expected one of ..."``).
     """
 
     def __init__(self, kind: str, name: str, suggestions: list[str] | tuple[str, ...] = (),
-                 hint: str = ""):
+                 hint: str = "", *, fields: tuple[str, ...] = ()):
         self.kind = kind
         self.name = name
         self.suggestions = tuple(suggestions)
+        self.hint = hint
         msg = f"unknown {kind} {name!r}"
         if self.suggestions:
             msg += "; did you mean " + " or ".join(repr(s) for s in self.suggestions) + "?"
+        self.lead = msg
+        """The message without the hint (fields are named only in the hint)."""
         if hint:
             msg += f" ({hint})"
-        super().__init__(msg)
+        super().__init__(msg, fields=(*named_fields(hint), *fields))
 
 
 class ConfigError(VramplanError):
     """A model configuration (config.json, safetensors or GGUF header) cannot be used."""
+
+    names_fields = False
 
 
 class LayoutError(VramplanError):

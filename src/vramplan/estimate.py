@@ -4,7 +4,8 @@ An :class:`Estimate` lists components by path (``"weights"``,
 ``"optimizer/exp_avg"``, ``"activations/attention"``), each with bytes *per GPU* at
 the peak and a one-line note of where the number comes from. Tables, JSON, charts
 and the web page are all renderings of this one object; its JSON shape does not
-depend on the inputs (absent things are empty lists or ``null``, never missing).
+depend on the inputs (absent things are empty lists or ``null``, never missing), but
+for the ``source`` and ``checkpoint`` keys, there only for a model read from files.
 
 The first path segment must be one of :data:`CATEGORIES`, so a typo cannot invent a
 new category.
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from vramplan.errors import InputError
+from vramplan.model.stored import StoredCheckpoint, source_keys
 
 CATEGORIES: tuple[str, ...] = (
     "weights",        # parameters as stored for compute (incl. quantization scales)
@@ -122,6 +124,9 @@ class Estimate:
     """Defaults the estimate took that the user did not set."""
     warnings: tuple[str, ...] = ()
     """Things the user should know (context beyond max positions, missing terms)."""
+    checkpoint: StoredCheckpoint | None = field(default=None, compare=False)
+    """What the model's files store, when it was read from files (``source`` and
+    ``checkpoint`` keys of :meth:`to_dict`)."""
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.components]
@@ -175,4 +180,5 @@ class Estimate:
             "details": dict(self.details),
             "assumptions": list(self.assumptions),
             "warnings": list(self.warnings),
+            **source_keys(self.checkpoint),
         }

@@ -162,7 +162,7 @@ GGUF_RECIPES: dict[str, GgufRecipe] = {r.name: r for r in (
 """Recipe name -> recipe."""
 
 
-def get_recipe(name: str, field: str = "--weights") -> GgufRecipe:
+def get_recipe(name: str, field: str = "weights") -> GgufRecipe:
     """A recipe by name, case-insensitive, with or without a ``gguf-`` prefix."""
     key = normalize_name(name).removeprefix("gguf-").replace("-", "_")
     table = {normalize_name(k): v for k, v in GGUF_RECIPES.items()}

@@ -23,14 +23,20 @@ from vramplan.errors import InputError
 from vramplan.estimate import Estimate
 from vramplan.gguf_types import GgufRecipe
 from vramplan.memory.overhead import Overheads
+from vramplan.memory.vision_tower import MAX_IMAGES
 from vramplan.model.custom import ParamOnlyModel
 from vramplan.model.resolve import resolve_model
+from vramplan.model.towers import MAX_IMAGE_SIDE
 from vramplan.model.spec import ModelSpec
 from vramplan.engines import DEFAULT_CONTEXT_TOKENS, resolved_context  # noqa: F401 (public here too)
 from vramplan.quant import WeightFormat
 
 EngineName = Literal["hf", "vllm", "llamacpp"]
 ENGINES: tuple[EngineName, ...] = ("hf", "vllm", "llamacpp")
+INFERENCE_ATTENTIONS: tuple[str, ...] = ("sdpa", "eager", "flash")
+"""transformers ``attn_implementation`` values the hf engine models."""
+LOGITS: tuple[str, ...] = ("last", "all")
+"""hf: logits of the last position only (generate) or of every position (scoring)."""
 
 RULE_OF_THUMB_FACTOR = 1.2
 """The seed article's serving rule: memory is about 1.2 x the weights (sec. 5)."""
@@ -132,44 +138,24 @@ class InferenceSetup:
             from vramplan.naming import close_matches
 
             hint = close_matches(str(self.engine), ENGINES)
-            raise InputError(f"--engine: expected one of {', '.join(ENGINES)}, got {self.engine!r}"
+            raise InputError(f"engine: expected one of {', '.join(ENGINES)}, got {self.engine!r}"
                              + (f"; did you mean {hint[0]!r}?" if hint else ""))
-        for name in ("batch", "tp", "block_size", "n_ubatch"):
-            _positive(name, getattr(self, name))
-        for name in ("context", "prompt", "prefill_chunk", "max_num_seqs", "max_num_batched_tokens"):
-            if getattr(self, name) is not None:
-                _positive(name, getattr(self, name))
-        if self.n_gpu_layers is not None and (isinstance(self.n_gpu_layers, bool) or self.n_gpu_layers < 0):
-            raise InputError(f"--n-gpu-layers: expected 0 or more, got {self.n_gpu_layers!r}")
-        if not 0 < self.gpu_memory_utilization <= 1:
-            raise InputError(f"--gpu-memory-utilization: expected a fraction in (0, 1], got "
-                             f"{self.gpu_memory_utilization!r}")
-        if self.attention not in ("sdpa", "eager", "flash"):
-            raise InputError(f"--attention: expected sdpa, eager or flash, got {self.attention!r}")
-        if self.logits not in ("last", "all"):
-            raise InputError(f"--logits: expected last or all, got {self.logits!r}")
-        if self.reserve_bytes < 0:
-            raise InputError(f"--reserve: expected a non-negative size, got {self.reserve_bytes!r}")
-        if self.input_len is not None:
-            _positive("input_len", self.input_len)
-        if isinstance(self.images, bool) or not isinstance(self.images, int) or self.images < 0:
-            raise InputError(f"--images: expected a count >= 0, got {self.images!r}")
-        if self.image_size is not None:
-            _positive("image_size", self.image_size)
+        if self.attention not in INFERENCE_ATTENTIONS:
+            raise InputError(f"attention: expected sdpa, eager or flash, got {self.attention!r}")
+        if self.logits not in LOGITS:
+            raise InputError(f"logits: expected last or all, got {self.logits!r}")
+        v.optional_integer("input_len", self.input_len, 1, v.LENGTH_MAX)
+        v.integer("images", self.images, 0, MAX_IMAGES)
+        v.optional_integer("image_size", self.image_size, 1, MAX_IMAGE_SIDE)
         if self.prompt is not None and self.context is not None and self.prompt > self.context:
-            raise InputError(f"--prompt: {self.prompt} tokens exceed --context {self.context}")
-
-
-def _positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"--{name.replace('_', '-')}: expected a positive integer, got {value!r}")
+            raise InputError(f"prompt: {self.prompt} tokens exceed context {self.context}", fields=("context",))
 
 
 def _spec(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:
     spec = resolve_model(model)
     if isinstance(spec, ParamOnlyModel):
         raise InputError(f"model {spec.name!r}: a bare parameter count has no architecture; inference needs the "
-                         "KV cache and activations (give a catalog name or a config.json)")
+                         "KV cache and activations (give a catalog name or a config.json)", fields=("model",))
     return spec
 
 
@@ -204,7 +190,8 @@ def estimate_inference(model: str | ModelSpec | ParamOnlyModel, setup: Inference
         solved.append(("max_batch", max_batch(spec, setup)))
         setup = replace(setup, batch=max(1, solved[-1][1]))
     estimate = _with_rule_of_thumb(_run(spec, setup))
-    return InferenceEstimate(**{f.name: getattr(estimate, f.name) for f in fields(estimate)}, solved=tuple(solved))
+    return InferenceEstimate(**{**{f.name: getattr(estimate, f.name) for f in fields(estimate)},
+                                "solved": tuple(solved), "checkpoint": getattr(spec, "checkpoint", None)})
 
 
 DEFAULT_INPUT_TOKENS = 512
@@ -221,12 +208,14 @@ def _run(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
         from vramplan.engines import seq2seq
 
         if setup.images:
-            raise InputError(f"--images: {spec.name} has no vision tower")
+            raise InputError(f"images: {spec.name} has no vision tower")
         if setup.input_len is not None and spec.architecture == "encoder":
-            raise InputError(f"--input-len: {spec.name} is encoder-only; give its sequence as --context")
+            raise InputError(f"input_len: {spec.name} is encoder-only; give its sequence as context",
+                             fields=("context",))
         return seq2seq.build(resolve_job(spec, setup), setup.input_len or DEFAULT_INPUT_TOKENS)
     if setup.input_len is not None:
-        raise InputError(f"--input-len: {spec.name} is decoder-only (no encoder input); use --prompt/--context")
+        raise InputError(f"input_len: {spec.name} is decoder-only (no encoder input); use prompt and context",
+                         fields=("prompt", "context"))
     if not setup.images:
         from vramplan.memory.vision_tower import check_images
 
@@ -286,29 +275,20 @@ def _fits(model: ModelSpec, setup: InferenceSetup) -> bool:
 def _largest(model: ModelSpec, setup: InferenceSetup, field_name: str, upper: int) -> int:
     """The largest value of ``field_name`` in [1, upper] that fits (0 when 1 does not);
     the estimate grows with it, so bisection finds the boundary."""
-    if not _fits(model, replace(setup, **{field_name: 1})):
-        return 0
-    lo, hi = 1, upper
-    if _fits(model, replace(setup, **{field_name: hi})):
-        return hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _fits(model, replace(setup, **{field_name: mid})):
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    from vramplan.intmath import largest_true
+
+    return largest_true(lambda n: _fits(model, replace(setup, **{field_name: n})), 1, upper)
 
 
 def _needs_gpu(setup: InferenceSetup, what: str) -> None:
     if setup.gpu is None:
-        raise InputError(f"{what}: needs --gpu NAME (the memory to fit in)")
+        raise InputError(f"{what}: needs gpu NAME (the memory to fit in)", fields=("gpu",))
 
 
 def max_context(model: str | ModelSpec, setup: InferenceSetup) -> int:
     """Longest context per sequence (tokens) whose estimate fits ``setup.gpu`` at
     ``setup.batch`` sequences, up to the model's max positions; 0 if none fits."""
-    _needs_gpu(setup, "--max-context")
+    _needs_gpu(setup, "solve_context")
     spec = _spec(model)
     return _largest(spec, replace(setup, prompt=None, strict=False), "context", spec.max_position_embeddings)
 
@@ -316,5 +296,5 @@ def max_context(model: str | ModelSpec, setup: InferenceSetup) -> int:
 def max_batch(model: str | ModelSpec, setup: InferenceSetup, upper: int = MAX_BATCH_SEARCHED) -> int:
     """Most sequences of ``setup.context`` tokens whose estimate fits ``setup.gpu``
     (searched up to ``upper``); 0 if not even one fits."""
-    _needs_gpu(setup, "--max-batch")
+    _needs_gpu(setup, "solve_batch")
     return _largest(_spec(model), setup, "batch", upper)

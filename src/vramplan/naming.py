@@ -31,13 +31,15 @@ def close_matches(name: str, known: Iterable[str], n: int = 3) -> list[str]:
     return found
 
 
-def lookup(kind: str, name: str, table: Mapping[str, T], hint: str = "") -> T:
+def lookup(kind: str, name: str, table: Mapping[str, T], hint: str = "", *, fields: tuple[str, ...] = ()) -> T:
     """``table[normalize_name(name)]``, or an :class:`UnknownNameError` naming the
-    closest keys. ``table`` keys must already be normalised."""
+    closest keys (and ``fields``, the fields the hint names). ``table`` keys must
+    already be normalised."""
     if not isinstance(name, str) or not name.strip():
-        raise UnknownNameError(kind, str(name), (), hint or f"expected one of: {', '.join(sorted(table)[:12])}")
+        raise UnknownNameError(kind, str(name), (), hint or f"expected one of: {', '.join(sorted(table)[:12])}",
+                               fields=fields)
     key = normalize_name(name)
     try:
         return table[key]
     except KeyError:
-        raise UnknownNameError(kind, name, close_matches(key, table), hint) from None
+        raise UnknownNameError(kind, name, close_matches(key, table), hint, fields=fields) from None

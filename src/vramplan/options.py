@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vramplan.errors import InputError
+from vramplan.memory.vision_tower import MAX_IMAGES
+from vramplan.model.custom import BIAS_CHOICES, MLP_CHOICES, NORM_CHOICES, POSITION_CHOICES
+from vramplan.model.towers import MAX_IMAGE_SIDE
+from vramplan.units import BYTE_UNITS
+from vramplan.validate import LENGTH_MAX
 
 Kind = Literal["int", "float", "str", "flag", "switch"]
 
@@ -38,6 +43,12 @@ class Option:
     min_open: bool = False
     max_open: bool = False
     required: bool = False
+    multiple: bool = False
+    """The flag may repeat; the value is a tuple of what each gave."""
+    fields: tuple[str, ...] = ()
+    """The core's names for what this option sets, where they differ from ``name``
+    (``seed_bytes`` sets ``TrainingSetup.seed_dtype_bytes``): errors name those, and
+    the command line shows this option's flag in their place (:func:`flags_by_field`)."""
 
     @property
     def all_flags(self) -> tuple[str, ...]:
@@ -88,24 +99,16 @@ MAX_COUNT = 1_000_000
 model or cluster, low enough that the arithmetic behind it stays bounded and exact."""
 
 
-MAX_LENGTH = 1 << 30
-"""Upper bound of --input-len (tokens)."""
-MAX_IMAGES = 10_000
-"""Upper bound of --images per sequence."""
-MAX_IMAGE_SIDE = 100_000
-"""Upper bound of --image-size (pixels per side)."""
-
-
 def _int(name: str, help: str, default: int | None = None, *, minimum: int | None = 1, show: bool = True,
-         flags: tuple[str, ...] = (), maximum: int | None = None) -> Option:
+         flags: tuple[str, ...] = (), maximum: int | None = None, fields: tuple[str, ...] = ()) -> Option:
     return Option(name=name, kind="int", help=help, default=default, show_default=show and default is not None,
-                  minimum=minimum, maximum=maximum, flags=flags)
+                  minimum=minimum, maximum=maximum, flags=flags, fields=fields)
 
 
 def _choice(name: str, choices: tuple[str, ...], help: str, default: str | None = None, *,
-            show: bool = True) -> Option:
+            show: bool = True, fields: tuple[str, ...] = ()) -> Option:
     return Option(name=name, kind="str", help=help, default=default, choices=choices,
-                  show_default=show and default is not None)
+                  show_default=show and default is not None, fields=fields)
 
 
 def _str(name: str, help: str, default: str | None = None, *, show: bool = True,
@@ -114,8 +117,8 @@ def _str(name: str, help: str, default: str | None = None, *, show: bool = True,
                   flags=flags)
 
 
-def _flag(name: str, help: str, *, flags: tuple[str, ...] = ()) -> Option:
-    return Option(name=name, kind="flag", help=help, default=False, flags=flags)
+def _flag(name: str, help: str, *, flags: tuple[str, ...] = (), fields: tuple[str, ...] = ()) -> Option:
+    return Option(name=name, kind="flag", help=help, default=False, flags=flags, fields=fields)
 
 
 # ---- the model ----------------------------------------------------------------------
@@ -129,12 +132,12 @@ ARCH_OPTIONS: tuple[Option, ...] = (
     _int("vocab", "Vocabulary size (default 32000).", show=False, maximum=MAX_COUNT),
     _int("experts", "Routed experts per layer (MoE).", show=False, maximum=MAX_COUNT),
     _int("experts_per_token", "Experts each token is routed to (MoE, default 2).", show=False, maximum=MAX_COUNT),
-    _choice("mlp", ("gated", "plain"),
+    _choice("mlp", MLP_CHOICES,
             "MLP: gated (SwiGLU: gate, up, down; default) or plain (up, down: GPT-2, Falcon, BLOOM)."),
-    _choice("norm", ("rmsnorm", "layernorm"), "Norm layers (default rmsnorm)."),
-    _choice("bias", ("none", "qkv", "attention", "all"),
+    _choice("norm", NORM_CHOICES, "Norm layers (default rmsnorm)."),
+    _choice("bias", BIAS_CHOICES,
             "Linear biases: none (default), qkv (Qwen2), attention (q/k/v/o), all (every linear)."),
-    _choice("position", ("rotary", "alibi", "learned"),
+    _choice("position", POSITION_CHOICES,
             "Positions: rotary (default), alibi (no parameters), learned (a table of --max-positions rows)."),
     _int("max_positions", "Context the model was built for (default 4096).", show=False, maximum=MAX_COUNT),
     _str("activation", "Activation name (default silu for a gated MLP, gelu for a plain one).", show=False),
@@ -157,14 +160,14 @@ def _layout_options() -> tuple[Option, ...]:
         _int("pp", "Pipeline-parallel stages.", show=False, maximum=MAX_COUNT),
         _int("cp", "Context-parallel degree.", show=False, maximum=MAX_COUNT),
         _int("ep", "Expert-parallel degree (MoE).", show=False, maximum=MAX_COUNT),
-        _choice("zero", ("0", "1", "2", "3"), "DeepSpeed ZeRO stage."),
+        _choice("zero", ("0", "1", "2", "3"), "DeepSpeed ZeRO stage.", fields=("zero_stage",)),
         _choice("fsdp", tuple(m for m in FSDP_MODES if m != "none"),
                 "PyTorch FSDP sharding strategy (not with --zero)."),
         _choice("offload", tuple(OFFLOADS),
                 "Offload optimizer states (ZeRO-Offload) or parameters too (ZeRO-Infinity) to host RAM."),
         _int("micro_batches", "Micro-batches per step (gradient accumulation).", show=False, maximum=MAX_COUNT),
         _int("virtual_stages", "Interleaved pipeline chunks per rank.", show=False, maximum=MAX_COUNT),
-        _flag("sp", "Megatron sequence parallelism (with --tp > 1)."),
+        _flag("sp", "Megatron sequence parallelism (with --tp > 1).", fields=("sequence_parallel",)),
     )
 
 
@@ -178,7 +181,7 @@ def layout_options() -> tuple[Option, ...]:
     return _layout_options()
 
 
-UNITS = ("GiB", "GB")
+UNITS = BYTE_UNITS
 COMMON_OPTIONS: tuple[Option, ...] = (
     _choice("units", UNITS, "Binary (GiB = 1024^3 B, as nvidia-smi) or decimal (GB = 10^9 B) units.", "GiB"),
 )
@@ -186,13 +189,15 @@ COMMON_OPTIONS: tuple[Option, ...] = (
 
 def train_options() -> tuple[Option, ...]:
     """``train``: the setup (:class:`vramplan.training.TrainingSetup`) and the GPU."""
+    from vramplan.training import DEFAULT_TRAIN_SEQ
+
     return (
         Option(name="method", kind="str", default="full", show_default=True, help="full, lora or qlora"),
         Option(name="precision", kind="str", default="bf16-mixed", show_default=True, help="fp32, bf16-mixed, fp16-mixed, bf16, fp16"),
         Option(name="optimizer", kind="str", default="adamw", show_default=True, help="adamw, adamw-fused, adamw-forloop, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum, adafactor, lion"),
         Option(name="load_dtype", kind="str", help="dtype the weights are loaded in when it is not the precision's: fp32, bf16 or fp16 [default: fp32 trained weights under *-mixed, a LoRA base in the compute dtype]."),
         Option(name="batch", kind="int", default=1, show_default=True, help="Micro-batch size."),
-        Option(name="seq", kind="int", default=2048, show_default=True, help="Tokens per sequence."),
+        Option(name="seq", kind="int", default=DEFAULT_TRAIN_SEQ, show_default=True, help="Tokens per sequence."),
         Option(name="grad_accum", kind="int", default=1, show_default=True, help="Micro-batches per optimizer step."),
         Option(name="recompute", kind="str", help="none, selective or full [default: full for qlora, else none]."),
         Option(name="attention", kind="str", default="sdpa", show_default=True, help="flash, sdpa or eager."),
@@ -201,8 +206,8 @@ def train_options() -> tuple[Option, ...]:
         Option(name="fused_ce", kind="flag", default=False, help="Fused linear cross entropy (Liger-Kernel)."),
         Option(name="dropout", kind="flag", default=False, help="Dropout active in the model (GPT-2 style)."),
         Option(name="activation_model", kind="str", default="derived", show_default=True, help="derived (this tool's) or seed (the seed article's rule of thumb)."),
-        Option(name="seed_bytes", kind="int", default=1, show_default=True, help="Bytes per value for --activation-model seed (the article's int8: 1)."),
-        Option(name="input_len", kind="int", minimum=1, maximum=MAX_LENGTH, help="Encoder-decoder models (T5, BART): encoder input tokens per sequence (--seq is the target length) [default: --seq]."),
+        Option(name="seed_bytes", kind="int", default=1, show_default=True, help="Bytes per value for --activation-model seed (the article's int8: 1).", fields=("seed_dtype_bytes",)),
+        Option(name="input_len", kind="int", minimum=1, maximum=LENGTH_MAX, help="Encoder-decoder models (T5, BART): encoder input tokens per sequence (--seq is the target length) [default: --seq]."),
         Option(name="images", kind="int", default=0, show_default=True, minimum=0, maximum=MAX_IMAGES, help="Multimodal models: images per sequence (their tokens join --seq)."),
         Option(name="image_size", kind="int", minimum=1, maximum=MAX_IMAGE_SIDE, help="Pixels per side of each image, for dynamic-resolution towers (Qwen-VL, Pixtral) [default: 1024]."),
         Option(name="gpu", kind="str", help="GPU to check the fit on (e.g. h100, rtx-4090)."),
@@ -212,20 +217,21 @@ def train_options() -> tuple[Option, ...]:
 
 def infer_options() -> tuple[Option, ...]:
     """``infer``: the setup (:class:`vramplan.inference.InferenceSetup`) and the solvers."""
-    from vramplan.inference import ENGINES
+    from vramplan.engines import DEFAULT_CONTEXT_TOKENS
+    from vramplan.inference import ENGINES, INFERENCE_ATTENTIONS, LOGITS
 
     return (
         Option(name="engine", kind="str", default="hf", show_default=True, choices=ENGINES, help="transformers generate, vLLM, or llama.cpp."),
         Option(name="weights", kind="str", help="Weights format (bf16, nf4-dq, gptq-int4-g128, awq, fp8, Q4_K_M...); default: the checkpoint's own."),
         Option(name="kv_dtype", kind="str", help="KV cache dtype: fp16, bf16, fp8, int8, q8_0, q4_0 (default: compute dtype)."),
         Option(name="batch", kind="int", default=1, show_default=True, minimum=1, help="Sequences held at once."),
-        Option(name="context", kind="int", minimum=1, help="Tokens per sequence, prompt + generated (default min(4096, max positions))."),
+        Option(name="context", kind="int", minimum=1, help=f"Tokens per sequence, prompt + generated (default min({DEFAULT_CONTEXT_TOKENS}, max positions))."),
         Option(name="prompt", kind="int", minimum=1, help="Prompt tokens prefilled (default: --context)."),
         Option(name="prefill_chunk", kind="int", minimum=1, help="Chunked prefill: tokens per pass."),
         Option(name="tp", kind="int", default=1, show_default=True, minimum=1, help="Tensor-parallel GPUs."),
-        Option(name="attention", kind="str", default="sdpa", show_default=True, choices=("sdpa", "eager", "flash"), help="transformers attention implementation."),
-        Option(name="logits", kind="str", default="last", show_default=True, choices=("last", "all"), help="hf: last position only (generate) or every position (a scoring / perplexity forward)."),
-        Option(name="input_len", kind="int", minimum=1, maximum=MAX_LENGTH, help="Encoder-decoder models (T5, BART): encoder input tokens per sequence (sizes the cross-attention cache) [default: 512]."),
+        Option(name="attention", kind="str", default="sdpa", show_default=True, choices=INFERENCE_ATTENTIONS, help="transformers attention implementation."),
+        Option(name="logits", kind="str", default="last", show_default=True, choices=LOGITS, help="hf: last position only (generate) or every position (a scoring / perplexity forward)."),
+        Option(name="input_len", kind="int", minimum=1, maximum=LENGTH_MAX, help="Encoder-decoder models (T5, BART): encoder input tokens per sequence (sizes the cross-attention cache) [default: 512]."),
         Option(name="images", kind="int", default=0, show_default=True, minimum=0, maximum=MAX_IMAGES, help="Multimodal models: images per sequence (their tokens join the context and the prompt)."),
         Option(name="image_size", kind="int", minimum=1, maximum=MAX_IMAGE_SIDE, help="Pixels per side of each image, for dynamic-resolution towers (Qwen-VL, Pixtral) [default: 1024]."),
         Option(name="gpu", kind="str", help="GPU for the verdict (see `vramplan gpus`)."),
@@ -236,9 +242,9 @@ def infer_options() -> tuple[Option, ...]:
         Option(name="enforce_eager", kind="flag", default=False, help="vLLM without CUDA graphs."),
         Option(name="n_gpu_layers", kind="int", minimum=0, help="llama.cpp layers on the GPU (default all)."),
         Option(name="n_ubatch", kind="int", default=512, show_default=True, minimum=1, help="llama.cpp micro-batch."),
-        Option(name="no_flash_attn", kind="flag", default=False, help="llama.cpp without flash attention."),
-        Option(name="cuda_context", kind="str", help="Override the CUDA context size (e.g. 600MiB)."),
-        Option(name="reserve", kind="str", help="Memory to keep free on the GPU (e.g. 2GiB)."),
+        Option(name="no_flash_attn", kind="flag", default=False, help="llama.cpp without flash attention.", fields=("flash_attention",)),
+        Option(name="cuda_context", kind="str", help="Override the CUDA context size (e.g. 600MiB).", fields=("cuda_context_bytes",)),
+        Option(name="reserve", kind="str", help="Memory to keep free on the GPU (e.g. 2GiB).", fields=("reserve_bytes",)),
         Option(name="solve_context", kind="flag", default=False, flags=("--max-context",), help="Find the longest context that fits --gpu."),
         Option(name="solve_batch", kind="flag", default=False, flags=("--max-batch",), help="Find the largest batch that fits --gpu."),
         Option(name="strict", kind="flag", default=False, help="Context beyond max positions is an error, not a warning."),
@@ -254,11 +260,11 @@ def plan_options() -> tuple[Option, ...]:
 
     return (
         Option(name="training", kind="switch", default=True, flags=("--train",), off_flag="--infer", help="Plan training (default) or serving."),
-        Option(name="gpu_name", kind="str", required=True, flags=("--gpu",), help="GPU kind (see `vramplan gpus`)."),
+        Option(name="gpu", kind="str", required=True, help="GPU kind (see `vramplan gpus`)."),
         Option(name="max_gpus", kind="int", minimum=1, help="Try GPU counts up to N (powers of two, then whole nodes) and report the fewest that fit."),
         Option(name="headroom", kind="float", default=0.05, show_default=True, minimum=0, maximum=1, max_open=True, help="Share of each GPU's memory to keep free."),
-        Option(name="seq_len", kind="int", default=DEFAULT_PLAN_SEQ, show_default=True, flags=("--seq", "--seq-len", "--context"), minimum=1, help="Tokens per sequence (training) or context held in the KV cache (serving)."),
-        Option(name="batch", kind="int", minimum=1, help="Training: micro-batch size per GPU (default: try 1, 2, 4, 8). Serving: concurrent sequences."),
+        Option(name="seq", kind="int", default=DEFAULT_PLAN_SEQ, show_default=True, flags=("--seq", "--seq-len", "--context"), minimum=1, help="Tokens per sequence (training) or context held in the KV cache (serving).", fields=("seq_len", "context")),
+        Option(name="batch", kind="int", minimum=1, help="Training: micro-batch size per GPU (default: try 1, 2, 4, 8). Serving: concurrent sequences.", fields=("micro_batch",)),
         Option(name="global_batch", kind="int", minimum=1, help="Sequences per optimizer step (default: 4M tokens' worth, at least one per GPU)."),
         Option(name="recompute", kind="str", choices=RECOMPUTE_CHOICES, help="Activation recomputation (default: try each)."),
         Option(name="attention", kind="str", default="sdpa", show_default=True, choices=ATTENTIONS, help="Attention kernel (eager keeps the s x s scores)."),
@@ -269,9 +275,54 @@ def plan_options() -> tuple[Option, ...]:
         Option(name="weights", kind="str", default="bf16", show_default=True, help="Serving: weight format (bf16, fp8, awq-int4...)."),
         Option(name="kv_dtype", kind="str", default="fp16", show_default=True, help="Serving: KV-cache dtype."),
         Option(name="mfu", kind="float", minimum=0, maximum=1, min_open=True, help="Model FLOPs utilisation of large matrix multiplies (default 0.44); each layout's is scaled down for small per-GPU multiplies."),
-        Option(name="host_ram", kind="str", flags=("--host-memory", "--host-ram"), help="Host RAM per node offload may use (e.g. 1TiB, 512GiB); layouts needing more are dropped. Default: 1 TiB for datacenter GPUs, 128 GiB otherwise."),
+        Option(name="host_ram", kind="str", flags=("--host-memory", "--host-ram"), help="Host RAM per node offload may use (e.g. 1TiB, 512GiB); layouts needing more are dropped. Default: 1 TiB for datacenter GPUs, 128 GiB otherwise.", fields=("host_bytes_per_node",)),
         Option(name="top", kind="int", default=10, show_default=True, minimum=1, help="Layouts to list."),
-        Option(name="export_to", kind="str", flags=("--export",), choices=EXPORT_ENGINES, help="Print the best layout as a config for this engine instead of the table."),
+        Option(name="export_to", kind="str", flags=("--export",), choices=EXPORT_ENGINES, fields=("export",), help="Print the best layout as a config for this engine instead of the table."),
+    )
+
+
+def rl_options() -> tuple[Option, ...]:
+    """``rl``: the post-training job (:class:`vramplan.jobs.RLJob`) and its roles."""
+    return (
+        Option(name="algo", kind="str", default="grpo", show_default=True, help="grpo, ppo, dpo, rloo or online-dpo."),
+        Option(name="gpu", kind="str", required=True, help="GPU name (vramplan gpus)."),
+        Option(name="gpus", kind="int", default=8, show_default=True, help="GPUs in the job."),
+        Option(name="gpus_per_node", kind="int", default=8, show_default=True, help="GPUs per node (host RAM is per node)."),
+        Option(name="placement", kind="str", default="colocated", show_default=True, help="colocated (every role on every GPU) or split (engine GPUs + trainer GPUs)."),
+        Option(name="rollout_gpus", kind="int", help="Split: GPUs running the engine [default: half]."),
+        Option(name="sharding", kind="str", default="fsdp", show_default=True, help="Trainer sharding: fsdp, zero2, zero3, zero3-offload or none."),
+        Option(name="method", kind="str", default="full", show_default=True, help="Policy: full, lora or qlora."),
+        Option(name="precision", kind="str", default="bf16-mixed", show_default=True, help="Policy precision recipe."),
+        Option(name="optimizer", kind="str", default="adamw", show_default=True, help="Policy optimizer."),
+        Option(name="micro_batch", kind="int", default=1, show_default=True, help="Policy micro-batch per GPU (sequences).", fields=("batch",)),
+        Option(name="recompute", kind="str", default="full", show_default=True, help="none, selective or full (TRL/verl: full)."),
+        Option(name="lora_rank", kind="int", default=16, show_default=True, help="LoRA rank r."),
+        Option(name="fused_ce", kind="flag", default=False, help="Fused linear cross entropy in the policy's loss."),
+        Option(name="offload_params", kind="flag", default=False, help="Policy parameters to CPU while the engine generates."),
+        Option(name="offload_optimizer", kind="flag", default=False, help="Policy optimizer states to CPU while the engine generates."),
+        Option(name="kl_coef", kind="float", help="KL weight; 0 drops the reference [default: the algo's]."),
+        Option(name="reference_model", kind="str", help="Reference model [default: MODEL].", fields=("reference.model",)),
+        Option(name="offload_reference", kind="flag", default=False, help="Reference weights in CPU between its forwards."),
+        Option(name="reward_models", kind="str", default=(), multiple=True, flags=("--reward-model",), help="Reward model (repeatable) [PPO: MODEL].", fields=("rewards",)),
+        Option(name="no_reward_model", kind="flag", default=False, help="Rule-based rewards only (no reward model)."),
+        Option(name="offload_reward", kind="flag", default=False, help="Reward weights in CPU between their forwards."),
+        Option(name="critic_model", kind="str", help="PPO critic [default: MODEL].", fields=("critic.model",)),
+        Option(name="rollout_tp", kind="int", default=1, show_default=True, help="Tensor parallel size of one engine.", fields=("tp", "rollout.tp")),
+        Option(name="gpu_memory_utilization", kind="float", default=0.5, show_default=True, help="vLLM's share of each engine GPU."),
+        Option(name="max_model_len", kind="int", help="vLLM max_model_len [default: prompt + completion]."),
+        Option(name="max_num_seqs", kind="int", help="vLLM max_num_seqs [default: vLLM's]."),
+        Option(name="max_num_batched_tokens", kind="int", help="vLLM max_num_batched_tokens [default: vLLM's; TRL colocate: 4096]."),
+        Option(name="sleep_level", kind="int", default=1, show_default=True, help="Colocated: 0 (engine keeps its memory), 1 (weights to CPU), 2 (weights discarded)."),
+        Option(name="kv_dtype", kind="str", help="Engine KV cache dtype [default: compute dtype]."),
+        Option(name="enforce_eager", kind="flag", default=False, help="Engine without CUDA graphs."),
+        Option(name="engine_process", kind="str", default="shared", show_default=True, help="Colocated engine in the trainer's process (shared: TRL, verl) or its own (separate: OpenRLHF)."),
+        Option(name="prompts", kind="int", default=64, show_default=True, help="Prompts per rollout step (whole job).", fields=("prompts_per_step",)),
+        Option(name="generations", kind="int", default=8, show_default=True, help="Completions per prompt."),
+        Option(name="prompt_len", kind="int", default=512, show_default=True, help="Longest prompt (tokens).", fields=("prompt_tokens",)),
+        Option(name="completion_len", kind="int", default=512, show_default=True, help="Longest completion (tokens).", fields=("completion_tokens",)),
+        Option(name="score_micro_batch", kind="int", help="Sequences per GPU in reference/reward/log-prob forwards [default: --micro-batch]."),
+        Option(name="no_solve", kind="flag", default=False, help="Skip the solvers (utilisation, completion, generations, placement)."),
+        Option(name="export", kind="str", help="Print the job as trl, verl or openrlhf configuration."),
     )
 
 
@@ -293,6 +344,21 @@ def options_of(question: str) -> tuple[Option, ...]:
         return (SEARCH_MODELS,)
     if question == "gpus":
         return (SEARCH_GPUS, *COMMON_OPTIONS)
+    if question == "rl":
+        return rl_options() + COMMON_OPTIONS
     own = QUESTION_OPTIONS[question]()
     layout = layout_options() if question in ("train", "plan") else ()
     return own + ARCH_OPTIONS + layout + COMMON_OPTIONS
+
+
+def flags_by_field(question: str) -> dict[str, str]:
+    """The flag the command line shows for each field an error of ``question`` may name:
+    every option's name and its :attr:`Option.fields`, to the option's flag spelled as
+    the field when it has one (plan's ``context``: ``--context``), else its first. One
+    mapping, made from the declarations above (a test checks no field has two flags)."""
+    out: dict[str, str] = {}
+    for o in options_of(question):
+        for name in (o.name, *o.fields):
+            spelled = "--" + name.replace("_", "-")
+            out.setdefault(name, spelled if spelled in o.all_flags else o.all_flags[0])
+    return out

@@ -230,7 +230,8 @@ class ParallelLayout:
         """Raise :class:`LayoutError` unless dp x tp x pp x cp equals ``num_gpus``."""
         if self.num_gpus != num_gpus:
             raise LayoutError(f"dp*tp*pp*cp = {self.dp}*{self.tp}*{self.pp}*{self.cp} = {self.num_gpus}, "
-                              f"but --gpus is {num_gpus}: the degrees must multiply to the GPU count")
+                              f"but gpus is {num_gpus}: the degrees must multiply to the GPU count",
+                              fields=("gpus",))
 
     def check_model(self, spec: Any) -> None:
         """Raise :class:`LayoutError` when the layout cannot split ``spec``: tp must divide
@@ -851,7 +852,7 @@ class LayoutRequest:
             return self.gpus_per_node
         if self.nodes is not None and self.gpus is not None:
             if self.gpus % self.nodes:
-                raise LayoutError(f"--gpus {self.gpus} is not a multiple of --nodes {self.nodes}")
+                raise LayoutError(f"gpus {self.gpus} is not a multiple of nodes {self.nodes}", fields=("gpus", "nodes"))
             return self.gpus // self.nodes
         return 8
 
@@ -864,8 +865,8 @@ class LayoutRequest:
 
             total = self.nodes * self.node_size()
             if total > GPUS_MAX:
-                raise LayoutError(f"--nodes {self.nodes:,} x {self.node_size()} GPUs per node = {total:,} GPUs; "
-                                  f"expected at most {GPUS_MAX:,} GPUs in all")
+                raise LayoutError(f"nodes {self.nodes:,} x {self.node_size()} GPUs per node = {total:,} GPUs; "
+                                  f"expected at most {GPUS_MAX:,} GPUs in all", fields=("nodes",))
             return total
         return None
 

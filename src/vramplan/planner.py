@@ -211,8 +211,8 @@ def enumerate_degrees(spec: Any, num_gpus: int, gpus_per_node: int, global_batch
     grid_rows = len(tps) * len(pps) * len(cps) * len(eps) * 2 * len(micro_batch_sizes)
     if grid_rows > MAX_LAYOUT_ROWS:
         raise InputError(f"the search over {num_gpus:,} GPUs would enumerate {grid_rows:,} candidate layouts "
-                         f"(more than {MAX_LAYOUT_ROWS:,}); fix some degrees (--tp, --pp, --cp, --ep) or give "
-                         "fewer GPUs or micro-batch sizes")
+                         f"(more than {MAX_LAYOUT_ROWS:,}); fix some degrees (tp, pp, cp, ep) or give "
+                         "fewer GPUs or micro-batch sizes", fields=("tp", "pp", "cp", "ep"))
     grid = np.array(np.meshgrid(tps, pps, cps, eps, [0, 1], list(micro_batch_sizes), indexing="ij")).reshape(6, -1)
     tp, pp, cp, ep, sp, mbs = grid
     model_parallel = tp * pp * cp
@@ -355,7 +355,7 @@ def _all_degrees(req: PlanRequest) -> dict[str, Any]:
         if rows > MAX_LAYOUT_ROWS:
             raise InputError(f"the search over {len(set(req.gpu_counts))} GPU count(s) up to "
                              f"{max(req.gpu_counts):,} enumerates more than {MAX_LAYOUT_ROWS:,} layouts; fix "
-                             "some degrees (--tp, --pp, --cp, --ep) or give fewer GPUs")
+                             "some degrees (tp, pp, cp, ep) or give fewer GPUs", fields=("tp", "pp", "cp", "ep"))
         d["n"] = np.full(d["dp"].size, n)
         d["overhead"] = np.full(d["dp"].size, default_overhead_bytes(n))
         parts.append(d)
@@ -421,8 +421,8 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
     if planned > MAX_EVALUATED_LAYOUTS:
         raise InputError(f"the search would evaluate {planned:,} layouts ({d['dp'].size:,} degree choices x "
                          f"{len(req.engines)} engine settings x {len(recomputes)} recomputation choices), more "
-                         f"than the {MAX_EVALUATED_LAYOUTS:,} one plan evaluates; fix some degrees (--tp, --pp, "
-                         "--cp, --ep, --zero/--fsdp) or give fewer GPUs")
+                         f"than the {MAX_EVALUATED_LAYOUTS:,} one plan evaluates; fix some degrees (tp, pp, "
+                         "cp, ep, zero/fsdp) or give fewer GPUs", fields=("tp", "pp", "cp", "ep", "zero", "fsdp"))
     if d["dp"].size:
         # Recomputation choices ride along as one more array dimension: each row carries
         # its own activation coefficients.

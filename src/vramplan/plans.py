@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Literal
 
 from vramplan.errors import InputError, LayoutError
 from vramplan.model import ParamOnlyModel, resolve_model
+from vramplan.model.stored import source_keys
 from vramplan.parallel import LayoutRequest, ParallelLayout
+from vramplan.training import RECOMPUTES
 
 if TYPE_CHECKING:
     from vramplan.gpus import GpuSpec
@@ -25,10 +27,14 @@ if TYPE_CHECKING:
     from vramplan.training import TrainingSetup
 
 DEFAULT_PLAN_SEQ = 4096
-"""Tokens per sequence (training) or context (serving) a plan assumes when none is given."""
+"""Tokens per sequence (training) or context (serving) a plan assumes when none is given:
+a pre-training length (Llama 2's 4,096) for a cluster, where ``vramplan train`` on one
+GPU assumes a fine-tuning length (:data:`vramplan.training.DEFAULT_TRAIN_SEQ`); for
+serving it is :data:`vramplan.engines.DEFAULT_CONTEXT_TOKENS`, the same number."""
 DEFAULT_MICRO_BATCH_SIZES = (1, 2, 4, 8)
 """Micro-batch sizes a training plan tries when the user fixes none."""
-RECOMPUTE_CHOICES = ("none", "selective", "full")
+RECOMPUTE_CHOICES = RECOMPUTES
+"""Activation recomputation choices a training plan tries (those of :class:`TrainingSetup`)."""
 """Recomputation policies a training plan tries when the user fixes none."""
 TRAINING_EXPORTS = ("deepspeed", "fsdp", "megatron")
 """Engines a training plan can be written out for (:mod:`vramplan.export`)."""
@@ -99,7 +105,8 @@ class PlanReport:
                     "usable_bytes": self.gpu.usable_memory_bytes, "gpu_counts": list(self.gpu_counts),
                     "context": job.context, "batch": job.batch, "weights": job.weights, "kv_dtype": job.kv_dtype,
                     "evaluated": self.evaluated, "candidates": [c.to_dict() for c in self.candidates],
-                    "min_gpus": self.min_gpus, "assumptions": list(self.assumptions)}
+                    "min_gpus": self.min_gpus, "assumptions": list(self.assumptions),
+                    **source_keys(self.spec.checkpoint)}
         from vramplan.parallel import RECIPES
 
         setup = self.setup
@@ -112,14 +119,15 @@ class PlanReport:
         data["largest_micro_batch"] = biggest.to_dict() if biggest else None
         data["longest_context"] = {"seq_len": ctx[0], **ctx[1].to_dict()} if ctx else None
         data["changes"] = [c.to_dict() for c in self.changes]
-        return data
+        return {**data, **source_keys(self.spec.checkpoint)}
 
 
 def _architecture(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:
     spec = resolve_model(model)
     if isinstance(spec, ParamOnlyModel):
-        raise InputError(f"MODEL {spec.name!r}: a bare parameter count has no architecture; planning needs "
-                         "a catalog model, a config.json, or --layers/--hidden/--heads")
+        raise InputError(f"model {spec.name!r}: a bare parameter count has no architecture; planning needs "
+                         "a catalog name, a config.json, or a custom architecture (layers, hidden, heads)",
+                         fields=("model", "layers", "hidden", "heads"))
     return spec
 
 
@@ -136,7 +144,7 @@ def gpu_counts(layout: LayoutRequest, max_gpus: int | None) -> tuple[int, ...]:
 
     total = layout.total_gpus()
     if total is not None and max_gpus is not None:
-        raise InputError(f"--gpus {total} and --max-gpus {max_gpus}: give one or the other")
+        raise InputError(f"gpus {total} and max_gpus {max_gpus}: give one or the other", fields=("gpus", "max_gpus"))
     if total is not None:
         return (total,)
     return gpu_counts_up_to(max_gpus or layout.node_size(), layout.node_size())
@@ -198,8 +206,8 @@ def plan_training(model: str | ModelSpec, gpu: str | GpuSpec, setup: TrainingSet
     engines = engine_settings(zero=int(layout.zero) if layout.zero is not None else None, fsdp=layout.fsdp,
                               offload=layout.offload)
     if not engines:
-        raise InputError(f"--zero {layout.zero} --fsdp {layout.fsdp} --offload {layout.offload}: no engine setting "
-                         "matches; ZeRO offload needs stage 2 or 3, FSDP offloads with --offload params")
+        raise InputError(f"zero={layout.zero} fsdp={layout.fsdp} offload={layout.offload}: no engine setting "
+                         "matches; ZeRO offload needs stage 2 or 3, FSDP offloads with offload=params")
     req = PlanRequest(job=job, gpu=gpu, gpu_counts=counts, headroom=headroom, gpus_per_node=layout.node_size(),
                       global_batch=global_batch, mfu=mfu or DEFAULT_MFU,
                       micro_batch_sizes=(micro_batch,) if micro_batch else DEFAULT_MICRO_BATCH_SIZES,

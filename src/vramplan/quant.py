@@ -35,16 +35,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from math import ceil
 
+from vramplan.intmath import ceil_div
 from vramplan.dtypes import get_dtype
 from vramplan.errors import InputError
 from vramplan.naming import lookup, normalize_name
 
 LinearBytes = Callable[[int, int], int]
 """``(out_features, in_features) -> bytes`` of one quantized linear weight."""
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,12 +92,12 @@ def bnb_int8_bytes(out_f: int, in_f: int) -> int:
 def bnb_4bit_bytes(double_quant: bool, blocksize: int = 64, dq_blocksize: int = 256) -> LinearBytes:
     def layout(out_f: int, in_f: int) -> int:
         n = out_f * in_f
-        codes = _cdiv(n, 2)
-        blocks = _cdiv(n, blocksize)
+        codes = ceil_div(n, 2)
+        blocks = ceil_div(n, blocksize)
         if not double_quant:
             return codes + 4 * blocks  # fp32 absmax per block
         # int8 absmax per block + fp32 scale per dq block + one fp32 offset
-        return codes + blocks + 4 * _cdiv(blocks, dq_blocksize) + 4
+        return codes + blocks + 4 * ceil_div(blocks, dq_blocksize) + 4
 
     return layout
 
@@ -108,9 +105,9 @@ def bnb_4bit_bytes(double_quant: bool, blocksize: int = 64, dq_blocksize: int = 
 def gptq_bytes(bits: int, group_size: int, desc_act_index: bool = True) -> LinearBytes:
     def layout(out_f: int, in_f: int) -> int:
         g = in_f if group_size in (-1, 0) else group_size
-        groups = _cdiv(in_f, g)
-        qweight = 4 * _cdiv(in_f * bits, 32) * out_f
-        qzeros = 4 * groups * _cdiv(out_f * bits, 32)
+        groups = ceil_div(in_f, g)
+        qweight = 4 * ceil_div(in_f * bits, 32) * out_f
+        qzeros = 4 * groups * ceil_div(out_f * bits, 32)
         scales = 2 * groups * out_f
         g_idx = 4 * in_f if desc_act_index else 0
         return qweight + qzeros + scales + g_idx
@@ -120,9 +117,9 @@ def gptq_bytes(bits: int, group_size: int, desc_act_index: bool = True) -> Linea
 
 def awq_bytes(bits: int, group_size: int) -> LinearBytes:
     def layout(out_f: int, in_f: int) -> int:
-        groups = _cdiv(in_f, group_size)
-        qweight = 4 * in_f * _cdiv(out_f * bits, 32)
-        qzeros = 4 * groups * _cdiv(out_f * bits, 32)
+        groups = ceil_div(in_f, group_size)
+        qweight = 4 * in_f * ceil_div(out_f * bits, 32)
+        qzeros = 4 * groups * ceil_div(out_f * bits, 32)
         scales = 2 * groups * out_f
         return qweight + qzeros + scales
 
@@ -131,14 +128,14 @@ def awq_bytes(bits: int, group_size: int) -> LinearBytes:
 
 def fp8_bytes(block: int | None) -> LinearBytes:
     def layout(out_f: int, in_f: int) -> int:
-        scales = 1 if block is None else _cdiv(out_f, block) * _cdiv(in_f, block)
+        scales = 1 if block is None else ceil_div(out_f, block) * ceil_div(in_f, block)
         return out_f * in_f + 4 * scales
 
     return layout
 
 
 def mxfp4_bytes(out_f: int, in_f: int, block: int = 32) -> int:
-    blocks = _cdiv(in_f, block)
+    blocks = ceil_div(in_f, block)
     return out_f * blocks * (block // 2) + out_f * blocks  # packed e2m1 codes + one e8m0 byte per block
 
 
@@ -190,7 +187,7 @@ FORMATS: dict[str, WeightFormat] = {normalize_name(f.name): f for f in _formats(
 """Canonical name -> format."""
 
 
-def get_format(name: str | WeightFormat, field: str = "--weights") -> WeightFormat:
+def get_format(name: str | WeightFormat, field: str = "weights") -> WeightFormat:
     """A weight format by name or alias ("bf16", "nf4-dq", "gptq", "awq-int4-g128")."""
     if isinstance(name, WeightFormat):
         return name
@@ -200,7 +197,8 @@ def get_format(name: str | WeightFormat, field: str = "--weights") -> WeightForm
         return FORMATS[key]
     table = {**FORMATS, **{k: FORMATS[v] for k, v in _ALIASES.items()}}
     try:
-        return lookup("weight format", key, table, hint=f"{field}: see `vramplan infer --list-formats`")
+        return lookup("weight format", key, table, hint=f"{field}: one of the formats list_formats lists",
+                      fields=("list_formats",))
     except InputError:
         raise
 
@@ -301,10 +299,10 @@ def packed_int_bytes(bits: int, group_size: int, symmetric: bool) -> LinearBytes
     codes along the input, ``weight_scale`` bf16 per (row, group), ``weight_zero_point``
     packed like the codes when asymmetric, and the int64 ``weight_shape`` pair."""
     def layout(out_f: int, in_f: int) -> int:
-        groups = _cdiv(in_f, group_size)
-        packed = 4 * out_f * _cdiv(in_f * bits, 32)
+        groups = ceil_div(in_f, group_size)
+        packed = 4 * out_f * ceil_div(in_f * bits, 32)
         scales = 2 * out_f * groups
-        zeros = 0 if symmetric else 4 * _cdiv(out_f * bits, 32) * groups
+        zeros = 0 if symmetric else 4 * ceil_div(out_f * bits, 32) * groups
         return packed + scales + zeros + 2 * 8
 
     return layout
@@ -352,5 +350,6 @@ def format_from_quantization_config(qc: dict, *, dtype: str = "bf16") -> WeightF
     method = str(qc.get("quant_method", "")).lower()
     if method not in _QUANT_METHODS:
         raise InputError(f"quantization_config.quant_method: {method!r} is not supported "
-                         f"(supported: {', '.join(_QUANT_METHODS)}); pass --weights to choose a format")
+                         f"(supported: {', '.join(_QUANT_METHODS)}); pass weights to choose a format",
+                         fields=("weights",))
     return _QUANT_METHODS[method](qc, dtype)

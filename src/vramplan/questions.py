@@ -7,6 +7,7 @@ is computed here once; the edges only parse their input and render the result's
 - :func:`train` -> :class:`~vramplan.training.TrainingEstimate`
 - :func:`infer` -> :class:`~vramplan.inference.InferenceEstimate`
 - :func:`plan` -> :class:`~vramplan.plans.PlanReport`
+- :func:`rl` -> :class:`~vramplan.jobs.solvers.RLReport` (:func:`rl_job`: the job itself)
 - :func:`params`, :func:`models`, :func:`gpus` -> JSON-ready listings
 """
 
@@ -20,6 +21,8 @@ from vramplan.errors import InputError
 
 if TYPE_CHECKING:
     from vramplan.inference import InferenceEstimate
+    from vramplan.jobs import RLJob
+    from vramplan.jobs.solvers import RLReport
     from vramplan.model import ModelSpec, ParamOnlyModel
     from vramplan.parallel import LayoutRequest
     from vramplan.plans import PlanReport
@@ -47,18 +50,18 @@ def model_from(values: Mapping[str, Any]) -> ModelSpec | ParamOnlyModel:
         return model  # already resolved (a ModelSpec or a bare parameter count)
     if arch:
         if model:
-            flag_of = {o.name: o.all_flags[0] for o in ARCH_OPTIONS}
-            raise InputError(f"MODEL {model!r} and architecture flags ({', '.join(flag_of[k] for k in arch)}) "
-                             "given together: pass one or the other")
-        missing = [f"--{k}" for k in ARCH_REQUIRED if k not in arch]
+            raise InputError(f"model {model!r} and a custom architecture ({', '.join(arch)}) given together: "
+                             "pass one or the other", fields=("model", *arch))
+        missing = [k for k in ARCH_REQUIRED if k not in arch]
         if missing:
+            named = ("layers", "hidden", "heads", "kv_heads", "intermediate", "vocab")
             raise InputError(f"custom architecture: missing {', '.join(missing)} "
-                             "(needed with any of --layers --hidden --heads --kv-heads --intermediate --vocab)")
+                             f"(needed with any of {' '.join(named)})", fields=(*missing, *named))
         return custom_spec(**arch)
     if not model:
-        raise InputError("MODEL: expected a catalog name (see `vramplan models`), a Hub id (org/name), a checkpoint "
+        raise InputError("model: expected a catalog name (see `vramplan models`), a Hub id (org/name), a checkpoint "
                          "directory, a .gguf file, a config.json path, a parameter count like 7B, "
-                         "or --layers/--hidden/--heads")
+                         "or a custom architecture (layers, hidden, heads)", fields=("layers", "hidden", "heads"))
     return resolve_model(model)
 
 
@@ -81,7 +84,7 @@ def train(values: Mapping[str, Any]) -> TrainingEstimate:
     targets = tuple(t.strip() for t in v["lora_targets"].split(",") if t.strip()) if v["lora_targets"] else None
     if targets is not None and v["method"] == "full":
         raise InputError("lora_targets: given with method full (no adapters are trained); "
-                         "use method lora or qlora, or leave the targets out")
+                         "use method lora or qlora, or leave the targets out", fields=("method",))
     setup = TrainingSetup(method=v["method"], precision=v["precision"], optimizer=v["optimizer"],
                           load_dtype=v["load_dtype"], batch=v["batch"], seq=v["seq"], grad_accum=v["grad_accum"], recompute=v["recompute"],
                           attention=v["attention"], lora_rank=v["lora_rank"], lora_targets=targets,
@@ -102,7 +105,7 @@ def inference_setup(values: Mapping[str, Any]):
     v = {**defaults("infer"), **values}
     overheads = Overheads()
     if v["cuda_context"] is not None:
-        overheads = replace(overheads, cuda_context_bytes=parse_bytes(v["cuda_context"], "--cuda-context"))
+        overheads = replace(overheads, cuda_context_bytes=parse_bytes(v["cuda_context"], "cuda_context"))
     return InferenceSetup(
         engine=v["engine"], weights=v["weights"], kv_dtype=v["kv_dtype"], batch=v["batch"], context=v["context"],
         prompt=v["prompt"], prefill_chunk=v["prefill_chunk"], tp=v["tp"], attention=v["attention"],
@@ -112,7 +115,7 @@ def inference_setup(values: Mapping[str, Any]):
         enforce_eager=bool(v["enforce_eager"]), n_gpu_layers=v["n_gpu_layers"], n_ubatch=v["n_ubatch"],
         flash_attention=not v["no_flash_attn"], strict=bool(v["strict"]), input_len=v["input_len"],
         images=v["images"], image_size=v["image_size"],
-        reserve_bytes=parse_bytes(v["reserve"], "--reserve") if v["reserve"] else 0, overheads=overheads)
+        reserve_bytes=parse_bytes(v["reserve"], "reserve") if v["reserve"] else 0, overheads=overheads)
 
 
 def infer(values: Mapping[str, Any]) -> InferenceEstimate:
@@ -132,32 +135,75 @@ def plan(values: Mapping[str, Any]) -> PlanReport:
 
     v = {**defaults("plan"), **values}
     spec = model_from(v)
-    if not v.get("gpu_name"):
-        raise InputError("--gpu: expected a GPU kind (see `vramplan gpus`)")
+    if not v.get("gpu"):
+        raise InputError("gpu: expected a GPU kind (see `vramplan gpus`)")
     layout = layout_request(v)
     if v["training"]:
-        host = parse_bytes(v["host_ram"], "--host-memory") if v["host_ram"] is not None else None
+        host = parse_bytes(v["host_ram"], "host_ram") if v["host_ram"] is not None else None
         setup = TrainingSetup(method=v["method"], precision=v["precision"], optimizer=v["optimizer"],
-                              batch=v["batch"] or 1, seq=v["seq_len"], attention=v["attention"],
+                              batch=v["batch"] or 1, seq=v["seq"], attention=v["attention"],
                               lora_rank=v["lora_rank"])
-        return plan_training(spec, v["gpu_name"], setup, layout, max_gpus=v["max_gpus"], headroom=v["headroom"],
+        return plan_training(spec, v["gpu"], setup, layout, max_gpus=v["max_gpus"], headroom=v["headroom"],
                              micro_batch=v["batch"], recompute=v["recompute"], global_batch=v["global_batch"],
                              mfu=v["mfu"], host_bytes_per_node=host, top=v["top"])
-    return plan_inference(spec, v["gpu_name"], layout, context=v["seq_len"], batch=v["batch"] or 1,
+    return plan_inference(spec, v["gpu"], layout, context=v["seq"], batch=v["batch"] or 1,
                           weights=v["weights"], kv_dtype=v["kv_dtype"], max_gpus=v["max_gpus"],
                           headroom=v["headroom"], top=v["top"])
+
+
+def rl_job(values: Mapping[str, Any]) -> RLJob:
+    """The post-training job ``values`` describe (``model`` and :func:`vramplan.options.rl_options`)."""
+    from vramplan.jobs import FrozenRole, RLJob, RolloutEngine, TrainerRole
+    from vramplan.training import TrainingSetup
+
+    f = {**defaults("rl"), **values}
+    setup = TrainingSetup(method=f["method"], precision=f["precision"], optimizer=f["optimizer"],
+                          batch=f["micro_batch"], recompute=f["recompute"], lora_rank=f["lora_rank"],
+                          fused_ce=f["fused_ce"])
+    policy = TrainerRole(setup=setup, offload_params=f["offload_params"], offload_optimizer=f["offload_optimizer"])
+    rewards = None
+    if f["no_reward_model"]:
+        rewards = ()
+    elif f["reward_models"]:
+        rewards = tuple(FrozenRole(model=m, offload=f["offload_reward"]) for m in f["reward_models"])
+    elif f["offload_reward"]:  # the algorithm's own reward model, offloaded (none for GRPO/RLOO/DPO)
+        from vramplan.jobs.roles import ALGOS
+
+        spec = ALGOS.get(f["algo"])
+        rewards = (FrozenRole(offload=True),) if spec is not None and spec.reward_model else ()
+    engine = RolloutEngine(tp=f["rollout_tp"], gpu_memory_utilization=f["gpu_memory_utilization"],
+                           max_model_len=f["max_model_len"], max_num_seqs=f["max_num_seqs"],
+                           max_num_batched_tokens=f["max_num_batched_tokens"],
+                           sleep_level=f["sleep_level"], kv_dtype=f["kv_dtype"], enforce_eager=f["enforce_eager"])
+    return RLJob(model=f["model"], algo=f["algo"], gpu=f["gpu"], gpus=f["gpus"], gpus_per_node=f["gpus_per_node"],
+                 placement=f["placement"], rollout_gpus=f["rollout_gpus"], sharding=f["sharding"], policy=policy,
+                 critic=TrainerRole(model=f["critic_model"], setup=setup) if f["critic_model"] else None,
+                 reference=FrozenRole(model=f["reference_model"], offload=f["offload_reference"]),
+                 rewards=rewards, kl_coef=f["kl_coef"], rollout=engine, prompts_per_step=f["prompts"],
+                 generations=f["generations"], prompt_tokens=f["prompt_len"], completion_tokens=f["completion_len"],
+                 score_micro_batch=f["score_micro_batch"], engine_process=f["engine_process"])
+
+
+def rl(values: Mapping[str, Any]) -> RLReport:
+    """``vramplan rl``: per-GPU memory of a post-training job, phase by phase, with its
+    solvers (skipped with ``no_solve``)."""
+    from vramplan.jobs.solvers import report_rl
+
+    return report_rl(rl_job(values), solve=not values.get("no_solve", False))
 
 
 def params(values: Mapping[str, Any]) -> dict:
     """``vramplan params``: parameter counts by component."""
     from vramplan.model import ParamOnlyModel, count_params
+    from vramplan.model.stored import source_keys
 
     spec = model_from(values)
     if isinstance(spec, ParamOnlyModel):
         return {"model": spec.name, "total_params": spec.total_params, "active_params": spec.total_params,
                 "components": [{"name": "total", "params": spec.total_params}],
                 "notes": ["a bare parameter count has no architecture: no split by component"]}
-    return {"model": spec.name, **count_params(spec).to_dict(), "notes": list(spec.notes)}
+    return {"model": spec.name, **count_params(spec).to_dict(), "notes": list(spec.notes),
+            **source_keys(spec.checkpoint)}
 
 
 def models(values: Mapping[str, Any]) -> dict:

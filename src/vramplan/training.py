@@ -23,7 +23,7 @@ from vramplan.dtypes import get_dtype
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.memory import activations as act
-from vramplan.memory.gradients import CONVENTIONS, PrecisionRecipe, get_precision
+from vramplan.memory.precision import CONVENTIONS, PrecisionRecipe, get_precision
 from vramplan.memory.logits import LogitsBytes, logits_bytes
 from vramplan.memory.lora import (
     ADAPTER_BYTES, adapter_activation_bytes_per_token, adapter_groups, adapter_weight_cast_bytes, all_linear_targets,
@@ -47,6 +47,12 @@ METHODS: tuple[str, ...] = ("full", "lora", "qlora")
 ATTENTIONS: tuple[str, ...] = ("flash", "sdpa", "eager")
 RECOMPUTES: tuple[str, ...] = ("none", "selective", "full")
 LOAD_DTYPES: tuple[str, ...] = ("fp32", "bf16", "fp16")
+ACTIVATION_MODELS: tuple[str, ...] = ("derived", "seed")
+DEFAULT_TRAIN_SEQ = 2048
+"""Tokens per training sequence when none is given (``vramplan train``, the web page's
+training form): a fine-tuning length on one GPU. Planning a cluster defaults to
+:data:`vramplan.plans.DEFAULT_PLAN_SEQ`, serving to
+:data:`vramplan.engines.DEFAULT_CONTEXT_TOKENS` (see docs/architecture.md, names)."""
 ALL_LINEAR = "all-linear"
 """peft's ``target_modules="all-linear"``: every linear layer but the output head."""
 
@@ -63,7 +69,7 @@ class TrainingSetup:
     """adamw (foreach), adamw-fused, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum, adafactor, lion."""
     batch: int = 1
     """Micro-batch size (sequences per forward)."""
-    seq: int = 2048
+    seq: int = DEFAULT_TRAIN_SEQ
     """Tokens per sequence."""
     grad_accum: int = 1
     """Micro-batches per optimizer step; above 1 the gradients stay resident through the forward."""
@@ -123,18 +129,18 @@ class TrainingSetup:
             v.names("lora_targets", self.lora_targets)
         for name, allowed in (("method", METHODS), ("attention", ATTENTIONS)):
             if getattr(self, name) not in allowed:
-                raise InputError(f"--{name}: expected one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+                raise InputError(f"{name}: expected one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.recompute is not None and self.recompute not in RECOMPUTES:
-            raise InputError(f"--recompute: expected one of {', '.join(RECOMPUTES)}, got {self.recompute!r}")
-        if self.activation_model not in ("derived", "seed"):
-            raise InputError(f"--activation-model: expected derived or seed, got {self.activation_model!r}")
+            raise InputError(f"recompute: expected one of {', '.join(RECOMPUTES)}, got {self.recompute!r}")
+        if self.activation_model not in ACTIVATION_MODELS:
+            raise InputError(f"activation_model: expected derived or seed, got {self.activation_model!r}")
         get_precision(self.precision)
         get_optimizer(self.optimizer)
         if self.load_dtype is not None:
             if self.load_dtype not in LOAD_DTYPES:
-                raise InputError(f"--load-dtype: expected one of {', '.join(LOAD_DTYPES)}, got {self.load_dtype!r}")
+                raise InputError(f"load_dtype: expected one of {', '.join(LOAD_DTYPES)}, got {self.load_dtype!r}")
             if self.method == "qlora":
-                raise InputError("--load-dtype: QLoRA loads its base in 4 bits; leave --load-dtype out")
+                raise InputError("load_dtype: QLoRA loads its base in 4 bits; leave load_dtype out")
 
     @property
     def recompute_policy(self) -> str:
@@ -487,25 +493,26 @@ def _check_model(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> list
     warnings = []
     if isinstance(spec, ParamOnlyModel):
         if setup.method != "full":
-            raise InputError(f"--method {setup.method}: LoRA adapters need the architecture; give a catalog name or "
-                             f"config.json instead of the bare count {spec.name!r}")
+            raise InputError(f"method {setup.method}: LoRA adapters need the architecture; give a catalog name or "
+                             f"config.json instead of the bare count {spec.name!r}", fields=("method",))
         if setup.opt.layout == "factored":
-            raise InputError(f"--optimizer {setup.optimizer}: factored states need each tensor's shape; give a "
-                             f"catalog name or config.json instead of the bare count {spec.name!r}")
+            raise InputError(f"optimizer {setup.optimizer}: factored states need each tensor's shape; give a "
+                             f"catalog name or config.json instead of the bare count {spec.name!r}",
+                             fields=("optimizer",))
         return [f"{spec.name} is a bare parameter count: weights, gradients and optimizer states only; "
                 f"{', '.join(ParamOnlyModel.NEEDS_ARCHITECTURE)} need the architecture and are left out"]
     if setup.seq > spec.max_position_embeddings:
-        msg = (f"--seq: {setup.seq} exceeds {spec.name}'s max_position_embeddings "
+        msg = (f"seq: {setup.seq} exceeds {spec.name}'s max_position_embeddings "
                f"{spec.max_position_embeddings}")
         if setup.strict:
             raise InputError(msg)
         warnings.append(msg)
     if setup.method == "qlora" and spec.quantization_config:
-        raise InputError(f"--method qlora: {spec.name} is already quantized "
-                         f"({spec.quantization_config.get('quant_method', 'unknown method')}); "
-                         "QLoRA quantizes a 16/32-bit checkpoint to NF4")
+        raise InputError(f"method qlora: {spec.name} is already quantized "
+                         f"({spec.quantization_config.get('quant_method', 'an unknown quant_method')}); "
+                         "QLoRA quantizes a 16/32-bit checkpoint to NF4", fields=("method",))
     if setup.method == "qlora" and setup.precision in ("fp32",):
-        raise InputError("--precision: QLoRA computes in bf16 or fp16; expected bf16-mixed, fp16-mixed, bf16 "
+        raise InputError("precision: QLoRA computes in bf16 or fp16; expected bf16-mixed, fp16-mixed, bf16 "
                          "or fp16, got fp32")
     return warnings
 
@@ -602,7 +609,8 @@ def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSe
             capacity = gpu_spec.usable_memory_bytes
             fit = TrainingFit(largest_micro_batch=largest_micro_batch(spec, setup, capacity),
                               largest_seq=largest_sequence(spec, setup, capacity))
-    return TrainingEstimate(**{f.name: getattr(est, f.name) for f in fields(est)}, fits=fit)
+    return TrainingEstimate(**{**{f.name: getattr(est, f.name) for f in fields(est)}, "fits": fit,
+                               "checkpoint": getattr(spec, "checkpoint", None)})
 
 
 def _gpu(gpu: str | GpuSpec | None) -> GpuSpec | None:
@@ -618,7 +626,7 @@ def _one_accumulation(setup: TrainingSetup, layout: ParallelLayout) -> tuple[Tra
     accum, micro = setup.grad_accum, layout.micro_batches
     if accum != 1 and micro != 1 and accum != micro:
         raise InputError(f"grad_accum {accum} and micro_batches {micro}: both count the micro-batches per "
-                         "optimizer step; give one")
+                         "optimizer step; give one", fields=("grad_accum", "micro_batches"))
     count = max(accum, micro)
     return replace(setup, grad_accum=count), replace(layout, micro_batches=count)
 
@@ -630,8 +638,8 @@ def _layout_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup, lay
     from vramplan.distributed import TrainingJob, estimate_on_layout
 
     if not isinstance(spec, ModelSpec):
-        raise InputError(f"model {spec.name!r}: layout flags need an architecture (a catalog model or "
-                         "config.json); a bare parameter count has none")
+        raise InputError(f"model {spec.name!r}: a parallel layout needs an architecture (a catalog name or "
+                         "config.json); a bare parameter count has none", fields=("model",))
     est = estimate_on_layout(TrainingJob(model=spec, setup=setup), layout)
     if spec.architecture == "encoder_decoder":
         est = replace(est, warnings=est.warnings + (
@@ -639,7 +647,8 @@ def _layout_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup, lay
             "on one GPU)",))
     if gpu is not None:
         est = est.with_verdict(gpu.slug, gpu.usable_memory_bytes)
-    return TrainingEstimate(**{f.name: getattr(est, f.name) for f in fields(est)}, fits=None)
+    return TrainingEstimate(**{**{f.name: getattr(est, f.name) for f in fields(est)}, "fits": None,
+                               "checkpoint": spec.checkpoint})
 
 
 def _single_gpu_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> Estimate:
@@ -722,7 +731,7 @@ def seed_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> Est
     activations)."""
     if isinstance(spec, ParamOnlyModel):
         raise InputError(f"model {spec.name!r}: the seed rule needs hidden, intermediate and layer counts; "
-                         "give a catalog name or config.json")
+                         "give a catalog name or config.json", fields=("model",))
     from vramplan.model.params import count_params
 
     params = count_params(spec).total_params
@@ -756,16 +765,9 @@ def _fits(spec: ModelSpec, setup: TrainingSetup, capacity_bytes: int) -> bool:
 
 def _largest(spec: ModelSpec, setup: TrainingSetup, capacity_bytes: int, field_name: str, cap: int) -> int:
     """Largest value of ``field_name`` (batch or seq) in 1..cap that fits; 0 when none."""
-    if not _fits(spec, replace(setup, **{field_name: 1}), capacity_bytes):
-        return 0
-    lo, hi = 1, cap
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if _fits(spec, replace(setup, **{field_name: mid}), capacity_bytes):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    from vramplan.intmath import largest_true
+
+    return largest_true(lambda n: _fits(spec, replace(setup, **{field_name: n}), capacity_bytes), 1, cap)
 
 
 MAX_SEARCH_BATCH = 4096

@@ -26,6 +26,8 @@ KiB, MiB, GiB, TiB = 1024, 1024**2, 1024**3, 1024**4
 KB, MB, GB, TB = 10**3, 10**6, 10**9, 10**12
 
 ByteUnit = Literal["GiB", "GB"]
+BYTE_UNITS: tuple[ByteUnit, ...] = ("GiB", "GB")
+"""Binary (GiB = 1024**3 B, as nvidia-smi) or decimal (GB = 10**9 B) units of the tables."""
 
 _PARAM_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
 _NUMBER = r"(?P<num>[0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)"

@@ -66,13 +66,17 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning core errors into one-line messages."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args = argv if argv is not None else sys.argv[1:]
+    debug = "--debug" in args
     try:
         cli.main(args=argv, prog_name="vramplan", standalone_mode=False)
     except VramplanError as exc:
         if debug:
             raise
-        click.echo(f"error: {exc}", err=True)
+        from vramplan.cli.common import flag_message
+
+        command = next((a for a in args if not a.startswith("-")), "")
+        click.echo(f"error: {flag_message(exc, command_flags(command))}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
@@ -91,6 +95,22 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     return 0
+
+
+def command_flags(command: str) -> dict[str, str]:
+    """Field -> flag for ``command``: from the option declarations
+    (:func:`vramplan.options.flags_by_field`), or for a command declaring its own click
+    options (trace, validate, serve), from those; an argument shows as its metavar
+    (``model`` -> ``MODEL``)."""
+    from vramplan.options import QUESTION_OPTIONS, flags_by_field
+
+    if command not in COMMANDS or not _module_exists(COMMANDS[command][0]):
+        return {}
+    params = importlib.import_module(COMMANDS[command][0]).command.params
+    flags = {p.name: p.name.upper() for p in params if isinstance(p, click.Argument) and p.name}
+    if command in (*QUESTION_OPTIONS, "params", "models", "gpus", "rl"):
+        return {**flags, **flags_by_field(command)}
+    return {**flags, **{p.name: p.opts[0] for p in params if isinstance(p, click.Option) and p.name}}
 
 
 def run() -> None:

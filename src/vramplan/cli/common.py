@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from typing import Any
 
@@ -22,13 +23,28 @@ def units_option(func: Any) -> Any:
 
 
 def emit_json(data: Any) -> None:
-    """Write ``data`` as indented JSON to stdout, naming the model's source when it was
-    read from files (:func:`vramplan.cli.model_options.remember_source`)."""
-    ctx = click.get_current_context(silent=True)
-    source = ctx.meta.get("vramplan.model_source") if ctx is not None else None
-    if source and isinstance(data, dict):
-        data = {**data, **source}
+    """Write ``data`` (a result's ``to_dict()``) as indented JSON to stdout."""
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def flag_message(exc: Exception, flags: dict[str, str]) -> str:
+    """The message of a core error as the command line shows it: each field it names
+    (:attr:`vramplan.errors.VramplanError.fields`) replaced by its flag in ``flags``
+    (field -> flag, :func:`vramplan.options.flags_by_field`)."""
+    from vramplan.errors import UnknownNameError, VramplanError
+
+    if not isinstance(exc, VramplanError):
+        return str(exc)
+    if isinstance(exc, UnknownNameError):  # "unknown optimizer 'x'": the kind is a word, the hint names fields
+        return exc.lead + (f" ({_flagged(exc.hint, exc.fields, flags)})" if exc.hint else "")
+    return _flagged(str(exc), exc.fields, flags)
+
+
+def _flagged(text: str, fields: tuple[str, ...], flags: dict[str, str]) -> str:
+    for name in sorted(fields, key=len, reverse=True):
+        if name in flags:
+            text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", flags[name], text)
+    return text
 
 
 def console():
@@ -119,6 +135,8 @@ def click_options(options) -> Any:
     def param(o) -> Any:
         if o.kind == "flag":
             return click.option(*o.all_flags, o.name, is_flag=True, help=o.help)
+        if o.multiple:
+            return click.option(*o.all_flags, o.name, multiple=True, help=o.help)
         if o.kind == "switch":
             return click.option(f"{o.all_flags[0]}/{o.off_flag}", o.name, default=o.default, help=o.help)
         kind: Any = {"int": int, "float": float, "str": str}[o.kind]

@@ -30,19 +30,4 @@ def model_from_cli(model: str | None, arch: dict[str, int]):
     """Resolve MODEL, or build a custom architecture from flags (not both)."""
     from vramplan.questions import model_from
 
-    spec = model_from({"model": model, **arch})
-    remember_source(spec)
-    return spec
-
-
-SOURCE_META_KEY = "vramplan.model_source"
-"""Where :func:`model_from_cli` leaves the model's source for ``--json`` output."""
-
-
-def remember_source(spec) -> None:
-    """Keep the source and stored inventory of a model read from files, so the command's
-    JSON names them (``"source": {"kind", "repo", "revision", "files"}``)."""
-    stored = getattr(spec, "checkpoint", None)
-    ctx = click.get_current_context(silent=True)
-    if stored is not None and ctx is not None:
-        ctx.meta[SOURCE_META_KEY] = {"source": stored.source.to_dict(), "checkpoint": stored.to_dict()}
+    return model_from({"model": model, **arch})

@@ -34,10 +34,10 @@ def resolved_context(spec: ModelSpec, setup: InferenceSetup) -> tuple[int, tuple
         return min(DEFAULT_CONTEXT_TOKENS, spec.max_position_embeddings), ()
     limit = spec.max_position_embeddings
     if setup.context > limit:
-        msg = (f"--context {setup.context:,} exceeds {spec.name}'s max_position_embeddings={limit:,}: "
+        msg = (f"context {setup.context:,} exceeds {spec.name}'s max_position_embeddings={limit:,}: "
                "quality is not guaranteed beyond it")
         if setup.strict:
-            raise InputError(msg)
+            raise InputError(msg, fields=("context",))
         return setup.context, (msg,)
     return setup.context, ()
 

@@ -33,11 +33,11 @@ the last decode step (cache of the full context + its concat transient).
 
 from __future__ import annotations
 
-from vramplan.dtypes import get_dtype
+from vramplan.dtypes import FP32_BYTES, get_dtype
 from vramplan.engines import Job, base_estimate, peak_of, with_gpu_verdict
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
-from vramplan.memory.inference_buffers import (FP32_BYTES, ForwardShape, attention_mask_bytes, hf_layer_flow, layer_peak_bytes,
+from vramplan.memory.inference_buffers import (ForwardShape, attention_mask_bytes, hf_layer_flow, layer_peak_bytes,
                                               logits_bytes)
 from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_cache_bytes, kv_row_elements
 from vramplan.memory.overhead import allocator_slack_component, fixed_overhead_components
@@ -133,11 +133,12 @@ def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Compon
 def build(job: Job) -> Estimate:
     setup, spec = job.setup, job.spec
     if not isinstance(job.weights, WeightFormat):
-        raise InputError(f"--weights {job.weights.name}: transformers dequantizes GGUF files to 16-bit on load "
-                         "(from_pretrained(gguf_file=...)); use --weights fp16, or --engine llamacpp")
+        raise InputError(f"weights {job.weights.name}: transformers dequantizes GGUF files to 16-bit on load "
+                         "(from_pretrained(gguf_file=...)); use weights fp16, or engine llamacpp",
+                         fields=("weights", "engine"))
     kv_dtype = get_kv_dtype(setup.kv_dtype or job.compute_dtype)
     check_engine_kv_dtype(kv_dtype, "transformers DynamicCache", HF_KV_DTYPES)
-    act_bytes = get_dtype(job.compute_dtype).bits // 8
+    act_bytes = get_dtype(job.compute_dtype).element_bytes
     weights = weight_split_components(spec, job.weights, setup.tp)
     chunk = min(job.prompt, setup.prefill_chunk or job.prompt)
     kv_note = f"{kv_dtype.name}, batch {setup.batch}"

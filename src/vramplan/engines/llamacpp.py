@@ -22,11 +22,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from vramplan.dtypes import FP16_BYTES, FP32_BYTES
 from vramplan.engines import Job, base_estimate, with_gpu_verdict
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.gguf_types import GgufRecipe, get_recipe
-from vramplan.memory.inference_buffers import FP32_BYTES, ForwardShape, mlp_phase_bytes
+from vramplan.intmath import round_up
+from vramplan.memory.inference_buffers import ForwardShape, mlp_phase_bytes
 from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_bytes_per_token_per_layer
 from vramplan.memory.overhead import fixed_overhead_components
 from vramplan.memory.stored_weights import stored_applies, stored_layer_split
@@ -34,7 +36,7 @@ from vramplan.memory.weights import LayerWeights, gguf_group_bytes, layer_weight
 from vramplan.model.spec import ModelSpec
 from vramplan.quant import WeightFormat
 
-F16_BYTES = 2
+F16_BYTES = FP16_BYTES
 """The flash-attention mask is f16."""
 
 LLAMACPP_KV_DTYPES = ("fp32", "fp16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
@@ -52,12 +54,12 @@ def gguf_recipe(job: Job) -> GgufRecipe:
         return job.weights
     if isinstance(job.weights, WeightFormat) and job.weights.name in _PLAIN_TO_GGUF:
         return get_recipe(_PLAIN_TO_GGUF[job.weights.name])
-    raise InputError(f"--weights {job.weights.name}: llama.cpp runs GGUF files; choose a GGUF recipe such as "
-                     "Q4_K_M, Q5_K_M, Q8_0 or F16")
+    raise InputError(f"weights {job.weights.name}: llama.cpp runs GGUF files; choose a GGUF recipe such as "
+                     "Q4_K_M, Q5_K_M, Q8_0 or F16", fields=("weights",))
 
 
 def _pad(cells: int) -> int:
-    return -(-cells // KV_PAD_CELLS) * KV_PAD_CELLS
+    return round_up(cells, KV_PAD_CELLS)
 
 
 def kv_cells_per_layer(spec: ModelSpec, context: int, slots: int, n_ubatch: int) -> list[int]:
@@ -121,8 +123,8 @@ def host_compute_buffer_bytes(spec: ModelSpec, *, n_ubatch: int, n_kv: int) -> i
 def build(job: Job) -> Estimate:
     setup, spec = job.setup, job.spec
     if setup.tp != 1:
-        raise InputError(f"--tp {setup.tp}: llama.cpp splits by layer (--n-gpu-layers), not by tensor parallelism "
-                         "here; use --tp 1")
+        raise InputError(f"tp {setup.tp}: llama.cpp splits by layer (n_gpu_layers), not by tensor parallelism "
+                         "here; use tp=1", fields=("tp", "n_gpu_layers"))
     recipe = gguf_recipe(job)
     kv_dtype = get_kv_dtype(setup.kv_dtype or "fp16")
     check_engine_kv_dtype(kv_dtype, "llama.cpp", LLAMACPP_KV_DTYPES)

@@ -59,8 +59,8 @@ def _layer(spec: ModelSpec, shape: ForwardShape, job: Job, note: str) -> Compone
 def build(job: Job, input_tokens: int) -> Estimate:
     setup, spec = job.setup, job.spec
     if setup.engine != "hf":
-        raise InputError(f"--engine {setup.engine}: {spec.model_type} ({spec.architecture.replace('_', '-')}) is "
-                         "estimated for transformers only; use --engine hf")
+        raise InputError(f"engine: {setup.engine} is not modelled for {spec.model_type} "
+                         f"({spec.architecture.replace('_', '-')}); it is estimated for transformers only (engine hf)")
     if not isinstance(job.weights, WeightFormat):
         raise InputError(f"--weights {job.weights.name}: not a transformers weights format; use --weights fp16")
     kv_dtype = get_kv_dtype(setup.kv_dtype or job.compute_dtype)

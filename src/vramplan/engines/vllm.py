@@ -27,10 +27,11 @@ or more other than A100, else 256 / 2048.
 
 from __future__ import annotations
 
-from vramplan.dtypes import get_dtype
+from vramplan.dtypes import FP32_BYTES, get_dtype
 from vramplan.engines import Job, base_estimate, with_gpu_verdict
 from vramplan.estimate import Component, Estimate
-from vramplan.memory.inference_buffers import FP32_BYTES, ForwardShape, layer_peak_bytes
+from vramplan.intmath import largest_true
+from vramplan.memory.inference_buffers import ForwardShape, layer_peak_bytes
 from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_bytes_per_token_per_layer, kv_cache_bytes
 from vramplan.memory.overhead import fixed_overhead_components
 from vramplan.memory.weights import weight_split_components
@@ -120,20 +121,14 @@ def _max_context_at_batch(job: Job, budget: int, dtype: str) -> int:
         return kv_cache_bytes(job.spec, context_tokens=ctx, batch=job.setup.batch, dtype=dtype, tp=job.setup.tp,
                               block_size=job.setup.block_size)
 
-    lo, hi = 0, job.spec.max_position_embeddings
-    if need(hi) <= budget:
-        return hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if need(mid) <= budget else (lo, mid)
-    return lo
+    return largest_true(lambda ctx: need(ctx) <= budget, 1, job.spec.max_position_embeddings)
 
 
 def build(job: Job) -> Estimate:
     setup, spec = job.setup, job.spec
     kv_dtype = get_kv_dtype(setup.kv_dtype or job.compute_dtype)
     check_engine_kv_dtype(kv_dtype, "vLLM", VLLM_KV_DTYPES)
-    act_bytes = get_dtype(job.compute_dtype).bits // 8
+    act_bytes = get_dtype(job.compute_dtype).element_bytes
     seqs, batched = scheduler_defaults(job)
     weights = weight_split_components(spec, job.weights, setup.tp)
     weight_bytes = sum(c.bytes for c in weights)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def compute_dtype(precision: str) -> str:
     """The 16-bit dtype (``bf16``/``fp16``) a training precision computes in, or ``fp32``."""
-    from vramplan.memory.gradients import get_precision
+    from vramplan.memory.precision import get_precision
 
     return get_precision(precision).compute_dtype
 

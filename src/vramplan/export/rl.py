@@ -30,6 +30,7 @@ Every field name below was read from the framework's own code:
 
 from __future__ import annotations
 
+from vramplan.intmath import ceil_div
 from vramplan.errors import InputError
 from vramplan.jobs.footprints import score_micro_batch
 from vramplan.jobs.roles import RLJob
@@ -133,7 +134,7 @@ def verl(job: RLJob) -> str:
         out += [f"critic.model.path={_hub(job)}", f"critic.ppo_micro_batch_size_per_gpu={job.critic_role.setup.batch}"]
     if job.reward_roles:
         out += ["reward_model.enable=True", f"reward_model.model.path={_hub(job)}"]
-    nodes = -(-job.gpus // job.gpus_per_node)
+    nodes = ceil_div(job.gpus, job.gpus_per_node)
     out += [f"trainer.n_gpus_per_node={min(job.gpus, job.gpus_per_node)}", f"trainer.nnodes={nodes}"]
     comment = "# verl sleeps the engine at level 2 in the hybrid engine (vllm_async_server.py)\n" \
         if e.sleep_level == 1 else ""
@@ -147,7 +148,7 @@ def openrlhf(job: RLJob) -> str:
                          f"for --algo {job.algo}")
     e, pol, setup = job.rollout, job.policy, job.policy.setup
     node = min(job.trainer_gpus, job.gpus_per_node)
-    nodes = -(-job.trainer_gpus // job.gpus_per_node)
+    nodes = ceil_div(job.trainer_gpus, job.gpus_per_node)
     estimator = {"grpo": "group_norm", "rloo": "rloo", "ppo": "gae"}.get(job.algo, "group_norm")
     zero = {"zero2": 2, "zero3": 3, "zero3-offload": 3, "fsdp": 3, "none": 0}[job.sharding]
     args = ["--actor.model_name_or_path", _hub(job),

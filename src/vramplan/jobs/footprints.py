@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from vramplan.dtypes import get_dtype
+from vramplan.dtypes import BF16_BYTES, get_dtype
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
+from vramplan.intmath import ceil_div
 from vramplan.jobs.roles import FrozenRole, RLJob, RolloutEngine, TrainerRole
 from vramplan.model.spec import ModelSpec
 
-COMPUTE_BYTES = 2
+COMPUTE_BYTES = BF16_BYTES
 """bf16/fp16: the dtype weights are synced and forward passes run in."""
 
 
@@ -195,7 +196,7 @@ def frozen_footprint(job: RLJob, name: str, role: FrozenRole, spec: ModelSpec, *
     full = sum(c.bytes for c in weight_components(spec, role.weights))
     sharded = job.sharding in ("fsdp", "zero3", "zero3-offload") and job.trainer_gpus > 1
     world = job.trainer_gpus
-    weights = -(-full // world) if sharded else full
+    weights = ceil_div(full, world) if sharded else full
     elem = get_dtype(role.weights).bytes_for(1) if _plain(role.weights) else COMPUTE_BYTES
     gathered = layer_params(spec) * elem if sharded else 0
     forward = forward_transient_bytes(spec, sequences=score_micro_batch(job), tokens=job.sequence_tokens,
@@ -256,7 +257,7 @@ def engine_setup(job: RLJob, engine: RolloutEngine, *, sequences: int):
 
     context = engine.max_model_len or job.sequence_tokens
     if context < job.sequence_tokens:
-        raise InputError(f"--max-model-len: {context} is shorter than prompt + completion = "
+        raise InputError(f"max_model_len: {context} is shorter than prompt + completion = "
                          f"{job.prompt_tokens} + {job.completion_tokens}")
     return InferenceSetup(engine="vllm", gpu=job.gpu, gpu_memory_utilization=engine.gpu_memory_utilization,
                           tp=engine.tp, batch=sequences, context=context, prompt=job.prompt_tokens,
@@ -277,7 +278,7 @@ def engine_weights(job: RLJob, engine: RolloutEngine) -> str | None:
 def sequences_per_instance(job: RLJob) -> int:
     """Sequences one engine instance (one TP group) generates per rollout step."""
     instances = max(1, job.engine_gpus // job.rollout.tp)
-    return -(-job.rollout_sequences // instances)
+    return ceil_div(job.rollout_sequences, instances)
 
 
 def engine_footprint(job: RLJob, spec: ModelSpec, *, shared_process: bool) -> EngineFootprint:
@@ -343,5 +344,5 @@ def rollout_batch_bytes(job: RLJob) -> int:
     :data:`ROLLOUT_BYTES_PER_TOKEN` (0 for offline algorithms)."""
     if not job.has_rollout:
         return 0
-    sequences = -(-job.rollout_sequences // job.trainer_gpus)
+    sequences = ceil_div(job.rollout_sequences, job.trainer_gpus)
     return sequences * job.sequence_tokens * ROLLOUT_BYTES_PER_TOKEN

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vramplan.intmath import ceil_div
 from vramplan.jobs.phases import Composition, GpuGroup, HostTerm, Roles, compose, resolve_roles
 from vramplan.jobs.roles import RLJob
 
@@ -107,7 +108,7 @@ def _rollout_facts(job: RLJob, roles: Roles) -> RolloutFacts | None:
         return None
     by_kv = e.kv_pool_bytes // e.kv_per_sequence_bytes if e.kv_per_sequence_bytes else 0
     concurrent = min(by_kv, e.max_num_seqs)
-    waves = -(-e.sequences_per_instance // concurrent) if concurrent else 0
+    waves = ceil_div(e.sequences_per_instance, concurrent) if concurrent else 0
     return RolloutFacts(gpu_memory_utilization=job.rollout.gpu_memory_utilization, tp=job.rollout.tp,
                         sleep_level=job.rollout.sleep_level if job.placement == "colocated" else 0,
                         instances=job.engine_gpus // job.rollout.tp, sequences_per_instance=e.sequences_per_instance,

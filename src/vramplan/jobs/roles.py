@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from vramplan.errors import InputError
+from vramplan.validate import integer
 from vramplan.training import TrainingSetup
 
 Algo = Literal["grpo", "ppo", "dpo", "rloo", "online-dpo"]
@@ -138,22 +139,17 @@ class RolloutEngine:
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
-            raise InputError(f"--engine: expected one of {', '.join(ENGINES)}, got {self.engine!r} "
+            raise InputError(f"engine: expected one of {', '.join(ENGINES)}, got {self.engine!r} "
                              "(SGLang's memory model is not built)")
         u = self.gpu_memory_utilization
         if isinstance(u, bool) or not isinstance(u, (int, float)) or not 0 < u <= 1:
-            raise InputError(f"--gpu-memory-utilization: expected a fraction in (0, 1], got {u!r}")
-        _positive("rollout-tp", self.tp)
+            raise InputError(f"gpu_memory_utilization: expected a fraction in (0, 1], got {u!r}")
+        integer("tp", self.tp)
         for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens"):
             if getattr(self, name) is not None:
-                _positive(name, getattr(self, name))
+                integer(name, getattr(self, name))
         if self.sleep_level not in SLEEP_LEVELS:
-            raise InputError(f"--sleep-level: expected 0, 1 or 2, got {self.sleep_level!r}")
-
-
-def _positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"--{name.replace('_', '-')}: expected a positive integer, got {value!r}")
+            raise InputError(f"sleep_level: expected 0, 1 or 2, got {self.sleep_level!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,26 +211,26 @@ class RLJob:
             from vramplan.naming import close_matches
 
             hint = close_matches(str(self.algo), tuple(ALGOS))
-            raise InputError(f"--algo: expected one of {', '.join(ALGOS)}, got {self.algo!r}"
+            raise InputError(f"algo: expected one of {', '.join(ALGOS)}, got {self.algo!r}"
                              + (f"; did you mean {hint[0]!r}?" if hint else ""))
         if self.placement not in ("colocated", "split"):
-            raise InputError(f"--placement: expected colocated or split, got {self.placement!r}")
+            raise InputError(f"placement: expected colocated or split, got {self.placement!r}")
         if self.engine_process not in ("shared", "separate"):
-            raise InputError(f"--engine-process: expected shared or separate, got {self.engine_process!r}")
+            raise InputError(f"engine_process: expected shared or separate, got {self.engine_process!r}")
         if self.sharding not in SHARDINGS:
-            raise InputError(f"--sharding: expected one of {', '.join(SHARDINGS)}, got {self.sharding!r}")
+            raise InputError(f"sharding: expected one of {', '.join(SHARDINGS)}, got {self.sharding!r}")
         for name in ("gpus", "gpus_per_node", "prompts_per_step", "generations", "prompt_tokens",
                      "completion_tokens"):
-            _positive(name.replace("_", "-"), getattr(self, name))
+            integer(name, getattr(self, name))
         for name in ("rollout_gpus", "score_micro_batch"):
             if getattr(self, name) is not None:
-                _positive(name, getattr(self, name))
+                integer(name, getattr(self, name))
         if self.kl_coef is not None and (isinstance(self.kl_coef, bool) or not self.kl_coef >= 0):
-            raise InputError(f"--kl-coef: expected a number >= 0, got {self.kl_coef!r}")
+            raise InputError(f"kl_coef: expected a number >= 0, got {self.kl_coef!r}")
         if self.gpus > MAX_GPUS:
-            raise InputError(f"--gpus: expected at most {MAX_GPUS:,}, got {self.gpus:,}")
+            raise InputError(f"gpus: expected at most {MAX_GPUS:,}, got {self.gpus:,}")
         if self.placement == "split" and self.gpus < 2:
-            raise InputError(f"--gpus: a split placement needs at least 2 GPUs, got {self.gpus}")
+            raise InputError(f"gpus: a split placement needs at least 2 GPUs, got {self.gpus}")
 
     @property
     def spec(self) -> AlgoSpec:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from vramplan.errors import VramplanError
+from vramplan.intmath import largest_true
 from vramplan.jobs.result import RLEstimate, estimate_rl
 from vramplan.jobs.roles import RLJob
 
@@ -37,16 +38,6 @@ def _fits(job: RLJob) -> bool:
         return estimate_rl(job).fits
     except VramplanError:
         return False
-
-
-def _bisect_last_true(lo: int, hi: int, ok) -> int:
-    """Largest n in [lo, hi] with ok(n), given ok is True then False; lo - 1 when none."""
-    if not ok(lo):
-        return lo - 1
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
-    return lo
 
 
 def _with_utilization(job: RLJob, hundredths: int) -> RLJob:
@@ -81,8 +72,8 @@ def utilization_range(job: RLJob) -> UtilizationRange:
         return all(g.fits for g in est.groups)
 
     # starts() is False then True as the utilisation grows; memory_fits() True then False.
-    first = steps + 1 - _bisect_last_true(1, steps, lambda n: starts(steps + 1 - n)) if starts(steps) else None
-    last = _bisect_last_true(1, steps, memory_fits)
+    first = steps + 1 - largest_true(lambda n: starts(steps + 1 - n), 1, steps) if starts(steps) else None
+    last = largest_true(memory_fits, 1, steps)
     if first is None or last < first:
         return UtilizationRange(smallest=first / 100 if first else None, largest=None)
     return UtilizationRange(smallest=first / 100, largest=last / 100)
@@ -96,7 +87,7 @@ def longest_completion(job: RLJob) -> int:
     limit = resolve_model(job.model).max_position_embeddings - job.prompt_tokens
     if limit < 1:
         return 0
-    return max(0, _bisect_last_true(1, limit, lambda n: _fits(replace(job, completion_tokens=n))))
+    return max(0, largest_true(lambda n: _fits(replace(job, completion_tokens=n)), 1, limit))
 
 
 def most_generations(job: RLJob) -> int:
@@ -112,7 +103,7 @@ def most_generations(job: RLJob) -> int:
             return False
         return est.fits and est.rollout is not None and est.rollout.waves == 1
 
-    return max(0, _bisect_last_true(1, MAX_GENERATIONS_SEARCHED, ok))
+    return max(0, largest_true(ok, 1, MAX_GENERATIONS_SEARCHED))
 
 
 @dataclass(frozen=True, kw_only=True)

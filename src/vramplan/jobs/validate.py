@@ -24,54 +24,57 @@ SHAPE_FIELDS = ("num_layers", "hidden_size", "num_attention_heads", "num_kv_head
                 "intermediate_size", "vocab_size")
 
 
-def _resolve(model, default: ModelSpec, flag: str) -> ModelSpec:
+def _resolve(model, default: ModelSpec, field: str) -> ModelSpec:
     if model is None:
         return default
     spec = resolve_model(model)
     if isinstance(spec, ParamOnlyModel):
-        raise InputError(f"{flag} {spec.name!r}: a bare parameter count has no architecture; give a catalog name "
-                         "or config.json")
+        raise InputError(f"{field} {spec.name!r}: a bare parameter count has no architecture; give a catalog name "
+                         "or config.json", fields=(field,))
     return spec
 
 
 def role_specs(job: RLJob) -> dict[str, ModelSpec]:
     """The ModelSpec of every role, checked against the policy's."""
-    policy = _resolve(job.model, None, "MODEL") if job.model is not None else None
+    policy = _resolve(job.model, None, "model") if job.model is not None else None
     if policy is None:
-        raise InputError("MODEL: expected a model name or config.json, got nothing")
-    specs = {"policy": _resolve(job.policy.model, policy, "--policy-model")}
+        raise InputError("model: expected a model name or config.json, got nothing")
+    specs = {"policy": _resolve(job.policy.model, policy, "policy.model")}
     policy = specs["policy"]
     if job.critic_role is not None:
-        specs["critic"] = _resolve(job.critic_role.model, policy, "--critic-model")
-        _same_vocab(specs["critic"], policy, "--critic-model")
+        specs["critic"] = _resolve(job.critic_role.model, policy, "critic.model")
+        _same_vocab(specs["critic"], policy, "critic.model")
     if job.reference_role is not None:
-        specs["reference"] = _resolve(job.reference_role.model, policy, "--reference-model")
-        _same_vocab(specs["reference"], policy, "--reference-model")
+        specs["reference"] = _resolve(job.reference_role.model, policy, "reference.model")
+        _same_vocab(specs["reference"], policy, "reference.model")
     rewards = job.reward_roles
     for i, r in enumerate(rewards):
         name = "reward" if len(rewards) == 1 else f"reward{i + 1}"
-        specs[name] = _resolve(r.model, policy, "--reward-model")
+        specs[name] = _resolve(r.model, policy, "rewards")
     if job.has_rollout:
         specs["rollout"] = policy
         check_engine_tp(policy, job.rollout.tp)
         if job.engine_gpus % job.rollout.tp:
-            raise LayoutError(f"--rollout-tp {job.rollout.tp} does not divide the {job.engine_gpus} engine GPUs")
+            raise LayoutError(f"rollout.tp {job.rollout.tp} does not divide the {job.engine_gpus} engine GPUs",
+                              fields=("rollout.tp",))
         if job.placement == "split" and job.trainer_gpus < 1:
-            raise InputError(f"--rollout-gpus {job.engine_gpus}: leaves no GPU for the trainer out of {job.gpus}")
+            raise InputError(f"rollout_gpus {job.engine_gpus}: leaves no GPU for the trainer out of {job.gpus}",
+                             fields=("rollout_gpus",))
     return specs
 
 
-def _same_vocab(spec: ModelSpec, policy: ModelSpec, flag: str) -> None:
+def _same_vocab(spec: ModelSpec, policy: ModelSpec, field: str) -> None:
     if spec.vocab_size != policy.vocab_size:
-        raise InputError(f"{flag} {spec.name!r}: vocab_size {spec.vocab_size:,} differs from the policy's "
-                         f"{policy.vocab_size:,} ({policy.name}); the roles share one tokenizer")
+        raise InputError(f"{field} {spec.name!r}: vocab_size {spec.vocab_size:,} differs from the policy's "
+                         f"{policy.vocab_size:,} ({policy.name}); the roles share one tokenizer", fields=(field,))
 
 
 def check_engine_tp(spec: ModelSpec, tp: int) -> None:
     """vLLM's head split (see the module docstring)."""
     heads, kv = spec.num_attention_heads, spec.num_kv_heads
     if heads % tp:
-        raise LayoutError(f"--rollout-tp {tp} does not divide {spec.name}'s num_attention_heads={heads}")
+        raise LayoutError(f"rollout.tp {tp} does not divide {spec.name}'s num_attention_heads={heads}",
+                          fields=("rollout.tp",))
     if kv % tp and tp % kv:
-        raise LayoutError(f"--rollout-tp {tp} and num_kv_heads={kv}: tp must divide the KV heads or be a "
-                          "multiple of them")
+        raise LayoutError(f"rollout.tp {tp} and num_kv_heads={kv}: tp must divide the KV heads or be a "
+                          "multiple of them", fields=("rollout.tp",))

@@ -6,7 +6,7 @@ Notation: ``t`` tokens of the micro-batch on this GPU (``batch x seq / cp``), ``
 hidden size, ``a`` query heads, ``q``/``kv`` the widths of all query / key-value
 heads, ``i`` MLP width, ``s`` sequence length. ``r`` is the byte size of the residual
 stream, ``c`` of the compute dtype, ``f = 4`` of fp32 (see
-:class:`~vramplan.memory.gradients.PrecisionRecipe`). Per token and layer:
+:class:`~vramplan.memory.precision.PrecisionRecipe`). Per token and layer:
 
 - residual stream: the layer input and the sum after attention, ``2 r h``.
 - each norm (HF ``LlamaRMSNorm``: upcast, ``rsqrt``, normalise, cast back, scale):
@@ -54,7 +54,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from vramplan.memory.gradients import PrecisionRecipe
+from vramplan.memory.precision import PrecisionRecipe
 from vramplan.model.spec import MLASpec, ModelSpec, MoESpec
 from vramplan.model.tensors import model_tensors
 

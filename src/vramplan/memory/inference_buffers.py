@@ -18,13 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from vramplan.dtypes import FP32_BYTES
 from vramplan.memory.weights import kv_heads_per_rank
 from vramplan.model.spec import MLASpec, ModelSpec
 
 AttentionImpl = Literal["eager", "sdpa", "flash"]
 
-FP32_BYTES = 4
-"""Softmax in eager attention and the logits upcast run in fp32 (4 bytes)."""
+# Softmax in eager attention and the logits upcast run in fp32 (FP32_BYTES, from vramplan.dtypes).
 
 
 @dataclass(frozen=True, kw_only=True)

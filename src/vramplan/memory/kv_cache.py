@@ -12,6 +12,9 @@ Per layer and token, one rank of ``tp`` holds
 - MLA, expanded (transformers' ``DeepseekV3Attention`` caches decompressed keys and
   values): ``heads x (qk_head_dim + v_head_dim)`` elements.
 
+- DeepSeek sparse attention (DeepSeek-V3.2, GLM-5) adds the indexer's key cache: one
+  ``index_head_dim`` row per token in each indexer layer.
+
 Tokens held per sequence: a full-attention layer holds the whole context, a
 sliding-window layer at most ``sliding_window`` tokens (``ModelSpec.attention_kinds()``;
 Mistral v0.1, Gemma 2/3, gpt-oss), a chunked layer (Llama 4) at most one
@@ -30,11 +33,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from vramplan.intmath import ceil_div, round_up
 from vramplan.errors import InputError
 from vramplan.gguf_types import GGML_TYPES
 from vramplan.memory.recurrent_state import recurrent_state_bytes
 from vramplan.memory.weights import kv_heads_per_rank
 from vramplan.model.spec import ModelSpec
+from vramplan.validate import BATCH_MAX, LENGTH_MAX, integer
 from vramplan.naming import lookup, normalize_name
 
 MLACache = Literal["latent", "expanded"]
@@ -59,7 +64,7 @@ class KVDType:
     def row_bytes(self, num_elements: int) -> int:
         """Bytes of ``num_elements`` elements (whole blocks; llama.cpp requires the row
         to be a multiple of the block, :func:`kv_cache_bytes` checks)."""
-        return -(-num_elements // self.block_elements) * self.block_bytes
+        return ceil_div(num_elements, self.block_elements) * self.block_bytes
 
 
 def _ggml(name: str) -> KVDType:
@@ -92,26 +97,54 @@ def get_kv_dtype(name: str | KVDType) -> KVDType:
     key = normalize_name(str(name))
     key = normalize_name(_KV_ALIASES.get(key.replace("-", "_"), key))
     table = {normalize_name(k): v for k, v in KV_DTYPES.items()}
-    return lookup("kv cache dtype", key, table, hint=f"--kv-dtype: one of {', '.join(KV_DTYPES)}")
+    return lookup("kv cache dtype", key, table, hint=f"kv_dtype: one of {', '.join(KV_DTYPES)}")
 
 
 def check_engine_kv_dtype(dtype: KVDType, engine: str, allowed: tuple[str, ...]) -> None:
     """Refuse a cache dtype the engine does not offer (one line naming its choices)."""
     if dtype.name not in allowed:
-        raise InputError(f"--kv-dtype {dtype.name}: not a {engine} cache type; expected one of {', '.join(allowed)}")
+        raise InputError(f"kv_dtype {dtype.name}: not a {engine} cache type; expected one of {', '.join(allowed)}",
+                         fields=("kv_dtype",))
 
 
-def kv_row_elements(spec: ModelSpec, *, tp: int = 1, mla_cache: MLACache = "latent") -> tuple[int, int]:
+def kv_row_elements(spec: ModelSpec, *, tp: int = 1, mla_cache: MLACache = "latent",
+                    layer: int | None = None) -> tuple[int, int]:
     """(elements of one cached K row, of one cached V row) per token and layer on one
-    TP rank. MLA's latent cache is one row of ``kv_lora_rank + qk_rope_head_dim`` (V
-    is read from the same latent: second element 0)."""
+    TP rank; of layer ``layer`` when layers differ (Gemma 4), else of every layer. MLA's
+    latent cache is one row of ``kv_lora_rank + qk_rope_head_dim`` (V is read from the
+    same latent: second element 0)."""
     if spec.mla is not None:
         if mla_cache == "latent":
             return spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim, 0
         heads = spec.num_attention_heads // tp
         return heads * spec.mla.qk_head_dim, heads * spec.mla.v_head_dim
-    width = kv_heads_per_rank(spec, tp) * spec.head_dim
-    return width, width
+    if layer is None:
+        heads, k_dim, v_dim = kv_heads_per_rank(spec, tp), spec.head_dim, spec.value_head_dim or spec.head_dim
+    else:
+        heads, k_dim, v_dim = (_layer_kv_heads_per_rank(spec, layer, tp), spec.layer_head_dim(layer),
+                               spec.layer_value_head_dim(layer))
+    return heads * k_dim, heads * v_dim
+
+
+def _layer_kv_heads_per_rank(spec: ModelSpec, layer: int, tp: int) -> int:
+    """Layer ``layer``'s KV heads on one rank (one replicated head when tp exceeds them)."""
+    return max(1, spec.layer_num_kv_heads(layer) // tp)
+
+
+def _per_layer_geometry(spec: ModelSpec) -> bool:
+    return bool(spec.layer_head_dims or spec.layer_kv_heads or spec.kv_shared_layers)
+
+
+def layer_kv_bytes_per_token(spec: ModelSpec, layer: int, dtype: str | KVDType = "fp16", *, tp: int = 1,
+                             mla_cache: MLACache = "latent") -> int:
+    """Bytes layer ``layer`` caches per token on one rank: 0 for a layer without
+    attention or one that reads an earlier layer's KV (Gemma 4 ``num_kv_shared_layers``),
+    else its K and V rows with its own head width and KV heads."""
+    if spec.mixer(layer) != "attention" or spec.is_kv_shared(layer):
+        return 0
+    d = get_kv_dtype(dtype)
+    k, v = kv_row_elements(spec, tp=tp, mla_cache=mla_cache, layer=layer)
+    return d.row_bytes(k) + (d.row_bytes(v) if v else 0)
 
 
 def kv_bytes_per_token_per_layer(spec: ModelSpec, dtype: str | KVDType = "fp16", *, tp: int = 1,
@@ -127,7 +160,22 @@ def kv_bytes_per_token(spec: ModelSpec, dtype: str | KVDType = "fp16", *, tp: in
     """Bytes per token over all layers on one rank, before any window cap (what a
     token costs in a context shorter than every window). Llama-2-7B in fp16:
     2 x 32 layers x 32 heads x 128 x 2 B = 524,288 B = 512 KiB."""
-    return spec.num_attention_layers * kv_bytes_per_token_per_layer(spec, dtype, tp=tp, mla_cache=mla_cache)
+    if _per_layer_geometry(spec):
+        attention = sum(layer_kv_bytes_per_token(spec, i, dtype, tp=tp, mla_cache=mla_cache)
+                        for i in range(spec.num_layers))
+    else:
+        attention = spec.num_attention_layers * kv_bytes_per_token_per_layer(spec, dtype, tp=tp, mla_cache=mla_cache)
+    return attention + spec.num_indexer_layers * indexer_bytes_per_token_per_layer(spec, dtype)
+
+
+def indexer_bytes_per_token_per_layer(spec: ModelSpec, dtype: str | KVDType = "fp16") -> int:
+    """Bytes the sparse-attention indexer of one indexer layer caches per token: one
+    ``index_head_dim`` key (transformers ``DynamicIndexedLayer.indexer_keys``,
+    ``[batch, seq, index_head_dim]``), single-head, so whole on every TP rank; 0 when
+    the model has no indexer."""
+    if spec.indexer is None:
+        return 0
+    return get_kv_dtype(dtype).row_bytes(spec.indexer.head_dim)
 
 
 def tokens_held(spec: ModelSpec, layer: int, context_tokens: int, sliding_extra_tokens: int = 0) -> int:
@@ -152,7 +200,7 @@ def round_to_blocks(tokens: int, block_size: int | None) -> int:
     """Tokens rounded up to whole cache blocks (paged attention), or as is."""
     if block_size is None or block_size <= 1:
         return tokens
-    return -(-tokens // block_size) * block_size
+    return round_up(tokens, block_size)
 
 
 def kv_cache_bytes(spec: ModelSpec, *, context_tokens: int, batch: int, dtype: str | KVDType = "fp16",
@@ -161,22 +209,28 @@ def kv_cache_bytes(spec: ModelSpec, *, context_tokens: int, batch: int, dtype: s
     """Bytes of the KV cache on one TP rank for ``batch`` sequences of ``context_tokens``
     tokens each: sum over attention layers of ``tokens_held x bytes per token and
     layer``, each sequence's tokens rounded to whole ``block_size`` blocks when paged,
-    sliding layers capped as :func:`tokens_held` says; plus, in hybrid models, the fixed
+    sliding layers capped as :func:`tokens_held` says; the sparse-attention indexer's
+    keys in its layers (:func:`indexer_bytes_per_token_per_layer`); plus, in hybrid models, the fixed
     recurrent state of the state-space / linear-attention layers
     (:mod:`vramplan.memory.recurrent_state`)."""
-    for name, value in (("context", context_tokens), ("batch", batch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"--{name}: expected a positive integer, got {value!r}")
+    integer("context_tokens", context_tokens, 1, LENGTH_MAX)
+    integer("batch", batch, 1, BATCH_MAX)
     d = get_kv_dtype(dtype)
-    k, v = kv_row_elements(spec, tp=tp, mla_cache=mla_cache)
-    for width in (k, v):
-        if width and width % d.block_elements:
-            raise InputError(f"--kv-dtype {d.name}: a cache row of {width} elements is not a multiple of its "
-                             f"block of {d.block_elements}")
-    per_token_layer = kv_bytes_per_token_per_layer(spec, d, tp=tp, mla_cache=mla_cache)
-    tokens = sum(round_to_blocks(tokens_held(spec, i, context_tokens, sliding_extra_tokens), block_size)
-                 for i in range(spec.num_layers))
-    return batch * tokens * per_token_layer + recurrent_state_bytes(spec, batch=batch, conv_bytes=_conv_bytes(d),
+    layers = range(spec.num_layers) if _per_layer_geometry(spec) else (None,)
+    for layer in layers:
+        for width in kv_row_elements(spec, tp=tp, mla_cache=mla_cache, layer=layer):
+            if width and width % d.block_elements:
+                raise InputError(f"kv_dtype {d.name}: a cache row of {width} elements is not a multiple of its "
+                                 f"block of {d.block_elements}", fields=("kv_dtype",))
+    held = [round_to_blocks(tokens_held(spec, i, context_tokens, sliding_extra_tokens), block_size)
+            for i in range(spec.num_layers)]
+    if _per_layer_geometry(spec):
+        attention = sum(t * layer_kv_bytes_per_token(spec, i, d, tp=tp, mla_cache=mla_cache)
+                        for i, t in enumerate(held))
+    else:
+        attention = sum(held) * kv_bytes_per_token_per_layer(spec, d, tp=tp, mla_cache=mla_cache)
+    indexer = indexer_bytes_per_token_per_layer(spec, d) * sum(t for i, t in enumerate(held) if spec.has_indexer(i))
+    return batch * (attention + indexer) + recurrent_state_bytes(spec, batch=batch, conv_bytes=_conv_bytes(d),
                                                                      tp=tp)
 
 

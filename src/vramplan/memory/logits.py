@@ -27,6 +27,7 @@ With vocabulary-parallel heads (Megatron) each TP rank holds ``V / tp`` columns.
 
 from __future__ import annotations
 
+from vramplan.intmath import ceil_div
 from dataclasses import dataclass
 
 FP32 = 4
@@ -53,7 +54,7 @@ def logits_bytes(*, tokens: int, vocab: int, hidden: int, compute_bytes: int, tp
                  fused_ce: bool = False, weight_bytes: int = FP32, softcap: bool = False) -> LogitsBytes:
     """Logits and loss bytes for ``tokens`` tokens (one micro-batch on one GPU);
     ``weight_bytes`` is the head weight's element size (its gradient's, when fused)."""
-    v = -(-vocab // tp)
+    v = ceil_div(vocab, tp)
     if fused_ce:
         return _fused_logits_bytes(tokens=tokens, vocab=v, hidden=hidden, compute_bytes=compute_bytes,
                                    weight_bytes=weight_bytes)
@@ -76,8 +77,8 @@ def _next_power_of_2(n: int) -> int:
 
 def _fused_logits_bytes(*, tokens: int, vocab: int, hidden: int, compute_bytes: int,
                         weight_bytes: int) -> LogitsBytes:
-    inc_factor = max(1, -(-vocab // hidden))
-    chunk_tokens = min(tokens, _next_power_of_2(-(-tokens // inc_factor)))
+    inc_factor = max(1, ceil_div(vocab, hidden))
+    chunk_tokens = min(tokens, _next_power_of_2(ceil_div(tokens, inc_factor)))
     chunk = chunk_tokens * vocab * compute_bytes  # chunk logits, overwritten by their gradient
     grad_input = tokens * hidden * compute_bytes
     grad_weight = vocab * hidden * weight_bytes

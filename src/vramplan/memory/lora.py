@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from vramplan.dtypes import FP32_BYTES
 from vramplan.errors import InputError
 from vramplan.model.spec import ModelSpec
 from vramplan.model.tensors import TensorGroup, model_tensors
@@ -51,7 +52,7 @@ FUSED_EXPERT_COMPONENTS = frozenset({"experts"})
 shared-expert linears get them (peft 0.21, transformers 5.24; DeepSeek-V2 is the
 exception, see docs/accuracy.md)."""
 
-ADAPTER_BYTES = 4
+ADAPTER_BYTES = FP32_BYTES
 """peft keeps adapter weights in fp32 (``autocast_adapter_dtype=True``)."""
 
 
@@ -62,7 +63,7 @@ def target_groups(spec: ModelSpec, targets: Sequence[str]) -> list[TensorGroup]:
     known = sorted({g.module for g in linear})
     for name in targets:
         if name not in known:
-            raise InputError(f"--lora-targets: {name!r} is not a linear module of {spec.name}; "
+            raise InputError(f"lora_targets: {name!r} is not a linear module of {spec.name}; "
                              f"expected some of {', '.join(known)}")
     return [g for g in linear if g.module in targets and g.per_layer and g.component not in FUSED_EXPERT_COMPONENTS]
 
@@ -73,7 +74,7 @@ def adapter_groups(spec: ModelSpec, targets: Sequence[str], rank: int) -> list[T
     for g in target_groups(spec, targets):
         out_f, in_f = g.shape
         if rank > min(out_f, in_f):
-            raise InputError(f"--lora-rank: {rank} exceeds the smaller side of {g.name} "
+            raise InputError(f"lora_rank: {rank} exceeds the smaller side of {g.name} "
                              f"({out_f} x {in_f}); expected at most {min(out_f, in_f)}")
         prefix = g.name.removesuffix(".weight")
         groups.append(TensorGroup(name=f"{prefix}.lora_A.weight", component=g.component, role="linear",

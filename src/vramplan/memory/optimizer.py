@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from math import prod
 from typing import Literal
 
+from vramplan.dtypes import FP32_BYTES
+from vramplan.intmath import ceil_div
 from vramplan.model.tensors import TensorGroup
 from vramplan.naming import lookup, normalize_name
 
@@ -52,8 +54,8 @@ OptimizerName = Literal["adamw", "adamw-forloop", "adamw-fused", "adamw-8bit", "
 StateLayout = Literal["param", "blockwise-8bit", "factored"]
 Temporary = Literal["none", "all_params", "largest_tensor"]
 
-FP32_BYTES = 4
-"""fp32 element: 8-bit optimizer block scales, small-tensor states and Adafactor's step buffers."""
+# fp32 elements (FP32_BYTES, from vramplan.dtypes): 8-bit optimizer block scales,
+# small-tensor states and Adafactor's step buffers.
 BNB_BLOCK = 256
 """bitsandbytes blockwise optimizer block (``blocks = n // 256`` in ``init_state``)."""
 BNB_MIN_8BIT_SIZE = 4096
@@ -129,7 +131,7 @@ def get_optimizer(name: str | OptimizerSpec) -> OptimizerSpec:
         return name
     table = {**OPTIMIZERS, **{k: OPTIMIZERS[v] for k, v in _ALIASES.items()}}
     return lookup("optimizer", normalize_name(str(name)), table,
-                  hint=f"--optimizer: expected one of {', '.join(OPTIMIZERS)}")
+                  hint=f"optimizer: expected one of {', '.join(OPTIMIZERS)}")
 
 
 def _blockwise_8bit_bytes(numel: int) -> int:
@@ -137,7 +139,7 @@ def _blockwise_8bit_bytes(numel: int) -> int:
     when the tensor is under ``min_8bit_size``."""
     if numel < BNB_MIN_8BIT_SIZE:
         return FP32_BYTES * numel
-    return numel + FP32_BYTES * -(-numel // BNB_BLOCK)
+    return numel + FP32_BYTES * ceil_div(numel, BNB_BLOCK)
 
 
 def _factored_bytes(shape: tuple[int, ...], state_bytes: int) -> int:

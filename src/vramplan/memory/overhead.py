@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 from vramplan.errors import InputError
 from vramplan.estimate import Component
+from vramplan.validate import SIZE_MAX, integer
 from vramplan.units import KiB, MiB
 
 CUDA_CONTEXT_BYTES_TYPICAL = 500 * MiB
@@ -138,9 +139,7 @@ class Overheads:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InputError(f"{name}: expected a non-negative number of bytes, got {value!r}")
         for name in ("cublas_handles", "nccl_channels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name}: expected a positive integer, got {value!r}")
+            integer(name, getattr(self, name), 1, SIZE_MAX)
         if not 0 <= self.allocator_slack_fraction < 1:
             raise InputError(f"allocator_slack_fraction: expected a fraction in [0, 1), got "
                              f"{self.allocator_slack_fraction!r}")

@@ -15,7 +15,10 @@ whatever the context length:
   - gated delta-net (Yang et al. 2024, ``Qwen3NextGatedDeltaNet``): one
     ``head_k_dim x head_v_dim`` matrix per value head, conv over q, k and v
     (``2 key_dim + value_dim`` channels);
-- LFM2's gated short convolution: only a conv state, ``hidden x conv_L_cache``.
+- LFM2's gated short convolution: only a conv state, ``hidden x conv_L_cache``;
+- MiniMax's lightning attention (MiniMax-01 report, transformers
+  ``MiniMaxLightningAttention``): one ``head_dim x head_dim`` KV state per head, kept
+  in the compute dtype, no convolution.
 
 These are the shapes of transformers' ``LinearAttentionLayer`` cache entries
 (cache_utils.py), checked byte for byte against a real cache after a CPU forward
@@ -27,9 +30,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vramplan.dtypes import FP32_BYTES
 from vramplan.model.spec import ModelSpec
 
-STATE_BYTES = 4
+STATE_BYTES = FP32_BYTES
 """The SSM / recurrent state is kept in fp32."""
 
 
@@ -40,7 +44,10 @@ class LayerState:
     conv_elements: int
     """Causal-convolution window: channels x kernel."""
     state_elements: int
-    """The recurrent (SSM) state."""
+    """The recurrent (SSM) state, kept in fp32."""
+    compute_state_elements: int = 0
+    """A recurrent state kept in the compute dtype (MiniMax lightning attention's
+    ``[heads, head_dim, head_dim]`` KV state, ``MiniMaxCache.linear_cache``)."""
 
 
 def layer_state(spec: ModelSpec, layer: int, *, tp: int = 1) -> LayerState:
@@ -55,6 +62,9 @@ def layer_state(spec: ModelSpec, layer: int, *, tp: int = 1) -> LayerState:
         net = spec.deltanet
         return LayerState(conv_elements=net.conv_channels * net.conv_kernel // tp,
                           state_elements=net.num_v_heads * net.head_k_dim * net.head_v_dim // tp)
+    if mixer == "lightning_attention":
+        return LayerState(conv_elements=0, state_elements=0,
+                          compute_state_elements=spec.num_attention_heads * spec.head_dim ** 2 // tp)
     if mixer == "short_conv":  # LFM2: the last L_cache inputs of the hidden-wide conv, no SSM state
         return LayerState(conv_elements=spec.hidden_size * spec.short_conv_kernel // tp, state_elements=0)
     return LayerState(conv_elements=0, state_elements=0)
@@ -69,7 +79,7 @@ def recurrent_state_bytes_per_sequence(spec: ModelSpec, *, conv_bytes: int = 2, 
     total = 0
     for layer in range(spec.num_layers):
         s = layer_state(spec, layer, tp=tp)
-        total += s.conv_elements * conv_bytes + s.state_elements * STATE_BYTES
+        total += (s.conv_elements + s.compute_state_elements) * conv_bytes + s.state_elements * STATE_BYTES
     return total
 
 

@@ -39,8 +39,8 @@ def with_image_tokens(spec: ModelSpec, setup: TrainingSetup) -> TrainingSetup:
     from vramplan.model.towers import image_tokens
 
     if setup.input_len is not None and spec.architecture != "encoder_decoder":
-        raise InputError(f"--input-len: {spec.name} has no encoder input (encoder-decoder models only); "
-                         "use --seq")
+        raise InputError(f"input_len: {spec.name} has no encoder input (encoder-decoder models only); use seq",
+                         fields=("seq",))
     tower = check_images(spec, setup.images)
     if tower is None or not setup.images:
         return setup

@@ -38,10 +38,10 @@ class ImageCost:
 def check_images(spec: ModelSpec, images: int) -> TowerSpec | None:
     """The vision tower, or a one-line error when images are asked of a model without one."""
     if isinstance(images, bool) or not isinstance(images, int) or not 0 <= images <= MAX_IMAGES:
-        raise InputError(f"--images: expected a count in 0..{MAX_IMAGES:,}, got {images!r}")
+        raise InputError(f"images: expected a count in 0..{MAX_IMAGES:,}, got {images!r}")
     tower = spec.vision_tower
     if images and tower is None:
-        raise InputError(f"--images: {spec.name} has no vision tower vramplan reads "
+        raise InputError(f"images: {spec.name} has no vision tower vramplan reads "
                          "(supported: LLaVA, Gemma 3, Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Mistral 3)")
     return tower
 

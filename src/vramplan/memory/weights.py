@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vramplan.intmath import ceil_div
 from vramplan.dtypes import get_dtype
 from vramplan.errors import InputError, LayoutError, UnknownNameError
 from vramplan.estimate import Component
@@ -18,6 +19,7 @@ from vramplan.gguf_types import GGUF_RECIPES, GgufRecipe, TensorContext, get_rec
 from vramplan.model.spec import ModelSpec
 from vramplan.model.tensors import TensorGroup, model_tensors
 from vramplan.naming import close_matches, normalize_name
+from vramplan.validate import GPUS_MAX, integer
 from vramplan.quant import FORMATS, WeightFormat, format_from_quantization_config, get_format
 
 
@@ -77,21 +79,20 @@ def check_tensor_parallel(spec: ModelSpec, tp: int) -> None:
     """Refuse a TP degree the model cannot be split by (as vLLM and Megatron do): it
     must divide the query heads and the MLP widths, and either divide the KV heads or
     be a multiple of them (then KV heads are replicated)."""
-    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
-        raise LayoutError(f"--tp: expected a positive integer, got {tp!r}")
+    integer("tp", tp, 1, GPUS_MAX, error=LayoutError)
     if tp == 1:
         return
     heads, kv = spec.num_attention_heads, spec.num_kv_heads
     if heads % tp:
-        raise LayoutError(f"--tp {tp}: must divide num_attention_heads={heads}")
+        raise LayoutError(f"tp {tp}: must divide num_attention_heads={heads}", fields=("tp",))
     if spec.mla is None and kv % tp and tp % kv:
-        raise LayoutError(f"--tp {tp}: must divide num_key_value_heads={kv} or be a multiple of it")
+        raise LayoutError(f"tp {tp}: must divide num_key_value_heads={kv} or be a multiple of it", fields=("tp",))
     widths = [("intermediate_size", spec.intermediate_size)] if spec.num_dense_layers else []
     if spec.moe is not None:
         widths.append(("moe intermediate size", spec.moe.expert_intermediate_size))
     for name, width in widths:
         if width % tp:
-            raise LayoutError(f"--tp {tp}: must divide {name}={width}")
+            raise LayoutError(f"tp {tp}: must divide {name}={width}", fields=("tp",))
 
 
 def kv_heads_per_rank(spec: ModelSpec, tp: int) -> int:
@@ -114,10 +115,12 @@ def shard_shape(group: TensorGroup, spec: ModelSpec, tp: int) -> tuple[int, ...]
     module = group.module
     is_weight = group.name.endswith(".weight")
     if module in ("k_proj", "v_proj") and spec.mla is None:
-        rows = kv_heads_per_rank(spec, tp) * spec.head_dim
+        # per-layer shapes (Gemma 4, MiMo): the heads of the layers holding this group
+        heads = spec.layer_num_kv_heads(group.layers[0]) if group.layers else spec.num_kv_heads
+        rows = max(1, heads // tp) * (group.shape[0] // heads)
         return (rows, *group.shape[1:])
     if module in _VOCAB_PARALLEL:
-        return (-(-group.shape[0] // tp), *group.shape[1:])
+        return (ceil_div(group.shape[0], tp), *group.shape[1:])
     if module in _COLUMN_PARALLEL:
         return (group.shape[0] // tp, *group.shape[1:])
     if module in _ROW_PARALLEL and is_weight:
@@ -153,6 +156,8 @@ def layers_holding(spec: ModelSpec, group: TensorGroup) -> tuple[int, ...]:
     the dense MLP only in dense layers); empty for tensors outside the blocks."""
     if not group.per_layer:
         return ()
+    if group.layers:
+        return group.layers
     name = group.name
     if spec.moe is not None and name.startswith("mlp."):
         moe_part = name.startswith(("mlp.experts.", "mlp.gate.", "mlp.shared_expert"))
@@ -285,7 +290,7 @@ def _named_weights(text: str) -> WeightsChoice:
             if gguf_key not in recipes:
                 display = {**{k: k for k in FORMATS}, **recipes}
                 raise UnknownNameError("weight format", text, [display[k] for k in close_matches(key, display)],
-                                       "--weights: a format such as bf16, nf4-dq, gptq-int4-g128, awq, fp8, "
+                                       "weights: a format such as bf16, nf4-dq, gptq-int4-g128, awq, fp8, "
                                        "or a GGUF recipe such as Q4_K_M") from exc
     return get_recipe(gguf_key)
 
@@ -295,10 +300,12 @@ def check_format_applies(spec: ModelSpec, choice: WeightsChoice) -> None:
     experts: a dense model has none)."""
     if isinstance(choice, WeightFormat) and choice.only_modules:
         if not any(choice.quantizes(g.name, g.role) for g in model_tensors(spec)):
-            raise InputError(f"--weights {choice.name}: quantizes only {', '.join(choice.only_modules)}, and "
-                             f"{spec.name} has no such tensors (it is not a mixture-of-experts model)")
+            raise InputError(f"weights {choice.name}: quantizes only {', '.join(choice.only_modules)}, and "
+                             f"{spec.name} has no such tensors (it is not a mixture-of-experts model)",
+                             fields=("weights",))
     if isinstance(choice, GgufRecipe) and choice.name == "MXFP4_MOE" and spec.moe is None:
-        raise InputError(f"--weights MXFP4_MOE: quantizes only MoE experts, and {spec.name} has none")
+        raise InputError(f"weights MXFP4_MOE: quantizes only MoE experts, and {spec.name} has none",
+                         fields=("weights",))
 
 
 def is_quantized(spec: ModelSpec, choice: WeightsChoice, group: TensorGroup) -> bool:
@@ -313,8 +320,8 @@ def choice_group_bytes(spec: ModelSpec, choice: WeightsChoice, tp: int = 1) -> G
     """:data:`GroupBytes` of one TP rank's shard, for any weights choice."""
     if isinstance(choice, GgufRecipe):
         if tp != 1:
-            raise LayoutError(f"--tp {tp}: GGUF weights run on llama.cpp, which splits by layer, not by "
-                              "tensor parallelism here; use --tp 1")
+            raise LayoutError(f"tp {tp}: GGUF weights run on llama.cpp, which splits by layer, not by "
+                              "tensor parallelism here; use tp=1", fields=("tp",))
         return gguf_group_bytes(spec, choice)
     check_tensor_parallel(spec, tp)
     price = format_group_bytes(spec, choice)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vramplan import validate as v
 from vramplan.errors import ConfigError, InputError
+from vramplan.intmath import round_up
 from vramplan.model.spec import ModelSpec
 from vramplan.units import format_params
 
@@ -36,6 +38,9 @@ class ParamOnlyModel:
         return f"{format_params(self.total_params)} parameters (no architecture)"
 
 
+MLP_CHOICES = ("gated", "plain")
+"""Gated (SwiGLU: gate, up, down) or plain (up, down) MLPs."""
+NORM_CHOICES = ("rmsnorm", "layernorm")
 BIAS_CHOICES = ("none", "qkv", "attention", "all")
 """Which linear layers carry biases: none (Llama), q/k/v only (Qwen2), all attention
 projections, or every linear layer (GPT-2, GPT-NeoX)."""
@@ -69,24 +74,25 @@ def custom_spec(*, layers: int, hidden: int, heads: int, kv_heads: int | None = 
     """
     from vramplan.model.spec import MoESpec
 
-    for field, value in (("--layers", layers), ("--hidden", hidden), ("--heads", heads)):
-        if not isinstance(value, int) or value <= 0:
-            raise InputError(f"{field}: expected a positive integer, got {value!r}")
-    for field, value, choices in (("--mlp", mlp, ("gated", "plain")), ("--norm", norm, ("rmsnorm", "layernorm")),
-                                  ("--bias", bias, BIAS_CHOICES),
-                                  ("--position", position, POSITION_CHOICES)):
+    for field, value, hi in (("layers", layers, v.LAYERS_MAX), ("hidden", hidden, v.HIDDEN_MAX),
+                             ("heads", heads, v.HEADS_MAX)):
+        v.integer(field, value, 1, hi)
+    for field, value, choices in (("mlp", mlp, MLP_CHOICES), ("norm", norm, NORM_CHOICES),
+                                  ("bias", bias, BIAS_CHOICES),
+                                  ("position", position, POSITION_CHOICES)):
         if value not in choices:
             raise InputError(f"{field}: expected one of {', '.join(choices)}, got {value!r}")
     if experts_per_token is not None and not experts:
-        raise InputError(f"--experts-per-token {experts_per_token}: given without --experts (a dense model "
-                         "routes no tokens); add --experts N or drop it")
+        raise InputError(f"experts_per_token {experts_per_token}: given without experts (a dense model "
+                         "routes no tokens); add experts N or drop it", fields=("experts_per_token", "experts"))
     if head_dim is None:
         if hidden % heads:
-            raise InputError(f"--heads: {heads} does not divide --hidden {hidden}; give --head-dim")
+            raise InputError(f"heads: {heads} does not divide hidden {hidden}; give head_dim",
+                             fields=("hidden", "head_dim"))
         head_dim = hidden // heads
     gated = mlp == "gated"
     if intermediate is None:
-        intermediate = -(-(8 * hidden // 3) // 256) * 256 if gated else 4 * hidden
+        intermediate = round_up(8 * hidden // 3, 256) if gated else 4 * hidden
     moe = None
     moe_layers: tuple[bool, ...] = ()
     if experts:
@@ -104,4 +110,4 @@ def custom_spec(*, layers: int, hidden: int, heads: int, kv_heads: int | None = 
                          learned_position_embeddings=position == "learned",
                          hidden_act=activation or ("silu" if gated else "gelu"))
     except ConfigError as exc:
-        raise InputError(str(exc).replace("num_key_value_heads", "--kv-heads")) from None
+        raise InputError(str(exc).replace("num_key_value_heads", "kv_heads"), fields=("kv_heads",)) from None

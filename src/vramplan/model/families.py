@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from vramplan.intmath import ceil_div, round_up
 from vramplan.errors import ConfigError
-from vramplan.model.spec import DeltaNetSpec, NormKind, QKNormKind, SSMSpec
+from vramplan.model.spec import DeltaNetSpec, IndexerSpec, NormKind, QKNormKind, SSMSpec
 
 Config = dict[str, Any]
 
@@ -84,6 +85,7 @@ class Family:
     router_bias: bool = False
     expert_bias: bool = False
     router_score_bias: bool = False
+    moe_post_norm: bool = False
     defaults: Config = field(default_factory=dict)
     """The family's config-class defaults for fields published configs omit (used
     when transformers is not installed; checked against it in the tests)."""
@@ -160,10 +162,18 @@ def _mpt(cfg: Config, f: dict[str, Any]) -> None:
 
 
 def _gptj(cfg: Config, f: dict[str, Any]) -> None:
-    if f["intermediate_size"] is None:
-        f["intermediate_size"] = 4 * f["hidden_size"]
+    """GPT-J / CodeGen: the MLP is ``n_inner`` wide, else 4h (an ``intermediate_size``
+    key is not read by these classes)."""
+    f["intermediate_size"] = _pos(cfg, ("n_inner",), 4 * f["hidden_size"])
     if cfg.get("rotary_dim"):
         f["partial_rotary_factor"] = min(1.0, _pos(cfg, ("rotary_dim",)) / f["head_dim"])
+
+
+def _gpt_bigcode(cfg: Config, f: dict[str, Any]) -> None:
+    """GPTBigCode (SantaCoder, StarCoder 1): one KV head with ``multi_query`` (default
+    true, configuration_gpt_bigcode.py), the MLP ``n_inner`` wide, else 4h."""
+    f["num_kv_heads"] = 1 if _on(cfg, "multi_query", True) else f["num_attention_heads"]
+    f["intermediate_size"] = _pos(cfg, ("n_inner",), 4 * f["hidden_size"])
 
 
 def _opt(cfg: Config, f: dict[str, Any]) -> None:
@@ -340,7 +350,7 @@ def _ssm(cfg: Config, hidden: int, version: int) -> SSMSpec:
         d_inner = _pos(cfg, ("intermediate_size",))
     dt_rank = _first(cfg, ("time_step_rank", "mamba_dt_rank"), "auto")
     if dt_rank == "auto":
-        dt_rank = -(-hidden // 16)
+        dt_rank = ceil_div(hidden, 16)
     common = dict(d_inner=d_inner, d_state=_pos(cfg, ("state_size", "mamba_d_state", "ssm_state_size"), 16),
                   d_conv=_pos(cfg, ("conv_kernel", "mamba_d_conv"), 4),
                   conv_bias=bool(_first(cfg, ("use_conv_bias", "mamba_conv_bias"), True)),
@@ -442,7 +452,7 @@ def _lfm2(cfg: Config, f: dict[str, Any]) -> None:
         if cfg.get("block_ffn_dim_multiplier") is not None:
             width = int(_ratio(cfg, ("block_ffn_dim_multiplier",), 1.0) * width)
         step = _pos(cfg, ("block_multiple_of",), 256)
-        f["intermediate_size"] = step * ((width + step - 1) // step)
+        f["intermediate_size"] = round_up(width, step)
 
 
 NEMOTRON_H_BLOCKS = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
@@ -473,6 +483,100 @@ def _nemotron_h(cfg: Config, f: dict[str, Any]) -> None:
     shared = cfg.get("moe_shared_expert_intermediate_size")
     if shared and cfg.get("n_shared_experts"):
         f["_shared_width"] = int(shared) * int(cfg["n_shared_experts"])
+
+
+def _indexer(cfg: Config, f: dict[str, Any]) -> None:
+    """DeepSeek sparse attention (DeepSeek-V3.2, GLM-5): MLA plus a lightning indexer
+    (``index_n_heads`` x ``index_head_dim``, ``index_topk``) in every layer, or, with
+    GLM-5's ``indexer_types``, in the ``full`` layers only (``shared`` layers reuse the
+    previous top-k). Without ``indexer_types`` GLM-5 derives them from
+    ``index_topk_pattern`` (``F``/``S``) or ``index_topk_freq`` /
+    ``index_skip_topk_offset`` (configuration_glm_moe_dsa.py)."""
+    n = f["num_layers"]
+    f["indexer"] = IndexerSpec(num_heads=_pos(cfg, ("index_n_heads",)), head_dim=_pos(cfg, ("index_head_dim",)),
+                               top_k=_pos(cfg, ("index_topk",)))
+    kinds = cfg.get("indexer_types")
+    if kinds is None and cfg.get("model_type") == "glm_moe_dsa":
+        pattern = cfg.get("index_topk_pattern")
+        if isinstance(pattern, str):
+            kinds = [{"F": "full", "S": "shared"}.get(c, c) for c in pattern]
+        elif pattern is not None:
+            kinds = pattern
+        else:
+            freq = max(_pos(cfg, ("index_topk_freq",), 1), 1)
+            offset = _index(cfg, "index_skip_topk_offset", 2)
+            kinds = ["full" if max(i - offset + 1, 0) % freq == 0 else "shared" for i in range(n)]
+    if kinds is None:
+        return
+    if not isinstance(kinds, list) or len(kinds) != n or any(k not in ("full", "shared") for k in kinds):
+        raise ConfigError(f"indexer_types: expected a list of {n} entries, each 'full' or 'shared'")
+    f["layer_indexers"] = tuple(k == "full" for k in kinds)
+
+
+def _gemma4(cfg: Config, f: dict[str, Any]) -> None:
+    """Gemma 4 text (configuration_gemma4.py, modeling_gemma4.py): ``per_layer_config``
+    overrides ``head_dim`` / ``num_key_value_heads`` per layer (by default the full
+    layers get ``global_head_dim`` 512 and ``num_global_key_value_heads``); the last
+    ``num_kv_shared_layers`` layers reuse the KV of the last earlier layer of their kind
+    (no k/v projections, MLP twice as wide with ``use_double_wide_mlp``); with
+    ``attention_k_eq_v`` the full layers have no ``v_proj``; per-layer input embeddings
+    of ``hidden_size_per_layer_input`` columns per layer."""
+    n = f["num_layers"]
+    if _on(cfg, "enable_moe_block", False):
+        raise ConfigError("enable_moe_block: Gemma 4's MoE block (router and experts beside the MLP) is not read "
+                          "analytically; `vramplan trace` measures it")
+    if not f["layer_types"]:
+        f["layer_types"] = tuple("full_attention" if (i + 1) % 6 == 0 or i == n - 1 else "sliding_attention"
+                                 for i in range(n))
+    per_layer = cfg.get("per_layer_config")
+    if per_layer is None:
+        override = {"head_dim": _pos(cfg, ("global_head_dim",), 512)}
+        if cfg.get("num_global_key_value_heads") is not None and _on(cfg, "attention_k_eq_v", False):
+            override["num_key_value_heads"] = _pos(cfg, ("num_global_key_value_heads",))
+        per_layer = {str(i): override for i, t in enumerate(f["layer_types"]) if t == "full_attention"}
+    if not isinstance(per_layer, dict):
+        raise ConfigError(f"per_layer_config: expected an object of layer index -> overrides, got {per_layer!r}")
+    dims, kv_heads = [f["head_dim"]] * n, [f["num_kv_heads"]] * n
+    for key, override in per_layer.items():
+        if not str(key).isdigit() or int(key) >= n or not isinstance(override, dict):
+            raise ConfigError(f"per_layer_config: expected layer indices below {n} with objects, got {key!r}")
+        i = int(key)
+        dims[i] = _pos(override, ("head_dim",), dims[i])
+        kv_heads[i] = _pos(override, ("num_key_value_heads",), kv_heads[i])
+    f["layer_head_dims"], f["layer_kv_heads"] = tuple(dims), tuple(kv_heads)
+    shared = _index(cfg, "num_kv_shared_layers")
+    if shared > n:
+        raise ConfigError(f"num_kv_shared_layers: expected at most num_hidden_layers={n}, got {shared}")
+    if shared:
+        f["kv_shared_layers"] = tuple(i >= n - shared for i in range(n))
+        if _on(cfg, "use_double_wide_mlp", False):
+            width = f["intermediate_size"]
+            f["layer_intermediate_sizes"] = tuple(2 * width if i >= n - shared else width for i in range(n))
+    f["attention_k_eq_v"] = _on(cfg, "attention_k_eq_v", False)
+    size = _index(cfg, "hidden_size_per_layer_input")
+    if size:
+        f["per_layer_input_size"] = size
+        f["per_layer_input_vocab"] = _pos(cfg, ("vocab_size_per_layer_input",), f["vocab_size"])
+
+
+def _mimo_v2(cfg: Config, f: dict[str, Any]) -> None:
+    """MiMo-V2-Flash (modeling_mimo_v2_flash.py): sliding-window layers have twice the
+    KV heads and a learned sink per head; values are ``v_head_dim`` wide; no o_proj
+    bias."""
+    n = f["num_layers"]
+    types = f["layer_types"] or ("full_attention",) * n
+    f["layer_kv_heads"] = tuple(2 * f["num_kv_heads"] if t == "sliding_attention" else f["num_kv_heads"]
+                                for t in types)
+    f["value_head_dim"] = _pos(cfg, ("v_head_dim",), f["head_dim"])
+    f["attention_sinks"], f["sinks_on_sliding_layers_only"] = True, True
+    f["attention_out_bias"] = False
+
+
+def _minimax(cfg: Config, f: dict[str, Any]) -> None:
+    """MiniMax-01 (modeling_minimax.py): ``linear_attention`` layers are lightning
+    attention, the others softmax attention; every MLP is a Mixtral-style MoE."""
+    _mixers_from_layer_types(cfg, f, "lightning_attention")
+    _mixtral_width(cfg, f)
 
 
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
@@ -524,7 +628,7 @@ FAMILIES: dict[str, Family] = {
     "gpt2": _GPT2, "gpt-sw3": _GPT2,
     "gpt_bigcode": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                           learned_positions=True, tied_default=True, activation_key="activation_function",
-                          intermediate_default=_four_h),
+                          intermediate_default=_four_h, adjust=_gpt_bigcode),
     "gpt_neox": _NEOX,
     "gptj": Family(norm="layernorm", norms_per_layer=1, parallel_block=True, qkv_bias=False, out_bias=False,
                    mlp_gated=False, mlp_bias=True, head_bias=True, activation_key="activation_function",
@@ -546,6 +650,10 @@ FAMILIES: dict[str, Family] = {
     "qwen3_moe": Family(qk_norm="per_head"),
     "olmoe": Family(qk_norm="full"),
     "deepseek_v2": _LLAMA, "deepseek_v3": _LLAMA, "kimi_k2": _LLAMA,
+    "deepseek_v32": Family(adjust=_indexer,
+                           defaults={"index_n_heads": 64, "index_head_dim": 128, "index_topk": 2048}),
+    "glm_moe_dsa": Family(adjust=_indexer,
+                          defaults={"index_n_heads": 32, "index_head_dim": 128, "index_topk": 2048}),
     "glm4_moe": Family(out_bias=False, qk_norm="per_head", qk_norm_key="use_qk_norm"),
     "ernie4_5_moe": Family(router_score_bias=True, adjust=_ernie_moe),
     "gpt_oss": Family(qkv_bias=True, out_bias=True, sinks=True, router_bias=True, expert_bias=True,
@@ -556,6 +664,19 @@ FAMILIES: dict[str, Family] = {
     "minimax_m2": Family(qk_norm="full"),
     "emu3_text_model": _LLAMA, "minicpm3": _LLAMA, "glm4_moe_lite": _LLAMA, "sarvam_mla": _LLAMA, "solar_open": _LLAMA,
     "granite_swa": Family(sinks=True),
+    "gemma4_text": Family(tied_default=True, activation_key="hidden_activation", norms_per_layer=4,
+                          qk_norm="per_head", adjust=_gemma4,
+                          defaults={"vocab_size": 262_144, "max_position_embeddings": 131_072, "head_dim": 256,
+                                    "sliding_window": 512, "hidden_activation": "gelu_pytorch_tanh",
+                                    "vocab_size_per_layer_input": 262_144, "hidden_size_per_layer_input": 256}),
+    "mimo_v2_flash": Family(adjust=_mimo_v2),
+    "axk1": Family(moe_post_norm=True),
+    "gemma4_unified_text": Family(tied_default=True, activation_key="hidden_activation", norms_per_layer=4,
+                                  qk_norm="per_head", adjust=_gemma4,
+                                  defaults={"vocab_size": 262_144, "max_position_embeddings": 262_144,
+                                            "head_dim": 256, "sliding_window": 1024,
+                                            "hidden_activation": "gelu_pytorch_tanh"}),
+    "minimax": Family(adjust=_minimax),
     "vaultgemma": Family(tied_default=True, activation_key="hidden_activation"),
     "exaone4": Family(qk_norm="per_head"),
     "exaone_moe": Family(qk_norm="per_head"),

@@ -166,6 +166,9 @@ def _quantization(cfg: Config) -> str:
 
 
 ATTENTION_TYPES = ("full_attention", "sliding_attention", "chunked_attention")
+INDEXED_ATTENTION = "indexed_attention"
+"""DeepSeek sparse attention's layer type: full attention over the indexer's top-k
+tokens; its cache holds every token (:class:`vramplan.model.spec.IndexerSpec`)."""
 
 
 def _layer_types(cfg: Config, num_layers: int) -> tuple[str, ...]:
@@ -176,9 +179,9 @@ def _layer_types(cfg: Config, num_layers: int) -> tuple[str, ...]:
         raise ConfigError(f"layer_types: expected a list of {num_layers} entries (num_hidden_layers), "
                           f"got {len(types) if isinstance(types, list) else type(types).__name__}")
     for t in types:
-        if t not in ATTENTION_TYPES:
+        if t not in ATTENTION_TYPES and t != INDEXED_ATTENTION:
             raise ConfigError(f"layer_types: expected one of {', '.join(ATTENTION_TYPES)}, got {t!r}")
-    return tuple(types)
+    return tuple("full_attention" if t == INDEXED_ATTENTION else t for t in types)
 
 
 def _sliding(cfg: Config, layer_types: tuple[str, ...]) -> int | None:
@@ -250,7 +253,7 @@ def _moe(cfg: Config, f: dict[str, Any], family: Family) -> None:
                        num_shared_experts=n_shared, shared_expert_intermediate_size=shared_width or 0,
                        shared_expert_gate=family.shared_expert_gate and bool(shared_width),
                        router_bias=family.router_bias, expert_bias=family.expert_bias,
-                       router_score_bias=family.router_score_bias)
+                       router_score_bias=family.router_score_bias, post_norm=family.moe_post_norm)
     chosen = f.pop("_moe_layer_set", None)
     if chosen is not None:
         f["moe_layers"] = tuple(i in chosen for i in range(n))
@@ -348,7 +351,7 @@ def _fields(cfg: Config, family: Family, name: str, hub_id: str | None) -> dict[
 
 
 MIXER_NAMES = {"mamba": "Mamba", "mamba2": "Mamba-2", "gated_deltanet": "gated delta-net",
-               "short_conv": "short-convolution"}
+               "short_conv": "short-convolution", "lightning_attention": "lightning-attention"}
 
 
 def _hybrid_notes(f: dict[str, Any]) -> tuple[str, ...]:
@@ -483,8 +486,8 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
         raise ConfigError(
             f"model_type: {mtype!r} is not supported by the analytical reader (see docs/architectures.md); "
             "`vramplan trace` measures any type transformers builds (pip install 'vramplan[exact]'), or describe "
-            "it with --layers --hidden --heads --kv-heads --intermediate --vocab, or give a parameter count "
-            "such as 7B")
+            "it with layers hidden heads kv_heads intermediate vocab, or give a parameter count "
+            "such as 7B", fields=("layers", "hidden", "heads", "kv_heads", "intermediate", "vocab"))
     cfg = {**family.defaults, **cfg}
     try:
         fields = _fields(cfg, family, name, hub_id)

@@ -59,6 +59,8 @@ class MoESpec:
     """The router linear carries a bias (gpt-oss)."""
     expert_bias: bool = False
     """Expert projections carry biases (gpt-oss)."""
+    post_norm: bool = False
+    """The MoE block ends with its own norm (A.X K1 ``post_mlp_layernorm``)."""
     router_score_bias: bool = False
     """The router holds a learned per-expert score-correction bias as a parameter
     (ERNIE 4.5 MoE, AFMoE); DeepSeek-V3 keeps it as a buffer (not a parameter)."""
@@ -76,10 +78,12 @@ class MoESpec:
                 f"experts_per_token: expected at most num_experts={self.num_experts}, got {self.experts_per_token}")
 
 
-MixerKind = Literal["attention", "mamba", "mamba2", "gated_deltanet", "short_conv", "none"]
+MixerKind = Literal["attention", "mamba", "mamba2", "gated_deltanet", "short_conv", "lightning_attention", "none"]
 """What mixes tokens in a layer: softmax attention (with a KV cache), a Mamba or
 Mamba-2 state-space mixer, a gated delta-net (linear attention with a recurrent
-state), a gated short convolution (LFM2), or nothing (Nemotron-H's MLP-only layers)."""
+state), a gated short convolution (LFM2), MiniMax's lightning attention (linear
+attention with a ``head_dim x head_dim`` state per head), or nothing (Nemotron-H's
+MLP-only layers)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -257,6 +261,29 @@ class TowerSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IndexerSpec:
+    """DeepSeek sparse attention's lightning indexer (DeepSeek-V3.2-Exp technical report,
+    sec. 2.1; transformers ``DeepseekV32Indexer``, ``GlmMoeDsaIndexer``): a few small
+    heads score every past token, and the layer attends to the ``top_k`` best. Its
+    parameters: ``wq_b`` (``heads x head_dim`` from the query latent), ``wk``
+    (``head_dim`` from the hidden state), a LayerNorm on the key and ``weights_proj``
+    (one weight per head). It caches one ``head_dim`` key per token and layer, next to
+    the attention's own cache."""
+
+    num_heads: int
+    """Indexer heads (``index_n_heads``)."""
+    head_dim: int
+    """Indexer head width, also the cached key width (``index_head_dim``)."""
+    top_k: int
+    """Tokens each query attends to (``index_topk``)."""
+
+    def __post_init__(self) -> None:
+        _positive("index_n_heads", self.num_heads)
+        _positive("index_head_dim", self.head_dim)
+        _positive("index_topk", self.top_k)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelSpec:
     """The architecture of a decoder-only transformer, as memory sees it."""
 
@@ -340,6 +367,36 @@ class ModelSpec:
     """Per layer: True when its MLP is the MoE block. Empty for dense models."""
     mla: MLASpec | None = None
     """Multi-head latent attention, or ``None`` for MHA/GQA/MQA."""
+    indexer: IndexerSpec | None = None
+    """DeepSeek sparse attention's indexer, or ``None``."""
+    layer_indexers: tuple[bool, ...] = ()
+    """Per layer: True when the layer runs its own indexer (GLM-5's ``shared`` layers
+    reuse the previous layer's top-k and have none). Empty: every attention layer has
+    one when :attr:`indexer` is set."""
+    layer_head_dims: tuple[int, ...] = ()
+    """Per layer: the attention head width, when layers differ (Gemma 4: 256 in sliding
+    layers, ``global_head_dim`` 512 in full layers, ``per_layer_config``). Empty: every
+    layer has :attr:`head_dim`."""
+    layer_kv_heads: tuple[int, ...] = ()
+    """Per layer: key/value heads, when layers differ (Gemma 4's
+    ``num_global_key_value_heads``). Empty: every layer has :attr:`num_kv_heads`."""
+    kv_shared_layers: tuple[bool, ...] = ()
+    """Per layer: True when the layer reads the keys and values of an earlier layer of
+    its kind (Gemma 3n / Gemma 4 ``num_kv_shared_layers``): no k/v projections and no
+    cache of its own. Empty: none."""
+    value_head_dim: int = 0
+    """Per-head value width when it differs from the query/key width (MiMo-V2-Flash
+    ``v_head_dim`` 128 against ``head_dim`` 192); 0: values are :attr:`head_dim` wide."""
+    sinks_on_sliding_layers_only: bool = False
+    """The attention sinks exist in the sliding-window layers only (MiMo-V2-Flash)."""
+    attention_k_eq_v: bool = False
+    """Full-attention layers use their keys as values (Gemma 4 ``attention_k_eq_v``): no
+    ``v_proj`` there."""
+    per_layer_input_size: int = 0
+    """Gemma 4's per-layer input embeddings: width of each layer's slice
+    (``hidden_size_per_layer_input``); 0 when the model has none."""
+    per_layer_input_vocab: int = 0
+    """Rows of the per-layer embedding table (``vocab_size_per_layer_input``)."""
     layer_mixers: tuple[MixerKind, ...] = ()
     """Per layer: what mixes tokens (attention, mamba, mamba2, gated_deltanet, none).
     Empty means attention in every layer."""
@@ -431,7 +488,8 @@ class ModelSpec:
             raise ConfigError(f"layer_types: expected {self.num_layers} entries, got {len(self.layer_types)}")
         if self.sliding_window is not None:
             _positive("sliding_window", self.sliding_window)
-        for name in ("layer_mixers", "layer_mlps"):
+        for name in ("layer_mixers", "layer_mlps", "layer_indexers", "layer_head_dims", "layer_kv_heads",
+                     "kv_shared_layers"):
             if getattr(self, name) and len(getattr(self, name)) != self.num_layers:
                 raise ConfigError(f"{name}: expected {self.num_layers} entries, got {len(getattr(self, name))}")
         if any(m in ("mamba", "mamba2") for m in self.layer_mixers) and self.ssm is None:
@@ -440,6 +498,22 @@ class ModelSpec:
             _positive("conv_L_cache", self.short_conv_kernel)
         if "gated_deltanet" in self.layer_mixers and self.deltanet is None:
             raise ConfigError("layer_mixers: gated delta-net layers given but no delta-net spec")
+        if self.value_head_dim:
+            _positive("v_head_dim", self.value_head_dim)
+        for dim in self.layer_head_dims:
+            _positive("head_dim", dim)
+        for i, kv in enumerate(self.layer_kv_heads):
+            _positive("num_key_value_heads", kv)
+            if self.num_attention_heads % kv:
+                raise ConfigError(f"num_key_value_heads: layer {i} has {kv}, not a divisor of "
+                                  f"num_attention_heads={self.num_attention_heads}")
+        if self.per_layer_input_size:
+            _positive("hidden_size_per_layer_input", self.per_layer_input_size)
+            _positive("vocab_size_per_layer_input", self.per_layer_input_vocab)
+        if self.indexer is not None and self.mla is not None and self.mla.q_lora_rank is None:
+            raise ConfigError("q_lora_rank: the sparse-attention indexer reads the query latent; expected a rank")
+        if any(self.layer_indexers) and self.indexer is None:
+            raise ConfigError("indexer_types: indexer layers given but no index_n_heads / index_head_dim")
         if "chunked_attention" in self.layer_types:
             _positive("attention_chunk_size", self.attention_chunk_size)
         v.real("partial_rotary_factor", self.partial_rotary_factor, 0, 1, lo_open=True, error=ConfigError)
@@ -468,6 +542,32 @@ class ModelSpec:
     def mixer(self, index: int) -> MixerKind:
         """What mixes tokens in layer ``index``."""
         return self.layer_mixers[index] if self.layer_mixers else "attention"
+
+    def layer_head_dim(self, index: int) -> int:
+        """Head width of layer ``index``."""
+        return self.layer_head_dims[index] if self.layer_head_dims else self.head_dim
+
+    def layer_value_head_dim(self, index: int) -> int:
+        """Value head width of layer ``index``."""
+        return self.value_head_dim or self.layer_head_dim(index)
+
+    def layer_num_kv_heads(self, index: int) -> int:
+        """Key/value heads of layer ``index``."""
+        return self.layer_kv_heads[index] if self.layer_kv_heads else self.num_kv_heads
+
+    def is_kv_shared(self, index: int) -> bool:
+        """Layer ``index`` reuses an earlier layer's keys and values (no cache of its own)."""
+        return bool(self.kv_shared_layers) and self.kv_shared_layers[index]
+
+    def has_indexer(self, index: int) -> bool:
+        """Layer ``index`` runs a sparse-attention indexer (and caches its keys)."""
+        if self.indexer is None or self.mixer(index) != "attention":
+            return False
+        return not self.layer_indexers or self.layer_indexers[index]
+
+    @property
+    def num_indexer_layers(self) -> int:
+        return sum(self.has_indexer(i) for i in range(self.num_layers))
 
     @property
     def num_attention_layers(self) -> int:

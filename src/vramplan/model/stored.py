@@ -99,3 +99,11 @@ class StoredCheckpoint:
                 "packed": self.packed,
                 "extra_parts": [{"name": p.name, "num_tensors": p.num_tensors, "elements": p.elements,
                                  "bytes": p.bytes} for p in self.extra_parts]}
+
+
+def source_keys(checkpoint: StoredCheckpoint | None) -> dict:
+    """The keys every answer about a model read from files carries (``source``: where
+    it was read, ``checkpoint``: its stored inventory); none for other models."""
+    if checkpoint is None:
+        return {}
+    return {"source": checkpoint.source.to_dict(), "checkpoint": checkpoint.to_dict()}

@@ -15,7 +15,7 @@ stores them, and follow the modeling files of ``transformers`` for each family.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
 from typing import Literal
 
@@ -52,6 +52,10 @@ class TensorGroup:
     """How many tensors of this shape the model holds (layers x experts)."""
     per_layer: bool = True
     """Lives inside the decoder blocks (False: embeddings, final norm, head)."""
+    layers: tuple[int, ...] = ()
+    """The decoder layers holding these tensors, when not all of them (attention in a
+    hybrid's attention layers, one attention shape of Gemma 4, an MLP width); empty:
+    every layer, or the MoE / dense split (:func:`vramplan.memory.weights.layers_holding`)."""
 
     @property
     def module(self) -> str:
@@ -80,6 +84,15 @@ def _linear(name: str, component: Component, out_features: int, in_features: int
     return groups
 
 
+def _held_by(groups: list[TensorGroup], layers: list[int] | tuple[int, ...]) -> list[TensorGroup]:
+    """``groups`` marked as held by ``layers`` (each layer the same share of the count)."""
+    return [replace(g, layers=tuple(layers)) for g in groups]
+
+
+def _layers_where(spec: ModelSpec, mixer: str) -> list[int]:
+    return [i for i in range(spec.num_layers) if spec.mixer(i) == mixer]
+
+
 def _norm(spec: ModelSpec, name: str, dim: int, count: int, per_layer: bool = True) -> list[TensorGroup]:
     if not count:
         return []
@@ -97,6 +110,12 @@ def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
     n, h = spec.num_attention_layers, spec.hidden_size
     if not n:
         return []
+    return _held_by(_attention_groups(spec), _layers_where(spec, "attention")) if spec.mla is not None \
+        else _attention_groups(spec)
+
+
+def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
+    n, h = spec.num_attention_layers, spec.hidden_size
     groups: list[TensorGroup] = []
     if spec.mla is not None:
         # DeepSeek-V2 paper eq. 9-14; transformers DeepseekV3Attention.
@@ -115,31 +134,113 @@ def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
                           mla.kv_lora_rank, n, False)
         groups += _linear("self_attn.o_proj", "attention", h, heads * mla.v_head_dim, n, spec.attention_out_bias)
         return groups
-    q_out = spec.q_dim * (2 if spec.attention_gate == "q_proj" else 1)
-    groups += _linear("self_attn.q_proj", "attention", q_out, h, n, spec.attention_qkv_bias)
-    groups += _linear("self_attn.k_proj", "attention", spec.kv_dim, h, n, spec.attention_qkv_bias)
-    groups += _linear("self_attn.v_proj", "attention", spec.kv_dim, h, n, spec.attention_qkv_bias)
-    groups += _linear("self_attn.o_proj", "attention", h, spec.q_dim, n, spec.attention_out_bias)
-    if spec.qk_norm == "per_head":
-        groups += _norm(spec, "self_attn.q_norm", spec.head_dim, n)
-        groups += _norm(spec, "self_attn.k_norm", spec.head_dim, n)
-    elif spec.qk_norm == "full":
-        groups += _norm(spec, "self_attn.q_norm", spec.q_dim, n)
-        groups += _norm(spec, "self_attn.k_norm", spec.kv_dim, n)
+    for (head_dim, kv_heads, shared, k_is_v), layers in _attention_shapes(spec).items():
+        groups += _held_by(_qkvo(spec, head_dim, kv_heads, shared, k_is_v, len(layers)), layers)
+    attention_layers = _layers_where(spec, "attention")
+    extra: list[TensorGroup] = []
     if spec.attention_gate in ("full", "head"):
         width = spec.q_dim if spec.attention_gate == "full" else spec.num_attention_heads
-        groups += _linear("self_attn.gate_proj", "attention", width, h, n, False)
+        extra += _linear("self_attn.gate_proj", "attention", width, h, n, False)
     if spec.attention_gate_bias:
-        groups.append(TensorGroup(name="self_attn.gate_bias", component="biases", role="bias",
+        extra.append(TensorGroup(name="self_attn.gate_bias", component="biases", role="bias",
                                   shape=(spec.num_attention_heads,), count=n))
     if spec.attention_lambdas:
-        groups.append(TensorGroup(name="self_attn.lambda", component="attention", role="other",
+        extra.append(TensorGroup(name="self_attn.lambda", component="attention", role="other",
                                   shape=(spec.head_dim,), count=4 * n))
     if spec.sub_norms:
-        groups += _norm(spec, "self_attn.attn_sub_norm", spec.q_dim, n)
-    if spec.attention_sinks:
-        groups.append(TensorGroup(name="self_attn.sinks", component="attention", role="other",
-                                  shape=(spec.num_attention_heads,), count=n))
+        extra += _norm(spec, "self_attn.attn_sub_norm", spec.q_dim, n)
+    groups += _held_by(extra, attention_layers)
+    sinks = _sink_layers(spec)
+    if sinks:
+        groups += _held_by([TensorGroup(name="self_attn.sinks", component="attention", role="other",
+                                        shape=(spec.num_attention_heads,), count=len(sinks))], sinks)
+    return groups
+
+
+def _attention_shapes(spec: ModelSpec) -> dict[tuple[int, int, bool, bool], list[int]]:
+    """Attention layers counted by their shape: (head_dim, kv_heads, reuses an earlier
+    layer's KV, keys serve as values). One entry for a uniform model; Gemma 4 has
+    sliding, full and KV-sharing layers of different shapes."""
+    shapes: dict[tuple[int, int, bool, bool], list[int]] = {}
+    kinds = spec.attention_kinds()
+    for i in range(spec.num_layers):
+        if spec.mixer(i) != "attention":
+            continue
+        k_is_v = spec.attention_k_eq_v and kinds[i] == "full_attention"
+        key = (spec.layer_head_dim(i), spec.layer_num_kv_heads(i), spec.is_kv_shared(i), k_is_v)
+        shapes.setdefault(key, []).append(i)
+    return shapes
+
+
+def _sink_layers(spec: ModelSpec) -> list[int]:
+    """Attention layers that hold a learned sink logit per head."""
+    if not spec.attention_sinks:
+        return []
+    kinds = spec.attention_kinds()
+    return [i for i in range(spec.num_layers) if spec.mixer(i) == "attention"
+            and (not spec.sinks_on_sliding_layers_only or kinds[i] == "sliding_attention")]
+
+
+def _qkvo(spec: ModelSpec, head_dim: int, kv_heads: int, shared: bool, k_is_v: bool,
+          n: int) -> list[TensorGroup]:
+    """q/k/v/o projections and q/k norms of ``n`` attention layers of one shape; a layer
+    that reuses another's KV has no k/v projections or k norm, one whose keys serve as
+    values has no v projection."""
+    h, bias = spec.hidden_size, spec.attention_qkv_bias
+    q_dim, kv_dim = spec.num_attention_heads * head_dim, kv_heads * head_dim
+    v_head = spec.value_head_dim or head_dim
+    q_out = q_dim * (2 if spec.attention_gate == "q_proj" else 1)
+    groups = _linear("self_attn.q_proj", "attention", q_out, h, n, bias)
+    if not shared:
+        groups += _linear("self_attn.k_proj", "attention", kv_dim, h, n, bias)
+        if not k_is_v:
+            groups += _linear("self_attn.v_proj", "attention", kv_heads * v_head, h, n, bias)
+    groups += _linear("self_attn.o_proj", "attention", h, spec.num_attention_heads * v_head, n,
+                      spec.attention_out_bias)
+    if spec.qk_norm == "per_head":
+        groups += _norm(spec, "self_attn.q_norm", head_dim, n)
+        if not shared:
+            groups += _norm(spec, "self_attn.k_norm", head_dim, n)
+    elif spec.qk_norm == "full":
+        groups += _norm(spec, "self_attn.q_norm", q_dim, n)
+        groups += _norm(spec, "self_attn.k_norm", kv_dim, n)
+    return groups
+
+
+def per_layer_input_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """Gemma 4's per-layer input embeddings (modeling_gemma4.py): a table of
+    ``layers x hidden_size_per_layer_input`` columns, a projection of the hidden state
+    to the same width and its norm; in each layer a gate (hidden -> p), a projection
+    back (p -> hidden) and a norm."""
+    p, h, n = spec.per_layer_input_size, spec.hidden_size, spec.num_layers
+    if not p:
+        return []
+    groups = [TensorGroup(name="embed_tokens_per_layer.weight", component="embeddings", role="embedding",
+                          shape=(spec.per_layer_input_vocab, n * p), count=1, per_layer=False),
+              TensorGroup(name="per_layer_model_projection.weight", component="embeddings", role="linear",
+                          shape=(n * p, h), count=1, per_layer=False)]
+    groups += _norm(spec, "per_layer_projection_norm", p, 1, per_layer=False)
+    groups += _linear("per_layer_input_gate", "embeddings", p, h, n, False)
+    groups += _linear("per_layer_projection", "embeddings", h, p, n, False)
+    groups += _norm(spec, "post_per_layer_input_norm", h, n)
+    return groups
+
+
+def indexer_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """The sparse-attention indexer of each indexer layer (transformers
+    ``DeepseekV32Indexer``): ``wq_b`` from the query latent, ``wk`` from the hidden
+    state, a LayerNorm (weight and bias) on the key, ``weights_proj`` (one weight per
+    head)."""
+    n, idx = spec.num_indexer_layers, spec.indexer
+    if not n or idx is None or spec.mla is None or spec.mla.q_lora_rank is None:
+        return []
+    h = spec.hidden_size
+    groups = _linear("self_attn.indexer.wq_b", "attention", idx.num_heads * idx.head_dim, spec.mla.q_lora_rank, n,
+                     False)
+    groups += _linear("self_attn.indexer.wk", "attention", idx.head_dim, h, n, False)
+    groups += [TensorGroup(name=f"self_attn.indexer.k_norm.{part}", component="norms", role="norm",
+                           shape=(idx.head_dim,), count=n) for part in ("weight", "bias")]
+    groups += _linear("self_attn.indexer.weights_proj", "attention", idx.num_heads, h, n, False)
     return groups
 
 
@@ -148,6 +249,16 @@ def _other(name: str, shape: tuple[int, ...], count: int) -> list[TensorGroup]:
 
 
 def ssm_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """The non-attention mixers' tensors, each group marked with the layers holding it."""
+    groups: list[TensorGroup] = []
+    for mixer in ("mamba", "mamba2", "short_conv", "lightning_attention", "gated_deltanet"):
+        layers = _layers_where(spec, mixer)
+        if layers:
+            groups += _held_by(_mixer_tensors(spec, mixer), layers)
+    return groups
+
+
+def _mixer_tensors(spec: ModelSpec, mixer: str) -> list[TensorGroup]:
     """Mamba / Mamba-2 mixers (transformers ``MambaMixer``, ``Mamba2Mixer``) and gated
     delta-nets (``Qwen3NextGatedDeltaNet``) of the non-attention layers."""
     h = spec.hidden_size
@@ -155,6 +266,8 @@ def ssm_tensors(spec: ModelSpec) -> list[TensorGroup]:
     ssm = spec.ssm
     for version in (1, 2):
         n = sum(spec.mixer(i) == ("mamba" if version == 1 else "mamba2") for i in range(spec.num_layers))
+        if mixer != ("mamba" if version == 1 else "mamba2"):
+            continue
         if not n or ssm is None:
             continue
         d, state = ssm.d_inner, ssm.d_state
@@ -178,15 +291,22 @@ def ssm_tensors(spec: ModelSpec) -> list[TensorGroup]:
             groups += _other("mamba.conv1d.bias", (ssm.conv_channels,), n)
         groups += _linear("mamba.out_proj", "ssm", h, d, n, ssm.proj_bias)
     n = sum(spec.mixer(i) == "short_conv" for i in range(spec.num_layers))
-    if n:  # LFM2 ShortConv: in_proj -> B, C, x; depthwise conv over L_cache; out_proj
+    if n and mixer == "short_conv":  # LFM2 ShortConv: in_proj -> B, C, x; depthwise conv over L_cache; out_proj
         groups += _linear("conv.in_proj", "ssm", 3 * h, h, n, spec.short_conv_bias)
         groups += _other("conv.conv.weight", (h, 1, spec.short_conv_kernel), n)
         if spec.short_conv_bias:
             groups += _other("conv.conv.bias", (h,), n)
         groups += _linear("conv.out_proj", "ssm", h, h, n, spec.short_conv_bias)
+    n = sum(spec.mixer(i) == "lightning_attention" for i in range(spec.num_layers))
+    if n and mixer == "lightning_attention":  # MiniMax lightning attention (MiniMaxLightningAttention): fused qkv, output gate, norm, out
+        width = spec.q_dim
+        groups += _linear("linear_attn.qkv_proj", "ssm", 3 * width, h, n, False)
+        groups += _linear("linear_attn.output_gate", "ssm", width, h, n, False)
+        groups += _other("linear_attn.norm.weight", (width,), n)
+        groups += _linear("linear_attn.out_proj", "ssm", h, width, n, False)
     net = spec.deltanet
     n = sum(spec.mixer(i) == "gated_deltanet" for i in range(spec.num_layers))
-    if n and net is not None:
+    if n and net is not None and mixer == "gated_deltanet":
         groups += _linear("linear_attn.in_proj_qkvz", "ssm", 2 * net.key_dim + 2 * net.value_dim, h, n, False)
         groups += _linear("linear_attn.in_proj_ba", "ssm", 2 * net.num_v_heads, h, n, False)
         groups += _other("linear_attn.conv1d.weight", (net.conv_channels, 1, net.conv_kernel), n)
@@ -212,11 +332,14 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """Dense MLPs (all layers of a dense model, the dense layers of an MoE model),
     routed experts, routers and shared experts."""
     groups = []
+    dense = [i for i in range(spec.num_layers) if spec.has_mlp(i) and not spec.is_moe_layer(i)]
     widths = spec.dense_widths()
     for width in sorted(set(widths)):
-        groups += _mlp(spec, "mlp", "mlp", width, widths.count(width), spec.mlp_bias)
+        layers = [i for i, w in zip(dense, widths) if w == width]
+        held = _mlp(spec, "mlp", "mlp", width, len(layers), spec.mlp_bias)
         if spec.sub_norms:
-            groups += _norm(spec, "mlp.ffn_sub_norm", width, widths.count(width))
+            held += _norm(spec, "mlp.ffn_sub_norm", width, len(layers))
+        groups += _held_by(held, layers)
     if spec.mlp_activation_params:
         groups.append(TensorGroup(name="mlp.act_fn.alpha", component="mlp", role="other", shape=(1,),
                                   count=spec.mlp_activation_params * spec.num_layers))
@@ -233,6 +356,8 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
     if moe.shared_expert_intermediate_size:
         groups += _mlp(spec, "mlp.shared_experts", "shared_experts", moe.shared_expert_intermediate_size, n_moe,
                        False)
+    if moe.post_norm:
+        groups += _norm(spec, "mlp.post_mlp_layernorm", spec.hidden_size, n_moe)
     if moe.shared_expert_gate:
         groups += _linear("mlp.shared_expert_gate", "shared_experts", 1, spec.hidden_size, n_moe, False)
     return groups
@@ -270,7 +395,9 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
                                   count=1, per_layer=False))
     if spec.embedding_norm:
         groups += _norm(spec, "embedding_norm", h, 1, per_layer=False)
+    groups += per_layer_input_tensors(spec)
     groups += attention_tensors(spec)
+    groups += _held_by(indexer_tensors(spec), [i for i in range(spec.num_layers) if spec.has_indexer(i)])
     groups += ssm_tensors(spec)
     groups += mlp_tensors(spec)
     groups += _norm(spec, "layernorm", h, spec.num_layers * spec.norms_per_layer)

@@ -408,10 +408,10 @@ def image_patches(tower: TowerSpec, image_side: int | None = None) -> tuple[int,
     ``image_side`` pixels (the tower's fixed resolution when it has one)."""
     if image_side is not None and (isinstance(image_side, bool) or not isinstance(image_side, int)
                                    or not 0 < image_side <= MAX_IMAGE_SIDE):
-        raise InputError(f"--image-size: expected pixels per side in 1..{MAX_IMAGE_SIDE:,}, got {image_side!r}")
+        raise InputError(f"image_size: expected pixels per side in 1..{MAX_IMAGE_SIDE:,}, got {image_side!r}")
     if tower.token_rule != "resize":
-        raise InputError(f"--images: the image-token rule of {tower.model_type} ({tower.token_rule}: each image is cut "
-                         "into a grid of tiles chosen per image) is not modelled; add the image tokens to --context/--seq "
+        raise InputError(f"images: the image-token rule of {tower.model_type} ({tower.token_rule}: each image is cut "
+                         "into a grid of tiles chosen per image) is not modelled; add the image tokens to context or seq "
                          "yourself")
     if tower.tokens_per_image is not None:  # fixed resolution: every image is resized to image_size
         side = tower.image_size or image_side or DEFAULT_IMAGE_SIDE

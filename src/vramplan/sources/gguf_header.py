@@ -18,6 +18,7 @@ and the tests hold it against ``GGUFReader`` on files written by ``GGUFWriter``.
 
 from __future__ import annotations
 
+from vramplan.intmath import round_up
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -208,7 +209,7 @@ def parse_gguf(buf: bytes | memoryview, file_bytes: int, where: str) -> GgufHead
     alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
     if isinstance(alignment, bool) or not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
         raise ConfigError(f"{where}: general.alignment: expected a power of two, got {alignment!r}")
-    data_offset = -(-c.pos // alignment) * alignment
+    data_offset = round_up(c.pos, alignment)
     data_bytes = file_bytes - data_offset
     spans = sorted((off, off + t.nbytes, t.name) for t, off in infos)
     cursor = 0

@@ -43,7 +43,8 @@ def analytical_optimizer(setup: TraceSetup) -> str:
     key = (setup.optimizer, setup.optimizer_impl)
     if key not in OPTIMIZER_NAMES:
         raise InputError(f"optimizer {setup.optimizer!r} with optimizer_impl {setup.optimizer_impl!r}: the analytical "
-                         "model has no twin to compare with; trace with optimizer_impl 'foreach' or 'fused'")
+                         "model has no twin to compare with; trace with optimizer_impl 'foreach' or 'fused'",
+                         fields=("optimizer", "optimizer_impl"))
     return OPTIMIZER_NAMES[key]
 
 

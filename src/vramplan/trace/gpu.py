@@ -62,7 +62,7 @@ def measure_on_cuda(config: dict, setup: TraceSetup) -> Measured:
     import torch
 
     if not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA GPU is visible to PyTorch")
+        raise InputError("device cuda: no CUDA GPU is visible to PyTorch", fields=("device",))
     from vramplan.trace.build import build_model
     from vramplan.trace.step import run_inference, run_training_step
 

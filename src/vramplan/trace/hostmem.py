@@ -58,4 +58,5 @@ def check_host_memory(need_bytes: int, what: str, available: int | None = None) 
         available = available_host_bytes()
     if available is not None and need_bytes > available:
         raise InputError(f"host memory: {what} needs about {format_bytes(need_bytes)}, only "
-                         f"{format_bytes(available)} is available; trace fewer layers (--layers) or a smaller batch")
+                         f"{format_bytes(available)} is available; trace fewer layers (layers extend) or a smaller batch",
+                         fields=("layers", "batch"))

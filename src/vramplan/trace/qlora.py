@@ -29,6 +29,7 @@ its kernels need CUDA, so the trace rebuilds what it allocates from its source
 
 from __future__ import annotations
 
+from vramplan.intmath import ceil_div
 BLOCKSIZE = 64
 """bitsandbytes' 4-bit blocksize (``quantize_4bit`` default)."""
 NESTED_BLOCKSIZE = 256
@@ -37,10 +38,6 @@ NF4_CODE_ENTRIES = 16
 """Entries of the NF4 code (``get_4bit_type("nf4")``)."""
 SKIPPED_MODULES = ("lm_head",)
 """transformers' bitsandbytes integration keeps the output head unquantized."""
-
-
-def _blocks(n: int, size: int) -> int:
-    return -(-n // size)
 
 
 def make_linear4bit(linear, compute_dtype):
@@ -57,12 +54,12 @@ def make_linear4bit(linear, compute_dtype):
             self.compute_dtype = compute_dtype
             self.quant_dtype = compute_dtype
             n = out_features * in_features
-            absmax_blocks = _blocks(n, BLOCKSIZE)
+            absmax_blocks = ceil_div(n, BLOCKSIZE)
             self.weight = torch.nn.Parameter(torch.empty(((n + 1) // 2, 1), dtype=torch.uint8, device=device),
                                              requires_grad=False)
             self.bias = bias
             self.register_buffer("absmax", torch.empty(absmax_blocks, dtype=torch.uint8, device=device))
-            self.register_buffer("state2_absmax", torch.empty(_blocks(absmax_blocks, NESTED_BLOCKSIZE),
+            self.register_buffer("state2_absmax", torch.empty(ceil_div(absmax_blocks, NESTED_BLOCKSIZE),
                                                               dtype=torch.float32, device=device))
             self.register_buffer("offset", torch.empty((), dtype=torch.float32, device=device))
             self.register_buffer("code", torch.empty(NF4_CODE_ENTRIES, dtype=torch.float32, device=device))

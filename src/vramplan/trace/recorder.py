@@ -11,6 +11,7 @@ when it was born (phase, region label, innermost model module) so that
 
 from __future__ import annotations
 
+from vramplan.intmath import round_up
 import weakref
 from functools import cache
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ def cuda_block_bytes(nbytes: int) -> int:
     0, else ``nbytes`` rounded up to a multiple of :data:`CUDA_MIN_BLOCK_BYTES`."""
     if nbytes <= 0:
         return 0
-    return -(-nbytes // CUDA_MIN_BLOCK_BYTES) * CUDA_MIN_BLOCK_BYTES
+    return round_up(nbytes, CUDA_MIN_BLOCK_BYTES)
 
 
 @dataclass(kw_only=True, eq=False)

@@ -83,6 +83,8 @@ _RECIPES: dict[str, PrecisionRecipe] = {
     "fp16": PrecisionRecipe(name="fp16", weight_dtype="fp16", compute_dtype="fp16", autocast=False,
                             description="fp16 weights, gradients and states (Lightning 16-true)"),
 }
+PRECISIONS: tuple[str, ...] = tuple(_RECIPES)
+"""The recipe names, in table order (the choices of every ``precision``)."""
 _ALIASES = {"float32": "fp32", "32": "fp32", "32-true": "fp32", "bf16-true": "bf16", "16-true": "fp16",
             "16-mixed": "fp16-mixed", "amp-bf16": "bf16-mixed", "amp": "fp16-mixed", "bfloat16": "bf16",
             "float16": "fp16", "mixed": "bf16-mixed"}
@@ -95,7 +97,7 @@ def get_precision(name: str | PrecisionRecipe) -> PrecisionRecipe:
         return name
     key = normalize_name(str(name))
     table = {**_RECIPES, **{k: _RECIPES[v] for k, v in _ALIASES.items()}}
-    return lookup("precision", key, table, hint=f"--precision: expected one of {', '.join(_RECIPES)}")
+    return lookup("precision", key, table, hint=f"precision: expected one of {', '.join(_RECIPES)}")
 
 
 def precision_names() -> tuple[str, ...]:
