@@ -62,7 +62,7 @@ def build(job: Job, input_tokens: int) -> Estimate:
         raise InputError(f"engine: {setup.engine} is not modelled for {spec.model_type} "
                          f"({spec.architecture.replace('_', '-')}); it is estimated for transformers only (engine hf)")
     if not isinstance(job.weights, WeightFormat):
-        raise InputError(f"--weights {job.weights.name}: not a transformers weights format; use --weights fp16")
+        raise InputError(f"weights: {job.weights.name} is not a transformers weights format; use fp16")
     kv_dtype = get_kv_dtype(setup.kv_dtype or job.compute_dtype)
     check_engine_kv_dtype(kv_dtype, "transformers EncoderDecoderCache", ("fp32", "fp16", "bf16"))
     act = get_dtype(job.compute_dtype).bits // 8

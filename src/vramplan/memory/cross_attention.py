@@ -16,15 +16,13 @@ forward in tests/test_encoder_decoder.py.
 
 from __future__ import annotations
 
-from vramplan.errors import InputError
+from vramplan import validate as v
 from vramplan.memory.kv_cache import K_AND_V, KVDType, get_kv_dtype
 from vramplan.model.spec import ModelSpec
 
 
 def _positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"--{name.replace('_', '-')}: expected a positive integer, got {value!r}")
-    return value
+    return v.integer(name, value, 1, v.LENGTH_MAX)
 
 
 def cross_kv_bytes(spec: ModelSpec, *, input_tokens: int, batch: int, dtype: str | KVDType = "fp16",
