@@ -12,7 +12,20 @@ def build_meta_model(config: dict):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     from vramplan.model.hf_config import text_config
+    from vramplan.model.towers import READERS
 
+    from vramplan.model import encoder_decoder
+
+    if encoder_decoder.reads(config):  # the seq2seq or masked-LM model, as vramplan counts it
+        auto = transformers.AutoModelForMaskedLM if config["model_type"] in encoder_decoder.ENCODER_TYPES \
+            else transformers.AutoModelForSeq2SeqLM
+        with torch.device("meta"):
+            return auto.from_config(transformers.AutoConfig.for_model(**config))
+    if config.get("model_type") in READERS and isinstance(config.get("vision_config"), dict):
+        # vramplan counts the vision tower of these wrappers: build the whole wrapper
+        whole = {k: v for k, v in config.items() if k != "quantization_config"}
+        with torch.device("meta"):
+            return transformers.AutoModelForImageTextToText.from_config(transformers.AutoConfig.for_model(**whole))
     cfg = dict(text_config(config))
     cfg.pop("quantization_config", None)  # quantizers need GPUs/kernels; shapes are the same
     model_type = cfg.get("model_type")

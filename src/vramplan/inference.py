@@ -23,8 +23,10 @@ from vramplan.errors import InputError
 from vramplan.estimate import Estimate
 from vramplan.gguf_types import GgufRecipe
 from vramplan.memory.overhead import Overheads
+from vramplan.memory.vision_tower import MAX_IMAGES
 from vramplan.model.custom import ParamOnlyModel
 from vramplan.model.resolve import resolve_model
+from vramplan.model.towers import MAX_IMAGE_SIDE
 from vramplan.model.spec import ModelSpec
 from vramplan.engines import DEFAULT_CONTEXT_TOKENS, resolved_context  # noqa: F401 (public here too)
 from vramplan.quant import WeightFormat
@@ -96,6 +98,15 @@ class InferenceSetup:
     """llama.cpp ``--ubatch-size``: tokens per compute pass (sizes the compute buffer)."""
     flash_attention: bool = True
     """llama.cpp ``--flash-attn``: no KQ score matrix in the compute buffer."""
+    input_len: int | None = None
+    """Encoder-decoder models (T5, BART): tokens of the encoder input per sequence (sizes
+    the cross-attention cache); None = 512."""
+    images: int = 0
+    """Multimodal models: images per sequence; each adds its image tokens to the context
+    and the prompt, and the vision tower's forward to prefill."""
+    image_size: int | None = None
+    """Pixels per side of each (square) image for dynamic-resolution towers (Qwen-VL,
+    Pixtral); None = 1024. Fixed-resolution towers resize to their own size."""
     strict: bool = False
     """Make warnings that would give a wrong answer (context beyond max positions) errors."""
     reserve_bytes: int = 0
@@ -133,6 +144,9 @@ class InferenceSetup:
             raise InputError(f"attention: expected sdpa, eager or flash, got {self.attention!r}")
         if self.logits not in LOGITS:
             raise InputError(f"logits: expected last or all, got {self.logits!r}")
+        v.optional_integer("input_len", self.input_len, 1, v.LENGTH_MAX)
+        v.integer("images", self.images, 0, MAX_IMAGES)
+        v.optional_integer("image_size", self.image_size, 1, MAX_IMAGE_SIDE)
         if self.prompt is not None and self.context is not None and self.prompt > self.context:
             raise InputError(f"prompt: {self.prompt} tokens exceed context {self.context}", fields=("context",))
 
@@ -175,9 +189,68 @@ def estimate_inference(model: str | ModelSpec | ParamOnlyModel, setup: Inference
     if solve_batch:
         solved.append(("max_batch", max_batch(spec, setup)))
         setup = replace(setup, batch=max(1, solved[-1][1]))
-    estimate = _with_rule_of_thumb(run_engine(spec, setup))
+    estimate = _with_rule_of_thumb(_run(spec, setup))
     return InferenceEstimate(**{**{f.name: getattr(estimate, f.name) for f in fields(estimate)},
                                 "solved": tuple(solved), "checkpoint": getattr(spec, "checkpoint", None)})
+
+
+DEFAULT_INPUT_TOKENS = 512
+"""Encoder input length when ``input_len`` is not given (T5's ``n_positions``)."""
+
+
+def _run(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
+    """The engine's estimate; encoder-decoder and encoder-only models go to
+    :mod:`vramplan.engines.seq2seq`; images add their tokens to the context and the
+    tower's forward to the estimate (:mod:`vramplan.memory.vision_tower`)."""
+    from vramplan.engines import resolve_job, run_engine
+
+    if spec.architecture != "decoder":
+        from vramplan.engines import seq2seq
+
+        if setup.images:
+            raise InputError(f"images: {spec.name} has no vision tower")
+        if setup.input_len is not None and spec.architecture == "encoder":
+            raise InputError(f"input_len: {spec.name} is encoder-only; give its sequence as context",
+                             fields=("context",))
+        return seq2seq.build(resolve_job(spec, setup), setup.input_len or DEFAULT_INPUT_TOKENS)
+    if setup.input_len is not None:
+        raise InputError(f"input_len: {spec.name} is decoder-only (no encoder input); use prompt and context",
+                         fields=("prompt", "context"))
+    if not setup.images:
+        from vramplan.memory.vision_tower import check_images
+
+        check_images(spec, 0)
+        return run_engine(spec, setup)
+    from vramplan.dtypes import get_dtype
+    from vramplan.estimate import Component
+    from vramplan.memory.vision_tower import image_cost
+
+    job = resolve_job(spec, setup)
+    cost = image_cost(spec, images=setup.images, batch=setup.batch, image_size=setup.image_size,
+                      act_bytes=get_dtype(job.compute_dtype).bits // 8)
+    context = job.context + cost.tokens
+    prompt = (setup.prompt if setup.prompt is not None else job.context) + cost.tokens
+    estimate = run_engine(spec, replace(setup, context=context, prompt=min(prompt, context)))
+    # the tower runs at prefill, before the text layers: it joins the prefill phase
+    phases = tuple((p, b + (cost.tower_activation_bytes if p == "prefill" else 0)) for p, b in estimate.phases)
+    peak = max((b for _, b in estimate.phases), default=estimate.total_bytes)
+    prefill = dict(phases).get("prefill", estimate.total_bytes + cost.tower_activation_bytes)
+    note = (f"vision tower forward over {setup.batch} x {setup.images} image(s) of {cost.patches_per_image} patches "
+            "(analytical; freed before the text layers run)")
+    components = estimate.components
+    if estimate.phase == "prefill":
+        components += (Component(name="activations/vision_tower", bytes=cost.tower_activation_bytes, note=note),)
+    elif prefill > peak:  # the decode peak's components, raised to the prefill-with-tower high point
+        components += (Component(name="activations/vision_tower", bytes=prefill - peak,
+                                 note=note + f"; prefill with it exceeds the {estimate.phase} peak by this"),)
+    details = {**estimate.details, "image_tokens": cost.tokens, "patches_per_image": cost.patches_per_image,
+               "vision_tower_bytes": cost.tower_activation_bytes}
+    out = replace(estimate, components=components, details=details, phases=phases,
+                  assumptions=estimate.assumptions + (
+                      f"{setup.images} image(s) per sequence add {cost.tokens:,} tokens to the context and prompt",))
+    if out.verdict is not None:
+        out = out.with_verdict(out.verdict.gpu, out.verdict.capacity_bytes, out.verdict.reserve_bytes)
+    return out
 
 
 def _with_rule_of_thumb(estimate: Estimate) -> Estimate:

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vramplan.errors import InputError
+from vramplan.memory.vision_tower import MAX_IMAGES
 from vramplan.model.custom import BIAS_CHOICES, MLP_CHOICES, NORM_CHOICES, POSITION_CHOICES
+from vramplan.model.towers import MAX_IMAGE_SIDE
 from vramplan.units import BYTE_UNITS
+from vramplan.validate import LENGTH_MAX
 
 Kind = Literal["int", "float", "str", "flag", "switch", "tokens"]
 """``tokens``: a token count, ``4096`` or ``32k`` / ``128K`` / ``1M`` (:func:`vramplan.units.parse_tokens`)."""
@@ -210,6 +213,9 @@ def train_options() -> tuple[Option, ...]:
         Option(name="dropout", kind="flag", default=False, help="Dropout active in the model (GPT-2 style)."),
         Option(name="activation_model", kind="str", default="derived", show_default=True, help="derived (this tool's) or seed (the seed article's rule of thumb)."),
         Option(name="seed_bytes", kind="int", minimum=1, maximum=8, help="Bytes per value for --activation-model seed [default: the --precision's: int8 1, fp16/bf16 2, fp32 4].", fields=("seed_dtype_bytes",)),
+        Option(name="input_len", kind="tokens", minimum=1, maximum=LENGTH_MAX, help="Encoder-decoder models (T5, BART): encoder input tokens per sequence, 512 or 4k (--seq is the target length) [default: --seq]."),
+        Option(name="images", kind="int", default=0, show_default=True, minimum=0, maximum=MAX_IMAGES, help="Multimodal models: images per sequence (their tokens join --seq)."),
+        Option(name="image_size", kind="int", minimum=1, maximum=MAX_IMAGE_SIDE, help="Pixels per side of each image, for dynamic-resolution towers (Qwen-VL, Pixtral) [default: 1024]."),
         Option(name="gpu", kind="str", help="GPU to check the fit on (e.g. h100, rtx-4090)."),
         Option(name="reserve", kind="str", help="Memory to keep free on the GPU beyond the peak and the overheads (e.g. 2GiB).", fields=("reserve_bytes",)),
         Option(name="strict", kind="flag", default=False, help="Turn warnings (sequence beyond max positions) into errors."),
@@ -232,6 +238,9 @@ def infer_options() -> tuple[Option, ...]:
         Option(name="tp", kind="int", default=1, show_default=True, minimum=1, help="Tensor-parallel GPUs."),
         Option(name="attention", kind="str", default="sdpa", show_default=True, choices=INFERENCE_ATTENTIONS, help="transformers attention implementation."),
         Option(name="logits", kind="str", default="last", show_default=True, choices=LOGITS, help="hf: last position only (generate) or every position (a scoring / perplexity forward)."),
+        Option(name="input_len", kind="tokens", minimum=1, maximum=LENGTH_MAX, help="Encoder-decoder models (T5, BART): encoder input tokens per sequence, 512 or 4k (sizes the cross-attention cache) [default: 512]."),
+        Option(name="images", kind="int", default=0, show_default=True, minimum=0, maximum=MAX_IMAGES, help="Multimodal models: images per sequence (their tokens join the context and the prompt)."),
+        Option(name="image_size", kind="int", minimum=1, maximum=MAX_IMAGE_SIDE, help="Pixels per side of each image, for dynamic-resolution towers (Qwen-VL, Pixtral) [default: 1024]."),
         Option(name="gpu", kind="str", help="GPU for the verdict (see `vramplan gpus`)."),
         Option(name="gpu_memory_utilization", kind="float", default=0.9, show_default=True, help="vLLM's share of the GPU."),
         Option(name="max_num_seqs", kind="int", minimum=1, help="vLLM max_num_seqs."),

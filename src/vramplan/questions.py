@@ -129,7 +129,8 @@ def train(values: Mapping[str, Any], *, advise: bool = True) -> TrainingEstimate
                           attention=v["attention"], lora_rank=v["lora_rank"], lora_targets=targets,
                           fused_ce=bool(v["fused_ce"]), dropout=bool(v["dropout"]),
                           activation_model=v["activation_model"], seed_dtype_bytes=v["seed_bytes"],
-                          strict=bool(v["strict"]))
+                          strict=bool(v["strict"]), input_len=v["input_len"], images=v["images"],
+                          image_size=v["image_size"])
     layout = layout_request(v)
     reserve = parse_bytes(v["reserve"], "reserve") if v.get("reserve") else 0
     if not layout.given:
@@ -167,7 +168,8 @@ def inference_setup(values: Mapping[str, Any]):
         gpu_memory_utilization=v["gpu_memory_utilization"], max_num_seqs=v["max_num_seqs"],
         max_num_batched_tokens=v["max_num_batched_tokens"], block_size=v["block_size"],
         enforce_eager=bool(v["enforce_eager"]), n_gpu_layers=v["n_gpu_layers"], n_ubatch=v["n_ubatch"],
-        flash_attention=not v["no_flash_attn"], strict=bool(v["strict"]),
+        flash_attention=not v["no_flash_attn"], strict=bool(v["strict"]), input_len=v["input_len"],
+        images=v["images"], image_size=v["image_size"],
         reserve_bytes=parse_bytes(v["reserve"], "reserve") if v["reserve"] else 0, overheads=overheads)
 
 

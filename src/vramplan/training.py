@@ -103,8 +103,21 @@ class TrainingSetup:
     """Bytes per value in the seed method when not the precision's (``--seed-bytes``)."""
     strict: bool = False
     """Turn warnings (sequence beyond the model's positions) into errors."""
+    input_len: int | None = None
+    """Encoder-decoder models (T5, BART): encoder input tokens per sequence (``seq`` is
+    then the decoder's target length); None = ``seq``."""
+    images: int = 0
+    """Multimodal models: images per sequence; their tokens join ``seq``
+    (:mod:`vramplan.memory.vision_tower`)."""
+    image_size: int | None = None
+    """Pixels per side of each image for dynamic-resolution towers; None = 1024."""
 
     def __post_init__(self) -> None:
+        if self.input_len is not None:
+            v.integer("input_len", self.input_len, 1, v.LENGTH_MAX)
+        v.integer("images", self.images, 0, 10_000)
+        if self.image_size is not None:
+            v.integer("image_size", self.image_size, 1, 100_000)
         for name, hi in (("batch", v.BATCH_MAX), ("seq", v.LENGTH_MAX), ("grad_accum", v.BATCH_MAX),
                          ("lora_rank", v.HIDDEN_MAX)):
             v.integer(name, getattr(self, name), 1, hi)
@@ -644,6 +657,10 @@ def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSe
     overheads = overheads or Overheads()
     spec = resolve_model(model)
     gpu_spec = _gpu(gpu)
+    if isinstance(spec, ModelSpec):
+        from vramplan.memory.seq2seq_training import with_image_tokens
+
+        setup = with_image_tokens(spec, setup)
     if layout is not None:
         setup, layout = _one_accumulation(setup, layout)
         if not layout.is_single_device and setup.activation_model == "seed":
@@ -728,6 +745,10 @@ def _layout_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup, lay
         from vramplan.count_states import model_states_on_layout
 
         est = model_states_on_layout(spec, setup, layout)
+    if isinstance(spec, ModelSpec) and spec.architecture == "encoder_decoder":
+        est = replace(est, warnings=est.warnings + (
+            "encoder-decoder on a layout: the encoder's and cross-attentions' activations are not counted (they are "
+            "on one GPU)",))
     if gpu is not None:
         est = fit_verdict(est, gpu.slug, gpu.usable_memory_bytes, reserve_bytes=reserve_bytes, overheads=overheads,
                           comm_group_ranks=layout.num_gpus)
@@ -749,11 +770,23 @@ def _single_gpu_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup)
     logits = setup_logits(spec, setup)
     line = timeline(spec, setup, states, plan, logits)
     phase = line.peak_phase
+    phases = line.phases()
+    extra: tuple[Component, ...] = ()
+    if spec.architecture != "decoder" or setup.images:
+        from vramplan.memory.seq2seq_training import LIVE_PHASES, extra_training_components
+
+        extra, more_warnings = extra_training_components(spec, setup, _context(spec, setup))
+        warnings = list(warnings) + list(more_warnings)
+        added = sum(c.bytes for c in extra)
+        phases = tuple((p, b + (added if p in LIVE_PHASES else 0)) for p, b in phases)
+        phase = max(phases, key=lambda item: item[1])[0]
+        extra = extra if phase in LIVE_PHASES else ()
     components = tuple(Component(name=name, bytes=b, note=note) for name, (b, note) in line.parts(phase).items())
+    components += extra
     details = _details(spec, setup, states, plan, logits)
     details["backward_peak_at"] = line.backward_point
     return Estimate(model=spec.name, kind="training", components=components, phase=phase,
-                    phases=line.phases(), details=details, assumptions=tuple(_assumptions(spec, setup)),
+                    phases=phases, details=details, assumptions=tuple(_assumptions(spec, setup)),
                     warnings=tuple(warnings) + tuple(spec.notes))
 
 

@@ -386,6 +386,12 @@ def _rotary_factor(cfg: Config) -> float:
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(FAMILIES))
 
 
+FLAT_WRAPPERS: dict[str, str] = {"qwen2_vl": "qwen2_vl_text", "qwen2_5_vl": "qwen2_5_vl_text"}
+"""Wrappers whose published config.json keeps the text model's fields at the top level
+(Qwen2-VL, Qwen2.5-VL as released; transformers >= 4.50 re-saves them under
+``text_config``): the outer config is read as the text config of that type."""
+
+
 def text_config(cfg: Config) -> Config:
     """The text model's config: ``cfg`` itself, or its nested ``text_config`` (Gemma 3,
     Llava-style multimodal checkpoints). The inner config inherits the outer dtype and
@@ -394,6 +400,9 @@ def text_config(cfg: Config) -> Config:
     if cfg.get("model_type") in FAMILIES:
         return cfg
     inner = cfg.get("text_config")
+    flat = FLAT_WRAPPERS.get(str(cfg.get("model_type")))
+    if flat is not None and not isinstance(inner, dict) and _find(cfg, "hidden_size") is not None:
+        return {**cfg, "model_type": flat}
     if isinstance(inner, dict) and inner.get("model_type"):
         merged = dict(inner)
         for key in ("torch_dtype", "dtype", "quantization_config"):
@@ -463,8 +472,11 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
         _check_layer_count(cfg["text_config"])
     if complete:
         cfg = complete_config(cfg)
-    towers = [k.removesuffix("_config") for k in ("vision_config", "audio_config")
-              if isinstance(cfg.get(k), dict) and cfg.get("model_type") not in FAMILIES]
+    from vramplan.model import encoder_decoder
+
+    if encoder_decoder.reads(cfg):
+        return encoder_decoder.spec_from_config(cfg, name, hub_id)
+    wrapper = cfg if cfg.get("model_type") not in FAMILIES else None
     cfg = text_config(cfg)
     mtype = cfg.get("model_type")
     if not mtype:
@@ -479,16 +491,21 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
     cfg = {**family.defaults, **cfg}
     try:
         fields = _fields(cfg, family, name, hub_id)
+        if wrapper is not None:
+            from vramplan.model.towers import read_towers
+
+            fields["towers"], uncounted = read_towers(wrapper, fields["hidden_size"])
+            if uncounted:
+                fields["notes"] = fields["notes"] + (
+                    f"the checkpoint's {' and '.join(uncounted)} tower(s) are not counted: parameters, weights and "
+                    "activations are those of the text model"
+                    + (" and its vision tower" if fields["towers"] else " alone"),)
     except (TypeError, ValueError, OverflowError) as exc:
         if isinstance(exc, ConfigError):
             raise
         # A field of the wrong JSON type that the reader did not check itself.
         raise ConfigError(f"config.json (model_type {mtype!r}): a field has the wrong type or size "
                           f"({str(exc)[:120]})") from None
-    if towers:
-        fields["notes"] = fields["notes"] + (
-            f"the checkpoint's {' and '.join(towers)} tower(s) are not counted: parameters, weights and activations "
-            "are those of the text model alone",)
     return ModelSpec(**fields)
 
 

@@ -188,6 +188,78 @@ class MLASpec:
         return self.qk_rope_head_dim + self.qk_nope_head_dim
 
 
+Architecture = Literal["decoder", "encoder_decoder", "encoder"]
+"""Decoder-only (causal LM), encoder-decoder (T5, BART: the decoder cross-attends to the
+encoder's output) or encoder-only (BERT, RoBERTa, ModernBERT: no KV cache)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncoderSpec:
+    """The encoder stack of an encoder-decoder model (T5, BART), where it differs from the
+    decoder's: :mod:`vramplan.model.encoder_decoder` reads it and lists its tensors."""
+
+    num_layers: int
+    num_attention_heads: int
+    head_dim: int
+    intermediate_size: int
+
+    def __post_init__(self) -> None:
+        for name in ("num_layers", "num_attention_heads", "head_dim", "intermediate_size"):
+            _positive(f"encoder {name}", getattr(self, name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TowerTensors:
+    """Parameter tensors of a vision or audio tower (or its projector), as
+    ``(name, shape, count)`` rows with their role, listed by :mod:`vramplan.model.towers`."""
+
+    name: str
+    role: Literal["linear", "embedding", "norm", "bias", "other"]
+    shape: tuple[int, ...]
+    count: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TowerSpec:
+    """A multimodal checkpoint's vision or audio encoder and the projector into the text
+    model (:mod:`vramplan.model.towers` reads them and gives the image-token rules)."""
+
+    kind: Literal["vision", "audio"]
+    model_type: str
+    """The tower config's ``model_type`` (``siglip_vision_model``, ``qwen2_5_vl``...)."""
+    depth: int
+    """Encoder blocks of the tower."""
+    hidden_size: int
+    intermediate_size: int
+    num_heads: int
+    mlp_gated: bool
+    tensors: tuple[TowerTensors, ...]
+    """Every parameter tensor of the tower (``component='vision_tower'``/``'audio_tower'``)."""
+    projector: tuple[TowerTensors, ...]
+    """The projector into the text model's width (``component='projector'``)."""
+    patch_size: int = 14
+    """Pixels per patch side."""
+    merge: int = 1
+    """Patches merged into one token per side (Qwen-VL ``spatial_merge_size``, Pixtral's
+    patch merger, LLaVA-style towers: 1)."""
+    image_size: int | None = None
+    """The fixed resolution the processor resizes every image to; ``None`` for dynamic
+    resolution (Qwen-VL, Pixtral: the image's own size, within the processor's bounds)."""
+    token_rule: Literal["resize", "anyres", "tiles"] = "resize"
+    """How the processor turns an image into tokens: one resized image (fixed or dynamic
+    resolution; modelled), or a grid of tiles chosen per image (LLaVA-NeXT "anyres",
+    InternVL, Llama 4; not modelled)."""
+    tokens_per_image: int | None = None
+    """Text tokens one image adds at its fixed resolution (markers included); ``None``
+    when the count depends on the image size (:func:`vramplan.model.towers.image_tokens`)."""
+
+    @property
+    def params(self) -> int:
+        from math import prod
+
+        return sum(prod(t.shape) * t.count for t in self.tensors + self.projector)
+
+
 @dataclass(frozen=True, kw_only=True)
 class IndexerSpec:
     """DeepSeek sparse attention's lightning indexer (DeepSeek-V3.2-Exp technical report,
@@ -362,6 +434,19 @@ class ModelSpec:
     final_logit_softcapping: bool = False
     """Logits pass through ``cap * tanh(logits / cap)`` (Gemma 2), written out as
     separate ``[tokens, vocab]`` tensors."""
+    architecture: Architecture = "decoder"
+    """Decoder-only, encoder-decoder or encoder-only (:mod:`vramplan.model.encoder_decoder`).
+    For an encoder-decoder the main fields describe the decoder stack (``num_layers`` are
+    decoder blocks); for an encoder-only model, the encoder stack."""
+    encoder: EncoderSpec | None = None
+    """The encoder stack of an encoder-decoder model."""
+    relative_attention_buckets: int = 0
+    """T5's relative position bias: buckets of the ``buckets x heads`` table in the first
+    block of each stack; 0 when positions are not relative buckets."""
+    type_vocab_size: int = 0
+    """BERT/RoBERTa token-type (segment) embedding rows; 0 when none."""
+    towers: tuple[TowerSpec, ...] = ()
+    """Vision/audio towers of a multimodal checkpoint (counted in parameters and weights)."""
     dtype: str = "bf16"
     """The checkpoint's dtype (``torch_dtype`` in config.json)."""
     quantization_json: str = ""
@@ -434,6 +519,10 @@ class ModelSpec:
         v.real("partial_rotary_factor", self.partial_rotary_factor, 0, 1, lo_open=True, error=ConfigError)
 
     # ---- derived facts ----------------------------------------------------------
+    @property
+    def vision_tower(self) -> TowerSpec | None:
+        return next((t for t in self.towers if t.kind == "vision"), None)
+
     @property
     def is_moe(self) -> bool:
         return self.moe is not None

@@ -22,12 +22,12 @@ from typing import Literal
 from vramplan.model.spec import ModelSpec
 
 Component = Literal[
-    "embeddings", "position_embeddings", "attention", "ssm", "mlp", "experts", "router",
-    "shared_experts", "norms", "biases", "head",
+    "embeddings", "position_embeddings", "attention", "cross_attention", "ssm", "mlp", "experts", "router",
+    "shared_experts", "norms", "biases", "head", "vision_tower", "audio_tower", "projector",
 ]
 COMPONENTS: tuple[Component, ...] = (
-    "embeddings", "position_embeddings", "attention", "ssm", "mlp", "experts", "router",
-    "shared_experts", "norms", "biases", "head",
+    "embeddings", "position_embeddings", "attention", "cross_attention", "ssm", "mlp", "experts", "router",
+    "shared_experts", "norms", "biases", "head", "vision_tower", "audio_tower", "projector",
 )
 """Parameter components in display order. Biases of every module are gathered in
 ``biases``; norm weights (and LayerNorm biases) in ``norms``."""
@@ -363,8 +363,28 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
     return groups
 
 
+def tower_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """The vision/audio towers and projectors of a multimodal checkpoint
+    (:mod:`vramplan.model.towers`): outside the decoder blocks, so LoRA leaves them frozen."""
+    return [TensorGroup(name=f"{tower.kind}_tower.{t.name}" if component != "projector" else t.name,
+                        component=component, role=t.role, shape=t.shape, count=t.count, per_layer=False)
+            for tower in spec.towers
+            for component, rows in ((f"{tower.kind}_tower", tower.tensors), ("projector", tower.projector))
+            for t in rows]
+
+
 def model_tensors(spec: ModelSpec) -> list[TensorGroup]:
-    """All parameter tensors of the model, embeddings first, head last."""
+    """All parameter tensors of the model, embeddings first, head last (then the
+    vision/audio towers of a multimodal checkpoint)."""
+    if spec.architecture != "decoder":
+        from vramplan.model.encoder_decoder import encoder_decoder_tensors
+
+        return encoder_decoder_tensors(spec)
+    return decoder_tensors(spec) + tower_tensors(spec)
+
+
+def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """The decoder-only model's tensors, embeddings first, head last."""
     h = spec.hidden_size
     groups = [TensorGroup(name="embed_tokens.weight", component="embeddings", role="embedding",
                           shape=(spec.vocab_size, h), count=1, per_layer=False)]
