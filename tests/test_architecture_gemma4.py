@@ -52,18 +52,11 @@ def test_parameters_equal_the_meta_build(variant):
 def test_cache_equals_transformers_cache_after_a_forward(variant, tokens):
     """7 tokens overflow the 4-token sliding window (sliding layers hold the window),
     3 do not."""
-    torch = pytest.importorskip("torch")
-    import transformers
-    from test_recurrent_state import _cache_tensors
+    pytest.importorskip("torch")
+    from test_recurrent_state import kv_bytes_after_forward
 
     config = _config(variant)
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = transformers.AutoModelForCausalLM.from_config(config).to(torch.bfloat16).eval()
-        with torch.no_grad():
-            out = model(input_ids=torch.randint(0, 100, (2, tokens)), use_cache=True)
-    measured = sum(t.numel() * t.element_size() for t in _cache_tensors(out.past_key_values) if t.dim() == 4)
+    measured = kv_bytes_after_forward(config, tokens)
     spec = spec_from_config(config.to_dict(), complete=False)
     # transformers' DynamicSlidingWindowLayer stores window - 1 tokens once the prompt overflows the window
     assert kv_cache_bytes(spec, context_tokens=tokens, batch=2, dtype="bf16", sliding_extra_tokens=-1) == measured

@@ -76,6 +76,23 @@ def _cache_tensors(cache) -> list:
     return list(seen.values())
 
 
+def kv_bytes_after_forward(config, tokens: int, batch: int = 2) -> int:
+    """Bytes of the 4-D (key/value) tensors transformers' cache holds after one bf16
+    forward of ``batch`` x ``tokens`` random tokens through the model ``config`` builds."""
+    import warnings
+
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = transformers.AutoModelForCausalLM.from_config(config).to(torch.bfloat16).eval()
+        with torch.no_grad():
+            out = model(input_ids=torch.randint(0, 100, (batch, tokens)), use_cache=True)
+    return sum(t.numel() * t.element_size() for t in _cache_tensors(out.past_key_values) if t.dim() == 4)
+
+
 @pytest.mark.exact
 @pytest.mark.parametrize("model_type", sorted(TINY))
 def test_kv_plus_state_equals_transformers_cache(model_type):

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from vramplan.errors import ConfigError
+from vramplan.model.families import config_switch as _bool
 from vramplan.model.spec import EncoderSpec, ModelSpec
 from vramplan.model.tensors import Component, TensorGroup
 
@@ -49,15 +50,6 @@ def _int(cfg: Config, key: str, default: int | None = None) -> int:
         raise ConfigError(f"{key}: missing from config.json (needed for model_type {cfg.get('model_type')!r})")
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 100_000_000:
         raise ConfigError(f"{key}: expected a positive integer, got {value!r}")
-    return value
-
-
-def _bool(cfg: Config, key: str, default: bool) -> bool:
-    value = cfg.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
     return value
 
 

@@ -95,8 +95,9 @@ class Family:
     """Family-specific step on the fields the generic reader found."""
 
 
-def _on(cfg: Config, key: str, default: bool) -> bool:
-    """A true/false switch of the config; anything else is an error naming the key."""
+def config_switch(cfg: Config, key: str, default: bool) -> bool:
+    """A true/false switch of the config (``default`` when absent or null); anything
+    else is an error naming the key. The one reader of boolean config keys."""
     value = cfg.get(key)
     if value is None:
         return default
@@ -132,20 +133,20 @@ def _falcon(cfg: Config, f: dict[str, Any]) -> None:
     """Falcon (modeling_falcon.py): fused qkv with ``multi_query`` (one KV head) unless
     ``new_decoder_architecture`` (then ``num_kv_heads``, two norms ``ln_attn``/``ln_mlp``
     per block); parallel blocks keep one norm; ALiBi or rotary."""
-    new_arch = _on(cfg, "new_decoder_architecture", False)
+    new_arch = config_switch(cfg, "new_decoder_architecture", False)
     f["intermediate_size"] = _pos(cfg, ("ffn_hidden_size",), 4 * f["hidden_size"])  # FalconConfig.ffn_hidden_size
     if new_arch:
         f["num_kv_heads"] = _pos(cfg, ("num_kv_heads",), f["num_attention_heads"])
         f["norms_per_layer"] = _pos(cfg, ("num_ln_in_parallel_attn",), 2)
     else:
-        f["num_kv_heads"] = 1 if _on(cfg, "multi_query", True) else f["num_attention_heads"]
-        parallel = _on(cfg, "parallel_attn", True)
+        f["num_kv_heads"] = 1 if config_switch(cfg, "multi_query", True) else f["num_attention_heads"]
+        parallel = config_switch(cfg, "parallel_attn", True)
         f["norms_per_layer"] = 1 if parallel else 2
         f["parallel_block"] = bool(parallel)
     if new_arch:
         f["parallel_block"] = True
-    bias = _on(cfg, "bias", False)
-    f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias, alibi=_on(cfg, "alibi", False))
+    bias = config_switch(cfg, "bias", False)
+    f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias, alibi=config_switch(cfg, "alibi", False))
 
 
 def _bloom(cfg: Config, f: dict[str, Any]) -> None:
@@ -155,7 +156,7 @@ def _bloom(cfg: Config, f: dict[str, Any]) -> None:
 def _mpt(cfg: Config, f: dict[str, Any]) -> None:
     """MPT: ``expansion_ratio`` x d_model MLP, ``no_bias``, ALiBi (modeling_mpt.py)."""
     f["intermediate_size"] = int(_ratio(cfg, ("expansion_ratio",), 4) * f["hidden_size"])
-    bias = not _on(cfg, "no_bias", True)
+    bias = not config_switch(cfg, "no_bias", True)
     f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias, norm_bias=bias)
     attn = cfg.get("attn_config") if isinstance(cfg.get("attn_config"), dict) else {}
     f["alibi"] = bool(attn.get("alibi", True))
@@ -172,7 +173,7 @@ def _gptj(cfg: Config, f: dict[str, Any]) -> None:
 def _gpt_bigcode(cfg: Config, f: dict[str, Any]) -> None:
     """GPTBigCode (SantaCoder, StarCoder 1): one KV head with ``multi_query`` (default
     true, configuration_gpt_bigcode.py), the MLP ``n_inner`` wide, else 4h."""
-    f["num_kv_heads"] = 1 if _on(cfg, "multi_query", True) else f["num_attention_heads"]
+    f["num_kv_heads"] = 1 if config_switch(cfg, "multi_query", True) else f["num_attention_heads"]
     f["intermediate_size"] = _pos(cfg, ("n_inner",), 4 * f["hidden_size"])
 
 
@@ -180,32 +181,32 @@ def _opt(cfg: Config, f: dict[str, Any]) -> None:
     """OPT: ``enable_bias`` everywhere, a final norm only with ``do_layer_norm_before``
     and without ``_remove_final_layer_norm`` (modeling_opt.py). Projections between
     ``word_embed_proj_dim`` and hidden exist only when they differ."""
-    bias = _on(cfg, "enable_bias", True)
+    bias = config_switch(cfg, "enable_bias", True)
     f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias)
-    f["final_norm"] = _on(cfg, "do_layer_norm_before", True) and not cfg.get("_remove_final_layer_norm")
+    f["final_norm"] = config_switch(cfg, "do_layer_norm_before", True) and not cfg.get("_remove_final_layer_norm")
 
 
 def _stablelm(cfg: Config, f: dict[str, Any]) -> None:
-    f["attention_qkv_bias"] = _on(cfg, "use_qkv_bias", False)
+    f["attention_qkv_bias"] = config_switch(cfg, "use_qkv_bias", False)
     f["attention_out_bias"] = False
-    if _on(cfg, "use_parallel_residual", False):
+    if config_switch(cfg, "use_parallel_residual", False):
         f["norms_per_layer"], f["parallel_block"] = 1, True
-    if _on(cfg, "qk_layernorm", False):
+    if config_switch(cfg, "qk_layernorm", False):
         f["qk_norm"] = "full"
 
 
 def _starcoder2(cfg: Config, f: dict[str, Any]) -> None:
-    bias = _on(cfg, "use_bias", True)
+    bias = config_switch(cfg, "use_bias", True)
     f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias, norm_bias=bias)
 
 
 def _phi(cfg: Config, f: dict[str, Any]) -> None:
-    if _on(cfg, "qk_layernorm", False):
+    if config_switch(cfg, "qk_layernorm", False):
         f["qk_norm"] = "per_head"
 
 
 def _cohere(cfg: Config, f: dict[str, Any]) -> None:
-    if _on(cfg, "use_qk_norm", False):
+    if config_switch(cfg, "use_qk_norm", False):
         f["qk_norm"] = "full"
 
 
@@ -214,7 +215,7 @@ def _olmo(cfg: Config, f: dict[str, Any]) -> None:
 
 
 def _persimmon(cfg: Config, f: dict[str, Any]) -> None:
-    if _on(cfg, "qk_layernorm", True):
+    if config_switch(cfg, "qk_layernorm", True):
         f["qk_norm"] = "per_head"
 
 
@@ -245,12 +246,12 @@ def _ernie_moe(cfg: Config, f: dict[str, Any]) -> None:
     interval = _pos(cfg, ("moe_layer_interval",), 1)
     f["_moe_layer_set"] = {i for i in range(f["num_layers"])
                            if start <= i <= end and (i + 1) % interval == 0}
-    bias = _on(cfg, "use_bias", False)
+    bias = config_switch(cfg, "use_bias", False)
     f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias)
 
 
 def _ernie(cfg: Config, f: dict[str, Any]) -> None:
-    bias = _on(cfg, "use_bias", False)
+    bias = config_switch(cfg, "use_bias", False)
     f.update(attention_qkv_bias=bias, attention_out_bias=bias, mlp_bias=bias)
 
 
@@ -273,11 +274,11 @@ def _chatglm(cfg: Config, f: dict[str, Any]) -> None:
     qkv, ``add_bias_linear`` on the output and MLP projections, a final norm when
     ``post_layer_norm``, LayerNorm unless ``rmsnorm``; the ``output_layer`` is its own
     matrix whatever ``tie_word_embeddings`` says (the class never ties it)."""
-    f["attention_qkv_bias"] = _on(cfg, "add_qkv_bias", False)
-    linear_bias = _on(cfg, "add_bias_linear", False)
+    f["attention_qkv_bias"] = config_switch(cfg, "add_qkv_bias", False)
+    linear_bias = config_switch(cfg, "add_bias_linear", False)
     f.update(attention_out_bias=linear_bias, mlp_bias=linear_bias, tie_word_embeddings=False)
-    f["final_norm"] = _on(cfg, "post_layer_norm", True)
-    if not _on(cfg, "rmsnorm", True):
+    f["final_norm"] = config_switch(cfg, "post_layer_norm", True)
+    if not config_switch(cfg, "rmsnorm", True):
         f["norm"] = "layernorm"
 
 
@@ -301,7 +302,7 @@ def _shared_width_key(cfg: Config, f: dict[str, Any]) -> None:
 
 
 def _post_norms(cfg: Config, f: dict[str, Any]) -> None:
-    if _on(cfg, "use_post_norm", False):  # HyperCLOVA X: norms after attention and MLP too
+    if config_switch(cfg, "use_post_norm", False):  # HyperCLOVA X: norms after attention and MLP too
         f["norms_per_layer"] = 4
 
 
@@ -446,8 +447,8 @@ def _lfm2(cfg: Config, f: dict[str, Any]) -> None:
     f["layer_mixers"] = tuple("short_conv" if c else "attention" for c in conv)
     f["layer_types"] = ()
     f["short_conv_kernel"] = _pos(cfg, ("conv_L_cache",), 3)
-    f["short_conv_bias"] = _on(cfg, "conv_bias", False)
-    if _on(cfg, "block_auto_adjust_ff_dim", True):
+    f["short_conv_bias"] = config_switch(cfg, "conv_bias", False)
+    if config_switch(cfg, "block_auto_adjust_ff_dim", True):
         width = int(2 * f["intermediate_size"] / 3)
         if cfg.get("block_ffn_dim_multiplier") is not None:
             width = int(_ratio(cfg, ("block_ffn_dim_multiplier",), 1.0) * width)
@@ -522,7 +523,7 @@ def _gemma4(cfg: Config, f: dict[str, Any]) -> None:
     ``attention_k_eq_v`` the full layers have no ``v_proj``; per-layer input embeddings
     of ``hidden_size_per_layer_input`` columns per layer."""
     n = f["num_layers"]
-    if _on(cfg, "enable_moe_block", False):
+    if config_switch(cfg, "enable_moe_block", False):
         raise ConfigError("enable_moe_block: Gemma 4's MoE block (router and experts beside the MLP) is not read "
                           "analytically; `vramplan trace` measures it")
     if not f["layer_types"]:
@@ -531,7 +532,7 @@ def _gemma4(cfg: Config, f: dict[str, Any]) -> None:
     per_layer = cfg.get("per_layer_config")
     if per_layer is None:
         override = {"head_dim": _pos(cfg, ("global_head_dim",), 512)}
-        if cfg.get("num_global_key_value_heads") is not None and _on(cfg, "attention_k_eq_v", False):
+        if cfg.get("num_global_key_value_heads") is not None and config_switch(cfg, "attention_k_eq_v", False):
             override["num_key_value_heads"] = _pos(cfg, ("num_global_key_value_heads",))
         per_layer = {str(i): override for i, t in enumerate(f["layer_types"]) if t == "full_attention"}
     if not isinstance(per_layer, dict):
@@ -549,10 +550,10 @@ def _gemma4(cfg: Config, f: dict[str, Any]) -> None:
         raise ConfigError(f"num_kv_shared_layers: expected at most num_hidden_layers={n}, got {shared}")
     if shared:
         f["kv_shared_layers"] = tuple(i >= n - shared for i in range(n))
-        if _on(cfg, "use_double_wide_mlp", False):
+        if config_switch(cfg, "use_double_wide_mlp", False):
             width = f["intermediate_size"]
             f["layer_intermediate_sizes"] = tuple(2 * width if i >= n - shared else width for i in range(n))
-    f["attention_k_eq_v"] = _on(cfg, "attention_k_eq_v", False)
+    f["attention_k_eq_v"] = config_switch(cfg, "attention_k_eq_v", False)
     size = _index(cfg, "hidden_size_per_layer_input")
     if size:
         f["per_layer_input_size"] = size

@@ -27,6 +27,7 @@ from vramplan import validate as v
 from vramplan.dtypes import get_dtype
 from vramplan.errors import ConfigError, VramplanError
 from vramplan.model.families import FAMILIES, KEYS, Family
+from vramplan.model.families import config_switch as _bool
 from vramplan.model.spec import MLASpec, MoESpec, ModelSpec
 
 Config = dict[str, Any]
@@ -124,15 +125,6 @@ def _key_int(cfg: Config, key: str, default: int | None = None, quantity: str | 
     if value is None:
         return default
     return _check_int(key, value, quantity)
-
-
-def _bool(cfg: Config, key: str, default: bool) -> bool:
-    value = cfg.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    return value
 
 
 def _flag(cfg: Config, source: bool | str, default: bool = False) -> bool:
