@@ -40,6 +40,8 @@ from vramplan.parallel import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from vramplan.model.spec import ModelSpec
     from vramplan.parallel.arrays import Flags, Ints, Reals
     from vramplan.training import TrainingSetup
@@ -323,7 +325,50 @@ def gradients_persist(layout: ParallelLayout) -> bool:
     return layout.resolved_engine in ("megatron", "deepspeed")
 
 
-def backward_peak_bytes(sharded: ShardedStates, shared: StageTerms, layout: ParallelLayout, *,
+@dataclass(frozen=True, kw_only=True)
+class StatePeaks:
+    """What the peaks of one pipeline stage take from the model states
+    (:func:`state_peaks`): terms of the degrees (dp, tp, pp, cp, ep) and the engine
+    setting alone, not of the micro-batch, the sequence or recomputation. Scalars, or
+    arrays with one entry per layout (the planner computes them once per distinct set
+    of degrees and hands each layout its set's with :meth:`take`)."""
+
+    backward_base_bytes: Reals
+    """Model-state bytes at the backward's high point other than the gradients (weights,
+    master, optimizer, buckets, gathered parameters, unsharded gradients)."""
+    gradients_bytes: Reals
+    """Gradients as held on this GPU."""
+    step_peak_bytes: Reals
+    """States, step temporaries and overhead during the optimizer step."""
+
+    def take(self, index: np.ndarray) -> StatePeaks:
+        """The entries ``index`` picks (arrays gathered; scalars stay scalars)."""
+        import numpy as np
+
+        def pick(v: Reals) -> Reals:
+            return np.take(v, index) if np.ndim(v) else v
+
+        return StatePeaks(backward_base_bytes=pick(self.backward_base_bytes), gradients_bytes=pick(self.gradients_bytes),
+                          step_peak_bytes=pick(self.step_peak_bytes))
+
+
+def step_temporaries_bytes(sharded: ShardedStates, states: JobStates) -> Reals:
+    """Bytes held only during the optimizer step: the sharding's own (DeepSpeed's fp32
+    gradient partition) plus the optimizer's temporaries, which follow the optimizer
+    states' sharding (none when offloaded)."""
+    recipe = states.recipe
+    optimizer_share = sharded.optimizer / recipe.optimizer if recipe.optimizer else 0 * sharded.optimizer
+    return sharded.step_temporaries + optimizer_share * states.step_temporaries_per_param
+
+
+def state_peaks(sharded: ShardedStates, step_temporaries: Reals, overhead: Reals) -> StatePeaks:
+    """:class:`StatePeaks` of ``sharded`` model states with ``step_temporaries`` bytes
+    (:func:`step_temporaries_bytes`) and the fixed ``overhead``."""
+    return StatePeaks(backward_base_bytes=sharded.backward_peak - sharded.gradients, gradients_bytes=sharded.gradients,
+                      step_peak_bytes=sharded.resident + step_temporaries + overhead)
+
+
+def backward_peak_bytes(peaks: StatePeaks, shared: StageTerms, layout: ParallelLayout, *,
                         micro_batches: Ints) -> Reals:
     """Bytes at the backward's high point, without the fixed overhead.
 
@@ -338,11 +383,19 @@ def backward_peak_bytes(sharded: ShardedStates, shared: StageTerms, layout: Para
     throughout when they accumulate over micro-batches or the engine keeps a
     persistent buffer (:func:`gradients_persist`).
     """
-    base = sharded.backward_peak - sharded.gradients
+    base = peaks.backward_base_bytes
     persistent = where(micro_batches > 1, 1, 1 if gradients_persist(layout) else 0)
-    with_grads = sharded.gradients + shared.activation_high_bytes
-    forming = maximum(shared.activation_high_bytes, shared.current_layer_bytes + sharded.gradients)
+    with_grads = peaks.gradients_bytes + shared.activation_high_bytes
+    forming = maximum(shared.activation_high_bytes, shared.current_layer_bytes + peaks.gradients_bytes)
     return base + persistent * with_grads + (1 - persistent) * forming
+
+
+def stage_peak_bytes(peaks: StatePeaks, shared: StageTerms, layout: ParallelLayout, *, micro_batches: Ints,
+                     overhead: Reals) -> tuple[Reals, Reals]:
+    """(backward high point, peak) of one pipeline stage, both with the fixed
+    ``overhead``: the peak is the larger of the backward's and the optimizer step's."""
+    backward = backward_peak_bytes(peaks, shared, layout, micro_batches=micro_batches) + overhead
+    return backward, maximum(backward, peaks.step_peak_bytes)
 
 
 CP_ATTENTION_KERNELS = ("flash", "sdpa")
@@ -432,12 +485,10 @@ def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
     sharded = shard_model_states(recipe=st.recipe, params=params, layout=layout, dp=dp, cp=cp, ep=ep, tp=tp,
                                  pp=pp, layer_params=shared.layer_params, root_params=shared.root_params,
                                  trainable_fraction=st.trainable_fraction)
-    # The optimizer's step temporaries follow the optimizer states' sharding (none when offloaded).
-    optimizer_share = sharded.optimizer / st.recipe.optimizer if st.recipe.optimizer else 0 * sharded.optimizer
-    step_temporaries = sharded.step_temporaries + optimizer_share * st.step_temporaries_per_param
+    step_temporaries = step_temporaries_bytes(sharded, st)
     overhead = job.overhead_bytes if overhead is None else overhead
-    backward = backward_peak_bytes(sharded, shared, layout, micro_batches=micro_batches) + overhead
-    step = sharded.resident + step_temporaries + overhead
+    peaks = state_peaks(sharded, step_temporaries, overhead)
+    backward, peak = stage_peak_bytes(peaks, shared, layout, micro_batches=micro_batches, overhead=overhead)
     return TrainingTerms(
         gpu_params=params.total, weights_bytes=sharded.weights, master_weights_bytes=sharded.master_weights,
         gradients_bytes=sharded.gradients, optimizer_bytes=sharded.optimizer,
@@ -449,7 +500,7 @@ def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
         grads_persist=where(micro_batches > 1, 1, 1 if gradients_persist(layout) else 0),
         overhead_bytes=overhead, host_per_gpu_bytes=sharded.host_per_gpu,
         in_flight_micro_batches=shared.in_flight_micro_batches,
-        backward_peak_bytes=backward, step_peak_bytes=step, peak_bytes=maximum(backward, step),
+        backward_peak_bytes=backward, step_peak_bytes=peaks.step_peak_bytes, peak_bytes=peak,
     )
 
 

@@ -24,17 +24,23 @@ from vramplan.distributed import (
     default_overhead_bytes,
     engine_setup,
     job_states,
+    stage_peak_bytes,
     stage_terms,
-    training_terms,
+    state_peaks,
+    step_temporaries_bytes,
 )
 from vramplan import validate as v
 from vramplan.errors import InputError
 from vramplan.memory.overhead import Overheads
 from vramplan.parallel import (
     ParallelLayout,
+    RankParams,
     SliceCoefficients,
+    layer_params,
     rank_params,
+    root_params,
     sequence_splits_evenly,
+    shard_model_states,
     slice_coefficients,
     stage_layers,
     tensor_parallel_problem,
@@ -385,22 +391,78 @@ class PlanResult:
 
 
 @dataclass(frozen=True, kw_only=True)
+class _StateKeys:
+    """The distinct (dp, tp, pp, cp, ep) among a search's rows. The model-state bytes
+    (:func:`~vramplan.parallel.shard_model_states`) depend on nothing else (not on the
+    micro-batch, sequence parallelism or recomputation), so they are computed once per
+    key and each row takes its key's: the same element-wise arithmetic on fewer
+    elements, hence the same figures."""
+
+    keys: Degrees
+    """One row per key (its first row in the search)."""
+    index: np.ndarray
+    """The key of every row."""
+
+    @classmethod
+    def of(cls, d: Degrees) -> _StateKeys:
+        import numpy as np
+
+        columns = (d.dp, d.tp, d.pp, d.cp, d.ep)
+        radices = [int(c.max()) + 1 for c in columns] if d.size else [1]
+        if math.prod(radices) < 2**63:  # one int64 per row, ordered as the tuples are: a 1-d sort
+            code = np.zeros(d.size, dtype=np.int64)
+            for column, radix in zip(columns, radices):
+                code = code * radix + column
+            _, first, index = np.unique(code, return_index=True, return_inverse=True)
+        else:
+            _, first, index = np.unique(np.stack(columns, axis=1), axis=0, return_index=True, return_inverse=True)
+        return cls(keys=d.select(first), index=index.reshape(-1))
+
+    def tiled(self, times: int) -> _StateKeys:
+        """The keys of the rows repeated ``times`` over (:meth:`Degrees.with_recomputes`)."""
+        import numpy as np
+
+        return replace(self, index=np.tile(self.index, times))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _StageParams:
+    """Parameters on one GPU of a pipeline stage, per :class:`_StateKeys` key."""
+
+    rank: RankParams
+    layer_params: np.ndarray
+    root_params: np.ndarray
+
+    @classmethod
+    def of(cls, coeffs: SliceCoefficients, keys: Degrees, stage: str) -> _StageParams:
+        return cls(rank=rank_params(coeffs, tp=keys.tp, pp=keys.pp, ep=keys.ep, stage=stage),
+                   layer_params=layer_params(coeffs, tp=keys.tp, ep=keys.ep), root_params=root_params(coeffs, tp=keys.tp))
+
+
+@dataclass(frozen=True, kw_only=True)
 class _StageRows:
     """The engine-independent terms of a search's rows: the first pipeline stage of
     every row, the last stage of the rows with a pipeline (with ``pp == 1`` one stage
-    holds everything, so the first stage is the whole GPU)."""
+    holds everything, so the first stage is the whole GPU), and the parameters of both
+    stages per model-state key."""
 
     first: StageTerms
     pipelined: np.ndarray
     """Rows with pp > 1 (a boolean mask)."""
     last_rows: Degrees
     """Those rows."""
-    last_acts: ActivationCoefficients
     last: StageTerms
     """The last stage of ``last_rows``."""
+    keys: _StateKeys
+    """The rows' model-state keys."""
+    last_index: np.ndarray
+    """The keys of ``last_rows``."""
+    first_params: _StageParams
+    last_params: _StageParams
 
 
-def _stage_rows(req: PlanRequest, d: Degrees, coeffs: SliceCoefficients, acts: ActivationCoefficients) -> _StageRows:
+def _stage_rows(req: PlanRequest, d: Degrees, coeffs: SliceCoefficients, acts: ActivationCoefficients,
+                keys: _StateKeys) -> _StageRows:
     """:class:`_StageRows` of the rows ``d`` (``acts`` has one entry per row)."""
     def terms(stage: str, rows: Degrees, a: ActivationCoefficients) -> StageTerms:
         return stage_terms(coeffs, a, stage=stage, virtual_stages=req.virtual_stages, tp=rows.tp, pp=rows.pp,
@@ -409,34 +471,47 @@ def _stage_rows(req: PlanRequest, d: Degrees, coeffs: SliceCoefficients, acts: A
     pipelined = d.pp > 1
     last_rows = d.select(pipelined)
     last_acts = ActivationCoefficients(**{f.name: getattr(acts, f.name)[pipelined] for f in fields(acts)})
-    return _StageRows(first=terms("first", d, acts), pipelined=pipelined, last_rows=last_rows, last_acts=last_acts,
-                      last=terms("last", last_rows, last_acts))
+    return _StageRows(first=terms("first", d, acts), pipelined=pipelined, last_rows=last_rows,
+                      last=terms("last", last_rows, last_acts), keys=keys, last_index=keys.index[pipelined],
+                      first_params=_StageParams.of(coeffs, keys.keys, "first"),
+                      last_params=_StageParams.of(coeffs, keys.keys, "last"))
 
 
-def _evaluate_group(req: PlanRequest, job: TrainingJob, setting: EngineSetting, d: Degrees,
-                    coeffs: SliceCoefficients, acts: ActivationCoefficients, states: JobStates,
+def _evaluate_group(req: PlanRequest, setting: EngineSetting, d: Degrees, states: JobStates,
                     shared: _StageRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-GPU peak bytes (busiest stage), params on the GPU and host bytes per node,
-    for arrays of layouts."""
+    """Per-GPU peak bytes (busiest stage) of every row, and per model-state key the
+    parameters on the GPU and the host bytes per node.
+
+    The arithmetic is :func:`~vramplan.distributed.training_terms`' split in two: the
+    model states (:func:`~vramplan.parallel.shard_model_states`,
+    :func:`~vramplan.distributed.state_peaks`) once per key, the peaks
+    (:func:`~vramplan.distributed.stage_peak_bytes`) per row."""
     import numpy as np
 
     template = setting.layout(req.gpus_per_node)
+    keys = shared.keys.keys
 
-    def terms(stage: str, rows: Degrees, a: ActivationCoefficients, stage_shared: StageTerms):
-        return training_terms(job, template, stage=stage, shared=stage_shared, coeffs=coeffs, acts=a, states=states,
-                              overhead=rows.overhead_bytes, dp=rows.dp, tp=rows.tp, pp=rows.pp, cp=rows.cp,
-                              ep=rows.ep, sp=rows.sp, micro_batch_size=rows.mbs, micro_batches=rows.m)
+    def key_states(params: _StageParams):
+        sharded = shard_model_states(recipe=states.recipe, params=params.rank, layout=template, dp=keys.dp,
+                                     cp=keys.cp, ep=keys.ep, tp=keys.tp, pp=keys.pp,
+                                     layer_params=params.layer_params, root_params=params.root_params,
+                                     trainable_fraction=states.trainable_fraction)
+        return sharded, state_peaks(sharded, step_temporaries_bytes(sharded, states), keys.overhead_bytes)
 
-    first = terms("first", d, acts, shared.first)
-    peak = first.peak_bytes.copy()
-    host_per_gpu = first.host_per_gpu_bytes + 0 * peak
+    first_states, first_peaks = key_states(shared.first_params)
+    _, peak = stage_peak_bytes(first_peaks.take(shared.keys.index), shared.first, template, micro_batches=d.m,
+                               overhead=d.overhead_bytes)
+    host_per_gpu = np.asarray(first_states.host_per_gpu + 0 * keys.dp, dtype=float)
     if shared.last_rows.size:
-        last = terms("last", shared.last_rows, shared.last_acts, shared.last)
-        rows = shared.pipelined
-        peak[rows] = np.maximum(peak[rows], last.peak_bytes)
-        host_per_gpu[rows] = np.maximum(host_per_gpu[rows], last.host_per_gpu_bytes)
-    host = host_per_gpu * np.minimum(d.num_gpus, req.gpus_per_node)
-    return peak, first.gpu_params, host + 0 * peak
+        last_states, last_peaks = key_states(shared.last_params)
+        rows = shared.last_rows
+        _, last_peak = stage_peak_bytes(last_peaks.take(shared.last_index), shared.last, template,
+                                        micro_batches=rows.m, overhead=rows.overhead_bytes)
+        pipelined = shared.pipelined
+        peak[pipelined] = np.maximum(peak[pipelined], last_peak)
+        host_per_gpu = np.where(keys.pp > 1, np.maximum(host_per_gpu, last_states.host_per_gpu), host_per_gpu)
+    host = host_per_gpu * np.minimum(keys.num_gpus, req.gpus_per_node)
+    return peak, shared.first_params.rank.total, host
 
 
 MAX_LAYOUT_ROWS = 2_000_000
@@ -563,6 +638,8 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
         # Recomputation choices ride along as one more array dimension: each row carries
         # its own activation coefficients.
         size = d.size
+        keys = _StateKeys.of(d).tiled(len(recomputes))
+        rows_per_key = np.bincount(keys.index, minlength=keys.keys.size)
         d = d.with_recomputes(extra_flops)
         acts = ActivationCoefficients(**{f: np.repeat(v, size) for f, v in acts_by_field.items()})
         shared_by_threshold: dict[int, _StageRows] = {}
@@ -573,14 +650,13 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
             if threshold not in coeffs_by_threshold:
                 coeffs_by_threshold[threshold] = slice_coefficients(spec, threshold)
                 # Parameters and activations do not depend on the engine: computed once.
-                shared_by_threshold[threshold] = _stage_rows(req, d, coeffs_by_threshold[threshold], acts)
-            peak, params_on_gpu, host = _evaluate_group(req, job, setting, d, coeffs_by_threshold[threshold], acts,
-                                                        states_by_engine[setting.engine],
-                                                        shared_by_threshold[threshold])
-            _check_figures(peak, host)
-            runnable = engine_runs(setting, req.virtual_stages, d)  # the engine's own rules
-            evaluated += int(runnable.sum())
-            host_ok = (host <= req.host_budget_bytes) & runnable
+                shared_by_threshold[threshold] = _stage_rows(req, d, coeffs_by_threshold[threshold], acts, keys)
+            peak, key_params, key_host = _evaluate_group(req, setting, d, states_by_engine[setting.engine],
+                                                         shared_by_threshold[threshold])
+            _check_figures(peak, key_host)
+            runnable = engine_runs(setting, req.virtual_stages, keys.keys)  # the engine's own rules (tp, pp, cp)
+            evaluated += int(rows_per_key[runnable].sum())
+            host_ok = ((key_host <= req.host_budget_bytes) & runnable)[keys.index]
             if host_ok.any():
                 min_peak = min(min_peak, float(peak[host_ok].min()))
             # the verdict's rule (vramplan.memory.overhead.fit_verdict): the allocator slack over the
@@ -600,9 +676,10 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
             min_gpus = least[0]
             if setting.offload == "none":
                 no_offload = smallest if no_offload is None else min(no_offload, smallest)
-            times = step_time_s(req, job, setting, sub, params_on_gpu[fits], active,
+            fit_keys = keys.index[fits]
+            times = step_time_s(req, job, setting, sub, key_params[fit_keys], active,
                                 costs={k: v[fits] for k, v in costs.items()})
-            fit_peak, fit_host = peak[fits], host[fits]
+            fit_peak, fit_host = peak[fits], key_host[fit_keys]
             # Different GPU counts carry different default batches: compare throughput per GPU.
             score = -times["tokens_per_step"] / times["step_s"] / sub.num_gpus if per_gpu_rate else times["step_s"]
             best = np.argpartition(score, top)[:top] if score.size > top else np.arange(score.size)
