@@ -244,11 +244,12 @@ class StageTerms:
     """The engine-independent terms of one pipeline stage on one GPU (:func:`stage_terms`):
     scalars for one layout, or arrays with one entry per layout."""
 
-    rank: RankParams
-    """Parameters on the GPU (its tensor/pipeline/expert slice)."""
-    layer_params: Ints
+    rank: RankParams | None
+    """Parameters on the GPU (its tensor/pipeline/expert slice); ``None`` from
+    ``stage_terms(..., with_params=False)``, as are the next two."""
+    layer_params: Ints | None
     """Parameters of one FSDP unit: the largest decoder layer on this rank."""
-    root_params: Ints
+    root_params: Ints | None
     """Parameters of FSDP's root unit: embedding, final norm, head on this rank."""
     kept_bytes: Reals
     """Activations every layer of the stage keeps for every in-flight micro-batch."""
@@ -289,12 +290,13 @@ class StageTerms:
 
 
 def stage_terms(c: SliceCoefficients, a: ActivationCoefficients, *, stage: Stage, virtual_stages: int, tp: Ints,
-                pp: Ints, cp: Ints, ep: Ints, sp: Flags, micro_batch_size: Ints, micro_batches: Ints) -> StageTerms:
+                pp: Ints, cp: Ints, ep: Ints, sp: Flags, micro_batch_size: Ints, micro_batches: Ints,
+                with_params: bool = True) -> StageTerms:
     """The engine-independent terms of one pipeline stage: the parameters on the GPU
     (and of one FSDP unit and the root unit), the activations (kept by every layer of
     the stage for every in-flight micro-batch, plus the layer in backward), the
-    embedding/final-norm activations and the logits."""
-    params = rank_params(c, tp=tp, pp=pp, ep=ep, stage=stage)
+    embedding/final-norm activations and the logits. ``with_params=False`` leaves the
+    parameters out (the planner takes them once per distinct tp, pp, ep)."""
     seqs = micro_batch_size / cp  # sequences' worth of tokens of one micro-batch on one context-parallel rank
     layers = stage_layers(c.num_layers, pp)
     in_flight = in_flight_microbatches(pp=pp, micro_batches=micro_batches, virtual_stages=virtual_stages,
@@ -309,7 +311,9 @@ def stage_terms(c: SliceCoefficients, a: ActivationCoefficients, *, stage: Stage
     if stage == "first":
         outside = where(single, outside, 0 * outside)
         logits = where(single, logits, 0 * logits)
-    return StageTerms(rank=params, layer_params=layer_params(c, tp=tp, ep=ep), root_params=root_params(c, tp=tp),
+    params = (rank_params(c, tp=tp, pp=pp, ep=ep, stage=stage), layer_params(c, tp=tp, ep=ep), root_params(c, tp=tp)) \
+        if with_params else (None, None, None)
+    return StageTerms(rank=params[0], layer_params=params[1], root_params=params[2],
                       kept_bytes=kept * layers * in_flight, kept_layer_bytes=kept, current_layer_bytes=current,
                       outside_bytes=outside, logits_bytes=logits, in_flight_micro_batches=in_flight)
 

@@ -466,7 +466,8 @@ def _stage_rows(req: PlanRequest, d: Degrees, coeffs: SliceCoefficients, acts: A
     """:class:`_StageRows` of the rows ``d`` (``acts`` has one entry per row)."""
     def terms(stage: str, rows: Degrees, a: ActivationCoefficients) -> StageTerms:
         return stage_terms(coeffs, a, stage=stage, virtual_stages=req.virtual_stages, tp=rows.tp, pp=rows.pp,
-                           cp=rows.cp, ep=rows.ep, sp=rows.sp, micro_batch_size=rows.mbs, micro_batches=rows.m)
+                           cp=rows.cp, ep=rows.ep, sp=rows.sp, micro_batch_size=rows.mbs, micro_batches=rows.m,
+                           with_params=False)
 
     pipelined = d.pp > 1
     last_rows = d.select(pipelined)
@@ -643,8 +644,9 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
         d = d.with_recomputes(extra_flops)
         acts = ActivationCoefficients(**{f: np.repeat(v, size) for f, v in acts_by_field.items()})
         shared_by_threshold: dict[int, _StageRows] = {}
-        # engine-independent: once for every setting (a feasibility check ranks nothing)
-        costs = {} if any_fit else layout_costs(req, job, d, active)
+        # engine-independent: once for every setting, when a first layout fits (a
+        # feasibility check ranks nothing)
+        costs: dict[str, np.ndarray] | None = None
         for setting in req.engines:
             threshold = setting.layout(req.gpus_per_node).zero.param_persistence_threshold
             if threshold not in coeffs_by_threshold:
@@ -677,6 +679,7 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
             if setting.offload == "none":
                 no_offload = smallest if no_offload is None else min(no_offload, smallest)
             fit_keys = keys.index[fits]
+            costs = layout_costs(req, job, d, active) if costs is None else costs
             times = step_time_s(req, job, setting, sub, key_params[fit_keys], active,
                                 costs={k: v[fits] for k, v in costs.items()})
             fit_peak, fit_host = peak[fits], key_host[fit_keys]
@@ -754,7 +757,8 @@ def longest_context(req: PlanRequest, limit: int | None = None, *,
     the fastest such layout.
 
     Bisection over the ladder (about log2 of its length feasibility checks instead of
-    one full search per rung), then one full search at the rung found: the memory a
+    one full search per rung), with one full search at the rung found (the check of the
+    last rung the bisection can still reach is that search): the memory a
     job needs grows with its sequence length, so the rungs that fit are a prefix of
     the ladder. (With the default global batch the token budget per step is fixed, so
     a longer sequence means fewer micro-batches per step, never fewer tokens per
@@ -769,18 +773,32 @@ def longest_context(req: PlanRequest, limit: int | None = None, *,
         return replace(req, job=req.job.with_setup(seq=ladder[i]))
 
     known = ladder.index(req.job.seq_len) if best_at_request is not None and req.job.seq_len in ladder else None
-    if known is None and not any_layout_fits(at(0)):
+    ranked: dict[int, Candidate] = {} if known is None else {known: best_at_request}
+    fails = len(ladder)  # from rung ``fails`` on nothing fits
+
+    def fits_at(i: int) -> bool:
+        # The last rung the bisection can still find (``fails - 1``) is the answer when it
+        # fits, so it gets the full search, which answers whether it fits as well (with
+        # nothing fitting, both evaluate every engine setting).
+        if i < fails - 1:
+            return any_layout_fits(at(i))
+        result = plan(at(i), top=1)
+        if result.candidates:
+            ranked[i] = result.candidates[0]
+        return bool(result.candidates)
+
+    if known is None and not fits_at(0):
         return None
-    fits, fails = (known if known is not None else 0), len(ladder)  # rung ``fits`` fits; from ``fails`` on none
+    fits = known if known is not None else 0  # rung ``fits`` fits
     while fails - fits > 1:
         mid = (fits + fails) // 2
-        if any_layout_fits(at(mid)):
+        if fits_at(mid):
             fits = mid
         else:
             fails = mid
-    if fits == known:
-        return ladder[fits], best_at_request
-    return ladder[fits], plan(at(fits), top=1).candidates[0]
+    if fits not in ranked:
+        ranked[fits] = plan(at(fits), top=1).candidates[0]
+    return ladder[fits], ranked[fits]
 
 
 MIN_CONTEXT_TOKENS = 512
