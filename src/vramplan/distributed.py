@@ -387,11 +387,11 @@ def backward_peak_bytes(peaks: StatePeaks, shared: StageTerms, layout: ParallelL
     throughout when they accumulate over micro-batches or the engine keeps a
     persistent buffer (:func:`gradients_persist`).
     """
-    base = peaks.backward_base_bytes
-    persistent = where(micro_batches > 1, 1, 1 if gradients_persist(layout) else 0)
     with_grads = peaks.gradients_bytes + shared.activation_high_bytes
+    if gradients_persist(layout):
+        return peaks.backward_base_bytes + with_grads
     forming = maximum(shared.activation_high_bytes, shared.current_layer_bytes + peaks.gradients_bytes)
-    return base + persistent * with_grads + (1 - persistent) * forming
+    return peaks.backward_base_bytes + where(micro_batches > 1, with_grads, forming)
 
 
 def stage_peak_bytes(peaks: StatePeaks, shared: StageTerms, layout: ParallelLayout, *, micro_batches: Ints,

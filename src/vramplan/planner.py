@@ -459,6 +459,9 @@ class _StageRows:
     """The keys of ``last_rows``."""
     first_params: _StageParams
     last_params: _StageParams
+    first_overhead: np.ndarray
+    last_overhead: np.ndarray
+    """The rows' fixed overheads as floats (what the arithmetic converts them to)."""
 
 
 def _stage_rows(req: PlanRequest, d: Degrees, coeffs: SliceCoefficients, acts: ActivationCoefficients,
@@ -475,7 +478,8 @@ def _stage_rows(req: PlanRequest, d: Degrees, coeffs: SliceCoefficients, acts: A
     return _StageRows(first=terms("first", d, acts), pipelined=pipelined, last_rows=last_rows,
                       last=terms("last", last_rows, last_acts), keys=keys, last_index=keys.index[pipelined],
                       first_params=_StageParams.of(coeffs, keys.keys, "first"),
-                      last_params=_StageParams.of(coeffs, keys.keys, "last"))
+                      last_params=_StageParams.of(coeffs, keys.keys, "last"),
+                      first_overhead=d.overhead_bytes.astype(float), last_overhead=last_rows.overhead_bytes.astype(float))
 
 
 def _evaluate_group(req: PlanRequest, setting: EngineSetting, d: Degrees, states: JobStates,
@@ -501,13 +505,13 @@ def _evaluate_group(req: PlanRequest, setting: EngineSetting, d: Degrees, states
 
     first_states, first_peaks = key_states(shared.first_params)
     _, peak = stage_peak_bytes(first_peaks.take(shared.keys.index), shared.first, template, micro_batches=d.m,
-                               overhead=d.overhead_bytes)
+                               overhead=shared.first_overhead)
     host_per_gpu = np.asarray(first_states.host_per_gpu + 0 * keys.dp, dtype=float)
     if shared.last_rows.size:
         last_states, last_peaks = key_states(shared.last_params)
         rows = shared.last_rows
         _, last_peak = stage_peak_bytes(last_peaks.take(shared.last_index), shared.last, template,
-                                        micro_batches=rows.m, overhead=rows.overhead_bytes)
+                                        micro_batches=rows.m, overhead=shared.last_overhead)
         pipelined = shared.pipelined
         peak[pipelined] = np.maximum(peak[pipelined], last_peak)
         host_per_gpu = np.where(keys.pp > 1, np.maximum(host_per_gpu, last_states.host_per_gpu), host_per_gpu)
@@ -542,16 +546,24 @@ def _check_scale(spec: ModelSpec, total_params: int, req: PlanRequest) -> None:
                          "exactly; shorten the sequence or shrink the model")
 
 
-def _check_figures(*arrays: np.ndarray) -> None:
+def _check_figures(*arrays: np.ndarray) -> list[float]:
     """Every byte figure the planner compares is finite and non-negative (an overflow
-    that slipped through :func:`_check_scale` is reported, never ranked)."""
+    that slipped through :func:`_check_scale` is reported, never ranked). Returns each
+    array's minimum (``inf`` for an empty one)."""
     import numpy as np
 
+    minima = []
     for a in arrays:
         a = np.asarray(a)
-        if a.size and (not np.all(np.isfinite(a)) or float(a.min()) < 0 or float(a.max()) >= v.INT64_SAFE):
+        if not a.size:
+            minima.append(math.inf)
+            continue
+        lo, hi = float(a.min()), float(a.max())  # a NaN makes both NaN
+        if not (lo >= 0 and hi < v.INT64_SAFE):
             raise InputError("the planner's byte figures left the exact range (overflow): the model or layout "
                              f"is beyond what can be planned (figures up to {v.INT64_SAFE:.2e} B)")
+        minima.append(lo)
+    return minima
 
 
 def _all_degrees(req: PlanRequest) -> Degrees:
@@ -647,6 +659,8 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
         # engine-independent: once for every setting, when a first layout fits (a
         # feasibility check ranks nothing)
         costs: dict[str, np.ndarray] | None = None
+        overhead = d.overhead_bytes.astype(float)  # as the arithmetic converts it, once
+        slack_fraction = Overheads().allocator_slack_fraction
         for setting in req.engines:
             threshold = setting.layout(req.gpus_per_node).zero.param_persistence_threshold
             if threshold not in coeffs_by_threshold:
@@ -655,17 +669,20 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
                 shared_by_threshold[threshold] = _stage_rows(req, d, coeffs_by_threshold[threshold], acts, keys)
             peak, key_params, key_host = _evaluate_group(req, setting, d, states_by_engine[setting.engine],
                                                          shared_by_threshold[threshold])
-            _check_figures(peak, key_host)
+            lowest = _check_figures(peak, key_host)[0]
             runnable = engine_runs(setting, req.virtual_stages, keys.keys)  # the engine's own rules (tp, pp, cp)
             evaluated += int(rows_per_key[runnable].sum())
-            host_ok = ((key_host <= req.host_budget_bytes) & runnable)[keys.index]
-            if host_ok.any():
+            key_ok = (key_host <= req.host_budget_bytes) & runnable
+            host_ok = key_ok[keys.index]
+            if key_ok.all():
+                min_peak = min(min_peak, lowest)
+            elif key_ok.any():
                 min_peak = min(min_peak, float(peak[host_ok].min()))
             # the verdict's rule (vramplan.memory.overhead.fit_verdict): the allocator slack over the
             # tensors beside the peak, which already holds the fixed overheads
-            slack = np.floor(Overheads().allocator_slack_fraction * (peak - d.overhead_bytes))
+            slack = np.floor(slack_fraction * (peak - overhead))
             fits = (peak + slack <= budget) & host_ok
-            count = int(fits.sum())
+            count = int(np.count_nonzero(fits))
             if not count:
                 continue
             fitting += count
