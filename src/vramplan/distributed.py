@@ -288,6 +288,34 @@ class StageTerms:
         while gradients are resident (computed once for every engine setting)."""
         return maximum(self.at_loss_bytes, self.at_last_layer_bytes)
 
+    @cached_property
+    def backward(self) -> BackwardActivations:
+        """What :func:`backward_peak_bytes` reads of these terms."""
+        return BackwardActivations(high_bytes=self.activation_high_bytes, current_layer_bytes=self.current_layer_bytes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackwardActivations:
+    """The activation side of one stage's backward (:attr:`StageTerms.backward`):
+    scalars, or arrays with one entry per layout."""
+
+    high_bytes: Reals
+    """:attr:`StageTerms.activation_high_bytes`."""
+    current_layer_bytes: Reals
+    """:attr:`StageTerms.current_layer_bytes`."""
+
+    def take(self, index: np.ndarray) -> BackwardActivations:
+        """The layouts ``index`` picks (arrays gathered; scalars stay scalars)."""
+        return BackwardActivations(high_bytes=_pick(self.high_bytes, index),
+                                   current_layer_bytes=_pick(self.current_layer_bytes, index))
+
+
+def _pick(v: Reals, index: np.ndarray) -> Reals:
+    """``v[index]`` for an array, ``v`` for a scalar."""
+    import numpy as np
+
+    return np.take(v, index) if np.ndim(v) else v
+
 
 def stage_terms(c: SliceCoefficients, a: ActivationCoefficients, *, stage: Stage, virtual_stages: int, tp: Ints,
                 pp: Ints, cp: Ints, ep: Ints, sp: Flags, micro_batch_size: Ints, micro_batches: Ints,
@@ -347,13 +375,9 @@ class StatePeaks:
 
     def take(self, index: np.ndarray) -> StatePeaks:
         """The entries ``index`` picks (arrays gathered; scalars stay scalars)."""
-        import numpy as np
-
-        def pick(v: Reals) -> Reals:
-            return np.take(v, index) if np.ndim(v) else v
-
-        return StatePeaks(backward_base_bytes=pick(self.backward_base_bytes), gradients_bytes=pick(self.gradients_bytes),
-                          step_peak_bytes=pick(self.step_peak_bytes))
+        return StatePeaks(backward_base_bytes=_pick(self.backward_base_bytes, index),
+                          gradients_bytes=_pick(self.gradients_bytes, index),
+                          step_peak_bytes=_pick(self.step_peak_bytes, index))
 
 
 def step_temporaries_bytes(sharded: ShardedStates, states: JobStates) -> Reals:
@@ -372,7 +396,7 @@ def state_peaks(sharded: ShardedStates, step_temporaries: Reals, overhead: Reals
                       step_peak_bytes=sharded.resident + step_temporaries + overhead)
 
 
-def backward_peak_bytes(peaks: StatePeaks, shared: StageTerms, layout: ParallelLayout, *,
+def backward_peak_bytes(peaks: StatePeaks, acts: BackwardActivations, layout: ParallelLayout, *,
                         micro_batches: Ints) -> Reals:
     """Bytes at the backward's high point, without the fixed overhead.
 
@@ -387,18 +411,18 @@ def backward_peak_bytes(peaks: StatePeaks, shared: StageTerms, layout: ParallelL
     throughout when they accumulate over micro-batches or the engine keeps a
     persistent buffer (:func:`gradients_persist`).
     """
-    with_grads = peaks.gradients_bytes + shared.activation_high_bytes
+    with_grads = peaks.gradients_bytes + acts.high_bytes
     if gradients_persist(layout):
         return peaks.backward_base_bytes + with_grads
-    forming = maximum(shared.activation_high_bytes, shared.current_layer_bytes + peaks.gradients_bytes)
+    forming = maximum(acts.high_bytes, acts.current_layer_bytes + peaks.gradients_bytes)
     return peaks.backward_base_bytes + where(micro_batches > 1, with_grads, forming)
 
 
-def stage_peak_bytes(peaks: StatePeaks, shared: StageTerms, layout: ParallelLayout, *, micro_batches: Ints,
+def stage_peak_bytes(peaks: StatePeaks, acts: BackwardActivations, layout: ParallelLayout, *, micro_batches: Ints,
                      overhead: Reals) -> tuple[Reals, Reals]:
     """(backward high point, peak) of one pipeline stage, both with the fixed
     ``overhead``: the peak is the larger of the backward's and the optimizer step's."""
-    backward = backward_peak_bytes(peaks, shared, layout, micro_batches=micro_batches) + overhead
+    backward = backward_peak_bytes(peaks, acts, layout, micro_batches=micro_batches) + overhead
     return backward, maximum(backward, peaks.step_peak_bytes)
 
 
@@ -492,7 +516,7 @@ def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
     step_temporaries = step_temporaries_bytes(sharded, st)
     overhead = job.overhead_bytes if overhead is None else overhead
     peaks = state_peaks(sharded, step_temporaries, overhead)
-    backward, peak = stage_peak_bytes(peaks, shared, layout, micro_batches=micro_batches, overhead=overhead)
+    backward, peak = stage_peak_bytes(peaks, shared.backward, layout, micro_batches=micro_batches, overhead=overhead)
     return TrainingTerms(
         gpu_params=params.total, weights_bytes=sharded.weights, master_weights_bytes=sharded.master_weights,
         gradients_bytes=sharded.gradients, optimizer_bytes=sharded.optimizer,

@@ -24,6 +24,7 @@ from vramplan.distributed import (
     default_overhead_bytes,
     engine_setup,
     job_states,
+    StatePeaks,
     stage_peak_bytes,
     stage_terms,
     state_peaks,
@@ -462,11 +463,15 @@ class _StageRows:
     first_overhead: np.ndarray
     last_overhead: np.ndarray
     """The rows' fixed overheads as floats (what the arithmetic converts them to)."""
+    last_position: np.ndarray
+    """Each pipelined row's index among ``last_rows``."""
 
 
 def _stage_rows(req: PlanRequest, d: Degrees, coeffs: SliceCoefficients, acts: ActivationCoefficients,
                 keys: _StateKeys) -> _StageRows:
     """:class:`_StageRows` of the rows ``d`` (``acts`` has one entry per row)."""
+    import numpy as np
+
     def terms(stage: str, rows: Degrees, a: ActivationCoefficients) -> StageTerms:
         return stage_terms(coeffs, a, stage=stage, virtual_stages=req.virtual_stages, tp=rows.tp, pp=rows.pp,
                            cp=rows.cp, ep=rows.ep, sp=rows.sp, micro_batch_size=rows.mbs, micro_batches=rows.m,
@@ -479,18 +484,27 @@ def _stage_rows(req: PlanRequest, d: Degrees, coeffs: SliceCoefficients, acts: A
                       last=terms("last", last_rows, last_acts), keys=keys, last_index=keys.index[pipelined],
                       first_params=_StageParams.of(coeffs, keys.keys, "first"),
                       last_params=_StageParams.of(coeffs, keys.keys, "last"),
-                      first_overhead=d.overhead_bytes.astype(float), last_overhead=last_rows.overhead_bytes.astype(float))
+                      first_overhead=d.overhead_bytes.astype(float), last_overhead=last_rows.overhead_bytes.astype(float),
+                      last_position=np.cumsum(pipelined) - 1)
 
 
-def _evaluate_group(req: PlanRequest, setting: EngineSetting, d: Degrees, states: JobStates,
-                    shared: _StageRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-GPU peak bytes (busiest stage) of every row, and per model-state key the
-    parameters on the GPU and the host bytes per node.
+@dataclass(frozen=True, kw_only=True)
+class _KeyPeaks:
+    """One engine setting's model-state side, per :class:`_StateKeys` key."""
 
-    The arithmetic is :func:`~vramplan.distributed.training_terms`' split in two: the
-    model states (:func:`~vramplan.parallel.shard_model_states`,
-    :func:`~vramplan.distributed.state_peaks`) once per key, the peaks
-    (:func:`~vramplan.distributed.stage_peak_bytes`) per row."""
+    first: StatePeaks
+    last: StatePeaks | None
+    """The last pipeline stage's (``None`` when no row has a pipeline)."""
+    params: np.ndarray
+    """Parameters on the GPU (the first stage's)."""
+    host_bytes: np.ndarray
+    """Host bytes per node for offloaded states (busiest stage x GPUs in the node)."""
+
+
+def _key_peaks(req: PlanRequest, setting: EngineSetting, states: JobStates, shared: _StageRows) -> _KeyPeaks:
+    """:class:`_KeyPeaks` of ``setting``: :func:`~vramplan.parallel.shard_model_states`
+    and :func:`~vramplan.distributed.state_peaks` once per key (the model-state half of
+    :func:`~vramplan.distributed.training_terms`)."""
     import numpy as np
 
     template = setting.layout(req.gpus_per_node)
@@ -503,20 +517,46 @@ def _evaluate_group(req: PlanRequest, setting: EngineSetting, d: Degrees, states
                                      trainable_fraction=states.trainable_fraction)
         return sharded, state_peaks(sharded, step_temporaries_bytes(sharded, states), keys.overhead_bytes)
 
-    first_states, first_peaks = key_states(shared.first_params)
-    _, peak = stage_peak_bytes(first_peaks.take(shared.keys.index), shared.first, template, micro_batches=d.m,
-                               overhead=shared.first_overhead)
+    first_states, first = key_states(shared.first_params)
     host_per_gpu = np.asarray(first_states.host_per_gpu + 0 * keys.dp, dtype=float)
+    last = None
     if shared.last_rows.size:
-        last_states, last_peaks = key_states(shared.last_params)
-        rows = shared.last_rows
-        _, last_peak = stage_peak_bytes(last_peaks.take(shared.last_index), shared.last, template,
-                                        micro_batches=rows.m, overhead=shared.last_overhead)
-        pipelined = shared.pipelined
-        peak[pipelined] = np.maximum(peak[pipelined], last_peak)
+        last_states, last = key_states(shared.last_params)
         host_per_gpu = np.where(keys.pp > 1, np.maximum(host_per_gpu, last_states.host_per_gpu), host_per_gpu)
-    host = host_per_gpu * np.minimum(keys.num_gpus, req.gpus_per_node)
-    return peak, shared.first_params.rank.total, host
+    return _KeyPeaks(first=first, last=last, params=shared.first_params.rank.total,
+                     host_bytes=host_per_gpu * np.minimum(keys.num_gpus, req.gpus_per_node))
+
+
+def _row_peaks(req: PlanRequest, setting: EngineSetting, d: Degrees, shared: _StageRows, kp: _KeyPeaks,
+               rows: np.ndarray | None) -> np.ndarray:
+    """Per-GPU peak bytes (the busiest stage) of the rows ``rows`` of the search
+    (ascending indices; ``None``: every row): the per-layout half of
+    :func:`~vramplan.distributed.training_terms`
+    (:func:`~vramplan.distributed.stage_peak_bytes`)."""
+    import numpy as np
+
+    template = setting.layout(req.gpus_per_node)
+    if rows is None:
+        first_keys, first_acts, m, overhead = shared.keys.index, shared.first.backward, d.m, shared.first_overhead
+    else:
+        first_keys, first_acts = shared.keys.index[rows], shared.first.backward.take(rows)
+        m, overhead = d.m[rows], shared.first_overhead[rows]
+    _, peak = stage_peak_bytes(kp.first.take(first_keys), first_acts, template, micro_batches=m, overhead=overhead)
+    if kp.last is not None:
+        last = shared.last_rows
+        if rows is None:
+            pipelined, last_keys, last_acts = shared.pipelined, shared.last_index, shared.last.backward
+            m, overhead = last.m, shared.last_overhead
+        else:
+            pipelined = shared.pipelined[rows]
+            at = shared.last_position[rows[pipelined]]  # those rows among ``last_rows``
+            last_keys, last_acts = shared.last_index[at], shared.last.backward.take(at)
+            m, overhead = last.m[at], shared.last_overhead[at]
+        if last_keys.size:
+            _, last_peak = stage_peak_bytes(kp.last.take(last_keys), last_acts, template, micro_batches=m,
+                                            overhead=overhead)
+            peak[pipelined] = np.maximum(peak[pipelined], last_peak)
+    return peak
 
 
 MAX_LAYOUT_ROWS = 2_000_000
@@ -667,20 +707,25 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
                 coeffs_by_threshold[threshold] = slice_coefficients(spec, threshold)
                 # Parameters and activations do not depend on the engine: computed once.
                 shared_by_threshold[threshold] = _stage_rows(req, d, coeffs_by_threshold[threshold], acts, keys)
-            peak, key_params, key_host = _evaluate_group(req, setting, d, states_by_engine[setting.engine],
-                                                         shared_by_threshold[threshold])
-            lowest = _check_figures(peak, key_host)[0]
+            kp = _key_peaks(req, setting, states_by_engine[setting.engine], shared_by_threshold[threshold])
             runnable = engine_runs(setting, req.virtual_stages, keys.keys)  # the engine's own rules (tp, pp, cp)
             evaluated += int(rows_per_key[runnable].sum())
-            key_ok = (key_host <= req.host_budget_bytes) & runnable
-            host_ok = key_ok[keys.index]
-            if key_ok.all():
+            _check_figures(kp.host_bytes)
+            if not runnable.any():
+                continue
+            # Only the layouts the engine runs are evaluated (the others are never counted, kept or ranked).
+            rows = None if runnable.all() else np.flatnonzero(runnable[keys.index])
+            peak = _row_peaks(req, setting, d, shared_by_threshold[threshold], kp, rows)
+            lowest = _check_figures(peak)[0]
+            row_keys = keys.index if rows is None else keys.index[rows]
+            host_ok = (kp.host_bytes <= req.host_budget_bytes)[row_keys]
+            if host_ok.all():
                 min_peak = min(min_peak, lowest)
-            elif key_ok.any():
+            elif host_ok.any():
                 min_peak = min(min_peak, float(peak[host_ok].min()))
             # the verdict's rule (vramplan.memory.overhead.fit_verdict): the allocator slack over the
             # tensors beside the peak, which already holds the fixed overheads
-            slack = np.floor(slack_fraction * (peak - overhead))
+            slack = np.floor(slack_fraction * (peak - (overhead if rows is None else overhead[rows])))
             fits = (peak + slack <= budget) & host_ok
             count = int(np.count_nonzero(fits))
             if not count:
@@ -688,18 +733,21 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
             fitting += count
             if any_fit:
                 break
+            fits = np.flatnonzero(fits)  # the fitting rows' indices: one pass over the mask for every column
+            fit_peak = peak[fits]
+            fits = fits if rows is None else rows[fits]  # as rows of the search
             sub = d.select(fits)
             smallest = int(sub.num_gpus.min())
-            here = (smallest, float(peak[fits][sub.num_gpus == smallest].min()))
+            here = (smallest, float(fit_peak[sub.num_gpus == smallest].min()))
             least = here if least is None else min(least, here)
             min_gpus = least[0]
             if setting.offload == "none":
                 no_offload = smallest if no_offload is None else min(no_offload, smallest)
             fit_keys = keys.index[fits]
             costs = layout_costs(req, job, d, active) if costs is None else costs
-            times = step_time_s(req, job, setting, sub, key_params[fit_keys], active,
+            times = step_time_s(req, job, setting, sub, kp.params[fit_keys], active,
                                 costs={k: v[fits] for k, v in costs.items()})
-            fit_peak, fit_host = peak[fits], key_host[fit_keys]
+            fit_host = kp.host_bytes[fit_keys]
             # Different GPU counts carry different default batches: compare throughput per GPU.
             score = -times["tokens_per_step"] / times["step_s"] / sub.num_gpus if per_gpu_rate else times["step_s"]
             best = np.argpartition(score, top)[:top] if score.size > top else np.arange(score.size)
