@@ -11,6 +11,7 @@ headroom)`` are ranked by an estimated step time (:func:`step_time_s`).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING
@@ -18,8 +19,8 @@ from typing import TYPE_CHECKING
 from vramplan.distributed import (
     CP_ATTENTION_KERNELS,
     ActivationCoefficients,
+    BackwardActivations,
     JobStates,
-    StageTerms,
     TrainingJob,
     default_overhead_bytes,
     engine_setup,
@@ -304,6 +305,25 @@ def enumerate_degrees(spec: ModelSpec, num_gpus: int, gpus_per_node: int, global
     :func:`vramplan.distributed.check_attention_for_cp`)."""
     import numpy as np
 
+    tp, pp, cp, ep, sp, mbs, dp, ok, overhead = _degree_grid(spec, num_gpus, gpus_per_node, tuple(micro_batch_sizes),
+                                                              context_parallel)
+    per_micro_step = np.maximum(dp * mbs, 1)
+    m = global_batch // per_micro_step
+    ok = ok & (global_batch % per_micro_step == 0) & (m >= pp) & (m >= 1)
+    rows = int(ok.sum())
+    return Degrees(dp=dp[ok], tp=tp[ok], pp=pp[ok], cp=cp[ok], ep=ep[ok], sp=sp[ok], mbs=mbs[ok],
+                   m=m[ok], num_gpus=np.full(rows, num_gpus), overhead_bytes=np.full(rows, overhead))
+
+
+@functools.lru_cache(maxsize=64)
+def _degree_grid(spec: ModelSpec, num_gpus: int, gpus_per_node: int, micro_batch_sizes: tuple[int, ...],
+                 context_parallel: bool) -> tuple:
+    """The part of :func:`enumerate_degrees` that does not depend on the global batch
+    (kept between the searches of one plan, which differ in sequence length and so in
+    the batch): the (tp, pp, cp, ep, sp, mbs) grid, dp, the rows the model and the GPU
+    count admit, and the fixed overhead. Read-only arrays."""
+    import numpy as np
+
     heads = spec.num_attention_heads
     tps = [t for t in _divisors(min(heads, gpus_per_node)) if tensor_parallel_problem(spec, t) is None]
     tps = [t for t in tps if num_gpus % t == 0]
@@ -319,13 +339,11 @@ def enumerate_degrees(spec: ModelSpec, num_gpus: int, gpus_per_node: int, global
     tp, pp, cp, ep, sp, mbs = grid
     model_parallel = tp * pp * cp
     dp = num_gpus // model_parallel
-    per_micro_step = np.maximum(dp * mbs, 1)
-    m = global_batch // per_micro_step
     ok = (num_gpus % model_parallel == 0) & ((dp * cp) % ep == 0) & ((sp == 0) | (tp > 1))
-    ok &= (global_batch % per_micro_step == 0) & (m >= pp) & (m >= 1)
-    rows = int(ok.sum())
-    return Degrees(dp=dp[ok], tp=tp[ok], pp=pp[ok], cp=cp[ok], ep=ep[ok], sp=sp[ok].astype(bool), mbs=mbs[ok],
-                   m=m[ok], num_gpus=np.full(rows, num_gpus), overhead_bytes=np.full(rows, default_overhead_bytes(num_gpus)))
+    columns = (tp, pp, cp, ep, sp.astype(bool), mbs, dp, ok)
+    for c in columns:
+        c.flags.writeable = False
+    return (*columns, default_overhead_bytes(num_gpus))
 
 
 DEFAULT_GLOBAL_BATCH_TOKENS = 2**22
@@ -442,49 +460,55 @@ class _StageParams:
 
 @dataclass(frozen=True, kw_only=True)
 class _StageRows:
-    """The engine-independent terms of a search's rows: the first pipeline stage of
-    every row, the last stage of the rows with a pipeline (with ``pp == 1`` one stage
-    holds everything, so the first stage is the whole GPU), and the parameters of both
+    """The engine-independent terms of a search's rows (recomputation choices
+    included): the activations of the first pipeline stage of every row and of the
+    last stage of the rows with a pipeline (with ``pp == 1`` one stage holds
+    everything, so the first stage is the whole GPU), and the parameters of both
     stages per model-state key."""
 
-    first: StageTerms
-    pipelined: np.ndarray
-    """Rows with pp > 1 (a boolean mask)."""
-    last_rows: Degrees
-    """Those rows."""
-    last: StageTerms
-    """The last stage of ``last_rows``."""
     keys: _StateKeys
     """The rows' model-state keys."""
-    last_index: np.ndarray
-    """The keys of ``last_rows``."""
+    first: BackwardActivations
     first_params: _StageParams
-    last_params: _StageParams
     first_overhead: np.ndarray
-    last_overhead: np.ndarray
     """The rows' fixed overheads as floats (what the arithmetic converts them to)."""
+    pipelined: np.ndarray
+    """Rows with pp > 1 (a boolean mask)."""
+    last: BackwardActivations
+    """The last stage of the pipelined rows."""
+    last_params: _StageParams
+    last_index: np.ndarray
+    """The keys of the pipelined rows."""
+    last_m: np.ndarray
+    last_overhead: np.ndarray
+    """Micro-batches and fixed overheads of the pipelined rows."""
     last_position: np.ndarray
-    """Each pipelined row's index among ``last_rows``."""
+    """Each pipelined row's index among the pipelined rows."""
 
 
-def _stage_rows(req: PlanRequest, d: Degrees, coeffs: SliceCoefficients, acts: ActivationCoefficients,
+def _stage_rows(req: PlanRequest, d: Degrees, coeffs: SliceCoefficients, per_recompute: list[ActivationCoefficients],
                 keys: _StateKeys) -> _StageRows:
-    """:class:`_StageRows` of the rows ``d`` (``acts`` has one entry per row)."""
+    """:class:`_StageRows` of the rows ``d`` (before the recomputation choices ride
+    along: :meth:`Degrees.with_recomputes`): each choice's activations are those rows'
+    with its coefficients, laid out choice-major as the rows are."""
     import numpy as np
 
-    def terms(stage: str, rows: Degrees, a: ActivationCoefficients) -> StageTerms:
-        return stage_terms(coeffs, a, stage=stage, virtual_stages=req.virtual_stages, tp=rows.tp, pp=rows.pp,
-                           cp=rows.cp, ep=rows.ep, sp=rows.sp, micro_batch_size=rows.mbs, micro_batches=rows.m,
-                           with_params=False)
+    def backward(stage: str, rows: Degrees) -> BackwardActivations:
+        parts = [stage_terms(coeffs, a, stage=stage, virtual_stages=req.virtual_stages, tp=rows.tp, pp=rows.pp,
+                             cp=rows.cp, ep=rows.ep, sp=rows.sp, micro_batch_size=rows.mbs, micro_batches=rows.m,
+                             with_params=False).backward for a in per_recompute]
+        return BackwardActivations(high_bytes=np.concatenate([p.high_bytes for p in parts]),
+                                   current_layer_bytes=np.concatenate([p.current_layer_bytes for p in parts]))
 
-    pipelined = d.pp > 1
-    last_rows = d.select(pipelined)
-    last_acts = ActivationCoefficients(**{f.name: getattr(acts, f.name)[pipelined] for f in fields(acts)})
-    return _StageRows(first=terms("first", d, acts), pipelined=pipelined, last_rows=last_rows,
-                      last=terms("last", last_rows, last_acts), keys=keys, last_index=keys.index[pipelined],
-                      first_params=_StageParams.of(coeffs, keys.keys, "first"),
-                      last_params=_StageParams.of(coeffs, keys.keys, "last"),
-                      first_overhead=d.overhead_bytes.astype(float), last_overhead=last_rows.overhead_bytes.astype(float),
+    k = len(per_recompute)
+    pipelined0 = d.pp > 1
+    last0 = d.select(pipelined0)
+    pipelined = np.tile(pipelined0, k)
+    overhead = np.tile(d.overhead_bytes.astype(float), k)
+    return _StageRows(keys=keys, first=backward("first", d), first_params=_StageParams.of(coeffs, keys.keys, "first"),
+                      first_overhead=overhead, pipelined=pipelined, last=backward("last", last0),
+                      last_params=_StageParams.of(coeffs, keys.keys, "last"), last_index=keys.index[pipelined],
+                      last_m=np.tile(last0.m, k), last_overhead=overhead[pipelined],
                       last_position=np.cumsum(pipelined) - 1)
 
 
@@ -520,7 +544,7 @@ def _key_peaks(req: PlanRequest, setting: EngineSetting, states: JobStates, shar
     first_states, first = key_states(shared.first_params)
     host_per_gpu = np.asarray(first_states.host_per_gpu + 0 * keys.dp, dtype=float)
     last = None
-    if shared.last_rows.size:
+    if shared.last_index.size:
         last_states, last = key_states(shared.last_params)
         host_per_gpu = np.where(keys.pp > 1, np.maximum(host_per_gpu, last_states.host_per_gpu), host_per_gpu)
     return _KeyPeaks(first=first, last=last, params=shared.first_params.rank.total,
@@ -537,21 +561,20 @@ def _row_peaks(req: PlanRequest, setting: EngineSetting, d: Degrees, shared: _St
 
     template = setting.layout(req.gpus_per_node)
     if rows is None:
-        first_keys, first_acts, m, overhead = shared.keys.index, shared.first.backward, d.m, shared.first_overhead
+        first_keys, first_acts, m, overhead = shared.keys.index, shared.first, d.m, shared.first_overhead
     else:
-        first_keys, first_acts = shared.keys.index[rows], shared.first.backward.take(rows)
+        first_keys, first_acts = shared.keys.index[rows], shared.first.take(rows)
         m, overhead = d.m[rows], shared.first_overhead[rows]
     _, peak = stage_peak_bytes(kp.first.take(first_keys), first_acts, template, micro_batches=m, overhead=overhead)
     if kp.last is not None:
-        last = shared.last_rows
         if rows is None:
-            pipelined, last_keys, last_acts = shared.pipelined, shared.last_index, shared.last.backward
-            m, overhead = last.m, shared.last_overhead
+            pipelined, last_keys, last_acts = shared.pipelined, shared.last_index, shared.last
+            m, overhead = shared.last_m, shared.last_overhead
         else:
             pipelined = shared.pipelined[rows]
-            at = shared.last_position[rows[pipelined]]  # those rows among ``last_rows``
-            last_keys, last_acts = shared.last_index[at], shared.last.backward.take(at)
-            m, overhead = last.m[at], shared.last_overhead[at]
+            at = shared.last_position[rows[pipelined]]  # those rows among the pipelined ones
+            last_keys, last_acts = shared.last_index[at], shared.last.take(at)
+            m, overhead = shared.last_m[at], shared.last_overhead[at]
         if last_keys.size:
             _, last_peak = stage_peak_bytes(kp.last.take(last_keys), last_acts, template, micro_batches=m,
                                             overhead=overhead)
@@ -669,9 +692,10 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
     recomputes = _recomputes(req)
     # Every engine the planner tries runs the model on 16-bit parameters (not AMP autocast).
     run_setup = engine_setup(job.setup, "deepspeed")
-    per_recompute = [ActivationCoefficients.from_setup(spec, replace(run_setup, recompute=r)) for r in recomputes]
-    acts_by_field = {f: np.array([getattr(a, f) for a in per_recompute], dtype=float)
-                     for f in ActivationCoefficients.__dataclass_fields__}
+    # Each choice's coefficients as floats, as arrays of them would hold them.
+    per_recompute = [ActivationCoefficients(**{f.name: float(getattr(a, f.name)) for f in fields(a)})
+                     for a in (ActivationCoefficients.from_setup(spec, replace(run_setup, recompute=r))
+                               for r in recomputes)]
     extra_flops = np.array([RECOMPUTE_EXTRA_FLOPS[r] for r in recomputes], dtype=float)
     evaluated = fitting = 0
     min_peak = math.inf
@@ -690,11 +714,10 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
     if d.size:
         # Recomputation choices ride along as one more array dimension: each row carries
         # its own activation coefficients.
-        size = d.size
         keys = _StateKeys.of(d).tiled(len(recomputes))
         rows_per_key = np.bincount(keys.index, minlength=keys.keys.size)
+        untiled = d
         d = d.with_recomputes(extra_flops)
-        acts = ActivationCoefficients(**{f: np.repeat(v, size) for f, v in acts_by_field.items()})
         shared_by_threshold: dict[int, _StageRows] = {}
         # engine-independent: once for every setting, when a first layout fits (a
         # feasibility check ranks nothing)
@@ -706,7 +729,8 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
             if threshold not in coeffs_by_threshold:
                 coeffs_by_threshold[threshold] = slice_coefficients(spec, threshold)
                 # Parameters and activations do not depend on the engine: computed once.
-                shared_by_threshold[threshold] = _stage_rows(req, d, coeffs_by_threshold[threshold], acts, keys)
+                shared_by_threshold[threshold] = _stage_rows(req, untiled, coeffs_by_threshold[threshold], per_recompute,
+                                                             keys)
             kp = _key_peaks(req, setting, states_by_engine[setting.engine], shared_by_threshold[threshold])
             runnable = engine_runs(setting, req.virtual_stages, keys.keys)  # the engine's own rules (tp, pp, cp)
             evaluated += int(rows_per_key[runnable].sum())
