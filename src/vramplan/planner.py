@@ -1011,8 +1011,6 @@ def plan_inference(job: InferenceJob, gpu: GpuSpec, gpu_counts: tuple[int, ...],
     KV cache (by layers), and every stage the full activations and overheads. ``tp``
     and ``pp``, when given, fix those degrees (the search keeps only them, before the
     ``top`` cut). Returns the candidates and the number of layouts evaluated."""
-    import numpy as np
-
     from vramplan.errors import VramplanError
     from vramplan.inference import InferenceSetup, estimate_inference
 
