@@ -7,7 +7,8 @@ fresh process, the whole answer (search, largest micro-batch, longest context; t
 cheapest changes or the serving advice when nothing fits), in wall-clock and CPU
 seconds, each as a ratio to ``vramplan params llama-3.1-8b --json`` (a process that
 imports vramplan and answers a trivial question) run in the same round, with its peak
-RSS. ``--compare-src DIR`` times the same commands with another checkout's ``src/`` too,
+RSS. The processes run with compiled bytecode, as an installed vramplan does
+(``PYCACHE``). ``--compare-src DIR`` times the same commands with another checkout's ``src/`` too,
 in the same rounds (before/after figures on one machine in one run). The goal: every
 plan under 1 s cold on the 2-core development machine.
 
@@ -26,7 +27,9 @@ vectorised layouts/s over the loop's.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -102,13 +105,19 @@ serving plans (one that fits nowhere: the serving advice)."""
 BASELINE = ["params", "llama-3.1-8b", "--json"]
 
 
+PYCACHE = Path(tempfile.gettempdir()) / f"vramplan-bench-pycache-{os.getuid()}"
+"""Where the timed processes keep their bytecode: an installed vramplan has its modules
+compiled (pip compiles them), so the processes write and reuse bytecode here even when
+the shell sets ``PYTHONDONTWRITEBYTECODE``; one untimed run per command fills it."""
+
+
 def run_process(src: str, argv: list[str]) -> tuple[float, float, int] | None:
     """(wall seconds, CPU seconds, peak RSS in bytes) of ``python -m vramplan ARGV`` on
     ``src``; ``None`` when the command fails (e.g. an older tree refuses the search)."""
-    import os
     import subprocess
 
-    env = {**os.environ, "PYTHONPATH": src}
+    env = {**os.environ, "PYTHONPATH": src, "PYTHONPYCACHEPREFIX": str(PYCACHE)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     start = time.perf_counter()
     pid = subprocess.Popen([sys.executable, "-m", "vramplan", *argv], env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL).pid
@@ -134,6 +143,9 @@ def cold_plans(runs: int, compare_src: str | None) -> None:
     names = ["vramplan params llama-3.1-8b", *(name for name, _ in COLD_PLANS)]
     argvs = [BASELINE, *(["plan", *argv, "--json"] for _, argv in COLD_PLANS)]
     samples: dict[tuple[str, int], list[tuple[float, float, int] | None]] = {}
+    for label, src in srcs:  # untimed: bytecode compiled, files in the page cache (as installed)
+        for argv in argvs:
+            run_process(src, argv)
     for _ in range(runs):
         for label, src in srcs:
             for i, argv in enumerate(argvs):

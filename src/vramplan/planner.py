@@ -2,11 +2,17 @@
 
 Layouts are enumerated as numpy arrays, one array per degree (dp, tp, pp, cp, ep,
 sequence parallelism, micro-batch size, micro-batches), for each *engine setting*
-(ZeRO stage, FSDP mode, offload) and recomputation choice. Per-GPU memory comes from
-:func:`vramplan.distributed.training_terms` evaluated on those arrays — the same
-arithmetic :func:`~vramplan.distributed.estimate_on_layout` uses for one layout — so
-there is no Python loop per layout. Layouts that fit under ``usable memory x (1 -
-headroom)`` are ranked by an estimated step time (:func:`step_time_s`).
+(ZeRO stage, FSDP mode, offload) and recomputation choice. Per-GPU memory is the
+arithmetic of :func:`vramplan.distributed.training_terms` — what
+:func:`~vramplan.distributed.estimate_on_layout` uses for one layout — evaluated on
+those arrays, so there is no Python loop per layout. Layouts that fit under ``usable
+memory x (1 - headroom)`` are ranked by an estimated step time (:func:`step_time_s`).
+
+The same element-wise arithmetic is done on as few elements as it takes (the figures
+are those of the plain evaluation, ``tests/test_planner_reference.py``): the
+model-state bytes once per distinct (dp, tp, pp, cp, ep) (:class:`_StateKeys`), the
+activations once per search and recomputation choice, an engine setting only on the
+layouts its rules let it run, and the degree grid of a GPU count once per plan.
 """
 
 from __future__ import annotations
@@ -589,10 +595,11 @@ would enumerate more is refused with the count, so a request finishes in seconds
 
 
 MAX_EVALUATED_LAYOUTS = 2_000_000
-"""Most layouts (rows x engine settings x recomputation choices) one plan evaluates.
-DeepSeek-V3 on up to 4,096 GPUs evaluates 1.1 million in about 0.35 s of one core
-and 200 MB (``benchmarks/bench_planner.py``); the cap keeps a search near a second
-and 400 MB, and larger searches are refused with the count."""
+"""Most layouts (rows x engine settings x recomputation choices) one search evaluates.
+The whole plan of DeepSeek-V3 on up to 4,096 H100 (five searches: the layouts, the
+largest micro-batch, the longest context) evaluates 1.1 million in about 0.4 s of one
+core, the process peaking near 120 MB (``benchmarks/bench_planner.py``); the cap keeps
+a search near a second, and larger searches are refused with the count."""
 
 
 def _check_scale(spec: ModelSpec, total_params: int, req: PlanRequest) -> None:
@@ -731,12 +738,12 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
                 # Parameters and activations do not depend on the engine: computed once.
                 shared_by_threshold[threshold] = _stage_rows(req, untiled, coeffs_by_threshold[threshold], per_recompute,
                                                              keys)
-            kp = _key_peaks(req, setting, states_by_engine[setting.engine], shared_by_threshold[threshold])
             runnable = engine_runs(setting, req.virtual_stages, keys.keys)  # the engine's own rules (tp, pp, cp)
-            evaluated += int(rows_per_key[runnable].sum())
-            _check_figures(kp.host_bytes)
             if not runnable.any():
                 continue
+            evaluated += int(rows_per_key[runnable].sum())
+            kp = _key_peaks(req, setting, states_by_engine[setting.engine], shared_by_threshold[threshold])
+            _check_figures(kp.host_bytes)
             # Only the layouts the engine runs are evaluated (the others are never counted, kept or ranked).
             rows = None if runnable.all() else np.flatnonzero(runnable[keys.index])
             peak = _row_peaks(req, setting, d, shared_by_threshold[threshold], kp, rows)
