@@ -106,10 +106,10 @@ def test_page_reads_only_fields_the_changes_json_has(capsys):
     plan = cli_json(capsys, "plan", "llama-3.1-70b", "--gpu", "rtx-4090", "--gpus", "1", "--seq", "1024")
     assert plan["candidates"] == [] and plan["changes"]
     plan_keys = set(plan["changes"][0])
-    assert plan_keys == {"change", "flags", "peak_bytes", "min_peak_bytes", "fits", "min_gpus"}
+    assert plan_keys == {"change", "settings", "peak_bytes", "min_peak_bytes", "fits", "min_gpus"}
     train = cli_json(capsys, "train", "llama-3.1-8b", "--gpu", "rtx-4090")
     estimate_keys = set(train["changes"][0])
-    assert estimate_keys == {"change", "flags", "peak_bytes", "fits", "required_bytes", "host_bytes"}
+    assert estimate_keys == {"change", "settings", "peak_bytes", "fits", "required_bytes", "host_bytes"}
     js = "\n".join(p.read_text() for p in sorted(STATIC.glob("*.js")))
     lists = _fields_read_for_changes(js)
     assert len(lists) >= 2 and all(lists)

@@ -272,7 +272,9 @@ def test_advice_changes_fit_when_they_say_so():
     assert not estimate_rl(job).fits
     changes = advice(job)
     assert changes and changes[0].fits
-    assert any(c.change.startswith("--micro-batch") for c in changes)
+    half = next(c for c in changes if c.settings == {"micro_batch": 20})  # option names, not flags
+    again = estimate_rl(grpo(policy=TrainerRole(setup=TrainingSetup(batch=20, recompute="full"))))
+    assert (again.fits, max(g.peak_bytes for g in again.groups)) == (half.fits, half.peak_bytes)
 
 
 # ---- bad input: one line, exit 2 ----------------------------------------------------------

@@ -634,15 +634,17 @@ def _candidate(req: PlanRequest, setting: EngineSetting, recompute: str, sub: De
 
 def assumptions(req: PlanRequest) -> tuple[str, ...]:
     """Every assumption the ranking makes, in words (printed with the plan)."""
+    from vramplan.errors import Remark
     from vramplan.units import format_bytes
 
     gpu = req.gpu
     return (
-        f"memory budget per GPU: {format_bytes(gpu.usable_memory_bytes)} usable x (1 - headroom {req.headroom:.0%}), "
-        f"holding the peak (CUDA context, cuBLAS and NCCL included) + {Overheads().allocator_slack_fraction:.0%} "
-        "allocator slack over the tensors; "
-        f"host RAM per node for offload: {format_bytes(req.host_budget_bytes)}"
-        + (" (--host-memory)" if req.host_bytes_per_node is not None else f" ({gpu.segment} default)"),
+        Remark(f"memory budget per GPU: {format_bytes(gpu.usable_memory_bytes)} usable x (1 - headroom "
+               f"{req.headroom:.0%}), holding the peak (CUDA context, cuBLAS and NCCL included) + "
+               f"{Overheads().allocator_slack_fraction:.0%} allocator slack over the tensors; "
+               f"host RAM per node for offload: {format_bytes(req.host_budget_bytes)}"
+               + (" (host_bytes_per_node)" if req.host_bytes_per_node is not None else f" ({gpu.segment} default)"),
+               fields=("host_bytes_per_node",)),
         f"global batch: {req.global_batch} sequences" if req.global_batch else
         f"global batch: {DEFAULT_GLOBAL_BATCH_TOKENS:,} tokens of sequences (power of two, >= 1 per GPU)",
         *step_assumptions(req),
@@ -723,10 +725,12 @@ class Change:
     """Whether some layout fits after the change."""
     min_gpus: int | None = None
     """Fewest GPUs that fit after the change."""
+    settings: dict[str, object] = field(default_factory=dict)
+    """The ``plan`` option values that make the change (names of :mod:`vramplan.options`)."""
 
     def to_dict(self) -> dict:
         return {"change": self.change, "min_peak_bytes": self.min_peak_bytes, "fits": self.fits,
-                "min_gpus": self.min_gpus}
+                "min_gpus": self.min_gpus, "settings": dict(self.settings)}
 
 
 def cheapest_changes(req: PlanRequest, max_gpus: int = 4096) -> tuple[Change, ...]:
@@ -738,24 +742,27 @@ def cheapest_changes(req: PlanRequest, max_gpus: int = 4096) -> tuple[Change, ..
     largest = max(req.gpu_counts)
     out: list[Change] = []
 
-    def attempt(text: str, new_req: PlanRequest) -> None:
+    def attempt(text: str, settings: dict[str, object], new_req: PlanRequest) -> None:
         result = plan(new_req, top=1)
         fits = result.fitting > 0
         need = result.min_gpus_peak_bytes if fits and result.min_gpus_peak_bytes else result.min_peak_bytes
-        out.append(Change(change=text, min_peak_bytes=need, fits=fits, min_gpus=result.min_gpus))
+        out.append(Change(change=text, min_peak_bytes=need, fits=fits, min_gpus=result.min_gpus, settings=settings))
 
     more = tuple(n for n in _powers_of_two_up_to(max_gpus) if n > largest)
     if more:
-        attempt(f"more GPUs (up to {max_gpus})", replace(req, gpu_counts=more))
-    attempt("full activation recomputation", replace(req, recomputes=("full",)))
+        attempt(f"more GPUs (up to {max_gpus})", {"max_gpus": max_gpus}, replace(req, gpu_counts=more))
+    attempt("full activation recomputation", {"recompute": "full"}, replace(req, recomputes=("full",)))
     if job.setup.method == "full":
-        attempt(f"LoRA (r={job.setup.lora_rank} on all linear layers)", replace(req, job=job.with_setup(method="lora")))
+        attempt(f"LoRA (r={job.setup.lora_rank} on all linear layers)", {"method": "lora"},
+                replace(req, job=job.with_setup(method="lora")))
     if job.setup.method != "qlora":
-        attempt("QLoRA (4-bit NF4 base weights, LoRA adapters)", replace(req, job=job.with_setup(method="qlora")))
+        attempt("QLoRA (4-bit NF4 base weights, LoRA adapters)", {"method": "qlora"},
+                replace(req, job=job.with_setup(method="qlora")))
     if job.seq_len > MIN_CONTEXT_TOKENS:
-        attempt(f"shorter sequence ({job.seq_len // 2} tokens)", replace(req, job=job.with_setup(seq=job.seq_len // 2)))
+        attempt(f"shorter sequence ({job.seq_len // 2} tokens)", {"seq": job.seq_len // 2},
+                replace(req, job=job.with_setup(seq=job.seq_len // 2)))
     if min(req.micro_batch_sizes) > 1:
-        attempt("micro-batch size 1", replace(req, micro_batch_sizes=(1,)))
+        attempt("micro-batch size 1", {"batch": 1}, replace(req, micro_batch_sizes=(1,)))
     return tuple(sorted(out, key=lambda c: (not c.fits, c.min_peak_bytes)))
 
 

@@ -11,7 +11,6 @@ search and the questions around it, and assembles the answer.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -133,8 +132,8 @@ class PlanChange:
     :class:`vramplan.estimate.Change` plus the fewest GPUs)."""
 
     change: str
-    flags: tuple[str, ...]
-    """``vramplan plan`` flags that make the change."""
+    settings: dict[str, object]
+    """The ``plan`` option values that make the change (names of :mod:`vramplan.options`)."""
     min_peak_bytes: int
     """Per-GPU memory after the change: the peak on the fewest GPUs that fit, or (when
     nothing fits) the smallest peak of any layout."""
@@ -143,35 +142,13 @@ class PlanChange:
 
     @classmethod
     def of(cls, change: Change) -> PlanChange:
-        """A :func:`vramplan.planner.cheapest_changes` answer with its flags."""
-        return cls(change=change.change, flags=plan_change_flags(change.change), min_peak_bytes=change.min_peak_bytes,
+        """A :func:`vramplan.planner.cheapest_changes` answer."""
+        return cls(change=change.change, settings=dict(change.settings), min_peak_bytes=change.min_peak_bytes,
                    fits=change.fits, min_gpus=change.min_gpus)
 
     def to_dict(self) -> dict:
-        return {"change": self.change, "flags": list(self.flags), "peak_bytes": self.min_peak_bytes,
+        return {"change": self.change, "settings": dict(self.settings), "peak_bytes": self.min_peak_bytes,
                 "min_peak_bytes": self.min_peak_bytes, "fits": self.fits, "min_gpus": self.min_gpus}
-
-
-_PLAN_CHANGE_FLAGS = (
-    (re.compile(r"more GPUs \(up to (\d+)\)"), ("--max-gpus", "{0}")),
-    (re.compile(r"full activation recomputation"), ("--recompute", "full")),
-    (re.compile(r"LoRA \(r="), ("--method", "lora")),
-    (re.compile(r"QLoRA"), ("--method", "qlora")),
-    (re.compile(r"shorter sequence \((\d+) tokens\)"), ("--seq", "{0}")),
-    (re.compile(r"micro-batch size 1"), ("--batch", "1")),
-)
-"""The ``plan`` flags of each change :func:`vramplan.planner.cheapest_changes` tries,
-so a plan's changes carry flags like those of ``train`` and ``infer``."""
-
-
-def plan_change_flags(text: str) -> tuple[str, ...]:
-    """The ``vramplan plan`` flags that make the planner's change ``text`` (empty for a
-    change this table does not know; the tests require every change to have flags)."""
-    for pattern, flags in _PLAN_CHANGE_FLAGS:
-        m = pattern.match(text)
-        if m:
-            return tuple(f.format(*m.groups()) for f in flags)
-    return ()
 
 
 def _architecture(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:

@@ -40,6 +40,36 @@ def flag_message(exc: Exception, flags: dict[str, str]) -> str:
     return _flagged(str(exc), exc.fields, flags)
 
 
+def flag_text(text: str, question: str) -> str:
+    """A line of the core's (a warning, an assumption, a reading: :class:`vramplan.errors.Remark`)
+    as the ``question`` command shows it: each field it names replaced by its flag
+    (:func:`vramplan.options.flags_by_field`)."""
+    from vramplan.errors import fields_named
+    from vramplan.options import flags_by_field
+
+    return _flagged(str(text), fields_named(text), flags_by_field(question))
+
+
+def settings_flags(question: str, settings: dict[str, Any]) -> tuple[str, ...]:
+    """The command-line flags that set ``settings`` (option name -> value, the
+    ``settings`` of a change the core proposes) for ``question``, in the spelling of
+    :mod:`vramplan.options`."""
+    from vramplan.options import options_of
+
+    options = {o.name: o for o in options_of(question)}
+    out: list[str] = []
+    for name, value in settings.items():
+        o = options[name]
+        if o.kind == "flag":
+            if value:
+                out.append(o.all_flags[0])
+        elif o.kind == "switch":
+            out.append(o.all_flags[0] if value else o.off_flag)
+        else:
+            out += [o.all_flags[0], str(value)]
+    return tuple(out)
+
+
 def _flagged(text: str, fields: tuple[str, ...], flags: dict[str, str]) -> str:
     for name in sorted(fields, key=len, reverse=True):
         if name in flags:

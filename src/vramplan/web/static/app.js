@@ -430,12 +430,18 @@ function detailLabel(key) {
   return key.replace(/_bytes$/, "").replace(/_/g, " ");
 }
 
-// The estimate's own "what to change" (train / infer): each change with its flags,
+// A change's settings (option names -> values) as the page's query spells them:
+// the option name with dashes (the flag without its "--"), "name=value".
+function settingsText(settings) {
+  return Object.entries(settings || {}).map(([k, v]) => `${k.replace(/_/g, "-")}=${v}`).join(" ");
+}
+
+// The estimate's own "what to change" (train / infer): each change with its settings,
 // the per-GPU peak it was re-estimated at, host RAM when it needs some, and the fit.
 function drawChanges(r) {
   const items = (r.changes || []).map((c) => {
     const host = c.host_bytes ? ` · ${t("host_ram_needed", { bytes: formatBytes(c.host_bytes) })}` : "";
-    return `<li class="${c.fits ? "ok" : "no"}"><span><b>${esc(c.change)}</b>: ${esc(t("needs", { b: formatBytes(c.peak_bytes) }))}${esc(host)} — ${esc(c.fits ? t("fits_then") : t("still_nofit"))}</span> <code>${esc(c.flags.join(" "))}</code></li>`;
+    return `<li class="${c.fits ? "ok" : "no"}"><span><b>${esc(c.change)}</b>: ${esc(t("needs", { b: formatBytes(c.peak_bytes) }))}${esc(host)} — ${esc(c.fits ? t("fits_then") : t("still_nofit"))}</span> <code>${esc(settingsText(c.settings))}</code></li>`;
   }).join("");
   $("#actions").innerHTML = items ? `<h3>${esc(t("changes"))}</h3><ul class="changes">${items}</ul>` : "";
 }
@@ -659,15 +665,6 @@ function drawTimeline(r) {
 
 // ------------------------------------------------------------------ plan and params
 
-const CHANGE_RULES = [
-  [/^more GPUs/, (c) => ({ "max-gpus": c.min_gpus })],
-  [/full activation recomputation/, () => ({ recompute: "full" })],
-  [/^LoRA/, () => ({ method: "lora" })],
-  [/^QLoRA/, () => ({ method: "qlora" })],
-  [/shorter sequence \((\d+) tokens\)/, (c, m) => ({ seq: Number(m[1]) })],
-  [/micro-batch size 1/, () => ({ batch: 1 })],
-];
-
 // The planner's change names, in the page's language.
 const CHANGE_WORDS = [
   [/^more GPUs \(up to (\d+)\)$/, "ch_more_gpus"],
@@ -686,12 +683,13 @@ function changeName(text) {
   return text;
 }
 
+// The form inputs a plan change sets (inputs are named as the query: dashes); "more
+// GPUs" asks for the fewest that fit rather than the search bound.
 function changeSettings(c) {
-  for (const [re, f] of CHANGE_RULES) {
-    const m = re.exec(c.change);
-    if (m) return f(c, m);
-  }
-  return null;
+  const entries = Object.entries(c.settings || {});
+  if (!entries.length) return null;
+  return Object.fromEntries(entries.map(([k, v]) =>
+    [k.replace(/_/g, "-"), k === "max_gpus" && c.min_gpus ? c.min_gpus : v]));
 }
 
 function table(columns, rows) {
@@ -717,7 +715,7 @@ function drawPlan(r) {
       const set = changeSettings(c);
       const verdict = c.fits ? t("fits_on", { n: c.min_gpus, s: plural(c.min_gpus) }) : t("still_nofit");
       const button = set && c.fits ? `<button type="button" class="apply" data-set='${esc(JSON.stringify(set))}'>${esc(t("apply"))}</button>` : "";
-      return `<li class="${c.fits ? "ok" : "no"}"><span><b>${esc(changeName(c.change))}</b>: ${esc(t("needs", { b: formatBytes(c.min_peak_bytes) }))} — ${esc(verdict)}</span> <code>${esc((c.flags || []).join(" "))}</code>${button}</li>`;
+      return `<li class="${c.fits ? "ok" : "no"}"><span><b>${esc(changeName(c.change))}</b>: ${esc(t("needs", { b: formatBytes(c.min_peak_bytes) }))} — ${esc(verdict)}</span> <code>${esc(settingsText(c.settings))}</code>${button}</li>`;
     }).join("");
     $("#actions").innerHTML = items ? `<h3>${esc(t("changes"))}</h3><ul class="changes">${items}</ul>` : "";
   } else {
