@@ -186,7 +186,7 @@ def inference_changes(values: Mapping[str, Any], est: Estimate) -> tuple[Change,
     if engine == "llamacpp":
         layers = _solved(lambda: fit_gpu_layers(spec, setup))
         if layers is not None and layers >= 0:
-            add(40, {"n_gpu_layers": layers}, f"{layers} layers on the GPU, the rest in host RAM (as llama.cpp's own --fit)")
+            add(40, {"n_gpu_layers": layers}, f"{layers} layers on the GPU, the rest in host RAM (llama.cpp's own fit)")
     else:
         if v["tp"] == 1:
             found.append((50, _fewest_gpus(q, v, lambda n: {"tp": n}, lambda n: f"tensor parallel on {n} GPUs")))
