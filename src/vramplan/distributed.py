@@ -152,7 +152,7 @@ class TrainingJob:
         return self.setup.batch
 
     @property
-    def seq_len(self) -> int:
+    def seq(self) -> int:
         return self.setup.seq
 
     @property
@@ -544,7 +544,7 @@ def estimate_on_layout(job: TrainingJob, layout: ParallelLayout, *, num_gpus: in
         host_components=tuple(host), num_gpus=layout.num_gpus,
         details={"layout": layout.describe(), "engine": engine, "recipe": RECIPES[engine],
                  "params_on_gpu": int(terms.gpu_params), "stage": stage, "micro_batch_size": setup.batch,
-                 "seq_len": setup.seq, "recompute": setup.recompute_policy},
+                 "seq": setup.seq, "recompute": setup.recompute_policy},
         assumptions=(f"mixed precision as {engine} does it: {RECIPES[engine]}",
                      "activations per layer from vramplan.training, split by tp per Korthikanti et al. 2022",
                      f"DeepSpeed buffers at defaults: {layout.zero}" if engine == "deepspeed" else

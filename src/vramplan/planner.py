@@ -326,10 +326,10 @@ DEFAULT_GLOBAL_BATCH_TOKENS = 2**22
 pre-training used 4M-16M; GPT-3 up to 3.2M)."""
 
 
-def default_global_batch(seq_len: int, num_gpus: int) -> int:
-    """Sequences per step: ``DEFAULT_GLOBAL_BATCH_TOKENS / seq_len`` rounded to a power
+def default_global_batch(seq: int, num_gpus: int) -> int:
+    """Sequences per step: ``DEFAULT_GLOBAL_BATCH_TOKENS / seq`` rounded to a power
     of two, and at least one per GPU so plain data parallelism stays possible."""
-    seqs = max(1, DEFAULT_GLOBAL_BATCH_TOKENS // seq_len)
+    seqs = max(1, DEFAULT_GLOBAL_BATCH_TOKENS // seq)
     seqs = 2 ** int(math.log2(seqs))
     return max(seqs, 2 ** math.ceil(math.log2(num_gpus)))
 
@@ -457,7 +457,7 @@ def _check_scale(spec: ModelSpec, total_params: int, req: PlanRequest) -> None:
     arithmetic: parameters x 32 bytes (weights, gradients, fp32 master and two moments
     with room to spare) and tokens x hidden x layers x 64 bytes of activations."""
     mbs = max(req.micro_batch_sizes)
-    tokens = req.job.seq_len * max(mbs, req.job.micro_batch_size)
+    tokens = req.job.seq * max(mbs, req.job.micro_batch_size)
     bound = (total_params * 32 + tokens * spec.hidden_size * spec.num_layers * 64
              + tokens * spec.vocab_size * 16)
     if bound >= v.INT64_SAFE:
@@ -485,7 +485,7 @@ def _all_degrees(req: PlanRequest) -> Degrees:
     parts = []
     rows = 0
     for n in sorted(set(req.gpu_counts)):
-        batch = req.global_batch or default_global_batch(job.seq_len, n)
+        batch = req.global_batch or default_global_batch(job.seq, n)
         d = enumerate_degrees(spec, n, req.gpus_per_node, batch, req.micro_batch_sizes,
                               context_parallel=job.setup.attention in CP_ATTENTION_KERNELS)
         rows += d.size
@@ -495,10 +495,10 @@ def _all_degrees(req: PlanRequest) -> Degrees:
                              "some degrees (tp, pp, cp, ep) or give fewer GPUs", fields=("tp", "pp", "cp", "ep"))
         parts.append(d)
     d = Degrees.concatenate(parts)
-    keep = d.cp <= job.seq_len  # cp splits each sequence: at most one token per rank
+    keep = d.cp <= job.seq  # cp splits each sequence: at most one token per rank
     for name, value in req.fixed_degrees:
         keep &= d[name] == value
-    keep &= sequence_splits_evenly(job.seq_len, tp=d.tp, cp=d.cp, sp=d.sp)
+    keep &= sequence_splits_evenly(job.seq, tp=d.tp, cp=d.cp, sp=d.sp)
     if req.virtual_stages > 1:
         # Megatron's interleaved schedule: a pipeline, and micro-batches in whole rounds of pp.
         keep &= (d.pp > 1) & (d.m % d.pp == 0) & (d.pp * req.virtual_stages <= spec.num_layers)
@@ -693,7 +693,7 @@ def longest_context(req: PlanRequest, limit: int | None = None, *,
     def at(i: int) -> PlanRequest:
         return replace(req, job=req.job.with_setup(seq=ladder[i]))
 
-    known = ladder.index(req.job.seq_len) if best_at_request is not None and req.job.seq_len in ladder else None
+    known = ladder.index(req.job.seq) if best_at_request is not None and req.job.seq in ladder else None
     if known is None and not any_layout_fits(at(0)):
         return None
     fits, fails = (known if known is not None else 0), len(ladder)  # rung ``fits`` fits; from ``fails`` on none
@@ -758,9 +758,9 @@ def cheapest_changes(req: PlanRequest, max_gpus: int = 4096) -> tuple[Change, ..
     if job.setup.method != "qlora":
         attempt("QLoRA (4-bit NF4 base weights, LoRA adapters)", {"method": "qlora"},
                 replace(req, job=job.with_setup(method="qlora")))
-    if job.seq_len > MIN_CONTEXT_TOKENS:
-        attempt(f"shorter sequence ({job.seq_len // 2} tokens)", {"seq": job.seq_len // 2},
-                replace(req, job=job.with_setup(seq=job.seq_len // 2)))
+    if job.seq > MIN_CONTEXT_TOKENS:
+        attempt(f"shorter sequence ({job.seq // 2} tokens)", {"seq": job.seq // 2},
+                replace(req, job=job.with_setup(seq=job.seq // 2)))
     if min(req.micro_batch_sizes) > 1:
         attempt("micro-batch size 1", {"batch": 1}, replace(req, micro_batch_sizes=(1,)))
     return tuple(sorted(out, key=lambda c: (not c.fits, c.min_peak_bytes)))

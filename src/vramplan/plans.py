@@ -30,7 +30,7 @@ DEFAULT_PLAN_SEQ = 4096
 """Tokens per sequence (training) or context (serving) a plan assumes when none is given:
 a pre-training length (Llama 2's 4,096) for a cluster, where ``vramplan train`` on one
 GPU assumes a fine-tuning length (:data:`vramplan.training.DEFAULT_TRAIN_SEQ`); for
-serving it is :data:`vramplan.engines.DEFAULT_CONTEXT_TOKENS`, the same number."""
+serving it is :data:`vramplan.options.DEFAULT_CONTEXT_TOKENS`, the same number."""
 DEFAULT_MICRO_BATCH_SIZES = (1, 2, 4, 8)
 """Micro-batch sizes a training plan tries when the user fixes none."""
 RECOMPUTE_CHOICES = RECOMPUTES
@@ -115,13 +115,13 @@ class PlanReport:
 
         setup = self.setup
         data = {"model": self.model, "kind": "training", "gpu": self.gpu.slug, "budget_bytes": self.budget_bytes,
-                "gpu_counts": list(self.gpu_counts), "seq_len": setup.seq, "precision": setup.precision,
+                "gpu_counts": list(self.gpu_counts), "seq": setup.seq, "precision": setup.precision,
                 "method": setup.method, **self.result.to_dict()}
         for cand in data["candidates"]:
             cand["recipe"] = RECIPES[cand["layout"]["engine"]]
         biggest, ctx = self.largest_micro_batch, self.longest_context
         data["largest_micro_batch"] = biggest.to_dict() if biggest else None
-        data["longest_context"] = {"seq_len": ctx[0], **ctx[1].to_dict()} if ctx else None
+        data["longest_context"] = {"seq": ctx[0], **ctx[1].to_dict()} if ctx else None
         data["changes"] = [c.to_dict() for c in self.changes]
         return {**data, **source_keys(self.spec.checkpoint)}
 

@@ -78,7 +78,7 @@ def _render(data: dict, units: str) -> None:
             out.print(f"largest micro-batch: {b['micro_batch_size']} sequences per GPU ({b['describe']})")
         if data.get("longest_context"):
             c = data["longest_context"]
-            out.print(f"longest context: {c['seq_len']:,} tokens ({c['describe']}, recompute {c['recompute']})")
+            out.print(f"longest context: {c['seq']:,} tokens ({c['describe']}, recompute {c['recompute']})")
     if not data["candidates"]:
         smallest = data.get("min_peak_bytes")
         out.print("[bold red]nothing fits[/bold red]"

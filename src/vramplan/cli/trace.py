@@ -24,7 +24,7 @@ def _render(result, est, units: str, svg_path: str | None) -> None:
     s = result.setup
     what = (f"train {s.method} {s.precision} {s.optimizer}/{s.optimizer_impl}" if s.training
             else f"infer {s.precision if s.precision == 'fp32' else 'bf16'} +{s.decode_tokens} decode")
-    title = (f"{result.model} · {what} · batch {s.batch_size} x {s.seq_len} tokens · {s.attention}"
+    title = (f"{result.model} · {what} · batch {s.batch_size} x {s.seq} tokens · {s.attention}"
              f"{' · recompute' if s.recompute else ''} · peak in {result.peak_phase}")
     t = table("component", "memory", "share", title=title, right=("memory", "share"))
     for c in est.components:
@@ -90,7 +90,7 @@ def command(model: str, train: bool, batch: int, seq: int, decode: int, precisio
     from vramplan.trace.deps import require_exact
     from vramplan.trace.setup import TraceSetup
 
-    setup = TraceSetup(mode="train" if train else "infer", batch_size=batch, seq_len=seq, decode_tokens=decode,
+    setup = TraceSetup(mode="train" if train else "infer", batch_size=batch, seq=seq, decode_tokens=decode,
                        precision=precision, optimizer=optimizer, optimizer_impl=optimizer_impl, method=method,
                        lora_rank=lora_rank, recompute=recompute, attention=attention, cache=cache, dropout=dropout,
                        load_dtype=load_dtype, logits=logits,

@@ -55,7 +55,7 @@ def export_config(engine: str, report: PlanReport) -> str:
         else:
             from vramplan.export.megatron import render
         setup = report.setup
-        return render(best, report.spec, seq_len=setup.seq, precision=setup.precision, rank=rank)
+        return render(best, report.spec, seq=setup.seq, precision=setup.precision, rank=rank)
     if engine == "vllm":
         from vramplan.export.vllm import render
     else:
