@@ -338,10 +338,10 @@ def backward_peak_bytes(sharded: ShardedStates, shared: StageTerms, layout: Para
     throughout when they accumulate over micro-batches or the engine keeps a
     persistent buffer (:func:`gradients_persist`).
     """
-    base = sharded.backward_peak - sharded.gradients
+    base = sharded.backward_peak_bytes - sharded.gradients_bytes
     persistent = where(micro_batches > 1, 1, 1 if gradients_persist(layout) else 0)
-    with_grads = sharded.gradients + shared.activation_high_bytes
-    forming = maximum(shared.activation_high_bytes, shared.current_layer_bytes + sharded.gradients)
+    with_grads = sharded.gradients_bytes + shared.activation_high_bytes
+    forming = maximum(shared.activation_high_bytes, shared.current_layer_bytes + sharded.gradients_bytes)
     return base + persistent * with_grads + (1 - persistent) * forming
 
 
@@ -433,21 +433,21 @@ def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
                                  pp=pp, layer_params=shared.layer_params, root_params=shared.root_params,
                                  trainable_fraction=st.trainable_fraction)
     # The optimizer's step temporaries follow the optimizer states' sharding (none when offloaded).
-    optimizer_share = sharded.optimizer / st.recipe.optimizer if st.recipe.optimizer else 0 * sharded.optimizer
-    step_temporaries = sharded.step_temporaries + optimizer_share * st.step_temporaries_per_param
+    optimizer_share = sharded.optimizer_bytes / st.recipe.optimizer if st.recipe.optimizer else 0 * sharded.optimizer_bytes
+    step_temporaries = sharded.step_temporaries_bytes + optimizer_share * st.step_temporaries_per_param
     overhead = job.overhead_bytes if overhead is None else overhead
     backward = backward_peak_bytes(sharded, shared, layout, micro_batches=micro_batches) + overhead
-    step = sharded.resident + step_temporaries + overhead
+    step = sharded.resident_bytes + step_temporaries + overhead
     return TrainingTerms(
-        gpu_params=params.total, weights_bytes=sharded.weights, master_weights_bytes=sharded.master_weights,
-        gradients_bytes=sharded.gradients, optimizer_bytes=sharded.optimizer,
-        gathered_params_bytes=sharded.gathered_params, unsharded_grads_bytes=sharded.unsharded_grads,
-        comm_buckets_bytes=sharded.comm_buckets, step_temporaries_bytes=step_temporaries,
+        gpu_params=params.total, weights_bytes=sharded.weights_bytes, master_weights_bytes=sharded.master_weights_bytes,
+        gradients_bytes=sharded.gradients_bytes, optimizer_bytes=sharded.optimizer_bytes,
+        gathered_params_bytes=sharded.gathered_params_bytes, unsharded_grads_bytes=sharded.unsharded_grads_bytes,
+        comm_buckets_bytes=sharded.comm_buckets_bytes, step_temporaries_bytes=step_temporaries,
         activations_bytes=shared.activations_bytes, outside_activations_bytes=shared.outside_bytes,
         logits_bytes=shared.logits_bytes, kept_activations_bytes=shared.kept_bytes,
         current_layer_bytes=shared.current_layer_bytes, kept_layer_bytes=shared.kept_layer_bytes,
         grads_persist=where(micro_batches > 1, 1, 1 if gradients_persist(layout) else 0),
-        overhead_bytes=overhead, host_per_gpu_bytes=sharded.host_per_gpu,
+        overhead_bytes=overhead, host_per_gpu_bytes=sharded.host_per_gpu_bytes,
         in_flight_micro_batches=shared.in_flight_micro_batches,
         backward_peak_bytes=backward, step_peak_bytes=step, peak_bytes=maximum(backward, step),
     )
