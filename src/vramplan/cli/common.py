@@ -43,11 +43,11 @@ def flag_message(exc: Exception, flags: dict[str, str]) -> str:
 def flag_text(text: str, question: str) -> str:
     """A line of the core's (a warning, an assumption, a reading: :class:`vramplan.errors.Remark`)
     as the ``question`` command shows it: each field it names replaced by its flag
-    (:func:`vramplan.options.flags_by_field`)."""
+    (:func:`vramplan.cli.command_flags`, the mapping errors are shown with)."""
+    from vramplan.cli import command_flags
     from vramplan.errors import fields_named
-    from vramplan.options import flags_by_field
 
-    return _flagged(str(text), fields_named(text), flags_by_field(question))
+    return _flagged(str(text), fields_named(text), command_flags(question))
 
 
 def settings_flags(question: str, settings: dict[str, Any]) -> tuple[str, ...]:

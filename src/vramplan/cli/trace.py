@@ -7,7 +7,7 @@ import click
 from vramplan.cli.advice import verdict_text
 from vramplan import validate as v
 
-from vramplan.cli.common import BoundedFloat, BoundedInt, console, emit_json, json_option, table, units_option
+from vramplan.cli.common import BoundedFloat, BoundedInt, console, emit_json, flag_text, json_option, table, units_option
 from vramplan.errors import InputError
 
 FULL_TRACE_MAX_LAYERS = 48
@@ -38,7 +38,7 @@ def _render(result, est, units: str, svg_path: str | None) -> None:
         word = "fits" if v.fits else "does NOT fit"
         out.print(f"[bold]{v.gpu}: {word}[/bold] — {verdict_text(v.to_dict(), fmt)}")
     for a in est.assumptions:
-        out.print(f"note: {a}")
+        out.print(f"note: {flag_text(a, 'trace')}")
     out.print(f"traced in {result.seconds:.1f} s" + (f"; timeline written to {svg_path}" if svg_path else ""))
 
 
