@@ -9,13 +9,12 @@ import io
 import json
 import re
 import shutil
-import threading
 
 import pytest
 
+from loopback import serve_web
 from tests.conftest import catalog_config
 from vramplan.cli import main
-from vramplan.web.server import make_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.browser
@@ -52,14 +51,10 @@ def site():
     sync_api = pytest.importorskip("playwright.sync_api")
     if not shutil.which("chromium"):
         pytest.skip("Chromium is not installed (apt-get install chromium)")
-    server = make_server(port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    with sync_api.sync_playwright() as pw:
+    with serve_web() as server, sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser, f"http://127.0.0.1:{server.server_address[1]}/"
+        yield browser, f"{server.url}/"
         browser.close()
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
