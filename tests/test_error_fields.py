@@ -277,6 +277,7 @@ def test_readings_and_assumptions_name_fields(capsys):
     assert "gpu 2xh100 read as 2 x h100-sxm (tp 2)" in est.readings
     out = " ".join(_run(capsys, "infer", "llama-3.1-8b", "--weights", "int4", "--gpu", "2xh100").split())
     assert "read: --weights int4 read as nf4" in out and "read: --gpu 2xh100 read as 2 x h100-sxm (--tp 2)" in out
+    assert "per 64 weights" in out  # a remark names its field once: the same word later is prose
     seed = questions.train({"model": "llama-3.2-1b", "activation_model": "seed"})
     assert any(a.startswith("seed article method at precision bf16-mixed") for a in seed.assumptions)
     out = " ".join(_run(capsys, "train", "llama-3.2-1b", "--activation-model", "seed").split())

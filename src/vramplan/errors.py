@@ -48,7 +48,9 @@ class Remark(str):
     """A line for the user that is not an error (a warning, an assumption, how an input
     was read) and names fields: ``fields`` holds its leading ``field:`` (if any) and
     those passed. It is a ``str`` everywhere (JSON, Python, the web page); the command
-    line shows each field's flag in its place, as it does for errors."""
+    line shows each field's flag in its place, as it does for errors. A remark names
+    each field once, at the field's first occurrence; the same word later is prose
+    (``weights int4 read as nf4 (... per 64 weights ...)``)."""
 
     fields: tuple[str, ...]
 

@@ -47,7 +47,7 @@ def flag_text(text: str, question: str) -> str:
     from vramplan.cli import command_flags
     from vramplan.errors import fields_named
 
-    return _flagged(str(text), fields_named(text), command_flags(question))
+    return _flagged(str(text), fields_named(text), command_flags(question), count=1)
 
 
 def settings_flags(question: str, settings: dict[str, Any]) -> tuple[str, ...]:
@@ -70,10 +70,12 @@ def settings_flags(question: str, settings: dict[str, Any]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _flagged(text: str, fields: tuple[str, ...], flags: dict[str, str]) -> str:
+def _flagged(text: str, fields: tuple[str, ...], flags: dict[str, str], count: int = 0) -> str:
+    """``text`` with each of ``fields`` (a whole word) replaced by its flag: every
+    occurrence, or the first ``count``."""
     for name in sorted(fields, key=len, reverse=True):
         if name in flags:
-            text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", flags[name], text)
+            text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", flags[name], text, count=count)
     return text
 
 

@@ -178,8 +178,8 @@ def build(job: Job) -> Estimate:
             # vLLM raises at start-up when no KV block fits ("No available memory for the
             # cache blocks"): the verdict is "does not fit" and the warning says why.
             warnings += (Remark("vLLM would refuse to start: no memory left for the KV cache "
-                                f"(gpu_memory_utilization {setup.gpu_memory_utilization:g} x {total / GiB:.2f} GiB "
-                                f"leaves {budget / GiB:.2f} GiB after weights and activations); raise "
+                                f"({setup.gpu_memory_utilization:g} x {total / GiB:.2f} GiB leaves "
+                                f"{budget / GiB:.2f} GiB after weights and activations); raise "
                                 "gpu_memory_utilization or use tp", fields=("gpu_memory_utilization", "tp")),)
         elif per_seq > budget:
             warnings += (Remark(f"vLLM would refuse to start: one sequence of {job.context:,} tokens needs "
