@@ -27,7 +27,7 @@ def exportable(engine: str, report: PlanReport) -> tuple[int, Any]:
             return rank, cand
         problems.append(problem)
     hint, fields = {"deepspeed": ("zero 1, 2 or 3", ("zero",)),
-                    "fsdp": ("tp 1, pp 1, cp 1 and an FSDP strategy (full_shard)", ("tp", "pp", "cp")),
+                    "fsdp": ("data parallelism alone (tp, pp and cp of 1) and an FSDP strategy", ()),
                     "megatron": ("zero 0 or zero 1 (distributed optimizer)", ("zero",)),
                     "vllm": ("tp N", ("tp",)), "llamacpp": ("tp 1", ("tp",))}[engine]
     raise InputError(f"export {engine}: none of the {len(report.candidates)} layouts listed runs on {engine} "
