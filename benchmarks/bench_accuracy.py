@@ -91,18 +91,18 @@ def _dense_cases(model: str) -> list[Case]:
     # fused / differently named linears (c_attn, query_key_value, qkv_proj): peft's keyword
     targets = {"lora_targets": ALL_LINEAR} if model in ("gpt2", "pythia-1b", "phi-3-mini") else {}
     return [
-        T(model, batch_size=1, seq_len=1024),
-        T(model, batch_size=2, seq_len=512, precision="fp32", optimizer="sgd", attention="eager"),
-        T(model, batch_size=1, seq_len=seq, precision="bf16", optimizer_impl="fused"),
-        T(model, batch_size=2, seq_len=1024, load_dtype="bf16", optimizer_impl="forloop"),
-        T(model, batch_size=4 if small else 2, seq_len=1024, method="lora", **targets),
-        T(model, batch_size=2, seq_len=1024, method="lora", load_dtype="fp32", **targets),
-        T(model, batch_size=8 if small else 4, seq_len=seq, method="lora", recompute=True, lora_targets=ALL_LINEAR),
-        T(model, batch_size=4, seq_len=seq, recompute=True, precision="bf16"),
-        T(model, batch_size=4, seq_len=seq, method="qlora", recompute=True, lora_targets=ALL_LINEAR),
-        I(model, batch_size=1, seq_len=4096 if model != "gpt2" else 1020),
-        I(model, batch_size=2, seq_len=1024, logits="all"),
-        I(model, batch_size=8, seq_len=512, attention="eager"),
+        T(model, batch_size=1, seq=1024),
+        T(model, batch_size=2, seq=512, precision="fp32", optimizer="sgd", attention="eager"),
+        T(model, batch_size=1, seq=seq, precision="bf16", optimizer_impl="fused"),
+        T(model, batch_size=2, seq=1024, load_dtype="bf16", optimizer_impl="forloop"),
+        T(model, batch_size=4 if small else 2, seq=1024, method="lora", **targets),
+        T(model, batch_size=2, seq=1024, method="lora", load_dtype="fp32", **targets),
+        T(model, batch_size=8 if small else 4, seq=seq, method="lora", recompute=True, lora_targets=ALL_LINEAR),
+        T(model, batch_size=4, seq=seq, recompute=True, precision="bf16"),
+        T(model, batch_size=4, seq=seq, method="qlora", recompute=True, lora_targets=ALL_LINEAR),
+        I(model, batch_size=1, seq=4096 if model != "gpt2" else 1020),
+        I(model, batch_size=2, seq=1024, logits="all"),
+        I(model, batch_size=8, seq=512, attention="eager"),
     ]
 
 
@@ -110,14 +110,14 @@ def _moe_cases(model: str) -> list[Case]:
     targets = MLA_LORA_TARGETS if model.startswith("deepseek") else ("q_proj", "k_proj", "v_proj", "o_proj",
                                                                      "gate_proj", "up_proj", "down_proj")
     return [
-        T(model, batch_size=1, seq_len=512),
-        T(model, batch_size=2, seq_len=1024, precision="bf16", recompute=True),
-        T(model, batch_size=2, seq_len=512, method="lora", lora_targets=targets),
-        T(model, batch_size=1, seq_len=1024, method="lora", lora_targets=ALL_LINEAR),
-        T(model, batch_size=4, seq_len=2048, method="lora", recompute=True, lora_targets=ALL_LINEAR),
-        T(model, batch_size=2, seq_len=2048, method="qlora", recompute=True, lora_targets=targets),
-        I(model, batch_size=2, seq_len=1024),
-        I(model, batch_size=1, seq_len=2048, logits="all"),
+        T(model, batch_size=1, seq=512),
+        T(model, batch_size=2, seq=1024, precision="bf16", recompute=True),
+        T(model, batch_size=2, seq=512, method="lora", lora_targets=targets),
+        T(model, batch_size=1, seq=1024, method="lora", lora_targets=ALL_LINEAR),
+        T(model, batch_size=4, seq=2048, method="lora", recompute=True, lora_targets=ALL_LINEAR),
+        T(model, batch_size=2, seq=2048, method="qlora", recompute=True, lora_targets=targets),
+        I(model, batch_size=2, seq=1024),
+        I(model, batch_size=1, seq=2048, logits="all"),
     ]
 
 
@@ -125,19 +125,19 @@ CASES: tuple[Case, ...] = (
     *[c for m in DENSE for c in _dense_cases(m)],
     *[c for m in MOE for c in _moe_cases(m)],
     # --- long sequences and the issue's named setups
-    T("llama-3.2-1b", batch_size=1, seq_len=32768, method="lora", recompute=True),
-    T("qwen2.5-0.5b", batch_size=1, seq_len=16384, recompute=True),
-    T("llama-3.2-1b", batch_size=8, seq_len=1024, optimizer="sgd"),
-    T("llama-3.1-8b", batch_size=1, seq_len=8192, method="qlora", recompute=True),
-    T("llama-3.2-1b", batch_size=2, seq_len=1024, method="qlora", recompute=False),
-    T("llama-3.2-1b", batch_size=2, seq_len=2048, method="qlora", recompute=True, precision="bf16"),
-    T("gpt2", batch_size=8, seq_len=1024),
-    T("gpt2", batch_size=8, seq_len=1024, attention="eager"),
-    T("gemma-2-2b", batch_size=2, seq_len=1024, method="lora", attention="eager"),
-    I("llama-3.2-1b", batch_size=1, seq_len=32768),
-    I("qwen2.5-7b", batch_size=1, seq_len=16384, logits="all"),
-    I("deepseek-v2-lite", batch_size=8, seq_len=32768),
-    I("llama-3.1-8b", batch_size=4, seq_len=8192, logits="all"),
+    T("llama-3.2-1b", batch_size=1, seq=32768, method="lora", recompute=True),
+    T("qwen2.5-0.5b", batch_size=1, seq=16384, recompute=True),
+    T("llama-3.2-1b", batch_size=8, seq=1024, optimizer="sgd"),
+    T("llama-3.1-8b", batch_size=1, seq=8192, method="qlora", recompute=True),
+    T("llama-3.2-1b", batch_size=2, seq=1024, method="qlora", recompute=False),
+    T("llama-3.2-1b", batch_size=2, seq=2048, method="qlora", recompute=True, precision="bf16"),
+    T("gpt2", batch_size=8, seq=1024),
+    T("gpt2", batch_size=8, seq=1024, attention="eager"),
+    T("gemma-2-2b", batch_size=2, seq=1024, method="lora", attention="eager"),
+    I("llama-3.2-1b", batch_size=1, seq=32768),
+    I("qwen2.5-7b", batch_size=1, seq=16384, logits="all"),
+    I("deepseek-v2-lite", batch_size=8, seq=32768),
+    I("llama-3.1-8b", batch_size=4, seq=8192, logits="all"),
 )
 
 
@@ -201,11 +201,11 @@ def diagnosis(row) -> str:
 def describe(setup) -> str:
     """Short text of a TraceSetup for the table."""
     if setup.mode == "infer":
-        bits = [f"b{setup.batch_size} s{setup.seq_len}+{setup.decode_tokens}",
+        bits = [f"b{setup.batch_size} s{setup.seq}+{setup.decode_tokens}",
                 setup.load_dtype or ("fp32" if setup.precision == "fp32" else "bf16"), setup.attention,
                 f"{setup.logits} logits"]
     else:
-        bits = [f"b{setup.batch_size} s{setup.seq_len}", setup.method, setup.precision]
+        bits = [f"b{setup.batch_size} s{setup.seq}", setup.method, setup.precision]
         if setup.load_dtype:
             bits.append(f"{setup.load_dtype} load")
         impl = {"foreach": "", "fused": "-fused", "forloop": "-forloop"}[setup.optimizer_impl]

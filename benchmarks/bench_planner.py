@@ -67,7 +67,7 @@ def loop_rate(req: PlanRequest) -> float:
     """Layouts/s of a Python loop calling the scalar arithmetic once per layout."""
     job = req.job
     n = max(req.gpu_counts)
-    d = enumerate_degrees(job.model, n, req.gpus_per_node, req.global_batch or default_global_batch(job.seq_len, n),
+    d = enumerate_degrees(job.model, n, req.gpus_per_node, req.global_batch or default_global_batch(job.seq, n),
                           req.micro_batch_sizes)
     rows = [(int(d["dp"][i]), int(d["tp"][i]), int(d["pp"][i]), int(d["cp"][i]), int(d["ep"][i]), bool(d["sp"][i]),
              int(d["mbs"][i]), int(d["m"][i])) for i in range(min(d["dp"].size, LOOP_SAMPLE))]

@@ -21,19 +21,19 @@ WORST_ERROR = 0.03
 """The benchmark's worst-case goal (docs/accuracy.md)."""
 
 CASES = [
-    ("llama-3.2-1b", dict(method="lora", load_dtype="fp32", batch_size=2, seq_len=1024)),
-    ("llama-3.2-1b", dict(load_dtype="bf16", optimizer_impl="forloop", batch_size=2, seq_len=1024)),
-    ("llama-3.2-1b", dict(optimizer_impl="forloop", batch_size=1, seq_len=512)),
-    ("llama-3.2-1b", dict(mode="infer", logits="all", batch_size=4, seq_len=1024)),
-    ("qwen2.5-0.5b", dict(mode="infer", logits="all", precision="fp32", batch_size=1, seq_len=512)),
-    ("gemma-2-2b", dict(mode="infer", logits="all", attention="eager", batch_size=2, seq_len=1024)),
-    ("gemma-2-2b", dict(method="lora", attention="eager", batch_size=2, seq_len=1024)),
+    ("llama-3.2-1b", dict(method="lora", load_dtype="fp32", batch_size=2, seq=1024)),
+    ("llama-3.2-1b", dict(load_dtype="bf16", optimizer_impl="forloop", batch_size=2, seq=1024)),
+    ("llama-3.2-1b", dict(optimizer_impl="forloop", batch_size=1, seq=512)),
+    ("llama-3.2-1b", dict(mode="infer", logits="all", batch_size=4, seq=1024)),
+    ("qwen2.5-0.5b", dict(mode="infer", logits="all", precision="fp32", batch_size=1, seq=512)),
+    ("gemma-2-2b", dict(mode="infer", logits="all", attention="eager", batch_size=2, seq=1024)),
+    ("gemma-2-2b", dict(method="lora", attention="eager", batch_size=2, seq=1024)),
     ("qwen2.5-0.5b", dict(method="lora", lora_targets=("all-linear",), recompute=True, batch_size=8,
-                          seq_len=2048)),
-    ("qwen1.5-moe-a2.7b", dict(method="lora", batch_size=2, seq_len=512)),
-    ("pythia-1b", dict(precision="fp32", optimizer="sgd", attention="eager", batch_size=2, seq_len=512)),
-    ("llama-3.2-1b", dict(method="qlora", recompute=True, batch_size=2, seq_len=2048)),
-    ("deepseek-v2-lite", dict(mode="infer", batch_size=8, seq_len=32768)),
+                          seq=2048)),
+    ("qwen1.5-moe-a2.7b", dict(method="lora", batch_size=2, seq=512)),
+    ("pythia-1b", dict(precision="fp32", optimizer="sgd", attention="eager", batch_size=2, seq=512)),
+    ("llama-3.2-1b", dict(method="qlora", recompute=True, batch_size=2, seq=2048)),
+    ("deepseek-v2-lite", dict(mode="infer", batch_size=8, seq=32768)),
 ]
 
 TIGHT_ERROR = 0.015
@@ -44,32 +44,32 @@ MLA_TARGETS = ("q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj", "gate_proj
 
 TIGHT_CASES = [
     # bitsandbytes leaves transformers 5's fused experts and routers unquantized (fp32 after peft)
-    ("qwen3-30b-a3b", dict(method="qlora", recompute=True, batch_size=1, seq_len=512)),
+    ("qwen3-30b-a3b", dict(method="qlora", recompute=True, batch_size=1, seq=512)),
     # peft's ParamWrapper on fused experts and routers (all-linear), folded weights kept
-    ("qwen3-30b-a3b", dict(method="lora", lora_targets=("all-linear",), batch_size=1, seq_len=512)),
+    ("qwen3-30b-a3b", dict(method="lora", lora_targets=("all-linear",), batch_size=1, seq=512)),
     # DeepSeek-V2: expert names become target_parameters, shared experts lose their adapters
-    ("deepseek-v2-lite", dict(method="lora", lora_targets=MLA_TARGETS, batch_size=1, seq_len=512)),
+    ("deepseek-v2-lite", dict(method="lora", lora_targets=MLA_TARGETS, batch_size=1, seq=512)),
     # frozen fused experts: no weight gradient in the grouped GEMM's backward
-    ("mixtral-8x7b", dict(method="lora", batch_size=1, seq_len=512)),
+    ("mixtral-8x7b", dict(method="lora", batch_size=1, seq=512)),
     # gpt-oss: softmax in the scores' dtype, the clamped SwiGLU's saved tensors
-    ("gpt-oss-20b", dict(method="lora", attention="eager", batch_size=1, seq_len=512)),
+    ("gpt-oss-20b", dict(method="lora", attention="eager", batch_size=1, seq=512)),
     # no causal mask for an unpadded batch: SDPA without repeat_kv
-    ("llama-3.2-1b", dict(method="lora", batch_size=4, seq_len=1024)),
+    ("llama-3.2-1b", dict(method="lora", batch_size=4, seq=1024)),
     # q/k RMSNorms; OLMo 2's fp32 normalised tensors
-    ("olmo-2-7b", dict(precision="bf16", optimizer_impl="fused", batch_size=1, seq_len=1024)),
+    ("olmo-2-7b", dict(precision="bf16", optimizer_impl="fused", batch_size=1, seq=1024)),
     # a tied embedding's out-of-place gradient accumulation at the end of backward
-    ("llama-3.2-1b", dict(precision="fp32", optimizer="sgd", attention="eager", batch_size=2, seq_len=512)),
+    ("llama-3.2-1b", dict(precision="fp32", optimizer="sgd", attention="eager", batch_size=2, seq=512)),
     # GPT-2's config dropout in eager attention under autocast
-    ("gpt2", dict(attention="eager", batch_size=4, seq_len=1024)),
+    ("gpt2", dict(attention="eager", batch_size=4, seq=1024)),
     # one adapter per fused module (Phi-3 qkv_proj / gate_up_proj) and the fused qkv output kept
-    ("phi-3-mini", dict(method="lora", lora_targets=("all-linear",), batch_size=1, seq_len=1024)),
+    ("phi-3-mini", dict(method="lora", lora_targets=("all-linear",), batch_size=1, seq=1024)),
     # LayerNorm under autocast saves fp32 copies; GPT-2's fused c_attn takes one adapter
-    ("gpt2", dict(method="lora", lora_targets=("all-linear",), batch_size=4, seq_len=1024)),
+    ("gpt2", dict(method="lora", lora_targets=("all-linear",), batch_size=4, seq=1024)),
     # GPT-NeoX's parallel residual: one layer input for both norms
     ("pythia-1b", dict(method="lora", lora_targets=("all-linear",), load_dtype="fp32", batch_size=2,
-                       seq_len=1024)),
+                       seq=1024)),
     # QLoRA without checkpointing: Linear4bit returns fp32 on the upcast residual stream
-    ("llama-3.2-1b", dict(method="qlora", recompute=False, batch_size=2, seq_len=1024)),
+    ("llama-3.2-1b", dict(method="qlora", recompute=False, batch_size=2, seq=1024)),
 ]
 
 
@@ -83,7 +83,7 @@ def test_traced_4bit_base_equals_the_nf4_double_quant_format():
     from vramplan.trace.compare import analytical_estimate
     from vramplan.trace.extrapolate import trace_extrapolated
 
-    setup = TraceSetup(method="qlora", recompute=True, batch_size=1, seq_len=256)
+    setup = TraceSetup(method="qlora", recompute=True, batch_size=1, seq=256)
     traced = trace_extrapolated("llama-3.2-1b", setup).to_estimate()
     estimated = analytical_estimate("llama-3.2-1b", setup)
     t = sum(c.bytes for c in traced.components if c.name.startswith("weights"))

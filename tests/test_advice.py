@@ -27,6 +27,14 @@ def run_json(capsys, *args: str) -> dict:
     return json.loads(out.out)
 
 
+def flags(question: str, change: dict) -> list[str]:
+    """The command line's flags for a change's ``settings`` (option names: the JSON, like
+    the Python API, names fields; the command line renders them as flags)."""
+    from vramplan.cli.common import settings_flags
+
+    return list(settings_flags(question, change["settings"]))
+
+
 def run_fail(capsys, *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     out = capsys.readouterr()
@@ -82,7 +90,7 @@ def test_infer_verdict_has_the_same_shape(capsys):
 # ---- the advisor: each claim re-run through the CLI -----------------------------------------
 def _check_claims(capsys, base: list[str], changes: list[dict]) -> None:
     for ch in changes:
-        again = run_json(capsys, *base, *ch["flags"])
+        again = run_json(capsys, *base, *flags(base[0], ch))
         assert again["total_bytes"] == ch["peak_bytes"], ch
         assert again["verdict"]["fits"] is ch["fits"], ch
         assert again["verdict"]["required_bytes"] == ch["required_bytes"], ch
@@ -94,14 +102,14 @@ def test_full_fine_tune_on_a_4090_answers_with_changes(capsys):
     data = run_json(capsys, *base)
     assert data["verdict"]["fits"] is False
     changes = data["changes"]
-    assert changes and all(set(c) >= {"change", "flags", "peak_bytes", "fits"} for c in changes)
+    assert changes and all(set(c) >= {"change", "settings", "peak_bytes", "fits"} for c in changes)
     assert changes[0]["fits"]  # fitting changes come first
     fits = [c["fits"] for c in changes]
     assert fits == sorted(fits, reverse=True)
-    flags = [" ".join(c["flags"]) for c in changes]
-    assert "--method qlora" in flags
-    assert any("--offload" in f for f in flags)
-    offload = next(c for c in changes if "--offload" in c["flags"])
+    shown = [" ".join(flags("train", c)) for c in changes]
+    assert "--method qlora" in shown and {"method": "qlora"} in [c["settings"] for c in changes]
+    assert any("--offload" in f for f in shown)
+    offload = next(c for c in changes if "offload" in c["settings"])
     assert offload["host_bytes"] > 0
     _check_claims(capsys, base, changes)
 
@@ -110,9 +118,8 @@ def test_training_micro_batch_and_sequence_changes(capsys):
     base = ["train", "llama-3.1-8b", "--method", "qlora", "--gpu", "rtx-4090", "--batch", "8", "--seq", "4096"]
     data = run_json(capsys, *base)
     assert data["verdict"]["fits"] is False
-    by_flag = {c["flags"][0]: c for c in data["changes"]}
-    smaller = by_flag["--batch"]
-    b, accum = int(smaller["flags"][1]), int(smaller["flags"][3])
+    smaller = next(c for c in data["changes"] if "batch" in c["settings"])
+    b, accum = smaller["settings"]["batch"], smaller["settings"]["grad_accum"]
     assert smaller["fits"] and b == data["fits"]["largest_micro_batch"] and b * accum >= 8
     _check_claims(capsys, base, data["changes"])
 
@@ -121,9 +128,9 @@ def test_serving_changes(capsys):
     base = ["infer", "llama-3.1-70b", "--gpu", "rtx-4090", "--batch", "8", "--context", "8192"]
     data = run_json(capsys, *base)
     assert data["verdict"]["fits"] is False
-    flags = [" ".join(c["flags"]) for c in data["changes"]]
-    assert "--kv-dtype fp8" in flags and any(f.startswith("--tp") for f in flags)
-    assert any(f.startswith("--engine llamacpp --weights Q4_K_M --n-gpu-layers") for f in flags)
+    shown = [" ".join(flags("infer", c)) for c in data["changes"]]
+    assert "--kv-dtype fp8" in shown and any(f.startswith("--tp") for f in shown)
+    assert any(f.startswith("--engine llamacpp --weights Q4_K_M --n-gpu-layers") for f in shown)
     _check_claims(capsys, base, data["changes"])
 
 
@@ -137,7 +144,7 @@ def test_llamacpp_fit_solves_gpu_layers(capsys):
     assert not one_more["verdict"]["fits"]
     # without --fit the advisor names the same count
     plain = run_json(capsys, *base)
-    assert ["--n-gpu-layers", str(layers)] in [c["flags"] for c in plain["changes"]]
+    assert {"n_gpu_layers": layers} in [c["settings"] for c in plain["changes"]]
     _check_claims(capsys, base, plain["changes"])
 
 
@@ -185,9 +192,9 @@ def test_plan_changes_carry_flags_that_do_what_they_say(capsys):
     data = run_json(capsys, *base)
     assert not data["candidates"] and data["changes"]
     for ch in data["changes"]:
-        assert set(ch) >= {"change", "flags", "peak_bytes", "fits"} and ch["peak_bytes"] == ch["min_peak_bytes"]
-        assert ch["flags"], ch  # every change the planner tries has its flags
-        again = run_json(capsys, *base, *ch["flags"])
+        assert set(ch) >= {"change", "settings", "peak_bytes", "fits"} and ch["peak_bytes"] == ch["min_peak_bytes"]
+        assert ch["settings"], ch  # every change the planner tries has its settings
+        again = run_json(capsys, *base, *flags("plan", ch))
         assert bool(again["candidates"]) is ch["fits"], ch
         if ch["fits"]:
             assert again["min_gpus"] == ch["min_gpus"], ch
@@ -199,7 +206,7 @@ def test_serving_plan_with_nothing_fitting_says_what_to_change(capsys):
     assert not data["candidates"] and data["min_peak_bytes"] > data["budget_bytes"]
     assert data["changes"] and data["changes"][0]["fits"]
     for ch in data["changes"]:
-        again = run_json(capsys, *base, *ch["flags"])
+        again = run_json(capsys, *base, *flags("plan", ch))
         assert bool(again["candidates"]) is ch["fits"], ch
         if ch["fits"]:
             assert again["min_gpus"] == ch["min_gpus"] and again["candidates"][0]["peak_bytes"] == ch["peak_bytes"]

@@ -106,10 +106,10 @@ def test_page_reads_only_fields_the_changes_json_has(capsys):
     plan = cli_json(capsys, "plan", "llama-3.1-70b", "--gpu", "rtx-4090", "--gpus", "1", "--seq", "1024")
     assert plan["candidates"] == [] and plan["changes"]
     plan_keys = set(plan["changes"][0])
-    assert plan_keys == {"change", "flags", "peak_bytes", "min_peak_bytes", "fits", "min_gpus"}
+    assert plan_keys == {"change", "settings", "peak_bytes", "min_peak_bytes", "fits", "min_gpus"}
     train = cli_json(capsys, "train", "llama-3.1-8b", "--gpu", "rtx-4090")
     estimate_keys = set(train["changes"][0])
-    assert estimate_keys == {"change", "flags", "peak_bytes", "fits", "required_bytes", "host_bytes"}
+    assert estimate_keys == {"change", "settings", "peak_bytes", "fits", "required_bytes", "host_bytes"}
     js = "\n".join(p.read_text() for p in sorted(STATIC.glob("*.js")))
     lists = _fields_read_for_changes(js)
     assert len(lists) >= 2 and all(lists)
@@ -131,11 +131,11 @@ def test_trace_comparison_never_stands_in_adamw(monkeypatch):
 
 def test_sequence_must_split_over_cp_and_sp(capsys):
     err = cli_error(capsys, "train", "llama-3.1-8b", "--seq", "1001", "--cp", "2", "--gpus", "2")
-    assert "seq_len=1001 is not divisible by cp=2" in err
+    assert "seq=1001 is not divisible by cp=2" in err
     err = cli_error(capsys, "train", "llama-3.1-8b", "--seq", "1002", "--cp", "2", "--tp", "2", "--sp", "--gpus", "4")
     assert "cp*tp = 2*2" in err
     err = cli_error(capsys, "plan", "llama-3.1-8b", "--gpu", "h100", "--gpus", "8", "--seq", "1001", "--cp", "2")
-    assert "seq_len=1001 is not divisible by cp=2" in err
+    assert "seq=1001 is not divisible by cp=2" in err
 
 
 @given(seq=st.integers(1, 10_000), tp=st.sampled_from([1, 2, 4, 8]), cp=st.sampled_from([1, 2, 4, 8]),
@@ -146,7 +146,7 @@ def test_sequence_split_rule(seq, tp, cp, sp):
     if per_rank == int(per_rank):
         layout.check_sequence(seq)
     else:
-        with pytest.raises(LayoutError, match=f"seq_len={seq}"):
+        with pytest.raises(LayoutError, match=f"seq={seq}"):
             layout.check_sequence(seq)
 
 

@@ -5,6 +5,7 @@ make (:func:`vramplan.options.flags_by_field`)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,105 @@ def test_config_keys_stay_as_they_are(capsys, tmp_path):
                                "vocab_size": 100}))
     shown = _cli_error(capsys, "params", str(cfg))
     assert "--head-dim" not in shown
+
+
+# ---- warnings, readings, assumptions and advice: fields in the core, flags on the command line ----
+def _our_flags() -> re.Pattern:
+    spelled: set[str] = set()
+    for question in QUESTIONS_WITH_OPTIONS:
+        for o in options_of(question):
+            spelled.update((*o.all_flags, *((o.off_flag,) if o.off_flag else ())))
+    alternatives = "|".join(sorted(map(re.escape, spelled), key=len, reverse=True))
+    return re.compile(rf"(?<![\w-])({alternatives})(?![\w.-])")
+
+
+def test_no_core_text_names_one_of_our_flags():
+    """Every string the core builds (docstrings aside) is free of vramplan's own flags:
+    warnings, assumptions, readings and advice name fields. ``options.py`` declares the
+    flags; other tools' flags (OpenRLHF's ``--algo.kl.init_coef``) are theirs to name."""
+    flag = _our_flags()
+    found = []
+    for path in _core_modules():
+        if path.name == "options.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docs = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+                if flag.search(node.value):
+                    found.append(f"{path.relative_to(SRC)}:{node.lineno}: {node.value[:80]!r}")
+    assert not found, "core text naming flags:\n" + "\n".join(found)
+    assert flag.search('f"raise --gpu-memory-utilization or use --tp"')  # the scan would see one
+
+
+def _run(capsys, *argv: str) -> str:
+    assert main(list(argv)) == 0
+    return capsys.readouterr().out
+
+
+def test_a_warning_names_fields_and_the_table_shows_flags(capsys):
+    from vramplan.inference import InferenceSetup, estimate_inference
+
+    est = estimate_inference("llama-3.1-70b", InferenceSetup(engine="vllm", gpu="rtx-4090"))
+    refused = next(w for w in est.warnings if "refuse to start" in w)
+    assert "raise gpu_memory_utilization or use tp" in refused and "--" not in refused
+    assert set(refused.fields) == {"gpu_memory_utilization", "tp"}
+    out = _run(capsys, "infer", "llama-3.1-70b", "--engine", "vllm", "--gpu", "rtx-4090")
+    assert "raise --gpu-memory-utilization or use --tp" in " ".join(out.split())
+    replicated = estimate_inference("llama-3.1-8b", InferenceSetup(tp=16)).warnings
+    assert any(w.startswith("tp 16 exceeds the 8 KV heads") for w in replicated)
+    assert "warning: --tp 16 exceeds the 8 KV heads" in " ".join(_run(capsys, "infer", "llama-3.1-8b", "--tp", "16")
+                                                                  .split())
+
+
+def test_readings_and_assumptions_name_fields(capsys):
+    from vramplan import questions
+
+    est = questions.infer({"model": "llama-3.1-8b", "weights": "int4", "gpu": "2xh100"})
+    assert est.readings[0].startswith("weights int4 read as nf4")
+    assert "gpu 2xh100 read as 2 x h100-sxm (tp 2)" in est.readings
+    out = " ".join(_run(capsys, "infer", "llama-3.1-8b", "--weights", "int4", "--gpu", "2xh100").split())
+    assert "read: --weights int4 read as nf4" in out and "read: --gpu 2xh100 read as 2 x h100-sxm (--tp 2)" in out
+    assert "per 64 weights" in out  # a remark names its field once: the same word later is prose
+    seed = questions.train({"model": "llama-3.2-1b", "activation_model": "seed"})
+    assert any(a.startswith("seed article method at precision bf16-mixed") for a in seed.assumptions)
+    out = " ".join(_run(capsys, "train", "llama-3.2-1b", "--activation-model", "seed").split())
+    assert "seed article method at --precision bf16-mixed" in out
+
+
+def test_advice_names_options_and_the_table_shows_flags(capsys):
+    from vramplan import questions
+    from vramplan.options import options_of
+
+    est = questions.train({"model": "llama-3.1-8b", "gpu": "rtx-4090"})
+    names = {o.name for o in options_of("train")}
+    assert est.changes and all(set(c.settings) <= names and "--" not in c.change for c in est.changes)
+    assert {"method": "qlora"} in [c.settings for c in est.changes]
+    assert "vramplan train llama-3.1-8b ... --method qlora" in _run(capsys, "train", "llama-3.1-8b", "--gpu",
+                                                                    "rtx-4090")
+
+
+def test_rl_advice_names_options_and_the_table_shows_flags(capsys):
+    from vramplan.jobs import RLJob, TrainerRole
+    from vramplan.jobs.solvers import advice
+    from vramplan.training import TrainingSetup
+
+    job = RLJob(model="qwen2.5-7b", gpu="h100-sxm", gpus=8, policy=TrainerRole(setup=TrainingSetup(batch=40)))
+    changes = advice(job)
+    assert {"micro_batch": 20} in [c.settings for c in changes]
+    assert all("--" not in c.change for c in changes)
+    out = _run(capsys, "rl", "qwen2.5-7b", "--gpu", "h100-sxm", "--micro-batch", "40")
+    assert "advice: --micro-batch 20 (half the policy micro-batch)" in out
+
+
+def test_export_errors_name_fields(capsys):
+    from vramplan.export import export_config
+    from vramplan.parallel import LayoutRequest
+    from vramplan.plans import plan_training
+    from vramplan.training import TrainingSetup
+
+    report = plan_training("llama-3.1-8b", "h100", TrainingSetup(), LayoutRequest(gpus=8))
+    exc = _python_error(lambda: export_config("vllm", report))
+    assert str(exc).startswith("export vllm: a serving engine") and exc.fields == ("export",)
+    shown = _cli_error(capsys, "plan", "llama-3.1-8b", "--gpu", "h100", "--gpus", "8", "--export", "vllm")
+    assert shown.startswith("--export vllm: a serving engine")

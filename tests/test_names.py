@@ -106,8 +106,8 @@ def test_click_choices_are_the_cores_tuples():
 
 
 def test_each_length_default_is_one_constant(page_lists):
-    from vramplan.engines import DEFAULT_CONTEXT_TOKENS
     from vramplan.inference import InferenceSetup, estimate_inference
+    from vramplan.options import DEFAULT_CONTEXT_TOKENS
     from vramplan.plans import DEFAULT_PLAN_SEQ
     from vramplan.training import DEFAULT_TRAIN_SEQ, TrainingSetup
 
@@ -121,6 +121,14 @@ def test_each_length_default_is_one_constant(page_lists):
     train = re.search(r'data-for="train".*?name="seq"[^>]*value="(\d+)"', html, flags=re.S)
     plan = re.search(r'data-for="plan".*?name="seq"[^>]*value="(\d+)"', html, flags=re.S)
     assert int(train.group(1)) == DEFAULT_TRAIN_SEQ and int(plan.group(1)) == DEFAULT_PLAN_SEQ
+    # serving: the page sends no context of its own (the core's default, capped at the model's
+    # max positions, applies) and its placeholder says that default
+    context = re.search(r'data-for="infer".*?(<input name="context"[^>]*>)', html, flags=re.S).group(1)
+    assert "value=" not in context and "data-always" not in context
+    assert re.search(r'placeholder="(\d+)', context).group(1) == str(DEFAULT_CONTEXT_TOKENS)
+    from vramplan import engines
+
+    assert engines.DEFAULT_CONTEXT_TOKENS is DEFAULT_CONTEXT_TOKENS  # one constant, declared in options
 
 
 def test_one_ceiling_division_and_one_bisection():

@@ -81,14 +81,14 @@ def test_fsdp2_terms_match_the_memory_tracker(world_size):
     ours = shard_model_states(recipe=MIXED_ADAM, params=rp, layout=ParallelLayout(dp=world_size, fsdp="fsdp2"),
                               layer_params=block, root_params=0)
     # Sharded fp32 parameters: the master copy, 4 B x P / N.
-    assert peak["SHARDED_PARAM"] == ours.weights
+    assert peak["SHARDED_PARAM"] == ours.weights_bytes
     # Sharded fp32 gradients once backward is done: 4 B x P / N.
-    assert after_backward["SHARDED_GRAD"] == ours.gradients
+    assert after_backward["SHARDED_GRAD"] == ours.gradients_bytes
     # Adam's exp_avg + exp_avg_sq in fp32 (8 B x P / N); torch adds a 4-byte step
     # counter per parameter tensor, which we do not count.
-    assert peak["OPT"] - 4 * 2 * LAYERS == ours.optimizer
+    assert peak["OPT"] - 4 * 2 * LAYERS == ours.optimizer_bytes
     # The unit in compute plus the prefetched unit, both gathered in bf16 (root has no
     # parameters of its own here): unsharded parameters + all-gather buffer.
-    assert peak["UNSHARDED_PARAM"] + peak["ALL_GATHER"] == ours.gathered_params
+    assert peak["UNSHARDED_PARAM"] + peak["ALL_GATHER"] == ours.gathered_params_bytes
     # One unit's bf16 gradients waiting to be reduce-scattered.
-    assert peak["REDUCE_SCATTER"] == ours.unsharded_grads
+    assert peak["REDUCE_SCATTER"] == ours.unsharded_grads_bytes

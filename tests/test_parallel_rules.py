@@ -75,7 +75,8 @@ def test_every_export_is_runnable_or_refused_in_one_line(report):
         try:
             text = export_config(engine, report)
         except InputError as exc:
-            assert "\n" not in str(exc) and str(exc).startswith(f"--export {engine}: none of the")
+            assert "\n" not in str(exc) and str(exc).startswith(f"export {engine}: none of the")
+            assert exc.fields[0] == "export"  # a field: the command line shows --export
             assert all(export_problem(engine, c, report.spec) for c in report.candidates)
             continue
         assert text

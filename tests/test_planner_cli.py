@@ -30,7 +30,7 @@ def test_plan_training_json(capsys):
     assert best["peak_bytes"] <= data["budget_bytes"]
     assert {"layout", "describe", "recipe", "step_s", "tokens_per_s", "host_bytes_per_node"} <= set(best)
     assert data["largest_micro_batch"]["micro_batch_size"] >= 1
-    assert data["longest_context"]["seq_len"] >= 2048
+    assert data["longest_context"]["seq"] >= 2048
     assert any("MFU" in a for a in data["assumptions"])
 
 

@@ -272,7 +272,9 @@ def test_advice_changes_fit_when_they_say_so():
     assert not estimate_rl(job).fits
     changes = advice(job)
     assert changes and changes[0].fits
-    assert any(c.change.startswith("--micro-batch") for c in changes)
+    half = next(c for c in changes if c.settings == {"micro_batch": 20})  # option names, not flags
+    again = estimate_rl(grpo(policy=TrainerRole(setup=TrainingSetup(batch=20, recompute="full"))))
+    assert (again.fits, max(g.peak_bytes for g in again.groups)) == (half.fits, half.peak_bytes)
 
 
 # ---- bad input: one line, exit 2 ----------------------------------------------------------
@@ -308,3 +310,41 @@ def test_python_api_is_exported_lazily():
     import vramplan
 
     assert vramplan.RLJob is RLJob and vramplan.estimate_rl is estimate_rl
+
+
+# ---- one fit rule: rl judges a trainer as train does ------------------------------------------
+@pytest.mark.parametrize("gpus, gpu", [(1, "rtx-4090"), (1, "h100-sxm"), (8, "a100-40gb"), (8, "h100-sxm")])
+def test_a_trainers_fit_is_trains_fit(gpus, gpu):
+    """An offline job whose GPUs hold only the policy (DPO with a LoRA policy: no reference
+    model, no engine) is a training job: its training phase needs exactly what ``train``
+    says the same step needs on the same GPU, overheads and allocator slack included
+    (one rule, :func:`vramplan.memory.overhead.fit_verdict`)."""
+    from vramplan.jobs.footprints import trainer_layout, trainer_setup
+
+    job = RLJob(model="qwen2.5-7b", algo="dpo", gpu=gpu, gpus=gpus,
+                policy=TrainerRole(setup=TrainingSetup(method="lora", batch=2)))
+    est = estimate_rl(job)
+    assert est.roles == ("policy",)
+    group = est.groups[0]
+    trained = group.verdicts[[p.name for p in group.phases].index("training/policy")]
+    spec = resolve_model("qwen2.5-7b")
+    layout = trainer_layout(job, spec) if gpus > 1 else None
+    train = estimate_single_gpu(spec, trainer_setup(job, job.policy), layout, gpu=gpu)
+    assert trained.required_bytes == train.verdict.required_bytes
+    assert trained.overhead_bytes == train.verdict.overhead_bytes - (
+        sum(c.bytes for c in train.verdict.overheads if c.name != "overhead/allocator_slack"))
+    assert any(c.name == "overhead/allocator_slack" for c in trained.overheads)
+    assert trained.fits is train.verdict.fits and trained.headroom_bytes == train.verdict.headroom_bytes
+
+
+def test_the_engines_pools_carry_no_allocator_slack():
+    """vLLM allocates its weights, KV pool and graphs as pools: the slack of a rollout
+    phase is over the trainer's tensors only."""
+    est = estimate_rl(grpo())
+    group = est.groups[0]
+    i = [p.name for p in group.phases].index("rollout")
+    rollout, verdict = group.phases[i], group.verdicts[i]
+    trainer_tensors = sum(t.component.bytes for t in rollout.terms
+                          if t.role != "rollout" and t.component.category != "overhead")
+    slack = sum(c.bytes for c in verdict.overheads if c.name == "overhead/allocator_slack")
+    assert slack == int(trainer_tensors * 0.03)

@@ -96,7 +96,8 @@ def test_offline_and_unknown_exports_are_one_line_errors():
 
     dpo = RLJob(model="qwen2.5-7b", algo="dpo", gpu="h100-sxm", gpus=8)
     for fn in (verl, openrlhf):
-        with pytest.raises(InputError, match="--export"):
+        with pytest.raises(InputError, match="^export (verl|openrlhf): ") as info:
             fn(dpo)
+        assert info.value.fields == ("export", "algo")  # fields, not flags: the command line shows flags
     with pytest.raises(InputError, match="expected one of trl, verl, openrlhf"):
         render("nemo", JOB)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from loopback import Loopback, QuietHandler
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -238,11 +238,28 @@ def write_mmproj(path: Path) -> Path:
 
 
 # ---- a loopback Hub ------------------------------------------------------------------
-class FakeHub:
-    """Repos served over HTTP on 127.0.0.1 the way the Hub serves them."""
+class RepoServer:
+    """Repos (name -> file name -> bytes) served on a loopback port (:mod:`loopback`)."""
 
     def __init__(self):
         self.repos: dict[str, dict[str, bytes]] = {}
+
+    def serve(self, handler) -> None:
+        self.loopback = Loopback.of(handler)
+        self.url = self.loopback.url
+
+    def add_dir(self, repo: str, directory: Path) -> None:
+        self.repos[repo] = {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+    def close(self) -> None:
+        self.loopback.close()
+
+
+class FakeHub(RepoServer):
+    """Repos served over HTTP on 127.0.0.1 the way the Hub serves them."""
+
+    def __init__(self):
+        super().__init__()
         self.gated: set[str] = set()
         self.status: int | None = None
         """Answer every request with this status (404, 401, 500)."""
@@ -251,10 +268,7 @@ class FakeHub:
         self.requests: list[str] = []
         hub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_HEAD(self):
                 self._safely(head=True)
 
@@ -267,23 +281,14 @@ class FakeHub:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (the slow-server test)
 
-            def _send(self, code: int, body: bytes = b"", headers: dict | None = None, head: bool = False):
-                self.send_response(code)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if not head:
-                    self.wfile.write(body)
-
             def _answer(self, head: bool):
                 hub.requests.append(f"{self.command} {self.path}")
                 if hub.delay_s:
                     time.sleep(hub.delay_s)
                 if hub.redirect_loop:
-                    return self._send(302, headers={"Location": self.path})
+                    return self.send(302, headers={"Location": self.path})
                 if hub.status:
-                    return self._send(hub.status, json.dumps({"error": "nope"}).encode(),
+                    return self.send(hub.status, json.dumps({"error": "nope"}).encode(),
                                       {"Content-Type": "application/json", "X-Error-Code": "RepoNotFound"
                                        if hub.status == 404 else ""}, head)
                 path = self.path.split("?")[0]
@@ -295,16 +300,16 @@ class FakeHub:
                 if len(parts) >= 5 and parts[2] == "resolve":
                     repo, rev, filename = "/".join(parts[:2]), parts[3], "/".join(parts[4:])
                     return self._file(repo, rev, filename, head)
-                self._send(404, b"{}", {"X-Error-Code": "EntryNotFound"}, head)
+                self.send(404, b"{}", {"X-Error-Code": "EntryNotFound"}, head)
 
             def _gate(self, repo: str, head: bool) -> bool:
                 if repo not in hub.repos:
-                    self._send(404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound",
+                    self.send(404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound",
                                                                            "Content-Type": "application/json"},
                                head)
                     return True
                 if repo in hub.gated and not self.headers.get("authorization"):
-                    self._send(401, b'{"error":"gated"}', {"X-Error-Code": "GatedRepo",
+                    self.send(401, b'{"error":"gated"}', {"X-Error-Code": "GatedRepo",
                                                            "Content-Type": "application/json"}, head)
                     return True
                 return False
@@ -315,14 +320,14 @@ class FakeHub:
                 files = hub.repos[repo]
                 body = json.dumps({"id": repo, "modelId": repo, "sha": hub.sha(repo), "private": False,
                                    "siblings": [{"rfilename": f} for f in sorted(files)]}).encode()
-                self._send(200, body, {"Content-Type": "application/json"}, head)
+                self.send(200, body, {"Content-Type": "application/json"}, head)
 
             def _file(self, repo, rev, filename, head):
                 if self._gate(repo, head):
                     return
                 files = hub.repos[repo]
                 if filename not in files:
-                    return self._send(404, b"{}", {"X-Error-Code": "EntryNotFound"}, head)
+                    return self.send(404, b"{}", {"X-Error-Code": "EntryNotFound"}, head)
                 data = files[filename]
                 etag = hashlib.sha256(data).hexdigest()
                 headers = {"X-Repo-Commit": hub.sha(repo), "ETag": f'"{etag}"', "Accept-Ranges": "bytes"}
@@ -330,7 +335,7 @@ class FakeHub:
                 if rng and not head:
                     start_s, _, end_s = rng.removeprefix("bytes=").partition("-")
                     start, end = int(start_s), min(int(end_s) if end_s else len(data) - 1, len(data) - 1)
-                    return self._send(206, data[start:end + 1],
+                    return self.send(206, data[start:end + 1],
                                       {**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"})
                 if head:
                     self.send_response(200)
@@ -339,25 +344,14 @@ class FakeHub:
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     return
-                self._send(200, data, headers)
+                self.send(200, data, headers)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.serve(Handler)
 
     def sha(self, repo: str) -> str:
         files = self.repos[repo]
         return hashlib.sha1(json.dumps(sorted((k, hashlib.sha1(v).hexdigest()) for k, v in files.items()))
                             .encode()).hexdigest()
-
-    def add_dir(self, repo: str, directory: Path) -> None:
-        self.repos[repo] = {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -377,29 +371,18 @@ def hub(tmp_path, monkeypatch):
     server.close()
 
 
-class FakeModelScope:
+class FakeModelScope(RepoServer):
     """Repos served on 127.0.0.1 the way ModelScope serves them: the file-list API
     ``/api/v1/models/<id>/repo/files`` and files (ranged) at ``/api/v1/models/<id>/repo?FilePath=``."""
 
     def __init__(self):
         import urllib.parse
 
-        self.repos: dict[str, dict[str, bytes]] = {}
+        super().__init__()
         self.requests: list[tuple[str, str | None]] = []
         ms = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code: int, body: bytes, headers: dict | None = None):
-                self.send_response(code)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 ms.requests.append((self.path, self.headers.get("Range")))
                 url = urllib.parse.urlparse(self.path)
@@ -408,34 +391,24 @@ class FakeModelScope:
                 repo = "/".join(parts[4:6]) if len(parts) >= 7 else ""
                 files = ms.repos.get(repo)
                 if files is None:
-                    return self._send(404, b'{"Code":404,"Message":"not found"}')
+                    return self.send(404, b'{"Code":404,"Message":"not found"}')
                 if url.path.endswith("/repo/files"):
                     listing = [{"Path": n, "Name": n, "Type": "blob", "Size": len(b),
                                 "Sha256": hashlib.sha256(b).hexdigest(), "Revision": "master"}
                                for n, b in sorted(files.items())]
-                    return self._send(200, json.dumps({"Code": 200, "Success": True, "Data": {"Files": listing}})
+                    return self.send(200, json.dumps({"Code": 200, "Success": True, "Data": {"Files": listing}})
                                       .encode(), {"Content-Type": "application/json"})
                 data = files.get(query.get("FilePath", ""))
                 if data is None:
-                    return self._send(404, b"{}")
+                    return self.send(404, b"{}")
                 rng = self.headers.get("Range")
                 if rng:
                     start_s, _, end_s = rng.removeprefix("bytes=").partition("-")
                     start, end = int(start_s), min(int(end_s), len(data) - 1)
-                    return self._send(206, data[start:end + 1], {"Content-Range": f"bytes {start}-{end}/{len(data)}"})
-                self._send(200, data)
+                    return self.send(206, data[start:end + 1], {"Content-Range": f"bytes {start}-{end}/{len(data)}"})
+                self.send(200, data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def add_dir(self, repo: str, directory: Path) -> None:
-        self.repos[repo] = {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 @pytest.fixture

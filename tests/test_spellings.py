@@ -77,7 +77,7 @@ def test_token_options_parse_the_same_on_the_web_and_the_command_line(capsys):
 def test_bit_widths_read_as_bitsandbytes(spelling, name):
     assert get_format(spelling) is FORMATS[name]
     note = spelling_note(spelling)
-    assert note.startswith(f"--weights {spelling} read as {name} (bitsandbytes")
+    assert note.startswith(f"weights {spelling} read as {name} (bitsandbytes") and note.fields == ("weights",)
 
 
 def test_the_reading_is_said_in_the_output(capsys):
@@ -85,7 +85,7 @@ def test_the_reading_is_said_in_the_output(capsys):
     assert code == 0 and "read: --weights int4 read as nf4" in out
     code, out, _ = run(capsys, "infer", "llama-3.1-8b", "--weights", "4bit", "--json")
     data = json.loads(out)
-    assert data["details"]["weights_format"] == "nf4" and data["readings"][0].startswith("--weights 4bit read as nf4")
+    assert data["details"]["weights_format"] == "nf4" and data["readings"][0].startswith("weights 4bit read as nf4")
     code, out, _ = run(capsys, "infer", "llama-3.1-8b", "--weights", "gptq", "--json")
     assert json.loads(out)["readings"] == []
 
@@ -120,7 +120,7 @@ def test_memory_is_the_runtime_figure_in_each_note():
 def test_a_bare_capacity_is_a_gpu(text, size):
     reading = read_gpu(text)
     assert reading.spec.memory_bytes == size and reading.spec.capacity_only and reading.count is None
-    assert reading.note.startswith(f"--gpu {text} read as a GPU with")
+    assert reading.note.startswith(f"gpu {text} read as a GPU with")
 
 
 def test_counts_and_names_that_look_like_counts():
@@ -137,7 +137,7 @@ def test_a_capacity_in_the_commands(capsys):
     code, out, _ = run(capsys, "infer", "llama-3.1-8b", "--gpu", "24GB", "--json")
     data = json.loads(out)
     assert code == 0 and data["verdict"]["capacity_bytes"] == 24 * 10**9
-    assert data["readings"][0].startswith("--gpu 24GB read as a GPU with 22.35 GiB")
+    assert data["readings"][0].startswith("gpu 24GB read as a GPU with 22.35 GiB")
     code, _, err = run(capsys, "plan", "llama-3.1-8b", "--gpu", "24GB")
     assert code == 2 and "name the card" in err and err.count("\n") == 1
 
@@ -148,7 +148,7 @@ def test_a_count_sets_the_layout_or_tp(capsys):
     _, a, _ = run(capsys, "train", "llama-3.1-8b", "--gpu", "2xh100", "--zero", "3", "--json")
     _, b, _ = run(capsys, "train", "llama-3.1-8b", "--gpu", "h100", "--gpus", "2", "--zero", "3", "--json")
     a, b = json.loads(a), json.loads(b)
-    assert a["readings"] == ["--gpu 2xh100 read as 2 x h100-sxm (--gpus 2)"]
+    assert a["readings"] == ["gpu 2xh100 read as 2 x h100-sxm (gpus 2)"]  # fields; the table shows flags
     assert {**a, "readings": []} == b
     _, a, _ = run(capsys, "infer", "llama-3.1-8b", "--gpu", "2x80GB", "--json")
     _, b, _ = run(capsys, "infer", "llama-3.1-8b", "--gpu", "80GB", "--tp", "2", "--json")
@@ -165,7 +165,7 @@ def test_short_lora_targets(capsys):
     _, a, _ = run(capsys, "train", "llama-3.2-1b", "--method", "lora", "--lora-targets", "q,v", "--json")
     _, b, _ = run(capsys, "train", "llama-3.2-1b", "--method", "lora", "--lora-targets", "q_proj,v_proj", "--json")
     a, b = json.loads(a), json.loads(b)
-    assert a["total_bytes"] == b["total_bytes"] and a["readings"] == ["--lora-targets read q as q_proj, v as v_proj"]
+    assert a["total_bytes"] == b["total_bytes"] and a["readings"] == ["lora_targets read q as q_proj, v as v_proj"]
     _, c, _ = run(capsys, "train", "llama-3.2-1b", "--method", "lora", "--lora-targets", "all-linear", "--json")
     _, d, _ = run(capsys, "train", "llama-3.2-1b", "--method", "lora", "--json")
     assert json.loads(c)["total_bytes"] == json.loads(d)["total_bytes"]

@@ -105,7 +105,7 @@ def test_real_run_needs_the_traced_peak_in_host_memory(monkeypatch):
 
     room = fake_trace_host_bytes(2)  # enough for the fake trace of 2 layers, not for the real run
     monkeypatch.setenv("VRAMPLAN_HOST_BYTES", str(room))
-    setup = TraceSetup(batch_size=2, seq_len=32)
+    setup = TraceSetup(batch_size=2, seq=32)
     assert run_trace(tiny_llama(), setup).peak_bytes > room - fake_trace_host_bytes(0)
     with pytest.raises(InputError, match="host memory: a real CPU run needs about"):
         run_trace(tiny_llama(), setup, real=True)
@@ -129,4 +129,4 @@ def test_lora_without_matching_modules_says_why():
     from vramplan.trace.run import run_trace
 
     with pytest.raises(InputError, match="lora_targets: none of c_attn is a module"):
-        run_trace(tiny_llama(), TraceSetup(method="lora", lora_targets=("c_attn",), seq_len=8))
+        run_trace(tiny_llama(), TraceSetup(method="lora", lora_targets=("c_attn",), seq=8))

@@ -31,11 +31,11 @@ def test_traced_layer_counts_follow_the_pattern():
 
 
 @pytest.mark.parametrize("make,kw", [
-    (lambda: tiny_llama(layers=8, hidden=128, vocab=2000), dict(batch_size=2, seq_len=128)),
-    (lambda: tiny_llama(layers=8, hidden=128, vocab=2000), dict(mode="infer", batch_size=2, seq_len=128)),
-    (lambda: tiny_llama(layers=8, hidden=128, vocab=2000), dict(method="lora", recompute=True, seq_len=64)),
-    (lambda: tiny_deepseek(layers=8), dict(batch_size=2, seq_len=64)),
-    (lambda: tiny_gemma2(layers=10), dict(batch_size=2, seq_len=64)),
+    (lambda: tiny_llama(layers=8, hidden=128, vocab=2000), dict(batch_size=2, seq=128)),
+    (lambda: tiny_llama(layers=8, hidden=128, vocab=2000), dict(mode="infer", batch_size=2, seq=128)),
+    (lambda: tiny_llama(layers=8, hidden=128, vocab=2000), dict(method="lora", recompute=True, seq=64)),
+    (lambda: tiny_deepseek(layers=8), dict(batch_size=2, seq=64)),
+    (lambda: tiny_gemma2(layers=10), dict(batch_size=2, seq=64)),
 ], ids=["llama-train", "llama-infer", "llama-lora-recompute", "deepseek-moe-train", "gemma2-train"])
 def test_extrapolation_equals_full_trace(make, kw):
     config, setup = make(), TraceSetup(**kw)

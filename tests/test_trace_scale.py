@@ -23,7 +23,7 @@ import json, resource, time
 from vramplan.trace import TraceSetup
 from vramplan.trace.run import run_trace
 t = time.perf_counter()
-r = run_trace("llama-3.1-8b", TraceSetup(mode="train", batch_size=1, seq_len=2048))
+r = run_trace("llama-3.1-8b", TraceSetup(mode="train", batch_size=1, seq=2048))
 print(json.dumps({"seconds": time.perf_counter() - t, "layers": r.layers_traced, "peak": r.peak_bytes,
                   "maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """

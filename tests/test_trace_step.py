@@ -19,7 +19,7 @@ from vramplan.trace import TraceSetup  # noqa: E402
 from vramplan.trace.recorder import cuda_block_bytes  # noqa: E402
 from vramplan.trace.run import run_trace  # noqa: E402
 
-SMALL = dict(batch_size=2, seq_len=32)
+SMALL = dict(batch_size=2, seq=32)
 
 
 @pytest.mark.parametrize("kw", [
@@ -90,7 +90,7 @@ def test_lora_has_adapters_and_no_base_gradients():
 
 @pytest.mark.parametrize("cache", ["static", "dynamic"])
 def test_kv_cache_bytes(cache):
-    setup = TraceSetup(mode="infer", batch_size=2, seq_len=32, decode_tokens=4, cache=cache)
+    setup = TraceSetup(mode="infer", batch_size=2, seq=32, decode_tokens=4, cache=cache)
     result = run_trace(tiny_llama(layers=2), setup)
     tokens = 32 + 4
     per_tensor = cuda_block_bytes(2 * 2 * tokens * 32 * 2)  # batch x kv heads x tokens x head dim x bf16
@@ -104,7 +104,7 @@ def test_kv_cache_bytes(cache):
 
 
 def test_sdpa_uses_less_activation_memory_than_eager():
-    setup = dict(precision="bf16-mixed", batch_size=2, seq_len=256)
+    setup = dict(precision="bf16-mixed", batch_size=2, seq=256)
     sdpa = run_trace(tiny_llama(), TraceSetup(attention="sdpa", **setup))
     eager = run_trace(tiny_llama(), TraceSetup(attention="eager", **setup))
     fwd = lambda r: sum(b for n, b in dict(r.phase_breakdowns)["forward"] if n.startswith("activations"))  # noqa: E731
@@ -113,7 +113,7 @@ def test_sdpa_uses_less_activation_memory_than_eager():
 
 
 def test_recompute_lowers_the_forward_peak():
-    setup = dict(batch_size=4, seq_len=256)
+    setup = dict(batch_size=4, seq=256)
     plain = run_trace(tiny_llama(layers=4), TraceSetup(**setup))
     recompute = run_trace(tiny_llama(layers=4), TraceSetup(recompute=True, **setup))
     assert dict(recompute.phase_highs)["forward"] < dict(plain.phase_highs)["forward"]
@@ -121,8 +121,8 @@ def test_recompute_lowers_the_forward_peak():
 
 @pytest.mark.parametrize("batch", [1, 2, 4])
 def test_peak_grows_with_batch(batch):
-    small = run_trace(tiny_llama(), TraceSetup(batch_size=batch, seq_len=64, precision="bf16"))
-    large = run_trace(tiny_llama(), TraceSetup(batch_size=batch * 2, seq_len=64, precision="bf16"))
+    small = run_trace(tiny_llama(), TraceSetup(batch_size=batch, seq=64, precision="bf16"))
+    large = run_trace(tiny_llama(), TraceSetup(batch_size=batch * 2, seq=64, precision="bf16"))
     assert large.peak_bytes > small.peak_bytes
 
 

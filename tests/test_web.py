@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 
 import pytest
 
 from vramplan.cli import main
-from vramplan.web.server import make_server
+from loopback import serve_web
 
 
 @pytest.fixture(scope="module")
 def base_url():
-    server = make_server(port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_web() as server:
+        yield server.url
 
 
 def get(url):

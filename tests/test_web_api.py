@@ -11,20 +11,16 @@ import urllib.request
 
 import pytest
 
+from loopback import serve_web
 from vramplan import questions
 from vramplan.cli import main
 from vramplan.web import api
-from vramplan.web.server import make_server
 
 
 @pytest.fixture()
 def base_url():
-    server = make_server(port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_web() as server:
+        yield server.url
 
 
 def get(url: str, timeout: float = 60) -> tuple[int, dict]:

@@ -9,13 +9,12 @@ import io
 import json
 import re
 import shutil
-import threading
 
 import pytest
 
+from loopback import serve_web
 from tests.conftest import catalog_config
 from vramplan.cli import main
-from vramplan.web.server import make_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.browser
@@ -52,14 +51,10 @@ def site():
     sync_api = pytest.importorskip("playwright.sync_api")
     if not shutil.which("chromium"):
         pytest.skip("Chromium is not installed (apt-get install chromium)")
-    server = make_server(port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    with sync_api.sync_playwright() as pw:
+    with serve_web() as server, sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser, f"http://127.0.0.1:{server.server_address[1]}/"
+        yield browser, f"{server.url}/"
         browser.close()
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
@@ -127,9 +122,10 @@ def test_serve_shows_limits_and_charts_with_the_current_point(open_page, capsys)
 
 def test_input_change_updates_without_a_click(open_page, capsys):
     page = open_page("?tab=infer&model=llama-3.1-8b&gpu=rtx-4090")
-    # the page's own default context (the command line's is 4096) is written into the link
-    assert "context=8192" in page.url
-    expected = cli_json(capsys, "infer", "llama-3.1-8b", "--gpu", "rtx-4090", "--context", "8192")
+    # the page's default context is the command line's (vramplan.options.DEFAULT_CONTEXT_TOKENS):
+    # nothing is written into the link, and the answer is the command's without --context
+    assert "context=" not in page.url
+    expected = cli_json(capsys, "infer", "llama-3.1-8b", "--gpu", "rtx-4090")
     assert gib(expected["total_bytes"]) in page.inner_text("#verdict")
     before = page.inner_text("#verdict")
     field = page.locator('fieldset[data-for="infer"] [name=context]')
@@ -292,7 +288,7 @@ def test_units_switch_and_copy_link(open_page):
     page.click("#copy-link")
     page.wait_for_function("document.querySelector('#copy-link').innerText === 'Link copied'")
     copied = page.evaluate("navigator.clipboard.readText()")
-    assert copied == page.url and "units=GB" in copied and "context=8192" in copied
+    assert copied == page.url and "units=GB" in copied and "model=llama-3.1-8b" in copied
 
 
 def test_plan_serving_uses_the_checkpoint_format(open_page, capsys):
@@ -368,7 +364,7 @@ def test_open_a_gguf_file(open_page, tmp_path, capsys):
     page.set_input_files("#paste-file", str(path))
     page.wait_for_function("document.querySelector('fieldset.common [name=model]').value.startsWith('pasted-')")
     page.wait_for_function(SETTLED)
-    expected = cli_json(capsys, "infer", str(path), "--gpu", "rtx-4090", "--context", "8192")
+    expected = cli_json(capsys, "infer", str(path), "--gpu", "rtx-4090")
     page.wait_for_function(f"document.querySelector('#verdict').innerText.includes('{gib(expected['total_bytes'])}')")
     assert sizes and max(sizes) <= path.stat().st_size
 
@@ -383,5 +379,8 @@ def test_not_fitting_one_gpu_lists_the_estimate_s_changes(open_page, capsys):
     items = page.locator("#actions ul.changes li").all_inner_texts()
     assert len(items) == len(expected["changes"])
     for item, change in zip(items, expected["changes"], strict=True):
-        assert change["change"] in item and " ".join(change["flags"]) in item and gib(change["peak_bytes"]) in item
+        # the settings as the page's query spells them (option names with dashes)
+        query = " ".join(f"{k.replace('_', '-')}={str(v).lower() if isinstance(v, bool) else v}"
+                         for k, v in change["settings"].items())
+        assert change["change"] in item and query in item and gib(change["peak_bytes"]) in item
         assert ("then fits" in item) is change["fits"]

@@ -4,25 +4,21 @@ weight formats, plan exports, pasted config.json files."""
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 
 import pytest
 
+from loopback import serve_web
 from tests.conftest import catalog_config
 from vramplan.cli import main
 from vramplan.web.extras import MAX_CONFIG_BYTES
-from vramplan.web.server import make_server
 
 
 @pytest.fixture(scope="module")
 def base_url():
-    server = make_server(port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_web() as server:
+        yield server.url
 
 
 def call(url, body: bytes | None = None):

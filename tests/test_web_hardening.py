@@ -9,23 +9,14 @@ import threading
 
 import pytest
 
+from loopback import serve_web
 from vramplan.web import server as web_server
-from vramplan.web.server import make_server
-
-
-def _serve(**kwargs):
-    srv = make_server(port=0, **kwargs)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    return srv
 
 
 @pytest.fixture(scope="module")
 def srv():
-    s = _serve()
-    yield s
-    s.shutdown()
-    s.server_close()
+    with serve_web() as running:
+        yield running.server
 
 
 def raw(srv, data: bytes, timeout: float = 20) -> tuple[int, dict | None, bytes]:
@@ -105,12 +96,8 @@ def test_host_header_is_checked_against_loopback_names(srv, host, ok):
 
 
 def test_host_given_to_the_server_is_accepted():
-    s = _serve()
-    try:
-        assert "evil.example" not in s.allowed_hosts
-    finally:
-        s.shutdown()
-        s.server_close()
+    with serve_web() as running:
+        assert "evil.example" not in running.server.allowed_hosts
     s = web_server.Server(("127.0.0.1", 0), None, allowed_hosts=frozenset({"box.lan"}))
     s.server_close()
     assert "box.lan" in s.allowed_hosts
@@ -134,14 +121,10 @@ def test_model_paths_are_refused_by_default(srv, secret_config):
 
 
 def test_allowed_paths_never_echo_file_contents(secret_config):
-    s = _serve(allow_paths=True)
-    try:
-        code, body, response = get(s, f"/api/params?model={secret_config}")
+    with serve_web(allow_paths=True) as running:
+        code, body, response = get(running.server, f"/api/params?model={secret_config}")
         assert code == 400 and body["error"]["type"] == "ConfigError"
         assert b"SECRET" not in response and b"abc123" not in response
-    finally:
-        s.shutdown()
-        s.server_close()
 
 
 def test_catalog_names_and_counts_still_work(srv):
@@ -151,14 +134,10 @@ def test_catalog_names_and_counts_still_work(srv):
 
 def test_slow_client_gets_a_408(monkeypatch):
     monkeypatch.setattr(web_server.Handler, "timeout", 0.5)
-    s = _serve()
-    try:
-        code, body, _ = raw(s, b"GET /api/params?model=gpt2 HTTP/1.0\r\nHost: local")  # never finishes
+    with serve_web() as running:
+        code, body, _ = raw(running.server, b"GET /api/params?model=gpt2 HTTP/1.0\r\nHost: local")  # never finishes
         assert code == 408
         assert_error_shape(body)
-    finally:
-        s.shutdown()
-        s.server_close()
 
 
 def test_failure_inside_the_api_is_a_json_500(srv, monkeypatch):
@@ -175,10 +154,10 @@ def test_failure_inside_the_api_is_a_json_500(srv, monkeypatch):
 
 
 def test_connections_beyond_the_limit_get_a_503(monkeypatch):
-    s = _serve()
-    s.slots = threading.BoundedSemaphore(1)
     monkeypatch.setattr(web_server.Handler, "timeout", 3)
-    try:
+    with serve_web() as running:
+        s = running.server
+        s.slots = threading.BoundedSemaphore(1)
         hold = socket.create_connection(s.server_address[:2], timeout=10)  # takes the only slot
         hold.sendall(b"GET / HTTP/1.0\r\n")
         import time
@@ -188,9 +167,6 @@ def test_connections_beyond_the_limit_get_a_503(monkeypatch):
         assert code == 503
         assert_error_shape(body)
         hold.close()
-    finally:
-        s.shutdown()
-        s.server_close()
 
 
 def test_listen_backlog_is_larger_than_the_default():

@@ -4,9 +4,10 @@ Each candidate change is a set of option values (the names of
 :mod:`vramplan.options`) laid over the user's own; the changed job is estimated
 again through :mod:`vramplan.questions`, the same path the command line and the web
 take, so a change's ``peak_bytes`` and ``fits`` are what the command prints when the
-flags are added (no assumed savings). Solved values (the largest micro-batch, the
-longest sequence or context, the most sequences, the most llama.cpp GPU layers) come
-from the core's solvers under the same fit rule
+settings are given (no assumed savings). A change names its settings by option name
+(``{"recompute": "full"}``); the command line shows them as flags. Solved values (the
+largest micro-batch, the longest sequence or context, the most sequences, the most
+llama.cpp GPU layers) come from the core's solvers under the same fit rule
 (:func:`vramplan.memory.overhead.fit_verdict`).
 
 Ranking: changes that fit first, each group in the order of how little they change
@@ -39,25 +40,6 @@ FP8_KV = {"hf": "fp8", "vllm": "fp8", "llamacpp": "q8_0"}
 """The 8-bit KV cache dtype of each engine."""
 
 
-def flags_of(question: str, changed: Mapping[str, Any]) -> tuple[str, ...]:
-    """The command-line flags that set ``changed`` (option name -> value) for
-    ``question``, in the spelling of :mod:`vramplan.options`."""
-    from vramplan.options import options_of
-
-    options = {o.name: o for o in options_of(question)}
-    out: list[str] = []
-    for name, value in changed.items():
-        o = options[name]
-        if o.kind == "flag":
-            if value:
-                out.append(o.all_flags[0])
-        elif o.kind == "switch":
-            out.append(o.all_flags[0] if value else o.off_flag)
-        else:
-            out += [o.all_flags[0], str(value)]
-    return tuple(out)
-
-
 def _ask(question: str) -> Callable[[Mapping[str, Any]], Estimate]:
     from vramplan import questions
 
@@ -73,22 +55,23 @@ def evaluate(question: str, values: Mapping[str, Any], changed: Mapping[str, Any
         return None
     if est.verdict is None:
         return None
-    return Change(change=text, flags=flags_of(question, changed), peak_bytes=est.total_bytes,
+    return Change(change=text, settings=dict(changed), peak_bytes=est.total_bytes,
                   fits=est.verdict.fits, required_bytes=est.verdict.required_bytes, host_bytes=est.host_bytes)
 
 
 def _rank(found: list[tuple[int, Change | None]], est: Estimate) -> tuple[Change, ...]:
     """Fitting changes first, then by order of intrusiveness, then by memory; the same
-    flags twice are kept once, and a change that neither fits nor needs less than
+    settings twice are kept once, and a change that neither fits nor needs less than
     ``est`` is left out."""
-    seen: set[tuple[str, ...]] = set()
+    seen: set[tuple[tuple[str, object], ...]] = set()
     out = []
     now = est.verdict.required_bytes if est.verdict is not None else est.total_bytes
     useful = [(i, c) for i, c in found if c is not None and (c.fits or c.required_bytes < now)]
     for _, ch in sorted(useful,
                         key=lambda item: (not item[1].fits, item[0], item[1].required_bytes)):
-        if ch.flags not in seen:
-            seen.add(ch.flags)
+        key = tuple(ch.settings.items())
+        if key not in seen:
+            seen.add(key)
             out.append(ch)
     return tuple(out)
 
@@ -203,7 +186,7 @@ def inference_changes(values: Mapping[str, Any], est: Estimate) -> tuple[Change,
     if engine == "llamacpp":
         layers = _solved(lambda: fit_gpu_layers(spec, setup))
         if layers is not None and layers >= 0:
-            add(40, {"n_gpu_layers": layers}, f"{layers} layers on the GPU, the rest in host RAM (llama.cpp --fit)")
+            add(40, {"n_gpu_layers": layers}, f"{layers} layers on the GPU, the rest in host RAM (llama.cpp's own fit)")
     else:
         if v["tp"] == 1:
             found.append((50, _fewest_gpus(q, v, lambda n: {"tp": n}, lambda n: f"tensor parallel on {n} GPUs")))
@@ -259,6 +242,6 @@ def serving_plan_changes(values: Mapping[str, Any], plan: Callable[..., Any]) ->
             continue
         fits = bool(report.candidates)
         need = report.candidates[0].peak_bytes if fits else report.min_peak_bytes
-        out.append(PlanChange(change=text, flags=flags_of("plan", changed), min_peak_bytes=need or 0, fits=fits,
+        out.append(PlanChange(change=text, settings=dict(changed), min_peak_bytes=need or 0, fits=fits,
                               min_gpus=report.min_gpus))
     return tuple(sorted(out, key=lambda c: (not c.fits, c.min_peak_bytes)))

@@ -82,15 +82,16 @@ def model_states_on_layout(model: ParamOnlyModel, setup: TrainingSetup, layout: 
     params = RankParams(dense=model.total_params, experts=0, largest_module=0, small=0)
     sharded = shard_model_states(recipe=recipe, params=params, layout=layout, layer_params=0, root_params=0)
     psi = model.total_params
-    held = (("weights", sharded.weights, "weights"), ("master_weights", sharded.master_weights, "fp32 master weights"),
-            ("gradients", sharded.gradients, "gradients"),
-            ("optimizer", sharded.optimizer, f"{setup.opt.name} optimizer states"))
+    held = (("weights", sharded.weights_bytes, "weights"),
+            ("master_weights", sharded.master_weights_bytes, "fp32 master weights"),
+            ("gradients", sharded.gradients_bytes, "gradients"),
+            ("optimizer", sharded.optimizer_bytes, f"{setup.opt.name} optimizer states"))
     components = tuple(Component(name=name, bytes=int(round(float(b))),
                                  note=f"{what}: {float(b) / psi:.4g} B per parameter of the model on this GPU")
                        for name, b, what in held if float(b) > 0 or name != "master_weights")
     host = ()
-    if float(sharded.host_per_gpu) > 0:
-        host = (Component(name="optimizer/offloaded", bytes=int(round(float(sharded.host_per_gpu))),
+    if float(sharded.host_per_gpu_bytes) > 0:
+        host = (Component(name="optimizer/offloaded", bytes=int(round(float(sharded.host_per_gpu_bytes))),
                           note="host RAM per GPU: offloaded states"),)
     r = recipe
     per_param = r.weights + r.gradients + r.master_weights + r.optimizer

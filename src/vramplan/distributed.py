@@ -154,7 +154,7 @@ class TrainingJob:
         return self.setup.batch
 
     @property
-    def seq_len(self) -> int:
+    def seq(self) -> int:
         return self.setup.seq
 
     @property
@@ -385,15 +385,16 @@ def step_temporaries_bytes(sharded: ShardedStates, states: JobStates) -> Reals:
     gradient partition) plus the optimizer's temporaries, which follow the optimizer
     states' sharding (none when offloaded)."""
     recipe = states.recipe
-    optimizer_share = sharded.optimizer / recipe.optimizer if recipe.optimizer else 0 * sharded.optimizer
-    return sharded.step_temporaries + optimizer_share * states.step_temporaries_per_param
+    optimizer_share = sharded.optimizer_bytes / recipe.optimizer if recipe.optimizer else 0 * sharded.optimizer_bytes
+    return sharded.step_temporaries_bytes + optimizer_share * states.step_temporaries_per_param
 
 
 def state_peaks(sharded: ShardedStates, step_temporaries: Reals, overhead: Reals) -> StatePeaks:
     """:class:`StatePeaks` of ``sharded`` model states with ``step_temporaries`` bytes
     (:func:`step_temporaries_bytes`) and the fixed ``overhead``."""
-    return StatePeaks(backward_base_bytes=sharded.backward_peak - sharded.gradients, gradients_bytes=sharded.gradients,
-                      step_peak_bytes=sharded.resident + step_temporaries + overhead)
+    return StatePeaks(backward_base_bytes=sharded.backward_peak_bytes - sharded.gradients_bytes,
+                      gradients_bytes=sharded.gradients_bytes,
+                      step_peak_bytes=sharded.resident_bytes + step_temporaries + overhead)
 
 
 def backward_peak_bytes(peaks: StatePeaks, acts: BackwardActivations, layout: ParallelLayout, *,
@@ -518,15 +519,15 @@ def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
     peaks = state_peaks(sharded, step_temporaries, overhead)
     backward, peak = stage_peak_bytes(peaks, shared.backward, layout, micro_batches=micro_batches, overhead=overhead)
     return TrainingTerms(
-        gpu_params=params.total, weights_bytes=sharded.weights, master_weights_bytes=sharded.master_weights,
-        gradients_bytes=sharded.gradients, optimizer_bytes=sharded.optimizer,
-        gathered_params_bytes=sharded.gathered_params, unsharded_grads_bytes=sharded.unsharded_grads,
-        comm_buckets_bytes=sharded.comm_buckets, step_temporaries_bytes=step_temporaries,
+        gpu_params=params.total, weights_bytes=sharded.weights_bytes, master_weights_bytes=sharded.master_weights_bytes,
+        gradients_bytes=sharded.gradients_bytes, optimizer_bytes=sharded.optimizer_bytes,
+        gathered_params_bytes=sharded.gathered_params_bytes, unsharded_grads_bytes=sharded.unsharded_grads_bytes,
+        comm_buckets_bytes=sharded.comm_buckets_bytes, step_temporaries_bytes=step_temporaries,
         activations_bytes=shared.activations_bytes, outside_activations_bytes=shared.outside_bytes,
         logits_bytes=shared.logits_bytes, kept_activations_bytes=shared.kept_bytes,
         current_layer_bytes=shared.current_layer_bytes, kept_layer_bytes=shared.kept_layer_bytes,
         grads_persist=where(micro_batches > 1, 1, 1 if gradients_persist(layout) else 0),
-        overhead_bytes=overhead, host_per_gpu_bytes=sharded.host_per_gpu,
+        overhead_bytes=overhead, host_per_gpu_bytes=sharded.host_per_gpu_bytes,
         in_flight_micro_batches=shared.in_flight_micro_batches,
         backward_peak_bytes=backward, step_peak_bytes=peaks.step_peak_bytes, peak_bytes=peak,
     )
@@ -623,7 +624,7 @@ def estimate_on_layout(job: TrainingJob, layout: ParallelLayout, *, num_gpus: in
         host_components=tuple(host), num_gpus=layout.num_gpus,
         details={"layout": layout.describe(), "engine": engine, "recipe": RECIPES[engine],
                  "params_on_gpu": int(terms.gpu_params), "stage": stage, "micro_batch_size": setup.batch,
-                 "seq_len": setup.seq, "recompute": setup.recompute_policy},
+                 "seq": setup.seq, "recompute": setup.recompute_policy},
         assumptions=(f"mixed precision as {engine} does it: {RECIPES[engine]}",
                      "activations per layer from vramplan.training, split by tp per Korthikanti et al. 2022",
                      f"DeepSpeed buffers at defaults: {layout.zero}" if engine == "deepspeed" else

@@ -19,6 +19,10 @@ the raiser passes as ``fields=``), so the command line can show its flags in the
 place (``--seq: expected ...``, :func:`vramplan.cli.common.flag_message`) while
 Python and web callers read the field names. A :class:`ConfigError` names config.json
 keys: only its explicit ``fields`` are fields.
+
+Warnings, readings, assumptions and advice follow the same rule: a :class:`Remark` is
+a line of text that names fields (its leading ``field:`` and any passed as ``fields=``),
+shown with flags on the command line and as written everywhere else.
 """
 
 from __future__ import annotations
@@ -32,6 +36,35 @@ def named_fields(message: str) -> tuple[str, ...]:
     """The field ``message`` leads with (``field:`` or ``field[i]:``), if any."""
     m = _LEADING_FIELD.match(message)
     return (m.group(1),) if m else ()
+
+
+def fields_named(text: str) -> tuple[str, ...]:
+    """The fields a line names: a :class:`Remark`'s or an error's ``fields``, else the
+    leading ``field:`` of plain text."""
+    return getattr(text, "fields", None) or named_fields(str(text))
+
+
+class Remark(str):
+    """A line for the user that is not an error (a warning, an assumption, how an input
+    was read) and names fields: ``fields`` holds its leading ``field:`` (if any) and
+    those passed. It is a ``str`` everywhere (JSON, Python, the web page); the command
+    line shows each field's flag in its place, as it does for errors. A remark names
+    each field once, at the field's first occurrence; the same word later is prose
+    (``weights int4 read as nf4 (... per 64 weights ...)``)."""
+
+    fields: tuple[str, ...]
+
+    def __new__(cls, text: str, *, fields: tuple[str, ...] = ()) -> Remark:
+        self = super().__new__(cls, text)
+        self.fields = tuple(dict.fromkeys((*named_fields(text), *fields)))
+        return self
+
+    def __reduce__(self):
+        return (_remark, (str(self), self.fields))
+
+
+def _remark(text: str, fields: tuple[str, ...]) -> Remark:
+    return Remark(text, fields=fields)
 
 
 class VramplanError(ValueError):

@@ -73,7 +73,7 @@ class Verdict:
     named non-tensor terms (CUDA context, cuBLAS workspace, allocator slack, from
     :func:`vramplan.memory.overhead.fit_overhead_components`) the estimate's
     components do not already hold; ``reserve_bytes`` is what the user keeps free
-    (``--reserve``) or the engine leaves unused."""
+    (``reserve_bytes``) or the engine leaves unused."""
 
     gpu: str
     """GPU slug."""
@@ -123,8 +123,9 @@ class Change:
 
     change: str
     """What to change, in words."""
-    flags: tuple[str, ...]
-    """Command-line flags that make the change (added to the command as given)."""
+    settings: dict[str, object]
+    """The option values that make the change (names of :mod:`vramplan.options`, laid
+    over the job's own); the command line shows them as flags."""
     peak_bytes: int
     """Per-GPU peak of the changed setup (its estimate's ``total_bytes``)."""
     fits: bool
@@ -135,7 +136,7 @@ class Change:
     """Host RAM the changed setup needs (offloaded states, CPU layers)."""
 
     def to_dict(self) -> dict:
-        return {"change": self.change, "flags": list(self.flags), "peak_bytes": self.peak_bytes, "fits": self.fits,
+        return {"change": self.change, "settings": dict(self.settings), "peak_bytes": self.peak_bytes, "fits": self.fits,
                 "required_bytes": self.required_bytes, "host_bytes": self.host_bytes}
 
 
@@ -172,7 +173,8 @@ class Estimate:
     """What the model's files store, when it was read from files (``source`` and
     ``checkpoint`` keys of :meth:`to_dict`)."""
     readings: tuple[str, ...] = ()
-    """How the input's spellings were read, one line each (``"--weights int4 read as nf4: ..."``)."""
+    """How the input's spellings were read, one line each (``"weights int4 read as nf4: ..."``,
+    a :class:`vramplan.errors.Remark` naming its field)."""
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.components]

@@ -74,7 +74,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vramplan.errors import ConfigError, InputError, UnknownNameError
+from vramplan.errors import ConfigError, InputError, Remark, UnknownNameError
 from vramplan.naming import lookup, normalize_name
 from vramplan.validate import GPUS_MAX
 
@@ -360,7 +360,8 @@ class GpuReading:
     count: int | None = None
     """The ``N`` of ``NxWHAT``; ``None`` when no count was given."""
     note: str | None = None
-    """One line for the output (``"--gpu 24GB read as ..."``); ``None`` for a catalogue name."""
+    """One line for the output (``"gpu 24GB read as ..."``, a :class:`~vramplan.errors.Remark`);
+    ``None`` for a catalogue name."""
 
 
 def capacity_gpu(text: str, field: str = "gpu") -> GpuSpec:
@@ -385,8 +386,9 @@ def _one(text: str, field: str) -> tuple[GpuSpec, str | None]:
     if _CAPACITY_RE.match(text):
         spec = capacity_gpu(text, field)
         size = spec.memory_bytes
-        return spec, (f"--{field} {text.strip()} read as a GPU with {size / GiB:.2f} GiB = {size / GB:.2f} GB "
-                      "(GB = 10^9 B; GiB and a bare G = 2^30 B); name the card for the memory it reports")
+        return spec, Remark(f"{field} {text.strip()} read as a GPU with {size / GiB:.2f} GiB = {size / GB:.2f} GB "
+                            "(GB = 10^9 B; GiB and a bare G = 2^30 B); name the card for the memory it reports",
+                            fields=(field,))
     return find_gpu(text), None
 
 
@@ -425,7 +427,8 @@ def read_gpu(text: str, field: str = "gpu") -> GpuReading:
     if not 1 <= count <= GPUS_MAX:
         raise InputError(f"{field}: {text!r} asks for {count} GPUs; expected 1 to {GPUS_MAX:,}")
     what = f"GPUs with {spec.memory_bytes / 2**30:.2f} GiB" if spec.capacity_only else spec.slug
-    return GpuReading(spec=spec, count=count, note=f"--{field} {text.strip()} read as {count} x {what}")
+    return GpuReading(spec=spec, count=count, note=Remark(f"{field} {text.strip()} read as {count} x {what}",
+                                                          fields=(field,)))
 
 
 def search_gpus(text: str = "") -> tuple[GpuSpec, ...]:

@@ -187,6 +187,12 @@ def layout_options() -> tuple[Option, ...]:
     return _layout_options()
 
 
+DEFAULT_CONTEXT_TOKENS = 4096
+"""Tokens held per served sequence when ``context`` is not given, capped at the model's
+max positions (:func:`vramplan.engines.resolved_context`): the one serving default of
+``infer``, ``plan --infer`` (:data:`vramplan.plans.DEFAULT_PLAN_SEQ`), the Python API and
+the web page (whose context field is empty until a value is typed)."""
+
 UNITS = BYTE_UNITS
 COMMON_OPTIONS: tuple[Option, ...] = (
     _choice("units", UNITS, "Binary (GiB = 1024^3 B, as nvidia-smi) or decimal (GB = 10^9 B) units.", "GiB"),
@@ -224,7 +230,6 @@ def train_options() -> tuple[Option, ...]:
 
 def infer_options() -> tuple[Option, ...]:
     """``infer``: the setup (:class:`vramplan.inference.InferenceSetup`) and the solvers."""
-    from vramplan.engines import DEFAULT_CONTEXT_TOKENS
     from vramplan.inference import ENGINES, INFERENCE_ATTENTIONS, LOGITS
 
     return (
@@ -271,7 +276,7 @@ def plan_options() -> tuple[Option, ...]:
         Option(name="gpu", kind="str", required=True, help="GPU kind (see `vramplan gpus`)."),
         Option(name="max_gpus", kind="int", minimum=1, help="Try GPU counts up to N (powers of two, then whole nodes) and report the fewest that fit."),
         Option(name="headroom", kind="float", default=0.05, show_default=True, minimum=0, maximum=1, max_open=True, help="Share of each GPU's memory to keep free."),
-        Option(name="seq", kind="tokens", default=DEFAULT_PLAN_SEQ, show_default=True, flags=("--seq", "--seq-len", "--context"), minimum=1, help="Tokens per sequence (training) or context held in the KV cache (serving).", fields=("seq_len", "context")),
+        Option(name="seq", kind="tokens", default=DEFAULT_PLAN_SEQ, show_default=True, flags=("--seq", "--seq-len", "--context"), minimum=1, help="Tokens per sequence (training) or context held in the KV cache (serving).", fields=("context",)),
         Option(name="batch", kind="int", minimum=1, help="Training: micro-batch size per GPU (default: try 1, 2, 4, 8). Serving: concurrent sequences.", fields=("micro_batch",)),
         Option(name="global_batch", kind="int", minimum=1, help="Sequences per optimizer step (default: 4M tokens' worth, at least one per GPU)."),
         Option(name="recompute", kind="str", choices=RECOMPUTE_CHOICES, help="Activation recomputation (default: try each)."),

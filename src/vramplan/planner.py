@@ -357,10 +357,10 @@ DEFAULT_GLOBAL_BATCH_TOKENS = 2**22
 pre-training used 4M-16M; GPT-3 up to 3.2M)."""
 
 
-def default_global_batch(seq_len: int, num_gpus: int) -> int:
-    """Sequences per step: ``DEFAULT_GLOBAL_BATCH_TOKENS / seq_len`` rounded to a power
+def default_global_batch(seq: int, num_gpus: int) -> int:
+    """Sequences per step: ``DEFAULT_GLOBAL_BATCH_TOKENS / seq`` rounded to a power
     of two, and at least one per GPU so plain data parallelism stays possible."""
-    seqs = max(1, DEFAULT_GLOBAL_BATCH_TOKENS // seq_len)
+    seqs = max(1, DEFAULT_GLOBAL_BATCH_TOKENS // seq)
     seqs = 2 ** int(math.log2(seqs))
     return max(seqs, 2 ** math.ceil(math.log2(num_gpus)))
 
@@ -548,11 +548,11 @@ def _key_peaks(req: PlanRequest, setting: EngineSetting, states: JobStates, shar
         return sharded, state_peaks(sharded, step_temporaries_bytes(sharded, states), keys.overhead_bytes)
 
     first_states, first = key_states(shared.first_params)
-    host_per_gpu = np.asarray(first_states.host_per_gpu + 0 * keys.dp, dtype=float)
+    host_per_gpu = np.asarray(first_states.host_per_gpu_bytes + 0 * keys.dp, dtype=float)
     last = None
     if shared.last_index.size:
         last_states, last = key_states(shared.last_params)
-        host_per_gpu = np.where(keys.pp > 1, np.maximum(host_per_gpu, last_states.host_per_gpu), host_per_gpu)
+        host_per_gpu = np.where(keys.pp > 1, np.maximum(host_per_gpu, last_states.host_per_gpu_bytes), host_per_gpu)
     return _KeyPeaks(first=first, last=last, params=shared.first_params.rank.total,
                      host_bytes=host_per_gpu * np.minimum(keys.num_gpus, req.gpus_per_node))
 
@@ -607,7 +607,7 @@ def _check_scale(spec: ModelSpec, total_params: int, req: PlanRequest) -> None:
     arithmetic: parameters x 32 bytes (weights, gradients, fp32 master and two moments
     with room to spare) and tokens x hidden x layers x 64 bytes of activations."""
     mbs = max(req.micro_batch_sizes)
-    tokens = req.job.seq_len * max(mbs, req.job.micro_batch_size)
+    tokens = req.job.seq * max(mbs, req.job.micro_batch_size)
     bound = (total_params * 32 + tokens * spec.hidden_size * spec.num_layers * 64
              + tokens * spec.vocab_size * 16)
     if bound >= v.INT64_SAFE:
@@ -643,7 +643,7 @@ def _all_degrees(req: PlanRequest) -> Degrees:
     parts = []
     rows = 0
     for n in sorted(set(req.gpu_counts)):
-        batch = req.global_batch or default_global_batch(job.seq_len, n)
+        batch = req.global_batch or default_global_batch(job.seq, n)
         d = enumerate_degrees(spec, n, req.gpus_per_node, batch, req.micro_batch_sizes,
                               context_parallel=job.setup.attention in CP_ATTENTION_KERNELS)
         rows += d.size
@@ -653,10 +653,10 @@ def _all_degrees(req: PlanRequest) -> Degrees:
                              "some degrees (tp, pp, cp, ep) or give fewer GPUs", fields=("tp", "pp", "cp", "ep"))
         parts.append(d)
     d = Degrees.concatenate(parts)
-    keep = d.cp <= job.seq_len  # cp splits each sequence: at most one token per rank
+    keep = d.cp <= job.seq  # cp splits each sequence: at most one token per rank
     for name, value in req.fixed_degrees:
         keep &= d[name] == value
-    keep &= sequence_splits_evenly(job.seq_len, tp=d.tp, cp=d.cp, sp=d.sp)
+    keep &= sequence_splits_evenly(job.seq, tp=d.tp, cp=d.cp, sp=d.sp)
     if req.virtual_stages > 1:
         # Megatron's interleaved schedule: a pipeline, and micro-batches in whole rounds of pp.
         keep &= (d.pp > 1) & (d.m % d.pp == 0) & (d.pp * req.virtual_stages <= spec.num_layers)
@@ -810,15 +810,17 @@ def _candidate(req: PlanRequest, setting: EngineSetting, recompute: str, sub: De
 
 def assumptions(req: PlanRequest) -> tuple[str, ...]:
     """Every assumption the ranking makes, in words (printed with the plan)."""
+    from vramplan.errors import Remark
     from vramplan.units import format_bytes
 
     gpu = req.gpu
     return (
-        f"memory budget per GPU: {format_bytes(gpu.usable_memory_bytes)} usable x (1 - headroom {req.headroom:.0%}), "
-        f"holding the peak (CUDA context, cuBLAS and NCCL included) + {Overheads().allocator_slack_fraction:.0%} "
-        "allocator slack over the tensors; "
-        f"host RAM per node for offload: {format_bytes(req.host_budget_bytes)}"
-        + (" (--host-memory)" if req.host_bytes_per_node is not None else f" ({gpu.segment} default)"),
+        Remark(f"memory budget per GPU: {format_bytes(gpu.usable_memory_bytes)} usable x (1 - headroom "
+               f"{req.headroom:.0%}), holding the peak (CUDA context, cuBLAS and NCCL included) + "
+               f"{Overheads().allocator_slack_fraction:.0%} allocator slack over the tensors; "
+               f"host RAM per node for offload: {format_bytes(req.host_budget_bytes)}"
+               + (" (host_bytes_per_node)" if req.host_bytes_per_node is not None else f" ({gpu.segment} default)"),
+               fields=("host_bytes_per_node",)),
         f"global batch: {req.global_batch} sequences" if req.global_batch else
         f"global batch: {DEFAULT_GLOBAL_BATCH_TOKENS:,} tokens of sequences (power of two, >= 1 per GPU)",
         *step_assumptions(req),
@@ -868,7 +870,7 @@ def longest_context(req: PlanRequest, limit: int | None = None, *,
     def at(i: int) -> PlanRequest:
         return replace(req, job=req.job.with_setup(seq=ladder[i]))
 
-    known = ladder.index(req.job.seq_len) if best_at_request is not None and req.job.seq_len in ladder else None
+    known = ladder.index(req.job.seq) if best_at_request is not None and req.job.seq in ladder else None
     ranked: dict[int, Candidate] = {} if known is None else {known: best_at_request}
     fails = len(ladder)  # from rung ``fails`` on nothing fits
 
@@ -914,10 +916,12 @@ class Change:
     """Whether some layout fits after the change."""
     min_gpus: int | None = None
     """Fewest GPUs that fit after the change."""
+    settings: dict[str, object] = field(default_factory=dict)
+    """The ``plan`` option values that make the change (names of :mod:`vramplan.options`)."""
 
     def to_dict(self) -> dict:
         return {"change": self.change, "min_peak_bytes": self.min_peak_bytes, "fits": self.fits,
-                "min_gpus": self.min_gpus}
+                "min_gpus": self.min_gpus, "settings": dict(self.settings)}
 
 
 def cheapest_changes(req: PlanRequest, max_gpus: int = 4096) -> tuple[Change, ...]:
@@ -929,24 +933,27 @@ def cheapest_changes(req: PlanRequest, max_gpus: int = 4096) -> tuple[Change, ..
     largest = max(req.gpu_counts)
     out: list[Change] = []
 
-    def attempt(text: str, new_req: PlanRequest) -> None:
+    def attempt(text: str, settings: dict[str, object], new_req: PlanRequest) -> None:
         result = plan(new_req, top=1)
         fits = result.fitting > 0
         need = result.min_gpus_peak_bytes if fits and result.min_gpus_peak_bytes else result.min_peak_bytes
-        out.append(Change(change=text, min_peak_bytes=need, fits=fits, min_gpus=result.min_gpus))
+        out.append(Change(change=text, min_peak_bytes=need, fits=fits, min_gpus=result.min_gpus, settings=settings))
 
     more = tuple(n for n in _powers_of_two_up_to(max_gpus) if n > largest)
     if more:
-        attempt(f"more GPUs (up to {max_gpus})", replace(req, gpu_counts=more))
-    attempt("full activation recomputation", replace(req, recomputes=("full",)))
+        attempt(f"more GPUs (up to {max_gpus})", {"max_gpus": max_gpus}, replace(req, gpu_counts=more))
+    attempt("full activation recomputation", {"recompute": "full"}, replace(req, recomputes=("full",)))
     if job.setup.method == "full":
-        attempt(f"LoRA (r={job.setup.lora_rank} on all linear layers)", replace(req, job=job.with_setup(method="lora")))
+        attempt(f"LoRA (r={job.setup.lora_rank} on all linear layers)", {"method": "lora"},
+                replace(req, job=job.with_setup(method="lora")))
     if job.setup.method != "qlora":
-        attempt("QLoRA (4-bit NF4 base weights, LoRA adapters)", replace(req, job=job.with_setup(method="qlora")))
-    if job.seq_len > MIN_CONTEXT_TOKENS:
-        attempt(f"shorter sequence ({job.seq_len // 2} tokens)", replace(req, job=job.with_setup(seq=job.seq_len // 2)))
+        attempt("QLoRA (4-bit NF4 base weights, LoRA adapters)", {"method": "qlora"},
+                replace(req, job=job.with_setup(method="qlora")))
+    if job.seq > MIN_CONTEXT_TOKENS:
+        attempt(f"shorter sequence ({job.seq // 2} tokens)", {"seq": job.seq // 2},
+                replace(req, job=job.with_setup(seq=job.seq // 2)))
     if min(req.micro_batch_sizes) > 1:
-        attempt("micro-batch size 1", replace(req, micro_batch_sizes=(1,)))
+        attempt("micro-batch size 1", {"batch": 1}, replace(req, micro_batch_sizes=(1,)))
     return tuple(sorted(out, key=lambda c: (not c.fits, c.min_peak_bytes)))
 
 

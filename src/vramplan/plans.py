@@ -11,7 +11,6 @@ search and the questions around it, and assembles the answer.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -31,7 +30,7 @@ DEFAULT_PLAN_SEQ = 4096
 """Tokens per sequence (training) or context (serving) a plan assumes when none is given:
 a pre-training length (Llama 2's 4,096) for a cluster, where ``vramplan train`` on one
 GPU assumes a fine-tuning length (:data:`vramplan.training.DEFAULT_TRAIN_SEQ`); for
-serving it is :data:`vramplan.engines.DEFAULT_CONTEXT_TOKENS`, the same number."""
+serving it is :data:`vramplan.options.DEFAULT_CONTEXT_TOKENS`, the same number."""
 DEFAULT_MICRO_BATCH_SIZES = (1, 2, 4, 8)
 """Micro-batch sizes a training plan tries when the user fixes none."""
 RECOMPUTE_CHOICES = RECOMPUTES
@@ -116,13 +115,13 @@ class PlanReport:
 
         setup = self.setup
         data = {"model": self.model, "kind": "training", "gpu": self.gpu.slug, "budget_bytes": self.budget_bytes,
-                "gpu_counts": list(self.gpu_counts), "seq_len": setup.seq, "precision": setup.precision,
+                "gpu_counts": list(self.gpu_counts), "seq": setup.seq, "precision": setup.precision,
                 "method": setup.method, **self.result.to_dict()}
         for cand in data["candidates"]:
             cand["recipe"] = RECIPES[cand["layout"]["engine"]]
         biggest, ctx = self.largest_micro_batch, self.longest_context
         data["largest_micro_batch"] = biggest.to_dict() if biggest else None
-        data["longest_context"] = {"seq_len": ctx[0], **ctx[1].to_dict()} if ctx else None
+        data["longest_context"] = {"seq": ctx[0], **ctx[1].to_dict()} if ctx else None
         data["changes"] = [c.to_dict() for c in self.changes]
         return {**data, **source_keys(self.spec.checkpoint)}
 
@@ -133,8 +132,8 @@ class PlanChange:
     :class:`vramplan.estimate.Change` plus the fewest GPUs)."""
 
     change: str
-    flags: tuple[str, ...]
-    """``vramplan plan`` flags that make the change."""
+    settings: dict[str, object]
+    """The ``plan`` option values that make the change (names of :mod:`vramplan.options`)."""
     min_peak_bytes: int
     """Per-GPU memory after the change: the peak on the fewest GPUs that fit, or (when
     nothing fits) the smallest peak of any layout."""
@@ -143,35 +142,13 @@ class PlanChange:
 
     @classmethod
     def of(cls, change: Change) -> PlanChange:
-        """A :func:`vramplan.planner.cheapest_changes` answer with its flags."""
-        return cls(change=change.change, flags=plan_change_flags(change.change), min_peak_bytes=change.min_peak_bytes,
+        """A :func:`vramplan.planner.cheapest_changes` answer."""
+        return cls(change=change.change, settings=dict(change.settings), min_peak_bytes=change.min_peak_bytes,
                    fits=change.fits, min_gpus=change.min_gpus)
 
     def to_dict(self) -> dict:
-        return {"change": self.change, "flags": list(self.flags), "peak_bytes": self.min_peak_bytes,
+        return {"change": self.change, "settings": dict(self.settings), "peak_bytes": self.min_peak_bytes,
                 "min_peak_bytes": self.min_peak_bytes, "fits": self.fits, "min_gpus": self.min_gpus}
-
-
-_PLAN_CHANGE_FLAGS = (
-    (re.compile(r"more GPUs \(up to (\d+)\)"), ("--max-gpus", "{0}")),
-    (re.compile(r"full activation recomputation"), ("--recompute", "full")),
-    (re.compile(r"LoRA \(r="), ("--method", "lora")),
-    (re.compile(r"QLoRA"), ("--method", "qlora")),
-    (re.compile(r"shorter sequence \((\d+) tokens\)"), ("--seq", "{0}")),
-    (re.compile(r"micro-batch size 1"), ("--batch", "1")),
-)
-"""The ``plan`` flags of each change :func:`vramplan.planner.cheapest_changes` tries,
-so a plan's changes carry flags like those of ``train`` and ``infer``."""
-
-
-def plan_change_flags(text: str) -> tuple[str, ...]:
-    """The ``vramplan plan`` flags that make the planner's change ``text`` (empty for a
-    change this table does not know; the tests require every change to have flags)."""
-    for pattern, flags in _PLAN_CHANGE_FLAGS:
-        m = pattern.match(text)
-        if m:
-            return tuple(f.format(*m.groups()) for f in flags)
-    return ()
 
 
 def _architecture(model: str | ModelSpec | ParamOnlyModel) -> ModelSpec:

@@ -38,7 +38,7 @@ from math import ceil
 
 from vramplan.intmath import ceil_div
 from vramplan.dtypes import get_dtype
-from vramplan.errors import InputError
+from vramplan.errors import InputError, Remark
 from vramplan.naming import lookup, normalize_name
 
 LinearBytes = Callable[[int, int], int]
@@ -215,16 +215,17 @@ FORMATS: dict[str, WeightFormat] = {normalize_name(f.name): f for f in _formats(
 """Canonical name -> format."""
 
 
-def spelling_note(text: str, field: str = "--weights") -> str | None:
+def spelling_note(text: str, field: str = "weights") -> str | None:
     """How ``text`` is read when it is a bit width rather than a format's own name
-    (``"--weights int4 read as nf4: bitsandbytes NF4 ..."``); ``None`` otherwise."""
+    (``"weights int4 read as nf4 (bitsandbytes NF4 ...)"``, a :class:`~vramplan.errors.Remark`
+    naming ``field``); ``None`` otherwise."""
     if not isinstance(text, str):
         return None
     found = SPELLINGS.get(normalize_name(text))
     if found is None:
         return None
     name, words = found
-    return f"{field} {text} read as {name} ({words})"
+    return Remark(f"{field} {text} read as {name} ({words})", fields=(field,))
 
 
 def get_format(name: str | WeightFormat, field: str = "weights") -> WeightFormat:

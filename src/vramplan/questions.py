@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from vramplan.errors import InputError
+from vramplan.errors import InputError, Remark, fields_named
 
 if TYPE_CHECKING:
     from vramplan.inference import InferenceEstimate
@@ -86,13 +86,12 @@ def _gpu_count(v: dict[str, Any], count_name: str, unset: object, readings: list
     reading = read_gpu(v["gpu"])
     note = reading.note
     if reading.count is not None:
-        flag = "--" + count_name.replace("_", "-")
         if v.get(count_name) in (None, unset):
             v[count_name] = reading.count
         elif v[count_name] != reading.count:
             raise InputError(f"gpu: {v['gpu']} is {reading.count} GPUs, but {count_name} is {v[count_name]}; "
                              "give one count", fields=(count_name,))
-        note = f"{note} ({flag} {reading.count})"
+        note = Remark(f"{note} ({count_name} {reading.count})", fields=(*fields_named(note), count_name))
     if note:
         readings.append(note)
     return reading.spec

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vramplan.errors import InputError
+from vramplan.errors import InputError, Remark
 from vramplan.estimate import Component, Estimate
 
 if TYPE_CHECKING:
@@ -176,6 +176,7 @@ def seed_estimate(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> tup
                         phases=(("backward", sum(c.bytes for c in parts)),),
                         details={"seed_bytes_per_value": b, "seed_activation_bytes_per_sample": per_sample,
                                  "trainable_params": params},
-                        assumptions=(f"seed article method at --precision {setup.precision}: every term at {b} B "
-                                     "per value; no logits, no step temporaries, no peak over the step",))
+                        assumptions=(Remark(f"seed article method at precision {setup.precision}: every term at "
+                                            f"{b} B per value; no logits, no step temporaries, no peak over the step",
+                                            fields=("precision",)),))
     return estimate, arithmetic

@@ -105,10 +105,10 @@ def mlp_gemm_shape(spec: ModelSpec, *, tokens: Reals, tp: Ints, ep: Ints) -> tup
     return np.maximum(routed, 1), spec.hidden_size, spec.moe.expert_intermediate_size / tp
 
 
-def flops_per_token(spec: ModelSpec, *, active_params: int, seq_len: int, extra_per_param: Reals) -> Reals:
+def flops_per_token(spec: ModelSpec, *, active_params: int, seq: int, extra_per_param: Reals) -> Reals:
     """Training FLOPs per token: ``(6 + extra) x active params`` plus causal attention
     ``6 x layers x query width x seq`` (see ``ATTENTION_FLOPS_PER_TOKEN_FACTOR``)."""
-    attention = ATTENTION_FLOPS_PER_TOKEN_FACTOR * spec.num_layers * spec.q_dim * seq_len
+    attention = ATTENTION_FLOPS_PER_TOKEN_FACTOR * spec.num_layers * spec.q_dim * seq
     return (TRAINING_FLOPS_PER_PARAM_TOKEN + extra_per_param) * active_params + attention
 
 
@@ -188,10 +188,10 @@ def layout_costs(req: PlanRequest, job: TrainingJob, d: Degrees, active_params: 
     spec, gpu = job.model, req.gpu
     n_gpus = d.dp * d.tp * d.pp * d.cp
     tp, cp, ep, m = d.tp, d.cp, d.ep, d.m
-    tokens = d.mbs * job.seq_len / cp  # tokens of one micro-batch on one GPU
-    tokens_per_step = d.dp * d.mbs * m * job.seq_len
+    tokens = d.mbs * job.seq / cp  # tokens of one micro-batch on one GPU
+    tokens_per_step = d.dp * d.mbs * m * job.seq
     extra = d.extra_flops if d.extra_flops is not None else RECOMPUTE_EXTRA_FLOPS[job.recompute]
-    flops = tokens_per_step * flops_per_token(spec, active_params=active_params, seq_len=job.seq_len,
+    flops = tokens_per_step * flops_per_token(spec, active_params=active_params, seq=job.seq,
                                               extra_per_param=extra)
     ridge = gpu.bf16_dense_flops / gpu.memory_bandwidth_bytes_per_s
     gm, gk, gn = mlp_gemm_shape(spec, tokens=tokens, tp=tp, ep=ep)

@@ -54,7 +54,7 @@ DEFAULT_TRAIN_SEQ = 2048
 """Tokens per training sequence when none is given (``vramplan train``, the web page's
 training form): a fine-tuning length on one GPU. Planning a cluster defaults to
 :data:`vramplan.plans.DEFAULT_PLAN_SEQ`, serving to
-:data:`vramplan.engines.DEFAULT_CONTEXT_TOKENS` (see docs/architecture.md, names)."""
+:data:`vramplan.options.DEFAULT_CONTEXT_TOKENS` (see docs/architecture.md, names)."""
 ALL_LINEAR = "all-linear"
 """peft's ``target_modules="all-linear"``: every linear layer but the output head."""
 

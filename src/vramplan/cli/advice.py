@@ -18,13 +18,17 @@ def verdict_text(v: dict, fmt: Callable[[int], str]) -> str:
             f"headroom {fmt(v['headroom_bytes'])}")
 
 
-def print_changes(out, changes: list[dict], fmt: Callable[[int], str], command: str) -> None:
-    """The ranked changes, each with the flags to add to ``command``."""
+def print_changes(out, changes: list[dict], fmt: Callable[[int], str], question: str, model: str) -> None:
+    """The ranked changes, each with the flags (from its ``settings``) to add to
+    ``vramplan question model``."""
+    from vramplan.cli.common import settings_flags
+
     if not changes:
         return
+    command = f"vramplan {question} {model}"
     out.print("[bold]what to change[/bold] (each re-estimated; add the flags to the command):")
     for ch in changes:
         mark = "fits" if ch["fits"] else "still does not fit"
         host = f", host RAM {fmt(ch['host_bytes'])}" if ch.get("host_bytes") else ""
         out.print(f"  {'✓' if ch['fits'] else '✗'} {ch['change']}: peak {fmt(ch['peak_bytes'])}{host} — {mark}\n"
-                  f"      {command} ... {' '.join(ch['flags'])}", soft_wrap=True)
+                  f"      {command} ... {' '.join(settings_flags(question, ch['settings']))}", soft_wrap=True)

@@ -40,10 +40,42 @@ def flag_message(exc: Exception, flags: dict[str, str]) -> str:
     return _flagged(str(exc), exc.fields, flags)
 
 
-def _flagged(text: str, fields: tuple[str, ...], flags: dict[str, str]) -> str:
+def flag_text(text: str, question: str) -> str:
+    """A line of the core's (a warning, an assumption, a reading: :class:`vramplan.errors.Remark`)
+    as the ``question`` command shows it: each field it names replaced by its flag
+    (:func:`vramplan.cli.command_flags`, the mapping errors are shown with)."""
+    from vramplan.cli import command_flags
+    from vramplan.errors import fields_named
+
+    return _flagged(str(text), fields_named(text), command_flags(question), count=1)
+
+
+def settings_flags(question: str, settings: dict[str, Any]) -> tuple[str, ...]:
+    """The command-line flags that set ``settings`` (option name -> value, the
+    ``settings`` of a change the core proposes) for ``question``, in the spelling of
+    :mod:`vramplan.options`."""
+    from vramplan.options import options_of
+
+    options = {o.name: o for o in options_of(question)}
+    out: list[str] = []
+    for name, value in settings.items():
+        o = options[name]
+        if o.kind == "flag":
+            if value:
+                out.append(o.all_flags[0])
+        elif o.kind == "switch":
+            out.append(o.all_flags[0] if value else o.off_flag)
+        else:
+            out += [o.all_flags[0], str(value)]
+    return tuple(out)
+
+
+def _flagged(text: str, fields: tuple[str, ...], flags: dict[str, str], count: int = 0) -> str:
+    """``text`` with each of ``fields`` (a whole word) replaced by its flag: every
+    occurrence, or the first ``count``."""
     for name in sorted(fields, key=len, reverse=True):
         if name in flags:
-            text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", flags[name], text)
+            text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", flags[name], text, count=count)
     return text
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from vramplan.cli.advice import print_changes, verdict_text
-from vramplan.cli.common import click_options, console, emit_json, json_option, table, units_option
+from vramplan.cli.common import click_options, console, emit_json, flag_text, json_option, table, units_option
 from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
 from vramplan.options import infer_options
 
@@ -31,7 +31,7 @@ def _render(est, units: str) -> None:
 
     out = console()
     for line in est.readings:
-        out.print(f"read: {line}")
+        out.print(f"read: {flag_text(line, 'infer')}")
     d = est.details
     title = (f"{est.model} · {d['engine']} · {d['weights_format']} · batch {d['batch']} x {d['context_tokens']:,} "
              f"tokens · per GPU (tp={d['tp']}) · peak in {est.phase}")
@@ -58,8 +58,8 @@ def _render(est, units: str) -> None:
         word = "fits" if v.fits else "does NOT fit"
         out.print(f"[bold]{v.gpu}: {word}[/bold] — {verdict_text(v.to_dict(), fmt)}")
     for w in est.warnings:
-        out.print(f"[yellow]warning:[/yellow] {w}")
-    print_changes(out, [c.to_dict() for c in est.changes], fmt, f"vramplan infer {est.model}")
+        out.print(f"[yellow]warning:[/yellow] {flag_text(w, 'infer')}")
+    print_changes(out, [c.to_dict() for c in est.changes], fmt, "infer", est.model)
 
 
 @click.command("infer")

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import click
 
-from vramplan.cli.common import click_options, console, emit_json, json_option, table, units_option
+from vramplan.cli.common import (click_options, console, emit_json, flag_text, json_option, settings_flags, table,
+                                 units_option)
 from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
 from vramplan.cli.parallel_options import layout_options
 from vramplan.options import plan_options
@@ -77,7 +78,7 @@ def _render(data: dict, units: str) -> None:
             out.print(f"largest micro-batch: {b['micro_batch_size']} sequences per GPU ({b['describe']})")
         if data.get("longest_context"):
             c = data["longest_context"]
-            out.print(f"longest context: {c['seq_len']:,} tokens ({c['describe']}, recompute {c['recompute']})")
+            out.print(f"longest context: {c['seq']:,} tokens ({c['describe']}, recompute {c['recompute']})")
     if not data["candidates"]:
         smallest = data.get("min_peak_bytes")
         out.print("[bold red]nothing fits[/bold red]"
@@ -85,6 +86,6 @@ def _render(data: dict, units: str) -> None:
         for ch in data.get("changes", []):
             verdict = f"fits on {ch['min_gpus']} GPUs" if ch["fits"] else "still does not fit"
             out.print(f"  - {ch['change']}: needs {fb(ch['min_peak_bytes'])} per GPU ({verdict}): "
-                      f"add {' '.join(ch['flags'])}")
+                      f"add {' '.join(settings_flags('plan', ch['settings']))}")
     for a in data.get("assumptions", []):
-        out.print(f"assumes: {a}")
+        out.print(f"assumes: {flag_text(a, 'plan')}")

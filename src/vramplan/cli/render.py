@@ -24,7 +24,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "recipe": ("recipe", "text"),
     "stage": ("busiest pipeline stage", "text"),
     "micro_batch_size": ("micro-batch", "sequences"),
-    "seq_len": ("sequence length", "tokens"),
+    "seq": ("sequence length", "tokens"),
     "recompute": ("recomputation", "text"),
     "seed_activation_bytes_per_sample": ("seed article: activations per sample", "bytes"),
     "seed_article_total_gb": ("seed article: total", "GB"),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from vramplan.cli.common import click_options, console, emit_json, json_option, table, units_option
+from vramplan.cli.advice import verdict_text
+from vramplan.cli.common import (click_options, console, emit_json, flag_text, json_option, settings_flags, table,
+                                 units_option)
 from vramplan.options import rl_options
 
 
@@ -69,7 +71,7 @@ def _print(data: dict, units: str) -> None:
         out.print(t)
         word = "fits" if g["fits"] else "does NOT fit"
         out.print(f"{g['group']}: peak {b(g['peak_bytes'])} in {g['peak_phase']} (set by {g['peak_role']}); "
-                  f"{word} in {b(g['capacity_bytes'])}, headroom {b(g['headroom_bytes'])}")
+                  f"{word}: {verdict_text(g['verdict'], b)}")
     r = data["rollout"]
     if r:
         out.print(f"rollout: {r['instances']} vLLM instance(s) x tp {r['tp']} at gpu_memory_utilization "
@@ -94,8 +96,9 @@ def _print(data: dict, units: str) -> None:
             f"split {best['engine_gpus']} engine + {best['trainer_gpus']} trainer GPUs"
         out.print(f"best placement on {data['gpus']} GPUs: {where} ({'fits' if best['fits'] else 'does not fit'})")
     for c in data["advice"]:
-        out.print(f"advice: {c['change']}: peak {b(c['peak_bytes'])} ({'fits' if c['fits'] else 'still too big'})")
+        out.print(f"advice: {' '.join(settings_flags('rl', c['settings']))} ({c['change']}): peak {b(c['peak_bytes'])} "
+                  f"({'fits' if c['fits'] else 'still too big'})")
     for a in data["assumptions"]:
-        out.print(f"assumption: {a}")
+        out.print(f"assumption: {flag_text(a, 'rl')}")
     for w in data["warnings"]:
-        out.print(f"warning: {w}")
+        out.print(f"warning: {flag_text(w, 'rl')}")

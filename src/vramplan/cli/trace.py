@@ -7,7 +7,7 @@ import click
 from vramplan.cli.advice import verdict_text
 from vramplan import validate as v
 
-from vramplan.cli.common import BoundedFloat, BoundedInt, console, emit_json, json_option, table, units_option
+from vramplan.cli.common import BoundedFloat, BoundedInt, console, emit_json, flag_text, json_option, table, units_option
 from vramplan.errors import InputError
 
 FULL_TRACE_MAX_LAYERS = 48
@@ -24,7 +24,7 @@ def _render(result, est, units: str, svg_path: str | None) -> None:
     s = result.setup
     what = (f"train {s.method} {s.precision} {s.optimizer}/{s.optimizer_impl}" if s.training
             else f"infer {s.precision if s.precision == 'fp32' else 'bf16'} +{s.decode_tokens} decode")
-    title = (f"{result.model} · {what} · batch {s.batch_size} x {s.seq_len} tokens · {s.attention}"
+    title = (f"{result.model} · {what} · batch {s.batch_size} x {s.seq} tokens · {s.attention}"
              f"{' · recompute' if s.recompute else ''} · peak in {result.peak_phase}")
     t = table("component", "memory", "share", title=title, right=("memory", "share"))
     for c in est.components:
@@ -38,7 +38,7 @@ def _render(result, est, units: str, svg_path: str | None) -> None:
         word = "fits" if v.fits else "does NOT fit"
         out.print(f"[bold]{v.gpu}: {word}[/bold] — {verdict_text(v.to_dict(), fmt)}")
     for a in est.assumptions:
-        out.print(f"note: {a}")
+        out.print(f"note: {flag_text(a, 'trace')}")
     out.print(f"traced in {result.seconds:.1f} s" + (f"; timeline written to {svg_path}" if svg_path else ""))
 
 
@@ -90,7 +90,7 @@ def command(model: str, train: bool, batch: int, seq: int, decode: int, precisio
     from vramplan.trace.deps import require_exact
     from vramplan.trace.setup import TraceSetup
 
-    setup = TraceSetup(mode="train" if train else "infer", batch_size=batch, seq_len=seq, decode_tokens=decode,
+    setup = TraceSetup(mode="train" if train else "infer", batch_size=batch, seq=seq, decode_tokens=decode,
                        precision=precision, optimizer=optimizer, optimizer_impl=optimizer_impl, method=method,
                        lora_rank=lora_rank, recompute=recompute, attention=attention, cache=cache, dropout=dropout,
                        load_dtype=load_dtype, logits=logits,

@@ -6,7 +6,7 @@ import click
 
 from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
 from vramplan.cli.advice import print_changes, verdict_text
-from vramplan.cli.common import click_options, console, emit_json, json_option, table, units_option
+from vramplan.cli.common import click_options, console, emit_json, flag_text, json_option, table, units_option
 from vramplan.options import train_options
 from vramplan.cli.parallel_options import layout_options
 
@@ -58,7 +58,7 @@ def _print(data: dict, units: str) -> None:
     from vramplan.units import format_bytes
 
     for line in data.get("readings", ()):
-        console().print(f"read: {line}")
+        console().print(f"read: {flag_text(line, 'train')}")
     if data.get("seed_article"):
         _print_seed(data, units)
         _print_verdict(data, units)
@@ -93,8 +93,8 @@ def _print_verdict(data: dict, units: str) -> None:
                       f"longest sequence: {fit['largest_seq']}")
         elif fit.get("largest_seq"):
             out.print(f"not even micro-batch 1 at this sequence; longest sequence that fits: {fit['largest_seq']}")
-        print_changes(out, data.get("changes", []), lambda b: format_bytes(b, units), "vramplan train " + data["model"])
+        print_changes(out, data.get("changes", []), lambda b: format_bytes(b, units), "train", data["model"])
     for a in data["assumptions"]:
-        out.print(f"assumption: {a}")
+        out.print(f"assumption: {flag_text(a, 'train')}")
     for w in data["warnings"]:
-        out.print(f"warning: {w}")
+        out.print(f"warning: {flag_text(w, 'train')}")

@@ -48,7 +48,7 @@ def command(device: str, models: tuple[str, ...], train: bool | None, batch: int
         cases = [c for c in DEFAULT_CASES if c[1] in modes]
     rows = []
     for model, mode, b, s in cases:
-        setup = TraceSetup(mode=mode, batch_size=b, seq_len=s)
+        setup = TraceSetup(mode=mode, batch_size=b, seq=s)
         _, config = resolve_config(model)
         measured = measure_on_cuda(config, setup)
         traced = run_trace(config, setup).peak_bytes

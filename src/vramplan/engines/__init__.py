@@ -16,15 +16,12 @@ from vramplan.estimate import Component, Estimate
 from vramplan.memory.kv_cache import kv_replication_warning
 from vramplan.memory.weights import WeightsChoice, resolve_weights
 from vramplan.model.spec import ModelSpec
+from vramplan.options import DEFAULT_CONTEXT_TOKENS
 from vramplan.quant import WeightFormat
 
 if TYPE_CHECKING:
     from vramplan.gpus import GpuSpec
     from vramplan.inference import InferenceSetup
-
-
-DEFAULT_CONTEXT_TOKENS = 4096
-"""Context when none is given (capped at the model's max positions)."""
 
 
 def resolved_context(spec: ModelSpec, setup: InferenceSetup) -> tuple[int, tuple[str, ...]]:

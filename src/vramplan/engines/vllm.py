@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from vramplan.dtypes import FP32_BYTES, get_dtype
 from vramplan.engines import Job, base_estimate, with_gpu_verdict
+from vramplan.errors import Remark
 from vramplan.estimate import Component, Estimate
 from vramplan.intmath import largest_true
 from vramplan.memory.inference_buffers import ForwardShape, layer_peak_bytes
@@ -176,14 +177,14 @@ def build(job: Job) -> Estimate:
         if budget <= 0:
             # vLLM raises at start-up when no KV block fits ("No available memory for the
             # cache blocks"): the verdict is "does not fit" and the warning says why.
-            warnings += ("vLLM would refuse to start: no memory left for the KV cache "
-                         f"(gpu_memory_utilization {setup.gpu_memory_utilization:g} x {total / GiB:.2f} GiB leaves "
-                         f"{budget / GiB:.2f} GiB after weights and activations); raise "
-                         "--gpu-memory-utilization or use --tp",)
+            warnings += (Remark("vLLM would refuse to start: no memory left for the KV cache "
+                                f"({setup.gpu_memory_utilization:g} x {total / GiB:.2f} GiB leaves "
+                                f"{budget / GiB:.2f} GiB after weights and activations); raise "
+                                "gpu_memory_utilization or use tp", fields=("gpu_memory_utilization", "tp")),)
         elif per_seq > budget:
-            warnings += (f"vLLM would refuse to start: one sequence of {job.context:,} tokens needs "
-                         f"{per_seq / GiB:.2f} GiB of KV cache, the budget is {budget / GiB:.2f} GiB "
-                         "(lower --context, i.e. max_model_len)",)
+            warnings += (Remark(f"vLLM would refuse to start: one sequence of {job.context:,} tokens needs "
+                                f"{per_seq / GiB:.2f} GiB of KV cache, the budget is {budget / GiB:.2f} GiB "
+                                "(lower context, i.e. max_model_len)", fields=("context",)),)
         # Memory vLLM leaves outside its utilisation share holds the context and graphs.
         reserve = max(0, total - int(setup.gpu_memory_utilization * total) - context_bytes - graphs)
     est = base_estimate(job, "prefill", components, details=details, warnings=warnings)

@@ -26,24 +26,26 @@ def exportable(engine: str, report: PlanReport) -> tuple[int, Any]:
         if problem is None:
             return rank, cand
         problems.append(problem)
-    hint = {"deepspeed": "--zero 1, 2 or 3", "fsdp": "--fsdp full_shard --tp 1 --pp 1 --cp 1",
-            "megatron": "--zero 0 or --zero 1 (distributed optimizer)", "vllm": "--tp N",
-            "llamacpp": "--tp 1"}[engine]
-    raise InputError(f"--export {engine}: none of the {len(report.candidates)} layouts listed runs on {engine} "
-                     f"(best: {problems[0]}); plan with {hint}")
+    hint, fields = {"deepspeed": ("zero 1, 2 or 3", ("zero",)),
+                    "fsdp": ("data parallelism alone (tp, pp and cp of 1) and an FSDP strategy", ()),
+                    "megatron": ("zero 0 or zero 1 (distributed optimizer)", ("zero",)),
+                    "vllm": ("tp N", ("tp",)), "llamacpp": ("tp 1", ("tp",))}[engine]
+    raise InputError(f"export {engine}: none of the {len(report.candidates)} layouts listed runs on {engine} "
+                     f"(best: {problems[0]}); plan with {hint}", fields=("export", *fields))
 
 
 def export_config(engine: str, report: PlanReport) -> str:
     """The best candidate of ``report`` that ``engine`` runs (its own rules:
-    :mod:`vramplan.parallel_rules`) as a config for ``engine``."""
+    :mod:`vramplan.parallel_rules`) as a config for ``engine``. Errors name the plan's
+    fields (``export``, ``zero``, ``tp``...), as every core error does."""
     if engine not in ENGINES:
         raise InputError(f"export: expected one of {', '.join(ENGINES)}, got {engine!r}")
     if not report.candidates:
-        raise InputError("--export: no layout fits, nothing to export (drop --export to see what would fit)")
+        raise InputError("export: no layout fits, nothing to write (drop export to see what would fit)")
     if report.kind == "training" and engine in SERVING_ENGINES:
-        raise InputError(f"--export {engine}: a serving engine; use it with --infer")
+        raise InputError(f"export {engine}: a serving engine, for a serving plan", fields=("export",))
     if report.kind != "training" and engine not in SERVING_ENGINES:
-        raise InputError(f"--export {engine}: a training engine; use it with --train")
+        raise InputError(f"export {engine}: a training engine, for a training plan", fields=("export",))
     rank, best = exportable(engine, report)
     if report.kind == "training":
         if engine == "deepspeed":
@@ -53,7 +55,7 @@ def export_config(engine: str, report: PlanReport) -> str:
         else:
             from vramplan.export.megatron import render
         setup = report.setup
-        return render(best, report.spec, seq_len=setup.seq, precision=setup.precision, rank=rank)
+        return render(best, report.spec, seq=setup.seq, precision=setup.precision, rank=rank)
     if engine == "vllm":
         from vramplan.export.vllm import render
     else:

@@ -14,4 +14,4 @@ def require_runnable(engine: str, candidate: Any, spec: Any = None) -> None:
 
     problem = export_problem(engine, candidate, spec)
     if problem is not None:
-        raise InputError(f"--export {engine}: {problem}")
+        raise InputError(f"export {engine}: {problem}", fields=("export",))

@@ -22,7 +22,7 @@ def compute_dtype(precision: str) -> str:
     return get_precision(precision).compute_dtype
 
 
-def config(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: str = "bf16-mixed") -> dict:
+def config(candidate: Candidate, spec: ModelSpec, *, seq: int, precision: str = "bf16-mixed") -> dict:
     """The DeepSpeed config dict for ``candidate`` (a plan candidate); ``bf16`` or
     ``fp16`` enabled as the precision computes (neither for fp32)."""
     from vramplan.export.checks import require_runnable
@@ -61,12 +61,12 @@ def config(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: st
     return cfg
 
 
-def render(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: str = "bf16-mixed",
+def render(candidate: Candidate, spec: ModelSpec, *, seq: int, precision: str = "bf16-mixed",
            rank: int = 1) -> str:
     """``ds_config.json`` text; tensor/pipeline degrees (for Megatron-DeepSpeed) and the
     layout's rank in the plan noted in a leading comment-free key ``"_vramplan"``."""
-    cfg = config(candidate, spec, seq_len=seq_len, precision=precision)
+    cfg = config(candidate, spec, seq=seq, precision=precision)
     lay = candidate.layout
-    cfg["_vramplan"] = {"layout": lay.describe(), "plan_rank": rank, "seq_len": seq_len, "tp": lay.tp, "pp": lay.pp,
+    cfg["_vramplan"] = {"layout": lay.describe(), "plan_rank": rank, "seq": seq, "tp": lay.tp, "pp": lay.pp,
                         "num_gpus": lay.num_gpus, "peak_bytes_per_gpu": candidate.peak_bytes}
     return json.dumps(cfg, indent=2)

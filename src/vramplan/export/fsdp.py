@@ -14,7 +14,7 @@ _STRATEGY = {"full_shard": "FULL_SHARD", "shard_grad_op": "SHARD_GRAD_OP", "hybr
              "no_shard": "NO_SHARD", "fsdp2": "FULL_SHARD"}
 
 
-def config(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: str = "bf16-mixed") -> dict:
+def config(candidate: Candidate, spec: ModelSpec, *, seq: int, precision: str = "bf16-mixed") -> dict:
     """The accelerate config dict for an FSDP ``candidate``; ``mixed_precision`` as the
     precision computes (``no`` for fp32)."""
     from vramplan.export.checks import require_runnable
@@ -55,9 +55,9 @@ def _yaml(value: Any, indent: int = 0) -> str:
     return "\n".join(lines)
 
 
-def render(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: str = "bf16-mixed",
+def render(candidate: Candidate, spec: ModelSpec, *, seq: int, precision: str = "bf16-mixed",
            rank: int = 1) -> str:
     """accelerate YAML text, headed by the layout and its rank in the plan."""
     head = (f"# vramplan: {candidate.layout.describe()} (layout {rank} of the plan), micro-batch "
-            f"{candidate.micro_batch_size}, {candidate.layout.micro_batches} accumulation steps, seq {seq_len}\n")
-    return head + _yaml(config(candidate, spec, seq_len=seq_len, precision=precision)) + "\n"
+            f"{candidate.micro_batch_size}, {candidate.layout.micro_batches} accumulation steps, seq {seq}\n")
+    return head + _yaml(config(candidate, spec, seq=seq, precision=precision)) + "\n"

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from vramplan.planner import Candidate
 
 
-def arguments(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: str = "bf16-mixed") -> list[str]:
+def arguments(candidate: Candidate, spec: ModelSpec, *, seq: int, precision: str = "bf16-mixed") -> list[str]:
     """The argument list for ``candidate`` (``--bf16``/``--fp16`` as the precision computes)."""
     from vramplan.export.checks import require_runnable
     from vramplan.export.deepspeed import compute_dtype
@@ -23,7 +23,7 @@ def arguments(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision:
         "--context-parallel-size", str(lay.cp),
         "--micro-batch-size", str(candidate.micro_batch_size),
         "--global-batch-size", str(candidate.micro_batch_size * lay.micro_batches * lay.dp),
-        "--seq-length", str(seq_len),
+        "--seq-length", str(seq),
         "--num-layers", str(spec.num_layers),
         "--hidden-size", str(spec.hidden_size),
         "--num-attention-heads", str(spec.num_attention_heads),
@@ -50,10 +50,10 @@ def arguments(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision:
     return args
 
 
-def render(candidate: Candidate, spec: ModelSpec, *, seq_len: int, precision: str = "bf16-mixed",
+def render(candidate: Candidate, spec: ModelSpec, *, seq: int, precision: str = "bf16-mixed",
            rank: int = 1) -> str:
     """One line per flag, shell-continued, after a comment naming the layout and its rank in the plan."""
-    args = arguments(candidate, spec, seq_len=seq_len, precision=precision)
+    args = arguments(candidate, spec, seq=seq, precision=precision)
     pairs: list[str] = []
     for a in args:
         if a.startswith("--") or not pairs:

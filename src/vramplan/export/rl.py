@@ -52,7 +52,8 @@ def _checkpointing(job: RLJob) -> bool:
 def trl(job: RLJob) -> str:
     """A ``GRPOConfig(...)`` snippet (and the ``trl vllm-serve`` line in server mode)."""
     if job.algo != "grpo":
-        raise InputError(f"--export trl: written for GRPOTrainer; --algo {job.algo} has its own TRL trainer")
+        raise InputError(f"export trl: written for GRPOTrainer; algo {job.algo} has its own TRL trainer",
+                         fields=("export", "algo"))
     e, setup = job.rollout, job.policy.setup
     colocated = job.placement == "colocated"
     lines = ["from trl import GRPOConfig", "", "config = GRPOConfig(",
@@ -95,13 +96,14 @@ def trl(job: RLJob) -> str:
 def verl(job: RLJob) -> str:
     """Hydra overrides for ``python3 -m verl.trainer.main_ppo`` (the hybrid engine)."""
     if not job.has_rollout:
-        raise InputError(f"--export verl: verl.trainer.main_ppo runs online algorithms; --algo {job.algo} is offline")
+        raise InputError(f"export verl: verl.trainer.main_ppo runs online algorithms; algo {job.algo} is offline",
+                         fields=("export", "algo"))
     if job.placement != "colocated":
-        raise InputError("--export verl: main_ppo colocates the rollout in the actor workers; split placement is "
-                         "verl's examples/split_placement recipe, not these overrides")
+        raise InputError("export verl: main_ppo colocates the rollout in the actor workers; split placement is "
+                         "verl's examples/split_placement recipe, not these overrides", fields=("export",))
     if job.sharding != "fsdp":
-        raise InputError(f"--export verl: verl's actor shards with FSDP (or Megatron); got --sharding {job.sharding}, "
-                         "use --sharding fsdp")
+        raise InputError(f"export verl: verl's actor shards with FSDP (or Megatron); got sharding {job.sharding}, "
+                         "use sharding fsdp", fields=("export", "sharding"))
     e, pol, setup = job.rollout, job.policy, job.policy.setup
     estimator = "gae" if job.algo == "ppo" else "grpo" if job.algo == "grpo" else "rloo"
     ref = job.reference_role
@@ -144,8 +146,8 @@ def verl(job: RLJob) -> str:
 def openrlhf(job: RLJob) -> str:
     """Arguments for ``python3 -m openrlhf.cli.train_ppo_ray``."""
     if not job.has_rollout:
-        raise InputError(f"--export openrlhf: train_ppo_ray runs online algorithms; use openrlhf.cli.train_dpo "
-                         f"for --algo {job.algo}")
+        raise InputError(f"export openrlhf: train_ppo_ray runs online algorithms; use openrlhf.cli.train_dpo "
+                         f"for algo {job.algo}", fields=("export", "algo"))
     e, pol, setup = job.rollout, job.policy, job.policy.setup
     node = min(job.trainer_gpus, job.gpus_per_node)
     nodes = ceil_div(job.trainer_gpus, job.gpus_per_node)
@@ -209,5 +211,5 @@ def render(framework: str, job: RLJob) -> str:
     """``job`` as ``framework`` (one of :data:`FRAMEWORKS`) spells it."""
     fns = {"trl": trl, "verl": verl, "openrlhf": openrlhf}
     if framework not in fns:
-        raise InputError(f"--export: expected one of {', '.join(FRAMEWORKS)}, got {framework!r}")
+        raise InputError(f"export: expected one of {', '.join(FRAMEWORKS)}, got {framework!r}")
     return fns[framework](job)

@@ -21,8 +21,9 @@ engine: scoring (reference) and training only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
-from vramplan.estimate import Component
+from vramplan.estimate import Component, Estimate, Verdict
 from vramplan.jobs.footprints import (COMPUTE_BYTES, EngineFootprint, FrozenFootprint, TrainerFootprint,
                                       engine_footprint, forward_transient_bytes, frozen_footprint, layer_params,
                                       rollout_batch_bytes, score_micro_batch, trainer_footprint, value_model_spec,
@@ -66,6 +67,34 @@ class Phase:
                 "by_role": self.by_role(), "terms": [t.to_dict() for t in self.terms]}
 
 
+ENGINE_ROLE = "rollout"
+"""The rollout engine's role name: vLLM allocates its weights, KV pool and graphs as
+pools, so the caching allocator's slack does not apply to them."""
+
+
+def phase_verdict(phase: Phase, gpu_slug: str, capacity_bytes: int) -> Verdict:
+    """The fit of one phase under the one fit rule (:func:`vramplan.memory.overhead.fit_verdict`):
+    its terms (the trainer process's overheads among them) plus the allocator slack over
+    the tensors the trainer allocates one by one (every role's but the engine's pools)."""
+    from vramplan.memory.overhead import fit_verdict
+
+    comps = tuple(Component(name=_unique_name(t), bytes=t.component.bytes, note=t.component.note)
+                  for t in phase.terms)
+    pooled = sum(t.component.bytes for t in phase.terms
+                 if t.role == ENGINE_ROLE and t.component.category != "overhead")
+    est = Estimate(model="", kind="training", components=comps, phase=phase.name)
+    verdict = fit_verdict(est, gpu_slug, capacity_bytes, pooled_bytes=pooled).verdict
+    assert verdict is not None
+    return verdict
+
+
+def _unique_name(t: RoleTerm) -> str:
+    """``category/role[/rest]``: the term's category first (the fit rule reads the
+    ``overhead`` category), then its role, so two roles' ``weights`` stay apart."""
+    category, _, rest = t.component.name.partition("/")
+    return f"{category}/{t.role}" + (f"/{rest}" if rest else "")
+
+
 @dataclass(frozen=True, kw_only=True)
 class GpuGroup:
     """GPUs that hold the same roles (all GPUs colocated; engine or trainer GPUs split)."""
@@ -73,23 +102,45 @@ class GpuGroup:
     name: str
     num_gpus: int
     phases: tuple[Phase, ...]
+    gpu: str
+    """GPU slug."""
     capacity_bytes: int
+    """Usable memory of one GPU."""
+
+    @cached_property
+    def verdicts(self) -> tuple[Verdict, ...]:
+        """Each phase's fit, in :attr:`phases` order."""
+        return tuple(phase_verdict(p, self.gpu, self.capacity_bytes) for p in self.phases)
+
+    @cached_property
+    def _peak_index(self) -> int:
+        return max(range(len(self.phases)), key=lambda i: self.verdicts[i].required_bytes)
 
     @property
     def peak(self) -> Phase:
-        return max(self.phases, key=lambda p: p.total_bytes)
+        """The phase that needs the most of the GPU (peak + overheads)."""
+        return self.phases[self._peak_index]
+
+    @property
+    def verdict(self) -> Verdict:
+        """The peak phase's fit: the group's."""
+        return self.verdicts[self._peak_index]
 
     @property
     def peak_bytes(self) -> int:
         return self.peak.total_bytes
 
     @property
+    def required_bytes(self) -> int:
+        return self.verdict.required_bytes
+
+    @property
     def headroom_bytes(self) -> int:
-        return self.capacity_bytes - self.peak_bytes
+        return self.verdict.headroom_bytes
 
     @property
     def fits(self) -> bool:
-        return self.peak_bytes <= self.capacity_bytes
+        return self.verdict.fits
 
     def phase(self, name: str) -> Phase:
         for p in self.phases:
@@ -100,9 +151,11 @@ class GpuGroup:
     def to_dict(self) -> dict:
         peak = self.peak
         return {"group": self.name, "num_gpus": self.num_gpus, "capacity_bytes": self.capacity_bytes,
-                "peak_bytes": peak.total_bytes, "peak_phase": peak.name, "peak_role": peak.active_role,
-                "headroom_bytes": self.headroom_bytes, "fits": self.fits,
-                "phases": [p.to_dict() for p in self.phases]}
+                "peak_bytes": peak.total_bytes, "required_bytes": self.required_bytes, "peak_phase": peak.name,
+                "peak_role": peak.active_role, "headroom_bytes": self.headroom_bytes, "fits": self.fits,
+                "verdict": self.verdict.to_dict(),
+                "phases": [{**p.to_dict(), "required_bytes": v.required_bytes}
+                           for p, v in zip(self.phases, self.verdicts)]}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,7 +227,7 @@ def _rollout_batch(roles: Roles) -> list[RoleTerm]:
 
 
 def _asleep(roles: Roles) -> list[RoleTerm]:
-    return _terms("rollout", roles.engine.asleep) if roles.engine is not None else []
+    return _terms(ENGINE_ROLE, roles.engine.asleep) if roles.engine is not None else []
 
 
 def trainer_phases(roles: Roles, *, with_engine: bool) -> list[Phase]:
@@ -230,13 +283,13 @@ def rollout_phase(roles: Roles, *, colocated: bool) -> Phase:
     """The engine generating; colocated, beside the trainer's resident states less what
     it offloads while generating."""
     assert roles.engine is not None
-    out = _terms("rollout", roles.engine.awake)
+    out = _terms(ENGINE_ROLE, roles.engine.awake)
     if colocated:
         out += _overhead(roles) + _frozen_resident(roles)
         for t in (roles.policy, roles.critic):
             out += _trainer_resident(t, params_off=bool(t and t.offload_params),
                                      optimizer_off=bool(t and t.offload_optimizer))
-    return Phase(name="rollout", active_role="rollout", terms=tuple(out))
+    return Phase(name="rollout", active_role=ENGINE_ROLE, terms=tuple(out))
 
 
 def sync_phase(roles: Roles, *, side: str) -> Phase:
@@ -247,7 +300,7 @@ def sync_phase(roles: Roles, *, side: str) -> Phase:
         name="buffers/weight_sync", bytes=roles.engine_sync_bytes if side == "engine" else roles.sync_bytes,
         note="parameters gathered in bf16 for the transfer (one layer; the whole model for LoRA under ZeRO-3)"))]
     if side == "engine":
-        return Phase(name="weight_sync", active_role="policy", terms=tuple(_terms("rollout", roles.engine.awake)
+        return Phase(name="weight_sync", active_role="policy", terms=tuple(_terms(ENGINE_ROLE, roles.engine.awake)
                                                                            + buffer))
     pol, cri = roles.policy, roles.critic
     out = _overhead(roles) + _frozen_resident(roles) + buffer
@@ -259,7 +312,7 @@ def sync_phase(roles: Roles, *, side: str) -> Phase:
         woken = asleep if roles.engine.sleep_level == 0 else asleep + [
             Component(name="weights", bytes=roles.engine.weights_bytes, note="engine weights woken for the sync "
                       "(wake_up(tags=['weights']))")]
-        out = _terms("rollout", woken) + out
+        out = _terms(ENGINE_ROLE, woken) + out
     return Phase(name="weight_sync", active_role="policy", terms=tuple(out))
 
 
@@ -290,19 +343,21 @@ def resolve_roles(job: RLJob) -> Roles:
                  if critic else 0)
 
 
-def compose(job: RLJob, roles: Roles, capacity_bytes: int) -> Composition:
-    """The GPU groups of ``job`` with their phases, and host RAM per node."""
+def compose(job: RLJob, roles: Roles, gpu_slug: str, capacity_bytes: int) -> Composition:
+    """The GPU groups of ``job`` with their phases (each judged by
+    :func:`phase_verdict` on one GPU of ``capacity_bytes``), and host RAM per node."""
     colocated = job.placement == "colocated" or not job.has_rollout
     if colocated:
         phases = []
         if roles.engine is not None:
             phases += [rollout_phase(roles, colocated=True), sync_phase(roles, side="colocated")]
         phases += trainer_phases(roles, with_engine=roles.engine is not None)
-        groups = (GpuGroup(name="all", num_gpus=job.gpus, phases=tuple(phases), capacity_bytes=capacity_bytes),)
+        groups = (GpuGroup(name="all", num_gpus=job.gpus, phases=tuple(phases), gpu=gpu_slug,
+                           capacity_bytes=capacity_bytes),)
     else:
-        engine = GpuGroup(name="engine", num_gpus=job.engine_gpus, capacity_bytes=capacity_bytes,
+        engine = GpuGroup(name="engine", num_gpus=job.engine_gpus, gpu=gpu_slug, capacity_bytes=capacity_bytes,
                           phases=(rollout_phase(roles, colocated=False), sync_phase(roles, side="engine")))
-        trainer = GpuGroup(name="trainer", num_gpus=job.trainer_gpus, capacity_bytes=capacity_bytes,
+        trainer = GpuGroup(name="trainer", num_gpus=job.trainer_gpus, gpu=gpu_slug, capacity_bytes=capacity_bytes,
                            phases=tuple([sync_phase(roles, side="trainer")]
                                         + trainer_phases(roles, with_engine=False)))
         groups = (engine, trainer)

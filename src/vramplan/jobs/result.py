@@ -59,7 +59,7 @@ class RLEstimate:
 
     @property
     def peak_group(self) -> GpuGroup:
-        return max(self.groups, key=lambda g: g.peak_bytes - g.capacity_bytes)
+        return min(self.groups, key=lambda g: g.headroom_bytes)
 
     @property
     def host_bytes_per_node(self) -> int:
@@ -75,7 +75,7 @@ class RLEstimate:
         peak = self.peak_group
         return {"model": self.model, "algo": self.algo, "placement": self.placement, "gpu": self.gpu,
                 "gpus": self.gpus, "roles": list(self.roles), "fits": self.fits,
-                "peak_bytes": peak.peak_bytes, "peak_group": peak.name, "peak_phase": peak.peak.name,
+                "peak_bytes": peak.peak_bytes, "required_bytes": peak.required_bytes, "peak_group": peak.name, "peak_phase": peak.peak.name,
                 "peak_role": peak.peak.active_role,
                 "groups": [g.to_dict() for g in self.groups],
                 "host_bytes_per_node": self.host_bytes_per_node, "host": [h.to_dict() for h in self.host],
@@ -89,7 +89,7 @@ def estimate_rl(job: RLJob) -> RLEstimate:
 
     gpu = one_gpu(job.gpu)
     roles = resolve_roles(job)
-    comp = compose(job, roles, gpu.usable_memory_bytes)
+    comp = compose(job, roles, gpu.slug, gpu.usable_memory_bytes)
     return RLEstimate(model=roles.policy.training.model, algo=job.algo,
                       placement=job.placement if job.has_rollout else "colocated", gpu=gpu.slug, gpus=job.gpus,
                       roles=_role_names(roles), groups=comp.groups, host=comp.host,

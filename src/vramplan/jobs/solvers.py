@@ -173,71 +173,83 @@ class Change:
     """One change to the job and what it gives."""
 
     change: str
+    """What changes, in words."""
+    settings: dict[str, object]
+    """The ``rl`` option values that make it (names of :mod:`vramplan.options`); the
+    command line shows them as flags."""
     fits: bool
     peak_bytes: int
     headroom_bytes: int
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {"change": self.change, "settings": dict(self.settings), "fits": self.fits,
+                "peak_bytes": self.peak_bytes, "headroom_bytes": self.headroom_bytes}
 
 
-def _candidate_changes(job: RLJob) -> list[tuple[str, RLJob]]:
+def _candidate_changes(job: RLJob) -> list[tuple[str, dict[str, object], RLJob]]:
+    """(what changes in words, the option values that make it, the changed job)."""
     pol = job.policy
     setup = pol.setup
-    out: list[tuple[str, RLJob]] = []
+    out: list[tuple[str, dict[str, object], RLJob]] = []
     colocated = job.placement == "colocated" and job.has_rollout
     if colocated and job.rollout.sleep_level == 0:
-        out.append(("--sleep-level 1 (vLLM frees weights and KV cache while training)",
+        out.append(("vLLM frees weights and KV cache while training", {"sleep_level": 1},
                     replace(job, rollout=replace(job.rollout, sleep_level=1))))
     if colocated and not pol.offload_optimizer:
-        out.append(("--offload-optimizer (optimizer states to CPU while generating)",
+        out.append(("optimizer states to CPU while generating", {"offload_optimizer": True},
                     replace(job, policy=replace(pol, offload_optimizer=True))))
     if colocated and not pol.offload_params:
-        out.append(("--offload-params --offload-optimizer (all policy states to CPU while generating)",
+        out.append(("all policy states to CPU while generating", {"offload_params": True, "offload_optimizer": True},
                     replace(job, policy=replace(pol, offload_params=True, offload_optimizer=True))))
     if job.reference_role is not None and not job.reference_role.offload:
-        out.append(("--offload-reference (reference weights in CPU between its forwards)",
+        out.append(("reference weights in CPU between its forwards", {"offload_reference": True},
                     replace(job, reference=replace(job.reference_role, offload=True))))
     if job.has_rollout:
         rng = utilization_range(job)
         if rng.largest is not None and rng.largest != job.rollout.gpu_memory_utilization:
-            out.append((f"--gpu-memory-utilization {rng.largest:.2f}",
+            out.append(("the largest engine share that fits", {"gpu_memory_utilization": round(rng.largest, 2)},
                         _with_utilization(job, round(rng.largest * 100))))
     if setup.recompute_policy != "full":
-        out.append(("--recompute full", replace(job, policy=replace(pol, setup=replace(setup, recompute="full")))))
+        out.append(("recompute every layer in the backward", {"recompute": "full"},
+                    replace(job, policy=replace(pol, setup=replace(setup, recompute="full")))))
     if setup.batch > 1:
-        out.append((f"--micro-batch {setup.batch // 2}",
+        out.append(("half the policy micro-batch", {"micro_batch": setup.batch // 2},
                     replace(job, policy=replace(pol, setup=replace(setup, batch=setup.batch // 2)))))
     if not setup.fused_ce:
-        out.append(("--fused-ce (fused linear cross entropy: logits never whole)",
+        out.append(("fused linear cross entropy: logits never whole", {"fused_ce": True},
                     replace(job, policy=replace(pol, setup=replace(setup, fused_ce=True)))))
     if job.sharding in ("none", "zero2") and job.trainer_gpus > 1:
-        out.append(("--sharding fsdp", replace(job, sharding="fsdp")))
+        out.append(("shard every trainer state", {"sharding": "fsdp"}, replace(job, sharding="fsdp")))
     if job.sharding != "zero3-offload" and job.trainer_gpus > 1:
-        out.append(("--sharding zero3-offload (optimizer step in host RAM)", replace(job, sharding="zero3-offload")))
+        out.append(("optimizer step in host RAM", {"sharding": "zero3-offload"},
+                    replace(job, sharding="zero3-offload")))
     if setup.method == "full":
-        out.append(("--method lora", replace(job, policy=replace(pol, setup=replace(setup, method="lora")))))
+        out.append(("LoRA adapters on a frozen base", {"method": "lora"},
+                    replace(job, policy=replace(pol, setup=replace(setup, method="lora")))))
     if job.has_rollout:
         best = placement_options(job)
         if best and best[0].fits and (best[0].placement, best[0].engine_gpus) != (job.placement, job.engine_gpus):
-            flag = "--placement colocated" if best[0].placement == "colocated" else \
-                f"--placement split --rollout-gpus {best[0].engine_gpus}"
-            out.append((flag, replace(job, placement=best[0].placement,
-                                      rollout_gpus=best[0].engine_gpus if best[0].placement == "split" else None)))
-    out.append((f"--gpus {job.gpus * 2}", replace(job, gpus=job.gpus * 2)))
+            split = best[0].placement == "split"
+            settings: dict[str, object] = {"placement": best[0].placement}
+            if split:
+                settings["rollout_gpus"] = best[0].engine_gpus
+            out.append(("the best placement that fits", settings,
+                        replace(job, placement=best[0].placement,
+                                rollout_gpus=best[0].engine_gpus if split else None)))
+    out.append(("twice the GPUs", {"gpus": job.gpus * 2}, replace(job, gpus=job.gpus * 2)))
     return out
 
 
 def advice(job: RLJob) -> tuple[Change, ...]:
     """Single changes, each re-estimated: those that fit first, then by peak."""
     out = []
-    for text, changed in _candidate_changes(job):
+    for text, settings, changed in _candidate_changes(job):
         try:
             est = estimate_rl(changed)
         except VramplanError:
             continue
         peak = max(g.peak_bytes for g in est.groups)
-        out.append(Change(change=text, fits=est.fits, peak_bytes=peak,
+        out.append(Change(change=text, settings=settings, fits=est.fits, peak_bytes=peak,
                           headroom_bytes=min(g.headroom_bytes for g in est.groups)))
     return tuple(sorted(out, key=lambda c: (not c.fits, c.peak_bytes)))
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vramplan.intmath import ceil_div, round_up
-from vramplan.errors import InputError
+from vramplan.errors import InputError, Remark
 from vramplan.gguf_types import GGML_TYPES
 from vramplan.memory.recurrent_state import recurrent_state_bytes
 from vramplan.memory.weights import kv_heads_per_rank
@@ -243,8 +243,9 @@ def _conv_bytes(dtype: KVDType) -> int:
 def kv_replication_warning(spec: ModelSpec, tp: int) -> str | None:
     """A warning when ``tp`` exceeds the KV heads (each rank then keeps a replica)."""
     if spec.mla is None and tp > spec.num_kv_heads:
-        return (f"--tp {tp} exceeds the {spec.num_kv_heads} KV heads: each rank keeps one KV head, replicated "
-                f"{tp // spec.num_kv_heads}x across ranks (vLLM does the same)")
+        return Remark(f"tp {tp} exceeds the {spec.num_kv_heads} KV heads: each rank keeps one KV head, replicated "
+                      f"{tp // spec.num_kv_heads}x across ranks (vLLM does the same)", fields=("tp",))
     if spec.mla is not None and tp > 1:
-        return f"MLA latent KV cache is not split by --tp {tp}: every rank holds it whole (vLLM MLA backend)"
+        return Remark(f"MLA latent KV cache is not split by tp {tp}: every rank holds it whole (vLLM MLA backend)",
+                      fields=("tp",))
     return None

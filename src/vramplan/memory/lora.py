@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from vramplan.dtypes import FP32_BYTES
-from vramplan.errors import InputError
+from vramplan.errors import InputError, Remark
 from vramplan.model.spec import ModelSpec
 from vramplan.model.tensors import TensorGroup, model_tensors
 
@@ -153,7 +153,8 @@ def read_targets(spec: ModelSpec, targets: Sequence[str]) -> tuple[tuple[str, ..
             changed.append(f"{name} as {full}")
         if full not in read:
             read.append(full)
-    return tuple(read), (f"--lora-targets read {', '.join(changed)}" if changed else None)
+    return tuple(read), (Remark(f"lora_targets read {', '.join(changed)}", fields=("lora_targets",))
+                         if changed else None)
 
 
 FUSED_LINEARS: dict[str, dict[str, tuple[str, ...]]] = {

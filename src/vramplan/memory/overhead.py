@@ -192,16 +192,21 @@ def fit_overhead_components(overheads: Overheads, *, piecemeal_bytes: int, comm_
 
 
 def fit_verdict(est: Estimate, gpu_slug: str, capacity_bytes: int, *, reserve_bytes: int = 0,
-                overheads: Overheads | None = None, comm_group_ranks: int = 1) -> Estimate:
+                overheads: Overheads | None = None, comm_group_ranks: int = 1, pooled_bytes: int = 0) -> Estimate:
     """``est`` with its verdict: the tensor peak plus the process overheads it does not
     already hold (:func:`vramplan.memory.overhead.fit_overhead_components`: CUDA
     context, cuBLAS workspace, allocator slack over the tensors; NCCL for a group of
-    ``comm_group_ranks``) plus ``reserve_bytes``, against ``capacity_bytes``."""
+    ``comm_group_ranks``) plus ``reserve_bytes``, against ``capacity_bytes``.
+
+    ``pooled_bytes``: bytes of ``est`` an engine allocates as one pool rather than
+    tensor by tensor (a colocated vLLM engine's weights, KV pool and graphs in a
+    post-training job): the allocator slack does not apply to them."""
     overheads = overheads or Overheads()
     held = est.get("overhead")
-    if held:  # a layout's estimate already holds the fixed terms; add the slack only
-        slack = allocator_slack_component(overheads, est.total_bytes - held)
+    if held:  # the estimate already holds the fixed terms; add the slack only
+        slack = allocator_slack_component(overheads, est.total_bytes - held - pooled_bytes)
         extra = [slack] if slack else []
     else:
-        extra = fit_overhead_components(overheads, piecemeal_bytes=est.total_bytes, comm_group_ranks=comm_group_ranks)
+        extra = fit_overhead_components(overheads, piecemeal_bytes=est.total_bytes - pooled_bytes,
+                                        comm_group_ranks=comm_group_ranks)
     return est.with_verdict(gpu_slug, capacity_bytes, reserve_bytes=reserve_bytes, overheads=tuple(extra))

@@ -36,9 +36,9 @@ def tensor_parallel_problem(spec: ModelSpec, tp: int) -> tuple[str, int] | None:
     return None
 
 
-def sequence_splits_evenly(seq_len: Ints, *, tp: Ints, cp: Ints, sp: Flags) -> Flags:
+def sequence_splits_evenly(seq: Ints, *, tp: Ints, cp: Ints, sp: Flags) -> Flags:
     """Whether every sequence splits evenly over the layout: context parallelism gives
-    each of ``cp`` ranks ``seq_len / cp`` tokens, and sequence parallelism splits those
+    each of ``cp`` ranks ``seq / cp`` tokens, and sequence parallelism splits those
     over ``tp`` (Korthikanti et al. 2022, section 4.2.2). Arrays broadcast."""
-    return seq_len % (cp * where(sp, tp, 1)) == 0
+    return seq % (cp * where(sp, tp, 1)) == 0
 

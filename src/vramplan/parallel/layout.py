@@ -176,14 +176,14 @@ class ParallelLayout:
             if spec.moe.num_experts % self.ep:
                 raise LayoutError(f"ep={self.ep} does not divide num_experts={spec.moe.num_experts}")
 
-    def check_sequence(self, seq_len: int) -> None:
-        """Raise :class:`LayoutError` when a sequence of ``seq_len`` tokens does not split
+    def check_sequence(self, seq: int) -> None:
+        """Raise :class:`LayoutError` when a sequence of ``seq`` tokens does not split
         evenly over the layout (:func:`sequence_splits_evenly`)."""
-        if not sequence_splits_evenly(seq_len, tp=self.tp, cp=self.cp, sp=self.sequence_parallel):
-            if seq_len % self.cp:
-                raise LayoutError(f"seq_len={seq_len} is not divisible by cp={self.cp}: context parallelism gives "
+        if not sequence_splits_evenly(seq, tp=self.tp, cp=self.cp, sp=self.sequence_parallel):
+            if seq % self.cp:
+                raise LayoutError(f"seq={seq} is not divisible by cp={self.cp}: context parallelism gives "
                                   "each rank an equal share of every sequence")
-            raise LayoutError(f"seq_len={seq_len} is not divisible by cp*tp = {self.cp}*{self.tp} with "
+            raise LayoutError(f"seq={seq} is not divisible by cp*tp = {self.cp}*{self.tp} with "
                               "sequence_parallel: sequence parallelism splits each rank's tokens over tp")
 
     def describe(self) -> str:

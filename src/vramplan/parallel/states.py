@@ -58,35 +58,36 @@ FP32_BYTES = dtypes.FP32_BYTES
 class ShardedStates:
     """Model-state bytes on one GPU after sharding (floats or arrays), plus host RAM."""
 
-    weights: Reals
-    master_weights: Reals
-    gradients: Reals
-    optimizer: Reals
-    gathered_params: Reals
+    weights_bytes: Reals
+    master_weights_bytes: Reals
+    gradients_bytes: Reals
+    optimizer_bytes: Reals
+    gathered_params_bytes: Reals
     """Parameters gathered for compute (ZeRO-3 live set, FSDP units)."""
-    unsharded_grads: Reals
+    unsharded_grads_bytes: Reals
     """Full-size gradients of the unit/module being reduced (FSDP, ZeRO-3)."""
-    comm_buckets: Reals
+    comm_buckets_bytes: Reals
     """Reduce buckets (DeepSpeed ipg buffers, DDP buckets)."""
-    step_temporaries: Reals
+    step_temporaries_bytes: Reals
     """Held only during the optimizer step (DeepSpeed's fp32 gradient partition)."""
-    host_per_gpu: Reals
+    host_per_gpu_bytes: Reals
     """Bytes each GPU's process keeps in host RAM (offloaded states)."""
 
     @cached_property
-    def resident(self) -> Reals:
+    def resident_bytes(self) -> Reals:
         """Bytes held across the whole step."""
-        return self.weights + self.master_weights + self.gradients + self.optimizer + self.comm_buckets
+        return (self.weights_bytes + self.master_weights_bytes + self.gradients_bytes + self.optimizer_bytes
+                + self.comm_buckets_bytes)
 
     @property
-    def backward_peak(self) -> Reals:
+    def backward_peak_bytes(self) -> Reals:
         """Model-state bytes at the backward peak (without activations)."""
-        return self.resident + self.gathered_params + self.unsharded_grads
+        return self.resident_bytes + self.gathered_params_bytes + self.unsharded_grads_bytes
 
     @property
-    def step_peak(self) -> Reals:
+    def step_peak_bytes(self) -> Reals:
         """Model-state bytes during the optimizer step."""
-        return self.resident + self.step_temporaries
+        return self.resident_bytes + self.step_temporaries_bytes
 
 
 

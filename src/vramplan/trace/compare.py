@@ -58,7 +58,7 @@ def training_setup(setup: TraceSetup, *, config_dropout: bool = False):
     optimizer = analytical_optimizer(setup)
     return TrainingSetup(method=setup.method, precision=setup.precision, optimizer=optimizer,
                          load_dtype=setup.load_dtype if setup.method != "qlora" else None,
-                         batch=setup.batch_size, seq=setup.seq_len, recompute="full" if setup.recompute else "none",
+                         batch=setup.batch_size, seq=setup.seq, recompute="full" if setup.recompute else "none",
                          attention=setup.attention, lora_rank=setup.lora_rank, lora_targets=setup.lora_targets,
                          dropout=dropout)
 
@@ -70,7 +70,7 @@ def inference_setup(setup: TraceSetup):
 
     weights = setup.load_dtype or ("fp32" if setup.precision == "fp32" else "bf16")
     return InferenceSetup(engine="hf", weights=weights, batch=setup.batch_size,
-                          context=setup.seq_len + setup.decode_tokens, prompt=setup.seq_len,
+                          context=setup.seq + setup.decode_tokens, prompt=setup.seq,
                           attention=setup.attention, logits=setup.logits)
 
 

@@ -52,7 +52,7 @@ class TraceSetup:
     """``train``: forward, loss, backward, optimizer step. ``infer``: prefill + decode."""
     batch_size: int = 1
     """Sequences per step (micro-batch)."""
-    seq_len: int = 512
+    seq: int = 512
     """Tokens per sequence (training) or prompt tokens (inference)."""
     decode_tokens: int = 4
     """Inference: tokens generated after the prefill, one forward each."""
@@ -108,7 +108,7 @@ class TraceSetup:
         _choice("attention", self.attention, ATTENTIONS)
         _choice("cache", self.cache, CACHES)
         _at_least("batch_size", self.batch_size, 1)
-        _at_least("seq_len", self.seq_len, 1)
+        _at_least("seq", self.seq, 1)
         _at_least("decode_tokens", self.decode_tokens, 0)
         _at_least("lora_rank", self.lora_rank, 1)
         if self.layers is not None:

@@ -84,7 +84,7 @@ def run_training_step(model, setup: TraceSetup, recorder: Recorder, rules, progr
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, setup)
     _init_optimizer_state(optimizer, params)
-    input_ids = _inputs(model, setup, setup.seq_len)
+    input_ids = _inputs(model, setup, setup.seq)
     labels = input_ids.clone()
     if measure_from_step:
         import torch
@@ -135,20 +135,20 @@ def _labelled_cache(cache):
 
 
 def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=None) -> None:
-    """Prefill ``seq_len`` tokens, then ``decode_tokens`` single-token forwards with the
+    """Prefill ``seq`` tokens, then ``decode_tokens`` single-token forwards with the
     cache. With ``logits="last"`` only the last position's logits are computed
     (``logits_to_keep=1``), as generation does; with ``"all"`` the prefill returns
     every position's (``logits_to_keep=0``), as a plain scoring forward does."""
     import torch
     import transformers
 
-    total = setup.seq_len + setup.decode_tokens
+    total = setup.seq + setup.decode_tokens
     if setup.cache == "static":
         cache = transformers.StaticCache(config=model.config, max_cache_len=total)
     else:
         cache = transformers.DynamicCache(config=model.config)
     cache = _labelled_cache(cache)
-    prompt = _inputs(model, setup, setup.seq_len)
+    prompt = _inputs(model, setup, setup.seq)
     adopt_model(recorder, model, setup)
     recorder.adopt(prompt, "activations/inputs")
     cache_kw = _cache_keyword(model)

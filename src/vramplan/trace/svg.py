@@ -118,7 +118,7 @@ def _legend(names: tuple[str, ...], colours: list[str]) -> list[str]:
 
 def _title(result: TraceResult, unit: str) -> str:
     s = result.setup
-    title = (f"{result.model}: {s.mode}, batch {s.batch_size} x {s.seq_len} tokens, "
+    title = (f"{result.model}: {s.mode}, batch {s.batch_size} x {s.seq} tokens, "
              f"peak {format_bytes(result.peak_bytes, unit)} in {result.peak_phase}")
     if result.extrapolated:
         title += f" (timeline of {result.layers_traced} traced layers; peak extended to {result.num_layers})"

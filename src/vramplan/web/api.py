@@ -159,7 +159,7 @@ def _run(kind: str, work: Callable[[], dict], limit_s: float | None) -> tuple[in
     except FutureTimeout:
         future.cancel()
         return 503, _error("TimeoutError", f"the plan took longer than {limit_s:g} s; fix more of the layout "
-                                           "(--gpus, --tp, --pp...) or use the command line")
+                                           "(gpus, tp, pp...) or use the command line")
     except VramplanError as exc:
         return 400, error_body(exc)
     except Exception as exc:  # a fault of vramplan's own: still one JSON line, not a dropped connection

@@ -118,7 +118,7 @@ function writeURL() {
   for (const el of fieldsFor(state.tab)) {
     if (inactive(el)) continue;
     // A value is left out when it is the page's default and the command line's too;
-    // data-always marks the few defaults the page chooses differently (context, max GPUs).
+    // data-always marks the few defaults the page chooses differently (max GPUs).
     const v = valueOf(el), d = defaultOf(el);
     const always = el.name === "model" || el.name === "gpu" || "always" in el.dataset;
     if (v !== d || (always && v !== "")) params.set(el.name, el.type === "checkbox" ? String(v) : v);
@@ -421,7 +421,7 @@ function detailValue(key, v) {
   if (/bytes/.test(key)) return formatBytes(v);
   if (/utilization$/.test(key)) return `${(100 * v).toFixed(0)} %`;
   if (/params$/.test(key)) return `${v.toLocaleString("en")} (${formatCount(v)})`;
-  if (/(tokens|context|seq_len|_len|kv_cells)/.test(key)) return `${v.toLocaleString("en")} ${t("tokens")}`;
+  if (key === "seq" || /(tokens|context|_len|kv_cells)/.test(key)) return `${v.toLocaleString("en")} ${t("tokens")}`;
   return Number.isInteger(v) ? v.toLocaleString("en") : String(Number(v.toFixed(4)));
 }
 
@@ -430,12 +430,18 @@ function detailLabel(key) {
   return key.replace(/_bytes$/, "").replace(/_/g, " ");
 }
 
-// The estimate's own "what to change" (train / infer): each change with its flags,
+// A change's settings (option names -> values) as the page's query spells them:
+// the option name with dashes (the flag without its "--"), "name=value".
+function settingsText(settings) {
+  return Object.entries(settings || {}).map(([k, v]) => `${k.replace(/_/g, "-")}=${v}`).join(" ");
+}
+
+// The estimate's own "what to change" (train / infer): each change with its settings,
 // the per-GPU peak it was re-estimated at, host RAM when it needs some, and the fit.
 function drawChanges(r) {
   const items = (r.changes || []).map((c) => {
     const host = c.host_bytes ? ` · ${t("host_ram_needed", { bytes: formatBytes(c.host_bytes) })}` : "";
-    return `<li class="${c.fits ? "ok" : "no"}"><span><b>${esc(c.change)}</b>: ${esc(t("needs", { b: formatBytes(c.peak_bytes) }))}${esc(host)} — ${esc(c.fits ? t("fits_then") : t("still_nofit"))}</span> <code>${esc(c.flags.join(" "))}</code></li>`;
+    return `<li class="${c.fits ? "ok" : "no"}"><span><b>${esc(c.change)}</b>: ${esc(t("needs", { b: formatBytes(c.peak_bytes) }))}${esc(host)} — ${esc(c.fits ? t("fits_then") : t("still_nofit"))}</span> <code>${esc(settingsText(c.settings))}</code></li>`;
   }).join("");
   $("#actions").innerHTML = items ? `<h3>${esc(t("changes"))}</h3><ul class="changes">${items}</ul>` : "";
 }
@@ -571,9 +577,9 @@ async function drawExtras(command, query, result, my) {
   // A typed length may be "32k": the server's reading of it is in the result.
   const typed = Number(query.get(lengthKey)), read = result.details || {};
   const curLen = Number.isFinite(typed) && typed > 0 ? typed
-    : (read.context_tokens || read.seq_len
+    : (read.context_tokens || read.seq
        || (read.tokens_per_micro_batch ? read.tokens_per_micro_batch / curBatch : 0)
-       || (command === "infer" ? 8192 : 2048));
+       || 2048);
   const solved = command === "infer" ? (state.solved && state.solved.seq === my ? state.solved.data : {})
     : { max_context: result.fits && result.fits.largest_seq, max_batch: result.fits && result.fits.largest_micro_batch };
   // Ranges fitted to the current value, the largest that fits and the model's own context.
@@ -659,15 +665,6 @@ function drawTimeline(r) {
 
 // ------------------------------------------------------------------ plan and params
 
-const CHANGE_RULES = [
-  [/^more GPUs/, (c) => ({ "max-gpus": c.min_gpus })],
-  [/full activation recomputation/, () => ({ recompute: "full" })],
-  [/^LoRA/, () => ({ method: "lora" })],
-  [/^QLoRA/, () => ({ method: "qlora" })],
-  [/shorter sequence \((\d+) tokens\)/, (c, m) => ({ seq: Number(m[1]) })],
-  [/micro-batch size 1/, () => ({ batch: 1 })],
-];
-
 // The planner's change names, in the page's language.
 const CHANGE_WORDS = [
   [/^more GPUs \(up to (\d+)\)$/, "ch_more_gpus"],
@@ -686,12 +683,13 @@ function changeName(text) {
   return text;
 }
 
+// The form inputs a plan change sets (inputs are named as the query: dashes); "more
+// GPUs" asks for the fewest that fit rather than the search bound.
 function changeSettings(c) {
-  for (const [re, f] of CHANGE_RULES) {
-    const m = re.exec(c.change);
-    if (m) return f(c, m);
-  }
-  return null;
+  const entries = Object.entries(c.settings || {});
+  if (!entries.length) return null;
+  return Object.fromEntries(entries.map(([k, v]) =>
+    [k.replace(/_/g, "-"), k === "max_gpus" && c.min_gpus ? c.min_gpus : v]));
 }
 
 function table(columns, rows) {
@@ -708,7 +706,7 @@ function drawPlan(r) {
     : t("plan_nofit", { n: Math.max(...(r.gpu_counts || [0])), gpu });
   const job = r.kind === "inference"
     ? t("plan_job_infer", { w: r.weights, kv: r.kv_dtype, ctx: Number(r.context).toLocaleString("en"), b: r.batch })
-    : t("plan_job_train", { m: r.method, p: r.precision, seq: Number(r.seq_len).toLocaleString("en") });
+    : t("plan_job_train", { m: r.method, p: r.precision, seq: Number(r.seq).toLocaleString("en") });
   const sub = `${job} · ` + t("evaluated", { n: Number(r.evaluated || 0).toLocaleString("en"), budget: formatBytes(r.budget_bytes) })
     + (cands.length ? "" : ` · ${t("smallest_peak", { b: formatBytes(r.min_peak_bytes || 0) })}`);
   $("#verdict").innerHTML = `<div class="verdict ${cands.length ? "fits" : "nofit"}"><span class="mark" aria-hidden="true">${cands.length ? "✓" : "✗"}</span><span class="head">${esc(head)}</span><small>${esc(sub)}</small></div>`;
@@ -717,7 +715,7 @@ function drawPlan(r) {
       const set = changeSettings(c);
       const verdict = c.fits ? t("fits_on", { n: c.min_gpus, s: plural(c.min_gpus) }) : t("still_nofit");
       const button = set && c.fits ? `<button type="button" class="apply" data-set='${esc(JSON.stringify(set))}'>${esc(t("apply"))}</button>` : "";
-      return `<li class="${c.fits ? "ok" : "no"}"><span><b>${esc(changeName(c.change))}</b>: ${esc(t("needs", { b: formatBytes(c.min_peak_bytes) }))} — ${esc(verdict)}</span> <code>${esc((c.flags || []).join(" "))}</code>${button}</li>`;
+      return `<li class="${c.fits ? "ok" : "no"}"><span><b>${esc(changeName(c.change))}</b>: ${esc(t("needs", { b: formatBytes(c.min_peak_bytes) }))} — ${esc(verdict)}</span> <code>${esc(settingsText(c.settings))}</code>${button}</li>`;
     }).join("");
     $("#actions").innerHTML = items ? `<h3>${esc(t("changes"))}</h3><ul class="changes">${items}</ul>` : "";
   } else {
@@ -725,7 +723,7 @@ function drawPlan(r) {
       : [["vllm", "vllm serve"], ["llamacpp", "llama-server"]];
     let extra = "";
     if (r.largest_micro_batch) extra += `<li>${esc(t("largest_mb_plan", { n: r.largest_micro_batch.micro_batch_size, d: r.largest_micro_batch.describe }))}</li>`;
-    if (r.longest_context) extra += `<li>${esc(t("longest_context_plan", { n: Number(r.longest_context.seq_len).toLocaleString("en"), d: r.longest_context.describe }))}</li>`;
+    if (r.longest_context) extra += `<li>${esc(t("longest_context_plan", { n: Number(r.longest_context.seq).toLocaleString("en"), d: r.longest_context.describe }))}</li>`;
     if (cands[0].recipe) extra += `<li>${esc(t("recipe"))}: ${esc(cands[0].recipe)}</li>`;
     $("#actions").innerHTML = `${extra ? `<ul class="facts">${extra}</ul>` : ""}<h3>${esc(t("exports"))}</h3><div class="exports">${engines.map(([e, label]) =>
       `<button type="button" class="export" data-engine="${e}">${esc(label)}</button>`).join("")}</div><div id="export-out"></div>`;

@@ -26,7 +26,7 @@ const I18N = {
     global_batch: "Global batch", tokens4m: "4M tokens", host_ram: "Host RAM per node",
     host_default: "1TiB datacenter, 128GiB other", headroom: "Headroom (share kept free)",
     show_result: "Show result", result: "Result",
-    more: "More options", prompt: "Prompt (tokens)", whole_context: "whole context", prefill_chunk: "Prefill chunk (tokens)",
+    more: "More options", prompt: "Prompt (tokens)", whole_context: "whole context", context_default: "4096 or the model's max", prefill_chunk: "Prefill chunk (tokens)",
     one_pass: "one pass", reserve: "Keep free", cuda_context: "CUDA context", block_size: "KV block size",
     gpus_per_node: "GPUs per node", from_gpus: "from GPUs", micro_batches: "Micro-batches per step",
     virtual_stages: "Virtual stages", lora_targets: "LoRA target modules", all_linear: "every linear module",
@@ -88,7 +88,7 @@ const I18N = {
     d_activation_bytes_per_layer: "activations per layer", d_logits_saved_bytes: "logits saved",
     d_tokens_per_micro_batch: "tokens per micro-batch", d_backward_peak_at: "backward peak at", d_layout: "layout",
     d_recipe: "mixed-precision recipe", d_params_on_gpu: "parameters on this GPU", d_stage: "pipeline stage shown",
-    d_micro_batch_size: "micro-batch", d_seq_len: "sequence", d_recompute: "recompute",
+    d_micro_batch_size: "micro-batch", d_seq: "sequence", d_recompute: "recompute",
   },
   zh: {
     tagline: "训练、微调或部署一个大模型需要多少显存——放不下时该改什么。",
@@ -113,7 +113,7 @@ const I18N = {
     global_batch: "全局批大小", tokens4m: "400 万词元", host_ram: "每节点主机内存",
     host_default: "数据中心 1TiB，其他 128GiB", headroom: "预留比例",
     show_result: "查看结果", result: "结果",
-    more: "更多选项", prompt: "提示词（词元）", whole_context: "整个上下文", prefill_chunk: "分块预填充（词元）",
+    more: "更多选项", prompt: "提示词（词元）", whole_context: "整个上下文", context_default: "4096 或模型上限", prefill_chunk: "分块预填充（词元）",
     one_pass: "一次完成", reserve: "预留显存", cuda_context: "CUDA 上下文", block_size: "KV 块大小",
     gpus_per_node: "每节点 GPU 数", from_gpus: "由 GPU 数推出", micro_batches: "每步微批次数",
     virtual_stages: "虚拟流水线阶段", lora_targets: "LoRA 目标模块", all_linear: "所有线性层",
@@ -175,7 +175,7 @@ const I18N = {
     d_activation_bytes_per_layer: "每层激活值", d_logits_saved_bytes: "保存的 logits",
     d_tokens_per_micro_batch: "每个微批次的词元数", d_backward_peak_at: "反向峰值出现于", d_layout: "并行布局",
     d_recipe: "混合精度方案", d_params_on_gpu: "本卡参数量", d_stage: "所示流水线阶段",
-    d_micro_batch_size: "微批次", d_seq_len: "序列长度", d_recompute: "重计算",
+    d_micro_batch_size: "微批次", d_seq: "序列长度", d_recompute: "重计算",
   },
 };
 
