@@ -1,17 +1,26 @@
-"""transformers ``generate`` with a dynamic cache.
+"""transformers ``generate`` with a dynamic or a static cache.
 
 What it holds, per GPU (``tp`` ranks split each layer as in Megatron-LM):
 
 - weights in their stored format (:mod:`vramplan.memory.weights`);
-- a ``DynamicCache``: K/V of every token seen, grown by ``torch.cat`` at each step,
-  so the layer being updated briefly holds its old and new cache together
-  (``DynamicLayer.update``) — the ``buffers/cache_concat`` term, counted in place of
-  the layer's own tensors when larger (the concat runs before the attention kernel);
-  the last step's fp32 logits stay bound through the next forward
+- the KV cache (:func:`cache_terms`), one of
+  - a ``DynamicCache`` (``generate``'s default): K/V of every token seen, grown by
+    ``torch.cat`` at each step, so the layer being updated briefly holds its old and
+    new cache together (``DynamicLayer.update``) — the ``buffers/cache_concat`` term,
+    counted in place of the layer's own tensors when larger (the concat runs before the
+    attention kernel); sliding layers keep ``window`` tokens of storage in decode and
+    the whole prompt's right after prefill (``DynamicSlidingWindowLayer`` keeps a view
+    of the concatenation);
+  - a ``StaticCache`` (``cache_implementation="static"``): every layer preallocates
+    ``max_cache_len`` = the context at its first update (``StaticLayer.lazy_initialization``),
+    a sliding or chunked layer ``min(window, context)`` (``StaticSlidingWindowLayer``),
+    so the prefill already holds the whole cache; a full-attention layer returns its
+    whole ``max_cache_len`` storage to the attention (keys over the context); a full
+    sliding layer rolls its window in decode (``self.keys.roll(-1)``, the same for the
+    values: ``buffers/cache_roll``);
+  MLA models cache the compressed latent (transformers 5);
+- the last step's fp32 logits stay bound through the next forward
   (``buffers/previous_logits``);
-  sliding layers keep ``window`` tokens of storage in decode and the whole prompt's
-  right after prefill (``DynamicSlidingWindowLayer`` keeps a view); MLA
-  models cache the compressed latent (transformers 5);
 - prefill of the whole prompt in one forward (or ``prefill_chunk`` tokens at a
   time), whose peak is the larger of the attention and MLP phases of one layer
   (:mod:`vramplan.memory.inference_buffers`);
@@ -28,7 +37,7 @@ What it holds, per GPU (``tp`` ranks split each layer as in Megatron-LM):
   everything PyTorch allocates piecemeal.
 
 The peak is the larger of prefill (cache of the prompt + prefill activations) and
-the last decode step (cache of the full context + its concat transient).
+the last decode step (cache of the full context + its update transient).
 """
 
 from __future__ import annotations
@@ -39,7 +48,8 @@ from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.memory.inference_buffers import (ForwardShape, attention_mask_bytes, hf_layer_flow, layer_peak_bytes,
                                               logits_bytes)
-from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_cache_bytes, kv_row_elements
+from vramplan.memory.kv_cache import (KVDType, check_engine_kv_dtype, get_kv_dtype, kv_cache_bytes, kv_row_elements,
+                                      layer_kv_bytes_per_token, tokens_held)
 from vramplan.memory.overhead import fit_overhead_components
 from vramplan.memory.weights import shard_shape, weight_split_components
 from vramplan.model.tensors import model_tensors
@@ -77,6 +87,37 @@ _DEQUANT_FORMATS = ("nf4", "fp4", "int8")
 def _kv(job: Job, tokens: int, dtype: str, sliding_extra_tokens: int) -> int:
     return kv_cache_bytes(job.spec, context_tokens=tokens, batch=job.setup.batch, dtype=dtype, tp=job.setup.tp,
                           sliding_extra_tokens=sliding_extra_tokens)
+
+
+def _attention_layers(job: Job) -> list[int]:
+    return [i for i in range(job.spec.num_layers) if job.spec.mixer(i) == "attention"]
+
+
+def static_attended_tokens(job: Job, query_tokens: int, seen_tokens: int) -> int:
+    """Keys the widest layer attends to in a forward of ``query_tokens`` new tokens that
+    brings each sequence to ``seen_tokens`` with a ``StaticCache``: a full-attention
+    layer returns its whole ``max_cache_len`` storage (``StaticLayer.update``: the
+    context); a sliding layer (``StaticSlidingWindowLayer.update``) its window storage
+    while the new tokens fit it, else the keys it concatenates: the new ones after
+    what it held (at most ``window - 1`` of them), the new keys themselves when the
+    window was empty."""
+    spec, context = job.spec, job.context
+    attended = [query_tokens]
+    for i in _attention_layers(job):
+        storage = tokens_held(spec, i, context)
+        attended.append(max(storage, min(seen_tokens, storage - 1 + query_tokens)) if storage < context else storage)
+    return max(attended)
+
+
+def static_roll_bytes(job: Job, dtype: KVDType) -> int:
+    """A full sliding layer's decode update in a ``StaticCache``: ``self.keys.roll(-1)``
+    and ``self.values.roll(-1)`` are new window-sized tensors, both alive while they are
+    copied back (``StaticSlidingWindowLayer.update``); the largest such layer, 0 when no
+    window is full at the last step (the context fits every window)."""
+    spec, setup = job.spec, job.setup
+    rolled = [tokens_held(spec, i, job.context) * layer_kv_bytes_per_token(spec, i, dtype, tp=setup.tp)
+              for i in _attention_layers(job) if tokens_held(spec, i, job.context) < job.context]
+    return setup.batch * max(rolled, default=0)
 
 
 def _dequant_bytes(job: Job, act_bytes: int) -> int:
@@ -137,42 +178,61 @@ def build(job: Job) -> Estimate:
                          "(from_pretrained(gguf_file=...)); use weights fp16, or engine llamacpp",
                          fields=("weights", "engine"))
     kv_dtype = get_kv_dtype(setup.kv_dtype or job.compute_dtype)
-    check_engine_kv_dtype(kv_dtype, "transformers DynamicCache", HF_KV_DTYPES)
+    check_engine_kv_dtype(kv_dtype, "transformers cache", HF_KV_DTYPES)
     act_bytes = get_dtype(job.compute_dtype).element_bytes
     weights = weight_split_components(spec, job.weights, setup.tp)
     chunk = min(job.prompt, setup.prefill_chunk or job.prompt)
     kv_note = f"{kv_dtype.name}, batch {setup.batch}"
 
-    # After prefill a sliding layer keeps a view of its last window - 1 tokens, but the
-    # view holds the whole prompt's storage until the first decode step: no cap yet.
-    prefill = weights + [Component(name="kv_cache", bytes=_kv(job, job.prompt, kv_dtype.name, job.prompt),
-                                   note=f"{job.prompt} prompt tokens, {kv_note}")]
+    static = setup.cache == "static"
+    cache_name = "StaticCache" if static else "DynamicCache"
+    if static:
+        # every layer's storage is preallocated at its first update: the whole cache from prefill on
+        prefill_kv = Component(name="kv_cache", bytes=_kv(job, job.context, kv_dtype.name, 0),
+                               note=f"{cache_name} preallocated for {job.context} tokens (sliding layers: their "
+                                    f"window), {kv_note}")
+        prefill_keys = static_attended_tokens(job, chunk, job.prompt)
+    else:
+        # After prefill a sliding layer keeps a view of its last window - 1 tokens, but the
+        # view holds the whole prompt's storage until the first decode step: no cap yet.
+        prefill_kv = Component(name="kv_cache", bytes=_kv(job, job.prompt, kv_dtype.name, job.prompt),
+                               note=f"{job.prompt} prompt tokens, {kv_note}, {cache_name}")
+        prefill_keys = job.prompt
+    prefill = weights + [prefill_kv]
     dequant = _dequant_bytes(job, act_bytes)
     dequant_terms = [Component(name="buffers/dequant", bytes=dequant,
                                note="largest quantized weight dequantized for a multi-token matmul (bitsandbytes)")]
-    prefill += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=chunk, kv_tokens=job.prompt,
-                                             act_bytes=act_bytes, held_hidden=held_hidden(job)), "prefill", dequant_terms if dequant else [])
+    prefill += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=chunk, kv_tokens=prefill_keys,
+                                             act_bytes=act_bytes, held_hidden=held_hidden(job)), "prefill",
+                           dequant_terms if dequant else [])
 
-    row = kv_dtype.row_bytes(max(kv_row_elements(spec, tp=setup.tp)))
     decode = weights + [
         Component(name="kv_cache", bytes=_kv(job, job.context, kv_dtype.name, SLIDING_DECODE_EXTRA_TOKENS),
-                  note=f"{job.context} tokens per sequence, {kv_note}, DynamicCache"),
+                  note=f"{job.context} tokens per sequence, {kv_note}, {cache_name}"),
         Component(name="buffers/token_ids", bytes=setup.batch * job.context * TOKEN_ID_BYTES * 2,
                   note="int64 input_ids and attention mask, re-concatenated every step by generate"),
     ]
-    concat = [Component(name="buffers/cache_concat", bytes=setup.batch * job.context * row,
-                        note="old K (or V) of one layer while torch.cat builds the grown one (DynamicLayer.update)")]
+    if static:
+        roll = static_roll_bytes(job, kv_dtype)
+        update = [Component(name="buffers/cache_roll", bytes=roll,
+                            note="a full sliding layer's rolled K and V (StaticSlidingWindowLayer.update)")] if roll else []
+        decode_keys = static_attended_tokens(job, 1, job.context)
+    else:
+        row = kv_dtype.row_bytes(max(kv_row_elements(spec, tp=setup.tp)))
+        update = [Component(name="buffers/cache_concat", bytes=setup.batch * job.context * row,
+                            note="old K (or V) of one layer while torch.cat builds the grown one (DynamicLayer.update)")]
+        decode_keys = job.context
     previous = [Component(name="buffers/previous_logits", bytes=setup.batch * spec.vocab_size * FP32_BYTES,
                           note="the last step's fp32 next-token logits, still bound in generate's loop "
                                "(GenerationMixin._sample) while the next forward runs")]
-    decode += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=1, kv_tokens=job.context,
+    decode += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=1, kv_tokens=decode_keys,
                                             act_bytes=act_bytes, held_hidden=held_hidden(job)), "decode", previous,
-                          apart=concat)
+                          apart=update)
     phases = {}
     for name, comps in (("prefill", prefill), ("decode", decode)):
         phases[name] = comps + fit_overhead_components(setup.overheads, piecemeal_bytes=sum(c.bytes for c in comps),
                                                        comm_group_ranks=setup.tp)
     phase, components, timeline = peak_of(phases)
     est = base_estimate(job, phase, components, phases=timeline,
-                        details={"kv_dtype": kv_dtype.name, "attention": setup.attention})
+                        details={"kv_dtype": kv_dtype.name, "attention": setup.attention, "cache": setup.cache})
     return with_gpu_verdict(est, job)
