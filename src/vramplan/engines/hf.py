@@ -42,6 +42,8 @@ the last decode step (cache of the full context + its update transient).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from vramplan.dtypes import FP32_BYTES, get_dtype
 from vramplan.engines import Job, base_estimate, peak_of, with_gpu_verdict
 from vramplan.errors import InputError
@@ -93,20 +95,45 @@ def _attention_layers(job: Job) -> list[int]:
     return [i for i in range(job.spec.num_layers) if job.spec.mixer(i) == "attention"]
 
 
-def static_attended_tokens(job: Job, query_tokens: int, seen_tokens: int) -> int:
-    """Keys the widest layer attends to in a forward of ``query_tokens`` new tokens that
-    brings each sequence to ``seen_tokens`` with a ``StaticCache``: a full-attention
-    layer returns its whole ``max_cache_len`` storage (``StaticLayer.update``: the
-    context); a sliding layer (``StaticSlidingWindowLayer.update``) its window storage
-    while the new tokens fit it, else the keys it concatenates: the new ones after
-    what it held (at most ``window - 1`` of them), the new keys themselves when the
-    window was empty."""
+@dataclass(frozen=True, kw_only=True)
+class AttendedKeys:
+    """Keys per sequence that one forward's layers attend to, by attention kind."""
+
+    full: int
+    """A full-attention layer's keys."""
+    sliding: int
+    """A sliding (or chunked) layer's keys."""
+
+    @property
+    def widest(self) -> int:
+        return max(self.full, self.sliding)
+
+
+def static_attended_keys(job: Job, query_tokens: int, seen_tokens: int) -> AttendedKeys:
+    """Keys attended in a forward of ``query_tokens`` new tokens that brings each
+    sequence to ``seen_tokens`` with a ``StaticCache``: a full-attention layer returns
+    its whole ``max_cache_len`` storage (``StaticLayer.update``: the context); a
+    sliding layer (``StaticSlidingWindowLayer.update``) its window storage while the new
+    tokens fit it, else the keys it concatenates: the new ones after what it held (at
+    most ``window - 1`` of them), the new keys themselves when the window was empty. A
+    window no shorter than the context behaves as a full layer."""
     spec, context = job.spec, job.context
-    attended = [query_tokens]
+    full, sliding = [query_tokens], [query_tokens]
     for i in _attention_layers(job):
         storage = tokens_held(spec, i, context)
-        attended.append(max(storage, min(seen_tokens, storage - 1 + query_tokens)) if storage < context else storage)
-    return max(attended)
+        if storage < context:
+            sliding.append(max(storage, min(seen_tokens, storage - 1 + query_tokens)))
+        else:
+            full.append(storage)
+    return AttendedKeys(full=max(full), sliding=max(sliding))
+
+
+def overflows_a_window(job: Job, query_tokens: int) -> bool:
+    """Do ``query_tokens`` new tokens overflow a sliding layer's window in a
+    ``StaticCache`` (so that layer attends over the new keys themselves, not its
+    storage: :attr:`~vramplan.memory.inference_buffers.ForwardShape.kv_outside_cache`)?"""
+    return any(tokens_held(job.spec, i, job.context) < min(job.context, query_tokens)
+               for i in _attention_layers(job))
 
 
 def static_roll_bytes(job: Job, dtype: KVDType) -> int:
@@ -131,7 +158,7 @@ def _dequant_bytes(job: Job, act_bytes: int) -> int:
 
 
 def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Component],
-                apart: list[Component] | None = None) -> list[Component]:
+                apart: list[Component] | None = None, sliding_kv_tokens: int | None = None) -> list[Component]:
     """The short-lived terms at a phase's high point: inside a decoder layer (its live
     tensors, the mask built for the forward, ``in_layer`` extras alive throughout) or
     after the last layer (the logits), whichever moment holds more. The two never
@@ -148,8 +175,12 @@ def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Compon
     apart_bytes = sum(c.bytes for c in apart or [])
     layer_moment = [
         *([layer] if layer.bytes >= apart_bytes else apart or []),
-        Component(name="activations/attention_mask", bytes=attention_mask_bytes(job.spec, shape, setup.attention),
-                  note=f"{setup.attention} mask built once per forward (masking_utils)"),
+        Component(name="activations/attention_mask",
+                  bytes=attention_mask_bytes(job.spec, shape, setup.attention, sliding_kv_tokens=sliding_kv_tokens,
+                                             per_sequence=setup.cache == "static"),
+                  note=f"{setup.attention} mask built once per forward (masking_utils)"
+                       + (", per sequence (generate's contiguous copy with a static cache)"
+                          if setup.cache == "static" else "")),
         *in_layer,
     ]
     if setup.logits == "all" and phase == "prefill":
@@ -191,20 +222,22 @@ def build(job: Job) -> Estimate:
         prefill_kv = Component(name="kv_cache", bytes=_kv(job, job.context, kv_dtype.name, 0),
                                note=f"{cache_name} preallocated for {job.context} tokens (sliding layers: their "
                                     f"window), {kv_note}")
-        prefill_keys = static_attended_tokens(job, chunk, job.prompt)
+        prefill_keys = static_attended_keys(job, chunk, job.prompt)
     else:
         # After prefill a sliding layer keeps a view of its last window - 1 tokens, but the
         # view holds the whole prompt's storage until the first decode step: no cap yet.
         prefill_kv = Component(name="kv_cache", bytes=_kv(job, job.prompt, kv_dtype.name, job.prompt),
                                note=f"{job.prompt} prompt tokens, {kv_note}, {cache_name}")
-        prefill_keys = job.prompt
+        prefill_keys = AttendedKeys(full=job.prompt, sliding=job.prompt)
     prefill = weights + [prefill_kv]
     dequant = _dequant_bytes(job, act_bytes)
     dequant_terms = [Component(name="buffers/dequant", bytes=dequant,
                                note="largest quantized weight dequantized for a multi-token matmul (bitsandbytes)")]
-    prefill += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=chunk, kv_tokens=prefill_keys,
-                                             act_bytes=act_bytes, held_hidden=held_hidden(job)), "prefill",
-                           dequant_terms if dequant else [])
+    prefill += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=chunk,
+                                             kv_tokens=prefill_keys.widest, act_bytes=act_bytes,
+                                             held_hidden=held_hidden(job),
+                                             kv_outside_cache=static and overflows_a_window(job, chunk)), "prefill",
+                           dequant_terms if dequant else [], sliding_kv_tokens=prefill_keys.sliding)
 
     decode = weights + [
         Component(name="kv_cache", bytes=_kv(job, job.context, kv_dtype.name, SLIDING_DECODE_EXTRA_TOKENS),
@@ -216,18 +249,18 @@ def build(job: Job) -> Estimate:
         roll = static_roll_bytes(job, kv_dtype)
         update = [Component(name="buffers/cache_roll", bytes=roll,
                             note="a full sliding layer's rolled K and V (StaticSlidingWindowLayer.update)")] if roll else []
-        decode_keys = static_attended_tokens(job, 1, job.context)
+        decode_keys = static_attended_keys(job, 1, job.context)
     else:
         row = kv_dtype.row_bytes(max(kv_row_elements(spec, tp=setup.tp)))
         update = [Component(name="buffers/cache_concat", bytes=setup.batch * job.context * row,
                             note="old K (or V) of one layer while torch.cat builds the grown one (DynamicLayer.update)")]
-        decode_keys = job.context
+        decode_keys = AttendedKeys(full=job.context, sliding=job.context)
     previous = [Component(name="buffers/previous_logits", bytes=setup.batch * spec.vocab_size * FP32_BYTES,
                           note="the last step's fp32 next-token logits, still bound in generate's loop "
                                "(GenerationMixin._sample) while the next forward runs")]
-    decode += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=1, kv_tokens=decode_keys,
+    decode += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=1, kv_tokens=decode_keys.widest,
                                             act_bytes=act_bytes, held_hidden=held_hidden(job)), "decode", previous,
-                          apart=update)
+                          apart=update, sliding_kv_tokens=decode_keys.sliding)
     phases = {}
     for name, comps in (("prefill", prefill), ("decode", decode)):
         phases[name] = comps + fit_overhead_components(setup.overheads, piecemeal_bytes=sum(c.bytes for c in comps),

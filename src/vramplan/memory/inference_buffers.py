@@ -45,6 +45,13 @@ class ForwardShape:
     input (the caller's ``hidden_states``): 2. Engines with a fused in-place residual
     (vLLM) keep 1."""
 
+    kv_outside_cache: bool = False
+    """The attention reads this forward's own new keys and values rather than the
+    cache's storage, so they stay alive beside the cache through the attention: a
+    ``StaticCache``'s sliding layer whose window the new tokens overflow returns them
+    (``StaticSlidingWindowLayer.update``); a dynamic cache returns its concatenation
+    and a full static layer its storage, and the new tensors are freed."""
+
     @property
     def tokens(self) -> int:
         return self.sequences * self.query_tokens
@@ -125,6 +132,9 @@ def hf_layer_flow(spec: ModelSpec) -> LayerFlow:
         return LayerFlow(fused_qkv=True, softmax_fp32=False, mlp_block_hidden=3, activation_extra_copies=extra)
     if spec.model_type == "gpt_neox":
         return LayerFlow(fused_qkv=True, activation_extra_copies=extra)
+    if spec.model_type == "phi3":
+        # Phi3Attention slices q, k, v out of one qkv_proj output bound in its frame
+        return LayerFlow(fused_qkv=True, fused_gate_up=True, activation_extra_copies=extra)
     return LayerFlow(activation_extra_copies=extra, mla_expands_cache=spec.mla is not None,
                      fused_gate_up=spec.model_type in FUSED_GATE_UP_FAMILIES,
                      attention_sinks=spec.model_type in SINK_ATTENTION_FAMILIES)
@@ -199,7 +209,9 @@ def attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, 
     projections = shape.tokens * (base + kv_width + rotary_temps + q_width) * shape.act_bytes + expanded
     if impl != "eager":
         return projections
-    at_scores = shape.tokens * (base + (0 if repeat_kv else kv_width)) * shape.act_bytes + expanded + \
+    # the new keys and values, when the cache returned them instead of its storage
+    fresh_kv = kv_width if shape.kv_outside_cache else 0
+    at_scores = shape.tokens * (base + (0 if repeat_kv else kv_width) + fresh_kv) * shape.act_bytes + expanded + \
         eager_scores_bytes(spec, shape, tp=tp, flow=flow)
     return max(projections, at_scores)
 
@@ -233,7 +245,10 @@ def fused_attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int
     projections = shape.tokens * (before + q_width + spec.hidden_size) * shape.act_bytes
     if impl != "eager":
         return projections
-    at_scores = shape.tokens * before * shape.act_bytes + eager_scores_bytes(spec, shape, tp=tp, flow=flow)
+    # the rotated key, when the cache returned it instead of its storage (the value is a view of the fused output)
+    fresh_key = kv_width // 2 if shape.kv_outside_cache else 0
+    at_scores = shape.tokens * (before + fresh_key) * shape.act_bytes + eager_scores_bytes(spec, shape, tp=tp,
+                                                                                           flow=flow)
     return max(projections + eager_probs_bytes(spec, shape, tp=tp), at_scores)
 
 
@@ -275,20 +290,27 @@ def mla_attention_phase_bytes(spec: ModelSpec, mla: MLASpec, shape: ForwardShape
     return max(projections + probs, at_values, before + scores * (shape.act_bytes + EAGER_BYTES_PER_SCORE_EXTRA))
 
 
-def attention_mask_bytes(spec: ModelSpec, shape: ForwardShape, impl: AttentionImpl) -> int:
+def attention_mask_bytes(spec: ModelSpec, shape: ForwardShape, impl: AttentionImpl, *,
+                         sliding_kv_tokens: int | None = None, per_sequence: bool = False) -> int:
     """The attention masks transformers builds once per forward (alive through every
     layer; ``masking_utils``): eager adds a float mask of ``q_len x kv_len`` per
     sequence in the compute dtype, one per attention kind the model has (Gemma 2 and
     other local/global models build a causal and a sliding mask, ``causal_mask_mapping``);
     SDPA runs pure causal attention with ``is_causal`` and no mask, but needs a boolean
-    ``q_len x kv_len`` mask (shared by the batch) when a sliding window cuts the keys;
-    flash attention takes none."""
+    ``q_len x kv_len`` mask (shared by the batch, or one per sequence when
+    ``per_sequence``: ``generate`` with a static cache builds the masks itself and makes
+    them contiguous, ``GenerationMixin.prepare_inputs_for_generation``) when a sliding
+    window cuts the keys; flash attention takes none. ``sliding_kv_tokens``: the keys a
+    sliding layer attends to when they differ from a full layer's ``kv_tokens`` (a
+    static cache's full layers attend over their whole preallocated length)."""
+    sliding_kv = shape.kv_tokens if sliding_kv_tokens is None else sliding_kv_tokens
     if impl == "eager":
-        kinds = len(set(spec.attention_kinds()))
-        return kinds * shape.sequences * shape.query_tokens * shape.kv_tokens * shape.act_bytes
+        kinds = set(spec.attention_kinds())
+        keys = sum(shape.kv_tokens if kind == "full_attention" else sliding_kv for kind in kinds)
+        return shape.sequences * shape.query_tokens * keys * shape.act_bytes
     window = spec.sliding_window
-    if impl == "sdpa" and window is not None and shape.kv_tokens > window and shape.query_tokens > 1:
-        return shape.query_tokens * shape.kv_tokens
+    if impl == "sdpa" and window is not None and sliding_kv > window and shape.query_tokens > 1:
+        return (shape.sequences if per_sequence else 1) * shape.query_tokens * sliding_kv
     return 0
 
 
