@@ -42,7 +42,7 @@ the last decode step (cache of the full context + its update transient).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vramplan.dtypes import FP32_BYTES, get_dtype
 from vramplan.engines import Job, base_estimate, peak_of, with_gpu_verdict
@@ -97,43 +97,79 @@ def _attention_layers(job: Job) -> list[int]:
 
 @dataclass(frozen=True, kw_only=True)
 class AttendedKeys:
-    """Keys per sequence that one forward's layers attend to, by attention kind."""
+    """Keys per sequence one forward's layers attend to, by attention kind (None: the
+    model has no layer of that kind)."""
 
-    full: int
+    full: int | None
     """A full-attention layer's keys."""
-    sliding: int
+    sliding: int | None
     """A sliding (or chunked) layer's keys."""
+    sliding_reads_new_keys: bool = False
+    """The sliding layers attend over the forward's new keys and values, not their
+    cache storage (:attr:`~vramplan.memory.inference_buffers.ForwardShape.kv_outside_cache`)."""
+    full_unallocated_bytes: int = 0
+    """Cache bytes not yet allocated while the last full layer runs: a first forward
+    allocates each layer's cache at its first update (``lazy_initialization``), so the
+    layers after it hold none yet."""
+    sliding_unallocated_bytes: int = 0
+    """The same for the last sliding layer."""
 
     @property
     def widest(self) -> int:
-        return max(self.full, self.sliding)
+        return max(k for k in (self.full, self.sliding) if k is not None)
+
+    def layer_shapes(self, shape: ForwardShape) -> tuple[tuple[ForwardShape, int], ...]:
+        """``shape`` as the last layer of each kind sees it, with the cache bytes of the
+        layers after it (not yet allocated then)."""
+        out = [(replace(shape, kv_tokens=self.full), self.full_unallocated_bytes)] if self.full is not None else []
+        if self.sliding is not None:
+            out.append((replace(shape, kv_tokens=self.sliding, kv_outside_cache=self.sliding_reads_new_keys),
+                        self.sliding_unallocated_bytes))
+        return tuple(out)
 
 
-def static_attended_keys(job: Job, query_tokens: int, seen_tokens: int) -> AttendedKeys:
+def dynamic_attended_keys(job: Job, seen_tokens: int) -> AttendedKeys:
+    """A ``DynamicCache`` returns every layer its concatenation: all ``seen_tokens``
+    (a sliding layer drops its oldest keys after the forward)."""
+    return AttendedKeys(full=seen_tokens, sliding=None)
+
+
+def static_attended_keys(job: Job, query_tokens: int, seen_tokens: int, dtype: KVDType) -> AttendedKeys:
     """Keys attended in a forward of ``query_tokens`` new tokens that brings each
     sequence to ``seen_tokens`` with a ``StaticCache``: a full-attention layer returns
     its whole ``max_cache_len`` storage (``StaticLayer.update``: the context); a
     sliding layer (``StaticSlidingWindowLayer.update``) its window storage while the new
     tokens fit it, else the keys it concatenates: the new ones after what it held (at
-    most ``window - 1`` of them), the new keys themselves when the window was empty. A
-    window no shorter than the context behaves as a full layer."""
+    most ``window - 1`` of them), the new keys themselves when the window was empty
+    (then kept beside the window). A window no shorter than the context behaves as a
+    full layer. In the first forward (``seen_tokens == query_tokens``) the layers after
+    the last one of a kind have not allocated their storage yet."""
     spec, context = job.spec, job.context
-    full, sliding = [query_tokens], [query_tokens]
+    full: list[int] = []
+    sliding: list[int] = []
     for i in _attention_layers(job):
         storage = tokens_held(spec, i, context)
         if storage < context:
             sliding.append(max(storage, min(seen_tokens, storage - 1 + query_tokens)))
         else:
             full.append(storage)
-    return AttendedKeys(full=max(full), sliding=max(sliding))
+    if not full and not sliding:
+        return AttendedKeys(full=seen_tokens, sliding=None)
+    layers = _attention_layers(job)
+    windows = [tokens_held(spec, i, context) for i in layers]
+    storage_bytes = [job.setup.batch * w * layer_kv_bytes_per_token(spec, i, dtype, tp=job.setup.tp)
+                     for i, w in zip(layers, windows)]
 
+    def unallocated(kind_is_sliding: bool) -> int:
+        if seen_tokens > query_tokens:
+            return 0
+        last = max(n for n, w in enumerate(windows) if (w < context) == kind_is_sliding)
+        return sum(storage_bytes[last + 1:])
 
-def overflows_a_window(job: Job, query_tokens: int) -> bool:
-    """Do ``query_tokens`` new tokens overflow a sliding layer's window in a
-    ``StaticCache`` (so that layer attends over the new keys themselves, not its
-    storage: :attr:`~vramplan.memory.inference_buffers.ForwardShape.kv_outside_cache`)?"""
-    return any(tokens_held(job.spec, i, job.context) < min(job.context, query_tokens)
-               for i in _attention_layers(job))
+    return AttendedKeys(full=max(full) if full else None, sliding=max(sliding) if sliding else None,
+                        sliding_reads_new_keys=any(w < min(context, query_tokens) for w in windows),
+                        full_unallocated_bytes=unallocated(False) if full else 0,
+                        sliding_unallocated_bytes=unallocated(True) if sliding else 0)
 
 
 def static_roll_bytes(job: Job, dtype: KVDType) -> int:
@@ -157,26 +193,29 @@ def _dequant_bytes(job: Job, act_bytes: int) -> int:
     return max((s[0] * s[1] for s in sizes), default=0) * act_bytes
 
 
-def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Component],
-                apart: list[Component] | None = None, sliding_kv_tokens: int | None = None) -> list[Component]:
+def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Component], keys: AttendedKeys,
+                apart: list[Component] | None = None) -> list[Component]:
     """The short-lived terms at a phase's high point: inside a decoder layer (its live
-    tensors, the mask built for the forward, ``in_layer`` extras alive throughout) or
-    after the last layer (the logits), whichever moment holds more. The two never
-    coexist: the mask and layer tensors are freed before the head runs. ``apart`` are
-    in-layer transients of another moment than the layer's own peak (the cache concat
-    runs before the attention kernel): the larger of the two counts."""
+    tensors, the widest kind of layer's by ``keys``; the mask built for the forward;
+    ``in_layer`` extras alive throughout) or after the last layer (the logits),
+    whichever moment holds more. The two never coexist: the mask and layer tensors are
+    freed before the head runs. ``apart`` are in-layer transients of another moment
+    than the layer's own peak (the cache update runs before the attention kernel): the
+    larger of the two counts."""
     setup = job.setup
     repeat = setup.attention == "eager" and job.spec.num_kv_heads < job.spec.num_attention_heads
-    layer = Component(name="activations/layer",
-                      bytes=layer_peak_bytes(job.spec, shape, tp=setup.tp, impl=setup.attention, repeat_kv=repeat,
-                                             flow=hf_layer_flow(job.spec)),
+    shape = replace(shape, kv_tokens=keys.widest)
+    layer_bytes = max(layer_peak_bytes(job.spec, s, tp=setup.tp, impl=setup.attention, repeat_kv=repeat,
+                                       flow=hf_layer_flow(job.spec)) - unallocated
+                      for s, unallocated in keys.layer_shapes(shape))
+    layer = Component(name="activations/layer", bytes=layer_bytes,
                       note=f"{phase}: one layer's live tensors for {shape.sequences} x {shape.query_tokens} tokens "
                            f"({setup.attention} attention over {shape.kv_tokens} keys)")
     apart_bytes = sum(c.bytes for c in apart or [])
     layer_moment = [
         *([layer] if layer.bytes >= apart_bytes else apart or []),
         Component(name="activations/attention_mask",
-                  bytes=attention_mask_bytes(job.spec, shape, setup.attention, sliding_kv_tokens=sliding_kv_tokens,
+                  bytes=attention_mask_bytes(job.spec, shape, setup.attention, sliding_kv_tokens=keys.sliding,
                                              per_sequence=setup.cache == "static"),
                   note=f"{setup.attention} mask built once per forward (masking_utils)"
                        + (", per sequence (generate's contiguous copy with a static cache)"
@@ -222,22 +261,20 @@ def build(job: Job) -> Estimate:
         prefill_kv = Component(name="kv_cache", bytes=_kv(job, job.context, kv_dtype.name, 0),
                                note=f"{cache_name} preallocated for {job.context} tokens (sliding layers: their "
                                     f"window), {kv_note}")
-        prefill_keys = static_attended_keys(job, chunk, job.prompt)
+        prefill_keys = static_attended_keys(job, chunk, job.prompt, kv_dtype)
     else:
         # After prefill a sliding layer keeps a view of its last window - 1 tokens, but the
         # view holds the whole prompt's storage until the first decode step: no cap yet.
         prefill_kv = Component(name="kv_cache", bytes=_kv(job, job.prompt, kv_dtype.name, job.prompt),
                                note=f"{job.prompt} prompt tokens, {kv_note}, {cache_name}")
-        prefill_keys = AttendedKeys(full=job.prompt, sliding=job.prompt)
+        prefill_keys = dynamic_attended_keys(job, job.prompt)
     prefill = weights + [prefill_kv]
     dequant = _dequant_bytes(job, act_bytes)
     dequant_terms = [Component(name="buffers/dequant", bytes=dequant,
                                note="largest quantized weight dequantized for a multi-token matmul (bitsandbytes)")]
-    prefill += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=chunk,
-                                             kv_tokens=prefill_keys.widest, act_bytes=act_bytes,
-                                             held_hidden=held_hidden(job),
-                                             kv_outside_cache=static and overflows_a_window(job, chunk)), "prefill",
-                           dequant_terms if dequant else [], sliding_kv_tokens=prefill_keys.sliding)
+    prefill += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=chunk, kv_tokens=job.prompt,
+                                             act_bytes=act_bytes, held_hidden=held_hidden(job)), "prefill",
+                           dequant_terms if dequant else [], prefill_keys)
 
     decode = weights + [
         Component(name="kv_cache", bytes=_kv(job, job.context, kv_dtype.name, SLIDING_DECODE_EXTRA_TOKENS),
@@ -249,18 +286,18 @@ def build(job: Job) -> Estimate:
         roll = static_roll_bytes(job, kv_dtype)
         update = [Component(name="buffers/cache_roll", bytes=roll,
                             note="a full sliding layer's rolled K and V (StaticSlidingWindowLayer.update)")] if roll else []
-        decode_keys = static_attended_keys(job, 1, job.context)
+        decode_keys = static_attended_keys(job, 1, job.context, kv_dtype)
     else:
         row = kv_dtype.row_bytes(max(kv_row_elements(spec, tp=setup.tp)))
         update = [Component(name="buffers/cache_concat", bytes=setup.batch * job.context * row,
                             note="old K (or V) of one layer while torch.cat builds the grown one (DynamicLayer.update)")]
-        decode_keys = AttendedKeys(full=job.context, sliding=job.context)
+        decode_keys = dynamic_attended_keys(job, job.context)
     previous = [Component(name="buffers/previous_logits", bytes=setup.batch * spec.vocab_size * FP32_BYTES,
                           note="the last step's fp32 next-token logits, still bound in generate's loop "
                                "(GenerationMixin._sample) while the next forward runs")]
-    decode += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=1, kv_tokens=decode_keys.widest,
+    decode += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=1, kv_tokens=job.context,
                                             act_bytes=act_bytes, held_hidden=held_hidden(job)), "decode", previous,
-                          apart=update, sliding_kv_tokens=decode_keys.sliding)
+                          decode_keys, apart=update)
     phases = {}
     for name, comps in (("prefill", prefill), ("decode", decode)):
         phases[name] = comps + fit_overhead_components(setup.overheads, piecemeal_bytes=sum(c.bytes for c in comps),
