@@ -62,7 +62,7 @@ SLIDING_DECODE_EXTRA_TOKENS = 0
 ``torch.cat`` made for ``window`` tokens: memory holds ``window`` (tests/test_kv_cache.py)."""
 
 HF_KV_DTYPES = ("fp32", "fp16", "bf16", "fp8", "fp8_e5m2")
-"""Dtypes a ``DynamicCache`` holds: the model's (or one the user casts to; fp8 via a
+"""Dtypes a transformers cache holds: the model's (or one the user casts to; fp8 via a
 cast of the cache tensors)."""
 
 HELD_HIDDEN = 2
@@ -205,12 +205,14 @@ def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Compon
     setup = job.setup
     repeat = setup.attention == "eager" and job.spec.num_kv_heads < job.spec.num_attention_heads
     shape = replace(shape, kv_tokens=keys.widest)
-    layer_bytes = max(layer_peak_bytes(job.spec, s, tp=setup.tp, impl=setup.attention, repeat_kv=repeat,
-                                       flow=hf_layer_flow(job.spec)) - unallocated
-                      for s, unallocated in keys.layer_shapes(shape))
+    layer_bytes, unallocated = max((layer_peak_bytes(job.spec, s, tp=setup.tp, impl=setup.attention,
+                                                     repeat_kv=repeat, flow=hf_layer_flow(job.spec)) - later, later)
+                                   for s, later in keys.layer_shapes(shape))
     layer = Component(name="activations/layer", bytes=layer_bytes,
                       note=f"{phase}: one layer's live tensors for {shape.sequences} x {shape.query_tokens} tokens "
-                           f"({setup.attention} attention over {shape.kv_tokens} keys)")
+                           f"({setup.attention} attention over {shape.kv_tokens} keys)"
+                           + (f", less {unallocated:,} B of cache the later layers have not allocated yet"
+                              if unallocated else ""))
     apart_bytes = sum(c.bytes for c in apart or [])
     layer_moment = [
         *([layer] if layer.bytes >= apart_bytes else apart or []),
