@@ -174,15 +174,6 @@ DIAGNOSES: tuple[tuple, ...] = (
     (_is("", "train", load_dtype="bf16"),
      "activations: bf16 weights inside an autocast region (the pure-bf16 twin of this setup is exact); not "
      "yet attributed to a tensor."),
-    (_is("phi-3", "infer"),
-     "kv_cache: Phi-3 slides every layer (sliding_window 2047); the estimate's hf engine keeps the whole "
-     "prompt in a sliding layer's storage at prefill, transformers 5's cache less (engines/hf.py's "
-     "sliding-layer rule, not yet reconciled with the traced cache)."),
-    (_is("gemma-3", "infer"),
-     "kv_cache: as Phi-3, Gemma 3's sliding layers (window 512, 5 of 6 layers) at prefill."),
-    (_is("gpt-oss", "infer"),
-     "activations/layer: gpt-oss prefill (eager attention with sinks, the clamped SwiGLU experts) holds "
-     "less than the estimate's layer moment; not yet attributed."),
     (_is("", "train"),
      "not yet attributed (the largest differing groups are in the table's last column)."),
     (_is("", "infer"),

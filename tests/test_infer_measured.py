@@ -84,7 +84,9 @@ TOLERANCE = {
 """Relative tolerance per config where it is looser than 1%, with the reason."""
 
 
-def measured_peak(cfg: dict, attention: str, batch: int, prompt: int, new: int) -> int:
+def measured_peak(cfg: dict, attention: str, batch: int, prompt: int, new: int, cache: str = "dynamic") -> int:
+    """Peak bytes ``generate`` adds, with its default ``DynamicCache`` or, for ``cache="static"``,
+    a ``StaticCache`` (``cache_implementation="static"``)."""
     hf_cfg = transformers.AutoConfig.for_model(**cfg)
     hf_cfg._attn_implementation = attention
     torch.manual_seed(0)
@@ -97,15 +99,15 @@ def measured_peak(cfg: dict, attention: str, batch: int, prompt: int, new: int) 
     gc.collect()
     with torch.no_grad(), mode:
         out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new, do_sample=False,
-                             pad_token_id=0)
+                             pad_token_id=0, **({"cache_implementation": "static"} if cache == "static" else {}))
     assert out.shape[1] == prompt + new
     return mode.peak
 
 
-def estimated(cfg: dict, attention: str, batch: int, prompt: int, new: int) -> int:
+def estimated(cfg: dict, attention: str, batch: int, prompt: int, new: int, cache: str = "dynamic") -> int:
     spec = spec_from_config(cfg)
     est = estimate_inference(spec, InferenceSetup(context=prompt + new, prompt=prompt, batch=batch,
-                                                  attention=attention))
+                                                  attention=attention, cache=cache))
     return sum(c.bytes for c in est.components if c.category not in ("weights", "overhead"))
 
 

@@ -37,6 +37,9 @@ INFERENCE_ATTENTIONS: tuple[str, ...] = ("sdpa", "eager", "flash")
 """transformers ``attn_implementation`` values the hf engine models."""
 LOGITS: tuple[str, ...] = ("last", "all")
 """hf: logits of the last position only (generate) or of every position (scoring)."""
+HF_CACHES: tuple[str, ...] = ("dynamic", "static")
+"""hf: the cache ``generate`` builds: ``dynamic`` (its default, ``DynamicCache``) or
+``static`` (``cache_implementation="static"``, ``StaticCache``)."""
 
 RULE_OF_THUMB_FACTOR = 1.2
 """The seed article's serving rule: memory is about 1.2 x the weights (sec. 5)."""
@@ -76,6 +79,11 @@ class InferenceSetup:
     """hf: ``last``: the last position's logits only (``generate`` passes
     ``logits_to_keep=1``); ``all``: every prompt position's, as a plain forward returns
     them (perplexity, scoring, reward models)."""
+    cache: Literal["dynamic", "static"] = "dynamic"
+    """hf: ``dynamic``: ``DynamicCache``, grown by ``torch.cat`` (``generate``'s default);
+    ``static``: ``StaticCache`` (``cache_implementation="static"``, the cache
+    ``torch.compile`` needs), preallocated for the whole context, sliding layers for
+    their window."""
     gpu: str | None = None
     """GPU name for the verdict and the vLLM KV budget (``vramplan gpus``)."""
     gpu_memory_utilization: float = 0.9
@@ -144,6 +152,8 @@ class InferenceSetup:
             raise InputError(f"attention: expected sdpa, eager or flash, got {self.attention!r}")
         if self.logits not in LOGITS:
             raise InputError(f"logits: expected last or all, got {self.logits!r}")
+        if self.cache not in HF_CACHES:
+            raise InputError(f"cache: expected dynamic or static, got {self.cache!r}")
         v.optional_integer("input_len", self.input_len, 1, v.LENGTH_MAX)
         v.integer("images", self.images, 0, MAX_IMAGES)
         v.optional_integer("image_size", self.image_size, 1, MAX_IMAGE_SIDE)

@@ -230,7 +230,7 @@ def train_options() -> tuple[Option, ...]:
 
 def infer_options() -> tuple[Option, ...]:
     """``infer``: the setup (:class:`vramplan.inference.InferenceSetup`) and the solvers."""
-    from vramplan.inference import ENGINES, INFERENCE_ATTENTIONS, LOGITS
+    from vramplan.inference import ENGINES, HF_CACHES, INFERENCE_ATTENTIONS, LOGITS
 
     return (
         Option(name="engine", kind="str", default="hf", show_default=True, choices=ENGINES, help="transformers generate, vLLM, or llama.cpp."),
@@ -243,6 +243,7 @@ def infer_options() -> tuple[Option, ...]:
         Option(name="tp", kind="int", default=1, show_default=True, minimum=1, help="Tensor-parallel GPUs."),
         Option(name="attention", kind="str", default="sdpa", show_default=True, choices=INFERENCE_ATTENTIONS, help="transformers attention implementation."),
         Option(name="logits", kind="str", default="last", show_default=True, choices=LOGITS, help="hf: last position only (generate) or every position (a scoring / perplexity forward)."),
+        Option(name="cache", kind="str", default="dynamic", show_default=True, choices=HF_CACHES, help="hf: generate's DynamicCache (grown by concatenation) or a StaticCache (cache_implementation=\"static\": preallocated, sliding layers for their window)."),
         Option(name="input_len", kind="tokens", minimum=1, maximum=LENGTH_MAX, help="Encoder-decoder models (T5, BART): encoder input tokens per sequence, 512 or 4k (sizes the cross-attention cache) [default: 512]."),
         Option(name="images", kind="int", default=0, show_default=True, minimum=0, maximum=MAX_IMAGES, help="Multimodal models: images per sequence (their tokens join the context and the prompt)."),
         Option(name="image_size", kind="int", minimum=1, maximum=MAX_IMAGE_SIDE, help="Pixels per side of each image, for dynamic-resolution towers (Qwen-VL, Pixtral) [default: 1024]."),

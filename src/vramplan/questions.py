@@ -163,7 +163,7 @@ def inference_setup(values: Mapping[str, Any]):
     return InferenceSetup(
         engine=v["engine"], weights=v["weights"], kv_dtype=v["kv_dtype"], batch=v["batch"], context=v["context"],
         prompt=v["prompt"], prefill_chunk=v["prefill_chunk"], tp=v["tp"], attention=v["attention"],
-        logits=v["logits"], gpu=v["gpu"],
+        logits=v["logits"], cache=v["cache"], gpu=v["gpu"],
         gpu_memory_utilization=v["gpu_memory_utilization"], max_num_seqs=v["max_num_seqs"],
         max_num_batched_tokens=v["max_num_batched_tokens"], block_size=v["block_size"],
         enforce_eager=bool(v["enforce_eager"]), n_gpu_layers=v["n_gpu_layers"], n_ubatch=v["n_ubatch"],

@@ -1,17 +1,26 @@
-"""transformers ``generate`` with a dynamic cache.
+"""transformers ``generate`` with a dynamic or a static cache.
 
 What it holds, per GPU (``tp`` ranks split each layer as in Megatron-LM):
 
 - weights in their stored format (:mod:`vramplan.memory.weights`);
-- a ``DynamicCache``: K/V of every token seen, grown by ``torch.cat`` at each step,
-  so the layer being updated briefly holds its old and new cache together
-  (``DynamicLayer.update``) — the ``buffers/cache_concat`` term, counted in place of
-  the layer's own tensors when larger (the concat runs before the attention kernel);
-  the last step's fp32 logits stay bound through the next forward
+- the KV cache (:func:`cache_terms`), one of
+  - a ``DynamicCache`` (``generate``'s default): K/V of every token seen, grown by
+    ``torch.cat`` at each step, so the layer being updated briefly holds its old and
+    new cache together (``DynamicLayer.update``) — the ``buffers/cache_concat`` term,
+    counted in place of the layer's own tensors when larger (the concat runs before the
+    attention kernel); sliding layers keep ``window`` tokens of storage in decode and
+    the whole prompt's right after prefill (``DynamicSlidingWindowLayer`` keeps a view
+    of the concatenation);
+  - a ``StaticCache`` (``cache_implementation="static"``): every layer preallocates
+    ``max_cache_len`` = the context at its first update (``StaticLayer.lazy_initialization``),
+    a sliding or chunked layer ``min(window, context)`` (``StaticSlidingWindowLayer``),
+    so the prefill already holds the whole cache; a full-attention layer returns its
+    whole ``max_cache_len`` storage to the attention (keys over the context); a full
+    sliding layer rolls its window in decode (``self.keys.roll(-1)``, the same for the
+    values: ``buffers/cache_roll``);
+  MLA models cache the compressed latent (transformers 5);
+- the last step's fp32 logits stay bound through the next forward
   (``buffers/previous_logits``);
-  sliding layers keep ``window`` tokens of storage in decode and the whole prompt's
-  right after prefill (``DynamicSlidingWindowLayer`` keeps a view); MLA
-  models cache the compressed latent (transformers 5);
 - prefill of the whole prompt in one forward (or ``prefill_chunk`` tokens at a
   time), whose peak is the larger of the attention and MLP phases of one layer
   (:mod:`vramplan.memory.inference_buffers`);
@@ -28,10 +37,12 @@ What it holds, per GPU (``tp`` ranks split each layer as in Megatron-LM):
   everything PyTorch allocates piecemeal.
 
 The peak is the larger of prefill (cache of the prompt + prefill activations) and
-the last decode step (cache of the full context + its concat transient).
+the last decode step (cache of the full context + its update transient).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, replace
 
 from vramplan.dtypes import FP32_BYTES, get_dtype
 from vramplan.engines import Job, base_estimate, peak_of, with_gpu_verdict
@@ -39,7 +50,8 @@ from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.memory.inference_buffers import (ForwardShape, attention_mask_bytes, hf_layer_flow, layer_peak_bytes,
                                               logits_bytes)
-from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_cache_bytes, kv_row_elements
+from vramplan.memory.kv_cache import (KVDType, check_engine_kv_dtype, get_kv_dtype, kv_cache_bytes, kv_row_elements,
+                                      layer_kv_bytes_per_token, tokens_held)
 from vramplan.memory.overhead import fit_overhead_components
 from vramplan.memory.weights import shard_shape, weight_split_components
 from vramplan.model.tensors import model_tensors
@@ -50,7 +62,7 @@ SLIDING_DECODE_EXTRA_TOKENS = 0
 ``torch.cat`` made for ``window`` tokens: memory holds ``window`` (tests/test_kv_cache.py)."""
 
 HF_KV_DTYPES = ("fp32", "fp16", "bf16", "fp8", "fp8_e5m2")
-"""Dtypes a ``DynamicCache`` holds: the model's (or one the user casts to; fp8 via a
+"""Dtypes a transformers cache holds: the model's (or one the user casts to; fp8 via a
 cast of the cache tensors)."""
 
 HELD_HIDDEN = 2
@@ -79,6 +91,98 @@ def _kv(job: Job, tokens: int, dtype: str, sliding_extra_tokens: int) -> int:
                           sliding_extra_tokens=sliding_extra_tokens)
 
 
+def _attention_layers(job: Job) -> list[int]:
+    return [i for i in range(job.spec.num_layers) if job.spec.mixer(i) == "attention"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttendedKeys:
+    """Keys per sequence one forward's layers attend to, by attention kind (None: the
+    model has no layer of that kind)."""
+
+    full: int | None
+    """A full-attention layer's keys."""
+    sliding: int | None
+    """A sliding (or chunked) layer's keys."""
+    sliding_reads_new_keys: bool = False
+    """The sliding layers attend over the forward's new keys and values, not their
+    cache storage (:attr:`~vramplan.memory.inference_buffers.ForwardShape.kv_outside_cache`)."""
+    full_unallocated_bytes: int = 0
+    """Cache bytes not yet allocated while the last full layer runs: a first forward
+    allocates each layer's cache at its first update (``lazy_initialization``), so the
+    layers after it hold none yet."""
+    sliding_unallocated_bytes: int = 0
+    """The same for the last sliding layer."""
+
+    @property
+    def widest(self) -> int:
+        return max(k for k in (self.full, self.sliding) if k is not None)
+
+    def layer_shapes(self, shape: ForwardShape) -> tuple[tuple[ForwardShape, int], ...]:
+        """``shape`` as the last layer of each kind sees it, with the cache bytes of the
+        layers after it (not yet allocated then)."""
+        out = [(replace(shape, kv_tokens=self.full), self.full_unallocated_bytes)] if self.full is not None else []
+        if self.sliding is not None:
+            out.append((replace(shape, kv_tokens=self.sliding, kv_outside_cache=self.sliding_reads_new_keys),
+                        self.sliding_unallocated_bytes))
+        return tuple(out)
+
+
+def dynamic_attended_keys(job: Job, seen_tokens: int) -> AttendedKeys:
+    """A ``DynamicCache`` returns every layer its concatenation: all ``seen_tokens``
+    (a sliding layer drops its oldest keys after the forward)."""
+    return AttendedKeys(full=seen_tokens, sliding=None)
+
+
+def static_attended_keys(job: Job, query_tokens: int, seen_tokens: int, dtype: KVDType) -> AttendedKeys:
+    """Keys attended in a forward of ``query_tokens`` new tokens that brings each
+    sequence to ``seen_tokens`` with a ``StaticCache``: a full-attention layer returns
+    its whole ``max_cache_len`` storage (``StaticLayer.update``: the context); a
+    sliding layer (``StaticSlidingWindowLayer.update``) its window storage while the new
+    tokens fit it, else the keys it concatenates: the new ones after what it held (at
+    most ``window - 1`` of them), the new keys themselves when the window was empty
+    (then kept beside the window). A window no shorter than the context behaves as a
+    full layer. In the first forward (``seen_tokens == query_tokens``) the layers after
+    the last one of a kind have not allocated their storage yet."""
+    spec, context = job.spec, job.context
+    full: list[int] = []
+    sliding: list[int] = []
+    for i in _attention_layers(job):
+        storage = tokens_held(spec, i, context)
+        if storage < context:
+            sliding.append(max(storage, min(seen_tokens, storage - 1 + query_tokens)))
+        else:
+            full.append(storage)
+    if not full and not sliding:
+        return AttendedKeys(full=seen_tokens, sliding=None)
+    layers = _attention_layers(job)
+    windows = [tokens_held(spec, i, context) for i in layers]
+    storage_bytes = [job.setup.batch * w * layer_kv_bytes_per_token(spec, i, dtype, tp=job.setup.tp)
+                     for i, w in zip(layers, windows)]
+
+    def unallocated(kind_is_sliding: bool) -> int:
+        if seen_tokens > query_tokens:
+            return 0
+        last = max(n for n, w in enumerate(windows) if (w < context) == kind_is_sliding)
+        return sum(storage_bytes[last + 1:])
+
+    return AttendedKeys(full=max(full) if full else None, sliding=max(sliding) if sliding else None,
+                        sliding_reads_new_keys=any(w < min(context, query_tokens) for w in windows),
+                        full_unallocated_bytes=unallocated(False) if full else 0,
+                        sliding_unallocated_bytes=unallocated(True) if sliding else 0)
+
+
+def static_roll_bytes(job: Job, dtype: KVDType) -> int:
+    """A full sliding layer's decode update in a ``StaticCache``: ``self.keys.roll(-1)``
+    and ``self.values.roll(-1)`` are new window-sized tensors, both alive while they are
+    copied back (``StaticSlidingWindowLayer.update``); the largest such layer, 0 when no
+    window is full at the last step (the context fits every window)."""
+    spec, setup = job.spec, job.setup
+    rolled = [tokens_held(spec, i, job.context) * layer_kv_bytes_per_token(spec, i, dtype, tp=setup.tp)
+              for i in _attention_layers(job) if tokens_held(spec, i, job.context) < job.context]
+    return setup.batch * max(rolled, default=0)
+
+
 def _dequant_bytes(job: Job, act_bytes: int) -> int:
     """The largest linear weight of one rank in the compute dtype, for bitsandbytes."""
     fmt = job.weights
@@ -89,26 +193,35 @@ def _dequant_bytes(job: Job, act_bytes: int) -> int:
     return max((s[0] * s[1] for s in sizes), default=0) * act_bytes
 
 
-def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Component],
+def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Component], keys: AttendedKeys,
                 apart: list[Component] | None = None) -> list[Component]:
     """The short-lived terms at a phase's high point: inside a decoder layer (its live
-    tensors, the mask built for the forward, ``in_layer`` extras alive throughout) or
-    after the last layer (the logits), whichever moment holds more. The two never
-    coexist: the mask and layer tensors are freed before the head runs. ``apart`` are
-    in-layer transients of another moment than the layer's own peak (the cache concat
-    runs before the attention kernel): the larger of the two counts."""
+    tensors, the widest kind of layer's by ``keys``; the mask built for the forward;
+    ``in_layer`` extras alive throughout) or after the last layer (the logits),
+    whichever moment holds more. The two never coexist: the mask and layer tensors are
+    freed before the head runs. ``apart`` are in-layer transients of another moment
+    than the layer's own peak (the cache update runs before the attention kernel): the
+    larger of the two counts."""
     setup = job.setup
     repeat = setup.attention == "eager" and job.spec.num_kv_heads < job.spec.num_attention_heads
-    layer = Component(name="activations/layer",
-                      bytes=layer_peak_bytes(job.spec, shape, tp=setup.tp, impl=setup.attention, repeat_kv=repeat,
-                                             flow=hf_layer_flow(job.spec)),
+    shape = replace(shape, kv_tokens=keys.widest)
+    layer_bytes, unallocated = max((layer_peak_bytes(job.spec, s, tp=setup.tp, impl=setup.attention,
+                                                     repeat_kv=repeat, flow=hf_layer_flow(job.spec)) - later, later)
+                                   for s, later in keys.layer_shapes(shape))
+    layer = Component(name="activations/layer", bytes=layer_bytes,
                       note=f"{phase}: one layer's live tensors for {shape.sequences} x {shape.query_tokens} tokens "
-                           f"({setup.attention} attention over {shape.kv_tokens} keys)")
+                           f"({setup.attention} attention over {shape.kv_tokens} keys)"
+                           + (f", less {unallocated:,} B of cache the later layers have not allocated yet"
+                              if unallocated else ""))
     apart_bytes = sum(c.bytes for c in apart or [])
     layer_moment = [
         *([layer] if layer.bytes >= apart_bytes else apart or []),
-        Component(name="activations/attention_mask", bytes=attention_mask_bytes(job.spec, shape, setup.attention),
-                  note=f"{setup.attention} mask built once per forward (masking_utils)"),
+        Component(name="activations/attention_mask",
+                  bytes=attention_mask_bytes(job.spec, shape, setup.attention, sliding_kv_tokens=keys.sliding,
+                                             per_sequence=setup.cache == "static"),
+                  note=f"{setup.attention} mask built once per forward (masking_utils)"
+                       + (", per sequence (generate's contiguous copy with a static cache)"
+                          if setup.cache == "static" else "")),
         *in_layer,
     ]
     if setup.logits == "all" and phase == "prefill":
@@ -137,42 +250,61 @@ def build(job: Job) -> Estimate:
                          "(from_pretrained(gguf_file=...)); use weights fp16, or engine llamacpp",
                          fields=("weights", "engine"))
     kv_dtype = get_kv_dtype(setup.kv_dtype or job.compute_dtype)
-    check_engine_kv_dtype(kv_dtype, "transformers DynamicCache", HF_KV_DTYPES)
+    check_engine_kv_dtype(kv_dtype, "transformers cache", HF_KV_DTYPES)
     act_bytes = get_dtype(job.compute_dtype).element_bytes
     weights = weight_split_components(spec, job.weights, setup.tp)
     chunk = min(job.prompt, setup.prefill_chunk or job.prompt)
     kv_note = f"{kv_dtype.name}, batch {setup.batch}"
 
-    # After prefill a sliding layer keeps a view of its last window - 1 tokens, but the
-    # view holds the whole prompt's storage until the first decode step: no cap yet.
-    prefill = weights + [Component(name="kv_cache", bytes=_kv(job, job.prompt, kv_dtype.name, job.prompt),
-                                   note=f"{job.prompt} prompt tokens, {kv_note}")]
+    static = setup.cache == "static"
+    cache_name = "StaticCache" if static else "DynamicCache"
+    if static:
+        # every layer's storage is preallocated at its first update: the whole cache from prefill on
+        prefill_kv = Component(name="kv_cache", bytes=_kv(job, job.context, kv_dtype.name, 0),
+                               note=f"{cache_name} preallocated for {job.context} tokens (sliding layers: their "
+                                    f"window), {kv_note}")
+        prefill_keys = static_attended_keys(job, chunk, job.prompt, kv_dtype)
+    else:
+        # After prefill a sliding layer keeps a view of its last window - 1 tokens, but the
+        # view holds the whole prompt's storage until the first decode step: no cap yet.
+        prefill_kv = Component(name="kv_cache", bytes=_kv(job, job.prompt, kv_dtype.name, job.prompt),
+                               note=f"{job.prompt} prompt tokens, {kv_note}, {cache_name}")
+        prefill_keys = dynamic_attended_keys(job, job.prompt)
+    prefill = weights + [prefill_kv]
     dequant = _dequant_bytes(job, act_bytes)
     dequant_terms = [Component(name="buffers/dequant", bytes=dequant,
                                note="largest quantized weight dequantized for a multi-token matmul (bitsandbytes)")]
     prefill += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=chunk, kv_tokens=job.prompt,
-                                             act_bytes=act_bytes, held_hidden=held_hidden(job)), "prefill", dequant_terms if dequant else [])
+                                             act_bytes=act_bytes, held_hidden=held_hidden(job)), "prefill",
+                           dequant_terms if dequant else [], prefill_keys)
 
-    row = kv_dtype.row_bytes(max(kv_row_elements(spec, tp=setup.tp)))
     decode = weights + [
         Component(name="kv_cache", bytes=_kv(job, job.context, kv_dtype.name, SLIDING_DECODE_EXTRA_TOKENS),
-                  note=f"{job.context} tokens per sequence, {kv_note}, DynamicCache"),
+                  note=f"{job.context} tokens per sequence, {kv_note}, {cache_name}"),
         Component(name="buffers/token_ids", bytes=setup.batch * job.context * TOKEN_ID_BYTES * 2,
                   note="int64 input_ids and attention mask, re-concatenated every step by generate"),
     ]
-    concat = [Component(name="buffers/cache_concat", bytes=setup.batch * job.context * row,
-                        note="old K (or V) of one layer while torch.cat builds the grown one (DynamicLayer.update)")]
+    if static:
+        roll = static_roll_bytes(job, kv_dtype)
+        update = [Component(name="buffers/cache_roll", bytes=roll,
+                            note="a full sliding layer's rolled K and V (StaticSlidingWindowLayer.update)")] if roll else []
+        decode_keys = static_attended_keys(job, 1, job.context, kv_dtype)
+    else:
+        row = kv_dtype.row_bytes(max(kv_row_elements(spec, tp=setup.tp)))
+        update = [Component(name="buffers/cache_concat", bytes=setup.batch * job.context * row,
+                            note="old K (or V) of one layer while torch.cat builds the grown one (DynamicLayer.update)")]
+        decode_keys = dynamic_attended_keys(job, job.context)
     previous = [Component(name="buffers/previous_logits", bytes=setup.batch * spec.vocab_size * FP32_BYTES,
                           note="the last step's fp32 next-token logits, still bound in generate's loop "
                                "(GenerationMixin._sample) while the next forward runs")]
     decode += _transients(job, ForwardShape(sequences=setup.batch, query_tokens=1, kv_tokens=job.context,
                                             act_bytes=act_bytes, held_hidden=held_hidden(job)), "decode", previous,
-                          apart=concat)
+                          decode_keys, apart=update)
     phases = {}
     for name, comps in (("prefill", prefill), ("decode", decode)):
         phases[name] = comps + fit_overhead_components(setup.overheads, piecemeal_bytes=sum(c.bytes for c in comps),
                                                        comm_group_ranks=setup.tp)
     phase, components, timeline = peak_of(phases)
     est = base_estimate(job, phase, components, phases=timeline,
-                        details={"kv_dtype": kv_dtype.name, "attention": setup.attention})
+                        details={"kv_dtype": kv_dtype.name, "attention": setup.attention, "cache": setup.cache})
     return with_gpu_verdict(est, job)

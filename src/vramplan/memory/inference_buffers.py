@@ -45,6 +45,13 @@ class ForwardShape:
     input (the caller's ``hidden_states``): 2. Engines with a fused in-place residual
     (vLLM) keep 1."""
 
+    kv_outside_cache: bool = False
+    """The attention reads this forward's own new keys and values rather than the
+    cache's storage, so they stay alive beside the cache through the attention: a
+    ``StaticCache``'s sliding layer whose window the new tokens overflow returns them
+    (``StaticSlidingWindowLayer.update``); a dynamic cache returns its concatenation
+    and a full static layer its storage, and the new tensors are freed."""
+
     @property
     def tokens(self) -> int:
         return self.sequences * self.query_tokens
@@ -78,6 +85,19 @@ class LayerFlow:
     ``NewGELUActivation`` written in Python (``0.5 * x * (1 + tanh(c * (x + 0.044715 *
     x**3))))``): at ``0.044715 * pow(x, 3)`` the input, ``0.5 * x``, ``pow`` and the
     product are alive, 4 = input + output + 2."""
+    fused_gate_up: bool = False
+    """The gated MLP's gate and up are halves of one projection (Phi-3 ``Phi3MLP``:
+    ``up_states = gate_up_proj(x)``, ``gate, up_states = up_states.chunk(2)``,
+    ``up_states = up_states * act(gate)``): the ``gate`` view keeps the whole ``2 x
+    width`` output alive beside ``act(gate)`` and the product (4 x width where the
+    separate projections of ``LlamaMLP`` hold 3), and through the down projection."""
+    attention_sinks: bool = False
+    """Eager attention with a learned sink logit per head (gpt-oss
+    ``eager_attention_forward``): ``torch.cat([attn_weights, sinks], -1)``, the result
+    shifted by its row maximum and softmaxed in its own dtype, the sink column dropped
+    by a view. The masked scores stay bound meanwhile, so three score-sized tensors in
+    the compute dtype are alive at the shift (with the row maximum) and at the softmax,
+    where Llama's fp32 softmax holds 2 + 4 + 4 bytes per score."""
     mla_expands_cache: bool = False
     """Multi-head latent attention decompresses the cached latent of every token for
     every step (transformers ``DeepseekV3Attention.expand_kv``: ``kv_b_proj`` over the
@@ -94,16 +114,30 @@ _PYTHON_ACTIVATIONS = ("gelu_new",)
 """``hidden_act`` values transformers maps to an activation written as several ops
 (``activations.NewGELUActivation``)."""
 
+FUSED_GATE_UP_FAMILIES = frozenset({"phi3", "glm", "glm4"})
+"""Families whose dense MLP is one ``gate_up_proj`` split by ``chunk`` (``Phi3MLP``,
+``GlmMLP``, ``Glm4MLP``): :attr:`LayerFlow.fused_gate_up`."""
+
+SINK_ATTENTION_FAMILIES = frozenset({"gpt_oss"})
+"""Families whose eager attention concatenates per-head sink logits
+(``GptOssAttention``): :attr:`LayerFlow.attention_sinks`."""
+
 
 def hf_layer_flow(spec: ModelSpec) -> LayerFlow:
     """The transformers layer layout of ``spec``'s family (modeling_gpt2.py,
-    modeling_gpt_neox.py; every other supported family follows the Llama layout)."""
+    modeling_gpt_neox.py, modeling_phi3.py, modeling_gpt_oss.py; every other supported
+    family follows the Llama layout)."""
     extra = PYTHON_GELU_EXTRA_COPIES if spec.hidden_act in _PYTHON_ACTIVATIONS else 0
     if spec.model_type == "gpt2":
         return LayerFlow(fused_qkv=True, softmax_fp32=False, mlp_block_hidden=3, activation_extra_copies=extra)
     if spec.model_type == "gpt_neox":
         return LayerFlow(fused_qkv=True, activation_extra_copies=extra)
-    return LayerFlow(activation_extra_copies=extra, mla_expands_cache=spec.mla is not None)
+    if spec.model_type == "phi3":
+        # Phi3Attention slices q, k, v out of one qkv_proj output bound in its frame
+        return LayerFlow(fused_qkv=True, fused_gate_up=True, activation_extra_copies=extra)
+    return LayerFlow(activation_extra_copies=extra, mla_expands_cache=spec.mla is not None,
+                     fused_gate_up=spec.model_type in FUSED_GATE_UP_FAMILIES,
+                     attention_sinks=spec.model_type in SINK_ATTENTION_FAMILIES)
 
 
 def eager_probs_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1) -> int:
@@ -113,6 +147,25 @@ def eager_probs_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1) -> i
     output projection and the MLP of that layer."""
     heads = spec.num_attention_heads // tp
     return shape.sequences * heads * shape.query_tokens * shape.kv_tokens * shape.act_bytes
+
+
+def eager_scores_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, flow: LayerFlow = LLAMA_FLOW) -> int:
+    """Bytes of the score-sized tensors alive at eager attention's high point, per TP
+    rank, for ``scores = sequences x heads x q_len x kv_len``: the masked scores in the
+    compute dtype, their fp32 upcast and the fp32 softmax (``softmax(..., dtype=float32)``,
+    Llama: 2 + 4 + 4 bytes per score with bf16); two compute-dtype copies when the
+    softmax keeps the compute dtype (GPT-2: each of ``* scaling``, ``+ mask`` and the
+    softmax replaces the last); three compute-dtype copies with sinks
+    (:attr:`LayerFlow.attention_sinks`), whose two concatenated tensors have one more
+    column per row, and the row maximum alive at the shift."""
+    heads = spec.num_attention_heads // tp
+    rows = shape.sequences * heads * shape.query_tokens
+    scores = rows * shape.kv_tokens
+    if flow.attention_sinks:
+        return 3 * scores * shape.act_bytes + (2 + 1) * rows * shape.act_bytes
+    if not flow.softmax_fp32:
+        return 2 * scores * shape.act_bytes
+    return scores * (shape.act_bytes + EAGER_BYTES_PER_SCORE_EXTRA)
 
 
 def attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, impl: AttentionImpl = "sdpa",
@@ -156,9 +209,10 @@ def attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, 
     projections = shape.tokens * (base + kv_width + rotary_temps + q_width) * shape.act_bytes + expanded
     if impl != "eager":
         return projections
-    scores = shape.sequences * heads * shape.query_tokens * shape.kv_tokens
-    at_scores = shape.tokens * (base + (0 if repeat_kv else kv_width)) * shape.act_bytes + expanded + \
-        scores * (shape.act_bytes + EAGER_BYTES_PER_SCORE_EXTRA)
+    # the new keys and values, when the cache returned them instead of its storage
+    fresh_kv = kv_width if shape.kv_outside_cache else 0
+    at_scores = shape.tokens * (base + (0 if repeat_kv else kv_width) + fresh_kv) * shape.act_bytes + expanded + \
+        eager_scores_bytes(spec, shape, tp=tp, flow=flow)
     return max(projections, at_scores)
 
 
@@ -191,9 +245,10 @@ def fused_attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int
     projections = shape.tokens * (before + q_width + spec.hidden_size) * shape.act_bytes
     if impl != "eager":
         return projections
-    score_bytes = shape.act_bytes + EAGER_BYTES_PER_SCORE_EXTRA if flow.softmax_fp32 else 2 * shape.act_bytes
-    scores = shape.sequences * heads * shape.query_tokens * shape.kv_tokens
-    at_scores = shape.tokens * before * shape.act_bytes + scores * score_bytes
+    # the rotated key, when the cache returned it instead of its storage (the value is a view of the fused output)
+    fresh_key = kv_width // 2 if shape.kv_outside_cache else 0
+    at_scores = shape.tokens * (before + fresh_key) * shape.act_bytes + eager_scores_bytes(spec, shape, tp=tp,
+                                                                                           flow=flow)
     return max(projections + eager_probs_bytes(spec, shape, tp=tp), at_scores)
 
 
@@ -235,20 +290,27 @@ def mla_attention_phase_bytes(spec: ModelSpec, mla: MLASpec, shape: ForwardShape
     return max(projections + probs, at_values, before + scores * (shape.act_bytes + EAGER_BYTES_PER_SCORE_EXTRA))
 
 
-def attention_mask_bytes(spec: ModelSpec, shape: ForwardShape, impl: AttentionImpl) -> int:
+def attention_mask_bytes(spec: ModelSpec, shape: ForwardShape, impl: AttentionImpl, *,
+                         sliding_kv_tokens: int | None = None, per_sequence: bool = False) -> int:
     """The attention masks transformers builds once per forward (alive through every
     layer; ``masking_utils``): eager adds a float mask of ``q_len x kv_len`` per
     sequence in the compute dtype, one per attention kind the model has (Gemma 2 and
     other local/global models build a causal and a sliding mask, ``causal_mask_mapping``);
     SDPA runs pure causal attention with ``is_causal`` and no mask, but needs a boolean
-    ``q_len x kv_len`` mask (shared by the batch) when a sliding window cuts the keys;
-    flash attention takes none."""
+    ``q_len x kv_len`` mask (shared by the batch, or one per sequence when
+    ``per_sequence``: ``generate`` with a static cache builds the masks itself and makes
+    them contiguous, ``GenerationMixin.prepare_inputs_for_generation``) when a sliding
+    window cuts the keys; flash attention takes none. ``sliding_kv_tokens``: the keys a
+    sliding layer attends to when they differ from a full layer's ``kv_tokens`` (a
+    static cache's full layers attend over their whole preallocated length)."""
+    sliding_kv = shape.kv_tokens if sliding_kv_tokens is None else sliding_kv_tokens
     if impl == "eager":
-        kinds = len(set(spec.attention_kinds()))
-        return kinds * shape.sequences * shape.query_tokens * shape.kv_tokens * shape.act_bytes
+        kinds = set(spec.attention_kinds())
+        keys = sum(shape.kv_tokens if kind == "full_attention" else sliding_kv for kind in kinds)
+        return shape.sequences * shape.query_tokens * keys * shape.act_bytes
     window = spec.sliding_window
-    if impl == "sdpa" and window is not None and shape.kv_tokens > window and shape.query_tokens > 1:
-        return shape.query_tokens * shape.kv_tokens
+    if impl == "sdpa" and window is not None and sliding_kv > window and shape.query_tokens > 1:
+        return (shape.sequences if per_sequence else 1) * shape.query_tokens * sliding_kv
     return 0
 
 
@@ -311,7 +373,8 @@ def mlp_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, moe_im
     Dense gated MLP, transformers ``LlamaMLP``: ``down(act(gate(x)) * up(x))`` holds
     ``act(gate)``, ``up`` and their product at once: 3 x width; a fused kernel
     (vLLM ``MergedColumnParallelLinear`` + ``SiluAndMul``) holds ``gate_up`` (2 x
-    width) and the product (1 x width): the same 3 x width. Plain MLP: ``up`` and
+    width) and the product (1 x width): the same 3 x width; one fused projection split
+    in two (:attr:`LayerFlow.fused_gate_up`, Phi-3) 4 x width. Plain MLP: ``up`` and
     ``act(up)``: 2 x width, plus the temporaries of an activation written as several
     ops (:attr:`LayerFlow.activation_extra_copies`). MoE layers:
     :func:`moe_width_per_token`, plus the router logits in fp32. Plus the held hidden
@@ -320,7 +383,13 @@ def mlp_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, moe_im
     still referenced.
     """
     copies = (3 if spec.mlp_gated else 2) + flow.activation_extra_copies
-    dense = copies * (spec.intermediate_size // tp) if spec.num_dense_layers else 0
+    width = spec.intermediate_size // tp
+    if flow.fused_gate_up and spec.mlp_gated:
+        # at the product: gate_up (2w) + act(gate) + product; at down_proj: gate_up + product + output
+        dense_per_token = max((copies + 1) * width, 3 * width + spec.hidden_size)
+    else:
+        dense_per_token = copies * width
+    dense = dense_per_token if spec.num_dense_layers else 0
     moe = moe_width_per_token(spec, tp, moe_impl) if spec.num_moe_layers else 0
     per_token = (shape.held_hidden + flow.mlp_block_hidden) * spec.hidden_size + _rotary_table(spec) + \
         max(dense, moe)

@@ -65,13 +65,13 @@ def training_setup(setup: TraceSetup, *, config_dropout: bool = False):
 
 def inference_setup(setup: TraceSetup):
     """The :class:`~vramplan.inference.InferenceSetup` of a traced prefill + decode
-    (transformers ``generate``: engine ``hf``)."""
+    (transformers ``generate``: engine ``hf``, with the trace's cache class)."""
     from vramplan.inference import InferenceSetup
 
     weights = setup.load_dtype or ("fp32" if setup.precision == "fp32" else "bf16")
     return InferenceSetup(engine="hf", weights=weights, batch=setup.batch_size,
                           context=setup.seq + setup.decode_tokens, prompt=setup.seq,
-                          attention=setup.attention, logits=setup.logits)
+                          attention=setup.attention, logits=setup.logits, cache=setup.cache)
 
 
 def _spec(model):
