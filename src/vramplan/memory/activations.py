@@ -266,6 +266,16 @@ def _scores_per_token(spec: ModelSpec, ctx: ActivationContext, heads: int) -> in
     return heads * kv_len * per_score
 
 
+ROTARY_BY_CAT = frozenset({
+    "gpt_neox", "phi3", "glm", "glm4", "glm4_moe", "glm4v_text", "glm_ocr_text", "bamba", "laguna", "mimo_v2_flash",
+    "minimax_m2", "qwen3_next", "qwen3_5_text",
+})
+"""Families whose ``apply_rotary_pos_emb`` rotates part of each head and joins it to the
+rest with ``torch.cat([q_embed, q_pass], dim=-1)`` (partial rotary; Phi-3's even at
+factor 1). The cat writes q in head-major ``[b, h, s, d]`` memory, where the other
+families' element-wise RoPE keeps the projection's ``[b, s, h, d]`` layout."""
+
+
 def sdpa_gets_a_mask(spec: ModelSpec, ctx: ActivationContext, layer: int) -> bool:
     """Does SDPA get an explicit mask in layer ``layer`` of an unpadded batch? Only a
     sliding (chunked) layer whose window (chunk) the sequence reaches: transformers
@@ -294,7 +304,7 @@ def _sdpa_kv_widths(spec: ModelSpec, ctx: ActivationContext, layer: int) -> tupl
     where ``expand`` + ``reshape`` stays a view of the un-repeated tensor; autocast's cast
     of fp32 keys (:func:`_rotated_keys_in_fp32`) then writes the view out at full width."""
     kv, q = spec.kv_dim, spec.q_dim
-    if kv == q or not sdpa_gets_a_mask(spec, ctx, layer):
+    if kv == q or ctx.attention != "sdpa" or not sdpa_gets_a_mask(spec, ctx, layer):
         return kv, kv
     if spec.num_kv_heads > 1:
         return q, q
@@ -314,7 +324,7 @@ def attention_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> 
     if spec.model_type in FUSED_QKV_ROTARY:
         qkv += c * (spec.q_dim + spec.kv_dim)
     parts = [_part("attention/qkv", qkv, ctx, sharded=True),
-             _part("attention/output", _attention_output_per_token(spec, ctx), ctx, sharded=True)]
+             _part("attention/output", _attention_output_per_token(spec, ctx, layer), ctx, sharded=True)]
     if ctx.attention == "eager":
         parts.append(_part("attention/scores", _scores_per_token(spec, ctx, a), ctx, sharded=True))
     else:
@@ -326,14 +336,25 @@ def attention_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> 
     return parts
 
 
-def _attention_output_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
+def _attention_output_per_token(spec: ModelSpec, ctx: ActivationContext, layer: int) -> int:
     """The attention output, ``c q``: flash / SDPA kernels save it for their own backward.
     Eager attention's ``probs @ v`` saves only its inputs, so its output is kept only as
     the output projection's input, which under peft's input cast the adapter keeps as
-    its own copy instead (counted with the adapters)."""
+    its own copy instead (counted with the adapters).
+
+    The flash kernel allocates its output like its query (``empty_like`` of the
+    transposed query: ``mha_fwd``; PyTorch's meta kernel alike): a head-major query
+    (:data:`ROTARY_BY_CAT`) gives a head-major output, which ``transpose(1, 2).reshape``
+    copies before the output projection, whose input it is: ``c q`` more. The
+    memory-efficient kernel (SDPA with a mask) writes ``[b, s, h, d]`` whatever its
+    query, and its output reshapes as a view."""
     if ctx.attention == "eager" and ctx.inputs_saved_by_adapters:
         return 0
-    return ctx.c * spec.q_dim
+    output = ctx.c * spec.q_dim
+    flash = ctx.attention == "flash" or (ctx.attention == "sdpa" and not sdpa_gets_a_mask(spec, ctx, layer))
+    if flash and spec.model_type in ROTARY_BY_CAT and not ctx.inputs_saved_by_adapters:
+        output *= 2
+    return output
 
 
 def _normalised_bytes(spec: ModelSpec, input_bytes: int) -> int:
