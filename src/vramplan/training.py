@@ -299,6 +299,8 @@ def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
                                  dropout=setup.dropout, residual_bytes=residual, frozen_base=lora,
                                  autocast_region=setup.recipe.autocast,
                                  inputs_saved_by_adapters=peft_casts_inputs, linear_output_bytes=residual,
+                                 attention_output_saved_by_adapter=not (setup.method == "qlora"
+                                                                        and setup.recipe.autocast),
                                  trained_experts=bool({"gate_up_proj", "down_proj"} & fused))
 
 
@@ -333,7 +335,8 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
     adapter = adapter_cast = 0
     if setup.method != "full":
         autocast = setup.recipe.autocast
-        adapter = adapter_activation_bytes_per_token(spec, lora_targets(spec, setup), setup.lora_rank, ctx.c, autocast) \
+        adapter = adapter_activation_bytes_per_token(spec, lora_targets(spec, setup), setup.lora_rank, ctx.c, autocast,
+                                                     quantized_base=setup.method == "qlora") \
             * ctx.tokens // spec.num_layers
         groups = module_adapter_groups(spec, lora_targets(spec, setup), setup.lora_rank)
         adapter_cast = adapter_weight_cast_bytes(groups, ctx.c, autocast) // spec.num_layers

@@ -171,6 +171,12 @@ class ActivationContext:
     """Element size of the block's linear outputs when it differs from the compute
     dtype's: bitsandbytes' ``Linear4bit`` casts its output back to its input's dtype
     (``.to(inp_dtype)``), fp32 on QLoRA's upcast residual stream."""
+    attention_output_saved_by_adapter: bool = True
+    """With :attr:`inputs_saved_by_adapters`: the output projection's adapter keeps its own
+    cast of the attention output too. False for QLoRA under autocast, whose
+    ``lora.Linear4bit`` casts nothing already in the compute dtype (see
+    :func:`vramplan.memory.lora.adapter_activation_bytes_per_token`): the adapter then
+    saves the attention output itself."""
     trained_experts: bool = False
     """Routed experts' weights get a gradient under a frozen base (LoRA folded into the
     fused experts by peft's ``ParamWrapper``): the experts keep their gathered inputs."""
@@ -348,11 +354,12 @@ def _attention_output_per_token(spec: ModelSpec, ctx: ActivationContext, layer: 
     copies before the output projection, whose input it is: ``c q`` more. The
     memory-efficient kernel (SDPA with a mask) writes ``[b, s, h, d]`` whatever its
     query, and its output reshapes as a view."""
-    if ctx.attention == "eager" and ctx.inputs_saved_by_adapters:
+    adapter_copy = ctx.inputs_saved_by_adapters and ctx.attention_output_saved_by_adapter
+    if ctx.attention == "eager" and adapter_copy:
         return 0
     output = ctx.c * spec.q_dim
     flash = ctx.attention == "flash" or (ctx.attention == "sdpa" and not sdpa_gets_a_mask(spec, ctx, layer))
-    if flash and spec.model_type in ROTARY_BY_CAT and not ctx.inputs_saved_by_adapters:
+    if flash and spec.model_type in ROTARY_BY_CAT and not adapter_copy:
         output *= 2
     return output
 
