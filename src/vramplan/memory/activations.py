@@ -538,6 +538,27 @@ def layer_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     return ctx.c * linear // spec.num_layers // ctx.tp
 
 
+def first_layer_uncast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Of :func:`layer_weight_cast_bytes`, what the first layer does not keep under a
+    frozen base. Its input, the frozen embedding's output, needs no gradient, so the
+    matmuls reading its norm (the attention's input projections; in a parallel block
+    the MLP's too) save neither their input nor their weight; and autocast caches only
+    casts of weights that require a gradient (``autocast_mode.cpp`` ``cached_cast``:
+    ``arg.requires_grad()``), so those frozen casts die with the matmul."""
+    if not (ctx.recipe.autocast and ctx.frozen_base):
+        return 0
+    h = spec.hidden_size
+    parallel = spec.parallel_block or spec.model_type in PARALLEL_RESIDUAL
+
+    def reads_layer_input(g) -> bool:
+        if g.shape[-1] != h:
+            return False
+        return (g.component == "attention" and g.module != "o_proj") or (parallel and g.component == "mlp")
+
+    first = sum(g.params for g in model_tensors(spec) if g.role == "linear" and g.per_layer and reads_layer_input(g))
+    return ctx.c * first // spec.num_layers // ctx.tp
+
+
 def checkpointed_layer_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     """Full recomputation keeps only each layer's input (the residual stream),
     ``r h`` per token (``torch.utils.checkpoint`` saves the block's arguments)."""
