@@ -493,6 +493,12 @@ def _residual_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
     return inputs * ctx.r * spec.hidden_size
 
 
+def _layer_output_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """One residual-stream tensor as a norm keeps it (the last layer's output, read by
+    the final norm): ``r h``, none where a 16-bit RMSNorm keeps its fp32 upcast instead."""
+    return 0 if spec.norm == "rmsnorm" and ctx.r < FP32 else ctx.r * spec.hidden_size
+
+
 def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
     """The layer's two residual tensors, its norms' statistics and the norm outputs as
     the next linears save them."""
@@ -506,9 +512,10 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
     residual = _residual_per_token(spec, ctx)
     if ctx.frozen_base and layer == 0:
         # a frozen embedding's output needs no gradient: the first layer keeps neither
-        # its input nor its first norm's statistics
-        residual //= 2
-        norms -= 1
+        # its input nor the statistics of the norms reading it (both, in a parallel block)
+        shared_input = spec.model_type in PARALLEL_RESIDUAL and residual == _layer_output_per_token(spec, ctx)
+        residual = 0 if shared_input else residual // 2
+        norms -= 2 if shared_input else 1
     return [
         _part("residual", residual, ctx, sharded=False),
         _part("norms", norms * _norm_per_token(spec, ctx, h) + _post_norms(spec) * _post_norm_input_per_token(
@@ -581,7 +588,7 @@ def final_norm_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     """After the last layer: its output (the final norm's input), the final norm, and
     the norm output as the head saves it."""
     h = spec.hidden_size
-    residual = _residual_per_token(spec, ctx) // 2  # the last layer's output
+    residual = _layer_output_per_token(spec, ctx)  # the last layer's output
     head_input = 0 if ctx.frozen_base else _linear_inputs_per_token(ctx, h, 1)
     per_token = residual + _norm_per_token(spec, ctx, h) + head_input
     return _part("final_norm", per_token, ctx, sharded=False).bytes
