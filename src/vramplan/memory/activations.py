@@ -513,7 +513,7 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
     if ctx.frozen_base and layer == 0:
         # a frozen embedding's output needs no gradient: the first layer keeps neither
         # its input nor the statistics of the norms reading it (both, in a parallel block)
-        shared_input = spec.model_type in PARALLEL_RESIDUAL and residual == _layer_output_per_token(spec, ctx)
+        shared_input = spec.model_type in PARALLEL_RESIDUAL
         residual = 0 if shared_input else residual // 2
         norms -= 2 if shared_input else 1
     return [
