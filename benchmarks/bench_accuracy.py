@@ -159,21 +159,9 @@ DIAGNOSES: tuple[tuple, ...] = (
     # (predicate, why the estimate differs); shown for every case over 1 %. Found by
     # comparing the trace's components with the estimate's, per layer (traces at one and
     # two layers), and reading the modeling / peft code; the first match wins.
-    (_is("pythia", "train"),
-     "GPT-NeoX (Pythia) full training with 16-bit weights (pure bf16, or bf16 weights under autocast): the "
-     "trace holds about 1.4 % more at the backward peak; the block's saved tensors (checked with "
-     "saved_tensors_hooks on transformers' GPTNeoXLayer: one layer input for both norms, the whole fused qkv "
-     "output, the rotated q and k) are all in the estimate, so the gap is inside a layer's backward; not yet "
-     "attributed to a tensor."),
-    (_is("", "train", "qlora", recompute=False),
-     "activations/lora: QLoRA without checkpointing: the fp32 MLP is modelled (Linear4bit returns its input's "
-     "dtype); the estimate is 1.2 % higher, in the adapters' saved input casts, not yet attributed."),
     (_is("gpt2", "train", "lora"),
      "activations: GPT-2 LoRA on a bf16 base (its fp32-load twin is within 0.2 %); the gap sits in the "
      "blocks under the autocast region, not yet attributed to a tensor."),
-    (_is("", "train", load_dtype="bf16"),
-     "activations: bf16 weights inside an autocast region (the pure-bf16 twin of this setup is exact); not "
-     "yet attributed to a tensor."),
     (_is("", "train"),
      "not yet attributed (the largest differing groups are in the table's last column)."),
     (_is("", "infer"),

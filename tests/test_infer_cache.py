@@ -194,10 +194,10 @@ def test_cli_takes_the_cache(capsys):
 
 TRACED = [
     # (catalog model, trace setup): the rows of docs/accuracy.md these structures fixed
-    ("phi-3-mini", dict(batch_size=1, seq_len=4096)),  # static sliding layers hold their window (was +8.4 %)
-    ("phi-3-mini", dict(batch_size=1, seq_len=4096, cache="dynamic")),  # the whole prompt
-    ("gemma-3-1b", dict(batch_size=1, seq_len=4096)),  # 5 of 6 layers slide (was +3.3 %)
-    ("gpt-oss-20b", dict(batch_size=2, seq_len=1024, attention="eager")),  # sinks (was +1.3 %)
+    ("phi-3-mini", dict(batch_size=1, seq=4096)),  # static sliding layers hold their window (was +8.4 %)
+    ("phi-3-mini", dict(batch_size=1, seq=4096, cache="dynamic")),  # the whole prompt
+    ("gemma-3-1b", dict(batch_size=1, seq=4096)),  # 5 of 6 layers slide (was +3.3 %)
+    ("gpt-oss-20b", dict(batch_size=2, seq=1024, attention="eager")),  # sinks (was +1.3 %)
 ]
 
 

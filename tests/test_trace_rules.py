@@ -109,7 +109,7 @@ def test_weight_cast_is_cached_within_autocast():
             with rules.autocast():
                 torch.nn.functional.linear(x, w)
                 torch.nn.functional.linear(x, w)
-    copies = [b for b in rec.blocks if b.label == "weights/autocast_copies"]
+    copies = [b for b in rec.blocks if b.label == "activations/weight_casts"]
     assert [b.bytes for b in copies] == [64 * 64 * 2]
 
 

@@ -79,7 +79,7 @@ def test_mixed_precision_master_weights_and_autocast_copies():
     # every matmul weight is cast to bf16 once and kept for backward; Llama-3.2-1B ties the
     # head to the embedding, so the embedding matrix is cast too (for the head's linear)
     matrices = [p for p in params if p.dim() == 2]
-    assert forward["weights/autocast_copies"] == sum(cuda_block_bytes(p.numel() * 2) for p in matrices)
+    assert forward["activations/weight_casts"] == sum(cuda_block_bytes(p.numel() * 2) for p in matrices)
 
 
 def test_lora_has_adapters_and_no_base_gradients():

@@ -299,6 +299,8 @@ def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
                                  dropout=setup.dropout, residual_bytes=residual, frozen_base=lora,
                                  autocast_region=setup.recipe.autocast,
                                  inputs_saved_by_adapters=peft_casts_inputs, linear_output_bytes=residual,
+                                 attention_output_saved_by_adapter=not (setup.method == "qlora"
+                                                                        and setup.recipe.autocast),
                                  trained_experts=bool({"gate_up_proj", "down_proj"} & fused))
 
 
@@ -333,7 +335,8 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
     adapter = adapter_cast = 0
     if setup.method != "full":
         autocast = setup.recipe.autocast
-        adapter = adapter_activation_bytes_per_token(spec, lora_targets(spec, setup), setup.lora_rank, ctx.c, autocast) \
+        adapter = adapter_activation_bytes_per_token(spec, lora_targets(spec, setup), setup.lora_rank, ctx.c, autocast,
+                                                     quantized_base=setup.method == "qlora") \
             * ctx.tokens // spec.num_layers
         groups = module_adapter_groups(spec, lora_targets(spec, setup), setup.lora_rank)
         adapter_cast = adapter_weight_cast_bytes(groups, ctx.c, autocast) // spec.num_layers
@@ -342,21 +345,23 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
     if setup.method != "full":
         folded = folded_weight_bytes_per_layer(spec, lora_targets(spec, setup), setup.lora_rank,
                                                get_dtype(_expert_dtype(setup)).bytes_for(1))
+    first_uncast = act.first_layer_uncast_bytes(spec, ctx)
     for layer in range(spec.num_layers):
         layer_parts = act.layer_activation_parts(spec, ctx, layer)
         layer_adapter = adapter + (folded if spec.is_moe_layer(layer) else 0)
-        layer_full = act.saved_layer_bytes(layer_parts, "none") + cast + layer_adapter
+        layer_cast = cast - (first_uncast if layer == 0 else 0)
+        layer_full = act.saved_layer_bytes(layer_parts, "none") + layer_cast + layer_adapter
         if policy == "full":
             layer_kept = act.checkpointed_layer_bytes(spec, ctx)
             parts["checkpoints"] = parts.get("checkpoints", 0) + layer_kept
         else:
-            layer_kept = act.saved_layer_bytes(layer_parts, policy) + cast + layer_adapter
+            layer_kept = act.saved_layer_bytes(layer_parts, policy) + layer_cast + layer_adapter
             for p in layer_parts:
                 if policy == "selective" and p.name == "attention/scores":
                     continue
                 parts[p.name] = parts.get(p.name, 0) + p.bytes
-            if cast:
-                parts["weight_casts"] = parts.get("weight_casts", 0) + cast
+            if layer_cast:
+                parts["weight_casts"] = parts.get("weight_casts", 0) + layer_cast
             if layer_adapter:
                 parts["lora"] = parts.get("lora", 0) + layer_adapter
         kept.append(layer_kept)

@@ -171,6 +171,12 @@ class ActivationContext:
     """Element size of the block's linear outputs when it differs from the compute
     dtype's: bitsandbytes' ``Linear4bit`` casts its output back to its input's dtype
     (``.to(inp_dtype)``), fp32 on QLoRA's upcast residual stream."""
+    attention_output_saved_by_adapter: bool = True
+    """With :attr:`inputs_saved_by_adapters`: the output projection's adapter keeps its own
+    cast of the attention output too. False for QLoRA under autocast, whose
+    ``lora.Linear4bit`` casts nothing already in the compute dtype (see
+    :func:`vramplan.memory.lora.adapter_activation_bytes_per_token`): the adapter then
+    saves the attention output itself."""
     trained_experts: bool = False
     """Routed experts' weights get a gradient under a frozen base (LoRA folded into the
     fused experts by peft's ``ParamWrapper``): the experts keep their gathered inputs."""
@@ -213,6 +219,30 @@ def _norm_per_token(spec: ModelSpec, ctx: ActivationContext, width: int) -> int:
     return upcast + FP32 + normalised  # fp32 copy, rsqrt, normalised
 
 
+SANDWICH_NORMS_PER_LAYER = 4
+"""``norms_per_layer`` of a sandwich block (Gemma 2/3, GLM-4): a norm before and after
+attention and MLP; the two after read the block's output, not the residual stream."""
+
+
+def _post_norms(spec: ModelSpec) -> int:
+    """Norms of a layer that normalise a block's output (attention's, the MLP's) before
+    it joins the residual: Gemma's ``post_attention_layernorm`` and
+    ``post_feedforward_layernorm``."""
+    return 2 if spec.norms_per_layer == SANDWICH_NORMS_PER_LAYER and not spec.parallel_block else 0
+
+
+def _post_norm_input_per_token(spec: ModelSpec, ctx: ActivationContext, width: int) -> int:
+    """What a post-norm keeps of its input beyond :func:`_norm_per_token`. Its input is a
+    linear's output, not the residual: ``x.float()`` (``hidden_states.to(torch.float32)``)
+    copies a 16-bit output to fp32, or is the fp32 output itself, and ``pow`` and the
+    ``rsqrt`` product save it: ``f h`` either way. :func:`_norm_per_token` counts that
+    fp32 copy already when the residual is 16-bit (every norm upcasts); on an fp32
+    residual it counts none, the residual itself being saved as the pre-norms' input."""
+    if spec.norm != "rmsnorm" or ctx.r < FP32:
+        return 0
+    return FP32 * width
+
+
 def _linear_inputs_per_token(ctx: ActivationContext, width: int, readers: int) -> int:
     """A norm output as saved by the linears reading it: once, or one cast each under autocast."""
     if ctx.inputs_saved_by_adapters:
@@ -242,17 +272,65 @@ def _scores_per_token(spec: ModelSpec, ctx: ActivationContext, heads: int) -> in
     return heads * kv_len * per_score
 
 
-def attention_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationPart]:
+ROTARY_BY_CAT = frozenset({
+    "gpt_neox", "phi3", "glm", "glm4", "glm4_moe", "glm4v_text", "glm_ocr_text", "bamba", "laguna", "mimo_v2_flash",
+    "minimax_m2", "qwen3_next", "qwen3_5_text",
+})
+"""Families whose ``apply_rotary_pos_emb`` rotates part of each head and joins it to the
+rest with ``torch.cat([q_embed, q_pass], dim=-1)`` (partial rotary; Phi-3's even at
+factor 1). The cat writes q in head-major ``[b, h, s, d]`` memory, where the other
+families' element-wise RoPE keeps the projection's ``[b, s, h, d]`` layout."""
+
+
+def sdpa_gets_a_mask(spec: ModelSpec, ctx: ActivationContext, layer: int) -> bool:
+    """Does SDPA get an explicit mask in layer ``layer`` of an unpadded batch? Only a
+    sliding (chunked) layer whose window (chunk) the sequence reaches: transformers
+    skips the causal mask otherwise and passes ``is_causal``
+    (``masking_utils._ignore_causal_mask_sdpa``: ``kv_length >= local_attention_size``
+    keeps it)."""
+    kind = spec.attention_kinds()[layer] if layer < spec.num_layers else "full_attention"
+    window = {"sliding_attention": spec.sliding_window, "chunked_attention": spec.attention_chunk_size}.get(kind)
+    return window is not None and ctx.seq >= window
+
+
+def _rotated_keys_in_fp32(ctx: ActivationContext) -> bool:
+    """Keys reach attention in fp32 under autocast: the rotary ``cos``/``sin`` follow the
+    hidden states' dtype (``cos.to(x.dtype)`` in every ``*RotaryEmbedding``), so on an
+    fp32 residual ``k * cos`` promotes the 16-bit projection to fp32 (or the projection
+    itself returns fp32, bitsandbytes' ``Linear4bit``), and SDPA casts them back."""
+    autocast = ctx.autocast_region or ctx.recipe.autocast
+    return autocast and ctx.c < FP32 and (ctx.r >= FP32 or (ctx.linear_output_bytes or 0) >= FP32)
+
+
+def _sdpa_kv_widths(spec: ModelSpec, ctx: ActivationContext, layer: int) -> tuple[int, int]:
+    """Widths of the keys and values SDPA saves, per token. Without a mask transformers
+    passes ``enable_gqa`` and the kernel takes the key/value heads as they are; with one
+    (``sdpa_attention_forward``: ``use_gqa_in_sdpa`` needs ``attention_mask is None``)
+    ``repeat_kv`` widens them to the query heads: a copy, except with one key/value head,
+    where ``expand`` + ``reshape`` stays a view of the un-repeated tensor; autocast's cast
+    of fp32 keys (:func:`_rotated_keys_in_fp32`) then writes the view out at full width."""
+    kv, q = spec.kv_dim, spec.q_dim
+    if kv == q or ctx.attention != "sdpa" or not sdpa_gets_a_mask(spec, ctx, layer):
+        return kv, kv
+    if spec.num_kv_heads > 1:
+        return q, q
+    return (q if _rotated_keys_in_fp32(ctx) else kv), kv
+
+
+def attention_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> list[ActivationPart]:
     """Saved tensors of one attention block (without its input norm)."""
     if spec.mla is not None:
         return _mla_parts(spec, spec.mla, ctx)
     c, a = ctx.c, spec.num_attention_heads
-    kv_width = spec.q_dim if ctx.attention == "eager" else spec.kv_dim  # repeat_kv in eager
-    qkv = c * (spec.q_dim + 2 * kv_width)
+    if ctx.attention == "eager":
+        k_width = v_width = spec.q_dim  # repeat_kv, and eager's matmuls copy the repeated view
+    else:
+        k_width, v_width = _sdpa_kv_widths(spec, ctx, layer)
+    qkv = c * (spec.q_dim + k_width + v_width)
     if spec.model_type in FUSED_QKV_ROTARY:
         qkv += c * (spec.q_dim + spec.kv_dim)
     parts = [_part("attention/qkv", qkv, ctx, sharded=True),
-             _part("attention/output", c * spec.q_dim, ctx, sharded=True)]
+             _part("attention/output", _attention_output_per_token(spec, ctx, layer), ctx, sharded=True)]
     if ctx.attention == "eager":
         parts.append(_part("attention/scores", _scores_per_token(spec, ctx, a), ctx, sharded=True))
     else:
@@ -262,6 +340,28 @@ def attention_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationP
     if ctx.dropout:
         parts.append(_part("dropout_masks/attention", MASK * spec.hidden_size, ctx, sharded=False))
     return parts
+
+
+def _attention_output_per_token(spec: ModelSpec, ctx: ActivationContext, layer: int) -> int:
+    """The attention output, ``c q``: flash / SDPA kernels save it for their own backward.
+    Eager attention's ``probs @ v`` saves only its inputs, so its output is kept only as
+    the output projection's input, which under peft's input cast the adapter keeps as
+    its own copy instead (counted with the adapters).
+
+    The flash kernel allocates its output like its query (``empty_like`` of the
+    transposed query: ``mha_fwd``; PyTorch's meta kernel alike): a head-major query
+    (:data:`ROTARY_BY_CAT`) gives a head-major output, which ``transpose(1, 2).reshape``
+    copies before the output projection, whose input it is: ``c q`` more. The
+    memory-efficient kernel (SDPA with a mask) writes ``[b, s, h, d]`` whatever its
+    query, and its output reshapes as a view."""
+    adapter_copy = ctx.inputs_saved_by_adapters and ctx.attention_output_saved_by_adapter
+    if ctx.attention == "eager" and adapter_copy:
+        return 0
+    output = ctx.c * spec.q_dim
+    flash = ctx.attention == "flash" or (ctx.attention == "sdpa" and not sdpa_gets_a_mask(spec, ctx, layer))
+    if flash and spec.model_type in ROTARY_BY_CAT and not adapter_copy:
+        output *= 2
+    return output
 
 
 def _normalised_bytes(spec: ModelSpec, input_bytes: int) -> int:
@@ -393,6 +493,12 @@ def _residual_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
     return inputs * ctx.r * spec.hidden_size
 
 
+def _layer_output_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """One residual-stream tensor as a norm keeps it (the last layer's output, read by
+    the final norm): ``r h``, none where a 16-bit RMSNorm keeps its fp32 upcast instead."""
+    return 0 if spec.norm == "rmsnorm" and ctx.r < FP32 else ctx.r * spec.hidden_size
+
+
 def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
     """The layer's two residual tensors, its norms' statistics and the norm outputs as
     the next linears save them."""
@@ -406,12 +512,14 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
     residual = _residual_per_token(spec, ctx)
     if ctx.frozen_base and layer == 0:
         # a frozen embedding's output needs no gradient: the first layer keeps neither
-        # its input nor its first norm's statistics
-        residual //= 2
-        norms -= 1
+        # its input nor the statistics of the norms reading it (both, in a parallel block)
+        shared_input = spec.model_type in PARALLEL_RESIDUAL
+        residual = 0 if shared_input else residual // 2
+        norms -= 2 if shared_input else 1
     return [
         _part("residual", residual, ctx, sharded=False),
-        _part("norms", norms * _norm_per_token(spec, ctx, h), ctx, sharded=False),
+        _part("norms", norms * _norm_per_token(spec, ctx, h) + _post_norms(spec) * _post_norm_input_per_token(
+            spec, ctx, h), ctx, sharded=False),
         _part("linear_inputs", inputs, ctx, sharded=False),
     ]
 
@@ -419,7 +527,7 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
 def layer_activation_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> list[ActivationPart]:
     """Everything layer ``layer`` saves for backward for one micro-batch, without
     recomputation, in bytes per GPU, named by part."""
-    return (norm_and_residual_parts(spec, ctx, layer) + attention_parts(spec, ctx)
+    return (norm_and_residual_parts(spec, ctx, layer) + attention_parts(spec, ctx, layer)
             + mlp_parts(spec, ctx, layer))
 
 
@@ -435,6 +543,27 @@ def layer_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
         return 0
     linear = sum(g.params for g in model_tensors(spec) if g.role == "linear" and g.per_layer)
     return ctx.c * linear // spec.num_layers // ctx.tp
+
+
+def first_layer_uncast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Of :func:`layer_weight_cast_bytes`, what the first layer does not keep under a
+    frozen base. Its input, the frozen embedding's output, needs no gradient, so the
+    matmuls reading its norm (the attention's input projections; in a parallel block
+    the MLP's too) save neither their input nor their weight; and autocast caches only
+    casts of weights that require a gradient (``autocast_mode.cpp`` ``cached_cast``:
+    ``arg.requires_grad()``), so those frozen casts die with the matmul."""
+    if not (ctx.recipe.autocast and ctx.frozen_base):
+        return 0
+    h = spec.hidden_size
+    parallel = spec.parallel_block or spec.model_type in PARALLEL_RESIDUAL
+
+    def reads_layer_input(g) -> bool:
+        if g.shape[-1] != h:
+            return False
+        return (g.component == "attention" and g.module != "o_proj") or (parallel and g.component == "mlp")
+
+    first = sum(g.params for g in model_tensors(spec) if g.role == "linear" and g.per_layer and reads_layer_input(g))
+    return ctx.c * first // spec.num_layers // ctx.tp
 
 
 def checkpointed_layer_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
@@ -459,7 +588,7 @@ def final_norm_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     """After the last layer: its output (the final norm's input), the final norm, and
     the norm output as the head saves it."""
     h = spec.hidden_size
-    residual = _residual_per_token(spec, ctx) // 2  # the last layer's output
+    residual = _layer_output_per_token(spec, ctx)  # the last layer's output
     head_input = 0 if ctx.frozen_base else _linear_inputs_per_token(ctx, h, 1)
     per_token = residual + _norm_per_token(spec, ctx, h) + head_input
     return _part("final_norm", per_token, ctx, sharded=False).bytes

@@ -263,8 +263,13 @@ def module_adapter_groups(spec: ModelSpec, targets: Sequence[str] | None, rank: 
     return groups
 
 
+ATTENTION_OUTPUT_MODULE = "o_proj"
+"""The linear reading the attention output (GPT-NeoX's ``dense``, GPT-2's ``c_proj``
+under their canonical name, :mod:`vramplan.model.tensors`)."""
+
+
 def adapter_activation_bytes_per_token(spec: ModelSpec, targets: Sequence[str] | None, rank: int,
-                                       compute_bytes: int, autocast: bool) -> int:
+                                       compute_bytes: int, autocast: bool, *, quantized_base: bool = False) -> int:
     """Bytes per token, summed over all layers, that the adapters save.
 
     peft's ``_cast_input_dtype`` casts each adapted module's input to the adapter
@@ -273,12 +278,22 @@ def adapter_activation_bytes_per_token(spec: ModelSpec, targets: Sequence[str] |
     autocast the compute-dtype copy the adapter matmul casts it back to. Each also
     keeps ``A x`` (``r`` wide, saved by ``B``) in the dtype the adapter matmul runs in.
     On an fp32 base nothing is cast: the input is the one the base linear saves.
+
+    ``quantized_base``: QLoRA's ``lora.Linear4bit`` (peft ``tuners/lora/bnb.py``) casts
+    the input only outside autocast (``requires_conversion = not
+    torch.is_autocast_enabled()``). Under autocast the adapter matmul casts only inputs
+    not yet in the compute dtype: every input on QLoRA's fp32 stream (norm outputs, the
+    fp32 MLP product of ``Linear4bit``'s fp32 outputs), but not the attention output,
+    which the attention returns in the compute dtype and ``A`` saves as it is (kept as
+    the attention's output already).
     """
     matmul_bytes = compute_bytes if autocast else ADAPTER_BYTES
     total = 0
     for g in target_groups(spec, targets):
         in_f = g.shape[1]
         cast = matmul_bytes * in_f if compute_bytes < ADAPTER_BYTES else 0
+        if quantized_base and autocast and g.module == ATTENTION_OUTPUT_MODULE and g.component == "attention":
+            cast = 0
         total += (rank * matmul_bytes + cast) * g.count
     return total
 

@@ -90,6 +90,12 @@ def _eligible(t) -> bool:
     return isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64
 
 
+WEIGHT_CAST_LABEL = "activations/weight_casts"
+"""Component of autocast's cached 16-bit weight copies: made in the forward, kept by
+autograd until the layer's backward, one set per micro-batch; not parameters as stored,
+so named as the analytical estimate names them (docs/training.md, model states)."""
+
+
 class _Autocast:
     """The CUDA policies, applied to CPU tensors, with the weight-cast cache."""
 
@@ -115,7 +121,7 @@ class _Autocast:
             if hit is None:
                 from vramplan.trace.recorder import labelled
 
-                with labelled("weights/autocast_copies"):
+                with labelled(WEIGHT_CAST_LABEL):
                     hit = value.to(dtype)
                 self.cache[value] = hit
             return hit
