@@ -25,6 +25,21 @@ MODELS = {
     "modernbert": "modernbert-base",
 }
 """Small real configs (their Hub ids in ``_name_or_path``; BERT and ModernBERT from the catalog)."""
+TIED = ("flan-t5", "mt5")
+"""transformers 5 builds every T5-family head tied to the embedding (configuration_t5.py
+forces ``tie_word_embeddings=True``), where these checkpoints store an untied
+``lm_head`` (which vramplan counts). ``NAME-tied`` runs the same config with the head
+tied on both sides, so the comparison isolates the activations."""
+
+
+def model_of(name: str):
+    """A catalog name, a config path, or for ``NAME-tied`` the config dict with a tied head."""
+    if name.endswith("-tied"):
+        import json
+
+        config = json.loads(Path(MODELS[name.removesuffix("-tied")]).read_text())
+        return {**config, "tie_word_embeddings": True}
+    return MODELS[name]
 ENCODER_DECODER = ("t5", "flan-t5", "mt5", "bart")
 BATCH, TARGET_TOKENS, INPUT_TOKENS = 8, 128, 512
 """Training: 8 sequences of 512 input tokens and 128 targets (encoder-only: 512 tokens)."""
@@ -33,7 +48,7 @@ BATCH, TARGET_TOKENS, INPUT_TOKENS = 8, 128, 512
 def setups(name: str, *, attention: str, precision: str, mode: str):
     from vramplan.trace.setup import TraceSetup
 
-    encdec = name in ENCODER_DECODER
+    encdec = name.removesuffix("-tied") in ENCODER_DECODER
     if mode == "train":
         return TraceSetup(mode="train", batch_size=BATCH, seq_len=TARGET_TOKENS if encdec else INPUT_TOKENS,
                           input_len=INPUT_TOKENS if encdec else None, attention=attention, precision=precision)
@@ -47,12 +62,12 @@ def compare(name: str, setup, groups: bool) -> float:
     from vramplan.trace.run import run_trace
     from vramplan.units import format_bytes
 
-    model = MODELS[name]
+    model = model_of(name)
     traced = run_trace(model, setup)
     est = analytical_estimate(model, setup)
     estimated = tensor_bytes(est)
     error = estimated / traced.peak_bytes - 1
-    print(f"{name:11} {setup.mode:5} {setup.precision:10} {setup.attention:5} {traced.peak_phase:>9} "
+    print(f"{name:14} {setup.mode:5} {setup.precision:10} {setup.attention:5} {traced.peak_phase:>9} "
           f"{traced.peak_bytes:>14,} {est.phase:>9} {estimated:>14,} {error:+8.2%}")
     if groups:
         print("    trace phases:    " + ", ".join(f"{p} {b:,}" for p, b in traced.to_estimate().phases))
@@ -73,11 +88,11 @@ def main(argv: list[str]) -> None:
 
     warnings.simplefilter("ignore")
     transformers.logging.set_verbosity_error()
-    names = [a for a in argv if not a.startswith("--")] or list(MODELS)
+    names = [a for a in argv if not a.startswith("--")] or [*MODELS, *(f"{n}-tied" for n in TIED)]
     attention = "eager" if "--eager" in argv else "sdpa"
-    precision = "fp32" if "--fp32" in argv else "bf16-mixed"
+    precision = "fp32" if "--fp32" in argv else "bf16" if "--bf16" in argv else "bf16-mixed"
     modes = ["infer"] if "--infer" in argv else ["train"]
-    print(f"{'model':11} {'mode':5} {'precision':10} {'attn':5} {'phase':>9} {'trace peak':>14} "
+    print(f"{'model':14} {'mode':5} {'precision':10} {'attn':5} {'phase':>9} {'trace peak':>14} "
           f"{'phase':>9} {'estimate':>14} {'error':>8}")
     for name in names:
         for mode in modes:

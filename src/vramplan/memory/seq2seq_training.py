@@ -160,15 +160,25 @@ def _norm_per_token(spec: ModelSpec, d: Dtypes) -> int:
     return d.r * h + 2 * FP32
 
 
-def _attention_per_token(spec: ModelSpec, st: Stack, d: Dtypes, kv_tokens_ratio: int = 1) -> int:
-    """q, k, v, output and the LSE (SDPA) per query token; eager: q, k, v, the contiguous
-    output, and per score the softmax output (and its dropout mask and output)."""
+def _scores_per_token(st: Stack, d: Dtypes, kv_seq: int) -> int:
+    """Eager attention's per-score terms for one query token: the softmax output (fp32
+    under autocast, ``softmax.int`` being on its fp32 list), the dropout mask, and the
+    probabilities the second matmul saves (autocast's cast, or the dropout output)."""
+    softmax = FP32 if d.autocast else d.c
+    second = d.c if d.dropout or (d.autocast and d.c < FP32) else 0
+    return st.heads * kv_seq * (softmax + (MASK if d.dropout else 0) + second)
+
+
+def _attention_per_token(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
+    """q, k, v and the output (the output projection's input) per token; SDPA adds the
+    fp32 log-sum-exp, eager the scores (:func:`_scores_per_token`)."""
     c, n = d.c, st.inner
-    # ModernBERT: v is a view of the fused Wqkv output, whose q and k thirds stay alive with it
-    fused = 2 * c * n if _family(spec) == "modernbert" else 0
     if not d.eager:
+        # ModernBERT: SDPA keeps v as a view of the fused Wqkv output, whose q and k
+        # thirds stay alive with it (eager's matmul saves a contiguous copy of v instead)
+        fused = 2 * c * n if _family(spec) == "modernbert" else 0
         return 4 * c * n + FP32 * st.heads + fused
-    return 4 * c * n + st.heads * st.seq * (c + (MASK + c if d.dropout else 0))
+    return 4 * c * n + _scores_per_token(st, d, st.seq)
 
 
 def _layer_per_token(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
@@ -182,8 +192,9 @@ def _layer_per_token(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
     attn_readers = 1 if fam == "modernbert" else 3
     total += d.cast(attn_readers, norm_out) * h + _attention_per_token(spec, st, d)
     total += blocks * drop * h  # each block's output dropout
-    if st.cross_seq:  # cross-attention's query side: q's input, q and output, LSE
-        total += d.cast(1, norm_out) * h + 2 * c * st.inner + FP32 * st.heads
+    if st.cross_seq:  # cross-attention's query side: q's input, q and output, LSE or scores
+        scores = _scores_per_token(st, d, st.cross_seq) if d.eager else FP32 * st.heads
+        total += d.cast(1, norm_out) * h + 2 * c * st.inner + scores
     mlp_readers = 2 if spec.mlp_gated and fam == "t5" else 1
     total += d.cast(mlp_readers, norm_out) * h
     if fam == "t5":
@@ -208,7 +219,7 @@ def _layer_fixed(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
     the decoder's causal mask."""
     if _family(spec) == "modernbert":
         return 0
-    if _family(spec) != "t5":
+    if _family(spec) != "t5" or d.eager:  # eager adds the bias to the scores: nothing saved
         return 0
     bias_bytes = FP32 if d.r == FP32 and not d.autocast else d.c
     total = st.heads * st.seq * st.seq * bias_bytes
@@ -276,7 +287,7 @@ def _fixed_per_stack(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
     if _family(spec) != "t5":
         return 0
     total = INDEX * st.seq * st.seq
-    if st.cross_seq:
+    if st.cross_seq and not d.eager:
         total += st.heads * st.seq * st.cross_seq * d.c
     return total
 
@@ -411,33 +422,40 @@ def cross_attention_saved_bytes(spec: ModelSpec, setup: TrainingSetup, ctx: act.
 
 
 # ---- the loss -------------------------------------------------------------------------
-LOSS_UPCASTS = frozenset({"modernbert", "bart", "mbart"})
-"""Families whose loss sees fp32 logits: ModernBERT's forward calls
-``self.loss_function`` (``ForMaskedLMLoss``: ``logits.float()`` first); BART adds its
-fp32 ``final_logits_bias`` buffer to the head's output, which promotes the logits to
-fp32. T5 and BERT call ``CrossEntropyLoss()`` on the logits in the compute dtype."""
+LOSS_UPCASTS = frozenset({"modernbert"})
+"""Families whose forward calls ``self.loss_function`` (``ForMaskedLMLoss``:
+``logits.float()`` first): the decoder's rule (:mod:`vramplan.memory.logits`)."""
+FP32_LOGITS_BIAS = frozenset({"bart", "mbart"})
+"""Families that add an fp32 ``final_logits_bias`` buffer to the head's output: under
+autocast (fp32 buffers, 16-bit matmul) the sum, the logits, is fp32."""
 
 
 def logits_bytes(spec: ModelSpec, setup: TrainingSetup) -> LogitsBytes | None:
-    """The logits and loss of ``CrossEntropyLoss()`` on compute-dtype logits, or ``None``
-    where the loss upcasts first (the decoder's rule, :mod:`vramplan.memory.logits`).
+    """The logits and loss of ``CrossEntropyLoss()`` on compute-dtype logits (T5,
+    BERT, RoBERTa; BART without autocast), or ``None`` where the loss sees fp32 logits
+    (the decoder's rule, :mod:`vramplan.memory.logits`).
 
     ``cross_entropy`` is a composite: ``log_softmax`` with the input's own dtype
-    (autocast leaves an op with an explicit dtype alone), then ``nll_loss``, which is
-    on autocast's fp32 list: its fp32 cast of the log-probabilities is what it saves.
-    Per token and vocabulary entry, under autocast: the forward's high point holds
-    the logits, the log-probabilities and their fp32 cast (``2 c + 4``); the backward's
-    keeps the log-probabilities and the cast (``c + 4``) beside ``nll_loss``'s fp32
-    gradient (``+ 4``). Without autocast it is the decoder's rule with no upcast."""
+    (autocast leaves an op with an explicit dtype alone), then ``nll_loss``. Per token
+    and vocabulary entry, under autocast ``nll_loss`` (on its fp32 list) saves its fp32
+    cast of the log-probabilities: the forward's high point holds the logits, the
+    log-probabilities and the cast (``2 c + 4``), the backward's the log-probabilities
+    and the cast (``c + 4``) beside ``nll_loss``'s fp32 gradient (``+ 4``). Without
+    autocast everything stays in ``c``: ``2 c``, ``c`` kept, ``3 c`` in the backward
+    (the log-probabilities, ``nll_loss``'s gradient and ``log_softmax``'s)."""
     from vramplan.memory.logits import FP32 as LOSS_FP32, LogitsBytes
 
-    if spec.model_type in LOSS_UPCASTS or setup.fused_ce or not setup.recipe.autocast:
-        return None
+    autocast = setup.recipe.autocast
     c = setup.recipe.compute_bytes
-    if c >= LOSS_FP32:
+    if spec.model_type in LOSS_UPCASTS or setup.fused_ce or c >= LOSS_FP32 or \
+            (autocast and spec.model_type in FP32_LOGITS_BIAS):
         return None
-    elems = setup.batch * setup.seq * spec.vocab_size
+    tokens = setup.batch * setup.seq
+    elems = tokens * spec.vocab_size
+    what = f"{tokens:,} tokens x {spec.vocab_size:,} vocab: logits {c} B + log_softmax {c} B"
+    if not autocast:
+        return LogitsBytes(forward_peak=2 * c * elems, saved=c * elems, backward_peak=3 * c * elems,
+                           note=what + f"; backward + two {c} B gradients")
     saved = (c + LOSS_FP32) * elems
     return LogitsBytes(forward_peak=(2 * c + LOSS_FP32) * elems, saved=saved, backward_peak=saved + LOSS_FP32 * elems,
-                       note=f"{setup.batch * setup.seq:,} tokens x {spec.vocab_size:,} vocab: logits {c} B + "
-                            f"log_softmax {c} B + nll_loss's fp32 cast 4 B; backward + its fp32 gradient")
+                       note=what + " + nll_loss's fp32 cast 4 B; backward + its fp32 gradient")
