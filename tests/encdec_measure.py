@@ -45,13 +45,14 @@ BATCH, TARGET_TOKENS, INPUT_TOKENS = 8, 128, 512
 """Training: 8 sequences of 512 input tokens and 128 targets (encoder-only: 512 tokens)."""
 
 
-def setups(name: str, *, attention: str, precision: str, mode: str):
+def setups(name: str, *, attention: str, precision: str, mode: str, recompute: bool = False, method: str = "full"):
     from vramplan.trace.setup import TraceSetup
 
     encdec = name.removesuffix("-tied") in ENCODER_DECODER
     if mode == "train":
         return TraceSetup(mode="train", batch_size=BATCH, seq_len=TARGET_TOKENS if encdec else INPUT_TOKENS,
-                          input_len=INPUT_TOKENS if encdec else None, attention=attention, precision=precision)
+                          input_len=INPUT_TOKENS if encdec else None, attention=attention, precision=precision,
+                          recompute=recompute, method=method, lora_targets=("all-linear",))
     return TraceSetup(mode="infer", batch_size=BATCH, seq_len=1 if encdec else INPUT_TOKENS, decode_tokens=8 if encdec else 0,
                       input_len=INPUT_TOKENS if encdec else None, attention=attention, precision=precision,
                       logits="last" if encdec else "all")
@@ -96,7 +97,9 @@ def main(argv: list[str]) -> None:
           f"{'phase':>9} {'estimate':>14} {'error':>8}")
     for name in names:
         for mode in modes:
-            compare(name, setups(name, attention=attention, precision=precision, mode=mode), "--groups" in argv)
+            setup = setups(name, attention=attention, precision=precision, mode=mode, recompute="--recompute" in argv,
+                           method="lora" if "--lora" in argv else "full")
+            compare(name, setup, "--groups" in argv)
 
 
 if __name__ == "__main__":

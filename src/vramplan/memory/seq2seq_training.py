@@ -349,8 +349,14 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup, ctx: act.ActivationCo
     outside = t * (_embedding_per_token(spec, d) + _stack_end_per_token(spec, d) + _head_per_token(spec, d)) \
         + _fixed_per_stack(spec, main, d) + _head_weight_casts(spec, ctx)
     parts = {"layers": kept * main.layers, "outside_layers": outside}
+    forward_only = 0
+    if setup.recompute_policy == "full" and d.autocast:
+        # autocast's weight copies stay cached to the forward's end, kept by no one after
+        encoder, _ = stacks(spec, setup)
+        enc_casts = d.c * _linear_params_per_layer(spec, encoder) * encoder.layers if encoder else 0
+        forward_only = casts * main.layers + enc_casts
     return ActivationPlan(parts=parts, per_layer_kept=(kept,) * main.layers, per_layer_full=(full,) * main.layers,
-                          per_layer_work=(work,) * main.layers, outside_layers=outside, forward_only=0,
+                          per_layer_work=(work,) * main.layers, outside_layers=outside, forward_only=forward_only,
                           final_norm_transient=0,
                           per_micro_batch=act.MicroBatchBytes(layer_kept_bytes=0 if setup.recompute_policy == "full"
                                                               else casts, layer_backward_bytes=casts,
