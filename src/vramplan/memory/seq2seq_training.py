@@ -75,6 +75,8 @@ MASK = act.MASK
 INDEX = act.INDEX
 T5_TYPES = ("t5", "mt5", "umt5")
 MODERNBERT_TYPES = ("modernbert",)
+PER_LAYER_POSITION_BIAS = frozenset({"umt5"})
+"""T5 variants with a relative-position embedding in every layer (``UMT5Attention``)."""
 
 
 def with_image_tokens(spec: ModelSpec, setup: TrainingSetup) -> TrainingSetup:
@@ -219,10 +221,15 @@ def _layer_fixed(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
     the decoder's causal mask."""
     if _family(spec) == "modernbert":
         return 0
-    if _family(spec) != "t5" or d.eager:  # eager adds the bias to the scores: nothing saved
+    if _family(spec) != "t5":
         return 0
+    # UMT5: every layer's self-attention has its own relative-position embedding and
+    # keeps its own bucket indices (T5 and mT5: layer 0's, counted once per stack)
+    buckets = INDEX * st.seq * st.seq if spec.model_type in PER_LAYER_POSITION_BIAS else 0
+    if d.eager:  # eager adds the bias to the scores: nothing saved
+        return buckets
     bias_bytes = FP32 if d.r == FP32 and not d.autocast else d.c
-    total = st.heads * st.seq * st.seq * bias_bytes
+    total = st.heads * st.seq * st.seq * bias_bytes + buckets
     if st.causal:
         total += st.seq * st.seq * MASK
     return total
@@ -286,7 +293,7 @@ def _fixed_per_stack(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
         return st.batch * st.seq * st.seq * MASK - st.tokens * _norm_per_token(spec, d)
     if _family(spec) != "t5":
         return 0
-    total = INDEX * st.seq * st.seq
+    total = 0 if spec.model_type in PER_LAYER_POSITION_BIAS else INDEX * st.seq * st.seq
     if st.cross_seq and not d.eager:
         total += st.heads * st.seq * st.cross_seq * d.c
     return total
