@@ -147,9 +147,9 @@ def _family(spec: ModelSpec) -> str:
 
 
 def _norm_out_bytes(spec: ModelSpec, d: Dtypes) -> int:
-    """Element size of a norm's output: fp32 when its weight is (fp32 and mixed runs),
-    else the residual's."""
-    return FP32 if d.r == FP32 else d.r
+    """Element size of a norm's output: the residual stream's (fp32 weights and inputs
+    under fp32 and mixed runs, 16-bit in pure 16-bit runs)."""
+    return d.r
 
 
 def _norm_per_token(spec: ModelSpec, d: Dtypes) -> int:
@@ -282,7 +282,7 @@ def _head_per_token(spec: ModelSpec, d: Dtypes) -> int:
     if spec.architecture != "encoder":
         return out
     ln_input = FP32 if d.autocast else c
-    return out + h * (c + ln_input) + 2 * FP32 + d.cast(1, FP32 if d.r == FP32 else d.r) * h
+    return out + h * (c + ln_input) + 2 * FP32 + d.cast(1, d.r) * h
 
 
 def _fixed_per_stack(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
