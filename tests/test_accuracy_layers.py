@@ -25,28 +25,28 @@ CASES = [
     # sandwich norms: the post-attention / post-MLP norms keep an fp32 copy of a 16-bit
     # block output; sliding layers get an SDPA mask, and the fp32 rotated keys of MQA
     # (one key head) are written out at query width by autocast's cast (was -0.93 %)
-    ("gemma-3-1b", 6, dict(batch_size=2, seq_len=1024)),
+    ("gemma-3-1b", 6, dict(batch_size=2, seq=1024)),
     # the same with a LoRA base loaded in fp32 (was -1.25 %)
-    ("gemma-3-1b", 6, dict(method="lora", load_dtype="fp32", batch_size=2, seq_len=1024)),
+    ("gemma-3-1b", 6, dict(method="lora", load_dtype="fp32", batch_size=2, seq=1024)),
     # fp32: the post-norms keep the fp32 block output itself (was -0.73 %)
-    ("gemma-3-1b", 6, dict(precision="fp32", optimizer="sgd", attention="eager", batch_size=2, seq_len=512)),
+    ("gemma-3-1b", 6, dict(precision="fp32", optimizer="sgd", attention="eager", batch_size=2, seq=512)),
     # eager attention under peft's input cast: the attention output is kept by o_proj's
     # adapter as its own copy, not by anyone else (was +0.30 %)
-    ("gemma-2-2b", 4, dict(method="lora", attention="eager", batch_size=2, seq_len=1024)),
+    ("gemma-2-2b", 4, dict(method="lora", attention="eager", batch_size=2, seq=1024)),
     # a cat-rotated (head-major) query: flash's output is head-major and copied again for
     # the output projection (was -1.23 % and -0.76 %)
-    ("pythia-1b", 4, dict(precision="bf16", batch_size=2, seq_len=2048)),
-    ("phi-3-mini", 3, dict(load_dtype="bf16", optimizer_impl="forloop", batch_size=2, seq_len=1024)),
+    ("pythia-1b", 4, dict(precision="bf16", batch_size=2, seq=2048)),
+    ("phi-3-mini", 3, dict(load_dtype="bf16", optimizer_impl="forloop", batch_size=2, seq=1024)),
     # a frozen fp32 base: the first layer keeps no cast of the weights reading its input;
     # GPT-NeoX's parallel block reads one layer input, kept by neither norm in a frozen
     # first layer and counted whole at the final norm (were +1.43 %, +0.60 %, -0.23 %)
     ("pythia-1b", 4, dict(method="lora", load_dtype="fp32", lora_targets=("all-linear",), batch_size=2,
-                          seq_len=1024)),
-    ("pythia-1b", 4, dict(method="lora", lora_targets=("all-linear",), batch_size=2, seq_len=1024)),
-    ("pythia-1b", 4, dict(precision="bf16", recompute=True, batch_size=4, seq_len=2048)),
+                          seq=1024)),
+    ("pythia-1b", 4, dict(method="lora", lora_targets=("all-linear",), batch_size=2, seq=1024)),
+    ("pythia-1b", 4, dict(precision="bf16", recompute=True, batch_size=4, seq=2048)),
     # QLoRA under autocast: lora.Linear4bit casts no input already in bf16, so o_proj's
     # adapter keeps the attention output itself (was +0.42 %)
-    ("llama-3.2-1b", 3, dict(method="qlora", recompute=False, batch_size=2, seq_len=1024)),
+    ("llama-3.2-1b", 3, dict(method="qlora", recompute=False, batch_size=2, seq=1024)),
 ]
 
 

@@ -328,6 +328,10 @@ def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> i
 def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
     """Saved activations per layer under the setup's recomputation policy."""
     ctx = _context(spec, setup)
+    if spec.architecture != "decoder" and setup.method == "full":
+        from vramplan.memory import seq2seq_training
+
+        return seq2seq_training.activation_plan(spec, setup, ctx)
     policy = setup.recompute_policy
     cast = act.layer_weight_cast_bytes(spec, ctx)
     parts: dict[str, int] = {}
@@ -393,6 +397,12 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
 
 
 def setup_logits(spec: ModelSpec, setup: TrainingSetup) -> LogitsBytes:
+    if spec.architecture != "decoder":
+        from vramplan.memory.seq2seq_training import logits_bytes as unupcast_logits_bytes
+
+        own = unupcast_logits_bytes(spec, setup)
+        if own is not None:
+            return own
     return logits_bytes(tokens=setup.batch * setup.seq, vocab=spec.vocab_size, hidden=spec.hidden_size,
                         compute_bytes=setup.recipe.compute_bytes, fused_ce=setup.fused_ce,
                         weight_bytes=get_dtype(_head_dtype(setup)).bytes_for(1),

@@ -48,6 +48,9 @@ def _render(result, est, units: str, svg_path: str | None) -> None:
 @click.option("--batch", type=BoundedInt(1, v.BATCH_MAX), default=1, show_default=True, help="Sequences per step.")
 @click.option("--seq", type=BoundedInt(1, v.LENGTH_MAX), default=512, show_default=True,
               help="Tokens per sequence (training) or prompt tokens (inference).")
+@click.option("--input-len", type=BoundedInt(1, v.LENGTH_MAX), default=None,
+              help="Encoder-decoder models (T5, BART): encoder input tokens per sequence (default: --seq, "
+                   "which is then the decoder's).")
 @click.option("--decode", type=BoundedInt(0, v.LENGTH_MAX), default=4, show_default=True, help="Inference: decode steps.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16-mixed", "bf16"]), default="bf16-mixed",
               show_default=True, help="fp32; fp32 weights under CUDA autocast; or pure bf16.")
@@ -76,7 +79,7 @@ def _render(result, est, units: str, svg_path: str | None) -> None:
               help="Write the memory timeline as an SVG here.")
 @units_option
 @json_option
-def command(model: str, train: bool, batch: int, seq: int, decode: int, precision: str, optimizer: str,
+def command(model: str, train: bool, batch: int, seq: int, input_len: int | None, decode: int, precision: str, optimizer: str,
             optimizer_impl: str, method: str, load_dtype: str | None, lora_targets: str | None, logits: str,
             lora_rank: int, recompute: bool, attention: str, cache: str,
             dropout: float | None, layers: str, gpu: str | None, svg_path: str | None, units: str,
@@ -90,7 +93,8 @@ def command(model: str, train: bool, batch: int, seq: int, decode: int, precisio
     from vramplan.trace.deps import require_exact
     from vramplan.trace.setup import TraceSetup
 
-    setup = TraceSetup(mode="train" if train else "infer", batch_size=batch, seq=seq, decode_tokens=decode,
+    setup = TraceSetup(mode="train" if train else "infer", batch_size=batch, seq=seq, input_len=input_len,
+                       decode_tokens=decode,
                        precision=precision, optimizer=optimizer, optimizer_impl=optimizer_impl, method=method,
                        lora_rank=lora_rank, recompute=recompute, attention=attention, cache=cache, dropout=dropout,
                        load_dtype=load_dtype, logits=logits,

@@ -15,8 +15,9 @@ Encoder-decoder, ``generate``:
 Encoder-only (masked-LM forward): no KV cache; one forward over the whole sequence,
 whose high point is one layer's live tensors or every position's logits.
 
-The activation terms are analytical (the decoder formulas applied to these stacks);
-only the caches are checked against transformers objects (tests/test_encoder_decoder.py).
+The activation terms apply the decoder formulas to these stacks; the caches are checked
+against transformers objects (tests/test_encoder_decoder.py) and the peaks against
+``vramplan trace --infer`` (tests/test_encdec_training_trace.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ from vramplan.quant import WeightFormat
 
 HELD_HIDDEN = 2
 """The embedding output and the layer input stay bound through each layer (as for decoders)."""
+HEAD_HIDDEN = 2
+"""Encoder-only masked-LM forward at its vocabulary projection: the last hidden state
+(``sequence_output``, bound in ``BertForMaskedLM.forward``) and the head transform's
+output (dense, activation, LayerNorm) the projection reads, ``t x h`` each."""
+CROSS_KV_PROJECTIONS = 2
+"""The first decoder step projects each layer's cross-attention k and v over the input
+tokens (``t_in x heads x d_kv`` each); a ``StaticCache`` copies them in, so one layer's
+pair is alive beside the caches at a time."""
 
 
 def encoder_view(spec: ModelSpec) -> ModelSpec:
@@ -74,9 +83,12 @@ def build(job: Job, input_tokens: int) -> Estimate:
                              held_hidden=HELD_HIDDEN)
         layer = [_layer(spec, shape, job, f"one layer's live tensors for {b} x {job.context} tokens "
                                            "(bidirectional attention)")]
-        head = [Component(name="logits", bytes=logits_bytes(spec, rows=b * job.context, act_bytes=act,
-                                                             fp32_copy=False),
-                          note="every position's masked-LM logits (compute dtype)")]
+        rows = b * job.context
+        head = [Component(name="logits", bytes=logits_bytes(spec, rows=rows, act_bytes=act, fp32_copy=False),
+                          note="every position's masked-LM logits (compute dtype)"),
+                Component(name="activations/head", bytes=HEAD_HIDDEN * rows * spec.hidden_size * act,
+                          note="the encoder's last hidden state (still bound in the masked-LM forward) and the "
+                               "head transform's output the vocabulary projection reads")]
         phases["forward"] = weights + max(layer, head, key=lambda c: sum(x.bytes for x in c))
     else:
         enc = encoder_view(spec)
@@ -98,6 +110,11 @@ def build(job: Job, input_tokens: int) -> Estimate:
             Component(name="activations/encoder_output", bytes=out,
                       note=f"the encoder's last hidden state ({input_tokens} tokens), kept by generate"),
             _layer(spec, decode_shape, job, "one decoder layer's live tensors for one new token"),
+            Component(name="activations/cross_kv_projection",
+                      bytes=CROSS_KV_PROJECTIONS * b * input_tokens * spec.num_attention_heads * spec.head_dim
+                      * act // setup.tp,
+                      note="one decoder layer's cross-attention k and v over the input, projected in the first "
+                           "decoder step before the static cache copies them"),
             Component(name="logits", bytes=logits_bytes(spec, rows=b, act_bytes=act),
                       note="last position only + its fp32 copy"),
         ]

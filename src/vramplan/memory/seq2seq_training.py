@@ -1,23 +1,61 @@
-"""Training terms of encoder-decoder models and of image inputs, beside the decoder's.
+"""Training terms of encoder-decoder and encoder-only models, and of image inputs.
 
 - Images: each image's tokens (:func:`vramplan.model.towers.image_tokens`) join the
   sequence the text model trains on. The vision tower is frozen under LoRA/QLoRA (its
   tensors lie outside the blocks adapters attach to, and with no trainable parameter
   below it autograd saves nothing in it); under full fine-tuning its weights, gradients
   and optimizer states are counted, its saved activations are not (a warning says so).
-- Encoder-decoder (T5, BART): the decoder trains on ``seq`` target tokens (the usual
-  plan), and the encoder's layers save their activations over ``input_len`` tokens:
-  the decoder-layer formulas of :mod:`vramplan.memory.activations` on the encoder's
-  widths (bidirectional attention saves the same tensors as causal under SDPA/flash),
-  plus the encoder output every cross-attention's K/V projection reads; and each decoder
-  layer's cross-attention (:func:`cross_attention_saved_bytes`).
+- Encoder-decoder (T5, mT5, BART, mBART) and encoder-only (BERT, RoBERTa, ModernBERT)
+  models under full fine-tuning: what autograd saves in one forward, per stack and
+  layer, from the transformers 5 modeling code (below). The decoder's layers (the
+  encoder's, for encoder-only models) are the layers of the step's timeline
+  (:func:`activation_plan`); an encoder-decoder's encoder stack is alive from its
+  forward to its backward (:func:`extra_training_components`).
 
-Analytical; not checked against ``vramplan trace`` (the trace builds causal LMs).
+Notation per token: ``h`` hidden size, ``n`` the heads' width (``heads x d_kv``),
+``i`` the MLP width, ``a`` heads; ``r`` the residual stream's element size (fp32 under
+``bf16-mixed``: the embeddings, norms and the residual adds run on fp32 weights),
+``c`` the compute dtype's, ``f = 4``. Under autocast every linear saves its own
+``c``-byte cast of an fp32 input (``k c h`` for ``k`` readers); without it, a tensor
+read by several linears is saved once.
+
+- Attention, SDPA (flash / memory-efficient): q, k, v and the output (``4 c n``; the
+  output is also what the output projection saves), the fp32 log-sum-exp (``f a``);
+  attention-probability dropout runs inside the kernel (two seeds). T5 adds its
+  position bias as a float mask: a contiguous ``a x s_q x s_k`` copy in ``c`` per
+  layer (``create_position_bias_mask(...).contiguous()`` of a permuted view), the
+  decoder's self-attention also the causal ``s x s`` bool mask its ``torch.where``
+  keeps, and the bucket indices (int64 ``s_q x s_k``, once per stack) the
+  relative-position embedding's backward reads; the cross-attention's zero bias
+  (``a x s_dec x s_enc``) once for all layers. Cross-attention: k and v over the
+  encoder tokens (``2 c n``) and, under autocast, each layer's own two casts of the
+  encoder output (``2 c h``).
+- Norms: T5's RMSNorm keeps its input (the residual), fp32 ``rsqrt`` and the fp32
+  normalised tensor the weight multiplies (``f h``); ``LayerNorm`` keeps its input
+  and fp32 mean and rstd (``2 f``), and under autocast a 16-bit input is kept as
+  its fp32 cast.
+- MLPs: T5 ``relu`` keeps its output, and the ``wo`` input (autocast's cast, or the
+  dropout output); T5 v1.1 ``gelu_new`` (written out in Python) keeps ``x``'s fp32
+  copy for ``pow``, ``tanh``'s output, ``1 + tanh`` (fp32) and ``0.5 x`` (``c``), then the
+  gated product keeps the fp32 activation and ``wi_1``'s output; BART and BERT's
+  ``gelu`` keeps its input, the second linear its output; ModernBERT's GeGLU keeps
+  ``Wi``'s whole ``2 i`` output (the activation's input is a view of it), the
+  activation's output and the product.
+- Dropout (when the config's probabilities are above 0): a 1-byte mask per dropped
+  element: the embeddings, every sub-block's output, the MLP's inner activation (T5,
+  BART's ``activation_dropout``), the stacks' outputs.
+- Heads: BERT/RoBERTa/ModernBERT's masked-LM transform (dense, ``gelu``, LayerNorm)
+  before the vocabulary projection; the head's input as its matmul saves it.
+
+Checked against ``vramplan trace`` (transformers on fake tensors under CUDA's rules)
+on small real configs of each family (tests/test_encdec_training_trace.py,
+tests/encdec_measure.py). LoRA/QLoRA on these models keep the decoder formulas of
+:mod:`vramplan.memory.activations` on each stack's widths (not checked).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vramplan.errors import InputError
@@ -26,10 +64,19 @@ from vramplan.memory import activations as act
 from vramplan.model.spec import ModelSpec
 
 if TYPE_CHECKING:
-    from vramplan.training import TrainingSetup
+    from vramplan.memory.logits import LogitsBytes
+    from vramplan.training import ActivationPlan, TrainingSetup
 
 LIVE_PHASES = ("forward", "backward")
 """Phases in which the encoder's saved activations are alive (freed by its backward)."""
+
+FP32 = act.FP32
+MASK = act.MASK
+INDEX = act.INDEX
+T5_TYPES = ("t5", "mt5", "umt5")
+MODERNBERT_TYPES = ("modernbert",)
+PER_LAYER_POSITION_BIAS = frozenset({"umt5"})
+"""T5 variants with a relative-position embedding in every layer (``UMT5Attention``)."""
 
 
 def with_image_tokens(spec: ModelSpec, setup: TrainingSetup) -> TrainingSetup:
@@ -47,11 +94,291 @@ def with_image_tokens(spec: ModelSpec, setup: TrainingSetup) -> TrainingSetup:
     return replace(setup, seq=setup.seq + setup.images * image_tokens(tower, setup.image_size))
 
 
+# ---- the stacks -----------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class Stack:
+    """One stack of layers as its saved tensors see it."""
+
+    layers: int
+    heads: int
+    inner: int
+    """Width of all heads, ``heads x head_dim``."""
+    width: int
+    """MLP width ``i``."""
+    batch: int
+    seq: int
+    """Tokens per sequence in this stack."""
+    cross_seq: int = 0
+    """Decoder of an encoder-decoder: the encoder tokens per sequence its cross-attention reads."""
+    causal: bool = False
+
+    @property
+    def tokens(self) -> int:
+        return self.batch * self.seq
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dtypes:
+    """Element sizes of one step (see the module docstring)."""
+
+    r: int
+    c: int
+    autocast: bool
+    dropout: bool
+    eager: bool
+
+    def cast(self, readers: int, src: int) -> int:
+        """Bytes per element one tensor of ``src``-byte elements costs when ``readers``
+        linears save it: one cast each under autocast when it is wider than ``c``, else
+        the tensor once."""
+        return readers * self.c if self.autocast and src != self.c else src
+
+
+def _dtypes(ctx: act.ActivationContext) -> Dtypes:
+    return Dtypes(r=ctx.r, c=ctx.c, autocast=ctx.recipe.autocast, dropout=ctx.dropout, eager=ctx.attention == "eager")
+
+
+def _family(spec: ModelSpec) -> str:
+    if spec.model_type in T5_TYPES:
+        return "t5"
+    if spec.model_type in MODERNBERT_TYPES:
+        return "modernbert"
+    return "bart" if spec.architecture == "encoder_decoder" else "bert"
+
+
+def _norm_out_bytes(spec: ModelSpec, d: Dtypes) -> int:
+    """Element size of a norm's output: the residual stream's (fp32 weights and inputs
+    under fp32 and mixed runs, 16-bit in pure 16-bit runs)."""
+    return d.r
+
+
+def _norm_per_token(spec: ModelSpec, d: Dtypes) -> int:
+    """One norm's saved tensors per token, its input (the residual) included."""
+    h = spec.hidden_size
+    if _family(spec) == "t5":
+        upcast = FP32 * h if d.r < FP32 else 0
+        normalised = (FP32 if d.r == FP32 else d.r) * h
+        return d.r * h + upcast + FP32 + normalised
+    return d.r * h + 2 * FP32
+
+
+def _scores_per_token(st: Stack, d: Dtypes, kv_seq: int) -> int:
+    """Eager attention's per-score terms for one query token: the softmax output (fp32
+    under autocast, ``softmax.int`` being on its fp32 list), the dropout mask, and the
+    probabilities the second matmul saves (autocast's cast, or the dropout output)."""
+    softmax = FP32 if d.autocast else d.c
+    second = d.c if d.dropout or (d.autocast and d.c < FP32) else 0
+    return st.heads * kv_seq * (softmax + (MASK if d.dropout else 0) + second)
+
+
+def _attention_per_token(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
+    """q, k, v and the output (the output projection's input) per token; SDPA adds the
+    fp32 log-sum-exp, eager the scores (:func:`_scores_per_token`)."""
+    c, n = d.c, st.inner
+    if not d.eager:
+        # ModernBERT: SDPA keeps v as a view of the fused Wqkv output, whose q and k
+        # thirds stay alive with it (eager's matmul saves a contiguous copy of v instead)
+        fused = 2 * c * n if _family(spec) == "modernbert" else 0
+        return 4 * c * n + FP32 * st.heads + fused
+    return 4 * c * n + _scores_per_token(st, d, st.seq)
+
+
+def _layer_per_token(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
+    """Saved bytes per token of one layer of ``st`` (self-attention block and MLP; the
+    cross-attention's terms over the encoder tokens are added apart)."""
+    fam, h, i = _family(spec), spec.hidden_size, st.width
+    c, drop = d.c, MASK if d.dropout else 0
+    norm_out = _norm_out_bytes(spec, d)
+    blocks = 3 if st.cross_seq else 2
+    total = blocks * _norm_per_token(spec, d) if fam != "modernbert" else 2 * _norm_per_token(spec, d)
+    attn_readers = 1 if fam == "modernbert" else 3
+    total += d.cast(attn_readers, norm_out) * h + _attention_per_token(spec, st, d)
+    total += blocks * drop * h  # each block's output dropout
+    if st.cross_seq:  # cross-attention's query side: q's input, q and output, LSE or scores
+        scores = _scores_per_token(st, d, st.cross_seq) if d.eager else FP32 * st.heads
+        total += d.cast(1, norm_out) * h + 2 * c * st.inner + scores
+    mlp_readers = 2 if spec.mlp_gated and fam == "t5" else 1
+    total += d.cast(mlp_readers, norm_out) * h
+    if fam == "t5":
+        if spec.mlp_gated:
+            act_saved = (3 * FP32 + c) if d.autocast and c < FP32 else 4 * c
+            gelu_out = FP32 if d.autocast else c
+            act_saves = act_saved + gelu_out if spec.hidden_act == "gelu_new" else 2 * c
+            total += i * (act_saves + c + c + drop)  # activation, wi_1 output, wo input, mask
+        else:
+            wo_input = c if (d.autocast or d.dropout) else 0
+            total += i * (c + wo_input + drop)  # relu output (kept by relu), wo input, mask
+    elif fam == "modernbert":
+        total += i * 4 * c  # Wi's 2i output, the activation output, the product
+    else:  # BART / BERT: activation input and the second linear's input (+ BART's activation dropout)
+        inner_drop = drop if fam == "bart" else 0
+        total += i * (2 * c + inner_drop)
+    return total
+
+
+def _layer_fixed(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
+    """Per-layer bytes that do not grow with the batch: T5's position-bias copies and
+    the decoder's causal mask."""
+    if _family(spec) == "modernbert":
+        return 0
+    if _family(spec) != "t5":
+        return 0
+    # UMT5: every layer's self-attention has its own relative-position embedding and
+    # keeps its own bucket indices (T5 and mT5: layer 0's, counted once per stack)
+    buckets = INDEX * st.seq * st.seq if spec.model_type in PER_LAYER_POSITION_BIAS else 0
+    if d.eager:  # eager adds the bias to the scores: nothing saved
+        return buckets
+    bias_bytes = FP32 if d.r == FP32 and not d.autocast else d.c
+    total = st.heads * st.seq * st.seq * bias_bytes + buckets
+    if st.causal:
+        total += st.seq * st.seq * MASK
+    return total
+
+
+def _cross_kv_per_layer(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
+    """Cross-attention terms over the encoder tokens, one decoder layer: k and v, and
+    under autocast their own casts of the encoder output."""
+    t_in = st.batch * st.cross_seq
+    casts = 2 * d.c * spec.hidden_size if d.autocast else 0
+    return t_in * (2 * d.c * st.inner + casts)
+
+
+def _linear_params_per_layer(spec: ModelSpec, st: Stack) -> int:
+    h = spec.hidden_size
+    attention = 4 * h * st.inner
+    mlp = (3 if spec.mlp_gated else 2) * h * st.width
+    return attention * (2 if st.cross_seq else 1) + mlp
+
+
+def layer_bytes(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
+    """Saved bytes of one layer of ``st``, its autocast weight copies included."""
+    casts = d.c * _linear_params_per_layer(spec, st) if d.autocast else 0
+    cross = _cross_kv_per_layer(spec, st, d) if st.cross_seq else 0
+    return st.tokens * _layer_per_token(spec, st, d) + _layer_fixed(spec, st, d) + cross + casts
+
+
+def _embedding_per_token(spec: ModelSpec, d: Dtypes) -> int:
+    """After the embeddings: BART/BERT/ModernBERT's LayerNorm and the dropout mask."""
+    drop = MASK * spec.hidden_size if d.dropout else 0
+    if _family(spec) == "t5":
+        return drop
+    return _norm_per_token(spec, d) + drop
+
+
+def _stack_end_per_token(spec: ModelSpec, d: Dtypes) -> int:
+    """After the last layer: the final norm (T5, mBART, ModernBERT) and T5's dropout."""
+    fam = _family(spec)
+    total = _norm_per_token(spec, d) if fam in ("t5", "modernbert") or spec.final_norm else 0
+    if fam == "t5" and d.dropout:
+        total += MASK * spec.hidden_size
+    return total
+
+
+def _head_per_token(spec: ModelSpec, d: Dtypes) -> int:
+    """The head's input as its matmul saves it, after BERT-style masked-LM transforms
+    (dense, gelu, LayerNorm on a 16-bit input: its fp32 cast under autocast)."""
+    h, c = spec.hidden_size, d.c
+    out = d.cast(1, _norm_out_bytes(spec, d)) * h
+    if spec.architecture != "encoder":
+        return out
+    ln_input = FP32 if d.autocast else c
+    return out + h * (c + ln_input) + 2 * FP32 + d.cast(1, d.r) * h
+
+
+def _fixed_per_stack(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
+    """T5's bucket indices per stack and the cross-attention's zero bias; ModernBERT's
+    sliding-window bool mask (``batch x s x s``, built once, read by every local layer)
+    less the attention norm its first layer lacks (``nn.Identity``)."""
+    if _family(spec) == "modernbert":
+        return st.batch * st.seq * st.seq * MASK - st.tokens * _norm_per_token(spec, d)
+    if _family(spec) != "t5":
+        return 0
+    total = 0 if spec.model_type in PER_LAYER_POSITION_BIAS else INDEX * st.seq * st.seq
+    if st.cross_seq and not d.eager:
+        total += st.heads * st.seq * st.cross_seq * d.c
+    return total
+
+
+def stacks(spec: ModelSpec, setup: TrainingSetup) -> tuple[Stack | None, Stack]:
+    """(encoder stack or None, the main stack: the decoder, or an encoder-only model's)."""
+    seq = setup.seq
+    if spec.architecture == "encoder":
+        return None, Stack(layers=spec.num_layers, heads=spec.num_attention_heads, inner=spec.q_dim,
+                           width=spec.intermediate_size, batch=setup.batch, seq=seq)
+    enc = spec.encoder
+    input_len = setup.input_len or seq
+    assert enc is not None
+    encoder = Stack(layers=enc.num_layers, heads=enc.num_attention_heads, inner=enc.num_attention_heads * enc.head_dim,
+                    width=enc.intermediate_size, batch=setup.batch, seq=input_len)
+    decoder = Stack(layers=spec.num_layers, heads=spec.num_attention_heads, inner=spec.q_dim,
+                    width=spec.intermediate_size, batch=setup.batch, seq=seq, cross_seq=input_len, causal=True)
+    return encoder, decoder
+
+
+def _modelled(spec: ModelSpec, setup: TrainingSetup) -> bool:
+    """Full fine-tuning of these architectures is modelled here; LoRA keeps the decoder formulas."""
+    return spec.architecture in ("encoder", "encoder_decoder") and setup.method == "full"
+
+
+def encoder_stack_bytes(spec: ModelSpec, setup: TrainingSetup, ctx: act.ActivationContext) -> int:
+    """An encoder-decoder's encoder, alive from its forward to its backward: embedding
+    terms, every layer, its final norm, and (without autocast) its output, which every
+    cross-attention's k and v save (under autocast each saves its own casts, counted
+    with the decoder's layers)."""
+    encoder, _ = stacks(spec, setup)
+    assert encoder is not None
+    d = _dtypes(ctx)
+    enc_view = replace(spec, architecture="encoder_decoder")
+    if setup.recompute_policy == "full":
+        layers = encoder.layers * encoder.tokens * d.r * spec.hidden_size
+    else:
+        layers = encoder.layers * layer_bytes(enc_view, encoder, d)
+    per_token = _embedding_per_token(spec, d) + _stack_end_per_token(spec, d)
+    output = 0 if d.autocast else encoder.tokens * d.r * spec.hidden_size
+    return layers + encoder.tokens * per_token + output + _fixed_per_stack(spec, encoder, d)
+
+
+def activation_plan(spec: ModelSpec, setup: TrainingSetup, ctx: act.ActivationContext) -> ActivationPlan:
+    """The timeline's layers for an encoder-decoder (its decoder) or an encoder-only
+    model, under full fine-tuning."""
+    from vramplan.training import ActivationPlan
+
+    _, main = stacks(spec, setup)
+    d = _dtypes(ctx)
+    h, t = spec.hidden_size, main.tokens
+    full = layer_bytes(spec, main, d)
+    casts = d.c * _linear_params_per_layer(spec, main) if d.autocast else 0
+    if setup.recompute_policy == "full":
+        kept = t * d.r * h
+    else:
+        kept = full
+    work = 2 * d.r * h * t + (2 if spec.mlp_gated else 1) * d.c * main.width * t
+    outside = t * (_embedding_per_token(spec, d) + _stack_end_per_token(spec, d) + _head_per_token(spec, d)) \
+        + _fixed_per_stack(spec, main, d) + _head_weight_casts(spec, ctx)
+    parts = {"layers": kept * main.layers, "outside_layers": outside}
+    forward_only = 0
+    if setup.recompute_policy == "full" and d.autocast:
+        # autocast's weight copies stay cached to the forward's end, kept by no one after
+        encoder, _ = stacks(spec, setup)
+        enc_casts = d.c * _linear_params_per_layer(spec, encoder) * encoder.layers if encoder else 0
+        forward_only = casts * main.layers + enc_casts
+    return ActivationPlan(parts=parts, per_layer_kept=(kept,) * main.layers, per_layer_full=(full,) * main.layers,
+                          per_layer_work=(work,) * main.layers, outside_layers=outside, forward_only=forward_only,
+                          final_norm_transient=0,
+                          per_micro_batch=act.MicroBatchBytes(layer_kept_bytes=0 if setup.recompute_policy == "full"
+                                                              else casts, layer_backward_bytes=casts,
+                                                              outside_bytes=_head_weight_casts(spec, ctx)))
+
+
+def _head_weight_casts(spec: ModelSpec, ctx: act.ActivationContext) -> int:
+    """Autocast's copies of the output head and of a masked-LM transform's dense weight."""
+    transform = ctx.c * spec.hidden_size ** 2 if spec.architecture == "encoder" and ctx.recipe.autocast else 0
+    return act.head_weight_cast_bytes(spec, ctx) + transform
+
+
 def extra_training_components(spec: ModelSpec, setup: TrainingSetup,
                               ctx: act.ActivationContext) -> tuple[tuple[Component, ...], tuple[str, ...]]:
     """(components alive in :data:`LIVE_PHASES`, warnings) for encoder-decoders and images."""
-    from vramplan.engines.seq2seq import encoder_view
-
     comps: list[Component] = []
     warnings: list[str] = []
     if setup.images and setup.method == "full":
@@ -59,23 +386,33 @@ def extra_training_components(spec: ModelSpec, setup: TrainingSetup,
                         "counted, its saved activations are not")
     if spec.architecture == "encoder_decoder":
         tokens = setup.input_len or setup.seq
-        enc = encoder_view(spec)
-        ectx = replace(ctx, seq=tokens)
-        policy = setup.recompute_policy
-        if policy == "full":
-            per_layer = act.checkpointed_layer_bytes(enc, ectx)
+        if _modelled(spec, setup):
+            comps.append(Component(name="activations/encoder", bytes=encoder_stack_bytes(spec, setup, ctx),
+                                   note=f"{spec.encoder.num_layers if spec.encoder else 0} encoder layers over "
+                                        f"{tokens} input tokens, their norms and dropout masks"))
         else:
-            per_layer = act.saved_layer_bytes(act.layer_activation_parts(enc, ectx, 0), policy)
-        output = ectx.tokens * spec.hidden_size * ectx.c
-        comps.append(Component(name="activations/encoder", bytes=enc.num_layers * per_layer + output,
-                               note=f"{enc.num_layers} encoder layers over {tokens} input tokens + the encoder "
-                                    "output the cross-attentions read (analytical)"))
-        comps.append(Component(name="activations/cross_attention", bytes=cross_attention_saved_bytes(spec, setup, ctx),
-                               note=f"{spec.num_layers} decoder cross-attentions over {tokens} input tokens "
-                                    "(analytical)"))
-        warnings.append("encoder-decoder training: encoder and cross-attention activations are analytical "
-                        "(decoder-layer formulas on the encoder's widths), not checked against the trace")
+            comps += _lora_encoder_components(spec, setup, ctx, tokens)
+            warnings.append("encoder-decoder LoRA training: encoder and cross-attention activations use the "
+                            "decoder-layer formulas on the encoder's widths, not checked against the trace")
     return tuple(comps), tuple(warnings)
+
+
+def _lora_encoder_components(spec: ModelSpec, setup: TrainingSetup, ctx: act.ActivationContext,
+                             tokens: int) -> list[Component]:
+    from vramplan.engines.seq2seq import encoder_view
+
+    enc = encoder_view(spec)
+    ectx = replace(ctx, seq=tokens)
+    if setup.recompute_policy == "full":
+        per_layer = act.checkpointed_layer_bytes(enc, ectx)
+    else:
+        per_layer = act.saved_layer_bytes(act.layer_activation_parts(enc, ectx, 0), setup.recompute_policy)
+    output = ectx.tokens * spec.hidden_size * ectx.c
+    return [Component(name="activations/encoder", bytes=enc.num_layers * per_layer + output,
+                      note=f"{enc.num_layers} encoder layers over {tokens} input tokens + the encoder output "
+                           "(decoder-layer formulas)"),
+            Component(name="activations/cross_attention", bytes=cross_attention_saved_bytes(spec, setup, ctx),
+                      note=f"{spec.num_layers} decoder cross-attentions over {tokens} input tokens")]
 
 
 def cross_attention_saved_bytes(spec: ModelSpec, setup: TrainingSetup, ctx: act.ActivationContext) -> int:
@@ -95,3 +432,43 @@ def cross_attention_saved_bytes(spec: ModelSpec, setup: TrainingSetup, ctx: act.
     if setup.recompute_policy == "full":
         return 0  # recomputed with the layer; the checkpointed input is counted by the decoder plan
     return spec.num_layers * per_layer
+
+
+# ---- the loss -------------------------------------------------------------------------
+LOSS_UPCASTS = frozenset({"modernbert"})
+"""Families whose forward calls ``self.loss_function`` (``ForMaskedLMLoss``:
+``logits.float()`` first): the decoder's rule (:mod:`vramplan.memory.logits`)."""
+FP32_LOGITS_BIAS = frozenset({"bart", "mbart"})
+"""Families that add an fp32 ``final_logits_bias`` buffer to the head's output: under
+autocast (fp32 buffers, 16-bit matmul) the sum, the logits, is fp32."""
+
+
+def logits_bytes(spec: ModelSpec, setup: TrainingSetup) -> LogitsBytes | None:
+    """The logits and loss of ``CrossEntropyLoss()`` on compute-dtype logits (T5,
+    BERT, RoBERTa; BART without autocast), or ``None`` where the loss sees fp32 logits
+    (the decoder's rule, :mod:`vramplan.memory.logits`).
+
+    ``cross_entropy`` is a composite: ``log_softmax`` with the input's own dtype
+    (autocast leaves an op with an explicit dtype alone), then ``nll_loss``. Per token
+    and vocabulary entry, under autocast ``nll_loss`` (on its fp32 list) saves its fp32
+    cast of the log-probabilities: the forward's high point holds the logits, the
+    log-probabilities and the cast (``2 c + 4``), the backward's the log-probabilities
+    and the cast (``c + 4``) beside ``nll_loss``'s fp32 gradient (``+ 4``). Without
+    autocast everything stays in ``c``: ``2 c``, ``c`` kept, ``3 c`` in the backward
+    (the log-probabilities, ``nll_loss``'s gradient and ``log_softmax``'s)."""
+    from vramplan.memory.logits import FP32 as LOSS_FP32, LogitsBytes
+
+    autocast = setup.recipe.autocast
+    c = setup.recipe.compute_bytes
+    if spec.model_type in LOSS_UPCASTS or setup.fused_ce or c >= LOSS_FP32 or \
+            (autocast and spec.model_type in FP32_LOGITS_BIAS):
+        return None
+    tokens = setup.batch * setup.seq
+    elems = tokens * spec.vocab_size
+    what = f"{tokens:,} tokens x {spec.vocab_size:,} vocab: logits {c} B + log_softmax {c} B"
+    if not autocast:
+        return LogitsBytes(forward_peak=2 * c * elems, saved=c * elems, backward_peak=3 * c * elems,
+                           note=what + f"; backward + two {c} B gradients")
+    saved = (c + LOSS_FP32) * elems
+    return LogitsBytes(forward_peak=(2 * c + LOSS_FP32) * elems, saved=saved, backward_peak=saved + LOSS_FP32 * elems,
+                       note=what + " + nll_loss's fp32 cast 4 B; backward + its fp32 gradient")

@@ -4,15 +4,24 @@ its real shape and dtype and no storage, so an 8B model costs little host memory
 from __future__ import annotations
 
 import copy
+from typing import Literal
 
 from vramplan.errors import ConfigError, InputError
 from vramplan.trace.setup import TraceSetup
 
+ModelKind = Literal["causal", "seq2seq", "masked"]
+
 LAYER_LIST_KEYS = ("layer_types", "mlp_only_layers")
 """Per-layer lists in configs that must shrink with the layer count."""
 
-DROPOUT_KEY_SUFFIXES = ("dropout", "pdrop")
-"""Config keys ending so are dropout probabilities (``attention_dropout``, ``resid_pdrop``)."""
+DROPOUT_KEY_SUFFIXES = ("dropout", "pdrop", "dropout_prob", "dropout_rate")
+"""Config keys ending so are dropout probabilities (``attention_dropout``, ``resid_pdrop``,
+BERT's ``hidden_dropout_prob``, T5's ``dropout_rate``)."""
+
+
+def is_dropout_probability(key: str, value) -> bool:
+    """A config entry that is a dropout probability (see :data:`DROPOUT_KEY_SUFFIXES`)."""
+    return key.endswith(DROPOUT_KEY_SUFFIXES) and isinstance(value, (int, float)) and not isinstance(value, bool)
 
 LORA_ALPHA_PER_RANK = 2
 """LoRA alpha = 2 x rank, a common default (alpha does not change memory)."""
@@ -20,6 +29,11 @@ LORA_ALPHA_PER_RANK = 2
 
 def truncated_config(config: dict, layers: int) -> dict:
     """``config`` with only its first ``layers`` decoder layers (per-layer lists cut)."""
+    from vramplan.model.encoder_decoder import ENCODER_DECODER_TYPES
+
+    if config.get("is_encoder_decoder") or config.get("model_type") in ENCODER_DECODER_TYPES:
+        raise InputError(f"layers: {config.get('model_type')!r} is an encoder-decoder, traced whole (layers all); "
+                         "its two stacks are not extended per layer")
     cfg = copy.deepcopy(config)
     key = "n_layer" if "n_layer" in cfg and "num_hidden_layers" not in cfg else "num_hidden_layers"
     cfg[key] = layers
@@ -51,7 +65,7 @@ def prepared_config(config: dict, setup: TraceSetup) -> dict:
         cfg = truncated_config(cfg, setup.layers)
     if setup.dropout is not None:
         for key in list(cfg):
-            if key.endswith(DROPOUT_KEY_SUFFIXES) and isinstance(cfg[key], (int, float)):
+            if is_dropout_probability(key, cfg[key]):
                 cfg[key] = setup.dropout
     cfg["use_cache"] = setup.mode == "infer"
     return cfg
@@ -88,7 +102,7 @@ def hf_config(cfg: dict):
 
 
 def build_model(config: dict, setup: TraceSetup, fake_mode=None):
-    """The causal-LM of ``config`` ready for ``setup``: built on the meta device (no
+    """The model of ``config`` (its :func:`model_kind`) ready for ``setup``: built on the meta device (no
     memory, no initialisation), then every parameter and buffer replaced by a fake
     CPU tensor of ``fake_mode`` (tied weights stay tied). ``fake_mode=None`` builds
     real CPU tensors instead."""
@@ -125,19 +139,43 @@ def attention_used(model) -> str:
     return getattr(model.config, "_attn_implementation", "") or ""
 
 
+def model_kind(hf) -> ModelKind:
+    """The head a model of this config trains and serves with: ``seq2seq`` for an
+    encoder-decoder with a conditional-generation class (T5, BART:
+    ``AutoModelForSeq2SeqLM``), ``masked`` for an encoder with a masked-LM class
+    (BERT, RoBERTa, ModernBERT: ``AutoModelForMaskedLM``; BERT's causal
+    ``BertLMHeadModel`` wants ``is_decoder=True``), else ``causal``."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES)
+
+    if getattr(hf, "is_encoder_decoder", False) and hf.model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES:
+        return "seq2seq"
+    if hf.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(hf, "is_decoder", False):
+        return "masked"
+    return "causal"
+
+
+KIND_NAMES = {"causal": "a causal LM", "seq2seq": "a sequence-to-sequence LM", "masked": "a masked LM"}
+
+
+def _auto_class(transformers, kind: ModelKind):
+    return {"causal": transformers.AutoModelForCausalLM, "seq2seq": transformers.AutoModelForSeq2SeqLM,
+            "masked": transformers.AutoModelForMaskedLM}[kind]
+
+
 def _from_config(transformers, hf, setup: TraceSetup):
-    """``from_config`` with the setup's attention; a model class without SDPA
-    support (Gemma 2's soft-capping) is built with eager attention, as
-    transformers itself requires."""
+    """``from_config`` of the config's :func:`model_kind` with the setup's attention; a
+    model class without SDPA support (Gemma 2's soft-capping) is built with eager
+    attention, as transformers itself requires."""
+    kind = model_kind(hf)
+    auto = _auto_class(transformers, kind)
     try:
-        return transformers.AutoModelForCausalLM.from_config(hf, dtype=param_dtype(setup),
-                                                             attn_implementation=setup.attention)
+        return auto.from_config(hf, dtype=param_dtype(setup), attn_implementation=setup.attention)
     except ValueError as exc:
         message = str(exc).splitlines()[0]
         if setup.attention == "sdpa" and "does not support" in message:
-            return transformers.AutoModelForCausalLM.from_config(hf, dtype=param_dtype(setup),
-                                                                 attn_implementation="eager")
-        raise ConfigError(f"model_type: transformers cannot build {hf.model_type!r} as a causal LM "
+            return auto.from_config(hf, dtype=param_dtype(setup), attn_implementation="eager")
+        raise ConfigError(f"model_type: transformers cannot build {hf.model_type!r} as {KIND_NAMES[kind]} "
                           f"({message[:120]})") from None
 
 

@@ -60,7 +60,7 @@ def training_setup(setup: TraceSetup, *, config_dropout: bool = False):
                          load_dtype=setup.load_dtype if setup.method != "qlora" else None,
                          batch=setup.batch_size, seq=setup.seq, recompute="full" if setup.recompute else "none",
                          attention=setup.attention, lora_rank=setup.lora_rank, lora_targets=setup.lora_targets,
-                         dropout=dropout)
+                         dropout=dropout, input_len=setup.input_len)
 
 
 def inference_setup(setup: TraceSetup):
@@ -71,7 +71,8 @@ def inference_setup(setup: TraceSetup):
     weights = setup.load_dtype or ("fp32" if setup.precision == "fp32" else "bf16")
     return InferenceSetup(engine="hf", weights=weights, batch=setup.batch_size,
                           context=setup.seq + setup.decode_tokens, prompt=setup.seq,
-                          attention=setup.attention, logits=setup.logits, cache=setup.cache)
+                          attention=setup.attention, logits=setup.logits, cache=setup.cache,
+                          input_len=setup.input_len)
 
 
 def _spec(model):
@@ -104,12 +105,11 @@ def _config_dropout(model) -> bool:
     """Does the model's own config turn dropout on (a probability above 0 under a key
     the trace overrides: ``attention_dropout``, ``resid_pdrop``...)?"""
     from vramplan.model.hf_config import text_config
-    from vramplan.trace.build import DROPOUT_KEY_SUFFIXES
+    from vramplan.trace.build import is_dropout_probability
     from vramplan.trace.run import resolve_config
 
     config = dict(text_config(resolve_config(model)[1]))
-    return any(key.endswith(DROPOUT_KEY_SUFFIXES) and isinstance(value, (int, float)) and not isinstance(value, bool)
-               and value > 0 for key, value in config.items())
+    return any(is_dropout_probability(key, value) and value > 0 for key, value in config.items())
 
 
 def tensor_bytes(est) -> int:

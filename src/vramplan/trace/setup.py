@@ -54,6 +54,10 @@ class TraceSetup:
     """Sequences per step (micro-batch)."""
     seq: int = 512
     """Tokens per sequence (training) or prompt tokens (inference)."""
+    input_len: int | None = None
+    """Encoder-decoder models: encoder input tokens per sequence (``seq`` is then the
+    decoder's: the training targets, or the decoder prompt at inference); ``None``:
+    ``seq``."""
     decode_tokens: int = 4
     """Inference: tokens generated after the prefill, one forward each."""
     precision: Precision = "bf16-mixed"
@@ -110,11 +114,18 @@ class TraceSetup:
         _at_least("batch_size", self.batch_size, 1)
         _at_least("seq", self.seq, 1)
         _at_least("decode_tokens", self.decode_tokens, 0)
+        if self.input_len is not None:
+            _at_least("input_len", self.input_len, 1)
         _at_least("lora_rank", self.lora_rank, 1)
         if self.layers is not None:
             _at_least("layers", self.layers, 1)
         if self.dropout is not None and not (0.0 <= self.dropout < 1.0):
             raise InputError(f"dropout: expected a probability in [0, 1), got {self.dropout!r}")
+
+    @property
+    def encoder_tokens(self) -> int:
+        """Encoder input tokens per sequence (encoder-decoder models)."""
+        return self.input_len if self.input_len is not None else self.seq
 
     @property
     def training(self) -> bool:

@@ -80,29 +80,40 @@ def adopt_optimizer(recorder: Recorder, optimizer, model, setup: TraceSetup) -> 
 def run_training_step(model, setup: TraceSetup, recorder: Recorder, rules, progress=None, *,
                       measure_from_step: bool = False) -> None:
     """``measure_from_step``: on a real GPU, reset the peak statistics after the
-    optimizer states exist, so the peak read is the steady step's."""
+    optimizer states exist, so the peak read is the steady step's.
+
+    A causal LM trains on ``seq`` tokens that are their own labels; a masked LM
+    (BERT) the same, unshifted; a sequence-to-sequence LM (T5, BART) reads
+    ``input_len`` encoder tokens and trains on ``seq`` target tokens, its decoder
+    fed the targets shifted right as its forward does when given labels."""
+    from vramplan.trace.build import model_kind
+
+    kind = model_kind(model.config)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, setup)
     _init_optimizer_state(optimizer, params)
-    input_ids = _inputs(model, setup, setup.seq)
-    labels = input_ids.clone()
+    input_ids = _inputs(model, setup, setup.encoder_tokens if kind == "seq2seq" else setup.seq)
+    labels = _inputs(model, setup, setup.seq) if kind == "seq2seq" else input_ids.clone()
+    extra = {}
+    if kind == "seq2seq":
+        extra["decoder_input_ids"] = _base_model(model).prepare_decoder_input_ids_from_labels(labels=labels)
     if measure_from_step:
         import torch
 
         torch.cuda.reset_peak_memory_stats()
     adopt_model(recorder, model, setup)
     adopt_optimizer(recorder, optimizer, model, setup)
-    recorder.adopt(input_ids, "activations/inputs")
-    recorder.adopt(labels, "activations/inputs")
+    for t in (input_ids, labels, *extra.values()):
+        recorder.adopt(t, "activations/inputs")
     adapter_ids = {id(p) for n, p in model.named_parameters() if "lora_" in n}
     vocab = model.config.get_text_config().vocab_size
     with recorder.module_hooks(model), recorder.recording():
         with recorder.in_phase("forward"):
             with rules.autocast():
-                logits = model(input_ids=input_ids).logits
+                logits = model(input_ids=input_ids, **extra).logits
                 recorder.mark(logits, "logits/logits")
                 with labelled("logits/loss"):
-                    loss = model.loss_function(logits=logits, labels=labels, vocab_size=vocab)
+                    loss = _loss(model, kind, logits, labels, vocab)
             del logits
         _tick(progress)
         with recorder.in_phase("backward"):
@@ -115,6 +126,29 @@ def run_training_step(model, setup: TraceSetup, recorder: Recorder, rules, progr
             optimizer.zero_grad(set_to_none=True)
         del loss
     _tick(progress)
+
+
+def _base_model(model):
+    """The transformers model under a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _loss(model, kind: str, logits, labels, vocab: int):
+    """The loss as the model's own forward computes it from ``labels``: a causal LM's
+    ``loss_function`` (shifted, fp32 upcast); a masked or sequence-to-sequence LM whose
+    forward calls ``self.loss_function`` (ModernBERT: ``ForMaskedLMLoss``, unshifted,
+    fp32 upcast) the same; the others (T5, BART, BERT) ``CrossEntropyLoss()`` on the
+    flattened logits in their own dtype."""
+    import inspect
+
+    import torch
+
+    base = _base_model(model)
+    if kind == "causal":
+        return model.loss_function(logits=logits, labels=labels, vocab_size=vocab)
+    if "self.loss_function" in inspect.getsource(type(base).forward):
+        return base.loss_function(logits, labels, vocab_size=vocab)
+    return torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1))
 
 
 def _tick(progress) -> None:
@@ -138,37 +172,75 @@ def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=
     """Prefill ``seq`` tokens, then ``decode_tokens`` single-token forwards with the
     cache. With ``logits="last"`` only the last position's logits are computed
     (``logits_to_keep=1``), as generation does; with ``"all"`` the prefill returns
-    every position's (``logits_to_keep=0``), as a plain scoring forward does."""
+    every position's (``logits_to_keep=0``), as a plain scoring forward does.
+
+    A sequence-to-sequence LM runs as ``generate`` does: the encoder once over
+    ``input_len`` tokens (its output kept to the end), then the decoder over the
+    ``seq`` decoder prompt and each new token, with an ``EncoderDecoderCache`` (the
+    self-attention cache as ``cache`` says, the cross-attention cache filled by the first
+    decoder forward). A masked LM has no cache: one forward over ``seq`` tokens."""
     import torch
     import transformers
 
+    from vramplan.trace.build import model_kind
+
+    kind = model_kind(model.config)
+    if kind == "masked":
+        prompt = _inputs(model, setup, setup.seq)
+        adopt_model(recorder, model, setup)
+        recorder.adopt(prompt, "activations/inputs")
+        with torch.no_grad(), recorder.module_hooks(model), recorder.recording():
+            with recorder.in_phase("prefill"):
+                out = model(input_ids=prompt)
+                recorder.mark(out.logits, "logits/logits")
+                del out
+            _tick(progress)
+        return
     total = setup.seq + setup.decode_tokens
+    config = model.config.get_text_config(decoder=True)
     if setup.cache == "static":
-        cache = transformers.StaticCache(config=model.config, max_cache_len=total)
+        cache = transformers.StaticCache(config=config, max_cache_len=total)
     else:
-        cache = transformers.DynamicCache(config=model.config)
+        cache = transformers.DynamicCache(config=config)
     cache = _labelled_cache(cache)
     prompt = _inputs(model, setup, setup.seq)
     adopt_model(recorder, model, setup)
     recorder.adopt(prompt, "activations/inputs")
     cache_kw = _cache_keyword(model)
+    keep = {} if "logits_to_keep" not in _forward_parameters(model) else {"logits_to_keep": 1}
     with torch.no_grad(), recorder.module_hooks(model), recorder.recording():
+        encoded = {}
+        if kind == "seq2seq":
+            source = _inputs(model, setup, setup.encoder_tokens)
+            recorder.adopt(source, "activations/inputs")
+            cross = transformers.DynamicCache(config=config)
+            if setup.cache == "static":
+                cross = transformers.StaticCache(config=config, max_cache_len=setup.encoder_tokens)
+            cache = transformers.EncoderDecoderCache(cache, _labelled_cache(cross))
+            with recorder.in_phase("prefill"):
+                encoded = {"encoder_outputs": model.get_encoder()(input_ids=source)}
         with recorder.in_phase("prefill"):
-            keep = 0 if setup.logits == "all" else 1
-            out = model(input_ids=prompt, use_cache=True, logits_to_keep=keep, **{cache_kw: cache})
+            first = dict(keep, logits_to_keep=0) if keep and setup.logits == "all" else keep
+            ids = {"decoder_input_ids" if kind == "seq2seq" else "input_ids": prompt}
+            out = model(**ids, use_cache=True, **first, **encoded, **{cache_kw: cache})
             token = out.logits[:, -1:].argmax(-1)
             del out
         _tick(progress)
         for _ in range(setup.decode_tokens):
             with recorder.in_phase("decode"):
-                out = model(input_ids=token, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
+                ids = {"decoder_input_ids" if kind == "seq2seq" else "input_ids": token}
+                out = model(**ids, use_cache=True, **keep, **encoded, **{cache_kw: cache})
                 token = out.logits[:, -1:].argmax(-1)
                 del out
             _tick(progress)
 
 
-def _cache_keyword(model) -> str:
-    """``cache`` in recent transformers, ``past_key_values`` before."""
+def _forward_parameters(model):
     import inspect
 
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return inspect.signature(_base_model(model).forward).parameters
+
+
+def _cache_keyword(model) -> str:
+    """``cache`` in recent transformers, ``past_key_values`` before."""
+    return "cache" if "cache" in _forward_parameters(model) else "past_key_values"
