@@ -29,7 +29,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "num_kv_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "n_kv_heads"),
     "head_dim": ("head_dim", "kv_channels"),
     "intermediate_size": ("intermediate_size", "ffn_hidden_size", "ffn_dim", "n_inner", "d_ff",
-                          "inner_hidden_size", "ffn_inner_hidden_size"),
+                          "inner_hidden_size", "ffn_inner_hidden_size", "dff"),
     "vocab_size": ("vocab_size", "padded_vocab_size", "n_vocab"),
     "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length",
                                 "max_seq_len", "n_ctx"),
@@ -67,6 +67,8 @@ class Family:
     mlp_gated: bool = True
     mlp_bias: FlagSource = "mlp_bias"
     learned_positions: bool = False
+    sinusoidal_positions: bool = False
+    """Fixed sinusoid positions added to the embeddings (CTRL): no table, no rotation."""
     position_offset: int = 0
     alibi: bool = False
     tied_default: bool = False
@@ -93,6 +95,10 @@ class Family:
     """No attention layer at all (Mamba): head counts are not read."""
     adjust: Callable[[Config, dict[str, Any]], None] | None = None
     """Family-specific step on the fields the generic reader found."""
+    head_dim_floor: bool = False
+    """Without ``head_dim`` the class takes ``hidden_size // num_attention_heads`` even
+    when the heads do not divide the width (GLM-4.5's ``Glm4MoeAttention``); False: such
+    a config is refused."""
 
 
 def config_switch(cfg: Config, key: str, default: bool) -> bool:
@@ -580,6 +586,18 @@ def _minimax(cfg: Config, f: dict[str, Any]) -> None:
     _mixtral_width(cfg, f)
 
 
+def _relu(cfg: Config, f: dict[str, Any]) -> None:
+    f["hidden_act"] = "relu"  # CTRL's point-wise FFN hard-codes ReLU (modeling_ctrl.py)
+
+
+def _gpt_neox_japanese(cfg: Config, f: dict[str, Any]) -> None:
+    """GPT-NeoX-Japanese: the MLP is ``hidden x intermediate_multiple_size`` wide; only
+    the last layer's attention carries an output bias (``dense_bias``,
+    modeling_gpt_neox_japanese.py)."""
+    f["intermediate_size"] = int(_ratio(cfg, ("intermediate_multiple_size",), 4) * f["hidden_size"])
+    f["out_bias_last_layer_only"] = True
+
+
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         for step in steps:
@@ -655,7 +673,7 @@ FAMILIES: dict[str, Family] = {
                            defaults={"index_n_heads": 64, "index_head_dim": 128, "index_topk": 2048}),
     "glm_moe_dsa": Family(adjust=_indexer,
                           defaults={"index_n_heads": 32, "index_head_dim": 128, "index_topk": 2048}),
-    "glm4_moe": Family(out_bias=False, qk_norm="per_head", qk_norm_key="use_qk_norm"),
+    "glm4_moe": Family(out_bias=False, qk_norm="per_head", qk_norm_key="use_qk_norm", head_dim_floor=True),
     "ernie4_5_moe": Family(router_score_bias=True, adjust=_ernie_moe),
     "gpt_oss": Family(qkv_bias=True, out_bias=True, sinks=True, router_bias=True, expert_bias=True,
                       adjust=_gpt_oss),
@@ -697,6 +715,15 @@ FAMILIES: dict[str, Family] = {
     "xglm": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                    tied_default=True, activation_key="activation_function"),
     "chatglm": Family(adjust=_chatglm),
+    "gpt_neox_japanese": Family(norm="layernorm", qkv_bias=False, out_bias=False, mlp_gated=False, mlp_bias=False,
+                                tied_default=True, adjust=_gpt_neox_japanese),
+    "biogpt": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                     learned_positions=True, position_offset=2, tied_default=True),
+    "ctrl": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                   tied_default=True, head_bias=True, sinusoidal_positions=True, adjust=_relu),
+    "bert-generation": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                              learned_positions=True, embedding_norm=True, final_norm=False, tied_default=True,
+                              head_bias=True),
     # remote-code families, read from their JSON keys
     "internlm2": Family(qkv_bias="bias", out_bias="bias"),
     "baichuan": _LLAMA,

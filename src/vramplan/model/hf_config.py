@@ -200,10 +200,12 @@ def _layer_count(cfg: Config) -> int:
     return _get(cfg, "num_layers")
 
 
-def _head_dim(cfg: Config, hidden: int, heads: int) -> int:
+def _head_dim(cfg: Config, hidden: int, heads: int, floor: bool = False) -> int:
     found = _find(cfg, "head_dim")
     if found is not None:
         return _check_int(found[0], found[1], "head_dim")
+    if hidden % heads and floor and hidden >= heads:
+        return hidden // heads
     if hidden % heads:
         raise ConfigError(f"num_attention_heads: {heads} does not divide hidden_size={hidden} and no head_dim "
                           "is given")
@@ -305,7 +307,8 @@ def _fields(cfg: Config, family: Family, name: str, hub_id: str | None) -> dict[
     f: dict[str, Any] = dict(
         name=name, hub_id=hub_id, model_type=cfg["model_type"], num_layers=num_layers, hidden_size=hidden,
         num_attention_heads=heads, num_kv_heads=1 if family.attention_free else _kv_heads(cfg, heads),
-        head_dim=1 if cfg.get("kv_lora_rank") is not None or family.attention_free else _head_dim(cfg, hidden, heads),
+        head_dim=1 if cfg.get("kv_lora_rank") is not None or family.attention_free
+        else _head_dim(cfg, hidden, heads, family.head_dim_floor),
         intermediate_size=intermediate, layer_intermediate_sizes=widths,
         vocab_size=_get(cfg, "vocab_size"),
         max_position_embeddings=_get(cfg, "max_position_embeddings", 2048),
@@ -316,6 +319,7 @@ def _fields(cfg: Config, family: Family, name: str, hub_id: str | None) -> dict[
         attention_qkv_bias=_flag(cfg, family.qkv_bias), attention_out_bias=_flag(cfg, family.out_bias),
         attention_sinks=family.sinks, mlp_gated=family.mlp_gated, mlp_bias=_flag(cfg, family.mlp_bias),
         hidden_act=_activation(cfg, family), learned_position_embeddings=family.learned_positions,
+        sinusoidal_positions=family.sinusoidal_positions,
         position_embedding_offset=family.position_offset, alibi=family.alibi, head_bias=family.head_bias,
         mlp_activation_params=family.mlp_activation_params, sub_norms=family.sub_norms,
         attention_gate=family.attention_gate, attention_gate_bias=family.attention_gate_bias,

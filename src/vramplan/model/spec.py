@@ -347,6 +347,9 @@ class ModelSpec:
     """The attention output projection carries a bias."""
     attention_sinks: bool = False
     """A learned per-head sink logit (gpt-oss)."""
+    out_bias_last_layer_only: bool = False
+    """Only the last layer's attention output carries a bias (GPT-NeoX-Japanese
+    ``dense_bias``)."""
     mlp_gated: bool = True
     """Gated MLP (SwiGLU/GeGLU: gate, up, down) or plain (up, down)."""
     mlp_bias: bool = False
@@ -355,6 +358,9 @@ class ModelSpec:
     """Activation function name as in the config."""
     learned_position_embeddings: bool = False
     """A learned absolute position table (GPT-2) instead of rotary positions."""
+    sinusoidal_positions: bool = False
+    """Fixed sinusoid positions added to the token embeddings (CTRL): no parameters and
+    no rotary cos/sin tables."""
     position_embedding_offset: int = 0
     """Extra rows of the position table (OPT and BART keep 2 more than
     ``max_position_embeddings``)."""
@@ -587,6 +593,12 @@ class ModelSpec:
         if self.num_kv_heads == self.num_attention_heads:
             return "MHA"
         return "MQA" if self.num_kv_heads == 1 else "GQA"
+
+    @property
+    def rotary_positions(self) -> bool:
+        """Positions enter by rotating queries and keys (False for a learned or sinusoid
+        table added to the embeddings)."""
+        return not (self.learned_position_embeddings or self.sinusoidal_positions)
 
     @property
     def q_dim(self) -> int:

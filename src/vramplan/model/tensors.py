@@ -144,6 +144,9 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
     if spec.attention_gate_bias:
         extra.append(TensorGroup(name="self_attn.gate_bias", component="biases", role="bias",
                                   shape=(spec.num_attention_heads,), count=n))
+    if spec.out_bias_last_layer_only:
+        groups += _held_by([TensorGroup(name="self_attn.dense_bias", component="biases", role="bias",
+                                        shape=(h,), count=1)], [attention_layers[-1]])
     if spec.attention_lambdas:
         extra.append(TensorGroup(name="self_attn.lambda", component="attention", role="other",
                                   shape=(spec.head_dim,), count=4 * n))
