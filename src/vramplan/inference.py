@@ -204,6 +204,8 @@ def _run(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
     tower's forward to the estimate (:mod:`vramplan.memory.vision_tower`)."""
     from vramplan.engines import resolve_job, run_engine
 
+    if setup.engine == "hf" and spec.attention_impl(setup.attention) != setup.attention:
+        setup = replace(setup, attention=spec.attention_impl(setup.attention))  # the class runs eager only
     if spec.architecture != "decoder":
         from vramplan.engines import seq2seq
 

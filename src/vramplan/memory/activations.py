@@ -69,7 +69,7 @@ INDEX = 8
 """Bytes of an int64 index (top-k expert indices, gather positions)."""
 QKV_READERS = 3
 """Linears that read the first norm's output: q, k, v (GPT-2's fused c_attn is one)."""
-SOFTMAX_IN_COMPUTE_DTYPE = frozenset({"gpt2"})
+SOFTMAX_IN_COMPUTE_DTYPE = frozenset({"gpt2", "gpt_neox_japanese"})
 """Families whose eager attention runs softmax in the compute dtype (GPT-2's
 ``nn.functional.softmax(attn_weights)``); Llama-family code passes ``dtype=float32``."""
 FAMILY_GATE_SAVES = {"gpt_oss": 3}
@@ -88,7 +88,7 @@ NORM_WEIGHT_IN_FP32 = frozenset({
 self.weight.float())``, Gemma): the product's backward keeps the fp32 normalised
 tensor, where Llama's ``self.weight * hidden_states.to(input_dtype)`` keeps it in
 the input dtype."""
-FUSED_QKV_ROTARY = frozenset({"phi3", "gpt_neox"})
+FUSED_QKV_ROTARY = frozenset({"phi3", "gpt_neox", "gpt_neox_japanese"})
 """Families with one fused q/k/v projection and RoPE (Phi-3 ``qkv_proj``, GPT-NeoX
 ``query_key_value``): q, k and v are views of its output, RoPE writes new q and k, and
 the value view the attention saves keeps the whole fused output alive, so its q and

@@ -95,6 +95,8 @@ class Family:
     """No attention layer at all (Mamba): head counts are not read."""
     adjust: Callable[[Config, dict[str, Any]], None] | None = None
     """Family-specific step on the fields the generic reader found."""
+    sdpa: bool = True
+    """transformers' class runs SDPA (False: eager attention only)."""
     head_dim_floor: bool = False
     """Without ``head_dim`` the class takes ``hidden_size // num_attention_heads`` even
     when the heads do not divide the width (GLM-4.5's ``Glm4MoeAttention``); False: such
@@ -716,7 +718,7 @@ FAMILIES: dict[str, Family] = {
                    tied_default=True, activation_key="activation_function"),
     "chatglm": Family(adjust=_chatglm),
     "gpt_neox_japanese": Family(norm="layernorm", qkv_bias=False, out_bias=False, mlp_gated=False, mlp_bias=False,
-                                tied_default=True, adjust=_gpt_neox_japanese),
+                                tied_default=True, sdpa=False, adjust=_gpt_neox_japanese),
     "biogpt": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                      learned_positions=True, position_offset=2, tied_default=True),
     "ctrl": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,

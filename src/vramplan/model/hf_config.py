@@ -319,7 +319,7 @@ def _fields(cfg: Config, family: Family, name: str, hub_id: str | None) -> dict[
         attention_qkv_bias=_flag(cfg, family.qkv_bias), attention_out_bias=_flag(cfg, family.out_bias),
         attention_sinks=family.sinks, mlp_gated=family.mlp_gated, mlp_bias=_flag(cfg, family.mlp_bias),
         hidden_act=_activation(cfg, family), learned_position_embeddings=family.learned_positions,
-        sinusoidal_positions=family.sinusoidal_positions,
+        sinusoidal_positions=family.sinusoidal_positions, sdpa_supported=family.sdpa,
         position_embedding_offset=family.position_offset, alibi=family.alibi, head_bias=family.head_bias,
         mlp_activation_params=family.mlp_activation_params, sub_norms=family.sub_norms,
         attention_gate=family.attention_gate, attention_gate_bias=family.attention_gate_bias,

@@ -434,6 +434,10 @@ class ModelSpec:
     (transformers caches it as a sliding window of that size)."""
     layer_types: tuple[AttentionKind, ...] = ()
     """Per layer: full, sliding or chunked attention. Empty means all full."""
+    sdpa_supported: bool = True
+    """transformers' class of the family runs SDPA; False when it implements eager
+    attention only (GPT-NeoX-Japanese, TrOCR, GIT, CPM-Ant: no ``_supports_sdpa``), and an
+    SDPA setup then runs eager (:meth:`attention_impl`)."""
     attn_logit_softcapping: bool = False
     """Attention scores pass through ``cap * tanh(scores / cap)`` (Gemma 2), which
     eager attention writes out as separate ``[b, h, s, s]`` tensors."""
@@ -593,6 +597,11 @@ class ModelSpec:
         if self.num_kv_heads == self.num_attention_heads:
             return "MHA"
         return "MQA" if self.num_kv_heads == 1 else "GQA"
+
+    def attention_impl(self, requested: str) -> str:
+        """The attention implementation a transformers run of this model uses when
+        ``requested`` is asked for: eager in place of SDPA for a class without SDPA."""
+        return "eager" if requested == "sdpa" and not self.sdpa_supported else requested
 
     @property
     def rotary_positions(self) -> bool:
