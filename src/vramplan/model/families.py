@@ -600,6 +600,17 @@ def _gpt_neox_japanese(cfg: Config, f: dict[str, Any]) -> None:
     f["out_bias_last_layer_only"] = True
 
 
+def _modernbert_decoder(cfg: Config, f: dict[str, Any]) -> None:
+    """ModernBERT-decoder (modeling_modernbert_decoder.py): LayerNorms with a bias only
+    under ``norm_bias``; a GeGLU ``Wi`` of twice ``intermediate_size``; no attention norm
+    in layer 0; a prediction head (dense with ``classifier_bias``, norm) before the tied
+    ``decoder`` with its ``decoder_bias``."""
+    f["norm_bias"] = config_switch(cfg, "norm_bias", False)
+    f["head_bias"] = config_switch(cfg, "decoder_bias", True)
+    f["head_transform_bias"] = config_switch(cfg, "classifier_bias", False)
+    f.update(first_layer_attention_norm=False, head_transform=True)
+
+
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         for step in steps:
@@ -719,6 +730,8 @@ FAMILIES: dict[str, Family] = {
     "chatglm": Family(adjust=_chatglm),
     "gpt_neox_japanese": Family(norm="layernorm", qkv_bias=False, out_bias=False, mlp_gated=False, mlp_bias=False,
                                 tied_default=True, sdpa=False, adjust=_gpt_neox_japanese),
+    "modernbert-decoder": Family(norm="layernorm", embedding_norm=True, tied_default=True,
+                                 activation_key="hidden_activation", adjust=_modernbert_decoder),
     "biogpt": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                      learned_positions=True, position_offset=2, tied_default=True),
     "ctrl": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,

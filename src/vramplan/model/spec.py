@@ -335,6 +335,14 @@ class ModelSpec:
     and on the MLP hidden (before down_proj, width intermediate)."""
     head_bias: bool = False
     """The output head carries a bias (GPT-J, CodeGen, Phi-2)."""
+    first_layer_attention_norm: bool = True
+    """Layer 0 normalises its attention input (False: ModernBERT-decoder's ``attn_norm`` is
+    ``nn.Identity`` there, the embedding norm serves)."""
+    head_transform: bool = False
+    """A prediction head before the output projection: dense ``hidden x hidden``, the
+    activation and a norm (ModernBERT-decoder ``lm_head``)."""
+    head_transform_bias: bool = False
+    """That dense layer carries a bias (``classifier_bias``)."""
     layer_intermediate_sizes: tuple[int, ...] = ()
     """Per layer: dense MLP width, when layers differ (OpenELM-style configs give a list);
     empty when every dense layer has ``intermediate_size``."""

@@ -403,8 +403,13 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
     groups += _held_by(indexer_tensors(spec), [i for i in range(spec.num_layers) if spec.has_indexer(i)])
     groups += ssm_tensors(spec)
     groups += mlp_tensors(spec)
-    groups += _norm(spec, "layernorm", h, spec.num_layers * spec.norms_per_layer)
+    groups += _norm(spec, "layernorm", h, spec.num_layers * spec.norms_per_layer
+                    - (0 if spec.first_layer_attention_norm else 1))
     groups += _norm(spec, "norm", h, 1 if spec.final_norm else 0, per_layer=False)
+    if spec.head_transform:
+        groups += [replace(g, per_layer=False) for g in _linear("lm_head.dense", "head", h, h, 1,
+                                                                 spec.head_transform_bias)]
+        groups += _norm(spec, "lm_head.norm", h, 1, per_layer=False)
     if not spec.tie_word_embeddings:
         groups.append(TensorGroup(name="lm_head.weight", component="head", role="linear",
                                   shape=(spec.vocab_size, h), count=1, per_layer=False))
