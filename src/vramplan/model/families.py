@@ -611,6 +611,16 @@ def _modernbert_decoder(cfg: Config, f: dict[str, Any]) -> None:
     f.update(first_layer_attention_norm=False, head_transform=True)
 
 
+def _doge(cfg: Config, f: dict[str, Any]) -> None:
+    """Doge (modeling_doge.py): dynamic-mask attention (``A``, ``dt_proj``) and two learned
+    residual vectors per layer; the CDMoE (``is_moe``: product-key experts) is not read."""
+    if config_switch(cfg, "is_moe", False):
+        raise ConfigError("is_moe: Doge's CDMoE (product-key expert retrieval) is not read analytically; "
+                          "`vramplan trace` measures it")
+    f.update(dynamic_mask=True, residual_scales=2, _dense=True,
+             memory_unmodelled="Doge's dynamic-mask attention (a query x key mask per head in every layer)")
+
+
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         for step in steps:
@@ -732,6 +742,7 @@ FAMILIES: dict[str, Family] = {
                                 tied_default=True, sdpa=False, adjust=_gpt_neox_japanese),
     "modernbert-decoder": Family(norm="layernorm", embedding_norm=True, tied_default=True,
                                  activation_key="hidden_activation", adjust=_modernbert_decoder),
+    "doge": Family(qk_norm="per_head", adjust=_doge),
     "biogpt": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                      learned_positions=True, position_offset=2, tied_default=True),
     "ctrl": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,

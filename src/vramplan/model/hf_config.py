@@ -232,7 +232,7 @@ def _moe(cfg: Config, f: dict[str, Any], family: Family) -> None:
     ``first_k_dense_replace`` + ``moe_layer_freq`` (DeepSeek, GLM-4.5, Kimi K2), an
     explicit set from the family step (Llama 4, ERNIE 4.5)."""
     experts = _opt(cfg, "num_experts")
-    if experts is None:
+    if experts is None or f.pop("_dense", False):  # _dense: the family step found the MoE switched off
         return
     n = f["num_layers"]
     top_k = _get(cfg, "experts_per_token")

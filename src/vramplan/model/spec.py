@@ -442,6 +442,17 @@ class ModelSpec:
     (transformers caches it as a sliding window of that size)."""
     layer_types: tuple[AttentionKind, ...] = ()
     """Per layer: full, sliding or chunked attention. Empty means all full."""
+    memory_unmodelled: str = ""
+    """A structure of this family the analytical memory model does not follow (Doge's
+    per-head dynamic attention mask); non-empty: parameters and weights are exact, but
+    training and inference estimates refuse in one line and point at ``vramplan trace``
+    (:meth:`check_memory_model`)."""
+    residual_scales: int = 0
+    """Learned per-channel vectors on the residual stream in each layer (Doge
+    ``input_residual`` and ``post_attention_residual``: 2)."""
+    dynamic_mask: bool = False
+    """Doge's dynamic-mask attention: per KV head a learned ``A`` and a ``dt_proj``
+    (values -> one score per KV head) that build a per-head mask."""
     sdpa_supported: bool = True
     """transformers' class of the family runs SDPA; False when it implements eager
     attention only (GPT-NeoX-Japanese, TrOCR, GIT, CPM-Ant: no ``_supports_sdpa``), and an
@@ -605,6 +616,15 @@ class ModelSpec:
         if self.num_kv_heads == self.num_attention_heads:
             return "MHA"
         return "MQA" if self.num_kv_heads == 1 else "GQA"
+
+    def check_memory_model(self) -> None:
+        """Refuse, in one line, an estimate of a family whose memory the analytical model
+        does not follow (:attr:`memory_unmodelled`)."""
+        if self.memory_unmodelled:
+            raise ConfigError(
+                f"model_type {self.model_type!r}: {self.memory_unmodelled} has no analytical memory model; its "
+                f"parameters are exact (`vramplan params`), and `vramplan trace` measures its memory "
+                "(pip install 'vramplan[exact]')")
 
     def attention_impl(self, requested: str) -> str:
         """The attention implementation a transformers run of this model uses when

@@ -144,6 +144,11 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
     if spec.attention_gate_bias:
         extra.append(TensorGroup(name="self_attn.gate_bias", component="biases", role="bias",
                                   shape=(spec.num_attention_heads,), count=n))
+    if spec.dynamic_mask:  # Doge: A and dt_proj per KV head (modeling_doge.py DogeAttention)
+        extra.append(TensorGroup(name="self_attn.A", component="attention", role="other",
+                                 shape=(spec.num_kv_heads,), count=n))
+        extra += _linear("self_attn.dt_proj", "attention", spec.num_kv_heads, spec.kv_dim, n,
+                         spec.attention_qkv_bias)
     if spec.out_bias_last_layer_only:
         groups += _held_by([TensorGroup(name="self_attn.dense_bias", component="biases", role="bias",
                                         shape=(h,), count=1)], [attention_layers[-1]])
@@ -406,6 +411,9 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
     groups += _norm(spec, "layernorm", h, spec.num_layers * spec.norms_per_layer
                     - (0 if spec.first_layer_attention_norm else 1))
     groups += _norm(spec, "norm", h, 1 if spec.final_norm else 0, per_layer=False)
+    if spec.residual_scales:
+        groups.append(TensorGroup(name="residual_scale", component="norms", role="other", shape=(h,),
+                                  count=spec.num_layers * spec.residual_scales))
     if spec.head_transform:
         groups += [replace(g, per_layer=False) for g in _linear("lm_head.dense", "head", h, h, 1,
                                                                  spec.head_transform_bias)]
