@@ -621,6 +621,11 @@ def _doge(cfg: Config, f: dict[str, Any]) -> None:
              memory_unmodelled="Doge's dynamic-mask attention (a query x key mask per head in every layer)")
 
 
+def _git(cfg: Config, f: dict[str, Any]) -> None:
+    f["memory_unmodelled"] = ("GIT's image tokens inside the decoder (CLIP features prepended to the text, "
+                              "attended bidirectionally)")
+
+
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         for step in steps:
@@ -743,6 +748,9 @@ FAMILIES: dict[str, Family] = {
     "modernbert-decoder": Family(norm="layernorm", embedding_norm=True, tied_default=True,
                                  activation_key="hidden_activation", adjust=_modernbert_decoder),
     "doge": Family(qk_norm="per_head", adjust=_doge),
+    "git": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                  learned_positions=True, embedding_norm=True, final_norm=False, head_bias=True, sdpa=False,
+                  adjust=_git),
     "biogpt": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                      learned_positions=True, position_offset=2, tied_default=True),
     "ctrl": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,

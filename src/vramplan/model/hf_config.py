@@ -388,6 +388,20 @@ FLAT_WRAPPERS: dict[str, str] = {"qwen2_vl": "qwen2_vl_text", "qwen2_5_vl": "qwe
 ``text_config``): the outer config is read as the text config of that type."""
 
 
+DECODERS_WITH_TOWERS = frozenset({"git"})
+"""Decoder families whose causal-LM class holds its own vision encoder (GIT): read like a
+wrapper's text model, their tower counted from ``vision_config``."""
+
+PATCH_PROJECTING_WRAPPERS = frozenset({"fuyu"})
+"""Wrappers with no vision encoder: a linear layer projects each flattened image patch
+into the decoder (Fuyu ``vision_embed_tokens``)."""
+
+
+def _patch_input(cfg: Config) -> int:
+    """Elements of one flattened image patch: ``patch_size^2 x num_channels``."""
+    return _key_int(cfg, "patch_size", 30, "hidden_size") ** 2 * _key_int(cfg, "num_channels", 3, "hidden_size")
+
+
 def text_config(cfg: Config) -> Config:
     """The text model's config: ``cfg`` itself, or its nested ``text_config`` (Gemma 3,
     Llava-style multimodal checkpoints). The inner config inherits the outer dtype and
@@ -472,7 +486,8 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
 
     if encoder_decoder.reads(cfg):
         return encoder_decoder.spec_from_config(cfg, name, hub_id)
-    wrapper = cfg if cfg.get("model_type") not in FAMILIES else None
+    wrapper = cfg if cfg.get("model_type") not in FAMILIES or cfg.get("model_type") in DECODERS_WITH_TOWERS \
+        else None
     cfg = text_config(cfg)
     mtype = cfg.get("model_type")
     if not mtype:
@@ -491,6 +506,11 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
             from vramplan.model.towers import read_towers
 
             fields["towers"], uncounted = read_towers(wrapper, fields["hidden_size"])
+            if wrapper.get("model_type") in PATCH_PROJECTING_WRAPPERS:
+                fields["image_patch_input"] = _patch_input(wrapper)
+                fields["notes"] = fields["notes"] + (
+                    "image patches are projected straight into the decoder (vision_embed_tokens, counted); the "
+                    "tokens an image adds are not modelled: add them to the context",)
             if uncounted:
                 fields["notes"] = fields["notes"] + (
                     f"the checkpoint's {' and '.join(uncounted)} tower(s) are not counted: parameters, weights and "

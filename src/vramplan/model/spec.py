@@ -447,6 +447,10 @@ class ModelSpec:
     per-head dynamic attention mask); non-empty: parameters and weights are exact, but
     training and inference estimates refuse in one line and point at ``vramplan trace``
     (:meth:`check_memory_model`)."""
+    image_patch_input: int = 0
+    """Fuyu: width of one flattened image patch (``patch_size^2 x num_channels``) that a
+    linear layer (``vision_embed_tokens``, with bias) projects straight into the decoder;
+    0 when none."""
     residual_scales: int = 0
     """Learned per-channel vectors on the residual stream in each layer (Doge
     ``input_residual`` and ``post_attention_residual``: 2)."""

@@ -93,7 +93,7 @@ def _clip_like(v: Config) -> tuple[list[TowerTensors], dict[str, int]]:
     depth, patch = _int(v, "num_hidden_layers", 12), _int(v, "patch_size", 16)
     image, channels = _int(v, "image_size", 224), _int(v, "num_channels", 3)
     patches = (image // patch) ** 2
-    clip = v.get("model_type") == "clip_vision_model"
+    clip = v.get("model_type") in ("clip_vision_model", "git_vision_model")  # GIT's image encoder is CLIP's
     rows: list[TowerTensors] = []
     if clip:
         rows.append(_t("embeddings.class_embedding", "other", (h,)))
@@ -111,6 +111,22 @@ def _clip_like(v: Config) -> tuple[list[TowerTensors], dict[str, int]]:
         rows += _norm("head.layernorm", h) + _linear("head.mlp.fc1", width, h) + _linear("head.mlp.fc2", h, width)
     return rows, dict(hidden=h, width=width, depth=depth, heads=_int(v, "num_attention_heads", 12), patch=patch,
                       image=image)
+
+
+def _git(cfg: Config, text_hidden: int) -> TowerSpec:
+    """GIT (modeling_git.py): a CLIP image encoder inside the causal LM, ``visual_projection``
+    (linear + LayerNorm) into the text width, one learned temporal embedding per frame
+    with ``num_image_with_embedding``; every patch and the CLS token become text tokens."""
+    v = cfg["vision_config"]
+    rows, d = _clip_like(v)
+    proj = _linear("visual_projection.0", text_hidden, d["hidden"]) + _norm("visual_projection.1", text_hidden)
+    frames = cfg.get("num_image_with_embedding")
+    if frames is not None:
+        rows.append(_t("img_temporal_embedding", "other", (1, 1, d["hidden"]), _int(cfg, "num_image_with_embedding")))
+    return TowerSpec(kind="vision", model_type="git_vision_model", depth=d["depth"], hidden_size=d["hidden"],
+                     intermediate_size=d["width"], num_heads=d["heads"], mlp_gated=False, tensors=tuple(rows),
+                     projector=tuple(proj), patch_size=d["patch"], image_size=d["image"],
+                     tokens_per_image=(d["image"] // d["patch"]) ** 2 + 1)
 
 
 def _llava(cfg: Config, text_hidden: int) -> TowerSpec:
@@ -355,7 +371,7 @@ AUDIO_READERS = {"qwen2_audio": _qwen2_audio}
 """Wrapper ``model_type`` -> its audio tower reader."""
 
 READERS = {
-    "llava": _llava, "gemma3": _gemma3, "qwen2_vl": _qwen_vl, "qwen2_5_vl": _qwen_vl, "qwen3_vl": _qwen_vl,
+    "git": _git, "llava": _llava, "gemma3": _gemma3, "qwen2_vl": _qwen_vl, "qwen2_5_vl": _qwen_vl, "qwen3_vl": _qwen_vl,
     "qwen3_vl_moe": _qwen_vl, "mistral3": _mistral3, "llava_next": _llava_next, "llava_onevision": _llava_next,
     "llava_next_video": _llava_next, "paligemma": _paligemma, "internvl": _internvl, "llama4": _llama4,
 }
