@@ -247,7 +247,8 @@ def attention_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationP
     if spec.mla is not None:
         return _mla_parts(spec, spec.mla, ctx)
     c, a = ctx.c, spec.num_attention_heads
-    kv_width = spec.q_dim if ctx.attention == "eager" else spec.kv_dim  # repeat_kv in eager
+    # repeat_kv in eager; JetMoE's attention experts repeat K/V (``key_states.repeat(1, top_k, 1, 1)``) always
+    kv_width = spec.q_dim if ctx.attention == "eager" or spec.attention_experts else spec.kv_dim
     qkv = c * (spec.q_dim + 2 * kv_width)
     if spec.model_type in FUSED_QKV_ROTARY:
         qkv += c * (spec.q_dim + spec.kv_dim)

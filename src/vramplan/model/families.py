@@ -626,6 +626,22 @@ def _git(cfg: Config, f: dict[str, Any]) -> None:
                               "attended bidirectionally)")
 
 
+def _jetmoe(cfg: Config, f: dict[str, Any]) -> None:
+    """JetMoE (modeling_jetmoe.py): a mixture of attention heads (``num_local_experts``
+    query/output experts, ``num_experts_per_tok`` of them per token, each
+    ``num_key_value_heads x kv_channels`` wide) over one shared ``kv_proj``; the MLP is
+    a gated MoE of the same experts count with one output bias; both MoE blocks add
+    the bias to their output."""
+    f["attention_experts"] = _pos(cfg, KEYS["num_experts"])
+    f["num_attention_heads"] = _pos(cfg, KEYS["experts_per_token"]) * f["num_kv_heads"]
+    f["head_dim"] = _pos(cfg, ("kv_channels",))
+    f["_expert_width"] = f["intermediate_size"]
+    f["_moe_output_bias"] = True
+    f["notes"] = ("JetMoE's attention and MLP experts (ScatterMoE-style ParallelExperts) are estimated with the "
+                  "grouped-experts activation formula; the KV cache (kv_heads x kv_channels per token) is exact. "
+                  "The trace cannot follow their data-dependent routing (expert sizes read back to the host)",)
+
+
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         for step in steps:
@@ -751,6 +767,7 @@ FAMILIES: dict[str, Family] = {
     "git": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                   learned_positions=True, embedding_norm=True, final_norm=False, head_bias=True, sdpa=False,
                   adjust=_git),
+    "jetmoe": Family(tied_default=True, adjust=_jetmoe),
     "biogpt": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                      learned_positions=True, position_offset=2, tied_default=True),
     "ctrl": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,

@@ -38,6 +38,11 @@ class ParamCount:
         }
 
 
+ROUTED_EXPERT_PREFIXES = ("mlp.experts.", "self_attn.experts.q_proj", "self_attn.experts.o_proj")
+"""Tensors of routed experts: MoE MLP experts and JetMoE's attention experts (a token
+runs ``experts_per_token`` of each)."""
+
+
 def count_params(spec: ModelSpec) -> ParamCount:
     """Count the parameters of ``spec`` by component.
 
@@ -49,7 +54,7 @@ def count_params(spec: ModelSpec) -> ParamCount:
     expert_params = 0
     for group in model_tensors(spec):
         by_component[group.component] += group.params
-        if group.name.startswith("mlp.experts."):
+        if group.name.startswith(ROUTED_EXPERT_PREFIXES):
             expert_params += group.params
     total = sum(by_component.values())
     active = total

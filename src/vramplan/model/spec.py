@@ -61,6 +61,8 @@ class MoESpec:
     """Expert projections carry biases (gpt-oss)."""
     post_norm: bool = False
     """The MoE block ends with its own norm (A.X K1 ``post_mlp_layernorm``)."""
+    output_bias: bool = False
+    """One hidden-width bias added to the MoE block's output (JetMoE ``mlp.bias``)."""
     router_score_bias: bool = False
     """The router holds a learned per-expert score-correction bias as a parameter
     (ERNIE 4.5 MoE, AFMoE); DeepSeek-V3 keeps it as a buffer (not a parameter)."""
@@ -447,6 +449,12 @@ class ModelSpec:
     per-head dynamic attention mask); non-empty: parameters and weights are exact, but
     training and inference estimates refuse in one line and point at ``vramplan trace``
     (:meth:`check_memory_model`)."""
+    attention_experts: int = 0
+    """JetMoE's mixture of attention heads: each layer holds this many query/output expert
+    pairs (``experts.input_linear``: ``kv_heads x head_dim`` from the hidden state,
+    ``experts.output_linear`` back), a router and an output bias; a token runs
+    :attr:`MoESpec.experts_per_token` of them (query heads = that x ``kv_heads``) over
+    one shared key/value projection. 0: plain attention."""
     image_patch_input: int = 0
     """Fuyu: width of one flattened image patch (``patch_size^2 x num_channels``) that a
     linear layer (``vision_embed_tokens``, with bias) projects straight into the decoder;

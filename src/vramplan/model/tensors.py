@@ -134,6 +134,8 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
                           mla.kv_lora_rank, n, False)
         groups += _linear("self_attn.o_proj", "attention", h, heads * mla.v_head_dim, n, spec.attention_out_bias)
         return groups
+    if spec.attention_experts:
+        return _attention_experts(spec)
     for (head_dim, kv_heads, shared, k_is_v), layers in _attention_shapes(spec).items():
         groups += _held_by(_qkvo(spec, head_dim, kv_heads, shared, k_is_v, len(layers)), layers)
     attention_layers = _layers_where(spec, "attention")
@@ -162,6 +164,21 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
     if sinks:
         groups += _held_by([TensorGroup(name="self_attn.sinks", component="attention", role="other",
                                         shape=(spec.num_attention_heads,), count=len(sinks))], sinks)
+    return groups
+
+
+def _attention_experts(spec: ModelSpec) -> list[TensorGroup]:
+    """JetMoE's mixture of attention heads (modeling_jetmoe.py ``JetMoeAttention``,
+    ``JetMoeMoA``): per layer ``E`` query experts (``input_linear``) and output experts
+    (``output_linear``) of ``kv_heads x head_dim``, a router, an output bias, and the
+    shared ``kv_proj`` (listed as k_proj and v_proj)."""
+    n, h, e, kv = spec.num_attention_layers, spec.hidden_size, spec.attention_experts, spec.kv_dim
+    groups = _linear("self_attn.experts.q_proj", "attention", kv, h, n * e, False)
+    groups += _linear("self_attn.experts.o_proj", "attention", h, kv, n * e, False)
+    groups += _linear("self_attn.experts.router", "router", e, h, n, False)
+    groups.append(TensorGroup(name="self_attn.experts.bias", component="biases", role="bias", shape=(h,), count=n))
+    groups += _linear("self_attn.k_proj", "attention", kv, h, n, False)
+    groups += _linear("self_attn.v_proj", "attention", kv, h, n, False)
     return groups
 
 
@@ -366,6 +383,9 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
                        False)
     if moe.post_norm:
         groups += _norm(spec, "mlp.post_mlp_layernorm", spec.hidden_size, n_moe)
+    if moe.output_bias:
+        groups.append(TensorGroup(name="mlp.bias", component="biases", role="bias", shape=(spec.hidden_size,),
+                                  count=n_moe))
     if moe.shared_expert_gate:
         groups += _linear("mlp.shared_expert_gate", "shared_experts", 1, spec.hidden_size, n_moe, False)
     return groups
