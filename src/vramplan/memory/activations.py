@@ -260,9 +260,23 @@ def attention_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationP
         parts.append(_part("attention/lse", FP32 * a, ctx, sharded=True))
     if spec.qk_norm in ("per_head", "full"):
         parts.append(_part("attention/qk_norm", _qk_norm_per_token(spec, ctx), ctx, sharded=True))
+    if spec.attention_experts and spec.moe is not None:
+        parts.append(_part("attention/experts", _attention_experts_per_token(spec, spec.moe, ctx), ctx,
+                           sharded=True))
     if ctx.dropout:
         parts.append(_part("dropout_masks/attention", MASK * spec.hidden_size, ctx, sharded=False))
     return parts
+
+
+def _attention_experts_per_token(spec: ModelSpec, moe: MoESpec, ctx: ActivationContext) -> int:
+    """JetMoE's attention experts beyond a plain attention block (modeling_jetmoe.py
+    ``JetMoeMoA.map`` / ``reduce``), per token: the router (fp32 logits, top-k fp32 gates
+    and int64 indices), the hidden state gathered once per routed expert for the query
+    experts, the attention output gathered again for the output experts, their
+    outputs kept for the gate product, and two int64 index rows per route."""
+    c, h, k = ctx.c, spec.hidden_size, moe.experts_per_token
+    router = FP32 * spec.attention_experts + k * (FP32 + INDEX)
+    return router + c * (2 * k * h + spec.q_dim) + 2 * k * INDEX
 
 
 def _normalised_bytes(spec: ModelSpec, input_bytes: int) -> int:
