@@ -650,6 +650,22 @@ def _jetmoe(cfg: Config, f: dict[str, Any]) -> None:
     f["notes"] = (JETMOE_NOTE,)
 
 
+def _cpmant(cfg: Config, f: dict[str, Any]) -> None:
+    """CPM-Ant (modeling_cpmant.py): ``dim_head`` x heads attention without biases, a
+    gated GELU MLP ``dim_ff`` wide, weight-only norms; the input embedding holds
+    ``prompt_types x prompt_length`` prompt rows beyond the vocabulary, a segment
+    embedding and one relative-position bias table (``segment_types^2 +
+    position_bias_num_buckets`` rows) serve every layer; the head is its own matrix."""
+    segments = _pos(cfg, ("segment_types",), 32)
+    f["head_dim"] = _pos(cfg, ("dim_head",), 64)
+    f["intermediate_size"] = _pos(cfg, ("dim_ff",), 10240)
+    f["prompt_embedding_rows"] = _pos(cfg, ("prompt_types",), 32) * _pos(cfg, ("prompt_length",), 32)
+    f["segment_embedding_rows"] = segments
+    f["position_bias_rows"] = segments * segments + _pos(cfg, ("position_bias_num_buckets",), 512)
+    f.update(tie_word_embeddings=False, hidden_act="gelu", memory_unmodelled=(
+        "CPM-Ant's segment and bucketed relative-position bias (a heads x query x key tensor per forward)"))
+
+
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         for step in steps:
@@ -776,6 +792,7 @@ FAMILIES: dict[str, Family] = {
                   learned_positions=True, embedding_norm=True, final_norm=False, head_bias=True, sdpa=False,
                   adjust=_git),
     "jetmoe": Family(tied_default=True, adjust=_jetmoe),
+    "cpmant": Family(sdpa=False, adjust=_cpmant),
     "biogpt": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                      learned_positions=True, position_offset=2, tied_default=True),
     "ctrl": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,

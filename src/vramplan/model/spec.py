@@ -455,6 +455,14 @@ class ModelSpec:
     ``experts.output_linear`` back), a router and an output bias; a token runs
     :attr:`MoESpec.experts_per_token` of them (query heads = that x ``kv_heads``) over
     one shared key/value projection. 0: plain attention."""
+    prompt_embedding_rows: int = 0
+    """Rows of the input embedding beyond the vocabulary (CPM-Ant's ``prompt_types x
+    prompt_length`` prompt tokens; the output head keeps ``vocab_size`` rows)."""
+    segment_embedding_rows: int = 0
+    """A segment-embedding table in a decoder (CPM-Ant ``segment_types``); 0 when none."""
+    position_bias_rows: int = 0
+    """Rows of one learned ``rows x heads`` relative-position bias table shared by every
+    layer (CPM-Ant: ``segment_types^2 + position_bias_num_buckets``); 0 when none."""
     image_patch_input: int = 0
     """Fuyu: width of one flattened image patch (``patch_size^2 x num_channels``) that a
     linear layer (``vision_embed_tokens``, with bias) projects straight into the decoder;

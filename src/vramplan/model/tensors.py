@@ -415,7 +415,14 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """The decoder-only model's tensors, embeddings first, head last."""
     h = spec.hidden_size
     groups = [TensorGroup(name="embed_tokens.weight", component="embeddings", role="embedding",
-                          shape=(spec.vocab_size, h), count=1, per_layer=False)]
+                          shape=(spec.vocab_size + spec.prompt_embedding_rows, h), count=1, per_layer=False)]
+    if spec.segment_embedding_rows:
+        groups.append(TensorGroup(name="segment_embedding.weight", component="embeddings", role="embedding",
+                                  shape=(spec.segment_embedding_rows, h), count=1, per_layer=False))
+    if spec.position_bias_rows:
+        groups.append(TensorGroup(name="position_bias.relative_attention_bias", component="position_embeddings",
+                                  role="other", shape=(spec.position_bias_rows, spec.num_attention_heads), count=1,
+                                  per_layer=False))
     if spec.learned_position_embeddings:
         groups.append(TensorGroup(name="embed_positions.weight", component="position_embeddings",
                                   role="embedding",
