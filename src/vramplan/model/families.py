@@ -97,6 +97,9 @@ class Family:
     """Family-specific step on the fields the generic reader found."""
     sdpa: bool = True
     """transformers' class runs SDPA (False: eager attention only)."""
+    prepare: Callable[[Config], Config] | None = None
+    """Family-specific rewrite of the config before it is read, as the config class's own
+    ``__post_init__`` does (Dory folds its ``mlp`` entries out of ``layer_types``)."""
     head_dim_floor: bool = False
     """Without ``head_dim`` the class takes ``hidden_size // num_attention_heads`` even
     when the heads do not divide the width (GLM-4.5's ``Glm4MoeAttention``); False: such
@@ -666,6 +669,29 @@ def _cpmant(cfg: Config, f: dict[str, Any]) -> None:
         "CPM-Ant's segment and bucketed relative-position bias (a heads x query x key tensor per forward)"))
 
 
+def _dory_config(cfg: Config) -> Config:
+    """DoryConfig.__post_init__: a saved config lists an attention and an ``mlp`` entry per
+    layer in ``layer_types`` and counts both in ``num_hidden_layers``; the class keeps
+    every other entry and half the count."""
+    types = cfg.get("layer_types")
+    if isinstance(types, list) and "mlp" in types:
+        layers = _pos(cfg, ("num_hidden_layers",))
+        return {**cfg, "layer_types": types[::2], "num_hidden_layers": layers // 2}
+    return cfg
+
+
+def _dory(cfg: Config, f: dict[str, Any]) -> None:
+    """Dory (modeling_dory.py): L2-normalised blocks without norm weights; each layer
+    interpolates its residual with two learned per-channel rates (``lambda_1``,
+    ``lambda_2``); attention with an output gate (``gate_proj``) and two head-width scale
+    vectors; MLP with two width scale vectors; a per-token logit scale in the head.
+    The ``n_recurrent_layers`` middle layers run ``n_recurrent_loops`` times."""
+    f.update(norms_per_layer=0, final_norm=False, attention_gate="full", attention_scale_vectors=2,
+             mlp_scale_vectors=2, residual_scales=2, head_logit_scale=True, memory_unmodelled=(
+                 "Dory's looped recurrent layers (the middle layers run n_recurrent_loops times, with a KV "
+                 "cache per loop)"))
+
+
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         for step in steps:
@@ -793,6 +819,7 @@ FAMILIES: dict[str, Family] = {
                   adjust=_git),
     "jetmoe": Family(tied_default=True, adjust=_jetmoe),
     "cpmant": Family(sdpa=False, adjust=_cpmant),
+    "dory": Family(prepare=_dory_config, adjust=_dory),
     "biogpt": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                      learned_positions=True, position_offset=2, tied_default=True),
     "ctrl": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,

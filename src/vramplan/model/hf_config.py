@@ -501,6 +501,8 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
             "it with layers hidden heads kv_heads intermediate vocab, or give a parameter count "
             "such as 7B", fields=("layers", "hidden", "heads", "kv_heads", "intermediate", "vocab"))
     cfg = {**family.defaults, **cfg}
+    if family.prepare is not None:
+        cfg = family.prepare(cfg)
     try:
         fields = _fields(cfg, family, name, hub_id)
         if wrapper is not None:

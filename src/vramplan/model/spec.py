@@ -463,6 +463,13 @@ class ModelSpec:
     position_bias_rows: int = 0
     """Rows of one learned ``rows x heads`` relative-position bias table shared by every
     layer (CPM-Ant: ``segment_types^2 + position_bias_num_buckets``); 0 when none."""
+    attention_scale_vectors: int = 0
+    """Learned ``heads x head_dim`` vectors per attention layer (Dory's ``sqk`` and
+    ``s_gate``: 2); 0 when none."""
+    mlp_scale_vectors: int = 0
+    """Learned MLP-width vectors per MLP (Dory's ``suv_gate`` and ``suv_up``: 2)."""
+    head_logit_scale: bool = False
+    """A learned per-vocabulary-entry scale on the logits (Dory ``lm_head.logit_scale``)."""
     image_patch_input: int = 0
     """Fuyu: width of one flattened image patch (``patch_size^2 x num_channels``) that a
     linear layer (``vision_embed_tokens``, with bias) projects straight into the decoder;

@@ -146,6 +146,9 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
     if spec.attention_gate_bias:
         extra.append(TensorGroup(name="self_attn.gate_bias", component="biases", role="bias",
                                   shape=(spec.num_attention_heads,), count=n))
+    if spec.attention_scale_vectors:
+        extra.append(TensorGroup(name="self_attn.scale", component="attention", role="other",
+                                 shape=(spec.q_dim,), count=n * spec.attention_scale_vectors))
     if spec.dynamic_mask:  # Doge: A and dt_proj per KV head (modeling_doge.py DogeAttention)
         extra.append(TensorGroup(name="self_attn.A", component="attention", role="other",
                                  shape=(spec.num_kv_heads,), count=n))
@@ -362,6 +365,9 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
     for width in sorted(set(widths)):
         layers = [i for i, w in zip(dense, widths) if w == width]
         held = _mlp(spec, "mlp", "mlp", width, len(layers), spec.mlp_bias)
+        if spec.mlp_scale_vectors:
+            held.append(TensorGroup(name="mlp.scale", component="mlp", role="other", shape=(width,),
+                                    count=len(layers) * spec.mlp_scale_vectors))
         if spec.sub_norms:
             held += _norm(spec, "mlp.ffn_sub_norm", width, len(layers))
         groups += _held_by(held, layers)
@@ -451,6 +457,9 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
     if not spec.tie_word_embeddings:
         groups.append(TensorGroup(name="lm_head.weight", component="head", role="linear",
                                   shape=(spec.vocab_size, h), count=1, per_layer=False))
+    if spec.head_logit_scale:
+        groups.append(TensorGroup(name="lm_head.logit_scale", component="head", role="other",
+                                  shape=(spec.vocab_size,), count=1, per_layer=False))
     if spec.head_bias:
         groups.append(TensorGroup(name="lm_head.bias", component="biases", role="bias",
                                   shape=(spec.vocab_size,), count=1, per_layer=False))
