@@ -17,7 +17,7 @@ from typing import Any
 
 from vramplan.intmath import ceil_div, round_up
 from vramplan.errors import ConfigError
-from vramplan.model.spec import DeltaNetSpec, IndexerSpec, NormKind, QKNormKind, SSMSpec
+from vramplan.model.spec import DeltaNetSpec, FamilyTensor, IndexerSpec, NormKind, QKNormKind, SSMSpec
 
 Config = dict[str, Any]
 
@@ -692,6 +692,50 @@ def _dory(cfg: Config, f: dict[str, Any]) -> None:
                  "cache per loop)"))
 
 
+def _zaya_config(cfg: Config) -> Config:
+    """Zaya's ``layer_types`` say ``hybrid`` (full) or ``hybrid_sliding``: the attention
+    kind of each layer (modeling_zaya.py)."""
+    types = cfg.get("layer_types")
+    if isinstance(types, list):
+        kinds = {"hybrid": "full_attention", "hybrid_sliding": "sliding_attention"}
+        return {**cfg, "layer_types": [kinds.get(t, t) for t in types]}
+    return cfg
+
+
+def _zaya(cfg: Config, f: dict[str, Any]) -> None:
+    """Zaya (modeling_zaya.py): attention whose queries and keys pass a depthwise and a
+    grouped causal convolution (``cca_time0``, ``cca_time1``) and a per-KV-head
+    temperature, values from two half-width projections; an MoE with an MLP router
+    (``router_hidden_size``: down projection, norm, two layers, out to experts + 1 skip
+    class, a state scale from layer 1 on); four residual scale/bias vectors around
+    attention and around the MLP; a scale and bias on the embeddings."""
+    n, h = f["num_layers"], f["hidden_size"]
+    heads, kv, d = f["num_attention_heads"], f["num_kv_heads"], f["head_dim"]
+    conv = (heads + kv) * d
+    r = _pos(cfg, ("router_hidden_size",), 256)
+    experts = _pos(cfg, KEYS["num_experts"])
+    t0, t1 = _pos(cfg, ("cca_time0",), 2), _pos(cfg, ("cca_time1",), 2)
+    rows = [("self_attn.conv_qk_depthwise.weight", "attention", "other", (conv, 1, t0), n),
+            ("self_attn.conv_qk_depthwise.bias", "biases", "bias", (conv,), n),
+            ("self_attn.conv_qk_grouped.weight", "attention", "other", (conv, d, t1), n),
+            ("self_attn.conv_qk_grouped.bias", "biases", "bias", (conv,), n),
+            ("self_attn.qk_norm.temp", "attention", "other", (kv,), n),
+            ("mlp.gate.down_proj.weight", "router", "linear", (r, h), n),
+            ("mlp.gate.down_proj.bias", "biases", "bias", (r,), n),
+            ("mlp.gate.router_mlp.norm.weight", "norms", "norm", (r,), n),
+            ("mlp.gate.router_mlp.fc.weight", "router", "linear", (r, r), 2 * n),
+            ("mlp.gate.router_mlp.fc.bias", "biases", "bias", (r,), 2 * n),
+            ("mlp.gate.router_mlp.out_proj.weight", "router", "linear", (experts + 1, r), n),
+            ("mlp.gate.router_states_scale", "router", "other", (r,), n - 1)]
+    f["family_tensors"] = tuple(FamilyTensor(name=a, component=b, role=c, shape=s, count=k)  # type: ignore[arg-type]
+                                for a, b, c, s, k in rows if k) + (
+        FamilyTensor(name="input_hidden_states_scale", component="embeddings", role="other", shape=(h,), count=2,
+                     per_layer=False),)
+    f.update(residual_scales=8, _own_router=True, _expert_width=_pos(cfg, KEYS["expert_intermediate_size"]),
+             head_bias=config_switch(cfg, "lm_head_bias", False), memory_unmodelled=(
+                 "Zaya's convolved queries and keys (a convolution state beside the KV cache)"))
+
+
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         for step in steps:
@@ -820,6 +864,7 @@ FAMILIES: dict[str, Family] = {
     "jetmoe": Family(tied_default=True, adjust=_jetmoe),
     "cpmant": Family(sdpa=False, adjust=_cpmant),
     "dory": Family(prepare=_dory_config, adjust=_dory),
+    "zaya": Family(prepare=_zaya_config, tied_default=True, adjust=_zaya),
     "biogpt": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                      learned_positions=True, position_offset=2, tied_default=True),
     "ctrl": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,

@@ -248,7 +248,7 @@ def _moe(cfg: Config, f: dict[str, Any], family: Family) -> None:
                        shared_expert_gate=family.shared_expert_gate and bool(shared_width),
                        router_bias=family.router_bias, expert_bias=family.expert_bias,
                        router_score_bias=family.router_score_bias, post_norm=family.moe_post_norm,
-                       output_bias=f.pop("_moe_output_bias", False))
+                       output_bias=f.pop("_moe_output_bias", False), router=not f.pop("_own_router", False))
     chosen = f.pop("_moe_layer_set", None)
     if chosen is not None:
         f["moe_layers"] = tuple(i in chosen for i in range(n))

@@ -63,6 +63,9 @@ class MoESpec:
     """The MoE block ends with its own norm (A.X K1 ``post_mlp_layernorm``)."""
     output_bias: bool = False
     """One hidden-width bias added to the MoE block's output (JetMoE ``mlp.bias``)."""
+    router: bool = True
+    """A linear router (``hidden -> experts``); False when the family lists its own
+    router (Zaya's MLP router, in :attr:`ModelSpec.family_tensors`)."""
     router_score_bias: bool = False
     """The router holds a learned per-expert score-correction bias as a parameter
     (ERNIE 4.5 MoE, AFMoE); DeepSeek-V3 keeps it as a buffer (not a parameter)."""
@@ -219,6 +222,19 @@ class TowerTensors:
     role: Literal["linear", "embedding", "norm", "bias", "other"]
     shape: tuple[int, ...]
     count: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class FamilyTensor:
+    """A parameter tensor only one family has (Zaya's convolutions on queries and keys,
+    its MLP router), listed by the family's reader step: ``count`` tensors of ``shape``."""
+
+    name: str
+    component: Literal["embeddings", "attention", "mlp", "router", "norms", "biases", "head"]
+    role: Literal["linear", "embedding", "norm", "bias", "other"]
+    shape: tuple[int, ...]
+    count: int
+    per_layer: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -470,6 +486,9 @@ class ModelSpec:
     """Learned MLP-width vectors per MLP (Dory's ``suv_gate`` and ``suv_up``: 2)."""
     head_logit_scale: bool = False
     """A learned per-vocabulary-entry scale on the logits (Dory ``lm_head.logit_scale``)."""
+    family_tensors: tuple[FamilyTensor, ...] = ()
+    """Parameter tensors of this family's own modules beyond the structure above (Zaya);
+    empty for most families."""
     image_patch_input: int = 0
     """Fuyu: width of one flattened image patch (``patch_size^2 x num_channels``) that a
     linear layer (``vision_embed_tokens``, with bias) projects straight into the decoder;

@@ -378,7 +378,8 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
     if moe is None or not spec.num_moe_layers:
         return groups
     n_moe = spec.num_moe_layers
-    groups += _linear("mlp.gate", "router", moe.num_experts, spec.hidden_size, n_moe, moe.router_bias)
+    if moe.router:
+        groups += _linear("mlp.gate", "router", moe.num_experts, spec.hidden_size, n_moe, moe.router_bias)
     if moe.router_score_bias:
         groups.append(TensorGroup(name="mlp.gate.e_score_correction_bias", component="router", role="other",
                                   shape=(moe.num_experts,), count=n_moe))
@@ -457,6 +458,8 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
     if not spec.tie_word_embeddings:
         groups.append(TensorGroup(name="lm_head.weight", component="head", role="linear",
                                   shape=(spec.vocab_size, h), count=1, per_layer=False))
+    groups += [TensorGroup(name=t.name, component=t.component, role=t.role, shape=t.shape, count=t.count,
+                           per_layer=t.per_layer) for t in spec.family_tensors]
     if spec.head_logit_scale:
         groups.append(TensorGroup(name="lm_head.logit_scale", component="head", role="other",
                                   shape=(spec.vocab_size,), count=1, per_layer=False))
