@@ -37,10 +37,8 @@ NOT_READ: dict[str, str] = {
     "axk2": "norms that hold their own MLPs (hyper-connections)",
     "bailing_hybrid": "hybrid linear-attention layers (forget-gate recurrence)",
     "blt": "byte-latent transformer: local encoder/decoder around a global model",
-    "cpmant": "CPM-Ant segment and position buckets",
     "deepseek_v4": "hyper-connections and a compressed-attention indexer",
     "deepseek_v2": "the default config leaves num_experts_per_tok unset (null)",
-    "dory": "learned residual lambdas and a scaled head",
     "dots3_note": "sparse-attention indexer",
     "dots3_note_text": "sparse-attention indexer",
     "falcon_h1": "hybrid: Mamba-2 and attention in parallel in every layer",
@@ -51,7 +49,6 @@ NOT_READ: dict[str, str] = {
     "inkling2_loop_text": "looped blocks",
     "inkling2_text": "own block layout",
     "inkling_text": "own block layout",
-    "jetmoe": "mixture of attention heads",
     "kimi_linear": "hybrid linear attention (KDA)",
     "lara_mini": "hybrid gated delta-net layers",
     "lfm3": "gated short-convolution layers with extra post norms and an attention gate",
@@ -64,11 +61,9 @@ NOT_READ: dict[str, str] = {
     "rwkv": "RWKV time-mix recurrence",
     "trocr": "decoder of a vision encoder-decoder",
     "whisper": "decoder of a speech encoder-decoder",
-    "xlnet": "permutation language model",
     "xlstm": "xLSTM recurrence",
     "zamba": "hybrid Mamba with a shared attention block",
     "zamba2": "hybrid Mamba-2 with shared attention blocks",
-    "zaya": "MLP routers and residual scales",
 }
 
 

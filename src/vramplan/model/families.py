@@ -736,6 +736,26 @@ def _zaya(cfg: Config, f: dict[str, Any]) -> None:
                  "Zaya's convolved queries and keys (a convolution state beside the KV cache)"))
 
 
+def _xlnet(cfg: Config, f: dict[str, Any]) -> None:
+    """XLNet (modeling_xlnet.py ``XLNetRelativeAttention``): q/k/v/o of ``n_head x d_head``
+    stored as ``[d_model, n_head, d_head]`` tensors, a relative-position projection ``r``,
+    three head-shaped biases (``r_w_bias``, ``r_r_bias``, ``r_s_bias``) and a segment
+    embedding per layer; post-norm LayerNorms; an ``ff_activation`` MLP ``d_inner`` wide
+    with biases; a mask embedding; the tied head with its bias (``lm_loss``)."""
+    n, h = f["num_layers"], f["hidden_size"]
+    f["head_dim"] = _pos(cfg, ("d_head",), 64)
+    f["intermediate_size"] = _pos(cfg, ("d_inner",), 4096)
+    width = f["num_attention_heads"] * f["head_dim"]
+    f["hidden_act"] = cfg.get("ff_activation") if isinstance(cfg.get("ff_activation"), str) else "gelu"
+    f["family_tensors"] = (
+        FamilyTensor(name="rel_attn.r", component="attention", role="linear", shape=(width, h), count=n),
+        FamilyTensor(name="rel_attn.position_biases", component="attention", role="other", shape=(width,),
+                     count=3 * n),
+        FamilyTensor(name="rel_attn.seg_embed", component="attention", role="other", shape=(2, width), count=n),
+        FamilyTensor(name="mask_emb", component="embeddings", role="other", shape=(h,), count=1, per_layer=False))
+    f["memory_unmodelled"] = "XLNet's two-stream relative attention and its memory of past segments (mems)"
+
+
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         for step in steps:
@@ -865,6 +885,8 @@ FAMILIES: dict[str, Family] = {
     "cpmant": Family(sdpa=False, adjust=_cpmant),
     "dory": Family(prepare=_dory_config, adjust=_dory),
     "zaya": Family(prepare=_zaya_config, tied_default=True, adjust=_zaya),
+    "xlnet": Family(norm="layernorm", qkv_bias=False, out_bias=False, mlp_gated=False, mlp_bias=True,
+                    final_norm=False, tied_default=True, head_bias=True, sinusoidal_positions=True, adjust=_xlnet),
     "biogpt": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                      learned_positions=True, position_offset=2, tied_default=True),
     "ctrl": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
