@@ -59,8 +59,6 @@ NOT_READ: dict[str, str] = {
     "phi4_multimodal": "vision and audio embedders inside the causal-LM class",
     "recurrent_gemma": "RG-LRU recurrent blocks",
     "rwkv": "RWKV time-mix recurrence",
-    "trocr": "decoder of a vision encoder-decoder",
-    "whisper": "decoder of a speech encoder-decoder",
     "xlstm": "xLSTM recurrence",
     "zamba": "hybrid Mamba with a shared attention block",
     "zamba2": "hybrid Mamba-2 with shared attention blocks",

@@ -756,6 +756,55 @@ def _xlnet(cfg: Config, f: dict[str, Any]) -> None:
     f["memory_unmodelled"] = "XLNet's two-stream relative attention and its memory of past segments (mems)"
 
 
+def _decoder_keys(cfg: Config, target_key: str) -> Config:
+    """The decoder stack's fields of a Whisper / TrOCR config under the generic names:
+    ``decoder_layers``, ``decoder_attention_heads``, ``decoder_ffn_dim`` and the position
+    table's length (``target_key``)."""
+    out = dict(cfg)
+    for key, generic in (("decoder_layers", "num_hidden_layers"), ("decoder_attention_heads", "num_attention_heads"),
+                         ("decoder_ffn_dim", "intermediate_size"), (target_key, "max_position_embeddings")):
+        if cfg.get(key) is not None:
+            out[generic] = cfg[key]
+    for key in ("num_key_value_heads", "head_dim"):
+        out.pop(key, None)
+    return out
+
+
+CROSS_ATTENTION_MEMORY = ("the cross-attention over the encoder's output (its keys and values and the encoder's "
+                          "forward)")
+
+
+def _whisper_config(cfg: Config) -> Config:
+    return _decoder_keys(cfg, "max_target_positions")
+
+
+def _whisper(cfg: Config, f: dict[str, Any]) -> None:
+    """Whisper's text decoder (modeling_whisper.py ``WhisperDecoder``): pre-norm blocks
+    with self- and cross-attention (no bias on ``k_proj``), a learned position table of
+    ``max_target_positions``; the audio encoder is read as the audio tower
+    (:func:`vramplan.model.towers.read_towers`)."""
+    f.update(key_bias=False, decoder_cross_attention=True,
+             memory_unmodelled=f"Whisper's {CROSS_ATTENTION_MEMORY}")
+
+
+def _trocr_config(cfg: Config) -> Config:
+    return _decoder_keys(cfg, "max_position_embeddings")
+
+
+def _trocr(cfg: Config, f: dict[str, Any]) -> None:
+    """TrOCR's decoder (modeling_trocr.py): post-norm blocks with self- and
+    cross-attention (keys and values from ``cross_attention_hidden_size``), learned
+    positions (two extra rows) or sinusoids, an optional embedding LayerNorm; the image
+    encoder belongs to the vision-encoder-decoder checkpoint and is not counted."""
+    learned = config_switch(cfg, "use_learned_position_embeddings", True)
+    f.update(learned_position_embeddings=learned, sinusoidal_positions=not learned,
+             position_embedding_offset=2 if learned else 0,
+             embedding_norm=config_switch(cfg, "layernorm_embedding", True), decoder_cross_attention=True,
+             cross_attention_kv_input=_pos(cfg, ("cross_attention_hidden_size",), f["hidden_size"]),
+             memory_unmodelled=f"TrOCR's {CROSS_ATTENTION_MEMORY}")
+    f["notes"] = ("the decoder of a vision encoder-decoder: the image encoder is not counted",)
+
+
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         for step in steps:
@@ -887,6 +936,12 @@ FAMILIES: dict[str, Family] = {
     "zaya": Family(prepare=_zaya_config, tied_default=True, adjust=_zaya),
     "xlnet": Family(norm="layernorm", qkv_bias=False, out_bias=False, mlp_gated=False, mlp_bias=True,
                     final_norm=False, tied_default=True, head_bias=True, sinusoidal_positions=True, adjust=_xlnet),
+    "whisper": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                      learned_positions=True, norms_per_layer=3, tied_default=True,
+                      activation_key="activation_function", prepare=_whisper_config, adjust=_whisper),
+    "trocr": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                    norms_per_layer=3, final_norm=False, tied_default=True, sdpa=False,
+                    activation_key="activation_function", prepare=_trocr_config, adjust=_trocr),
     "biogpt": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                      learned_positions=True, position_offset=2, tied_default=True),
     "ctrl": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,

@@ -389,9 +389,10 @@ FLAT_WRAPPERS: dict[str, str] = {"qwen2_vl": "qwen2_vl_text", "qwen2_5_vl": "qwe
 ``text_config``): the outer config is read as the text config of that type."""
 
 
-DECODERS_WITH_TOWERS = frozenset({"git"})
-"""Decoder families whose causal-LM class holds its own vision encoder (GIT): read like a
-wrapper's text model, their tower counted from ``vision_config``."""
+DECODERS_WITH_TOWERS = frozenset({"git", "whisper"})
+"""Decoder families whose checkpoint holds its own encoder beside the decoder (GIT's image
+encoder, in its causal-LM class too; Whisper's audio encoder): read like a wrapper's
+text model, the encoder counted as its tower."""
 
 PATCH_PROJECTING_WRAPPERS = frozenset({"fuyu"})
 """Wrappers with no vision encoder: a linear layer projects each flattened image patch

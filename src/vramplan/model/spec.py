@@ -489,6 +489,16 @@ class ModelSpec:
     family_tensors: tuple[FamilyTensor, ...] = ()
     """Parameter tensors of this family's own modules beyond the structure above (Zaya);
     empty for most families."""
+    decoder_cross_attention: bool = False
+    """Every layer also attends to an encoder's output (the decoders of Whisper and TrOCR:
+    ``encoder_attn`` q/k/v/o with the self-attention's biases, and its norm, counted in
+    :attr:`norms_per_layer`)."""
+    cross_attention_kv_input: int = 0
+    """Width of the encoder output the cross-attention keys and values read (TrOCR
+    ``cross_attention_hidden_size``); 0: the decoder's hidden size."""
+    key_bias: bool = True
+    """With :attr:`attention_qkv_bias`, the key projection has one too (False: Whisper's
+    ``k_proj`` has none)."""
     image_patch_input: int = 0
     """Fuyu: width of one flattened image patch (``patch_size^2 x num_channels``) that a
     linear layer (``vision_embed_tokens``, with bias) projects straight into the decoder;

@@ -185,6 +185,21 @@ def _attention_experts(spec: ModelSpec) -> list[TensorGroup]:
     return groups
 
 
+def cross_attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """A decoder's cross-attention to its encoder's output (modeling_whisper.py,
+    modeling_trocr.py ``encoder_attn``): q/o from and to the hidden state, k/v from the
+    encoder width, biased like the self-attention."""
+    if not spec.decoder_cross_attention:
+        return []
+    n, h, bias = spec.num_layers, spec.hidden_size, spec.attention_qkv_bias
+    source = spec.cross_attention_kv_input or h
+    groups = _linear("encoder_attn.q_proj", "cross_attention", spec.q_dim, h, n, bias)
+    groups += _linear("encoder_attn.k_proj", "cross_attention", spec.q_dim, source, n, bias and spec.key_bias)
+    groups += _linear("encoder_attn.v_proj", "cross_attention", spec.q_dim, source, n, bias)
+    groups += _linear("encoder_attn.o_proj", "cross_attention", h, spec.q_dim, n, spec.attention_out_bias)
+    return groups
+
+
 def _attention_shapes(spec: ModelSpec) -> dict[tuple[int, int, bool, bool], list[int]]:
     """Attention layers counted by their shape: (head_dim, kv_heads, reuses an earlier
     layer's KV, keys serve as values). One entry for a uniform model; Gemma 4 has
@@ -220,7 +235,7 @@ def _qkvo(spec: ModelSpec, head_dim: int, kv_heads: int, shared: bool, k_is_v: b
     q_out = q_dim * (2 if spec.attention_gate == "q_proj" else 1)
     groups = _linear("self_attn.q_proj", "attention", q_out, h, n, bias)
     if not shared:
-        groups += _linear("self_attn.k_proj", "attention", kv_dim, h, n, bias)
+        groups += _linear("self_attn.k_proj", "attention", kv_dim, h, n, bias and spec.key_bias)
         if not k_is_v:
             groups += _linear("self_attn.v_proj", "attention", kv_heads * v_head, h, n, bias)
     groups += _linear("self_attn.o_proj", "attention", h, spec.num_attention_heads * v_head, n,
@@ -443,6 +458,7 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
     groups += per_layer_input_tensors(spec)
     groups += attention_tensors(spec)
     groups += _held_by(indexer_tensors(spec), [i for i in range(spec.num_layers) if spec.has_indexer(i)])
+    groups += cross_attention_tensors(spec)
     groups += ssm_tensors(spec)
     groups += mlp_tensors(spec)
     groups += _norm(spec, "layernorm", h, spec.num_layers * spec.norms_per_layer

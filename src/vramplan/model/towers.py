@@ -129,6 +129,31 @@ def _git(cfg: Config, text_hidden: int) -> TowerSpec:
                      tokens_per_image=(d["image"] // d["patch"]) ** 2 + 1)
 
 
+def _whisper_encoder(cfg: Config, text_hidden: int) -> TowerSpec:
+    """Whisper's audio encoder (modeling_whisper.py ``WhisperEncoder``): two convolutions
+    over ``num_mel_bins`` (kernel 3), a ``max_source_positions`` position table, pre-norm
+    blocks (no bias on ``k_proj``), a final LayerNorm; its output feeds the decoder's
+    cross-attention directly (no projector)."""
+    def key(name: str, default: int) -> int:
+        value = cfg.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 10_000_000:
+            raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
+        return value
+
+    d, mel = key("d_model", 384), key("num_mel_bins", 80)
+    depth, width, heads = key("encoder_layers", 4), key("encoder_ffn_dim", 1536), key("encoder_attention_heads", 6)
+    rows = [_t("conv1.weight", "other", (d, mel, 3)), _t("conv1.bias", "bias", (d,)),
+            _t("conv2.weight", "other", (d, d, 3)), _t("conv2.bias", "bias", (d,)),
+            _t("embed_positions.weight", "embedding", (key("max_source_positions", 1500), d))]
+    rows += _norm("layers.self_attn_layer_norm", d, depth) + _norm("layers.final_layer_norm", d, depth)
+    rows += _linear("layers.self_attn.q_proj", d, d, depth) + _linear("layers.self_attn.k_proj", d, d, depth, False)
+    rows += _linear("layers.self_attn.v_proj", d, d, depth) + _linear("layers.self_attn.out_proj", d, d, depth)
+    rows += _linear("layers.fc1", width, d, depth) + _linear("layers.fc2", d, width, depth)
+    rows += _norm("layer_norm", d)
+    return TowerSpec(kind="audio", model_type="whisper_encoder", depth=depth, hidden_size=d, intermediate_size=width,
+                     num_heads=heads, mlp_gated=False, tensors=tuple(rows), projector=())
+
+
 def _llava(cfg: Config, text_hidden: int) -> TowerSpec:
     v = cfg["vision_config"]
     rows, d = _clip_like(v)
@@ -382,6 +407,8 @@ TOWER_CONFIG_KEYS = ("vision_config", "audio_config")
 
 def read_towers(cfg: Config, text_hidden: int) -> tuple[tuple[TowerSpec, ...], tuple[str, ...]]:
     """(towers counted, towers present but not counted) of a multimodal wrapper config."""
+    if cfg.get("model_type") == "whisper":
+        return (_whisper_encoder(cfg, text_hidden),), ()
     present = tuple(k.removesuffix("_config") for k in TOWER_CONFIG_KEYS if isinstance(cfg.get(k), dict))
     if cfg.get("model_type") == "qwen2_5_omni_thinker" and present == ("vision", "audio"):
         return _omni_towers(cfg, text_hidden), ()
