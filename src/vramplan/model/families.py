@@ -805,6 +805,19 @@ def _trocr(cfg: Config, f: dict[str, Any]) -> None:
     f["notes"] = ("the decoder of a vision encoder-decoder: the image encoder is not counted",)
 
 
+def _bert_generation(cfg: Config, f: dict[str, Any]) -> None:
+    """BertGeneration (modeling_bert_generation.py): a BERT encoder stack (post-norm,
+    learned positions, embedding LayerNorm) under a tied head with its own bias; untied,
+    the head's ``decoder.bias`` is a second tensor. Without ``is_decoder`` the stack
+    attends both ways and keeps no cache (transformers warns and generates nothing)."""
+    if not f["tie_word_embeddings"]:
+        f["family_tensors"] = (FamilyTensor(name="lm_head.decoder.bias", component="biases", role="bias",
+                                            shape=(f["vocab_size"],), count=1, per_layer=False),)
+    if not config_switch(cfg, "is_decoder", False):
+        f["memory_unmodelled"] = ("is_decoder false (BertGenerationDecoder then attends both ways and keeps no "
+                                  "cache; set is_decoder true to estimate it as a decoder)")
+
+
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         for step in steps:
@@ -948,7 +961,7 @@ FAMILIES: dict[str, Family] = {
                    tied_default=True, head_bias=True, sinusoidal_positions=True, adjust=_relu),
     "bert-generation": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                               learned_positions=True, embedding_norm=True, final_norm=False, tied_default=True,
-                              head_bias=True),
+                              head_bias=True, adjust=_bert_generation),
     # remote-code families, read from their JSON keys
     "internlm2": Family(qkv_bias="bias", out_bias="bias"),
     "baichuan": _LLAMA,
