@@ -54,7 +54,6 @@ NOT_READ: dict[str, str] = {
     "lfm3": "gated short-convolution layers with extra post norms and an attention gate",
     "longcat_flash": "two attention and MLP sub-blocks per layer, zero-compute experts",
     "mllama": "cross-attention layers to the vision tower",
-    "moshi": "depth decoder and fused gated MLP",
     "olmo_hybrid": "hybrid gated delta-net layers",
     "phi4_multimodal": "vision and audio embedders inside the causal-LM class",
     "recurrent_gemma": "RG-LRU recurrent blocks",

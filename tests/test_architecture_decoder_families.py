@@ -52,12 +52,14 @@ TINY = {
     "git:video": dict(SMALL, num_image_with_embedding=3,
                       vision_config=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                                          num_attention_heads=2, image_size=32, patch_size=8)),
+    "moshi": dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, num_key_value_heads=4, head_dim=16,
+                  ffn_dim=192, vocab_size=100, sliding_window=4),
     "fuyu": dict(patch_size=6, num_channels=3, text_config=dict(SMALL, model_type="persimmon")),
 }
 """Small configs per family (``type:variant`` for variants of their switches)."""
 
 CACHE_TYPES = ("bert-generation", "biogpt", "ctrl", "gpt_neox_japanese", "modernbert-decoder", "glm4_moe",
-               "jetmoe")
+               "jetmoe", "moshi")
 """Families whose estimates use the KV cache model: checked against transformers' cache."""
 
 REFUSED = ("doge", "cpmant", "dory", "zaya", "xlnet", "whisper", "trocr", "git", "bert-generation:encoder")
@@ -180,6 +182,10 @@ TRACED = [
                     vocab_size=32000), dict(mode="infer", batch_size=1, seq_len=1024)),
     ("bert-generation", dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8, intermediate_size=2048,
                              vocab_size=32000, is_decoder=True), dict(batch_size=2, seq_len=512)),
+    ("moshi", dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8, num_key_value_heads=8, head_dim=64,
+                   ffn_dim=2048, vocab_size=32000), dict(batch_size=1, seq_len=1024)),
+    ("moshi", dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8, num_key_value_heads=8, head_dim=64,
+                   ffn_dim=2048, vocab_size=32000), dict(mode="infer", batch_size=1, seq_len=1024)),
     ("ctrl", dict(n_layer=4, n_embd=512, n_head=8, dff=2048, vocab_size=32000), dict(batch_size=1, seq_len=1024)),
 ]
 

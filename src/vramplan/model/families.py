@@ -818,6 +818,18 @@ def _bert_generation(cfg: Config, f: dict[str, Any]) -> None:
                                   "cache; set is_decoder true to estimate it as a decoder)")
 
 
+def _moshi(cfg: Config, f: dict[str, Any]) -> None:
+    """Moshi's temporal transformer (modeling_moshi.py ``MoshiForCausalLM``): a gated MLP
+    whose ``fc1`` holds gate and up (``ffn_dim`` = twice the width), one embedding row
+    beyond the vocabulary; the checkpoint's depth decoder and Mimi audio codec are not
+    read."""
+    f["intermediate_size"] = _pos(cfg, ("ffn_dim",), 22528) // 2
+    f["prompt_embedding_rows"] = 1
+    f["notes"] = ("Moshi: the temporal transformer is read; the checkpoint's depth decoder, audio embeddings "
+                  "and Mimi audio codec are not counted (parameters, weights and activations are the "
+                  "temporal transformer's alone)",)
+
+
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         for step in steps:
@@ -955,6 +967,7 @@ FAMILIES: dict[str, Family] = {
     "trocr": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                     norms_per_layer=3, final_norm=False, tied_default=True, sdpa=False,
                     activation_key="activation_function", prepare=_trocr_config, adjust=_trocr),
+    "moshi": Family(adjust=_moshi),
     "biogpt": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                      learned_positions=True, position_offset=2, tied_default=True),
     "ctrl": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,

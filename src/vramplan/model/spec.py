@@ -473,7 +473,8 @@ class ModelSpec:
     one shared key/value projection. 0: plain attention."""
     prompt_embedding_rows: int = 0
     """Rows of the input embedding beyond the vocabulary (CPM-Ant's ``prompt_types x
-    prompt_length`` prompt tokens; the output head keeps ``vocab_size`` rows)."""
+    prompt_length`` prompt tokens, Moshi's one extra token; the output head keeps
+    ``vocab_size`` rows)."""
     segment_embedding_rows: int = 0
     """A segment-embedding table in a decoder (CPM-Ant ``segment_types``); 0 when none."""
     position_bias_rows: int = 0
