@@ -38,7 +38,6 @@ NOT_READ: dict[str, str] = {
     "bailing_hybrid": "hybrid linear-attention layers (forget-gate recurrence)",
     "blt": "byte-latent transformer: local encoder/decoder around a global model",
     "deepseek_v4": "hyper-connections and a compressed-attention indexer",
-    "deepseek_v2": "the default config leaves num_experts_per_tok unset (null)",
     "dots3_note": "sparse-attention indexer",
     "dots3_note_text": "sparse-attention indexer",
     "falcon_h1": "hybrid: Mamba-2 and attention in parallel in every layer",

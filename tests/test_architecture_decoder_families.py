@@ -208,3 +208,34 @@ def test_estimate_within_goal_of_trace(model_type, extra, kw):
         traced = trace_extrapolated(config, setup).peak_bytes
         estimated = tensor_bytes(analytical_estimate(config, setup))
     assert abs(estimated / traced - 1) <= 0.03, (estimated, traced)
+
+
+@pytest.mark.exact
+def test_deepseek_v2_with_unset_routing_counts_exactly_and_refuses_estimates():
+    """DeepseekV2Config defaults ``num_experts_per_tok`` to null and transformers still
+    builds the model: every parameter is counted, the active share is unknown, and an
+    estimate (which needs the experts per token) refuses naming the field."""
+    from vramplan.training import TrainingSetup, estimate_training
+
+    config = _config_of("deepseek_v2", num_hidden_layers=2, hidden_size=64, intermediate_size=96,
+                        moe_intermediate_size=32, num_attention_heads=4, n_routed_experts=4, n_shared_experts=1,
+                        first_k_dense_replace=1, kv_lora_rank=16, q_lora_rank=24, qk_rope_head_dim=8,
+                        qk_nope_head_dim=16, v_head_dim=16, vocab_size=100)
+    assert config.num_experts_per_tok is None
+    spec = spec_from_config(config.to_dict(), complete=False)
+    counts = count_params(spec)
+    assert counts.total_params == _meta_total(config)
+    assert counts.active_params is None
+    with pytest.raises(ConfigError, match="^num_experts_per_tok: null"):
+        estimate_training(spec, TrainingSetup(batch=1, seq=16))
+    routed = spec_from_config(dict(config.to_dict(), num_experts_per_tok=2), complete=False)
+    assert count_params(routed).total_params == counts.total_params
+    assert count_params(routed).active_params < counts.total_params
+
+
+def _config_of(model_type: str, **kw):
+    transformers = pytest.importorskip("transformers")
+    transformers.logging.set_verbosity_error()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return transformers.AutoConfig.for_model(model_type, **kw)

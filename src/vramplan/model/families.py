@@ -100,6 +100,9 @@ class Family:
     prepare: Callable[[Config], Config] | None = None
     """Family-specific rewrite of the config before it is read, as the config class's own
     ``__post_init__`` does (Dory folds its ``mlp`` entries out of ``layer_types``)."""
+    routing_may_be_unset: bool = False
+    """The config class defaults ``num_experts_per_tok`` to null and transformers still
+    builds the model (DeepSeek-V2): read it as unset (0) instead of refusing."""
     head_dim_floor: bool = False
     """Without ``head_dim`` the class takes ``hidden_size // num_attention_heads`` even
     when the heads do not divide the width (GLM-4.5's ``Glm4MoeAttention``); False: such
@@ -900,7 +903,7 @@ FAMILIES: dict[str, Family] = {
     "qwen2_moe": Family(shared_expert_gate=True, adjust=_qwen2_bias),
     "qwen3_moe": Family(qk_norm="per_head"),
     "olmoe": Family(qk_norm="full"),
-    "deepseek_v2": _LLAMA, "deepseek_v3": _LLAMA, "kimi_k2": _LLAMA,
+    "deepseek_v2": Family(routing_may_be_unset=True), "deepseek_v3": _LLAMA, "kimi_k2": _LLAMA,
     "deepseek_v32": Family(adjust=_indexer,
                            defaults={"index_n_heads": 64, "index_head_dim": 128, "index_topk": 2048}),
     "glm_moe_dsa": Family(adjust=_indexer,

@@ -235,7 +235,8 @@ def _moe(cfg: Config, f: dict[str, Any], family: Family) -> None:
     if experts is None or f.pop("_dense", False):  # _dense: the family step found the MoE switched off
         return
     n = f["num_layers"]
-    top_k = _get(cfg, "experts_per_token")
+    top_k = 0 if family.routing_may_be_unset and _find(cfg, "experts_per_token") is None \
+        else _get(cfg, "experts_per_token")
     width = f.pop("_expert_width", None) or _opt(cfg, "expert_intermediate_size") or f["intermediate_size"]
     if width is None:
         _get(cfg, "expert_intermediate_size")  # raises: missing

@@ -45,7 +45,9 @@ class MoESpec:
     num_experts: int
     """Routed experts per MoE layer."""
     experts_per_token: int
-    """Experts each token is routed to (top-k)."""
+    """Experts each token is routed to (top-k); 0 when the config leaves it unset
+    (DeepSeek-V2's default config: transformers builds the model, its router cannot run),
+    and then estimates refuse (:meth:`ModelSpec.check_memory_model`)."""
     expert_intermediate_size: int
     """Hidden width of one routed expert's MLP."""
     num_shared_experts: int = 0
@@ -72,7 +74,7 @@ class MoESpec:
 
     def __post_init__(self) -> None:
         _positive("num_experts", self.num_experts)
-        _positive("experts_per_token", self.experts_per_token)
+        _positive("experts_per_token", self.experts_per_token, 0)
         _positive("expert_intermediate_size", self.expert_intermediate_size)
         _positive("num_shared_experts", self.num_shared_experts, 0)
         _positive("shared_expert_intermediate_size", self.shared_expert_intermediate_size, 0)
@@ -677,6 +679,9 @@ class ModelSpec:
     def check_memory_model(self) -> None:
         """Refuse, in one line, an estimate of a family whose memory the analytical model
         does not follow (:attr:`memory_unmodelled`)."""
+        if self.moe is not None and not self.moe.experts_per_token:
+            raise ConfigError("num_experts_per_tok: null in config.json; transformers builds the model but its "
+                              "router cannot pick experts (torch.topk needs k): set it to estimate memory")
         if self.memory_unmodelled:
             raise ConfigError(
                 f"model_type {self.model_type!r}: {self.memory_unmodelled} has no analytical memory model; its "
