@@ -95,8 +95,9 @@ def _enumerated() -> dict[str, tuple[str, dict, int | None]]:
     return out
 
 
-CAUSAL_LM_HOLDS_TOWER = frozenset({"git"})
-"""Types whose causal-LM class builds the vision encoder itself (``GitForCausalLM``)."""
+CAUSAL_LM_HOLDS_TOWER = frozenset({"fuyu", "git"})
+"""Types whose causal-LM class builds the vision encoder or the patch projector itself
+(``GitForCausalLM``, ``FuyuForCausalLM``)."""
 
 
 def _read_total(config: dict) -> int | None:

@@ -453,8 +453,8 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
     if spec.embedding_norm:
         groups += _norm(spec, "embedding_norm", h, 1, per_layer=False)
     if spec.image_patch_input:
-        groups += [replace(g, per_layer=False) for g in _linear("vision_embed_tokens", "embeddings", h,
-                                                                 spec.image_patch_input, 1, True)]
+        groups += [replace(g, per_layer=False, component="projector")
+                   for g in _linear("vision_embed_tokens", "projector", h, spec.image_patch_input, 1, True)]
     groups += per_layer_input_tensors(spec)
     groups += attention_tensors(spec)
     groups += _held_by(indexer_tensors(spec), [i for i in range(spec.num_layers) if spec.has_indexer(i)])

@@ -396,7 +396,7 @@ AUDIO_READERS = {"qwen2_audio": _qwen2_audio}
 """Wrapper ``model_type`` -> its audio tower reader."""
 
 READERS = {
-    "git": _git, "llava": _llava, "gemma3": _gemma3, "qwen2_vl": _qwen_vl, "qwen2_5_vl": _qwen_vl, "qwen3_vl": _qwen_vl,
+    "llava": _llava, "gemma3": _gemma3, "qwen2_vl": _qwen_vl, "qwen2_5_vl": _qwen_vl, "qwen3_vl": _qwen_vl,
     "qwen3_vl_moe": _qwen_vl, "mistral3": _mistral3, "llava_next": _llava_next, "llava_onevision": _llava_next,
     "llava_next_video": _llava_next, "paligemma": _paligemma, "internvl": _internvl, "llama4": _llama4,
 }
@@ -407,8 +407,10 @@ TOWER_CONFIG_KEYS = ("vision_config", "audio_config")
 
 def read_towers(cfg: Config, text_hidden: int) -> tuple[tuple[TowerSpec, ...], tuple[str, ...]]:
     """(towers counted, towers present but not counted) of a multimodal wrapper config."""
-    if cfg.get("model_type") == "whisper":
+    if cfg.get("model_type") == "whisper":  # decoders holding their own encoder (not wrappers)
         return (_whisper_encoder(cfg, text_hidden),), ()
+    if cfg.get("model_type") == "git" and isinstance(cfg.get("vision_config"), dict):
+        return (_git(cfg, text_hidden),), ()
     present = tuple(k.removesuffix("_config") for k in TOWER_CONFIG_KEYS if isinstance(cfg.get(k), dict))
     if cfg.get("model_type") == "qwen2_5_omni_thinker" and present == ("vision", "audio"):
         return _omni_towers(cfg, text_hidden), ()
