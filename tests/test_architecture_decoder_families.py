@@ -8,6 +8,8 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vramplan.errors import ConfigError
 from vramplan.memory.kv_cache import kv_cache_bytes
@@ -239,3 +241,23 @@ def _config_of(model_type: str, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return transformers.AutoConfig.for_model(model_type, **kw)
+
+
+ESTIMATED = ("bert-generation", "biogpt", "ctrl", "gpt_neox_japanese", "modernbert-decoder", "glm4_moe", "jetmoe",
+             "moshi")
+"""Families with estimates (the rest refuse): memory is monotone in batch and length."""
+
+
+@pytest.mark.parametrize("model_type", ESTIMATED)
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(batch=st.integers(1, 8), tokens=st.integers(16, 400))
+def test_more_batch_or_tokens_never_needs_less_memory(model_type, batch, tokens):
+    from vramplan.inference import InferenceSetup, estimate_inference
+    from vramplan.training import TrainingSetup, estimate_training
+
+    spec = spec_from_config(dict(model_type=model_type, **TINY[model_type]), complete=False)
+    train = [estimate_training(spec, TrainingSetup(batch=b, seq=s)).total_bytes
+             for b, s in ((batch, tokens), (batch + 1, tokens), (batch, tokens + 32))]
+    infer = [estimate_inference(spec, InferenceSetup(batch=b, context=s)).total_bytes
+             for b, s in ((batch, tokens), (batch + 1, tokens), (batch, tokens + 32))]
+    assert train[0] <= min(train[1:]) and infer[0] <= min(infer[1:])
