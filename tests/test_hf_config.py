@@ -30,7 +30,7 @@ def test_reads_a_file_and_a_directory(write_config):
     (lambda c: c.update(num_attention_heads=5), "num_attention_heads: 5 does not divide hidden_size=64"),
     (lambda c: c.update(num_key_value_heads=3), "num_key_value_heads: expected a divisor of num_attention_heads=4"),
     (lambda c: c.update(tie_word_embeddings="yes"), "tie_word_embeddings: expected true or false"),
-    (lambda c: c.update(model_type="xlnet"), "model_type: 'xlnet' is not supported"),
+    (lambda c: c.update(model_type="vit"), "model_type: 'vit' is not supported"),
     (lambda c: c.update(num_hidden_layers=float("nan")), "num_hidden_layers: expected a finite integer, got nan"),
     (lambda c: c.update(num_hidden_layers=float("inf")), "num_hidden_layers: expected a finite integer, got inf"),
     (lambda c: c.update(num_hidden_layers=2.5), "num_hidden_layers: expected an integer, got 2.5"),

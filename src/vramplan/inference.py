@@ -214,6 +214,9 @@ def _run(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
     tower's forward to the estimate (:mod:`vramplan.memory.vision_tower`)."""
     from vramplan.engines import resolve_job, run_engine
 
+    spec.check_memory_model()
+    if setup.engine == "hf" and spec.attention_impl(setup.attention) != setup.attention:
+        setup = replace(setup, attention=spec.attention_impl(setup.attention))  # the class runs eager only
     if spec.architecture != "decoder":
         from vramplan.engines import seq2seq
 

@@ -690,6 +690,7 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
 
     job = req.job
     spec = job.model
+    spec.check_memory_model()
     counts = count_params(spec)
     _check_scale(spec, counts.total_params, req)
     active = counts.active_params

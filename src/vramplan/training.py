@@ -675,6 +675,7 @@ def estimate_training(model: str | ModelSpec | ParamOnlyModel, setup: TrainingSe
     if isinstance(spec, ModelSpec):
         from vramplan.memory.seq2seq_training import with_image_tokens
 
+        spec.check_memory_model()
         setup = with_image_tokens(spec, setup)
     if layout is not None:
         setup, layout = _one_accumulation(setup, layout)

@@ -32,7 +32,9 @@ def command(model: str | None, as_json: bool, **arch: int | None) -> None:
     for c in data["components"]:
         t.add_row(c["name"], f"{c['params']:,}", format_params(c["params"]), f"{c['params'] / total:.1%}")
     t.add_row("total", f"{total:,}", format_params(total), "100.0%", style="bold")
-    if data["active_params"] != total:
+    if data["active_params"] is None:
+        t.add_row("active per token", "unknown", "", "num_experts_per_tok unset")
+    elif data["active_params"] != total:
         t.add_row("active per token", f"{data['active_params']:,}", format_params(data["active_params"]),
                   f"{data['active_params'] / total:.1%}")
     out = console()

@@ -203,7 +203,9 @@ def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Compon
     than the layer's own peak (the cache update runs before the attention kernel): the
     larger of the two counts."""
     setup = job.setup
-    repeat = setup.attention == "eager" and job.spec.num_kv_heads < job.spec.num_attention_heads
+    # eager repeats K/V to every query head; JetMoE repeats them for its attention experts whatever the kernel
+    repeat = (setup.attention == "eager" or job.spec.attention_experts > 0) \
+        and job.spec.num_kv_heads < job.spec.num_attention_heads
     shape = replace(shape, kv_tokens=keys.widest)
     layer_bytes, unallocated = max((layer_peak_bytes(job.spec, s, tp=setup.tp, impl=setup.attention,
                                                      repeat_kv=repeat, flow=hf_layer_flow(job.spec)) - later, later)

@@ -69,7 +69,7 @@ INDEX = 8
 """Bytes of an int64 index (top-k expert indices, gather positions)."""
 QKV_READERS = 3
 """Linears that read the first norm's output: q, k, v (GPT-2's fused c_attn is one)."""
-SOFTMAX_IN_COMPUTE_DTYPE = frozenset({"gpt2"})
+SOFTMAX_IN_COMPUTE_DTYPE = frozenset({"gpt2", "gpt_neox_japanese"})
 """Families whose eager attention runs softmax in the compute dtype (GPT-2's
 ``nn.functional.softmax(attn_weights)``); Llama-family code passes ``dtype=float32``."""
 FAMILY_GATE_SAVES = {"gpt_oss": 3}
@@ -88,7 +88,7 @@ NORM_WEIGHT_IN_FP32 = frozenset({
 self.weight.float())``, Gemma): the product's backward keeps the fp32 normalised
 tensor, where Llama's ``self.weight * hidden_states.to(input_dtype)`` keeps it in
 the input dtype."""
-FUSED_QKV_ROTARY = frozenset({"phi3", "gpt_neox"})
+FUSED_QKV_ROTARY = frozenset({"phi3", "gpt_neox", "gpt_neox_japanese"})
 """Families with one fused q/k/v projection and RoPE (Phi-3 ``qkv_proj``, GPT-NeoX
 ``query_key_value``): q, k and v are views of its output, RoPE writes new q and k, and
 the value view the attention saves keeps the whole fused output alive, so its q and
@@ -322,8 +322,10 @@ def attention_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> 
     if spec.mla is not None:
         return _mla_parts(spec, spec.mla, ctx)
     c, a = ctx.c, spec.num_attention_heads
-    if ctx.attention == "eager":
-        k_width = v_width = spec.q_dim  # repeat_kv, and eager's matmuls copy the repeated view
+    if ctx.attention == "eager" or spec.attention_experts:
+        # repeat_kv, and eager's matmuls copy the repeated view; JetMoE's attention experts repeat
+        # K/V (``key_states.repeat(1, top_k, 1, 1)``) whatever the kernel
+        k_width = v_width = spec.q_dim
     else:
         k_width, v_width = _sdpa_kv_widths(spec, ctx, layer)
     qkv = c * (spec.q_dim + k_width + v_width)
@@ -337,6 +339,9 @@ def attention_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> 
         parts.append(_part("attention/lse", FP32 * a, ctx, sharded=True))
     if spec.qk_norm in ("per_head", "full"):
         parts.append(_part("attention/qk_norm", _qk_norm_per_token(spec, ctx), ctx, sharded=True))
+    if spec.attention_experts and spec.moe is not None:
+        parts.append(_part("attention/experts", _attention_experts_per_token(spec, spec.moe, ctx), ctx,
+                           sharded=True))
     if ctx.dropout:
         parts.append(_part("dropout_masks/attention", MASK * spec.hidden_size, ctx, sharded=False))
     return parts
@@ -362,6 +367,17 @@ def _attention_output_per_token(spec: ModelSpec, ctx: ActivationContext, layer: 
     if flash and spec.model_type in ROTARY_BY_CAT and not adapter_copy:
         output *= 2
     return output
+
+
+def _attention_experts_per_token(spec: ModelSpec, moe: MoESpec, ctx: ActivationContext) -> int:
+    """JetMoE's attention experts beyond a plain attention block (modeling_jetmoe.py
+    ``JetMoeMoA.map`` / ``reduce``), per token: the router (fp32 logits, top-k fp32 gates
+    and int64 indices), the hidden state gathered once per routed expert for the query
+    experts, the attention output gathered again for the output experts, their
+    outputs kept for the gate product, and two int64 index rows per route."""
+    c, h, k = ctx.c, spec.hidden_size, moe.experts_per_token
+    router = FP32 * spec.attention_experts + k * (FP32 + INDEX)
+    return router + c * (2 * k * h + spec.q_dim) + 2 * k * INDEX
 
 
 def _normalised_bytes(spec: ModelSpec, input_bytes: int) -> int:

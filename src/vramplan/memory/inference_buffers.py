@@ -239,7 +239,7 @@ def fused_attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int
     heads = spec.num_attention_heads // tp
     q_width = heads * spec.head_dim
     kv_width = 2 * kv_heads_per_rank(spec, tp) * spec.head_dim
-    rotated_q = 0 if spec.learned_position_embeddings else q_width
+    rotated_q = q_width if spec.rotary_positions else 0
     before = shape.held_hidden * spec.hidden_size + spec.hidden_size + _rotary_table(spec) + q_width + kv_width \
         + rotated_q
     projections = shape.tokens * (before + q_width + spec.hidden_size) * shape.act_bytes
@@ -318,8 +318,8 @@ def _rotary_table(spec: ModelSpec) -> int:
     """Elements per token of the rotary cos and sin tables (``LlamaRotaryEmbedding``
     returns both at the rotary dims per position: ``head_dim``, or
     ``int(head_dim x partial_rotary_factor)`` in GPT-NeoX, ``qk_rope_head_dim`` in
-    MLA); 0 for learned positions."""
-    if spec.learned_position_embeddings:
+    MLA); 0 for learned or sinusoid positions."""
+    if not spec.rotary_positions:
         return 0
     rotary_dims = spec.mla.qk_rope_head_dim if spec.mla is not None else spec.head_dim
     return 2 * int(rotary_dims * spec.partial_rotary_factor)

@@ -88,6 +88,8 @@ def with_image_tokens(spec: ModelSpec, setup: TrainingSetup) -> TrainingSetup:
     if setup.input_len is not None and spec.architecture != "encoder_decoder":
         raise InputError(f"input_len: {spec.name} has no encoder input (encoder-decoder models only); use seq",
                          fields=("seq",))
+    if spec.attention_impl(setup.attention) != setup.attention:  # the class runs eager attention only
+        setup = replace(setup, attention=spec.attention_impl(setup.attention))
     tower = check_images(spec, setup.images)
     if tower is None or not setup.images:
         return setup

@@ -17,7 +17,7 @@ from typing import Any
 
 from vramplan.intmath import ceil_div, round_up
 from vramplan.errors import ConfigError
-from vramplan.model.spec import DeltaNetSpec, IndexerSpec, NormKind, QKNormKind, SSMSpec
+from vramplan.model.spec import DeltaNetSpec, FamilyTensor, IndexerSpec, NormKind, QKNormKind, SSMSpec
 
 Config = dict[str, Any]
 
@@ -29,7 +29,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "num_kv_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "n_kv_heads"),
     "head_dim": ("head_dim", "kv_channels"),
     "intermediate_size": ("intermediate_size", "ffn_hidden_size", "ffn_dim", "n_inner", "d_ff",
-                          "inner_hidden_size", "ffn_inner_hidden_size"),
+                          "inner_hidden_size", "ffn_inner_hidden_size", "dff"),
     "vocab_size": ("vocab_size", "padded_vocab_size", "n_vocab"),
     "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length",
                                 "max_seq_len", "n_ctx"),
@@ -67,6 +67,8 @@ class Family:
     mlp_gated: bool = True
     mlp_bias: FlagSource = "mlp_bias"
     learned_positions: bool = False
+    sinusoidal_positions: bool = False
+    """Fixed sinusoid positions added to the embeddings (CTRL): no table, no rotation."""
     position_offset: int = 0
     alibi: bool = False
     tied_default: bool = False
@@ -93,6 +95,18 @@ class Family:
     """No attention layer at all (Mamba): head counts are not read."""
     adjust: Callable[[Config, dict[str, Any]], None] | None = None
     """Family-specific step on the fields the generic reader found."""
+    sdpa: bool = True
+    """transformers' class runs SDPA (False: eager attention only)."""
+    prepare: Callable[[Config], Config] | None = None
+    """Family-specific rewrite of the config before it is read, as the config class's own
+    ``__post_init__`` does (Dory folds its ``mlp`` entries out of ``layer_types``)."""
+    routing_may_be_unset: bool = False
+    """The config class defaults ``num_experts_per_tok`` to null and transformers still
+    builds the model (DeepSeek-V2): read it as unset (0) instead of refusing."""
+    head_dim_floor: bool = False
+    """Without ``head_dim`` the class takes ``hidden_size // num_attention_heads`` even
+    when the heads do not divide the width (GLM-4.5's ``Glm4MoeAttention``); False: such
+    a config is refused."""
 
 
 def config_switch(cfg: Config, key: str, default: bool) -> bool:
@@ -580,6 +594,245 @@ def _minimax(cfg: Config, f: dict[str, Any]) -> None:
     _mixtral_width(cfg, f)
 
 
+def _relu(cfg: Config, f: dict[str, Any]) -> None:
+    f["hidden_act"] = "relu"  # CTRL's point-wise FFN hard-codes ReLU (modeling_ctrl.py)
+
+
+def _gpt_neox_japanese(cfg: Config, f: dict[str, Any]) -> None:
+    """GPT-NeoX-Japanese: the MLP is ``hidden x intermediate_multiple_size`` wide; only
+    the last layer's attention carries an output bias (``dense_bias``,
+    modeling_gpt_neox_japanese.py)."""
+    f["intermediate_size"] = int(_ratio(cfg, ("intermediate_multiple_size",), 4) * f["hidden_size"])
+    f["out_bias_last_layer_only"] = True
+
+
+def _modernbert_decoder(cfg: Config, f: dict[str, Any]) -> None:
+    """ModernBERT-decoder (modeling_modernbert_decoder.py): LayerNorms with a bias only
+    under ``norm_bias``; a GeGLU ``Wi`` of twice ``intermediate_size``; no attention norm
+    in layer 0; a prediction head (dense with ``classifier_bias``, norm) before the tied
+    ``decoder`` with its ``decoder_bias``."""
+    f["norm_bias"] = config_switch(cfg, "norm_bias", False)
+    f["head_bias"] = config_switch(cfg, "decoder_bias", True)
+    f["head_transform_bias"] = config_switch(cfg, "classifier_bias", False)
+    f.update(first_layer_attention_norm=False, head_transform=True)
+
+
+def _doge(cfg: Config, f: dict[str, Any]) -> None:
+    """Doge (modeling_doge.py): dynamic-mask attention (``A``, ``dt_proj``) and two learned
+    residual vectors per layer; the CDMoE (``is_moe``: product-key experts) is not read."""
+    if config_switch(cfg, "is_moe", False):
+        raise ConfigError("is_moe: Doge's CDMoE (product-key expert retrieval) is not read analytically; "
+                          "`vramplan trace` measures it")
+    f.update(dynamic_mask=True, residual_scales=2, _dense=True,
+             memory_unmodelled="Doge's dynamic-mask attention (a query x key mask per head in every layer)")
+
+
+def _git(cfg: Config, f: dict[str, Any]) -> None:
+    f["memory_unmodelled"] = ("GIT's image tokens inside the decoder (CLIP features prepended to the text, "
+                              "attended bidirectionally)")
+
+
+JETMOE_NOTE = (
+    "JetMoE's ScatterMoE-style experts (attention and MLP) are estimated with the grouped-experts formulas: "
+    "the KV cache (kv_heads x kv_channels per token) is exact, activations are not; a real CPU step of a small "
+    "JetMoE held 7-11% more than this estimate in training and 9% more in inference, and the fake-tensor "
+    "trace cannot run its data-dependent routing: leave that much headroom")
+"""What the JetMoE estimate leaves out, measured with a real CPU run of the step
+(``vramplan.trace.run.run_trace(..., real=True)``) on a 2-layer JetMoE (hidden 512,
+4 KV heads of 64, 8 experts, top-2), batch 4 x 512 tokens."""
+
+
+def _jetmoe(cfg: Config, f: dict[str, Any]) -> None:
+    """JetMoE (modeling_jetmoe.py): a mixture of attention heads (``num_local_experts``
+    query/output experts, ``num_experts_per_tok`` of them per token, each
+    ``num_key_value_heads x kv_channels`` wide) over one shared ``kv_proj``; the MLP is
+    a gated MoE of the same experts count with one output bias; both MoE blocks add
+    the bias to their output."""
+    f["attention_experts"] = _pos(cfg, KEYS["num_experts"])
+    f["num_attention_heads"] = _pos(cfg, KEYS["experts_per_token"]) * f["num_kv_heads"]
+    f["head_dim"] = _pos(cfg, ("kv_channels",))
+    f["_expert_width"] = f["intermediate_size"]
+    f["_moe_output_bias"] = True
+    f["notes"] = (JETMOE_NOTE,)
+
+
+def _cpmant(cfg: Config, f: dict[str, Any]) -> None:
+    """CPM-Ant (modeling_cpmant.py): ``dim_head`` x heads attention without biases, a
+    gated GELU MLP ``dim_ff`` wide, weight-only norms; the input embedding holds
+    ``prompt_types x prompt_length`` prompt rows beyond the vocabulary, a segment
+    embedding and one relative-position bias table (``segment_types^2 +
+    position_bias_num_buckets`` rows) serve every layer; the head is its own matrix."""
+    segments = _pos(cfg, ("segment_types",), 32)
+    f["head_dim"] = _pos(cfg, ("dim_head",), 64)
+    f["intermediate_size"] = _pos(cfg, ("dim_ff",), 10240)
+    f["prompt_embedding_rows"] = _pos(cfg, ("prompt_types",), 32) * _pos(cfg, ("prompt_length",), 32)
+    f["segment_embedding_rows"] = segments
+    f["position_bias_rows"] = segments * segments + _pos(cfg, ("position_bias_num_buckets",), 512)
+    f.update(tie_word_embeddings=False, hidden_act="gelu", memory_unmodelled=(
+        "CPM-Ant's segment and bucketed relative-position bias (a heads x query x key tensor per forward)"))
+
+
+def _dory_config(cfg: Config) -> Config:
+    """DoryConfig.__post_init__: a saved config lists an attention and an ``mlp`` entry per
+    layer in ``layer_types`` and counts both in ``num_hidden_layers``; the class keeps
+    every other entry and half the count."""
+    types = cfg.get("layer_types")
+    if isinstance(types, list) and "mlp" in types:
+        layers = _pos(cfg, ("num_hidden_layers",))
+        return {**cfg, "layer_types": types[::2], "num_hidden_layers": layers // 2}
+    return cfg
+
+
+def _dory(cfg: Config, f: dict[str, Any]) -> None:
+    """Dory (modeling_dory.py): L2-normalised blocks without norm weights; each layer
+    interpolates its residual with two learned per-channel rates (``lambda_1``,
+    ``lambda_2``); attention with an output gate (``gate_proj``) and two head-width scale
+    vectors; MLP with two width scale vectors; a per-token logit scale in the head.
+    The ``n_recurrent_layers`` middle layers run ``n_recurrent_loops`` times."""
+    f.update(norms_per_layer=0, final_norm=False, attention_gate="full", attention_scale_vectors=2,
+             mlp_scale_vectors=2, residual_scales=2, head_logit_scale=True, memory_unmodelled=(
+                 "Dory's looped recurrent layers (the middle layers run n_recurrent_loops times, with a KV "
+                 "cache per loop)"))
+
+
+def _zaya_config(cfg: Config) -> Config:
+    """Zaya's ``layer_types`` say ``hybrid`` (full) or ``hybrid_sliding``: the attention
+    kind of each layer (modeling_zaya.py)."""
+    types = cfg.get("layer_types")
+    if isinstance(types, list):
+        kinds = {"hybrid": "full_attention", "hybrid_sliding": "sliding_attention"}
+        return {**cfg, "layer_types": [kinds.get(t, t) for t in types]}
+    return cfg
+
+
+def _zaya(cfg: Config, f: dict[str, Any]) -> None:
+    """Zaya (modeling_zaya.py): attention whose queries and keys pass a depthwise and a
+    grouped causal convolution (``cca_time0``, ``cca_time1``) and a per-KV-head
+    temperature, values from two half-width projections; an MoE with an MLP router
+    (``router_hidden_size``: down projection, norm, two layers, out to experts + 1 skip
+    class, a state scale from layer 1 on); four residual scale/bias vectors around
+    attention and around the MLP; a scale and bias on the embeddings."""
+    n, h = f["num_layers"], f["hidden_size"]
+    heads, kv, d = f["num_attention_heads"], f["num_kv_heads"], f["head_dim"]
+    conv = (heads + kv) * d
+    r = _pos(cfg, ("router_hidden_size",), 256)
+    experts = _pos(cfg, KEYS["num_experts"])
+    t0, t1 = _pos(cfg, ("cca_time0",), 2), _pos(cfg, ("cca_time1",), 2)
+    rows = [("self_attn.conv_qk_depthwise.weight", "attention", "other", (conv, 1, t0), n),
+            ("self_attn.conv_qk_depthwise.bias", "biases", "bias", (conv,), n),
+            ("self_attn.conv_qk_grouped.weight", "attention", "other", (conv, d, t1), n),
+            ("self_attn.conv_qk_grouped.bias", "biases", "bias", (conv,), n),
+            ("self_attn.qk_norm.temp", "attention", "other", (kv,), n),
+            ("mlp.gate.down_proj.weight", "router", "linear", (r, h), n),
+            ("mlp.gate.down_proj.bias", "biases", "bias", (r,), n),
+            ("mlp.gate.router_mlp.norm.weight", "norms", "norm", (r,), n),
+            ("mlp.gate.router_mlp.fc.weight", "router", "linear", (r, r), 2 * n),
+            ("mlp.gate.router_mlp.fc.bias", "biases", "bias", (r,), 2 * n),
+            ("mlp.gate.router_mlp.out_proj.weight", "router", "linear", (experts + 1, r), n),
+            ("mlp.gate.router_states_scale", "router", "other", (r,), n - 1)]
+    f["family_tensors"] = tuple(FamilyTensor(name=a, component=b, role=c, shape=s, count=k)  # type: ignore[arg-type]
+                                for a, b, c, s, k in rows if k) + (
+        FamilyTensor(name="input_hidden_states_scale", component="embeddings", role="other", shape=(h,), count=2,
+                     per_layer=False),)
+    f.update(residual_scales=8, _own_router=True, _expert_width=_pos(cfg, KEYS["expert_intermediate_size"]),
+             head_bias=config_switch(cfg, "lm_head_bias", False), memory_unmodelled=(
+                 "Zaya's convolved queries and keys (a convolution state beside the KV cache)"))
+
+
+def _xlnet(cfg: Config, f: dict[str, Any]) -> None:
+    """XLNet (modeling_xlnet.py ``XLNetRelativeAttention``): q/k/v/o of ``n_head x d_head``
+    stored as ``[d_model, n_head, d_head]`` tensors, a relative-position projection ``r``,
+    three head-shaped biases (``r_w_bias``, ``r_r_bias``, ``r_s_bias``) and a segment
+    embedding per layer; post-norm LayerNorms; an ``ff_activation`` MLP ``d_inner`` wide
+    with biases; a mask embedding; the tied head with its bias (``lm_loss``)."""
+    n, h = f["num_layers"], f["hidden_size"]
+    f["head_dim"] = _pos(cfg, ("d_head",), 64)
+    f["intermediate_size"] = _pos(cfg, ("d_inner",), 4096)
+    width = f["num_attention_heads"] * f["head_dim"]
+    f["hidden_act"] = cfg.get("ff_activation") if isinstance(cfg.get("ff_activation"), str) else "gelu"
+    f["family_tensors"] = (
+        FamilyTensor(name="rel_attn.r", component="attention", role="linear", shape=(width, h), count=n),
+        FamilyTensor(name="rel_attn.position_biases", component="attention", role="other", shape=(width,),
+                     count=3 * n),
+        FamilyTensor(name="rel_attn.seg_embed", component="attention", role="other", shape=(2, width), count=n),
+        FamilyTensor(name="mask_emb", component="embeddings", role="other", shape=(h,), count=1, per_layer=False))
+    f["memory_unmodelled"] = "XLNet's two-stream relative attention and its memory of past segments (mems)"
+
+
+def _decoder_keys(cfg: Config, target_key: str) -> Config:
+    """The decoder stack's fields of a Whisper / TrOCR config under the generic names:
+    ``decoder_layers``, ``decoder_attention_heads``, ``decoder_ffn_dim`` and the position
+    table's length (``target_key``)."""
+    out = dict(cfg)
+    for key, generic in (("decoder_layers", "num_hidden_layers"), ("decoder_attention_heads", "num_attention_heads"),
+                         ("decoder_ffn_dim", "intermediate_size"), (target_key, "max_position_embeddings")):
+        if cfg.get(key) is not None:
+            out[generic] = cfg[key]
+    for key in ("num_key_value_heads", "head_dim"):
+        out.pop(key, None)
+    return out
+
+
+CROSS_ATTENTION_MEMORY = ("the cross-attention over the encoder's output (its keys and values and the encoder's "
+                          "forward)")
+
+
+def _whisper_config(cfg: Config) -> Config:
+    return _decoder_keys(cfg, "max_target_positions")
+
+
+def _whisper(cfg: Config, f: dict[str, Any]) -> None:
+    """Whisper's text decoder (modeling_whisper.py ``WhisperDecoder``): pre-norm blocks
+    with self- and cross-attention (no bias on ``k_proj``), a learned position table of
+    ``max_target_positions``; the audio encoder is read as the audio tower
+    (:func:`vramplan.model.towers.read_towers`)."""
+    f.update(key_bias=False, decoder_cross_attention=True,
+             memory_unmodelled=f"Whisper's {CROSS_ATTENTION_MEMORY}")
+
+
+def _trocr_config(cfg: Config) -> Config:
+    return _decoder_keys(cfg, "max_position_embeddings")
+
+
+def _trocr(cfg: Config, f: dict[str, Any]) -> None:
+    """TrOCR's decoder (modeling_trocr.py): post-norm blocks with self- and
+    cross-attention (keys and values from ``cross_attention_hidden_size``), learned
+    positions (two extra rows) or sinusoids, an optional embedding LayerNorm; the image
+    encoder belongs to the vision-encoder-decoder checkpoint and is not counted."""
+    learned = config_switch(cfg, "use_learned_position_embeddings", True)
+    f.update(learned_position_embeddings=learned, sinusoidal_positions=not learned,
+             position_embedding_offset=2 if learned else 0,
+             embedding_norm=config_switch(cfg, "layernorm_embedding", True), decoder_cross_attention=True,
+             cross_attention_kv_input=_pos(cfg, ("cross_attention_hidden_size",), f["hidden_size"]),
+             memory_unmodelled=f"TrOCR's {CROSS_ATTENTION_MEMORY}")
+    f["notes"] = ("the decoder of a vision encoder-decoder: the image encoder is not counted",)
+
+
+def _bert_generation(cfg: Config, f: dict[str, Any]) -> None:
+    """BertGeneration (modeling_bert_generation.py): a BERT encoder stack (post-norm,
+    learned positions, embedding LayerNorm) under a tied head with its own bias; untied,
+    the head's ``decoder.bias`` is a second tensor. Without ``is_decoder`` the stack
+    attends both ways and keeps no cache (transformers warns and generates nothing)."""
+    if not f["tie_word_embeddings"]:
+        f["family_tensors"] = (FamilyTensor(name="lm_head.decoder.bias", component="biases", role="bias",
+                                            shape=(f["vocab_size"],), count=1, per_layer=False),)
+    if not config_switch(cfg, "is_decoder", False):
+        f["memory_unmodelled"] = ("is_decoder false (BertGenerationDecoder then attends both ways and keeps no "
+                                  "cache; set is_decoder true to estimate it as a decoder)")
+
+
+def _moshi(cfg: Config, f: dict[str, Any]) -> None:
+    """Moshi's temporal transformer (modeling_moshi.py ``MoshiForCausalLM``): a gated MLP
+    whose ``fc1`` holds gate and up (``ffn_dim`` = twice the width), one embedding row
+    beyond the vocabulary; the checkpoint's depth decoder and Mimi audio codec are not
+    read."""
+    f["intermediate_size"] = _pos(cfg, ("ffn_dim",), 22528) // 2
+    f["prompt_embedding_rows"] = 1
+    f["notes"] = ("Moshi: the temporal transformer is read; the checkpoint's depth decoder, audio embeddings "
+                  "and Mimi audio codec are not counted (parameters, weights and activations are the "
+                  "temporal transformer's alone)",)
+
+
 def _seq(*steps: Callable[[Config, dict[str, Any]], None]) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         for step in steps:
@@ -650,12 +903,12 @@ FAMILIES: dict[str, Family] = {
     "qwen2_moe": Family(shared_expert_gate=True, adjust=_qwen2_bias),
     "qwen3_moe": Family(qk_norm="per_head"),
     "olmoe": Family(qk_norm="full"),
-    "deepseek_v2": _LLAMA, "deepseek_v3": _LLAMA, "kimi_k2": _LLAMA,
+    "deepseek_v2": Family(routing_may_be_unset=True), "deepseek_v3": _LLAMA, "kimi_k2": _LLAMA,
     "deepseek_v32": Family(adjust=_indexer,
                            defaults={"index_n_heads": 64, "index_head_dim": 128, "index_topk": 2048}),
     "glm_moe_dsa": Family(adjust=_indexer,
                           defaults={"index_n_heads": 32, "index_head_dim": 128, "index_topk": 2048}),
-    "glm4_moe": Family(out_bias=False, qk_norm="per_head", qk_norm_key="use_qk_norm"),
+    "glm4_moe": Family(out_bias=False, qk_norm="per_head", qk_norm_key="use_qk_norm", head_dim_floor=True),
     "ernie4_5_moe": Family(router_score_bias=True, adjust=_ernie_moe),
     "gpt_oss": Family(qkv_bias=True, out_bias=True, sinks=True, router_bias=True, expert_bias=True,
                       adjust=_gpt_oss),
@@ -697,6 +950,34 @@ FAMILIES: dict[str, Family] = {
     "xglm": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
                    tied_default=True, activation_key="activation_function"),
     "chatglm": Family(adjust=_chatglm),
+    "gpt_neox_japanese": Family(norm="layernorm", qkv_bias=False, out_bias=False, mlp_gated=False, mlp_bias=False,
+                                tied_default=True, sdpa=False, adjust=_gpt_neox_japanese),
+    "modernbert-decoder": Family(norm="layernorm", embedding_norm=True, tied_default=True,
+                                 activation_key="hidden_activation", adjust=_modernbert_decoder),
+    "doge": Family(qk_norm="per_head", adjust=_doge),
+    "git": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                  learned_positions=True, embedding_norm=True, final_norm=False, head_bias=True, sdpa=False,
+                  adjust=_git),
+    "jetmoe": Family(tied_default=True, adjust=_jetmoe),
+    "cpmant": Family(sdpa=False, adjust=_cpmant),
+    "dory": Family(prepare=_dory_config, adjust=_dory),
+    "zaya": Family(prepare=_zaya_config, tied_default=True, adjust=_zaya),
+    "xlnet": Family(norm="layernorm", qkv_bias=False, out_bias=False, mlp_gated=False, mlp_bias=True,
+                    final_norm=False, tied_default=True, head_bias=True, sinusoidal_positions=True, adjust=_xlnet),
+    "whisper": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                      learned_positions=True, norms_per_layer=3, tied_default=True,
+                      activation_key="activation_function", prepare=_whisper_config, adjust=_whisper),
+    "trocr": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                    norms_per_layer=3, final_norm=False, tied_default=True, sdpa=False,
+                    activation_key="activation_function", prepare=_trocr_config, adjust=_trocr),
+    "moshi": Family(adjust=_moshi),
+    "biogpt": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                     learned_positions=True, position_offset=2, tied_default=True),
+    "ctrl": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                   tied_default=True, head_bias=True, sinusoidal_positions=True, adjust=_relu),
+    "bert-generation": Family(norm="layernorm", qkv_bias=True, out_bias=True, mlp_gated=False, mlp_bias=True,
+                              learned_positions=True, embedding_norm=True, final_norm=False, tied_default=True,
+                              head_bias=True, adjust=_bert_generation),
     # remote-code families, read from their JSON keys
     "internlm2": Family(qkv_bias="bias", out_bias="bias"),
     "baichuan": _LLAMA,

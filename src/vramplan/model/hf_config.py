@@ -200,10 +200,12 @@ def _layer_count(cfg: Config) -> int:
     return _get(cfg, "num_layers")
 
 
-def _head_dim(cfg: Config, hidden: int, heads: int) -> int:
+def _head_dim(cfg: Config, hidden: int, heads: int, floor: bool = False) -> int:
     found = _find(cfg, "head_dim")
     if found is not None:
         return _check_int(found[0], found[1], "head_dim")
+    if hidden % heads and floor and hidden >= heads:
+        return hidden // heads
     if hidden % heads:
         raise ConfigError(f"num_attention_heads: {heads} does not divide hidden_size={hidden} and no head_dim "
                           "is given")
@@ -230,10 +232,11 @@ def _moe(cfg: Config, f: dict[str, Any], family: Family) -> None:
     ``first_k_dense_replace`` + ``moe_layer_freq`` (DeepSeek, GLM-4.5, Kimi K2), an
     explicit set from the family step (Llama 4, ERNIE 4.5)."""
     experts = _opt(cfg, "num_experts")
-    if experts is None:
+    if experts is None or f.pop("_dense", False):  # _dense: the family step found the MoE switched off
         return
     n = f["num_layers"]
-    top_k = _get(cfg, "experts_per_token")
+    top_k = 0 if family.routing_may_be_unset and _find(cfg, "experts_per_token") is None \
+        else _get(cfg, "experts_per_token")
     width = f.pop("_expert_width", None) or _opt(cfg, "expert_intermediate_size") or f["intermediate_size"]
     if width is None:
         _get(cfg, "expert_intermediate_size")  # raises: missing
@@ -245,7 +248,8 @@ def _moe(cfg: Config, f: dict[str, Any], family: Family) -> None:
                        num_shared_experts=n_shared, shared_expert_intermediate_size=shared_width or 0,
                        shared_expert_gate=family.shared_expert_gate and bool(shared_width),
                        router_bias=family.router_bias, expert_bias=family.expert_bias,
-                       router_score_bias=family.router_score_bias, post_norm=family.moe_post_norm)
+                       router_score_bias=family.router_score_bias, post_norm=family.moe_post_norm,
+                       output_bias=f.pop("_moe_output_bias", False), router=not f.pop("_own_router", False))
     chosen = f.pop("_moe_layer_set", None)
     if chosen is not None:
         f["moe_layers"] = tuple(i in chosen for i in range(n))
@@ -305,7 +309,8 @@ def _fields(cfg: Config, family: Family, name: str, hub_id: str | None) -> dict[
     f: dict[str, Any] = dict(
         name=name, hub_id=hub_id, model_type=cfg["model_type"], num_layers=num_layers, hidden_size=hidden,
         num_attention_heads=heads, num_kv_heads=1 if family.attention_free else _kv_heads(cfg, heads),
-        head_dim=1 if cfg.get("kv_lora_rank") is not None or family.attention_free else _head_dim(cfg, hidden, heads),
+        head_dim=1 if cfg.get("kv_lora_rank") is not None or family.attention_free
+        else _head_dim(cfg, hidden, heads, family.head_dim_floor),
         intermediate_size=intermediate, layer_intermediate_sizes=widths,
         vocab_size=_get(cfg, "vocab_size"),
         max_position_embeddings=_get(cfg, "max_position_embeddings", 2048),
@@ -316,6 +321,7 @@ def _fields(cfg: Config, family: Family, name: str, hub_id: str | None) -> dict[
         attention_qkv_bias=_flag(cfg, family.qkv_bias), attention_out_bias=_flag(cfg, family.out_bias),
         attention_sinks=family.sinks, mlp_gated=family.mlp_gated, mlp_bias=_flag(cfg, family.mlp_bias),
         hidden_act=_activation(cfg, family), learned_position_embeddings=family.learned_positions,
+        sinusoidal_positions=family.sinusoidal_positions, sdpa_supported=family.sdpa,
         position_embedding_offset=family.position_offset, alibi=family.alibi, head_bias=family.head_bias,
         mlp_activation_params=family.mlp_activation_params, sub_norms=family.sub_norms,
         attention_gate=family.attention_gate, attention_gate_bias=family.attention_gate_bias,
@@ -382,6 +388,21 @@ FLAT_WRAPPERS: dict[str, str] = {"qwen2_vl": "qwen2_vl_text", "qwen2_5_vl": "qwe
 """Wrappers whose published config.json keeps the text model's fields at the top level
 (Qwen2-VL, Qwen2.5-VL as released; transformers >= 4.50 re-saves them under
 ``text_config``): the outer config is read as the text config of that type."""
+
+
+DECODERS_WITH_TOWERS = frozenset({"git", "whisper"})
+"""Decoder families whose checkpoint holds its own encoder beside the decoder (GIT's image
+encoder, in its causal-LM class too; Whisper's audio encoder): read like a wrapper's
+text model, the encoder counted as its tower."""
+
+PATCH_PROJECTING_WRAPPERS = frozenset({"fuyu"})
+"""Wrappers with no vision encoder: a linear layer projects each flattened image patch
+into the decoder (Fuyu ``vision_embed_tokens``)."""
+
+
+def _patch_input(cfg: Config) -> int:
+    """Elements of one flattened image patch: ``patch_size^2 x num_channels``."""
+    return _key_int(cfg, "patch_size", 30, "hidden_size") ** 2 * _key_int(cfg, "num_channels", 3, "hidden_size")
 
 
 def text_config(cfg: Config) -> Config:
@@ -468,7 +489,8 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
 
     if encoder_decoder.reads(cfg):
         return encoder_decoder.spec_from_config(cfg, name, hub_id)
-    wrapper = cfg if cfg.get("model_type") not in FAMILIES else None
+    wrapper = cfg if cfg.get("model_type") not in FAMILIES or cfg.get("model_type") in DECODERS_WITH_TOWERS \
+        else None
     cfg = text_config(cfg)
     mtype = cfg.get("model_type")
     if not mtype:
@@ -481,12 +503,19 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
             "it with layers hidden heads kv_heads intermediate vocab, or give a parameter count "
             "such as 7B", fields=("layers", "hidden", "heads", "kv_heads", "intermediate", "vocab"))
     cfg = {**family.defaults, **cfg}
+    if family.prepare is not None:
+        cfg = family.prepare(cfg)
     try:
         fields = _fields(cfg, family, name, hub_id)
         if wrapper is not None:
             from vramplan.model.towers import read_towers
 
             fields["towers"], uncounted = read_towers(wrapper, fields["hidden_size"])
+            if wrapper.get("model_type") in PATCH_PROJECTING_WRAPPERS:
+                fields["image_patch_input"] = _patch_input(wrapper)
+                fields["notes"] = fields["notes"] + (
+                    "image patches are projected straight into the decoder (vision_embed_tokens, counted); the "
+                    "tokens an image adds are not modelled: add them to the context",)
             if uncounted:
                 fields["notes"] = fields["notes"] + (
                     f"the checkpoint's {' and '.join(uncounted)} tower(s) are not counted: parameters, weights and "

@@ -20,8 +20,9 @@ class ParamCount:
 
     components: tuple[tuple[str, int], ...]
     """(component, parameters) in display order; components with none are left out."""
-    active_params: int
-    """Parameters one token passes through: all but the routed experts it is not sent to."""
+    active_params: int | None
+    """Parameters one token passes through: all but the routed experts it is not sent to;
+    ``None`` when the config leaves the experts per token unset."""
 
     @property
     def total_params(self) -> int:
@@ -38,6 +39,11 @@ class ParamCount:
         }
 
 
+ROUTED_EXPERT_PREFIXES = ("mlp.experts.", "self_attn.experts.q_proj", "self_attn.experts.o_proj")
+"""Tensors of routed experts: MoE MLP experts and JetMoE's attention experts (a token
+runs ``experts_per_token`` of each)."""
+
+
 def count_params(spec: ModelSpec) -> ParamCount:
     """Count the parameters of ``spec`` by component.
 
@@ -49,11 +55,12 @@ def count_params(spec: ModelSpec) -> ParamCount:
     expert_params = 0
     for group in model_tensors(spec):
         by_component[group.component] += group.params
-        if group.name.startswith("mlp.experts."):
+        if group.name.startswith(ROUTED_EXPERT_PREFIXES):
             expert_params += group.params
     total = sum(by_component.values())
-    active = total
+    active: int | None = total
     if spec.moe is not None and expert_params:
-        active = total - expert_params + expert_params * spec.moe.experts_per_token // spec.moe.num_experts
+        top_k = spec.moe.experts_per_token
+        active = total - expert_params + expert_params * top_k // spec.moe.num_experts if top_k else None
     components = tuple((name, n) for name, n in by_component.items() if n)
     return ParamCount(components=components, active_params=active)

@@ -45,7 +45,9 @@ class MoESpec:
     num_experts: int
     """Routed experts per MoE layer."""
     experts_per_token: int
-    """Experts each token is routed to (top-k)."""
+    """Experts each token is routed to (top-k); 0 when the config leaves it unset
+    (DeepSeek-V2's default config: transformers builds the model, its router cannot run),
+    and then estimates refuse (:meth:`ModelSpec.check_memory_model`)."""
     expert_intermediate_size: int
     """Hidden width of one routed expert's MLP."""
     num_shared_experts: int = 0
@@ -61,13 +63,18 @@ class MoESpec:
     """Expert projections carry biases (gpt-oss)."""
     post_norm: bool = False
     """The MoE block ends with its own norm (A.X K1 ``post_mlp_layernorm``)."""
+    output_bias: bool = False
+    """One hidden-width bias added to the MoE block's output (JetMoE ``mlp.bias``)."""
+    router: bool = True
+    """A linear router (``hidden -> experts``); False when the family lists its own
+    router (Zaya's MLP router, in :attr:`ModelSpec.family_tensors`)."""
     router_score_bias: bool = False
     """The router holds a learned per-expert score-correction bias as a parameter
     (ERNIE 4.5 MoE, AFMoE); DeepSeek-V3 keeps it as a buffer (not a parameter)."""
 
     def __post_init__(self) -> None:
         _positive("num_experts", self.num_experts)
-        _positive("experts_per_token", self.experts_per_token)
+        _positive("experts_per_token", self.experts_per_token, 0)
         _positive("expert_intermediate_size", self.expert_intermediate_size)
         _positive("num_shared_experts", self.num_shared_experts, 0)
         _positive("shared_expert_intermediate_size", self.shared_expert_intermediate_size, 0)
@@ -220,6 +227,19 @@ class TowerTensors:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FamilyTensor:
+    """A parameter tensor only one family has (Zaya's convolutions on queries and keys,
+    its MLP router), listed by the family's reader step: ``count`` tensors of ``shape``."""
+
+    name: str
+    component: Literal["embeddings", "attention", "mlp", "router", "norms", "biases", "head"]
+    role: Literal["linear", "embedding", "norm", "bias", "other"]
+    shape: tuple[int, ...]
+    count: int
+    per_layer: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
 class TowerSpec:
     """A multimodal checkpoint's vision or audio encoder and the projector into the text
     model (:mod:`vramplan.model.towers` reads them and gives the image-token rules)."""
@@ -335,6 +355,14 @@ class ModelSpec:
     and on the MLP hidden (before down_proj, width intermediate)."""
     head_bias: bool = False
     """The output head carries a bias (GPT-J, CodeGen, Phi-2)."""
+    first_layer_attention_norm: bool = True
+    """Layer 0 normalises its attention input (False: ModernBERT-decoder's ``attn_norm`` is
+    ``nn.Identity`` there, the embedding norm serves)."""
+    head_transform: bool = False
+    """A prediction head before the output projection: dense ``hidden x hidden``, the
+    activation and a norm (ModernBERT-decoder ``lm_head``)."""
+    head_transform_bias: bool = False
+    """That dense layer carries a bias (``classifier_bias``)."""
     layer_intermediate_sizes: tuple[int, ...] = ()
     """Per layer: dense MLP width, when layers differ (OpenELM-style configs give a list);
     empty when every dense layer has ``intermediate_size``."""
@@ -347,6 +375,9 @@ class ModelSpec:
     """The attention output projection carries a bias."""
     attention_sinks: bool = False
     """A learned per-head sink logit (gpt-oss)."""
+    out_bias_last_layer_only: bool = False
+    """Only the last layer's attention output carries a bias (GPT-NeoX-Japanese
+    ``dense_bias``)."""
     mlp_gated: bool = True
     """Gated MLP (SwiGLU/GeGLU: gate, up, down) or plain (up, down)."""
     mlp_bias: bool = False
@@ -355,6 +386,9 @@ class ModelSpec:
     """Activation function name as in the config."""
     learned_position_embeddings: bool = False
     """A learned absolute position table (GPT-2) instead of rotary positions."""
+    sinusoidal_positions: bool = False
+    """Fixed sinusoid positions added to the token embeddings (CTRL): no parameters and
+    no rotary cos/sin tables."""
     position_embedding_offset: int = 0
     """Extra rows of the position table (OPT and BART keep 2 more than
     ``max_position_embeddings``)."""
@@ -428,6 +462,60 @@ class ModelSpec:
     (transformers caches it as a sliding window of that size)."""
     layer_types: tuple[AttentionKind, ...] = ()
     """Per layer: full, sliding or chunked attention. Empty means all full."""
+    memory_unmodelled: str = ""
+    """A structure of this family the analytical memory model does not follow (Doge's
+    per-head dynamic attention mask); non-empty: parameters and weights are exact, but
+    training and inference estimates refuse in one line and point at ``vramplan trace``
+    (:meth:`check_memory_model`)."""
+    attention_experts: int = 0
+    """JetMoE's mixture of attention heads: each layer holds this many query/output expert
+    pairs (``experts.input_linear``: ``kv_heads x head_dim`` from the hidden state,
+    ``experts.output_linear`` back), a router and an output bias; a token runs
+    :attr:`MoESpec.experts_per_token` of them (query heads = that x ``kv_heads``) over
+    one shared key/value projection. 0: plain attention."""
+    prompt_embedding_rows: int = 0
+    """Rows of the input embedding beyond the vocabulary (CPM-Ant's ``prompt_types x
+    prompt_length`` prompt tokens, Moshi's one extra token; the output head keeps
+    ``vocab_size`` rows)."""
+    segment_embedding_rows: int = 0
+    """A segment-embedding table in a decoder (CPM-Ant ``segment_types``); 0 when none."""
+    position_bias_rows: int = 0
+    """Rows of one learned ``rows x heads`` relative-position bias table shared by every
+    layer (CPM-Ant: ``segment_types^2 + position_bias_num_buckets``); 0 when none."""
+    attention_scale_vectors: int = 0
+    """Learned ``heads x head_dim`` vectors per attention layer (Dory's ``sqk`` and
+    ``s_gate``: 2); 0 when none."""
+    mlp_scale_vectors: int = 0
+    """Learned MLP-width vectors per MLP (Dory's ``suv_gate`` and ``suv_up``: 2)."""
+    head_logit_scale: bool = False
+    """A learned per-vocabulary-entry scale on the logits (Dory ``lm_head.logit_scale``)."""
+    family_tensors: tuple[FamilyTensor, ...] = ()
+    """Parameter tensors of this family's own modules beyond the structure above (Zaya);
+    empty for most families."""
+    decoder_cross_attention: bool = False
+    """Every layer also attends to an encoder's output (the decoders of Whisper and TrOCR:
+    ``encoder_attn`` q/k/v/o with the self-attention's biases, and its norm, counted in
+    :attr:`norms_per_layer`)."""
+    cross_attention_kv_input: int = 0
+    """Width of the encoder output the cross-attention keys and values read (TrOCR
+    ``cross_attention_hidden_size``); 0: the decoder's hidden size."""
+    key_bias: bool = True
+    """With :attr:`attention_qkv_bias`, the key projection has one too (False: Whisper's
+    ``k_proj`` has none)."""
+    image_patch_input: int = 0
+    """Fuyu: width of one flattened image patch (``patch_size^2 x num_channels``) that a
+    linear layer (``vision_embed_tokens``, with bias) projects straight into the decoder;
+    0 when none."""
+    residual_scales: int = 0
+    """Learned per-channel vectors on the residual stream in each layer (Doge
+    ``input_residual`` and ``post_attention_residual``: 2)."""
+    dynamic_mask: bool = False
+    """Doge's dynamic-mask attention: per KV head a learned ``A`` and a ``dt_proj``
+    (values -> one score per KV head) that build a per-head mask."""
+    sdpa_supported: bool = True
+    """transformers' class of the family runs SDPA; False when it implements eager
+    attention only (GPT-NeoX-Japanese, TrOCR, GIT, CPM-Ant: no ``_supports_sdpa``), and an
+    SDPA setup then runs eager (:meth:`attention_impl`)."""
     attn_logit_softcapping: bool = False
     """Attention scores pass through ``cap * tanh(scores / cap)`` (Gemma 2), which
     eager attention writes out as separate ``[b, h, s, s]`` tensors."""
@@ -587,6 +675,29 @@ class ModelSpec:
         if self.num_kv_heads == self.num_attention_heads:
             return "MHA"
         return "MQA" if self.num_kv_heads == 1 else "GQA"
+
+    def check_memory_model(self) -> None:
+        """Refuse, in one line, an estimate of a family whose memory the analytical model
+        does not follow (:attr:`memory_unmodelled`)."""
+        if self.moe is not None and not self.moe.experts_per_token:
+            raise ConfigError("num_experts_per_tok: null in config.json; transformers builds the model but its "
+                              "router cannot pick experts (torch.topk needs k): set it to estimate memory")
+        if self.memory_unmodelled:
+            raise ConfigError(
+                f"model_type {self.model_type!r}: {self.memory_unmodelled} has no analytical memory model; its "
+                f"parameters are exact (`vramplan params`), and `vramplan trace` measures its memory "
+                "(pip install 'vramplan[exact]')")
+
+    def attention_impl(self, requested: str) -> str:
+        """The attention implementation a transformers run of this model uses when
+        ``requested`` is asked for: eager in place of SDPA for a class without SDPA."""
+        return "eager" if requested == "sdpa" and not self.sdpa_supported else requested
+
+    @property
+    def rotary_positions(self) -> bool:
+        """Positions enter by rotating queries and keys (False for a learned or sinusoid
+        table added to the embeddings)."""
+        return not (self.learned_position_embeddings or self.sinusoidal_positions)
 
     @property
     def q_dim(self) -> int:

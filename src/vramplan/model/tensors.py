@@ -134,6 +134,8 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
                           mla.kv_lora_rank, n, False)
         groups += _linear("self_attn.o_proj", "attention", h, heads * mla.v_head_dim, n, spec.attention_out_bias)
         return groups
+    if spec.attention_experts:
+        return _attention_experts(spec)
     for (head_dim, kv_heads, shared, k_is_v), layers in _attention_shapes(spec).items():
         groups += _held_by(_qkvo(spec, head_dim, kv_heads, shared, k_is_v, len(layers)), layers)
     attention_layers = _layers_where(spec, "attention")
@@ -144,6 +146,17 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
     if spec.attention_gate_bias:
         extra.append(TensorGroup(name="self_attn.gate_bias", component="biases", role="bias",
                                   shape=(spec.num_attention_heads,), count=n))
+    if spec.attention_scale_vectors:
+        extra.append(TensorGroup(name="self_attn.scale", component="attention", role="other",
+                                 shape=(spec.q_dim,), count=n * spec.attention_scale_vectors))
+    if spec.dynamic_mask:  # Doge: A and dt_proj per KV head (modeling_doge.py DogeAttention)
+        extra.append(TensorGroup(name="self_attn.A", component="attention", role="other",
+                                 shape=(spec.num_kv_heads,), count=n))
+        extra += _linear("self_attn.dt_proj", "attention", spec.num_kv_heads, spec.kv_dim, n,
+                         spec.attention_qkv_bias)
+    if spec.out_bias_last_layer_only:
+        groups += _held_by([TensorGroup(name="self_attn.dense_bias", component="biases", role="bias",
+                                        shape=(h,), count=1)], [attention_layers[-1]])
     if spec.attention_lambdas:
         extra.append(TensorGroup(name="self_attn.lambda", component="attention", role="other",
                                   shape=(spec.head_dim,), count=4 * n))
@@ -154,6 +167,36 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
     if sinks:
         groups += _held_by([TensorGroup(name="self_attn.sinks", component="attention", role="other",
                                         shape=(spec.num_attention_heads,), count=len(sinks))], sinks)
+    return groups
+
+
+def _attention_experts(spec: ModelSpec) -> list[TensorGroup]:
+    """JetMoE's mixture of attention heads (modeling_jetmoe.py ``JetMoeAttention``,
+    ``JetMoeMoA``): per layer ``E`` query experts (``input_linear``) and output experts
+    (``output_linear``) of ``kv_heads x head_dim``, a router, an output bias, and the
+    shared ``kv_proj`` (listed as k_proj and v_proj)."""
+    n, h, e, kv = spec.num_attention_layers, spec.hidden_size, spec.attention_experts, spec.kv_dim
+    groups = _linear("self_attn.experts.q_proj", "attention", kv, h, n * e, False)
+    groups += _linear("self_attn.experts.o_proj", "attention", h, kv, n * e, False)
+    groups += _linear("self_attn.experts.router", "router", e, h, n, False)
+    groups.append(TensorGroup(name="self_attn.experts.bias", component="biases", role="bias", shape=(h,), count=n))
+    groups += _linear("self_attn.k_proj", "attention", kv, h, n, False)
+    groups += _linear("self_attn.v_proj", "attention", kv, h, n, False)
+    return groups
+
+
+def cross_attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """A decoder's cross-attention to its encoder's output (modeling_whisper.py,
+    modeling_trocr.py ``encoder_attn``): q/o from and to the hidden state, k/v from the
+    encoder width, biased like the self-attention."""
+    if not spec.decoder_cross_attention:
+        return []
+    n, h, bias = spec.num_layers, spec.hidden_size, spec.attention_qkv_bias
+    source = spec.cross_attention_kv_input or h
+    groups = _linear("encoder_attn.q_proj", "cross_attention", spec.q_dim, h, n, bias)
+    groups += _linear("encoder_attn.k_proj", "cross_attention", spec.q_dim, source, n, bias and spec.key_bias)
+    groups += _linear("encoder_attn.v_proj", "cross_attention", spec.q_dim, source, n, bias)
+    groups += _linear("encoder_attn.o_proj", "cross_attention", h, spec.q_dim, n, spec.attention_out_bias)
     return groups
 
 
@@ -192,7 +235,7 @@ def _qkvo(spec: ModelSpec, head_dim: int, kv_heads: int, shared: bool, k_is_v: b
     q_out = q_dim * (2 if spec.attention_gate == "q_proj" else 1)
     groups = _linear("self_attn.q_proj", "attention", q_out, h, n, bias)
     if not shared:
-        groups += _linear("self_attn.k_proj", "attention", kv_dim, h, n, bias)
+        groups += _linear("self_attn.k_proj", "attention", kv_dim, h, n, bias and spec.key_bias)
         if not k_is_v:
             groups += _linear("self_attn.v_proj", "attention", kv_heads * v_head, h, n, bias)
     groups += _linear("self_attn.o_proj", "attention", h, spec.num_attention_heads * v_head, n,
@@ -337,6 +380,9 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
     for width in sorted(set(widths)):
         layers = [i for i, w in zip(dense, widths) if w == width]
         held = _mlp(spec, "mlp", "mlp", width, len(layers), spec.mlp_bias)
+        if spec.mlp_scale_vectors:
+            held.append(TensorGroup(name="mlp.scale", component="mlp", role="other", shape=(width,),
+                                    count=len(layers) * spec.mlp_scale_vectors))
         if spec.sub_norms:
             held += _norm(spec, "mlp.ffn_sub_norm", width, len(layers))
         groups += _held_by(held, layers)
@@ -347,7 +393,8 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
     if moe is None or not spec.num_moe_layers:
         return groups
     n_moe = spec.num_moe_layers
-    groups += _linear("mlp.gate", "router", moe.num_experts, spec.hidden_size, n_moe, moe.router_bias)
+    if moe.router:
+        groups += _linear("mlp.gate", "router", moe.num_experts, spec.hidden_size, n_moe, moe.router_bias)
     if moe.router_score_bias:
         groups.append(TensorGroup(name="mlp.gate.e_score_correction_bias", component="router", role="other",
                                   shape=(moe.num_experts,), count=n_moe))
@@ -358,6 +405,9 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
                        False)
     if moe.post_norm:
         groups += _norm(spec, "mlp.post_mlp_layernorm", spec.hidden_size, n_moe)
+    if moe.output_bias:
+        groups.append(TensorGroup(name="mlp.bias", component="biases", role="bias", shape=(spec.hidden_size,),
+                                  count=n_moe))
     if moe.shared_expert_gate:
         groups += _linear("mlp.shared_expert_gate", "shared_experts", 1, spec.hidden_size, n_moe, False)
     return groups
@@ -387,7 +437,14 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """The decoder-only model's tensors, embeddings first, head last."""
     h = spec.hidden_size
     groups = [TensorGroup(name="embed_tokens.weight", component="embeddings", role="embedding",
-                          shape=(spec.vocab_size, h), count=1, per_layer=False)]
+                          shape=(spec.vocab_size + spec.prompt_embedding_rows, h), count=1, per_layer=False)]
+    if spec.segment_embedding_rows:
+        groups.append(TensorGroup(name="segment_embedding.weight", component="embeddings", role="embedding",
+                                  shape=(spec.segment_embedding_rows, h), count=1, per_layer=False))
+    if spec.position_bias_rows:
+        groups.append(TensorGroup(name="position_bias.relative_attention_bias", component="position_embeddings",
+                                  role="other", shape=(spec.position_bias_rows, spec.num_attention_heads), count=1,
+                                  per_layer=False))
     if spec.learned_position_embeddings:
         groups.append(TensorGroup(name="embed_positions.weight", component="position_embeddings",
                                   role="embedding",
@@ -395,16 +452,33 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
                                   count=1, per_layer=False))
     if spec.embedding_norm:
         groups += _norm(spec, "embedding_norm", h, 1, per_layer=False)
+    if spec.image_patch_input:
+        groups += [replace(g, per_layer=False, component="projector")
+                   for g in _linear("vision_embed_tokens", "projector", h, spec.image_patch_input, 1, True)]
     groups += per_layer_input_tensors(spec)
     groups += attention_tensors(spec)
     groups += _held_by(indexer_tensors(spec), [i for i in range(spec.num_layers) if spec.has_indexer(i)])
+    groups += cross_attention_tensors(spec)
     groups += ssm_tensors(spec)
     groups += mlp_tensors(spec)
-    groups += _norm(spec, "layernorm", h, spec.num_layers * spec.norms_per_layer)
+    groups += _norm(spec, "layernorm", h, spec.num_layers * spec.norms_per_layer
+                    - (0 if spec.first_layer_attention_norm else 1))
     groups += _norm(spec, "norm", h, 1 if spec.final_norm else 0, per_layer=False)
+    if spec.residual_scales:
+        groups.append(TensorGroup(name="residual_scale", component="norms", role="other", shape=(h,),
+                                  count=spec.num_layers * spec.residual_scales))
+    if spec.head_transform:
+        groups += [replace(g, per_layer=False) for g in _linear("lm_head.dense", "head", h, h, 1,
+                                                                 spec.head_transform_bias)]
+        groups += _norm(spec, "lm_head.norm", h, 1, per_layer=False)
     if not spec.tie_word_embeddings:
         groups.append(TensorGroup(name="lm_head.weight", component="head", role="linear",
                                   shape=(spec.vocab_size, h), count=1, per_layer=False))
+    groups += [TensorGroup(name=t.name, component=t.component, role=t.role, shape=t.shape, count=t.count,
+                           per_layer=t.per_layer) for t in spec.family_tensors]
+    if spec.head_logit_scale:
+        groups.append(TensorGroup(name="lm_head.logit_scale", component="head", role="other",
+                                  shape=(spec.vocab_size,), count=1, per_layer=False))
     if spec.head_bias:
         groups.append(TensorGroup(name="lm_head.bias", component="biases", role="bias",
                                   shape=(spec.vocab_size,), count=1, per_layer=False))

@@ -93,7 +93,7 @@ def _clip_like(v: Config) -> tuple[list[TowerTensors], dict[str, int]]:
     depth, patch = _int(v, "num_hidden_layers", 12), _int(v, "patch_size", 16)
     image, channels = _int(v, "image_size", 224), _int(v, "num_channels", 3)
     patches = (image // patch) ** 2
-    clip = v.get("model_type") == "clip_vision_model"
+    clip = v.get("model_type") in ("clip_vision_model", "git_vision_model")  # GIT's image encoder is CLIP's
     rows: list[TowerTensors] = []
     if clip:
         rows.append(_t("embeddings.class_embedding", "other", (h,)))
@@ -111,6 +111,47 @@ def _clip_like(v: Config) -> tuple[list[TowerTensors], dict[str, int]]:
         rows += _norm("head.layernorm", h) + _linear("head.mlp.fc1", width, h) + _linear("head.mlp.fc2", h, width)
     return rows, dict(hidden=h, width=width, depth=depth, heads=_int(v, "num_attention_heads", 12), patch=patch,
                       image=image)
+
+
+def _git(cfg: Config, text_hidden: int) -> TowerSpec:
+    """GIT (modeling_git.py): a CLIP image encoder inside the causal LM, ``visual_projection``
+    (linear + LayerNorm) into the text width, one learned temporal embedding per frame
+    with ``num_image_with_embedding``; every patch and the CLS token become text tokens."""
+    v = cfg["vision_config"]
+    rows, d = _clip_like(v)
+    proj = _linear("visual_projection.0", text_hidden, d["hidden"]) + _norm("visual_projection.1", text_hidden)
+    frames = cfg.get("num_image_with_embedding")
+    if frames is not None:
+        rows.append(_t("img_temporal_embedding", "other", (1, 1, d["hidden"]), _int(cfg, "num_image_with_embedding")))
+    return TowerSpec(kind="vision", model_type="git_vision_model", depth=d["depth"], hidden_size=d["hidden"],
+                     intermediate_size=d["width"], num_heads=d["heads"], mlp_gated=False, tensors=tuple(rows),
+                     projector=tuple(proj), patch_size=d["patch"], image_size=d["image"],
+                     tokens_per_image=(d["image"] // d["patch"]) ** 2 + 1)
+
+
+def _whisper_encoder(cfg: Config, text_hidden: int) -> TowerSpec:
+    """Whisper's audio encoder (modeling_whisper.py ``WhisperEncoder``): two convolutions
+    over ``num_mel_bins`` (kernel 3), a ``max_source_positions`` position table, pre-norm
+    blocks (no bias on ``k_proj``), a final LayerNorm; its output feeds the decoder's
+    cross-attention directly (no projector)."""
+    def key(name: str, default: int) -> int:
+        value = cfg.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 10_000_000:
+            raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
+        return value
+
+    d, mel = key("d_model", 384), key("num_mel_bins", 80)
+    depth, width, heads = key("encoder_layers", 4), key("encoder_ffn_dim", 1536), key("encoder_attention_heads", 6)
+    rows = [_t("conv1.weight", "other", (d, mel, 3)), _t("conv1.bias", "bias", (d,)),
+            _t("conv2.weight", "other", (d, d, 3)), _t("conv2.bias", "bias", (d,)),
+            _t("embed_positions.weight", "embedding", (key("max_source_positions", 1500), d))]
+    rows += _norm("layers.self_attn_layer_norm", d, depth) + _norm("layers.final_layer_norm", d, depth)
+    rows += _linear("layers.self_attn.q_proj", d, d, depth) + _linear("layers.self_attn.k_proj", d, d, depth, False)
+    rows += _linear("layers.self_attn.v_proj", d, d, depth) + _linear("layers.self_attn.out_proj", d, d, depth)
+    rows += _linear("layers.fc1", width, d, depth) + _linear("layers.fc2", d, width, depth)
+    rows += _norm("layer_norm", d)
+    return TowerSpec(kind="audio", model_type="whisper_encoder", depth=depth, hidden_size=d, intermediate_size=width,
+                     num_heads=heads, mlp_gated=False, tensors=tuple(rows), projector=())
 
 
 def _llava(cfg: Config, text_hidden: int) -> TowerSpec:
@@ -366,6 +407,10 @@ TOWER_CONFIG_KEYS = ("vision_config", "audio_config")
 
 def read_towers(cfg: Config, text_hidden: int) -> tuple[tuple[TowerSpec, ...], tuple[str, ...]]:
     """(towers counted, towers present but not counted) of a multimodal wrapper config."""
+    if cfg.get("model_type") == "whisper":  # decoders holding their own encoder (not wrappers)
+        return (_whisper_encoder(cfg, text_hidden),), ()
+    if cfg.get("model_type") == "git" and isinstance(cfg.get("vision_config"), dict):
+        return (_git(cfg, text_hidden),), ()
     present = tuple(k.removesuffix("_config") for k in TOWER_CONFIG_KEYS if isinstance(cfg.get(k), dict))
     if cfg.get("model_type") == "qwen2_5_omni_thinker" and present == ("vision", "audio"):
         return _omni_towers(cfg, text_hidden), ()
