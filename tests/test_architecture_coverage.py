@@ -28,14 +28,13 @@ from vramplan.model.hf_config import spec_from_config
 
 pytestmark = pytest.mark.exact
 
-COVERAGE_FLOOR = 0.70
+COVERAGE_FLOOR = 0.76
 """Share of the buildable decoder-only types read exactly (the measured figure is in
 the test output and in docs/architectures.md)."""
 
 NOT_READ: dict[str, str] = {
     # decoder-only types transformers 5.24 builds from its default config that are not read exactly
     "axk2": "norms that hold their own MLPs (hyper-connections)",
-    "bailing_hybrid": "hybrid linear-attention layers (forget-gate recurrence)",
     "bert-generation": "BERT encoder stack used as a decoder",
     "biogpt": "BioGPT: scaled sinusoid-free learned positions with offset and BART-style blocks",
     "blt": "byte-latent transformer: local encoder/decoder around a global model",
@@ -47,7 +46,6 @@ NOT_READ: dict[str, str] = {
     "dory": "learned residual lambdas and a scaled head",
     "dots3_note": "sparse-attention indexer",
     "dots3_note_text": "sparse-attention indexer",
-    "falcon_h1": "hybrid: Mamba-2 and attention in parallel in every layer",
     "fuyu": "image patches are projected by the causal-LM class itself",
     "gemma3n_text": "AltUp, LAuReL and per-layer embeddings",
     "gemma4_unified_assistant": "cross-model KV sharing",
@@ -60,23 +58,16 @@ NOT_READ: dict[str, str] = {
     "inkling2_text": "own block layout",
     "inkling_text": "own block layout",
     "jetmoe": "mixture of attention heads",
-    "kimi_linear": "hybrid linear attention (KDA)",
-    "lara_mini": "hybrid gated delta-net layers",
-    "lfm3": "gated short-convolution layers with extra post norms and an attention gate",
     "longcat_flash": "two attention and MLP sub-blocks per layer, zero-compute experts",
     "mllama": "cross-attention layers to the vision tower",
     "modernbert-decoder": "ModernBERT decoder head",
     "moshi": "depth decoder and fused gated MLP",
-    "olmo_hybrid": "hybrid gated delta-net layers",
     "phi4_multimodal": "vision and audio embedders inside the causal-LM class",
-    "recurrent_gemma": "RG-LRU recurrent blocks",
     "rwkv": "RWKV time-mix recurrence",
     "trocr": "decoder of a vision encoder-decoder",
     "whisper": "decoder of a speech encoder-decoder",
     "xlnet": "permutation language model",
     "xlstm": "xLSTM recurrence",
-    "zamba": "hybrid Mamba with a shared attention block",
-    "zamba2": "hybrid Mamba-2 with shared attention blocks",
     "zaya": "MLP routers and residual scales",
 }
 

@@ -15,6 +15,13 @@ whatever the context length:
   - gated delta-net (Yang et al. 2024, ``Qwen3NextGatedDeltaNet``): one
     ``head_k_dim x head_v_dim`` matrix per value head, conv over q, k and v
     (``2 key_dim + value_dim`` channels);
+  - Kimi delta attention (Kimi Linear, ``KimiDeltaAttention``): one ``head_dim x
+    head_dim`` matrix per head, conv over q, k and v (``3 heads head_dim`` channels);
+  - RecurrentGemma's RG-LRU (Griffin, ``RecurrentGemmaRglru``): one ``lru_width``
+    vector, conv over ``lru_width`` channels with ``conv1d_width - 1`` steps kept
+    (``RecurrentGemmaRecurrentBlock.conv1d_state``);
+- Falcon-H1 and Zamba keep a Mamba state in their attention layers as well (the mixer
+  runs beside or after attention there): both a KV cache and a Mamba state;
 - LFM2's gated short convolution: only a conv state, ``hidden x conv_L_cache``;
 - MiniMax's lightning attention (MiniMax-01 report, transformers
   ``MiniMaxLightningAttention``): one ``head_dim x head_dim`` KV state per head, kept
@@ -54,6 +61,8 @@ def layer_state(spec: ModelSpec, layer: int, *, tp: int = 1) -> LayerState:
     """The state layer ``layer`` keeps per sequence on one of ``tp`` ranks (zero for an
     attention layer or a layer without a mixer)."""
     mixer = spec.mixer(layer)
+    if mixer == "attention" and spec.ssm_in_attention_layers:
+        mixer = "mamba2" if spec.ssm is not None and spec.ssm.version == 2 else "mamba"
     if mixer in ("mamba", "mamba2") and spec.ssm is not None:
         ssm = spec.ssm
         state = ssm.d_inner * ssm.d_state  # Mamba-1: d_inner x d_state; Mamba-2: heads x head_dim x d_state
@@ -62,6 +71,13 @@ def layer_state(spec: ModelSpec, layer: int, *, tp: int = 1) -> LayerState:
         net = spec.deltanet
         return LayerState(conv_elements=net.conv_channels * net.conv_kernel // tp,
                           state_elements=net.num_v_heads * net.head_k_dim * net.head_v_dim // tp)
+    if mixer == "kda" and spec.kda is not None:
+        kda = spec.kda
+        return LayerState(conv_elements=kda.conv_channels * kda.conv_kernel // tp,
+                          state_elements=kda.num_heads * kda.head_dim ** 2 // tp)
+    if mixer == "rg_lru" and spec.rg_lru is not None:
+        lru = spec.rg_lru
+        return LayerState(conv_elements=lru.width * (lru.conv_kernel - 1) // tp, state_elements=lru.width // tp)
     if mixer == "lightning_attention":
         return LayerState(conv_elements=0, state_elements=0,
                           compute_state_elements=spec.num_attention_heads * spec.head_dim ** 2 // tp)
