@@ -433,6 +433,13 @@ def _zamba(version: int) -> Callable[[Config, dict[str, Any]], None]:
     def run(cfg: Config, f: dict[str, Any]) -> None:
         n, h = f["num_layers"], f["hidden_size"]
         blocks = cfg.get("layers_block_type")
+        if blocks is None and version == 1:  # ZambaConfig: two Mamba layers, a hybrid, then the period
+            period, offset = _pos(cfg, ("attn_layer_period",), 6), _index(cfg, "attn_layer_offset", 4)
+            blocks = ["mamba", "mamba", "hybrid"] + ["hybrid" if i % period == offset else "mamba"
+                                                     for i in range(n - 3)]
+        elif blocks is None and isinstance(cfg.get("hybrid_layer_ids"), list):
+            ids = set(cfg["hybrid_layer_ids"])
+            blocks = ["hybrid" if i in ids else "mamba" for i in range(n)]
         if not isinstance(blocks, list) or len(blocks) != n or any(b not in ZAMBA_BLOCKS for b in blocks):
             raise ConfigError(f"layers_block_type: expected a list of {n} entries, each 'mamba' "
                               "(or 'linear_attention') or 'hybrid'")
@@ -873,7 +880,10 @@ FAMILIES: dict[str, Family] = {
     "lara_mini": Family(qk_norm="per_head", adjust=_deltanet_layers),
     "olmo_hybrid": Family(qk_norm="full", adjust=_deltanet_layers),
     "lfm3": Family(qk_norm="per_head", tied_default=True, adjust=_lfm3),
-    "recurrent_gemma": Family(tied_default=True, activation_key="hidden_activation", adjust=_recurrent_gemma),
+    "recurrent_gemma": Family(tied_default=True, activation_key="hidden_activation", adjust=_recurrent_gemma,
+                              defaults={"block_types": ["recurrent", "recurrent", "attention"],
+                                        "attention_window_size": 2048, "conv1d_width": 4,
+                                        "hidden_activation": "gelu_pytorch_tanh"}),
 }
 """``model_type`` -> its structure. Multimodal wrappers are read through
 ``text_config`` (:func:`vramplan.model.hf_config.text_config`)."""

@@ -179,11 +179,12 @@ def _layer_types(cfg: Config, num_layers: int) -> tuple[str, ...]:
 def _sliding(cfg: Config, layer_types: tuple[str, ...]) -> int | None:
     """The sliding window, when any layer uses it. Configs leave ``sliding_window`` set
     even when ``use_sliding_window`` is false (Qwen2): then no layer slides."""
-    if cfg.get("sliding_window") is None or cfg.get("use_sliding_window") is False:
+    key = "sliding_window" if cfg.get("sliding_window") is not None else "attention_window_size"  # RecurrentGemma
+    if cfg.get(key) is None or cfg.get("use_sliding_window") is False:
         return None
     if layer_types and "sliding_attention" not in layer_types:
         return None
-    return _key_int(cfg, "sliding_window", quantity="sliding_window")
+    return _key_int(cfg, key, quantity="sliding_window")
 
 
 def _has_linear_layers(cfg: Config) -> bool:
