@@ -196,3 +196,36 @@ def test_family_defaults_match_the_config_classes():
         full = transformers.AutoConfig.for_model(model_type).to_dict()
         for key, value in FAMILIES[model_type].defaults.items():
             assert full.get(key) == value, (model_type, key)
+
+
+@pytest.mark.exact
+def test_extrapolated_trace_of_a_hybrid_equals_the_full_trace(tmp_path):
+    """The exact mode's per-layer extrapolation sees the token mixer of each layer and
+    cuts Zamba2's per-layer lists: a few Mamba / hybrid layer pairs traced and extended
+    give the full-depth trace's peak."""
+    pytest.importorskip("torch")
+    import json
+
+    import transformers
+
+    from vramplan.trace.extrapolate import trace_extrapolated, traced_layer_counts
+    from vramplan.trace.run import resolve_config, run_trace
+    from vramplan.trace.setup import TraceSetup
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = transformers.AutoConfig.for_model(
+            "zamba2", hidden_size=128, num_hidden_layers=10, vocab_size=1000, num_attention_heads=4,
+            num_key_value_heads=4, intermediate_size=256, layers_block_type=["mamba", "hybrid"] * 5, mamba_d_state=16,
+            n_mamba_heads=4, mamba_headdim=64, adapter_rank=8, use_mem_eff_path=False, use_mamba_kernels=False,
+            chunk_size=32, **_IDS).to_dict()
+    cfg["torch_dtype"] = "bfloat16"
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    assert traced_layer_counts(cfg)[2] == 2  # the Mamba / hybrid pair is the period
+    setup = TraceSetup(batch_size=1, seq_len=128)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        extended = trace_extrapolated(str(path), setup).peak_bytes
+        full = run_trace(resolve_config(str(path))[1], setup).peak_bytes
+    assert extended == full

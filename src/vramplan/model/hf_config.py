@@ -344,12 +344,16 @@ def _fields(cfg: Config, family: Family, name: str, hub_id: str | None) -> dict[
 
 
 MIXER_NAMES = {"mamba": "Mamba", "mamba2": "Mamba-2", "gated_deltanet": "gated delta-net",
-               "short_conv": "short-convolution", "lightning_attention": "lightning-attention"}
+               "short_conv": "short-convolution", "lightning_attention": "lightning-attention",
+               "kda": "Kimi-delta-attention", "rg_lru": "RG-LRU"}
 
 
 def _hybrid_notes(f: dict[str, Any]) -> tuple[str, ...]:
     """Say, for hybrid models, what has no analytical model and where the exact answer is."""
     mixers = f.get("layer_mixers") or ()
+    if f.get("ssm_in_attention_layers") and f.get("ssm") is not None:  # Falcon-H1, Zamba: Mamba in those layers too
+        kind = "mamba" if f["ssm"].version == 1 else "mamba2"
+        mixers = tuple(kind if m == "attention" else m for m in mixers)
     counts = {m: mixers.count(m) for m in MIXER_NAMES if m in mixers}
     if not counts:
         return ()
