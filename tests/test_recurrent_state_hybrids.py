@@ -16,6 +16,8 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from test_recurrent_state import _cache_tensors
 from vramplan.memory.kv_cache import kv_bytes_per_token, kv_cache_bytes
@@ -229,3 +231,30 @@ def test_extrapolated_trace_of_a_hybrid_equals_the_full_trace(tmp_path):
         extended = trace_extrapolated(str(path), setup).peak_bytes
         full = run_trace(resolve_config(str(path))[1], setup).peak_bytes
     assert extended == full
+
+
+@pytest.mark.parametrize("model_type,key,value", [
+    ("zamba2", "layers_block_type", ["mamba", "hybrid"]),
+    ("zamba", "layers_block_type", ["mamba", "attention", "mamba", "hybrid", "mamba", "mamba"]),
+    ("recurrent_gemma", "block_types", ["recurrent", "local"]),
+    ("kimi_linear", "layer_types", ["linear_attention"] * 3),
+    ("falcon_h1", "mamba_n_heads", 7),
+])
+def test_contradictory_layer_lists_fail_in_one_line_naming_the_field(model_type, key, value):
+    from vramplan.errors import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        spec_from_config({"model_type": model_type, **TINY[model_type], key: value}, complete=False)
+    assert "\n" not in str(exc.value)
+    assert str(exc.value).startswith(key.split("_")[0]) or key in str(exc.value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(model_type=st.sampled_from(sorted(TINY)), context=st.integers(1, 100_000), more=st.integers(0, 20_000),
+       batch=st.integers(1, 32), extra=st.integers(0, 8))
+def test_more_context_or_batch_never_needs_less_cache(model_type, context, more, batch, extra):
+    spec = _spec(model_type)
+    base = kv_cache_bytes(spec, context_tokens=context, batch=batch, dtype="bf16")
+    assert kv_cache_bytes(spec, context_tokens=context + more, batch=batch, dtype="bf16") >= base
+    assert kv_cache_bytes(spec, context_tokens=context, batch=batch + extra, dtype="bf16") >= base
+    assert base >= recurrent_state_bytes(spec, batch=batch)
