@@ -28,7 +28,7 @@ from vramplan.model.hf_config import spec_from_config
 
 pytestmark = pytest.mark.exact
 
-COVERAGE_FLOOR = 0.76
+COVERAGE_FLOOR = 0.77
 """Share of the buildable decoder-only types read exactly (the measured figure is in
 the test output and in docs/architectures.md)."""
 
@@ -63,7 +63,6 @@ NOT_READ: dict[str, str] = {
     "modernbert-decoder": "ModernBERT decoder head",
     "moshi": "depth decoder and fused gated MLP",
     "phi4_multimodal": "vision and audio embedders inside the causal-LM class",
-    "rwkv": "RWKV time-mix recurrence",
     "trocr": "decoder of a vision encoder-decoder",
     "whisper": "decoder of a speech encoder-decoder",
     "xlnet": "permutation language model",

@@ -1,7 +1,7 @@
 """Hybrid and recurrent families against transformers: Falcon-H1 (Mamba-2 beside attention
 in every layer), Zamba / Zamba2 (Mamba with shared attention blocks), Kimi Linear and
 Bailing-hybrid (Kimi delta attention), Lara-mini and OLMo-hybrid (gated delta-nets),
-LFM3 (gated short convolutions) and RecurrentGemma (RG-LRU).
+LFM3 (gated short convolutions), RecurrentGemma (RG-LRU) and RWKV-4.
 
 For each, a small config of the family is built by transformers and run forward on the
 CPU; every tensor its cache holds (and RecurrentGemma's per-layer state, which the model
@@ -72,6 +72,8 @@ TINY = {
     "recurrent_gemma": dict(hidden_size=64, num_hidden_layers=3, vocab_size=100, num_attention_heads=4,
                             num_key_value_heads=2, head_dim=16, intermediate_size=96, lru_width=64,
                             attention_window_size=8, **_IDS),
+    "rwkv": dict(hidden_size=64, num_hidden_layers=2, vocab_size=100, attention_hidden_size=64, intermediate_size=96,
+                 bos_token_id=0, eos_token_id=0),
 }
 """Small configs of each family: every layer kind present, heads, groups and widths
 chosen so that each dimension is distinct where the family allows it. Sliding windows
@@ -98,7 +100,8 @@ def cache_bytes_after_forward(config) -> int:
     random tokens: every tensor of the cache object it returns, plus, for RecurrentGemma
     (whose recurrent blocks keep their own state, ``conv1d_state`` and
     ``rg_lru.recurrent_states``, and whose causal-LM output returns no cache), those
-    tensors and the ``DynamicCache`` passed in for its attention layers."""
+    tensors and the ``DynamicCache`` passed in for its attention layers; for RWKV, the
+    ``state`` list the model returns."""
     import torch
     import transformers
 
@@ -116,6 +119,8 @@ def cache_bytes_after_forward(config) -> int:
                 state = [b.conv1d_state for b in blocks if getattr(b, "conv1d_state", None) is not None]
                 state += [b.rg_lru.recurrent_states for b in blocks if hasattr(b, "rg_lru")]
                 tensors = _cache_tensors(cache) + state
+            elif config.model_type == "rwkv":  # RwkvModel returns its state list, not a Cache
+                tensors = list(model(input_ids=ids, use_cache=True).state)
             else:
                 out = model(input_ids=ids, use_cache=True)
                 tensors = _cache_tensors(out.past_key_values)

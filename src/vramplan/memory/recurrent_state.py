@@ -20,6 +20,9 @@ whatever the context length:
   - RecurrentGemma's RG-LRU (Griffin, ``RecurrentGemmaRglru``): one ``lru_width``
     vector, conv over ``lru_width`` channels with ``conv1d_width - 1`` steps kept
     (``RecurrentGemmaRecurrentBlock.conv1d_state``);
+- RWKV-4 (``RwkvModel``'s ``state``): per layer the previous token's input to time
+  mixing and to channel mixing (compute dtype), and the WKV numerator, denominator and
+  running maximum (fp32), each ``hidden`` wide;
 - Falcon-H1 and Zamba keep a Mamba state in their attention layers as well (the mixer
   runs beside or after attention there): both a KV cache and a Mamba state;
 - LFM2's gated short convolution: only a conv state, ``hidden x conv_L_cache``;
@@ -78,6 +81,8 @@ def layer_state(spec: ModelSpec, layer: int, *, tp: int = 1) -> LayerState:
     if mixer == "rg_lru" and spec.rg_lru is not None:
         lru = spec.rg_lru
         return LayerState(conv_elements=lru.width * (lru.conv_kernel - 1) // tp, state_elements=lru.width // tp)
+    if mixer == "rwkv":  # RwkvModel's state: two token-shift rows (compute dtype), numerator, denominator, max (fp32)
+        return LayerState(conv_elements=2 * spec.hidden_size // tp, state_elements=3 * spec.hidden_size // tp)
     if mixer == "lightning_attention":
         return LayerState(conv_elements=0, state_elements=0,
                           compute_state_elements=spec.num_attention_heads * spec.head_dim ** 2 // tp)

@@ -505,6 +505,15 @@ def _recurrent_gemma(cfg: Config, f: dict[str, Any]) -> None:
     f["partial_rotary_factor"] = 0.5
 
 
+def _rwkv(cfg: Config, f: dict[str, Any]) -> None:
+    """RWKV-4 (modeling_rwkv.py): every layer an RWKV block (time mixing of
+    ``attention_hidden_size``, channel mixing of ``intermediate_size``, else 4 x hidden)
+    after its two LayerNorms; block 0 normalises the embeddings first (``pre_ln``)."""
+    n = f["num_layers"]
+    f["layer_mixers"], f["layer_mlps"], f["layer_types"] = ("rwkv",) * n, (False,) * n, ()
+    f["rwkv_attention_size"] = _pos(cfg, ("attention_hidden_size",), f["hidden_size"])
+
+
 def _lfm3(cfg: Config, f: dict[str, Any]) -> None:
     """LFM3 (modeling_lfm3.py): LFM2's ``conv`` layers beside full and sliding attention,
     the MLP ``intermediate_size`` wide as given, norms after attention and MLP too with
@@ -880,6 +889,8 @@ FAMILIES: dict[str, Family] = {
     "lara_mini": Family(qk_norm="per_head", adjust=_deltanet_layers),
     "olmo_hybrid": Family(qk_norm="full", adjust=_deltanet_layers),
     "lfm3": Family(qk_norm="per_head", tied_default=True, adjust=_lfm3),
+    "rwkv": Family(norm="layernorm", embedding_norm=True, attention_free=True, intermediate_default=_four_h,
+                   adjust=_rwkv),
     "recurrent_gemma": Family(tied_default=True, activation_key="hidden_activation", adjust=_recurrent_gemma,
                               defaults={"block_types": ["recurrent", "recurrent", "attention"],
                                         "attention_window_size": 2048, "conv1d_width": 4,

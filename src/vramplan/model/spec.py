@@ -79,13 +79,14 @@ class MoESpec:
 
 
 MixerKind = Literal["attention", "mamba", "mamba2", "gated_deltanet", "short_conv", "lightning_attention", "kda",
-                    "rg_lru", "none"]
+                    "rg_lru", "rwkv", "none"]
 """What mixes tokens in a layer: softmax attention (with a KV cache), a Mamba or
 Mamba-2 state-space mixer, a gated delta-net (linear attention with a recurrent
 state), a gated short convolution (LFM2), MiniMax's lightning attention (linear
 attention with a ``head_dim x head_dim`` state per head), Kimi delta attention (KDA,
-a gated delta-net with a per-channel forget gate), RecurrentGemma's RG-LRU, or nothing
-(Nemotron-H's MLP-only layers)."""
+a gated delta-net with a per-channel forget gate), RecurrentGemma's RG-LRU, an RWKV-4
+block (time mixing and channel mixing together), or nothing (Nemotron-H's MLP-only
+layers)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -498,6 +499,9 @@ class ModelSpec:
     """The Kimi-delta-attention mixer of the ``kda`` layers."""
     rg_lru: RGLRUSpec | None = None
     """RecurrentGemma's recurrent block in the ``rg_lru`` layers."""
+    rwkv_attention_size: int = 0
+    """RWKV-4: width of the time-mixing key / value / receptance (``attention_hidden_size``);
+    0 when no layer is an RWKV block."""
     ssm_in_attention_layers: bool = False
     """The attention layers hold a Mamba mixer too, with its state (Falcon-H1: Mamba-2
     beside attention in every layer; Zamba: a Mamba layer after the shared block)."""
@@ -599,6 +603,8 @@ class ModelSpec:
             raise ConfigError("layer_mixers: Kimi-delta-attention layers given but no KDA spec")
         if "rg_lru" in self.layer_mixers and self.rg_lru is None:
             raise ConfigError("layer_mixers: RG-LRU layers given but no RG-LRU spec")
+        if "rwkv" in self.layer_mixers:
+            _positive("attention_hidden_size", self.rwkv_attention_size)
         if self.ssm_in_attention_layers and self.ssm is None:
             raise ConfigError("ssm_in_attention_layers: attention layers with a Mamba mixer need an SSM spec")
         if self.value_head_dim:

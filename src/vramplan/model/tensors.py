@@ -253,7 +253,7 @@ def _other(name: str, shape: tuple[int, ...], count: int) -> list[TensorGroup]:
 def ssm_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """The non-attention mixers' tensors, each group marked with the layers holding it."""
     groups: list[TensorGroup] = []
-    for mixer in ("mamba", "mamba2", "short_conv", "lightning_attention", "gated_deltanet", "kda", "rg_lru"):
+    for mixer in ("mamba", "mamba2", "short_conv", "lightning_attention", "gated_deltanet", "kda", "rg_lru", "rwkv"):
         layers = _mixer_layers(spec, mixer)
         if layers:
             groups += _held_by(_mixer_tensors(spec, mixer), layers)
@@ -333,6 +333,27 @@ def _mixer_tensors(spec: ModelSpec, mixer: str) -> list[TensorGroup]:
     n = sum(spec.mixer(i) == "rg_lru" for i in range(spec.num_layers))
     if n and spec.rg_lru is not None and mixer == "rg_lru":
         groups += _rg_lru_tensors(spec, n)
+    n = sum(spec.mixer(i) == "rwkv" for i in range(spec.num_layers))
+    if n and mixer == "rwkv":
+        groups += _rwkv_tensors(spec, n)
+    return groups
+
+
+def _rwkv_tensors(spec: ModelSpec, n: int) -> list[TensorGroup]:
+    """An RWKV-4 block (Peng et al. 2023; transformers ``RwkvSelfAttention``,
+    ``RwkvFeedForward``): time mixing with per-channel ``time_decay`` / ``time_first``, three
+    token-shift mixes and key / value / receptance / output; channel mixing with two
+    mixes, key (hidden -> intermediate), value (back) and receptance (hidden -> hidden)."""
+    h, a, width = spec.hidden_size, spec.rwkv_attention_size, spec.intermediate_size
+    groups = _other("attention.time_decay", (a,), n) + _other("attention.time_first", (a,), n)
+    groups += _other("attention.time_mix", (h,), 3 * n)
+    for name in ("key", "value", "receptance"):
+        groups += _linear(f"attention.{name}", "ssm", a, h, n, False)
+    groups += _linear("attention.output", "ssm", h, a, n, False)
+    groups += [TensorGroup(name="feed_forward.time_mix", component="mlp", role="other", shape=(h,), count=2 * n)]
+    groups += _linear("feed_forward.key", "mlp", width, h, n, False)
+    groups += _linear("feed_forward.receptance", "mlp", h, h, n, False)
+    groups += _linear("feed_forward.value", "mlp", h, width, n, False)
     return groups
 
 
