@@ -28,7 +28,7 @@ from vramplan.model.hf_config import spec_from_config
 
 pytestmark = pytest.mark.exact
 
-COVERAGE_FLOOR = 0.77
+COVERAGE_FLOOR = 0.78
 """Share of the buildable decoder-only types read exactly (the measured figure is in
 the test output and in docs/architectures.md)."""
 
@@ -66,7 +66,6 @@ NOT_READ: dict[str, str] = {
     "trocr": "decoder of a vision encoder-decoder",
     "whisper": "decoder of a speech encoder-decoder",
     "xlnet": "permutation language model",
-    "xlstm": "xLSTM recurrence",
     "zaya": "MLP routers and residual scales",
 }
 

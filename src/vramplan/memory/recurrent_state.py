@@ -23,6 +23,9 @@ whatever the context length:
 - RWKV-4 (``RwkvModel``'s ``state``): per layer the previous token's input to time
   mixing and to channel mixing (compute dtype), and the WKV numerator, denominator and
   running maximum (fp32), each ``hidden`` wide;
+- xLSTM's mLSTM (``xLSTMCache.rnn_state``): per head the ``qk_head x v_head`` memory
+  C, the ``qk_head`` normaliser n and the stabiliser m, in the model's dtype (the
+  cache is created in it);
 - Falcon-H1 and Zamba keep a Mamba state in their attention layers as well (the mixer
   runs beside or after attention there): both a KV cache and a Mamba state;
 - LFM2's gated short convolution: only a conv state, ``hidden x conv_L_cache``;
@@ -57,7 +60,8 @@ class LayerState:
     """The recurrent (SSM) state, kept in fp32."""
     compute_state_elements: int = 0
     """A recurrent state kept in the compute dtype (MiniMax lightning attention's
-    ``[heads, head_dim, head_dim]`` KV state, ``MiniMaxCache.linear_cache``)."""
+    ``[heads, head_dim, head_dim]`` KV state, ``MiniMaxCache.linear_cache``; xLSTM's
+    C, n, m)."""
 
 
 def layer_state(spec: ModelSpec, layer: int, *, tp: int = 1) -> LayerState:
@@ -81,6 +85,11 @@ def layer_state(spec: ModelSpec, layer: int, *, tp: int = 1) -> LayerState:
     if mixer == "rg_lru" and spec.rg_lru is not None:
         lru = spec.rg_lru
         return LayerState(conv_elements=lru.width * (lru.conv_kernel - 1) // tp, state_elements=lru.width // tp)
+    if mixer == "mlstm" and spec.mlstm is not None:  # C (qk_head x v_head), n (qk_head), m (1) per head
+        m = spec.mlstm
+        qk_head, v_head = m.qk_dim // m.num_heads, m.v_dim // m.num_heads
+        return LayerState(conv_elements=0, state_elements=0,
+                          compute_state_elements=m.num_heads * (qk_head * v_head + qk_head + 1) // tp)
     if mixer == "rwkv":  # RwkvModel's state: two token-shift rows (compute dtype), numerator, denominator, max (fp32)
         return LayerState(conv_elements=2 * spec.hidden_size // tp, state_elements=3 * spec.hidden_size // tp)
     if mixer == "lightning_attention":

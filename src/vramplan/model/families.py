@@ -17,7 +17,7 @@ from typing import Any
 
 from vramplan.intmath import ceil_div, round_up
 from vramplan.errors import ConfigError
-from vramplan.model.spec import (DeltaNetSpec, IndexerSpec, KDASpec, NormKind, QKNormKind, RGLRUSpec,
+from vramplan.model.spec import (DeltaNetSpec, IndexerSpec, KDASpec, MLSTMSpec, NormKind, QKNormKind, RGLRUSpec,
                                  SharedBlockSpec, SSMSpec)
 
 Config = dict[str, Any]
@@ -514,6 +514,22 @@ def _rwkv(cfg: Config, f: dict[str, Any]) -> None:
     f["rwkv_attention_size"] = _pos(cfg, ("attention_hidden_size",), f["hidden_size"])
 
 
+def _xlstm(cfg: Config, f: dict[str, Any]) -> None:
+    """xLSTM 7B layout (modeling_xlstm.py): every layer an mLSTM (q/k ``qk_dim_factor`` x
+    hidden, v ``v_dim_factor`` x hidden, ``num_heads``) and a gated MLP of
+    ``ffn_proj_factor`` x hidden rounded up to ``ffn_round_up_to_multiple_of``, each after
+    an RMSNorm; a final norm with ``add_out_norm``."""
+    n, h = f["num_layers"], f["hidden_size"]
+    bias = config_switch(cfg, "use_bias", False)
+    f["mlstm"] = MLSTMSpec(num_heads=_pos(cfg, ("num_heads",), 8), qk_dim=int(h * _ratio(cfg, ("qk_dim_factor",), 0.5)),
+                           v_dim=int(h * _ratio(cfg, ("v_dim_factor",), 1.0)), bias=bias)
+    f["layer_mixers"], f["layer_types"] = ("mlstm",) * n, ()
+    multiple = _pos(cfg, ("ffn_round_up_to_multiple_of",), 64)  # xLSTMConfig.round_up_to_next_multiple_of
+    f["intermediate_size"] = int((h * _ratio(cfg, ("ffn_proj_factor",), 2.667) + multiple - 1) // multiple * multiple)
+    f["mlp_bias"] = bias
+    f["final_norm"] = config_switch(cfg, "add_out_norm", True)
+
+
 def _lfm3(cfg: Config, f: dict[str, Any]) -> None:
     """LFM3 (modeling_lfm3.py): LFM2's ``conv`` layers beside full and sliding attention,
     the MLP ``intermediate_size`` wide as given, norms after attention and MLP too with
@@ -889,6 +905,7 @@ FAMILIES: dict[str, Family] = {
     "lara_mini": Family(qk_norm="per_head", adjust=_deltanet_layers),
     "olmo_hybrid": Family(qk_norm="full", adjust=_deltanet_layers),
     "lfm3": Family(qk_norm="per_head", tied_default=True, adjust=_lfm3),
+    "xlstm": Family(attention_free=True, adjust=_xlstm),
     "rwkv": Family(norm="layernorm", embedding_norm=True, attention_free=True, intermediate_default=_four_h,
                    adjust=_rwkv),
     "recurrent_gemma": Family(tied_default=True, activation_key="hidden_activation", adjust=_recurrent_gemma,

@@ -345,7 +345,7 @@ def _fields(cfg: Config, family: Family, name: str, hub_id: str | None) -> dict[
 
 MIXER_NAMES = {"mamba": "Mamba", "mamba2": "Mamba-2", "gated_deltanet": "gated delta-net",
                "short_conv": "short-convolution", "lightning_attention": "lightning-attention",
-               "kda": "Kimi-delta-attention", "rg_lru": "RG-LRU", "rwkv": "RWKV"}
+               "kda": "Kimi-delta-attention", "rg_lru": "RG-LRU", "rwkv": "RWKV", "mlstm": "mLSTM"}
 
 
 def _hybrid_notes(f: dict[str, Any]) -> tuple[str, ...]:

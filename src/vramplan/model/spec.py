@@ -79,14 +79,14 @@ class MoESpec:
 
 
 MixerKind = Literal["attention", "mamba", "mamba2", "gated_deltanet", "short_conv", "lightning_attention", "kda",
-                    "rg_lru", "rwkv", "none"]
+                    "rg_lru", "rwkv", "mlstm", "none"]
 """What mixes tokens in a layer: softmax attention (with a KV cache), a Mamba or
 Mamba-2 state-space mixer, a gated delta-net (linear attention with a recurrent
 state), a gated short convolution (LFM2), MiniMax's lightning attention (linear
 attention with a ``head_dim x head_dim`` state per head), Kimi delta attention (KDA,
 a gated delta-net with a per-channel forget gate), RecurrentGemma's RG-LRU, an RWKV-4
-block (time mixing and channel mixing together), or nothing (Nemotron-H's MLP-only
-layers)."""
+block (time mixing and channel mixing together), xLSTM's mLSTM, or nothing (Nemotron-H's
+MLP-only layers)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,6 +219,27 @@ class RGLRUSpec:
         if self.width % self.num_heads:
             raise ConfigError(f"lru_width: expected a multiple of num_attention_heads={self.num_heads}, "
                               f"got {self.width}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MLSTMSpec:
+    """xLSTM's mLSTM layer (Beck et al. 2024, "xLSTM", sec. 2.3; transformers
+    ``xLSTMLayer``): q, k of ``qk_dim``, v and the output gate of ``v_dim``, one input and
+    one forget gate per head, a per-head norm, ``out_proj``; its state per head is the
+    ``qk_head x v_head`` matrix memory C, the normaliser n and the stabiliser m."""
+
+    num_heads: int
+    qk_dim: int
+    v_dim: int
+    bias: bool = False
+    """``use_bias``: q/k/v, output gate, out_proj and the per-head norm carry biases."""
+
+    def __post_init__(self) -> None:
+        for name in ("num_heads", "qk_dim", "v_dim"):
+            _positive(f"mlstm {name}", getattr(self, name))
+        if self.qk_dim % self.num_heads or self.v_dim % self.num_heads:
+            raise ConfigError(f"num_heads: expected a divisor of the q/k width {self.qk_dim} and the v width "
+                              f"{self.v_dim}, got {self.num_heads}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -499,6 +520,8 @@ class ModelSpec:
     """The Kimi-delta-attention mixer of the ``kda`` layers."""
     rg_lru: RGLRUSpec | None = None
     """RecurrentGemma's recurrent block in the ``rg_lru`` layers."""
+    mlstm: MLSTMSpec | None = None
+    """xLSTM's mLSTM mixer of the ``mlstm`` layers."""
     rwkv_attention_size: int = 0
     """RWKV-4: width of the time-mixing key / value / receptance (``attention_hidden_size``);
     0 when no layer is an RWKV block."""
@@ -603,6 +626,8 @@ class ModelSpec:
             raise ConfigError("layer_mixers: Kimi-delta-attention layers given but no KDA spec")
         if "rg_lru" in self.layer_mixers and self.rg_lru is None:
             raise ConfigError("layer_mixers: RG-LRU layers given but no RG-LRU spec")
+        if "mlstm" in self.layer_mixers and self.mlstm is None:
+            raise ConfigError("layer_mixers: mLSTM layers given but no mLSTM spec")
         if "rwkv" in self.layer_mixers:
             _positive("attention_hidden_size", self.rwkv_attention_size)
         if self.ssm_in_attention_layers and self.ssm is None:

@@ -253,7 +253,7 @@ def _other(name: str, shape: tuple[int, ...], count: int) -> list[TensorGroup]:
 def ssm_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """The non-attention mixers' tensors, each group marked with the layers holding it."""
     groups: list[TensorGroup] = []
-    for mixer in ("mamba", "mamba2", "short_conv", "lightning_attention", "gated_deltanet", "kda", "rg_lru", "rwkv"):
+    for mixer in ("mamba", "mamba2", "short_conv", "lightning_attention", "gated_deltanet", "kda", "rg_lru", "rwkv", "mlstm"):
         layers = _mixer_layers(spec, mixer)
         if layers:
             groups += _held_by(_mixer_tensors(spec, mixer), layers)
@@ -336,6 +336,27 @@ def _mixer_tensors(spec: ModelSpec, mixer: str) -> list[TensorGroup]:
     n = sum(spec.mixer(i) == "rwkv" for i in range(spec.num_layers))
     if n and mixer == "rwkv":
         groups += _rwkv_tensors(spec, n)
+    n = sum(spec.mixer(i) == "mlstm" for i in range(spec.num_layers))
+    if n and spec.mlstm is not None and mixer == "mlstm":
+        groups += _mlstm_tensors(spec, n)
+    return groups
+
+
+def _mlstm_tensors(spec: ModelSpec, n: int) -> list[TensorGroup]:
+    """xLSTM's mLSTM layer (transformers ``xLSTMLayer``; the fused weight mode holds the
+    same elements in ``qkv_opreact`` / ``ifgate_preact``)."""
+    m, h = spec.mlstm, spec.hidden_size
+    assert m is not None
+    groups = _linear("mlstm_layer.q", "ssm", m.qk_dim, h, n, m.bias)
+    groups += _linear("mlstm_layer.k", "ssm", m.qk_dim, h, n, m.bias)
+    groups += _linear("mlstm_layer.v", "ssm", m.v_dim, h, n, m.bias)
+    groups += _linear("mlstm_layer.ogate_preact", "ssm", m.v_dim, h, n, m.bias)
+    groups += _linear("mlstm_layer.igate_preact", "ssm", m.num_heads, h, n, True)
+    groups += _linear("mlstm_layer.fgate_preact", "ssm", m.num_heads, h, n, True)
+    groups += _other("mlstm_layer.multihead_norm.weight", (m.v_dim,), n)
+    if m.bias:
+        groups += _other("mlstm_layer.multihead_norm.bias", (m.v_dim,), n)
+    groups += _linear("mlstm_layer.out_proj", "ssm", h, m.v_dim, n, m.bias)
     return groups
 
 
