@@ -33,7 +33,7 @@ KEYS: dict[str, tuple[str, ...]] = {
                           "inner_hidden_size", "ffn_inner_hidden_size"),
     "vocab_size": ("vocab_size", "padded_vocab_size", "n_vocab"),
     "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length",
-                                "max_seq_len", "n_ctx"),
+                                "max_seq_len", "n_ctx", "context_length"),
     "num_experts": ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"),
     "experts_per_token": ("num_experts_per_tok", "experts_per_token", "moe_k", "moe_topk",
                           "num_experts_per_token"),
