@@ -15,6 +15,19 @@ whatever the context length:
   - gated delta-net (Yang et al. 2024, ``Qwen3NextGatedDeltaNet``): one
     ``head_k_dim x head_v_dim`` matrix per value head, conv over q, k and v
     (``2 key_dim + value_dim`` channels);
+  - Kimi delta attention (Kimi Linear, ``KimiDeltaAttention``): one ``head_dim x
+    head_dim`` matrix per head, conv over q, k and v (``3 heads head_dim`` channels);
+  - RecurrentGemma's RG-LRU (Griffin, ``RecurrentGemmaRglru``): one ``lru_width``
+    vector, conv over ``lru_width`` channels with ``conv1d_width - 1`` steps kept
+    (``RecurrentGemmaRecurrentBlock.conv1d_state``);
+- RWKV-4 (``RwkvModel``'s ``state``): per layer the previous token's input to time
+  mixing and to channel mixing (compute dtype), and the WKV numerator, denominator and
+  running maximum (fp32), each ``hidden`` wide;
+- xLSTM's mLSTM (``xLSTMCache.rnn_state``): per head the ``qk_head x v_head`` memory
+  C, the ``qk_head`` normaliser n and the stabiliser m, in the model's dtype (the
+  cache is created in it);
+- Falcon-H1 and Zamba keep a Mamba state in their attention layers as well (the mixer
+  runs beside or after attention there): both a KV cache and a Mamba state;
 - LFM2's gated short convolution: only a conv state, ``hidden x conv_L_cache``;
 - MiniMax's lightning attention (MiniMax-01 report, transformers
   ``MiniMaxLightningAttention``): one ``head_dim x head_dim`` KV state per head, kept
@@ -47,13 +60,16 @@ class LayerState:
     """The recurrent (SSM) state, kept in fp32."""
     compute_state_elements: int = 0
     """A recurrent state kept in the compute dtype (MiniMax lightning attention's
-    ``[heads, head_dim, head_dim]`` KV state, ``MiniMaxCache.linear_cache``)."""
+    ``[heads, head_dim, head_dim]`` KV state, ``MiniMaxCache.linear_cache``; xLSTM's
+    C, n, m)."""
 
 
 def layer_state(spec: ModelSpec, layer: int, *, tp: int = 1) -> LayerState:
     """The state layer ``layer`` keeps per sequence on one of ``tp`` ranks (zero for an
     attention layer or a layer without a mixer)."""
     mixer = spec.mixer(layer)
+    if mixer == "attention" and spec.ssm_in_attention_layers:
+        mixer = "mamba2" if spec.ssm is not None and spec.ssm.version == 2 else "mamba"
     if mixer in ("mamba", "mamba2") and spec.ssm is not None:
         ssm = spec.ssm
         state = ssm.d_inner * ssm.d_state  # Mamba-1: d_inner x d_state; Mamba-2: heads x head_dim x d_state
@@ -62,6 +78,20 @@ def layer_state(spec: ModelSpec, layer: int, *, tp: int = 1) -> LayerState:
         net = spec.deltanet
         return LayerState(conv_elements=net.conv_channels * net.conv_kernel // tp,
                           state_elements=net.num_v_heads * net.head_k_dim * net.head_v_dim // tp)
+    if mixer == "kda" and spec.kda is not None:
+        kda = spec.kda
+        return LayerState(conv_elements=kda.conv_channels * kda.conv_kernel // tp,
+                          state_elements=kda.num_heads * kda.head_dim ** 2 // tp)
+    if mixer == "rg_lru" and spec.rg_lru is not None:
+        lru = spec.rg_lru
+        return LayerState(conv_elements=lru.width * (lru.conv_kernel - 1) // tp, state_elements=lru.width // tp)
+    if mixer == "mlstm" and spec.mlstm is not None:  # C (qk_head x v_head), n (qk_head), m (1) per head
+        m = spec.mlstm
+        qk_head, v_head = m.qk_dim // m.num_heads, m.v_dim // m.num_heads
+        return LayerState(conv_elements=0, state_elements=0,
+                          compute_state_elements=m.num_heads * (qk_head * v_head + qk_head + 1) // tp)
+    if mixer == "rwkv":  # RwkvModel's state: two token-shift rows (compute dtype), numerator, denominator, max (fp32)
+        return LayerState(conv_elements=2 * spec.hidden_size // tp, state_elements=3 * spec.hidden_size // tp)
     if mixer == "lightning_attention":
         return LayerState(conv_elements=0, state_elements=0,
                           compute_state_elements=spec.num_attention_heads * spec.head_dim ** 2 // tp)

@@ -17,7 +17,8 @@ from typing import Any
 
 from vramplan.intmath import ceil_div, round_up
 from vramplan.errors import ConfigError
-from vramplan.model.spec import DeltaNetSpec, FamilyTensor, IndexerSpec, NormKind, QKNormKind, SSMSpec
+from vramplan.model.spec import (DeltaNetSpec, FamilyTensor, IndexerSpec, KDASpec, MLSTMSpec, NormKind, QKNormKind,
+                                 RGLRUSpec, SharedBlockSpec, SSMSpec)
 
 Config = dict[str, Any]
 
@@ -32,7 +33,7 @@ KEYS: dict[str, tuple[str, ...]] = {
                           "inner_hidden_size", "ffn_inner_hidden_size", "dff"),
     "vocab_size": ("vocab_size", "padded_vocab_size", "n_vocab"),
     "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length",
-                                "max_seq_len", "n_ctx"),
+                                "max_seq_len", "n_ctx", "context_length"),
     "num_experts": ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"),
     "experts_per_token": ("num_experts_per_tok", "experts_per_token", "moe_k", "moe_topk",
                           "num_experts_per_token"),
@@ -373,8 +374,8 @@ def _ssm(cfg: Config, hidden: int, version: int) -> SSMSpec:
     if version == 1:
         return SSMSpec(version=1, dt_rank=_pos({"time_step_rank": dt_rank}, ("time_step_rank",)),
                        inner_norms=cfg.get("model_type") == "jamba", **common)
-    return SSMSpec(version=2, n_groups=_pos(cfg, ("n_groups", "mamba_n_groups"), 1),
-                   num_heads=_pos(cfg, ("mamba_n_heads", "mamba_num_heads", "num_heads")), **common)
+    return SSMSpec(version=2, n_groups=_pos(cfg, ("n_groups", "mamba_n_groups", "mamba_ngroups"), 1),
+                   num_heads=_pos(cfg, ("mamba_n_heads", "mamba_num_heads", "num_heads", "n_mamba_heads")), **common)
 
 
 def _attention_free(version: int) -> Callable[[Config, dict[str, Any]], None]:
@@ -394,8 +395,164 @@ def _mixers_from_layer_types(cfg: Config, f: dict[str, Any], linear: str) -> Non
     types = cfg.get("layer_types")
     if not isinstance(types, list) or len(types) != f["num_layers"]:
         raise ConfigError(f"layer_types: expected a list of {f['num_layers']} entries")
-    f["layer_mixers"] = tuple(linear if t in ("linear_attention", "mamba") else "attention" for t in types)
+    f["layer_mixers"] = tuple(linear if t in ("linear_attention", "mamba", "conv") else "attention" for t in types)
     f["layer_types"] = tuple("sliding_attention" if t == "sliding_attention" else "full_attention" for t in types)
+
+
+def _deltanet_layers(cfg: Config, f: dict[str, Any]) -> None:
+    """``linear_attention`` layers are gated delta-nets (``linear_*`` keys), the others
+    softmax attention, full or sliding (Lara-mini, OLMo-hybrid: no output gate)."""
+    _mixers_from_layer_types(cfg, f, "gated_deltanet")
+    f["deltanet"] = DeltaNetSpec(num_k_heads=_pos(cfg, ("linear_num_key_heads",)),
+                                 num_v_heads=_pos(cfg, ("linear_num_value_heads",)),
+                                 head_k_dim=_pos(cfg, ("linear_key_head_dim",)),
+                                 head_v_dim=_pos(cfg, ("linear_value_head_dim",)),
+                                 conv_kernel=_pos(cfg, ("linear_conv_kernel_dim",)))
+
+
+def _falcon_h1(cfg: Config, f: dict[str, Any]) -> None:
+    """Falcon-H1 (modeling_falcon_h1.py): every layer runs attention and a Mamba-2 mixer
+    in parallel, then a gated MLP. The mixer is ``mamba_d_ssm`` wide (else
+    ``mamba_expand x hidden``) in ``mamba_n_heads`` heads; its gated RMSNorm exists only
+    with ``mamba_rms_norm``; ``in_proj`` has a bias with ``mamba_proj_bias``,
+    ``out_proj`` with ``projectors_bias``."""
+    h = f["hidden_size"]
+    d_inner = _pos(cfg, ("mamba_d_ssm",), int(_ratio(cfg, ("mamba_expand",), 2) * h))
+    f["ssm"] = SSMSpec(version=2, d_inner=d_inner, d_state=_pos(cfg, ("mamba_d_state",), 256),
+                       d_conv=_pos(cfg, ("mamba_d_conv",), 4), n_groups=_pos(cfg, ("mamba_n_groups",), 1),
+                       num_heads=_pos(cfg, ("mamba_n_heads",), 128),
+                       conv_bias=config_switch(cfg, "mamba_conv_bias", True),
+                       proj_bias=config_switch(cfg, "mamba_proj_bias", False),
+                       out_proj_bias=config_switch(cfg, "projectors_bias", False),
+                       gated_norm=config_switch(cfg, "mamba_rms_norm", False))
+    f["layer_mixers"] = ("attention",) * f["num_layers"]
+    f["ssm_in_attention_layers"] = True
+    f["layer_types"] = ()
+
+
+ZAMBA_BLOCKS = {"mamba": "mamba", "linear_attention": "mamba", "m": "mamba", "hybrid": "attention", "g": "attention"}
+"""Zamba's ``layers_block_type`` entries: Mamba layers and hybrid (shared block + Mamba)
+layers, in the names transformers 5 writes and the legacy ones."""
+
+
+def _zamba(version: int) -> Callable[[Config, dict[str, Any]], None]:
+    """Zamba / Zamba2 (modeling_zamba.py, modeling_zamba2.py): ``layers_block_type``
+    marks Mamba layers and ``hybrid`` layers; a hybrid layer runs a shared attention +
+    MLP block (``num_mem_blocks`` of them, reused in turn) on the hidden state
+    concatenated with the input embeddings (``attention_hidden_size`` = 2 x hidden, heads
+    ``attention_head_dim`` wide), a ``hidden -> hidden`` linear of its own, then its
+    Mamba mixer. Zamba: Mamba-1 in ``n_mamba_heads`` heads (the same tensors split),
+    gated MLP; Zamba2: Mamba-2, fused ``gate_up_proj`` with per-layer adapters of
+    ``adapter_rank`` (and on q/k/v with ``use_shared_attention_adapter``)."""
+    def run(cfg: Config, f: dict[str, Any]) -> None:
+        n, h = f["num_layers"], f["hidden_size"]
+        blocks = cfg.get("layers_block_type")
+        if blocks is None and version == 1:  # ZambaConfig: two Mamba layers, a hybrid, then the period
+            period, offset = _pos(cfg, ("attn_layer_period",), 6), _index(cfg, "attn_layer_offset", 4)
+            blocks = ["mamba", "mamba", "hybrid"] + ["hybrid" if i % period == offset else "mamba"
+                                                     for i in range(n - 3)]
+        elif blocks is None and isinstance(cfg.get("hybrid_layer_ids"), list):
+            ids = set(cfg["hybrid_layer_ids"])
+            blocks = ["hybrid" if i in ids else "mamba" for i in range(n)]
+        if not isinstance(blocks, list) or len(blocks) != n or any(b not in ZAMBA_BLOCKS for b in blocks):
+            raise ConfigError(f"layers_block_type: expected a list of {n} entries, each 'mamba' "
+                              "(or 'linear_attention') or 'hybrid'")
+        mamba = "mamba" if version == 1 else "mamba2"
+        f["layer_mixers"] = tuple(mamba if ZAMBA_BLOCKS[b] == "mamba" else "attention" for b in blocks)
+        f["layer_mlps"] = (False,) * n
+        f["layer_types"] = ()
+        f["ssm_in_attention_layers"] = True
+        f["head_dim"] = _pos(cfg, ("attention_head_dim",), 2 * h // f["num_attention_heads"])
+        f["norms_per_layer"] = 1
+        if version == 1:
+            f["ssm"] = SSMSpec(version=1, d_inner=int(_ratio(cfg, ("mamba_expand",), 2) * h),
+                               d_state=_pos(cfg, ("mamba_d_state",), 16), d_conv=_pos(cfg, ("mamba_d_conv",), 4),
+                               dt_rank=_pos(cfg, ("mamba_dt_rank",), ceil_div(h, 16)),
+                               conv_bias=config_switch(cfg, "mamba_conv_bias", True),
+                               proj_bias=config_switch(cfg, "mamba_proj_bias", False))
+        else:
+            bias = config_switch(cfg, "add_bias_linear", False)
+            f["ssm"] = SSMSpec(version=2, d_inner=int(_ratio(cfg, ("mamba_expand",), 2) * h),
+                               d_state=_pos(cfg, ("mamba_d_state",), 64), d_conv=_pos(cfg, ("mamba_d_conv",), 4),
+                               n_groups=_pos(cfg, ("mamba_ngroups",), 1), num_heads=_pos(cfg, ("n_mamba_heads",), 8),
+                               conv_bias=config_switch(cfg, "use_conv_bias", True), proj_bias=bias)
+            f["mlp_bias"] = bias
+        f["shared_block"] = SharedBlockSpec(
+            num_blocks=_pos(cfg, ("num_mem_blocks",), 1), input_size=_pos(cfg, ("attention_hidden_size",), 2 * h),
+            adapter_rank=_pos(cfg, ("adapter_rank",), 128) if version == 2 else 0,
+            attention_adapters=version == 2 and config_switch(cfg, "use_shared_attention_adapter", False),
+            mlp_fused_gate_up=version == 2)
+    return run
+
+
+def _kda(cfg: Config, f: dict[str, Any]) -> None:
+    """Kimi Linear / Bailing-hybrid (modeling_kimi_linear.py, modeling_bailing_hybrid.py):
+    ``linear_attention`` layers are Kimi delta attention (``linear_num_heads`` x
+    ``linear_head_dim``), the others MLA; Kimi's forget and output gates are low-rank
+    (rank ``linear_head_dim``), Bailing's full width, and Bailing's MLA layers gate each
+    head (``g_proj``)."""
+    _mixers_from_layer_types(cfg, f, "kda")
+    head_dim = _pos(cfg, ("linear_head_dim",))
+    bailing = cfg.get("model_type") == "bailing_hybrid"
+    f["kda"] = KDASpec(num_heads=_pos(cfg, ("linear_num_heads",)), head_dim=head_dim,
+                       conv_kernel=_pos(cfg, ("linear_conv_kernel_dim", "short_conv_kernel_size"), 4),
+                       gate_rank=0 if bailing else head_dim)
+    if bailing:
+        f["attention_gate"] = "head"
+
+
+def _recurrent_gemma(cfg: Config, f: dict[str, Any]) -> None:
+    """RecurrentGemma (modeling_recurrent_gemma.py): ``block_types`` cycled over the
+    layers, ``recurrent`` blocks are RG-LRU, ``attention`` blocks local attention over
+    ``attention_window_size`` tokens with a biased o_proj; the gated MLP is
+    ``intermediate_size // 2`` wide with biases; half of each head rotates."""
+    n = f["num_layers"]
+    kinds = cfg.get("block_types")
+    if not isinstance(kinds, list) or not kinds or any(k not in ("recurrent", "attention") for k in kinds):
+        raise ConfigError("block_types: expected a list of 'recurrent' and 'attention'")
+    f["layer_mixers"] = tuple("rg_lru" if kinds[i % len(kinds)] == "recurrent" else "attention" for i in range(n))
+    f["layer_types"] = ("sliding_attention",) * n
+    f["rg_lru"] = RGLRUSpec(width=_pos(cfg, ("lru_width",), f["hidden_size"]), num_heads=f["num_attention_heads"],
+                            conv_kernel=_pos(cfg, ("conv1d_width",), 4))
+    f["intermediate_size"] //= 2
+    f.update(attention_qkv_bias=config_switch(cfg, "attention_bias", False), attention_out_bias=True, mlp_bias=True)
+    f["partial_rotary_factor"] = 0.5
+
+
+def _rwkv(cfg: Config, f: dict[str, Any]) -> None:
+    """RWKV-4 (modeling_rwkv.py): every layer an RWKV block (time mixing of
+    ``attention_hidden_size``, channel mixing of ``intermediate_size``, else 4 x hidden)
+    after its two LayerNorms; block 0 normalises the embeddings first (``pre_ln``)."""
+    n = f["num_layers"]
+    f["layer_mixers"], f["layer_mlps"], f["layer_types"] = ("rwkv",) * n, (False,) * n, ()
+    f["rwkv_attention_size"] = _pos(cfg, ("attention_hidden_size",), f["hidden_size"])
+
+
+def _xlstm(cfg: Config, f: dict[str, Any]) -> None:
+    """xLSTM 7B layout (modeling_xlstm.py): every layer an mLSTM (q/k ``qk_dim_factor`` x
+    hidden, v ``v_dim_factor`` x hidden, ``num_heads``) and a gated MLP of
+    ``ffn_proj_factor`` x hidden rounded up to ``ffn_round_up_to_multiple_of``, each after
+    an RMSNorm; a final norm with ``add_out_norm``."""
+    n, h = f["num_layers"], f["hidden_size"]
+    bias = config_switch(cfg, "use_bias", False)
+    f["mlstm"] = MLSTMSpec(num_heads=_pos(cfg, ("num_heads",), 8), qk_dim=int(h * _ratio(cfg, ("qk_dim_factor",), 0.5)),
+                           v_dim=int(h * _ratio(cfg, ("v_dim_factor",), 1.0)), bias=bias)
+    f["layer_mixers"], f["layer_types"] = ("mlstm",) * n, ()
+    multiple = _pos(cfg, ("ffn_round_up_to_multiple_of",), 64)  # xLSTMConfig.round_up_to_next_multiple_of
+    f["intermediate_size"] = int((h * _ratio(cfg, ("ffn_proj_factor",), 2.667) + multiple - 1) // multiple * multiple)
+    f["mlp_bias"] = bias
+    f["final_norm"] = config_switch(cfg, "add_out_norm", True)
+
+
+def _lfm3(cfg: Config, f: dict[str, Any]) -> None:
+    """LFM3 (modeling_lfm3.py): LFM2's ``conv`` layers beside full and sliding attention,
+    the MLP ``intermediate_size`` wide as given, norms after attention and MLP too with
+    ``use_sandwich_norm``, a per-head output gate with ``use_attention_gate``."""
+    _mixers_from_layer_types(cfg, f, "short_conv")
+    f["short_conv_kernel"] = _pos(cfg, ("conv_L_cache",), 3)
+    f["short_conv_bias"] = config_switch(cfg, "conv_bias", False)
+    f["norms_per_layer"] = 4 if config_switch(cfg, "use_sandwich_norm", False) else 2
+    f["attention_gate"] = "head" if config_switch(cfg, "use_attention_gate", False) else "none"
 
 
 def _deltanet(cfg: Config, f: dict[str, Any]) -> None:
@@ -1020,6 +1177,22 @@ FAMILIES: dict[str, Family] = {
     "diffllama": Family(attention_lambdas=True),
     "minimax_m3_vl_text": Family(qk_norm="per_head", adjust=_shared_width_key),
     "nanochat": Family(norms_per_layer=0, final_norm=False, mlp_gated=False),
+    # hybrids: state-space, linear-attention and recurrent layers beside attention
+    "falcon_h1": Family(adjust=_falcon_h1),
+    "zamba": Family(tied_default=True, adjust=_zamba(1)),
+    "zamba2": Family(tied_default=True, adjust=_zamba(2)),
+    "kimi_linear": Family(adjust=_kda),
+    "bailing_hybrid": Family(adjust=_kda),
+    "lara_mini": Family(qk_norm="per_head", adjust=_deltanet_layers),
+    "olmo_hybrid": Family(qk_norm="full", adjust=_deltanet_layers),
+    "lfm3": Family(qk_norm="per_head", tied_default=True, adjust=_lfm3),
+    "xlstm": Family(attention_free=True, adjust=_xlstm),
+    "rwkv": Family(norm="layernorm", embedding_norm=True, attention_free=True, intermediate_default=_four_h,
+                   adjust=_rwkv),
+    "recurrent_gemma": Family(tied_default=True, activation_key="hidden_activation", adjust=_recurrent_gemma,
+                              defaults={"block_types": ["recurrent", "recurrent", "attention"],
+                                        "attention_window_size": 2048, "conv1d_width": 4,
+                                        "hidden_activation": "gelu_pytorch_tanh"}),
 }
 """``model_type`` -> its structure. Multimodal wrappers are read through
 ``text_config`` (:func:`vramplan.model.hf_config.text_config`)."""

@@ -179,11 +179,12 @@ def _layer_types(cfg: Config, num_layers: int) -> tuple[str, ...]:
 def _sliding(cfg: Config, layer_types: tuple[str, ...]) -> int | None:
     """The sliding window, when any layer uses it. Configs leave ``sliding_window`` set
     even when ``use_sliding_window`` is false (Qwen2): then no layer slides."""
-    if cfg.get("sliding_window") is None or cfg.get("use_sliding_window") is False:
+    key = "sliding_window" if cfg.get("sliding_window") is not None else "attention_window_size"  # RecurrentGemma
+    if cfg.get(key) is None or cfg.get("use_sliding_window") is False:
         return None
     if layer_types and "sliding_attention" not in layer_types:
         return None
-    return _key_int(cfg, "sliding_window", quantity="sliding_window")
+    return _key_int(cfg, key, quantity="sliding_window")
 
 
 def _has_linear_layers(cfg: Config) -> bool:
@@ -349,12 +350,16 @@ def _fields(cfg: Config, family: Family, name: str, hub_id: str | None) -> dict[
 
 
 MIXER_NAMES = {"mamba": "Mamba", "mamba2": "Mamba-2", "gated_deltanet": "gated delta-net",
-               "short_conv": "short-convolution", "lightning_attention": "lightning-attention"}
+               "short_conv": "short-convolution", "lightning_attention": "lightning-attention",
+               "kda": "Kimi-delta-attention", "rg_lru": "RG-LRU", "rwkv": "RWKV", "mlstm": "mLSTM"}
 
 
 def _hybrid_notes(f: dict[str, Any]) -> tuple[str, ...]:
     """Say, for hybrid models, what has no analytical model and where the exact answer is."""
     mixers = f.get("layer_mixers") or ()
+    if f.get("ssm_in_attention_layers") and f.get("ssm") is not None:  # Falcon-H1, Zamba: Mamba in those layers too
+        kind = "mamba" if f["ssm"].version == 1 else "mamba2"
+        mixers = tuple(kind if m == "attention" else m for m in mixers)
     counts = {m: mixers.count(m) for m in MIXER_NAMES if m in mixers}
     if not counts:
         return ()

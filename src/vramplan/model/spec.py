@@ -85,11 +85,14 @@ class MoESpec:
                 f"experts_per_token: expected at most num_experts={self.num_experts}, got {self.experts_per_token}")
 
 
-MixerKind = Literal["attention", "mamba", "mamba2", "gated_deltanet", "short_conv", "lightning_attention", "none"]
+MixerKind = Literal["attention", "mamba", "mamba2", "gated_deltanet", "short_conv", "lightning_attention", "kda",
+                    "rg_lru", "rwkv", "mlstm", "none"]
 """What mixes tokens in a layer: softmax attention (with a KV cache), a Mamba or
 Mamba-2 state-space mixer, a gated delta-net (linear attention with a recurrent
 state), a gated short convolution (LFM2), MiniMax's lightning attention (linear
-attention with a ``head_dim x head_dim`` state per head), or nothing (Nemotron-H's
+attention with a ``head_dim x head_dim`` state per head), Kimi delta attention (KDA,
+a gated delta-net with a per-channel forget gate), RecurrentGemma's RG-LRU, an RWKV-4
+block (time mixing and channel mixing together), xLSTM's mLSTM, or nothing (Nemotron-H's
 MLP-only layers)."""
 
 
@@ -115,6 +118,12 @@ class SSMSpec:
     proj_bias: bool = False
     inner_norms: bool = False
     """Jamba: RMSNorms on dt, B and C inside the mixer."""
+    gated_norm: bool = True
+    """Mamba-2: the gated RMSNorm over ``d_inner`` before ``out_proj`` (Falcon-H1 has it
+    only with ``mamba_rms_norm``)."""
+    out_proj_bias: bool | None = None
+    """``out_proj`` carries a bias; ``None``: as :attr:`proj_bias` (Falcon-H1 sets it
+    apart, ``projectors_bias``)."""
 
     def __post_init__(self) -> None:
         for name in ("d_inner", "d_state", "d_conv"):
@@ -164,6 +173,106 @@ class DeltaNetSpec:
     def conv_channels(self) -> int:
         """q, k and v pass the convolution: ``2 key_dim + value_dim`` channels."""
         return 2 * self.key_dim + self.value_dim
+
+
+@dataclass(frozen=True, kw_only=True)
+class KDASpec:
+    """Kimi delta attention (Kimi Linear report, 2025; transformers
+    ``KimiDeltaAttention``, Bailing-hybrid ``BailingHybridKimiDeltaAttention``): a gated
+    delta rule whose forget gate is per channel. q, k, v are ``num_heads x head_dim``
+    wide, each through a causal convolution; the state is one ``head_dim x head_dim``
+    matrix per head."""
+
+    num_heads: int
+    head_dim: int
+    conv_kernel: int
+    gate_rank: int = 0
+    """Rank of the low-rank forget-gate and output-gate projections (Kimi: ``f_a``/``f_b``,
+    ``g_a``/``g_b`` of rank ``head_dim``); 0: full-width ``f_proj``/``g_proj`` (Bailing)."""
+
+    def __post_init__(self) -> None:
+        for name in ("num_heads", "head_dim", "conv_kernel"):
+            _positive(f"linear {name}", getattr(self, name))
+        _positive("kda gate_rank", self.gate_rank, 0)
+
+    @property
+    def width(self) -> int:
+        """Width of q, k and v each (``num_heads x head_dim``)."""
+        return self.num_heads * self.head_dim
+
+    @property
+    def conv_channels(self) -> int:
+        """q, k and v pass the convolution: ``3 x width`` channels."""
+        return 3 * self.width
+
+
+@dataclass(frozen=True, kw_only=True)
+class RGLRUSpec:
+    """RecurrentGemma's recurrent block (Griffin, De et al. 2024, sec. 2.4; transformers
+    ``RecurrentGemmaRecurrentBlock``): two ``hidden -> lru_width`` branches, a causal
+    convolution on one, the real-gated linear recurrent unit (block-diagonal gates, one
+    block per head) and ``lru_width -> hidden`` out."""
+
+    width: int
+    """``lru_width``."""
+    num_heads: int
+    """Blocks of the block-diagonal input and recurrence gates."""
+    conv_kernel: int
+    """``conv1d_width``."""
+
+    def __post_init__(self) -> None:
+        for name in ("width", "num_heads", "conv_kernel"):
+            _positive(f"lru {name}", getattr(self, name))
+        if self.width % self.num_heads:
+            raise ConfigError(f"lru_width: expected a multiple of num_attention_heads={self.num_heads}, "
+                              f"got {self.width}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MLSTMSpec:
+    """xLSTM's mLSTM layer (Beck et al. 2024, "xLSTM", sec. 2.3; transformers
+    ``xLSTMLayer``): q, k of ``qk_dim``, v and the output gate of ``v_dim``, one input and
+    one forget gate per head, a per-head norm, ``out_proj``; its state per head is the
+    ``qk_head x v_head`` matrix memory C, the normaliser n and the stabiliser m."""
+
+    num_heads: int
+    qk_dim: int
+    v_dim: int
+    bias: bool = False
+    """``use_bias``: q/k/v, output gate, out_proj and the per-head norm carry biases."""
+
+    def __post_init__(self) -> None:
+        for name in ("num_heads", "qk_dim", "v_dim"):
+            _positive(f"mlstm {name}", getattr(self, name))
+        if self.qk_dim % self.num_heads or self.v_dim % self.num_heads:
+            raise ConfigError(f"num_heads: expected a divisor of the q/k width {self.qk_dim} and the v width "
+                              f"{self.v_dim}, got {self.num_heads}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SharedBlockSpec:
+    """Zamba's shared transformer blocks (Zamba, Glorioso et al. 2024; transformers
+    ``ZambaHybridLayer``, ``Zamba2HybridLayer``): the attention layers run one of
+    ``num_blocks`` attention + MLP blocks whose weights every such layer reuses in turn,
+    on the hidden state concatenated with the input embeddings, then a
+    ``hidden -> hidden`` linear of their own and their Mamba mixer."""
+
+    num_blocks: int
+    """Distinct blocks (``num_mem_blocks``; Zamba: 1)."""
+    input_size: int
+    """Width entering the block's norm and q/k/v (``2 x hidden``)."""
+    adapter_rank: int = 0
+    """Zamba2: rank of the per-layer LoRA-like adapters on the MLP's fused gate/up
+    projection (``gate_up_proj_adapter_list``); 0: none."""
+    attention_adapters: bool = False
+    """Zamba2 ``use_shared_attention_adapter``: adapters on q, k and v too."""
+    mlp_fused_gate_up: bool = False
+    """The MLP's gate and up projections are one ``gate_up_proj`` (Zamba2)."""
+
+    def __post_init__(self) -> None:
+        _positive("num_mem_blocks", self.num_blocks)
+        _positive("attention_hidden_size", self.input_size)
+        _positive("adapter_rank", self.adapter_rank, 0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -441,6 +550,21 @@ class ModelSpec:
     """The Mamba mixer of the ``mamba``/``mamba2`` layers."""
     deltanet: DeltaNetSpec | None = None
     """The gated delta-net mixer of the ``gated_deltanet`` layers."""
+    kda: KDASpec | None = None
+    """The Kimi-delta-attention mixer of the ``kda`` layers."""
+    rg_lru: RGLRUSpec | None = None
+    """RecurrentGemma's recurrent block in the ``rg_lru`` layers."""
+    mlstm: MLSTMSpec | None = None
+    """xLSTM's mLSTM mixer of the ``mlstm`` layers."""
+    rwkv_attention_size: int = 0
+    """RWKV-4: width of the time-mixing key / value / receptance (``attention_hidden_size``);
+    0 when no layer is an RWKV block."""
+    ssm_in_attention_layers: bool = False
+    """The attention layers hold a Mamba mixer too, with its state (Falcon-H1: Mamba-2
+    beside attention in every layer; Zamba: a Mamba layer after the shared block)."""
+    shared_block: SharedBlockSpec | None = None
+    """Zamba: the attention layers' attention and MLP are shared blocks (weights held once
+    per block)."""
     short_conv_kernel: int = 0
     """LFM2's gated short convolution: kernel length (``conv_L_cache``); 0 when no layer
     has one."""
@@ -586,6 +710,16 @@ class ModelSpec:
             _positive("conv_L_cache", self.short_conv_kernel)
         if "gated_deltanet" in self.layer_mixers and self.deltanet is None:
             raise ConfigError("layer_mixers: gated delta-net layers given but no delta-net spec")
+        if "kda" in self.layer_mixers and self.kda is None:
+            raise ConfigError("layer_mixers: Kimi-delta-attention layers given but no KDA spec")
+        if "rg_lru" in self.layer_mixers and self.rg_lru is None:
+            raise ConfigError("layer_mixers: RG-LRU layers given but no RG-LRU spec")
+        if "mlstm" in self.layer_mixers and self.mlstm is None:
+            raise ConfigError("layer_mixers: mLSTM layers given but no mLSTM spec")
+        if "rwkv" in self.layer_mixers:
+            _positive("attention_hidden_size", self.rwkv_attention_size)
+        if self.ssm_in_attention_layers and self.ssm is None:
+            raise ConfigError("ssm_in_attention_layers: attention layers with a Mamba mixer need an SSM spec")
         if self.value_head_dim:
             _positive("v_head_dim", self.value_head_dim)
         for dim in self.layer_head_dims:
@@ -665,7 +799,7 @@ class ModelSpec:
     @property
     def is_hybrid(self) -> bool:
         """Some layer mixes tokens without attention (state-space, linear attention)."""
-        return any(m != "attention" for m in self.layer_mixers)
+        return any(m != "attention" for m in self.layer_mixers) or self.ssm_in_attention_layers
 
     @property
     def attention_kind(self) -> str:

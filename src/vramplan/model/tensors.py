@@ -108,8 +108,8 @@ def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """Attention of the attention layers: q/k/v/o (or MLA's latent projections), their
     biases, q/k norms and sinks."""
     n, h = spec.num_attention_layers, spec.hidden_size
-    if not n:
-        return []
+    if not n or spec.shared_block is not None:
+        return []  # Zamba's shared blocks are listed by shared_block_tensors
     return _held_by(_attention_groups(spec), _layers_where(spec, "attention")) if spec.mla is not None \
         else _attention_groups(spec)
 
@@ -133,6 +133,8 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
         groups += _linear("self_attn.kv_b_proj", "attention", heads * (mla.qk_nope_head_dim + mla.v_head_dim),
                           mla.kv_lora_rank, n, False)
         groups += _linear("self_attn.o_proj", "attention", h, heads * mla.v_head_dim, n, spec.attention_out_bias)
+        if spec.attention_gate == "head":  # Bailing-hybrid: one sigmoid gate per head (g_proj)
+            groups += _linear("self_attn.g_proj", "attention", heads, h, n, False)
         return groups
     if spec.attention_experts:
         return _attention_experts(spec)
@@ -294,11 +296,20 @@ def _other(name: str, shape: tuple[int, ...], count: int) -> list[TensorGroup]:
 def ssm_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """The non-attention mixers' tensors, each group marked with the layers holding it."""
     groups: list[TensorGroup] = []
-    for mixer in ("mamba", "mamba2", "short_conv", "lightning_attention", "gated_deltanet"):
-        layers = _layers_where(spec, mixer)
+    for mixer in ("mamba", "mamba2", "short_conv", "lightning_attention", "gated_deltanet", "kda", "rg_lru", "rwkv", "mlstm"):
+        layers = _mixer_layers(spec, mixer)
         if layers:
             groups += _held_by(_mixer_tensors(spec, mixer), layers)
     return groups
+
+
+def _mixer_layers(spec: ModelSpec, mixer: str) -> list[int]:
+    """Layers holding ``mixer``: its own layers, and for the Mamba kinds the attention
+    layers too when they carry one (Falcon-H1, Zamba)."""
+    if mixer in ("mamba", "mamba2") and spec.ssm_in_attention_layers and spec.ssm is not None \
+            and mixer == ("mamba" if spec.ssm.version == 1 else "mamba2"):
+        return sorted(set(_layers_where(spec, mixer)) | set(_layers_where(spec, "attention")))
+    return _layers_where(spec, mixer)
 
 
 def _mixer_tensors(spec: ModelSpec, mixer: str) -> list[TensorGroup]:
@@ -308,9 +319,9 @@ def _mixer_tensors(spec: ModelSpec, mixer: str) -> list[TensorGroup]:
     groups: list[TensorGroup] = []
     ssm = spec.ssm
     for version in (1, 2):
-        n = sum(spec.mixer(i) == ("mamba" if version == 1 else "mamba2") for i in range(spec.num_layers))
         if mixer != ("mamba" if version == 1 else "mamba2"):
             continue
+        n = len(_mixer_layers(spec, mixer))
         if not n or ssm is None:
             continue
         d, state = ssm.d_inner, ssm.d_state
@@ -328,11 +339,13 @@ def _mixer_tensors(spec: ModelSpec, mixer: str) -> list[TensorGroup]:
             groups += _other("mamba.dt_bias", (ssm.num_heads,), n)
             groups += _other("mamba.A_log", (ssm.num_heads,), n)
             groups += _other("mamba.D", (ssm.num_heads,), n)
-            groups += _other("mamba.norm.weight", (d,), n)
+            if ssm.gated_norm:
+                groups += _other("mamba.norm.weight", (d,), n)
         groups += _other("mamba.conv1d.weight", (ssm.conv_channels, 1, ssm.d_conv), n)
         if ssm.conv_bias:
             groups += _other("mamba.conv1d.bias", (ssm.conv_channels,), n)
-        groups += _linear("mamba.out_proj", "ssm", h, d, n, ssm.proj_bias)
+        groups += _linear("mamba.out_proj", "ssm", h, d, n,
+                          ssm.proj_bias if ssm.out_proj_bias is None else ssm.out_proj_bias)
     n = sum(spec.mixer(i) == "short_conv" for i in range(spec.num_layers))
     if n and mixer == "short_conv":  # LFM2 ShortConv: in_proj -> B, C, x; depthwise conv over L_cache; out_proj
         groups += _linear("conv.in_proj", "ssm", 3 * h, h, n, spec.short_conv_bias)
@@ -357,7 +370,148 @@ def _mixer_tensors(spec: ModelSpec, mixer: str) -> list[TensorGroup]:
         groups += _other("linear_attn.A_log", (net.num_v_heads,), n)
         groups += _other("linear_attn.norm.weight", (net.head_v_dim,), n)
         groups += _linear("linear_attn.out_proj", "ssm", h, net.value_dim, n, False)
+    n = sum(spec.mixer(i) == "kda" for i in range(spec.num_layers))
+    if n and spec.kda is not None and mixer == "kda":
+        groups += _kda_tensors(spec, n)
+    n = sum(spec.mixer(i) == "rg_lru" for i in range(spec.num_layers))
+    if n and spec.rg_lru is not None and mixer == "rg_lru":
+        groups += _rg_lru_tensors(spec, n)
+    n = sum(spec.mixer(i) == "rwkv" for i in range(spec.num_layers))
+    if n and mixer == "rwkv":
+        groups += _rwkv_tensors(spec, n)
+    n = sum(spec.mixer(i) == "mlstm" for i in range(spec.num_layers))
+    if n and spec.mlstm is not None and mixer == "mlstm":
+        groups += _mlstm_tensors(spec, n)
     return groups
+
+
+def _mlstm_tensors(spec: ModelSpec, n: int) -> list[TensorGroup]:
+    """xLSTM's mLSTM layer (transformers ``xLSTMLayer``; the fused weight mode holds the
+    same elements in ``qkv_opreact`` / ``ifgate_preact``)."""
+    m, h = spec.mlstm, spec.hidden_size
+    assert m is not None
+    groups = _linear("mlstm_layer.q", "ssm", m.qk_dim, h, n, m.bias)
+    groups += _linear("mlstm_layer.k", "ssm", m.qk_dim, h, n, m.bias)
+    groups += _linear("mlstm_layer.v", "ssm", m.v_dim, h, n, m.bias)
+    groups += _linear("mlstm_layer.ogate_preact", "ssm", m.v_dim, h, n, m.bias)
+    groups += _linear("mlstm_layer.igate_preact", "ssm", m.num_heads, h, n, True)
+    groups += _linear("mlstm_layer.fgate_preact", "ssm", m.num_heads, h, n, True)
+    groups += _other("mlstm_layer.multihead_norm.weight", (m.v_dim,), n)
+    if m.bias:
+        groups += _other("mlstm_layer.multihead_norm.bias", (m.v_dim,), n)
+    groups += _linear("mlstm_layer.out_proj", "ssm", h, m.v_dim, n, m.bias)
+    return groups
+
+
+def _rwkv_tensors(spec: ModelSpec, n: int) -> list[TensorGroup]:
+    """An RWKV-4 block (Peng et al. 2023; transformers ``RwkvSelfAttention``,
+    ``RwkvFeedForward``): time mixing with per-channel ``time_decay`` / ``time_first``, three
+    token-shift mixes and key / value / receptance / output; channel mixing with two
+    mixes, key (hidden -> intermediate), value (back) and receptance (hidden -> hidden)."""
+    h, a, width = spec.hidden_size, spec.rwkv_attention_size, spec.intermediate_size
+    groups = _other("attention.time_decay", (a,), n) + _other("attention.time_first", (a,), n)
+    groups += _other("attention.time_mix", (h,), 3 * n)
+    for name in ("key", "value", "receptance"):
+        groups += _linear(f"attention.{name}", "ssm", a, h, n, False)
+    groups += _linear("attention.output", "ssm", h, a, n, False)
+    groups += [TensorGroup(name="feed_forward.time_mix", component="mlp", role="other", shape=(h,), count=2 * n)]
+    groups += _linear("feed_forward.key", "mlp", width, h, n, False)
+    groups += _linear("feed_forward.receptance", "mlp", h, h, n, False)
+    groups += _linear("feed_forward.value", "mlp", h, width, n, False)
+    return groups
+
+
+def _kda_tensors(spec: ModelSpec, n: int) -> list[TensorGroup]:
+    """Kimi delta attention (transformers ``KimiDeltaAttention``): q/k/v of
+    ``heads x head_dim``, one depthwise conv over the three, a per-channel forget gate
+    (``dt_bias``, per-head ``A_log``, low-rank ``f_a``/``f_b`` or Bailing's ``f_proj``),
+    the per-head beta (``b_proj``), an output gate (``g_a``/``g_b`` or ``g_proj``), a
+    gated RMSNorm over ``head_dim`` and ``o_proj``."""
+    kda, h = spec.kda, spec.hidden_size
+    assert kda is not None
+    w, r = kda.width, kda.gate_rank
+    groups: list[TensorGroup] = []
+    for name in ("q_proj", "k_proj", "v_proj"):
+        groups += _linear(f"self_attn.{name}", "ssm", w, h, n, False)
+    groups += _other("self_attn.conv1d.weight", (kda.conv_channels, 1, kda.conv_kernel), n)
+    groups += _other("self_attn.forget_gate.dt_bias", (w,), n)
+    groups += _other("self_attn.forget_gate.A_log", (kda.num_heads,), n)
+    if r:
+        groups += _linear("self_attn.forget_gate.f_a_proj", "ssm", r, h, n, False)
+        groups += _linear("self_attn.forget_gate.f_b_proj", "ssm", w, r, n, False)
+        groups += _linear("self_attn.g_a_proj", "ssm", r, h, n, False)
+        groups += _linear("self_attn.g_b_proj", "ssm", w, r, n, False)
+    else:
+        groups += _linear("self_attn.forget_gate.f_proj", "ssm", w, h, n, False)
+        groups += _linear("self_attn.g_proj", "ssm", w, h, n, False)
+    groups += _linear("self_attn.b_proj", "ssm", kda.num_heads, h, n, False)
+    groups += _other("self_attn.o_norm.weight", (kda.head_dim,), n)
+    groups += _linear("self_attn.o_proj", "ssm", h, w, n, False)
+    return groups
+
+
+def _rg_lru_tensors(spec: ModelSpec, n: int) -> list[TensorGroup]:
+    """RecurrentGemma's recurrent block (``RecurrentGemmaRecurrentBlock``): ``linear_x``,
+    ``linear_y`` (hidden -> lru_width, biased), the depthwise conv (biased), the RG-LRU's
+    ``recurrent_param`` and block-diagonal input / recurrence gates (one
+    ``block x block`` matrix and bias per head), ``linear_out`` (biased)."""
+    lru, h = spec.rg_lru, spec.hidden_size
+    assert lru is not None
+    w, heads = lru.width, lru.num_heads
+    block = w // heads
+    groups = _linear("temporal_block.linear_x", "ssm", w, h, n, True)
+    groups += _linear("temporal_block.linear_y", "ssm", w, h, n, True)
+    groups += _other("temporal_block.conv_1d.weight", (w, 1, lru.conv_kernel), n)
+    groups += _other("temporal_block.conv_1d.bias", (w,), n)
+    groups += _other("temporal_block.rg_lru.recurrent_param", (w,), n)
+    for gate in ("input_gate", "recurrent_gate"):
+        groups += _other(f"temporal_block.rg_lru.{gate}_weight", (heads, block, block), n)
+        groups += _other(f"temporal_block.rg_lru.{gate}_bias", (heads, block), n)
+    groups += _linear("temporal_block.linear_out", "ssm", h, w, n, True)
+    return groups
+
+
+def shared_block_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """Zamba's shared attention + MLP blocks (``ZambaAttentionDecoderLayer``,
+    ``Zamba2AttentionDecoderLayer``): ``min(num_mem_blocks, hybrid layers)`` copies of
+    q/k/v (from the ``2 x hidden`` concatenation), o_proj, the MLP and two norms, held
+    by the first hybrid layers using them; per hybrid layer a ``hidden -> hidden``
+    ``linear`` and, in Zamba2, the rank-``adapter_rank`` adapters on the fused gate/up
+    projection (and on q, k, v)."""
+    block = spec.shared_block
+    if block is None:
+        return []
+    hybrid = _layers_where(spec, "attention")
+    copies = min(block.num_blocks, len(hybrid))
+    if not copies:
+        return []
+    h, width, inp = spec.hidden_size, spec.intermediate_size, block.input_size
+    kv_dim = spec.num_kv_heads * spec.head_dim
+    held = _linear("shared_transformer.self_attn.q_proj", "attention", spec.q_dim, inp, copies, False)
+    held += _linear("shared_transformer.self_attn.k_proj", "attention", kv_dim, inp, copies, False)
+    held += _linear("shared_transformer.self_attn.v_proj", "attention", kv_dim, inp, copies, False)
+    held += _linear("shared_transformer.self_attn.o_proj", "attention", h, spec.q_dim, copies, False)
+    if block.mlp_fused_gate_up:
+        held += _linear("shared_transformer.feed_forward.gate_up_proj", "mlp", 2 * width, h, copies, spec.mlp_bias)
+    else:
+        held += _linear("shared_transformer.feed_forward.gate_proj", "mlp", width, h, copies, spec.mlp_bias)
+        held += _linear("shared_transformer.feed_forward.up_proj", "mlp", width, h, copies, spec.mlp_bias)
+    held += _linear("shared_transformer.feed_forward.down_proj", "mlp", h, width, copies, spec.mlp_bias)
+    held += _norm(spec, "shared_transformer.input_layernorm", inp, copies)
+    held += _norm(spec, "shared_transformer.pre_ff_layernorm", h, copies)
+    groups = _held_by(held, hybrid[:copies])
+    per_layer = _linear("linear", "attention", h, h, len(hybrid), False)
+    if block.adapter_rank:
+        r, k = block.adapter_rank, len(hybrid)
+        per_layer += _linear("shared_transformer.feed_forward.gate_up_proj_adapter.0", "mlp", r, h, k, False)
+        per_layer += _linear("shared_transformer.feed_forward.gate_up_proj_adapter.1", "mlp", 2 * width, r, k, False)
+        if block.attention_adapters:
+            for name in ("q", "k", "v"):
+                per_layer += _linear(f"shared_transformer.self_attn.linear_{name}_adapter.0", "attention", r, inp, k,
+                                     False)
+                per_layer += _linear(f"shared_transformer.self_attn.linear_{name}_adapter.1", "attention", inp, r, k,
+                                     False)
+    return groups + _held_by(per_layer, hybrid)
 
 
 def _mlp(spec: ModelSpec, prefix: str, component: Component, width: int, count: int,
@@ -460,6 +614,7 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
     groups += _held_by(indexer_tensors(spec), [i for i in range(spec.num_layers) if spec.has_indexer(i)])
     groups += cross_attention_tensors(spec)
     groups += ssm_tensors(spec)
+    groups += shared_block_tensors(spec)
     groups += mlp_tensors(spec)
     groups += _norm(spec, "layernorm", h, spec.num_layers * spec.norms_per_layer
                     - (0 if spec.first_layer_attention_norm else 1))

@@ -11,7 +11,7 @@ from vramplan.trace.setup import TraceSetup
 
 ModelKind = Literal["causal", "seq2seq", "masked"]
 
-LAYER_LIST_KEYS = ("layer_types", "mlp_only_layers")
+LAYER_LIST_KEYS = ("layer_types", "mlp_only_layers", "layers_block_type", "mlp_layer_types", "hybrid_layer_ids")
 """Per-layer lists in configs that must shrink with the layer count."""
 
 DROPOUT_KEY_SUFFIXES = ("dropout", "pdrop", "dropout_prob", "dropout_rate")
@@ -40,7 +40,8 @@ def truncated_config(config: dict, layers: int) -> dict:
     for list_key in LAYER_LIST_KEYS:
         value = cfg.get(list_key)
         if isinstance(value, list):
-            cfg[list_key] = ([i for i in value if i < layers] if list_key == "mlp_only_layers" else value[:layers])
+            indices = list_key in ("mlp_only_layers", "hybrid_layer_ids")  # layer indices, not one entry per layer
+            cfg[list_key] = [i for i in value if i < layers] if indices else value[:layers]
     return cfg
 
 

@@ -34,14 +34,15 @@ BASE_PERIODS = 2
 """Periods of layers in the shorter trace (see the module docstring)."""
 
 
-def layer_signature(config: dict) -> tuple[tuple[str, bool], ...]:
-    """Per layer: (attention kind, is MoE), from the ModelSpec reader."""
+def layer_signature(config: dict) -> tuple[tuple[str, bool, str], ...]:
+    """Per layer: (attention kind, is MoE, token mixer), from the ModelSpec reader (a
+    hybrid's Mamba / linear-attention layers repeat with the attention ones)."""
     from vramplan.model.hf_config import spec_from_config
 
     spec = spec_from_config(config)
     kinds = spec.layer_types or ("full_attention",) * spec.num_layers
     moe = spec.moe_layers or (False,) * spec.num_layers
-    return tuple(zip(kinds, moe))
+    return tuple(zip(kinds, moe, (spec.mixer(i) for i in range(spec.num_layers))))
 
 
 def prefix_and_period(signature: tuple) -> tuple[int, int]:
