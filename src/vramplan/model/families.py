@@ -560,6 +560,42 @@ def _gemma4(cfg: Config, f: dict[str, Any]) -> None:
         f["per_layer_input_vocab"] = _pos(cfg, ("vocab_size_per_layer_input",), f["vocab_size"])
 
 
+def _kv_shared_tail(cfg: Config, f: dict[str, Any]) -> None:
+    """The last ``num_kv_shared_layers`` layers reuse the keys and values of the last
+    earlier layer of their kind (``kv_sharing_modes`` in configuration_gemma3n.py /
+    configuration_gemma4.py): no k/v projections, no cache of their own."""
+    n = f["num_layers"]
+    shared = _index(cfg, "num_kv_shared_layers")
+    if shared > n:
+        raise ConfigError(f"num_kv_shared_layers: expected at most num_hidden_layers={n}, got {shared}")
+    if shared:
+        kinds = f["layer_types"] or ("full_attention",) * n
+        if not set(kinds[n - shared:]) <= set(kinds[:n - shared]):
+            raise ConfigError("num_kv_shared_layers: a shared layer has no earlier layer of its attention kind "
+                              "to read keys and values from")
+        f["kv_shared_layers"] = tuple(i >= n - shared for i in range(n))
+
+
+def _gemma3n(cfg: Config, f: dict[str, Any]) -> None:
+    """Gemma 3n text (configuration_gemma3n.py, modeling_gemma3n.py): every fifth layer
+    full attention, the others sliding; KV sharing in the last ``num_kv_shared_layers``
+    layers; per-layer input embeddings; AltUp over ``altup_num_inputs`` streams and a
+    rank-``laurel_rank`` LAuReL residual in every layer; ``v_norm`` has no weight."""
+    n = f["num_layers"]
+    if not f["layer_types"]:
+        f["layer_types"] = tuple("full_attention" if (i + 1) % 5 == 0 else "sliding_attention" for i in range(n))
+    _kv_shared_tail(cfg, f)
+    size = _index(cfg, "hidden_size_per_layer_input")
+    if size:
+        f["per_layer_input_size"] = size
+        f["per_layer_input_vocab"] = _pos(cfg, ("vocab_size_per_layer_input",), f["vocab_size"])
+    f["altup_inputs"] = _index(cfg, "altup_num_inputs", 4)
+    f["laurel_rank"] = _index(cfg, "laurel_rank", 64)
+    if f["altup_inputs"] > 1:
+        f["notes"] = (f"AltUp keeps {f['altup_inputs']} copies of the residual stream; the training and prefill "
+                      "activation formula counts one (measure with `vramplan trace`)",)
+
+
 def _mimo_v2(cfg: Config, f: dict[str, Any]) -> None:
     """MiMo-V2-Flash (modeling_mimo_v2_flash.py): sliding-window layers have twice the
     KV heads and a learned sink per head; values are ``v_head_dim`` wide; no o_proj
@@ -670,6 +706,13 @@ FAMILIES: dict[str, Family] = {
                           defaults={"vocab_size": 262_144, "max_position_embeddings": 131_072, "head_dim": 256,
                                     "sliding_window": 512, "hidden_activation": "gelu_pytorch_tanh",
                                     "vocab_size_per_layer_input": 262_144, "hidden_size_per_layer_input": 256}),
+    "gemma3n_text": Family(tied_default=True, activation_key="hidden_activation", norms_per_layer=4,
+                           qk_norm="per_head", adjust=_gemma3n,
+                           defaults={"vocab_size": 262_400, "max_position_embeddings": 32_768, "head_dim": 256,
+                                     "num_key_value_heads": 2, "sliding_window": 512,
+                                     "hidden_activation": "gelu_pytorch_tanh", "vocab_size_per_layer_input": 262_144,
+                                     "hidden_size_per_layer_input": 256, "altup_num_inputs": 4,
+                                     "num_kv_shared_layers": 15, "laurel_rank": 64}),
     "mimo_v2_flash": Family(adjust=_mimo_v2),
     "axk1": Family(moe_post_norm=True),
     "gemma4_unified_text": Family(tied_default=True, activation_key="hidden_activation", norms_per_layer=4,

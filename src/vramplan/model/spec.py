@@ -397,6 +397,14 @@ class ModelSpec:
     (``hidden_size_per_layer_input``); 0 when the model has none."""
     per_layer_input_vocab: int = 0
     """Rows of the per-layer embedding table (``vocab_size_per_layer_input``)."""
+    altup_inputs: int = 0
+    """Gemma 3n's AltUp (Baykal et al. 2023, "Alternating Updates for Efficient
+    Transformers"): the residual stream is kept as ``altup_num_inputs`` copies, one
+    updated by the layer, the others predicted and corrected by small per-layer maps
+    (``Gemma3nTextAltUp``); 0 when the model has none."""
+    laurel_rank: int = 0
+    """Gemma 3n's LAuReL (Menghani et al. 2024, "Learned Augmented Residual Layer"): a
+    rank-``laurel_rank`` linear residual beside attention in every layer; 0 when none."""
     layer_mixers: tuple[MixerKind, ...] = ()
     """Per layer: what mixes tokens (attention, mamba, mamba2, gated_deltanet, none).
     Empty means attention in every layer."""
@@ -510,6 +518,8 @@ class ModelSpec:
         if self.per_layer_input_size:
             _positive("hidden_size_per_layer_input", self.per_layer_input_size)
             _positive("vocab_size_per_layer_input", self.per_layer_input_vocab)
+        v.integer("altup_num_inputs", self.altup_inputs, 0, 64, error=ConfigError)
+        v.integer("laurel_rank", self.laurel_rank, 0, v.HIDDEN_MAX, error=ConfigError)
         if self.indexer is not None and self.mla is not None and self.mla.q_lora_rank is None:
             raise ConfigError("q_lora_rank: the sparse-attention indexer reads the query latent; expected a rank")
         if any(self.layer_indexers) and self.indexer is None:

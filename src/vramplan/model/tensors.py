@@ -23,14 +23,15 @@ from vramplan.model.spec import ModelSpec
 
 Component = Literal[
     "embeddings", "position_embeddings", "attention", "cross_attention", "ssm", "mlp", "experts", "router",
-    "shared_experts", "norms", "biases", "head", "vision_tower", "audio_tower", "projector",
+    "shared_experts", "norms", "biases", "head", "vision_tower", "audio_tower", "projector", "residual",
 ]
 COMPONENTS: tuple[Component, ...] = (
     "embeddings", "position_embeddings", "attention", "cross_attention", "ssm", "mlp", "experts", "router",
-    "shared_experts", "norms", "biases", "head", "vision_tower", "audio_tower", "projector",
+    "shared_experts", "norms", "biases", "head", "vision_tower", "audio_tower", "projector", "residual",
 )
 """Parameter components in display order. Biases of every module are gathered in
-``biases``; norm weights (and LayerNorm biases) in ``norms``."""
+``biases``; norm weights (and LayerNorm biases) in ``norms``; what widens or mixes the
+residual stream (AltUp, LAuReL, hyper-connections) in ``residual``."""
 
 TensorRole = Literal["linear", "embedding", "norm", "bias", "other"]
 
@@ -226,6 +227,30 @@ def per_layer_input_tensors(spec: ModelSpec) -> list[TensorGroup]:
     return groups
 
 
+def residual_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """Gemma 3n's residual-stream modules (modeling_gemma3n.py): AltUp per layer
+    (``correct_output_scale``, ``correction_coefs`` n x n, ``prediction_coefs`` n^2 x n,
+    ``modality_router`` hidden -> n and its norm) with ``n - 1`` projections into and out
+    of the extra streams; LAuReL per layer (``linear_left`` hidden -> r, ``linear_right``
+    r -> hidden and its norm)."""
+    h, n, groups = spec.hidden_size, spec.altup_inputs, []
+    if n:
+        groups.append(TensorGroup(name="altup.correct_output_scale", component="residual", role="other",
+                                  shape=(h,), count=spec.num_layers))
+        groups += _linear("altup.correction_coefs", "residual", n, n, spec.num_layers, False)
+        groups += _linear("altup.prediction_coefs", "residual", n * n, n, spec.num_layers, False)
+        groups += _linear("altup.modality_router", "residual", n, h, spec.num_layers, False)
+        groups += _norm(spec, "altup.router_norm", h, spec.num_layers)
+        for name in ("altup_projections", "altup_unembed_projections") if n > 1 else ():
+            groups.append(TensorGroup(name=f"{name}.weight", component="residual", role="linear", shape=(h, h),
+                                      count=n - 1, per_layer=False))
+    if spec.laurel_rank:
+        groups += _linear("laurel.linear_left", "residual", spec.laurel_rank, h, spec.num_layers, False)
+        groups += _linear("laurel.linear_right", "residual", h, spec.laurel_rank, spec.num_layers, False)
+        groups += _norm(spec, "laurel.post_laurel_norm", h, spec.num_layers)
+    return groups
+
+
 def indexer_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """The sparse-attention indexer of each indexer layer (transformers
     ``DeepseekV32Indexer``): ``wq_b`` from the query latent, ``wk`` from the hidden
@@ -400,6 +425,7 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
     groups += _held_by(indexer_tensors(spec), [i for i in range(spec.num_layers) if spec.has_indexer(i)])
     groups += ssm_tensors(spec)
     groups += mlp_tensors(spec)
+    groups += residual_tensors(spec)
     groups += _norm(spec, "layernorm", h, spec.num_layers * spec.norms_per_layer)
     groups += _norm(spec, "norm", h, 1 if spec.final_norm else 0, per_layer=False)
     if not spec.tie_word_embeddings:
