@@ -596,6 +596,22 @@ def _gemma3n(cfg: Config, f: dict[str, Any]) -> None:
                       "activation formula counts one (measure with `vramplan trace`)",)
 
 
+def _mllama(cfg: Config, f: dict[str, Any]) -> None:
+    """Mllama text (Llama 3.2 Vision, modeling_mllama.py): the layers in
+    ``cross_attention_layers`` cross-attend to the vision states instead of
+    self-attending (default every fifth from layer 3); the embedding has 8 rows beyond
+    the vocabulary."""
+    n = f["num_layers"]
+    chosen = cfg.get("cross_attention_layers")
+    if chosen is None:
+        chosen = [3, 8, 13, 18, 23, 28, 33, 38]  # MllamaTextConfig.__post_init__
+    if not isinstance(chosen, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n
+                                               for i in chosen):
+        raise ConfigError(f"cross_attention_layers: expected a list of layer indices below {n}, got {chosen!r}")
+    f["layer_mixers"] = tuple("cross_attention" if i in set(chosen) else "attention" for i in range(n))
+    f["embedding_extra_rows"] = 8
+
+
 def _mimo_v2(cfg: Config, f: dict[str, Any]) -> None:
     """MiMo-V2-Flash (modeling_mimo_v2_flash.py): sliding-window layers have twice the
     KV heads and a learned sink per head; values are ``v_head_dim`` wide; no o_proj
@@ -713,6 +729,7 @@ FAMILIES: dict[str, Family] = {
                                      "hidden_activation": "gelu_pytorch_tanh", "vocab_size_per_layer_input": 262_144,
                                      "hidden_size_per_layer_input": 256, "altup_num_inputs": 4,
                                      "num_kv_shared_layers": 15, "laurel_rank": 64}),
+    "mllama_text_model": Family(adjust=_mllama),
     "mimo_v2_flash": Family(adjust=_mimo_v2),
     "axk1": Family(moe_post_norm=True),
     "gemma4_unified_text": Family(tied_default=True, activation_key="hidden_activation", norms_per_layer=4,

@@ -78,8 +78,11 @@ class MoESpec:
                 f"experts_per_token: expected at most num_experts={self.num_experts}, got {self.experts_per_token}")
 
 
-MixerKind = Literal["attention", "mamba", "mamba2", "gated_deltanet", "short_conv", "lightning_attention", "none"]
-"""What mixes tokens in a layer: softmax attention (with a KV cache), a Mamba or
+MixerKind = Literal["attention", "mamba", "mamba2", "gated_deltanet", "short_conv", "lightning_attention",
+                    "cross_attention", "none"]
+"""What mixes tokens in a layer: softmax attention (with a KV cache), cross-attention to
+a vision tower's states instead of self-attention (Mllama: its cache holds the image
+states, not the text), a Mamba or
 Mamba-2 state-space mixer, a gated delta-net (linear attention with a recurrent
 state), a gated short convolution (LFM2), MiniMax's lightning attention (linear
 attention with a ``head_dim x head_dim`` state per head), or nothing (Nemotron-H's
@@ -397,6 +400,9 @@ class ModelSpec:
     (``hidden_size_per_layer_input``); 0 when the model has none."""
     per_layer_input_vocab: int = 0
     """Rows of the per-layer embedding table (``vocab_size_per_layer_input``)."""
+    embedding_extra_rows: int = 0
+    """Rows of the token embedding beyond ``vocab_size`` (Mllama: 8 image and special
+    tokens the head does not predict)."""
     altup_inputs: int = 0
     """Gemma 3n's AltUp (Baykal et al. 2023, "Alternating Updates for Efficient
     Transformers"): the residual stream is kept as ``altup_num_inputs`` copies, one
@@ -519,6 +525,7 @@ class ModelSpec:
             _positive("hidden_size_per_layer_input", self.per_layer_input_size)
             _positive("vocab_size_per_layer_input", self.per_layer_input_vocab)
         v.integer("altup_num_inputs", self.altup_inputs, 0, 64, error=ConfigError)
+        v.integer("embedding_extra_rows", self.embedding_extra_rows, 0, v.VOCAB_MAX, error=ConfigError)
         v.integer("laurel_rank", self.laurel_rank, 0, v.HIDDEN_MAX, error=ConfigError)
         if self.indexer is not None and self.mla is not None and self.mla.q_lora_rank is None:
             raise ConfigError("q_lora_rank: the sparse-attention indexer reads the query latent; expected a rank")
@@ -578,6 +585,11 @@ class ModelSpec:
     @property
     def num_indexer_layers(self) -> int:
         return sum(self.has_indexer(i) for i in range(self.num_layers))
+
+    @property
+    def num_cross_attention_layers(self) -> int:
+        """Layers that cross-attend to a vision tower's states (Mllama)."""
+        return sum(self.mixer(i) == "cross_attention" for i in range(self.num_layers))
 
     @property
     def num_attention_layers(self) -> int:

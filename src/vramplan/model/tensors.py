@@ -227,6 +227,26 @@ def per_layer_input_tensors(spec: ModelSpec) -> list[TensorGroup]:
     return groups
 
 
+def cross_attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """Mllama's cross-attention layers (``MllamaTextCrossAttention``): q from the text,
+    k/v from the vision states (already at the text width), o, q/k norms per head, and
+    the layer's two tanh gates (attention and MLP)."""
+    layers = _layers_where(spec, "cross_attention")
+    if not layers:
+        return []
+    n, h, d = len(layers), spec.hidden_size, spec.head_dim
+    kv = spec.num_kv_heads * d
+    groups = _linear("cross_attn.q_proj", "cross_attention", spec.q_dim, h, n, False)
+    groups += _linear("cross_attn.k_proj", "cross_attention", kv, h, n, False)
+    groups += _linear("cross_attn.v_proj", "cross_attention", kv, h, n, False)
+    groups += _linear("cross_attn.o_proj", "cross_attention", h, spec.q_dim, n, False)
+    groups += _norm(spec, "cross_attn.q_norm", d, n)
+    groups += _norm(spec, "cross_attn.k_norm", d, n)
+    groups += [TensorGroup(name=f"{gate}", component="cross_attention", role="other", shape=(1,), count=n)
+               for gate in ("cross_attn_attn_gate", "cross_attn_mlp_gate")]
+    return _held_by(groups, layers)
+
+
 def residual_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """Gemma 3n's residual-stream modules (modeling_gemma3n.py): AltUp per layer
     (``correct_output_scale``, ``correction_coefs`` n x n, ``prediction_coefs`` n^2 x n,
@@ -412,7 +432,7 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """The decoder-only model's tensors, embeddings first, head last."""
     h = spec.hidden_size
     groups = [TensorGroup(name="embed_tokens.weight", component="embeddings", role="embedding",
-                          shape=(spec.vocab_size, h), count=1, per_layer=False)]
+                          shape=(spec.vocab_size + spec.embedding_extra_rows, h), count=1, per_layer=False)]
     if spec.learned_position_embeddings:
         groups.append(TensorGroup(name="embed_positions.weight", component="position_embeddings",
                                   role="embedding",
@@ -422,6 +442,7 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
         groups += _norm(spec, "embedding_norm", h, 1, per_layer=False)
     groups += per_layer_input_tensors(spec)
     groups += attention_tensors(spec)
+    groups += cross_attention_tensors(spec)
     groups += _held_by(indexer_tensors(spec), [i for i in range(spec.num_layers) if spec.has_indexer(i)])
     groups += ssm_tensors(spec)
     groups += mlp_tensors(spec)
