@@ -612,6 +612,34 @@ def _mllama(cfg: Config, f: dict[str, Any]) -> None:
     f["embedding_extra_rows"] = 8
 
 
+def _hyper_connections(cfg: Config, f: dict[str, Any]) -> None:
+    f["hyper_connection_streams"] = _pos(cfg, ("hc_mult",), 4)
+    f["notes"] = tuple(f.get("notes", ())) + (
+        f"hyper-connections keep {f['hyper_connection_streams']} copies of the residual stream; the training and "
+        "prefill activation formula counts one (measure with `vramplan trace`)",)
+
+
+def _hy_v4(cfg: Config, f: dict[str, Any]) -> None:
+    """Hunyuan v4 (configuration_hy_v4.py, modeling_hy_v4.py): MLA with a sink per head
+    and a sigmoid output gate (``gate_proj``, heads x ``v_head_dim``); a DSA indexer in
+    the ``full`` layers of ``indexer_types`` (default: layer 0 and every fourth from 1);
+    hyper-connections over ``hc_mult`` streams; dense first layer (``mlp_layer_types``)."""
+    if cfg.get("indexer_types") is None:
+        cfg = {**cfg, "indexer_types": ["full" if i == 0 or (i - 1) % 4 == 0 else "shared"
+                                        for i in range(f["num_layers"])]}
+    _indexer(cfg, f)
+    _hyper_connections(cfg, f)
+
+
+def _axk2(cfg: Config, f: dict[str, Any]) -> None:
+    """A.X K2 (modeling_axk2.py): MLA whose ``q_gate_proj`` emits queries and an output
+    gate from the query latent, a DSA indexer in every layer, gated RMSNorms of rank
+    ``gated_norm_rank``."""
+    _indexer(cfg, f)
+    f["gated_norm_rank"] = _pos(cfg, ("gated_norm_rank",), 16)
+    f["_mla_fused_query_gate"] = True
+
+
 def _mimo_v2(cfg: Config, f: dict[str, Any]) -> None:
     """MiMo-V2-Flash (modeling_mimo_v2_flash.py): sliding-window layers have twice the
     KV heads and a learned sink per head; values are ``v_head_dim`` wide; no o_proj
@@ -730,6 +758,10 @@ FAMILIES: dict[str, Family] = {
                                      "hidden_size_per_layer_input": 256, "altup_num_inputs": 4,
                                      "num_kv_shared_layers": 15, "laurel_rank": 64}),
     "mllama_text_model": Family(adjust=_mllama),
+    "hy_v4": Family(sinks=True, attention_gate="full", adjust=_hy_v4,
+                    defaults={"hc_mult": 4, "index_n_heads": 16, "index_head_dim": 128, "index_topk": 2048}),
+    "axk2": Family(adjust=_axk2, defaults={"index_n_heads": 16, "index_head_dim": 128, "index_topk": 2048,
+                                           "first_k_dense_replace": 1, "gated_norm_rank": 16}),
     "mimo_v2_flash": Family(adjust=_mimo_v2),
     "axk1": Family(moe_post_norm=True),
     "gemma4_unified_text": Family(tied_default=True, activation_key="hidden_activation", norms_per_layer=4,

@@ -275,12 +275,14 @@ def _mla(cfg: Config, f: dict[str, Any]) -> None:
     f["mla"] = MLASpec(q_lora_rank=_key_int(cfg, "q_lora_rank", None, "rank") or None,
                        kv_lora_rank=_check_int("kv_lora_rank", cfg["kv_lora_rank"], "rank"),
                        qk_rope_head_dim=rope, qk_nope_head_dim=nope,
-                       v_head_dim=_check_int("v_head_dim", cfg.get("v_head_dim"), "head_dim"))
+                       v_head_dim=_check_int("v_head_dim", cfg.get("v_head_dim"), "head_dim"),
+                       fused_query_gate=bool(f.pop("_mla_fused_query_gate", False)))
     f["head_dim"] = rope + nope
     f["num_kv_heads"] = f["num_attention_heads"]
     if cfg.get("num_nextn_predict_layers"):
-        f["notes"] = (f"the checkpoint's {cfg['num_nextn_predict_layers']} multi-token-prediction layer(s) "
-                      "are not counted (transformers does not build them)",)
+        f["notes"] = tuple(f.get("notes", ())) + (
+            f"the checkpoint's {cfg['num_nextn_predict_layers']} multi-token-prediction layer(s) are not counted "
+            "(transformers does not build them)",)
 
 
 # ---- the generic reader -----------------------------------------------------------

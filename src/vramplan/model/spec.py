@@ -178,6 +178,10 @@ class MLASpec:
     """Per-head dims without rotary position."""
     v_head_dim: int
     """Per-head value dims."""
+    fused_query_gate: bool = False
+    """A.X K2: one ``q_gate_proj`` from the query latent and its normed copy
+    (``2 q_lora_rank`` wide) emits the queries and a per-head output gate
+    (``heads x (qk_head_dim + v_head_dim)``), in place of ``q_b_proj``."""
 
     def __post_init__(self) -> None:
         if self.q_lora_rank is not None:
@@ -403,6 +407,20 @@ class ModelSpec:
     embedding_extra_rows: int = 0
     """Rows of the token embedding beyond ``vocab_size`` (Mllama: 8 image and special
     tokens the head does not predict)."""
+    hyper_connection_streams: int = 0
+    """Hyper-connections (Zhu et al. 2024, "Hyper-Connections"; Hunyuan v4
+    ``HYV4HyperConnection``, DeepSeek-V4): the residual stream is ``hc_mult`` streams,
+    mixed into each sub-block's input and written back by learned, input-dependent
+    weights (fp32 ``fn``/``base``/``scale`` before attention and before the MLP, and a
+    ``hc_head`` that collapses the streams before the final norm); 0 when none."""
+    hyper_connection_residual_mix: bool = False
+    """DeepSeek-V4's form: the weights also mix the streams among themselves
+    (``(2 + hc_mult) x hc_mult`` outputs, three scales) instead of only reading and
+    writing them (``2 x hc_mult`` outputs, two scales; Hunyuan v4)."""
+    gated_norm_rank: int = 0
+    """A.X K2's gated RMSNorms: the block's input norm (and, in MoE layers, the
+    post-attention norm) carries a rank-``gated_norm_rank`` gate MLP
+    (``fc1`` hidden -> r, ``fc2`` r -> hidden); 0 when none."""
     altup_inputs: int = 0
     """Gemma 3n's AltUp (Baykal et al. 2023, "Alternating Updates for Efficient
     Transformers"): the residual stream is kept as ``altup_num_inputs`` copies, one
@@ -527,6 +545,8 @@ class ModelSpec:
         v.integer("altup_num_inputs", self.altup_inputs, 0, 64, error=ConfigError)
         v.integer("embedding_extra_rows", self.embedding_extra_rows, 0, v.VOCAB_MAX, error=ConfigError)
         v.integer("laurel_rank", self.laurel_rank, 0, v.HIDDEN_MAX, error=ConfigError)
+        v.integer("hc_mult", self.hyper_connection_streams, 0, 64, error=ConfigError)
+        v.integer("gated_norm_rank", self.gated_norm_rank, 0, v.HIDDEN_MAX, error=ConfigError)
         if self.indexer is not None and self.mla is not None and self.mla.q_lora_rank is None:
             raise ConfigError("q_lora_rank: the sparse-attention indexer reads the query latent; expected a rank")
         if any(self.layer_indexers) and self.indexer is None:

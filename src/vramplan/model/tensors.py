@@ -125,7 +125,12 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
         if mla.q_lora_rank:
             groups += _linear("self_attn.q_a_proj", "attention", mla.q_lora_rank, h, n, spec.attention_qkv_bias)
             groups += _norm(spec, "self_attn.q_a_layernorm", mla.q_lora_rank, n)
-            groups += _linear("self_attn.q_b_proj", "attention", heads * mla.qk_head_dim, mla.q_lora_rank, n, False)
+            if mla.fused_query_gate:  # A.X K2: queries and output gate from [latent, normed latent]
+                groups += _linear("self_attn.q_gate_proj", "attention", heads * (mla.qk_head_dim + mla.v_head_dim),
+                                  2 * mla.q_lora_rank, n, False)
+            else:
+                groups += _linear("self_attn.q_b_proj", "attention", heads * mla.qk_head_dim, mla.q_lora_rank, n,
+                                  False)
         else:
             groups += _linear("self_attn.q_proj", "attention", heads * mla.qk_head_dim, h, n, False)
         groups += _linear("self_attn.kv_a_proj_with_mqa", "attention", mla.kv_lora_rank + mla.qk_rope_head_dim, h,
@@ -134,13 +139,14 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
         groups += _linear("self_attn.kv_b_proj", "attention", heads * (mla.qk_nope_head_dim + mla.v_head_dim),
                           mla.kv_lora_rank, n, False)
         groups += _linear("self_attn.o_proj", "attention", h, heads * mla.v_head_dim, n, spec.attention_out_bias)
-        return groups
-    for (head_dim, kv_heads, shared, k_is_v), layers in _attention_shapes(spec).items():
-        groups += _held_by(_qkvo(spec, head_dim, kv_heads, shared, k_is_v, len(layers)), layers)
+    else:
+        for (head_dim, kv_heads, shared, k_is_v), layers in _attention_shapes(spec).items():
+            groups += _held_by(_qkvo(spec, head_dim, kv_heads, shared, k_is_v, len(layers)), layers)
     attention_layers = _layers_where(spec, "attention")
     extra: list[TensorGroup] = []
     if spec.attention_gate in ("full", "head"):
-        width = spec.q_dim if spec.attention_gate == "full" else spec.num_attention_heads
+        value_width = spec.num_attention_heads * spec.mla.v_head_dim if spec.mla is not None else spec.q_dim
+        width = value_width if spec.attention_gate == "full" else spec.num_attention_heads
         extra += _linear("self_attn.gate_proj", "attention", width, h, n, False)
     if spec.attention_gate_bias:
         extra.append(TensorGroup(name="self_attn.gate_bias", component="biases", role="bias",
@@ -248,11 +254,12 @@ def cross_attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
 
 
 def residual_tensors(spec: ModelSpec) -> list[TensorGroup]:
-    """Gemma 3n's residual-stream modules (modeling_gemma3n.py): AltUp per layer
+    """Modules that widen or gate the residual stream. Gemma 3n (modeling_gemma3n.py): AltUp per layer
     (``correct_output_scale``, ``correction_coefs`` n x n, ``prediction_coefs`` n^2 x n,
     ``modality_router`` hidden -> n and its norm) with ``n - 1`` projections into and out
     of the extra streams; LAuReL per layer (``linear_left`` hidden -> r, ``linear_right``
-    r -> hidden and its norm)."""
+    r -> hidden and its norm). Hyper-connections (modeling_hy_v4.py): ``fn``, ``base``,
+    ``scale`` twice per layer and the ``hc_head``. A.X K2's norm gates (modeling_axk2.py)."""
     h, n, groups = spec.hidden_size, spec.altup_inputs, []
     if n:
         groups.append(TensorGroup(name="altup.correct_output_scale", component="residual", role="other",
@@ -264,6 +271,20 @@ def residual_tensors(spec: ModelSpec) -> list[TensorGroup]:
         for name in ("altup_projections", "altup_unembed_projections") if n > 1 else ():
             groups.append(TensorGroup(name=f"{name}.weight", component="residual", role="linear", shape=(h, h),
                                       count=n - 1, per_layer=False))
+    streams = spec.hyper_connection_streams
+    if streams:  # HYV4HyperConnection / DeepSeek-V4: before attention and before the MLP, then hc_head
+        rows = (2 + streams) * streams if spec.hyper_connection_residual_mix else 2 * streams
+        scales = 3 if spec.hyper_connection_residual_mix else 2
+        for name, shape in (("fn", (rows, streams * h)), ("base", (rows,)), ("scale", (scales,))):
+            groups.append(TensorGroup(name=f"hc.{name}", component="residual", role="other", shape=shape,
+                                      count=2 * spec.num_layers))
+        for name, shape in (("hc_fn", (streams, streams * h)), ("hc_base", (streams,)), ("hc_scale", (1,))):
+            groups.append(TensorGroup(name=f"hc_head.{name}", component="residual", role="other", shape=shape,
+                                      count=1, per_layer=False))
+    if spec.gated_norm_rank:  # A.X K2 AXK2GatedRMSNorm: input norm everywhere, post-attention norm in MoE layers
+        gated = spec.num_layers + spec.num_moe_layers
+        groups += _linear("gated_norm.mlp.fc1", "residual", spec.gated_norm_rank, h, gated, False)
+        groups += _linear("gated_norm.mlp.fc2", "residual", h, spec.gated_norm_rank, gated, False)
     if spec.laurel_rank:
         groups += _linear("laurel.linear_left", "residual", spec.laurel_rank, h, spec.num_layers, False)
         groups += _linear("laurel.linear_right", "residual", h, spec.laurel_rank, spec.num_layers, False)
