@@ -34,7 +34,6 @@ the test output and in docs/architectures.md)."""
 
 NOT_READ: dict[str, str] = {
     # decoder-only types transformers 5.24 builds from its default config that are not read exactly
-    "axk2": "norms that hold their own MLPs (hyper-connections)",
     "bailing_hybrid": "hybrid linear-attention layers (forget-gate recurrence)",
     "bert-generation": "BERT encoder stack used as a decoder",
     "biogpt": "BioGPT: scaled sinusoid-free learned positions with offset and BART-style blocks",
@@ -45,17 +44,13 @@ NOT_READ: dict[str, str] = {
     "deepseek_v2": "the default config leaves num_experts_per_tok unset (null)",
     "doge": "dynamic-mask attention with residual scalars",
     "dory": "learned residual lambdas and a scaled head",
-    "dots3_note": "sparse-attention indexer",
-    "dots3_note_text": "sparse-attention indexer",
     "falcon_h1": "hybrid: Mamba-2 and attention in parallel in every layer",
     "fuyu": "image patches are projected by the causal-LM class itself",
-    "gemma3n_text": "AltUp, LAuReL and per-layer embeddings",
     "gemma4_unified_assistant": "cross-model KV sharing",
     "git": "image encoder inside the causal-LM class",
     "glm4_moe": "the default config has 96 heads over hidden 4096 with no head_dim (transformers floors to 42)",
     "gpt_neox_japanese": "a single shared attention-output bias",
     "hrm_text": "hierarchical recurrent modules",
-    "hy_v4": "hyper-connections",
     "inkling2_loop_text": "looped blocks",
     "inkling2_text": "own block layout",
     "inkling_text": "own block layout",
@@ -64,7 +59,6 @@ NOT_READ: dict[str, str] = {
     "lara_mini": "hybrid gated delta-net layers",
     "lfm3": "gated short-convolution layers with extra post norms and an attention gate",
     "longcat_flash": "two attention and MLP sub-blocks per layer, zero-compute experts",
-    "mllama": "cross-attention layers to the vision tower",
     "modernbert-decoder": "ModernBERT decoder head",
     "moshi": "depth decoder and fused gated MLP",
     "olmo_hybrid": "hybrid gated delta-net layers",

@@ -11,6 +11,9 @@ Per layer and token, one rank of ``tp`` holds
   ``(d_c + d_h^R) l`` elements per token); engines keep it whole on every TP rank.
 - MLA, expanded (transformers' ``DeepseekV3Attention`` caches decompressed keys and
   values): ``heads x (qk_head_dim + v_head_dim)`` elements.
+- Per-layer shapes (Gemma 4's head widths and KV heads, dots3's per-layer MLA ranks) and
+  layers that reuse an earlier layer's keys and values (Gemma 3n / Gemma 4
+  ``num_kv_shared_layers``: no cache of their own) are summed layer by layer.
 
 - DeepSeek sparse attention (DeepSeek-V3.2, GLM-5) adds the indexer's key cache: one
   ``index_head_dim`` row per token in each indexer layer.
@@ -113,11 +116,12 @@ def kv_row_elements(spec: ModelSpec, *, tp: int = 1, mla_cache: MLACache = "late
     TP rank; of layer ``layer`` when layers differ (Gemma 4), else of every layer. MLA's
     latent cache is one row of ``kv_lora_rank + qk_rope_head_dim`` (V is read from the
     same latent: second element 0)."""
-    if spec.mla is not None:
+    mla = spec.mla if layer is None else spec.layer_mla_spec(layer)
+    if mla is not None:
         if mla_cache == "latent":
-            return spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim, 0
-        heads = spec.num_attention_heads // tp
-        return heads * spec.mla.qk_head_dim, heads * spec.mla.v_head_dim
+            return mla.kv_lora_rank + mla.qk_rope_head_dim, 0
+        heads = (spec.num_attention_heads if layer is None else spec.layer_num_attention_heads(layer)) // tp
+        return heads * mla.qk_head_dim, heads * mla.v_head_dim
     if layer is None:
         heads, k_dim, v_dim = kv_heads_per_rank(spec, tp), spec.head_dim, spec.value_head_dim or spec.head_dim
     else:
@@ -132,7 +136,8 @@ def _layer_kv_heads_per_rank(spec: ModelSpec, layer: int, tp: int) -> int:
 
 
 def _per_layer_geometry(spec: ModelSpec) -> bool:
-    return bool(spec.layer_head_dims or spec.layer_kv_heads or spec.kv_shared_layers)
+    return bool(spec.layer_head_dims or spec.layer_kv_heads or spec.kv_shared_layers or spec.layer_mla
+                or spec.layer_attention_heads)
 
 
 def layer_kv_bytes_per_token(spec: ModelSpec, layer: int, dtype: str | KVDType = "fp16", *, tp: int = 1,

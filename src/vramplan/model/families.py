@@ -37,7 +37,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "experts_per_token": ("num_experts_per_tok", "experts_per_token", "moe_k", "moe_topk",
                           "num_experts_per_token"),
     "expert_intermediate_size": ("moe_intermediate_size", "expert_intermediate_size"),
-    "shared_expert_intermediate_size": ("shared_expert_intermediate_size",),
+    "shared_expert_intermediate_size": ("shared_expert_intermediate_size", "shared_experts_intermediate_size"),
     "num_shared_experts": ("n_shared_experts", "num_shared_experts", "moe_num_shared_experts"),
 }
 """Quantity -> the config keys it goes by (``n_layer`` / ``num_layers`` /
@@ -507,6 +507,9 @@ def _indexer(cfg: Config, f: dict[str, Any]) -> None:
             freq = max(_pos(cfg, ("index_topk_freq",), 1), 1)
             offset = _index(cfg, "index_skip_topk_offset", 2)
             kinds = ["full" if max(i - offset + 1, 0) % freq == 0 else "shared" for i in range(n)]
+    if kinds is None and "_indexer_layers" in f:  # dots3: the indexed_attention layers
+        f["layer_indexers"] = tuple(f.pop("_indexer_layers"))
+        return
     if kinds is None:
         return
     if not isinstance(kinds, list) or len(kinds) != n or any(k not in ("full", "shared") for k in kinds):
@@ -640,6 +643,42 @@ def _axk2(cfg: Config, f: dict[str, Any]) -> None:
     f["_mla_fused_query_gate"] = True
 
 
+DOTS3_SLIDING_DEFAULTS = {"num_attention_heads": 64, "num_key_value_heads": 64, "q_lora_rank": 1024,
+                          "kv_lora_rank": 1024, "head_dim": 256, "qk_nope_head_dim": 192, "v_head_dim": 128}
+"""dots3's sliding-window layer shape when the config names no ``swa_*`` keys
+(Dots3NoteTextConfig.__post_init__)."""
+
+
+def _dots3(cfg: Config, f: dict[str, Any]) -> None:
+    """dots3 text (configuration_dots3_note.py, modeling_dots3_note.py): MLA in every
+    layer with a norm on the rope key and one sigmoid gate per head (``g_proj``);
+    ``indexed_attention`` layers (the first two and every fourth from 1, by default) run
+    a DSA indexer, the ``sliding_attention`` layers have their own MLA shape
+    (``per_layer_config``, from the ``swa_*`` keys) and no indexer."""
+    n = f["num_layers"]
+    types = cfg.get("layer_types")
+    if types is None:
+        types = ["indexed_attention" if i < 2 or i % 4 == 1 else "sliding_attention" for i in range(n)]
+        f["layer_types"] = tuple("sliding_attention" if t == "sliding_attention" else "full_attention" for t in types)
+    if not isinstance(types, list) or len(types) != n:
+        raise ConfigError(f"layer_types: expected a list of {n} entries (num_hidden_layers)")
+    per_layer = cfg.get("per_layer_config")
+    if per_layer is None:
+        sliding = {k: _first(cfg, (f"swa_{k}",), v) for k, v in DOTS3_SLIDING_DEFAULTS.items()}
+        sliding["qk_rope_head_dim"] = _first(cfg, ("swa_qk_rope_head_dim",),
+                                             _pos(sliding, ("head_dim",)) - _pos(sliding, ("qk_nope_head_dim",)))
+        per_layer = {str(i): sliding for i, t in enumerate(types) if t == "sliding_attention"}
+    if not isinstance(per_layer, dict):
+        raise ConfigError(f"per_layer_config: expected an object of layer index -> overrides, got {per_layer!r}")
+    f["_per_layer_mla"] = {}
+    for key, override in per_layer.items():
+        if not str(key).isdigit() or int(key) >= n or not isinstance(override, dict):
+            raise ConfigError(f"per_layer_config: expected layer indices below {n} with objects, got {key!r}")
+        f["_per_layer_mla"][int(key)] = override
+    f["_indexer_layers"] = [t == "indexed_attention" for t in types]
+    f["attention_gate"] = "head"
+
+
 def _mimo_v2(cfg: Config, f: dict[str, Any]) -> None:
     """MiMo-V2-Flash (modeling_mimo_v2_flash.py): sliding-window layers have twice the
     KV heads and a learned sink per head; values are ``v_head_dim`` wide; no o_proj
@@ -762,6 +801,9 @@ FAMILIES: dict[str, Family] = {
                     defaults={"hc_mult": 4, "index_n_heads": 16, "index_head_dim": 128, "index_topk": 2048}),
     "axk2": Family(adjust=_axk2, defaults={"index_n_heads": 16, "index_head_dim": 128, "index_topk": 2048,
                                            "first_k_dense_replace": 1, "gated_norm_rank": 16}),
+    "dots3_note_text": Family(adjust=_seq(_dots3, _indexer), defaults={
+        "index_n_heads": 64, "index_head_dim": 128, "index_topk": 2048, "first_k_dense_replace": 1,
+        "sliding_window": 512}),
     "mimo_v2_flash": Family(adjust=_mimo_v2),
     "axk1": Family(moe_post_norm=True),
     "gemma4_unified_text": Family(tied_default=True, activation_key="hidden_activation", norms_per_layer=4,

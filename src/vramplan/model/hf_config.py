@@ -276,13 +276,33 @@ def _mla(cfg: Config, f: dict[str, Any]) -> None:
                        kv_lora_rank=_check_int("kv_lora_rank", cfg["kv_lora_rank"], "rank"),
                        qk_rope_head_dim=rope, qk_nope_head_dim=nope,
                        v_head_dim=_check_int("v_head_dim", cfg.get("v_head_dim"), "head_dim"),
-                       fused_query_gate=bool(f.pop("_mla_fused_query_gate", False)))
+                       fused_query_gate=bool(f.pop("_mla_fused_query_gate", False)),
+                       rope_key_norm=cfg.get("model_type") in ROPE_KEY_NORM)
     f["head_dim"] = rope + nope
     f["num_kv_heads"] = f["num_attention_heads"]
+    overrides = f.pop("_per_layer_mla", None)
+    if overrides:  # dots3: layers with their own MLA shape and head count (per_layer_config)
+        layer_mla, heads = [f["mla"]] * f["num_layers"], [f["num_attention_heads"]] * f["num_layers"]
+        for i, o in overrides.items():
+            merged = {**cfg, **o}
+            o_rope = _check_int("qk_rope_head_dim", merged.get("qk_rope_head_dim"), "head_dim")
+            layer_mla[i] = MLASpec(q_lora_rank=_key_int(merged, "q_lora_rank", None, "rank") or None,
+                                   kv_lora_rank=_check_int("kv_lora_rank", merged.get("kv_lora_rank"), "rank"),
+                                   qk_rope_head_dim=o_rope,
+                                   qk_nope_head_dim=_check_int("qk_nope_head_dim", merged.get("qk_nope_head_dim"),
+                                                               "head_dim"),
+                                   v_head_dim=_check_int("v_head_dim", merged.get("v_head_dim"), "head_dim"),
+                                   rope_key_norm=f["mla"].rope_key_norm)
+            heads[i] = _check_int("num_attention_heads", merged.get("num_attention_heads"), "num_attention_heads")
+        f["layer_mla"], f["layer_attention_heads"] = tuple(layer_mla), tuple(heads)
     if cfg.get("num_nextn_predict_layers"):
         f["notes"] = tuple(f.get("notes", ())) + (
             f"the checkpoint's {cfg['num_nextn_predict_layers']} multi-token-prediction layer(s) are not counted "
             "(transformers does not build them)",)
+
+
+ROPE_KEY_NORM = frozenset({"dots3_note_text"})
+"""MLA families with an RMSNorm on the shared rope key (dots3 ``k_rope_only_layernorm``)."""
 
 
 # ---- the generic reader -----------------------------------------------------------

@@ -182,6 +182,9 @@ class MLASpec:
     """A.X K2: one ``q_gate_proj`` from the query latent and its normed copy
     (``2 q_lora_rank`` wide) emits the queries and a per-head output gate
     (``heads x (qk_head_dim + v_head_dim)``), in place of ``q_b_proj``."""
+    rope_key_norm: bool = False
+    """dots3: an RMSNorm on the shared rope key (``k_rope_only_layernorm``,
+    ``qk_rope_head_dim`` wide)."""
 
     def __post_init__(self) -> None:
         if self.q_lora_rank is not None:
@@ -391,6 +394,13 @@ class ModelSpec:
     """Per layer: True when the layer reads the keys and values of an earlier layer of
     its kind (Gemma 3n / Gemma 4 ``num_kv_shared_layers``): no k/v projections and no
     cache of its own. Empty: none."""
+    layer_mla: tuple[MLASpec, ...] = ()
+    """Per layer: the MLA shape, when layers differ (dots3: the sliding-window layers
+    have their own latent ranks and head widths, ``per_layer_config``). Empty: every
+    layer has :attr:`mla`."""
+    layer_attention_heads: tuple[int, ...] = ()
+    """Per layer: query heads, when layers differ (dots3's sliding layers). Empty: every
+    layer has :attr:`num_attention_heads`."""
     value_head_dim: int = 0
     """Per-head value width when it differs from the query/key width (MiMo-V2-Flash
     ``v_head_dim`` 128 against ``head_dim`` 192); 0: values are :attr:`head_dim` wide."""
@@ -521,7 +531,7 @@ class ModelSpec:
         if self.sliding_window is not None:
             _positive("sliding_window", self.sliding_window)
         for name in ("layer_mixers", "layer_mlps", "layer_indexers", "layer_head_dims", "layer_kv_heads",
-                     "kv_shared_layers"):
+                     "kv_shared_layers", "layer_mla", "layer_attention_heads"):
             if getattr(self, name) and len(getattr(self, name)) != self.num_layers:
                 raise ConfigError(f"{name}: expected {self.num_layers} entries, got {len(getattr(self, name))}")
         if any(m in ("mamba", "mamba2") for m in self.layer_mixers) and self.ssm is None:
@@ -539,6 +549,10 @@ class ModelSpec:
             if self.num_attention_heads % kv:
                 raise ConfigError(f"num_key_value_heads: layer {i} has {kv}, not a divisor of "
                                   f"num_attention_heads={self.num_attention_heads}")
+        for heads in self.layer_attention_heads:
+            _positive("num_attention_heads", heads)
+        if self.layer_mla and self.mla is None:
+            raise ConfigError("per_layer_config: per-layer MLA shapes given but no kv_lora_rank")
         if self.per_layer_input_size:
             _positive("hidden_size_per_layer_input", self.per_layer_input_size)
             _positive("vocab_size_per_layer_input", self.per_layer_input_vocab)
@@ -587,6 +601,14 @@ class ModelSpec:
     def layer_value_head_dim(self, index: int) -> int:
         """Value head width of layer ``index``."""
         return self.value_head_dim or self.layer_head_dim(index)
+
+    def layer_mla_spec(self, index: int) -> MLASpec | None:
+        """The MLA shape of layer ``index`` (``None`` without MLA)."""
+        return self.layer_mla[index] if self.layer_mla else self.mla
+
+    def layer_num_attention_heads(self, index: int) -> int:
+        """Query heads of layer ``index``."""
+        return self.layer_attention_heads[index] if self.layer_attention_heads else self.num_attention_heads
 
     def layer_num_kv_heads(self, index: int) -> int:
         """Key/value heads of layer ``index``."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from math import prod
 from typing import Literal
 
-from vramplan.model.spec import ModelSpec
+from vramplan.model.spec import MLASpec, ModelSpec
 
 Component = Literal[
     "embeddings", "position_embeddings", "attention", "cross_attention", "ssm", "mlp", "experts", "router",
@@ -108,46 +108,34 @@ def _norm(spec: ModelSpec, name: str, dim: int, count: int, per_layer: bool = Tr
 def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """Attention of the attention layers: q/k/v/o (or MLA's latent projections), their
     biases, q/k norms and sinks."""
-    n, h = spec.num_attention_layers, spec.hidden_size
-    if not n:
+    if not spec.num_attention_layers:
         return []
-    return _held_by(_attention_groups(spec), _layers_where(spec, "attention")) if spec.mla is not None \
-        else _attention_groups(spec)
+    return _attention_groups(spec)
 
 
 def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
     n, h = spec.num_attention_layers, spec.hidden_size
     groups: list[TensorGroup] = []
     if spec.mla is not None:
-        # DeepSeek-V2 paper eq. 9-14; transformers DeepseekV3Attention.
-        mla = spec.mla
-        heads = spec.num_attention_heads
-        if mla.q_lora_rank:
-            groups += _linear("self_attn.q_a_proj", "attention", mla.q_lora_rank, h, n, spec.attention_qkv_bias)
-            groups += _norm(spec, "self_attn.q_a_layernorm", mla.q_lora_rank, n)
-            if mla.fused_query_gate:  # A.X K2: queries and output gate from [latent, normed latent]
-                groups += _linear("self_attn.q_gate_proj", "attention", heads * (mla.qk_head_dim + mla.v_head_dim),
-                                  2 * mla.q_lora_rank, n, False)
-            else:
-                groups += _linear("self_attn.q_b_proj", "attention", heads * mla.qk_head_dim, mla.q_lora_rank, n,
-                                  False)
-        else:
-            groups += _linear("self_attn.q_proj", "attention", heads * mla.qk_head_dim, h, n, False)
-        groups += _linear("self_attn.kv_a_proj_with_mqa", "attention", mla.kv_lora_rank + mla.qk_rope_head_dim, h,
-                          n, spec.attention_qkv_bias)
-        groups += _norm(spec, "self_attn.kv_a_layernorm", mla.kv_lora_rank, n)
-        groups += _linear("self_attn.kv_b_proj", "attention", heads * (mla.qk_nope_head_dim + mla.v_head_dim),
-                          mla.kv_lora_rank, n, False)
-        groups += _linear("self_attn.o_proj", "attention", h, heads * mla.v_head_dim, n, spec.attention_out_bias)
+        # DeepSeek-V2 paper eq. 9-14; transformers DeepseekV3Attention. Layers grouped by shape (dots3).
+        shapes: dict[tuple, list[int]] = {}
+        for i in _layers_where(spec, "attention"):
+            shapes.setdefault((spec.layer_mla_spec(i), spec.layer_num_attention_heads(i)), []).append(i)
+        for (mla, heads), layers in shapes.items():
+            groups += _held_by(_mla_groups(spec, mla, heads, len(layers)), layers)
     else:
         for (head_dim, kv_heads, shared, k_is_v), layers in _attention_shapes(spec).items():
             groups += _held_by(_qkvo(spec, head_dim, kv_heads, shared, k_is_v, len(layers)), layers)
     attention_layers = _layers_where(spec, "attention")
-    extra: list[TensorGroup] = []
     if spec.attention_gate in ("full", "head"):
-        value_width = spec.num_attention_heads * spec.mla.v_head_dim if spec.mla is not None else spec.q_dim
-        width = value_width if spec.attention_gate == "full" else spec.num_attention_heads
-        extra += _linear("self_attn.gate_proj", "attention", width, h, n, False)
+        widths: dict[int, list[int]] = {}
+        for i in attention_layers:
+            heads, mla = spec.layer_num_attention_heads(i), spec.layer_mla_spec(i)
+            value_head = mla.v_head_dim if mla is not None else spec.head_dim
+            widths.setdefault(heads * value_head if spec.attention_gate == "full" else heads, []).append(i)
+        for width, layers in widths.items():
+            groups += _held_by(_linear("self_attn.gate_proj", "attention", width, h, len(layers), False), layers)
+    extra: list[TensorGroup] = []
     if spec.attention_gate_bias:
         extra.append(TensorGroup(name="self_attn.gate_bias", component="biases", role="bias",
                                   shape=(spec.num_attention_heads,), count=n))
@@ -161,6 +149,31 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
     if sinks:
         groups += _held_by([TensorGroup(name="self_attn.sinks", component="attention", role="other",
                                         shape=(spec.num_attention_heads,), count=len(sinks))], sinks)
+    return groups
+
+
+def _mla_groups(spec: ModelSpec, mla: MLASpec, heads: int, n: int) -> list[TensorGroup]:
+    """MLA projections of ``n`` layers of one shape."""
+    h = spec.hidden_size
+    groups: list[TensorGroup] = []
+    if mla.q_lora_rank:
+        groups += _linear("self_attn.q_a_proj", "attention", mla.q_lora_rank, h, n, spec.attention_qkv_bias)
+        groups += _norm(spec, "self_attn.q_a_layernorm", mla.q_lora_rank, n)
+        if mla.fused_query_gate:  # A.X K2: queries and output gate from [latent, normed latent]
+            groups += _linear("self_attn.q_gate_proj", "attention", heads * (mla.qk_head_dim + mla.v_head_dim),
+                              2 * mla.q_lora_rank, n, False)
+        else:
+            groups += _linear("self_attn.q_b_proj", "attention", heads * mla.qk_head_dim, mla.q_lora_rank, n, False)
+    else:
+        groups += _linear("self_attn.q_proj", "attention", heads * mla.qk_head_dim, h, n, False)
+    groups += _linear("self_attn.kv_a_proj_with_mqa", "attention", mla.kv_lora_rank + mla.qk_rope_head_dim, h,
+                      n, spec.attention_qkv_bias)
+    groups += _norm(spec, "self_attn.kv_a_layernorm", mla.kv_lora_rank, n)
+    if mla.rope_key_norm:
+        groups += _norm(spec, "self_attn.k_rope_only_layernorm", mla.qk_rope_head_dim, n)
+    groups += _linear("self_attn.kv_b_proj", "attention", heads * (mla.qk_nope_head_dim + mla.v_head_dim),
+                      mla.kv_lora_rank, n, False)
+    groups += _linear("self_attn.o_proj", "attention", h, heads * mla.v_head_dim, n, spec.attention_out_bias)
     return groups
 
 
