@@ -58,7 +58,7 @@ NOT_READ: dict[str, str] = {
     "kimi_linear": "hybrid linear attention (KDA)",
     "lara_mini": "hybrid gated delta-net layers",
     "lfm3": "gated short-convolution layers with extra post norms and an attention gate",
-    "longcat_flash": "two attention and MLP sub-blocks per layer, zero-compute experts",
+    "longcat_flash": "read as the checkpoint: the meta build adds gate/up projections for zero-compute experts",
     "modernbert-decoder": "ModernBERT decoder head",
     "moshi": "depth decoder and fused gated MLP",
     "olmo_hybrid": "hybrid gated delta-net layers",

@@ -342,7 +342,7 @@ def mlp_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Activ
     parts: list[ActivationPart] = []
     if spec.is_moe_layer(layer) and spec.moe is not None:
         parts += _moe_parts(spec, spec.moe, ctx)
-    else:
+    if not spec.is_moe_layer(layer) or spec.moe is None or spec.moe.beside_dense_mlp:  # Gemma 4, LongCat: both
         parts.append(_part("mlp", _dense_mlp_per_token(spec, ctx, spec.intermediate_size), ctx, sharded=True))
     if ctx.dropout:
         parts.append(_part("dropout_masks/mlp", MASK * spec.hidden_size, ctx, sharded=False))

@@ -35,8 +35,8 @@ KEYS: dict[str, tuple[str, ...]] = {
                                 "max_seq_len", "n_ctx"),
     "num_experts": ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"),
     "experts_per_token": ("num_experts_per_tok", "experts_per_token", "moe_k", "moe_topk",
-                          "num_experts_per_token"),
-    "expert_intermediate_size": ("moe_intermediate_size", "expert_intermediate_size"),
+                          "num_experts_per_token", "top_k_experts"),
+    "expert_intermediate_size": ("moe_intermediate_size", "expert_intermediate_size", "expert_ffn_hidden_size"),
     "shared_expert_intermediate_size": ("shared_expert_intermediate_size", "shared_experts_intermediate_size"),
     "num_shared_experts": ("n_shared_experts", "num_shared_experts", "moe_num_shared_experts"),
 }
@@ -526,9 +526,15 @@ def _gemma4(cfg: Config, f: dict[str, Any]) -> None:
     ``attention_k_eq_v`` the full layers have no ``v_proj``; per-layer input embeddings
     of ``hidden_size_per_layer_input`` columns per layer."""
     n = f["num_layers"]
-    if config_switch(cfg, "enable_moe_block", False):
-        raise ConfigError("enable_moe_block: Gemma 4's MoE block (router and experts beside the MLP) is not read "
-                          "analytically; `vramplan trace` measures it")
+    if config_switch(cfg, "enable_moe_block", False):  # Gemma4TextRouter + Gemma4TextExperts beside the MLP
+        _pos(cfg, ("num_experts",))
+        _pos(cfg, ("top_k_experts",))
+        _pos(cfg, ("moe_intermediate_size",))
+        f["_moe_layer_set"] = set(range(n))
+        f["_moe_extras"] = {"beside_dense_mlp": True, "router_scales": True, "block_norms": 3}
+    elif cfg.get("num_experts"):
+        raise ConfigError("num_experts: set, but enable_moe_block is false (Gemma 4 builds no experts then); "
+                          "remove one of them")
     if not f["layer_types"]:
         f["layer_types"] = tuple("full_attention" if (i + 1) % 6 == 0 or i == n - 1 else "sliding_attention"
                                  for i in range(n))
@@ -679,6 +685,20 @@ def _dots3(cfg: Config, f: dict[str, Any]) -> None:
     f["attention_gate"] = "head"
 
 
+def _longcat_flash(cfg: Config, f: dict[str, Any]) -> None:
+    """LongCat-Flash (modeling_longcat_flash.py): each of the ``num_layers`` blocks holds
+    two MLA attention + dense MLP sub-blocks (read as two layers; the cache has one
+    layer per sub-block) and one MoE block beside them, whose router also picks among
+    ``zero_expert_num`` zero-compute (identity) experts that hold no weights."""
+    blocks = _pos(cfg, ("num_layers",), f["num_layers"] // 2)
+    f["num_layers"] = 2 * blocks
+    f["_moe_layer_set"] = set(range(0, 2 * blocks, 2))
+    f["_moe_extras"] = {"beside_dense_mlp": True, "zero_experts": _index(cfg, "zero_expert_num")}
+    f["notes"] = tuple(f.get("notes", ())) + (
+        "counted as the checkpoint holds it: transformers' LongcatFlashExperts also allocates gate/up "
+        "projections for the zero-compute experts, which the checkpoint does not have",)
+
+
 def _mimo_v2(cfg: Config, f: dict[str, Any]) -> None:
     """MiMo-V2-Flash (modeling_mimo_v2_flash.py): sliding-window layers have twice the
     KV heads and a learned sink per head; values are ``v_head_dim`` wide; no o_proj
@@ -804,6 +824,7 @@ FAMILIES: dict[str, Family] = {
     "dots3_note_text": Family(adjust=_seq(_dots3, _indexer), defaults={
         "index_n_heads": 64, "index_head_dim": 128, "index_topk": 2048, "first_k_dense_replace": 1,
         "sliding_window": 512}),
+    "longcat_flash": Family(adjust=_longcat_flash, defaults={"zero_expert_num": 256}),
     "mimo_v2_flash": Family(adjust=_mimo_v2),
     "axk1": Family(moe_post_norm=True),
     "gemma4_unified_text": Family(tied_default=True, activation_key="hidden_activation", norms_per_layer=4,

@@ -245,7 +245,8 @@ def _moe(cfg: Config, f: dict[str, Any], family: Family) -> None:
                        num_shared_experts=n_shared, shared_expert_intermediate_size=shared_width or 0,
                        shared_expert_gate=family.shared_expert_gate and bool(shared_width),
                        router_bias=family.router_bias, expert_bias=family.expert_bias,
-                       router_score_bias=family.router_score_bias, post_norm=family.moe_post_norm)
+                       router_score_bias=family.router_score_bias, post_norm=family.moe_post_norm,
+                       **f.pop("_moe_extras", {}))
     chosen = f.pop("_moe_layer_set", None)
     if chosen is not None:
         f["moe_layers"] = tuple(i in chosen for i in range(n))

@@ -64,6 +64,17 @@ class MoESpec:
     router_score_bias: bool = False
     """The router holds a learned per-expert score-correction bias as a parameter
     (ERNIE 4.5 MoE, AFMoE); DeepSeek-V3 keeps it as a buffer (not a parameter)."""
+    beside_dense_mlp: bool = False
+    """The MoE block runs beside the layer's dense MLP instead of replacing it (Gemma 4
+    ``enable_moe_block``, LongCat-Flash)."""
+    zero_experts: int = 0
+    """Zero-compute (identity) experts the router may also pick (LongCat-Flash
+    ``zero_expert_num``): router rows, no weights."""
+    router_scales: bool = False
+    """Gemma 4's router: a learned input scale (hidden) and a scale per expert."""
+    block_norms: int = 0
+    """Extra norms of the MoE block per MoE layer (Gemma 4: a pre norm and two post
+    norms, ``pre_feedforward_layernorm_2``, ``post_feedforward_layernorm_1/2``)."""
 
     def __post_init__(self) -> None:
         _positive("num_experts", self.num_experts)
@@ -73,6 +84,7 @@ class MoESpec:
         _positive("shared_expert_intermediate_size", self.shared_expert_intermediate_size, 0)
         for name in ("shared_expert_gate", "router_bias", "expert_bias"):
             v.flag(name, getattr(self, name), error=ConfigError)
+        _positive("zero_expert_num", self.zero_experts, 0)
         if self.experts_per_token > self.num_experts:
             raise ConfigError(
                 f"experts_per_token: expected at most num_experts={self.num_experts}, got {self.experts_per_token}")
@@ -585,7 +597,14 @@ class ModelSpec:
     @property
     def num_dense_layers(self) -> int:
         """Layers whose MLP is a dense MLP (not MoE, not absent)."""
-        return sum(self.has_mlp(i) and not self.is_moe_layer(i) for i in range(self.num_layers))
+        return sum(self.has_dense_mlp(i) for i in range(self.num_layers))
+
+    def has_dense_mlp(self, index: int) -> bool:
+        """Layer ``index`` holds a dense MLP: not an MoE layer, or one whose MoE block
+        runs beside the MLP (Gemma 4, LongCat-Flash)."""
+        if not self.has_mlp(index):
+            return False
+        return not self.is_moe_layer(index) or (self.moe is not None and self.moe.beside_dense_mlp)
 
     def has_mlp(self, index: int) -> bool:
         return not self.layer_mlps or self.layer_mlps[index]
@@ -673,7 +692,7 @@ class ModelSpec:
     def dense_widths(self) -> tuple[int, ...]:
         """MLP width of every dense (non-MoE) layer, in layer order."""
         return tuple(self.layer_intermediate_sizes[i] if self.layer_intermediate_sizes else self.intermediate_size
-                     for i in range(self.num_layers) if self.has_mlp(i) and not self.is_moe_layer(i))
+                     for i in range(self.num_layers) if self.has_dense_mlp(i))
 
     def is_moe_layer(self, index: int) -> bool:
         return bool(self.moe_layers) and self.moe_layers[index]

@@ -411,7 +411,7 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """Dense MLPs (all layers of a dense model, the dense layers of an MoE model),
     routed experts, routers and shared experts."""
     groups = []
-    dense = [i for i in range(spec.num_layers) if spec.has_mlp(i) and not spec.is_moe_layer(i)]
+    dense = [i for i in range(spec.num_layers) if spec.has_dense_mlp(i)]
     widths = spec.dense_widths()
     for width in sorted(set(widths)):
         layers = [i for i, w in zip(dense, widths) if w == width]
@@ -426,7 +426,13 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
     if moe is None or not spec.num_moe_layers:
         return groups
     n_moe = spec.num_moe_layers
-    groups += _linear("mlp.gate", "router", moe.num_experts, spec.hidden_size, n_moe, moe.router_bias)
+    groups += _linear("mlp.gate", "router", moe.num_experts + moe.zero_experts, spec.hidden_size, n_moe,
+                      moe.router_bias)
+    if moe.router_scales:  # Gemma 4 Gemma4TextRouter: input scale and per-expert scale
+        groups += [TensorGroup(name="mlp.gate.scale", component="router", role="other", shape=(spec.hidden_size,),
+                               count=n_moe),
+                   TensorGroup(name="mlp.gate.per_expert_scale", component="router", role="other",
+                               shape=(moe.num_experts,), count=n_moe)]
     if moe.router_score_bias:
         groups.append(TensorGroup(name="mlp.gate.e_score_correction_bias", component="router", role="other",
                                   shape=(moe.num_experts,), count=n_moe))
@@ -437,6 +443,9 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
                        False)
     if moe.post_norm:
         groups += _norm(spec, "mlp.post_mlp_layernorm", spec.hidden_size, n_moe)
+    if moe.block_norms:
+        groups += _held_by(_norm(spec, "moe_block_layernorm", spec.hidden_size, moe.block_norms * n_moe),
+                           [i for i in range(spec.num_layers) if spec.is_moe_layer(i)])
     if moe.shared_expert_gate:
         groups += _linear("mlp.shared_expert_gate", "shared_experts", 1, spec.hidden_size, n_moe, False)
     return groups
