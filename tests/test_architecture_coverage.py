@@ -46,7 +46,6 @@ NOT_READ: dict[str, str] = {
     "dory": "learned residual lambdas and a scaled head",
     "falcon_h1": "hybrid: Mamba-2 and attention in parallel in every layer",
     "fuyu": "image patches are projected by the causal-LM class itself",
-    "gemma4_unified_assistant": "cross-model KV sharing",
     "git": "image encoder inside the causal-LM class",
     "glm4_moe": "the default config has 96 heads over hidden 4096 with no head_dim (transformers floors to 42)",
     "gpt_neox_japanese": "a single shared attention-output bias",

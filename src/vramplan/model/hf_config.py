@@ -509,6 +509,7 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
         if wrapper is not None:
             from vramplan.model.towers import read_towers
 
+            fields.update(_draft_fields(wrapper, fields))
             fields["towers"], uncounted = read_towers(wrapper, fields["hidden_size"])
             if uncounted:
                 fields["notes"] = fields["notes"] + (
@@ -522,6 +523,28 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
         raise ConfigError(f"config.json (model_type {mtype!r}): a field has the wrong type or size "
                           f"({str(exc)[:120]})") from None
     return ModelSpec(**fields)
+
+
+DRAFT_WRAPPERS = frozenset({"gemma4_assistant", "gemma4_unified_assistant"})
+"""Gemma 4 assistants: draft models that attend to the target model's KV cache."""
+
+
+def _draft_fields(wrapper: Config, fields: dict[str, Any]) -> dict[str, Any]:
+    """A Gemma 4 assistant's projections to and from its target model and its
+    cross-model KV sharing (every layer reads the target's cache:
+    ``num_kv_shared_layers`` equals the layer count in its config class)."""
+    if wrapper.get("model_type") not in DRAFT_WRAPPERS:
+        return {}
+    n = fields["num_layers"]
+    out = {"draft_backbone_hidden_size": _check_int("backbone_hidden_size", wrapper.get("backbone_hidden_size"),
+                                                    "hidden_size"),
+           "kv_shared_layers": (True,) * n,
+           "notes": tuple(fields.get("notes", ())) + (
+               "a draft model that reads its target model's KV cache (no cache of its own); the target's "
+               "estimate holds that cache",)}
+    if _bool(wrapper, "use_ordered_embeddings", False):
+        out["draft_centroids"] = _check_int("num_centroids", wrapper.get("num_centroids"), "vocab_size")
+    return out
 
 
 def _check_layer_count(cfg: Config) -> None:

@@ -443,6 +443,16 @@ class ModelSpec:
     """A.X K2's gated RMSNorms: the block's input norm (and, in MoE layers, the
     post-attention norm) carries a rank-``gated_norm_rank`` gate MLP
     (``fc1`` hidden -> r, ``fc2`` r -> hidden); 0 when none."""
+    draft_backbone_hidden_size: int = 0
+    """Gemma 4 assistant (a draft model for speculative decoding,
+    modeling_gemma4_assistant.py): width of the target model it drafts for; the draft
+    reads the target's embeddings and last hidden state through ``pre_projection``
+    (``2 x backbone -> hidden``) and returns through ``post_projection``, and every
+    layer attends to the target's cached keys and values (cross-model KV sharing:
+    no cache of its own). 0 for any other model."""
+    draft_centroids: int = 0
+    """The assistant's ordered-embedding head (``use_ordered_embeddings``): a
+    ``hidden -> num_centroids`` centroid classifier; 0 when none."""
     altup_inputs: int = 0
     """Gemma 3n's AltUp (Baykal et al. 2023, "Alternating Updates for Efficient
     Transformers"): the residual stream is kept as ``altup_num_inputs`` copies, one
@@ -569,6 +579,8 @@ class ModelSpec:
             _positive("hidden_size_per_layer_input", self.per_layer_input_size)
             _positive("vocab_size_per_layer_input", self.per_layer_input_vocab)
         v.integer("altup_num_inputs", self.altup_inputs, 0, 64, error=ConfigError)
+        v.integer("backbone_hidden_size", self.draft_backbone_hidden_size, 0, v.HIDDEN_MAX, error=ConfigError)
+        v.integer("num_centroids", self.draft_centroids, 0, v.VOCAB_MAX, error=ConfigError)
         v.integer("embedding_extra_rows", self.embedding_extra_rows, 0, v.VOCAB_MAX, error=ConfigError)
         v.integer("laurel_rank", self.laurel_rank, 0, v.HIDDEN_MAX, error=ConfigError)
         v.integer("hc_mult", self.hyper_connection_streams, 0, 64, error=ConfigError)

@@ -492,6 +492,15 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
     groups += residual_tensors(spec)
     groups += _norm(spec, "layernorm", h, spec.num_layers * spec.norms_per_layer)
     groups += _norm(spec, "norm", h, 1 if spec.final_norm else 0, per_layer=False)
+    if spec.draft_backbone_hidden_size:  # Gemma4AssistantForCausalLM
+        b = spec.draft_backbone_hidden_size
+        groups += [TensorGroup(name="pre_projection.weight", component="embeddings", role="linear", shape=(h, 2 * b),
+                               count=1, per_layer=False),
+                   TensorGroup(name="post_projection.weight", component="head", role="linear", shape=(b, h),
+                               count=1, per_layer=False)]
+    if spec.draft_centroids:
+        groups.append(TensorGroup(name="masked_embedding.centroids.weight", component="head", role="linear",
+                                  shape=(spec.draft_centroids, h), count=1, per_layer=False))
     if not spec.tie_word_embeddings:
         groups.append(TensorGroup(name="lm_head.weight", component="head", role="linear",
                                   shape=(spec.vocab_size, h), count=1, per_layer=False))
