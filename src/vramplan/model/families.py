@@ -532,6 +532,7 @@ def _gemma4(cfg: Config, f: dict[str, Any]) -> None:
         _pos(cfg, ("moe_intermediate_size",))
         f["_moe_layer_set"] = set(range(n))
         f["_moe_extras"] = {"beside_dense_mlp": True, "router_scales": True, "block_norms": 3}
+        _activation_note(f, "the MoE block beside the MLP")
     elif cfg.get("num_experts"):
         raise ConfigError("num_experts: set, but enable_moe_block is false (Gemma 4 builds no experts then); "
                           "remove one of them")
@@ -619,6 +620,16 @@ def _mllama(cfg: Config, f: dict[str, Any]) -> None:
         raise ConfigError(f"cross_attention_layers: expected a list of layer indices below {n}, got {chosen!r}")
     f["layer_mixers"] = tuple("cross_attention" if i in set(chosen) else "attention" for i in range(n))
     f["embedding_extra_rows"] = 8
+    f["notes"] = tuple(f.get("notes", ())) + (
+        f"{len(set(chosen))} cross-attention layer(s) attend to the vision states: their cache is fixed by the "
+        "images, and a text-only batch skips them in transformers (no activations, no gradients there)",)
+
+
+def _activation_note(f: dict[str, Any], what: str) -> None:
+    """Say that the training and prefill activations of ``what`` are approximated."""
+    f["notes"] = tuple(f.get("notes", ())) + (
+        f"{what}: the training and prefill activation formula approximates these layers with a standard "
+        "attention + MLP layer (measure them with `vramplan trace`)",)
 
 
 def _hyper_connections(cfg: Config, f: dict[str, Any]) -> None:
@@ -647,6 +658,7 @@ def _axk2(cfg: Config, f: dict[str, Any]) -> None:
     _indexer(cfg, f)
     f["gated_norm_rank"] = _pos(cfg, ("gated_norm_rank",), 16)
     f["_mla_fused_query_gate"] = True
+    _activation_note(f, "gated norms and the fused query gate")
 
 
 DOTS3_SLIDING_DEFAULTS = {"num_attention_heads": 64, "num_key_value_heads": 64, "q_lora_rank": 1024,
@@ -683,6 +695,7 @@ def _dots3(cfg: Config, f: dict[str, Any]) -> None:
         f["_per_layer_mla"][int(key)] = override
     f["_indexer_layers"] = [t == "indexed_attention" for t in types]
     f["attention_gate"] = "head"
+    _activation_note(f, "per-layer MLA shapes")
 
 
 def _longcat_flash(cfg: Config, f: dict[str, Any]) -> None:
