@@ -40,7 +40,6 @@ NOT_READ: dict[str, str] = {
     "blt": "byte-latent transformer: local encoder/decoder around a global model",
     "cpmant": "CPM-Ant segment and position buckets",
     "ctrl": "CTRL: sinusoidal positions, its own block layout",
-    "deepseek_v4": "hyper-connections and a compressed-attention indexer",
     "deepseek_v2": "the default config leaves num_experts_per_tok unset (null)",
     "doge": "dynamic-mask attention with residual scalars",
     "dory": "learned residual lambdas and a scaled head",

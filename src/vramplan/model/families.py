@@ -17,7 +17,7 @@ from typing import Any
 
 from vramplan.intmath import ceil_div, round_up
 from vramplan.errors import ConfigError
-from vramplan.model.spec import DeltaNetSpec, IndexerSpec, NormKind, QKNormKind, SSMSpec
+from vramplan.model.spec import CompressedAttentionSpec, DeltaNetSpec, IndexerSpec, NormKind, QKNormKind, SSMSpec
 
 Config = dict[str, Any]
 
@@ -712,6 +712,46 @@ def _longcat_flash(cfg: Config, f: dict[str, Any]) -> None:
         "projections for the zero-compute experts, which the checkpoint does not have",)
 
 
+DEEPSEEK_V4_LAYERS = {"sliding_attention": None, "compressed_sparse_attention": "compressed_sparse_attention",
+                      "heavily_compressed_attention": "heavily_compressed_attention"}
+
+
+def _deepseek_v4(cfg: Config, f: dict[str, Any]) -> None:
+    """DeepSeek-V4 (configuration_deepseek_v4.py, modeling_deepseek_v4.py): every layer
+    is compressed attention (``layer_types``: sliding-window only, compressed sparse
+    (CSA, rate 4, with an indexer) or heavily compressed (HCA, rate 128); default two
+    HCA then CSA/HCA alternating), every MLP an MoE (hash-routed in the first layers:
+    the same parameters), hyper-connections with residual mixing."""
+    n = f["num_layers"]
+    rates = cfg.get("compress_rates") or {"compressed_sparse_attention": 4, "heavily_compressed_attention": 128}
+    if not isinstance(rates, dict):
+        raise ConfigError(f"compress_rates: expected an object of layer type -> rate, got {rates!r}")
+    types = cfg.get("layer_types")
+    if types is None:
+        types = ["heavily_compressed_attention"] * min(n, 2) + [
+            "compressed_sparse_attention" if i % 2 else "heavily_compressed_attention" for i in range(max(n - 2, 0))]
+    if not isinstance(types, list) or len(types) != n or any(t not in DEEPSEEK_V4_LAYERS for t in types):
+        raise ConfigError(f"layer_types: expected {n} entries, each one of {', '.join(DEEPSEEK_V4_LAYERS)}")
+    csa = _pos(rates, ("compressed_sparse_attention",), 4)
+    layer_rates = tuple(0 if DEEPSEEK_V4_LAYERS[t] is None else _pos(rates, (DEEPSEEK_V4_LAYERS[t],)) for t in types)
+    if any(r == csa for t, r in zip(types, layer_rates) if t == "heavily_compressed_attention"):
+        raise ConfigError("compress_rates: the heavily compressed rate must differ from the sparse one")
+    f["compressed_attention"] = CompressedAttentionSpec(
+        head_dim=f["head_dim"], q_lora_rank=_pos(cfg, ("q_lora_rank",)), o_groups=_pos(cfg, ("o_groups",), 8),
+        o_lora_rank=_pos(cfg, ("o_lora_rank",), 1024), layer_rates=layer_rates, indexed_rate=csa,
+        index_heads=_pos(cfg, ("index_n_heads",), 64), index_head_dim=_pos(cfg, ("index_head_dim",), 128))
+    if (f["num_attention_heads"] * f["head_dim"]) % f["compressed_attention"].o_groups:
+        raise ConfigError(f"o_groups: expected a divisor of num_attention_heads x head_dim, got {cfg.get('o_groups')}")
+    f["layer_mixers"] = ("compressed_attention",) * n
+    f["layer_types"] = ()
+    f["_moe_layer_set"] = set(range(n))
+    f["hyper_connection_streams"] = _pos(cfg, ("hc_mult",), 4)
+    f["hyper_connection_residual_mix"] = True
+    f["notes"] = tuple(f.get("notes", ())) + (
+        "compressed attention and hyper-connections: the training and prefill activation formula approximates these "
+        "layers with a standard attention + MLP layer and one residual stream (measure them with `vramplan trace`)",)
+
+
 def _mimo_v2(cfg: Config, f: dict[str, Any]) -> None:
     """MiMo-V2-Flash (modeling_mimo_v2_flash.py): sliding-window layers have twice the
     KV heads and a learned sink per head; values are ``v_head_dim`` wide; no o_proj
@@ -838,6 +878,8 @@ FAMILIES: dict[str, Family] = {
         "index_n_heads": 64, "index_head_dim": 128, "index_topk": 2048, "first_k_dense_replace": 1,
         "sliding_window": 512}),
     "longcat_flash": Family(adjust=_longcat_flash, defaults={"zero_expert_num": 256}),
+    "deepseek_v4": Family(adjust=_deepseek_v4, defaults={"head_dim": 512, "num_key_value_heads": 1,
+                                                          "sliding_window": 128}),
     "mimo_v2_flash": Family(adjust=_mimo_v2),
     "axk1": Family(moe_post_norm=True),
     "gemma4_unified_text": Family(tied_default=True, activation_key="hidden_activation", norms_per_layer=4,

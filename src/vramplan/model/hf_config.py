@@ -188,7 +188,9 @@ def _sliding(cfg: Config, layer_types: tuple[str, ...]) -> int | None:
 
 def _has_linear_layers(cfg: Config) -> bool:
     types = cfg.get("layer_types")
-    return isinstance(types, list) and any(t in ("linear_attention", "mamba", "attention", "conv") for t in types)
+    return isinstance(types, list) and any(t in ("linear_attention", "mamba", "attention", "conv",
+                                                 "compressed_sparse_attention", "heavily_compressed_attention")
+                                           for t in types)
 
 
 def _layer_count(cfg: Config) -> int:

@@ -91,7 +91,7 @@ class MoESpec:
 
 
 MixerKind = Literal["attention", "mamba", "mamba2", "gated_deltanet", "short_conv", "lightning_attention",
-                    "cross_attention", "none"]
+                    "cross_attention", "compressed_attention", "none"]
 """What mixes tokens in a layer: softmax attention (with a KV cache), cross-attention to
 a vision tower's states instead of self-attention (Mllama: its cache holds the image
 states, not the text), a Mamba or
@@ -208,6 +208,39 @@ class MLASpec:
     @property
     def qk_head_dim(self) -> int:
         return self.qk_rope_head_dim + self.qk_nope_head_dim
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompressedAttentionSpec:
+    """DeepSeek-V4's attention (DeepSeek-V4 technical report sec. 2.3; transformers
+    ``DeepseekV4Attention``): one shared key=value head of ``head_dim`` (MQA) over a
+    sliding window, plus, in compressed layers, KV entries that each summarise
+    ``compress_rate`` tokens (``DeepseekV4HCACompressor``; the CSA compressor of rate 4
+    reads two overlapping series and carries a lightning indexer over its own
+    compressed keys). Queries come through a latent (``q_lora_rank``); the output
+    through ``o_groups`` grouped projections of rank ``o_lora_rank``."""
+
+    head_dim: int
+    q_lora_rank: int
+    o_groups: int
+    o_lora_rank: int
+    layer_rates: tuple[int, ...]
+    """Per layer: tokens per compressed entry; 0 for a sliding-window-only layer."""
+    indexed_rate: int
+    """The rate of the compressed-sparse (indexed) layers (``compress_rates`` CSA)."""
+    index_heads: int
+    index_head_dim: int
+
+    def __post_init__(self) -> None:
+        for name in ("head_dim", "q_lora_rank", "o_groups", "o_lora_rank", "indexed_rate", "index_heads",
+                     "index_head_dim"):
+            _positive(name, getattr(self, name))
+        for rate in self.layer_rates:
+            _positive("compress_rates", rate, 0)
+
+    def is_indexed(self, layer: int) -> bool:
+        """Layer ``layer`` is compressed sparse attention (CSA: overlapping series and an indexer)."""
+        return self.layer_rates[layer] == self.indexed_rate
 
 
 Architecture = Literal["decoder", "encoder_decoder", "encoder"]
@@ -453,6 +486,8 @@ class ModelSpec:
     draft_centroids: int = 0
     """The assistant's ordered-embedding head (``use_ordered_embeddings``): a
     ``hidden -> num_centroids`` centroid classifier; 0 when none."""
+    compressed_attention: CompressedAttentionSpec | None = None
+    """DeepSeek-V4's attention of the ``compressed_attention`` layers."""
     altup_inputs: int = 0
     """Gemma 3n's AltUp (Baykal et al. 2023, "Alternating Updates for Efficient
     Transformers"): the residual stream is kept as ``altup_num_inputs`` copies, one
@@ -575,6 +610,8 @@ class ModelSpec:
             _positive("num_attention_heads", heads)
         if self.layer_mla and self.mla is None:
             raise ConfigError("per_layer_config: per-layer MLA shapes given but no kv_lora_rank")
+        if "compressed_attention" in self.layer_mixers and self.compressed_attention is None:
+            raise ConfigError("layer_mixers: compressed-attention layers given but no compressed-attention spec")
         if self.per_layer_input_size:
             _positive("hidden_size_per_layer_input", self.per_layer_input_size)
             _positive("vocab_size_per_layer_input", self.per_layer_input_vocab)

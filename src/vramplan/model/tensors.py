@@ -266,6 +266,55 @@ def cross_attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
     return _held_by(groups, layers)
 
 
+def compressed_attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """DeepSeek-V4's attention (modeling_deepseek_v4.py): query latent and its norm,
+    the shared key=value projection and norm, grouped output projections, a sink per
+    head; in compressed layers the compressor (``kv_proj``/``gate_proj``, a position
+    bias per window slot, a norm), twice as wide in the indexed (CSA) layers, which also
+    hold the indexer's own compressor, query projection and head weights."""
+    ca = spec.compressed_attention
+    layers = _layers_where(spec, "compressed_attention")
+    if ca is None or not layers:
+        return []
+    h, d, heads, n = spec.hidden_size, ca.head_dim, spec.num_attention_heads, len(layers)
+    groups = _linear("self_attn.q_a_proj", "attention", ca.q_lora_rank, h, n, False)
+    groups += _norm(spec, "self_attn.q_a_norm", ca.q_lora_rank, n)
+    groups += _linear("self_attn.q_b_proj", "attention", heads * d, ca.q_lora_rank, n, False)
+    groups += _linear("self_attn.kv_proj", "attention", d, h, n, False)
+    groups += _norm(spec, "self_attn.kv_norm", d, n)
+    groups += _linear("self_attn.o_a_proj", "attention", ca.o_groups * ca.o_lora_rank, heads * d // ca.o_groups, n,
+                      False)
+    groups += _linear("self_attn.o_b_proj", "attention", h, ca.o_groups * ca.o_lora_rank, n, False)
+    groups.append(TensorGroup(name="self_attn.sinks", component="attention", role="other", shape=(heads,), count=n))
+    groups = _held_by(groups, layers)
+    by_rate: dict[int, list[int]] = {}
+    for i in layers:
+        if ca.layer_rates[i]:
+            by_rate.setdefault(ca.layer_rates[i], []).append(i)
+    for rate, held in by_rate.items():
+        k = len(held)
+        indexed = rate == ca.indexed_rate
+        width = 2 * d if indexed else d
+        comp = [TensorGroup(name="self_attn.compressor.position_bias", component="attention", role="other",
+                            shape=(rate, width), count=k)]
+        comp += _linear("self_attn.compressor.kv_proj", "attention", width, h, k, False)
+        comp += _linear("self_attn.compressor.gate_proj", "attention", width, h, k, False)
+        comp += _norm(spec, "self_attn.compressor.kv_norm", d, k)
+        if indexed:
+            i_d = ca.index_head_dim
+            comp.append(TensorGroup(name="self_attn.compressor.indexer.position_bias", component="attention",
+                                    role="other", shape=(rate, 2 * i_d), count=k))
+            comp += _linear("self_attn.compressor.indexer.kv_proj", "attention", 2 * i_d, h, k, False)
+            comp += _linear("self_attn.compressor.indexer.gate_proj", "attention", 2 * i_d, h, k, False)
+            comp += _norm(spec, "self_attn.compressor.indexer.kv_norm", i_d, k)
+            comp += _linear("self_attn.compressor.indexer.q_b_proj", "attention", ca.index_heads * i_d,
+                            ca.q_lora_rank, k, False)
+            comp += _linear("self_attn.compressor.indexer.scorer.weights_proj", "attention", ca.index_heads, h, k,
+                            False)
+        groups += _held_by(comp, held)
+    return groups
+
+
 def residual_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """Modules that widen or gate the residual stream. Gemma 3n (modeling_gemma3n.py): AltUp per layer
     (``correct_output_scale``, ``correction_coefs`` n x n, ``prediction_coefs`` n^2 x n,
@@ -486,6 +535,7 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
     groups += per_layer_input_tensors(spec)
     groups += attention_tensors(spec)
     groups += cross_attention_tensors(spec)
+    groups += compressed_attention_tensors(spec)
     groups += _held_by(indexer_tensors(spec), [i for i in range(spec.num_layers) if spec.has_indexer(i)])
     groups += ssm_tensors(spec)
     groups += mlp_tensors(spec)
