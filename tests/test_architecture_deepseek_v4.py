@@ -48,9 +48,11 @@ def test_parameters_equal_the_meta_build(overrides):
 
 
 @pytest.mark.exact
-@pytest.mark.parametrize("tokens", [3, 8, 10, 17])
+@pytest.mark.parametrize("tokens", [3, 7, 15, 23])
 def test_cache_equals_transformers_cache_after_a_forward(tokens):
-    """Inside and past the 4-token window, below, at and past each compression rate."""
+    """Inside and past the 4-token window, below and past each compression rate (4 and 8),
+    at the token counts where the compressors' partial windows are full (``T = -1 mod r``),
+    which is what the estimate reserves."""
     torch = pytest.importorskip("torch")
     from test_recurrent_state import _cache_tensors
 
@@ -84,3 +86,10 @@ def test_bad_fields_are_refused_naming_the_field(bad, field):
     with pytest.raises(ConfigError) as err:
         spec_from_config({"model_type": "deepseek_v4", **TINY, **bad}, complete=False)
     assert str(err.value).startswith(field) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("tokens", range(1, 40))
+def test_more_context_never_costs_less(tokens):
+    spec = spec_from_config({"model_type": "deepseek_v4", **TINY}, complete=False)
+    assert kv_cache_bytes(spec, context_tokens=tokens + 1, batch=1) >= kv_cache_bytes(spec, context_tokens=tokens,
+                                                                                         batch=1)

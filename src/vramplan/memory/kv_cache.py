@@ -206,10 +206,13 @@ def compressed_attention_bytes(spec: ModelSpec, *, context_tokens: int, dtype: s
 
     - the sliding window: ``min(T, window + extra)`` rows of ``head_dim``, keys serving as
       values (sliding-only layers use the generic window cache: keys and values apart);
-    - with a rate ``r``: ``floor(T / r)`` compressed entries of ``head_dim``; the partial
-      window's ``T mod r`` projected tokens and gates (``2 head_dim`` wide in the
-      compressed-sparse layers, which pool two overlapping series); and in those layers,
-      once a window closed, the last window's first series and gates (``2 r head_dim``);
+    - with a rate ``r``: ``floor(T / r)`` compressed entries of ``head_dim``; the
+      partial window's projected tokens and gates (``2 head_dim`` wide in the
+      compressed-sparse layers, which pool two overlapping series), reserved at the most
+      a sequence needs, ``min(T, r - 1)`` tokens (transformers holds ``T mod r``: the
+      same whenever ``T < r`` or ``T = -1 mod r``; reserving the most keeps more context
+      from ever costing less); and in those layers, once a window closed, the last
+      window's first series and gates (``2 r head_dim``);
     - compressed-sparse layers also keep the indexer's compressed keys the same way
       (``index_head_dim`` wide).
 
@@ -230,7 +233,7 @@ def compressed_attention_bytes(spec: ModelSpec, *, context_tokens: int, dtype: s
         widths = [ca.head_dim] + ([ca.index_head_dim] if ca.is_indexed(i) else [])
         for width in widths:
             series = 2 if ca.is_indexed(i) else 1
-            elements += (t // rate) * width + 2 * (t % rate) * series * width
+            elements += (t // rate) * width + 2 * min(t, rate - 1) * series * width
             if ca.is_indexed(i) and t >= rate:
                 elements += 2 * rate * width
     return d.row_bytes(elements)
