@@ -532,7 +532,6 @@ def _gemma4(cfg: Config, f: dict[str, Any]) -> None:
         _pos(cfg, ("moe_intermediate_size",))
         f["_moe_layer_set"] = set(range(n))
         f["_moe_extras"] = {"beside_dense_mlp": True, "router_scales": True, "block_norms": 3}
-        _activation_note(f, "the MoE block beside the MLP")
     elif cfg.get("num_experts"):
         raise ConfigError("num_experts: set, but enable_moe_block is false (Gemma 4 builds no experts then); "
                           "remove one of them")
