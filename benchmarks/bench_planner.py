@@ -3,11 +3,14 @@
 Usage: python benchmarks/bench_planner.py [--runs N] [--cold-only] [--compare-src DIR]
 
 Cold plans at the user's end (the first table): ``vramplan plan ... --json`` run as a
-fresh process, the whole answer (search, largest micro-batch, longest context), the
-median of ``--runs`` processes in wall-clock and in CPU seconds, each as a ratio to
-``vramplan params llama-3.1-8b --json`` (a process that imports vramplan and answers a
-trivial question) timed in the same run, with its peak RSS. ``--compare-src DIR`` times the same commands with another
-checkout's ``src/`` too (before/after figures on one machine in one run).
+fresh process, the whole answer (search, largest micro-batch, longest context; the
+cheapest changes or the serving advice when nothing fits), in wall-clock and CPU
+seconds, each as a ratio to ``vramplan params llama-3.1-8b --json`` (a process that
+imports vramplan and answers a trivial question) run in the same round, with its peak
+RSS. The processes run with compiled bytecode, as an installed vramplan does
+(``PYCACHE``). ``--compare-src DIR`` times the same commands with another checkout's
+``src/`` too, in the same rounds (before/after figures on one machine in one run). The
+goal: every plan under 1 s cold on the 2-core development machine.
 
 Rows:
 * "405B on 1,024 H100" — ``plan()`` over every layout of exactly 1,024 GPUs (cold: the
@@ -24,7 +27,9 @@ vectorised layouts/s over the loop's.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -85,18 +90,34 @@ COLD_PLANS = (
     ("Llama-3.1-405B on <=1,024 H100", ["llama-3.1-405b", "--gpu", "h100", "--max-gpus", "1024"]),
     ("Qwen3-235B-A22B on <=1,024 H200", ["qwen3-235b-a22b", "--gpu", "h200", "--max-gpus", "1024"]),
     ("DeepSeek-V3 on <=4,096 H100", ["deepseek-v3", "--gpu", "h100", "--max-gpus", "4096"]),
+    ("Kimi-K2 on <=4,096 H100", ["kimi-k2", "--gpu", "h100", "--max-gpus", "4096"]),
+    ("gpt-oss-120b on <=1,024 H100", ["gpt-oss-120b", "--gpu", "h100", "--max-gpus", "1024"]),
+    ("Llama-3.1-70B LoRA on <=64 H100", ["llama-3.1-70b", "--gpu", "h100", "--max-gpus", "64", "--method", "lora"]),
+    ("Llama-3.1-405B on 8 RTX 4090 (changes)", ["llama-3.1-405b", "--gpu", "rtx-4090", "--gpus", "8"]),
     ("Llama-3.1-70B serving on <=8 H100", ["llama-3.1-70b", "--infer", "--gpu", "h100", "--max-gpus", "8"]),
+    ("DeepSeek-V3 serving on <=4,096 H100", ["deepseek-v3", "--infer", "--gpu", "h100", "--max-gpus", "4096",
+                                             "--batch", "256"]),
+    ("Llama-3.1-405B serving on 8 RTX 4090", ["llama-3.1-405b", "--infer", "--gpu", "rtx-4090", "--max-gpus", "8"]),
 )
+"""Every plan the goal covers (under 1 s cold, solvers included): training plans of
+dense and MoE models up to 4,096 GPUs, one that fits nowhere (cheapest changes), and
+serving plans (one that fits nowhere: the serving advice)."""
 BASELINE = ["params", "llama-3.1-8b", "--json"]
+
+
+PYCACHE = Path(tempfile.gettempdir()) / f"vramplan-bench-pycache-{os.getuid()}"
+"""Where the timed processes keep their bytecode: an installed vramplan has its modules
+compiled (pip compiles them), so the processes write and reuse bytecode here even when
+the shell sets ``PYTHONDONTWRITEBYTECODE``; one untimed run per command fills it."""
 
 
 def run_process(src: str, argv: list[str]) -> tuple[float, float, int] | None:
     """(wall seconds, CPU seconds, peak RSS in bytes) of ``python -m vramplan ARGV`` on
     ``src``; ``None`` when the command fails (e.g. an older tree refuses the search)."""
-    import os
     import subprocess
 
-    env = {**os.environ, "PYTHONPATH": src}
+    env = {**os.environ, "PYTHONPATH": src, "PYTHONPYCACHEPREFIX": str(PYCACHE)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     start = time.perf_counter()
     pid = subprocess.Popen([sys.executable, "-m", "vramplan", *argv], env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL).pid
@@ -107,44 +128,50 @@ def run_process(src: str, argv: list[str]) -> tuple[float, float, int] | None:
     return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
 
 
-def median_process(src: str, argv: list[str], runs: int) -> tuple[float, float, int] | None:
-    """Median wall and CPU seconds over ``runs`` processes, and the largest peak RSS;
-    ``None`` when the command fails."""
+def cold_plans(runs: int, compare_src: str | None) -> None:
+    """The first table: cold plans as fresh processes, against ``vramplan params``.
+
+    Interleaved: each round runs the baseline and then every plan once, for every
+    source tree, so a plan and the baseline it is divided by ran moments apart (the
+    machine is shared; its load drifts). A ratio is the median over rounds of that
+    round's plan / baseline; seconds are medians, peak RSS the largest."""
     import statistics
 
-    samples = [run_process(src, argv) for _ in range(runs)]
-    if any(s is None for s in samples):
-        return None
-    return (statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples),
-            max(s[2] for s in samples))
-
-
-def cold_plans(runs: int, compare_src: str | None) -> None:
-    """The first table: cold plans as fresh processes, against ``vramplan params``."""
     srcs = [("this", str(Path(__file__).resolve().parents[1] / "src"))]
     if compare_src:
         srcs.append(("compare", str(Path(compare_src).resolve())))
-    header = (f"{'cold plan (whole answer)':34} {'src':8} {'wall s':>7} {'x params':>9} {'cpu s':>7} "
+    names = ["vramplan params llama-3.1-8b", *(name for name, _ in COLD_PLANS)]
+    argvs = [BASELINE, *(["plan", *argv, "--json"] for _, argv in COLD_PLANS)]
+    samples: dict[tuple[str, int], list[tuple[float, float, int] | None]] = {}
+    for label, src in srcs:  # untimed: bytecode compiled, files in the page cache (as installed)
+        for argv in argvs:
+            run_process(src, argv)
+    for _ in range(runs):
+        for label, src in srcs:
+            for i, argv in enumerate(argvs):
+                samples.setdefault((label, i), []).append(run_process(src, argv))
+    header = (f"{'cold (whole answer, fresh process)':40} {'src':8} {'wall s':>7} {'x params':>9} {'cpu s':>7} "
               f"{'x params':>9} {'peak MB':>8}")
     print(header)
     print("-" * len(header))
     for label, src in srcs:
-        baseline = median_process(src, BASELINE, runs)
-        if baseline is None:
+        if any(b is None for b in samples[(label, 0)]):
             raise SystemExit(f"vramplan {' '.join(BASELINE)} failed on {src}")
-        base, base_cpu, base_rss = baseline
-        print(f"{'vramplan params llama-3.1-8b':34} {label:8} {base:>7.2f} {1:>8.1f}x {base_cpu:>7.2f} {1:>8.1f}x "
-              f"{base_rss / 1e6:>8.0f}")
-        for name, argv in COLD_PLANS:
-            measured = median_process(src, ["plan", *argv, "--json"], runs)
-            if measured is None:
-                print(f"{name:34} {label:8} {'refused (the command exits with an error)':>44}")
+    for i, name in enumerate(names):
+        for label, _ in srcs:
+            base, got = samples[(label, 0)], samples[(label, i)]
+            if any(g is None for g in got):
+                print(f"{name:40} {label:8} {'refused (the command exits with an error)':>44}")
                 continue
-            t, cpu, rss = measured
-            print(f"{name:34} {label:8} {t:>7.2f} {t / base:>8.1f}x {cpu:>7.2f} {cpu / base_cpu:>8.1f}x "
-                  f"{rss / 1e6:>8.0f}")
-    print("wall s: elapsed seconds (the user's wait; a busy machine stretches it); cpu s: user + system "
-          "seconds of the process (steadier under load). Medians of the runs; peak MB: the largest.")
+            wall = statistics.median(g[0] for g in got)
+            cpu = statistics.median(g[1] for g in got)
+            wall_x = statistics.median(g[0] / b[0] for g, b in zip(got, base))
+            cpu_x = statistics.median(g[1] / b[1] for g, b in zip(got, base))
+            rss = max(g[2] for g in got)
+            print(f"{name:40} {label:8} {wall:>7.2f} {wall_x:>8.1f}x {cpu:>7.2f} {cpu_x:>8.1f}x {rss / 1e6:>8.0f}")
+    print(f"wall s: elapsed seconds (the user's wait; a busy machine stretches it); cpu s: user + system seconds "
+          f"of the process (steadier under load). Medians of {runs} interleaved rounds; x params: the median of "
+          "each round's ratio to the baseline run in that round; peak MB: the largest peak RSS.")
     print()
 
 
@@ -154,7 +181,7 @@ def main() -> None:
     parser.add_argument("--cold-only", action="store_true", help="Only the cold-plan table.")
     parser.add_argument("--compare-src", default=None, help="Another checkout's src/ to time the cold plans with.")
     args = parser.parse_args()
-    cold_plans(max(1, min(args.runs, 3)), args.compare_src)
+    cold_plans(max(1, args.runs), args.compare_src)
     if args.cold_only:
         return
 

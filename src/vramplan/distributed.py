@@ -40,6 +40,8 @@ from vramplan.parallel import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from vramplan.model.spec import ModelSpec
     from vramplan.parallel.arrays import Flags, Ints, Reals
     from vramplan.training import TrainingSetup
@@ -242,11 +244,12 @@ class StageTerms:
     """The engine-independent terms of one pipeline stage on one GPU (:func:`stage_terms`):
     scalars for one layout, or arrays with one entry per layout."""
 
-    rank: RankParams
-    """Parameters on the GPU (its tensor/pipeline/expert slice)."""
-    layer_params: Ints
+    rank: RankParams | None
+    """Parameters on the GPU (its tensor/pipeline/expert slice); ``None`` from
+    ``stage_terms(..., with_params=False)``, as are the next two."""
+    layer_params: Ints | None
     """Parameters of one FSDP unit: the largest decoder layer on this rank."""
-    root_params: Ints
+    root_params: Ints | None
     """Parameters of FSDP's root unit: embedding, final norm, head on this rank."""
     kept_bytes: Reals
     """Activations every layer of the stage keeps for every in-flight micro-batch."""
@@ -285,14 +288,43 @@ class StageTerms:
         while gradients are resident (computed once for every engine setting)."""
         return maximum(self.at_loss_bytes, self.at_last_layer_bytes)
 
+    @cached_property
+    def backward(self) -> BackwardActivations:
+        """What :func:`backward_peak_bytes` reads of these terms."""
+        return BackwardActivations(high_bytes=self.activation_high_bytes, current_layer_bytes=self.current_layer_bytes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackwardActivations:
+    """The activation side of one stage's backward (:attr:`StageTerms.backward`):
+    scalars, or arrays with one entry per layout."""
+
+    high_bytes: Reals
+    """:attr:`StageTerms.activation_high_bytes`."""
+    current_layer_bytes: Reals
+    """:attr:`StageTerms.current_layer_bytes`."""
+
+    def take(self, index: np.ndarray) -> BackwardActivations:
+        """The layouts ``index`` picks (arrays gathered; scalars stay scalars)."""
+        return BackwardActivations(high_bytes=_pick(self.high_bytes, index),
+                                   current_layer_bytes=_pick(self.current_layer_bytes, index))
+
+
+def _pick(v: Reals, index: np.ndarray) -> Reals:
+    """``v[index]`` for an array, ``v`` for a scalar."""
+    import numpy as np
+
+    return np.take(v, index) if np.ndim(v) else v
+
 
 def stage_terms(c: SliceCoefficients, a: ActivationCoefficients, *, stage: Stage, virtual_stages: int, tp: Ints,
-                pp: Ints, cp: Ints, ep: Ints, sp: Flags, micro_batch_size: Ints, micro_batches: Ints) -> StageTerms:
+                pp: Ints, cp: Ints, ep: Ints, sp: Flags, micro_batch_size: Ints, micro_batches: Ints,
+                with_params: bool = True) -> StageTerms:
     """The engine-independent terms of one pipeline stage: the parameters on the GPU
     (and of one FSDP unit and the root unit), the activations (kept by every layer of
     the stage for every in-flight micro-batch, plus the layer in backward), the
-    embedding/final-norm activations and the logits."""
-    params = rank_params(c, tp=tp, pp=pp, ep=ep, stage=stage)
+    embedding/final-norm activations and the logits. ``with_params=False`` leaves the
+    parameters out (the planner takes them once per distinct tp, pp, ep)."""
     seqs = micro_batch_size / cp  # sequences' worth of tokens of one micro-batch on one context-parallel rank
     layers = stage_layers(c.num_layers, pp)
     in_flight = in_flight_microbatches(pp=pp, micro_batches=micro_batches, virtual_stages=virtual_stages,
@@ -307,7 +339,9 @@ def stage_terms(c: SliceCoefficients, a: ActivationCoefficients, *, stage: Stage
     if stage == "first":
         outside = where(single, outside, 0 * outside)
         logits = where(single, logits, 0 * logits)
-    return StageTerms(rank=params, layer_params=layer_params(c, tp=tp, ep=ep), root_params=root_params(c, tp=tp),
+    params = (rank_params(c, tp=tp, pp=pp, ep=ep, stage=stage), layer_params(c, tp=tp, ep=ep), root_params(c, tp=tp)) \
+        if with_params else (None, None, None)
+    return StageTerms(rank=params[0], layer_params=params[1], root_params=params[2],
                       kept_bytes=kept * layers * in_flight, kept_layer_bytes=kept, current_layer_bytes=current,
                       outside_bytes=outside, logits_bytes=logits, in_flight_micro_batches=in_flight)
 
@@ -323,7 +357,46 @@ def gradients_persist(layout: ParallelLayout) -> bool:
     return layout.resolved_engine in ("megatron", "deepspeed")
 
 
-def backward_peak_bytes(sharded: ShardedStates, shared: StageTerms, layout: ParallelLayout, *,
+@dataclass(frozen=True, kw_only=True)
+class StatePeaks:
+    """What the peaks of one pipeline stage take from the model states
+    (:func:`state_peaks`): terms of the degrees (dp, tp, pp, cp, ep) and the engine
+    setting alone, not of the micro-batch, the sequence or recomputation. Scalars, or
+    arrays with one entry per layout (the planner computes them once per distinct set
+    of degrees and hands each layout its set's with :meth:`take`)."""
+
+    backward_base_bytes: Reals
+    """Model-state bytes at the backward's high point other than the gradients (weights,
+    master, optimizer, buckets, gathered parameters, unsharded gradients)."""
+    gradients_bytes: Reals
+    """Gradients as held on this GPU."""
+    step_peak_bytes: Reals
+    """States, step temporaries and overhead during the optimizer step."""
+
+    def take(self, index: np.ndarray) -> StatePeaks:
+        """The entries ``index`` picks (arrays gathered; scalars stay scalars)."""
+        return StatePeaks(backward_base_bytes=_pick(self.backward_base_bytes, index),
+                          gradients_bytes=_pick(self.gradients_bytes, index),
+                          step_peak_bytes=_pick(self.step_peak_bytes, index))
+
+
+def step_temporaries_bytes(sharded: ShardedStates, states: JobStates) -> Reals:
+    """Bytes held only during the optimizer step: the sharding's own (DeepSpeed's fp32
+    gradient partition) plus the optimizer's temporaries, which follow the optimizer
+    states' sharding (none when offloaded)."""
+    recipe = states.recipe
+    optimizer_share = sharded.optimizer / recipe.optimizer if recipe.optimizer else 0 * sharded.optimizer
+    return sharded.step_temporaries + optimizer_share * states.step_temporaries_per_param
+
+
+def state_peaks(sharded: ShardedStates, step_temporaries: Reals, overhead: Reals) -> StatePeaks:
+    """:class:`StatePeaks` of ``sharded`` model states with ``step_temporaries`` bytes
+    (:func:`step_temporaries_bytes`) and the fixed ``overhead``."""
+    return StatePeaks(backward_base_bytes=sharded.backward_peak - sharded.gradients, gradients_bytes=sharded.gradients,
+                      step_peak_bytes=sharded.resident + step_temporaries + overhead)
+
+
+def backward_peak_bytes(peaks: StatePeaks, acts: BackwardActivations, layout: ParallelLayout, *,
                         micro_batches: Ints) -> Reals:
     """Bytes at the backward's high point, without the fixed overhead.
 
@@ -338,11 +411,19 @@ def backward_peak_bytes(sharded: ShardedStates, shared: StageTerms, layout: Para
     throughout when they accumulate over micro-batches or the engine keeps a
     persistent buffer (:func:`gradients_persist`).
     """
-    base = sharded.backward_peak - sharded.gradients
-    persistent = where(micro_batches > 1, 1, 1 if gradients_persist(layout) else 0)
-    with_grads = sharded.gradients + shared.activation_high_bytes
-    forming = maximum(shared.activation_high_bytes, shared.current_layer_bytes + sharded.gradients)
-    return base + persistent * with_grads + (1 - persistent) * forming
+    with_grads = peaks.gradients_bytes + acts.high_bytes
+    if gradients_persist(layout):
+        return peaks.backward_base_bytes + with_grads
+    forming = maximum(acts.high_bytes, acts.current_layer_bytes + peaks.gradients_bytes)
+    return peaks.backward_base_bytes + where(micro_batches > 1, with_grads, forming)
+
+
+def stage_peak_bytes(peaks: StatePeaks, acts: BackwardActivations, layout: ParallelLayout, *, micro_batches: Ints,
+                     overhead: Reals) -> tuple[Reals, Reals]:
+    """(backward high point, peak) of one pipeline stage, both with the fixed
+    ``overhead``: the peak is the larger of the backward's and the optimizer step's."""
+    backward = backward_peak_bytes(peaks, acts, layout, micro_batches=micro_batches) + overhead
+    return backward, maximum(backward, peaks.step_peak_bytes)
 
 
 CP_ATTENTION_KERNELS = ("flash", "sdpa")
@@ -432,12 +513,10 @@ def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
     sharded = shard_model_states(recipe=st.recipe, params=params, layout=layout, dp=dp, cp=cp, ep=ep, tp=tp,
                                  pp=pp, layer_params=shared.layer_params, root_params=shared.root_params,
                                  trainable_fraction=st.trainable_fraction)
-    # The optimizer's step temporaries follow the optimizer states' sharding (none when offloaded).
-    optimizer_share = sharded.optimizer / st.recipe.optimizer if st.recipe.optimizer else 0 * sharded.optimizer
-    step_temporaries = sharded.step_temporaries + optimizer_share * st.step_temporaries_per_param
+    step_temporaries = step_temporaries_bytes(sharded, st)
     overhead = job.overhead_bytes if overhead is None else overhead
-    backward = backward_peak_bytes(sharded, shared, layout, micro_batches=micro_batches) + overhead
-    step = sharded.resident + step_temporaries + overhead
+    peaks = state_peaks(sharded, step_temporaries, overhead)
+    backward, peak = stage_peak_bytes(peaks, shared.backward, layout, micro_batches=micro_batches, overhead=overhead)
     return TrainingTerms(
         gpu_params=params.total, weights_bytes=sharded.weights, master_weights_bytes=sharded.master_weights,
         gradients_bytes=sharded.gradients, optimizer_bytes=sharded.optimizer,
@@ -449,7 +528,7 @@ def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
         grads_persist=where(micro_batches > 1, 1, 1 if gradients_persist(layout) else 0),
         overhead_bytes=overhead, host_per_gpu_bytes=sharded.host_per_gpu,
         in_flight_micro_batches=shared.in_flight_micro_batches,
-        backward_peak_bytes=backward, step_peak_bytes=step, peak_bytes=maximum(backward, step),
+        backward_peak_bytes=backward, step_peak_bytes=peaks.step_peak_bytes, peak_bytes=peak,
     )
 
 

@@ -2,15 +2,22 @@
 
 Layouts are enumerated as numpy arrays, one array per degree (dp, tp, pp, cp, ep,
 sequence parallelism, micro-batch size, micro-batches), for each *engine setting*
-(ZeRO stage, FSDP mode, offload) and recomputation choice. Per-GPU memory comes from
-:func:`vramplan.distributed.training_terms` evaluated on those arrays — the same
-arithmetic :func:`~vramplan.distributed.estimate_on_layout` uses for one layout — so
-there is no Python loop per layout. Layouts that fit under ``usable memory x (1 -
-headroom)`` are ranked by an estimated step time (:func:`step_time_s`).
+(ZeRO stage, FSDP mode, offload) and recomputation choice. Per-GPU memory is the
+arithmetic of :func:`vramplan.distributed.training_terms` — what
+:func:`~vramplan.distributed.estimate_on_layout` uses for one layout — evaluated on
+those arrays, so there is no Python loop per layout. Layouts that fit under ``usable
+memory x (1 - headroom)`` are ranked by an estimated step time (:func:`step_time_s`).
+
+The same element-wise arithmetic is done on as few elements as it takes (the figures
+are those of the plain evaluation, ``tests/test_planner_reference.py``): the
+model-state bytes once per distinct (dp, tp, pp, cp, ep) (:class:`_StateKeys`), the
+activations once per search and recomputation choice, an engine setting only on the
+layouts its rules let it run, and the degree grid of a GPU count once per plan.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING
@@ -18,23 +25,30 @@ from typing import TYPE_CHECKING
 from vramplan.distributed import (
     CP_ATTENTION_KERNELS,
     ActivationCoefficients,
+    BackwardActivations,
     JobStates,
-    StageTerms,
     TrainingJob,
     default_overhead_bytes,
     engine_setup,
     job_states,
+    StatePeaks,
+    stage_peak_bytes,
     stage_terms,
-    training_terms,
+    state_peaks,
+    step_temporaries_bytes,
 )
 from vramplan import validate as v
 from vramplan.errors import InputError
 from vramplan.memory.overhead import Overheads
 from vramplan.parallel import (
     ParallelLayout,
+    RankParams,
     SliceCoefficients,
+    layer_params,
     rank_params,
+    root_params,
     sequence_splits_evenly,
+    shard_model_states,
     slice_coefficients,
     stage_layers,
     tensor_parallel_problem,
@@ -297,6 +311,25 @@ def enumerate_degrees(spec: ModelSpec, num_gpus: int, gpus_per_node: int, global
     :func:`vramplan.distributed.check_attention_for_cp`)."""
     import numpy as np
 
+    tp, pp, cp, ep, sp, mbs, dp, ok, overhead = _degree_grid(spec, num_gpus, gpus_per_node, tuple(micro_batch_sizes),
+                                                              context_parallel)
+    per_micro_step = np.maximum(dp * mbs, 1)
+    m = global_batch // per_micro_step
+    ok = ok & (global_batch % per_micro_step == 0) & (m >= pp) & (m >= 1)
+    rows = int(ok.sum())
+    return Degrees(dp=dp[ok], tp=tp[ok], pp=pp[ok], cp=cp[ok], ep=ep[ok], sp=sp[ok], mbs=mbs[ok],
+                   m=m[ok], num_gpus=np.full(rows, num_gpus), overhead_bytes=np.full(rows, overhead))
+
+
+@functools.lru_cache(maxsize=64)
+def _degree_grid(spec: ModelSpec, num_gpus: int, gpus_per_node: int, micro_batch_sizes: tuple[int, ...],
+                 context_parallel: bool) -> tuple:
+    """The part of :func:`enumerate_degrees` that does not depend on the global batch
+    (kept between the searches of one plan, which differ in sequence length and so in
+    the batch): the (tp, pp, cp, ep, sp, mbs) grid, dp, the rows the model and the GPU
+    count admit, and the fixed overhead. Read-only arrays."""
+    import numpy as np
+
     heads = spec.num_attention_heads
     tps = [t for t in _divisors(min(heads, gpus_per_node)) if tensor_parallel_problem(spec, t) is None]
     tps = [t for t in tps if num_gpus % t == 0]
@@ -312,13 +345,11 @@ def enumerate_degrees(spec: ModelSpec, num_gpus: int, gpus_per_node: int, global
     tp, pp, cp, ep, sp, mbs = grid
     model_parallel = tp * pp * cp
     dp = num_gpus // model_parallel
-    per_micro_step = np.maximum(dp * mbs, 1)
-    m = global_batch // per_micro_step
     ok = (num_gpus % model_parallel == 0) & ((dp * cp) % ep == 0) & ((sp == 0) | (tp > 1))
-    ok &= (global_batch % per_micro_step == 0) & (m >= pp) & (m >= 1)
-    rows = int(ok.sum())
-    return Degrees(dp=dp[ok], tp=tp[ok], pp=pp[ok], cp=cp[ok], ep=ep[ok], sp=sp[ok].astype(bool), mbs=mbs[ok],
-                   m=m[ok], num_gpus=np.full(rows, num_gpus), overhead_bytes=np.full(rows, default_overhead_bytes(num_gpus)))
+    columns = (tp, pp, cp, ep, sp.astype(bool), mbs, dp, ok)
+    for c in columns:
+        c.flags.writeable = False
+    return (*columns, default_overhead_bytes(num_gpus))
 
 
 DEFAULT_GLOBAL_BATCH_TOKENS = 2**22
@@ -385,58 +416,176 @@ class PlanResult:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _StageRows:
-    """The engine-independent terms of a search's rows: the first pipeline stage of
-    every row, the last stage of the rows with a pipeline (with ``pp == 1`` one stage
-    holds everything, so the first stage is the whole GPU)."""
+class _StateKeys:
+    """The distinct (dp, tp, pp, cp, ep) among a search's rows. The model-state bytes
+    (:func:`~vramplan.parallel.shard_model_states`) depend on nothing else (not on the
+    micro-batch, sequence parallelism or recomputation), so they are computed once per
+    key and each row takes its key's: the same element-wise arithmetic on fewer
+    elements, hence the same figures."""
 
-    first: StageTerms
+    keys: Degrees
+    """One row per key (its first row in the search)."""
+    index: np.ndarray
+    """The key of every row."""
+
+    @classmethod
+    def of(cls, d: Degrees) -> _StateKeys:
+        import numpy as np
+
+        columns = (d.dp, d.tp, d.pp, d.cp, d.ep)
+        radices = [int(c.max()) + 1 for c in columns] if d.size else [1]
+        if math.prod(radices) < 2**63:  # one int64 per row, ordered as the tuples are: a 1-d sort
+            code = np.zeros(d.size, dtype=np.int64)
+            for column, radix in zip(columns, radices):
+                code = code * radix + column
+            _, first, index = np.unique(code, return_index=True, return_inverse=True)
+        else:
+            _, first, index = np.unique(np.stack(columns, axis=1), axis=0, return_index=True, return_inverse=True)
+        return cls(keys=d.select(first), index=index.reshape(-1))
+
+    def tiled(self, times: int) -> _StateKeys:
+        """The keys of the rows repeated ``times`` over (:meth:`Degrees.with_recomputes`)."""
+        import numpy as np
+
+        return replace(self, index=np.tile(self.index, times))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _StageParams:
+    """Parameters on one GPU of a pipeline stage, per :class:`_StateKeys` key."""
+
+    rank: RankParams
+    layer_params: np.ndarray
+    root_params: np.ndarray
+
+    @classmethod
+    def of(cls, coeffs: SliceCoefficients, keys: Degrees, stage: str) -> _StageParams:
+        return cls(rank=rank_params(coeffs, tp=keys.tp, pp=keys.pp, ep=keys.ep, stage=stage),
+                   layer_params=layer_params(coeffs, tp=keys.tp, ep=keys.ep), root_params=root_params(coeffs, tp=keys.tp))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _StageRows:
+    """The engine-independent terms of a search's rows (recomputation choices
+    included): the activations of the first pipeline stage of every row and of the
+    last stage of the rows with a pipeline (with ``pp == 1`` one stage holds
+    everything, so the first stage is the whole GPU), and the parameters of both
+    stages per model-state key."""
+
+    keys: _StateKeys
+    """The rows' model-state keys."""
+    first: BackwardActivations
+    first_params: _StageParams
+    first_overhead: np.ndarray
+    """The rows' fixed overheads as floats (what the arithmetic converts them to)."""
     pipelined: np.ndarray
     """Rows with pp > 1 (a boolean mask)."""
-    last_rows: Degrees
-    """Those rows."""
-    last_acts: ActivationCoefficients
-    last: StageTerms
-    """The last stage of ``last_rows``."""
+    last: BackwardActivations
+    """The last stage of the pipelined rows."""
+    last_params: _StageParams
+    last_index: np.ndarray
+    """The keys of the pipelined rows."""
+    last_m: np.ndarray
+    last_overhead: np.ndarray
+    """Micro-batches and fixed overheads of the pipelined rows."""
+    last_position: np.ndarray
+    """Each pipelined row's index among the pipelined rows."""
 
 
-def _stage_rows(req: PlanRequest, d: Degrees, coeffs: SliceCoefficients, acts: ActivationCoefficients) -> _StageRows:
-    """:class:`_StageRows` of the rows ``d`` (``acts`` has one entry per row)."""
-    def terms(stage: str, rows: Degrees, a: ActivationCoefficients) -> StageTerms:
-        return stage_terms(coeffs, a, stage=stage, virtual_stages=req.virtual_stages, tp=rows.tp, pp=rows.pp,
-                           cp=rows.cp, ep=rows.ep, sp=rows.sp, micro_batch_size=rows.mbs, micro_batches=rows.m)
+def _stage_rows(req: PlanRequest, d: Degrees, coeffs: SliceCoefficients, per_recompute: list[ActivationCoefficients],
+                keys: _StateKeys) -> _StageRows:
+    """:class:`_StageRows` of the rows ``d`` (before the recomputation choices ride
+    along: :meth:`Degrees.with_recomputes`): each choice's activations are those rows'
+    with its coefficients, laid out choice-major as the rows are."""
+    import numpy as np
 
-    pipelined = d.pp > 1
-    last_rows = d.select(pipelined)
-    last_acts = ActivationCoefficients(**{f.name: getattr(acts, f.name)[pipelined] for f in fields(acts)})
-    return _StageRows(first=terms("first", d, acts), pipelined=pipelined, last_rows=last_rows, last_acts=last_acts,
-                      last=terms("last", last_rows, last_acts))
+    def backward(stage: str, rows: Degrees) -> BackwardActivations:
+        parts = [stage_terms(coeffs, a, stage=stage, virtual_stages=req.virtual_stages, tp=rows.tp, pp=rows.pp,
+                             cp=rows.cp, ep=rows.ep, sp=rows.sp, micro_batch_size=rows.mbs, micro_batches=rows.m,
+                             with_params=False).backward for a in per_recompute]
+        return BackwardActivations(high_bytes=np.concatenate([p.high_bytes for p in parts]),
+                                   current_layer_bytes=np.concatenate([p.current_layer_bytes for p in parts]))
+
+    k = len(per_recompute)
+    pipelined0 = d.pp > 1
+    last0 = d.select(pipelined0)
+    pipelined = np.tile(pipelined0, k)
+    overhead = np.tile(d.overhead_bytes.astype(float), k)
+    return _StageRows(keys=keys, first=backward("first", d), first_params=_StageParams.of(coeffs, keys.keys, "first"),
+                      first_overhead=overhead, pipelined=pipelined, last=backward("last", last0),
+                      last_params=_StageParams.of(coeffs, keys.keys, "last"), last_index=keys.index[pipelined],
+                      last_m=np.tile(last0.m, k), last_overhead=overhead[pipelined],
+                      last_position=np.cumsum(pipelined) - 1)
 
 
-def _evaluate_group(req: PlanRequest, job: TrainingJob, setting: EngineSetting, d: Degrees,
-                    coeffs: SliceCoefficients, acts: ActivationCoefficients, states: JobStates,
-                    shared: _StageRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-GPU peak bytes (busiest stage), params on the GPU and host bytes per node,
-    for arrays of layouts."""
+@dataclass(frozen=True, kw_only=True)
+class _KeyPeaks:
+    """One engine setting's model-state side, per :class:`_StateKeys` key."""
+
+    first: StatePeaks
+    last: StatePeaks | None
+    """The last pipeline stage's (``None`` when no row has a pipeline)."""
+    params: np.ndarray
+    """Parameters on the GPU (the first stage's)."""
+    host_bytes: np.ndarray
+    """Host bytes per node for offloaded states (busiest stage x GPUs in the node)."""
+
+
+def _key_peaks(req: PlanRequest, setting: EngineSetting, states: JobStates, shared: _StageRows) -> _KeyPeaks:
+    """:class:`_KeyPeaks` of ``setting``: :func:`~vramplan.parallel.shard_model_states`
+    and :func:`~vramplan.distributed.state_peaks` once per key (the model-state half of
+    :func:`~vramplan.distributed.training_terms`)."""
     import numpy as np
 
     template = setting.layout(req.gpus_per_node)
+    keys = shared.keys.keys
 
-    def terms(stage: str, rows: Degrees, a: ActivationCoefficients, stage_shared: StageTerms):
-        return training_terms(job, template, stage=stage, shared=stage_shared, coeffs=coeffs, acts=a, states=states,
-                              overhead=rows.overhead_bytes, dp=rows.dp, tp=rows.tp, pp=rows.pp, cp=rows.cp,
-                              ep=rows.ep, sp=rows.sp, micro_batch_size=rows.mbs, micro_batches=rows.m)
+    def key_states(params: _StageParams):
+        sharded = shard_model_states(recipe=states.recipe, params=params.rank, layout=template, dp=keys.dp,
+                                     cp=keys.cp, ep=keys.ep, tp=keys.tp, pp=keys.pp,
+                                     layer_params=params.layer_params, root_params=params.root_params,
+                                     trainable_fraction=states.trainable_fraction)
+        return sharded, state_peaks(sharded, step_temporaries_bytes(sharded, states), keys.overhead_bytes)
 
-    first = terms("first", d, acts, shared.first)
-    peak = first.peak_bytes.copy()
-    host_per_gpu = first.host_per_gpu_bytes + 0 * peak
-    if shared.last_rows.size:
-        last = terms("last", shared.last_rows, shared.last_acts, shared.last)
-        rows = shared.pipelined
-        peak[rows] = np.maximum(peak[rows], last.peak_bytes)
-        host_per_gpu[rows] = np.maximum(host_per_gpu[rows], last.host_per_gpu_bytes)
-    host = host_per_gpu * np.minimum(d.num_gpus, req.gpus_per_node)
-    return peak, first.gpu_params, host + 0 * peak
+    first_states, first = key_states(shared.first_params)
+    host_per_gpu = np.asarray(first_states.host_per_gpu + 0 * keys.dp, dtype=float)
+    last = None
+    if shared.last_index.size:
+        last_states, last = key_states(shared.last_params)
+        host_per_gpu = np.where(keys.pp > 1, np.maximum(host_per_gpu, last_states.host_per_gpu), host_per_gpu)
+    return _KeyPeaks(first=first, last=last, params=shared.first_params.rank.total,
+                     host_bytes=host_per_gpu * np.minimum(keys.num_gpus, req.gpus_per_node))
+
+
+def _row_peaks(req: PlanRequest, setting: EngineSetting, d: Degrees, shared: _StageRows, kp: _KeyPeaks,
+               rows: np.ndarray | None) -> np.ndarray:
+    """Per-GPU peak bytes (the busiest stage) of the rows ``rows`` of the search
+    (ascending indices; ``None``: every row): the per-layout half of
+    :func:`~vramplan.distributed.training_terms`
+    (:func:`~vramplan.distributed.stage_peak_bytes`)."""
+    import numpy as np
+
+    template = setting.layout(req.gpus_per_node)
+    if rows is None:
+        first_keys, first_acts, m, overhead = shared.keys.index, shared.first, d.m, shared.first_overhead
+    else:
+        first_keys, first_acts = shared.keys.index[rows], shared.first.take(rows)
+        m, overhead = d.m[rows], shared.first_overhead[rows]
+    _, peak = stage_peak_bytes(kp.first.take(first_keys), first_acts, template, micro_batches=m, overhead=overhead)
+    if kp.last is not None:
+        if rows is None:
+            pipelined, last_keys, last_acts = shared.pipelined, shared.last_index, shared.last
+            m, overhead = shared.last_m, shared.last_overhead
+        else:
+            pipelined = shared.pipelined[rows]
+            at = shared.last_position[rows[pipelined]]  # those rows among the pipelined ones
+            last_keys, last_acts = shared.last_index[at], shared.last.take(at)
+            m, overhead = shared.last_m[at], shared.last_overhead[at]
+        if last_keys.size:
+            _, last_peak = stage_peak_bytes(kp.last.take(last_keys), last_acts, template, micro_batches=m,
+                                            overhead=overhead)
+            peak[pipelined] = np.maximum(peak[pipelined], last_peak)
+    return peak
 
 
 MAX_LAYOUT_ROWS = 2_000_000
@@ -446,10 +595,11 @@ would enumerate more is refused with the count, so a request finishes in seconds
 
 
 MAX_EVALUATED_LAYOUTS = 2_000_000
-"""Most layouts (rows x engine settings x recomputation choices) one plan evaluates.
-DeepSeek-V3 on up to 4,096 GPUs evaluates 1.1 million in about 0.35 s of one core
-and 200 MB (``benchmarks/bench_planner.py``); the cap keeps a search near a second
-and 400 MB, and larger searches are refused with the count."""
+"""Most layouts (rows x engine settings x recomputation choices) one search evaluates.
+The whole plan of DeepSeek-V3 on up to 4,096 H100 (five searches: the layouts, the
+largest micro-batch, the longest context) evaluates 1.1 million in about 0.4 s of one
+core, the process peaking near 120 MB (``benchmarks/bench_planner.py``); the cap keeps
+a search near a second, and larger searches are refused with the count."""
 
 
 def _check_scale(spec: ModelSpec, total_params: int, req: PlanRequest) -> None:
@@ -466,16 +616,24 @@ def _check_scale(spec: ModelSpec, total_params: int, req: PlanRequest) -> None:
                          "exactly; shorten the sequence or shrink the model")
 
 
-def _check_figures(*arrays: np.ndarray) -> None:
+def _check_figures(*arrays: np.ndarray) -> list[float]:
     """Every byte figure the planner compares is finite and non-negative (an overflow
-    that slipped through :func:`_check_scale` is reported, never ranked)."""
+    that slipped through :func:`_check_scale` is reported, never ranked). Returns each
+    array's minimum (``inf`` for an empty one)."""
     import numpy as np
 
+    minima = []
     for a in arrays:
         a = np.asarray(a)
-        if a.size and (not np.all(np.isfinite(a)) or float(a.min()) < 0 or float(a.max()) >= v.INT64_SAFE):
+        if not a.size:
+            minima.append(math.inf)
+            continue
+        lo, hi = float(a.min()), float(a.max())  # a NaN makes both NaN
+        if not (lo >= 0 and hi < v.INT64_SAFE):
             raise InputError("the planner's byte figures left the exact range (overflow): the model or layout "
                              f"is beyond what can be planned (figures up to {v.INT64_SAFE:.2e} B)")
+        minima.append(lo)
+    return minima
 
 
 def _all_degrees(req: PlanRequest) -> Degrees:
@@ -541,9 +699,10 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
     recomputes = _recomputes(req)
     # Every engine the planner tries runs the model on 16-bit parameters (not AMP autocast).
     run_setup = engine_setup(job.setup, "deepspeed")
-    per_recompute = [ActivationCoefficients.from_setup(spec, replace(run_setup, recompute=r)) for r in recomputes]
-    acts_by_field = {f: np.array([getattr(a, f) for a in per_recompute], dtype=float)
-                     for f in ActivationCoefficients.__dataclass_fields__}
+    # Each choice's coefficients as floats, as arrays of them would hold them.
+    per_recompute = [ActivationCoefficients(**{f.name: float(getattr(a, f.name)) for f in fields(a)})
+                     for a in (ActivationCoefficients.from_setup(spec, replace(run_setup, recompute=r))
+                               for r in recomputes)]
     extra_flops = np.array([RECOMPUTE_EXTRA_FLOPS[r] for r in recomputes], dtype=float)
     evaluated = fitting = 0
     min_peak = math.inf
@@ -562,47 +721,64 @@ def _search(req: PlanRequest, *, top: int, any_fit: bool) -> PlanResult:
     if d.size:
         # Recomputation choices ride along as one more array dimension: each row carries
         # its own activation coefficients.
-        size = d.size
+        keys = _StateKeys.of(d).tiled(len(recomputes))
+        rows_per_key = np.bincount(keys.index, minlength=keys.keys.size)
+        untiled = d
         d = d.with_recomputes(extra_flops)
-        acts = ActivationCoefficients(**{f: np.repeat(v, size) for f, v in acts_by_field.items()})
         shared_by_threshold: dict[int, _StageRows] = {}
-        # engine-independent: once for every setting (a feasibility check ranks nothing)
-        costs = {} if any_fit else layout_costs(req, job, d, active)
+        # engine-independent: once for every setting, when a first layout fits (a
+        # feasibility check ranks nothing)
+        costs: dict[str, np.ndarray] | None = None
+        overhead = d.overhead_bytes.astype(float)  # as the arithmetic converts it, once
+        slack_fraction = Overheads().allocator_slack_fraction
         for setting in req.engines:
             threshold = setting.layout(req.gpus_per_node).zero.param_persistence_threshold
             if threshold not in coeffs_by_threshold:
                 coeffs_by_threshold[threshold] = slice_coefficients(spec, threshold)
                 # Parameters and activations do not depend on the engine: computed once.
-                shared_by_threshold[threshold] = _stage_rows(req, d, coeffs_by_threshold[threshold], acts)
-            peak, params_on_gpu, host = _evaluate_group(req, job, setting, d, coeffs_by_threshold[threshold], acts,
-                                                        states_by_engine[setting.engine],
-                                                        shared_by_threshold[threshold])
-            _check_figures(peak, host)
-            runnable = engine_runs(setting, req.virtual_stages, d)  # the engine's own rules
-            evaluated += int(runnable.sum())
-            host_ok = (host <= req.host_budget_bytes) & runnable
-            if host_ok.any():
+                shared_by_threshold[threshold] = _stage_rows(req, untiled, coeffs_by_threshold[threshold], per_recompute,
+                                                             keys)
+            runnable = engine_runs(setting, req.virtual_stages, keys.keys)  # the engine's own rules (tp, pp, cp)
+            if not runnable.any():
+                continue
+            evaluated += int(rows_per_key[runnable].sum())
+            kp = _key_peaks(req, setting, states_by_engine[setting.engine], shared_by_threshold[threshold])
+            _check_figures(kp.host_bytes)
+            # Only the layouts the engine runs are evaluated (the others are never counted, kept or ranked).
+            rows = None if runnable.all() else np.flatnonzero(runnable[keys.index])
+            peak = _row_peaks(req, setting, d, shared_by_threshold[threshold], kp, rows)
+            lowest = _check_figures(peak)[0]
+            row_keys = keys.index if rows is None else keys.index[rows]
+            host_ok = (kp.host_bytes <= req.host_budget_bytes)[row_keys]
+            if host_ok.all():
+                min_peak = min(min_peak, lowest)
+            elif host_ok.any():
                 min_peak = min(min_peak, float(peak[host_ok].min()))
             # the verdict's rule (vramplan.memory.overhead.fit_verdict): the allocator slack over the
             # tensors beside the peak, which already holds the fixed overheads
-            slack = np.floor(Overheads().allocator_slack_fraction * (peak - d.overhead_bytes))
+            slack = np.floor(slack_fraction * (peak - (overhead if rows is None else overhead[rows])))
             fits = (peak + slack <= budget) & host_ok
-            count = int(fits.sum())
+            count = int(np.count_nonzero(fits))
             if not count:
                 continue
             fitting += count
             if any_fit:
                 break
+            fits = np.flatnonzero(fits)  # the fitting rows' indices: one pass over the mask for every column
+            fit_peak = peak[fits]
+            fits = fits if rows is None else rows[fits]  # as rows of the search
             sub = d.select(fits)
             smallest = int(sub.num_gpus.min())
-            here = (smallest, float(peak[fits][sub.num_gpus == smallest].min()))
+            here = (smallest, float(fit_peak[sub.num_gpus == smallest].min()))
             least = here if least is None else min(least, here)
             min_gpus = least[0]
             if setting.offload == "none":
                 no_offload = smallest if no_offload is None else min(no_offload, smallest)
-            times = step_time_s(req, job, setting, sub, params_on_gpu[fits], active,
+            fit_keys = keys.index[fits]
+            costs = layout_costs(req, job, d, active) if costs is None else costs
+            times = step_time_s(req, job, setting, sub, kp.params[fit_keys], active,
                                 costs={k: v[fits] for k, v in costs.items()})
-            fit_peak, fit_host = peak[fits], host[fits]
+            fit_host = kp.host_bytes[fit_keys]
             # Different GPU counts carry different default batches: compare throughput per GPU.
             score = -times["tokens_per_step"] / times["step_s"] / sub.num_gpus if per_gpu_rate else times["step_s"]
             best = np.argpartition(score, top)[:top] if score.size > top else np.arange(score.size)
@@ -677,7 +853,8 @@ def longest_context(req: PlanRequest, limit: int | None = None, *,
     the fastest such layout.
 
     Bisection over the ladder (about log2 of its length feasibility checks instead of
-    one full search per rung), then one full search at the rung found: the memory a
+    one full search per rung), with one full search at the rung found (the check of the
+    last rung the bisection can still reach is that search): the memory a
     job needs grows with its sequence length, so the rungs that fit are a prefix of
     the ladder. (With the default global batch the token budget per step is fixed, so
     a longer sequence means fewer micro-batches per step, never fewer tokens per
@@ -692,18 +869,32 @@ def longest_context(req: PlanRequest, limit: int | None = None, *,
         return replace(req, job=req.job.with_setup(seq=ladder[i]))
 
     known = ladder.index(req.job.seq_len) if best_at_request is not None and req.job.seq_len in ladder else None
-    if known is None and not any_layout_fits(at(0)):
+    ranked: dict[int, Candidate] = {} if known is None else {known: best_at_request}
+    fails = len(ladder)  # from rung ``fails`` on nothing fits
+
+    def fits_at(i: int) -> bool:
+        # The last rung the bisection can still find (``fails - 1``) is the answer when it
+        # fits, so it gets the full search, which answers whether it fits as well (with
+        # nothing fitting, both evaluate every engine setting).
+        if i < fails - 1:
+            return any_layout_fits(at(i))
+        result = plan(at(i), top=1)
+        if result.candidates:
+            ranked[i] = result.candidates[0]
+        return bool(result.candidates)
+
+    if known is None and not fits_at(0):
         return None
-    fits, fails = (known if known is not None else 0), len(ladder)  # rung ``fits`` fits; from ``fails`` on none
+    fits = known if known is not None else 0  # rung ``fits`` fits
     while fails - fits > 1:
         mid = (fits + fails) // 2
-        if any_layout_fits(at(mid)):
+        if fits_at(mid):
             fits = mid
         else:
             fails = mid
-    if fits == known:
-        return ladder[fits], best_at_request
-    return ladder[fits], plan(at(fits), top=1).candidates[0]
+    if fits not in ranked:
+        ranked[fits] = plan(at(fits), top=1).candidates[0]
+    return ladder[fits], ranked[fits]
 
 
 MIN_CONTEXT_TOKENS = 512
@@ -827,8 +1018,6 @@ def plan_inference(job: InferenceJob, gpu: GpuSpec, gpu_counts: tuple[int, ...],
     KV cache (by layers), and every stage the full activations and overheads. ``tp``
     and ``pp``, when given, fix those degrees (the search keeps only them, before the
     ``top`` cut). Returns the candidates and the number of layouts evaluated."""
-    import numpy as np
-
     from vramplan.errors import VramplanError
     from vramplan.inference import InferenceSetup, estimate_inference
 
