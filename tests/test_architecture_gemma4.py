@@ -21,6 +21,7 @@ TINY = {
     "kv_shared_double_mlp": dict(BASE, num_kv_shared_layers=3, use_double_wide_mlp=True),
     "k_eq_v_global_heads": dict(BASE, attention_k_eq_v=True, num_global_key_value_heads=1, global_head_dim=32),
     "no_per_layer_inputs": dict(BASE, hidden_size_per_layer_input=0),
+    "moe_block": dict(BASE, enable_moe_block=True, num_experts=4, top_k_experts=2, moe_intermediate_size=32),
 }
 
 
@@ -75,7 +76,8 @@ def test_kv_shared_layers_cache_nothing_and_full_layers_use_their_own_width():
     ({"per_layer_config": {"2": {"head_dim": 0}}}, "head_dim"),
     ({"per_layer_config": {"2": {"num_key_value_heads": 3}}}, "num_key_value_heads"),
     ({"num_kv_shared_layers": 7}, "num_kv_shared_layers"),
-    ({"enable_moe_block": True}, "enable_moe_block"),
+    ({"enable_moe_block": True, "top_k_experts": 2, "moe_intermediate_size": 32}, "num_experts"),
+    ({"num_experts": 4}, "num_experts"),
 ])
 def test_bad_gemma4_fields_are_refused_naming_the_field(bad, field):
     with pytest.raises(ConfigError) as err:

@@ -458,7 +458,7 @@ def mlp_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Activ
     parts: list[ActivationPart] = []
     if spec.is_moe_layer(layer) and spec.moe is not None:
         parts += _moe_parts(spec, spec.moe, ctx)
-    else:
+    if not spec.is_moe_layer(layer) or spec.moe is None or spec.moe.beside_dense_mlp:  # Gemma 4, LongCat: both
         parts.append(_part("mlp", _dense_mlp_per_token(spec, ctx, spec.intermediate_size), ctx, sharded=True))
     if ctx.dropout:
         parts.append(_part("dropout_masks/mlp", MASK * spec.hidden_size, ctx, sharded=False))
@@ -525,6 +525,14 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
         mlp_readers = 2 if spec.mlp_gated else 1  # gate and up, or up
     attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
     inputs = _linear_inputs_per_token(ctx, h, attn_readers) + _linear_inputs_per_token(ctx, h, mlp_readers)
+    if spec.is_moe_layer(layer) and spec.moe is not None and spec.moe.beside_dense_mlp:
+        # Gemma 4 / LongCat-Flash: the dense MLP beside the MoE block reads its own norm's
+        # output. Gemma 4 (Gemma4TextDecoderLayer): the block's three norms and the router's
+        # scale-free norm; the post norms read new tensors (the MLP output, the experts'
+        # output, their sum), and the router saves its scaled input
+        inputs += _linear_inputs_per_token(ctx, h, 2 if spec.mlp_gated else 1)
+        norms += spec.moe.block_norms + (1 if spec.moe.router_scales else 0)
+        inputs += (spec.moe.block_norms + (1 if spec.moe.router_scales else 0)) * ctx.r * h
     residual = _residual_per_token(spec, ctx)
     if ctx.frozen_base and layer == 0:
         # a frozen embedding's output needs no gradient: the first layer keeps neither

@@ -12,6 +12,13 @@ tokens (:mod:`vramplan.memory.kv_cache`). ``generate`` also keeps the encoder's 
 hidden state (``encoder_outputs``) bound for the whole loop: ``input_tokens x hidden``
 per sequence. Checked byte for byte against a real ``EncoderDecoderCache`` after a CPU
 forward in tests/test_encoder_decoder.py.
+
+A decoder with cross-attention layers to a vision tower (Mllama, Llama 3.2 Vision)
+caches, in each of those layers, keys and values of the vision states instead of the
+text: ``kv_heads x head_dim`` per vision token and layer, fixed by the images
+(``MllamaTextCrossAttention``; per image ``max_num_tiles x (patches + 1)`` states,
+:func:`mllama_vision_tokens`). Checked against the cache transformers keeps after a CPU
+forward in tests/test_architecture_mllama.py.
 """
 
 from __future__ import annotations
@@ -28,15 +35,28 @@ def _positive(name: str, value: object) -> int:
 def cross_kv_bytes(spec: ModelSpec, *, input_tokens: int, batch: int, dtype: str | KVDType = "fp16",
                    tp: int = 1) -> int:
     """Bytes of the cross-attention K/V of every decoder layer for ``batch`` sequences of
-    ``input_tokens`` encoder tokens, on one of ``tp`` ranks (heads split across ranks)."""
+    ``input_tokens`` encoder tokens, on one of ``tp`` ranks (heads split across ranks);
+    for a decoder with vision cross-attention layers, of those layers over
+    ``input_tokens`` vision states (their KV heads)."""
     _positive("input_len", input_tokens)
     _positive("batch", batch)
+    d = get_kv_dtype(dtype)
+    if spec.architecture == "decoder" and spec.num_cross_attention_layers:
+        row = d.row_bytes(max(1, spec.num_kv_heads // tp) * spec.head_dim)
+        return batch * spec.num_cross_attention_layers * K_AND_V * input_tokens * row
     if spec.architecture != "encoder_decoder":
         return 0
-    d = get_kv_dtype(dtype)
     heads = max(1, spec.num_attention_heads // tp)
     row = d.row_bytes(heads * spec.head_dim)
     return batch * spec.num_layers * K_AND_V * input_tokens * row
+
+
+def mllama_vision_tokens(*, images: int, image_size: int = 560, patch_size: int = 14, max_num_tiles: int = 4) -> int:
+    """Vision states the cross-attention layers attend to for ``images`` images: each
+    image is up to ``max_num_tiles`` tiles of ``(image_size / patch_size)^2`` patches plus
+    a class token (``MllamaForConditionalGeneration._prepare_static_cache``)."""
+    _positive("images", images)
+    return images * max_num_tiles * ((image_size // patch_size) ** 2 + 1)
 
 
 def encoder_output_bytes(spec: ModelSpec, *, input_tokens: int, batch: int, act_bytes: int) -> int:

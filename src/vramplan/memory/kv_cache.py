@@ -11,9 +11,17 @@ Per layer and token, one rank of ``tp`` holds
   ``(d_c + d_h^R) l`` elements per token); engines keep it whole on every TP rank.
 - MLA, expanded (transformers' ``DeepseekV3Attention`` caches decompressed keys and
   values): ``heads x (qk_head_dim + v_head_dim)`` elements.
+- Per-layer shapes (Gemma 4's head widths and KV heads, dots3's per-layer MLA ranks) and
+  layers that reuse an earlier layer's keys and values (Gemma 3n / Gemma 4
+  ``num_kv_shared_layers``: no cache of their own) are summed layer by layer.
 
 - DeepSeek sparse attention (DeepSeek-V3.2, GLM-5) adds the indexer's key cache: one
   ``index_head_dim`` row per token in each indexer layer.
+
+- DeepSeek-V4's compressed attention (:func:`compressed_attention_bytes`): one shared
+  key=value head over a sliding window, plus compressed entries (one per
+  ``compress_rate`` tokens) and, in the compressed-sparse layers, the indexer's own
+  compressed keys; the compressors' partial-window buffers and overlap states too.
 
 Tokens held per sequence: a full-attention layer holds the whole context, a
 sliding-window layer at most ``sliding_window`` tokens (``ModelSpec.attention_kinds()``;
@@ -113,11 +121,12 @@ def kv_row_elements(spec: ModelSpec, *, tp: int = 1, mla_cache: MLACache = "late
     TP rank; of layer ``layer`` when layers differ (Gemma 4), else of every layer. MLA's
     latent cache is one row of ``kv_lora_rank + qk_rope_head_dim`` (V is read from the
     same latent: second element 0)."""
-    if spec.mla is not None:
+    mla = spec.mla if layer is None else spec.layer_mla_spec(layer)
+    if mla is not None:
         if mla_cache == "latent":
-            return spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim, 0
-        heads = spec.num_attention_heads // tp
-        return heads * spec.mla.qk_head_dim, heads * spec.mla.v_head_dim
+            return mla.kv_lora_rank + mla.qk_rope_head_dim, 0
+        heads = (spec.num_attention_heads if layer is None else spec.layer_num_attention_heads(layer)) // tp
+        return heads * mla.qk_head_dim, heads * mla.v_head_dim
     if layer is None:
         heads, k_dim, v_dim = kv_heads_per_rank(spec, tp), spec.head_dim, spec.value_head_dim or spec.head_dim
     else:
@@ -132,7 +141,8 @@ def _layer_kv_heads_per_rank(spec: ModelSpec, layer: int, tp: int) -> int:
 
 
 def _per_layer_geometry(spec: ModelSpec) -> bool:
-    return bool(spec.layer_head_dims or spec.layer_kv_heads or spec.kv_shared_layers)
+    return bool(spec.layer_head_dims or spec.layer_kv_heads or spec.kv_shared_layers or spec.layer_mla
+                or spec.layer_attention_heads)
 
 
 def layer_kv_bytes_per_token(spec: ModelSpec, layer: int, dtype: str | KVDType = "fp16", *, tp: int = 1,
@@ -165,7 +175,68 @@ def kv_bytes_per_token(spec: ModelSpec, dtype: str | KVDType = "fp16", *, tp: in
                         for i in range(spec.num_layers))
     else:
         attention = spec.num_attention_layers * kv_bytes_per_token_per_layer(spec, dtype, tp=tp, mla_cache=mla_cache)
-    return attention + spec.num_indexer_layers * indexer_bytes_per_token_per_layer(spec, dtype)
+    return attention + spec.num_indexer_layers * indexer_bytes_per_token_per_layer(spec, dtype) + \
+        _compressed_bytes_per_token(spec, dtype)
+
+
+def _compressed_bytes_per_token(spec: ModelSpec, dtype: str | KVDType) -> int:
+    """DeepSeek-V4: what one more token costs inside the window: its key=value row in
+    every layer (keys and values apart in the sliding-only layers), and its share of a
+    compressed entry (rounded up to a whole byte per layer)."""
+    ca = spec.compressed_attention
+    if ca is None:
+        return 0
+    d = get_kv_dtype(dtype)
+    total = 0
+    for i in range(spec.num_layers):
+        if spec.mixer(i) != "compressed_attention":
+            continue
+        rate = ca.layer_rates[i]
+        total += d.row_bytes(ca.head_dim) * (1 if rate else K_AND_V)
+        if rate:
+            width = ca.head_dim + (ca.index_head_dim if ca.is_indexed(i) else 0)
+            total += ceil_div(d.row_bytes(width), rate)
+    return total
+
+
+def compressed_attention_bytes(spec: ModelSpec, *, context_tokens: int, dtype: str | KVDType = "fp16",
+                               sliding_extra_tokens: int = 0) -> int:
+    """Bytes one sequence of ``context_tokens`` keeps in DeepSeek-V4's compressed-attention
+    layers (transformers ``DeepseekV4HCACache`` / ``DeepseekV4CSACache``), per layer:
+
+    - the sliding window: ``min(T, window + extra)`` rows of ``head_dim``, keys serving as
+      values (sliding-only layers use the generic window cache: keys and values apart);
+    - with a rate ``r``: ``floor(T / r)`` compressed entries of ``head_dim``; the
+      partial window's projected tokens and gates (``2 head_dim`` wide in the
+      compressed-sparse layers, which pool two overlapping series), reserved at the most
+      a sequence needs, ``min(T, r - 1)`` tokens (transformers holds ``T mod r``: the
+      same whenever ``T < r`` or ``T = -1 mod r``; reserving the most keeps more context
+      from ever costing less); and in those layers, once a window closed, the last
+      window's first series and gates (``2 r head_dim``);
+    - compressed-sparse layers also keep the indexer's compressed keys the same way
+      (``index_head_dim`` wide).
+
+    DeepSeek-V4 technical report sec. 2.3; modeling_deepseek_v4.py."""
+    ca = spec.compressed_attention
+    if ca is None:
+        return 0
+    d, t = get_kv_dtype(dtype), context_tokens
+    elements = 0
+    for i in range(spec.num_layers):
+        if spec.mixer(i) != "compressed_attention":
+            continue
+        rate = ca.layer_rates[i]
+        window = min(t, spec.sliding_window + sliding_extra_tokens) if spec.sliding_window else t
+        elements += window * ca.head_dim * (1 if rate else K_AND_V)
+        if not rate:
+            continue
+        widths = [ca.head_dim] + ([ca.index_head_dim] if ca.is_indexed(i) else [])
+        for width in widths:
+            series = 2 if ca.is_indexed(i) else 1
+            elements += (t // rate) * width + 2 * min(t, rate - 1) * series * width
+            if ca.is_indexed(i) and t >= rate:
+                elements += 2 * rate * width
+    return d.row_bytes(elements)
 
 
 def indexer_bytes_per_token_per_layer(spec: ModelSpec, dtype: str | KVDType = "fp16") -> int:
@@ -230,8 +301,10 @@ def kv_cache_bytes(spec: ModelSpec, *, context_tokens: int, batch: int, dtype: s
     else:
         attention = sum(held) * kv_bytes_per_token_per_layer(spec, d, tp=tp, mla_cache=mla_cache)
     indexer = indexer_bytes_per_token_per_layer(spec, d) * sum(t for i, t in enumerate(held) if spec.has_indexer(i))
-    return batch * (attention + indexer) + recurrent_state_bytes(spec, batch=batch, conv_bytes=_conv_bytes(d),
-                                                                     tp=tp)
+    compressed = compressed_attention_bytes(spec, context_tokens=context_tokens, dtype=d,
+                                            sliding_extra_tokens=sliding_extra_tokens)
+    return batch * (attention + indexer + compressed) + recurrent_state_bytes(
+        spec, batch=batch, conv_bytes=_conv_bytes(d), tp=tp)
 
 
 def _conv_bytes(dtype: KVDType) -> int:

@@ -17,8 +17,8 @@ from typing import Any
 
 from vramplan.intmath import ceil_div, round_up
 from vramplan.errors import ConfigError
-from vramplan.model.spec import (DeltaNetSpec, FamilyTensor, IndexerSpec, KDASpec, MLSTMSpec, NormKind, QKNormKind,
-                                 RGLRUSpec, SharedBlockSpec, SSMSpec)
+from vramplan.model.spec import (CompressedAttentionSpec, DeltaNetSpec, FamilyTensor, IndexerSpec, KDASpec, MLSTMSpec,
+                                 NormKind, QKNormKind, RGLRUSpec, SharedBlockSpec, SSMSpec)
 
 Config = dict[str, Any]
 
@@ -36,9 +36,9 @@ KEYS: dict[str, tuple[str, ...]] = {
                                 "max_seq_len", "n_ctx", "context_length"),
     "num_experts": ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"),
     "experts_per_token": ("num_experts_per_tok", "experts_per_token", "moe_k", "moe_topk",
-                          "num_experts_per_token"),
-    "expert_intermediate_size": ("moe_intermediate_size", "expert_intermediate_size"),
-    "shared_expert_intermediate_size": ("shared_expert_intermediate_size",),
+                          "num_experts_per_token", "top_k_experts"),
+    "expert_intermediate_size": ("moe_intermediate_size", "expert_intermediate_size", "expert_ffn_hidden_size"),
+    "shared_expert_intermediate_size": ("shared_expert_intermediate_size", "shared_experts_intermediate_size"),
     "num_shared_experts": ("n_shared_experts", "num_shared_experts", "moe_num_shared_experts"),
 }
 """Quantity -> the config keys it goes by (``n_layer`` / ``num_layers`` /
@@ -678,6 +678,9 @@ def _indexer(cfg: Config, f: dict[str, Any]) -> None:
             freq = max(_pos(cfg, ("index_topk_freq",), 1), 1)
             offset = _index(cfg, "index_skip_topk_offset", 2)
             kinds = ["full" if max(i - offset + 1, 0) % freq == 0 else "shared" for i in range(n)]
+    if kinds is None and "_indexer_layers" in f:  # dots3: the indexed_attention layers
+        f["layer_indexers"] = tuple(f.pop("_indexer_layers"))
+        return
     if kinds is None:
         return
     if not isinstance(kinds, list) or len(kinds) != n or any(k not in ("full", "shared") for k in kinds):
@@ -694,9 +697,15 @@ def _gemma4(cfg: Config, f: dict[str, Any]) -> None:
     ``attention_k_eq_v`` the full layers have no ``v_proj``; per-layer input embeddings
     of ``hidden_size_per_layer_input`` columns per layer."""
     n = f["num_layers"]
-    if config_switch(cfg, "enable_moe_block", False):
-        raise ConfigError("enable_moe_block: Gemma 4's MoE block (router and experts beside the MLP) is not read "
-                          "analytically; `vramplan trace` measures it")
+    if config_switch(cfg, "enable_moe_block", False):  # Gemma4TextRouter + Gemma4TextExperts beside the MLP
+        _pos(cfg, ("num_experts",))
+        _pos(cfg, ("top_k_experts",))
+        _pos(cfg, ("moe_intermediate_size",))
+        f["_moe_layer_set"] = set(range(n))
+        f["_moe_extras"] = {"beside_dense_mlp": True, "router_scales": True, "block_norms": 3}
+    elif cfg.get("num_experts"):
+        raise ConfigError("num_experts: set, but enable_moe_block is false (Gemma 4 builds no experts then); "
+                          "remove one of them")
     if not f["layer_types"]:
         f["layer_types"] = tuple("full_attention" if (i + 1) % 6 == 0 or i == n - 1 else "sliding_attention"
                                  for i in range(n))
@@ -729,6 +738,188 @@ def _gemma4(cfg: Config, f: dict[str, Any]) -> None:
     if size:
         f["per_layer_input_size"] = size
         f["per_layer_input_vocab"] = _pos(cfg, ("vocab_size_per_layer_input",), f["vocab_size"])
+
+
+def _kv_shared_tail(cfg: Config, f: dict[str, Any]) -> None:
+    """The last ``num_kv_shared_layers`` layers reuse the keys and values of the last
+    earlier layer of their kind (``kv_sharing_modes`` in configuration_gemma3n.py /
+    configuration_gemma4.py): no k/v projections, no cache of their own."""
+    n = f["num_layers"]
+    shared = _index(cfg, "num_kv_shared_layers")
+    if shared > n:
+        raise ConfigError(f"num_kv_shared_layers: expected at most num_hidden_layers={n}, got {shared}")
+    if shared:
+        kinds = f["layer_types"] or ("full_attention",) * n
+        if not set(kinds[n - shared:]) <= set(kinds[:n - shared]):
+            raise ConfigError("num_kv_shared_layers: a shared layer has no earlier layer of its attention kind "
+                              "to read keys and values from")
+        f["kv_shared_layers"] = tuple(i >= n - shared for i in range(n))
+
+
+def _gemma3n(cfg: Config, f: dict[str, Any]) -> None:
+    """Gemma 3n text (configuration_gemma3n.py, modeling_gemma3n.py): every fifth layer
+    full attention, the others sliding; KV sharing in the last ``num_kv_shared_layers``
+    layers; per-layer input embeddings; AltUp over ``altup_num_inputs`` streams and a
+    rank-``laurel_rank`` LAuReL residual in every layer; ``v_norm`` has no weight."""
+    n = f["num_layers"]
+    if not f["layer_types"]:
+        f["layer_types"] = tuple("full_attention" if (i + 1) % 5 == 0 else "sliding_attention" for i in range(n))
+    _kv_shared_tail(cfg, f)
+    size = _index(cfg, "hidden_size_per_layer_input")
+    if size:
+        f["per_layer_input_size"] = size
+        f["per_layer_input_vocab"] = _pos(cfg, ("vocab_size_per_layer_input",), f["vocab_size"])
+    f["altup_inputs"] = _index(cfg, "altup_num_inputs", 4)
+    f["laurel_rank"] = _index(cfg, "laurel_rank", 64)
+    if f["altup_inputs"] > 1:
+        f["notes"] = (f"AltUp keeps {f['altup_inputs']} copies of the residual stream; the training and prefill "
+                      "activation formula counts one (measure with `vramplan trace`)",)
+
+
+def _mllama(cfg: Config, f: dict[str, Any]) -> None:
+    """Mllama text (Llama 3.2 Vision, modeling_mllama.py): the layers in
+    ``cross_attention_layers`` cross-attend to the vision states instead of
+    self-attending (default every fifth from layer 3); the embedding has 8 rows beyond
+    the vocabulary."""
+    n = f["num_layers"]
+    chosen = cfg.get("cross_attention_layers")
+    if chosen is None:
+        chosen = [3, 8, 13, 18, 23, 28, 33, 38]  # MllamaTextConfig.__post_init__
+    if not isinstance(chosen, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n
+                                               for i in chosen):
+        raise ConfigError(f"cross_attention_layers: expected a list of layer indices below {n}, got {chosen!r}")
+    f["layer_mixers"] = tuple("cross_attention" if i in set(chosen) else "attention" for i in range(n))
+    f["embedding_extra_rows"] = 8
+    f["notes"] = tuple(f.get("notes", ())) + (
+        f"{len(set(chosen))} cross-attention layer(s) attend to the vision states: their cache is fixed by the "
+        "images, and a text-only batch skips them in transformers (no activations, no gradients there)",)
+
+
+def _activation_note(f: dict[str, Any], what: str) -> None:
+    """Say that the training and prefill activations of ``what`` are approximated."""
+    f["notes"] = tuple(f.get("notes", ())) + (
+        f"{what}: the training and prefill activation formula approximates these layers with a standard "
+        "attention + MLP layer (measure them with `vramplan trace`)",)
+
+
+def _hyper_connections(cfg: Config, f: dict[str, Any]) -> None:
+    f["hyper_connection_streams"] = _pos(cfg, ("hc_mult",), 4)
+    f["notes"] = tuple(f.get("notes", ())) + (
+        f"hyper-connections keep {f['hyper_connection_streams']} copies of the residual stream; the training and "
+        "prefill activation formula counts one (measure with `vramplan trace`)",)
+
+
+def _hy_v4(cfg: Config, f: dict[str, Any]) -> None:
+    """Hunyuan v4 (configuration_hy_v4.py, modeling_hy_v4.py): MLA with a sink per head
+    and a sigmoid output gate (``gate_proj``, heads x ``v_head_dim``); a DSA indexer in
+    the ``full`` layers of ``indexer_types`` (default: layer 0 and every fourth from 1);
+    hyper-connections over ``hc_mult`` streams; dense first layer (``mlp_layer_types``)."""
+    if cfg.get("indexer_types") is None:
+        cfg = {**cfg, "indexer_types": ["full" if i == 0 or (i - 1) % 4 == 0 else "shared"
+                                        for i in range(f["num_layers"])]}
+    _indexer(cfg, f)
+    _hyper_connections(cfg, f)
+
+
+def _axk2(cfg: Config, f: dict[str, Any]) -> None:
+    """A.X K2 (modeling_axk2.py): MLA whose ``q_gate_proj`` emits queries and an output
+    gate from the query latent, a DSA indexer in every layer, gated RMSNorms of rank
+    ``gated_norm_rank``."""
+    _indexer(cfg, f)
+    f["gated_norm_rank"] = _pos(cfg, ("gated_norm_rank",), 16)
+    f["_mla_fused_query_gate"] = True
+    _activation_note(f, "gated norms and the fused query gate")
+
+
+DOTS3_SLIDING_DEFAULTS = {"num_attention_heads": 64, "num_key_value_heads": 64, "q_lora_rank": 1024,
+                          "kv_lora_rank": 1024, "head_dim": 256, "qk_nope_head_dim": 192, "v_head_dim": 128}
+"""dots3's sliding-window layer shape when the config names no ``swa_*`` keys
+(Dots3NoteTextConfig.__post_init__)."""
+
+
+def _dots3(cfg: Config, f: dict[str, Any]) -> None:
+    """dots3 text (configuration_dots3_note.py, modeling_dots3_note.py): MLA in every
+    layer with a norm on the rope key and one sigmoid gate per head (``g_proj``);
+    ``indexed_attention`` layers (the first two and every fourth from 1, by default) run
+    a DSA indexer, the ``sliding_attention`` layers have their own MLA shape
+    (``per_layer_config``, from the ``swa_*`` keys) and no indexer."""
+    n = f["num_layers"]
+    types = cfg.get("layer_types")
+    if types is None:
+        types = ["indexed_attention" if i < 2 or i % 4 == 1 else "sliding_attention" for i in range(n)]
+        f["layer_types"] = tuple("sliding_attention" if t == "sliding_attention" else "full_attention" for t in types)
+    if not isinstance(types, list) or len(types) != n:
+        raise ConfigError(f"layer_types: expected a list of {n} entries (num_hidden_layers)")
+    per_layer = cfg.get("per_layer_config")
+    if per_layer is None:
+        sliding = {k: _first(cfg, (f"swa_{k}",), v) for k, v in DOTS3_SLIDING_DEFAULTS.items()}
+        sliding["qk_rope_head_dim"] = _first(cfg, ("swa_qk_rope_head_dim",),
+                                             _pos(sliding, ("head_dim",)) - _pos(sliding, ("qk_nope_head_dim",)))
+        per_layer = {str(i): sliding for i, t in enumerate(types) if t == "sliding_attention"}
+    if not isinstance(per_layer, dict):
+        raise ConfigError(f"per_layer_config: expected an object of layer index -> overrides, got {per_layer!r}")
+    f["_per_layer_mla"] = {}
+    for key, override in per_layer.items():
+        if not str(key).isdigit() or int(key) >= n or not isinstance(override, dict):
+            raise ConfigError(f"per_layer_config: expected layer indices below {n} with objects, got {key!r}")
+        f["_per_layer_mla"][int(key)] = override
+    f["_indexer_layers"] = [t == "indexed_attention" for t in types]
+    f["attention_gate"] = "head"
+    _activation_note(f, "per-layer MLA shapes")
+
+
+def _longcat_flash(cfg: Config, f: dict[str, Any]) -> None:
+    """LongCat-Flash (modeling_longcat_flash.py): each of the ``num_layers`` blocks holds
+    two MLA attention + dense MLP sub-blocks (read as two layers; the cache has one
+    layer per sub-block) and one MoE block beside them, whose router also picks among
+    ``zero_expert_num`` zero-compute (identity) experts that hold no weights."""
+    blocks = _pos(cfg, ("num_layers",), f["num_layers"] // 2)
+    f["num_layers"] = 2 * blocks
+    f["_moe_layer_set"] = set(range(0, 2 * blocks, 2))
+    f["_moe_extras"] = {"beside_dense_mlp": True, "zero_experts": _index(cfg, "zero_expert_num")}
+    f["notes"] = tuple(f.get("notes", ())) + (
+        "counted as the checkpoint holds it: transformers' LongcatFlashExperts also allocates gate/up "
+        "projections for the zero-compute experts, which the checkpoint does not have",)
+
+
+DEEPSEEK_V4_LAYERS = {"sliding_attention": None, "compressed_sparse_attention": "compressed_sparse_attention",
+                      "heavily_compressed_attention": "heavily_compressed_attention"}
+
+
+def _deepseek_v4(cfg: Config, f: dict[str, Any]) -> None:
+    """DeepSeek-V4 (configuration_deepseek_v4.py, modeling_deepseek_v4.py): every layer
+    is compressed attention (``layer_types``: sliding-window only, compressed sparse
+    (CSA, rate 4, with an indexer) or heavily compressed (HCA, rate 128); default two
+    HCA then CSA/HCA alternating), every MLP an MoE (hash-routed in the first layers:
+    the same parameters), hyper-connections with residual mixing."""
+    n = f["num_layers"]
+    rates = cfg.get("compress_rates") or {"compressed_sparse_attention": 4, "heavily_compressed_attention": 128}
+    if not isinstance(rates, dict):
+        raise ConfigError(f"compress_rates: expected an object of layer type -> rate, got {rates!r}")
+    types = cfg.get("layer_types")
+    if types is None:
+        types = ["heavily_compressed_attention"] * min(n, 2) + [
+            "compressed_sparse_attention" if i % 2 else "heavily_compressed_attention" for i in range(max(n - 2, 0))]
+    if not isinstance(types, list) or len(types) != n or any(t not in DEEPSEEK_V4_LAYERS for t in types):
+        raise ConfigError(f"layer_types: expected {n} entries, each one of {', '.join(DEEPSEEK_V4_LAYERS)}")
+    csa = _pos(rates, ("compressed_sparse_attention",), 4)
+    layer_rates = tuple(0 if DEEPSEEK_V4_LAYERS[t] is None else _pos(rates, (DEEPSEEK_V4_LAYERS[t],)) for t in types)
+    if any(r == csa for t, r in zip(types, layer_rates) if t == "heavily_compressed_attention"):
+        raise ConfigError("compress_rates: the heavily compressed rate must differ from the sparse one")
+    f["compressed_attention"] = CompressedAttentionSpec(
+        head_dim=f["head_dim"], q_lora_rank=_pos(cfg, ("q_lora_rank",)), o_groups=_pos(cfg, ("o_groups",), 8),
+        o_lora_rank=_pos(cfg, ("o_lora_rank",), 1024), layer_rates=layer_rates, indexed_rate=csa,
+        index_heads=_pos(cfg, ("index_n_heads",), 64), index_head_dim=_pos(cfg, ("index_head_dim",), 128))
+    if (f["num_attention_heads"] * f["head_dim"]) % f["compressed_attention"].o_groups:
+        raise ConfigError(f"o_groups: expected a divisor of num_attention_heads x head_dim, got {cfg.get('o_groups')}")
+    f["layer_mixers"] = ("compressed_attention",) * n
+    f["layer_types"] = ()
+    f["_moe_layer_set"] = set(range(n))
+    f["hyper_connection_streams"] = _pos(cfg, ("hc_mult",), 4)
+    f["hyper_connection_residual_mix"] = True
+    f["notes"] = tuple(f.get("notes", ())) + (
+        "compressed attention and hyper-connections: the training and prefill activation formula approximates these "
+        "layers with a standard attention + MLP layer and one residual stream (measure them with `vramplan trace`)",)
 
 
 def _mimo_v2(cfg: Config, f: dict[str, Any]) -> None:
@@ -1080,6 +1271,24 @@ FAMILIES: dict[str, Family] = {
                           defaults={"vocab_size": 262_144, "max_position_embeddings": 131_072, "head_dim": 256,
                                     "sliding_window": 512, "hidden_activation": "gelu_pytorch_tanh",
                                     "vocab_size_per_layer_input": 262_144, "hidden_size_per_layer_input": 256}),
+    "gemma3n_text": Family(tied_default=True, activation_key="hidden_activation", norms_per_layer=4,
+                           qk_norm="per_head", adjust=_gemma3n,
+                           defaults={"vocab_size": 262_400, "max_position_embeddings": 32_768, "head_dim": 256,
+                                     "num_key_value_heads": 2, "sliding_window": 512,
+                                     "hidden_activation": "gelu_pytorch_tanh", "vocab_size_per_layer_input": 262_144,
+                                     "hidden_size_per_layer_input": 256, "altup_num_inputs": 4,
+                                     "num_kv_shared_layers": 15, "laurel_rank": 64}),
+    "mllama_text_model": Family(adjust=_mllama),
+    "hy_v4": Family(sinks=True, attention_gate="full", adjust=_hy_v4,
+                    defaults={"hc_mult": 4, "index_n_heads": 16, "index_head_dim": 128, "index_topk": 2048}),
+    "axk2": Family(adjust=_axk2, defaults={"index_n_heads": 16, "index_head_dim": 128, "index_topk": 2048,
+                                           "first_k_dense_replace": 1, "gated_norm_rank": 16}),
+    "dots3_note_text": Family(adjust=_seq(_dots3, _indexer), defaults={
+        "index_n_heads": 64, "index_head_dim": 128, "index_topk": 2048, "first_k_dense_replace": 1,
+        "sliding_window": 512}),
+    "longcat_flash": Family(adjust=_longcat_flash, defaults={"zero_expert_num": 256}),
+    "deepseek_v4": Family(adjust=_deepseek_v4, defaults={"head_dim": 512, "num_key_value_heads": 1,
+                                                          "sliding_window": 128}),
     "mimo_v2_flash": Family(adjust=_mimo_v2),
     "axk1": Family(moe_post_norm=True),
     "gemma4_unified_text": Family(tied_default=True, activation_key="hidden_activation", norms_per_layer=4,

@@ -189,7 +189,9 @@ def _sliding(cfg: Config, layer_types: tuple[str, ...]) -> int | None:
 
 def _has_linear_layers(cfg: Config) -> bool:
     types = cfg.get("layer_types")
-    return isinstance(types, list) and any(t in ("linear_attention", "mamba", "attention", "conv") for t in types)
+    return isinstance(types, list) and any(t in ("linear_attention", "mamba", "attention", "conv",
+                                                 "compressed_sparse_attention", "heavily_compressed_attention")
+                                           for t in types)
 
 
 def _layer_count(cfg: Config) -> int:
@@ -250,7 +252,8 @@ def _moe(cfg: Config, f: dict[str, Any], family: Family) -> None:
                        shared_expert_gate=family.shared_expert_gate and bool(shared_width),
                        router_bias=family.router_bias, expert_bias=family.expert_bias,
                        router_score_bias=family.router_score_bias, post_norm=family.moe_post_norm,
-                       output_bias=f.pop("_moe_output_bias", False), router=not f.pop("_own_router", False))
+                       output_bias=f.pop("_moe_output_bias", False), router=not f.pop("_own_router", False),
+                       **f.pop("_moe_extras", {}))
     chosen = f.pop("_moe_layer_set", None)
     if chosen is not None:
         f["moe_layers"] = tuple(i in chosen for i in range(n))
@@ -280,12 +283,34 @@ def _mla(cfg: Config, f: dict[str, Any]) -> None:
     f["mla"] = MLASpec(q_lora_rank=_key_int(cfg, "q_lora_rank", None, "rank") or None,
                        kv_lora_rank=_check_int("kv_lora_rank", cfg["kv_lora_rank"], "rank"),
                        qk_rope_head_dim=rope, qk_nope_head_dim=nope,
-                       v_head_dim=_check_int("v_head_dim", cfg.get("v_head_dim"), "head_dim"))
+                       v_head_dim=_check_int("v_head_dim", cfg.get("v_head_dim"), "head_dim"),
+                       fused_query_gate=bool(f.pop("_mla_fused_query_gate", False)),
+                       rope_key_norm=cfg.get("model_type") in ROPE_KEY_NORM)
     f["head_dim"] = rope + nope
     f["num_kv_heads"] = f["num_attention_heads"]
+    overrides = f.pop("_per_layer_mla", None)
+    if overrides:  # dots3: layers with their own MLA shape and head count (per_layer_config)
+        layer_mla, heads = [f["mla"]] * f["num_layers"], [f["num_attention_heads"]] * f["num_layers"]
+        for i, o in overrides.items():
+            merged = {**cfg, **o}
+            o_rope = _check_int("qk_rope_head_dim", merged.get("qk_rope_head_dim"), "head_dim")
+            layer_mla[i] = MLASpec(q_lora_rank=_key_int(merged, "q_lora_rank", None, "rank") or None,
+                                   kv_lora_rank=_check_int("kv_lora_rank", merged.get("kv_lora_rank"), "rank"),
+                                   qk_rope_head_dim=o_rope,
+                                   qk_nope_head_dim=_check_int("qk_nope_head_dim", merged.get("qk_nope_head_dim"),
+                                                               "head_dim"),
+                                   v_head_dim=_check_int("v_head_dim", merged.get("v_head_dim"), "head_dim"),
+                                   rope_key_norm=f["mla"].rope_key_norm)
+            heads[i] = _check_int("num_attention_heads", merged.get("num_attention_heads"), "num_attention_heads")
+        f["layer_mla"], f["layer_attention_heads"] = tuple(layer_mla), tuple(heads)
     if cfg.get("num_nextn_predict_layers"):
-        f["notes"] = (f"the checkpoint's {cfg['num_nextn_predict_layers']} multi-token-prediction layer(s) "
-                      "are not counted (transformers does not build them)",)
+        f["notes"] = tuple(f.get("notes", ())) + (
+            f"the checkpoint's {cfg['num_nextn_predict_layers']} multi-token-prediction layer(s) are not counted "
+            "(transformers does not build them)",)
+
+
+ROPE_KEY_NORM = frozenset({"dots3_note_text"})
+"""MLA families with an RMSNorm on the shared rope key (dots3 ``k_rope_only_layernorm``)."""
 
 
 # ---- the generic reader -----------------------------------------------------------
@@ -515,6 +540,7 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
         if wrapper is not None:
             from vramplan.model.towers import read_towers
 
+            fields.update(_draft_fields(wrapper, fields))
             fields["towers"], uncounted = read_towers(wrapper, fields["hidden_size"])
             if wrapper.get("model_type") in PATCH_PROJECTING_WRAPPERS:
                 fields["image_patch_input"] = _patch_input(wrapper)
@@ -533,6 +559,28 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
         raise ConfigError(f"config.json (model_type {mtype!r}): a field has the wrong type or size "
                           f"({str(exc)[:120]})") from None
     return ModelSpec(**fields)
+
+
+DRAFT_WRAPPERS = frozenset({"gemma4_assistant", "gemma4_unified_assistant"})
+"""Gemma 4 assistants: draft models that attend to the target model's KV cache."""
+
+
+def _draft_fields(wrapper: Config, fields: dict[str, Any]) -> dict[str, Any]:
+    """A Gemma 4 assistant's projections to and from its target model and its
+    cross-model KV sharing (every layer reads the target's cache:
+    ``num_kv_shared_layers`` equals the layer count in its config class)."""
+    if wrapper.get("model_type") not in DRAFT_WRAPPERS:
+        return {}
+    n = fields["num_layers"]
+    out = {"draft_backbone_hidden_size": _check_int("backbone_hidden_size", wrapper.get("backbone_hidden_size"),
+                                                    "hidden_size"),
+           "kv_shared_layers": (True,) * n,
+           "notes": tuple(fields.get("notes", ())) + (
+               "a draft model that reads its target model's KV cache (no cache of its own); the target's "
+               "estimate holds that cache",)}
+    if _bool(wrapper, "use_ordered_embeddings", False):
+        out["draft_centroids"] = _check_int("num_centroids", wrapper.get("num_centroids"), "vocab_size")
+    return out
 
 
 def _check_layer_count(cfg: Config) -> None:

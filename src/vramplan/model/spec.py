@@ -71,6 +71,17 @@ class MoESpec:
     router_score_bias: bool = False
     """The router holds a learned per-expert score-correction bias as a parameter
     (ERNIE 4.5 MoE, AFMoE); DeepSeek-V3 keeps it as a buffer (not a parameter)."""
+    beside_dense_mlp: bool = False
+    """The MoE block runs beside the layer's dense MLP instead of replacing it (Gemma 4
+    ``enable_moe_block``, LongCat-Flash)."""
+    zero_experts: int = 0
+    """Zero-compute (identity) experts the router may also pick (LongCat-Flash
+    ``zero_expert_num``): router rows, no weights."""
+    router_scales: bool = False
+    """Gemma 4's router: a learned input scale (hidden) and a scale per expert."""
+    block_norms: int = 0
+    """Extra norms of the MoE block per MoE layer (Gemma 4: a pre norm and two post
+    norms, ``pre_feedforward_layernorm_2``, ``post_feedforward_layernorm_1/2``)."""
 
     def __post_init__(self) -> None:
         _positive("num_experts", self.num_experts)
@@ -80,14 +91,17 @@ class MoESpec:
         _positive("shared_expert_intermediate_size", self.shared_expert_intermediate_size, 0)
         for name in ("shared_expert_gate", "router_bias", "expert_bias"):
             v.flag(name, getattr(self, name), error=ConfigError)
+        _positive("zero_expert_num", self.zero_experts, 0)
         if self.experts_per_token > self.num_experts:
             raise ConfigError(
                 f"experts_per_token: expected at most num_experts={self.num_experts}, got {self.experts_per_token}")
 
 
 MixerKind = Literal["attention", "mamba", "mamba2", "gated_deltanet", "short_conv", "lightning_attention", "kda",
-                    "rg_lru", "rwkv", "mlstm", "none"]
-"""What mixes tokens in a layer: softmax attention (with a KV cache), a Mamba or
+                    "rg_lru", "rwkv", "mlstm", "cross_attention", "compressed_attention", "none"]
+"""What mixes tokens in a layer: softmax attention (with a KV cache), cross-attention to
+a vision tower's states instead of self-attention (Mllama: its cache holds the image
+states, not the text), DeepSeek-V4's compressed attention, a Mamba or
 Mamba-2 state-space mixer, a gated delta-net (linear attention with a recurrent
 state), a gated short convolution (LFM2), MiniMax's lightning attention (linear
 attention with a ``head_dim x head_dim`` state per head), Kimi delta attention (KDA,
@@ -291,6 +305,13 @@ class MLASpec:
     """Per-head dims without rotary position."""
     v_head_dim: int
     """Per-head value dims."""
+    fused_query_gate: bool = False
+    """A.X K2: one ``q_gate_proj`` from the query latent and its normed copy
+    (``2 q_lora_rank`` wide) emits the queries and a per-head output gate
+    (``heads x (qk_head_dim + v_head_dim)``), in place of ``q_b_proj``."""
+    rope_key_norm: bool = False
+    """dots3: an RMSNorm on the shared rope key (``k_rope_only_layernorm``,
+    ``qk_rope_head_dim`` wide)."""
 
     def __post_init__(self) -> None:
         if self.q_lora_rank is not None:
@@ -302,6 +323,39 @@ class MLASpec:
     @property
     def qk_head_dim(self) -> int:
         return self.qk_rope_head_dim + self.qk_nope_head_dim
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompressedAttentionSpec:
+    """DeepSeek-V4's attention (DeepSeek-V4 technical report sec. 2.3; transformers
+    ``DeepseekV4Attention``): one shared key=value head of ``head_dim`` (MQA) over a
+    sliding window, plus, in compressed layers, KV entries that each summarise
+    ``compress_rate`` tokens (``DeepseekV4HCACompressor``; the CSA compressor of rate 4
+    reads two overlapping series and carries a lightning indexer over its own
+    compressed keys). Queries come through a latent (``q_lora_rank``); the output
+    through ``o_groups`` grouped projections of rank ``o_lora_rank``."""
+
+    head_dim: int
+    q_lora_rank: int
+    o_groups: int
+    o_lora_rank: int
+    layer_rates: tuple[int, ...]
+    """Per layer: tokens per compressed entry; 0 for a sliding-window-only layer."""
+    indexed_rate: int
+    """The rate of the compressed-sparse (indexed) layers (``compress_rates`` CSA)."""
+    index_heads: int
+    index_head_dim: int
+
+    def __post_init__(self) -> None:
+        for name in ("head_dim", "q_lora_rank", "o_groups", "o_lora_rank", "indexed_rate", "index_heads",
+                     "index_head_dim"):
+            _positive(name, getattr(self, name))
+        for rate in self.layer_rates:
+            _positive("compress_rates", rate, 0)
+
+    def is_indexed(self, layer: int) -> bool:
+        """Layer ``layer`` is compressed sparse attention (CSA: overlapping series and an indexer)."""
+        return self.layer_rates[layer] == self.indexed_rate
 
 
 Architecture = Literal["decoder", "encoder_decoder", "encoder"]
@@ -527,6 +581,13 @@ class ModelSpec:
     """Per layer: True when the layer reads the keys and values of an earlier layer of
     its kind (Gemma 3n / Gemma 4 ``num_kv_shared_layers``): no k/v projections and no
     cache of its own. Empty: none."""
+    layer_mla: tuple[MLASpec, ...] = ()
+    """Per layer: the MLA shape, when layers differ (dots3: the sliding-window layers
+    have their own latent ranks and head widths, ``per_layer_config``). Empty: every
+    layer has :attr:`mla`."""
+    layer_attention_heads: tuple[int, ...] = ()
+    """Per layer: query heads, when layers differ (dots3's sliding layers). Empty: every
+    layer has :attr:`num_attention_heads`."""
     value_head_dim: int = 0
     """Per-head value width when it differs from the query/key width (MiMo-V2-Flash
     ``v_head_dim`` 128 against ``head_dim`` 192); 0: values are :attr:`head_dim` wide."""
@@ -540,6 +601,43 @@ class ModelSpec:
     (``hidden_size_per_layer_input``); 0 when the model has none."""
     per_layer_input_vocab: int = 0
     """Rows of the per-layer embedding table (``vocab_size_per_layer_input``)."""
+    embedding_extra_rows: int = 0
+    """Rows of the token embedding beyond ``vocab_size`` (Mllama: 8 image and special
+    tokens the head does not predict)."""
+    hyper_connection_streams: int = 0
+    """Hyper-connections (Zhu et al. 2024, "Hyper-Connections"; Hunyuan v4
+    ``HYV4HyperConnection``, DeepSeek-V4): the residual stream is ``hc_mult`` streams,
+    mixed into each sub-block's input and written back by learned, input-dependent
+    weights (fp32 ``fn``/``base``/``scale`` before attention and before the MLP, and a
+    ``hc_head`` that collapses the streams before the final norm); 0 when none."""
+    hyper_connection_residual_mix: bool = False
+    """DeepSeek-V4's form: the weights also mix the streams among themselves
+    (``(2 + hc_mult) x hc_mult`` outputs, three scales) instead of only reading and
+    writing them (``2 x hc_mult`` outputs, two scales; Hunyuan v4)."""
+    gated_norm_rank: int = 0
+    """A.X K2's gated RMSNorms: the block's input norm (and, in MoE layers, the
+    post-attention norm) carries a rank-``gated_norm_rank`` gate MLP
+    (``fc1`` hidden -> r, ``fc2`` r -> hidden); 0 when none."""
+    draft_backbone_hidden_size: int = 0
+    """Gemma 4 assistant (a draft model for speculative decoding,
+    modeling_gemma4_assistant.py): width of the target model it drafts for; the draft
+    reads the target's embeddings and last hidden state through ``pre_projection``
+    (``2 x backbone -> hidden``) and returns through ``post_projection``, and every
+    layer attends to the target's cached keys and values (cross-model KV sharing:
+    no cache of its own). 0 for any other model."""
+    draft_centroids: int = 0
+    """The assistant's ordered-embedding head (``use_ordered_embeddings``): a
+    ``hidden -> num_centroids`` centroid classifier; 0 when none."""
+    compressed_attention: CompressedAttentionSpec | None = None
+    """DeepSeek-V4's attention of the ``compressed_attention`` layers."""
+    altup_inputs: int = 0
+    """Gemma 3n's AltUp (Baykal et al. 2023, "Alternating Updates for Efficient
+    Transformers"): the residual stream is kept as ``altup_num_inputs`` copies, one
+    updated by the layer, the others predicted and corrected by small per-layer maps
+    (``Gemma3nTextAltUp``); 0 when the model has none."""
+    laurel_rank: int = 0
+    """Gemma 3n's LAuReL (Menghani et al. 2024, "Learned Augmented Residual Layer"): a
+    rank-``laurel_rank`` linear residual beside attention in every layer; 0 when none."""
     layer_mixers: tuple[MixerKind, ...] = ()
     """Per layer: what mixes tokens (attention, mamba, mamba2, gated_deltanet, none).
     Empty means attention in every layer."""
@@ -701,7 +799,7 @@ class ModelSpec:
         if self.sliding_window is not None:
             _positive("sliding_window", self.sliding_window)
         for name in ("layer_mixers", "layer_mlps", "layer_indexers", "layer_head_dims", "layer_kv_heads",
-                     "kv_shared_layers"):
+                     "kv_shared_layers", "layer_mla", "layer_attention_heads"):
             if getattr(self, name) and len(getattr(self, name)) != self.num_layers:
                 raise ConfigError(f"{name}: expected {self.num_layers} entries, got {len(getattr(self, name))}")
         if any(m in ("mamba", "mamba2") for m in self.layer_mixers) and self.ssm is None:
@@ -729,9 +827,22 @@ class ModelSpec:
             if self.num_attention_heads % kv:
                 raise ConfigError(f"num_key_value_heads: layer {i} has {kv}, not a divisor of "
                                   f"num_attention_heads={self.num_attention_heads}")
+        for heads in self.layer_attention_heads:
+            _positive("num_attention_heads", heads)
+        if self.layer_mla and self.mla is None:
+            raise ConfigError("per_layer_config: per-layer MLA shapes given but no kv_lora_rank")
+        if "compressed_attention" in self.layer_mixers and self.compressed_attention is None:
+            raise ConfigError("layer_mixers: compressed-attention layers given but no compressed-attention spec")
         if self.per_layer_input_size:
             _positive("hidden_size_per_layer_input", self.per_layer_input_size)
             _positive("vocab_size_per_layer_input", self.per_layer_input_vocab)
+        v.integer("altup_num_inputs", self.altup_inputs, 0, 64, error=ConfigError)
+        v.integer("backbone_hidden_size", self.draft_backbone_hidden_size, 0, v.HIDDEN_MAX, error=ConfigError)
+        v.integer("num_centroids", self.draft_centroids, 0, v.VOCAB_MAX, error=ConfigError)
+        v.integer("embedding_extra_rows", self.embedding_extra_rows, 0, v.VOCAB_MAX, error=ConfigError)
+        v.integer("laurel_rank", self.laurel_rank, 0, v.HIDDEN_MAX, error=ConfigError)
+        v.integer("hc_mult", self.hyper_connection_streams, 0, 64, error=ConfigError)
+        v.integer("gated_norm_rank", self.gated_norm_rank, 0, v.HIDDEN_MAX, error=ConfigError)
         if self.indexer is not None and self.mla is not None and self.mla.q_lora_rank is None:
             raise ConfigError("q_lora_rank: the sparse-attention indexer reads the query latent; expected a rank")
         if any(self.layer_indexers) and self.indexer is None:
@@ -756,7 +867,14 @@ class ModelSpec:
     @property
     def num_dense_layers(self) -> int:
         """Layers whose MLP is a dense MLP (not MoE, not absent)."""
-        return sum(self.has_mlp(i) and not self.is_moe_layer(i) for i in range(self.num_layers))
+        return sum(self.has_dense_mlp(i) for i in range(self.num_layers))
+
+    def has_dense_mlp(self, index: int) -> bool:
+        """Layer ``index`` holds a dense MLP: not an MoE layer, or one whose MoE block
+        runs beside the MLP (Gemma 4, LongCat-Flash)."""
+        if not self.has_mlp(index):
+            return False
+        return not self.is_moe_layer(index) or (self.moe is not None and self.moe.beside_dense_mlp)
 
     def has_mlp(self, index: int) -> bool:
         return not self.layer_mlps or self.layer_mlps[index]
@@ -772,6 +890,14 @@ class ModelSpec:
     def layer_value_head_dim(self, index: int) -> int:
         """Value head width of layer ``index``."""
         return self.value_head_dim or self.layer_head_dim(index)
+
+    def layer_mla_spec(self, index: int) -> MLASpec | None:
+        """The MLA shape of layer ``index`` (``None`` without MLA)."""
+        return self.layer_mla[index] if self.layer_mla else self.mla
+
+    def layer_num_attention_heads(self, index: int) -> int:
+        """Query heads of layer ``index``."""
+        return self.layer_attention_heads[index] if self.layer_attention_heads else self.num_attention_heads
 
     def layer_num_kv_heads(self, index: int) -> int:
         """Key/value heads of layer ``index``."""
@@ -790,6 +916,11 @@ class ModelSpec:
     @property
     def num_indexer_layers(self) -> int:
         return sum(self.has_indexer(i) for i in range(self.num_layers))
+
+    @property
+    def num_cross_attention_layers(self) -> int:
+        """Layers that cross-attend to a vision tower's states (Mllama)."""
+        return sum(self.mixer(i) == "cross_attention" for i in range(self.num_layers))
 
     @property
     def num_attention_layers(self) -> int:
@@ -854,7 +985,7 @@ class ModelSpec:
     def dense_widths(self) -> tuple[int, ...]:
         """MLP width of every dense (non-MoE) layer, in layer order."""
         return tuple(self.layer_intermediate_sizes[i] if self.layer_intermediate_sizes else self.intermediate_size
-                     for i in range(self.num_layers) if self.has_mlp(i) and not self.is_moe_layer(i))
+                     for i in range(self.num_layers) if self.has_dense_mlp(i))
 
     def is_moe_layer(self, index: int) -> bool:
         return bool(self.moe_layers) and self.moe_layers[index]

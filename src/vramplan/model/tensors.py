@@ -19,18 +19,19 @@ from dataclasses import dataclass, replace
 from math import prod
 from typing import Literal
 
-from vramplan.model.spec import ModelSpec
+from vramplan.model.spec import MLASpec, ModelSpec
 
 Component = Literal[
     "embeddings", "position_embeddings", "attention", "cross_attention", "ssm", "mlp", "experts", "router",
-    "shared_experts", "norms", "biases", "head", "vision_tower", "audio_tower", "projector",
+    "shared_experts", "norms", "biases", "head", "vision_tower", "audio_tower", "projector", "residual",
 ]
 COMPONENTS: tuple[Component, ...] = (
     "embeddings", "position_embeddings", "attention", "cross_attention", "ssm", "mlp", "experts", "router",
-    "shared_experts", "norms", "biases", "head", "vision_tower", "audio_tower", "projector",
+    "shared_experts", "norms", "biases", "head", "vision_tower", "audio_tower", "projector", "residual",
 )
 """Parameter components in display order. Biases of every module are gathered in
-``biases``; norm weights (and LayerNorm biases) in ``norms``."""
+``biases``; norm weights (and LayerNorm biases) in ``norms``; what widens or mixes the
+residual stream (AltUp, LAuReL, hyper-connections) in ``residual``."""
 
 TensorRole = Literal["linear", "embedding", "norm", "bias", "other"]
 
@@ -107,44 +108,36 @@ def _norm(spec: ModelSpec, name: str, dim: int, count: int, per_layer: bool = Tr
 def attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """Attention of the attention layers: q/k/v/o (or MLA's latent projections), their
     biases, q/k norms and sinks."""
-    n, h = spec.num_attention_layers, spec.hidden_size
-    if not n or spec.shared_block is not None:
+    if not spec.num_attention_layers or spec.shared_block is not None:
         return []  # Zamba's shared blocks are listed by shared_block_tensors
-    return _held_by(_attention_groups(spec), _layers_where(spec, "attention")) if spec.mla is not None \
-        else _attention_groups(spec)
+    return _attention_groups(spec)
 
 
 def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
     n, h = spec.num_attention_layers, spec.hidden_size
     groups: list[TensorGroup] = []
     if spec.mla is not None:
-        # DeepSeek-V2 paper eq. 9-14; transformers DeepseekV3Attention.
-        mla = spec.mla
-        heads = spec.num_attention_heads
-        if mla.q_lora_rank:
-            groups += _linear("self_attn.q_a_proj", "attention", mla.q_lora_rank, h, n, spec.attention_qkv_bias)
-            groups += _norm(spec, "self_attn.q_a_layernorm", mla.q_lora_rank, n)
-            groups += _linear("self_attn.q_b_proj", "attention", heads * mla.qk_head_dim, mla.q_lora_rank, n, False)
-        else:
-            groups += _linear("self_attn.q_proj", "attention", heads * mla.qk_head_dim, h, n, False)
-        groups += _linear("self_attn.kv_a_proj_with_mqa", "attention", mla.kv_lora_rank + mla.qk_rope_head_dim, h,
-                          n, spec.attention_qkv_bias)
-        groups += _norm(spec, "self_attn.kv_a_layernorm", mla.kv_lora_rank, n)
-        groups += _linear("self_attn.kv_b_proj", "attention", heads * (mla.qk_nope_head_dim + mla.v_head_dim),
-                          mla.kv_lora_rank, n, False)
-        groups += _linear("self_attn.o_proj", "attention", h, heads * mla.v_head_dim, n, spec.attention_out_bias)
-        if spec.attention_gate == "head":  # Bailing-hybrid: one sigmoid gate per head (g_proj)
-            groups += _linear("self_attn.g_proj", "attention", heads, h, n, False)
-        return groups
-    if spec.attention_experts:
+        # DeepSeek-V2 paper eq. 9-14; transformers DeepseekV3Attention. Layers grouped by shape (dots3).
+        shapes: dict[tuple, list[int]] = {}
+        for i in _layers_where(spec, "attention"):
+            shapes.setdefault((spec.layer_mla_spec(i), spec.layer_num_attention_heads(i)), []).append(i)
+        for (mla, heads), layers in shapes.items():
+            groups += _held_by(_mla_groups(spec, mla, heads, len(layers)), layers)
+    elif spec.attention_experts:
         return _attention_experts(spec)
-    for (head_dim, kv_heads, shared, k_is_v), layers in _attention_shapes(spec).items():
-        groups += _held_by(_qkvo(spec, head_dim, kv_heads, shared, k_is_v, len(layers)), layers)
+    else:
+        for (head_dim, kv_heads, shared, k_is_v), layers in _attention_shapes(spec).items():
+            groups += _held_by(_qkvo(spec, head_dim, kv_heads, shared, k_is_v, len(layers)), layers)
     attention_layers = _layers_where(spec, "attention")
-    extra: list[TensorGroup] = []
     if spec.attention_gate in ("full", "head"):
-        width = spec.q_dim if spec.attention_gate == "full" else spec.num_attention_heads
-        extra += _linear("self_attn.gate_proj", "attention", width, h, n, False)
+        widths: dict[int, list[int]] = {}
+        for i in attention_layers:
+            heads, mla = spec.layer_num_attention_heads(i), spec.layer_mla_spec(i)
+            value_head = mla.v_head_dim if mla is not None else spec.head_dim
+            widths.setdefault(heads * value_head if spec.attention_gate == "full" else heads, []).append(i)
+        for width, layers in widths.items():
+            groups += _held_by(_linear("self_attn.gate_proj", "attention", width, h, len(layers), False), layers)
+    extra: list[TensorGroup] = []
     if spec.attention_gate_bias:
         extra.append(TensorGroup(name="self_attn.gate_bias", component="biases", role="bias",
                                   shape=(spec.num_attention_heads,), count=n))
@@ -187,7 +180,7 @@ def _attention_experts(spec: ModelSpec) -> list[TensorGroup]:
     return groups
 
 
-def cross_attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
+def encoder_attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """A decoder's cross-attention to its encoder's output (modeling_whisper.py,
     modeling_trocr.py ``encoder_attn``): q/o from and to the hidden state, k/v from the
     encoder width, biased like the self-attention."""
@@ -199,6 +192,31 @@ def cross_attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
     groups += _linear("encoder_attn.k_proj", "cross_attention", spec.q_dim, source, n, bias and spec.key_bias)
     groups += _linear("encoder_attn.v_proj", "cross_attention", spec.q_dim, source, n, bias)
     groups += _linear("encoder_attn.o_proj", "cross_attention", h, spec.q_dim, n, spec.attention_out_bias)
+    return groups
+
+
+def _mla_groups(spec: ModelSpec, mla: MLASpec, heads: int, n: int) -> list[TensorGroup]:
+    """MLA projections of ``n`` layers of one shape."""
+    h = spec.hidden_size
+    groups: list[TensorGroup] = []
+    if mla.q_lora_rank:
+        groups += _linear("self_attn.q_a_proj", "attention", mla.q_lora_rank, h, n, spec.attention_qkv_bias)
+        groups += _norm(spec, "self_attn.q_a_layernorm", mla.q_lora_rank, n)
+        if mla.fused_query_gate:  # A.X K2: queries and output gate from [latent, normed latent]
+            groups += _linear("self_attn.q_gate_proj", "attention", heads * (mla.qk_head_dim + mla.v_head_dim),
+                              2 * mla.q_lora_rank, n, False)
+        else:
+            groups += _linear("self_attn.q_b_proj", "attention", heads * mla.qk_head_dim, mla.q_lora_rank, n, False)
+    else:
+        groups += _linear("self_attn.q_proj", "attention", heads * mla.qk_head_dim, h, n, False)
+    groups += _linear("self_attn.kv_a_proj_with_mqa", "attention", mla.kv_lora_rank + mla.qk_rope_head_dim, h,
+                      n, spec.attention_qkv_bias)
+    groups += _norm(spec, "self_attn.kv_a_layernorm", mla.kv_lora_rank, n)
+    if mla.rope_key_norm:
+        groups += _norm(spec, "self_attn.k_rope_only_layernorm", mla.qk_rope_head_dim, n)
+    groups += _linear("self_attn.kv_b_proj", "attention", heads * (mla.qk_nope_head_dim + mla.v_head_dim),
+                      mla.kv_lora_rank, n, False)
+    groups += _linear("self_attn.o_proj", "attention", h, heads * mla.v_head_dim, n, spec.attention_out_bias)
     return groups
 
 
@@ -268,6 +286,114 @@ def per_layer_input_tensors(spec: ModelSpec) -> list[TensorGroup]:
     groups += _linear("per_layer_input_gate", "embeddings", p, h, n, False)
     groups += _linear("per_layer_projection", "embeddings", h, p, n, False)
     groups += _norm(spec, "post_per_layer_input_norm", h, n)
+    return groups
+
+
+def cross_attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """Mllama's cross-attention layers (``MllamaTextCrossAttention``): q from the text,
+    k/v from the vision states (already at the text width), o, q/k norms per head, and
+    the layer's two tanh gates (attention and MLP)."""
+    layers = _layers_where(spec, "cross_attention")
+    if not layers:
+        return []
+    n, h, d = len(layers), spec.hidden_size, spec.head_dim
+    kv = spec.num_kv_heads * d
+    groups = _linear("cross_attn.q_proj", "cross_attention", spec.q_dim, h, n, False)
+    groups += _linear("cross_attn.k_proj", "cross_attention", kv, h, n, False)
+    groups += _linear("cross_attn.v_proj", "cross_attention", kv, h, n, False)
+    groups += _linear("cross_attn.o_proj", "cross_attention", h, spec.q_dim, n, False)
+    groups += _norm(spec, "cross_attn.q_norm", d, n)
+    groups += _norm(spec, "cross_attn.k_norm", d, n)
+    groups += [TensorGroup(name=f"{gate}", component="cross_attention", role="other", shape=(1,), count=n)
+               for gate in ("cross_attn_attn_gate", "cross_attn_mlp_gate")]
+    return _held_by(groups, layers)
+
+
+def compressed_attention_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """DeepSeek-V4's attention (modeling_deepseek_v4.py): query latent and its norm,
+    the shared key=value projection and norm, grouped output projections, a sink per
+    head; in compressed layers the compressor (``kv_proj``/``gate_proj``, a position
+    bias per window slot, a norm), twice as wide in the indexed (CSA) layers, which also
+    hold the indexer's own compressor, query projection and head weights."""
+    ca = spec.compressed_attention
+    layers = _layers_where(spec, "compressed_attention")
+    if ca is None or not layers:
+        return []
+    h, d, heads, n = spec.hidden_size, ca.head_dim, spec.num_attention_heads, len(layers)
+    groups = _linear("self_attn.q_a_proj", "attention", ca.q_lora_rank, h, n, False)
+    groups += _norm(spec, "self_attn.q_a_norm", ca.q_lora_rank, n)
+    groups += _linear("self_attn.q_b_proj", "attention", heads * d, ca.q_lora_rank, n, False)
+    groups += _linear("self_attn.kv_proj", "attention", d, h, n, False)
+    groups += _norm(spec, "self_attn.kv_norm", d, n)
+    groups += _linear("self_attn.o_a_proj", "attention", ca.o_groups * ca.o_lora_rank, heads * d // ca.o_groups, n,
+                      False)
+    groups += _linear("self_attn.o_b_proj", "attention", h, ca.o_groups * ca.o_lora_rank, n, False)
+    groups.append(TensorGroup(name="self_attn.sinks", component="attention", role="other", shape=(heads,), count=n))
+    groups = _held_by(groups, layers)
+    by_rate: dict[int, list[int]] = {}
+    for i in layers:
+        if ca.layer_rates[i]:
+            by_rate.setdefault(ca.layer_rates[i], []).append(i)
+    for rate, held in by_rate.items():
+        k = len(held)
+        indexed = rate == ca.indexed_rate
+        width = 2 * d if indexed else d
+        comp = [TensorGroup(name="self_attn.compressor.position_bias", component="attention", role="other",
+                            shape=(rate, width), count=k)]
+        comp += _linear("self_attn.compressor.kv_proj", "attention", width, h, k, False)
+        comp += _linear("self_attn.compressor.gate_proj", "attention", width, h, k, False)
+        comp += _norm(spec, "self_attn.compressor.kv_norm", d, k)
+        if indexed:
+            i_d = ca.index_head_dim
+            comp.append(TensorGroup(name="self_attn.compressor.indexer.position_bias", component="attention",
+                                    role="other", shape=(rate, 2 * i_d), count=k))
+            comp += _linear("self_attn.compressor.indexer.kv_proj", "attention", 2 * i_d, h, k, False)
+            comp += _linear("self_attn.compressor.indexer.gate_proj", "attention", 2 * i_d, h, k, False)
+            comp += _norm(spec, "self_attn.compressor.indexer.kv_norm", i_d, k)
+            comp += _linear("self_attn.compressor.indexer.q_b_proj", "attention", ca.index_heads * i_d,
+                            ca.q_lora_rank, k, False)
+            comp += _linear("self_attn.compressor.indexer.scorer.weights_proj", "attention", ca.index_heads, h, k,
+                            False)
+        groups += _held_by(comp, held)
+    return groups
+
+
+def residual_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """Modules that widen or gate the residual stream. Gemma 3n (modeling_gemma3n.py): AltUp per layer
+    (``correct_output_scale``, ``correction_coefs`` n x n, ``prediction_coefs`` n^2 x n,
+    ``modality_router`` hidden -> n and its norm) with ``n - 1`` projections into and out
+    of the extra streams; LAuReL per layer (``linear_left`` hidden -> r, ``linear_right``
+    r -> hidden and its norm). Hyper-connections (modeling_hy_v4.py): ``fn``, ``base``,
+    ``scale`` twice per layer and the ``hc_head``. A.X K2's norm gates (modeling_axk2.py)."""
+    h, n, groups = spec.hidden_size, spec.altup_inputs, []
+    if n:
+        groups.append(TensorGroup(name="altup.correct_output_scale", component="residual", role="other",
+                                  shape=(h,), count=spec.num_layers))
+        groups += _linear("altup.correction_coefs", "residual", n, n, spec.num_layers, False)
+        groups += _linear("altup.prediction_coefs", "residual", n * n, n, spec.num_layers, False)
+        groups += _linear("altup.modality_router", "residual", n, h, spec.num_layers, False)
+        groups += _norm(spec, "altup.router_norm", h, spec.num_layers)
+        for name in ("altup_projections", "altup_unembed_projections") if n > 1 else ():
+            groups.append(TensorGroup(name=f"{name}.weight", component="residual", role="linear", shape=(h, h),
+                                      count=n - 1, per_layer=False))
+    streams = spec.hyper_connection_streams
+    if streams:  # HYV4HyperConnection / DeepSeek-V4: before attention and before the MLP, then hc_head
+        rows = (2 + streams) * streams if spec.hyper_connection_residual_mix else 2 * streams
+        scales = 3 if spec.hyper_connection_residual_mix else 2
+        for name, shape in (("fn", (rows, streams * h)), ("base", (rows,)), ("scale", (scales,))):
+            groups.append(TensorGroup(name=f"hc.{name}", component="residual", role="other", shape=shape,
+                                      count=2 * spec.num_layers))
+        for name, shape in (("hc_fn", (streams, streams * h)), ("hc_base", (streams,)), ("hc_scale", (1,))):
+            groups.append(TensorGroup(name=f"hc_head.{name}", component="residual", role="other", shape=shape,
+                                      count=1, per_layer=False))
+    if spec.gated_norm_rank:  # A.X K2 AXK2GatedRMSNorm: input norm everywhere, post-attention norm in MoE layers
+        gated = spec.num_layers + spec.num_moe_layers
+        groups += _linear("gated_norm.mlp.fc1", "residual", spec.gated_norm_rank, h, gated, False)
+        groups += _linear("gated_norm.mlp.fc2", "residual", h, spec.gated_norm_rank, gated, False)
+    if spec.laurel_rank:
+        groups += _linear("laurel.linear_left", "residual", spec.laurel_rank, h, spec.num_layers, False)
+        groups += _linear("laurel.linear_right", "residual", h, spec.laurel_rank, spec.num_layers, False)
+        groups += _norm(spec, "laurel.post_laurel_norm", h, spec.num_layers)
     return groups
 
 
@@ -529,7 +655,7 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """Dense MLPs (all layers of a dense model, the dense layers of an MoE model),
     routed experts, routers and shared experts."""
     groups = []
-    dense = [i for i in range(spec.num_layers) if spec.has_mlp(i) and not spec.is_moe_layer(i)]
+    dense = [i for i in range(spec.num_layers) if spec.has_dense_mlp(i)]
     widths = spec.dense_widths()
     for width in sorted(set(widths)):
         layers = [i for i, w in zip(dense, widths) if w == width]
@@ -548,7 +674,13 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
         return groups
     n_moe = spec.num_moe_layers
     if moe.router:
-        groups += _linear("mlp.gate", "router", moe.num_experts, spec.hidden_size, n_moe, moe.router_bias)
+        groups += _linear("mlp.gate", "router", moe.num_experts + moe.zero_experts, spec.hidden_size, n_moe,
+                          moe.router_bias)
+    if moe.router_scales:  # Gemma 4 Gemma4TextRouter: input scale and per-expert scale
+        groups += [TensorGroup(name="mlp.gate.scale", component="router", role="other", shape=(spec.hidden_size,),
+                               count=n_moe),
+                   TensorGroup(name="mlp.gate.per_expert_scale", component="router", role="other",
+                               shape=(moe.num_experts,), count=n_moe)]
     if moe.router_score_bias:
         groups.append(TensorGroup(name="mlp.gate.e_score_correction_bias", component="router", role="other",
                                   shape=(moe.num_experts,), count=n_moe))
@@ -562,6 +694,9 @@ def mlp_tensors(spec: ModelSpec) -> list[TensorGroup]:
     if moe.output_bias:
         groups.append(TensorGroup(name="mlp.bias", component="biases", role="bias", shape=(spec.hidden_size,),
                                   count=n_moe))
+    if moe.block_norms:
+        groups += _held_by(_norm(spec, "moe_block_layernorm", spec.hidden_size, moe.block_norms * n_moe),
+                           [i for i in range(spec.num_layers) if spec.is_moe_layer(i)])
     if moe.shared_expert_gate:
         groups += _linear("mlp.shared_expert_gate", "shared_experts", 1, spec.hidden_size, n_moe, False)
     return groups
@@ -591,7 +726,8 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """The decoder-only model's tensors, embeddings first, head last."""
     h = spec.hidden_size
     groups = [TensorGroup(name="embed_tokens.weight", component="embeddings", role="embedding",
-                          shape=(spec.vocab_size + spec.prompt_embedding_rows, h), count=1, per_layer=False)]
+                          shape=(spec.vocab_size + spec.prompt_embedding_rows + spec.embedding_extra_rows, h),
+                          count=1, per_layer=False)]
     if spec.segment_embedding_rows:
         groups.append(TensorGroup(name="segment_embedding.weight", component="embeddings", role="embedding",
                                   shape=(spec.segment_embedding_rows, h), count=1, per_layer=False))
@@ -611,11 +747,14 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
                    for g in _linear("vision_embed_tokens", "projector", h, spec.image_patch_input, 1, True)]
     groups += per_layer_input_tensors(spec)
     groups += attention_tensors(spec)
-    groups += _held_by(indexer_tensors(spec), [i for i in range(spec.num_layers) if spec.has_indexer(i)])
     groups += cross_attention_tensors(spec)
+    groups += compressed_attention_tensors(spec)
+    groups += _held_by(indexer_tensors(spec), [i for i in range(spec.num_layers) if spec.has_indexer(i)])
+    groups += encoder_attention_tensors(spec)
     groups += ssm_tensors(spec)
     groups += shared_block_tensors(spec)
     groups += mlp_tensors(spec)
+    groups += residual_tensors(spec)
     groups += _norm(spec, "layernorm", h, spec.num_layers * spec.norms_per_layer
                     - (0 if spec.first_layer_attention_norm else 1))
     groups += _norm(spec, "norm", h, 1 if spec.final_norm else 0, per_layer=False)
@@ -626,6 +765,15 @@ def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
         groups += [replace(g, per_layer=False) for g in _linear("lm_head.dense", "head", h, h, 1,
                                                                  spec.head_transform_bias)]
         groups += _norm(spec, "lm_head.norm", h, 1, per_layer=False)
+    if spec.draft_backbone_hidden_size:  # Gemma4AssistantForCausalLM
+        b = spec.draft_backbone_hidden_size
+        groups += [TensorGroup(name="pre_projection.weight", component="embeddings", role="linear", shape=(h, 2 * b),
+                               count=1, per_layer=False),
+                   TensorGroup(name="post_projection.weight", component="head", role="linear", shape=(b, h),
+                               count=1, per_layer=False)]
+    if spec.draft_centroids:
+        groups.append(TensorGroup(name="masked_embedding.centroids.weight", component="head", role="linear",
+                                  shape=(spec.draft_centroids, h), count=1, per_layer=False))
     if not spec.tie_word_embeddings:
         groups.append(TensorGroup(name="lm_head.weight", component="head", role="linear",
                                   shape=(spec.vocab_size, h), count=1, per_layer=False))
