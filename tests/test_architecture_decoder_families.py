@@ -173,22 +173,22 @@ def test_a_class_without_sdpa_is_estimated_with_eager_attention():
 TRACED = [
     # (type, config, setup): tensor peak of the estimate against the trace (docs/accuracy.md goal: 3 %)
     ("gpt_neox_japanese", dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8, vocab_size=32000),
-     dict(batch_size=1, seq_len=1024)),
+     dict(batch_size=1, seq=1024)),
     ("modernbert-decoder", dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8, intermediate_size=1024),
-     dict(batch_size=1, seq_len=1024)),
+     dict(batch_size=1, seq=1024)),
     ("modernbert-decoder", dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8, intermediate_size=1024),
-     dict(mode="infer", batch_size=1, seq_len=1024)),
+     dict(mode="infer", batch_size=1, seq=1024)),
     ("biogpt", dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8, intermediate_size=2048,
-                    vocab_size=32000), dict(batch_size=1, seq_len=1024)),
+                    vocab_size=32000), dict(batch_size=1, seq=1024)),
     ("biogpt", dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8, intermediate_size=2048,
-                    vocab_size=32000), dict(mode="infer", batch_size=1, seq_len=1024)),
+                    vocab_size=32000), dict(mode="infer", batch_size=1, seq=1024)),
     ("bert-generation", dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8, intermediate_size=2048,
-                             vocab_size=32000, is_decoder=True), dict(batch_size=2, seq_len=512)),
+                             vocab_size=32000, is_decoder=True), dict(batch_size=2, seq=512)),
     ("moshi", dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8, num_key_value_heads=8, head_dim=64,
-                   ffn_dim=2048, vocab_size=32000), dict(batch_size=1, seq_len=1024)),
+                   ffn_dim=2048, vocab_size=32000), dict(batch_size=1, seq=1024)),
     ("moshi", dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8, num_key_value_heads=8, head_dim=64,
-                   ffn_dim=2048, vocab_size=32000), dict(mode="infer", batch_size=1, seq_len=1024)),
-    ("ctrl", dict(n_layer=4, n_embd=512, n_head=8, dff=2048, vocab_size=32000), dict(batch_size=1, seq_len=1024)),
+                   ffn_dim=2048, vocab_size=32000), dict(mode="infer", batch_size=1, seq=1024)),
+    ("ctrl", dict(n_layer=4, n_embd=512, n_head=8, dff=2048, vocab_size=32000), dict(batch_size=1, seq=1024)),
 ]
 
 

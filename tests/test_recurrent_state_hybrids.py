@@ -235,7 +235,7 @@ def test_extrapolated_trace_of_a_hybrid_equals_the_full_trace(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg))
     assert traced_layer_counts(cfg)[2] == 2  # the Mamba / hybrid pair is the period
-    setup = TraceSetup(batch_size=1, seq_len=128)
+    setup = TraceSetup(batch_size=1, seq=128)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         extended = trace_extrapolated(str(path), setup).peak_bytes
