@@ -8,9 +8,9 @@ cheapest changes or the serving advice when nothing fits), in wall-clock and CPU
 seconds, each as a ratio to ``vramplan params llama-3.1-8b --json`` (a process that
 imports vramplan and answers a trivial question) run in the same round, with its peak
 RSS. The processes run with compiled bytecode, as an installed vramplan does
-(``PYCACHE``). ``--compare-src DIR`` times the same commands with another checkout's ``src/`` too,
-in the same rounds (before/after figures on one machine in one run). The goal: every
-plan under 1 s cold on the 2-core development machine.
+(``PYCACHE``). ``--compare-src DIR`` times the same commands with another checkout's
+``src/`` too, in the same rounds (before/after figures on one machine in one run). The
+goal: every plan under 1 s cold on the 2-core development machine.
 
 Rows:
 * "405B on 1,024 H100" — ``plan()`` over every layout of exactly 1,024 GPUs (cold: the
@@ -154,11 +154,12 @@ def cold_plans(runs: int, compare_src: str | None) -> None:
               f"{'x params':>9} {'peak MB':>8}")
     print(header)
     print("-" * len(header))
+    for label, src in srcs:
+        if any(b is None for b in samples[(label, 0)]):
+            raise SystemExit(f"vramplan {' '.join(BASELINE)} failed on {src}")
     for i, name in enumerate(names):
         for label, _ in srcs:
             base, got = samples[(label, 0)], samples[(label, i)]
-            if base[0] is None and i == 0:
-                raise SystemExit(f"vramplan {' '.join(BASELINE)} failed on {label}")
             if any(g is None for g in got):
                 print(f"{name:40} {label:8} {'refused (the command exits with an error)':>44}")
                 continue
