@@ -45,7 +45,7 @@ def test_mimo_parameters_equal_the_meta_build():
 @pytest.mark.parametrize("tokens", [3, 7])
 def test_mimo_cache_equals_transformers_cache_after_a_forward(tokens):
     pytest.importorskip("torch")
-    from test_recurrent_state import kv_bytes_after_forward
+    from oracle_hf import kv_bytes_after_forward
 
     config = _config()
     measured = kv_bytes_after_forward(config, tokens)
