@@ -5,10 +5,9 @@ forward."""
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 
+from oracle_hf import hf_config, kv_bytes_after_forward, model_from_config
 from vramplan.memory.kv_cache import kv_bytes_per_token, kv_cache_bytes
 from vramplan.model import count_params
 from vramplan.model.hf_config import spec_from_config
@@ -21,22 +20,15 @@ MIMO = dict(hidden_size=64, vocab_size=100, num_attention_heads=4, num_key_value
 
 
 def _config():
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return transformers.AutoConfig.for_model("mimo_v2_flash", **MIMO)
+    return hf_config("mimo_v2_flash", **MIMO)
 
 
 @pytest.mark.exact
 def test_mimo_parameters_equal_the_meta_build():
-    torch = pytest.importorskip("torch")
-    import transformers
+    pytest.importorskip("torch")
 
     config = _config()
-    with warnings.catch_warnings(), torch.device("meta"):
-        warnings.simplefilter("ignore")
-        model = transformers.AutoModelForCausalLM.from_config(config)
+    model = model_from_config(config, "meta")
     spec = spec_from_config(config.to_dict(), complete=False)
     assert count_params(spec).total_params == sum(p.numel() for p in model.parameters())
 
@@ -45,7 +37,6 @@ def test_mimo_parameters_equal_the_meta_build():
 @pytest.mark.parametrize("tokens", [3, 7])
 def test_mimo_cache_equals_transformers_cache_after_a_forward(tokens):
     pytest.importorskip("torch")
-    from test_recurrent_state import kv_bytes_after_forward
 
     config = _config()
     measured = kv_bytes_after_forward(config, tokens)

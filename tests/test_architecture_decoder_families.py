@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from oracle_hf import hf_config, kv_bytes_after_forward
 from vramplan.errors import ConfigError
 from vramplan.memory.kv_cache import kv_cache_bytes
 from vramplan.model import count_params
@@ -69,12 +70,7 @@ REFUSED = ("doge", "cpmant", "dory", "zaya", "xlnet", "whisper", "trocr", "git",
 
 
 def _config(variant: str):
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    model_type = variant.split(":")[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return transformers.AutoConfig.for_model(model_type, **TINY[variant])
+    return hf_config(variant.split(":")[0], **TINY[variant])
 
 
 def _meta_total(config, whole: bool = False) -> int:
@@ -119,7 +115,6 @@ def test_glm4_moe_floors_head_dim_as_transformers_does():
 @pytest.mark.parametrize("tokens", [3, 7])
 def test_cache_equals_transformers_cache_after_a_forward(variant, tokens):
     pytest.importorskip("torch")
-    from test_recurrent_state import kv_bytes_after_forward
 
     config = _config(variant)
     measured = kv_bytes_after_forward(config, tokens)

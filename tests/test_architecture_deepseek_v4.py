@@ -6,10 +6,9 @@ parameter) and running it on the CPU (every cache tensor, to the byte)."""
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 
+from oracle_hf import build_model, cache_bytes, forward_cache
 from vramplan.errors import ConfigError
 from vramplan.memory.kv_cache import kv_cache_bytes
 from vramplan.model import count_params
@@ -25,24 +24,12 @@ TINY = dict(hidden_size=64, vocab_size=100, num_hidden_layers=4, num_attention_h
             mlp_layer_types=["hash_moe", "moe", "moe", "moe"], pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
 
-def _build(device: str, **overrides):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        config = transformers.AutoConfig.for_model("deepseek_v4", **{**TINY, **overrides})
-        torch.manual_seed(0)
-        with torch.device(device):
-            model = transformers.AutoModelForCausalLM.from_config(config)
-    return config, model
-
 
 @pytest.mark.exact
 @pytest.mark.parametrize("overrides", [{}, {"layer_types": None, "mlp_layer_types": None, "num_hidden_layers": 5}],
                          ids=["mixed", "default"])
 def test_parameters_equal_the_meta_build(overrides):
-    config, model = _build("meta", **overrides)
+    config, model = build_model("deepseek_v4", "meta", **{**TINY, **overrides})
     spec = spec_from_config(config.to_dict(), complete=False)
     assert count_params(spec).total_params == sum(p.numel() for p in model.parameters())
 
@@ -53,16 +40,11 @@ def test_cache_equals_transformers_cache_after_a_forward(tokens):
     """Inside and past the 4-token window, below and past each compression rate (4 and 8),
     at the token counts where the compressors' partial windows are full (``T = -1 mod r``),
     which is what the estimate reserves."""
-    torch = pytest.importorskip("torch")
-    from test_recurrent_state import _cache_tensors
+    pytest.importorskip("torch")
 
-    config, model = _build("cpu")
-    model = model.to(torch.bfloat16).eval()
+    config, model = build_model("deepseek_v4", "cpu", **TINY)
     batch = 2
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        out = model(input_ids=torch.randint(0, 100, (batch, tokens)), use_cache=True)
-    measured = sum(t.numel() * t.element_size() for t in _cache_tensors(out.past_key_values) if t.dim() >= 2)
+    measured = cache_bytes(forward_cache(model, batch, tokens), min_dim=2)
     spec = spec_from_config(config.to_dict(), complete=False)
     # the window cache stores window - 1 tokens once the prompt overflows it (DynamicSlidingWindowLayer)
     assert kv_cache_bytes(spec, context_tokens=tokens, batch=batch, dtype="bf16", sliding_extra_tokens=-1) == measured

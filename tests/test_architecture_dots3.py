@@ -5,10 +5,9 @@ it on the CPU (the latent and indexer cache, to the byte, inside and past the wi
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 
+from oracle_hf import build_model, cache_bytes, forward_cache
 from vramplan.errors import ConfigError
 from vramplan.memory.kv_cache import indexer_bytes_per_token_per_layer, kv_bytes_per_token, kv_cache_bytes
 from vramplan.model import count_params
@@ -23,22 +22,10 @@ TINY = dict(hidden_size=64, vocab_size=100, num_attention_heads=4, num_key_value
             eos_token_id=2)
 
 
-def _build(device: str):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        config = transformers.AutoConfig.for_model("dots3_note_text", **TINY)
-        torch.manual_seed(0)
-        with torch.device(device):
-            model = transformers.AutoModelForCausalLM.from_config(config)
-    return config, model
-
 
 @pytest.mark.exact
 def test_parameters_equal_the_meta_build():
-    config, model = _build("meta")
+    config, model = build_model("dots3_note_text", "meta", **TINY)
     spec = spec_from_config(config.to_dict(), complete=False)
     assert count_params(spec).total_params == sum(p.numel() for p in model.parameters())
     # default schedule: layers 0, 1 and 5 indexed, 2-4 sliding
@@ -49,16 +36,11 @@ def test_parameters_equal_the_meta_build():
 @pytest.mark.exact
 @pytest.mark.parametrize("tokens", [3, 7])
 def test_cache_equals_transformers_cache_after_a_forward(tokens):
-    torch = pytest.importorskip("torch")
-    from test_recurrent_state import _cache_tensors
+    pytest.importorskip("torch")
 
-    config, model = _build("cpu")
-    model = model.to(torch.bfloat16).eval()
+    config, model = build_model("dots3_note_text", "cpu", **TINY)
     batch = 2
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        out = model(input_ids=torch.randint(0, 100, (batch, tokens)), use_cache=True)
-    measured = sum(t.numel() * t.element_size() for t in _cache_tensors(out.past_key_values) if t.dim() >= 3)
+    measured = cache_bytes(forward_cache(model, batch, tokens), min_dim=3)
     spec = spec_from_config(config.to_dict(), complete=False)
     ours = kv_cache_bytes(spec, context_tokens=tokens, batch=batch, dtype="bf16", mla_cache="latent",
                           sliding_extra_tokens=-1)

@@ -4,10 +4,9 @@ model (parameters) and running it on the CPU (the cache it keeps, to the byte)."
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 
+from oracle_hf import hf_config, kv_bytes_after_forward, model_from_config
 from vramplan.errors import ConfigError
 from vramplan.memory.kv_cache import kv_bytes_per_token, kv_cache_bytes
 from vramplan.model import count_params
@@ -26,23 +25,16 @@ TINY = {
 
 
 def _config(variant: str):
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return transformers.AutoConfig.for_model("gemma4_text", **TINY[variant])
+    return hf_config("gemma4_text", **TINY[variant])
 
 
 @pytest.mark.exact
 @pytest.mark.parametrize("variant", sorted(TINY))
 def test_parameters_equal_the_meta_build(variant):
-    torch = pytest.importorskip("torch")
-    import transformers
+    pytest.importorskip("torch")
 
     config = _config(variant)
-    with warnings.catch_warnings(), torch.device("meta"):
-        warnings.simplefilter("ignore")
-        model = transformers.AutoModelForCausalLM.from_config(config)
+    model = model_from_config(config, "meta")
     spec = spec_from_config(config.to_dict(), complete=False)
     assert count_params(spec).total_params == sum(p.numel() for p in model.parameters())
 
@@ -54,7 +46,6 @@ def test_cache_equals_transformers_cache_after_a_forward(variant, tokens):
     """7 tokens overflow the 4-token sliding window (sliding layers hold the window),
     3 do not."""
     pytest.importorskip("torch")
-    from test_recurrent_state import kv_bytes_after_forward
 
     config = _config(variant)
     measured = kv_bytes_after_forward(config, tokens)

@@ -4,10 +4,9 @@ attends to the target's cache), against transformers building the same model."""
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 
+from oracle_hf import build_model
 from vramplan.errors import ConfigError
 from vramplan.memory.kv_cache import kv_cache_bytes
 from vramplan.model import count_params
@@ -25,14 +24,8 @@ TINY = {
 
 
 def _build(variant: str):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
     model_type, outer = TINY[variant]
-    with warnings.catch_warnings(), torch.device("meta"):
-        warnings.simplefilter("ignore")
-        config = transformers.AutoConfig.for_model(model_type, text_config=dict(TEXT), **outer)
-        return config, transformers.AutoModelForCausalLM.from_config(config)
+    return build_model(model_type, "meta", text_config=dict(TEXT), **outer)
 
 
 @pytest.mark.exact

@@ -5,10 +5,9 @@ to the parameter) and running them on the CPU (the cache, to the byte)."""
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 
+from oracle_hf import build_model, cache_bytes, forward_cache
 from vramplan.errors import ConfigError
 from vramplan.memory.kv_cache import kv_cache_bytes
 from vramplan.model import count_params
@@ -25,23 +24,11 @@ TINY = {
 INDEXER_LAYERS = {"hy_v4": 3, "axk2": 3}  # hy_v4 default schedule: layer 0 and every fourth from layer 1 (0, 1, 5)
 
 
-def _build(model_type: str, device: str):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        config = transformers.AutoConfig.for_model(model_type, **TINY[model_type])
-        torch.manual_seed(0)
-        with torch.device(device):
-            model = transformers.AutoModelForCausalLM.from_config(config)
-    return config, model
-
 
 @pytest.mark.exact
 @pytest.mark.parametrize("model_type", sorted(TINY))
 def test_parameters_equal_the_meta_build(model_type):
-    config, model = _build(model_type, "meta")
+    config, model = build_model(model_type, "meta", **TINY[model_type])
     spec = spec_from_config(config.to_dict(), complete=False)
     assert count_params(spec).total_params == sum(p.numel() for p in model.parameters())
     assert spec.num_indexer_layers == INDEXER_LAYERS[model_type]
@@ -50,16 +37,12 @@ def test_parameters_equal_the_meta_build(model_type):
 @pytest.mark.exact
 @pytest.mark.parametrize("model_type", sorted(TINY))
 def test_cache_equals_transformers_cache_after_a_forward(model_type):
-    torch = pytest.importorskip("torch")
-    from test_recurrent_state import _cache_tensors
+    pytest.importorskip("torch")
 
-    config, model = _build(model_type, "cpu")
-    model = model.to(torch.bfloat16).eval()
+    config, model = build_model(model_type, "cpu", **TINY[model_type])
     batch, tokens = 2, 7
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        out = model(input_ids=torch.randint(0, 100, (batch, tokens)), use_cache=True)
-    measured = sum(t.numel() * t.element_size() for t in _cache_tensors(out.past_key_values) if t.dim() >= 3)
+    cache = forward_cache(model, batch, tokens)
+    measured = cache_bytes(cache, min_dim=3)
     spec = spec_from_config(config.to_dict(), complete=False)
     assert kv_cache_bytes(spec, context_tokens=tokens, batch=batch, dtype="bf16", mla_cache="latent") == measured
 

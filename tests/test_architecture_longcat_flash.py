@@ -4,10 +4,9 @@ running it on the CPU (the MLA cache, one cache layer per sub-block, to the byte
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 
+from oracle_hf import build_model, cache_bytes, forward_cache
 from vramplan.memory.kv_cache import kv_cache_bytes
 from vramplan.model import count_params
 from vramplan.model.hf_config import spec_from_config
@@ -18,25 +17,13 @@ TINY = dict(hidden_size=64, vocab_size=100, num_layers=3, num_attention_heads=4,
             head_dim=8, pad_token_id=0, bos_token_id=1, eos_token_id=2)  # head_dim: the rotary slice
 
 
-def _build(device: str):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        config = transformers.AutoConfig.for_model("longcat_flash", **TINY)
-        torch.manual_seed(0)
-        with torch.device(device):
-            model = transformers.AutoModelForCausalLM.from_config(config)
-    return config, model
-
 
 @pytest.mark.exact
 def test_parameters_equal_the_meta_build_less_the_zero_experts_projections():
     """transformers' LongcatFlashExperts sizes ``gate_up_proj`` for routed plus
     zero-compute experts (``total_experts``) but only ever multiplies the routed ones;
     the checkpoint holds the routed experts' weights only (LongCat-Flash: 560B)."""
-    config, model = _build("meta")
+    config, model = build_model("longcat_flash", "meta", **TINY)
     spec = spec_from_config(config.to_dict(), complete=False)
     experts = [m for name, m in model.named_modules() if name.endswith("mlp.experts")]
     unused = sum(e.gate_up_proj[e.num_routed_experts:].numel() for e in experts)
@@ -48,16 +35,11 @@ def test_parameters_equal_the_meta_build_less_the_zero_experts_projections():
 @pytest.mark.exact
 @pytest.mark.parametrize("tokens", [3, 7])
 def test_cache_equals_transformers_cache_after_a_forward(tokens):
-    torch = pytest.importorskip("torch")
-    from test_recurrent_state import _cache_tensors
+    pytest.importorskip("torch")
 
-    config, model = _build("cpu")
-    model = model.to(torch.bfloat16).eval()
+    config, model = build_model("longcat_flash", "cpu", **TINY)
     batch = 2
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        out = model(input_ids=torch.randint(0, 100, (batch, tokens)), use_cache=True)
-    measured = sum(t.numel() * t.element_size() for t in _cache_tensors(out.past_key_values) if t.dim() >= 3)
+    measured = cache_bytes(forward_cache(model, batch, tokens), min_dim=3)
     spec = spec_from_config(config.to_dict(), complete=False)
     assert kv_cache_bytes(spec, context_tokens=tokens, batch=batch, dtype="bf16", mla_cache="latent") == measured
 

@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 
+from oracle_hf import cache_bytes, forward_cache
 from vramplan.errors import ConfigError
 from vramplan.memory.cross_attention import cross_kv_bytes, mllama_vision_tokens
 from vramplan.memory.kv_cache import kv_cache_bytes
@@ -53,17 +54,10 @@ def test_cache_equals_transformers_cache_after_a_forward(variant, vision_tokens)
 
     config, model = _model(variant)
     batch, tokens = 2, 7
-    torch.manual_seed(0)
-    model = model.to(torch.bfloat16).eval()
     kwargs = {}
     if vision_tokens:
         kwargs["cross_attention_states"] = torch.randn(batch, vision_tokens, config.hidden_size, dtype=torch.bfloat16)
-    with torch.no_grad():
-        out = model(input_ids=torch.randint(0, 100, (batch, tokens)), use_cache=True, **kwargs)
-    cache = out.past_key_values
-    measured = sum(t.numel() * t.element_size() for layer in cache.layers
-                   for t in (getattr(layer, "keys", None), getattr(layer, "values", None))
-                   if isinstance(t, torch.Tensor) and t.dim() == 4)
+    measured = cache_bytes(forward_cache(model, batch, tokens, **kwargs), min_dim=4, max_dim=4)
     spec = spec_from_config(config.to_dict(), complete=False)
     ours = kv_cache_bytes(spec, context_tokens=tokens, batch=batch, dtype="bf16")
     if vision_tokens:

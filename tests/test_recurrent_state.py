@@ -4,12 +4,11 @@ to the byte, and compared with vramplan's KV-cache term (attention KV + recurren
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from oracle_hf import build_model, cache_bytes, forward_cache, hf_config, model_from_config
 from vramplan.memory.kv_cache import kv_bytes_per_token, kv_cache_bytes
 from vramplan.memory.recurrent_state import recurrent_state_bytes
 from vramplan.model.hf_config import spec_from_config
@@ -52,65 +51,13 @@ TINY = {
 }
 
 
-def _cache_tensors(cache) -> list:
-    import torch
-
-    seen: dict[int, torch.Tensor] = {}
-
-    def walk(obj, depth=0):
-        if depth > 5:
-            return
-        if isinstance(obj, torch.Tensor):
-            seen.setdefault(id(obj), obj)
-        elif isinstance(obj, dict):
-            for v in obj.values():
-                walk(v, depth + 1)
-        elif isinstance(obj, (list, tuple)):
-            for v in obj:
-                walk(v, depth + 1)
-        elif hasattr(obj, "__dict__"):
-            for v in vars(obj).values():
-                walk(v, depth + 1)
-
-    walk(cache)
-    return list(seen.values())
-
-
-def kv_bytes_after_forward(config, tokens: int, batch: int = 2) -> int:
-    """Bytes of the 4-D (key/value) tensors transformers' cache holds after one bf16
-    forward of ``batch`` x ``tokens`` random tokens through the model ``config`` builds."""
-    import warnings
-
-    import torch
-    import transformers
-
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = transformers.AutoModelForCausalLM.from_config(config).to(torch.bfloat16).eval()
-        with torch.no_grad():
-            out = model(input_ids=torch.randint(0, 100, (batch, tokens)), use_cache=True)
-    return sum(t.numel() * t.element_size() for t in _cache_tensors(out.past_key_values) if t.dim() == 4)
-
-
 @pytest.mark.exact
 @pytest.mark.parametrize("model_type", sorted(TINY))
 def test_kv_plus_state_equals_transformers_cache(model_type):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            config = transformers.AutoConfig.for_model(model_type, **TINY[model_type])
-        except Exception as exc:  # noqa: BLE001
-            pytest.skip(f"transformers {transformers.__version__}: {exc}")
-        torch.manual_seed(0)
-        model = transformers.AutoModelForCausalLM.from_config(config).to(torch.bfloat16).eval()
-        batch, tokens = 2, 7
-        with torch.no_grad():
-            out = model(input_ids=torch.randint(0, 100, (batch, tokens)), use_cache=True)
-    measured = sum(t.numel() * t.element_size() for t in _cache_tensors(out.past_key_values))
+    pytest.importorskip("torch")
+    config = hf_config(model_type, skip_unknown=True, **TINY[model_type])
+    batch, tokens = 2, 7
+    measured = cache_bytes(forward_cache(model_from_config(config), batch, tokens))
     spec = spec_from_config(config.to_dict(), complete=False)
     assert spec.is_hybrid
     assert kv_cache_bytes(spec, context_tokens=tokens, batch=batch, dtype="bf16") == measured
@@ -139,13 +86,8 @@ def test_pure_mamba_has_no_kv_growth():
 @pytest.mark.exact
 @pytest.mark.parametrize("model_type", sorted(TINY))
 def test_hybrid_parameters_equal_the_meta_build(model_type):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        config = transformers.AutoConfig.for_model(model_type, **TINY[model_type])
-        with torch.device("meta"):
-            model = transformers.AutoModelForCausalLM.from_config(config)
+    pytest.importorskip("torch")
+    config, model = build_model(model_type, "meta", **TINY[model_type])
     from vramplan.model import count_params
 
     ours = count_params(spec_from_config(config.to_dict(), complete=False)).total_params

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from test_recurrent_state import _cache_tensors
+from oracle_hf import cache_tensors, hf_config, model_from_config
 from vramplan.memory.kv_cache import kv_bytes_per_token, kv_cache_bytes
 from vramplan.memory.recurrent_state import layer_state, recurrent_state_bytes
 from vramplan.model import count_params
@@ -88,14 +88,7 @@ BATCH, TOKENS = 2, 7
 
 
 def _config(model_type: str):
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return transformers.AutoConfig.for_model(model_type, **TINY[model_type])
-        except Exception as exc:  # noqa: BLE001 - a transformers without the family
-            pytest.skip(f"transformers {transformers.__version__}: {exc}")
+    return hf_config(model_type, skip_unknown=True, **TINY[model_type])
 
 
 def cache_bytes_after_forward(config) -> int:
@@ -121,14 +114,14 @@ def cache_bytes_after_forward(config) -> int:
                 blocks = [layer.temporal_block for layer in model.model.layers]
                 state = [b.conv1d_state for b in blocks if getattr(b, "conv1d_state", None) is not None]
                 state += [b.rg_lru.recurrent_states for b in blocks if hasattr(b, "rg_lru")]
-                tensors = _cache_tensors(cache) + state
+                tensors = cache_tensors(cache) + state
             elif config.model_type == "xlstm":  # xLSTMCache under ``cache``
-                tensors = _cache_tensors(model(input_ids=ids, use_cache=True).cache)
+                tensors = cache_tensors(model(input_ids=ids, use_cache=True).cache)
             elif config.model_type == "rwkv":  # RwkvModel returns its state list, not a Cache
                 tensors = list(model(input_ids=ids, use_cache=True).state)
             else:
                 out = model(input_ids=ids, use_cache=True)
-                tensors = _cache_tensors(out.past_key_values)
+                tensors = cache_tensors(out.past_key_values)
     # integer tensors are position counters (sliding layers, xLSTMCache.seqlen_offset), not state
     return sum(t.numel() * t.element_size() for t in tensors if t.dtype.is_floating_point)
 
@@ -147,14 +140,10 @@ def test_kv_plus_state_equals_transformers_cache(model_type):
 @pytest.mark.exact
 @pytest.mark.parametrize("model_type", sorted(TINY))
 def test_small_configs_count_as_the_meta_build(model_type):
-    torch = pytest.importorskip("torch")
-    import transformers
+    pytest.importorskip("torch")
 
     config = _config(model_type)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with torch.device("meta"):
-            model = transformers.AutoModelForCausalLM.from_config(config)
+    model = model_from_config(config, "meta")
     ours = count_params(spec_from_config(config.to_dict(), complete=False)).total_params
     assert ours == sum(p.numel() for p in model.parameters())
 
@@ -224,13 +213,11 @@ def test_extrapolated_trace_of_a_hybrid_equals_the_full_trace(tmp_path):
     from vramplan.trace.run import resolve_config, run_trace
     from vramplan.trace.setup import TraceSetup
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cfg = transformers.AutoConfig.for_model(
-            "zamba2", hidden_size=128, num_hidden_layers=10, vocab_size=1000, num_attention_heads=4,
-            num_key_value_heads=4, intermediate_size=256, layers_block_type=["mamba", "hybrid"] * 5, mamba_d_state=16,
-            n_mamba_heads=4, mamba_headdim=64, adapter_rank=8, use_mem_eff_path=False, use_mamba_kernels=False,
-            chunk_size=32, **_IDS).to_dict()
+    cfg = hf_config(
+        "zamba2", hidden_size=128, num_hidden_layers=10, vocab_size=1000, num_attention_heads=4,
+        num_key_value_heads=4, intermediate_size=256, layers_block_type=["mamba", "hybrid"] * 5, mamba_d_state=16,
+        n_mamba_heads=4, mamba_headdim=64, adapter_rank=8, use_mem_eff_path=False, use_mamba_kernels=False,
+        chunk_size=32, **_IDS).to_dict()
     cfg["torch_dtype"] = "bfloat16"
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg))

@@ -113,17 +113,26 @@ def _bart(cfg: Config) -> dict[str, Any]:
                                     intermediate_size=_int(cfg, "encoder_ffn_dim", 4096)))
 
 
-def _bert(cfg: Config) -> dict[str, Any]:
-    """BERT / RoBERTa / XLM-R (``BertConfig``): post-norm LayerNorm blocks with biases,
-    learned positions, token types, masked-LM head (dense + LayerNorm + tied decoder + bias)."""
+def _encoder_shape(cfg: Config, layers: int, intermediate: int, vocab: int, positions: int) -> dict[str, Any]:
+    """The fields BERT-style encoder configs spell alike (``hidden_size``,
+    ``num_attention_heads``, ``num_hidden_layers``, ``intermediate_size``, ``vocab_size``,
+    ``max_position_embeddings``, ``tie_word_embeddings``); the arguments are the family's
+    defaults. Every head is a KV head (multi-head attention)."""
     h, heads = _int(cfg, "hidden_size", 768), _int(cfg, "num_attention_heads", 12)
     if h % heads:
         raise ConfigError(f"num_attention_heads: expected a divisor of hidden_size={h}, got {heads}")
-    return dict(architecture="encoder", num_layers=_int(cfg, "num_hidden_layers", 12), hidden_size=h,
+    return dict(architecture="encoder", num_layers=_int(cfg, "num_hidden_layers", layers), hidden_size=h,
                 num_attention_heads=heads, num_kv_heads=heads, head_dim=h // heads,
-                intermediate_size=_int(cfg, "intermediate_size", 3072), vocab_size=_int(cfg, "vocab_size", 30522),
-                max_position_embeddings=_int(cfg, "max_position_embeddings", 512),
-                tie_word_embeddings=_bool(cfg, "tie_word_embeddings", True), norm="layernorm",
+                intermediate_size=_int(cfg, "intermediate_size", intermediate),
+                vocab_size=_int(cfg, "vocab_size", vocab),
+                max_position_embeddings=_int(cfg, "max_position_embeddings", positions),
+                tie_word_embeddings=_bool(cfg, "tie_word_embeddings", True))
+
+
+def _bert(cfg: Config) -> dict[str, Any]:
+    """BERT / RoBERTa / XLM-R (``BertConfig``): post-norm LayerNorm blocks with biases,
+    learned positions, token types, masked-LM head (dense + LayerNorm + tied decoder + bias)."""
+    return dict(_encoder_shape(cfg, layers=12, intermediate=3072, vocab=30522, positions=512), norm="layernorm",
                 mlp_gated=False, hidden_act=str(cfg.get("hidden_act", "gelu")), mlp_bias=True,
                 attention_qkv_bias=True, attention_out_bias=True, learned_position_embeddings=True,
                 embedding_norm=True, final_norm=False, head_bias=True,
@@ -133,14 +142,7 @@ def _bert(cfg: Config) -> dict[str, Any]:
 def _modernbert(cfg: Config) -> dict[str, Any]:
     """ModernBERT (``ModernBertConfig``): pre-norm, fused qkv, GeGLU MLP (``Wi`` of
     ``2 x intermediate``), rotary positions, no first attention norm, masked-LM head."""
-    h, heads = _int(cfg, "hidden_size", 768), _int(cfg, "num_attention_heads", 12)
-    if h % heads:
-        raise ConfigError(f"num_attention_heads: expected a divisor of hidden_size={h}, got {heads}")
-    return dict(architecture="encoder", num_layers=_int(cfg, "num_hidden_layers", 22), hidden_size=h,
-                num_attention_heads=heads, num_kv_heads=heads, head_dim=h // heads,
-                intermediate_size=_int(cfg, "intermediate_size", 1152), vocab_size=_int(cfg, "vocab_size", 50368),
-                max_position_embeddings=_int(cfg, "max_position_embeddings", 8192),
-                tie_word_embeddings=_bool(cfg, "tie_word_embeddings", True), norm="layernorm",
+    return dict(_encoder_shape(cfg, layers=22, intermediate=1152, vocab=50368, positions=8192), norm="layernorm",
                 norm_bias=_bool(cfg, "norm_bias", False), mlp_gated=True,
                 hidden_act=str(cfg.get("hidden_activation", "gelu")), mlp_bias=_bool(cfg, "mlp_bias", False),
                 attention_qkv_bias=_bool(cfg, "attention_bias", False),
