@@ -54,6 +54,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from vramplan.memory import mixer_activations
 from vramplan.memory.precision import PrecisionRecipe
 from vramplan.model.spec import MLASpec, ModelSpec, MoESpec
 from vramplan.model.tensors import model_tensors
@@ -519,11 +520,16 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
     """The layer's two residual tensors, its norms' statistics and the norm outputs as
     the next linears save them."""
     h, norms = spec.hidden_size, spec.norms_per_layer
-    if spec.is_moe_layer(layer) and spec.moe is not None:
+    if not spec.has_mlp(layer):
+        mlp_readers = 0
+    elif spec.is_moe_layer(layer) and spec.moe is not None:
         mlp_readers = _moe_linear_readers(spec, spec.moe)
     else:
         mlp_readers = 2 if spec.mlp_gated else 1  # gate and up, or up
-    attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
+    if mixer_modelled(spec, layer):
+        attn_readers = 1  # the mixer's in_proj
+    else:
+        attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
     inputs = _linear_inputs_per_token(ctx, h, attn_readers) + _linear_inputs_per_token(ctx, h, mlp_readers)
     if spec.is_moe_layer(layer) and spec.moe is not None and spec.moe.beside_dense_mlp:
         # Gemma 4 / LongCat-Flash: the dense MLP beside the MoE block reads its own norm's
@@ -551,8 +557,23 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
 def layer_activation_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> list[ActivationPart]:
     """Everything layer ``layer`` saves for backward for one micro-batch, without
     recomputation, in bytes per GPU, named by part."""
-    return (norm_and_residual_parts(spec, ctx, layer) + attention_parts(spec, ctx, layer)
-            + mlp_parts(spec, ctx, layer))
+    mixer = mixer_parts(spec, ctx, layer) if mixer_modelled(spec, layer) else attention_parts(spec, ctx, layer)
+    mlp = mlp_parts(spec, ctx, layer) if spec.has_mlp(layer) else []
+    return norm_and_residual_parts(spec, ctx, layer) + mixer + mlp
+
+
+def mixer_modelled(spec: ModelSpec, layer: int) -> bool:
+    """Does layer ``layer`` mix tokens with a state-space mixer whose saved tensors are
+    modelled (:mod:`vramplan.memory.mixer_activations`)? Other mixers are priced with
+    an attention block of the model's widths."""
+    return spec.mixer(layer) == "mamba2" and spec.ssm is not None and spec.ssm.version == 2
+
+
+def mixer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
+    """Saved tensors of one modelled state-space mixer (without its input norm)."""
+    sharded, unsharded = mixer_activations.mamba2_mixer_bytes(spec, ctx)
+    return [ActivationPart(name="mixer/mamba2", bytes=sharded, sharded=True),
+            ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
 
 
 def layer_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:

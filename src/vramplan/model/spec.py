@@ -138,9 +138,12 @@ class SSMSpec:
     out_proj_bias: bool | None = None
     """``out_proj`` carries a bias; ``None``: as :attr:`proj_bias` (Falcon-H1 sets it
     apart, ``projectors_bias``)."""
+    chunk_size: int = 256
+    """Mamba-2: positions per chunk of the chunked scan (``chunk_size`` /
+    ``mamba_chunk_size``); its intra-chunk terms are ``chunk x chunk`` per head."""
 
     def __post_init__(self) -> None:
-        for name in ("d_inner", "d_state", "d_conv"):
+        for name in ("d_inner", "d_state", "d_conv", "chunk_size"):
             _positive(f"ssm {name}", getattr(self, name))
         if self.version == 2:
             _positive("mamba num_heads", self.num_heads)

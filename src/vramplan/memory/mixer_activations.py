@@ -1,0 +1,111 @@
+"""Training activations of state-space token mixers: the tensors autograd saves in a
+Mamba-2 layer, derived from what each operation of transformers' PyTorch path keeps.
+
+The path modelled is the one transformers runs without the CUDA kernels
+(``mamba_ssm``, ``causal-conv1d``): ``BambaMixer.forward`` with
+``causal_conv1d_fn`` and ``mamba2_chunk_scan``, shared word for word by Bamba,
+Granite 4 (``granitemoehybrid``), Nemotron-H, Mamba-2, Falcon-H1 and Zamba2 in
+transformers 5.24. It is what ``vramplan trace`` runs and what a training run without
+those kernels holds; the fused kernel (``mamba_split_conv1d_scan_combined``) saves
+far less (its backward recomputes the chunked scan).
+
+Notation (:class:`~vramplan.model.spec.SSMSpec`): ``d`` inner width, ``H`` heads of
+``P = d / H``, ``N`` state size, ``G`` groups of B and C, ``conv = d + 2 G N``
+channels, ``K`` conv kernel, ``l`` chunk size. A sequence of ``s`` tokens is padded to
+``s_p = ceil(s / l) l`` for the scan (``pad_tensor_by_size``) and cut into
+``n_c = s_p / l`` chunks. ``c`` is the compute dtype's size, ``f = 4`` fp32's.
+
+Saved per token, outside the scan (the layer's input norm output, read by
+``in_proj``, is counted with the norms):
+
+- the convolution's input, autocast's ``c``-byte cast of ``.to(weight.dtype)``
+  (``c conv``), and its output before the causal slice, ``s + K - 1`` positions,
+  kept by ``silu`` (``c conv (s + K - 1) / s``);
+- ``dt``: the fp32 copy ``softplus`` (autocast's fp32 list) saves, the clamp's
+  input, and the clamped ``dt`` (``A * dt`` and ``x * dt`` keep it): ``3 f H``;
+- ``x.float()``, kept by ``x * dt`` (``f d``);
+- the gated RMSNorm (``BambaRMSNormGated``: ``x.to(fp32) * silu(gate.to(fp32))``,
+  grouped ``rsqrt``, ``weight * x``): the gate's fp32 copy, its ``silu``, the scan
+  output, the gated product, the normalised tensor (``5 f d``) and ``f G``
+  statistics;
+- ``out_proj``'s input, cast to ``c`` (``c d``).
+
+Saved per padded token inside ``mamba2_chunk_scan`` (einsums run as ``bmm`` on
+autocast's ``c``-byte casts of their fp32 inputs, one cast per einsum):
+
+- ``D * pad(x)``: the padded fp32 copy of ``x`` (``f H P``);
+- ``G = C B^T`` per chunk: the casts of C and B (``2 c H N``); ``M = G * L``: ``G``
+  (``c H l``) and ``L = exp(segsum(A))`` (``f H l``); ``Y_diag = M x``: the casts of
+  M (``c H l``) and x (``c H P``);
+- chunk states: ``B * decay`` keeps B repeated to the heads in fp32 (``f H N``) and
+  the decay (``f H``); the einsum keeps the casts of ``B decay`` and x
+  (``c H (N + P)``);
+- ``Y_off``: the cast of C (``c H N``), and ``C states * exp(A_cumsum)`` keeps
+  ``C states`` (``c H P``) and the exponential (``f H``).
+
+Per sequence: the casts of the chunk states, ``n_c`` and ``n_c + 1`` of ``H P N``
+(``c``), and the inter-chunk decay, ``(n_c + 1)^2`` per head (``f`` and its ``c``
+cast). Per micro-batch: the two boolean ``l x l`` masks of ``segment_sum``.
+"""
+
+from __future__ import annotations
+
+from vramplan.intmath import ceil_div
+from vramplan.model.spec import ModelSpec, SSMSpec
+
+FP32 = 4
+"""Bytes of an fp32 element (the scan runs in fp32: ``hidden_states.float()``)."""
+MASK = 1
+"""Bytes of a ``torch.bool`` mask element (``segment_sum``'s ``tril`` masks)."""
+SEGMENT_SUM_MASKS = 2
+"""``segment_sum`` builds two ``tril`` masks (diagonal -1 and 0) and ``masked_fill``
+keeps each, per call; the intra-chunk call's are ``l x l``."""
+
+
+def _autocast(ctx) -> bool:
+    return (ctx.recipe.autocast or ctx.autocast_region) and ctx.c < FP32
+
+
+def mamba2_per_token_bytes(ssm: SSMSpec, ctx, seq: int) -> float:
+    """Bytes saved per token outside the chunked scan (see the module docstring)."""
+    c, f = ctx.c, FP32
+    d, heads, groups, conv, kernel = ssm.d_inner, ssm.num_heads, ssm.n_groups, ssm.conv_channels, ssm.d_conv
+    conv_io = c * conv + c * conv * (seq + kernel - 1) / seq
+    dt = 3 * f * heads
+    x = f * d
+    gated_norm = 5 * f * d + f * groups
+    out_proj_input = c * d
+    return conv_io + dt + x + gated_norm + out_proj_input
+
+
+def mamba2_scan_per_padded_token_bytes(ssm: SSMSpec, ctx) -> int:
+    """Bytes saved per padded token inside ``mamba2_chunk_scan``."""
+    c, f = ctx.c, FP32
+    heads, p, n, chunk = ssm.num_heads, ssm.head_dim, ssm.d_state, ssm.chunk_size
+    d_residual = f * heads * p
+    diagonal = 2 * c * heads * n + (c + f) * heads * chunk + c * heads * chunk + c * heads * p
+    states = f * heads * n + f * heads + c * heads * (n + p)
+    off_diagonal = c * heads * n + c * heads * p + f * heads
+    return d_residual + diagonal + states + off_diagonal
+
+
+def mamba2_scan_per_sequence_bytes(ssm: SSMSpec, ctx, chunks: int) -> int:
+    """Bytes saved per sequence by the inter-chunk recurrence."""
+    c, f = ctx.c, FP32
+    heads, state = ssm.num_heads, ssm.head_dim * ssm.d_state
+    return c * heads * state * (2 * chunks + 1) + (c + f) * heads * (chunks + 1) ** 2
+
+
+def mamba2_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
+    """(sharded, unsharded) bytes one Mamba-2 mixer saves for one micro-batch: the heads
+    split across tensor-parallel ranks; the ``segment_sum`` masks are per rank whole."""
+    ssm = spec.ssm
+    assert ssm is not None and ssm.version == 2
+    seq = ctx.seq // ctx.cp
+    chunks = ceil_div(seq, ssm.chunk_size)
+    padded = chunks * ssm.chunk_size
+    per_sequence = (mamba2_per_token_bytes(ssm, ctx, seq) * seq + mamba2_scan_per_padded_token_bytes(ssm, ctx) * padded
+                    + mamba2_scan_per_sequence_bytes(ssm, ctx, chunks))
+    sharded = round(per_sequence * ctx.batch) // ctx.tp
+    masks = SEGMENT_SUM_MASKS * MASK * (ssm.chunk_size ** 2 + (chunks + 1) ** 2)
+    return sharded, masks
