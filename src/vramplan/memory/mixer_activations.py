@@ -66,34 +66,54 @@ def _autocast(ctx) -> bool:
     return (ctx.recipe.autocast or ctx.autocast_region) and ctx.c < FP32
 
 
+def _scan_bytes(ctx) -> int:
+    """Element size of the einsums' saved inputs and outputs in the scan: autocast's
+    ``c``-byte casts, or fp32 copies (the scan's tensors are fp32 and ``einsum``'s
+    ``bmm`` copies its permuted inputs)."""
+    return ctx.c if _autocast(ctx) else FP32
+
+
 def mamba2_per_token_bytes(ssm: SSMSpec, ctx, seq: int) -> float:
-    """Bytes saved per token outside the chunked scan (see the module docstring)."""
+    """Bytes saved per token outside the chunked scan (see the module docstring).
+
+    Where no cast happens the views keep their bases: without autocast on fp32
+    weights (``.to(weight.dtype)`` a no-op) the convolution saves a view of ``in_proj``'s
+    output, keeping all of it (``d + conv + H`` wide); in fp32 the gate is a view of
+    that output and ``x`` one of the ``silu`` output (``conv`` wide), with no fp32 copy."""
     c, f = ctx.c, FP32
     d, heads, groups, conv, kernel = ssm.d_inner, ssm.num_heads, ssm.n_groups, ssm.conv_channels, ssm.d_conv
-    conv_io = c * conv + c * conv * (seq + kernel - 1) / seq
-    dt = 3 * f * heads
-    x = f * d
-    gated_norm = 5 * f * d + f * groups
+    autocast = _autocast(ctx)
+    conv_input = c * conv if autocast and ctx.r >= FP32 else c * (d + conv + heads)
+    conv_output = c * conv * (seq + kernel - 1) / seq
+    # softplus' input and the clamp's input in dt's dtype (fp32 under autocast: softplus is
+    # on its fp32 list), and ``dt.float()`` / ``dt[..., None].float()``: fp32 copies or dt itself
+    dt_bytes = f if autocast else c
+    dt = 2 * dt_bytes * heads + (f if dt_bytes == f else 2 * f) * heads
+    upcast = c < f  # 16-bit projection: the gate and x get fp32 copies
+    x = f * d if upcast else f * conv
+    gated_norm = (5 if upcast else 4) * f * d + f * groups
     out_proj_input = c * d
-    return conv_io + dt + x + gated_norm + out_proj_input
+    return conv_input + conv_output + dt + x + gated_norm + out_proj_input
 
 
 def mamba2_scan_per_padded_token_bytes(ssm: SSMSpec, ctx) -> int:
     """Bytes saved per padded token inside ``mamba2_chunk_scan``."""
-    c, f = ctx.c, FP32
+    e, f = _scan_bytes(ctx), FP32
     heads, p, n, chunk = ssm.num_heads, ssm.head_dim, ssm.d_state, ssm.chunk_size
     d_residual = f * heads * p
-    diagonal = 2 * c * heads * n + (c + f) * heads * chunk + c * heads * chunk + c * heads * p
-    states = f * heads * n + f * heads + c * heads * (n + p)
-    off_diagonal = c * heads * n + c * heads * p + f * heads
+    diagonal = 2 * e * heads * n + (e + f) * heads * chunk + e * heads * chunk + e * heads * p
+    states = f * heads * n + f * heads + e * heads * (n + p)
+    off_diagonal = e * heads * n + e * heads * p + f * heads
     return d_residual + diagonal + states + off_diagonal
 
 
 def mamba2_scan_per_sequence_bytes(ssm: SSMSpec, ctx, chunks: int) -> int:
-    """Bytes saved per sequence by the inter-chunk recurrence."""
-    c, f = ctx.c, FP32
+    """Bytes saved per sequence by the inter-chunk recurrence (the decay is saved once,
+    in fp32, when its einsum needs no cast)."""
+    e, f = _scan_bytes(ctx), FP32
     heads, state = ssm.num_heads, ssm.head_dim * ssm.d_state
-    return c * heads * state * (2 * chunks + 1) + (c + f) * heads * (chunks + 1) ** 2
+    decay = (e + f if e != f else f) * heads * (chunks + 1) ** 2
+    return e * heads * state * (2 * chunks + 1) + decay
 
 
 def mamba2_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
