@@ -497,7 +497,13 @@ def _moe_linear_readers(spec: ModelSpec, moe: MoESpec) -> int:
     return readers + (1 if moe.shared_expert_gate else 0)
 
 
-def _residual_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
+def _single_block(spec: ModelSpec, layer: int) -> bool:
+    """A layer of one block, a mixer or an MLP, not both (Nemotron-H's ``M``, ``*`` and
+    ``-`` blocks, Mamba-2): one residual tensor, its input."""
+    return (spec.mixer(layer) == "none") != (not spec.has_mlp(layer))
+
+
+def _residual_per_token(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> int:
     """The layer input and the post-attention sum, ``2 r h``, as the norms save them.
     A 16-bit RMSNorm saves its fp32 upcast instead (counted with the norm), so the
     16-bit residual itself is kept by no one."""
@@ -506,7 +512,7 @@ def _residual_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
     # both norms of a parallel block read the same layer input: one tensor, unless each
     # saves its own fp32 copy (LayerNorm under autocast, counted with the norm)
     copies = spec.norm == "layernorm" and (ctx.autocast_region or ctx.recipe.autocast) and ctx.r < FP32
-    inputs = 1 if spec.model_type in PARALLEL_RESIDUAL and not copies else 2
+    inputs = 1 if (spec.model_type in PARALLEL_RESIDUAL and not copies) or _single_block(spec, layer) else 2
     return inputs * ctx.r * spec.hidden_size
 
 
@@ -526,7 +532,9 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
         mlp_readers = _moe_linear_readers(spec, spec.moe)
     else:
         mlp_readers = 2 if spec.mlp_gated else 1  # gate and up, or up
-    if mixer_modelled(spec, layer):
+    if spec.mixer(layer) == "none":
+        attn_readers = 0
+    elif mixer_modelled(spec, layer):
         attn_readers = 1  # the mixer's in_proj
     else:
         attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
@@ -539,7 +547,7 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
         inputs += _linear_inputs_per_token(ctx, h, 2 if spec.mlp_gated else 1)
         norms += spec.moe.block_norms + (1 if spec.moe.router_scales else 0)
         inputs += (spec.moe.block_norms + (1 if spec.moe.router_scales else 0)) * ctx.r * h
-    residual = _residual_per_token(spec, ctx)
+    residual = _residual_per_token(spec, ctx, layer)
     if ctx.frozen_base and layer == 0:
         # a frozen embedding's output needs no gradient: the first layer keeps neither
         # its input nor the statistics of the norms reading it (both, in a parallel block)
@@ -557,7 +565,12 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
 def layer_activation_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> list[ActivationPart]:
     """Everything layer ``layer`` saves for backward for one micro-batch, without
     recomputation, in bytes per GPU, named by part."""
-    mixer = mixer_parts(spec, ctx, layer) if mixer_modelled(spec, layer) else attention_parts(spec, ctx, layer)
+    if spec.mixer(layer) == "none":  # an MLP-only layer (Nemotron-H's ``-`` and ``E`` blocks)
+        mixer = []
+    elif mixer_modelled(spec, layer):
+        mixer = mixer_parts(spec, ctx, layer)
+    else:
+        mixer = attention_parts(spec, ctx, layer)
     mlp = mlp_parts(spec, ctx, layer) if spec.has_mlp(layer) else []
     return norm_and_residual_parts(spec, ctx, layer) + mixer + mlp
 
