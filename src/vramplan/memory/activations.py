@@ -56,7 +56,7 @@ from typing import Literal
 
 from vramplan.memory import mixer_activations
 from vramplan.memory.precision import PrecisionRecipe
-from vramplan.model.spec import MLASpec, ModelSpec, MoESpec
+from vramplan.model.spec import MIXERS_WITH_ACTIVATIONS, MLASpec, ModelSpec, MoESpec
 from vramplan.model.tensors import model_tensors
 
 AttentionImpl = Literal["flash", "sdpa", "eager"]
@@ -579,7 +579,7 @@ def mixer_modelled(spec: ModelSpec, layer: int) -> bool:
     """Does layer ``layer`` mix tokens with a state-space mixer whose saved tensors are
     modelled (:mod:`vramplan.memory.mixer_activations`)? Other mixers are priced with
     an attention block of the model's widths."""
-    return spec.mixer(layer) == "mamba2" and spec.ssm is not None and spec.ssm.version == 2
+    return spec.mixer(layer) in MIXERS_WITH_ACTIVATIONS and spec.ssm is not None and spec.ssm.version == 2
 
 
 def mixer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:

@@ -28,7 +28,7 @@ from vramplan.dtypes import get_dtype
 from vramplan.errors import ConfigError, VramplanError
 from vramplan.model.families import FAMILIES, KEYS, Family
 from vramplan.model.families import config_switch as _bool
-from vramplan.model.spec import MLASpec, MoESpec, ModelSpec
+from vramplan.model.spec import MIXERS_WITH_ACTIVATIONS, MLASpec, MoESpec, ModelSpec
 
 Config = dict[str, Any]
 
@@ -381,7 +381,8 @@ MIXER_NAMES = {"mamba": "Mamba", "mamba2": "Mamba-2", "gated_deltanet": "gated d
 
 def _hybrid_notes(f: dict[str, Any]) -> tuple[str, ...]:
     """Say, for hybrid models, what has no analytical model and where the exact answer is."""
-    mixers = f.get("layer_mixers") or ()
+    # mixers in layers of their own whose activations are modelled need no note
+    mixers = tuple(m for m in f.get("layer_mixers") or () if m not in MIXERS_WITH_ACTIVATIONS)
     if f.get("ssm_in_attention_layers") and f.get("ssm") is not None:  # Falcon-H1, Zamba: Mamba in those layers too
         kind = "mamba" if f["ssm"].version == 1 else "mamba2"
         mixers = tuple(kind if m == "attention" else m for m in mixers)
