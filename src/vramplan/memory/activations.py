@@ -56,7 +56,13 @@ from typing import Literal
 
 from vramplan.memory import mixer_activations
 from vramplan.memory.precision import PrecisionRecipe
-from vramplan.model.spec import MIXERS_WITH_ACTIVATIONS, MLASpec, ModelSpec, MoESpec
+from vramplan.model.spec import (
+    MIXERS_WITH_ACTIVATIONS,
+    SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS,
+    MLASpec,
+    ModelSpec,
+    MoESpec,
+)
 from vramplan.model.tensors import model_tensors
 
 AttentionImpl = Literal["flash", "sdpa", "eager"]
@@ -539,6 +545,9 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
     else:
         attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
     inputs = _linear_inputs_per_token(ctx, h, attn_readers) + _linear_inputs_per_token(ctx, h, mlp_readers)
+    if mixer_beside_attention(spec, layer):
+        # Falcon-H1: in_proj reads its own scaled copy (``hidden_states * ssm_in_multiplier``)
+        inputs += _linear_inputs_per_token(ctx, h, 1)
     if spec.is_moe_layer(layer) and spec.moe is not None and spec.moe.beside_dense_mlp:
         # Gemma 4 / LongCat-Flash: the dense MLP beside the MoE block reads its own norm's
         # output. Gemma 4 (Gemma4TextDecoderLayer): the block's three norms and the router's
@@ -571,6 +580,8 @@ def layer_activation_parts(spec: ModelSpec, ctx: ActivationContext, layer: int =
         mixer = mixer_parts(spec, ctx, layer)
     else:
         mixer = attention_parts(spec, ctx, layer)
+    if mixer_beside_attention(spec, layer):
+        mixer += mixer_parts(spec, ctx, layer)
     mlp = mlp_parts(spec, ctx, layer) if spec.has_mlp(layer) else []
     return norm_and_residual_parts(spec, ctx, layer) + mixer + mlp
 
@@ -580,6 +591,13 @@ def mixer_modelled(spec: ModelSpec, layer: int) -> bool:
     modelled (:mod:`vramplan.memory.mixer_activations`)? Other mixers are priced with
     an attention block of the model's widths."""
     return spec.mixer(layer) in MIXERS_WITH_ACTIVATIONS and spec.ssm is not None and spec.ssm.version == 2
+
+
+def mixer_beside_attention(spec: ModelSpec, layer: int) -> bool:
+    """Does attention layer ``layer`` run a modelled Mamba-2 mixer beside it on the same
+    norm output (Falcon-H1)?"""
+    return (spec.model_type in SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS and spec.ssm_in_attention_layers
+            and spec.mixer(layer) == "attention" and spec.ssm is not None and spec.ssm.version == 2)
 
 
 def mixer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:

@@ -62,6 +62,12 @@ SEGMENT_SUM_MASKS = 2
 keeps each, per call; the intra-chunk call's are ``l x l``."""
 
 
+MUP_PROJECTION = frozenset({"falcon_h1"})
+"""Families whose mixer multiplies ``in_proj``'s output by an fp32 buffer
+(Falcon-H1's ``projected_states * self.mup_vector``): under autocast on fp32 weights
+the gate, ``x``, B, C and dt are then fp32 views and copies of an fp32 projection."""
+
+
 def _autocast(ctx) -> bool:
     return (ctx.recipe.autocast or ctx.autocast_region) and ctx.c < FP32
 
@@ -73,27 +79,42 @@ def _scan_bytes(ctx) -> int:
     return ctx.c if _autocast(ctx) else FP32
 
 
-def mamba2_per_token_bytes(ssm: SSMSpec, ctx, seq: int) -> float:
+def mamba2_per_token_bytes(spec: ModelSpec, ssm: SSMSpec, ctx, seq: int) -> float:
     """Bytes saved per token outside the chunked scan (see the module docstring).
 
     Where no cast happens the views keep their bases: without autocast on fp32
     weights (``.to(weight.dtype)`` a no-op) the convolution saves a view of ``in_proj``'s
     output, keeping all of it (``d + conv + H`` wide); in fp32 the gate is a view of
-    that output and ``x`` one of the ``silu`` output (``conv`` wide), with no fp32 copy."""
+    that output and ``x`` one of the ``silu`` output (``conv`` wide), with no fp32 copy.
+
+    Falcon-H1 (:data:`MUP_PROJECTION`) under autocast on fp32 weights: ``silu(gate)``
+    keeps the whole fp32 projection, and the convolution's output, cast back to the
+    fp32 input's dtype, is kept whole by ``x * dt`` (``f conv``). Its norm
+    (``FalconH1RMSNormGated``, ``norm_before_gate``) keeps the scan output, the
+    normalised and the weighted tensors and ``silu(gate)`` (``4 f d``); without the norm
+    (``mamba_rms_norm`` off) ``scan_output * silu(gate)`` keeps the two factors."""
     c, f = ctx.c, FP32
     d, heads, groups, conv, kernel = ssm.d_inner, ssm.num_heads, ssm.n_groups, ssm.conv_channels, ssm.d_conv
     autocast = _autocast(ctx)
-    conv_input = c * conv if autocast and ctx.r >= FP32 else c * (d + conv + heads)
+    projection = d + conv + heads
+    fp32_projection = spec.model_type in MUP_PROJECTION and autocast and ctx.r >= FP32
+    conv_input = c * conv if (autocast and ctx.r >= FP32) else c * projection
     conv_output = c * conv * (seq + kernel - 1) / seq
     # softplus' input and the clamp's input in dt's dtype (fp32 under autocast: softplus is
     # on its fp32 list), and ``dt.float()`` / ``dt[..., None].float()``: fp32 copies or dt itself
     dt_bytes = f if autocast else c
     dt = 2 * dt_bytes * heads + (f if dt_bytes == f else 2 * f) * heads
-    upcast = c < f  # 16-bit projection: the gate and x get fp32 copies
+    upcast = c < f and not fp32_projection  # 16-bit projection: the gate and x get fp32 copies
     x = f * d if upcast else f * conv
-    gated_norm = (5 if upcast else 4) * f * d + f * groups
+    gate = f * d if upcast else (f * projection if fp32_projection else 0)
+    if not ssm.gated_norm:
+        gating = 2 * f * d  # scan output and silu(gate)
+    elif ssm.norm_before_gate:
+        gating = 4 * f * d + f * groups
+    else:  # BambaRMSNormGated: the gated product, its normalised tensor, scan output, silu(gate)
+        gating = 4 * f * d + f * groups
     out_proj_input = c * d
-    return conv_input + conv_output + dt + x + gated_norm + out_proj_input
+    return conv_input + conv_output + dt + x + gate + gating + out_proj_input
 
 
 def mamba2_scan_per_padded_token_bytes(ssm: SSMSpec, ctx) -> int:
@@ -124,7 +145,7 @@ def mamba2_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
     seq = ctx.seq // ctx.cp
     chunks = ceil_div(seq, ssm.chunk_size)
     padded = chunks * ssm.chunk_size
-    per_sequence = (mamba2_per_token_bytes(ssm, ctx, seq) * seq + mamba2_scan_per_padded_token_bytes(ssm, ctx) * padded
+    per_sequence = (mamba2_per_token_bytes(spec, ssm, ctx, seq) * seq + mamba2_scan_per_padded_token_bytes(ssm, ctx) * padded
                     + mamba2_scan_per_sequence_bytes(ssm, ctx, chunks))
     sharded = round(per_sequence * ctx.batch) // ctx.tp
     masks = SEGMENT_SUM_MASKS * MASK * (ssm.chunk_size ** 2 + (chunks + 1) ** 2)

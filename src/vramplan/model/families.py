@@ -426,7 +426,8 @@ def _falcon_h1(cfg: Config, f: dict[str, Any]) -> None:
                        conv_bias=config_switch(cfg, "mamba_conv_bias", True),
                        proj_bias=config_switch(cfg, "mamba_proj_bias", False),
                        out_proj_bias=config_switch(cfg, "projectors_bias", False),
-                       gated_norm=config_switch(cfg, "mamba_rms_norm", False))
+                       gated_norm=config_switch(cfg, "mamba_rms_norm", False),
+                       norm_before_gate=config_switch(cfg, "mamba_norm_before_gate", True))
     f["layer_mixers"] = ("attention",) * f["num_layers"]
     f["ssm_in_attention_layers"] = True
     f["layer_types"] = ()

@@ -113,6 +113,10 @@ MIXERS_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba2"})
 """Token mixers (in layers of their own) whose training activations are modelled tensor by
 tensor (:mod:`vramplan.memory.mixer_activations`); the others are priced with an
 attention block of the model's widths."""
+SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS: frozenset[str] = frozenset({"falcon_h1"})
+"""Families with a state-space mixer beside attention in their attention layers
+(:attr:`ModelSpec.ssm_in_attention_layers`) whose mixer's activations are modelled:
+Falcon-H1's Mamba-2 reads the same norm output as attention."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,6 +147,9 @@ class SSMSpec:
     out_proj_bias: bool | None = None
     """``out_proj`` carries a bias; ``None``: as :attr:`proj_bias` (Falcon-H1 sets it
     apart, ``projectors_bias``)."""
+    norm_before_gate: bool = False
+    """Mamba-2: the gated norm normalises the scan output before the ``silu(gate)``
+    product (Falcon-H1's ``mamba_norm_before_gate``); Bamba's norm gates first."""
     chunk_size: int = 256
     """Mamba-2: positions per chunk of the chunked scan (``chunk_size`` /
     ``mamba_chunk_size``); its intra-chunk terms are ``chunk x chunk`` per head."""
