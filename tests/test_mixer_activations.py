@@ -1,4 +1,5 @@
-"""Training activations of Mamba-2 mixers, estimate against trace.
+"""Training activations of Mamba-2 mixers (in layers of their own, and Falcon-H1's beside
+attention), estimate against trace.
 
 Oracle: the trace (transformers' own modeling code run on PyTorch fake tensors under
 CUDA's allocation and autocast rules; tests/test_trace_step.py checks it against a
@@ -39,6 +40,10 @@ CONFIGS = {
                    num_attention_heads=4, num_key_value_heads=4, intermediate_size=512, mamba_d_state=32,
                    n_mamba_heads=8, mamba_headdim=64, mamba_ngroups=1, chunk_size=128, num_mem_blocks=1,
                    use_mem_eff_path=False, use_mamba_kernels=False, **_WIDTHS),
+    # Falcon-H1: Mamba-2 beside attention in every layer, its projection scaled by an fp32 buffer
+    "falcon_h1": dict(model_type="falcon_h1", num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                      intermediate_size=512, mamba_d_ssm=512, mamba_n_heads=8, mamba_d_head=64, mamba_n_groups=1,
+                      mamba_d_state=32, mamba_chunk_size=128, mamba_rms_norm=True, **_WIDTHS),
 }
 
 CASES = [
@@ -51,6 +56,9 @@ CASES = [
     ("mamba2", dict(batch_size=2, seq=512)),
     ("nemotron_h", dict(batch_size=2, seq=512)),
     ("zamba2", dict(batch_size=2, seq=512)),
+    ("falcon_h1", dict(batch_size=2, seq=512)),
+    ("falcon_h1", dict(batch_size=2, seq=512, config=dict(mamba_rms_norm=False))),
+    ("falcon_h1", dict(precision="bf16", batch_size=2, seq=512)),
 ]
 
 
@@ -61,7 +69,8 @@ def test_mamba2_activations_follow_the_trace(family, kw):
     from vramplan.trace.compare import analytical_estimate, tensor_bytes
     from vramplan.trace.run import run_trace
 
-    config = dict(CONFIGS[family])
+    kw = dict(kw)
+    config = dict(CONFIGS[family], **kw.pop("config", {}))
     setup = TraceSetup(**kw)
     traced = run_trace(config, setup)
     estimate = analytical_estimate(config, setup)
@@ -76,6 +85,24 @@ def test_mamba2_layers_carry_no_transformer_note():
 
     spec = spec_from_config(dict(CONFIGS["bamba"]))
     assert not any("approximated with a transformer layer" in n for n in spec.notes)
+
+
+def test_falcon_h1_mixer_beside_attention_carries_no_note():
+    from vramplan.model.hf_config import spec_from_config
+
+    spec = spec_from_config(dict(CONFIGS["falcon_h1"]))
+    assert spec.ssm_in_attention_layers and spec.ssm.norm_before_gate
+    assert not any("approximated with a transformer layer" in n for n in spec.notes)
+
+
+def test_unmodelled_mixers_keep_their_note():
+    """Zamba2's hybrid layers (Mamba after a shared attention block) are still priced
+    as a transformer layer, and say so."""
+    from vramplan.model.hf_config import spec_from_config
+
+    config = dict(CONFIGS["zamba2"], layers_block_type=["mamba", "hybrid", "mamba"], hybrid_layer_ids=[1])
+    notes = spec_from_config(config).notes
+    assert any("1 Mamba-2 layer(s)" in n and "vramplan trace" in n for n in notes), notes
 
 
 def test_chunk_size_is_read():
