@@ -541,7 +541,7 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
     if spec.mixer(layer) == "none":
         attn_readers = 0
     elif mixer_modelled(spec, layer):
-        attn_readers = 1  # the mixer's in_proj
+        attn_readers = 2 if spec.mixer(layer) == "gated_deltanet" else 1  # in_proj_qkvz and in_proj_ba; in_proj
     else:
         attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
     inputs = _linear_inputs_per_token(ctx, h, attn_readers) + _linear_inputs_per_token(ctx, h, mlp_readers)
@@ -590,7 +590,10 @@ def mixer_modelled(spec: ModelSpec, layer: int) -> bool:
     """Does layer ``layer`` mix tokens with a state-space mixer whose saved tensors are
     modelled (:mod:`vramplan.memory.mixer_activations`)? Other mixers are priced with
     an attention block of the model's widths."""
-    return spec.mixer(layer) in MIXERS_WITH_ACTIVATIONS and spec.ssm is not None and spec.ssm.version == 2
+    mixer = spec.mixer(layer)
+    if mixer == "gated_deltanet":
+        return mixer in MIXERS_WITH_ACTIVATIONS and spec.deltanet is not None
+    return mixer in MIXERS_WITH_ACTIVATIONS and spec.ssm is not None and spec.ssm.version == 2
 
 
 def mixer_beside_attention(spec: ModelSpec, layer: int) -> bool:
@@ -602,6 +605,10 @@ def mixer_beside_attention(spec: ModelSpec, layer: int) -> bool:
 
 def mixer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
     """Saved tensors of one modelled state-space mixer (without its input norm)."""
+    if spec.mixer(layer) == "gated_deltanet":
+        sharded, unsharded = mixer_activations.gated_deltanet_mixer_bytes(spec, ctx)
+        return [ActivationPart(name="mixer/gated_deltanet", bytes=sharded, sharded=True),
+                ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
     sharded, unsharded = mixer_activations.mamba2_mixer_bytes(spec, ctx)
     return [ActivationPart(name="mixer/mamba2", bytes=sharded, sharded=True),
             ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]

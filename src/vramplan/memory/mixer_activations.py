@@ -150,3 +150,56 @@ def mamba2_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
     sharded = round(per_sequence * ctx.batch) // ctx.tp
     masks = SEGMENT_SUM_MASKS * MASK * (ssm.chunk_size ** 2 + (chunks + 1) ** 2)
     return sharded, masks
+
+
+GDN_CHUNK = 64
+"""Positions per chunk of transformers' ``torch_chunk_gated_delta_rule`` (its default;
+the gated delta-net layers do not pass another)."""
+
+
+def gated_deltanet_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
+    """(sharded, unsharded) bytes one gated delta-net mixer saves for one micro-batch.
+
+    transformers' ``Qwen3NextGatedDeltaNet.forward`` with ``causal_conv1d_fn`` and
+    ``torch_chunk_gated_delta_rule`` (the ``fla`` kernels absent), under autocast.
+    ``Hv`` value heads of ``dv``, keys and queries repeated to ``Hv`` heads of ``dk``,
+    ``l = 64`` positions per chunk, ``n_c`` chunks of the padded sequence. Per token:
+
+    - the convolution over q, k, v (``conv = 2 key_dim + value_dim``): its input cast
+      and its unsliced output (as Mamba-2's); ``sigmoid(b)`` (``c Hv``); ``softplus``'s
+      fp32 input and output (``2 f Hv``);
+    - the gated norm (``Qwen3NextRMSNormGated``, per value head): the fp32 input, the
+      weighted product, the gate's fp32 copy and its ``silu`` (``4 f Hv dv``), the
+      normalised tensor cast back (``c Hv dv``), ``rsqrt`` (``f Hv``); ``out_proj``'s
+      input (``c Hv dv``).
+
+    Per padded token, in fp32 unless named: the l2-normalised q and k inputs and their
+    inverse norms (``2 f Hv (dk + 1)``); the padded v and k and beta (``f Hv (dv + dk
+    + 1)``); the pairwise decay (``f Hv l``); the casts of k_beta, k, q, k for the two
+    intra-chunk products (``4 c Hv dk``) and the products (``2 c Hv l``); k_beta and the
+    decays (``f Hv (dk + 3)``), the scaled query (``f Hv dk``); the triangular solves'
+    matrix (``f Hv l``) and results (``f Hv (dv + dk)``); per chunk the cast of the
+    intra-chunk attention (``c Hv l``). Per sequence, over the chunk loop: the casts of
+    ``v_new`` (``2 n_c - 1`` per chunk), of the query and ``k_cumdecay`` slices and of the
+    key slices (``n_c - 1`` chunks each, the first state being a constant zero and the
+    last update unused), two casts of the state per chunk and the fp32 state kept by
+    ``state * decay`` (``n_c - 1``).
+    """
+    net = spec.deltanet
+    assert net is not None
+    c, f, e = ctx.c, FP32, _scan_bytes(ctx)
+    hv, dk, dv, kernel, chunk = net.num_v_heads, net.head_k_dim, net.head_v_dim, net.conv_kernel, GDN_CHUNK
+    conv = net.conv_channels
+    seq = ctx.seq // ctx.cp
+    chunks = ceil_div(seq, chunk)
+    padded = chunks * chunk
+    per_token = (c * conv + c * conv * (seq + kernel - 1) / seq + c * hv + 2 * f * hv
+                 + 4 * f * hv * dv + c * hv * dv + f * hv + c * hv * dv)
+    per_padded = (2 * f * hv * (dk + 1) + f * hv * (dv + dk + 1) + f * hv * chunk + 4 * e * hv * dk
+                  + 2 * e * hv * chunk + f * hv * (dk + 3) + f * hv * dk + f * hv * chunk + f * hv * (dv + dk)
+                  + e * hv * chunk)
+    per_chunk_token = e * hv * (dv * (2 * chunks - 1) + 3 * dk * (chunks - 1))  # times l, per sequence
+    state = hv * dk * dv
+    per_sequence = per_chunk_token * chunk + 2 * e * state * chunks + f * state * (chunks - 1) + f * hv * chunks
+    sharded = round((per_token * seq + per_padded * padded + per_sequence) * ctx.batch) // ctx.tp
+    return sharded, MASK * chunk * chunk
