@@ -1,11 +1,12 @@
 """Training activations of Mamba-2 mixers (in layers of their own, and Falcon-H1's beside
-attention), estimate against trace.
+attention) and gated delta-nets (Qwen3-Next), estimate against trace.
 
 Oracle: the trace (transformers' own modeling code run on PyTorch fake tensors under
 CUDA's allocation and autocast rules; tests/test_trace_step.py checks it against a
 real CPU run). transformers runs its PyTorch path here (``causal_conv1d_fn``,
-``mamba2_chunk_scan``): neither ``mamba_ssm`` nor ``causal-conv1d`` is installed.
-Each case is a small config of a real family whose every mixer layer is Mamba-2; the
+``mamba2_chunk_scan``, ``torch_chunk_gated_delta_rule``): neither ``mamba_ssm``,
+``causal-conv1d`` nor ``fla`` is installed.
+Each case is a small config of a real family whose every mixer layer is modelled; the
 peak falls in the backward with every layer's saved tensors alive. Before the mixer
 was modelled (a transformer layer's formula of the same widths) these were off by
 -55 % (Bamba, 1 layer) and more; a tensor of the chunked scan left out (one
@@ -44,6 +45,13 @@ CONFIGS = {
     "falcon_h1": dict(model_type="falcon_h1", num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
                       intermediate_size=512, mamba_d_ssm=512, mamba_n_heads=8, mamba_d_head=64, mamba_n_groups=1,
                       mamba_d_state=32, mamba_chunk_size=128, mamba_rms_norm=True, **_WIDTHS),
+    # Qwen3-Next: every layer a gated delta-net with a dense MLP; keys repeated to the value heads
+    "qwen3_next": dict(model_type="qwen3_next", num_hidden_layers=3, layer_types=["linear_attention"] * 3,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=64, intermediate_size=512,
+                       moe_intermediate_size=128, shared_expert_intermediate_size=128, num_experts=4,
+                       num_experts_per_tok=2, mlp_only_layers=[0, 1, 2], linear_num_key_heads=2,
+                       linear_num_value_heads=4, linear_key_head_dim=32, linear_value_head_dim=48,
+                       linear_conv_kernel_dim=4, **_WIDTHS),
 }
 
 CASES = [
@@ -59,12 +67,15 @@ CASES = [
     ("falcon_h1", dict(batch_size=2, seq=512)),
     ("falcon_h1", dict(batch_size=2, seq=512, config=dict(mamba_rms_norm=False))),
     ("falcon_h1", dict(precision="bf16", batch_size=2, seq=512)),
+    ("qwen3_next", dict(batch_size=2, seq=512)),
+    # padded to the delta rule's 64-position chunks
+    ("qwen3_next", dict(batch_size=2, seq=500)),
 ]
 
 
 @pytest.mark.exact
 @pytest.mark.parametrize("family,kw", CASES, ids=[f"{f}-{i}" for i, (f, _) in enumerate(CASES)])
-def test_mamba2_activations_follow_the_trace(family, kw):
+def test_mixer_activations_follow_the_trace(family, kw):
     pytest.importorskip("torch")
     from vramplan.trace.compare import analytical_estimate, tensor_bytes
     from vramplan.trace.run import run_trace
