@@ -119,5 +119,5 @@ def test_unmodelled_mixers_keep_their_note():
 def test_chunk_size_is_read():
     from vramplan.model.hf_config import spec_from_config
 
-    for family in CONFIGS:
+    for family in (f for f in CONFIGS if f != "qwen3_next"):
         assert spec_from_config(dict(CONFIGS[family])).ssm.chunk_size == 128, family
