@@ -52,6 +52,12 @@ CONFIGS = {
                        num_experts_per_tok=2, mlp_only_layers=[0, 1, 2], linear_num_key_heads=2,
                        linear_num_value_heads=4, linear_key_head_dim=32, linear_value_head_dim=48,
                        linear_conv_kernel_dim=4, **_WIDTHS),
+    # Qwen3.5: four input projections (in_proj_qkv, _z, _b, _a), one attention layer
+    "qwen3_5_text": dict(model_type="qwen3_5_text", num_hidden_layers=3,
+                         layer_types=["linear_attention", "linear_attention", "full_attention"],
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=64, intermediate_size=512,
+                         linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=32,
+                         linear_value_head_dim=48, linear_conv_kernel_dim=4, **_WIDTHS),
 }
 
 CASES = [
@@ -70,6 +76,7 @@ CASES = [
     ("qwen3_next", dict(batch_size=2, seq=512)),
     # padded to the delta rule's 64-position chunks
     ("qwen3_next", dict(batch_size=2, seq=500)),
+    ("qwen3_5_text", dict(batch_size=2, seq=512)),
 ]
 
 
@@ -119,5 +126,5 @@ def test_unmodelled_mixers_keep_their_note():
 def test_chunk_size_is_read():
     from vramplan.model.hf_config import spec_from_config
 
-    for family in (f for f in CONFIGS if f != "qwen3_next"):
+    for family in (f for f in CONFIGS if not f.startswith("qwen3")):
         assert spec_from_config(dict(CONFIGS[family])).ssm.chunk_size == 128, family

@@ -541,7 +541,8 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
     if spec.mixer(layer) == "none":
         attn_readers = 0
     elif mixer_modelled(spec, layer):
-        attn_readers = 2 if spec.mixer(layer) == "gated_deltanet" else 1  # in_proj_qkvz and in_proj_ba; in_proj
+        gdn = spec.mixer(layer) == "gated_deltanet"
+        attn_readers = mixer_activations.gated_deltanet_input_projections(spec) if gdn else 1  # Mamba-2: in_proj
     else:
         attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
     inputs = _linear_inputs_per_token(ctx, h, attn_readers) + _linear_inputs_per_token(ctx, h, mlp_readers)

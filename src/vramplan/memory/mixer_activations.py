@@ -154,6 +154,19 @@ def mamba2_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
     return sharded, masks
 
 
+GDN_INPUT_PROJECTIONS = {"qwen3_next": 2, "olmo_hybrid": 6}
+"""Linears of a gated delta-net that read the layer's norm output, each saving its own
+autocast cast of it: Qwen3-Next's ``in_proj_qkvz`` and ``in_proj_ba``; OLMo-hybrid's
+``q/k/v/a/b/g_proj``; otherwise (Qwen3.5, Lara-mini) ``in_proj_qkv``, ``in_proj_z``,
+``in_proj_b`` and ``in_proj_a``."""
+GDN_DEFAULT_INPUT_PROJECTIONS = 4
+
+
+def gated_deltanet_input_projections(spec: ModelSpec) -> int:
+    """How many linears of a gated delta-net read the layer's norm output."""
+    return GDN_INPUT_PROJECTIONS.get(spec.model_type, GDN_DEFAULT_INPUT_PROJECTIONS)
+
+
 GDN_CHUNK = 64
 """Positions per chunk of transformers' ``torch_chunk_gated_delta_rule`` (its default;
 the gated delta-net layers do not pass another)."""
