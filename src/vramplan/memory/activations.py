@@ -54,8 +54,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from vramplan.memory import mixer_activations
 from vramplan.memory.precision import PrecisionRecipe
-from vramplan.model.spec import MLASpec, ModelSpec, MoESpec
+from vramplan.model.spec import (
+    MIXERS_WITH_ACTIVATIONS,
+    SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS,
+    MLASpec,
+    ModelSpec,
+    MoESpec,
+)
 from vramplan.model.tensors import model_tensors
 
 AttentionImpl = Literal["flash", "sdpa", "eager"]
@@ -496,7 +503,13 @@ def _moe_linear_readers(spec: ModelSpec, moe: MoESpec) -> int:
     return readers + (1 if moe.shared_expert_gate else 0)
 
 
-def _residual_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
+def _single_block(spec: ModelSpec, layer: int) -> bool:
+    """A layer of one block, a mixer or an MLP, not both (Nemotron-H's ``M``, ``*`` and
+    ``-`` blocks, Mamba-2): one residual tensor, its input."""
+    return (spec.mixer(layer) == "none") != (not spec.has_mlp(layer))
+
+
+def _residual_per_token(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> int:
     """The layer input and the post-attention sum, ``2 r h``, as the norms save them.
     A 16-bit RMSNorm saves its fp32 upcast instead (counted with the norm), so the
     16-bit residual itself is kept by no one."""
@@ -505,7 +518,7 @@ def _residual_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
     # both norms of a parallel block read the same layer input: one tensor, unless each
     # saves its own fp32 copy (LayerNorm under autocast, counted with the norm)
     copies = spec.norm == "layernorm" and (ctx.autocast_region or ctx.recipe.autocast) and ctx.r < FP32
-    inputs = 1 if spec.model_type in PARALLEL_RESIDUAL and not copies else 2
+    inputs = 1 if (spec.model_type in PARALLEL_RESIDUAL and not copies) or _single_block(spec, layer) else 2
     return inputs * ctx.r * spec.hidden_size
 
 
@@ -519,12 +532,23 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
     """The layer's two residual tensors, its norms' statistics and the norm outputs as
     the next linears save them."""
     h, norms = spec.hidden_size, spec.norms_per_layer
-    if spec.is_moe_layer(layer) and spec.moe is not None:
+    if not spec.has_mlp(layer):
+        mlp_readers = 0
+    elif spec.is_moe_layer(layer) and spec.moe is not None:
         mlp_readers = _moe_linear_readers(spec, spec.moe)
     else:
         mlp_readers = 2 if spec.mlp_gated else 1  # gate and up, or up
-    attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
+    if spec.mixer(layer) == "none":
+        attn_readers = 0
+    elif mixer_modelled(spec, layer):
+        gdn = spec.mixer(layer) == "gated_deltanet"
+        attn_readers = mixer_activations.gated_deltanet_input_projections(spec) if gdn else 1  # Mamba-2: in_proj
+    else:
+        attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
     inputs = _linear_inputs_per_token(ctx, h, attn_readers) + _linear_inputs_per_token(ctx, h, mlp_readers)
+    if mixer_beside_attention(spec, layer):
+        # Falcon-H1: in_proj reads its own scaled copy (``hidden_states * ssm_in_multiplier``)
+        inputs += _linear_inputs_per_token(ctx, h, 1)
     if spec.is_moe_layer(layer) and spec.moe is not None and spec.moe.beside_dense_mlp:
         # Gemma 4 / LongCat-Flash: the dense MLP beside the MoE block reads its own norm's
         # output. Gemma 4 (Gemma4TextDecoderLayer): the block's three norms and the router's
@@ -533,7 +557,7 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
         inputs += _linear_inputs_per_token(ctx, h, 2 if spec.mlp_gated else 1)
         norms += spec.moe.block_norms + (1 if spec.moe.router_scales else 0)
         inputs += (spec.moe.block_norms + (1 if spec.moe.router_scales else 0)) * ctx.r * h
-    residual = _residual_per_token(spec, ctx)
+    residual = _residual_per_token(spec, ctx, layer)
     if ctx.frozen_base and layer == 0:
         # a frozen embedding's output needs no gradient: the first layer keeps neither
         # its input nor the statistics of the norms reading it (both, in a parallel block)
@@ -551,8 +575,44 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
 def layer_activation_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> list[ActivationPart]:
     """Everything layer ``layer`` saves for backward for one micro-batch, without
     recomputation, in bytes per GPU, named by part."""
-    return (norm_and_residual_parts(spec, ctx, layer) + attention_parts(spec, ctx, layer)
-            + mlp_parts(spec, ctx, layer))
+    if spec.mixer(layer) == "none":  # an MLP-only layer (Nemotron-H's ``-`` and ``E`` blocks)
+        mixer = []
+    elif mixer_modelled(spec, layer):
+        mixer = mixer_parts(spec, ctx, layer)
+    else:
+        mixer = attention_parts(spec, ctx, layer)
+    if mixer_beside_attention(spec, layer):
+        mixer += mixer_parts(spec, ctx, layer)
+    mlp = mlp_parts(spec, ctx, layer) if spec.has_mlp(layer) else []
+    return norm_and_residual_parts(spec, ctx, layer) + mixer + mlp
+
+
+def mixer_modelled(spec: ModelSpec, layer: int) -> bool:
+    """Does layer ``layer`` mix tokens with a state-space mixer whose saved tensors are
+    modelled (:mod:`vramplan.memory.mixer_activations`)? Other mixers are priced with
+    an attention block of the model's widths."""
+    mixer = spec.mixer(layer)
+    if mixer == "gated_deltanet":
+        return mixer in MIXERS_WITH_ACTIVATIONS and spec.deltanet is not None
+    return mixer in MIXERS_WITH_ACTIVATIONS and spec.ssm is not None and spec.ssm.version == 2
+
+
+def mixer_beside_attention(spec: ModelSpec, layer: int) -> bool:
+    """Does attention layer ``layer`` run a modelled Mamba-2 mixer beside it on the same
+    norm output (Falcon-H1)?"""
+    return (spec.model_type in SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS and spec.ssm_in_attention_layers
+            and spec.mixer(layer) == "attention" and spec.ssm is not None and spec.ssm.version == 2)
+
+
+def mixer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
+    """Saved tensors of one modelled state-space mixer (without its input norm)."""
+    if spec.mixer(layer) == "gated_deltanet":
+        sharded, unsharded = mixer_activations.gated_deltanet_mixer_bytes(spec, ctx)
+        return [ActivationPart(name="mixer/gated_deltanet", bytes=sharded, sharded=True),
+                ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
+    sharded, unsharded = mixer_activations.mamba2_mixer_bytes(spec, ctx)
+    return [ActivationPart(name="mixer/mamba2", bytes=sharded, sharded=True),
+            ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
 
 
 def layer_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:

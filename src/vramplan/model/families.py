@@ -375,6 +375,7 @@ def _ssm(cfg: Config, hidden: int, version: int) -> SSMSpec:
         return SSMSpec(version=1, dt_rank=_pos({"time_step_rank": dt_rank}, ("time_step_rank",)),
                        inner_norms=cfg.get("model_type") == "jamba", **common)
     return SSMSpec(version=2, n_groups=_pos(cfg, ("n_groups", "mamba_n_groups", "mamba_ngroups"), 1),
+                   chunk_size=_pos(cfg, ("chunk_size", "mamba_chunk_size"), 256),
                    num_heads=_pos(cfg, ("mamba_n_heads", "mamba_num_heads", "num_heads", "n_mamba_heads")), **common)
 
 
@@ -421,10 +422,12 @@ def _falcon_h1(cfg: Config, f: dict[str, Any]) -> None:
     f["ssm"] = SSMSpec(version=2, d_inner=d_inner, d_state=_pos(cfg, ("mamba_d_state",), 256),
                        d_conv=_pos(cfg, ("mamba_d_conv",), 4), n_groups=_pos(cfg, ("mamba_n_groups",), 1),
                        num_heads=_pos(cfg, ("mamba_n_heads",), 128),
+                       chunk_size=_pos(cfg, ("mamba_chunk_size",), 256),
                        conv_bias=config_switch(cfg, "mamba_conv_bias", True),
                        proj_bias=config_switch(cfg, "mamba_proj_bias", False),
                        out_proj_bias=config_switch(cfg, "projectors_bias", False),
-                       gated_norm=config_switch(cfg, "mamba_rms_norm", False))
+                       gated_norm=config_switch(cfg, "mamba_rms_norm", False),
+                       norm_before_gate=config_switch(cfg, "mamba_norm_before_gate", True))
     f["layer_mixers"] = ("attention",) * f["num_layers"]
     f["ssm_in_attention_layers"] = True
     f["layer_types"] = ()
@@ -475,6 +478,7 @@ def _zamba(version: int) -> Callable[[Config, dict[str, Any]], None]:
             f["ssm"] = SSMSpec(version=2, d_inner=int(_ratio(cfg, ("mamba_expand",), 2) * h),
                                d_state=_pos(cfg, ("mamba_d_state",), 64), d_conv=_pos(cfg, ("mamba_d_conv",), 4),
                                n_groups=_pos(cfg, ("mamba_ngroups",), 1), num_heads=_pos(cfg, ("n_mamba_heads",), 8),
+                               chunk_size=_pos(cfg, ("chunk_size",), 256),
                                conv_bias=config_switch(cfg, "use_conv_bias", True), proj_bias=bias)
             f["mlp_bias"] = bias
         f["shared_block"] = SharedBlockSpec(

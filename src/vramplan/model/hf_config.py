@@ -28,7 +28,7 @@ from vramplan.dtypes import get_dtype
 from vramplan.errors import ConfigError, VramplanError
 from vramplan.model.families import FAMILIES, KEYS, Family
 from vramplan.model.families import config_switch as _bool
-from vramplan.model.spec import MLASpec, MoESpec, ModelSpec
+from vramplan.model.spec import MIXERS_WITH_ACTIVATIONS, SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS, MLASpec, MoESpec, ModelSpec
 
 Config = dict[str, Any]
 
@@ -370,7 +370,7 @@ def _fields(cfg: Config, family: Family, name: str, hub_id: str | None) -> dict[
     for private in [k for k in f if k.startswith("_")]:
         del f[private]
     f["sliding_window"] = _sliding(cfg, f["layer_types"])
-    f["notes"] = tuple(f.get("notes", ())) + _hybrid_notes(f)
+    f["notes"] = tuple(f.get("notes", ())) + _hybrid_notes(f, cfg.get("model_type"))
     return f
 
 
@@ -379,10 +379,12 @@ MIXER_NAMES = {"mamba": "Mamba", "mamba2": "Mamba-2", "gated_deltanet": "gated d
                "kda": "Kimi-delta-attention", "rg_lru": "RG-LRU", "rwkv": "RWKV", "mlstm": "mLSTM"}
 
 
-def _hybrid_notes(f: dict[str, Any]) -> tuple[str, ...]:
+def _hybrid_notes(f: dict[str, Any], model_type: str | None) -> tuple[str, ...]:
     """Say, for hybrid models, what has no analytical model and where the exact answer is."""
-    mixers = f.get("layer_mixers") or ()
-    if f.get("ssm_in_attention_layers") and f.get("ssm") is not None:  # Falcon-H1, Zamba: Mamba in those layers too
+    # mixers in layers of their own whose activations are modelled need no note
+    mixers = tuple(m for m in f.get("layer_mixers") or () if m not in MIXERS_WITH_ACTIVATIONS)
+    beside_modelled = model_type in SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS
+    if f.get("ssm_in_attention_layers") and f.get("ssm") is not None and not beside_modelled:  # Zamba: Mamba there too
         kind = "mamba" if f["ssm"].version == 1 else "mamba2"
         mixers = tuple(kind if m == "attention" else m for m in mixers)
     counts = {m: mixers.count(m) for m in MIXER_NAMES if m in mixers}

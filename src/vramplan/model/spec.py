@@ -109,6 +109,15 @@ a gated delta-net with a per-channel forget gate), RecurrentGemma's RG-LRU, an R
 block (time mixing and channel mixing together), xLSTM's mLSTM, or nothing (Nemotron-H's
 MLP-only layers)."""
 
+MIXERS_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba2", "gated_deltanet"})
+"""Token mixers (in layers of their own) whose training activations are modelled tensor by
+tensor (:mod:`vramplan.memory.mixer_activations`); the others are priced with an
+attention block of the model's widths."""
+SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS: frozenset[str] = frozenset({"falcon_h1"})
+"""Families with a state-space mixer beside attention in their attention layers
+(:attr:`ModelSpec.ssm_in_attention_layers`) whose mixer's activations are modelled:
+Falcon-H1's Mamba-2 reads the same norm output as attention."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class SSMSpec:
@@ -138,9 +147,15 @@ class SSMSpec:
     out_proj_bias: bool | None = None
     """``out_proj`` carries a bias; ``None``: as :attr:`proj_bias` (Falcon-H1 sets it
     apart, ``projectors_bias``)."""
+    norm_before_gate: bool = False
+    """Mamba-2: the gated norm normalises the scan output before the ``silu(gate)``
+    product (Falcon-H1's ``mamba_norm_before_gate``); Bamba's norm gates first."""
+    chunk_size: int = 256
+    """Mamba-2: positions per chunk of the chunked scan (``chunk_size`` /
+    ``mamba_chunk_size``); its intra-chunk terms are ``chunk x chunk`` per head."""
 
     def __post_init__(self) -> None:
-        for name in ("d_inner", "d_state", "d_conv"):
+        for name in ("d_inner", "d_state", "d_conv", "chunk_size"):
             _positive(f"ssm {name}", getattr(self, name))
         if self.version == 2:
             _positive("mamba num_heads", self.num_heads)

@@ -1,0 +1,220 @@
+"""Training activations of state-space and linear-attention token mixers: the tensors
+autograd saves in a Mamba-2 or gated delta-net layer, derived from what each operation
+of transformers' PyTorch path keeps (the gated delta-net: see
+:func:`gated_deltanet_mixer_bytes`).
+
+The path modelled is the one transformers runs without the CUDA kernels
+(``mamba_ssm``, ``causal-conv1d``): ``BambaMixer.forward`` with
+``causal_conv1d_fn`` and ``mamba2_chunk_scan``, shared word for word by Bamba,
+Granite 4 (``granitemoehybrid``), Nemotron-H, Mamba-2, Falcon-H1 and Zamba2 in
+transformers 5.24. It is what ``vramplan trace`` runs and what a training run without
+those kernels holds; the fused kernel (``mamba_split_conv1d_scan_combined``) saves
+far less (its backward recomputes the chunked scan).
+
+Notation (:class:`~vramplan.model.spec.SSMSpec`): ``d`` inner width, ``H`` heads of
+``P = d / H``, ``N`` state size, ``G`` groups of B and C, ``conv = d + 2 G N``
+channels, ``K`` conv kernel, ``l`` chunk size. A sequence of ``s`` tokens is padded to
+``s_p = ceil(s / l) l`` for the scan (``pad_tensor_by_size``) and cut into
+``n_c = s_p / l`` chunks. ``c`` is the compute dtype's size, ``f = 4`` fp32's.
+
+Saved per token, outside the scan (the layer's input norm output, read by
+``in_proj``, is counted with the norms):
+
+- the convolution's input, autocast's ``c``-byte cast of ``.to(weight.dtype)``
+  (``c conv``), and its output before the causal slice, ``s + K - 1`` positions,
+  kept by ``silu`` (``c conv (s + K - 1) / s``);
+- ``dt``: the fp32 copy ``softplus`` (autocast's fp32 list) saves, the clamp's
+  input, and the clamped ``dt`` (``A * dt`` and ``x * dt`` keep it): ``3 f H``;
+- ``x.float()``, kept by ``x * dt`` (``f d``);
+- the gated RMSNorm (``BambaRMSNormGated``: ``x.to(fp32) * silu(gate.to(fp32))``,
+  grouped ``rsqrt``, ``weight * x``): the gate's fp32 copy, its ``silu``, the scan
+  output, the gated product, the normalised tensor (``5 f d``) and ``f G``
+  statistics;
+- ``out_proj``'s input, cast to ``c`` (``c d``).
+
+Saved per padded token inside ``mamba2_chunk_scan`` (einsums run as ``bmm`` on
+autocast's ``c``-byte casts of their fp32 inputs, one cast per einsum):
+
+- ``D * pad(x)``: the padded fp32 copy of ``x`` (``f H P``);
+- ``G = C B^T`` per chunk: the casts of C and B (``2 c H N``); ``M = G * L``: ``G``
+  (``c H l``) and ``L = exp(segsum(A))`` (``f H l``); ``Y_diag = M x``: the casts of
+  M (``c H l``) and x (``c H P``);
+- chunk states: ``B * decay`` keeps B repeated to the heads in fp32 (``f H N``) and
+  the decay (``f H``); the einsum keeps the casts of ``B decay`` and x
+  (``c H (N + P)``);
+- ``Y_off``: the cast of C (``c H N``), and ``C states * exp(A_cumsum)`` keeps
+  ``C states`` (``c H P``) and the exponential (``f H``).
+
+Per sequence: the casts of the chunk states, ``n_c`` and ``n_c + 1`` of ``H P N``
+(``c``), and the inter-chunk decay, ``(n_c + 1)^2`` per head (``f`` and its ``c``
+cast). Per micro-batch: the two boolean ``l x l`` masks of ``segment_sum``.
+"""
+
+from __future__ import annotations
+
+from vramplan.intmath import ceil_div
+from vramplan.model.spec import ModelSpec, SSMSpec
+
+FP32 = 4
+"""Bytes of an fp32 element (the scan runs in fp32: ``hidden_states.float()``)."""
+MASK = 1
+"""Bytes of a ``torch.bool`` mask element (``segment_sum``'s ``tril`` masks)."""
+SEGMENT_SUM_MASKS = 2
+"""``segment_sum`` builds two ``tril`` masks (diagonal -1 and 0) and ``masked_fill``
+keeps each, per call; the intra-chunk call's are ``l x l``."""
+
+
+MUP_PROJECTION = frozenset({"falcon_h1"})
+"""Families whose mixer multiplies ``in_proj``'s output by an fp32 buffer
+(Falcon-H1's ``projected_states * self.mup_vector``): under autocast on fp32 weights
+the gate, ``x``, B, C and dt are then fp32 views and copies of an fp32 projection."""
+
+
+def _autocast(ctx) -> bool:
+    return (ctx.recipe.autocast or ctx.autocast_region) and ctx.c < FP32
+
+
+def _scan_bytes(ctx) -> int:
+    """Element size of the einsums' saved inputs and outputs in the scan: autocast's
+    ``c``-byte casts, or fp32 copies (the scan's tensors are fp32 and ``einsum``'s
+    ``bmm`` copies its permuted inputs)."""
+    return ctx.c if _autocast(ctx) else FP32
+
+
+def mamba2_per_token_bytes(spec: ModelSpec, ssm: SSMSpec, ctx, seq: int) -> float:
+    """Bytes saved per token outside the chunked scan (see the module docstring).
+
+    Where no cast happens the views keep their bases: without autocast on fp32
+    weights (``.to(weight.dtype)`` a no-op) the convolution saves a view of ``in_proj``'s
+    output, keeping all of it (``d + conv + H`` wide); in fp32 the gate is a view of
+    that output and ``x`` one of the ``silu`` output (``conv`` wide), with no fp32 copy.
+
+    Falcon-H1 (:data:`MUP_PROJECTION`) under autocast on fp32 weights: ``silu(gate)``
+    keeps the whole fp32 projection, and the convolution's output, cast back to the
+    fp32 input's dtype, is kept whole by ``x * dt`` (``f conv``). Its norm
+    (``FalconH1RMSNormGated``, ``norm_before_gate``) keeps the scan output, the
+    normalised and the weighted tensors and ``silu(gate)`` (``4 f d``); without the norm
+    (``mamba_rms_norm`` off) ``scan_output * silu(gate)`` keeps the two factors."""
+    c, f = ctx.c, FP32
+    d, heads, groups, conv, kernel = ssm.d_inner, ssm.num_heads, ssm.n_groups, ssm.conv_channels, ssm.d_conv
+    autocast = _autocast(ctx)
+    projection = d + conv + heads
+    fp32_projection = spec.model_type in MUP_PROJECTION and autocast and ctx.r >= FP32
+    conv_input = c * conv if (autocast and ctx.r >= FP32) else c * projection
+    conv_output = c * conv * (seq + kernel - 1) / seq
+    # softplus' input and the clamp's input in dt's dtype (fp32 under autocast: softplus is
+    # on its fp32 list), and ``dt.float()`` / ``dt[..., None].float()``: fp32 copies or dt itself
+    dt_bytes = f if autocast else c
+    dt = 2 * dt_bytes * heads + (f if dt_bytes == f else 2 * f) * heads
+    upcast = c < f and not fp32_projection  # 16-bit projection: the gate and x get fp32 copies
+    x = f * d if upcast else f * conv
+    gate = f * d if upcast else (f * projection if fp32_projection else 0)
+    if not ssm.gated_norm:
+        gating = 2 * f * d  # scan output and silu(gate)
+    elif ssm.norm_before_gate:
+        gating = 4 * f * d + f * groups
+    else:  # BambaRMSNormGated: the gated product, its normalised tensor, scan output, silu(gate)
+        gating = 4 * f * d + f * groups
+    out_proj_input = c * d
+    return conv_input + conv_output + dt + x + gate + gating + out_proj_input
+
+
+def mamba2_scan_per_padded_token_bytes(ssm: SSMSpec, ctx) -> int:
+    """Bytes saved per padded token inside ``mamba2_chunk_scan``."""
+    e, f = _scan_bytes(ctx), FP32
+    heads, p, n, chunk = ssm.num_heads, ssm.head_dim, ssm.d_state, ssm.chunk_size
+    d_residual = f * heads * p
+    diagonal = 2 * e * heads * n + (e + f) * heads * chunk + e * heads * chunk + e * heads * p
+    states = f * heads * n + f * heads + e * heads * (n + p)
+    off_diagonal = e * heads * n + e * heads * p + f * heads
+    return d_residual + diagonal + states + off_diagonal
+
+
+def mamba2_scan_per_sequence_bytes(ssm: SSMSpec, ctx, chunks: int) -> int:
+    """Bytes saved per sequence by the inter-chunk recurrence (the decay is saved once,
+    in fp32, when its einsum needs no cast)."""
+    e, f = _scan_bytes(ctx), FP32
+    heads, state = ssm.num_heads, ssm.head_dim * ssm.d_state
+    decay = (e + f if e != f else f) * heads * (chunks + 1) ** 2
+    return e * heads * state * (2 * chunks + 1) + decay
+
+
+def mamba2_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
+    """(sharded, unsharded) bytes one Mamba-2 mixer saves for one micro-batch: the heads
+    split across tensor-parallel ranks; the ``segment_sum`` masks are per rank whole."""
+    ssm = spec.ssm
+    assert ssm is not None and ssm.version == 2
+    seq = ctx.seq // ctx.cp
+    chunks = ceil_div(seq, ssm.chunk_size)
+    padded = chunks * ssm.chunk_size
+    per_sequence = (mamba2_per_token_bytes(spec, ssm, ctx, seq) * seq + mamba2_scan_per_padded_token_bytes(ssm, ctx) * padded
+                    + mamba2_scan_per_sequence_bytes(ssm, ctx, chunks))
+    sharded = round(per_sequence * ctx.batch) // ctx.tp
+    masks = SEGMENT_SUM_MASKS * MASK * (ssm.chunk_size ** 2 + (chunks + 1) ** 2)
+    return sharded, masks
+
+
+GDN_INPUT_PROJECTIONS = {"qwen3_next": 2, "olmo_hybrid": 6}
+"""Linears of a gated delta-net that read the layer's norm output, each saving its own
+autocast cast of it: Qwen3-Next's ``in_proj_qkvz`` and ``in_proj_ba``; OLMo-hybrid's
+``q/k/v/a/b/g_proj``; otherwise (Qwen3.5, Lara-mini) ``in_proj_qkv``, ``in_proj_z``,
+``in_proj_b`` and ``in_proj_a``."""
+GDN_DEFAULT_INPUT_PROJECTIONS = 4
+
+
+def gated_deltanet_input_projections(spec: ModelSpec) -> int:
+    """How many linears of a gated delta-net read the layer's norm output."""
+    return GDN_INPUT_PROJECTIONS.get(spec.model_type, GDN_DEFAULT_INPUT_PROJECTIONS)
+
+
+GDN_CHUNK = 64
+"""Positions per chunk of transformers' ``torch_chunk_gated_delta_rule`` (its default;
+the gated delta-net layers do not pass another)."""
+
+
+def gated_deltanet_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
+    """(sharded, unsharded) bytes one gated delta-net mixer saves for one micro-batch.
+
+    transformers' ``Qwen3NextGatedDeltaNet.forward`` with ``causal_conv1d_fn`` and
+    ``torch_chunk_gated_delta_rule`` (the ``fla`` kernels absent), under autocast.
+    ``Hv`` value heads of ``dv``, keys and queries repeated to ``Hv`` heads of ``dk``,
+    ``l = 64`` positions per chunk, ``n_c`` chunks of the padded sequence. Per token:
+
+    - the convolution over q, k, v (``conv = 2 key_dim + value_dim``): its input cast
+      and its unsliced output (as Mamba-2's); ``sigmoid(b)`` (``c Hv``); ``softplus``'s
+      fp32 input and output (``2 f Hv``);
+    - the gated norm (``Qwen3NextRMSNormGated``, per value head): the fp32 input, the
+      weighted product, the gate's fp32 copy and its ``silu`` (``4 f Hv dv``), the
+      normalised tensor cast back (``c Hv dv``), ``rsqrt`` (``f Hv``); ``out_proj``'s
+      input (``c Hv dv``).
+
+    Per padded token, in fp32 unless named: the l2-normalised q and k inputs and their
+    inverse norms (``2 f Hv (dk + 1)``); the padded v and k and beta (``f Hv (dv + dk
+    + 1)``); the pairwise decay (``f Hv l``); the casts of k_beta, k, q, k for the two
+    intra-chunk products (``4 c Hv dk``) and the products (``2 c Hv l``); k_beta and the
+    decays (``f Hv (dk + 3)``), the scaled query (``f Hv dk``); the triangular solves'
+    matrix (``f Hv l``) and results (``f Hv (dv + dk)``); per chunk the cast of the
+    intra-chunk attention (``c Hv l``). Per sequence, over the chunk loop: the casts of
+    ``v_new`` (``2 n_c - 1`` per chunk), of the query and ``k_cumdecay`` slices and of the
+    key slices (``n_c - 1`` chunks each, the first state being a constant zero and the
+    last update unused), two casts of the state per chunk and the fp32 state kept by
+    ``state * decay`` (``n_c - 1``).
+    """
+    net = spec.deltanet
+    assert net is not None
+    c, f, e = ctx.c, FP32, _scan_bytes(ctx)
+    hv, dk, dv, kernel, chunk = net.num_v_heads, net.head_k_dim, net.head_v_dim, net.conv_kernel, GDN_CHUNK
+    conv = net.conv_channels
+    seq = ctx.seq // ctx.cp
+    chunks = ceil_div(seq, chunk)
+    padded = chunks * chunk
+    per_token = (c * conv + c * conv * (seq + kernel - 1) / seq + c * hv + 2 * f * hv
+                 + 4 * f * hv * dv + c * hv * dv + f * hv + c * hv * dv)
+    per_padded = (2 * f * hv * (dk + 1) + f * hv * (dv + dk + 1) + f * hv * chunk + 4 * e * hv * dk
+                  + 2 * e * hv * chunk + f * hv * (dk + 3) + f * hv * dk + f * hv * chunk + f * hv * (dv + dk)
+                  + e * hv * chunk)
+    per_chunk_token = e * hv * (dv * (2 * chunks - 1) + 3 * dk * (chunks - 1))  # times l, per sequence
+    state = hv * dk * dv
+    per_sequence = per_chunk_token * chunk + 2 * e * state * chunks + f * state * (chunks - 1) + f * hv * chunks
+    sharded = round((per_token * seq + per_padded * padded + per_sequence) * ctx.batch) // ctx.tp
+    return sharded, MASK * chunk * chunk
