@@ -468,10 +468,18 @@ def image_patches(tower: TowerSpec, image_side: int | None = None) -> tuple[int,
         s = min(side, longest)  # resized to fit longest_edge
         rows = cols = (s - 1) // unit + 1
         return rows * cols * tower.merge ** 2, rows * (cols + 1)
-    unit = tower.patch_size * tower.merge
-    h, w = _smart_resize(side, side, unit, *QWEN_PIXEL_BOUNDS[tower.model_type])
-    patches = (h // tower.patch_size) * (w // tower.patch_size)
+    grid_h, grid_w = qwen_grid(tower, side)
+    patches = grid_h * grid_w
     return patches, patches // tower.merge ** 2 + QWEN_IMAGE_MARKERS
+
+
+def qwen_grid(tower: TowerSpec, image_side: int | None = None) -> tuple[int, int]:
+    """(rows, columns) of patches of one square image of ``image_side`` pixels in a Qwen-VL
+    tower: the processor's ``image_grid_thw`` without its temporal 1."""
+    unit = tower.patch_size * tower.merge
+    side = image_side or DEFAULT_IMAGE_SIDE
+    h, w = _smart_resize(side, side, unit, *QWEN_PIXEL_BOUNDS[tower.model_type])
+    return h // tower.patch_size, w // tower.patch_size
 
 
 def image_tokens(tower: TowerSpec, image_side: int | None = None) -> int:
