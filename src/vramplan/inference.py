@@ -234,31 +234,47 @@ def _run(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
 
         check_images(spec, 0)
         return run_engine(spec, setup)
+    return _with_images(spec, setup)
+
+
+TOWER_PHASE_CATEGORIES = ("weights", "overhead")
+"""Components present while the vision tower runs, before the first text layer:
+transformers' caches allocate at their first update, so no KV cache yet (engines with a
+preallocated pool keep theirs: ``kv_cache`` joins)."""
+
+
+def _with_images(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
+    """The engine's estimate with ``setup.images`` images per sequence: their tokens join
+    the context and the prompt, and the prefill phase rises to the tower's forward when
+    that is higher (weights, no cache yet, the tower's high point:
+    :func:`vramplan.memory.vision_tower.image_cost`)."""
     from vramplan.dtypes import get_dtype
+    from vramplan.engines import resolve_job, run_engine
     from vramplan.estimate import Component
     from vramplan.memory.vision_tower import image_cost
 
     job = resolve_job(spec, setup)
+    text_prompt = setup.prompt if setup.prompt is not None else job.context
     cost = image_cost(spec, images=setup.images, batch=setup.batch, image_size=setup.image_size,
-                      act_bytes=get_dtype(job.compute_dtype).bits // 8)
+                      act_bytes=get_dtype(job.compute_dtype).bits // 8, text_tokens=min(text_prompt, job.context))
     context = job.context + cost.tokens
-    prompt = (setup.prompt if setup.prompt is not None else job.context) + cost.tokens
+    prompt = text_prompt + cost.tokens
     estimate = run_engine(spec, replace(setup, context=context, prompt=min(prompt, context)))
-    # the tower runs at prefill, before the text layers: it joins the prefill phase
-    phases = tuple((p, b + (cost.tower_activation_bytes if p == "prefill" else 0)) for p, b in estimate.phases)
-    peak = max((b for _, b in estimate.phases), default=estimate.total_bytes)
-    prefill = dict(phases).get("prefill", estimate.total_bytes + cost.tower_activation_bytes)
-    note = (f"vision tower forward over {setup.batch} x {setup.images} image(s) of {cost.patches_per_image} patches "
-            "(analytical; freed before the text layers run)")
-    components = estimate.components
-    if estimate.phase == "prefill":
-        components += (Component(name="activations/vision_tower", bytes=cost.tower_activation_bytes, note=note),)
-    elif prefill > peak:  # the decode peak's components, raised to the prefill-with-tower high point
-        components += (Component(name="activations/vision_tower", bytes=prefill - peak,
-                                 note=note + f"; prefill with it exceeds the {estimate.phase} peak by this"),)
+    kept = TOWER_PHASE_CATEGORIES + (() if setup.engine == "hf" else ("kv_cache",))
+    fixed = tuple(c for c in estimate.components if c.category in kept)
+    note = (f"vision tower forward over {setup.batch} x {setup.images} image(s) of {cost.patches_per_image} patches: "
+            "fp32 pixels and their cast, text embeddings, rotary tables, one block's live tensors "
+            "(before the first text layer, no KV cache yet)")
+    tower = Component(name="activations/vision_tower", bytes=cost.tower_activation_bytes, note=note)
+    tower_phase = sum(c.bytes for c in fixed) + tower.bytes
+    phases = tuple((p, max(b, tower_phase) if p == "prefill" else b) for p, b in estimate.phases)
+    peak_before = max((b for _, b in estimate.phases), default=estimate.total_bytes)
+    components, phase = estimate.components, estimate.phase
+    if tower_phase > peak_before:  # the tower's forward is the high point
+        components, phase = fixed + (tower,), "prefill"
     details = {**estimate.details, "image_tokens": cost.tokens, "patches_per_image": cost.patches_per_image,
-               "vision_tower_bytes": cost.tower_activation_bytes}
-    out = replace(estimate, components=components, details=details, phases=phases,
+               "vision_tower_bytes": cost.tower_activation_bytes, "pixel_bytes": cost.pixel_bytes}
+    out = replace(estimate, components=components, phase=phase, details=details, phases=phases,
                   assumptions=estimate.assumptions + (
                       f"{setup.images} image(s) per sequence add {cost.tokens:,} tokens to the context and prompt",))
     if out.verdict is not None:

@@ -1,19 +1,49 @@
-"""What images cost a multimodal model at inference: text tokens and the tower's forward.
+"""What images cost a multimodal model: their tokens, their pixels and the tower's tensors.
 
 Each image adds :func:`vramplan.model.towers.image_tokens` tokens to the sequence (so
-to the KV cache and the text model's prefill). Before the text model runs, the vision
-tower encodes the images; its high point is one tower block's live tensors over every
-patch of the batch's images (analytical, the same shape as a decoder layer's: the
-residual and its norm, plus q/k/v and the attention output or the MLP's hidden
-tensors, whichever is larger; SDPA attention, no score matrix), beside the pixel
-patches and the projected image embeddings. transformers frees it before the first
-text layer runs, so counting it at the prefill peak is an upper bound by at most its
-own size. Not checked against the trace.
+to the KV cache and the text model's prefill, or to the training sequence). The image
+processor hands the model the pixels in fp32 (``pixel_values``: every patch of every
+image of the batch, ``channels x [temporal_patch x] patch^2`` values each), which stay
+bound for the whole forward (and the whole training step).
+
+Notation: ``N`` patches of the batch's images, ``h`` the tower's width, ``i`` its MLP
+width, ``d`` its head dim, ``a`` its heads, ``c`` bytes of the compute dtype, ``f = 4``.
+
+**Inference** (transformers' Qwen-VL towers, ``Qwen2_5_VisionTransformerPretrainedModel``
+/ ``Qwen3VLVisionModel``, checked against the trace): the tower runs before the first
+text layer, while the text embeddings ``inputs_embeds`` exist and no KV cache yet. Its
+high point, beside the weights, holds: the fp32 pixels and their cast to the tower's
+dtype (``pixel_values.type(self.visual.dtype)``, bound through the call), the text
+embeddings, the rotary tables (``cos`` and ``sin``, ``N x d`` fp32 each, reordered for
+the window attention), the residual ``N h c`` and the largest stage of a block:
+
+- attention: the norm output (``N h c``) and the fused ``qkv`` output (``3 N h c``) while
+  ``apply_rotary_pos_emb_vision`` rotates q and k in fp32 (``q.float()``, ``k.float()``,
+  the rotated q, and for k its two products and their sum: ``6 N h f``);
+- MLP: the norm output and the MLP's widest live set (gated: ``act(gate)``, ``up`` and
+  their product, ``3 N i c``; plain: ``2 N i c``).
+
+Other towers (CLIP / SigLIP / Pixtral) keep the rough block rule (q/k/v, output or the
+MLP's hidden tensors, no fp32 rotary), not checked against the trace.
+
+**Training**: the pixels are held through the step. Under LoRA/QLoRA the tower is
+frozen and nothing below it needs a gradient: it saves nothing. Under full fine-tuning
+the tower trains and autograd keeps, until the backward reaches it (after every text
+layer), per block what a decoder layer of the same shape keeps
+(:mod:`vramplan.memory.activations` on :func:`tower_view`: the residual stream is in
+the compute dtype, the patch embedding's convolution returning it under autocast), with
+the tower's own terms: the fused ``qkv`` output kept by the value view, ``q``/``k``
+rotated to new tensors, the per-window attention outputs *and* their concatenation
+(``torch.cat`` before ``proj``), plus, once: the convolution's input cast, the rotary
+tables (``q * cos`` saves ``cos``), and each patch merger (its norm, the two linears'
+inputs, the GELU input; Qwen3-VL's deepstack mergers with a LayerNorm over the merged
+``merge^2 h`` features).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 from vramplan.errors import InputError
 from vramplan.model.spec import ModelSpec, TowerSpec
@@ -22,17 +52,46 @@ from vramplan.model.towers import image_patches
 MAX_IMAGES = 10_000
 """Largest ``--images`` accepted per sequence."""
 
+FP32 = 4
+"""Bytes of an fp32 element (processor pixels, rotary tables, norm statistics)."""
+PIXEL_BYTES = FP32
+"""Image processors return ``pixel_values`` in fp32 (``BatchFeature`` of float32 arrays)."""
+
+QWEN_TOWERS = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
+"""Towers whose activations follow the Qwen-VL modeling code (fused ``qkv``, rotary in fp32)."""
+TOWER_BLOCKS: dict[str, tuple[str, str]] = {
+    # tower model_type -> (norm, MLP activation), from the modeling files' block classes
+    "qwen2_vl": ("layernorm", "quick_gelu"),  # Qwen2VLVisionBlock: LayerNorm, VisionMlp fc1/fc2
+    "qwen2_5_vl": ("rmsnorm", "silu"),  # Qwen2_5_VLVisionBlock: Qwen2_5_VLRMSNorm, gated Qwen2_5_VLMLP
+    "qwen3_vl": ("layernorm", "gelu_pytorch_tanh"),  # Qwen3VLVisionBlock: LayerNorm, linear_fc1/fc2
+    "qwen3_vl_moe": ("layernorm", "gelu_pytorch_tanh"),
+}
+ROTARY_FP32_LIVE = 6
+"""``N h`` fp32 tensors live at the high point of ``apply_rotary_pos_emb_vision``: the
+fp32 q and k, the rotated q, and for k ``k * cos``, ``rotate_half(k) * sin`` and their sum."""
+QKV_AND_NORM = 4
+"""``N h c`` tensors beside them: the fused qkv output (3) and the norm output (1)."""
+ROTARY_TABLES = 2
+"""``cos`` and ``sin``, ``N x d`` fp32 each."""
+GATED_MLP_LIVE = 3
+"""``N i c`` tensors at a gated MLP's high point: ``act(gate)``, ``up``, their product."""
+PLAIN_MLP_LIVE = 2
+"""``N i c`` tensors at a plain MLP's high point: ``fc1`` output and its activation."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class ImageCost:
-    """What ``images`` images per sequence add."""
+    """What ``images`` images per sequence add, for the whole batch."""
 
     tokens: int
     """Text tokens per sequence (all images)."""
     patches_per_image: int
     """Patches the tower encodes per image."""
+    pixel_bytes: int
+    """The processor's fp32 ``pixel_values`` of the batch's images."""
     tower_activation_bytes: int
-    """The tower's forward high point for the whole batch."""
+    """Inference: the tower's forward at its high point, beside the weights (pixels and
+    text embeddings included)."""
 
 
 def check_images(spec: ModelSpec, images: int) -> TowerSpec | None:
@@ -46,26 +105,126 @@ def check_images(spec: ModelSpec, images: int) -> TowerSpec | None:
     return tower
 
 
+def pixel_values_per_patch(tower: TowerSpec) -> int:
+    """Values per patch in ``pixel_values``: the patch embedding's input width
+    (``channels x [temporal_patch x] patch^2``)."""
+    return math.prod(tower.tensors[0].shape[1:]) if len(tower.tensors[0].shape) > 2 else tower.tensors[0].shape[1]
+
+
+def _head_dim(tower: TowerSpec) -> int:
+    return tower.hidden_size // tower.num_heads
+
+
 def tower_block_bytes(tower: TowerSpec, patches: int, act_bytes: int) -> int:
-    """One tower block's live tensors over ``patches`` patches."""
-    h, width = tower.hidden_size, tower.intermediate_size
-    attention = 2 * h + 3 * h + h
-    mlp = 2 * h + (3 if tower.mlp_gated else 2) * width
-    return patches * max(attention, mlp) * act_bytes
+    """One tower block's live tensors over ``patches`` patches at its high point,
+    beside the residual (see the module docstring)."""
+    h, width, c = tower.hidden_size, tower.intermediate_size, act_bytes
+    mlp = h * c + (GATED_MLP_LIVE if tower.mlp_gated else PLAIN_MLP_LIVE) * width * c
+    if tower.model_type in QWEN_TOWERS:
+        attention = QKV_AND_NORM * h * c + ROTARY_FP32_LIVE * h * FP32
+    else:  # q, k, v and the norm output, or the attention output beside them
+        attention = (2 + 3 + 1) * h * c
+    return patches * max(attention, mlp)
 
 
-def image_cost(spec: ModelSpec, *, images: int, batch: int, image_size: int | None, act_bytes: int) -> ImageCost:
-    """Tokens and tower activations of ``images`` images in each of ``batch`` sequences."""
+def _inference_tower_bytes(spec: ModelSpec, tower: TowerSpec, *, patches: int, text_tokens: int,
+                           act_bytes: int) -> int:
+    pixels = patches * pixel_values_per_patch(tower)
+    tables = ROTARY_TABLES * patches * _head_dim(tower) * FP32 if tower.model_type in QWEN_TOWERS else 0
+    return (pixels * (PIXEL_BYTES + act_bytes) + text_tokens * spec.hidden_size * act_bytes + tables
+            + patches * tower.hidden_size * act_bytes + tower_block_bytes(tower, patches, act_bytes))
+
+
+def image_cost(spec: ModelSpec, *, images: int, batch: int, image_size: int | None, act_bytes: int,
+               text_tokens: int = 0) -> ImageCost:
+    """Tokens, pixels and the tower's inference high point of ``images`` images in each
+    of ``batch`` sequences of ``text_tokens`` text tokens besides the images'."""
     tower = check_images(spec, images)
     if tower is None or not images:
-        return ImageCost(tokens=0, patches_per_image=0, tower_activation_bytes=0)
+        return ImageCost(tokens=0, patches_per_image=0, pixel_bytes=0, tower_activation_bytes=0)
     patches, tokens = image_patches(tower, image_size)
     all_patches = batch * images * patches
-    pixels = tower.tensors[0].shape  # the patch embedding: (hidden, channels, [time,] patch, patch)
-    per_patch_pixels = 1
-    for d in pixels[1:]:
-        per_patch_pixels *= d
-    block = tower_block_bytes(tower, all_patches, act_bytes)
-    embeds = batch * images * tokens * spec.hidden_size * act_bytes
+    sequence_tokens = batch * (text_tokens + images * tokens)
     return ImageCost(tokens=images * tokens, patches_per_image=patches,
-                     tower_activation_bytes=block + all_patches * per_patch_pixels * act_bytes + embeds)
+                     pixel_bytes=all_patches * pixel_values_per_patch(tower) * PIXEL_BYTES,
+                     tower_activation_bytes=_inference_tower_bytes(spec, tower, patches=all_patches,
+                                                                   text_tokens=sequence_tokens, act_bytes=act_bytes))
+
+
+# ---- training ---------------------------------------------------------------------------
+def tower_view(tower: TowerSpec) -> ModelSpec:
+    """The tower's blocks as a stack of decoder layers of the same shape, for the
+    per-layer activation formulas (:mod:`vramplan.memory.activations`)."""
+    norm, act = TOWER_BLOCKS.get(tower.model_type, ("layernorm", "gelu"))
+    return ModelSpec(name=f"{tower.model_type} vision tower", model_type=f"{tower.model_type}_vision",
+                     num_layers=tower.depth, hidden_size=tower.hidden_size, num_attention_heads=tower.num_heads,
+                     num_kv_heads=tower.num_heads, head_dim=_head_dim(tower), intermediate_size=tower.intermediate_size,
+                     vocab_size=1, max_position_embeddings=1, norm=norm, mlp_gated=tower.mlp_gated, hidden_act=act,
+                     attention_qkv_bias=True, mlp_bias=True)  # type: ignore[arg-type]
+
+
+def training_image_components(spec: ModelSpec, setup, ctx) -> tuple[tuple, tuple[str, ...]]:
+    """(components alive through the forward and backward, warnings) of the images of a
+    training step: the fp32 pixels, and under full fine-tuning the tower's saved tensors
+    (Qwen-VL towers; other towers: a warning that they are not counted)."""
+    from vramplan.estimate import Component
+
+    tower = check_images(spec, setup.images)
+    if tower is None or not setup.images:
+        return (), ()
+    patches, _ = image_patches(tower, setup.image_size)
+    n = setup.batch * setup.images * patches
+    comps = [Component(name="activations/pixel_values", bytes=n * pixel_values_per_patch(tower) * PIXEL_BYTES,
+                       note=f"the processor's fp32 pixels of {setup.batch} x {setup.images} image(s) of {patches} "
+                            "patches, held through the step")]
+    warnings: tuple[str, ...] = ()
+    if setup.method == "full":
+        if tower.model_type in QWEN_TOWERS:
+            comps.append(Component(name="activations/vision_tower", bytes=tower_training_bytes(spec, tower, ctx,
+                                                                                                patches=n),
+                                   note=f"the trained tower's saved tensors: {tower.depth} blocks over {n} patches, "
+                                        "rotary tables, patch embedding and mergers"))
+        else:
+            warnings = (f"full fine-tuning trains the {tower.model_type} vision tower: its weights, gradients and "
+                        "optimizer states are counted, its saved activations are not",)
+    return tuple(comps), warnings
+
+
+def tower_training_bytes(spec: ModelSpec, tower: TowerSpec, ctx, *, patches: int) -> int:
+    """What a trained Qwen-VL tower keeps for backward over ``patches`` patches (see the
+    module docstring); ``ctx`` is the text model's
+    :class:`~vramplan.memory.activations.ActivationContext`."""
+    from vramplan.memory import activations as act
+
+    view = tower_view(tower)
+    c = ctx.c
+    tctx = replace(ctx, batch=1, seq=patches, cp=1, residual_bytes=c, frozen_base=False,
+                   inputs_saved_by_adapters=False, linear_output_bytes=None)
+    per_block = sum(p.bytes for p in act.layer_activation_parts(view, tctx, 0))
+    h, n = tower.hidden_size, patches
+    per_block += n * h * c  # the windows' outputs joined by torch.cat before proj
+    conv_input = n * pixel_values_per_patch(tower) * (c if ctx.recipe.autocast else ctx.r)
+    tables = ROTARY_TABLES * n * _head_dim(tower) * FP32
+    mergers = _merger_bytes(tower, n, c, postshuffle=False) + _deepstack_count(tower) * _merger_bytes(
+        tower, n, c, postshuffle=True)
+    return tower.depth * per_block + conv_input + tables + mergers
+
+
+def _deepstack_count(tower: TowerSpec) -> int:
+    """Qwen3-VL's deepstack mergers (``deepstack_merger_list``), 0 elsewhere."""
+    return next((t.count for t in tower.projector if t.name == "deepstack_merger.linear_fc1.weight"), 0)
+
+
+def _merger_bytes(tower: TowerSpec, patches: int, c: int, *, postshuffle: bool) -> int:
+    """A patch merger's saved tensors over ``patches`` patches: its norm (RMSNorm in
+    Qwen2.5-VL: fp32 upcast, rsqrt, normalised; LayerNorm: autocast's fp32 copy, mean and
+    rstd per row, over ``h`` or the merged ``merge^2 h``), the first linear's input cast,
+    the GELU input and the second linear's input (each ``N h c``: merged rows are
+    ``merge^2`` patches wide)."""
+    n, h = patches, tower.hidden_size
+    rows = n if not postshuffle else n // tower.merge ** 2
+    if TOWER_BLOCKS.get(tower.model_type, ("layernorm", ""))[0] == "rmsnorm" and not postshuffle:
+        norm = n * h * (FP32 + c) + rows * FP32
+    else:
+        norm = n * h * FP32 + 2 * rows * FP32
+    return norm + 3 * n * h * c
