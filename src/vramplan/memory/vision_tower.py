@@ -23,6 +23,9 @@ the window attention), the residual ``N h c`` and the largest stage of a block:
 - MLP: the norm output and the MLP's widest live set (gated: ``act(gate)``, ``up`` and
   their product, ``3 N i c``; plain: ``2 N i c``).
 
+Qwen3-VL adds its resampled learned positions (``pos_embeds``, ``N h f``, bound in the
+forward) and the deepstack features collected so far (all of them at the last block).
+
 Other towers (CLIP / SigLIP / Pixtral) keep the rough block rule (q/k/v, output or the
 MLP's hidden tensors, no fp32 rotary), not checked against the trace.
 
@@ -132,7 +135,21 @@ def _inference_tower_bytes(spec: ModelSpec, tower: TowerSpec, *, patches: int, t
     pixels = patches * pixel_values_per_patch(tower)
     tables = ROTARY_TABLES * patches * _head_dim(tower) * FP32 if tower.model_type in QWEN_TOWERS else 0
     return (pixels * (PIXEL_BYTES + act_bytes) + text_tokens * spec.hidden_size * act_bytes + tables
+            + _interpolated_positions_bytes(tower, patches) + _deepstack_output_bytes(tower, patches, act_bytes)
             + patches * tower.hidden_size * act_bytes + tower_block_bytes(tower, patches, act_bytes))
+
+
+def _interpolated_positions_bytes(tower: TowerSpec, patches: int) -> int:
+    """Qwen3-VL's learned positions resampled to each image's grid (``pos_embeds``: the
+    bilinear taps' weighted sum, fp32 since the weights are), bound through the blocks."""
+    return patches * tower.hidden_size * FP32 if any(t.name == "pos_embed.weight" for t in tower.tensors) else 0
+
+
+def _deepstack_output_bytes(tower: TowerSpec, patches: int, act_bytes: int) -> int:
+    """Qwen3-VL's deepstack features (one per ``deepstack_visual_indexes`` entry, each
+    ``patches / merge^2`` rows of the text width), collected through the blocks."""
+    width = next((t.shape[0] for t in tower.projector if t.name == "deepstack_merger.linear_fc2.weight"), 0)
+    return _deepstack_count(tower) * patches // tower.merge ** 2 * width * act_bytes
 
 
 def image_cost(spec: ModelSpec, *, images: int, batch: int, image_size: int | None, act_bytes: int,
