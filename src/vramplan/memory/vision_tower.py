@@ -111,7 +111,8 @@ def check_images(spec: ModelSpec, images: int) -> TowerSpec | None:
 def pixel_values_per_patch(tower: TowerSpec) -> int:
     """Values per patch in ``pixel_values``: the patch embedding's input width
     (``channels x [temporal_patch x] patch^2``)."""
-    return math.prod(tower.tensors[0].shape[1:]) if len(tower.tensors[0].shape) > 2 else tower.tensors[0].shape[1]
+    embedding = next(t for t in tower.tensors if "patch" in t.name and len(t.shape) >= 2)
+    return math.prod(embedding.shape[1:])
 
 
 def _head_dim(tower: TowerSpec) -> int:
