@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 DATA = Path(__file__).parent / "data" / "vision"
-MODELS = {name: str(DATA / f"{name}-small.json") for name in ("qwen2_5_vl", "qwen3_vl", "gemma3", "llava")}
+MODELS = {name: str(DATA / f"{name}-small.json") for name in ("qwen2_5_vl", "qwen3_vl", "gemma3", "llava", "mllama")}
 BATCH, TEXT_TOKENS, IMAGES, IMAGE_SIDE = 2, 256, 2, 448
 """2 sequences of 2 images of 448 x 448 px and 256 text tokens."""
 

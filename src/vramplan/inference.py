@@ -260,6 +260,8 @@ def _with_images(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
     context = job.context + cost.tokens
     prompt = text_prompt + cost.tokens
     estimate = run_engine(spec, replace(setup, context=context, prompt=min(prompt, context)))
+    if spec.num_cross_attention_layers:  # Mllama: the text cross-attends to the vision states
+        estimate = _with_cross_attention_cache(spec, setup, estimate, vision_states=setup.images * cost.patches_per_image)
     kept = TOWER_PHASE_CATEGORIES + (() if setup.engine == "hf" else ("kv_cache",))
     fixed = tuple(c for c in estimate.components if c.category in kept)
     note = (f"vision tower forward over {setup.batch} x {setup.images} image(s) of {cost.patches_per_image} patches: "
@@ -280,6 +282,30 @@ def _with_images(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
     if out.verdict is not None:
         out = out.with_verdict(out.verdict.gpu, out.verdict.capacity_bytes, out.verdict.reserve_bytes)
     return out
+
+
+def _with_cross_attention_cache(spec: ModelSpec, setup: InferenceSetup, estimate: Estimate, *,
+                                vision_states: int) -> Estimate:
+    """``estimate`` with the cross-attention layers' cache of ``vision_states`` vision
+    states per sequence (filled at the first cross-attention layer, kept to the end):
+    :func:`vramplan.memory.cross_attention.cross_kv_bytes`, in every phase."""
+    from vramplan.engines import resolve_job
+    from vramplan.estimate import Component
+    from vramplan.memory.cross_attention import cross_kv_bytes
+    from vramplan.memory.kv_cache import get_kv_dtype
+
+    if setup.engine != "hf":
+        raise InputError(f"engine: images on {spec.name} (cross-attention to the vision states) are modelled for "
+                         "transformers only (engine hf)", fields=("engine", "images"))
+    job = resolve_job(spec, setup)
+    cross = cross_kv_bytes(spec, input_tokens=vision_states, batch=setup.batch, tp=setup.tp,
+                           dtype=get_kv_dtype(setup.kv_dtype or job.compute_dtype))
+    component = Component(name="kv_cache/cross_attention", bytes=cross,
+                          note=f"{spec.num_cross_attention_layers} cross-attention layers x {vision_states:,} vision "
+                               "states per sequence (keys and values of their KV heads)")
+    return replace(estimate, components=estimate.components + (component,),
+                   phases=tuple((p, b + cross) for p, b in estimate.phases),
+                   details={**estimate.details, "cross_attention_kv_bytes": cross})
 
 
 def _with_rule_of_thumb(estimate: Estimate) -> Estimate:

@@ -450,6 +450,8 @@ class TowerSpec:
     tokens_per_image: int | None = None
     """Text tokens one image adds at its fixed resolution (markers included); ``None``
     when the count depends on the image size (:func:`vramplan.model.towers.image_tokens`)."""
+    tiles: int = 1
+    """Tiles every image is padded to (Mllama's ``max_num_tiles``; 1 for one resized image)."""
 
     @property
     def params(self) -> int:

@@ -14,7 +14,12 @@ processor returns for them:
   ``mm_token_type_ids`` (1 on image tokens) from which the model computes its 3-D
   rotary positions;
 - fixed-resolution towers (LLaVA, Gemma 3, PaliGemma): ``pixel_values`` of shape
-  ``(images, channels, image_size, image_size)`` in fp32.
+  ``(images, channels, image_size, image_size)`` in fp32;
+- Mllama (``image_processing_mllama.py``): ``pixel_values`` of shape ``(batch, images,
+  max_num_tiles, channels, image_size, image_size)`` (padded to the largest tile count),
+  ``aspect_ratio_ids``, ``aspect_ratio_mask`` and the ``cross_attention_mask``
+  (``processing_mllama.py``) of a square image filling one tile; one ``<|image|>`` token
+  per image in ``input_ids``.
 
 The token count comes from :func:`vramplan.model.towers.image_patches`, the rule the
 estimate uses; the model's forward checks it (``get_placeholder_mask`` raises when the
@@ -41,7 +46,8 @@ from vramplan.errors import InputError
 
 QWEN_VL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
 FIXED_RESOLUTION_TYPES = ("llava", "gemma3", "paligemma")
-TRACEABLE_TYPES = QWEN_VL_TYPES + FIXED_RESOLUTION_TYPES
+TILED_TYPES = ("mllama",)
+TRACEABLE_TYPES = QWEN_VL_TYPES + FIXED_RESOLUTION_TYPES + TILED_TYPES
 """Wrappers whose image inputs the trace can build."""
 
 CONSTANT_NUMEL_MAX = 1 << 24
@@ -117,6 +123,16 @@ def image_inputs(config: dict, hf, *, batch: int, seq: int, images: int, image_s
                   "mm_token_type_ids": torch.cat([torch.tensor(types * images).repeat(batch, 1),
                                                   torch.zeros(batch, seq, dtype=torch.long)], dim=1).int()}
         pixel_shape: tuple[int, ...] = (batch * images * patches, per_patch)
+    elif model_type in TILED_TYPES:
+        block = [image_id] * tokens
+        v = hf.vision_config
+        pixel_shape = (batch, images, v.max_num_tiles, v.num_channels, v.image_size, v.image_size)
+        one_tile = torch.zeros(batch, images, v.max_num_tiles, dtype=torch.long)
+        one_tile[..., 0] = 1  # a square image fills one tile ([1, 1], aspect ratio id 1); the rest is padding
+        length = images * tokens + seq
+        kwargs = {"aspect_ratio_ids": torch.ones(batch, images, dtype=torch.long), "aspect_ratio_mask": one_tile,
+                  # the processor's mask: every token attends to the images' used tiles
+                  "cross_attention_mask": one_tile[:, None].expand(batch, length, images, v.max_num_tiles).clone()}
     else:
         block = _fixed_block(model_type, hf, image_id, tokens)
         v = hf.vision_config
