@@ -29,8 +29,8 @@ CASES = {
 def setup_of(case: str, **more):
     from vramplan.trace.setup import TraceSetup
 
-    return TraceSetup(batch_size=BATCH, seq=TEXT_TOKENS, images=IMAGES, image_size=IMAGE_SIDE,
-                      **{**CASES[case], **more})
+    return TraceSetup(**{"batch_size": BATCH, "seq": TEXT_TOKENS, "images": IMAGES, "image_size": IMAGE_SIDE,
+                         **CASES[case], **more})
 
 
 def load(name: str) -> dict:

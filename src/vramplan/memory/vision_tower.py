@@ -26,6 +26,9 @@ the window attention), the residual ``N h c`` and the largest stage of a block:
 Qwen3-VL adds its resampled learned positions (``pos_embeds``, ``N h f``, bound in the
 forward) and the deepstack features collected so far (all of them at the last block).
 
+Mllama's tower (``MllamaVisionModel``) keeps every layer's output and a quadratic
+aspect-ratio mask over each image's tiles (:func:`_mllama_tower_bytes`).
+
 Other towers (CLIP / SigLIP / Pixtral) keep the rough block rule (q/k/v, output or the
 MLP's hidden tensors, no fp32 rotary), not checked against the trace.
 
@@ -131,6 +134,36 @@ def tower_block_bytes(tower: TowerSpec, patches: int, act_bytes: int) -> int:
     return patches * max(attention, mlp)
 
 
+MLLAMA_PATCH_MULTIPLE = 8
+"""``MllamaVisionModel`` pads each tile's patches (and class token) to a multiple of 8."""
+MLLAMA_BLOCK_LIVE = 6
+"""``N h c`` tensors of a Mllama tower block at its high point: the norm output, q, k, v,
+the attention output and its projection (SDPA with the aspect-ratio mask: no flash)."""
+
+
+def _mllama_tower_bytes(tower: TowerSpec, *, media: int, act_bytes: int) -> int:
+    """``MllamaVisionModel`` at its last global layer, beside the weights, for ``media``
+    images of the batch: the fp32 pixels of every padded tile, the convolution's output
+    (``patch_embeds``, bound in the forward), the aspect-ratio attention mask
+    (``media x (tiles x L)^2`` in the model dtype, ``L`` the tile's patches and class token
+    padded to 8), every layer's output so far (``MllamaVisionEncoder`` collects them all in
+    ``encoder_states``; the local ones feed the intermediate features) and the block's
+    live tensors."""
+    side = tower.image_size or DEFAULT_TILE_SIDE
+    grid = (side // tower.patch_size) ** 2
+    padded = -(-(grid + 1) // MLLAMA_PATCH_MULTIPLE) * MLLAMA_PATCH_MULTIPLE
+    states = media * tower.tiles * padded
+    c, h = act_bytes, tower.hidden_size
+    pixels = media * tower.tiles * grid * pixel_values_per_patch(tower) * PIXEL_BYTES
+    mask = media * (tower.tiles * padded) ** 2 * c
+    patch_embeds = media * tower.tiles * grid * h * c
+    return pixels + patch_embeds + mask + (tower.depth + MLLAMA_BLOCK_LIVE) * states * h * c
+
+
+DEFAULT_TILE_SIDE = 560
+"""Llama 3.2 Vision's tile side when a config names none."""
+
+
 def _inference_tower_bytes(spec: ModelSpec, tower: TowerSpec, *, patches: int, text_tokens: int,
                            act_bytes: int) -> int:
     pixels = patches * pixel_values_per_patch(tower)
@@ -163,10 +196,14 @@ def image_cost(spec: ModelSpec, *, images: int, batch: int, image_size: int | No
     patches, tokens = image_patches(tower, image_size)
     all_patches = batch * images * patches
     sequence_tokens = batch * (text_tokens + images * tokens)
+    if tower.model_type == "mllama":
+        forward = _mllama_tower_bytes(tower, media=batch * images, act_bytes=act_bytes)
+    else:
+        forward = _inference_tower_bytes(spec, tower, patches=all_patches, text_tokens=sequence_tokens,
+                                         act_bytes=act_bytes)
     return ImageCost(tokens=images * tokens, patches_per_image=patches,
                      pixel_bytes=all_patches * pixel_values_per_patch(tower) * PIXEL_BYTES,
-                     tower_activation_bytes=_inference_tower_bytes(spec, tower, patches=all_patches,
-                                                                   text_tokens=sequence_tokens, act_bytes=act_bytes))
+                     tower_activation_bytes=forward)
 
 
 # ---- training ---------------------------------------------------------------------------
