@@ -22,7 +22,7 @@ TOLERANCE = 0.03
 CHECKED = [
     ("qwen2_5_vl", "train-full"), ("qwen2_5_vl", "train-lora"), ("qwen2_5_vl", "infer"),
     ("qwen3_vl", "train-full"), ("qwen3_vl", "train-lora"), ("qwen3_vl", "infer"),
-    ("gemma3", "train-lora"), ("gemma3", "infer"), ("llava", "train-lora"),
+    ("gemma3", "train-lora"), ("gemma3", "infer"), ("llava", "train-lora"), ("mllama", "infer"),
 ]
 """Wrapper and step whose estimate follows the trace (the rest: see docs/models-towers-encoder-decoder.md)."""
 
@@ -35,6 +35,18 @@ def test_estimate_follows_the_trace(wrapper, case):
         warnings.simplefilter("ignore")
         traced, estimated = compare(wrapper, case)
     assert abs(estimated / traced - 1) <= TOLERANCE, (wrapper, case, traced, estimated)
+
+
+@pytest.mark.exact
+@pytest.mark.parametrize(("wrapper", "more"), [
+    ("mllama", {"batch_size": 1, "images": 1, "seq": 1024}),  # the text prefill is the high point
+    ("qwen2_5_vl", {"batch_size": 1, "images": 3, "image_size": 700, "seq": 64}),
+])
+def test_other_prefills_follow_the_trace(wrapper, more):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced, estimated = compare(wrapper, "infer", **more)
+    assert abs(estimated / traced - 1) <= TOLERANCE, (traced, estimated)
 
 
 @pytest.mark.exact

@@ -261,7 +261,8 @@ def _with_images(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
     prompt = text_prompt + cost.tokens
     estimate = run_engine(spec, replace(setup, context=context, prompt=min(prompt, context)))
     if spec.num_cross_attention_layers:  # Mllama: the text cross-attends to the vision states
-        estimate = _with_cross_attention_cache(spec, setup, estimate, vision_states=setup.images * cost.patches_per_image)
+        estimate = _with_cross_attention_cache(spec, setup, estimate, vision_states=setup.images * cost.patches_per_image,
+                                               prompt_tokens=min(prompt, context))
     kept = TOWER_PHASE_CATEGORIES + (() if setup.engine == "hf" else ("kv_cache",))
     fixed = tuple(c for c in estimate.components if c.category in kept)
     note = (f"vision tower forward over {setup.batch} x {setup.images} image(s) of {cost.patches_per_image} patches: "
@@ -285,10 +286,11 @@ def _with_images(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
 
 
 def _with_cross_attention_cache(spec: ModelSpec, setup: InferenceSetup, estimate: Estimate, *,
-                                vision_states: int) -> Estimate:
+                                vision_states: int, prompt_tokens: int) -> Estimate:
     """``estimate`` with the cross-attention layers' cache of ``vision_states`` vision
     states per sequence (filled at the first cross-attention layer, kept to the end):
     :func:`vramplan.memory.cross_attention.cross_kv_bytes`, in every phase."""
+    from vramplan.dtypes import get_dtype
     from vramplan.engines import resolve_job
     from vramplan.estimate import Component
     from vramplan.memory.cross_attention import cross_kv_bytes
@@ -303,8 +305,22 @@ def _with_cross_attention_cache(spec: ModelSpec, setup: InferenceSetup, estimate
     component = Component(name="kv_cache/cross_attention", bytes=cross,
                           note=f"{spec.num_cross_attention_layers} cross-attention layers x {vision_states:,} vision "
                                "states per sequence (keys and values of their KV heads)")
-    return replace(estimate, components=estimate.components + (component,),
-                   phases=tuple((p, b + cross) for p, b in estimate.phases),
+    # through the text prefill: the tower's output (``vision_outputs``, returned with the
+    # logits), its projection (``cross_attention_states``) and the prepared cross-attention mask
+    act = get_dtype(job.compute_dtype).bits // 8
+    tower = spec.vision_tower
+    tower_out = tower.projector[0].shape[1] if tower is not None and tower.projector else 0
+    held = setup.batch * vision_states * ((tower_out + spec.hidden_size) + prompt_tokens) * act
+    phases = tuple((p, b + cross + (held if p == "prefill" else 0)) for p, b in estimate.phases)
+    note = "the vision states, their projection and the cross-attention mask, held through the text prefill"
+    components = estimate.components + (component,)
+    if estimate.phase == "prefill":
+        components += (Component(name="activations/cross_attention_inputs", bytes=held, note=note),)
+    elif dict(phases).get("prefill", 0) > dict(phases).get(estimate.phase, 0):
+        over = dict(phases)["prefill"] - dict(phases)[estimate.phase]
+        components += (Component(name="activations/cross_attention_inputs", bytes=over,
+                                 note=note + f"; the prefill with them exceeds the {estimate.phase} peak by this"),)
+    return replace(estimate, components=components, phases=phases,
                    details={**estimate.details, "cross_attention_kv_bytes": cross})
 
 
