@@ -29,6 +29,7 @@ from vramplan.memory.logits import LogitsBytes, logits_bytes
 from vramplan.memory.lora import (
     ADAPTER_BYTES, adapter_activation_bytes_per_token, adapter_groups, adapter_weight_cast_bytes,
     dequant_buffer_bytes, folded_weight_bytes_per_layer, module_adapter_groups, peft_targets,
+    rank_beyond_targets_warning,
 )
 from vramplan.memory.optimizer import OptimizerSpec, get_optimizer, optimizer_state_bytes, step_temporary_bytes
 from vramplan.memory.weights import weight_components
@@ -585,6 +586,10 @@ def _check_model(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> list
     if setup.method == "qlora" and setup.precision in ("fp32",):
         raise InputError("precision: QLoRA computes in bf16 or fp16; expected bf16-mixed, fp16-mixed, bf16 "
                          "or fp16, got fp32")
+    if setup.method != "full":
+        rank_warning = rank_beyond_targets_warning(spec, lora_targets(spec, setup), setup.lora_rank)
+        if rank_warning:
+            warnings.append(rank_warning)
     return warnings
 
 

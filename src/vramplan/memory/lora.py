@@ -252,15 +252,27 @@ def module_adapter_groups(spec: ModelSpec, targets: Sequence[str] | None, rank: 
     groups = []
     for g in target_groups(spec, targets):
         out_f, in_f = g.shape
-        if rank > min(out_f, in_f):
-            raise InputError(f"lora_rank: {rank} exceeds the smaller side of {g.name} "
-                             f"({out_f} x {in_f}); expected at most {min(out_f, in_f)}")
         prefix = g.name.removesuffix(".weight")
         groups.append(TensorGroup(name=f"{prefix}.lora_A.weight", component=g.component, role="linear",
                                   shape=(rank, in_f), count=g.count))
         groups.append(TensorGroup(name=f"{prefix}.lora_B.weight", component=g.component, role="linear",
                                   shape=(out_f, rank), count=g.count))
     return groups
+
+
+def rank_beyond_targets_warning(spec: ModelSpec, targets: Sequence[str] | None, rank: int) -> str | None:
+    """A warning when ``rank`` exceeds the smaller side of a targeted matrix. peft accepts
+    any positive rank (``LoraLayer.update_layer`` checks only ``r > 0``) and builds
+    ``lora_A`` (r x in) and ``lora_B`` (out x r) as asked, so the memory is counted as
+    given; the update ``B A`` of such a module cannot exceed the smaller side's rank."""
+    narrow = [(g.name.removesuffix(".weight"), min(g.shape)) for g in target_groups(spec, targets)
+              if rank > min(g.shape)]
+    if not narrow:
+        return None
+    name, side = min(narrow, key=lambda t: t[1])
+    return Remark(f"lora_rank: {rank} exceeds the smaller side of {len(narrow)} targeted matrix kind(s) "
+                  f"(smallest: {name}, {side}); peft builds the adapters as asked (counted so), but their update "
+                  "there has rank at most that side")
 
 
 ATTENTION_OUTPUT_MODULE = "o_proj"
