@@ -187,7 +187,7 @@ def test_image_tokens_join_the_context_and_the_tower_runs_at_prefill():
     with_images = estimate_inference(spec, InferenceSetup(context=1000, prompt=1000, images=2))
     assert with_images.details["context_tokens"] == 1000 + 2 * 576
     assert with_images.details["image_tokens"] == 1152
-    assert with_images.get("activations/vision_tower") > 0
+    assert with_images.details["vision_tower_bytes"] > 0
     assert with_images.total_bytes > plain.total_bytes
 
 

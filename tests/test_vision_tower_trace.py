@@ -22,7 +22,7 @@ TOLERANCE = 0.03
 CHECKED = [
     ("qwen2_5_vl", "train-full"), ("qwen2_5_vl", "train-lora"), ("qwen2_5_vl", "infer"),
     ("qwen3_vl", "train-full"), ("qwen3_vl", "train-lora"), ("qwen3_vl", "infer"),
-    ("gemma3", "train-lora"), ("gemma3", "infer"), ("llava", "train-lora"), ("mllama", "infer"),
+    ("gemma3", "train-lora"), ("gemma3", "infer"), ("llava", "train-lora"), ("llava", "infer"), ("mllama", "infer"),
 ]
 """Wrapper and step whose estimate follows the trace (the rest: see docs/models-towers-encoder-decoder.md)."""
 
@@ -41,6 +41,9 @@ def test_estimate_follows_the_trace(wrapper, case):
 @pytest.mark.parametrize(("wrapper", "more"), [
     ("mllama", {"batch_size": 1, "images": 1, "seq": 1024}),  # the text prefill is the high point
     ("qwen2_5_vl", {"batch_size": 1, "images": 3, "image_size": 700, "seq": 64}),
+    ("qwen2_5_vl", {"batch_size": 1, "images": 1, "image_size": 224, "seq": 2048}),  # text prefill high point
+    ("gemma3", {"batch_size": 1, "images": 1, "seq": 2048}),
+    ("llava", {"batch_size": 1, "images": 1, "seq": 2048}),
 ])
 def test_other_prefills_follow_the_trace(wrapper, more):
     with warnings.catch_warnings():

@@ -251,7 +251,7 @@ def _with_images(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
     from vramplan.dtypes import get_dtype
     from vramplan.engines import resolve_job, run_engine
     from vramplan.estimate import Component
-    from vramplan.memory.vision_tower import image_cost
+    from vramplan.memory.vision_tower import image_cost, text_prefill_held_bytes
 
     job = resolve_job(spec, setup)
     text_prompt = setup.prompt if setup.prompt is not None else job.context
@@ -263,6 +263,9 @@ def _with_images(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
     if spec.num_cross_attention_layers:  # Mllama: the text cross-attends to the vision states
         estimate = _with_cross_attention_cache(spec, setup, estimate, vision_states=setup.images * cost.patches_per_image,
                                                prompt_tokens=min(prompt, context))
+    estimate = _with_image_inputs(spec, setup, estimate, cost.pixel_bytes, text_prefill_held_bytes(
+        spec, images=setup.images, batch=setup.batch, prompt_tokens=min(prompt, context),
+        act_bytes=get_dtype(job.compute_dtype).bits // 8))
     kept = TOWER_PHASE_CATEGORIES + (() if setup.engine == "hf" else ("kv_cache",))
     fixed = tuple(c for c in estimate.components if c.category in kept)
     note = (f"vision tower forward over {setup.batch} x {setup.images} image(s) of {cost.patches_per_image} patches: "
@@ -283,6 +286,27 @@ def _with_images(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
     if out.verdict is not None:
         out = out.with_verdict(out.verdict.gpu, out.verdict.capacity_bytes, out.verdict.reserve_bytes)
     return out
+
+
+def _with_image_inputs(spec: ModelSpec, setup: InferenceSetup, estimate: Estimate, pixel_bytes: int,
+                       prefill_held_bytes: int) -> Estimate:
+    """``estimate`` with the processor's pixels (``generate`` keeps ``pixel_values`` in its
+    model inputs to the end: every phase) and what the wrapper holds through the text
+    prefill (:func:`vramplan.memory.vision_tower.text_prefill_held_bytes`)."""
+    from vramplan.estimate import Component
+
+    phases = tuple((p, b + pixel_bytes + (prefill_held_bytes if p == "prefill" else 0)) for p, b in estimate.phases)
+    components = estimate.components + (Component(
+        name="activations/pixel_values", bytes=pixel_bytes,
+        note="the image processor's fp32 pixels, kept by generate to the end"),)
+    held_note = "image features, tower states or masks the wrapper holds through the text prefill"
+    if estimate.phase == "prefill" and prefill_held_bytes:
+        components += (Component(name="activations/image_features", bytes=prefill_held_bytes, note=held_note),)
+    elif prefill_held_bytes and dict(phases).get("prefill", 0) > dict(phases).get(estimate.phase, 0):
+        over = dict(phases)["prefill"] - dict(phases)[estimate.phase]
+        components += (Component(name="activations/image_features", bytes=over,
+                                 note=held_note + f"; the prefill with them exceeds the {estimate.phase} peak by this"),)
+    return replace(estimate, components=components, phases=phases)
 
 
 def _with_cross_attention_cache(spec: ModelSpec, setup: InferenceSetup, estimate: Estimate, *,

@@ -206,6 +206,43 @@ def image_cost(spec: ModelSpec, *, images: int, batch: int, image_size: int | No
                      tower_activation_bytes=forward)
 
 
+HELD_FEATURE_COPIES = 2
+"""LLaVA (``LlavaModel.forward``): the projected image features stay bound in the forward
+while the text model runs, beside their ``.to(...)`` result; the tower's selected hidden
+state and its last one (returned as ``image_outputs``) too: two of each."""
+GEMMA3_TEXT_MASKS = 2
+"""Gemma 3 with images: the image tokens attend to each other both ways, so the text
+model builds explicit boolean masks (one full, one sliding: ``batch x L^2`` bytes each)
+instead of SDPA's ``is_causal``."""
+
+
+def text_prefill_held_bytes(spec: ModelSpec, *, images: int, batch: int, prompt_tokens: int,
+                            act_bytes: int) -> int:
+    """What the wrapper keeps beside the text model's own tensors through the text
+    prefill with ``images`` images per sequence of ``prompt_tokens`` tokens (images'
+    included), beyond the pixels: LLaVA's image features and tower states
+    (:data:`HELD_FEATURE_COPIES`), Gemma 3's explicit masks (:data:`GEMMA3_TEXT_MASKS`)
+    and image features. Mllama: :func:`vramplan.inference` adds its own."""
+    tower = check_images(spec, images)
+    if tower is None or not images:
+        return 0
+    patches, tokens = image_patches(tower, None)
+    media = batch * images
+    if tower.model_type in ("clip_vision_model", "siglip_vision_model") and \
+            tower.projector[0].name == "multi_modal_projector.linear_1.weight":  # LLaVA: an MLP per image token
+        states = media * ((tower.image_size or 0) // tower.patch_size) ** 2 + (
+            media if tower.model_type == "clip_vision_model" else 0)
+        return HELD_FEATURE_COPIES * (media * tokens * spec.hidden_size + states * tower.hidden_size) * act_bytes
+    if tower.projector and tower.projector[0].name.startswith("multi_modal_projector.mm_"):  # Gemma 3
+        features = media * (tokens - GEMMA3_FEATURE_MARKERS) * spec.hidden_size * (act_bytes + FP32)
+        return GEMMA3_TEXT_MASKS * batch * prompt_tokens ** 2 + features
+    return 0
+
+
+GEMMA3_FEATURE_MARKERS = 4
+"""Gemma 3's marker tokens around an image's features (no features of their own)."""
+
+
 # ---- training ---------------------------------------------------------------------------
 def tower_view(tower: TowerSpec) -> ModelSpec:
     """The tower's blocks as a stack of decoder layers of the same shape, for the
@@ -233,6 +270,10 @@ def training_image_components(spec: ModelSpec, setup, ctx) -> tuple[tuple, tuple
                        note=f"the processor's fp32 pixels of {setup.batch} x {setup.images} image(s) of {patches} "
                             "patches, held through the step")]
     warnings: tuple[str, ...] = ()
+    if spec.num_cross_attention_layers:
+        warnings += ("with images the cross-attention layers run (a text-only batch skips them): their activations, "
+                     "the vision states and the cross-attention mask are not counted; measure with `vramplan trace "
+                     "--images`",)
     if setup.method == "full":
         if tower.model_type in QWEN_TOWERS:
             comps.append(Component(name="activations/vision_tower", bytes=tower_training_bytes(spec, tower, ctx,
@@ -240,7 +281,7 @@ def training_image_components(spec: ModelSpec, setup, ctx) -> tuple[tuple, tuple
                                    note=f"the trained tower's saved tensors: {tower.depth} blocks over {n} patches, "
                                         "rotary tables, patch embedding and mergers"))
         else:
-            warnings = (f"full fine-tuning trains the {tower.model_type} vision tower: its weights, gradients and "
+            warnings += (f"full fine-tuning trains the {tower.model_type} vision tower: its weights, gradients and "
                         "optimizer states are counted, its saved activations are not",)
     return tuple(comps), warnings
 
