@@ -22,7 +22,8 @@ TOLERANCE = 0.03
 CHECKED = [
     ("qwen2_5_vl", "train-full"), ("qwen2_5_vl", "train-lora"), ("qwen2_5_vl", "infer"),
     ("qwen3_vl", "train-full"), ("qwen3_vl", "train-lora"), ("qwen3_vl", "infer"),
-    ("gemma3", "train-lora"), ("gemma3", "infer"), ("llava", "train-lora"), ("llava", "infer"), ("mllama", "infer"),
+    ("gemma3", "train-full"), ("gemma3", "train-lora"), ("gemma3", "infer"),
+    ("llava", "train-full"), ("llava", "train-lora"), ("llava", "infer"), ("mllama", "infer"),
 ]
 """Wrapper and step whose estimate follows the trace (the rest: see docs/models-towers-encoder-decoder.md)."""
 

@@ -113,10 +113,11 @@ SOFTMAX_IN_SCORES_DTYPE = frozenset({"gpt_oss"})
 ``F.softmax(combined_logits, dim=-1, dtype=combined_logits.dtype)``); autocast runs an
 op of its ``fp32_set_opt_dtype`` list (softmax) as-is when the dtype is given, so the
 probabilities stay in the compute dtype, with no cast."""
-EXTRA_ACT_SAVES = {"gelu_new": 3}
+EXTRA_ACT_SAVES = {"gelu_new": 3, "quick_gelu": 1}
 """Activation functions written out in Python that keep more than their input:
 ``gelu_new`` = ``0.5 x (1 + tanh(k (x + 0.044715 x^3)))`` saves ``0.5 x``, ``tanh(.)``
-and ``1 + tanh(.)`` besides ``x``."""
+and ``1 + tanh(.)`` besides ``x``; ``quick_gelu`` = ``x sigmoid(1.702 x)`` (CLIP) saves the
+sigmoid's output besides ``x``."""
 
 
 @dataclass(frozen=True, kw_only=True)

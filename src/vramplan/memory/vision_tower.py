@@ -71,7 +71,11 @@ TOWER_BLOCKS: dict[str, tuple[str, str]] = {
     "qwen2_5_vl": ("rmsnorm", "silu"),  # Qwen2_5_VLVisionBlock: Qwen2_5_VLRMSNorm, gated Qwen2_5_VLMLP
     "qwen3_vl": ("layernorm", "gelu_pytorch_tanh"),  # Qwen3VLVisionBlock: LayerNorm, linear_fc1/fc2
     "qwen3_vl_moe": ("layernorm", "gelu_pytorch_tanh"),
+    "clip_vision_model": ("layernorm", "quick_gelu"),  # CLIPEncoderLayer: LayerNorm, CLIPMLP fc1/fc2
+    "siglip_vision_model": ("layernorm", "gelu_pytorch_tanh"),  # SiglipEncoderLayer
 }
+VIT_TOWERS = ("clip_vision_model", "siglip_vision_model")
+"""CLIP / SigLIP towers (LLaVA, Gemma 3): learned positions, no rotary, q/k/v apart."""
 ROTARY_FP32_LIVE = 6
 """``N h`` fp32 tensors live at the high point of ``apply_rotary_pos_emb_vision``: the
 fp32 q and k, the rotated q, and for k ``k * cos``, ``rotate_half(k) * sin`` and their sum."""
@@ -275,7 +279,12 @@ def training_image_components(spec: ModelSpec, setup, ctx) -> tuple[tuple, tuple
                      "the vision states and the cross-attention mask are not counted; measure with `vramplan trace "
                      "--images`",)
     if setup.method == "full":
-        if tower.model_type in QWEN_TOWERS:
+        if tower.model_type in VIT_TOWERS and _vit_projector(tower) != "other":
+            comps.append(Component(name="activations/vision_tower", bytes=vit_training_bytes(spec, tower, ctx,
+                                                                                              media=setup.batch * setup.images),
+                                   note=f"the trained tower's saved tensors: {tower.feature_layers or tower.depth} "
+                                        f"blocks over {setup.batch * setup.images} image(s) and the projector"))
+        elif tower.model_type in QWEN_TOWERS:
             comps.append(Component(name="activations/vision_tower", bytes=tower_training_bytes(spec, tower, ctx,
                                                                                                 patches=n),
                                    note=f"the trained tower's saved tensors: {tower.depth} blocks over {n} patches, "
@@ -304,6 +313,46 @@ def tower_training_bytes(spec: ModelSpec, tower: TowerSpec, ctx, *, patches: int
     mergers = _merger_bytes(tower, n, c, postshuffle=False) + _deepstack_count(tower) * _merger_bytes(
         tower, n, c, postshuffle=True)
     return tower.depth * per_block + conv_input + tables + mergers
+
+
+def _vit_projector(tower: TowerSpec) -> str:
+    """``llava`` (an MLP per patch), ``gemma3`` (pooled soft embeddings) or ``other``."""
+    first = tower.projector[0].name if tower.projector else ""
+    return {"multi_modal_projector.linear_1.weight": "llava",
+            "multi_modal_projector.mm_input_projection_weight": "gemma3"}.get(first, "other")
+
+
+def vit_training_bytes(spec: ModelSpec, tower: TowerSpec, ctx, *, media: int) -> int:
+    """What a trained CLIP / SigLIP tower and its projector keep for backward over
+    ``media`` images: per block what a pre-norm decoder layer of the same shape keeps
+    (the residual in the text model's residual dtype: the fp32 learned positions promote
+    the convolution's output), for the blocks whose output the text reads; the
+    convolution's input cast; CLIP's ``pre_layrnorm`` input; SigLIP's ``post_layernorm``
+    input (Gemma 3 reads the last block); the projector: LLaVA's two linears' inputs and
+    the GELU input per patch, Gemma 3's average pool input (the patches in fp32), its
+    RMSNorm (fp32 normalised and the ``1 + weight`` product) and the matmul's input cast."""
+    from vramplan.memory import activations as act
+
+    clip = tower.model_type == "clip_vision_model"
+    grid = ((tower.image_size or 0) // tower.patch_size) ** 2
+    tokens = grid + (1 if clip else 0)
+    tctx = replace(ctx, batch=media, seq=tokens, cp=1, frozen_base=False, inputs_saved_by_adapters=False,
+                   linear_output_bytes=None)
+    view = tower_view(tower)
+    blocks = tower.feature_layers or tower.depth
+    total = blocks * sum(p.bytes for p in act.layer_activation_parts(view, tctx, 0))
+    h, c, r, n = tower.hidden_size, ctx.c, ctx.r, media * tokens
+    total += media * grid * pixel_values_per_patch(tower) * (c if ctx.recipe.autocast else r)
+    layer_norm = n * (h * r + 2 * FP32)  # a LayerNorm's input and its mean and rstd per token
+    if clip:
+        total += layer_norm  # pre_layrnorm
+    if _vit_projector(tower) == "llava":
+        features = media * (tower.tokens_per_image or grid)
+        total += features * (h * c + 2 * spec.hidden_size * c)
+    else:  # Gemma 3: post_layernorm, the pool's fp32 input, the soft-embedding norm and the projection's input
+        pooled = media * ((tower.tokens_per_image or GEMMA3_FEATURE_MARKERS) - GEMMA3_FEATURE_MARKERS)
+        total += layer_norm + n * h * r + pooled * (h * (2 * FP32 + c) + FP32)
+    return total
 
 
 def _deepstack_count(tower: TowerSpec) -> int:

@@ -452,6 +452,9 @@ class TowerSpec:
     when the count depends on the image size (:func:`vramplan.model.towers.image_tokens`)."""
     tiles: int = 1
     """Tiles every image is padded to (Mllama's ``max_num_tiles``; 1 for one resized image)."""
+    feature_layers: int | None = None
+    """Tower blocks the text model's features come from (LLaVA's ``vision_feature_layer``
+    -2: all but the last, whose output nothing reads); ``None``: every block."""
 
     @property
     def params(self) -> int:

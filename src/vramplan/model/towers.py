@@ -165,9 +165,14 @@ def _llava(cfg: Config, text_hidden: int) -> TowerSpec:
     cls = 1 if v.get("model_type") == "clip_vision_model" else 0
     strategy_drops = cfg.get("vision_feature_select_strategy", "default") == "default"
     tokens = (d["image"] // d["patch"]) ** 2 + cls - (1 if strategy_drops else 0)
+    # hidden_states[i] is block i's output (0: the embeddings): -2 reads all blocks but the last
+    chosen = [i if i >= 0 else d["depth"] + 1 + i for i in (layers if isinstance(layers, list) else [layers])
+              if isinstance(i, int) and not isinstance(i, bool)]
+    used = max(chosen) if chosen and all(0 <= i <= d["depth"] for i in chosen) else None
     return TowerSpec(kind="vision", model_type=str(v.get("model_type")), depth=d["depth"], hidden_size=d["hidden"],
                      intermediate_size=d["width"], num_heads=d["heads"], mlp_gated=False, tensors=tuple(rows),
-                     projector=tuple(proj), patch_size=d["patch"], image_size=d["image"], tokens_per_image=tokens)
+                     projector=tuple(proj), patch_size=d["patch"], image_size=d["image"], tokens_per_image=tokens,
+                     feature_layers=used)
 
 
 GEMMA3_IMAGE_MARKERS = 4
