@@ -261,8 +261,8 @@ def _with_images(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
     prompt = text_prompt + cost.tokens
     estimate = run_engine(spec, replace(setup, context=context, prompt=min(prompt, context)))
     if spec.num_cross_attention_layers:  # Mllama: the text cross-attends to the vision states
-        estimate = _with_cross_attention_cache(spec, setup, estimate, vision_states=setup.images * cost.patches_per_image,
-                                               prompt_tokens=min(prompt, context))
+        estimate = _with_cross_attention_cache(spec, setup, estimate, prompt_tokens=min(prompt, context),
+                                               vision_states=setup.images * cost.patches_per_image)
     estimate = _with_image_inputs(spec, setup, estimate, cost.pixel_bytes, text_prefill_held_bytes(
         spec, images=setup.images, batch=setup.batch, prompt_tokens=min(prompt, context),
         act_bytes=get_dtype(job.compute_dtype).bits // 8))
@@ -304,8 +304,8 @@ def _with_image_inputs(spec: ModelSpec, setup: InferenceSetup, estimate: Estimat
         components += (Component(name="activations/image_features", bytes=prefill_held_bytes, note=held_note),)
     elif prefill_held_bytes and dict(phases).get("prefill", 0) > dict(phases).get(estimate.phase, 0):
         over = dict(phases)["prefill"] - dict(phases)[estimate.phase]
-        components += (Component(name="activations/image_features", bytes=over,
-                                 note=held_note + f"; the prefill with them exceeds the {estimate.phase} peak by this"),)
+        more = f"; the prefill with them exceeds the {estimate.phase} peak by this"
+        components += (Component(name="activations/image_features", bytes=over, note=held_note + more),)
     return replace(estimate, components=components, phases=phases)
 
 

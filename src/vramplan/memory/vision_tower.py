@@ -280,8 +280,9 @@ def training_image_components(spec: ModelSpec, setup, ctx) -> tuple[tuple, tuple
                      "--images`",)
     if setup.method == "full":
         if tower.model_type in VIT_TOWERS and _vit_projector(tower) != "other":
+            media = setup.batch * setup.images
             comps.append(Component(name="activations/vision_tower", bytes=vit_training_bytes(spec, tower, ctx,
-                                                                                              media=setup.batch * setup.images),
+                                                                                              media=media),
                                    note=f"the trained tower's saved tensors: {tower.feature_layers or tower.depth} "
                                         f"blocks over {setup.batch * setup.images} image(s) and the projector"))
         elif tower.model_type in QWEN_TOWERS:

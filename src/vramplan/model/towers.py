@@ -381,7 +381,8 @@ def _mllama(cfg: Config, text_hidden: int) -> TowerSpec:
             _t("gated_positional_embedding.embedding", "embedding", (positions, h)),
             _t("gated_positional_embedding.tile_embedding.weight", "embedding", (ratio_rows, tiles * positions * h))]
     for name in ("pre_tile_positional_embedding", "post_tile_positional_embedding"):
-        rows += [_t(f"{name}.embedding.weight", "embedding", (ratio_rows, tiles * h)), _t(f"{name}.gate", "other", (1,))]
+        rows += [_t(f"{name}.embedding.weight", "embedding", (ratio_rows, tiles * h)),
+                 _t(f"{name}.gate", "other", (1,))]
     rows += _norm("layernorm_pre", h) + _norm("layernorm_post", h)
     for stack, depth in (("transformer.layers", local), ("global_transformer.layers", glob)):
         for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
