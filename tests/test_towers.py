@@ -202,13 +202,15 @@ def test_more_images_never_need_less_memory(images, more, side):
 
 def test_lora_leaves_the_tower_frozen():
     """Tower tensors lie outside the blocks: "all-linear" adapters never reach them, and
-    the images' tokens make the text model's sequence longer."""
+    the images' tokens make the text model's sequence longer; the frozen tower saves
+    nothing, the processor's fp32 pixels stay through the step."""
     spec = spec_from_config(_built("qwen2_5_vl")[0], name="qwen2.5-vl", complete=False)
     adapted = target_groups(spec, all_linear_targets(spec))
     assert adapted and not [g for g in adapted if g.component in ("vision_tower", "projector")]
     with_image = estimate_training(spec, TrainingSetup(method="lora", seq=256, images=1))
     longer_text = estimate_training(spec, TrainingSetup(method="lora", seq=256 + 1227))
-    assert with_image.total_bytes == longer_text.total_bytes
+    pixels = with_image.get("activations/pixel_values")
+    assert pixels > 0 and with_image.total_bytes == longer_text.total_bytes + pixels
 
 
 def test_images_without_a_tower_fail_in_one_line():
