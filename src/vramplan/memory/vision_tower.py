@@ -276,8 +276,8 @@ def training_image_components(spec: ModelSpec, setup, ctx) -> tuple[tuple, tuple
     warnings: tuple[str, ...] = ()
     if spec.num_cross_attention_layers:
         warnings += ("with images the cross-attention layers run (a text-only batch skips them): their activations, "
-                     "the vision states and the cross-attention mask are not counted; measure with `vramplan trace "
-                     "--images`",)
+                     "the vision states and the cross-attention mask are not counted; measure with `vramplan trace` "
+                     "and the same images",)
     if setup.method == "full":
         if tower.model_type in VIT_TOWERS and _vit_projector(tower) != "other":
             media = setup.batch * setup.images
