@@ -11,6 +11,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oracle_hf import cache_bytes
 from vramplan.inference import InferenceSetup, estimate_inference
@@ -20,7 +22,8 @@ from vramplan.model import count_params
 from vramplan.model.hf_config import spec_from_config
 from vramplan.model.towers import image_patches
 
-SMALL = json.loads((Path(__file__).parent / "data" / "vision" / "mllama-small.json").read_text())
+SMALL_DIR = Path(__file__).parent / "data" / "vision"
+SMALL = json.loads((SMALL_DIR / "mllama-small.json").read_text())
 """transformers' Mllama defaults with a 5-layer text model (cross-attention at 1 and 3) and a
 4 + 2-layer tower of width 256 on 224 px tiles (tests/data/vision)."""
 
@@ -91,3 +94,19 @@ def test_cache_after_a_forward_with_pixel_values_equals_the_estimate(images):
     text_only = estimate_inference(spec, InferenceSetup(engine="hf", weights="bf16", batch=batch, context=text + images,
                                                         prompt=text + images))
     assert dict(est.phases)["decode"] >= dict(text_only.phases)["decode"] + cross
+
+
+@settings(max_examples=25, deadline=None)
+@given(images=st.integers(0, 4), more=st.integers(1, 3), batch=st.integers(1, 3), text=st.integers(1, 3000))
+def test_more_images_never_need_less_memory(images, more, batch, text):
+    """Inference (Mllama's cache and tower) and training (pixels, trained Qwen-VL tower)."""
+    from vramplan.training import TrainingSetup, estimate_training
+
+    spec = spec_from_config(SMALL)
+    a = estimate_inference(spec, InferenceSetup(engine="hf", batch=batch, context=text, images=images))
+    b = estimate_inference(spec, InferenceSetup(engine="hf", batch=batch, context=text, images=images + more))
+    assert b.total_bytes >= a.total_bytes
+    qwen = spec_from_config(json.loads((SMALL_DIR / "qwen2_5_vl-small.json").read_text()))
+    ta = estimate_training(qwen, TrainingSetup(method="full", batch=batch, seq=min(text, 512), images=images))
+    tb = estimate_training(qwen, TrainingSetup(method="full", batch=batch, seq=min(text, 512), images=images + more))
+    assert tb.total_bytes >= ta.total_bytes
