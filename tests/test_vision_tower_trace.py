@@ -54,6 +54,16 @@ def test_other_prefills_follow_the_trace(wrapper, more):
 
 
 @pytest.mark.exact
+@pytest.mark.parametrize("wrapper", ["qwen2_5_vl", "llava"])
+def test_recomputed_towers_follow_the_trace(wrapper):
+    """Gradient checkpointing reaches the tower's blocks too: each keeps its input only."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced, estimated = compare(wrapper, "train-full", recompute=True)
+    assert abs(estimated / traced - 1) <= TOLERANCE, (traced, estimated)
+
+
+@pytest.mark.exact
 @pytest.mark.parametrize("wrapper", ["qwen2_5_vl"])
 def test_tower_activations_follow_the_trace(wrapper):
     """The activations alone (tower and text model), so that the text model's logits,

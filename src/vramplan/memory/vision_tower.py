@@ -279,15 +279,16 @@ def training_image_components(spec: ModelSpec, setup, ctx) -> tuple[tuple, tuple
                      "the vision states and the cross-attention mask are not counted; measure with `vramplan trace` "
                      "and the same images",)
     if setup.method == "full":
+        policy = setup.recompute_policy
         if tower.model_type in VIT_TOWERS and _vit_projector(tower) != "other":
             media = setup.batch * setup.images
-            comps.append(Component(name="activations/vision_tower", bytes=vit_training_bytes(spec, tower, ctx,
-                                                                                              media=media),
+            saved = vit_training_bytes(spec, tower, ctx, media=media, recompute=policy)
+            comps.append(Component(name="activations/vision_tower", bytes=saved,
                                    note=f"the trained tower's saved tensors: {tower.feature_layers or tower.depth} "
-                                        f"blocks over {setup.batch * setup.images} image(s) and the projector"))
+                                        f"blocks over {media} image(s) and the projector"))
         elif tower.model_type in QWEN_TOWERS:
-            comps.append(Component(name="activations/vision_tower", bytes=tower_training_bytes(spec, tower, ctx,
-                                                                                                patches=n),
+            saved = tower_training_bytes(spec, tower, ctx, patches=n, recompute=policy)
+            comps.append(Component(name="activations/vision_tower", bytes=saved,
                                    note=f"the trained tower's saved tensors: {tower.depth} blocks over {n} patches, "
                                         "rotary tables, patch embedding and mergers"))
         else:
@@ -296,19 +297,27 @@ def training_image_components(spec: ModelSpec, setup, ctx) -> tuple[tuple, tuple
     return tuple(comps), warnings
 
 
-def tower_training_bytes(spec: ModelSpec, tower: TowerSpec, ctx, *, patches: int) -> int:
+def _block_bytes(view: ModelSpec, tctx, recompute: str, *, extra: int = 0) -> int:
+    """One tower block's saved tensors (``extra``: the tower's own beyond a decoder layer's);
+    under full recomputation (``gradient_checkpointing_enable`` reaches the tower's
+    ``GradientCheckpointingLayer`` blocks too) only its input."""
+    from vramplan.memory import activations as act
+
+    if recompute == "full":
+        return act.checkpointed_layer_bytes(view, tctx)
+    return act.saved_layer_bytes(act.layer_activation_parts(view, tctx, 0), recompute) + extra
+
+
+def tower_training_bytes(spec: ModelSpec, tower: TowerSpec, ctx, *, patches: int, recompute: str = "none") -> int:
     """What a trained Qwen-VL tower keeps for backward over ``patches`` patches (see the
     module docstring); ``ctx`` is the text model's
     :class:`~vramplan.memory.activations.ActivationContext`."""
-    from vramplan.memory import activations as act
-
     view = tower_view(tower)
     c = ctx.c
     tctx = replace(ctx, batch=1, seq=patches, cp=1, residual_bytes=c, frozen_base=False,
                    inputs_saved_by_adapters=False, linear_output_bytes=None)
-    per_block = sum(p.bytes for p in act.layer_activation_parts(view, tctx, 0))
     h, n = tower.hidden_size, patches
-    per_block += n * h * c  # the windows' outputs joined by torch.cat before proj
+    per_block = _block_bytes(view, tctx, recompute, extra=n * h * c)  # + the windows' outputs joined by torch.cat
     conv_input = n * pixel_values_per_patch(tower) * (c if ctx.recipe.autocast else ctx.r)
     tables = ROTARY_TABLES * n * _head_dim(tower) * FP32
     mergers = _merger_bytes(tower, n, c, postshuffle=False) + _deepstack_count(tower) * _merger_bytes(
@@ -323,7 +332,7 @@ def _vit_projector(tower: TowerSpec) -> str:
             "multi_modal_projector.mm_input_projection_weight": "gemma3"}.get(first, "other")
 
 
-def vit_training_bytes(spec: ModelSpec, tower: TowerSpec, ctx, *, media: int) -> int:
+def vit_training_bytes(spec: ModelSpec, tower: TowerSpec, ctx, *, media: int, recompute: str = "none") -> int:
     """What a trained CLIP / SigLIP tower and its projector keep for backward over
     ``media`` images: per block what a pre-norm decoder layer of the same shape keeps
     (the residual in the text model's residual dtype: the fp32 learned positions promote
@@ -332,8 +341,6 @@ def vit_training_bytes(spec: ModelSpec, tower: TowerSpec, ctx, *, media: int) ->
     input (Gemma 3 reads the last block); the projector: LLaVA's two linears' inputs and
     the GELU input per patch, Gemma 3's average pool input (the patches in fp32), its
     RMSNorm (fp32 normalised and the ``1 + weight`` product) and the matmul's input cast."""
-    from vramplan.memory import activations as act
-
     clip = tower.model_type == "clip_vision_model"
     grid = ((tower.image_size or 0) // tower.patch_size) ** 2
     tokens = grid + (1 if clip else 0)
@@ -341,7 +348,7 @@ def vit_training_bytes(spec: ModelSpec, tower: TowerSpec, ctx, *, media: int) ->
                    linear_output_bytes=None)
     view = tower_view(tower)
     blocks = tower.feature_layers or tower.depth
-    total = blocks * sum(p.bytes for p in act.layer_activation_parts(view, tctx, 0))
+    total = blocks * _block_bytes(view, tctx, recompute)
     h, c, r, n = tower.hidden_size, ctx.c, ctx.r, media * tokens
     total += media * grid * pixel_values_per_patch(tower) * (c if ctx.recipe.autocast else r)
     layer_norm = n * (h * r + 2 * FP32)  # a LayerNorm's input and its mean and rstd per token
