@@ -450,6 +450,11 @@ class TowerSpec:
     tokens_per_image: int | None = None
     """Text tokens one image adds at its fixed resolution (markers included); ``None``
     when the count depends on the image size (:func:`vramplan.model.towers.image_tokens`)."""
+    tiles: int = 1
+    """Tiles every image is padded to (Mllama's ``max_num_tiles``; 1 for one resized image)."""
+    feature_layers: int | None = None
+    """Tower blocks the text model's features come from (LLaVA's ``vision_feature_layer``
+    -2: all but the last, whose output nothing reads); ``None``: every block."""
 
     @property
     def params(self) -> int:
