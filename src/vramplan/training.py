@@ -373,6 +373,14 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
         work.append(_backward_work(spec, ctx, layer))
     outside_cast = act.head_weight_cast_bytes(spec, ctx)  # held once per micro-batch
     outside = act.final_norm_bytes(spec, ctx) + act.dropout_embedding_bytes(spec, ctx) + outside_cast
+    for p in act.model_level_parts(spec, ctx):  # Gemma 3n / 4: per-layer inputs, AltUp in and out
+        parts[p.name] = parts.get(p.name, 0) + p.bytes
+        outside += p.bytes
+    model_cast = act.model_level_weight_cast_bytes(spec, ctx)
+    if model_cast:
+        outside += model_cast
+        outside_cast += model_cast
+        parts["weight_casts"] = parts.get("weight_casts", 0) + model_cast
     if setup.method == "qlora" and setup.recipe.autocast:
         # peft upcast the head to fp32; autocast's bf16 copy of it is saved by the head's
         # matmul (the input gradient reaches the adapters below)
