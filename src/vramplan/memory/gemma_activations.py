@@ -135,7 +135,15 @@ def _attention_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> lis
     per head row and the fp32 normalised tensor; v_norm (no weight) the copy and the
     row values. A KV-shared layer projects only queries and attends to the keys and
     values an earlier layer stored (``shared_kv_states``): SDPA saves them as they are
-    unless it casts or repeats them."""
+    unless it casts or repeats them.
+
+    The kernel is the one PyTorch picks (:func:`sdpa_kernel`). Flash and
+    memory-efficient save q, k, v, the output and the fp32 log-sum-exp; the math
+    fallback (``_scaled_dot_product_attention_math``) saves the scaled queries, keys and
+    values repeated to the query heads (``repeat_interleave`` under ``enable_gqa``), the
+    ``a x s`` probabilities and the output's contiguous copy; eager as
+    :func:`vramplan.memory.activations._scores_per_token` counts it, with ``repeat_kv``'s
+    copies."""
     c, a = ctx.c, spec.num_attention_heads
     d, kv_heads = spec.layer_head_dim(layer), spec.layer_num_kv_heads(layer)
     q, kv = a * d, kv_heads * d
@@ -144,24 +152,51 @@ def _attention_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> lis
     if not shared:
         norms += _norm(ctx, kv, kv_heads, input_bytes=c, input_kept=False)  # k_norm
         norms += _norm(ctx, kv, kv_heads, input_bytes=c, input_kept=False, scaled=False)  # v_norm
-    # what SDPA (or eager's matmuls) save of the keys and values: repeat_kv's copies under
-    # a mask (always in eager), autocast's casts of keys that fp32 cos/sin promoted; a
-    # shared layer's own keys and values are otherwise the producer layer's tensors
-    if ctx.attention == "eager":
+    kernel = "eager" if ctx.attention == "eager" else sdpa_kernel(spec, ctx, layer)
+    if kernel in ("eager", "math"):
         k_width = v_width = q
     else:
         k_width, v_width = _sdpa_kv_widths(_LayerView(spec, layer), ctx, layer)
+    # keys promoted to fp32 by fp32 cos/sin are cast back by autocast; a shared layer's
+    # keys and values are otherwise the producer layer's tensors
     keys_cast = _autocast(ctx) and ctx.r > c
     keys = c * k_width if not shared or keys_cast or k_width != kv else 0
     values = c * v_width if not shared or v_width != kv else 0
-    parts = [_part("attention/qkv", c * q + keys + values, ctx, sharded=True),
-             _part("attention/qk_norm", norms, ctx, sharded=True),
-             _part("attention/output", c * q, ctx, sharded=True)]
-    if ctx.attention == "eager":
-        parts.append(_part("attention/scores", _scores_per_token(spec, ctx, a), ctx, sharded=True))
+    output = c * q
+    if kernel == "math":
+        output += c * q  # the scaled queries (the cast query itself is not kept)
+        tail = _part("attention/scores", c * a * ctx.seq, ctx, sharded=True)
+    elif kernel == "eager":
+        tail = _part("attention/scores", _scores_per_token(spec, ctx, a), ctx, sharded=True)
     else:
-        parts.append(_part("attention/lse", FP32 * a, ctx, sharded=True))
-    return parts
+        tail = _part("attention/lse", FP32 * a, ctx, sharded=True)
+    queries = 0 if kernel == "math" else c * q
+    return [_part("attention/qkv", queries + keys + values, ctx, sharded=True),
+            _part("attention/qk_norm", norms, ctx, sharded=True),
+            _part("attention/output", output, ctx, sharded=True), tail]
+
+
+FLASH_MAX_HEAD_DIM = 256
+"""Largest head dim PyTorch's flash kernel takes (sdp_utils.cpp, ``check_head_dim_size_flash``):
+Gemma 4's 512-wide full-attention heads never run on it."""
+HEAD_DIM_MULTIPLE = {2: 8, 4: 4}
+"""Head-dim alignment of the flash and memory-efficient kernels by element size: 8 in
+fp16/bf16, 4 in fp32 (sdp_utils.cpp)."""
+
+
+def sdpa_kernel(spec: ModelSpec, ctx: ActivationContext, layer: int) -> str:
+    """The kernel PyTorch's SDPA picks for layer ``layer`` on a CUDA GPU of compute
+    capability 8.0 or more (sdp_utils.cpp ``select_sdp_backend``): ``flash`` in 16 bits
+    without a mask for heads up to 256 wide; ``efficient`` when queries and keys have
+    as many heads (a masked call gets keys repeated by ``repeat_kv``; an unmasked one
+    passes ``enable_gqa``, which only flash and math take); else ``math``."""
+    d = spec.layer_head_dim(layer)
+    masked = sdpa_gets_a_mask(spec, ctx, layer)
+    multiple = HEAD_DIM_MULTIPLE.get(ctx.c, HEAD_DIM_MULTIPLE[FP32])
+    if ctx.c < FP32 and not masked and d <= FLASH_MAX_HEAD_DIM and d % multiple == 0:
+        return "flash"
+    same_heads = masked or spec.layer_num_kv_heads(layer) == spec.num_attention_heads
+    return "efficient" if same_heads and d % multiple == 0 else "math"
 
 
 class _LayerView:
