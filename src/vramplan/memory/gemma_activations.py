@@ -261,7 +261,7 @@ def _altup_predict_parts(spec: ModelSpec, ctx: ActivationContext) -> list[Activa
     router = _router_per_token(spec, ctx)
     coefs = _linear_input(ctx, n, r) + c * n * n
     matmul = c * n * h if _autocast(ctx) and r > c and not ctx.frozen_base else 0
-    predictions = r * n * h
+    predictions = _kept_residual(ctx, n * h)  # 16-bit: only input_layernorm's fp32 copy of one
     return [_part("altup/streams", streams, ctx, sharded=False),
             _part("altup/predict", router + coefs + matmul + predictions, ctx, sharded=False)]
 
