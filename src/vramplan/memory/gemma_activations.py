@@ -85,26 +85,31 @@ def layer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Act
     block_norm = _norm(ctx, h, 1, input_bytes=c, input_kept=False)  # reads a linear's output
     width = spec.layer_intermediate_sizes[layer] if spec.layer_intermediate_sizes else spec.intermediate_size
     attn_readers = 1 if spec.is_kv_shared(layer) else (2 if _keys_are_values(spec, layer) else 3)
+    # under a frozen base the first layer's input needs no gradient: what reads it before
+    # the first adapter (AltUp's prediction, input_layernorm, LAuReL) keeps nothing
+    before_adapters = not (ctx.frozen_base and layer == 0)
     parts: list[ActivationPart] = []
     if spec.altup_inputs > 1:
-        parts += _altup_predict_parts(spec, ctx)
-        laurel = spec.laurel_rank > 0
-        attn_readers += 1 if laurel else 0
+        if before_adapters:
+            parts += _altup_predict_parts(spec, ctx)
+        attn_readers += 1 if spec.laurel_rank else 0
     else:
         # the layer input (the previous layer's output), kept by input_layernorm itself
         # when fp32 (a 16-bit one is kept as the norm's fp32 copy)
-        parts.append(_part("residual", _kept_residual(ctx, h), ctx, sharded=False))
-    parts.append(_part("norms", residual_norm, ctx, sharded=False))  # input_layernorm
+        parts.append(_part("residual", _kept_residual(ctx, h) if before_adapters else 0, ctx, sharded=False))
+    parts.append(_part("norms", residual_norm if before_adapters else 0, ctx, sharded=False))  # input_layernorm
     # q, k, v (and LAuReL's left linear) read the norm output, in the residual's dtype
     parts.append(_part("linear_inputs", _linear_input(ctx, h, r, attn_readers), ctx, sharded=False))
-    if spec.altup_inputs > 1 and spec.laurel_rank:
+    if spec.altup_inputs > 1 and spec.laurel_rank and before_adapters:
         parts.append(_part("laurel", _laurel_per_token(spec, ctx), ctx, sharded=False))
     parts += _attention_parts(spec, ctx, layer)
     # post_attention_layernorm on o_proj's output; the post-attention sum (LAuReL's
     # average in Gemma 3n), kept by pre_feedforward_layernorm
     post_attention = block_norm + _kept_residual(ctx, h)
     mlp_inputs = _linear_input(ctx, h, r, 2)
-    mlp = c * width * 4  # gate, act(gate), up, their product (gelu_pytorch_tanh is one op)
+    # gate, act(gate), up and their product, kept by down_proj (by its adapter's own cast
+    # under peft's input cast); gelu_pytorch_tanh is one op
+    mlp = c * width * (3 + (0 if ctx.inputs_saved_by_adapters else 1))
     parts += [_part("norms/post_attention", post_attention + residual_norm, ctx, sharded=False),
               _part("linear_inputs/mlp", mlp_inputs, ctx, sharded=False),
               _part("mlp", mlp, ctx, sharded=True),
@@ -162,7 +167,9 @@ def _attention_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> lis
     keys_cast = _autocast(ctx) and ctx.r > c
     keys = c * k_width if not shared or keys_cast or k_width != kv else 0
     values = c * v_width if not shared or v_width != kv else 0
-    output = c * q
+    # eager's output copy is kept only by o_proj, whose adapter keeps its own cast instead
+    adapter_copy = ctx.inputs_saved_by_adapters and ctx.attention_output_saved_by_adapter
+    output = 0 if kernel == "eager" and adapter_copy else c * q
     if kernel == "math":
         output += c * q  # the scaled queries (the cast query itself is not kept)
         tail = _part("attention/scores", c * a * ctx.seq, ctx, sharded=True)
@@ -231,7 +238,9 @@ def _per_layer_gate_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
     ``per_layer_projection`` saves it (``c p``), and ``post_per_layer_input_norm`` on
     the projection's output."""
     h, p, c, r = spec.hidden_size, spec.per_layer_input_size, ctx.c, ctx.r
-    return _linear_input(ctx, h, r) + 3 * c * p + _norm(ctx, h, 1, input_bytes=c, input_kept=False)
+    # frozen per-layer inputs: act_fn's output needs no keeping, the frozen projection no input
+    gate = c * p if ctx.frozen_base else 3 * c * p
+    return _linear_input(ctx, h, r) + gate + _norm(ctx, h, 1, input_bytes=c, input_kept=False)
 
 
 def _moe_block_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationPart]:
@@ -315,7 +324,9 @@ def _per_layer_inputs_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
     for the layers' gates. Gemma 3n's table lookup keeps its int64 indices
     (``torch.where`` on the ids)."""
     h, lp, r = spec.hidden_size, spec.num_layers * spec.per_layer_input_size, ctx.r
-    cast = ctx.c * h if _autocast(ctx) and r > ctx.c and not ctx.frozen_base else 0
+    if ctx.frozen_base:  # no gradient reaches the frozen projection and table
+        return r * lp
+    cast = ctx.c * h if _autocast(ctx) and r > ctx.c else 0
     norm = _norm(ctx, lp, spec.num_layers, input_bytes=ctx.c, input_kept=False)
     indices = INDEX if spec.altup_inputs else 0
     return cast + norm + r * lp + indices
@@ -328,11 +339,14 @@ def _altup_outside_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
     in the residual dtype and that times the target magnitude (kept by the division),
     with per-row magnitudes; and the last layer's ``n`` streams (kept by ``pow``)."""
     h, n, c, r = spec.hidden_size, spec.altup_inputs, ctx.c, ctx.r
-    embeddings = FP32 * h if r < FP32 and _autocast(ctx) else r * h
     cast = c * h if _autocast(ctx) and r > c and not ctx.frozen_base else 0
     per_projection = cast + 2 * r * h + 4 * r  # .to(r) output, its product; mean, clamp, sqrt rows
-    magnitudes = 2 * 2 * r  # target magnitude: mean and its pow, before and after the layers
-    return embeddings + 2 * (n - 1) * per_projection + magnitudes + r * n * h
+    magnitude = 2 * r  # the target magnitude: mean and its pow
+    unembed = (n - 1) * per_projection + magnitude + r * n * h
+    if ctx.frozen_base:  # the frozen embeddings' streams need no gradient
+        return unembed
+    embeddings = FP32 * h if r < FP32 and _autocast(ctx) else r * h
+    return embeddings + (n - 1) * per_projection + magnitude + unembed
 
 
 def _rotary_table_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
