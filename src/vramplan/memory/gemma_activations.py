@@ -25,6 +25,8 @@ casts; the rotary tables are kept once per layer type.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from vramplan.memory.activations import (
     FP32,
     INDEX,
@@ -80,6 +82,7 @@ def _linear_input(ctx: ActivationContext, width: int, input_bytes: int, readers:
 def layer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
     """Everything layer ``layer`` of a Gemma 3n / Gemma 4 model saves for backward, per
     micro-batch and GPU, named by part (without recomputation)."""
+    ctx = _stream_context(spec, ctx)
     h, c, r = spec.hidden_size, ctx.c, ctx.r
     residual_norm = _norm(ctx, h, 1, input_bytes=r, input_kept=True)  # reads the residual stream
     block_norm = _norm(ctx, h, 1, input_bytes=c, input_kept=False)  # reads a linear's output
@@ -121,6 +124,16 @@ def layer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Act
     if spec.per_layer_input_size:
         parts.append(_part("per_layer_input", _per_layer_gate_per_token(spec, ctx), ctx, sharded=False))
     return parts
+
+
+def _stream_context(spec: ModelSpec, ctx: ActivationContext) -> ActivationContext:
+    """Gemma 3n's residual streams are fp32 under autocast whatever the embeddings' dtype:
+    the target magnitude ``mean(x^2) ** 0.5`` comes out of autocast's fp32 ``pow``, the
+    scaled AltUp projections with it, and ``torch.stack`` promotes the embeddings' stream
+    to their dtype."""
+    if spec.altup_inputs > 1 and _autocast(ctx) and ctx.r < FP32:
+        return replace(ctx, residual_bytes=FP32)
+    return ctx
 
 
 def _kept_residual(ctx: ActivationContext, width: int) -> int:
@@ -269,7 +282,7 @@ def _altup_predict_parts(spec: ModelSpec, ctx: ActivationContext) -> list[Activa
     streams = r * n * h
     router = _router_per_token(spec, ctx)
     coefs = _linear_input(ctx, n, r) + c * n * n
-    matmul = c * n * h if _autocast(ctx) and r > c and not ctx.frozen_base else 0
+    matmul = c * n * h if _autocast(ctx) and r > c else 0  # for the coefficients' gradient
     predictions = _kept_residual(ctx, n * h)  # 16-bit: only input_layernorm's fp32 copy of one
     return [_part("altup/streams", streams, ctx, sharded=False),
             _part("altup/predict", router + coefs + matmul + predictions, ctx, sharded=False)]
@@ -293,7 +306,7 @@ def _altup_correct_parts(spec: ModelSpec, ctx: ActivationContext) -> list[Activa
     router = _router_per_token(spec, ctx)
     coefs = _linear_input(ctx, n, r) + c * n
     innovation = r * n * h
-    first = r * h
+    first = 0 if ctx.frozen_base else r * h  # a frozen scale needs no copy of its input
     return [_part("altup/correct", activated + router + coefs + innovation + first, ctx, sharded=False)]
 
 
@@ -338,8 +351,11 @@ def _altup_outside_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
     ``altup_projections`` and ``altup_unembed_projections``: its input cast, its output
     in the residual dtype and that times the target magnitude (kept by the division),
     with per-row magnitudes; and the last layer's ``n`` streams (kept by ``pow``)."""
+    ctx = _stream_context(spec, ctx)
     h, n, c, r = spec.hidden_size, spec.altup_inputs, ctx.c, ctx.r
-    cast = c * h if _autocast(ctx) and r > c and not ctx.frozen_base else 0
+    # under autocast: the input's cast, or, frozen, the 16-bit output kept by the product
+    # with the target magnitude
+    cast = c * h if _autocast(ctx) and r > c else 0
     per_projection = cast + 2 * r * h + 4 * r  # .to(r) output, its product; mean, clamp, sqrt rows
     magnitude = 2 * r  # the target magnitude: mean and its pow
     unembed = (n - 1) * per_projection + magnitude + r * n * h
