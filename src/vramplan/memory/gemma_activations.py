@@ -394,3 +394,57 @@ def model_level_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> in
     if spec.altup_inputs > 1:
         params += 2 * (spec.altup_inputs - 1) * h * h
     return ctx.c * params // ctx.tp
+
+
+# ---- inference: the live tensors of one forward ---------------------------------------
+ALTUP_EMBED_HELD = 2
+"""Besides the ``n - 1`` scaled AltUp streams that ``temp_hidden_states`` keeps bound
+through the whole forward, Gemma3nTextModel.forward keeps the embeddings
+(``hidden_states_0``) and the last projection's output (``altup_proj``): hidden-sized."""
+ALTUP_MLP_HELD = 6
+"""Hidden-sized tensors Gemma3nTextDecoderLayer.forward keeps bound while its MLP runs:
+the normed active prediction, LAuReL's output, the attention output, ``attn_gated``,
+``attn_laurel`` and the MLP's normed input."""
+
+
+def layer_view(spec: ModelSpec, layer: int) -> ModelSpec:
+    """``spec`` with layer ``layer``'s head width, KV heads and MLP width as uniform
+    widths, for the per-layer formulas of :mod:`vramplan.memory.inference_buffers`."""
+    width = spec.layer_intermediate_sizes[layer] if spec.layer_intermediate_sizes else spec.intermediate_size
+    return replace(spec, head_dim=spec.layer_head_dim(layer), num_kv_heads=spec.layer_num_kv_heads(layer),
+                   intermediate_size=width, layer_head_dims=(), layer_kv_heads=(), layer_intermediate_sizes=())
+
+
+def forward_layer_peak_bytes(spec: ModelSpec, shape, *, tp: int, impl: str, repeat_kv: bool, flow,
+                             shared_kv_held: bool) -> int:
+    """The live bytes at the high point of a Gemma 3n / Gemma 4 forward (no gradient),
+    inside its most demanding layer, each layer priced by its own widths
+    (:func:`vramplan.memory.inference_buffers.layer_peak_bytes`), plus what the model
+    keeps bound through every layer: the per-layer inputs (``L x p``), Gemma 3n's AltUp
+    streams (the embedding stage's ``n - 1`` scaled streams, the layer's ``n`` input
+    streams and ``n`` predictions, bound in place of one residual) and, with
+    ``shared_kv_held``, the keys and values ``shared_kv_states`` holds for the KV-shared
+    layers when the cache hands a sliding layer its new keys rather than its storage."""
+    from vramplan.memory.inference_buffers import layer_peak_bytes
+
+    c, h, n = shape.act_bytes, spec.hidden_size, spec.altup_inputs
+    held = spec.num_layers * spec.per_layer_input_size
+    if n > 1:  # beyond the generic held tensors (the embeddings and one residual)
+        held += (n - 1 + ALTUP_EMBED_HELD + 2 * n - shape.held_hidden) * h
+    if shared_kv_held and spec.kv_shared_layers and any(spec.kv_shared_layers):
+        kinds = spec.attention_kinds()
+        producer = max(i for i in range(spec.num_layers) if kinds[i] == "sliding_attention"
+                       and not spec.is_kv_shared(i)) if "sliding_attention" in kinds else None
+        if producer is not None:
+            held += 2 * spec.layer_num_kv_heads(producer) * spec.layer_head_dim(producer) // tp
+    peak = 0
+    for layer in range(spec.num_layers):
+        view = layer_view(spec, layer)
+        layer_bytes = layer_peak_bytes(view, shape, tp=tp, impl=impl, repeat_kv=repeat_kv, flow=flow)
+        if n > 1:
+            # AltUp layer at its down projection: its bound hidden-sized tensors, gate, act, up,
+            # their product and the output
+            mlp = shape.tokens * c * ((shape.held_hidden + ALTUP_MLP_HELD + 1) * h + 4 * view.intermediate_size // tp)
+            layer_bytes = max(layer_bytes, mlp)
+        peak = max(peak, layer_bytes)
+    return peak + shape.tokens * c * held
