@@ -629,7 +629,10 @@ def layer_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     """
     if not ctx.recipe.autocast:
         return 0
-    linear = sum(g.params for g in model_tensors(spec) if g.role == "linear" and g.per_layer)
+    from vramplan.memory import gemma_activations
+
+    linear = sum(g.params for g in model_tensors(spec) if g.role == "linear" and g.per_layer
+                 and not gemma_activations.uncast_by_autocast(spec, g))
     return ctx.c * linear // spec.num_layers // ctx.tp
 
 

@@ -269,7 +269,18 @@ def _moe_block_parts(spec: ModelSpec, ctx: ActivationContext) -> list[Activation
              + _norm(ctx, h, 1, input_bytes=r, input_kept=True, scaled=False))  # router.norm
     # the router's scaled input (hidden * scale) kept by the scale's product and read by proj
     router_input = (0 if ctx.frozen_base else r * h) + _linear_input(ctx, h, r)
-    return _moe_parts(spec, spec.moe, ctx) + [_part("moe/norms", norms + router_input, ctx, sharded=False)]
+    # autocast casts no 3-D expert weight (``grouped_mm``): the experts compute in their
+    # weights' dtype on pre_feedforward_layernorm_2's output, fp32 under a mixed recipe
+    experts_ctx = replace(ctx, recipe=replace(ctx.recipe, compute_dtype=ctx.recipe.weight_dtype)) \
+        if ctx.recipe.autocast and not ctx.frozen_base else ctx
+    return _moe_parts(spec, spec.moe, experts_ctx) + [_part("moe/norms", norms + router_input, ctx, sharded=False)]
+
+
+def uncast_by_autocast(spec: ModelSpec, group) -> bool:
+    """Is ``group`` (a :func:`vramplan.model.tensors.model_tensors` entry) one of Gemma 4's
+    3-D expert weights, which autocast leaves uncast (``Gemma4TextExperts`` runs
+    ``grouped_mm`` on them)?"""
+    return models(spec) and group.component == "experts"
 
 
 def _altup_predict_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationPart]:
