@@ -775,9 +775,6 @@ def _gemma3n(cfg: Config, f: dict[str, Any]) -> None:
         f["per_layer_input_vocab"] = _pos(cfg, ("vocab_size_per_layer_input",), f["vocab_size"])
     f["altup_inputs"] = _index(cfg, "altup_num_inputs", 4)
     f["laurel_rank"] = _index(cfg, "laurel_rank", 64)
-    if f["altup_inputs"] > 1:
-        f["notes"] = (f"AltUp keeps {f['altup_inputs']} copies of the residual stream; the training and prefill "
-                      "activation formula counts one (measure with `vramplan trace`)",)
 
 
 def _mllama(cfg: Config, f: dict[str, Any]) -> None:
