@@ -660,6 +660,10 @@ def first_layer_uncast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
 def checkpointed_layer_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     """Full recomputation keeps only each layer's input (the residual stream),
     ``r h`` per token (``torch.utils.checkpoint`` saves the block's arguments)."""
+    from vramplan.memory import gemma_activations
+
+    if gemma_activations.models(spec):  # Gemma 3n: the n AltUp streams
+        return gemma_activations.checkpointed_layer_bytes(spec, ctx)
     return _part("residual", ctx.r * spec.hidden_size, ctx, sharded=False).bytes
 
 

@@ -321,6 +321,13 @@ def _altup_correct_parts(spec: ModelSpec, ctx: ActivationContext) -> list[Activa
     return [_part("altup/correct", activated + router + coefs + innovation + first, ctx, sharded=False)]
 
 
+def checkpointed_layer_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Full recomputation keeps each layer's input: Gemma 3n's ``n`` AltUp streams (in
+    their dtype, fp32 under autocast), one residual for Gemma 4."""
+    ctx = _stream_context(spec, ctx)
+    return _part("checkpoints", ctx.r * spec.hidden_size * max(1, spec.altup_inputs), ctx, sharded=False).bytes
+
+
 # ---- outside the layers ---------------------------------------------------------------
 def model_level_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationPart]:
     """What the model keeps outside its layers: the per-layer inputs (the projection of
