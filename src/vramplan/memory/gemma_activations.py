@@ -458,7 +458,9 @@ def forward_layer_peak_bytes(spec: ModelSpec, shape, *, tp: int, impl: str, repe
     peak = 0
     for layer in range(spec.num_layers):
         view = layer_view(spec, layer)
-        layer_bytes = layer_peak_bytes(view, shape, tp=tp, impl=impl, repeat_kv=repeat_kv, flow=flow)
+        # repeat_kv of a single key/value head is a view (expand + reshape over a size-1 dim)
+        repeated = repeat_kv and view.num_kv_heads > 1
+        layer_bytes = layer_peak_bytes(view, shape, tp=tp, impl=impl, repeat_kv=repeated, flow=flow)
         if n > 1:
             # AltUp layer at its down projection: its bound hidden-sized tensors, gate, act, up,
             # their product and the output
