@@ -43,7 +43,10 @@ GEMMA4 = dict(model_type="gemma4_text", hidden_size=256, vocab_size=4096, vocab_
 twice as wide."""
 GEMMA4_MOE = dict(GEMMA4, enable_moe_block=True, num_experts=4, top_k_experts=2, moe_intermediate_size=256,
                   num_kv_shared_layers=0, use_double_wide_mlp=False)
-CONFIGS = {"gemma3n": GEMMA3N, "gemma4": GEMMA4, "gemma4_moe": GEMMA4_MOE}
+GEMMA3N_SPARSE = dict(GEMMA3N, activation_sparsity_pattern=[0.95, 0.95, 0.0, 0.0, 0.0, 0.0])
+"""Gaussian top-k sparsity before the activation in the first two layers (the released
+checkpoints sparsify their first 10)."""
+CONFIGS = {"gemma3n": GEMMA3N, "gemma4": GEMMA4, "gemma4_moe": GEMMA4_MOE, "gemma3n_sparse": GEMMA3N_SPARSE}
 
 CASES = [
     ("gemma3n", dict()),
@@ -52,6 +55,7 @@ CASES = [
     ("gemma3n", dict(precision="fp32")),
     # a bf16 base under autocast: the AltUp streams are promoted to fp32 all the same
     ("gemma3n", dict(method="lora")),
+    ("gemma3n_sparse", dict()),
     ("gemma4", dict()),
     ("gemma4", dict(attention="eager")),
     ("gemma4", dict(method="lora")),
@@ -110,3 +114,23 @@ def test_layers_are_priced_by_their_own_shapes():
     per_layer = [sum(p.bytes for p in act.layer_activation_parts(spec, ctx, i)) for i in range(spec.num_layers)]
     assert per_layer[3] > per_layer[0] and per_layer[5] > per_layer[2]  # double-wide MLPs
     assert per_layer[2] > per_layer[1]  # 128-wide full-attention heads
+
+
+@pytest.mark.parametrize("pattern", [[0.95] * 5, [0.5, 1.5, 0.0, 0.0, 0.0, 0.0], ["0.9"] * 6, [True] * 6])
+def test_bad_activation_sparsity_is_refused_naming_the_field(pattern):
+    from vramplan.errors import ConfigError
+    from vramplan.model.hf_config import spec_from_config
+
+    with pytest.raises(ConfigError) as err:
+        spec_from_config(dict(GEMMA3N, activation_sparsity_pattern=pattern), complete=False)
+    assert str(err.value).startswith("activation_sparsity_pattern") and "\n" not in str(err.value)
+
+
+def test_the_default_sparsity_covers_the_first_ten_layers_of_a_deep_model():
+    """configuration_gemma3n.py: ``[0.95] * 10 + [0.0] * (n - 10)`` when ``n > 10``."""
+    from vramplan.model.hf_config import spec_from_config
+
+    deep = spec_from_config(dict(GEMMA3N, num_hidden_layers=12, layer_types=None, num_kv_shared_layers=2),
+                            complete=False)
+    assert deep.sparse_mlp_layers == (True,) * 10 + (False,) * 2
+    assert not any(spec_from_config(dict(GEMMA3N), complete=False).sparse_mlp_layers)

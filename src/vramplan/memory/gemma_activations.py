@@ -113,6 +113,10 @@ def layer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Act
     # gate, act(gate), up and their product, kept by down_proj (by its adapter's own cast
     # under peft's input cast); gelu_pytorch_tanh is one op
     mlp = c * width * (3 + (0 if ctx.inputs_saved_by_adapters else 1))
+    if spec.sparse_mlp_layers and spec.sparse_mlp_layers[layer]:
+        # Gemma 3n's _gaussian_topk: relu(gate - (mean + k std)) is the activation's input
+        # and its own output (both kept), std keeps its input (the gate) and one value a row
+        mlp += c * width + c
     parts += [_part("norms/post_attention", post_attention + residual_norm, ctx, sharded=False),
               _part("linear_inputs/mlp", mlp_inputs, ctx, sharded=False),
               _part("mlp", mlp, ctx, sharded=True),
