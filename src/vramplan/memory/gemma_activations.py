@@ -1,6 +1,6 @@
-"""Training activations of Gemma 3n and Gemma 4 text models, tensor by tensor, from
-what autograd saves in transformers 5.24's ``modeling_gemma3n.py`` and
-``modeling_gemma4.py``: each layer by its own shape (Gemma 4's full-attention layers
+"""Training and prefill activations of Gemma 3n and Gemma 4 text models, tensor by
+tensor, from what autograd saves (and a forward keeps alive) in transformers 5.24's
+``modeling_gemma3n.py`` and ``modeling_gemma4.py``: each layer by its own shape (Gemma 4's full-attention layers
 with ``global_head_dim`` and their own KV heads, KV-shared layers without k/v
 projections, double-wide MLPs), Gemma 3n's AltUp streams and LAuReL residual, and the
 per-layer input embeddings with their gates.
@@ -39,9 +39,10 @@ from vramplan.memory.activations import (
 )
 from vramplan.model.spec import ModelSpec
 
-GEMMA_LAYER_FAMILIES = frozenset({"gemma3n_text", "gemma4_text", "gemma4_unified_text"})
-"""Families whose decoder layer this module models (the Gemma 4 assistants, which read
-another model's cache, keep the generic layer formula)."""
+GEMMA_LAYER_FAMILIES = frozenset({"gemma3n_text", "gemma4_text"})
+"""Families whose decoder layer this module models. The Gemma 4 assistants (which read
+another model's cache) and Gemma 4 unified (``Gemma4UnifiedTextDecoderLayer``, a Gemma 2
+layer) keep the generic layer formula."""
 NORM_STATS = 2
 """fp32 values a Gemma RMSNorm keeps per normalised row: ``mean(x^2) + eps`` (saved by
 ``pow(., -0.5)``) and the ``pow`` output (saved by the product)."""
@@ -178,7 +179,7 @@ def _attention_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> lis
     if kernel in ("eager", "math"):
         k_width = v_width = q
     else:
-        k_width, v_width = _sdpa_kv_widths(_LayerView(spec, layer), ctx, layer)
+        k_width, v_width = _sdpa_kv_widths(layer_view(spec, layer), ctx, layer)
     # keys promoted to fp32 by fp32 cos/sin are cast back by autocast; a shared layer's
     # keys and values are otherwise the producer layer's tensors
     keys_cast = _autocast(ctx) and ctx.r > c
@@ -221,24 +222,6 @@ def sdpa_kernel(spec: ModelSpec, ctx: ActivationContext, layer: int) -> str:
         return "flash"
     same_heads = masked or spec.layer_num_kv_heads(layer) == spec.num_attention_heads
     return "efficient" if same_heads and d % multiple == 0 else "math"
-
-
-class _LayerView:
-    """The attributes :func:`vramplan.memory.activations._sdpa_kv_widths` reads, with
-    this layer's widths."""
-
-    def __init__(self, spec: ModelSpec, layer: int) -> None:
-        d = spec.layer_head_dim(layer)
-        self.q_dim = spec.num_attention_heads * d
-        self.num_kv_heads = spec.layer_num_kv_heads(layer)
-        self.kv_dim = self.num_kv_heads * d
-        self._spec = spec
-
-    def attention_kinds(self):
-        return self._spec.attention_kinds()
-
-    def __getattr__(self, name):
-        return getattr(self._spec, name)
 
 
 def _laurel_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
@@ -462,8 +445,9 @@ def forward_layer_peak_bytes(spec: ModelSpec, shape, *, tp: int, impl: str, repe
     peak = 0
     for layer in range(spec.num_layers):
         view = layer_view(spec, layer)
-        # repeat_kv of a single key/value head is a view (expand + reshape over a size-1 dim)
-        repeated = repeat_kv and view.num_kv_heads > 1
+        # eager's repeat_kv copies this layer's keys and values when it groups its query heads;
+        # one key/value head stays a view (expand + reshape over a size-1 dim)
+        repeated = (repeat_kv or impl == "eager") and 1 < view.num_kv_heads < view.num_attention_heads
         layer_bytes = layer_peak_bytes(view, shape, tp=tp, impl=impl, repeat_kv=repeated, flow=flow)
         if n > 1:
             # AltUp layer at its down projection: its bound hidden-sized tensors, gate, act, up,
