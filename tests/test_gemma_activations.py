@@ -43,10 +43,16 @@ GEMMA4 = dict(model_type="gemma4_text", hidden_size=256, vocab_size=4096, vocab_
 twice as wide."""
 GEMMA4_MOE = dict(GEMMA4, enable_moe_block=True, num_experts=4, top_k_experts=2, moe_intermediate_size=256,
                   num_kv_shared_layers=0, use_double_wide_mlp=False)
+GEMMA4_WIDE = dict(GEMMA4, head_dim=256, global_head_dim=512, num_global_key_value_heads=None,
+                   attention_k_eq_v=False, num_kv_shared_layers=0, use_double_wide_mlp=False)
+"""The released Gemma 4 head widths: 512-wide grouped full-attention heads are too wide
+for flash and for transformers' ``enable_gqa``, so their keys are repeated and SDPA runs
+the memory-efficient kernel."""
 GEMMA3N_SPARSE = dict(GEMMA3N, activation_sparsity_pattern=[0.95, 0.95, 0.0, 0.0, 0.0, 0.0])
 """Gaussian top-k sparsity before the activation in the first two layers (the released
 checkpoints sparsify their first 10)."""
-CONFIGS = {"gemma3n": GEMMA3N, "gemma4": GEMMA4, "gemma4_moe": GEMMA4_MOE, "gemma3n_sparse": GEMMA3N_SPARSE}
+CONFIGS = {"gemma3n": GEMMA3N, "gemma4": GEMMA4, "gemma4_moe": GEMMA4_MOE, "gemma3n_sparse": GEMMA3N_SPARSE,
+           "gemma4_wide": GEMMA4_WIDE}
 
 CASES = [
     ("gemma3n", dict()),
@@ -59,6 +65,7 @@ CASES = [
     ("gemma4", dict()),
     ("gemma4", dict(attention="eager")),
     ("gemma4", dict(method="lora")),
+    ("gemma4_wide", dict(method="lora")),
     # the experts compute in fp32 under bf16-mixed (no autocast copy of 3-D weights)
     ("gemma4_moe", dict()),
 ]

@@ -33,8 +33,8 @@ from vramplan.memory.activations import (
     ActivationContext,
     ActivationPart,
     _part,
+    _rotated_keys_in_fp32,
     _scores_per_token,
-    _sdpa_kv_widths,
     sdpa_gets_a_mask,
 )
 from vramplan.model.spec import ModelSpec
@@ -175,11 +175,13 @@ def _attention_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> lis
     if not shared:
         norms += _norm(ctx, kv, kv_heads, input_bytes=c, input_kept=False)  # k_norm
         norms += _norm(ctx, kv, kv_heads, input_bytes=c, input_kept=False, scaled=False)  # v_norm
-    kernel = "eager" if ctx.attention == "eager" else sdpa_kernel(spec, ctx, layer)
+    kernel = ctx.attention if ctx.attention in ("eager", "flash") else sdpa_kernel(spec, ctx, layer)
     if kernel in ("eager", "math"):
         k_width = v_width = q
+    elif kernel == "flash" and ctx.attention == "flash":  # flash-attn takes grouped keys as they are
+        k_width = v_width = kv
     else:
-        k_width, v_width = _sdpa_kv_widths(layer_view(spec, layer), ctx, layer)
+        k_width, v_width = _sdpa_kv_widths(spec, ctx, layer)
     # keys promoted to fp32 by fp32 cos/sin are cast back by autocast; a shared layer's
     # keys and values are otherwise the producer layer's tensors
     keys_cast = _autocast(ctx) and ctx.r > c
@@ -209,18 +211,44 @@ HEAD_DIM_MULTIPLE = {2: 8, 4: 4}
 fp16/bf16, 4 in fp32 (sdp_utils.cpp)."""
 
 
+GQA_SDPA_MAX_HEAD_DIM = 256
+"""transformers passes grouped keys to SDPA as they are (``enable_gqa``) only without a
+mask and for heads up to 256 wide (``use_gqa_in_sdpa`` in integrations/sdpa_attention.py,
+CUDA); otherwise ``repeat_kv`` widens them to the query heads first."""
+
+
+def _repeats_kv(spec: ModelSpec, ctx: ActivationContext, layer: int) -> bool:
+    """Does transformers repeat layer ``layer``'s keys and values before SDPA?"""
+    return sdpa_gets_a_mask(spec, ctx, layer) or spec.layer_head_dim(layer) > GQA_SDPA_MAX_HEAD_DIM
+
+
+def _sdpa_kv_widths(spec: ModelSpec, ctx: ActivationContext, layer: int) -> tuple[int, int]:
+    """Widths of the keys and values SDPA saves in layer ``layer``, per token: as they are
+    under ``enable_gqa``; repeated to the query width by ``repeat_kv`` (a copy, except for
+    one key/value head, where it stays a view that only autocast's cast of fp32 keys
+    writes out), as :func:`vramplan.memory.activations._sdpa_kv_widths` counts it."""
+    a, d, kv_heads = spec.num_attention_heads, spec.layer_head_dim(layer), spec.layer_num_kv_heads(layer)
+    q, kv = a * d, kv_heads * d
+    if kv == q or not _repeats_kv(spec, ctx, layer):
+        return kv, kv
+    if kv_heads > 1:
+        return q, q
+    return (q if _rotated_keys_in_fp32(ctx) else kv), kv
+
+
 def sdpa_kernel(spec: ModelSpec, ctx: ActivationContext, layer: int) -> str:
     """The kernel PyTorch's SDPA picks for layer ``layer`` on a CUDA GPU of compute
     capability 8.0 or more (sdp_utils.cpp ``select_sdp_backend``): ``flash`` in 16 bits
     without a mask for heads up to 256 wide; ``efficient`` when queries and keys have
-    as many heads (a masked call gets keys repeated by ``repeat_kv``; an unmasked one
-    passes ``enable_gqa``, which only flash and math take); else ``math``."""
+    as many heads (keys repeated by ``repeat_kv`` under a mask or past 256-wide heads,
+    :func:`_repeats_kv`; otherwise passed grouped with ``enable_gqa``, which only flash
+    and math take); else ``math``."""
     d = spec.layer_head_dim(layer)
     masked = sdpa_gets_a_mask(spec, ctx, layer)
     multiple = HEAD_DIM_MULTIPLE.get(ctx.c, HEAD_DIM_MULTIPLE[FP32])
     if ctx.c < FP32 and not masked and d <= FLASH_MAX_HEAD_DIM and d % multiple == 0:
         return "flash"
-    same_heads = masked or spec.layer_num_kv_heads(layer) == spec.num_attention_heads
+    same_heads = _repeats_kv(spec, ctx, layer) or spec.layer_num_kv_heads(layer) == spec.num_attention_heads
     return "efficient" if same_heads and d % multiple == 0 else "math"
 
 
