@@ -113,7 +113,9 @@ def layer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Act
     mlp_inputs = _linear_input(ctx, h, r, 2)
     # gate, act(gate), up and their product, kept by down_proj (by its adapter's own cast
     # under peft's input cast); gelu_pytorch_tanh is one op
-    mlp = c * width * (3 + (0 if ctx.inputs_saved_by_adapters else 1))
+    # (QLoRA: bitsandbytes' Linear4bit returns gate and up in the fp32 input's dtype)
+    lo = ctx.linear_output_bytes or c
+    mlp = lo * width * 3 + (0 if ctx.inputs_saved_by_adapters else c * width)
     if spec.sparse_mlp_layers and spec.sparse_mlp_layers[layer]:
         # Gemma 3n's _gaussian_topk: relu(gate - (mean + k std)) is the activation's input
         # and its own output (both kept), std keeps its input (the gate) and one value a row
@@ -266,8 +268,9 @@ def _per_layer_gate_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
     ``per_layer_projection`` saves it (``c p``), and ``post_per_layer_input_norm`` on
     the projection's output."""
     h, p, c, r = spec.hidden_size, spec.per_layer_input_size, ctx.c, ctx.r
-    # frozen per-layer inputs: act_fn's output needs no keeping, the frozen projection no input
-    gate = c * p if ctx.frozen_base else 3 * c * p
+    # frozen per-layer inputs: act_fn's output needs no keeping, the frozen projection no
+    # input; the gate's output in the linears' output dtype (fp32 from QLoRA's Linear4bit)
+    gate = (ctx.linear_output_bytes or c) * p if ctx.frozen_base else 3 * c * p
     return _linear_input(ctx, h, r) + gate + _norm(ctx, h, 1, input_bytes=c, input_kept=False)
 
 
