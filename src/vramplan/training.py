@@ -593,6 +593,12 @@ def _check_model(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> list
         raise InputError(f"method qlora: {spec.name} is already quantized "
                          f"({spec.quantization_config.get('quant_method', 'an unknown quant_method')}); "
                          "QLoRA quantizes a 16/32-bit checkpoint to NF4", fields=("method",))
+    from vramplan.memory import gemma_activations
+
+    if setup.recompute_policy == "full" and gemma_activations.models(spec) and any(spec.kv_shared_layers):
+        warnings.append("recompute full: the KV-shared layers keep their producer layers' keys and values through "
+                        "the recomputed backward, which the activation estimate does not follow (measured up to "
+                        "12% low); `vramplan trace` measures it")
     if setup.method == "qlora" and setup.precision in ("fp32",):
         raise InputError("precision: QLoRA computes in bf16 or fp16; expected bf16-mixed, fp16-mixed, bf16 "
                          "or fp16, got fp32")
