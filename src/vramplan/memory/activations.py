@@ -581,6 +581,10 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
 def layer_activation_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> list[ActivationPart]:
     """Everything layer ``layer`` saves for backward for one micro-batch, without
     recomputation, in bytes per GPU, named by part."""
+    from vramplan.memory import gemma_activations
+
+    if gemma_activations.models(spec):  # per-layer shapes, AltUp, LAuReL, per-layer inputs
+        return gemma_activations.layer_parts(spec, ctx, layer)
     if spec.mixer(layer) == "none":  # an MLP-only layer (Nemotron-H's ``-`` and ``E`` blocks)
         mixer = []
     elif mixer_modelled(spec, layer):
@@ -631,7 +635,10 @@ def layer_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     """
     if not ctx.recipe.autocast:
         return 0
-    linear = sum(g.params for g in model_tensors(spec) if g.role == "linear" and g.per_layer)
+    from vramplan.memory import gemma_activations
+
+    linear = sum(g.params for g in model_tensors(spec) if g.role == "linear" and g.per_layer
+                 and not gemma_activations.uncast_by_autocast(spec, g))
     return ctx.c * linear // spec.num_layers // ctx.tp
 
 
@@ -659,6 +666,10 @@ def first_layer_uncast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
 def checkpointed_layer_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     """Full recomputation keeps only each layer's input (the residual stream),
     ``r h`` per token (``torch.utils.checkpoint`` saves the block's arguments)."""
+    from vramplan.memory import gemma_activations
+
+    if gemma_activations.models(spec):  # Gemma 3n: the n AltUp streams
+        return gemma_activations.checkpointed_layer_bytes(spec, ctx)
     return _part("residual", ctx.r * spec.hidden_size, ctx, sharded=False).bytes
 
 
@@ -715,3 +726,19 @@ def head_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
 def dropout_embedding_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     """GPT-2's embedding dropout: a 1-byte mask on the embedding output."""
     return _part("dropout_masks/embedding", MASK * spec.hidden_size, ctx, sharded=False).bytes if ctx.dropout else 0
+
+
+def model_level_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationPart]:
+    """What a model keeps outside its layers beyond the final norm and the head (Gemma 3n
+    / Gemma 4: the per-layer inputs, AltUp's streams in and out; empty for others)."""
+    from vramplan.memory import gemma_activations
+
+    return gemma_activations.model_level_parts(spec, ctx)
+
+
+def model_level_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Autocast's copies of linears outside the layers and the head (Gemma 3n / Gemma 4's
+    per-layer input projection and AltUp projections; 0 for others)."""
+    from vramplan.memory import gemma_activations
+
+    return gemma_activations.model_level_weight_cast_bytes(spec, ctx)
