@@ -218,3 +218,98 @@ def gated_deltanet_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
     per_sequence = per_chunk_token * chunk + 2 * e * state * chunks + f * state * (chunks - 1) + f * hv * chunks
     sharded = round((per_token * seq + per_padded * padded + per_sequence) * ctx.batch) // ctx.tp
     return sharded, MASK * chunk * chunk
+
+
+# ---- Kimi delta attention -----------------------------------------------------------
+
+KDA_CHUNK = 64
+"""Positions per chunk of transformers' ``chunk_kimi_delta_attention`` (its default; the
+KDA layers of Kimi Linear and Bailing-hybrid do not pass another)."""
+KDA_INPUT_PROJECTIONS = 6
+"""Linears of a KDA layer that read the layer's norm output, each saving its own
+autocast cast of it: ``q/k/v_proj``, ``b_proj`` and the forget and output gates' first
+projections (Kimi ``f_a_proj``, ``g_a_proj``; Bailing ``f_proj``, ``g_proj``)."""
+KDA_FP32_CONV = frozenset({"bailing_hybrid"})
+"""Families whose short convolution stays in fp32 whatever the load dtype
+(``_keep_in_fp32_modules_strict`` lists ``conv1d``): without autocast, its input is an
+fp32 copy of the 16-bit q/k/v projection and its output fp32."""
+KDA_CHUNK_MASKS = 3
+"""Boolean ``l x l`` masks the chunked rule's ``masked_fill`` calls keep per call: the
+strict mask of the pairwise decay, the intra-chunk system's and the chunk loop's."""
+
+
+def causal_conv_per_token_bytes(input_bytes: int, output_bytes: int, channels: int, kernel: int, seq: int) -> float:
+    """Per token, what transformers' ``causal_conv1d_fn`` (PyTorch path) keeps: the
+    convolution's input (``.to(weight.dtype)``, or autocast's cast of it) and its output
+    before the causal slice, ``s + K - 1`` positions, kept by ``silu``."""
+    return input_bytes * channels + output_bytes * channels * (seq + kernel - 1) / seq
+
+
+def kda_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
+    """(sharded, unsharded) bytes one Kimi-delta-attention mixer saves for one micro-batch.
+
+    transformers 5.24's ``KimiLinearDeltaAttention.forward`` (Bailing-hybrid's
+    ``BailingHybridDeltaAttention`` alike) with ``causal_conv1d_fn`` and
+    ``chunk_kimi_delta_attention`` (the ``fla`` kernels absent). ``H`` heads of ``d``,
+    ``W = H d``, ``r`` the gates' rank (Kimi; 0 for Bailing's full-width gates), ``l =
+    64`` positions per chunk, ``n_c`` chunks of the padded sequence ``s_p``. ``c`` the
+    compute dtype, ``f`` fp32, ``e`` the chunk rule's matmul operands (autocast's ``c``
+    casts, or the fp32 tensors themselves). Per token:
+
+    - the convolution over q, k, v (``3 W`` channels, :func:`causal_conv_per_token_bytes`);
+    - the forget gate. Kimi: ``f_a``'s output (``c r``), then in fp32 ``exp(g)``,
+      ``1 + exp(g)`` (``log``), ``where``'s boolean condition and the softplus kept by
+      the product with ``-exp(A_log)``: ``(3 f + 1) W``. Bailing: its input and its
+      ``sigmoid`` (safe gate) or ``softplus`` output: ``2 f W``;
+    - ``sigmoid(b)`` (``c H``); ``l2norm`` of q and k: their fp32 inputs and the norms
+      (``2 f (W + H)``);
+    - the gated norm (``RMSNormGated``, per head, in fp32): its input, the normalised
+      and the weighted tensors and ``sigmoid(gate)`` (``4 f W``), ``rsqrt`` (``f H``);
+      ``o_proj``'s input (``c W``); Kimi's ``g_a`` output (``c r``).
+
+    Per padded token, in fp32 unless named: the padded and scaled query, the padded key
+    and value, ``k beta`` (``4 f W``) and beta (``f H``); three ``l x d`` tensors per
+    position and head — the pairwise decay ``exp(g_i - g_j)`` (per channel: the gate is
+    per channel, unlike the gated delta-net's), ``k_beta_i * k_j`` and, over the chunk
+    loop, ``q_i * k_j`` (``3 f W l``); the forward substitution's ``row`` and ``sub``
+    clones, ``sum_{i<l} i (i + 1)`` per chunk and head (``f H (l^2 - 1) / 3``);
+    ``exp(g)`` (``f W``), the casts of the solved system for its two products
+    (``2 e H l``, one under no autocast), of ``v beta`` and ``k beta exp(g)`` and the
+    16-bit ``k_cumdecay`` (``2 e W + c' W``); per chunk, ``exp(g_i)`` (``f W``), the
+    cast of the intra-chunk attention (``e H l``) and ``v_new`` (``c' W``), ``c'`` the
+    chunk products' dtype (``c`` under autocast, fp32 without).
+
+    Per sequence, over the chunk loop (the first state is a constant zero, so the
+    query product's cast of the first chunk is not kept, and the last update is
+    unused): the query product's and the key product's casts and the key decays
+    ``(2 e + f) W l (n_c - 1)``; the state's decay ``f H d (n_c - 1)``; the states:
+    under autocast the zero state is 16-bit (``k_cumdecay``'s dtype) and the next ones
+    fp32, each cast twice for its two products: ``H d^2 (c + 2 c (n_c - 1) + f (n_c -
+    2))``; without autocast ``f H d^2 n_c``. Per micro-batch: the
+    :data:`KDA_CHUNK_MASKS` boolean masks.
+    """
+    kda = spec.kda
+    assert kda is not None
+    c, f = ctx.c, FP32
+    autocast = _autocast(ctx)
+    e = _scan_bytes(ctx)
+    product = c if autocast else FP32  # the chunk products' outputs: bf16 matmuls, or fp32
+    heads, d, kernel, chunk = kda.num_heads, kda.head_dim, kda.conv_kernel, KDA_CHUNK
+    w, rank = kda.width, kda.gate_rank
+    seq = ctx.seq // ctx.cp
+    chunks = ceil_div(seq, chunk)
+    padded = chunks * chunk
+    conv_bytes = FP32 if (spec.model_type in KDA_FP32_CONV and not autocast) else c
+    conv = causal_conv_per_token_bytes(conv_bytes, conv_bytes, kda.conv_channels, kernel, seq)
+    forget = c * rank + (3 * f + MASK) * w if rank else 2 * f * w
+    per_token = (conv + forget + c * heads + 2 * f * (w + heads) + 4 * f * w + f * heads + c * w + c * rank)
+    solves = 2 if autocast else 1
+    per_padded = (4 * f * w + f * heads + 3 * f * w * chunk + f * heads * (chunk * chunk - 1) / 3
+                  + f * w + solves * e * heads * chunk + 2 * e * w + product * w
+                  + f * w + e * heads * chunk + product * w)
+    per_chunk_token = (2 * e + f) * w * (chunks - 1)  # times l, per sequence
+    state = heads * d * d
+    states = state * (c + 2 * c * (chunks - 1) + f * max(chunks - 2, 0)) if autocast else f * state * chunks
+    per_sequence = per_chunk_token * chunk + states + f * heads * d * (chunks - 1)
+    sharded = round((per_token * seq + per_padded * padded + per_sequence) * ctx.batch) // ctx.tp
+    return sharded, KDA_CHUNK_MASKS * MASK * chunk * chunk
