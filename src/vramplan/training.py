@@ -322,7 +322,8 @@ def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> i
     attn = 0
     if ctx.attention == "eager":
         attn = spec.num_attention_heads * ctx.seq * (c + act.FP32) * t // ctx.tp
-    return 2 * c * h * t + max(mlp, attn)
+    mixer = act.mixer_backward_work_bytes(spec, ctx, layer)  # Kimi delta attention's chunked system
+    return 2 * c * h * t + max(mlp, attn, mixer)
 
 
 def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:

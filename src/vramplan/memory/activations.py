@@ -528,16 +528,20 @@ def _layer_output_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
     return 0 if spec.norm == "rmsnorm" and ctx.r < FP32 else ctx.r * spec.hidden_size
 
 
+def _mlp_readers(spec: ModelSpec, layer: int) -> int:
+    """Linears reading the MLP norm's output in layer ``layer``."""
+    if not spec.has_mlp(layer):
+        return 0
+    if spec.is_moe_layer(layer) and spec.moe is not None:
+        return _moe_linear_readers(spec, spec.moe)
+    return 2 if spec.mlp_gated else 1  # gate and up, or up
+
+
 def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
     """The layer's two residual tensors, its norms' statistics and the norm outputs as
     the next linears save them."""
     h, norms = spec.hidden_size, spec.norms_per_layer
-    if not spec.has_mlp(layer):
-        mlp_readers = 0
-    elif spec.is_moe_layer(layer) and spec.moe is not None:
-        mlp_readers = _moe_linear_readers(spec, spec.moe)
-    else:
-        mlp_readers = 2 if spec.mlp_gated else 1  # gate and up, or up
+    mlp_readers = _mlp_readers(spec, layer)
     if spec.mixer(layer) == "none":
         attn_readers = 0
     elif mixer_modelled(spec, layer):
@@ -621,6 +625,18 @@ def mixer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Act
     sharded, unsharded = mixer_activations.mamba2_mixer_bytes(spec, ctx)
     return [ActivationPart(name="mixer/mamba2", bytes=sharded, sharded=True),
             ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
+
+
+def mixer_backward_work_bytes(spec: ModelSpec, ctx: ActivationContext, layer: int) -> int:
+    """Gradient buffers a modelled mixer's backward holds beyond its saved tensors, at
+    its high point (0 where the layer's MLP or attention terms cover it)."""
+    if spec.mixer(layer) != "kda" or not mixer_modelled(spec, layer):
+        return 0
+    # the layer's MLP block ran its backward before the mixer's: what it saved is freed
+    mlp = sum(p.bytes for p in mlp_parts(spec, ctx, layer)) if spec.has_mlp(layer) else 0
+    mlp += _part("linear_inputs", _linear_inputs_per_token(ctx, spec.hidden_size, _mlp_readers(spec, layer)), ctx,
+                 sharded=False).bytes
+    return max(0, mixer_activations.kda_backward_work_bytes(spec, ctx) - mlp)
 
 
 def layer_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
