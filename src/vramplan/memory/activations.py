@@ -619,7 +619,8 @@ def mixer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Act
         return [ActivationPart(name="mixer/gated_deltanet", bytes=sharded, sharded=True),
                 ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
     if spec.mixer(layer) == "kda":
-        sharded, unsharded = mixer_activations.kda_mixer_bytes(spec, ctx)
+        # a frozen embedding's output needs no gradient: the first layer's gates need none
+        sharded, unsharded = mixer_activations.kda_mixer_bytes(spec, ctx, not (ctx.frozen_base and layer == 0))
         return [ActivationPart(name="mixer/kda", bytes=sharded, sharded=True),
                 ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
     sharded, unsharded = mixer_activations.mamba2_mixer_bytes(spec, ctx)

@@ -245,7 +245,7 @@ def causal_conv_per_token_bytes(input_bytes: int, output_bytes: int, channels: i
     return input_bytes * channels + output_bytes * channels * (seq + kernel - 1) / seq
 
 
-def kda_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
+def kda_mixer_bytes(spec: ModelSpec, ctx, input_requires_grad: bool = True) -> tuple[int, int]:
     """(sharded, unsharded) bytes one Kimi-delta-attention mixer saves for one micro-batch.
 
     transformers 5.24's ``KimiLinearDeltaAttention.forward`` (Bailing-hybrid's
@@ -287,6 +287,15 @@ def kda_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
     fp32, each cast twice for its two products: ``H d^2 (c + 2 c (n_c - 1) + f (n_c -
     2))``; without autocast ``f H d^2 n_c``. Per micro-batch: the
     :data:`KDA_CHUNK_MASKS` boolean masks.
+
+    Frozen base (LoRA): the frozen ``o_proj`` and the gates' second projections keep
+    no input (an adapter keeps its own copy, counted with the adapters). When the
+    layer's input needs no gradient either (the first layer reads the frozen
+    embedding), the gates and beta need none: only what q, k and v's adapters
+    differentiate is kept — the pairwise decay, not the products it multiplies
+    (``k_beta_i k_j`` and ``q_i k_j``: ``2 f W l``), nor the padded value (``f W``),
+    the gates' fp32 tensors, ``sigmoid(b)`` or the gated norm's normalised and
+    weighted tensors (``2 f W``).
     """
     kda = spec.kda
     assert kda is not None
@@ -301,10 +310,15 @@ def kda_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
     padded = chunks * chunk
     conv_bytes = FP32 if (spec.model_type in KDA_FP32_CONV and not autocast) else c
     conv = causal_conv_per_token_bytes(conv_bytes, conv_bytes, kda.conv_channels, kernel, seq)
-    forget = c * rank + (3 * f + MASK) * w if rank else 2 * f * w
-    per_token = (conv + forget + c * heads + 2 * f * (w + heads) + 4 * f * w + f * heads + c * w + c * rank)
+    frozen = ctx.frozen_base
+    gates = input_requires_grad or not frozen  # the forget gate and beta are differentiated
+    forget = (0 if frozen else c * rank) + ((3 * f + MASK) * w if rank else 2 * f * w)
+    norm = (4 if gates else 2) * f * w + f * heads
+    per_token = (conv + (forget + c * heads if gates else 0) + 2 * f * (w + heads) + norm
+                 + (0 if frozen else c * w + c * rank))
     solves = 2 if autocast else 1
-    per_padded = (4 * f * w + f * heads + 3 * f * w * chunk + f * heads * (chunk * chunk - 1) / 3
+    per_padded = ((4 if gates else 3) * f * w + f * heads + (3 if gates else 1) * f * w * chunk
+                  + f * heads * (chunk * chunk - 1) / 3
                   + f * w + solves * e * heads * chunk + 2 * e * w + product * w
                   + f * w + e * heads * chunk + product * w)
     per_chunk_token = (2 * e + f) * w * (chunks - 1)  # times l, per sequence
