@@ -346,3 +346,37 @@ def kda_backward_work_bytes(spec: ModelSpec, ctx) -> int:
     chunks = ceil_div(seq, KDA_CHUNK)
     decay = FP32 * kda.width * KDA_CHUNK * chunks * KDA_CHUNK * ctx.batch
     return round(decay * (3 - 1 / chunks)) // ctx.tp
+
+
+KDA_PREFILL_DECAY_TENSORS = 3
+"""``l``-wide fp32 tensors alive at once at a KDA layer's prefill high point: the
+pairwise decay, ``k_beta_i * k_j`` and their product before its sum over channels."""
+KDA_PREFILL_FP32_WIDTHS = 6
+"""``W``-wide fp32 tensors of the chunked rule alive then: the padded scaled query, the
+padded key and value, the cumulative gate, ``v beta`` and ``k beta``."""
+
+
+def kda_prefill_bytes(spec: ModelSpec, sequences: int, tokens: int, act_bytes: int, held_hidden: int,
+                      tp: int = 1) -> int:
+    """Live bytes at the high point of one KDA layer's prefill (no gradients), per TP
+    rank, for ``sequences`` of ``tokens`` new tokens each: inside
+    ``chunk_kimi_delta_attention`` at ``k_beta.unsqueeze(-2) * key.unsqueeze(-3) *
+    decay_mask``, where :data:`KDA_PREFILL_DECAY_TENSORS` fp32 tensors of ``W l`` per
+    padded token are alive together (the same moment a training forward passes, without
+    the saved tensors). Beside them, per padded token, :data:`KDA_PREFILL_FP32_WIDTHS`
+    fp32 ``W``-wide tensors and beta; per token, in the caller's frame: the held hidden
+    states and the layer's normed input (``held_hidden + 1`` times ``h``), the
+    convolution's output (``3 W``, viewed as q, k, v), the forget gate (fp32 for Kimi;
+    cast back to the compute dtype by Bailing, :data:`KDA_FP32_CONV` families) and beta.
+    The decode step (one token) runs the recurrent form, whose temporaries are a few
+    states: not this moment."""
+    kda = spec.kda
+    assert kda is not None
+    c, f = act_bytes, FP32
+    w, heads = kda.width // tp, kda.num_heads // tp
+    chunks = ceil_div(tokens, KDA_CHUNK)
+    padded = chunks * KDA_CHUNK
+    gate = c if spec.model_type in KDA_FP32_CONV else f
+    per_token = c * (held_hidden + 1) * spec.hidden_size + c * 3 * w + gate * w + c * heads
+    per_padded = KDA_PREFILL_DECAY_TENSORS * f * w * KDA_CHUNK + KDA_PREFILL_FP32_WIDTHS * f * w + f * heads
+    return sequences * (per_token * tokens + per_padded * padded)
