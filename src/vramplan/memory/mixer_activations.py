@@ -289,7 +289,9 @@ def kda_mixer_bytes(spec: ModelSpec, ctx, input_requires_grad: bool = True) -> t
     :data:`KDA_CHUNK_MASKS` boolean masks.
 
     Frozen base (LoRA): the frozen ``o_proj`` and the gates' second projections keep
-    no input (an adapter keeps its own copy, counted with the adapters). When the
+    no input (an adapter keeps its own copy, counted with the adapters); the products
+    with the frozen ``exp(A_log)`` and norm weight keep only that factor (the softplus
+    or Bailing's gate input, and the normalised tensor, ``2 f W``, go). When the
     layer's input needs no gradient either (the first layer reads the frozen
     embedding), the gates and beta need none: only what q, k and v's adapters
     differentiate is kept — the pairwise decay, not the products it multiplies
@@ -312,8 +314,9 @@ def kda_mixer_bytes(spec: ModelSpec, ctx, input_requires_grad: bool = True) -> t
     conv = causal_conv_per_token_bytes(conv_bytes, conv_bytes, kda.conv_channels, kernel, seq)
     frozen = ctx.frozen_base
     gates = input_requires_grad or not frozen  # the forget gate and beta are differentiated
-    forget = (0 if frozen else c * rank) + ((3 * f + MASK) * w if rank else 2 * f * w)
-    norm = (4 if gates else 2) * f * w + f * heads
+    # a frozen A_log (and norm weight) needs no gradient: their products keep one factor less
+    forget = (0 if frozen else c * rank) + ((3 * f + MASK) * w if rank else 2 * f * w) - (f * w if frozen else 0)
+    norm = ((3 if frozen else 4) if gates else 2) * f * w + f * heads
     per_token = (conv + (forget + c * heads if gates else 0) + 2 * f * (w + heads) + norm
                  + (0 if frozen else c * w + c * rank))
     solves = 2 if autocast else 1
