@@ -1,7 +1,8 @@
 """Training activations of state-space and linear-attention token mixers: the tensors
 autograd saves in a Mamba-2 or gated delta-net layer, derived from what each operation
 of transformers' PyTorch path keeps (the gated delta-net: see
-:func:`gated_deltanet_mixer_bytes`).
+:func:`gated_deltanet_mixer_bytes`; Kimi delta attention, its backward's decay
+gradients and its prefill high point: the last section, :func:`kda_mixer_bytes`).
 
 The path modelled is the one transformers runs without the CUDA kernels
 (``mamba_ssm``, ``causal-conv1d``): ``BambaMixer.forward`` with
