@@ -57,6 +57,9 @@ CASES = [
     ("kimi_linear", DENSE, dict(recompute=True, batch_size=2, seq=512), TOLERANCE),
     # frozen base: the first layer's gates need no gradient
     ("kimi_linear", DENSE, dict(method="lora", batch_size=2, seq=512), TOLERANCE),
+    # adapters on the gates' projections too: the first layer's gates get a gradient
+    ("kimi_linear", DENSE, dict(method="lora", lora_targets=("all-linear",), lora_rank=4, batch_size=2, seq=512),
+     TOLERANCE),
     ("kimi_linear", HYBRID, dict(batch_size=2, seq=512), MOE_TOLERANCE),
     ("bailing_hybrid", DENSE, dict(batch_size=2, seq=512), TOLERANCE),
     # Bailing keeps its convolution in fp32 whatever the load dtype

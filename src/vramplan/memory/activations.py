@@ -187,6 +187,9 @@ class ActivationContext:
     trained_experts: bool = False
     """Routed experts' weights get a gradient under a frozen base (LoRA folded into the
     fused experts by peft's ``ParamWrapper``): the experts keep their gathered inputs."""
+    adapted_modules: frozenset[str] = frozenset()
+    """Module names peft wraps with adapters (LoRA targets as resolved); empty for full
+    fine-tuning."""
     inputs_saved_by_adapters: bool = False
     """Adapter matmuls save their own fp32 copies of the block's linear inputs (LoRA on
     a 16-bit base: peft casts the input to the adapter dtype), so the 16-bit norm
@@ -620,7 +623,9 @@ def mixer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Act
                 ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
     if spec.mixer(layer) == "kda":
         # a frozen embedding's output needs no gradient: the first layer's gates need none
-        sharded, unsharded = mixer_activations.kda_mixer_bytes(spec, ctx, not (ctx.frozen_base and layer == 0))
+        # unless adapters on their projections give them one
+        gates = not (ctx.frozen_base and layer == 0) or bool(ctx.adapted_modules & mixer_activations.KDA_GATE_MODULES)
+        sharded, unsharded = mixer_activations.kda_mixer_bytes(spec, ctx, gates)
         return [ActivationPart(name="mixer/kda", bytes=sharded, sharded=True),
                 ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
     sharded, unsharded = mixer_activations.mamba2_mixer_bytes(spec, ctx)

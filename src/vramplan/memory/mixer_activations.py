@@ -209,7 +209,7 @@ def gated_deltanet_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
     seq = ctx.seq // ctx.cp
     chunks = ceil_div(seq, chunk)
     padded = chunks * chunk
-    per_token = (c * conv + c * conv * (seq + kernel - 1) / seq + c * hv + 2 * f * hv
+    per_token = (causal_conv_per_token_bytes(c, c, conv, kernel, seq) + c * hv + 2 * f * hv
                  + 4 * f * hv * dv + c * hv * dv + f * hv + c * hv * dv)
     per_padded = (2 * f * hv * (dk + 1) + f * hv * (dv + dk + 1) + f * hv * chunk + 4 * e * hv * dk
                   + 2 * e * hv * chunk + f * hv * (dk + 3) + f * hv * dk + f * hv * chunk + f * hv * (dv + dk)
@@ -230,6 +230,9 @@ KDA_INPUT_PROJECTIONS = 6
 """Linears of a KDA layer that read the layer's norm output, each saving its own
 autocast cast of it: ``q/k/v_proj``, ``b_proj`` and the forget and output gates' first
 projections (Kimi ``f_a_proj``, ``g_a_proj``; Bailing ``f_proj``, ``g_proj``)."""
+KDA_GATE_MODULES = frozenset({"f_a_proj", "f_b_proj", "f_proj", "b_proj", "g_a_proj", "g_b_proj", "g_proj"})
+"""The gates' and beta's linears: with adapters on them, the gates of a layer whose input
+needs no gradient (the first, under LoRA) get one."""
 KDA_FP32_CONV = frozenset({"bailing_hybrid"})
 """Families whose short convolution stays in fp32 whatever the load dtype
 (``_keep_in_fp32_modules_strict`` lists ``conv1d``): without autocast, its input is an
@@ -294,7 +297,9 @@ def kda_mixer_bytes(spec: ModelSpec, ctx, input_requires_grad: bool = True) -> t
     with the frozen ``exp(A_log)`` and norm weight keep only that factor (the softplus
     or Bailing's gate input, and the normalised tensor, ``2 f W``, go). When the
     layer's input needs no gradient either (the first layer reads the frozen
-    embedding), the gates and beta need none: only what q, k and v's adapters
+    embedding) and no adapter sits on the gates' projections
+    (:data:`KDA_GATE_MODULES`; ``input_requires_grad`` false), the gates and beta need
+    none: only what q, k and v's adapters
     differentiate is kept — the pairwise decay, not the products it multiplies
     (``k_beta_i k_j`` and ``q_i k_j``: ``2 f W l``), nor the padded value (``f W``),
     the gates' fp32 tensors, ``sigmoid(b)`` or the gated norm's normalised and
