@@ -4,7 +4,7 @@ tensors under CUDA's allocation rules) on small configs of each family: 4 layers
 hidden 512, 8 KDA heads of 64, vocabulary 32,000, batch 2 x 1024 tokens.
 
 Run: ``PYTHONPATH=src python tests/kda_measure.py [FAMILY ...] [--layers LLAL] [--mlps dsss]
-[--infer] [--fp32 | --bf16] [--recompute] [--lora]``. ``--layers``: ``L`` a KDA layer, ``A``
+[--infer] [--fp32 | --bf16] [--recompute] [--lora | --all-linear]``. ``--layers``: ``L`` a KDA layer, ``A``
 an MLA layer; ``--mlps``: ``d`` dense, ``s`` sparse. Prints per family the trace's tensor
 peak, the estimate's (the ``overhead`` category left out, as the trace cannot see it)
 and the error.
@@ -57,6 +57,8 @@ def main(args: list[str]) -> None:
             kw["recompute"] = True
         if "--lora" in args:
             kw.update(method="lora", lora_rank=LORA_RANK.get(family, 16))
+        if "--all-linear" in args:  # every linear, the gates' 8-row b_proj included: rank 8
+            kw.update(method="lora", lora_rank=8, lora_targets=("all-linear",))
         setup = TraceSetup(**kw)
         cfg = config(family, layers, mlps)
         traced = run_trace(cfg, setup).peak_bytes
