@@ -299,11 +299,10 @@ def kda_mixer_bytes(spec: ModelSpec, ctx, input_requires_grad: bool = True) -> t
     layer's input needs no gradient either (the first layer reads the frozen
     embedding) and no adapter sits on the gates' projections
     (:data:`KDA_GATE_MODULES`; ``input_requires_grad`` false), the gates and beta need
-    none: only what q, k and v's adapters
-    differentiate is kept — the pairwise decay, not the products it multiplies
-    (``k_beta_i k_j`` and ``q_i k_j``: ``2 f W l``), nor the padded value (``f W``),
-    the gates' fp32 tensors, ``sigmoid(b)`` or the gated norm's normalised and
-    weighted tensors (``2 f W``).
+    none: only what q, k and v's adapters differentiate is kept — the pairwise decay,
+    not the products it multiplies (``k_beta_i k_j`` and ``q_i k_j``: ``2 f W l``), nor
+    the padded value (``f W``), the gates' fp32 tensors, ``sigmoid(b)`` or the gated
+    norm's normalised and weighted tensors (``2 f W``).
     """
     kda = spec.kda
     assert kda is not None
