@@ -297,14 +297,16 @@ def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
     lora = setup.method != "full"
     peft_casts_inputs = lora and recipe.compute_bytes < ADAPTER_BYTES
     # peft's ParamWrapper folds adapters into the fused experts: their weights then get a gradient
-    fused = set(peft_targets(spec, lora_targets(spec, setup)).fused) if lora else set()
+    resolved = peft_targets(spec, lora_targets(spec, setup)) if lora else None
+    fused = set(resolved.fused) if resolved else set()
     return act.ActivationContext(recipe=recipe, batch=setup.batch, seq=setup.seq, attention=setup.attention,
                                  dropout=setup.dropout, residual_bytes=residual, frozen_base=lora,
                                  autocast_region=setup.recipe.autocast,
                                  inputs_saved_by_adapters=peft_casts_inputs, linear_output_bytes=residual,
                                  attention_output_saved_by_adapter=not (setup.method == "qlora"
                                                                         and setup.recipe.autocast),
-                                 trained_experts=bool({"gate_up_proj", "down_proj"} & fused))
+                                 trained_experts=bool({"gate_up_proj", "down_proj"} & fused),
+                                 adapted_modules=frozenset(resolved.modules) if resolved else frozenset())
 
 
 def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> int:
@@ -325,7 +327,8 @@ def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> i
     attn = 0
     if ctx.attention == "eager":
         attn = spec.num_attention_heads * ctx.seq * (c + act.FP32) * t // ctx.tp
-    return 2 * c * h * t + max(mlp, attn)
+    mixer = act.mixer_backward_work_bytes(spec, ctx, layer)  # Kimi delta attention's chunked system
+    return 2 * c * h * t + max(mlp, attn, mixer)
 
 
 def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:

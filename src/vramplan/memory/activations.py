@@ -193,6 +193,9 @@ class ActivationContext:
     trained_experts: bool = False
     """Routed experts' weights get a gradient under a frozen base (LoRA folded into the
     fused experts by peft's ``ParamWrapper``): the experts keep their gathered inputs."""
+    adapted_modules: frozenset[str] = frozenset()
+    """Module names peft wraps with adapters (LoRA targets as resolved); empty for full
+    fine-tuning."""
     inputs_saved_by_adapters: bool = False
     """Adapter matmuls save their own fp32 copies of the block's linear inputs (LoRA on
     a 16-bit base: peft casts the input to the adapter dtype), so the 16-bit norm
@@ -534,21 +537,27 @@ def _layer_output_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
     return 0 if spec.norm == "rmsnorm" and ctx.r < FP32 else ctx.r * spec.hidden_size
 
 
+def _mlp_readers(spec: ModelSpec, layer: int) -> int:
+    """Linears reading the MLP norm's output in layer ``layer``."""
+    if not spec.has_mlp(layer):
+        return 0
+    if spec.is_moe_layer(layer) and spec.moe is not None:
+        return _moe_linear_readers(spec, spec.moe)
+    return 2 if spec.mlp_gated else 1  # gate and up, or up
+
+
 def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
     """The layer's two residual tensors, its norms' statistics and the norm outputs as
     the next linears save them."""
     h, norms = spec.hidden_size, spec.norms_per_layer
-    if not spec.has_mlp(layer):
-        mlp_readers = 0
-    elif spec.is_moe_layer(layer) and spec.moe is not None:
-        mlp_readers = _moe_linear_readers(spec, spec.moe)
-    else:
-        mlp_readers = 2 if spec.mlp_gated else 1  # gate and up, or up
+    mlp_readers = _mlp_readers(spec, layer)
     if spec.mixer(layer) == "none":
         attn_readers = 0
     elif mixer_modelled(spec, layer):
         gdn = spec.mixer(layer) == "gated_deltanet"
         attn_readers = mixer_activations.gated_deltanet_input_projections(spec) if gdn else 1  # Mamba-2: in_proj
+        if spec.mixer(layer) == "kda":
+            attn_readers = mixer_activations.KDA_INPUT_PROJECTIONS
     else:
         attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
     inputs = _linear_inputs_per_token(ctx, h, attn_readers) + _linear_inputs_per_token(ctx, h, mlp_readers)
@@ -604,6 +613,8 @@ def mixer_modelled(spec: ModelSpec, layer: int) -> bool:
     mixer = spec.mixer(layer)
     if mixer == "gated_deltanet":
         return mixer in MIXERS_WITH_ACTIVATIONS and spec.deltanet is not None
+    if mixer == "kda":
+        return mixer in MIXERS_WITH_ACTIVATIONS and spec.kda is not None
     return mixer in MIXERS_WITH_ACTIVATIONS and spec.ssm is not None and spec.ssm.version == 2
 
 
@@ -620,9 +631,28 @@ def mixer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Act
         sharded, unsharded = mixer_activations.gated_deltanet_mixer_bytes(spec, ctx)
         return [ActivationPart(name="mixer/gated_deltanet", bytes=sharded, sharded=True),
                 ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
+    if spec.mixer(layer) == "kda":
+        # a frozen embedding's output needs no gradient: the first layer's gates need none
+        # unless adapters on their projections give them one
+        gates = not (ctx.frozen_base and layer == 0) or bool(ctx.adapted_modules & mixer_activations.KDA_GATE_MODULES)
+        sharded, unsharded = mixer_activations.kda_mixer_bytes(spec, ctx, gates)
+        return [ActivationPart(name="mixer/kda", bytes=sharded, sharded=True),
+                ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
     sharded, unsharded = mixer_activations.mamba2_mixer_bytes(spec, ctx)
     return [ActivationPart(name="mixer/mamba2", bytes=sharded, sharded=True),
             ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
+
+
+def mixer_backward_work_bytes(spec: ModelSpec, ctx: ActivationContext, layer: int) -> int:
+    """Gradient buffers a modelled mixer's backward holds beyond its saved tensors, at
+    its high point (0 where the layer's MLP or attention terms cover it)."""
+    if spec.mixer(layer) != "kda" or not mixer_modelled(spec, layer):
+        return 0
+    # the layer's MLP block ran its backward before the mixer's: what it saved is freed
+    mlp = sum(p.bytes for p in mlp_parts(spec, ctx, layer)) if spec.has_mlp(layer) else 0
+    mlp += _part("linear_inputs", _linear_inputs_per_token(ctx, spec.hidden_size, _mlp_readers(spec, layer)), ctx,
+                 sharded=False).bytes
+    return max(0, mixer_activations.kda_backward_work_bytes(spec, ctx) - mlp)
 
 
 def layer_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:

@@ -412,7 +412,20 @@ def layer_peak_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, impl:
     (:func:`eager_probs_bytes`)."""
     probs = eager_probs_bytes(spec, shape, tp=tp) if impl == "eager" else 0
     return max(attention_phase_bytes(spec, shape, tp=tp, impl=impl, repeat_kv=repeat_kv, flow=flow),
-               mlp_phase_bytes(spec, shape, tp=tp, moe_impl=moe_impl, flow=flow) + probs)
+               mlp_phase_bytes(spec, shape, tp=tp, moe_impl=moe_impl, flow=flow) + probs,
+               mixer_phase_bytes(spec, shape, tp=tp))
+
+
+def mixer_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1) -> int:
+    """Live bytes at the high point of a token mixer other than attention whose forward
+    is modelled (:mod:`vramplan.memory.mixer_activations`): Kimi delta attention's
+    chunked prefill. 0 when the model has none, and in decode (one token: the recurrent
+    form)."""
+    if spec.kda is not None and "kda" in spec.layer_mixers and shape.query_tokens > 1:
+        from vramplan.memory.mixer_activations import kda_prefill_bytes
+
+        return kda_prefill_bytes(spec, shape.sequences, shape.query_tokens, shape.act_bytes, shape.held_hidden, tp)
+    return 0
 
 
 def logits_bytes(spec: ModelSpec, *, rows: int, act_bytes: int = 2, fp32_copy: bool = True) -> int:

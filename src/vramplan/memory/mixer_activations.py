@@ -1,7 +1,8 @@
 """Training activations of state-space and linear-attention token mixers: the tensors
 autograd saves in a Mamba-2 or gated delta-net layer, derived from what each operation
 of transformers' PyTorch path keeps (the gated delta-net: see
-:func:`gated_deltanet_mixer_bytes`).
+:func:`gated_deltanet_mixer_bytes`; Kimi delta attention, its backward's decay
+gradients and its prefill high point: the last section, :func:`kda_mixer_bytes`).
 
 The path modelled is the one transformers runs without the CUDA kernels
 (``mamba_ssm``, ``causal-conv1d``): ``BambaMixer.forward`` with
@@ -208,7 +209,7 @@ def gated_deltanet_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
     seq = ctx.seq // ctx.cp
     chunks = ceil_div(seq, chunk)
     padded = chunks * chunk
-    per_token = (c * conv + c * conv * (seq + kernel - 1) / seq + c * hv + 2 * f * hv
+    per_token = (causal_conv_per_token_bytes(c, c, conv, kernel, seq) + c * hv + 2 * f * hv
                  + 4 * f * hv * dv + c * hv * dv + f * hv + c * hv * dv)
     per_padded = (2 * f * hv * (dk + 1) + f * hv * (dv + dk + 1) + f * hv * chunk + 4 * e * hv * dk
                   + 2 * e * hv * chunk + f * hv * (dk + 3) + f * hv * dk + f * hv * chunk + f * hv * (dv + dk)
@@ -218,3 +219,172 @@ def gated_deltanet_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
     per_sequence = per_chunk_token * chunk + 2 * e * state * chunks + f * state * (chunks - 1) + f * hv * chunks
     sharded = round((per_token * seq + per_padded * padded + per_sequence) * ctx.batch) // ctx.tp
     return sharded, MASK * chunk * chunk
+
+
+# ---- Kimi delta attention -----------------------------------------------------------
+
+KDA_CHUNK = 64
+"""Positions per chunk of transformers' ``chunk_kimi_delta_attention`` (its default; the
+KDA layers of Kimi Linear and Bailing-hybrid do not pass another)."""
+KDA_INPUT_PROJECTIONS = 6
+"""Linears of a KDA layer that read the layer's norm output, each saving its own
+autocast cast of it: ``q/k/v_proj``, ``b_proj`` and the forget and output gates' first
+projections (Kimi ``f_a_proj``, ``g_a_proj``; Bailing ``f_proj``, ``g_proj``)."""
+KDA_GATE_MODULES = frozenset({"f_a_proj", "f_b_proj", "f_proj", "b_proj", "g_a_proj", "g_b_proj", "g_proj"})
+"""The gates' and beta's linears: with adapters on them, the gates of a layer whose input
+needs no gradient (the first, under LoRA) get one."""
+KDA_FP32_CONV = frozenset({"bailing_hybrid"})
+"""Families whose short convolution stays in fp32 whatever the load dtype
+(``_keep_in_fp32_modules_strict`` lists ``conv1d``): without autocast, its input is an
+fp32 copy of the 16-bit q/k/v projection and its output fp32."""
+KDA_CHUNK_MASKS = 3
+"""Boolean ``l x l`` masks the chunked rule's ``masked_fill`` calls keep per call: the
+strict mask of the pairwise decay, the intra-chunk system's and the chunk loop's."""
+
+
+def causal_conv_per_token_bytes(input_bytes: int, output_bytes: int, channels: int, kernel: int, seq: int) -> float:
+    """Per token, what transformers' ``causal_conv1d_fn`` (PyTorch path) keeps: the
+    convolution's input (``.to(weight.dtype)``, or autocast's cast of it) and its output
+    before the causal slice, ``s + K - 1`` positions, kept by ``silu``."""
+    return input_bytes * channels + output_bytes * channels * (seq + kernel - 1) / seq
+
+
+def kda_mixer_bytes(spec: ModelSpec, ctx, input_requires_grad: bool = True) -> tuple[int, int]:
+    """(sharded, unsharded) bytes one Kimi-delta-attention mixer saves for one micro-batch.
+
+    transformers 5.24's ``KimiLinearDeltaAttention.forward`` (Bailing-hybrid's
+    ``BailingHybridDeltaAttention`` alike) with ``causal_conv1d_fn`` and
+    ``chunk_kimi_delta_attention`` (the ``fla`` kernels absent). ``H`` heads of ``d``,
+    ``W = H d``, ``r`` the gates' rank (Kimi; 0 for Bailing's full-width gates), ``l =
+    64`` positions per chunk, ``n_c`` chunks of the padded sequence ``s_p``. ``c`` the
+    compute dtype, ``f`` fp32, ``e`` the chunk rule's matmul operands (autocast's ``c``
+    casts, or the fp32 tensors themselves). Per token:
+
+    - the convolution over q, k, v (``3 W`` channels, :func:`causal_conv_per_token_bytes`);
+    - the forget gate. Kimi: ``f_a``'s output (``c r``), then in fp32 ``exp(g)``,
+      ``1 + exp(g)`` (``log``), ``where``'s boolean condition and the softplus kept by
+      the product with ``-exp(A_log)``: ``(3 f + 1) W``. Bailing: its input and its
+      ``sigmoid`` (safe gate) or ``softplus`` output: ``2 f W``;
+    - ``sigmoid(b)`` (``c H``); ``l2norm`` of q and k: their fp32 inputs and the norms
+      (``2 f (W + H)``);
+    - the gated norm (``RMSNormGated``, per head, in fp32): its input, the normalised
+      and the weighted tensors and ``sigmoid(gate)`` (``4 f W``), ``rsqrt`` (``f H``);
+      ``o_proj``'s input (``c W``); Kimi's ``g_a`` output (``c r``).
+
+    Per padded token, in fp32 unless named: the padded and scaled query, the padded key
+    and value, ``k beta`` (``4 f W``) and beta (``f H``); three ``l x d`` tensors per
+    position and head — the pairwise decay ``exp(g_i - g_j)`` (per channel: the gate is
+    per channel, unlike the gated delta-net's), ``k_beta_i * k_j`` and, over the chunk
+    loop, ``q_i * k_j`` (``3 f W l``); the forward substitution's ``row`` and ``sub``
+    clones, ``sum_{i<l} i (i + 1)`` per chunk and head (``f H (l^2 - 1) / 3``);
+    ``exp(g)`` (``f W``), the casts of the solved system for its two products
+    (``2 e H l``, one under no autocast), of ``v beta`` and ``k beta exp(g)`` and the
+    16-bit ``k_cumdecay`` (``2 e W + c' W``); per chunk, ``exp(g_i)`` (``f W``), the
+    cast of the intra-chunk attention (``e H l``) and ``v_new`` (``c' W``), ``c'`` the
+    chunk products' dtype (``c`` under autocast, fp32 without).
+
+    Per sequence, over the chunk loop (the first state is a constant zero, so the
+    query product's cast of the first chunk is not kept, and the last update is
+    unused): the query product's and the key product's casts and the key decays
+    ``(2 e + f) W l (n_c - 1)``; the state's decay ``f H d (n_c - 1)``; the states:
+    under autocast the zero state is 16-bit (``k_cumdecay``'s dtype) and the next ones
+    fp32, each cast twice for its two products: ``H d^2 (c + 2 c (n_c - 1) + f (n_c -
+    2))``; without autocast ``f H d^2 n_c``. Per micro-batch: the
+    :data:`KDA_CHUNK_MASKS` boolean masks.
+
+    Frozen base (LoRA): the frozen ``o_proj`` and the gates' second projections keep
+    no input (an adapter keeps its own copy, counted with the adapters); the products
+    with the frozen ``exp(A_log)`` and norm weight keep only that factor (the softplus
+    or Bailing's gate input, and the normalised tensor, ``2 f W``, go). When the
+    layer's input needs no gradient either (the first layer reads the frozen
+    embedding) and no adapter sits on the gates' projections
+    (:data:`KDA_GATE_MODULES`; ``input_requires_grad`` false), the gates and beta need
+    none: only what q, k and v's adapters differentiate is kept — the pairwise decay,
+    not the products it multiplies (``k_beta_i k_j`` and ``q_i k_j``: ``2 f W l``), nor
+    the padded value (``f W``), the gates' fp32 tensors, ``sigmoid(b)`` or the gated
+    norm's normalised and weighted tensors (``2 f W``).
+    """
+    kda = spec.kda
+    assert kda is not None
+    c, f = ctx.c, FP32
+    autocast = _autocast(ctx)
+    e = _scan_bytes(ctx)
+    product = c if autocast else FP32  # the chunk products' outputs: bf16 matmuls, or fp32
+    heads, d, kernel, chunk = kda.num_heads, kda.head_dim, kda.conv_kernel, KDA_CHUNK
+    w, rank = kda.width, kda.gate_rank
+    seq = ctx.seq // ctx.cp
+    chunks = ceil_div(seq, chunk)
+    padded = chunks * chunk
+    conv_bytes = FP32 if (spec.model_type in KDA_FP32_CONV and not autocast) else c
+    conv = causal_conv_per_token_bytes(conv_bytes, conv_bytes, kda.conv_channels, kernel, seq)
+    frozen = ctx.frozen_base
+    gates = input_requires_grad or not frozen  # the forget gate and beta are differentiated
+    # a frozen A_log (and norm weight) needs no gradient: their products keep one factor less
+    forget = (0 if frozen else c * rank) + ((3 * f + MASK) * w if rank else 2 * f * w) - (f * w if frozen else 0)
+    norm = ((3 if frozen else 4) if gates else 2) * f * w + f * heads
+    per_token = (conv + (forget + c * heads if gates else 0) + 2 * f * (w + heads) + norm
+                 + (0 if frozen else c * w + c * rank))
+    solves = 2 if autocast else 1
+    per_padded = ((4 if gates else 3) * f * w + f * heads + (3 if gates else 1) * f * w * chunk
+                  + f * heads * (chunk * chunk - 1) / 3
+                  + f * w + solves * e * heads * chunk + 2 * e * w + product * w
+                  + f * w + e * heads * chunk + product * w)
+    per_chunk_token = (2 * e + f) * w * (chunks - 1)  # times l, per sequence
+    state = heads * d * d
+    states = state * (c + 2 * c * (chunks - 1) + f * max(chunks - 2, 0)) if autocast else f * state * chunks
+    per_sequence = per_chunk_token * chunk + states + f * heads * d * (chunks - 1)
+    sharded = round((per_token * seq + per_padded * padded + per_sequence) * ctx.batch) // ctx.tp
+    return sharded, KDA_CHUNK_MASKS * MASK * chunk * chunk
+
+
+def kda_backward_work_bytes(spec: ModelSpec, ctx) -> int:
+    """Gradient buffers alive inside one KDA mixer's backward beyond the tensors it
+    saved, at its high point: where the intra-chunk system's product ``(k_beta_i k_j)
+    decay_ij`` is differentiated. ``F = f W l s_p`` per sequence is one ``l``-wide fp32
+    tensor (the pairwise decay). The decay's gradient is accumulated out of place
+    (autograd's ``InputBuffer`` adds its old sum and the new term into a third tensor)
+    beside the key product's gradient: four such tensors, while the per-chunk decay
+    gradients of all chunks but one are still held (``(n_c - 1) / n_c F``) and the key
+    product and the chunk loop's query products (``2 F``) are freed: ``(3 - 1 / n_c) F``.
+    Measured on a real CPU backward of ``KimiLinearDeltaAttention`` (fp32, 2 to 8 chunks:
+    2.48, 2.77, 2.90 F against 2.50, 2.75, 2.88 F) and by the trace."""
+    kda = spec.kda
+    assert kda is not None
+    seq = ctx.seq // ctx.cp
+    chunks = ceil_div(seq, KDA_CHUNK)
+    decay = FP32 * kda.width * KDA_CHUNK * chunks * KDA_CHUNK * ctx.batch
+    return round(decay * (3 - 1 / chunks)) // ctx.tp
+
+
+KDA_PREFILL_DECAY_TENSORS = 3
+"""``l``-wide fp32 tensors alive at once at a KDA layer's prefill high point: the
+pairwise decay, ``k_beta_i * k_j`` and their product before its sum over channels."""
+KDA_PREFILL_FP32_WIDTHS = 6
+"""``W``-wide fp32 tensors of the chunked rule alive then: the padded scaled query, the
+padded key and value, the cumulative gate, ``v beta`` and ``k beta``."""
+
+
+def kda_prefill_bytes(spec: ModelSpec, sequences: int, tokens: int, act_bytes: int, held_hidden: int,
+                      tp: int = 1) -> int:
+    """Live bytes at the high point of one KDA layer's prefill (no gradients), per TP
+    rank, for ``sequences`` of ``tokens`` new tokens each: inside
+    ``chunk_kimi_delta_attention`` at ``k_beta.unsqueeze(-2) * key.unsqueeze(-3) *
+    decay_mask``, where :data:`KDA_PREFILL_DECAY_TENSORS` fp32 tensors of ``W l`` per
+    padded token are alive together (the same moment a training forward passes, without
+    the saved tensors). Beside them, per padded token, :data:`KDA_PREFILL_FP32_WIDTHS`
+    fp32 ``W``-wide tensors and beta; per token, in the caller's frame: the held hidden
+    states and the layer's normed input (``held_hidden + 1`` times ``h``), the
+    convolution's output (``3 W``, viewed as q, k, v), the forget gate (fp32 for Kimi;
+    cast back to the compute dtype by Bailing, :data:`KDA_FP32_CONV` families) and beta.
+    The decode step (one token) runs the recurrent form, whose temporaries are a few
+    states: not this moment."""
+    kda = spec.kda
+    assert kda is not None
+    c, f = act_bytes, FP32
+    w, heads = kda.width // tp, kda.num_heads // tp
+    chunks = ceil_div(tokens, KDA_CHUNK)
+    padded = chunks * KDA_CHUNK
+    gate = c if spec.model_type in KDA_FP32_CONV else f
+    per_token = c * (held_hidden + 1) * spec.hidden_size + c * 3 * w + gate * w + c * heads
+    per_padded = KDA_PREFILL_DECAY_TENSORS * f * w * KDA_CHUNK + KDA_PREFILL_FP32_WIDTHS * f * w + f * heads
+    return sequences * (per_token * tokens + per_padded * padded)
