@@ -51,7 +51,7 @@ with sequence parallelism. Context parallelism divides every token count by ``cp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from vramplan.memory import mixer_activations
@@ -191,6 +191,11 @@ class ActivationContext:
     """Adapter matmuls save their own fp32 copies of the block's linear inputs (LoRA on
     a 16-bit base: peft casts the input to the adapter dtype), so the 16-bit norm
     outputs and the MLP product are kept by no one else."""
+    expert_bytes: int | None = None
+    """Element size of the routed experts' tensors: their fused weights' dtype
+    (transformers' ``grouped_mm`` experts cast their input to ``weight.dtype`` and are
+    not on autocast's list, so fp32 experts under ``bf16-mixed`` compute and save in
+    fp32); ``None``: the recipe's weight dtype."""
 
     @property
     def tokens(self) -> int:
@@ -204,6 +209,11 @@ class ActivationContext:
     @property
     def c(self) -> int:
         return self.recipe.compute_bytes
+
+    @property
+    def w(self) -> int:
+        """Bytes of one element of the routed experts' tensors (see :attr:`expert_bytes`)."""
+        return self.expert_bytes if self.expert_bytes is not None else self.recipe.weight_bytes_per_param
 
 
 def _part(name: str, per_token_bytes: int, ctx: ActivationContext, sharded: bool) -> ActivationPart:
@@ -472,21 +482,99 @@ def mlp_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Activ
     return parts
 
 
+ROUTER_TOP_K_FIRST = frozenset({"granitemoe", "granitemoeshared", "granitemoe_swa", "granitemoehybrid", "gpt_oss"})
+"""Routers that pick the top-k logits first and softmax over those k alone
+(``GraniteMoeTopKRouter``: fp32, ``GptOssTopKRouter``: the logits' dtype): ``topk``
+keeps its indices, the softmax its ``k`` outputs; no ``E``-wide probabilities are saved."""
+ROUTER_SIGMOID = frozenset({"deepseek_v3", "deepseek_v32", "glm4_moe", "glm4_moe_lite", "glm_moe_dsa", "kimi_k2"})
+"""Routers that score every expert with a sigmoid of the logits (``DeepseekV3TopkRouter``):
+the sigmoid keeps its ``E`` outputs in the logits' dtype."""
+ROUTER_FP32_LINEAR = frozenset({"deepseek_v3", "deepseek_v32", "lara_mini", "ernie4_5_moe"})
+"""Routers whose linear takes ``hidden_states.float()`` (``F.linear(x.float(),
+weight.float())``): without autocast the fp32 copy of a 16-bit input is what the
+linear keeps (``f h`` per token, in place of the reader's ``c h``), and the logits are
+fp32. ERNIE 4.5 runs it with autocast off, so even under autocast."""
+ROUTER_NO_AUTOCAST = frozenset({"ernie4_5_moe"})
+"""Routers run inside ``maybe_autocast(enabled=False)`` (``Ernie4_5_MoeTopKRouter``)."""
+ROUTING_WEIGHTS_FP32 = frozenset({"mixtral", "minimax"})
+"""Routers that hand the experts their fp32 top-k probabilities uncast
+(``MixtralTopKRouter``); the others cast them to the logits' dtype (Qwen-MoE, OLMoE,
+gpt-oss, DeepSeek-V3) or to the hidden states' (below)."""
+ROUTING_WEIGHTS_AS_INPUT = frozenset({"jamba", "lara_mini", "ernie4_5_moe", "granitemoe", "granitemoeshared",
+                                      "granitemoe_swa", "granitemoehybrid"})
+"""Routers that cast the routing weights to the hidden states' dtype (``.to(hidden_states.dtype)``,
+``type_as``): the residual stream's."""
+GROUPED_EXPERT_INDICES = 3
+"""int64 ``[tokens x k]`` indices transformers' ``grouped_mm_experts_forward`` keeps for
+backward: the gather of each token's rows (``perm // k``), of the routing weights
+(``perm``) and the un-permute of the weighted outputs (``inv_perm``)."""
+
+
+def _router_logits_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Element size of the router's logits: the compute dtype under autocast, fp32 where
+    the router forces fp32 (:data:`ROUTER_FP32_LINEAR`) outside autocast."""
+    autocast = (ctx.autocast_region or ctx.recipe.autocast) and spec.model_type not in ROUTER_NO_AUTOCAST
+    return FP32 if spec.model_type in ROUTER_FP32_LINEAR and not autocast else ctx.c
+
+
+def _routing_weight_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Element size of the top-k weights the experts multiply their outputs by."""
+    if spec.model_type in ROUTING_WEIGHTS_FP32:
+        return FP32
+    if spec.model_type in ROUTING_WEIGHTS_AS_INPUT:
+        return ctx.r
+    return _router_logits_bytes(spec, ctx)
+
+
+def _router_per_token(spec: ModelSpec, moe: MoESpec, ctx: ActivationContext) -> int:
+    """What one token's routing keeps, beyond the linear input the router shares with
+    the MLP norm's other readers (:func:`_moe_linear_readers`).
+
+    Softmax routers (``Qwen2MoeTopKRouter`` and most others): the fp32 probabilities
+    over all ``E`` experts (``softmax(..., dtype=float)``, saved as its output), the
+    top-k indices, and the top-k values with their sum where the family normalises
+    them (``/=`` keeps the quotient and the divisor: ``f (k + 1)``, counted always: a
+    few bytes per token). Sigmoid routers keep the ``E`` sigmoid outputs in the logits'
+    dtype and gather the top-k from them; top-k-first routers keep ``k`` softmax
+    outputs. fp32 routers outside autocast keep an fp32 copy of the input."""
+    e, k = moe.num_experts, moe.experts_per_token
+    logits = _router_logits_bytes(spec, ctx)
+    if spec.model_type in ROUTER_TOP_K_FIRST:
+        probs = k * (FP32 if spec.model_type != "gpt_oss" else logits)
+    elif spec.model_type in ROUTER_SIGMOID:
+        probs = e * logits + logits * (k + 1)  # sigmoid outputs, normalised top-k
+    else:
+        probs = FP32 * e + FP32 * (k + 1)
+    fp32_input = 0
+    if spec.model_type in ROUTER_FP32_LINEAR and logits == FP32 and ctx.r < FP32:
+        fp32_input = (FP32 - ctx.c) * spec.hidden_size  # the fp32 copy replaces the reader's c-byte input
+    return probs + k * INDEX + fp32_input
+
+
 def _moe_parts(spec: ModelSpec, moe: MoESpec, ctx: ActivationContext) -> list[ActivationPart]:
-    c, h = ctx.c, spec.hidden_size
+    """The routed experts as transformers 5's default ``grouped_mm`` experts run them
+    (``integrations/moe.py`` ``grouped_mm_experts_forward``): each token gathered ``k``
+    times, sorted by expert, one grouped GEMM for gate/up and one for down, the outputs
+    weighted and un-permuted. Per routed (token, expert), in the experts' weight dtype
+    ``w`` (``grouped_mm`` casts its input to ``weight.dtype`` and is not autocast: fp32
+    experts under ``bf16-mixed`` compute and save in fp32): the gathered input (``w h``,
+    kept by the up GEMM for its weight gradient), gate-up, activation and product (the
+    down GEMM's input), the down output (``w h``, kept by the weighting), the routing
+    weight, and :data:`GROUPED_EXPERT_INDICES` int64 indices."""
+    h, w = spec.hidden_size, ctx.w
     k = moe.experts_per_token
-    # router: fp32 probabilities saved by softmax; top-k values (fp32) and int64 indices
-    router = FP32 * moe.num_experts + k * (FP32 + INDEX)
-    # per routed (token, expert): gathered input, gate-up, act, product, output, two int64 indices
     # a frozen expert (LoRA: no adapters on fused experts) needs no copy of its gathered
     # input, which only its weight gradient would read
-    gathered = 0 if ctx.frozen_base and not ctx.trained_experts else c * h
+    gathered = 0 if ctx.frozen_base and not ctx.trained_experts else w * h
     # routed experts' down projection keeps its input only when the experts' weights train
     trained = not ctx.frozen_base or ctx.trained_experts
-    per_route = gathered + c * h + _dense_mlp_per_token(spec, ctx, moe.expert_intermediate_size, trained) + 2 * INDEX
-    parts = [_part("moe/router", router, ctx, sharded=False),
+    expert_ctx = replace(ctx, linear_output_bytes=w)
+    per_route = (gathered + w * h + _dense_mlp_per_token(spec, expert_ctx, moe.expert_intermediate_size, trained)
+                 + _routing_weight_bytes(spec, ctx) + GROUPED_EXPERT_INDICES * INDEX)
+    parts = [_part("moe/router", _router_per_token(spec, moe, ctx), ctx, sharded=False),
              _part("moe/experts", k * per_route, ctx, sharded=True)]
     if moe.shared_expert_intermediate_size:
+        c = ctx.c
         shared = _dense_mlp_per_token(spec, ctx, moe.shared_expert_intermediate_size)
         if moe.shared_expert_gate:
             shared += c * (h + 1)  # sigmoid gate output and the gated product's other input
@@ -622,10 +710,13 @@ def layer_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     autograd keeps that copy until the layer's backward (it is the ``mat2`` saved by
     the matmul), so a mixed-precision forward holds a 16-bit copy of every linear
     weight it has passed: ``c`` bytes per linear parameter. Zero without autocast.
+    Routed experts are not cast: transformers' ``grouped_mm`` experts are outside
+    autocast's op lists and run in their weights' dtype (see :func:`_moe_parts`).
     """
     if not ctx.recipe.autocast:
         return 0
-    linear = sum(g.params for g in model_tensors(spec) if g.role == "linear" and g.per_layer)
+    linear = sum(g.params for g in model_tensors(spec)
+                 if g.role == "linear" and g.per_layer and g.component != "experts")
     return ctx.c * linear // spec.num_layers // ctx.tp
 
 
