@@ -507,7 +507,8 @@ ROUTING_WEIGHTS_AS_INPUT = frozenset({"jamba", "lara_mini", "ernie4_5_moe", "gra
 GROUPED_EXPERT_INDICES = 3
 """int64 ``[tokens x k]`` indices transformers' ``grouped_mm_experts_forward`` keeps for
 backward: the gather of each token's rows (``perm // k``), of the routing weights
-(``perm``) and the un-permute of the weighted outputs (``inv_perm``)."""
+(``perm``) and the un-permute of the weighted outputs (``inv_perm``); experts with
+biases (gpt-oss) gather them by the sorted expert ids, one more."""
 
 
 def _router_logits_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
@@ -570,7 +571,7 @@ def _moe_parts(spec: ModelSpec, moe: MoESpec, ctx: ActivationContext) -> list[Ac
     trained = not ctx.frozen_base or ctx.trained_experts
     expert_ctx = replace(ctx, linear_output_bytes=w)
     per_route = (gathered + w * h + _dense_mlp_per_token(spec, expert_ctx, moe.expert_intermediate_size, trained)
-                 + _routing_weight_bytes(spec, ctx) + GROUPED_EXPERT_INDICES * INDEX)
+                 + _routing_weight_bytes(spec, ctx) + (GROUPED_EXPERT_INDICES + moe.expert_bias) * INDEX)
     parts = [_part("moe/router", _router_per_token(spec, moe, ctx), ctx, sharded=False),
              _part("moe/experts", k * per_route, ctx, sharded=True)]
     if moe.shared_expert_intermediate_size:
