@@ -301,7 +301,8 @@ def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
                                  inputs_saved_by_adapters=peft_casts_inputs, linear_output_bytes=residual,
                                  attention_output_saved_by_adapter=not (setup.method == "qlora"
                                                                         and setup.recipe.autocast),
-                                 trained_experts=bool({"gate_up_proj", "down_proj"} & fused))
+                                 trained_experts=bool({"gate_up_proj", "down_proj"} & fused),
+                                 expert_bytes=get_dtype(_expert_dtype(setup)).bytes_for(1))
 
 
 def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> int:

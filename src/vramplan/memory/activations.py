@@ -107,7 +107,8 @@ SOFTMAX_IN_SCORES_DTYPE = frozenset({"gpt_oss"})
 """Families whose eager softmax names the scores' own dtype (gpt-oss:
 ``F.softmax(combined_logits, dim=-1, dtype=combined_logits.dtype)``); autocast runs an
 op of its ``fp32_set_opt_dtype`` list (softmax) as-is when the dtype is given, so the
-probabilities stay in the compute dtype, with no cast."""
+probabilities stay in the scores' dtype: the compute dtype, or fp32 where gpt-oss's fp32
+sinks, concatenated to the scores, promote them."""
 EXTRA_ACT_SAVES = {"gelu_new": 3}
 """Activation functions written out in Python that keep more than their input:
 ``gelu_new`` = ``0.5 x (1 + tanh(k (x + 0.044715 x^3)))`` saves ``0.5 x``, ``tanh(.)``
@@ -278,7 +279,9 @@ def _scores_per_token(spec: ModelSpec, ctx: ActivationContext, heads: int) -> in
     autocast = ctx.autocast_region or ctx.recipe.autocast
     softmax = ctx.c if spec.model_type in SOFTMAX_IN_COMPUTE_DTYPE and not autocast else FP32
     if spec.model_type in SOFTMAX_IN_SCORES_DTYPE:
-        softmax = ctx.c
+        # gpt-oss concatenates its per-head sinks (a parameter) to the scores: fp32 sinks
+        # (bf16-mixed) promote them to fp32, and the probabilities matmul casts back
+        softmax = max(ctx.c, ctx.recipe.weight_bytes_per_param)
     # the probabilities matmul saves the cast to c, or the dropout output (the cast
     # itself is then freed: dropout's backward needs only its mask)
     per_score = softmax + (ctx.c if softmax != ctx.c or ctx.dropout else 0)
