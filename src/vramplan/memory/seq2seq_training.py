@@ -113,6 +113,12 @@ class Stack:
     cross_seq: int = 0
     """Decoder of an encoder-decoder: the encoder tokens per sequence its cross-attention reads."""
     causal: bool = False
+    adapter_bytes_per_token: int = 0
+    """LoRA: what one layer's adapters save per token of this stack (:func:`_stack_adapters`)."""
+    cross_adapter_bytes_per_input_token: int = 0
+    """LoRA, decoder: what one layer's cross-attention k/v adapters save per encoder token."""
+    adapter_weight_cast_bytes: int = 0
+    """LoRA under autocast: one layer's compute-dtype copies of its fp32 adapter weights."""
 
     @property
     def tokens(self) -> int:
@@ -128,16 +134,27 @@ class Dtypes:
     autocast: bool
     dropout: bool
     eager: bool
+    frozen: bool = False
+    """LoRA: the base's weights are frozen. Its linears save no input (their adapters
+    save their own copies, counted apart), its norms no normalised tensor, and autocast
+    keeps no copy of its weights (``cached_cast`` caches only weights that require a
+    gradient)."""
 
     def cast(self, readers: int, src: int) -> int:
         """Bytes per element one tensor of ``src``-byte elements costs when ``readers``
         linears save it: one cast each under autocast when it is wider than ``c``, else
-        the tensor once."""
+        the tensor once; nothing when the linears are frozen."""
+        if self.frozen:
+            return 0
         return readers * self.c if self.autocast and src != self.c else src
 
 
 def _dtypes(ctx: act.ActivationContext) -> Dtypes:
-    return Dtypes(r=ctx.r, c=ctx.c, autocast=ctx.recipe.autocast, dropout=ctx.dropout, eager=ctx.attention == "eager")
+    """A frozen base runs its ops under autocast whatever its weights' dtype (a 16-bit
+    base under ``bf16-mixed``): the fp32 lists apply (``softmax``, ``layer_norm``, ``pow``)."""
+    autocast = ctx.recipe.autocast or (ctx.frozen_base and ctx.autocast_region)
+    return Dtypes(r=ctx.r, c=ctx.c, autocast=autocast, dropout=ctx.dropout, eager=ctx.attention == "eager",
+                  frozen=ctx.frozen_base)
 
 
 def _family(spec: ModelSpec) -> str:
@@ -159,8 +176,10 @@ def _norm_per_token(spec: ModelSpec, d: Dtypes) -> int:
     h = spec.hidden_size
     if _family(spec) == "t5":
         upcast = FP32 * h if d.r < FP32 else 0
-        normalised = (FP32 if d.r == FP32 else d.r) * h
+        normalised = 0 if d.frozen else (FP32 if d.r == FP32 else d.r) * h
         return d.r * h + upcast + FP32 + normalised
+    if d.frozen and d.autocast and d.r < FP32:
+        return FP32 * h + 2 * FP32  # layer_norm (autocast's fp32 list) keeps its fp32 cast of the 16-bit input
     return d.r * h + 2 * FP32
 
 
@@ -206,16 +225,18 @@ def _layer_per_token(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
             act_saved = (3 * FP32 + c) if d.autocast and c < FP32 else 4 * c
             gelu_out = FP32 if d.autocast else c
             act_saves = act_saved + gelu_out if spec.hidden_act == "gelu_new" else 2 * c
-            total += i * (act_saves + c + c + drop)  # activation, wi_1 output, wo input, mask
+            wo_input = 0 if d.frozen else c
+            total += i * (act_saves + c + wo_input + drop)  # activation, wi_1 output, wo input, mask
         else:
-            wo_input = c if (d.autocast or d.dropout) else 0
+            wo_input = c if (d.autocast or d.dropout) and not d.frozen else 0
             total += i * (c + wo_input + drop)  # relu output (kept by relu), wo input, mask
     elif fam == "modernbert":
         total += i * 4 * c  # Wi's 2i output, the activation output, the product
     else:  # BART / BERT: activation input and the second linear's input (+ BART's activation dropout)
         inner_drop = drop if fam == "bart" else 0
-        total += i * (2 * c + inner_drop)
-    return total
+        second_input = 0 if d.frozen else c
+        total += i * (c + second_input + inner_drop)
+    return total + st.adapter_bytes_per_token
 
 
 def _layer_fixed(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
@@ -241,8 +262,8 @@ def _cross_kv_per_layer(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
     """Cross-attention terms over the encoder tokens, one decoder layer: k and v, and
     under autocast their own casts of the encoder output."""
     t_in = st.batch * st.cross_seq
-    casts = 2 * d.c * spec.hidden_size if d.autocast else 0
-    return t_in * (2 * d.c * st.inner + casts)
+    casts = 2 * d.c * spec.hidden_size if d.autocast and not d.frozen else 0
+    return t_in * (2 * d.c * st.inner + casts + st.cross_adapter_bytes_per_input_token)
 
 
 def _linear_params_per_layer(spec: ModelSpec, st: Stack) -> int:
@@ -254,9 +275,17 @@ def _linear_params_per_layer(spec: ModelSpec, st: Stack) -> int:
 
 def layer_bytes(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
     """Saved bytes of one layer of ``st``, its autocast weight copies included."""
-    casts = d.c * _linear_params_per_layer(spec, st) if d.autocast else 0
+    casts = _layer_weight_casts(spec, st, d)
     cross = _cross_kv_per_layer(spec, st, d) if st.cross_seq else 0
     return st.tokens * _layer_per_token(spec, st, d) + _layer_fixed(spec, st, d) + cross + casts
+
+
+def _layer_weight_casts(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
+    """Autocast's compute-dtype copies of one layer's trained weights: the base linears
+    under full fine-tuning, the adapters under LoRA."""
+    if d.frozen:
+        return st.adapter_weight_cast_bytes
+    return d.c * _linear_params_per_layer(spec, st) if d.autocast else 0
 
 
 def _embedding_per_token(spec: ModelSpec, d: Dtypes) -> int:
@@ -310,16 +339,76 @@ def stacks(spec: ModelSpec, setup: TrainingSetup) -> tuple[Stack | None, Stack]:
     enc = spec.encoder
     input_len = setup.input_len or seq
     assert enc is not None
+    adapters = _stack_adapters(spec, setup) if setup.method == "lora" else StackAdapters()
     encoder = Stack(layers=enc.num_layers, heads=enc.num_attention_heads, inner=enc.num_attention_heads * enc.head_dim,
-                    width=enc.intermediate_size, batch=setup.batch, seq=input_len)
+                    width=enc.intermediate_size, batch=setup.batch, seq=input_len,
+                    adapter_bytes_per_token=adapters.encoder_per_token,
+                    adapter_weight_cast_bytes=adapters.encoder_weight_casts)
     decoder = Stack(layers=spec.num_layers, heads=spec.num_attention_heads, inner=spec.q_dim,
-                    width=spec.intermediate_size, batch=setup.batch, seq=seq, cross_seq=input_len, causal=True)
+                    width=spec.intermediate_size, batch=setup.batch, seq=seq, cross_seq=input_len, causal=True,
+                    adapter_bytes_per_token=adapters.decoder_per_token,
+                    cross_adapter_bytes_per_input_token=adapters.cross_per_input_token,
+                    adapter_weight_cast_bytes=adapters.decoder_weight_casts)
     return encoder, decoder
 
 
-def _modelled(spec: ModelSpec, setup: TrainingSetup) -> bool:
-    """Full fine-tuning of these architectures is modelled here; LoRA keeps the decoder formulas."""
-    return spec.architecture in ("encoder", "encoder_decoder") and setup.method == "full"
+@dataclass(frozen=True, kw_only=True)
+class StackAdapters:
+    """What one layer's LoRA adapters save, per stack (each ``lora.Linear``: its own copy
+    of its input and ``A x``, :func:`vramplan.memory.lora.adapter_bytes_per_token`)."""
+
+    encoder_per_token: int = 0
+    """One encoder layer's adapters, per input token."""
+    decoder_per_token: int = 0
+    """One decoder layer's adapters reading decoder tokens (self-attention, the
+    cross-attention's query and output, the MLP), per target token."""
+    cross_per_input_token: int = 0
+    """One decoder layer's cross-attention key/value adapters, per input token (they read
+    the encoder output)."""
+    encoder_weight_casts: int = 0
+    """Autocast's copies of one encoder layer's adapter weights."""
+    decoder_weight_casts: int = 0
+    """The same, one decoder layer."""
+
+
+CROSS_INPUT_MODULES = ("k_proj", "v_proj")
+"""Cross-attention linears that read the encoder output, not the decoder's tokens."""
+
+
+def _stack_adapters(spec: ModelSpec, setup: TrainingSetup) -> StackAdapters:
+    """Each targeted module's saved bytes, summed per layer of the stack it lies in (its
+    tensor name's ``encoder.`` / ``decoder.`` prefix), the cross-attention's k/v per
+    encoder token."""
+    from vramplan.memory.lora import adapter_bytes_per_token, adapter_weight_cast_bytes, module_adapter_groups, \
+        target_groups
+    from vramplan.training import lora_targets
+
+    targets = lora_targets(spec, setup)
+    recipe = setup.recipe
+    c, autocast, rank = recipe.compute_bytes, recipe.autocast, setup.lora_rank
+    enc_layers = spec.encoder.num_layers if spec.encoder else 1
+    sums = {"encoder": 0, "decoder": 0, "cross": 0}
+    for g in target_groups(spec, targets):
+        stack = "encoder" if g.name.startswith("encoder.") else "decoder"
+        key = "cross" if g.component == "cross_attention" and g.module in CROSS_INPUT_MODULES else stack
+        layers = enc_layers if stack == "encoder" else spec.num_layers
+        sums[key] += adapter_bytes_per_token(g.shape[1], rank, c, autocast) * g.count // layers
+    casts = {"encoder": 0, "decoder": 0}
+    for g in module_adapter_groups(spec, targets, rank):
+        stack = "encoder" if g.name.startswith("encoder.") else "decoder"
+        layers = enc_layers if stack == "encoder" else spec.num_layers
+        casts[stack] += adapter_weight_cast_bytes([g], c, autocast) // layers
+    return StackAdapters(encoder_per_token=sums["encoder"], decoder_per_token=sums["decoder"],
+                         cross_per_input_token=sums["cross"], encoder_weight_casts=casts["encoder"],
+                         decoder_weight_casts=casts["decoder"])
+
+
+def modelled(spec: ModelSpec, setup: TrainingSetup) -> bool:
+    """Full fine-tuning of these architectures, and LoRA on encoder-decoders, are modelled
+    here; LoRA on encoders and QLoRA keep the decoder formulas."""
+    if spec.architecture == "encoder":
+        return setup.method == "full"
+    return spec.architecture == "encoder_decoder" and setup.method in ("full", "lora")
 
 
 def encoder_stack_bytes(spec: ModelSpec, setup: TrainingSetup, ctx: act.ActivationContext) -> int:
@@ -336,7 +425,7 @@ def encoder_stack_bytes(spec: ModelSpec, setup: TrainingSetup, ctx: act.Activati
     else:
         layers = encoder.layers * layer_bytes(enc_view, encoder, d)
     per_token = _embedding_per_token(spec, d) + _stack_end_per_token(spec, d)
-    output = 0 if d.autocast else encoder.tokens * d.r * spec.hidden_size
+    output = 0 if d.autocast or d.frozen else encoder.tokens * d.r * spec.hidden_size
     return layers + encoder.tokens * per_token + output + _fixed_per_stack(spec, encoder, d)
 
 
@@ -349,7 +438,7 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup, ctx: act.ActivationCo
     d = _dtypes(ctx)
     h, t = spec.hidden_size, main.tokens
     full = layer_bytes(spec, main, d)
-    casts = d.c * _linear_params_per_layer(spec, main) if d.autocast else 0
+    casts = _layer_weight_casts(spec, main, d)
     if setup.recompute_policy == "full":
         kept = t * d.r * h
     else:
@@ -362,7 +451,7 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup, ctx: act.ActivationCo
     if setup.recompute_policy == "full" and d.autocast:
         # autocast's weight copies stay cached to the forward's end, kept by no one after
         encoder, _ = stacks(spec, setup)
-        enc_casts = d.c * _linear_params_per_layer(spec, encoder) * encoder.layers if encoder else 0
+        enc_casts = _layer_weight_casts(spec, encoder, d) * encoder.layers if encoder else 0
         forward_only = casts * main.layers + enc_casts
     return ActivationPlan(parts=parts, per_layer_kept=(kept,) * main.layers, per_layer_full=(full,) * main.layers,
                           per_layer_work=(work,) * main.layers, outside_layers=outside, forward_only=forward_only,
@@ -388,7 +477,7 @@ def extra_training_components(spec: ModelSpec, setup: TrainingSetup,
                         "counted, its saved activations are not")
     if spec.architecture == "encoder_decoder":
         tokens = setup.input_len or setup.seq
-        if _modelled(spec, setup):
+        if modelled(spec, setup):
             comps.append(Component(name="activations/encoder", bytes=encoder_stack_bytes(spec, setup, ctx),
                                    note=f"{spec.encoder.num_layers if spec.encoder else 0} encoder layers over "
                                         f"{tokens} input tokens, their norms and dropout masks"))
