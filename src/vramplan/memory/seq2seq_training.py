@@ -119,6 +119,9 @@ class Stack:
     """LoRA, decoder: what one layer's cross-attention k/v adapters save per encoder token."""
     adapter_weight_cast_bytes: int = 0
     """LoRA under autocast: one layer's compute-dtype copies of its fp32 adapter weights."""
+    first_layer_uncast_bytes: int = 0
+    """LoRA under autocast: of those, the copies the first layer does not keep (see
+    :func:`_first_layer_frozen_bytes`)."""
 
     @property
     def tokens(self) -> int:
@@ -288,8 +291,25 @@ def _layer_weight_casts(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
     return d.c * _linear_params_per_layer(spec, st) if d.autocast else 0
 
 
+def _first_layer_frozen_bytes(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
+    """What the first layer of a stack does not save under a frozen base. Its input, the
+    frozen embedding's output, needs no gradient: T5's first norm saves nothing, and the
+    self-attention's q/k/v adapters, reading a tensor that needs none, keep their inputs
+    (for their weights' gradients) but not their weights' autocast copies, which die
+    with autocast's cache at the forward's end (as
+    :func:`vramplan.memory.activations.first_layer_uncast_bytes`)."""
+    if not d.frozen:
+        return 0
+    norm = st.tokens * _norm_per_token(spec, d) if _family(spec) == "t5" else 0
+    return norm + st.first_layer_uncast_bytes
+
+
 def _embedding_per_token(spec: ModelSpec, d: Dtypes) -> int:
-    """After the embeddings: BART/BERT/ModernBERT's LayerNorm and the dropout mask."""
+    """After the embeddings: BART/BERT/ModernBERT's LayerNorm and the dropout mask.
+    Nothing under a frozen base: the frozen embedding's output needs no gradient, so
+    neither its norm nor its dropout saves anything."""
+    if d.frozen:
+        return 0
     drop = MASK * spec.hidden_size if d.dropout else 0
     if _family(spec) == "t5":
         return drop
@@ -343,12 +363,14 @@ def stacks(spec: ModelSpec, setup: TrainingSetup) -> tuple[Stack | None, Stack]:
     encoder = Stack(layers=enc.num_layers, heads=enc.num_attention_heads, inner=enc.num_attention_heads * enc.head_dim,
                     width=enc.intermediate_size, batch=setup.batch, seq=input_len,
                     adapter_bytes_per_token=adapters.encoder_per_token,
-                    adapter_weight_cast_bytes=adapters.encoder_weight_casts)
+                    adapter_weight_cast_bytes=adapters.encoder_weight_casts,
+                    first_layer_uncast_bytes=adapters.encoder_first_uncast)
     decoder = Stack(layers=spec.num_layers, heads=spec.num_attention_heads, inner=spec.q_dim,
                     width=spec.intermediate_size, batch=setup.batch, seq=seq, cross_seq=input_len, causal=True,
                     adapter_bytes_per_token=adapters.decoder_per_token,
                     cross_adapter_bytes_per_input_token=adapters.cross_per_input_token,
-                    adapter_weight_cast_bytes=adapters.decoder_weight_casts)
+                    adapter_weight_cast_bytes=adapters.decoder_weight_casts,
+                    first_layer_uncast_bytes=adapters.decoder_first_uncast)
     return encoder, decoder
 
 
@@ -369,8 +391,14 @@ class StackAdapters:
     """Autocast's copies of one encoder layer's adapter weights."""
     decoder_weight_casts: int = 0
     """The same, one decoder layer."""
+    encoder_first_uncast: int = 0
+    """Of the encoder's, the copies of ``lora_A`` on the first layer's q/k/v."""
+    decoder_first_uncast: int = 0
+    """The same, the decoder's self-attention."""
 
 
+FIRST_INPUT_MODULES = ("q_proj", "k_proj", "v_proj")
+"""Self-attention linears that read a stack's first normalised input."""
 CROSS_INPUT_MODULES = ("k_proj", "v_proj")
 """Cross-attention linears that read the encoder output, not the decoder's tokens."""
 
@@ -394,13 +422,19 @@ def _stack_adapters(spec: ModelSpec, setup: TrainingSetup) -> StackAdapters:
         layers = enc_layers if stack == "encoder" else spec.num_layers
         sums[key] += adapter_bytes_per_token(g.shape[1], rank, c, autocast) * g.count // layers
     casts = {"encoder": 0, "decoder": 0}
+    first = {"encoder": 0, "decoder": 0}
     for g in module_adapter_groups(spec, targets, rank):
         stack = "encoder" if g.name.startswith("encoder.") else "decoder"
         layers = enc_layers if stack == "encoder" else spec.num_layers
-        casts[stack] += adapter_weight_cast_bytes([g], c, autocast) // layers
+        cast = adapter_weight_cast_bytes([g], c, autocast) // layers
+        casts[stack] += cast
+        if g.component == "attention" and g.name.endswith("lora_A.weight") and \
+                any(f".{m}." in g.name for m in FIRST_INPUT_MODULES):
+            first[stack] += cast
     return StackAdapters(encoder_per_token=sums["encoder"], decoder_per_token=sums["decoder"],
                          cross_per_input_token=sums["cross"], encoder_weight_casts=casts["encoder"],
-                         decoder_weight_casts=casts["decoder"])
+                         decoder_weight_casts=casts["decoder"], encoder_first_uncast=first["encoder"],
+                         decoder_first_uncast=first["decoder"])
 
 
 def modelled(spec: ModelSpec, setup: TrainingSetup) -> bool:
@@ -423,7 +457,7 @@ def encoder_stack_bytes(spec: ModelSpec, setup: TrainingSetup, ctx: act.Activati
     if setup.recompute_policy == "full":
         layers = encoder.layers * encoder.tokens * d.r * spec.hidden_size
     else:
-        layers = encoder.layers * layer_bytes(enc_view, encoder, d)
+        layers = encoder.layers * layer_bytes(enc_view, encoder, d) - _first_layer_frozen_bytes(spec, encoder, d)
     per_token = _embedding_per_token(spec, d) + _stack_end_per_token(spec, d)
     output = 0 if d.autocast or d.frozen else encoder.tokens * d.r * spec.hidden_size
     return layers + encoder.tokens * per_token + output + _fixed_per_stack(spec, encoder, d)
@@ -438,22 +472,25 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup, ctx: act.ActivationCo
     d = _dtypes(ctx)
     h, t = spec.hidden_size, main.tokens
     full = layer_bytes(spec, main, d)
+    first = full - _first_layer_frozen_bytes(spec, main, d)
     casts = _layer_weight_casts(spec, main, d)
     if setup.recompute_policy == "full":
-        kept = t * d.r * h
+        kept = first_kept = t * d.r * h
     else:
-        kept = full
+        kept, first_kept = full, first
     work = 2 * d.r * h * t + (2 if spec.mlp_gated else 1) * d.c * main.width * t
     outside = t * (_embedding_per_token(spec, d) + _stack_end_per_token(spec, d) + _head_per_token(spec, d)) \
         + _fixed_per_stack(spec, main, d) + _head_weight_casts(spec, ctx)
-    parts = {"layers": kept * main.layers, "outside_layers": outside}
+    parts = {"layers": first_kept + kept * (main.layers - 1), "outside_layers": outside}
     forward_only = 0
     if setup.recompute_policy == "full" and d.autocast:
         # autocast's weight copies stay cached to the forward's end, kept by no one after
         encoder, _ = stacks(spec, setup)
         enc_casts = _layer_weight_casts(spec, encoder, d) * encoder.layers if encoder else 0
         forward_only = casts * main.layers + enc_casts
-    return ActivationPlan(parts=parts, per_layer_kept=(kept,) * main.layers, per_layer_full=(full,) * main.layers,
+    rest = main.layers - 1
+    return ActivationPlan(parts=parts, per_layer_kept=(first_kept,) + (kept,) * rest,
+                          per_layer_full=(first,) + (full,) * rest,
                           per_layer_work=(work,) * main.layers, outside_layers=outside, forward_only=forward_only,
                           final_norm_transient=0,
                           per_micro_batch=act.MicroBatchBytes(layer_kept_bytes=0 if setup.recompute_policy == "full"
