@@ -586,10 +586,13 @@ def logits_bytes(spec: ModelSpec, setup: TrainingSetup) -> LogitsBytes | None:
     (the log-probabilities, ``nll_loss``'s gradient and ``log_softmax``'s)."""
     from vramplan.memory.logits import FP32 as LOSS_FP32, LogitsBytes
 
+    from vramplan.training import base_dtype
+
     autocast = setup.recipe.autocast
     c = setup.recipe.compute_bytes
-    if spec.model_type in LOSS_UPCASTS or setup.fused_ce or c >= LOSS_FP32 or \
-            (autocast and spec.model_type in FP32_LOGITS_BIAS):
+    # the bias buffer follows the base's dtype: fp32 under full bf16-mixed, 16-bit on a LoRA base
+    fp32_bias = autocast and spec.model_type in FP32_LOGITS_BIAS and base_dtype(setup) == "fp32"
+    if spec.model_type in LOSS_UPCASTS or setup.fused_ce or c >= LOSS_FP32 or fp32_bias:
         return None
     tokens = setup.batch * setup.seq
     elems = tokens * spec.vocab_size
