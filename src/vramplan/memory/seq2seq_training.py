@@ -142,13 +142,18 @@ class Dtypes:
     save their own copies, counted apart), its norms no normalised tensor, and autocast
     keeps no copy of its weights (``cached_cast`` caches only weights that require a
     gradient)."""
+    adapter_copies: bool = True
+    """LoRA: each adapter saves its own copy of its input (peft casts a 16-bit base's
+    input to the adapters' fp32; under autocast the adapter matmul casts it back). On an
+    fp32 base without autocast nothing is cast: the adapters of one input share it."""
 
     def cast(self, readers: int, src: int) -> int:
         """Bytes per element one tensor of ``src``-byte elements costs when ``readers``
         linears save it: one cast each under autocast when it is wider than ``c``, else
-        the tensor once; nothing when the linears are frozen."""
+        the tensor once. Frozen linears save nothing; their adapters' copies are counted
+        apart, or the shared input once (:attr:`adapter_copies`)."""
         if self.frozen:
-            return 0
+            return 0 if self.adapter_copies else src
         return readers * self.c if self.autocast and src != self.c else src
 
 
@@ -156,8 +161,10 @@ def _dtypes(ctx: act.ActivationContext) -> Dtypes:
     """A frozen base runs its ops under autocast whatever its weights' dtype (a 16-bit
     base under ``bf16-mixed``): the fp32 lists apply (``softmax``, ``layer_norm``, ``pow``)."""
     autocast = ctx.recipe.autocast or (ctx.frozen_base and ctx.autocast_region)
+    from vramplan.memory.lora import ADAPTER_BYTES
+
     return Dtypes(r=ctx.r, c=ctx.c, autocast=autocast, dropout=ctx.dropout, eager=ctx.attention == "eager",
-                  frozen=ctx.frozen_base)
+                  frozen=ctx.frozen_base, adapter_copies=ctx.c < ADAPTER_BYTES)
 
 
 def _family(spec: ModelSpec) -> str:
@@ -228,16 +235,18 @@ def _layer_per_token(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
             act_saved = (3 * FP32 + c) if d.autocast and c < FP32 else 4 * c
             gelu_out = FP32 if d.autocast else c
             act_saves = act_saved + gelu_out if spec.hidden_act == "gelu_new" else 2 * c
-            wo_input = 0 if d.frozen else c
+            wo_input = 0 if d.frozen and d.adapter_copies else c
             total += i * (act_saves + c + wo_input + drop)  # activation, wi_1 output, wo input, mask
         else:
-            wo_input = c if (d.autocast or d.dropout) and not d.frozen else 0
+            wo_input = c if (d.autocast or d.dropout) else 0
+            if d.frozen:  # the relu or dropout output, kept by wo's adapter (or its own copy, counted apart)
+                wo_input = 0 if d.adapter_copies else (c if d.dropout else 0)
             total += i * (c + wo_input + drop)  # relu output (kept by relu), wo input, mask
     elif fam == "modernbert":
         total += i * 4 * c  # Wi's 2i output, the activation output, the product
     else:  # BART / BERT: activation input and the second linear's input (+ BART's activation dropout)
         inner_drop = drop if fam == "bart" else 0
-        second_input = 0 if d.frozen else c
+        second_input = 0 if d.frozen and d.adapter_copies else c
         total += i * (c + second_input + inner_drop)
     return total + st.adapter_bytes_per_token
 
@@ -459,7 +468,8 @@ def encoder_stack_bytes(spec: ModelSpec, setup: TrainingSetup, ctx: act.Activati
     else:
         layers = encoder.layers * layer_bytes(enc_view, encoder, d) - _first_layer_frozen_bytes(spec, encoder, d)
     per_token = _embedding_per_token(spec, d) + _stack_end_per_token(spec, d)
-    output = 0 if d.autocast or d.frozen else encoder.tokens * d.r * spec.hidden_size
+    kept_once = not d.autocast if not d.frozen else not d.adapter_copies  # by k/v or by their adapters
+    output = encoder.tokens * d.r * spec.hidden_size if kept_once else 0
     return layers + encoder.tokens * per_token + output + _fixed_per_stack(spec, encoder, d)
 
 
