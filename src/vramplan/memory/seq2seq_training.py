@@ -175,6 +175,15 @@ def _family(spec: ModelSpec) -> str:
     return "bart" if spec.architecture == "encoder_decoder" else "bert"
 
 
+def _stream_bytes(spec: ModelSpec, d: Dtypes) -> int:
+    """Element size of a layer's input and output. BART's and BERT's post-norm layers end
+    in a ``LayerNorm``, which autocast runs in fp32 (its fp32 list) and whose output stays
+    fp32: on a 16-bit LoRA base under autocast the stream between layers is fp32."""
+    if _family(spec) in ("bart", "bert") and d.autocast:
+        return FP32
+    return d.r
+
+
 def _norm_out_bytes(spec: ModelSpec, d: Dtypes) -> int:
     """Element size of a norm's output: the residual stream's (fp32 weights and inputs
     under fp32 and mixed runs, 16-bit in pure 16-bit runs)."""
@@ -464,7 +473,7 @@ def encoder_stack_bytes(spec: ModelSpec, setup: TrainingSetup, ctx: act.Activati
     d = _dtypes(ctx)
     enc_view = replace(spec, architecture="encoder_decoder")
     if setup.recompute_policy == "full":
-        layers = encoder.layers * encoder.tokens * d.r * spec.hidden_size
+        layers = encoder.layers * encoder.tokens * _stream_bytes(spec, d) * spec.hidden_size
     else:
         layers = encoder.layers * layer_bytes(enc_view, encoder, d) - _first_layer_frozen_bytes(spec, encoder, d)
     per_token = _embedding_per_token(spec, d) + _stack_end_per_token(spec, d)
@@ -485,10 +494,10 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup, ctx: act.ActivationCo
     first = full - _first_layer_frozen_bytes(spec, main, d)
     casts = _layer_weight_casts(spec, main, d)
     if setup.recompute_policy == "full":
-        kept = first_kept = t * d.r * h
+        kept = first_kept = t * _stream_bytes(spec, d) * h
     else:
         kept, first_kept = full, first
-    work = 2 * d.r * h * t + (2 if spec.mlp_gated else 1) * d.c * main.width * t
+    work = 2 * _stream_bytes(spec, d) * h * t + (2 if spec.mlp_gated else 1) * d.c * main.width * t
     outside = t * (_embedding_per_token(spec, d) + _stack_end_per_token(spec, d) + _head_per_token(spec, d)) \
         + _fixed_per_stack(spec, main, d) + _head_weight_casts(spec, ctx)
     parts = {"layers": first_kept + kept * (main.layers - 1), "outside_layers": outside}
