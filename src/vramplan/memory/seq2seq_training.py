@@ -49,7 +49,16 @@ read by several linears is saved once.
 
 Checked against ``vramplan trace`` (transformers on fake tensors under CUDA's rules)
 on small real configs of each family (tests/test_encdec_training_trace.py,
-tests/encdec_measure.py). LoRA/QLoRA on these models keep the decoder formulas of
+tests/encdec_measure.py).
+
+LoRA on encoder-decoders follows the same stacks with a frozen base
+(:attr:`Dtypes.frozen`): each adapted linear saves its own copy of its input and ``A x``
+(:func:`vramplan.memory.lora.adapter_bytes_per_token`), per layer of the stack it lies
+in, the cross-attention's key/value adapters over the input tokens; the frozen linears
+save no input, T5's norms no normalised tensor, autocast keeps copies of the adapters'
+weights only, and each stack's first layer, reading the frozen embedding's output,
+saves neither its first norm nor its q/k/v adapters' weight copies. QLoRA on these
+models and LoRA on encoder-only models keep the decoder formulas of
 :mod:`vramplan.memory.activations` on each stack's widths (not checked).
 """
 
