@@ -548,8 +548,9 @@ def extra_training_components(spec: ModelSpec, setup: TrainingSetup,
                                         f"{tokens} input tokens, their norms and dropout masks"))
         else:
             comps += _lora_encoder_components(spec, setup, ctx, tokens)
-            warnings.append("encoder-decoder LoRA training: encoder and cross-attention activations use the "
-                            "decoder-layer formulas on the encoder's widths, not checked against the trace")
+            warnings.append(f"encoder-decoder {setup.method.upper()} training: encoder and cross-attention "
+                            "activations use the decoder-layer formulas on the encoder's widths, not checked "
+                            "against the trace")
     return tuple(comps), tuple(warnings)
 
 
