@@ -313,6 +313,17 @@ def sdpa_gets_a_mask(spec: ModelSpec, ctx: ActivationContext, layer: int) -> boo
     return window is not None and ctx.seq >= window
 
 
+def sdpa_runs_math_kernel(spec: ModelSpec, ctx: ActivationContext, layer: int) -> bool:
+    """Does SDPA fall back to PyTorch's math kernel? With fp32 inputs and grouped keys
+    passed as they are (``enable_gqa``: no mask): flash takes no fp32 and the
+    memory-efficient kernel no GQA (``sdp_utils.cpp``: ``check_batch_size_and_num_heads_dense``
+    with ``supports_gqa = false``). The math kernel repeats k and v to the query heads
+    (``repeat_interleave``), keeps the scaled query, the repeated k and v and the
+    attention probabilities, and no log-sum-exp."""
+    return (ctx.attention == "sdpa" and ctx.c >= FP32 and spec.kv_dim != spec.q_dim and spec.mla is None
+            and not sdpa_gets_a_mask(spec, ctx, layer))
+
+
 def _rotated_keys_in_fp32(ctx: ActivationContext) -> bool:
     """Keys reach attention in fp32 under autocast: the rotary ``cos``/``sin`` follow the
     hidden states' dtype (``cos.to(x.dtype)`` in every ``*RotaryEmbedding``), so on an
@@ -342,7 +353,8 @@ def attention_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> 
     if spec.mla is not None:
         return _mla_parts(spec, spec.mla, ctx)
     c, a = ctx.c, spec.num_attention_heads
-    if ctx.attention == "eager" or spec.attention_experts:
+    math = sdpa_runs_math_kernel(spec, ctx, layer)
+    if ctx.attention == "eager" or spec.attention_experts or math:
         # repeat_kv, and eager's matmuls copy the repeated view; JetMoE's attention experts repeat
         # K/V (``key_states.repeat(1, top_k, 1, 1)``) whatever the kernel
         k_width = v_width = spec.q_dim
@@ -355,6 +367,9 @@ def attention_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> 
              _part("attention/output", _attention_output_per_token(spec, ctx, layer), ctx, sharded=True)]
     if ctx.attention == "eager":
         parts.append(_part("attention/scores", _scores_per_token(spec, ctx, a), ctx, sharded=True))
+    elif math:  # the probabilities, in the inputs' dtype (and the dropped copy with its mask)
+        drop = (c + MASK) if ctx.dropout else 0
+        parts.append(_part("attention/scores", a * ctx.seq * (c + drop), ctx, sharded=True))
     else:
         parts.append(_part("attention/lse", FP32 * a, ctx, sharded=True))
     if spec.qk_norm in ("per_head", "full"):
@@ -438,6 +453,9 @@ def _mla_parts(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext) -> list[Ac
              _part("attention/output", c * a * mla.v_head_dim, ctx, sharded=True)]
     if ctx.attention == "eager":
         parts.append(_part("attention/scores", _scores_per_token(spec, ctx, a), ctx, sharded=True))
+    elif math:  # the probabilities, in the inputs' dtype (and the dropped copy with its mask)
+        drop = (c + MASK) if ctx.dropout else 0
+        parts.append(_part("attention/scores", a * ctx.seq * (c + drop), ctx, sharded=True))
     else:
         parts.append(_part("attention/lse", FP32 * a, ctx, sharded=True))
     return parts
