@@ -453,9 +453,6 @@ def _mla_parts(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext) -> list[Ac
              _part("attention/output", c * a * mla.v_head_dim, ctx, sharded=True)]
     if ctx.attention == "eager":
         parts.append(_part("attention/scores", _scores_per_token(spec, ctx, a), ctx, sharded=True))
-    elif math:  # the probabilities, in the inputs' dtype (and the dropped copy with its mask)
-        drop = (c + MASK) if ctx.dropout else 0
-        parts.append(_part("attention/scores", a * ctx.seq * (c + drop), ctx, sharded=True))
     else:
         parts.append(_part("attention/lse", FP32 * a, ctx, sharded=True))
     return parts
