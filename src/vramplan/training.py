@@ -306,7 +306,8 @@ def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
                                  attention_output_saved_by_adapter=not (setup.method == "qlora"
                                                                         and setup.recipe.autocast),
                                  trained_experts=bool({"gate_up_proj", "down_proj"} & fused),
-                                 adapted_modules=frozenset(resolved.modules) if resolved else frozenset())
+                                 adapted_modules=frozenset(resolved.modules) if resolved else frozenset(),
+                                 expert_bytes=get_dtype(_expert_dtype(setup)).bytes_for(1))
 
 
 def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> int:
@@ -334,10 +335,11 @@ def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> i
 def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
     """Saved activations per layer under the setup's recomputation policy."""
     ctx = _context(spec, setup)
-    if spec.architecture != "decoder" and setup.method == "full":
+    if spec.architecture != "decoder":
         from vramplan.memory import seq2seq_training
 
-        return seq2seq_training.activation_plan(spec, setup, ctx)
+        if seq2seq_training.modelled(spec, setup):
+            return seq2seq_training.activation_plan(spec, setup, ctx)
     policy = setup.recompute_policy
     cast = act.layer_weight_cast_bytes(spec, ctx)
     parts: dict[str, int] = {}
