@@ -167,6 +167,15 @@ def gated_deltanet_input_projections(spec: ModelSpec) -> int:
     return GDN_INPUT_PROJECTIONS.get(spec.model_type, GDN_DEFAULT_INPUT_PROJECTIONS)
 
 
+def mixer_input_projections(spec: ModelSpec, mixer: str) -> int:
+    """How many linears of a modelled mixer read the layer's norm output (Mamba-2: ``in_proj``)."""
+    if mixer == "gated_deltanet":
+        return gated_deltanet_input_projections(spec)
+    if mixer == "lightning_attention":
+        return LIGHTNING_INPUT_PROJECTIONS
+    return 1
+
+
 GDN_CHUNK = 64
 """Positions per chunk of transformers' ``torch_chunk_gated_delta_rule`` (its default;
 the gated delta-net layers do not pass another)."""
@@ -218,3 +227,70 @@ def gated_deltanet_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
     per_sequence = per_chunk_token * chunk + 2 * e * state * chunks + f * state * (chunks - 1) + f * hv * chunks
     sharded = round((per_token * seq + per_padded * padded + per_sequence) * ctx.batch) // ctx.tp
     return sharded, MASK * chunk * chunk
+
+
+# -- Lightning attention (MiniMax-01) -------------------------------------------------
+
+LIGHTNING_INPUT_PROJECTIONS = 2
+"""Linears of a lightning-attention layer that read the layer's norm output, each saving
+its own autocast cast of it: ``qkv_proj`` and ``output_gate``."""
+
+
+def lightning_attention_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
+    """(sharded, unsharded) bytes one lightning-attention mixer saves for one micro-batch.
+
+    MiniMax-01's lightning attention (MiniMax 2025, "MiniMax-01: Scaling Foundation Models
+    with Lightning Attention", sec. 2.2.1: linear attention computed block by block, a
+    softmax-free ``Q K^T`` with a per-head exponential decay inside a block and a
+    ``head_dim x head_dim`` key-value state carried across blocks), as transformers 5.24's
+    ``MiniMaxLightningAttention.forward`` runs it in training: ``H`` heads of ``D``
+    (``W = H D``), blocks of ``l`` positions (``block_size``), ``n_b = ceil(s / l)`` blocks,
+    the last one ``s - (n_b - 1) l`` long. ``c`` is the compute dtype's size (the saved
+    matmul inputs are its casts under autocast), ``f = 4`` fp32's.
+
+    Per token:
+
+    - ``silu(qkv_proj(x))`` keeps its input (``3 c W``); q, k and v are strided views of
+      its output, so every ``matmul`` saves its own contiguous copy (``reshape`` to
+      ``bmm``'s 3-d operands cannot view them);
+    - within a block: ``Q K^T`` keeps the copies of q and ``k^T`` (``2 c W``);
+      ``(Q K^T * decay) V`` keeps the product's cast (``c H l`` per position of a full
+      block: ``l x l`` per head; the product with the fp32 decay buffer keeps only the
+      buffer) and a copy of v (``c W``);
+    - across blocks: ``(q * query_decay) @ state`` keeps the cast of the decayed query
+      (``c W``) in every block but the first, whose state is a constant zero that needs no
+      gradient; ``(k * key_decay)^T v``, the next state, keeps the decayed keys' cast and
+      a copy of v (``2 c W``) in every block but the last, whose state is returned and
+      dropped;
+    - the output norm (``MiniMaxRMSNorm`` over ``W``): the fp32 copy of its input, ``rsqrt``
+      and the normalised tensor cast back (``f W + f + c W``; with a frozen norm weight the
+      last is not kept);
+    - ``sigmoid(output_gate(x)) * norm``: the sigmoid's output (``c W``) and the norm's
+      output, in the wider of the norm weight's and the compute dtype (``r W`` with
+      ``r >= c``: fp32 under autocast on fp32 weights); ``out_proj``'s input (``c W``),
+      which on a frozen 16-bit base only ``out_proj``'s adapter keeps, as its own cast
+      (counted with the adapters; a frozen ``out_proj`` without one keeps nothing).
+
+    Per sequence: the states the decayed-query matmuls keep, one ``H D^2`` per block in
+    ``c`` (the first block's zero state, then each block's state cast). ``qkv_proj``'s and
+    ``output_gate``'s inputs are counted with the norms (:data:`LIGHTNING_INPUT_PROJECTIONS`).
+    """
+    c, f = ctx.c, FP32
+    heads, head_dim, block = spec.num_attention_heads, spec.head_dim, spec.lightning_block_size
+    width = heads * head_dim
+    seq = ctx.seq // ctx.cp
+    blocks = ceil_div(seq, block)
+    last = seq - (blocks - 1) * block
+    not_last = seq - last  # positions outside the last block
+    not_first = seq - min(seq, block)  # positions outside the first block
+    norm_output = max(ctx.r, c)
+    normalised = 0 if ctx.frozen_base else c * width
+    out_proj_input = 0 if ctx.inputs_saved_by_adapters else c * width
+    per_token = (2 * 3 * c * width  # silu's input; q, k^T and v copies of the intra-block products
+                 + f * width + f + normalised  # output norm: fp32 copy, rsqrt, normalised cast back
+                 + c * width + norm_output * width + out_proj_input)  # sigmoid output, norm output
+    scores = c * heads * ((blocks - 1) * block * block + last * last)  # per sequence
+    across = c * width * (2 * not_last + not_first)
+    states = c * heads * head_dim * head_dim * blocks
+    per_sequence = per_token * seq + scores + across + states
+    return per_sequence * ctx.batch // ctx.tp, 0

@@ -943,6 +943,8 @@ def _minimax(cfg: Config, f: dict[str, Any]) -> None:
     """MiniMax-01 (modeling_minimax.py): ``linear_attention`` layers are lightning
     attention, the others softmax attention; every MLP is a Mixtral-style MoE."""
     _mixers_from_layer_types(cfg, f, "lightning_attention")
+    if "lightning_attention" in f["layer_mixers"]:
+        f["lightning_block_size"] = _pos(cfg, ("block_size",), 256)
     _mixtral_width(cfg, f)
 
 

@@ -198,11 +198,14 @@ def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=
         return
     total = setup.seq + setup.decode_tokens
     config = model.config.get_text_config(decoder=True)
-    if setup.cache == "static":
+    own_cache = not _takes_default_cache(model)
+    if own_cache:
+        cache = None  # the model builds its own on the first forward, as ``generate`` lets it
+    elif setup.cache == "static":
         cache = transformers.StaticCache(config=config, max_cache_len=total)
     else:
         cache = transformers.DynamicCache(config=config)
-    cache = _labelled_cache(cache)
+    cache = _labelled_cache(cache) if cache is not None else None
     prompt = _inputs(model, setup, setup.seq)
     adopt_model(recorder, model, setup)
     recorder.adopt(prompt, "activations/inputs")
@@ -224,6 +227,8 @@ def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=
             ids = {"decoder_input_ids" if kind == "seq2seq" else "input_ids": prompt}
             out = model(**ids, use_cache=True, **first, **encoded, **{cache_kw: cache})
             token = out.logits[:, -1:].argmax(-1)
+            if own_cache:
+                cache = getattr(out, cache_kw)
             del out
         _tick(progress)
         for _ in range(setup.decode_tokens):
@@ -233,6 +238,15 @@ def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=
                 token = out.logits[:, -1:].argmax(-1)
                 del out
             _tick(progress)
+
+
+def _takes_default_cache(model) -> bool:
+    """Can the model run on a transformers ``DynamicCache``/``StaticCache``? MiniMax-01
+    keeps its lightning states in a cache class of its own and refuses others;
+    ``generate`` then passes none and the model builds its own
+    (``GenerationMixin._supports_default_dynamic_cache``)."""
+    supports = getattr(_base_model(model), "_supports_default_dynamic_cache", None)
+    return supports is None or supports()
 
 
 def _forward_parameters(model):
