@@ -436,7 +436,10 @@ def lightning_attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp:
     fp32 copy (none when ``c`` is fp32 already) beside ``pow(2)``'s or the normalised
     product (``f W``), with the last block's leftovers still bound: its scores
     (``H l_last^2``), intra, inter and summed outputs (``3 H l_last D``) and its state
-    update (``H D^2``; the new state itself is counted with the cache)."""
+    update (``H D^2``; the new state itself is counted with the cache). These are
+    reserved at a full block's size (``l_last = min(l, s)``), so that a longer prompt
+    never costs less (a prompt one past a block boundary leaves a one-position block:
+    transformers then holds up to ``H l^2`` less here)."""
     if spec.lightning_block_size <= 0:
         return 0
     c, f = shape.act_bytes, FP32_BYTES
@@ -456,7 +459,8 @@ def lightning_attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp:
 
     loop = max(in_loop(i) for i in {blocks - 1, max(blocks - 2, 0)})
     upcast = f * width if c < f else 0
-    at_norm = c * (width * s + heads * last * last + 3 * heads * last * head_dim + state) + s * (upcast + f * width + f)
+    kept = min(block, s)  # the last block's leftovers, reserved at a full block's
+    at_norm = c * (width * s + heads * kept * kept + 3 * heads * kept * head_dim + state) + s * (upcast + f * width + f)
     return held + shape.sequences * max(loop, at_norm)
 
 
