@@ -25,11 +25,16 @@ FAMILIES = {
                     num_key_value_heads=2, head_dim=64, intermediate_size=512, num_local_experts=4,
                     num_experts_per_tok=2, vocab_size=32000, block_size=256,
                     layer_types=["linear_attention"] * 3 + ["full_attention"], **_IDS),
+    # Griffin's pattern: two recurrent blocks, then local attention (block_types repeats)
+    "recurrent_gemma": dict(model_type="recurrent_gemma", num_hidden_layers=4, hidden_size=512, lru_width=512,
+                            num_attention_heads=8, num_key_value_heads=1, head_dim=64, intermediate_size=1536,
+                            attention_window_size=2048, vocab_size=32000, **_IDS),
 }
 """Small configs of each family, 4 layers of hidden 512."""
 
 REFERENCE = {
     "minimax": dict(layer_types=["full_attention"] * 4),
+    "recurrent_gemma": dict(block_types=["attention"]),
 }
 """The same model with every recurrent layer an attention layer."""
 
