@@ -595,6 +595,8 @@ def mixer_modelled(spec: ModelSpec, layer: int) -> bool:
         return mixer in MIXERS_WITH_ACTIVATIONS and spec.deltanet is not None
     if mixer == "lightning_attention":
         return mixer in MIXERS_WITH_ACTIVATIONS and spec.lightning_block_size > 0
+    if mixer == "rg_lru":
+        return mixer in MIXERS_WITH_ACTIVATIONS and spec.rg_lru is not None
     return mixer in MIXERS_WITH_ACTIVATIONS and spec.ssm is not None and spec.ssm.version == 2
 
 
@@ -614,6 +616,9 @@ def mixer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Act
     if spec.mixer(layer) == "lightning_attention":
         sharded, _ = mixer_activations.lightning_attention_mixer_bytes(spec, ctx)
         return [ActivationPart(name="mixer/lightning_attention", bytes=sharded, sharded=True)]
+    if spec.mixer(layer) == "rg_lru":
+        sharded, _ = mixer_activations.rg_lru_mixer_bytes(spec, ctx)
+        return [ActivationPart(name="mixer/rg_lru", bytes=sharded, sharded=True)]
     sharded, unsharded = mixer_activations.mamba2_mixer_bytes(spec, ctx)
     return [ActivationPart(name="mixer/mamba2", bytes=sharded, sharded=True),
             ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]

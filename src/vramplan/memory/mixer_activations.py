@@ -173,6 +173,8 @@ def mixer_input_projections(spec: ModelSpec, mixer: str) -> int:
         return gated_deltanet_input_projections(spec)
     if mixer == "lightning_attention":
         return LIGHTNING_INPUT_PROJECTIONS
+    if mixer == "rg_lru":
+        return RG_LRU_INPUT_PROJECTIONS
     return 1
 
 
@@ -294,3 +296,57 @@ def lightning_attention_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
     states = c * heads * head_dim * head_dim * blocks
     per_sequence = per_token * seq + scores + across + states
     return per_sequence * ctx.batch // ctx.tp, 0
+
+
+# -- RG-LRU (RecurrentGemma) ----------------------------------------------------------
+
+RG_LRU_INPUT_PROJECTIONS = 2
+"""Linears of a recurrent block that read the layer's norm output: ``linear_y`` and
+``linear_x``."""
+
+
+def rg_lru_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
+    """(sharded, unsharded) bytes one RecurrentGemma recurrent block saves for one
+    micro-batch.
+
+    Griffin's recurrent block (De et al. 2024, "Griffin: Mixing Gated Linear Recurrences
+    with Local Attention for Efficient Language Models", sec. 2.4): a GeLU branch, a
+    causal depthwise convolution, the real-gated linear recurrent unit and ``linear_out``,
+    as transformers 5.24's ``RecurrentGemmaRecurrentBlock`` / ``RecurrentGemmaRglru`` run
+    it in training: the recurrence is a Python loop over the positions
+    (``_rnn_scan``). ``W`` is ``lru_width``, ``K`` the convolution's width; ``c`` the
+    compute dtype's size, ``f = 4`` fp32's, ``e`` the size of the gate arithmetic (fp32
+    under autocast, whose fp32 list holds ``softplus`` and ``exp``, and in fp32; the
+    compute dtype in pure 16-bit). Per token:
+
+    - ``gelu(linear_y(x))`` keeps its input (``c W``); ``x_branch * y_branch`` keeps both
+      factors (``2 c W``) and ``linear_out`` its input (``c W``; on a frozen 16-bit base
+      its adapter's cast, counted with the adapters);
+    - the convolution keeps its input (``c W``, only for its weight's gradient: none when
+      frozen) and its output before the causal slice, ``s + K - 1`` positions, read by
+      ``activations * input_gate`` (``c W (s + K - 1) / s``);
+    - the block-diagonal gates: ``baddbmm``'s copy of the permuted input (``c W``, for the
+      gate weights' gradient), the two ``sigmoid`` outputs (``2 c W``) and ``-8 gate``
+      kept by the product with ``softplus(recurrent_param)`` (``c W``, for that parameter's
+      gradient);
+    - ``exp`` twice (``a`` and ``a^2``) and the input of the bounded ``sqrt``
+      (``3 e W``); the gated input and the multiplier's cast, kept by their product
+      (``2 c W``);
+    - the scan: ``a * ~reset`` in fp32, kept through the per-position slices (in pure
+      16-bit each position's fp32 cast instead), and the fp32 state before each step
+      (``2 f W``).
+    """
+    lru = spec.rg_lru
+    assert lru is not None
+    c, f = ctx.c, FP32
+    e = f if _autocast(ctx) or c >= f else c
+    width, kernel = lru.width, lru.conv_kernel
+    seq = ctx.seq // ctx.cp
+    trained = 0 if ctx.frozen_base else 1  # conv input, baddbmm's input copy, -8 gate
+    out_input = 0 if ctx.inputs_saved_by_adapters else 1
+    per_token = (c * width * (1 + 2 + out_input)  # gelu input, x_branch * y_branch, linear_out input
+                 + c * width * (trained + (seq + kernel - 1) / seq)  # conv input and output
+                 + c * width * (trained + 2 + trained)  # baddbmm input copy, sigmoids, -8 gate
+                 + 3 * e * width + 2 * c * width  # exp, exp, sqrt input; gated input, multiplier
+                 + 2 * f * width)  # a * ~reset, the states of the scan
+    return round(per_token * seq * ctx.batch) // ctx.tp, 0
