@@ -1,5 +1,5 @@
 """Training and prefill activations of recurrent mixers modelled tensor by tensor
-(MiniMax-01's lightning attention), estimate against trace.
+(MiniMax-01's lightning attention, RecurrentGemma's RG-LRU), estimate against trace.
 
 Oracle: the trace (transformers' own modeling code run on PyTorch fake tensors under
 CUDA's allocation and autocast rules; tests/test_trace_step.py checks it against a real
@@ -10,7 +10,9 @@ Before the lightning layers were modelled (priced as softmax attention of the sa
 widths) the bf16-mixed full fine-tune below was off by -9.8 % and the lightning layers'
 share of it (the difference to the same model with softmax attention in every layer)
 by -5.7 % of the peak; leaving out one ``H x l x l`` term per block (the scores' cast)
-moves that share by 1.3 %, the decay buffers by 0.3 %.
+moves that share by 1.3 %, the decay buffers by 0.3 %. RecurrentGemma (two RG-LRU
+blocks, then local attention) was at -16.1 % in training (its soft-capped logits' ``tanh``
+output uncounted as well) and -18.8 % at prefill.
 """
 
 from __future__ import annotations
@@ -129,6 +131,57 @@ def test_more_context_never_less(seq, batch):
 
     def prefill(s, b):
         return lightning_attention_phase_bytes(spec, ForwardShape(sequences=b, query_tokens=s, kv_tokens=s))
+
+    for f in (train, prefill):
+        assert f(seq + 1, batch) >= f(seq, batch) and f(seq, batch + 1) >= f(seq, batch), f.__name__
+
+
+RG_LRU_CASES = [
+    ("bf16-mixed", dict(batch_size=2, seq=256)),
+    # no autocast: the gate arithmetic in bf16, each position's fp32 cast of a kept by the scan
+    ("bf16", dict(batch_size=2, seq=250, precision="bf16")),
+    ("fp32", dict(batch_size=1, seq=256, precision="fp32")),
+    # frozen convolution and gate weights keep no inputs; linear_out's adapter keeps its own
+    ("lora", dict(batch_size=2, seq=256, method="lora", lora_targets=("all-linear",))),
+    ("recompute", dict(batch_size=2, seq=250, recompute=True)),
+    ("prefill", dict(mode="infer", batch_size=2, seq=1024, decode_tokens=0, cache="dynamic")),
+    # one sequence: the permuted input is a view, not a copy
+    ("prefill-one-sequence", dict(mode="infer", batch_size=1, seq=1000, decode_tokens=0, cache="dynamic")),
+]
+
+
+@pytest.mark.exact
+@pytest.mark.parametrize("name,kw", RG_LRU_CASES, ids=[c[0] for c in RG_LRU_CASES])
+def test_rg_lru_follows_the_trace(name, kw):
+    pytest.importorskip("torch")
+    traced, estimated = _measure(dict(FAMILIES["recurrent_gemma"]), TraceSetup(**kw))
+    assert abs(estimated / traced - 1) <= TOLERANCE, (estimated, traced)
+
+
+def test_recurrent_gemma_carries_no_transformer_note_and_soft_caps():
+    from vramplan.model.hf_config import spec_from_config
+
+    spec = spec_from_config(dict(FAMILIES["recurrent_gemma"]))
+    assert spec.final_logit_softcapping  # RecurrentGemmaForCausalLM: tanh(logits / logits_soft_cap) * cap
+    assert not any("approximated with a transformer layer" in n for n in spec.notes), spec.notes
+
+
+@pytest.mark.parametrize("seq,batch", [(1, 1), (2, 1), (100, 2), (4096, 3)])
+def test_rg_lru_more_context_never_less(seq, batch):
+    from vramplan.memory.activations import ActivationContext
+    from vramplan.memory.inference_buffers import ForwardShape, rg_lru_phase_bytes
+    from vramplan.memory.mixer_activations import rg_lru_mixer_bytes
+    from vramplan.memory.precision import get_precision
+    from vramplan.model.hf_config import spec_from_config
+
+    spec = spec_from_config(dict(FAMILIES["recurrent_gemma"]))
+    recipe = get_precision("bf16-mixed")
+
+    def train(s, b):
+        return rg_lru_mixer_bytes(spec, ActivationContext(recipe=recipe, batch=b, seq=s))[0]
+
+    def prefill(s, b):
+        return rg_lru_phase_bytes(spec, ForwardShape(sequences=b, query_tokens=s, kv_tokens=s))
 
     for f in (train, prefill):
         assert f(seq + 1, batch) >= f(seq, batch) and f(seq, batch + 1) >= f(seq, batch), f.__name__

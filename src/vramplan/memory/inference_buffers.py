@@ -98,9 +98,10 @@ class LayerFlow:
     by a view. The masked scores stay bound meanwhile, so three score-sized tensors in
     the compute dtype are alive at the shift (with the row maximum) and at the softmax,
     where Llama's fp32 softmax holds 2 + 4 + 4 bytes per score."""
-    lightning_blocks: bool = False
-    """MiniMax-01's lightning-attention layers run transformers' block-by-block loop
-    (``MiniMaxLightningAttention.forward``): :func:`lightning_attention_phase_bytes`."""
+    recurrent_mixers: bool = False
+    """The model's recurrent mixers run transformers' PyTorch loops: MiniMax-01's
+    lightning attention block by block, RecurrentGemma's RG-LRU position by position
+    (:func:`recurrent_mixer_phase_bytes`)."""
     mla_expands_cache: bool = False
     """Multi-head latent attention decompresses the cached latent of every token for
     every step (transformers ``DeepseekV3Attention.expand_kv``: ``kv_b_proj`` over the
@@ -139,7 +140,7 @@ def hf_layer_flow(spec: ModelSpec) -> LayerFlow:
         # Phi3Attention slices q, k, v out of one qkv_proj output bound in its frame
         return LayerFlow(fused_qkv=True, fused_gate_up=True, activation_extra_copies=extra)
     return LayerFlow(activation_extra_copies=extra, mla_expands_cache=spec.mla is not None,
-                     lightning_blocks="lightning_attention" in spec.layer_mixers,
+                     recurrent_mixers=any(m in spec.layer_mixers for m in ("lightning_attention", "rg_lru")),
                      fused_gate_up=spec.model_type in FUSED_GATE_UP_FAMILIES,
                      attention_sinks=spec.model_type in SINK_ATTENTION_FAMILIES)
 
@@ -406,13 +407,47 @@ def mlp_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, moe_im
 def layer_peak_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, impl: AttentionImpl = "sdpa",
                      repeat_kv: bool = False, moe_impl: MoEImpl = "grouped", flow: LayerFlow = LLAMA_FLOW) -> int:
     """Peak live bytes inside one decoder layer: the larger of its two phases (three with
-    lightning-attention layers, :attr:`LayerFlow.lightning_blocks`). Under
+    recurrent mixers, :attr:`LayerFlow.recurrent_mixers`). Under
     eager attention the MLP phase also holds the layer's attention probabilities
     (:func:`eager_probs_bytes`)."""
     probs = eager_probs_bytes(spec, shape, tp=tp) if impl == "eager" else 0
-    lightning = lightning_attention_phase_bytes(spec, shape, tp=tp) if flow.lightning_blocks else 0
+    mixer = recurrent_mixer_phase_bytes(spec, shape, tp=tp) if flow.recurrent_mixers else 0
     return max(attention_phase_bytes(spec, shape, tp=tp, impl=impl, repeat_kv=repeat_kv, flow=flow),
-               mlp_phase_bytes(spec, shape, tp=tp, moe_impl=moe_impl, flow=flow) + probs, lightning)
+               mlp_phase_bytes(spec, shape, tp=tp, moe_impl=moe_impl, flow=flow) + probs, mixer)
+
+
+def recurrent_mixer_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1) -> int:
+    """Live bytes at the high point of the model's recurrent-mixer layers, per TP rank:
+    the larger of :func:`lightning_attention_phase_bytes` and
+    :func:`rg_lru_phase_bytes` (0 for a mixer the model lacks)."""
+    return max(lightning_attention_phase_bytes(spec, shape, tp=tp), rg_lru_phase_bytes(spec, shape, tp=tp))
+
+
+RG_LRU_SCAN_TENSORS = 11
+"""``lru_width``-wide tensors bound in ``RecurrentGemmaRglru.forward`` while ``_rnn_scan``
+runs (see :func:`rg_lru_phase_bytes`)."""
+
+
+def rg_lru_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1) -> int:
+    """Live bytes at the high point of one RecurrentGemma recurrent block
+    (``RecurrentGemmaRecurrentBlock.forward`` under ``torch.no_grad()``), per TP rank,
+    ``W = lru_width / tp``: the held hidden states and the normed input (as
+    :func:`attention_phase_bytes`), the GeLU branch (``W``), the convolution's output
+    over ``s + K - 1`` positions (the RG-LRU's input is a view of it), and the
+    :data:`RG_LRU_SCAN_TENSORS` tensors bound in ``RecurrentGemmaRglru.forward`` during
+    the scan, each ``W`` per token in the compute dtype: the permuted input's copy (for
+    one sequence ``reshape`` keeps a view of the convolution's output instead), the
+    second gate's ``baddbmm`` output, the input gate, ``a``, ``log a``, ``a^2``, the gated
+    input, the multiplier, the normalised input, ``a * ~reset`` and the output the
+    scan fills. Each position's fp32 state, ``W`` per sequence, is left out."""
+    lru = spec.rg_lru
+    if lru is None or "rg_lru" not in spec.layer_mixers:
+        return 0
+    width, s = lru.width // tp, shape.query_tokens
+    conv_output = width * (s + lru.conv_kernel - 1)
+    scan = RG_LRU_SCAN_TENSORS - (1 if shape.sequences == 1 else 0)
+    per_sequence = s * ((shape.held_hidden + 1) * spec.hidden_size + width * (1 + scan)) + conv_output
+    return shape.sequences * per_sequence * shape.act_bytes
 
 
 def lightning_attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1) -> int:
