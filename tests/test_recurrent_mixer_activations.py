@@ -185,3 +185,35 @@ def test_rg_lru_more_context_never_less(seq, batch):
 
     for f in (train, prefill):
         assert f(seq + 1, batch) >= f(seq, batch) and f(seq, batch + 1) >= f(seq, batch), f.__name__
+
+
+XLSTM = dict(model_type="xlstm", hidden_size=64, embedding_dim=64, num_hidden_layers=2, num_blocks=2, vocab_size=100,
+             num_heads=4, chunk_size=4, qk_dim_factor=1.0, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+"""xLSTM: its input and forget gates are ``hidden -> heads`` linears, 4 rows here."""
+
+
+@pytest.mark.exact
+def test_lora_rank_above_a_gate_side_is_what_peft_builds():
+    """Rank 16 on xLSTM's 4-row gate projections: peft builds the adapters (16 x in and
+    4 x 16); the estimate counts the same parameters and warns instead of refusing."""
+    torch = pytest.importorskip("torch")
+    peft = pytest.importorskip("peft")
+    import transformers
+
+    from vramplan.errors import InputError
+    from vramplan.model.hf_config import spec_from_config
+    from vramplan.training import TrainingSetup, estimate_training, model_states
+
+    spec = spec_from_config(dict(XLSTM))
+    setup = TrainingSetup(method="lora", lora_rank=16, lora_targets=("all-linear",), batch=1, seq=64)
+    estimate = estimate_training(spec, setup)
+    assert any("exceeds the smaller side" in w for w in estimate.warnings), estimate.warnings
+    with pytest.raises(InputError, match="lora_rank: 16 exceeds the smaller side"):
+        estimate_training(spec, TrainingSetup(method="lora", lora_rank=16, lora_targets=("all-linear",), strict=True))
+
+    config = transformers.AutoConfig.for_model(**XLSTM)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    model = peft.get_peft_model(model, peft.LoraConfig(r=16, target_modules="all-linear"))
+    built = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    assert sum(g.params for g in model_states(spec, setup).trainable) == built

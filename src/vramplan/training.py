@@ -28,7 +28,7 @@ from vramplan.memory.overhead import Overheads, fit_verdict
 from vramplan.memory.logits import LogitsBytes, logits_bytes
 from vramplan.memory.lora import (
     ADAPTER_BYTES, adapter_activation_bytes_per_token, adapter_groups, adapter_weight_cast_bytes,
-    dequant_buffer_bytes, folded_weight_bytes_per_layer, module_adapter_groups, peft_targets,
+    dequant_buffer_bytes, folded_weight_bytes_per_layer, module_adapter_groups, peft_targets, ranks_above_smaller_side,
 )
 from vramplan.memory.optimizer import OptimizerSpec, get_optimizer, optimizer_state_bytes, step_temporary_bytes
 from vramplan.memory.weights import buffer_components, weight_components
@@ -576,6 +576,16 @@ def _check_model(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> list
     if setup.seq > spec.max_position_embeddings:
         msg = (f"seq: {setup.seq} exceeds {spec.name}'s max_position_embeddings "
                f"{spec.max_position_embeddings}")
+        if setup.strict:
+            raise InputError(msg)
+        warnings.append(msg)
+    narrow = ranks_above_smaller_side(spec, lora_targets(spec, setup), setup.lora_rank) \
+        if setup.method != "full" else []
+    if narrow:
+        g = narrow[0]
+        msg = (f"lora_rank: {setup.lora_rank} exceeds the smaller side of {len(narrow)} target matrix group(s) "
+               f"(e.g. {g.name}, {g.shape[0]} x {g.shape[1]}); peft builds those adapters as given, each larger than "
+               "a full update of its matrix")
         if setup.strict:
             raise InputError(msg)
         warnings.append(msg)

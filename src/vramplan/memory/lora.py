@@ -248,19 +248,25 @@ def adapter_groups(spec: ModelSpec, targets: Sequence[str] | None, rank: int) ->
 
 
 def module_adapter_groups(spec: ModelSpec, targets: Sequence[str] | None, rank: int) -> list[TensorGroup]:
-    """``lora.Linear``'s tensors: ``lora_A`` (r x in) and ``lora_B`` (out x r) per target."""
+    """``lora.Linear``'s tensors: ``lora_A`` (r x in) and ``lora_B`` (out x r) per target,
+    whatever the rank: peft builds them for a rank above the matrix's smaller side too
+    (only its MiCA initialisation refuses one; :func:`ranks_above_smaller_side`)."""
     groups = []
     for g in target_groups(spec, targets):
         out_f, in_f = g.shape
-        if rank > min(out_f, in_f):
-            raise InputError(f"lora_rank: {rank} exceeds the smaller side of {g.name} "
-                             f"({out_f} x {in_f}); expected at most {min(out_f, in_f)}")
         prefix = g.name.removesuffix(".weight")
         groups.append(TensorGroup(name=f"{prefix}.lora_A.weight", component=g.component, role="linear",
                                   shape=(rank, in_f), count=g.count))
         groups.append(TensorGroup(name=f"{prefix}.lora_B.weight", component=g.component, role="linear",
                                   shape=(out_f, rank), count=g.count))
     return groups
+
+
+def ranks_above_smaller_side(spec: ModelSpec, targets: Sequence[str] | None, rank: int) -> list[TensorGroup]:
+    """The targets whose smaller side is below ``rank`` (xLSTM's ``heads``-row gate
+    projections at rank 16): valid for peft, but each adapter then holds more parameters
+    than a full update of its matrix."""
+    return [g for g in target_groups(spec, targets) if rank > min(g.shape)]
 
 
 ATTENTION_OUTPUT_MODULE = "o_proj"
