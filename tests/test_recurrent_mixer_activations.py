@@ -195,12 +195,11 @@ XLSTM = dict(model_type="xlstm", hidden_size=64, embedding_dim=64, num_hidden_la
 @pytest.mark.exact
 def test_lora_rank_above_a_gate_side_is_what_peft_builds():
     """Rank 16 on xLSTM's 4-row gate projections: peft builds the adapters (16 x in and
-    4 x 16); the estimate counts the same parameters and warns instead of refusing."""
+    4 x 16); the estimate counts the same parameters, with a warning."""
     torch = pytest.importorskip("torch")
     peft = pytest.importorskip("peft")
     import transformers
 
-    from vramplan.errors import InputError
     from vramplan.model.hf_config import spec_from_config
     from vramplan.training import TrainingSetup, estimate_training, model_states
 
@@ -208,8 +207,6 @@ def test_lora_rank_above_a_gate_side_is_what_peft_builds():
     setup = TrainingSetup(method="lora", lora_rank=16, lora_targets=("all-linear",), batch=1, seq=64)
     estimate = estimate_training(spec, setup)
     assert any("exceeds the smaller side" in w for w in estimate.warnings), estimate.warnings
-    with pytest.raises(InputError, match="lora_rank: 16 exceeds the smaller side"):
-        estimate_training(spec, TrainingSetup(method="lora", lora_rank=16, lora_targets=("all-linear",), strict=True))
 
     config = transformers.AutoConfig.for_model(**XLSTM)
     with torch.device("meta"):
