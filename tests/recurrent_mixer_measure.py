@@ -29,6 +29,8 @@ FAMILIES = {
     "recurrent_gemma": dict(model_type="recurrent_gemma", num_hidden_layers=4, hidden_size=512, lru_width=512,
                             num_attention_heads=8, num_key_value_heads=1, head_dim=64, intermediate_size=1536,
                             attention_window_size=2048, vocab_size=32000, **_IDS),
+    "rwkv": dict(model_type="rwkv", num_hidden_layers=4, hidden_size=512, attention_hidden_size=512,
+                 intermediate_size=2048, vocab_size=32000, context_length=2048, **_IDS),
 }
 """Small configs of each family, 4 layers of hidden 512."""
 

@@ -1,7 +1,9 @@
 """Training activations of state-space and linear-attention token mixers: the tensors
 autograd saves in a Mamba-2 or gated delta-net layer, derived from what each operation
 of transformers' PyTorch path keeps (the gated delta-net: see
-:func:`gated_deltanet_mixer_bytes`).
+:func:`gated_deltanet_mixer_bytes`; MiniMax-01's lightning attention:
+:func:`lightning_attention_mixer_bytes`; RecurrentGemma's RG-LRU block:
+:func:`rg_lru_mixer_bytes`).
 
 The path modelled is the one transformers runs without the CUDA kernels
 (``mamba_ssm``, ``causal-conv1d``): ``BambaMixer.forward`` with

@@ -210,6 +210,8 @@ def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=
     adopt_model(recorder, model, setup)
     recorder.adopt(prompt, "activations/inputs")
     cache_kw = _cache_keyword(model)
+    if own_cache and cache_kw not in _forward_parameters(model) and "state" in _forward_parameters(model):
+        cache_kw = "state"  # RWKV passes its recurrent state under its own name
     keep = {} if "logits_to_keep" not in _forward_parameters(model) else {"logits_to_keep": 1}
     with torch.no_grad(), recorder.module_hooks(model), recorder.recording():
         encoded = {}
@@ -228,7 +230,7 @@ def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=
             out = model(**ids, use_cache=True, **first, **encoded, **{cache_kw: cache})
             token = out.logits[:, -1:].argmax(-1)
             if own_cache:
-                cache = getattr(out, cache_kw)
+                cache = getattr(out, cache_kw, None)
             del out
         _tick(progress)
         for _ in range(setup.decode_tokens):
@@ -242,9 +244,9 @@ def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=
 
 def _takes_default_cache(model) -> bool:
     """Can the model run on a transformers ``DynamicCache``/``StaticCache``? MiniMax-01
-    keeps its lightning states in a cache class of its own and refuses others;
-    ``generate`` then passes none and the model builds its own
-    (``GenerationMixin._supports_default_dynamic_cache``)."""
+    and xLSTM keep their states in a cache class of their own and refuse others, RWKV in
+    a ``state`` list; ``generate`` then passes none and the model builds its own
+    (``GenerationMixin._supports_default_dynamic_cache``), which the next forward gets."""
     supports = getattr(_base_model(model), "_supports_default_dynamic_cache", None)
     return supports is None or supports()
 
