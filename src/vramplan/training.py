@@ -32,7 +32,7 @@ from vramplan.memory.lora import (
     mamba_safe_targets, rank_beyond_targets_warning,
 )
 from vramplan.memory.optimizer import OptimizerSpec, get_optimizer, optimizer_state_bytes, step_temporary_bytes
-from vramplan.memory.weights import weight_components
+from vramplan.memory.weights import buffer_components, weight_components
 from vramplan.model.custom import ParamOnlyModel
 from vramplan.model.resolve import resolve_model
 from vramplan.model.spec import ModelSpec
@@ -241,7 +241,8 @@ def _base_format(spec: ModelSpec, setup: TrainingSetup) -> str | WeightFormat:
 def model_states(spec: ModelSpec, setup: TrainingSetup) -> ModelStates:
     """Weights, gradients, optimizer states and step temporaries for ``setup``."""
     recipe, opt = setup.recipe, setup.opt
-    weights = tuple(weight_components(spec, _base_format(spec, setup)))
+    base = _base_format(spec, setup)
+    weights = tuple(weight_components(spec, base)) + tuple(buffer_components(spec, get_format(base).unquantized_dtype))
     if setup.method == "full":
         trainable = tuple(model_tensors(spec))
         elem = effective_recipe(setup).weight_bytes_per_param

@@ -661,10 +661,7 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
     if spec.mixer(layer) == "none":
         attn_readers = 0
     elif mixer_modelled(spec, layer):
-        gdn = spec.mixer(layer) == "gated_deltanet"
-        attn_readers = mixer_activations.gated_deltanet_input_projections(spec) if gdn else 1  # Mamba-2: in_proj
-        if spec.mixer(layer) == "kda":
-            attn_readers = mixer_activations.KDA_INPUT_PROJECTIONS
+        attn_readers = mixer_activations.mixer_input_projections(spec, spec.mixer(layer))
     else:
         attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
     inputs = _linear_inputs_per_token(ctx, h, attn_readers) + _linear_inputs_per_token(ctx, h, mlp_readers)
@@ -722,6 +719,10 @@ def mixer_modelled(spec: ModelSpec, layer: int) -> bool:
         return mixer in MIXERS_WITH_ACTIVATIONS and spec.deltanet is not None
     if mixer == "kda":
         return mixer in MIXERS_WITH_ACTIVATIONS and spec.kda is not None
+    if mixer == "lightning_attention":
+        return mixer in MIXERS_WITH_ACTIVATIONS and spec.lightning_block_size > 0
+    if mixer == "rg_lru":
+        return mixer in MIXERS_WITH_ACTIVATIONS and spec.rg_lru is not None
     return mixer in MIXERS_WITH_ACTIVATIONS and spec.ssm is not None and spec.ssm.version == 2
 
 
@@ -745,6 +746,12 @@ def mixer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Act
         sharded, unsharded = mixer_activations.kda_mixer_bytes(spec, ctx, gates)
         return [ActivationPart(name="mixer/kda", bytes=sharded, sharded=True),
                 ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
+    if spec.mixer(layer) == "lightning_attention":
+        sharded, _ = mixer_activations.lightning_attention_mixer_bytes(spec, ctx)
+        return [ActivationPart(name="mixer/lightning_attention", bytes=sharded, sharded=True)]
+    if spec.mixer(layer) == "rg_lru":
+        sharded, _ = mixer_activations.rg_lru_mixer_bytes(spec, ctx)
+        return [ActivationPart(name="mixer/rg_lru", bytes=sharded, sharded=True)]
     sharded, unsharded = mixer_activations.mamba2_mixer_bytes(spec, ctx)
     return [ActivationPart(name="mixer/mamba2", bytes=sharded, sharded=True),
             ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
