@@ -54,7 +54,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from vramplan.memory import mixer_activations
+from vramplan.memory import hyper_connections, mixer_activations
 from vramplan.memory.precision import PrecisionRecipe
 from vramplan.model.spec import (
     MIXERS_WITH_ACTIVATIONS,
@@ -424,10 +424,33 @@ def _mla_parts(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext) -> list[Ac
              _part("attention/qkv", qkv, ctx, sharded=True),
              _part("attention/output", c * a * mla.v_head_dim, ctx, sharded=True)]
     if ctx.attention == "eager":
-        parts.append(_part("attention/scores", _scores_per_token(spec, ctx, a), ctx, sharded=True))
+        parts.append(_part("attention/scores", _scores_per_token(spec, ctx, a) + _sink_per_token(spec, ctx), ctx,
+                           sharded=True))
     else:
         parts.append(_part("attention/lse", FP32 * a, ctx, sharded=True))
+    if spec.attention_gate == "full":
+        parts.append(_part("attention/gate", _mla_output_gate_per_token(spec, mla, ctx), ctx, sharded=True))
     return parts
+
+
+def _sink_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Eager attention with a learned sink logit per head (gpt-oss's
+    ``eager_attention_forward``, which Hunyuan v4 runs): the sink column of the
+    softmax output (``cat([scores, sinks])``, in the scores' dtype: fp32 under
+    autocast, where the fp32 mask promotes them) and the int64 row-maximum indices
+    ``combined_logits.max(-1)`` keeps for its backward."""
+    if not spec.attention_sinks:
+        return 0
+    softmax = FP32 if (ctx.autocast_region or ctx.recipe.autocast) or ctx.r >= FP32 else ctx.c
+    return spec.num_attention_heads * (softmax + INDEX)
+
+
+def _mla_output_gate_per_token(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext) -> int:
+    """Hunyuan v4's output gate (``HYV4Attention``: ``attn_output *
+    torch.sigmoid(gate_proj(x))``, heads x ``v_head_dim``): the sigmoid output and the
+    product, which the output projection keeps as its input (the attention output
+    itself is kept by the product, counted as the output)."""
+    return 2 * ctx.c * spec.num_attention_heads * mla.v_head_dim
 
 
 def _act_tensors(spec: ModelSpec) -> int:
@@ -544,7 +567,8 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
         gdn = spec.mixer(layer) == "gated_deltanet"
         attn_readers = mixer_activations.gated_deltanet_input_projections(spec) if gdn else 1  # Mamba-2: in_proj
     else:
-        attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
+        # MLA: q (or q_a) and kv_a, and a gate projection of its own (Hunyuan v4, dots3)
+        attn_readers = _qkv_readers(spec) if spec.mla is None else 2 + (spec.attention_gate in ("full", "head"))
     inputs = _linear_inputs_per_token(ctx, h, attn_readers) + _linear_inputs_per_token(ctx, h, mlp_readers)
     if mixer_beside_attention(spec, layer):
         # Falcon-H1: in_proj reads its own scaled copy (``hidden_states * ssm_in_multiplier``)
@@ -584,7 +608,9 @@ def layer_activation_parts(spec: ModelSpec, ctx: ActivationContext, layer: int =
     if mixer_beside_attention(spec, layer):
         mixer += mixer_parts(spec, ctx, layer)
     mlp = mlp_parts(spec, ctx, layer) if spec.has_mlp(layer) else []
-    return norm_and_residual_parts(spec, ctx, layer) + mixer + mlp
+    streams = hyper_connections.layer_bytes_per_token(spec, ctx)
+    hc = [_part("hyper_connections", streams, ctx, sharded=False)] if streams else []
+    return norm_and_residual_parts(spec, ctx, layer) + mixer + mlp + hc
 
 
 def mixer_modelled(spec: ModelSpec, layer: int) -> bool:
@@ -652,8 +678,10 @@ def first_layer_uncast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
 
 def checkpointed_layer_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     """Full recomputation keeps only each layer's input (the residual stream),
-    ``r h`` per token (``torch.utils.checkpoint`` saves the block's arguments)."""
-    return _part("residual", ctx.r * spec.hidden_size, ctx, sharded=False).bytes
+    ``r h`` per token (``torch.utils.checkpoint`` saves the block's arguments); with
+    hyper-connections, its ``N`` streams."""
+    streams = hyper_connections.checkpoint_bytes_per_token(spec, ctx)
+    return _part("residual", streams or ctx.r * spec.hidden_size, ctx, sharded=False).bytes
 
 
 def saved_layer_bytes(parts: list[ActivationPart], recompute: Recompute) -> int:
@@ -675,6 +703,7 @@ def final_norm_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     residual = _layer_output_per_token(spec, ctx)  # the last layer's output
     head_input = 0 if ctx.frozen_base else _linear_inputs_per_token(ctx, h, 1)
     per_token = residual + _norm_per_token(spec, ctx, h) + head_input
+    per_token += hyper_connections.head_bytes_per_token(spec, ctx)  # the last streams, collapsed
     return _part("final_norm", per_token, ctx, sharded=False).bytes
 
 

@@ -1,0 +1,77 @@
+"""Training activations of hyper-connections: the ``hc_mult`` residual streams and the
+fp32 weights that read and write them, per decoder layer and micro-batch.
+
+Source: transformers 5.24 ``modeling_hy_v4.py`` (``HYV4HyperConnection``,
+``HYV4HyperHead``, ``HYV4DecoderLayer``, ``HYV4Model``), and the DeepSeek-V4 form it
+follows (``DeepseekV4HyperConnection``). Per token, with ``N`` streams of ``h``, ``s``
+the stream's element size (the residual's: the embedding output's dtype), ``f = 4``:
+
+- the model expands the embedding output to ``N`` streams (``.contiguous()``, ``s N h``),
+  and every sub-block (attention, MLP) writes new streams,
+  ``(post.float() * out.float() + residual.float()).to(dtype)``: ``s N h`` each, kept by
+  the next hyper-connection's reads (``F.linear(flat, fn)``, ``square`` in the
+  unweighted norm, ``pre * streams``). With 16-bit streams ``flat =
+  streams.flatten(2).float()`` is a second, fp32 copy (``f N h``), saved by the linear
+  and the norm.
+- each hyper-connection runs with autocast off, in fp32: the ``fn`` projection's output
+  and its product with the norm's ``rsqrt`` (``2 x 2N`` each: pre and post logits), the
+  two sigmoids' outputs and the two ``+ eps`` sums (``N`` each: ``pre`` read by the
+  collapse, ``post`` by the write-back), the norm's ``rsqrt`` (1): ``f (8N + 1)``.
+  The collapsed sub-block input (``sum(pre * streams)``) is what the block's norm
+  saves as its input: the layer formula's residual term.
+- the write-back's product saves the sub-block output upcast to fp32 (``out.float()``,
+  ``f h``; in fp32 the output itself).
+- after the last layer ``HYV4HyperHead`` collapses the streams once more: its
+  projection, the product, the sigmoid and the ``+ eps`` sum (``N`` each) and the
+  ``rsqrt``: ``f (4N + 1)``, plus the fp32 copy of 16-bit streams.
+
+Where a base is frozen (LoRA) the projection ``fn`` gets no gradient, and its matmul
+keeps no copy of ``flat``; the other readers still keep the streams.
+"""
+
+from __future__ import annotations
+
+from vramplan.model.spec import ModelSpec
+
+FP32 = 4
+"""Bytes of an fp32 element: the mixing runs with autocast off, in fp32."""
+
+SUB_BLOCKS_PER_LAYER = 2
+"""Hyper-connections per decoder layer: before attention (``attn_hc``) and before the
+MLP (``ffn_hc``)."""
+MIX_FLOATS_PER_STREAM = 8
+"""fp32 elements per stream a hyper-connection keeps: projection output and its
+normalised product (2 each: pre, post), two sigmoid outputs, two ``+ eps`` sums."""
+HEAD_FLOATS_PER_STREAM = 4
+"""Those of ``HYV4HyperHead`` (pre only): projection, product, sigmoid, ``+ eps``."""
+
+
+def _stream_bytes_per_token(spec: ModelSpec, ctx) -> int:
+    """One set of ``N`` streams as the next hyper-connection keeps it: in their own
+    dtype, plus the fp32 ``flat`` copy when they are 16-bit."""
+    n, h = spec.hyper_connection_streams, spec.hidden_size
+    return n * h * ctx.r + (n * h * FP32 if ctx.r < FP32 else 0)
+
+
+def layer_bytes_per_token(spec: ModelSpec, ctx) -> int:
+    """What one decoder layer's two hyper-connections keep beyond the layer formula,
+    per token: each sub-block's input streams, its fp32 mixing weights and its output's
+    fp32 upcast."""
+    n, h = spec.hyper_connection_streams, spec.hidden_size
+    if not n:
+        return 0
+    per_sub_block = _stream_bytes_per_token(spec, ctx) + FP32 * (MIX_FLOATS_PER_STREAM * n + 1) + FP32 * h
+    return SUB_BLOCKS_PER_LAYER * per_sub_block
+
+
+def head_bytes_per_token(spec: ModelSpec, ctx) -> int:
+    """After the last layer: the last streams and ``HYV4HyperHead``'s fp32 weights."""
+    n = spec.hyper_connection_streams
+    if not n:
+        return 0
+    return _stream_bytes_per_token(spec, ctx) + FP32 * (HEAD_FLOATS_PER_STREAM * n + 1)
+
+
+def checkpoint_bytes_per_token(spec: ModelSpec, ctx) -> int:
+    """A checkpointed layer's input under full recomputation: its ``N`` streams."""
+    return spec.hyper_connection_streams * spec.hidden_size * ctx.r
