@@ -608,7 +608,7 @@ def layer_activation_parts(spec: ModelSpec, ctx: ActivationContext, layer: int =
     if mixer_beside_attention(spec, layer):
         mixer += mixer_parts(spec, ctx, layer)
     mlp = mlp_parts(spec, ctx, layer) if spec.has_mlp(layer) else []
-    streams = hyper_connections.layer_bytes_per_token(spec, ctx)
+    streams = hyper_connections.layer_bytes_per_token(spec, ctx, layer)
     hc = [_part("hyper_connections", streams, ctx, sharded=False)] if streams else []
     return norm_and_residual_parts(spec, ctx, layer) + mixer + mlp + hc
 

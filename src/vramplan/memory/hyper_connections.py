@@ -44,6 +44,9 @@ MIX_FLOATS_PER_STREAM = 8
 normalised product (2 each: pre, post), two sigmoid outputs, two ``+ eps`` sums."""
 HEAD_FLOATS_PER_STREAM = 4
 """Those of ``HYV4HyperHead`` (pre only): projection, product, sigmoid, ``+ eps``."""
+SCALE_PRODUCTS = {"layer": 2, "head": 1}
+"""Of those, the normalised projections (pre and post; the head's pre) that ``logits *
+scale`` keeps only for the scale's gradient: not kept under a frozen base."""
 
 
 def _stream_bytes_per_token(spec: ModelSpec, ctx) -> int:
@@ -53,15 +56,25 @@ def _stream_bytes_per_token(spec: ModelSpec, ctx) -> int:
     return n * h * ctx.r + (n * h * FP32 if ctx.r < FP32 else 0)
 
 
-def layer_bytes_per_token(spec: ModelSpec, ctx) -> int:
+def _mix_floats_per_stream(ctx, where: str) -> int:
+    """The mixing weights' fp32 elements kept per stream (``where``: a layer's
+    hyper-connection or the head's)."""
+    kept = MIX_FLOATS_PER_STREAM if where == "layer" else HEAD_FLOATS_PER_STREAM
+    return kept - (SCALE_PRODUCTS[where] if ctx.frozen_base else 0)
+
+
+def layer_bytes_per_token(spec: ModelSpec, ctx, layer: int = 0) -> int:
     """What one decoder layer's two hyper-connections keep beyond the layer formula,
     per token: each sub-block's input streams, its fp32 mixing weights and its output's
-    fp32 upcast."""
+    fp32 upcast. Under a frozen base the first layer's attention hyper-connection reads
+    the frozen embedding's output, which needs no gradient: it keeps nothing but the
+    write-back's upcast."""
     n, h = spec.hyper_connection_streams, spec.hidden_size
     if not n:
         return 0
-    per_sub_block = _stream_bytes_per_token(spec, ctx) + FP32 * (MIX_FLOATS_PER_STREAM * n + 1) + FP32 * h
-    return SUB_BLOCKS_PER_LAYER * per_sub_block
+    mixing = _stream_bytes_per_token(spec, ctx) + FP32 * (_mix_floats_per_stream(ctx, "layer") * n + 1)
+    reading = SUB_BLOCKS_PER_LAYER - (1 if ctx.frozen_base and layer == 0 else 0)
+    return reading * mixing + SUB_BLOCKS_PER_LAYER * FP32 * h
 
 
 def head_bytes_per_token(spec: ModelSpec, ctx) -> int:
@@ -69,7 +82,7 @@ def head_bytes_per_token(spec: ModelSpec, ctx) -> int:
     n = spec.hyper_connection_streams
     if not n:
         return 0
-    return _stream_bytes_per_token(spec, ctx) + FP32 * (HEAD_FLOATS_PER_STREAM * n + 1)
+    return _stream_bytes_per_token(spec, ctx) + FP32 * (_mix_floats_per_stream(ctx, "head") * n + 1)
 
 
 def checkpoint_bytes_per_token(spec: ModelSpec, ctx) -> int:
