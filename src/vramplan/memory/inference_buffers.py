@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vramplan.dtypes import FP32_BYTES
+from vramplan.memory import sparse_indexer
 from vramplan.memory.weights import kv_heads_per_rank
 from vramplan.model.spec import MLASpec, ModelSpec
 
@@ -272,7 +273,9 @@ def mla_attention_phase_bytes(spec: ModelSpec, mla: MLASpec, shape: ForwardShape
     Values (eager): ``value_states`` is a strided view of ``kv_b_proj``'s output, so
     ``matmul(probs, value_states)`` first copies it contiguous (``kv_tokens x heads x
     v`` per sequence) next to the probabilities and the output: the decode peak.
-    The query latent (``q_a_proj``) is freed before these moments.
+    The query latent (``q_a_proj``) is freed before these moments. Indexer layers
+    (DeepSeek sparse attention) score the keys after ``expand_kv``, with the above alive:
+    :func:`vramplan.memory.sparse_indexer.scores_transient_bytes`.
     """
     heads = spec.num_attention_heads // tp
     per_query = (shape.held_hidden + 1) * spec.hidden_size + _rotary_table(spec) \
@@ -281,13 +284,18 @@ def mla_attention_phase_bytes(spec: ModelSpec, mla: MLASpec, shape: ForwardShape
     before = (shape.tokens * per_query + shape.sequences * shape.kv_tokens * per_key) * shape.act_bytes
     out_width = heads * mla.v_head_dim
     projections = before + shape.tokens * (out_width + max(out_width, spec.hidden_size)) * shape.act_bytes
+    # the lightning indexer scores every key while the expanded keys and values are alive
+    indexer = before + sparse_indexer.scores_transient_bytes(spec, sequences=shape.sequences,
+                                                             query_tokens=shape.query_tokens,
+                                                             kv_tokens=shape.kv_tokens)
     if impl != "eager":
-        return projections
+        return max(projections, indexer)
     scores = shape.sequences * heads * shape.query_tokens * shape.kv_tokens
     probs = eager_probs_bytes(spec, shape, tp=tp)
     value_copy = shape.sequences * shape.kv_tokens * out_width * shape.act_bytes
     at_values = before + probs + value_copy + shape.tokens * out_width * shape.act_bytes
-    return max(projections + probs, at_values, before + scores * (shape.act_bytes + EAGER_BYTES_PER_SCORE_EXTRA))
+    return max(projections + probs, at_values, before + scores * (shape.act_bytes + EAGER_BYTES_PER_SCORE_EXTRA),
+               indexer)
 
 
 def attention_mask_bytes(spec: ModelSpec, shape: ForwardShape, impl: AttentionImpl, *,

@@ -1,0 +1,38 @@
+"""The lightning indexer's score tensors, alive for a moment inside each indexer layer's
+forward (DeepSeek sparse attention: DeepSeek-V3.2, GLM-5, A.X K2, dots3, Hunyuan v4).
+
+Source: transformers 5.24 ``DeepseekV32Indexer.forward`` (and ``GlmMoeDsaIndexer``,
+``HYV4Indexer``, which follow it), run under ``torch.no_grad()``: it keeps nothing for
+backward, but scores every query against every key in fp32 before picking the top-k::
+
+    scores = torch.matmul(q.float(), k.transpose(-1, -2).float().unsqueeze(1))  # [B, S, H, T]
+    scores = F.relu(scores * softmax_scale)
+
+``torch.matmul`` broadcasts the single key head ``[B, 1, D, T]`` over the ``S`` query
+positions and flattens the batch dimensions with ``expand(...).reshape(...)``, which
+copies the keys once per query: ``S x T x D`` fp32 elements per sequence beside the
+``S x T x H`` fp32 product. The next moments (the scaled scores, ``relu``) hold two
+products at once, ``2 x S x T x H``. The query and key fp32 copies are ``S x H x D``
+and ``T x D``.
+"""
+
+from __future__ import annotations
+
+from vramplan.model.spec import ModelSpec
+
+FP32 = 4
+"""Bytes of an fp32 element: the indexer scores in fp32 (``q.float()``, ``k.float()``)."""
+
+
+def scores_transient_bytes(spec: ModelSpec, *, sequences: int, query_tokens: int, kv_tokens: int) -> int:
+    """Peak bytes of one indexer's scoring for ``sequences`` sequences of
+    ``query_tokens`` new tokens over ``kv_tokens`` keys (0 without an indexer): the
+    larger of the matmul moment (broadcast key copy + product) and the ``relu`` moment
+    (two products), plus the fp32 query and key copies alive throughout."""
+    idx = spec.indexer
+    if idx is None or not spec.num_indexer_layers:
+        return 0
+    h, d = idx.num_heads, idx.head_dim
+    scores = query_tokens * kv_tokens * max(d + h, 2 * h)
+    copies = query_tokens * h * d + kv_tokens * d
+    return sequences * (scores + copies) * FP32
