@@ -327,7 +327,7 @@ def _sdpa_kv_widths(spec: ModelSpec, ctx: ActivationContext, layer: int) -> tupl
 def attention_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> list[ActivationPart]:
     """Saved tensors of one attention block (without its input norm)."""
     if spec.mla is not None:
-        return _mla_parts(spec, spec.mla, ctx)
+        return _mla_parts(spec, spec.mla, ctx, layer)
     c, a = ctx.c, spec.num_attention_heads
     if ctx.attention == "eager" or spec.attention_experts:
         # repeat_kv, and eager's matmuls copy the repeated view; JetMoE's attention experts repeat
@@ -411,11 +411,14 @@ def _latent_per_token(spec: ModelSpec, ctx: ActivationContext, width: int, extra
     return ctx.c * (width + extra) + _norm_per_token(spec, ctx, width) + _linear_inputs_per_token(ctx, width, 1)
 
 
-def _mla_parts(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext) -> list[ActivationPart]:
+def _mla_parts(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext, layer: int = 0) -> list[ActivationPart]:
     a, c = spec.num_attention_heads, ctx.c
     latents = _latent_per_token(spec, ctx, mla.kv_lora_rank, mla.qk_rope_head_dim)
     if mla.q_lora_rank:
         latents += _latent_per_token(spec, ctx, mla.q_lora_rank, 0)
+        if mla.fused_query_gate:
+            # A.X K2: q_gate_proj reads cat([normed latent, latent]), which copies the latent
+            latents += _linear_inputs_per_token(ctx, mla.q_lora_rank, 1)
     # q and k after RoPE (a x qk_head_dim each) and the values: eager's matmul saves a
     # contiguous copy (a x d_v); SDPA/flash keep the value view, i.e. kv_b's whole output
     values = mla.v_head_dim if ctx.attention == "eager" else mla.qk_nope_head_dim + mla.v_head_dim
@@ -428,9 +431,19 @@ def _mla_parts(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext) -> list[Ac
                            sharded=True))
     else:
         parts.append(_part("attention/lse", FP32 * a, ctx, sharded=True))
-    if spec.attention_gate == "full":
+    if spec.attention_gate == "full" or mla.fused_query_gate:
         parts.append(_part("attention/gate", _mla_output_gate_per_token(spec, mla, ctx), ctx, sharded=True))
+    if ctx.attention == "sdpa" and spec.indexer is not None:
+        parts.append(_part("attention/sparse_mask", _sparse_mask_per_token(ctx), ctx, sharded=False))
     return parts
+
+
+def _sparse_mask_per_token(ctx: ActivationContext) -> int:
+    """DeepSeek sparse attention under SDPA (``DeepseekV32Attention``: ``attention_mask &
+    ~index_mask``): every layer builds its own boolean ``[b, 1, s, s]`` mask of the
+    causal mask and the indexer's top-k, which the kernel keeps as its ``attn_bias``:
+    ``s`` bytes per token."""
+    return MASK * ctx.seq
 
 
 def _sink_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
@@ -446,11 +459,30 @@ def _sink_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
 
 
 def _mla_output_gate_per_token(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext) -> int:
-    """Hunyuan v4's output gate (``HYV4Attention``: ``attn_output *
-    torch.sigmoid(gate_proj(x))``, heads x ``v_head_dim``): the sigmoid output and the
-    product, which the output projection keeps as its input (the attention output
-    itself is kept by the product, counted as the output)."""
-    return 2 * ctx.c * spec.num_attention_heads * mla.v_head_dim
+    """A sigmoid gate on the attention output, heads x ``v_head_dim``: the sigmoid
+    output and the product, which the output projection keeps as its input (the
+    attention output itself is kept by the product, counted as the output). Hunyuan v4
+    (``HYV4Attention``: ``attn_output * torch.sigmoid(gate_proj(x))``) in the compute
+    dtype; A.X K2 (``AXK2Attention``: ``(attn_output * torch.sigmoid(gate.float()))
+    .to(dtype)``) keeps an fp32 sigmoid and the product cast back."""
+    width = spec.num_attention_heads * mla.v_head_dim
+    if mla.fused_query_gate:
+        return (FP32 + ctx.c) * width
+    return 2 * ctx.c * width
+
+
+def _gated_norm_per_token(spec: ModelSpec, ctx: ActivationContext, gated_norms: int) -> int:
+    """What A.X K2's gated RMSNorms keep beyond a plain norm (``AXK2GatedRMSNorm``:
+    ``y = norm(x); (y * torch.sigmoid(fc2(silu(fc1(y))).float())).to(y.dtype)``), per
+    gated norm: its output ``y`` and the fp32 sigmoid (both kept by the product, in
+    fp32 on the fp32 residual under autocast), ``fc1``'s input as it saves it, its output
+    (kept by the SiLU) and the SiLU output (``fc2``'s input)."""
+    if not spec.gated_norm_rank or not gated_norms:
+        return 0
+    h, rank = spec.hidden_size, spec.gated_norm_rank
+    y = max(ctx.r, FP32 if ctx.recipe.autocast else 0) * h  # the fp32 weight times the input
+    per_norm = y + FP32 * h + _linear_inputs_per_token(ctx, h, 1) + 2 * ctx.c * rank
+    return gated_norms * per_norm
 
 
 def _act_tensors(spec: ModelSpec) -> int:
@@ -588,10 +620,12 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
         shared_input = spec.model_type in PARALLEL_RESIDUAL
         residual = 0 if shared_input else residual // 2
         norms -= 2 if shared_input else 1
+    # A.X K2: the input norm is gated in every layer, the post-attention norm in MoE layers
+    gated = (1 + spec.is_moe_layer(layer)) if spec.gated_norm_rank else 0
     return [
         _part("residual", residual, ctx, sharded=False),
         _part("norms", norms * _norm_per_token(spec, ctx, h) + _post_norms(spec) * _post_norm_input_per_token(
-            spec, ctx, h), ctx, sharded=False),
+            spec, ctx, h) + _gated_norm_per_token(spec, ctx, gated), ctx, sharded=False),
         _part("linear_inputs", inputs, ctx, sharded=False),
     ]
 

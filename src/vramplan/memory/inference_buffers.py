@@ -287,7 +287,7 @@ def mla_attention_phase_bytes(spec: ModelSpec, mla: MLASpec, shape: ForwardShape
     # the lightning indexer scores every key while the expanded keys and values are alive
     indexer = before + sparse_indexer.scores_transient_bytes(spec, sequences=shape.sequences,
                                                              query_tokens=shape.query_tokens,
-                                                             kv_tokens=shape.kv_tokens)
+                                                             kv_tokens=shape.kv_tokens, act_bytes=shape.act_bytes)
     if impl != "eager":
         return max(projections, indexer)
     scores = shape.sequences * heads * shape.query_tokens * shape.kv_tokens

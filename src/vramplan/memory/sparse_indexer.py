@@ -12,8 +12,9 @@ backward, but scores every query against every key in fp32 before picking the to
 positions and flattens the batch dimensions with ``expand(...).reshape(...)``, which
 copies the keys once per query: ``S x T x D`` fp32 elements per sequence beside the
 ``S x T x H`` fp32 product. The next moments (the scaled scores, ``relu``) hold two
-products at once, ``2 x S x T x H``. The query and key fp32 copies are ``S x H x D``
-and ``T x D``.
+products at once, ``2 x S x T x H``. Alive throughout: the fp32 query and key copies
+(``S x H x D``, ``T x D``), and in the compute dtype the ``wq_b`` output (bound by its
+``q_pass`` split) and the rotated query ``torch.cat`` makes (``S x H x D`` each).
 """
 
 from __future__ import annotations
@@ -24,15 +25,21 @@ FP32 = 4
 """Bytes of an fp32 element: the indexer scores in fp32 (``q.float()``, ``k.float()``)."""
 
 
-def scores_transient_bytes(spec: ModelSpec, *, sequences: int, query_tokens: int, kv_tokens: int) -> int:
+QUERY_COPIES = 2
+"""Compute-dtype copies of the indexer query alive while it scores: the ``wq_b`` output
+and the rotated, concatenated query."""
+
+
+def scores_transient_bytes(spec: ModelSpec, *, sequences: int, query_tokens: int, kv_tokens: int,
+                           act_bytes: int) -> int:
     """Peak bytes of one indexer's scoring for ``sequences`` sequences of
     ``query_tokens`` new tokens over ``kv_tokens`` keys (0 without an indexer): the
     larger of the matmul moment (broadcast key copy + product) and the ``relu`` moment
-    (two products), plus the fp32 query and key copies alive throughout."""
+    (two products), plus the query and key copies alive throughout."""
     idx = spec.indexer
     if idx is None or not spec.num_indexer_layers:
         return 0
     h, d = idx.num_heads, idx.head_dim
     scores = query_tokens * kv_tokens * max(d + h, 2 * h)
-    copies = query_tokens * h * d + kv_tokens * d
-    return sequences * (scores + copies) * FP32
+    copies = (query_tokens * h * d + kv_tokens * d) * FP32 + QUERY_COPIES * query_tokens * h * d * act_bytes
+    return sequences * (scores * FP32 + copies)
