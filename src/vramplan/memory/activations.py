@@ -327,7 +327,7 @@ def _sdpa_kv_widths(spec: ModelSpec, ctx: ActivationContext, layer: int) -> tupl
 def attention_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> list[ActivationPart]:
     """Saved tensors of one attention block (without its input norm)."""
     if spec.mla is not None:
-        return _mla_parts(spec, spec.mla, ctx, layer)
+        return _mla_parts(spec, spec.layer_mla_spec(layer), ctx, layer)
     c, a = ctx.c, spec.num_attention_heads
     if ctx.attention == "eager" or spec.attention_experts:
         # repeat_kv, and eager's matmuls copy the repeated view; JetMoE's attention experts repeat
@@ -412,7 +412,9 @@ def _latent_per_token(spec: ModelSpec, ctx: ActivationContext, width: int, extra
 
 
 def _mla_parts(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext, layer: int = 0) -> list[ActivationPart]:
-    a, c = spec.num_attention_heads, ctx.c
+    """Saved tensors of one MLA block, in the layer's own shape (dots3's sliding layers
+    have their own latent ranks and heads)."""
+    a, c = spec.layer_num_attention_heads(layer), ctx.c
     latents = _latent_per_token(spec, ctx, mla.kv_lora_rank, mla.qk_rope_head_dim)
     if mla.q_lora_rank:
         latents += _latent_per_token(spec, ctx, mla.q_lora_rank, 0)
@@ -432,8 +434,9 @@ def _mla_parts(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext, layer: int
     else:
         parts.append(_part("attention/lse", FP32 * a, ctx, sharded=True))
     if spec.attention_gate == "full" or mla.fused_query_gate:
-        parts.append(_part("attention/gate", _mla_output_gate_per_token(spec, mla, ctx), ctx, sharded=True))
-    if ctx.attention == "sdpa" and spec.indexer is not None:
+        parts.append(_part("attention/gate", _mla_output_gate_per_token(spec, mla, ctx, a), ctx, sharded=True))
+    sparse = spec.indexer is not None and spec.attention_kinds()[layer] != "sliding_attention"
+    if ctx.attention == "sdpa" and sparse:
         parts.append(_part("attention/sparse_mask", _sparse_mask_per_token(ctx), ctx, sharded=False))
     return parts
 
@@ -458,14 +461,14 @@ def _sink_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
     return spec.num_attention_heads * (softmax + INDEX)
 
 
-def _mla_output_gate_per_token(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext) -> int:
+def _mla_output_gate_per_token(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext, heads: int) -> int:
     """A sigmoid gate on the attention output, heads x ``v_head_dim``: the sigmoid
     output and the product, which the output projection keeps as its input (the
     attention output itself is kept by the product, counted as the output). Hunyuan v4
     (``HYV4Attention``: ``attn_output * torch.sigmoid(gate_proj(x))``) in the compute
     dtype; A.X K2 (``AXK2Attention``: ``(attn_output * torch.sigmoid(gate.float()))
     .to(dtype)``) keeps an fp32 sigmoid and the product cast back."""
-    width = spec.num_attention_heads * mla.v_head_dim
+    width = heads * mla.v_head_dim
     if mla.fused_query_gate:
         return (FP32 + ctx.c) * width
     return 2 * ctx.c * width

@@ -799,18 +799,8 @@ def _mllama(cfg: Config, f: dict[str, Any]) -> None:
         "images, and a text-only batch skips them in transformers (no activations, no gradients there)",)
 
 
-def _activation_note(f: dict[str, Any], what: str) -> None:
-    """Say that the training and prefill activations of ``what`` are approximated."""
-    f["notes"] = tuple(f.get("notes", ())) + (
-        f"{what}: the training and prefill activation formula approximates these layers with a standard "
-        "attention + MLP layer (measure them with `vramplan trace`)",)
-
-
 def _hyper_connections(cfg: Config, f: dict[str, Any]) -> None:
     f["hyper_connection_streams"] = _pos(cfg, ("hc_mult",), 4)
-    f["notes"] = tuple(f.get("notes", ())) + (
-        f"hyper-connections keep {f['hyper_connection_streams']} copies of the residual stream; the training and "
-        "prefill activation formula counts one (measure with `vramplan trace`)",)
 
 
 def _hy_v4(cfg: Config, f: dict[str, Any]) -> None:
@@ -832,7 +822,6 @@ def _axk2(cfg: Config, f: dict[str, Any]) -> None:
     _indexer(cfg, f)
     f["gated_norm_rank"] = _pos(cfg, ("gated_norm_rank",), 16)
     f["_mla_fused_query_gate"] = True
-    _activation_note(f, "gated norms and the fused query gate")
 
 
 DOTS3_SLIDING_DEFAULTS = {"num_attention_heads": 64, "num_key_value_heads": 64, "q_lora_rank": 1024,
@@ -869,7 +858,6 @@ def _dots3(cfg: Config, f: dict[str, Any]) -> None:
         f["_per_layer_mla"][int(key)] = override
     f["_indexer_layers"] = [t == "indexed_attention" for t in types]
     f["attention_gate"] = "head"
-    _activation_note(f, "per-layer MLA shapes")
 
 
 def _longcat_flash(cfg: Config, f: dict[str, Any]) -> None:
