@@ -60,7 +60,8 @@ def setup_of(argv: list[str]):
         return TraceSetup(mode="infer", batch_size=BATCH, seq=SEQ, decode_tokens=0, precision=precision,
                           attention=attention, logits="all", cache=cache)
     return TraceSetup(mode="train", batch_size=BATCH, seq=SEQ, precision=precision, attention=attention,
-                      method="lora" if "--lora" in argv else "full", lora_targets=("all-linear",))
+                      method="lora" if "--lora" in argv else "full", lora_targets=("all-linear",),
+                      lora_rank=4)
 
 
 def compare(name: str, setup, groups: bool) -> float:
@@ -76,6 +77,8 @@ def compare(name: str, setup, groups: bool) -> float:
     print(f"{name:14} {setup.mode:5} {setup.method:5} {setup.precision:10} {traced.peak_phase:>9} "
           f"{traced.peak_bytes:>14,} {est.phase:>9} {estimated:>14,} {error:+8.2%}", flush=True)
     if groups:
+        print("    trace phases:    " + ", ".join(f"{p} {b:,}" for p, b in traced.to_estimate().phases))
+        print("    estimate phases: " + ", ".join(f"{p} {b:,}" for p, b in est.phases))
         for d in group_diffs(traced.to_estimate(), est):
             if d.diff_bytes:
                 print(f"    {d.group:22} trace {format_bytes(d.traced_bytes):>12}  estimate "

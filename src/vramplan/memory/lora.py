@@ -268,6 +268,12 @@ ATTENTION_OUTPUT_MODULE = "o_proj"
 under their canonical name, :mod:`vramplan.model.tensors`)."""
 
 
+NO_GRAD_PREFIX = ".indexer."
+"""Modules that run under ``torch.no_grad()``, whose adapters save nothing: the
+sparse-attention indexer (``DeepseekV32Indexer.forward`` and the families that follow
+it pick the top-k keys without a gradient)."""
+
+
 def adapter_activation_bytes_per_token(spec: ModelSpec, targets: Sequence[str] | None, rank: int,
                                        compute_bytes: int, autocast: bool, *, quantized_base: bool = False) -> int:
     """Bytes per token, summed over all layers, that the adapters save.
@@ -290,6 +296,8 @@ def adapter_activation_bytes_per_token(spec: ModelSpec, targets: Sequence[str] |
     matmul_bytes = compute_bytes if autocast else ADAPTER_BYTES
     total = 0
     for g in target_groups(spec, targets):
+        if NO_GRAD_PREFIX in g.name:
+            continue
         in_f = g.shape[1]
         cast = matmul_bytes * in_f if compute_bytes < ADAPTER_BYTES else 0
         if quantized_base and autocast and g.module == ATTENTION_OUTPUT_MODULE and g.component == "attention":

@@ -15,6 +15,9 @@ copies the keys once per query: ``S x T x D`` fp32 elements per sequence beside 
 products at once, ``2 x S x T x H``. Alive throughout: the fp32 query and key copies
 (``S x H x D``, ``T x D``), and in the compute dtype the ``wq_b`` output (bound by its
 ``q_pass`` split) and the rotated query ``torch.cat`` makes (``S x H x D`` each).
+Under autocast (a training forward) ``matmul``, on autocast's lower-precision list,
+casts the fp32 copies back to the compute dtype first: the broadcast keys and the
+products are then in that dtype, beside the casts.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ and the rotated, concatenated query."""
 
 
 def scores_transient_bytes(spec: ModelSpec, *, sequences: int, query_tokens: int, kv_tokens: int,
-                           act_bytes: int) -> int:
+                           act_bytes: int, autocast: bool = False) -> int:
     """Peak bytes of one indexer's scoring for ``sequences`` sequences of
     ``query_tokens`` new tokens over ``kv_tokens`` keys (0 without an indexer): the
     larger of the matmul moment (broadcast key copy + product) and the ``relu`` moment
@@ -40,6 +43,10 @@ def scores_transient_bytes(spec: ModelSpec, *, sequences: int, query_tokens: int
     if idx is None or not spec.num_indexer_layers:
         return 0
     h, d = idx.num_heads, idx.head_dim
-    scores = query_tokens * kv_tokens * max(d + h, 2 * h)
-    copies = (query_tokens * h * d + kv_tokens * d) * FP32 + QUERY_COPIES * query_tokens * h * d * act_bytes
-    return sequences * (scores * FP32 + copies)
+    # under autocast the matmul (on its lower-precision list) casts both fp32 copies back
+    # down: the broadcast keys, the product and what follows are in the compute dtype
+    score_bytes = act_bytes if autocast else FP32
+    scores = query_tokens * kv_tokens * max(d + h, 2 * h) * score_bytes
+    copies = (query_tokens * h * d + kv_tokens * d) * (FP32 + (act_bytes if autocast else 0)) \
+        + QUERY_COPIES * query_tokens * h * d * act_bytes
+    return sequences * (scores + copies)
