@@ -43,8 +43,12 @@ CONFIGS = {
     "deepseek_v32-dense": dict(_MLA, model_type="deepseek_v32", num_hidden_layers=3, first_k_dense_replace=3),
     "glm_moe_dsa": dict(_MLA, model_type="glm_moe_dsa", num_hidden_layers=3, first_k_dense_replace=1),
     "deepseek_v3": dict(_MLA, model_type="deepseek_v3", num_hidden_layers=3, first_k_dense_replace=1),
+    "deepseek_v3-dense": dict(_MLA, model_type="deepseek_v3", num_hidden_layers=3, first_k_dense_replace=3),
+    "glm4_moe_lite-dense": dict(_MLA, model_type="glm4_moe_lite", num_hidden_layers=3, mlp_layer_types=["dense"] * 3),
     "glm4_moe_lite": dict(_MLA, model_type="glm4_moe_lite", num_hidden_layers=3, first_k_dense_replace=1),
-    "minicpm3": dict(_MLA, model_type="minicpm3", num_hidden_layers=3),
+    "minicpm3": {**{k: v for k, v in _MLA.items() if "expert" not in k and not k.startswith(("index", "n_group",
+                                                                                                "topk"))},
+                 "model_type": "minicpm3", "num_hidden_layers": 3},
 }
 BATCH, SEQ = 2, 256
 
