@@ -341,8 +341,10 @@ tensors per token: the gathered input, the down output, its product with the rou
 weights, and the re-indexed result (measured on a real Qwen3-MoE forward)."""
 
 
-FP32_ROUTING_WEIGHT_FAMILIES = frozenset({"deepseek_v2", "deepseek_v3"})
-"""Families whose router returns fp32 top-k weights (DeepSeek's ``TopkRouter``:
+FP32_ROUTING_WEIGHT_FAMILIES = frozenset({"deepseek_v2", "deepseek_v3", "deepseek_v32", "glm4_moe_lite", "glm_moe_dsa",
+                                          "axk2", "dots3_note_text", "hy_v4"})
+"""Families whose router returns fp32 top-k weights (DeepSeek's ``TopkRouter``, and the
+routers copied from it: GLM-4.7-Flash, GLM-5, DeepSeek-V3.2, A.X K2, dots3, Hunyuan v4:
 ``F.linear(hidden_states.type(torch.float32), ...)``, ``softmax`` in fp32, no cast
 back), so ``proj_out * sample_weights_g`` in transformers' grouped-GEMM experts and
 its re-indexed copy are fp32: two of the four ``k x h`` tensors at the down
