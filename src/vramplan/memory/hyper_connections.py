@@ -27,6 +27,18 @@ the stream's element size (the residual's: the embedding output's dtype), ``f = 
 
 Where a base is frozen (LoRA) the projection ``fn`` gets no gradient, and its matmul
 keeps no copy of ``flat``; the other readers still keep the streams.
+
+DeepSeek-V4's form (``DeepseekV4HyperConnection``, ``DeepseekV4DecoderLayer``) runs
+under autocast and also mixes the streams: ``F.linear`` saves its compute-dtype cast of
+the normalised streams and its ``(2 + N) N``-wide output; the mixing matrix ``comb``
+(``N x N``: a softmax, ``+ eps``, then ``hc_sinkhorn_iters`` row and column
+normalisations, each ``comb / (comb.sum(...) + eps)`` keeping its input and the sum)
+keeps ``2 I`` matrices of ``N x N`` and ``2 I - 1`` vectors of ``N``, with the pre and
+post weights' sigmoid, ``+ eps`` and ``2 x`` outputs (4 more); the write-back
+``post * out + comb.T @ streams`` keeps the sub-block output as it is and, under
+autocast, the matmul's compute-dtype casts of the streams and of ``comb``. Its head
+(``DeepseekV4HyperHead``) keeps the cast of the normalised streams, the projection
+output, the sigmoid and ``+ eps`` outputs.
 """
 
 from __future__ import annotations
@@ -72,17 +84,48 @@ def layer_bytes_per_token(spec: ModelSpec, ctx, layer: int = 0) -> int:
     n, h = spec.hyper_connection_streams, spec.hidden_size
     if not n:
         return 0
+    if spec.hyper_connection_residual_mix:
+        return residual_mix_layer_bytes_per_token(spec, ctx)
     mixing = _stream_bytes_per_token(spec, ctx) + FP32 * (_mix_floats_per_stream(ctx, "layer") * n + 1)
     reading = SUB_BLOCKS_PER_LAYER - (1 if ctx.frozen_base and layer == 0 else 0)
     return reading * mixing + SUB_BLOCKS_PER_LAYER * FP32 * h
 
 
 def head_bytes_per_token(spec: ModelSpec, ctx) -> int:
-    """After the last layer: the last streams and ``HYV4HyperHead``'s fp32 weights."""
+    """After the last layer: the last streams and the head's mixing weights."""
     n = spec.hyper_connection_streams
     if not n:
         return 0
+    if spec.hyper_connection_residual_mix:
+        linear = _mixing_linear_bytes(ctx)
+        return n * spec.hidden_size * (ctx.r + linear) + linear * n + FP32 * (2 * n + 1)
     return _stream_bytes_per_token(spec, ctx) + FP32 * (_mix_floats_per_stream(ctx, "head") * n + 1)
+
+
+def _mixing_linear_bytes(ctx) -> int:
+    """Element size of what DeepSeek-V4's mixing projection saves: its input cast to the
+    compute dtype under autocast, else the fp32 normalised streams (and its output alike)."""
+    return ctx.c if (ctx.recipe.autocast or ctx.autocast_region) else FP32
+
+
+SINKHORN_EXTRA_VECTORS = 3
+"""``N``-wide fp32 vectors DeepSeek-V4's mixing keeps besides the Sinkhorn sums: the
+pre weight's sigmoid and ``+ eps``, the post weight's sigmoid and ``2 x`` (4), less the
+first column normalisation's missing row sum (``2 I - 1`` sums for ``I`` iterations)."""
+
+
+def residual_mix_layer_bytes_per_token(spec: ModelSpec, ctx) -> int:
+    """DeepSeek-V4's two hyper-connections of one layer, per token (see the module
+    docstring): the streams (in their dtype, and cast for the mixing matmul under
+    autocast), the projection's saved input and output, the Sinkhorn iterations'
+    matrices and sums, the write-back's cast of ``comb`` and the sub-block output."""
+    n, h, iters = spec.hyper_connection_streams, spec.hidden_size, spec.hyper_connection_sinkhorn_iters
+    autocast = ctx.recipe.autocast or ctx.autocast_region
+    linear = _mixing_linear_bytes(ctx)
+    streams = n * h * (ctx.r + (ctx.c if autocast else 0) + linear)
+    mixing = linear * (2 + n) * n + FP32 * (2 * iters * n * n + (2 * iters + SINKHORN_EXTRA_VECTORS) * n + 1)
+    write_back = (ctx.c if autocast else 0) * n * n + ctx.c * h
+    return SUB_BLOCKS_PER_LAYER * (streams + mixing + write_back)
 
 
 def checkpoint_bytes_per_token(spec: ModelSpec, ctx) -> int:

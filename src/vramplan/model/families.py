@@ -909,6 +909,7 @@ def _deepseek_v4(cfg: Config, f: dict[str, Any]) -> None:
     f["_moe_layer_set"] = set(range(n))
     f["hyper_connection_streams"] = _pos(cfg, ("hc_mult",), 4)
     f["hyper_connection_residual_mix"] = True
+    f["hyper_connection_sinkhorn_iters"] = _pos(cfg, ("hc_sinkhorn_iters",), 20)
     f["notes"] = tuple(f.get("notes", ())) + (
         "compressed attention and hyper-connections: the training and prefill activation formula approximates these "
         "layers with a standard attention + MLP layer and one residual stream (measure them with `vramplan trace`)",)
