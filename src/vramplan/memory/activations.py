@@ -54,7 +54,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from vramplan.memory import hyper_connections, mixer_activations
+from vramplan.memory import compressed_attention, hyper_connections, mixer_activations
 from vramplan.memory.precision import PrecisionRecipe
 from vramplan.model.spec import (
     MIXERS_WITH_ACTIVATIONS,
@@ -601,6 +601,8 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
     elif mixer_modelled(spec, layer):
         gdn = spec.mixer(layer) == "gated_deltanet"
         attn_readers = mixer_activations.gated_deltanet_input_projections(spec) if gdn else 1  # Mamba-2: in_proj
+    elif spec.mixer(layer) == "compressed_attention" and spec.compressed_attention is not None:
+        attn_readers = compressed_attention.input_projections(spec, layer)
     else:
         # MLA: q (or q_a) and kv_a, and a gate projection of its own (Hunyuan v4, dots3)
         attn_readers = _qkv_readers(spec) if spec.mla is None else 2 + (spec.attention_gate in ("full", "head"))
@@ -640,6 +642,9 @@ def layer_activation_parts(spec: ModelSpec, ctx: ActivationContext, layer: int =
         mixer = []
     elif mixer_modelled(spec, layer):
         mixer = mixer_parts(spec, ctx, layer)
+    elif spec.mixer(layer) == "compressed_attention" and spec.compressed_attention is not None:
+        mixer = [_part("attention/compressed", compressed_attention.layer_bytes_per_token(spec, ctx, layer), ctx,
+                       sharded=True)]
     else:
         mixer = attention_parts(spec, ctx, layer)
     if mixer_beside_attention(spec, layer):

@@ -911,8 +911,8 @@ def _deepseek_v4(cfg: Config, f: dict[str, Any]) -> None:
     f["hyper_connection_residual_mix"] = True
     f["hyper_connection_sinkhorn_iters"] = _pos(cfg, ("hc_sinkhorn_iters",), 20)
     f["notes"] = tuple(f.get("notes", ())) + (
-        "compressed attention and hyper-connections: the training and prefill activation formula approximates these "
-        "layers with a standard attention + MLP layer and one residual stream (measure them with `vramplan trace`)",)
+        "compressed attention: the training and prefill activation formula approximates it with a standard "
+        "attention layer of the same heads (measure it with `vramplan trace`)",)
 
 
 def _mimo_v2(cfg: Config, f: dict[str, Any]) -> None:
