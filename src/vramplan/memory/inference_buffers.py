@@ -415,8 +415,13 @@ def layer_peak_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, impl:
     eager attention the MLP phase also holds the layer's attention probabilities
     (:func:`eager_probs_bytes`)."""
     probs = eager_probs_bytes(spec, shape, tp=tp) if impl == "eager" else 0
+    # DeepSeek-V4's indexer scores the compressed keys with the held and normed hidden states alive
+    scoring = sparse_indexer.compressed_scores_transient_bytes(spec, sequences=shape.sequences,
+                                                               query_tokens=shape.query_tokens,
+                                                               kv_tokens=shape.kv_tokens)
+    indexer = (shape.held_hidden + 1) * spec.hidden_size * shape.tokens * shape.act_bytes + scoring if scoring else 0
     return max(attention_phase_bytes(spec, shape, tp=tp, impl=impl, repeat_kv=repeat_kv, flow=flow),
-               mlp_phase_bytes(spec, shape, tp=tp, moe_impl=moe_impl, flow=flow) + probs)
+               mlp_phase_bytes(spec, shape, tp=tp, moe_impl=moe_impl, flow=flow) + probs, indexer)
 
 
 def logits_bytes(spec: ModelSpec, *, rows: int, act_bytes: int = 2, fp32_copy: bool = True) -> int:

@@ -50,3 +50,25 @@ def scores_transient_bytes(spec: ModelSpec, *, sequences: int, query_tokens: int
     copies = (query_tokens * h * d + kv_tokens * d) * (FP32 + (act_bytes if autocast else 0)) \
         + QUERY_COPIES * query_tokens * h * d * act_bytes
     return sequences * (scores + copies)
+
+
+SCORER_PRODUCTS = 3
+"""Score-sized fp32 tensors DeepSeek-V4's scorer holds at once
+(``DeepseekV4IndexerScorer``: ``F.relu(scores) * scale`` with ``scores`` still bound,
+then the product with the head weights)."""
+
+
+def compressed_scores_transient_bytes(spec: ModelSpec, *, sequences: int, query_tokens: int, kv_tokens: int) -> int:
+    """DeepSeek-V4's indexer in its compressed-sparse layers scores every query against
+    the compressed keys (``kv_tokens / rate``) the same way, in fp32
+    (``DeepseekV4IndexerScorer.forward``); its query is also copied contiguous. 0 without
+    compressed-sparse layers."""
+    ca = spec.compressed_attention
+    if ca is None or not any(ca.is_indexed(i) for i in range(spec.num_layers)):
+        return 0
+    h, d = ca.index_heads, ca.index_head_dim
+    entries = kv_tokens // ca.indexed_rate
+    scores = query_tokens * entries * max(d + h, SCORER_PRODUCTS * h)
+    copies = 2 * query_tokens * h * d + entries * d
+    return sequences * (scores + copies) * FP32
+
