@@ -57,15 +57,15 @@ def layer_bytes_per_token(spec: ModelSpec, ctx, layer: int) -> int:
     c, f, a, d = ctx.c, FP32, spec.num_attention_heads, ca.head_dim
     upcast = f if c < FP32 else 0  # the fp32 norms' copies of a 16-bit input
     rate = ca.layer_rates[layer]
-    keys_per_query = (ctx.seq + (ctx.seq // rate if rate else 0)) / ctx.seq
+    keys = ctx.seq + (ctx.seq // rate if rate else 0)  # per sequence: the tokens and the compressed entries
     query_latent = upcast * ca.q_lora_rank + f + f * ca.q_lora_rank + c * ca.q_lora_rank
     query_norm = c * a * d + f * a * d + (f + c) * a
     kv_norm = upcast * d + f + f * d
-    attention = (c * a * d * (1 + 2 * keys_per_query)
-                 + a * ctx.seq * keys_per_query * (f + c) + a * (f + INDEX)
+    repeated_kv = 2 * c * a * d * keys // ctx.seq  # key and value, per sequence, spread over its tokens
+    attention = (c * a * d + repeated_kv + a * keys * (f + c) + a * (f + INDEX)
                  + c * a * d + c * ca.o_groups * ca.o_lora_rank)
     compressor = 0
     if rate:
         series = OVERLAPPING_SERIES if ca.is_indexed(layer) else 1
         compressor = series * d * (c + f + c) + (f + f) * d // rate
-    return int(query_latent + query_norm + kv_norm + attention + compressor)
+    return query_latent + query_norm + kv_norm + attention + compressor
