@@ -44,23 +44,28 @@ def test_estimate_follows_the_trace(name, flags):
     setup = setup_of(flags)
     traced = run_trace(config, setup)
     estimate = analytical_estimate(config, setup)
-    # Hunyuan v4 keeps its head and hyper-connection weights in fp32 in a bf16 model
-    # (``_keep_in_fp32_modules_strict``), which vramplan's weights do not model yet: that
-    # one difference is pinned here, counted from transformers' own bf16 build
-    kept = 0 if setup.mode == "train" and setup.method == "full" else _fp32_kept_extra_bytes(config)
-    error = (tensor_bytes(estimate) + kept) / traced.peak_bytes - 1
+    error = tensor_bytes(estimate) / traced.peak_bytes - 1
     assert abs(error) <= TOLERANCE, (error, tensor_bytes(estimate), traced.peak_bytes)
 
 
-def _fp32_kept_extra_bytes(config: dict) -> int:
-    """Bytes a bf16 build of ``config`` holds beyond 2 per parameter: its fp32-kept ones."""
-    import torch
-    import transformers
+@pytest.mark.exact
+@pytest.mark.parametrize("name", ["hy_v4", "hy_v4-dense", "deepseek_v4", "deepseek_v3", "deepseek_v32", "glm_moe_dsa",
+                                  "glm4_moe_lite", "axk2", "dots3"])
+def test_bf16_weights_equal_a_bf16_build(name):
+    """The tensors transformers keeps in fp32 in a bf16 model (``_keep_in_fp32_modules_strict``:
+    Hunyuan v4's head and hyper-connection weights, DeepSeek-V4's norms, the DeepSeek
+    routers) are counted in fp32: the bf16 weights equal the bytes of a bf16 meta build."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from vramplan.memory.weights import weight_bytes
+    from vramplan.model.hf_config import spec_from_config
 
+    config = dict(CONFIGS[name])
     hf = transformers.AutoConfig.for_model(**config)
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(hf, dtype=torch.bfloat16)
-    return sum(p.numel() * 2 for p in model.parameters() if p.dtype == torch.float32)
+    built = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert weight_bytes(spec_from_config(hf.to_dict(), complete=False), "bf16") == built
 
 
 def test_hyper_connection_streams_are_counted_per_layer():
