@@ -469,9 +469,9 @@ def _mla_output_gate_per_token(spec: ModelSpec, mla: MLASpec, ctx: ActivationCon
     dtype; A.X K2 (``AXK2Attention``: ``(attn_output * torch.sigmoid(gate.float()))
     .to(dtype)``) keeps an fp32 sigmoid and the product cast back."""
     width = heads * mla.v_head_dim
-    if mla.fused_query_gate:
-        return (FP32 + ctx.c) * width
-    return 2 * ctx.c * width
+    # the gated product is kept by the output projection, or under peft's input cast by its adapter (counted there)
+    product = 0 if ctx.inputs_saved_by_adapters else ctx.c * width
+    return (FP32 if mla.fused_query_gate else ctx.c) * width + product
 
 
 def _gated_norm_per_token(spec: ModelSpec, ctx: ActivationContext, gated_norms: int) -> int:
