@@ -284,10 +284,13 @@ def mla_attention_phase_bytes(spec: ModelSpec, mla: MLASpec, shape: ForwardShape
     before = (shape.tokens * per_query + shape.sequences * shape.kv_tokens * per_key) * shape.act_bytes
     out_width = heads * mla.v_head_dim
     projections = before + shape.tokens * (out_width + max(out_width, spec.hidden_size)) * shape.act_bytes
-    # the lightning indexer scores every key while the expanded keys and values are alive
-    indexer = before + sparse_indexer.scores_transient_bytes(spec, sequences=shape.sequences,
-                                                             query_tokens=shape.query_tokens,
-                                                             kv_tokens=shape.kv_tokens, act_bytes=shape.act_bytes)
+    # the lightning indexer scores every key while the expanded keys and values are alive,
+    # and the query latent it reads, the normed key latent (and A.X K2's gate) are still bound
+    scoring = sparse_indexer.scores_transient_bytes(spec, sequences=shape.sequences, query_tokens=shape.query_tokens,
+                                                    kv_tokens=shape.kv_tokens, act_bytes=shape.act_bytes)
+    latents = (mla.q_lora_rank or 0) * (2 if mla.fused_query_gate else 1) + mla.kv_lora_rank
+    gate = 2 * heads * mla.v_head_dim if mla.fused_query_gate else 0  # q_gate_proj's gate half and its reshape
+    indexer = before + scoring + shape.tokens * (latents + gate) * shape.act_bytes if scoring else 0
     if impl != "eager":
         return max(projections, indexer)
     scores = shape.sequences * heads * shape.query_tokens * shape.kv_tokens

@@ -14,7 +14,7 @@ copies the keys once per query: ``S x T x D`` fp32 elements per sequence beside 
 ``S x T x H`` fp32 product. The next moments (the scaled scores, ``relu``) hold two
 products at once, ``2 x S x T x H``. Alive throughout: the fp32 query and key copies
 (``S x H x D``, ``T x D``), and in the compute dtype the ``wq_b`` output (bound by its
-``q_pass`` split) and the rotated query ``torch.cat`` makes (``S x H x D`` each).
+``q_pass`` split), the rotated slice ``q_rot`` and the query ``torch.cat`` makes.
 Under autocast (a training forward) ``matmul``, on autocast's lower-precision list,
 casts the fp32 copies back to the compute dtype first: the broadcast keys and the
 products are then in that dtype, beside the casts.
@@ -47,8 +47,9 @@ def scores_transient_bytes(spec: ModelSpec, *, sequences: int, query_tokens: int
     # down: the broadcast keys, the product and what follows are in the compute dtype
     score_bytes = act_bytes if autocast else FP32
     scores = query_tokens * kv_tokens * max(d + h, 2 * h) * score_bytes
+    rotated = spec.mla.qk_rope_head_dim if spec.mla is not None else 0  # the rotated slice, bound as q_rot
     copies = (query_tokens * h * d + kv_tokens * d) * (FP32 + (act_bytes if autocast else 0)) \
-        + QUERY_COPIES * query_tokens * h * d * act_bytes
+        + (QUERY_COPIES * d + rotated) * query_tokens * h * act_bytes
     return sequences * (scores + copies)
 
 
