@@ -425,9 +425,10 @@ def _mla_parts(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext, layer: int
     # contiguous copy (a x d_v); SDPA/flash keep the value view, i.e. kv_b's whole output
     values = mla.v_head_dim if ctx.attention == "eager" else mla.qk_nope_head_dim + mla.v_head_dim
     qkv = c * a * (2 * mla.qk_head_dim + values)
+    sparse = spec.indexer is not None and spec.attention_kinds()[layer] != "sliding_attention"
     parts = [_part("attention/latents", latents, ctx, sharded=False),
              _part("attention/qkv", qkv, ctx, sharded=True),
-             _part("attention/output", c * a * mla.v_head_dim, ctx, sharded=True)]
+             _part("attention/output", _mla_output_per_token(spec, mla, ctx, layer, a, sparse), ctx, sharded=True)]
     if ctx.attention == "eager":
         parts.append(_part("attention/scores", _scores_per_token(spec, ctx, a) + _sink_per_token(spec, ctx), ctx,
                            sharded=True))
@@ -435,10 +436,25 @@ def _mla_parts(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext, layer: int
         parts.append(_part("attention/lse", FP32 * a, ctx, sharded=True))
     if spec.attention_gate == "full" or mla.fused_query_gate:
         parts.append(_part("attention/gate", _mla_output_gate_per_token(spec, mla, ctx, a), ctx, sharded=True))
-    sparse = spec.indexer is not None and spec.attention_kinds()[layer] != "sliding_attention"
     if ctx.attention == "sdpa" and sparse:
         parts.append(_part("attention/sparse_mask", _sparse_mask_per_token(ctx), ctx, sharded=False))
     return parts
+
+
+def _mla_output_per_token(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext, layer: int, heads: int,
+                          sparse: bool) -> int:
+    """The MLA attention output, ``c a d_v``. MLA builds its query with ``torch.cat((q_pass,
+    q_rot))`` in head-major ``[b, h, s, d]`` memory, so the flash kernel (SDPA without a
+    mask) writes a head-major output too, which ``transpose(1, 2).reshape`` copies for the
+    output projection: twice, as :func:`_attention_output_per_token` does for the
+    :data:`ROTARY_BY_CAT` families. A mask (DeepSeek sparse attention, a sliding window the
+    sequence reaches) selects the memory-efficient kernel, whose output reshapes as a
+    view."""
+    output = ctx.c * heads * mla.v_head_dim
+    adapter_copy = ctx.inputs_saved_by_adapters and ctx.attention_output_saved_by_adapter
+    flash = ctx.attention == "flash" or (ctx.attention == "sdpa" and not sparse
+                                         and not sdpa_gets_a_mask(spec, ctx, layer))
+    return 2 * output if flash and not adapter_copy else output
 
 
 def _sparse_mask_per_token(ctx: ActivationContext) -> int:
