@@ -536,7 +536,8 @@ def _tied_embedding_accumulation_bytes(spec: ModelSpec, setup: TrainingSetup, st
 
 def _indexer_scoring_point(spec: ModelSpec, setup: TrainingSetup, plan: ActivationPlan, resident: Parts) -> Parts:
     """The forward inside the last layer with a sparse-attention indexer: the activations
-    kept by the layers below it and by that layer's attention so far, and the indexer's scores of every query against every key
+    kept by the layers below it and by that layer's attention so far, and the indexer's
+    scores of every query against every key
     (:func:`vramplan.memory.sparse_indexer.scores_transient_bytes`); empty without an
     indexer."""
     indexed = [i for i in range(spec.num_layers) if spec.has_indexer(i)]
