@@ -3,7 +3,7 @@
 CUDA's allocation and autocast rules) on small configs of each family.
 
 Run: ``PYTHONPATH=src python tests/hyperconn_measure.py [NAME ...] [--lora] [--infer]
-[--fp32] [--bf16] [--groups]``. Prints per case the trace's tensor peak, the estimate's
+[--dynamic] [--recompute] [--fp32] [--bf16] [--eager] [--groups]``. Prints per case the trace's tensor peak, the estimate's
 (the ``overhead`` category left out, as the trace cannot see it) and the error;
 ``--groups`` adds each group's difference at the peak.
 """
@@ -64,6 +64,7 @@ def setup_of(argv: list[str]):
         return TraceSetup(mode="infer", batch_size=BATCH, seq=SEQ, decode_tokens=0, precision=precision,
                           attention=attention, logits="all", cache=cache)
     return TraceSetup(mode="train", batch_size=BATCH, seq=SEQ, precision=precision, attention=attention,
+                      recompute="--recompute" in argv,
                       method="lora" if "--lora" in argv else "full", lora_targets=("all-linear",),
                       lora_rank=4)
 
