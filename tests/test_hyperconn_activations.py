@@ -30,7 +30,7 @@ CASES = [
     ("hy_v4-dense", []), ("hy_v4-dense", ["--lora"]), ("hy_v4-dense", ["--infer"]),
     ("axk2-dense", []), ("axk2-dense", ["--lora"]), ("axk2-dense", ["--infer"]),
     ("dots3-dense", []), ("dots3-dense", ["--lora"]), ("dots3-dense", ["--infer"]),
-    ("deepseek_v32-dense", []), ("deepseek_v32-dense", ["--infer"]),
+    ("deepseek_v32-dense", []), ("deepseek_v32-dense", ["--lora"]), ("deepseek_v32-dense", ["--infer"]),
     # plain MLA under flash: the head-major output is copied for the output projection
     ("deepseek_v3-dense", []), ("minicpm3", []),
 ]

@@ -552,6 +552,7 @@ def _indexer_scoring_point(spec: ModelSpec, setup: TrainingSetup, plan: Activati
     # input and norms, the latents and the expanded queries, keys and values
     before = ("residual", "norms", "attention/latents", "attention/qkv")
     current = sum(p.bytes for p in act.layer_activation_parts(spec, _context(spec, setup), last) if p.name in before)
+    current += plan.parts.get("lora", 0) // spec.num_layers  # its adapters' inputs (a bound: the MLP's are to come)
     return {**resident,
             "activations/layers_below": (sum(plan.per_layer_kept[:last]), f"kept activations of layers below {last}"),
             "activations/current_layer": (current, f"layer {last}'s activations before its indexer"),
