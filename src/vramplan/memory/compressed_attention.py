@@ -69,3 +69,25 @@ def layer_bytes_per_token(spec: ModelSpec, ctx, layer: int) -> int:
         series = OVERLAPPING_SERIES if ca.is_indexed(layer) else 1
         compressor = series * d * (c + f + c) + (f + f) * d // rate
     return query_latent + query_norm + kv_norm + attention + compressor
+
+
+def indexer_moment_bytes_per_token(spec: ModelSpec, act_bytes: int) -> int:
+    """At inference, what a compressed-sparse layer holds while its indexer scores, per
+    token, besides the scores (:func:`vramplan.memory.sparse_indexer.compressed_scores_transient_bytes`):
+    the normed query latent, the rotated query and key=value, the two compressors'
+    projections (the attention's ``2 d`` wide, the indexer's ``2 d_i``), their gates plus
+    position bias in fp32, and the ``2 rate``-slot key/value (compute dtype) and gate
+    (fp32) tensors they fill, one set of ``2 rate`` slots per ``rate`` tokens; and the
+    indexer's query after RoPE. 0 without compressed-sparse layers."""
+    ca = spec.compressed_attention
+    if ca is None or not any(ca.is_indexed(i) for i in range(spec.num_layers)):
+        return 0
+    c, d, di = act_bytes, ca.head_dim, ca.index_head_dim
+    attention = c * (ca.q_lora_rank + spec.num_attention_heads * d + d)
+
+    def compressor(width: int) -> int:
+        series = OVERLAPPING_SERIES * width
+        return 2 * c * series + FP32 * series + c * series + FP32 * series  # kv, gate; gate + bias; slots
+
+    return attention + compressor(d) + compressor(di) + c * ca.index_heads * di
+

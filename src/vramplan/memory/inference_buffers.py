@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vramplan.dtypes import FP32_BYTES
-from vramplan.memory import sparse_indexer
+from vramplan.memory import compressed_attention, sparse_indexer
 from vramplan.memory.weights import kv_heads_per_rank
 from vramplan.model.spec import MLASpec, ModelSpec
 
@@ -422,7 +422,9 @@ def layer_peak_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, impl:
     scoring = sparse_indexer.compressed_scores_transient_bytes(spec, sequences=shape.sequences,
                                                                query_tokens=shape.query_tokens,
                                                                kv_tokens=shape.kv_tokens)
-    indexer = (shape.held_hidden + 1) * spec.hidden_size * shape.tokens * shape.act_bytes + scoring if scoring else 0
+    held = (shape.held_hidden + 1) * spec.hidden_size * shape.act_bytes \
+        + compressed_attention.indexer_moment_bytes_per_token(spec, shape.act_bytes)
+    indexer = held * shape.tokens + scoring if scoring else 0
     return max(attention_phase_bytes(spec, shape, tp=tp, impl=impl, repeat_kv=repeat_kv, flow=flow),
                mlp_phase_bytes(spec, shape, tp=tp, moe_impl=moe_impl, flow=flow) + probs, indexer)
 
