@@ -77,8 +77,10 @@ HELD_POSITION_EMBEDDINGS = 1
 
 
 def held_hidden(job: Job) -> int:
-    """Hidden-sized tensors held through each layer by the transformers model."""
-    return HELD_HIDDEN + (HELD_POSITION_EMBEDDINGS if job.spec.learned_position_embeddings else 0)
+    """Hidden-sized tensors held through each layer by the transformers model; with
+    hyper-connections the layer's input is its ``hc_mult`` streams."""
+    streams = max(job.spec.hyper_connection_streams - 1, 0)
+    return HELD_HIDDEN + streams + (HELD_POSITION_EMBEDDINGS if job.spec.learned_position_embeddings else 0)
 
 
 TOKEN_ID_BYTES = 8

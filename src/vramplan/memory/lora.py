@@ -301,6 +301,12 @@ ATTENTION_OUTPUT_MODULE = "o_proj"
 under their canonical name, :mod:`vramplan.model.tensors`)."""
 
 
+NO_GRAD_PREFIX = ".indexer."
+"""Modules that run under ``torch.no_grad()``, whose adapters save nothing: the
+sparse-attention indexer (``DeepseekV32Indexer.forward`` and the families that follow
+it pick the top-k keys without a gradient)."""
+
+
 def adapter_activation_bytes_per_token(spec: ModelSpec, targets: Sequence[str] | None, rank: int,
                                        compute_bytes: int, autocast: bool, *, quantized_base: bool = False) -> int:
     """Bytes per token, summed over all layers, that the adapters save.
@@ -322,6 +328,8 @@ def adapter_activation_bytes_per_token(spec: ModelSpec, targets: Sequence[str] |
     """
     total = 0
     for g in target_groups(spec, targets):
+        if NO_GRAD_PREFIX in g.name:
+            continue
         uncast = quantized_base and autocast and g.module == ATTENTION_OUTPUT_MODULE and g.component == "attention"
         total += adapter_bytes_per_token(g.shape[1], rank, compute_bytes, autocast, input_cast=not uncast) * g.count
     return total

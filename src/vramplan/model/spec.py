@@ -635,6 +635,9 @@ class ModelSpec:
     """DeepSeek-V4's form: the weights also mix the streams among themselves
     (``(2 + hc_mult) x hc_mult`` outputs, three scales) instead of only reading and
     writing them (``2 x hc_mult`` outputs, two scales; Hunyuan v4)."""
+    hyper_connection_sinkhorn_iters: int = 0
+    """With :attr:`hyper_connection_residual_mix`: Sinkhorn-Knopp iterations that make
+    the mixing matrix doubly stochastic (``hc_sinkhorn_iters``, DeepSeek-V4 default 20)."""
     gated_norm_rank: int = 0
     """A.X K2's gated RMSNorms: the block's input norm (and, in MoE layers, the
     post-attention norm) carries a rank-``gated_norm_rank`` gate MLP
@@ -873,6 +876,7 @@ class ModelSpec:
         v.integer("embedding_extra_rows", self.embedding_extra_rows, 0, v.VOCAB_MAX, error=ConfigError)
         v.integer("laurel_rank", self.laurel_rank, 0, v.HIDDEN_MAX, error=ConfigError)
         v.integer("hc_mult", self.hyper_connection_streams, 0, 64, error=ConfigError)
+        v.integer("hc_sinkhorn_iters", self.hyper_connection_sinkhorn_iters, 0, 1000, error=ConfigError)
         v.integer("gated_norm_rank", self.gated_norm_rank, 0, v.HIDDEN_MAX, error=ConfigError)
         if self.indexer is not None and self.mla is not None and self.mla.q_lora_rank is None:
             raise ConfigError("q_lora_rank: the sparse-attention indexer reads the query latent; expected a rank")
