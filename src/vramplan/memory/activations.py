@@ -542,7 +542,7 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
         attn_readers = 0
     elif mixer_modelled(spec, layer):
         gdn = spec.mixer(layer) == "gated_deltanet"
-        attn_readers = mixer_activations.gated_deltanet_input_projections(spec) if gdn else 1  # Mamba-2: in_proj
+        attn_readers = mixer_activations.gated_deltanet_input_projections(spec) if gdn else 1  # Mamba: in_proj
     else:
         attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
     inputs = _linear_inputs_per_token(ctx, h, attn_readers) + _linear_inputs_per_token(ctx, h, mlp_readers)
@@ -594,6 +594,8 @@ def mixer_modelled(spec: ModelSpec, layer: int) -> bool:
     mixer = spec.mixer(layer)
     if mixer == "gated_deltanet":
         return mixer in MIXERS_WITH_ACTIVATIONS and spec.deltanet is not None
+    if mixer == "mamba":
+        return mixer_activations.mamba1_modelled(spec)
     return mixer in MIXERS_WITH_ACTIVATIONS and spec.ssm is not None and spec.ssm.version == 2
 
 
@@ -610,6 +612,9 @@ def mixer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Act
         sharded, unsharded = mixer_activations.gated_deltanet_mixer_bytes(spec, ctx)
         return [ActivationPart(name="mixer/gated_deltanet", bytes=sharded, sharded=True),
                 ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
+    if spec.mixer(layer) == "mamba":
+        sharded, _ = mixer_activations.mamba1_mixer_bytes(spec, ctx)
+        return [ActivationPart(name="mixer/mamba", bytes=sharded, sharded=True)]
     sharded, unsharded = mixer_activations.mamba2_mixer_bytes(spec, ctx)
     return [ActivationPart(name="mixer/mamba2", bytes=sharded, sharded=True),
             ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]

@@ -218,3 +218,129 @@ def gated_deltanet_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
     per_sequence = per_chunk_token * chunk + 2 * e * state * chunks + f * state * (chunks - 1) + f * hv * chunks
     sharded = round((per_token * seq + per_padded * padded + per_sequence) * ctx.batch) // ctx.tp
     return sharded, MASK * chunk * chunk
+
+
+# --- Mamba-1 -------------------------------------------------------------------------
+
+WEIGHTLESS_INNER_NORMS = frozenset({"falcon_mamba"})
+"""Families whose Mamba-1 mixer normalises dt, B and C with weightless RMSNorms
+(``FalconMambaWeightlessRMSNorm``: ``x * rsqrt(mean(x^2) + eps)`` on ``x.float()``,
+cast back with ``type_as``); Jamba's :attr:`~vramplan.model.spec.SSMSpec.inner_norms`
+carry weights (``JambaRMSNorm``)."""
+
+
+def _mamba1_inner_norm_bytes(spec: ModelSpec, ssm: SSMSpec, ctx) -> tuple[int, bool]:
+    """Bytes per token the dt / B / C norms save (with what their consumers keep of
+    their outputs), and whether B reaches the scan in fp32 (no ``B.float()`` copy).
+
+    Falcon-Mamba (weightless): ``x.float()`` (``f w``, kept by ``pow`` and the product;
+    on fp32 the split view, which keeps ``x_proj``'s output) and ``rsqrt`` (``f``) per
+    norm; the outputs cast back to ``c``: dt kept by ``dt_proj``'s matmul (``c R``), C by
+    the per-step matmuls (``c N``), B copied again by ``B.float()`` (fp32: B itself).
+
+    Jamba (``JambaRMSNorm``, ``weight * x.to(input_dtype)``): the same upcast and
+    ``rsqrt``, and the normalised tensor cast back (``c w``), which the weight's product
+    keeps while the weight trains; the output takes the weight's dtype (fp32 under
+    mixed precision: ``dt_proj``'s matmul and the per-step matmuls keep their casts of
+    dt and C, ``c (R + N)``, and B's fp32 output is the scan's ``B.float()``)."""
+    c, f = ctx.c, FP32
+    rank, n = ssm.dt_rank, ssm.d_state
+    widths = rank + 2 * n
+    weightless = spec.model_type in WEIGHTLESS_INNER_NORMS
+    if c >= f:  # fp32: the upcasts are views of x_proj's output, every output is saved in fp32
+        normalised = 0 if (weightless or ctx.frozen_base) else f * widths
+        return c * widths + 3 * f + normalised + f * widths, True
+    upcast = f * widths + 3 * f
+    if weightless:
+        return upcast + c * (rank + n), False
+    normalised = 0 if ctx.frozen_base else c * widths
+    output = max(ctx.r, c)  # the weight's dtype promotes the cast-back product
+    if output >= f:
+        return upcast + normalised + c * (rank + n) + f * n, True
+    return upcast + normalised + c * (rank + n), False
+
+
+def mamba1_per_token_bytes(spec: ModelSpec, ssm: SSMSpec, ctx, seq: int) -> float:
+    """Bytes one Mamba-1 mixer saves per token (its input norm's output, read by
+    ``in_proj``, is counted with the norms), from transformers' ``MambaMixer.forward``
+    with ``causal_conv1d_fn`` and ``mamba_selective_scan``'s sequential loop (shared by
+    Mamba, Falcon-Mamba and Jamba in transformers 5.24; the path without ``mamba_ssm``).
+
+    ``d`` inner width, ``N`` state size, ``R`` dt rank, ``K`` conv kernel:
+
+    - ``in_proj``'s output, kept whole by ``silu(gate)`` (its input is a view): ``2 c d``;
+    - the convolution's input cast (autocast on fp32 weights: ``c d``; otherwise a
+      view of ``in_proj``'s output) and its unsliced output, kept by ``silu``
+      (``c d (s + K - 1) / s``); the ``silu`` output, ``x_proj``'s input (``c d``);
+    - ``x_proj``'s output (``c (R + 2 N)``), kept by the dt matmul's view of it, or the
+      inner norms' tensors instead (:func:`_mamba1_inner_norm_bytes`);
+    - ``softplus(dt + bias)``: its input and output, fp32 under autocast (its fp32
+      list), else ``c``: ``2 d``;
+    - ``exp(A dt)`` (``f d N``), ``dt B.float()`` kept by the product with
+      ``x.float()`` (``f d N``), and the copies ``B.float()`` (``f N``) and
+      ``x.float()`` (``f d``) when ``c < f``;
+    - per sequence, the loop's states (see :func:`mamba1_scan_per_sequence_bytes`);
+    - ``y + x D`` in fp32 (``f d``, kept by the gate's product), ``silu(gate)``
+      (``c d``), and ``out_proj``'s input (``c d``).
+
+    Under a frozen base (LoRA) the projections keep no input for their weights:
+    ``x_proj``'s input stays (``silu``'s output is ``x`` itself... no: ``silu`` keeps its
+    input, and ``x * D`` keeps ``x`` only for ``D``'s gradient), so ``x_proj``'s and
+    ``out_proj``'s inputs and the dt matmul's view of ``x_proj``'s output go."""
+    c, f = ctx.c, FP32
+    d, n, kernel = ssm.d_inner, ssm.d_state, ssm.d_conv
+    autocast = _autocast(ctx)
+    trains = not ctx.frozen_base
+    projection = 2 * c * d
+    conv_input = c * d if (autocast and ctx.r >= FP32) else 0
+    conv_output = c * d * (seq + kernel - 1) / seq
+    # the silu output, kept by ``x * D`` for D's gradient and in fp32 by ``dt B * x`` (``x.float()``
+    # a no-op); x_proj reads it transposed and keeps its own contiguous copy for its weight
+    silu_output = c * d if (trains or c >= f) else 0
+    x_proj_input = c * d if trains else 0
+    if ssm.inner_norms or spec.model_type in WEIGHTLESS_INNER_NORMS:
+        x_proj_output, b_in_fp32 = _mamba1_inner_norm_bytes(spec, ssm, ctx)
+    else:
+        # dt_proj's matmul keeps its view of x_proj's output while dt_proj trains; C's per-step
+        # slices (views) are kept by the loop's matmuls whatever trains
+        x_proj_output, b_in_fp32 = c * (ssm.dt_rank + 2 * n), c >= f
+    dt = 2 * (f if autocast else c) * d
+    discretised = 2 * f * d * n
+    copies = (0 if b_in_fp32 else f * n) + (f * d if c < f else 0)
+    gating = f * d + c * d
+    out_proj_input = c * d if trains or c >= f else 0
+    return (projection + conv_input + conv_output + silu_output + x_proj_input + x_proj_output + dt + discretised + copies
+            + gating + out_proj_input)
+
+
+def mamba1_scan_per_sequence_bytes(ssm: SSMSpec, ctx, seq: int) -> int:
+    """Bytes the sequential scan's loop saves per sequence. Step ``t`` computes
+    ``state = exp(A dt)[t] * state + (dt B x)[t]``, whose product keeps the previous
+    state, then ``state.to(x.dtype) @ C[t]``, which keeps the state's ``c``-byte cast:
+    ``s - 1`` fp32 states, ``s`` casts and the zero initial state (``c``); in fp32 the
+    casts are the states themselves: ``s + 1`` states. Each state is ``d x N``."""
+    c, f = ctx.c, FP32
+    state = ssm.d_inner * ssm.d_state
+    if c >= f:
+        return f * state * (seq + 1)
+    return f * state * (seq - 1) + c * state * (seq + 1)
+
+
+def mamba1_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
+    """(sharded, unsharded) bytes one Mamba-1 mixer saves for one micro-batch; every
+    tensor but ``x_proj``'s small output is split with the channels under tensor
+    parallelism."""
+    ssm = spec.ssm
+    assert ssm is not None and ssm.version == 1
+    seq = ctx.seq // ctx.cp
+    per_sequence = mamba1_per_token_bytes(spec, ssm, ctx, seq) * seq + mamba1_scan_per_sequence_bytes(ssm, ctx, seq)
+    return round(per_sequence * ctx.batch) // ctx.tp, 0
+
+
+MAMBA1_FAMILIES = frozenset({"mamba", "falcon_mamba", "jamba"})
+"""Families whose Mamba-1 mixer is ``MambaMixer``'s (or its copy with dt / B / C norms)."""
+
+
+def mamba1_modelled(spec: ModelSpec) -> bool:
+    """Is the model's Mamba-1 mixer one whose saved tensors are modelled here?"""
+    return spec.model_type in MAMBA1_FAMILIES and spec.ssm is not None and spec.ssm.version == 1

@@ -109,7 +109,7 @@ a gated delta-net with a per-channel forget gate), RecurrentGemma's RG-LRU, an R
 block (time mixing and channel mixing together), xLSTM's mLSTM, or nothing (Nemotron-H's
 MLP-only layers)."""
 
-MIXERS_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba2", "gated_deltanet"})
+MIXERS_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba", "mamba2", "gated_deltanet"})
 """Token mixers (in layers of their own) whose training activations are modelled tensor by
 tensor (:mod:`vramplan.memory.mixer_activations`); the others are priced with an
 attention block of the model's widths."""
