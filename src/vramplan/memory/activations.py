@@ -252,7 +252,7 @@ def _post_norm_input_per_token(spec: ModelSpec, ctx: ActivationContext, width: i
 
 def _linear_inputs_per_token(ctx: ActivationContext, width: int, readers: int) -> int:
     """A norm output as saved by the linears reading it: once, or one cast each under autocast."""
-    if ctx.inputs_saved_by_adapters:
+    if ctx.inputs_saved_by_adapters or not readers:  # a layer without an MLP (Mamba) has no MLP input
         return 0
     return readers * ctx.c * width if ctx.recipe.autocast else ctx.r * width
 
