@@ -23,6 +23,7 @@ from vramplan.dtypes import get_dtype
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.memory import activations as act
+from vramplan.memory import mixer_activations
 from vramplan.memory.precision import CONVENTIONS, PrecisionRecipe, get_precision
 from vramplan.memory.overhead import Overheads, fit_verdict
 from vramplan.memory.logits import LogitsBytes, logits_bytes
@@ -322,6 +323,8 @@ def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> i
     attn = 0
     if ctx.attention == "eager":
         attn = spec.num_attention_heads * ctx.seq * (c + act.FP32) * t // ctx.tp
+    if act.mixer_modelled(spec, layer) and spec.mixer(layer) == "mamba":  # the scan's gradient buffers
+        attn = max(attn, mixer_activations.mamba1_backward_work_bytes(spec, ctx))
     return 2 * c * h * t + max(mlp, attn)
 
 

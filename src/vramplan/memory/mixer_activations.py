@@ -344,3 +344,25 @@ MAMBA1_FAMILIES = frozenset({"mamba", "falcon_mamba", "jamba"})
 def mamba1_modelled(spec: ModelSpec) -> bool:
     """Is the model's Mamba-1 mixer one whose saved tensors are modelled here?"""
     return spec.model_type in MAMBA1_FAMILIES and spec.ssm is not None and spec.ssm.version == 1
+
+
+SCAN_GRADIENT_BUFFERS = 4
+"""Full-size fp32 ``d x N`` per-token gradients alive in the sequential scan's backward:
+each step's ``exp(A dt)[t]`` and ``(dt B x)[t]`` are ``select``s, whose backward writes
+the step's gradient into a zero tensor of the whole input (``select_backward``), and
+autograd adds it to that input's gradient so far: two such tensors for each of the two
+inputs."""
+
+
+def mamba1_backward_work_bytes(spec: ModelSpec, ctx) -> int:
+    """Bytes one Mamba-1 mixer's backward adds to what its layer saved, at the high point
+    of its scan's backward (its first steps): :data:`SCAN_GRADIENT_BUFFERS` fp32
+    ``d x N`` tensors per token, less the tensors already freed by the backward of the
+    output side (the gate's product kept the fp32 ``y + x D``, ``f d``; the gradients of
+    the gate, of ``x`` and of the stacked scan output, ``3 c d``, replace ``out_proj``'s
+    input, ``silu(gate)`` and ``x``'s own copy)."""
+    ssm = spec.ssm
+    assert ssm is not None and ssm.version == 1
+    tokens = ctx.batch * ctx.seq // ctx.cp
+    per_token = SCAN_GRADIENT_BUFFERS * FP32 * ssm.d_inner * ssm.d_state - FP32 * ssm.d_inner
+    return per_token * tokens // ctx.tp
