@@ -499,6 +499,9 @@ def _backward_points(spec: ModelSpec, setup: TrainingSetup, states: ModelStates,
     grad_per_layer = sum(g.params for g in states.trainable if g.per_layer) \
         * states.trainable_bytes_per_param // spec.num_layers
     head = 0 if accumulate else _head_gradient(states)
+    if not accumulate and setup.method == "full" and spec.tie_word_embeddings:
+        # a tied head's gradient is the embedding's ``.grad``, formed by the head's backward
+        head += spec.vocab_size * spec.hidden_size * states.trainable_bytes_per_param
     below = sum(plan.per_layer_kept)  # the final norm's tensors are freed by the head's backward
     points = []
     for layer in reversed(range(spec.num_layers)):
