@@ -53,7 +53,7 @@ cast). Per micro-batch: the two boolean ``l x l`` masks of ``segment_sum``.
 from __future__ import annotations
 
 from vramplan.intmath import ceil_div
-from vramplan.model.spec import ModelSpec, SSMSpec
+from vramplan.model.spec import MAMBA1_FAMILIES_WITH_ACTIVATIONS, ModelSpec, SSMSpec
 
 FP32 = 4
 """Bytes of an fp32 element (the scan runs in fp32: ``hidden_states.float()``)."""
@@ -337,13 +337,10 @@ def mamba1_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
     return round(per_sequence * ctx.batch) // ctx.tp, 0
 
 
-MAMBA1_FAMILIES = frozenset({"mamba", "falcon_mamba", "jamba"})
-"""Families whose Mamba-1 mixer is ``MambaMixer``'s (or its copy with dt / B / C norms)."""
-
 
 def mamba1_modelled(spec: ModelSpec) -> bool:
     """Is the model's Mamba-1 mixer one whose saved tensors are modelled here?"""
-    return spec.model_type in MAMBA1_FAMILIES and spec.ssm is not None and spec.ssm.version == 1
+    return spec.model_type in MAMBA1_FAMILIES_WITH_ACTIVATIONS and spec.ssm is not None and spec.ssm.version == 1
 
 
 SCAN_GRADIENT_BUFFERS = 4
@@ -366,3 +363,38 @@ def mamba1_backward_work_bytes(spec: ModelSpec, ctx) -> int:
     tokens = ctx.batch * ctx.seq // ctx.cp
     per_token = SCAN_GRADIENT_BUFFERS * FP32 * ssm.d_inner * ssm.d_state - FP32 * ssm.d_inner
     return per_token * tokens // ctx.tp
+
+
+MAMBA1_PREFILL_STEP_TENSORS = 8
+"""``c``-byte ``d``-wide tensors alive per token at the high point of a Mamba-1 prefill
+in transformers (``mamba_selective_scan`` without gradients), at ``y * silu(gate)``:
+``in_proj``'s output (2, its gate half read last), the ``silu`` output ``x``, ``dt``
+as ``dt_proj`` returns it and after ``softplus``, the loop's list of per-step outputs
+and their ``stack``, and ``silu(gate)``."""
+MAMBA1_PREFILL_STEP_FP32 = 2
+"""fp32 ``d``-wide tensors alive at that point: ``y + x D`` and its product with the gate."""
+MAMBA1_PREFILL_DISCRETISED = 3
+"""fp32 ``d x N`` tensors per token the scan holds until it returns: ``exp(A dt)``,
+``dt B`` and ``dt B x`` (locals of ``mamba_selective_scan``)."""
+
+
+def mamba1_prefill_bytes(spec: ModelSpec, tokens: int, act_bytes: int, held_hidden: int, tp: int = 1) -> int:
+    """Live bytes inside one Mamba-1 layer's prefill forward in transformers (the
+    sequential scan, no gradients), at its high point: the hidden-sized tensors the
+    caller holds (``held_hidden``, the layer input and its norm's output), and per token
+    :data:`MAMBA1_PREFILL_DISCRETISED` fp32 ``d x N`` tensors,
+    :data:`MAMBA1_PREFILL_STEP_TENSORS` ``d``-wide ones in the compute dtype and
+    :data:`MAMBA1_PREFILL_STEP_FP32` in fp32."""
+    ssm = spec.ssm
+    assert ssm is not None and ssm.version == 1
+    d, n = ssm.d_inner, ssm.d_state
+    mixer = (MAMBA1_PREFILL_DISCRETISED * FP32 * d * n + MAMBA1_PREFILL_STEP_TENSORS * act_bytes * d
+             + MAMBA1_PREFILL_STEP_FP32 * FP32 * d)
+    return tokens * (mixer // tp + held_hidden * act_bytes * spec.hidden_size)
+
+
+def mixer_layers_modelled(spec: ModelSpec, mixer: str) -> list[int]:
+    """Layers whose ``mixer`` (``"mamba"``) is modelled here."""
+    if mixer != "mamba" or not mamba1_modelled(spec):
+        return []
+    return [i for i in range(spec.num_layers) if spec.mixer(i) == "mamba"]

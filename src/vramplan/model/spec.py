@@ -113,6 +113,10 @@ MIXERS_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba", "mamba2", "gated_d
 """Token mixers (in layers of their own) whose training activations are modelled tensor by
 tensor (:mod:`vramplan.memory.mixer_activations`); the others are priced with an
 attention block of the model's widths."""
+MAMBA1_FAMILIES_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba", "falcon_mamba", "jamba"})
+"""Families whose Mamba-1 mixer (``mamba`` in :data:`MIXERS_WITH_ACTIVATIONS`) is
+transformers' ``MambaMixer`` or its copy with dt / B / C norms, modelled tensor by tensor;
+Zamba's per-head mixer is not among them."""
 SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS: frozenset[str] = frozenset({"falcon_h1"})
 """Families with a state-space mixer beside attention in their attention layers
 (:attr:`ModelSpec.ssm_in_attention_layers`) whose mixer's activations are modelled:
