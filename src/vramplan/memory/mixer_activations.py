@@ -288,7 +288,7 @@ def mamba1_per_token_bytes(spec: ModelSpec, ssm: SSMSpec, ctx, seq: int) -> floa
     input, and ``x * D`` keeps ``x`` only for ``D``'s gradient), so ``x_proj``'s and
     ``out_proj``'s inputs and the dt matmul's view of ``x_proj``'s output go."""
     c, f = ctx.c, FP32
-    d, n, kernel = ssm.d_inner, ssm.d_state, ssm.d_conv
+    d, n, kernel, heads = ssm.d_inner, ssm.d_state, ssm.d_conv, max(ssm.num_heads, 1)
     autocast = _autocast(ctx)
     trains = not ctx.frozen_base
     projection = 2 * c * d
@@ -303,10 +303,11 @@ def mamba1_per_token_bytes(spec: ModelSpec, ssm: SSMSpec, ctx, seq: int) -> floa
     else:
         # dt_proj's matmul keeps its view of x_proj's output while dt_proj trains; C's per-step
         # slices (views) are kept by the loop's matmuls whatever trains
-        x_proj_output, b_in_fp32 = c * (ssm.dt_rank + 2 * n), c >= f
+        # Zamba: dt, B and C per head (``x_proj_weight[:, None] @ x``, a ``[heads, R + 2 N, d / heads]`` weight)
+        x_proj_output, b_in_fp32 = c * heads * (ssm.dt_rank + 2 * n), c >= f
     dt = 2 * (f if autocast else c) * d
     discretised = 2 * f * d * n
-    copies = (0 if b_in_fp32 else f * n) + (f * d if c < f else 0)
+    copies = (0 if b_in_fp32 else f * heads * n) + (f * d if c < f else 0)
     gating = f * d + c * d
     out_proj_input = c * d if trains or c >= f else 0
     return (projection + conv_input + conv_output + silu_output + x_proj_input + x_proj_output + dt + discretised + copies

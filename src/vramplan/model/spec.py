@@ -113,10 +113,10 @@ MIXERS_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba", "mamba2", "gated_d
 """Token mixers (in layers of their own) whose training activations are modelled tensor by
 tensor (:mod:`vramplan.memory.mixer_activations`); the others are priced with an
 attention block of the model's widths."""
-MAMBA1_FAMILIES_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba", "falcon_mamba", "jamba"})
+MAMBA1_FAMILIES_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba", "falcon_mamba", "jamba", "zamba"})
 """Families whose Mamba-1 mixer (``mamba`` in :data:`MIXERS_WITH_ACTIVATIONS`) is
-transformers' ``MambaMixer`` or its copy with dt / B / C norms, modelled tensor by tensor;
-Zamba's per-head mixer is not among them."""
+transformers' ``MambaMixer``, its copy with dt / B / C norms, or Zamba's per-head mixer,
+modelled tensor by tensor."""
 SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS: frozenset[str] = frozenset({"falcon_h1"})
 """Families with a state-space mixer beside attention in their attention layers
 (:attr:`ModelSpec.ssm_in_attention_layers`) whose mixer's activations are modelled:
@@ -140,7 +140,9 @@ class SSMSpec:
     n_groups: int = 1
     """Mamba-2: groups of B and C."""
     num_heads: int = 0
-    """Mamba-2: SSM heads (``d_inner = num_heads x head_dim``)."""
+    """Mamba-2: SSM heads (``d_inner = num_heads x head_dim``); Zamba's Mamba-1: its
+    ``n_mamba_heads``, each with its own ``x_proj`` / ``dt_proj`` (dt, B and C per head);
+    0: one."""
     conv_bias: bool = True
     proj_bias: bool = False
     inner_norms: bool = False
