@@ -323,7 +323,7 @@ def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> i
     attn = 0
     if ctx.attention == "eager":
         attn = spec.num_attention_heads * ctx.seq * (c + act.FP32) * t // ctx.tp
-    if act.mixer_modelled(spec, layer) and spec.mixer(layer) == "mamba":
+    if act.runs_mamba1(spec, layer):
         # the scan's gradient buffers, once the MLP above it (Jamba) has freed what it saved
         mlp_saved = sum(p.bytes for p in act.mlp_parts(spec, ctx, layer)) if spec.has_mlp(layer) else 0
         attn = max(attn, mixer_activations.mamba1_backward_work_bytes(spec, ctx) - mlp_saved)

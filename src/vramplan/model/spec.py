@@ -117,6 +117,9 @@ MAMBA1_FAMILIES_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba", "falcon_m
 """Families whose Mamba-1 mixer (``mamba`` in :data:`MIXERS_WITH_ACTIVATIONS`) is
 transformers' ``MambaMixer``, its copy with dt / B / C norms, or Zamba's per-head mixer,
 modelled tensor by tensor."""
+SHARED_BLOCK_WITH_ACTIVATIONS: frozenset[str] = frozenset({"zamba", "zamba2"})
+"""Families whose hybrid layers (:attr:`ModelSpec.shared_block`: a shared attention + MLP
+block, then the layer's Mamba mixer) are modelled tensor by tensor."""
 SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS: frozenset[str] = frozenset({"falcon_h1"})
 """Families with a state-space mixer beside attention in their attention layers
 (:attr:`ModelSpec.ssm_in_attention_layers`) whose mixer's activations are modelled:
