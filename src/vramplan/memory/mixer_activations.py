@@ -297,7 +297,9 @@ def mamba1_per_token_bytes(spec: ModelSpec, ssm: SSMSpec, ctx, seq: int) -> floa
     # the silu output, kept by ``x * D`` for D's gradient and in fp32 by ``dt B * x`` (``x.float()``
     # a no-op); x_proj reads it transposed and keeps its own contiguous copy for its weight
     silu_output = c * d if (trains or c >= f) else 0
-    x_proj_input = c * d if trains else 0
+    per_head = spec.model_type in PER_HEAD_PROJECTIONS
+    # Zamba's ``[heads, b, d / heads, s]`` input to its batched matmul is a view with one head
+    x_proj_input = c * d if trains and not (per_head and heads == 1) else 0
     if ssm.inner_norms or spec.model_type in WEIGHTLESS_INNER_NORMS:
         x_proj_output, b_in_fp32 = _mamba1_inner_norm_bytes(spec, ssm, ctx)
     else:
@@ -312,6 +314,14 @@ def mamba1_per_token_bytes(spec: ModelSpec, ssm: SSMSpec, ctx, seq: int) -> floa
     out_proj_input = c * d if trains or c >= f else 0
     return (projection + conv_input + conv_output + silu_output + x_proj_input + x_proj_output + dt + discretised + copies
             + gating + out_proj_input)
+
+
+PER_HEAD_PROJECTIONS = frozenset({"zamba"})
+"""Families whose Mamba-1 mixer computes dt, B and C per head with batched matmuls on
+``[heads, R + 2 N, d / heads]`` and ``[heads, d / heads, R]`` parameters
+(``ZambaMambaMixer``: ``self.x_proj_weight[:, None] @ x``): ``matmul`` expands each
+weight's autocast cast over the batch and copies it (``reshape`` of a stride-0
+dimension), and the ``bmm`` keeps the copies: ``c d (2 R + 2 N)`` per sequence."""
 
 
 def mamba1_scan_per_sequence_bytes(ssm: SSMSpec, ctx, seq: int) -> int:
@@ -335,6 +345,8 @@ def mamba1_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
     assert ssm is not None and ssm.version == 1
     seq = ctx.seq // ctx.cp
     per_sequence = mamba1_per_token_bytes(spec, ssm, ctx, seq) * seq + mamba1_scan_per_sequence_bytes(ssm, ctx, seq)
+    if spec.model_type in PER_HEAD_PROJECTIONS:
+        per_sequence += ctx.c * ssm.d_inner * (2 * ssm.dt_rank + 2 * ssm.d_state)
     return round(per_sequence * ctx.batch) // ctx.tp, 0
 
 
