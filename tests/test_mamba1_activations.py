@@ -1,5 +1,6 @@
-"""Training and prefill activations of Mamba-1 mixers (Mamba, Falcon-Mamba, Jamba's
-Mamba layers), estimate against trace.
+"""Training and prefill activations of Mamba-1 mixers (Mamba, Falcon-Mamba, Jamba's and
+Zamba's Mamba layers) and of Zamba / Zamba2 hybrid layers, estimate against trace; LoRA
+on Zamba's shared blocks against peft.
 
 Oracle: the trace (transformers' own modeling code on PyTorch fake tensors under CUDA's
 allocation and autocast rules; tests/test_trace_step.py checks it against a real CPU
@@ -33,6 +34,16 @@ CONFIGS = {
                   intermediate_size=512, num_experts=4, num_experts_per_tok=2, expert_layer_period=2,
                   expert_layer_offset=1, attn_layer_period=3, attn_layer_offset=2, mamba_d_state=16, mamba_expand=2,
                   mamba_d_conv=4, **_WIDTHS),
+    # Mamba layers and hybrid layers (the shared block on [hidden, embeddings], a linear, the
+    # per-head Mamba mixer)
+    "zamba": dict(model_type="zamba", num_hidden_layers=4, layers_block_type=["mamba", "hybrid", "mamba", "hybrid"],
+                  num_attention_heads=4, num_key_value_heads=4, intermediate_size=512, attention_hidden_size=512,
+                  mamba_d_state=16, mamba_expand=2, mamba_d_conv=4, n_mamba_heads=2, **_WIDTHS),
+    # Zamba2: Mamba-2 mixers, the shared block's fused gate_up with per-layer adapters
+    "zamba2": dict(model_type="zamba2", num_hidden_layers=4, layers_block_type=["mamba", "hybrid", "mamba", "hybrid"],
+                   hybrid_layer_ids=[1, 3], num_attention_heads=4, num_key_value_heads=4, intermediate_size=512,
+                   mamba_d_state=32, n_mamba_heads=8, mamba_headdim=64, mamba_ngroups=1, chunk_size=128,
+                   num_mem_blocks=1, adapter_rank=32, use_mem_eff_path=False, **_WIDTHS),
 }
 
 CASES = [
@@ -53,6 +64,11 @@ CASES = [
     ("jamba", dict(precision="bf16", batch_size=8, seq=64)),
     ("jamba", dict(batch_size=8, seq=64, method="lora",
                    lora_targets=("in_proj", "x_proj", "dt_proj", "out_proj", "q_proj", "k_proj", "v_proj", "o_proj"))),
+    ("zamba", dict(batch_size=8, seq=32)),
+    ("zamba2", dict(batch_size=2, seq=512)),
+    # two shared blocks in turn, adapters on q/k/v too
+    ("zamba2", dict(batch_size=2, seq=512, config=dict(num_mem_blocks=2, use_shared_attention_adapter=True))),
+    ("zamba2", dict(precision="fp32", batch_size=2, seq=512)),
 ]
 
 
@@ -95,3 +111,26 @@ def test_mamba1_layers_carry_no_transformer_note(family):
     spec = spec_from_config(dict(CONFIGS[family]))
     assert not any("approximated with a transformer layer" in n for n in spec.notes), spec.notes
 
+
+
+@pytest.mark.parametrize("family,targets", [
+    ("zamba2", ("q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj", "down_proj", "in_proj", "out_proj", "linear")),
+    ("zamba", ("q_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "in_proj", "linear")),
+])
+def test_shared_block_lora_counts_as_peft(family, targets):
+    """transformers builds Zamba's shared block once per hybrid layer with tied weights, so
+    peft gives every hybrid layer its own adapters: vramplan's count equals peft's."""
+    torch = pytest.importorskip("torch")
+    peft = pytest.importorskip("peft")
+    transformers = pytest.importorskip("transformers")
+    from vramplan.memory.lora import adapter_groups
+    from vramplan.model.hf_config import spec_from_config
+
+    config = dict(CONFIGS[family])
+    model_type = config.pop("model_type")
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(model_type, **config))
+    model = peft.get_peft_model(model, peft.LoraConfig(r=8, target_modules=list(targets)))
+    peft_params = sum(p.numel() for name, p in model.named_parameters() if "lora_" in name)
+    spec = spec_from_config(dict(CONFIGS[family]))
+    assert sum(g.params for g in adapter_groups(spec, targets, 8)) == peft_params

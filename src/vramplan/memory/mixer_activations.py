@@ -292,12 +292,14 @@ def mamba1_per_token_bytes(spec: ModelSpec, ssm: SSMSpec, ctx, seq: int) -> floa
     autocast = _autocast(ctx)
     trains = not ctx.frozen_base
     projection = 2 * c * d
-    conv_input = c * d if (autocast and ctx.r >= FP32) else 0
+    per_head = spec.model_type in PER_HEAD_PROJECTIONS
+    # Zamba interleaves x and the gate in in_proj's output: x's ``.contiguous()`` copy is what the
+    # convolution keeps where no autocast cast replaces it
+    conv_input = c * d if (autocast and ctx.r >= FP32) or per_head else 0
     conv_output = c * d * (seq + kernel - 1) / seq
     # the silu output, kept by ``x * D`` for D's gradient and in fp32 by ``dt B * x`` (``x.float()``
     # a no-op); x_proj reads it transposed and keeps its own contiguous copy for its weight
     silu_output = c * d if (trains or c >= f) else 0
-    per_head = spec.model_type in PER_HEAD_PROJECTIONS
     # Zamba's ``[heads, b, d / heads, s]`` input to its batched matmul is a view with one head
     x_proj_input = c * d if trains and not (per_head and heads == 1) else 0
     if ssm.inner_norms or spec.model_type in WEIGHTLESS_INNER_NORMS:
@@ -370,11 +372,14 @@ def mamba1_backward_work_bytes(spec: ModelSpec, ctx) -> int:
     ``d x N`` tensors per token, less the tensors already freed by the backward of the
     output side (the gate's product kept the fp32 ``y + x D``, ``f d``; the gradients of
     the gate, of ``x`` and of the stacked scan output, ``3 c d``, replace ``out_proj``'s
-    input, ``silu(gate)`` and ``x``'s own copy)."""
+    input, ``silu(gate)`` and ``x``'s own copy). Zamba runs the scan head by head
+    (:data:`PER_HEAD_PROJECTIONS`): one head's buffers at a time."""
     ssm = spec.ssm
     assert ssm is not None and ssm.version == 1
     tokens = ctx.batch * ctx.seq // ctx.cp
-    per_token = SCAN_GRADIENT_BUFFERS * FP32 * ssm.d_inner * ssm.d_state - FP32 * ssm.d_inner
+    # Zamba scans head by head: the buffers are one head's
+    heads = max(ssm.num_heads, 1) if spec.model_type in PER_HEAD_PROJECTIONS else 1
+    per_token = SCAN_GRADIENT_BUFFERS * FP32 * ssm.d_inner * ssm.d_state // heads - FP32 * ssm.d_inner
     return per_token * tokens // ctx.tp
 
 
