@@ -3,6 +3,9 @@ autograd saves in a Mamba-2 or gated delta-net layer, derived from what each ope
 of transformers' PyTorch path keeps (the gated delta-net: see
 :func:`gated_deltanet_mixer_bytes`).
 
+Mamba-1 mixers (Mamba, Falcon-Mamba, Jamba, Zamba) run ``mamba_selective_scan``'s
+sequential loop, which keeps every step's state: see :func:`mamba1_per_token_bytes`.
+
 The path modelled is the one transformers runs without the CUDA kernels
 (``mamba_ssm``, ``causal-conv1d``): ``BambaMixer.forward`` with
 ``causal_conv1d_fn`` and ``mamba2_chunk_scan``, shared word for word by Bamba,
@@ -269,11 +272,15 @@ def mamba1_per_token_bytes(spec: ModelSpec, ssm: SSMSpec, ctx, seq: int) -> floa
     ``d`` inner width, ``N`` state size, ``R`` dt rank, ``K`` conv kernel:
 
     - ``in_proj``'s output, kept whole by ``silu(gate)`` (its input is a view): ``2 c d``;
-    - the convolution's input cast (autocast on fp32 weights: ``c d``; otherwise a
-      view of ``in_proj``'s output) and its unsliced output, kept by ``silu``
-      (``c d (s + K - 1) / s``); the ``silu`` output, ``x_proj``'s input (``c d``);
-    - ``x_proj``'s output (``c (R + 2 N)``), kept by the dt matmul's view of it, or the
-      inner norms' tensors instead (:func:`_mamba1_inner_norm_bytes`);
+    - the convolution's input: autocast's cast on fp32 weights, or Zamba's
+      ``.contiguous()`` copy of x (``c d``); otherwise a view of ``in_proj``'s output;
+      and its unsliced output, kept by ``silu`` (``c d (s + K - 1) / s``);
+    - the ``silu`` output ``x`` (``c d``), kept by ``x * D`` and, in fp32, by
+      ``dt B * x``; ``x_proj`` reads it transposed and keeps its own contiguous copy
+      (``c d``; Zamba with one head reads a view);
+    - ``x_proj``'s output (``c (R + 2 N)``, per head in Zamba), kept by the per-step
+      matmuls' slices of C, or the inner norms' tensors instead
+      (:func:`_mamba1_inner_norm_bytes`);
     - ``softplus(dt + bias)``: its input and output, fp32 under autocast (its fp32
       list), else ``c``: ``2 d``;
     - ``exp(A dt)`` (``f d N``), ``dt B.float()`` kept by the product with
@@ -283,10 +290,9 @@ def mamba1_per_token_bytes(spec: ModelSpec, ssm: SSMSpec, ctx, seq: int) -> floa
     - ``y + x D`` in fp32 (``f d``, kept by the gate's product), ``silu(gate)``
       (``c d``), and ``out_proj``'s input (``c d``).
 
-    Under a frozen base (LoRA) the projections keep no input for their weights:
-    ``x_proj``'s input stays (``silu``'s output is ``x`` itself... no: ``silu`` keeps its
-    input, and ``x * D`` keeps ``x`` only for ``D``'s gradient), so ``x_proj``'s and
-    ``out_proj``'s inputs and the dt matmul's view of ``x_proj``'s output go."""
+    Under a frozen base (LoRA) no projection keeps its input for its weight (an
+    adapter keeps its own, counted with the adapters), and ``x * D`` keeps no ``x``:
+    ``x_proj``'s and ``out_proj``'s inputs go, and ``x`` itself except in fp32."""
     c, f = ctx.c, FP32
     d, n, kernel, heads = ssm.d_inner, ssm.d_state, ssm.d_conv, max(ssm.num_heads, 1)
     autocast = _autocast(ctx)
