@@ -412,7 +412,8 @@ def mamba1_prefill_bytes(spec: ModelSpec, tokens: int, act_bytes: int, held_hidd
     ssm = spec.ssm
     assert ssm is not None and ssm.version == 1
     d, n = ssm.d_inner, ssm.d_state
-    mixer = (MAMBA1_PREFILL_DISCRETISED * FP32 * d * n + MAMBA1_PREFILL_STEP_TENSORS * act_bytes * d
+    heads = max(ssm.num_heads, 1) if spec.model_type in PER_HEAD_PROJECTIONS else 1  # Zamba: head by head
+    mixer = (MAMBA1_PREFILL_DISCRETISED * FP32 * d * n // heads + MAMBA1_PREFILL_STEP_TENSORS * act_bytes * d
              + MAMBA1_PREFILL_STEP_FP32 * FP32 * d)
     return tokens * (mixer // tp + held_hidden * act_bytes * spec.hidden_size)
 
