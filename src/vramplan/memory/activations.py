@@ -768,12 +768,10 @@ def hybrid_layer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> l
     rank = block.adapter_rank
     qkv_adapters = 3 if block.attention_adapters and rank else 0
     mlp_adapter = 1 if rank else 0
+    # the MLP's readers: gate and up, or Zamba2's gate_up_proj and its adapter; then in_proj
+    mlp_readers = 1 + mlp_adapter if block.mlp_fused_gate_up else 2
     inputs = (_linear_inputs_per_token(ctx, w, QKV_READERS + qkv_adapters)
-              + _linear_inputs_per_token(ctx, h, 2 + (0 if block.mlp_fused_gate_up else 0))
-              + _linear_inputs_per_token(ctx, h, 1))
-    if block.mlp_fused_gate_up:  # Zamba2: gate_up_proj and the adapter read the norm output
-        inputs -= _linear_inputs_per_token(ctx, h, 2)
-        inputs += _linear_inputs_per_token(ctx, h, 1 + mlp_adapter)
+              + _linear_inputs_per_token(ctx, h, mlp_readers) + _linear_inputs_per_token(ctx, h, 1))
     linear_input = c * h if trains else 0
     pre_ff_norm = FP32 * h + FP32 + (c * h if trains else 0)
     norms = _norm_per_token(spec, ctx, w) + pre_ff_norm + _norm_per_token(spec, ctx, h)
