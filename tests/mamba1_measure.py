@@ -50,8 +50,8 @@ def main() -> None:
     for family in args.families:
         traced = run_trace(dict(CONFIGS[family]), setup).peak_bytes
         estimated = tensor_bytes(analytical_estimate(dict(CONFIGS[family]), setup))
-        print(f"| {family} | {traced / 2**20:.1f} | {estimated / 2**20:.1f} | {100 * (estimated / traced - 1):+.1f} % |",
-              flush=True)
+        error = 100 * (estimated / traced - 1)
+        print(f"| {family} | {traced / 2**20:.1f} | {estimated / 2**20:.1f} | {error:+.1f} % |", flush=True)
 
 
 if __name__ == "__main__":

@@ -320,8 +320,8 @@ def mamba1_per_token_bytes(spec: ModelSpec, ssm: SSMSpec, ctx, seq: int) -> floa
     copies = (0 if b_in_fp32 else f * heads * n) + (f * d if c < f else 0)
     gating = f * d + c * d
     out_proj_input = c * d if trains or c >= f else 0
-    return (projection + conv_input + conv_output + silu_output + x_proj_input + x_proj_output + dt + discretised + copies
-            + gating + out_proj_input)
+    return (projection + conv_input + conv_output + silu_output + x_proj_input + x_proj_output + dt + discretised
+            + copies + gating + out_proj_input)
 
 
 PER_HEAD_PROJECTIONS = frozenset({"zamba"})
