@@ -65,10 +65,17 @@ CASES = [
     ("jamba", dict(batch_size=8, seq=64, method="lora",
                    lora_targets=("in_proj", "x_proj", "dt_proj", "out_proj", "q_proj", "k_proj", "v_proj", "o_proj"))),
     ("zamba", dict(batch_size=8, seq=32)),
+    # Zamba's x is interleaved with the gate: its contiguous copy is the convolution's input
+    ("zamba", dict(precision="fp32", batch_size=8, seq=32)),
     ("zamba2", dict(batch_size=2, seq=512)),
     # two shared blocks in turn, adapters on q/k/v too
     ("zamba2", dict(batch_size=2, seq=512, config=dict(num_mem_blocks=2, use_shared_attention_adapter=True))),
     ("zamba2", dict(precision="fp32", batch_size=2, seq=512)),
+    # LoRA: frozen norm weights and D keep nothing for their gradients; peft adapts each hybrid
+    # layer's copy of the shared block
+    ("zamba2", dict(batch_size=2, seq=512, method="lora",
+                    lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj", "down_proj", "in_proj",
+                                  "out_proj", "linear"))),
 ]
 
 

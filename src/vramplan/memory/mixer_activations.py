@@ -97,7 +97,11 @@ def mamba2_per_token_bytes(spec: ModelSpec, ssm: SSMSpec, ctx, seq: int) -> floa
     fp32 input's dtype, is kept whole by ``x * dt`` (``f conv``). Its norm
     (``FalconH1RMSNormGated``, ``norm_before_gate``) keeps the scan output, the
     normalised and the weighted tensors and ``silu(gate)`` (``4 f d``); without the norm
-    (``mamba_rms_norm`` off) ``scan_output * silu(gate)`` keeps the two factors."""
+    (``mamba_rms_norm`` off) ``scan_output * silu(gate)`` keeps the two factors.
+
+    Under a frozen base (LoRA) the norm's frozen weight keeps no normalised tensor
+    (``f d`` less) and ``out_proj`` no input (an adapter keeps its own, counted with the
+    adapters); in the scan, ``D * pad(x)`` keeps no ``pad(x)``."""
     c, f = ctx.c, FP32
     d, heads, groups, conv, kernel = ssm.d_inner, ssm.num_heads, ssm.n_groups, ssm.conv_channels, ssm.d_conv
     autocast = _autocast(ctx)
@@ -118,7 +122,9 @@ def mamba2_per_token_bytes(spec: ModelSpec, ssm: SSMSpec, ctx, seq: int) -> floa
         gating = 4 * f * d + f * groups
     else:  # BambaRMSNormGated: the gated product, its normalised tensor, scan output, silu(gate)
         gating = 4 * f * d + f * groups
-    out_proj_input = c * d
+    if ctx.frozen_base and ssm.gated_norm:  # a frozen norm weight keeps no normalised tensor
+        gating -= f * d
+    out_proj_input = 0 if ctx.frozen_base else c * d  # an adapter keeps its own copy
     return conv_input + conv_output + dt + x + gate + gating + out_proj_input
 
 
@@ -126,7 +132,7 @@ def mamba2_scan_per_padded_token_bytes(ssm: SSMSpec, ctx) -> int:
     """Bytes saved per padded token inside ``mamba2_chunk_scan``."""
     e, f = _scan_bytes(ctx), FP32
     heads, p, n, chunk = ssm.num_heads, ssm.head_dim, ssm.d_state, ssm.chunk_size
-    d_residual = f * heads * p
+    d_residual = 0 if ctx.frozen_base else f * heads * p  # pad(x), kept for D's gradient
     diagonal = 2 * e * heads * n + (e + f) * heads * chunk + e * heads * chunk + e * heads * p
     states = f * heads * n + f * heads + e * heads * (n + p)
     off_diagonal = e * heads * n + e * heads * p + f * heads
