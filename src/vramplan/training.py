@@ -23,7 +23,7 @@ from vramplan.dtypes import get_dtype
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.memory import activations as act
-from vramplan.memory import sparse_indexer
+from vramplan.memory import mixer_activations, sparse_indexer
 from vramplan.memory.precision import CONVENTIONS, PrecisionRecipe, get_precision
 from vramplan.memory.overhead import Overheads, fit_verdict
 from vramplan.memory.logits import LogitsBytes, logits_bytes
@@ -331,6 +331,10 @@ def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> i
     if ctx.attention == "eager":
         attn = spec.num_attention_heads * ctx.seq * (c + act.FP32) * t // ctx.tp
     mixer = act.mixer_backward_work_bytes(spec, ctx, layer)  # Kimi delta attention's chunked system
+    if act.runs_mamba1(spec, layer):
+        # the scan's gradient buffers, once the MLP above it (Jamba) has freed what it saved
+        mlp_saved = sum(p.bytes for p in act.mlp_parts(spec, ctx, layer)) if spec.has_mlp(layer) else 0
+        attn = max(attn, mixer_activations.mamba1_backward_work_bytes(spec, ctx) - mlp_saved)
     return 2 * c * h * t + max(mlp, attn, mixer)
 
 
@@ -514,6 +518,9 @@ def _backward_points(spec: ModelSpec, setup: TrainingSetup, states: ModelStates,
     grad_per_layer = sum(g.params for g in states.trainable if g.per_layer) \
         * states.trainable_bytes_per_param // spec.num_layers
     head = 0 if accumulate else _head_gradient(states)
+    if not accumulate and setup.method == "full" and spec.tie_word_embeddings:
+        # a tied head's gradient is the embedding's ``.grad``, formed by the head's backward
+        head += spec.vocab_size * spec.hidden_size * states.trainable_bytes_per_param
     below = sum(plan.per_layer_kept)  # the final norm's tensors are freed by the head's backward
     points = []
     for layer in reversed(range(spec.num_layers)):

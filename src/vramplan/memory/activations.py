@@ -58,6 +58,7 @@ from vramplan.memory import compressed_attention, hyper_connections, mixer_activ
 from vramplan.memory.precision import PrecisionRecipe
 from vramplan.model.spec import (
     MIXERS_WITH_ACTIVATIONS,
+    SHARED_BLOCK_WITH_ACTIVATIONS,
     SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS,
     MLASpec,
     ModelSpec,
@@ -272,7 +273,7 @@ def _post_norm_input_per_token(spec: ModelSpec, ctx: ActivationContext, width: i
 
 def _linear_inputs_per_token(ctx: ActivationContext, width: int, readers: int) -> int:
     """A norm output as saved by the linears reading it: once, or one cast each under autocast."""
-    if ctx.inputs_saved_by_adapters:
+    if ctx.inputs_saved_by_adapters or not readers:  # a layer without an MLP (Mamba) has no MLP input
         return 0
     return readers * ctx.c * width if ctx.recipe.autocast else ctx.r * width
 
@@ -777,6 +778,8 @@ def layer_activation_parts(spec: ModelSpec, ctx: ActivationContext, layer: int =
 
     if gemma_activations.models(spec):  # per-layer shapes, AltUp, LAuReL, per-layer inputs
         return gemma_activations.layer_parts(spec, ctx, layer)
+    if hybrid_layer_modelled(spec, layer):
+        return hybrid_layer_parts(spec, ctx, layer)
     if spec.mixer(layer) == "none":  # an MLP-only layer (Nemotron-H's ``-`` and ``E`` blocks)
         mixer = []
     elif mixer_modelled(spec, layer):
@@ -807,6 +810,8 @@ def mixer_modelled(spec: ModelSpec, layer: int) -> bool:
         return mixer in MIXERS_WITH_ACTIVATIONS and spec.lightning_block_size > 0
     if mixer == "rg_lru":
         return mixer in MIXERS_WITH_ACTIVATIONS and spec.rg_lru is not None
+    if mixer == "mamba":
+        return mixer_activations.mamba1_modelled(spec)
     return mixer in MIXERS_WITH_ACTIVATIONS and spec.ssm is not None and spec.ssm.version == 2
 
 
@@ -836,6 +841,9 @@ def mixer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Act
     if spec.mixer(layer) == "rg_lru":
         sharded, _ = mixer_activations.rg_lru_mixer_bytes(spec, ctx)
         return [ActivationPart(name="mixer/rg_lru", bytes=sharded, sharded=True)]
+    if spec.mixer(layer) == "mamba":
+        sharded, _ = mixer_activations.mamba1_mixer_bytes(spec, ctx)
+        return [ActivationPart(name="mixer/mamba", bytes=sharded, sharded=True)]
     sharded, unsharded = mixer_activations.mamba2_mixer_bytes(spec, ctx)
     return [ActivationPart(name="mixer/mamba2", bytes=sharded, sharded=True),
             ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
@@ -973,3 +981,82 @@ def model_level_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> in
     from vramplan.memory import gemma_activations
 
     return gemma_activations.model_level_weight_cast_bytes(spec, ctx)
+
+
+# --- Zamba's hybrid layers -------------------------------------------------------------
+
+def runs_mamba1(spec: ModelSpec, layer: int) -> bool:
+    """Does layer ``layer`` run a modelled Mamba-1 mixer (in a layer of its own, or after
+    Zamba's shared block)?"""
+    if not mixer_activations.mamba1_modelled(spec):
+        return False
+    return spec.mixer(layer) == "mamba" or hybrid_layer_modelled(spec, layer)
+
+
+def hybrid_layer_modelled(spec: ModelSpec, layer: int) -> bool:
+    """Is layer ``layer`` a Zamba / Zamba2 hybrid layer (a shared attention + MLP block,
+    its own linear, then its Mamba mixer) whose saved tensors are modelled?"""
+    return (spec.shared_block is not None and spec.model_type in SHARED_BLOCK_WITH_ACTIVATIONS
+            and spec.mixer(layer) == "attention" and spec.ssm is not None)
+
+
+def _norm_input_per_token(spec: ModelSpec, ctx: ActivationContext, width: int) -> int:
+    """A norm's input of the residual's dtype, as the norm keeps it: itself (``r w``),
+    or nothing where a 16-bit RMSNorm keeps its fp32 upcast instead (counted with the norm)."""
+    return 0 if spec.norm == "rmsnorm" and ctx.r < FP32 else ctx.r * width
+
+
+def hybrid_layer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
+    """Everything a Zamba / Zamba2 hybrid layer saves for one micro-batch
+    (``ZambaHybridLayer`` / ``Zamba2HybridLayer``). Each hybrid layer applies one of the
+    shared blocks, and each application saves its own tensors. Per token:
+
+    - the shared block (``ZambaAttentionDecoderLayer``): its input norm over the hidden
+      state concatenated with the embeddings (``w = attention_hidden_size``, ``2 h``): the
+      concatenation as the norm keeps it and the norm's own tensors; q, k and v's casts of
+      its output (``3 c w``); the attention (q/k/v widths ``heads x attention_head_dim``);
+      ``pre_ff_layernorm`` on the attention output, a ``c``-byte linear output with no
+      residual: its fp32 upcast, ``rsqrt`` and normalised tensor cast back (``f h + f +
+      c h``); the MLP's two readers' casts (``2 c h``) and the gated MLP (``4 c i``).
+      Zamba2's per-layer adapters (``gate_up_proj_adapter_list``; q/k/v with
+      ``use_shared_attention_adapter``) each keep their own cast of the input they read and
+      their rank-wide middle (``c (w + r)`` per q/k/v adapter, ``c (h + r)`` on the MLP);
+    - the layer's own ``linear`` on the block output (its input, ``c h``);
+    - the Mamba decoder: the sum of the layer input and the linear's output as its norm
+      keeps it, the norm, ``in_proj``'s cast, and the mixer (as in a Mamba layer).
+    """
+    block = spec.shared_block
+    assert block is not None and spec.ssm is not None
+    c, h, w = ctx.c, spec.hidden_size, block.input_size
+    trains = not ctx.frozen_base
+    rank = block.adapter_rank
+    qkv_adapters = 3 if block.attention_adapters and rank else 0
+    mlp_adapter = 1 if rank else 0
+    # the MLP's readers: gate and up, or Zamba2's gate_up_proj and its adapter; then in_proj
+    mlp_readers = 1 + mlp_adapter if block.mlp_fused_gate_up else 2
+    inputs = (_linear_inputs_per_token(ctx, w, QKV_READERS + qkv_adapters)
+              + _linear_inputs_per_token(ctx, h, mlp_readers) + _linear_inputs_per_token(ctx, h, 1))
+    linear_input = c * h if trains else 0
+    pre_ff_norm = FP32 * h + FP32 + (c * h if trains else 0)
+    norms = _norm_per_token(spec, ctx, w) + pre_ff_norm + _norm_per_token(spec, ctx, h)
+    residual = _norm_input_per_token(spec, ctx, w) + _norm_input_per_token(spec, ctx, h)
+    adapters = c * rank * (qkv_adapters + mlp_adapter)
+    mlp = _dense_mlp_per_token(spec, ctx, spec.intermediate_size)
+    if spec.ssm.version == 1:
+        mixer_sharded, mixer_unsharded = mixer_activations.mamba1_mixer_bytes(spec, ctx)
+        mixer_name = "mixer/mamba"
+    else:
+        mixer_sharded, mixer_unsharded = mixer_activations.mamba2_mixer_bytes(spec, ctx)
+        mixer_name = "mixer/mamba2"
+    parts = [
+        _part("residual", residual, ctx, sharded=False),
+        _part("norms", norms, ctx, sharded=False),
+        _part("linear_inputs", inputs + linear_input, ctx, sharded=False),
+        *attention_parts(spec, ctx, layer),
+        _part("shared_block/adapters", adapters, ctx, sharded=False),
+        _part("mlp", mlp, ctx, sharded=True),
+        ActivationPart(name=mixer_name, bytes=mixer_sharded, sharded=True),
+    ]
+    if mixer_unsharded:
+        parts.append(ActivationPart(name="mixer/masks", bytes=mixer_unsharded, sharded=False))
+    return [p for p in parts if p.bytes]

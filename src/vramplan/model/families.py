@@ -495,6 +495,7 @@ def _zamba(version: int) -> Callable[[Config, dict[str, Any]], None]:
             f["ssm"] = SSMSpec(version=1, d_inner=int(_ratio(cfg, ("mamba_expand",), 2) * h),
                                d_state=_pos(cfg, ("mamba_d_state",), 16), d_conv=_pos(cfg, ("mamba_d_conv",), 4),
                                dt_rank=_pos(cfg, ("mamba_dt_rank",), ceil_div(h, 16)),
+                               num_heads=_pos(cfg, ("n_mamba_heads",), 1),
                                conv_bias=config_switch(cfg, "mamba_conv_bias", True),
                                proj_bias=config_switch(cfg, "mamba_proj_bias", False))
         else:

@@ -109,11 +109,18 @@ a gated delta-net with a per-channel forget gate), RecurrentGemma's RG-LRU, an R
 block (time mixing and channel mixing together), xLSTM's mLSTM, or nothing (Nemotron-H's
 MLP-only layers)."""
 
-MIXERS_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba2", "gated_deltanet", "kda", "lightning_attention",
-                                                    "rg_lru"})
+MIXERS_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba", "mamba2", "gated_deltanet", "kda",
+                                                    "lightning_attention", "rg_lru"})
 """Token mixers (in layers of their own) whose training activations are modelled tensor by
 tensor (:mod:`vramplan.memory.mixer_activations`); the others are priced with an
 attention block of the model's widths."""
+MAMBA1_FAMILIES_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba", "falcon_mamba", "jamba", "zamba"})
+"""Families whose Mamba-1 mixer (``mamba`` in :data:`MIXERS_WITH_ACTIVATIONS`) is
+transformers' ``MambaMixer``, its copy with dt / B / C norms, or Zamba's per-head mixer,
+modelled tensor by tensor."""
+SHARED_BLOCK_WITH_ACTIVATIONS: frozenset[str] = frozenset({"zamba", "zamba2"})
+"""Families whose hybrid layers (:attr:`ModelSpec.shared_block`: a shared attention + MLP
+block, then the layer's Mamba mixer) are modelled tensor by tensor."""
 SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS: frozenset[str] = frozenset({"falcon_h1"})
 """Families with a state-space mixer beside attention in their attention layers
 (:attr:`ModelSpec.ssm_in_attention_layers`) whose mixer's activations are modelled:
@@ -137,7 +144,9 @@ class SSMSpec:
     n_groups: int = 1
     """Mamba-2: groups of B and C."""
     num_heads: int = 0
-    """Mamba-2: SSM heads (``d_inner = num_heads x head_dim``)."""
+    """Mamba-2: SSM heads (``d_inner = num_heads x head_dim``); Zamba's Mamba-1: its
+    ``n_mamba_heads``, each with its own ``x_proj`` / ``dt_proj`` (dt, B and C per head);
+    0: one."""
     conv_bias: bool = True
     proj_bias: bool = False
     inner_norms: bool = False
