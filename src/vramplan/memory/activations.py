@@ -303,8 +303,8 @@ def _scores_per_token(spec: ModelSpec, ctx: ActivationContext, heads: int) -> in
 
 
 ROTARY_BY_CAT = frozenset({
-    "gpt_neox", "phi3", "glm", "glm4", "glm4_moe", "glm4v_text", "glm_ocr_text", "bamba", "laguna", "mimo_v2_flash",
-    "minimax_m2", "qwen3_next", "qwen3_5_text",
+    "gpt_neox", "phi3", "glm", "chatglm", "glm4", "glm4_moe", "glm4v_text", "glm_ocr_text", "bamba", "laguna",
+    "mimo_v2_flash", "minimax_m2", "qwen3_next", "qwen3_5_text",
 })
 """Families whose ``apply_rotary_pos_emb`` rotates part of each head and joins it to the
 rest with ``torch.cat([q_embed, q_pass], dim=-1)`` (partial rotary; Phi-3's even at

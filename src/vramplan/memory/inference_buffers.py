@@ -119,9 +119,10 @@ _PYTHON_ACTIVATIONS = ("gelu_new",)
 """``hidden_act`` values transformers maps to an activation written as several ops
 (``activations.NewGELUActivation``)."""
 
-FUSED_GATE_UP_FAMILIES = frozenset({"phi3", "glm", "glm4"})
+FUSED_GATE_UP_FAMILIES = frozenset({"phi3", "glm", "glm4", "chatglm"})
 """Families whose dense MLP is one ``gate_up_proj`` split by ``chunk`` (``Phi3MLP``,
-``GlmMLP``, ``Glm4MLP``): :attr:`LayerFlow.fused_gate_up`."""
+``GlmMLP``, ``Glm4MLP``, ChatGLM's ``dense_h_to_4h`` + ``swiglu``):
+:attr:`LayerFlow.fused_gate_up`."""
 
 SINK_ATTENTION_FAMILIES = frozenset({"gpt_oss"})
 """Families whose eager attention concatenates per-head sink logits

@@ -312,8 +312,11 @@ def _chatglm(cfg: Config, f: dict[str, Any]) -> None:
     """ChatGLM2/3 (remote code, modeling_chatglm.py): ``add_qkv_bias`` on the fused
     qkv, ``add_bias_linear`` on the output and MLP projections, a final norm when
     ``post_layer_norm``, LayerNorm unless ``rmsnorm``; the ``output_layer`` is its own
-    matrix whatever ``tie_word_embeddings`` says (the class never ties it)."""
+    matrix whatever ``tie_word_embeddings`` says (the class never ties it). Rotary
+    embeddings turn half of each head (``RotaryEmbedding(kv_channels // 2)``; the rest
+    joins them by ``torch.cat``, as transformers' ``glm`` port does)."""
     f["attention_qkv_bias"] = config_switch(cfg, "add_qkv_bias", False)
+    f["partial_rotary_factor"] = 0.5
     linear_bias = config_switch(cfg, "add_bias_linear", False)
     f.update(attention_out_bias=linear_bias, mlp_bias=linear_bias, tie_word_embeddings=False)
     f["final_norm"] = config_switch(cfg, "post_layer_norm", True)
