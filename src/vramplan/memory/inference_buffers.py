@@ -102,7 +102,7 @@ class LayerFlow:
     recurrent_mixers: bool = False
     """The model's recurrent mixers run transformers' PyTorch loops: MiniMax-01's
     lightning attention block by block, RecurrentGemma's RG-LRU position by position
-    (:func:`recurrent_mixer_phase_bytes`)."""
+    (:func:`mixer_phase_bytes`)."""
     mla_expands_cache: bool = False
     """Multi-head latent attention decompresses the cached latent of every token for
     every step (transformers ``DeepseekV3Attention.expand_kv``: ``kv_b_proj`` over the
