@@ -418,13 +418,18 @@ def layer_peak_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, impl:
 
 def mixer_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1) -> int:
     """Live bytes at the high point of a token mixer other than attention whose forward
-    is modelled (:mod:`vramplan.memory.mixer_activations`): Kimi delta attention's
-    chunked prefill. 0 when the model has none, and in decode (one token: the recurrent
+    is modelled (:mod:`vramplan.memory.mixer_activations`): the chunked prefill of Kimi
+    delta attention and of the gated delta-net. 0 when the model has none, and in decode (one token: the recurrent
     form)."""
     if spec.kda is not None and "kda" in spec.layer_mixers and shape.query_tokens > 1:
         from vramplan.memory.mixer_activations import kda_prefill_bytes
 
         return kda_prefill_bytes(spec, shape.sequences, shape.query_tokens, shape.act_bytes, shape.held_hidden, tp)
+    if spec.deltanet is not None and "gated_deltanet" in spec.layer_mixers and shape.query_tokens > 1:
+        from vramplan.memory.mixer_activations import gated_deltanet_prefill_bytes
+
+        return gated_deltanet_prefill_bytes(spec, shape.sequences, shape.query_tokens, shape.act_bytes,
+                                            shape.held_hidden, tp)
     return 0
 
 

@@ -388,3 +388,64 @@ def kda_prefill_bytes(spec: ModelSpec, sequences: int, tokens: int, act_bytes: i
     per_token = c * (held_hidden + 1) * spec.hidden_size + c * 3 * w + gate * w + c * heads
     per_padded = KDA_PREFILL_DECAY_TENSORS * f * w * KDA_CHUNK + KDA_PREFILL_FP32_WIDTHS * f * w + f * heads
     return sequences * (per_token * tokens + per_padded * padded)
+
+
+# ---- prefill high points of the gated delta-net and Mamba-2 ------------------------
+
+GDN_PREFILL_FP32_VALUE_WIDTHS = 5
+"""``dv``-wide fp32 tensors per padded position and value head alive at a gated
+delta-net's prefill high point (the end of ``torch_chunk_gated_delta_rule``, where
+``core_attn_out.reshape`` copies the output): the padded value, ``v_beta``, the
+solved ``new_values``, ``core_attn_out`` and its copy."""
+GDN_PREFILL_FP32_KEY_WIDTHS = 5
+"""``dk``-wide fp32 tensors alive then: ``k_beta``, ``decayed_k_beta``, the solved
+``k_cumdecay``, and the query and key with their decays applied."""
+GDN_PREFILL_FP32_CHUNK_WIDTHS = 3
+"""``l``-wide fp32 tensors alive then: the pairwise decay, ``ut_system`` and
+``intra_chunk_attn``."""
+GDN_PREFILL_FP32_SCALARS = 3
+"""Per padded position and value head, fp32: the padded beta and decay, and the
+cumulative decay."""
+GDN_FUSED_QKVZ = frozenset({"qwen3_next"})
+"""Families whose gated delta-net projects q, k, v and z in one linear
+(``in_proj_qkvz``, ``in_proj_ba``): the projection stays alive whole (z is a view of
+it, copied by its reshape), and q, k, v are concatenated into a new tensor for the
+convolution."""
+
+
+def gated_deltanet_prefill_bytes(spec: ModelSpec, sequences: int, tokens: int, act_bytes: int, held_hidden: int,
+                                 tp: int = 1) -> int:
+    """Live bytes at the high point of one gated delta-net layer's prefill (no
+    gradients), per TP rank, for ``sequences`` of ``tokens`` new tokens each.
+
+    transformers 5.24's ``Qwen3NextGatedDeltaNet.forward`` (Qwen3.5's alike) with
+    ``causal_conv1d_fn`` and ``torch_chunk_gated_delta_rule`` (``fla`` absent), at the
+    rule's last step: ``core_attn_out.reshape`` copies the output (``zeros_like`` of the
+    column-major triangular solve's result keeps its strides), while every fp32 tensor
+    of the rule is still referenced. ``Hv`` value heads of ``dv``, keys repeated to
+    ``Hv`` heads of ``dk``, ``l = 64``, ``c`` the compute dtype, ``f`` fp32.
+
+    Per padded token, fp32: :data:`GDN_PREFILL_FP32_VALUE_WIDTHS` ``Hv dv``,
+    :data:`GDN_PREFILL_FP32_KEY_WIDTHS` ``Hv dk``, :data:`GDN_PREFILL_FP32_CHUNK_WIDTHS`
+    ``Hv l`` and :data:`GDN_PREFILL_FP32_SCALARS` ``Hv``. Per sequence, the chunk loop's
+    last step: ``v_new`` (``f Hv l dv``), ``key^T v_new`` and the new state (``2 f Hv dk
+    dv``). Per token, in the caller's frame: the held hidden states and the layer's
+    normed input (``held_hidden + 1`` times ``h``), the convolution's output (``c
+    conv``), z (``c Hv dv``), b and a's projections and ``sigmoid(b)`` (``3 c Hv``) and
+    the fp32 decay g (``f Hv``); Qwen3-Next (:data:`GDN_FUSED_QKVZ`) keeps its whole
+    ``in_proj_qkvz`` output (``c (conv + Hv dv)``) beside z's copy and ``in_proj_ba``'s
+    (``2 c Hv``, of which b and a are views). The decode step (one token) runs the
+    recurrent form: not this moment."""
+    net = spec.deltanet
+    assert net is not None
+    c, f = act_bytes, FP32
+    hv, dk, dv, chunk = net.num_v_heads // tp, net.head_k_dim, net.head_v_dim, GDN_CHUNK
+    conv = net.conv_channels // tp
+    chunks = ceil_div(tokens, chunk)
+    padded = chunks * chunk
+    projections = c * (conv + 2 * hv * dv) if spec.model_type in GDN_FUSED_QKVZ else c * hv * dv
+    per_token = (c * (held_hidden + 1) * spec.hidden_size + c * conv + projections + 3 * c * hv + f * hv)
+    per_padded = f * hv * (GDN_PREFILL_FP32_VALUE_WIDTHS * dv + GDN_PREFILL_FP32_KEY_WIDTHS * dk
+                           + GDN_PREFILL_FP32_CHUNK_WIDTHS * chunk + GDN_PREFILL_FP32_SCALARS)
+    per_sequence = f * hv * (chunk * dv + 2 * dk * dv)
+    return sequences * (per_token * tokens + per_padded * padded + per_sequence)
