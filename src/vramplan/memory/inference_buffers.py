@@ -419,7 +419,7 @@ def layer_peak_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, impl:
 def mixer_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1) -> int:
     """Live bytes at the high point of a token mixer other than attention whose forward
     is modelled (:mod:`vramplan.memory.mixer_activations`): the chunked prefill of Kimi
-    delta attention and of the gated delta-net. 0 when the model has none, and in decode (one token: the recurrent
+    delta attention, the gated delta-net and Mamba-2. 0 when the model has none, and in decode (one token: the recurrent
     form)."""
     if spec.kda is not None and "kda" in spec.layer_mixers and shape.query_tokens > 1:
         from vramplan.memory.mixer_activations import kda_prefill_bytes
@@ -430,6 +430,11 @@ def mixer_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1) -> i
 
         return gated_deltanet_prefill_bytes(spec, shape.sequences, shape.query_tokens, shape.act_bytes,
                                             shape.held_hidden, tp)
+    if spec.ssm is not None and spec.ssm.version == 2 and shape.query_tokens > 1 and (
+            "mamba2" in spec.layer_mixers or spec.ssm_in_attention_layers):
+        from vramplan.memory.mixer_activations import mamba2_prefill_bytes
+
+        return mamba2_prefill_bytes(spec, shape.sequences, shape.query_tokens, shape.act_bytes, shape.held_hidden, tp)
     return 0
 
 

@@ -449,3 +449,54 @@ def gated_deltanet_prefill_bytes(spec: ModelSpec, sequences: int, tokens: int, a
                            + GDN_PREFILL_FP32_CHUNK_WIDTHS * chunk + GDN_PREFILL_FP32_SCALARS)
     per_sequence = f * hv * (chunk * dv + 2 * dk * dv)
     return sequences * (per_token * tokens + per_padded * padded + per_sequence)
+
+
+MAMBA2_PREFILL_FP32_HEAD_WIDTHS = 7
+"""``P``-wide fp32 tensors per padded position and head alive at a Mamba-2 scan's
+prefill high point (``(Y_diag + Y_off).contiguous()`` at the end of
+``mamba2_chunk_scan``): ``D_residual``, the padded discretized ``x``, ``Y_diag``,
+``C states``, ``Y_off``, their sum and its contiguous copy."""
+MAMBA2_PREFILL_FP32_STATE_WIDTHS = 3
+"""``N``-wide fp32 tensors alive then: B and C repeated to the heads and padded, and
+``B * decay``."""
+MAMBA2_PREFILL_FP32_CHUNK_WIDTHS = 3
+"""``l``-wide fp32 tensors alive then: ``L = exp(segsum(A))``, ``G = C B^T`` and ``M = G L``."""
+MAMBA2_PREFILL_FP32_SCALARS = 4
+"""Per padded position and head, fp32: the padded ``A dt``, its cumulative sum, the
+states' decay and the output's decay."""
+
+
+def mamba2_prefill_bytes(spec: ModelSpec, sequences: int, tokens: int, act_bytes: int, held_hidden: int,
+                         tp: int = 1) -> int:
+    """Live bytes at the high point of one Mamba-2 mixer's prefill (no gradients), per
+    TP rank, for ``sequences`` of ``tokens`` new tokens each.
+
+    transformers 5.24's ``torch_forward`` (``causal_conv1d_fn`` + ``mamba2_chunk_scan``,
+    ``mamba_ssm`` absent; shared by Bamba, Granite 4, Nemotron-H, Mamba-2, Falcon-H1 and
+    Zamba2), at the scan's last step, ``(Y_diag + Y_off).contiguous()``, when every fp32
+    tensor of the chunked scan is still referenced. The scan runs in fp32
+    (``hidden_states.float()``); without autocast its einsums' ``bmm`` outputs are fp32
+    too. Notation as in the module docstring, ``c`` the compute dtype.
+
+    Per padded token, fp32: :data:`MAMBA2_PREFILL_FP32_HEAD_WIDTHS` ``H P``,
+    :data:`MAMBA2_PREFILL_FP32_STATE_WIDTHS` ``H N``,
+    :data:`MAMBA2_PREFILL_FP32_CHUNK_WIDTHS` ``H l`` and
+    :data:`MAMBA2_PREFILL_FP32_SCALARS` ``H``. Per sequence: the zero first state and the
+    chunk states after the inter-chunk recurrence, ``(n_c + 2) H P N`` in fp32. Per
+    token, in the caller's frame: the held hidden states and the layer's normed input
+    (``held_hidden + 1`` times ``h``), ``in_proj``'s whole output (``d + conv + H``: the
+    gate is a view of it), the convolution's output (``conv``) and the clamped dt
+    (``H``), all in ``c``. The decode step (one token) updates the state in place: not
+    this moment."""
+    ssm = spec.ssm
+    assert ssm is not None and ssm.version == 2
+    c, f = act_bytes, FP32
+    heads, p, n, chunk = ssm.num_heads // tp, ssm.head_dim, ssm.d_state, ssm.chunk_size
+    d, conv = heads * p, ssm.conv_channels // tp
+    chunks = ceil_div(tokens, chunk)
+    padded = chunks * chunk
+    per_token = c * (held_hidden + 1) * spec.hidden_size + c * (d + conv + heads) + c * conv + c * heads
+    per_padded = f * heads * (MAMBA2_PREFILL_FP32_HEAD_WIDTHS * p + MAMBA2_PREFILL_FP32_STATE_WIDTHS * n
+                              + MAMBA2_PREFILL_FP32_CHUNK_WIDTHS * chunk + MAMBA2_PREFILL_FP32_SCALARS)
+    per_sequence = f * (chunks + 2) * heads * p * n
+    return sequences * (per_token * tokens + per_padded * padded + per_sequence)
