@@ -2,7 +2,9 @@
 autograd saves in a Mamba-2 or gated delta-net layer, derived from what each operation
 of transformers' PyTorch path keeps (the gated delta-net: see
 :func:`gated_deltanet_mixer_bytes`; Kimi delta attention, its backward's decay
-gradients and its prefill high point: the last section, :func:`kda_mixer_bytes`).
+gradients and its prefill high point: :func:`kda_mixer_bytes`; MiniMax-01's lightning
+attention: :func:`lightning_attention_mixer_bytes`; RecurrentGemma's RG-LRU block:
+:func:`rg_lru_mixer_bytes`).
 
 The path modelled is the one transformers runs without the CUDA kernels
 (``mamba_ssm``, ``causal-conv1d``): ``BambaMixer.forward`` with
@@ -166,6 +168,19 @@ GDN_DEFAULT_INPUT_PROJECTIONS = 4
 def gated_deltanet_input_projections(spec: ModelSpec) -> int:
     """How many linears of a gated delta-net read the layer's norm output."""
     return GDN_INPUT_PROJECTIONS.get(spec.model_type, GDN_DEFAULT_INPUT_PROJECTIONS)
+
+
+def mixer_input_projections(spec: ModelSpec, mixer: str) -> int:
+    """How many linears of a modelled mixer read the layer's norm output (Mamba-2: ``in_proj``)."""
+    if mixer == "gated_deltanet":
+        return gated_deltanet_input_projections(spec)
+    if mixer == "lightning_attention":
+        return LIGHTNING_INPUT_PROJECTIONS
+    if mixer == "rg_lru":
+        return RG_LRU_INPUT_PROJECTIONS
+    if mixer == "kda":
+        return KDA_INPUT_PROJECTIONS
+    return 1
 
 
 GDN_CHUNK = 64
@@ -388,6 +403,127 @@ def kda_prefill_bytes(spec: ModelSpec, sequences: int, tokens: int, act_bytes: i
     per_token = c * (held_hidden + 1) * spec.hidden_size + c * 3 * w + gate * w + c * heads
     per_padded = KDA_PREFILL_DECAY_TENSORS * f * w * KDA_CHUNK + KDA_PREFILL_FP32_WIDTHS * f * w + f * heads
     return sequences * (per_token * tokens + per_padded * padded)
+
+
+# -- Lightning attention (MiniMax-01) -------------------------------------------------
+
+LIGHTNING_INPUT_PROJECTIONS = 2
+"""Linears of a lightning-attention layer that read the layer's norm output, each saving
+its own autocast cast of it: ``qkv_proj`` and ``output_gate``."""
+
+
+def lightning_attention_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
+    """(sharded, unsharded) bytes one lightning-attention mixer saves for one micro-batch.
+
+    MiniMax-01's lightning attention (MiniMax 2025, "MiniMax-01: Scaling Foundation Models
+    with Lightning Attention", sec. 2.2.1: linear attention computed block by block, a
+    softmax-free ``Q K^T`` with a per-head exponential decay inside a block and a
+    ``head_dim x head_dim`` key-value state carried across blocks), as transformers 5.24's
+    ``MiniMaxLightningAttention.forward`` runs it in training: ``H`` heads of ``D``
+    (``W = H D``), blocks of ``l`` positions (``block_size``), ``n_b = ceil(s / l)`` blocks,
+    the last one ``s - (n_b - 1) l`` long. ``c`` is the compute dtype's size (the saved
+    matmul inputs are its casts under autocast), ``f = 4`` fp32's.
+
+    Per token:
+
+    - ``silu(qkv_proj(x))`` keeps its input (``3 c W``); q, k and v are strided views of
+      its output, so every ``matmul`` saves its own contiguous copy (``reshape`` to
+      ``bmm``'s 3-d operands cannot view them);
+    - within a block: ``Q K^T`` keeps the copies of q and ``k^T`` (``2 c W``);
+      ``(Q K^T * decay) V`` keeps the product's cast (``c H l`` per position of a full
+      block: ``l x l`` per head; the product with the fp32 decay buffer keeps only the
+      buffer) and a copy of v (``c W``);
+    - across blocks: ``(q * query_decay) @ state`` keeps the cast of the decayed query
+      (``c W``) in every block but the first, whose state is a constant zero that needs no
+      gradient; ``(k * key_decay)^T v``, the next state, keeps the decayed keys' cast and
+      a copy of v (``2 c W``) in every block but the last, whose state is returned and
+      dropped;
+    - the output norm (``MiniMaxRMSNorm`` over ``W``): the fp32 copy of its input, ``rsqrt``
+      and the normalised tensor cast back (``f W + f + c W``; with a frozen norm weight the
+      last is not kept);
+    - ``sigmoid(output_gate(x)) * norm``: the sigmoid's output (``c W``) and the norm's
+      output, in the wider of the norm weight's and the compute dtype (``r W`` with
+      ``r >= c``: fp32 under autocast on fp32 weights); ``out_proj``'s input (``c W``),
+      which on a frozen 16-bit base only ``out_proj``'s adapter keeps, as its own cast
+      (counted with the adapters; a frozen ``out_proj`` without one keeps nothing).
+
+    Per sequence: the states the decayed-query matmuls keep, one ``H D^2`` per block in
+    ``c`` (the first block's zero state, then each block's state cast). ``qkv_proj``'s and
+    ``output_gate``'s inputs are counted with the norms (:data:`LIGHTNING_INPUT_PROJECTIONS`).
+    """
+    c, f = ctx.c, FP32
+    heads, head_dim, block = spec.num_attention_heads, spec.head_dim, spec.lightning_block_size
+    width = heads * head_dim
+    seq = ctx.seq // ctx.cp
+    blocks = ceil_div(seq, block)
+    last = seq - (blocks - 1) * block
+    not_last = seq - last  # positions outside the last block
+    not_first = seq - min(seq, block)  # positions outside the first block
+    norm_output = max(ctx.r, c)
+    normalised = 0 if ctx.frozen_base else c * width
+    out_proj_input = 0 if ctx.inputs_saved_by_adapters else c * width
+    per_token = (2 * 3 * c * width  # silu's input; q, k^T and v copies of the intra-block products
+                 + f * width + f + normalised  # output norm: fp32 copy, rsqrt, normalised cast back
+                 + c * width + norm_output * width + out_proj_input)  # sigmoid output, norm output
+    scores = c * heads * ((blocks - 1) * block * block + last * last)  # per sequence
+    across = c * width * (2 * not_last + not_first)
+    states = c * heads * head_dim * head_dim * blocks
+    per_sequence = per_token * seq + scores + across + states
+    return per_sequence * ctx.batch // ctx.tp, 0
+
+
+# -- RG-LRU (RecurrentGemma) ----------------------------------------------------------
+
+RG_LRU_INPUT_PROJECTIONS = 2
+"""Linears of a recurrent block that read the layer's norm output: ``linear_y`` and
+``linear_x``."""
+
+
+def rg_lru_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
+    """(sharded, unsharded) bytes one RecurrentGemma recurrent block saves for one
+    micro-batch.
+
+    Griffin's recurrent block (De et al. 2024, "Griffin: Mixing Gated Linear Recurrences
+    with Local Attention for Efficient Language Models", sec. 2.4): a GeLU branch, a
+    causal depthwise convolution, the real-gated linear recurrent unit and ``linear_out``,
+    as transformers 5.24's ``RecurrentGemmaRecurrentBlock`` / ``RecurrentGemmaRglru`` run
+    it in training: the recurrence is a Python loop over the positions
+    (``_rnn_scan``). ``W`` is ``lru_width``, ``K`` the convolution's width; ``c`` the
+    compute dtype's size, ``f = 4`` fp32's, ``e`` the size of the gate arithmetic (fp32
+    under autocast, whose fp32 list holds ``softplus`` and ``exp``, and in fp32; the
+    compute dtype in pure 16-bit). Per token:
+
+    - ``gelu(linear_y(x))`` keeps its input (``c W``); ``x_branch * y_branch`` keeps both
+      factors (``2 c W``) and ``linear_out`` its input (``c W``; on a frozen 16-bit base
+      its adapter's cast, counted with the adapters);
+    - the convolution keeps its input (``c W``, only for its weight's gradient: none when
+      frozen) and its output before the causal slice, ``s + K - 1`` positions, read by
+      ``activations * input_gate`` (``c W (s + K - 1) / s``);
+    - the block-diagonal gates: ``baddbmm``'s copy of the permuted input (``c W``, for the
+      gate weights' gradient), the two ``sigmoid`` outputs (``2 c W``) and ``-8 gate``
+      kept by the product with ``softplus(recurrent_param)`` (``c W``, for that parameter's
+      gradient);
+    - ``exp`` twice (``a`` and ``a^2``) and the input of the bounded ``sqrt``
+      (``3 e W``); the gated input and the multiplier's cast, kept by their product
+      (``2 c W``);
+    - the scan: ``a * ~reset`` in fp32, kept through the per-position slices (in pure
+      16-bit each position's fp32 cast instead), and the fp32 state before each step
+      (``2 f W``).
+    """
+    lru = spec.rg_lru
+    assert lru is not None
+    c, f = ctx.c, FP32
+    e = f if _autocast(ctx) or c >= f else c
+    width, kernel = lru.width, lru.conv_kernel
+    seq = ctx.seq // ctx.cp
+    trained = 0 if ctx.frozen_base else 1  # conv input, baddbmm's input copy, -8 gate
+    out_input = 0 if ctx.inputs_saved_by_adapters else 1
+    per_token = (c * width * (1 + 2 + out_input)  # gelu input, x_branch * y_branch, linear_out input
+                 + c * width * (trained + (seq + kernel - 1) / seq)  # conv input and output
+                 + c * width * (trained + 2 + trained)  # baddbmm input copy, sigmoids, -8 gate
+                 + 3 * e * width + 2 * c * width  # exp, exp, sqrt input; gated input, multiplier
+                 + 2 * f * width)  # a * ~reset, the states of the scan
+    return round(per_token * seq * ctx.batch) // ctx.tp, 0
 
 
 # ---- prefill high points of the gated delta-net and Mamba-2 ------------------------
