@@ -24,6 +24,12 @@ CONFIGS = {
     "qwen3_next": dict(model_type="qwen3_next", layer_types=["linear_attention"] * 3 + ["full_attention"],
                        moe_intermediate_size=256, shared_expert_intermediate_size=256, num_experts=8,
                        num_experts_per_tok=2, mlp_only_layers=[0, 1, 2, 3], **_GDN, **_WIDTHS),
+    # OLMo-hybrid: q/k/v/a/b/g projections of their own, the output gate projected after the rule
+    "olmo_hybrid": dict(model_type="olmo_hybrid", layer_types=["linear_attention"] * 3 + ["full_attention"],
+                        **_GDN, **_WIDTHS),
+    "lara_mini": dict(model_type="lara_mini", layer_types=["linear_attention"] * 3 + ["full_attention"],
+                      sliding_window=4096, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=256,
+                      shared_expert_intermediate_size=256, **_GDN, **_WIDTHS),
     "mamba2": dict(model_type="mamba2", num_heads=16, head_dim=64, state_size=64, n_groups=1, chunk_size=256,
                    expand=2, **_WIDTHS),
     "bamba": dict(model_type="bamba", num_attention_heads=8, num_key_value_heads=2, intermediate_size=1024,

@@ -37,6 +37,9 @@ CONFIGS = {
     "qwen3_next": dict(model_type="qwen3_next", layer_types=["linear_attention"] * 3 + ["full_attention"],
                        moe_intermediate_size=128, shared_expert_intermediate_size=128, num_experts=4,
                        num_experts_per_tok=2, mlp_only_layers=[0, 1, 2, 3], **_GDN, **_WIDTHS),
+    # OLMo-hybrid: the output gate projected after the rule
+    "olmo_hybrid": dict(model_type="olmo_hybrid", layer_types=["linear_attention"] * 3 + ["full_attention"],
+                        **_GDN, **_WIDTHS),
     "mamba2": dict(model_type="mamba2", num_heads=8, head_dim=64, state_size=32, n_groups=2, chunk_size=128,
                    expand=2, **_WIDTHS),
     "bamba": dict(model_type="bamba", num_attention_heads=4, num_key_value_heads=2, intermediate_size=512,

@@ -547,6 +547,10 @@ GDN_FUSED_QKVZ = frozenset({"qwen3_next"})
 (``in_proj_qkvz``, ``in_proj_ba``): the projection stays alive whole (z is a view of
 it, copied by its reshape), and q, k, v are concatenated into a new tensor for the
 convolution."""
+GDN_GATE_AFTER_RULE = frozenset({"olmo_hybrid"})
+"""Families whose gated delta-net projects its output gate (OLMo-hybrid's ``g_proj``)
+after the chunked rule, and b and a inside the expressions of beta and g: at the rule's
+high point no z, b or a projection is alive."""
 
 
 def gated_deltanet_prefill_bytes(spec: ModelSpec, sequences: int, tokens: int, act_bytes: int, held_hidden: int,
@@ -570,7 +574,8 @@ def gated_deltanet_prefill_bytes(spec: ModelSpec, sequences: int, tokens: int, a
     conv``), z (``c Hv dv``), b and a's projections and ``sigmoid(b)`` (``3 c Hv``) and
     the fp32 decay g (``f Hv``); Qwen3-Next (:data:`GDN_FUSED_QKVZ`) keeps its whole
     ``in_proj_qkvz`` output (``c (conv + Hv dv)``) beside z's copy and ``in_proj_ba``'s
-    (``2 c Hv``, of which b and a are views). The decode step (one token) runs the
+    (``2 c Hv``, of which b and a are views); OLMo-hybrid (:data:`GDN_GATE_AFTER_RULE`)
+only ``sigmoid(b)``. The decode step (one token) runs the
     recurrent form: not this moment."""
     net = spec.deltanet
     assert net is not None
@@ -579,8 +584,13 @@ def gated_deltanet_prefill_bytes(spec: ModelSpec, sequences: int, tokens: int, a
     conv = net.conv_channels // tp
     chunks = ceil_div(tokens, chunk)
     padded = chunks * chunk
-    projections = c * (conv + 2 * hv * dv) if spec.model_type in GDN_FUSED_QKVZ else c * hv * dv
-    per_token = (c * (held_hidden + 1) * spec.hidden_size + c * conv + projections + 3 * c * hv + f * hv)
+    if spec.model_type in GDN_FUSED_QKVZ:
+        projections = c * (conv + 2 * hv * dv) + 3 * c * hv
+    elif spec.model_type in GDN_GATE_AFTER_RULE:
+        projections = c * hv  # sigmoid(b)
+    else:
+        projections = c * hv * dv + 3 * c * hv
+    per_token = c * (held_hidden + 1) * spec.hidden_size + c * conv + projections + f * hv
     per_padded = f * hv * (GDN_PREFILL_FP32_VALUE_WIDTHS * dv + GDN_PREFILL_FP32_KEY_WIDTHS * dk
                            + GDN_PREFILL_FP32_CHUNK_WIDTHS * chunk + GDN_PREFILL_FP32_SCALARS)
     per_sequence = f * hv * (chunk * dv + 2 * dk * dv)
