@@ -42,6 +42,12 @@ CONFIGS = {
                        num_attention_heads=8, num_key_value_heads=2, head_dim=64, intermediate_size=1024,
                        ssm_state_size=64, mamba_num_heads=16, mamba_head_dim=64, n_groups=1, chunk_size=256,
                        use_mamba_kernels=False, **_WIDTHS),
+    # Zamba2: one hybrid layer (the shared attention block, then Mamba-2); transformers' cache
+    # cannot run a prefill without an attention layer
+    "zamba2": dict(model_type="zamba2", layers_block_type=["mamba", "hybrid", "mamba", "mamba"], hybrid_layer_ids=[1],
+                   num_attention_heads=8, num_key_value_heads=8, intermediate_size=1024, mamba_d_state=64,
+                   n_mamba_heads=16, mamba_headdim=64, mamba_ngroups=1, chunk_size=256, num_mem_blocks=1,
+                   use_mem_eff_path=False, **_WIDTHS),
     "granitemoehybrid": dict(model_type="granitemoehybrid", layer_types=["mamba"] * 3 + ["attention"],
                              num_attention_heads=8, num_key_value_heads=2, intermediate_size=1024,
                              shared_intermediate_size=1024, num_local_experts=0, mamba_n_heads=16, mamba_d_head=64,
