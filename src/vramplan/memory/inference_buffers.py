@@ -443,19 +443,28 @@ def layer_peak_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, impl:
 
 def mixer_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, flow: LayerFlow = LLAMA_FLOW) -> int:
     """Live bytes at the high point of a token mixer other than attention whose forward
-    is modelled (:mod:`vramplan.memory.mixer_activations`), per TP rank: Kimi delta
-    attention's chunked prefill, and in transformers' flow
-    (:attr:`LayerFlow.recurrent_mixers`) the larger of
+    is modelled (:mod:`vramplan.memory.mixer_activations`), per TP rank: the chunked
+    prefill of Kimi delta attention, the gated delta-net and Mamba-2, and in
+    transformers' flow (:attr:`LayerFlow.recurrent_mixers`) the larger of
     :func:`lightning_attention_phase_bytes` and :func:`rg_lru_phase_bytes`. 0 for a mixer
-    the model lacks, and for KDA in decode (one token: the recurrent form)."""
-    kda = 0
-    if spec.kda is not None and "kda" in spec.layer_mixers and shape.query_tokens > 1:
-        from vramplan.memory.mixer_activations import kda_prefill_bytes
+    the model lacks, and for the chunked mixers in decode (one token: the recurrent
+    form)."""
+    chunked = 0
+    if shape.query_tokens > 1:
+        from vramplan.memory.mixer_activations import (gated_deltanet_prefill_bytes, kda_prefill_bytes,
+                                                       mamba2_prefill_bytes)
 
-        kda = kda_prefill_bytes(spec, shape.sequences, shape.query_tokens, shape.act_bytes, shape.held_hidden, tp)
+        prefill = (shape.sequences, shape.query_tokens, shape.act_bytes, shape.held_hidden, tp)
+        if spec.kda is not None and "kda" in spec.layer_mixers:
+            chunked = max(chunked, kda_prefill_bytes(spec, *prefill))
+        if spec.deltanet is not None and "gated_deltanet" in spec.layer_mixers:
+            chunked = max(chunked, gated_deltanet_prefill_bytes(spec, *prefill))
+        if spec.ssm is not None and spec.ssm.version == 2 and (
+                "mamba2" in spec.layer_mixers or spec.ssm_in_attention_layers):
+            chunked = max(chunked, mamba2_prefill_bytes(spec, *prefill))
     recurrent = max(lightning_attention_phase_bytes(spec, shape, tp=tp), rg_lru_phase_bytes(spec, shape, tp=tp)) \
         if flow.recurrent_mixers else 0
-    return max(kda, recurrent)
+    return max(chunked, recurrent)
 
 
 RG_LRU_SCAN_TENSORS = 11

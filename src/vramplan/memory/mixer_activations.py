@@ -535,6 +535,128 @@ def rg_lru_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
     return round(per_token * seq * ctx.batch) // ctx.tp, 0
 
 
+# ---- prefill high points of the gated delta-net and Mamba-2 ------------------------
+
+GDN_PREFILL_FP32_VALUE_WIDTHS = 5
+"""``dv``-wide fp32 tensors per padded position and value head alive at a gated
+delta-net's prefill high point (the end of ``torch_chunk_gated_delta_rule``, where
+``core_attn_out.reshape`` copies the output): the padded value, ``v_beta``, the
+solved ``new_values``, ``core_attn_out`` and its copy."""
+GDN_PREFILL_FP32_KEY_WIDTHS = 5
+"""``dk``-wide fp32 tensors alive then: ``k_beta``, ``decayed_k_beta``, the solved
+``k_cumdecay``, and the query and key with their decays applied."""
+GDN_PREFILL_FP32_CHUNK_WIDTHS = 3
+"""``l``-wide fp32 tensors alive then: the pairwise decay, ``ut_system`` and
+``intra_chunk_attn``."""
+GDN_PREFILL_FP32_SCALARS = 3
+"""Per padded position and value head, fp32: the padded beta and decay, and the
+cumulative decay."""
+GDN_FUSED_QKVZ = frozenset({"qwen3_next"})
+"""Families whose gated delta-net projects q, k, v and z in one linear
+(``in_proj_qkvz``, ``in_proj_ba``): the projection stays alive whole (z is a view of
+it, copied by its reshape), and q, k, v are concatenated into a new tensor for the
+convolution."""
+GDN_GATE_AFTER_RULE = frozenset({"olmo_hybrid"})
+"""Families whose gated delta-net projects its output gate (OLMo-hybrid's ``g_proj``)
+after the chunked rule, and b and a inside the expressions of beta and g: at the rule's
+high point no z, b or a projection is alive."""
+
+
+def gated_deltanet_prefill_bytes(spec: ModelSpec, sequences: int, tokens: int, act_bytes: int, held_hidden: int,
+                                 tp: int = 1) -> int:
+    """Live bytes at the high point of one gated delta-net layer's prefill (no
+    gradients), per TP rank, for ``sequences`` of ``tokens`` new tokens each.
+
+    transformers 5.24's ``Qwen3NextGatedDeltaNet.forward`` (Qwen3.5's alike) with
+    ``causal_conv1d_fn`` and ``torch_chunk_gated_delta_rule`` (``fla`` absent), at the
+    rule's last step: ``core_attn_out.reshape`` copies the output (``zeros_like`` of the
+    column-major triangular solve's result keeps its strides), while every fp32 tensor
+    of the rule is still referenced. ``Hv`` value heads of ``dv``, keys repeated to
+    ``Hv`` heads of ``dk``, ``l = 64``, ``c`` the compute dtype, ``f`` fp32.
+
+    Per padded token, fp32: :data:`GDN_PREFILL_FP32_VALUE_WIDTHS` ``Hv dv``,
+    :data:`GDN_PREFILL_FP32_KEY_WIDTHS` ``Hv dk``, :data:`GDN_PREFILL_FP32_CHUNK_WIDTHS`
+    ``Hv l`` and :data:`GDN_PREFILL_FP32_SCALARS` ``Hv``. Per sequence, the chunk loop's
+    last step: ``v_new`` (``f Hv l dv``), ``key^T v_new`` and the new state (``2 f Hv dk
+    dv``). Per token, in the caller's frame: the held hidden states and the layer's
+    normed input (``held_hidden + 1`` times ``h``), the convolution's output (``c
+    conv``), z (``c Hv dv``), b and a's projections and ``sigmoid(b)`` (``3 c Hv``) and
+    the fp32 decay g (``f Hv``); Qwen3-Next (:data:`GDN_FUSED_QKVZ`) keeps its whole
+    ``in_proj_qkvz`` output (``c (conv + Hv dv)``) beside z's copy and ``in_proj_ba``'s
+    (``2 c Hv``, of which b and a are views); OLMo-hybrid (:data:`GDN_GATE_AFTER_RULE`)
+only ``sigmoid(b)``. The decode step (one token) runs the
+    recurrent form: not this moment."""
+    net = spec.deltanet
+    assert net is not None
+    c, f = act_bytes, FP32
+    hv, dk, dv, chunk = net.num_v_heads // tp, net.head_k_dim, net.head_v_dim, GDN_CHUNK
+    conv = net.conv_channels // tp
+    chunks = ceil_div(tokens, chunk)
+    padded = chunks * chunk
+    if spec.model_type in GDN_FUSED_QKVZ:
+        projections = c * (conv + 2 * hv * dv) + 3 * c * hv
+    elif spec.model_type in GDN_GATE_AFTER_RULE:
+        projections = c * hv  # sigmoid(b)
+    else:
+        projections = c * hv * dv + 3 * c * hv
+    per_token = c * (held_hidden + 1) * spec.hidden_size + c * conv + projections + f * hv
+    per_padded = f * hv * (GDN_PREFILL_FP32_VALUE_WIDTHS * dv + GDN_PREFILL_FP32_KEY_WIDTHS * dk
+                           + GDN_PREFILL_FP32_CHUNK_WIDTHS * chunk + GDN_PREFILL_FP32_SCALARS)
+    per_sequence = f * hv * (chunk * dv + 2 * dk * dv)
+    return sequences * (per_token * tokens + per_padded * padded + per_sequence)
+
+
+MAMBA2_PREFILL_FP32_HEAD_WIDTHS = 7
+"""``P``-wide fp32 tensors per padded position and head alive at a Mamba-2 scan's
+prefill high point (``(Y_diag + Y_off).contiguous()`` at the end of
+``mamba2_chunk_scan``): ``D_residual``, the padded discretized ``x``, ``Y_diag``,
+``C states``, ``Y_off``, their sum and its contiguous copy."""
+MAMBA2_PREFILL_FP32_STATE_WIDTHS = 3
+"""``N``-wide fp32 tensors alive then: B and C repeated to the heads and padded, and
+``B * decay``."""
+MAMBA2_PREFILL_FP32_CHUNK_WIDTHS = 3
+"""``l``-wide fp32 tensors alive then: ``L = exp(segsum(A))``, ``G = C B^T`` and ``M = G L``."""
+MAMBA2_PREFILL_FP32_SCALARS = 4
+"""Per padded position and head, fp32: the padded ``A dt``, its cumulative sum, the
+states' decay and the output's decay."""
+
+
+def mamba2_prefill_bytes(spec: ModelSpec, sequences: int, tokens: int, act_bytes: int, held_hidden: int,
+                         tp: int = 1) -> int:
+    """Live bytes at the high point of one Mamba-2 mixer's prefill (no gradients), per
+    TP rank, for ``sequences`` of ``tokens`` new tokens each.
+
+    transformers 5.24's ``torch_forward`` (``causal_conv1d_fn`` + ``mamba2_chunk_scan``,
+    ``mamba_ssm`` absent; shared by Bamba, Granite 4, Nemotron-H, Mamba-2, Falcon-H1 and
+    Zamba2), at the scan's last step, ``(Y_diag + Y_off).contiguous()``, when every fp32
+    tensor of the chunked scan is still referenced. The scan runs in fp32
+    (``hidden_states.float()``); without autocast its einsums' ``bmm`` outputs are fp32
+    too. Notation as in the module docstring, ``c`` the compute dtype.
+
+    Per padded token, fp32: :data:`MAMBA2_PREFILL_FP32_HEAD_WIDTHS` ``H P``,
+    :data:`MAMBA2_PREFILL_FP32_STATE_WIDTHS` ``H N``,
+    :data:`MAMBA2_PREFILL_FP32_CHUNK_WIDTHS` ``H l`` and
+    :data:`MAMBA2_PREFILL_FP32_SCALARS` ``H``. Per sequence: the zero first state and the
+    chunk states after the inter-chunk recurrence, ``(n_c + 2) H P N`` in fp32. Per
+    token, in the caller's frame: the held hidden states and the layer's normed input
+    (``held_hidden + 1`` times ``h``), ``in_proj``'s whole output (``d + conv + H``: the
+    gate is a view of it), the convolution's output (``conv``) and the clamped dt
+    (``H``), all in ``c``. The decode step (one token) updates the state in place: not
+    this moment."""
+    ssm = spec.ssm
+    assert ssm is not None and ssm.version == 2
+    c, f = act_bytes, FP32
+    heads, p, n, chunk = ssm.num_heads // tp, ssm.head_dim, ssm.d_state, ssm.chunk_size
+    d, conv = heads * p, ssm.conv_channels // tp
+    chunks = ceil_div(tokens, chunk)
+    padded = chunks * chunk
+    per_token = c * (held_hidden + 1) * spec.hidden_size + c * (d + conv + heads) + c * conv + c * heads
+    per_padded = f * heads * (MAMBA2_PREFILL_FP32_HEAD_WIDTHS * p + MAMBA2_PREFILL_FP32_STATE_WIDTHS * n
+                              + MAMBA2_PREFILL_FP32_CHUNK_WIDTHS * chunk + MAMBA2_PREFILL_FP32_SCALARS)
+    per_sequence = f * (chunks + 2) * heads * p * n
+    return sequences * (per_token * tokens + per_padded * padded + per_sequence)
+
+
 # --- Mamba-1 -------------------------------------------------------------------------
 
 WEIGHTLESS_INNER_NORMS = frozenset({"falcon_mamba"})
