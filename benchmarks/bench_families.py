@@ -54,9 +54,10 @@ HYBRID4 = ["linear_attention", "linear_attention", "linear_attention", "full_att
 """Three linear-attention layers then one full-attention layer (Qwen3.5 / Qwen3-Next's 3:1)."""
 SLIDING4 = ["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"]
 """Three sliding-window layers then one global layer."""
-DELTA_NET = dict(linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=64, linear_value_head_dim=64,
+DELTA_NET = dict(linear_num_key_heads=2, linear_num_value_heads=16, linear_key_head_dim=64, linear_value_head_dim=32,
                  linear_conv_kernel_dim=4)
-"""Gated delta-net widths: 2 key heads, 4 value heads, 64 wide."""
+"""Gated delta-net widths: 2 key heads of 64, 16 value heads of 32 (the b/a projections have
+one row per value head: 16 rows take LoRA rank 16)."""
 
 SEQ2SEQ_TRAIN = dict(batch_size=8, seq=128, input_len=512)
 """Encoder-decoders: 8 sequences of 512 input tokens and 128 target tokens."""
@@ -70,6 +71,13 @@ DECODER_INFER = dict(batch_size=2, seq=1024)
 """Decoders: 2 sequences of 1,024 tokens (inference: 1,024-token prompts + 4 decode steps)."""
 LORA = dict(method="lora", lora_targets=("all-linear",))
 """LoRA rank 16 on every linear layer but the head (peft's ``all-linear``)."""
+ATTN_MLP = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+"""The attention and MLP projections of a Llama-style layer."""
+MAMBA_LORA = {"lora": {"lora_targets": ("in_proj", *ATTN_MLP)}}
+"""peft refuses adapters on a Mamba mixer's ``out_proj`` and ``conv1d``: its input
+projection and the attention and MLP projections (vramplan refuses names a model lacks)."""
+MAMBA1_SEQ = {"*": {"seq": 256}}
+"""Mamba-1's PyTorch scan runs one step per token: 256 tokens keep the trace short."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,21 @@ class Family:
     gaps: dict = field(default_factory=dict)
     """Mode (``full``, ``lora``, ``infer``, or ``*`` for all) -> the known gap, for rows
     expected outside the 3 % goal."""
+    setup_edits: dict = field(default_factory=dict)
+    """Mode (or ``*``) -> TraceSetup fields that differ from the shared setups (a shorter
+    sequence for the slow Mamba-1 scan, the cache MiniMax supports, LoRA targets that
+    peft accepts on Mamba mixers)."""
+    trace_type: str = ""
+    """``model_type`` the trace builds when transformers has no causal-LM class for
+    :attr:`model_type` (a text tower only built inside its multimodal wrapper): a family
+    with the same decoder layers; empty: :attr:`model_type` itself."""
+
+    def trace_config(self) -> dict:
+        """The config the trace builds: :meth:`config`, with :attr:`trace_type` when set."""
+        cfg = self.config()
+        if self.trace_type:
+            cfg["model_type"] = self.trace_type
+        return cfg
 
     def config(self) -> dict:
         if not self.base:
@@ -105,6 +128,10 @@ class Family:
         return cfg
 
     def source(self) -> str:
+        traced = f"; traced as `{self.trace_type}` (same decoder layers)" if self.trace_type else ""
+        return self._base_text() + traced
+
+    def _base_text(self) -> str:
         if not self.base:
             return f"transformers' `{self.model_type}` defaults"
         return f"`{self.base}`" if self.base.endswith(".json") else f"catalog `{self.base}`"
@@ -115,9 +142,10 @@ class Family:
     def setup(self, mode: str) -> dict:
         train, infer = {"seq2seq": (SEQ2SEQ_TRAIN, SEQ2SEQ_INFER), "encoder": (ENCODER_TRAIN, ENCODER_INFER),
                         "decoder": (DECODER_TRAIN, DECODER_INFER)}[self.kind]
+        edits = {**self.setup_edits.get("*", {}), **self.setup_edits.get(mode, {})}
         if mode == "infer":
-            return {"mode": "infer", **infer}
-        return {"mode": "train", **train, **(LORA if mode == "lora" else {})}
+            return {"mode": "infer", **infer, **edits}
+        return {"mode": "train", **train, **(LORA if mode == "lora" else {}), **edits}
 
 
 @dataclass(frozen=True)
@@ -128,11 +156,15 @@ class FamilyCase(Case):
     mode: str = "full"
 
     def config(self) -> dict:
+        return self.family.trace_config()
+
+    def estimate_config(self) -> dict:
         return self.family.config()
 
 
-def F(name, model_type, base="", kind="decoder", gaps=None, **edits) -> Family:
-    return Family(name=name, model_type=model_type, edits=edits, base=base, kind=kind, gaps=gaps or {})
+def F(name, model_type, base="", kind="decoder", gaps=None, setup=None, trace_type="", **edits) -> Family:
+    return Family(name=name, model_type=model_type, edits=edits, base=base, kind=kind, gaps=gaps or {},
+                  setup_edits=setup or {}, trace_type=trace_type)
 
 
 MOE_FP32 = ("MoE experts: transformers' grouped experts save fp32 routing tensors per token and expert "
@@ -150,8 +182,8 @@ FAMILIES: tuple[Family, ...] = (
       gaps={"full": MOE_FP32, "lora": MOE_FP32}, **WIDTHS, **DELTA_NET, **MOE),
     F("Qwen3-Next", "qwen3_next", layer_types=HYBRID4, num_experts=8, shared_expert_intermediate_size=256,
       mlp_only_layers=[], gaps={"full": MOE_FP32, "lora": MOE_FP32}, **WIDTHS, **DELTA_NET, **MOE),
-    F("Qwen2.5-VL text", "qwen2_5_vl_text", **{**WIDTHS, "num_attention_heads": 4, "head_dim": 128}),
-    F("Qwen3-VL text", "qwen3_vl_text", **{**WIDTHS, "num_attention_heads": 4, "head_dim": 128}),
+    F("Qwen2.5-VL text", "qwen2_5_vl_text", trace_type="qwen2", **{**WIDTHS, "num_attention_heads": 4, "head_dim": 128}),
+    F("Qwen3-VL text", "qwen3_vl_text", trace_type="qwen3", **{**WIDTHS, "num_attention_heads": 4, "head_dim": 128}),
     # --- GLM
     F("GLM", "glm", **WIDTHS),
     F("GLM-4", "glm4", **WIDTHS),
@@ -163,14 +195,15 @@ FAMILIES: tuple[Family, ...] = (
     F("Kimi K2 / DeepSeek-V3", "deepseek_v3", n_routed_experts=8, first_k_dense_replace=1, n_group=1,
       topk_group=1, **{**WIDTHS, **MOE, **MLA}),
     F("DeepSeek-V3.2 (DSA)", "deepseek_v32", n_routed_experts=8, first_k_dense_replace=1, n_group=1,
-      topk_group=1, index_n_heads=4, index_head_dim=64, index_topk=256, **{**WIDTHS, **MOE, **MLA}),
+      topk_group=1, index_n_heads=16, index_head_dim=64, index_topk=256, **{**WIDTHS, **MOE, **MLA}),
     # --- Llama 4, Gemma
     F("Llama 4", "llama4_text", layer_types=["chunked_attention"] * 3 + ["full_attention"], no_rope_layers=[1, 1, 1, 0],
       attention_chunk_size=512, num_local_experts=4, num_experts_per_tok=1, interleave_moe_layer_step=2,
+      setup={"lora": {"lora_targets": ATTN_MLP}},
       intermediate_size_mlp=2048, **WIDTHS),
-    F("Gemma 3n", "gemma3n_text", layer_types=SLIDING4, sliding_window=512, intermediate_size=[1024] * 4,
+    F("Gemma 3n", "gemma3n_text", layer_types=["sliding_attention", "full_attention"] * 2, sliding_window=512, intermediate_size=[1024] * 4,
       num_kv_shared_layers=2, activation_sparsity_pattern=[0.95, 0.0, 0.0, 0.0], vocab_size_per_layer_input=32000,
-      hidden_size_per_layer_input=64, laurel_rank=32, gaps={"full": ALTUP, "lora": ALTUP},
+      hidden_size_per_layer_input=64, laurel_rank=32, gaps={"*": ALTUP}, setup={"lora": {"lora_targets": ATTN_MLP}},
       **{k: v for k, v in WIDTHS.items() if k != "intermediate_size"}),
     F("Gemma 4", "gemma4_text", layer_types=SLIDING4, sliding_window=512, per_layer_config={"03": {"head_dim": 128}},
       vocab_size_per_layer_input=32000, hidden_size_per_layer_input=64, **WIDTHS),
@@ -179,17 +212,18 @@ FAMILIES: tuple[Family, ...] = (
     F("ERNIE 4.5-MoE", "ernie4_5_moe", moe_num_experts=8, moe_k=2, moe_intermediate_size=256,
       moe_num_shared_experts=1, moe_layer_start_index=1, moe_layer_end_index=3, **WIDTHS),
     F("MiniMax-01", "minimax", layer_types=["linear_attention", "linear_attention", "linear_attention", "full_attention"],
-      num_local_experts=8, num_experts_per_tok=2, block_size=256, gaps={"*": LIGHTNING}, **WIDTHS),
+      num_local_experts=8, num_experts_per_tok=2, block_size=256, gaps={"*": LIGHTNING},
+      setup={"infer": {"cache": "dynamic"}}, **WIDTHS),
     F("MiniMax-M2", "minimax_m2", num_local_experts=8, num_experts_per_tok=2, **{**WIDTHS, "intermediate_size": 256}),
     F("Hunyuan v1 dense", "hunyuan_v1_dense", **WIDTHS),
     F("Hunyuan v1 MoE", "hunyuan_v1_moe", num_experts=8, moe_topk=2, **WIDTHS),
-    F("Hunyuan v4", "hy_v4", n_routed_experts=8, n_group=1, topk_group=1, index_n_heads=4, index_head_dim=64,
+    F("Hunyuan v4", "hy_v4", n_routed_experts=8, n_group=1, topk_group=1, index_n_heads=16, index_head_dim=64,
       index_topk=256, hc_mult=4, mlp_layer_types=["dense", "sparse", "sparse", "sparse"],
       layer_types=["indexed_attention"] * 4, indexer_types=["full", "full", "shared", "shared"],
       gaps={"full": HYPER, "lora": HYPER}, **{**WIDTHS, **MOE, **MLA}),
     # --- Granite, Cohere, OLMo, SmolLM3
     F("Granite", "granite", **WIDTHS),
-    F("Granite 4 hybrid", "granitemoehybrid", layer_types=["mamba", "mamba", "mamba", "attention"],
+    F("Granite 4 hybrid", "granitemoehybrid", layer_types=HYBRID4,
       num_local_experts=8, num_experts_per_tok=2, shared_intermediate_size=512, mamba_n_heads=16, mamba_d_head=64,
       mamba_d_state=64, mamba_n_groups=1, mamba_chunk_size=128, **WIDTHS),
     F("Cohere (Command R)", "cohere", **WIDTHS),
@@ -203,17 +237,19 @@ FAMILIES: tuple[Family, ...] = (
     F("Falcon (40B layout)", "falcon", base="falcon-40b", num_hidden_layers=4, hidden_size=512,
       num_attention_heads=8, num_kv_heads=2, vocab_size=32000, **IDS),
     F("Falcon-H1", "falcon_h1", mamba_d_ssm=1024, mamba_n_heads=16, mamba_d_head=64, mamba_n_groups=1,
-      mamba_d_state=64, mamba_chunk_size=128, **WIDTHS),
-    F("Nemotron-H", "nemotron_h", layers_block_type=["mamba", "moe", "attention", "mlp"], n_routed_experts=8,
+      mamba_d_state=64, mamba_chunk_size=128, setup=MAMBA_LORA, **WIDTHS),
+    F("Nemotron-H", "nemotron_h", layers_block_type=["linear_attention", "moe", "full_attention", "mlp"], n_routed_experts=8,
       moe_shared_expert_intermediate_size=256, mamba_num_heads=16, mamba_head_dim=64, ssm_state_size=64, n_groups=2,
-      chunk_size=128, use_mamba_kernels=False, **{**WIDTHS, **MOE}),
+      chunk_size=128, use_mamba_kernels=False, setup=MAMBA_LORA, **{**WIDTHS, **MOE}),
     F("Jamba", "jamba", attn_layer_period=4, attn_layer_offset=3, expert_layer_period=2, expert_layer_offset=1,
       num_experts=4, num_experts_per_tok=2, mamba_dt_rank=32, use_mamba_kernels=False, gaps={"*": MAMBA1},
+      setup=MAMBA1_SEQ,
       **WIDTHS),
     F("Mamba", "mamba", hidden_size=512, intermediate_size=1024, num_hidden_layers=4, vocab_size=32000,
-      time_step_rank=32, gaps={"*": MAMBA1}, **IDS),
+      time_step_rank=32, gaps={"*": MAMBA1}, setup={**MAMBA1_SEQ, "lora": {"lora_targets": ("in_proj", "x_proj", "dt_proj")}}, **IDS),
     F("Mamba-2", "mamba2", hidden_size=512, num_heads=16, head_dim=64, state_size=64, n_groups=2, chunk_size=128,
-      num_hidden_layers=4, vocab_size=32000, time_step_rank=32, **IDS),
+      num_hidden_layers=4, vocab_size=32000, time_step_rank=32, setup={"lora": {"lora_targets": ("in_proj",)}},
+      **IDS),
     # --- code models, older stacks
     F("StarCoder (gpt_bigcode)", "gpt_bigcode", base="santacoder", n_layer=4, n_embd=512, n_head=8, n_inner=2048,
       vocab_size=32000, **IDS),
