@@ -210,3 +210,31 @@ def test_forloop_adamw_step_temporaries_are_two_largest_tensors():
     groups = [TensorGroup(name="a", component="mlp", role="linear", shape=(10, 20), count=3),
               TensorGroup(name="b", component="mlp", role="linear", shape=(30, 20), count=1)]
     assert step_temporary_bytes(get_optimizer("adamw-forloop"), groups, 4) == 2 * 600 * 4
+
+
+@pytest.mark.exact
+def test_a_rank_above_a_matrix_side_is_built_by_peft_and_counted_with_a_warning():
+    """peft builds LoRA factors of any positive rank (r x in, out x r) even where r exceeds
+    a matrix's smaller side: the trainable count of peft's own model is the oracle."""
+    torch = pytest.importorskip("torch")
+    peft = pytest.importorskip("peft")
+    transformers = pytest.importorskip("transformers")
+    from vramplan.memory.lora import adapter_groups
+    from vramplan.model.hf_config import spec_from_config
+    from vramplan.training import lora_targets
+
+    transformers.logging.set_verbosity_error()
+    config = transformers.AutoConfig.for_model("llama", hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                               num_attention_heads=4, num_key_value_heads=1, vocab_size=100)
+    rank = 40  # k_proj and v_proj are 16 x 64
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    model = peft.get_peft_model(model, peft.LoraConfig(r=rank, target_modules="all-linear"))
+    theirs = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    spec = spec_from_config(config.to_dict(), complete=False)
+    setup = TrainingSetup(method="lora", lora_rank=rank)
+    assert sum(g.params for g in adapter_groups(spec, lora_targets(spec, setup), rank)) == theirs
+    from vramplan.training import estimate_training
+
+    warnings = estimate_training(spec, setup).warnings
+    assert any("lora_rank: 40 exceeds the smaller side" in w and "k_proj, 16" in w for w in warnings)

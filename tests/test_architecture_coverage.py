@@ -18,6 +18,7 @@ reason; the list is checked both ways (a listed type that starts to pass must le
 from __future__ import annotations
 
 import functools
+import json
 import warnings
 
 import pytest
@@ -135,3 +136,40 @@ def test_types_not_read_are_refused_in_one_line_never_miscounted():
             assert ours == total, model_type
         if kind == "decoder" and model_type in NOT_READ:
             assert ours != total, model_type
+
+
+@pytest.mark.parametrize("model_type", sorted(set(NOT_READ) - {"longcat_flash"}))
+def test_types_not_read_are_counted_from_the_meta_build(model_type, tmp_path):
+    # `params` never refuses a type transformers builds when the exact extra is installed:
+    # the total is transformers' own count of the causal-LM class (parameters once).
+    from vramplan import questions
+
+    enumerated = _enumerated()
+    if model_type not in enumerated:
+        pytest.skip(f"transformers does not build {model_type} from its default config")
+    _, config, total = enumerated[model_type]
+    with pytest.raises(ConfigError, match="not supported by the analytical reader"):
+        spec_from_config(config, complete=False)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config, default=str))
+    data = questions.params({"model": str(path)})
+    assert data["total_params"] == total
+    assert sum(c["params"] for c in data["components"]) == total
+    assert data["active_params"] is None and "meta build" in data["notes"][0]
+
+
+def test_without_the_exact_extra_a_type_not_read_is_refused_in_one_line(monkeypatch, tmp_path):
+    from vramplan import questions
+    from vramplan.errors import MissingExtraError
+    from vramplan.trace import deps
+
+    def missing():
+        raise MissingExtraError("exact mode needs torch")
+
+    monkeypatch.setattr(deps, "require_exact", missing)
+    _, config, _ = _enumerated()["hrm_text"]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config, default=str))
+    with pytest.raises(ConfigError, match="not supported by the analytical reader") as err:
+        questions.params({"model": str(path)})
+    assert "\n" not in str(err.value) and "vramplan[exact]" in str(err.value)

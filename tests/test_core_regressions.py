@@ -131,11 +131,11 @@ def test_trace_comparison_never_stands_in_adamw(monkeypatch):
 
 def test_sequence_must_split_over_cp_and_sp(capsys):
     err = cli_error(capsys, "train", "llama-3.1-8b", "--seq", "1001", "--cp", "2", "--gpus", "2")
-    assert "seq=1001 is not divisible by cp=2" in err
+    assert "--seq 1001 is not divisible by --cp 2" in err
     err = cli_error(capsys, "train", "llama-3.1-8b", "--seq", "1002", "--cp", "2", "--tp", "2", "--sp", "--gpus", "4")
-    assert "cp*tp = 2*2" in err
+    assert "--cp x --tp = 2 x 2 with --sp" in err
     err = cli_error(capsys, "plan", "llama-3.1-8b", "--gpu", "h100", "--gpus", "8", "--seq", "1001", "--cp", "2")
-    assert "seq=1001 is not divisible by cp=2" in err
+    assert "--seq 1001 is not divisible by --cp 2" in err
 
 
 @given(seq=st.integers(1, 10_000), tp=st.sampled_from([1, 2, 4, 8]), cp=st.sampled_from([1, 2, 4, 8]),
@@ -146,7 +146,7 @@ def test_sequence_split_rule(seq, tp, cp, sp):
     if per_rank == int(per_rank):
         layout.check_sequence(seq)
     else:
-        with pytest.raises(LayoutError, match=f"seq={seq}"):
+        with pytest.raises(LayoutError, match=f"^seq {seq} is not divisible"):
             layout.check_sequence(seq)
 
 

@@ -124,7 +124,7 @@ def test_very_long_model_name():
     (["infer", "gpt2", "--gpu", "h100", "--reserve", "200GiB"], "--reserve: "),
     (["params", "1e30B"], "expected at most 9,007,199,254,740,992 parameters"),
     (["train", "llama-3.2-1b", "--method", "lora", "--lora-targets", ",,,"], "--lora-targets: expected 1 to"),
-    (["train", "llama-3.2-1b", "--cp", "4096", "--seq", "2048"], "cp=4096"),
+    (["train", "llama-3.2-1b", "--cp", "4096", "--seq", "2048"], "is not divisible by --cp 4096"),
     (["train", "llama-3.2-1b", "--gpus", "8", "--sp"], "sequence_parallel with tp=1"),
     (["params", "--layers", "2", "--hidden", "64", "--heads", "2", "--experts-per-token", "2"],
      "given without --experts"),

@@ -32,7 +32,7 @@ FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChe
 
 def _states_bytes(job: TrainingJob, layout: ParallelLayout) -> float:
     t = training_terms(job, layout, stage="first")
-    return float(t.weights_bytes + t.master_weights_bytes + t.gradients_bytes + t.optimizer_bytes)
+    return float(t.states.weights_bytes + t.states.master_weights_bytes + t.states.gradients_bytes + t.states.optimizer_bytes)
 
 
 def _peak(job: TrainingJob, layout: ParallelLayout) -> float:
@@ -87,7 +87,7 @@ def test_gpus_times_per_gpu_never_below_unsharded_model_states(layout):
     recipe = job_states(JOB, layout.resolved_engine).recipe
     unsharded = count_params(SPEC).total_params * recipe.total
     per_gpu = _peak(JOB, layout)
-    host = max(float(training_terms(JOB, layout, stage=s).host_per_gpu_bytes) for s in ("first", "last"))
+    host = max(float(training_terms(JOB, layout, stage=s).states.host_per_gpu_bytes) for s in ("first", "last"))
     assert (per_gpu + host) * layout.num_gpus >= unsharded * (1 - 1e-9)
 
 

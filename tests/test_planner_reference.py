@@ -77,11 +77,11 @@ def reference_search(req: planner.PlanRequest, *, top: int, any_fit: bool = Fals
 
             first = terms("first", d, acts)
             peak = first.peak_bytes.copy()
-            host = first.host_per_gpu_bytes + 0 * peak
+            host = first.states.host_per_gpu_bytes + 0 * peak
             if last_rows.size:
                 last = terms("last", last_rows, last_acts)
                 peak[pipelined] = np.maximum(peak[pipelined], last.peak_bytes)
-                host[pipelined] = np.maximum(host[pipelined], last.host_per_gpu_bytes)
+                host[pipelined] = np.maximum(host[pipelined], last.states.host_per_gpu_bytes)
             host = host * np.minimum(d.num_gpus, req.gpus_per_node)
             runnable = engine_runs(setting, req.virtual_stages, d)
             evaluated += int(runnable.sum())

@@ -72,7 +72,7 @@ def test_colocated_rollout_is_the_vllm_estimate_plus_what_stays_of_the_trainer()
     engine = sum(c.bytes for c in vllm.components if c.name not in ("kv_cache", "overhead/cuda_context")) \
         + _kv_pool(job, vllm)
     _, terms = _fsdp_terms(job)
-    resident = round(terms.weights_bytes) + round(terms.master_weights_bytes + terms.optimizer_bytes)
+    resident = round(terms.states.weights_bytes) + round(terms.states.master_weights_bytes + terms.states.optimizer_bytes)
     spec = resolve_model(job.model)
     reference = -(-sum(c.bytes for c in weight_components(spec, "bf16")) // job.gpus)
     expected = engine + resident + round(terms.overhead_bytes) + reference
@@ -136,7 +136,7 @@ def test_host_ram_per_node_counts_offloads_and_the_level_1_weight_backup():
     est = estimate_rl(job)
     _, terms = _fsdp_terms(replace(job, policy=replace(job.policy, setup=TrainingSetup(batch=2, recompute="full"))))
     host = {(h.role, h.name): h.bytes_per_node for h in est.host}
-    states = round(terms.weights_bytes) + round(terms.master_weights_bytes + terms.optimizer_bytes)
+    states = round(terms.states.weights_bytes) + round(terms.states.master_weights_bytes + terms.states.optimizer_bytes)
     assert host[("policy", "offloaded")] == states * 8
     vllm = _vllm(job, job.prompts_per_step * job.generations // 4)
     assert host[("rollout", "weights")] == vllm.get("weights") * 8

@@ -449,17 +449,9 @@ class TrainingTerms:
 
     gpu_params: Ints
     """Parameters on the GPU (its tensor/pipeline/expert slice, before sharding)."""
-    weights_bytes: Reals
-    master_weights_bytes: Reals
-    gradients_bytes: Reals
-    optimizer_bytes: Reals
-    gathered_params_bytes: Reals
-    """Parameters gathered for compute (ZeRO-3 live set, FSDP units)."""
-    unsharded_grads_bytes: Reals
-    """Full-size gradients of the unit being reduced (FSDP, ZeRO-3)."""
-    comm_buckets_bytes: Reals
-    step_temporaries_bytes: Reals
-    """Held only during the optimizer step (fp32 gradient partition, foreach copies)."""
+    states: ShardedStates
+    """Model-state bytes on the GPU after sharding; its ``step_temporaries_bytes`` are
+    the whole step's (the sharding's plus the optimizer's, :func:`step_temporaries_bytes`)."""
     activations_bytes: Reals
     """Kept activations plus the layer in backward."""
     outside_activations_bytes: Reals
@@ -470,8 +462,6 @@ class TrainingTerms:
     grads_persist: Reals
     """1 where gradients are resident through the whole backward, else 0."""
     overhead_bytes: Reals
-    host_per_gpu_bytes: Reals
-    """Host RAM this GPU's process keeps for offloaded states."""
     in_flight_micro_batches: Reals
     backward_peak_bytes: Reals
     """States, buffers, activations, logits and overhead at the backward's high point."""
@@ -519,16 +509,12 @@ def training_terms(job: TrainingJob, layout: ParallelLayout, *, stage: Stage,
     peaks = state_peaks(sharded, step_temporaries, overhead)
     backward, peak = stage_peak_bytes(peaks, shared.backward, layout, micro_batches=micro_batches, overhead=overhead)
     return TrainingTerms(
-        gpu_params=params.total, weights_bytes=sharded.weights_bytes, master_weights_bytes=sharded.master_weights_bytes,
-        gradients_bytes=sharded.gradients_bytes, optimizer_bytes=sharded.optimizer_bytes,
-        gathered_params_bytes=sharded.gathered_params_bytes, unsharded_grads_bytes=sharded.unsharded_grads_bytes,
-        comm_buckets_bytes=sharded.comm_buckets_bytes, step_temporaries_bytes=step_temporaries,
+        gpu_params=params.total, states=replace(sharded, step_temporaries_bytes=step_temporaries),
         activations_bytes=shared.activations_bytes, outside_activations_bytes=shared.outside_bytes,
         logits_bytes=shared.logits_bytes, kept_activations_bytes=shared.kept_bytes,
         current_layer_bytes=shared.current_layer_bytes, kept_layer_bytes=shared.kept_layer_bytes,
         grads_persist=where(micro_batches > 1, 1, 1 if gradients_persist(layout) else 0),
-        overhead_bytes=overhead, host_per_gpu_bytes=sharded.host_per_gpu_bytes,
-        in_flight_micro_batches=shared.in_flight_micro_batches,
+        overhead_bytes=overhead, in_flight_micro_batches=shared.in_flight_micro_batches,
         backward_peak_bytes=backward, step_peak_bytes=peaks.step_peak_bytes, peak_bytes=peak,
     )
 
@@ -555,7 +541,7 @@ def backward_point(terms: TrainingTerms) -> tuple[str, dict[str, float]]:
     terms alive there (the same three points :func:`backward_peak_bytes` compares)."""
     kept, current = float(terms.kept_activations_bytes), float(terms.current_layer_bytes)
     outside, logits = float(terms.outside_activations_bytes), float(terms.logits_bytes)
-    grads = float(terms.gradients_bytes)
+    grads = float(terms.states.gradients_bytes)
     persist = bool(terms.grads_persist)
     points = {
         "loss backward": {"activations": kept, "activations/outside_layers": outside, "logits": logits,
@@ -570,14 +556,15 @@ def backward_point(terms: TrainingTerms) -> tuple[str, dict[str, float]]:
 
 def _components(terms: TrainingTerms, phase: str) -> list[Component]:
     backward = phase == "backward"
-    alive = backward_point(terms)[1] if backward else {"gradients": float(terms.gradients_bytes)}
+    alive = backward_point(terms)[1] if backward else {"gradients": float(terms.states.gradients_bytes)}
+    st = terms.states
     raw = [
-        ("weights", terms.weights_bytes), ("master_weights", terms.master_weights_bytes),
-        ("gradients", alive.get("gradients", 0)), ("optimizer", terms.optimizer_bytes),
-        ("buffers/comm_buckets", terms.comm_buckets_bytes),
-        ("buffers/gathered_params", terms.gathered_params_bytes if backward else 0),
-        ("buffers/unsharded_grads", terms.unsharded_grads_bytes if backward else 0),
-        ("buffers/optimizer_step", 0 if backward else terms.step_temporaries_bytes),
+        ("weights", st.weights_bytes), ("master_weights", st.master_weights_bytes),
+        ("gradients", alive.get("gradients", 0)), ("optimizer", st.optimizer_bytes),
+        ("buffers/comm_buckets", st.comm_buckets_bytes),
+        ("buffers/gathered_params", st.gathered_params_bytes if backward else 0),
+        ("buffers/unsharded_grads", st.unsharded_grads_bytes if backward else 0),
+        ("buffers/optimizer_step", 0 if backward else st.step_temporaries_bytes),
         ("activations", alive.get("activations", 0)),
         ("activations/outside_layers", alive.get("activations/outside_layers", 0)),
         ("logits", alive.get("logits", 0)),
@@ -608,10 +595,10 @@ def estimate_on_layout(job: TrainingJob, layout: ParallelLayout, *, num_gpus: in
     comps = _components(terms, phase)
     point = f" ({backward_point(terms)[0]})" if phase == "backward" else ""
     host: list[Component] = []
-    if terms.host_per_gpu_bytes > 0:
+    if terms.states.host_per_gpu_bytes > 0:
         gpus_in_node = min(layout.gpus_per_node, layout.num_gpus)
         moved = "parameters, optimizer states" if layout.offload == "params" else "optimizer states"
-        host.append(Component(name="optimizer/offloaded", bytes=int(round(float(terms.host_per_gpu_bytes))) * gpus_in_node,
+        host.append(Component(name="optimizer/offloaded", bytes=int(round(float(terms.states.host_per_gpu_bytes))) * gpus_in_node,
                               note=f"host RAM per node ({gpus_in_node} GPUs): offloaded {moved}, master weights "
                                    "and fp32 gradients"))
     engine = layout.resolved_engine

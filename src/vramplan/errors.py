@@ -7,6 +7,7 @@
     │   └── UnknownNameError      a name (model, GPU, dtype, optimizer...) is not known;
     │                             carries the close matches for "did you mean"
     ├── ConfigError               a model config file is unreadable or inconsistent (exit 2)
+    │   └── UnreadModelTypeError  a model_type the analytical reader does not follow
     ├── LayoutError               a parallel layout breaks an invariant (exit 2)
     └── MissingExtraError         an optional dependency is not installed (exit 3)
 
@@ -118,6 +119,16 @@ class ConfigError(VramplanError):
     """A model configuration (config.json, safetensors or GGUF header) cannot be used."""
 
     names_fields = False
+
+
+class UnreadModelTypeError(ConfigError):
+    """A config whose ``model_type`` the analytical reader does not follow; ``config``
+    holds the config as read (transformers can still build and count it)."""
+
+    def __init__(self, message: str, *, config: dict, name: str, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message, fields=fields)
+        self.config = config
+        self.name = name
 
 
 class LayoutError(VramplanError):

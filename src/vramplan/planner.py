@@ -51,6 +51,7 @@ from vramplan.parallel import (
     shard_model_states,
     slice_coefficients,
     stage_layers,
+    max_tensor_parallel,
     tensor_parallel_problem,
 )
 from vramplan.parallel_rules import engine_runs
@@ -330,8 +331,7 @@ def _degree_grid(spec: ModelSpec, num_gpus: int, gpus_per_node: int, micro_batch
     count admit, and the fixed overhead. Read-only arrays."""
     import numpy as np
 
-    heads = spec.num_attention_heads
-    tps = [t for t in _divisors(min(heads, gpus_per_node)) if tensor_parallel_problem(spec, t) is None]
+    tps = [t for t in _divisors(max_tensor_parallel(spec, gpus_per_node)) if tensor_parallel_problem(spec, t) is None]
     tps = [t for t in tps if num_gpus % t == 0]
     pps = [p for p in _divisors(num_gpus) if p <= spec.num_layers]
     cps = _powers_of_two_up_to(num_gpus) if context_parallel else [1]
@@ -1032,10 +1032,9 @@ def plan_inference(job: InferenceJob, gpu: GpuSpec, gpu_counts: tuple[int, ...],
     spec = job.model
     budget = int(gpu.usable_memory_bytes * (1 - headroom))
     coeffs = slice_coefficients(spec)
-    heads = spec.num_attention_heads
     out: list[InferenceCandidate] = []
     evaluated = 0
-    tps = [t for t in _divisors(min(heads, gpus_per_node)) if tensor_parallel_problem(spec, t) is None]
+    tps = [t for t in _divisors(max_tensor_parallel(spec, gpus_per_node)) if tensor_parallel_problem(spec, t) is None]
     cache: dict[tuple[int, int], Estimate | None] = {}
 
     def estimate(t: int, batch: int) -> Estimate | None:

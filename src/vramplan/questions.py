@@ -290,16 +290,40 @@ def rl(values: Mapping[str, Any]) -> RLReport:
 
 def params(values: Mapping[str, Any]) -> dict:
     """``vramplan params``: parameter counts by component."""
+    from vramplan.errors import UnreadModelTypeError
     from vramplan.model import ParamOnlyModel, count_params
     from vramplan.model.stored import source_keys
 
-    spec = model_from(values)
+    try:
+        spec = model_from(values)
+    except UnreadModelTypeError as unread:
+        return _meta_params(unread)
     if isinstance(spec, ParamOnlyModel):
         return {"model": spec.name, "total_params": spec.total_params, "active_params": spec.total_params,
                 "components": [{"name": "total", "params": spec.total_params}],
                 "notes": ["a bare parameter count has no architecture: no split by component"]}
     return {"model": spec.name, **count_params(spec).to_dict(), "notes": list(spec.notes),
             **source_keys(spec.checkpoint)}
+
+
+def _meta_params(unread) -> dict:
+    """``params`` of a model type the analytical reader does not follow: counted from
+    transformers' meta build when the ``exact`` extra is installed (never a guess),
+    else the reader's one-line refusal, which names the extra."""
+    from vramplan.errors import ConfigError, MissingExtraError
+    from vramplan.trace.meta_params import meta_param_count
+
+    try:
+        count = meta_param_count(unread.config)
+    except (MissingExtraError, ConfigError):
+        raise unread from None
+    mtype = unread.config.get("model_type")
+    return {"model": unread.name, "total_params": count.total_params, "active_params": None,
+            "active_params_reason": "not modelled for this type",
+            "components": [{"name": n, "params": p} for n, p in count.components],
+            "notes": [f"counted from transformers' meta build ({count.class_name}): model_type {mtype!r} has no "
+                      "analytical reader, so no split by component beyond this and no active share; "
+                      "`vramplan trace` measures its memory"]}
 
 
 def models(values: Mapping[str, Any]) -> dict:

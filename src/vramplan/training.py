@@ -29,6 +29,7 @@ from vramplan.memory.logits import LogitsBytes, logits_bytes
 from vramplan.memory.lora import (
     ADAPTER_BYTES, adapter_activation_bytes_per_token, adapter_groups, adapter_weight_cast_bytes,
     dequant_buffer_bytes, folded_weight_bytes_per_layer, module_adapter_groups, peft_targets,
+    mamba_safe_targets, rank_beyond_targets_warning,
 )
 from vramplan.memory.optimizer import OptimizerSpec, get_optimizer, optimizer_state_bytes, step_temporary_bytes
 from vramplan.memory.weights import weight_components
@@ -201,10 +202,12 @@ QLORA_UNQUANTIZED_DTYPE = "fp32"
 
 
 def lora_targets(spec: ModelSpec, setup: TrainingSetup) -> tuple[str, ...]:
-    """The setup's target list as peft receives it (``all-linear`` when none is given);
+    """The setup's target list as peft receives it (``all-linear`` when none is given;
+    on the Mamba-based types where peft refuses ``out_proj``, every other linear:
+    :func:`vramplan.memory.lora.mamba_safe_targets`);
     :func:`vramplan.memory.lora.peft_targets` resolves it."""
     if setup.lora_targets is None:
-        return (ALL_LINEAR,)
+        return mamba_safe_targets(spec) or (ALL_LINEAR,)
     return tuple(setup.lora_targets)
 
 
@@ -585,6 +588,10 @@ def _check_model(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> list
     if setup.method == "qlora" and setup.precision in ("fp32",):
         raise InputError("precision: QLoRA computes in bf16 or fp16; expected bf16-mixed, fp16-mixed, bf16 "
                          "or fp16, got fp32")
+    if setup.method != "full":
+        rank_warning = rank_beyond_targets_warning(spec, lora_targets(spec, setup), setup.lora_rank)
+        if rank_warning:
+            warnings.append(rank_warning)
     return warnings
 
 
@@ -599,8 +606,11 @@ def _assumptions(spec: ModelSpec, setup: TrainingSetup) -> list[str]:
     if setup.method != "full":
         targets = peft_targets(spec, lora_targets(spec, setup))
         fused = f"; fused {', '.join(targets.fused)} wrapped by peft's ParamWrapper" if targets.fused else ""
+        why = ("every linear but out_proj, which peft refuses on Mamba-based models"
+               if setup.lora_targets is None and mamba_safe_targets(spec) else "QLoRA paper: all linear layers"
+               if setup.lora_targets is None or tuple(setup.lora_targets) == (ALL_LINEAR,) else "as given")
         out.append(f"LoRA r={setup.lora_rank} on {', '.join(targets.modules) or 'no linear module'}{fused} "
-                   "(QLoRA paper: all linear layers); adapters in fp32 as peft keeps them")
+                   f"({why}); adapters in fp32 as peft keeps them")
     if setup.opt.paged:
         out.append("paged optimizer states counted on the GPU; under pressure they move to host memory")
     return out

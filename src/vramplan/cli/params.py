@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from vramplan.cli.common import console, emit_json, json_option, table
-from vramplan.cli.model_options import model_argument, model_from_cli, pop_arch_flags
+from vramplan.cli.model_options import model_argument, pop_arch_flags
 
 
 @click.command("params")
@@ -21,7 +21,7 @@ def command(model: str | None, as_json: bool, **arch: int | None) -> None:
     """
     from vramplan import questions
 
-    data = questions.params({"model": model_from_cli(model, pop_arch_flags(arch)), **arch})
+    data = questions.params({"model": model, **pop_arch_flags(arch), **arch})
     if as_json:
         emit_json(data)
         return
@@ -33,7 +33,7 @@ def command(model: str | None, as_json: bool, **arch: int | None) -> None:
         t.add_row(c["name"], f"{c['params']:,}", format_params(c["params"]), f"{c['params'] / total:.1%}")
     t.add_row("total", f"{total:,}", format_params(total), "100.0%", style="bold")
     if data["active_params"] is None:
-        t.add_row("active per token", "unknown", "", "num_experts_per_tok unset")
+        t.add_row("active per token", "unknown", "", data.get("active_params_reason", "num_experts_per_tok unset"))
     elif data["active_params"] != total:
         t.add_row("active per token", f"{data['active_params']:,}", format_params(data["active_params"]),
                   f"{data['active_params'] / total:.1%}")

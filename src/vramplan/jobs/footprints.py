@@ -127,10 +127,10 @@ def trainer_footprint(job: RLJob, name: str, role: TrainerRole, spec: ModelSpec,
     tjob = TrainingJob(model=spec, setup=setup, overhead_bytes=default_overhead_bytes(layout.num_gpus))
     est = estimate_on_layout(tjob, layout, num_gpus=layout.num_gpus)
     terms = training_terms(tjob, layout, stage="first")
-    grads = int(round(float(terms.gradients_bytes))) if float(terms.grads_persist) else 0
-    return TrainerFootprint(role=name, training=est, weights_bytes=int(round(float(terms.weights_bytes))),
-                            master_optimizer_bytes=int(round(float(terms.master_weights_bytes)
-                                                             + float(terms.optimizer_bytes))),
+    grads = int(round(float(terms.states.gradients_bytes))) if float(terms.grads_persist) else 0
+    return TrainerFootprint(role=name, training=est, weights_bytes=int(round(float(terms.states.weights_bytes))),
+                            master_optimizer_bytes=int(round(float(terms.states.master_weights_bytes)
+                                                             + float(terms.states.optimizer_bytes))),
                             gradient_buffer_bytes=grads, overhead_bytes=int(round(float(terms.overhead_bytes))),
                             offload_params=role.offload_params, offload_optimizer=role.offload_optimizer)
 

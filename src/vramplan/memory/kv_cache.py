@@ -315,7 +315,7 @@ def _conv_bytes(dtype: KVDType) -> int:
 
 def kv_replication_warning(spec: ModelSpec, tp: int) -> str | None:
     """A warning when ``tp`` exceeds the KV heads (each rank then keeps a replica)."""
-    if spec.mla is None and tp > spec.num_kv_heads:
+    if spec.mla is None and tp > spec.num_kv_heads and spec.num_attention_layers:
         return Remark(f"tp {tp} exceeds the {spec.num_kv_heads} KV heads: each rank keeps one KV head, replicated "
                       f"{tp // spec.num_kv_heads}x across ranks (vLLM does the same)", fields=("tp",))
     if spec.mla is not None and tp > 1:

@@ -87,6 +87,21 @@ keys are its v4 names (``w1``/``w3``/``w2``): the Llama names vramplan uses reac
 Mixtral's experts only through ``all-linear``."""
 
 
+PEFT_MAMBA_TYPES = frozenset({"falcon_h1", "mamba", "mamba2", "falcon_mamba", "nemotron_h"})
+"""Model types on which peft refuses LoRA on :data:`PEFT_MAMBA_INCOMPATIBLE` modules
+(peft 0.21 ``tuners_utils._check_lora_target_modules_mamba``; ``all-linear`` expands to
+them, so it is refused there too)."""
+PEFT_MAMBA_INCOMPATIBLE = frozenset({"out_proj", "conv1d"})
+
+
+def mamba_safe_targets(spec: ModelSpec) -> tuple[str, ...] | None:
+    """Every linear of the blocks but those peft refuses, for a model type of
+    :data:`PEFT_MAMBA_TYPES` (the default target set there); ``None`` elsewhere."""
+    if spec.model_type not in PEFT_MAMBA_TYPES:
+        return None
+    return tuple(m for m in all_linear_targets(spec) if m not in PEFT_MAMBA_INCOMPATIBLE)
+
+
 @dataclass(frozen=True, kw_only=True)
 class PeftTargets:
     """What peft attaches adapters to for a ``target_modules`` value."""
@@ -103,6 +118,12 @@ def peft_targets(spec: ModelSpec, targets: Sequence[str] | None) -> PeftTargets:
     blocks) as peft 0.21 on transformers 5 does."""
     all_linear = targets is None or tuple(targets) == (ALL_LINEAR,)
     modules = list(all_linear_targets(spec) if all_linear else targets)
+    refused = sorted(PEFT_MAMBA_INCOMPATIBLE & set(modules)) if spec.model_type in PEFT_MAMBA_TYPES else []
+    if refused:
+        via = f" ({ALL_LINEAR} includes it)" if all_linear else ""
+        raise InputError(f"lora_targets: peft refuses LoRA on {', '.join(refused)} of Mamba-based models "
+                         f"(model_type {spec.model_type!r}){via}; expected some of "
+                         f"{', '.join(mamba_safe_targets(spec) or ())}")
     pattern = PEFT_MOE_CONVERSION.get(spec.model_type) if spec.moe is not None else None
     if pattern is None:
         return PeftTargets(modules=tuple(modules))
@@ -252,15 +273,27 @@ def module_adapter_groups(spec: ModelSpec, targets: Sequence[str] | None, rank: 
     groups = []
     for g in target_groups(spec, targets):
         out_f, in_f = g.shape
-        if rank > min(out_f, in_f):
-            raise InputError(f"lora_rank: {rank} exceeds the smaller side of {g.name} "
-                             f"({out_f} x {in_f}); expected at most {min(out_f, in_f)}")
         prefix = g.name.removesuffix(".weight")
         groups.append(TensorGroup(name=f"{prefix}.lora_A.weight", component=g.component, role="linear",
                                   shape=(rank, in_f), count=g.count))
         groups.append(TensorGroup(name=f"{prefix}.lora_B.weight", component=g.component, role="linear",
                                   shape=(out_f, rank), count=g.count))
     return groups
+
+
+def rank_beyond_targets_warning(spec: ModelSpec, targets: Sequence[str] | None, rank: int) -> str | None:
+    """A warning when ``rank`` exceeds the smaller side of a targeted matrix. peft accepts
+    any positive rank (``LoraLayer.update_layer`` checks only ``r > 0``) and builds
+    ``lora_A`` (r x in) and ``lora_B`` (out x r) as asked, so the memory is counted as
+    given; the update ``B A`` of such a module cannot exceed the smaller side's rank."""
+    narrow = [(g.name.removesuffix(".weight"), min(g.shape)) for g in target_groups(spec, targets)
+              if rank > min(g.shape)]
+    if not narrow:
+        return None
+    name, side = min(narrow, key=lambda t: t[1])
+    return Remark(f"lora_rank: {rank} exceeds the smaller side of {len(narrow)} targeted matrix kind(s) "
+                  f"(smallest: {name}, {side}); peft builds the adapters as asked (counted so), but their update "
+                  "there has rank at most that side")
 
 
 ATTENTION_OUTPUT_MODULE = "o_proj"

@@ -44,7 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vramplan.dtypes import FP32_BYTES
-from vramplan.model.spec import ModelSpec
+from vramplan.model.spec import ModelSpec, SSMSpec
 
 STATE_BYTES = FP32_BYTES
 """The SSM / recurrent state is kept in fp32."""
@@ -64,6 +64,17 @@ class LayerState:
     C, n, m)."""
 
 
+def _ssm_conv_channels_per_rank(ssm: SSMSpec, tp: int) -> int:
+    """Conv channels of a Mamba mixer on one of ``tp`` ranks. Mamba-2's B and C groups
+    follow the head shards: when tp does not divide ``n_groups`` vLLM extends them to
+    ``tp`` groups, one per rank (``extra_groups_for_head_shards`` in
+    ``vllm/model_executor/layers/mamba/mamba_utils.py``)."""
+    if ssm.version == 1 or tp == 1:
+        return ssm.conv_channels // tp
+    groups = ssm.n_groups if ssm.n_groups % tp == 0 else tp
+    return ssm.d_inner // tp + 2 * groups * ssm.d_state // tp
+
+
 def layer_state(spec: ModelSpec, layer: int, *, tp: int = 1) -> LayerState:
     """The state layer ``layer`` keeps per sequence on one of ``tp`` ranks (zero for an
     attention layer or a layer without a mixer)."""
@@ -73,7 +84,8 @@ def layer_state(spec: ModelSpec, layer: int, *, tp: int = 1) -> LayerState:
     if mixer in ("mamba", "mamba2") and spec.ssm is not None:
         ssm = spec.ssm
         state = ssm.d_inner * ssm.d_state  # Mamba-1: d_inner x d_state; Mamba-2: heads x head_dim x d_state
-        return LayerState(conv_elements=ssm.conv_channels * ssm.d_conv // tp, state_elements=state // tp)
+        return LayerState(conv_elements=_ssm_conv_channels_per_rank(ssm, tp) * ssm.d_conv,
+                          state_elements=state // tp)
     if mixer == "gated_deltanet" and spec.deltanet is not None:
         net = spec.deltanet
         return LayerState(conv_elements=net.conv_channels * net.conv_kernel // tp,

@@ -253,6 +253,30 @@ def _llama4(cfg: Config, f: dict[str, Any]) -> None:
     f["qk_norm"] = "none"
 
 
+def _uniform_per_layer(cfg: Config, key: str) -> Any:
+    """A value the config may give per layer (``moe_topk: [8, 8, ...]``) as one value;
+    a list whose entries differ is refused, naming the key."""
+    value = cfg.get(key)
+    if isinstance(value, list):
+        if not value or any(v != value[0] for v in value):
+            raise ConfigError(f"{key}: expected one value for every layer, got {value!r}")
+        return value[0]
+    return value
+
+
+def _hunyuan_v1_moe_config(cfg: Config) -> Config:
+    """HunYuan MoE v1 (modeling_hunyuan_v1_moe.py): every layer's MoE block holds
+    ``num_experts`` experts and one shared MLP, all ``intermediate_size`` wide (the class
+    reads neither ``moe_intermediate_size`` nor ``num_shared_expert``); ``num_experts`` and
+    ``moe_topk`` may be given per layer."""
+    cfg = {k: v for k, v in cfg.items() if k not in ("moe_intermediate_size", "num_shared_expert")}
+    cfg["num_experts"] = _uniform_per_layer(cfg, "num_experts")
+    cfg["moe_topk"] = _uniform_per_layer(cfg, "moe_topk")
+    if isinstance(cfg.get("intermediate_size"), int):
+        cfg["moe_intermediate_size"] = cfg["shared_expert_intermediate_size"] = cfg["intermediate_size"]
+    return cfg
+
+
 def _ernie_moe(cfg: Config, f: dict[str, Any]) -> None:
     """ERNIE 4.5 MoE: MoE in ``[moe_layer_start_index, moe_layer_end_index]`` every
     ``moe_layer_interval`` layers (modeling_ernie4_5_moe.py)."""
@@ -1206,6 +1230,9 @@ FAMILIES: dict[str, Family] = {
     "olmo3": Family(qk_norm="full"), "phi3": _LLAMA, "granite": _LLAMA, "helium": _LLAMA,
     "cwm": _LLAMA, "exaone": _LLAMA, "smollm3": _LLAMA, "ministral3": _LLAMA,
     "ernie4_5": Family(adjust=_ernie), "youtu": _LLAMA,
+    "hunyuan_v1_dense": Family(qk_norm="per_head"),
+    "hunyuan_v1_moe": Family(qk_norm="per_head", prepare=_hunyuan_v1_moe_config,
+                             defaults={"num_experts": 1, "moe_topk": 1}),
     "hyperclovax": Family(norms_per_layer=2, adjust=_post_norms),
     "arcee": Family(mlp_gated=False), "seed_oss": Family(out_bias="attention_out_bias"),
     "qwen2": Family(adjust=_qwen2_bias),

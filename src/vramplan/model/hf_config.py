@@ -25,7 +25,7 @@ from typing import Any
 
 from vramplan import validate as v
 from vramplan.dtypes import get_dtype
-from vramplan.errors import ConfigError, VramplanError
+from vramplan.errors import ConfigError, UnreadModelTypeError, VramplanError
 from vramplan.model.families import FAMILIES, KEYS, Family
 from vramplan.model.families import config_switch as _bool
 from vramplan.model.spec import MIXERS_WITH_ACTIVATIONS, SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS, MLASpec, MoESpec, ModelSpec
@@ -523,17 +523,19 @@ def spec_from_config(cfg: Config, name: str = "model", hub_id: str | None = None
         return encoder_decoder.spec_from_config(cfg, name, hub_id)
     wrapper = cfg if cfg.get("model_type") not in FAMILIES or cfg.get("model_type") in DECODERS_WITH_TOWERS \
         else None
+    whole = cfg
     cfg = text_config(cfg)
     mtype = cfg.get("model_type")
     if not mtype:
         raise ConfigError("model_type: missing from config.json")
     family = FAMILIES.get(mtype) if isinstance(mtype, str) else None
     if family is None:
-        raise ConfigError(
+        raise UnreadModelTypeError(
             f"model_type: {mtype!r} is not supported by the analytical reader (see docs/architectures.md); "
             "`vramplan trace` measures any type transformers builds (pip install 'vramplan[exact]'), or describe "
             "it with layers hidden heads kv_heads intermediate vocab, or give a parameter count "
-            "such as 7B", fields=("layers", "hidden", "heads", "kv_heads", "intermediate", "vocab"))
+            "such as 7B", fields=("layers", "hidden", "heads", "kv_heads", "intermediate", "vocab"),
+            config=whole, name=name)
     cfg = {**family.defaults, **cfg}
     if family.prepare is not None:
         cfg = family.prepare(cfg)

@@ -24,7 +24,7 @@ with the very same arithmetic the per-layout estimate uses. Every public name of
 the submodules is importable from ``vramplan.parallel``.
 """
 
-from vramplan.parallel.admissible import sequence_splits_evenly, tensor_parallel_problem
+from vramplan.parallel.admissible import max_tensor_parallel, sequence_splits_evenly, tensor_parallel_problem
 from vramplan.parallel.arrays import cdiv, maximum, minimum, where
 from vramplan.parallel.layout import (
     ENGINES,
@@ -59,5 +59,5 @@ __all__ = [
     "SliceCoefficients", "Stage", "StateBytesPerParam", "ZeroConfig", "bubble_fraction", "cdiv",
     "in_flight_microbatches", "layer_params", "layout_from_gpus", "maximum", "minimum", "rank_params",
     "root_params", "sequence_splits_evenly", "shard_model_states", "slice_coefficients", "stage_layers",
-    "tensor_parallel_problem", "where",
+    "max_tensor_parallel", "tensor_parallel_problem", "where",
 ]

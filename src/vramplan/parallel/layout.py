@@ -181,10 +181,11 @@ class ParallelLayout:
         evenly over the layout (:func:`sequence_splits_evenly`)."""
         if not sequence_splits_evenly(seq, tp=self.tp, cp=self.cp, sp=self.sequence_parallel):
             if seq % self.cp:
-                raise LayoutError(f"seq={seq} is not divisible by cp={self.cp}: context parallelism gives "
-                                  "each rank an equal share of every sequence")
-            raise LayoutError(f"seq={seq} is not divisible by cp*tp = {self.cp}*{self.tp} with "
-                              "sequence_parallel: sequence parallelism splits each rank's tokens over tp")
+                raise LayoutError(f"seq {seq} is not divisible by cp {self.cp}: context parallelism gives "
+                                  "each rank an equal share of every sequence", fields=("seq", "cp"))
+            raise LayoutError(f"seq {seq} is not divisible by cp x tp = {self.cp} x {self.tp} with "
+                              "sequence_parallel: sequence parallelism splits each rank's tokens over tp",
+                              fields=("seq", "cp", "tp", "sequence_parallel"))
 
     def describe(self) -> str:
         parts = [f"dp={self.dp}", f"tp={self.tp}", f"pp={self.pp}"]

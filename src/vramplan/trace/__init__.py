@@ -13,6 +13,7 @@ The modules, in the order a trace uses them:
                    prefill + decode steps, with phases marked
     result.py      TraceResult: the timeline, the peak, and an Estimate of it
     extrapolate.py trace a few layers and extend the result to all of them
+    meta_params.py parameter counts of any type transformers builds (the meta build)
     hostmem.py     refuse before starting when host memory would run out
     svg.py         the timeline as a hand-written SVG
 

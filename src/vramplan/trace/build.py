@@ -202,13 +202,30 @@ def materialize_fake(model, fake_mode, device: str = "cpu") -> None:
                 module._buffers[name] = made[id(b)]
 
 
+def _all_linear_peft_accepts(model) -> str | list[str]:
+    """``all-linear``, or on the Mamba-based types where peft refuses ``out_proj`` (and so
+    ``all-linear``), the names of every other linear of the blocks (the analytical
+    default, :func:`vramplan.memory.lora.mamba_safe_targets`)."""
+    import torch
+
+    from vramplan.memory.lora import PEFT_MAMBA_INCOMPATIBLE, PEFT_MAMBA_TYPES
+    from vramplan.trace.setup import ALL_LINEAR
+
+    if getattr(model.config, "model_type", None) not in PEFT_MAMBA_TYPES:
+        return ALL_LINEAR
+    head = model.get_output_embeddings()
+    names = {name.rsplit(".", 1)[-1] for name, m in model.named_modules()
+             if isinstance(m, torch.nn.Linear) and m is not head}
+    return sorted(names - PEFT_MAMBA_INCOMPATIBLE)
+
+
 def _with_lora(model, setup: TraceSetup):
     import peft
 
     from vramplan.trace.setup import ALL_LINEAR
 
     if setup.lora_targets == (ALL_LINEAR,):
-        targets: str | list[str] = ALL_LINEAR
+        targets: str | list[str] = _all_linear_peft_accepts(model)
     else:
         # passed as given: peft itself resolves them (on transformers 5 it turns expert
         # names into target_parameters on fused MoE experts) and ignores names it finds nowhere

@@ -52,6 +52,7 @@ def training_setup(setup: TraceSetup, *, config_dropout: bool = False):
     """The :class:`~vramplan.training.TrainingSetup` of a traced training step.
     ``config_dropout``: the model's config has dropout on (GPT-2's ``attn_pdrop``...),
     which the trace keeps unless the setup overrides it."""
+    from vramplan.trace.setup import ALL_LINEAR
     from vramplan.training import TrainingSetup
 
     dropout = bool(setup.dropout) if setup.dropout is not None else config_dropout
@@ -59,7 +60,8 @@ def training_setup(setup: TraceSetup, *, config_dropout: bool = False):
     return TrainingSetup(method=setup.method, precision=setup.precision, optimizer=optimizer,
                          load_dtype=setup.load_dtype if setup.method != "qlora" else None,
                          batch=setup.batch_size, seq=setup.seq, recompute="full" if setup.recompute else "none",
-                         attention=setup.attention, lora_rank=setup.lora_rank, lora_targets=setup.lora_targets,
+                         attention=setup.attention, lora_rank=setup.lora_rank,
+                         lora_targets=None if setup.lora_targets == (ALL_LINEAR,) else setup.lora_targets,
                          dropout=dropout, input_len=setup.input_len)
 
 
