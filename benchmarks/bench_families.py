@@ -106,9 +106,15 @@ class Family:
     """``model_type`` the trace builds when transformers has no causal-LM class for
     :attr:`model_type` (a text tower only built inside its multimodal wrapper): a family
     with the same decoder layers; empty: :attr:`model_type` itself."""
+    twin: dict = field(default_factory=dict)
+    """A remote-code family (its modeling code ships in the checkpoint and is never run):
+    the config of the transformers family with the same layers that the trace builds
+    instead, its widths equal to the shrunk config's."""
 
     def trace_config(self) -> dict:
         """The config the trace builds: :meth:`config`, with :attr:`trace_type` when set."""
+        if self.twin:
+            return {**copy.deepcopy(self.twin), "_name_or_path": self.name}
         cfg = self.config()
         if self.trace_type:
             cfg["model_type"] = self.trace_type
@@ -128,7 +134,8 @@ class Family:
         return cfg
 
     def source(self) -> str:
-        traced = f"; traced as `{self.trace_type}` (same decoder layers)" if self.trace_type else ""
+        twin = self.trace_type or self.twin.get("model_type", "")
+        traced = f"; traced as `{twin}` (same decoder layers)" if twin else ""
         return self._base_text() + traced
 
     def _base_text(self) -> str:
@@ -162,9 +169,9 @@ class FamilyCase(Case):
         return self.family.config()
 
 
-def F(name, model_type, base="", kind="decoder", gaps=None, setup=None, trace_type="", **edits) -> Family:
+def F(name, model_type, base="", kind="decoder", gaps=None, setup=None, trace_type="", twin=None, **edits) -> Family:
     return Family(name=name, model_type=model_type, edits=edits, base=base, kind=kind, gaps=gaps or {},
-                  setup_edits=setup or {}, trace_type=trace_type)
+                  setup_edits=setup or {}, trace_type=trace_type, twin=twin or {})
 
 
 MOE_FP32 = ("MoE experts: transformers' grouped experts save fp32 routing tensors per token and expert "
@@ -312,6 +319,26 @@ FAMILIES: tuple[Family, ...] = (
       gaps={"lora": T5_LORA, "*": T5_HEAD}),
     F("mT5", "mt5", base="tests/data/encdec/mt5-small.json", kind="seq2seq", gaps={"lora": T5_LORA, "*": T5_HEAD}),
     F("BART", "bart", base="tests/data/encdec/bart-base.json", kind="seq2seq", gaps={"lora": T5_LORA}),
+    # --- remote-code families: vramplan reads their keys; the trace builds the transformers twin
+    F("ChatGLM3 (remote code)", "chatglm", base="chatglm3-6b", num_layers=4, hidden_size=512, ffn_hidden_size=1024,
+      kv_channels=64, num_attention_heads=8, multi_query_group_num=2, padded_vocab_size=32000,
+      gaps={"infer": "the chatglm reading takes partial_rotary_factor 1.0 (ChatGLM rotates half of each head, "
+                     "RotaryEmbedding(kv_channels // 2), as glm's 0.5 does) and so leaves out the partial-rotary "
+                     "split and concatenation at prefill (~4 MiB here)"},
+      twin=dict(WIDTHS, model_type="glm", attention_bias=True, partial_rotary_factor=0.5, tie_word_embeddings=False)),
+    F("InternLM2.5 (remote code)", "internlm2", base="internlm2.5-7b", num_hidden_layers=4, hidden_size=512,
+      intermediate_size=1024, num_attention_heads=8, num_key_value_heads=2, vocab_size=32000,
+      twin=dict(WIDTHS, model_type="llama", tie_word_embeddings=False)),
+    F("Baichuan2-7B (remote code)", "baichuan", base="baichuan2-7b", num_hidden_layers=4, hidden_size=512,
+      intermediate_size=1024, num_attention_heads=8, vocab_size=32000,
+      twin=dict(WIDTHS, model_type="llama", num_key_value_heads=8, tie_word_embeddings=False)),
+    F("Qwen-1 (remote code)", "qwen", base="qwen-1.8b", num_hidden_layers=4, hidden_size=512, intermediate_size=2048,
+      num_attention_heads=8, kv_channels=64, vocab_size=32000,
+      twin=dict(WIDTHS, model_type="qwen2", num_key_value_heads=8, tie_word_embeddings=False)),
+    F("MiniCPM-1 (remote code)", "minicpm", base="minicpm-2b", num_hidden_layers=4, hidden_size=512,
+      intermediate_size=1024, num_attention_heads=8, num_key_value_heads=8, vocab_size=32000,
+      twin=dict(WIDTHS, model_type="llama", num_key_value_heads=8, tie_word_embeddings=True)),
+    # --- encoders
     F("BERT", "bert", base="bert-base-uncased", kind="encoder", num_hidden_layers=4),
     F("RoBERTa", "roberta", base="tests/data/encdec/roberta-base.json", kind="encoder", num_hidden_layers=4),
     F("ModernBERT", "modernbert", base="modernbert-base", kind="encoder", num_hidden_layers=4),
@@ -498,9 +525,11 @@ layer of each), its MoE and dense layers, and its structural switches."""
 
 REMOTE_INTRO = """These checkpoints ship their modeling code (`auto_map`). vramplan reads their
 config keys and counts their parameters (`tests/test_architecture_remote_code.py`),
-but never runs remote code, so the trace cannot build them and no row above measures
-them. Their layers have the structure of a transformers-built family, whose row
-stands for them:"""
+but never runs remote code, so the trace cannot build them. Their layers have the
+structure of a transformers-built family: the rows marked *(remote code)* above
+estimate from the remote-code config (shrunk) and trace that twin with the same
+widths (see the configs), which checks vramplan's reading of their keys; the
+remote code itself is not measured."""
 
 
 if __name__ == "__main__":
