@@ -136,6 +136,10 @@ class Family:
     def source(self) -> str:
         twin = self.trace_type or self.twin.get("model_type", "")
         traced = f"; traced as `{twin}` (same decoder layers)" if twin else ""
+        if self.twin:
+            keys = ", ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in self.twin.items()
+                             if k != "model_type")
+            traced += f" built from {keys}"
         return self._base_text() + traced
 
     def _base_text(self) -> str:
@@ -395,9 +399,14 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def setup_text(family: Family) -> str:
+    return "; ".join(f"{mode}: " + ", ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in edits.items())
+                     for mode, edits in family.setup_edits.items()) or "-"
+
+
 def configs_markdown(families: list[Family]) -> str:
-    lines = ["| family | config source | edits |", "|---|---|---|"]
-    lines += [f"| {f.name} | {f.source()} | {edits_text(f)} |" for f in families]
+    lines = ["| family | config source | edits | setup changes |", "|---|---|---|---|"]
+    lines += [f"| {f.name} | {f.source()} | {edits_text(f)} | {setup_text(f)} |" for f in families]
     return "\n".join(lines) + "\n"
 
 
@@ -432,7 +441,9 @@ def summary(rows: list[Row]) -> str:
 def row_json(row: Row) -> dict:
     case: FamilyCase = row.case
     return {"family": case.family.name, "model_type": case.family.model_type, "mode": case.mode,
-            "setup": row.setup_text, "config_source": case.family.source(), "config_edits": case.family.edits,
+            "setup": row.setup_text, "setup_changes": case.family.setup_edits, "config_source": case.family.source(),
+            "config_edits": case.family.edits, "traced_config": case.family.trace_config() if (
+                case.family.twin or case.family.trace_type) else None,
             "traced_bytes": row.traced_bytes, "traced_phase": row.traced_phase,
             "estimate_bytes": row.analytical_bytes, "estimate_phase": row.analytical_phase, "error": row.error,
             "status": status(row), "groups": [{"group": d.group, "traced_bytes": d.traced_bytes,
@@ -503,7 +514,8 @@ transformers model on fake tensors under CUDA's allocation rules; see
 [accuracy.md](accuracy.md)) at each one's tensor peak per GPU:
 
 - **full**: full fine-tuning, bf16-mixed (fp32 parameters under autocast), AdamW (foreach), SDPA;
-- **lora**: LoRA rank 16 on every linear layer but the head (peft's `all-linear`), bf16 base;
+- **lora**: LoRA rank 16 on every linear layer but the head (peft's `all-linear`; named
+  targets where peft refuses a module, as on Mamba mixers: see the configs), bf16 base;
 - **infer**: prefill + 4 decode steps, bf16 weights, static cache, last-position logits.
 
 Decoders run 2 sequences of 1,024 tokens; encoder-decoders 8 sequences of 512 input

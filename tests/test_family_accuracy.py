@@ -40,6 +40,7 @@ CASES = [
     ("OPT", "infer", {}, None),
     ("BERT", "full", {}, None),
     ("BART", "full", {}, None),
+    ("ChatGLM3 (remote code)", "full", {}, None),  # its keys read, traced as transformers' glm
     ("Gemma 3n", "full", {}, _gap("AltUp's four residual streams and LAuReL are not in the activation formula")),
     ("MiniMax-01", "full", {}, _gap("lightning attention is priced with a transformer layer's formula")),
     ("Mamba", "full", {"seq": 64}, _gap("the Mamba-1 mixer is priced with a transformer layer's formula")),
