@@ -111,8 +111,8 @@ def _rl(**kw):
 CASES = [
     # (python call, field it names, command line, flag shown there)
     (_train(seq=200_000, strict=True), "seq", ["train", "llama-3.2-1b", "--seq", "200000", "--strict"], "--seq"),
-    (_train(method="lora", lora_rank=5000), "lora_rank",
-     ["train", "llama-3.2-1b", "--method", "lora", "--lora-rank", "5000"], "--lora-rank"),
+    (_train(method="lora", lora_rank=0), "lora_rank",
+     ["train", "llama-3.2-1b", "--method", "lora", "--lora-rank", "0"], "--lora-rank"),
     (_train(method="lora", lora_targets=("qkv",)), "lora_targets",
      ["train", "llama-3.2-1b", "--method", "lora", "--lora-targets", "qkv"], "--lora-targets"),
     (_train(method="qlora", precision="fp32"), "precision",

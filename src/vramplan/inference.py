@@ -234,36 +234,118 @@ def _run(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
 
         check_images(spec, 0)
         return run_engine(spec, setup)
+    return _with_images(spec, setup)
+
+
+TOWER_PHASE_CATEGORIES = ("weights", "overhead")
+"""Components present while the vision tower runs, before the first text layer:
+transformers' caches allocate at their first update, so no KV cache yet (engines with a
+preallocated pool keep theirs: ``kv_cache`` joins)."""
+
+
+def _with_images(spec: ModelSpec, setup: InferenceSetup) -> Estimate:
+    """The engine's estimate with ``setup.images`` images per sequence: their tokens join
+    the context and the prompt, and the prefill phase rises to the tower's forward when
+    that is higher (weights, no cache yet, the tower's high point:
+    :func:`vramplan.memory.vision_tower.image_cost`)."""
     from vramplan.dtypes import get_dtype
+    from vramplan.engines import resolve_job, run_engine
     from vramplan.estimate import Component
-    from vramplan.memory.vision_tower import image_cost
+    from vramplan.memory.vision_tower import image_cost, text_prefill_held_bytes
 
     job = resolve_job(spec, setup)
+    text_prompt = setup.prompt if setup.prompt is not None else job.context
     cost = image_cost(spec, images=setup.images, batch=setup.batch, image_size=setup.image_size,
-                      act_bytes=get_dtype(job.compute_dtype).bits // 8)
+                      act_bytes=get_dtype(job.compute_dtype).bits // 8, text_tokens=min(text_prompt, job.context))
     context = job.context + cost.tokens
-    prompt = (setup.prompt if setup.prompt is not None else job.context) + cost.tokens
+    prompt = text_prompt + cost.tokens
     estimate = run_engine(spec, replace(setup, context=context, prompt=min(prompt, context)))
-    # the tower runs at prefill, before the text layers: it joins the prefill phase
-    phases = tuple((p, b + (cost.tower_activation_bytes if p == "prefill" else 0)) for p, b in estimate.phases)
-    peak = max((b for _, b in estimate.phases), default=estimate.total_bytes)
-    prefill = dict(phases).get("prefill", estimate.total_bytes + cost.tower_activation_bytes)
-    note = (f"vision tower forward over {setup.batch} x {setup.images} image(s) of {cost.patches_per_image} patches "
-            "(analytical; freed before the text layers run)")
-    components = estimate.components
-    if estimate.phase == "prefill":
-        components += (Component(name="activations/vision_tower", bytes=cost.tower_activation_bytes, note=note),)
-    elif prefill > peak:  # the decode peak's components, raised to the prefill-with-tower high point
-        components += (Component(name="activations/vision_tower", bytes=prefill - peak,
-                                 note=note + f"; prefill with it exceeds the {estimate.phase} peak by this"),)
+    if spec.num_cross_attention_layers:  # Mllama: the text cross-attends to the vision states
+        estimate = _with_cross_attention_cache(spec, setup, estimate, prompt_tokens=min(prompt, context),
+                                               vision_states=setup.images * cost.patches_per_image)
+    estimate = _with_image_inputs(spec, setup, estimate, cost.pixel_bytes, text_prefill_held_bytes(
+        spec, images=setup.images, batch=setup.batch, prompt_tokens=min(prompt, context),
+        act_bytes=get_dtype(job.compute_dtype).bits // 8))
+    kept = TOWER_PHASE_CATEGORIES + (() if setup.engine == "hf" else ("kv_cache",))
+    fixed = tuple(c for c in estimate.components if c.category in kept)
+    note = (f"vision tower forward over {setup.batch} x {setup.images} image(s) of {cost.patches_per_image} patches: "
+            "fp32 pixels and their cast, text embeddings, rotary tables, one block's live tensors "
+            "(before the first text layer, no KV cache yet)")
+    tower = Component(name="activations/vision_tower", bytes=cost.tower_activation_bytes, note=note)
+    tower_phase = sum(c.bytes for c in fixed) + tower.bytes
+    phases = tuple((p, max(b, tower_phase) if p == "prefill" else b) for p, b in estimate.phases)
+    peak_before = max((b for _, b in estimate.phases), default=estimate.total_bytes)
+    components, phase = estimate.components, estimate.phase
+    if tower_phase > peak_before:  # the tower's forward is the high point
+        components, phase = fixed + (tower,), "prefill"
     details = {**estimate.details, "image_tokens": cost.tokens, "patches_per_image": cost.patches_per_image,
-               "vision_tower_bytes": cost.tower_activation_bytes}
-    out = replace(estimate, components=components, details=details, phases=phases,
+               "vision_tower_bytes": cost.tower_activation_bytes, "pixel_bytes": cost.pixel_bytes}
+    out = replace(estimate, components=components, phase=phase, details=details, phases=phases,
                   assumptions=estimate.assumptions + (
                       f"{setup.images} image(s) per sequence add {cost.tokens:,} tokens to the context and prompt",))
     if out.verdict is not None:
         out = out.with_verdict(out.verdict.gpu, out.verdict.capacity_bytes, out.verdict.reserve_bytes)
     return out
+
+
+def _with_image_inputs(spec: ModelSpec, setup: InferenceSetup, estimate: Estimate, pixel_bytes: int,
+                       prefill_held_bytes: int) -> Estimate:
+    """``estimate`` with the processor's pixels (``generate`` keeps ``pixel_values`` in its
+    model inputs to the end: every phase) and what the wrapper holds through the text
+    prefill (:func:`vramplan.memory.vision_tower.text_prefill_held_bytes`)."""
+    from vramplan.estimate import Component
+
+    phases = tuple((p, b + pixel_bytes + (prefill_held_bytes if p == "prefill" else 0)) for p, b in estimate.phases)
+    components = estimate.components + (Component(
+        name="activations/pixel_values", bytes=pixel_bytes,
+        note="the image processor's fp32 pixels, kept by generate to the end"),)
+    held_note = "image features, tower states or masks the wrapper holds through the text prefill"
+    if estimate.phase == "prefill" and prefill_held_bytes:
+        components += (Component(name="activations/image_features", bytes=prefill_held_bytes, note=held_note),)
+    elif prefill_held_bytes and dict(phases).get("prefill", 0) > dict(phases).get(estimate.phase, 0):
+        over = dict(phases)["prefill"] - dict(phases)[estimate.phase]
+        more = f"; the prefill with them exceeds the {estimate.phase} peak by this"
+        components += (Component(name="activations/image_features", bytes=over, note=held_note + more),)
+    return replace(estimate, components=components, phases=phases)
+
+
+def _with_cross_attention_cache(spec: ModelSpec, setup: InferenceSetup, estimate: Estimate, *,
+                                vision_states: int, prompt_tokens: int) -> Estimate:
+    """``estimate`` with the cross-attention layers' cache of ``vision_states`` vision
+    states per sequence (filled at the first cross-attention layer, kept to the end):
+    :func:`vramplan.memory.cross_attention.cross_kv_bytes`, in every phase."""
+    from vramplan.dtypes import get_dtype
+    from vramplan.engines import resolve_job
+    from vramplan.estimate import Component
+    from vramplan.memory.cross_attention import cross_kv_bytes
+    from vramplan.memory.kv_cache import get_kv_dtype
+
+    if setup.engine != "hf":
+        raise InputError(f"engine: images on {spec.name} (cross-attention to the vision states) are modelled for "
+                         "transformers only (engine hf)", fields=("engine", "images"))
+    job = resolve_job(spec, setup)
+    cross = cross_kv_bytes(spec, input_tokens=vision_states, batch=setup.batch, tp=setup.tp,
+                           dtype=get_kv_dtype(setup.kv_dtype or job.compute_dtype))
+    component = Component(name="kv_cache/cross_attention", bytes=cross,
+                          note=f"{spec.num_cross_attention_layers} cross-attention layers x {vision_states:,} vision "
+                               "states per sequence (keys and values of their KV heads)")
+    # through the text prefill: the tower's output (``vision_outputs``, returned with the
+    # logits), its projection (``cross_attention_states``) and the prepared cross-attention mask
+    act = get_dtype(job.compute_dtype).bits // 8
+    tower = spec.vision_tower
+    tower_out = tower.projector[0].shape[1] if tower is not None and tower.projector else 0
+    held = setup.batch * vision_states * ((tower_out + spec.hidden_size) + prompt_tokens) * act
+    phases = tuple((p, b + cross + (held if p == "prefill" else 0)) for p, b in estimate.phases)
+    note = "the vision states, their projection and the cross-attention mask, held through the text prefill"
+    components = estimate.components + (component,)
+    if estimate.phase == "prefill":
+        components += (Component(name="activations/cross_attention_inputs", bytes=held, note=note),)
+    elif dict(phases).get("prefill", 0) > dict(phases).get(estimate.phase, 0):
+        over = dict(phases)["prefill"] - dict(phases)[estimate.phase]
+        components += (Component(name="activations/cross_attention_inputs", bytes=over,
+                                 note=note + f"; the prefill with them exceeds the {estimate.phase} peak by this"),)
+    return replace(estimate, components=components, phases=phases,
+                   details={**estimate.details, "cross_attention_kv_bytes": cross})
 
 
 def _with_rule_of_thumb(estimate: Estimate) -> Estimate:

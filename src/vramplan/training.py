@@ -376,6 +376,14 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
         work.append(_backward_work(spec, ctx, layer))
     outside_cast = act.head_weight_cast_bytes(spec, ctx)  # held once per micro-batch
     outside = act.final_norm_bytes(spec, ctx) + act.dropout_embedding_bytes(spec, ctx) + outside_cast
+    for p in act.model_level_parts(spec, ctx):  # Gemma 3n / 4: per-layer inputs, AltUp in and out
+        parts[p.name] = parts.get(p.name, 0) + p.bytes
+        outside += p.bytes
+    model_cast = act.model_level_weight_cast_bytes(spec, ctx)
+    if model_cast:
+        outside += model_cast
+        outside_cast += model_cast
+        parts["weight_casts"] = parts.get("weight_casts", 0) + model_cast
     if setup.method == "qlora" and setup.recipe.autocast:
         # peft upcast the head to fp32; autocast's bf16 copy of it is saved by the head's
         # matmul (the input gradient reaches the adapters below)
@@ -585,6 +593,12 @@ def _check_model(spec: ModelSpec | ParamOnlyModel, setup: TrainingSetup) -> list
         raise InputError(f"method qlora: {spec.name} is already quantized "
                          f"({spec.quantization_config.get('quant_method', 'an unknown quant_method')}); "
                          "QLoRA quantizes a 16/32-bit checkpoint to NF4", fields=("method",))
+    from vramplan.memory import gemma_activations
+
+    if setup.recompute_policy == "full" and gemma_activations.models(spec) and any(spec.kv_shared_layers):
+        warnings.append("recompute full: the KV-shared layers keep their producer layers' keys and values through "
+                        "the recomputed backward, which the activation estimate does not follow (measured up to "
+                        "12% low); `vramplan trace` measures it")
     if setup.method == "qlora" and setup.precision in ("fp32",):
         raise InputError("precision: QLoRA computes in bf16 or fp16; expected bf16-mixed, fp16-mixed, bf16 "
                          "or fp16, got fp32")

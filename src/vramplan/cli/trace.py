@@ -9,6 +9,8 @@ from vramplan import validate as v
 
 from vramplan.cli.common import BoundedFloat, BoundedInt, console, emit_json, flag_text, json_option, table, units_option
 from vramplan.errors import InputError
+from vramplan.memory.vision_tower import MAX_IMAGES
+from vramplan.model.towers import MAX_IMAGE_SIDE
 
 FULL_TRACE_MAX_LAYERS = 48
 """``--layers auto`` traces every layer up to this depth (an 8B model takes about
@@ -24,7 +26,8 @@ def _render(result, est, units: str, svg_path: str | None) -> None:
     s = result.setup
     what = (f"train {s.method} {s.precision} {s.optimizer}/{s.optimizer_impl}" if s.training
             else f"infer {s.precision if s.precision == 'fp32' else 'bf16'} +{s.decode_tokens} decode")
-    title = (f"{result.model} · {what} · batch {s.batch_size} x {s.seq} tokens · {s.attention}"
+    images = f" + {s.images} image(s)" if s.images else ""
+    title = (f"{result.model} · {what} · batch {s.batch_size} x {s.seq} tokens{images} · {s.attention}"
              f"{' · recompute' if s.recompute else ''} · peak in {result.peak_phase}")
     t = table("component", "memory", "share", title=title, right=("memory", "share"))
     for c in est.components:
@@ -51,6 +54,11 @@ def _render(result, est, units: str, svg_path: str | None) -> None:
 @click.option("--input-len", type=BoundedInt(1, v.LENGTH_MAX), default=None,
               help="Encoder-decoder models (T5, BART): encoder input tokens per sequence (default: --seq, "
                    "which is then the decoder's).")
+@click.option("--images", type=BoundedInt(0, MAX_IMAGES), default=0, show_default=True,
+              help="Multimodal wrappers: images per sequence; builds the whole wrapper (tower, projector, text "
+                   "model) and feeds their tokens and pixels as its processor makes them.")
+@click.option("--image-size", type=BoundedInt(1, MAX_IMAGE_SIDE), default=None,
+              help="Side in pixels of the square images (dynamic-resolution towers; default as infer/train).")
 @click.option("--decode", type=BoundedInt(0, v.LENGTH_MAX), default=4, show_default=True, help="Inference: decode steps.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16-mixed", "bf16"]), default="bf16-mixed",
               show_default=True, help="fp32; fp32 weights under CUDA autocast; or pure bf16.")
@@ -79,7 +87,8 @@ def _render(result, est, units: str, svg_path: str | None) -> None:
               help="Write the memory timeline as an SVG here.")
 @units_option
 @json_option
-def command(model: str, train: bool, batch: int, seq: int, input_len: int | None, decode: int, precision: str, optimizer: str,
+def command(model: str, train: bool, batch: int, seq: int, input_len: int | None, images: int, image_size: int | None,
+            decode: int, precision: str, optimizer: str,
             optimizer_impl: str, method: str, load_dtype: str | None, lora_targets: str | None, logits: str,
             lora_rank: int, recompute: bool, attention: str, cache: str,
             dropout: float | None, layers: str, gpu: str | None, svg_path: str | None, units: str,
@@ -94,7 +103,7 @@ def command(model: str, train: bool, batch: int, seq: int, input_len: int | None
     from vramplan.trace.setup import TraceSetup
 
     setup = TraceSetup(mode="train" if train else "infer", batch_size=batch, seq=seq, input_len=input_len,
-                       decode_tokens=decode,
+                       decode_tokens=decode, images=images, image_size=image_size,
                        precision=precision, optimizer=optimizer, optimizer_impl=optimizer_impl, method=method,
                        lora_rank=lora_rank, recompute=recompute, attention=attention, cache=cache, dropout=dropout,
                        load_dtype=load_dtype, logits=logits,

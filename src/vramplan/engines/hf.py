@@ -43,11 +43,13 @@ the last decode step (cache of the full context + its update transient).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 
 from vramplan.dtypes import FP32_BYTES, get_dtype
 from vramplan.engines import Job, base_estimate, peak_of, with_gpu_verdict
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
+from vramplan.memory import gemma_activations
 from vramplan.memory.inference_buffers import (ForwardShape, attention_mask_bytes, hf_layer_flow, layer_peak_bytes,
                                               logits_bytes)
 from vramplan.memory.kv_cache import (KVDType, check_engine_kv_dtype, get_kv_dtype, kv_cache_bytes, kv_row_elements,
@@ -207,8 +209,12 @@ def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Compon
     repeat = (setup.attention == "eager" or job.spec.attention_experts > 0) \
         and job.spec.num_kv_heads < job.spec.num_attention_heads
     shape = replace(shape, kv_tokens=keys.widest)
-    layer_bytes, unallocated = max((layer_peak_bytes(job.spec, s, tp=setup.tp, impl=setup.attention,
-                                                     repeat_kv=repeat, flow=hf_layer_flow(job.spec)) - later, later)
+    layer_peak = layer_peak_bytes
+    if gemma_activations.models(job.spec):  # each layer by its own widths, AltUp streams, per-layer inputs
+        layer_peak = partial(gemma_activations.forward_layer_peak_bytes,
+                             shared_kv_held=keys.sliding_reads_new_keys)
+    layer_bytes, unallocated = max((layer_peak(job.spec, s, tp=setup.tp, impl=setup.attention,
+                                               repeat_kv=repeat, flow=hf_layer_flow(job.spec)) - later, later)
                                    for s, later in keys.layer_shapes(shape))
     layer = Component(name="activations/layer", bytes=layer_bytes,
                       note=f"{phase}: one layer's live tensors for {shape.sequences} x {shape.query_tokens} tokens "

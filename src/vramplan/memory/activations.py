@@ -100,6 +100,11 @@ FUSED_QKV_ROTARY = frozenset({"phi3", "gpt_neox", "gpt_neox_japanese"})
 ``query_key_value``): q, k and v are views of its output, RoPE writes new q and k, and
 the value view the attention saves keeps the whole fused output alive, so its q and
 k thirds stay too (``c (q + kv)`` per token more)."""
+VISION_TOWER_VIEWS = frozenset({"qwen2_vl_vision", "qwen2_5_vl_vision", "qwen3_vl_vision", "qwen3_vl_moe_vision"})
+"""Qwen-VL vision towers' blocks seen as decoder layers (:func:`vramplan.memory.vision_tower.tower_view`):
+one fused ``qkv`` linear reads the norm output, RoPE writes new q and k, and the value
+view keeps the fused output alive."""
+FUSED_QKV_ROTARY = FUSED_QKV_ROTARY | VISION_TOWER_VIEWS
 PARALLEL_RESIDUAL = frozenset({"gpt_neox"})
 """Families whose attention and MLP both read the layer input (GPT-NeoX's
 ``use_parallel_residual``, on in Pythia): there is no post-attention sum to keep."""
@@ -108,10 +113,11 @@ SOFTMAX_IN_SCORES_DTYPE = frozenset({"gpt_oss"})
 ``F.softmax(combined_logits, dim=-1, dtype=combined_logits.dtype)``); autocast runs an
 op of its ``fp32_set_opt_dtype`` list (softmax) as-is when the dtype is given, so the
 probabilities stay in the compute dtype, with no cast."""
-EXTRA_ACT_SAVES = {"gelu_new": 3}
+EXTRA_ACT_SAVES = {"gelu_new": 3, "quick_gelu": 1}
 """Activation functions written out in Python that keep more than their input:
 ``gelu_new`` = ``0.5 x (1 + tanh(k (x + 0.044715 x^3)))`` saves ``0.5 x``, ``tanh(.)``
-and ``1 + tanh(.)`` besides ``x``."""
+and ``1 + tanh(.)`` besides ``x``; ``quick_gelu`` = ``x sigmoid(1.702 x)`` (CLIP) saves the
+sigmoid's output besides ``x``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -258,7 +264,7 @@ def _linear_inputs_per_token(ctx: ActivationContext, width: int, readers: int) -
 
 
 def _qkv_readers(spec: ModelSpec) -> int:
-    return 1 if spec.model_type == "gpt2" else QKV_READERS
+    return 1 if spec.model_type == "gpt2" or spec.model_type in VISION_TOWER_VIEWS else QKV_READERS
 
 
 def _scores_per_token(spec: ModelSpec, ctx: ActivationContext, heads: int) -> int:
@@ -575,6 +581,10 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
 def layer_activation_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> list[ActivationPart]:
     """Everything layer ``layer`` saves for backward for one micro-batch, without
     recomputation, in bytes per GPU, named by part."""
+    from vramplan.memory import gemma_activations
+
+    if gemma_activations.models(spec):  # per-layer shapes, AltUp, LAuReL, per-layer inputs
+        return gemma_activations.layer_parts(spec, ctx, layer)
     if spec.mixer(layer) == "none":  # an MLP-only layer (Nemotron-H's ``-`` and ``E`` blocks)
         mixer = []
     elif mixer_modelled(spec, layer):
@@ -625,7 +635,10 @@ def layer_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     """
     if not ctx.recipe.autocast:
         return 0
-    linear = sum(g.params for g in model_tensors(spec) if g.role == "linear" and g.per_layer)
+    from vramplan.memory import gemma_activations
+
+    linear = sum(g.params for g in model_tensors(spec) if g.role == "linear" and g.per_layer
+                 and not gemma_activations.uncast_by_autocast(spec, g))
     return ctx.c * linear // spec.num_layers // ctx.tp
 
 
@@ -653,6 +666,10 @@ def first_layer_uncast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
 def checkpointed_layer_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     """Full recomputation keeps only each layer's input (the residual stream),
     ``r h`` per token (``torch.utils.checkpoint`` saves the block's arguments)."""
+    from vramplan.memory import gemma_activations
+
+    if gemma_activations.models(spec):  # Gemma 3n: the n AltUp streams
+        return gemma_activations.checkpointed_layer_bytes(spec, ctx)
     return _part("residual", ctx.r * spec.hidden_size, ctx, sharded=False).bytes
 
 
@@ -709,3 +726,19 @@ def head_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
 def dropout_embedding_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     """GPT-2's embedding dropout: a 1-byte mask on the embedding output."""
     return _part("dropout_masks/embedding", MASK * spec.hidden_size, ctx, sharded=False).bytes if ctx.dropout else 0
+
+
+def model_level_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationPart]:
+    """What a model keeps outside its layers beyond the final norm and the head (Gemma 3n
+    / Gemma 4: the per-layer inputs, AltUp's streams in and out; empty for others)."""
+    from vramplan.memory import gemma_activations
+
+    return gemma_activations.model_level_parts(spec, ctx)
+
+
+def model_level_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Autocast's copies of linears outside the layers and the head (Gemma 3n / Gemma 4's
+    per-layer input projection and AltUp projections; 0 for others)."""
+    from vramplan.memory import gemma_activations
+
+    return gemma_activations.model_level_weight_cast_bytes(spec, ctx)

@@ -333,10 +333,16 @@ tensors per token: the gathered input, the down output, its product with the rou
 weights, and the re-indexed result (measured on a real Qwen3-MoE forward)."""
 
 
-FP32_ROUTING_WEIGHT_FAMILIES = frozenset({"deepseek_v2", "deepseek_v3"})
-"""Families whose router returns fp32 top-k weights (DeepSeek's ``TopkRouter``:
-``F.linear(hidden_states.type(torch.float32), ...)``, ``softmax`` in fp32, no cast
-back), so ``proj_out * sample_weights_g`` in transformers' grouped-GEMM experts and
+FP32_ROUTING_WEIGHT_FAMILIES = frozenset({
+    "deepseek_v2", "deepseek_v3", "deepseek_v32", "glm4_moe", "glm4_moe_lite", "glm4v_moe_text", "glm_moe_dsa",
+    "exaone_moe", "kimi_linear", "mimo_v2_flash", "solar_open", "axk1", "axk2", "bailing_hybrid", "nemotron_h",
+    "hy_v4", "minimax", "minimax_m2", "mixtral",
+})
+"""Families whose router returns fp32 top-k weights with no cast back: DeepSeek's
+``TopkRouter`` and its copies (``F.linear(hidden_states.type(torch.float32), ...)``,
+sigmoid or softmax in fp32), MiniMax-M2 (``sigmoid(router_logits.float())``), Mixtral
+and MiniMax-01 (``softmax(router_logits.float())``) in transformers 5.24; Qwen-MoE and
+OLMoE cast theirs back (``router_top_value.to(router_logits.dtype)``). So ``proj_out * sample_weights_g`` in transformers' grouped-GEMM experts and
 its re-indexed copy are fp32: two of the four ``k x h`` tensors at the down
 projection take twice the bytes."""
 
@@ -346,8 +352,8 @@ def moe_width_per_token(spec: ModelSpec, tp: int, impl: MoEImpl) -> int:
     split by TP as vLLM's ``FusedMoE`` splits them), the larger of:
 
     - routed experts, ``grouped`` (transformers 5: each token is gathered ``k`` times,
-      ``grouped_mm`` per expert): ``k x (h + 3 w)`` at gate/up (gathered input, gate_up,
-      product) or :data:`MOE_GROUPED_COPIES_AT_DOWN` ``x k x h`` at the down projection;
+      ``grouped_mm`` per expert): ``k x (h + 4 w)`` at gate/up (gathered input, gate_up,
+      ``act(gate)`` and its product with ``up``) or :data:`MOE_GROUPED_COPIES_AT_DOWN` ``x k x h`` at the down projection;
       ``fused`` (vLLM ``fused_moe``): ``intermediate_cache1/2/3`` of ``k x 2w``,
       ``k x w`` and ``k x h``;
     - the shared expert after them: routed output (h) + 3 x its width.
@@ -358,7 +364,7 @@ def moe_width_per_token(spec: ModelSpec, tp: int, impl: MoEImpl) -> int:
     k, h, w = moe.experts_per_token, spec.hidden_size, moe.expert_intermediate_size // tp
     if impl == "grouped":
         down_copies = MOE_GROUPED_COPIES_AT_DOWN + (2 if spec.model_type in FP32_ROUTING_WEIGHT_FAMILIES else 0)
-        routed = max(k * (h + 3 * w), down_copies * k * h)
+        routed = max(k * (h + 4 * w), down_copies * k * h)
     else:
         routed = k * (3 * w + h)
     shared_w = moe.shared_expert_intermediate_size // tp

@@ -383,9 +383,12 @@ def extra_training_components(spec: ModelSpec, setup: TrainingSetup,
     """(components alive in :data:`LIVE_PHASES`, warnings) for encoder-decoders and images."""
     comps: list[Component] = []
     warnings: list[str] = []
-    if setup.images and setup.method == "full":
-        warnings.append("full fine-tuning trains the vision tower: its weights, gradients and optimizer states are "
-                        "counted, its saved activations are not")
+    if setup.images:
+        from vramplan.memory.vision_tower import training_image_components
+
+        image_comps, image_warnings = training_image_components(spec, setup, ctx)
+        comps += image_comps
+        warnings += image_warnings
     if spec.architecture == "encoder_decoder":
         tokens = setup.input_len or setup.seq
         if _modelled(spec, setup):

@@ -799,9 +799,23 @@ def _gemma3n(cfg: Config, f: dict[str, Any]) -> None:
         f["per_layer_input_vocab"] = _pos(cfg, ("vocab_size_per_layer_input",), f["vocab_size"])
     f["altup_inputs"] = _index(cfg, "altup_num_inputs", 4)
     f["laurel_rank"] = _index(cfg, "laurel_rank", 64)
-    if f["altup_inputs"] > 1:
-        f["notes"] = (f"AltUp keeps {f['altup_inputs']} copies of the residual stream; the training and prefill "
-                      "activation formula counts one (measure with `vramplan trace`)",)
+    f["sparse_mlp_layers"] = _activation_sparsity(cfg, n)
+
+
+def _activation_sparsity(cfg: Config, n: int) -> tuple[bool, ...]:
+    """Gemma 3n's ``activation_sparsity_pattern`` (configuration_gemma3n.py): one target
+    sparsity per layer, or one for all; absent, 0.95 in the first 10 layers of a model
+    deeper than 10 and 0 elsewhere. Per layer: is it above 0?"""
+    pattern = cfg.get("activation_sparsity_pattern")
+    if pattern is None:
+        sparse = 10 if n > 10 else 0
+        return tuple(i < sparse for i in range(n))
+    values = pattern if isinstance(pattern, list) else [pattern] * n
+    if len(values) != n or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1
+                               for v in values):
+        raise ConfigError(f"activation_sparsity_pattern: expected {n} values in [0, 1] (one per layer), "
+                          f"got {pattern!r}")
+    return tuple(v > 0 for v in values)
 
 
 def _mllama(cfg: Config, f: dict[str, Any]) -> None:

@@ -450,6 +450,11 @@ class TowerSpec:
     tokens_per_image: int | None = None
     """Text tokens one image adds at its fixed resolution (markers included); ``None``
     when the count depends on the image size (:func:`vramplan.model.towers.image_tokens`)."""
+    tiles: int = 1
+    """Tiles every image is padded to (Mllama's ``max_num_tiles``; 1 for one resized image)."""
+    feature_layers: int | None = None
+    """Tower blocks the text model's features come from (LLaVA's ``vision_feature_layer``
+    -2: all but the last, whose output nothing reads); ``None``: every block."""
 
     @property
     def params(self) -> int:
@@ -653,6 +658,11 @@ class ModelSpec:
     laurel_rank: int = 0
     """Gemma 3n's LAuReL (Menghani et al. 2024, "Learned Augmented Residual Layer"): a
     rank-``laurel_rank`` linear residual beside attention in every layer; 0 when none."""
+    sparse_mlp_layers: tuple[bool, ...] = ()
+    """Per layer: True when the MLP sparsifies its gate before the activation (Gemma 3n's
+    ``activation_sparsity_pattern`` above 0: ``Gemma3nTextMLP._gaussian_topk`` keeps the
+    gate values above mean + k std, by default in the first 10 layers of models deeper
+    than 10). Empty: none. No parameters; its saved tensors are counted with the MLP's."""
     layer_mixers: tuple[MixerKind, ...] = ()
     """Per layer: what mixes tokens (attention, mamba, mamba2, gated_deltanet, none).
     Empty means attention in every layer."""
@@ -814,7 +824,7 @@ class ModelSpec:
         if self.sliding_window is not None:
             _positive("sliding_window", self.sliding_window)
         for name in ("layer_mixers", "layer_mlps", "layer_indexers", "layer_head_dims", "layer_kv_heads",
-                     "kv_shared_layers", "layer_mla", "layer_attention_heads"):
+                     "kv_shared_layers", "layer_mla", "layer_attention_heads", "sparse_mlp_layers"):
             if getattr(self, name) and len(getattr(self, name)) != self.num_layers:
                 raise ConfigError(f"{name}: expected {self.num_layers} entries, got {len(getattr(self, name))}")
         if any(m in ("mamba", "mamba2") for m in self.layer_mixers) and self.ssm is None:

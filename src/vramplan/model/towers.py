@@ -165,9 +165,14 @@ def _llava(cfg: Config, text_hidden: int) -> TowerSpec:
     cls = 1 if v.get("model_type") == "clip_vision_model" else 0
     strategy_drops = cfg.get("vision_feature_select_strategy", "default") == "default"
     tokens = (d["image"] // d["patch"]) ** 2 + cls - (1 if strategy_drops else 0)
+    # hidden_states[i] is block i's output (0: the embeddings): -2 reads all blocks but the last
+    chosen = [i if i >= 0 else d["depth"] + 1 + i for i in (layers if isinstance(layers, list) else [layers])
+              if isinstance(i, int) and not isinstance(i, bool)]
+    used = max(chosen) if chosen and all(0 <= i <= d["depth"] for i in chosen) else None
     return TowerSpec(kind="vision", model_type=str(v.get("model_type")), depth=d["depth"], hidden_size=d["hidden"],
                      intermediate_size=d["width"], num_heads=d["heads"], mlp_gated=False, tensors=tuple(rows),
-                     projector=tuple(proj), patch_size=d["patch"], image_size=d["image"], tokens_per_image=tokens)
+                     projector=tuple(proj), patch_size=d["patch"], image_size=d["image"], tokens_per_image=tokens,
+                     feature_layers=used)
 
 
 GEMMA3_IMAGE_MARKERS = 4
@@ -346,6 +351,52 @@ def _llama4(cfg: Config, text_hidden: int) -> TowerSpec:
                      image_size=image, token_rule="tiles")
 
 
+MLLAMA_IMAGE_TOKENS = 1
+"""Text tokens an image adds to a Mllama prompt: its ``<|image|>`` token alone; the image's
+vision states reach the text through the cross-attention layers, not the context."""
+
+
+def _mllama(cfg: Config, text_hidden: int) -> TowerSpec:
+    """Mllama (Llama 3.2 Vision): ``MllamaVisionModel`` (patch convolution without bias, a
+    class token, gated position embeddings with a per-aspect-ratio tile table, pre- and
+    post-tile embeddings, LayerNorms, ``num_hidden_layers`` local and ``num_global_layers``
+    gated global LayerNorm blocks, q/k/v/o without bias) + ``multi_modal_projector``
+    (``vision_output_dim`` -> text width, with bias). Each image is padded to
+    ``max_num_tiles`` tiles of ``image_size`` px (``MllamaImageProcessor``): ``max_num_tiles x
+    ((image_size / patch)^2 + 1)`` vision states, cross-attended by the text, and one
+    ``<|image|>`` token in the prompt."""
+    v = cfg["vision_config"]
+    h, width = _int(v, "hidden_size", 1280), _int(v, "intermediate_size", 5120)
+    local, glob = _int(v, "num_hidden_layers", 32), _int(v, "num_global_layers", 8)
+    heads, channels = _int(v, "attention_heads", _int(v, "num_attention_heads", 16)), _int(v, "num_channels", 3)
+    patch, image, tiles = _side(v, "patch_size", 14), _side(v, "image_size", 448), _int(v, "max_num_tiles", 4)
+    ratios = v.get("supported_aspect_ratios") or [[1, 1], [1, 2], [1, 3], [1, 4], [2, 1], [2, 2], [3, 1], [4, 1]]
+    if not isinstance(ratios, list):
+        raise ConfigError(f"vision_config.supported_aspect_ratios: expected a list of [rows, columns], got {ratios!r}")
+    ratio_rows = len(ratios) + 1  # id 0 pads (no image)
+    positions = (image // patch) ** 2 + 1
+    rows = [_t("patch_embedding.weight", "other", (h, channels, patch, patch)),
+            _t("class_embedding", "other", (h,)),
+            _t("gated_positional_embedding.gate", "other", (1,)),
+            _t("gated_positional_embedding.embedding", "embedding", (positions, h)),
+            _t("gated_positional_embedding.tile_embedding.weight", "embedding", (ratio_rows, tiles * positions * h))]
+    for name in ("pre_tile_positional_embedding", "post_tile_positional_embedding"):
+        rows += [_t(f"{name}.embedding.weight", "embedding", (ratio_rows, tiles * h)),
+                 _t(f"{name}.gate", "other", (1,))]
+    rows += _norm("layernorm_pre", h) + _norm("layernorm_post", h)
+    for stack, depth in (("transformer.layers", local), ("global_transformer.layers", glob)):
+        for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            rows += _linear(f"{stack}.self_attn.{name}", h, h, depth, bias=False)
+        rows += _linear(f"{stack}.mlp.fc1", width, h, depth) + _linear(f"{stack}.mlp.fc2", h, width, depth)
+        rows += _norm(f"{stack}.input_layernorm", h, depth) + _norm(f"{stack}.post_attention_layernorm", h, depth)
+    rows += [_t("global_transformer.layers.gate_attn", "other", (1,), glob),
+             _t("global_transformer.layers.gate_ffn", "other", (1,), glob)]
+    proj = _linear("multi_modal_projector", text_hidden, _int(v, "vision_output_dim", 7680))
+    return TowerSpec(kind="vision", model_type="mllama", depth=local + glob, hidden_size=h, intermediate_size=width,
+                     num_heads=heads, mlp_gated=False, tensors=tuple(rows), projector=tuple(proj), patch_size=patch,
+                     image_size=image, tiles=tiles, tokens_per_image=MLLAMA_IMAGE_TOKENS)
+
+
 def _qwen2_audio(cfg: Config, text_hidden: int) -> TowerSpec:
     """Qwen2-Audio: ``Qwen2AudioEncoder`` (Whisper-style: two convolutions over the mel
     bins, learned positions, LayerNorm blocks; ``k_proj`` without bias) + one linear
@@ -399,6 +450,7 @@ READERS = {
     "llava": _llava, "gemma3": _gemma3, "qwen2_vl": _qwen_vl, "qwen2_5_vl": _qwen_vl, "qwen3_vl": _qwen_vl,
     "qwen3_vl_moe": _qwen_vl, "mistral3": _mistral3, "llava_next": _llava_next, "llava_onevision": _llava_next,
     "llava_next_video": _llava_next, "paligemma": _paligemma, "internvl": _internvl, "llama4": _llama4,
+    "mllama": _mllama,
 }
 """Wrapper ``model_type`` -> its tower reader."""
 
@@ -458,6 +510,9 @@ def image_patches(tower: TowerSpec, image_side: int | None = None) -> tuple[int,
         raise InputError(f"images: the image-token rule of {tower.model_type} ({tower.token_rule}: each image is cut "
                          "into a grid of tiles chosen per image) is not modelled; add the image tokens to context or seq "
                          "yourself")
+    if tower.model_type == "mllama":  # tiles of image_size px, each its patches and a class token
+        side = tower.image_size or DEFAULT_IMAGE_SIDE
+        return tower.tiles * ((side // tower.patch_size) ** 2 + 1), MLLAMA_IMAGE_TOKENS
     if tower.tokens_per_image is not None:  # fixed resolution: every image is resized to image_size
         side = tower.image_size or image_side or DEFAULT_IMAGE_SIDE
         return (side // tower.patch_size) ** 2, tower.tokens_per_image
@@ -468,10 +523,18 @@ def image_patches(tower: TowerSpec, image_side: int | None = None) -> tuple[int,
         s = min(side, longest)  # resized to fit longest_edge
         rows = cols = (s - 1) // unit + 1
         return rows * cols * tower.merge ** 2, rows * (cols + 1)
-    unit = tower.patch_size * tower.merge
-    h, w = _smart_resize(side, side, unit, *QWEN_PIXEL_BOUNDS[tower.model_type])
-    patches = (h // tower.patch_size) * (w // tower.patch_size)
+    grid_h, grid_w = qwen_grid(tower, side)
+    patches = grid_h * grid_w
     return patches, patches // tower.merge ** 2 + QWEN_IMAGE_MARKERS
+
+
+def qwen_grid(tower: TowerSpec, image_side: int | None = None) -> tuple[int, int]:
+    """(rows, columns) of patches of one square image of ``image_side`` pixels in a Qwen-VL
+    tower: the processor's ``image_grid_thw`` without its temporal 1."""
+    unit = tower.patch_size * tower.merge
+    side = image_side or DEFAULT_IMAGE_SIDE
+    h, w = _smart_resize(side, side, unit, *QWEN_PIXEL_BOUNDS[tower.model_type])
+    return h // tower.patch_size, w // tower.patch_size
 
 
 def image_tokens(tower: TowerSpec, image_side: int | None = None) -> int:

@@ -4,12 +4,13 @@ its real shape and dtype and no storage, so an 8B model costs little host memory
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Literal
 
 from vramplan.errors import ConfigError, InputError
 from vramplan.trace.setup import TraceSetup
 
-ModelKind = Literal["causal", "seq2seq", "masked"]
+ModelKind = Literal["causal", "seq2seq", "masked", "image_text"]
 
 LAYER_LIST_KEYS = ("layer_types", "mlp_only_layers", "layers_block_type", "mlp_layer_types", "hybrid_layer_ids")
 """Per-layer lists in configs that must shrink with the layer count."""
@@ -22,6 +23,9 @@ BERT's ``hidden_dropout_prob``, T5's ``dropout_rate``)."""
 def is_dropout_probability(key: str, value) -> bool:
     """A config entry that is a dropout probability (see :data:`DROPOUT_KEY_SUFFIXES`)."""
     return key.endswith(DROPOUT_KEY_SUFFIXES) and isinstance(value, (int, float)) and not isinstance(value, bool)
+
+TOWER_MODULES = r".*\b(visual|vision_tower|vision_model|multi_modal_projector)\b.*"
+"""Modules of a multimodal wrapper's tower and projector (peft ``exclude_modules``)."""
 
 LORA_ALPHA_PER_RANK = 2
 """LoRA alpha = 2 x rank, a common default (alpha does not change memory)."""
@@ -53,10 +57,13 @@ def num_layers(config: dict) -> int:
 
 
 def prepared_config(config: dict, setup: TraceSetup) -> dict:
-    """The text config to build: quantization dropped (shapes are the same), layers
-    truncated when ``setup.layers`` says so, dropout overridden."""
+    """The text config to build (the whole wrapper's when ``setup.images``: see
+    :func:`wrapper_config`): quantization dropped (shapes are the same), layers truncated
+    when ``setup.layers`` says so, dropout overridden."""
     from vramplan.model.hf_config import text_config
 
+    if setup.images:
+        return wrapper_config(config, setup)
     cfg = dict(text_config(config))
     cfg.pop("quantization_config", None)  # traced at the precision the setup names; shapes are the same
     if setup.layers is not None:
@@ -68,6 +75,29 @@ def prepared_config(config: dict, setup: TraceSetup) -> dict:
         for key in list(cfg):
             if is_dropout_probability(key, cfg[key]):
                 cfg[key] = setup.dropout
+    cfg["use_cache"] = setup.mode == "infer"
+    return cfg
+
+
+def wrapper_config(config: dict, setup: TraceSetup) -> dict:
+    """A multimodal wrapper's config to build whole: its text config prepared as a text
+    model's (nested under ``text_config``, or at the top level of a flat Qwen2-VL
+    config), dropout overridden in the vision config too."""
+    from vramplan.trace.images import check_traceable
+
+    check_traceable(str(config.get("model_type")), setup.images)
+    cfg = copy.deepcopy(config)
+    cfg.pop("quantization_config", None)
+    text_setup = replace(setup, images=0)
+    if isinstance(cfg.get("text_config"), dict):
+        inner = {**cfg["text_config"]}
+        inner.setdefault("model_type", f"{cfg['model_type']}_text")
+        cfg["text_config"] = prepared_config(inner, text_setup)
+    else:
+        cfg = {**prepared_config(cfg, text_setup), "model_type": cfg["model_type"]}
+    vision = cfg.get("vision_config")
+    if setup.dropout is not None and isinstance(vision, dict):
+        cfg["vision_config"] = {k: (setup.dropout if is_dropout_probability(k, x) else x) for k, x in vision.items()}
     cfg["use_cache"] = setup.mode == "infer"
     return cfg
 
@@ -156,19 +186,21 @@ def model_kind(hf) -> ModelKind:
     return "causal"
 
 
-KIND_NAMES = {"causal": "a causal LM", "seq2seq": "a sequence-to-sequence LM", "masked": "a masked LM"}
+KIND_NAMES = {"causal": "a causal LM", "seq2seq": "a sequence-to-sequence LM", "masked": "a masked LM",
+              "image_text": "an image-text-to-text model"}
 
 
 def _auto_class(transformers, kind: ModelKind):
     return {"causal": transformers.AutoModelForCausalLM, "seq2seq": transformers.AutoModelForSeq2SeqLM,
-            "masked": transformers.AutoModelForMaskedLM}[kind]
+            "masked": transformers.AutoModelForMaskedLM, "image_text": transformers.AutoModelForImageTextToText}[kind]
 
 
 def _from_config(transformers, hf, setup: TraceSetup):
-    """``from_config`` of the config's :func:`model_kind` with the setup's attention; a
-    model class without SDPA support (Gemma 2's soft-capping) is built with eager
-    attention, as transformers itself requires."""
-    kind = model_kind(hf)
+    """``from_config`` of the config's :func:`model_kind` (the image-text-to-text class
+    when ``setup.images``) with the setup's attention; a model class without SDPA
+    support (Gemma 2's soft-capping) is built with eager attention, as transformers
+    itself requires."""
+    kind = "image_text" if setup.images else model_kind(hf)
     auto = _auto_class(transformers, kind)
     try:
         return auto.from_config(hf, dtype=param_dtype(setup), attn_implementation=setup.attention)
@@ -234,6 +266,9 @@ def _with_lora(model, setup: TraceSetup):
         if not present & set(setup.lora_targets):
             raise InputError(f"lora_targets: none of {', '.join(setup.lora_targets)} is a module of this model")
         targets = list(setup.lora_targets)
+    # a wrapper's tower and projector stay frozen, without adapters (vramplan train's model of
+    # LoRA on a multimodal checkpoint): Qwen2.5-VL's tower MLP is also named gate/up/down_proj
+    exclude = TOWER_MODULES if setup.images else None
     lora = peft.LoraConfig(r=setup.lora_rank, lora_alpha=LORA_ALPHA_PER_RANK * setup.lora_rank,
-                           target_modules=targets, lora_dropout=0.0, bias="none")
+                           target_modules=targets, lora_dropout=0.0, bias="none", exclude_modules=exclude)
     return peft.get_peft_model(model, lora)

@@ -62,7 +62,8 @@ def training_setup(setup: TraceSetup, *, config_dropout: bool = False):
                          batch=setup.batch_size, seq=setup.seq, recompute="full" if setup.recompute else "none",
                          attention=setup.attention, lora_rank=setup.lora_rank,
                          lora_targets=None if setup.lora_targets == (ALL_LINEAR,) else setup.lora_targets,
-                         dropout=dropout, input_len=setup.input_len)
+                         dropout=dropout, input_len=setup.input_len, images=setup.images,
+                         image_size=setup.image_size)
 
 
 def inference_setup(setup: TraceSetup):
@@ -74,15 +75,18 @@ def inference_setup(setup: TraceSetup):
     return InferenceSetup(engine="hf", weights=weights, batch=setup.batch_size,
                           context=setup.seq + setup.decode_tokens, prompt=setup.seq,
                           attention=setup.attention, logits=setup.logits, cache=setup.cache,
-                          input_len=setup.input_len)
+                          input_len=setup.input_len, images=setup.images, image_size=setup.image_size)
 
 
-def _spec(model):
+def _spec(model, images: int = 0):
+    """The model a trace builds: a config's text model, or the whole wrapper when images
+    are traced."""
     from vramplan.model.hf_config import spec_from_config, text_config
     from vramplan.model.resolve import resolve_model
 
     if isinstance(model, dict):
-        return spec_from_config(dict(text_config(model)), name=str(model.get("model_type", "model")))
+        config = model if images else dict(text_config(model))
+        return spec_from_config(config, name=str(model.get("model_type", "model")))
     return resolve_model(model)
 
 
@@ -90,7 +94,7 @@ def analytical_estimate(model, setup: TraceSetup):
     """The analytical :class:`~vramplan.estimate.Estimate` of ``setup`` on ``model``
     (name, path or config dict), or ``None`` when this installation lacks the
     estimator for the setup's mode."""
-    spec = _spec(model)
+    spec = _spec(model, setup.images)
     try:
         if setup.training:
             from vramplan.training import estimate_training

@@ -3,7 +3,7 @@ CUDA rules, run the step under the recorder, summarize."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import time
 from dataclasses import replace
@@ -77,7 +77,12 @@ def run_trace(model, setup: TraceSetup, *, progress=None, real: bool = False):
     attention = attention_used(model_obj)
     recorder = Recorder()
     autocast_dtype = torch.bfloat16 if setup.autocast else None
-    with fake_mode, cuda_rules(autocast_dtype=autocast_dtype, sdpa=not real) as rules, _unpacked_positions():
+    images = nullcontext()
+    if setup.images and not real:
+        from vramplan.trace.images import constant_inputs
+
+        images = constant_inputs(model_obj, fake_mode)
+    with fake_mode, cuda_rules(autocast_dtype=autocast_dtype, sdpa=not real) as rules, _unpacked_positions(), images:
         if setup.training:
             run_training_step(model_obj, setup, recorder, rules, progress)
         else:

@@ -97,6 +97,13 @@ class TraceSetup:
     scoring, reward models)."""
     layers: int | None = None
     """Trace only this many decoder layers (None: all); see :mod:`vramplan.trace.extrapolate`."""
+    images: int = 0
+    """Multimodal wrappers: images per sequence. The whole wrapper is built (tower,
+    projector, text model) and each sequence gets the images' tokens before its ``seq``
+    text tokens, and their pixels (:mod:`vramplan.trace.images`); 0 traces the text model."""
+    image_size: int | None = None
+    """Side in pixels of the square images (dynamic-resolution towers; fixed-resolution
+    towers resize to their own); ``None``: the estimate's default."""
 
     def __post_init__(self) -> None:
         _choice("mode", self.mode, MODES)
@@ -119,6 +126,9 @@ class TraceSetup:
         _at_least("lora_rank", self.lora_rank, 1)
         if self.layers is not None:
             _at_least("layers", self.layers, 1)
+        _at_least("images", self.images, 0)
+        if self.image_size is not None:
+            _at_least("image_size", self.image_size, 1)
         if self.dropout is not None and not (0.0 <= self.dropout < 1.0):
             raise InputError(f"dropout: expected a probability in [0, 1), got {self.dropout!r}")
 

@@ -88,13 +88,17 @@ def run_training_step(model, setup: TraceSetup, recorder: Recorder, rules, progr
     fed the targets shifted right as its forward does when given labels."""
     from vramplan.trace.build import model_kind
 
-    kind = model_kind(model.config)
+    kind = "image_text" if setup.images else model_kind(model.config)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, setup)
     _init_optimizer_state(optimizer, params)
-    input_ids = _inputs(model, setup, setup.encoder_tokens if kind == "seq2seq" else setup.seq)
-    labels = _inputs(model, setup, setup.seq) if kind == "seq2seq" else input_ids.clone()
     extra = {}
+    if kind == "image_text":
+        input_ids, extra = _image_inputs(model, setup)
+        labels = input_ids.clone()
+    else:
+        input_ids = _inputs(model, setup, setup.encoder_tokens if kind == "seq2seq" else setup.seq)
+        labels = _inputs(model, setup, setup.seq) if kind == "seq2seq" else input_ids.clone()
     if kind == "seq2seq":
         extra["decoder_input_ids"] = _base_model(model).prepare_decoder_input_ids_from_labels(labels=labels)
     if measure_from_step:
@@ -128,6 +132,26 @@ def run_training_step(model, setup: TraceSetup, recorder: Recorder, rules, progr
     _tick(progress)
 
 
+def _image_inputs(model, setup: TraceSetup):
+    """(input_ids, the other forward inputs) of ``setup.images`` images per sequence, as
+    the processor makes them (:mod:`vramplan.trace.images`): index inputs constant,
+    ``pixel_values`` a fake fp32 tensor (real in a real run)."""
+    import torch
+
+    from vramplan.trace.images import as_constant, image_inputs
+
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    base = _base_model(model)
+    fake_mode = getattr(next(model.parameters()), "fake_mode", None)
+    with _disable_current_modes():  # real index tensors, made constant below
+        made = image_inputs(base.config.to_dict(), base.config, batch=setup.batch_size, seq=setup.seq,
+                            images=setup.images, image_size=setup.image_size)
+    extra = {k: as_constant(t, fake_mode) for k, t in made.forward_kwargs.items()}
+    extra["pixel_values"] = torch.zeros(made.pixel_shape, dtype=torch.float32)
+    return as_constant(made.input_ids, fake_mode), extra
+
+
 def _base_model(model):
     """The transformers model under a peft wrapper (or the model itself)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -144,7 +168,7 @@ def _loss(model, kind: str, logits, labels, vocab: int):
     import torch
 
     base = _base_model(model)
-    if kind == "causal":
+    if kind in ("causal", "image_text"):
         return model.loss_function(logits=logits, labels=labels, vocab_size=vocab)
     if "self.loss_function" in inspect.getsource(type(base).forward):
         return base.loss_function(logits, labels, vocab_size=vocab)
@@ -184,7 +208,7 @@ def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=
 
     from vramplan.trace.build import model_kind
 
-    kind = model_kind(model.config)
+    kind = "image_text" if setup.images else model_kind(model.config)
     if kind == "masked":
         prompt = _inputs(model, setup, setup.seq)
         adopt_model(recorder, model, setup)
@@ -203,9 +227,17 @@ def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=
     else:
         cache = transformers.DynamicCache(config=config)
     cache = _labelled_cache(cache)
-    prompt = _inputs(model, setup, setup.seq)
+    images = {}
+    if kind == "image_text":
+        prompt, images = _image_inputs(model, setup)
+        total = prompt.shape[1] + setup.decode_tokens
+        if setup.cache == "static":
+            cache = _labelled_cache(transformers.StaticCache(config=config, max_cache_len=total))
+    else:
+        prompt = _inputs(model, setup, setup.seq)
     adopt_model(recorder, model, setup)
-    recorder.adopt(prompt, "activations/inputs")
+    for t in (prompt, *images.values()):
+        recorder.adopt(t, "activations/inputs")
     cache_kw = _cache_keyword(model)
     keep = {} if "logits_to_keep" not in _forward_parameters(model) else {"logits_to_keep": 1}
     with torch.no_grad(), recorder.module_hooks(model), recorder.recording():
@@ -222,7 +254,7 @@ def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=
         with recorder.in_phase("prefill"):
             first = dict(keep, logits_to_keep=0) if keep and setup.logits == "all" else keep
             ids = {"decoder_input_ids" if kind == "seq2seq" else "input_ids": prompt}
-            out = model(**ids, use_cache=True, **first, **encoded, **{cache_kw: cache})
+            out = model(**ids, use_cache=True, **first, **encoded, **images, **{cache_kw: cache})
             token = out.logits[:, -1:].argmax(-1)
             del out
         _tick(progress)
