@@ -182,7 +182,8 @@ MOE_FP32 = ("MoE experts: transformers' grouped experts save fp32 routing tensor
             "that the shared MoE formula counts in bf16")
 MAMBA1 = "Mamba-1 mixer priced with a transformer layer's formula (no analytical model yet)"
 LIGHTNING = "lightning attention priced with a transformer layer's formula (no analytical model yet)"
-ALTUP = "AltUp's four residual streams and LAuReL not in the activation formula (one stream)"
+ALTUP = ("prefill: ~5.5 MiB (about three hidden-sized bf16 tensors at 2,048 tokens) more alive at the AltUp "
+         "layer's peak than the inference layer term; not attributed to a tensor yet")
 HYPER = "hyper-connections' four residual streams not in the activation formula (one stream)"
 T5_LORA = "LoRA on encoder-decoders uses the decoder-only formulas"
 T5_HEAD = ("the checkpoint's untied `lm_head` (counted by vramplan, with its gradient and AdamW states) is tied by "
@@ -200,10 +201,6 @@ DSA_PREFILL = ("the DSA indexer's prefill scores (fp32 [batch, seq, index heads,
                "and indexer head) are not in the inference layer peak")
 LLAMA4_MOE = ("Llama4TextMoe runs every expert on every token (hidden_states.repeat(num_experts) x scores, dense bmm): "
               "expert activations scale with num_local_experts, the estimate counts the top-k")
-GEMMA4_SHAPE = ("one layer shape in the activation formulas (the sliding layers' head width; the global layers' "
-                "wider heads and per-layer embeddings' activations are not followed)")
-MOE_DOWN = ("MoE prefill: two k x hidden bf16 tensors per token more at the experts' down projection than the "
-            "four of MOE_GROUPED_COPIES_AT_DOWN (8 MiB at top-2, 16 MiB at top-4 here; Qwen3-MoE matches exactly)")
 COHERE_ROPE = "Cohere's apply_rotary_pos_emb upcasts q and k to fp32 (q.float(), k.float()): ~6 MiB at prefill here"
 BIGCODE_BUFFER = ("GPTBigCode's `bias` buffer (a bool n_positions x n_positions causal mask: 4 MiB at 2,048 "
                   "positions, 64 MiB at StarCoder's 8,192) is not counted")
@@ -233,9 +230,8 @@ FAMILIES: tuple[Family, ...] = (
     F("GLM", "glm", **WIDTHS),
     F("GLM-4", "glm4", **WIDTHS),
     F("GLM-4.5-MoE", "glm4_moe", n_routed_experts=8, first_k_dense_replace=1, n_group=1, topk_group=1,
-      gaps={"infer": MOE_DOWN},
       **WIDTHS, **MOE),
-    F("GLM-4.7-lite (MLA)", "glm4_moe_lite", n_routed_experts=8, first_k_dense_replace=1, gaps={"infer": MOE_DOWN},
+    F("GLM-4.7-lite (MLA)", "glm4_moe_lite", n_routed_experts=8, first_k_dense_replace=1,
       **{**WIDTHS, **MOE, **MLA}),
     # --- DeepSeek / Kimi
     F("Kimi K2 / DeepSeek-V3", "deepseek_v3", n_routed_experts=8, first_k_dense_replace=1, n_group=1,
@@ -250,10 +246,10 @@ FAMILIES: tuple[Family, ...] = (
       intermediate_size_mlp=2048, **WIDTHS),
     F("Gemma 3n", "gemma3n_text", layer_types=["sliding_attention", "full_attention"] * 2, sliding_window=512, intermediate_size=[1024] * 4,
       num_kv_shared_layers=2, activation_sparsity_pattern=[0.95, 0.0, 0.0, 0.0], vocab_size_per_layer_input=32000,
-      hidden_size_per_layer_input=64, laurel_rank=32, gaps={"*": ALTUP}, setup={"lora": {"lora_targets": ATTN_MLP}},
+      hidden_size_per_layer_input=64, laurel_rank=32, gaps={"infer": ALTUP}, setup={"lora": {"lora_targets": ATTN_MLP}},
       **{k: v for k, v in WIDTHS.items() if k != "intermediate_size"}),
     F("Gemma 4", "gemma4_text", layer_types=SLIDING4, sliding_window=512, per_layer_config={"03": {"head_dim": 128}},
-      vocab_size_per_layer_input=32000, hidden_size_per_layer_input=64, gaps={"*": GEMMA4_SHAPE}, **WIDTHS),
+      vocab_size_per_layer_input=32000, hidden_size_per_layer_input=64, **WIDTHS),
     # --- ERNIE, MiniMax, Hunyuan
     F("ERNIE 4.5", "ernie4_5", **WIDTHS),
     F("ERNIE 4.5-MoE", "ernie4_5_moe", moe_num_experts=8, moe_k=2, moe_intermediate_size=256,
@@ -261,11 +257,11 @@ FAMILIES: tuple[Family, ...] = (
     F("MiniMax-01", "minimax", layer_types=["linear_attention", "linear_attention", "linear_attention", "full_attention"],
       num_local_experts=8, num_experts_per_tok=2, block_size=256, gaps={"*": LIGHTNING},
       setup={"infer": {"cache": "dynamic"}}, **WIDTHS),
-    F("MiniMax-M2", "minimax_m2", num_local_experts=8, num_experts_per_tok=2, gaps={"infer": MOE_DOWN},
+    F("MiniMax-M2", "minimax_m2", num_local_experts=8, num_experts_per_tok=2,
       **{**WIDTHS, "intermediate_size": 256}),
     F("Hunyuan v1 dense", "hunyuan_v1_dense", **WIDTHS),
     F("Hunyuan v1 MoE", "hunyuan_v1_moe", num_experts=8, moe_topk=2, **WIDTHS,
-      gaps={"full": MOE_FP32 + " (here -75 MiB at top-2, -235 MiB at top-4)", "infer": MOE_DOWN}),
+      gaps={"full": MOE_FP32 + " (here -75 MiB at top-2, -235 MiB at top-4)"}),
     F("Hunyuan v4", "hy_v4", n_routed_experts=8, n_group=1, topk_group=1, index_n_heads=16, index_head_dim=64,
       index_topk=256, hc_mult=4, mlp_layer_types=["dense", "sparse", "sparse", "sparse"],
       layer_types=["indexed_attention"] * 4, indexer_types=["full", "full", "shared", "shared"],
@@ -280,7 +276,7 @@ FAMILIES: tuple[Family, ...] = (
     F("Cohere2 (Command R7B / A)", "cohere2", layer_types=SLIDING4, sliding_window=512, gaps={"infer": COHERE_ROPE},
       **WIDTHS),
     F("OLMo 3", "olmo3", layer_types=SLIDING4, sliding_window=512, **WIDTHS),
-    F("OLMoE", "olmoe", num_experts=8, num_experts_per_tok=2, gaps={"infer": MOE_DOWN}, **WIDTHS),
+    F("OLMoE", "olmoe", num_experts=8, num_experts_per_tok=2, **WIDTHS),
     F("SmolLM3", "smollm3", no_rope_layers=[1, 1, 1, 0], **WIDTHS),
     # --- Falcon, state-space hybrids
     F("Falcon (7B layout)", "falcon", base="falcon-7b", num_hidden_layers=4, hidden_size=512, num_attention_heads=8,
@@ -312,7 +308,7 @@ FAMILIES: tuple[Family, ...] = (
     F("OPT", "opt", num_hidden_layers=4, hidden_size=512, num_attention_heads=8, ffn_dim=2048,
       word_embed_proj_dim=512, vocab_size=32000, **IDS),
     F("MiniCPM3 (MLA)", "minicpm3", dim_model_base=256, **{**WIDTHS, **MLA}),
-    F("Mixtral", "mixtral", base="mixtral-8x7b", num_local_experts=8, num_experts_per_tok=2, gaps={"infer": MOE_DOWN},
+    F("Mixtral", "mixtral", base="mixtral-8x7b", num_local_experts=8, num_experts_per_tok=2,
       **WIDTHS),
     F("Phi-3", "phi3", base="phi-3-mini", **{k: v for k, v in WIDTHS.items() if k != "head_dim"}),
     F("gpt-oss", "gpt_oss", base="gpt-oss-20b", num_local_experts=8, num_experts_per_tok=2, sliding_window=128,

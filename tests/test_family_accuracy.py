@@ -41,7 +41,7 @@ CASES = [
     ("BERT", "full", {}, None),
     ("BART", "full", {}, None),
     ("ChatGLM3 (remote code)", "full", {}, None),  # its keys read, traced as transformers' glm
-    ("Gemma 3n", "full", {}, _gap("AltUp's four residual streams and LAuReL are not in the activation formula")),
+    ("Gemma 3n", "full", {}, None),  # AltUp streams, LAuReL, per-layer embeddings, KV sharing
     ("MiniMax-01", "full", {}, _gap("lightning attention is priced with a transformer layer's formula")),
     ("Mamba", "full", {"seq": 64}, _gap("the Mamba-1 mixer is priced with a transformer layer's formula")),
     ("T5", "lora", {}, _gap("LoRA on encoder-decoders uses the decoder-only formulas")),
