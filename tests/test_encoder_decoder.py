@@ -127,11 +127,13 @@ def _t5_spec():
 def test_inference_holds_cross_kv_sized_by_the_input():
     spec = _t5_spec()
     short = estimate_inference(spec, InferenceSetup(context=4096, input_len=64, batch=2))
-    long = estimate_inference(spec, InferenceSetup(context=4096, input_len=640, batch=2))
+    # 320, not longer: on this 64-wide model the encoder's relative-position bias (input^2)
+    # makes the encode phase the peak from about 600 input tokens on
+    long = estimate_inference(spec, InferenceSetup(context=4096, input_len=320, batch=2))
     assert short.phase == long.phase == "decode"
     assert short.get("kv_cache/cross_attention") == cross_kv_bytes(spec, input_tokens=64, batch=2, dtype="fp32")
-    assert long.get("kv_cache/cross_attention") == 10 * short.get("kv_cache/cross_attention")
-    assert long.details["input_tokens"] == 640
+    assert long.get("kv_cache/cross_attention") == 5 * short.get("kv_cache/cross_attention")
+    assert long.details["input_tokens"] == 320
 
 
 def test_encoder_only_inference_has_no_kv_cache():

@@ -32,7 +32,7 @@ from vramplan.memory.lora import (
     mamba_safe_targets, rank_beyond_targets_warning,
 )
 from vramplan.memory.optimizer import OptimizerSpec, get_optimizer, optimizer_state_bytes, step_temporary_bytes
-from vramplan.memory.weights import weight_components
+from vramplan.memory.weights import buffer_components, weight_components
 from vramplan.model.custom import ParamOnlyModel
 from vramplan.model.resolve import resolve_model
 from vramplan.model.spec import ModelSpec
@@ -241,7 +241,8 @@ def _base_format(spec: ModelSpec, setup: TrainingSetup) -> str | WeightFormat:
 def model_states(spec: ModelSpec, setup: TrainingSetup) -> ModelStates:
     """Weights, gradients, optimizer states and step temporaries for ``setup``."""
     recipe, opt = setup.recipe, setup.opt
-    weights = tuple(weight_components(spec, _base_format(spec, setup)))
+    base = _base_format(spec, setup)
+    weights = tuple(weight_components(spec, base)) + tuple(buffer_components(spec, get_format(base).unquantized_dtype))
     if setup.method == "full":
         trainable = tuple(model_tensors(spec))
         elem = effective_recipe(setup).weight_bytes_per_param
@@ -297,14 +298,17 @@ def _context(spec: ModelSpec, setup: TrainingSetup) -> act.ActivationContext:
     lora = setup.method != "full"
     peft_casts_inputs = lora and recipe.compute_bytes < ADAPTER_BYTES
     # peft's ParamWrapper folds adapters into the fused experts: their weights then get a gradient
-    fused = set(peft_targets(spec, lora_targets(spec, setup)).fused) if lora else set()
+    resolved = peft_targets(spec, lora_targets(spec, setup)) if lora else None
+    fused = set(resolved.fused) if resolved else set()
     return act.ActivationContext(recipe=recipe, batch=setup.batch, seq=setup.seq, attention=setup.attention,
                                  dropout=setup.dropout, residual_bytes=residual, frozen_base=lora,
                                  autocast_region=setup.recipe.autocast,
                                  inputs_saved_by_adapters=peft_casts_inputs, linear_output_bytes=residual,
                                  attention_output_saved_by_adapter=not (setup.method == "qlora"
                                                                         and setup.recipe.autocast),
-                                 trained_experts=bool({"gate_up_proj", "down_proj"} & fused))
+                                 trained_experts=bool({"gate_up_proj", "down_proj"} & fused),
+                                 adapted_modules=frozenset(resolved.modules) if resolved else frozenset(),
+                                 expert_bytes=get_dtype(_expert_dtype(setup)).bytes_for(1))
 
 
 def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> int:
@@ -325,16 +329,18 @@ def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> i
     attn = 0
     if ctx.attention == "eager":
         attn = spec.num_attention_heads * ctx.seq * (c + act.FP32) * t // ctx.tp
-    return 2 * c * h * t + max(mlp, attn)
+    mixer = act.mixer_backward_work_bytes(spec, ctx, layer)  # Kimi delta attention's chunked system
+    return 2 * c * h * t + max(mlp, attn, mixer)
 
 
 def activation_plan(spec: ModelSpec, setup: TrainingSetup) -> ActivationPlan:
     """Saved activations per layer under the setup's recomputation policy."""
     ctx = _context(spec, setup)
-    if spec.architecture != "decoder" and setup.method == "full":
+    if spec.architecture != "decoder":
         from vramplan.memory import seq2seq_training
 
-        return seq2seq_training.activation_plan(spec, setup, ctx)
+        if seq2seq_training.modelled(spec, setup):
+            return seq2seq_training.activation_plan(spec, setup, ctx)
     policy = setup.recompute_policy
     cast = act.layer_weight_cast_bytes(spec, ctx)
     parts: dict[str, int] = {}

@@ -55,7 +55,7 @@ from vramplan.memory.inference_buffers import (ForwardShape, attention_mask_byte
 from vramplan.memory.kv_cache import (KVDType, check_engine_kv_dtype, get_kv_dtype, kv_cache_bytes, kv_row_elements,
                                       layer_kv_bytes_per_token, tokens_held)
 from vramplan.memory.overhead import fit_overhead_components
-from vramplan.memory.weights import shard_shape, weight_split_components
+from vramplan.memory.weights import buffer_components, shard_shape, weight_split_components
 from vramplan.model.tensors import model_tensors
 from vramplan.quant import WeightFormat
 
@@ -260,7 +260,8 @@ def build(job: Job) -> Estimate:
     kv_dtype = get_kv_dtype(setup.kv_dtype or job.compute_dtype)
     check_engine_kv_dtype(kv_dtype, "transformers cache", HF_KV_DTYPES)
     act_bytes = get_dtype(job.compute_dtype).element_bytes
-    weights = weight_split_components(spec, job.weights, setup.tp)
+    weights = weight_split_components(spec, job.weights, setup.tp) + buffer_components(spec, job.compute_dtype,
+                                                                                       setup.tp)
     chunk = min(job.prompt, setup.prefill_chunk or job.prompt)
     kv_note = f"{kv_dtype.name}, batch {setup.batch}"
 

@@ -29,7 +29,8 @@ from vramplan.engines import Job, base_estimate, peak_of, with_gpu_verdict
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.memory.cross_attention import cross_kv_bytes, encoder_output_bytes
-from vramplan.memory.inference_buffers import ForwardShape, hf_layer_flow, layer_peak_bytes, logits_bytes
+from vramplan.memory.inference_buffers import (ForwardShape, attention_phase_bytes, eager_probs_bytes, hf_layer_flow,
+                                               layer_peak_bytes, logits_bytes, mlp_phase_bytes)
 from vramplan.memory.kv_cache import check_engine_kv_dtype, get_kv_dtype, kv_cache_bytes
 from vramplan.memory.overhead import allocator_slack_component, fixed_overhead_components
 from vramplan.memory.weights import weight_split_components
@@ -42,6 +43,18 @@ HEAD_HIDDEN = 2
 """Encoder-only masked-LM forward at its vocabulary projection: the last hidden state
 (``sequence_output``, bound in ``BertForMaskedLM.forward``) and the head transform's
 output (dense, activation, LayerNorm) the projection reads, ``t x h`` each."""
+RELATIVE_BIAS_TYPES = frozenset({"t5", "mt5"})
+"""Encoder-decoders whose encoder's first layer computes a relative-position bias that
+every layer then reads (``T5Attention.compute_bias``, ``has_relative_attention_bias`` on
+layer 0 only)."""
+BUCKET_BYTES_PER_PAIR = 6 * 8 + 1
+"""Bytes per (query, key) pair alive at the high point of T5's bidirectional
+``_relative_position_bucket`` (at ``torch.where``): six int64 ``s x s`` tensors (the
+relative positions in ``compute_bias``, the sign buckets, their absolute values, the
+logarithmic buckets before and after the ``min`` clamp, the ``where`` output) and the
+``is_small`` bool mask. Measured on the trace (fake CUDA run) at 1,024-4,096 tokens."""
+ENCODE_HIDDEN = 2
+"""At layer 0's bias: the embedding output and the first norm's output (``t x h`` each)."""
 CROSS_KV_PROJECTIONS = 2
 """The first decoder step projects each layer's cross-attention k and v over the input
 tokens (``t_in x heads x d_kv`` each); a ``StaticCache`` copies them in, so one layer's
@@ -63,6 +76,41 @@ def _layer(spec: ModelSpec, shape: ForwardShape, job: Job, note: str) -> Compone
     return Component(name="activations/layer",
                      bytes=layer_peak_bytes(view, shape, tp=job.setup.tp, impl=job.setup.attention,
                                             flow=hf_layer_flow(view)), note=note)
+
+
+def position_bias_bytes(spec: ModelSpec, *, input_tokens: int, batch: int, act_bytes: int, attention: str,
+                        phases: tuple[int, int]) -> int:
+    """The encoder's high point for a T5-family model with its relative-position bias, in
+    place of one layer's live tensors (``phases``: its attention and MLP phases), or the
+    larger phase for the others.
+
+    ``compute_bias`` materialises the bias once per sequence length, ``1 x heads x s x s``
+    in the weights' dtype (an embedding lookup over the bucket indices), and every encoder
+    layer reads it: it is held through the stack. Under SDPA each layer adds it to a
+    float mask, a contiguous ``heads x s x s`` copy of its own (``create_position_bias_mask``);
+    eager attention adds it to the scores (counted with the layer). The larger of that and
+    the bucket computation's high point in layer 0 (:data:`BUCKET_BYTES_PER_PAIR`, beside
+    the layer's input, its norm and q, k, v) is the encoder's peak above the weights."""
+    attention_phase, mlp_phase = phases
+    if spec.model_type not in RELATIVE_BIAS_TYPES or spec.encoder is None:
+        return max(phases)
+    enc = spec.encoder
+    pairs = input_tokens * input_tokens
+    bias = enc.num_attention_heads * pairs * act_bytes
+    held = max(attention_phase + bias * (2 if attention == "sdpa" else 1), mlp_phase + bias)
+    tokens = batch * input_tokens
+    inner = enc.num_attention_heads * enc.head_dim
+    buckets = BUCKET_BYTES_PER_PAIR * pairs + tokens * act_bytes * (ENCODE_HIDDEN * spec.hidden_size + 3 * inner)
+    return max(held, buckets)
+
+
+def _layer_phases(spec: ModelSpec, shape: ForwardShape, job: Job) -> tuple[int, int]:
+    """(attention phase, MLP phase) of one layer's live tensors (as :func:`_layer` sums them)."""
+    view = replace(spec, architecture="decoder", encoder=None)
+    flow, impl, tp = hf_layer_flow(view), job.setup.attention, job.setup.tp
+    probs = eager_probs_bytes(view, shape, tp=tp) if impl == "eager" else 0
+    return (attention_phase_bytes(view, shape, tp=tp, impl=impl, flow=flow),
+            mlp_phase_bytes(view, shape, tp=tp, flow=flow) + probs)
 
 
 def build(job: Job, input_tokens: int) -> Estimate:
@@ -94,8 +142,15 @@ def build(job: Job, input_tokens: int) -> Estimate:
         enc = encoder_view(spec)
         shape = ForwardShape(sequences=b, query_tokens=input_tokens, kv_tokens=input_tokens, act_bytes=act,
                              held_hidden=HELD_HIDDEN)
-        phases["encode"] = weights + [
-            _layer(enc, shape, job, f"one encoder layer's live tensors for {b} x {input_tokens} input tokens")]
+        layer = _layer(enc, shape, job, f"one encoder layer's live tensors for {b} x {input_tokens} input tokens")
+        peak = position_bias_bytes(spec, input_tokens=input_tokens, batch=b, act_bytes=act,
+                                   attention=setup.attention, phases=_layer_phases(enc, shape, job))
+        if peak != layer.bytes:
+            layer = Component(name="activations/layer", bytes=peak,
+                              note=f"one encoder layer's live tensors for {b} x {input_tokens} input tokens beside the "
+                                   f"relative-position bias ({spec.encoder.num_attention_heads} heads x "
+                                   f"{input_tokens}^2, held by every layer), or the bucket indices' computation")
+        phases["encode"] = weights + [layer]
         out = encoder_output_bytes(spec, input_tokens=input_tokens, batch=b, act_bytes=act)
         decode_shape = ForwardShape(sequences=b, query_tokens=1, kv_tokens=max(job.context, input_tokens),
                                     act_bytes=act, held_hidden=HELD_HIDDEN)

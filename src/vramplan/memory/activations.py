@@ -51,7 +51,7 @@ with sequence parallelism. Context parallelism divides every token count by ``cp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from vramplan.memory import mixer_activations
@@ -112,7 +112,8 @@ SOFTMAX_IN_SCORES_DTYPE = frozenset({"gpt_oss"})
 """Families whose eager softmax names the scores' own dtype (gpt-oss:
 ``F.softmax(combined_logits, dim=-1, dtype=combined_logits.dtype)``); autocast runs an
 op of its ``fp32_set_opt_dtype`` list (softmax) as-is when the dtype is given, so the
-probabilities stay in the compute dtype, with no cast."""
+probabilities stay in the scores' dtype: the compute dtype, or fp32 where gpt-oss's fp32
+sinks, concatenated to the scores, promote them."""
 EXTRA_ACT_SAVES = {"gelu_new": 3, "quick_gelu": 1}
 """Activation functions written out in Python that keep more than their input:
 ``gelu_new`` = ``0.5 x (1 + tanh(k (x + 0.044715 x^3)))`` saves ``0.5 x``, ``tanh(.)``
@@ -193,10 +194,18 @@ class ActivationContext:
     trained_experts: bool = False
     """Routed experts' weights get a gradient under a frozen base (LoRA folded into the
     fused experts by peft's ``ParamWrapper``): the experts keep their gathered inputs."""
+    adapted_modules: frozenset[str] = frozenset()
+    """Module names peft wraps with adapters (LoRA targets as resolved); empty for full
+    fine-tuning."""
     inputs_saved_by_adapters: bool = False
     """Adapter matmuls save their own fp32 copies of the block's linear inputs (LoRA on
     a 16-bit base: peft casts the input to the adapter dtype), so the 16-bit norm
     outputs and the MLP product are kept by no one else."""
+    expert_bytes: int | None = None
+    """Element size of the routed experts' tensors: their fused weights' dtype
+    (transformers' ``grouped_mm`` experts cast their input to ``weight.dtype`` and are
+    not on autocast's list, so fp32 experts under ``bf16-mixed`` compute and save in
+    fp32); ``None``: the recipe's weight dtype."""
 
     @property
     def tokens(self) -> int:
@@ -210,6 +219,11 @@ class ActivationContext:
     @property
     def c(self) -> int:
         return self.recipe.compute_bytes
+
+    @property
+    def w(self) -> int:
+        """Bytes of one element of the routed experts' tensors (see :attr:`expert_bytes`)."""
+        return self.expert_bytes if self.expert_bytes is not None else self.recipe.weight_bytes_per_param
 
 
 def _part(name: str, per_token_bytes: int, ctx: ActivationContext, sharded: bool) -> ActivationPart:
@@ -274,7 +288,9 @@ def _scores_per_token(spec: ModelSpec, ctx: ActivationContext, heads: int) -> in
     autocast = ctx.autocast_region or ctx.recipe.autocast
     softmax = ctx.c if spec.model_type in SOFTMAX_IN_COMPUTE_DTYPE and not autocast else FP32
     if spec.model_type in SOFTMAX_IN_SCORES_DTYPE:
-        softmax = ctx.c
+        # gpt-oss concatenates its per-head sinks (a parameter) to the scores: fp32 sinks
+        # (bf16-mixed) promote them to fp32, and the probabilities matmul casts back
+        softmax = max(ctx.c, ctx.recipe.weight_bytes_per_param)
     # the probabilities matmul saves the cast to c, or the dropout output (the cast
     # itself is then freed: dropout's backward needs only its mask)
     per_score = softmax + (ctx.c if softmax != ctx.c or ctx.dropout else 0)
@@ -306,6 +322,17 @@ def sdpa_gets_a_mask(spec: ModelSpec, ctx: ActivationContext, layer: int) -> boo
     return window is not None and ctx.seq >= window
 
 
+def sdpa_runs_math_kernel(spec: ModelSpec, ctx: ActivationContext, layer: int) -> bool:
+    """Does SDPA fall back to PyTorch's math kernel? With fp32 inputs and grouped keys
+    passed as they are (``enable_gqa``: no mask): flash takes no fp32 and the
+    memory-efficient kernel no GQA (``sdp_utils.cpp``: ``check_batch_size_and_num_heads_dense``
+    with ``supports_gqa = false``). The math kernel repeats k and v to the query heads
+    (``repeat_interleave``), keeps the scaled query, the repeated k and v and the
+    attention probabilities, and no log-sum-exp."""
+    return (ctx.attention == "sdpa" and ctx.c >= FP32 and spec.kv_dim != spec.q_dim and spec.mla is None
+            and not sdpa_gets_a_mask(spec, ctx, layer))
+
+
 def _rotated_keys_in_fp32(ctx: ActivationContext) -> bool:
     """Keys reach attention in fp32 under autocast: the rotary ``cos``/``sin`` follow the
     hidden states' dtype (``cos.to(x.dtype)`` in every ``*RotaryEmbedding``), so on an
@@ -335,7 +362,8 @@ def attention_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> 
     if spec.mla is not None:
         return _mla_parts(spec, spec.mla, ctx)
     c, a = ctx.c, spec.num_attention_heads
-    if ctx.attention == "eager" or spec.attention_experts:
+    math = sdpa_runs_math_kernel(spec, ctx, layer)
+    if ctx.attention == "eager" or spec.attention_experts or math:
         # repeat_kv, and eager's matmuls copy the repeated view; JetMoE's attention experts repeat
         # K/V (``key_states.repeat(1, top_k, 1, 1)``) whatever the kernel
         k_width = v_width = spec.q_dim
@@ -348,6 +376,9 @@ def attention_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> 
              _part("attention/output", _attention_output_per_token(spec, ctx, layer), ctx, sharded=True)]
     if ctx.attention == "eager":
         parts.append(_part("attention/scores", _scores_per_token(spec, ctx, a), ctx, sharded=True))
+    elif math:  # the probabilities, in the inputs' dtype (and the dropped copy with its mask)
+        drop = (c + MASK) if ctx.dropout else 0
+        parts.append(_part("attention/scores", a * ctx.seq * (c + drop), ctx, sharded=True))
     else:
         parts.append(_part("attention/lse", FP32 * a, ctx, sharded=True))
     if spec.qk_norm in ("per_head", "full"):
@@ -478,21 +509,100 @@ def mlp_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Activ
     return parts
 
 
+ROUTER_TOP_K_FIRST = frozenset({"granitemoe", "granitemoeshared", "granitemoe_swa", "granitemoehybrid", "gpt_oss"})
+"""Routers that pick the top-k logits first and softmax over those k alone
+(``GraniteMoeTopKRouter``: fp32, ``GptOssTopKRouter``: the logits' dtype): ``topk``
+keeps its indices, the softmax its ``k`` outputs; no ``E``-wide probabilities are saved."""
+ROUTER_SIGMOID = frozenset({"deepseek_v3", "deepseek_v32", "glm4_moe", "glm4_moe_lite", "glm_moe_dsa", "kimi_k2"})
+"""Routers that score every expert with a sigmoid of the logits (``DeepseekV3TopkRouter``):
+the sigmoid keeps its ``E`` outputs in the logits' dtype."""
+ROUTER_FP32_LINEAR = frozenset({"deepseek_v3", "deepseek_v32", "lara_mini", "ernie4_5_moe"})
+"""Routers whose linear takes ``hidden_states.float()`` (``F.linear(x.float(),
+weight.float())``): without autocast the fp32 copy of a 16-bit input is what the
+linear keeps (``f h`` per token, in place of the reader's ``c h``), and the logits are
+fp32. ERNIE 4.5 runs it with autocast off, so even under autocast."""
+ROUTER_NO_AUTOCAST = frozenset({"ernie4_5_moe"})
+"""Routers run inside ``maybe_autocast(enabled=False)`` (``Ernie4_5_MoeTopKRouter``)."""
+ROUTING_WEIGHTS_FP32 = frozenset({"mixtral", "minimax"})
+"""Routers that hand the experts their fp32 top-k probabilities uncast
+(``MixtralTopKRouter``); the others cast them to the logits' dtype (Qwen-MoE, OLMoE,
+gpt-oss, DeepSeek-V3) or to the hidden states' (below)."""
+ROUTING_WEIGHTS_AS_INPUT = frozenset({"jamba", "lara_mini", "ernie4_5_moe", "granitemoe", "granitemoeshared",
+                                      "granitemoe_swa", "granitemoehybrid"})
+"""Routers that cast the routing weights to the hidden states' dtype (``.to(hidden_states.dtype)``,
+``type_as``): the residual stream's."""
+GROUPED_EXPERT_INDICES = 3
+"""int64 ``[tokens x k]`` indices transformers' ``grouped_mm_experts_forward`` keeps for
+backward: the gather of each token's rows (``perm // k``), of the routing weights
+(``perm``) and the un-permute of the weighted outputs (``inv_perm``); experts with
+biases (gpt-oss) gather them by the sorted expert ids, one more."""
+
+
+def _router_logits_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Element size of the router's logits: the compute dtype under autocast, fp32 where
+    the router forces fp32 (:data:`ROUTER_FP32_LINEAR`) outside autocast."""
+    autocast = (ctx.autocast_region or ctx.recipe.autocast) and spec.model_type not in ROUTER_NO_AUTOCAST
+    return FP32 if spec.model_type in ROUTER_FP32_LINEAR and not autocast else ctx.c
+
+
+def _routing_weight_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Element size of the top-k weights the experts multiply their outputs by."""
+    if spec.model_type in ROUTING_WEIGHTS_FP32:
+        return FP32
+    if spec.model_type in ROUTING_WEIGHTS_AS_INPUT:
+        return ctx.r
+    return _router_logits_bytes(spec, ctx)
+
+
+def _router_per_token(spec: ModelSpec, moe: MoESpec, ctx: ActivationContext) -> int:
+    """What one token's routing keeps, beyond the linear input the router shares with
+    the MLP norm's other readers (:func:`_moe_linear_readers`).
+
+    Softmax routers (``Qwen2MoeTopKRouter`` and most others): the fp32 probabilities
+    over all ``E`` experts (``softmax(..., dtype=float)``, saved as its output), the
+    top-k indices, and the top-k values with their sum where the family normalises
+    them (``/=`` keeps the quotient and the divisor: ``f (k + 1)``, counted always: a
+    few bytes per token). Sigmoid routers keep the ``E`` sigmoid outputs in the logits'
+    dtype and gather the top-k from them; top-k-first routers keep ``k`` softmax
+    outputs. fp32 routers outside autocast keep an fp32 copy of the input."""
+    e, k = moe.num_experts, moe.experts_per_token
+    logits = _router_logits_bytes(spec, ctx)
+    if spec.model_type in ROUTER_TOP_K_FIRST:
+        probs = k * (FP32 if spec.model_type != "gpt_oss" else logits)
+    elif spec.model_type in ROUTER_SIGMOID:
+        probs = e * logits + logits * (k + 1)  # sigmoid outputs, normalised top-k
+    else:
+        probs = FP32 * e + FP32 * (k + 1)
+    fp32_input = 0
+    if spec.model_type in ROUTER_FP32_LINEAR and logits == FP32 and ctx.r < FP32:
+        fp32_input = (FP32 - ctx.c) * spec.hidden_size  # the fp32 copy replaces the reader's c-byte input
+    return probs + k * INDEX + fp32_input
+
+
 def _moe_parts(spec: ModelSpec, moe: MoESpec, ctx: ActivationContext) -> list[ActivationPart]:
-    c, h = ctx.c, spec.hidden_size
+    """The routed experts as transformers 5's default ``grouped_mm`` experts run them
+    (``integrations/moe.py`` ``grouped_mm_experts_forward``): each token gathered ``k``
+    times, sorted by expert, one grouped GEMM for gate/up and one for down, the outputs
+    weighted and un-permuted. Per routed (token, expert), in the experts' weight dtype
+    ``w`` (``grouped_mm`` casts its input to ``weight.dtype`` and is not autocast: fp32
+    experts under ``bf16-mixed`` compute and save in fp32): the gathered input (``w h``,
+    kept by the up GEMM for its weight gradient), gate-up, activation and product (the
+    down GEMM's input), the down output (``w h``, kept by the weighting), the routing
+    weight, and :data:`GROUPED_EXPERT_INDICES` int64 indices."""
+    h, w = spec.hidden_size, ctx.w
     k = moe.experts_per_token
-    # router: fp32 probabilities saved by softmax; top-k values (fp32) and int64 indices
-    router = FP32 * moe.num_experts + k * (FP32 + INDEX)
-    # per routed (token, expert): gathered input, gate-up, act, product, output, two int64 indices
     # a frozen expert (LoRA: no adapters on fused experts) needs no copy of its gathered
     # input, which only its weight gradient would read
-    gathered = 0 if ctx.frozen_base and not ctx.trained_experts else c * h
+    gathered = 0 if ctx.frozen_base and not ctx.trained_experts else w * h
     # routed experts' down projection keeps its input only when the experts' weights train
     trained = not ctx.frozen_base or ctx.trained_experts
-    per_route = gathered + c * h + _dense_mlp_per_token(spec, ctx, moe.expert_intermediate_size, trained) + 2 * INDEX
-    parts = [_part("moe/router", router, ctx, sharded=False),
+    expert_ctx = replace(ctx, linear_output_bytes=w)
+    per_route = (gathered + w * h + _dense_mlp_per_token(spec, expert_ctx, moe.expert_intermediate_size, trained)
+                 + _routing_weight_bytes(spec, ctx) + (GROUPED_EXPERT_INDICES + moe.expert_bias) * INDEX)
+    parts = [_part("moe/router", _router_per_token(spec, moe, ctx), ctx, sharded=False),
              _part("moe/experts", k * per_route, ctx, sharded=True)]
     if moe.shared_expert_intermediate_size:
+        c = ctx.c
         shared = _dense_mlp_per_token(spec, ctx, moe.shared_expert_intermediate_size)
         if moe.shared_expert_gate:
             shared += c * (h + 1)  # sigmoid gate output and the gated product's other input
@@ -534,21 +644,24 @@ def _layer_output_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
     return 0 if spec.norm == "rmsnorm" and ctx.r < FP32 else ctx.r * spec.hidden_size
 
 
+def _mlp_readers(spec: ModelSpec, layer: int) -> int:
+    """Linears reading the MLP norm's output in layer ``layer``."""
+    if not spec.has_mlp(layer):
+        return 0
+    if spec.is_moe_layer(layer) and spec.moe is not None:
+        return _moe_linear_readers(spec, spec.moe)
+    return 2 if spec.mlp_gated else 1  # gate and up, or up
+
+
 def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
     """The layer's two residual tensors, its norms' statistics and the norm outputs as
     the next linears save them."""
     h, norms = spec.hidden_size, spec.norms_per_layer
-    if not spec.has_mlp(layer):
-        mlp_readers = 0
-    elif spec.is_moe_layer(layer) and spec.moe is not None:
-        mlp_readers = _moe_linear_readers(spec, spec.moe)
-    else:
-        mlp_readers = 2 if spec.mlp_gated else 1  # gate and up, or up
+    mlp_readers = _mlp_readers(spec, layer)
     if spec.mixer(layer) == "none":
         attn_readers = 0
     elif mixer_modelled(spec, layer):
-        gdn = spec.mixer(layer) == "gated_deltanet"
-        attn_readers = mixer_activations.gated_deltanet_input_projections(spec) if gdn else 1  # Mamba-2: in_proj
+        attn_readers = mixer_activations.mixer_input_projections(spec, spec.mixer(layer))
     else:
         attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
     inputs = _linear_inputs_per_token(ctx, h, attn_readers) + _linear_inputs_per_token(ctx, h, mlp_readers)
@@ -604,6 +717,12 @@ def mixer_modelled(spec: ModelSpec, layer: int) -> bool:
     mixer = spec.mixer(layer)
     if mixer == "gated_deltanet":
         return mixer in MIXERS_WITH_ACTIVATIONS and spec.deltanet is not None
+    if mixer == "kda":
+        return mixer in MIXERS_WITH_ACTIVATIONS and spec.kda is not None
+    if mixer == "lightning_attention":
+        return mixer in MIXERS_WITH_ACTIVATIONS and spec.lightning_block_size > 0
+    if mixer == "rg_lru":
+        return mixer in MIXERS_WITH_ACTIVATIONS and spec.rg_lru is not None
     return mixer in MIXERS_WITH_ACTIVATIONS and spec.ssm is not None and spec.ssm.version == 2
 
 
@@ -620,9 +739,34 @@ def mixer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Act
         sharded, unsharded = mixer_activations.gated_deltanet_mixer_bytes(spec, ctx)
         return [ActivationPart(name="mixer/gated_deltanet", bytes=sharded, sharded=True),
                 ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
+    if spec.mixer(layer) == "kda":
+        # a frozen embedding's output needs no gradient: the first layer's gates need none
+        # unless adapters on their projections give them one
+        gates = not (ctx.frozen_base and layer == 0) or bool(ctx.adapted_modules & mixer_activations.KDA_GATE_MODULES)
+        sharded, unsharded = mixer_activations.kda_mixer_bytes(spec, ctx, gates)
+        return [ActivationPart(name="mixer/kda", bytes=sharded, sharded=True),
+                ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
+    if spec.mixer(layer) == "lightning_attention":
+        sharded, _ = mixer_activations.lightning_attention_mixer_bytes(spec, ctx)
+        return [ActivationPart(name="mixer/lightning_attention", bytes=sharded, sharded=True)]
+    if spec.mixer(layer) == "rg_lru":
+        sharded, _ = mixer_activations.rg_lru_mixer_bytes(spec, ctx)
+        return [ActivationPart(name="mixer/rg_lru", bytes=sharded, sharded=True)]
     sharded, unsharded = mixer_activations.mamba2_mixer_bytes(spec, ctx)
     return [ActivationPart(name="mixer/mamba2", bytes=sharded, sharded=True),
             ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
+
+
+def mixer_backward_work_bytes(spec: ModelSpec, ctx: ActivationContext, layer: int) -> int:
+    """Gradient buffers a modelled mixer's backward holds beyond its saved tensors, at
+    its high point (0 where the layer's MLP or attention terms cover it)."""
+    if spec.mixer(layer) != "kda" or not mixer_modelled(spec, layer):
+        return 0
+    # the layer's MLP block ran its backward before the mixer's: what it saved is freed
+    mlp = sum(p.bytes for p in mlp_parts(spec, ctx, layer)) if spec.has_mlp(layer) else 0
+    mlp += _part("linear_inputs", _linear_inputs_per_token(ctx, spec.hidden_size, _mlp_readers(spec, layer)), ctx,
+                 sharded=False).bytes
+    return max(0, mixer_activations.kda_backward_work_bytes(spec, ctx) - mlp)
 
 
 def layer_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
@@ -632,13 +776,13 @@ def layer_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     autograd keeps that copy until the layer's backward (it is the ``mat2`` saved by
     the matmul), so a mixed-precision forward holds a 16-bit copy of every linear
     weight it has passed: ``c`` bytes per linear parameter. Zero without autocast.
+    Routed experts are not cast: transformers' ``grouped_mm`` experts are outside
+    autocast's op lists and run in their weights' dtype (see :func:`_moe_parts`).
     """
     if not ctx.recipe.autocast:
         return 0
-    from vramplan.memory import gemma_activations
-
-    linear = sum(g.params for g in model_tensors(spec) if g.role == "linear" and g.per_layer
-                 and not gemma_activations.uncast_by_autocast(spec, g))
+    linear = sum(g.params for g in model_tensors(spec)
+                 if g.role == "linear" and g.per_layer and g.component != "experts")
     return ctx.c * linear // spec.num_layers // ctx.tp
 
 

@@ -294,13 +294,6 @@ def _moe_block_parts(spec: ModelSpec, ctx: ActivationContext) -> list[Activation
     return _moe_parts(spec, spec.moe, experts_ctx) + [_part("moe/norms", norms + router_input, ctx, sharded=False)]
 
 
-def uncast_by_autocast(spec: ModelSpec, group) -> bool:
-    """Is ``group`` (a :func:`vramplan.model.tensors.model_tensors` entry) one of Gemma 4's
-    3-D expert weights, which autocast leaves uncast (``Gemma4TextExperts`` runs
-    ``grouped_mm`` on them)?"""
-    return models(spec) and group.component == "experts"
-
-
 def _altup_predict_parts(spec: ModelSpec, ctx: ActivationContext) -> list[ActivationPart]:
     """Gemma3nTextAltUp.predict: the layer's ``n`` input streams (kept by the router
     norm's view of the active one, and by the prediction matmul without autocast), the

@@ -98,6 +98,10 @@ class LayerFlow:
     by a view. The masked scores stay bound meanwhile, so three score-sized tensors in
     the compute dtype are alive at the shift (with the row maximum) and at the softmax,
     where Llama's fp32 softmax holds 2 + 4 + 4 bytes per score."""
+    recurrent_mixers: bool = False
+    """The model's recurrent mixers run transformers' PyTorch loops: MiniMax-01's
+    lightning attention block by block, RecurrentGemma's RG-LRU position by position
+    (:func:`recurrent_mixer_phase_bytes`)."""
     mla_expands_cache: bool = False
     """Multi-head latent attention decompresses the cached latent of every token for
     every step (transformers ``DeepseekV3Attention.expand_kv``: ``kv_b_proj`` over the
@@ -136,6 +140,7 @@ def hf_layer_flow(spec: ModelSpec) -> LayerFlow:
         # Phi3Attention slices q, k, v out of one qkv_proj output bound in its frame
         return LayerFlow(fused_qkv=True, fused_gate_up=True, activation_extra_copies=extra)
     return LayerFlow(activation_extra_copies=extra, mla_expands_cache=spec.mla is not None,
+                     recurrent_mixers=any(m in spec.layer_mixers for m in ("lightning_attention", "rg_lru")),
                      fused_gate_up=spec.model_type in FUSED_GATE_UP_FAMILIES,
                      attention_sinks=spec.model_type in SINK_ATTENTION_FAMILIES)
 
@@ -407,12 +412,107 @@ def mlp_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, moe_im
 
 def layer_peak_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, impl: AttentionImpl = "sdpa",
                      repeat_kv: bool = False, moe_impl: MoEImpl = "grouped", flow: LayerFlow = LLAMA_FLOW) -> int:
-    """Peak live bytes inside one decoder layer: the larger of its two phases. Under
+    """Peak live bytes inside one decoder layer: the larger of its two phases (three with
+    recurrent mixers, :attr:`LayerFlow.recurrent_mixers`). Under
     eager attention the MLP phase also holds the layer's attention probabilities
     (:func:`eager_probs_bytes`)."""
     probs = eager_probs_bytes(spec, shape, tp=tp) if impl == "eager" else 0
     return max(attention_phase_bytes(spec, shape, tp=tp, impl=impl, repeat_kv=repeat_kv, flow=flow),
-               mlp_phase_bytes(spec, shape, tp=tp, moe_impl=moe_impl, flow=flow) + probs)
+               mlp_phase_bytes(spec, shape, tp=tp, moe_impl=moe_impl, flow=flow) + probs,
+               mixer_phase_bytes(spec, shape, tp=tp, flow=flow))
+
+
+def mixer_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, flow: LayerFlow = LLAMA_FLOW) -> int:
+    """Live bytes at the high point of a token mixer other than attention whose forward
+    is modelled (:mod:`vramplan.memory.mixer_activations`), per TP rank: Kimi delta
+    attention's chunked prefill, and in transformers' flow
+    (:attr:`LayerFlow.recurrent_mixers`) the larger of
+    :func:`lightning_attention_phase_bytes` and :func:`rg_lru_phase_bytes`. 0 for a mixer
+    the model lacks, and for KDA in decode (one token: the recurrent form)."""
+    kda = 0
+    if spec.kda is not None and "kda" in spec.layer_mixers and shape.query_tokens > 1:
+        from vramplan.memory.mixer_activations import kda_prefill_bytes
+
+        kda = kda_prefill_bytes(spec, shape.sequences, shape.query_tokens, shape.act_bytes, shape.held_hidden, tp)
+    recurrent = max(lightning_attention_phase_bytes(spec, shape, tp=tp), rg_lru_phase_bytes(spec, shape, tp=tp)) \
+        if flow.recurrent_mixers else 0
+    return max(kda, recurrent)
+
+
+RG_LRU_SCAN_TENSORS = 11
+"""``lru_width``-wide tensors bound in ``RecurrentGemmaRglru.forward`` while ``_rnn_scan``
+runs (see :func:`rg_lru_phase_bytes`)."""
+
+
+def rg_lru_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1) -> int:
+    """Live bytes at the high point of one RecurrentGemma recurrent block
+    (``RecurrentGemmaRecurrentBlock.forward`` under ``torch.no_grad()``), per TP rank,
+    ``W = lru_width / tp``: the held hidden states and the normed input (as
+    :func:`attention_phase_bytes`), the GeLU branch (``W``), the convolution's output
+    over ``s + K - 1`` positions (the RG-LRU's input is a view of it), and the
+    :data:`RG_LRU_SCAN_TENSORS` tensors bound in ``RecurrentGemmaRglru.forward`` during
+    the scan, each ``W`` per token in the compute dtype: the permuted input's copy (for
+    one sequence ``reshape`` keeps a view of the convolution's output instead), the
+    second gate's ``baddbmm`` output, the input gate, ``a``, ``log a``, ``a^2``, the gated
+    input, the multiplier, the normalised input, ``a * ~reset`` and the output the
+    scan fills. Each position's fp32 state, ``W`` per sequence, is left out."""
+    lru = spec.rg_lru
+    if lru is None or "rg_lru" not in spec.layer_mixers:
+        return 0
+    width, s = lru.width // tp, shape.query_tokens
+    conv_output = width * (s + lru.conv_kernel - 1)
+    scan = RG_LRU_SCAN_TENSORS - (1 if shape.sequences == 1 else 0)
+    per_sequence = s * ((shape.held_hidden + 1) * spec.hidden_size + width * (1 + scan)) + conv_output
+    return shape.sequences * per_sequence * shape.act_bytes
+
+
+def lightning_attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1) -> int:
+    """Live bytes at the high point of one lightning-attention layer (MiniMax-01,
+    transformers ``MiniMaxLightningAttention.forward`` under ``torch.no_grad()``), per TP
+    rank: the larger of two moments. ``H`` heads of ``D`` per rank (``W = H D``), blocks
+    of ``l`` positions, the last ``l_last`` long; ``c`` the compute dtype's size.
+
+    Both hold the held hidden states, the normed input and the rotary tables (as
+    :func:`attention_phase_bytes`) and ``silu(qkv_proj(x))`` (``3 W`` per token: q, k
+    and v are views of it, bound until the layer returns).
+
+    Inside the block loop, at ``(Q K^T * decay) V`` of block ``i``: the outputs of the
+    blocks before (``W`` per earlier token, in a list until ``torch.cat``), the scores
+    and their product with the decay (``2 H l_i^2`` per sequence), ``matmul``'s copy of v
+    and its output (``2 H l_i D``), the previous block's intra- and inter-block outputs
+    (still bound: ``2 H l_(i-1) D``), the state and the previous block's state update
+    (``2 H D^2``). The last block and the last full one are the candidates.
+
+    At the output norm (``MiniMaxRMSNorm`` over ``W``): the reshaped output (``c W``), its
+    fp32 copy (none when ``c`` is fp32 already) beside ``pow(2)``'s or the normalised
+    product (``f W``), with the last block's leftovers still bound: its scores
+    (``H l_last^2``), intra, inter and summed outputs (``3 H l_last D``) and its state
+    update (``H D^2``; the new state itself is counted with the cache). These are
+    reserved at a full block's size (``l_last = min(l, s)``), so that a longer prompt
+    never costs less (a prompt one past a block boundary leaves a one-position block:
+    transformers then holds up to ``H l^2`` less here)."""
+    if spec.lightning_block_size <= 0:
+        return 0
+    c, f = shape.act_bytes, FP32_BYTES
+    heads = spec.num_attention_heads // tp
+    head_dim, block, s = spec.head_dim, spec.lightning_block_size, shape.query_tokens
+    width = heads * head_dim
+    blocks = -(-s // block)
+    last = s - (blocks - 1) * block
+    held = shape.tokens * ((shape.held_hidden + 1) * spec.hidden_size + _rotary_table(spec) + 3 * width) * c
+    state = heads * head_dim * head_dim
+
+    def in_loop(i: int) -> int:  # at block i's intra-block product, per sequence
+        size = last if i == blocks - 1 else block
+        before = i * block
+        previous = (2 * heads * block * head_dim + state) if i else 0  # previous intra/inter outputs, its update
+        return c * (width * before + 2 * heads * size * size + 2 * heads * size * head_dim + state + previous)
+
+    loop = max(in_loop(i) for i in {blocks - 1, max(blocks - 2, 0)})
+    upcast = f * width if c < f else 0
+    kept = min(block, s)  # the last block's leftovers, reserved at a full block's
+    at_norm = c * (width * s + heads * kept * kept + 3 * heads * kept * head_dim + state) + s * (upcast + f * width + f)
+    return held + shape.sequences * max(loop, at_norm)
 
 
 def logits_bytes(spec: ModelSpec, *, rows: int, act_bytes: int = 2, fp32_copy: bool = True) -> int:

@@ -320,15 +320,21 @@ def adapter_activation_bytes_per_token(spec: ModelSpec, targets: Sequence[str] |
     which the attention returns in the compute dtype and ``A`` saves as it is (kept as
     the attention's output already).
     """
-    matmul_bytes = compute_bytes if autocast else ADAPTER_BYTES
     total = 0
     for g in target_groups(spec, targets):
-        in_f = g.shape[1]
-        cast = matmul_bytes * in_f if compute_bytes < ADAPTER_BYTES else 0
-        if quantized_base and autocast and g.module == ATTENTION_OUTPUT_MODULE and g.component == "attention":
-            cast = 0
-        total += (rank * matmul_bytes + cast) * g.count
+        uncast = quantized_base and autocast and g.module == ATTENTION_OUTPUT_MODULE and g.component == "attention"
+        total += adapter_bytes_per_token(g.shape[1], rank, compute_bytes, autocast, input_cast=not uncast) * g.count
     return total
+
+
+def adapter_bytes_per_token(in_features: int, rank: int, compute_bytes: int, autocast: bool, *,
+                            input_cast: bool = True) -> int:
+    """What one adapted module saves per token (:func:`adapter_activation_bytes_per_token`):
+    its own copy of its input when the base computes in 16 bits (``input_cast``), and
+    ``A x``, both in the dtype the adapter matmul runs in."""
+    matmul_bytes = compute_bytes if autocast else ADAPTER_BYTES
+    cast = matmul_bytes * in_features if compute_bytes < ADAPTER_BYTES and input_cast else 0
+    return rank * matmul_bytes + cast
 
 
 def adapter_weight_cast_bytes(groups: Sequence[TensorGroup], compute_bytes: int, autocast: bool) -> int:

@@ -1,7 +1,10 @@
 """Training activations of state-space and linear-attention token mixers: the tensors
 autograd saves in a Mamba-2 or gated delta-net layer, derived from what each operation
 of transformers' PyTorch path keeps (the gated delta-net: see
-:func:`gated_deltanet_mixer_bytes`).
+:func:`gated_deltanet_mixer_bytes`; Kimi delta attention, its backward's decay
+gradients and its prefill high point: :func:`kda_mixer_bytes`; MiniMax-01's lightning
+attention: :func:`lightning_attention_mixer_bytes`; RecurrentGemma's RG-LRU block:
+:func:`rg_lru_mixer_bytes`).
 
 The path modelled is the one transformers runs without the CUDA kernels
 (``mamba_ssm``, ``causal-conv1d``): ``BambaMixer.forward`` with
@@ -167,6 +170,19 @@ def gated_deltanet_input_projections(spec: ModelSpec) -> int:
     return GDN_INPUT_PROJECTIONS.get(spec.model_type, GDN_DEFAULT_INPUT_PROJECTIONS)
 
 
+def mixer_input_projections(spec: ModelSpec, mixer: str) -> int:
+    """How many linears of a modelled mixer read the layer's norm output (Mamba-2: ``in_proj``)."""
+    if mixer == "gated_deltanet":
+        return gated_deltanet_input_projections(spec)
+    if mixer == "lightning_attention":
+        return LIGHTNING_INPUT_PROJECTIONS
+    if mixer == "rg_lru":
+        return RG_LRU_INPUT_PROJECTIONS
+    if mixer == "kda":
+        return KDA_INPUT_PROJECTIONS
+    return 1
+
+
 GDN_CHUNK = 64
 """Positions per chunk of transformers' ``torch_chunk_gated_delta_rule`` (its default;
 the gated delta-net layers do not pass another)."""
@@ -208,7 +224,7 @@ def gated_deltanet_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
     seq = ctx.seq // ctx.cp
     chunks = ceil_div(seq, chunk)
     padded = chunks * chunk
-    per_token = (c * conv + c * conv * (seq + kernel - 1) / seq + c * hv + 2 * f * hv
+    per_token = (causal_conv_per_token_bytes(c, c, conv, kernel, seq) + c * hv + 2 * f * hv
                  + 4 * f * hv * dv + c * hv * dv + f * hv + c * hv * dv)
     per_padded = (2 * f * hv * (dk + 1) + f * hv * (dv + dk + 1) + f * hv * chunk + 4 * e * hv * dk
                   + 2 * e * hv * chunk + f * hv * (dk + 3) + f * hv * dk + f * hv * chunk + f * hv * (dv + dk)
@@ -218,3 +234,293 @@ def gated_deltanet_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
     per_sequence = per_chunk_token * chunk + 2 * e * state * chunks + f * state * (chunks - 1) + f * hv * chunks
     sharded = round((per_token * seq + per_padded * padded + per_sequence) * ctx.batch) // ctx.tp
     return sharded, MASK * chunk * chunk
+
+
+# ---- Kimi delta attention -----------------------------------------------------------
+
+KDA_CHUNK = 64
+"""Positions per chunk of transformers' ``chunk_kimi_delta_attention`` (its default; the
+KDA layers of Kimi Linear and Bailing-hybrid do not pass another)."""
+KDA_INPUT_PROJECTIONS = 6
+"""Linears of a KDA layer that read the layer's norm output, each saving its own
+autocast cast of it: ``q/k/v_proj``, ``b_proj`` and the forget and output gates' first
+projections (Kimi ``f_a_proj``, ``g_a_proj``; Bailing ``f_proj``, ``g_proj``)."""
+KDA_GATE_MODULES = frozenset({"f_a_proj", "f_b_proj", "f_proj", "b_proj", "g_a_proj", "g_b_proj", "g_proj"})
+"""The gates' and beta's linears: with adapters on them, the gates of a layer whose input
+needs no gradient (the first, under LoRA) get one."""
+KDA_FP32_CONV = frozenset({"bailing_hybrid"})
+"""Families whose short convolution stays in fp32 whatever the load dtype
+(``_keep_in_fp32_modules_strict`` lists ``conv1d``): without autocast, its input is an
+fp32 copy of the 16-bit q/k/v projection and its output fp32."""
+KDA_CHUNK_MASKS = 3
+"""Boolean ``l x l`` masks the chunked rule's ``masked_fill`` calls keep per call: the
+strict mask of the pairwise decay, the intra-chunk system's and the chunk loop's."""
+
+
+def causal_conv_per_token_bytes(input_bytes: int, output_bytes: int, channels: int, kernel: int, seq: int) -> float:
+    """Per token, what transformers' ``causal_conv1d_fn`` (PyTorch path) keeps: the
+    convolution's input (``.to(weight.dtype)``, or autocast's cast of it) and its output
+    before the causal slice, ``s + K - 1`` positions, kept by ``silu``."""
+    return input_bytes * channels + output_bytes * channels * (seq + kernel - 1) / seq
+
+
+def kda_mixer_bytes(spec: ModelSpec, ctx, input_requires_grad: bool = True) -> tuple[int, int]:
+    """(sharded, unsharded) bytes one Kimi-delta-attention mixer saves for one micro-batch.
+
+    transformers 5.24's ``KimiLinearDeltaAttention.forward`` (Bailing-hybrid's
+    ``BailingHybridDeltaAttention`` alike) with ``causal_conv1d_fn`` and
+    ``chunk_kimi_delta_attention`` (the ``fla`` kernels absent). ``H`` heads of ``d``,
+    ``W = H d``, ``r`` the gates' rank (Kimi; 0 for Bailing's full-width gates), ``l =
+    64`` positions per chunk, ``n_c`` chunks of the padded sequence ``s_p``. ``c`` the
+    compute dtype, ``f`` fp32, ``e`` the chunk rule's matmul operands (autocast's ``c``
+    casts, or the fp32 tensors themselves). Per token:
+
+    - the convolution over q, k, v (``3 W`` channels, :func:`causal_conv_per_token_bytes`);
+    - the forget gate. Kimi: ``f_a``'s output (``c r``), then in fp32 ``exp(g)``,
+      ``1 + exp(g)`` (``log``), ``where``'s boolean condition and the softplus kept by
+      the product with ``-exp(A_log)``: ``(3 f + 1) W``. Bailing: its input and its
+      ``sigmoid`` (safe gate) or ``softplus`` output: ``2 f W``;
+    - ``sigmoid(b)`` (``c H``); ``l2norm`` of q and k: their fp32 inputs and the norms
+      (``2 f (W + H)``);
+    - the gated norm (``RMSNormGated``, per head, in fp32): its input, the normalised
+      and the weighted tensors and ``sigmoid(gate)`` (``4 f W``), ``rsqrt`` (``f H``);
+      ``o_proj``'s input (``c W``); Kimi's ``g_a`` output (``c r``).
+
+    Per padded token, in fp32 unless named: the padded and scaled query, the padded key
+    and value, ``k beta`` (``4 f W``) and beta (``f H``); three ``l x d`` tensors per
+    position and head — the pairwise decay ``exp(g_i - g_j)`` (per channel: the gate is
+    per channel, unlike the gated delta-net's), ``k_beta_i * k_j`` and, over the chunk
+    loop, ``q_i * k_j`` (``3 f W l``); the forward substitution's ``row`` and ``sub``
+    clones, ``sum_{i<l} i (i + 1)`` per chunk and head (``f H (l^2 - 1) / 3``);
+    ``exp(g)`` (``f W``), the casts of the solved system for its two products
+    (``2 e H l``, one under no autocast), of ``v beta`` and ``k beta exp(g)`` and the
+    16-bit ``k_cumdecay`` (``2 e W + c' W``); per chunk, ``exp(g_i)`` (``f W``), the
+    cast of the intra-chunk attention (``e H l``) and ``v_new`` (``c' W``), ``c'`` the
+    chunk products' dtype (``c`` under autocast, fp32 without).
+
+    Per sequence, over the chunk loop (the first state is a constant zero, so the
+    query product's cast of the first chunk is not kept, and the last update is
+    unused): the query product's and the key product's casts and the key decays
+    ``(2 e + f) W l (n_c - 1)``; the state's decay ``f H d (n_c - 1)``; the states:
+    under autocast the zero state is 16-bit (``k_cumdecay``'s dtype) and the next ones
+    fp32, each cast twice for its two products: ``H d^2 (c + 2 c (n_c - 1) + f (n_c -
+    2))``; without autocast ``f H d^2 n_c``. Per micro-batch: the
+    :data:`KDA_CHUNK_MASKS` boolean masks.
+
+    Frozen base (LoRA): the frozen ``o_proj`` and the gates' second projections keep
+    no input (an adapter keeps its own copy, counted with the adapters); the products
+    with the frozen ``exp(A_log)`` and norm weight keep only that factor (the softplus
+    or Bailing's gate input, and the normalised tensor, ``2 f W``, go). When the
+    layer's input needs no gradient either (the first layer reads the frozen
+    embedding) and no adapter sits on the gates' projections
+    (:data:`KDA_GATE_MODULES`; ``input_requires_grad`` false), the gates and beta need
+    none: only what q, k and v's adapters differentiate is kept — the pairwise decay,
+    not the products it multiplies (``k_beta_i k_j`` and ``q_i k_j``: ``2 f W l``), nor
+    the padded value (``f W``), the gates' fp32 tensors, ``sigmoid(b)`` or the gated
+    norm's normalised and weighted tensors (``2 f W``).
+    """
+    kda = spec.kda
+    assert kda is not None
+    c, f = ctx.c, FP32
+    autocast = _autocast(ctx)
+    e = _scan_bytes(ctx)
+    product = c if autocast else FP32  # the chunk products' outputs: bf16 matmuls, or fp32
+    heads, d, kernel, chunk = kda.num_heads, kda.head_dim, kda.conv_kernel, KDA_CHUNK
+    w, rank = kda.width, kda.gate_rank
+    seq = ctx.seq // ctx.cp
+    chunks = ceil_div(seq, chunk)
+    padded = chunks * chunk
+    conv_bytes = FP32 if (spec.model_type in KDA_FP32_CONV and not autocast) else c
+    conv = causal_conv_per_token_bytes(conv_bytes, conv_bytes, kda.conv_channels, kernel, seq)
+    frozen = ctx.frozen_base
+    gates = input_requires_grad or not frozen  # the forget gate and beta are differentiated
+    # a frozen A_log (and norm weight) needs no gradient: their products keep one factor less
+    forget = (0 if frozen else c * rank) + ((3 * f + MASK) * w if rank else 2 * f * w) - (f * w if frozen else 0)
+    norm = ((3 if frozen else 4) if gates else 2) * f * w + f * heads
+    per_token = (conv + (forget + c * heads if gates else 0) + 2 * f * (w + heads) + norm
+                 + (0 if frozen else c * w + c * rank))
+    solves = 2 if autocast else 1
+    per_padded = ((4 if gates else 3) * f * w + f * heads + (3 if gates else 1) * f * w * chunk
+                  + f * heads * (chunk * chunk - 1) / 3
+                  + f * w + solves * e * heads * chunk + 2 * e * w + product * w
+                  + f * w + e * heads * chunk + product * w)
+    per_chunk_token = (2 * e + f) * w * (chunks - 1)  # times l, per sequence
+    state = heads * d * d
+    states = state * (c + 2 * c * (chunks - 1) + f * max(chunks - 2, 0)) if autocast else f * state * chunks
+    per_sequence = per_chunk_token * chunk + states + f * heads * d * (chunks - 1)
+    sharded = round((per_token * seq + per_padded * padded + per_sequence) * ctx.batch) // ctx.tp
+    return sharded, KDA_CHUNK_MASKS * MASK * chunk * chunk
+
+
+def kda_backward_work_bytes(spec: ModelSpec, ctx) -> int:
+    """Gradient buffers alive inside one KDA mixer's backward beyond the tensors it
+    saved, at its high point: where the intra-chunk system's product ``(k_beta_i k_j)
+    decay_ij`` is differentiated. ``F = f W l s_p`` per sequence is one ``l``-wide fp32
+    tensor (the pairwise decay). The decay's gradient is accumulated out of place
+    (autograd's ``InputBuffer`` adds its old sum and the new term into a third tensor)
+    beside the key product's gradient: four such tensors, while the per-chunk decay
+    gradients of all chunks but one are still held (``(n_c - 1) / n_c F``) and the key
+    product and the chunk loop's query products (``2 F``) are freed: ``(3 - 1 / n_c) F``.
+    Measured on a real CPU backward of ``KimiLinearDeltaAttention`` (fp32, 2 to 8 chunks:
+    2.48, 2.77, 2.90 F against 2.50, 2.75, 2.88 F) and by the trace."""
+    kda = spec.kda
+    assert kda is not None
+    seq = ctx.seq // ctx.cp
+    chunks = ceil_div(seq, KDA_CHUNK)
+    decay = FP32 * kda.width * KDA_CHUNK * chunks * KDA_CHUNK * ctx.batch
+    return round(decay * (3 - 1 / chunks)) // ctx.tp
+
+
+KDA_PREFILL_DECAY_TENSORS = 3
+"""``l``-wide fp32 tensors alive at once at a KDA layer's prefill high point: the
+pairwise decay, ``k_beta_i * k_j`` and their product before its sum over channels."""
+KDA_PREFILL_FP32_WIDTHS = 6
+"""``W``-wide fp32 tensors of the chunked rule alive then: the padded scaled query, the
+padded key and value, the cumulative gate, ``v beta`` and ``k beta``."""
+
+
+def kda_prefill_bytes(spec: ModelSpec, sequences: int, tokens: int, act_bytes: int, held_hidden: int,
+                      tp: int = 1) -> int:
+    """Live bytes at the high point of one KDA layer's prefill (no gradients), per TP
+    rank, for ``sequences`` of ``tokens`` new tokens each: inside
+    ``chunk_kimi_delta_attention`` at ``k_beta.unsqueeze(-2) * key.unsqueeze(-3) *
+    decay_mask``, where :data:`KDA_PREFILL_DECAY_TENSORS` fp32 tensors of ``W l`` per
+    padded token are alive together (the same moment a training forward passes, without
+    the saved tensors). Beside them, per padded token, :data:`KDA_PREFILL_FP32_WIDTHS`
+    fp32 ``W``-wide tensors and beta; per token, in the caller's frame: the held hidden
+    states and the layer's normed input (``held_hidden + 1`` times ``h``), the
+    convolution's output (``3 W``, viewed as q, k, v), the forget gate (fp32 for Kimi;
+    cast back to the compute dtype by Bailing, :data:`KDA_FP32_CONV` families) and beta.
+    The decode step (one token) runs the recurrent form, whose temporaries are a few
+    states: not this moment."""
+    kda = spec.kda
+    assert kda is not None
+    c, f = act_bytes, FP32
+    w, heads = kda.width // tp, kda.num_heads // tp
+    chunks = ceil_div(tokens, KDA_CHUNK)
+    padded = chunks * KDA_CHUNK
+    gate = c if spec.model_type in KDA_FP32_CONV else f
+    per_token = c * (held_hidden + 1) * spec.hidden_size + c * 3 * w + gate * w + c * heads
+    per_padded = KDA_PREFILL_DECAY_TENSORS * f * w * KDA_CHUNK + KDA_PREFILL_FP32_WIDTHS * f * w + f * heads
+    return sequences * (per_token * tokens + per_padded * padded)
+
+
+# -- Lightning attention (MiniMax-01) -------------------------------------------------
+
+LIGHTNING_INPUT_PROJECTIONS = 2
+"""Linears of a lightning-attention layer that read the layer's norm output, each saving
+its own autocast cast of it: ``qkv_proj`` and ``output_gate``."""
+
+
+def lightning_attention_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
+    """(sharded, unsharded) bytes one lightning-attention mixer saves for one micro-batch.
+
+    MiniMax-01's lightning attention (MiniMax 2025, "MiniMax-01: Scaling Foundation Models
+    with Lightning Attention", sec. 2.2.1: linear attention computed block by block, a
+    softmax-free ``Q K^T`` with a per-head exponential decay inside a block and a
+    ``head_dim x head_dim`` key-value state carried across blocks), as transformers 5.24's
+    ``MiniMaxLightningAttention.forward`` runs it in training: ``H`` heads of ``D``
+    (``W = H D``), blocks of ``l`` positions (``block_size``), ``n_b = ceil(s / l)`` blocks,
+    the last one ``s - (n_b - 1) l`` long. ``c`` is the compute dtype's size (the saved
+    matmul inputs are its casts under autocast), ``f = 4`` fp32's.
+
+    Per token:
+
+    - ``silu(qkv_proj(x))`` keeps its input (``3 c W``); q, k and v are strided views of
+      its output, so every ``matmul`` saves its own contiguous copy (``reshape`` to
+      ``bmm``'s 3-d operands cannot view them);
+    - within a block: ``Q K^T`` keeps the copies of q and ``k^T`` (``2 c W``);
+      ``(Q K^T * decay) V`` keeps the product's cast (``c H l`` per position of a full
+      block: ``l x l`` per head; the product with the fp32 decay buffer keeps only the
+      buffer) and a copy of v (``c W``);
+    - across blocks: ``(q * query_decay) @ state`` keeps the cast of the decayed query
+      (``c W``) in every block but the first, whose state is a constant zero that needs no
+      gradient; ``(k * key_decay)^T v``, the next state, keeps the decayed keys' cast and
+      a copy of v (``2 c W``) in every block but the last, whose state is returned and
+      dropped;
+    - the output norm (``MiniMaxRMSNorm`` over ``W``): the fp32 copy of its input, ``rsqrt``
+      and the normalised tensor cast back (``f W + f + c W``; with a frozen norm weight the
+      last is not kept);
+    - ``sigmoid(output_gate(x)) * norm``: the sigmoid's output (``c W``) and the norm's
+      output, in the wider of the norm weight's and the compute dtype (``r W`` with
+      ``r >= c``: fp32 under autocast on fp32 weights); ``out_proj``'s input (``c W``),
+      which on a frozen 16-bit base only ``out_proj``'s adapter keeps, as its own cast
+      (counted with the adapters; a frozen ``out_proj`` without one keeps nothing).
+
+    Per sequence: the states the decayed-query matmuls keep, one ``H D^2`` per block in
+    ``c`` (the first block's zero state, then each block's state cast). ``qkv_proj``'s and
+    ``output_gate``'s inputs are counted with the norms (:data:`LIGHTNING_INPUT_PROJECTIONS`).
+    """
+    c, f = ctx.c, FP32
+    heads, head_dim, block = spec.num_attention_heads, spec.head_dim, spec.lightning_block_size
+    width = heads * head_dim
+    seq = ctx.seq // ctx.cp
+    blocks = ceil_div(seq, block)
+    last = seq - (blocks - 1) * block
+    not_last = seq - last  # positions outside the last block
+    not_first = seq - min(seq, block)  # positions outside the first block
+    norm_output = max(ctx.r, c)
+    normalised = 0 if ctx.frozen_base else c * width
+    out_proj_input = 0 if ctx.inputs_saved_by_adapters else c * width
+    per_token = (2 * 3 * c * width  # silu's input; q, k^T and v copies of the intra-block products
+                 + f * width + f + normalised  # output norm: fp32 copy, rsqrt, normalised cast back
+                 + c * width + norm_output * width + out_proj_input)  # sigmoid output, norm output
+    scores = c * heads * ((blocks - 1) * block * block + last * last)  # per sequence
+    across = c * width * (2 * not_last + not_first)
+    states = c * heads * head_dim * head_dim * blocks
+    per_sequence = per_token * seq + scores + across + states
+    return per_sequence * ctx.batch // ctx.tp, 0
+
+
+# -- RG-LRU (RecurrentGemma) ----------------------------------------------------------
+
+RG_LRU_INPUT_PROJECTIONS = 2
+"""Linears of a recurrent block that read the layer's norm output: ``linear_y`` and
+``linear_x``."""
+
+
+def rg_lru_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
+    """(sharded, unsharded) bytes one RecurrentGemma recurrent block saves for one
+    micro-batch.
+
+    Griffin's recurrent block (De et al. 2024, "Griffin: Mixing Gated Linear Recurrences
+    with Local Attention for Efficient Language Models", sec. 2.4): a GeLU branch, a
+    causal depthwise convolution, the real-gated linear recurrent unit and ``linear_out``,
+    as transformers 5.24's ``RecurrentGemmaRecurrentBlock`` / ``RecurrentGemmaRglru`` run
+    it in training: the recurrence is a Python loop over the positions
+    (``_rnn_scan``). ``W`` is ``lru_width``, ``K`` the convolution's width; ``c`` the
+    compute dtype's size, ``f = 4`` fp32's, ``e`` the size of the gate arithmetic (fp32
+    under autocast, whose fp32 list holds ``softplus`` and ``exp``, and in fp32; the
+    compute dtype in pure 16-bit). Per token:
+
+    - ``gelu(linear_y(x))`` keeps its input (``c W``); ``x_branch * y_branch`` keeps both
+      factors (``2 c W``) and ``linear_out`` its input (``c W``; on a frozen 16-bit base
+      its adapter's cast, counted with the adapters);
+    - the convolution keeps its input (``c W``, only for its weight's gradient: none when
+      frozen) and its output before the causal slice, ``s + K - 1`` positions, read by
+      ``activations * input_gate`` (``c W (s + K - 1) / s``);
+    - the block-diagonal gates: ``baddbmm``'s copy of the permuted input (``c W``, for the
+      gate weights' gradient), the two ``sigmoid`` outputs (``2 c W``) and ``-8 gate``
+      kept by the product with ``softplus(recurrent_param)`` (``c W``, for that parameter's
+      gradient);
+    - ``exp`` twice (``a`` and ``a^2``) and the input of the bounded ``sqrt``
+      (``3 e W``); the gated input and the multiplier's cast, kept by their product
+      (``2 c W``);
+    - the scan: ``a * ~reset`` in fp32, kept through the per-position slices (in pure
+      16-bit each position's fp32 cast instead), and the fp32 state before each step
+      (``2 f W``).
+    """
+    lru = spec.rg_lru
+    assert lru is not None
+    c, f = ctx.c, FP32
+    e = f if _autocast(ctx) or c >= f else c
+    width, kernel = lru.width, lru.conv_kernel
+    seq = ctx.seq // ctx.cp
+    trained = 0 if ctx.frozen_base else 1  # conv input, baddbmm's input copy, -8 gate
+    out_input = 0 if ctx.inputs_saved_by_adapters else 1
+    per_token = (c * width * (1 + 2 + out_input)  # gelu input, x_branch * y_branch, linear_out input
+                 + c * width * (trained + (seq + kernel - 1) / seq)  # conv input and output
+                 + c * width * (trained + 2 + trained)  # baddbmm input copy, sigmoids, -8 gate
+                 + 3 * e * width + 2 * c * width  # exp, exp, sqrt input; gated input, multiplier
+                 + 2 * f * width)  # a * ~reset, the states of the scan
+    return round(per_token * seq * ctx.batch) // ctx.tp, 0

@@ -49,7 +49,16 @@ read by several linears is saved once.
 
 Checked against ``vramplan trace`` (transformers on fake tensors under CUDA's rules)
 on small real configs of each family (tests/test_encdec_training_trace.py,
-tests/encdec_measure.py). LoRA/QLoRA on these models keep the decoder formulas of
+tests/encdec_measure.py).
+
+LoRA on encoder-decoders follows the same stacks with a frozen base
+(:attr:`Dtypes.frozen`): each adapted linear saves its own copy of its input and ``A x``
+(:func:`vramplan.memory.lora.adapter_bytes_per_token`), per layer of the stack it lies
+in, the cross-attention's key/value adapters over the input tokens; the frozen linears
+save no input, T5's norms no normalised tensor, autocast keeps copies of the adapters'
+weights only, and each stack's first layer, reading the frozen embedding's output,
+saves neither its first norm nor its q/k/v adapters' weight copies. QLoRA on these
+models and LoRA on encoder-only models keep the decoder formulas of
 :mod:`vramplan.memory.activations` on each stack's widths (not checked).
 """
 
@@ -113,6 +122,15 @@ class Stack:
     cross_seq: int = 0
     """Decoder of an encoder-decoder: the encoder tokens per sequence its cross-attention reads."""
     causal: bool = False
+    adapter_bytes_per_token: int = 0
+    """LoRA: what one layer's adapters save per token of this stack (:func:`_stack_adapters`)."""
+    cross_adapter_bytes_per_input_token: int = 0
+    """LoRA, decoder: what one layer's cross-attention k/v adapters save per encoder token."""
+    adapter_weight_cast_bytes: int = 0
+    """LoRA under autocast: one layer's compute-dtype copies of its fp32 adapter weights."""
+    first_layer_uncast_bytes: int = 0
+    """LoRA under autocast: of those, the copies the first layer does not keep (see
+    :func:`_first_layer_frozen_bytes`)."""
 
     @property
     def tokens(self) -> int:
@@ -128,16 +146,34 @@ class Dtypes:
     autocast: bool
     dropout: bool
     eager: bool
+    frozen: bool = False
+    """LoRA: the base's weights are frozen. Its linears save no input (their adapters
+    save their own copies, counted apart), its norms no normalised tensor, and autocast
+    keeps no copy of its weights (``cached_cast`` caches only weights that require a
+    gradient)."""
+    adapter_copies: bool = True
+    """LoRA: each adapter saves its own copy of its input (peft casts a 16-bit base's
+    input to the adapters' fp32; under autocast the adapter matmul casts it back). On an
+    fp32 base without autocast nothing is cast: the adapters of one input share it."""
 
     def cast(self, readers: int, src: int) -> int:
         """Bytes per element one tensor of ``src``-byte elements costs when ``readers``
         linears save it: one cast each under autocast when it is wider than ``c``, else
-        the tensor once."""
+        the tensor once. Frozen linears save nothing; their adapters' copies are counted
+        apart, or the shared input once (:attr:`adapter_copies`)."""
+        if self.frozen:
+            return 0 if self.adapter_copies else src
         return readers * self.c if self.autocast and src != self.c else src
 
 
 def _dtypes(ctx: act.ActivationContext) -> Dtypes:
-    return Dtypes(r=ctx.r, c=ctx.c, autocast=ctx.recipe.autocast, dropout=ctx.dropout, eager=ctx.attention == "eager")
+    """A frozen base runs its ops under autocast whatever its weights' dtype (a 16-bit
+    base under ``bf16-mixed``): the fp32 lists apply (``softmax``, ``layer_norm``, ``pow``)."""
+    autocast = ctx.recipe.autocast or (ctx.frozen_base and ctx.autocast_region)
+    from vramplan.memory.lora import ADAPTER_BYTES
+
+    return Dtypes(r=ctx.r, c=ctx.c, autocast=autocast, dropout=ctx.dropout, eager=ctx.attention == "eager",
+                  frozen=ctx.frozen_base, adapter_copies=ctx.c < ADAPTER_BYTES)
 
 
 def _family(spec: ModelSpec) -> str:
@@ -146,6 +182,15 @@ def _family(spec: ModelSpec) -> str:
     if spec.model_type in MODERNBERT_TYPES:
         return "modernbert"
     return "bart" if spec.architecture == "encoder_decoder" else "bert"
+
+
+def _stream_bytes(spec: ModelSpec, d: Dtypes) -> int:
+    """Element size of a layer's input and output. BART's and BERT's post-norm layers end
+    in a ``LayerNorm``, which autocast runs in fp32 (its fp32 list) and whose output stays
+    fp32: on a 16-bit LoRA base under autocast the stream between layers is fp32."""
+    if _family(spec) in ("bart", "bert") and d.autocast:
+        return FP32
+    return d.r
 
 
 def _norm_out_bytes(spec: ModelSpec, d: Dtypes) -> int:
@@ -159,8 +204,10 @@ def _norm_per_token(spec: ModelSpec, d: Dtypes) -> int:
     h = spec.hidden_size
     if _family(spec) == "t5":
         upcast = FP32 * h if d.r < FP32 else 0
-        normalised = (FP32 if d.r == FP32 else d.r) * h
+        normalised = 0 if d.frozen else (FP32 if d.r == FP32 else d.r) * h
         return d.r * h + upcast + FP32 + normalised
+    if d.frozen and d.autocast and d.r < FP32:
+        return FP32 * h + 2 * FP32  # layer_norm (autocast's fp32 list) keeps its fp32 cast of the 16-bit input
     return d.r * h + 2 * FP32
 
 
@@ -206,16 +253,20 @@ def _layer_per_token(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
             act_saved = (3 * FP32 + c) if d.autocast and c < FP32 else 4 * c
             gelu_out = FP32 if d.autocast else c
             act_saves = act_saved + gelu_out if spec.hidden_act == "gelu_new" else 2 * c
-            total += i * (act_saves + c + c + drop)  # activation, wi_1 output, wo input, mask
+            wo_input = 0 if d.frozen and d.adapter_copies else c
+            total += i * (act_saves + c + wo_input + drop)  # activation, wi_1 output, wo input, mask
         else:
             wo_input = c if (d.autocast or d.dropout) else 0
+            if d.frozen:  # the relu or dropout output, kept by wo's adapter (or its own copy, counted apart)
+                wo_input = 0 if d.adapter_copies else (c if d.dropout else 0)
             total += i * (c + wo_input + drop)  # relu output (kept by relu), wo input, mask
     elif fam == "modernbert":
         total += i * 4 * c  # Wi's 2i output, the activation output, the product
     else:  # BART / BERT: activation input and the second linear's input (+ BART's activation dropout)
         inner_drop = drop if fam == "bart" else 0
-        total += i * (2 * c + inner_drop)
-    return total
+        second_input = 0 if d.frozen and d.adapter_copies else c
+        total += i * (c + second_input + inner_drop)
+    return total + st.adapter_bytes_per_token
 
 
 def _layer_fixed(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
@@ -241,8 +292,8 @@ def _cross_kv_per_layer(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
     """Cross-attention terms over the encoder tokens, one decoder layer: k and v, and
     under autocast their own casts of the encoder output."""
     t_in = st.batch * st.cross_seq
-    casts = 2 * d.c * spec.hidden_size if d.autocast else 0
-    return t_in * (2 * d.c * st.inner + casts)
+    casts = 2 * d.c * spec.hidden_size if d.autocast and not d.frozen else 0
+    return t_in * (2 * d.c * st.inner + casts + st.cross_adapter_bytes_per_input_token)
 
 
 def _linear_params_per_layer(spec: ModelSpec, st: Stack) -> int:
@@ -254,13 +305,38 @@ def _linear_params_per_layer(spec: ModelSpec, st: Stack) -> int:
 
 def layer_bytes(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
     """Saved bytes of one layer of ``st``, its autocast weight copies included."""
-    casts = d.c * _linear_params_per_layer(spec, st) if d.autocast else 0
+    casts = _layer_weight_casts(spec, st, d)
     cross = _cross_kv_per_layer(spec, st, d) if st.cross_seq else 0
     return st.tokens * _layer_per_token(spec, st, d) + _layer_fixed(spec, st, d) + cross + casts
 
 
+def _layer_weight_casts(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
+    """Autocast's compute-dtype copies of one layer's trained weights: the base linears
+    under full fine-tuning, the adapters under LoRA."""
+    if d.frozen:
+        return st.adapter_weight_cast_bytes
+    return d.c * _linear_params_per_layer(spec, st) if d.autocast else 0
+
+
+def _first_layer_frozen_bytes(spec: ModelSpec, st: Stack, d: Dtypes) -> int:
+    """What the first layer of a stack does not save under a frozen base. Its input, the
+    frozen embedding's output, needs no gradient: T5's first norm saves nothing, and the
+    self-attention's q/k/v adapters, reading a tensor that needs none, keep their inputs
+    (for their weights' gradients) but not their weights' autocast copies, which die
+    with autocast's cache at the forward's end (as
+    :func:`vramplan.memory.activations.first_layer_uncast_bytes`)."""
+    if not d.frozen:
+        return 0
+    norm = st.tokens * _norm_per_token(spec, d) if _family(spec) == "t5" else 0
+    return norm + st.first_layer_uncast_bytes
+
+
 def _embedding_per_token(spec: ModelSpec, d: Dtypes) -> int:
-    """After the embeddings: BART/BERT/ModernBERT's LayerNorm and the dropout mask."""
+    """After the embeddings: BART/BERT/ModernBERT's LayerNorm and the dropout mask.
+    Nothing under a frozen base: the frozen embedding's output needs no gradient, so
+    neither its norm nor its dropout saves anything."""
+    if d.frozen:
+        return 0
     drop = MASK * spec.hidden_size if d.dropout else 0
     if _family(spec) == "t5":
         return drop
@@ -310,16 +386,90 @@ def stacks(spec: ModelSpec, setup: TrainingSetup) -> tuple[Stack | None, Stack]:
     enc = spec.encoder
     input_len = setup.input_len or seq
     assert enc is not None
+    adapters = _stack_adapters(spec, setup) if setup.method == "lora" else StackAdapters()
     encoder = Stack(layers=enc.num_layers, heads=enc.num_attention_heads, inner=enc.num_attention_heads * enc.head_dim,
-                    width=enc.intermediate_size, batch=setup.batch, seq=input_len)
+                    width=enc.intermediate_size, batch=setup.batch, seq=input_len,
+                    adapter_bytes_per_token=adapters.encoder_per_token,
+                    adapter_weight_cast_bytes=adapters.encoder_weight_casts,
+                    first_layer_uncast_bytes=adapters.encoder_first_uncast)
     decoder = Stack(layers=spec.num_layers, heads=spec.num_attention_heads, inner=spec.q_dim,
-                    width=spec.intermediate_size, batch=setup.batch, seq=seq, cross_seq=input_len, causal=True)
+                    width=spec.intermediate_size, batch=setup.batch, seq=seq, cross_seq=input_len, causal=True,
+                    adapter_bytes_per_token=adapters.decoder_per_token,
+                    cross_adapter_bytes_per_input_token=adapters.cross_per_input_token,
+                    adapter_weight_cast_bytes=adapters.decoder_weight_casts,
+                    first_layer_uncast_bytes=adapters.decoder_first_uncast)
     return encoder, decoder
 
 
-def _modelled(spec: ModelSpec, setup: TrainingSetup) -> bool:
-    """Full fine-tuning of these architectures is modelled here; LoRA keeps the decoder formulas."""
-    return spec.architecture in ("encoder", "encoder_decoder") and setup.method == "full"
+@dataclass(frozen=True, kw_only=True)
+class StackAdapters:
+    """What one layer's LoRA adapters save, per stack (each ``lora.Linear``: its own copy
+    of its input and ``A x``, :func:`vramplan.memory.lora.adapter_bytes_per_token`)."""
+
+    encoder_per_token: int = 0
+    """One encoder layer's adapters, per input token."""
+    decoder_per_token: int = 0
+    """One decoder layer's adapters reading decoder tokens (self-attention, the
+    cross-attention's query and output, the MLP), per target token."""
+    cross_per_input_token: int = 0
+    """One decoder layer's cross-attention key/value adapters, per input token (they read
+    the encoder output)."""
+    encoder_weight_casts: int = 0
+    """Autocast's copies of one encoder layer's adapter weights."""
+    decoder_weight_casts: int = 0
+    """The same, one decoder layer."""
+    encoder_first_uncast: int = 0
+    """Of the encoder's, the copies of ``lora_A`` on the first layer's q/k/v."""
+    decoder_first_uncast: int = 0
+    """The same, the decoder's self-attention."""
+
+
+FIRST_INPUT_MODULES = ("q_proj", "k_proj", "v_proj")
+"""Self-attention linears that read a stack's first normalised input."""
+CROSS_INPUT_MODULES = ("k_proj", "v_proj")
+"""Cross-attention linears that read the encoder output, not the decoder's tokens."""
+
+
+def _stack_adapters(spec: ModelSpec, setup: TrainingSetup) -> StackAdapters:
+    """Each targeted module's saved bytes, summed per layer of the stack it lies in (its
+    tensor name's ``encoder.`` / ``decoder.`` prefix), the cross-attention's k/v per
+    encoder token."""
+    from vramplan.memory.lora import adapter_bytes_per_token, adapter_weight_cast_bytes, module_adapter_groups, \
+        target_groups
+    from vramplan.training import lora_targets
+
+    targets = lora_targets(spec, setup)
+    recipe = setup.recipe
+    c, autocast, rank = recipe.compute_bytes, recipe.autocast, setup.lora_rank
+    enc_layers = spec.encoder.num_layers if spec.encoder else 1
+    sums = {"encoder": 0, "decoder": 0, "cross": 0}
+    for g in target_groups(spec, targets):
+        stack = "encoder" if g.name.startswith("encoder.") else "decoder"
+        key = "cross" if g.component == "cross_attention" and g.module in CROSS_INPUT_MODULES else stack
+        layers = enc_layers if stack == "encoder" else spec.num_layers
+        sums[key] += adapter_bytes_per_token(g.shape[1], rank, c, autocast) * g.count // layers
+    casts = {"encoder": 0, "decoder": 0}
+    first = {"encoder": 0, "decoder": 0}
+    for g in module_adapter_groups(spec, targets, rank):
+        stack = "encoder" if g.name.startswith("encoder.") else "decoder"
+        layers = enc_layers if stack == "encoder" else spec.num_layers
+        cast = adapter_weight_cast_bytes([g], c, autocast) // layers
+        casts[stack] += cast
+        if g.component == "attention" and g.name.endswith("lora_A.weight") and \
+                any(f".{m}." in g.name for m in FIRST_INPUT_MODULES):
+            first[stack] += cast
+    return StackAdapters(encoder_per_token=sums["encoder"], decoder_per_token=sums["decoder"],
+                         cross_per_input_token=sums["cross"], encoder_weight_casts=casts["encoder"],
+                         decoder_weight_casts=casts["decoder"], encoder_first_uncast=first["encoder"],
+                         decoder_first_uncast=first["decoder"])
+
+
+def modelled(spec: ModelSpec, setup: TrainingSetup) -> bool:
+    """Full fine-tuning of these architectures, and LoRA on encoder-decoders, are modelled
+    here; LoRA on encoders and QLoRA keep the decoder formulas."""
+    if spec.architecture == "encoder":
+        return setup.method == "full"
+    return spec.architecture == "encoder_decoder" and setup.method in ("full", "lora")
 
 
 def encoder_stack_bytes(spec: ModelSpec, setup: TrainingSetup, ctx: act.ActivationContext) -> int:
@@ -332,11 +482,12 @@ def encoder_stack_bytes(spec: ModelSpec, setup: TrainingSetup, ctx: act.Activati
     d = _dtypes(ctx)
     enc_view = replace(spec, architecture="encoder_decoder")
     if setup.recompute_policy == "full":
-        layers = encoder.layers * encoder.tokens * d.r * spec.hidden_size
+        layers = encoder.layers * encoder.tokens * _stream_bytes(spec, d) * spec.hidden_size
     else:
-        layers = encoder.layers * layer_bytes(enc_view, encoder, d)
+        layers = encoder.layers * layer_bytes(enc_view, encoder, d) - _first_layer_frozen_bytes(spec, encoder, d)
     per_token = _embedding_per_token(spec, d) + _stack_end_per_token(spec, d)
-    output = 0 if d.autocast else encoder.tokens * d.r * spec.hidden_size
+    kept_once = not d.autocast if not d.frozen else not d.adapter_copies  # by k/v or by their adapters
+    output = encoder.tokens * d.r * spec.hidden_size if kept_once else 0
     return layers + encoder.tokens * per_token + output + _fixed_per_stack(spec, encoder, d)
 
 
@@ -349,22 +500,25 @@ def activation_plan(spec: ModelSpec, setup: TrainingSetup, ctx: act.ActivationCo
     d = _dtypes(ctx)
     h, t = spec.hidden_size, main.tokens
     full = layer_bytes(spec, main, d)
-    casts = d.c * _linear_params_per_layer(spec, main) if d.autocast else 0
+    first = full - _first_layer_frozen_bytes(spec, main, d)
+    casts = _layer_weight_casts(spec, main, d)
     if setup.recompute_policy == "full":
-        kept = t * d.r * h
+        kept = first_kept = t * _stream_bytes(spec, d) * h
     else:
-        kept = full
-    work = 2 * d.r * h * t + (2 if spec.mlp_gated else 1) * d.c * main.width * t
+        kept, first_kept = full, first
+    work = 2 * _stream_bytes(spec, d) * h * t + (2 if spec.mlp_gated else 1) * d.c * main.width * t
     outside = t * (_embedding_per_token(spec, d) + _stack_end_per_token(spec, d) + _head_per_token(spec, d)) \
         + _fixed_per_stack(spec, main, d) + _head_weight_casts(spec, ctx)
-    parts = {"layers": kept * main.layers, "outside_layers": outside}
+    parts = {"layers": first_kept + kept * (main.layers - 1), "outside_layers": outside}
     forward_only = 0
     if setup.recompute_policy == "full" and d.autocast:
         # autocast's weight copies stay cached to the forward's end, kept by no one after
         encoder, _ = stacks(spec, setup)
-        enc_casts = d.c * _linear_params_per_layer(spec, encoder) * encoder.layers if encoder else 0
+        enc_casts = _layer_weight_casts(spec, encoder, d) * encoder.layers if encoder else 0
         forward_only = casts * main.layers + enc_casts
-    return ActivationPlan(parts=parts, per_layer_kept=(kept,) * main.layers, per_layer_full=(full,) * main.layers,
+    rest = main.layers - 1
+    return ActivationPlan(parts=parts, per_layer_kept=(first_kept,) + (kept,) * rest,
+                          per_layer_full=(first,) + (full,) * rest,
                           per_layer_work=(work,) * main.layers, outside_layers=outside, forward_only=forward_only,
                           final_norm_transient=0,
                           per_micro_batch=act.MicroBatchBytes(layer_kept_bytes=0 if setup.recompute_policy == "full"
@@ -391,14 +545,15 @@ def extra_training_components(spec: ModelSpec, setup: TrainingSetup,
         warnings += image_warnings
     if spec.architecture == "encoder_decoder":
         tokens = setup.input_len or setup.seq
-        if _modelled(spec, setup):
+        if modelled(spec, setup):
             comps.append(Component(name="activations/encoder", bytes=encoder_stack_bytes(spec, setup, ctx),
                                    note=f"{spec.encoder.num_layers if spec.encoder else 0} encoder layers over "
                                         f"{tokens} input tokens, their norms and dropout masks"))
         else:
             comps += _lora_encoder_components(spec, setup, ctx, tokens)
-            warnings.append("encoder-decoder LoRA training: encoder and cross-attention activations use the "
-                            "decoder-layer formulas on the encoder's widths, not checked against the trace")
+            warnings.append(f"encoder-decoder {setup.method.upper()} training: encoder and cross-attention "
+                            "activations use the decoder-layer formulas on the encoder's widths, not checked "
+                            "against the trace")
     return tuple(comps), tuple(warnings)
 
 
@@ -463,10 +618,13 @@ def logits_bytes(spec: ModelSpec, setup: TrainingSetup) -> LogitsBytes | None:
     (the log-probabilities, ``nll_loss``'s gradient and ``log_softmax``'s)."""
     from vramplan.memory.logits import FP32 as LOSS_FP32, LogitsBytes
 
+    from vramplan.training import base_dtype
+
     autocast = setup.recipe.autocast
     c = setup.recipe.compute_bytes
-    if spec.model_type in LOSS_UPCASTS or setup.fused_ce or c >= LOSS_FP32 or \
-            (autocast and spec.model_type in FP32_LOGITS_BIAS):
+    # the bias buffer follows the base's dtype: fp32 under full bf16-mixed, 16-bit on a LoRA base
+    fp32_bias = autocast and spec.model_type in FP32_LOGITS_BIAS and base_dtype(setup) == "fp32"
+    if spec.model_type in LOSS_UPCASTS or setup.fused_ce or c >= LOSS_FP32 or fp32_bias:
         return None
     tokens = setup.batch * setup.seq
     elems = tokens * spec.vocab_size

@@ -69,6 +69,29 @@ def weight_components(spec: ModelSpec, fmt: WeightFormat | str, prefix: str = "w
     ]
 
 
+def lightning_buffer_elements(spec: ModelSpec, tp: int = 1) -> int:
+    """Elements of the decay tables every MiniMax-01 lightning-attention layer registers as
+    buffers (transformers ``MiniMaxLightningAttention.__init__``: ``slope_rate`` ``[H, 1, 1]``,
+    ``query_decay`` and ``key_decay`` ``[H, l, 1]``, ``diagonal_decay`` ``[1, H, l, l]`` for
+    blocks of ``l`` positions): ``H (1 + 2 l + l^2)`` per layer, the heads split across TP
+    ranks. They live beside the weights, in the dtype the model is loaded in; 0 for a
+    model without lightning attention."""
+    layers = sum(spec.mixer(i) == "lightning_attention" for i in range(spec.num_layers))
+    block = spec.lightning_block_size
+    return layers * (spec.num_attention_heads // tp) * (1 + 2 * block + block * block) if block else 0
+
+
+def buffer_components(spec: ModelSpec, dtype: str, tp: int = 1) -> list[Component]:
+    """``weights/buffers``: model buffers large enough to count, in ``dtype`` (see
+    :func:`lightning_buffer_elements`); none for most models, whose buffers (rotary
+    frequencies) are a few KiB."""
+    elements = lightning_buffer_elements(spec, tp)
+    if not elements:
+        return []
+    return [Component(name="weights/buffers", bytes=get_dtype(dtype).bytes_for(elements),
+                      note=f"lightning attention's decay tables (block {spec.lightning_block_size}) in {dtype}")]
+
+
 # ---- tensor parallelism -------------------------------------------------------------
 _COLUMN_PARALLEL = ("q_proj", "k_proj", "v_proj", "q_b_proj", "kv_b_proj", "gate_proj", "up_proj")
 """Linears whose output features are split across TP ranks (Megatron-LM ColumnParallelLinear;

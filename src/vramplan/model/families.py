@@ -533,7 +533,8 @@ def _recurrent_gemma(cfg: Config, f: dict[str, Any]) -> None:
     """RecurrentGemma (modeling_recurrent_gemma.py): ``block_types`` cycled over the
     layers, ``recurrent`` blocks are RG-LRU, ``attention`` blocks local attention over
     ``attention_window_size`` tokens with a biased o_proj; the gated MLP is
-    ``intermediate_size // 2`` wide with biases; half of each head rotates."""
+    ``intermediate_size // 2`` wide with biases; half of each head rotates; the logits are
+    always soft-capped (``tanh(logits / logits_soft_cap) * logits_soft_cap``)."""
     n = f["num_layers"]
     kinds = cfg.get("block_types")
     if not isinstance(kinds, list) or not kinds or any(k not in ("recurrent", "attention") for k in kinds):
@@ -545,6 +546,7 @@ def _recurrent_gemma(cfg: Config, f: dict[str, Any]) -> None:
     f["intermediate_size"] //= 2
     f.update(attention_qkv_bias=config_switch(cfg, "attention_bias", False), attention_out_bias=True, mlp_bias=True)
     f["partial_rotary_factor"] = 0.5
+    f["final_logit_softcapping"] = True
 
 
 def _rwkv(cfg: Config, f: dict[str, Any]) -> None:
@@ -981,6 +983,8 @@ def _minimax(cfg: Config, f: dict[str, Any]) -> None:
     """MiniMax-01 (modeling_minimax.py): ``linear_attention`` layers are lightning
     attention, the others softmax attention; every MLP is a Mixtral-style MoE."""
     _mixers_from_layer_types(cfg, f, "lightning_attention")
+    if "lightning_attention" in f["layer_mixers"]:
+        f["lightning_block_size"] = _pos(cfg, ("block_size",), 256)
     _mixtral_width(cfg, f)
 
 

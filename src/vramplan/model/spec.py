@@ -109,7 +109,8 @@ a gated delta-net with a per-channel forget gate), RecurrentGemma's RG-LRU, an R
 block (time mixing and channel mixing together), xLSTM's mLSTM, or nothing (Nemotron-H's
 MLP-only layers)."""
 
-MIXERS_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba2", "gated_deltanet"})
+MIXERS_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba2", "gated_deltanet", "kda", "lightning_attention",
+                                                    "rg_lru"})
 """Token mixers (in layers of their own) whose training activations are modelled tensor by
 tensor (:mod:`vramplan.memory.mixer_activations`); the others are priced with an
 attention block of the model's widths."""
@@ -688,6 +689,9 @@ class ModelSpec:
     shared_block: SharedBlockSpec | None = None
     """Zamba: the attention layers' attention and MLP are shared blocks (weights held once
     per block)."""
+    lightning_block_size: int = 0
+    """MiniMax-01's lightning attention: positions per block of its block-wise linear
+    attention (``block_size``); 0 when no layer has one."""
     short_conv_kernel: int = 0
     """LFM2's gated short convolution: kernel length (``conv_L_cache``); 0 when no layer
     has one."""
@@ -841,6 +845,8 @@ class ModelSpec:
             raise ConfigError("layer_mixers: mLSTM layers given but no mLSTM spec")
         if "rwkv" in self.layer_mixers:
             _positive("attention_hidden_size", self.rwkv_attention_size)
+        if "lightning_attention" in self.layer_mixers:
+            _positive("block_size", self.lightning_block_size)
         if self.ssm_in_attention_layers and self.ssm is None:
             raise ConfigError("ssm_in_attention_layers: attention layers with a Mamba mixer need an SSM spec")
         if self.value_head_dim:

@@ -222,16 +222,19 @@ def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=
         return
     total = setup.seq + setup.decode_tokens
     config = model.config.get_text_config(decoder=True)
-    if setup.cache == "static":
+    own_cache = not _takes_default_cache(model)
+    if own_cache:
+        cache = None  # the model builds its own on the first forward, as ``generate`` lets it
+    elif setup.cache == "static":
         cache = transformers.StaticCache(config=config, max_cache_len=total)
     else:
         cache = transformers.DynamicCache(config=config)
-    cache = _labelled_cache(cache)
+    cache = _labelled_cache(cache) if cache is not None else None
     images = {}
     if kind == "image_text":
         prompt, images = _image_inputs(model, setup)
         total = prompt.shape[1] + setup.decode_tokens
-        if setup.cache == "static":
+        if setup.cache == "static" and not own_cache:
             cache = _labelled_cache(transformers.StaticCache(config=config, max_cache_len=total))
     else:
         prompt = _inputs(model, setup, setup.seq)
@@ -239,6 +242,8 @@ def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=
     for t in (prompt, *images.values()):
         recorder.adopt(t, "activations/inputs")
     cache_kw = _cache_keyword(model)
+    if own_cache and cache_kw not in _forward_parameters(model) and "state" in _forward_parameters(model):
+        cache_kw = "state"  # RWKV passes its recurrent state under its own name
     keep = {} if "logits_to_keep" not in _forward_parameters(model) else {"logits_to_keep": 1}
     with torch.no_grad(), recorder.module_hooks(model), recorder.recording():
         encoded = {}
@@ -256,6 +261,8 @@ def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=
             ids = {"decoder_input_ids" if kind == "seq2seq" else "input_ids": prompt}
             out = model(**ids, use_cache=True, **first, **encoded, **images, **{cache_kw: cache})
             token = out.logits[:, -1:].argmax(-1)
+            if own_cache:
+                cache = getattr(out, cache_kw, None)
             del out
         _tick(progress)
         for _ in range(setup.decode_tokens):
@@ -265,6 +272,15 @@ def run_inference(model, setup: TraceSetup, recorder: Recorder, rules, progress=
                 token = out.logits[:, -1:].argmax(-1)
                 del out
             _tick(progress)
+
+
+def _takes_default_cache(model) -> bool:
+    """Can the model run on a transformers ``DynamicCache``/``StaticCache``? MiniMax-01
+    and xLSTM keep their states in a cache class of their own and refuse others, RWKV in
+    a ``state`` list; ``generate`` then passes none and the model builds its own
+    (``GenerationMixin._supports_default_dynamic_cache``), which the next forward gets."""
+    supports = getattr(_base_model(model), "_supports_default_dynamic_cache", None)
+    return supports is None or supports()
 
 
 def _forward_parameters(model):
