@@ -51,7 +51,8 @@ def test_hy_v4_without_transformers_follows_its_config_class_schedule():
     spec = spec_from_config({"model_type": "hy_v4", **TINY["hy_v4"], "num_hidden_layers": 10}, complete=False)
     assert spec.layer_indexers == (True, True, False, False, False, True, False, False, False, True)
     assert spec.hyper_connection_streams == 3
-    assert any("hyper-connections" in note for note in spec.notes)
+    # the streams' activations are modelled (memory/hyper_connections.py): no note sends the user to the trace
+    assert not any("vramplan trace" in note for note in spec.notes)
 
 
 @pytest.mark.parametrize("model_type, bad, field", [

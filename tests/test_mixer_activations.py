@@ -116,13 +116,14 @@ def test_falcon_h1_mixer_beside_attention_carries_no_note():
 
 
 def test_unmodelled_mixers_keep_their_note():
-    """Zamba2's hybrid layers (Mamba after a shared attention block) are still priced
-    as a transformer layer, and say so."""
+    """LFM2's short convolutions are still priced as a transformer layer, and say so."""
     from vramplan.model.hf_config import spec_from_config
 
-    config = dict(CONFIGS["zamba2"], layers_block_type=["mamba", "hybrid", "mamba"], hybrid_layer_ids=[1])
+    config = dict(model_type="lfm2", hidden_size=64, num_hidden_layers=4, vocab_size=100, num_attention_heads=4,
+                  num_key_value_heads=2, intermediate_size=96, layer_types=["conv", "conv", "full_attention", "conv"],
+                  conv_L_cache=3)
     notes = spec_from_config(config).notes
-    assert any("1 Mamba-2 layer(s)" in n and "vramplan trace" in n for n in notes), notes
+    assert any("3 short-convolution layer(s)" in n and "vramplan trace" in n for n in notes), notes
 
 
 def test_chunk_size_is_read():

@@ -23,6 +23,7 @@ from vramplan.dtypes import get_dtype
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
 from vramplan.memory import activations as act
+from vramplan.memory import mixer_activations, sparse_indexer
 from vramplan.memory.precision import CONVENTIONS, PrecisionRecipe, get_precision
 from vramplan.memory.overhead import Overheads, fit_verdict
 from vramplan.memory.logits import LogitsBytes, logits_bytes
@@ -330,6 +331,10 @@ def _backward_work(spec: ModelSpec, ctx: act.ActivationContext, layer: int) -> i
     if ctx.attention == "eager":
         attn = spec.num_attention_heads * ctx.seq * (c + act.FP32) * t // ctx.tp
     mixer = act.mixer_backward_work_bytes(spec, ctx, layer)  # Kimi delta attention's chunked system
+    if act.runs_mamba1(spec, layer):
+        # the scan's gradient buffers, once the MLP above it (Jamba) has freed what it saved
+        mlp_saved = sum(p.bytes for p in act.mlp_parts(spec, ctx, layer)) if spec.has_mlp(layer) else 0
+        attn = max(attn, mixer_activations.mamba1_backward_work_bytes(spec, ctx) - mlp_saved)
     return 2 * c * h * t + max(mlp, attn, mixer)
 
 
@@ -513,6 +518,9 @@ def _backward_points(spec: ModelSpec, setup: TrainingSetup, states: ModelStates,
     grad_per_layer = sum(g.params for g in states.trainable if g.per_layer) \
         * states.trainable_bytes_per_param // spec.num_layers
     head = 0 if accumulate else _head_gradient(states)
+    if not accumulate and setup.method == "full" and spec.tie_word_embeddings:
+        # a tied head's gradient is the embedding's ``.grad``, formed by the head's backward
+        head += spec.vocab_size * spec.hidden_size * states.trainable_bytes_per_param
     below = sum(plan.per_layer_kept)  # the final norm's tensors are freed by the head's backward
     points = []
     for layer in reversed(range(spec.num_layers)):
@@ -547,6 +555,32 @@ def _tied_embedding_accumulation_bytes(spec: ModelSpec, setup: TrainingSetup, st
     return 2 * spec.vocab_size * spec.hidden_size * states.trainable_bytes_per_param
 
 
+def _indexer_scoring_point(spec: ModelSpec, setup: TrainingSetup, plan: ActivationPlan, resident: Parts) -> Parts:
+    """The forward inside the last layer with a sparse-attention indexer: the activations
+    kept by the layers below it and by that layer's attention so far, and the indexer's
+    scores of every query against every key
+    (:func:`vramplan.memory.sparse_indexer.scores_transient_bytes`); empty without an
+    indexer."""
+    indexed = [i for i in range(spec.num_layers) if spec.has_indexer(i)]
+    if not indexed:
+        return {}
+    last = indexed[-1]
+    recipe = effective_recipe(setup)
+    scoring = sparse_indexer.scores_transient_bytes(spec, sequences=setup.batch, query_tokens=setup.seq,
+                                                    kv_tokens=setup.seq, act_bytes=recipe.compute_bytes,
+                                                    autocast=setup.recipe.autocast)
+    # of the indexer layer itself, what its attention has kept before scoring: the layer's
+    # input and norms, the latents and the expanded queries, keys and values
+    before = ("residual", "norms", "attention/latents", "attention/qkv")
+    current = sum(p.bytes for p in act.layer_activation_parts(spec, _context(spec, setup), last) if p.name in before)
+    current += plan.parts.get("lora", 0) // spec.num_layers  # its adapters' inputs (a bound: the MLP's are to come)
+    return {**resident,
+            "activations/layers_below": (sum(plan.per_layer_kept[:last]), f"kept activations of layers below {last}"),
+            "activations/current_layer": (current, f"layer {last}'s activations before its indexer"),
+            "buffers/indexer_scores": (scoring, "the lightning indexer's scores of every query against every key "
+                                       "(and the keys broadcast to every query), under no_grad")}
+
+
 def timeline(spec: ModelSpec, setup: TrainingSetup, states: ModelStates, plan: ActivationPlan,
              logits: LogitsBytes) -> Timeline:
     """The live components at the high point of forward, backward and optimizer step."""
@@ -565,6 +599,9 @@ def timeline(spec: ModelSpec, setup: TrainingSetup, states: ModelStates, plan: A
                                                "norm (the forward's high point when the vocabulary is small)")}
     if _total(final_norm) > _total(forward):
         forward = final_norm
+    scoring = _indexer_scoring_point(spec, setup, plan, {**resident, **dequant})
+    if _total(scoring) > _total(forward):
+        forward = scoring
     backward = {**resident, **_activation_parts(plan), "logits": (logits.backward_peak, logits.note)}
     where = "loss backward"
     for point, parts in _backward_points(spec, setup, states, plan, resident, dequant):

@@ -49,7 +49,7 @@ from vramplan.dtypes import FP32_BYTES, get_dtype
 from vramplan.engines import Job, base_estimate, peak_of, with_gpu_verdict
 from vramplan.errors import InputError
 from vramplan.estimate import Component, Estimate
-from vramplan.memory import gemma_activations
+from vramplan.memory import gemma_activations, mixer_activations
 from vramplan.memory.inference_buffers import (ForwardShape, attention_mask_bytes, hf_layer_flow, layer_peak_bytes,
                                               logits_bytes)
 from vramplan.memory.kv_cache import (KVDType, check_engine_kv_dtype, get_kv_dtype, kv_cache_bytes, kv_row_elements,
@@ -77,8 +77,10 @@ HELD_POSITION_EMBEDDINGS = 1
 
 
 def held_hidden(job: Job) -> int:
-    """Hidden-sized tensors held through each layer by the transformers model."""
-    return HELD_HIDDEN + (HELD_POSITION_EMBEDDINGS if job.spec.learned_position_embeddings else 0)
+    """Hidden-sized tensors held through each layer by the transformers model; with
+    hyper-connections the layer's input is its ``hc_mult`` streams."""
+    streams = max(job.spec.hyper_connection_streams - 1, 0)
+    return HELD_HIDDEN + streams + (HELD_POSITION_EMBEDDINGS if job.spec.learned_position_embeddings else 0)
 
 
 TOKEN_ID_BYTES = 8
@@ -216,6 +218,9 @@ def _transients(job: Job, shape: ForwardShape, phase: str, in_layer: list[Compon
     layer_bytes, unallocated = max((layer_peak(job.spec, s, tp=setup.tp, impl=setup.attention,
                                                repeat_kv=repeat, flow=hf_layer_flow(job.spec)) - later, later)
                                    for s, later in keys.layer_shapes(shape))
+    if any(mixer_activations.mixer_layers_modelled(job.spec, "mamba")):  # the Mamba-1 scan's tensors
+        layer_bytes = max(layer_bytes, mixer_activations.mamba1_prefill_bytes(
+            job.spec, shape.tokens, shape.act_bytes, shape.held_hidden, setup.tp))
     layer = Component(name="activations/layer", bytes=layer_bytes,
                       note=f"{phase}: one layer's live tensors for {shape.sequences} x {shape.query_tokens} tokens "
                            f"({setup.attention} attention over {shape.kv_tokens} keys)"

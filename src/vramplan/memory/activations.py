@@ -54,10 +54,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from vramplan.memory import mixer_activations
+from vramplan.memory import compressed_attention, hyper_connections, mixer_activations
 from vramplan.memory.precision import PrecisionRecipe
 from vramplan.model.spec import (
     MIXERS_WITH_ACTIVATIONS,
+    SHARED_BLOCK_WITH_ACTIVATIONS,
     SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS,
     MLASpec,
     ModelSpec,
@@ -272,7 +273,7 @@ def _post_norm_input_per_token(spec: ModelSpec, ctx: ActivationContext, width: i
 
 def _linear_inputs_per_token(ctx: ActivationContext, width: int, readers: int) -> int:
     """A norm output as saved by the linears reading it: once, or one cast each under autocast."""
-    if ctx.inputs_saved_by_adapters:
+    if ctx.inputs_saved_by_adapters or not readers:  # a layer without an MLP (Mamba) has no MLP input
         return 0
     return readers * ctx.c * width if ctx.recipe.autocast else ctx.r * width
 
@@ -360,7 +361,7 @@ def _sdpa_kv_widths(spec: ModelSpec, ctx: ActivationContext, layer: int) -> tupl
 def attention_parts(spec: ModelSpec, ctx: ActivationContext, layer: int = 0) -> list[ActivationPart]:
     """Saved tensors of one attention block (without its input norm)."""
     if spec.mla is not None:
-        return _mla_parts(spec, spec.mla, ctx)
+        return _mla_parts(spec, spec.layer_mla_spec(layer), ctx, layer)
     c, a = ctx.c, spec.num_attention_heads
     math = sdpa_runs_math_kernel(spec, ctx, layer)
     if ctx.attention == "eager" or spec.attention_experts or math:
@@ -448,23 +449,97 @@ def _latent_per_token(spec: ModelSpec, ctx: ActivationContext, width: int, extra
     return ctx.c * (width + extra) + _norm_per_token(spec, ctx, width) + _linear_inputs_per_token(ctx, width, 1)
 
 
-def _mla_parts(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext) -> list[ActivationPart]:
-    a, c = spec.num_attention_heads, ctx.c
+def _mla_parts(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext, layer: int = 0) -> list[ActivationPart]:
+    """Saved tensors of one MLA block, in the layer's own shape (dots3's sliding layers
+    have their own latent ranks and heads)."""
+    a, c = spec.layer_num_attention_heads(layer), ctx.c
     latents = _latent_per_token(spec, ctx, mla.kv_lora_rank, mla.qk_rope_head_dim)
     if mla.q_lora_rank:
         latents += _latent_per_token(spec, ctx, mla.q_lora_rank, 0)
+        if mla.fused_query_gate:
+            # A.X K2: q_gate_proj reads cat([normed latent, latent]), which copies the latent
+            latents += _linear_inputs_per_token(ctx, mla.q_lora_rank, 1)
     # q and k after RoPE (a x qk_head_dim each) and the values: eager's matmul saves a
     # contiguous copy (a x d_v); SDPA/flash keep the value view, i.e. kv_b's whole output
     values = mla.v_head_dim if ctx.attention == "eager" else mla.qk_nope_head_dim + mla.v_head_dim
     qkv = c * a * (2 * mla.qk_head_dim + values)
+    sparse = spec.indexer is not None and spec.attention_kinds()[layer] != "sliding_attention"
     parts = [_part("attention/latents", latents, ctx, sharded=False),
              _part("attention/qkv", qkv, ctx, sharded=True),
-             _part("attention/output", c * a * mla.v_head_dim, ctx, sharded=True)]
+             _part("attention/output", _mla_output_per_token(spec, mla, ctx, layer, a, sparse), ctx, sharded=True)]
     if ctx.attention == "eager":
-        parts.append(_part("attention/scores", _scores_per_token(spec, ctx, a), ctx, sharded=True))
+        parts.append(_part("attention/scores", _scores_per_token(spec, ctx, a) + _sink_per_token(spec, ctx), ctx,
+                           sharded=True))
     else:
         parts.append(_part("attention/lse", FP32 * a, ctx, sharded=True))
+    if spec.attention_gate == "full" or mla.fused_query_gate:
+        parts.append(_part("attention/gate", _mla_output_gate_per_token(spec, mla, ctx, a), ctx, sharded=True))
+    if ctx.attention == "sdpa" and sparse:
+        parts.append(_part("attention/sparse_mask", _sparse_mask_per_token(ctx), ctx, sharded=False))
     return parts
+
+
+def _mla_output_per_token(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext, layer: int, heads: int,
+                          sparse: bool) -> int:
+    """The MLA attention output, ``c a d_v``. MLA builds its query with ``torch.cat((q_pass,
+    q_rot))`` in head-major ``[b, h, s, d]`` memory, so the flash kernel (SDPA without a
+    mask) writes a head-major output too, which ``transpose(1, 2).reshape`` copies for the
+    output projection: twice, as :func:`_attention_output_per_token` does for the
+    :data:`ROTARY_BY_CAT` families. A mask (DeepSeek sparse attention, a sliding window the
+    sequence reaches) selects the memory-efficient kernel, whose output reshapes as a
+    view."""
+    output = ctx.c * heads * mla.v_head_dim
+    adapter_copy = ctx.inputs_saved_by_adapters and ctx.attention_output_saved_by_adapter
+    flash = ctx.attention == "flash" or (ctx.attention == "sdpa" and not sparse
+                                         and not sdpa_gets_a_mask(spec, ctx, layer))
+    return 2 * output if flash and not adapter_copy else output
+
+
+def _sparse_mask_per_token(ctx: ActivationContext) -> int:
+    """DeepSeek sparse attention under SDPA (``DeepseekV32Attention``: ``attention_mask &
+    ~index_mask``): every layer builds its own boolean ``[b, 1, s, s]`` mask of the
+    causal mask and the indexer's top-k, which the kernel keeps as its ``attn_bias``:
+    ``s`` bytes per token."""
+    return MASK * ctx.seq
+
+
+def _sink_per_token(spec: ModelSpec, ctx: ActivationContext) -> int:
+    """Eager attention with a learned sink logit per head (gpt-oss's
+    ``eager_attention_forward``, which Hunyuan v4 runs): the sink column of the
+    softmax output (``cat([scores, sinks])``, in the scores' dtype: fp32 under
+    autocast, where the fp32 mask promotes them) and the int64 row-maximum indices
+    ``combined_logits.max(-1)`` keeps for its backward."""
+    if not spec.attention_sinks:
+        return 0
+    softmax = FP32 if (ctx.autocast_region or ctx.recipe.autocast) or ctx.r >= FP32 else ctx.c
+    return spec.num_attention_heads * (softmax + INDEX)
+
+
+def _mla_output_gate_per_token(spec: ModelSpec, mla: MLASpec, ctx: ActivationContext, heads: int) -> int:
+    """A sigmoid gate on the attention output, heads x ``v_head_dim``: the sigmoid
+    output and the product, which the output projection keeps as its input (the
+    attention output itself is kept by the product, counted as the output). Hunyuan v4
+    (``HYV4Attention``: ``attn_output * torch.sigmoid(gate_proj(x))``) in the compute
+    dtype; A.X K2 (``AXK2Attention``: ``(attn_output * torch.sigmoid(gate.float()))
+    .to(dtype)``) keeps an fp32 sigmoid and the product cast back."""
+    width = heads * mla.v_head_dim
+    # the gated product is kept by the output projection, or under peft's input cast by its adapter (counted there)
+    product = 0 if ctx.inputs_saved_by_adapters else ctx.c * width
+    return (FP32 if mla.fused_query_gate else ctx.c) * width + product
+
+
+def _gated_norm_per_token(spec: ModelSpec, ctx: ActivationContext, gated_norms: int) -> int:
+    """What A.X K2's gated RMSNorms keep beyond a plain norm (``AXK2GatedRMSNorm``:
+    ``y = norm(x); (y * torch.sigmoid(fc2(silu(fc1(y))).float())).to(y.dtype)``), per
+    gated norm: its output ``y`` and the fp32 sigmoid (both kept by the product, in
+    fp32 on the fp32 residual under autocast), ``fc1``'s input as it saves it, its output
+    (kept by the SiLU) and the SiLU output (``fc2``'s input)."""
+    if not spec.gated_norm_rank or not gated_norms:
+        return 0
+    h, rank = spec.hidden_size, spec.gated_norm_rank
+    y = max(ctx.r, FP32 if ctx.recipe.autocast else 0) * h  # the fp32 weight times the input
+    per_norm = y + FP32 * h + _linear_inputs_per_token(ctx, h, 1) + 2 * ctx.c * rank
+    return gated_norms * per_norm
 
 
 def _act_tensors(spec: ModelSpec) -> int:
@@ -662,8 +737,11 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
         attn_readers = 0
     elif mixer_modelled(spec, layer):
         attn_readers = mixer_activations.mixer_input_projections(spec, spec.mixer(layer))
+    elif spec.mixer(layer) == "compressed_attention" and spec.compressed_attention is not None:
+        attn_readers = compressed_attention.input_projections(spec, layer)
     else:
-        attn_readers = _qkv_readers(spec) if spec.mla is None else 2  # MLA: q (or q_a) and kv_a
+        # MLA: q (or q_a) and kv_a, and a gate projection of its own (Hunyuan v4, dots3)
+        attn_readers = _qkv_readers(spec) if spec.mla is None else 2 + (spec.attention_gate in ("full", "head"))
     inputs = _linear_inputs_per_token(ctx, h, attn_readers) + _linear_inputs_per_token(ctx, h, mlp_readers)
     if mixer_beside_attention(spec, layer):
         # Falcon-H1: in_proj reads its own scaled copy (``hidden_states * ssm_in_multiplier``)
@@ -683,10 +761,12 @@ def norm_and_residual_parts(spec: ModelSpec, ctx: ActivationContext, layer: int)
         shared_input = spec.model_type in PARALLEL_RESIDUAL
         residual = 0 if shared_input else residual // 2
         norms -= 2 if shared_input else 1
+    # A.X K2: the input norm is gated in every layer, the post-attention norm in MoE layers
+    gated = (1 + spec.is_moe_layer(layer)) if spec.gated_norm_rank else 0
     return [
         _part("residual", residual, ctx, sharded=False),
         _part("norms", norms * _norm_per_token(spec, ctx, h) + _post_norms(spec) * _post_norm_input_per_token(
-            spec, ctx, h), ctx, sharded=False),
+            spec, ctx, h) + _gated_norm_per_token(spec, ctx, gated), ctx, sharded=False),
         _part("linear_inputs", inputs, ctx, sharded=False),
     ]
 
@@ -698,16 +778,23 @@ def layer_activation_parts(spec: ModelSpec, ctx: ActivationContext, layer: int =
 
     if gemma_activations.models(spec):  # per-layer shapes, AltUp, LAuReL, per-layer inputs
         return gemma_activations.layer_parts(spec, ctx, layer)
+    if hybrid_layer_modelled(spec, layer):
+        return hybrid_layer_parts(spec, ctx, layer)
     if spec.mixer(layer) == "none":  # an MLP-only layer (Nemotron-H's ``-`` and ``E`` blocks)
         mixer = []
     elif mixer_modelled(spec, layer):
         mixer = mixer_parts(spec, ctx, layer)
+    elif spec.mixer(layer) == "compressed_attention" and spec.compressed_attention is not None:
+        mixer = [_part("attention/compressed", compressed_attention.layer_bytes_per_token(spec, ctx, layer), ctx,
+                       sharded=True)]
     else:
         mixer = attention_parts(spec, ctx, layer)
     if mixer_beside_attention(spec, layer):
         mixer += mixer_parts(spec, ctx, layer)
     mlp = mlp_parts(spec, ctx, layer) if spec.has_mlp(layer) else []
-    return norm_and_residual_parts(spec, ctx, layer) + mixer + mlp
+    streams = hyper_connections.layer_bytes_per_token(spec, ctx, layer)
+    hc = [_part("hyper_connections", streams, ctx, sharded=False)] if streams else []
+    return norm_and_residual_parts(spec, ctx, layer) + mixer + mlp + hc
 
 
 def mixer_modelled(spec: ModelSpec, layer: int) -> bool:
@@ -723,6 +810,8 @@ def mixer_modelled(spec: ModelSpec, layer: int) -> bool:
         return mixer in MIXERS_WITH_ACTIVATIONS and spec.lightning_block_size > 0
     if mixer == "rg_lru":
         return mixer in MIXERS_WITH_ACTIVATIONS and spec.rg_lru is not None
+    if mixer == "mamba":
+        return mixer_activations.mamba1_modelled(spec)
     return mixer in MIXERS_WITH_ACTIVATIONS and spec.ssm is not None and spec.ssm.version == 2
 
 
@@ -752,6 +841,9 @@ def mixer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[Act
     if spec.mixer(layer) == "rg_lru":
         sharded, _ = mixer_activations.rg_lru_mixer_bytes(spec, ctx)
         return [ActivationPart(name="mixer/rg_lru", bytes=sharded, sharded=True)]
+    if spec.mixer(layer) == "mamba":
+        sharded, _ = mixer_activations.mamba1_mixer_bytes(spec, ctx)
+        return [ActivationPart(name="mixer/mamba", bytes=sharded, sharded=True)]
     sharded, unsharded = mixer_activations.mamba2_mixer_bytes(spec, ctx)
     return [ActivationPart(name="mixer/mamba2", bytes=sharded, sharded=True),
             ActivationPart(name="mixer/masks", bytes=unsharded, sharded=False)]
@@ -809,12 +901,14 @@ def first_layer_uncast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
 
 def checkpointed_layer_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     """Full recomputation keeps only each layer's input (the residual stream),
-    ``r h`` per token (``torch.utils.checkpoint`` saves the block's arguments)."""
+    ``r h`` per token (``torch.utils.checkpoint`` saves the block's arguments); with
+    hyper-connections, its ``N`` streams."""
     from vramplan.memory import gemma_activations
 
     if gemma_activations.models(spec):  # Gemma 3n: the n AltUp streams
         return gemma_activations.checkpointed_layer_bytes(spec, ctx)
-    return _part("residual", ctx.r * spec.hidden_size, ctx, sharded=False).bytes
+    streams = hyper_connections.checkpoint_bytes_per_token(spec, ctx)
+    return _part("residual", streams or ctx.r * spec.hidden_size, ctx, sharded=False).bytes
 
 
 def saved_layer_bytes(parts: list[ActivationPart], recompute: Recompute) -> int:
@@ -836,6 +930,7 @@ def final_norm_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     residual = _layer_output_per_token(spec, ctx)  # the last layer's output
     head_input = 0 if ctx.frozen_base else _linear_inputs_per_token(ctx, h, 1)
     per_token = residual + _norm_per_token(spec, ctx, h) + head_input
+    per_token += hyper_connections.head_bytes_per_token(spec, ctx)  # the last streams, collapsed
     return _part("final_norm", per_token, ctx, sharded=False).bytes
 
 
@@ -886,3 +981,82 @@ def model_level_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> in
     from vramplan.memory import gemma_activations
 
     return gemma_activations.model_level_weight_cast_bytes(spec, ctx)
+
+
+# --- Zamba's hybrid layers -------------------------------------------------------------
+
+def runs_mamba1(spec: ModelSpec, layer: int) -> bool:
+    """Does layer ``layer`` run a modelled Mamba-1 mixer (in a layer of its own, or after
+    Zamba's shared block)?"""
+    if not mixer_activations.mamba1_modelled(spec):
+        return False
+    return spec.mixer(layer) == "mamba" or hybrid_layer_modelled(spec, layer)
+
+
+def hybrid_layer_modelled(spec: ModelSpec, layer: int) -> bool:
+    """Is layer ``layer`` a Zamba / Zamba2 hybrid layer (a shared attention + MLP block,
+    its own linear, then its Mamba mixer) whose saved tensors are modelled?"""
+    return (spec.shared_block is not None and spec.model_type in SHARED_BLOCK_WITH_ACTIVATIONS
+            and spec.mixer(layer) == "attention" and spec.ssm is not None)
+
+
+def _norm_input_per_token(spec: ModelSpec, ctx: ActivationContext, width: int) -> int:
+    """A norm's input of the residual's dtype, as the norm keeps it: itself (``r w``),
+    or nothing where a 16-bit RMSNorm keeps its fp32 upcast instead (counted with the norm)."""
+    return 0 if spec.norm == "rmsnorm" and ctx.r < FP32 else ctx.r * width
+
+
+def hybrid_layer_parts(spec: ModelSpec, ctx: ActivationContext, layer: int) -> list[ActivationPart]:
+    """Everything a Zamba / Zamba2 hybrid layer saves for one micro-batch
+    (``ZambaHybridLayer`` / ``Zamba2HybridLayer``). Each hybrid layer applies one of the
+    shared blocks, and each application saves its own tensors. Per token:
+
+    - the shared block (``ZambaAttentionDecoderLayer``): its input norm over the hidden
+      state concatenated with the embeddings (``w = attention_hidden_size``, ``2 h``): the
+      concatenation as the norm keeps it and the norm's own tensors; q, k and v's casts of
+      its output (``3 c w``); the attention (q/k/v widths ``heads x attention_head_dim``);
+      ``pre_ff_layernorm`` on the attention output, a ``c``-byte linear output with no
+      residual: its fp32 upcast, ``rsqrt`` and normalised tensor cast back (``f h + f +
+      c h``); the MLP's two readers' casts (``2 c h``) and the gated MLP (``4 c i``).
+      Zamba2's per-layer adapters (``gate_up_proj_adapter_list``; q/k/v with
+      ``use_shared_attention_adapter``) each keep their own cast of the input they read and
+      their rank-wide middle (``c (w + r)`` per q/k/v adapter, ``c (h + r)`` on the MLP);
+    - the layer's own ``linear`` on the block output (its input, ``c h``);
+    - the Mamba decoder: the sum of the layer input and the linear's output as its norm
+      keeps it, the norm, ``in_proj``'s cast, and the mixer (as in a Mamba layer).
+    """
+    block = spec.shared_block
+    assert block is not None and spec.ssm is not None
+    c, h, w = ctx.c, spec.hidden_size, block.input_size
+    trains = not ctx.frozen_base
+    rank = block.adapter_rank
+    qkv_adapters = 3 if block.attention_adapters and rank else 0
+    mlp_adapter = 1 if rank else 0
+    # the MLP's readers: gate and up, or Zamba2's gate_up_proj and its adapter; then in_proj
+    mlp_readers = 1 + mlp_adapter if block.mlp_fused_gate_up else 2
+    inputs = (_linear_inputs_per_token(ctx, w, QKV_READERS + qkv_adapters)
+              + _linear_inputs_per_token(ctx, h, mlp_readers) + _linear_inputs_per_token(ctx, h, 1))
+    linear_input = c * h if trains else 0
+    pre_ff_norm = FP32 * h + FP32 + (c * h if trains else 0)
+    norms = _norm_per_token(spec, ctx, w) + pre_ff_norm + _norm_per_token(spec, ctx, h)
+    residual = _norm_input_per_token(spec, ctx, w) + _norm_input_per_token(spec, ctx, h)
+    adapters = c * rank * (qkv_adapters + mlp_adapter)
+    mlp = _dense_mlp_per_token(spec, ctx, spec.intermediate_size)
+    if spec.ssm.version == 1:
+        mixer_sharded, mixer_unsharded = mixer_activations.mamba1_mixer_bytes(spec, ctx)
+        mixer_name = "mixer/mamba"
+    else:
+        mixer_sharded, mixer_unsharded = mixer_activations.mamba2_mixer_bytes(spec, ctx)
+        mixer_name = "mixer/mamba2"
+    parts = [
+        _part("residual", residual, ctx, sharded=False),
+        _part("norms", norms, ctx, sharded=False),
+        _part("linear_inputs", inputs + linear_input, ctx, sharded=False),
+        *attention_parts(spec, ctx, layer),
+        _part("shared_block/adapters", adapters, ctx, sharded=False),
+        _part("mlp", mlp, ctx, sharded=True),
+        ActivationPart(name=mixer_name, bytes=mixer_sharded, sharded=True),
+    ]
+    if mixer_unsharded:
+        parts.append(ActivationPart(name="mixer/masks", bytes=mixer_unsharded, sharded=False))
+    return [p for p in parts if p.bytes]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vramplan.dtypes import FP32_BYTES
+from vramplan.memory import compressed_attention, sparse_indexer
 from vramplan.memory.weights import kv_heads_per_rank
 from vramplan.model.spec import MLASpec, ModelSpec
 
@@ -277,7 +278,9 @@ def mla_attention_phase_bytes(spec: ModelSpec, mla: MLASpec, shape: ForwardShape
     Values (eager): ``value_states`` is a strided view of ``kv_b_proj``'s output, so
     ``matmul(probs, value_states)`` first copies it contiguous (``kv_tokens x heads x
     v`` per sequence) next to the probabilities and the output: the decode peak.
-    The query latent (``q_a_proj``) is freed before these moments.
+    The query latent (``q_a_proj``) is freed before these moments. Indexer layers
+    (DeepSeek sparse attention) score the keys after ``expand_kv``, with the above alive:
+    :func:`vramplan.memory.sparse_indexer.scores_transient_bytes`.
     """
     heads = spec.num_attention_heads // tp
     per_query = (shape.held_hidden + 1) * spec.hidden_size + _rotary_table(spec) \
@@ -286,13 +289,21 @@ def mla_attention_phase_bytes(spec: ModelSpec, mla: MLASpec, shape: ForwardShape
     before = (shape.tokens * per_query + shape.sequences * shape.kv_tokens * per_key) * shape.act_bytes
     out_width = heads * mla.v_head_dim
     projections = before + shape.tokens * (out_width + max(out_width, spec.hidden_size)) * shape.act_bytes
+    # the lightning indexer scores every key while the expanded keys and values are alive,
+    # and the query latent it reads, the normed key latent (and A.X K2's gate) are still bound
+    scoring = sparse_indexer.scores_transient_bytes(spec, sequences=shape.sequences, query_tokens=shape.query_tokens,
+                                                    kv_tokens=shape.kv_tokens, act_bytes=shape.act_bytes)
+    latents = (mla.q_lora_rank or 0) * (2 if mla.fused_query_gate else 1) + mla.kv_lora_rank
+    gate = 2 * heads * mla.v_head_dim if mla.fused_query_gate else 0  # q_gate_proj's gate half and its reshape
+    indexer = before + scoring + shape.tokens * (latents + gate) * shape.act_bytes if scoring else 0
     if impl != "eager":
-        return projections
+        return max(projections, indexer)
     scores = shape.sequences * heads * shape.query_tokens * shape.kv_tokens
     probs = eager_probs_bytes(spec, shape, tp=tp)
     value_copy = shape.sequences * shape.kv_tokens * out_width * shape.act_bytes
     at_values = before + probs + value_copy + shape.tokens * out_width * shape.act_bytes
-    return max(projections + probs, at_values, before + scores * (shape.act_bytes + EAGER_BYTES_PER_SCORE_EXTRA))
+    return max(projections + probs, at_values, before + scores * (shape.act_bytes + EAGER_BYTES_PER_SCORE_EXTRA),
+               indexer)
 
 
 def attention_mask_bytes(spec: ModelSpec, shape: ForwardShape, impl: AttentionImpl, *,
@@ -341,7 +352,7 @@ weights, and the re-indexed result (measured on a real Qwen3-MoE forward)."""
 FP32_ROUTING_WEIGHT_FAMILIES = frozenset({
     "deepseek_v2", "deepseek_v3", "deepseek_v32", "glm4_moe", "glm4_moe_lite", "glm4v_moe_text", "glm_moe_dsa",
     "exaone_moe", "kimi_linear", "mimo_v2_flash", "solar_open", "axk1", "axk2", "bailing_hybrid", "nemotron_h",
-    "hy_v4", "minimax", "minimax_m2", "mixtral",
+    "hy_v4", "minimax", "minimax_m2", "mixtral", "dots3_note_text",
 })
 """Families whose router returns fp32 top-k weights with no cast back: DeepSeek's
 ``TopkRouter`` and its copies (``F.linear(hidden_states.type(torch.float32), ...)``,
@@ -417,9 +428,16 @@ def layer_peak_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, impl:
     eager attention the MLP phase also holds the layer's attention probabilities
     (:func:`eager_probs_bytes`)."""
     probs = eager_probs_bytes(spec, shape, tp=tp) if impl == "eager" else 0
+    # DeepSeek-V4's indexer scores the compressed keys with the held and normed hidden states alive
+    scoring = sparse_indexer.compressed_scores_transient_bytes(spec, sequences=shape.sequences,
+                                                               query_tokens=shape.query_tokens,
+                                                               kv_tokens=shape.kv_tokens)
+    held = (shape.held_hidden + 1) * spec.hidden_size * shape.act_bytes \
+        + compressed_attention.indexer_moment_bytes_per_token(spec, shape.act_bytes)
+    indexer = held * shape.tokens + scoring if scoring else 0
     return max(attention_phase_bytes(spec, shape, tp=tp, impl=impl, repeat_kv=repeat_kv, flow=flow),
                mlp_phase_bytes(spec, shape, tp=tp, moe_impl=moe_impl, flow=flow) + probs,
-               mixer_phase_bytes(spec, shape, tp=tp, flow=flow))
+               mixer_phase_bytes(spec, shape, tp=tp, flow=flow), indexer)
 
 
 def mixer_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp: int = 1, flow: LayerFlow = LLAMA_FLOW) -> int:

@@ -268,16 +268,32 @@ def adapter_groups(spec: ModelSpec, targets: Sequence[str] | None, rank: int) ->
     return module_adapter_groups(spec, targets, rank) + fused_adapter_groups(spec, targets, rank)
 
 
+SHARED_BLOCK_PREFIX = "shared_transformer."
+"""Module path of Zamba's shared blocks (:func:`vramplan.model.tensors.shared_block_tensors`)."""
+
+
+def adapter_count(spec: ModelSpec, g: TensorGroup) -> int:
+    """How many adapters peft attaches to the linear ``g``: one per tensor, except on
+    Zamba's shared blocks, which transformers builds once per hybrid layer with their
+    weights tied (``_tied_weights_keys``): peft wraps each layer's module, so every hybrid
+    layer gets its own adapters (and runs them) whatever ``num_mem_blocks``."""
+    if spec.shared_block is None or not g.name.startswith(SHARED_BLOCK_PREFIX) or "_adapter" in g.name:
+        return g.count
+    return sum(1 for i in range(spec.num_layers) if spec.mixer(i) == "attention")
+
+
 def module_adapter_groups(spec: ModelSpec, targets: Sequence[str] | None, rank: int) -> list[TensorGroup]:
-    """``lora.Linear``'s tensors: ``lora_A`` (r x in) and ``lora_B`` (out x r) per target."""
+    """``lora.Linear``'s tensors: ``lora_A`` (r x in) and ``lora_B`` (out x r) per target
+    (:func:`adapter_count` of them)."""
     groups = []
     for g in target_groups(spec, targets):
+        count = adapter_count(spec, g)
         out_f, in_f = g.shape
         prefix = g.name.removesuffix(".weight")
         groups.append(TensorGroup(name=f"{prefix}.lora_A.weight", component=g.component, role="linear",
-                                  shape=(rank, in_f), count=g.count))
+                                  shape=(rank, in_f), count=count))
         groups.append(TensorGroup(name=f"{prefix}.lora_B.weight", component=g.component, role="linear",
-                                  shape=(out_f, rank), count=g.count))
+                                  shape=(out_f, rank), count=count))
     return groups
 
 
@@ -301,6 +317,12 @@ ATTENTION_OUTPUT_MODULE = "o_proj"
 under their canonical name, :mod:`vramplan.model.tensors`)."""
 
 
+NO_GRAD_PREFIX = ".indexer."
+"""Modules that run under ``torch.no_grad()``, whose adapters save nothing: the
+sparse-attention indexer (``DeepseekV32Indexer.forward`` and the families that follow
+it pick the top-k keys without a gradient)."""
+
+
 def adapter_activation_bytes_per_token(spec: ModelSpec, targets: Sequence[str] | None, rank: int,
                                        compute_bytes: int, autocast: bool, *, quantized_base: bool = False) -> int:
     """Bytes per token, summed over all layers, that the adapters save.
@@ -322,8 +344,11 @@ def adapter_activation_bytes_per_token(spec: ModelSpec, targets: Sequence[str] |
     """
     total = 0
     for g in target_groups(spec, targets):
+        if NO_GRAD_PREFIX in g.name:
+            continue
         uncast = quantized_base and autocast and g.module == ATTENTION_OUTPUT_MODULE and g.component == "attention"
-        total += adapter_bytes_per_token(g.shape[1], rank, compute_bytes, autocast, input_cast=not uncast) * g.count
+        total += adapter_bytes_per_token(g.shape[1], rank, compute_bytes, autocast,
+                                         input_cast=not uncast) * adapter_count(spec, g)
     return total
 
 

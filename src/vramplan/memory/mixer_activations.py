@@ -6,6 +6,9 @@ gradients and its prefill high point: :func:`kda_mixer_bytes`; MiniMax-01's ligh
 attention: :func:`lightning_attention_mixer_bytes`; RecurrentGemma's RG-LRU block:
 :func:`rg_lru_mixer_bytes`).
 
+Mamba-1 mixers (Mamba, Falcon-Mamba, Jamba, Zamba) run ``mamba_selective_scan``'s
+sequential loop, which keeps every step's state: see :func:`mamba1_per_token_bytes`.
+
 The path modelled is the one transformers runs without the CUDA kernels
 (``mamba_ssm``, ``causal-conv1d``): ``BambaMixer.forward`` with
 ``causal_conv1d_fn`` and ``mamba2_chunk_scan``, shared word for word by Bamba,
@@ -56,7 +59,7 @@ cast). Per micro-batch: the two boolean ``l x l`` masks of ``segment_sum``.
 from __future__ import annotations
 
 from vramplan.intmath import ceil_div
-from vramplan.model.spec import ModelSpec, SSMSpec
+from vramplan.model.spec import MAMBA1_FAMILIES_WITH_ACTIVATIONS, ModelSpec, SSMSpec
 
 FP32 = 4
 """Bytes of an fp32 element (the scan runs in fp32: ``hidden_states.float()``)."""
@@ -97,7 +100,11 @@ def mamba2_per_token_bytes(spec: ModelSpec, ssm: SSMSpec, ctx, seq: int) -> floa
     fp32 input's dtype, is kept whole by ``x * dt`` (``f conv``). Its norm
     (``FalconH1RMSNormGated``, ``norm_before_gate``) keeps the scan output, the
     normalised and the weighted tensors and ``silu(gate)`` (``4 f d``); without the norm
-    (``mamba_rms_norm`` off) ``scan_output * silu(gate)`` keeps the two factors."""
+    (``mamba_rms_norm`` off) ``scan_output * silu(gate)`` keeps the two factors.
+
+    Under a frozen base (LoRA) the norm's frozen weight keeps no normalised tensor
+    (``f d`` less) and ``out_proj`` no input (an adapter keeps its own, counted with the
+    adapters); in the scan, ``D * pad(x)`` keeps no ``pad(x)``."""
     c, f = ctx.c, FP32
     d, heads, groups, conv, kernel = ssm.d_inner, ssm.num_heads, ssm.n_groups, ssm.conv_channels, ssm.d_conv
     autocast = _autocast(ctx)
@@ -118,7 +125,9 @@ def mamba2_per_token_bytes(spec: ModelSpec, ssm: SSMSpec, ctx, seq: int) -> floa
         gating = 4 * f * d + f * groups
     else:  # BambaRMSNormGated: the gated product, its normalised tensor, scan output, silu(gate)
         gating = 4 * f * d + f * groups
-    out_proj_input = c * d
+    if ctx.frozen_base and ssm.gated_norm:  # a frozen norm weight keeps no normalised tensor
+        gating -= f * d
+    out_proj_input = 0 if ctx.frozen_base else c * d  # an adapter keeps its own copy
     return conv_input + conv_output + dt + x + gate + gating + out_proj_input
 
 
@@ -126,7 +135,7 @@ def mamba2_scan_per_padded_token_bytes(ssm: SSMSpec, ctx) -> int:
     """Bytes saved per padded token inside ``mamba2_chunk_scan``."""
     e, f = _scan_bytes(ctx), FP32
     heads, p, n, chunk = ssm.num_heads, ssm.head_dim, ssm.d_state, ssm.chunk_size
-    d_residual = f * heads * p
+    d_residual = 0 if ctx.frozen_base else f * heads * p  # pad(x), kept for D's gradient
     diagonal = 2 * e * heads * n + (e + f) * heads * chunk + e * heads * chunk + e * heads * p
     states = f * heads * n + f * heads + e * heads * (n + p)
     off_diagonal = e * heads * n + e * heads * p + f * heads
@@ -524,3 +533,205 @@ def rg_lru_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
                  + 3 * e * width + 2 * c * width  # exp, exp, sqrt input; gated input, multiplier
                  + 2 * f * width)  # a * ~reset, the states of the scan
     return round(per_token * seq * ctx.batch) // ctx.tp, 0
+
+
+# --- Mamba-1 -------------------------------------------------------------------------
+
+WEIGHTLESS_INNER_NORMS = frozenset({"falcon_mamba"})
+"""Families whose Mamba-1 mixer normalises dt, B and C with weightless RMSNorms
+(``FalconMambaWeightlessRMSNorm``: ``x * rsqrt(mean(x^2) + eps)`` on ``x.float()``,
+cast back with ``type_as``); Jamba's :attr:`~vramplan.model.spec.SSMSpec.inner_norms`
+carry weights (``JambaRMSNorm``)."""
+
+
+def _mamba1_inner_norm_bytes(spec: ModelSpec, ssm: SSMSpec, ctx) -> tuple[int, bool]:
+    """Bytes per token the dt / B / C norms save (with what their consumers keep of
+    their outputs), and whether B reaches the scan in fp32 (no ``B.float()`` copy).
+
+    Falcon-Mamba (weightless): ``x.float()`` (``f w``, kept by ``pow`` and the product;
+    on fp32 the split view, which keeps ``x_proj``'s output) and ``rsqrt`` (``f``) per
+    norm; the outputs cast back to ``c``: dt kept by ``dt_proj``'s matmul (``c R``), C by
+    the per-step matmuls (``c N``), B copied again by ``B.float()`` (fp32: B itself).
+
+    Jamba (``JambaRMSNorm``, ``weight * x.to(input_dtype)``): the same upcast and
+    ``rsqrt``, and the normalised tensor cast back (``c w``), which the weight's product
+    keeps while the weight trains; the output takes the weight's dtype (fp32 under
+    mixed precision: ``dt_proj``'s matmul and the per-step matmuls keep their casts of
+    dt and C, ``c (R + N)``, and B's fp32 output is the scan's ``B.float()``)."""
+    c, f = ctx.c, FP32
+    rank, n = ssm.dt_rank, ssm.d_state
+    widths = rank + 2 * n
+    weightless = spec.model_type in WEIGHTLESS_INNER_NORMS
+    if c >= f:  # fp32: the upcasts are views of x_proj's output, every output is saved in fp32
+        normalised = 0 if (weightless or ctx.frozen_base) else f * widths
+        return c * widths + 3 * f + normalised + f * widths, True
+    upcast = f * widths + 3 * f
+    if weightless:
+        return upcast + c * (rank + n), False
+    normalised = 0 if ctx.frozen_base else c * widths
+    output = max(ctx.r, c)  # the weight's dtype promotes the cast-back product
+    if output >= f:
+        return upcast + normalised + c * (rank + n) + f * n, True
+    return upcast + normalised + c * (rank + n), False
+
+
+def mamba1_per_token_bytes(spec: ModelSpec, ssm: SSMSpec, ctx, seq: int) -> float:
+    """Bytes one Mamba-1 mixer saves per token (its input norm's output, read by
+    ``in_proj``, is counted with the norms), from transformers' ``MambaMixer.forward``
+    with ``causal_conv1d_fn`` and ``mamba_selective_scan``'s sequential loop (shared by
+    Mamba, Falcon-Mamba and Jamba in transformers 5.24; the path without ``mamba_ssm``).
+
+    ``d`` inner width, ``N`` state size, ``R`` dt rank, ``K`` conv kernel:
+
+    - ``in_proj``'s output, kept whole by ``silu(gate)`` (its input is a view): ``2 c d``;
+    - the convolution's input: autocast's cast on fp32 weights, or Zamba's
+      ``.contiguous()`` copy of x (``c d``); otherwise a view of ``in_proj``'s output;
+      and its unsliced output, kept by ``silu`` (``c d (s + K - 1) / s``);
+    - the ``silu`` output ``x`` (``c d``), kept by ``x * D`` and, in fp32, by
+      ``dt B * x``; ``x_proj`` reads it transposed and keeps its own contiguous copy
+      (``c d``; Zamba with one head reads a view);
+    - ``x_proj``'s output (``c (R + 2 N)``, per head in Zamba), kept by the per-step
+      matmuls' slices of C, or the inner norms' tensors instead
+      (:func:`_mamba1_inner_norm_bytes`);
+    - ``softplus(dt + bias)``: its input and output, fp32 under autocast (its fp32
+      list), else ``c``: ``2 d``;
+    - ``exp(A dt)`` (``f d N``), ``dt B.float()`` kept by the product with
+      ``x.float()`` (``f d N``), and the copies ``B.float()`` (``f N``) and
+      ``x.float()`` (``f d``) when ``c < f``;
+    - per sequence, the loop's states (see :func:`mamba1_scan_per_sequence_bytes`);
+    - ``y + x D`` in fp32 (``f d``, kept by the gate's product), ``silu(gate)``
+      (``c d``), and ``out_proj``'s input (``c d``).
+
+    Under a frozen base (LoRA) no projection keeps its input for its weight (an
+    adapter keeps its own, counted with the adapters), and ``x * D`` keeps no ``x``:
+    ``x_proj``'s and ``out_proj``'s inputs go, and ``x`` itself except in fp32."""
+    c, f = ctx.c, FP32
+    d, n, kernel, heads = ssm.d_inner, ssm.d_state, ssm.d_conv, max(ssm.num_heads, 1)
+    autocast = _autocast(ctx)
+    trains = not ctx.frozen_base
+    projection = 2 * c * d
+    per_head = spec.model_type in PER_HEAD_PROJECTIONS
+    # Zamba interleaves x and the gate in in_proj's output: x's ``.contiguous()`` copy is what the
+    # convolution keeps where no autocast cast replaces it
+    conv_input = c * d if (autocast and ctx.r >= FP32) or per_head else 0
+    conv_output = c * d * (seq + kernel - 1) / seq
+    # the silu output, kept by ``x * D`` for D's gradient and in fp32 by ``dt B * x`` (``x.float()``
+    # a no-op); x_proj reads it transposed and keeps its own contiguous copy for its weight
+    silu_output = c * d if (trains or c >= f) else 0
+    # Zamba's ``[heads, b, d / heads, s]`` input to its batched matmul is a view with one head
+    x_proj_input = c * d if trains and not (per_head and heads == 1) else 0
+    if ssm.inner_norms or spec.model_type in WEIGHTLESS_INNER_NORMS:
+        x_proj_output, b_in_fp32 = _mamba1_inner_norm_bytes(spec, ssm, ctx)
+    else:
+        # dt_proj's matmul keeps its view of x_proj's output while dt_proj trains; C's per-step
+        # slices (views) are kept by the loop's matmuls whatever trains
+        # Zamba: dt, B and C per head (``x_proj_weight[:, None] @ x``, a ``[heads, R + 2 N, d / heads]`` weight)
+        x_proj_output, b_in_fp32 = c * heads * (ssm.dt_rank + 2 * n), c >= f
+    dt = 2 * (f if autocast else c) * d
+    discretised = 2 * f * d * n
+    copies = (0 if b_in_fp32 else f * heads * n) + (f * d if c < f else 0)
+    gating = f * d + c * d
+    out_proj_input = c * d if trains or c >= f else 0
+    return (projection + conv_input + conv_output + silu_output + x_proj_input + x_proj_output + dt + discretised
+            + copies + gating + out_proj_input)
+
+
+PER_HEAD_PROJECTIONS = frozenset({"zamba"})
+"""Families whose Mamba-1 mixer computes dt, B and C per head with batched matmuls on
+``[heads, R + 2 N, d / heads]`` and ``[heads, d / heads, R]`` parameters
+(``ZambaMambaMixer``: ``self.x_proj_weight[:, None] @ x``): ``matmul`` expands each
+weight's autocast cast over the batch and copies it (``reshape`` of a stride-0
+dimension), and the ``bmm`` keeps the copies: ``c d (2 R + 2 N)`` per sequence."""
+
+
+def mamba1_scan_per_sequence_bytes(ssm: SSMSpec, ctx, seq: int) -> int:
+    """Bytes the sequential scan's loop saves per sequence. Step ``t`` computes
+    ``state = exp(A dt)[t] * state + (dt B x)[t]``, whose product keeps the previous
+    state, then ``state.to(x.dtype) @ C[t]``, which keeps the state's ``c``-byte cast:
+    ``s - 1`` fp32 states, ``s`` casts and the zero initial state (``c``); in fp32 the
+    casts are the states themselves: ``s + 1`` states. Each state is ``d x N``."""
+    c, f = ctx.c, FP32
+    state = ssm.d_inner * ssm.d_state
+    if c >= f:
+        return f * state * (seq + 1)
+    return f * state * (seq - 1) + c * state * (seq + 1)
+
+
+def mamba1_mixer_bytes(spec: ModelSpec, ctx) -> tuple[int, int]:
+    """(sharded, unsharded) bytes one Mamba-1 mixer saves for one micro-batch; every
+    tensor but ``x_proj``'s small output is split with the channels under tensor
+    parallelism."""
+    ssm = spec.ssm
+    assert ssm is not None and ssm.version == 1
+    seq = ctx.seq // ctx.cp
+    per_sequence = mamba1_per_token_bytes(spec, ssm, ctx, seq) * seq + mamba1_scan_per_sequence_bytes(ssm, ctx, seq)
+    if spec.model_type in PER_HEAD_PROJECTIONS:
+        per_sequence += ctx.c * ssm.d_inner * (2 * ssm.dt_rank + 2 * ssm.d_state)
+    return round(per_sequence * ctx.batch) // ctx.tp, 0
+
+
+
+def mamba1_modelled(spec: ModelSpec) -> bool:
+    """Is the model's Mamba-1 mixer one whose saved tensors are modelled here?"""
+    return spec.model_type in MAMBA1_FAMILIES_WITH_ACTIVATIONS and spec.ssm is not None and spec.ssm.version == 1
+
+
+SCAN_GRADIENT_BUFFERS = 4
+"""Full-size fp32 ``d x N`` per-token gradients alive in the sequential scan's backward:
+each step's ``exp(A dt)[t]`` and ``(dt B x)[t]`` are ``select``s, whose backward writes
+the step's gradient into a zero tensor of the whole input (``select_backward``), and
+autograd adds it to that input's gradient so far: two such tensors for each of the two
+inputs."""
+
+
+def mamba1_backward_work_bytes(spec: ModelSpec, ctx) -> int:
+    """Bytes one Mamba-1 mixer's backward adds to what its layer saved, at the high point
+    of its scan's backward (its first steps): :data:`SCAN_GRADIENT_BUFFERS` fp32
+    ``d x N`` tensors per token, less the tensors already freed by the backward of the
+    output side (the gate's product kept the fp32 ``y + x D``, ``f d``; the gradients of
+    the gate, of ``x`` and of the stacked scan output, ``3 c d``, replace ``out_proj``'s
+    input, ``silu(gate)`` and ``x``'s own copy). Zamba runs the scan head by head
+    (:data:`PER_HEAD_PROJECTIONS`): one head's buffers at a time."""
+    ssm = spec.ssm
+    assert ssm is not None and ssm.version == 1
+    tokens = ctx.batch * ctx.seq // ctx.cp
+    # Zamba scans head by head: the buffers are one head's
+    heads = max(ssm.num_heads, 1) if spec.model_type in PER_HEAD_PROJECTIONS else 1
+    per_token = SCAN_GRADIENT_BUFFERS * FP32 * ssm.d_inner * ssm.d_state // heads - FP32 * ssm.d_inner
+    return per_token * tokens // ctx.tp
+
+
+MAMBA1_PREFILL_STEP_TENSORS = 8
+"""``c``-byte ``d``-wide tensors alive per token at the high point of a Mamba-1 prefill
+in transformers (``mamba_selective_scan`` without gradients), at ``y * silu(gate)``:
+``in_proj``'s output (2, its gate half read last), the ``silu`` output ``x``, ``dt``
+as ``dt_proj`` returns it and after ``softplus``, the loop's list of per-step outputs
+and their ``stack``, and ``silu(gate)``."""
+MAMBA1_PREFILL_STEP_FP32 = 2
+"""fp32 ``d``-wide tensors alive at that point: ``y + x D`` and its product with the gate."""
+MAMBA1_PREFILL_DISCRETISED = 3
+"""fp32 ``d x N`` tensors per token the scan holds until it returns: ``exp(A dt)``,
+``dt B`` and ``dt B x`` (locals of ``mamba_selective_scan``)."""
+
+
+def mamba1_prefill_bytes(spec: ModelSpec, tokens: int, act_bytes: int, held_hidden: int, tp: int = 1) -> int:
+    """Live bytes inside one Mamba-1 layer's prefill forward in transformers (the
+    sequential scan, no gradients), at its high point: the hidden-sized tensors the
+    caller holds (``held_hidden``, the layer input and its norm's output), and per token
+    :data:`MAMBA1_PREFILL_DISCRETISED` fp32 ``d x N`` tensors,
+    :data:`MAMBA1_PREFILL_STEP_TENSORS` ``d``-wide ones in the compute dtype and
+    :data:`MAMBA1_PREFILL_STEP_FP32` in fp32."""
+    ssm = spec.ssm
+    assert ssm is not None and ssm.version == 1
+    d, n = ssm.d_inner, ssm.d_state
+    heads = max(ssm.num_heads, 1) if spec.model_type in PER_HEAD_PROJECTIONS else 1  # Zamba: head by head
+    mixer = (MAMBA1_PREFILL_DISCRETISED * FP32 * d * n // heads + MAMBA1_PREFILL_STEP_TENSORS * act_bytes * d
+             + MAMBA1_PREFILL_STEP_FP32 * FP32 * d)
+    return tokens * (mixer // tp + held_hidden * act_bytes * spec.hidden_size)
+
+
+def mixer_layers_modelled(spec: ModelSpec, mixer: str) -> list[int]:
+    """Layers whose ``mixer`` (``"mamba"``) is modelled here."""
+    if mixer != "mamba" or not mamba1_modelled(spec):
+        return []
+    return [i for i in range(spec.num_layers) if spec.mixer(i) == "mamba"]

@@ -23,12 +23,19 @@ from vramplan.validate import GPUS_MAX, integer
 from vramplan.quant import FORMATS, WeightFormat, format_from_quantization_config, get_format
 
 
+FP32_BITS = 32
+"""Bits of an fp32 element: the dtype of tensors kept in fp32 (:attr:`TensorGroup.kept_fp32`)."""
+
+
 def tensor_group_bytes(group: TensorGroup, fmt: WeightFormat) -> int:
     """Bytes of all ``group.count`` tensors of ``group`` stored in ``fmt``."""
     if fmt.quantizes(group.name, group.role):
         out_f, in_f = group.shape
         return fmt.linear_bytes(out_f, in_f) * group.count
-    return get_dtype(fmt.unquantized_dtype).bytes_for(group.numel) * group.count
+    dtype = get_dtype(fmt.unquantized_dtype)
+    if group.kept_fp32 and dtype.bits < FP32_BITS:  # transformers' _keep_in_fp32_modules_strict
+        dtype = get_dtype("fp32")
+    return dtype.bytes_for(group.numel) * group.count
 
 
 def weight_bytes_split(spec: ModelSpec, fmt: WeightFormat | str) -> tuple[int, int]:

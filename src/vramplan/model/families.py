@@ -495,6 +495,7 @@ def _zamba(version: int) -> Callable[[Config, dict[str, Any]], None]:
             f["ssm"] = SSMSpec(version=1, d_inner=int(_ratio(cfg, ("mamba_expand",), 2) * h),
                                d_state=_pos(cfg, ("mamba_d_state",), 16), d_conv=_pos(cfg, ("mamba_d_conv",), 4),
                                dt_rank=_pos(cfg, ("mamba_dt_rank",), ceil_div(h, 16)),
+                               num_heads=_pos(cfg, ("n_mamba_heads",), 1),
                                conv_bias=config_switch(cfg, "mamba_conv_bias", True),
                                proj_bias=config_switch(cfg, "mamba_proj_bias", False))
         else:
@@ -839,18 +840,8 @@ def _mllama(cfg: Config, f: dict[str, Any]) -> None:
         "images, and a text-only batch skips them in transformers (no activations, no gradients there)",)
 
 
-def _activation_note(f: dict[str, Any], what: str) -> None:
-    """Say that the training and prefill activations of ``what`` are approximated."""
-    f["notes"] = tuple(f.get("notes", ())) + (
-        f"{what}: the training and prefill activation formula approximates these layers with a standard "
-        "attention + MLP layer (measure them with `vramplan trace`)",)
-
-
 def _hyper_connections(cfg: Config, f: dict[str, Any]) -> None:
     f["hyper_connection_streams"] = _pos(cfg, ("hc_mult",), 4)
-    f["notes"] = tuple(f.get("notes", ())) + (
-        f"hyper-connections keep {f['hyper_connection_streams']} copies of the residual stream; the training and "
-        "prefill activation formula counts one (measure with `vramplan trace`)",)
 
 
 def _hy_v4(cfg: Config, f: dict[str, Any]) -> None:
@@ -872,7 +863,6 @@ def _axk2(cfg: Config, f: dict[str, Any]) -> None:
     _indexer(cfg, f)
     f["gated_norm_rank"] = _pos(cfg, ("gated_norm_rank",), 16)
     f["_mla_fused_query_gate"] = True
-    _activation_note(f, "gated norms and the fused query gate")
 
 
 DOTS3_SLIDING_DEFAULTS = {"num_attention_heads": 64, "num_key_value_heads": 64, "q_lora_rank": 1024,
@@ -909,7 +899,6 @@ def _dots3(cfg: Config, f: dict[str, Any]) -> None:
         f["_per_layer_mla"][int(key)] = override
     f["_indexer_layers"] = [t == "indexed_attention" for t in types]
     f["attention_gate"] = "head"
-    _activation_note(f, "per-layer MLA shapes")
 
 
 def _longcat_flash(cfg: Config, f: dict[str, Any]) -> None:
@@ -961,9 +950,10 @@ def _deepseek_v4(cfg: Config, f: dict[str, Any]) -> None:
     f["_moe_layer_set"] = set(range(n))
     f["hyper_connection_streams"] = _pos(cfg, ("hc_mult",), 4)
     f["hyper_connection_residual_mix"] = True
+    f["hyper_connection_sinkhorn_iters"] = _pos(cfg, ("hc_sinkhorn_iters",), 20)
     f["notes"] = tuple(f.get("notes", ())) + (
-        "compressed attention and hyper-connections: the training and prefill activation formula approximates these "
-        "layers with a standard attention + MLP layer and one residual stream (measure them with `vramplan trace`)",)
+        "compressed attention: the training and prefill activation formula approximates it with a standard "
+        "attention layer of the same heads (measure it with `vramplan trace`)",)
 
 
 def _mimo_v2(cfg: Config, f: dict[str, Any]) -> None:
@@ -1328,7 +1318,7 @@ FAMILIES: dict[str, Family] = {
                                      "hidden_size_per_layer_input": 256, "altup_num_inputs": 4,
                                      "num_kv_shared_layers": 15, "laurel_rank": 64}),
     "mllama_text_model": Family(adjust=_mllama),
-    "hy_v4": Family(sinks=True, attention_gate="full", adjust=_hy_v4,
+    "hy_v4": Family(sinks=True, attention_gate="full", sdpa=False, adjust=_hy_v4,
                     defaults={"hc_mult": 4, "index_n_heads": 16, "index_head_dim": 128, "index_topk": 2048}),
     "axk2": Family(adjust=_axk2, defaults={"index_n_heads": 16, "index_head_dim": 128, "index_topk": 2048,
                                            "first_k_dense_replace": 1, "gated_norm_rank": 16}),
@@ -1336,7 +1326,7 @@ FAMILIES: dict[str, Family] = {
         "index_n_heads": 64, "index_head_dim": 128, "index_topk": 2048, "first_k_dense_replace": 1,
         "sliding_window": 512}),
     "longcat_flash": Family(adjust=_longcat_flash, defaults={"zero_expert_num": 256}),
-    "deepseek_v4": Family(adjust=_deepseek_v4, defaults={"head_dim": 512, "num_key_value_heads": 1,
+    "deepseek_v4": Family(sdpa=False, adjust=_deepseek_v4, defaults={"head_dim": 512, "num_key_value_heads": 1,
                                                           "sliding_window": 128}),
     "mimo_v2_flash": Family(adjust=_mimo_v2),
     "axk1": Family(moe_post_norm=True),

@@ -28,7 +28,15 @@ from vramplan.dtypes import get_dtype
 from vramplan.errors import ConfigError, UnreadModelTypeError, VramplanError
 from vramplan.model.families import FAMILIES, KEYS, Family
 from vramplan.model.families import config_switch as _bool
-from vramplan.model.spec import MIXERS_WITH_ACTIVATIONS, SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS, MLASpec, MoESpec, ModelSpec
+from vramplan.model.spec import (
+    MAMBA1_FAMILIES_WITH_ACTIVATIONS,
+    MIXERS_WITH_ACTIVATIONS,
+    SHARED_BLOCK_WITH_ACTIVATIONS,
+    SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS,
+    MLASpec,
+    MoESpec,
+    ModelSpec,
+)
 
 Config = dict[str, Any]
 
@@ -382,8 +390,10 @@ MIXER_NAMES = {"mamba": "Mamba", "mamba2": "Mamba-2", "gated_deltanet": "gated d
 def _hybrid_notes(f: dict[str, Any], model_type: str | None) -> tuple[str, ...]:
     """Say, for hybrid models, what has no analytical model and where the exact answer is."""
     # mixers in layers of their own whose activations are modelled need no note
-    mixers = tuple(m for m in f.get("layer_mixers") or () if m not in MIXERS_WITH_ACTIVATIONS)
-    beside_modelled = model_type in SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS
+    mamba1_modelled = model_type in MAMBA1_FAMILIES_WITH_ACTIVATIONS
+    mixers = tuple(m for m in f.get("layer_mixers") or ()
+                   if m not in MIXERS_WITH_ACTIVATIONS or (m == "mamba" and not mamba1_modelled))
+    beside_modelled = model_type in SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS or model_type in SHARED_BLOCK_WITH_ACTIVATIONS
     if f.get("ssm_in_attention_layers") and f.get("ssm") is not None and not beside_modelled:  # Zamba: Mamba there too
         kind = "mamba" if f["ssm"].version == 1 else "mamba2"
         mixers = tuple(kind if m == "attention" else m for m in mixers)

@@ -109,11 +109,18 @@ a gated delta-net with a per-channel forget gate), RecurrentGemma's RG-LRU, an R
 block (time mixing and channel mixing together), xLSTM's mLSTM, or nothing (Nemotron-H's
 MLP-only layers)."""
 
-MIXERS_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba2", "gated_deltanet", "kda", "lightning_attention",
-                                                    "rg_lru"})
+MIXERS_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba", "mamba2", "gated_deltanet", "kda",
+                                                    "lightning_attention", "rg_lru"})
 """Token mixers (in layers of their own) whose training activations are modelled tensor by
 tensor (:mod:`vramplan.memory.mixer_activations`); the others are priced with an
 attention block of the model's widths."""
+MAMBA1_FAMILIES_WITH_ACTIVATIONS: frozenset[str] = frozenset({"mamba", "falcon_mamba", "jamba", "zamba"})
+"""Families whose Mamba-1 mixer (``mamba`` in :data:`MIXERS_WITH_ACTIVATIONS`) is
+transformers' ``MambaMixer``, its copy with dt / B / C norms, or Zamba's per-head mixer,
+modelled tensor by tensor."""
+SHARED_BLOCK_WITH_ACTIVATIONS: frozenset[str] = frozenset({"zamba", "zamba2"})
+"""Families whose hybrid layers (:attr:`ModelSpec.shared_block`: a shared attention + MLP
+block, then the layer's Mamba mixer) are modelled tensor by tensor."""
 SSM_BESIDE_ATTENTION_WITH_ACTIVATIONS: frozenset[str] = frozenset({"falcon_h1"})
 """Families with a state-space mixer beside attention in their attention layers
 (:attr:`ModelSpec.ssm_in_attention_layers`) whose mixer's activations are modelled:
@@ -137,7 +144,9 @@ class SSMSpec:
     n_groups: int = 1
     """Mamba-2: groups of B and C."""
     num_heads: int = 0
-    """Mamba-2: SSM heads (``d_inner = num_heads x head_dim``)."""
+    """Mamba-2: SSM heads (``d_inner = num_heads x head_dim``); Zamba's Mamba-1: its
+    ``n_mamba_heads``, each with its own ``x_proj`` / ``dt_proj`` (dt, B and C per head);
+    0: one."""
     conv_bias: bool = True
     proj_bias: bool = False
     inner_norms: bool = False
@@ -635,6 +644,9 @@ class ModelSpec:
     """DeepSeek-V4's form: the weights also mix the streams among themselves
     (``(2 + hc_mult) x hc_mult`` outputs, three scales) instead of only reading and
     writing them (``2 x hc_mult`` outputs, two scales; Hunyuan v4)."""
+    hyper_connection_sinkhorn_iters: int = 0
+    """With :attr:`hyper_connection_residual_mix`: Sinkhorn-Knopp iterations that make
+    the mixing matrix doubly stochastic (``hc_sinkhorn_iters``, DeepSeek-V4 default 20)."""
     gated_norm_rank: int = 0
     """A.X K2's gated RMSNorms: the block's input norm (and, in MoE layers, the
     post-attention norm) carries a rank-``gated_norm_rank`` gate MLP
@@ -873,6 +885,7 @@ class ModelSpec:
         v.integer("embedding_extra_rows", self.embedding_extra_rows, 0, v.VOCAB_MAX, error=ConfigError)
         v.integer("laurel_rank", self.laurel_rank, 0, v.HIDDEN_MAX, error=ConfigError)
         v.integer("hc_mult", self.hyper_connection_streams, 0, 64, error=ConfigError)
+        v.integer("hc_sinkhorn_iters", self.hyper_connection_sinkhorn_iters, 0, 1000, error=ConfigError)
         v.integer("gated_norm_rank", self.gated_norm_rank, 0, v.HIDDEN_MAX, error=ConfigError)
         if self.indexer is not None and self.mla is not None and self.mla.q_lora_rank is None:
             raise ConfigError("q_lora_rank: the sparse-attention indexer reads the query latent; expected a rank")

@@ -57,6 +57,9 @@ class TensorGroup:
     """The decoder layers holding these tensors, when not all of them (attention in a
     hybrid's attention layers, one attention shape of Gemma 4, an MLP width); empty:
     every layer, or the MoE / dense split (:func:`vramplan.memory.weights.layers_holding`)."""
+    kept_fp32: bool = False
+    """transformers keeps these tensors in fp32 whatever the model's 16-bit dtype
+    (:data:`FP32_KEPT_GROUPS`)."""
 
     @property
     def module(self) -> str:
@@ -712,6 +715,29 @@ def tower_tensors(spec: ModelSpec) -> list[TensorGroup]:
             for t in rows]
 
 
+_DEEPSEEK_ROUTER = ("mlp.gate.weight",)
+FP32_KEPT_GROUPS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("deepseek_v3", "deepseek_v32", "glm_moe_dsa", "glm4_moe_lite", "axk2", "dots3_note_text"),
+                    _DEEPSEEK_ROUTER),
+    "hy_v4": (*_DEEPSEEK_ROUTER, "hc.", "hc_head.", "lm_head.weight", "indexer.k_norm.", "indexer.weights_proj.",
+              "self_attn.sinks"),
+    "deepseek_v4": ("hc.", "hc_head.", "norm.weight", "position_bias", "self_attn.sinks"),
+}
+"""Per family, the tensors (substrings of their group names) its transformers class keeps
+in fp32 in a 16-bit model (``_keep_in_fp32_modules_strict``, transformers 5.24): the
+DeepSeek router's weight (``"gate.weight"``); Hunyuan v4's hyper-connection weights,
+head, sinks and indexer key norm and head weights; DeepSeek-V4's hyper-connection
+weights, every norm, the compressors' position biases and the sinks. Checked against a
+bf16 build of each (tests/test_hyperconn_activations.py)."""
+
+
+def _mark_fp32_kept(spec: ModelSpec, groups: list[TensorGroup]) -> list[TensorGroup]:
+    kept = FP32_KEPT_GROUPS.get(spec.model_type, ())
+    if not kept:
+        return groups
+    return [replace(g, kept_fp32=True) if any(k in g.name for k in kept) else g for g in groups]
+
+
 def model_tensors(spec: ModelSpec) -> list[TensorGroup]:
     """All parameter tensors of the model, embeddings first, head last (then the
     vision/audio towers of a multimodal checkpoint)."""
@@ -719,7 +745,7 @@ def model_tensors(spec: ModelSpec) -> list[TensorGroup]:
         from vramplan.model.encoder_decoder import encoder_decoder_tensors
 
         return encoder_decoder_tensors(spec)
-    return decoder_tensors(spec) + tower_tensors(spec)
+    return _mark_fp32_kept(spec, decoder_tensors(spec)) + tower_tensors(spec)
 
 
 def decoder_tensors(spec: ModelSpec) -> list[TensorGroup]:
