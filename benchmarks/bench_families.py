@@ -180,7 +180,6 @@ def F(name, model_type, base="", kind="decoder", gaps=None, setup=None, trace_ty
 
 MOE_FP32 = ("MoE experts: transformers' grouped experts save fp32 routing tensors per token and expert "
             "that the shared MoE formula counts in bf16")
-MAMBA1 = "Mamba-1 mixer priced with a transformer layer's formula (no analytical model yet)"
 ALTUP = ("prefill: ~5.5 MiB (about three hidden-sized bf16 tensors at 2,048 tokens) more alive at the AltUp "
          "layer's peak than the inference layer term; not attributed to a tensor yet")
 HYPER = "hyper-connections' four residual streams not in the activation formula (one stream)"
@@ -191,8 +190,6 @@ T5_HEAD = ("the checkpoint's untied `lm_head` (counted by vramplan, with its gra
 MAMBA2_PREFILL = ("the Mamba-2 chunked scan's prefill temporaries (torch path: fp32 segment sums and intra-chunk "
                   "products, ~127 MiB per layer here) are not in the inference layer peak, which prices the layer "
                   "as attention + MLP")
-MAMBA2_LORA = ("LoRA on a bf16 base: the estimate keeps one fp32 in_proj-output-sized tensor per Mamba-2 layer "
-               "(4 B x in_proj width per token, ~19 MiB per layer here) that only autocast over fp32 weights saves")
 DELTA_PREFILL = ("the gated delta-net's prefill temporaries (torch_chunk_gated_delta_rule, ~77 MiB per layer here) "
                  "are not in the inference layer peak")
 DSA_PREFILL = ("the DSA indexer's prefill scores (fp32 [batch, seq, index heads, seq] products, ~20 B per query, key "
@@ -263,7 +260,7 @@ FAMILIES: tuple[Family, ...] = (
     F("Granite", "granite", **WIDTHS),
     F("Granite 4 hybrid", "granitemoehybrid", layer_types=HYBRID4,
       num_local_experts=8, num_experts_per_tok=2, shared_intermediate_size=512, mamba_n_heads=16, mamba_d_head=64,
-      mamba_d_state=64, mamba_n_groups=1, mamba_chunk_size=128, gaps={"lora": MAMBA2_LORA, "infer": MAMBA2_PREFILL},
+      mamba_d_state=64, mamba_n_groups=1, mamba_chunk_size=128, gaps={"infer": MAMBA2_PREFILL},
       **WIDTHS),
     F("Cohere (Command R)", "cohere", gaps={"infer": COHERE_ROPE}, **WIDTHS),
     F("Cohere2 (Command R7B / A)", "cohere2", layer_types=SLIDING4, sliding_window=512, gaps={"infer": COHERE_ROPE},
@@ -277,21 +274,21 @@ FAMILIES: tuple[Family, ...] = (
     F("Falcon (40B layout)", "falcon", base="falcon-40b", num_hidden_layers=4, hidden_size=512,
       num_attention_heads=8, num_kv_heads=2, vocab_size=32000, gaps={"infer": FALCON_CACHE}, **IDS),
     F("Falcon-H1", "falcon_h1", mamba_d_ssm=1024, mamba_n_heads=16, mamba_d_head=64, mamba_n_groups=1,
-      mamba_d_state=64, mamba_chunk_size=128, setup=MAMBA_LORA, gaps={"lora": MAMBA2_LORA, "infer": MAMBA2_PREFILL},
+      mamba_d_state=64, mamba_chunk_size=128, setup=MAMBA_LORA, gaps={"infer": MAMBA2_PREFILL},
       **WIDTHS),
     F("Nemotron-H", "nemotron_h", layers_block_type=["linear_attention", "moe", "full_attention", "mlp"], n_routed_experts=8,
       moe_shared_expert_intermediate_size=256, mamba_num_heads=16, mamba_head_dim=64, ssm_state_size=64, n_groups=2,
       chunk_size=128, use_mamba_kernels=False, gaps={"infer": MAMBA2_PREFILL}, **{**WIDTHS, **MOE},
       setup={"lora": {"lora_targets": ("in_proj", "q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj")}}),
     F("Jamba", "jamba", attn_layer_period=4, attn_layer_offset=3, expert_layer_period=2, expert_layer_offset=1,
-      num_experts=4, num_experts_per_tok=2, mamba_dt_rank=32, use_mamba_kernels=False, gaps={"*": MAMBA1},
+      num_experts=4, num_experts_per_tok=2, mamba_dt_rank=32, use_mamba_kernels=False,
       setup=MAMBA1_SEQ,
       **WIDTHS),
     F("Mamba", "mamba", hidden_size=512, intermediate_size=1024, num_hidden_layers=4, vocab_size=32000,
-      time_step_rank=32, gaps={"*": MAMBA1}, setup={**MAMBA1_SEQ, "lora": {"lora_targets": ("in_proj", "x_proj", "dt_proj")}}, **IDS),
+      time_step_rank=32, setup={**MAMBA1_SEQ, "lora": {"lora_targets": ("in_proj", "x_proj", "dt_proj")}}, **IDS),
     F("Mamba-2", "mamba2", hidden_size=512, num_heads=16, head_dim=64, state_size=64, n_groups=2, chunk_size=128,
       num_hidden_layers=4, vocab_size=32000, time_step_rank=32, setup={"lora": {"lora_targets": ("in_proj",)}},
-      gaps={"lora": MAMBA2_LORA, "infer": MAMBA2_PREFILL},
+      gaps={"infer": MAMBA2_PREFILL},
       **IDS),
     # --- code models, older stacks
     F("StarCoder (gpt_bigcode)", "gpt_bigcode", base="santacoder", n_layer=4, n_embd=512, n_head=8, n_inner=2048,
