@@ -182,7 +182,6 @@ MOE_FP32 = ("MoE experts: transformers' grouped experts save fp32 routing tensor
             "that the shared MoE formula counts in bf16")
 ALTUP = ("prefill: ~5.5 MiB (about three hidden-sized bf16 tensors at 2,048 tokens) more alive at the AltUp "
          "layer's peak than the inference layer term; not attributed to a tensor yet")
-HYPER = "hyper-connections' four residual streams not in the activation formula (one stream)"
 T5_HEAD = ("the checkpoint's untied `lm_head` (counted by vramplan, with its gradient and AdamW states) is tied by "
            "transformers 5.24, which builds every T5 head tied")
 
@@ -192,8 +191,6 @@ MAMBA2_PREFILL = ("the Mamba-2 chunked scan's prefill temporaries (torch path: f
                   "as attention + MLP")
 DELTA_PREFILL = ("the gated delta-net's prefill temporaries (torch_chunk_gated_delta_rule, ~77 MiB per layer here) "
                  "are not in the inference layer peak")
-DSA_PREFILL = ("the DSA indexer's prefill scores (fp32 [batch, seq, index heads, seq] products, ~20 B per query, key "
-               "and indexer head) are not in the inference layer peak")
 LLAMA4_MOE = ("Llama4TextMoe runs every expert on every token (hidden_states.repeat(num_experts) x scores, dense bmm): "
               "expert activations scale with num_local_experts, the estimate counts the top-k")
 COHERE_ROPE = "Cohere's apply_rotary_pos_emb upcasts q and k to fp32 (q.float(), k.float()): ~6 MiB at prefill here"
@@ -229,7 +226,7 @@ FAMILIES: tuple[Family, ...] = (
     F("Kimi K2 / DeepSeek-V3", "deepseek_v3", n_routed_experts=8, first_k_dense_replace=1, n_group=1,
       topk_group=1, **{**WIDTHS, **MOE, **MLA}),
     F("DeepSeek-V3.2 (DSA)", "deepseek_v32", n_routed_experts=8, first_k_dense_replace=1, n_group=1,
-      topk_group=1, index_n_heads=16, index_head_dim=64, index_topk=256, gaps={"infer": DSA_PREFILL},
+      topk_group=1, index_n_heads=16, index_head_dim=64, index_topk=256,
       **{**WIDTHS, **MOE, **MLA}),
     # --- Llama 4, Gemma
     F("Llama 4", "llama4_text", layer_types=["chunked_attention"] * 3 + ["full_attention"], no_rope_layers=[1, 1, 1, 0],
@@ -255,7 +252,7 @@ FAMILIES: tuple[Family, ...] = (
     F("Hunyuan v4", "hy_v4", n_routed_experts=8, n_group=1, topk_group=1, index_n_heads=16, index_head_dim=64,
       index_topk=256, hc_mult=4, mlp_layer_types=["dense", "sparse", "sparse", "sparse"],
       layer_types=["indexed_attention"] * 4, indexer_types=["full", "full", "shared", "shared"],
-      gaps={"full": HYPER, "lora": HYPER, "infer": DSA_PREFILL + "; " + HYPER}, **{**WIDTHS, **MOE, **MLA}),
+      **{**WIDTHS, **MOE, **MLA}),
     # --- Granite, Cohere, OLMo, SmolLM3
     F("Granite", "granite", **WIDTHS),
     F("Granite 4 hybrid", "granitemoehybrid", layer_types=HYBRID4,
