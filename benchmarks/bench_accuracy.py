@@ -59,6 +59,10 @@ class Case:
         cfg["_name_or_path"] = self.model
         return cfg
 
+    def estimate_config(self) -> dict | str:
+        """The config the analytical estimate reads: the traced one."""
+        return self.config()
+
 
 def T(model, **kw):
     return Case(model, {"mode": "train", **kw})
@@ -240,7 +244,7 @@ def run_case(case: Case, quick: bool) -> Row:
     if any("traced with eager" in n for n in result.notes):
         setup = replace(setup, attention="eager")  # the estimate runs what transformers ran
     try:
-        analytical = analytical_estimate(cfg if isinstance(config, dict) else case.model, setup)
+        analytical = analytical_estimate(case.estimate_config() if isinstance(config, dict) else case.model, setup)
         failure = ()
     except ValueError as exc:  # the estimator refused the setup: report it, do not stop
         analytical, failure = None, (f"estimate failed: {exc}",)
