@@ -178,19 +178,12 @@ def F(name, model_type, base="", kind="decoder", gaps=None, setup=None, trace_ty
                   setup_edits=setup or {}, trace_type=trace_type, twin=twin or {})
 
 
-MOE_FP32 = ("MoE experts: transformers' grouped experts save fp32 routing tensors per token and expert "
-            "that the shared MoE formula counts in bf16")
 ALTUP = ("prefill: ~5.5 MiB (about three hidden-sized bf16 tensors at 2,048 tokens) more alive at the AltUp "
          "layer's peak than the inference layer term; not attributed to a tensor yet")
 T5_HEAD = ("the checkpoint's untied `lm_head` (counted by vramplan, with its gradient and AdamW states) is tied by "
            "transformers 5.24, which builds every T5 head tied")
 
 # Diagnosed gaps, found by this table: the term and its bytes at these configs
-MAMBA2_PREFILL = ("the Mamba-2 chunked scan's prefill temporaries (torch path: fp32 segment sums and intra-chunk "
-                  "products, ~127 MiB per layer here) are not in the inference layer peak, which prices the layer "
-                  "as attention + MLP")
-DELTA_PREFILL = ("the gated delta-net's prefill temporaries (torch_chunk_gated_delta_rule, ~77 MiB per layer here) "
-                 "are not in the inference layer peak")
 LLAMA4_MOE = ("Llama4TextMoe runs every expert on every token (hidden_states.repeat(num_experts) x scores, dense bmm): "
               "expert activations scale with num_local_experts, the estimate counts the top-k")
 COHERE_ROPE = "Cohere's apply_rotary_pos_emb upcasts q and k to fp32 (q.float(), k.float()): ~6 MiB at prefill here"
@@ -207,11 +200,11 @@ BLOOM_EAGER = ("eager ALiBi attention at prefill: baddbmm scores, their sum with
 
 FAMILIES: tuple[Family, ...] = (
     # --- Qwen
-    F("Qwen3.5", "qwen3_5_text", layer_types=HYBRID4, gaps={"infer": DELTA_PREFILL}, **WIDTHS, **DELTA_NET),
+    F("Qwen3.5", "qwen3_5_text", layer_types=HYBRID4, **WIDTHS, **DELTA_NET),
     F("Qwen3.5-MoE", "qwen3_5_moe_text", layer_types=HYBRID4, num_experts=8, shared_expert_intermediate_size=256,
-      gaps={"full": MOE_FP32, "lora": MOE_FP32, "infer": DELTA_PREFILL}, **WIDTHS, **DELTA_NET, **MOE),
+      **WIDTHS, **DELTA_NET, **MOE),
     F("Qwen3-Next", "qwen3_next", layer_types=HYBRID4, num_experts=8, shared_expert_intermediate_size=256,
-      mlp_only_layers=[], gaps={"full": MOE_FP32, "lora": MOE_FP32, "infer": DELTA_PREFILL}, **WIDTHS, **DELTA_NET,
+      mlp_only_layers=[], **WIDTHS, **DELTA_NET,
       **MOE),
     F("Qwen2.5-VL text", "qwen2_5_vl_text", trace_type="qwen2", **{**WIDTHS, "num_attention_heads": 4, "head_dim": 128}),
     F("Qwen3-VL text", "qwen3_vl_text", trace_type="qwen3", **{**WIDTHS, "num_attention_heads": 4, "head_dim": 128}),
@@ -257,7 +250,7 @@ FAMILIES: tuple[Family, ...] = (
     F("Granite", "granite", **WIDTHS),
     F("Granite 4 hybrid", "granitemoehybrid", layer_types=HYBRID4,
       num_local_experts=8, num_experts_per_tok=2, shared_intermediate_size=512, mamba_n_heads=16, mamba_d_head=64,
-      mamba_d_state=64, mamba_n_groups=1, mamba_chunk_size=128, gaps={"infer": MAMBA2_PREFILL},
+      mamba_d_state=64, mamba_n_groups=1, mamba_chunk_size=128,
       **WIDTHS),
     F("Cohere (Command R)", "cohere", gaps={"infer": COHERE_ROPE}, **WIDTHS),
     F("Cohere2 (Command R7B / A)", "cohere2", layer_types=SLIDING4, sliding_window=512, gaps={"infer": COHERE_ROPE},
@@ -271,11 +264,11 @@ FAMILIES: tuple[Family, ...] = (
     F("Falcon (40B layout)", "falcon", base="falcon-40b", num_hidden_layers=4, hidden_size=512,
       num_attention_heads=8, num_kv_heads=2, vocab_size=32000, gaps={"infer": FALCON_CACHE}, **IDS),
     F("Falcon-H1", "falcon_h1", mamba_d_ssm=1024, mamba_n_heads=16, mamba_d_head=64, mamba_n_groups=1,
-      mamba_d_state=64, mamba_chunk_size=128, setup=MAMBA_LORA, gaps={"infer": MAMBA2_PREFILL},
+      mamba_d_state=64, mamba_chunk_size=128, setup=MAMBA_LORA,
       **WIDTHS),
     F("Nemotron-H", "nemotron_h", layers_block_type=["linear_attention", "moe", "full_attention", "mlp"], n_routed_experts=8,
       moe_shared_expert_intermediate_size=256, mamba_num_heads=16, mamba_head_dim=64, ssm_state_size=64, n_groups=2,
-      chunk_size=128, use_mamba_kernels=False, gaps={"infer": MAMBA2_PREFILL}, **{**WIDTHS, **MOE},
+      chunk_size=128, use_mamba_kernels=False, **{**WIDTHS, **MOE},
       setup={"lora": {"lora_targets": ("in_proj", "q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj")}}),
     F("Jamba", "jamba", attn_layer_period=4, attn_layer_offset=3, expert_layer_period=2, expert_layer_offset=1,
       num_experts=4, num_experts_per_tok=2, mamba_dt_rank=32, use_mamba_kernels=False,
@@ -285,7 +278,6 @@ FAMILIES: tuple[Family, ...] = (
       time_step_rank=32, setup={**MAMBA1_SEQ, "lora": {"lora_targets": ("in_proj", "x_proj", "dt_proj")}}, **IDS),
     F("Mamba-2", "mamba2", hidden_size=512, num_heads=16, head_dim=64, state_size=64, n_groups=2, chunk_size=128,
       num_hidden_layers=4, vocab_size=32000, time_step_rank=32, setup={"lora": {"lora_targets": ("in_proj",)}},
-      gaps={"infer": MAMBA2_PREFILL},
       **IDS),
     # --- code models, older stacks
     F("StarCoder (gpt_bigcode)", "gpt_bigcode", base="santacoder", n_layer=4, n_embd=512, n_head=8, n_inner=2048,
@@ -309,9 +301,6 @@ FAMILIES: tuple[Family, ...] = (
     # --- remote-code families: vramplan reads their keys; the trace builds the transformers twin
     F("ChatGLM3 (remote code)", "chatglm", base="chatglm3-6b", num_layers=4, hidden_size=512, ffn_hidden_size=1024,
       kv_channels=64, num_attention_heads=8, multi_query_group_num=2, padded_vocab_size=32000,
-      gaps={"infer": "the chatglm reading takes partial_rotary_factor 1.0 (ChatGLM rotates half of each head, "
-                     "RotaryEmbedding(kv_channels // 2), as glm's 0.5 does) and so leaves out the partial-rotary "
-                     "split and concatenation at prefill (~4 MiB here)"},
       twin=dict(WIDTHS, model_type="glm", attention_bias=True, partial_rotary_factor=0.5, tie_word_embeddings=False)),
     F("InternLM2.5 (remote code)", "internlm2", base="internlm2.5-7b", num_hidden_layers=4, hidden_size=512,
       intermediate_size=1024, num_attention_heads=8, num_key_value_heads=2, vocab_size=32000,
