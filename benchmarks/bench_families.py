@@ -184,8 +184,6 @@ T5_HEAD = ("the checkpoint's untied `lm_head` (counted by vramplan, with its gra
            "transformers 5.24, which builds every T5 head tied")
 
 # Diagnosed gaps, found by this table: the term and its bytes at these configs
-LLAMA4_MOE = ("Llama4TextMoe runs every expert on every token (hidden_states.repeat(num_experts) x scores, dense bmm): "
-              "expert activations scale with num_local_experts, the estimate counts the top-k")
 COHERE_ROPE = "Cohere's apply_rotary_pos_emb upcasts q and k to fp32 (q.float(), k.float()): ~6 MiB at prefill here"
 BIGCODE_BUFFER = ("GPTBigCode's `bias` buffer (a bool n_positions x n_positions causal mask: 4 MiB at 2,048 "
                   "positions, 64 MiB at StarCoder's 8,192) is not counted")
@@ -224,7 +222,7 @@ FAMILIES: tuple[Family, ...] = (
     # --- Llama 4, Gemma
     F("Llama 4", "llama4_text", layer_types=["chunked_attention"] * 3 + ["full_attention"], no_rope_layers=[1, 1, 1, 0],
       attention_chunk_size=512, num_local_experts=4, num_experts_per_tok=1, interleave_moe_layer_step=2,
-      setup={"lora": {"lora_targets": ATTN_MLP}}, gaps={"*": LLAMA4_MOE},
+      setup={"lora": {"lora_targets": ATTN_MLP}},
       intermediate_size_mlp=2048, **WIDTHS),
     F("Gemma 3n", "gemma3n_text", layer_types=["sliding_attention", "full_attention"] * 2, sliding_window=512, intermediate_size=[1024] * 4,
       num_kv_shared_layers=2, activation_sparsity_pattern=[0.95, 0.0, 0.0, 0.0], vocab_size_per_layer_input=32000,

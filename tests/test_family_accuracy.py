@@ -45,8 +45,7 @@ CASES = [
     ("MiniMax-01", "full", {}, None),  # lightning attention beside softmax attention
     ("Mamba", "full", {"seq": 64}, None),  # Mamba-1's selective scan (PyTorch path: one step per token)
     ("T5", "lora", {}, None),
-    ("Llama 4", "full", {}, _gap("Llama4TextMoe runs every expert on every token (hidden_states.repeat(num_experts)); "
-                                 "the estimate counts top-k experts")),
+    ("Llama 4", "full", {}, None),  # every expert on every token (Llama4TextMoe), chunked attention
     ("Falcon (7B layout)", "full", {}, _gap("multi-query K/V (1 head) reach SDPA without enable_gqa: CUDA runs the "
                                             "math path (fp32 probabilities); the estimate prices flash")),
     ("Mamba-2", "infer", {}, None),  # the chunked scan's prefill temporaries

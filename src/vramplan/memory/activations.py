@@ -664,6 +664,8 @@ def _moe_parts(spec: ModelSpec, moe: MoESpec, ctx: ActivationContext) -> list[Ac
     kept by the up GEMM for its weight gradient), gate-up, activation and product (the
     down GEMM's input), the down output (``w h``, kept by the weighting), the routing
     weight, and :data:`GROUPED_EXPERT_INDICES` int64 indices."""
+    if spec.model_type in EVERY_EXPERT_FAMILIES:
+        return _every_expert_parts(spec, moe, ctx)
     h, w = spec.hidden_size, ctx.w
     k = moe.experts_per_token
     # a frozen expert (LoRA: no adapters on fused experts) needs no copy of its gathered
@@ -682,6 +684,33 @@ def _moe_parts(spec: ModelSpec, moe: MoESpec, ctx: ActivationContext) -> list[Ac
         if moe.shared_expert_gate:
             shared += c * (h + 1)  # sigmoid gate output and the gated product's other input
         parts.append(_part("moe/shared_experts", shared, ctx, sharded=True))
+    return parts
+
+
+EVERY_EXPERT_FAMILIES = frozenset({"llama4_text"})
+"""Families whose MoE block runs every expert on every token: ``Llama4TextMoe`` repeats
+the hidden states once per expert (``hidden_states.repeat(E, 1)``), scales each copy by
+its scattered router score (zero off the top-k) and runs ``torch.bmm`` per expert, so the
+experts' activations grow with ``num_experts``, not the top-k. ``bmm`` is on autocast's
+list: they compute in the compute dtype, and their weights are cast like any linear's."""
+
+
+def _every_expert_parts(spec: ModelSpec, moe: MoESpec, ctx: ActivationContext) -> list[ActivationPart]:
+    """:func:`_moe_parts` of an :data:`EVERY_EXPERT_FAMILIES` block. Per token and expert,
+    the repeated input (kept by the score product), the scaled copy
+    (kept by the gate/up ``bmm`` for its weight gradient, when the experts train), and the
+    gated MLP's gate/up, activation and product (the down ``bmm``'s input). The repeated
+    input is in the residual stream's dtype; the gate/up ``bmm`` keeps its autocast cast
+    of the scaled copy."""
+    trained = not ctx.frozen_base or ctx.trained_experts
+    expert_ctx = replace(ctx, linear_output_bytes=ctx.c)
+    per_expert = spec.hidden_size * (ctx.r + ctx.c * int(trained)) + \
+        _dense_mlp_per_token(spec, expert_ctx, moe.expert_intermediate_size, trained)
+    parts = [_part("moe/router", _router_per_token(spec, moe, ctx), ctx, sharded=False),
+             _part("moe/experts", moe.num_experts * per_expert, ctx, sharded=True)]
+    if moe.shared_expert_intermediate_size:
+        parts.append(_part("moe/shared_experts", _dense_mlp_per_token(spec, ctx, moe.shared_expert_intermediate_size),
+                           ctx, sharded=True))
     return parts
 
 
@@ -873,8 +902,9 @@ def layer_weight_cast_bytes(spec: ModelSpec, ctx: ActivationContext) -> int:
     """
     if not ctx.recipe.autocast:
         return 0
+    every_expert = spec.model_type in EVERY_EXPERT_FAMILIES  # torch.bmm experts: cast like linears
     linear = sum(g.params for g in model_tensors(spec)
-                 if g.role == "linear" and g.per_layer and g.component != "experts")
+                 if g.role == "linear" and g.per_layer and (g.component != "experts" or every_expert))
     return ctx.c * linear // spec.num_layers // ctx.tp
 
 

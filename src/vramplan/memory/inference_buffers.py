@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vramplan.dtypes import FP32_BYTES
+from vramplan.memory.activations import EVERY_EXPERT_FAMILIES
 from vramplan.memory import compressed_attention, sparse_indexer
 from vramplan.memory.weights import kv_heads_per_rank
 from vramplan.model.spec import MLASpec, ModelSpec
@@ -379,6 +380,8 @@ def moe_width_per_token(spec: ModelSpec, tp: int, impl: MoEImpl) -> int:
     if moe is None:
         return 0
     k, h, w = moe.experts_per_token, spec.hidden_size, moe.expert_intermediate_size // tp
+    if impl == "grouped" and spec.model_type in EVERY_EXPERT_FAMILIES:
+        k = moe.num_experts  # every expert runs on every token (Llama4TextMoe's repeat + bmm)
     if impl == "grouped":
         down_copies = MOE_GROUPED_COPIES_AT_DOWN + (2 if spec.model_type in FP32_ROUTING_WEIGHT_FAMILIES else 0)
         routed = max(k * (h + 4 * w), down_copies * k * h)
