@@ -69,8 +69,12 @@ def test_per_layer_weight_split_adds_up_to_every_tensor(spec):
     from vramplan.memory.weights import format_group_bytes, layer_weights, weight_bytes_per_rank
 
     split = layer_weights(spec, format_group_bytes(spec, "bf16"))
+    from vramplan.model.tensors import model_tensors
+
     assert split.total_bytes == sum(weight_bytes_per_rank(spec, "bf16"))
-    assert split.total_bytes == 2 * count_params(spec).total_params
+    # 2 bytes a parameter, 4 for the tensors transformers keeps in fp32 (_keep_in_fp32_modules_strict)
+    kept_fp32 = sum(g.params for g in model_tensors(spec) if g.kept_fp32)
+    assert split.total_bytes == 2 * count_params(spec).total_params + 2 * kept_fp32
     assert all(b > 0 for b in split.per_layer_bytes)
 
 
