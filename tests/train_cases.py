@@ -8,11 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 TINY_LLAMA = dict(model_type="llama", vocab_size=1000, hidden_size=128, intermediate_size=344,
-                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
                   use_cache=False, tie_word_embeddings=False)
-"""Llama with GQA; vocabulary kept small so the layers, not the logits, set the peak."""
+"""Llama; vocabulary kept small so the layers, not the logits, set the peak. As many key as
+query heads: with grouped keys in fp32, CUDA's SDPA runs the math kernel and a CPU step a
+fused one, so this CPU oracle cannot speak for that case (the trace, which follows CUDA's
+kernel choice, does: tests/test_sdpa_math_kernel.py)."""
 WIDE_LLAMA = dict(TINY_LLAMA, vocab_size=512, hidden_size=256, intermediate_size=688, num_attention_heads=8,
-                  num_key_value_heads=4, num_hidden_layers=3)
+                  num_key_value_heads=8, num_hidden_layers=3)
 SMALL_VOCAB_LLAMA = dict(WIDE_LLAMA, vocab_size=64)
 """Logits negligible: the peak falls inside a layer's backward."""
 TINY_GPT2 = dict(model_type="gpt2", vocab_size=1000, n_embd=128, n_layer=2, n_head=4, n_positions=1024,
@@ -20,7 +23,7 @@ TINY_GPT2 = dict(model_type="gpt2", vocab_size=1000, n_embd=128, n_layer=2, n_he
                  use_cache=False)
 TINY_QWEN_MOE = dict(model_type="qwen2_moe", vocab_size=1000, hidden_size=128, intermediate_size=344,
                      moe_intermediate_size=96, shared_expert_intermediate_size=192, num_experts=8,
-                     num_experts_per_tok=2, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                     num_experts_per_tok=2, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
                      max_position_embeddings=1024, use_cache=False, decoder_sparse_step=1, mlp_only_layers=[],
                      norm_topk_prob=False)
 TINY_MLA = dict(model_type="deepseek_v3", vocab_size=1000, hidden_size=128, intermediate_size=344,

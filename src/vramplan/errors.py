@@ -130,6 +130,10 @@ class UnreadModelTypeError(ConfigError):
         self.config = config
         self.name = name
 
+    def to_dict(self) -> dict:
+        """The JSON error of a :class:`ConfigError` (the carried config stays in Python)."""
+        return {"ok": False, "error": {"type": "ConfigError", "message": str(self)}}
+
 
 class LayoutError(VramplanError):
     """A parallel layout (dp x tp x pp x ...) breaks an invariant."""

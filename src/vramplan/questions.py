@@ -317,6 +317,8 @@ def _meta_params(unread) -> dict:
         count = meta_param_count(unread.config)
     except (MissingExtraError, ConfigError):
         raise unread from None
+    except Exception:  # noqa: BLE001 - transformers refusing a hostile config in its own words
+        raise unread from None
     mtype = unread.config.get("model_type")
     return {"model": unread.name, "total_params": count.total_params, "active_params": None,
             "active_params_reason": "not modelled for this type",

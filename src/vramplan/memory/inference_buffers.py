@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vramplan.dtypes import FP32_BYTES
+from vramplan.intmath import ceil_div
 from vramplan.memory.activations import EVERY_EXPERT_FAMILIES
 from vramplan.memory import compressed_attention, sparse_indexer
 from vramplan.memory.weights import kv_heads_per_rank
@@ -528,7 +529,7 @@ def lightning_attention_phase_bytes(spec: ModelSpec, shape: ForwardShape, *, tp:
     heads = spec.num_attention_heads // tp
     head_dim, block, s = spec.head_dim, spec.lightning_block_size, shape.query_tokens
     width = heads * head_dim
-    blocks = -(-s // block)
+    blocks = ceil_div(s, block)
     last = s - (blocks - 1) * block
     held = shape.tokens * ((shape.held_hidden + 1) * spec.hidden_size + _rotary_table(spec) + 3 * width) * c
     state = heads * head_dim * head_dim

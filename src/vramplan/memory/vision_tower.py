@@ -52,6 +52,7 @@ import math
 from dataclasses import dataclass, replace
 
 from vramplan.errors import InputError
+from vramplan.intmath import ceil_div
 from vramplan.model.spec import ModelSpec, TowerSpec
 from vramplan.model.towers import image_patches
 
@@ -155,7 +156,7 @@ def _mllama_tower_bytes(tower: TowerSpec, *, media: int, act_bytes: int) -> int:
     live tensors."""
     side = tower.image_size or DEFAULT_TILE_SIDE
     grid = (side // tower.patch_size) ** 2
-    padded = -(-(grid + 1) // MLLAMA_PATCH_MULTIPLE) * MLLAMA_PATCH_MULTIPLE
+    padded = ceil_div(grid + 1, MLLAMA_PATCH_MULTIPLE) * MLLAMA_PATCH_MULTIPLE
     states = media * tower.tiles * padded
     c, h = act_bytes, tower.hidden_size
     pixels = media * tower.tiles * grid * pixel_values_per_patch(tower) * PIXEL_BYTES
