@@ -127,3 +127,16 @@ def kv_bytes_after_forward(config, tokens: int, batch: int = 2) -> int:
     """Bytes of the 4-D (key/value) tensors transformers' cache holds after one bf16
     forward of ``batch`` x ``tokens`` random tokens through the model ``config`` builds."""
     return cache_bytes(forward_cache(model_from_config(config), batch, tokens), min_dim=4, max_dim=4)
+
+
+def estimate_vs_trace(config: dict, setup):
+    """``(error, traced, estimate)``: the analytical estimate of ``config`` under the
+    :class:`~vramplan.trace.setup.TraceSetup` ``setup`` against one traced step (error =
+    estimate / trace tensor peak - 1)."""
+    pytest.importorskip("torch")
+    from vramplan.trace.compare import analytical_estimate, tensor_bytes
+    from vramplan.trace.run import run_trace
+
+    traced = run_trace(config, setup)
+    estimate = analytical_estimate(config, setup)
+    return tensor_bytes(estimate) / traced.peak_bytes - 1, traced, estimate
