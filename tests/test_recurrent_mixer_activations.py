@@ -114,26 +114,32 @@ def test_decay_buffers_match_the_module():
     assert lightning_buffer_elements(spec) == 3 * per_layer
 
 
-@pytest.mark.parametrize("seq,batch", [(1, 1), (255, 1), (256, 3), (257, 2), (4096, 2)])
-def test_more_context_never_less(seq, batch):
-    """Monotone in sequence and batch, across block boundaries."""
+def _never_less(family: str, mixer: str, phase: str, seq: int, batch: int) -> None:
+    """The mixer's training bytes and its prefill high point never fall with more
+    context or batch."""
+    from vramplan.memory import inference_buffers, mixer_activations
     from vramplan.memory.activations import ActivationContext
-    from vramplan.memory.inference_buffers import ForwardShape, lightning_attention_phase_bytes
-    from vramplan.memory.mixer_activations import lightning_attention_mixer_bytes
+    from vramplan.memory.inference_buffers import ForwardShape
     from vramplan.memory.precision import get_precision
     from vramplan.model.hf_config import spec_from_config
 
-    spec = spec_from_config(dict(FAMILIES["minimax"]))
+    spec = spec_from_config(dict(FAMILIES[family]))
     recipe = get_precision("bf16-mixed")
 
     def train(s, b):
-        return lightning_attention_mixer_bytes(spec, ActivationContext(recipe=recipe, batch=b, seq=s))[0]
+        return getattr(mixer_activations, mixer)(spec, ActivationContext(recipe=recipe, batch=b, seq=s))[0]
 
     def prefill(s, b):
-        return lightning_attention_phase_bytes(spec, ForwardShape(sequences=b, query_tokens=s, kv_tokens=s))
+        return getattr(inference_buffers, phase)(spec, ForwardShape(sequences=b, query_tokens=s, kv_tokens=s))
 
     for f in (train, prefill):
         assert f(seq + 1, batch) >= f(seq, batch) and f(seq, batch + 1) >= f(seq, batch), f.__name__
+
+
+@pytest.mark.parametrize("seq,batch", [(1, 1), (255, 1), (256, 3), (257, 2), (4096, 2)])
+def test_more_context_never_less(seq, batch):
+    """Monotone in sequence and batch, across block boundaries."""
+    _never_less("minimax", "lightning_attention_mixer_bytes", "lightning_attention_phase_bytes", seq, batch)
 
 
 RG_LRU_CASES = [
@@ -168,23 +174,7 @@ def test_recurrent_gemma_carries_no_transformer_note_and_soft_caps():
 
 @pytest.mark.parametrize("seq,batch", [(1, 1), (2, 1), (100, 2), (4096, 3)])
 def test_rg_lru_more_context_never_less(seq, batch):
-    from vramplan.memory.activations import ActivationContext
-    from vramplan.memory.inference_buffers import ForwardShape, rg_lru_phase_bytes
-    from vramplan.memory.mixer_activations import rg_lru_mixer_bytes
-    from vramplan.memory.precision import get_precision
-    from vramplan.model.hf_config import spec_from_config
-
-    spec = spec_from_config(dict(FAMILIES["recurrent_gemma"]))
-    recipe = get_precision("bf16-mixed")
-
-    def train(s, b):
-        return rg_lru_mixer_bytes(spec, ActivationContext(recipe=recipe, batch=b, seq=s))[0]
-
-    def prefill(s, b):
-        return rg_lru_phase_bytes(spec, ForwardShape(sequences=b, query_tokens=s, kv_tokens=s))
-
-    for f in (train, prefill):
-        assert f(seq + 1, batch) >= f(seq, batch) and f(seq, batch + 1) >= f(seq, batch), f.__name__
+    _never_less("recurrent_gemma", "rg_lru_mixer_bytes", "rg_lru_phase_bytes", seq, batch)
 
 
 XLSTM = dict(model_type="xlstm", hidden_size=64, embedding_dim=64, num_hidden_layers=2, num_blocks=2, vocab_size=100,

@@ -592,12 +592,7 @@ def _lfm3(cfg: Config, f: dict[str, Any]) -> None:
 def _deltanet(cfg: Config, f: dict[str, Any]) -> None:
     """Qwen3-Next / Qwen3.5: ``linear_attention`` layers are gated delta-nets, the
     others gated full attention (q_proj doubled for the output gate)."""
-    _mixers_from_layer_types(cfg, f, "gated_deltanet")
-    f["deltanet"] = DeltaNetSpec(num_k_heads=_pos(cfg, ("linear_num_key_heads",)),
-                                 num_v_heads=_pos(cfg, ("linear_num_value_heads",)),
-                                 head_k_dim=_pos(cfg, ("linear_key_head_dim",)),
-                                 head_v_dim=_pos(cfg, ("linear_value_head_dim",)),
-                                 conv_kernel=_pos(cfg, ("linear_conv_kernel_dim",)))
+    _deltanet_layers(cfg, f)
     f["attention_gate"] = "q_proj"
 
 
